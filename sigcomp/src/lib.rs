@@ -4,3 +4,5 @@
 //! (RFC 4077), the static dictionaries (RFC 3485, RFC 5112), UDP and TCP
 //! framing, and an assembler and disassembler for UDVM code (RFC 4464).
 //! It does no IO.
+
+pub mod asm;

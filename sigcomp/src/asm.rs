@@ -1,0 +1,1 @@
+//! Assembler and disassembler for the UDVM assembly language of RFC 4464 §3.
