@@ -9,6 +9,7 @@
 mod encryption;
 mod error;
 mod integrity;
+pub mod milenage;
 mod registry;
 
 pub use encryption::Cipher;
