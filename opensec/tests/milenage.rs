@@ -4,6 +4,8 @@
 //! The data files are copies of `shared/refs/data/` (see their headers for
 //! where the bytes come from).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap
+
 use std::collections::BTreeMap;
 
 use opensec::milenage::Milenage;
