@@ -1,0 +1,75 @@
+//! Runs every vector file shipped in `data/` and checks that each passes and
+//! that the expected number of cases ran (so a file that silently loses its
+//! cases fails here).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// File name -> number of cases it must hold.
+const EXPECTED: &[(&str, usize)] = &[
+    ("3des-cbc-fips81-sp800-20.txt", 36),
+    ("3des-ecb-sp800-67-sp800-20.txt", 36),
+    ("aes-cbc-rfc3602.txt", 8),
+    ("aes-cmac-96-rfc4494.txt", 4),
+    ("aes-xcbc-mac-rfc3566.txt", 7),
+    ("des-cbc-fips81.txt", 1),
+    ("des-ecb-fips81-sp800-20.txt", 36),
+    ("gsm-milenage-ts55205.txt", 19),
+    ("hmac-md5-rfc2202.txt", 7),
+    ("hmac-sha1-rfc2202.txt", 7),
+    ("hmac-sha256-rfc4231.txt", 7),
+    ("hmac-sha256-rfc4868.txt", 10),
+    ("http-digest-rfc2617.txt", 1),
+    ("md5-rfc1321.txt", 7),
+    ("milenage-ts35208.txt", 20),
+    ("sha1-rfc3174.txt", 4),
+];
+
+#[test]
+fn every_shipped_vector_passes() {
+    let reports = vectors::run_dir(Path::new(vectors::DEFAULT_DIR)).unwrap();
+    let mut failures = Vec::new();
+    for r in &reports {
+        if let Some(e) = &r.error {
+            failures.push(format!("{}: {e}", r.name));
+        }
+        for c in r.cases.iter().filter(|c| !c.passed()) {
+            failures.push(format!(
+                "{} [{}] line {}: {:?}",
+                r.name, c.name, c.line, c.failures
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "failed vectors:\n{}",
+        failures.join("\n")
+    );
+
+    let got: BTreeMap<&str, usize> = reports
+        .iter()
+        .map(|r| (r.name.as_str(), r.cases.len()))
+        .collect();
+    let want: BTreeMap<&str, usize> = EXPECTED.iter().copied().collect();
+    assert_eq!(got, want, "files or case counts changed");
+    let total: usize = reports.iter().map(|r| r.passed()).sum();
+    assert_eq!(total, 210);
+}
+
+#[test]
+fn mac_cases_run_negative_checks() {
+    // RFC 4868 AUTH256 cases have 32-byte keys, so Integrity (HMAC-SHA-256-128)
+    // runs with its flipped-bit negatives: more checks than the positive ones.
+    let r = vectors::run_file(&Path::new(vectors::DEFAULT_DIR).join("hmac-sha256-rfc4868.txt"));
+    let auth = r
+        .cases
+        .iter()
+        .find(|c| c.name.contains("AUTH256-1"))
+        .unwrap();
+    assert!(auth.checks >= 7, "{auth:?}");
+    let r = vectors::run_file(&Path::new(vectors::DEFAULT_DIR).join("aes-cbc-rfc3602.txt"));
+    let esp = r.cases.iter().find(|c| c.name.contains("#5")).unwrap();
+    assert!(esp.checks >= 12, "{esp:?}");
+}
