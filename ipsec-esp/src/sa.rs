@@ -1,0 +1,955 @@
+//! The per-SA transform: parameters, sequence numbers, replay window, and
+//! ESP/AH encapsulation and decapsulation in place.
+
+use core::fmt;
+use core::ops::Range;
+use std::net::IpAddr;
+
+use opensec::{AuthAlgorithm, Cipher, EncAlgorithm, Integrity};
+use zeroize::Zeroize;
+
+use crate::ah::{self, AH_FIXED_LEN, MAX_ICV_FIELD, Scratch};
+use crate::replay::ReplayWindow;
+use crate::wire::{
+    self, HeaderChain, IPV4_HEADER_LEN, IPV6_HEADER_LEN, IpVersion, Ipv4Packet, Ipv6Packet,
+    UDP_HEADER_LEN, proto,
+};
+use crate::{Error, IvSource, Mode, Protocol, Spi, UdpEncap};
+
+/// ESP header: SPI + Sequence Number (RFC 4303 §2).
+pub const ESP_HEADER_LEN: usize = 8;
+
+/// Everything needed to build an SA's transform. Keys are moved in and
+/// zeroized when the parameters are dropped.
+pub struct SaParams {
+    /// Security Parameters Index.
+    pub spi: Spi,
+    /// ESP or AH.
+    pub protocol: Protocol,
+    /// Transport or tunnel.
+    pub mode: Mode,
+    /// Outer source (sender); the tunnel's source in tunnel mode.
+    pub src: IpAddr,
+    /// Outer destination; the tunnel's destination in tunnel mode.
+    pub dst: IpAddr,
+    /// Encryption algorithm (`Null` for AH).
+    pub enc: EncAlgorithm,
+    /// Encryption key.
+    pub enc_key: Vec<u8>,
+    /// Integrity algorithm (`Null` = none, ESP only).
+    pub auth: AuthAlgorithm,
+    /// Integrity key.
+    pub auth_key: Vec<u8>,
+    /// Anti-replay window in packets; 0 = no replay check.
+    pub replay_window: u32,
+    /// Extended (64-bit) sequence numbers (RFC 4303 §2.2.1).
+    pub esn: bool,
+    /// ESP in UDP (RFC 3948).
+    pub udp_encap: Option<UdpEncap>,
+    /// The last sequence number sent (normally 0: the first packet carries 1).
+    pub seq: u64,
+}
+
+impl Drop for SaParams {
+    fn drop(&mut self) {
+        self.enc_key.zeroize();
+        self.auth_key.zeroize();
+    }
+}
+
+impl fmt::Debug for SaParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SaParams")
+            .field("spi", &self.spi)
+            .field("protocol", &self.protocol)
+            .field("mode", &self.mode)
+            .field("src", &self.src)
+            .field("dst", &self.dst)
+            .field("enc", &self.enc)
+            .field("auth", &self.auth)
+            .field("keys", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// The result of a successful decapsulation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decapped {
+    /// Where the decapsulated packet lies in the caller's buffer: the
+    /// original IP packet (transport mode), the inner IP packet (tunnel
+    /// mode), or the ESP payload data ([`Sa::decap_esp`]).
+    pub range: Range<usize>,
+    /// The Next Header of the protected payload (RFC 4303 §2.6).
+    pub next_header: u8,
+    /// The full sequence number of the packet (ESN: inferred high bits).
+    pub seq: u64,
+}
+
+/// One SA's transform. Not `Clone`: sequence numbers must never repeat.
+pub struct Sa {
+    spi: Spi,
+    protocol: Protocol,
+    mode: Mode,
+    src: IpAddr,
+    dst: IpAddr,
+    cipher: Cipher,
+    integrity: Option<Integrity>,
+    enc_key: Vec<u8>,
+    auth_key: Vec<u8>,
+    esn: bool,
+    udp_encap: Option<UdpEncap>,
+    seq: u64,
+    replay: ReplayWindow,
+}
+
+impl Drop for Sa {
+    fn drop(&mut self) {
+        self.enc_key.zeroize();
+        self.auth_key.zeroize();
+    }
+}
+
+impl fmt::Debug for Sa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sa")
+            .field("spi", &self.spi)
+            .field("protocol", &self.protocol)
+            .field("mode", &self.mode)
+            .field("src", &self.src)
+            .field("dst", &self.dst)
+            .field("enc", &self.cipher.algorithm())
+            .field("auth", &self.auth())
+            .field("seq", &self.seq)
+            .field("replay", &(self.replay.size(), self.replay.top()))
+            .finish_non_exhaustive()
+    }
+}
+
+fn invalid(reason: &'static str) -> Error {
+    Error::InvalidSa { reason }
+}
+
+impl Sa {
+    /// Builds the transform; key lengths are checked by `opensec` (the
+    /// error names the expected length).
+    pub fn new(mut params: SaParams) -> Result<Sa, Error> {
+        match params.protocol {
+            Protocol::Ah => {
+                if params.enc != EncAlgorithm::Null {
+                    return Err(invalid("AH has no encryption algorithm"));
+                }
+                if params.auth == AuthAlgorithm::Null {
+                    return Err(invalid("AH needs an integrity algorithm"));
+                }
+                if params.udp_encap.is_some() {
+                    return Err(invalid("UDP encapsulation (RFC 3948) is for ESP only"));
+                }
+            }
+            Protocol::Esp => {
+                // RFC 4303 §3.2: encryption and integrity MUST NOT both be NULL.
+                if params.enc == EncAlgorithm::Null && params.auth == AuthAlgorithm::Null {
+                    return Err(invalid("ESP with NULL encryption and no integrity"));
+                }
+            }
+        }
+        if params.mode == Mode::Tunnel && params.src.is_ipv4() != params.dst.is_ipv4() {
+            return Err(Error::AddressFamilyMismatch);
+        }
+        if !params.esn && params.seq > u64::from(u32::MAX) {
+            return Err(invalid("sequence number above 2^32-1 without ESN"));
+        }
+        let replay = ReplayWindow::new(params.replay_window)?;
+        let enc_key = core::mem::take(&mut params.enc_key);
+        let auth_key = core::mem::take(&mut params.auth_key);
+        let built = (|| {
+            let cipher = Cipher::new(params.enc, &enc_key)?;
+            let integrity = match params.auth {
+                AuthAlgorithm::Null => {
+                    if !auth_key.is_empty() {
+                        return Err(invalid("key given for NULL integrity"));
+                    }
+                    None
+                }
+                a => Some(Integrity::new(a, &auth_key)?),
+            };
+            if integrity
+                .as_ref()
+                .is_some_and(|i| i.icv_len() > MAX_ICV_FIELD - 4)
+            {
+                return Err(invalid("ICV too long"));
+            }
+            Ok((cipher, integrity))
+        })();
+        let (cipher, integrity) = match built {
+            Ok(v) => v,
+            Err(e) => {
+                let (mut k1, mut k2) = (enc_key, auth_key);
+                k1.zeroize();
+                k2.zeroize();
+                return Err(e);
+            }
+        };
+        Ok(Sa {
+            spi: params.spi,
+            protocol: params.protocol,
+            mode: params.mode,
+            src: params.src,
+            dst: params.dst,
+            cipher,
+            integrity,
+            enc_key,
+            auth_key,
+            esn: params.esn,
+            udp_encap: params.udp_encap,
+            seq: params.seq,
+            replay,
+        })
+    }
+
+    /// SPI.
+    pub fn spi(&self) -> Spi {
+        self.spi
+    }
+    /// ESP or AH.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+    /// Transport or tunnel.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+    /// Source address (tunnel source in tunnel mode).
+    pub fn src(&self) -> IpAddr {
+        self.src
+    }
+    /// Destination address (tunnel destination in tunnel mode).
+    pub fn dst(&self) -> IpAddr {
+        self.dst
+    }
+    /// Encryption algorithm.
+    pub fn enc(&self) -> EncAlgorithm {
+        self.cipher.algorithm()
+    }
+    /// Integrity algorithm.
+    pub fn auth(&self) -> AuthAlgorithm {
+        self.integrity
+            .as_ref()
+            .map_or(AuthAlgorithm::Null, |i| i.algorithm())
+    }
+    /// Replay window size in packets (0 = no check).
+    pub fn replay_window(&self) -> u32 {
+        self.replay.size()
+    }
+    /// Whether extended sequence numbers are used.
+    pub fn esn(&self) -> bool {
+        self.esn
+    }
+    /// RFC 3948 UDP encapsulation ports, if any.
+    pub fn udp_encap(&self) -> Option<UdpEncap> {
+        self.udp_encap
+    }
+    /// The last sequence number sent (0 before the first packet).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+    /// Inbound replay state for printing: (highest sequence number
+    /// received, window size in packets).
+    pub fn replay_state(&self) -> (u64, u32) {
+        (self.replay.top(), self.replay.size())
+    }
+    /// The inbound anti-replay window.
+    pub fn replay(&self) -> &ReplayWindow {
+        &self.replay
+    }
+    /// Encryption key (for the `setkey -D` printer only).
+    pub fn enc_key(&self) -> &[u8] {
+        &self.enc_key
+    }
+    /// Integrity key (for the `setkey -D` printer only).
+    pub fn auth_key(&self) -> &[u8] {
+        &self.auth_key
+    }
+
+    fn icv_len(&self) -> usize {
+        self.integrity.as_ref().map_or(0, |i| i.icv_len())
+    }
+
+    /// RFC 4303 §2.4: the plaintext (payload, padding, Pad Length, Next
+    /// Header) is a multiple of the block size and ends on a 4-byte boundary.
+    fn pad_align(&self) -> usize {
+        self.cipher.block_size().max(4)
+    }
+
+    /// Offset of the ESP Payload Data from the start of the ESP header
+    /// (header + IV), for [`Sa::encap_esp`].
+    pub fn esp_payload_offset(&self) -> usize {
+        ESP_HEADER_LEN + self.cipher.iv_len()
+    }
+
+    fn outer_header_len(&self) -> usize {
+        if self.src.is_ipv4() {
+            IPV4_HEADER_LEN
+        } else {
+            IPV6_HEADER_LEN
+        }
+    }
+
+    /// The most bytes [`Sa::encap`] adds to a packet: the tailroom the
+    /// caller's buffer must have after the plaintext packet.
+    pub fn max_overhead(&self) -> usize {
+        let outer = match self.mode {
+            Mode::Tunnel => self.outer_header_len(),
+            Mode::Transport => 0,
+        };
+        let udp = if self.udp_encap.is_some() {
+            UDP_HEADER_LEN
+        } else {
+            0
+        };
+        let ipsec = match self.protocol {
+            Protocol::Esp => self.esp_payload_offset() + self.pad_align() + 1 + self.icv_len(),
+            Protocol::Ah => AH_FIXED_LEN + ah::icv_field_len(self.icv_len(), IpVersion::V6),
+        };
+        outer + udp + ipsec
+    }
+
+    /// The sequence number the next packet will carry; the SA stops before
+    /// the counter would cycle (RFC 4303 §3.3.3, RFC 4302 §3.3.2).
+    fn next_seq(&self) -> Result<u64, Error> {
+        let limit = if self.esn {
+            u64::MAX
+        } else {
+            u64::from(u32::MAX)
+        };
+        if self.seq >= limit {
+            return Err(Error::SequenceNumberOverflow { seq: self.seq });
+        }
+        Ok(self.seq + 1)
+    }
+
+    fn seq_hi(&self, seq: u64) -> Option<[u8; 4]> {
+        // RFC 4303 §2.2.1 / RFC 4302 §2.5.1: only the low 32 bits are sent;
+        // the high 32 bits enter the ICV computation.
+        self.esn.then(|| ((seq >> 32) as u32).to_be_bytes())
+    }
+
+    /// Outbound processing (RFC 4303 §3.3, RFC 4302 §3.3) of the IP packet
+    /// at `buf[..pkt_len]`, in place. `buf` needs [`Sa::max_overhead`] bytes
+    /// of tailroom after `pkt_len`. Returns the length of the protected
+    /// packet at `buf[..len]`. On error the SA is unchanged (no sequence
+    /// number used).
+    pub fn encap(
+        &mut self,
+        buf: &mut [u8],
+        pkt_len: usize,
+        iv: &mut impl IvSource,
+    ) -> Result<usize, Error> {
+        let seq = self.next_seq()?;
+        if pkt_len > buf.len() {
+            return Err(Error::BufferTooSmall {
+                needed: pkt_len,
+                got: buf.len(),
+            });
+        }
+        let len = match (self.protocol, self.mode) {
+            (Protocol::Esp, Mode::Transport) => self.esp_encap_transport(buf, pkt_len, seq, iv)?,
+            (Protocol::Esp, Mode::Tunnel) => self.esp_encap_tunnel(buf, pkt_len, seq, iv)?,
+            (Protocol::Ah, mode) => self.ah_encap(buf, pkt_len, seq, mode)?,
+        };
+        self.seq = seq;
+        Ok(len)
+    }
+
+    /// ESP alone (for callers that frame it themselves, e.g. on an RFC 3948
+    /// UDP socket): the Payload Data is at
+    /// `buf[esp_payload_offset()..][..payload_len]`; the ESP packet (header,
+    /// IV, ciphertext, ICV) is written to `buf[..len]`, `len` returned.
+    pub fn encap_esp(
+        &mut self,
+        buf: &mut [u8],
+        payload_len: usize,
+        next_header: u8,
+        iv: &mut impl IvSource,
+    ) -> Result<usize, Error> {
+        if self.protocol != Protocol::Esp {
+            return Err(invalid("encap_esp on an AH SA"));
+        }
+        let seq = self.next_seq()?;
+        let (pad, esp_len) = self.esp_lengths(payload_len);
+        if esp_len > buf.len() {
+            return Err(Error::BufferTooSmall {
+                needed: esp_len,
+                got: buf.len(),
+            });
+        }
+        self.esp_seal(buf, 0, payload_len, pad, next_header, seq, iv)?;
+        self.seq = seq;
+        Ok(esp_len)
+    }
+
+    /// (padding length, ESP packet length) for a payload.
+    fn esp_lengths(&self, payload_len: usize) -> (usize, usize) {
+        // RFC 4303 §2.4: padding to the block size and a 4-byte boundary.
+        let align = self.pad_align();
+        let padded = (payload_len + 2).div_ceil(align) * align;
+        let pad = padded - payload_len - 2;
+        (pad, self.esp_payload_offset() + padded + self.icv_len())
+    }
+
+    fn check_room(buf: &[u8], new_total: usize, version: IpVersion) -> Result<(), Error> {
+        let ip_len = match version {
+            IpVersion::V4 => new_total,
+            IpVersion::V6 => new_total.saturating_sub(IPV6_HEADER_LEN),
+        };
+        if ip_len > usize::from(u16::MAX) {
+            return Err(Error::PacketTooLong { len: new_total });
+        }
+        if new_total > buf.len() {
+            return Err(Error::BufferTooSmall {
+                needed: new_total,
+                got: buf.len(),
+            });
+        }
+        Ok(())
+    }
+
+    fn udp_len(&self) -> usize {
+        if self.udp_encap.is_some() {
+            UDP_HEADER_LEN
+        } else {
+            0
+        }
+    }
+
+    fn esp_encap_transport(
+        &self,
+        buf: &mut [u8],
+        pkt_len: usize,
+        seq: u64,
+        iv: &mut impl IvSource,
+    ) -> Result<usize, Error> {
+        let chain = wire::locate_outbound(buf.get(..pkt_len).unwrap_or(&[]))?;
+        let hl = chain.header_len;
+        let payload_len = chain.total_len - hl;
+        let udp = self.udp_len();
+        let (pad, esp_len) = self.esp_lengths(payload_len);
+        let new_total = hl + udp + esp_len;
+        Self::check_room(buf, new_total, chain.version)?;
+        // RFC 4303 §3.1.1: ESP goes after the IP header (and the IPv6
+        // extension headers kept in front); the payload moves behind it.
+        buf.copy_within(hl..chain.total_len, hl + udp + self.esp_payload_offset());
+        self.esp_seal(buf, hl + udp, payload_len, pad, chain.next_header, seq, iv)?;
+        self.finish_outer(buf, &chain, hl, new_total)?;
+        Ok(new_total)
+    }
+
+    /// Sets the protocol byte, the UDP header (RFC 3948) and IP lengths.
+    fn finish_outer(
+        &self,
+        buf: &mut [u8],
+        chain: &HeaderChain,
+        hl: usize,
+        new_total: usize,
+    ) -> Result<(), Error> {
+        let outer_proto = if self.udp_encap.is_some() {
+            proto::UDP
+        } else {
+            self.protocol.number()
+        };
+        if let Some(b) = buf.get_mut(chain.nh_offset) {
+            *b = outer_proto;
+        }
+        wire::fix_ip_length(buf, chain.version, new_total)?;
+        if let Some(u) = self.udp_encap {
+            write_udp(buf, chain.version, hl, new_total, u);
+        }
+        Ok(())
+    }
+
+    fn esp_encap_tunnel(
+        &self,
+        buf: &mut [u8],
+        pkt_len: usize,
+        seq: u64,
+        iv: &mut impl IvSource,
+    ) -> Result<usize, Error> {
+        let (inner_len, tos, nh) = inner_packet(buf.get(..pkt_len).unwrap_or(&[]))?;
+        let outer = self.outer_header_len();
+        let udp = self.udp_len();
+        let (pad, esp_len) = self.esp_lengths(inner_len);
+        let new_total = outer + udp + esp_len;
+        let version = if self.src.is_ipv4() {
+            IpVersion::V4
+        } else {
+            IpVersion::V6
+        };
+        Self::check_room(buf, new_total, version)?;
+        // RFC 4303 §3.1.2: the whole inner packet is the Payload Data.
+        buf.copy_within(..inner_len, outer + udp + self.esp_payload_offset());
+        self.esp_seal(buf, outer + udp, inner_len, pad, nh, seq, iv)?;
+        let chain = self.emit_outer(buf, tos, seq)?;
+        self.finish_outer(buf, &chain, outer, new_total)?;
+        Ok(new_total)
+    }
+
+    /// Writes the tunnel's outer IP header (RFC 4301 §5.1.2: TOS/traffic
+    /// class copied from the inner header; lengths fixed afterwards).
+    fn emit_outer(&self, buf: &mut [u8], tos: u8, seq: u64) -> Result<HeaderChain, Error> {
+        let p = self.protocol.number();
+        Ok(match (self.src, self.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                // Identification: the low 16 bits of the sequence number are
+                // unique enough within the reassembly lifetime (no clock here).
+                wire::emit_ipv4_header(buf, tos, 0, seq as u16, p, s.octets(), d.octets());
+                HeaderChain {
+                    version: IpVersion::V4,
+                    header_len: IPV4_HEADER_LEN,
+                    nh_offset: 9,
+                    next_header: p,
+                    total_len: 0,
+                }
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                wire::emit_ipv6_header(buf, tos, 0, p, s.octets(), d.octets());
+                HeaderChain {
+                    version: IpVersion::V6,
+                    header_len: IPV6_HEADER_LEN,
+                    nh_offset: 6,
+                    next_header: p,
+                    total_len: 0,
+                }
+            }
+            _ => return Err(Error::AddressFamilyMismatch),
+        })
+    }
+
+    /// Builds the ESP packet at `buf[esp_off..]` around the Payload Data
+    /// already at `esp_off + esp_payload_offset()` (RFC 4303 §3.3.2.1):
+    /// padding 1, 2, 3, … (§2.4), Pad Length, Next Header, encryption with
+    /// a fresh IV, then the ICV over header, IV and ciphertext (+ ESN high
+    /// bits, §2.2.1).
+    #[allow(clippy::too_many_arguments)]
+    fn esp_seal(
+        &self,
+        buf: &mut [u8],
+        esp_off: usize,
+        payload_len: usize,
+        pad: usize,
+        next_header: u8,
+        seq: u64,
+        iv: &mut impl IvSource,
+    ) -> Result<(), Error> {
+        let iv_len = self.cipher.iv_len();
+        let pt_start = esp_off + ESP_HEADER_LEN + iv_len;
+        let pt_end = pt_start + payload_len + pad + 2;
+        let icv_end = pt_end + self.icv_len();
+        let esp = buf.get_mut(esp_off..icv_end).ok_or(Error::BufferTooSmall {
+            needed: icv_end,
+            got: 0,
+        })?;
+        let (hdr, rest) = esp.split_at_mut(ESP_HEADER_LEN + iv_len);
+        let (pt, _icv) = rest.split_at_mut(payload_len + pad + 2);
+        let (_, trailer) = pt.split_at_mut(payload_len);
+        for (i, b) in trailer.iter_mut().take(pad).enumerate() {
+            *b = (i + 1) as u8;
+        }
+        if let [.., pl, nh] = trailer {
+            *pl = pad as u8;
+            *nh = next_header;
+        }
+        let (esp_hdr, iv_bytes) = hdr.split_at_mut(ESP_HEADER_LEN);
+        esp_hdr[..4].copy_from_slice(&self.spi.0.to_be_bytes());
+        esp_hdr[4..].copy_from_slice(&(seq as u32).to_be_bytes());
+        iv.fill_iv(iv_bytes);
+        self.cipher.encrypt_cbc(iv_bytes, pt)?;
+        if let Some(integrity) = &self.integrity {
+            let (authed, icv) = esp.split_at_mut(pt_end - esp_off);
+            match self.seq_hi(seq) {
+                Some(hi) => integrity.compute(&[authed, &hi], icv)?,
+                None => integrity.compute(&[authed], icv)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn ah_encap(
+        &self,
+        buf: &mut [u8],
+        pkt_len: usize,
+        seq: u64,
+        mode: Mode,
+    ) -> Result<usize, Error> {
+        let icv_len = self.icv_len();
+        let (chain, hl, payload_from, payload_len, next_header) = match mode {
+            Mode::Transport => {
+                let c = wire::locate_outbound(buf.get(..pkt_len).unwrap_or(&[]))?;
+                (
+                    c,
+                    c.header_len,
+                    c.header_len,
+                    c.total_len - c.header_len,
+                    c.next_header,
+                )
+            }
+            Mode::Tunnel => {
+                let (inner_len, tos, nh) = inner_packet(buf.get(..pkt_len).unwrap_or(&[]))?;
+                let hl = self.outer_header_len();
+                let version = if hl == IPV4_HEADER_LEN {
+                    IpVersion::V4
+                } else {
+                    IpVersion::V6
+                };
+                let ah_len = AH_FIXED_LEN + ah::icv_field_len(icv_len, version);
+                Self::check_room(buf, hl + ah_len + inner_len, version)?;
+                buf.copy_within(..inner_len, hl + ah_len);
+                let c = self.emit_outer(buf, tos, seq)?;
+                (c, hl, hl + ah_len, inner_len, nh)
+            }
+        };
+        let ah_len = AH_FIXED_LEN + ah::icv_field_len(icv_len, chain.version);
+        let new_total = hl + ah_len + payload_len;
+        Self::check_room(buf, new_total, chain.version)?;
+        if mode == Mode::Transport {
+            // RFC 4302 §3.1.1: AH after the IP header (and the IPv6 extension
+            // headers kept in front of it).
+            buf.copy_within(payload_from..payload_from + payload_len, hl + ah_len);
+        }
+        // RFC 4302 §2: Next Header, Payload Len (in 32-bit words, minus 2),
+        // Reserved, SPI, Sequence Number, ICV (zero while computing).
+        let hdr = buf.get_mut(hl..hl + ah_len).ok_or(Error::BufferTooSmall {
+            needed: hl + ah_len,
+            got: 0,
+        })?;
+        hdr.fill(0);
+        hdr[0] = next_header;
+        hdr[1] = (ah_len / 4 - 2) as u8;
+        hdr[4..8].copy_from_slice(&self.spi.0.to_be_bytes());
+        hdr[8..12].copy_from_slice(&(seq as u32).to_be_bytes());
+        if let Some(b) = buf.get_mut(chain.nh_offset) {
+            *b = proto::AH;
+        }
+        wire::fix_ip_length(buf, chain.version, new_total)?;
+        let mut icv = [0u8; MAX_ICV_FIELD];
+        {
+            let pkt = buf.get(..new_total).unwrap_or(&[]);
+            let scratch = Scratch::new(pkt, chain.version, hl, ah_len)?;
+            let hi = self.seq_hi(seq);
+            let parts = scratch.parts(pkt, chain.version, hl, new_total, hi.as_ref())?;
+            if let Some(i) = &self.integrity {
+                i.compute(parts.as_slice(), &mut icv)?;
+            }
+        }
+        if let (Some(dst), Some(src)) = (
+            buf.get_mut(hl + AH_FIXED_LEN..hl + AH_FIXED_LEN + icv_len),
+            icv.get(..icv_len),
+        ) {
+            dst.copy_from_slice(src);
+        }
+        Ok(new_total)
+    }
+
+    /// Inbound processing (RFC 4303 §3.4, RFC 4302 §3.4) of the protected IP
+    /// packet at the start of `buf` (its IP length says where it ends), in
+    /// place. The ICV is verified first (constant time), then the replay
+    /// window, then (ESP) decryption and padding; the window is updated only
+    /// when everything passed. Any error leaves the SA unchanged.
+    pub fn decap(&mut self, buf: &mut [u8]) -> Result<Decapped, Error> {
+        let chain = wire::locate_inbound(buf)?;
+        match self.protocol {
+            Protocol::Esp => self.esp_decap(buf, &chain),
+            Protocol::Ah => self.ah_decap(buf, &chain),
+        }
+    }
+
+    fn esp_decap(&mut self, buf: &mut [u8], chain: &HeaderChain) -> Result<Decapped, Error> {
+        let hl = chain.header_len;
+        let total = chain.total_len;
+        let udp = if self.udp_encap.is_some() {
+            if chain.next_header != proto::UDP {
+                return Err(Error::NotIpsec {
+                    expected: Protocol::Esp,
+                    found: chain.next_header,
+                });
+            }
+            crate::udp::check_esp_in_udp(buf.get(hl..total).unwrap_or(&[]))?;
+            UDP_HEADER_LEN
+        } else {
+            if chain.next_header != proto::ESP {
+                return Err(Error::NotIpsec {
+                    expected: Protocol::Esp,
+                    found: chain.next_header,
+                });
+            }
+            0
+        };
+        let esp_off = hl + udp;
+        let esp = buf.get_mut(esp_off..total).ok_or(Error::Truncated {
+            what: "ESP",
+            needed: total,
+            got: 0,
+        })?;
+        let d = self.esp_open(esp)?;
+        let start = esp_off + d.range.start;
+        let end = esp_off + d.range.end;
+        Ok(match self.mode {
+            Mode::Tunnel => Decapped {
+                range: start..end,
+                ..d
+            },
+            Mode::Transport => {
+                // Move the IP header (and extension headers) forward over the
+                // removed UDP/ESP header and IV, restore the Next Header.
+                let shift = start - hl;
+                buf.copy_within(..hl, shift);
+                let pkt = buf.get_mut(shift..end).unwrap_or(&mut []);
+                if let Some(b) = pkt.get_mut(chain.nh_offset) {
+                    *b = d.next_header;
+                }
+                wire::fix_ip_length(pkt, chain.version, end - shift)?;
+                Decapped {
+                    range: shift..end,
+                    ..d
+                }
+            }
+        })
+    }
+
+    /// ESP alone: `esp` holds one ESP packet (SPI … ICV) exactly. On success
+    /// the Payload Data is `esp[range]` (the inner packet in tunnel mode).
+    pub fn decap_esp(&mut self, esp: &mut [u8]) -> Result<Decapped, Error> {
+        if self.protocol != Protocol::Esp {
+            return Err(invalid("decap_esp on an AH SA"));
+        }
+        self.esp_open(esp)
+    }
+
+    fn header_seq(&self, seql: u32) -> Result<u64, Error> {
+        if !self.esn {
+            return Ok(u64::from(seql));
+        }
+        // RFC 4303 Appendix A2.2.
+        self.replay.infer_esn(seql).ok_or(Error::SequenceTooOld {
+            seq: u64::from(seql),
+            top: self.replay.top(),
+            window: self.replay.size(),
+        })
+    }
+
+    fn esp_open(&mut self, esp: &mut [u8]) -> Result<Decapped, Error> {
+        let iv_len = self.cipher.iv_len();
+        let icv_len = self.icv_len();
+        let block = self.cipher.block_size();
+        let min = ESP_HEADER_LEN + iv_len + block.max(2) + icv_len;
+        if esp.len() < min {
+            return Err(Error::Truncated {
+                what: "ESP packet",
+                needed: min,
+                got: esp.len(),
+            });
+        }
+        let hdr = esp.get(..ESP_HEADER_LEN).unwrap_or(&[0; ESP_HEADER_LEN]);
+        let spi = Spi(u32::from_be_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]));
+        if spi != self.spi {
+            return Err(Error::SpiMismatch {
+                expected: self.spi,
+                found: spi,
+            });
+        }
+        let seq = self.header_seq(u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]))?;
+        let ct_end = esp.len() - icv_len;
+        // RFC 4303 §3.4.4.1: the ICV first, in constant time.
+        if let Some(integrity) = &self.integrity {
+            let (authed, icv) = esp.split_at(ct_end);
+            let ok = match self.seq_hi(seq) {
+                Some(hi) => integrity.verify(&[authed, &hi], icv),
+                None => integrity.verify(&[authed], icv),
+            };
+            if !ok {
+                return Err(Error::IcvMismatch { seq });
+            }
+        }
+        // RFC 4303 §3.4.3: then the replay window (not updated yet).
+        self.replay.check(seq)?;
+        let (head, tail) = esp.split_at_mut(ESP_HEADER_LEN + iv_len);
+        let iv = head.get(ESP_HEADER_LEN..).unwrap_or(&[]);
+        let ct = tail
+            .get_mut(..ct_end - ESP_HEADER_LEN - iv_len)
+            .unwrap_or(&mut []);
+        if ct.len() % block != 0 {
+            return Err(Error::NotBlockAligned {
+                block_size: block,
+                len: ct.len(),
+            });
+        }
+        self.cipher.decrypt_cbc(iv, ct)?;
+        // RFC 4303 §2.4, §2.5: Pad Length, then the padding is 1, 2, 3, …
+        let (pad_len, next_header) = match ct {
+            [.., pl, nh] => (usize::from(*pl), *nh),
+            _ => {
+                return Err(Error::BadPadding {
+                    reason: "no room for the ESP trailer",
+                });
+            }
+        };
+        let payload_len = ct.len().checked_sub(pad_len + 2).ok_or(Error::BadPadding {
+            reason: "Pad Length exceeds the payload",
+        })?;
+        let pad = ct.get(payload_len..payload_len + pad_len).unwrap_or(&[]);
+        if pad
+            .iter()
+            .enumerate()
+            .any(|(i, &b)| usize::from(b) != i + 1)
+        {
+            return Err(Error::BadPadding {
+                reason: "padding bytes are not 1, 2, 3, ...",
+            });
+        }
+        // RFC 4303 §2.6: dummy packets are discarded.
+        if next_header == proto::NO_NEXT_HEADER {
+            return Err(Error::DummyPacket);
+        }
+        // RFC 4303 §3.1.2: tunnel mode carries an IP packet.
+        if self.mode == Mode::Tunnel {
+            check_inner(ct.get(..payload_len).unwrap_or(&[]), next_header)?;
+        }
+        self.replay.update(seq);
+        let start = ESP_HEADER_LEN + iv_len;
+        Ok(Decapped {
+            range: start..start + payload_len,
+            next_header,
+            seq,
+        })
+    }
+
+    fn ah_decap(&mut self, buf: &mut [u8], chain: &HeaderChain) -> Result<Decapped, Error> {
+        if chain.next_header != proto::AH {
+            return Err(Error::NotIpsec {
+                expected: Protocol::Ah,
+                found: chain.next_header,
+            });
+        }
+        let hl = chain.header_len;
+        let total = chain.total_len;
+        let icv_len = self.icv_len();
+        let fixed = buf.get(hl..hl + AH_FIXED_LEN).ok_or(Error::Truncated {
+            what: "AH",
+            needed: hl + AH_FIXED_LEN,
+            got: total,
+        })?;
+        let next_header = fixed[0];
+        // RFC 4302 §2.2: Payload Len is the AH length in 32-bit words minus 2.
+        let ah_len = (usize::from(fixed[1]) + 2) * 4;
+        let spi = Spi(u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]));
+        let seql = u32::from_be_bytes([fixed[8], fixed[9], fixed[10], fixed[11]]);
+        if ah_len < AH_FIXED_LEN + icv_len
+            || ah_len > AH_FIXED_LEN + MAX_ICV_FIELD
+            || hl + ah_len > total
+        {
+            return Err(Error::BadIpHeader {
+                reason: "AH Payload Len does not fit the ICV or the packet",
+            });
+        }
+        if spi != self.spi {
+            return Err(Error::SpiMismatch {
+                expected: self.spi,
+                found: spi,
+            });
+        }
+        let seq = self.header_seq(seql)?;
+        {
+            let pkt = buf.get(..total).unwrap_or(&[]);
+            let scratch = Scratch::new(pkt, chain.version, hl, ah_len)?;
+            let hi = self.seq_hi(seq);
+            let parts = scratch.parts(pkt, chain.version, hl, total, hi.as_ref())?;
+            let icv = pkt
+                .get(hl + AH_FIXED_LEN..hl + AH_FIXED_LEN + icv_len)
+                .unwrap_or(&[]);
+            // RFC 4302 §3.4.4: ICV verified in constant time.
+            let ok = self
+                .integrity
+                .as_ref()
+                .is_some_and(|i| i.verify(parts.as_slice(), icv));
+            if !ok {
+                return Err(Error::IcvMismatch { seq });
+            }
+        }
+        self.replay.check(seq)?;
+        if self.mode == Mode::Tunnel {
+            check_inner(buf.get(hl + ah_len..total).unwrap_or(&[]), next_header)?;
+        }
+        self.replay.update(seq);
+        Ok(match self.mode {
+            Mode::Tunnel => Decapped {
+                range: hl + ah_len..total,
+                next_header,
+                seq,
+            },
+            Mode::Transport => {
+                buf.copy_within(..hl, ah_len);
+                let pkt = buf.get_mut(ah_len..total).unwrap_or(&mut []);
+                if let Some(b) = pkt.get_mut(chain.nh_offset) {
+                    *b = next_header;
+                }
+                wire::fix_ip_length(pkt, chain.version, total - ah_len)?;
+                Decapped {
+                    range: ah_len..total,
+                    next_header,
+                    seq,
+                }
+            }
+        })
+    }
+}
+
+/// The inner packet of tunnel mode: (length from its IP header, TOS or
+/// traffic class, Next Header value naming it: 4 or 41).
+fn inner_packet(pkt: &[u8]) -> Result<(usize, u8, u8), Error> {
+    match pkt.first().map(|v| v >> 4) {
+        Some(4) => {
+            let p = Ipv4Packet::new_checked(pkt)?;
+            Ok((usize::from(p.total_len()), p.tos(), proto::IPV4))
+        }
+        Some(6) => {
+            let p = Ipv6Packet::new_checked(pkt)?;
+            Ok((p.total_len(), p.traffic_class(), proto::IPV6))
+        }
+        _ => Err(Error::BadIpHeader {
+            reason: "inner packet is neither IPv4 nor IPv6",
+        }),
+    }
+}
+
+/// Tunnel mode inbound: the Next Header names an IP packet that parses.
+fn check_inner(inner: &[u8], next_header: u8) -> Result<(), Error> {
+    match next_header {
+        proto::IPV4 => Ipv4Packet::new_checked(inner).map(|_| ()),
+        proto::IPV6 => Ipv6Packet::new_checked(inner).map(|_| ()),
+        nh => Err(Error::UnexpectedNextHeader { next_header: nh }),
+    }
+}
+
+/// RFC 3948 §2.1: UDP header in front of ESP. IPv4: checksum 0; IPv6 needs
+/// a real checksum (RFC 8200 §8.1).
+fn write_udp(buf: &mut [u8], version: IpVersion, off: usize, total: usize, u: UdpEncap) {
+    let udp_len = total - off;
+    if let Some(h) = buf.get_mut(off..off + UDP_HEADER_LEN) {
+        h[0..2].copy_from_slice(&u.sport.to_be_bytes());
+        h[2..4].copy_from_slice(&u.dport.to_be_bytes());
+        h[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+        h[6..8].copy_from_slice(&[0, 0]);
+    }
+    if version == IpVersion::V6 {
+        let mut sum: u32 = 0;
+        for c in buf.get(8..40).unwrap_or(&[]).chunks_exact(2) {
+            sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+        }
+        sum += udp_len as u32 + u32::from(proto::UDP);
+        let mut c = wire::checksum(buf.get(off..total).unwrap_or(&[]), sum);
+        if c == 0 {
+            c = 0xffff;
+        }
+        if let Some(h) = buf.get_mut(off + 6..off + 8) {
+            h.copy_from_slice(&c.to_be_bytes());
+        }
+    }
+}
