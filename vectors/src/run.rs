@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use opensec::digest::{DigestAlgorithm, DigestParams};
 use opensec::milenage::Milenage;
 use opensec::{AuthAlgorithm, Cipher, EncAlgorithm, Integrity};
 
@@ -666,51 +667,65 @@ fn gsm_case(c: &mut Check<'_>) {
     );
 }
 
-/// RFC 2617 §3.2.2.1: request-digest = KD(H(A1), nonce:nc:cnonce:qop:H(A2))
-/// with H = MD5 (lowercase hex), A1 = user:realm:password (§3.2.2.2),
-/// A2 = method:uri (§3.2.2.3, qop=auth). Computed over `opensec::md5`.
+/// RFC 2617 §3.2.2: the digest `response`, computed by
+/// `opensec::digest::try_response`; text fields must be UTF-8.
 fn digest_case(c: &mut Check<'_>) {
-    let (Some(user), Some(realm), Some(password), Some(method), Some(uri), Some(nonce)) = (
-        c.field("username"),
-        c.field("realm"),
-        c.field("password"),
-        c.field("method"),
-        c.field("uri"),
-        c.field("nonce"),
+    let mut text = |name: &str| -> Option<&str> {
+        let v = c.field(name)?;
+        match std::str::from_utf8(v) {
+            Ok(s) => Some(s),
+            Err(_) => {
+                c.failures.push(format!("field `{name}` is not UTF-8"));
+                None
+            }
+        }
+    };
+    let (Some(username), Some(realm), Some(method), Some(uri), Some(nonce), Some(expected)) = (
+        text("username"),
+        text("realm"),
+        text("method"),
+        text("uri"),
+        text("nonce"),
+        text("response"),
     ) else {
         return;
     };
-    let Some(expected) = c.field("response") else {
+    let Some(password) = c.field("password") else {
         return;
     };
-    if let Some(alg) = c.case.get("digest_algorithm") {
-        if !alg.eq_ignore_ascii_case(b"MD5") {
-            return c.fail(format!(
-                "digest_algorithm {} not supported",
-                String::from_utf8_lossy(alg)
-            ));
-        }
+    let opt = |name: &str| c.case.get(name).and_then(|v| std::str::from_utf8(v).ok());
+    let algorithm = match opt("digest_algorithm").map(DigestAlgorithm::parse) {
+        None => DigestAlgorithm::Md5,
+        Some(Ok((None, alg))) => alg,
+        Some(Ok((Some(_), _))) => return c.fail("digest_algorithm: AKA names need RES".into()),
+        Some(Err(e)) => return c.fail(format!("digest_algorithm: {e}")),
+    };
+    let params = DigestParams {
+        username,
+        realm,
+        password,
+        method,
+        uri,
+        nonce,
+        nc: opt("nc"),
+        cnonce: opt("cnonce"),
+        qop: opt("qop"),
+        algorithm,
+        body: c.case.get("body").unwrap_or_default(),
+    };
+    match opensec::digest::try_response(&params) {
+        Ok(got) => c.eq("response", expected.as_bytes(), got.as_bytes()),
+        Err(e) => return c.fail(format!("digest::try_response: {e}")),
     }
-    let h =
-        |parts: &[&[u8]]| -> Vec<u8> { hex::encode(opensec::md5(&parts.join(&b':'))).into_bytes() };
-    let respond = |password: &[u8]| -> Option<Vec<u8>> {
-        let ha1 = h(&[user, realm, password]);
-        let ha2 = h(&[method, uri]);
-        match (c.case.get("qop"), c.case.get("nc"), c.case.get("cnonce")) {
-            (Some(qop), Some(nc), Some(cnonce)) => Some(h(&[&ha1, nonce, nc, cnonce, qop, &ha2])),
-            // RFC 2617 §3.2.2.1: without qop, the RFC 2069 form.
-            (None, _, _) => Some(h(&[&ha1, nonce, &ha2])),
-            _ => None,
-        }
-    };
-    let Some(response) = respond(password) else {
-        return c.fail("qop given without nc and cnonce".into());
-    };
-    c.eq("response", expected, &response);
+    // Negative: a wrong password must give a different response.
     if let Some(wrong) = flip_first_bit(password) {
+        let wrong = DigestParams {
+            password: &wrong,
+            ..params
+        };
         c.holds(
             "a wrong password gives a different response",
-            respond(&wrong).is_some_and(|r| r != expected),
+            opensec::digest::try_response(&wrong).is_ok_and(|r| r != expected),
         );
     }
 }

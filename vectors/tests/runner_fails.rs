@@ -142,3 +142,16 @@ fn unreadable_and_malformed_files_are_reported() {
         Err(vectors::Error::Io { .. })
     ));
 }
+
+#[test]
+fn corrupted_digest_response_fails() {
+    // RFC 2617 §3.5 with the cnonce changed: the printed response no longer fits.
+    let r = run("algorithm = http-digest\nsource = corrupted\n[3.5]\n\
+                 username = \"Mufasa\"\nrealm = \"testrealm@host.com\"\n\
+                 password = \"Circle Of Life\"\nmethod = \"GET\"\nuri = \"/dir/index.html\"\n\
+                 nonce = \"dcd98b7102dd2f0e8b11d0f600bfb0c093\"\nnc = \"00000001\"\n\
+                 cnonce = \"0a4f113c\"\nqop = \"auth\"\n\
+                 response = \"6629fae49393a05397450978507c4ef1\"\n");
+    assert_eq!(r.failed(), 1);
+    assert!(r.cases[0].failures[0].starts_with("response: expected"));
+}
