@@ -4,5 +4,261 @@
 //! (RFC 4077), the static dictionaries (RFC 3485, RFC 5112), UDP and TCP
 //! framing, and an assembler and disassembler for UDVM code (RFC 4464).
 //! It does no IO.
+//!
+//! # Decompressing
+//!
+//! A [`Decompressor`] runs one message at a time in a UDVM whose memory is
+//! reused between messages and never larger than the
+//! decompression_memory_size allows. It only *reads* states: the state
+//! creation and free requests of a message come back in [`Decompressed`],
+//! and [`StateHandler::commit`] applies them once the application has
+//! confirmed the message (RFC 3320 §4.3), so a forged message cannot create
+//! state. A failure is a [`Failure`] carrying its RFC 4077 reason, from
+//! which [`Nack::from_failure`] builds the NACK.
+//!
+//! ```
+//! use sigcomp::{CompartmentId, Decompressor, Parameters, StateHandler, Transport};
+//!
+//! // RFC 4896 §11: bytecode that outputs the rest of the message as is.
+//! let mut msg = vec![0xf8, 0x00, 0xa1, 0x1c, 0x01, 0x86, 0x09, 0x22, 0x86, 0x01, 0x16, 0xf9, 0x23];
+//! msg.extend_from_slice(b"SIP/2.0 200 OK\r\n");
+//!
+//! let mut states = StateHandler::with_dictionaries();
+//! let peer = CompartmentId(1);
+//! states.open_compartment(peer, 4096);
+//! let mut d = Decompressor::new(Parameters::default()).unwrap();
+//! let out = d.decompress(&msg, Transport::Message, &states).unwrap();
+//! assert_eq!(out.output, b"SIP/2.0 200 OK\r\n");
+//! // The application accepts the message: now its states may be saved.
+//! states.commit(peer, &out).unwrap();
+//!
+//! // A message that fails gives an RFC 4077 reason and a NACK.
+//! let err = d.decompress(&[0xf8, 0x00], Transport::Message, &states).unwrap_err();
+//! assert_eq!(err.reason, sigcomp::Reason::MessageTooShort);
+//! let nack = sigcomp::Nack::from_failure(&err, &[0xf8, 0x00]);
+//! let mut wire = Vec::new();
+//! nack.emit(&mut wire);
+//! assert_eq!(sigcomp::Nack::parse(&wire).unwrap(), nack);
+//! ```
+//!
+//! # What it does not do
+//!
+//! No IO, no clock. It does not compress (bytecode for the other direction
+//! comes from elsewhere); it does not implement RFC 3321 extended
+//! operations beyond keeping the feedback they rely on.
 
 pub mod asm;
+mod crc;
+pub mod error;
+pub mod feedback;
+pub mod message;
+pub mod nack;
+pub mod state;
+pub mod torture;
+pub mod udvm;
+
+pub use error::{Error, Failure, Reason};
+pub use feedback::{RequestedFeedback, Resources, ReturnedParameters};
+pub use message::{Code, Message, StreamDeframer};
+pub use nack::Nack;
+pub use state::{CommitReport, Compartment, CompartmentId, State, StateHandler, StateId, StateStore};
+pub use udvm::StateRequest;
+
+/// The resources this endpoint offers as a decompressor (RFC 3320 §3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parameters {
+    /// decompression_memory_size in bytes (at least 2048).
+    pub decompression_memory_size: u32,
+    /// state_memory_size offered per compartment, in bytes.
+    pub state_memory_size: u32,
+    /// cycles_per_bit: 16, 32, 64 or 128.
+    pub cycles_per_bit: u16,
+    /// SigComp_version: 2 announces NACK support (RFC 4077 §2.4).
+    pub version: u8,
+}
+
+impl Default for Parameters {
+    /// 8 KiB DMS and SMS, 16 cycles per bit, version 2.
+    fn default() -> Parameters {
+        Parameters { decompression_memory_size: 8192, state_memory_size: 8192, cycles_per_bit: 16, version: 2 }
+    }
+}
+
+impl Parameters {
+    /// Checks the values against RFC 3320 §3.3.1.
+    pub fn validate(&self) -> Result<(), Error> {
+        feedback::encode_cycles_per_bit(self.cycles_per_bit)?;
+        let dms = self.decompression_memory_size;
+        if !(2048..=131072).contains(&dms) {
+            return Err(Error::InvalidParameter { name: "decompression_memory_size", value: dms });
+        }
+        if self.version == 0 {
+            return Err(Error::InvalidParameter { name: "SigComp_version", value: 0 });
+        }
+        Ok(())
+    }
+
+    /// The returned SigComp parameters we announce (RFC 3320 §9.4.9):
+    /// cpb, dms, sms, version and the partial (6-byte) identifiers of
+    /// `local_states`. Fails if a size is not one of the encodable values.
+    pub fn announcement(&self, local_states: &[StateId]) -> Result<ReturnedParameters, Error> {
+        let resources = Resources {
+            cycles_per_bit: self.cycles_per_bit,
+            decompression_memory_size: self.decompression_memory_size,
+            state_memory_size: self.state_memory_size,
+        };
+        resources.to_byte()?;
+        Ok(ReturnedParameters {
+            resources: Some(resources),
+            version: Some(self.version),
+            state_ids: local_states.iter().map(|id| id.0[..6].to_vec()).collect(),
+        })
+    }
+}
+
+/// The transport a message came over; it sets the UDVM memory size
+/// (RFC 3320 §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Message-based (UDP): memory is decompression_memory_size minus the
+    /// message size.
+    Message,
+    /// Stream-based (TCP): memory is decompression_memory_size / 2.
+    Stream,
+}
+
+/// A successfully decompressed message, not yet confirmed by the
+/// application: pass it to [`StateHandler::commit`] to save its states
+/// and feedback.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decompressed {
+    /// The decompressed message (the concatenated OUTPUT strings).
+    pub output: Vec<u8>,
+    /// Whether any OUTPUT instruction ran (RFC 3320 §9.4.8 distinguishes
+    /// no message from an empty one).
+    pub has_output: bool,
+    /// UDVM cycles used by the instructions.
+    pub cycles: u64,
+    /// State creation and free requests, in the order they were made.
+    pub state_requests: Vec<StateRequest>,
+    /// Requested feedback (END-MESSAGE), if a location was given.
+    pub requested_feedback: Option<RequestedFeedback>,
+    /// Returned SigComp parameters (END-MESSAGE), if a location was given.
+    pub returned_parameters: Option<ReturnedParameters>,
+    /// The returned feedback item of the message header (RFC 3320 §7.1).
+    pub returned_feedback_item: Option<Vec<u8>>,
+}
+
+/// Decompresses SigComp messages: the dispatcher and UDVM of RFC 3320
+/// §4.2, §7–9.
+#[derive(Debug, Clone)]
+pub struct Decompressor {
+    params: Parameters,
+    udvm: udvm::Udvm,
+}
+
+impl Decompressor {
+    /// A decompressor offering `params`.
+    pub fn new(params: Parameters) -> Result<Decompressor, Error> {
+        params.validate()?;
+        Ok(Decompressor { params, udvm: udvm::Udvm::default() })
+    }
+
+    /// The parameters offered.
+    pub fn parameters(&self) -> &Parameters {
+        &self.params
+    }
+
+    /// Decompresses one complete SigComp message (for a stream, one record
+    /// from [`StreamDeframer`]), reading states from `states`. Nothing is
+    /// stored: see [`StateHandler::commit`].
+    pub fn decompress<S: StateStore + ?Sized>(
+        &mut self,
+        msg: &[u8],
+        transport: Transport,
+        states: &S,
+    ) -> Result<Decompressed, Failure> {
+        let mut output = Vec::new();
+        let mut d = self.decompress_into(msg, transport, states, &mut output)?;
+        d.output = output;
+        Ok(d)
+    }
+
+    /// As [`Decompressor::decompress`], appending the output to `output`
+    /// (the returned `output` field is left empty).
+    pub fn decompress_into<S: StateStore + ?Sized>(
+        &mut self,
+        msg: &[u8],
+        transport: Transport,
+        states: &S,
+        output: &mut Vec<u8>,
+    ) -> Result<Decompressed, Failure> {
+        let parsed = Message::parse_reason(msg).map_err(Failure::header)?;
+        let dms = self.params.decompression_memory_size as usize;
+        // RFC 3320 §7: the UDVM memory size, at most 65536.
+        let memory_size = match transport {
+            Transport::Message => {
+                if msg.len() >= dms {
+                    // RFC 3320 §8.7 item 2: larger than the DMS.
+                    return Err(Failure::header_with(
+                        Reason::BytecodesTooLarge,
+                        (dms.min(0xffff) as u16).to_be_bytes().to_vec(),
+                    ));
+                }
+                dms - msg.len()
+            }
+            Transport::Stream => dms / 2,
+        }
+        .min(65536);
+        let mem = self.udvm.reset(memory_size);
+        let (pc, psid_len, state_length) = match parsed.code {
+            Code::Bytecode { destination, code } => {
+                let start = usize::from(destination);
+                let Some(dst) = mem.get_mut(start..start + code.len()) else {
+                    return Err(Failure::header_with(
+                        Reason::BytecodesTooLarge,
+                        (dms.min(0xffff) as u16).to_be_bytes().to_vec(),
+                    ));
+                };
+                dst.copy_from_slice(code);
+                (destination, 0, 0)
+            }
+            Code::PartialStateId(id) => {
+                // RFC 3320 §7.2.
+                let state = states
+                    .lookup(id)
+                    .map_err(|e| Failure::header_with(e.into(), id.to_vec()))?;
+                let start = usize::from(state.address());
+                let Some(dst) = mem.get_mut(start..start + state.value().len()) else {
+                    return Err(Failure::header(Reason::Segfault));
+                };
+                dst.copy_from_slice(state.value());
+                (state.instruction(), id.len() as u16, state.length())
+            }
+        };
+        let out_start = output.len();
+        let start = udvm::Start {
+            memory_size,
+            cycles_per_bit: self.params.cycles_per_bit,
+            version: self.params.version,
+            header_len: parsed.header_len,
+            input: parsed.remaining,
+        };
+        let ended = match self.udvm.run(start, pc, psid_len, state_length, states, output) {
+            Ok(e) => e,
+            Err(f) => {
+                output.truncate(out_start);
+                return Err(f);
+            }
+        };
+        Ok(Decompressed {
+            output: Vec::new(),
+            has_output: ended.output_seen,
+            cycles: ended.cycles,
+            state_requests: ended.state_requests,
+            requested_feedback: ended.requested_feedback,
+            returned_parameters: ended.returned_parameters,
+            returned_feedback_item: parsed.returned_feedback_item.map(<[u8]>::to_vec),
+        })
+    }
+}

@@ -1,0 +1,1215 @@
+//! The Universal Decompressor Virtual Machine (RFC 3320 §8–9 with the
+//! RFC 4896 corrections).
+//!
+//! Memory is one buffer of exactly the UDVM memory size, reused between
+//! messages; every access is bounds-checked (SEGFAULT); the cycle budget
+//! is charged before each instruction acts (CYCLES_EXHAUSTED). Nothing
+//! here allocates per instruction except the values of state creation
+//! requests at END-MESSAGE.
+
+use sha1::{Digest, Sha1};
+
+use crate::error::{Failure, Reason};
+pub use crate::feedback::{RequestedFeedback, ReturnedParameters};
+use crate::state::{State, StateStore};
+
+/// A state creation or free request made by the message, to be applied by
+/// the state handler only once the application confirms the message
+/// (RFC 3320 §9.4.9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateRequest {
+    /// Create `state` with this retention priority.
+    Create {
+        /// The state item, value copied at END-MESSAGE (RFC 4896 §4.1).
+        state: State,
+        /// `state_retention_priority`.
+        priority: u16,
+    },
+    /// Free the compartment's state whose identifier starts with these bytes.
+    Free {
+        /// The partial state identifier (6..=20 bytes).
+        partial_id: Vec<u8>,
+    },
+}
+
+/// The opcodes (RFC 3320 §9, Figure 11).
+mod op {
+    pub const DECOMPRESSION_FAILURE: u8 = 0;
+    pub const AND: u8 = 1;
+    pub const OR: u8 = 2;
+    pub const NOT: u8 = 3;
+    pub const LSHIFT: u8 = 4;
+    pub const RSHIFT: u8 = 5;
+    pub const ADD: u8 = 6;
+    pub const SUBTRACT: u8 = 7;
+    pub const MULTIPLY: u8 = 8;
+    pub const DIVIDE: u8 = 9;
+    pub const REMAINDER: u8 = 10;
+    pub const SORT_ASCENDING: u8 = 11;
+    pub const SORT_DESCENDING: u8 = 12;
+    pub const SHA_1: u8 = 13;
+    pub const LOAD: u8 = 14;
+    pub const MULTILOAD: u8 = 15;
+    pub const PUSH: u8 = 16;
+    pub const POP: u8 = 17;
+    pub const COPY: u8 = 18;
+    pub const COPY_LITERAL: u8 = 19;
+    pub const COPY_OFFSET: u8 = 20;
+    pub const MEMSET: u8 = 21;
+    pub const JUMP: u8 = 22;
+    pub const COMPARE: u8 = 23;
+    pub const CALL: u8 = 24;
+    pub const RETURN: u8 = 25;
+    pub const SWITCH: u8 = 26;
+    pub const CRC: u8 = 27;
+    pub const INPUT_BYTES: u8 = 28;
+    pub const INPUT_BITS: u8 = 29;
+    pub const INPUT_HUFFMAN: u8 = 30;
+    pub const STATE_ACCESS: u8 = 31;
+    pub const STATE_CREATE: u8 = 32;
+    pub const STATE_FREE: u8 = 33;
+    pub const OUTPUT: u8 = 34;
+    pub const END_MESSAGE: u8 = 35;
+}
+
+/// UDVM registers (RFC 3320 §8.1).
+const BYTE_COPY_LEFT: u16 = 64;
+const BYTE_COPY_RIGHT: u16 = 66;
+const INPUT_BIT_ORDER: u16 = 68;
+const STACK_LOCATION: u16 = 70;
+
+/// Most bytes OUTPUT may deliver (RFC 3320 §9.4.8).
+const MAX_OUTPUT: usize = 65536;
+
+/// A buffered STATE-CREATE or STATE-FREE (RFC 3320 §9.4.6–7).
+#[derive(Debug, Clone, Copy)]
+enum Pending {
+    Create {
+        length: u16,
+        address: u16,
+        instruction: u16,
+        mal: u16,
+        priority: u16,
+    },
+    Free {
+        start: u16,
+        length: u16,
+    },
+}
+
+/// How the UDVM is started (RFC 3320 §7).
+pub(crate) struct Start<'a> {
+    pub memory_size: usize,
+    pub cycles_per_bit: u16,
+    pub version: u8,
+    pub header_len: usize,
+    pub input: &'a [u8],
+}
+
+/// The result of a successful run.
+pub(crate) struct Ended {
+    pub cycles: u64,
+    pub output_seen: bool,
+    pub state_requests: Vec<StateRequest>,
+    pub requested_feedback: Option<RequestedFeedback>,
+    pub returned_parameters: Option<ReturnedParameters>,
+}
+
+/// The reusable machine: memory and scratch space.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Udvm {
+    mem: Vec<u8>,
+    sort_keys: Vec<(u16, u32)>,
+    sort_tmp: Vec<u16>,
+}
+
+/// Control flow after one instruction.
+enum Flow {
+    Next(u16),
+    End,
+}
+
+type R<T> = Result<T, Reason>;
+
+struct Run<'a, S: ?Sized> {
+    mem: &'a mut [u8],
+    sort_keys: &'a mut Vec<(u16, u32)>,
+    sort_tmp: &'a mut Vec<u16>,
+    states: &'a S,
+    input: &'a [u8],
+    in_pos: usize,
+    bit_buf: u8,
+    bit_count: u8,
+    last_p: Option<bool>,
+    cpb: u64,
+    remaining: u64,
+    used: u64,
+    output: &'a mut Vec<u8>,
+    pending: [Option<Pending>; 8],
+    n_create: usize,
+    n_free: usize,
+    details: Vec<u8>,
+    ended: Option<Ended>,
+    output_seen: bool,
+}
+
+impl Udvm {
+    /// Prepares zeroed memory of `size` bytes and returns it for loading.
+    pub(crate) fn reset(&mut self, size: usize) -> &mut [u8] {
+        self.mem.clear();
+        self.mem.resize(size, 0);
+        &mut self.mem
+    }
+
+    /// Writes the Useful Values (RFC 3320 §7.2, Figure 5) and runs from `pc`.
+    pub(crate) fn run<S: StateStore + ?Sized>(
+        &mut self,
+        start: Start<'_>,
+        pc: u16,
+        partial_state_id_length: u16,
+        state_length: u16,
+        states: &S,
+        output: &mut Vec<u8>,
+    ) -> Result<Ended, Failure> {
+        if self.mem.len() < 128 {
+            return Err(Failure::header(Reason::Segfault));
+        }
+        // RFC 3320 §7.2: written after any state was loaded, so they
+        // overwrite it (RFC 4465 §4.5 case 5); 10..32 are reserved zeros.
+        let size = start.memory_size as u32;
+        let useful: [u16; 5] = [
+            size as u16, // modulo 2^16
+            start.cycles_per_bit,
+            u16::from(start.version),
+            partial_state_id_length,
+            state_length,
+        ];
+        for (i, v) in useful.iter().enumerate() {
+            self.mem[2 * i..2 * i + 2].copy_from_slice(&v.to_be_bytes());
+        }
+        self.mem[10..32].fill(0);
+        let cpb = u64::from(start.cycles_per_bit);
+        // RFC 3320 §8.6: (1000 + bits in the header) * cycles_per_bit.
+        let budget = (1000 + 8 * start.header_len as u64) * cpb;
+        let mut run = Run {
+            mem: &mut self.mem,
+            sort_keys: &mut self.sort_keys,
+            sort_tmp: &mut self.sort_tmp,
+            states,
+            input: start.input,
+            in_pos: 0,
+            bit_buf: 0,
+            bit_count: 0,
+            last_p: None,
+            cpb,
+            remaining: budget,
+            used: 0,
+            output,
+            pending: [None; 8],
+            n_create: 0,
+            n_free: 0,
+            details: Vec::new(),
+            ended: None,
+            output_seen: false,
+        };
+        run.execute(pc)
+    }
+}
+
+impl<'a, S: StateStore + ?Sized> Run<'a, S> {
+    fn execute(&mut self, mut pc: u16) -> Result<Ended, Failure> {
+        loop {
+            let Some(&opcode) = self.mem.get(usize::from(pc)) else {
+                // RFC 3320 §8.6: the next instruction lies outside memory.
+                return Err(self.fail(Reason::Segfault, 0, pc));
+            };
+            match self.step(opcode, pc) {
+                Ok(Flow::Next(next)) => pc = next,
+                Ok(Flow::End) => {
+                    return self
+                        .ended
+                        .take()
+                        .ok_or_else(|| self.fail(Reason::InternalError, opcode, pc));
+                }
+                Err(reason) => return Err(self.fail(reason, opcode, pc)),
+            }
+        }
+    }
+
+    fn fail(&mut self, reason: Reason, opcode: u8, pc: u16) -> Failure {
+        let details = match reason {
+            Reason::CyclesExhausted => vec![self.cpb as u8],
+            Reason::StateNotFound | Reason::IdNotUnique | Reason::StateTooShort => {
+                core::mem::take(&mut self.details)
+            }
+            _ => Vec::new(),
+        };
+        Failure {
+            reason,
+            opcode,
+            pc,
+            details,
+            cycles: self.used,
+        }
+    }
+
+    // ----- memory -------------------------------------------------------
+
+    #[inline]
+    fn byte(&self, a: u16) -> R<u8> {
+        self.mem
+            .get(usize::from(a))
+            .copied()
+            .ok_or(Reason::Segfault)
+    }
+
+    #[inline]
+    fn set_byte(&mut self, a: u16, v: u8) -> R<()> {
+        *self.mem.get_mut(usize::from(a)).ok_or(Reason::Segfault)? = v;
+        Ok(())
+    }
+
+    #[inline]
+    fn word(&self, a: u16) -> R<u16> {
+        Ok(u16::from_be_bytes([
+            self.byte(a)?,
+            self.byte(a.wrapping_add(1))?,
+        ]))
+    }
+
+    #[inline]
+    fn set_word(&mut self, a: u16, v: u16) -> R<()> {
+        let [hi, lo] = v.to_be_bytes();
+        // Check both before writing either.
+        self.byte(a.wrapping_add(1))?;
+        self.set_byte(a, hi)?;
+        self.set_byte(a.wrapping_add(1), lo)
+    }
+
+    /// byte_copy_left and byte_copy_right as they are when the
+    /// instruction starts (RFC 3320 §8.4).
+    #[inline]
+    fn bounds(&self) -> R<(u16, u16)> {
+        Ok((self.word(BYTE_COPY_LEFT)?, self.word(BYTE_COPY_RIGHT)?))
+    }
+
+    // ----- cycles -------------------------------------------------------
+
+    #[inline]
+    fn charge(&mut self, cost: u64) -> R<()> {
+        // RFC 3320 §8.7 item 3.
+        if cost > self.remaining {
+            return Err(Reason::CyclesExhausted);
+        }
+        self.remaining -= cost;
+        self.used += cost;
+        Ok(())
+    }
+
+    // ----- operands (RFC 3320 §8.5) --------------------------------------
+
+    #[inline]
+    fn literal(&self, pc: &mut u16) -> R<u16> {
+        let b = self.byte(*pc)?;
+        if b & 0x80 == 0 {
+            *pc = pc.wrapping_add(1);
+            Ok(u16::from(b))
+        } else if b & 0xc0 == 0x80 {
+            let n = (u16::from(b & 0x3f) << 8) | u16::from(self.byte(pc.wrapping_add(1))?);
+            *pc = pc.wrapping_add(2);
+            Ok(n)
+        } else if b == 0xc0 {
+            let n = self.word(pc.wrapping_add(1))?;
+            *pc = pc.wrapping_add(3);
+            Ok(n)
+        } else {
+            Err(Reason::InvalidOperand)
+        }
+    }
+
+    /// A reference operand: the memory address it names.
+    #[inline]
+    fn reference(&self, pc: &mut u16) -> R<u16> {
+        let b = self.byte(*pc)?;
+        if b & 0x80 == 0 {
+            *pc = pc.wrapping_add(1);
+            Ok(2 * u16::from(b))
+        } else if b & 0xc0 == 0x80 {
+            let n = (u16::from(b & 0x3f) << 8) | u16::from(self.byte(pc.wrapping_add(1))?);
+            *pc = pc.wrapping_add(2);
+            Ok(n.wrapping_mul(2))
+        } else if b == 0xc0 {
+            let n = self.word(pc.wrapping_add(1))?;
+            *pc = pc.wrapping_add(3);
+            Ok(n)
+        } else {
+            Err(Reason::InvalidOperand)
+        }
+    }
+
+    /// A multitype operand's value (Figure 10).
+    #[inline]
+    fn multi(&self, pc: &mut u16) -> R<u16> {
+        let b = self.byte(*pc)?;
+        let p1 = pc.wrapping_add(1);
+        let (v, len) = match b {
+            0x00..=0x3f => (u16::from(b), 1),
+            0x40..=0x7f => (self.word(2 * u16::from(b & 0x3f))?, 1),
+            0x86 | 0x87 => (1u16 << ((b & 1) + 6), 1),
+            0x88..=0x8f => (1u16 << ((b & 7) + 8), 1),
+            0xe0..=0xff => (u16::from(b & 0x1f) + 65504, 1),
+            0x90..=0x9f => (
+                (u16::from(b & 0x0f) << 8 | u16::from(self.byte(p1)?)) + 61440,
+                2,
+            ),
+            0xa0..=0xbf => (u16::from(b & 0x1f) << 8 | u16::from(self.byte(p1)?), 2),
+            0xc0..=0xdf => (
+                self.word(u16::from(b & 0x1f) << 8 | u16::from(self.byte(p1)?))?,
+                2,
+            ),
+            0x80 => (self.word(p1)?, 3),
+            0x81 => (self.word(self.word(p1)?)?, 3),
+            _ => return Err(Reason::InvalidOperand), // 0x84, 0x85
+        };
+        *pc = pc.wrapping_add(len);
+        Ok(v)
+    }
+
+    /// Skips a multitype operand without evaluating it (for MULTILOAD).
+    fn skip_multi(&self, pc: &mut u16) -> R<()> {
+        let b = self.byte(*pc)?;
+        let len = match b {
+            0x00..=0x7f | 0x86..=0x8f | 0xe0..=0xff => 1,
+            0x90..=0xdf => 2,
+            0x80 | 0x81 => 3,
+            _ => return Err(Reason::InvalidOperand),
+        };
+        // The operand bytes must be in memory.
+        self.byte(pc.wrapping_add(len - 1))?;
+        *pc = pc.wrapping_add(len);
+        Ok(())
+    }
+
+    /// An address operand: multitype plus the instruction's address.
+    #[inline]
+    fn address(&self, pc: &mut u16, inst: u16) -> R<u16> {
+        Ok(self.multi(pc)?.wrapping_add(inst))
+    }
+
+    /// Checks a jump target (RFC 3320 §9.3.1).
+    #[inline]
+    fn target(&self, a: u16) -> R<Flow> {
+        if usize::from(a) >= self.mem.len() {
+            return Err(Reason::Segfault);
+        }
+        Ok(Flow::Next(a))
+    }
+
+    // ----- byte copying (RFC 3320 §8.4, RFC 4896 §4) ---------------------
+
+    /// Reads `len` bytes starting at `from` under the byte copying rules and
+    /// gives each to `f`.
+    fn read_bytes(&self, from: u16, len: u16, mut f: impl FnMut(u8)) -> R<()> {
+        let (bcl, bcr) = self.bounds()?;
+        let mut a = from;
+        for _ in 0..len {
+            f(self.byte(a)?);
+            a = next(a, bcl, bcr);
+        }
+        Ok(())
+    }
+
+    /// Copies `len` bytes from `src` to `dst`, byte by byte, both following
+    /// the byte copying rules; returns the address after the last written.
+    fn copy(&mut self, src: u16, len: u16, dst: u16) -> R<u16> {
+        let (bcl, bcr) = self.bounds()?;
+        let (mut s, mut d) = (src, dst);
+        let size = self.mem.len();
+        // Fast path: neither range reaches byte_copy_right nor wraps, and they
+        // do not overlap with src after dst (which would need byte order).
+        let l = usize::from(len);
+        let (su, du) = (usize::from(s), usize::from(d));
+        let crosses = |start: usize| {
+            let r = usize::from(bcr);
+            start < r && start + l > r || start + l > 0xffff
+        };
+        if su + l <= size
+            && du + l <= size
+            && !crosses(su)
+            && !crosses(du)
+            && (du + l <= su || su + l <= du)
+        {
+            self.mem.copy_within(su..su + l, du);
+            return Ok(if l == 0 {
+                d
+            } else {
+                next((du + l - 1) as u16, bcl, bcr)
+            });
+        }
+        for _ in 0..len {
+            let b = self.byte(s)?;
+            self.set_byte(d, b)?;
+            s = next(s, bcl, bcr);
+            d = next(d, bcl, bcr);
+        }
+        Ok(d)
+    }
+
+    /// Writes bytes from `src` at `dst` under the byte copying rules.
+    fn write_bytes(&mut self, dst: u16, src: impl IntoIterator<Item = u8>) -> R<u16> {
+        let (bcl, bcr) = self.bounds()?;
+        let mut d = dst;
+        for b in src {
+            self.set_byte(d, b)?;
+            d = next(d, bcl, bcr);
+        }
+        Ok(d)
+    }
+
+    // ----- input (RFC 3320 §8.2, RFC 4896 §3.1) ---------------------------
+
+    fn bits_available(&self) -> usize {
+        usize::from(self.bit_count) + 8 * (self.input.len() - self.in_pos)
+    }
+
+    /// Applies the P-bit rule: a changed P-bit discards a held fraction.
+    fn note_p(&mut self, p: bool) {
+        if self.last_p.is_some_and(|old| old != p) {
+            self.bit_count = 0;
+        }
+        self.last_p = Some(p);
+    }
+
+    /// Takes `n` (<= 16) bits; `lsb_first` is the F or H bit. The caller
+    /// checked availability.
+    fn take_bits(&mut self, n: u16, p: bool, lsb_first: bool) -> u16 {
+        let mut v: u32 = 0;
+        for i in 0..n {
+            if self.bit_count == 0 {
+                self.bit_buf = self.input.get(self.in_pos).copied().unwrap_or(0);
+                self.in_pos += 1;
+                self.bit_count = 8;
+            }
+            let bit = if p {
+                (self.bit_buf >> (8 - self.bit_count)) & 1
+            } else {
+                (self.bit_buf >> (self.bit_count - 1)) & 1
+            };
+            self.bit_count -= 1;
+            if lsb_first {
+                v |= u32::from(bit) << i;
+            } else {
+                v = (v << 1) | u32::from(bit);
+            }
+        }
+        v as u16
+    }
+
+    fn bit_order(&self) -> R<u16> {
+        let ibo = self.word(INPUT_BIT_ORDER)?;
+        // RFC 3320 §8.2: must lie between 0 and 7.
+        if ibo > 7 {
+            return Err(Reason::BadInputBitorder);
+        }
+        Ok(ibo)
+    }
+
+    fn credit(&mut self, bits: usize) {
+        // RFC 3320 §8.6: n bits successfully input earn n * cycles_per_bit.
+        self.remaining += bits as u64 * self.cpb;
+    }
+
+    // ----- stack (RFC 3320 §8.3, RFC 4896 §3.4) ---------------------------
+
+    fn push(&mut self, value: u16) -> R<()> {
+        let sl = self.word(STACK_LOCATION)?;
+        let fill = self.word(sl)?;
+        self.set_word(sl.wrapping_add(2).wrapping_add(fill.wrapping_mul(2)), value)?;
+        self.set_word(sl, fill.wrapping_add(1))
+    }
+
+    fn pop(&mut self) -> R<u16> {
+        let sl = self.word(STACK_LOCATION)?;
+        let fill = self.word(sl)?;
+        if fill == 0 {
+            return Err(Reason::StackUnderflow);
+        }
+        let fill = fill - 1;
+        self.set_word(sl, fill)?;
+        self.word(sl.wrapping_add(2).wrapping_add(fill.wrapping_mul(2)))
+    }
+
+    // ----- state requests ---------------------------------------------------
+
+    fn add_pending(&mut self, p: Pending) -> R<()> {
+        let is_create = matches!(p, Pending::Create { .. });
+        let n = if is_create {
+            &mut self.n_create
+        } else {
+            &mut self.n_free
+        };
+        // RFC 3320 §9.4.6–7: at most four of each.
+        if *n >= 4 {
+            return Err(Reason::TooManyStateRequests);
+        }
+        *n += 1;
+        let slot = self
+            .pending
+            .iter_mut()
+            .find(|s| s.is_none())
+            .ok_or(Reason::TooManyStateRequests)?;
+        *slot = Some(p);
+        Ok(())
+    }
+
+    fn lookup_state(&mut self, start: u16, len: u16) -> R<&'a State> {
+        // RFC 3320 §9.4.5.
+        if !(6..=20).contains(&len) {
+            return Err(Reason::InvalidStateIdLength);
+        }
+        let mut id = [0u8; 20];
+        for (i, b) in id.iter_mut().take(usize::from(len)).enumerate() {
+            *b = self.byte(start.wrapping_add(i as u16))?;
+        }
+        let partial = &id[..usize::from(len)];
+        match self.states.lookup(partial) {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                self.details = partial.to_vec();
+                Err(e.into())
+            }
+        }
+    }
+
+    // ----- the instructions (RFC 3320 §9) ----------------------------------
+
+    fn step(&mut self, opcode: u8, inst: u16) -> R<Flow> {
+        let mut pc = inst.wrapping_add(1);
+        match opcode {
+            op::DECOMPRESSION_FAILURE => {
+                self.charge(1)?;
+                Err(Reason::UserRequested)
+            }
+            op::AND..=op::REMAINDER => {
+                let a = self.reference(&mut pc)?;
+                let n = if opcode == op::NOT {
+                    0
+                } else {
+                    self.multi(&mut pc)?
+                };
+                self.charge(1)?;
+                let m = self.word(a)?;
+                let r = match opcode {
+                    op::AND => m & n,
+                    op::OR => m | n,
+                    op::NOT => !m,
+                    op::LSHIFT => m.checked_shl(u32::from(n)).unwrap_or(0),
+                    op::RSHIFT => m.checked_shr(u32::from(n)).unwrap_or(0),
+                    op::ADD => m.wrapping_add(n),
+                    op::SUBTRACT => m.wrapping_sub(n),
+                    op::MULTIPLY => m.wrapping_mul(n),
+                    op::DIVIDE => m.checked_div(n).ok_or(Reason::DivByZero)?,
+                    _ => m.checked_rem(n).ok_or(Reason::DivByZero)?,
+                };
+                self.set_word(a, r)?;
+                Ok(Flow::Next(pc))
+            }
+            op::SORT_ASCENDING | op::SORT_DESCENDING => {
+                let start = self.multi(&mut pc)?;
+                let n = self.multi(&mut pc)?;
+                let k = self.multi(&mut pc)?;
+                // ceiling(log2(k)): the smallest i with k <= 2^i.
+                let log = if k <= 1 {
+                    0
+                } else {
+                    16 - (k - 1).leading_zeros() as u64
+                };
+                self.charge(1 + u64::from(k) * (log + u64::from(n)))?;
+                self.sort(start, n, k, opcode == op::SORT_DESCENDING)?;
+                Ok(Flow::Next(pc))
+            }
+            op::SHA_1 => {
+                let position = self.multi(&mut pc)?;
+                let length = self.multi(&mut pc)?;
+                let destination = self.multi(&mut pc)?;
+                self.charge(1 + u64::from(length))?;
+                let mut h = Sha1::new();
+                let (bcl, bcr) = self.bounds()?;
+                let mut a = position;
+                let mut buf = [0u8; 64];
+                let mut filled = 0;
+                for _ in 0..length {
+                    buf[filled] = self.byte(a)?;
+                    filled += 1;
+                    if filled == buf.len() {
+                        h.update(buf);
+                        filled = 0;
+                    }
+                    a = next(a, bcl, bcr);
+                }
+                h.update(&buf[..filled]);
+                let digest: [u8; 20] = h.finalize().into();
+                self.write_bytes(destination, digest)?;
+                Ok(Flow::Next(pc))
+            }
+            op::LOAD => {
+                let address = self.multi(&mut pc)?;
+                let value = self.multi(&mut pc)?;
+                self.charge(1)?;
+                self.set_word(address, value)?;
+                Ok(Flow::Next(pc))
+            }
+            op::MULTILOAD => {
+                let address = self.multi(&mut pc)?;
+                let n = self.literal(&mut pc)?;
+                // Find the end of the instruction without evaluating.
+                let values_at = pc;
+                let mut end = pc;
+                for _ in 0..n {
+                    self.skip_multi(&mut end)?;
+                }
+                self.charge(1 + u64::from(n))?;
+                // RFC 3320 §9.2.2: the words written must not overlap the
+                // instruction itself.
+                let inst_len = u32::from(end.wrapping_sub(inst));
+                let span = 2 * u32::from(n);
+                for off in 0..span.min(0x10000) {
+                    let a = address.wrapping_add(off as u16);
+                    if u32::from(a.wrapping_sub(inst)) < inst_len {
+                        return Err(Reason::MultiloadOverwritten);
+                    }
+                }
+                // RFC 4896 §3.2: step by step, indirection at execution time.
+                let mut p = values_at;
+                for i in 0..n {
+                    let v = self.multi(&mut p)?;
+                    self.set_word(address.wrapping_add(i.wrapping_mul(2)), v)?;
+                }
+                Ok(Flow::Next(end))
+            }
+            op::PUSH => {
+                let value = self.multi(&mut pc)?;
+                self.charge(1)?;
+                self.push(value)?;
+                Ok(Flow::Next(pc))
+            }
+            op::POP => {
+                let address = self.multi(&mut pc)?;
+                self.charge(1)?;
+                let v = self.pop()?;
+                self.set_word(address, v)?;
+                Ok(Flow::Next(pc))
+            }
+            op::COPY => {
+                let position = self.multi(&mut pc)?;
+                let length = self.multi(&mut pc)?;
+                let destination = self.multi(&mut pc)?;
+                self.charge(1 + u64::from(length))?;
+                self.copy(position, length, destination)?;
+                Ok(Flow::Next(pc))
+            }
+            op::COPY_LITERAL | op::COPY_OFFSET => {
+                let first = self.multi(&mut pc)?;
+                let length = self.multi(&mut pc)?;
+                let dref = self.reference(&mut pc)?;
+                self.charge(1 + u64::from(length))?;
+                let destination = self.word(dref)?;
+                let position = if opcode == op::COPY_LITERAL {
+                    first
+                } else {
+                    let (bcl, bcr) = self.bounds()?;
+                    offset_back(destination, first, bcl, bcr)
+                };
+                let after = self.copy(position, length, destination)?;
+                // RFC 3320 §9.2.5: unchanged when nothing was copied.
+                if length != 0 {
+                    self.set_word(dref, after)?;
+                }
+                Ok(Flow::Next(pc))
+            }
+            op::MEMSET => {
+                let address = self.multi(&mut pc)?;
+                let length = self.multi(&mut pc)?;
+                let start_value = self.multi(&mut pc)?;
+                let offset = self.multi(&mut pc)?;
+                self.charge(1 + u64::from(length))?;
+                let seq =
+                    (0..length).map(|n| (start_value.wrapping_add(n.wrapping_mul(offset))) as u8);
+                self.write_bytes(address, seq)?;
+                Ok(Flow::Next(pc))
+            }
+            op::JUMP => {
+                let a = self.address(&mut pc, inst)?;
+                self.charge(1)?;
+                self.target(a)
+            }
+            op::COMPARE => {
+                let v1 = self.multi(&mut pc)?;
+                let v2 = self.multi(&mut pc)?;
+                let a1 = self.address(&mut pc, inst)?;
+                let a2 = self.address(&mut pc, inst)?;
+                let a3 = self.address(&mut pc, inst)?;
+                self.charge(1)?;
+                self.target(match v1.cmp(&v2) {
+                    core::cmp::Ordering::Less => a1,
+                    core::cmp::Ordering::Equal => a2,
+                    core::cmp::Ordering::Greater => a3,
+                })
+            }
+            op::CALL => {
+                let a = self.address(&mut pc, inst)?;
+                self.charge(1)?;
+                self.push(pc)?;
+                self.target(a)
+            }
+            op::RETURN => {
+                self.charge(1)?;
+                let a = self.pop()?;
+                self.target(a)
+            }
+            op::SWITCH => {
+                let n = self.literal(&mut pc)?;
+                let j = self.multi(&mut pc)?;
+                self.charge(1 + u64::from(n))?;
+                let mut chosen = None;
+                for i in 0..n {
+                    let a = self.address(&mut pc, inst)?;
+                    if i == j {
+                        chosen = Some(a);
+                    }
+                }
+                let a = chosen.ok_or(Reason::SwitchValueTooHigh)?;
+                self.target(a)
+            }
+            op::CRC => {
+                let value = self.multi(&mut pc)?;
+                let position = self.multi(&mut pc)?;
+                let length = self.multi(&mut pc)?;
+                let address = self.address(&mut pc, inst)?;
+                self.charge(1 + u64::from(length))?;
+                let mut fcs = crate::crc::Fcs16::new();
+                self.read_bytes(position, length, |b| fcs.update(b))?;
+                if fcs.value() == value {
+                    Ok(Flow::Next(pc))
+                } else {
+                    self.target(address)
+                }
+            }
+            op::INPUT_BYTES => {
+                let length = self.multi(&mut pc)?;
+                let destination = self.multi(&mut pc)?;
+                let address = self.address(&mut pc, inst)?;
+                self.charge(1 + u64::from(length))?;
+                let ibo = self.word(INPUT_BIT_ORDER)?;
+                self.note_p(ibo & 1 != 0);
+                // RFC 3320 §9.4.2: a held fraction of a byte is discarded,
+                // even if the request then fails (RFC 4896 §3.1).
+                self.bit_count = 0;
+                let l = usize::from(length);
+                let input = self.input;
+                let Some(bytes) = input.get(self.in_pos..self.in_pos + l) else {
+                    return self.target(address);
+                };
+                self.in_pos += l;
+                self.write_bytes(destination, bytes.iter().copied())?;
+                self.credit(8 * l);
+                Ok(Flow::Next(pc))
+            }
+            op::INPUT_BITS => {
+                let length = self.multi(&mut pc)?;
+                let destination = self.multi(&mut pc)?;
+                let address = self.address(&mut pc, inst)?;
+                self.charge(1)?;
+                let ibo = self.bit_order()?;
+                if length > 16 {
+                    return Err(Reason::TooManyBitsRequested);
+                }
+                self.note_p(ibo & 1 != 0);
+                if usize::from(length) > self.bits_available() {
+                    return self.target(address);
+                }
+                let v = self.take_bits(length, ibo & 1 != 0, ibo & 4 != 0);
+                self.set_word(destination, v)?;
+                self.credit(usize::from(length));
+                Ok(Flow::Next(pc))
+            }
+            op::INPUT_HUFFMAN => self.input_huffman(inst, pc),
+            op::STATE_ACCESS => {
+                let id_start = self.multi(&mut pc)?;
+                let id_len = self.multi(&mut pc)?;
+                let state_begin = self.multi(&mut pc)?;
+                let state_length = self.multi(&mut pc)?;
+                let state_address = self.multi(&mut pc)?;
+                let state_instruction = self.multi(&mut pc)?;
+                let s = self.lookup_state(id_start, id_len)?;
+                let length = if state_length == 0 {
+                    s.length()
+                } else {
+                    state_length
+                };
+                let address = if state_address == 0 {
+                    s.address()
+                } else {
+                    state_address
+                };
+                let instruction = if state_instruction == 0 {
+                    s.instruction()
+                } else {
+                    state_instruction
+                };
+                let begin = state_begin;
+                // RFC 3320 §9.4.5: cost uses the resolved state_length.
+                self.charge(1 + u64::from(length))?;
+                if state_length == 0 && begin != 0 {
+                    return Err(Reason::InvalidStateProbe);
+                }
+                let value = s.value();
+                let Some(part) =
+                    value.get(usize::from(begin)..usize::from(begin) + usize::from(length))
+                else {
+                    let mut id = vec![0u8; usize::from(id_len)];
+                    for (i, b) in id.iter_mut().enumerate() {
+                        *b = self.byte(id_start.wrapping_add(i as u16))?;
+                    }
+                    self.details = id;
+                    return Err(Reason::StateTooShort);
+                };
+                // Write through the byte copying rules.
+                let (bcl, bcr) = self.bounds()?;
+                let mut d = address;
+                for &b in part {
+                    *self.mem.get_mut(usize::from(d)).ok_or(Reason::Segfault)? = b;
+                    d = next(d, bcl, bcr);
+                }
+                if instruction == 0 {
+                    Ok(Flow::Next(pc))
+                } else {
+                    self.target(instruction)
+                }
+            }
+            op::STATE_CREATE => {
+                let length = self.multi(&mut pc)?;
+                let address = self.multi(&mut pc)?;
+                let instruction = self.multi(&mut pc)?;
+                let mal = self.multi(&mut pc)?;
+                let priority = self.multi(&mut pc)?;
+                self.charge(1 + u64::from(length))?;
+                // RFC 3320 §9.4.6.
+                if !(6..=20).contains(&mal) {
+                    return Err(Reason::InvalidStateIdLength);
+                }
+                if priority == 65535 {
+                    return Err(Reason::InvalidStatePriority);
+                }
+                self.add_pending(Pending::Create {
+                    length,
+                    address,
+                    instruction,
+                    mal,
+                    priority,
+                })?;
+                Ok(Flow::Next(pc))
+            }
+            op::STATE_FREE => {
+                let start = self.multi(&mut pc)?;
+                let length = self.multi(&mut pc)?;
+                self.charge(1)?;
+                // RFC 3320 §9.4.7.
+                if !(6..=20).contains(&length) {
+                    return Err(Reason::InvalidStateIdLength);
+                }
+                self.add_pending(Pending::Free { start, length })?;
+                Ok(Flow::Next(pc))
+            }
+            op::OUTPUT => {
+                let start = self.multi(&mut pc)?;
+                let length = self.multi(&mut pc)?;
+                self.charge(1 + u64::from(length))?;
+                // RFC 3320 §9.4.8.
+                if self.output.len() + usize::from(length) > MAX_OUTPUT {
+                    return Err(Reason::OutputOverflow);
+                }
+                self.output_seen = true;
+                let (bcl, bcr) = self.bounds()?;
+                let s = usize::from(start);
+                let l = usize::from(length);
+                let r = usize::from(bcr);
+                if s + l <= self.mem.len() && !(s < r && s + l > r) {
+                    self.output.extend_from_slice(&self.mem[s..s + l]);
+                } else {
+                    let mut a = start;
+                    for _ in 0..length {
+                        let b = self.byte(a)?;
+                        self.output.push(b);
+                        a = next(a, bcl, bcr);
+                    }
+                }
+                Ok(Flow::Next(pc))
+            }
+            op::END_MESSAGE => {
+                let feedback_location = self.multi(&mut pc)?;
+                let parameters_location = self.multi(&mut pc)?;
+                let length = self.multi(&mut pc)?;
+                let address = self.multi(&mut pc)?;
+                let instruction = self.multi(&mut pc)?;
+                let mal = self.multi(&mut pc)?;
+                let priority = self.multi(&mut pc)?;
+                self.charge(1 + u64::from(length))?;
+                // RFC 3320 §9.4.9: an invalid request of its own is dropped
+                // without failure; a fifth creation request fails.
+                if (6..=20).contains(&mal) && priority != 65535 {
+                    self.add_pending(Pending::Create {
+                        length,
+                        address,
+                        instruction,
+                        mal,
+                        priority,
+                    })?;
+                }
+                self.end_message(feedback_location, parameters_location)?;
+                Ok(Flow::End)
+            }
+            _ => Err(Reason::InvalidOpcode),
+        }
+    }
+
+    fn sort(&mut self, start: u16, n: u16, k: u16, descending: bool) -> R<()> {
+        if k == 0 || n == 0 {
+            return Ok(());
+        }
+        let (n, k) = (usize::from(n), usize::from(k));
+        let words = n * k;
+        let base = usize::from(start);
+        if base + 2 * words > self.mem.len() {
+            return Err(Reason::Segfault);
+        }
+        self.sort_keys.clear();
+        for i in 0..k {
+            let a = base + 2 * i;
+            self.sort_keys
+                .push((u16::from_be_bytes([self.mem[a], self.mem[a + 1]]), i as u32));
+        }
+        // Stable: equal words keep their order (RFC 3320 §9.1.3).
+        if descending {
+            self.sort_keys
+                .sort_by(|x, y| y.0.cmp(&x.0).then(x.1.cmp(&y.1)));
+        } else {
+            self.sort_keys.sort();
+        }
+        for list in 0..n {
+            let lb = base + 2 * k * list;
+            self.sort_tmp.clear();
+            for &(_, i) in self.sort_keys.iter() {
+                let a = lb + 2 * i as usize;
+                self.sort_tmp
+                    .push(u16::from_be_bytes([self.mem[a], self.mem[a + 1]]));
+            }
+            for (j, v) in self.sort_tmp.iter().enumerate() {
+                self.mem[lb + 2 * j..lb + 2 * j + 2].copy_from_slice(&v.to_be_bytes());
+            }
+        }
+        Ok(())
+    }
+
+    fn input_huffman(&mut self, inst: u16, mut pc: u16) -> R<Flow> {
+        let destination = self.multi(&mut pc)?;
+        let address = self.address(&mut pc, inst)?;
+        let n = self.literal(&mut pc)?;
+        self.charge(1 + u64::from(n))?;
+        if n == 0 {
+            // RFC 3320 §9.4.4: ignored.
+            return Ok(Flow::Next(pc));
+        }
+        let ibo = self.bit_order()?;
+        let p = ibo & 1 != 0;
+        let h_lsb = ibo & 2 != 0;
+        self.note_p(p);
+        // Decode the operand sets first (conceptual model, RFC 3320 §8.5),
+        // checking the total bit count.
+        let sets_at = pc;
+        let mut total_bits: u32 = 0;
+        for _ in 0..n {
+            total_bits += u32::from(self.multi(&mut pc)?);
+            self.multi(&mut pc)?;
+            self.multi(&mut pc)?;
+            self.multi(&mut pc)?;
+        }
+        if total_bits > 16 {
+            return Err(Reason::TooManyBitsRequested);
+        }
+        let saved = (self.in_pos, self.bit_buf, self.bit_count);
+        let mut h: u32 = 0;
+        let mut taken = 0usize;
+        let mut q = sets_at;
+        for _ in 0..n {
+            let bits = self.multi(&mut q)?;
+            let lower = self.multi(&mut q)?;
+            let upper = self.multi(&mut q)?;
+            let uncompressed = self.multi(&mut q)?;
+            if usize::from(bits) > self.bits_available() {
+                // Step 4: no data is returned; restore what was taken.
+                (self.in_pos, self.bit_buf, self.bit_count) = saved;
+                return self.target(address);
+            }
+            let k = self.take_bits(bits, p, h_lsb);
+            taken += usize::from(bits);
+            h = (h << bits) | u32::from(k);
+            if h >= u32::from(lower) && h <= u32::from(upper) {
+                let v = (h as u16).wrapping_add(uncompressed).wrapping_sub(lower);
+                self.set_word(destination, v)?;
+                self.credit(taken);
+                return Ok(Flow::Next(pc));
+            }
+        }
+        Err(Reason::HuffmanNoMatch)
+    }
+
+    fn end_message(&mut self, feedback_location: u16, parameters_location: u16) -> R<()> {
+        let mut requests = Vec::with_capacity(self.n_create + self.n_free);
+        for p in self.pending.iter().flatten() {
+            match *p {
+                Pending::Create {
+                    length,
+                    address,
+                    instruction,
+                    mal,
+                    priority,
+                } => {
+                    // RFC 4896 §4.1: the value is read now, by byte copying.
+                    let mut value = Vec::with_capacity(usize::from(length));
+                    self.read_bytes(address, length, |b| value.push(b))?;
+                    requests.push(StateRequest::Create {
+                        state: State::new(address, instruction, mal, value),
+                        priority,
+                    });
+                }
+                Pending::Free { start, length } => {
+                    let mut partial_id = Vec::with_capacity(usize::from(length));
+                    self.read_bytes(start, length, |b| partial_id.push(b))?;
+                    requests.push(StateRequest::Free { partial_id });
+                }
+            }
+        }
+        // RFC 4896 §4.1: feedback is read without the byte copying rules.
+        let requested_feedback = if feedback_location == 0 {
+            None
+        } else {
+            let b = self.byte(feedback_location)?;
+            let item = if b & 0x04 != 0 {
+                let at = feedback_location.wrapping_add(1);
+                let first = self.byte(at)?;
+                let len = if first & 0x80 == 0 {
+                    1
+                } else {
+                    1 + u16::from(first & 0x7f)
+                };
+                let mut v = Vec::with_capacity(usize::from(len));
+                for i in 0..len {
+                    v.push(self.byte(at.wrapping_add(i))?);
+                }
+                Some(v)
+            } else {
+                None
+            };
+            Some(RequestedFeedback {
+                s_bit: b & 0x02 != 0,
+                i_bit: b & 0x01 != 0,
+                item,
+            })
+        };
+        let returned_parameters = if parameters_location == 0 {
+            None
+        } else {
+            let mut bytes = Vec::new();
+            let mut a = parameters_location;
+            bytes.push(self.byte(a)?);
+            bytes.push(self.byte(a.wrapping_add(1))?);
+            a = a.wrapping_add(2);
+            // Each item is at least 7 bytes; stop before wrapping around.
+            let mut budget = self.mem.len();
+            loop {
+                let len = self.byte(a)?;
+                bytes.push(len);
+                if !(6..=20).contains(&len) || budget < 21 {
+                    break;
+                }
+                budget -= 1 + usize::from(len);
+                for i in 1..=u16::from(len) {
+                    bytes.push(self.byte(a.wrapping_add(i))?);
+                }
+                a = a.wrapping_add(1 + u16::from(len));
+            }
+            Some(ReturnedParameters::parse(&bytes))
+        };
+        self.ended = Some(Ended {
+            cycles: self.used,
+            output_seen: self.output_seen,
+            state_requests: requests,
+            requested_feedback,
+            returned_parameters,
+        });
+        Ok(())
+    }
+}
+
+/// The address after `a` under the byte copying rules (RFC 3320 §8.4).
+#[inline]
+fn next(a: u16, bcl: u16, bcr: u16) -> u16 {
+    let k = a.wrapping_add(1);
+    if k == bcr { bcl } else { k }
+}
+
+/// COPY-OFFSET: counts `offset` addresses back from `dest`, jumping from
+/// byte_copy_left to byte_copy_right - 1 (RFC 3320 §9.2.6, RFC 4896 §4),
+/// in constant time.
+fn offset_back(dest: u16, offset: u16, bcl: u16, bcr: u16) -> u16 {
+    // Steps until byte_copy_left is reached going left.
+    let to_left = dest.wrapping_sub(bcl);
+    if offset <= to_left {
+        return dest.wrapping_sub(offset);
+    }
+    // At bcl with r steps left; the cycle is bcl ..= bcr - 1.
+    let r = u32::from(offset - to_left);
+    let len = u32::from(bcr.wrapping_sub(1).wrapping_sub(bcl)) + 1;
+    let j = (len - r % len) % len;
+    bcl.wrapping_add(j as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offset_back_slow(dest: u16, offset: u16, bcl: u16, bcr: u16) -> u16 {
+        let mut a = dest;
+        for _ in 0..offset {
+            a = if a == bcl {
+                bcr.wrapping_sub(1)
+            } else {
+                a.wrapping_sub(1)
+            };
+        }
+        a
+    }
+
+    #[test]
+    fn offset_back_matches_the_step_rule() {
+        for &(bcl, bcr) in &[
+            (100u16, 200u16),
+            (200, 100),
+            (0, 0),
+            (5, 6),
+            (10, 10),
+            (65530, 4),
+        ] {
+            for dest in [0u16, 3, 99, 100, 101, 150, 199, 200, 250, 65535] {
+                for offset in [0u16, 1, 2, 50, 99, 100, 101, 150, 199, 200, 1000, 65535] {
+                    assert_eq!(
+                        offset_back(dest, offset, bcl, bcr),
+                        offset_back_slow(dest, offset, bcl, bcr),
+                        "dest {dest} off {offset} bcl {bcl} bcr {bcr}"
+                    );
+                }
+            }
+        }
+    }
+}
