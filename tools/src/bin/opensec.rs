@@ -1,0 +1,158 @@
+//! `opensec`: tools around the `opensec` algorithms for researchers.
+//!
+//! `opensec vectors [DIR]` runs every known-answer vector file (`*.txt`, the
+//! format of `vectors/data/README.md`) of DIR, by default the files shipped
+//! in `vectors/data/`, and prints a pass/fail table, then the details of
+//! every failure. Exit status: 0 if every case passed, 1 if any failed, 2 on
+//! a usage or IO error (with a one-line reason).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use vectors::FileReport;
+
+/// Tools around the opensec algorithms (IPsec ciphers and MACs, MILENAGE,
+/// HTTP digest).
+#[derive(Parser, Debug)]
+#[command(
+    name = "opensec",
+    version,
+    about = "Tools around the opensec algorithms: known-answer vector runner"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run every known-answer vector file of DIR and print a pass/fail table.
+    ///
+    /// Exit status 0 if all cases pass, 1 if any fails, 2 if DIR cannot be read.
+    Vectors {
+        /// Directory of vector files (*.txt); default: the shipped vectors.
+        dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Vectors { dir } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(vectors::DEFAULT_DIR));
+            match vectors_command(&dir) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("opensec: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+/// Runs the vectors of `dir` and prints the report; `Ok(true)` if all pass.
+fn vectors_command(dir: &Path) -> anyhow::Result<bool> {
+    let reports = vectors::run_dir(dir).context("cannot read vector directory")?;
+    if reports.is_empty() {
+        bail!("no vector files (*.txt) in {}", dir.display());
+    }
+    print!("{}", render(&reports));
+    Ok(reports.iter().all(FileReport::ok))
+}
+
+/// The table, the failure details and a summary line.
+fn render(reports: &[FileReport]) -> String {
+    let header = [
+        "file",
+        "algorithm",
+        "source",
+        "cases",
+        "passed",
+        "failed",
+        "result",
+    ];
+    let rows: Vec<[String; 7]> = reports
+        .iter()
+        .map(|r| {
+            [
+                r.name.clone(),
+                if r.algorithm.is_empty() {
+                    "-".into()
+                } else {
+                    r.algorithm.clone()
+                },
+                if r.source.is_empty() {
+                    "-".into()
+                } else {
+                    r.source.clone()
+                },
+                r.cases.len().to_string(),
+                r.passed().to_string(),
+                r.failed().to_string(),
+                if r.ok() { "PASS".into() } else { "FAIL".into() },
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let mut l = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            let pad = w.saturating_sub(cell.chars().count());
+            // Counts are right-aligned, text left-aligned.
+            if (3..=5).contains(&i) {
+                let _ = write!(l, "{}{cell}  ", " ".repeat(pad));
+            } else {
+                let _ = write!(l, "{cell}{}  ", " ".repeat(pad));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&header);
+    for row in &rows {
+        line(&row.each_ref().map(String::as_str));
+    }
+
+    let mut details = String::new();
+    for r in reports {
+        if let Some(e) = &r.error {
+            let _ = writeln!(details, "FAIL {}: {e}", r.name);
+        }
+        for c in r.cases.iter().filter(|c| !c.passed()) {
+            let _ = writeln!(details, "FAIL {} [{}] (line {}):", r.name, c.name, c.line);
+            for f in &c.failures {
+                let _ = writeln!(details, "    {f}");
+            }
+        }
+    }
+    if !details.is_empty() {
+        out.push('\n');
+        out.push_str(&details);
+    }
+    let cases: usize = reports.iter().map(|r| r.cases.len()).sum();
+    let passed: usize = reports.iter().map(FileReport::passed).sum();
+    let bad_files = reports.iter().filter(|r| !r.ok()).count();
+    let _ = writeln!(
+        out,
+        "\n{} files, {cases} cases: {passed} passed, {} failed; {}",
+        reports.len(),
+        cases - passed,
+        if bad_files == 0 {
+            "all files pass".to_string()
+        } else {
+            format!("{bad_files} file(s) FAIL")
+        }
+    );
+    out
+}
