@@ -4,8 +4,10 @@ use core::fmt;
 
 use aes::{Aes128, Aes192, Aes256};
 use cipher::array::{Array, ArraySize};
-use cipher::{BlockCipherDecrypt, BlockCipherEncrypt, BlockModeDecrypt, BlockModeEncrypt};
-use cipher::{InnerIvInit, KeyInit};
+use cipher::{
+    BlockCipherDecrypt, BlockCipherEncBackend, BlockCipherEncClosure, BlockCipherEncrypt,
+    BlockModeDecrypt, BlockSizeUser, InnerIvInit, KeyInit,
+};
 use des::{Des, TdesEde3};
 use zeroize::ZeroizeOnDrop;
 
@@ -177,12 +179,42 @@ fn to_iv<N: ArraySize>(iv: &[u8]) -> Result<Array<u8, N>, Error> {
     })
 }
 
-// The mode runs over a reference to the already-expanded cipher, so no key
-// schedule or copy of the round keys happens per call.
+// Both directions run over the already-expanded cipher, so no key schedule
+// or copy of the round keys happens per call.
 fn cbc_encrypt<C: BlockCipherEncrypt>(c: &C, iv: &[u8], data: &mut [u8]) -> Result<(), Error> {
     let iv = to_iv(iv)?;
-    cbc::Encryptor::<&C>::inner_iv_init(c, &iv).encrypt_blocks(blocks_mut(data));
+    c.encrypt_with_backend(CbcEncrypt {
+        iv,
+        blocks: blocks_mut(data),
+    });
     Ok(())
+}
+
+/// CBC encryption (RFC 3602 §2.1: C_i = E_K(P_i xor C_{i-1}), C_0 = IV),
+/// written here rather than with `cbc::Encryptor` so that the chaining value
+/// stays in a register: encryption is serial, and a store/reload of the IV
+/// per block sits on the critical path.
+struct CbcEncrypt<'a, N: ArraySize> {
+    iv: Array<u8, N>,
+    blocks: &'a mut [Array<u8, N>],
+}
+
+impl<N: ArraySize> BlockSizeUser for CbcEncrypt<'_, N> {
+    type BlockSize = N;
+}
+
+impl<N: ArraySize> BlockCipherEncClosure for CbcEncrypt<'_, N> {
+    #[inline(always)]
+    fn call<B: BlockCipherEncBackend<BlockSize = N>>(self, backend: &B) {
+        let mut chain = self.iv;
+        for block in self.blocks {
+            for (c, p) in chain.iter_mut().zip(block.iter()) {
+                *c ^= p;
+            }
+            backend.encrypt_block((&mut chain).into());
+            block.copy_from_slice(&chain);
+        }
+    }
 }
 
 fn cbc_decrypt<C: BlockCipherDecrypt>(c: &C, iv: &[u8], data: &mut [u8]) -> Result<(), Error> {
