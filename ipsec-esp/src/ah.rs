@@ -62,12 +62,14 @@ fn ipv4_option_immutable(number: u8) -> bool {
 
 impl Scratch {
     /// Prepares the zeroed copies. `pkt` is the packet (at least up to the
-    /// end of AH), `ah_off` where AH starts, `ah_len` its full length.
+    /// end of AH), `ah_off` where AH starts, `ah_len` its full length,
+    /// `icv_len` the algorithm's ICV length (without alignment padding).
     pub fn new(
         pkt: &[u8],
         version: IpVersion,
         ah_off: usize,
         ah_len: usize,
+        icv_len: usize,
     ) -> Result<Self, Error> {
         let mut s = Scratch {
             ip: [0; 60],
@@ -80,22 +82,30 @@ impl Scratch {
             needed,
             got: pkt.len(),
         };
-        // The AH header, ICV field (and its padding) zeroed (RFC 4302 §3.3.3.1).
+        // The AH header with the ICV zeroed (RFC 4302 §3.3.3.1); the ICV
+        // alignment padding is included as sent (§3.3.3.2.1).
         let ah = pkt
             .get(ah_off..ah_off + ah_len)
             .ok_or(trunc(ah_off + ah_len))?;
-        let fixed = ah.get(..AH_FIXED_LEN).ok_or(trunc(ah_off + AH_FIXED_LEN))?;
-        s.ah.get_mut(..AH_FIXED_LEN)
-            .ok_or(Error::TooManyHeaderParts)?
-            .copy_from_slice(fixed);
-        if ah_len > s.ah.len() {
+        if ah_len > s.ah.len() || ah_len < AH_FIXED_LEN + icv_len {
             return Err(Error::BadIpHeader {
-                reason: "AH longer than any supported ICV",
+                reason: "AH length does not fit the ICV",
             });
+        }
+        if let Some(dst) = s.ah.get_mut(..ah_len) {
+            dst.copy_from_slice(ah);
+        }
+        if let Some(icv) = s.ah.get_mut(AH_FIXED_LEN..AH_FIXED_LEN + icv_len) {
+            icv.fill(0);
         }
         match version {
             IpVersion::V4 => {
                 let hl = usize::from(pkt.first().map_or(0, |v| v & 0x0f)) * 4;
+                if hl < IPV4_HEADER_LEN {
+                    return Err(Error::BadIpHeader {
+                        reason: "IHL below 5",
+                    });
+                }
                 let hdr = pkt.get(..hl).ok_or(trunc(hl))?;
                 let ip = s.ip.get_mut(..hl).ok_or(trunc(hl))?;
                 ip.copy_from_slice(hdr);
@@ -271,7 +281,7 @@ mod tests {
         p.extend([17, 4, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5]);
         p.extend([0xee; 12]);
         p.extend([0x55; 8]);
-        let s = Scratch::new(&p, IpVersion::V4, 28, 24).unwrap();
+        let s = Scratch::new(&p, IpVersion::V4, 28, 24, 12).unwrap();
         let parts = s.parts(&p, IpVersion::V4, 28, p.len(), None).unwrap();
         let flat: Vec<u8> = parts.as_slice().concat();
         let mut expect = vec![
@@ -296,7 +306,7 @@ mod tests {
         p.extend([17, 4, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5]);
         p.extend([0xee; 12]);
         p.extend([0x55; 4]);
-        let s = Scratch::new(&p, IpVersion::V6, 48, 24).unwrap();
+        let s = Scratch::new(&p, IpVersion::V6, 48, 24, 12).unwrap();
         let parts = s
             .parts(&p, IpVersion::V6, 48, p.len(), Some(&[9, 9, 9, 9]))
             .unwrap();

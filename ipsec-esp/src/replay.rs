@@ -40,6 +40,15 @@ impl ReplayWindow {
         })
     }
 
+    /// A window whose highest received sequence number is already `top`
+    /// (an SA installed mid-life, e.g. `setkey` with a sequence number);
+    /// the sequence numbers inside the window are treated as not received.
+    pub fn starting_at(size: u32, top: u64) -> Result<Self, Error> {
+        let mut w = Self::new(size)?;
+        w.top = top;
+        Ok(w)
+    }
+
     /// The window size in packets (0 = no replay check).
     pub fn size(&self) -> u32 {
         self.size

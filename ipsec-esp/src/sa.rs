@@ -46,7 +46,9 @@ pub struct SaParams {
     pub esn: bool,
     /// ESP in UDP (RFC 3948).
     pub udp_encap: Option<UdpEncap>,
-    /// The last sequence number sent (normally 0: the first packet carries 1).
+    /// The last sequence number sent (normally 0: the first packet carries
+    /// 1). For inbound processing it is also taken as the highest sequence
+    /// number already received (the replay window starts there).
     pub seq: u64,
 }
 
@@ -158,7 +160,7 @@ impl Sa {
         if !params.esn && params.seq > u64::from(u32::MAX) {
             return Err(invalid("sequence number above 2^32-1 without ESN"));
         }
-        let replay = ReplayWindow::new(params.replay_window)?;
+        let replay = ReplayWindow::starting_at(params.replay_window, params.seq)?;
         let enc_key = core::mem::take(&mut params.enc_key);
         let auth_key = core::mem::take(&mut params.auth_key);
         let built = (|| {
@@ -632,7 +634,7 @@ impl Sa {
         let mut icv = [0u8; MAX_ICV_FIELD];
         {
             let pkt = buf.get(..new_total).unwrap_or(&[]);
-            let scratch = Scratch::new(pkt, chain.version, hl, ah_len)?;
+            let scratch = Scratch::new(pkt, chain.version, hl, ah_len, icv_len)?;
             let hi = self.seq_hi(seq);
             let parts = scratch.parts(pkt, chain.version, hl, new_total, hi.as_ref())?;
             if let Some(i) = &self.integrity {
@@ -858,7 +860,7 @@ impl Sa {
         let seq = self.header_seq(seql)?;
         {
             let pkt = buf.get(..total).unwrap_or(&[]);
-            let scratch = Scratch::new(pkt, chain.version, hl, ah_len)?;
+            let scratch = Scratch::new(pkt, chain.version, hl, ah_len, icv_len)?;
             let hi = self.seq_hi(seq);
             let parts = scratch.parts(pkt, chain.version, hl, total, hi.as_ref())?;
             let icv = pkt
