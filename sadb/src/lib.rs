@@ -1,7 +1,31 @@
-//! `sadb`: the Security Association and Security Policy Databases (RFC 4301)
-//! and the setkey language.
+//! `sadb`: the Security Association Database and Security Policy Database
+//! (RFC 4301 §4.4) and the setkey(8) language of ipsec-tools.
 //!
-//! This crate will hold the SAD (lookup by destination, protocol and SPI),
-//! the SPD (ordered policies, selectors, request lists), lifetimes and
-//! counters, and a parser and printer for the ipsec-tools setkey language.
-//! It does no IO; time is passed in.
+//! What it does:
+//! - [`parse`] reads setkey scripts (`add`, `update`, `get`, `delete`,
+//!   `deleteall`, `flush`, `dump`, `spdadd`, `spdupdate`, `spddelete`,
+//!   `spdflush`, `spddump`) into a checked syntax tree ([`Statement`]);
+//!   errors carry line:column and what was expected. Printing a statement
+//!   gives text that parses back to the same tree.
+//!
+//! What it does not do: no IO of any kind (no files, sockets, clock or name
+//! resolution; time is passed in), no IPComp, TCP-MD5 or security labels
+//! (these are reported as "not supported").
+//!
+//! ```
+//! let stmts = sadb::parse(
+//!     "spdadd 192.168.0.11/32[5062] 192.168.0.10/32[5068] udp -P out ipsec esp/transport//unique:1;",
+//! ).unwrap();
+//! assert_eq!(stmts[0].value.to_string(),
+//!     "spdadd 192.168.0.11/32[5062] 192.168.0.10/32[5068] udp -P out ipsec esp/transport//unique:1;");
+//! ```
+
+pub mod ast;
+mod error;
+mod parse;
+mod print;
+
+pub use ast::{Located, Pos, Statement};
+pub use error::Error;
+pub use parse::parse;
+pub use print::print_script;
