@@ -31,6 +31,8 @@ pub struct Case {
     pub section: String,
     /// Label of the case within the section (input bytes or message index).
     pub label: String,
+    /// The SigComp message decompressed (un-escaped for streams).
+    pub message: Vec<u8>,
     /// What RFC 4465 expects.
     pub expected: Expected,
     /// The output we produced (on success).
@@ -313,6 +315,7 @@ pub fn run(text: &str) -> Result<Vec<Case>, FileError> {
                         None => Case {
                             section: sec.name.clone(),
                             label,
+                            message: Vec::new(),
                             expected: exp,
                             output: None,
                             cycles: 0,
@@ -389,6 +392,7 @@ fn one(
     let mut case = Case {
         section: section.to_string(),
         label,
+        message: msg.to_vec(),
         expected,
         output: None,
         cycles: 0,

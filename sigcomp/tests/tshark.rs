@@ -211,3 +211,126 @@ fn tshark_and_we_agree_on_independent_captures() {
     }
     assert_eq!(compared, 168);
 }
+
+/// An Ethernet/IPv4/UDP frame 192.0.2.1:5555 -> 192.0.2.2:5555 (UDP
+/// checksum 0 is allowed in IPv4).
+fn udp4_frame(payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+    let total = (20 + 8 + payload.len()) as u16;
+    let mut ip = vec![
+        0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2,
+    ];
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    let mut sum: u32 = ip
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&5555u16.to_be_bytes());
+    f.extend_from_slice(&5555u16.to_be_bytes());
+    f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
+    let mut out = Vec::new();
+    for v in [0xa1b2c3d4u32, 0x0004_0002, 0, 0, 65535, 1] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    for (i, f) in frames.iter().enumerate() {
+        for v in [i as u32, 0, f.len() as u32, f.len() as u32] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(f);
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn tshark_parses_our_nacks() {
+    if !tshark_available() {
+        return;
+    }
+    // NACKs for every failing RFC 4465 case: tshark must read back the
+    // reason, opcode, PC and SHA-1 we put in, and the SHA-1 must be that of
+    // the failed message as computed by sha1sum.
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors/sigcomp/rfc4465-torture-tests.txt"),
+    )
+    .unwrap();
+    let cases = sigcomp::torture::run(&text).unwrap();
+    let failures: Vec<_> = cases.iter().filter(|c| c.failure.is_some()).collect();
+    assert!(failures.len() >= 20);
+    let dir = std::env::temp_dir().join(format!("sigcomp-nack-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut frames = Vec::new();
+    let mut nacks = Vec::new();
+    for c in &failures {
+        let f = c.failure.as_ref().unwrap();
+        let nack = sigcomp::Nack {
+            returned_feedback_item: None,
+            reason_code: f.reason.code(),
+            opcode: f.opcode,
+            pc: f.pc,
+            sha1: c.nack_sha1.unwrap(),
+            details: f.details.clone(),
+        };
+        let mut wire = Vec::new();
+        nack.emit(&mut wire);
+        frames.push(udp4_frame(&wire));
+        nacks.push(nack);
+    }
+    // The SHA-1 of each failed message, by sha1sum (coreutils).
+    let mut files = Vec::new();
+    for (i, c) in failures.iter().enumerate() {
+        let p = dir.join(format!("m{i}"));
+        std::fs::write(&p, &c.message).unwrap();
+        files.push(p);
+    }
+    let sums = Command::new("sha1sum").args(&files).output().unwrap();
+    let sums = String::from_utf8(sums.stdout).unwrap();
+    let sums: Vec<&str> = sums.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(sums.len(), nacks.len());
+    for (s, n) in sums.iter().zip(&nacks) {
+        assert_eq!(
+            *s,
+            hex::encode(n.sha1),
+            "NACK SHA-1 is not sha1sum of the failed message"
+        );
+    }
+    let pcap = dir.join("nacks.pcap");
+    write_pcap(&pcap, &frames);
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args(["-T", "fields", "-E", "separator=,"])
+        .args([
+            "-e",
+            "sigcomp.nack.ver",
+            "-e",
+            "sigcomp.nack.reason",
+            "-e",
+            "sigcomp.nack.failed_op_code",
+        ])
+        .args(["-e", "sigcomp.nack.pc", "-e", "sigcomp.nack.sha1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), nacks.len());
+    for (line, n) in lines.iter().zip(&nacks) {
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f[0], "1", "{line}");
+        assert_eq!(f[1], n.reason_code.to_string(), "{line}");
+        assert_eq!(f[2], n.opcode.to_string(), "{line}");
+        assert_eq!(f[3], n.pc.to_string(), "{line}");
+        assert_eq!(f[4].replace(':', ""), hex::encode(n.sha1), "{line}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
