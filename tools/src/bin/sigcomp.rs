@@ -1,0 +1,361 @@
+//! `sigcomp`: SigComp tools for researchers: run the RFC 4465 torture
+//! tests, decompress messages and captures.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use sigcomp::{
+    CompartmentId, Decompressor, Nack, Parameters, StateHandler, StreamDeframer, Transport,
+};
+use tools::pcap;
+
+/// `println!` that ignores a closed stdout (e.g. piped into `head`)
+/// instead of panicking.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
+#[derive(Parser)]
+#[command(
+    name = "sigcomp",
+    version,
+    about = "SigComp (RFC 3320) decompressor tools"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the RFC 4465 Appendix A torture tests and print a table.
+    Torture {
+        /// Torture file in the line format (default: the copy shipped in
+        /// vectors/sigcomp/).
+        file: Option<PathBuf>,
+    },
+    /// Decompress a SigComp message file, or every SigComp message of a
+    /// pcap (UDP datagrams and TCP streams); a pcap gives a pcap of the
+    /// decompressed messages as UDP datagrams between the same endpoints.
+    Decompress {
+        /// decompression_memory_size in bytes.
+        #[arg(long, default_value_t = 8192)]
+        dms: u32,
+        /// cycles_per_bit (16, 32, 64, 128).
+        #[arg(long, default_value_t = 16)]
+        cpb: u16,
+        /// state_memory_size per compartment in bytes.
+        #[arg(long, default_value_t = 8192)]
+        sms: u32,
+        /// The message file is a TCP byte stream (0xFFFF-delimited records).
+        #[arg(long)]
+        stream: bool,
+        /// Input: a SigComp message or a libpcap file.
+        input: PathBuf,
+        /// Output: the decompressed message, or a pcap for a pcap input.
+        output: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.command {
+        Command::Torture { file } => torture(file.as_deref()),
+        Command::Decompress {
+            dms,
+            cpb,
+            sms,
+            stream,
+            input,
+            output,
+        } => {
+            let params = Parameters {
+                decompression_memory_size: dms,
+                state_memory_size: sms,
+                cycles_per_bit: cpb,
+                version: 2,
+            };
+            decompress(params, stream, &input, &output)
+        }
+    };
+    match r {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("sigcomp: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn short_hex(b: &[u8], max: usize) -> String {
+    let h = hex::encode(b);
+    if h.len() > max {
+        format!("{}…({} B)", &h[..max], b.len())
+    } else {
+        h
+    }
+}
+
+fn torture(file: Option<&Path>) -> Result<bool> {
+    let default =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors/sigcomp/rfc4465-torture-tests.txt");
+    let path = file.unwrap_or(&default);
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let cases = sigcomp::torture::run(&text)?;
+    say!(
+        "{:<7} {:<36} {:<28} {:>13} {:<24} {:<16} {}",
+        "test",
+        "case",
+        "output",
+        "cycles got/exp",
+        "NACK reason got/exp",
+        "NACK SHA-1",
+        "result"
+    );
+    let mut passed = 0;
+    for c in &cases {
+        let ok = c.passed();
+        passed += usize::from(ok);
+        let output = match (&c.output, &c.failure) {
+            (Some(o), _) if o.is_empty() => "none".to_string(),
+            (Some(o), _) => short_hex(o, 24),
+            (None, _) => "-".to_string(),
+        };
+        let cycles = format!(
+            "{}/{}",
+            c.cycles,
+            c.expected.cycles.map_or("-".to_string(), |x| x.to_string())
+        );
+        let reason = format!(
+            "{}/{}",
+            c.failure
+                .as_ref()
+                .map_or("-".to_string(), |f| f.reason.to_string()),
+            c.expected
+                .failure
+                .map_or("-".to_string(), |r| r.to_string())
+        );
+        let sha = c
+            .nack_sha1
+            .map_or("-".to_string(), |s| hex::encode(&s[..8]));
+        let verdict = match (&c.problem, ok) {
+            (Some(p), _) => format!("FAIL ({p})"),
+            (None, true) => "pass".to_string(),
+            (None, false) => "FAIL".to_string(),
+        };
+        say!(
+            "{:<7} {:<36} {:<28} {:>14} {:<24} {:<16} {}",
+            c.section,
+            c.label,
+            output,
+            cycles,
+            reason,
+            sha,
+            verdict
+        );
+    }
+    say!(
+        "passed {passed}/{} cases (RFC 4465 Appendix A, {})",
+        cases.len(),
+        path.display()
+    );
+    Ok(passed == cases.len())
+}
+
+fn decompress(params: Parameters, stream: bool, input: &Path, output: &Path) -> Result<bool> {
+    let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let mut d = Decompressor::new(params)?;
+    let mut states = StateHandler::with_dictionaries();
+    if bytes.len() >= 4
+        && matches!(
+            bytes[..4],
+            [0xd4, 0xc3, 0xb2, 0xa1]
+                | [0xa1, 0xb2, 0xc3, 0xd4]
+                | [0x4d, 0x3c, 0xb2, 0xa1]
+                | [0xa1, 0xb2, 0x3c, 0x4d]
+        )
+    {
+        return decompress_pcap(&mut d, &mut states, &bytes, output);
+    }
+    states.open_compartment(CompartmentId(0), params.state_memory_size);
+    let messages: Vec<Vec<u8>> = if stream {
+        let mut de = StreamDeframer::new(params.decompression_memory_size as usize);
+        let mut rest: &[u8] = &bytes;
+        let mut v = Vec::new();
+        while !rest.is_empty() {
+            let (used, rec) = de.push(rest)?;
+            if let Some(r) = rec {
+                v.push(r.to_vec());
+            }
+            rest = &rest[used..];
+        }
+        v
+    } else {
+        vec![bytes]
+    };
+    if messages.is_empty() {
+        bail!("no complete SigComp message in {}", input.display());
+    }
+    let transport = if stream {
+        Transport::Stream
+    } else {
+        Transport::Message
+    };
+    let mut out = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        if let Ok(n) = Nack::parse(m) {
+            say!(
+                "message {}: NACK {} (opcode {}, pc {}, sha1 {})",
+                i + 1,
+                reason_name(n.reason_code),
+                n.opcode,
+                n.pc,
+                hex::encode(n.sha1)
+            );
+            continue;
+        }
+        match d.decompress(m, transport, &states) {
+            Ok(dm) => {
+                say!(
+                    "message {}: {} bytes out, {} cycles",
+                    i + 1,
+                    dm.output.len(),
+                    dm.cycles
+                );
+                out.extend_from_slice(&dm.output);
+                states.commit(CompartmentId(0), &dm)?;
+            }
+            Err(f) => {
+                let nack = Nack::from_failure(&f, m);
+                say!(
+                    "message {}: failed: {f}; NACK sha1 {}",
+                    i + 1,
+                    hex::encode(nack.sha1)
+                );
+                return Ok(false);
+            }
+        }
+    }
+    std::fs::write(output, &out).with_context(|| format!("writing {}", output.display()))?;
+    Ok(true)
+}
+
+fn reason_name(code: u8) -> String {
+    sigcomp::Reason::from_code(code).map_or(format!("reason {code}"), |r| r.to_string())
+}
+
+type Flow = (IpAddr, u16, IpAddr, u16);
+
+fn decompress_pcap(
+    d: &mut Decompressor,
+    states: &mut StateHandler,
+    bytes: &[u8],
+    output: &Path,
+) -> Result<bool> {
+    let cap = pcap::parse(bytes)?;
+    let sms = d.parameters().state_memory_size;
+    let dms = d.parameters().decompression_memory_size as usize;
+    // One compartment per direction (source to destination endpoint).
+    let mut compartments: HashMap<Flow, CompartmentId> = HashMap::new();
+    let mut deframers: HashMap<Flow, StreamDeframer> = HashMap::new();
+    let mut out = pcap::Capture {
+        linktype: pcap::LINKTYPE_ETHERNET,
+        nanos: cap.nanos,
+        records: Vec::new(),
+    };
+    let (mut ok, mut failed) = (0usize, 0usize);
+    for (i, rec) in cap.records.iter().enumerate() {
+        let Some(seg) = pcap::segment(cap.linktype, &rec.data) else {
+            continue;
+        };
+        let flow = (seg.src, seg.sport, seg.dst, seg.dport);
+        let next = CompartmentId(compartments.len() as u64);
+        let cid = *compartments.entry(flow).or_insert_with(|| {
+            states.open_compartment(next, sms);
+            next
+        });
+        let mut messages = Vec::new();
+        match seg.proto {
+            pcap::Proto::Udp => {
+                if sigcomp::message::is_sigcomp(seg.payload) {
+                    messages.push((seg.payload.to_vec(), Transport::Message));
+                }
+            }
+            pcap::Proto::Tcp => {
+                let de = deframers
+                    .entry(flow)
+                    .or_insert_with(|| StreamDeframer::new(dms));
+                let mut rest = seg.payload;
+                while !rest.is_empty() {
+                    match de.push(rest) {
+                        Ok((used, rec)) => {
+                            if let Some(r) = rec {
+                                if sigcomp::message::is_sigcomp(r) {
+                                    messages.push((r.to_vec(), Transport::Stream));
+                                }
+                            }
+                            rest = &rest[used..];
+                        }
+                        Err(e) => {
+                            say!("frame {}: {e}", i + 1);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        for (m, transport) in messages {
+            let who = format!(
+                "frame {} {}:{} -> {}:{}",
+                i + 1,
+                seg.src,
+                seg.sport,
+                seg.dst,
+                seg.dport
+            );
+            if let Ok(n) = Nack::parse(&m) {
+                say!(
+                    "{who}: NACK {} for message {}",
+                    reason_name(n.reason_code),
+                    hex::encode(n.sha1)
+                );
+                continue;
+            }
+            match d.decompress(&m, transport, states) {
+                Ok(dm) => {
+                    ok += 1;
+                    say!(
+                        "{who}: {} -> {} bytes, {} cycles",
+                        m.len(),
+                        dm.output.len(),
+                        dm.cycles
+                    );
+                    states.commit(cid, &dm)?;
+                    out.records.push(pcap::Record {
+                        ts_sec: rec.ts_sec,
+                        ts_frac: rec.ts_frac,
+                        data: pcap::udp_frame(seg.src, seg.sport, seg.dst, seg.dport, &dm.output),
+                    });
+                }
+                Err(f) => {
+                    failed += 1;
+                    let nack = Nack::from_failure(&f, &m);
+                    say!("{who}: {f}; NACK sha1 {}", hex::encode(nack.sha1));
+                }
+            }
+        }
+    }
+    std::fs::write(output, pcap::write(&out))
+        .with_context(|| format!("writing {}", output.display()))?;
+    say!("{ok} decompressed, {failed} failed");
+    Ok(failed == 0)
+}

@@ -1,0 +1,148 @@
+//! The `sigcomp` binary: torture table, decompressing files and captures,
+//! and clean errors on bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sigcomp"))
+}
+
+fn independent() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors/sigcomp/independent")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("sigcomp-cli-{}-{name}", std::process::id()))
+}
+
+#[test]
+fn torture_prints_a_passing_table() {
+    let out = bin().arg("torture").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("passed 78/78"), "{text}");
+    assert!(text.contains("A.3.5"));
+    assert!(text.contains("MULTILOAD_OVERWRITTEN/MULTILOAD_OVERWRITTEN"));
+}
+
+#[test]
+fn torture_fails_on_a_wrong_expectation() {
+    let vectors =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors/sigcomp/rfc4465-torture-tests.txt");
+    let text = std::fs::read_to_string(vectors)
+        .unwrap()
+        .replacen("cycles 22", "cycles 23", 1);
+    let f = tmp("bad-torture.txt");
+    std::fs::write(&f, text).unwrap();
+    let out = bin().arg("torture").arg(&f).output().unwrap();
+    std::fs::remove_file(&f).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("passed 77/78")
+    );
+}
+
+#[test]
+fn decompresses_a_message_file() {
+    let dir = independent();
+    let input = dir.join("tinysigcomp-8192-8192-64/cold/001-s1-01-ue-register-initial.sigcomp");
+    let out_file = tmp("001.sip");
+    let out = bin()
+        .args([
+            "decompress",
+            "--dms",
+            "8192",
+            "--cpb",
+            "64",
+            "--sms",
+            "8192",
+        ])
+        .arg(&input)
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = std::fs::read(&out_file).unwrap();
+    std::fs::remove_file(&out_file).unwrap();
+    assert_eq!(
+        got,
+        std::fs::read(dir.join("corpus/01-ue-register-initial.sip")).unwrap()
+    );
+}
+
+#[test]
+fn decompresses_a_capture_into_a_capture() {
+    let dir = independent();
+    let input = dir.join("opensigcomp-4096-4096-16/pcap/ue-to-pcscf.pcap");
+    let out_file = tmp("out.pcap");
+    let out = bin()
+        .args([
+            "decompress",
+            "--dms",
+            "4096",
+            "--cpb",
+            "16",
+            "--sms",
+            "4096",
+        ])
+        .arg(&input)
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("14 decompressed, 0 failed"), "{text}");
+    let pcap = std::fs::read(&out_file).unwrap();
+    std::fs::remove_file(&out_file).unwrap();
+    let cap = tools::pcap::parse(&pcap).unwrap();
+    assert_eq!(cap.records.len(), 14);
+    let first = tools::pcap::segment(cap.linktype, &cap.records[0].data).unwrap();
+    assert_eq!(
+        first.payload,
+        std::fs::read(dir.join("corpus/01-ue-register-initial.sip")).unwrap()
+    );
+}
+
+#[test]
+fn failure_prints_the_reason_and_exits_non_zero() {
+    let f = tmp("short.sigcomp");
+    std::fs::write(&f, [0xf8, 0x00]).unwrap();
+    let out_file = tmp("short.out");
+    let out = bin()
+        .arg("decompress")
+        .arg(&f)
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&f).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("MESSAGE_TOO_SHORT")
+    );
+}
+
+#[test]
+fn bad_arguments_give_one_line_errors() {
+    let out = bin()
+        .args(["decompress", "/nonexistent/in", "/tmp/x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let out = bin()
+        .args(["decompress", "--cpb", "17", "/dev/null", "/tmp/x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(bin().arg("--help").output().unwrap().status.success());
+}
