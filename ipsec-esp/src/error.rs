@@ -62,6 +62,11 @@ pub enum Error {
         /// The next-header value found instead.
         found: u8,
     },
+    /// The SA uses ESP in UDP (RFC 3948) but the packet is not UDP.
+    NotUdpEncapsulated {
+        /// The next-header value found instead of UDP (17).
+        found: u8,
+    },
     /// The SPI in the packet is not this SA's.
     SpiMismatch {
         /// The SA's SPI.
@@ -158,6 +163,10 @@ impl fmt::Display for Error {
                 "expected {} (protocol {}), found next header {found}",
                 expected.name(),
                 expected.number()
+            ),
+            Error::NotUdpEncapsulated { found } => write!(
+                f,
+                "SA expects ESP in UDP (RFC 3948), found next header {found}"
             ),
             Error::SpiMismatch { expected, found } => write!(
                 f,

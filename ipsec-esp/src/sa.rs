@@ -668,8 +668,7 @@ impl Sa {
         let total = chain.total_len;
         let udp = if self.udp_encap.is_some() {
             if chain.next_header != proto::UDP {
-                return Err(Error::NotIpsec {
-                    expected: Protocol::Esp,
+                return Err(Error::NotUdpEncapsulated {
                     found: chain.next_header,
                 });
             }
