@@ -583,6 +583,7 @@ pub const PROTOCOL_NAMES: &[(&str, u8)] = &[
     ("sctp", 132),
     ("mh", 135),
     ("ipv6-mh", 135),
+    ("mobility-header", 135),
     ("udplite", 136),
 ];
 

@@ -20,12 +20,25 @@
 //!     "spdadd 192.168.0.11/32[5062] 192.168.0.10/32[5068] udp -P out ipsec esp/transport//unique:1;");
 //! ```
 
+mod apply;
 pub mod ast;
+pub mod dump;
 mod error;
 mod parse;
 mod print;
+pub mod sad;
+pub mod spd;
+mod time;
 
+pub use apply::{
+    Bundle, Databases, Inbound, MAX_BUNDLE, NATT_PORT, Outbound, Output, build_sa,
+    replay_window_packets, selector_of,
+};
 pub use ast::{Located, Pos, Statement};
+pub use dump::DumpOptions;
 pub use error::Error;
 pub use parse::parse;
 pub use print::print_script;
+pub use sad::{ExpireEvent, ExpireKind, SaEntry, SaId, SaMeta, SaState, Sad};
+pub use spd::{PacketSelector, Policy, PolicyAction, SaRequest, Selector, Spd, UpperInfo};
+pub use time::Timestamp;

@@ -1,0 +1,718 @@
+//! Applying setkey statements to the SAD and SPD, all or nothing, and the
+//! per-packet decisions that use both databases.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use ipsec_esp::{Mode, Protocol, Sa, SaParams, Spi, UdpEncap};
+use opensec::{AuthAlgorithm, EncAlgorithm};
+
+use crate::Error;
+use crate::ast::*;
+use crate::dump::{DumpOptions, dump_sa, dump_sad, dump_spd};
+use crate::sad::{ExpireEvent, Lifetimes, Limit, SaEntry, SaId, SaMeta, Sad, protocol_keyword};
+use crate::spd::{PacketSelector, PolicyAction, SaRequest, Selector, Spd};
+use crate::time::Timestamp;
+
+/// The most requests one `ipsec` policy may bundle.
+pub const MAX_BUNDLE: usize = 4;
+
+/// The default UDP port of ESP in UDP (RFC 3948 §2... IKE NAT-T port 4500).
+pub const NATT_PORT: u16 = 4500;
+
+/// IPSEC_MANUAL_REQID_MAX: reqids above it are generated for `unique` without a number.
+const MANUAL_REQID_MAX: u32 = 0x3fff;
+
+/// Text a statement produced (`get`, `dump`, `spddump`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    /// The statement.
+    pub pos: Pos,
+    /// What setkey would print.
+    pub text: String,
+}
+
+/// The SAs an outbound packet goes through, innermost first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Bundle {
+    sas: [Option<SaId>; MAX_BUNDLE],
+}
+
+impl Bundle {
+    fn push(&mut self, id: SaId) {
+        if let Some(slot) = self.sas.iter_mut().find(|s| s.is_none()) {
+            *slot = Some(id);
+        }
+    }
+
+    /// The SAs, innermost (applied first) first.
+    pub fn iter(&self) -> impl Iterator<Item = SaId> + '_ {
+        self.sas.iter().flatten().copied()
+    }
+
+    /// Number of SAs.
+    pub fn len(&self) -> usize {
+        self.sas.iter().flatten().count()
+    }
+
+    /// Whether the bundle is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What to do with an outbound packet (RFC 4301 §5.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outbound {
+    /// No policy matches. Linux and KAME send such packets in clear.
+    NoPolicy,
+    /// A `discard` policy matches: drop.
+    Discard {
+        /// The policy's `spid`.
+        policy: u32,
+    },
+    /// A `none` policy matches (or only `use` requests without SAs): send in clear.
+    Bypass {
+        /// The policy's `spid`.
+        policy: u32,
+    },
+    /// Protect with these SAs.
+    Protect {
+        /// The policy's `spid`.
+        policy: u32,
+        /// The SAs, innermost first.
+        bundle: Bundle,
+    },
+    /// An `ipsec` policy matches but a required SA is missing: drop (fail closed).
+    NoSa {
+        /// The policy's `spid`.
+        policy: u32,
+        /// Index of the request without SA.
+        request: usize,
+    },
+}
+
+/// Whether a decapsulated (or clear) inbound packet may be delivered (RFC 4301 §5.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inbound {
+    /// Deliver.
+    Accept {
+        /// The matching `in` policy, if any.
+        policy: Option<u32>,
+    },
+    /// Drop: a `discard` policy, or the SAs applied do not satisfy the
+    /// `ipsec` policy (e.g. clear text where `require` is set).
+    Reject {
+        /// The matching `in` policy.
+        policy: u32,
+    },
+}
+
+/// The SAD and the SPD, and what a setkey script does to them.
+#[derive(Debug)]
+pub struct Databases {
+    /// The SAD.
+    pub sad: Sad,
+    /// The SPD.
+    pub spd: Spd,
+    /// Options of `dump`/`spddump`/`get` output.
+    pub dump_options: DumpOptions,
+    last_reqid: u32,
+}
+
+impl Default for Databases {
+    fn default() -> Self {
+        Databases::new()
+    }
+}
+
+fn sa_protocol(p: SaProtocol) -> Protocol {
+    match p {
+        SaProtocol::Esp | SaProtocol::EspUdp => Protocol::Esp,
+        SaProtocol::Ah => Protocol::Ah,
+    }
+}
+
+/// The SPD selector of `spdadd`/`spdupdate`/`spddelete` arguments.
+pub fn selector_of(spec: &PolicySpec) -> Selector {
+    let icmp = spec.upper.icmp.unwrap_or(IcmpSpec {
+        icmp_type: 0,
+        code: None,
+    });
+    Selector {
+        src: spec.src.addr,
+        src_prefix: spec.src.prefix_len(),
+        dst: spec.dst.addr,
+        dst_prefix: spec.dst.prefix_len(),
+        // IPSEC_ULPROTO_ANY (255) is `any`.
+        protocol: spec.upper.protocol.filter(|&p| p != ipproto::ANY),
+        sport: spec.src.port.port(),
+        dport: spec.dst.port.port(),
+        icmp_type: icmp.icmp_type,
+        icmp_code: icmp.code.unwrap_or(0),
+    }
+}
+
+/// `-r` bytes to a window in packets (setkey(8): "window size of bytes"; the
+/// KAME bitmap holds 8 packets per byte).
+pub fn replay_window_packets(bytes: u32) -> Option<u32> {
+    bytes.checked_mul(8)
+}
+
+/// Overlay of pending changes over the real databases, to validate a batch.
+struct Shadow<'a> {
+    sad: &'a Sad,
+    spd: &'a Spd,
+    // Some(src): present; None: deleted.
+    sas: HashMap<SaId, Option<IpAddr>>,
+    flushed: [bool; 2],
+    policies: HashMap<(Selector, Direction), bool>,
+    spd_flushed: bool,
+}
+
+fn proto_index(p: Protocol) -> usize {
+    match p {
+        Protocol::Esp => 0,
+        Protocol::Ah => 1,
+    }
+}
+
+impl<'a> Shadow<'a> {
+    fn sa_src(&self, id: &SaId) -> Option<IpAddr> {
+        match self.sas.get(id) {
+            Some(v) => *v,
+            None if self.flushed[proto_index(id.protocol)] => None,
+            None => self.sad.get(id).map(|e| e.sa().src()),
+        }
+    }
+
+    fn policy_exists(&self, sel: &Selector, dir: Direction) -> bool {
+        match self.policies.get(&(*sel, dir)) {
+            Some(v) => *v,
+            None => !self.spd_flushed && self.spd.get(sel, dir).is_some(),
+        }
+    }
+}
+
+enum Op {
+    AddSa(Box<SaEntry>),
+    UpdateSa(SaId, Box<Sa>, SaMeta),
+    DeleteSa(SaId),
+    DeleteAll(IpAddr, IpAddr, Protocol),
+    Flush(Option<Protocol>),
+    Get(SaId, Pos),
+    Dump(Option<Protocol>, Pos),
+    SpdAdd(Selector, Direction, u32, PolicyAction),
+    SpdUpdate(Selector, Direction, u32, PolicyAction),
+    SpdDelete(Selector, Direction),
+    SpdFlush,
+    SpdDump(Pos),
+}
+
+fn not_supported(pos: Pos, what: &str) -> Error {
+    Error::NotSupported {
+        pos,
+        what: what.into(),
+    }
+}
+
+fn inconsistent(reason: impl Into<String>) -> Error {
+    Error::Inconsistent {
+        pos: None,
+        reason: reason.into(),
+    }
+}
+
+/// Builds the transform and metadata of an `add`/`update` statement.
+/// `seq` is the sequence number to continue from (0 for a new SA).
+pub fn build_sa(spec: &SaSpec, seq: u64, pos: Pos) -> Result<(Sa, SaMeta), Error> {
+    let protocol = sa_protocol(spec.protocol);
+    let (enc, enc_key, auth, auth_key) = match (&spec.alg, protocol) {
+        (AlgorithmSpec::Esp { enc, enc_key, auth }, Protocol::Esp) => {
+            let (a, k) = match auth {
+                Some((a, k)) => (*a, k.bytes().to_vec()),
+                None => (AuthAlgorithm::Null, Vec::new()),
+            };
+            (*enc, enc_key.bytes().to_vec(), a, k)
+        }
+        (AlgorithmSpec::Auth { auth, key }, Protocol::Ah) => {
+            (EncAlgorithm::Null, Vec::new(), *auth, key.bytes().to_vec())
+        }
+        (AlgorithmSpec::Esp { .. }, Protocol::Ah) => {
+            return Err(inconsistent("AH takes only -A (no -E)"));
+        }
+        (AlgorithmSpec::Auth { .. }, Protocol::Esp) => {
+            return Err(inconsistent(
+                "ESP needs -E (write -E null -A ... for integrity only)",
+            ));
+        }
+    };
+    let udp_encap = if spec.protocol == SaProtocol::EspUdp {
+        let port = |p: Option<u16>| p.filter(|&p| p != 0).unwrap_or(NATT_PORT);
+        Some(UdpEncap {
+            sport: port(spec.src.port),
+            dport: port(spec.dst.port),
+        })
+    } else {
+        if spec.src.port.is_some() || spec.dst.port.is_some() {
+            return Err(inconsistent("SA ports are meaningful only with esp-udp"));
+        }
+        None
+    };
+    match spec.ext.pad {
+        Some(PadOption::ZeroPad) => {
+            return Err(not_supported(
+                pos,
+                "-f zero-pad (ESP pads 1, 2, 3, ... as RFC 4303 §2.4 says)",
+            ));
+        }
+        Some(PadOption::RandomPad) => {
+            return Err(not_supported(
+                pos,
+                "-f random-pad (ESP pads 1, 2, 3, ... as RFC 4303 §2.4 says)",
+            ));
+        }
+        Some(PadOption::SeqPad) | None => {}
+    }
+    let mode = match spec.ext.mode {
+        Some(SaModeSpec::Tunnel) => Mode::Tunnel,
+        // setkey's default `any` is installed as transport, as Linux does.
+        Some(SaModeSpec::Transport) | Some(SaModeSpec::Any) | None => Mode::Transport,
+    };
+    let replay_bytes = spec.ext.replay.unwrap_or(0);
+    let replay_window = replay_window_packets(replay_bytes)
+        .ok_or_else(|| inconsistent(format!("-r {replay_bytes}: window too large")))?;
+    let params = SaParams {
+        spi: Spi(spec.spi),
+        protocol,
+        mode,
+        src: spec.src.addr,
+        dst: spec.dst.addr,
+        enc,
+        enc_key,
+        auth,
+        auth_key,
+        replay_window,
+        esn: false,
+        udp_encap,
+        seq,
+    };
+    let sa = Sa::new(params).map_err(|source| Error::Transform { pos: None, source })?;
+    let ext = &spec.ext;
+    let meta = SaMeta {
+        reqid: ext.reqid.unwrap_or(0),
+        lifetimes: Lifetimes {
+            soft: Limit {
+                secs: ext.lifetime_soft.unwrap_or(0),
+                bytes: ext.bytes_soft.unwrap_or(0),
+            },
+            hard: Limit {
+                secs: ext.lifetime_hard.unwrap_or(0),
+                bytes: ext.bytes_hard.unwrap_or(0),
+            },
+        },
+        replay_bytes,
+        esp_udp: spec.protocol == SaProtocol::EspUdp,
+    };
+    Ok((sa, meta))
+}
+
+impl Databases {
+    /// Empty databases.
+    pub fn new() -> Self {
+        Databases {
+            sad: Sad::new(),
+            spd: Spd::new(),
+            dump_options: DumpOptions::default(),
+            last_reqid: MANUAL_REQID_MAX,
+        }
+    }
+
+    /// Parses and applies a script (see [`Databases::apply`]).
+    pub fn apply_script(&mut self, text: &str, now: Timestamp) -> Result<Vec<Output>, Error> {
+        let stmts = crate::parse(text)?;
+        self.apply(&stmts, now)
+    }
+
+    /// Applies statements in order, all or nothing: every statement is
+    /// checked first against the databases as the earlier statements would
+    /// leave them (keys via `opensec`, transforms via `ipsec_esp::Sa::new`,
+    /// existence for `add`/`update`/`delete`/`get`/`spdadd`/`spddelete`);
+    /// on the first error nothing is changed and the error carries the
+    /// statement's line and column. Returns the text `get`, `dump` and
+    /// `spddump` print.
+    pub fn apply(
+        &mut self,
+        stmts: &[Located<Statement>],
+        now: Timestamp,
+    ) -> Result<Vec<Output>, Error> {
+        let mut ops = Vec::with_capacity(stmts.len());
+        let mut last_reqid = self.last_reqid;
+        {
+            let mut sh = Shadow {
+                sad: &self.sad,
+                spd: &self.spd,
+                sas: HashMap::new(),
+                flushed: [false; 2],
+                policies: HashMap::new(),
+                spd_flushed: false,
+            };
+            for st in stmts {
+                let op = plan(&mut sh, &st.value, st.pos, now, &mut last_reqid)
+                    .map_err(|e| e.at(st.pos))?;
+                ops.push(op);
+            }
+        }
+        self.last_reqid = last_reqid;
+        let mut out = Vec::new();
+        for op in ops {
+            self.commit(op, now, &mut out);
+        }
+        Ok(out)
+    }
+
+    fn commit(&mut self, op: Op, now: Timestamp, out: &mut Vec<Output>) {
+        match op {
+            Op::AddSa(entry) => {
+                // Cannot fail: absence was checked when planning.
+                let _ = self.sad.insert(*entry);
+            }
+            Op::UpdateSa(id, sa, meta) => {
+                if let Some(e) = self.sad.get_mut(&id) {
+                    e.replace(*sa, meta);
+                }
+            }
+            Op::DeleteSa(id) => {
+                self.sad.remove(&id);
+            }
+            Op::DeleteAll(src, dst, p) => {
+                self.sad.delete_all(src, dst, p);
+            }
+            Op::Flush(p) => self.sad.flush(p),
+            Op::Get(id, pos) => {
+                if let Some(e) = self.sad.get(&id) {
+                    out.push(Output {
+                        pos,
+                        text: dump_sa(e, now, 0, &self.dump_options),
+                    });
+                }
+            }
+            Op::Dump(p, pos) => out.push(Output {
+                pos,
+                text: dump_sad(&self.sad, p, now, &self.dump_options),
+            }),
+            Op::SpdAdd(sel, dir, prio, action) => {
+                let _ = self.spd.add(sel, dir, prio, action, now);
+            }
+            Op::SpdUpdate(sel, dir, prio, action) => {
+                self.spd.update(sel, dir, prio, action, now);
+            }
+            Op::SpdDelete(sel, dir) => {
+                let _ = self.spd.remove(&sel, dir);
+            }
+            Op::SpdFlush => self.spd.flush(),
+            Op::SpdDump(pos) => out.push(Output {
+                pos,
+                text: dump_spd(&self.spd, &self.dump_options),
+            }),
+        }
+    }
+
+    /// `setkey -D`.
+    pub fn dump_sad(&self, now: Timestamp) -> String {
+        dump_sad(&self.sad, None, now, &self.dump_options)
+    }
+
+    /// `setkey -DP`.
+    pub fn dump_spd(&self) -> String {
+        dump_spd(&self.spd, &self.dump_options)
+    }
+
+    /// Lifetimes at `now` (see [`Sad::expire`]).
+    pub fn expire(&mut self, now: Timestamp) -> Vec<ExpireEvent> {
+        self.sad.expire(now)
+    }
+
+    /// The outbound decision for a packet (RFC 4301 §5.1): the first `out`
+    /// policy that matches, and for `ipsec` one SA per request chosen by
+    /// [`Sad::select_out`]. Records the policy's use time.
+    pub fn outbound(&mut self, pkt: &PacketSelector, now: Timestamp) -> Outbound {
+        let Some(policy) = self.spd.lookup_mut(Direction::Out, pkt, now) else {
+            return Outbound::NoPolicy;
+        };
+        let id = policy.id;
+        match &policy.action {
+            PolicyAction::Discard => Outbound::Discard { policy: id },
+            PolicyAction::Bypass => Outbound::Bypass { policy: id },
+            PolicyAction::Ipsec(reqs) => {
+                let mut bundle = Bundle::default();
+                for (i, r) in reqs.iter().enumerate() {
+                    match self.sad.select_out(r, pkt) {
+                        Some(sa) => bundle.push(sa),
+                        None if r.optional() => {}
+                        None => {
+                            return Outbound::NoSa {
+                                policy: id,
+                                request: i,
+                            };
+                        }
+                    }
+                }
+                if bundle.is_empty() {
+                    Outbound::Bypass { policy: id }
+                } else {
+                    Outbound::Protect { policy: id, bundle }
+                }
+            }
+        }
+    }
+
+    /// The inbound policy check (RFC 4301 §5.2 step 4 / §4.4.1): the first
+    /// `in` policy matching the inner packet decides. `applied` lists the
+    /// SAs that were removed from the packet, outermost first (empty for a
+    /// packet that arrived in clear). An `ipsec` policy needs, for each of
+    /// its requests (innermost first, so matched from the end), an applied
+    /// SA of that protocol and mode, with the request's reqid if it has one
+    /// and from its tunnel end points if given; `use` requests may be
+    /// missing. No matching policy accepts (as Linux and KAME do).
+    pub fn inbound_check(
+        &mut self,
+        pkt: &PacketSelector,
+        applied: &[SaId],
+        now: Timestamp,
+    ) -> Inbound {
+        let Some(policy) = self.spd.lookup_mut(Direction::In, pkt, now) else {
+            return Inbound::Accept { policy: None };
+        };
+        let id = policy.id;
+        let reqs = match &policy.action {
+            PolicyAction::Discard => return Inbound::Reject { policy: id },
+            PolicyAction::Bypass => return Inbound::Accept { policy: Some(id) },
+            PolicyAction::Ipsec(reqs) => reqs,
+        };
+        let mut k = 0;
+        for r in reqs.iter().rev() {
+            let matched = applied
+                .get(k)
+                .and_then(|sa| self.sad.get(sa))
+                .is_some_and(|e| {
+                    let sa = e.sa();
+                    let proto_ok = matches!(
+                        (r.protocol, sa.protocol()),
+                        (ReqProtocol::Esp, Protocol::Esp) | (ReqProtocol::Ah, Protocol::Ah)
+                    );
+                    let mode_ok = matches!(
+                        (r.mode, sa.mode()),
+                        (ReqMode::Transport, Mode::Transport) | (ReqMode::Tunnel, Mode::Tunnel)
+                    );
+                    let ends_ok = r
+                        .endpoints
+                        .is_none_or(|(s, d)| s.addr == sa.src() && d.addr == sa.dst());
+                    proto_ok && mode_ok && ends_ok && (r.reqid == 0 || r.reqid == e.reqid())
+                });
+            if matched {
+                k += 1;
+            } else if !r.optional() {
+                return Inbound::Reject { policy: id };
+            }
+        }
+        // Extra transport-mode SAs are tolerated, tunnels are not (as Linux).
+        let extra_tunnel = applied
+            .iter()
+            .skip(k)
+            .filter_map(|sa| self.sad.get(sa))
+            .any(|e| e.sa().mode() == Mode::Tunnel);
+        if extra_tunnel {
+            Inbound::Reject { policy: id }
+        } else {
+            Inbound::Accept { policy: Some(id) }
+        }
+    }
+}
+
+fn sa_id(dst: IpAddr, protocol: SaProtocol, spi: u32) -> SaId {
+    SaId {
+        dst,
+        protocol: sa_protocol(protocol),
+        spi: Spi(spi),
+    }
+}
+
+fn policy_action(action: &Action, last_reqid: &mut u32) -> Result<PolicyAction, Error> {
+    Ok(match action {
+        Action::Discard => PolicyAction::Discard,
+        Action::None => PolicyAction::Bypass,
+        Action::Ipsec(reqs) => {
+            if reqs.len() > MAX_BUNDLE {
+                return Err(inconsistent(format!(
+                    "at most {MAX_BUNDLE} requests per policy"
+                )));
+            }
+            let mut out = Vec::with_capacity(reqs.len());
+            for r in reqs {
+                let reqid = match r.level {
+                    Level::Unique(Some(n)) => u32::from(n),
+                    Level::Unique(None) => {
+                        // Linux gen_reqid: above IPSEC_MANUAL_REQID_MAX.
+                        *last_reqid = last_reqid.wrapping_add(1);
+                        if *last_reqid <= MANUAL_REQID_MAX {
+                            *last_reqid = MANUAL_REQID_MAX + 1;
+                        }
+                        *last_reqid
+                    }
+                    _ => 0,
+                };
+                out.push(SaRequest {
+                    protocol: r.protocol,
+                    mode: r.mode,
+                    endpoints: r.endpoints,
+                    level: r.level,
+                    reqid,
+                });
+            }
+            PolicyAction::Ipsec(out)
+        }
+    })
+}
+
+fn plan(
+    sh: &mut Shadow<'_>,
+    st: &Statement,
+    pos: Pos,
+    now: Timestamp,
+    last_reqid: &mut u32,
+) -> Result<Op, Error> {
+    match st {
+        Statement::Add(spec) => {
+            let id = sa_id(spec.dst.addr, spec.protocol, spec.spi);
+            if sh.sa_src(&id).is_some() {
+                return Err(Error::SaExists {
+                    pos: None,
+                    dst: id.dst,
+                    protocol: protocol_keyword(id.protocol),
+                    spi: id.spi.0,
+                });
+            }
+            let (sa, meta) = build_sa(spec, 0, pos)?;
+            sh.sas.insert(id, Some(spec.src.addr));
+            Ok(Op::AddSa(Box::new(SaEntry::new(sa, meta, now))))
+        }
+        Statement::Update(spec) => {
+            let id = sa_id(spec.dst.addr, spec.protocol, spec.spi);
+            let Some(src) = sh.sa_src(&id) else {
+                return Err(Error::SaNotFound {
+                    pos: None,
+                    dst: id.dst,
+                    protocol: protocol_keyword(id.protocol),
+                    spi: id.spi.0,
+                });
+            };
+            if src != spec.src.addr {
+                return Err(inconsistent(format!(
+                    "update cannot change the source of the SA (installed from {src})"
+                )));
+            }
+            // Continue the sequence numbers of an installed SA (RFC 4303
+            // §3.3.3: they must not repeat under the same SA).
+            let seq = if sh.sas.contains_key(&id) {
+                0
+            } else {
+                sh.sad.get(&id).map(|e| e.sa().seq()).unwrap_or(0)
+            };
+            let (sa, meta) = build_sa(spec, seq, pos)?;
+            if sh.sas.contains_key(&id) {
+                // Added earlier in this batch: the update replaces the pending add.
+                sh.sas.insert(id, Some(src));
+            }
+            Ok(Op::UpdateSa(id, Box::new(sa), meta))
+        }
+        Statement::Get(r) | Statement::Delete(r) => {
+            let id = sa_id(r.dst.addr, r.protocol, r.spi);
+            if sh.sa_src(&id) != Some(r.src.addr) {
+                return Err(Error::SaNotFound {
+                    pos: None,
+                    dst: id.dst,
+                    protocol: protocol_keyword(id.protocol),
+                    spi: id.spi.0,
+                });
+            }
+            if matches!(st, Statement::Get(_)) {
+                Ok(Op::Get(id, pos))
+            } else {
+                sh.sas.insert(id, None);
+                Ok(Op::DeleteSa(id))
+            }
+        }
+        Statement::DeleteAll {
+            src, dst, protocol, ..
+        } => {
+            let p = sa_protocol(*protocol);
+            let base: Vec<SaId> = sh.sad.between(*src, *dst, p).to_vec();
+            for id in base {
+                if sh.sa_src(&id) == Some(*src) {
+                    sh.sas.insert(id, None);
+                }
+            }
+            for v in sh.sas.iter_mut() {
+                if v.0.dst == *dst && v.0.protocol == p && *v.1 == Some(*src) {
+                    *v.1 = None;
+                }
+            }
+            Ok(Op::DeleteAll(*src, *dst, p))
+        }
+        Statement::Flush(p) => {
+            let p = p.map(sa_protocol);
+            match p {
+                None => sh.flushed = [true; 2],
+                Some(p) => sh.flushed[proto_index(p)] = true,
+            }
+            sh.sas.retain(|id, _| p.is_some_and(|p| id.protocol != p));
+            Ok(Op::Flush(p))
+        }
+        Statement::Dump(p) => Ok(Op::Dump(p.map(sa_protocol), pos)),
+        Statement::SpdAdd(spec) | Statement::SpdUpdate(spec) => {
+            let sel = selector_of(spec);
+            let dir = spec.policy.direction;
+            let add = matches!(st, Statement::SpdAdd(_));
+            if add && sh.policy_exists(&sel, dir) {
+                return Err(Error::PolicyExists {
+                    pos: None,
+                    selector: format!("{} {}", sel.setkey_format(), dir.keyword()),
+                });
+            }
+            let Some(action) = &spec.policy.action else {
+                return Err(inconsistent("a policy needs an action"));
+            };
+            let prio = spec
+                .policy
+                .priority
+                .map(PrioritySpec::kernel_value)
+                .unwrap_or(PRIORITY_DEFAULT);
+            let action = policy_action(action, last_reqid)?;
+            sh.policies.insert((sel, dir), true);
+            Ok(if add {
+                Op::SpdAdd(sel, dir, prio, action)
+            } else {
+                Op::SpdUpdate(sel, dir, prio, action)
+            })
+        }
+        Statement::SpdDelete(spec) => {
+            let sel = selector_of(spec);
+            let dir = spec.policy.direction;
+            if !sh.policy_exists(&sel, dir) {
+                return Err(Error::PolicyNotFound {
+                    pos: None,
+                    selector: format!("{} {}", sel.setkey_format(), dir.keyword()),
+                });
+            }
+            sh.policies.insert((sel, dir), false);
+            Ok(Op::SpdDelete(sel, dir))
+        }
+        Statement::SpdFlush => {
+            sh.spd_flushed = true;
+            sh.policies.clear();
+            Ok(Op::SpdFlush)
+        }
+        Statement::SpdDump => Ok(Op::SpdDump(pos)),
+    }
+}

@@ -1,0 +1,507 @@
+//! The Security Association Database (RFC 4301 §4.4.2).
+//!
+//! Entries are keyed by (destination, protocol, SPI), the triple an inbound
+//! packet carries (RFC 4301 §4.1), in a hash map: lookup is O(1). A second
+//! index by (source, destination, protocol) makes outbound selection O(1) in
+//! the number of SAs. Each entry holds the `ipsec_esp::Sa` transform (keys,
+//! sequence number, replay window; keys zeroized on drop) and what the
+//! databases add: reqid, lifetimes, counters, state and times.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use ipsec_esp::{Mode, Protocol, Sa, SaParams, Spi};
+
+use crate::Error;
+use crate::ast::ReqMode;
+use crate::spd::{PacketSelector, SaRequest};
+use crate::time::Timestamp;
+
+/// The key of an SA: what an inbound packet names (RFC 4301 §4.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SaId {
+    /// Destination address.
+    pub dst: IpAddr,
+    /// ESP or AH.
+    pub protocol: Protocol,
+    /// SPI.
+    pub spi: Spi,
+}
+
+/// The setkey keyword of a protocol.
+pub fn protocol_keyword(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Esp => "esp",
+        Protocol::Ah => "ah",
+    }
+}
+
+impl SaId {
+    fn not_found(&self) -> Error {
+        Error::SaNotFound {
+            pos: None,
+            dst: self.dst,
+            protocol: protocol_keyword(self.protocol),
+            spi: self.spi.0,
+        }
+    }
+}
+
+/// One lifetime limit (RFC 2367 §2.3.5); 0 means no limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Limit {
+    /// Seconds after creation (setkey `-lh`/`-ls`).
+    pub secs: u64,
+    /// Bytes processed (setkey `-bh`/`-bs`).
+    pub bytes: u64,
+}
+
+/// Soft and hard lifetimes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Lifetimes {
+    /// Past this the SA is dying: still used, a replacement should be made.
+    pub soft: Limit,
+    /// Past this the SA is removed.
+    pub hard: Limit,
+}
+
+/// Per-SA counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Counters {
+    /// Packets processed.
+    pub packets: u64,
+    /// Bytes processed.
+    pub bytes: u64,
+    /// Inbound packets dropped by the replay check.
+    pub replay_drops: u64,
+    /// Inbound packets whose ICV did not verify.
+    pub icv_failures: u64,
+}
+
+/// SA state as setkey prints it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SaState {
+    /// Usable.
+    Mature,
+    /// Past its soft lifetime: usable, but a new SA is preferred.
+    Dying,
+    /// Past its hard lifetime: not usable, removed at the next `expire`.
+    Dead,
+}
+
+impl SaState {
+    /// `mature`, `dying` or `dead`.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            SaState::Mature => "mature",
+            SaState::Dying => "dying",
+            SaState::Dead => "dead",
+        }
+    }
+}
+
+/// What the databases know about an SA beyond its transform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SaMeta {
+    /// reqid (setkey `-u`), binding it to `unique:N` policies; 0 = none.
+    pub reqid: u32,
+    /// Lifetimes.
+    pub lifetimes: Lifetimes,
+    /// The replay window as setkey `-r` gave it, in bytes (printed as `replay=`).
+    pub replay_bytes: u32,
+    /// Whether the SA was installed as `esp-udp` (printed that way).
+    pub esp_udp: bool,
+}
+
+/// An SAD entry.
+pub struct SaEntry {
+    sa: Sa,
+    meta: SaMeta,
+    created: Timestamp,
+    first_used: Option<Timestamp>,
+    counters: Counters,
+    state: SaState,
+    soft_notified: bool,
+    seq: u64,
+}
+
+impl core::fmt::Debug for SaEntry {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SaEntry")
+            .field("id", &self.id())
+            .field("meta", &self.meta)
+            .field("state", &self.state)
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SaEntry {
+    /// An entry for a transform created at `now`.
+    pub fn new(sa: Sa, meta: SaMeta, now: Timestamp) -> SaEntry {
+        SaEntry {
+            sa,
+            meta,
+            created: now,
+            first_used: None,
+            counters: Counters::default(),
+            state: SaState::Mature,
+            soft_notified: false,
+            seq: 0,
+        }
+    }
+
+    /// The key.
+    pub fn id(&self) -> SaId {
+        SaId {
+            dst: self.sa.dst(),
+            protocol: self.sa.protocol(),
+            spi: self.sa.spi(),
+        }
+    }
+
+    /// The transform.
+    pub fn sa(&self) -> &Sa {
+        &self.sa
+    }
+
+    /// The transform, to encapsulate or decapsulate with.
+    pub fn sa_mut(&mut self) -> &mut Sa {
+        &mut self.sa
+    }
+
+    /// reqid, lifetimes and setkey details.
+    pub fn meta(&self) -> &SaMeta {
+        &self.meta
+    }
+
+    /// reqid (0 = none).
+    pub fn reqid(&self) -> u32 {
+        self.meta.reqid
+    }
+
+    /// State.
+    pub fn state(&self) -> SaState {
+        self.state
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Creation time.
+    pub fn created(&self) -> Timestamp {
+        self.created
+    }
+
+    /// Time of first use (RFC 2367 `usetime`).
+    pub fn first_used(&self) -> Option<Timestamp> {
+        self.first_used
+    }
+
+    /// Counts a packet of `bytes` processed at `now`. If a byte lifetime is
+    /// crossed, the state changes at once (a dead SA is no longer selected);
+    /// the event is reported by the next [`Sad::expire`].
+    pub fn record_packet(&mut self, bytes: u64, now: Timestamp) -> SaState {
+        self.counters.packets = self.counters.packets.saturating_add(1);
+        self.counters.bytes = self.counters.bytes.saturating_add(bytes);
+        if self.first_used.is_none() {
+            self.first_used = Some(now);
+        }
+        let lt = self.meta.lifetimes;
+        if lt.hard.bytes != 0 && self.counters.bytes >= lt.hard.bytes {
+            self.state = SaState::Dead;
+        } else if lt.soft.bytes != 0
+            && self.counters.bytes >= lt.soft.bytes
+            && self.state == SaState::Mature
+        {
+            self.state = SaState::Dying;
+        }
+        self.state
+    }
+
+    /// Counts an inbound packet dropped by the replay check.
+    pub fn record_replay_drop(&mut self) {
+        self.counters.replay_drops = self.counters.replay_drops.saturating_add(1);
+    }
+
+    /// Counts an inbound packet whose ICV failed.
+    pub fn record_icv_failure(&mut self) {
+        self.counters.icv_failures = self.counters.icv_failures.saturating_add(1);
+    }
+
+    fn hard_expired(&self, now: Timestamp) -> bool {
+        let hard = self.meta.lifetimes.hard;
+        self.state == SaState::Dead
+            || (hard.secs != 0 && now.since(self.created) >= hard.secs)
+            || (hard.bytes != 0 && self.counters.bytes >= hard.bytes)
+    }
+
+    fn soft_expired(&self, now: Timestamp) -> bool {
+        let soft = self.meta.lifetimes.soft;
+        self.state == SaState::Dying
+            || (soft.secs != 0 && now.since(self.created) >= soft.secs)
+            || (soft.bytes != 0 && self.counters.bytes >= soft.bytes)
+    }
+
+    /// Replaces the transform (setkey `update`), keeping creation time and counters.
+    pub(crate) fn replace(&mut self, sa: Sa, meta: SaMeta) {
+        self.sa = sa;
+        self.meta = meta;
+        self.state = SaState::Mature;
+        self.soft_notified = false;
+    }
+}
+
+/// Soft or hard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExpireKind {
+    /// Soft lifetime reached: the SA is now dying.
+    Soft,
+    /// Hard lifetime reached: the SA was removed.
+    Hard,
+}
+
+/// A lifetime event (RFC 2367 SADB_EXPIRE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ExpireEvent {
+    /// Which SA.
+    pub id: SaId,
+    /// Its reqid.
+    pub reqid: u32,
+    /// Soft or hard.
+    pub kind: ExpireKind,
+}
+
+/// The SAD.
+#[derive(Debug, Default)]
+pub struct Sad {
+    map: HashMap<SaId, SaEntry>,
+    by_pair: HashMap<(IpAddr, IpAddr, Protocol), Vec<SaId>>,
+    next_seq: u64,
+}
+
+fn to_mode(m: ReqMode) -> Mode {
+    match m {
+        ReqMode::Transport => Mode::Transport,
+        ReqMode::Tunnel => Mode::Tunnel,
+    }
+}
+
+impl Sad {
+    /// An empty SAD.
+    pub fn new() -> Self {
+        Sad::default()
+    }
+
+    /// An empty SAD with room for `n` SAs (e.g. 100 000 for benchmarks).
+    pub fn with_capacity(n: usize) -> Self {
+        Sad {
+            map: HashMap::with_capacity(n),
+            by_pair: HashMap::with_capacity(n),
+            next_seq: 0,
+        }
+    }
+
+    /// Number of SAs.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether there are no SAs.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Adds an entry. Fails if its (destination, protocol, SPI) is taken.
+    pub fn insert(&mut self, mut entry: SaEntry) -> Result<SaId, Error> {
+        let id = entry.id();
+        if self.map.contains_key(&id) {
+            return Err(Error::SaExists {
+                pos: None,
+                dst: id.dst,
+                protocol: protocol_keyword(id.protocol),
+                spi: id.spi.0,
+            });
+        }
+        entry.seq = self.next_seq;
+        self.next_seq += 1;
+        self.by_pair
+            .entry((entry.sa.src(), id.dst, id.protocol))
+            .or_default()
+            .push(id);
+        self.map.insert(id, entry);
+        Ok(id)
+    }
+
+    /// Builds the transform and adds it (`add` without a script).
+    pub fn add(&mut self, params: SaParams, meta: SaMeta, now: Timestamp) -> Result<SaId, Error> {
+        let id = SaId {
+            dst: params.dst,
+            protocol: params.protocol,
+            spi: params.spi,
+        };
+        if self.map.contains_key(&id) {
+            return Err(Error::SaExists {
+                pos: None,
+                dst: id.dst,
+                protocol: protocol_keyword(id.protocol),
+                spi: id.spi.0,
+            });
+        }
+        let sa = Sa::new(params).map_err(|source| Error::Transform { pos: None, source })?;
+        self.insert(SaEntry::new(sa, meta, now))
+    }
+
+    /// The SA for an inbound packet (RFC 4301 §4.1): O(1).
+    pub fn lookup(&self, dst: IpAddr, protocol: Protocol, spi: Spi) -> Option<&SaEntry> {
+        self.map.get(&SaId { dst, protocol, spi })
+    }
+
+    /// Mutable [`Sad::lookup`], to decapsulate and count.
+    pub fn lookup_mut(
+        &mut self,
+        dst: IpAddr,
+        protocol: Protocol,
+        spi: Spi,
+    ) -> Option<&mut SaEntry> {
+        self.map.get_mut(&SaId { dst, protocol, spi })
+    }
+
+    /// The entry with this key.
+    pub fn get(&self, id: &SaId) -> Option<&SaEntry> {
+        self.map.get(id)
+    }
+
+    /// The entry with this key, mutable.
+    pub fn get_mut(&mut self, id: &SaId) -> Option<&mut SaEntry> {
+        self.map.get_mut(id)
+    }
+
+    /// Removes and returns an entry.
+    pub fn remove(&mut self, id: &SaId) -> Option<SaEntry> {
+        let entry = self.map.remove(id)?;
+        let pair = (entry.sa.src(), id.dst, id.protocol);
+        if let Some(v) = self.by_pair.get_mut(&pair) {
+            v.retain(|x| x != id);
+            if v.is_empty() {
+                self.by_pair.remove(&pair);
+            }
+        }
+        Some(entry)
+    }
+
+    /// setkey `delete src dst proto spi`: the source must match too.
+    pub fn delete(&mut self, src: IpAddr, id: &SaId) -> Result<SaEntry, Error> {
+        match self.map.get(id) {
+            Some(e) if e.sa.src() == src => self.remove(id).ok_or_else(|| id.not_found()),
+            _ => Err(id.not_found()),
+        }
+    }
+
+    /// The keys of the SAs from `src` to `dst` with this protocol.
+    pub fn between(&self, src: IpAddr, dst: IpAddr, protocol: Protocol) -> &[SaId] {
+        self.by_pair
+            .get(&(src, dst, protocol))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// setkey `deleteall src dst proto`: returns how many were removed.
+    pub fn delete_all(&mut self, src: IpAddr, dst: IpAddr, protocol: Protocol) -> usize {
+        let ids: Vec<SaId> = self.between(src, dst, protocol).to_vec();
+        ids.iter().filter(|id| self.remove(id).is_some()).count()
+    }
+
+    /// setkey `flush [proto]`.
+    pub fn flush(&mut self, protocol: Option<Protocol>) {
+        match protocol {
+            None => {
+                self.map.clear();
+                self.by_pair.clear();
+            }
+            Some(p) => {
+                let ids: Vec<SaId> = self
+                    .map
+                    .keys()
+                    .filter(|k| k.protocol == p)
+                    .copied()
+                    .collect();
+                for id in ids {
+                    self.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// All entries, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &SaEntry> {
+        self.map.values()
+    }
+
+    /// All entries in the order they were added (the order `setkey -D` prints).
+    pub fn in_insertion_order(&self) -> Vec<&SaEntry> {
+        let mut v: Vec<&SaEntry> = self.map.values().collect();
+        v.sort_by_key(|e| e.seq);
+        v
+    }
+
+    /// The SA an outbound packet should use for one request of its policy,
+    /// as Linux and KAME choose it: same protocol and mode, from the
+    /// request's tunnel end points (or the packet's addresses in transport
+    /// mode), reqid equal to the request's when it has one (`unique:N` binds
+    /// to `-u N`; a request without reqid takes any SA); a mature SA is
+    /// preferred to a dying one, then the newest. Dead SAs are never chosen.
+    pub fn select_out(&self, req: &SaRequest, pkt: &PacketSelector) -> Option<SaId> {
+        let (src, dst) = match req.endpoints {
+            Some((s, d)) => (s.addr, d.addr),
+            None => (pkt.src, pkt.dst),
+        };
+        let protocol = match req.protocol {
+            crate::ast::ReqProtocol::Esp => Protocol::Esp,
+            crate::ast::ReqProtocol::Ah => Protocol::Ah,
+        };
+        let mode = to_mode(req.mode);
+        self.between(src, dst, protocol)
+            .iter()
+            .filter_map(|id| self.map.get(id))
+            .filter(|e| {
+                e.state != SaState::Dead
+                    && e.sa.mode() == mode
+                    && (req.reqid == 0 || e.meta.reqid == req.reqid)
+            })
+            .max_by_key(|e| (e.state == SaState::Mature, e.seq))
+            .map(SaEntry::id)
+    }
+
+    /// Applies lifetimes at `now` (RFC 2367 §2.3.5): SAs past their soft
+    /// limit become dying (reported once), SAs past their hard limit are
+    /// removed. Returns the events in no particular order.
+    pub fn expire(&mut self, now: Timestamp) -> Vec<ExpireEvent> {
+        let mut events = Vec::new();
+        let mut dead = Vec::new();
+        for (id, e) in self.map.iter_mut() {
+            if e.hard_expired(now) {
+                dead.push(*id);
+                events.push(ExpireEvent {
+                    id: *id,
+                    reqid: e.meta.reqid,
+                    kind: ExpireKind::Hard,
+                });
+            } else if e.soft_expired(now) && !e.soft_notified {
+                e.soft_notified = true;
+                e.state = SaState::Dying;
+                events.push(ExpireEvent {
+                    id: *id,
+                    reqid: e.meta.reqid,
+                    kind: ExpireKind::Soft,
+                });
+            }
+        }
+        for id in dead {
+            self.remove(&id);
+        }
+        events
+    }
+}
