@@ -1,3 +1,109 @@
-//! Placeholder: replaced by the real benchmark of this area.
+//! SigComp decompression: a 1.6 KB SIP message whose SigComp message
+//! carries its bytecode (stateless), and a message that references the
+//! state an earlier message created (stateful). Messages come from the
+//! independent compressors in `vectors/sigcomp/independent/`.
+//!
+//! `cargo bench -p benches --bench sigcomp`
 #![allow(missing_docs)]
-fn main() {}
+
+use std::hint::black_box;
+use std::path::PathBuf;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sigcomp::{CompartmentId, Decompressor, Parameters, StateHandler, Transport};
+
+fn read(rel: &str) -> Vec<u8> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../vectors/sigcomp/independent")
+        .join(rel);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn params() -> Parameters {
+    Parameters {
+        decompression_memory_size: 8192,
+        state_memory_size: 8192,
+        cycles_per_bit: 64,
+        version: 2,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("sigcomp_decompress");
+
+    for (name, file) in [
+        (
+            "stateless_tinysigcomp_1697B",
+            "tinysigcomp-8192-8192-64/cold/001-s1-01-ue-register-initial.sigcomp",
+        ),
+        (
+            "stateless_opensigcomp_1697B",
+            "opensigcomp-8192-8192-64/cold/001-s1-01-ue-register-initial.sigcomp",
+        ),
+    ] {
+        let msg = read(file);
+        let states = StateHandler::with_dictionaries();
+        let mut d = Decompressor::new(params()).unwrap();
+        let out = d.decompress(&msg, Transport::Message, &states).unwrap();
+        println!(
+            "{name}: {} B message -> {} B, {} UDVM cycles",
+            msg.len(),
+            out.output.len(),
+            out.cycles
+        );
+        g.throughput(Throughput::Bytes(out.output.len() as u64));
+        let mut buf = Vec::with_capacity(65536);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                buf.clear();
+                let r = d
+                    .decompress_into(black_box(&msg), Transport::Message, &states, &mut buf)
+                    .unwrap();
+                black_box(buf.len() as u64 + r.cycles)
+            })
+        });
+    }
+
+    for (name, first, second) in [
+        (
+            "stateful_tinysigcomp_1956B",
+            "tinysigcomp-8192-8192-64/001-s1-01-ue-register-initial.sigcomp",
+            "tinysigcomp-8192-8192-64/003-s1-03-ue-register-protected.sigcomp",
+        ),
+        (
+            "stateful_opensigcomp_1956B",
+            "opensigcomp-8192-8192-64/001-s1-01-ue-register-initial.sigcomp",
+            "opensigcomp-8192-8192-64/003-s1-03-ue-register-protected.sigcomp",
+        ),
+    ] {
+        let mut states = StateHandler::with_dictionaries();
+        states.open_compartment(CompartmentId(0), 8192);
+        let mut d = Decompressor::new(params()).unwrap();
+        let m1 = read(first);
+        let out1 = d.decompress(&m1, Transport::Message, &states).unwrap();
+        states.commit(CompartmentId(0), &out1).unwrap();
+        let msg = read(second);
+        let out = d.decompress(&msg, Transport::Message, &states).unwrap();
+        println!(
+            "{name}: {} B message -> {} B, {} UDVM cycles",
+            msg.len(),
+            out.output.len(),
+            out.cycles
+        );
+        g.throughput(Throughput::Bytes(out.output.len() as u64));
+        let mut buf = Vec::with_capacity(65536);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                buf.clear();
+                let r = d
+                    .decompress_into(black_box(&msg), Transport::Message, &states, &mut buf)
+                    .unwrap();
+                black_box(buf.len() as u64 + r.cycles)
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

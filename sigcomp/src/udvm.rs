@@ -115,9 +115,21 @@ pub(crate) struct Ended {
     pub returned_parameters: Option<ReturnedParameters>,
 }
 
+/// Decoded INPUT-HUFFMAN operand sets whose encodings are all constants,
+/// valid while the bytes at `pc` equal `raw`.
+#[derive(Debug, Clone)]
+struct HuffCache {
+    pc: u16,
+    raw: Vec<u8>,
+    sets: Vec<[u16; 4]>,
+    total_bits: u32,
+}
+
 /// The reusable machine: memory and scratch space.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Udvm {
+    huff_sets: Vec<[u16; 4]>,
+    huff_cache: Vec<HuffCache>,
     mem: Vec<u8>,
     sort_keys: Vec<(u16, u32)>,
     sort_tmp: Vec<u16>,
@@ -135,6 +147,8 @@ struct Run<'a, S: ?Sized> {
     mem: &'a mut [u8],
     sort_keys: &'a mut Vec<(u16, u32)>,
     sort_tmp: &'a mut Vec<u16>,
+    huff_sets: &'a mut Vec<[u16; 4]>,
+    huff_cache: &'a mut Vec<HuffCache>,
     states: &'a S,
     input: &'a [u8],
     in_pos: usize,
@@ -195,6 +209,8 @@ impl Udvm {
             mem: &mut self.mem,
             sort_keys: &mut self.sort_keys,
             sort_tmp: &mut self.sort_tmp,
+            huff_sets: &mut self.huff_sets,
+            huff_cache: &mut self.huff_cache,
             states,
             input: start.input,
             in_pos: 0,
@@ -1025,27 +1041,22 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
         let h_lsb = ibo & 2 != 0;
         self.note_p(p);
         // Decode the operand sets first (conceptual model, RFC 3320 §8.5),
-        // checking the total bit count.
+        // checking the total bit count. Sets made only of constant operands
+        // are cached by address and raw bytes: decoding them is most of the
+        // work of a Huffman-coded message.
         let sets_at = pc;
-        let mut total_bits: u32 = 0;
-        for _ in 0..n {
-            total_bits += u32::from(self.multi(&mut pc)?);
-            self.multi(&mut pc)?;
-            self.multi(&mut pc)?;
-            self.multi(&mut pc)?;
-        }
+        let (end, total_bits) = self.huffman_sets(sets_at, n)?;
+        pc = end;
         if total_bits > 16 {
             return Err(Reason::TooManyBitsRequested);
         }
         let saved = (self.in_pos, self.bit_buf, self.bit_count);
         let mut h: u32 = 0;
         let mut taken = 0usize;
-        let mut q = sets_at;
-        for _ in 0..n {
-            let bits = self.multi(&mut q)?;
-            let lower = self.multi(&mut q)?;
-            let upper = self.multi(&mut q)?;
-            let uncompressed = self.multi(&mut q)?;
+        for j in 0..usize::from(n) {
+            let Some(&[bits, lower, upper, uncompressed]) = self.huff_sets.get(j) else {
+                return Err(Reason::InternalError);
+            };
             if usize::from(bits) > self.bits_available() {
                 // Step 4: no data is returned; restore what was taken.
                 (self.in_pos, self.bit_buf, self.bit_count) = saved;
@@ -1062,6 +1073,49 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
             }
         }
         Err(Reason::HuffmanNoMatch)
+    }
+
+    /// Decodes the `n` operand sets of INPUT-HUFFMAN at `at` into
+    /// `huff_sets`; returns the address after them and the sum of bits.
+    fn huffman_sets(&mut self, at: u16, n: u16) -> R<(u16, u32)> {
+        let start = usize::from(at);
+        for e in self.huff_cache.iter() {
+            if e.pc == at
+                && e.sets.len() == usize::from(n)
+                && self.mem.get(start..start + e.raw.len()) == Some(&e.raw[..])
+            {
+                self.huff_sets.clear();
+                self.huff_sets.extend_from_slice(&e.sets);
+                return Ok((at.wrapping_add(e.raw.len() as u16), e.total_bits));
+            }
+        }
+        self.huff_sets.clear();
+        let mut q = at;
+        let mut total_bits: u32 = 0;
+        let mut constant = true;
+        for _ in 0..n {
+            let mut set = [0u16; 4];
+            for v in set.iter_mut() {
+                // Multitype encodings that read memory (Figure 10).
+                constant &= !matches!(self.byte(q)?, 0x40..=0x7f | 0xc0..=0xdf | 0x81);
+                *v = self.multi(&mut q)?;
+            }
+            total_bits += u32::from(set[0]);
+            self.huff_sets.push(set);
+        }
+        let len = usize::from(q.wrapping_sub(at));
+        if constant && n <= 64 && start + len <= self.mem.len() {
+            if self.huff_cache.len() >= 16 {
+                self.huff_cache.remove(0);
+            }
+            self.huff_cache.push(HuffCache {
+                pc: at,
+                raw: self.mem[start..start + len].to_vec(),
+                sets: self.huff_sets.clone(),
+                total_bits,
+            });
+        }
+        Ok((q, total_bits))
     }
 
     fn end_message(&mut self, feedback_location: u16, parameters_location: u16) -> R<()> {
