@@ -3,6 +3,8 @@
 //! `vectors/sigcomp/independent/README.md` describes: outputs must equal
 //! the original SIP files and the cycle counts must equal tshark's.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,8 @@
 //! RFC 4465 Appendix A: every torture test, with output, cycles, NACK
 //! reason and the failed message's SHA-1.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use sigcomp::torture;
 
 fn vectors() -> String {

@@ -6,6 +6,8 @@
 //! Needs `tshark` on PATH. Without it the test prints a notice and passes,
 //! unless `CI` is set, where a missing tshark is a failure.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,6 +1,8 @@
 //! The `sigcomp` binary: torture table, decompressing files and captures,
 //! and clean errors on bad input.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
