@@ -529,7 +529,7 @@ pub enum Action {
 
 /// `-P direction [priority] action`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct PolicyAction {
+pub struct PolicyClause {
     /// Direction.
     pub direction: Direction,
     /// Priority, if written.
@@ -550,7 +550,7 @@ pub struct PolicySpec {
     /// Upper-layer protocol.
     pub upper: UpperSpec,
     /// The policy.
-    pub policy: PolicyAction,
+    pub policy: PolicyClause,
 }
 
 /// Names of upper-layer protocols (a subset of /etc/protocols, plus the

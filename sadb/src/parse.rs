@@ -834,14 +834,14 @@ impl Parser {
         same_family(&src.addr, &dst.addr, spos.max(dpos))?;
         let (upper, upos) = self.upper()?;
         if let Some(p) = upper.protocol {
-            if is_icmp_like(p)
+            if (is_icmp_like(p) || p == ipproto::GRE)
                 && (matches!(src.port, PortSpec::Port(_)) || matches!(dst.port, PortSpec::Port(_)))
             {
                 return Err(Error::InvalidValue {
                     pos: upos,
                     what: "port",
                     value: format!("{:?}/{:?}", src.port.port(), dst.port.port()),
-                    rule: "icmp, icmp6 and mh have no ports; write 'icmp TYPE,CODE'",
+                    rule: "icmp, icmp6, mh and gre have no ports; write 'icmp TYPE,CODE'",
                 });
             }
         }
@@ -863,7 +863,7 @@ impl Parser {
         })
     }
 
-    fn policy(&mut self, delete: bool) -> Result<PolicyAction, Error> {
+    fn policy(&mut self, delete: bool) -> Result<PolicyClause, Error> {
         let (w, pos) = self.word("'-P'")?;
         if w != "-P" {
             return Err(Error::Syntax {
@@ -893,7 +893,7 @@ impl Parser {
             _ => None,
         };
         if delete && self.peek().tok == Tok::Semi {
-            return Ok(PolicyAction {
+            return Ok(PolicyClause {
                 direction,
                 priority,
                 action: None,
@@ -930,7 +930,7 @@ impl Parser {
                 });
             }
         };
-        Ok(PolicyAction {
+        Ok(PolicyClause {
             direction,
             priority,
             action: Some(action),

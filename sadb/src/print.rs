@@ -186,7 +186,7 @@ impl fmt::Display for PrioritySpec {
     }
 }
 
-impl fmt::Display for PolicyAction {
+impl fmt::Display for PolicyClause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "-P {}", self.direction.keyword())?;
         if let Some(p) = self.priority {

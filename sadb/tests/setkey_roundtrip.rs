@@ -246,7 +246,7 @@ fn policy_spec(delete: bool) -> impl Strategy<Value = PolicySpec> {
             .prop_map(
                 move |(flags, sp, dp, sport, dport, proto, icmp, direction, priority, action)| {
                     let icmp_like = proto.is_some_and(is_icmp_like);
-                    let (sport, dport) = if icmp_like {
+                    let (sport, dport) = if icmp_like || proto == Some(ipproto::GRE) {
                         (
                             if sport == PortSpec::Omitted {
                                 sport
@@ -285,7 +285,7 @@ fn policy_spec(delete: bool) -> impl Strategy<Value = PolicySpec> {
                                 None
                             },
                         },
-                        policy: PolicyAction {
+                        policy: PolicyClause {
                             direction,
                             priority,
                             action,
