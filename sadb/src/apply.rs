@@ -617,7 +617,13 @@ fn plan(
             let seq = if sh.sas.contains_key(&id) {
                 0
             } else {
-                sh.sad.get(&id).map(|e| e.sa().seq()).unwrap_or(0)
+                // For an inbound SA the highest sequence number received is
+                // carried too, so the new replay window starts there and
+                // packets seen before the update cannot be replayed.
+                sh.sad
+                    .get(&id)
+                    .map(|e| e.sa().seq().max(e.sa().replay_state().0))
+                    .unwrap_or(0)
             };
             let (sa, meta) = build_sa(spec, seq, pos)?;
             if sh.sas.contains_key(&id) {

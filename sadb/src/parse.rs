@@ -12,6 +12,7 @@
 use std::net::IpAddr;
 
 use opensec::{AuthAlgorithm, EncAlgorithm};
+use zeroize::Zeroize;
 
 use crate::Error;
 use crate::ast::*;
@@ -127,6 +128,11 @@ fn lex(input: &str) -> Result<Vec<Token>, Error> {
             });
             continue;
         }
+        for t in &mut out {
+            if let Tok::Word(w) | Tok::Quoted(w) = &mut t.tok {
+                w.zeroize();
+            }
+        }
         return Err(Error::Syntax {
             pos,
             expected: "a word, a quoted string, '/', '[', ']', ',' or ';'".into(),
@@ -181,6 +187,17 @@ pub fn parse(input: &str) -> Result<Vec<Located<Statement>>, Error> {
 struct Parser {
     tokens: Vec<Token>,
     idx: usize,
+}
+
+impl Drop for Parser {
+    /// Keys pass through the tokens as text: wipe them.
+    fn drop(&mut self) {
+        for t in &mut self.tokens {
+            if let Tok::Word(w) | Tok::Quoted(w) = &mut t.tok {
+                w.zeroize();
+            }
+        }
+    }
 }
 
 const EOF_TOKEN: Token = Token {
@@ -1253,6 +1270,8 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
             out.push((hi << 4) | lo);
         }
     }
+    let mut digits = digits;
+    digits.zeroize();
     Some(out)
 }
 

@@ -475,6 +475,43 @@ impl Sad {
             .map(SaEntry::id)
     }
 
+    /// [`Sad::select_out`], returning the entry to encapsulate with.
+    pub fn select_out_mut(
+        &mut self,
+        req: &SaRequest,
+        pkt: &PacketSelector,
+    ) -> Option<&mut SaEntry> {
+        let id = self.select_out(req, pkt)?;
+        self.map.get_mut(&id)
+    }
+
+    /// For tests and benchmarks: `n` ESP transport-mode SAs from 192.0.2.1
+    /// to 10.a.b.c (counting up from 10.0.0.0), SPI `0x1000 + i`, NULL
+    /// encryption with HMAC-SHA1-96 under a fixed key, no replay check.
+    pub fn synthetic(n: u32, now: Timestamp) -> Result<Sad, Error> {
+        let mut sad = Sad::with_capacity(usize::try_from(n).unwrap_or(0));
+        for i in 0..n {
+            let [_, a, b, c] = i.to_be_bytes();
+            let params = SaParams {
+                spi: Spi(0x1000u32.wrapping_add(i)),
+                protocol: Protocol::Esp,
+                mode: Mode::Transport,
+                src: IpAddr::from([192, 0, 2, 1]),
+                dst: IpAddr::from([10, a, b, c]),
+                enc: opensec::EncAlgorithm::Null,
+                enc_key: Vec::new(),
+                auth: opensec::AuthAlgorithm::HmacSha1_96,
+                auth_key: vec![0x5a; 20],
+                replay_window: 0,
+                esn: false,
+                udp_encap: None,
+                seq: 0,
+            };
+            sad.add(params, SaMeta::default(), now)?;
+        }
+        Ok(sad)
+    }
+
     /// Applies lifetimes at `now` (RFC 2367 §2.3.5): SAs past their soft
     /// limit become dying (reported once), SAs past their hard limit are
     /// removed. Returns the events in no particular order.

@@ -490,27 +490,9 @@ fn unique_without_number_gets_a_generated_reqid() {
 #[test]
 fn a_hundred_thousand_sas() {
     let mut db = Databases::new();
-    db.sad = sadb::Sad::with_capacity(100_000);
-    for i in 0..100_000u32 {
-        let dst = IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
-        let params = ipsec_esp::SaParams {
-            spi: Spi(0x1000 + i),
-            protocol: Protocol::Esp,
-            mode: Mode::Transport,
-            src: ip("192.0.2.1"),
-            dst,
-            enc: EncAlgorithm::Null,
-            enc_key: Vec::new(),
-            auth: AuthAlgorithm::HmacMd5_96,
-            auth_key: vec![7; 16],
-            replay_window: 64,
-            esn: false,
-            udp_encap: None,
-            seq: 0,
-        };
-        db.sad.add(params, sadb::SaMeta::default(), NOW).unwrap();
-    }
+    db.sad = sadb::Sad::synthetic(100_000, NOW).unwrap();
     assert_eq!(db.sad.len(), 100_000);
+    // 99_999 = 0x01869f: 10.1.134.159.
     let e = db
         .sad
         .lookup(
@@ -529,4 +511,12 @@ fn a_hundred_thousand_sas() {
             )
             .is_none()
     );
+    // Outbound selection uses the (src, dst, proto) index, not a scan.
+    db.apply_script(
+        "spdadd 192.0.2.1 10.0.0.0/8 any -P out ipsec esp/transport//require;",
+        NOW,
+    )
+    .unwrap();
+    let pkt = PacketSelector::udp(ip("192.0.2.1"), 1, ip("10.1.134.159"), 2);
+    assert_eq!(protect_spi(db.outbound(&pkt, NOW)), 0x1000 + 99_999);
 }
