@@ -1,23 +1,53 @@
 //! `sadb`: the Security Association Database and Security Policy Database
-//! (RFC 4301 §4.4) and the setkey(8) language of ipsec-tools.
+//! (RFC 4301 §4.4) and the setkey(8) language of ipsec-tools. No IO.
 //!
-//! What it does:
 //! - [`parse`] reads setkey scripts (`add`, `update`, `get`, `delete`,
 //!   `deleteall`, `flush`, `dump`, `spdadd`, `spdupdate`, `spddelete`,
-//!   `spdflush`, `spddump`) into a checked syntax tree ([`Statement`]);
-//!   errors carry line:column and what was expected. Printing a statement
-//!   gives text that parses back to the same tree.
+//!   `spdflush`, `spddump`; `-m -r -u -f -lh -ls -bh -bs -E -A`; keys as
+//!   `"string"` or `0x` hex; `#` comments; IPv4/IPv6 with `/prefix`,
+//!   `[port]`, `[any]`; upper-layer protocols by name, number, `any`, with
+//!   ICMP type,code; priorities; request bundles) into a checked syntax tree
+//!   ([`ast`]). Errors carry line:column and what was expected; valid but
+//!   unsupported constructs (IPComp, TCP-MD5, `-ctx`, host names, `getspi`,
+//!   tagged policies) are refused as "not supported". Printing a
+//!   [`Statement`] gives text that parses back to the same statement.
+//! - [`Sad`] holds SAs keyed by (destination, protocol, SPI) in a hash map
+//!   (O(1) inbound lookup) with reqid, lifetimes (soft/hard, seconds and
+//!   bytes, evaluated at a `now` the caller passes), state and counters;
+//!   the transform itself is an [`ipsec_esp::Sa`].
+//! - [`Spd`] holds ordered policies (priority, then insertion) with RFC 4301
+//!   selectors, directions `in`/`out`/`fwd`, actions `discard`, `none`,
+//!   `ipsec` with request lists; [`Databases::outbound`] picks the SAs the
+//!   way Linux and KAME do (`unique:N` binds to `-u N`), fail closed.
+//! - [`Databases::apply`] applies statements all or nothing.
+//! - [`dump`] prints `setkey -D` / `setkey -DP` output (times in UTC from
+//!   `now`) and reads it back.
 //!
-//! What it does not do: no IO of any kind (no files, sockets, clock or name
-//! resolution; time is passed in), no IPComp, TCP-MD5 or security labels
-//! (these are reported as "not supported").
+//! setkey(8) gives `-r` in bytes; an SA gets a window of 8 packets per byte
+//! ([`replay_window_packets`]), and `setkey -D` prints the byte value.
+//!
+//! Not here: IPComp, TCP-MD5, security labels, host name resolution, the
+//! `-r`/`-k` command-line modes that add `fwd` policies, per-socket
+//! policies, the `-p`/`-a` dump flags; use-time lifetimes (setkey cannot set
+//! them).
 //!
 //! ```
-//! let stmts = sadb::parse(
-//!     "spdadd 192.168.0.11/32[5062] 192.168.0.10/32[5068] udp -P out ipsec esp/transport//unique:1;",
-//! ).unwrap();
-//! assert_eq!(stmts[0].value.to_string(),
-//!     "spdadd 192.168.0.11/32[5062] 192.168.0.10/32[5068] udp -P out ipsec esp/transport//unique:1;");
+//! use sadb::{Databases, Outbound, PacketSelector, Timestamp};
+//! let mut db = Databases::new();
+//! let now = Timestamp(1_795_314_303);
+//! db.apply_script(r#"
+//!     spdadd 192.168.0.11/32[5062] 192.168.0.10/32[5068] udp
+//!         -P out ipsec esp/transport//unique:1;
+//!     add 192.168.0.11 192.168.0.10 esp 4444 -m transport -u 1
+//!         -E des-ede3-cbc "123456789012123456789012" -A hmac-md5 "1234567890123456";
+//! "#, now).unwrap();
+//! let pkt = PacketSelector::udp("192.168.0.11".parse().unwrap(), 5062,
+//!                               "192.168.0.10".parse().unwrap(), 5068);
+//! match db.outbound(&pkt, now) {
+//!     Outbound::Protect { bundle, .. } => assert_eq!(bundle.iter().next().unwrap().spi.0, 4444),
+//!     other => panic!("{other:?}"),
+//! }
+//! assert!(db.dump_sad(now).contains("spi=4444(0x0000115c) reqid=1(0x00000001)"));
 //! ```
 
 mod apply;

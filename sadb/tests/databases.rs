@@ -520,3 +520,44 @@ fn a_hundred_thousand_sas() {
     let pkt = PacketSelector::udp(ip("192.0.2.1"), 1, ip("10.1.134.159"), 2);
     assert_eq!(protect_spi(db.outbound(&pkt, NOW)), 0x1000 + 99_999);
 }
+
+#[test]
+fn get_dump_deleteall_spdupdate() {
+    let mut db = gm();
+    let out = db
+        .apply_script(
+            "get 192.168.0.10 192.168.0.11 esp 2222;\ndump ah;\n  dump esp;\nspddump;",
+            NOW,
+        )
+        .unwrap();
+    assert_eq!(out.len(), 4);
+    assert!(
+        out[0]
+            .text
+            .starts_with("192.168.0.10 192.168.0.11 \n\tesp mode=transport spi=2222(")
+    );
+    assert_eq!(out[1].text, "No SAD entries.\n");
+    assert_eq!((out[2].pos.line, out[2].pos.col), (3, 3));
+    assert_eq!(out[2].text.matches("\tsadb_seq=").count(), 4);
+    assert_eq!(out[3].text.matches("\trefcnt=1").count(), 4);
+    // deleteall removes the two SAs from the P-CSCF to the UE only.
+    db.apply_script("deleteall 192.168.0.10 192.168.0.11 esp;", NOW)
+        .unwrap();
+    assert_eq!(db.sad.len(), 2);
+    assert!(
+        db.sad
+            .lookup(ip("192.168.0.11"), Protocol::Esp, Spi(2222))
+            .is_none()
+    );
+    // spdupdate replaces the action of an existing policy.
+    db.apply_script(
+        "spdupdate 192.168.0.11/32[5062] 192.168.0.10/32[5068] udp -P out discard;",
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(db.spd.len(), 4);
+    let pkt = PacketSelector::udp(ip("192.168.0.11"), 5062, ip("192.168.0.10"), 5068);
+    assert!(matches!(db.outbound(&pkt, NOW), Outbound::Discard { .. }));
+    db.apply_script("spdflush; flush;", NOW).unwrap();
+    assert!(db.spd.is_empty() && db.sad.is_empty());
+}
