@@ -13,9 +13,11 @@
 #
 # Both sides process the same buffer in place again and again, one call per
 # buffer (openssl: one EVP_*Update / MAC init-update-final per buffer). For
-# block ciphers ours uses the size rounded down to whole blocks and counts
-# only the bytes it processed (e.g. 1392 of 1400 for AES); openssl buffers
-# the partial block and counts the full size.
+# block ciphers both sides get the size rounded down to whole blocks (column
+# `len`, e.g. 1392 for AES at 1400: ESP pads to the block size, and an
+# unaligned size would put openssl on its partial-block path).
+# Both sides divide by CPU time, not wall time (openssl speed: user time by
+# default; ours: thread CPU time), so other load on the machine matters less.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -30,7 +32,7 @@ while [ $# -gt 0 ]; do
         --seconds) seconds="$2"; shift ;;
         --rounds) rounds="$2"; shift ;;
         --sizes) sizes="$2"; shift ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
         *) algs+=("$1") ;;
     esac
     shift
@@ -67,6 +69,14 @@ openssl_args() {
     esac
 }
 
+block_size() { # alg -> cipher block size (1 for MACs)
+    case "$1" in
+        aes-*-cbc-*) echo 16 ;;
+        des-*) echo 8 ;;
+        *) echo 1 ;;
+    esac
+}
+
 ours_bps() { # alg size -> bytes/s
     "$speed" --seconds "$seconds" --sizes "$2" "$1" 2>/dev/null | awk -F: '/^ours:/ {print $4}'
 }
@@ -85,25 +95,27 @@ echo "# $(date -u +%FT%TZ) $(openssl version | head -n 1)"
 echo "# cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'); flags: $(grep -o -w -E 'aes|sha_ni|avx2|vaes|avx512f' /proc/cpuinfo | sort -u | tr '\n' ' ')"
 echo "# command: $0 --seconds $seconds --rounds $rounds --sizes $sizes ${algs[*]}"
 echo "# best of $rounds runs of ${seconds}s per side, run alternately"
-printf '%-18s %6s %12s %12s %8s\n' algorithm size "ours_MB/s" "openssl_MB/s" ratio
+printf '%-18s %6s %6s %12s %12s %8s\n' algorithm size len "ours_MB/s" "openssl_MB/s" ratio
 IFS=, read -r -a size_list <<<"$sizes"
 for alg in "${algs[@]}"; do
+    bs=$(block_size "$alg")
     for size in "${size_list[@]}"; do
+        len=$((size - size % bs))
         ours=""
         theirs=""
         for _ in $(seq "$rounds"); do
-            o=$(ours_bps "$alg" "$size")
+            o=$(ours_bps "$alg" "$len")
             ours=$(max "$o" "$ours")
             if [ -n "$(openssl_args "$alg")" ]; then
-                t=$(openssl_bps "$alg" "$size")
+                t=$(openssl_bps "$alg" "$len")
                 [ -n "$t" ] && theirs=$(max "$t" "$theirs")
             fi
         done
-        awk -v alg="$alg" -v size="$size" -v o="$ours" -v t="$theirs" 'BEGIN {
+        awk -v alg="$alg" -v size="$size" -v len="$len" -v o="$ours" -v t="$theirs" 'BEGIN {
             if (t == "" || t + 0 == 0) {
-                printf "%-18s %6d %12.1f %12s %8s\n", alg, size, o / 1e6, "n/a", "n/a"
+                printf "%-18s %6d %6d %12.1f %12s %8s\n", alg, size, len, o / 1e6, "n/a", "n/a"
             } else {
-                printf "%-18s %6d %12.1f %12.1f %8.2f\n", alg, size, o / 1e6, t / 1e6, o / t
+                printf "%-18s %6d %6d %12.1f %12.1f %8.2f\n", alg, size, len, o / 1e6, t / 1e6, o / t
             }
         }'
     done
