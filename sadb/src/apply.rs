@@ -334,6 +334,27 @@ impl Databases {
         self.apply(&stmts, now)
     }
 
+    /// [`Databases::apply`] for statements built in code (errors then name
+    /// the statement's index, from 1, as the line).
+    pub fn apply_statements(
+        &mut self,
+        stmts: &[Statement],
+        now: Timestamp,
+    ) -> Result<Vec<Output>, Error> {
+        let located: Vec<Located<Statement>> = stmts
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Located {
+                pos: Pos {
+                    line: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                    col: 1,
+                },
+                value: s.clone(),
+            })
+            .collect();
+        self.apply(&located, now)
+    }
+
     /// Applies statements in order, all or nothing: every statement is
     /// checked first against the databases as the earlier statements would
     /// leave them (keys via `opensec`, transforms via `ipsec_esp::Sa::new`,

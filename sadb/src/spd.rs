@@ -349,7 +349,8 @@ impl Spd {
         }))
     }
 
-    /// Adds or replaces a policy (setkey `spdupdate`).
+    /// Adds or replaces a policy (setkey `spdupdate`). A replaced policy
+    /// keeps its id, as Linux keeps the index.
     pub fn update(
         &mut self,
         selector: Selector,
@@ -358,10 +359,20 @@ impl Spd {
         action: PolicyAction,
         now: Timestamp,
     ) -> u32 {
-        let _ = self.remove(&selector, direction);
-        // Cannot fail: any entry with this selector was just removed.
-        self.add(selector, direction, priority, action, now)
-            .unwrap_or_default()
+        let id = match self.remove(&selector, direction) {
+            Ok(old) => old.id,
+            Err(_) => self.gen_id(direction),
+        };
+        self.insert_sorted(Policy {
+            id,
+            selector,
+            direction,
+            priority,
+            action,
+            created: now,
+            last_used: None,
+            seq: 0,
+        })
     }
 
     /// Removes a policy (setkey `spddelete`).
@@ -478,7 +489,8 @@ mod tests {
             PolicyAction::Discard
         );
         assert!(spd.lookup(Direction::In, &pkt).is_none());
-        // Higher priority (lower kernel value) goes first.
+        // Higher priority (lower kernel value) goes first; the id stays.
+        let id = spd.get(&narrow, Direction::Out).unwrap().id;
         spd.update(
             narrow,
             Direction::Out,
@@ -490,6 +502,7 @@ mod tests {
             spd.lookup(Direction::Out, &pkt).unwrap().action,
             PolicyAction::Bypass
         );
+        assert_eq!(spd.get(&narrow, Direction::Out).unwrap().id, id);
         let tcp = PacketSelector::tcp(
             "10.0.0.1".parse().unwrap(),
             1000,
