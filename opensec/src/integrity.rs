@@ -4,7 +4,10 @@ use core::fmt;
 
 use aes::Aes128;
 use cipher::array::Array;
-use cipher::{BlockCipherEncrypt, KeyInit};
+use cipher::consts::U16;
+use cipher::{
+    BlockCipherEncBackend, BlockCipherEncClosure, BlockCipherEncrypt, BlockSizeUser, KeyInit,
+};
 use cmac::Cmac;
 use hmac::Hmac;
 use hmac::digest::{Digest, FixedOutput, Update};
@@ -199,15 +202,30 @@ impl AesXcbcMac {
         let mut e = Array::from([0u8; 16]);
         let mut pos = 0usize;
         for part in parts {
-            for &byte in part.iter() {
+            let mut data: &[u8] = part;
+            while !data.is_empty() {
                 if pos == 16 {
                     self.k1.encrypt_block(&mut e);
                     pos = 0;
                 }
-                if let Some(x) = e.get_mut(pos) {
-                    *x ^= byte;
+                if pos == 0 && data.len() > 16 {
+                    // Whole blocks with data after them: §4 (2), E[i] =
+                    // E_K1(M[i] xor E[i-1]), in one pass over the expanded key.
+                    let (blocks, rest) = data.split_at((data.len() - 1) / 16 * 16);
+                    self.k1.encrypt_with_backend(CbcMac {
+                        state: &mut e,
+                        blocks: Array::slice_as_chunks(blocks).0,
+                    });
+                    data = rest;
+                    continue;
                 }
-                pos += 1;
+                let take = (16 - pos).min(data.len());
+                let (now, rest) = data.split_at(take);
+                for (x, y) in e.iter_mut().skip(pos).zip(now) {
+                    *x ^= y;
+                }
+                pos += take;
+                data = rest;
             }
         }
         if pos == 16 {
@@ -223,6 +241,31 @@ impl AesXcbcMac {
         }
         self.k1.encrypt_block(&mut e);
         e.into()
+    }
+}
+
+/// The CBC-MAC chain of RFC 3566 §4 (2) over whole blocks, keeping the
+/// chaining value in a register.
+struct CbcMac<'a> {
+    state: &'a mut Array<u8, U16>,
+    blocks: &'a [Array<u8, U16>],
+}
+
+impl BlockSizeUser for CbcMac<'_> {
+    type BlockSize = U16;
+}
+
+impl BlockCipherEncClosure for CbcMac<'_> {
+    #[inline(always)]
+    fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, backend: &B) {
+        let mut chain = *self.state;
+        for block in self.blocks {
+            for (c, m) in chain.iter_mut().zip(block.iter()) {
+                *c ^= m;
+            }
+            backend.encrypt_block((&mut chain).into());
+        }
+        *self.state = chain;
     }
 }
 
@@ -350,9 +393,24 @@ mod tests {
             h("47f51b4564966215b8985c63055ed308")
         );
         assert_eq!(
+            aes_xcbc_mac(&k, &m[..32]).to_vec(),
+            h("f54f0ec8d2b9f3d36807734bd5283fd4")
+        );
+        assert_eq!(
             aes_xcbc_mac(&k, &m[..34]).to_vec(),
             h("becbb3bccdb518a30677d5481fb6b4d8")
         );
+        // Test case 7: 1000 zero bytes, whole and split at every offset mod 17.
+        let zeros = [0u8; 1000];
+        let want = h("f0dafee895db30253761103b5d84528f");
+        assert_eq!(aes_xcbc_mac(&k, &zeros).to_vec(), want);
+        let i7 = Integrity::new(AuthAlgorithm::AesXcbcMac96, &k).unwrap();
+        for cut in 0..=40 {
+            let mut icv = [0u8; 12];
+            let (a, b) = zeros.split_at(cut * 17 % 1000);
+            i7.compute(&[a, b], &mut icv).unwrap();
+            assert_eq!(icv[..], want[..12], "cut {cut}");
+        }
         // Split across parts gives the same MAC.
         let i = Integrity::new(AuthAlgorithm::AesXcbcMac96, &k).unwrap();
         let mut icv = [0u8; 12];
