@@ -271,7 +271,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
 
     // ----- memory -------------------------------------------------------
 
-    #[inline]
+    #[inline(always)]
     fn byte(&self, a: u16) -> R<u8> {
         self.mem
             .get(usize::from(a))
@@ -279,13 +279,13 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
             .ok_or(Reason::Segfault)
     }
 
-    #[inline]
+    #[inline(always)]
     fn set_byte(&mut self, a: u16, v: u8) -> R<()> {
         *self.mem.get_mut(usize::from(a)).ok_or(Reason::Segfault)? = v;
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn word(&self, a: u16) -> R<u16> {
         Ok(u16::from_be_bytes([
             self.byte(a)?,
@@ -311,7 +311,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
 
     // ----- cycles -------------------------------------------------------
 
-    #[inline]
+    #[inline(always)]
     fn charge(&mut self, cost: u64) -> R<()> {
         // RFC 3320 §8.7 item 3.
         if cost > self.remaining {
@@ -324,7 +324,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
 
     // ----- operands (RFC 3320 §8.5) --------------------------------------
 
-    #[inline]
+    #[inline(always)]
     fn literal(&self, pc: &mut u16) -> R<u16> {
         let b = self.byte(*pc)?;
         if b & 0x80 == 0 {
@@ -344,7 +344,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
     }
 
     /// A reference operand: the memory address it names.
-    #[inline]
+    #[inline(always)]
     fn reference(&self, pc: &mut u16) -> R<u16> {
         let b = self.byte(*pc)?;
         if b & 0x80 == 0 {
@@ -364,7 +364,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
     }
 
     /// A multitype operand's value (Figure 10).
-    #[inline]
+    #[inline(always)]
     fn multi(&self, pc: &mut u16) -> R<u16> {
         let b = self.byte(*pc)?;
         let p1 = pc.wrapping_add(1);
@@ -407,7 +407,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
     }
 
     /// An address operand: multitype plus the instruction's address.
-    #[inline]
+    #[inline(always)]
     fn address(&self, pc: &mut u16, inst: u16) -> R<u16> {
         Ok(self.multi(pc)?.wrapping_add(inst))
     }
@@ -497,28 +497,47 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
     }
 
     /// Takes `n` (<= 16) bits; `lsb_first` is the F or H bit. The caller
-    /// checked availability.
+    /// checked availability. Bits are taken a byte-chunk at a time.
+    #[inline]
     fn take_bits(&mut self, n: u16, p: bool, lsb_first: bool) -> u16 {
+        // `v` holds the bits in arrival order: first-arrived as MSB (P=0) or
+        // as LSB (P=1); reversed at the end when the F/H bit asks for the
+        // other order (RFC 3320 §8.2).
         let mut v: u32 = 0;
-        for i in 0..n {
+        let mut got: u32 = 0;
+        let n = u32::from(n);
+        while got < n {
             if self.bit_count == 0 {
                 self.bit_buf = self.input.get(self.in_pos).copied().unwrap_or(0);
                 self.in_pos += 1;
                 self.bit_count = 8;
             }
-            let bit = if p {
-                (self.bit_buf >> (8 - self.bit_count)) & 1
+            let bc = u32::from(self.bit_count);
+            let t = (n - got).min(bc);
+            let mask = (1u32 << t) - 1;
+            if p {
+                // Remaining bits are the high `bc` bits; next is bit 8 - bc.
+                let chunk = (u32::from(self.bit_buf) >> (8 - bc)) & mask;
+                v |= chunk << got;
             } else {
-                (self.bit_buf >> (self.bit_count - 1)) & 1
-            };
-            self.bit_count -= 1;
-            if lsb_first {
-                v |= u32::from(bit) << i;
-            } else {
-                v = (v << 1) | u32::from(bit);
+                // Remaining bits are the low `bc` bits; next is bit bc - 1.
+                let chunk = (u32::from(self.bit_buf) >> (bc - t)) & mask;
+                v = (v << t) | chunk;
             }
+            self.bit_count -= t as u8;
+            got += t;
         }
-        v as u16
+        if n == 0 {
+            return 0;
+        }
+        // P=1 gives first-arrived at LSB, which is the LSB-first reading.
+        let want_lsb_order = lsb_first;
+        let have_lsb_order = p;
+        if want_lsb_order != have_lsb_order {
+            (v.reverse_bits() >> (32 - n)) as u16
+        } else {
+            v as u16
+        }
     }
 
     fn bit_order(&self) -> R<u16> {

@@ -148,3 +148,73 @@ fn bad_arguments_give_one_line_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(bin().arg("--help").output().unwrap().status.success());
 }
+
+#[test]
+fn asm_message_decompresses_and_disasm_round_trips() {
+    // RFC 4896 §11: the "uncompressed" bytecode; RFC 4896 gives its bytes.
+    let src = "at (64)\n:byte_copy_left pad (2)\nat (128)\n:start\nINPUT-BYTES (1, byte_copy_left, end)\nOUTPUT (byte_copy_left, 1)\nJUMP (start)\n:end\nEND-MESSAGE (0,0,0,0,0,0,0)\n";
+    let asm_file = tmp("u.asm");
+    let msg_file = tmp("u.sigcomp");
+    std::fs::write(&asm_file, src).unwrap();
+    let out = bin()
+        .args(["asm", "--message"])
+        .arg(&asm_file)
+        .arg(&msg_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut msg = std::fs::read(&msg_file).unwrap();
+    assert_eq!(
+        msg,
+        [
+            0xf8, 0x00, 0xa1, 0x1c, 0x01, 0x86, 0x09, 0x22, 0x86, 0x01, 0x16, 0xf9, 0x23
+        ]
+    );
+    msg.extend_from_slice(b"hello");
+    std::fs::write(&msg_file, &msg).unwrap();
+    let plain = tmp("u.out");
+    let out = bin()
+        .arg("decompress")
+        .arg(&msg_file)
+        .arg(&plain)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(std::fs::read(&plain).unwrap(), b"hello");
+    let out = bin().arg("disasm").arg(&msg_file).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("INPUT-BYTES"), "{text}");
+    // The disassembly assembles back to the same message.
+    std::fs::write(&asm_file, &text).unwrap();
+    let out = bin()
+        .args(["asm", "--message"])
+        .arg(&asm_file)
+        .arg(&plain)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&plain).unwrap(), msg[..13]);
+    for f in [asm_file, msg_file, plain] {
+        std::fs::remove_file(f).unwrap();
+    }
+    // Bad assembly: exit 2, one line naming the position.
+    let bad = tmp("bad.asm");
+    std::fs::write(&bad, "FROB (1)\n").unwrap();
+    let out = bin()
+        .arg("asm")
+        .arg(&bad)
+        .arg("/dev/null")
+        .output()
+        .unwrap();
+    std::fs::remove_file(&bad).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8(out.stderr).unwrap().lines().count(), 1);
+}

@@ -62,6 +62,32 @@ enum Command {
         /// Output: the decompressed message, or a pcap for a pcap input.
         output: PathBuf,
     },
+    /// Assemble UDVM assembly (RFC 4464 §3) into bytecode.
+    Asm {
+        /// Wrap the bytecode in a SigComp message header (RFC 3320 §7.3)
+        /// that loads it at --destination.
+        #[arg(long)]
+        message: bool,
+        /// Load address for --message: 128, 192, …, 1024 (default: the
+        /// program's origin, its first assembled byte).
+        #[arg(long)]
+        destination: Option<u16>,
+        /// Assembly source.
+        input: PathBuf,
+        /// Output file for the bytecode (or message).
+        output: PathBuf,
+    },
+    /// Disassemble UDVM bytecode, or the bytecode a SigComp message uploads.
+    Disasm {
+        /// Treat the input as raw bytecode even if it looks like a message.
+        #[arg(long)]
+        raw: bool,
+        /// Address of the first byte of raw bytecode.
+        #[arg(long, default_value_t = 128)]
+        origin: u16,
+        /// Bytecode or SigComp message file.
+        input: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -84,6 +110,13 @@ fn main() -> ExitCode {
             };
             decompress(params, stream, &input, &output)
         }
+        Command::Asm {
+            message,
+            destination,
+            input,
+            output,
+        } => asm(message, destination, &input, &output),
+        Command::Disasm { raw, origin, input } => disasm(raw, origin, &input),
     };
     match r {
         Ok(true) => ExitCode::SUCCESS,
@@ -246,6 +279,60 @@ fn decompress(params: Parameters, stream: bool, input: &Path, output: &Path) -> 
         }
     }
     std::fs::write(output, &out).with_context(|| format!("writing {}", output.display()))?;
+    Ok(true)
+}
+
+fn asm(message: bool, destination: Option<u16>, input: &Path, output: &Path) -> Result<bool> {
+    let src =
+        std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
+    let program = sigcomp::asm::assemble_program(&src)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+    let bytes = if message {
+        let destination = destination.unwrap_or(program.origin);
+        // RFC 4464 §3.3: trailing zeros need not be uploaded.
+        let code = program.upload_code().to_vec();
+        // RFC 3320 §7.3: destination = (n + 1) * 64 for n in 1..=15.
+        if destination % 64 != 0 || !(128..=1024).contains(&destination) {
+            bail!("--destination must be a multiple of 64 from 128 to 1024, not {destination}");
+        }
+        if code.len() > 4095 {
+            bail!(
+                "bytecode is {} bytes; a message can upload at most 4095",
+                code.len()
+            );
+        }
+        let n = (destination / 64 - 1) as u8;
+        let len = code.len();
+        let mut m = vec![0xf8, (len >> 4) as u8, ((len as u8 & 0x0f) << 4) | n];
+        m.extend_from_slice(&code);
+        m
+    } else {
+        program.code
+    };
+    std::fs::write(output, &bytes).with_context(|| format!("writing {}", output.display()))?;
+    say!("{} bytes written to {}", bytes.len(), output.display());
+    Ok(true)
+}
+
+fn disasm(raw: bool, origin: u16, input: &Path) -> Result<bool> {
+    let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let (code, origin) = match sigcomp::Message::parse(&bytes) {
+        Ok(sigcomp::Message {
+            code: sigcomp::Code::Bytecode { destination, code },
+            ..
+        }) if !raw => (code, destination),
+        Ok(sigcomp::Message {
+            code: sigcomp::Code::PartialStateId(id),
+            ..
+        }) if !raw => {
+            bail!(
+                "the message references state {} and uploads no bytecode",
+                hex::encode(id)
+            )
+        }
+        _ => (&bytes[..], origin),
+    };
+    say!("{}", sigcomp::asm::disassemble(code, origin));
     Ok(true)
 }
 
