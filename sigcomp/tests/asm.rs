@@ -254,6 +254,11 @@ fn rfc4464_bytecode_disassembles_to_the_rfc_instructions() {
         let mut want = source_mnemonics(&src);
         assert_eq!(want.pop().as_deref(), Some("END-MESSAGE"), "{file}");
         assert_eq!(got, want, "{file}\n{text}");
+        assert!(
+            text.contains("END-MESSAGE (0, 0, 8128, 64, ")
+                && text.contains(", 6, 0) (truncated: the missing bytes are zero"),
+            "{file}\n{text}"
+        );
         // With the dropped zero restored, END-MESSAGE is an instruction too.
         let mut full = expected.clone();
         full.push(0);
@@ -609,6 +614,10 @@ fn errors_say_where_and_what() {
 
     let (_, _, k, _) = err("byte (1");
     assert!(matches!(k, AsmErrorKind::Expected { .. }));
+
+    let deep = format!("byte ({}1{})", "(".repeat(500), ")".repeat(500));
+    let (_, _, k, _) = err(&deep);
+    assert_eq!(k, AsmErrorKind::TooDeep);
 
     // pad (1 - (y - x)) has no fixed point: the layout oscillates.
     let (_, _, k, _) = err(":x pad ((1 - (y - x))) :y");

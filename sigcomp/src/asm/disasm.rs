@@ -178,7 +178,12 @@ impl<'a> Disasm<'a> {
             // Data: a non-shortest or demoted instruction on a line of its
             // own, other bytes up to 16 per line, split at labels and
             // instructions.
-            let end = if let Some(ins) = odd.get(&off).filter(|i| {
+            let truncated = self.truncated_at(off).filter(|_| {
+                (off + 1..code.len()).all(|o| !labels.contains(&o) && !shown.contains_key(&o))
+            });
+            let end = if truncated.is_some() {
+                code.len()
+            } else if let Some(ins) = odd.get(&off).filter(|i| {
                 (off + 1..off + i.len).all(|o| !labels.contains(&o) && !shown.contains_key(&o))
             }) {
                 off + ins.len
@@ -199,6 +204,13 @@ impl<'a> Disasm<'a> {
             let list: Vec<String> = bytes.iter().map(|b| format!("0x{b:02x}")).collect();
             let text = format!("byte ({})", list.join(", "));
             let note = match odd.get(&off) {
+                _ if truncated.is_some() => format!(
+                    ": {} (truncated: the missing bytes are zero in UDVM memory, RFC 4464 §3.3)",
+                    truncated
+                        .as_ref()
+                        .map(|i| self.instruction_text(i, &BTreeSet::new()))
+                        .unwrap_or_default()
+                ),
                 Some(ins) if ins.len == bytes.len() => {
                     let why = if demoted.contains(&off) {
                         "kept as bytes"
@@ -213,6 +225,19 @@ impl<'a> Disasm<'a> {
             off = end;
         }
         out
+    }
+
+    /// The instruction that starts at `off` and runs past the end of the
+    /// code, decoded as if the code were followed by zero bytes (an upload
+    /// may drop trailing zeros, RFC 4464 §3.3).
+    fn truncated_at(&self, off: usize) -> Option<DecodedInstruction> {
+        let rest = self.code.get(off..)?;
+        if rest.is_empty() || rest.len() > 32 || decode_instruction(rest, 0).is_some() {
+            return None;
+        }
+        let mut padded = rest.to_vec();
+        padded.resize(rest.len() + 3 * 8, 0);
+        decode_instruction(&padded, addr_of(self.base, off)).filter(|i| i.len > rest.len())
     }
 
     fn instruction_text(&self, ins: &DecodedInstruction, labels: &BTreeSet<usize>) -> String {

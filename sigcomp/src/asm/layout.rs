@@ -367,6 +367,7 @@ pub(crate) fn assemble_items(items: &[Item]) -> Result<Program, AsmError> {
         })
         .sum();
     let max_passes = FREE_PASSES + 2 * total_operands + 16;
+    let mut stalled = 0usize;
     for pass in 0..max_passes {
         let mut p = Pass {
             prev: &prev,
@@ -391,20 +392,33 @@ pub(crate) fn assemble_items(items: &[Item]) -> Result<Program, AsmError> {
         }
         if pass + 1 >= FREE_PASSES {
             // RFC 4464 §3.2.2 only says "usually the shortest": from now on
-            // operands may only grow, which guarantees progress.
+            // operands may only grow, which guarantees progress unless the
+            // oscillation comes from directives.
+            let mut grew = floors.is_none();
             let mut f = floors.take().unwrap_or_else(|| cur.operand_lens.clone());
             for (fi, ci) in f.iter_mut().zip(&cur.operand_lens) {
                 for (a, b) in fi.iter_mut().zip(ci) {
-                    *a = (*a).max(*b);
+                    if *b > *a {
+                        *a = *b;
+                        grew = true;
+                    }
                 }
             }
             floors = Some(f);
+            stalled = if grew { 0 } else { stalled + 1 };
+            if stalled > FREE_PASSES {
+                return not_converging(pass + 1);
+            }
         }
         prev = cur;
     }
+    not_converging(max_passes)
+}
+
+fn not_converging(passes: usize) -> Result<Program, AsmError> {
     Err(AsmError::new(
         Pos { line: 1, column: 1 },
-        AsmErrorKind::NotConverging { passes: max_passes },
+        AsmErrorKind::NotConverging { passes },
     ))
 }
 

@@ -85,10 +85,10 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<(Tok, Pos)>, AsmError> {
         () => {{
             let c = chars.next();
             if c == Some('\n') {
-                line += 1;
+                line = line.saturating_add(1);
                 col = 1;
             } else if c.is_some() {
-                col += 1;
+                col = col.saturating_add(1);
             }
             c
         }};

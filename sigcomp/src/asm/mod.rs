@@ -174,6 +174,8 @@ pub enum AsmErrorKind {
     },
     /// `/` or `%` by zero.
     DivisionByZero,
+    /// Expressions nested more than 200 deep.
+    TooDeep,
     /// An operation overflowed 64-bit arithmetic.
     Overflow {
         /// The operator.
@@ -249,6 +251,7 @@ impl fmt::Display for AsmErrorKind {
                 max,
             } => write!(f, "{what} {value} out of range {min}..={max}"),
             AsmErrorKind::DivisionByZero => write!(f, "division by zero"),
+            AsmErrorKind::TooDeep => write!(f, "expression nested too deeply"),
             AsmErrorKind::Overflow { op } => write!(f, "arithmetic overflow in `{op}`"),
             AsmErrorKind::AtBehind { at, location } => {
                 write!(f, "at ({at}) is behind the current location {location}")
@@ -353,10 +356,10 @@ fn end_pos(src: &str) -> Pos {
     let mut column = 1u32;
     for c in src.chars() {
         if c == '\n' {
-            line += 1;
+            line = line.saturating_add(1);
             column = 1;
         } else {
-            column += 1;
+            column = column.saturating_add(1);
         }
     }
     Pos { line, column }

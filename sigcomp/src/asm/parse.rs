@@ -54,11 +54,22 @@ struct Parser {
     toks: Vec<(Tok, Pos)>,
     i: usize,
     end: Pos,
+    /// Current expression nesting, bounded so that hostile input cannot
+    /// exhaust the stack.
+    depth: usize,
 }
+
+/// Deepest expression nesting accepted.
+const MAX_DEPTH: usize = 200;
 
 /// Parses the token list into statements.
 pub(crate) fn parse(toks: Vec<(Tok, Pos)>, end: Pos) -> Result<Vec<Item>, AsmError> {
-    let mut p = Parser { toks, i: 0, end };
+    let mut p = Parser {
+        toks,
+        i: 0,
+        end,
+        depth: 0,
+    };
     let mut items = Vec::new();
     while let Some((tok, pos)) = p.next() {
         match tok {
@@ -130,6 +141,16 @@ impl Parser {
     }
 
     fn expr(&mut self) -> Result<Expr, AsmError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(AsmError::new(self.pos(), AsmErrorKind::TooDeep));
+        }
+        self.depth += 1;
+        let e = self.expr_inner();
+        self.depth -= 1;
+        e
+    }
+
+    fn expr_inner(&mut self) -> Result<Expr, AsmError> {
         let pos = self.pos();
         match self.next() {
             Some((Tok::Num(n), _)) => Ok(Expr::Num(n)),
@@ -303,7 +324,11 @@ impl Parser {
                 },
             ));
         }
-        let groups = raw.len().saturating_sub(fixed).checked_div(group).unwrap_or(0);
+        let groups = raw
+            .len()
+            .saturating_sub(fixed)
+            .checked_div(group)
+            .unwrap_or(0);
         let mut operands = Vec::with_capacity(raw.len());
         for (i, (dollar, expr, opos)) in raw.into_iter().enumerate() {
             let kind = match shape.fixed.get(i) {
