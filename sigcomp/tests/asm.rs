@@ -648,6 +648,24 @@ fn disassembler_pins_non_shortest_and_invalid_encodings() {
     );
 }
 
+#[test]
+fn disassembler_pins_layouts_the_assembler_would_not_choose() {
+    // JUMP with a 2-byte offset 65 over 62 bytes of data: with a 1-byte
+    // offset the target would be 64 away, which also fits one byte
+    // (0x86), so `JUMP (label)` would assemble to the other, shorter
+    // layout. The disassembler writes the offset relative to `.`.
+    let mut code = vec![0x16, 0xA0, 0x41];
+    code.extend([0x55; 62]);
+    code.push(0x19); // RETURN at 128 + 65
+    let text = assert_round_trip(&code, 128, "two layouts");
+    assert!(text.contains("JUMP ((. + 65))"), "{text}");
+    assert!(text.contains("RETURN"), "{text}");
+    assert_eq!(
+        assemble("at (128) JUMP (x) pad (62) :x RETURN").unwrap()[..2],
+        [0x16, 0x86]
+    );
+}
+
 // ---------------------------------------------------------------------
 // Properties.
 

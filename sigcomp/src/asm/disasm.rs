@@ -115,8 +115,16 @@ impl<'a> Disasm<'a> {
         }
     }
 
-    /// Renders the program; instructions in `demoted` are printed as data.
-    fn render(&self, demoted: &BTreeSet<usize>) -> String {
+    /// Renders the program. Instructions in `pinned` print their address
+    /// operands relative to `.`, which makes their encoding independent
+    /// of the layout; those in `demoted` are printed as bytes. Also returns
+    /// the offset of the instruction on each line (for error reports).
+    fn render(
+        &self,
+        pinned: &BTreeSet<usize>,
+        demoted: &BTreeSet<usize>,
+    ) -> (String, BTreeMap<u32, usize>) {
+        let mut lines = BTreeMap::new();
         let code = self.code;
         // Instructions printed as instructions: found, not demoted, and
         // encoded exactly as the assembler would encode them.
@@ -140,7 +148,10 @@ impl<'a> Disasm<'a> {
                 .is_some_and(|(s, i)| o > *s && o < *s + i.len)
         };
         let mut labels = BTreeSet::new();
-        for ins in shown.values() {
+        for (off, ins) in &shown {
+            if pinned.contains(off) {
+                continue;
+            }
             for t in targets(ins) {
                 if let Some(o) = self.offset_of(t) {
                     if !inside(o) {
@@ -165,7 +176,9 @@ impl<'a> Disasm<'a> {
                 let _ = writeln!(out, ":{}", label_name(self.base + off));
             }
             if let Some(ins) = shown.get(&off) {
-                let text = self.instruction_text(ins, &labels);
+                let here = pinned.contains(&off).then_some(off);
+                let text = self.instruction_text(ins, &labels, here);
+                lines.insert(line_count(&out), off);
                 let note = if self.swept.contains(&off) {
                     " (not reached by direct jumps from the origin)"
                 } else {
@@ -208,7 +221,7 @@ impl<'a> Disasm<'a> {
                     ": {} (truncated: the missing bytes are zero in UDVM memory, RFC 4464 §3.3)",
                     truncated
                         .as_ref()
-                        .map(|i| self.instruction_text(i, &BTreeSet::new()))
+                        .map(|i| self.instruction_text(i, &BTreeSet::new(), None))
                         .unwrap_or_default()
                 ),
                 Some(ins) if ins.len == bytes.len() => {
@@ -217,14 +230,17 @@ impl<'a> Disasm<'a> {
                     } else {
                         "not the shortest encoding"
                     };
-                    format!(": {} ({why})", self.instruction_text(ins, &BTreeSet::new()))
+                    format!(
+                        ": {} ({why})",
+                        self.instruction_text(ins, &BTreeSet::new(), None)
+                    )
                 }
                 _ => ascii(bytes),
             };
             let _ = writeln!(out, "{text:<48} ; 0x{:04x}{note}", self.base + off);
             off = end;
         }
-        out
+        (out, lines)
     }
 
     /// The instruction that starts at `off` and runs past the end of the
@@ -240,7 +256,16 @@ impl<'a> Disasm<'a> {
         decode_instruction(&padded, addr_of(self.base, off)).filter(|i| i.len > rest.len())
     }
 
-    fn instruction_text(&self, ins: &DecodedInstruction, labels: &BTreeSet<usize>) -> String {
+    /// The instruction as assembly. Address targets are labels where one
+    /// is printed, else absolute numbers; with `relative_at = Some(off)`
+    /// they are written relative to `.` instead (RFC 4464 §3.2.1), which
+    /// fixes the encoded offset whatever the layout.
+    fn instruction_text(
+        &self,
+        ins: &DecodedInstruction,
+        labels: &BTreeSet<usize>,
+        relative_at: Option<usize>,
+    ) -> String {
         let mut s = ins.info.mnemonic.to_string();
         if ins.operands.is_empty() {
             return s;
@@ -255,10 +280,22 @@ impl<'a> Disasm<'a> {
                 DecodedOperand::Reference(a)
                 | DecodedOperand::Multitype(Multitype::Memory(a))
                 | DecodedOperand::Address(Multitype::Memory(a)) => format!("${a}"),
-                DecodedOperand::Address(Multitype::Value(t)) => match self.offset_of(*t) {
-                    Some(o) if labels.contains(&o) => label_name(self.base + o),
-                    _ => t.to_string(),
-                },
+                DecodedOperand::Address(Multitype::Value(t)) => {
+                    if let Some(off) = relative_at {
+                        let here = addr_of(self.base, off);
+                        let d = t.wrapping_sub(here);
+                        if usize::from(*t) >= usize::from(here) {
+                            format!("(. + {d})")
+                        } else {
+                            format!("(. - {})", here - t)
+                        }
+                    } else {
+                        match self.offset_of(*t) {
+                            Some(o) if labels.contains(&o) => label_name(self.base + o),
+                            _ => t.to_string(),
+                        }
+                    }
+                }
             })
             .collect();
         s.push_str(" (");
@@ -295,14 +332,24 @@ fn ascii(bytes: &[u8]) -> String {
     format!(" {s:?}")
 }
 
+fn line_count(s: &str) -> u32 {
+    u32::try_from(s.lines().count())
+        .unwrap_or(u32::MAX)
+        .saturating_add(1)
+}
+
 pub(crate) fn disassemble(code: &[u8], origin: u16) -> String {
     let d = Disasm::trace(code, usize::from(origin));
+    let mut pinned = BTreeSet::new();
     let mut demoted = BTreeSet::new();
-    // The text is checked by assembling it: an instruction whose encoding
-    // the layout does not reproduce is printed as bytes instead, until the
-    // text reproduces `code` (all bytes always do).
-    for _ in 0..=d.found.len() {
-        let text = d.render(&demoted);
+    // The text is checked by assembling it. The layout the assembler finds
+    // can differ from the original where several layouts are consistent
+    // (RFC 4464 §3.2.2: "usually the shortest"); the instruction where the
+    // output first differs gets its jumps written relative to `.`, and if
+    // that is not enough it is printed as bytes, until the text reproduces
+    // `code` (all bytes always do).
+    for _ in 0..=2 * d.found.len() {
+        let (text, lines) = d.render(&pinned, &demoted);
         let first_bad = match super::assemble(&text) {
             Ok(bytes) if bytes == code => return text,
             Ok(bytes) => bytes
@@ -310,7 +357,10 @@ pub(crate) fn disassemble(code: &[u8], origin: u16) -> String {
                 .zip(code)
                 .position(|(a, b)| a != b)
                 .unwrap_or(bytes.len().min(code.len())),
-            Err(_) => 0,
+            Err(e) => lines
+                .range(..=e.line())
+                .next_back()
+                .map_or(0, |(_, off)| *off),
         };
         let culprit = d
             .found
@@ -319,6 +369,7 @@ pub(crate) fn disassemble(code: &[u8], origin: u16) -> String {
             .rfind(|o| !demoted.contains(o))
             .or_else(|| d.found.keys().copied().find(|o| !demoted.contains(o)));
         match culprit {
+            Some(o) if pinned.insert(o) => {}
             Some(o) => {
                 demoted.insert(o);
             }
@@ -326,5 +377,5 @@ pub(crate) fn disassemble(code: &[u8], origin: u16) -> String {
         }
     }
     let all: BTreeSet<usize> = d.found.keys().copied().collect();
-    d.render(&all)
+    d.render(&all, &all).0
 }

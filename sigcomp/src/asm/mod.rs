@@ -41,11 +41,21 @@
 //! bytes that need not be uploaded (RFC 4464 §3.3).
 //!
 //! [`disassemble`] turns any bytes back into text that assembles to exactly
-//! the same bytes: it follows the control flow from the origin, prints
-//! instructions whose encoding is the one the assembler would choose, and
-//! prints everything else (data, undefined opcodes, truncated or
-//! non-shortest instructions) as `byte` directives with the decoded
-//! instruction, if any, in a comment.
+//! the same bytes. It follows the control flow from the origin (then from
+//! the first decodable non-zero byte of each gap, for code reached only
+//! through `RETURN`, `JUMP ($x)` or saved state), names jump targets
+//! `l_<address>`, and prints instructions whose encoding is the one the
+//! assembler would choose. RFC 4464 §3 has no syntax to force an encoding,
+//! so everything else — data, undefined opcodes, undefined operand
+//! encodings, truncated or non-shortest instructions — is printed as `byte`
+//! directives with the decoded instruction, if any, in a comment. The text
+//! is verified by assembling it; where the assembler would settle on a
+//! different (equally valid) layout, the instruction concerned writes its
+//! jump offsets relative to `.` (`JUMP ((. + 65))`), which fixes them, or
+//! failing that is printed as bytes. Each such correction costs one more
+//! assembly, so the worst case is quadratic in the code size (a few ms for
+//! the 4 KiB a SigComp message can upload; seconds for 16 KiB of random
+//! bytes).
 //!
 //! # Example
 //!
