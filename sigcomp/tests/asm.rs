@@ -472,7 +472,14 @@ fn rfc4464_section_3_examples() {
     );
     assert_eq!(assemble_program("at (64) byte (1)").unwrap().origin, 64);
     // Unknown directives are ignored (RFC 4464 §3.2).
-    assert_eq!(assemble("frobnicate (1, 2) byte (7) nothing").unwrap(), [7]);
+    let p = assemble_program("frobnicate (1, 2) byte (7)\n  nothing").unwrap();
+    assert_eq!(p.code, [7]);
+    let unknown: Vec<(u32, u32, &str)> = p
+        .unknown_directives
+        .iter()
+        .map(|(pos, n)| (pos.line, pos.column, n.as_str()))
+        .collect();
+    assert_eq!(unknown, [(1, 1, "frobnicate"), (2, 3, "nothing")]);
     // Address operands with `$` read the offset from memory.
     assert_eq!(assemble("JUMP ($64)").unwrap(), [0x16, 0x60]);
     // No operands, with or without parentheses.
@@ -705,6 +712,8 @@ fn asm_tokens() -> impl Strategy<Value = String> {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
     #[test]
     fn disassembly_round_trips(code in code_bytes(), origin in any::<u16>()) {
         let text = disassemble(&code, origin);

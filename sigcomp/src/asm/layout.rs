@@ -441,5 +441,6 @@ fn finish(img: Image) -> Result<Program, AsmError> {
         origin,
         code,
         symbols: img.symbols,
+        unknown_directives: Vec::new(),
     })
 }

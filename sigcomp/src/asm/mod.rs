@@ -335,6 +335,9 @@ pub struct Program {
     pub code: Vec<u8>,
     /// Every label and `set` name with its value.
     pub symbols: BTreeMap<String, i64>,
+    /// Directives the assembler did not know and ignored, as RFC 4464 §3.2
+    /// allows (a typo such as `bytes (1)` lands here; worth a warning).
+    pub unknown_directives: Vec<(Pos, String)>,
 }
 
 impl Program {
@@ -358,7 +361,15 @@ pub fn assemble_program(src: &str) -> Result<Program, AsmError> {
     let toks = lexer::tokenize(src)?;
     let end = end_pos(src);
     let items = parse::parse(toks, end)?;
-    layout::assemble_items(&items)
+    let mut program = layout::assemble_items(&items)?;
+    program.unknown_directives = items
+        .iter()
+        .filter_map(|i| match i {
+            parse::Item::Unknown(name, pos) => Some((*pos, name.clone())),
+            _ => None,
+        })
+        .collect();
+    Ok(program)
 }
 
 fn end_pos(src: &str) -> Pos {
