@@ -299,20 +299,7 @@ impl Sa {
     /// The most bytes [`Sa::encap`] adds to a packet: the tailroom the
     /// caller's buffer must have after the plaintext packet.
     pub fn max_overhead(&self) -> usize {
-        let outer = match self.mode {
-            Mode::Tunnel => self.outer_header_len(),
-            Mode::Transport => 0,
-        };
-        let udp = if self.udp_encap.is_some() {
-            UDP_HEADER_LEN
-        } else {
-            0
-        };
-        let ipsec = match self.protocol {
-            Protocol::Esp => self.esp_payload_offset() + self.pad_align() + 1 + self.icv_len(),
-            Protocol::Ah => AH_FIXED_LEN + ah::icv_field_len(self.icv_len(), IpVersion::V6),
-        };
-        outer + udp + ipsec
+        self.headroom() + self.tailroom()
     }
 
     /// The sequence number the next packet will carry; the SA stops before
@@ -336,30 +323,230 @@ impl Sa {
     }
 
     /// Outbound processing (RFC 4303 §3.3, RFC 4302 §3.3) of the IP packet
-    /// at `buf[..pkt_len]`, in place. `buf` needs [`Sa::max_overhead`] bytes
-    /// of tailroom after `pkt_len`. Returns the length of the protected
-    /// packet at `buf[..len]`. On error the SA is unchanged (no sequence
-    /// number used).
+    /// at `buf[..pkt_len]`, in place (tailroom form: the payload moves
+    /// forward). `buf` needs [`Sa::max_overhead`] bytes of tailroom after
+    /// `pkt_len`. Returns the length of the protected packet at
+    /// `buf[..len]`. On error the SA is unchanged (no sequence number used).
     pub fn encap(
         &mut self,
         buf: &mut [u8],
         pkt_len: usize,
         iv: &mut impl IvSource,
     ) -> Result<usize, Error> {
+        self.encap_range(buf, 0..pkt_len, iv).map(|r| r.end)
+    }
+
+    /// Outbound processing of the IP packet at `buf[pkt]` (headroom form).
+    /// With `pkt.start >= headroom()` and `buf.len() - pkt.end >= tailroom()`
+    /// only the IP header (transport mode) moves back and nothing of the
+    /// payload moves; with less headroom the payload is moved forward
+    /// instead, which then needs the extra room after `pkt.end`. Returns
+    /// where the protected packet is. On error the SA is unchanged.
+    pub fn encap_range(
+        &mut self,
+        buf: &mut [u8],
+        pkt: Range<usize>,
+        iv: &mut impl IvSource,
+    ) -> Result<Range<usize>, Error> {
         let seq = self.next_seq()?;
-        if pkt_len > buf.len() {
+        let plain = buf.get(pkt.clone()).ok_or(Error::BufferTooSmall {
+            needed: pkt.end,
+            got: buf.len(),
+        })?;
+        let plan = self.plan(plain)?;
+        let new_total = plan.keep + plan.insert + plan.payload_len + plan.append;
+        let ip_len = match plan.chain.version {
+            IpVersion::V4 => new_total,
+            IpVersion::V6 => new_total.saturating_sub(IPV6_HEADER_LEN),
+        };
+        if ip_len > usize::from(u16::MAX) {
+            return Err(Error::PacketTooLong { len: new_total });
+        }
+        let out_start = pkt.start - pkt.start.min(plan.insert);
+        let out_end = out_start + new_total;
+        if out_end > buf.len() {
             return Err(Error::BufferTooSmall {
-                needed: pkt_len,
+                needed: out_end,
                 got: buf.len(),
             });
         }
-        let len = match (self.protocol, self.mode) {
-            (Protocol::Esp, Mode::Transport) => self.esp_encap_transport(buf, pkt_len, seq, iv)?,
-            (Protocol::Esp, Mode::Tunnel) => self.esp_encap_tunnel(buf, pkt_len, seq, iv)?,
-            (Protocol::Ah, mode) => self.ah_encap(buf, pkt_len, seq, mode)?,
-        };
+        // Layout: what stays in front (transport: the IP header and the
+        // extension headers kept before ESP/AH) goes to `out_start`, the
+        // payload (transport: the upper layer; tunnel: the whole packet) to
+        // just after the inserted headers. The two moves go in opposite
+        // directions, so neither overwrites the other's source.
+        let payload_from = pkt.start + plan.keep;
+        let payload_to = out_start + plan.keep + plan.insert;
+        buf.copy_within(payload_from..payload_from + plan.payload_len, payload_to);
+        buf.copy_within(pkt.start..pkt.start + plan.keep, out_start);
+        let out = buf.get_mut(out_start..out_end).unwrap_or(&mut []);
+        match self.protocol {
+            Protocol::Esp => self.esp_fill(out, &plan, seq, iv)?,
+            Protocol::Ah => self.ah_fill(out, &plan, seq)?,
+        }
         self.seq = seq;
-        Ok(len)
+        Ok(out_start..out_end)
+    }
+
+    /// Bytes [`Sa::encap_range`] inserts in front of the payload at most
+    /// (outer header, UDP header, ESP header + IV or AH).
+    pub fn headroom(&self) -> usize {
+        let outer = match self.mode {
+            Mode::Tunnel => self.outer_header_len(),
+            Mode::Transport => 0,
+        };
+        outer
+            + self.udp_len()
+            + match self.protocol {
+                Protocol::Esp => self.esp_payload_offset(),
+                Protocol::Ah => AH_FIXED_LEN + ah::icv_field_len(self.icv_len(), IpVersion::V6),
+            }
+    }
+
+    /// Bytes [`Sa::encap_range`] appends after the payload at most (ESP
+    /// padding, Pad Length, Next Header, ICV; nothing for AH).
+    pub fn tailroom(&self) -> usize {
+        match self.protocol {
+            Protocol::Esp => self.pad_align() + 1 + self.icv_len(),
+            Protocol::Ah => 0,
+        }
+    }
+
+    /// Where everything goes for one outbound packet.
+    fn plan(&self, plain: &[u8]) -> Result<Plan, Error> {
+        let (chain, keep, payload_len, next_header, tos) = match self.mode {
+            Mode::Transport => {
+                let c = wire::locate_outbound(plain)?;
+                (
+                    c,
+                    c.header_len,
+                    c.total_len - c.header_len,
+                    c.next_header,
+                    0,
+                )
+            }
+            Mode::Tunnel => {
+                // RFC 4303 §3.1.2 / RFC 4302 §3.1.2: the whole inner packet is
+                // the payload; the outer header is built from the SA.
+                let (inner_len, tos, nh) = inner_packet(plain)?;
+                let (version, nh_offset, hl) = match self.src {
+                    IpAddr::V4(_) => (IpVersion::V4, 9, IPV4_HEADER_LEN),
+                    IpAddr::V6(_) => (IpVersion::V6, 6, IPV6_HEADER_LEN),
+                };
+                let c = HeaderChain {
+                    version,
+                    header_len: hl,
+                    nh_offset,
+                    next_header: nh,
+                    total_len: 0,
+                };
+                (c, 0, inner_len, nh, tos)
+            }
+        };
+        let outer = match self.mode {
+            Mode::Tunnel => chain.header_len,
+            Mode::Transport => 0,
+        };
+        let (insert, append, pad) = match self.protocol {
+            Protocol::Esp => {
+                let (pad, esp_len) = self.esp_lengths(payload_len);
+                let insert = self.esp_payload_offset();
+                (
+                    outer + self.udp_len() + insert,
+                    esp_len - insert - payload_len,
+                    pad,
+                )
+            }
+            Protocol::Ah => (
+                outer + AH_FIXED_LEN + ah::icv_field_len(self.icv_len(), chain.version),
+                0,
+                0,
+            ),
+        };
+        Ok(Plan {
+            chain,
+            keep,
+            insert,
+            payload_len,
+            append,
+            pad,
+            next_header,
+            tos,
+        })
+    }
+
+    /// ESP (RFC 4303 §3.3) on a laid-out packet: `out` starts with the
+    /// kept IP header (transport) or room for the outer one (tunnel).
+    fn esp_fill(
+        &self,
+        out: &mut [u8],
+        plan: &Plan,
+        seq: u64,
+        iv: &mut impl IvSource,
+    ) -> Result<(), Error> {
+        let hl = match self.mode {
+            Mode::Transport => plan.keep,
+            Mode::Tunnel => plan.chain.header_len,
+        };
+        let esp_off = hl + self.udp_len();
+        self.esp_seal(
+            out,
+            esp_off,
+            plan.payload_len,
+            plan.pad,
+            plan.next_header,
+            seq,
+            iv,
+        )?;
+        let chain = match self.mode {
+            Mode::Transport => plan.chain,
+            Mode::Tunnel => self.emit_outer(out, plan.tos, seq)?,
+        };
+        let total = out.len();
+        self.finish_outer(out, &chain, hl, total)
+    }
+
+    /// AH (RFC 4302 §3.3) on a laid-out packet.
+    fn ah_fill(&self, out: &mut [u8], plan: &Plan, seq: u64) -> Result<(), Error> {
+        let icv_len = self.icv_len();
+        let (chain, hl) = match self.mode {
+            Mode::Transport => (plan.chain, plan.keep),
+            Mode::Tunnel => (self.emit_outer(out, plan.tos, seq)?, plan.chain.header_len),
+        };
+        let ah_len = AH_FIXED_LEN + ah::icv_field_len(icv_len, chain.version);
+        let new_total = out.len();
+        // RFC 4302 §2: Next Header, Payload Len (in 32-bit words, minus 2),
+        // Reserved, SPI, Sequence Number, ICV (zero while computing).
+        let hdr = out.get_mut(hl..hl + ah_len).ok_or(Error::BufferTooSmall {
+            needed: hl + ah_len,
+            got: new_total,
+        })?;
+        hdr.fill(0);
+        hdr[0] = plan.next_header;
+        hdr[1] = (ah_len / 4 - 2) as u8;
+        hdr[4..8].copy_from_slice(&self.spi.0.to_be_bytes());
+        hdr[8..12].copy_from_slice(&(seq as u32).to_be_bytes());
+        if let Some(b) = out.get_mut(chain.nh_offset) {
+            *b = proto::AH;
+        }
+        wire::fix_ip_length(out, chain.version, new_total)?;
+        let mut icv = [0u8; MAX_ICV_FIELD];
+        {
+            let pkt: &[u8] = out;
+            let scratch = Scratch::new(pkt, chain.version, hl, ah_len, icv_len)?;
+            let hi = self.seq_hi(seq);
+            let parts = scratch.parts(pkt, chain.version, hl, new_total, hi.as_ref())?;
+            if let Some(i) = &self.integrity {
+                i.compute(parts.as_slice(), &mut icv)?;
+            }
+        }
+        if let (Some(dst), Some(src)) = (
+            out.get_mut(hl + AH_FIXED_LEN..hl + AH_FIXED_LEN + icv_len),
+            icv.get(..icv_len),
+        ) {
+            dst.copy_from_slice(src);
+        }
+        Ok(())
     }
 
     /// ESP alone (for callers that frame it themselves, e.g. on an RFC 3948
@@ -398,51 +585,12 @@ impl Sa {
         (pad, self.esp_payload_offset() + padded + self.icv_len())
     }
 
-    fn check_room(buf: &[u8], new_total: usize, version: IpVersion) -> Result<(), Error> {
-        let ip_len = match version {
-            IpVersion::V4 => new_total,
-            IpVersion::V6 => new_total.saturating_sub(IPV6_HEADER_LEN),
-        };
-        if ip_len > usize::from(u16::MAX) {
-            return Err(Error::PacketTooLong { len: new_total });
-        }
-        if new_total > buf.len() {
-            return Err(Error::BufferTooSmall {
-                needed: new_total,
-                got: buf.len(),
-            });
-        }
-        Ok(())
-    }
-
     fn udp_len(&self) -> usize {
         if self.udp_encap.is_some() {
             UDP_HEADER_LEN
         } else {
             0
         }
-    }
-
-    fn esp_encap_transport(
-        &self,
-        buf: &mut [u8],
-        pkt_len: usize,
-        seq: u64,
-        iv: &mut impl IvSource,
-    ) -> Result<usize, Error> {
-        let chain = wire::locate_outbound(buf.get(..pkt_len).unwrap_or(&[]))?;
-        let hl = chain.header_len;
-        let payload_len = chain.total_len - hl;
-        let udp = self.udp_len();
-        let (pad, esp_len) = self.esp_lengths(payload_len);
-        let new_total = hl + udp + esp_len;
-        Self::check_room(buf, new_total, chain.version)?;
-        // RFC 4303 §3.1.1: ESP goes after the IP header (and the IPv6
-        // extension headers kept in front); the payload moves behind it.
-        buf.copy_within(hl..chain.total_len, hl + udp + self.esp_payload_offset());
-        self.esp_seal(buf, hl + udp, payload_len, pad, chain.next_header, seq, iv)?;
-        self.finish_outer(buf, &chain, hl, new_total)?;
-        Ok(new_total)
     }
 
     /// Sets the protocol byte, the UDP header (RFC 3948) and IP lengths.
@@ -466,32 +614,6 @@ impl Sa {
             write_udp(buf, chain.version, hl, new_total, u);
         }
         Ok(())
-    }
-
-    fn esp_encap_tunnel(
-        &self,
-        buf: &mut [u8],
-        pkt_len: usize,
-        seq: u64,
-        iv: &mut impl IvSource,
-    ) -> Result<usize, Error> {
-        let (inner_len, tos, nh) = inner_packet(buf.get(..pkt_len).unwrap_or(&[]))?;
-        let outer = self.outer_header_len();
-        let udp = self.udp_len();
-        let (pad, esp_len) = self.esp_lengths(inner_len);
-        let new_total = outer + udp + esp_len;
-        let version = if self.src.is_ipv4() {
-            IpVersion::V4
-        } else {
-            IpVersion::V6
-        };
-        Self::check_room(buf, new_total, version)?;
-        // RFC 4303 §3.1.2: the whole inner packet is the Payload Data.
-        buf.copy_within(..inner_len, outer + udp + self.esp_payload_offset());
-        self.esp_seal(buf, outer + udp, inner_len, pad, nh, seq, iv)?;
-        let chain = self.emit_outer(buf, tos, seq)?;
-        self.finish_outer(buf, &chain, outer, new_total)?;
-        Ok(new_total)
     }
 
     /// Writes the tunnel's outer IP header (RFC 4301 §5.1.2: TOS/traffic
@@ -572,82 +694,6 @@ impl Sa {
             }
         }
         Ok(())
-    }
-
-    fn ah_encap(
-        &self,
-        buf: &mut [u8],
-        pkt_len: usize,
-        seq: u64,
-        mode: Mode,
-    ) -> Result<usize, Error> {
-        let icv_len = self.icv_len();
-        let (chain, hl, payload_from, payload_len, next_header) = match mode {
-            Mode::Transport => {
-                let c = wire::locate_outbound(buf.get(..pkt_len).unwrap_or(&[]))?;
-                (
-                    c,
-                    c.header_len,
-                    c.header_len,
-                    c.total_len - c.header_len,
-                    c.next_header,
-                )
-            }
-            Mode::Tunnel => {
-                let (inner_len, tos, nh) = inner_packet(buf.get(..pkt_len).unwrap_or(&[]))?;
-                let hl = self.outer_header_len();
-                let version = if hl == IPV4_HEADER_LEN {
-                    IpVersion::V4
-                } else {
-                    IpVersion::V6
-                };
-                let ah_len = AH_FIXED_LEN + ah::icv_field_len(icv_len, version);
-                Self::check_room(buf, hl + ah_len + inner_len, version)?;
-                buf.copy_within(..inner_len, hl + ah_len);
-                let c = self.emit_outer(buf, tos, seq)?;
-                (c, hl, hl + ah_len, inner_len, nh)
-            }
-        };
-        let ah_len = AH_FIXED_LEN + ah::icv_field_len(icv_len, chain.version);
-        let new_total = hl + ah_len + payload_len;
-        Self::check_room(buf, new_total, chain.version)?;
-        if mode == Mode::Transport {
-            // RFC 4302 §3.1.1: AH after the IP header (and the IPv6 extension
-            // headers kept in front of it).
-            buf.copy_within(payload_from..payload_from + payload_len, hl + ah_len);
-        }
-        // RFC 4302 §2: Next Header, Payload Len (in 32-bit words, minus 2),
-        // Reserved, SPI, Sequence Number, ICV (zero while computing).
-        let hdr = buf.get_mut(hl..hl + ah_len).ok_or(Error::BufferTooSmall {
-            needed: hl + ah_len,
-            got: 0,
-        })?;
-        hdr.fill(0);
-        hdr[0] = next_header;
-        hdr[1] = (ah_len / 4 - 2) as u8;
-        hdr[4..8].copy_from_slice(&self.spi.0.to_be_bytes());
-        hdr[8..12].copy_from_slice(&(seq as u32).to_be_bytes());
-        if let Some(b) = buf.get_mut(chain.nh_offset) {
-            *b = proto::AH;
-        }
-        wire::fix_ip_length(buf, chain.version, new_total)?;
-        let mut icv = [0u8; MAX_ICV_FIELD];
-        {
-            let pkt = buf.get(..new_total).unwrap_or(&[]);
-            let scratch = Scratch::new(pkt, chain.version, hl, ah_len, icv_len)?;
-            let hi = self.seq_hi(seq);
-            let parts = scratch.parts(pkt, chain.version, hl, new_total, hi.as_ref())?;
-            if let Some(i) = &self.integrity {
-                i.compute(parts.as_slice(), &mut icv)?;
-            }
-        }
-        if let (Some(dst), Some(src)) = (
-            buf.get_mut(hl + AH_FIXED_LEN..hl + AH_FIXED_LEN + icv_len),
-            icv.get(..icv_len),
-        ) {
-            dst.copy_from_slice(src);
-        }
-        Ok(new_total)
     }
 
     /// Inbound processing (RFC 4303 §3.4, RFC 4302 §3.4) of the protected IP
@@ -900,6 +946,28 @@ impl Sa {
             }
         })
     }
+}
+
+/// The layout of one outbound packet.
+struct Plan {
+    /// Transport: the IP header chain of the plaintext; tunnel: the outer
+    /// header to build (`header_len` is the outer header length).
+    chain: HeaderChain,
+    /// Bytes at the front of the plaintext that stay in front (transport:
+    /// IP header + kept extension headers; tunnel: 0).
+    keep: usize,
+    /// Bytes inserted before the payload (outer header, UDP, ESP + IV, AH).
+    insert: usize,
+    /// The payload that gets protected.
+    payload_len: usize,
+    /// Bytes appended (ESP trailer + ICV).
+    append: usize,
+    /// ESP padding length.
+    pad: usize,
+    /// Next Header of the payload.
+    next_header: u8,
+    /// TOS / traffic class of the inner packet (tunnel mode).
+    tos: u8,
 }
 
 /// The inner packet of tunnel mode: (length from its IP header, TOS or

@@ -464,3 +464,38 @@ fn ipv6_esp_after_extension_headers() {
     assert_eq!(w[48], 50);
     assert_eq!(&w[56..60], &0x1234u32.to_be_bytes());
 }
+
+#[test]
+fn headroom_form_matches_tailroom_form() {
+    let mut iv1 = counter_iv();
+    let mut iv2 = counter_iv();
+    for spec in all_specs().into_iter().step_by(7) {
+        let mut a = spec.sa();
+        let mut b = spec.sa();
+        let mut rx = spec.sa();
+        let pkt = plain(&spec, 77, spec.v6);
+        // Tailroom form.
+        let mut t = vec![0u8; pkt.len() + a.max_overhead()];
+        t[..pkt.len()].copy_from_slice(&pkt);
+        let n = a.encap(&mut t, pkt.len(), &mut iv1).unwrap();
+        // Headroom form: only the header moves; same bytes out.
+        let head = b.headroom() + 3;
+        let mut h = vec![0u8; head + pkt.len() + b.tailroom()];
+        h[head..head + pkt.len()].copy_from_slice(&pkt);
+        let r = b
+            .encap_range(&mut h, head..head + pkt.len(), &mut iv2)
+            .unwrap();
+        assert_eq!(&h[r.clone()], &t[..n], "{spec:?}");
+        assert!(r.end <= h.len());
+        let d = rx.decap(&mut h[r.clone()]).unwrap();
+        assert_eq!(&h[r.start..][d.range], &pkt[..]);
+        // Not enough room either way: a typed error, sequence unused.
+        let seq = b.seq();
+        let mut tight = pkt.clone();
+        let e = b
+            .encap_range(&mut tight, 0..pkt.len(), &mut iv2)
+            .unwrap_err();
+        assert!(matches!(e, Error::BufferTooSmall { .. }), "{e}");
+        assert_eq!(b.seq(), seq);
+    }
+}
