@@ -5,6 +5,8 @@
 //! * RFC 4465 §2–§4 torture-test assembly against the messages of its
 //!   Appendix A;
 //! * every RFC 4465 Appendix A message round-trips through the disassembler;
+//! * the instruction decoding agrees with Wireshark's SigComp dissector
+//!   (tshark 4.0 lists the uploaded UDVM code instruction by instruction);
 //! * arbitrary bytes round-trip, arbitrary text never panics.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -12,6 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
+use sigcomp::asm::isa::{self, DecodedOperand, Multitype, OperandKind};
 use sigcomp::asm::{AsmErrorKind, assemble, assemble_program, disassemble};
 
 fn vectors() -> PathBuf {
@@ -433,6 +436,269 @@ fn torture_a_1_14_program_flow_has_labels() {
         assert!(got.iter().any(|g| g == m), "{m} missing:\n{text}");
     }
     assert!(text.contains(":l_"), "{text}");
+}
+
+// ---------------------------------------------------------------------
+// Cross-check of the instruction decoding with Wireshark's SigComp
+// dissector, which lists the uploaded bytecode instruction by instruction
+// (a linear sweep from the destination that stops at the first
+// DECOMPRESSION-FAILURE).
+
+fn tshark_available() -> bool {
+    let ok = std::process::Command::new("tshark")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "tshark is required under CI (apt-get install tshark)"
+        );
+        eprintln!("NOTICE: tshark not found; skipping the tshark UDVM-code cross-check");
+    }
+    ok
+}
+
+/// A classic little-endian pcap of Ethernet/IPv4/UDP packets to port 5555.
+fn pcap(payloads: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for v in [0xa1b2_c3d4u32.to_le_bytes().to_vec(), vec![2, 0, 4, 0]] {
+        out.extend(v);
+    }
+    out.extend([0u8; 8]);
+    out.extend(65535u32.to_le_bytes());
+    out.extend(1u32.to_le_bytes());
+    for p in payloads {
+        let mut frame = vec![0u8; 12];
+        frame.extend([0x08, 0x00]);
+        let total = u16::try_from(20 + 8 + p.len()).unwrap();
+        frame.extend([
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            0,
+            0,
+            0,
+            64,
+            17,
+            0,
+            0,
+        ]);
+        frame.extend([10, 0, 0, 1, 10, 0, 0, 2]);
+        let ulen = total - 20;
+        frame.extend([0x13, 0xc4, 0x15, 0xb3, (ulen >> 8) as u8, ulen as u8, 0, 0]);
+        frame.extend(p);
+        let n = u32::try_from(frame.len()).unwrap();
+        out.extend([0u8; 8]);
+        out.extend(n.to_le_bytes());
+        out.extend(n.to_le_bytes());
+        out.extend(frame);
+    }
+    out
+}
+
+/// One instruction as tshark prints it: address, mnemonic, operands as
+/// (is a memory address, value), and whether tshark says the remaining
+/// operands are missing from the upload.
+type TsharkInstruction = (u32, String, Vec<(bool, u32)>, bool);
+
+fn tshark_instructions(pcap_bytes: &[u8]) -> Vec<Vec<TsharkInstruction>> {
+    let path = std::env::temp_dir().join(format!("sigcomp-asm-{}.pcap", std::process::id()));
+    std::fs::write(&path, pcap_bytes).unwrap();
+    let out = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(&path)
+        .args(["-d", "udp.port==5555,sigcomp"])
+        .args(["-o", "sigcomp.display.udvm.code:TRUE", "-V"])
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut frames: Vec<Vec<TsharkInstruction>> = Vec::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if line.starts_with("Frame ") {
+            frames.push(Vec::new());
+        } else if let Some(rest) = t.strip_prefix("[######### UDVM instruction ") {
+            let addr = rest.split("UDVM-address ").nth(1).unwrap();
+            let addr = addr.split(' ').next().unwrap().parse().unwrap();
+            frames
+                .last_mut()
+                .unwrap()
+                .push((addr, String::new(), Vec::new(), false));
+        } else if let Some(code) = t.strip_prefix("UDVM instruction code: ") {
+            let m = code.split(" (").next().unwrap().to_string();
+            frames.last_mut().unwrap().last_mut().unwrap().1 = m;
+        } else if t.starts_with(['%', '$', '#', '@']) {
+            let (name, value) = t.rsplit_once(": ").unwrap();
+            let ins = frames.last_mut().unwrap().last_mut().unwrap();
+            ins.2
+                .push((name.contains("[memory address]"), value.parse().unwrap()));
+        } else if t.starts_with("All remaining parameters = 0") {
+            if let Some(ins) = frames.last_mut().unwrap().last_mut() {
+                ins.3 = true;
+            }
+        }
+    }
+    frames
+}
+
+#[test]
+fn tshark_decodes_the_same_instructions() {
+    if !tshark_available() {
+        return;
+    }
+    // Every torture message that uploads code, and the RFC 4464 programs
+    // wrapped in a message (RFC 3320 §7).
+    let mut uploads: Vec<(u16, Vec<u8>, Vec<u8>)> = Vec::new();
+    for (_, m) in all_messages() {
+        if let Some((origin, code)) = split_upload(&m) {
+            if !code.is_empty() {
+                uploads.push((origin, code.to_vec(), m.clone()));
+            }
+        }
+    }
+    for (_, src, code) in rfc4464_programs() {
+        let origin = assemble_program(&src.replace("4492", "4495"))
+            .unwrap()
+            .origin;
+        let n = u8::try_from(origin / 64 - 1).unwrap();
+        let mut m = vec![
+            0xf8,
+            (code.len() >> 4) as u8,
+            (((code.len() & 15) as u8) << 4) | n,
+        ];
+        m.extend(&code);
+        uploads.push((origin, code, m));
+    }
+    let frames = tshark_instructions(&pcap(
+        &uploads.iter().map(|u| u.2.clone()).collect::<Vec<_>>(),
+    ));
+    assert_eq!(frames.len(), uploads.len());
+    let (mut compared, mut operands, mut in_text) = (0, 0, 0);
+    let mut quirks = [0usize; 3];
+    for ((origin, code, _), listed) in uploads.iter().zip(&frames) {
+        let text = disassemble(code, *origin);
+        let shown = mnemonics(&text);
+        for (addr, mnemonic, ops, truncated) in listed {
+            let off = usize::try_from(*addr).unwrap() - usize::from(*origin);
+            // UDVM memory after the upload is zero, as tshark assumes.
+            let mut padded = code[off..].to_vec();
+            padded.extend([0u8; 32]);
+            let decoded = isa::decode_instruction(&padded, u16::try_from(*addr).unwrap());
+            if mnemonic == "Unknown" {
+                assert!(decoded.is_none() && code[off] > 35, "at {addr}");
+                continue;
+            }
+            let ins = decoded.unwrap_or_else(|| panic!("{mnemonic} at {addr}"));
+            assert_eq!(ins.info.mnemonic, mnemonic, "at {addr}");
+            compared += 1;
+            let spans = operand_starts(&padded, &ins);
+            let kinds = operand_kinds(&ins);
+            let mine: Vec<(bool, u32)> = ins.operands.iter().map(|op| flagged(*op)).collect();
+            // tshark stops listing at the end of the upload, and lists no
+            // operands for SORT-*: compare what it lists.
+            let cut = *truncated || ops.is_empty() || off + ins.len > code.len();
+            if cut {
+                assert!(ops.len() <= mine.len(), "{mnemonic} at {addr}");
+            } else {
+                assert_eq!(ops.len(), mine.len(), "{mnemonic} at {addr}: {ops:?}");
+            }
+            for (i, (m, t)) in mine.iter().zip(ops).enumerate() {
+                operands += 1;
+                if m == t {
+                    continue;
+                }
+                // Known differences of tshark 4.0's display, each checked
+                // against the bytes:
+                let quirk = if m.0 && !t.0 && m.1 == t.1 && kinds[i] == OperandKind::Multitype {
+                    // (a) memory[N] multitypes of some instructions shown
+                    // as plain N;
+                    0
+                } else if m.0
+                    && !t.0
+                    && kinds[i] == OperandKind::Address
+                    && t.1 == (addr + m.1) % 65536
+                {
+                    // (b) an address operand in memory form shown as
+                    // instruction address + N (no indirection);
+                    1
+                } else if matches!(mnemonic.as_str(), "COPY" | "SHA-1")
+                    && i == 2
+                    && t.0
+                    && isa::decode_reference(&padded[spans[i]..]).map(|r| u32::from(r.0))
+                        == Some(t.1)
+                {
+                    // (c) the %destination of COPY and SHA-1 (multitype in
+                    // RFC 3320 §9.2.4 and §9.1.4, and so in the RFC 4465
+                    // bytecode) decoded as a $reference.
+                    2
+                } else {
+                    panic!("{mnemonic} at {addr}, operand {i}: ours {m:?}, tshark {t:?}");
+                };
+                quirks[quirk] += 1;
+            }
+            if let Some((m, _)) = shown.iter().find(|(_, a)| a == addr) {
+                assert_eq!(m, mnemonic, "disassembly at {addr}:\n{text}");
+                in_text += 1;
+            }
+        }
+    }
+    eprintln!(
+        "tshark cross-check: {compared} instructions, {operands} operands, \
+         {in_text} at the same address in the disassembly; display quirks {quirks:?}"
+    );
+    // tshark lists 300+ instructions; the disassembly prints almost all of
+    // them as instructions at the same addresses (the rest are data to
+    // the control-flow trace, e.g. truncated END-MESSAGEs).
+    assert!(compared > 300, "{compared}");
+    assert!(operands > 900, "{operands}");
+    assert!(in_text * 10 > compared * 9, "{in_text} of {compared}");
+    // The quirks are the exception.
+    assert!(quirks.iter().sum::<usize>() * 20 < operands, "{quirks:?}");
+}
+
+/// (is a memory address, value) as tshark shows an operand.
+fn flagged(op: DecodedOperand) -> (bool, u32) {
+    match op {
+        DecodedOperand::Literal(v)
+        | DecodedOperand::Multitype(Multitype::Value(v))
+        | DecodedOperand::Address(Multitype::Value(v)) => (false, u32::from(v)),
+        DecodedOperand::Reference(a)
+        | DecodedOperand::Multitype(Multitype::Memory(a))
+        | DecodedOperand::Address(Multitype::Memory(a)) => (true, u32::from(a)),
+    }
+}
+
+fn operand_kinds(ins: &isa::DecodedInstruction) -> Vec<OperandKind> {
+    let shape = ins.info.shape;
+    let mut kinds = shape.fixed.to_vec();
+    while kinds.len() < ins.operands.len() {
+        kinds.extend(shape.group);
+    }
+    kinds
+}
+
+/// Offset of each operand in `bytes` (which start with the opcode).
+fn operand_starts(bytes: &[u8], ins: &isa::DecodedInstruction) -> Vec<usize> {
+    let mut pos = 1;
+    let mut out = Vec::new();
+    for kind in operand_kinds(ins).into_iter().take(ins.operands.len()) {
+        out.push(pos);
+        pos += match kind {
+            OperandKind::Literal => isa::decode_literal(&bytes[pos..]).unwrap().1,
+            OperandKind::Reference => isa::decode_reference(&bytes[pos..]).unwrap().1,
+            _ => isa::decode_multitype(&bytes[pos..]).unwrap().1,
+        };
+    }
+    out
 }
 
 // ---------------------------------------------------------------------
