@@ -115,7 +115,9 @@ impl Pass<'_> {
 
     /// RFC 4464 §3.2.1: "!" is the location of the closest zero byte. The
     /// RFC does not say closest in which direction; the bytecode printed in
-    /// its Appendix A (LZSS, DEFLATE) is reproduced by taking the closest
+    /// its Appendix A (LZSS, DEFLATE, LZJH, modified DEFLATE: LZSS's
+    /// `INPUT-BITS (4, length_value, !)` picks a zero 24 bytes back over one
+    /// 21 bytes ahead) is reproduced by taking the closest
     /// zero byte at or before the instruction and, only if there is none,
     /// the closest one after it.
     fn closest_fail(&self, here: i64) -> Option<i64> {

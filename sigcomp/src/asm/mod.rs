@@ -21,7 +21,10 @@
 //!   and is then inferred: `MULTILOAD (64, , 1, 2, 3, 4)`.
 //! * Expressions are a number, a name, `.` (the address of the current
 //!   statement), `!` (the address of the closest zero byte, i.e. a
-//!   DECOMPRESSION-FAILURE, in a `readonly (1)` area), or
+//!   DECOMPRESSION-FAILURE, written by an instruction or data directive in
+//!   a `readonly (1)` area: the closest one before the statement, else the
+//!   closest one after it — the reading that reproduces the RFC 4464
+//!   Appendix A bytecode), or
 //!   `(expr op expr)` — binary operations must be parenthesised. They are
 //!   evaluated on 64-bit signed integers and range-checked where used.
 //! * Directives: `pad (n)`, `align (n)`, `at (n)` (padding, which is not
