@@ -4,12 +4,16 @@
 //! number and its inbound anti-replay window, and transforms IPv4/IPv6
 //! packets **in place on the caller's buffer**:
 //!
-//! - [`Sa::encap`]: the plaintext IP packet is at `buf[..pkt_len]`; the
-//!   buffer must have [`Sa::max_overhead`] bytes of tailroom after it
-//!   (`buf.len() >= pkt_len + sa.max_overhead()`). The IP header (transport
-//!   mode) stays at offset 0, the payload is moved forward to make room
-//!   for the ESP/AH header (and UDP header for RFC 3948), padding and ICV
-//!   are appended; the protected packet is `buf[..returned_len]`.
+//! - [`Sa::encap_range`] (headroom form, the fast path): the plaintext IP
+//!   packet is at `buf[pkt]` with at least [`Sa::headroom`] bytes before it
+//!   and [`Sa::tailroom`] bytes after it. Only the IP header (transport
+//!   mode; with the IPv6 extension headers kept in front) moves back to make
+//!   room for the ESP/AH (and RFC 3948 UDP) header; in tunnel mode the
+//!   outer header is written in front. Padding, trailer and ICV are
+//!   appended. Returns the range of the protected packet.
+//! - [`Sa::encap`] (tailroom form): the packet is at `buf[..pkt_len]` and
+//!   the buffer has [`Sa::max_overhead`] bytes after it; the payload moves
+//!   forward instead and the protected packet is `buf[..returned_len]`.
 //! - [`Sa::decap`]: the protected packet is at the start of `buf`; the
 //!   result is `buf[decapped.range]` (transport mode moves the IP header
 //!   forward over the removed ESP/AH header instead of moving the payload).
