@@ -14,6 +14,18 @@ fn falls_through(opcode: u8) -> bool {
     !matches!(opcode, 0 | 22 | 23 | 25 | 26 | 35)
 }
 
+/// Whether `ins` leaves the straight line for a target known only at run
+/// time: RETURN (RFC 3320 §9.3.3), or JUMP/COMPARE/SWITCH with an address
+/// operand read from memory.
+fn ends_indirectly(ins: &DecodedInstruction) -> bool {
+    ins.info.opcode == 25
+        || (!falls_through(ins.info.opcode)
+            && ins
+                .operands
+                .iter()
+                .any(|op| matches!(op, DecodedOperand::Address(Multitype::Memory(_)))))
+}
+
 /// Absolute targets of the address operands of `ins`.
 fn targets(ins: &DecodedInstruction) -> impl Iterator<Item = u16> + '_ {
     ins.operands.iter().filter_map(|op| match op {
@@ -43,9 +55,9 @@ impl<'a> Disasm<'a> {
     }
 
     /// Follows the control flow from the origin (RFC 4464 §3.3: execution
-    /// starts at the first instruction), then from the first decodable
-    /// non-zero byte of each gap that is left (code reached only through
-    /// `RETURN`, `JUMP ($x)` or saved state). Straight-line code is decoded
+    /// starts at the first instruction), then from the byte after each
+    /// `RETURN` or jump through memory (`JUMP ($x)`), whose targets are
+    /// only known at run time. Straight-line code is decoded
     /// first; branch targets that are a lone zero byte (typically `!`
     /// pointing into an operand) are tried last so that they do not claim
     /// bytes of a real instruction.
@@ -60,12 +72,27 @@ impl<'a> Disasm<'a> {
         if !code.is_empty() {
             d.follow(0, &mut claimed, false);
         }
-        let mut seed = 0usize;
-        while seed < code.len() {
-            if claimed.get(seed) == Some(&false) && code.get(seed).is_some_and(|b| *b != 0) {
-                d.follow(seed, &mut claimed, true);
+        // Code after an indirect transfer (RETURN, or a jump through
+        // memory) is likely reached at run time; data after END-MESSAGE or
+        // an ordinary jump is left as data.
+        let mut tried = BTreeSet::new();
+        loop {
+            let seeds: Vec<usize> = d
+                .found
+                .iter()
+                .filter(|(_, i)| ends_indirectly(i))
+                .map(|(o, i)| o + i.len)
+                .filter(|s| !tried.contains(s))
+                .collect();
+            if seeds.is_empty() {
+                break;
             }
-            seed += 1;
+            for seed in seeds {
+                tried.insert(seed);
+                if claimed.get(seed) == Some(&false) && code.get(seed).is_some_and(|b| *b != 0) {
+                    d.follow(seed, &mut claimed, true);
+                }
+            }
         }
         d
     }
@@ -180,7 +207,7 @@ impl<'a> Disasm<'a> {
                 let text = self.instruction_text(ins, &labels, here);
                 lines.insert(line_count(&out), off);
                 let note = if self.swept.contains(&off) {
-                    " (not reached by direct jumps from the origin)"
+                    " (after an indirect jump)"
                 } else {
                     ""
                 };

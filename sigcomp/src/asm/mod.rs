@@ -44,9 +44,9 @@
 //! bytes that need not be uploaded (RFC 4464 §3.3).
 //!
 //! [`disassemble`] turns any bytes back into text that assembles to exactly
-//! the same bytes. It follows the control flow from the origin (then from
-//! the first decodable non-zero byte of each gap, for code reached only
-//! through `RETURN`, `JUMP ($x)` or saved state), names jump targets
+//! the same bytes. It follows the control flow from the origin (and from
+//! the byte after each `RETURN` or jump through memory such as
+//! `JUMP ($x)`, whose targets are only known at run time), names jump targets
 //! `l_<address>`, and prints instructions whose encoding is the one the
 //! assembler would choose. RFC 4464 §3 has no syntax to force an encoding,
 //! so everything else — data, undefined opcodes, undefined operand
