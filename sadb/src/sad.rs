@@ -277,7 +277,11 @@ pub struct ExpireEvent {
 /// The SAD.
 #[derive(Debug, Default)]
 pub struct Sad {
-    map: HashMap<SaId, SaEntry>,
+    // Compact index into `slots`: the probe touches small entries only,
+    // then one access to the (large) SA.
+    map: HashMap<SaId, usize>,
+    slots: Vec<Option<SaEntry>>,
+    free: Vec<usize>,
     by_pair: HashMap<(IpAddr, IpAddr, Protocol), Vec<SaId>>,
     next_seq: u64,
 }
@@ -299,6 +303,8 @@ impl Sad {
     pub fn with_capacity(n: usize) -> Self {
         Sad {
             map: HashMap::with_capacity(n),
+            slots: Vec::with_capacity(n),
+            free: Vec::new(),
             by_pair: HashMap::with_capacity(n),
             next_seq: 0,
         }
@@ -331,7 +337,19 @@ impl Sad {
             .entry((entry.sa.src(), id.dst, id.protocol))
             .or_default()
             .push(id);
-        self.map.insert(id, entry);
+        let slot = match self.free.pop() {
+            Some(i) => {
+                if let Some(s) = self.slots.get_mut(i) {
+                    *s = Some(entry);
+                }
+                i
+            }
+            None => {
+                self.slots.push(Some(entry));
+                self.slots.len() - 1
+            }
+        };
+        self.map.insert(id, slot);
         Ok(id)
     }
 
@@ -356,7 +374,7 @@ impl Sad {
 
     /// The SA for an inbound packet (RFC 4301 §4.1): O(1).
     pub fn lookup(&self, dst: IpAddr, protocol: Protocol, spi: Spi) -> Option<&SaEntry> {
-        self.map.get(&SaId { dst, protocol, spi })
+        self.get(&SaId { dst, protocol, spi })
     }
 
     /// Mutable [`Sad::lookup`], to decapsulate and count.
@@ -366,22 +384,26 @@ impl Sad {
         protocol: Protocol,
         spi: Spi,
     ) -> Option<&mut SaEntry> {
-        self.map.get_mut(&SaId { dst, protocol, spi })
+        self.get_mut(&SaId { dst, protocol, spi })
     }
 
     /// The entry with this key.
     pub fn get(&self, id: &SaId) -> Option<&SaEntry> {
-        self.map.get(id)
+        let &i = self.map.get(id)?;
+        self.slots.get(i)?.as_ref()
     }
 
     /// The entry with this key, mutable.
     pub fn get_mut(&mut self, id: &SaId) -> Option<&mut SaEntry> {
-        self.map.get_mut(id)
+        let &i = self.map.get(id)?;
+        self.slots.get_mut(i)?.as_mut()
     }
 
     /// Removes and returns an entry.
     pub fn remove(&mut self, id: &SaId) -> Option<SaEntry> {
-        let entry = self.map.remove(id)?;
+        let i = self.map.remove(id)?;
+        let entry = self.slots.get_mut(i)?.take()?;
+        self.free.push(i);
         let pair = (entry.sa.src(), id.dst, id.protocol);
         if let Some(v) = self.by_pair.get_mut(&pair) {
             v.retain(|x| x != id);
@@ -394,7 +416,7 @@ impl Sad {
 
     /// setkey `delete src dst proto spi`: the source must match too.
     pub fn delete(&mut self, src: IpAddr, id: &SaId) -> Result<SaEntry, Error> {
-        match self.map.get(id) {
+        match self.get(id) {
             Some(e) if e.sa.src() == src => self.remove(id).ok_or_else(|| id.not_found()),
             _ => Err(id.not_found()),
         }
@@ -419,6 +441,8 @@ impl Sad {
         match protocol {
             None => {
                 self.map.clear();
+                self.slots.clear();
+                self.free.clear();
                 self.by_pair.clear();
             }
             Some(p) => {
@@ -437,12 +461,12 @@ impl Sad {
 
     /// All entries, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &SaEntry> {
-        self.map.values()
+        self.slots.iter().flatten()
     }
 
     /// All entries in the order they were added (the order `setkey -D` prints).
     pub fn in_insertion_order(&self) -> Vec<&SaEntry> {
-        let mut v: Vec<&SaEntry> = self.map.values().collect();
+        let mut v: Vec<&SaEntry> = self.iter().collect();
         v.sort_by_key(|e| e.seq);
         v
     }
@@ -465,7 +489,7 @@ impl Sad {
         let mode = to_mode(req.mode);
         self.between(src, dst, protocol)
             .iter()
-            .filter_map(|id| self.map.get(id))
+            .filter_map(|id| self.get(id))
             .filter(|e| {
                 e.state != SaState::Dead
                     && e.sa.mode() == mode
@@ -482,7 +506,7 @@ impl Sad {
         pkt: &PacketSelector,
     ) -> Option<&mut SaEntry> {
         let id = self.select_out(req, pkt)?;
-        self.map.get_mut(&id)
+        self.get_mut(&id)
     }
 
     /// For tests and benchmarks: `n` ESP transport-mode SAs from 192.0.2.1
@@ -518,7 +542,8 @@ impl Sad {
     pub fn expire(&mut self, now: Timestamp) -> Vec<ExpireEvent> {
         let mut events = Vec::new();
         let mut dead = Vec::new();
-        for (id, e) in self.map.iter_mut() {
+        for e in self.slots.iter_mut().flatten() {
+            let id = &e.id();
             if e.hard_expired(now) {
                 dead.push(*id);
                 events.push(ExpireEvent {
