@@ -55,8 +55,9 @@ impl Image {
         Ok(())
     }
 
-    /// Addresses of the zero bytes of the bytecode that lie in
-    /// `readonly (1)` areas, i.e. usable as DECOMPRESSION-FAILURE by `!`.
+    /// Whether address `a` holds a zero byte written by the program in a
+    /// `readonly (1)` area, i.e. a DECOMPRESSION-FAILURE that `!` may use
+    /// (RFC 4464 §3.2.3).
     fn is_fail_byte(&self, a: usize) -> bool {
         self.bytes.get(a) == Some(&0)
             && self.written.get(a) == Some(&true)
