@@ -158,7 +158,8 @@ impl Cipher {
             }
         }
         let block_size = self.block_size();
-        if data.len() % block_size != 0 {
+        // Block sizes are powers of two: a mask, not a division, per packet.
+        if data.len() & (block_size - 1) != 0 {
             return Err(Error::NotBlockAligned {
                 block_size,
                 len: data.len(),

@@ -65,6 +65,11 @@ pub enum Error {
         /// What was wrong.
         what: &'static str,
     },
+    /// A DES or 3DES key on the weak-key list (RFC 2405 §5, RFC 2451 §2.3).
+    WeakKey {
+        /// The algorithm's setkey name.
+        algorithm: &'static str,
+    },
     /// No IMS key expansion (TS 33.203 Annex I) is defined for this algorithm.
     NoKeyExpansion {
         /// The algorithm's setkey name.
@@ -106,6 +111,10 @@ impl fmt::Display for Error {
                 "AKA synchronisation failure: SQN {sqn:#014x} is not fresh (SQN_MS {sqn_ms:#014x})"
             ),
             Error::InvalidInput { what } => write!(f, "invalid input: {what}"),
+            Error::WeakKey { algorithm } => write!(
+                f,
+                "weak {algorithm} key (RFC 2405 §5, RFC 2451 §2.3): choose another key"
+            ),
             Error::NoKeyExpansion { algorithm } => write!(
                 f,
                 "no IMS key expansion (TS 33.203 Annex I) is defined for {algorithm}"

@@ -213,7 +213,8 @@ impl AesXcbcMac {
                     // E_K1(M[i] xor E[i-1]), in one pass over the expanded key.
                     let (blocks, rest) = data.split_at((data.len() - 1) / 16 * 16);
                     self.k1.encrypt_with_backend(CbcMac {
-                        state: &mut e,
+                        init: e,
+                        out: &mut e,
                         blocks: Array::slice_as_chunks(blocks).0,
                     });
                     data = rest;
@@ -247,7 +248,10 @@ impl AesXcbcMac {
 /// The CBC-MAC chain of RFC 3566 §4 (2) over whole blocks, keeping the
 /// chaining value in a register.
 struct CbcMac<'a> {
-    state: &'a mut Array<u8, U16>,
+    /// The chaining value before the first block. Passed by value (not
+    /// read through `out`) so that it stays in a register in the loop.
+    init: Array<u8, U16>,
+    out: &'a mut Array<u8, U16>,
     blocks: &'a [Array<u8, U16>],
 }
 
@@ -258,14 +262,14 @@ impl BlockSizeUser for CbcMac<'_> {
 impl BlockCipherEncClosure for CbcMac<'_> {
     #[inline(always)]
     fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, backend: &B) {
-        let mut chain = *self.state;
+        let mut chain = self.init;
         for block in self.blocks {
             for (c, m) in chain.iter_mut().zip(block.iter()) {
                 *c ^= m;
             }
             backend.encrypt_block((&mut chain).into());
         }
-        *self.state = chain;
+        *self.out = chain;
     }
 }
 

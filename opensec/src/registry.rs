@@ -131,6 +131,42 @@ impl EncAlgorithm {
     pub fn check_key_len(self, len: usize) -> Result<(), Error> {
         check_len(self.setkey_name(), self.key_lengths(), len)
     }
+
+    /// Rejects weak keys, as RFC 2405 §5 (DES) and RFC 2451 §2.3 (3DES)
+    /// recommend before installing an SA.
+    ///
+    /// [`Cipher::new`](crate::Cipher::new) does not call this, so that the
+    /// FIPS 81 / SP 800-20 known-answer tests (which use weak keys) still run.
+    /// DES: the weak, semi-weak and possibly-weak keys, parity bits ignored
+    /// (RFC 2405 §5 implementation note). 3DES: any weak subkey, or K1 = K2 or
+    /// K2 = K3 (which collapse to single DES). K1 = K3 (two-key 3DES) is
+    /// accepted: the TS 33.203 key expansion CK1 || CK2 || CK1 produces it.
+    /// Other algorithms have no weak keys. Wrong lengths are [`Error::KeyLength`].
+    pub fn check_weak_key(self, key: &[u8]) -> Result<(), Error> {
+        self.check_key_len(key.len())?;
+        let weak = || Error::WeakKey {
+            algorithm: self.setkey_name(),
+        };
+        match self {
+            EncAlgorithm::DesCbc | EncAlgorithm::TripleDesCbc => {
+                let mut subkeys = [[0u8; 8]; 3];
+                let mut n = 0;
+                for (sub, chunk) in subkeys.iter_mut().zip(key.chunks_exact(8)) {
+                    for (s, &b) in sub.iter_mut().zip(chunk) {
+                        // Odd parity in the low bit, as in the FIPS 74 list.
+                        *s = (b & 0xfe) | u8::from((b & 0xfe).count_ones() % 2 == 0);
+                    }
+                    des::weak_key_test(sub).map_err(|_| weak())?;
+                    n += 1;
+                }
+                if n == 3 && (subkeys[0] == subkeys[1] || subkeys[1] == subkeys[2]) {
+                    return Err(weak());
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// An ESP/AH integrity algorithm.
@@ -352,6 +388,31 @@ mod tests {
         );
         assert!(AuthAlgorithm::from_sec_agree_name("hmac-sha1").is_err());
         assert!(EncAlgorithm::from_sec_agree_name("des-cbc").is_err());
+    }
+
+    #[test]
+    fn weak_keys() {
+        let des = EncAlgorithm::DesCbc;
+        assert!(des.check_weak_key(&[0x01; 8]).is_err());
+        // Same weak key with the parity bits cleared (RFC 2405 §5 note).
+        assert!(des.check_weak_key(&[0x00; 8]).is_err());
+        assert!(
+            des.check_weak_key(&[0x01, 0x1f, 0x01, 0x1f, 0x01, 0x0e, 0x01, 0x0e])
+                .is_err()
+        );
+        assert!(
+            des.check_weak_key(b"\x01\x23\x45\x67\x89\xab\xcd\xef")
+                .is_ok()
+        );
+        let tdes = EncAlgorithm::TripleDesCbc;
+        assert!(tdes.check_weak_key(b"123456789012123456789012").is_ok());
+        // K1 = K3 (TS 33.203 CK1 || CK2 || CK1) is fine; K1 = K2 is not.
+        assert!(tdes.check_weak_key(b"0123456789abcdef01234567").is_ok());
+        assert!(tdes.check_weak_key(b"0123456701234567abcdefgh").is_err());
+        assert!(tdes.check_weak_key(b"abcdefgh0123456701234567").is_err());
+        let e = tdes.check_weak_key(&[7; 16]).unwrap_err();
+        assert!(matches!(e, Error::KeyLength { .. }));
+        assert!(EncAlgorithm::AesCbc.check_weak_key(&[0; 16]).is_ok());
     }
 
     #[test]
