@@ -674,7 +674,7 @@ fn plan(
             src, dst, protocol, ..
         } => {
             let p = sa_protocol(*protocol);
-            let base: Vec<SaId> = sh.sad.between(*src, *dst, p).to_vec();
+            let base: Vec<SaId> = sh.sad.between(*src, *dst, p).map(SaEntry::id).collect();
             for id in base {
                 if sh.sa_src(&id) == Some(*src) {
                     sh.sas.insert(id, None);

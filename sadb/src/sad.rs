@@ -282,7 +282,8 @@ pub struct Sad {
     map: HashMap<SaId, usize>,
     slots: Vec<Option<SaEntry>>,
     free: Vec<usize>,
-    by_pair: HashMap<(IpAddr, IpAddr, Protocol), Vec<SaId>>,
+    // (src, dst, protocol) -> slots, for outbound selection.
+    by_pair: HashMap<(IpAddr, IpAddr, Protocol), Vec<usize>>,
     next_seq: u64,
 }
 
@@ -333,10 +334,7 @@ impl Sad {
         }
         entry.seq = self.next_seq;
         self.next_seq += 1;
-        self.by_pair
-            .entry((entry.sa.src(), id.dst, id.protocol))
-            .or_default()
-            .push(id);
+        let pair = (entry.sa.src(), id.dst, id.protocol);
         let slot = match self.free.pop() {
             Some(i) => {
                 if let Some(s) = self.slots.get_mut(i) {
@@ -350,6 +348,7 @@ impl Sad {
             }
         };
         self.map.insert(id, slot);
+        self.by_pair.entry(pair).or_default().push(slot);
         Ok(id)
     }
 
@@ -406,7 +405,7 @@ impl Sad {
         self.free.push(i);
         let pair = (entry.sa.src(), id.dst, id.protocol);
         if let Some(v) = self.by_pair.get_mut(&pair) {
-            v.retain(|x| x != id);
+            v.retain(|&x| x != i);
             if v.is_empty() {
                 self.by_pair.remove(&pair);
             }
@@ -422,17 +421,24 @@ impl Sad {
         }
     }
 
-    /// The keys of the SAs from `src` to `dst` with this protocol.
-    pub fn between(&self, src: IpAddr, dst: IpAddr, protocol: Protocol) -> &[SaId] {
+    /// The SAs from `src` to `dst` with this protocol.
+    pub fn between(
+        &self,
+        src: IpAddr,
+        dst: IpAddr,
+        protocol: Protocol,
+    ) -> impl Iterator<Item = &SaEntry> + '_ {
         self.by_pair
             .get(&(src, dst, protocol))
             .map(Vec::as_slice)
             .unwrap_or(&[])
+            .iter()
+            .filter_map(|&i| self.slots.get(i)?.as_ref())
     }
 
     /// setkey `deleteall src dst proto`: returns how many were removed.
     pub fn delete_all(&mut self, src: IpAddr, dst: IpAddr, protocol: Protocol) -> usize {
-        let ids: Vec<SaId> = self.between(src, dst, protocol).to_vec();
+        let ids: Vec<SaId> = self.between(src, dst, protocol).map(SaEntry::id).collect();
         ids.iter().filter(|id| self.remove(id).is_some()).count()
     }
 
@@ -488,8 +494,6 @@ impl Sad {
         };
         let mode = to_mode(req.mode);
         self.between(src, dst, protocol)
-            .iter()
-            .filter_map(|id| self.get(id))
             .filter(|e| {
                 e.state != SaState::Dead
                     && e.sa.mode() == mode
