@@ -435,38 +435,45 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
         Ok(())
     }
 
-    /// Copies `len` bytes from `src` to `dst`, byte by byte, both following
-    /// the byte copying rules; returns the address after the last written.
-    fn copy(&mut self, src: u16, len: u16, dst: u16) -> R<u16> {
-        let (bcl, bcr) = self.bounds()?;
+    /// Copies `len` bytes from `src` to `dst` under the byte copying rules,
+    /// with the result of copying one byte at a time (later bytes may be
+    /// ones this copy wrote); returns the address after the last written.
+    fn copy(&mut self, src: u16, len: u16, dst: u16, (bcl, bcr): (u16, u16)) -> R<u16> {
         let (mut s, mut d) = (src, dst);
-        let size = self.mem.len();
-        // Fast path: neither range reaches byte_copy_right nor wraps, and they
-        // do not overlap with src after dst (which would need byte order).
-        let l = usize::from(len);
-        let (su, du) = (usize::from(s), usize::from(d));
-        let crosses = |start: usize| {
-            let r = usize::from(bcr);
-            start < r && start + l > r || start + l > 0xffff
-        };
-        if su + l <= size
-            && du + l <= size
-            && !crosses(su)
-            && !crosses(du)
-            && (du + l <= su || su + l <= du)
-        {
-            self.mem.copy_within(su..su + l, du);
-            return Ok(if l == 0 {
-                d
-            } else {
-                next((du + l - 1) as u16, bcl, bcr)
-            });
+        let mut rem = usize::from(len);
+        while rem > 0 {
+            let mut n = rem.min(run_len(s, bcr)).min(run_len(d, bcr));
+            let (su, du) = (usize::from(s), usize::from(d));
+            // A destination just ahead of the source repeats the bytes between
+            // them: copy at most that distance at once.
+            if du > su && du - su < n {
+                n = du - su;
+            }
+            if su + n > self.mem.len() || du + n > self.mem.len() {
+                return Err(Reason::Segfault);
+            }
+            self.mem.copy_within(su..su + n, du);
+            s = next((su + n - 1) as u16, bcl, bcr);
+            d = next((du + n - 1) as u16, bcl, bcr);
+            rem -= n;
         }
-        for _ in 0..len {
-            let b = self.byte(s)?;
-            self.set_byte(d, b)?;
-            s = next(s, bcl, bcr);
-            d = next(d, bcl, bcr);
+        Ok(d)
+    }
+
+    /// Writes `src` at `dst` under the byte copying rules, a run at a time.
+    fn write_slice(&mut self, dst: u16, src: &[u8], (bcl, bcr): (u16, u16)) -> R<u16> {
+        let mut d = dst;
+        let mut rest = src;
+        while !rest.is_empty() {
+            let n = rest.len().min(run_len(d, bcr));
+            let du = usize::from(d);
+            let (now, later) = rest.split_at(n);
+            self.mem
+                .get_mut(du..du + n)
+                .ok_or(Reason::Segfault)?
+                .copy_from_slice(now);
+            d = next((du + n - 1) as u16, bcl, bcr);
+            rest = later;
         }
         Ok(d)
     }
@@ -618,6 +625,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
 
     // ----- the instructions (RFC 3320 §9) ----------------------------------
 
+    #[inline(always)]
     fn step(&mut self, opcode: u8, inst: u16) -> R<Flow> {
         let mut pc = inst.wrapping_add(1);
         match opcode {
@@ -663,30 +671,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 self.sort(start, n, k, opcode == op::SORT_DESCENDING)?;
                 Ok(Flow::Next(pc))
             }
-            op::SHA_1 => {
-                let position = self.multi(&mut pc)?;
-                let length = self.multi(&mut pc)?;
-                let destination = self.multi(&mut pc)?;
-                self.charge(1 + u64::from(length))?;
-                let mut h = Sha1::new();
-                let (bcl, bcr) = self.bounds()?;
-                let mut a = position;
-                let mut buf = [0u8; 64];
-                let mut filled = 0;
-                for _ in 0..length {
-                    buf[filled] = self.byte(a)?;
-                    filled += 1;
-                    if filled == buf.len() {
-                        h.update(buf);
-                        filled = 0;
-                    }
-                    a = next(a, bcl, bcr);
-                }
-                h.update(&buf[..filled]);
-                let digest: [u8; 20] = h.finalize().into();
-                self.write_bytes(destination, digest)?;
-                Ok(Flow::Next(pc))
-            }
+            op::SHA_1 => self.op_sha1(inst),
             op::LOAD => {
                 let address = self.multi(&mut pc)?;
                 let value = self.multi(&mut pc)?;
@@ -694,34 +679,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 self.set_word(address, value)?;
                 Ok(Flow::Next(pc))
             }
-            op::MULTILOAD => {
-                let address = self.multi(&mut pc)?;
-                let n = self.literal(&mut pc)?;
-                // Find the end of the instruction without evaluating.
-                let values_at = pc;
-                let mut end = pc;
-                for _ in 0..n {
-                    self.skip_multi(&mut end)?;
-                }
-                self.charge(1 + u64::from(n))?;
-                // RFC 3320 §9.2.2: the words written must not overlap the
-                // instruction itself.
-                let inst_len = u32::from(end.wrapping_sub(inst));
-                let span = 2 * u32::from(n);
-                for off in 0..span.min(0x10000) {
-                    let a = address.wrapping_add(off as u16);
-                    if u32::from(a.wrapping_sub(inst)) < inst_len {
-                        return Err(Reason::MultiloadOverwritten);
-                    }
-                }
-                // RFC 4896 §3.2: step by step, indirection at execution time.
-                let mut p = values_at;
-                for i in 0..n {
-                    let v = self.multi(&mut p)?;
-                    self.set_word(address.wrapping_add(i.wrapping_mul(2)), v)?;
-                }
-                Ok(Flow::Next(end))
-            }
+            op::MULTILOAD => self.op_multiload(inst),
             op::PUSH => {
                 let value = self.multi(&mut pc)?;
                 self.charge(1)?;
@@ -740,7 +698,8 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 let length = self.multi(&mut pc)?;
                 let destination = self.multi(&mut pc)?;
                 self.charge(1 + u64::from(length))?;
-                self.copy(position, length, destination)?;
+                let b = self.bounds()?;
+                self.copy(position, length, destination, b)?;
                 Ok(Flow::Next(pc))
             }
             op::COPY_LITERAL | op::COPY_OFFSET => {
@@ -749,30 +708,20 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 let dref = self.reference(&mut pc)?;
                 self.charge(1 + u64::from(length))?;
                 let destination = self.word(dref)?;
+                let (bcl, bcr) = self.bounds()?;
                 let position = if opcode == op::COPY_LITERAL {
                     first
                 } else {
-                    let (bcl, bcr) = self.bounds()?;
                     offset_back(destination, first, bcl, bcr)
                 };
-                let after = self.copy(position, length, destination)?;
+                let after = self.copy(position, length, destination, (bcl, bcr))?;
                 // RFC 3320 §9.2.5: unchanged when nothing was copied.
                 if length != 0 {
                     self.set_word(dref, after)?;
                 }
                 Ok(Flow::Next(pc))
             }
-            op::MEMSET => {
-                let address = self.multi(&mut pc)?;
-                let length = self.multi(&mut pc)?;
-                let start_value = self.multi(&mut pc)?;
-                let offset = self.multi(&mut pc)?;
-                self.charge(1 + u64::from(length))?;
-                let seq =
-                    (0..length).map(|n| (start_value.wrapping_add(n.wrapping_mul(offset))) as u8);
-                self.write_bytes(address, seq)?;
-                Ok(Flow::Next(pc))
-            }
+            op::MEMSET => self.op_memset(inst),
             op::JUMP => {
                 let a = self.address(&mut pc, inst)?;
                 self.charge(1)?;
@@ -802,34 +751,8 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 let a = self.pop()?;
                 self.target(a)
             }
-            op::SWITCH => {
-                let n = self.literal(&mut pc)?;
-                let j = self.multi(&mut pc)?;
-                self.charge(1 + u64::from(n))?;
-                let mut chosen = None;
-                for i in 0..n {
-                    let a = self.address(&mut pc, inst)?;
-                    if i == j {
-                        chosen = Some(a);
-                    }
-                }
-                let a = chosen.ok_or(Reason::SwitchValueTooHigh)?;
-                self.target(a)
-            }
-            op::CRC => {
-                let value = self.multi(&mut pc)?;
-                let position = self.multi(&mut pc)?;
-                let length = self.multi(&mut pc)?;
-                let address = self.address(&mut pc, inst)?;
-                self.charge(1 + u64::from(length))?;
-                let mut fcs = crate::crc::Fcs16::new();
-                self.read_bytes(position, length, |b| fcs.update(b))?;
-                if fcs.value() == value {
-                    Ok(Flow::Next(pc))
-                } else {
-                    self.target(address)
-                }
-            }
+            op::SWITCH => self.op_switch(inst),
+            op::CRC => self.op_crc(inst),
             op::INPUT_BYTES => {
                 let length = self.multi(&mut pc)?;
                 let destination = self.multi(&mut pc)?;
@@ -846,7 +769,8 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                     return self.target(address);
                 };
                 self.in_pos += l;
-                self.write_bytes(destination, bytes.iter().copied())?;
+                let b = self.bounds()?;
+                self.write_slice(destination, bytes, b)?;
                 self.credit(8 * l);
                 Ok(Flow::Next(pc))
             }
@@ -869,82 +793,8 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 Ok(Flow::Next(pc))
             }
             op::INPUT_HUFFMAN => self.input_huffman(inst, pc),
-            op::STATE_ACCESS => {
-                let id_start = self.multi(&mut pc)?;
-                let id_len = self.multi(&mut pc)?;
-                let state_begin = self.multi(&mut pc)?;
-                let state_length = self.multi(&mut pc)?;
-                let state_address = self.multi(&mut pc)?;
-                let state_instruction = self.multi(&mut pc)?;
-                let s = self.lookup_state(id_start, id_len)?;
-                let length = if state_length == 0 {
-                    s.length()
-                } else {
-                    state_length
-                };
-                let address = if state_address == 0 {
-                    s.address()
-                } else {
-                    state_address
-                };
-                let instruction = if state_instruction == 0 {
-                    s.instruction()
-                } else {
-                    state_instruction
-                };
-                let begin = state_begin;
-                // RFC 3320 §9.4.5: cost uses the resolved state_length.
-                self.charge(1 + u64::from(length))?;
-                if state_length == 0 && begin != 0 {
-                    return Err(Reason::InvalidStateProbe);
-                }
-                let value = s.value();
-                let Some(part) =
-                    value.get(usize::from(begin)..usize::from(begin) + usize::from(length))
-                else {
-                    let mut id = vec![0u8; usize::from(id_len)];
-                    for (i, b) in id.iter_mut().enumerate() {
-                        *b = self.byte(id_start.wrapping_add(i as u16))?;
-                    }
-                    self.details = id;
-                    return Err(Reason::StateTooShort);
-                };
-                // Write through the byte copying rules.
-                let (bcl, bcr) = self.bounds()?;
-                let mut d = address;
-                for &b in part {
-                    *self.mem.get_mut(usize::from(d)).ok_or(Reason::Segfault)? = b;
-                    d = next(d, bcl, bcr);
-                }
-                if instruction == 0 {
-                    Ok(Flow::Next(pc))
-                } else {
-                    self.target(instruction)
-                }
-            }
-            op::STATE_CREATE => {
-                let length = self.multi(&mut pc)?;
-                let address = self.multi(&mut pc)?;
-                let instruction = self.multi(&mut pc)?;
-                let mal = self.multi(&mut pc)?;
-                let priority = self.multi(&mut pc)?;
-                self.charge(1 + u64::from(length))?;
-                // RFC 3320 §9.4.6.
-                if !(6..=20).contains(&mal) {
-                    return Err(Reason::InvalidStateIdLength);
-                }
-                if priority == 65535 {
-                    return Err(Reason::InvalidStatePriority);
-                }
-                self.add_pending(Pending::Create {
-                    length,
-                    address,
-                    instruction,
-                    mal,
-                    priority,
-                })?;
-                Ok(Flow::Next(pc))
-            }
+            op::STATE_ACCESS => self.op_state_access(inst),
+            op::STATE_CREATE => self.op_state_create(inst),
             op::STATE_FREE => {
                 let start = self.multi(&mut pc)?;
                 let length = self.multi(&mut pc)?;
@@ -965,47 +815,216 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                     return Err(Reason::OutputOverflow);
                 }
                 self.output_seen = true;
-                let (bcl, bcr) = self.bounds()?;
-                let s = usize::from(start);
-                let l = usize::from(length);
-                let r = usize::from(bcr);
-                if s + l <= self.mem.len() && !(s < r && s + l > r) {
-                    self.output.extend_from_slice(&self.mem[s..s + l]);
-                } else {
-                    let mut a = start;
-                    for _ in 0..length {
-                        let b = self.byte(a)?;
-                        self.output.push(b);
-                        a = next(a, bcl, bcr);
-                    }
-                }
+                let b = self.bounds()?;
+                read_into(self.mem, start, length, b, self.output)?;
                 Ok(Flow::Next(pc))
             }
-            op::END_MESSAGE => {
-                let feedback_location = self.multi(&mut pc)?;
-                let parameters_location = self.multi(&mut pc)?;
-                let length = self.multi(&mut pc)?;
-                let address = self.multi(&mut pc)?;
-                let instruction = self.multi(&mut pc)?;
-                let mal = self.multi(&mut pc)?;
-                let priority = self.multi(&mut pc)?;
-                self.charge(1 + u64::from(length))?;
-                // RFC 3320 §9.4.9: an invalid request of its own is dropped
-                // without failure; a fifth creation request fails.
-                if (6..=20).contains(&mal) && priority != 65535 {
-                    self.add_pending(Pending::Create {
-                        length,
-                        address,
-                        instruction,
-                        mal,
-                        priority,
-                    })?;
-                }
-                self.end_message(feedback_location, parameters_location)?;
-                Ok(Flow::End)
-            }
+            op::END_MESSAGE => self.op_end_message(inst),
             _ => Err(Reason::InvalidOpcode),
         }
+    }
+
+    #[inline(never)]
+    fn op_sha1(&mut self, inst: u16) -> R<Flow> {
+        let mut pc = inst.wrapping_add(1);
+        let position = self.multi(&mut pc)?;
+        let length = self.multi(&mut pc)?;
+        let destination = self.multi(&mut pc)?;
+        self.charge(1 + u64::from(length))?;
+        let mut h = Sha1::new();
+        let b = self.bounds()?;
+        for_runs(self.mem, position, length, b, |run| h.update(run))?;
+        let digest: [u8; 20] = h.finalize().into();
+        self.write_bytes(destination, digest)?;
+        Ok(Flow::Next(pc))
+    }
+
+    #[inline(never)]
+    fn op_multiload(&mut self, inst: u16) -> R<Flow> {
+        let mut pc = inst.wrapping_add(1);
+        let address = self.multi(&mut pc)?;
+        let n = self.literal(&mut pc)?;
+        // Find the end of the instruction without evaluating.
+        let values_at = pc;
+        let mut end = pc;
+        for _ in 0..n {
+            self.skip_multi(&mut end)?;
+        }
+        self.charge(1 + u64::from(n))?;
+        // RFC 3320 §9.2.2: the words written must not overlap the
+        // instruction itself.
+        let inst_len = u32::from(end.wrapping_sub(inst));
+        let span = 2 * u32::from(n);
+        for off in 0..span.min(0x10000) {
+            let a = address.wrapping_add(off as u16);
+            if u32::from(a.wrapping_sub(inst)) < inst_len {
+                return Err(Reason::MultiloadOverwritten);
+            }
+        }
+        // RFC 4896 §3.2: step by step, indirection at execution time.
+        let mut p = values_at;
+        for i in 0..n {
+            let v = self.multi(&mut p)?;
+            self.set_word(address.wrapping_add(i.wrapping_mul(2)), v)?;
+        }
+        Ok(Flow::Next(end))
+    }
+
+    #[inline(never)]
+    fn op_memset(&mut self, inst: u16) -> R<Flow> {
+        let mut pc = inst.wrapping_add(1);
+        let address = self.multi(&mut pc)?;
+        let length = self.multi(&mut pc)?;
+        let start_value = self.multi(&mut pc)?;
+        let offset = self.multi(&mut pc)?;
+        self.charge(1 + u64::from(length))?;
+        let seq = (0..length).map(|n| (start_value.wrapping_add(n.wrapping_mul(offset))) as u8);
+        self.write_bytes(address, seq)?;
+        Ok(Flow::Next(pc))
+    }
+
+    #[inline(never)]
+    fn op_switch(&mut self, inst: u16) -> R<Flow> {
+        let mut pc = inst.wrapping_add(1);
+        let n = self.literal(&mut pc)?;
+        let j = self.multi(&mut pc)?;
+        self.charge(1 + u64::from(n))?;
+        let mut chosen = None;
+        for i in 0..n {
+            let a = self.address(&mut pc, inst)?;
+            if i == j {
+                chosen = Some(a);
+            }
+        }
+        let a = chosen.ok_or(Reason::SwitchValueTooHigh)?;
+        self.target(a)
+    }
+
+    #[inline(never)]
+    fn op_crc(&mut self, inst: u16) -> R<Flow> {
+        let mut pc = inst.wrapping_add(1);
+        let value = self.multi(&mut pc)?;
+        let position = self.multi(&mut pc)?;
+        let length = self.multi(&mut pc)?;
+        let address = self.address(&mut pc, inst)?;
+        self.charge(1 + u64::from(length))?;
+        let mut fcs = crate::crc::Fcs16::new();
+        let b = self.bounds()?;
+        for_runs(self.mem, position, length, b, |run| {
+            run.iter().for_each(|&x| fcs.update(x))
+        })?;
+        if fcs.value() == value {
+            Ok(Flow::Next(pc))
+        } else {
+            self.target(address)
+        }
+    }
+
+    #[inline(never)]
+    fn op_state_access(&mut self, inst: u16) -> R<Flow> {
+        let mut pc = inst.wrapping_add(1);
+        let id_start = self.multi(&mut pc)?;
+        let id_len = self.multi(&mut pc)?;
+        let state_begin = self.multi(&mut pc)?;
+        let state_length = self.multi(&mut pc)?;
+        let state_address = self.multi(&mut pc)?;
+        let state_instruction = self.multi(&mut pc)?;
+        let s = self.lookup_state(id_start, id_len)?;
+        let length = if state_length == 0 {
+            s.length()
+        } else {
+            state_length
+        };
+        let address = if state_address == 0 {
+            s.address()
+        } else {
+            state_address
+        };
+        let instruction = if state_instruction == 0 {
+            s.instruction()
+        } else {
+            state_instruction
+        };
+        let begin = state_begin;
+        // RFC 3320 §9.4.5: cost uses the resolved state_length.
+        self.charge(1 + u64::from(length))?;
+        if state_length == 0 && begin != 0 {
+            return Err(Reason::InvalidStateProbe);
+        }
+        let value = s.value();
+        let Some(part) = value.get(usize::from(begin)..usize::from(begin) + usize::from(length))
+        else {
+            let mut id = vec![0u8; usize::from(id_len)];
+            for (i, b) in id.iter_mut().enumerate() {
+                *b = self.byte(id_start.wrapping_add(i as u16))?;
+            }
+            self.details = id;
+            return Err(Reason::StateTooShort);
+        };
+        // Write through the byte copying rules.
+        let (bcl, bcr) = self.bounds()?;
+        let mut d = address;
+        for &b in part {
+            *self.mem.get_mut(usize::from(d)).ok_or(Reason::Segfault)? = b;
+            d = next(d, bcl, bcr);
+        }
+        if instruction == 0 {
+            Ok(Flow::Next(pc))
+        } else {
+            self.target(instruction)
+        }
+    }
+
+    #[inline(never)]
+    fn op_state_create(&mut self, inst: u16) -> R<Flow> {
+        let mut pc = inst.wrapping_add(1);
+        let length = self.multi(&mut pc)?;
+        let address = self.multi(&mut pc)?;
+        let instruction = self.multi(&mut pc)?;
+        let mal = self.multi(&mut pc)?;
+        let priority = self.multi(&mut pc)?;
+        self.charge(1 + u64::from(length))?;
+        // RFC 3320 §9.4.6.
+        if !(6..=20).contains(&mal) {
+            return Err(Reason::InvalidStateIdLength);
+        }
+        if priority == 65535 {
+            return Err(Reason::InvalidStatePriority);
+        }
+        self.add_pending(Pending::Create {
+            length,
+            address,
+            instruction,
+            mal,
+            priority,
+        })?;
+        Ok(Flow::Next(pc))
+    }
+
+    #[inline(never)]
+    fn op_end_message(&mut self, inst: u16) -> R<Flow> {
+        let mut pc = inst.wrapping_add(1);
+        let feedback_location = self.multi(&mut pc)?;
+        let parameters_location = self.multi(&mut pc)?;
+        let length = self.multi(&mut pc)?;
+        let address = self.multi(&mut pc)?;
+        let instruction = self.multi(&mut pc)?;
+        let mal = self.multi(&mut pc)?;
+        let priority = self.multi(&mut pc)?;
+        self.charge(1 + u64::from(length))?;
+        // RFC 3320 §9.4.9: an invalid request of its own is dropped
+        // without failure; a fifth creation request fails.
+        if (6..=20).contains(&mal) && priority != 65535 {
+            self.add_pending(Pending::Create {
+                length,
+                address,
+                instruction,
+                mal,
+                priority,
+            })?;
+        }
+        self.end_message(feedback_location, parameters_location)?;
+        Ok(Flow::End)
     }
 
     fn sort(&mut self, start: u16, n: u16, k: u16, descending: bool) -> R<()> {
@@ -1064,7 +1083,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
         // are cached by address and raw bytes: decoding them is most of the
         // work of a Huffman-coded message.
         let sets_at = pc;
-        let (end, total_bits) = self.huffman_sets(sets_at, n)?;
+        let (end, total_bits, cached) = self.huffman_sets(sets_at, n)?;
         pc = end;
         if total_bits > 16 {
             return Err(Reason::TooManyBitsRequested);
@@ -1073,7 +1092,11 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
         let mut h: u32 = 0;
         let mut taken = 0usize;
         for j in 0..usize::from(n) {
-            let Some(&[bits, lower, upper, uncompressed]) = self.huff_sets.get(j) else {
+            let set = match cached {
+                Some(i) => self.huff_cache.get(i).and_then(|e| e.sets.get(j)),
+                None => self.huff_sets.get(j),
+            };
+            let Some(&[bits, lower, upper, uncompressed]) = set else {
                 return Err(Reason::InternalError);
             };
             if usize::from(bits) > self.bits_available() {
@@ -1094,18 +1117,17 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
         Err(Reason::HuffmanNoMatch)
     }
 
-    /// Decodes the `n` operand sets of INPUT-HUFFMAN at `at` into
-    /// `huff_sets`; returns the address after them and the sum of bits.
-    fn huffman_sets(&mut self, at: u16, n: u16) -> R<(u16, u32)> {
+    /// Decodes the `n` operand sets of INPUT-HUFFMAN at `at`; returns the
+    /// address after them, the sum of bits, and the cache entry holding
+    /// them (`None`: they are in `huff_sets`).
+    fn huffman_sets(&mut self, at: u16, n: u16) -> R<(u16, u32, Option<usize>)> {
         let start = usize::from(at);
-        for e in self.huff_cache.iter() {
+        for (i, e) in self.huff_cache.iter().enumerate() {
             if e.pc == at
                 && e.sets.len() == usize::from(n)
                 && self.mem.get(start..start + e.raw.len()) == Some(&e.raw[..])
             {
-                self.huff_sets.clear();
-                self.huff_sets.extend_from_slice(&e.sets);
-                return Ok((at.wrapping_add(e.raw.len() as u16), e.total_bits));
+                return Ok((at.wrapping_add(e.raw.len() as u16), e.total_bits, Some(i)));
             }
         }
         self.huff_sets.clear();
@@ -1134,7 +1156,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 total_bits,
             });
         }
-        Ok((q, total_bits))
+        Ok((q, total_bits, None))
     }
 
     fn end_message(&mut self, feedback_location: u16, parameters_location: u16) -> R<()> {
@@ -1150,7 +1172,8 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 } => {
                     // RFC 4896 §4.1: the value is read now, by byte copying.
                     let mut value = Vec::with_capacity(usize::from(length));
-                    self.read_bytes(address, length, |b| value.push(b))?;
+                    let b = self.bounds()?;
+                    read_into(self.mem, address, length, b, &mut value)?;
                     requests.push(StateRequest::Create {
                         state: State::new(address, instruction, mal, value),
                         priority,
@@ -1225,6 +1248,44 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
     }
 }
 
+/// Appends `len` bytes of `mem` starting at `from`, under the byte copying
+/// rules, to `out`, a run at a time.
+fn read_into(mem: &[u8], from: u16, len: u16, bounds: (u16, u16), out: &mut Vec<u8>) -> R<()> {
+    for_runs(mem, from, len, bounds, |run| out.extend_from_slice(run))
+}
+
+/// Gives the `len` bytes of `mem` from `from`, under the byte copying
+/// rules, to `f` as contiguous runs.
+fn for_runs(
+    mem: &[u8],
+    from: u16,
+    len: u16,
+    (bcl, bcr): (u16, u16),
+    mut f: impl FnMut(&[u8]),
+) -> R<()> {
+    let mut a = from;
+    let mut rem = usize::from(len);
+    while rem > 0 {
+        let n = rem.min(run_len(a, bcr));
+        let start = usize::from(a);
+        f(mem.get(start..start + n).ok_or(Reason::Segfault)?);
+        a = next((start + n - 1) as u16, bcl, bcr);
+        rem -= n;
+    }
+    Ok(())
+}
+
+/// How many bytes from `a` on are contiguous under the byte copying rules:
+/// up to byte_copy_right, or to the end of the 64K address space.
+#[inline]
+fn run_len(a: u16, bcr: u16) -> usize {
+    if a < bcr {
+        usize::from(bcr - a)
+    } else {
+        65536 - usize::from(a)
+    }
+}
+
 /// The address after `a` under the byte copying rules (RFC 3320 §8.4).
 #[inline]
 fn next(a: u16, bcl: u16, bcr: u16) -> u16 {
@@ -1262,6 +1323,101 @@ mod tests {
             };
         }
         a
+    }
+
+    struct NoStates;
+    impl StateStore for NoStates {
+        fn lookup(&self, _: &[u8]) -> Result<&State, crate::state::LookupError> {
+            Err(crate::state::LookupError::NotFound)
+        }
+    }
+
+    /// The byte-at-a-time copy of RFC 3320 §8.4 as a reference model.
+    fn naive_copy(mem: &mut [u8], src: u16, len: u16, dst: u16, bcl: u16, bcr: u16) -> Option<u16> {
+        let (mut s, mut d) = (src, dst);
+        for _ in 0..len {
+            let b = *mem.get(usize::from(s))?;
+            *mem.get_mut(usize::from(d))? = b;
+            s = next(s, bcl, bcr);
+            d = next(d, bcl, bcr);
+        }
+        Some(d)
+    }
+
+    #[test]
+    fn chunked_copy_equals_byte_at_a_time_copy() {
+        let mut seed: u32 = 12345;
+        let mut rnd = |m: u32| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (seed >> 8) % m
+        };
+        for _ in 0..20000 {
+            let size = 256usize;
+            let bcl = rnd(300) as u16;
+            let bcr = rnd(300) as u16;
+            let src = rnd(300) as u16;
+            let dst = rnd(300) as u16;
+            let len = rnd(600) as u16;
+            let init: Vec<u8> = (0..size).map(|i| i as u8).collect();
+            let mut want = init.clone();
+            let want_end = naive_copy(&mut want, src, len, dst, bcl, bcr);
+            let mut mem = init.clone();
+            let (mut sk, mut st, mut hs, mut hc, mut out) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let mut run = Run {
+                mem: &mut mem,
+                sort_keys: &mut sk,
+                sort_tmp: &mut st,
+                huff_sets: &mut hs,
+                huff_cache: &mut hc,
+                states: &NoStates,
+                input: &[],
+                in_pos: 0,
+                bit_buf: 0,
+                bit_count: 0,
+                last_p: None,
+                cpb: 16,
+                remaining: 0,
+                used: 0,
+                output: &mut out,
+                pending: [None; 8],
+                n_create: 0,
+                n_free: 0,
+                details: Vec::new(),
+                ended: None,
+                output_seen: false,
+            };
+            let got_end = run.copy(src, len, dst, (bcl, bcr)).ok();
+            assert_eq!(
+                got_end, want_end,
+                "src {src} dst {dst} len {len} bcl {bcl} bcr {bcr}"
+            );
+            if want_end.is_some() {
+                assert_eq!(
+                    mem, want,
+                    "src {src} dst {dst} len {len} bcl {bcl} bcr {bcr}"
+                );
+            }
+            let mut a = Vec::new();
+            let mut b = Vec::new();
+            let ra = read_into(&init, src, len, (bcl, bcr), &mut a).ok();
+            let mut s = src;
+            let mut rb = Some(());
+            for _ in 0..len {
+                match init.get(usize::from(s)) {
+                    Some(&x) => b.push(x),
+                    None => {
+                        rb = None;
+                        break;
+                    }
+                }
+                s = next(s, bcl, bcr);
+            }
+            assert_eq!(ra, rb);
+            if rb.is_some() {
+                assert_eq!(a, b);
+            }
+        }
     }
 
     #[test]
