@@ -43,8 +43,12 @@ pub struct Case {
     pub failure: Option<Failure>,
     /// SHA-1 of the failed message as carried in our NACK.
     pub nack_sha1: Option<[u8; 20]>,
-    /// Extra check that failed (state counts, NACK round trip), if any.
+    /// Extra check that failed (state counts, feedback, NACK round trip).
     pub problem: Option<String>,
+    /// Requested feedback of a successful message.
+    pub requested_feedback: Option<crate::RequestedFeedback>,
+    /// Returned parameters of a successful message.
+    pub returned_parameters: Option<crate::ReturnedParameters>,
 }
 
 impl Case {
@@ -322,6 +326,8 @@ pub fn run(text: &str) -> Result<Vec<Case>, FileError> {
                             failure: None,
                             nack_sha1: None,
                             problem: Some("no complete record in the stream".into()),
+                            requested_feedback: None,
+                            returned_parameters: None,
                         },
                     };
                     cases.push(case);
@@ -371,11 +377,47 @@ pub fn run(text: &str) -> Result<Vec<Case>, FileError> {
                         ));
                     }
                 }
+                if sec.name == "A.3.1" && case.problem.is_none() && case.failure.is_none() {
+                    case.problem = check_feedback(&case, &run.input);
+                }
                 cases.push(case);
             }
         }
     }
     Ok(cases)
+}
+
+/// RFC 4465 §4.1: input 0x00 requests the 1-byte feedback item 0x7f,
+/// 0x01 the long item 0xff 0x01..=0x7f; both announce the minimum
+/// parameters (cpb 16, dms 2048, sms 0, version 1) and three partial
+/// state identifiers 0x00 0x01 … of 6, 12 and 20 bytes.
+fn check_feedback(case: &Case, input: &[u8]) -> Option<String> {
+    let want_item: Vec<u8> = match input {
+        [0x00] => vec![0x7f],
+        [0x01] => core::iter::once(0xff).chain(1..=0x7f).collect(),
+        _ => return None,
+    };
+    let rf = case.requested_feedback.as_ref();
+    if rf.and_then(|r| r.item.as_ref()) != Some(&want_item) {
+        return Some(format!(
+            "requested feedback item {:?}",
+            rf.and_then(|r| r.item.as_ref())
+        ));
+    }
+    let rp = case.returned_parameters.as_ref()?;
+    let want_ids: Vec<Vec<u8>> = [6u8, 12, 20].iter().map(|&n| (0..n).collect()).collect();
+    let r = rp.resources?;
+    if (
+        r.cycles_per_bit,
+        r.decompression_memory_size,
+        r.state_memory_size,
+    ) != (16, 2048, 0)
+        || rp.version != Some(1)
+        || rp.state_ids != want_ids
+    {
+        return Some(format!("returned parameters {rp:?}"));
+    }
+    None
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -399,11 +441,15 @@ fn one(
         failure: None,
         nack_sha1: None,
         problem: None,
+        requested_feedback: None,
+        returned_parameters: None,
     };
     match d.decompress(msg, transport, states) {
         Ok(out) => {
             case.cycles = out.cycles;
             case.output = Some(out.output.clone());
+            case.requested_feedback = out.requested_feedback.clone();
+            case.returned_parameters = out.returned_parameters.clone();
             if let Err(e) = states.commit(CompartmentId(compartment), &out) {
                 case.problem = Some(e.to_string());
             }
