@@ -148,6 +148,15 @@ fn lex(input: &str) -> Result<Vec<Token>, Error> {
 
 fn describe(tok: &Tok) -> String {
     match tok {
+        // Hex strings may be keys: never echo them in an error.
+        Tok::Word(w)
+            if (w.starts_with("0x") || w.starts_with("0X"))
+                && w.len() > 10
+                && w.get(2..)
+                    .is_some_and(|h| h.chars().all(|c| c.is_ascii_hexdigit())) =>
+        {
+            format!("a hex string of {} digits", w.len() - 2)
+        }
         Tok::Word(w) => {
             let mut s: String = w.chars().take(40).collect();
             if w.chars().count() > 40 {
@@ -1443,6 +1452,16 @@ spdadd 10.0.11.0/24[any] 10.0.11.33/32[any] any -P out ipsec
         assert!(e.to_string().contains("closing"), "{e}");
         let e = err("foo;");
         assert!(e.to_string().contains("expected a command"), "{e}");
+    }
+
+    #[test]
+    fn misplaced_keys_are_not_echoed() {
+        let e = err("add 10.0.0.1 10.0.0.2 esp 300 -E null 0x00112233445566778899aabbccddeeff;");
+        assert!(
+            e.to_string().contains("found a hex string of 32 digits"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("0011223344"), "{e}");
     }
 
     #[test]
