@@ -1,0 +1,148 @@
+//! A UE and a P-CSCF configured by setkey scripts exchange a UDP packet
+//! through ESP: SPD lookup and SA selection on one side, SAD lookup by
+//! (dst, ESP, SPI) and the inbound policy check on the other, with counters.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::net::IpAddr;
+
+use ipsec_esp::{Protocol, Spi};
+use sadb::{Databases, Inbound, Outbound, PacketSelector, SaId, Timestamp};
+
+const NOW: Timestamp = Timestamp(1_795_314_303);
+
+const SAS: &str = r#"
+add 192.168.0.10 192.168.0.11 esp 2222 -m transport -r 8 -E des-ede3-cbc "123456789012123456789012" -A hmac-md5 "1234567890123456";
+add 192.168.0.10 192.168.0.11 esp 1111 -m transport -r 8 -E des-ede3-cbc "123456789012123456789012" -A hmac-md5 "1234567890123456";
+add 192.168.0.11 192.168.0.10 esp 4444 -m transport -r 8 -u 1 -E des-ede3-cbc "123456789012123456789012" -A hmac-md5 "1234567890123456";
+add 192.168.0.11 192.168.0.10 esp 3333 -m transport -r 8 -u 2 -E des-ede3-cbc "123456789012123456789012" -A hmac-md5 "1234567890123456";
+"#;
+
+const UE_POLICIES: &str = r#"
+spdadd 192.168.0.11/32[5062] 192.168.0.10/32[5068] udp -P out ipsec esp/transport//unique:1;
+spdadd 192.168.0.11/32[5064] 192.168.0.10/32[5066] udp -P out ipsec esp/transport//unique:2;
+"#;
+
+const PCSCF_POLICIES: &str = r#"
+spdadd 192.168.0.11/32[5062] 192.168.0.10/32[5068] udp -P in ipsec esp/transport//require;
+spdadd 192.168.0.11/32[5064] 192.168.0.10/32[5066] udp -P in ipsec esp/transport//require;
+"#;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// An IPv4/UDP packet with a correct header checksum (UDP checksum 0).
+fn udp_packet(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
+    let total = 20 + 8 + payload.len();
+    let mut p = vec![0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, 17, 0, 0];
+    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    let mut sum: u32 = p
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    p[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(payload);
+    p
+}
+
+#[test]
+fn sip_request_goes_through_esp_from_ue_to_pcscf() {
+    let mut ue = Databases::new();
+    ue.apply_script(&format!("{SAS}{UE_POLICIES}"), NOW)
+        .unwrap();
+    let mut pcscf = Databases::new();
+    pcscf
+        .apply_script(&format!("{SAS}{PCSCF_POLICIES}"), NOW)
+        .unwrap();
+
+    let payload = b"REGISTER sip:ims.example.net SIP/2.0\r\n\r\n";
+    let plain = udp_packet([192, 168, 0, 11], 5062, [192, 168, 0, 10], 5068, payload);
+    let sel = PacketSelector::udp(ip("192.168.0.11"), 5062, ip("192.168.0.10"), 5068);
+
+    // UE: policy unique:1 -> the SA with -u 1 (SPI 4444).
+    let Outbound::Protect { bundle, .. } = ue.outbound(&sel, NOW) else {
+        panic!("no protection")
+    };
+    let ids: Vec<SaId> = bundle.iter().collect();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(ids[0].spi, Spi(4444));
+    let entry = ue.sad.get_mut(&ids[0]).unwrap();
+    let mut buf = plain.clone();
+    buf.resize(plain.len() + entry.sa().max_overhead(), 0);
+    let mut iv_byte = 0u8;
+    let mut iv = |iv: &mut [u8]| {
+        for b in iv.iter_mut() {
+            iv_byte = iv_byte.wrapping_add(0x3d);
+            *b = iv_byte;
+        }
+    };
+    let len = entry
+        .sa_mut()
+        .encap(&mut buf, plain.len(), &mut iv)
+        .unwrap();
+    entry.record_packet(plain.len() as u64, NOW);
+    buf.truncate(len);
+    assert_eq!(buf[9], 50, "ESP follows the IPv4 header");
+    let wire = buf.clone();
+
+    // P-CSCF: SAD lookup by (dst, ESP, SPI) taken from the packet.
+    let dst = IpAddr::from([buf[16], buf[17], buf[18], buf[19]]);
+    let spi = Spi(u32::from_be_bytes([buf[20], buf[21], buf[22], buf[23]]));
+    assert_eq!(spi, Spi(4444));
+    let entry = pcscf.sad.lookup_mut(dst, Protocol::Esp, spi).unwrap();
+    let d = entry.sa_mut().decap(&mut buf).unwrap();
+    entry.record_packet(plain.len() as u64, NOW);
+    assert_eq!(d.next_header, 17);
+    assert_eq!(&buf[d.range.clone()][28..], payload);
+    let applied = [SaId {
+        dst,
+        protocol: Protocol::Esp,
+        spi,
+    }];
+    assert!(matches!(
+        pcscf.inbound_check(&sel, &applied, NOW),
+        Inbound::Accept { policy: Some(_) }
+    ));
+    // The same packet in clear would be refused by the `require` policy.
+    assert!(matches!(
+        pcscf.inbound_check(&sel, &[], NOW),
+        Inbound::Reject { .. }
+    ));
+
+    // A replayed copy and a tampered copy are refused and counted.
+    let entry = pcscf.sad.lookup_mut(dst, Protocol::Esp, spi).unwrap();
+    let mut again = wire.clone();
+    assert!(entry.sa_mut().decap(&mut again).is_err());
+    entry.record_replay_drop();
+    let mut bad = wire.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert!(entry.sa_mut().decap(&mut bad).is_err());
+    entry.record_icv_failure();
+    let c = *entry.counters();
+    assert_eq!((c.packets, c.replay_drops, c.icv_failures), (1, 1, 1));
+
+    // Both dumps show the traffic: UE sent seq 1 on 4444.
+    let d = ue.dump_sad(NOW);
+    assert!(
+        d.contains("spi=4444(0x0000115c) reqid=1(0x00000001)\n"),
+        "{d}"
+    );
+    assert!(
+        d.contains("\tseq=0x00000001 replay=8 flags=0x00000000 state=mature \n"),
+        "{d}"
+    );
+    assert!(pcscf.dump_sad(NOW).contains(&format!(
+        "\tcurrent: {}(bytes)\thard: 0(bytes)\tsoft: 0(bytes)\n\tallocated: 1\t",
+        plain.len()
+    )));
+}
