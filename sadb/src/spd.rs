@@ -403,6 +403,16 @@ impl Spd {
             .find(|p| p.direction == direction && p.selector.matches(packet))
     }
 
+    /// The first matching `out` policy.
+    pub fn lookup_out(&self, packet: &PacketSelector) -> Option<&Policy> {
+        self.lookup(Direction::Out, packet)
+    }
+
+    /// The first matching `in` policy.
+    pub fn lookup_in(&self, packet: &PacketSelector) -> Option<&Policy> {
+        self.lookup(Direction::In, packet)
+    }
+
     /// Like [`Spd::lookup`], and records `now` as the policy's last use.
     pub fn lookup_mut(
         &mut self,
