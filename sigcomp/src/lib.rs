@@ -69,7 +69,11 @@ pub use udvm::StateRequest;
 pub struct Parameters {
     /// decompression_memory_size in bytes (at least 2048).
     pub decompression_memory_size: u32,
-    /// state_memory_size offered per compartment, in bytes.
+    /// state_memory_size offered per compartment, in bytes. State values
+    /// longer than this minus 64 are cut when the message ends, as the
+    /// state handler would cut them (RFC 3320 §6.2 step 2), so a message
+    /// cannot make the decompressor hold more: open compartments with at
+    /// most this size.
     pub state_memory_size: u32,
     /// cycles_per_bit: 16, 32, 64 or 128.
     pub cycles_per_bit: u16,
@@ -242,6 +246,7 @@ impl Decompressor {
             cycles_per_bit: self.params.cycles_per_bit,
             version: self.params.version,
             header_len: parsed.header_len,
+            max_state_len: self.params.state_memory_size.saturating_sub(64).min(u32::from(u16::MAX)) as u16,
             input: parsed.remaining,
         };
         let ended = match self.udvm.run(start, pc, psid_len, state_length, states, output) {

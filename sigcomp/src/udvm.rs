@@ -103,6 +103,10 @@ pub(crate) struct Start<'a> {
     pub cycles_per_bit: u16,
     pub version: u8,
     pub header_len: usize,
+    /// Longest state value worth copying: state_memory_size - 64, since
+    /// the state handler would cut a longer one to that (RFC 3320 §6.2
+    /// step 2). Bounds what a message can make us allocate.
+    pub max_state_len: u16,
     pub input: &'a [u8],
 }
 
@@ -165,6 +169,7 @@ struct Run<'a, S: ?Sized> {
     details: Vec<u8>,
     ended: Option<Ended>,
     output_seen: bool,
+    max_state_len: u16,
 }
 
 impl Udvm {
@@ -227,6 +232,7 @@ impl Udvm {
             details: Vec::new(),
             ended: None,
             output_seen: false,
+            max_state_len: start.max_state_len,
         };
         run.execute(pc)
     }
@@ -1171,9 +1177,13 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                     priority,
                 } => {
                     // RFC 4896 §4.1: the value is read now, by byte copying.
-                    let mut value = Vec::with_capacity(usize::from(length));
+                    // RFC 3320 §6.2 step 2, applied early: a longer value
+                    // would be cut to state_memory_size - 64 and its
+                    // identifier computed over the cut value, as here.
+                    let take = length.min(self.max_state_len);
+                    let mut value = Vec::with_capacity(usize::from(take));
                     let b = self.bounds()?;
-                    read_into(self.mem, address, length, b, &mut value)?;
+                    read_into(self.mem, address, take, b, &mut value)?;
                     requests.push(StateRequest::Create {
                         state: State::new(address, instruction, mal, value),
                         priority,
@@ -1386,6 +1396,7 @@ mod tests {
                 details: Vec::new(),
                 ended: None,
                 output_seen: false,
+                max_state_len: 0,
             };
             let got_end = run.copy(src, len, dst, (bcl, bcr)).ok();
             assert_eq!(
