@@ -117,6 +117,12 @@ pub struct Databases {
     pub spd: Spd,
     /// Options of `dump`/`spddump`/`get` output.
     pub dump_options: DumpOptions,
+    /// setkey's "RFC mode" (`setkey -r`, setkey(8) "RFC vs Linux kernel
+    /// semantics"): every `in` policy added, updated or deleted also adds,
+    /// updates or deletes a `fwd` policy with the same selector, its first
+    /// `unique` request turned into `require`. Off by default (kernel mode),
+    /// so the SPD holds exactly what the script says.
+    pub rfc_mode: bool,
     last_reqid: u32,
 }
 
@@ -207,6 +213,7 @@ enum Op {
     SpdDelete(Selector, Direction),
     SpdFlush,
     SpdDump(Pos),
+    Both(Box<Op>, Box<Op>),
 }
 
 fn not_supported(pos: Pos, what: &str) -> Error {
@@ -324,6 +331,7 @@ impl Databases {
             sad: Sad::new(),
             spd: Spd::new(),
             dump_options: DumpOptions::default(),
+            rfc_mode: false,
             last_reqid: MANUAL_REQID_MAX,
         }
     }
@@ -379,8 +387,13 @@ impl Databases {
                 spd_flushed: false,
             };
             for st in stmts {
-                let op = plan(&mut sh, &st.value, st.pos, now, &mut last_reqid)
+                let mut op = plan(&mut sh, &st.value, st.pos, now, &mut last_reqid)
                     .map_err(|e| e.at(st.pos))?;
+                if self.rfc_mode {
+                    if let Some(fwd) = rfc_fwd(&mut sh, &op) {
+                        op = Op::Both(Box::new(op), Box::new(fwd));
+                    }
+                }
                 ops.push(op);
             }
         }
@@ -394,6 +407,10 @@ impl Databases {
 
     fn commit(&mut self, op: Op, now: Timestamp, out: &mut Vec<Output>) {
         match op {
+            Op::Both(a, b) => {
+                self.commit(*a, now, out);
+                self.commit(*b, now, out);
+            }
             Op::AddSa(entry) => {
                 // Cannot fail: absence was checked when planning.
                 let _ = self.sad.insert(*entry);
@@ -548,6 +565,43 @@ impl Databases {
         } else {
             Inbound::Accept { policy: Some(id) }
         }
+    }
+}
+
+/// The `fwd` companion of an `in` policy operation in RFC mode (setkey's
+/// `setkeymsg_spdaddr`: same message with direction fwd, the first request's
+/// `unique` level made `require` without reqid).
+fn rfc_fwd(sh: &mut Shadow<'_>, op: &Op) -> Option<Op> {
+    let fwd_action = |action: &PolicyAction| match action {
+        PolicyAction::Ipsec(reqs) => {
+            let mut reqs = reqs.clone();
+            if let Some(first) = reqs.first_mut() {
+                if matches!(first.level, Level::Unique(_)) {
+                    first.level = Level::Require;
+                    first.reqid = 0;
+                }
+            }
+            PolicyAction::Ipsec(reqs)
+        }
+        other => other.clone(),
+    };
+    match op {
+        Op::SpdAdd(sel, Direction::In, prio, action)
+        | Op::SpdUpdate(sel, Direction::In, prio, action) => {
+            sh.policies.insert((*sel, Direction::Fwd), true);
+            // An existing fwd policy is replaced rather than refused.
+            Some(Op::SpdUpdate(
+                *sel,
+                Direction::Fwd,
+                *prio,
+                fwd_action(action),
+            ))
+        }
+        Op::SpdDelete(sel, Direction::In) if sh.policy_exists(sel, Direction::Fwd) => {
+            sh.policies.insert((*sel, Direction::Fwd), false);
+            Some(Op::SpdDelete(*sel, Direction::Fwd))
+        }
+        _ => None,
     }
 }
 

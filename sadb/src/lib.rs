@@ -26,10 +26,12 @@
 //! setkey(8) gives `-r` in bytes; an SA gets a window of 8 packets per byte
 //! ([`replay_window_packets`]), and `setkey -D` prints the byte value.
 //!
-//! Not here: IPComp, TCP-MD5, security labels, host name resolution, the
-//! `-r`/`-k` command-line modes that add `fwd` policies, per-socket
-//! policies, the `-p`/`-a` dump flags; use-time lifetimes (setkey cannot set
-//! them).
+//! setkey's RFC mode (`-r`: `fwd` copies of `in` policies) is
+//! [`Databases::rfc_mode`], off by default.
+//!
+//! Not here: IPComp, TCP-MD5, security labels, host name resolution,
+//! per-socket policies, the `-p`/`-a` dump flags, use-time lifetimes
+//! (setkey cannot set them).
 //!
 //! ```
 //! use sadb::{Databases, Outbound, PacketSelector, Timestamp};

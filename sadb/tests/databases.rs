@@ -561,3 +561,34 @@ fn get_dump_deleteall_spdupdate() {
     db.apply_script("spdflush; flush;", NOW).unwrap();
     assert!(db.spd.is_empty() && db.sad.is_empty());
 }
+
+#[test]
+fn rfc_mode_adds_fwd_policies() {
+    let mut db = Databases::new();
+    db.rfc_mode = true;
+    db.apply_script(GM_EXAMPLE, NOW).unwrap();
+    assert_eq!(db.sad.len(), 4);
+    assert_eq!(db.spd.len(), 6, "two in, two fwd, two out");
+    let fwd: Vec<_> = db
+        .spd
+        .iter()
+        .filter(|p| p.direction == Direction::Fwd)
+        .collect();
+    assert_eq!(fwd.len(), 2);
+    db.apply_script(
+        "spddelete 192.168.0.10/32[5066] 192.168.0.11/32[5064] udp -P in;",
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(db.spd.len(), 4);
+    // unique on an in policy becomes require on its fwd copy.
+    db.apply_script(
+        "spdadd 10.0.0.1 10.0.0.2 any -P in ipsec esp/transport//unique:5;",
+        NOW,
+    )
+    .unwrap();
+    assert!(
+        db.dump_spd()
+            .contains("\tfwd prio def ipsec\n\tesp/transport//require\n")
+    );
+}
