@@ -51,6 +51,9 @@ impl fmt::Debug for Cipher {
 
 impl Cipher {
     /// Expands `key` for `alg`; the key length must be one of `alg.key_lengths()`.
+    ///
+    /// Weak DES/3DES keys are accepted here (the FIPS known-answer tests use
+    /// them); call [`EncAlgorithm::check_weak_key`] before installing an SA.
     pub fn new(alg: EncAlgorithm, key: &[u8]) -> Result<Self, Error> {
         alg.check_key_len(key.len())?;
         let bad_key = || Error::KeyLength {
