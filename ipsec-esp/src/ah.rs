@@ -53,7 +53,15 @@ pub struct Scratch {
     ip_len: usize,
     ah: [u8; AH_FIXED_LEN + MAX_ICV_FIELD],
     ah_len: usize,
+    /// An outbound IPv6 routing header rewritten to its view at the final
+    /// destination (offset in the packet, length; 0 = none).
+    rh: [u8; RH_MAX],
+    rh_off: usize,
+    rh_len: usize,
 }
+
+/// Largest routing header we rewrite: 16 addresses.
+const RH_MAX: usize = 8 + 16 * 16;
 
 /// IPv4 options that are immutable (RFC 4302 Appendix A1), by option number.
 fn ipv4_option_immutable(number: u8) -> bool {
@@ -70,12 +78,16 @@ impl Scratch {
         ah_off: usize,
         ah_len: usize,
         icv_len: usize,
+        sending: bool,
     ) -> Result<Self, Error> {
         let mut s = Scratch {
             ip: [0; 60],
             ip_len: 0,
             ah: [0; AH_FIXED_LEN + MAX_ICV_FIELD],
             ah_len,
+            rh: [0; RH_MAX],
+            rh_off: 0,
+            rh_len: 0,
         };
         let trunc = |needed| Error::Truncated {
             what: "AH",
@@ -156,9 +168,62 @@ impl Scratch {
                 ip[3] = 0;
                 ip[7] = 0;
                 s.ip_len = IPV6_HEADER_LEN;
+                if sending {
+                    s.predict_routing_header(pkt, ah_off)?;
+                }
             }
         }
         Ok(s)
+    }
+
+    /// RFC 4302 Appendix A2: a Routing header is "mutable but predictable";
+    /// the sender computes the ICV over the header and destination address
+    /// as they will appear at the final destination (RFC 8200 §4.4 processing
+    /// of Type 0, RFC 6275 §6.4 Type 2: each remaining hop swaps the
+    /// destination with the next address). Receivers use what they got.
+    fn predict_routing_header(&mut self, pkt: &[u8], ah_off: usize) -> Result<(), Error> {
+        let bad = |reason| Error::BadIpHeader { reason };
+        let mut nh = pkt.get(6).copied().unwrap_or(0);
+        let mut off = IPV6_HEADER_LEN;
+        while off < ah_off {
+            let len = (usize::from(pkt.get(off + 1).copied().unwrap_or(0)) + 1) * 8;
+            let hdr = pkt
+                .get(off..off + len)
+                .ok_or(bad("IPv6 extension header length"))?;
+            if nh == proto::IPV6_ROUTE {
+                let (routing_type, segments_left) = (hdr[2], usize::from(hdr[3]));
+                if segments_left != 0 {
+                    if routing_type != 0 && routing_type != 2 {
+                        return Err(Error::UnsupportedRoutingHeader { routing_type });
+                    }
+                    let n = (len - 8) / 16;
+                    if segments_left > n || len > RH_MAX {
+                        return Err(bad("routing header Segments Left exceeds its addresses"));
+                    }
+                    let rh = self
+                        .rh
+                        .get_mut(..len)
+                        .ok_or(bad("routing header too long"))?;
+                    rh.copy_from_slice(hdr);
+                    rh[3] = 0;
+                    // Visited entries stay; the unvisited ones shift by one, the
+                    // current destination takes the first unvisited slot and the
+                    // last address becomes the destination.
+                    let first = 8 + 16 * (n - segments_left);
+                    let last = 8 + 16 * (n - 1);
+                    let mut final_dst = [0u8; 16];
+                    final_dst.copy_from_slice(&hdr[last..last + 16]);
+                    rh.copy_within(first..last, first + 16);
+                    rh[first..first + 16].copy_from_slice(&self.ip[24..40]);
+                    self.ip[24..40].copy_from_slice(&final_dst);
+                    self.rh_off = off;
+                    self.rh_len = len;
+                }
+            }
+            nh = hdr[0];
+            off += len;
+        }
+        Ok(())
     }
 
     /// The ICV input: zeroed IP header, extension headers (IPv6 mutable
@@ -175,7 +240,9 @@ impl Scratch {
         let mut parts = Parts::new();
         parts.push(self.ip.get(..self.ip_len).unwrap_or(&[]))?;
         if version == IpVersion::V6 {
-            ipv6_ext_parts(pkt, ah_off, &mut parts)?;
+            let rh = (self.rh_len != 0)
+                .then(|| (self.rh_off, self.rh.get(..self.rh_len).unwrap_or(&[])));
+            ipv6_ext_parts(pkt, ah_off, rh, &mut parts)?;
         }
         parts.push(self.ah.get(..self.ah_len).unwrap_or(&[]))?;
         let rest = pkt.get(ah_off + self.ah_len..end).ok_or(Error::Truncated {
@@ -192,7 +259,12 @@ impl Scratch {
 }
 
 /// IPv6 extension headers between the base header and AH.
-fn ipv6_ext_parts<'a>(pkt: &'a [u8], ah_off: usize, parts: &mut Parts<'a>) -> Result<(), Error> {
+fn ipv6_ext_parts<'a>(
+    pkt: &'a [u8],
+    ah_off: usize,
+    rewritten_rh: Option<(usize, &'a [u8])>,
+    parts: &mut Parts<'a>,
+) -> Result<(), Error> {
     let bad = |reason| Error::BadIpHeader { reason };
     let mut nh = pkt.get(6).copied().unwrap_or(0);
     let mut off = IPV6_HEADER_LEN;
@@ -228,15 +300,13 @@ fn ipv6_ext_parts<'a>(pkt: &'a [u8], ah_off: usize, parts: &mut Parts<'a>) -> Re
                 }
             }
             proto::IPV6_ROUTE => {
-                // RFC 4302 Appendix A2: the routing header is included as it
-                // appears at the final destination. With Segments Left = 0 (the
-                // receiver's view) that is the header as is; predicting the
-                // final view of a header still in transit is not supported.
-                let segments_left = pkt.get(off + 3).copied().unwrap_or(0);
-                if segments_left != 0 {
-                    return Err(Error::UnsupportedRoutingHeader {
-                        routing_type: pkt.get(off + 2).copied().unwrap_or(0),
-                    });
+                // RFC 4302 Appendix A2: included as it appears at the final
+                // destination: the sender's prediction (Scratch), or as
+                // received.
+                if let Some((rh_off, rh)) = rewritten_rh.filter(|(o, _)| *o == off) {
+                    parts.push(pkt.get(run..rh_off).unwrap_or(&[]))?;
+                    parts.push(rh)?;
+                    run = end;
                 }
             }
             _ => return Err(bad("unexpected IPv6 extension header before AH")),
@@ -281,7 +351,7 @@ mod tests {
         p.extend([17, 4, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5]);
         p.extend([0xee; 12]);
         p.extend([0x55; 8]);
-        let s = Scratch::new(&p, IpVersion::V4, 28, 24, 12).unwrap();
+        let s = Scratch::new(&p, IpVersion::V4, 28, 24, 12, false).unwrap();
         let parts = s.parts(&p, IpVersion::V4, 28, p.len(), None).unwrap();
         let flat: Vec<u8> = parts.as_slice().concat();
         let mut expect = vec![
@@ -306,7 +376,7 @@ mod tests {
         p.extend([17, 4, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5]);
         p.extend([0xee; 12]);
         p.extend([0x55; 4]);
-        let s = Scratch::new(&p, IpVersion::V6, 48, 24, 12).unwrap();
+        let s = Scratch::new(&p, IpVersion::V6, 48, 24, 12, false).unwrap();
         let parts = s
             .parts(&p, IpVersion::V6, 48, p.len(), Some(&[9, 9, 9, 9]))
             .unwrap();

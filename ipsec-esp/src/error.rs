@@ -119,7 +119,8 @@ pub enum Error {
         /// The next-header value.
         next_header: u8,
     },
-    /// An IPv6 routing header that AH cannot predict (RFC 4302 §3.3.3.1.2.3).
+    /// An outbound IPv6 routing header with segments left whose final view AH
+    /// cannot predict (only Types 0 and 2 are known; RFC 4302 Appendix A2).
     UnsupportedRoutingHeader {
         /// Its Routing Type.
         routing_type: u8,

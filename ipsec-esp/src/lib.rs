@@ -29,8 +29,8 @@
 //!
 //! Not implemented: combined-mode (AEAD) algorithms, TFC padding, IP
 //! fragmentation/reassembly (fragments are refused with [`Error::Fragment`]),
-//! RFC 3948 §3.1.2 transport-mode checksum fix-ups for NAT (NAT-OA), IPv6
-//! routing headers with Segments Left ≠ 0 under AH.
+//! RFC 3948 §3.1.2 transport-mode checksum fix-ups for NAT (NAT-OA), AH over
+//! IPv6 routing headers other than Type 0/2 that still have segments left.
 //!
 //! ```
 //! use ipsec_esp::{Mode, Protocol, Sa, SaParams, Spi};

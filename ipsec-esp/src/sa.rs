@@ -533,7 +533,7 @@ impl Sa {
         let mut icv = [0u8; MAX_ICV_FIELD];
         {
             let pkt: &[u8] = out;
-            let scratch = Scratch::new(pkt, chain.version, hl, ah_len, icv_len)?;
+            let scratch = Scratch::new(pkt, chain.version, hl, ah_len, icv_len, true)?;
             let hi = self.seq_hi(seq);
             let parts = scratch.parts(pkt, chain.version, hl, new_total, hi.as_ref())?;
             if let Some(i) = &self.integrity {
@@ -905,7 +905,7 @@ impl Sa {
         let seq = self.header_seq(seql)?;
         {
             let pkt = buf.get(..total).unwrap_or(&[]);
-            let scratch = Scratch::new(pkt, chain.version, hl, ah_len, icv_len)?;
+            let scratch = Scratch::new(pkt, chain.version, hl, ah_len, icv_len, false)?;
             let hi = self.seq_hi(seq);
             let parts = scratch.parts(pkt, chain.version, hl, total, hi.as_ref())?;
             let icv = pkt

@@ -554,3 +554,108 @@ fn tshark_interop() {
         "tshark interop failures: {failures:?}\n{text}"
     );
 }
+
+/// RFC 4302 Appendix A2: with a Type 0 routing header still in transit the
+/// AH sender computes the ICV over the packet as the final destination will
+/// see it. scapy does the same prediction: our AH packet must be identical
+/// to scapy's, and after the routing header has been processed hop by hop
+/// both scapy and we must accept it.
+#[test]
+fn scapy_ah_ipv6_routing_header() {
+    if !peer_available(
+        "python3 with scapy",
+        "python3",
+        &["-c", "import scapy.layers.ipsec"],
+    ) {
+        return;
+    }
+    let addr = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
+    let (src, first_hop, mid, final_dst) = (
+        addr(V6_SRC),
+        addr("2001:db8::a"),
+        addr("2001:db8::b"),
+        addr(V6_DST),
+    );
+    // IPv6 (dst = first hop) / Routing Type 0, Segments Left 2 [mid, final] / UDP.
+    let data = payload(20);
+    let mut p = vec![0x60, 0, 0, 0, 0, 0, 43, 64];
+    p.extend(src);
+    p.extend(first_hop);
+    p.extend([17, 4, 0, 2, 0, 0, 0, 0]);
+    p.extend(mid);
+    p.extend(final_dst);
+    p.extend([0x13, 0xc4, 0x13, 0xc4]);
+    p.extend(((8 + data.len()) as u16).to_be_bytes());
+    p.extend([0x12, 0x34]);
+    p.extend(&data);
+    let pl = (p.len() - 40) as u16;
+    p[4..6].copy_from_slice(&pl.to_be_bytes());
+
+    let spec = SaSpec {
+        protocol: Protocol::Ah,
+        mode: Mode::Transport,
+        v6: true,
+        enc: EncAlgorithm::Null,
+        enc_key: vec![],
+        auth: AuthAlgorithm::HmacSha1_96,
+        auth_key: key(77, 20),
+        window: 64,
+        esn: false,
+        udp: false,
+        spi: 0x4242,
+    };
+    let mut tx = spec.sa();
+    let mut buf = vec![0u8; p.len() + tx.max_overhead()];
+    buf[..p.len()].copy_from_slice(&p);
+    let n = tx.encap(&mut buf, p.len(), &mut counter_iv()).unwrap();
+    let ours = buf[..n].to_vec();
+    // Deliver: each hop swaps the destination with the next address.
+    let mut delivered = ours.clone();
+    for hop in 0..2 {
+        let a = 48 + 16 * hop;
+        let mut dst = [0u8; 16];
+        dst.copy_from_slice(&delivered[24..40]);
+        let next: Vec<u8> = delivered[a..a + 16].to_vec();
+        delivered[24..40].copy_from_slice(&next);
+        delivered[a..a + 16].copy_from_slice(&dst);
+        delivered[43] -= 1;
+    }
+    let script = r#"
+import sys
+from scapy.layers.inet6 import IPv6
+from scapy.layers.ipsec import SecurityAssociation, AH
+sa = SecurityAssociation(AH, spi=0x4242, auth_algo='HMAC-SHA1-96', auth_key=bytes.fromhex(sys.argv[1]))
+print(bytes(sa.encrypt(IPv6(bytes.fromhex(sys.argv[2])), seq_num=1)).hex())
+print(bytes(sa.decrypt(IPv6(bytes.fromhex(sys.argv[3])))).hex())
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(hex::encode(&spec.auth_key))
+        .arg(hex::encode(&p))
+        .arg(hex::encode(&delivered))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scapy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    let theirs = lines.next().unwrap();
+    assert_eq!(
+        theirs,
+        hex::encode(&ours),
+        "AH with routing header: ours differs from scapy's"
+    );
+    assert!(
+        lines.next().is_some(),
+        "scapy accepted the delivered packet"
+    );
+    let mut rx = spec.sa();
+    let d = rx.decap(&mut delivered).unwrap();
+    assert_eq!(d.next_header, 17);
+    println!(
+        "AH + IPv6 Type 0 routing header (Segments Left 2): identical to scapy's, accepted by scapy and us after delivery"
+    );
+}
