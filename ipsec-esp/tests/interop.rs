@@ -659,3 +659,109 @@ print(bytes(sa.decrypt(IPv6(bytes.fromhex(sys.argv[3])))).hex())
         "AH + IPv6 Type 0 routing header (Segments Left 2): identical to scapy's, accepted by scapy and us after delivery"
     );
 }
+
+/// RFC 4302 §3.3.3.1.1.2 / Appendix A1: IPv4 options under AH. Record Route
+/// (mutable) is zeroed for the ICV, Router Alert (immutable) is covered.
+/// Our packet must equal scapy's, and both must accept it after a router
+/// filled in Record Route and decremented the TTL.
+#[test]
+fn scapy_ah_ipv4_options() {
+    if !peer_available(
+        "python3 with scapy",
+        "python3",
+        &["-c", "import scapy.layers.ipsec"],
+    ) {
+        return;
+    }
+    let data = payload(20);
+    // IHL 8: Record Route (type 7, len 7, pointer 4, one empty slot),
+    // Router Alert (type 0x94, len 4, value 0), End of Options List.
+    let mut p = vec![0x48, 0x00, 0, 0, 0x56, 0x78, 0x40, 0, 64, 17, 0, 0];
+    p.extend([192, 0, 2, 1, 192, 0, 2, 2]);
+    p.extend([7, 7, 4, 0, 0, 0, 0, 0x94, 4, 0, 0, 0]);
+    p.extend([0x13, 0xc4, 0x13, 0xc4]);
+    p.extend(((8 + data.len()) as u16).to_be_bytes());
+    p.extend([0x12, 0x34]);
+    p.extend(&data);
+    let total = p.len() as u16;
+    p[2..4].copy_from_slice(&total.to_be_bytes());
+    let c = csum(&p[..32]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+
+    let spec = SaSpec {
+        protocol: Protocol::Ah,
+        mode: Mode::Transport,
+        v6: false,
+        enc: EncAlgorithm::Null,
+        enc_key: vec![],
+        auth: AuthAlgorithm::HmacSha256_128,
+        auth_key: key(78, 32),
+        window: 64,
+        esn: false,
+        udp: false,
+        spi: 0x4343,
+    };
+    let mut tx = spec.sa();
+    let mut buf = vec![0u8; p.len() + tx.max_overhead()];
+    buf[..p.len()].copy_from_slice(&p);
+    let n = tx.encap(&mut buf, p.len(), &mut counter_iv()).unwrap();
+    let ours = buf[..n].to_vec();
+    // A router on the way: TTL - 1, records its address, new checksum.
+    let mut routed = ours.clone();
+    routed[8] -= 1;
+    routed[22] = 8;
+    routed[23..27].copy_from_slice(&[198, 51, 100, 1]);
+    routed[10..12].copy_from_slice(&[0, 0]);
+    let c = csum(&routed[..32]);
+    routed[10..12].copy_from_slice(&c.to_be_bytes());
+    // ... and one that tampers with the (immutable) Router Alert value.
+    let mut tampered = routed.clone();
+    tampered[29] = 1;
+    let script = r#"
+import sys
+from scapy.layers.inet import IP
+from scapy.layers.ipsec import SecurityAssociation, AH, IPSecIntegrityError
+sa = SecurityAssociation(AH, spi=0x4343, auth_algo='SHA2-256-128', auth_key=bytes.fromhex(sys.argv[1]))
+print(bytes(sa.encrypt(IP(bytes.fromhex(sys.argv[2])), seq_num=1)).hex())
+print(bytes(sa.decrypt(IP(bytes.fromhex(sys.argv[3])))).hex())
+try:
+    sa.decrypt(IP(bytes.fromhex(sys.argv[4])))
+    print("accepted")
+except IPSecIntegrityError:
+    print("rejected")
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(hex::encode(&spec.auth_key))
+        .arg(hex::encode(&p))
+        .arg(hex::encode(&routed))
+        .arg(hex::encode(&tampered))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scapy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        hex::encode(&ours),
+        "AH with IPv4 options: ours differs from scapy's"
+    );
+    assert_eq!(
+        lines[2], "rejected",
+        "scapy must reject a changed Router Alert"
+    );
+    let mut rx = spec.sa();
+    assert!(matches!(
+        rx.decap(&mut tampered.clone()),
+        Err(ipsec_esp::Error::IcvMismatch { .. })
+    ));
+    let d = rx.decap(&mut routed).unwrap();
+    assert_eq!(d.next_header, 17);
+    println!(
+        "AH + IPv4 options (Record Route, Router Alert): identical to scapy's; routed packet accepted, tampered rejected by both"
+    );
+}
