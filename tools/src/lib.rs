@@ -1,3 +1,6 @@
 //! Shared code of the command-line tools. All IO of the project lives in
 //! this crate.
+pub mod ipsecd;
 pub mod pcap;
+#[allow(unsafe_code)]
+pub mod sys;

@@ -1,0 +1,162 @@
+//! `ipsecd`: userspace IPsec (ESP/AH, transport and tunnel, IPv4/IPv6, ESP
+//! in UDP) over a TUN device, configured with `setkey`. See
+//! `docs/ipsecd.md`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tools::ipsecd::{self, Config, net::NetParams};
+
+const AFTER_HELP: &str = "\
+How it works:
+  Traffic selected by the SPD's `out` policies is routed into the TUN by one
+  `ip rule ... lookup TABLE` per policy (to DST ipproto P sport S dport D);
+  ipsecd reads it, applies the policy (discard: drop; none: re-inject in
+  clear with SO_MARK; ipsec: encapsulate with the SA setkey's rules choose)
+  and sends ESP/AH on raw sockets (IP protocols 50/51) or ESP in UDP
+  (RFC 3948, esp-udp SAs, port --natt-port). Its own sockets carry
+  SO_MARK --mark, and `ip rule pref BASE fwmark MARK lookup main` keeps them
+  out of the TUN. Received ESP/AH is decapsulated, checked against the `in`
+  policies and written into the TUN for the kernel to deliver.
+
+Fail closed:
+  - an `ipsec` policy without a usable SA (missing, hard-expired, sequence
+    numbers exhausted) drops the packet and counts it (setkey --stats);
+  - table TABLE ends in `unreachable default`: if ipsecd dies, protected
+    traffic fails with EHOSTUNREACH instead of leaking;
+  - nft table `inet ipsecd_TUN`: cleartext matching an `in ... ipsec ...
+    require` policy that did not come through the TUN is dropped (input
+    hook), and unmarked traffic matching an `out ... require` policy that
+    would leave on another interface is dropped (postrouting hook).
+
+Cleanup: SIGTERM/SIGINT/SIGHUP remove the rules (preferences BASE..BASE+999),
+the table, the nft table and the state file; the TUN vanishes with the
+process. At start, leftovers recorded in the state file are removed first.
+
+Example:
+  ipsecd --foreground --tun ipsec0 --socket /run/ipsecd.sock &
+  setkey -s /run/ipsecd.sock -f /etc/ipsec-tools.conf
+  setkey -s /run/ipsecd.sock -D      # SAs with counters
+  setkey -s /run/ipsecd.sock -DP     # policies with counters
+  kill -TERM %1
+
+Logging: RUST_LOG=ipsecd=debug,tools=debug for more; keys are never logged.";
+
+/// Userspace IPsec data plane over TUN, driven by setkey.
+#[derive(Parser, Debug)]
+#[command(name = "ipsecd", version, about, after_help = AFTER_HELP)]
+struct Cli {
+    /// Stay in the foreground and log to stderr (otherwise detach; logs go
+    /// to --log-file if given).
+    #[arg(long)]
+    foreground: bool,
+    /// TUN device name.
+    #[arg(long, default_value = "ipsec0")]
+    tun: String,
+    /// Control socket for setkey (created with mode 0600; root only).
+    #[arg(long, default_value = "/run/ipsecd.sock")]
+    socket: PathBuf,
+    /// State file recording what was installed (for cleanup after a crash).
+    /// Default: /run/ipsecd/TUN.state.
+    #[arg(long)]
+    state_file: Option<PathBuf>,
+    /// setkey script to apply at start (all or nothing).
+    #[arg(short = 'f', long)]
+    config: Option<PathBuf>,
+    /// Routing table that holds the TUN routes.
+    #[arg(long, default_value_t = 100)]
+    table: u32,
+    /// First `ip rule` preference used (fwmark rule); policy rules follow,
+    /// up to BASE+999.
+    #[arg(long, default_value_t = 1000)]
+    pref_base: u32,
+    /// SO_MARK of ipsecd's own sockets (decimal or 0x hex).
+    #[arg(long, default_value = "0x1", value_parser = parse_u32)]
+    mark: u32,
+    /// TCP MSS advertised on the TUN routes (IPv4; IPv6 uses 20 less): the
+    /// link MTU minus IP, TCP and ESP overhead, so segments need no
+    /// fragmentation after ESP.
+    #[arg(long, default_value_t = 1360)]
+    advmss: u32,
+    /// UDP port for ESP in UDP (RFC 3948); 0 disables it.
+    #[arg(long, default_value_t = 4500)]
+    natt_port: u16,
+    /// Record the plaintext (TUN) and protected (ESP/AH) packets in this
+    /// pcap file (raw IP), for Wireshark.
+    #[arg(long)]
+    pcap: Option<PathBuf>,
+    /// Log file (with or without --foreground).
+    #[arg(long)]
+    log_file: Option<PathBuf>,
+}
+
+fn parse_u32(s: &str) -> Result<u32, String> {
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    r.map_err(|e| format!("{s:?}: {e}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let log_file = match &cli.log_file {
+        Some(p) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+        {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("ipsecd: cannot open log file {}: {e}", p.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    match log_file {
+        Some(f) => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(f))
+            .init(),
+        None => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
+    }
+    if !cli.foreground {
+        if let Err(e) = tools::sys::daemonize() {
+            eprintln!("ipsecd: cannot detach: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    let state_file = cli
+        .state_file
+        .unwrap_or_else(|| PathBuf::from(format!("/run/ipsecd/{}.state", cli.tun)));
+    let cfg = Config {
+        net: NetParams {
+            tun: cli.tun,
+            table: cli.table,
+            pref_base: cli.pref_base,
+            mark: cli.mark,
+            advmss: cli.advmss,
+        },
+        socket: cli.socket,
+        state_file,
+        config: cli.config,
+        pcap: cli.pcap,
+        natt_port: cli.natt_port,
+    };
+    match ipsecd::run(cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("ipsecd: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

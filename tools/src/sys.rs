@@ -1,0 +1,312 @@
+//! Operating-system interfaces of `ipsecd`: the TUN device, raw IP sockets
+//! for ESP/AH (IP protocols 50/51), header-included (`IPPROTO_RAW`) sockets
+//! for bypass re-injection, the RFC 3948 UDP socket, and sends/receives that
+//! carry the local address in `IP_PKTINFO`/`IPV6_PKTINFO`.
+//!
+//! This is the only module of the `tools` crate with `unsafe` code (the
+//! `TUNSETIFF` ioctl); each block carries a `// SAFETY:` comment. Everything
+//! else goes through `nix` and `socket2`.
+//!
+//! Every socket created here carries `SO_MARK` (the daemon's mark), so the
+//! policy routing rule `fwmark <mark> lookup main` keeps the daemon's own
+//! ESP and re-injected cleartext out of the TUN (see `docs/ipsecd.md`).
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+
+use nix::libc;
+use nix::sys::socket::{
+    ControlMessage, ControlMessageOwned, MsgFlags, SockaddrIn, SockaddrIn6, SockaddrStorage,
+    recvmsg, sendmsg, setsockopt, sockopt,
+};
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// `IFF_TUN` (linux/if_tun.h).
+const IFF_TUN: i16 = 0x0001;
+/// `IFF_NO_PI`: no 4-byte packet-information prefix.
+const IFF_NO_PI: i16 = 0x1000;
+/// `IFNAMSIZ`.
+pub const IFNAMSIZ: usize = 16;
+
+/// `struct ifreq` as `TUNSETIFF` reads it: the name, then the flags in the
+/// first bytes of the 24-byte union.
+#[repr(C)]
+struct IfReqFlags {
+    name: [u8; IFNAMSIZ],
+    flags: i16,
+    _pad: [u8; 22],
+}
+
+mod ioctl {
+    #![allow(missing_docs)]
+    // TUNSETIFF = _IOW('T', 202, int) (linux/if_tun.h): the kernel declares
+    // an int but reads a `struct ifreq` through the pointer.
+    nix::ioctl_write_ptr_bad!(
+        tunsetiff,
+        nix::request_code_write!(b'T', 202, std::mem::size_of::<nix::libc::c_int>()),
+        super::IfReqFlags
+    );
+}
+use ioctl::tunsetiff;
+
+/// An open TUN device (`IFF_TUN | IFF_NO_PI`, not persistent: it disappears
+/// with the last descriptor, i.e. when the daemon exits).
+#[derive(Debug)]
+pub struct Tun {
+    file: File,
+    name: String,
+}
+
+impl Tun {
+    /// Creates (or attaches to) the TUN device `name`.
+    pub fn open(name: &str) -> io::Result<Tun> {
+        if name.is_empty() || name.len() >= IFNAMSIZ || name.contains(['/', ' ', '\0']) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bad interface name {name:?} (1 to 15 characters)"),
+            ));
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open("/dev/net/tun")?;
+        let mut req = IfReqFlags {
+            name: [0; IFNAMSIZ],
+            flags: IFF_TUN | IFF_NO_PI,
+            _pad: [0; 22],
+        };
+        req.name[..name.len()].copy_from_slice(name.as_bytes());
+        // SAFETY: `file` is an open /dev/net/tun descriptor and `req` is a
+        // live, properly aligned `struct ifreq`-compatible value (name
+        // NUL-terminated: name.len() < IFNAMSIZ, rest zero) that outlives the
+        // call; TUNSETIFF reads it and writes the chosen name back into it.
+        unsafe { tunsetiff(file.as_raw_fd(), &req) }.map_err(io::Error::from)?;
+        let end = req.name.iter().position(|&b| b == 0).unwrap_or(IFNAMSIZ);
+        let name = String::from_utf8_lossy(&req.name[..end]).into_owned();
+        Ok(Tun { file, name })
+    }
+
+    /// The interface name the kernel gave the device.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Reads one packet (blocking).
+    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        nix::unistd::read(&self.file, buf).map_err(io::Error::from)
+    }
+
+    /// Writes one packet.
+    pub fn write(&self, pkt: &[u8]) -> io::Result<usize> {
+        nix::unistd::write(&self.file, pkt).map_err(io::Error::from)
+    }
+
+    /// Another descriptor for the same queue (for a second thread).
+    pub fn try_clone(&self) -> io::Result<Tun> {
+        Ok(Tun {
+            file: self.file.try_clone()?,
+            name: self.name.clone(),
+        })
+    }
+}
+
+/// A socket of the daemon, marked with `SO_MARK`.
+#[derive(Debug)]
+pub struct Sock {
+    sock: Socket,
+}
+
+fn marked(sock: Socket, mark: u32) -> io::Result<Sock> {
+    sock.set_mark(mark)?;
+    // Bursts of ESP must not be dropped at the socket.
+    let _ = sock.set_recv_buffer_size(4 << 20);
+    let _ = sock.set_send_buffer_size(4 << 20);
+    Ok(Sock { sock })
+}
+
+impl Sock {
+    /// `socket(AF_INET[6], SOCK_RAW, proto)`: for 50/51 it receives every
+    /// inbound ESP/AH packet of that family (IPv4: with the IP header;
+    /// IPv6: without it, addresses from `IPV6_PKTINFO`) and sends with the
+    /// header built by the kernel.
+    pub fn raw(v6: bool, proto: u8, mark: u32) -> io::Result<Sock> {
+        let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
+        let s = Socket::new(domain, Type::RAW, Some(Protocol::from(i32::from(proto))))?;
+        if v6 {
+            setsockopt(&s, sockopt::Ipv6RecvPacketInfo, &true).map_err(io::Error::from)?;
+        }
+        marked(s, mark)
+    }
+
+    /// `socket(AF_INET[6], SOCK_RAW, IPPROTO_RAW)`: send-only, the caller
+    /// writes the whole IP header (raw(7)); for bypass and IPv4 AH.
+    pub fn raw_hdrincl(v6: bool, mark: u32) -> io::Result<Sock> {
+        let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
+        let s = Socket::new(domain, Type::RAW, Some(Protocol::from(libc::IPPROTO_RAW)))?;
+        marked(s, mark)
+    }
+
+    /// A UDP socket bound to `port` on every address of the family, with
+    /// packet info on receive (RFC 3948 ESP in UDP).
+    pub fn udp(v6: bool, port: u16, mark: u32) -> io::Result<Sock> {
+        let (domain, addr) = if v6 {
+            (
+                Domain::IPV6,
+                SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0)),
+            )
+        } else {
+            (
+                Domain::IPV4,
+                SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)),
+            )
+        };
+        let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+        if v6 {
+            s.set_only_v6(true)?;
+            setsockopt(&s, sockopt::Ipv6RecvPacketInfo, &true).map_err(io::Error::from)?;
+        } else {
+            setsockopt(&s, sockopt::Ipv4PacketInfo, &true).map_err(io::Error::from)?;
+        }
+        s.set_reuse_address(true)?;
+        s.bind(&addr.into())?;
+        marked(s, mark)
+    }
+
+    /// Receives one datagram (IPv4 raw sockets: with the IP header).
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        nix::sys::socket::recv(self.sock.as_raw_fd(), buf, MsgFlags::empty())
+            .map_err(io::Error::from)
+    }
+
+    /// Receives one datagram with its source and the local destination
+    /// address (from `IP_PKTINFO`/`IPV6_PKTINFO`; unspecified if absent).
+    pub fn recv_with_dst(
+        &self,
+        buf: &mut [u8],
+        cmsg: &mut [u8],
+    ) -> io::Result<(usize, SocketAddr, IpAddr)> {
+        let mut iov = [io::IoSliceMut::new(buf)];
+        let msg = recvmsg::<SockaddrStorage>(
+            self.sock.as_raw_fd(),
+            &mut iov,
+            Some(cmsg),
+            MsgFlags::empty(),
+        )
+        .map_err(io::Error::from)?;
+        let mut dst = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        for c in msg.cmsgs().map_err(io::Error::from)? {
+            match c {
+                ControlMessageOwned::Ipv4PacketInfo(pi) => {
+                    dst = IpAddr::V4(Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr)));
+                }
+                ControlMessageOwned::Ipv6PacketInfo(pi) => {
+                    dst = IpAddr::V6(Ipv6Addr::from(pi.ipi6_addr.s6_addr));
+                }
+                _ => {}
+            }
+        }
+        let src = msg
+            .address
+            .and_then(|a| {
+                a.as_sockaddr_in()
+                    .map(|s| SocketAddr::V4(SocketAddrV4::new(s.ip(), s.port())))
+                    .or_else(|| {
+                        a.as_sockaddr_in6()
+                            .map(|s| SocketAddr::V6(SocketAddrV6::new(s.ip(), s.port(), 0, 0)))
+                    })
+            })
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no source address"))?;
+        Ok((msg.bytes, src, dst))
+    }
+
+    /// Sends `payload` to `dst` (port 0 for raw sockets) from the local
+    /// address `src` (`IP_PKTINFO`/`IPV6_PKTINFO`; unspecified lets the
+    /// kernel choose). On a raw 50/51 socket the kernel builds the IP header
+    /// and fragments if needed.
+    pub fn send_from(&self, payload: &[u8], src: IpAddr, dst: SocketAddr) -> io::Result<usize> {
+        let iov = [io::IoSlice::new(payload)];
+        let fd = self.sock.as_raw_fd();
+        match (src, dst) {
+            (IpAddr::V4(s), SocketAddr::V4(d)) => {
+                let pi = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from(s).to_be(),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                let cm = [ControlMessage::Ipv4PacketInfo(&pi)];
+                let to = SockaddrIn::from(d);
+                let cms: &[ControlMessage] = if s.is_unspecified() { &[] } else { &cm };
+                sendmsg(fd, &iov, cms, MsgFlags::empty(), Some(&to))
+            }
+            (IpAddr::V6(s), SocketAddr::V6(d)) => {
+                let pi = libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: s.octets(),
+                    },
+                    ipi6_ifindex: 0,
+                };
+                let cm = [ControlMessage::Ipv6PacketInfo(&pi)];
+                let to = SockaddrIn6::from(d);
+                let cms: &[ControlMessage] = if s.is_unspecified() { &[] } else { &cm };
+                sendmsg(fd, &iov, cms, MsgFlags::empty(), Some(&to))
+            }
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "address family mismatch",
+                ));
+            }
+        }
+        .map_err(io::Error::from)
+    }
+
+    /// Sends a whole IP packet on a header-included socket to `dst`.
+    pub fn send_packet(&self, pkt: &[u8], dst: IpAddr) -> io::Result<usize> {
+        self.sock.send_to(pkt, &SocketAddr::new(dst, 0).into())
+    }
+}
+
+/// Space for one `in6_pktinfo` or `in_pktinfo` control message.
+pub fn pktinfo_cmsg_space() -> Vec<u8> {
+    nix::cmsg_space!(libc::in6_pktinfo, libc::in_pktinfo)
+}
+
+/// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (and the threads
+/// it spawns afterwards) and returns the set, for [`wait_signal`].
+pub fn block_signals() -> io::Result<nix::sys::signal::SigSet> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGHUP);
+    set.thread_block().map_err(io::Error::from)?;
+    Ok(set)
+}
+
+/// Waits for one of the signals of `set` and returns its name.
+pub fn wait_signal(set: &nix::sys::signal::SigSet) -> io::Result<&'static str> {
+    set.wait().map(|s| s.as_str()).map_err(io::Error::from)
+}
+
+/// The effective user id is root.
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The uid of the process at the other end of a Unix stream socket.
+pub fn peer_uid(sock: &std::os::unix::net::UnixStream) -> io::Result<u32> {
+    let cred =
+        nix::sys::socket::getsockopt(sock, sockopt::PeerCredentials).map_err(io::Error::from)?;
+    Ok(cred.uid())
+}
+
+/// Detaches from the terminal (daemon(3)); call before any thread starts.
+pub fn daemonize() -> io::Result<()> {
+    nix::unistd::daemon(true, false).map_err(io::Error::from)
+}
