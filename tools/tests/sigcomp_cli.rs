@@ -1,7 +1,55 @@
 //! The `sigcomp` binary: torture table, decompressing files and captures,
-//! and clean errors on bad input.
+//! and clean errors on bad input. Also measures what the decompressor
+//! allocates (this test binary counts allocations per thread).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// The counting allocator below is the only unsafe code; it forwards to
+// `System` unchanged.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+/// Counts the bytes allocated by the current thread and their peak.
+struct Counting;
+
+thread_local! {
+    static CURRENT: Cell<usize> = const { Cell::new(0) };
+    static PEAK: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is forwarded to `System` with the same arguments;
+// the counters are plain thread-local cells without destructors.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        // SAFETY: same contract as the caller's.
+        let p = unsafe { System.alloc(l) };
+        if !p.is_null() {
+            let _ = CURRENT.try_with(|c| {
+                c.set(c.get() + l.size());
+                let _ = PEAK.try_with(|pk| pk.set(pk.get().max(c.get())));
+            });
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        let _ = CURRENT.try_with(|c| c.set(c.get().saturating_sub(l.size())));
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// Peak bytes allocated by this thread while running `f`, above what was
+/// allocated before.
+fn peak_during(f: impl FnOnce()) -> usize {
+    let base = CURRENT.with(Cell::get);
+    PEAK.with(|p| p.set(base));
+    f();
+    PEAK.with(Cell::get) - base
+}
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -217,4 +265,83 @@ fn asm_message_decompresses_and_disasm_round_trips() {
     std::fs::remove_file(&bad).unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(String::from_utf8(out.stderr).unwrap().lines().count(), 1);
+}
+
+/// RFC 3320 §7 and §9: a message may make the decompressor hold its UDVM
+/// memory (< DMS), up to 65536 bytes of output (a growing Vec may briefly
+/// hold old and new buffers) and four state values, each cut to SMS - 64.
+fn allocation_bound(dms: usize, sms: usize) -> usize {
+    dms + 3 * 65536 + 4 * sms + 16 * 1024
+}
+
+#[test]
+fn decompression_allocates_within_its_parameters() {
+    use sigcomp::{CompartmentId, Decompressor, Parameters, StateHandler, Transport};
+    let (dms, sms) = (8192usize, 8192usize);
+    let params = Parameters {
+        decompression_memory_size: dms as u32,
+        state_memory_size: sms as u32,
+        cycles_per_bit: 128,
+        version: 2,
+    };
+    let mut states = StateHandler::with_dictionaries();
+    states.open_compartment(CompartmentId(0), sms as u32);
+    // Worst case the cycle budget allows: byte_copy_right = 64, four
+    // STATE-CREATE (65535, 0, 0, 6, 0), OUTPUT of 65536 bytes, END-MESSAGE;
+    // zero padding makes the header (and so the cycle budget) large.
+    let mut code = vec![0x0e, 0xa0, 0x42, 0x86];
+    for _ in 0..4 {
+        code.extend_from_slice(&[0x20, 0xff, 0x00, 0x00, 0x06, 0x00]);
+    }
+    code.extend_from_slice(&[
+        0x22, 0x00, 0xff, 0x22, 0x00, 0x01, 0x23, 0, 0, 0, 0, 0, 0, 0,
+    ]);
+    code.resize(4000, 0);
+    let mut msg = vec![
+        0xf8,
+        (code.len() >> 4) as u8,
+        ((code.len() as u8 & 0x0f) << 4) | 1,
+    ];
+    msg.extend_from_slice(&code);
+    let mut d = Decompressor::new(params).unwrap();
+    let mut result = None;
+    let peak = peak_during(|| result = Some(d.decompress(&msg, Transport::Message, &states)));
+    let out = result.unwrap().unwrap();
+    assert_eq!(out.output.len(), 65536);
+    assert_eq!(out.state_requests.len(), 4);
+    assert!(peak <= allocation_bound(dms, sms), "peak {peak} bytes");
+    states.commit(CompartmentId(0), &out).unwrap();
+    assert!(states.compartment(CompartmentId(0)).unwrap().used() <= sms as u32);
+
+    // Random bytecode: never more than the bound either.
+    let mut seed: u64 = 0x5eed;
+    let mut rnd = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as u32
+    };
+    for _ in 0..3000 {
+        let len = (rnd() % 300) as usize;
+        let code: Vec<u8> = (0..len)
+            .map(|_| {
+                if rnd() % 3 == 0 {
+                    (rnd() % 36) as u8
+                } else {
+                    rnd() as u8
+                }
+            })
+            .collect();
+        let mut msg = vec![0xf8, (len >> 4) as u8, ((len as u8 & 0x0f) << 4) | 1];
+        msg.extend_from_slice(&code);
+        msg.extend((0..rnd() % 64).map(|_| rnd() as u8));
+        let peak = peak_during(|| {
+            let _ = d.decompress(&msg, Transport::Message, &states);
+        });
+        assert!(
+            peak <= allocation_bound(dms, sms),
+            "peak {peak} for {}",
+            hex::encode(&msg)
+        );
+    }
 }
