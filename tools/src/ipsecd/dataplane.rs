@@ -35,6 +35,10 @@ pub const TAILROOM: usize = 256;
 /// The largest IP packet.
 pub const MAX_PACKET: usize = 65535;
 
+/// Set once a stop signal arrived: errors of the data path are then
+/// expected (the TUN is going away) and not worth an error line.
+pub static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Daemon-wide counters (besides the per-SA ones in the SAD).
 #[derive(Debug, Default)]
 pub struct Stats {

@@ -176,7 +176,9 @@ fn start(
             "out",
             Box::new(move || {
                 if let Err(e) = dataplane::outbound(sh, tun_rx) {
-                    tracing::error!("outbound path stopped: {e}");
+                    if !dataplane::STOPPING.load(Relaxed) {
+                        tracing::error!("outbound path stopped: {e}");
+                    }
                 }
             }),
         )?;
@@ -215,7 +217,9 @@ fn start(
                 };
                 if let Some(sock) = sock {
                     if let Err(e) = dataplane::inbound(sh2.clone(), sock, kind) {
-                        tracing::error!("inbound path stopped: {e}");
+                        if !dataplane::STOPPING.load(Relaxed) {
+                            tracing::error!("inbound path stopped: {e}");
+                        }
                     }
                 }
             }),
@@ -237,6 +241,7 @@ fn start(
     );
     let sig = sys::wait_signal(&sigs)?;
     tracing::info!(signal = sig, "stopping");
+    dataplane::STOPPING.store(true, Relaxed);
     // Teardown happens in `run` with the same parameters; hold the lock so
     // no setkey request installs anything meanwhile.
     let guard = net_shared.lock();

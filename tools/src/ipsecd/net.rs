@@ -439,7 +439,19 @@ pub fn teardown(p: &NetParams) {
                 }
             }
         }
-        let _ = run("ip", &[f, "route", "flush", "table", &p.table.to_string()]);
+        let t = p.table.to_string();
+        let _ = run("ip", &[f, "route", "flush", "table", &t]);
+        // `flush` leaves IPv6 `unreachable` routes in place: delete them.
+        for _ in 0..4 {
+            if run(
+                "ip",
+                &[f, "route", "del", "unreachable", "default", "table", &t],
+            )
+            .is_err()
+            {
+                break;
+            }
+        }
     }
     let _ = run("nft", &["delete", "table", "inet", &p.nft_table()]);
     // A non-persistent TUN vanishes with its last descriptor; a TUN of the

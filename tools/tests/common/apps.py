@@ -1,0 +1,103 @@
+# Small network applications for the ipsecd namespace tests (stdlib only).
+# Each mode prints one line per event so the Rust test can check it.
+import socket
+import struct
+import sys
+import time
+
+mode = sys.argv[1]
+a = sys.argv[2:]
+
+
+def fam(host):
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+if mode == "udpecho":  # host port seconds
+    s = socket.socket(fam(a[0]), socket.SOCK_DGRAM)
+    s.bind((a[0], int(a[1])))
+    end = time.time() + float(a[2])
+    while time.time() < end:
+        s.settimeout(max(0.05, end - time.time()))
+        try:
+            d, peer = s.recvfrom(65535)
+        except socket.timeout:
+            break
+        print("RX", d.hex(), flush=True)
+        s.sendto(d, peer)
+elif mode == "tcpecho":  # host port seconds
+    s = socket.socket(fam(a[0]), socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((a[0], int(a[1])))
+    s.listen(4)
+    s.settimeout(float(a[2]))
+    try:
+        c, _ = s.accept()
+        c.settimeout(float(a[2]))
+        while True:
+            d = c.recv(65535)
+            if not d:
+                break
+            print("RX", d.hex(), flush=True)
+            c.sendall(d)
+    except socket.timeout:
+        pass
+elif mode == "udpcli":  # lhost lport rhost rport count size
+    s = socket.socket(fam(a[0]), socket.SOCK_DGRAM)
+    s.bind((a[0], int(a[1])))
+    s.settimeout(1.0)
+    for i in range(int(a[4])):
+        m = (b"udp-%d-" % i).ljust(int(a[5]), b"u")
+        s.sendto(m, (a[2], int(a[3])))
+        try:
+            d, _ = s.recvfrom(65535)
+            print("OK" if d == m else "BAD", m.hex(), flush=True)
+        except socket.timeout:
+            print("LOST", m.hex(), flush=True)
+elif mode == "tcpcli":  # lhost lport rhost rport count size
+    s = socket.socket(fam(a[0]), socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((a[0], int(a[1])))
+    s.settimeout(3.0)
+    s.connect((a[2], int(a[3])))
+    for i in range(int(a[4])):
+        m = (b"tcp-%d-" % i).ljust(int(a[5]), b"t")
+        s.sendall(m)
+        got = b""
+        try:
+            while len(got) < len(m):
+                d = s.recv(65535)
+                if not d:
+                    break
+                got += d
+            print("OK" if got == m else "BAD", m.hex(), flush=True)
+        except socket.timeout:
+            print("LOST", m.hex(), flush=True)
+    s.close()
+elif mode == "udpstream":  # lhost lport rhost rport seconds interval
+    s = socket.socket(fam(a[0]), socket.SOCK_DGRAM)
+    s.bind((a[0], int(a[1])))
+    end = time.time() + float(a[4])
+    i = 0
+    while time.time() < end:
+        try:
+            s.sendto(b"stream-%d" % i, (a[2], int(a[3])))
+            print("SENT", i, flush=True)
+        except OSError as e:
+            print("ERR", i, e.errno, flush=True)
+        i += 1
+        time.sleep(float(a[5]))
+elif mode == "rawesp":  # dst hexpayload: an ESP packet (after the IP header)
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 50)
+    s.sendto(bytes.fromhex(a[1]), (a[0], 0))
+    print("SENT", flush=True)
+elif mode == "spoofudp":  # mark src sport dst dport payload: cleartext, past the TUN
+    src, sport, dst, dport = a[1], int(a[2]), a[3], int(a[4])
+    data = a[5].encode()
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 7, 0, 64, 17, 0,
+                     socket.inet_aton(src), socket.inet_aton(dst))
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    s.setsockopt(socket.SOL_SOCKET, 36, int(a[0]))  # SO_MARK: skip the TUN rule
+    s.sendto(ip + udp, (dst, 0))
+    print("SENT", flush=True)
