@@ -1,13 +1,18 @@
 //! The Security Association Database (RFC 4301 §4.4.2).
 //!
 //! Entries are keyed by (destination, protocol, SPI), the triple an inbound
-//! packet carries (RFC 4301 §4.1), in a hash map: lookup is O(1). A second
+//! packet carries (RFC 4301 §4.1), in a hash map: lookup is O(1). The map is
+//! a small index (a 24-byte key and a `u32` slot, hashed by a fast
+//! non-cryptographic hasher, [`SadHasher`]) into a slab of boxed entries, so
+//! a lookup touches a few cache lines of the index and one slot pointer,
+//! never the (large) SAs it passes over. A second
 //! index by (source, destination, protocol) makes outbound selection O(1) in
 //! the number of SAs. Each entry holds the `ipsec_esp::Sa` transform (keys,
 //! sequence number, replay window; keys zeroized on drop) and what the
 //! databases add: reqid, lifetimes, counters, state and times.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::net::IpAddr;
 
 use ipsec_esp::{Mode, Protocol, Sa, SaParams, Spi};
@@ -274,16 +279,100 @@ pub struct ExpireEvent {
     pub kind: ExpireKind,
 }
 
+/// The inbound lookup key in the compact form the index stores: the
+/// destination as two words (IPv4 in the low word of the second), the SPI,
+/// and the protocol and address family in one byte. 24 bytes, compared with
+/// a few integer compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct IndexKey {
+    addr: [u64; 2],
+    spi: u32,
+    tag: u8,
+}
+
+impl IndexKey {
+    fn new(dst: IpAddr, protocol: Protocol, spi: Spi) -> IndexKey {
+        let (addr, family) = match dst {
+            IpAddr::V4(a) => ([0, u64::from(u32::from(a))], 0),
+            IpAddr::V6(a) => {
+                let v = u128::from(a);
+                ([(v >> 64) as u64, v as u64], 2)
+            }
+        };
+        let proto = match protocol {
+            Protocol::Esp => 0,
+            Protocol::Ah => 1,
+        };
+        IndexKey {
+            addr,
+            spi: spi.0,
+            tag: family | proto,
+        }
+    }
+
+    fn of(id: &SaId) -> IndexKey {
+        IndexKey::new(id.dst, id.protocol, id.spi)
+    }
+}
+
+impl Hash for IndexKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // One word per key: the hasher then does a single finishing mix.
+        let [hi, lo] = self.addr;
+        let x = fold_mul(hi ^ 0x243f_6a88_85a3_08d3, lo ^ 0x1319_8a2e_0370_7344);
+        state.write_u64(x ^ (u64::from(self.spi) << 8 | u64::from(self.tag)));
+    }
+}
+
+/// Folded multiply (the 128-bit product's halves XORed): every input bit
+/// reaches both the high bits (hashbrown's control byte) and the low bits
+/// (its bucket index).
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let p = u128::from(a).wrapping_mul(u128::from(b));
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// The SAD index's hasher: a folded multiply, not SipHash.
+///
+/// It is not collision resistant, and need not be: the keys in the index
+/// are SAs, and an SA's SPI is chosen by the receiver (RFC 4301 §4.1, RFC
+/// 4303 §2.1) — this SAD, through whoever installs SAs — never by the
+/// sender of packets. An attacker can only make lookups, which cost one
+/// probe sequence whatever the key; it cannot insert keys chosen to collide
+/// (hash flooding needs insertions).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SadHasher(u64);
+
+impl Hasher for SadHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w.get_mut(..chunk.len())
+                .unwrap_or(&mut [])
+                .copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = fold_mul(self.0 ^ n ^ 0xa409_3822_299f_31d0, 0x082e_fa98_ec4e_6c89);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// The SAD.
 #[derive(Debug, Default)]
 pub struct Sad {
-    // Compact index into `slots`: the probe touches small entries only,
-    // then one access to the (large) SA.
-    map: HashMap<SaId, usize>,
-    slots: Vec<Option<SaEntry>>,
-    free: Vec<usize>,
+    // Compact index into `slots`: the probe touches small entries only; the
+    // slab holds boxes, so finding an entry reads one pointer, not the SA.
+    map: HashMap<IndexKey, u32, BuildHasherDefault<SadHasher>>,
+    slots: Vec<Option<Box<SaEntry>>>,
+    free: Vec<u32>,
     // (src, dst, protocol) -> slots, for outbound selection.
-    by_pair: HashMap<(IpAddr, IpAddr, Protocol), Vec<usize>>,
+    by_pair: HashMap<(IpAddr, IpAddr, Protocol), Vec<u32>>,
     next_seq: u64,
 }
 
@@ -303,7 +392,7 @@ impl Sad {
     /// An empty SAD with room for `n` SAs (e.g. 100 000 for benchmarks).
     pub fn with_capacity(n: usize) -> Self {
         Sad {
-            map: HashMap::with_capacity(n),
+            map: HashMap::with_capacity_and_hasher(n, BuildHasherDefault::default()),
             slots: Vec::with_capacity(n),
             free: Vec::new(),
             by_pair: HashMap::with_capacity(n),
@@ -324,7 +413,8 @@ impl Sad {
     /// Adds an entry. Fails if its (destination, protocol, SPI) is taken.
     pub fn insert(&mut self, mut entry: SaEntry) -> Result<SaId, Error> {
         let id = entry.id();
-        if self.map.contains_key(&id) {
+        let key = IndexKey::of(&id);
+        if self.map.contains_key(&key) {
             return Err(Error::SaExists {
                 pos: None,
                 dst: id.dst,
@@ -332,22 +422,26 @@ impl Sad {
                 spi: id.spi.0,
             });
         }
-        entry.seq = self.next_seq;
-        self.next_seq += 1;
         let pair = (entry.sa.src(), id.dst, id.protocol);
         let slot = match self.free.pop() {
-            Some(i) => {
-                if let Some(s) = self.slots.get_mut(i) {
-                    *s = Some(entry);
-                }
+            Some(i) => i,
+            None => {
+                let Ok(i) = u32::try_from(self.slots.len()) else {
+                    return Err(Error::Inconsistent {
+                        pos: None,
+                        reason: "the SAD is full (2^32 SAs)".into(),
+                    });
+                };
+                self.slots.push(None);
                 i
             }
-            None => {
-                self.slots.push(Some(entry));
-                self.slots.len() - 1
-            }
         };
-        self.map.insert(id, slot);
+        entry.seq = self.next_seq;
+        self.next_seq += 1;
+        if let Some(s) = self.slots.get_mut(slot as usize) {
+            *s = Some(Box::new(entry));
+        }
+        self.map.insert(key, slot);
         self.by_pair.entry(pair).or_default().push(slot);
         Ok(id)
     }
@@ -359,7 +453,7 @@ impl Sad {
             protocol: params.protocol,
             spi: params.spi,
         };
-        if self.map.contains_key(&id) {
+        if self.map.contains_key(&IndexKey::of(&id)) {
             return Err(Error::SaExists {
                 pos: None,
                 dst: id.dst,
@@ -373,7 +467,8 @@ impl Sad {
 
     /// The SA for an inbound packet (RFC 4301 §4.1): O(1).
     pub fn lookup(&self, dst: IpAddr, protocol: Protocol, spi: Spi) -> Option<&SaEntry> {
-        self.get(&SaId { dst, protocol, spi })
+        let &i = self.map.get(&IndexKey::new(dst, protocol, spi))?;
+        self.slots.get(i as usize)?.as_deref()
     }
 
     /// Mutable [`Sad::lookup`], to decapsulate and count.
@@ -383,25 +478,24 @@ impl Sad {
         protocol: Protocol,
         spi: Spi,
     ) -> Option<&mut SaEntry> {
-        self.get_mut(&SaId { dst, protocol, spi })
+        let &i = self.map.get(&IndexKey::new(dst, protocol, spi))?;
+        self.slots.get_mut(i as usize)?.as_deref_mut()
     }
 
     /// The entry with this key.
     pub fn get(&self, id: &SaId) -> Option<&SaEntry> {
-        let &i = self.map.get(id)?;
-        self.slots.get(i)?.as_ref()
+        self.lookup(id.dst, id.protocol, id.spi)
     }
 
     /// The entry with this key, mutable.
     pub fn get_mut(&mut self, id: &SaId) -> Option<&mut SaEntry> {
-        let &i = self.map.get(id)?;
-        self.slots.get_mut(i)?.as_mut()
+        self.lookup_mut(id.dst, id.protocol, id.spi)
     }
 
     /// Removes and returns an entry.
     pub fn remove(&mut self, id: &SaId) -> Option<SaEntry> {
-        let i = self.map.remove(id)?;
-        let entry = self.slots.get_mut(i)?.take()?;
+        let i = self.map.remove(&IndexKey::of(id))?;
+        let entry = *self.slots.get_mut(i as usize)?.take()?;
         self.free.push(i);
         let pair = (entry.sa.src(), id.dst, id.protocol);
         if let Some(v) = self.by_pair.get_mut(&pair) {
@@ -433,7 +527,7 @@ impl Sad {
             .map(Vec::as_slice)
             .unwrap_or(&[])
             .iter()
-            .filter_map(|&i| self.slots.get(i)?.as_ref())
+            .filter_map(|&i| self.slots.get(i as usize)?.as_deref())
     }
 
     /// setkey `deleteall src dst proto`: returns how many were removed.
@@ -453,10 +547,9 @@ impl Sad {
             }
             Some(p) => {
                 let ids: Vec<SaId> = self
-                    .map
-                    .keys()
+                    .iter()
+                    .map(SaEntry::id)
                     .filter(|k| k.protocol == p)
-                    .copied()
                     .collect();
                 for id in ids {
                     self.remove(&id);
@@ -467,7 +560,7 @@ impl Sad {
 
     /// All entries, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &SaEntry> {
-        self.slots.iter().flatten()
+        self.slots.iter().flatten().map(|b| &**b)
     }
 
     /// All entries in the order they were added (the order `setkey -D` prints).
@@ -569,5 +662,118 @@ impl Sad {
             self.remove(&id);
         }
         events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(dst: &str, protocol: Protocol, spi: u32) -> SaParams {
+        SaParams {
+            spi: Spi(spi),
+            protocol,
+            mode: Mode::Transport,
+            src: if dst.contains(':') {
+                "2001:db8::1".parse().unwrap()
+            } else {
+                "192.0.2.1".parse().unwrap()
+            },
+            dst: dst.parse().unwrap(),
+            enc: opensec::EncAlgorithm::Null,
+            enc_key: Vec::new(),
+            auth: opensec::AuthAlgorithm::HmacSha1_96,
+            auth_key: vec![1; 20],
+            replay_window: 0,
+            esn: false,
+            udp_encap: None,
+            seq: 0,
+        }
+    }
+
+    #[test]
+    fn keys_differ_by_family_protocol_address_and_spi() {
+        let now = Timestamp(0);
+        let mut sad = Sad::new();
+        // ::c000:202 is 192.0.2.2 as an IPv4-compatible IPv6 address: the
+        // family keeps them apart.
+        for (dst, p, spi) in [
+            ("192.0.2.2", Protocol::Esp, 7),
+            ("192.0.2.2", Protocol::Ah, 7),
+            ("::c000:202", Protocol::Esp, 7),
+            ("192.0.2.3", Protocol::Esp, 7),
+            ("192.0.2.2", Protocol::Esp, 8),
+        ] {
+            sad.add(params(dst, p, spi), SaMeta::default(), now)
+                .unwrap();
+        }
+        assert_eq!(sad.len(), 5);
+        for (dst, p, spi) in [
+            ("192.0.2.2", Protocol::Esp, 7),
+            ("192.0.2.2", Protocol::Ah, 7),
+            ("::c000:202", Protocol::Esp, 7),
+            ("192.0.2.3", Protocol::Esp, 7),
+            ("192.0.2.2", Protocol::Esp, 8),
+        ] {
+            let e = sad.lookup(dst.parse().unwrap(), p, Spi(spi)).unwrap();
+            assert_eq!(
+                (e.sa().dst(), e.sa().protocol(), e.sa().spi()),
+                (dst.parse().unwrap(), p, Spi(spi))
+            );
+        }
+        assert!(
+            sad.lookup("192.0.2.2".parse().unwrap(), Protocol::Ah, Spi(8))
+                .is_none()
+        );
+        assert!(
+            sad.add(
+                params("::c000:202", Protocol::Esp, 7),
+                SaMeta::default(),
+                now
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn slots_are_reused_and_lookups_follow() {
+        let now = Timestamp(0);
+        let mut sad = Sad::synthetic(100, now).unwrap();
+        let id = |i: u32| {
+            let [_, a, b, c] = i.to_be_bytes();
+            SaId {
+                dst: IpAddr::from([10, a, b, c]),
+                protocol: Protocol::Esp,
+                spi: Spi(0x1000 + i),
+            }
+        };
+        for i in (0..100).step_by(3) {
+            assert!(sad.remove(&id(i)).is_some());
+        }
+        for i in 0..100 {
+            assert_eq!(sad.get(&id(i)).is_some(), i % 3 != 0, "{i}");
+        }
+        sad.add(
+            params("10.0.0.0", Protocol::Esp, 0x1000),
+            SaMeta::default(),
+            now,
+        )
+        .unwrap();
+        assert_eq!(sad.slots.len(), 100, "a free slot was reused");
+        assert_eq!(sad.get(&id(0)).unwrap().id(), id(0));
+        assert_eq!(sad.get(&id(1)).unwrap().id(), id(1));
+    }
+
+    #[test]
+    fn hasher_spreads_sequential_keys() {
+        // Sequential SPIs to one destination (the common allocation
+        // pattern) land in distinct buckets of a 2^12 table often enough.
+        let mut buckets = std::collections::HashSet::new();
+        for spi in 0..4096u32 {
+            let mut h = SadHasher::default();
+            IndexKey::new("192.0.2.2".parse().unwrap(), Protocol::Esp, Spi(spi)).hash(&mut h);
+            buckets.insert(h.finish() & 4095);
+        }
+        assert!(buckets.len() > 2400, "{}", buckets.len());
     }
 }
