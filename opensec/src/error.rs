@@ -14,7 +14,7 @@ pub enum Error {
     UnknownAlgorithm {
         /// The name as given (for IANA ids: `"IANA transform id N"`).
         name: String,
-        /// `"encryption"` or `"authentication"`.
+        /// `"encryption"`, `"authentication"` or (HTTP digest `algorithm`) `"digest"`.
         kind: &'static str,
     },
     /// A key whose length the algorithm does not accept.
