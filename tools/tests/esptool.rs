@@ -956,3 +956,97 @@ fn decapsulates_a_live_strongswan_capture() {
         assert!(n >= 10, "{prop}: only {n} ESP packets decapsulated");
     }
 }
+
+#[test]
+fn esp_in_udp_tunnel_is_verified_by_tshark_and_hard_lifetime_fails_closed() {
+    let dir = TmpDir::new("espudp");
+    let conf = dir.path("udp.conf");
+    let key_e = "000102030405060708090a0b0c0d0e0f";
+    let key_a = "0102030405060708090a0b0c0d0e0f1011121314";
+    std::fs::write(
+        &conf,
+        format!(
+            "add 192.0.2.1[4500] 192.0.2.2[4500] esp-udp 0x4001 -m tunnel -lh 3 -E aes-cbc 0x{key_e} -A hmac-sha1 0x{key_a};\n\
+             spdadd 10.0.0.1 10.0.0.2 any -P out ipsec esp/tunnel/192.0.2.1-192.0.2.2/require;\n\
+             spdadd 10.0.0.1 10.0.0.2 any -P in ipsec esp/tunnel/192.0.2.1-192.0.2.2/require;\n"
+        ),
+    )
+    .unwrap();
+    let input = dir.path("in.pcap");
+    let pkts: Vec<Vec<u8>> = (0..5)
+        .map(|k| {
+            udp_packet(
+                "10.0.0.1",
+                "10.0.0.2",
+                format!("natt {k}").as_bytes(),
+                false,
+            )
+        })
+        .collect();
+    // One packet a second: the SA's 3 s hard lifetime ends before packet 4.
+    write_pcap(&input, pcap::LINKTYPE_IPV4, &pkts);
+    let esp = dir.path("esp.pcap");
+    let (out, text) = esptool_run("encap", &conf, &input, &esp);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("3 protected spi=0x00004001 seq=3"), "{text}");
+    assert!(
+        text.contains("- expire hard (removed) esp dst 192.0.2.2 spi=0x00004001"),
+        "{text}"
+    );
+    assert!(text.contains("4 dropped reason: no SA"), "{text}");
+    assert!(text.contains("5 dropped reason: no SA"), "{text}");
+    let cap = read_pcap(&esp);
+    assert_eq!(cap.records.len(), 3);
+    for r in &cap.records {
+        let seg = pcap::segment(cap.linktype, &r.data).unwrap();
+        assert_eq!((seg.sport, seg.dport), (4500, 4500));
+    }
+    if have_tshark() {
+        let (o, text) = run(Command::new("tshark").args([
+            "-n",
+            "-r",
+            esp.to_str().unwrap(),
+            "-o",
+            "esp.enable_encryption_decode:TRUE",
+            "-o",
+            "esp.enable_authentication_check:TRUE",
+            "-o",
+            &format!(
+                "uat:esp_sa:\"IPv4\",\"192.0.2.1\",\"192.0.2.2\",\"0x00004001\",\"AES-CBC [RFC3602]\",\"0x{key_e}\",\"HMAC-SHA-1-96 [RFC2404]\",\"0x{key_a}\""
+            ),
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+            "-e",
+            "esp.sequence",
+            "-e",
+            "esp.icv_good",
+            "-e",
+            "udp.payload",
+        ]));
+        assert!(o.status.success(), "{text}");
+        let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        for (k, l) in lines.iter().enumerate() {
+            let f: Vec<&str> = l.split('|').collect();
+            assert_eq!(f[0], (k + 1).to_string(), "{l}");
+            assert_eq!(f[1], "1", "ICV: {l}");
+            assert_eq!(
+                f[2].rsplit(',').next().unwrap(),
+                hex::encode(format!("natt {k}")),
+                "{l}"
+            );
+        }
+    }
+    // And back: the same SA (fresh config) decapsulates its packets.
+    let dec = dir.path("dec.pcap");
+    let (out, text) = esptool_run("decap", &conf, &esp, &dec);
+    assert!(out.status.success(), "{text}");
+    let back = read_pcap(&dec);
+    assert_eq!(back.records.len(), 3, "{text}");
+    for (k, r) in back.records.iter().enumerate() {
+        assert_eq!(r.data, pkts[k]);
+    }
+}

@@ -35,8 +35,8 @@ use ipsec_esp::udp::{UdpPayload, classify};
 use ipsec_esp::wire::{self, proto};
 use ipsec_esp::{Error as EspError, IvSource, Mode, Protocol, Spi};
 use sadb::{
-    Databases, Inbound, MAX_BUNDLE, NATT_PORT, Outbound, PacketSelector, SaId, SaState, Timestamp,
-    UpperInfo,
+    Databases, ExpireKind, Inbound, MAX_BUNDLE, NATT_PORT, Outbound, PacketSelector, SaId, SaState,
+    Timestamp, UpperInfo,
 };
 use tools::pcap::{self, Capture, Record};
 
@@ -662,6 +662,20 @@ fn run(encap: bool, o: &Opts) -> Result<usize> {
     let mut failed = 0;
     let mut written = 0;
     for (i, rec) in cap.records.iter().enumerate() {
+        // Lifetimes run in capture time (RFC 2367 §2.3.5).
+        for ev in db.expire(Timestamp(u64::from(rec.ts_sec))) {
+            say!(
+                "- expire {} {} dst {} spi=0x{:08x} reqid={}",
+                match ev.kind {
+                    ExpireKind::Soft => "soft (dying)",
+                    ExpireKind::Hard => "hard (removed)",
+                },
+                ev.id.protocol.name(),
+                ev.id.dst,
+                ev.id.spi.0,
+                ev.reqid
+            );
+        }
         let v = if encap {
             encap_packet(&mut db, &mut ivs, rec, cap.linktype)
         } else {
