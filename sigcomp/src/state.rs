@@ -4,7 +4,7 @@
 //! dictionaries), and the feedback kept per compartment.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use sha1::{Digest, Sha1};
 
@@ -51,10 +51,12 @@ impl core::fmt::Display for StateId {
 }
 
 /// A state item (RFC 3320 §3.3.3). Its identifier always matches its
-/// fields: it is computed on construction.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// fields: it is computed from them the first time it is asked for, so
+/// a decompression that creates states does not pay for the SHA-1 of
+/// states the application may never commit.
+#[derive(Clone)]
 pub struct State {
-    id: StateId,
+    id: OnceLock<StateId>,
     address: u16,
     instruction: u16,
     minimum_access_length: u16,
@@ -72,9 +74,8 @@ impl State {
     ) -> State {
         value.truncate(usize::from(u16::MAX));
         let minimum_access_length = minimum_access_length.clamp(6, 20);
-        let id = StateId::compute(address, instruction, minimum_access_length, &value);
         State {
-            id,
+            id: OnceLock::new(),
             address,
             instruction,
             minimum_access_length,
@@ -84,7 +85,14 @@ impl State {
 
     /// `state_identifier`.
     pub fn id(&self) -> &StateId {
-        &self.id
+        self.id.get_or_init(|| {
+            StateId::compute(
+                self.address,
+                self.instruction,
+                self.minimum_access_length,
+                &self.value,
+            )
+        })
     }
     /// `state_address`.
     pub fn address(&self) -> u16 {
@@ -105,6 +113,30 @@ impl State {
     /// `state_length`.
     pub fn length(&self) -> u16 {
         self.value.len() as u16
+    }
+}
+
+/// Equal fields give equal identifiers: the identifier is not compared.
+impl PartialEq for State {
+    fn eq(&self, other: &State) -> bool {
+        self.address == other.address
+            && self.instruction == other.instruction
+            && self.minimum_access_length == other.minimum_access_length
+            && self.value == other.value
+    }
+}
+
+impl Eq for State {}
+
+impl core::fmt::Debug for State {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("State")
+            .field("id", self.id())
+            .field("address", &self.address)
+            .field("instruction", &self.instruction)
+            .field("minimum_access_length", &self.minimum_access_length)
+            .field("value", &self.value)
+            .finish()
     }
 }
 
