@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# ipsecd against plain veth and against other userspace tunnels, in one run.
+#
+#   benches/ipsecd_compare.sh [SECONDS] [--no-anchors] [--strace]
+#
+# Two network namespaces (ipd-a 10.98.0.1, ipd-b 10.98.0.2) joined by a veth
+# pair. For each configuration it measures
+#   - iperf3 TCP throughput A -> B for SECONDS (receiver side, Mbit/s);
+#   - a 300-byte UDP request/response loop for SECONDS/2: transactions/s and
+#     the mean round-trip time (one client, one server, python3; the
+#     interpreter's own cost is the same in every row, so the "added" RTT
+#     column, row minus plain veth, is what the tunnel costs);
+# for (a) plain veth, (b) two ipsecd (release build) protecting everything
+# between A and B in ESP transport mode with NULL+HMAC-SHA1-96,
+# AES-128-CBC+HMAC-SHA1-96 and 3DES-CBC+HMAC-MD5-96, and (c) the anchors of
+# /work/shared/anchors: strongSwan's userspace libipsec with the same
+# algorithms (ESP in UDP, tunnel mode, via IKEv2) and boringtun (WireGuard,
+# one thread). The anchors measure TCP only. Every figure is printed with its
+# ratio to (a) and to the anchor (libipsec with the same algorithms;
+# boringtun for AES). Only ratios within one run mean anything: the machine
+# is shared and noisy.
+#
+# --strace: additionally count system calls per packet of both daemons
+# (AES-128-CBC, a 20 000-datagram UDP flood; strace -c -f).
+#
+# Needs root, iproute2, nftables, iperf3, python3; the anchors need
+# strongswan-charon strongswan-swanctl libcharon-extra-plugins tcpdump,
+# boringtun-cli (cargo install boringtun-cli) and wireguard-tools; a missing
+# anchor is reported and the rest still printed.
+set -u
+cd "$(dirname "$0")/.."
+secs=10
+anchors=1
+do_strace=0
+for a in "$@"; do
+  case "$a" in
+    --no-anchors) anchors=0 ;;
+    --strace) do_strace=1 ;;
+    [0-9]*) secs=$a ;;
+    *) echo "usage: $0 [SECONDS] [--no-anchors] [--strace]" >&2; exit 2 ;;
+  esac
+done
+[ "$(id -u)" -eq 0 ] || { echo "needs root (network namespaces)" >&2; exit 2; }
+for p in ip nft iperf3 python3; do
+  command -v $p >/dev/null || { echo "missing $p" >&2; exit 2; }
+done
+cargo build -q --release -p tools --bin ipsecd --bin setkey || exit 2
+BIN=$PWD/target/release
+ANCH=/work/shared/anchors
+A=ipd-a; B=ipd-b; AA=10.98.0.1; BB=10.98.0.2
+tmp=$(mktemp -d)
+pids=()
+
+stop_pids() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null
+  done
+  pids=()
+}
+cleanup() {
+  stop_pids
+  ip netns del $A 2>/dev/null; ip netns del $B 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+ip netns add $A; ip netns add $B
+ip link add ipd-va netns $A type veth peer name ipd-vb netns $B
+ip -n $A addr add $AA/24 dev ipd-va; ip -n $B addr add $BB/24 dev ipd-vb
+for n in $A $B; do ip -n $n link set lo up; done
+ip -n $A link set ipd-va up; ip -n $B link set ipd-vb up
+
+cat > "$tmp/rr.py" <<'EOF'
+import socket, sys, time
+if sys.argv[1] == "server":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((sys.argv[2], 7000)); s.settimeout(float(sys.argv[3]))
+    try:
+        while True:
+            d, a = s.recvfrom(2048); s.sendto(d, a)
+    except socket.timeout:
+        pass
+else:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect((sys.argv[2], 7000)); s.settimeout(1.0)
+    m = b"r" * 300
+    for _ in range(200):  # warm-up (ARP, caches)
+        s.send(m); s.recv(2048)
+    n = 0; lost = 0; end = time.perf_counter() + float(sys.argv[3]); t0 = time.perf_counter()
+    while time.perf_counter() < end:
+        s.send(m)
+        try:
+            s.recv(2048); n += 1
+        except socket.timeout:
+            lost += 1
+    dt = time.perf_counter() - t0
+    print("%.0f %.1f %d" % (n / dt, dt / max(n, 1) * 1e6, lost))
+EOF
+
+# measure LABEL -> sets TPUT RR RTT
+measure() {
+  ip netns exec $B timeout $((secs + 20)) iperf3 -s -B $BB -1 >/dev/null 2>&1 &
+  sleep 0.5
+  TPUT=$(ip netns exec $A timeout $((secs + 15)) iperf3 -c $BB -t "$secs" -f m 2>/dev/null |
+         awk '/receiver/ {print $7}')
+  TPUT=${TPUT:-0}
+  ip netns exec $B timeout $((secs + 5)) python3 "$tmp/rr.py" server $BB $((secs + 2)) &
+  local srv=$!
+  sleep 0.3
+  read -r RR RTT _ < <(ip netns exec $A python3 "$tmp/rr.py" client $BB "$(( (secs + 1) / 2 ))")
+  kill $srv 2>/dev/null; wait $srv 2>/dev/null
+  RR=${RR:-0}; RTT=${RTT:-0}
+}
+
+conf() {  # side "ENC [KEY]" "AUTH KEY"
+  local me peer o i
+  if [ "$1" = a ]; then me=$AA peer=$BB o=0x1001 i=0x1002; else me=$BB peer=$AA o=0x1002 i=0x1001; fi
+  cat <<EOF
+spdadd $me $peer any -P out ipsec esp/transport//require;
+spdadd $peer $me any -P in ipsec esp/transport//require;
+add $me $peer esp $o -m transport -r 32 -E $2 -A $3;
+add $peer $me esp $i -m transport -r 32 -E $2 -A $3;
+EOF
+}
+
+start_daemons() {  # "ENC [KEY]" "AUTH KEY"; fails if a daemon does not answer
+  for s in a b; do
+    conf $s "$@" > "$tmp/$s.conf"
+    ip netns exec ipd-$s "$BIN/ipsecd" --foreground --tun ipd-t$s --socket "$tmp/$s.sock" \
+      --state-file "$tmp/$s.state" -f "$tmp/$s.conf" > "$tmp/$s.log" 2>&1 &
+    pids+=($!)
+  done
+  for s in a b; do
+    local ok=0
+    for _ in $(seq 100); do "$BIN/setkey" -s "$tmp/$s.sock" -D >/dev/null 2>&1 && { ok=1; break; }; sleep 0.1; done
+    [ $ok = 1 ] || { echo "ipsecd $s did not start:" >&2; cat "$tmp/$s.log" >&2; return 1; }
+  done
+}
+
+declare -A T R L
+measure; T[plain]=$TPUT; R[plain]=$RR; L[plain]=$RTT
+echo "plain veth: $TPUT Mbit/s, $RR RR/s, RTT $RTT us" >&2
+
+AESK=0x00112233445566778899aabbccddeeff
+DESK=0x0123456789abcdef23456789abcdef01456789abcdef0123
+SHAK=0x0102030405060708090a0b0c0d0e0f1011121314
+MD5K=0x0102030405060708090a0b0c0d0e0f10
+declare -A ENC=([null-sha1]="null" [aes128-sha1]="aes-cbc $AESK" [3des-md5]="des-ede3-cbc $DESK")
+declare -A AUTH=([null-sha1]="hmac-sha1 $SHAK" [aes128-sha1]="hmac-sha1 $SHAK" [3des-md5]="hmac-md5 $MD5K")
+for alg in null-sha1 aes128-sha1 3des-md5; do
+  if ! start_daemons "${ENC[$alg]}" "${AUTH[$alg]}"; then
+    T[$alg]=failed; R[$alg]=failed; L[$alg]=failed; stop_pids; continue
+  fi
+  measure
+  # The row counts only if the traffic really went through ipsecd as ESP.
+  prot=$("$BIN/setkey" -s "$tmp/a.sock" --stats | awk '/^out_protected/ {print $2}')
+  nosa=$("$BIN/setkey" -s "$tmp/a.sock" --stats | awk '/^out_no_sa/ {print $2}')
+  if [ "${prot:-0}" -lt 1000 ]; then
+    echo "ipsecd $alg: only ${prot:-0} packets protected: row invalid" >&2
+    TPUT=invalid; RR=invalid; RTT=invalid
+  fi
+  T[$alg]=$TPUT; R[$alg]=$RR; L[$alg]=$RTT
+  echo "ipsecd $alg: $TPUT Mbit/s, $RR RR/s, RTT $RTT us ($prot packets protected by A, $nosa dropped for want of an SA)" >&2
+  if [ $do_strace = 1 ] && [ $alg = aes128-sha1 ] && command -v strace >/dev/null; then
+    ip netns exec $B timeout 30 python3 -c "
+import socket; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('$BB',7001)); s.settimeout(3)
+try:
+    while True: s.recv(2048)
+except socket.timeout: pass" &
+    sink=$!
+    sleep 0.3
+    st=()
+    for i in 0 1; do timeout 20 strace -c -f -q -o "$tmp/strace$i" -p "${pids[$i]}" & st+=($!); done
+    sleep 1
+    ip netns exec $A python3 -c "
+import socket,time; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.connect(('$BB',7001))
+for i in range(20000):
+    s.send(b'x'*300)
+    if i % 50 == 0: time.sleep(0.001)"
+    sleep 1
+    a_rx=$("$BIN/setkey" -s "$tmp/a.sock" --stats | awk '/^tun_rx/ {print $2}')
+    b_rx=$("$BIN/setkey" -s "$tmp/b.sock" --stats | awk '/^in_rx/ {print $2}')
+    for p in "${st[@]}"; do kill -INT "$p" 2>/dev/null; done
+    sleep 1; wait $sink 2>/dev/null
+    echo "syscalls, daemon A (sender; TUN reads so far: $a_rx):" >&2; grep -E "calls|total|read|write|send|recv|futex" "$tmp/strace0" >&2
+    echo "syscalls, daemon B (receiver; ESP received so far: $b_rx):" >&2; grep -E "calls|total|read|write|send|recv|futex" "$tmp/strace1" >&2
+  fi
+  stop_pids
+done
+
+declare -A AT
+if [ $anchors = 1 ]; then
+  if command -v swanctl >/dev/null && [ -x /usr/lib/ipsec/charon ] && command -v tcpdump >/dev/null; then
+    for alg in null-sha1 aes128-sha1 3des-md5; do
+      v=$(bash "$ANCH/libipsec_bench.sh" $alg "$secs" "$tmp/lb-$alg" 2>/dev/null | awk '/receiver/ {print $7}')
+      AT[$alg]=${v:-}
+      echo "strongSwan libipsec $alg: ${v:-failed} Mbit/s" >&2
+    done
+  else
+    echo "anchor strongSwan libipsec UNAVAILABLE (needs strongswan-charon strongswan-swanctl libcharon-extra-plugins tcpdump)" >&2
+  fi
+  if command -v boringtun-cli >/dev/null && command -v wg >/dev/null; then
+    v=$(bash "$ANCH/boringtun_bench.sh" "$secs" 1 2>/dev/null | awk '/receiver/ {print $7}')
+    AT[boringtun]=${v:-}
+    echo "boringtun: ${v:-failed} Mbit/s" >&2
+  else
+    echo "anchor boringtun UNAVAILABLE (needs boringtun-cli: cargo install boringtun-cli; wg: wireguard-tools)" >&2
+  fi
+else
+  echo "anchors skipped (--no-anchors)" >&2
+fi
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+$/ || b + 0 == 0) print "n/a"; else printf "%.2fx", a / b }'; }
+sub() { awk -v a="$1" -v b="$2" 'BEGIN { if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+$/) print "n/a"; else printf "%+.1f", a - b }'; }
+
+echo
+echo "ipsecd_compare: $secs s per iperf3 run, $(( (secs + 1) / 2 )) s of 300-byte UDP request/response, $(nproc) CPUs"
+printf "%-30s %10s %8s %12s %12s %10s %8s %9s %9s\n" configuration "TCP Mbit/s" "x plain" "x libipsec" "x boringtun" "UDP RR/s" "x plain" "RTT us" "added us"
+printf "%-30s %10s %8s %12s %12s %10s %8s %9s %9s\n" "(a) plain veth" "${T[plain]}" 1.00x - - "${R[plain]}" 1.00x "${L[plain]}" +0.0
+for alg in null-sha1 aes128-sha1 3des-md5; do
+  bt=-
+  [ $alg = aes128-sha1 ] && bt=$(ratio "${T[$alg]}" "${AT[boringtun]:-}")
+  printf "%-30s %10s %8s %12s %12s %10s %8s %9s %9s\n" "(b) ipsecd $alg" "${T[$alg]}" \
+    "$(ratio "${T[$alg]}" "${T[plain]}")" "$(ratio "${T[$alg]}" "${AT[$alg]:-}")" "$bt" \
+    "${R[$alg]}" "$(ratio "${R[$alg]}" "${R[plain]}")" "${L[$alg]}" "$(sub "${L[$alg]}" "${L[plain]}")"
+done
+for alg in null-sha1 aes128-sha1 3des-md5; do
+  printf "%-30s %10s %8s %12s %12s %10s %8s %9s %9s\n" "(c) strongSwan libipsec $alg" "${AT[$alg]:-n/a}" \
+    "$(ratio "${AT[$alg]:-}" "${T[plain]}")" 1.00x - n/a - n/a -
+done
+printf "%-30s %10s %8s %12s %12s %10s %8s %9s %9s\n" "(c) boringtun (1 thread)" "${AT[boringtun]:-n/a}" \
+  "$(ratio "${AT[boringtun]:-}" "${T[plain]}")" - 1.00x n/a - n/a -
+echo
+echo "targets: AES-128-CBC+HMAC-SHA1-96 >= 3x libipsec: $(ratio "${T[aes128-sha1]}" "${AT[aes128-sha1]:-}"); >= 1.5x boringtun: $(ratio "${T[aes128-sha1]}" "${AT[boringtun]:-}"); added RTT <= 50 us: $(sub "${L[aes128-sha1]}" "${L[plain]}") us"
