@@ -922,7 +922,12 @@ fn decapsulates_strongswan_captures() {
 /// anchor script), then decapsulates its fresh capture.
 #[test]
 fn decapsulates_a_live_strongswan_capture() {
-    let script = Path::new("/work/shared/anchors/libipsec_bench.sh");
+    // The anchor scripts sit beside the checkout (`../shared/anchors`), or
+    // wherever IMSEC_ANCHORS points.
+    let anchors = std::env::var_os("IMSEC_ANCHORS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/anchors"));
+    let script = anchors.join("libipsec_bench.sh");
     let is_root = Command::new("id")
         .arg("-u")
         .output()

@@ -12,7 +12,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ADDR_A, ADDR_B, MARK, Pair, tshark_decrypt, tshark_plain, usable};
+use common::{
+    ADDR_A, ADDR_B, ADDR6_A, ADDR6_B, AUTH_KEY, ENC_KEY, MARK, Pair, Ports, tshark_decrypt,
+    tshark_plain, usable,
+};
 
 fn lines_with<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
     text.lines().filter(|l| l.starts_with(prefix)).collect()
@@ -418,4 +421,156 @@ fn sigterm_leaves_no_tun_route_rule_or_nft_table() {
     assert!(nft.trim().is_empty(), "nft left: {nft}");
     assert!(!pair.state_file(0).exists(), "state file left");
     assert!(!pair.socket(0).exists(), "socket left");
+}
+
+/// IPv6 ESP, IPv4 AH and IPv4 ESP in UDP (RFC 3948), one port pair each.
+fn mixed_conf(side: char, p: Ports) -> String {
+    let k = format!("-E aes-cbc 0x{ENC_KEY} -A hmac-sha1 0x{AUTH_KEY}");
+    let a = format!("-A hmac-sha1 0x{AUTH_KEY}");
+    let flows = [
+        (ADDR6_A, ADDR6_B, p.pc_u, p.ps_p, "esp", 0x2001, &k),
+        (ADDR6_B, ADDR6_A, p.ps_p, p.pc_u, "esp", 0x2002, &k),
+        (ADDR_A, ADDR_B, p.ps_u, p.pc_p, "ah", 0x3001, &a),
+        (ADDR_B, ADDR_A, p.pc_p, p.ps_u, "ah", 0x3002, &a),
+        (ADDR_A, ADDR_B, p.bypass, p.bypass, "esp-udp", 0x4001, &k),
+        (ADDR_B, ADDR_A, p.bypass, p.bypass, "esp-udp", 0x4002, &k),
+    ];
+    let me = if side == 'a' {
+        [ADDR_A, ADDR6_A]
+    } else {
+        [ADDR_B, ADDR6_B]
+    };
+    let mut s = String::new();
+    for (src, dst, sp, dp, proto, spi, keys) in flows {
+        let dir = if me.contains(&src) { "out" } else { "in" };
+        let req = if proto == "ah" { "ah" } else { "esp" };
+        s.push_str(&format!(
+            "spdadd {src}[{sp}] {dst}[{dp}] udp -P {dir} ipsec {req}/transport//require;\n"
+        ));
+        let (sa_src, sa_dst) = if proto == "esp-udp" {
+            (format!("{src}[4500]"), format!("{dst}[4500]"))
+        } else {
+            (src.to_string(), dst.to_string())
+        };
+        s.push_str(&format!(
+            "add {sa_src} {sa_dst} {proto} {spi:#x} -m transport -r 8 {keys};\n"
+        ));
+    }
+    s
+}
+
+#[test]
+fn ipv6_esp_ipv4_ah_and_esp_in_udp_flows() {
+    if !usable("ipv6_esp_ipv4_ah_and_esp_in_udp_flows") {
+        return;
+    }
+    let mut pair = Pair::with_conf("mixed", mixed_conf);
+    let p = pair.ports;
+    let (cap, pcap) = pair.capture(1, "veth.pcap");
+    pair.app_bg(1, &["udpecho", ADDR6_B, &p.ps_p.to_string(), "6"], "v6.out");
+    pair.app_bg(1, &["udpecho", ADDR_B, &p.pc_p.to_string(), "6"], "ah.out");
+    pair.app_bg(
+        1,
+        &["udpecho", ADDR_B, &p.bypass.to_string(), "6"],
+        "natt.out",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let v6 = pair.app(
+        0,
+        &[
+            "udpcli",
+            ADDR6_A,
+            &p.pc_u.to_string(),
+            ADDR6_B,
+            &p.ps_p.to_string(),
+            "3",
+            "500",
+        ],
+    );
+    let ah = pair.app(
+        0,
+        &[
+            "udpcli",
+            ADDR_A,
+            &p.ps_u.to_string(),
+            ADDR_B,
+            &p.pc_p.to_string(),
+            "3",
+            "500",
+        ],
+    );
+    let natt = pair.app(
+        0,
+        &[
+            "udpcli",
+            ADDR_A,
+            &p.bypass.to_string(),
+            ADDR_B,
+            &p.bypass.to_string(),
+            "3",
+            "500",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    pair.stop_child(cap);
+    let logs = format!("A: {}\nB: {}", pair.log(0), pair.log(1));
+    assert_eq!(lines_with(&v6, "OK").len(), 3, "IPv6 ESP: {v6}\n{logs}");
+    assert_eq!(lines_with(&ah, "OK").len(), 3, "IPv4 AH: {ah}\n{logs}");
+    assert_eq!(
+        lines_with(&natt, "OK").len(),
+        3,
+        "ESP in UDP: {natt}\n{logs}"
+    );
+    // On the wire: IPv6 ESP, AH, and UDP 4500, never the inner ports in clear.
+    let plain = |f: &str| tshark_plain(&pcap, f, &["frame.number"]).lines().count();
+    assert_eq!(plain("ipv6 && esp"), 6, "IPv6 ESP packets");
+    assert_eq!(plain("ah && udp"), 6, "AH packets (AH leaves UDP readable)");
+    assert_eq!(plain("udp.port == 4500 && esp"), 6, "ESP-in-UDP packets");
+    let inner = format!("udp.port == {} && !esp && !ah", p.bypass);
+    assert_eq!(plain(&inner), 0, "ESP-in-UDP inner port in clear");
+    // tshark decrypts the IPv6 ESP and the ESP in UDP with the keys.
+    let mut cmd = std::process::Command::new("tshark");
+    cmd.arg("-r").arg(&pcap);
+    cmd.args([
+        "-o",
+        "esp.enable_encryption_decode:TRUE",
+        "-o",
+        "esp.enable_authentication_check:TRUE",
+    ]);
+    for (fam, s, d, spi) in [
+        ("IPv6", ADDR6_A, ADDR6_B, 0x2001u32),
+        ("IPv6", ADDR6_B, ADDR6_A, 0x2002),
+        ("IPv4", ADDR_A, ADDR_B, 0x4001),
+        ("IPv4", ADDR_B, ADDR_A, 0x4002),
+    ] {
+        cmd.arg("-o").arg(format!(
+            "uat:esp_sa:\"{fam}\",\"{s}\",\"{d}\",\"0x{spi:08x}\",\"AES-CBC [RFC3602]\",\"0x{ENC_KEY}\",\"HMAC-SHA-1-96 [RFC2404]\",\"0x{AUTH_KEY}\""
+        ));
+    }
+    cmd.args([
+        "-Y",
+        "esp",
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+        "-e",
+        "esp.icv_good",
+        "-e",
+        "udp.payload",
+    ]);
+    let out = String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned();
+    let good = out.lines().filter(|l| l.starts_with("1|")).count();
+    assert_eq!(good, 12, "ICV good on every ESP packet: {out}");
+    for line in lines_with(&v6, "OK")
+        .iter()
+        .chain(lines_with(&natt, "OK").iter())
+    {
+        let hex = line.split(' ').nth(1).unwrap();
+        let seen = out
+            .lines()
+            .filter(|l| l.replace(':', "").contains(hex))
+            .count();
+        assert!(seen >= 2, "payload {hex} decrypted: {out}");
+    }
 }

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 pub const ADDR_A: &str = "192.0.2.1";
 pub const ADDR_B: &str = "192.0.2.2";
+pub const ADDR6_A: &str = "2001:db8::1";
+pub const ADDR6_B: &str = "2001:db8::2";
 pub const ENC_KEY: &str = "00112233445566778899aabbccddeeff";
 pub const AUTH_KEY: &str = "0102030405060708090a0b0c0d0e0f1011121314";
 pub const MARK: u32 = 0x1;
@@ -147,6 +149,12 @@ impl Pair {
     /// Creates the namespaces, starts both daemons with the seed-style
     /// configuration and waits until they answer setkey.
     pub fn new(test: &str) -> Pair {
+        Pair::with_conf(test, setkey_conf)
+    }
+
+    /// As [`Pair::new`] with another configuration, from `side` (`'a'` or
+    /// `'b'`) and the test's ports.
+    pub fn with_conf(test: &str, conf: impl Fn(char, Ports) -> String) -> Pair {
         let id = short_id(test);
         let tag = format!("{id:05}");
         let ports_base = 20_000 + (id % 4000) as u16 * 10;
@@ -204,13 +212,16 @@ impl Pair {
                 &vb,
             ],
         );
-        for (n, v) in [(&na, &va), (&nb, &vb)] {
+        for (n, v, a6) in [(&na, &va, ADDR6_A), (&nb, &vb, ADDR6_B)] {
+            let a6 = format!("{a6}/64");
+            run_ok("ip", &["-n", n, "addr", "add", &a6, "dev", v, "nodad"]);
             run_ok("ip", &["-n", n, "link", "set", "lo", "up"]);
             run_ok("ip", &["-n", n, "link", "set", v, "up"]);
         }
+        let conf_fn = conf;
         for (i, side) in ['a', 'b'].into_iter().enumerate() {
             let conf = pair.dir.join(format!("{side}.conf"));
-            std::fs::write(&conf, setkey_conf(side, ports)).unwrap();
+            std::fs::write(&conf, conf_fn(side, ports)).unwrap();
             pair.start_daemon(i, Some(&conf));
         }
         pair
@@ -339,7 +350,15 @@ impl Pair {
             .args(args)
             .output()
             .unwrap();
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        let mut out = String::from_utf8_lossy(&o.stdout).into_owned();
+        if !o.status.success() {
+            out.push_str(&format!(
+                "(exit {}: {})",
+                o.status,
+                String::from_utf8_lossy(&o.stderr)
+            ));
+        }
+        out
     }
 
     /// Starts an app in the background; returns its output file.
