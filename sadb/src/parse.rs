@@ -1,7 +1,7 @@
 //! Lexer and recursive-descent parser for the setkey(8) configuration language.
 //!
 //! The grammar follows setkey(8) and ipsec_set_policy(3) of ipsec-tools
-//! (`/work/shared/refs/setkey.8`): `#` comments, statements that span lines
+//! (the ipsec-tools manual page): `#` comments, statements that span lines
 //! and end with `;`, keys as `"string"` or `0x` hex, IPv4/IPv6 numeric
 //! addresses with `/prefix` and `[port]`/`[any]`, priority specifications and
 //! request bundles. Every error names the line and column and what was

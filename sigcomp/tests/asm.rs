@@ -25,17 +25,9 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// RFC 4465 Appendix A as transcribed in the vectors file (the repository
-/// copy; the shared reference copy if it is missing).
+/// RFC 4465 Appendix A as transcribed in the repository's vectors file.
 fn torture_text() -> String {
-    let repo = vectors().join("rfc4465-torture-tests.txt");
-    if repo.exists() {
-        read(&repo)
-    } else {
-        read(Path::new(
-            "/work/shared/refs/data/rfc4465-torture-tests.txt",
-        ))
-    }
+    read(&vectors().join("rfc4465-torture-tests.txt"))
 }
 
 /// `(section, message bytes)` for every `message` line.
