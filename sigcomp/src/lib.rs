@@ -48,6 +48,7 @@
 //! operations beyond keeping the feedback they rely on.
 
 pub mod asm;
+pub mod compress;
 mod crc;
 pub mod error;
 pub mod feedback;
@@ -61,7 +62,9 @@ pub use error::{Error, Failure, Reason};
 pub use feedback::{RequestedFeedback, Resources, ReturnedParameters};
 pub use message::{Code, Message, StreamDeframer};
 pub use nack::Nack;
-pub use state::{CommitReport, Compartment, CompartmentId, State, StateHandler, StateId, StateStore};
+pub use state::{
+    CommitReport, Compartment, CompartmentId, State, StateHandler, StateId, StateStore,
+};
 pub use udvm::StateRequest;
 
 /// The resources this endpoint offers as a decompressor (RFC 3320 §3.3).
@@ -84,7 +87,12 @@ pub struct Parameters {
 impl Default for Parameters {
     /// 8 KiB DMS and SMS, 16 cycles per bit, version 2.
     fn default() -> Parameters {
-        Parameters { decompression_memory_size: 8192, state_memory_size: 8192, cycles_per_bit: 16, version: 2 }
+        Parameters {
+            decompression_memory_size: 8192,
+            state_memory_size: 8192,
+            cycles_per_bit: 16,
+            version: 2,
+        }
     }
 }
 
@@ -94,10 +102,16 @@ impl Parameters {
         feedback::encode_cycles_per_bit(self.cycles_per_bit)?;
         let dms = self.decompression_memory_size;
         if !(2048..=131072).contains(&dms) {
-            return Err(Error::InvalidParameter { name: "decompression_memory_size", value: dms });
+            return Err(Error::InvalidParameter {
+                name: "decompression_memory_size",
+                value: dms,
+            });
         }
         if self.version == 0 {
-            return Err(Error::InvalidParameter { name: "SigComp_version", value: 0 });
+            return Err(Error::InvalidParameter {
+                name: "SigComp_version",
+                value: 0,
+            });
         }
         Ok(())
     }
@@ -165,7 +179,10 @@ impl Decompressor {
     /// A decompressor offering `params`.
     pub fn new(params: Parameters) -> Result<Decompressor, Error> {
         params.validate()?;
-        Ok(Decompressor { params, udvm: udvm::Udvm::default() })
+        Ok(Decompressor {
+            params,
+            udvm: udvm::Udvm::default(),
+        })
     }
 
     /// The parameters offered.
@@ -246,10 +263,17 @@ impl Decompressor {
             cycles_per_bit: self.params.cycles_per_bit,
             version: self.params.version,
             header_len: parsed.header_len,
-            max_state_len: self.params.state_memory_size.saturating_sub(64).min(u32::from(u16::MAX)) as u16,
+            max_state_len: self
+                .params
+                .state_memory_size
+                .saturating_sub(64)
+                .min(u32::from(u16::MAX)) as u16,
             input: parsed.remaining,
         };
-        let ended = match self.udvm.run(start, pc, psid_len, state_length, states, output) {
+        let ended = match self
+            .udvm
+            .run(start, pc, psid_len, state_length, states, output)
+        {
             Ok(e) => e,
             Err(f) => {
                 output.truncate(out_start);

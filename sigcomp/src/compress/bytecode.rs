@@ -1,0 +1,78 @@
+//! The decompressor bytecode our compressor's messages run on.
+//!
+//! Source: `sigcomp/bytecode/deflate-dict.asm` (RFC 4464 §3 assembly),
+//! assembled by [`crate::asm`]; the test at the bottom of this file
+//! assembles the source and checks it gives exactly [`CODE`] and the
+//! addresses below, so the two cannot drift apart.
+
+use crate::state::{State, StateId};
+
+/// UDVM address the bytecode is uploaded to (RFC 3320 §7.3: destination 1).
+pub const ORIGIN: u16 = 128;
+/// Where a message that references the bytecode state starts
+/// (`state_entry`: it skips the creation of the bytecode state).
+pub const STATE_ENTRY: u16 = 136;
+/// First byte of the circular buffer (`code_end`): the history starts here.
+pub const BUFFER_START: u16 = 392;
+/// Minimum access length of every state the bytecode creates.
+pub const MINIMUM_ACCESS_LENGTH: u16 = 6;
+/// Retention priority of the bytecode state: the highest a compressor may
+/// ask for (RFC 3320 §6.2 step 5), so message states are freed first.
+pub const BYTECODE_PRIORITY: u16 = 65534;
+
+/// The assembled bytecode, `ORIGIN..BUFFER_START` (the bytecode state
+/// value; the trailing zero bytes need not be uploaded, see [`upload`]).
+pub static CODE: [u8; 264] = [
+    32, 161, 8, 135, 160, 136, 6, 254, 15, 134, 4, 161, 136, 64, 5, 160, 72, 28, 3, 32, 160, 246,
+    23, 80, 143, 24, 6, 6, 7, 16, 143, 28, 1, 53, 160, 232, 28, 90, 160, 88, 160, 227, 14, 50, 160,
+    88, 14, 36, 161, 136, 23, 81, 0, 160, 213, 29, 7, 28, 10, 160, 78, 160, 206, 31, 160, 78, 6,
+    106, 107, 82, 0, 6, 18, 107, 7, 17, 136, 22, 229, 14, 38, 82, 30, 40, 160, 140, 4, 7, 0, 23,
+    136, 1, 48, 160, 191, 0, 0, 160, 192, 160, 199, 161, 24, 1, 161, 144, 161, 255, 160, 144, 23,
+    84, 136, 7, 160, 112, 14, 19, 41, 1, 18, 22, 159, 217, 7, 20, 161, 1, 14, 42, 84, 23, 84, 8,
+    20, 6, 6, 10, 21, 4, 6, 21, 4, 9, 20, 4, 7, 20, 1, 24, 50, 6, 21, 3, 14, 44, 85, 30, 40, 160,
+    106, 1, 5, 0, 31, 0, 14, 42, 84, 23, 84, 4, 20, 6, 6, 10, 21, 2, 6, 21, 2, 9, 20, 2, 7, 20, 1,
+    24, 12, 6, 21, 1, 20, 85, 86, 18, 22, 159, 142, 14, 46, 84, 8, 21, 2, 7, 23, 1, 23, 87, 0, 250,
+    6, 250, 29, 84, 46, 49, 6, 21, 87, 25, 14, 44, 82, 7, 22, 83, 34, 83, 86, 23, 80, 0, 32, 24, 6,
+    14, 48, 80, 1, 24, 160, 127, 2, 24, 138, 35, 48, 89, 86, 83, 0, 6, 80, 35, 0, 89, 0, 0, 0, 0,
+    0, 0,
+];
+
+/// The bytes to upload: [`CODE`] without its trailing zeros (RFC 4464
+/// §3.3), which the zeroed UDVM memory supplies.
+pub fn upload() -> &'static [u8] {
+    let end = CODE.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    CODE.get(..end).unwrap_or(&[])
+}
+
+/// The bytecode state as the first message creates it: an endpoint of
+/// ours adds it as a locally available state (RFC 3320 §3.3.3) and
+/// announces its partial identifier, so a peer compressor of ours never
+/// uploads the code.
+pub fn state() -> State {
+    State::new(ORIGIN, STATE_ENTRY, MINIMUM_ACCESS_LENGTH, CODE.to_vec())
+}
+
+/// The identifier of [`state`].
+pub fn state_id() -> StateId {
+    StateId::compute(ORIGIN, STATE_ENTRY, MINIMUM_ACCESS_LENGTH, &CODE)
+}
+
+/// The source the bytecode is assembled from.
+pub const SOURCE: &str = include_str!("../../bytecode/deflate-dict.asm");
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    #[test]
+    fn source_assembles_to_the_embedded_code() {
+        let p = crate::asm::assemble_program(SOURCE).unwrap();
+        assert_eq!(p.origin, ORIGIN);
+        assert_eq!(p.code, CODE.to_vec());
+        assert_eq!(p.symbols["state_entry"], i64::from(STATE_ENTRY));
+        assert_eq!(p.symbols["code_end"], i64::from(BUFFER_START));
+        assert_eq!(p.upload_code(), upload());
+        assert_eq!(*state().id(), state_id());
+    }
+}

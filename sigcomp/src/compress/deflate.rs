@@ -1,0 +1,313 @@
+//! LZ77 with hash chains and the RFC 1951 §3.2.6 fixed Huffman codes, as
+//! the bytecode in `sigcomp/bytecode/deflate-dict.asm` decodes them.
+//!
+//! Written here rather than taken from zlib(-rs): the stream must match the
+//! bytecode exactly (no block header, no end-of-block, lengths capped at
+//! 257, padding with 1 bits), the history is a preload of states the
+//! compressor chooses per message, and an encoder of ~200 lines keeps the
+//! crate free of a dependency.
+
+use super::Level;
+
+/// The longest match the bytecode decodes (code 285 is never sent).
+pub(crate) const MAX_MATCH: usize = 257;
+const MIN_MATCH: usize = 3;
+const HASH_BITS: u32 = 14;
+const HASH_SIZE: usize = 1 << HASH_BITS;
+
+/// Bits written least significant first into bytes (RFC 1951 §3.1.1).
+#[derive(Debug, Default)]
+pub(crate) struct BitWriter {
+    acc: u64,
+    n: u32,
+}
+
+impl BitWriter {
+    fn put(&mut self, out: &mut Vec<u8>, value: u32, bits: u32) {
+        self.acc |= u64::from(value) << self.n;
+        self.n += bits;
+        while self.n >= 8 {
+            out.push(self.acc as u8);
+            self.acc >>= 8;
+            self.n -= 8;
+        }
+    }
+
+    /// Pads the last byte with 1 bits: a prefix of a 9-bit literal code,
+    /// so the bytecode finds no complete symbol there and ends.
+    pub(crate) fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.n > 0 {
+            let pad = 8 - self.n;
+            self.put(out, (1 << pad) - 1, pad);
+        }
+        self.acc = 0;
+        self.n = 0;
+    }
+}
+
+const fn reverse(code: u32, bits: u32) -> u32 {
+    let mut r = 0;
+    let mut i = 0;
+    while i < bits {
+        r |= ((code >> i) & 1) << (bits - 1 - i);
+        i += 1;
+    }
+    r
+}
+
+/// Fixed literal/length codes, bit-reversed for LSB-first output, and
+/// their lengths (RFC 1951 §3.2.6).
+const LITLEN: [(u16, u8); 288] = {
+    let mut t = [(0u16, 0u8); 288];
+    let mut s = 0;
+    while s < 288 {
+        let (code, bits) = if s < 144 {
+            (0x30 + s as u32, 8)
+        } else if s < 256 {
+            (0x190 + s as u32 - 144, 9)
+        } else if s < 280 {
+            (s as u32 - 256, 7)
+        } else {
+            (0xc0 + s as u32 - 280, 8)
+        };
+        t[s] = (reverse(code, bits) as u16, bits as u8);
+        s += 1;
+    }
+    t
+};
+
+const DIST: [u8; 30] = {
+    let mut t = [0u8; 30];
+    let mut d = 0;
+    while d < 30 {
+        t[d] = reverse(d as u32, 5) as u8;
+        d += 1;
+    }
+    t
+};
+
+/// Length 3..=257 as (symbol, extra bits, extra value) (RFC 1951 §3.2.5).
+fn length_code(len: usize) -> (usize, u32, u32) {
+    let x = (len - 3) as u32;
+    if x < 8 {
+        return (257 + x as usize, 0, 0);
+    }
+    let e = 31 - x.leading_zeros() - 2;
+    let sym = 257 + 4 * (e as usize + 1) + ((x >> e) & 3) as usize;
+    (sym, e, x & ((1 << e) - 1))
+}
+
+/// Distance 1..=32768 as (code, extra bits, extra value).
+fn distance_code(dist: usize) -> (usize, u32, u32) {
+    let x = (dist - 1) as u32;
+    if x < 4 {
+        return (x as usize, 0, 0);
+    }
+    let e = 31 - x.leading_zeros() - 1;
+    let code = 2 * e as usize + 2 + ((x >> e) & 1) as usize;
+    (code, e, x & ((1 << e) - 1))
+}
+
+fn literal_bits(b: u8) -> u32 {
+    if b < 144 { 8 } else { 9 }
+}
+
+fn match_bits(len: usize, dist: usize) -> u32 {
+    let (sym, le, _) = length_code(len);
+    let (_, de, _) = distance_code(dist);
+    u32::from(LITLEN.get(sym).map_or(8, |c| c.1)) + le + 5 + de
+}
+
+/// Hash chains over one history buffer, reused between messages without
+/// clearing: entries are stamped with a running base, older ones are stale.
+#[derive(Debug, Clone)]
+pub(crate) struct Matcher {
+    head: Vec<u32>,
+    prev: Vec<u32>,
+    base: u32,
+}
+
+impl Default for Matcher {
+    fn default() -> Matcher {
+        Matcher {
+            head: vec![0; HASH_SIZE],
+            prev: Vec::new(),
+            base: 0,
+        }
+    }
+}
+
+#[inline]
+fn hash3(b: &[u8], i: usize) -> usize {
+    match b.get(i..i + 3) {
+        Some(&[a, c, d]) => {
+            let v = u32::from(a) | u32::from(c) << 8 | u32::from(d) << 16;
+            (v.wrapping_mul(0x9e37_79b1) >> (32 - HASH_BITS)) as usize
+        }
+        _ => 0,
+    }
+}
+
+impl Matcher {
+    fn start(&mut self, len: usize) {
+        // Stamps are base + pos + 1; restart the numbering well before it wraps.
+        if self.base > u32::MAX / 2 {
+            self.head.iter_mut().for_each(|h| *h = 0);
+            self.base = 0;
+        }
+        if self.prev.len() < len {
+            self.prev.resize(len, 0);
+        }
+    }
+
+    #[inline]
+    fn insert(&mut self, hist: &[u8], i: usize) {
+        if i + MIN_MATCH > hist.len() {
+            return;
+        }
+        let h = hash3(hist, i);
+        let stamp = self.base + i as u32 + 1;
+        if let (Some(head), Some(prev)) = (self.head.get_mut(h), self.prev.get_mut(i)) {
+            *prev = *head;
+            *head = stamp;
+        }
+    }
+
+    /// The longest match for `hist[i..]` among earlier positions.
+    #[inline]
+    fn find(&self, hist: &[u8], i: usize, chain: u32, good_enough: usize) -> (usize, usize) {
+        let max = (hist.len() - i).min(MAX_MATCH);
+        if max < MIN_MATCH {
+            return (0, 0);
+        }
+        let Some(cur) = hist.get(i..i + max) else {
+            return (0, 0);
+        };
+        let mut best = (0usize, 0usize);
+        let mut stamp = self.head.get(hash3(hist, i)).copied().unwrap_or(0);
+        let mut left = chain;
+        while stamp > self.base && left > 0 {
+            let j = (stamp - self.base - 1) as usize;
+            if j >= i {
+                break;
+            }
+            left -= 1;
+            if let Some(cand) = hist.get(j..j + max) {
+                // Quick reject on the byte that would make it longer.
+                if cand.get(best.0) == cur.get(best.0) {
+                    let l = cand.iter().zip(cur).take_while(|(a, b)| a == b).count();
+                    if l > best.0 && (l > MIN_MATCH || i - j <= 4096) {
+                        best = (l, i - j);
+                        if l >= good_enough || l == max {
+                            break;
+                        }
+                    }
+                }
+            }
+            stamp = self.prev.get(j).copied().unwrap_or(0);
+        }
+        if best.0 < MIN_MATCH { (0, 0) } else { best }
+    }
+
+    /// Encodes `hist[start..]` with `hist[..start]` as history, appending
+    /// the bit stream (padded to a byte) to `out`.
+    pub(crate) fn encode(&mut self, hist: &[u8], start: usize, level: Level, out: &mut Vec<u8>) {
+        let (chain, lazy, good) = match level {
+            Level::Fast => (8, false, 32),
+            Level::Default => (64, true, 128),
+            Level::Best => (1024, true, MAX_MATCH),
+        };
+        self.start(hist.len());
+        for i in 0..start {
+            self.insert(hist, i);
+        }
+        let mut w = BitWriter::default();
+        let mut i = start;
+        while i < hist.len() {
+            let (mut len, mut dist) = self.find(hist, i, chain, good);
+            if len >= MIN_MATCH && lazy && len < good {
+                self.insert(hist, i);
+                let (l2, d2) = self.find(hist, i + 1, chain, good);
+                let b = hist.get(i).copied().unwrap_or(0);
+                if l2 > len
+                    && match_bits(l2, d2) + literal_bits(b) + 1
+                        < match_bits(len, dist) + 8 * (l2 + 1 - len) as u32
+                {
+                    self.literal(&mut w, out, b);
+                    i += 1;
+                    len = l2;
+                    dist = d2;
+                } else {
+                    // Position i is already inserted.
+                    self.emit_match(&mut w, out, len, dist);
+                    for k in i + 1..i + len {
+                        self.insert(hist, k);
+                    }
+                    i += len;
+                    continue;
+                }
+            }
+            if len >= MIN_MATCH {
+                let lit: u32 = hist
+                    .get(i..i + len)
+                    .map_or(u32::MAX, |s| s.iter().map(|&b| literal_bits(b)).sum());
+                if match_bits(len, dist) < lit {
+                    self.emit_match(&mut w, out, len, dist);
+                    for k in i..i + len {
+                        self.insert(hist, k);
+                    }
+                    i += len;
+                    continue;
+                }
+            }
+            let b = hist.get(i).copied().unwrap_or(0);
+            self.literal(&mut w, out, b);
+            self.insert(hist, i);
+            i += 1;
+        }
+        w.finish(out);
+        self.base = self.base.saturating_add(hist.len() as u32 + 1);
+    }
+
+    fn literal(&self, w: &mut BitWriter, out: &mut Vec<u8>, b: u8) {
+        let (code, bits) = LITLEN[usize::from(b)];
+        w.put(out, u32::from(code), u32::from(bits));
+    }
+
+    fn emit_match(&self, w: &mut BitWriter, out: &mut Vec<u8>, len: usize, dist: usize) {
+        let (sym, le, lx) = length_code(len);
+        let (code, bits) = LITLEN.get(sym).copied().unwrap_or((0, 0));
+        w.put(out, u32::from(code), u32::from(bits));
+        if le > 0 {
+            w.put(out, lx, le);
+        }
+        let (dc, de, dx) = distance_code(dist);
+        w.put(out, u32::from(DIST.get(dc).copied().unwrap_or(0)), 5);
+        if de > 0 {
+            w.put(out, dx, de);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_rfc1951_tables() {
+        assert_eq!(length_code(3), (257, 0, 0));
+        assert_eq!(length_code(10), (264, 0, 0));
+        assert_eq!(length_code(11), (265, 1, 0));
+        assert_eq!(length_code(12), (265, 1, 1));
+        assert_eq!(length_code(227), (284, 5, 0));
+        assert_eq!(length_code(257), (284, 5, 30));
+        assert_eq!(distance_code(1), (0, 0, 0));
+        assert_eq!(distance_code(4), (3, 0, 0));
+        assert_eq!(distance_code(5), (4, 1, 0));
+        assert_eq!(distance_code(8), (5, 1, 1));
+        assert_eq!(distance_code(24577), (29, 13, 0));
+        assert_eq!(distance_code(32768), (29, 13, 8191));
+        // 'A' (65): 8-bit code 0x30 + 65 = 0x71 = 0b01110001.
+        assert_eq!(LITLEN[65], (reverse(0x71, 8) as u16, 8));
+    }
+}

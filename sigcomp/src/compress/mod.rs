@@ -1,0 +1,576 @@
+//! SigComp compressor: DEFLATE over the static dictionaries and the
+//! compartment's history, with dynamic compression (RFC 3320 §5, §6;
+//! RFC 3321 §5.1 acknowledgements).
+//!
+//! # The decompressor side
+//!
+//! Every message runs our own bytecode, `sigcomp/bytecode/deflate-dict.asm`
+//! (RFC 4464 assembly, 258 bytes uploaded; see [`bytecode`]): a DEFLATE
+//! decoder (RFC 1951 fixed Huffman codes) whose circular buffer is first
+//! filled, with STATE-ACCESS, from states the message names: slices of the
+//! RFC 3485 SIP/SDP and RFC 5112 presence dictionaries (locally available
+//! at every SigComp endpoint for SIP) and earlier messages of the
+//! compartment. The bytecode saves each message as a state (priority =
+//! its sequence number) and requests feedback (a 1-byte item, RFC 3320
+//! Figure 12) so the compressor learns it arrived; the first message also
+//! saves the bytecode itself (priority 65534), so later messages send a
+//! 6-byte partial state id instead of the code. Only instructions tshark's
+//! UDVM implements and 6-byte state ids are used.
+//!
+//! Memory (RFC 3320 §7, UDP): the UDVM has DMS minus the message size;
+//! the history buffer runs from [`bytecode::BUFFER_START`] to the end of
+//! it. The compressor keeps preload + message below that size, so the
+//! buffer never wraps and every distance is valid.
+//!
+//! # Why our own encoder
+//!
+//! The bit stream must match the bytecode exactly (no block header, no
+//! end-of-block symbol, lengths ≤ 257, 1-bit padding), and the history
+//! changes per message (the preload the compressor picks), so a general
+//! DEFLATE library would need its dictionary interface and its
+//! block-header logic disabled; a hash-chain LZ77 with lazy matching and
+//! fixed codes is ~200 lines ([`Level`] sets the chain length). Fixed
+//! codes were kept: a dynamic Huffman table costs 40–80 bytes per message
+//! on the wire or bytecode to build it, more than it saves on messages
+//! of 300–2000 bytes whose long matches come from the history.
+//!
+//! # Dynamic compression and safety on UDP
+//!
+//! A state is used only once the peer acknowledged the message that
+//! created it (the returned feedback item, [`Compressor::on_feedback_item`])
+//! *and* no state we may have created since could have evicted it: the
+//! peer frees the lowest priority first (RFC 3320 §6.2 step 5), priorities
+//! rise with the sequence number, so state X is safe while
+//! `cost(X) + cost(bytecode) + Σ cost(Y)` over states sent with a higher
+//! priority stays within the peer's SMS (cost = length + 64). Lost or
+//! reordered messages can only make fewer states acknowledged, never an
+//! unsafe reference. The bytecode is uploaded until a message carrying
+//! it is acknowledged, unless the peer announced it as a locally available
+//! state ([`Compressor::on_peer_parameters`]): then it is never sent. A NACK
+//! ([`Compressor::on_nack`]) forgets every acknowledgement: the next
+//! message uploads the code and uses only the dictionaries.
+//!
+//! # Never worse than plain
+//!
+//! If the SigComp message would be longer than the original plus 3 bytes,
+//! the original is sent uncompressed instead ([`Kind::Plain`]): a SigComp
+//! endpoint tells the two apart by the first five bits (`11111`,
+//! RFC 3320 §4.1, §7), which no SIP message starts with, so the plain
+//! message costs nothing extra; the 3-byte allowance keeps a message that
+//! is only slightly larger compressed, because it also creates a state and
+//! carries feedback. A plain message creates no state.
+//!
+//! # Limits
+//!
+//! Sequence numbers are 15 bits: after 32767 messages a compartment stops
+//! creating states (it keeps compressing against the dictionaries and
+//! the states it has). RFC 3321 shared compression is not used.
+//!
+//! ```
+//! use sigcomp::compress::{Compressor, Config};
+//! use sigcomp::{CompartmentId, Decompressor, Parameters, StateHandler, Transport};
+//!
+//! let mut c = Compressor::new(Config::default()).unwrap();
+//! let msg = b"OPTIONS sip:alice@example.com SIP/2.0\r\nContent-Length: 0\r\n\r\n";
+//! let mut wire = Vec::new();
+//! let sent = c.compress(msg, &mut wire);
+//! assert!(sent.carried_bytecode);
+//!
+//! let mut states = StateHandler::with_dictionaries();
+//! states.open_compartment(CompartmentId(1), 8192);
+//! let mut d = Decompressor::new(Parameters::default()).unwrap();
+//! let out = d.decompress(&wire, Transport::Message, &states).unwrap();
+//! assert_eq!(out.output, msg);
+//! ```
+
+pub mod bytecode;
+mod deflate;
+
+use std::collections::VecDeque;
+
+use crate::feedback::{Resources, ReturnedParameters};
+use crate::state::{
+    PRESENCE_DICTIONARY, SIP_SDP_DICTIONARY, StateId, presence_dictionary, sip_sdp_dictionary,
+};
+use crate::{Error, Nack};
+
+/// How hard the LZ77 search works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Level {
+    /// Greedy, short hash chains.
+    Fast,
+    /// Lazy matching, chains of 64.
+    #[default]
+    Default,
+    /// Lazy matching, chains of 1024.
+    Best,
+}
+
+/// What the compressor knows of the peer and how it compresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Search effort.
+    pub level: Level,
+    /// The peer decompressor's decompression_memory_size and
+    /// state_memory_size (RFC 3320 §3.3.1); updated by
+    /// [`Compressor::on_peer_parameters`].
+    pub peer: Resources,
+    /// Whether the peer holds the RFC 5112 presence dictionary.
+    pub presence_dictionary: bool,
+    /// Our own decompressor's parameters and local states to announce
+    /// (RFC 3320 §9.4.9 returned parameters), sent until a message is
+    /// acknowledged.
+    pub announce: Option<ReturnedParameters>,
+}
+
+impl Default for Config {
+    /// Level Default; peer DMS 8192, SMS 8192, 16 cycles per bit; presence
+    /// dictionary on; no announcement.
+    fn default() -> Config {
+        Config {
+            level: Level::Default,
+            peer: Resources {
+                cycles_per_bit: 16,
+                decompression_memory_size: 8192,
+                state_memory_size: 8192,
+            },
+            presence_dictionary: true,
+            announce: None,
+        }
+    }
+}
+
+/// What a call to [`Compressor::compress`] sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compressed {
+    /// Bytes written.
+    pub len: usize,
+    /// The form of the message.
+    pub kind: Kind,
+    /// Whether the message uploaded the bytecode.
+    pub carried_bytecode: bool,
+    /// Sequence number (0: the message creates no state).
+    pub seq: u16,
+    /// History bytes preloaded from dictionaries and states.
+    pub preloaded: usize,
+    /// Earlier message states it used.
+    pub states_used: usize,
+}
+
+/// The form a message was sent in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A SigComp message.
+    SigComp,
+    /// The original, uncompressed: compressing would have cost more than
+    /// 3 bytes over it.
+    Plain,
+}
+
+#[derive(Debug, Clone)]
+struct Tracked {
+    id: StateId,
+    value: Vec<u8>,
+    /// Highest priority any message creating it was sent with.
+    sent_priority: u16,
+    /// Highest priority of an acknowledged creation.
+    acked_priority: Option<u16>,
+}
+
+impl Tracked {
+    fn cost(&self) -> u32 {
+        self.value.len() as u32 + 64
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    seq: u16,
+    uploaded: bool,
+    acked: bool,
+}
+
+/// One preload entry: a slice of a state's value.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    Sip { begin: u16, len: u16 },
+    Presence { begin: u16, len: u16 },
+    Message(usize),
+}
+
+/// SigComp compressor for one compartment (one peer), sans-IO.
+#[derive(Debug, Clone)]
+pub struct Compressor {
+    config: Config,
+    seq: u16,
+    bytecode_acked: bool,
+    bytecode_local: bool,
+    bytecode_maybe_created: bool,
+    states: Vec<Tracked>,
+    sent: VecDeque<Sent>,
+    returned_item: Option<Vec<u8>>,
+    any_ack: bool,
+    matcher: deflate::Matcher,
+    hist: Vec<u8>,
+    bits: Vec<u8>,
+    sources: Vec<Source>,
+    sip_id: StateId,
+    presence_id: StateId,
+}
+
+const BYTECODE_COST: u32 = bytecode::CODE.len() as u32 + 64;
+const MAX_SEQ: u16 = 32767;
+
+impl Compressor {
+    /// A compressor for a fresh compartment.
+    pub fn new(config: Config) -> Result<Compressor, Error> {
+        config.peer.to_byte()?;
+        Ok(Compressor {
+            config,
+            seq: 0,
+            bytecode_acked: false,
+            bytecode_local: false,
+            bytecode_maybe_created: false,
+            states: Vec::new(),
+            sent: VecDeque::new(),
+            returned_item: None,
+            any_ack: false,
+            matcher: deflate::Matcher::default(),
+            hist: Vec::new(),
+            bits: Vec::new(),
+            sources: Vec::new(),
+            sip_id: *sip_sdp_dictionary().id(),
+            presence_id: *presence_dictionary().id(),
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A returned feedback item to carry in the next message's header
+    /// (RFC 3320 §7.1): what our decompressor received as requested
+    /// feedback from the peer.
+    pub fn set_returned_feedback_item(&mut self, item: Option<Vec<u8>>) {
+        self.returned_item = item.filter(|i| i.len() <= 128);
+    }
+
+    /// The peer returned `item` (RFC 3320 §7.1): the message with that
+    /// sequence number arrived and its states exist (RFC 3321 §5.1).
+    pub fn on_feedback_item(&mut self, item: &[u8]) {
+        let [b] = item else { return };
+        if b & 0x80 != 0 {
+            return;
+        }
+        let Some(sent) = self
+            .sent
+            .iter_mut()
+            .rev()
+            .find(|s| (s.seq & 0x7f) as u8 == *b && !s.acked)
+        else {
+            return;
+        };
+        sent.acked = true;
+        let sent = *sent;
+        self.any_ack = true;
+        if sent.uploaded {
+            self.bytecode_acked = true;
+        }
+        if let Some(t) = self.states.iter_mut().find(|t| t.sent_priority == sent.seq) {
+            t.acked_priority = Some(t.acked_priority.map_or(sent.seq, |p| p.max(sent.seq)));
+        }
+    }
+
+    /// The peer's returned SigComp parameters (RFC 3320 §9.4.9): its
+    /// resources and its locally available states. If it announces our
+    /// bytecode, the code is never uploaded.
+    pub fn on_peer_parameters(&mut self, params: &ReturnedParameters) {
+        if let Some(r) = params.resources {
+            self.config.peer = r;
+        }
+        let id = bytecode::state_id();
+        if params
+            .state_ids
+            .iter()
+            .any(|p| p.len() >= 6 && id.0.starts_with(p))
+        {
+            self.bytecode_local = true;
+        }
+    }
+
+    /// The peer could not decompress a message (RFC 4077): forget every
+    /// acknowledgement and start again from the dictionaries.
+    pub fn on_nack(&mut self, _nack: &Nack) {
+        self.bytecode_acked = false;
+        self.states.clear();
+        self.sent.clear();
+    }
+
+    fn sms(&self) -> u32 {
+        self.config.peer.state_memory_size
+    }
+
+    /// Whether state `i` is acknowledged and cannot have been evicted.
+    fn is_safe(&self, i: usize) -> bool {
+        let Some(x) = self.states.get(i) else {
+            return false;
+        };
+        let Some(p) = x.acked_priority else {
+            return false;
+        };
+        self.fits_above(x, p)
+    }
+
+    fn fits_above(&self, x: &Tracked, p: u16) -> bool {
+        let newer: u32 = self
+            .states
+            .iter()
+            .filter(|y| y.id != x.id && y.sent_priority > p)
+            .map(Tracked::cost)
+            .sum();
+        let bc = if self.bytecode_maybe_created {
+            BYTECODE_COST
+        } else {
+            0
+        };
+        x.cost() + bc + newer <= self.sms()
+    }
+
+    fn bytecode_held(&self) -> bool {
+        self.bytecode_local || (self.bytecode_acked && BYTECODE_COST <= self.sms())
+    }
+
+    /// Compresses one message into `out` (cleared first).
+    pub fn compress(&mut self, msg: &[u8], out: &mut Vec<u8>) -> Compressed {
+        out.clear();
+        // Drop states that can never be safe again (RFC 3320 §6.2).
+        let keep: Vec<bool> = self
+            .states
+            .iter()
+            .map(|x| self.fits_above(x, x.sent_priority))
+            .collect();
+        let mut k = keep.iter();
+        self.states.retain(|_| k.next().copied().unwrap_or(false));
+
+        let upload = !self.bytecode_held();
+        let dms = self.config.peer.decompression_memory_size as usize;
+        let item = self.returned_item.clone();
+        let bc_cost = if upload || self.bytecode_maybe_created {
+            BYTECODE_COST
+        } else {
+            0
+        };
+        let can_create = self.seq < MAX_SEQ && msg.len() as u32 + 64 + bc_cost <= self.sms();
+        let seq = if can_create { self.seq + 1 } else { 0 };
+        let announce = match (&self.config.announce, self.any_ack) {
+            (Some(a), false) => {
+                let mut v = Vec::new();
+                a.emit(&mut v).ok().map(|()| v)
+            }
+            _ => None,
+        }
+        .filter(|v| v.len() <= 40);
+
+        let header_len = 1
+            + item.as_ref().map_or(0, Vec::len)
+            + if upload {
+                2 + bytecode::upload().len()
+            } else {
+                6
+            };
+        let fixed = header_len + 3 + announce.as_ref().map_or(0, |a| a.len() + 1);
+        let mut guess = fixed + 16 + msg.len() / 2;
+        let mut tries = 0;
+        let (len, used, preloaded) = loop {
+            tries += 1;
+            // RFC 3320 §7: UDVM memory = DMS - message size, at most 65536.
+            let memory = dms.saturating_sub(guess).min(65536);
+            let room = memory.saturating_sub(usize::from(bytecode::BUFFER_START) + 1);
+            if room < msg.len() || tries > 4 {
+                return self.plain(msg, out);
+            }
+            let used = self.choose_preload(msg, room - msg.len(), fixed);
+            let entries = self.sources.len();
+            out.clear();
+            self.write_header(out, item.as_deref(), upload);
+            let flag = if announce.is_some() { 0x8000 } else { 0 };
+            out.extend_from_slice(&(seq | flag).to_be_bytes());
+            out.push(entries as u8);
+            if let Some(a) = &announce {
+                out.push(a.len() as u8);
+                out.extend_from_slice(a);
+            }
+            self.hist.clear();
+            for s in self.sources.clone() {
+                let (id, begin, value): (StateId, u16, &[u8]) = match s {
+                    Source::Sip { begin, len } => (
+                        self.sip_id,
+                        begin,
+                        SIP_SDP_DICTIONARY
+                            .get(usize::from(begin)..usize::from(begin) + usize::from(len))
+                            .unwrap_or(&[]),
+                    ),
+                    Source::Presence { begin, len } => (
+                        self.presence_id,
+                        begin,
+                        PRESENCE_DICTIONARY
+                            .get(usize::from(begin)..usize::from(begin) + usize::from(len))
+                            .unwrap_or(&[]),
+                    ),
+                    Source::Message(i) => match self.states.get(i) {
+                        Some(t) => (t.id, 0, &t.value[..]),
+                        None => continue,
+                    },
+                };
+                out.extend_from_slice(&id.0[..6]);
+                out.extend_from_slice(&begin.to_be_bytes());
+                out.extend_from_slice(&(value.len() as u16).to_be_bytes());
+                self.hist.extend_from_slice(value);
+            }
+            let preloaded = self.hist.len();
+            self.hist.extend_from_slice(msg);
+            self.bits.clear();
+            self.matcher
+                .encode(&self.hist, preloaded, self.config.level, &mut self.bits);
+            out.extend_from_slice(&self.bits);
+            if out.len() <= guess {
+                break (out.len(), used, preloaded);
+            }
+            guess = out.len() + 8;
+        };
+        if len > msg.len() + 3 {
+            return self.plain(msg, out);
+        }
+        self.returned_item = None;
+        if upload {
+            self.bytecode_maybe_created = true;
+        }
+        if seq != 0 {
+            self.seq = seq;
+            let address = bytecode::BUFFER_START + preloaded as u16;
+            let id = StateId::compute(address, 0, bytecode::MINIMUM_ACCESS_LENGTH, msg);
+            match self.states.iter_mut().find(|t| t.id == id) {
+                Some(t) => t.sent_priority = seq,
+                None => self.states.push(Tracked {
+                    id,
+                    value: msg.to_vec(),
+                    sent_priority: seq,
+                    acked_priority: None,
+                }),
+            }
+            self.sent.push_back(Sent {
+                seq,
+                uploaded: upload,
+                acked: false,
+            });
+            if self.sent.len() > 128 {
+                self.sent.pop_front();
+            }
+        }
+        Compressed {
+            len,
+            kind: Kind::SigComp,
+            carried_bytecode: upload,
+            seq,
+            preloaded,
+            states_used: used,
+        }
+    }
+
+    fn plain(&mut self, msg: &[u8], out: &mut Vec<u8>) -> Compressed {
+        out.clear();
+        out.extend_from_slice(msg);
+        Compressed {
+            len: msg.len(),
+            kind: Kind::Plain,
+            carried_bytecode: false,
+            seq: 0,
+            preloaded: 0,
+            states_used: 0,
+        }
+    }
+
+    fn write_header(&self, out: &mut Vec<u8>, item: Option<&[u8]>, upload: bool) {
+        // RFC 3320 §7: 11111 T len.
+        let t = if item.is_some() { 0x04 } else { 0 };
+        if upload {
+            out.push(0xf8 | t);
+            if let Some(i) = item {
+                out.extend_from_slice(i);
+            }
+            let code = bytecode::upload();
+            let n = code.len();
+            // §7.3: code_len (12 bits), destination (4 bits): (1 + 1) * 64 = 128.
+            out.push((n >> 4) as u8);
+            out.push(((n & 0x0f) << 4) as u8 | ((bytecode::ORIGIN / 64) - 1) as u8);
+            out.extend_from_slice(code);
+        } else {
+            out.push(0xf8 | t | 0x01);
+            if let Some(i) = item {
+                out.extend_from_slice(i);
+            }
+            // §7.2: a 6-byte partial state identifier.
+            out.extend_from_slice(&bytecode::state_id().0[..6]);
+        }
+    }
+
+    /// Picks the history: the newest safe message states that fit (placed
+    /// last, nearest), then as much of the dictionaries as fits. Returns
+    /// the number of message states used.
+    fn choose_preload(&mut self, msg: &[u8], mut room: usize, _fixed: usize) -> usize {
+        self.sources.clear();
+        let mut chosen: Vec<usize> = Vec::new();
+        let mut order: Vec<usize> = (0..self.states.len())
+            .filter(|&i| self.is_safe(i))
+            .collect();
+        order
+            .sort_by_key(|&i| std::cmp::Reverse(self.states.get(i).map_or(0, |t| t.sent_priority)));
+        // Keep a share for the dictionary when the message looks unlike
+        // the states (a new kind of request).
+        for i in order {
+            let Some(t) = self.states.get(i) else {
+                continue;
+            };
+            if t.value.len() <= room {
+                room -= t.value.len();
+                chosen.push(i);
+            }
+        }
+        let presence = self.config.presence_dictionary
+            && (contains(msg, b"pidf") || contains(msg, b"presence") || contains(msg, b"xmlns"));
+        let sip_len = SIP_SDP_DICTIONARY.len().min(room);
+        let mut dicts = Vec::new();
+        if presence {
+            let p = PRESENCE_DICTIONARY.len().min(room);
+            let s = SIP_SDP_DICTIONARY.len().min(room - p);
+            if s > 0 {
+                dicts.push(Source::Sip {
+                    begin: (SIP_SDP_DICTIONARY.len() - s) as u16,
+                    len: s as u16,
+                });
+            }
+            if p > 0 {
+                dicts.push(Source::Presence {
+                    begin: (PRESENCE_DICTIONARY.len() - p) as u16,
+                    len: p as u16,
+                });
+            }
+        } else if sip_len > 0 {
+            dicts.push(Source::Sip {
+                begin: (SIP_SDP_DICTIONARY.len() - sip_len) as u16,
+                len: sip_len as u16,
+            });
+        }
+        self.sources.extend(dicts);
+        let n = chosen.len();
+        for &i in chosen.iter().rev() {
+            self.sources.push(Source::Message(i));
+        }
+        n
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
