@@ -190,11 +190,19 @@ for i in range(20000):
   stop_pids
 done
 
+# The receiver's rate of iperf3 output, in Mbit/s whatever unit it chose.
+mbits() {
+  awk '/receiver/ { for (i = 1; i < NF; i++) if ($(i + 1) ~ /bits\/sec$/) {
+         u = $(i + 1); v = $i
+         if (u ~ /^G/) v *= 1000; else if (u ~ /^K/) v /= 1000; else if (u ~ /^bits/) v /= 1e6
+         printf "%.0f\n", v; exit } }'
+}
+
 declare -A AT
 if [ $anchors = 1 ]; then
   if command -v swanctl >/dev/null && [ -x /usr/lib/ipsec/charon ] && command -v tcpdump >/dev/null; then
     for alg in null-sha1 aes128-sha1 3des-md5; do
-      v=$(bash "$ANCH/libipsec_bench.sh" $alg "$secs" "$tmp/lb-$alg" 2>/dev/null | awk '/receiver/ {print $7}')
+      v=$(bash "$ANCH/libipsec_bench.sh" $alg "$secs" "$tmp/lb-$alg" 2>/dev/null | mbits)
       AT[$alg]=${v:-}
       echo "strongSwan libipsec $alg: ${v:-failed} Mbit/s" >&2
     done
@@ -202,7 +210,7 @@ if [ $anchors = 1 ]; then
     echo "anchor strongSwan libipsec UNAVAILABLE (needs strongswan-charon strongswan-swanctl libcharon-extra-plugins tcpdump)" >&2
   fi
   if command -v boringtun-cli >/dev/null && command -v wg >/dev/null; then
-    v=$(bash "$ANCH/boringtun_bench.sh" "$secs" 1 2>/dev/null | awk '/receiver/ {print $7}')
+    v=$(bash "$ANCH/boringtun_bench.sh" "$secs" 1 2>/dev/null | mbits)
     AT[boringtun]=${v:-}
     echo "boringtun: ${v:-failed} Mbit/s" >&2
   else

@@ -310,3 +310,75 @@ pub fn peer_uid(sock: &std::os::unix::net::UnixStream) -> io::Result<u32> {
 pub fn daemonize() -> io::Result<()> {
     nix::unistd::daemon(true, false).map_err(io::Error::from)
 }
+
+/// `recvmmsg(2)` into preallocated buffers: up to `n` datagrams per system
+/// call (`MSG_WAITFORONE`: waits for the first only). Each datagram lands
+/// at `offset` in its own buffer, so the caller has that much headroom.
+pub struct RecvBatch {
+    bufs: Vec<Vec<u8>>,
+    lens: Vec<usize>,
+    headers: nix::sys::socket::MultiHeaders<SockaddrStorage>,
+    offset: usize,
+    max: usize,
+}
+
+impl std::fmt::Debug for RecvBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvBatch")
+            .field("n", &self.bufs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Datagrams per [`RecvBatch::recv`].
+pub const BATCH: usize = 32;
+
+impl RecvBatch {
+    /// [`BATCH`] buffers of `offset + max + tail` bytes.
+    pub fn new(offset: usize, max: usize, tail: usize) -> RecvBatch {
+        RecvBatch {
+            bufs: (0..BATCH).map(|_| vec![0u8; offset + max + tail]).collect(),
+            lens: vec![0; BATCH],
+            headers: nix::sys::socket::MultiHeaders::preallocate(BATCH, None),
+            offset,
+            max,
+        }
+    }
+
+    /// Receives at least one datagram (blocking); returns how many.
+    pub fn recv(&mut self, sock: &Sock) -> io::Result<usize> {
+        let (offset, max) = (self.offset, self.max);
+        let mut slices: [[io::IoSliceMut<'_>; 1]; BATCH] = {
+            let mut it = self.bufs.iter_mut();
+            std::array::from_fn(|_| {
+                let b = it
+                    .next()
+                    .map(|b| &mut b[offset..offset + max])
+                    .unwrap_or(&mut []);
+                [io::IoSliceMut::new(b)]
+            })
+        };
+        let res = nix::sys::socket::recvmmsg(
+            sock.sock.as_raw_fd(),
+            &mut self.headers,
+            slices.iter_mut(),
+            MsgFlags::MSG_WAITFORONE,
+            None,
+        )
+        .map_err(io::Error::from)?;
+        let mut n = 0;
+        for (i, r) in res.enumerate() {
+            if let Some(l) = self.lens.get_mut(i) {
+                *l = r.bytes;
+                n = i + 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Buffer `i` (the datagram is at `offset..offset + len(i)`).
+    pub fn buf_mut(&mut self, i: usize) -> Option<(&mut [u8], usize)> {
+        let len = *self.lens.get(i)?;
+        self.bufs.get_mut(i).map(|b| (b.as_mut_slice(), len))
+    }
+}

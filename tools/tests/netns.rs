@@ -142,19 +142,24 @@ fn udp_and_tcp_arrive_intact_as_esp_that_tshark_decrypts() {
             "udp.srcport",
             "udp.dstport",
             "udp.payload",
+            "tcp.srcport",
             "tcp.payload",
         ],
     );
     let mut udp_payloads = Vec::new();
-    let mut tcp_bytes = String::new();
+    // The TCP byte stream of each direction, by source port.
+    let mut tcp_streams: std::collections::BTreeMap<String, String> = Default::default();
     for l in esp.lines() {
         let f: Vec<&str> = l.split('|').collect();
         assert_eq!(f.get(1), Some(&"1"), "ICV not good: {l}");
         if let Some(x) = f.get(4).filter(|x| !x.is_empty()) {
             udp_payloads.push(x.replace(':', ""));
         }
-        if let Some(x) = f.get(5).filter(|x| !x.is_empty()) {
-            tcp_bytes.push_str(&x.replace(':', ""));
+        if let (Some(port), Some(x)) = (f.get(5), f.get(6).filter(|x| !x.is_empty())) {
+            tcp_streams
+                .entry(port.to_string())
+                .or_default()
+                .push_str(&x.replace(':', ""));
         }
     }
     for line in lines_with(&udp, "OK")
@@ -169,12 +174,16 @@ fn udp_and_tcp_arrive_intact_as_esp_that_tshark_decrypts() {
             "payload {hex} not decrypted twice by tshark"
         );
     }
+    assert_eq!(tcp_streams.len(), 2, "both TCP directions decrypted");
     for line in lines_with(&tcp, "OK") {
         let hex = line.split(' ').nth(1).unwrap();
-        assert!(
-            tcp_bytes.matches(hex).count() >= 2,
-            "TCP payload {hex} not in the decrypted stream"
-        );
+        for (port, stream) in &tcp_streams {
+            assert!(
+                stream.contains(hex),
+                "TCP payload {}... not in the decrypted stream from port {port}",
+                &hex[..16]
+            );
+        }
     }
     // Counters: the SAs counted the packets (setkey -D prints them).
     let d = String::from_utf8_lossy(&pair.setkey(0, &["-D"]).stdout).into_owned();
@@ -573,4 +582,84 @@ fn ipv6_esp_ipv4_ah_and_esp_in_udp_flows() {
             .count();
         assert!(seen >= 2, "payload {hex} decrypted: {out}");
     }
+}
+
+#[test]
+fn a_file_with_one_bad_statement_changes_nothing_and_names_its_line() {
+    if !usable("a_file_with_one_bad_statement_changes_nothing_and_names_its_line") {
+        return;
+    }
+    let pair = Pair::new("atomic");
+    let ns = pair.ns[0].clone();
+    let k = format!("-E aes-cbc 0x{ENC_KEY} -A hmac-sha1 0x{AUTH_KEY}");
+    let good = format!(
+        "add {ADDR_A} {ADDR_B} esp 7777 -m transport {k};\nspdadd {ADDR_A}/32[7000] {ADDR_B}/32[7001] udp -P out ipsec esp/transport//require;\n"
+    );
+    // Line 3: a 2-byte AES key, refused when the daemon applies the file.
+    let bad = format!(
+        "{good}add {ADDR_A} {ADDR_B} esp 7778 -m transport -E aes-cbc 0x0011 -A hmac-sha1 0x{AUTH_KEY};\n"
+    );
+    let file = pair.dir.join("bad.conf");
+    std::fs::write(&file, &bad).unwrap();
+    let rules_before = common::run_ok("ip", &["-n", &ns, "rule"]);
+    let o = pair.setkey(0, &["-f", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("line 3"), "the error names the line: {err}");
+    assert!(
+        !err.contains(AUTH_KEY) && !err.contains("0011"),
+        "no key bytes in errors: {err}"
+    );
+    let d = String::from_utf8_lossy(&pair.setkey(0, &["-D"]).stdout).into_owned();
+    let dp = String::from_utf8_lossy(&pair.setkey(0, &["-DP"]).stdout).into_owned();
+    assert!(!d.contains("spi=7777("), "line 1 was not applied: {d}");
+    assert!(!dp.contains("[7000]"), "line 2 was not applied: {dp}");
+    assert_eq!(common::run_ok("ip", &["-n", &ns, "rule"]), rules_before);
+    // -n checks the syntax only: a syntax error is found without the daemon,
+    // a valid file changes nothing.
+    std::fs::write(&file, "add 192.0.2.1 192.0.2.2 esp;\n").unwrap();
+    let o = pair.setkey(0, &["-n", "-f", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("line 1"));
+    std::fs::write(&file, &good).unwrap();
+    assert!(
+        pair.setkey(0, &["-n", "-f", file.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let d = String::from_utf8_lossy(&pair.setkey(0, &["-D"]).stdout).into_owned();
+    assert!(!d.contains("spi=7777("), "-n applied nothing: {d}");
+    // The valid file applies, with its routing rule.
+    assert!(
+        pair.setkey(0, &["-f", file.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let d = String::from_utf8_lossy(&pair.setkey(0, &["-D"]).stdout).into_owned();
+    assert!(d.contains("spi=7777("), "{d}");
+    let rules = common::run_ok("ip", &["-n", &ns, "rule"]);
+    assert!(rules.contains("dport 7001"), "{rules}");
+    // -F / -FP flush, and the policy rules go with the policies.
+    assert!(pair.setkey(0, &["-F"]).status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&pair.setkey(0, &["-D"]).stdout),
+        "No SAD entries.\n"
+    );
+    assert!(pair.setkey(0, &["-FP"]).status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&pair.setkey(0, &["-DP"]).stdout),
+        "No SPD entries.\n"
+    );
+    let rules = common::run_ok("ip", &["-n", &ns, "rule"]);
+    assert!(
+        !rules.contains("lookup 100") && rules.contains("fwmark 0x1"),
+        "{rules}"
+    );
+    // Without a daemon: exit 1 and a one-line reason.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_setkey"))
+        .args(["-s", "/nonexistent/ipsecd.sock", "-D"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).starts_with("setkey: cannot connect"));
 }

@@ -406,8 +406,60 @@ pub enum Rx {
     Udp,
 }
 
+/// The IPv4 raw-socket loop with `recvmmsg`: up to 32 packets per system
+/// call when they queue up (the packets come with their IP header).
+fn inbound_raw4_batched(sh: &Shared, sock: &Sock) -> std::io::Result<()> {
+    let mut batch = crate::sys::RecvBatch::new(HEADROOM, MAX_PACKET, TAILROOM);
+    let mut warn = RateLimit(None);
+    loop {
+        let n = batch.recv(sock)?;
+        for i in 0..n {
+            let Some((buf, len)) = batch.buf_mut(i) else {
+                continue;
+            };
+            deliver(sh, buf, HEADROOM..HEADROOM + len, &mut warn);
+        }
+    }
+}
+
+/// Decapsulates the packet at `buf[range]` and writes the result into the TUN.
+fn deliver(sh: &Shared, buf: &mut [u8], range: Range<usize>, warn: &mut RateLimit) {
+    sh.stats.in_rx.fetch_add(1, Relaxed);
+    if let Some(p) = &sh.pcap {
+        p.record(&buf[range.clone()]);
+    }
+    match process_inbound(sh, buf, range) {
+        Ok(r) => {
+            if let Some(p) = &sh.pcap {
+                p.record(&buf[r.clone()]);
+            }
+            match sh.tun.write(&buf[r]) {
+                Ok(_) => {
+                    sh.stats.in_delivered.fetch_add(1, Relaxed);
+                }
+                Err(e) => {
+                    sh.stats.in_errors.fetch_add(1, Relaxed);
+                    if warn.ok() {
+                        tracing::warn!("TUN write: {e}");
+                    }
+                }
+            }
+        }
+        Err(why) => {
+            if let Some(why) = why {
+                if warn.ok() {
+                    tracing::debug!("inbound packet dropped: {why}");
+                }
+            }
+        }
+    }
+}
+
 /// An inbound loop on one socket: never returns unless the socket fails.
 pub fn inbound(sh: Arc<Shared>, sock: &Sock, rx: Rx) -> std::io::Result<()> {
+    if rx == Rx::Raw4 {
+        return inbound_raw4_batched(&sh, sock);
+    }
     let mut buf = vec![0u8; HEADROOM + MAX_PACKET + TAILROOM];
     let mut cmsg = crate::sys::pktinfo_cmsg_space();
     let mut warn = RateLimit(None);
@@ -472,33 +524,7 @@ pub fn inbound(sh: Arc<Shared>, sock: &Sock, rx: Rx) -> std::io::Result<()> {
                 }
             }
         };
-        sh.stats.in_rx.fetch_add(1, Relaxed);
-        if let Some(p) = &sh.pcap {
-            p.record(&buf[range.clone()]);
-        }
-        match process_inbound(&sh, &mut buf, range) {
-            Ok(r) => {
-                if let Some(p) = &sh.pcap {
-                    p.record(&buf[r.clone()]);
-                }
-                match sh.tun.write(&buf[r]) {
-                    Ok(_) => {
-                        sh.stats.in_delivered.fetch_add(1, Relaxed);
-                    }
-                    Err(e) => {
-                        sh.stats.in_errors.fetch_add(1, Relaxed);
-                        if warn.ok() {
-                            tracing::warn!("TUN write: {e}");
-                        }
-                    }
-                }
-            }
-            Err(why) => {
-                if why.is_some() && warn.ok() {
-                    tracing::debug!("inbound packet dropped: {}", why.unwrap_or(""));
-                }
-            }
-        }
+        deliver(&sh, &mut buf, range, &mut warn);
     }
 }
 
