@@ -111,6 +111,7 @@ pub(crate) struct Start<'a> {
 }
 
 /// The result of a successful run.
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Ended {
     pub cycles: u64,
     pub output_seen: bool,
@@ -119,24 +120,87 @@ pub(crate) struct Ended {
     pub returned_parameters: Option<ReturnedParameters>,
 }
 
-/// Decoded INPUT-HUFFMAN operand sets whose encodings are all constants,
-/// valid while the bytes at `pc` equal `raw`.
-#[derive(Debug, Clone)]
-struct HuffCache {
-    pc: u16,
-    raw: Vec<u8>,
-    sets: Vec<[u16; 4]>,
-    total_bits: u32,
-}
-
 /// The reusable machine: memory and scratch space.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Udvm {
+    /// Tests: decode every instruction from memory, as a reference.
+    cache_off: bool,
+    /// Decoded instructions, kept between messages (see [`Slot`]).
+    slots: Vec<Slot>,
+    /// The operand sets of the INPUT-HUFFMAN instruction in the slot of
+    /// the same index.
+    slot_huff: Vec<HuffTab>,
     huff_sets: Vec<[u16; 4]>,
-    huff_cache: Vec<HuffCache>,
     mem: Vec<u8>,
     sort_keys: Vec<(u16, u32)>,
     sort_tmp: Vec<u16>,
+}
+
+/// Slots of the decoded-instruction cache, direct-mapped by address.
+const SLOTS: usize = 1024;
+
+/// A decoded multitype, reference, literal or address operand: `v`, or
+/// the memory word at `v` plus `add` (RFC 3320 §8.5, Figure 10).
+#[derive(Debug, Clone, Copy, Default)]
+struct Opnd {
+    mem: bool,
+    v: u16,
+    add: u16,
+}
+
+/// What a slot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotKind {
+    /// Nothing decoded yet.
+    Empty,
+    /// Not worth caching: decode from memory each time.
+    Slow,
+    /// The operands are in `o`.
+    Decoded,
+}
+
+/// One instruction decoded from the bytes at `pc`, valid while the first
+/// `len` (at most 16) bytes there, selected by `mask`, still equal `raw`:
+/// checking that costs one 16-byte load and compare, so writes to memory
+/// need no bookkeeping and code that rewrites itself is re-decoded. A
+/// slot is a pure function of `pc` and those bytes (plus, for
+/// INPUT-HUFFMAN, the bytes kept in its [`HuffTab`]), so it stays valid
+/// from one message to the next.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    raw: [u64; 2],
+    mask: [u64; 2],
+    pc: u32,
+    /// INPUT-HUFFMAN longer than 16 bytes: the rest is in its [`HuffTab`].
+    long: bool,
+    kind: SlotKind,
+    len: u16,
+    o: [Opnd; 5],
+}
+
+impl Slot {
+    const EMPTY: Slot = Slot {
+        raw: [0; 2],
+        mask: [0; 2],
+        pc: u32::MAX,
+        long: false,
+        kind: SlotKind::Empty,
+        len: 0,
+        o: [Opnd {
+            mem: false,
+            v: 0,
+            add: 0,
+        }; 5],
+    };
+}
+
+/// The constant operand sets of a cached INPUT-HUFFMAN, and its bytes
+/// past the 16 its slot checks.
+#[derive(Debug, Clone, Default)]
+struct HuffTab {
+    tail: Vec<u8>,
+    sets: Vec<[u16; 4]>,
+    total_bits: u32,
 }
 
 /// Control flow after one instruction.
@@ -152,7 +216,6 @@ struct Run<'a, S: ?Sized> {
     sort_keys: &'a mut Vec<(u16, u32)>,
     sort_tmp: &'a mut Vec<u16>,
     huff_sets: &'a mut Vec<[u16; 4]>,
-    huff_cache: &'a mut Vec<HuffCache>,
     states: &'a S,
     input: &'a [u8],
     in_pos: usize,
@@ -175,6 +238,10 @@ struct Run<'a, S: ?Sized> {
 impl Udvm {
     /// Prepares zeroed memory of `size` bytes and returns it for loading.
     pub(crate) fn reset(&mut self, size: usize) -> &mut [u8] {
+        if self.slots.len() != SLOTS && !self.cache_off {
+            self.slots = vec![Slot::EMPTY; SLOTS];
+            self.slot_huff = vec![HuffTab::default(); SLOTS];
+        }
         self.mem.clear();
         self.mem.resize(size, 0);
         &mut self.mem
@@ -215,7 +282,6 @@ impl Udvm {
             sort_keys: &mut self.sort_keys,
             sort_tmp: &mut self.sort_tmp,
             huff_sets: &mut self.huff_sets,
-            huff_cache: &mut self.huff_cache,
             states,
             input: start.input,
             in_pos: 0,
@@ -234,18 +300,49 @@ impl Udvm {
             output_seen: false,
             max_state_len: start.max_state_len,
         };
-        run.execute(pc)
+        run.execute(pc, &mut self.slots, &mut self.slot_huff)
     }
 }
 
 impl<'a, S: StateStore + ?Sized> Run<'a, S> {
-    fn execute(&mut self, mut pc: u16) -> Result<Ended, Failure> {
+    fn execute(
+        &mut self,
+        mut pc: u16,
+        slots: &mut [Slot],
+        tabs: &mut [HuffTab],
+    ) -> Result<Ended, Failure> {
         loop {
-            let Some(&opcode) = self.mem.get(usize::from(pc)) else {
-                // RFC 3320 §8.6: the next instruction lies outside memory.
-                return Err(self.fail(Reason::Segfault, 0, pc));
+            let p = usize::from(pc);
+            let i = p % SLOTS;
+            let (opcode, r) = match (self.mem.get(p..p + 16), slots.get_mut(i), tabs.get_mut(i)) {
+                (Some(w), Some(slot), Some(tab)) => {
+                    let (a, b) = w.split_at(8);
+                    let lo = u64::from_le_bytes(a.try_into().unwrap_or_default());
+                    let hi = u64::from_le_bytes(b.try_into().unwrap_or_default());
+                    if slot.pc != u32::from(pc)
+                        || (lo & slot.mask[0]) ^ slot.raw[0] | (hi & slot.mask[1]) ^ slot.raw[1]
+                            != 0
+                        || (slot.long && !tab_valid(tab, self.mem, p))
+                    {
+                        *slot = decode(pc, w, self.mem, tab);
+                    }
+                    let opcode = lo as u8;
+                    if slot.kind == SlotKind::Decoded {
+                        let mut ops = SlotOps { slot, i: 0, tab };
+                        (opcode, self.step(opcode, pc, &mut ops))
+                    } else {
+                        (opcode, self.step(opcode, pc, &mut MemOps::new(pc)))
+                    }
+                }
+                _ => {
+                    let Some(&opcode) = self.mem.get(p) else {
+                        // RFC 3320 §8.6: the next instruction lies outside memory.
+                        return Err(self.fail(Reason::Segfault, 0, pc));
+                    };
+                    (opcode, self.step(opcode, pc, &mut MemOps::new(pc)))
+                }
             };
-            match self.step(opcode, pc) {
+            match r {
                 Ok(Flow::Next(next)) => pc = next,
                 Ok(Flow::End) => {
                     return self
@@ -444,9 +541,26 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
     /// Copies `len` bytes from `src` to `dst` under the byte copying rules,
     /// with the result of copying one byte at a time (later bytes may be
     /// ones this copy wrote); returns the address after the last written.
+    #[inline(always)]
     fn copy(&mut self, src: u16, len: u16, dst: u16, (bcl, bcr): (u16, u16)) -> R<u16> {
         let (mut s, mut d) = (src, dst);
         let mut rem = usize::from(len);
+        // A short copy that wraps at neither byte_copy_right nor the end of
+        // memory: one byte at a time is the rule itself, and cheaper than
+        // a call to memmove.
+        if rem <= 16 && rem > 0 && rem <= run_len(s, bcr) && rem <= run_len(d, bcr) {
+            let (su, du) = (usize::from(s), usize::from(d));
+            if su + rem <= self.mem.len() && du + rem <= self.mem.len() {
+                for i in 0..rem {
+                    if let Some(&b) = self.mem.get(su + i) {
+                        if let Some(x) = self.mem.get_mut(du + i) {
+                            *x = b;
+                        }
+                    }
+                }
+                return Ok(next((du + rem - 1) as u16, bcl, bcr));
+            }
+        }
         while rem > 0 {
             let mut n = rem.min(run_len(s, bcr)).min(run_len(d, bcr));
             let (su, du) = (usize::from(s), usize::from(d));
@@ -632,20 +746,15 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
     // ----- the instructions (RFC 3320 §9) ----------------------------------
 
     #[inline(always)]
-    fn step(&mut self, opcode: u8, inst: u16) -> R<Flow> {
-        let mut pc = inst.wrapping_add(1);
+    fn step<O: Ops>(&mut self, opcode: u8, inst: u16, o: &mut O) -> R<Flow> {
         match opcode {
             op::DECOMPRESSION_FAILURE => {
                 self.charge(1)?;
                 Err(Reason::UserRequested)
             }
             op::AND..=op::REMAINDER => {
-                let a = self.reference(&mut pc)?;
-                let n = if opcode == op::NOT {
-                    0
-                } else {
-                    self.multi(&mut pc)?
-                };
+                let a = o.reference(self)?;
+                let n = if opcode == op::NOT { 0 } else { o.multi(self)? };
                 self.charge(1)?;
                 let m = self.word(a)?;
                 let r = match opcode {
@@ -661,12 +770,12 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                     _ => m.checked_rem(n).ok_or(Reason::DivByZero)?,
                 };
                 self.set_word(a, r)?;
-                Ok(Flow::Next(pc))
+                Ok(Flow::Next(o.end()))
             }
             op::SORT_ASCENDING | op::SORT_DESCENDING => {
-                let start = self.multi(&mut pc)?;
-                let n = self.multi(&mut pc)?;
-                let k = self.multi(&mut pc)?;
+                let start = o.multi(self)?;
+                let n = o.multi(self)?;
+                let k = o.multi(self)?;
                 // ceiling(log2(k)): the smallest i with k <= 2^i.
                 let log = if k <= 1 {
                     0
@@ -675,43 +784,43 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 };
                 self.charge(1 + u64::from(k) * (log + u64::from(n)))?;
                 self.sort(start, n, k, opcode == op::SORT_DESCENDING)?;
-                Ok(Flow::Next(pc))
+                Ok(Flow::Next(o.end()))
             }
             op::SHA_1 => self.op_sha1(inst),
             op::LOAD => {
-                let address = self.multi(&mut pc)?;
-                let value = self.multi(&mut pc)?;
+                let address = o.multi(self)?;
+                let value = o.multi(self)?;
                 self.charge(1)?;
                 self.set_word(address, value)?;
-                Ok(Flow::Next(pc))
+                Ok(Flow::Next(o.end()))
             }
             op::MULTILOAD => self.op_multiload(inst),
             op::PUSH => {
-                let value = self.multi(&mut pc)?;
+                let value = o.multi(self)?;
                 self.charge(1)?;
                 self.push(value)?;
-                Ok(Flow::Next(pc))
+                Ok(Flow::Next(o.end()))
             }
             op::POP => {
-                let address = self.multi(&mut pc)?;
+                let address = o.multi(self)?;
                 self.charge(1)?;
                 let v = self.pop()?;
                 self.set_word(address, v)?;
-                Ok(Flow::Next(pc))
+                Ok(Flow::Next(o.end()))
             }
             op::COPY => {
-                let position = self.multi(&mut pc)?;
-                let length = self.multi(&mut pc)?;
-                let destination = self.multi(&mut pc)?;
+                let position = o.multi(self)?;
+                let length = o.multi(self)?;
+                let destination = o.multi(self)?;
                 self.charge(1 + u64::from(length))?;
                 let b = self.bounds()?;
                 self.copy(position, length, destination, b)?;
-                Ok(Flow::Next(pc))
+                Ok(Flow::Next(o.end()))
             }
             op::COPY_LITERAL | op::COPY_OFFSET => {
-                let first = self.multi(&mut pc)?;
-                let length = self.multi(&mut pc)?;
-                let dref = self.reference(&mut pc)?;
+                let first = o.multi(self)?;
+                let length = o.multi(self)?;
+                let dref = o.reference(self)?;
                 self.charge(1 + u64::from(length))?;
                 let destination = self.word(dref)?;
                 let (bcl, bcr) = self.bounds()?;
@@ -725,20 +834,20 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 if length != 0 {
                     self.set_word(dref, after)?;
                 }
-                Ok(Flow::Next(pc))
+                Ok(Flow::Next(o.end()))
             }
             op::MEMSET => self.op_memset(inst),
             op::JUMP => {
-                let a = self.address(&mut pc, inst)?;
+                let a = o.address(self, inst)?;
                 self.charge(1)?;
                 self.target(a)
             }
             op::COMPARE => {
-                let v1 = self.multi(&mut pc)?;
-                let v2 = self.multi(&mut pc)?;
-                let a1 = self.address(&mut pc, inst)?;
-                let a2 = self.address(&mut pc, inst)?;
-                let a3 = self.address(&mut pc, inst)?;
+                let v1 = o.multi(self)?;
+                let v2 = o.multi(self)?;
+                let a1 = o.address(self, inst)?;
+                let a2 = o.address(self, inst)?;
+                let a3 = o.address(self, inst)?;
                 self.charge(1)?;
                 self.target(match v1.cmp(&v2) {
                     core::cmp::Ordering::Less => a1,
@@ -747,9 +856,9 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 })
             }
             op::CALL => {
-                let a = self.address(&mut pc, inst)?;
+                let a = o.address(self, inst)?;
                 self.charge(1)?;
-                self.push(pc)?;
+                self.push(o.end())?;
                 self.target(a)
             }
             op::RETURN => {
@@ -760,9 +869,9 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
             op::SWITCH => self.op_switch(inst),
             op::CRC => self.op_crc(inst),
             op::INPUT_BYTES => {
-                let length = self.multi(&mut pc)?;
-                let destination = self.multi(&mut pc)?;
-                let address = self.address(&mut pc, inst)?;
+                let length = o.multi(self)?;
+                let destination = o.multi(self)?;
+                let address = o.address(self, inst)?;
                 self.charge(1 + u64::from(length))?;
                 let ibo = self.word(INPUT_BIT_ORDER)?;
                 self.note_p(ibo & 1 != 0);
@@ -778,12 +887,12 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 let b = self.bounds()?;
                 self.write_slice(destination, bytes, b)?;
                 self.credit(8 * l);
-                Ok(Flow::Next(pc))
+                Ok(Flow::Next(o.end()))
             }
             op::INPUT_BITS => {
-                let length = self.multi(&mut pc)?;
-                let destination = self.multi(&mut pc)?;
-                let address = self.address(&mut pc, inst)?;
+                let length = o.multi(self)?;
+                let destination = o.multi(self)?;
+                let address = o.address(self, inst)?;
                 self.charge(1)?;
                 let ibo = self.bit_order()?;
                 if length > 16 {
@@ -796,34 +905,40 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 let v = self.take_bits(length, ibo & 1 != 0, ibo & 4 != 0);
                 self.set_word(destination, v)?;
                 self.credit(usize::from(length));
-                Ok(Flow::Next(pc))
+                Ok(Flow::Next(o.end()))
             }
-            op::INPUT_HUFFMAN => self.input_huffman(inst, pc),
+            op::INPUT_HUFFMAN => self.input_huffman(inst, o),
             op::STATE_ACCESS => self.op_state_access(inst),
             op::STATE_CREATE => self.op_state_create(inst),
             op::STATE_FREE => {
-                let start = self.multi(&mut pc)?;
-                let length = self.multi(&mut pc)?;
+                let start = o.multi(self)?;
+                let length = o.multi(self)?;
                 self.charge(1)?;
                 // RFC 3320 §9.4.7.
                 if !(6..=20).contains(&length) {
                     return Err(Reason::InvalidStateIdLength);
                 }
                 self.add_pending(Pending::Free { start, length })?;
-                Ok(Flow::Next(pc))
+                Ok(Flow::Next(o.end()))
             }
             op::OUTPUT => {
-                let start = self.multi(&mut pc)?;
-                let length = self.multi(&mut pc)?;
+                let start = o.multi(self)?;
+                let length = o.multi(self)?;
                 self.charge(1 + u64::from(length))?;
                 // RFC 3320 §9.4.8.
                 if self.output.len() + usize::from(length) > MAX_OUTPUT {
                     return Err(Reason::OutputOverflow);
                 }
                 self.output_seen = true;
-                let b = self.bounds()?;
-                read_into(self.mem, start, length, b, self.output)?;
-                Ok(Flow::Next(pc))
+                if length == 1 {
+                    // One byte: the byte copying rules do not apply.
+                    let v = self.byte(start)?;
+                    self.output.push(v);
+                } else {
+                    let b = self.bounds()?;
+                    read_into(self.mem, start, length, b, self.output)?;
+                }
+                Ok(Flow::Next(o.end()))
             }
             op::END_MESSAGE => self.op_end_message(inst),
             _ => Err(Reason::InvalidOpcode),
@@ -1071,26 +1186,22 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
         Ok(())
     }
 
-    fn input_huffman(&mut self, inst: u16, mut pc: u16) -> R<Flow> {
-        let destination = self.multi(&mut pc)?;
-        let address = self.address(&mut pc, inst)?;
-        let n = self.literal(&mut pc)?;
+    fn input_huffman<O: Ops>(&mut self, inst: u16, o: &mut O) -> R<Flow> {
+        let destination = o.multi(self)?;
+        let address = o.address(self, inst)?;
+        let n = o.literal(self)?;
         self.charge(1 + u64::from(n))?;
         if n == 0 {
             // RFC 3320 §9.4.4: ignored.
-            return Ok(Flow::Next(pc));
+            return Ok(Flow::Next(o.end()));
         }
         let ibo = self.bit_order()?;
         let p = ibo & 1 != 0;
         let h_lsb = ibo & 2 != 0;
         self.note_p(p);
         // Decode the operand sets first (conceptual model, RFC 3320 §8.5),
-        // checking the total bit count. Sets made only of constant operands
-        // are cached by address and raw bytes: decoding them is most of the
-        // work of a Huffman-coded message.
-        let sets_at = pc;
-        let (end, total_bits, cached) = self.huffman_sets(sets_at, n)?;
-        pc = end;
+        // checking the total bit count.
+        let total_bits = o.huffman_sets(self, n)?;
         if total_bits > 16 {
             return Err(Reason::TooManyBitsRequested);
         }
@@ -1098,11 +1209,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
         let mut h: u32 = 0;
         let mut taken = 0usize;
         for j in 0..usize::from(n) {
-            let set = match cached {
-                Some(i) => self.huff_cache.get(i).and_then(|e| e.sets.get(j)),
-                None => self.huff_sets.get(j),
-            };
-            let Some(&[bits, lower, upper, uncompressed]) = set else {
+            let Some([bits, lower, upper, uncompressed]) = o.huffman_set(self, j) else {
                 return Err(Reason::InternalError);
             };
             if usize::from(bits) > self.bits_available() {
@@ -1117,52 +1224,10 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 let v = (h as u16).wrapping_add(uncompressed).wrapping_sub(lower);
                 self.set_word(destination, v)?;
                 self.credit(taken);
-                return Ok(Flow::Next(pc));
+                return Ok(Flow::Next(o.end()));
             }
         }
         Err(Reason::HuffmanNoMatch)
-    }
-
-    /// Decodes the `n` operand sets of INPUT-HUFFMAN at `at`; returns the
-    /// address after them, the sum of bits, and the cache entry holding
-    /// them (`None`: they are in `huff_sets`).
-    fn huffman_sets(&mut self, at: u16, n: u16) -> R<(u16, u32, Option<usize>)> {
-        let start = usize::from(at);
-        for (i, e) in self.huff_cache.iter().enumerate() {
-            if e.pc == at
-                && e.sets.len() == usize::from(n)
-                && self.mem.get(start..start + e.raw.len()) == Some(&e.raw[..])
-            {
-                return Ok((at.wrapping_add(e.raw.len() as u16), e.total_bits, Some(i)));
-            }
-        }
-        self.huff_sets.clear();
-        let mut q = at;
-        let mut total_bits: u32 = 0;
-        let mut constant = true;
-        for _ in 0..n {
-            let mut set = [0u16; 4];
-            for v in set.iter_mut() {
-                // Multitype encodings that read memory (Figure 10).
-                constant &= !matches!(self.byte(q)?, 0x40..=0x7f | 0xc0..=0xdf | 0x81);
-                *v = self.multi(&mut q)?;
-            }
-            total_bits += u32::from(set[0]);
-            self.huff_sets.push(set);
-        }
-        let len = usize::from(q.wrapping_sub(at));
-        if constant && n <= 64 && start + len <= self.mem.len() {
-            if self.huff_cache.len() >= 16 {
-                self.huff_cache.remove(0);
-            }
-            self.huff_cache.push(HuffCache {
-                pc: at,
-                raw: self.mem[start..start + len].to_vec(),
-                sets: self.huff_sets.clone(),
-                total_bits,
-            });
-        }
-        Ok((q, total_bits, None))
     }
 
     fn end_message(&mut self, feedback_location: u16, parameters_location: u16) -> R<()> {
@@ -1256,6 +1321,334 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
         });
         Ok(())
     }
+}
+
+/// Where an instruction's operands come from: decoded from memory as the
+/// instruction runs ([`MemOps`]), or from a [`Slot`] decoded earlier
+/// ([`SlotOps`]). Both give the same values: the instructions are written
+/// once, against this trait. Operands are taken in order.
+trait Ops {
+    /// A literal operand (#).
+    fn literal<S: StateStore + ?Sized>(&mut self, run: &Run<'_, S>) -> R<u16>;
+    /// A reference operand ($): the address it names.
+    fn reference<S: StateStore + ?Sized>(&mut self, run: &Run<'_, S>) -> R<u16>;
+    /// A multitype operand (%): its value, read from memory now.
+    fn multi<S: StateStore + ?Sized>(&mut self, run: &Run<'_, S>) -> R<u16>;
+    /// An address operand (@): multitype plus the instruction's address.
+    fn address<S: StateStore + ?Sized>(&mut self, run: &Run<'_, S>, inst: u16) -> R<u16>;
+    /// The address after the operands taken so far (after all of them,
+    /// the next instruction).
+    fn end(&self) -> u16;
+    /// Takes the `n` operand sets of INPUT-HUFFMAN; returns the sum of
+    /// their bits.
+    fn huffman_sets<S: StateStore + ?Sized>(&mut self, run: &mut Run<'_, S>, n: u16) -> R<u32>;
+    /// Operand set `j` of INPUT-HUFFMAN, after [`Ops::huffman_sets`].
+    fn huffman_set<S: StateStore + ?Sized>(&self, run: &Run<'_, S>, j: usize) -> Option<[u16; 4]>;
+}
+
+/// Operands decoded from memory (RFC 3320 §8.5).
+struct MemOps {
+    pc: u16,
+}
+
+impl MemOps {
+    fn new(inst: u16) -> MemOps {
+        MemOps {
+            pc: inst.wrapping_add(1),
+        }
+    }
+}
+
+impl Ops for MemOps {
+    #[inline(always)]
+    fn literal<S: StateStore + ?Sized>(&mut self, run: &Run<'_, S>) -> R<u16> {
+        run.literal(&mut self.pc)
+    }
+    #[inline(always)]
+    fn reference<S: StateStore + ?Sized>(&mut self, run: &Run<'_, S>) -> R<u16> {
+        run.reference(&mut self.pc)
+    }
+    #[inline(always)]
+    fn multi<S: StateStore + ?Sized>(&mut self, run: &Run<'_, S>) -> R<u16> {
+        run.multi(&mut self.pc)
+    }
+    #[inline(always)]
+    fn address<S: StateStore + ?Sized>(&mut self, run: &Run<'_, S>, inst: u16) -> R<u16> {
+        run.address(&mut self.pc, inst)
+    }
+    #[inline(always)]
+    fn end(&self) -> u16 {
+        self.pc
+    }
+    fn huffman_sets<S: StateStore + ?Sized>(&mut self, run: &mut Run<'_, S>, n: u16) -> R<u32> {
+        run.huff_sets.clear();
+        let mut total_bits: u32 = 0;
+        for _ in 0..n {
+            let mut set = [0u16; 4];
+            for v in set.iter_mut() {
+                *v = run.multi(&mut self.pc)?;
+            }
+            total_bits += u32::from(set[0]);
+            run.huff_sets.push(set);
+        }
+        Ok(total_bits)
+    }
+    fn huffman_set<S: StateStore + ?Sized>(&self, run: &Run<'_, S>, j: usize) -> Option<[u16; 4]> {
+        run.huff_sets.get(j).copied()
+    }
+}
+
+/// Operands from a decoded [`Slot`]: constants, or memory words read now.
+struct SlotOps<'s> {
+    slot: &'s Slot,
+    i: usize,
+    tab: &'s HuffTab,
+}
+
+impl SlotOps<'_> {
+    #[inline(always)]
+    fn next<S: StateStore + ?Sized>(&mut self, run: &Run<'_, S>) -> R<u16> {
+        let o = self.slot.o.get(self.i).copied().unwrap_or_default();
+        self.i += 1;
+        if o.mem {
+            Ok(run.word(o.v)?.wrapping_add(o.add))
+        } else {
+            Ok(o.v)
+        }
+    }
+}
+
+impl Ops for SlotOps<'_> {
+    #[inline(always)]
+    fn literal<S: StateStore + ?Sized>(&mut self, run: &Run<'_, S>) -> R<u16> {
+        self.next(run)
+    }
+    #[inline(always)]
+    fn reference<S: StateStore + ?Sized>(&mut self, run: &Run<'_, S>) -> R<u16> {
+        self.next(run)
+    }
+    #[inline(always)]
+    fn multi<S: StateStore + ?Sized>(&mut self, run: &Run<'_, S>) -> R<u16> {
+        self.next(run)
+    }
+    #[inline(always)]
+    fn address<S: StateStore + ?Sized>(&mut self, run: &Run<'_, S>, _inst: u16) -> R<u16> {
+        // The instruction's address was added when decoding.
+        self.next(run)
+    }
+    #[inline(always)]
+    fn end(&self) -> u16 {
+        (self.slot.pc as u16).wrapping_add(self.slot.len)
+    }
+    #[inline(always)]
+    fn huffman_sets<S: StateStore + ?Sized>(&mut self, _run: &mut Run<'_, S>, _n: u16) -> R<u32> {
+        Ok(self.tab.total_bits)
+    }
+    #[inline(always)]
+    fn huffman_set<S: StateStore + ?Sized>(&self, _run: &Run<'_, S>, j: usize) -> Option<[u16; 4]> {
+        self.tab.sets.get(j).copied()
+    }
+}
+
+/// Decodes a literal operand from `code` at `*at`.
+fn dec_literal(code: &[u8], at: &mut usize) -> Option<Opnd> {
+    let b = *code.get(*at)?;
+    let (v, len) = if b & 0x80 == 0 {
+        (u16::from(b), 1)
+    } else if b & 0xc0 == 0x80 {
+        (
+            (u16::from(b & 0x3f) << 8) | u16::from(*code.get(*at + 1)?),
+            2,
+        )
+    } else if b == 0xc0 {
+        (
+            u16::from_be_bytes([*code.get(*at + 1)?, *code.get(*at + 2)?]),
+            3,
+        )
+    } else {
+        return None;
+    };
+    *at += len;
+    Some(Opnd {
+        mem: false,
+        v,
+        add: 0,
+    })
+}
+
+/// Decodes a reference operand: the address it names.
+fn dec_reference(code: &[u8], at: &mut usize) -> Option<Opnd> {
+    let b = *code.get(*at)?;
+    let mut o = dec_literal(code, at)?;
+    if b != 0xc0 {
+        o.v = o.v.wrapping_mul(2);
+    }
+    Some(o)
+}
+
+/// Decodes a multitype operand (Figure 10): a constant, or the address of
+/// the memory word that holds its value.
+fn dec_multi(code: &[u8], at: &mut usize) -> Option<Opnd> {
+    let b = *code.get(*at)?;
+    let b1 = || code.get(*at + 1).copied().map(u16::from);
+    let w1 = || {
+        Some(u16::from_be_bytes([
+            *code.get(*at + 1)?,
+            *code.get(*at + 2)?,
+        ]))
+    };
+    let konst = |v| Opnd {
+        mem: false,
+        v,
+        add: 0,
+    };
+    let mem = |v| Opnd {
+        mem: true,
+        v,
+        add: 0,
+    };
+    let (o, len) = match b {
+        0x00..=0x3f => (konst(u16::from(b)), 1),
+        0x40..=0x7f => (mem(2 * u16::from(b & 0x3f)), 1),
+        0x86 | 0x87 => (konst(1u16 << ((b & 1) + 6)), 1),
+        0x88..=0x8f => (konst(1u16 << ((b & 7) + 8)), 1),
+        0xe0..=0xff => (konst(u16::from(b & 0x1f) + 65504), 1),
+        0x90..=0x9f => (konst(((u16::from(b & 0x0f) << 8) | b1()?) + 61440), 2),
+        0xa0..=0xbf => (konst((u16::from(b & 0x1f) << 8) | b1()?), 2),
+        0xc0..=0xdf => (mem((u16::from(b & 0x1f) << 8) | b1()?), 2),
+        0x80 => (konst(w1()?), 3),
+        0x81 => (mem(w1()?), 3),
+        _ => return None, // 0x84, 0x85
+    };
+    *at += len;
+    Some(o)
+}
+
+/// Decodes an address operand: a multitype plus the instruction's address.
+fn dec_address(code: &[u8], at: &mut usize, inst: u16) -> Option<Opnd> {
+    let mut o = dec_multi(code, at)?;
+    if o.mem {
+        o.add = inst;
+    } else {
+        o.v = o.v.wrapping_add(inst);
+    }
+    Some(o)
+}
+
+/// Operand kinds of the instructions worth caching.
+#[derive(Clone, Copy)]
+enum K {
+    Lit,
+    Ref,
+    Multi,
+    Addr,
+}
+
+/// Decodes the instruction at `pc` for its slot: `w` are the 16 bytes at
+/// `pc`; `mem` is the memory, read only for an INPUT-HUFFMAN longer than
+/// 16 bytes, whose sets go in `tab`. Instructions that are rare, or whose
+/// operands are invalid, give a [`SlotKind::Slow`] slot: the instruction
+/// then decodes from memory and reports its own error.
+fn decode(pc: u16, w: &[u8], mem: &[u8], tab: &mut HuffTab) -> Slot {
+    use K::*;
+    tab.tail.clear();
+    tab.sets.clear();
+    tab.total_bits = 0;
+    let opcode = w.first().copied().unwrap_or_default();
+    let shape: &[K] = match opcode {
+        op::NOT => &[Ref],
+        op::AND..=op::REMAINDER => &[Ref, Multi],
+        op::LOAD => &[Multi, Multi],
+        op::PUSH | op::POP => &[Multi],
+        op::COPY => &[Multi, Multi, Multi],
+        op::COPY_LITERAL | op::COPY_OFFSET => &[Multi, Multi, Ref],
+        op::JUMP | op::CALL => &[Addr],
+        op::RETURN => &[],
+        op::COMPARE => &[Multi, Multi, Addr, Addr, Addr],
+        op::INPUT_BYTES | op::INPUT_BITS => &[Multi, Multi, Addr],
+        op::INPUT_HUFFMAN => &[Multi, Addr, Lit],
+        op::OUTPUT => &[Multi, Multi],
+        _ => &[],
+    };
+    let slow = Slot {
+        raw: [u64::from(opcode), 0],
+        mask: [0xff, 0],
+        pc: u32::from(pc),
+        long: false,
+        kind: SlotKind::Slow,
+        len: 1,
+        o: [Opnd::default(); 5],
+    };
+    if shape.is_empty() && opcode != op::RETURN {
+        return slow;
+    }
+    let mut o = [Opnd::default(); 5];
+    let mut at = 1usize;
+    for (k, d) in shape.iter().zip(o.iter_mut()) {
+        let v = match k {
+            Lit => dec_literal(w, &mut at),
+            Ref => dec_reference(w, &mut at),
+            Multi => dec_multi(w, &mut at),
+            Addr => dec_address(w, &mut at, pc),
+        };
+        let Some(v) = v else { return slow };
+        *d = v;
+    }
+    if opcode == op::INPUT_HUFFMAN {
+        // The sets, all constants, may run past the 16-byte window.
+        let n = usize::from(o[2].v);
+        let p = usize::from(pc);
+        let Some(code) = mem.get(p..) else {
+            return slow;
+        };
+        if n == 0 || n > 64 {
+            return slow;
+        }
+        for _ in 0..n {
+            let mut set = [0u16; 4];
+            for v in set.iter_mut() {
+                match dec_multi(code, &mut at) {
+                    Some(Opnd {
+                        mem: false, v: c, ..
+                    }) => *v = c,
+                    _ => return slow,
+                }
+            }
+            tab.total_bits += u32::from(set[0]);
+            tab.sets.push(set);
+        }
+        if at > 16 {
+            tab.tail
+                .extend_from_slice(code.get(16..at).unwrap_or_default());
+        }
+    } else if at > 16 {
+        return slow;
+    }
+    let len = at.min(16);
+    let mut window = [0u8; 16];
+    window.copy_from_slice(w.get(..16).unwrap_or(&[0; 16]));
+    let mask = if len == 16 {
+        u128::MAX
+    } else {
+        (1u128 << (8 * len)) - 1
+    };
+    let raw = u128::from_le_bytes(window) & mask;
+    Slot {
+        raw: [raw as u64, (raw >> 64) as u64],
+        mask: [mask as u64, (mask >> 64) as u64],
+        pc: u32::from(pc),
+        long: !tab.tail.is_empty(),
+        kind: SlotKind::Decoded,
+        len: at as u16,
+        o,
+    }
+}
+
+/// Whether the bytes an INPUT-HUFFMAN slot keeps past its first 16 are
+/// still those at `p + 16` in memory.
+#[inline(always)]
+fn tab_valid(tab: &HuffTab, mem: &[u8], p: usize) -> bool {
+    tab.tail.is_empty() || mem.get(p + 16..p + 16 + tab.tail.len()) == Some(&tab.tail[..])
 }
 
 /// Appends `len` bytes of `mem` starting at `from`, under the byte copying
@@ -1372,14 +1765,13 @@ mod tests {
             let mut want = init.clone();
             let want_end = naive_copy(&mut want, src, len, dst, bcl, bcr);
             let mut mem = init.clone();
-            let (mut sk, mut st, mut hs, mut hc, mut out) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut sk, mut st, mut hs, mut out) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             let mut run = Run {
                 mem: &mut mem,
                 sort_keys: &mut sk,
                 sort_tmp: &mut st,
                 huff_sets: &mut hs,
-                huff_cache: &mut hc,
                 states: &NoStates,
                 input: &[],
                 in_pos: 0,
@@ -1429,6 +1821,165 @@ mod tests {
                 assert_eq!(a, b);
             }
         }
+    }
+
+    /// Random programs of mostly hot instructions in a small memory, so
+    /// that they often overwrite their own code, give the same result
+    /// (output, cycles, state requests, or failure with its pc, opcode and
+    /// cycles) with the decoded-instruction cache, warm from the previous
+    /// message or cold, as when every instruction is decoded from memory.
+    #[test]
+    fn decoded_instruction_cache_equals_decoding_each_time() {
+        let mut seed: u32 = 99;
+        let mut rnd = |m: u32| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (seed >> 8) % m
+        };
+        let ops = [
+            op::ADD,
+            op::SUBTRACT,
+            op::AND,
+            op::NOT,
+            op::LSHIFT,
+            op::DIVIDE,
+            op::LOAD,
+            op::LOAD,
+            op::COPY,
+            op::COPY_LITERAL,
+            op::COPY_OFFSET,
+            op::JUMP,
+            op::COMPARE,
+            op::COMPARE,
+            op::INPUT_BITS,
+            op::INPUT_BYTES,
+            op::INPUT_HUFFMAN,
+            op::INPUT_HUFFMAN,
+            op::OUTPUT,
+            op::OUTPUT,
+            op::PUSH,
+            op::POP,
+            op::CALL,
+            op::RETURN,
+            op::MULTILOAD,
+            op::MEMSET,
+            op::END_MESSAGE,
+        ];
+        let (mut warm, mut cold_total) = (Udvm::default(), 0);
+        for case in 0..8000 {
+            let mut code = Vec::new();
+            for _ in 0..(4 + rnd(20)) {
+                let opcode = ops[rnd(ops.len() as u32) as usize];
+                code.push(opcode);
+                let n_operands = match opcode {
+                    op::NOT | op::JUMP | op::CALL | op::PUSH | op::POP => 1,
+                    op::RETURN => 0,
+                    op::COMPARE => 5,
+                    op::END_MESSAGE => 7,
+                    op::INPUT_HUFFMAN => 3 + 4 * (rnd(7) as usize),
+                    op::MEMSET => 4,
+                    op::MULTILOAD => 4,
+                    op::COPY_LITERAL
+                    | op::COPY_OFFSET
+                    | op::COPY
+                    | op::INPUT_BITS
+                    | op::INPUT_BYTES => 3,
+                    _ => 2,
+                };
+                for k in 0..n_operands {
+                    // Literal counts kept small (INPUT-HUFFMAN n, MULTILOAD n).
+                    if (opcode == op::INPUT_HUFFMAN && k == 2)
+                        || (opcode == op::MULTILOAD && k == 1)
+                    {
+                        code.push(if opcode == op::INPUT_HUFFMAN {
+                            (n_operands as u8 - 3) / 4
+                        } else {
+                            2
+                        });
+                        continue;
+                    }
+                    match rnd(10) {
+                        0..=3 => code.push(rnd(0x40) as u8),
+                        4 | 5 => code.push(0x40 + rnd(0x40) as u8),
+                        6 => code.extend([0xa0 | rnd(3) as u8, rnd(256) as u8]),
+                        7 => code.extend([0xc0 | rnd(2) as u8, rnd(256) as u8]),
+                        8 => code.extend([0x80 + rnd(2) as u8, rnd(2) as u8, rnd(256) as u8]),
+                        _ => code.push([0x86, 0x88, 0xe5, 0x84][rnd(4) as usize]),
+                    }
+                }
+            }
+            let input: Vec<u8> = (0..rnd(40)).map(|_| rnd(256) as u8).collect();
+            let size = 384 + rnd(256) as usize;
+            let run = |u: &mut Udvm| {
+                let mem = u.reset(size);
+                let n = code.len().min(size - 128);
+                mem[128..128 + n].copy_from_slice(&code[..n]);
+                for (i, b) in mem[..128].iter_mut().enumerate().skip(32) {
+                    *b = (i as u8).wrapping_mul(37);
+                }
+                let start = Start {
+                    memory_size: size,
+                    cycles_per_bit: 16,
+                    version: 2,
+                    header_len: 0,
+                    max_state_len: 1000,
+                    input: &input,
+                };
+                let mut out = Vec::new();
+                let r = u.run(start, 128, 0, 0, &NoStates, &mut out);
+                (r, out)
+            };
+            let mut cold = Udvm {
+                cache_off: true,
+                ..Udvm::default()
+            };
+            let want = run(&mut cold);
+            assert_eq!(run(&mut warm), want, "case {case}: code {code:02x?}");
+            assert_eq!(run(&mut Udvm::default()), want, "case {case}");
+            cold_total += want.0.as_ref().map_or(0, |e| e.cycles);
+        }
+        // The programs do run for a while.
+        assert!(cold_total > 4000, "{cold_total}");
+    }
+
+    /// An INPUT-HUFFMAN longer than the 16 bytes a slot checks, whose last
+    /// operand set is rewritten between two runs of it: the second run
+    /// must see the new uncompressed value (0x21 then 0x3f).
+    #[test]
+    fn rewritten_tail_of_a_long_input_huffman_is_seen() {
+        let code = [
+            0x1e, 0x20, 0x1e, 0x04, // INPUT-HUFFMAN (32, +30, 4,
+            0x01, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, //
+            0x01, 0x0f, 0x0f, 0x21, // 1, 15, 15, 0x21)  at 144..148
+            0x22, 0x21, 0x01, // OUTPUT (33, 1)
+            0x0e, 0xa0, 0x92, 0xaf, 0x3f, // LOAD (146, 0x0f3f)
+            0x16, 0xe4, // JUMP (-28)
+            0x23, 0, 0, 0, 0, 0, 0, 0, // END-MESSAGE
+        ];
+        let run = |u: &mut Udvm| {
+            let mem = u.reset(512);
+            mem[128..128 + code.len()].copy_from_slice(&code);
+            let start = Start {
+                memory_size: 512,
+                cycles_per_bit: 16,
+                version: 2,
+                header_len: 0,
+                max_state_len: 1000,
+                input: &[0xff],
+            };
+            let mut out = Vec::new();
+            let r = u
+                .run(start, 128, 0, 0, &NoStates, &mut out)
+                .map(|e| e.cycles);
+            (r, out)
+        };
+        let want = run(&mut Udvm {
+            cache_off: true,
+            ..Udvm::default()
+        });
+        assert_eq!(want.1, b"!?");
+        let mut warm = Udvm::default();
+        assert_eq!(run(&mut warm), want);
+        assert_eq!(run(&mut warm), want);
     }
 
     #[test]
