@@ -663,3 +663,65 @@ fn a_file_with_one_bad_statement_changes_nothing_and_names_its_line() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).starts_with("setkey: cannot connect"));
 }
+
+#[test]
+fn lifetimes_soft_logs_hard_removes_the_sa_and_the_flow_fails_closed() {
+    if !usable("lifetimes_soft_logs_hard_removes_the_sa_and_the_flow_fails_closed") {
+        return;
+    }
+    let mut pair = Pair::with_conf("lifetime", |side, p| {
+        let c = common::setkey_conf(side, p);
+        // A's outbound SA: soft after 1 s, hard after 3 s.
+        c.replace("esp 4444 -m transport", "esp 4444 -m transport -ls 1 -lh 3")
+    });
+    let p = pair.ports;
+    let (cap, pcap) = pair.capture(1, "veth.pcap");
+    pair.app_bg(
+        1,
+        &["udpecho", ADDR_B, &p.ps_p.to_string(), "8"],
+        "echo.out",
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let first = pair.app(
+        0,
+        &[
+            "udpcli",
+            ADDR_A,
+            &p.pc_u.to_string(),
+            ADDR_B,
+            &p.ps_p.to_string(),
+            "1",
+            "64",
+        ],
+    );
+    assert_eq!(lines_with(&first, "OK").len(), 1, "{first}");
+    std::thread::sleep(Duration::from_millis(4500));
+    let later = pair.app(
+        0,
+        &[
+            "udpcli",
+            ADDR_A,
+            &p.pc_u.to_string(),
+            ADDR_B,
+            &p.ps_p.to_string(),
+            "2",
+            "64",
+        ],
+    );
+    pair.stop_child(cap);
+    assert_eq!(
+        lines_with(&later, "LOST").len(),
+        2,
+        "no SA, no traffic: {later}"
+    );
+    assert!(pair.stat(0, "soft_expires") >= 1);
+    assert!(pair.stat(0, "hard_expires") >= 1);
+    assert!(pair.stat(0, "out_no_sa") >= 2);
+    let log = pair.log(0);
+    assert!(log.contains("soft lifetime reached"), "{log}");
+    assert!(log.contains("hard lifetime reached: SA removed"), "{log}");
+    let d = String::from_utf8_lossy(&pair.setkey(0, &["-D"]).stdout).into_owned();
+    assert!(!d.contains("spi=4444("), "{d}");
+    let clear = tshark_plain(&pcap, &protected_filter(&p), &["frame.number"]);
+    assert!(clear.trim().is_empty(), "cleartext on the veth: {clear}");
+}
