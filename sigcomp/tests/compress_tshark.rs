@@ -1,0 +1,237 @@
+//! tshark 4.0's SigComp dissector (an independent UDVM) decompresses every
+//! message our compressor sends: the first messages of fresh compartments
+//! (bytecode upload) and a whole stateful flow (6-byte partial state ids,
+//! STATE-ACCESS of dictionary slices and earlier messages), byte-exact.
+//!
+//! Needs `tshark` on PATH. Without it the test prints a notice and passes,
+//! unless `CI` is set, where a missing tshark is a failure.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sigcomp::compress::{Compressor, Config, Kind};
+use sigcomp::{CompartmentId, Decompressor, Parameters, Resources, StateHandler, Transport};
+
+fn tshark_available() -> bool {
+    let ok = Command::new("tshark")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "tshark is required under CI (apt-get install tshark)"
+        );
+        eprintln!("NOTICE: tshark not found; skipping the tshark cross-check");
+    }
+    ok
+}
+
+fn sip_files(dir: &Path) -> Vec<Vec<u8>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sip"))
+        .collect();
+    files.sort();
+    files.iter().map(|p| std::fs::read(p).unwrap()).collect()
+}
+
+/// Session 1 then session 2 of the independent corpus, and our own corpus.
+fn flow() -> Vec<Vec<u8>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let c = root.join("vectors/sigcomp/independent/corpus");
+    let mut v = sip_files(&c);
+    v.extend(sip_files(&c.join("session2")));
+    v.extend(sip_files(&root.join("vectors/sip-corpus")));
+    v
+}
+
+/// A little-endian libpcap file of Ethernet/IPv4/UDP datagrams to port 5555.
+fn pcap(payloads: &[Vec<u8>]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    f.extend_from_slice(&2u16.to_le_bytes());
+    f.extend_from_slice(&4u16.to_le_bytes());
+    f.extend_from_slice(&[0; 8]);
+    f.extend_from_slice(&65535u32.to_le_bytes());
+    f.extend_from_slice(&1u32.to_le_bytes());
+    for (i, p) in payloads.iter().enumerate() {
+        let mut fr = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
+        let total = 20 + 8 + p.len();
+        let mut ip = vec![
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            0,
+            0x40,
+            0,
+            64,
+            17,
+            0,
+            0,
+            192,
+            0,
+            2,
+            1,
+            192,
+            0,
+            2,
+            2,
+        ];
+        let mut sum: u32 = ip
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        let ck = !(sum as u16);
+        ip[10] = (ck >> 8) as u8;
+        ip[11] = ck as u8;
+        fr.extend_from_slice(&ip);
+        let ulen = 8 + p.len();
+        fr.extend_from_slice(&[0x15, 0xb3, 0x15, 0xb3, (ulen >> 8) as u8, ulen as u8, 0, 0]);
+        fr.extend_from_slice(p);
+        f.extend_from_slice(&(i as u32 + 1).to_le_bytes());
+        f.extend_from_slice(&0u32.to_le_bytes());
+        f.extend_from_slice(&(fr.len() as u32).to_le_bytes());
+        f.extend_from_slice(&(fr.len() as u32).to_le_bytes());
+        f.extend_from_slice(&fr);
+    }
+    f
+}
+
+/// Per frame: the "Decompressed SigComp message" bytes of `tshark -x`.
+fn tshark_decompressed(pcap: &Path) -> Vec<Option<Vec<u8>>> {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .args(["-o", "sigcomp.decomp.msg:TRUE", "-x"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tshark failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut frames: Vec<Option<Vec<u8>>> = Vec::new();
+    let mut collecting = false;
+    for line in text.lines() {
+        if line.starts_with("Frame (") {
+            frames.push(None);
+            collecting = false;
+        } else if line.starts_with("Decompressed SigComp message (") {
+            if let Some(f) = frames.last_mut() {
+                *f = Some(Vec::new());
+            }
+            collecting = true;
+        } else if line.is_empty() || line.ends_with("bytes):") {
+            collecting = false;
+        } else if collecting {
+            let hexpart = line.split("  ").nth(1).unwrap_or("");
+            let buf = frames.last_mut().unwrap().as_mut().unwrap();
+            for tok in hexpart.split(' ').filter(|t| !t.is_empty()) {
+                buf.push(u8::from_str_radix(tok, 16).unwrap());
+            }
+        }
+    }
+    frames
+}
+
+/// Compresses `msgs` as one flow (feedback returned after each message, as
+/// the reverse traffic would) and checks our UDVM on the way.
+fn compress_flow(msgs: &[Vec<u8>], dms: u32, sms: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let peer = Resources {
+        cycles_per_bit: 16,
+        decompression_memory_size: dms,
+        state_memory_size: sms,
+    };
+    let mut c = Compressor::new(Config {
+        peer,
+        ..Config::default()
+    })
+    .unwrap();
+    let params = Parameters {
+        decompression_memory_size: dms,
+        state_memory_size: sms,
+        ..Parameters::default()
+    };
+    let mut d = Decompressor::new(params).unwrap();
+    let mut states = StateHandler::with_dictionaries();
+    states.open_compartment(CompartmentId(1), sms);
+    let mut out = Vec::new();
+    for m in msgs {
+        let mut wire = Vec::new();
+        let r = c.compress(m, &mut wire);
+        if r.kind == Kind::Plain {
+            continue;
+        }
+        let got = d.decompress(&wire, Transport::Message, &states).unwrap();
+        assert_eq!(&got.output, m);
+        states.commit(CompartmentId(1), &got).unwrap();
+        if let Some(item) = got.requested_feedback.and_then(|f| f.item) {
+            c.on_feedback_item(&item);
+        }
+        out.push((wire, m.clone()));
+    }
+    out
+}
+
+fn check_with_tshark(name: &str, sent: &[(Vec<u8>, Vec<u8>)]) {
+    let payloads: Vec<Vec<u8>> = sent.iter().map(|(w, _)| w.clone()).collect();
+    let path = std::env::temp_dir().join(format!("h9-compress-{name}-{}.pcap", std::process::id()));
+    std::fs::write(&path, pcap(&payloads)).unwrap();
+    let got = tshark_decompressed(&path);
+    std::fs::remove_file(&path).ok();
+    assert_eq!(got.len(), sent.len(), "{name}: frame count");
+    for (i, ((wire, orig), g)) in sent.iter().zip(&got).enumerate() {
+        let g = g.as_ref().unwrap_or_else(|| {
+            panic!(
+                "{name}: frame {} ({} bytes) not decompressed by tshark",
+                i + 1,
+                wire.len()
+            )
+        });
+        assert_eq!(g, orig, "{name}: frame {} differs", i + 1);
+    }
+}
+
+#[test]
+fn tshark_decompresses_first_messages() {
+    if !tshark_available() {
+        return;
+    }
+    let msgs = flow();
+    let mut sent = Vec::new();
+    for m in &msgs {
+        sent.extend(compress_flow(std::slice::from_ref(m), 8192, 8192));
+    }
+    assert!(
+        sent.len() >= msgs.len() - 4,
+        "most first messages are compressed"
+    );
+    check_with_tshark("cold", &sent);
+}
+
+#[test]
+fn tshark_decompresses_a_stateful_flow() {
+    if !tshark_available() {
+        return;
+    }
+    for (dms, sms) in [(8192, 8192), (8192, 4096), (4096, 4096)] {
+        let sent = compress_flow(&flow(), dms, sms);
+        assert!(sent.len() + 4 >= flow().len(), "{dms}/{sms}: {} compressed", sent.len());
+        check_with_tshark(&format!("flow-{dms}-{sms}"), &sent);
+    }
+}
