@@ -2,5 +2,6 @@
 //! this crate.
 pub mod ipsecd;
 pub mod pcap;
+pub mod sigcomp_flow;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -88,6 +88,76 @@ enum Command {
         /// Bytecode or SigComp message file.
         input: PathBuf,
     },
+    /// Compress one SIP message with our compressor (a fresh compartment).
+    Compress {
+        #[command(flatten)]
+        params: FlowArgs,
+        /// The message to compress.
+        input: PathBuf,
+        /// The SigComp message (or the original, if that costs less).
+        output: PathBuf,
+    },
+    /// Send FILEs in order as one flow over one compartment, our compressor
+    /// to our decompressor, checking every message; print sizes.
+    Flow {
+        #[command(flatten)]
+        params: FlowArgs,
+        /// Write the sent messages as UDP datagrams (SigComp to port 5555).
+        #[arg(long)]
+        pcap: Option<PathBuf>,
+        /// Write message i as DIR/NNN.sigcomp.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+        /// Also print the issue 6 figures (first message, flow, steady
+        /// state, SMS 4096, speed) in one table.
+        #[arg(long)]
+        table: bool,
+        /// For --table: the flow sent again afterwards (default: FILEs).
+        #[arg(long, num_args = 1..)]
+        steady: Vec<PathBuf>,
+        /// The SIP messages, in send order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Receiver parameters of `compress` and `flow`.
+#[derive(clap::Args)]
+struct FlowArgs {
+    /// The receiver's decompression_memory_size.
+    #[arg(long, default_value_t = 8192)]
+    dms: u32,
+    /// The receiver's state_memory_size.
+    #[arg(long, default_value_t = 8192)]
+    sms: u32,
+    /// The receiver's cycles_per_bit.
+    #[arg(long, default_value_t = 16)]
+    cpb: u16,
+    /// Compression level: fast, default, best.
+    #[arg(long, default_value = "default")]
+    level: String,
+    /// The receiver is ours: it holds our bytecode as a local state.
+    #[arg(long)]
+    local_bytecode: bool,
+}
+
+impl FlowArgs {
+    fn params(&self) -> Result<tools::sigcomp_flow::FlowParams> {
+        use sigcomp::compress::Level;
+        let level = match self.level.as_str() {
+            "fast" => Level::Fast,
+            "default" => Level::Default,
+            "best" => Level::Best,
+            l => bail!("unknown level {l} (fast, default, best)"),
+        };
+        Ok(tools::sigcomp_flow::FlowParams {
+            dms: self.dms,
+            sms: self.sms,
+            cpb: self.cpb,
+            level,
+            local_bytecode: self.local_bytecode,
+        })
+    }
 }
 
 fn main() -> ExitCode {
@@ -117,6 +187,29 @@ fn main() -> ExitCode {
             output,
         } => asm(message, destination, &input, &output),
         Command::Disasm { raw, origin, input } => disasm(raw, origin, &input),
+        Command::Compress {
+            params,
+            input,
+            output,
+        } => params
+            .params()
+            .and_then(|p| tools::sigcomp_flow::cmd_compress(p, &input, &output)),
+        Command::Flow {
+            params,
+            pcap,
+            out_dir,
+            table,
+            steady,
+            files,
+        } => params.params().and_then(|p| {
+            let o = tools::sigcomp_flow::FlowOutputs {
+                pcap,
+                out_dir,
+                table,
+                steady,
+            };
+            tools::sigcomp_flow::cmd_flow(p, &files, &o)
+        }),
     };
     match r {
         Ok(true) => ExitCode::SUCCESS,
