@@ -28,6 +28,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 const IFF_TUN: i16 = 0x0001;
 /// `IFF_NO_PI`: no 4-byte packet-information prefix.
 const IFF_NO_PI: i16 = 0x1000;
+/// `IFF_VNET_HDR`: every packet is preceded by a `virtio_net_hdr`.
+const IFF_VNET_HDR: i16 = 0x4000;
+/// Size of `struct virtio_net_hdr` (the TUN default).
+pub const VNET_HDR_LEN: usize = 10;
 /// `IFNAMSIZ`.
 pub const IFNAMSIZ: usize = 16;
 
@@ -58,11 +62,15 @@ use ioctl::tunsetiff;
 pub struct Tun {
     file: File,
     name: String,
+    vnet_hdr: bool,
 }
 
 impl Tun {
-    /// Creates (or attaches to) the TUN device `name`.
-    pub fn open(name: &str) -> io::Result<Tun> {
+    /// Creates (or attaches to) the TUN device `name`. With `vnet_hdr`
+    /// every packet read or written is preceded by a 10-byte
+    /// `virtio_net_hdr` ([`VNET_HDR_LEN`]), which lets the daemon hand the
+    /// kernel coalesced TCP segments (GSO) on write.
+    pub fn open(name: &str, vnet_hdr: bool) -> io::Result<Tun> {
         if name.is_empty() || name.len() >= IFNAMSIZ || name.contains(['/', ' ', '\0']) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -76,7 +84,7 @@ impl Tun {
             .open("/dev/net/tun")?;
         let mut req = IfReqFlags {
             name: [0; IFNAMSIZ],
-            flags: IFF_TUN | IFF_NO_PI,
+            flags: IFF_TUN | IFF_NO_PI | if vnet_hdr { IFF_VNET_HDR } else { 0 },
             _pad: [0; 22],
         };
         req.name[..name.len()].copy_from_slice(name.as_bytes());
@@ -87,7 +95,16 @@ impl Tun {
         unsafe { tunsetiff(file.as_raw_fd(), &req) }.map_err(io::Error::from)?;
         let end = req.name.iter().position(|&b| b == 0).unwrap_or(IFNAMSIZ);
         let name = String::from_utf8_lossy(&req.name[..end]).into_owned();
-        Ok(Tun { file, name })
+        Ok(Tun {
+            file,
+            name,
+            vnet_hdr,
+        })
+    }
+
+    /// Whether packets carry a `virtio_net_hdr`.
+    pub fn vnet_hdr(&self) -> bool {
+        self.vnet_hdr
     }
 
     /// The interface name the kernel gave the device.
@@ -110,6 +127,7 @@ impl Tun {
         Ok(Tun {
             file: self.file.try_clone()?,
             name: self.name.clone(),
+            vnet_hdr: self.vnet_hdr,
         })
     }
 }

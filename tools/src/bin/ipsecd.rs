@@ -86,6 +86,10 @@ struct Cli {
     /// pcap file (raw IP), for Wireshark.
     #[arg(long)]
     pcap: Option<PathBuf>,
+    /// Do not coalesce received TCP segments into GSO packets for the
+    /// kernel (IFF_VNET_HDR); one TUN write per packet instead.
+    #[arg(long)]
+    no_gro: bool,
     /// Log file (with or without --foreground).
     #[arg(long)]
     log_file: Option<PathBuf>,
@@ -150,6 +154,7 @@ fn main() -> ExitCode {
         config: cli.config,
         pcap: cli.pcap,
         natt_port: cli.natt_port,
+        gro: !cli.no_gro,
     };
     match ipsecd::run(cfg) {
         Ok(()) => ExitCode::SUCCESS,

@@ -44,6 +44,9 @@ pub struct Config {
     pub pcap: Option<PathBuf>,
     /// Open the RFC 3948 UDP sockets on this port (0: none).
     pub natt_port: u16,
+    /// Coalesce decapsulated TCP segments into GSO packets on TUN writes
+    /// (`IFF_VNET_HDR`).
+    pub gro: bool,
 }
 
 fn open_sockets(mark: u32, natt_port: u16) -> Result<Sockets> {
@@ -107,8 +110,8 @@ pub fn run(cfg: Config) -> Result<()> {
         None => None,
     };
 
-    let tun =
-        Tun::open(&cfg.net.tun).with_context(|| format!("cannot open TUN {}", cfg.net.tun))?;
+    let tun = Tun::open(&cfg.net.tun, cfg.gro)
+        .with_context(|| format!("cannot open TUN {}", cfg.net.tun))?;
     let mut params = cfg.net.clone();
     params.tun = tun.name().to_string();
     if let Some(dir) = cfg.state_file.parent() {
