@@ -199,6 +199,9 @@ impl Slot {
 #[derive(Debug, Clone, Default)]
 struct HuffTab {
     tail: Vec<u8>,
+    /// A tail of at most 16 bytes as a masked little-endian word, checked
+    /// without a call to memcmp.
+    tail_word: Option<(u128, u128)>,
     sets: Vec<[u16; 4]>,
     total_bits: u32,
 }
@@ -1552,6 +1555,7 @@ enum K {
 fn decode(pc: u16, w: &[u8], mem: &[u8], tab: &mut HuffTab) -> Slot {
     use K::*;
     tab.tail.clear();
+    tab.tail_word = None;
     tab.sets.clear();
     tab.total_bits = 0;
     let opcode = w.first().copied().unwrap_or_default();
@@ -1620,6 +1624,18 @@ fn decode(pc: u16, w: &[u8], mem: &[u8], tab: &mut HuffTab) -> Slot {
         if at > 16 {
             tab.tail
                 .extend_from_slice(code.get(16..at).unwrap_or_default());
+            if let Some(w) = code.get(16..32) {
+                let mut b = [0u8; 16];
+                b.copy_from_slice(w);
+                if at <= 32 {
+                    let mask = if at == 32 {
+                        u128::MAX
+                    } else {
+                        (1u128 << (8 * (at - 16))) - 1
+                    };
+                    tab.tail_word = Some((u128::from_le_bytes(b) & mask, mask));
+                }
+            }
         }
     } else if at > 16 {
         return slow;
@@ -1648,6 +1664,11 @@ fn decode(pc: u16, w: &[u8], mem: &[u8], tab: &mut HuffTab) -> Slot {
 /// still those at `p + 16` in memory.
 #[inline(always)]
 fn tab_valid(tab: &HuffTab, mem: &[u8], p: usize) -> bool {
+    if let (Some((raw, mask)), Some(w)) = (tab.tail_word, mem.get(p + 16..p + 32)) {
+        let mut b = [0u8; 16];
+        b.copy_from_slice(w);
+        return u128::from_le_bytes(b) & mask == raw;
+    }
     tab.tail.is_empty() || mem.get(p + 16..p + 16 + tab.tail.len()) == Some(&tab.tail[..])
 }
 
