@@ -53,8 +53,17 @@ mod ioctl {
         nix::request_code_write!(b'T', 202, std::mem::size_of::<nix::libc::c_int>()),
         super::IfReqFlags
     );
+    // TUNSETOFFLOAD = _IOW('T', 208, unsigned int); the flags are passed by value.
+    nix::ioctl_write_int_bad!(
+        tunsetoffload,
+        nix::request_code_write!(b'T', 208, std::mem::size_of::<nix::libc::c_uint>())
+    );
 }
-use ioctl::tunsetiff;
+use ioctl::{tunsetiff, tunsetoffload};
+
+/// `TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6`: the kernel may hand over
+/// packets with partial checksums and TCP super-packets.
+const TUN_OFFLOADS: nix::libc::c_int = 0x01 | 0x02 | 0x04;
 
 /// An open TUN device (`IFF_TUN | IFF_NO_PI`, not persistent: it disappears
 /// with the last descriptor, i.e. when the daemon exits).
@@ -93,6 +102,11 @@ impl Tun {
         // NUL-terminated: name.len() < IFNAMSIZ, rest zero) that outlives the
         // call; TUNSETIFF reads it and writes the chosen name back into it.
         unsafe { tunsetiff(file.as_raw_fd(), &req) }.map_err(io::Error::from)?;
+        if vnet_hdr {
+            // SAFETY: `file` is the TUN descriptor just configured; the
+            // request takes an integer argument by value, no memory.
+            unsafe { tunsetoffload(file.as_raw_fd(), TUN_OFFLOADS) }.map_err(io::Error::from)?;
+        }
         let end = req.name.iter().position(|&b| b == 0).unwrap_or(IFNAMSIZ);
         let name = String::from_utf8_lossy(&req.name[..end]).into_owned();
         Ok(Tun {

@@ -24,7 +24,7 @@ use ipsec_esp::{Error as EspError, Protocol};
 use sadb::{Databases, Inbound, Outbound, SaId, Timestamp};
 
 use super::io::{PcapWriter, UrandomIv};
-use super::packet;
+use super::{offload, packet};
 use crate::sys::{Sock, Tun, VNET_HDR_LEN};
 
 /// Room in front of a packet for the headers of up to four SAs (and for a
@@ -220,192 +220,232 @@ enum Send {
 /// The outbound loop: never returns unless the TUN fails.
 pub fn outbound(sh: Arc<Shared>, tun: Tun) -> std::io::Result<()> {
     let mut buf = vec![0u8; HEADROOM + MAX_PACKET + TAILROOM];
-    let mut iv = UrandomIv::new()?;
-    let mut warn = RateLimit(None);
-    let mut ip_id: u16 = 1;
+    let mut seg = vec![0u8; HEADROOM + MAX_PACKET + TAILROOM];
+    let mut cx = OutCtx {
+        iv: UrandomIv::new()?,
+        warn: RateLimit(None),
+        ip_id: 1,
+    };
     loop {
-        let n = if tun.vnet_hdr() {
-            // No offloads are enabled for reads: the header says "no GSO,
-            // checksum complete", so it is skipped.
-            let v = VNET_HDR_LEN;
-            let n = tun.read(&mut buf[HEADROOM - v..HEADROOM + MAX_PACKET])?;
-            if n < v || buf[HEADROOM - v + 1] != 0 {
-                sh.stats.out_errors.fetch_add(1, Relaxed);
-                continue;
-            }
-            n - v
-        } else {
-            tun.read(&mut buf[HEADROOM..HEADROOM + MAX_PACKET])?
-        };
-        sh.stats.tun_rx.fetch_add(1, Relaxed);
-        let mut range = HEADROOM..HEADROOM + n;
-        if let Some(p) = &sh.pcap {
-            p.record(&buf[range.clone()]);
+        if !tun.vnet_hdr() {
+            let n = tun.read(&mut buf[HEADROOM..HEADROOM + MAX_PACKET])?;
+            out_one(&sh, &mut buf, n, &mut cx);
+            continue;
         }
-        let Some(sel) = packet::selector(&buf[range.clone()]) else {
+        let v = VNET_HDR_LEN;
+        let n = tun.read(&mut buf[HEADROOM - v..HEADROOM + MAX_PACKET])?;
+        let Some(n) = n.checked_sub(v) else {
             sh.stats.out_errors.fetch_add(1, Relaxed);
             continue;
         };
-        ip_id = ip_id.wrapping_add(1);
-        packet::ensure_ipv4_id(&mut buf[range.clone()], ip_id);
-        let t = now();
-        let send = {
-            let Ok(mut st) = sh.state.lock() else {
-                return Ok(());
-            };
-            match st.db.outbound(&sel, t) {
-                Outbound::NoPolicy => None,
-                Outbound::Bypass { policy } => {
-                    st.count(policy, n, false);
-                    None
-                }
-                Outbound::Discard { policy } => {
-                    st.count(policy, n, true);
-                    sh.stats.out_discard.fetch_add(1, Relaxed);
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        hdr.copy_from_slice(&buf[HEADROOM - v..HEADROOM]);
+        match offload::VnetHdr::parse(&hdr) {
+            Some(h) if h.gso_type == offload::GSO_NONE => {
+                if h.needs_csum && !offload::complete_checksum(&mut buf[HEADROOM..HEADROOM + n], &h)
+                {
+                    sh.stats.out_errors.fetch_add(1, Relaxed);
                     continue;
                 }
-                Outbound::NoSa { policy, .. } => {
+                out_one(&sh, &mut buf, n, &mut cx);
+            }
+            Some(h) => {
+                // A TSO super-packet: cut it into segments of gso_size as the
+                // NIC would, then protect each one.
+                let pkt = &buf[HEADROOM..HEADROOM + n];
+                let mut k = 0;
+                while let Some(len) =
+                    offload::segment(pkt, &h, k, &mut seg[HEADROOM..HEADROOM + MAX_PACKET])
+                {
+                    out_one(&sh, &mut seg, len, &mut cx);
+                    k += 1;
+                }
+                if k == 0 {
+                    sh.stats.out_errors.fetch_add(1, Relaxed);
+                }
+            }
+            None => {
+                sh.stats.out_errors.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}
+
+/// Per-thread state of the outbound path.
+struct OutCtx {
+    iv: UrandomIv,
+    warn: RateLimit,
+    ip_id: u16,
+}
+
+/// Applies the SPD to the plaintext packet at `buf[HEADROOM..HEADROOM + n]`
+/// and sends the result (or drops it).
+fn out_one(sh: &Shared, buf: &mut [u8], n: usize, cx: &mut OutCtx) {
+    let OutCtx { iv, warn, ip_id } = cx;
+    sh.stats.tun_rx.fetch_add(1, Relaxed);
+    let mut range = HEADROOM..HEADROOM + n;
+    if let Some(p) = &sh.pcap {
+        p.record(&buf[range.clone()]);
+    }
+    let Some(sel) = packet::selector(&buf[range.clone()]) else {
+        sh.stats.out_errors.fetch_add(1, Relaxed);
+        return;
+    };
+    *ip_id = ip_id.wrapping_add(1);
+    packet::ensure_ipv4_id(&mut buf[range.clone()], *ip_id);
+    let t = now();
+    let send = {
+        let Ok(mut st) = sh.state.lock() else {
+            return;
+        };
+        match st.db.outbound(&sel, t) {
+            Outbound::NoPolicy => None,
+            Outbound::Bypass { policy } => {
+                st.count(policy, n, false);
+                None
+            }
+            Outbound::Discard { policy } => {
+                st.count(policy, n, true);
+                sh.stats.out_discard.fetch_add(1, Relaxed);
+                return;
+            }
+            Outbound::NoSa { policy, .. } => {
+                st.count(policy, n, true);
+                sh.stats.out_no_sa.fetch_add(1, Relaxed);
+                if warn.ok() {
+                    tracing::warn!(
+                        policy,
+                        "no SA for {} -> {} (protocol {}): dropped (fail closed)",
+                        sel.src,
+                        sel.dst,
+                        sel.protocol
+                    );
+                }
+                return;
+            }
+            Outbound::Protect { policy, bundle } => {
+                let mut last = None;
+                let mut failed = false;
+                for id in bundle.iter() {
+                    let Some(e) = st.db.sad.get_mut(&id) else {
+                        failed = true;
+                        break;
+                    };
+                    if e.state() == sadb::SaState::Dead {
+                        failed = true;
+                        break;
+                    }
+                    let sa = e.sa_mut();
+                    match sa.encap_range(buf, range.clone(), iv) {
+                        Ok(r) => {
+                            let len = r.len();
+                            last = Some((sa.protocol(), sa.udp_encap(), sa.src(), sa.dst()));
+                            range = r;
+                            e.record_packet(len as u64, t);
+                        }
+                        Err(err) => {
+                            if warn.ok() {
+                                tracing::warn!(
+                                    spi = id.spi.0,
+                                    "cannot protect a packet: {err}; dropped (fail closed)"
+                                );
+                            }
+                            failed = true;
+                            break;
+                        }
+                    }
+                }
+                if failed || last.is_none() {
                     st.count(policy, n, true);
                     sh.stats.out_no_sa.fetch_add(1, Relaxed);
-                    if warn.ok() {
-                        tracing::warn!(
-                            policy,
-                            "no SA for {} -> {} (protocol {}): dropped (fail closed)",
-                            sel.src,
-                            sel.dst,
-                            sel.protocol
-                        );
-                    }
-                    continue;
+                    return;
                 }
-                Outbound::Protect { policy, bundle } => {
-                    let mut last = None;
-                    let mut failed = false;
-                    for id in bundle.iter() {
-                        let Some(e) = st.db.sad.get_mut(&id) else {
-                            failed = true;
-                            break;
-                        };
-                        if e.state() == sadb::SaState::Dead {
-                            failed = true;
-                            break;
-                        }
-                        let sa = e.sa_mut();
-                        match sa.encap_range(&mut buf, range.clone(), &mut iv) {
-                            Ok(r) => {
-                                let len = r.len();
-                                last = Some((sa.protocol(), sa.udp_encap(), sa.src(), sa.dst()));
-                                range = r;
-                                e.record_packet(len as u64, t);
-                            }
-                            Err(err) => {
-                                if warn.ok() {
-                                    tracing::warn!(
-                                        spi = id.spi.0,
-                                        "cannot protect a packet: {err}; dropped (fail closed)"
-                                    );
-                                }
-                                failed = true;
-                                break;
-                            }
-                        }
-                    }
-                    if failed || last.is_none() {
-                        st.count(policy, n, true);
-                        sh.stats.out_no_sa.fetch_add(1, Relaxed);
-                        continue;
-                    }
-                    st.count(policy, n, false);
-                    let Some((proto, udp, src, dst)) = last else {
-                        continue;
-                    };
-                    let Some((hl, _)) = packet::outer_header(&buf[range.clone()]) else {
-                        sh.stats.out_errors.fetch_add(1, Relaxed);
-                        continue;
-                    };
-                    Some(match (proto, udp) {
-                        (Protocol::Esp, None) => Send::Esp { src, dst, hl },
-                        (Protocol::Esp, Some(u)) => Send::EspUdp {
-                            src,
-                            dst,
-                            dport: u.dport,
-                            hl: hl + 8,
-                        },
-                        (Protocol::Ah, _) => Send::Ah { src, dst, hl },
-                    })
-                }
-            }
-        };
-        let pkt = &buf[range.clone()];
-        let res = match send {
-            None => {
-                // RFC 4301 §5.1 BYPASS: out in clear, marked so the
-                // routing rules do not send it back into the TUN.
-                sh.stats.out_bypass.fetch_add(1, Relaxed);
-                match sel.dst {
-                    IpAddr::V4(_) => sh.socks.raw4.send_packet(pkt, sel.dst),
-                    IpAddr::V6(_) => match &sh.socks.raw6 {
-                        Some(s) => s.send_packet(pkt, sel.dst),
-                        None => Ok(0),
+                st.count(policy, n, false);
+                let Some((proto, udp, src, dst)) = last else {
+                    return;
+                };
+                let Some((hl, _)) = packet::outer_header(&buf[range.clone()]) else {
+                    sh.stats.out_errors.fetch_add(1, Relaxed);
+                    return;
+                };
+                Some(match (proto, udp) {
+                    (Protocol::Esp, None) => Send::Esp { src, dst, hl },
+                    (Protocol::Esp, Some(u)) => Send::EspUdp {
+                        src,
+                        dst,
+                        dport: u.dport,
+                        hl: hl + 8,
                     },
-                }
+                    (Protocol::Ah, _) => Send::Ah { src, dst, hl },
+                })
             }
-            Some(s) => {
-                if let Some(p) = &sh.pcap {
-                    p.record(pkt);
+        }
+    };
+    let pkt = &buf[range.clone()];
+    let res = match send {
+        None => {
+            // RFC 4301 §5.1 BYPASS: out in clear, marked so the
+            // routing rules do not send it back into the TUN.
+            sh.stats.out_bypass.fetch_add(1, Relaxed);
+            match sel.dst {
+                IpAddr::V4(_) => sh.socks.raw4.send_packet(pkt, sel.dst),
+                IpAddr::V6(_) => match &sh.socks.raw6 {
+                    Some(s) => s.send_packet(pkt, sel.dst),
+                    None => Ok(0),
+                },
+            }
+        }
+        Some(s) => {
+            if let Some(p) = &sh.pcap {
+                p.record(pkt);
+            }
+            sh.stats.out_protected.fetch_add(1, Relaxed);
+            match s {
+                Send::Esp { src, dst, hl } => {
+                    let sock = if dst.is_ipv4() {
+                        Some(&sh.socks.esp4)
+                    } else {
+                        sh.socks.esp6.as_ref()
+                    };
+                    match sock {
+                        Some(sock) => sock.send_from(&pkt[hl..], src, SocketAddr::new(dst, 0)),
+                        None => Ok(0),
+                    }
                 }
-                sh.stats.out_protected.fetch_add(1, Relaxed);
-                match s {
-                    Send::Esp { src, dst, hl } => {
-                        let sock = if dst.is_ipv4() {
-                            Some(&sh.socks.esp4)
-                        } else {
-                            sh.socks.esp6.as_ref()
-                        };
-                        match sock {
+                Send::EspUdp {
+                    src,
+                    dst,
+                    dport,
+                    hl,
+                } => {
+                    let sock = if dst.is_ipv4() {
+                        sh.socks.udp4.as_ref()
+                    } else {
+                        sh.socks.udp6.as_ref()
+                    };
+                    match sock {
+                        Some(sock) => sock.send_from(&pkt[hl..], src, SocketAddr::new(dst, dport)),
+                        None => Ok(0),
+                    }
+                }
+                Send::Ah { src, dst, hl } => {
+                    if dst.is_ipv4() {
+                        // AH covers the Identification: send the header we built.
+                        sh.socks.raw4.send_packet(pkt, dst)
+                    } else {
+                        match &sh.socks.ah6 {
                             Some(sock) => sock.send_from(&pkt[hl..], src, SocketAddr::new(dst, 0)),
                             None => Ok(0),
                         }
                     }
-                    Send::EspUdp {
-                        src,
-                        dst,
-                        dport,
-                        hl,
-                    } => {
-                        let sock = if dst.is_ipv4() {
-                            sh.socks.udp4.as_ref()
-                        } else {
-                            sh.socks.udp6.as_ref()
-                        };
-                        match sock {
-                            Some(sock) => {
-                                sock.send_from(&pkt[hl..], src, SocketAddr::new(dst, dport))
-                            }
-                            None => Ok(0),
-                        }
-                    }
-                    Send::Ah { src, dst, hl } => {
-                        if dst.is_ipv4() {
-                            // AH covers the Identification: send the header we built.
-                            sh.socks.raw4.send_packet(pkt, dst)
-                        } else {
-                            match &sh.socks.ah6 {
-                                Some(sock) => {
-                                    sock.send_from(&pkt[hl..], src, SocketAddr::new(dst, 0))
-                                }
-                                None => Ok(0),
-                            }
-                        }
-                    }
                 }
             }
-        };
-        if let Err(e) = res {
-            sh.stats.out_errors.fetch_add(1, Relaxed);
-            if warn.ok() {
-                tracing::warn!("send to {}: {e}", sel.dst);
-            }
+        }
+    };
+    if let Err(e) = res {
+        sh.stats.out_errors.fetch_add(1, Relaxed);
+        if warn.ok() {
+            tracing::warn!("send to {}: {e}", sel.dst);
         }
     }
 }

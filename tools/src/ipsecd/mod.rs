@@ -16,6 +16,7 @@ pub mod control;
 pub mod dataplane;
 pub mod io;
 pub mod net;
+pub mod offload;
 pub mod packet;
 
 use std::path::PathBuf;
