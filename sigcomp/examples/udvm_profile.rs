@@ -53,7 +53,12 @@ fn main() {
     for _ in 0..n {
         buf.clear();
         let r = d
-            .decompress_into(std::hint::black_box(&msg), Transport::Message, &states, &mut buf)
+            .decompress_into(
+                std::hint::black_box(&msg),
+                Transport::Message,
+                &states,
+                &mut buf,
+            )
             .unwrap();
         sum += r.cycles + buf.len() as u64;
     }

@@ -194,16 +194,57 @@ impl Slot {
     };
 }
 
+/// Largest sum of bits of INPUT-HUFFMAN sets given a decode table
+/// (4096 entries).
+const HUFF_TABLE_BITS: u32 = 12;
+
 /// The constant operand sets of a cached INPUT-HUFFMAN, and its bytes
 /// past the 16 its slot checks.
 #[derive(Debug, Clone, Default)]
 struct HuffTab {
+    /// Indexed by the next `total_bits` input bits in arrival order (first
+    /// arrived as MSB): 0 when no set matches them, else bit 31 set, the
+    /// bits the matching set and those before it take in bits 16..=20
+    /// and the value written in bits 0..=15 (RFC 3320 §9.4.4 steps 2-3).
+    table: Vec<u32>,
+    /// The H bit (RFC 3320 §8.2) the table was built for.
+    table_h_lsb: bool,
     tail: Vec<u8>,
     /// A tail of at most 16 bytes as a masked little-endian word, checked
     /// without a call to memcmp.
     tail_word: Option<(u128, u128)>,
     sets: Vec<[u16; 4]>,
     total_bits: u32,
+}
+
+impl HuffTab {
+    /// Fills `table` by running the sets over every possible input.
+    fn build_table(&mut self, h_lsb: bool) {
+        let t = self.total_bits;
+        self.table.clear();
+        self.table_h_lsb = h_lsb;
+        for idx in 0..(1u32 << t) {
+            let mut h: u32 = 0;
+            let mut cum: u32 = 0;
+            let mut entry = 0;
+            for &[bits, lower, upper, uncompressed] in &self.sets {
+                let b = u32::from(bits);
+                cum += b;
+                let mut k = (idx >> (t - cum)) & ((1u32 << b) - 1);
+                if h_lsb && b > 0 {
+                    // H = 1: the first bit to arrive is the LSB of k.
+                    k = k.reverse_bits() >> (32 - b);
+                }
+                h = (h << b) | k;
+                if h >= u32::from(lower) && h <= u32::from(upper) {
+                    let v = (h as u16).wrapping_add(uncompressed).wrapping_sub(lower);
+                    entry = (1 << 31) | (cum << 16) | u32::from(v);
+                    break;
+                }
+            }
+            self.table.push(entry);
+        }
+    }
 }
 
 /// Control flow after one instruction.
@@ -626,47 +667,48 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
         self.last_p = Some(p);
     }
 
-    /// Takes `n` (<= 16) bits; `lsb_first` is the F or H bit. The caller
-    /// checked availability. Bits are taken a byte-chunk at a time.
-    #[inline]
-    fn take_bits(&mut self, n: u16, p: bool, lsb_first: bool) -> u16 {
-        // `v` holds the bits in arrival order: first-arrived as MSB (P=0) or
-        // as LSB (P=1); reversed at the end when the F/H bit asks for the
-        // other order (RFC 3320 §8.2).
-        let mut v: u32 = 0;
-        let mut got: u32 = 0;
+    /// The next `n` (<= 16) input bits in arrival order, the first to
+    /// arrive as MSB, without taking them (RFC 3320 §8.2). The caller
+    /// checked availability.
+    #[inline(always)]
+    fn peek_bits(&self, n: u16, p: bool) -> u16 {
+        let bc = u32::from(self.bit_count);
+        let at = |i: usize| self.input.get(self.in_pos + i).copied().unwrap_or(0);
+        // P = 1 packs the first bit to arrive at the LSB of each byte:
+        // reversing the bytes puts every bit in arrival order, MSB first.
+        // The held fraction is the low (P = 0) or high (P = 1) `bc` bits.
+        let r = |x: u8| u64::from(if p { x.reverse_bits() } else { x });
+        let held = r(self.bit_buf) & ((1u64 << bc) - 1);
+        let acc = (held << 24) | (r(at(0)) << 16) | (r(at(1)) << 8) | r(at(2));
+        ((acc >> (bc + 24 - u32::from(n))) & ((1u64 << n) - 1)) as u16
+    }
+
+    /// Takes `n` bits, as [`Run::peek_bits`] gave them.
+    #[inline(always)]
+    fn skip_bits(&mut self, n: u16) {
         let n = u32::from(n);
-        while got < n {
-            if self.bit_count == 0 {
-                self.bit_buf = self.input.get(self.in_pos).copied().unwrap_or(0);
-                self.in_pos += 1;
-                self.bit_count = 8;
-            }
-            let bc = u32::from(self.bit_count);
-            let t = (n - got).min(bc);
-            let mask = (1u32 << t) - 1;
-            if p {
-                // Remaining bits are the high `bc` bits; next is bit 8 - bc.
-                let chunk = (u32::from(self.bit_buf) >> (8 - bc)) & mask;
-                v |= chunk << got;
-            } else {
-                // Remaining bits are the low `bc` bits; next is bit bc - 1.
-                let chunk = (u32::from(self.bit_buf) >> (bc - t)) & mask;
-                v = (v << t) | chunk;
-            }
-            self.bit_count -= t as u8;
-            got += t;
-        }
-        if n == 0 {
-            return 0;
-        }
-        // P=1 gives first-arrived at LSB, which is the LSB-first reading.
-        let want_lsb_order = lsb_first;
-        let have_lsb_order = p;
-        if want_lsb_order != have_lsb_order {
-            (v.reverse_bits() >> (32 - n)) as u16
+        let bc = u32::from(self.bit_count);
+        if n <= bc {
+            self.bit_count = (bc - n) as u8;
         } else {
-            v as u16
+            let bytes = (n - bc).div_ceil(8) as usize;
+            self.in_pos += bytes;
+            self.bit_buf = self.input.get(self.in_pos - 1).copied().unwrap_or(0);
+            self.bit_count = (8 * bytes as u32 - (n - bc)) as u8;
+        }
+    }
+
+    /// Takes `n` (<= 16) bits; `lsb_first` is the F or H bit: the first
+    /// bit to arrive becomes the LSB instead of the MSB. The caller
+    /// checked availability.
+    #[inline(always)]
+    fn take_bits(&mut self, n: u16, p: bool, lsb_first: bool) -> u16 {
+        let v = self.peek_bits(n, p);
+        self.skip_bits(n);
+        if lsb_first && n > 0 {
+            v.reverse_bits() >> (16 - n)
+        } else {
+            v
         }
     }
 
@@ -1209,6 +1251,22 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
             return Err(Reason::TooManyBitsRequested);
         }
         let saved = (self.in_pos, self.bit_buf, self.bit_count);
+        // With a table and all the bits the sets could take available, one
+        // look at the next bits decides: the result of steps 2-3.
+        if let Some((t, table)) = o.huffman_table(h_lsb) {
+            if usize::from(t) <= self.bits_available() {
+                let peek = self.peek_bits(t, p);
+                let e = table.get(usize::from(peek)).copied().unwrap_or(0);
+                if e == 0 {
+                    return Err(Reason::HuffmanNoMatch);
+                }
+                let taken = ((e >> 16) & 0x1f) as u16;
+                self.skip_bits(taken);
+                self.set_word(destination, e as u16)?;
+                self.credit(usize::from(taken));
+                return Ok(Flow::Next(o.end()));
+            }
+        }
         let mut h: u32 = 0;
         let mut taken = 0usize;
         for j in 0..usize::from(n) {
@@ -1347,6 +1405,12 @@ trait Ops {
     fn huffman_sets<S: StateStore + ?Sized>(&mut self, run: &mut Run<'_, S>, n: u16) -> R<u32>;
     /// Operand set `j` of INPUT-HUFFMAN, after [`Ops::huffman_sets`].
     fn huffman_set<S: StateStore + ?Sized>(&self, run: &Run<'_, S>, j: usize) -> Option<[u16; 4]>;
+    /// A decode table for the sets with H bit `h_lsb` (see
+    /// [`HuffTab::table`]) and the number of bits it looks at, if there
+    /// is one.
+    fn huffman_table(&mut self, _h_lsb: bool) -> Option<(u16, &[u32])> {
+        None
+    }
 }
 
 /// Operands decoded from memory (RFC 3320 §8.5).
@@ -1405,7 +1469,7 @@ impl Ops for MemOps {
 struct SlotOps<'s> {
     slot: &'s Slot,
     i: usize,
-    tab: &'s HuffTab,
+    tab: &'s mut HuffTab,
 }
 
 impl SlotOps<'_> {
@@ -1450,6 +1514,17 @@ impl Ops for SlotOps<'_> {
     #[inline(always)]
     fn huffman_set<S: StateStore + ?Sized>(&self, _run: &Run<'_, S>, j: usize) -> Option<[u16; 4]> {
         self.tab.sets.get(j).copied()
+    }
+    #[inline(always)]
+    fn huffman_table(&mut self, h_lsb: bool) -> Option<(u16, &[u32])> {
+        let t = &mut *self.tab;
+        if t.total_bits > HUFF_TABLE_BITS {
+            return None;
+        }
+        if t.table.is_empty() || t.table_h_lsb != h_lsb {
+            t.build_table(h_lsb);
+        }
+        Some((t.total_bits as u16, &t.table))
     }
 }
 
@@ -1556,6 +1631,7 @@ fn decode(pc: u16, w: &[u8], mem: &[u8], tab: &mut HuffTab) -> Slot {
     use K::*;
     tab.tail.clear();
     tab.tail_word = None;
+    tab.table.clear();
     tab.sets.clear();
     tab.total_bits = 0;
     let opcode = w.first().copied().unwrap_or_default();
@@ -2001,6 +2077,76 @@ mod tests {
         let mut warm = Udvm::default();
         assert_eq!(run(&mut warm), want);
         assert_eq!(run(&mut warm), want);
+    }
+
+    /// The bit reader against RFC 3320 §8.2 taken one bit at a time.
+    #[test]
+    fn take_bits_equals_one_bit_at_a_time() {
+        let mut seed: u32 = 7;
+        let mut rnd = |m: u32| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (seed >> 8) % m
+        };
+        let input: Vec<u8> = (0..64).map(|_| rnd(256) as u8).collect();
+        for p in [false, true] {
+            for _ in 0..200 {
+                let (mut sk, mut st, mut hs, mut out, mut mem) = (
+                    Vec::new(),
+                    Vec::new(),
+                    Vec::new(),
+                    Vec::new(),
+                    vec![0u8; 128],
+                );
+                let mut run = Run {
+                    mem: &mut mem,
+                    sort_keys: &mut sk,
+                    sort_tmp: &mut st,
+                    huff_sets: &mut hs,
+                    states: &NoStates,
+                    input: &input,
+                    in_pos: 0,
+                    bit_buf: 0,
+                    bit_count: 0,
+                    last_p: None,
+                    cpb: 16,
+                    remaining: 0,
+                    used: 0,
+                    output: &mut out,
+                    pending: [None; 8],
+                    n_create: 0,
+                    n_free: 0,
+                    details: Vec::new(),
+                    ended: None,
+                    output_seen: false,
+                    max_state_len: 0,
+                };
+                let mut pos = 0usize; // bits of `input` taken
+                while pos + 16 < 8 * input.len() {
+                    let n = rnd(17) as u16;
+                    let lsb = rnd(2) == 1;
+                    // Bit `pos` in arrival order: P = 0 takes bytes MSB first.
+                    let bit = |i: usize| {
+                        let b = input[i / 8];
+                        let k = i % 8;
+                        u16::from(if p { b >> k } else { b >> (7 - k) } & 1)
+                    };
+                    let mut want = 0u16;
+                    for j in 0..usize::from(n) {
+                        if lsb {
+                            want |= bit(pos + j) << j;
+                        } else {
+                            want = (want << 1) | bit(pos + j);
+                        }
+                    }
+                    assert_eq!(
+                        run.take_bits(n, p, lsb),
+                        want,
+                        "p {p} n {n} lsb {lsb} at {pos}"
+                    );
+                    pos += usize::from(n);
+                }
+            }
+        }
     }
 
     #[test]
