@@ -136,3 +136,145 @@ fn local_bytecode_is_never_uploaded() {
         }
     }
 }
+
+#[test]
+fn nack_makes_the_compressor_fall_back() {
+    let msgs = corpus();
+    let mut c = Compressor::new(Config::default()).unwrap();
+    let mut p = Peer::new(8192, 8192);
+    let mut wire = Vec::new();
+    for (_, m) in &msgs[..4] {
+        c.compress(m, &mut wire);
+        let (_, item) = p.receive(&wire);
+        c.on_feedback_item(&item.unwrap());
+    }
+    // The receiver restarts and loses the compartment's states.
+    let mut fresh = Peer::new(8192, 8192);
+    let r = c.compress(&msgs[4].1, &mut wire);
+    assert!(!r.carried_bytecode);
+    let failure = fresh
+        .d
+        .decompress(&wire, Transport::Message, &fresh.states)
+        .unwrap_err();
+    let nack = sigcomp::Nack::from_failure(&failure, &wire);
+    c.on_nack(&nack);
+    let r = c.compress(&msgs[4].1, &mut wire);
+    assert!(r.carried_bytecode);
+    assert_eq!(r.states_used, 0);
+    assert_eq!(fresh.receive(&wire).0, msgs[4].1);
+}
+
+#[test]
+fn never_larger_than_plain_plus_3() {
+    let mut c = Compressor::new(Config::default()).unwrap();
+    let mut wire = Vec::new();
+    for len in [0usize, 1, 5, 50, 200, 1000] {
+        let msg: Vec<u8> = (0..len).map(|i| (i * 131 % 251) as u8).collect();
+        let r = c.compress(&msg, &mut wire);
+        assert!(wire.len() <= msg.len() + 3, "{len}");
+        assert_eq!(r.len, wire.len());
+        if r.kind == Kind::Plain {
+            assert_eq!(wire, msg);
+        }
+    }
+}
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn mutate(base: &[u8], edits: &[(u16, u8)]) -> Vec<u8> {
+        let mut m = base.to_vec();
+        for &(pos, b) in edits {
+            if m.is_empty() {
+                m.push(b);
+                continue;
+            }
+            let i = usize::from(pos) % m.len();
+            match b % 3 {
+                0 => m[i] = b,
+                1 => m.insert(i, b),
+                _ => {
+                    m.remove(i);
+                }
+            }
+        }
+        m
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Random bytes and mutated SIP messages, alone in a compartment:
+        /// our UDVM gives back the same bytes.
+        #[test]
+        fn random_messages_round_trip(
+            random in proptest::collection::vec(any::<u8>(), 0..2500),
+            pick in 0usize..14,
+            edits in proptest::collection::vec((any::<u16>(), any::<u8>()), 0..40),
+            dms in prop_oneof![Just(2048u32), Just(4096), Just(8192), Just(16384)],
+        ) {
+            let corpus = corpus();
+            for msg in [random, mutate(&corpus[pick].1, &edits)] {
+                let peer = sigcomp::Resources { cycles_per_bit: 16, decompression_memory_size: dms, state_memory_size: 4096 };
+                let mut c = Compressor::new(Config { peer, ..Config::default() }).unwrap();
+                let mut p = Peer::new(dms, 4096);
+                let mut wire = Vec::new();
+                let r = c.compress(&msg, &mut wire);
+                if r.kind == Kind::Plain && sigcomp::message::is_sigcomp(&msg) {
+                    // Too large for the peer's memory and unsendable plain.
+                    continue;
+                }
+                prop_assert!(wire.len() <= msg.len() + 3 || sigcomp::message::is_sigcomp(&msg));
+                let (out, _) = p.receive(&wire);
+                prop_assert_eq!(out, msg, "{:?}", r);
+            }
+        }
+
+        /// Flows over a lossy, reordering channel whose feedback is also
+        /// lost and delayed: every message that arrives decompresses to its
+        /// original (no reference to a state the peer may not have).
+        #[test]
+        fn flows_survive_loss_and_reordering(
+            picks in proptest::collection::vec((0usize..14, proptest::collection::vec((any::<u16>(), any::<u8>()), 0..6)), 1..40),
+            fates in proptest::collection::vec((0u8..10, 0usize..4, 0u8..10, 0usize..4), 40),
+            sms in prop_oneof![Just(2048u32), Just(4096), Just(8192)],
+        ) {
+            let corpus = corpus();
+            let peer = sigcomp::Resources { cycles_per_bit: 16, decompression_memory_size: 8192, state_memory_size: sms };
+            let mut c = Compressor::new(Config { peer, ..Config::default() }).unwrap();
+            let mut p = Peer::new(8192, sms);
+            let mut in_flight: Vec<(usize, Vec<u8>, Vec<u8>)> = Vec::new();
+            let mut feedback: Vec<(usize, Vec<u8>)> = Vec::new();
+            let mut delivered = 0;
+            let steps = picks.len() + 8;
+            for t in 0..steps {
+                if let Some((pick, edits)) = picks.get(t) {
+                    let msg = mutate(&corpus[*pick].1, edits);
+                    let mut wire = Vec::new();
+                    c.compress(&msg, &mut wire);
+                    let (lose, delay, _, _) = fates[t % fates.len()];
+                    if lose != 0 {
+                        in_flight.push((t + delay, wire, msg));
+                    }
+                }
+                let (due, later): (Vec<_>, Vec<_>) = in_flight.drain(..).partition(|m| m.0 <= t);
+                in_flight = later;
+                for (_, wire, msg) in due {
+                    let (out, item) = p.receive(&wire);
+                    prop_assert_eq!(&out, &msg);
+                    delivered += 1;
+                    let (_, _, fb_lose, fb_delay) = fates[(t + delivered) % fates.len()];
+                    if let (Some(item), true) = (item, fb_lose != 0) {
+                        feedback.push((t + fb_delay, item));
+                    }
+                }
+                let (due, later): (Vec<_>, Vec<_>) = feedback.drain(..).partition(|f| f.0 <= t);
+                feedback = later;
+                for (_, item) in due {
+                    c.on_feedback_item(&item);
+                }
+            }
+        }
+    }
+}

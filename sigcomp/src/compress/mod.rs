@@ -56,7 +56,8 @@
 //! the original is sent uncompressed instead ([`Kind::Plain`]): a SigComp
 //! endpoint tells the two apart by the first five bits (`11111`,
 //! RFC 3320 §4.1, §7), which no SIP message starts with, so the plain
-//! message costs nothing extra; the 3-byte allowance keeps a message that
+//! message costs nothing extra (this holds for any message that does not
+//! itself start with `11111`, i.e. every SIP message); the 3-byte allowance keeps a message that
 //! is only slightly larger compressed, because it also creates a state and
 //! carries feedback. A plain message creates no state.
 //!
@@ -163,7 +164,10 @@ pub enum Kind {
     /// A SigComp message.
     SigComp,
     /// The original, uncompressed: compressing would have cost more than
-    /// 3 bytes over it.
+    /// 3 bytes over it, or the message does not fit the peer's UDVM
+    /// memory. A message that itself starts with `11111xxx` (never a SIP
+    /// message) is only returned plain in the latter case, and then cannot
+    /// be sent to a SigComp port (RFC 3320 §4.1).
     Plain,
 }
 
@@ -173,8 +177,12 @@ struct Tracked {
     value: Vec<u8>,
     /// Highest priority any message creating it was sent with.
     sent_priority: u16,
-    /// Highest priority of an acknowledged creation.
-    acked_priority: Option<u16>,
+    /// Lowest priority any message creating it was sent with: a
+    /// re-creation arriving late sets the peer's priority back to it
+    /// (RFC 4896 §5.2), so safety is judged on this one.
+    min_priority: u16,
+    /// Whether a message creating it was acknowledged.
+    acked: bool,
 }
 
 impl Tracked {
@@ -183,11 +191,18 @@ impl Tracked {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Sent {
     seq: u16,
+    /// Send order.
+    order: u64,
     uploaded: bool,
     acked: bool,
+    /// Cost of the state it creates (0 if none).
+    cost: u32,
+    /// Message states it references: they must not be evicted by states
+    /// created later while it may still be in flight.
+    refs: Vec<StateId>,
 }
 
 /// One preload entry: a slice of a state's value.
@@ -210,6 +225,7 @@ pub struct Compressor {
     sent: VecDeque<Sent>,
     returned_item: Option<Vec<u8>>,
     any_ack: bool,
+    order: u64,
     matcher: deflate::Matcher,
     hist: Vec<u8>,
     bits: Vec<u8>,
@@ -220,6 +236,10 @@ pub struct Compressor {
 
 const BYTECODE_COST: u32 = bytecode::CODE.len() as u32 + 64;
 const MAX_SEQ: u16 = 32767;
+/// Reordering depth assumed on UDP: a message is taken as delivered or
+/// lost once this many messages sent after it were acknowledged.
+pub const REORDER_DEPTH: usize = 16;
+const MAX_IN_FLIGHT: usize = 1024;
 
 impl Compressor {
     /// A compressor for a fresh compartment.
@@ -235,6 +255,7 @@ impl Compressor {
             sent: VecDeque::new(),
             returned_item: None,
             any_ack: false,
+            order: 0,
             matcher: deflate::Matcher::default(),
             hist: Vec::new(),
             bits: Vec::new(),
@@ -272,13 +293,13 @@ impl Compressor {
             return;
         };
         sent.acked = true;
-        let sent = *sent;
+        let sent = sent.clone();
         self.any_ack = true;
         if sent.uploaded {
             self.bytecode_acked = true;
         }
         if let Some(t) = self.states.iter_mut().find(|t| t.sent_priority == sent.seq) {
-            t.acked_priority = Some(t.acked_priority.map_or(sent.seq, |p| p.max(sent.seq)));
+            t.acked = true;
         }
     }
 
@@ -316,13 +337,17 @@ impl Compressor {
         let Some(x) = self.states.get(i) else {
             return false;
         };
-        let Some(p) = x.acked_priority else {
-            return false;
-        };
-        self.fits_above(x, p)
+        x.acked && self.fits_above(x, x.min_priority)
     }
 
     fn fits_above(&self, x: &Tracked, p: u16) -> bool {
+        self.load(x, p) <= self.sms()
+    }
+
+    /// What the peer's compartment may hold when x (priority p) is the
+    /// next to be freed: x, the bytecode, every state of higher priority
+    /// and the largest lower-priority state that may still arrive.
+    fn load(&self, x: &Tracked, p: u16) -> u32 {
         let newer: u32 = self
             .states
             .iter()
@@ -334,7 +359,66 @@ impl Compressor {
         } else {
             0
         };
-        x.cost() + bc + newer <= self.sms()
+        // RFC 3320 §6.2 step 4: a creation frees the lowest priorities
+        // first whatever its own priority, so a lower-priority state still
+        // in flight can evict x when it arrives.
+        let late = self
+            .sent
+            .iter()
+            .filter(|s| s.seq != 0 && s.seq < p && !self.settled(s))
+            .map(|s| s.cost)
+            .max()
+            .unwrap_or(0);
+        x.cost() + bc + newer + late
+    }
+
+    /// Whether a message is surely no longer in flight: acknowledged, or
+    /// [`REORDER_DEPTH`] messages sent after it were acknowledged.
+    fn settled(&self, s: &Sent) -> bool {
+        s.acked
+            || self
+                .sent
+                .iter()
+                .filter(|l| l.order > s.order && l.acked)
+                .count()
+                >= REORDER_DEPTH
+    }
+
+    fn settle(&mut self) {
+        while let Some(front) = self.sent.front() {
+            if !self.settled(front) {
+                break;
+            }
+            self.sent.pop_front();
+        }
+        if self.sent.len() > MAX_IN_FLIGHT {
+            // No feedback for very long: start again from the dictionaries.
+            self.bytecode_acked = false;
+            self.states.clear();
+            self.sent.clear();
+        }
+    }
+
+    fn creation_keeps_pins(&self, new_cost: u32, own: &[StateId]) -> bool {
+        let pinned = self
+            .sent
+            .iter()
+            .filter(|s| !self.settled(s))
+            .flat_map(|s| s.refs.iter())
+            .chain(own);
+        for id in pinned {
+            let Some(x) = self.states.iter().find(|t| t.id == *id) else {
+                continue;
+            };
+            if self.load(x, x.min_priority) + new_cost > self.sms() {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn lowest(&self) -> Option<&Tracked> {
+        self.states.iter().min_by_key(|t| t.sent_priority)
     }
 
     fn bytecode_held(&self) -> bool {
@@ -344,14 +428,22 @@ impl Compressor {
     /// Compresses one message into `out` (cleared first).
     pub fn compress(&mut self, msg: &[u8], out: &mut Vec<u8>) -> Compressed {
         out.clear();
-        // Drop states that can never be safe again (RFC 3320 §6.2).
-        let keep: Vec<bool> = self
-            .states
-            .iter()
-            .map(|x| self.fits_above(x, x.sent_priority))
-            .collect();
-        let mut k = keep.iter();
-        self.states.retain(|_| k.next().copied().unwrap_or(false));
+        // Forget states that can never be safe again (RFC 3320 §6.2), but
+        // only from the lowest priority up: a forgotten state must not be
+        // missing from the sums of lower-priority states it may evict.
+        while let Some(x) = self.lowest() {
+            // x may hold any priority up to sent_priority at the peer: it
+            // is forgotten only below every other state's lowest one.
+            let below_all = self
+                .states
+                .iter()
+                .all(|y| y.id == x.id || x.sent_priority < y.min_priority);
+            if self.fits_above(x, x.sent_priority) || !below_all {
+                break;
+            }
+            let id = x.id;
+            self.states.retain(|t| t.id != id);
+        }
 
         let upload = !self.bytecode_held();
         let dms = self.config.peer.decompression_memory_size as usize;
@@ -362,7 +454,8 @@ impl Compressor {
             0
         };
         let can_create = self.seq < MAX_SEQ && msg.len() as u32 + 64 + bc_cost <= self.sms();
-        let seq = if can_create { self.seq + 1 } else { 0 };
+        let mut seq;
+        let mut refs: Vec<StateId>;
         let announce = match (&self.config.announce, self.any_ack) {
             (Some(a), false) => {
                 let mut v = Vec::new();
@@ -388,10 +481,27 @@ impl Compressor {
             let memory = dms.saturating_sub(guess).min(65536);
             let room = memory.saturating_sub(usize::from(bytecode::BUFFER_START) + 1);
             if room < msg.len() || tries > 4 {
+                // Does not fit the peer's UDVM memory (RFC 3320 §7): only
+                // plain is possible (see [`Kind::Plain`]).
                 return self.plain(msg, out);
             }
             let used = self.choose_preload(msg, room - msg.len(), fixed);
             let entries = self.sources.len();
+            refs = self
+                .sources
+                .iter()
+                .filter_map(|s| match s {
+                    Source::Message(i) => self.states.get(*i).map(|t| t.id),
+                    _ => None,
+                })
+                .collect();
+            // A new state must not evict a state that a message still in
+            // flight (or this one) references (RFC 3320 §6.2).
+            seq = if can_create && self.creation_keeps_pins(msg.len() as u32 + 64, &refs) {
+                self.seq + 1
+            } else {
+                0
+            };
             out.clear();
             self.write_header(out, item.as_deref(), upload);
             let flag = if announce.is_some() { 0x8000 } else { 0 };
@@ -439,33 +549,41 @@ impl Compressor {
             }
             guess = out.len() + 8;
         };
-        if len > msg.len() + 3 {
+        // A message that starts like SigComp (11111xxx) cannot go plain:
+        // the receiver would take it for a SigComp message (RFC 3320 §4.1).
+        if len > msg.len() + 3 && !crate::message::is_sigcomp(msg) {
             return self.plain(msg, out);
         }
         self.returned_item = None;
         if upload {
             self.bytecode_maybe_created = true;
         }
+        self.order += 1;
+        self.sent.push_back(Sent {
+            seq,
+            cost: if seq != 0 { msg.len() as u32 + 64 } else { 0 },
+            order: self.order,
+            uploaded: upload,
+            acked: false,
+            refs,
+        });
+        self.settle();
         if seq != 0 {
             self.seq = seq;
             let address = bytecode::BUFFER_START + preloaded as u16;
             let id = StateId::compute(address, 0, bytecode::MINIMUM_ACCESS_LENGTH, msg);
             match self.states.iter_mut().find(|t| t.id == id) {
-                Some(t) => t.sent_priority = seq,
+                Some(t) => {
+                    t.sent_priority = seq;
+                    t.min_priority = t.min_priority.min(seq);
+                }
                 None => self.states.push(Tracked {
                     id,
                     value: msg.to_vec(),
                     sent_priority: seq,
-                    acked_priority: None,
+                    min_priority: seq,
+                    acked: false,
                 }),
-            }
-            self.sent.push_back(Sent {
-                seq,
-                uploaded: upload,
-                acked: false,
-            });
-            if self.sent.len() > 128 {
-                self.sent.pop_front();
             }
         }
         Compressed {
