@@ -725,3 +725,112 @@ fn lifetimes_soft_logs_hard_removes_the_sa_and_the_flow_fails_closed() {
     let clear = tshark_plain(&pcap, &protected_filter(&p), &["frame.number"]);
     assert!(clear.trim().is_empty(), "cleartext on the veth: {clear}");
 }
+
+/// Tunnel mode: inner hosts 10.1.0.1 (in A) and 10.2.0.1 (in B) on the
+/// loopbacks, outer ESP between the veth addresses.
+fn tunnel_conf(side: char, _p: Ports) -> String {
+    let k = format!("-E aes-cbc 0x{ENC_KEY} -A hmac-sha1 0x{AUTH_KEY}");
+    let (out, inn) = if side == 'a' {
+        ("out", "in")
+    } else {
+        ("in", "out")
+    };
+    format!(
+        "spdadd 10.1.0.1/32 10.2.0.1/32 any -P {out} ipsec esp/tunnel/{ADDR_A}-{ADDR_B}/require;\n\
+         spdadd 10.2.0.1/32 10.1.0.1/32 any -P {inn} ipsec esp/tunnel/{ADDR_B}-{ADDR_A}/require;\n\
+         add {ADDR_A} {ADDR_B} esp 0x5001 -m tunnel -r 8 {k};\n\
+         add {ADDR_B} {ADDR_A} esp 0x5002 -m tunnel -r 8 {k};\n"
+    )
+}
+
+#[test]
+fn tunnel_mode_carries_inner_hosts() {
+    if !usable("tunnel_mode_carries_inner_hosts") {
+        return;
+    }
+    let mut pair = Pair::with_conf("tunnel", tunnel_conf);
+    let p = pair.ports;
+    common::run_ok(
+        "ip",
+        &["-n", &pair.ns[0], "addr", "add", "10.1.0.1/32", "dev", "lo"],
+    );
+    common::run_ok(
+        "ip",
+        &["-n", &pair.ns[1], "addr", "add", "10.2.0.1/32", "dev", "lo"],
+    );
+    let (cap, pcap) = pair.capture(1, "veth.pcap");
+    pair.app_bg(
+        1,
+        &["udpecho", "10.2.0.1", &p.ps_p.to_string(), "5"],
+        "echo.out",
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    let out = pair.app(
+        0,
+        &[
+            "udpcli",
+            "10.1.0.1",
+            &p.pc_u.to_string(),
+            "10.2.0.1",
+            &p.ps_p.to_string(),
+            "3",
+            "400",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    pair.stop_child(cap);
+    assert_eq!(
+        lines_with(&out, "OK").len(),
+        3,
+        "{out}\nA: {}\nB: {}",
+        pair.log(0),
+        pair.log(1)
+    );
+    let mut cmd = std::process::Command::new("tshark");
+    cmd.arg("-r").arg(&pcap);
+    cmd.args([
+        "-o",
+        "esp.enable_encryption_decode:TRUE",
+        "-o",
+        "esp.enable_authentication_check:TRUE",
+    ]);
+    for (s, d, spi) in [(ADDR_A, ADDR_B, 0x5001u32), (ADDR_B, ADDR_A, 0x5002)] {
+        cmd.arg("-o").arg(format!(
+            "uat:esp_sa:\"IPv4\",\"{s}\",\"{d}\",\"0x{spi:08x}\",\"AES-CBC [RFC3602]\",\"0x{ENC_KEY}\",\"HMAC-SHA-1-96 [RFC2404]\",\"0x{AUTH_KEY}\""
+        ));
+    }
+    cmd.args([
+        "-Y",
+        "esp",
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+        "-e",
+        "esp.icv_good",
+        "-e",
+        "ip.src",
+        "-e",
+        "udp.payload",
+    ]);
+    let text = String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned();
+    assert_eq!(text.lines().count(), 6, "{text}");
+    for l in text.lines() {
+        assert!(l.starts_with("1|"), "ICV good: {l}");
+        // Outer and inner source addresses both appear.
+        assert!(
+            l.contains("10.1.0.1") || l.contains("10.2.0.1"),
+            "inner header: {l}"
+        );
+    }
+    for line in lines_with(&out, "OK") {
+        let hex = line.split(' ').nth(1).unwrap();
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.replace(':', "").contains(hex))
+                .count(),
+            2,
+            "{text}"
+        );
+    }
+}

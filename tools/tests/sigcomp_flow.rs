@@ -1,0 +1,209 @@
+//! `sigcomp flow`: every message of a flow is checked by our decompressor
+//! inside the command, and tshark 4.0 (an independent UDVM) decompresses
+//! every message of the `--pcap` capture byte-exact: first messages
+//! (bytecode upload) and stateful ones (6-byte partial state ids,
+//! STATE-ACCESS of dictionary slices and earlier messages).
+//!
+//! Needs `tshark` on PATH; without it the tshark part prints a notice and
+//! is skipped, unless `CI` is set, where a missing tshark is a failure.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn sip_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sip"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn tshark_available() -> bool {
+    let ok = Command::new("tshark")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "tshark is required under CI (apt-get install tshark)"
+        );
+        eprintln!("NOTICE: tshark not found; skipping the tshark cross-check");
+    }
+    ok
+}
+
+/// Per frame: the "Decompressed SigComp message" bytes of `tshark -x`.
+fn tshark_decompressed(pcap: &Path) -> Vec<Option<Vec<u8>>> {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .args([
+            "-o",
+            "sigcomp.decomp.msg:TRUE",
+            "-Y",
+            "udp.port == 5555",
+            "-x",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tshark failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut frames: Vec<Option<Vec<u8>>> = Vec::new();
+    let mut collecting = false;
+    for line in text.lines() {
+        if line.starts_with("Frame (") {
+            frames.push(None);
+            collecting = false;
+        } else if line.starts_with("Decompressed SigComp message (") {
+            if let Some(f) = frames.last_mut() {
+                *f = Some(Vec::new());
+            }
+            collecting = true;
+        } else if line.is_empty() || line.ends_with("bytes):") {
+            collecting = false;
+        } else if collecting {
+            let hexpart = line.split("  ").nth(1).unwrap_or("");
+            let buf = frames.last_mut().unwrap().as_mut().unwrap();
+            for tok in hexpart.split(' ').filter(|t| !t.is_empty()) {
+                buf.push(u8::from_str_radix(tok, 16).unwrap());
+            }
+        }
+    }
+    frames
+}
+
+fn flow_and_check(name: &str, extra: &[&str], files: &[PathBuf]) {
+    let dir = std::env::temp_dir().join(format!("h9-flow-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("flow.pcap");
+    let out_dir = dir.join("out");
+    let out = Command::new(env!("CARGO_BIN_EXE_sigcomp"))
+        .arg("flow")
+        .args(extra)
+        .arg("--pcap")
+        .arg(&pcap)
+        .arg("--out-dir")
+        .arg(&out_dir)
+        .args(files)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{name}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "all {} messages decompressed byte-exact",
+            files.len()
+        )),
+        "{stdout}"
+    );
+    // --out-dir: one file per message, in input order.
+    let sent: Vec<Vec<u8>> = (1..=files.len())
+        .map(|i| std::fs::read(out_dir.join(format!("{i:03}.sigcomp"))).unwrap())
+        .collect();
+    assert!(
+        !out_dir
+            .join(format!("{:03}.sigcomp", files.len() + 1))
+            .exists()
+    );
+    let originals: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    let total_sent: usize = sent.iter().map(Vec::len).sum();
+    let total_orig: usize = originals.iter().map(Vec::len).sum();
+    assert!(
+        total_sent <= total_orig + 3 * files.len(),
+        "{name}: {total_sent} of {total_orig}"
+    );
+    if tshark_available() {
+        // Plain messages went to port 5060; every SigComp one must come
+        // out of tshark (a frame it cannot decompress has no
+        // "Frame (" block and shifts the count).
+        let expected: Vec<&Vec<u8>> = sent
+            .iter()
+            .zip(&originals)
+            .filter(|(s, o)| s != o)
+            .map(|(_, o)| o)
+            .collect();
+        let got = tshark_decompressed(&pcap);
+        assert_eq!(
+            got.len(),
+            expected.len(),
+            "{name}: SigComp frames decompressed by tshark"
+        );
+        for (i, (g, o)) in got.iter().zip(&expected).enumerate() {
+            let g = g.as_ref().unwrap_or_else(|| {
+                panic!("{name}: tshark did not decompress SigComp frame {}", i + 1)
+            });
+            assert_eq!(&g, o, "{name}: SigComp frame {} differs in tshark", i + 1);
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn flow_is_decompressed_by_tshark() {
+    let c = root().join("vectors/sigcomp/independent/corpus");
+    let mut files = sip_files(&c);
+    files.extend(sip_files(&c.join("session2")));
+    files.extend(sip_files(&root().join("vectors/sip-corpus")));
+    flow_and_check("8192", &[], &files);
+    flow_and_check("4096", &["--dms", "4096", "--sms", "4096"], &files);
+    flow_and_check(
+        "best-sms4096",
+        &["--level", "best", "--sms", "4096"],
+        &files,
+    );
+}
+
+#[test]
+fn first_messages_are_decompressed_by_tshark() {
+    // Each file alone: a fresh compartment that uploads the bytecode.
+    for f in sip_files(&root().join("vectors/sip-corpus")) {
+        let name = f.file_stem().unwrap().to_string_lossy().into_owned();
+        flow_and_check(&name, &[], &[f]);
+    }
+}
+
+#[test]
+fn table_prints_every_figure() {
+    let c = root().join("vectors/sigcomp/independent/corpus");
+    let mut args: Vec<PathBuf> = vec!["flow".into(), "--table".into(), "--steady".into()];
+    args.extend(sip_files(&c.join("session2")));
+    args.push("--".into());
+    args.extend(sip_files(&c));
+    let out = Command::new(env!("CARGO_BIN_EXE_sigcomp"))
+        .args(&args)
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{s}");
+    for row in [
+        "first message of a fresh compartment",
+        "whole flow in one compartment",
+        "steady state",
+        "compression speed",
+    ] {
+        assert!(s.contains(row), "{s}");
+    }
+}
