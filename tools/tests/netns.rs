@@ -535,6 +535,15 @@ fn ipv6_esp_ipv4_ah_and_esp_in_udp_flows() {
     assert_eq!(plain("ipv6 && esp"), 6, "IPv6 ESP packets");
     assert_eq!(plain("ah && udp"), 6, "AH packets (AH leaves UDP readable)");
     assert_eq!(plain("udp.port == 4500 && esp"), 6, "ESP-in-UDP packets");
+    // scapy (an independent AH implementation) verifies every AH ICV, in
+    // both directions; a corrupted key must fail.
+    for spi in ["0x3001", "0x3002"] {
+        let v = pair.app(0, &["scapy_ah", pcap.to_str().unwrap(), spi, AUTH_KEY]);
+        assert_eq!(v.trim(), "GOOD 3 BAD 0", "scapy AH check, SPI {spi}: {v}");
+    }
+    let wrong = AUTH_KEY.replace('0', "f");
+    let v = pair.app(0, &["scapy_ah", pcap.to_str().unwrap(), "0x3001", &wrong]);
+    assert_eq!(v.trim(), "GOOD 0 BAD 3", "control with a wrong key: {v}");
     let inner = format!("udp.port == {} && !esp && !ah", p.bypass);
     assert_eq!(plain(&inner), 0, "ESP-in-UDP inner port in clear");
     // tshark decrypts the IPv6 ESP and the ESP in UDP with the keys.

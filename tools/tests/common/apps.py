@@ -101,3 +101,18 @@ elif mode == "spoofudp":  # mark src sport dst dport payload: cleartext, past th
     s.setsockopt(socket.SOL_SOCKET, 36, int(a[0]))  # SO_MARK: skip the TUN rule
     s.sendto(ip + udp, (dst, 0))
     print("SENT", flush=True)
+elif mode == "scapy_ah":  # pcap spi hexkey: verify the AH ICV of every packet with that SPI
+    from scapy.all import rdpcap, IP, Ether
+    from scapy.layers.ipsec import SecurityAssociation, AH
+    spi = int(a[1], 0)
+    sa = SecurityAssociation(AH, spi=spi, auth_algo="HMAC-SHA1-96", auth_key=bytes.fromhex(a[2]))
+    good = bad = 0
+    for p in rdpcap(a[0]):
+        if AH in p and p[AH].spi == spi:
+            ip = IP(bytes(p[IP]))
+            try:
+                sa.decrypt(ip)
+                good += 1
+            except Exception as e:
+                bad += 1
+    print("GOOD", good, "BAD", bad, flush=True)

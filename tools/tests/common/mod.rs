@@ -37,6 +37,14 @@ pub fn usable(test: &str) -> bool {
             missing.push(p.to_string());
         }
     }
+    let scapy = Command::new("python3")
+        .args(["-c", "import scapy.layers.ipsec"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !scapy {
+        missing.push("python3 scapy".to_string());
+    }
     if missing.is_empty() {
         return true;
     }
