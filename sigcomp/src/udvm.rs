@@ -78,6 +78,17 @@ const BYTE_COPY_RIGHT: u16 = 66;
 const INPUT_BIT_ORDER: u16 = 68;
 const STACK_LOCATION: u16 = 70;
 
+/// Each byte with its bits in reverse order.
+static REVERSED: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = (i as u8).reverse_bits();
+        i += 1;
+    }
+    t
+};
+
 /// Most bytes OUTPUT may deliver (RFC 3320 §9.4.8).
 const MAX_OUTPUT: usize = 65536;
 
@@ -434,15 +445,25 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
 
     #[inline(always)]
     fn word(&self, a: u16) -> R<u16> {
+        let i = usize::from(a);
+        if let Some(&[hi, lo]) = self.mem.get(i..i + 2) {
+            return Ok(u16::from_be_bytes([hi, lo]));
+        }
+        // The last byte of a 64K memory: the word wraps to address 0.
         Ok(u16::from_be_bytes([
             self.byte(a)?,
             self.byte(a.wrapping_add(1))?,
         ]))
     }
 
-    #[inline]
+    #[inline(always)]
     fn set_word(&mut self, a: u16, v: u16) -> R<()> {
         let [hi, lo] = v.to_be_bytes();
+        let i = usize::from(a);
+        if let Some([h, l]) = self.mem.get_mut(i..i + 2) {
+            (*h, *l) = (hi, lo);
+            return Ok(());
+        }
         // Check both before writing either.
         self.byte(a.wrapping_add(1))?;
         self.set_byte(a, hi)?;
@@ -451,9 +472,15 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
 
     /// byte_copy_left and byte_copy_right as they are when the
     /// instruction starts (RFC 3320 §8.4).
-    #[inline]
+    #[inline(always)]
     fn bounds(&self) -> R<(u16, u16)> {
-        Ok((self.word(BYTE_COPY_LEFT)?, self.word(BYTE_COPY_RIGHT)?))
+        match self
+            .mem
+            .get(usize::from(BYTE_COPY_LEFT)..usize::from(BYTE_COPY_RIGHT) + 2)
+        {
+            Some(&[a, b, c, d]) => Ok((u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d]))),
+            _ => Err(Reason::Segfault),
+        }
     }
 
     // ----- cycles -------------------------------------------------------
@@ -677,7 +704,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
         // P = 1 packs the first bit to arrive at the LSB of each byte:
         // reversing the bytes puts every bit in arrival order, MSB first.
         // The held fraction is the low (P = 0) or high (P = 1) `bc` bits.
-        let r = |x: u8| u64::from(if p { x.reverse_bits() } else { x });
+        let r = |x: u8| u64::from(if p { REVERSED[usize::from(x)] } else { x });
         let held = r(self.bit_buf) & ((1u64 << bc) - 1);
         let acc = (held << 24) | (r(at(0)) << 16) | (r(at(1)) << 8) | r(at(2));
         ((acc >> (bc + 24 - u32::from(n))) & ((1u64 << n) - 1)) as u16
