@@ -35,13 +35,13 @@ the table, the nft table and the state file; the TUN vanishes with the
 process. At start, leftovers recorded in the state file are removed first.
 
 Example:
-  ipsecd --foreground --tun ipsec0 --socket /run/ipsecd.sock &
+  ipsecd --tun ipsec0 --pid-file /run/ipsecd.pid --log-file /var/log/ipsecd.log
   setkey -s /run/ipsecd.sock -f /etc/ipsec-tools.conf
   setkey -s /run/ipsecd.sock -D      # SAs with counters
   setkey -s /run/ipsecd.sock -DP     # policies with counters
-  kill -TERM %1
+  kill -TERM $(cat /run/ipsecd.pid)      # removes everything it installed
 
-Logging: RUST_LOG=ipsecd=debug,tools=debug for more; keys are never logged.";
+Logging: RUST_LOG=tools=debug for more (trace: per-packet drops); keys are never logged.";
 
 /// Userspace IPsec data plane over TUN, driven by setkey.
 #[derive(Parser, Debug)]
@@ -90,6 +90,9 @@ struct Cli {
     /// kernel (IFF_VNET_HDR); one TUN write per packet instead.
     #[arg(long)]
     no_gro: bool,
+    /// Write the daemon's process id here (removed at exit).
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
     /// Log file (with or without --foreground).
     #[arg(long)]
     log_file: Option<PathBuf>,
@@ -138,6 +141,13 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
+    if let Some(p) = &cli.pid_file {
+        if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
+            tracing::error!("cannot write {}: {e}", p.display());
+            return ExitCode::from(1);
+        }
+    }
+    let pid_file = cli.pid_file.clone();
     let state_file = cli
         .state_file
         .unwrap_or_else(|| PathBuf::from(format!("/run/ipsecd/{}.state", cli.tun)));
@@ -156,7 +166,11 @@ fn main() -> ExitCode {
         natt_port: cli.natt_port,
         gro: !cli.no_gro,
     };
-    match ipsecd::run(cfg) {
+    let result = ipsecd::run(cfg);
+    if let Some(p) = pid_file {
+        let _ = std::fs::remove_file(p);
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
