@@ -346,9 +346,10 @@ pub fn cmd_flow(p: FlowParams, files: &[std::path::PathBuf], o: &FlowOutputs) ->
         .map(std::fs::read)
         .collect::<std::io::Result<_>>()?;
     let sent = run(p, &msgs)?;
+    let head = ["#", "file", "original", "compressed", "%", "bytecode", "form"];
     println!(
         "{:>4}  {:<40} {:>8} {:>10} {:>7}  {:<8} {}",
-        "#", "file", "original", "compressed", "%", "bytecode", "form"
+        head[0], head[1], head[2], head[3], head[4], head[5], head[6]
     );
     for (i, (s, f)) in sent.iter().zip(files).enumerate() {
         let name = f
