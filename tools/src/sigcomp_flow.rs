@@ -346,7 +346,15 @@ pub fn cmd_flow(p: FlowParams, files: &[std::path::PathBuf], o: &FlowOutputs) ->
         .map(std::fs::read)
         .collect::<std::io::Result<_>>()?;
     let sent = run(p, &msgs)?;
-    let head = ["#", "file", "original", "compressed", "%", "bytecode", "form"];
+    let head = [
+        "#",
+        "file",
+        "original",
+        "compressed",
+        "%",
+        "bytecode",
+        "form",
+    ];
     println!(
         "{:>4}  {:<40} {:>8} {:>10} {:>7}  {:<8} {}",
         head[0], head[1], head[2], head[3], head[4], head[5], head[6]
