@@ -278,7 +278,8 @@ struct Run<'a, S: ?Sized> {
     bit_count: u8,
     last_p: Option<bool>,
     cpb: u64,
-    remaining: u64,
+    /// Cycles available in all: the budget plus those earned by input.
+    limit: u64,
     used: u64,
     output: &'a mut Vec<u8>,
     pending: [Option<Pending>; 8],
@@ -344,7 +345,7 @@ impl Udvm {
             bit_count: 0,
             last_p: None,
             cpb,
-            remaining: budget,
+            limit: budget,
             used: 0,
             output,
             pending: [None; 8],
@@ -366,11 +367,17 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
         slots: &mut [Slot],
         tabs: &mut [HuffTab],
     ) -> Result<Ended, Failure> {
+        // Fixed-size tables: a slot index needs no bounds check. Empty
+        // (tests) turns the cache off.
+        let mut cache = <&mut [Slot; SLOTS]>::try_from(slots)
+            .ok()
+            .zip(<&mut [HuffTab; SLOTS]>::try_from(tabs).ok());
         loop {
             let p = usize::from(pc);
             let i = p % SLOTS;
-            let (opcode, r) = match (self.mem.get(p..p + 16), slots.get_mut(i), tabs.get_mut(i)) {
-                (Some(w), Some(slot), Some(tab)) => {
+            let (opcode, r) = match (self.mem.get(p..p + 16), &mut cache) {
+                (Some(w), Some((slots, tabs))) => {
+                    let (slot, tab) = (&mut slots[i], &mut tabs[i]);
                     let (a, b) = w.split_at(8);
                     let lo = u64::from_le_bytes(a.try_into().unwrap_or_default());
                     let hi = u64::from_le_bytes(b.try_into().unwrap_or_default());
@@ -488,11 +495,11 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
     #[inline(always)]
     fn charge(&mut self, cost: u64) -> R<()> {
         // RFC 3320 §8.7 item 3.
-        if cost > self.remaining {
+        let used = self.used + cost;
+        if used > self.limit {
             return Err(Reason::CyclesExhausted);
         }
-        self.remaining -= cost;
-        self.used += cost;
+        self.used = used;
         Ok(())
     }
 
@@ -750,7 +757,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
 
     fn credit(&mut self, bits: usize) {
         // RFC 3320 §8.6: n bits successfully input earn n * cycles_per_bit.
-        self.remaining += bits as u64 * self.cpb;
+        self.limit += bits as u64 * self.cpb;
     }
 
     // ----- stack (RFC 3320 §8.3, RFC 4896 §3.4) ---------------------------
@@ -1903,7 +1910,7 @@ mod tests {
                 bit_count: 0,
                 last_p: None,
                 cpb: 16,
-                remaining: 0,
+                limit: 0,
                 used: 0,
                 output: &mut out,
                 pending: [None; 8],
@@ -2136,7 +2143,7 @@ mod tests {
                     bit_count: 0,
                     last_p: None,
                     cpb: 16,
-                    remaining: 0,
+                    limit: 0,
                     used: 0,
                     output: &mut out,
                     pending: [None; 8],
