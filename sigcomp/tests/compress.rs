@@ -212,7 +212,7 @@ mod prop {
             random in proptest::collection::vec(any::<u8>(), 0..2500),
             pick in 0usize..14,
             edits in proptest::collection::vec((any::<u16>(), any::<u8>()), 0..40),
-            dms in prop_oneof![Just(2048u32), Just(4096), Just(8192), Just(16384)],
+            dms in prop_oneof![Just(2048u32), Just(4096), Just(8192), Just(16384), Just(65536)],
         ) {
             let corpus = corpus();
             for msg in [random, mutate(&corpus[pick].1, &edits)] {
@@ -274,6 +274,49 @@ mod prop {
                 for (_, item) in due {
                     c.on_feedback_item(&item);
                 }
+            }
+        }
+    }
+}
+
+/// Sessions 1 and 2 in one compartment at memory sizes from the minimum
+/// to beyond the DEFLATE window (distances are capped at 32768).
+#[test]
+fn flows_at_every_memory_size() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../vectors/sigcomp/independent/corpus/session2");
+    let mut s2: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    s2.sort();
+    let mut msgs: Vec<Vec<u8>> = corpus().into_iter().map(|(_, m)| m).collect();
+    msgs.extend(s2.iter().map(|p| std::fs::read(p).unwrap()));
+    for (dms, sms) in [
+        (2048, 2048),
+        (4096, 2048),
+        (16384, 16384),
+        (65536, 65536),
+        (131072, 65536),
+    ] {
+        let peer = sigcomp::Resources {
+            cycles_per_bit: 16,
+            decompression_memory_size: dms,
+            state_memory_size: sms,
+        };
+        let mut c = Compressor::new(Config {
+            peer,
+            ..Config::default()
+        })
+        .unwrap();
+        let mut p = Peer::new(dms, sms);
+        let mut wire = Vec::new();
+        for m in &msgs {
+            c.compress(m, &mut wire);
+            let (out, item) = p.receive(&wire);
+            assert_eq!(&out, m, "{dms}/{sms}");
+            if let Some(i) = item {
+                c.on_feedback_item(&i);
             }
         }
     }

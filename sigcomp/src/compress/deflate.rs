@@ -12,6 +12,8 @@ use super::Level;
 /// The longest match the bytecode decodes (code 285 is never sent).
 pub(crate) const MAX_MATCH: usize = 257;
 const MIN_MATCH: usize = 3;
+/// The farthest distance DEFLATE codes (RFC 1951 §3.2.5).
+pub(crate) const MAX_DISTANCE: usize = 32768;
 const HASH_BITS: u32 = 14;
 const HASH_SIZE: usize = 1 << HASH_BITS;
 
@@ -188,7 +190,9 @@ impl Matcher {
         let mut left = chain;
         while stamp > self.base && left > 0 {
             let j = (stamp - self.base - 1) as usize;
-            if j >= i {
+            // RFC 1951 §3.2.5: distances reach back at most 32768 bytes;
+            // older candidates are further down the chain.
+            if j >= i || i - j > MAX_DISTANCE {
                 break;
             }
             left -= 1;

@@ -485,7 +485,9 @@ impl Compressor {
                 // plain is possible (see [`Kind::Plain`]).
                 return self.plain(msg, out);
             }
-            let used = self.choose_preload(msg, room - msg.len(), fixed);
+            // History beyond the DEFLATE window would be loaded for nothing.
+            let history = (room - msg.len()).min(deflate::MAX_DISTANCE.saturating_sub(msg.len()));
+            let used = self.choose_preload(msg, history, fixed);
             let entries = self.sources.len();
             refs = self
                 .sources
