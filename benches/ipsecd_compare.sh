@@ -7,9 +7,11 @@
 # pair. For each configuration it measures
 #   - iperf3 TCP throughput A -> B for SECONDS (receiver side, Mbit/s);
 #   - a 300-byte UDP request/response loop for SECONDS/2: transactions/s and
-#     the mean round-trip time (one client, one server, python3; the
-#     interpreter's own cost is the same in every row, so the "added" RTT
-#     column, row minus plain veth, is what the tunnel costs);
+#     the median round-trip time of the exchanges (one client, one server,
+#     python3; the interpreter's own cost is the same in every row, so the
+#     "added" RTT column, row median minus plain veth median, is what the
+#     tunnel costs; the median, because on a shared machine a preempted
+#     thread adds milliseconds to a few exchanges; p99 goes to stderr);
 # for (a) plain veth, (b) two ipsecd (release build) protecting everything
 # between A and B in ESP transport mode with NULL+HMAC-SHA1-96,
 # AES-128-CBC+HMAC-SHA1-96 and 3DES-CBC+HMAC-MD5-96, and (c) the anchors of
@@ -88,15 +90,23 @@ else:
     m = b"r" * 300
     for _ in range(200):  # warm-up (ARP, caches)
         s.send(m); s.recv(2048)
-    n = 0; lost = 0; end = time.perf_counter() + float(sys.argv[3]); t0 = time.perf_counter()
-    while time.perf_counter() < end:
+    n = 0; lost = 0; rtts = []
+    end = time.perf_counter() + float(sys.argv[3]); t0 = time.perf_counter()
+    while True:
+        t = time.perf_counter()
+        if t >= end:
+            break
         s.send(m)
         try:
             s.recv(2048); n += 1
+            rtts.append(time.perf_counter() - t)
         except socket.timeout:
             lost += 1
     dt = time.perf_counter() - t0
-    print("%.0f %.1f %d" % (n / dt, dt / max(n, 1) * 1e6, lost))
+    rtts.sort()
+    med = rtts[len(rtts) // 2] * 1e6 if rtts else 0
+    p99 = rtts[len(rtts) * 99 // 100] * 1e6 if rtts else 0
+    print("%.0f %.1f %.1f %d" % (n / dt, med, p99, lost))
 EOF
 
 # measure LABEL -> sets TPUT RR RTT
@@ -109,9 +119,9 @@ measure() {
   ip netns exec $B timeout $((secs + 5)) python3 "$tmp/rr.py" server $BB $((secs + 2)) &
   local srv=$!
   sleep 0.3
-  read -r RR RTT _ < <(ip netns exec $A python3 "$tmp/rr.py" client $BB "$(( (secs + 1) / 2 ))")
+  read -r RR RTT P99 _ < <(ip netns exec $A python3 "$tmp/rr.py" client $BB "$(( (secs + 1) / 2 ))")
   kill $srv 2>/dev/null; wait $srv 2>/dev/null
-  RR=${RR:-0}; RTT=${RTT:-0}
+  RR=${RR:-0}; RTT=${RTT:-0}; P99=${P99:-0}
 }
 
 conf() {  # side "ENC [KEY]" "AUTH KEY"
@@ -141,7 +151,7 @@ start_daemons() {  # "ENC [KEY]" "AUTH KEY"; fails if a daemon does not answer
 
 declare -A T R L
 measure; T[plain]=$TPUT; R[plain]=$RR; L[plain]=$RTT
-echo "plain veth: $TPUT Mbit/s, $RR RR/s, RTT $RTT us" >&2
+echo "plain veth: $TPUT Mbit/s, $RR RR/s, RTT median $RTT us, p99 $P99 us" >&2
 
 AESK=0x00112233445566778899aabbccddeeff
 DESK=0x0123456789abcdef23456789abcdef01456789abcdef0123
@@ -162,7 +172,7 @@ for alg in null-sha1 aes128-sha1 3des-md5; do
     TPUT=invalid; RR=invalid; RTT=invalid
   fi
   T[$alg]=$TPUT; R[$alg]=$RR; L[$alg]=$RTT
-  echo "ipsecd $alg: $TPUT Mbit/s, $RR RR/s, RTT $RTT us ($prot packets protected by A, $nosa dropped for want of an SA)" >&2
+  echo "ipsecd $alg: $TPUT Mbit/s, $RR RR/s, RTT median $RTT us, p99 $P99 us ($prot packets protected by A, $nosa dropped for want of an SA)" >&2
   if [ $do_strace = 1 ] && [ $alg = aes128-sha1 ] && command -v strace >/dev/null; then
     ip netns exec $B timeout 30 python3 -c "
 import socket; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('$BB',7001)); s.settimeout(3)
@@ -225,7 +235,7 @@ sub() { awk -v a="$1" -v b="$2" 'BEGIN { if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+$
 
 echo
 echo "ipsecd_compare: $secs s per iperf3 run, $(( (secs + 1) / 2 )) s of 300-byte UDP request/response, $(nproc) CPUs"
-printf "%-30s %10s %8s %12s %12s %10s %8s %9s %9s\n" configuration "TCP Mbit/s" "x plain" "x libipsec" "x boringtun" "UDP RR/s" "x plain" "RTT us" "added us"
+printf "%-30s %10s %8s %12s %12s %10s %8s %10s %9s\n" configuration "TCP Mbit/s" "x plain" "x libipsec" "x boringtun" "UDP RR/s" "x plain" "RTT med us" "added us"
 printf "%-30s %10s %8s %12s %12s %10s %8s %9s %9s\n" "(a) plain veth" "${T[plain]}" 1.00x - - "${R[plain]}" 1.00x "${L[plain]}" +0.0
 for alg in null-sha1 aes128-sha1 3des-md5; do
   bt=-
