@@ -5,7 +5,16 @@
 //! messages; every access is bounds-checked (SEGFAULT); the cycle budget
 //! is charged before each instruction acts (CYCLES_EXHAUSTED). Nothing
 //! here allocates per instruction except the values of state creation
-//! requests at END-MESSAGE.
+//! requests at END-MESSAGE (and, when an INPUT-HUFFMAN is first decoded,
+//! its operand sets and decode table, whose buffers are then reused).
+//!
+//! Speed: instructions are decoded once into slots of a direct-mapped
+//! cache that survives from one message to the next; a slot is used only
+//! while the instruction's bytes in memory still equal those it was
+//! decoded from, so code that rewrites itself is re-decoded and writes
+//! need no bookkeeping. Rare instructions, and any instruction the cache
+//! cannot hold, decode from memory each time; both paths run the same
+//! instruction code (the `Ops` trait).
 
 use sha1::{Digest, Sha1};
 
