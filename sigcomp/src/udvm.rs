@@ -159,6 +159,10 @@ pub(crate) struct Udvm {
 /// Slots of the decoded-instruction cache, direct-mapped by address.
 const SLOTS: usize = 1024;
 
+/// INPUT-HUFFMAN operand tables, shared by the slots with the same index
+/// modulo this: bounds what a message can make the cache hold.
+const HUFF_TABS: usize = 8;
+
 /// A decoded multitype, reference, literal or address operand: `v`, or
 /// the memory word at `v` plus `add` (RFC 3320 §8.5, Figure 10).
 #[derive(Debug, Clone, Copy, Default)]
@@ -191,8 +195,9 @@ struct Slot {
     raw: [u64; 2],
     mask: [u64; 2],
     pc: u32,
-    /// INPUT-HUFFMAN longer than 16 bytes: the rest is in its [`HuffTab`].
-    long: bool,
+    /// INPUT-HUFFMAN: its sets, and its bytes past the first 16, are in
+    /// the [`HuffTab`] it owns.
+    huff: bool,
     kind: SlotKind,
     len: u16,
     o: [Opnd; 5],
@@ -203,7 +208,7 @@ impl Slot {
         raw: [0; 2],
         mask: [0; 2],
         pc: u32::MAX,
-        long: false,
+        huff: false,
         kind: SlotKind::Empty,
         len: 0,
         o: [Opnd {
@@ -215,13 +220,15 @@ impl Slot {
 }
 
 /// Largest sum of bits of INPUT-HUFFMAN sets given a decode table
-/// (4096 entries).
-const HUFF_TABLE_BITS: u32 = 12;
+/// (1024 entries, 4 KB).
+const HUFF_TABLE_BITS: u32 = 10;
 
 /// The constant operand sets of a cached INPUT-HUFFMAN, and its bytes
 /// past the 16 its slot checks.
 #[derive(Debug, Clone, Default)]
 struct HuffTab {
+    /// The address of the INPUT-HUFFMAN whose sets these are.
+    owner: u32,
     /// Indexed by the next `total_bits` input bits in arrival order (first
     /// arrived as MSB): 0 when no set matches them, else bit 31 set, the
     /// bits the matching set and those before it take in bits 16..=20
@@ -305,7 +312,7 @@ impl Udvm {
     pub(crate) fn reset(&mut self, size: usize) -> &mut [u8] {
         if self.slots.len() != SLOTS && !self.cache_off {
             self.slots = vec![Slot::EMPTY; SLOTS];
-            self.slot_huff = vec![HuffTab::default(); SLOTS];
+            self.slot_huff = vec![HuffTab::default(); HUFF_TABS];
         }
         self.mem.clear();
         self.mem.resize(size, 0);
@@ -380,20 +387,21 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
         // (tests) turns the cache off.
         let mut cache = <&mut [Slot; SLOTS]>::try_from(slots)
             .ok()
-            .zip(<&mut [HuffTab; SLOTS]>::try_from(tabs).ok());
+            .zip(<&mut [HuffTab; HUFF_TABS]>::try_from(tabs).ok());
         loop {
             let p = usize::from(pc);
             let i = p % SLOTS;
             let (opcode, r) = match (self.mem.get(p..p + 16), &mut cache) {
                 (Some(w), Some((slots, tabs))) => {
-                    let (slot, tab) = (&mut slots[i], &mut tabs[i]);
+                    let (slot, tab) = (&mut slots[i], &mut tabs[i % HUFF_TABS]);
                     let (a, b) = w.split_at(8);
                     let lo = u64::from_le_bytes(a.try_into().unwrap_or_default());
                     let hi = u64::from_le_bytes(b.try_into().unwrap_or_default());
                     if slot.pc != u32::from(pc)
                         || (lo & slot.mask[0]) ^ slot.raw[0] | (hi & slot.mask[1]) ^ slot.raw[1]
                             != 0
-                        || (slot.long && !tab_valid(tab, self.mem, p))
+                        || (slot.huff
+                            && !(tab.owner == u32::from(pc) && tab_valid(tab, self.mem, p)))
                     {
                         *slot = decode(pc, w, self.mem, tab);
                     }
@@ -1672,12 +1680,17 @@ enum K {
 /// then decodes from memory and reports its own error.
 fn decode(pc: u16, w: &[u8], mem: &[u8], tab: &mut HuffTab) -> Slot {
     use K::*;
-    tab.tail.clear();
-    tab.tail_word = None;
-    tab.table.clear();
-    tab.sets.clear();
-    tab.total_bits = 0;
     let opcode = w.first().copied().unwrap_or_default();
+    if opcode == op::INPUT_HUFFMAN {
+        // The tab is shared by several slots: it is this one's only once
+        // filled (`owner` is set at the end).
+        tab.owner = u32::MAX;
+        tab.tail.clear();
+        tab.tail_word = None;
+        tab.table.clear();
+        tab.sets.clear();
+        tab.total_bits = 0;
+    }
     let shape: &[K] = match opcode {
         op::NOT => &[Ref],
         op::AND..=op::REMAINDER => &[Ref, Multi],
@@ -1697,7 +1710,7 @@ fn decode(pc: u16, w: &[u8], mem: &[u8], tab: &mut HuffTab) -> Slot {
         raw: [u64::from(opcode), 0],
         mask: [0xff, 0],
         pc: u32::from(pc),
-        long: false,
+        huff: false,
         kind: SlotKind::Slow,
         len: 1,
         o: [Opnd::default(); 5],
@@ -1768,11 +1781,14 @@ fn decode(pc: u16, w: &[u8], mem: &[u8], tab: &mut HuffTab) -> Slot {
         (1u128 << (8 * len)) - 1
     };
     let raw = u128::from_le_bytes(window) & mask;
+    if opcode == op::INPUT_HUFFMAN {
+        tab.owner = u32::from(pc);
+    }
     Slot {
         raw: [raw as u64, (raw >> 64) as u64],
         mask: [mask as u64, (mask >> 64) as u64],
         pc: u32::from(pc),
-        long: !tab.tail.is_empty(),
+        huff: opcode == op::INPUT_HUFFMAN,
         kind: SlotKind::Decoded,
         len: at as u16,
         o,
@@ -2190,6 +2206,48 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Two INPUT-HUFFMAN instructions that share an operand table (their
+    /// addresses are equal modulo `HUFF_TABS`), run in turn: each must use
+    /// its own sets.
+    #[test]
+    fn input_huffman_sharing_a_table_use_their_own_sets() {
+        let code = [
+            0x1e, 0x20, 0x18, 0x01, 0x01, 0x00, 0x01,
+            0x10, // 128: INPUT-HUFFMAN (32, +24, 1, 1, 0, 1, 0x10)
+            0x1e, 0x22, 0x10, 0x01, 0x01, 0x00, 0x01,
+            0x20, // 136: INPUT-HUFFMAN (34, +16, 1, 1, 0, 1, 0x20)
+            0x22, 0x21, 0x01, // OUTPUT (33, 1)
+            0x22, 0x23, 0x01, // OUTPUT (35, 1)
+            0x16, 0xea, // JUMP (-22)
+            0x23, 0, 0, 0, 0, 0, 0, 0, // 152: END-MESSAGE
+        ];
+        let run = |u: &mut Udvm| {
+            let mem = u.reset(512);
+            mem[128..128 + code.len()].copy_from_slice(&code);
+            let start = Start {
+                memory_size: 512,
+                cycles_per_bit: 16,
+                version: 2,
+                header_len: 0,
+                max_state_len: 1000,
+                input: &[0x0f],
+            };
+            let mut out = Vec::new();
+            let r = u
+                .run(start, 128, 0, 0, &NoStates, &mut out)
+                .map(|e| e.cycles);
+            (r, out)
+        };
+        let want = run(&mut Udvm {
+            cache_off: true,
+            ..Udvm::default()
+        });
+        assert_eq!(want.1, [0x10, 0x20, 0x10, 0x20, 0x11, 0x21, 0x11, 0x21]);
+        let mut warm = Udvm::default();
+        assert_eq!(run(&mut warm), want);
+        assert_eq!(run(&mut warm), want);
     }
 
     #[test]
