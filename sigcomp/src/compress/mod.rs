@@ -183,6 +183,8 @@ struct Tracked {
     min_priority: u16,
     /// Whether a message creating it was acknowledged.
     acked: bool,
+    /// Bit set of the 16-bit hashes of its 8-byte substrings.
+    grams: Vec<u64>,
 }
 
 impl Tracked {
@@ -226,6 +228,8 @@ pub struct Compressor {
     returned_item: Option<Vec<u8>>,
     any_ack: bool,
     order: u64,
+    ranked: Vec<usize>,
+    msg_grams: Vec<u16>,
     matcher: deflate::Matcher,
     hist: Vec<u8>,
     bits: Vec<u8>,
@@ -240,6 +244,8 @@ const MAX_SEQ: u16 = 32767;
 /// lost once this many messages sent after it were acknowledged.
 pub const REORDER_DEPTH: usize = 16;
 const MAX_IN_FLIGHT: usize = 1024;
+/// Message positions a state must newly cover to be preloaded.
+const MIN_COVERAGE: u32 = 24;
 
 impl Compressor {
     /// A compressor for a fresh compartment.
@@ -256,6 +262,8 @@ impl Compressor {
             returned_item: None,
             any_ack: false,
             order: 0,
+            ranked: Vec::new(),
+            msg_grams: Vec::new(),
             matcher: deflate::Matcher::default(),
             hist: Vec::new(),
             bits: Vec::new(),
@@ -473,6 +481,7 @@ impl Compressor {
                 6
             };
         let fixed = header_len + 3 + announce.as_ref().map_or(0, |a| a.len() + 1);
+        self.rank_states(msg);
         let mut guess = fixed + 16 + msg.len() / 2;
         let mut tries = 0;
         let (len, used, preloaded) = loop {
@@ -585,6 +594,15 @@ impl Compressor {
                     sent_priority: seq,
                     min_priority: seq,
                     acked: false,
+                    grams: {
+                        let mut g = vec![0u64; 1024];
+                        for h in grams(msg) {
+                            if let Some(w) = g.get_mut(h >> 6) {
+                                *w |= 1 << (h & 63);
+                            }
+                        }
+                        g
+                    },
                 }),
             }
         }
@@ -638,17 +656,63 @@ impl Compressor {
     /// Picks the history: the newest safe message states that fit (placed
     /// last, nearest), then as much of the dictionaries as fits. Returns
     /// the number of message states used.
+    /// Orders the safe states by what they add to the message: greedily,
+    /// the one whose 8-byte substrings cover the most message positions
+    /// not covered yet; a state adding fewer than [`MIN_COVERAGE`]
+    /// positions is not worth its 10-byte preload entry.
+    fn rank_states(&mut self, msg: &[u8]) {
+        self.ranked.clear();
+        self.msg_grams.clear();
+        self.msg_grams.extend(grams(msg).map(|h| h as u16));
+        let words = msg.len().div_ceil(64);
+        let mut cover: Vec<(usize, Vec<u64>)> = Vec::new();
+        for i in 0..self.states.len() {
+            if !self.is_safe(i) {
+                continue;
+            }
+            let Some(t) = self.states.get(i) else {
+                continue;
+            };
+            let bloom = &t.grams;
+            let mut bits = vec![0u64; words];
+            for (pos, &h) in self.msg_grams.iter().enumerate() {
+                let h = usize::from(h);
+                if bloom.get(h >> 6).is_some_and(|w| w & (1 << (h & 63)) != 0) {
+                    if let Some(b) = bits.get_mut(pos / 64) {
+                        *b |= 1 << (pos % 64);
+                    }
+                }
+            }
+            cover.push((i, bits));
+        }
+        let mut covered = vec![0u64; words];
+        loop {
+            let best = cover
+                .iter()
+                .enumerate()
+                .map(|(k, (_, bits))| {
+                    let gain: u32 = bits
+                        .iter()
+                        .zip(&covered)
+                        .map(|(b, c)| (b & !c).count_ones())
+                        .sum();
+                    (gain, k)
+                })
+                .max();
+            let Some((gain, k)) = best else { break };
+            if gain < MIN_COVERAGE {
+                break;
+            }
+            let (i, bits) = cover.swap_remove(k);
+            covered.iter_mut().zip(&bits).for_each(|(c, b)| *c |= b);
+            self.ranked.push(i);
+        }
+    }
+
     fn choose_preload(&mut self, msg: &[u8], mut room: usize, _fixed: usize) -> usize {
         self.sources.clear();
         let mut chosen: Vec<usize> = Vec::new();
-        let mut order: Vec<usize> = (0..self.states.len())
-            .filter(|&i| self.is_safe(i))
-            .collect();
-        order
-            .sort_by_key(|&i| std::cmp::Reverse(self.states.get(i).map_or(0, |t| t.sent_priority)));
-        // Keep a share for the dictionary when the message looks unlike
-        // the states (a new kind of request).
-        for i in order {
+        for &i in &self.ranked {
             let Some(t) = self.states.get(i) else {
                 continue;
             };
@@ -689,6 +753,15 @@ impl Compressor {
         }
         n
     }
+}
+
+/// 16-bit hashes of every 8-byte substring.
+fn grams(b: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    b.windows(8).map(|w| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        (u64::from_le_bytes(a).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 48) as usize
+    })
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
