@@ -68,20 +68,35 @@
 //! the states it has). RFC 3321 shared compression is not used.
 //!
 //! ```
-//! use sigcomp::compress::{Compressor, Config};
+//! use sigcomp::compress::{Compressor, Config, Kind};
 //! use sigcomp::{CompartmentId, Decompressor, Parameters, StateHandler, Transport};
-//!
-//! let mut c = Compressor::new(Config::default()).unwrap();
-//! let msg = b"OPTIONS sip:alice@example.com SIP/2.0\r\nContent-Length: 0\r\n\r\n";
-//! let mut wire = Vec::new();
-//! let sent = c.compress(msg, &mut wire);
-//! assert!(sent.carried_bytecode);
 //!
 //! let mut states = StateHandler::with_dictionaries();
 //! states.open_compartment(CompartmentId(1), 8192);
 //! let mut d = Decompressor::new(Parameters::default()).unwrap();
-//! let out = d.decompress(&wire, Transport::Message, &states).unwrap();
-//! assert_eq!(out.output, msg);
+//! let mut c = Compressor::new(Config::default()).unwrap();
+//! let mut wire = Vec::new();
+//! for i in 0..3 {
+//!     let msg = format!(
+//!         "MESSAGE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK{i}\r\n\
+//!          From: <sip:alice@example.com>;tag=1\r\nTo: <sip:bob@example.com>\r\n\
+//!          Call-ID: a84b4c76e66710@192.0.2.1\r\nCSeq: {i} MESSAGE\r\nMax-Forwards: 70\r\n\
+//!          Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nHello"
+//!     );
+//!     let sent = c.compress(msg.as_bytes(), &mut wire);
+//!     if sent.kind == Kind::Plain {
+//!         // Compressing would cost more than 3 bytes over the original.
+//!         assert_eq!(wire, msg.as_bytes());
+//!         continue;
+//!     }
+//!     let out = d.decompress(&wire, Transport::Message, &states).unwrap();
+//!     assert_eq!(out.output, msg.as_bytes());
+//!     states.commit(CompartmentId(1), &out).unwrap();
+//!     // The peer returns the requested feedback item in its next message.
+//!     if let Some(item) = out.requested_feedback.and_then(|f| f.item) {
+//!         c.on_feedback_item(&item);
+//!     }
+//! }
 //! ```
 
 pub mod bytecode;
