@@ -179,6 +179,8 @@ enum SlotKind {
     Empty,
     /// Not worth caching: decode from memory each time.
     Slow,
+    /// An INPUT-HUFFMAN: operands in `o`, sets in the [`HuffTab`] it owns.
+    Huff,
     /// The operands are in `o`.
     Decoded,
 }
@@ -195,20 +197,29 @@ struct Slot {
     raw: [u64; 2],
     mask: [u64; 2],
     pc: u32,
-    /// INPUT-HUFFMAN: its sets, and its bytes past the first 16, are in
-    /// the [`HuffTab`] it owns.
-    huff: bool,
     kind: SlotKind,
     len: u16,
     o: [Opnd; 5],
 }
 
 impl Slot {
+    /// A slot that sends the instruction at `pc` to the decode-each-time
+    /// path.
+    fn slow(pc: u16, opcode: u8) -> Slot {
+        Slot {
+            raw: [u64::from(opcode), 0],
+            mask: [0xff, 0],
+            pc: u32::from(pc),
+            kind: SlotKind::Slow,
+            len: 1,
+            o: [Opnd::default(); 5],
+        }
+    }
+
     const EMPTY: Slot = Slot {
         raw: [0; 2],
         mask: [0; 2],
         pc: u32::MAX,
-        huff: false,
         kind: SlotKind::Empty,
         len: 0,
         o: [Opnd {
@@ -310,7 +321,7 @@ struct Run<'a, S: ?Sized> {
 impl Udvm {
     /// Prepares zeroed memory of `size` bytes and returns it for loading.
     pub(crate) fn reset(&mut self, size: usize) -> &mut [u8] {
-        if self.slots.len() != SLOTS && !self.cache_off {
+        if self.slots.len() != SLOTS {
             self.slots = vec![Slot::EMPTY; SLOTS];
             self.slot_huff = vec![HuffTab::default(); HUFF_TABS];
         }
@@ -372,7 +383,14 @@ impl Udvm {
             output_seen: false,
             max_state_len: start.max_state_len,
         };
-        run.execute(pc, &mut self.slots, &mut self.slot_huff)
+        let (Ok(slots), Ok(tabs)) = (
+            <&mut [Slot; SLOTS]>::try_from(&mut self.slots[..]),
+            <&mut [HuffTab; HUFF_TABS]>::try_from(&mut self.slot_huff[..]),
+        ) else {
+            // `reset` makes them.
+            return Err(Failure::header(Reason::InternalError));
+        };
+        run.execute(pc, slots, tabs, self.cache_off)
     }
 }
 
@@ -380,46 +398,42 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
     fn execute(
         &mut self,
         mut pc: u16,
-        slots: &mut [Slot],
-        tabs: &mut [HuffTab],
+        slots: &mut [Slot; SLOTS],
+        tabs: &mut [HuffTab; HUFF_TABS],
+        cache_off: bool,
     ) -> Result<Ended, Failure> {
-        // Fixed-size tables: a slot index needs no bounds check. Empty
-        // (tests) turns the cache off.
-        let mut cache = <&mut [Slot; SLOTS]>::try_from(slots)
-            .ok()
-            .zip(<&mut [HuffTab; HUFF_TABS]>::try_from(tabs).ok());
         loop {
             let p = usize::from(pc);
-            let i = p % SLOTS;
-            let (opcode, r) = match (self.mem.get(p..p + 16), &mut cache) {
-                (Some(w), Some((slots, tabs))) => {
-                    let (slot, tab) = (&mut slots[i], &mut tabs[i % HUFF_TABS]);
-                    let (a, b) = w.split_at(8);
-                    let lo = u64::from_le_bytes(a.try_into().unwrap_or_default());
-                    let hi = u64::from_le_bytes(b.try_into().unwrap_or_default());
-                    if slot.pc != u32::from(pc)
-                        || (lo & slot.mask[0]) ^ slot.raw[0] | (hi & slot.mask[1]) ^ slot.raw[1]
-                            != 0
-                        || (slot.huff
-                            && !(tab.owner == u32::from(pc) && tab_valid(tab, self.mem, p)))
-                    {
-                        *slot = decode(pc, w, self.mem, tab);
-                    }
-                    let opcode = lo as u8;
-                    if slot.kind == SlotKind::Decoded {
-                        let mut ops = SlotOps { slot, i: 0, tab };
-                        (opcode, self.step(opcode, pc, &mut ops))
+            let (opcode, r) = if let Some(w) = self.mem.get(p..p + 16) {
+                // Fixed-size tables: no bounds check.
+                let (slot, tab) = (&mut slots[p % SLOTS], &mut tabs[p % HUFF_TABS]);
+                let (a, b) = w.split_at(8);
+                let lo = u64::from_le_bytes(a.try_into().unwrap_or_default());
+                let hi = u64::from_le_bytes(b.try_into().unwrap_or_default());
+                let opcode = lo as u8;
+                if slot.pc != u32::from(pc)
+                    || (lo & slot.mask[0]) ^ slot.raw[0] | (hi & slot.mask[1]) ^ slot.raw[1] != 0
+                    || (slot.kind == SlotKind::Huff
+                        && !(tab.owner == u32::from(pc) && tab_valid(tab, self.mem, p)))
+                {
+                    *slot = if cache_off {
+                        Slot::slow(pc, opcode)
                     } else {
-                        (opcode, self.step(opcode, pc, &mut MemOps::new(pc)))
-                    }
-                }
-                _ => {
-                    let Some(&opcode) = self.mem.get(p) else {
-                        // RFC 3320 §8.6: the next instruction lies outside memory.
-                        return Err(self.fail(Reason::Segfault, 0, pc));
+                        decode(pc, w, self.mem, tab)
                     };
-                    (opcode, self.step(opcode, pc, &mut MemOps::new(pc)))
                 }
+                if slot.kind == SlotKind::Slow {
+                    (opcode, self.step(opcode, pc, &mut MemOps::new(pc)))
+                } else {
+                    let mut ops = SlotOps { slot, i: 0, tab };
+                    (opcode, self.step(opcode, pc, &mut ops))
+                }
+            } else {
+                let Some(&opcode) = self.mem.get(p) else {
+                    // RFC 3320 §8.6: the next instruction lies outside memory.
+                    return Err(self.fail(Reason::Segfault, 0, pc));
+                };
+                (opcode, self.step(opcode, pc, &mut MemOps::new(pc)))
             };
             match r {
                 Ok(Flow::Next(next)) => pc = next,
@@ -1706,15 +1720,7 @@ fn decode(pc: u16, w: &[u8], mem: &[u8], tab: &mut HuffTab) -> Slot {
         op::OUTPUT => &[Multi, Multi],
         _ => &[],
     };
-    let slow = Slot {
-        raw: [u64::from(opcode), 0],
-        mask: [0xff, 0],
-        pc: u32::from(pc),
-        huff: false,
-        kind: SlotKind::Slow,
-        len: 1,
-        o: [Opnd::default(); 5],
-    };
+    let slow = Slot::slow(pc, opcode);
     if shape.is_empty() && opcode != op::RETURN {
         return slow;
     }
@@ -1788,8 +1794,11 @@ fn decode(pc: u16, w: &[u8], mem: &[u8], tab: &mut HuffTab) -> Slot {
         raw: [raw as u64, (raw >> 64) as u64],
         mask: [mask as u64, (mask >> 64) as u64],
         pc: u32::from(pc),
-        huff: opcode == op::INPUT_HUFFMAN,
-        kind: SlotKind::Decoded,
+        kind: if opcode == op::INPUT_HUFFMAN {
+            SlotKind::Huff
+        } else {
+            SlotKind::Decoded
+        },
         len: at as u16,
         o,
     }
