@@ -45,7 +45,7 @@ Logging: RUST_LOG=tools=debug for more (trace: per-packet drops); keys are never
 
 /// Userspace IPsec data plane over TUN, driven by setkey.
 #[derive(Parser, Debug)]
-#[command(name = "ipsecd", version, about, after_help = AFTER_HELP)]
+#[command(name = "ipsecd", version, about = "Userspace IPsec (ESP/AH) data plane over a TUN device, driven by setkey", after_help = AFTER_HELP)]
 struct Cli {
     /// Stay in the foreground and log to stderr (otherwise detach; logs go
     /// to --log-file if given).

@@ -24,7 +24,7 @@ The daemon is found at --socket, $IPSECD_SOCKET, or /run/ipsecd.sock.";
 
 /// Manually manipulate the IPsec SA/SP database of ipsecd.
 #[derive(Parser, Debug)]
-#[command(name = "setkey", version, about, after_help = AFTER_HELP)]
+#[command(name = "setkey", version, about = "Manage the SAD and SPD of ipsecd with ipsec-tools setkey commands", after_help = AFTER_HELP)]
 struct Cli {
     /// Read operations from FILE.
     #[arg(short = 'f', value_name = "FILE")]
