@@ -87,17 +87,6 @@ const BYTE_COPY_RIGHT: u16 = 66;
 const INPUT_BIT_ORDER: u16 = 68;
 const STACK_LOCATION: u16 = 70;
 
-/// Each byte with its bits in reverse order.
-static REVERSED: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    while i < 256 {
-        t[i] = (i as u8).reverse_bits();
-        i += 1;
-    }
-    t
-};
-
 /// Most bytes OUTPUT may deliver (RFC 3320 §9.4.8).
 const MAX_OUTPUT: usize = 65536;
 
@@ -240,13 +229,13 @@ const HUFF_TABLE_BITS: u32 = 10;
 struct HuffTab {
     /// The address of the INPUT-HUFFMAN whose sets these are.
     owner: u32,
-    /// Indexed by the next `total_bits` input bits in arrival order (first
-    /// arrived as MSB): 0 when no set matches them, else bit 31 set, the
+    /// Indexed by the next `total_bits` input bits as
+    /// [`Run::peek_bits`] gives them: 0 when no set matches them, else bit 31 set, the
     /// bits the matching set and those before it take in bits 16..=20
     /// and the value written in bits 0..=15 (RFC 3320 §9.4.4 steps 2-3).
     table: Vec<u32>,
-    /// The H bit (RFC 3320 §8.2) the table was built for.
-    table_h_lsb: bool,
+    /// The P and H bits (RFC 3320 §8.2) the table was built for.
+    table_bit_order: (bool, bool),
     tail: Vec<u8>,
     /// A tail of at most 16 bytes as a masked little-endian word, checked
     /// without a call to memcmp.
@@ -257,10 +246,10 @@ struct HuffTab {
 
 impl HuffTab {
     /// Fills `table` by running the sets over every possible input.
-    fn build_table(&mut self, h_lsb: bool) {
+    fn build_table(&mut self, p: bool, h_lsb: bool) {
         let t = self.total_bits;
         self.table.clear();
-        self.table_h_lsb = h_lsb;
+        self.table_bit_order = (p, h_lsb);
         for idx in 0..(1u32 << t) {
             let mut h: u32 = 0;
             let mut cum: u32 = 0;
@@ -268,7 +257,13 @@ impl HuffTab {
             for &[bits, lower, upper, uncompressed] in &self.sets {
                 let b = u32::from(bits);
                 cum += b;
-                let mut k = (idx >> (t - cum)) & ((1u32 << b) - 1);
+                // The set's bits as they arrive, the first as MSB.
+                let mut k = if p {
+                    let lsb_first = (idx >> (cum - b)) & ((1u32 << b) - 1);
+                    lsb_first.reverse_bits().checked_shr(32 - b).unwrap_or(0)
+                } else {
+                    (idx >> (t - cum)) & ((1u32 << b) - 1)
+                };
                 if h_lsb && b > 0 {
                     // H = 1: the first bit to arrive is the LSB of k.
                     k = k.reverse_bits() >> (32 - b);
@@ -732,20 +727,32 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
         self.last_p = Some(p);
     }
 
-    /// The next `n` (<= 16) input bits in arrival order, the first to
-    /// arrive as MSB, without taking them (RFC 3320 §8.2). The caller
-    /// checked availability.
+    /// The next `n` (<= 16) input bits, without taking them (RFC 3320
+    /// §8.2), in the order P packs them: the first to arrive as MSB when
+    /// P = 0, as LSB when P = 1. The caller checked availability.
     #[inline(always)]
     fn peek_bits(&self, n: u16, p: bool) -> u16 {
         let bc = u32::from(self.bit_count);
-        let at = |i: usize| self.input.get(self.in_pos + i).copied().unwrap_or(0);
-        // P = 1 packs the first bit to arrive at the LSB of each byte:
-        // reversing the bytes puts every bit in arrival order, MSB first.
-        // The held fraction is the low (P = 0) or high (P = 1) `bc` bits.
-        let r = |x: u8| u64::from(if p { REVERSED[usize::from(x)] } else { x });
-        let held = r(self.bit_buf) & ((1u64 << bc) - 1);
-        let acc = (held << 24) | (r(at(0)) << 16) | (r(at(1)) << 8) | r(at(2));
-        ((acc >> (bc + 24 - u32::from(n))) & ((1u64 << n) - 1)) as u16
+        let n = u32::from(n);
+        let next = match self.input.get(self.in_pos..self.in_pos + 4) {
+            Some(&[a, b, c, d]) => [a, b, c, d],
+            _ => {
+                let at = |i: usize| self.input.get(self.in_pos + i).copied().unwrap_or(0);
+                [at(0), at(1), at(2), at(3)]
+            }
+        };
+        let mask = (1u64 << n) - 1;
+        if p {
+            // The held fraction is the high `bc` bits of the byte.
+            let held = u64::from(self.bit_buf) >> (8 - bc);
+            let acc = held | (u64::from(u32::from_le_bytes(next)) << bc);
+            (acc & mask) as u16
+        } else {
+            // The held fraction is the low `bc` bits of the byte.
+            let held = u64::from(self.bit_buf) & ((1u64 << bc) - 1);
+            let acc = (held << 32) | u64::from(u32::from_be_bytes(next));
+            ((acc >> (bc + 32 - n)) & mask) as u16
+        }
     }
 
     /// Takes `n` bits, as [`Run::peek_bits`] gave them.
@@ -770,7 +777,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
     fn take_bits(&mut self, n: u16, p: bool, lsb_first: bool) -> u16 {
         let v = self.peek_bits(n, p);
         self.skip_bits(n);
-        if lsb_first && n > 0 {
+        if lsb_first != p && n > 0 {
             v.reverse_bits() >> (16 - n)
         } else {
             v
@@ -1318,7 +1325,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
         let saved = (self.in_pos, self.bit_buf, self.bit_count);
         // With a table and all the bits the sets could take available, one
         // look at the next bits decides: the result of steps 2-3.
-        if let Some((t, table)) = o.huffman_table(h_lsb) {
+        if let Some((t, table)) = o.huffman_table(p, h_lsb) {
             if usize::from(t) <= self.bits_available() {
                 let peek = self.peek_bits(t, p);
                 let e = table.get(usize::from(peek)).copied().unwrap_or(0);
@@ -1470,10 +1477,10 @@ trait Ops {
     fn huffman_sets<S: StateStore + ?Sized>(&mut self, run: &mut Run<'_, S>, n: u16) -> R<u32>;
     /// Operand set `j` of INPUT-HUFFMAN, after [`Ops::huffman_sets`].
     fn huffman_set<S: StateStore + ?Sized>(&self, run: &Run<'_, S>, j: usize) -> Option<[u16; 4]>;
-    /// A decode table for the sets with H bit `h_lsb` (see
+    /// A decode table for the sets with P bit `p` and H bit `h_lsb` (see
     /// [`HuffTab::table`]) and the number of bits it looks at, if there
     /// is one.
-    fn huffman_table(&mut self, _h_lsb: bool) -> Option<(u16, &[u32])> {
+    fn huffman_table(&mut self, _p: bool, _h_lsb: bool) -> Option<(u16, &[u32])> {
         None
     }
 }
@@ -1581,13 +1588,13 @@ impl Ops for SlotOps<'_> {
         self.tab.sets.get(j).copied()
     }
     #[inline(always)]
-    fn huffman_table(&mut self, h_lsb: bool) -> Option<(u16, &[u32])> {
+    fn huffman_table(&mut self, p: bool, h_lsb: bool) -> Option<(u16, &[u32])> {
         let t = &mut *self.tab;
         if t.total_bits > HUFF_TABLE_BITS {
             return None;
         }
-        if t.table.is_empty() || t.table_h_lsb != h_lsb {
-            t.build_table(h_lsb);
+        if t.table.is_empty() || t.table_bit_order != (p, h_lsb) {
+            t.build_table(p, h_lsb);
         }
         Some((t.total_bits as u16, &t.table))
     }
@@ -2072,8 +2079,9 @@ mod tests {
                     }
                 }
             }
-            let input: Vec<u8> = (0..rnd(40)).map(|_| rnd(256) as u8).collect();
+            let input: Vec<u8> = (0..rnd(60)).map(|_| rnd(256) as u8).collect();
             let size = 384 + rnd(256) as usize;
+            let bit_order = rnd(8) as u8;
             let run = |u: &mut Udvm| {
                 let mem = u.reset(size);
                 let n = code.len().min(size - 128);
@@ -2081,6 +2089,9 @@ mod tests {
                 for (i, b) in mem[..128].iter_mut().enumerate().skip(32) {
                     *b = (i as u8).wrapping_mul(37);
                 }
+                // A valid input_bit_order (RFC 3320 §8.2), varied.
+                mem[68] = 0;
+                mem[69] = bit_order;
                 let start = Start {
                     memory_size: size,
                     cycles_per_bit: 16,
@@ -2257,6 +2268,58 @@ mod tests {
         let mut warm = Udvm::default();
         assert_eq!(run(&mut warm), want);
         assert_eq!(run(&mut warm), want);
+    }
+
+    /// INPUT-HUFFMAN loops over random constant sets, for every input
+    /// bit order: the decode table gives what the sets taken one by one
+    /// give (the reference mode decodes set by set).
+    #[test]
+    fn huffman_table_equals_set_by_set() {
+        let mut seed: u32 = 4465;
+        let mut rnd = |m: u32| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (seed >> 8) % m
+        };
+        let mut matched = 0;
+        for case in 0..3000 {
+            let n = 1 + rnd(4) as u8;
+            let mut code = vec![0x1e, 0x20, 11 + 4 * n, n];
+            for _ in 0..n {
+                let lower = rnd(40) as u8;
+                code.extend([rnd(4) as u8, lower, lower + rnd(24) as u8, rnd(64) as u8]);
+            }
+            let back = (65536 - (code.len() + 3)) as u16;
+            code.extend([0x22, 0x20, 0x02, 0x16, 0x80]);
+            code.extend(back.to_be_bytes());
+            code.extend([0x23, 0, 0, 0, 0, 0, 0, 0]);
+            let bit_order = rnd(8) as u8;
+            let input: Vec<u8> = (0..rnd(24)).map(|_| rnd(256) as u8).collect();
+            let run = |u: &mut Udvm| {
+                let mem = u.reset(512);
+                mem[128..128 + code.len()].copy_from_slice(&code);
+                mem[69] = bit_order;
+                let start = Start {
+                    memory_size: 512,
+                    cycles_per_bit: 16,
+                    version: 2,
+                    header_len: 0,
+                    max_state_len: 1000,
+                    input: &input,
+                };
+                let mut out = Vec::new();
+                let r = u
+                    .run(start, 128, 0, 0, &NoStates, &mut out)
+                    .map(|e| e.cycles);
+                (r, out)
+            };
+            let want = run(&mut Udvm {
+                cache_off: true,
+                ..Udvm::default()
+            });
+            assert_eq!(run(&mut Udvm::default()), want, "case {case}: {code:02x?}");
+            matched += want.1.len() / 2;
+        }
+        assert!(matched > 5000, "{matched}");
     }
 
     #[test]
