@@ -722,6 +722,15 @@ impl Compressor {
             covered.iter_mut().zip(&bits).for_each(|(c, b)| *c |= b);
             self.ranked.push(i);
         }
+        // A message the states hardly cover (under a third; a new kind of request early
+        // in the flow) still gets the rest, newest first, for short matches.
+        let total: u32 = covered.iter().map(|c| c.count_ones()).sum();
+        if (total as usize) * 3 < msg.len() {
+            cover.sort_by_key(|(i, _)| {
+                std::cmp::Reverse(self.states.get(*i).map_or(0, |t| t.sent_priority))
+            });
+            self.ranked.extend(cover.iter().map(|(i, _)| *i));
+        }
     }
 
     fn choose_preload(&mut self, msg: &[u8], mut room: usize, _fixed: usize) -> usize {
