@@ -321,3 +321,51 @@ fn flows_at_every_memory_size() {
         }
     }
 }
+
+/// Two endpoints of ours: A announces its decompressor's parameters and
+/// our bytecode as a local state in its messages (RFC 3320 §9.4.9); B's
+/// compressor, told by its state handler, never uploads the bytecode.
+#[test]
+fn announced_local_bytecode_reaches_the_peer_compressor() {
+    let announce = Parameters::default()
+        .announcement(&[bytecode::state_id()])
+        .unwrap();
+    let mut a = Compressor::new(Config {
+        announce: Some(announce.clone()),
+        ..Config::default()
+    })
+    .unwrap();
+    let mut b_side = Peer::new(8192, 8192);
+    let mut wire = Vec::new();
+    let msg = &corpus()[0].1;
+    a.compress(msg, &mut wire);
+    let out = b_side
+        .d
+        .decompress(&wire, Transport::Message, &b_side.states)
+        .unwrap();
+    assert_eq!(&out.output, msg);
+    assert_eq!(out.returned_parameters.as_ref(), Some(&announce));
+    b_side.states.commit(b_side.cid, &out).unwrap();
+    // B's compressor for the reverse direction learns it from B's state handler.
+    let learned = b_side
+        .states
+        .compartment(b_side.cid)
+        .unwrap()
+        .feedback()
+        .returned_parameters
+        .clone()
+        .unwrap();
+    let mut b = Compressor::new(Config::default()).unwrap();
+    b.on_peer_parameters(&learned);
+    let mut a_side = Peer::new(8192, 8192);
+    a_side.states.add_local(bytecode::state());
+    for (_, m) in corpus() {
+        let r = b.compress(&m, &mut wire);
+        assert!(!r.carried_bytecode);
+        let (out, item) = a_side.receive(&wire);
+        assert_eq!(out, m);
+        if let Some(i) = item {
+            b.on_feedback_item(&i);
+        }
+    }
+}
