@@ -189,6 +189,19 @@ struct Slot {
     kind: SlotKind,
     len: u16,
     o: [Opnd; 5],
+    /// A JUMP to a constant address right after the instruction.
+    then: Option<ThenJump>,
+}
+
+/// A JUMP that follows an instruction, run with it when the instruction
+/// goes on to it, its bytes (checked then: the instruction may have
+/// rewritten them) are unchanged, and it can pay its cycle and land in
+/// memory; otherwise it runs as any instruction and fails as such.
+#[derive(Debug, Clone, Copy)]
+struct ThenJump {
+    target: u16,
+    raw: u32,
+    mask: u32,
 }
 
 impl Slot {
@@ -202,6 +215,7 @@ impl Slot {
             kind: SlotKind::Slow,
             len: 1,
             o: [Opnd::default(); 5],
+            then: None,
         }
     }
 
@@ -216,6 +230,7 @@ impl Slot {
             v: 0,
             add: 0,
         }; 5],
+        then: None,
     };
 }
 
@@ -420,8 +435,25 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 if slot.kind == SlotKind::Slow {
                     (opcode, self.step(opcode, pc, &mut MemOps::new(pc)))
                 } else {
+                    let (then, jpc) = (slot.then, pc.wrapping_add(slot.len));
                     let mut ops = SlotOps { slot, i: 0, tab };
-                    (opcode, self.step(opcode, pc, &mut ops))
+                    let mut r = self.step(opcode, pc, &mut ops);
+                    if let (Some(j), Ok(Flow::Next(n))) = (then, &r) {
+                        // RFC 3320 §9.3.1: JUMP, charged one cycle.
+                        let q = usize::from(jpc);
+                        if *n == jpc
+                            && self.used < self.limit
+                            && usize::from(j.target) < self.mem.len()
+                            && self.mem.get(q..q + 4).is_some_and(|b| {
+                                u32::from_le_bytes(b.try_into().unwrap_or_default()) & j.mask
+                                    == j.raw
+                            })
+                        {
+                            self.used += 1;
+                            r = Ok(Flow::Next(j.target));
+                        }
+                    }
+                    (opcode, r)
                 }
             } else {
                 let Some(&opcode) = self.mem.get(p) else {
@@ -1808,7 +1840,34 @@ fn decode(pc: u16, w: &[u8], mem: &[u8], tab: &mut HuffTab) -> Slot {
         },
         len: at as u16,
         o,
+        then: then_jump(opcode, pc, at, w),
     }
+}
+
+/// The JUMP to a constant address at `w[at..]`, if there is one and the
+/// instruction before it (`opcode`) can go on to it.
+fn then_jump(opcode: u8, pc: u16, at: usize, w: &[u8]) -> Option<ThenJump> {
+    if matches!(
+        opcode,
+        op::JUMP | op::COMPARE | op::CALL | op::RETURN | op::INPUT_HUFFMAN
+    ) || *w.get(at)? != op::JUMP
+    {
+        return None;
+    }
+    let jpc = pc.wrapping_add(at as u16);
+    let mut q = at + 1;
+    let a = dec_address(w, &mut q, jpc)?;
+    let bytes = w.get(at..at + 4)?;
+    if a.mem || q - at > 4 {
+        return None;
+    }
+    let mask = u32::MAX >> (8 * (4 - (q - at)));
+    let raw = u32::from_le_bytes(bytes.try_into().ok()?) & mask;
+    Some(ThenJump {
+        target: a.v,
+        raw,
+        mask,
+    })
 }
 
 /// Whether the bytes an INPUT-HUFFMAN slot keeps past its first 16 are
@@ -2320,6 +2379,42 @@ mod tests {
             matched += want.1.len() / 2;
         }
         assert!(matched > 5000, "{matched}");
+    }
+
+    /// A JUMP run with the instruction before it must still fail, at its
+    /// own address, when it cannot pay its cycle.
+    #[test]
+    fn jump_after_an_instruction_runs_out_of_cycles_itself() {
+        // OUTPUT (32, 1) costs 2, JUMP 1: the budget (1000 + 8 * 2) * 16 =
+        // 16256 is spent by the 5419th OUTPUT, so that JUMP fails.
+        let code = [0x22, 0x20, 0x01, 0x16, 0xfd];
+        let run = |u: &mut Udvm| {
+            let mem = u.reset(512);
+            mem[128..128 + code.len()].copy_from_slice(&code);
+            let start = Start {
+                memory_size: 512,
+                cycles_per_bit: 16,
+                version: 2,
+                header_len: 2,
+                max_state_len: 1000,
+                input: &[],
+            };
+            let mut out = Vec::new();
+            let r = u
+                .run(start, 128, 0, 0, &NoStates, &mut out)
+                .map(|e| e.cycles);
+            (r, out.len())
+        };
+        let want = run(&mut Udvm {
+            cache_off: true,
+            ..Udvm::default()
+        });
+        let f = want.0.clone().unwrap_err();
+        assert_eq!(
+            (f.reason, f.pc, f.opcode, f.cycles),
+            (Reason::CyclesExhausted, 131, op::JUMP, 16256)
+        );
+        assert_eq!(run(&mut Udvm::default()), want);
     }
 
     #[test]
