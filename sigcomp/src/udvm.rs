@@ -416,27 +416,33 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
             let p = usize::from(pc);
             let (opcode, r) = if let Some(w) = self.mem.get(p..p + 16) {
                 // Fixed-size tables: no bounds check.
-                let (slot, tab) = (&mut slots[p % SLOTS], &mut tabs[p % HUFF_TABS]);
+                let slot = &mut slots[p % SLOTS];
                 let (a, b) = w.split_at(8);
                 let lo = u64::from_le_bytes(a.try_into().unwrap_or_default());
                 let hi = u64::from_le_bytes(b.try_into().unwrap_or_default());
                 let opcode = lo as u8;
                 if slot.pc != u32::from(pc)
                     || (lo & slot.mask[0]) ^ slot.raw[0] | (hi & slot.mask[1]) ^ slot.raw[1] != 0
-                    || (slot.kind == SlotKind::Huff
-                        && !(tab.owner == u32::from(pc) && tab_valid(tab, self.mem, p)))
+                    || (slot.kind == SlotKind::Huff && {
+                        let tab = &tabs[p % HUFF_TABS];
+                        !(tab.owner == u32::from(pc) && tab_valid(tab, self.mem, p))
+                    })
                 {
                     *slot = if cache_off {
                         Slot::slow(pc, opcode)
                     } else {
-                        decode(pc, w, self.mem, tab)
+                        decode(pc, w, self.mem, &mut tabs[p % HUFF_TABS])
                     };
                 }
                 if slot.kind == SlotKind::Slow {
                     (opcode, self.step(opcode, pc, &mut MemOps::new(pc)))
                 } else {
                     let (then, jpc) = (slot.then, pc.wrapping_add(slot.len));
-                    let mut ops = SlotOps { slot, i: 0, tab };
+                    let mut ops = SlotOps {
+                        slot,
+                        i: 0,
+                        tabs: &mut *tabs,
+                    };
                     let mut r = self.step(opcode, pc, &mut ops);
                     if let (Some(j), Ok(Flow::Next(n))) = (then, &r) {
                         // RFC 3320 §9.3.1: JUMP, charged one cycle.
@@ -978,7 +984,14 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 } else {
                     offset_back(destination, first, bcl, bcr)
                 };
-                let after = self.copy(position, length, destination, (bcl, bcr))?;
+                let after = if length == 1 {
+                    // One byte: read, write, step by the byte copying rules.
+                    let v = self.byte(position)?;
+                    self.set_byte(destination, v)?;
+                    next(destination, bcl, bcr)
+                } else {
+                    self.copy(position, length, destination, (bcl, bcr))?
+                };
                 // RFC 3320 §9.2.5: unchanged when nothing was copied.
                 if length != 0 {
                     self.set_word(dref, after)?;
@@ -1573,10 +1586,17 @@ impl Ops for MemOps {
 struct SlotOps<'s> {
     slot: &'s Slot,
     i: usize,
-    tab: &'s mut HuffTab,
+    /// The INPUT-HUFFMAN tables; the slot's is at its address modulo
+    /// `HUFF_TABS`.
+    tabs: &'s mut [HuffTab; HUFF_TABS],
 }
 
 impl SlotOps<'_> {
+    /// The slot's INPUT-HUFFMAN table.
+    fn tab(&self) -> &HuffTab {
+        &self.tabs[self.slot.pc as usize % HUFF_TABS]
+    }
+
     #[inline(always)]
     fn next<S: StateStore + ?Sized>(&mut self, run: &Run<'_, S>) -> R<u16> {
         let o = self.slot.o.get(self.i).copied().unwrap_or_default();
@@ -1613,15 +1633,15 @@ impl Ops for SlotOps<'_> {
     }
     #[inline(always)]
     fn huffman_sets<S: StateStore + ?Sized>(&mut self, _run: &mut Run<'_, S>, _n: u16) -> R<u32> {
-        Ok(self.tab.total_bits)
+        Ok(self.tab().total_bits)
     }
     #[inline(always)]
     fn huffman_set<S: StateStore + ?Sized>(&self, _run: &Run<'_, S>, j: usize) -> Option<[u16; 4]> {
-        self.tab.sets.get(j).copied()
+        self.tab().sets.get(j).copied()
     }
     #[inline(always)]
     fn huffman_table(&mut self, p: bool, h_lsb: bool) -> Option<(u16, &[u32])> {
-        let t = &mut *self.tab;
+        let t = &mut self.tabs[self.slot.pc as usize % HUFF_TABS];
         if t.total_bits > HUFF_TABLE_BITS {
             return None;
         }
