@@ -225,9 +225,16 @@ struct Sent {
 /// One preload entry: a slice of a state's value.
 #[derive(Debug, Clone, Copy)]
 enum Source {
-    Sip { begin: u16, len: u16 },
-    Presence { begin: u16, len: u16 },
-    Message(usize),
+    Sip {
+        begin: u16,
+        len: u16,
+    },
+    Presence {
+        begin: u16,
+        len: u16,
+    },
+    /// State index and how many of its first bytes to load.
+    Message(usize, usize),
 }
 
 /// SigComp compressor for one compartment (one peer), sans-IO.
@@ -244,6 +251,8 @@ pub struct Compressor {
     any_ack: bool,
     order: u64,
     ranked: Vec<usize>,
+    /// How many of `ranked` passed [`MIN_COVERAGE`].
+    strong: usize,
     msg_grams: Vec<u16>,
     matcher: deflate::Matcher,
     hist: Vec<u8>,
@@ -261,6 +270,8 @@ pub const REORDER_DEPTH: usize = 16;
 const MAX_IN_FLIGHT: usize = 1024;
 /// Message positions a state must newly cover to be preloaded.
 const MIN_COVERAGE: u32 = 24;
+/// The shortest head of a state worth a preload entry.
+const MIN_PARTIAL_STATE: usize = 256;
 
 impl Compressor {
     /// A compressor for a fresh compartment.
@@ -278,6 +289,7 @@ impl Compressor {
             any_ack: false,
             order: 0,
             ranked: Vec::new(),
+            strong: 0,
             msg_grams: Vec::new(),
             matcher: deflate::Matcher::default(),
             hist: Vec::new(),
@@ -517,7 +529,7 @@ impl Compressor {
                 .sources
                 .iter()
                 .filter_map(|s| match s {
-                    Source::Message(i) => self.states.get(*i).map(|t| t.id),
+                    Source::Message(i, _) => self.states.get(*i).map(|t| t.id),
                     _ => None,
                 })
                 .collect();
@@ -554,8 +566,8 @@ impl Compressor {
                             .get(usize::from(begin)..usize::from(begin) + usize::from(len))
                             .unwrap_or(&[]),
                     ),
-                    Source::Message(i) => match self.states.get(i) {
-                        Some(t) => (t.id, 0, &t.value[..]),
+                    Source::Message(i, n) => match self.states.get(i) {
+                        Some(t) => (t.id, 0, t.value.get(..n).unwrap_or(&t.value[..])),
                         None => continue,
                     },
                 };
@@ -722,6 +734,7 @@ impl Compressor {
             covered.iter_mut().zip(&bits).for_each(|(c, b)| *c |= b);
             self.ranked.push(i);
         }
+        self.strong = self.ranked.len();
         // A message the states hardly cover (under a third; a new kind of request early
         // in the flow) still gets the rest, newest first, for short matches.
         let total: u32 = covered.iter().map(|c| c.count_ones()).sum();
@@ -735,14 +748,17 @@ impl Compressor {
 
     fn choose_preload(&mut self, msg: &[u8], mut room: usize, _fixed: usize) -> usize {
         self.sources.clear();
-        let mut chosen: Vec<usize> = Vec::new();
-        for &i in &self.ranked {
+        let mut chosen: Vec<(usize, usize)> = Vec::new();
+        for (k, &i) in self.ranked.iter().enumerate() {
             let Some(t) = self.states.get(i) else {
                 continue;
             };
-            if t.value.len() <= room {
-                room -= t.value.len();
-                chosen.push(i);
+            // RFC 3320 §9.4.5: STATE-ACCESS can load the head of a state
+            // that does not fit whole (the start line and headers).
+            let n = t.value.len().min(room);
+            if n == t.value.len() || (n >= MIN_PARTIAL_STATE && k < self.strong) {
+                room -= n;
+                chosen.push((i, n));
             }
         }
         let presence = self.config.presence_dictionary
@@ -772,8 +788,8 @@ impl Compressor {
         }
         self.sources.extend(dicts);
         let n = chosen.len();
-        for &i in chosen.iter().rev() {
-            self.sources.push(Source::Message(i));
+        for &(i, n) in chosen.iter().rev() {
+            self.sources.push(Source::Message(i, n));
         }
         n
     }
