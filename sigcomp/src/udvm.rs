@@ -437,14 +437,14 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 if slot.kind == SlotKind::Slow {
                     (opcode, self.step(opcode, pc, &mut MemOps::new(pc)))
                 } else {
-                    let (then, jpc) = (slot.then, pc.wrapping_add(slot.len));
                     let mut ops = SlotOps {
                         slot,
                         i: 0,
                         tabs: &mut *tabs,
                     };
                     let mut r = self.step(opcode, pc, &mut ops);
-                    if let (Some(j), Ok(Flow::Next(n))) = (then, &r) {
+                    let jpc = pc.wrapping_add(ops.slot.len);
+                    if let (Some(j), Ok(Flow::Next(n))) = (ops.slot.then, &r) {
                         // RFC 3320 §9.3.1: JUMP, charged one cycle.
                         let q = usize::from(jpc);
                         if *n == jpc
