@@ -369,3 +369,41 @@ fn announced_local_bytecode_reaches_the_peer_compressor() {
         }
     }
 }
+
+/// Hundreds of small states fit a large SMS: the one-byte entry count
+/// must not wrap.
+#[test]
+fn many_small_states() {
+    let peer = sigcomp::Resources {
+        cycles_per_bit: 16,
+        decompression_memory_size: 65536,
+        state_memory_size: 65536,
+    };
+    let mut c = Compressor::new(Config {
+        peer,
+        ..Config::default()
+    })
+    .unwrap();
+    let mut p = Peer::new(65536, 65536);
+    let mut wire = Vec::new();
+    let mut most = 0;
+    for i in 0..400u32 {
+        // Each message shares little with the others but compresses
+        // against the dictionary, so it is sent compressed and kept.
+        let tag: String = (0..40)
+            .map(|k| char::from(b'a' + ((i * 7 + k * 13 + i * k) % 26) as u8))
+            .collect();
+        let msg = format!(
+            "SIP/2.0 200 OK\r\nCall-ID: {tag}\r\nContent-Length: 0\r\nCSeq: {i} MESSAGE\r\n\r\n"
+        )
+        .into_bytes();
+        let r = c.compress(&msg, &mut wire);
+        most = most.max(r.states_used);
+        let (out, item) = p.receive(&wire);
+        assert_eq!(out, msg);
+        if let Some(it) = item {
+            c.on_feedback_item(&it);
+        }
+    }
+    assert!(most <= 253, "{most}");
+}

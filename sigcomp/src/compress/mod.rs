@@ -807,6 +807,10 @@ impl Compressor {
             };
             // RFC 3320 §9.4.5: STATE-ACCESS can load the head of a state
             // that does not fit whole (the start line and headers).
+            // The entry count is one byte; two go to the dictionaries.
+            if chosen.len() >= 253 {
+                break;
+            }
             let n = t.value.len().min(room);
             if n == t.value.len() || (n >= MIN_PARTIAL_STATE && k < self.strong) {
                 room -= n;
