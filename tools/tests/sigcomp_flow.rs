@@ -207,3 +207,47 @@ fn table_prints_every_figure() {
         assert!(s.contains(row), "{s}");
     }
 }
+
+/// `sigcomp compress` writes a message that `sigcomp decompress` (the
+/// decompressor's own command) turns back into the original.
+#[test]
+fn compress_then_decompress() {
+    let dir = std::env::temp_dir().join(format!("h9-compress-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = root().join("vectors/sip-corpus/04-invite-sdp.sip");
+    let comp = dir.join("m.sigcomp");
+    let back = dir.join("m.sip");
+    let bin = env!("CARGO_BIN_EXE_sigcomp");
+    let out = Command::new(bin)
+        .arg("compress")
+        .arg(&input)
+        .arg(&comp)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let original = std::fs::read(&input).unwrap();
+    let sent = std::fs::read(&comp).unwrap();
+    assert!(
+        sent.len() < original.len() * 3 / 4,
+        "{} of {}",
+        sent.len(),
+        original.len()
+    );
+    let out = Command::new(bin)
+        .arg("decompress")
+        .arg(&comp)
+        .arg(&back)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&back).unwrap(), original);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
