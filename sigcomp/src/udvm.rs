@@ -295,11 +295,22 @@ impl HuffTab {
     }
 }
 
-/// Control flow after one instruction.
-enum Flow {
-    Next(u16),
+/// Why the UDVM stops: END-MESSAGE, or a failure.
+enum Stop {
     End,
+    Fail(Reason),
 }
+
+impl From<Reason> for Stop {
+    #[inline(always)]
+    fn from(r: Reason) -> Stop {
+        Stop::Fail(r)
+    }
+}
+
+/// The result of one instruction: the address of the next, or why the
+/// UDVM stops.
+type Flow = Result<u16, Stop>;
 
 type R<T> = Result<T, Reason>;
 
@@ -444,7 +455,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                     };
                     let mut r = self.step(opcode, pc, &mut ops);
                     let jpc = pc.wrapping_add(ops.slot.len);
-                    if let (Some(j), Ok(Flow::Next(n))) = (ops.slot.then, &r) {
+                    if let (Some(j), Ok(n)) = (ops.slot.then, &r) {
                         // RFC 3320 §9.3.1: JUMP, charged one cycle.
                         let q = usize::from(jpc);
                         if *n == jpc
@@ -456,7 +467,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                             })
                         {
                             self.used += 1;
-                            r = Ok(Flow::Next(j.target));
+                            r = Ok(j.target);
                         }
                     }
                     (opcode, r)
@@ -469,14 +480,14 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 (opcode, self.step(opcode, pc, &mut MemOps::new(pc)))
             };
             match r {
-                Ok(Flow::Next(next)) => pc = next,
-                Ok(Flow::End) => {
+                Ok(next) => pc = next,
+                Err(Stop::End) => {
                     return self
                         .ended
                         .take()
                         .ok_or_else(|| self.fail(Reason::InternalError, opcode, pc));
                 }
-                Err(reason) => return Err(self.fail(reason, opcode, pc)),
+                Err(Stop::Fail(reason)) => return Err(self.fail(reason, opcode, pc)),
             }
         }
     }
@@ -659,11 +670,11 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
 
     /// Checks a jump target (RFC 3320 §9.3.1).
     #[inline]
-    fn target(&self, a: u16) -> R<Flow> {
+    fn target(&self, a: u16) -> Flow {
         if usize::from(a) >= self.mem.len() {
-            return Err(Reason::Segfault);
+            return Err(Reason::Segfault.into());
         }
-        Ok(Flow::Next(a))
+        Ok(a)
     }
 
     // ----- byte copying (RFC 3320 §8.4, RFC 4896 §4) ---------------------
@@ -901,11 +912,11 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
     // ----- the instructions (RFC 3320 §9) ----------------------------------
 
     #[inline(always)]
-    fn step<O: Ops>(&mut self, opcode: u8, inst: u16, o: &mut O) -> R<Flow> {
+    fn step<O: Ops>(&mut self, opcode: u8, inst: u16, o: &mut O) -> Flow {
         match opcode {
             op::DECOMPRESSION_FAILURE => {
                 self.charge(1)?;
-                Err(Reason::UserRequested)
+                Err(Reason::UserRequested.into())
             }
             op::AND..=op::REMAINDER => {
                 let a = o.reference(self)?;
@@ -925,7 +936,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                     _ => m.checked_rem(n).ok_or(Reason::DivByZero)?,
                 };
                 self.set_word(a, r)?;
-                Ok(Flow::Next(o.end()))
+                Ok(o.end())
             }
             op::SORT_ASCENDING | op::SORT_DESCENDING => {
                 let start = o.multi(self)?;
@@ -939,7 +950,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 };
                 self.charge(1 + u64::from(k) * (log + u64::from(n)))?;
                 self.sort(start, n, k, opcode == op::SORT_DESCENDING)?;
-                Ok(Flow::Next(o.end()))
+                Ok(o.end())
             }
             op::SHA_1 => self.op_sha1(inst),
             op::LOAD => {
@@ -947,21 +958,21 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 let value = o.multi(self)?;
                 self.charge(1)?;
                 self.set_word(address, value)?;
-                Ok(Flow::Next(o.end()))
+                Ok(o.end())
             }
             op::MULTILOAD => self.op_multiload(inst),
             op::PUSH => {
                 let value = o.multi(self)?;
                 self.charge(1)?;
                 self.push(value)?;
-                Ok(Flow::Next(o.end()))
+                Ok(o.end())
             }
             op::POP => {
                 let address = o.multi(self)?;
                 self.charge(1)?;
                 let v = self.pop()?;
                 self.set_word(address, v)?;
-                Ok(Flow::Next(o.end()))
+                Ok(o.end())
             }
             op::COPY => {
                 let position = o.multi(self)?;
@@ -970,7 +981,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 self.charge(1 + u64::from(length))?;
                 let b = self.bounds()?;
                 self.copy(position, length, destination, b)?;
-                Ok(Flow::Next(o.end()))
+                Ok(o.end())
             }
             op::COPY_LITERAL | op::COPY_OFFSET => {
                 let first = o.multi(self)?;
@@ -996,7 +1007,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 if length != 0 {
                     self.set_word(dref, after)?;
                 }
-                Ok(Flow::Next(o.end()))
+                Ok(o.end())
             }
             op::MEMSET => self.op_memset(inst),
             op::JUMP => {
@@ -1049,7 +1060,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 let b = self.bounds()?;
                 self.write_slice(destination, bytes, b)?;
                 self.credit(8 * l);
-                Ok(Flow::Next(o.end()))
+                Ok(o.end())
             }
             op::INPUT_BITS => {
                 let length = o.multi(self)?;
@@ -1058,7 +1069,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 self.charge(1)?;
                 let ibo = self.bit_order()?;
                 if length > 16 {
-                    return Err(Reason::TooManyBitsRequested);
+                    return Err(Reason::TooManyBitsRequested.into());
                 }
                 self.note_p(ibo & 1 != 0);
                 if usize::from(length) > self.bits_available() {
@@ -1067,7 +1078,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 let v = self.take_bits(length, ibo & 1 != 0, ibo & 4 != 0);
                 self.set_word(destination, v)?;
                 self.credit(usize::from(length));
-                Ok(Flow::Next(o.end()))
+                Ok(o.end())
             }
             op::INPUT_HUFFMAN => self.input_huffman(inst, o),
             op::STATE_ACCESS => self.op_state_access(inst),
@@ -1078,10 +1089,10 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 self.charge(1)?;
                 // RFC 3320 §9.4.7.
                 if !(6..=20).contains(&length) {
-                    return Err(Reason::InvalidStateIdLength);
+                    return Err(Reason::InvalidStateIdLength.into());
                 }
                 self.add_pending(Pending::Free { start, length })?;
-                Ok(Flow::Next(o.end()))
+                Ok(o.end())
             }
             op::OUTPUT => {
                 let start = o.multi(self)?;
@@ -1089,7 +1100,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 self.charge(1 + u64::from(length))?;
                 // RFC 3320 §9.4.8.
                 if self.output.len() + usize::from(length) > MAX_OUTPUT {
-                    return Err(Reason::OutputOverflow);
+                    return Err(Reason::OutputOverflow.into());
                 }
                 self.output_seen = true;
                 if length == 1 {
@@ -1100,15 +1111,15 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                     let b = self.bounds()?;
                     read_into(self.mem, start, length, b, self.output)?;
                 }
-                Ok(Flow::Next(o.end()))
+                Ok(o.end())
             }
             op::END_MESSAGE => self.op_end_message(inst),
-            _ => Err(Reason::InvalidOpcode),
+            _ => Err(Reason::InvalidOpcode.into()),
         }
     }
 
     #[inline(never)]
-    fn op_sha1(&mut self, inst: u16) -> R<Flow> {
+    fn op_sha1(&mut self, inst: u16) -> Flow {
         let mut pc = inst.wrapping_add(1);
         let position = self.multi(&mut pc)?;
         let length = self.multi(&mut pc)?;
@@ -1119,11 +1130,11 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
         for_runs(self.mem, position, length, b, |run| h.update(run))?;
         let digest: [u8; 20] = h.finalize().into();
         self.write_bytes(destination, digest)?;
-        Ok(Flow::Next(pc))
+        Ok(pc)
     }
 
     #[inline(never)]
-    fn op_multiload(&mut self, inst: u16) -> R<Flow> {
+    fn op_multiload(&mut self, inst: u16) -> Flow {
         let mut pc = inst.wrapping_add(1);
         let address = self.multi(&mut pc)?;
         let n = self.literal(&mut pc)?;
@@ -1141,7 +1152,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
         for off in 0..span.min(0x10000) {
             let a = address.wrapping_add(off as u16);
             if u32::from(a.wrapping_sub(inst)) < inst_len {
-                return Err(Reason::MultiloadOverwritten);
+                return Err(Reason::MultiloadOverwritten.into());
             }
         }
         // RFC 4896 §3.2: step by step, indirection at execution time.
@@ -1150,11 +1161,11 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
             let v = self.multi(&mut p)?;
             self.set_word(address.wrapping_add(i.wrapping_mul(2)), v)?;
         }
-        Ok(Flow::Next(end))
+        Ok(end)
     }
 
     #[inline(never)]
-    fn op_memset(&mut self, inst: u16) -> R<Flow> {
+    fn op_memset(&mut self, inst: u16) -> Flow {
         let mut pc = inst.wrapping_add(1);
         let address = self.multi(&mut pc)?;
         let length = self.multi(&mut pc)?;
@@ -1163,11 +1174,11 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
         self.charge(1 + u64::from(length))?;
         let seq = (0..length).map(|n| (start_value.wrapping_add(n.wrapping_mul(offset))) as u8);
         self.write_bytes(address, seq)?;
-        Ok(Flow::Next(pc))
+        Ok(pc)
     }
 
     #[inline(never)]
-    fn op_switch(&mut self, inst: u16) -> R<Flow> {
+    fn op_switch(&mut self, inst: u16) -> Flow {
         let mut pc = inst.wrapping_add(1);
         let n = self.literal(&mut pc)?;
         let j = self.multi(&mut pc)?;
@@ -1184,7 +1195,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
     }
 
     #[inline(never)]
-    fn op_crc(&mut self, inst: u16) -> R<Flow> {
+    fn op_crc(&mut self, inst: u16) -> Flow {
         let mut pc = inst.wrapping_add(1);
         let value = self.multi(&mut pc)?;
         let position = self.multi(&mut pc)?;
@@ -1197,14 +1208,14 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
             run.iter().for_each(|&x| fcs.update(x))
         })?;
         if fcs.value() == value {
-            Ok(Flow::Next(pc))
+            Ok(pc)
         } else {
             self.target(address)
         }
     }
 
     #[inline(never)]
-    fn op_state_access(&mut self, inst: u16) -> R<Flow> {
+    fn op_state_access(&mut self, inst: u16) -> Flow {
         let mut pc = inst.wrapping_add(1);
         let id_start = self.multi(&mut pc)?;
         let id_len = self.multi(&mut pc)?;
@@ -1232,7 +1243,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
         // RFC 3320 §9.4.5: cost uses the resolved state_length.
         self.charge(1 + u64::from(length))?;
         if state_length == 0 && begin != 0 {
-            return Err(Reason::InvalidStateProbe);
+            return Err(Reason::InvalidStateProbe.into());
         }
         let value = s.value();
         let Some(part) = value.get(usize::from(begin)..usize::from(begin) + usize::from(length))
@@ -1242,7 +1253,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 *b = self.byte(id_start.wrapping_add(i as u16))?;
             }
             self.details = id;
-            return Err(Reason::StateTooShort);
+            return Err(Reason::StateTooShort.into());
         };
         // Write through the byte copying rules.
         let (bcl, bcr) = self.bounds()?;
@@ -1252,14 +1263,14 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
             d = next(d, bcl, bcr);
         }
         if instruction == 0 {
-            Ok(Flow::Next(pc))
+            Ok(pc)
         } else {
             self.target(instruction)
         }
     }
 
     #[inline(never)]
-    fn op_state_create(&mut self, inst: u16) -> R<Flow> {
+    fn op_state_create(&mut self, inst: u16) -> Flow {
         let mut pc = inst.wrapping_add(1);
         let length = self.multi(&mut pc)?;
         let address = self.multi(&mut pc)?;
@@ -1269,10 +1280,10 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
         self.charge(1 + u64::from(length))?;
         // RFC 3320 §9.4.6.
         if !(6..=20).contains(&mal) {
-            return Err(Reason::InvalidStateIdLength);
+            return Err(Reason::InvalidStateIdLength.into());
         }
         if priority == 65535 {
-            return Err(Reason::InvalidStatePriority);
+            return Err(Reason::InvalidStatePriority.into());
         }
         self.add_pending(Pending::Create {
             length,
@@ -1281,11 +1292,11 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
             mal,
             priority,
         })?;
-        Ok(Flow::Next(pc))
+        Ok(pc)
     }
 
     #[inline(never)]
-    fn op_end_message(&mut self, inst: u16) -> R<Flow> {
+    fn op_end_message(&mut self, inst: u16) -> Flow {
         let mut pc = inst.wrapping_add(1);
         let feedback_location = self.multi(&mut pc)?;
         let parameters_location = self.multi(&mut pc)?;
@@ -1307,7 +1318,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
             })?;
         }
         self.end_message(feedback_location, parameters_location)?;
-        Ok(Flow::End)
+        Err(Stop::End)
     }
 
     fn sort(&mut self, start: u16, n: u16, k: u16, descending: bool) -> R<()> {
@@ -1348,14 +1359,14 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
         Ok(())
     }
 
-    fn input_huffman<O: Ops>(&mut self, inst: u16, o: &mut O) -> R<Flow> {
+    fn input_huffman<O: Ops>(&mut self, inst: u16, o: &mut O) -> Flow {
         let destination = o.multi(self)?;
         let address = o.address(self, inst)?;
         let n = o.literal(self)?;
         self.charge(1 + u64::from(n))?;
         if n == 0 {
             // RFC 3320 §9.4.4: ignored.
-            return Ok(Flow::Next(o.end()));
+            return Ok(o.end());
         }
         let ibo = self.bit_order()?;
         let p = ibo & 1 != 0;
@@ -1365,7 +1376,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
         // checking the total bit count.
         let total_bits = o.huffman_sets(self, n)?;
         if total_bits > 16 {
-            return Err(Reason::TooManyBitsRequested);
+            return Err(Reason::TooManyBitsRequested.into());
         }
         let saved = (self.in_pos, self.bit_buf, self.bit_count);
         // With a table and all the bits the sets could take available, one
@@ -1375,20 +1386,20 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 let peek = self.peek_bits(t, p);
                 let e = table.get(usize::from(peek)).copied().unwrap_or(0);
                 if e == 0 {
-                    return Err(Reason::HuffmanNoMatch);
+                    return Err(Reason::HuffmanNoMatch.into());
                 }
                 let taken = ((e >> 16) & 0x1f) as u16;
                 self.skip_bits(taken);
                 self.set_word(destination, e as u16)?;
                 self.credit(usize::from(taken));
-                return Ok(Flow::Next(o.end()));
+                return Ok(o.end());
             }
         }
         let mut h: u32 = 0;
         let mut taken = 0usize;
         for j in 0..usize::from(n) {
             let Some([bits, lower, upper, uncompressed]) = o.huffman_set(self, j) else {
-                return Err(Reason::InternalError);
+                return Err(Reason::InternalError.into());
             };
             if usize::from(bits) > self.bits_available() {
                 // Step 4: no data is returned; restore what was taken.
@@ -1402,10 +1413,10 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 let v = (h as u16).wrapping_add(uncompressed).wrapping_sub(lower);
                 self.set_word(destination, v)?;
                 self.credit(taken);
-                return Ok(Flow::Next(o.end()));
+                return Ok(o.end());
             }
         }
-        Err(Reason::HuffmanNoMatch)
+        Err(Reason::HuffmanNoMatch.into())
     }
 
     fn end_message(&mut self, feedback_location: u16, parameters_location: u16) -> R<()> {
