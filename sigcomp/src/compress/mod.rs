@@ -305,6 +305,7 @@ pub struct Compressor {
     ranked: Vec<usize>,
     /// How many of `ranked` passed [`MIN_COVERAGE`].
     strong: usize,
+    well_covered: bool,
     msg_grams: Vec<u16>,
     matcher: deflate::Matcher,
     hist: Vec<u8>,
@@ -324,6 +325,8 @@ const MAX_IN_FLIGHT: usize = 1024;
 const MIN_COVERAGE: u32 = 24;
 /// The shortest head of a state worth a preload entry.
 const MIN_PARTIAL_STATE: usize = 256;
+/// Coverage by states above which no dictionary is preloaded.
+const WELL_COVERED_PERCENT: usize = 80;
 
 impl Compressor {
     /// A compressor for a fresh compartment.
@@ -342,6 +345,7 @@ impl Compressor {
             order: 0,
             ranked: Vec::new(),
             strong: 0,
+            well_covered: false,
             msg_grams: Vec::new(),
             matcher: deflate::Matcher::default(),
             hist: Vec::new(),
@@ -790,6 +794,7 @@ impl Compressor {
         // A message the states hardly cover (under a third; a new kind of request early
         // in the flow) still gets the rest, newest first, for short matches.
         let total: u32 = covered.iter().map(|c| c.count_ones()).sum();
+        self.well_covered = (total as usize) * 100 >= msg.len() * WELL_COVERED_PERCENT;
         if (total as usize) * 3 < msg.len() {
             cover.sort_by_key(|(i, _)| {
                 std::cmp::Reverse(self.states.get(*i).map_or(0, |t| t.sent_priority))
@@ -816,6 +821,11 @@ impl Compressor {
                 room -= n;
                 chosen.push((i, n));
             }
+        }
+        if self.well_covered {
+            // The states already hold almost all of it: the dictionaries
+            // would cost their entries for little.
+            room = 0;
         }
         let presence = self.config.presence_dictionary
             && (contains(msg, b"pidf") || contains(msg, b"presence") || contains(msg, b"xmlns"));
