@@ -84,16 +84,17 @@
 //!
 //! figure (DMS 8192, level Default)               target           SMS 8192           SMS 4096  4096/hi
 //! first message of a fresh compartment (sum)    <= 50 %   12749 B   61.1 %   12749 B   61.1 %    1.00x
-//! whole flow in one compartment                 <= 25 %    4834 B   23.2 %    5708 B   27.4 %    1.18x
-//! same flow repeated (steady state)             <= 10 %    4382 B   21.0 %    5457 B   26.2 %    1.25x
-//! compression speed                               >= 50      ~60 MB/s (on-CPU time, shared machine)
+//! whole flow in one compartment                 <= 25 %    4790 B   23.0 %    5692 B   27.3 %    1.19x
+//! same flow repeated (steady state)             <= 10 %    4334 B   20.8 %    5448 B   26.1 %    1.26x
+//! compression speed                               >= 50      60-70 MB/s (on-CPU time, shared machine)
 //! ```
 //!
 //! Open implementations on the same corpus (its README): first messages
 //! 77–78 %, flow 34–36 %, session 2 24–24.4 % (with a compartment per
 //! direction). With `--local-bytecode` (both endpoints ours, the bytecode
 //! announced as a local state, never uploaded): first messages 44.3 %, flow
-//! 22.0 %, steady 20.9 %.
+//! 21.7 %, steady 20.6 %. Independent corpus plus ours (`vectors/sip-corpus`,
+//! with INVITE/200 SDP): first 56.6 %, flow 25.6 %, steady 23.1 %.
 //!
 //! Not met, and why:
 //!
@@ -109,7 +110,7 @@
 //!   message states at 64 bytes of overhead each), so the analogous
 //!   message of the previous session (14 messages back) is gone. The
 //!   preload picks the states that cover the message best instead.
-//! * DMS 4096 (`--dms 4096 --sms 4096`): 53 % for the flow, worse than
+//! * DMS 4096 (`--dms 4096 --sms 4096`): 53.2 % for the flow, worse than
 //!   the open implementations (41.6 %): memory minus the message leaves
 //!   little history, and PIDF messages over ~2.5 KB go plain.
 //!
