@@ -8,13 +8,22 @@ use sigcomp::message::frame_stream;
 use sigcomp::{CompartmentId, Decompressor, Parameters, StateHandler, StreamDeframer, Transport};
 
 fn params(cpb: u16) -> Parameters {
-    Parameters { decompression_memory_size: 4096, state_memory_size: 4096, cycles_per_bit: cpb, version: 2 }
+    Parameters {
+        decompression_memory_size: 4096,
+        state_memory_size: 4096,
+        cycles_per_bit: cpb,
+        version: 2,
+    }
 }
 
 /// A bytecode message: header with code_len/destination, code, input.
 fn bytecode_message(dest: u8, code: &[u8], input: &[u8]) -> Vec<u8> {
     let len = code.len();
-    let mut m = vec![0xf8, (len >> 4) as u8, ((len as u8 & 0x0f) << 4) | (dest & 0x0f).max(1)];
+    let mut m = vec![
+        0xf8,
+        (len >> 4) as u8,
+        ((len as u8 & 0x0f) << 4) | (dest & 0x0f).max(1),
+    ];
     m.extend_from_slice(code);
     m.extend_from_slice(input);
     m
@@ -132,7 +141,10 @@ fn states_are_saved_only_on_commit() {
     let mut d = Decompressor::new(params(16)).unwrap();
     let out = d.decompress(&msg, Transport::Message, &states).unwrap();
     assert_eq!(out.state_requests.len(), 1);
-    assert!(states.is_empty(), "nothing stored before the application confirms");
+    assert!(
+        states.is_empty(),
+        "nothing stored before the application confirms"
+    );
     let report = states.commit(CompartmentId(7), &out).unwrap();
     assert_eq!(report.created.len(), 1);
     assert_eq!(states.len(), 1);
