@@ -15,7 +15,7 @@
 # for (a) plain veth, (b) two ipsecd (release build) protecting everything
 # between A and B in ESP transport mode with NULL+HMAC-SHA1-96,
 # AES-128-CBC+HMAC-SHA1-96 and 3DES-CBC+HMAC-MD5-96, and (c) the anchors of
-# /work/shared/anchors: strongSwan's userspace libipsec with the same
+# ../shared/anchors (or $IMSEC_ANCHORS): strongSwan's userspace libipsec with the same
 # algorithms (ESP in UDP, tunnel mode, via IKEv2) and boringtun (WireGuard,
 # one thread). The anchors measure TCP only. Every figure is printed with its
 # ratio to (a) and to the anchor (libipsec with the same algorithms;
@@ -48,7 +48,7 @@ for p in ip nft iperf3 python3; do
 done
 cargo build -q --release -p tools --bin ipsecd --bin setkey || exit 2
 BIN=$PWD/target/release
-ANCH=/work/shared/anchors
+ANCH=${IMSEC_ANCHORS:-$PWD/../shared/anchors}   # the anchor scripts beside the checkout
 A=ipd-a; B=ipd-b; AA=10.98.0.1; BB=10.98.0.2
 tmp=$(mktemp -d)
 pids=()
