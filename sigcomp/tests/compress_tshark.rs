@@ -19,6 +19,10 @@ use std::process::Command;
 use sigcomp::compress::{Compressor, Config, Kind};
 use sigcomp::{CompartmentId, Decompressor, Parameters, Resources, StateHandler, Transport};
 
+#[path = "support/tshark.rs"]
+mod support;
+use support::tshark_decompressed;
+
 fn tshark_available() -> bool {
     let ok = Command::new("tshark")
         .arg("--version")
@@ -111,44 +115,6 @@ fn pcap(payloads: &[Vec<u8>]) -> Vec<u8> {
     f
 }
 
-/// Per frame: the "Decompressed SigComp message" bytes of `tshark -x`.
-fn tshark_decompressed(pcap: &Path) -> Vec<Option<Vec<u8>>> {
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(pcap)
-        .args(["-o", "sigcomp.decomp.msg:TRUE", "-x"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "tshark failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut frames: Vec<Option<Vec<u8>>> = Vec::new();
-    let mut collecting = false;
-    for line in text.lines() {
-        if line.starts_with("Frame (") {
-            frames.push(None);
-            collecting = false;
-        } else if line.starts_with("Decompressed SigComp message (") {
-            if let Some(f) = frames.last_mut() {
-                *f = Some(Vec::new());
-            }
-            collecting = true;
-        } else if line.is_empty() || line.ends_with("bytes):") {
-            collecting = false;
-        } else if collecting {
-            let hexpart = line.split("  ").nth(1).unwrap_or("");
-            let buf = frames.last_mut().unwrap().as_mut().unwrap();
-            for tok in hexpart.split(' ').filter(|t| !t.is_empty()) {
-                buf.push(u8::from_str_radix(tok, 16).unwrap());
-            }
-        }
-    }
-    frames
-}
-
 /// Compresses `msgs` as one flow (feedback returned after each message, as
 /// the reverse traffic would) and checks our UDVM on the way.
 fn compress_flow(msgs: &[Vec<u8>], dms: u32, sms: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -192,7 +158,7 @@ fn check_with_tshark(name: &str, sent: &[(Vec<u8>, Vec<u8>)]) {
     let payloads: Vec<Vec<u8>> = sent.iter().map(|(w, _)| w.clone()).collect();
     let path = std::env::temp_dir().join(format!("h9-compress-{name}-{}.pcap", std::process::id()));
     std::fs::write(&path, pcap(&payloads)).unwrap();
-    let got = tshark_decompressed(&path);
+    let got = tshark_decompressed(&path, &[]);
     std::fs::remove_file(&path).ok();
     assert_eq!(got.len(), sent.len(), "{name}: frame count");
     for (i, ((wire, orig), g)) in sent.iter().zip(&got).enumerate() {

@@ -13,6 +13,10 @@ use std::process::Command;
 
 use sigcomp::{CompartmentId, Decompressor, Parameters, Reason, StateHandler, Transport};
 
+#[path = "support/tshark.rs"]
+mod support;
+use support::tshark_decompressed;
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors/sigcomp/independent")
 }
@@ -56,45 +60,6 @@ fn udp_payloads(pcap: &[u8]) -> Vec<Vec<u8>> {
         rest = &rest[16 + incl..];
     }
     out
-}
-
-/// Per frame: the "Decompressed SigComp message" bytes of `tshark -x`.
-fn tshark_decompressed(pcap: &Path) -> Vec<Option<Vec<u8>>> {
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(pcap)
-        .args(["-o", "sigcomp.decomp.msg:TRUE", "-x"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "tshark failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut frames: Vec<Option<Vec<u8>>> = Vec::new();
-    let mut collecting = false;
-    for line in text.lines() {
-        if line.starts_with("Frame (") {
-            frames.push(None);
-            collecting = false;
-        } else if line.starts_with("Decompressed SigComp message (") {
-            if let Some(f) = frames.last_mut() {
-                *f = Some(Vec::new());
-            }
-            collecting = true;
-        } else if line.is_empty() || line.ends_with("bytes):") {
-            collecting = false;
-        } else if collecting {
-            // "0000  xx xx ... xx   ascii"
-            let hexpart = line.split("  ").nth(1).unwrap_or("");
-            let buf = frames.last_mut().unwrap().as_mut().unwrap();
-            for tok in hexpart.split(' ').filter(|t| !t.is_empty()) {
-                buf.push(u8::from_str_radix(tok, 16).unwrap());
-            }
-        }
-    }
-    frames
 }
 
 fn tshark_cycles(pcap: &Path) -> Vec<Option<u64>> {
@@ -154,7 +119,7 @@ fn tshark_and_we_agree_on_independent_captures() {
         for name in ["ue-to-pcscf", "pcscf-to-ue", "cold"] {
             let pcap = root().join(set).join("pcap").join(format!("{name}.pcap"));
             let payloads = udp_payloads(&std::fs::read(&pcap).unwrap());
-            let theirs = tshark_decompressed(&pcap);
+            let theirs = tshark_decompressed(&pcap, &[]);
             let their_cycles = tshark_cycles(&pcap);
             let origs = originals(set, name);
             assert_eq!(payloads.len(), origs.len(), "{set}/{name}");

@@ -17,6 +17,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "../../sigcomp/tests/support/tshark.rs"]
+mod tshark_support;
+use tshark_support::tshark_decompressed;
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -44,50 +48,6 @@ fn tshark_available() -> bool {
         eprintln!("NOTICE: tshark not found; skipping the tshark cross-check");
     }
     ok
-}
-
-/// Per frame: the "Decompressed SigComp message" bytes of `tshark -x`.
-fn tshark_decompressed(pcap: &Path) -> Vec<Option<Vec<u8>>> {
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(pcap)
-        .args([
-            "-o",
-            "sigcomp.decomp.msg:TRUE",
-            "-Y",
-            "udp.port == 5555",
-            "-x",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "tshark failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut frames: Vec<Option<Vec<u8>>> = Vec::new();
-    let mut collecting = false;
-    for line in text.lines() {
-        if line.starts_with("Frame (") {
-            frames.push(None);
-            collecting = false;
-        } else if line.starts_with("Decompressed SigComp message (") {
-            if let Some(f) = frames.last_mut() {
-                *f = Some(Vec::new());
-            }
-            collecting = true;
-        } else if line.is_empty() || line.ends_with("bytes):") {
-            collecting = false;
-        } else if collecting {
-            let hexpart = line.split("  ").nth(1).unwrap_or("");
-            let buf = frames.last_mut().unwrap().as_mut().unwrap();
-            for tok in hexpart.split(' ').filter(|t| !t.is_empty()) {
-                buf.push(u8::from_str_radix(tok, 16).unwrap());
-            }
-        }
-    }
-    frames
 }
 
 fn flow_and_check(name: &str, extra: &[&str], files: &[PathBuf]) {
@@ -145,7 +105,7 @@ fn flow_and_check(name: &str, extra: &[&str], files: &[PathBuf]) {
             .filter(|(s, o)| s != o)
             .map(|(_, o)| o)
             .collect();
-        let got = tshark_decompressed(&pcap);
+        let got = tshark_decompressed(&pcap, &["-Y", "udp.port == 5555"]);
         assert_eq!(
             got.len(),
             expected.len(),
