@@ -124,7 +124,7 @@ fn match_bits(len: usize, dist: usize) -> u32 {
 /// clearing: entries are stamped with a running base, older ones are stale.
 #[derive(Debug, Clone)]
 pub(crate) struct Matcher {
-    head: Vec<u32>,
+    head: Box<[u32; HASH_SIZE]>,
     prev: Vec<u32>,
     base: u32,
 }
@@ -132,7 +132,7 @@ pub(crate) struct Matcher {
 impl Default for Matcher {
     fn default() -> Matcher {
         Matcher {
-            head: vec![0; HASH_SIZE],
+            head: Box::new([0; HASH_SIZE]),
             prev: Vec::new(),
             base: 0,
         }
@@ -164,14 +164,29 @@ impl Matcher {
 
     #[inline]
     fn insert(&mut self, hist: &[u8], i: usize) {
-        if i + MIN_MATCH > hist.len() {
+        self.insert_range(hist, i, i + 1);
+    }
+
+    /// Inserts positions `from..to` (those with 3 bytes left) into the
+    /// chains: one pass over the bytes, no per-position bounds checks.
+    #[inline]
+    fn insert_range(&mut self, hist: &[u8], from: usize, to: usize) {
+        let end = to.min(hist.len().saturating_sub(MIN_MATCH - 1));
+        if from >= end {
             return;
         }
-        let h = hash3(hist, i);
-        let stamp = self.base + i as u32 + 1;
-        if let (Some(head), Some(prev)) = (self.head.get_mut(h), self.prev.get_mut(i)) {
-            *prev = *head;
-            *head = stamp;
+        let (Some(bytes), Some(prev)) = (
+            hist.get(from..end + MIN_MATCH - 1),
+            self.prev.get_mut(from..end),
+        ) else {
+            return;
+        };
+        let mut stamp = self.base + from as u32 + 1;
+        for (w, p) in bytes.windows(MIN_MATCH).zip(prev) {
+            let h = hash3(w, 0) & (HASH_SIZE - 1);
+            *p = self.head[h];
+            self.head[h] = stamp;
+            stamp += 1;
         }
     }
 
@@ -186,7 +201,7 @@ impl Matcher {
             return (0, 0);
         };
         let mut best = (0usize, 0usize);
-        let mut stamp = self.head.get(hash3(hist, i)).copied().unwrap_or(0);
+        let mut stamp = self.head[hash3(hist, i) & (HASH_SIZE - 1)];
         let mut left = chain;
         while stamp > self.base && left > 0 {
             let j = (stamp - self.base - 1) as usize;
@@ -222,9 +237,7 @@ impl Matcher {
             Level::Best => (1024, true, MAX_MATCH),
         };
         self.start(hist.len());
-        for i in 0..start {
-            self.insert(hist, i);
-        }
+        self.insert_range(hist, 0, start);
         let mut w = BitWriter::default();
         let mut i = start;
         while i < hist.len() {
@@ -244,9 +257,7 @@ impl Matcher {
                 } else {
                     // Position i is already inserted.
                     self.emit_match(&mut w, out, len, dist);
-                    for k in i + 1..i + len {
-                        self.insert(hist, k);
-                    }
+                    self.insert_range(hist, i + 1, i + len);
                     i += len;
                     continue;
                 }
@@ -257,9 +268,7 @@ impl Matcher {
                     .map_or(u32::MAX, |s| s.iter().map(|&b| literal_bits(b)).sum());
                 if match_bits(len, dist) < lit {
                     self.emit_match(&mut w, out, len, dist);
-                    for k in i..i + len {
-                        self.insert(hist, k);
-                    }
+                    self.insert_range(hist, i, i + len);
                     i += len;
                     continue;
                 }

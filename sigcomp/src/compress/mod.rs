@@ -252,7 +252,7 @@ struct Tracked {
     /// Whether a message creating it was acknowledged.
     acked: bool,
     /// Bit set of the 16-bit hashes of its 8-byte substrings.
-    grams: Vec<u64>,
+    grams: Box<[u64; 1024]>,
 }
 
 impl Tracked {
@@ -328,6 +328,8 @@ const MIN_COVERAGE: u32 = 24;
 const MIN_PARTIAL_STATE: usize = 256;
 /// Coverage by states above which no dictionary is preloaded.
 const WELL_COVERED_PERCENT: usize = 80;
+/// Coverage is estimated on every GRAM_STRIDE-th message position.
+const GRAM_STRIDE: usize = 4;
 
 impl Compressor {
     /// A compressor for a fresh compartment.
@@ -679,11 +681,9 @@ impl Compressor {
                     min_priority: seq,
                     acked: false,
                     grams: {
-                        let mut g = vec![0u64; 1024];
+                        let mut g = Box::new([0u64; 1024]);
                         for h in grams(msg) {
-                            if let Some(w) = g.get_mut(h >> 6) {
-                                *w |= 1 << (h & 63);
-                            }
+                            g[(h >> 6) & 1023] |= 1 << (h & 63);
                         }
                         g
                     },
@@ -747,8 +747,9 @@ impl Compressor {
     fn rank_states(&mut self, msg: &[u8]) {
         self.ranked.clear();
         self.msg_grams.clear();
-        self.msg_grams.extend(grams(msg).map(|h| h as u16));
-        let words = msg.len().div_ceil(64);
+        self.msg_grams
+            .extend(grams(msg).step_by(GRAM_STRIDE).map(|h| h as u16));
+        let words = self.msg_grams.len().div_ceil(64);
         let mut cover: Vec<(usize, Vec<u64>)> = Vec::new();
         for i in 0..self.states.len() {
             if !self.is_safe(i) {
@@ -758,15 +759,19 @@ impl Compressor {
                 continue;
             };
             let bloom = &t.grams;
-            let mut bits = vec![0u64; words];
-            for (pos, &h) in self.msg_grams.iter().enumerate() {
-                let h = usize::from(h);
-                if bloom.get(h >> 6).is_some_and(|w| w & (1 << (h & 63)) != 0) {
-                    if let Some(b) = bits.get_mut(pos / 64) {
-                        *b |= 1 << (pos % 64);
-                    }
-                }
-            }
+            // Branch-free: one bit per message position, 64 at a time.
+            let bits: Vec<u64> = self
+                .msg_grams
+                .chunks(64)
+                .map(|chunk| {
+                    chunk.iter().enumerate().fold(0u64, |w, (k, &h)| {
+                        let h = usize::from(h);
+                        w | ((bloom[(h >> 6) & 1023] >> (h & 63)) & 1) << k
+                    })
+                })
+                .chain(std::iter::repeat(0))
+                .take(words)
+                .collect();
             cover.push((i, bits));
         }
         let mut covered = vec![0u64; words];
@@ -784,7 +789,7 @@ impl Compressor {
                 })
                 .max();
             let Some((gain, k)) = best else { break };
-            if gain < MIN_COVERAGE {
+            if (gain as usize) * GRAM_STRIDE < MIN_COVERAGE as usize {
                 break;
             }
             let (i, bits) = cover.swap_remove(k);
@@ -794,9 +799,9 @@ impl Compressor {
         self.strong = self.ranked.len();
         // A message the states hardly cover (under a third; a new kind of request early
         // in the flow) still gets the rest, newest first, for short matches.
-        let total: u32 = covered.iter().map(|c| c.count_ones()).sum();
-        self.well_covered = (total as usize) * 100 >= msg.len() * WELL_COVERED_PERCENT;
-        if (total as usize) * 3 < msg.len() {
+        let total = covered.iter().map(|c| c.count_ones()).sum::<u32>() as usize * GRAM_STRIDE;
+        self.well_covered = total * 100 >= msg.len() * WELL_COVERED_PERCENT;
+        if total * 3 < msg.len() {
             cover.sort_by_key(|(i, _)| {
                 std::cmp::Reverse(self.states.get(*i).map_or(0, |t| t.sent_priority))
             });
