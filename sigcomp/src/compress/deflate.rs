@@ -181,12 +181,11 @@ impl Matcher {
         ) else {
             return;
         };
-        let mut stamp = self.base + from as u32 + 1;
-        for (w, p) in bytes.windows(MIN_MATCH).zip(prev) {
+        let first = self.base + from as u32 + 1;
+        for ((w, p), stamp) in bytes.windows(MIN_MATCH).zip(prev).zip(first..) {
             let h = hash3(w, 0) & (HASH_SIZE - 1);
             *p = self.head[h];
             self.head[h] = stamp;
-            stamp += 1;
         }
     }
 
