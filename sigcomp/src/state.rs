@@ -224,6 +224,9 @@ pub struct Compartment {
     used: u32,
     next_age: u64,
     feedback: Feedback,
+    /// Shared states our own compressor added (RFC 3321 §5.2), oldest
+    /// first: kept beside the state_memory_size offered to the peer.
+    shared: Vec<StateId>,
 }
 
 impl Compartment {
@@ -238,6 +241,10 @@ impl Compartment {
     /// The identifiers of the states in this compartment, oldest first.
     pub fn state_ids(&self) -> impl Iterator<Item = &StateId> {
         self.entries.iter().map(|e| &e.id)
+    }
+    /// The shared states our compressor keeps here (RFC 3321 §5.2).
+    pub fn shared_state_ids(&self) -> impl Iterator<Item = &StateId> {
+        self.shared.iter()
     }
     /// The number of states in this compartment.
     pub fn len(&self) -> usize {
@@ -344,6 +351,7 @@ impl StateHandler {
             used: 0,
             next_age: 0,
             feedback: Feedback::default(),
+            shared: Vec::new(),
         });
         c.state_memory_size = state_memory_size;
     }
@@ -353,6 +361,9 @@ impl StateHandler {
         if let Some(c) = self.compartments.remove(&id) {
             for e in c.entries {
                 self.release(&e.id);
+            }
+            for s in c.shared {
+                self.release(&s);
             }
         }
     }
@@ -545,6 +556,59 @@ impl StateHandler {
             }
         }
         report.created.push(id);
+    }
+
+    /// Keeps `state`, a message our compressor sent and announced as a
+    /// shared state (RFC 3321 §5.2), with `compartment` (the peer's), so
+    /// the peer's compressor can use it as history; the oldest shared
+    /// states beyond `keep` are freed. Shared states are kept beside the
+    /// state_memory_size offered to the peer, not in it: RFC 3321 leaves
+    /// the division of memory to the implementation, and this way a shared
+    /// state never pushes out a state the peer created, nor do the peer's
+    /// creations push out a shared state it may be using. The cost is up
+    /// to `keep` messages of memory per compartment. `false` (nothing
+    /// changed) if the compartment is not open, `keep` is 0 or the
+    /// identifier clashes with a different state.
+    pub fn add_shared(&mut self, compartment: CompartmentId, state: &State, keep: usize) -> bool {
+        let id = *state.id();
+        if keep == 0 {
+            return false;
+        }
+        if let Some(existing) = self.states.get(&id) {
+            if *existing.state != *state {
+                return false;
+            }
+        }
+        let Some(c) = self.compartments.get_mut(&compartment) else {
+            return false;
+        };
+        if let Some(i) = c.shared.iter().position(|s| *s == id) {
+            // Already kept: it becomes the newest.
+            let s = c.shared.remove(i);
+            c.shared.push(s);
+            return true;
+        }
+        c.shared.push(id);
+        let drop = c.shared.len().saturating_sub(keep);
+        let old: Vec<StateId> = c.shared.drain(..drop).collect();
+        match self.states.get_mut(&id) {
+            Some(s) => s.refs += 1,
+            None => {
+                self.by_prefix.entry(prefix6(&id)).or_default().push(id);
+                self.states.insert(
+                    id,
+                    Stored {
+                        state: Arc::new(state.clone()),
+                        refs: 1,
+                        local: false,
+                    },
+                );
+            }
+        }
+        for o in old {
+            self.release(&o);
+        }
+        true
     }
 
     fn free(&mut self, cid: CompartmentId, partial: &[u8], report: &mut CommitReport) {

@@ -190,6 +190,16 @@ pub struct Config {
     /// (RFC 3320 §9.4.9 returned parameters), sent until a message is
     /// acknowledged.
     pub announce: Option<ReturnedParameters>,
+    /// RFC 3321 §5.2 shared compression with a peer that runs this
+    /// compressor too, given the largest shared state to announce (our
+    /// own decompressor keeps [`SHARED_KEEP`] of them per compartment,
+    /// beside the peer's state memory). Our requests up to that size are
+    /// announced as shared states, which the application keeps with
+    /// [`StateHandler::add_shared`]; the peer's announced requests
+    /// ([`Compressor::on_received`]) become history.
+    ///
+    /// [`StateHandler::add_shared`]: crate::StateHandler::add_shared
+    pub shared: Option<u32>,
 }
 
 impl Default for Config {
@@ -205,6 +215,7 @@ impl Default for Config {
             },
             presence_dictionary: true,
             announce: None,
+            shared: None,
         }
     }
 }
@@ -224,6 +235,32 @@ pub struct Compressed {
     pub preloaded: usize,
     /// Earlier message states it used.
     pub states_used: usize,
+    /// The message announced itself as a shared state (RFC 3321 §5.2):
+    /// the application must now keep [`shared_state`]`(msg)` in its own
+    /// decompressor's compartment for this peer, with
+    /// [`StateHandler::add_shared`](crate::StateHandler::add_shared)
+    /// and [`SHARED_KEEP`].
+    pub shared: bool,
+    /// The peer's shared state (its request) was used as history.
+    pub used_shared: bool,
+}
+
+/// How many shared states an endpoint keeps per compartment (the newest):
+/// the peer uses only the newest it has seen announced, so it is still
+/// there unless two newer requests were sent and not yet received.
+pub const SHARED_KEEP: usize = 2;
+
+/// The shared state for a message we sent (RFC 3321 §5.2: state_address
+/// and state_instruction 0; minimum_access_length 6 so a 6-byte partial
+/// identifier reaches it).
+pub fn shared_state(msg: &[u8]) -> crate::State {
+    crate::State::new(0, 0, bytecode::MINIMUM_ACCESS_LENGTH, msg.to_vec())
+}
+
+/// Whether a message is a SIP request (responses are not worth sharing:
+/// nothing answers them).
+fn is_request(msg: &[u8]) -> bool {
+    !msg.starts_with(b"SIP/")
 }
 
 /// The form a message was sent in.
@@ -256,6 +293,21 @@ struct Tracked {
 }
 
 impl Tracked {
+    fn new(id: StateId, value: Vec<u8>, seq: u16) -> Tracked {
+        let mut grams = Box::new([0u64; 1024]);
+        for h in self::grams(&value) {
+            grams[(h >> 6) & 1023] |= 1 << (h & 63);
+        }
+        Tracked {
+            id,
+            value,
+            sent_priority: seq,
+            min_priority: seq,
+            acked: false,
+            grams,
+        }
+    }
+
     fn cost(&self) -> u32 {
         self.value.len() as u32 + 64
     }
@@ -314,6 +366,8 @@ pub struct Compressor {
     sources: Vec<Source>,
     sip_id: StateId,
     presence_id: StateId,
+    /// The newest shared state the peer announced (RFC 3321 §5.2).
+    peer_shared: Option<Tracked>,
 }
 
 const BYTECODE_COST: u32 = bytecode::CODE.len() as u32 + 64;
@@ -330,6 +384,8 @@ const MIN_PARTIAL_STATE: usize = 256;
 const WELL_COVERED_PERCENT: usize = 80;
 /// Coverage is estimated on every GRAM_STRIDE-th message position.
 const GRAM_STRIDE: usize = 4;
+/// The ranking's index of the peer's shared state.
+const SHARED_INDEX: usize = usize::MAX;
 
 impl Compressor {
     /// A compressor for a fresh compartment.
@@ -356,6 +412,7 @@ impl Compressor {
             sources: Vec::new(),
             sip_id: *sip_sdp_dictionary().id(),
             presence_id: *presence_dictionary().id(),
+            peer_shared: None,
         })
     }
 
@@ -415,15 +472,44 @@ impl Compressor {
     }
 
     /// The peer could not decompress a message (RFC 4077): forget every
-    /// acknowledgement and start again from the dictionaries.
+    /// acknowledgement and the peer's shared state, and start again from
+    /// the dictionaries.
     pub fn on_nack(&mut self, _nack: &Nack) {
         self.bytecode_acked = false;
+        self.peer_shared = None;
         self.states.clear();
         self.sent.clear();
     }
 
     fn sms(&self) -> u32 {
         self.config.peer.state_memory_size
+    }
+
+    /// A message we received, with the returned parameters it carried
+    /// (RFC 3321 §5.2 step 4): if it announced itself as a shared state,
+    /// the next messages may use it as history.
+    pub fn on_received(&mut self, message: &[u8], params: Option<&ReturnedParameters>) {
+        if self.config.shared.is_none() {
+            return;
+        }
+        let Some(params) = params else { return };
+        let id = shared_state(message).id().to_owned();
+        if params
+            .state_ids
+            .iter()
+            .any(|p| p.len() >= 6 && id.0.starts_with(p))
+        {
+            self.peer_shared = Some(Tracked::new(id, message.to_vec(), 0));
+        }
+    }
+
+    /// State `i` of the ranking: a message state, or the peer's shared one.
+    fn tracked(&self, i: usize) -> Option<&Tracked> {
+        if i == SHARED_INDEX {
+            self.peer_shared.as_ref()
+        } else {
+            self.states.get(i)
+        }
     }
 
     /// Whether state `i` is acknowledged and cannot have been evicted.
@@ -550,14 +636,29 @@ impl Compressor {
         let can_create = self.seq < MAX_SEQ && msg.len() as u32 + 64 + bc_cost <= self.sms();
         let mut seq;
         let mut refs: Vec<StateId>;
-        let announce = match (&self.config.announce, self.any_ack) {
-            (Some(a), false) => {
+        // RFC 3321 §5.2: a request small enough for the peer's reserve is
+        // announced as a shared state of ours.
+        let share = self
+            .config
+            .shared
+            .is_some_and(|max| is_request(msg) && msg.len() as u32 <= max);
+        let mut params = match (&self.config.announce, self.any_ack) {
+            (Some(a), false) => Some(a.clone()),
+            _ => None,
+        };
+        if share {
+            params
+                .get_or_insert_with(ReturnedParameters::default)
+                .state_ids
+                .push(shared_state(msg).id().0[..6].to_vec());
+        }
+        let announce = params
+            .and_then(|a| {
                 let mut v = Vec::new();
                 a.emit(&mut v).ok().map(|()| v)
-            }
-            _ => None,
-        }
-        .filter(|v| v.len() <= 40);
+            })
+            .filter(|v| v.len() <= 40);
+        let share = share && announce.is_some();
 
         let header_len = 1
             + item.as_ref().map_or(0, Vec::len)
@@ -625,7 +726,11 @@ impl Compressor {
                             .get(usize::from(begin)..usize::from(begin) + usize::from(len))
                             .unwrap_or(&[]),
                     ),
-                    Source::Message(i, n) => match self.states.get(i) {
+                    Source::Message(i, n) => match if i == SHARED_INDEX {
+                        self.peer_shared.as_ref()
+                    } else {
+                        self.states.get(i)
+                    } {
                         Some(t) => (t.id, 0, t.value.get(..n).unwrap_or(&t.value[..])),
                         None => continue,
                     },
@@ -674,22 +779,13 @@ impl Compressor {
                     t.sent_priority = seq;
                     t.min_priority = t.min_priority.min(seq);
                 }
-                None => self.states.push(Tracked {
-                    id,
-                    value: msg.to_vec(),
-                    sent_priority: seq,
-                    min_priority: seq,
-                    acked: false,
-                    grams: {
-                        let mut g = Box::new([0u64; 1024]);
-                        for h in grams(msg) {
-                            g[(h >> 6) & 1023] |= 1 << (h & 63);
-                        }
-                        g
-                    },
-                }),
+                None => self.states.push(Tracked::new(id, msg.to_vec(), seq)),
             }
         }
+        let used_shared = self
+            .sources
+            .iter()
+            .any(|s| matches!(s, Source::Message(SHARED_INDEX, _)));
         Compressed {
             len,
             kind: Kind::SigComp,
@@ -697,6 +793,8 @@ impl Compressor {
             seq,
             preloaded,
             states_used: used,
+            shared: share,
+            used_shared,
         }
     }
 
@@ -710,6 +808,8 @@ impl Compressor {
             seq: 0,
             preloaded: 0,
             states_used: 0,
+            shared: false,
+            used_shared: false,
         }
     }
 
@@ -751,11 +851,11 @@ impl Compressor {
             .extend(grams(msg).step_by(GRAM_STRIDE).map(|h| h as u16));
         let words = self.msg_grams.len().div_ceil(64);
         let mut cover: Vec<(usize, Vec<u64>)> = Vec::new();
-        for i in 0..self.states.len() {
-            if !self.is_safe(i) {
-                continue;
-            }
-            let Some(t) = self.states.get(i) else {
+        let candidates = (0..self.states.len())
+            .filter(|&i| self.is_safe(i))
+            .chain(self.peer_shared.as_ref().map(|_| SHARED_INDEX));
+        for i in candidates {
+            let Some(t) = self.tracked(i) else {
                 continue;
             };
             let bloom = &t.grams;
@@ -803,7 +903,7 @@ impl Compressor {
         self.well_covered = total * 100 >= msg.len() * WELL_COVERED_PERCENT;
         if total * 3 < msg.len() {
             cover.sort_by_key(|(i, _)| {
-                std::cmp::Reverse(self.states.get(*i).map_or(0, |t| t.sent_priority))
+                std::cmp::Reverse(self.tracked(*i).map_or(0, |t| t.sent_priority))
             });
             self.ranked.extend(cover.iter().map(|(i, _)| *i));
         }
@@ -813,7 +913,7 @@ impl Compressor {
         self.sources.clear();
         let mut chosen: Vec<(usize, usize)> = Vec::new();
         for (k, &i) in self.ranked.iter().enumerate() {
-            let Some(t) = self.states.get(i) else {
+            let Some(t) = self.tracked(i) else {
                 continue;
             };
             // RFC 3320 §9.4.5: STATE-ACCESS can load the head of a state
