@@ -6,7 +6,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use anyhow::{Result, bail};
-use sigcomp::compress::{Compressed, Compressor, Config, Kind, Level, bytecode};
+use sigcomp::compress::{
+    Compressed, Compressor, Config, Kind, Level, SHARED_KEEP, bytecode, shared_state,
+};
 use sigcomp::{CompartmentId, Decompressor, Parameters, Resources, StateHandler, Transport};
 
 use crate::pcap;
@@ -25,6 +27,8 @@ pub struct FlowParams {
     /// Both endpoints are ours: the receiver holds our bytecode as a
     /// locally available state and announces it, so it is never uploaded.
     pub local_bytecode: bool,
+    /// With [`Duplex`]: RFC 3321 §5.2 shared compression.
+    pub shared: bool,
 }
 
 impl Default for FlowParams {
@@ -35,6 +39,7 @@ impl Default for FlowParams {
             cpb: 16,
             level: Level::Default,
             local_bytecode: false,
+            shared: false,
         }
     }
 }
@@ -124,6 +129,112 @@ impl Flow {
     }
 }
 
+/// One endpoint of a [`Duplex`]: its compressor towards the other end, and
+/// its decompressor with the compartment of the other end's messages.
+struct End {
+    compressor: Compressor,
+    decompressor: Decompressor,
+    states: StateHandler,
+    cid: CompartmentId,
+}
+
+/// Two endpoints of ours (the UE and the P-CSCF), a compartment per
+/// direction, as a real Gm link runs: each end's compressor sends to the
+/// other end's decompressor, the feedback is returned at once, and with
+/// [`FlowParams::shared`] each end's requests become shared states the
+/// other end compresses its answers against (RFC 3321 §5.2).
+pub struct Duplex {
+    ends: [End; 2],
+}
+
+/// Which end sends a file of a duplex flow: the P-CSCF (1) if its name
+/// contains `pcscf`, else the UE (0).
+pub fn sender_of(path: &std::path::Path) -> usize {
+    usize::from(
+        path.file_name()
+            .is_some_and(|n| n.to_string_lossy().contains("pcscf")),
+    )
+}
+
+impl Duplex {
+    /// Two fresh endpoints.
+    pub fn new(p: FlowParams) -> Result<Duplex> {
+        let end = |cid: u64| -> Result<End> {
+            let peer = Resources {
+                cycles_per_bit: p.cpb,
+                decompression_memory_size: p.dms,
+                state_memory_size: p.sms,
+            };
+            let mut compressor = Compressor::new(Config {
+                level: p.level,
+                peer,
+                shared: p.shared.then_some(p.sms / 2),
+                ..Config::default()
+            })?;
+            let params = Parameters {
+                decompression_memory_size: p.dms,
+                state_memory_size: p.sms,
+                cycles_per_bit: p.cpb,
+                version: 2,
+            };
+            let mut states = StateHandler::with_dictionaries();
+            states.open_compartment(CompartmentId(cid), p.sms);
+            if p.local_bytecode {
+                states.add_local(bytecode::state());
+                compressor.on_peer_parameters(&params.announcement(&states.local_state_ids())?);
+            }
+            Ok(End {
+                compressor,
+                decompressor: Decompressor::new(params)?,
+                states,
+                cid: CompartmentId(cid),
+            })
+        };
+        Ok(Duplex {
+            ends: [end(1)?, end(2)?],
+        })
+    }
+
+    /// End `from` (0 or 1) sends `msg` to the other end, which checks it
+    /// decompresses to the original.
+    pub fn send(&mut self, msg: &[u8], from: usize) -> Result<Sent> {
+        let [a, b] = &mut self.ends;
+        let (tx, rx) = if from == 0 { (a, b) } else { (b, a) };
+        let mut wire = Vec::new();
+        let info = tx.compressor.compress(msg, &mut wire);
+        // RFC 3321 §5.2 step 1: the sender keeps what it announced.
+        if info.shared
+            && !tx
+                .states
+                .add_shared(tx.cid, &shared_state(msg), SHARED_KEEP)
+        {
+            bail!("no room for an announced shared state");
+        }
+        if info.kind == Kind::SigComp {
+            let out = rx
+                .decompressor
+                .decompress(&wire, Transport::Message, &rx.states)
+                .map_err(|f| anyhow::anyhow!("decompression failed: {:?}", f.reason))?;
+            if out.output != msg {
+                bail!("decompressed message differs from the original");
+            }
+            rx.states.commit(rx.cid, &out)?;
+            if let Some(item) = out.requested_feedback.as_ref().and_then(|f| f.item.clone()) {
+                tx.compressor.on_feedback_item(&item);
+            }
+            rx.compressor
+                .on_received(&out.output, out.returned_parameters.as_ref());
+        } else if wire != msg {
+            bail!("plain message differs from the original");
+        }
+        Ok(Sent {
+            original: msg.len(),
+            wire,
+            info,
+        })
+    }
+}
+
 /// Sends `msgs` in order over one fresh compartment.
 pub fn run(p: FlowParams, msgs: &[Vec<u8>]) -> Result<Vec<Sent>> {
     let mut f = Flow::new(p)?;
@@ -131,14 +242,19 @@ pub fn run(p: FlowParams, msgs: &[Vec<u8>]) -> Result<Vec<Sent>> {
 }
 
 /// A pcap of the sent messages: SigComp ones as UDP to port 5555 (which
-/// Wireshark dissects as SigComp), plain ones to port 5060 (SIP).
-pub fn pcap_of(sent: &[Sent]) -> Vec<u8> {
-    let a = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
-    let b = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+/// Wireshark dissects as SigComp), plain ones to port 5060 (SIP). With
+/// `senders` (a duplex flow), the P-CSCF's messages go the other way.
+pub fn pcap_of(sent: &[Sent], senders: Option<&[usize]>) -> Vec<u8> {
+    let ue = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+    let pcscf = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
     let records = sent
         .iter()
         .enumerate()
         .map(|(i, s)| {
+            let (a, b) = match senders.and_then(|f| f.get(i)) {
+                Some(1) => (pcscf, ue),
+                _ => (ue, pcscf),
+            };
             let port = if s.info.kind == Kind::SigComp {
                 5555
             } else {
@@ -312,6 +428,57 @@ pub fn table(
     Ok(t)
 }
 
+/// Bytes of `flow` then `steady` over one [`Duplex`]: ((sent, original)
+/// of the flow, of the steady flow).
+pub fn duplex_figures(
+    p: FlowParams,
+    flow: (&[Vec<u8>], &[usize]),
+    steady: (&[Vec<u8>], &[usize]),
+) -> Result<((usize, usize), (usize, usize))> {
+    let mut d = Duplex::new(p)?;
+    let mut go = |(msgs, from): (&[Vec<u8>], &[usize])| -> Result<(usize, usize)> {
+        let sent = msgs
+            .iter()
+            .zip(from)
+            .map(|(m, &f)| d.send(m, f))
+            .collect::<Result<Vec<_>>>()?;
+        let (o, c) = totals(&sent);
+        Ok((c, o))
+    };
+    let a = go(flow)?;
+    let b = go(steady)?;
+    Ok((a, b))
+}
+
+/// The duplex rows: a compartment per direction (how the open
+/// implementations were measured), without and with shared compression.
+pub fn duplex_table(
+    p: FlowParams,
+    flow: (&[Vec<u8>], &[usize]),
+    steady: (&[Vec<u8>], &[usize]),
+) -> Result<String> {
+    let mut t = format!(
+        "\n{:<44} {:>18} {:>18}\n",
+        "duplex: a compartment per direction", "flow", "steady state"
+    );
+    for shared in [false, true] {
+        let (a, b) = duplex_figures(FlowParams { shared, ..p }, flow, steady)?;
+        t.push_str(&format!(
+            "{:<44} {:>7} B {:>6.1} % {:>7} B {:>6.1} %\n",
+            if shared {
+                "  with RFC 3321 shared compression"
+            } else {
+                "  without shared compression"
+            },
+            a.0,
+            pct(a.0, a.1),
+            b.0,
+            pct(b.0, b.1)
+        ));
+    }
+    Ok(t)
+}
+
 /// `sigcomp compress`: one message in a fresh compartment.
 pub fn cmd_compress(
     p: FlowParams,
@@ -352,6 +519,8 @@ pub struct FlowOutputs {
     pub table: bool,
     /// The steady-state flow for the table.
     pub steady: Vec<std::path::PathBuf>,
+    /// Send over a [`Duplex`] (a file's sender by [`sender_of`]).
+    pub duplex: bool,
 }
 
 /// `sigcomp flow`: the files in order over one compartment.
@@ -360,7 +529,16 @@ pub fn cmd_flow(p: FlowParams, files: &[std::path::PathBuf], o: &FlowOutputs) ->
         .iter()
         .map(std::fs::read)
         .collect::<std::io::Result<_>>()?;
-    let sent = run(p, &msgs)?;
+    let senders: Vec<usize> = files.iter().map(|f| sender_of(f)).collect();
+    let sent = if o.duplex {
+        let mut d = Duplex::new(p)?;
+        msgs.iter()
+            .zip(&senders)
+            .map(|(m, &from)| d.send(m, from))
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        run(p, &msgs)?
+    };
     let head = [
         "#",
         "file",
@@ -369,25 +547,34 @@ pub fn cmd_flow(p: FlowParams, files: &[std::path::PathBuf], o: &FlowOutputs) ->
         "%",
         "bytecode",
         "form",
+        "shared",
     ];
     println!(
-        "{:>4}  {:<40} {:>8} {:>10} {:>7}  {:<8} {}",
-        head[0], head[1], head[2], head[3], head[4], head[5], head[6]
+        "{:>4}  {:<40} {:>8} {:>10} {:>7}  {:<8} {:<7} {}",
+        head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7]
     );
     for (i, (s, f)) in sent.iter().zip(files).enumerate() {
         let name = f
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // RFC 3321 §5.2: announced as a shared state, used the peer's.
+        let shared = match (s.info.shared, s.info.used_shared) {
+            (true, true) => "announced, used",
+            (true, false) => "announced",
+            (false, true) => "used",
+            (false, false) => "-",
+        };
         println!(
-            "{:>4}  {:<40} {:>8} {:>10} {:>6.1}%  {:<8} {:?}",
+            "{:>4}  {:<40} {:>8} {:>10} {:>6.1}%  {:<8} {:<7} {}",
             i + 1,
             name,
             s.original,
             s.wire.len(),
             pct(s.wire.len(), s.original),
             if s.info.carried_bytecode { "yes" } else { "no" },
-            s.info.kind
+            format!("{:?}", s.info.kind),
+            shared
         );
     }
     let (o_sum, c_sum) = totals(&sent);
@@ -405,19 +592,26 @@ pub fn cmd_flow(p: FlowParams, files: &[std::path::PathBuf], o: &FlowOutputs) ->
         }
     }
     if let Some(path) = &o.pcap {
-        std::fs::write(path, pcap_of(&sent))?;
+        std::fs::write(path, pcap_of(&sent, o.duplex.then_some(&senders[..])))?;
     }
     if o.table {
-        let steady: Vec<Vec<u8>> = if o.steady.is_empty() {
-            msgs.clone()
+        let (steady, steady_senders): (Vec<Vec<u8>>, Vec<usize>) = if o.steady.is_empty() {
+            (msgs.clone(), senders.clone())
         } else {
-            o.steady
-                .iter()
-                .map(std::fs::read)
-                .collect::<std::io::Result<_>>()?
+            (
+                o.steady
+                    .iter()
+                    .map(std::fs::read)
+                    .collect::<std::io::Result<_>>()?,
+                o.steady.iter().map(|f| sender_of(f)).collect(),
+            )
         };
         println!();
         print!("{}", table(p, &msgs, &steady, 1.0)?);
+        print!(
+            "{}",
+            duplex_table(p, (&msgs, &senders), (&steady, &steady_senders))?
+        );
     }
     Ok(true)
 }

@@ -211,3 +211,52 @@ fn compress_then_decompress() {
     assert_eq!(std::fs::read(&back).unwrap(), original);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn duplex_flow_is_decompressed_by_tshark() {
+    // A compartment per direction (the P-CSCF's files by name): tshark
+    // keeps the states of both directions and decompresses every frame.
+    let c = root().join("vectors/sigcomp/independent/corpus");
+    let mut files = sip_files(&c);
+    files.extend(sip_files(&c.join("session2")));
+    flow_and_check("duplex", &["--duplex"], &files);
+}
+
+/// `--duplex --shared`: answers use the request the other end announced
+/// as a shared state (RFC 3321 §5.2); every message still comes back
+/// byte-exact from our decompressor, and the flow costs less than without.
+/// tshark cannot check these: a shared state is created by its sender
+/// locally, never by a message tshark sees.
+#[test]
+fn shared_compression_pays_in_a_duplex_flow() {
+    let c = root().join("vectors/sigcomp/independent/corpus");
+    let mut files = sip_files(&c);
+    files.extend(sip_files(&c.join("session2")));
+    let total = |extra: &[&str]| -> (usize, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_sigcomp"))
+            .arg("flow")
+            .args(extra)
+            .args(&files)
+            .output()
+            .unwrap();
+        let s = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{s}");
+        assert!(s.contains("all 28 messages decompressed byte-exact"), "{s}");
+        let line = s.lines().find(|l| l.starts_with("total:")).unwrap();
+        let sent: usize = line.split_whitespace().nth(3).unwrap().parse().unwrap();
+        (sent, s)
+    };
+    let (plain, _) = total(&["--duplex"]);
+    let (shared, s) = total(&["--duplex", "--shared"]);
+    assert!(shared < plain, "shared {shared} vs {plain}");
+    let used = s.lines().filter(|l| l.ends_with("used")).count();
+    let announced = s.lines().filter(|l| l.contains("announced")).count();
+    assert!(used >= 4 && announced >= 8, "{s}");
+    // Only requests are announced.
+    for l in s.lines().filter(|l| l.contains("announced")) {
+        assert!(
+            !l.contains("-200-") && !l.contains("-202-") && !l.contains("-401-"),
+            "{l}"
+        );
+    }
+}

@@ -115,6 +115,15 @@ enum Command {
         /// For --table: the flow sent again afterwards (default: FILEs).
         #[arg(long, num_args = 1..)]
         steady: Vec<PathBuf>,
+        /// Two endpoints of ours, a compartment per direction: a file whose
+        /// name contains `pcscf` goes from the P-CSCF to the UE, the others
+        /// from the UE to the P-CSCF.
+        #[arg(long)]
+        duplex: bool,
+        /// With --duplex: RFC 3321 shared compression (each end's requests
+        /// become history for the other end's answers).
+        #[arg(long, requires = "duplex")]
+        shared: bool,
         /// The SIP messages, in send order.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -156,6 +165,7 @@ impl FlowArgs {
             cpb: self.cpb,
             level,
             local_bytecode: self.local_bytecode,
+            shared: false,
         })
     }
 }
@@ -200,13 +210,17 @@ fn main() -> ExitCode {
             out_dir,
             table,
             steady,
+            duplex,
+            shared,
             files,
         } => params.params().and_then(|p| {
+            let p = tools::sigcomp_flow::FlowParams { shared, ..p };
             let o = tools::sigcomp_flow::FlowOutputs {
                 pcap,
                 out_dir,
                 table,
                 steady,
+                duplex,
             };
             tools::sigcomp_flow::cmd_flow(p, &files, &o)
         }),
