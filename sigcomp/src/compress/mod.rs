@@ -84,32 +84,42 @@
 //!
 //! figure (DMS 8192, level Default)               target           SMS 8192           SMS 4096  4096/hi
 //! first message of a fresh compartment (sum)    <= 50 %   12749 B   61.1 %   12749 B   61.1 %    1.00x
-//! whole flow in one compartment                 <= 25 %    4790 B   23.0 %    5692 B   27.3 %    1.19x
-//! same flow repeated (steady state)             <= 10 %    4334 B   20.8 %    5448 B   26.1 %    1.26x
-//! compression speed                               >= 50      60-70 MB/s (on-CPU time, shared machine)
+//! whole flow in one compartment                 <= 25 %    4788 B   23.0 %    5692 B   27.3 %    1.19x
+//! same flow repeated (steady state)             <= 10 %    4330 B   20.8 %    5438 B   26.1 %    1.26x
+//! compression speed                               >= 50      61.8 MB/s
+//!
+//! duplex: a compartment per direction                        flow       steady state
+//!   without shared compression                    5643 B   27.1 %    2868 B   13.8 %
+//!   with RFC 3321 shared compression              5013 B   24.0 %    2681 B   12.9 %
 //! ```
 //!
-//! Open implementations on the same corpus (its README): first messages
-//! 77–78 %, flow 34–36 %, session 2 24–24.4 % (with a compartment per
-//! direction). With `--local-bytecode` (both endpoints ours, the bytecode
-//! announced as a local state, never uploaded): first messages 44.3 %, flow
-//! 21.7 %, steady 20.6 %. Independent corpus plus ours (`vectors/sip-corpus`,
-//! with INVITE/200 SDP): first 56.6 %, flow 25.6 %, steady 23.1 %.
+//! Speed is on-CPU time, level Default (55–62 MB/s over runs on a 2-core
+//! machine). Open implementations on the same corpus (its README), with a
+//! compartment per direction as in the duplex rows: first messages
+//! 77–78 %, flow 34–36 %, session 2 24–24.4 %. With `--local-bytecode`
+//! (both endpoints ours, the bytecode announced as a local state, never
+//! uploaded): first messages 44.3 %, flow 22.1 %, steady 21.1 %.
+//! Independent corpus plus ours (`vectors/sip-corpus`, with INVITE/200
+//! SDP), the same files twice: first 56.6 %, flow 25.6 %, steady 18.9 %
+//! (SMS 4096: 1.32× that, over the 1.3× asked).
 //!
-//! Not met, and why:
+//! Not met, and why (the bounds come from `python3 benches/sigcomp_bounds.py`,
+//! explained in `benches/sigcomp_bounds.md`):
 //!
-//! * First message ≤ 50 % with an upload: plain zlib -9 with the RFC 3485
-//!   dictionary, per message, gives 42.6 % with fixed codes and 38.7 % with
-//!   dynamic ones on this corpus, before any bytecode; a 50 % total leaves
-//!   110–170 bytes per message for the uploaded decoder, less than any
+//! * First message ≤ 50 % with an upload: zlib -9 with the RFC 3485
+//!   dictionary, per message, needs 42.6 % with fixed codes and 38.7 % with
+//!   dynamic ones on this corpus before any bytecode, so a 50 % total leaves
+//!   at most 167 bytes per message for the uploaded decoder, less than any
 //!   DEFLATE decoder in UDVM code we know (ours: 258 bytes, RFC 4464's
 //!   example: ~280). Met only when the peer holds the code (44.3 %).
-//! * Steady state ≤ 10 %: zlib reaches 8 % on session 2 with a 32 KiB
-//!   window holding all of session 1; SigComp history is bounded by the
-//!   UDVM memory (DMS − message size) and the peer's SMS (8 KiB ≈ 5
-//!   message states at 64 bytes of overhead each), so the analogous
-//!   message of the previous session (14 messages back) is gone. The
-//!   preload picks the states that cover the message best instead.
+//! * Steady state ≤ 10 %: the UDVM memory would allow it (a per-message
+//!   oracle holding each message's session-1 counterpart reaches 9.1 %
+//!   within a 7600-byte window), the peer's state memory does not: session
+//!   2 draws on ~11 KB of session 1, ~14 KB as states, against the 7870
+//!   bytes SMS 8192 leaves beside the bytecode; even choosing the kept
+//!   lines of session 1 with hindsight gives 12.9 %. With a compartment
+//!   per direction (duplex rows) each compartment holds half the flow and
+//!   the figure is 12.9 %.
 //! * DMS 4096 (`--dms 4096 --sms 4096`): 53.2 % for the flow, worse than
 //!   the open implementations (41.6 %): memory minus the message leaves
 //!   little history, and PIDF messages over ~2.5 KB go plain.
@@ -118,7 +128,27 @@
 //!
 //! Sequence numbers are 15 bits: after 32767 messages a compartment stops
 //! creating states (it keeps compressing against the dictionaries and
-//! the states it has). RFC 3321 shared compression is not used.
+//! the states it has).
+//!
+//! # Shared compression (RFC 3321 §5.2)
+//!
+//! With [`Config::shared`], for a peer that runs this compressor too: a
+//! request (a message not starting with `SIP/`) up to the given size is
+//! announced in the message's returned parameters as a state of ours (the
+//! message itself, state_address and state_instruction 0), and the
+//! application keeps it in its decompressor's compartment for the peer
+//! with [`StateHandler::add_shared`](crate::StateHandler::add_shared) (the
+//! [`SHARED_KEEP`] newest). The peer's compressor, told of the message and
+//! its parameters by [`Compressor::on_received`], uses the newest announced
+//! one as history for its next messages: an answer repeats most of the
+//! request's headers. Shared states are kept beside the state memory offered
+//! to the peer (RFC 3321 leaves the division of memory to the
+//! implementation), so they never push out the peer's states nor are pushed
+//! out by them; an answer that names one is safe unless [`SHARED_KEEP`]
+//! newer requests were sent and not yet received, and then fails with
+//! STATE_NOT_FOUND and the NACK makes the compressor drop it. tshark cannot
+//! check such messages: the state is created by its sender locally, never by
+//! a message on the wire.
 //!
 //! ```
 //! use sigcomp::compress::{Compressor, Config, Kind};
