@@ -277,8 +277,9 @@ pub struct Compressed {
 
 /// How many shared states an endpoint keeps per compartment (the newest):
 /// the peer uses only the newest it has seen announced, so it is still
-/// there unless two newer requests were sent and not yet received.
-pub const SHARED_KEEP: usize = 2;
+/// there unless four newer requests were sent and not yet received. The
+/// cost: up to four messages of memory per compartment, beside its SMS.
+pub const SHARED_KEEP: usize = 4;
 
 /// The shared state for a message we sent (RFC 3321 §5.2: state_address
 /// and state_instruction 0; minimum_access_length 6 so a 6-byte partial
