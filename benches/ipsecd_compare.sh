@@ -26,7 +26,7 @@
 # (AES-128-CBC, a 20 000-datagram UDP flood; strace -c -f).
 #
 # Needs root, iproute2, nftables, iperf3, python3; the anchors need
-# strongswan-charon strongswan-swanctl libcharon-extra-plugins tcpdump,
+# strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins tcpdump,
 # boringtun-cli (cargo install boringtun-cli) and wireguard-tools; a missing
 # anchor is reported and the rest still printed.
 set -u
@@ -217,7 +217,7 @@ if [ $anchors = 1 ]; then
       echo "strongSwan libipsec $alg: ${v:-failed} Mbit/s" >&2
     done
   else
-    echo "anchor strongSwan libipsec UNAVAILABLE (needs strongswan-charon strongswan-swanctl libcharon-extra-plugins tcpdump)" >&2
+    echo "anchor strongSwan libipsec UNAVAILABLE (needs strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins tcpdump)" >&2
   fi
   if command -v boringtun-cli >/dev/null && command -v wg >/dev/null; then
     v=$(bash "$ANCH/boringtun_bench.sh" "$secs" 1 2>/dev/null | mbits)

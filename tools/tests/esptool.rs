@@ -918,7 +918,8 @@ fn decapsulates_strongswan_captures() {
 }
 
 /// Runs the strongSwan anchor live (root, Debian strongswan-charon,
-/// strongswan-swanctl, libcharon-extra-plugins, iperf3, tcpdump, and the
+/// strongswan-swanctl, libcharon-extra-plugins, libstrongswan-standard-plugins
+/// (its openssl plugin gives the IKE MODP_2048 group), iperf3, tcpdump, and the
 /// anchor script), then decapsulates its fresh capture.
 #[test]
 fn decapsulates_a_live_strongswan_capture() {
@@ -940,7 +941,7 @@ fn decapsulates_a_live_strongswan_capture() {
     if !is_root || !script.exists() || !have {
         eprintln!(
             "SKIPPED: live strongSwan anchor needs root, {} and the Debian packages \
-             strongswan-charon strongswan-swanctl libcharon-extra-plugins iperf3 tcpdump \
+             strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins iperf3 tcpdump \
              (the committed fixtures are tested by decapsulates_strongswan_captures)",
             script.display()
         );
