@@ -24,10 +24,14 @@
 ;                     a prefix of a 9-bit code). Lengths 3..257 (code 285
 ;                     is never sent), distances 1..(buffer size - 1).
 ;
-; The message is [mstart, ptr) of the buffer, never wrapped (the compressor
-; keeps preload + message below the buffer size); it is output in one
-; OUTPUT and saved as the message state (address mstart, instruction 0,
-; minimum_access_length 6, priority seq). The first message also saves the
+; The preload never wraps (the compressor keeps it below the buffer size);
+; the message may wrap around the end of memory into the oldest preload
+; (byte copying rules, RFC 3320 §8.4), as long as it is shorter than the
+; buffer and its matches reach back less than the buffer size. It is
+; output in one OUTPUT and saved as the message state (address mstart,
+; instruction 0, minimum_access_length 6, priority seq). A message longer
+; than the buffer is output in parts (symbol 286, see flush) and creates no
+; state (seq 0). The first message also saves the
 ; code itself (priority 65534, kept longest) so that later messages name it
 ; with a 6-byte partial state id instead of uploading it.
 
@@ -43,6 +47,7 @@ at (32)
 :fb                 pad (2)
 :rp                 pad (2)
 :alen               pad (2)
+:ostart             pad (2)
 at (64)
 :byte_copy_left     pad (2)
 :byte_copy_right    pad (2)
@@ -83,6 +88,7 @@ JUMP (preload_next)
 
 :decode
 LOAD (mstart, $ptr)
+LOAD (ostart, $ptr)
 :next_symbol
 ; RFC 1951 §3.2.6: literal/length codes 256-279 (7 bits), 0-143 and
 ; 280-287 (8 bits), 144-255 (9 bits); the value is the symbol.
@@ -97,6 +103,15 @@ COPY-LITERAL ((index + 1), 1, $ptr)
 JUMP (next_symbol)
 
 :match
+COMPARE ($index, 286, length, flush, flush)
+:flush
+; Symbol 286 (never a length in RFC 1951) + 16 bits n: output the n bytes
+; decoded since the last output, before the message overwrites them.
+INPUT-BITS (16, len, fail)
+OUTPUT ($ostart, $len)
+LOAD (ostart, $ptr)
+JUMP (next_symbol)
+:length
 ; t = symbol - 257; t < 8: length t + 3; else
 ; ((4 + t % 4) << (t / 4 - 1)) + extra + 3 (RFC 1951 §3.2.5).
 SUBTRACT ($index, 257)
@@ -141,8 +156,15 @@ RETURN
 
 :finish
 LOAD (len, $ptr)
-SUBTRACT ($len, $mstart)
-OUTPUT ($mstart, $len)
+SUBTRACT ($len, $ostart)
+; The rest wrapped around the end of memory (ptr < ostart): add the
+; buffer's size, UDVM_memory_size (address 0) - code_end.
+COMPARE ($ptr, $ostart, wrapped, output, output)
+:wrapped
+ADD ($len, $0)
+SUBTRACT ($len, code_end)
+:output
+OUTPUT ($ostart, $len)
 COMPARE ($seq, 0, fail, stateless, stateful)
 :stateful
 ; RFC 3320 §9.4.9 Figure 12: Q = 1, a 1-byte requested feedback item.

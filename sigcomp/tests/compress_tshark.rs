@@ -183,9 +183,13 @@ fn tshark_decompresses_first_messages() {
     for m in &msgs {
         sent.extend(compress_flow(std::slice::from_ref(m), 8192, 8192));
     }
+    // Messages under ~530 bytes go plain: with the 271-byte upload they
+    // would cost more than 3 bytes over the original.
     assert!(
-        sent.len() >= msgs.len() - 4,
-        "most first messages are compressed"
+        sent.len() * 5 >= msgs.len() * 4,
+        "most first messages are compressed: {} of {}",
+        sent.len(),
+        msgs.len()
     );
     check_with_tshark("cold", &sent);
 }

@@ -127,7 +127,19 @@ pub(crate) struct Matcher {
     head: Box<[u32; HASH_SIZE]>,
     prev: Vec<u32>,
     base: u32,
+    /// The farthest distance of this encode (the peer's buffer size - 1,
+    /// at most [`MAX_DISTANCE`]).
+    max_dist: usize,
+    /// Message bytes the decoder may hold before it must output them
+    /// (symbol [`FLUSH`]); `usize::MAX` when the message fits its buffer.
+    flush_limit: usize,
+    /// Message bytes encoded since the last flush.
+    pending: usize,
 }
+
+/// The symbol our bytecode reads as "output the next 16-bit count of bytes
+/// decoded so far" (RFC 1951 never sends 286).
+const FLUSH: usize = 286;
 
 impl Default for Matcher {
     fn default() -> Matcher {
@@ -135,6 +147,9 @@ impl Default for Matcher {
             head: Box::new([0; HASH_SIZE]),
             prev: Vec::new(),
             base: 0,
+            max_dist: MAX_DISTANCE,
+            flush_limit: usize::MAX,
+            pending: 0,
         }
     }
 }
@@ -204,9 +219,10 @@ impl Matcher {
         let mut left = chain;
         while stamp > self.base && left > 0 {
             let j = (stamp - self.base - 1) as usize;
-            // RFC 1951 §3.2.5: distances reach back at most 32768 bytes;
-            // older candidates are further down the chain.
-            if j >= i || i - j > MAX_DISTANCE {
+            // RFC 1951 §3.2.5: distances reach back at most 32768 bytes,
+            // and less than the peer's circular buffer (older bytes are
+            // overwritten); older candidates are further down the chain.
+            if j >= i || i - j > self.max_dist {
                 break;
             }
             left -= 1;
@@ -228,8 +244,21 @@ impl Matcher {
     }
 
     /// Encodes `hist[start..]` with `hist[..start]` as history, appending
-    /// the bit stream (padded to a byte) to `out`.
-    pub(crate) fn encode(&mut self, hist: &[u8], start: usize, level: Level, out: &mut Vec<u8>) {
+    /// the bit stream (padded to a byte) to `out`; no match reaches back
+    /// more than `max_dist` bytes, and with `flush` the decoder is told to
+    /// output what it decoded before that many bytes are pending.
+    pub(crate) fn encode(
+        &mut self,
+        hist: &[u8],
+        start: usize,
+        max_dist: usize,
+        flush: Option<usize>,
+        level: Level,
+        out: &mut Vec<u8>,
+    ) {
+        self.max_dist = max_dist.min(MAX_DISTANCE);
+        self.flush_limit = flush.map_or(usize::MAX, |f| f.max(MAX_MATCH + 1));
+        self.pending = 0;
         let (chain, lazy, good) = match level {
             Level::Fast => (8, false, 32),
             Level::Default => (64, true, 128),
@@ -281,12 +310,25 @@ impl Matcher {
         self.base = self.base.saturating_add(hist.len() as u32 + 1);
     }
 
-    fn literal(&self, w: &mut BitWriter, out: &mut Vec<u8>, b: u8) {
+    /// Before `len` more message bytes: a flush if they would pass the limit.
+    fn make_room(&mut self, w: &mut BitWriter, out: &mut Vec<u8>, len: usize) {
+        if self.pending + len > self.flush_limit {
+            let (code, bits) = LITLEN[FLUSH];
+            w.put(out, u32::from(code), u32::from(bits));
+            w.put(out, self.pending as u32, 16);
+            self.pending = 0;
+        }
+        self.pending += len;
+    }
+
+    fn literal(&mut self, w: &mut BitWriter, out: &mut Vec<u8>, b: u8) {
+        self.make_room(w, out, 1);
         let (code, bits) = LITLEN[usize::from(b)];
         w.put(out, u32::from(code), u32::from(bits));
     }
 
-    fn emit_match(&self, w: &mut BitWriter, out: &mut Vec<u8>, len: usize, dist: usize) {
+    fn emit_match(&mut self, w: &mut BitWriter, out: &mut Vec<u8>, len: usize, dist: usize) {
+        self.make_room(w, out, len);
         let (sym, le, lx) = length_code(len);
         let (code, bits) = LITLEN.get(sym).copied().unwrap_or((0, 0));
         w.put(out, u32::from(code), u32::from(bits));

@@ -415,6 +415,10 @@ const MIN_PARTIAL_STATE: usize = 256;
 const WELL_COVERED_PERCENT: usize = 80;
 /// Coverage is estimated on every GRAM_STRIDE-th message position.
 const GRAM_STRIDE: usize = 4;
+/// The smallest buffer worth compressing into.
+const MIN_ROOM: usize = 1024;
+/// A preload up to this size may wrap under the message (see `compress`).
+const WRAP_HISTORY: usize = 4096;
 /// The ranking's index of the peer's shared state.
 const SHARED_INDEX: usize = usize::MAX;
 
@@ -700,20 +704,38 @@ impl Compressor {
             };
         let fixed = header_len + 3 + announce.as_ref().map_or(0, |a| a.len() + 1);
         self.rank_states(msg);
-        let mut guess = fixed + 16 + msg.len() / 2;
+        // The UDVM memory depends on the compressed size: guess it (a
+        // third of the message is typical with history), encode, and encode
+        // again with the real size if the guess was too small.
+        let mut guess = (fixed + 16 + msg.len() / 3).min(dms / 2);
         let mut tries = 0;
         let (len, used, preloaded) = loop {
             tries += 1;
             // RFC 3320 §7: UDVM memory = DMS - message size, at most 65536.
             let memory = dms.saturating_sub(guess).min(65536);
             let room = memory.saturating_sub(usize::from(bytecode::BUFFER_START) + 1);
-            if room < msg.len() || tries > 4 {
+            if room < MIN_ROOM || tries > 4 {
                 // Does not fit the peer's UDVM memory (RFC 3320 §7): only
                 // plain is possible (see [`Kind::Plain`]).
                 return self.plain(msg, out);
             }
-            // History beyond the DEFLATE window would be loaded for nothing.
-            let history = (room - msg.len()).min(deflate::MAX_DISTANCE.saturating_sub(msg.len()));
+            // A message as long as the buffer is output in parts and
+            // creates no state (the bytecode's flush symbol).
+            let long = msg.len() >= room;
+            // The preload may fill the circular buffer: the message wraps
+            // into its oldest bytes as it grows, and no match reaches back
+            // a whole buffer. With states to preload that is worth its
+            // hashing time only when the buffer is small (DMS 4096), as
+            // what the message leaves is enough otherwise; with only the
+            // dictionaries, more of them always helps. History beyond the
+            // DEFLATE window would be loaded for nothing.
+            let history = if self.ranked.is_empty() {
+                room - 1
+            } else {
+                room.saturating_sub(msg.len())
+                    .max((room - 1).min(WRAP_HISTORY))
+            }
+            .min(deflate::MAX_DISTANCE);
             let used = self.choose_preload(msg, history, fixed);
             let entries = self.sources.len();
             refs = self
@@ -726,7 +748,7 @@ impl Compressor {
                 .collect();
             // A new state must not evict a state that a message still in
             // flight (or this one) references (RFC 3320 §6.2).
-            seq = if can_create && self.creation_keeps_pins(msg.len() as u32 + 64, &refs) {
+            seq = if !long && can_create && self.creation_keeps_pins(msg.len() as u32 + 64, &refs) {
                 self.seq + 1
             } else {
                 0
@@ -774,8 +796,14 @@ impl Compressor {
             let preloaded = self.hist.len();
             self.hist.extend_from_slice(msg);
             self.bits.clear();
-            self.matcher
-                .encode(&self.hist, preloaded, self.config.level, &mut self.bits);
+            self.matcher.encode(
+                &self.hist,
+                preloaded,
+                room - 1,
+                long.then_some(room / 2),
+                self.config.level,
+                &mut self.bits,
+            );
             out.extend_from_slice(&self.bits);
             if out.len() <= guess {
                 break (out.len(), used, preloaded);
