@@ -27,7 +27,19 @@ from pathlib import Path
 DMS = 8192
 SMS = 8192
 STATE_OVERHEAD = 64          # each state costs length + 64 bytes of SMS
-DECODER_LEN = 258            # our decoder bytecode
+def _decoder_len() -> int:
+    """Our decoder's upload size: CODE of sigcomp/src/compress/bytecode.rs
+    without its trailing zeros (the zeroed UDVM memory supplies them)."""
+    import re
+    src = Path(__file__).resolve().parent.parent / "sigcomp/src/compress/bytecode.rs"
+    m = re.search(r"pub static CODE: \[u8; \d+\] = \[([^\]]*)\]", src.read_text())
+    code = [int(x) for x in m.group(1).replace("\n", " ").split(",") if x.strip()]
+    while code and code[-1] == 0:
+        code.pop()
+    return len(code)
+
+
+DECODER_LEN = _decoder_len()  # our decoder bytecode, as uploaded
 UPLOAD_HEADER = 2            # code_len / destination field of the first message
 UPLOAD = DECODER_LEN + UPLOAD_HEADER
 STEADY_HEADER = 12           # per-message header in steady state (rows 2 and 5)
