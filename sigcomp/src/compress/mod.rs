@@ -5,7 +5,7 @@
 //! # The decompressor side
 //!
 //! Every message runs our own bytecode, `sigcomp/bytecode/deflate-dict.asm`
-//! (RFC 4464 assembly, 258 bytes uploaded; see [`bytecode`]): a DEFLATE
+//! (RFC 4464 assembly, 295 bytes uploaded; see [`bytecode`]): a DEFLATE
 //! decoder (RFC 1951 fixed Huffman codes) whose circular buffer is first
 //! filled, with STATE-ACCESS, from states the message names: slices of the
 //! RFC 3485 SIP/SDP and RFC 5112 presence dictionaries (locally available
@@ -18,9 +18,13 @@
 //! UDVM implements and 6-byte state ids are used.
 //!
 //! Memory (RFC 3320 §7, UDP): the UDVM has DMS minus the message size;
-//! the history buffer runs from [`bytecode::BUFFER_START`] to the end of
-//! it. The compressor keeps preload + message below that size, so the
-//! buffer never wraps and every distance is valid.
+//! the circular history buffer runs from [`bytecode::BUFFER_START`] to the
+//! end of it. The preload never wraps; the message may wrap into the
+//! oldest preload bytes (RFC 3320 §8.4 byte copying), and no match reaches
+//! back a whole buffer. A message shorter than the buffer is output in one
+//! OUTPUT and saved as a state; a longer one is output in parts (DEFLATE
+//! symbol 286, never a length in RFC 1951, followed by a 16-bit count of
+//! the bytes to output) and creates no state.
 //!
 //! # Why our own encoder
 //!
@@ -83,25 +87,27 @@
 //! target/release/sigcomp flow --table --steady $C/session2/*.sip -- $C/*.sip
 //!
 //! figure (DMS 8192, level Default)               target           SMS 8192           SMS 4096  4096/hi
-//! first message of a fresh compartment (sum)    <= 50 %   12749 B   61.1 %   12749 B   61.1 %    1.00x
-//! whole flow in one compartment                 <= 25 %    4788 B   23.0 %    5692 B   27.3 %    1.19x
-//! same flow repeated (steady state)             <= 10 %    4330 B   20.8 %    5438 B   26.1 %    1.26x
-//! compression speed                               >= 50      61.8 MB/s
+//! first message of a fresh compartment (sum)    <= 50 %   12995 B   62.3 %   12995 B   62.3 %    1.00x
+//! whole flow in one compartment                 <= 25 %    4773 B   22.9 %    5639 B   27.0 %    1.18x
+//! same flow repeated (steady state)             <= 10 %    4335 B   20.8 %    5421 B   26.0 %    1.25x
+//! compression speed                               >= 50      56.9 MB/s
 //!
 //! duplex: a compartment per direction                        flow       steady state
-//!   without shared compression                    5643 B   27.1 %    2868 B   13.8 %
-//!   with RFC 3321 shared compression              5013 B   24.0 %    2681 B   12.9 %
+//!   without shared compression                    5701 B   27.3 %    2877 B   13.8 %
+//!   with RFC 3321 shared compression              4817 B   23.1 %    2681 B   12.9 %
 //! ```
 //!
-//! Speed is on-CPU time, level Default (55–62 MB/s over runs on a 2-core
+//! Speed is on-CPU time, level Default (54–59 MB/s over runs on a 2-core
 //! machine). Open implementations on the same corpus (its README), with a
 //! compartment per direction as in the duplex rows: first messages
 //! 77–78 %, flow 34–36 %, session 2 24–24.4 %. With `--local-bytecode`
 //! (both endpoints ours, the bytecode announced as a local state, never
-//! uploaded): first messages 44.3 %, flow 22.1 %, steady 21.1 %.
+//! uploaded): first messages 43.2 %, flow 21.8 %, steady 20.9 %.
 //! Independent corpus plus ours (`vectors/sip-corpus`, with INVITE/200
-//! SDP), the same files twice: first 56.6 %, flow 25.6 %, steady 18.9 %
-//! (SMS 4096: 1.32× that, over the 1.3× asked).
+//! SDP), the same files twice: first 56.8 %, flow 25.6 %, steady 18.6 %
+//! (SMS 4096: 1.26× that). DMS 4096 / SMS 4096, one compartment: session
+//! 1 29.7 %, session 2 27.0 % (open implementations, a compartment per
+//! direction: 41.6 % and 31.3–35.3 %).
 //!
 //! Not met, and why (the bounds come from `python3 benches/sigcomp_bounds.py`,
 //! explained in `benches/sigcomp_bounds.md`):
@@ -110,19 +116,19 @@
 //!   dictionary, per message, needs 42.6 % with fixed codes and 38.7 % with
 //!   dynamic ones on this corpus before any bytecode, so a 50 % total leaves
 //!   at most 167 bytes per message for the uploaded decoder, less than any
-//!   DEFLATE decoder in UDVM code we know (ours: 258 bytes, RFC 4464's
-//!   example: ~280). Met only when the peer holds the code (44.3 %).
+//!   DEFLATE decoder in UDVM code we know (ours: 295 bytes, 258 before
+//!   it wrapped and output long messages in parts; RFC 4464's example:
+//!   ~280). Met only when the peer holds the code (43.2 %).
 //! * Steady state ≤ 10 %: the UDVM memory would allow it (a per-message
 //!   oracle holding each message's session-1 counterpart reaches 9.1 %
 //!   within a 7600-byte window), the peer's state memory does not: session
-//!   2 draws on ~11 KB of session 1, ~14 KB as states, against the 7870
+//!   2 draws on ~11 KB of session 1, ~14 KB as states, against the 7833
 //!   bytes SMS 8192 leaves beside the bytecode; even choosing the kept
 //!   lines of session 1 with hindsight gives 12.9 %. With a compartment
 //!   per direction (duplex rows) each compartment holds half the flow and
-//!   the figure is 12.9 %.
-//! * DMS 4096 (`--dms 4096 --sms 4096`): 53.2 % for the flow, worse than
-//!   the open implementations (41.6 %): memory minus the message leaves
-//!   little history, and PIDF messages over ~2.5 KB go plain.
+//!   the figure is 12.9 %; with SMS 16384 it is 13.7 %, with SMS 32768
+//!   9.9 % (`sigcomp flow --sms 32768 $C/*.sip $C/session2/*.sip`, rows
+//!   15–28).
 //!
 //! # Limits
 //!
