@@ -541,6 +541,13 @@ impl StateHandler {
             self.release(&e);
             report.freed.push(e);
         }
+        self.retain(id, state);
+        report.created.push(id);
+    }
+
+    /// One more compartment lists `state` (identifier `id`): stored on
+    /// first use, counted otherwise.
+    fn retain(&mut self, id: StateId, state: &State) {
         match self.states.get_mut(&id) {
             Some(s) => s.refs += 1,
             None => {
@@ -555,7 +562,6 @@ impl StateHandler {
                 );
             }
         }
-        report.created.push(id);
     }
 
     /// Keeps `state`, a message our compressor sent and announced as a
@@ -591,20 +597,7 @@ impl StateHandler {
         c.shared.push(id);
         let drop = c.shared.len().saturating_sub(keep);
         let old: Vec<StateId> = c.shared.drain(..drop).collect();
-        match self.states.get_mut(&id) {
-            Some(s) => s.refs += 1,
-            None => {
-                self.by_prefix.entry(prefix6(&id)).or_default().push(id);
-                self.states.insert(
-                    id,
-                    Stored {
-                        state: Arc::new(state.clone()),
-                        refs: 1,
-                        local: false,
-                    },
-                );
-            }
-        }
+        self.retain(id, state);
         for o in old {
             self.release(&o);
         }

@@ -55,48 +55,103 @@ pub struct Sent {
     pub info: Compressed,
 }
 
-/// Sender (our compressor) and receiver (our decompressor and state
-/// handler) of one compartment.
-pub struct Flow {
-    compressor: Compressor,
+/// A compressor of ours towards a receiver with parameters `p`.
+fn compressor(p: FlowParams) -> Result<Compressor> {
+    Ok(Compressor::new(Config {
+        level: p.level,
+        peer: Resources {
+            cycles_per_bit: p.cpb,
+            decompression_memory_size: p.dms,
+            state_memory_size: p.sms,
+        },
+        shared: p.shared.then_some(p.sms / 2),
+        ..Config::default()
+    })?)
+}
+
+/// The receiving side of one direction: our decompressor and state handler
+/// with the sender's compartment.
+struct Receiver {
     decompressor: Decompressor,
     states: StateHandler,
     cid: CompartmentId,
 }
 
-impl Flow {
-    /// A fresh compartment.
-    pub fn new(p: FlowParams) -> Result<Flow> {
-        let peer = Resources {
-            cycles_per_bit: p.cpb,
-            decompression_memory_size: p.dms,
-            state_memory_size: p.sms,
-        };
-        let mut compressor = Compressor::new(Config {
-            level: p.level,
-            peer,
-            ..Config::default()
-        })?;
+impl Receiver {
+    /// A fresh compartment; with [`FlowParams::local_bytecode`] it holds our
+    /// bytecode as a local state and announces it to `sender`
+    /// (RFC 3320 §9.4.9, as it would in its own messages).
+    fn new(p: FlowParams, cid: u64, sender: &mut Compressor) -> Result<Receiver> {
         let params = Parameters {
             decompression_memory_size: p.dms,
             state_memory_size: p.sms,
             cycles_per_bit: p.cpb,
             version: 2,
         };
-        let decompressor = Decompressor::new(params)?;
         let mut states = StateHandler::with_dictionaries();
-        let cid = CompartmentId(1);
-        states.open_compartment(cid, p.sms);
+        states.open_compartment(CompartmentId(cid), p.sms);
         if p.local_bytecode {
             states.add_local(bytecode::state());
-            // What the receiver announces in its own messages (RFC 3320 §9.4.9).
-            compressor.on_peer_parameters(&params.announcement(&states.local_state_ids())?);
+            sender.on_peer_parameters(&params.announcement(&states.local_state_ids())?);
         }
+        Ok(Receiver {
+            decompressor: Decompressor::new(params)?,
+            states,
+            cid: CompartmentId(cid),
+        })
+    }
+
+    /// Receives what `sender` made of `msg`: checks it gives back `msg`,
+    /// commits its states and returns the requested feedback to `sender`
+    /// at once (as the reverse traffic would). The decompressed message,
+    /// for a SigComp one.
+    fn receive(
+        &mut self,
+        msg: &[u8],
+        wire: &[u8],
+        kind: Kind,
+        sender: &mut Compressor,
+    ) -> Result<Option<sigcomp::Decompressed>> {
+        if kind != Kind::SigComp {
+            if wire != msg {
+                bail!("plain message differs from the original");
+            }
+            return Ok(None);
+        }
+        let out = self
+            .decompressor
+            .decompress(wire, Transport::Message, &self.states)
+            .map_err(|f| anyhow::anyhow!("decompression failed: {:?}", f.reason))?;
+        if out.output != msg {
+            bail!("decompressed message differs from the original");
+        }
+        self.states.commit(self.cid, &out)?;
+        if let Some(item) = out
+            .requested_feedback
+            .as_ref()
+            .and_then(|f| f.item.as_ref())
+        {
+            sender.on_feedback_item(item);
+        }
+        Ok(Some(out))
+    }
+}
+
+/// Sender (our compressor) and receiver (our decompressor and state
+/// handler) of one compartment.
+pub struct Flow {
+    compressor: Compressor,
+    receiver: Receiver,
+}
+
+impl Flow {
+    /// A fresh compartment.
+    pub fn new(p: FlowParams) -> Result<Flow> {
+        let mut compressor = compressor(FlowParams { shared: false, ..p })?;
+        let receiver = Receiver::new(p, 1, &mut compressor)?;
         Ok(Flow {
             compressor,
-            decompressor,
-            states,
-            cid,
+            receiver,
         })
     }
 
@@ -105,22 +160,8 @@ impl Flow {
     pub fn send(&mut self, msg: &[u8]) -> Result<Sent> {
         let mut wire = Vec::new();
         let info = self.compressor.compress(msg, &mut wire);
-        if info.kind == Kind::SigComp {
-            let out = self
-                .decompressor
-                .decompress(&wire, Transport::Message, &self.states)
-                .map_err(|f| anyhow::anyhow!("decompression failed: {:?}", f.reason))?;
-            if out.output != msg {
-                bail!("decompressed message differs from the original");
-            }
-            self.states.commit(self.cid, &out)?;
-            // The receiver returns the requested item in its next message.
-            if let Some(item) = out.requested_feedback.and_then(|f| f.item) {
-                self.compressor.on_feedback_item(&item);
-            }
-        } else if wire != msg {
-            bail!("plain message differs from the original");
-        }
+        self.receiver
+            .receive(msg, &wire, info.kind, &mut self.compressor)?;
         Ok(Sent {
             original: msg.len(),
             wire,
@@ -133,9 +174,7 @@ impl Flow {
 /// its decompressor with the compartment of the other end's messages.
 struct End {
     compressor: Compressor,
-    decompressor: Decompressor,
-    states: StateHandler,
-    cid: CompartmentId,
+    receiver: Receiver,
 }
 
 /// Two endpoints of ours (the UE and the P-CSCF), a compartment per
@@ -157,41 +196,24 @@ pub fn sender_of(path: &std::path::Path) -> usize {
 }
 
 impl Duplex {
-    /// Two fresh endpoints.
+    /// Two fresh endpoints; each one's receiver announces to the other's
+    /// compressor.
     pub fn new(p: FlowParams) -> Result<Duplex> {
-        let end = |cid: u64| -> Result<End> {
-            let peer = Resources {
-                cycles_per_bit: p.cpb,
-                decompression_memory_size: p.dms,
-                state_memory_size: p.sms,
-            };
-            let mut compressor = Compressor::new(Config {
-                level: p.level,
-                peer,
-                shared: p.shared.then_some(p.sms / 2),
-                ..Config::default()
-            })?;
-            let params = Parameters {
-                decompression_memory_size: p.dms,
-                state_memory_size: p.sms,
-                cycles_per_bit: p.cpb,
-                version: 2,
-            };
-            let mut states = StateHandler::with_dictionaries();
-            states.open_compartment(CompartmentId(cid), p.sms);
-            if p.local_bytecode {
-                states.add_local(bytecode::state());
-                compressor.on_peer_parameters(&params.announcement(&states.local_state_ids())?);
-            }
-            Ok(End {
-                compressor,
-                decompressor: Decompressor::new(params)?,
-                states,
-                cid: CompartmentId(cid),
-            })
-        };
+        let mut ue = compressor(p)?;
+        let mut pcscf = compressor(p)?;
+        let ue_receiver = Receiver::new(p, 1, &mut pcscf)?;
+        let pcscf_receiver = Receiver::new(p, 2, &mut ue)?;
         Ok(Duplex {
-            ends: [end(1)?, end(2)?],
+            ends: [
+                End {
+                    compressor: ue,
+                    receiver: ue_receiver,
+                },
+                End {
+                    compressor: pcscf,
+                    receiver: pcscf_receiver,
+                },
+            ],
         })
     }
 
@@ -205,27 +227,18 @@ impl Duplex {
         // RFC 3321 §5.2 step 1: the sender keeps what it announced.
         if info.shared
             && !tx
+                .receiver
                 .states
-                .add_shared(tx.cid, &shared_state(msg), SHARED_KEEP)
+                .add_shared(tx.receiver.cid, &shared_state(msg), SHARED_KEEP)
         {
             bail!("no room for an announced shared state");
         }
-        if info.kind == Kind::SigComp {
-            let out = rx
-                .decompressor
-                .decompress(&wire, Transport::Message, &rx.states)
-                .map_err(|f| anyhow::anyhow!("decompression failed: {:?}", f.reason))?;
-            if out.output != msg {
-                bail!("decompressed message differs from the original");
-            }
-            rx.states.commit(rx.cid, &out)?;
-            if let Some(item) = out.requested_feedback.as_ref().and_then(|f| f.item.clone()) {
-                tx.compressor.on_feedback_item(&item);
-            }
+        if let Some(out) = rx
+            .receiver
+            .receive(msg, &wire, info.kind, &mut tx.compressor)?
+        {
             rx.compressor
                 .on_received(&out.output, out.returned_parameters.as_ref());
-        } else if wire != msg {
-            bail!("plain message differs from the original");
         }
         Ok(Sent {
             original: msg.len(),
