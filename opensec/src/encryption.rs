@@ -9,13 +9,13 @@ use cipher::{
     BlockCipherDecBackend, BlockCipherDecClosure, BlockCipherDecrypt, BlockCipherEncBackend,
     BlockCipherEncClosure, BlockCipherEncrypt, BlockSizeUser, KeyInit, ParBlocks,
 };
-use des::{Des, TdesEde3};
 use zeroize::ZeroizeOnDrop;
 
+use crate::des::{Des, TdesEde3};
 use crate::{EncAlgorithm, Error};
 
-/// The expanded key of one cipher. The RustCrypto types zeroize their round
-/// keys on drop (crate feature `zeroize`).
+/// The expanded key of one cipher. The RustCrypto AES types (crate feature
+/// `zeroize`) and our DES types zeroize their round keys on drop.
 // The AES variants are large; boxing them would add an indirection per
 // packet for no benefit, since a `Cipher` lives as long as its SA.
 #[allow(clippy::large_enum_variant)]
@@ -63,9 +63,9 @@ impl Cipher {
         };
         let keyed = match alg {
             EncAlgorithm::Null => Keyed::Null,
-            EncAlgorithm::DesCbc => Keyed::Des(Des::new_from_slice(key).map_err(|_| bad_key())?),
+            EncAlgorithm::DesCbc => Keyed::Des(Des::new(key.try_into().map_err(|_| bad_key())?)),
             EncAlgorithm::TripleDesCbc => {
-                Keyed::Tdes(TdesEde3::new_from_slice(key).map_err(|_| bad_key())?)
+                Keyed::Tdes(TdesEde3::new(key.try_into().map_err(|_| bad_key())?))
             }
             EncAlgorithm::AesCbc => match key.len() {
                 16 => Keyed::Aes128(Aes128::new_from_slice(key).map_err(|_| bad_key())?),
@@ -101,8 +101,14 @@ impl Cipher {
         self.check(Some(iv), data)?;
         match &self.keyed {
             Keyed::Null => Ok(()),
-            Keyed::Des(c) => cbc_encrypt(c, iv, data),
-            Keyed::Tdes(c) => cbc_encrypt(c, iv, data),
+            Keyed::Des(c) => {
+                c.encrypt_cbc(des_iv(iv)?, data);
+                Ok(())
+            }
+            Keyed::Tdes(c) => {
+                c.encrypt_cbc(des_iv(iv)?, data);
+                Ok(())
+            }
             Keyed::Aes128(c) => cbc_encrypt(c, iv, data),
             Keyed::Aes192(c) => cbc_encrypt(c, iv, data),
             Keyed::Aes256(c) => cbc_encrypt(c, iv, data),
@@ -114,8 +120,14 @@ impl Cipher {
         self.check(Some(iv), data)?;
         match &self.keyed {
             Keyed::Null => Ok(()),
-            Keyed::Des(c) => cbc_decrypt(c, iv, data),
-            Keyed::Tdes(c) => cbc_decrypt(c, iv, data),
+            Keyed::Des(c) => {
+                c.decrypt_cbc(des_iv(iv)?, data);
+                Ok(())
+            }
+            Keyed::Tdes(c) => {
+                c.decrypt_cbc(des_iv(iv)?, data);
+                Ok(())
+            }
             Keyed::Aes128(c) => cbc_decrypt(c, iv, data),
             Keyed::Aes192(c) => cbc_decrypt(c, iv, data),
             Keyed::Aes256(c) => cbc_decrypt(c, iv, data),
@@ -128,8 +140,8 @@ impl Cipher {
         self.check(None, data)?;
         match &self.keyed {
             Keyed::Null => {}
-            Keyed::Des(c) => c.encrypt_blocks(blocks_mut(data)),
-            Keyed::Tdes(c) => c.encrypt_blocks(blocks_mut(data)),
+            Keyed::Des(c) => c.encrypt_ecb(data),
+            Keyed::Tdes(c) => c.encrypt_ecb(data),
             Keyed::Aes128(c) => c.encrypt_blocks(blocks_mut(data)),
             Keyed::Aes192(c) => c.encrypt_blocks(blocks_mut(data)),
             Keyed::Aes256(c) => c.encrypt_blocks(blocks_mut(data)),
@@ -142,8 +154,8 @@ impl Cipher {
         self.check(None, data)?;
         match &self.keyed {
             Keyed::Null => {}
-            Keyed::Des(c) => c.decrypt_blocks(blocks_mut(data)),
-            Keyed::Tdes(c) => c.decrypt_blocks(blocks_mut(data)),
+            Keyed::Des(c) => c.decrypt_ecb(data),
+            Keyed::Tdes(c) => c.decrypt_ecb(data),
             Keyed::Aes128(c) => c.decrypt_blocks(blocks_mut(data)),
             Keyed::Aes192(c) => c.decrypt_blocks(blocks_mut(data)),
             Keyed::Aes256(c) => c.decrypt_blocks(blocks_mut(data)),
@@ -170,6 +182,14 @@ impl Cipher {
         }
         Ok(())
     }
+}
+
+/// The 8-byte DES IV (its length already checked).
+fn des_iv(iv: &[u8]) -> Result<&[u8; 8], Error> {
+    iv.try_into().map_err(|_| Error::IvLength {
+        expected: 8,
+        got: iv.len(),
+    })
 }
 
 /// Views `data` (already checked to be block aligned) as blocks.
@@ -275,7 +295,8 @@ impl<N: ArraySize> BlockCipherDecClosure for CbcDecrypt<'_, N> {
             }
             tail
         } else {
-            // No parallel path (DES): every block goes through the loop below.
+            // No parallel path (the software AES backend): every block goes
+            // through the loop below.
             self.blocks
         };
         for block in serial {
@@ -344,7 +365,11 @@ mod tests {
     /// around the parallel batch sizes (8, 30, 64 blocks) of the backends.
     #[test]
     fn cbc_matches_blockwise_reference() {
-        for (alg, key_len) in [(EncAlgorithm::AesCbc, 16), (EncAlgorithm::DesCbc, 8)] {
+        for (alg, key_len) in [
+            (EncAlgorithm::AesCbc, 16),
+            (EncAlgorithm::DesCbc, 8),
+            (EncAlgorithm::TripleDesCbc, 24),
+        ] {
             let key: Vec<u8> = (0..key_len as u8).map(|i| i.wrapping_mul(37)).collect();
             let c = Cipher::new(alg, &key).unwrap();
             let bs = c.block_size();

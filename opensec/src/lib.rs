@@ -30,11 +30,12 @@
 //!
 //! Keys live in types that zeroize on drop and print `<redacted>` in `Debug`.
 //! Keyed objects do their key schedule once; per-packet calls do not allocate.
-//! The block functions come from RustCrypto (`aes`, `des`, `hmac`, `md-5`,
-//! `sha1`, `sha2`, `cmac`), which pick AES-NI/VAES and SHA-NI at run time; the
-//! CBC and XCBC chaining is written here over the expanded key so that it
-//! neither copies nor stalls per block (`benches/openssl_compare.sh` puts
-//! the throughput beside `openssl speed`).
+//! AES, the hashes and HMAC come from RustCrypto (`aes`, `hmac`, `md-5`,
+//! `sha1`, `sha2`), which pick AES-NI/VAES and SHA-NI at run time; the CBC,
+//! XCBC and CMAC chaining is written here over the expanded key so that it
+//! neither copies nor stalls per block, and so are DES and 3DES (table-driven,
+//! as in OpenSSL's C code). `benches/openssl_compare.sh` puts the throughput
+//! beside `openssl speed`.
 //!
 //! # What it does not do
 //!
@@ -78,6 +79,7 @@
 
 pub mod aka;
 mod base64;
+mod des;
 pub mod digest;
 mod encryption;
 mod error;
