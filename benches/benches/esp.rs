@@ -175,7 +175,7 @@ fn criterion_benches(c: &mut Criterion) {
         for size in SIZES {
             let pkt = packet(size);
             group.throughput(Throughput::Bytes(size as u64));
-            let mut tx = case.sa();
+            let tx = case.sa();
             let head = tx.headroom();
             let mut template = vec![0u8; head + size + tx.tailroom()];
             template[head..head + size].copy_from_slice(&pkt);
@@ -198,7 +198,7 @@ fn criterion_benches(c: &mut Criterion) {
                 )
             });
             let mut src = case.sa();
-            let mut rx = case.sa();
+            let rx = case.sa();
             group.bench_function(BenchmarkId::new("decap", size), |b| {
                 b.iter_batched_ref(
                     || protected(&mut src, &pkt, 1).pop().unwrap(),
@@ -260,7 +260,7 @@ fn side_by_side() {
                 300
             };
             let raw = case.raw();
-            let mut tx = case.sa();
+            let tx = case.sa();
             let head = tx.headroom();
             // Both buffers: the packet after `head` bytes, room behind it.
             let mut template = vec![0u8; head + size + tx.max_overhead()];
@@ -286,7 +286,7 @@ fn side_by_side() {
             report(case.name, size, "encap", ours, theirs);
 
             let mut src = case.sa();
-            let mut rx = case.sa();
+            let rx = case.sa();
             let mut refill = |v: &mut Vec<Vec<u8>>| {
                 *v = protected(&mut src, &pkt, BATCH);
             };

@@ -4,6 +4,8 @@
 use core::fmt;
 use core::ops::Range;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use opensec::{AuthAlgorithm, Cipher, EncAlgorithm, Integrity};
 use zeroize::Zeroize;
@@ -11,8 +13,7 @@ use zeroize::Zeroize;
 use crate::ah::{self, AH_FIXED_LEN, MAX_ICV_FIELD, Scratch};
 use crate::replay::ReplayWindow;
 use crate::wire::{
-    self, HeaderChain, IPV4_HEADER_LEN, IPV6_HEADER_LEN, IpVersion, Ipv4Packet, Ipv6Packet,
-    UDP_HEADER_LEN, proto,
+    self, Checksum, HeaderChain, IPV4_HEADER_LEN, IPV6_HEADER_LEN, IpVersion, UDP_HEADER_LEN, proto,
 };
 use crate::{Error, IvSource, Mode, Protocol, Spi, UdpEncap};
 
@@ -85,9 +86,31 @@ pub struct Decapped {
     pub next_header: u8,
     /// The full sequence number of the packet (ESN: inferred high bits).
     pub seq: u64,
+    /// Bytes the SA protected: the IP payload (transport header and data)
+    /// in transport mode, the inner IP packet in tunnel mode.
+    pub payload_len: usize,
+}
+
+/// The result of a successful encapsulation ([`Sa::protect`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encapped {
+    /// Where the protected packet lies in the caller's buffer.
+    pub range: Range<usize>,
+    /// The sequence number it carries.
+    pub seq: u64,
+    /// Bytes the SA protected: the IP payload (transport header and data)
+    /// in transport mode, the inner IP packet in tunnel mode.
+    pub payload_len: usize,
 }
 
 /// One SA's transform. Not `Clone`: sequence numbers must never repeat.
+///
+/// Every operation takes `&self`: the outbound sequence counter is an
+/// atomic and the replay window sits behind its own small lock, so one SA
+/// may protect and unprotect on several threads at once, with no lock held
+/// across the cryptography. The counter and the window are shared with an
+/// SA that [`Sa::carry_state_from`] this one (setkey `update` of the same
+/// SA), so sequence numbers never repeat across the replacement.
 pub struct Sa {
     spi: Spi,
     protocol: Protocol,
@@ -100,8 +123,9 @@ pub struct Sa {
     auth_key: Vec<u8>,
     esn: bool,
     udp_encap: Option<UdpEncap>,
-    seq: u64,
-    replay: ReplayWindow,
+    /// The last sequence number sent.
+    seq: Arc<AtomicU64>,
+    replay: Arc<Mutex<ReplayWindow>>,
 }
 
 impl Drop for Sa {
@@ -121,8 +145,8 @@ impl fmt::Debug for Sa {
             .field("dst", &self.dst)
             .field("enc", &self.cipher.algorithm())
             .field("auth", &self.auth())
-            .field("seq", &self.seq)
-            .field("replay", &(self.replay.size(), self.replay.top()))
+            .field("seq", &self.seq())
+            .field("replay", &self.replay_state())
             .finish_non_exhaustive()
     }
 }
@@ -203,9 +227,30 @@ impl Sa {
             auth_key,
             esn: params.esn,
             udp_encap: params.udp_encap,
-            seq: params.seq,
-            replay,
+            seq: Arc::new(AtomicU64::new(params.seq)),
+            replay: Arc::new(Mutex::new(replay)),
         })
+    }
+
+    /// Makes this SA continue `old` (setkey `update`: the same SA with new
+    /// parameters): the outbound sequence counter is shared, so no number
+    /// is sent twice even by a thread still using `old`, and so is the
+    /// replay window when its size is unchanged (otherwise a new window
+    /// starts at `old`'s highest received number).
+    pub fn carry_state_from(&mut self, old: &Sa) {
+        self.seq = Arc::clone(&old.seq);
+        let size = self.replay_window();
+        if old.replay_window() == size {
+            self.replay = Arc::clone(&old.replay);
+        } else if let Ok(w) = ReplayWindow::starting_at(size, old.replay_state().0) {
+            self.replay = Arc::new(Mutex::new(w));
+        }
+    }
+
+    fn window(&self) -> MutexGuard<'_, ReplayWindow> {
+        // A panic while holding the lock cannot leave the window half
+        // updated (`update` does not panic), so a poisoned lock is usable.
+        self.replay.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// SPI.
@@ -240,7 +285,7 @@ impl Sa {
     }
     /// Replay window size in packets (0 = no check).
     pub fn replay_window(&self) -> u32 {
-        self.replay.size()
+        self.window().size()
     }
     /// Whether extended sequence numbers are used.
     pub fn esn(&self) -> bool {
@@ -252,16 +297,17 @@ impl Sa {
     }
     /// The last sequence number sent (0 before the first packet).
     pub fn seq(&self) -> u64 {
-        self.seq
+        self.seq.load(Relaxed)
     }
     /// Inbound replay state for printing: (highest sequence number
     /// received, window size in packets).
     pub fn replay_state(&self) -> (u64, u32) {
-        (self.replay.top(), self.replay.size())
+        let w = self.window();
+        (w.top(), w.size())
     }
-    /// The inbound anti-replay window.
-    pub fn replay(&self) -> &ReplayWindow {
-        &self.replay
+    /// A copy of the inbound anti-replay window.
+    pub fn replay(&self) -> ReplayWindow {
+        self.window().clone()
     }
     /// Encryption key (for the `setkey -D` printer only).
     pub fn enc_key(&self) -> &[u8] {
@@ -302,18 +348,38 @@ impl Sa {
         self.headroom() + self.tailroom()
     }
 
-    /// The sequence number the next packet will carry; the SA stops before
-    /// the counter would cycle (RFC 4303 §3.3.3, RFC 4302 §3.3.2).
-    fn next_seq(&self) -> Result<u64, Error> {
+    /// Takes the sequence number the next packet carries; the SA stops
+    /// before the counter would cycle (RFC 4303 §3.3.3, RFC 4302 §3.3.2).
+    fn take_seq(&self) -> Result<u64, Error> {
         let limit = if self.esn {
             u64::MAX
         } else {
             u64::from(u32::MAX)
         };
-        if self.seq >= limit {
-            return Err(Error::SequenceNumberOverflow { seq: self.seq });
+        match self
+            .seq
+            .fetch_update(Relaxed, Relaxed, |s| (s < limit).then_some(s + 1))
+        {
+            Ok(s) => Ok(s + 1),
+            Err(s) => Err(Error::SequenceNumberOverflow { seq: s }),
         }
-        Ok(self.seq + 1)
+    }
+
+    /// Gives back a sequence number taken for a packet that then failed,
+    /// unless another packet took the next one meanwhile (a gap in the
+    /// numbers is harmless; a repeat would not be).
+    fn return_seq(&self, seq: u64) {
+        let _ = self.seq.compare_exchange(seq, seq - 1, Relaxed, Relaxed);
+    }
+
+    /// Whether sending one more packet would make the counter cycle.
+    pub fn exhausted(&self) -> bool {
+        let limit = if self.esn {
+            u64::MAX
+        } else {
+            u64::from(u32::MAX)
+        };
+        self.seq() >= limit
     }
 
     fn seq_hi(&self, seq: u64) -> Option<[u8; 4]> {
@@ -328,12 +394,12 @@ impl Sa {
     /// `pkt_len`. Returns the length of the protected packet at
     /// `buf[..len]`. On error the SA is unchanged (no sequence number used).
     pub fn encap(
-        &mut self,
+        &self,
         buf: &mut [u8],
         pkt_len: usize,
         iv: &mut impl IvSource,
     ) -> Result<usize, Error> {
-        self.encap_range(buf, 0..pkt_len, iv).map(|r| r.end)
+        self.protect(buf, 0..pkt_len, iv).map(|e| e.range.end)
     }
 
     /// Outbound processing of the IP packet at `buf[pkt]` (headroom form).
@@ -343,12 +409,25 @@ impl Sa {
     /// instead, which then needs the extra room after `pkt.end`. Returns
     /// where the protected packet is. On error the SA is unchanged.
     pub fn encap_range(
-        &mut self,
+        &self,
         buf: &mut [u8],
         pkt: Range<usize>,
         iv: &mut impl IvSource,
     ) -> Result<Range<usize>, Error> {
-        let seq = self.next_seq()?;
+        self.protect(buf, pkt, iv).map(|e| e.range)
+    }
+
+    /// [`Sa::encap_range`], also returning the sequence number used and the
+    /// bytes the SA protected (see [`Encapped`]).
+    pub fn protect(
+        &self,
+        buf: &mut [u8],
+        pkt: Range<usize>,
+        iv: &mut impl IvSource,
+    ) -> Result<Encapped, Error> {
+        if self.exhausted() {
+            return Err(Error::SequenceNumberOverflow { seq: self.seq() });
+        }
         let plain = buf.get(pkt.clone()).ok_or(Error::BufferTooSmall {
             needed: pkt.end,
             got: buf.len(),
@@ -375,17 +454,25 @@ impl Sa {
         // payload (transport: the upper layer; tunnel: the whole packet) to
         // just after the inserted headers. The two moves go in opposite
         // directions, so neither overwrites the other's source.
+        let seq = self.take_seq()?;
         let payload_from = pkt.start + plan.keep;
         let payload_to = out_start + plan.keep + plan.insert;
         buf.copy_within(payload_from..payload_from + plan.payload_len, payload_to);
         buf.copy_within(pkt.start..pkt.start + plan.keep, out_start);
         let out = buf.get_mut(out_start..out_end).unwrap_or(&mut []);
-        match self.protocol {
-            Protocol::Esp => self.esp_fill(out, &plan, seq, iv)?,
-            Protocol::Ah => self.ah_fill(out, &plan, seq)?,
+        let filled = match self.protocol {
+            Protocol::Esp => self.esp_fill(out, &plan, seq, iv),
+            Protocol::Ah => self.ah_fill(out, &plan, seq),
+        };
+        if let Err(e) = filled {
+            self.return_seq(seq);
+            return Err(e);
         }
-        self.seq = seq;
-        Ok(out_start..out_end)
+        Ok(Encapped {
+            range: out_start..out_end,
+            seq,
+            payload_len: plan.payload_len,
+        })
     }
 
     /// Bytes [`Sa::encap_range`] inserts in front of the payload at most
@@ -428,7 +515,11 @@ impl Sa {
             Mode::Tunnel => {
                 // RFC 4303 §3.1.2 / RFC 4302 §3.1.2: the whole inner packet is
                 // the payload; the outer header is built from the SA.
-                let (inner_len, tos, nh) = inner_packet(plain)?;
+                let (version, inner_len, tos) = wire::ip_packet(plain)?;
+                let nh = match version {
+                    IpVersion::V4 => proto::IPV4,
+                    IpVersion::V6 => proto::IPV6,
+                };
                 let (version, nh_offset, hl) = match self.src {
                     IpAddr::V4(_) => (IpVersion::V4, 9, IPV4_HEADER_LEN),
                     IpAddr::V6(_) => (IpVersion::V6, 6, IPV6_HEADER_LEN),
@@ -554,7 +645,7 @@ impl Sa {
     /// `buf[esp_payload_offset()..][..payload_len]`; the ESP packet (header,
     /// IV, ciphertext, ICV) is written to `buf[..len]`, `len` returned.
     pub fn encap_esp(
-        &mut self,
+        &self,
         buf: &mut [u8],
         payload_len: usize,
         next_header: u8,
@@ -563,7 +654,6 @@ impl Sa {
         if self.protocol != Protocol::Esp {
             return Err(invalid("encap_esp on an AH SA"));
         }
-        let seq = self.next_seq()?;
         let (pad, esp_len) = self.esp_lengths(payload_len);
         if esp_len > buf.len() {
             return Err(Error::BufferTooSmall {
@@ -571,8 +661,11 @@ impl Sa {
                 got: buf.len(),
             });
         }
-        self.esp_seal(buf, 0, payload_len, pad, next_header, seq, iv)?;
-        self.seq = seq;
+        let seq = self.take_seq()?;
+        if let Err(e) = self.esp_seal(buf, 0, payload_len, pad, next_header, seq, iv) {
+            self.return_seq(seq);
+            return Err(e);
+        }
         Ok(esp_len)
     }
 
@@ -624,7 +717,7 @@ impl Sa {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 // Identification: the low 16 bits of the sequence number are
                 // unique enough within the reassembly lifetime (no clock here).
-                wire::emit_ipv4_header(buf, tos, 0, seq as u16, p, s.octets(), d.octets());
+                wire::emit_ipv4_header(buf, tos, 0, seq as u16, p, s, d);
                 HeaderChain {
                     version: IpVersion::V4,
                     header_len: IPV4_HEADER_LEN,
@@ -634,7 +727,7 @@ impl Sa {
                 }
             }
             (IpAddr::V6(s), IpAddr::V6(d)) => {
-                wire::emit_ipv6_header(buf, tos, 0, p, s.octets(), d.octets());
+                wire::emit_ipv6_header(buf, tos, 0, p, s, d);
                 HeaderChain {
                     version: IpVersion::V6,
                     header_len: IPV6_HEADER_LEN,
@@ -701,7 +794,7 @@ impl Sa {
     /// place. The ICV is verified first (constant time), then the replay
     /// window, then (ESP) decryption and padding; the window is updated only
     /// when everything passed. Any error leaves the SA unchanged.
-    pub fn decap(&mut self, buf: &mut [u8]) -> Result<Decapped, Error> {
+    pub fn decap(&self, buf: &mut [u8]) -> Result<Decapped, Error> {
         let chain = wire::locate_inbound(buf)?;
         match self.protocol {
             Protocol::Esp => self.esp_decap(buf, &chain),
@@ -709,7 +802,7 @@ impl Sa {
         }
     }
 
-    fn esp_decap(&mut self, buf: &mut [u8], chain: &HeaderChain) -> Result<Decapped, Error> {
+    fn esp_decap(&self, buf: &mut [u8], chain: &HeaderChain) -> Result<Decapped, Error> {
         let hl = chain.header_len;
         let total = chain.total_len;
         let udp = if self.udp_encap.is_some() {
@@ -763,11 +856,23 @@ impl Sa {
 
     /// ESP alone: `esp` holds one ESP packet (SPI … ICV) exactly. On success
     /// the Payload Data is `esp[range]` (the inner packet in tunnel mode).
-    pub fn decap_esp(&mut self, esp: &mut [u8]) -> Result<Decapped, Error> {
+    pub fn decap_esp(&self, esp: &mut [u8]) -> Result<Decapped, Error> {
         if self.protocol != Protocol::Esp {
             return Err(invalid("decap_esp on an AH SA"));
         }
         self.esp_open(esp)
+    }
+
+    /// Records `seq` as received once the packet passed every check
+    /// (RFC 4303 §3.4.3: "the receive window is updated only if the
+    /// integrity verification succeeds"). The window is checked again
+    /// under the same lock: another thread may have accepted the same
+    /// number since the first check.
+    fn accept_seq(&self, seq: u64) -> Result<(), Error> {
+        let mut w = self.window();
+        w.check(seq)?;
+        w.update(seq);
+        Ok(())
     }
 
     fn header_seq(&self, seql: u32) -> Result<u64, Error> {
@@ -775,14 +880,15 @@ impl Sa {
             return Ok(u64::from(seql));
         }
         // RFC 4303 Appendix A2.2.
-        self.replay.infer_esn(seql).ok_or(Error::SequenceTooOld {
+        let w = self.window();
+        w.infer_esn(seql).ok_or(Error::SequenceTooOld {
             seq: u64::from(seql),
-            top: self.replay.top(),
-            window: self.replay.size(),
+            top: w.top(),
+            window: w.size(),
         })
     }
 
-    fn esp_open(&mut self, esp: &mut [u8]) -> Result<Decapped, Error> {
+    fn esp_open(&self, esp: &mut [u8]) -> Result<Decapped, Error> {
         let iv_len = self.cipher.iv_len();
         let icv_len = self.icv_len();
         let block = self.cipher.block_size();
@@ -816,7 +922,7 @@ impl Sa {
             }
         }
         // RFC 4303 §3.4.3: then the replay window (not updated yet).
-        self.replay.check(seq)?;
+        self.window().check(seq)?;
         let (head, tail) = esp.split_at_mut(ESP_HEADER_LEN + iv_len);
         let iv = head.get(ESP_HEADER_LEN..).unwrap_or(&[]);
         let ct = tail
@@ -859,16 +965,17 @@ impl Sa {
         if self.mode == Mode::Tunnel {
             check_inner(ct.get(..payload_len).unwrap_or(&[]), next_header)?;
         }
-        self.replay.update(seq);
+        self.accept_seq(seq)?;
         let start = ESP_HEADER_LEN + iv_len;
         Ok(Decapped {
             range: start..start + payload_len,
             next_header,
             seq,
+            payload_len,
         })
     }
 
-    fn ah_decap(&mut self, buf: &mut [u8], chain: &HeaderChain) -> Result<Decapped, Error> {
+    fn ah_decap(&self, buf: &mut [u8], chain: &HeaderChain) -> Result<Decapped, Error> {
         if chain.next_header != proto::AH {
             return Err(Error::NotIpsec {
                 expected: Protocol::Ah,
@@ -920,16 +1027,18 @@ impl Sa {
                 return Err(Error::IcvMismatch { seq });
             }
         }
-        self.replay.check(seq)?;
+        self.window().check(seq)?;
         if self.mode == Mode::Tunnel {
             check_inner(buf.get(hl + ah_len..total).unwrap_or(&[]), next_header)?;
         }
-        self.replay.update(seq);
+        self.accept_seq(seq)?;
+        let payload_len = total - hl - ah_len;
         Ok(match self.mode {
             Mode::Tunnel => Decapped {
                 range: hl + ah_len..total,
                 next_header,
                 seq,
+                payload_len,
             },
             Mode::Transport => {
                 buf.copy_within(..hl, ah_len);
@@ -942,6 +1051,7 @@ impl Sa {
                     range: ah_len..total,
                     next_header,
                     seq,
+                    payload_len,
                 }
             }
         })
@@ -970,30 +1080,19 @@ struct Plan {
     tos: u8,
 }
 
-/// The inner packet of tunnel mode: (length from its IP header, TOS or
-/// traffic class, Next Header value naming it: 4 or 41).
-fn inner_packet(pkt: &[u8]) -> Result<(usize, u8, u8), Error> {
-    match pkt.first().map(|v| v >> 4) {
-        Some(4) => {
-            let p = Ipv4Packet::new_checked(pkt)?;
-            Ok((usize::from(p.total_len()), p.tos(), proto::IPV4))
-        }
-        Some(6) => {
-            let p = Ipv6Packet::new_checked(pkt)?;
-            Ok((p.total_len(), p.traffic_class(), proto::IPV6))
-        }
-        _ => Err(Error::BadIpHeader {
-            reason: "inner packet is neither IPv4 nor IPv6",
-        }),
-    }
-}
-
-/// Tunnel mode inbound: the Next Header names an IP packet that parses.
+/// Tunnel mode inbound: the Next Header names an IP packet of that
+/// version that parses.
 fn check_inner(inner: &[u8], next_header: u8) -> Result<(), Error> {
-    match next_header {
-        proto::IPV4 => Ipv4Packet::new_checked(inner).map(|_| ()),
-        proto::IPV6 => Ipv6Packet::new_checked(inner).map(|_| ()),
-        nh => Err(Error::UnexpectedNextHeader { next_header: nh }),
+    let expected = match next_header {
+        proto::IPV4 => IpVersion::V4,
+        proto::IPV6 => IpVersion::V6,
+        nh => return Err(Error::UnexpectedNextHeader { next_header: nh }),
+    };
+    match wire::ip_packet(inner)? {
+        (v, ..) if v == expected => Ok(()),
+        _ => Err(Error::BadIpHeader {
+            reason: "inner IP version does not match the Next Header",
+        }),
     }
 }
 
@@ -1008,12 +1107,12 @@ fn write_udp(buf: &mut [u8], version: IpVersion, off: usize, total: usize, u: Ud
         h[6..8].copy_from_slice(&[0, 0]);
     }
     if version == IpVersion::V6 {
-        let mut sum: u32 = 0;
-        for c in buf.get(8..40).unwrap_or(&[]).chunks_exact(2) {
-            sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-        }
-        sum += udp_len as u32 + u32::from(proto::UDP);
-        let mut c = wire::checksum(buf.get(off..total).unwrap_or(&[]), sum);
+        let mut c = Checksum::new()
+            .add_bytes(buf.get(8..40).unwrap_or(&[]))
+            .add_bytes(&(udp_len as u32).to_be_bytes())
+            .add_bytes(&[0, proto::UDP])
+            .add_bytes(buf.get(off..total).unwrap_or(&[]))
+            .finish();
         if c == 0 {
             c = 0xffff;
         }

@@ -72,8 +72,8 @@ fn plain(spec: &SaSpec, len: usize, ext: bool) -> Vec<u8> {
 fn round_trip_matrix() {
     let mut iv = counter_iv();
     for spec in all_specs() {
-        let mut tx = spec.sa();
-        let mut rx = spec.sa();
+        let tx = spec.sa();
+        let rx = spec.sa();
         for (i, len) in [0usize, 1, 13, 14, 15, 16, 200, 1400]
             .into_iter()
             .enumerate()
@@ -136,7 +136,7 @@ fn esp_padding_and_lengths_rfc4303_2_4() {
             udp: false,
             spi: 7,
         };
-        let mut sa = spec.sa();
+        let sa = spec.sa();
         for len in 0..40 {
             let pkt = ipv4_udp(&payload(len));
             let mut buf = vec![0u8; pkt.len() + sa.max_overhead()];
@@ -205,7 +205,7 @@ fn sequence_number_never_cycles_rfc4303_3_3_3() {
     let mut tx = Sa::new(p).unwrap();
     let mut p = spec.params();
     p.seq = u64::from(u32::MAX) - 2;
-    let mut rx = Sa::new(p).unwrap();
+    let rx = Sa::new(p).unwrap();
     let mut wires = vec![];
     for _ in 0..5 {
         wires.push(encap(&mut tx, &pkt).unwrap());
@@ -234,7 +234,7 @@ fn esn_high_bits_are_in_the_icv() {
     let mut tx = Sa::new(p).unwrap();
     let mut p = esp_spec(64, false).params();
     p.seq = 0;
-    let mut rx = Sa::new(p).unwrap();
+    let rx = Sa::new(p).unwrap();
     let mut w = encap(&mut tx, &ipv4_udp(b"esn")).unwrap();
     assert!(matches!(rx.decap(&mut w), Err(Error::IcvMismatch { .. })));
 }
@@ -243,7 +243,7 @@ fn esn_high_bits_are_in_the_icv() {
 fn forged_packet_leaves_window_unchanged() {
     let spec = esp_spec(32, false);
     let mut tx = spec.sa();
-    let mut rx = spec.sa();
+    let rx = spec.sa();
     let pkt = ipv4_udp(b"hello");
     let good = encap(&mut tx, &pkt).unwrap();
     let mut bad = good.clone();
@@ -270,7 +270,7 @@ fn forged_packet_leaves_window_unchanged() {
 fn window_none_accepts_replays() {
     let spec = esp_spec(0, false);
     let mut tx = spec.sa();
-    let mut rx = spec.sa();
+    let rx = spec.sa();
     let w = encap(&mut tx, &ipv4_udp(b"a")).unwrap();
     rx.decap(&mut w.clone()).unwrap();
     rx.decap(&mut w.clone()).unwrap();
@@ -293,7 +293,7 @@ fn typed_errors() {
     frag[6] = 0x20;
     assert_eq!(encap(&mut sa, &frag), Err(Error::Fragment));
     // Wrong SPI.
-    let mut other = SaSpec {
+    let other = SaSpec {
         spi: 99,
         ..spec.clone()
     }
@@ -348,7 +348,7 @@ fn typed_errors() {
         ..t.clone()
     }
     .sa();
-    let mut rx = t.sa();
+    let rx = t.sa();
     let mut w = encap(&mut tx, &pkt).unwrap();
     assert_eq!(
         rx.decap(&mut w),
@@ -364,7 +364,7 @@ fn esp_in_udp_rfc3948() {
         ..esp_spec(64, false)
     };
     let mut tx = spec.sa();
-    let mut rx = spec.sa();
+    let rx = spec.sa();
     let pkt = ipv4_udp(b"natt");
     let w = encap(&mut tx, &pkt).unwrap();
     assert_eq!(w[9], 17);
@@ -414,7 +414,7 @@ fn ah_mutable_fields_may_change_in_transit() {
             spi: 0x51,
         };
         let mut tx = spec.sa();
-        let mut rx = spec.sa();
+        let rx = spec.sa();
         let pkt = if v6 {
             ipv6_udp(b"ah", true)
         } else {
@@ -470,9 +470,9 @@ fn headroom_form_matches_tailroom_form() {
     let mut iv1 = counter_iv();
     let mut iv2 = counter_iv();
     for spec in all_specs().into_iter().step_by(7) {
-        let mut a = spec.sa();
-        let mut b = spec.sa();
-        let mut rx = spec.sa();
+        let a = spec.sa();
+        let b = spec.sa();
+        let rx = spec.sa();
         let pkt = plain(&spec, 77, spec.v6);
         // Tailroom form.
         let mut t = vec![0u8; pkt.len() + a.max_overhead()];

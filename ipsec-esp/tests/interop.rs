@@ -108,7 +108,7 @@ fn make_case(spec: SaSpec, start_seq: u64) -> Case {
     };
     let mut p = spec.params();
     p.seq = start_seq;
-    let mut sa = Sa::new(p).unwrap();
+    let sa = Sa::new(p).unwrap();
     let mut iv = counter_iv();
     let mut ours = vec![];
     for _ in 0..2 {
@@ -363,7 +363,7 @@ fn scapy_interop() {
         } else {
             let mut p = c.spec.params();
             p.seq = c.start_seq;
-            let mut rx = Sa::new(p).unwrap();
+            let rx = Sa::new(p).unwrap();
             let mut buf = hex::decode(theirs).unwrap();
             match rx.decap(&mut buf) {
                 Ok(d) if buf[d.range.clone()] == c.plain[..] => {
@@ -604,7 +604,7 @@ fn scapy_ah_ipv6_routing_header() {
         udp: false,
         spi: 0x4242,
     };
-    let mut tx = spec.sa();
+    let tx = spec.sa();
     let mut buf = vec![0u8; p.len() + tx.max_overhead()];
     buf[..p.len()].copy_from_slice(&p);
     let n = tx.encap(&mut buf, p.len(), &mut counter_iv()).unwrap();
@@ -652,7 +652,7 @@ print(bytes(sa.decrypt(IPv6(bytes.fromhex(sys.argv[3])))).hex())
         lines.next().is_some(),
         "scapy accepted the delivered packet"
     );
-    let mut rx = spec.sa();
+    let rx = spec.sa();
     let d = rx.decap(&mut delivered).unwrap();
     assert_eq!(d.next_header, 17);
     println!(
@@ -701,7 +701,7 @@ fn scapy_ah_ipv4_options() {
         udp: false,
         spi: 0x4343,
     };
-    let mut tx = spec.sa();
+    let tx = spec.sa();
     let mut buf = vec![0u8; p.len() + tx.max_overhead()];
     buf[..p.len()].copy_from_slice(&p);
     let n = tx.encap(&mut buf, p.len(), &mut counter_iv()).unwrap();
@@ -754,7 +754,7 @@ except IPSecIntegrityError:
         lines[2], "rejected",
         "scapy must reject a changed Router Alert"
     );
-    let mut rx = spec.sa();
+    let rx = spec.sa();
     assert!(matches!(
         rx.decap(&mut tampered.clone()),
         Err(ipsec_esp::Error::IcvMismatch { .. })

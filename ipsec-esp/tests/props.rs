@@ -95,8 +95,8 @@ proptest! {
 
     #[test]
     fn encap_decap_round_trip(spec in spec_strategy(), data in proptest::collection::vec(any::<u8>(), 0..600), ext in any::<bool>()) {
-        let mut tx = spec.sa();
-        let mut rx = spec.sa();
+        let tx = spec.sa();
+        let rx = spec.sa();
         let pkt = packet(&spec, &data, ext);
         let mut buf = vec![0u8; pkt.len() + tx.max_overhead()];
         buf[..pkt.len()].copy_from_slice(&pkt);
@@ -108,8 +108,8 @@ proptest! {
 
     #[test]
     fn any_single_bit_flip_is_rejected(spec in spec_strategy(), data in proptest::collection::vec(any::<u8>(), 0..300), bit in any::<proptest::sample::Index>()) {
-        let mut tx = spec.sa();
-        let mut rx = spec.sa();
+        let tx = spec.sa();
+        let rx = spec.sa();
         let pkt = packet(&spec, &data, true);
         let mut buf = vec![0u8; pkt.len() + tx.max_overhead()];
         buf[..pkt.len()].copy_from_slice(&pkt);
@@ -132,7 +132,7 @@ proptest! {
 
     #[test]
     fn decap_never_panics(spec in spec_strategy(), bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-        let mut rx = spec.sa();
+        let rx = spec.sa();
         let mut b = bytes.clone();
         let _ = rx.decap(&mut b);
         let _ = rx.decap_esp(&mut bytes.clone());
@@ -141,8 +141,8 @@ proptest! {
     #[test]
     fn decap_never_panics_on_mutated_packets(spec in spec_strategy(), data in proptest::collection::vec(any::<u8>(), 0..100),
         edits in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 1..6), cut in any::<proptest::sample::Index>()) {
-        let mut tx = spec.sa();
-        let mut rx = spec.sa();
+        let tx = spec.sa();
+        let rx = spec.sa();
         let pkt = packet(&spec, &data, true);
         let mut buf = vec![0u8; pkt.len() + tx.max_overhead()];
         buf[..pkt.len()].copy_from_slice(&pkt);
@@ -159,7 +159,7 @@ proptest! {
 
     #[test]
     fn encap_never_panics(spec in spec_strategy(), bytes in proptest::collection::vec(any::<u8>(), 0..200), extra in 0usize..100) {
-        let mut tx = spec.sa();
+        let tx = spec.sa();
         let mut buf = bytes.clone();
         buf.resize(bytes.len() + extra, 0);
         let _ = tx.encap(&mut buf, bytes.len(), &mut counter_iv());

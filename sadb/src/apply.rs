@@ -11,7 +11,7 @@ use crate::Error;
 use crate::ast::*;
 use crate::dump::{DumpOptions, dump_sa, dump_sad, dump_spd};
 use crate::sad::{ExpireEvent, Lifetimes, Limit, SaEntry, SaId, SaMeta, Sad, protocol_keyword};
-use crate::spd::{PacketSelector, PolicyAction, SaRequest, Selector, Spd};
+use crate::spd::{PacketSelector, Policy, PolicyAction, SaRequest, Selector, Spd};
 use crate::time::Timestamp;
 
 /// The most requests one `ipsec` policy may bundle.
@@ -92,6 +92,24 @@ pub enum Outbound {
     },
 }
 
+/// [`Outbound`] with the policy and SA entries themselves (for the engine).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum OutDecision<'a> {
+    NoPolicy,
+    Discard(&'a Policy),
+    Bypass(&'a Policy),
+    NoSa(&'a Policy, usize),
+    /// The SAs, innermost first.
+    Protect(&'a Policy, [Option<&'a SaEntry>; MAX_BUNDLE]),
+}
+
+/// [`Inbound`] with the policy itself (for the engine).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum InDecision<'a> {
+    Accept(Option<&'a Policy>),
+    Reject(&'a Policy),
+}
+
 /// Whether a decapsulated (or clear) inbound packet may be delivered (RFC 4301 §5.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Inbound {
@@ -109,12 +127,19 @@ pub enum Inbound {
 }
 
 /// The SAD and the SPD, and what a setkey script does to them.
-#[derive(Debug)]
+///
+/// They change only through [`Databases::apply`] (all or nothing) and
+/// lifetimes ([`Databases::expire`]); packets go through the engine
+/// ([`Databases::protect`], [`Databases::unprotect`]), which takes `&self`:
+/// the per-packet state of SAs and policies is atomic or behind each SA's
+/// own small lock, so one `Databases` serves packets on several threads at
+/// once. A clone shares its SAs and policies (and so their counters,
+/// sequence numbers and replay windows): it is a snapshot that can be
+/// changed and swapped in ([`crate::Engine`]).
+#[derive(Debug, Clone)]
 pub struct Databases {
-    /// The SAD.
-    pub sad: Sad,
-    /// The SPD.
-    pub spd: Spd,
+    sad: Sad,
+    spd: Spd,
     /// Options of `dump`/`spddump`/`get` output.
     pub dump_options: DumpOptions,
     /// setkey's "RFC mode" (`setkey -r`, setkey(8) "RFC vs Linux kernel
@@ -325,6 +350,23 @@ pub fn build_sa(spec: &SaSpec, seq: u64, pos: Pos) -> Result<(Sa, SaMeta), Error
 }
 
 impl Databases {
+    /// The SAD (read-only: it changes through [`Databases::apply`]).
+    pub fn sad(&self) -> &Sad {
+        &self.sad
+    }
+
+    /// The SPD (read-only: it changes through [`Databases::apply`]).
+    pub fn spd(&self) -> &Spd {
+        &self.spd
+    }
+
+    /// These databases with their SAD replaced by `sad` (for benchmarks
+    /// and tests that build a large SAD directly, e.g. [`Sad::synthetic`]).
+    pub fn with_sad(mut self, sad: Sad) -> Self {
+        self.sad = sad;
+        self
+    }
+
     /// Empty databases.
     pub fn new() -> Self {
         Databases {
@@ -416,8 +458,9 @@ impl Databases {
                 let _ = self.sad.insert(*entry);
             }
             Op::UpdateSa(id, sa, meta) => {
-                if let Some(e) = self.sad.get_mut(&id) {
-                    e.replace(*sa, meta);
+                if let Some(e) = self.sad.get(&id) {
+                    let next = e.replaced_by(*sa, meta);
+                    self.sad.replace(&id, next);
                 }
             }
             Op::DeleteSa(id) => {
@@ -474,32 +517,55 @@ impl Databases {
     /// The outbound decision for a packet (RFC 4301 §5.1): the first `out`
     /// policy that matches, and for `ipsec` one SA per request chosen by
     /// [`Sad::select_out`]. Records the policy's use time.
-    pub fn outbound(&mut self, pkt: &PacketSelector, now: Timestamp) -> Outbound {
-        let Some(policy) = self.spd.lookup_mut(Direction::Out, pkt, now) else {
-            return Outbound::NoPolicy;
-        };
-        let id = policy.id;
-        match &policy.action {
-            PolicyAction::Discard => Outbound::Discard { policy: id },
-            PolicyAction::Bypass => Outbound::Bypass { policy: id },
-            PolicyAction::Ipsec(reqs) => {
+    pub fn outbound(&self, pkt: &PacketSelector, now: Timestamp) -> Outbound {
+        match self.decide_out(pkt, now) {
+            OutDecision::NoPolicy => Outbound::NoPolicy,
+            OutDecision::Discard(p) => Outbound::Discard { policy: p.id },
+            OutDecision::Bypass(p) => Outbound::Bypass { policy: p.id },
+            OutDecision::NoSa(p, request) => Outbound::NoSa {
+                policy: p.id,
+                request,
+            },
+            OutDecision::Protect(p, sas) => {
                 let mut bundle = Bundle::default();
+                for e in sas.iter().flatten() {
+                    bundle.push(e.id());
+                }
+                Outbound::Protect {
+                    policy: p.id,
+                    bundle,
+                }
+            }
+        }
+    }
+
+    /// [`Databases::outbound`] with the policy and the SA entries themselves.
+    pub(crate) fn decide_out(&self, pkt: &PacketSelector, now: Timestamp) -> OutDecision<'_> {
+        let Some(policy) = self.spd.lookup_used(Direction::Out, pkt, now) else {
+            return OutDecision::NoPolicy;
+        };
+        match &policy.action {
+            PolicyAction::Discard => OutDecision::Discard(policy),
+            PolicyAction::Bypass => OutDecision::Bypass(policy),
+            PolicyAction::Ipsec(reqs) => {
+                let mut sas: [Option<&SaEntry>; MAX_BUNDLE] = [None; MAX_BUNDLE];
+                let mut n = 0;
                 for (i, r) in reqs.iter().enumerate() {
-                    match self.sad.select_out(r, pkt) {
-                        Some(sa) => bundle.push(sa),
-                        None if r.optional() => {}
-                        None => {
-                            return Outbound::NoSa {
-                                policy: id,
-                                request: i,
-                            };
+                    match self.sad.select_out(r, pkt, now) {
+                        Some(e) => {
+                            if let Some(slot) = sas.get_mut(n) {
+                                *slot = Some(e);
+                                n += 1;
+                            }
                         }
+                        None if r.optional() => {}
+                        None => return OutDecision::NoSa(policy, i),
                     }
                 }
-                if bundle.is_empty() {
-                    Outbound::Bypass { policy: id }
+                if n == 0 {
+                    OutDecision::Bypass(policy)
                 } else {
-                    Outbound::Protect { policy: id, bundle }
+                    OutDecision::Protect(policy, sas)
                 }
             }
         }
@@ -513,57 +579,69 @@ impl Databases {
     /// SA of that protocol and mode, with the request's reqid if it has one
     /// and from its tunnel end points if given; `use` requests may be
     /// missing. No matching policy accepts (as Linux and KAME do).
-    pub fn inbound_check(
-        &mut self,
+    pub fn inbound_check(&self, pkt: &PacketSelector, applied: &[SaId], now: Timestamp) -> Inbound {
+        let mut entries: [Option<&SaEntry>; MAX_BUNDLE] = [None; MAX_BUNDLE];
+        for (slot, id) in entries.iter_mut().zip(applied) {
+            *slot = self.sad.get(id);
+        }
+        let n = applied.len().min(MAX_BUNDLE);
+        match self.check_in(pkt, entries.get(..n).unwrap_or(&[]), now) {
+            InDecision::Accept(p) => Inbound::Accept {
+                policy: p.map(|p| p.id),
+            },
+            InDecision::Reject(p) => Inbound::Reject { policy: p.id },
+        }
+    }
+
+    /// [`Databases::inbound_check`] with the SA entries themselves (an SA
+    /// that is gone is `None` and satisfies no request).
+    pub(crate) fn check_in(
+        &self,
         pkt: &PacketSelector,
-        applied: &[SaId],
+        applied: &[Option<&SaEntry>],
         now: Timestamp,
-    ) -> Inbound {
-        let Some(policy) = self.spd.lookup_mut(Direction::In, pkt, now) else {
-            return Inbound::Accept { policy: None };
+    ) -> InDecision<'_> {
+        let Some(policy) = self.spd.lookup_used(Direction::In, pkt, now) else {
+            return InDecision::Accept(None);
         };
-        let id = policy.id;
         let reqs = match &policy.action {
-            PolicyAction::Discard => return Inbound::Reject { policy: id },
-            PolicyAction::Bypass => return Inbound::Accept { policy: Some(id) },
+            PolicyAction::Discard => return InDecision::Reject(policy),
+            PolicyAction::Bypass => return InDecision::Accept(Some(policy)),
             PolicyAction::Ipsec(reqs) => reqs,
         };
         let mut k = 0;
         for r in reqs.iter().rev() {
-            let matched = applied
-                .get(k)
-                .and_then(|sa| self.sad.get(sa))
-                .is_some_and(|e| {
-                    let sa = e.sa();
-                    let proto_ok = matches!(
-                        (r.protocol, sa.protocol()),
-                        (ReqProtocol::Esp, Protocol::Esp) | (ReqProtocol::Ah, Protocol::Ah)
-                    );
-                    let mode_ok = matches!(
-                        (r.mode, sa.mode()),
-                        (ReqMode::Transport, Mode::Transport) | (ReqMode::Tunnel, Mode::Tunnel)
-                    );
-                    let ends_ok = r
-                        .endpoints
-                        .is_none_or(|(s, d)| s.addr == sa.src() && d.addr == sa.dst());
-                    proto_ok && mode_ok && ends_ok && (r.reqid == 0 || r.reqid == e.reqid())
-                });
+            let matched = applied.get(k).copied().flatten().is_some_and(|e| {
+                let sa = e.sa();
+                let proto_ok = matches!(
+                    (r.protocol, sa.protocol()),
+                    (ReqProtocol::Esp, Protocol::Esp) | (ReqProtocol::Ah, Protocol::Ah)
+                );
+                let mode_ok = matches!(
+                    (r.mode, sa.mode()),
+                    (ReqMode::Transport, Mode::Transport) | (ReqMode::Tunnel, Mode::Tunnel)
+                );
+                let ends_ok = r
+                    .endpoints
+                    .is_none_or(|(s, d)| s.addr == sa.src() && d.addr == sa.dst());
+                proto_ok && mode_ok && ends_ok && (r.reqid == 0 || r.reqid == e.reqid())
+            });
             if matched {
                 k += 1;
             } else if !r.optional() {
-                return Inbound::Reject { policy: id };
+                return InDecision::Reject(policy);
             }
         }
         // Extra transport-mode SAs are tolerated, tunnels are not (as Linux).
         let extra_tunnel = applied
             .iter()
             .skip(k)
-            .filter_map(|sa| self.sad.get(sa))
+            .flatten()
             .any(|e| e.sa().mode() == Mode::Tunnel);
         if extra_tunnel {
-            Inbound::Reject { policy: id }
+            InDecision::Reject(policy)
         } else {
-            Inbound::Accept { policy: Some(id) }
+            InDecision::Accept(Some(policy))
         }
     }
 }
@@ -687,20 +765,11 @@ fn plan(
                     "update cannot change the source of the SA (installed from {src})"
                 )));
             }
-            // Continue the sequence numbers of an installed SA (RFC 4303
-            // §3.3.3: they must not repeat under the same SA).
-            let seq = if sh.sas.contains_key(&id) {
-                0
-            } else {
-                // For an inbound SA the highest sequence number received is
-                // carried too, so the new replay window starts there and
-                // packets seen before the update cannot be replayed.
-                sh.sad
-                    .get(&id)
-                    .map(|e| e.sa().seq().max(e.sa().replay_state().0))
-                    .unwrap_or(0)
-            };
-            let (sa, meta) = build_sa(spec, seq, pos)?;
+            // The updated SA continues the installed one's sequence numbers
+            // (RFC 4303 §3.3.3: they must not repeat under the same SA) and
+            // its replay window, so packets seen before the update cannot
+            // be replayed: see `SaEntry::replaced_by`, at commit.
+            let (sa, meta) = build_sa(spec, 0, pos)?;
             if sh.sas.contains_key(&id) {
                 // Added earlier in this batch: the update replaces the pending add.
                 sh.sas.insert(id, Some(src));

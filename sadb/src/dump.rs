@@ -24,8 +24,9 @@ pub struct DumpOptions {
     /// The `pid=` value (setkey prints its own process id).
     pub pid: u32,
     /// Append a `stats:` line per SA with the counters setkey has no field
-    /// for (replay drops, ICV failures). Off by default: the output is then
-    /// exactly setkey's layout.
+    /// for (replay drops, ICV failures), and per policy with its counters
+    /// (packets and bytes that went on, drops). Off by default: the output
+    /// is then exactly setkey's layout.
     pub stats: bool,
 }
 
@@ -248,11 +249,19 @@ pub fn dump_policy(p: &Policy, seq: usize, opts: &DumpOptions) -> String {
         s,
         "\tcreated: {}  lastused: {}",
         p.created.setkey_format(),
-        p.last_used.unwrap_or_default().setkey_format()
+        p.last_used().unwrap_or_default().setkey_format()
     );
     s.push_str("\tlifetime: 0(s) validtime: 0(s)\n");
     let _ = writeln!(s, "\tspid={} seq={seq} pid={}", p.id, opts.pid);
     s.push_str("\trefcnt=1\n");
+    if opts.stats {
+        let c = p.counters();
+        let _ = writeln!(
+            s,
+            "\tstats: packets={} bytes={} drops={}",
+            c.packets, c.bytes, c.drops
+        );
+    }
     s
 }
 
@@ -487,7 +496,7 @@ mod tests {
             priority,
             action: PolicyAction::Discard,
             created: Timestamp(0),
-            last_used: None,
+            stats: Default::default(),
             seq: 0,
         }
     }

@@ -55,6 +55,7 @@
 mod apply;
 pub mod ast;
 pub mod dump;
+pub mod engine;
 mod error;
 mod parse;
 mod print;
@@ -68,9 +69,16 @@ pub use apply::{
 };
 pub use ast::{Located, Pos, Statement};
 pub use dump::DumpOptions;
+pub use engine::{
+    Deliver, Discard, DiscardReason, DropReason, Dropped, Engine, Incoming, Outgoing, Protected,
+    Reader, Received, SaTrace, SaUse, UNPROTECT_HEADROOM, Wire,
+};
 pub use error::Error;
 pub use parse::parse;
 pub use print::print_script;
 pub use sad::{ExpireEvent, ExpireKind, SaEntry, SaId, SaMeta, SaState, Sad};
-pub use spd::{PacketSelector, Policy, PolicyAction, SaRequest, Selector, Spd, UpperInfo};
+pub use spd::{
+    PacketSelector, Policy, PolicyAction, PolicyCounters, PolicyStats, SaRequest, Selector, Spd,
+    UpperInfo,
+};
 pub use time::Timestamp;

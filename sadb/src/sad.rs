@@ -14,6 +14,8 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
 
 use ipsec_esp::{Mode, Protocol, Sa, SaParams, Spi};
 
@@ -85,6 +87,7 @@ pub struct Counters {
 
 /// SA state as setkey prints it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum SaState {
     /// Usable.
     Mature,
@@ -95,6 +98,14 @@ pub enum SaState {
 }
 
 impl SaState {
+    fn from_u8(v: u8) -> SaState {
+        match v {
+            0 => SaState::Mature,
+            1 => SaState::Dying,
+            _ => SaState::Dead,
+        }
+    }
+
     /// `mature`, `dying` or `dead`.
     pub fn keyword(self) -> &'static str {
         match self {
@@ -118,15 +129,34 @@ pub struct SaMeta {
     pub esp_udp: bool,
 }
 
+/// What changes while an SA lives: counters, state, first use. Atomics,
+/// so that packets on several threads count without a lock, and shared by
+/// every copy of the entry (the snapshots of the databases that keep the
+/// SA, and the entry that replaces it on `update`).
+#[derive(Debug, Default)]
+struct Live {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    replay_drops: AtomicU64,
+    icv_failures: AtomicU64,
+    /// An [`SaState`].
+    state: AtomicU8,
+    /// Seconds of the first use, plus one (0: not used yet).
+    first_used: AtomicU64,
+    soft_notified: AtomicBool,
+}
+
 /// An SAD entry.
+///
+/// Entries are shared between snapshots of the databases (`Arc`); the
+/// transform and the metadata never change, everything that does (counters,
+/// state, sequence number, replay window) is atomic or behind the SA's own
+/// small lock, so an entry is used through `&self` on any thread.
 pub struct SaEntry {
     sa: Sa,
     meta: SaMeta,
     created: Timestamp,
-    first_used: Option<Timestamp>,
-    counters: Counters,
-    state: SaState,
-    soft_notified: bool,
+    live: Arc<Live>,
     seq: u64,
 }
 
@@ -135,8 +165,8 @@ impl core::fmt::Debug for SaEntry {
         f.debug_struct("SaEntry")
             .field("id", &self.id())
             .field("meta", &self.meta)
-            .field("state", &self.state)
-            .field("counters", &self.counters)
+            .field("state", &self.state())
+            .field("counters", &self.counters())
             .finish_non_exhaustive()
     }
 }
@@ -148,11 +178,25 @@ impl SaEntry {
             sa,
             meta,
             created: now,
-            first_used: None,
-            counters: Counters::default(),
-            state: SaState::Mature,
-            soft_notified: false,
+            live: Arc::default(),
             seq: 0,
+        }
+    }
+
+    /// The entry that replaces this one on setkey `update`: a new transform
+    /// and metadata for the same SA, which continues its sequence numbers
+    /// and replay window ([`Sa::carry_state_from`]) and keeps its creation
+    /// time and counters; the state is mature again.
+    pub fn replaced_by(&self, mut sa: Sa, meta: SaMeta) -> SaEntry {
+        sa.carry_state_from(&self.sa);
+        self.live.state.store(SaState::Mature as u8, Relaxed);
+        self.live.soft_notified.store(false, Relaxed);
+        SaEntry {
+            sa,
+            meta,
+            created: self.created,
+            live: Arc::clone(&self.live),
+            seq: self.seq,
         }
     }
 
@@ -170,11 +214,6 @@ impl SaEntry {
         &self.sa
     }
 
-    /// The transform, to encapsulate or decapsulate with.
-    pub fn sa_mut(&mut self) -> &mut Sa {
-        &mut self.sa
-    }
-
     /// reqid, lifetimes and setkey details.
     pub fn meta(&self) -> &SaMeta {
         &self.meta
@@ -187,12 +226,18 @@ impl SaEntry {
 
     /// State.
     pub fn state(&self) -> SaState {
-        self.state
+        SaState::from_u8(self.live.state.load(Relaxed))
     }
 
-    /// Counters.
-    pub fn counters(&self) -> &Counters {
-        &self.counters
+    /// Counters, as they are now.
+    pub fn counters(&self) -> Counters {
+        let l = &*self.live;
+        Counters {
+            packets: l.packets.load(Relaxed),
+            bytes: l.bytes.load(Relaxed),
+            replay_drops: l.replay_drops.load(Relaxed),
+            icv_failures: l.icv_failures.load(Relaxed),
+        }
     }
 
     /// Creation time.
@@ -202,60 +247,78 @@ impl SaEntry {
 
     /// Time of first use (RFC 2367 `usetime`).
     pub fn first_used(&self) -> Option<Timestamp> {
-        self.first_used
+        match self.live.first_used.load(Relaxed) {
+            0 => None,
+            t => Some(Timestamp(t - 1)),
+        }
     }
 
-    /// Counts a packet of `bytes` processed at `now`. If a byte lifetime is
-    /// crossed, the state changes at once (a dead SA is no longer selected);
-    /// the event is reported by the next [`Sad::expire`].
-    pub fn record_packet(&mut self, bytes: u64, now: Timestamp) -> SaState {
-        self.counters.packets = self.counters.packets.saturating_add(1);
-        self.counters.bytes = self.counters.bytes.saturating_add(bytes);
-        if self.first_used.is_none() {
-            self.first_used = Some(now);
+    /// Counts a packet of which the SA protected `bytes` (the IP payload in
+    /// transport mode, the inner IP packet in tunnel mode), processed at
+    /// `now`. If a byte lifetime is crossed, the state changes at once (a
+    /// dead SA is no longer selected); the event is reported by the next
+    /// [`Sad::expire`].
+    pub fn record_packet(&self, bytes: u64, now: Timestamp) -> SaState {
+        let l = &*self.live;
+        l.packets.fetch_add(1, Relaxed);
+        let total = l.bytes.fetch_add(bytes, Relaxed).saturating_add(bytes);
+        if l.first_used.load(Relaxed) == 0 {
+            let _ = l
+                .first_used
+                .compare_exchange(0, now.0.saturating_add(1), Relaxed, Relaxed);
         }
         let lt = self.meta.lifetimes;
-        if lt.hard.bytes != 0 && self.counters.bytes >= lt.hard.bytes {
-            self.state = SaState::Dead;
-        } else if lt.soft.bytes != 0
-            && self.counters.bytes >= lt.soft.bytes
-            && self.state == SaState::Mature
-        {
-            self.state = SaState::Dying;
+        if lt.hard.bytes != 0 && total >= lt.hard.bytes {
+            l.state.store(SaState::Dead as u8, Relaxed);
+        } else if lt.soft.bytes != 0 && total >= lt.soft.bytes {
+            let _ = l.state.compare_exchange(
+                SaState::Mature as u8,
+                SaState::Dying as u8,
+                Relaxed,
+                Relaxed,
+            );
         }
-        self.state
+        self.state()
+    }
+
+    /// Marks the SA dead at once (e.g. its sequence numbers are used up,
+    /// RFC 4303 §3.3.3): it is no longer selected, and the next
+    /// [`Sad::expire`] removes it with a hard event.
+    pub fn mark_dead(&self) {
+        self.live.state.store(SaState::Dead as u8, Relaxed);
     }
 
     /// Counts an inbound packet dropped by the replay check.
-    pub fn record_replay_drop(&mut self) {
-        self.counters.replay_drops = self.counters.replay_drops.saturating_add(1);
+    pub fn record_replay_drop(&self) {
+        self.live.replay_drops.fetch_add(1, Relaxed);
     }
 
     /// Counts an inbound packet whose ICV failed.
-    pub fn record_icv_failure(&mut self) {
-        self.counters.icv_failures = self.counters.icv_failures.saturating_add(1);
+    pub fn record_icv_failure(&self) {
+        self.live.icv_failures.fetch_add(1, Relaxed);
     }
 
-    fn hard_expired(&self, now: Timestamp) -> bool {
+    /// Whether the hard lifetime is reached at `now` (or the SA is dead):
+    /// the SA must not be used (RFC 2367 §2.3.5). A time limit crossed here
+    /// marks the SA dead at once, before [`Sad::expire`] removes it.
+    pub fn hard_expired(&self, now: Timestamp) -> bool {
         let hard = self.meta.lifetimes.hard;
-        self.state == SaState::Dead
-            || (hard.secs != 0 && now.since(self.created) >= hard.secs)
-            || (hard.bytes != 0 && self.counters.bytes >= hard.bytes)
+        if self.state() == SaState::Dead {
+            return true;
+        }
+        let expired = (hard.secs != 0 && now.since(self.created) >= hard.secs)
+            || (hard.bytes != 0 && self.live.bytes.load(Relaxed) >= hard.bytes);
+        if expired {
+            self.live.state.store(SaState::Dead as u8, Relaxed);
+        }
+        expired
     }
 
     fn soft_expired(&self, now: Timestamp) -> bool {
         let soft = self.meta.lifetimes.soft;
-        self.state == SaState::Dying
+        self.state() == SaState::Dying
             || (soft.secs != 0 && now.since(self.created) >= soft.secs)
-            || (soft.bytes != 0 && self.counters.bytes >= soft.bytes)
-    }
-
-    /// Replaces the transform (setkey `update`), keeping creation time and counters.
-    pub(crate) fn replace(&mut self, sa: Sa, meta: SaMeta) {
-        self.sa = sa;
-        self.meta = meta;
-        self.state = SaState::Mature;
-        self.soft_notified = false;
+            || (soft.bytes != 0 && self.live.bytes.load(Relaxed) >= soft.bytes)
     }
 }
 
@@ -364,15 +427,20 @@ impl Hasher for SadHasher {
 }
 
 /// The SAD.
-#[derive(Debug, Default)]
+///
+/// Cloning it is cheap in the entries (they are shared, `Arc`): a clone is
+/// a snapshot of the set of SAs whose per-packet state stays shared.
+#[derive(Debug, Default, Clone)]
 pub struct Sad {
     // Compact index into `slots`: the probe touches small entries only; the
-    // slab holds boxes, so finding an entry reads one pointer, not the SA.
+    // slab holds pointers, so finding an entry reads one pointer, not the SA.
     map: HashMap<IndexKey, u32, BuildHasherDefault<SadHasher>>,
-    slots: Vec<Option<Box<SaEntry>>>,
+    slots: Vec<Option<Arc<SaEntry>>>,
     free: Vec<u32>,
     // (src, dst, protocol) -> slots, for outbound selection.
     by_pair: HashMap<(IpAddr, IpAddr, Protocol), Vec<u32>>,
+    // UDP ports of ESP-in-UDP SAs (RFC 3948), with how many SAs use each.
+    udp_ports: HashMap<u16, u32>,
     next_seq: u64,
 }
 
@@ -396,6 +464,7 @@ impl Sad {
             slots: Vec::with_capacity(n),
             free: Vec::new(),
             by_pair: HashMap::with_capacity(n),
+            udp_ports: HashMap::new(),
             next_seq: 0,
         }
     }
@@ -439,10 +508,11 @@ impl Sad {
         entry.seq = self.next_seq;
         self.next_seq += 1;
         if let Some(s) = self.slots.get_mut(slot as usize) {
-            *s = Some(Box::new(entry));
+            *s = Some(Arc::new(entry));
         }
         self.map.insert(key, slot);
         self.by_pair.entry(pair).or_default().push(slot);
+        self.count_udp_ports(&self.slots.get(slot as usize).cloned().flatten(), 1);
         Ok(id)
     }
 
@@ -471,31 +541,59 @@ impl Sad {
         self.slots.get(i as usize)?.as_deref()
     }
 
-    /// Mutable [`Sad::lookup`], to decapsulate and count.
-    pub fn lookup_mut(
-        &mut self,
-        dst: IpAddr,
-        protocol: Protocol,
-        spi: Spi,
-    ) -> Option<&mut SaEntry> {
-        let &i = self.map.get(&IndexKey::new(dst, protocol, spi))?;
-        self.slots.get_mut(i as usize)?.as_deref_mut()
-    }
-
     /// The entry with this key.
     pub fn get(&self, id: &SaId) -> Option<&SaEntry> {
         self.lookup(id.dst, id.protocol, id.spi)
     }
 
-    /// The entry with this key, mutable.
-    pub fn get_mut(&mut self, id: &SaId) -> Option<&mut SaEntry> {
-        self.lookup_mut(id.dst, id.protocol, id.spi)
+    /// Replaces the entry with this key by `entry` (same key: setkey
+    /// `update`, see [`SaEntry::replaced_by`]); false if there is none.
+    pub fn replace(&mut self, id: &SaId, entry: SaEntry) -> bool {
+        if entry.id() != *id {
+            return false;
+        }
+        let Some(&i) = self.map.get(&IndexKey::of(id)) else {
+            return false;
+        };
+        let new = Some(Arc::new(entry));
+        let old = match self.slots.get_mut(i as usize) {
+            Some(slot @ Some(_)) => std::mem::replace(slot, new.clone()),
+            _ => return false,
+        };
+        self.count_udp_ports(&old, -1);
+        self.count_udp_ports(&new, 1);
+        true
     }
 
-    /// Removes and returns an entry.
-    pub fn remove(&mut self, id: &SaId) -> Option<SaEntry> {
+    fn count_udp_ports(&mut self, entry: &Option<Arc<SaEntry>>, delta: i32) {
+        let Some(u) = entry.as_ref().and_then(|e| e.sa.udp_encap()) else {
+            return;
+        };
+        let ports = if u.sport == u.dport {
+            &[u.sport][..]
+        } else {
+            &[u.sport, u.dport][..]
+        };
+        for &p in ports {
+            let n = self.udp_ports.entry(p).or_default();
+            *n = n.saturating_add_signed(delta);
+            if *n == 0 {
+                self.udp_ports.remove(&p);
+            }
+        }
+    }
+
+    /// Whether an ESP-in-UDP SA (RFC 3948) uses this UDP port: datagrams
+    /// to or from it may carry ESP.
+    pub fn is_udp_encap_port(&self, port: u16) -> bool {
+        self.udp_ports.contains_key(&port)
+    }
+
+    /// Removes and returns an entry (it lives on in snapshots that hold it).
+    pub fn remove(&mut self, id: &SaId) -> Option<Arc<SaEntry>> {
         let i = self.map.remove(&IndexKey::of(id))?;
-        let entry = *self.slots.get_mut(i as usize)?.take()?;
+        let entry = self.slots.get_mut(i as usize)?.take()?;
+        self.count_udp_ports(&Some(Arc::clone(&entry)), -1);
         self.free.push(i);
         let pair = (entry.sa.src(), id.dst, id.protocol);
         if let Some(v) = self.by_pair.get_mut(&pair) {
@@ -508,7 +606,7 @@ impl Sad {
     }
 
     /// setkey `delete src dst proto spi`: the source must match too.
-    pub fn delete(&mut self, src: IpAddr, id: &SaId) -> Result<SaEntry, Error> {
+    pub fn delete(&mut self, src: IpAddr, id: &SaId) -> Result<Arc<SaEntry>, Error> {
         match self.get(id) {
             Some(e) if e.sa.src() == src => self.remove(id).ok_or_else(|| id.not_found()),
             _ => Err(id.not_found()),
@@ -544,6 +642,7 @@ impl Sad {
                 self.slots.clear();
                 self.free.clear();
                 self.by_pair.clear();
+                self.udp_ports.clear();
             }
             Some(p) => {
                 let ids: Vec<SaId> = self
@@ -575,8 +674,14 @@ impl Sad {
     /// request's tunnel end points (or the packet's addresses in transport
     /// mode), reqid equal to the request's when it has one (`unique:N` binds
     /// to `-u N`; a request without reqid takes any SA); a mature SA is
-    /// preferred to a dying one, then the newest. Dead SAs are never chosen.
-    pub fn select_out(&self, req: &SaRequest, pkt: &PacketSelector) -> Option<SaId> {
+    /// preferred to a dying one, then the newest. Dead SAs, and SAs past
+    /// their hard lifetime at `now`, are never chosen.
+    pub fn select_out(
+        &self,
+        req: &SaRequest,
+        pkt: &PacketSelector,
+        now: Timestamp,
+    ) -> Option<&SaEntry> {
         let (src, dst) = match req.endpoints {
             Some((s, d)) => (s.addr, d.addr),
             None => (pkt.src, pkt.dst),
@@ -588,22 +693,11 @@ impl Sad {
         let mode = to_mode(req.mode);
         self.between(src, dst, protocol)
             .filter(|e| {
-                e.state != SaState::Dead
-                    && e.sa.mode() == mode
+                e.sa.mode() == mode
                     && (req.reqid == 0 || e.meta.reqid == req.reqid)
+                    && !e.hard_expired(now)
             })
-            .max_by_key(|e| (e.state == SaState::Mature, e.seq))
-            .map(SaEntry::id)
-    }
-
-    /// [`Sad::select_out`], returning the entry to encapsulate with.
-    pub fn select_out_mut(
-        &mut self,
-        req: &SaRequest,
-        pkt: &PacketSelector,
-    ) -> Option<&mut SaEntry> {
-        let id = self.select_out(req, pkt)?;
-        self.get_mut(&id)
+            .max_by_key(|e| (e.state() == SaState::Mature, e.seq))
     }
 
     /// For tests and benchmarks: `n` ESP transport-mode SAs from 192.0.2.1
@@ -637,9 +731,31 @@ impl Sad {
     /// limit become dying (reported once), SAs past their hard limit are
     /// removed. Returns the events in no particular order.
     pub fn expire(&mut self, now: Timestamp) -> Vec<ExpireEvent> {
+        let (events, dead) = self.lifetimes(now);
+        for id in dead {
+            self.remove(&id);
+        }
+        events
+    }
+
+    /// Whether some SA is past its hard lifetime at `now` (then
+    /// [`Sad::expire`] has something to remove).
+    pub fn any_hard_expired(&self, now: Timestamp) -> bool {
+        self.iter().any(|e| e.hard_expired(now))
+    }
+
+    /// [`Sad::expire`] for a SAD in which no SA is past its hard lifetime
+    /// (see [`Sad::any_hard_expired`]): only soft events, recorded in the
+    /// shared entries, so it needs no `&mut`.
+    pub fn expire_soft(&self, now: Timestamp) -> Vec<ExpireEvent> {
+        self.lifetimes(now).0
+    }
+
+    /// Lifetime events at `now`, and the SAs to remove.
+    fn lifetimes(&self, now: Timestamp) -> (Vec<ExpireEvent>, Vec<SaId>) {
         let mut events = Vec::new();
         let mut dead = Vec::new();
-        for e in self.slots.iter_mut().flatten() {
+        for e in self.slots.iter().flatten() {
             let id = &e.id();
             if e.hard_expired(now) {
                 dead.push(*id);
@@ -648,9 +764,13 @@ impl Sad {
                     reqid: e.meta.reqid,
                     kind: ExpireKind::Hard,
                 });
-            } else if e.soft_expired(now) && !e.soft_notified {
-                e.soft_notified = true;
-                e.state = SaState::Dying;
+            } else if e.soft_expired(now) && !e.live.soft_notified.swap(true, Relaxed) {
+                let _ = e.live.state.compare_exchange(
+                    SaState::Mature as u8,
+                    SaState::Dying as u8,
+                    Relaxed,
+                    Relaxed,
+                );
                 events.push(ExpireEvent {
                     id: *id,
                     reqid: e.meta.reqid,
@@ -658,10 +778,7 @@ impl Sad {
                 });
             }
         }
-        for id in dead {
-            self.remove(&id);
-        }
-        events
+        (events, dead)
     }
 }
 

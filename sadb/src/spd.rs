@@ -8,7 +8,11 @@
 //! is ordered ... the first matching entry"); order is by kernel priority
 //! value (lower first, as Linux does), then by insertion.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::Error;
 use crate::ast::{
@@ -226,8 +230,69 @@ pub enum PolicyAction {
     Ipsec(Vec<SaRequest>),
 }
 
+/// Counters of one policy and its last use: atomics, shared by every
+/// snapshot of the SPD that holds the policy.
+#[derive(Debug, Default)]
+pub struct PolicyStats {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    drops: AtomicU64,
+    /// Seconds of the last use, plus one (0: never).
+    last_used: AtomicU64,
+}
+
+/// A policy's counters as they are now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyCounters {
+    /// Packets that matched and went on (protected, bypassed, accepted).
+    pub packets: u64,
+    /// Their bytes (whole plaintext IP packets).
+    pub bytes: u64,
+    /// Packets the policy made us drop (discard, no usable SA, rejected).
+    pub drops: u64,
+}
+
+impl PolicyStats {
+    /// Records a lookup that matched at `now` (written only when the second
+    /// changes, so that packets on several cores do not fight over it).
+    pub(crate) fn touch(&self, now: Timestamp) {
+        let v = now.0.saturating_add(1);
+        if self.last_used.load(Relaxed) != v {
+            self.last_used.store(v, Relaxed);
+        }
+    }
+
+    /// Counts a packet of `bytes` that matched and went on.
+    pub fn pass(&self, bytes: usize) {
+        self.packets.fetch_add(1, Relaxed);
+        self.bytes.fetch_add(bytes as u64, Relaxed);
+    }
+
+    /// Counts a packet the policy made us drop.
+    pub fn drop_one(&self) {
+        self.drops.fetch_add(1, Relaxed);
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> PolicyCounters {
+        PolicyCounters {
+            packets: self.packets.load(Relaxed),
+            bytes: self.bytes.load(Relaxed),
+            drops: self.drops.load(Relaxed),
+        }
+    }
+
+    /// When a lookup last matched.
+    pub fn last_used(&self) -> Option<Timestamp> {
+        match self.last_used.load(Relaxed) {
+            0 => None,
+            t => Some(Timestamp(t - 1)),
+        }
+    }
+}
+
 /// An SPD entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Policy {
     /// Policy id (`spid`), unique in the SPD.
     pub id: u32,
@@ -241,15 +306,295 @@ pub struct Policy {
     pub action: PolicyAction,
     /// When the policy was added.
     pub created: Timestamp,
-    /// When a lookup last matched it.
-    pub last_used: Option<Timestamp>,
+    /// Counters and last use (shared by the snapshots holding the policy).
+    pub stats: Arc<PolicyStats>,
     pub(crate) seq: u64,
 }
 
-/// The SPD: policies in lookup order.
+impl PartialEq for Policy {
+    fn eq(&self, o: &Policy) -> bool {
+        (
+            self.id,
+            &self.selector,
+            self.direction,
+            self.priority,
+            &self.action,
+            self.created,
+        ) == (
+            o.id,
+            &o.selector,
+            o.direction,
+            o.priority,
+            &o.action,
+            o.created,
+        )
+    }
+}
+
+impl Eq for Policy {}
+
+impl Policy {
+    /// When a lookup last matched it.
+    pub fn last_used(&self) -> Option<Timestamp> {
+        self.stats.last_used()
+    }
+
+    /// Its counters.
+    pub fn counters(&self) -> PolicyCounters {
+        self.stats.counters()
+    }
+
+    /// Lookup order: priority, then insertion.
+    fn rank(&self) -> Rank {
+        (u128::from(self.priority) << 64) | u128::from(self.seq)
+    }
+}
+
+/// Lookup order of a policy: kernel priority in the high half, insertion
+/// sequence in the low half (smaller is earlier).
+type Rank = u128;
+
+/// Which selector fields a policy pins (tuple space search: policies with
+/// the same shape are found with one hash lookup of the packet's fields
+/// masked to that shape).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Shape {
+    src_v6: bool,
+    dst_v6: bool,
+    src_prefix: u8,
+    dst_prefix: u8,
+    protocol: bool,
+    sport: bool,
+    dport: bool,
+    icmp_type: bool,
+    icmp_code: bool,
+}
+
+/// A packet's or a policy's selector fields masked to a [`Shape`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ShapeKey {
+    src: u128,
+    dst: u128,
+    ports: u32,
+    protocol: u8,
+    icmp: u16,
+}
+
+impl Hash for ShapeKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let fold = |v: u128| (v >> 64) as u64 ^ (v as u64).rotate_left(29);
+        state.write_u64(
+            fold(self.src)
+                ^ fold(self.dst).rotate_left(17)
+                ^ (u64::from(self.ports) << 24
+                    | u64::from(self.icmp) << 8
+                    | u64::from(self.protocol)),
+        );
+    }
+}
+
+fn addr_bits(a: IpAddr) -> (u128, bool) {
+    match a {
+        IpAddr::V4(v) => (u128::from(u32::from(v)), false),
+        IpAddr::V6(v) => (u128::from(v), true),
+    }
+}
+
+fn masked(a: u128, v6: bool, prefix: u8) -> u128 {
+    let width = if v6 { 128 } else { 32 };
+    let len = u32::from(prefix).min(width);
+    let mask = u128::MAX.checked_shl(width - len).unwrap_or(0)
+        & if v6 { u128::MAX } else { u128::from(u32::MAX) };
+    a & mask
+}
+
+impl Shape {
+    fn of(sel: &Selector) -> Shape {
+        let icmp = sel.icmp_type != 0 || sel.icmp_code != 0;
+        Shape {
+            src_v6: sel.src.is_ipv6(),
+            dst_v6: sel.dst.is_ipv6(),
+            src_prefix: sel.src_prefix,
+            dst_prefix: sel.dst_prefix,
+            protocol: sel.protocol.is_some(),
+            sport: sel.sport.is_some(),
+            dport: sel.dport.is_some(),
+            icmp_type: icmp && sel.icmp_type != 0,
+            icmp_code: icmp && sel.icmp_code != 0,
+        }
+    }
+
+    /// Whether the shape asks for ports or ICMP fields at all (then a
+    /// packet without them cannot match: RFC 4301 §4.4.1.1).
+    fn wants_ports(&self) -> bool {
+        self.sport || self.dport
+    }
+
+    fn wants_icmp(&self) -> bool {
+        self.icmp_type || self.icmp_code
+    }
+
+    fn key_of_selector(&self, sel: &Selector) -> ShapeKey {
+        let (s, _) = addr_bits(sel.src);
+        let (d, _) = addr_bits(sel.dst);
+        ShapeKey {
+            src: masked(s, self.src_v6, self.src_prefix),
+            dst: masked(d, self.dst_v6, self.dst_prefix),
+            protocol: sel.protocol.unwrap_or(0),
+            ports: u32::from(sel.sport.unwrap_or(0)) << 16 | u32::from(sel.dport.unwrap_or(0)),
+            icmp: u16::from(sel.icmp_type) << 8 | u16::from(sel.icmp_code),
+        }
+    }
+
+    /// The packet's key under this shape, or `None` when the packet cannot
+    /// match any policy of the shape (other family, no ports, no ICMP).
+    fn key_of_packet(&self, p: &PacketSelector) -> Option<ShapeKey> {
+        let (s, s6) = addr_bits(p.src);
+        let (d, d6) = addr_bits(p.dst);
+        if s6 != self.src_v6 || d6 != self.dst_v6 {
+            return None;
+        }
+        let ports = if self.wants_ports() {
+            let UpperInfo::Ports { src, dst } = p.upper else {
+                return None;
+            };
+            u32::from(if self.sport { src } else { 0 }) << 16
+                | u32::from(if self.dport { dst } else { 0 })
+        } else {
+            0
+        };
+        let icmp = if self.wants_icmp() {
+            let UpperInfo::Icmp { icmp_type, code } = p.upper else {
+                return None;
+            };
+            u16::from(if self.icmp_type { icmp_type } else { 0 }) << 8
+                | u16::from(if self.icmp_code { code } else { 0 })
+        } else {
+            0
+        };
+        Some(ShapeKey {
+            src: masked(s, s6, self.src_prefix),
+            dst: masked(d, d6, self.dst_prefix),
+            protocol: if self.protocol { p.protocol } else { 0 },
+            ports,
+            icmp,
+        })
+    }
+}
+
+/// The policies of one shape: key -> (rank, slot), in rank order (normally
+/// one per key: several only when selectors differ in bits the prefix
+/// masks, e.g. 10.0.0.1/24 and 10.0.0.2/24).
+#[derive(Clone, Debug)]
+struct ShapeTable {
+    shape: Shape,
+    /// No policy of the table ranks before this (a lower bound: removals
+    /// leave it, which only costs a probe).
+    first: Rank,
+    table: HashMap<ShapeKey, Vec<(Rank, u32)>, BuildHasherDefault<crate::sad::SadHasher>>,
+}
+
+/// The index of one direction: its shape tables, by `first` rank.
+#[derive(Clone, Debug, Default)]
+struct DirIndex {
+    shapes: Vec<ShapeTable>,
+}
+
+impl DirIndex {
+    fn insert(&mut self, sel: &Selector, rank: Rank, slot: u32) {
+        let shape = Shape::of(sel);
+        let key = shape.key_of_selector(sel);
+        let i = match self.shapes.iter().position(|t| t.shape == shape) {
+            Some(i) => i,
+            None => {
+                self.shapes.push(ShapeTable {
+                    shape,
+                    first: rank,
+                    table: HashMap::default(),
+                });
+                self.shapes.len() - 1
+            }
+        };
+        if let Some(t) = self.shapes.get_mut(i) {
+            let v = t.table.entry(key).or_default();
+            let at = v.partition_point(|&(r, _)| r < rank);
+            v.insert(at, (rank, slot));
+            t.first = t.first.min(rank);
+        }
+        self.shapes.sort_by_key(|t| t.first);
+    }
+
+    fn remove(&mut self, sel: &Selector, rank: Rank) {
+        let shape = Shape::of(sel);
+        let key = shape.key_of_selector(sel);
+        let Some(i) = self.shapes.iter().position(|t| t.shape == shape) else {
+            return;
+        };
+        let mut empty = false;
+        if let Some(t) = self.shapes.get_mut(i) {
+            if let Some(v) = t.table.get_mut(&key) {
+                v.retain(|&(r, _)| r != rank);
+                if v.is_empty() {
+                    t.table.remove(&key);
+                }
+            }
+            empty = t.table.is_empty();
+        }
+        if empty {
+            self.shapes.remove(i);
+        }
+    }
+
+    /// The slot of the first policy (by rank) that matches.
+    fn lookup(&self, p: &PacketSelector) -> Option<u32> {
+        let mut best: Option<(Rank, u32)> = None;
+        for t in &self.shapes {
+            if best.is_some_and(|(r, _)| r < t.first) {
+                // Shapes are ordered by their first rank: none can do better.
+                break;
+            }
+            let Some(key) = t.shape.key_of_packet(p) else {
+                continue;
+            };
+            if let Some(&(r, slot)) = t.table.get(&key).and_then(|v| v.first()) {
+                if best.is_none_or(|(b, _)| r < b) {
+                    best = Some((r, slot));
+                }
+            }
+        }
+        best.map(|(_, slot)| slot)
+    }
+}
+
+fn dir_index(d: Direction) -> usize {
+    match d {
+        Direction::In => 0,
+        Direction::Out => 1,
+        Direction::Fwd => 2,
+    }
+}
+
+/// The SPD: policies in lookup order, with an index per direction.
+///
+/// A lookup is not linear in the number of policies: policies are grouped
+/// by the fields their selectors pin ("tuple space search", as Open
+/// vSwitch's classifier does), and each group is one hash table keyed by
+/// the pinned fields, masked to the group's prefix lengths. A lookup
+/// probes one table per group present (a handful in real SPDs) and returns
+/// the first matching policy in priority-then-insertion order, exactly what
+/// a walk down the ordered list returns (RFC 4301 §4.4.1: the first
+/// matching entry of an ordered SPD; a decorrelated SPD gives the same
+/// answer in any order). [`Spd::lookup_linear`] is that walk, kept as the
+/// reference the index is tested against.
 #[derive(Clone, Debug, Default)]
 pub struct Spd {
-    policies: Vec<Policy>,
+    slots: Vec<Option<Policy>>,
+    free: Vec<u32>,
+    /// Slots in lookup order.
+    order: Vec<u32>,
+    by_selector: HashMap<(Selector, Direction), u32>,
+    by_id: HashMap<u32, u32>,
+    index: [DirIndex; 3],
     next_seq: u64,
     next_index: u32,
 }
@@ -262,31 +607,40 @@ impl Spd {
 
     /// Number of policies.
     pub fn len(&self) -> usize {
-        self.policies.len()
+        self.order.len()
     }
 
     /// Whether there are no policies.
     pub fn is_empty(&self) -> bool {
-        self.policies.is_empty()
+        self.order.is_empty()
+    }
+
+    fn at(&self, slot: u32) -> Option<&Policy> {
+        self.slots.get(slot as usize)?.as_ref()
     }
 
     /// Policies in lookup order.
     pub fn iter(&self) -> impl Iterator<Item = &Policy> {
-        self.policies.iter()
+        self.order.iter().filter_map(|&s| self.at(s))
     }
 
     /// Policies in the order they were added (the order `setkey -DP` prints).
     pub fn in_insertion_order(&self) -> Vec<&Policy> {
-        let mut v: Vec<&Policy> = self.policies.iter().collect();
+        let mut v: Vec<&Policy> = self.iter().collect();
         v.sort_by_key(|p| p.seq);
         v
     }
 
     /// The policy with this selector and direction.
     pub fn get(&self, selector: &Selector, direction: Direction) -> Option<&Policy> {
-        self.policies
-            .iter()
-            .find(|p| p.selector == *selector && p.direction == direction)
+        let &slot = self.by_selector.get(&(*selector, direction))?;
+        self.at(slot)
+    }
+
+    /// The policy with this id (`spid`).
+    pub fn by_id(&self, id: u32) -> Option<&Policy> {
+        let &slot = self.by_id.get(&id)?;
+        self.at(slot)
     }
 
     /// A fresh policy id as Linux makes them: a counter in steps of 8 with
@@ -300,7 +654,7 @@ impl Spd {
         loop {
             self.next_index = self.next_index.wrapping_add(8);
             let id = self.next_index | dir;
-            if !self.policies.iter().any(|p| p.id == id) {
+            if !self.by_id.contains_key(&id) {
                 return id;
             }
         }
@@ -310,13 +664,33 @@ impl Spd {
         policy.seq = self.next_seq;
         self.next_seq += 1;
         let id = policy.id;
-        // Equal priorities go after the existing ones (setkey(8)).
-        let at = self
-            .policies
-            .iter()
-            .position(|p| p.priority > policy.priority)
-            .unwrap_or(self.policies.len());
-        self.policies.insert(at, policy);
+        let rank = policy.rank();
+        let key = (policy.selector, policy.direction);
+        let dir = dir_index(policy.direction);
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(None);
+                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        if let Some(ix) = self.index.get_mut(dir) {
+            ix.insert(&policy.selector, rank, slot);
+        }
+        if let Some(s) = self.slots.get_mut(slot as usize) {
+            *s = Some(policy);
+        }
+        // Equal priorities go after the existing ones (setkey(8)): the
+        // insertion sequence is the rank's low half.
+        let at = self.order.partition_point(|&s| {
+            self.slots
+                .get(s as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|p| p.rank() < rank)
+        });
+        self.order.insert(at, slot);
+        self.by_selector.insert(key, slot);
+        self.by_id.insert(id, slot);
         id
     }
 
@@ -344,13 +718,13 @@ impl Spd {
             priority,
             action,
             created: now,
-            last_used: None,
+            stats: Arc::default(),
             seq: 0,
         }))
     }
 
     /// Adds or replaces a policy (setkey `spdupdate`). A replaced policy
-    /// keeps its id, as Linux keeps the index.
+    /// keeps its id and counters, as Linux keeps the index.
     pub fn update(
         &mut self,
         selector: Selector,
@@ -359,9 +733,9 @@ impl Spd {
         action: PolicyAction,
         now: Timestamp,
     ) -> u32 {
-        let id = match self.remove(&selector, direction) {
-            Ok(old) => old.id,
-            Err(_) => self.gen_id(direction),
+        let (id, stats) = match self.remove(&selector, direction) {
+            Ok(old) => (old.id, old.stats),
+            Err(_) => (self.gen_id(direction), Arc::default()),
         };
         self.insert_sorted(Policy {
             id,
@@ -370,36 +744,54 @@ impl Spd {
             priority,
             action,
             created: now,
-            last_used: None,
+            stats,
             seq: 0,
         })
     }
 
     /// Removes a policy (setkey `spddelete`).
     pub fn remove(&mut self, selector: &Selector, direction: Direction) -> Result<Policy, Error> {
-        match self
-            .policies
-            .iter()
-            .position(|p| p.selector == *selector && p.direction == direction)
-        {
-            Some(i) => Ok(self.policies.remove(i)),
-            None => Err(Error::PolicyNotFound {
-                pos: None,
-                selector: format!("{} {}", selector.setkey_format(), direction.keyword()),
-            }),
+        let not_found = || Error::PolicyNotFound {
+            pos: None,
+            selector: format!("{} {}", selector.setkey_format(), direction.keyword()),
+        };
+        let slot = self
+            .by_selector
+            .remove(&(*selector, direction))
+            .ok_or_else(not_found)?;
+        let policy = self
+            .slots
+            .get_mut(slot as usize)
+            .and_then(Option::take)
+            .ok_or_else(not_found)?;
+        self.free.push(slot);
+        self.by_id.remove(&policy.id);
+        self.order.retain(|&s| s != slot);
+        if let Some(ix) = self.index.get_mut(dir_index(direction)) {
+            ix.remove(selector, policy.rank());
         }
+        Ok(policy)
     }
 
     /// Removes every policy (setkey `spdflush`).
     pub fn flush(&mut self) {
-        self.policies.clear();
+        let (seq, index) = (self.next_seq, self.next_index);
+        *self = Spd::default();
+        self.next_seq = seq;
+        self.next_index = index;
     }
 
-    /// The first matching policy of a direction (RFC 4301 §4.4.1), without
-    /// touching its use time.
+    /// The first matching policy of a direction (RFC 4301 §4.4.1), through
+    /// the index, without touching its use time.
     pub fn lookup(&self, direction: Direction, packet: &PacketSelector) -> Option<&Policy> {
-        self.policies
-            .iter()
+        let slot = self.index.get(dir_index(direction))?.lookup(packet)?;
+        self.at(slot)
+    }
+
+    /// [`Spd::lookup`] by walking the policies in order: the reference the
+    /// index is checked against (tests, benchmarks).
+    pub fn lookup_linear(&self, direction: Direction, packet: &PacketSelector) -> Option<&Policy> {
+        self.iter()
             .find(|p| p.direction == direction && p.selector.matches(packet))
     }
 
@@ -414,17 +806,14 @@ impl Spd {
     }
 
     /// Like [`Spd::lookup`], and records `now` as the policy's last use.
-    pub fn lookup_mut(
-        &mut self,
+    pub fn lookup_used(
+        &self,
         direction: Direction,
         packet: &PacketSelector,
         now: Timestamp,
     ) -> Option<&Policy> {
-        let p = self
-            .policies
-            .iter_mut()
-            .find(|p| p.direction == direction && p.selector.matches(packet))?;
-        p.last_used = Some(now);
+        let p = self.lookup(direction, packet)?;
+        p.stats.touch(now);
         Some(p)
     }
 }

@@ -336,14 +336,14 @@ proptest! {
         let dump = db.dump_spd();
         let back = parse_spd_dump(&dump).map_err(|e| TestCaseError::fail(format!("{e}\n{dump}")))?;
         prop_assert_eq!(back.len(), 3);
-        let ids: Vec<u32> = db.spd.in_insertion_order().iter().map(|p| p.id).collect();
+        let ids: Vec<u32> = db.spd().in_insertion_order().iter().map(|p| p.id).collect();
         for ((orig, (got, spid)), id) in specs.iter().zip(&back).zip(ids) {
             let Statement::SpdAdd(got) = got else { panic!("{got:?}") };
             prop_assert_eq!(policy_fields(orig), policy_fields(got), "{}", dump);
             prop_assert_eq!(*spid, id);
         }
         // And the databases agree with the statements about each policy.
-        for (orig, p) in specs.iter().zip(db.spd.in_insertion_order()) {
+        for (orig, p) in specs.iter().zip(db.spd().in_insertion_order()) {
             prop_assert_eq!(p.selector, selector_of(orig));
             let is_ipsec = matches!(p.action, PolicyAction::Ipsec(_));
             prop_assert_eq!(is_ipsec, matches!(orig.policy.action, Some(Action::Ipsec(_))));

@@ -75,7 +75,7 @@ fn sip_request_goes_through_esp_from_ue_to_pcscf() {
     let ids: Vec<SaId> = bundle.iter().collect();
     assert_eq!(ids.len(), 1);
     assert_eq!(ids[0].spi, Spi(4444));
-    let entry = ue.sad.get_mut(&ids[0]).unwrap();
+    let entry = ue.sad().get(&ids[0]).unwrap();
     let mut buf = plain.clone();
     buf.resize(plain.len() + entry.sa().max_overhead(), 0);
     let mut iv_byte = 0u8;
@@ -85,10 +85,7 @@ fn sip_request_goes_through_esp_from_ue_to_pcscf() {
             *b = iv_byte;
         }
     };
-    let len = entry
-        .sa_mut()
-        .encap(&mut buf, plain.len(), &mut iv)
-        .unwrap();
+    let len = entry.sa().encap(&mut buf, plain.len(), &mut iv).unwrap();
     entry.record_packet(plain.len() as u64, NOW);
     buf.truncate(len);
     assert_eq!(buf[9], 50, "ESP follows the IPv4 header");
@@ -98,8 +95,8 @@ fn sip_request_goes_through_esp_from_ue_to_pcscf() {
     let dst = IpAddr::from([buf[16], buf[17], buf[18], buf[19]]);
     let spi = Spi(u32::from_be_bytes([buf[20], buf[21], buf[22], buf[23]]));
     assert_eq!(spi, Spi(4444));
-    let entry = pcscf.sad.lookup_mut(dst, Protocol::Esp, spi).unwrap();
-    let d = entry.sa_mut().decap(&mut buf).unwrap();
+    let entry = pcscf.sad().lookup(dst, Protocol::Esp, spi).unwrap();
+    let d = entry.sa().decap(&mut buf).unwrap();
     entry.record_packet(plain.len() as u64, NOW);
     assert_eq!(d.next_header, 17);
     assert_eq!(&buf[d.range.clone()][28..], payload);
@@ -119,16 +116,16 @@ fn sip_request_goes_through_esp_from_ue_to_pcscf() {
     ));
 
     // A replayed copy and a tampered copy are refused and counted.
-    let entry = pcscf.sad.lookup_mut(dst, Protocol::Esp, spi).unwrap();
+    let entry = pcscf.sad().lookup(dst, Protocol::Esp, spi).unwrap();
     let mut again = wire.clone();
-    assert!(entry.sa_mut().decap(&mut again).is_err());
+    assert!(entry.sa().decap(&mut again).is_err());
     entry.record_replay_drop();
     let mut bad = wire.clone();
     let last = bad.len() - 1;
     bad[last] ^= 1;
-    assert!(entry.sa_mut().decap(&mut bad).is_err());
+    assert!(entry.sa().decap(&mut bad).is_err());
     entry.record_icv_failure();
-    let c = *entry.counters();
+    let c = entry.counters();
     assert_eq!((c.packets, c.replay_drops, c.icv_failures), (1, 1, 1));
 
     // Both dumps show the traffic: UE sent seq 1 on 4444.
@@ -202,7 +199,7 @@ fn tshark_decrypts_what_the_setkey_sas_send() {
             panic!("no protection")
         };
         let id = bundle.iter().next().unwrap();
-        let e = ue.sad.get_mut(&id).unwrap();
+        let e = ue.sad().get(&id).unwrap();
         let mut buf = plain.clone();
         buf.resize(plain.len() + e.sa().max_overhead(), 0);
         let mut n = 7u8;
@@ -212,7 +209,7 @@ fn tshark_decrypts_what_the_setkey_sas_send() {
                 *b = n;
             }
         };
-        let len = e.sa_mut().encap(&mut buf, plain.len(), &mut iv).unwrap();
+        let len = e.sa().encap(&mut buf, plain.len(), &mut iv).unwrap();
         buf.truncate(len);
         packets.push(buf);
         payloads.push(payload);

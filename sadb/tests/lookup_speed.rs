@@ -80,7 +80,7 @@ fn lookup_timing_100k() {
     );
 
     let mut db = Databases::new();
-    db.sad = sad;
+    db = db.with_sad(sad);
     db.apply_script(
         "spdadd 192.0.2.1 10.0.0.0/8 any -P out ipsec esp/transport//require;",
         now,

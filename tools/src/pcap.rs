@@ -137,150 +137,74 @@ pub struct Segment<'a> {
 }
 
 /// Finds the UDP or TCP payload of a captured packet; `None` for anything
-/// else (ARP, fragments, ICMP, truncated packets).
+/// else (ARP, fragments, ICMP, truncated packets). The headers are read by
+/// `etherparse` (Ethernet with VLAN tags, Linux cooked v1, raw IP; IPv6
+/// extension headers).
 pub fn segment(linktype: u32, data: &[u8]) -> Option<Segment<'_>> {
-    let ip = match linktype {
-        LINKTYPE_ETHERNET => {
-            let mut off = 12;
-            let mut ethertype = u16::from_be_bytes([*data.get(12)?, *data.get(13)?]);
-            // 802.1Q / QinQ tags.
-            while ethertype == 0x8100 || ethertype == 0x88a8 {
-                off += 4;
-                ethertype = u16::from_be_bytes([*data.get(off)?, *data.get(off + 1)?]);
-            }
-            if ethertype != 0x0800 && ethertype != 0x86dd {
-                return None;
-            }
-            data.get(off + 2..)?
-        }
-        LINKTYPE_LINUX_SLL => data.get(16..)?,
-        LINKTYPE_RAW | LINKTYPE_IPV4 | LINKTYPE_IPV6 => data,
+    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+    let p = match linktype {
+        LINKTYPE_ETHERNET => SlicedPacket::from_ethernet(data).ok()?,
+        LINKTYPE_LINUX_SLL => SlicedPacket::from_linux_sll(data).ok()?,
+        LINKTYPE_RAW | LINKTYPE_IPV4 | LINKTYPE_IPV6 => SlicedPacket::from_ip(data).ok()?,
         _ => return None,
     };
-    let (proto, src, dst, l4) = match ip.first()? >> 4 {
-        4 => {
-            let ihl = usize::from(ip.first()? & 0x0f) * 4;
-            let total = usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]));
-            let frag = u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]);
-            if frag & 0x3fff != 0 {
-                return None; // fragment
-            }
-            let src: [u8; 4] = ip.get(12..16)?.try_into().ok()?;
-            let dst: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
-            (
-                *ip.get(9)?,
-                IpAddr::from(src),
-                IpAddr::from(dst),
-                ip.get(ihl..total.min(ip.len()))?,
-            )
-        }
-        6 => {
-            let plen = usize::from(u16::from_be_bytes([*ip.get(4)?, *ip.get(5)?]));
-            let src: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
-            let dst: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
-            let mut next = *ip.get(6)?;
-            let mut rest = ip.get(40..(40 + plen).min(ip.len()))?;
-            // Skip hop-by-hop, routing and destination options headers.
-            while matches!(next, 0 | 43 | 60) {
-                let len = (usize::from(*rest.get(1)?) + 1) * 8;
-                next = *rest.first()?;
-                rest = rest.get(len..)?;
-            }
-            (next, IpAddr::from(src), IpAddr::from(dst), rest)
-        }
+    let (src, dst) = match &p.net {
+        Some(NetSlice::Ipv4(v4)) => (
+            IpAddr::V4(v4.header().source_addr()),
+            IpAddr::V4(v4.header().destination_addr()),
+        ),
+        Some(NetSlice::Ipv6(v6)) => (
+            IpAddr::V6(v6.header().source_addr()),
+            IpAddr::V6(v6.header().destination_addr()),
+        ),
         _ => return None,
     };
-    let (proto, payload) = match proto {
-        17 => (Proto::Udp, l4.get(8..)?),
-        6 => {
-            let off = usize::from(l4.get(12)? >> 4) * 4;
-            (Proto::Tcp, l4.get(off..)?)
-        }
+    let (proto, sport, dport, payload) = match p.transport? {
+        TransportSlice::Udp(u) => (
+            Proto::Udp,
+            u.source_port(),
+            u.destination_port(),
+            u.payload(),
+        ),
+        TransportSlice::Tcp(t) => (
+            Proto::Tcp,
+            t.source_port(),
+            t.destination_port(),
+            t.payload(),
+        ),
         _ => return None,
     };
     Some(Segment {
         proto,
         src,
         dst,
-        sport: u16::from_be_bytes([*l4.first()?, *l4.get(1)?]),
-        dport: u16::from_be_bytes([*l4.get(2)?, *l4.get(3)?]),
+        sport,
+        dport,
         payload,
     })
 }
 
-fn checksum_add(sum: &mut u32, bytes: &[u8]) {
-    for c in bytes.chunks(2) {
-        let w = if c.len() == 2 {
-            u16::from_be_bytes([c[0], c[1]])
-        } else {
-            u16::from(c[0]) << 8
-        };
-        *sum += u32::from(w);
-    }
-}
-
-fn checksum_fold(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// Builds an Ethernet frame carrying a UDP datagram from `src`:`sport` to
-/// `dst`:`dport` (IPv4 or IPv6, checksums filled in).
+/// `dst`:`dport` (IPv4, or IPv6 when either address is; checksums filled
+/// in by `etherparse`).
 pub fn udp_frame(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1];
-    let udp_len = (8 + payload.len()) as u16;
-    let mut udp = Vec::with_capacity(8 + payload.len());
-    udp.extend_from_slice(&sport.to_be_bytes());
-    udp.extend_from_slice(&dport.to_be_bytes());
-    udp.extend_from_slice(&udp_len.to_be_bytes());
-    udp.extend_from_slice(&[0, 0]);
-    udp.extend_from_slice(payload);
-    let mut sum = 0u32;
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            checksum_add(&mut sum, &s.octets());
-            checksum_add(&mut sum, &d.octets());
-            checksum_add(&mut sum, &[0, 17]);
-            checksum_add(&mut sum, &udp_len.to_be_bytes());
-            checksum_add(&mut sum, &udp);
-            let c = checksum_fold(sum);
-            udp[6..8].copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
-            f.extend_from_slice(&[0x08, 0x00]);
-            let total = (20 + udp.len()) as u16;
-            let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
-            ip[2..4].copy_from_slice(&total.to_be_bytes());
-            ip.extend_from_slice(&s.octets());
-            ip.extend_from_slice(&d.octets());
-            let mut hs = 0u32;
-            checksum_add(&mut hs, &ip);
-            let hc = checksum_fold(hs);
-            ip[10..12].copy_from_slice(&hc.to_be_bytes());
-            f.extend_from_slice(&ip);
-        }
+    let eth = etherparse::PacketBuilder::ethernet2([0x02, 0, 0, 0, 0, 2], [0x02, 0, 0, 0, 0, 1]);
+    let b = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64).udp(sport, dport),
         _ => {
             let to6 = |a: IpAddr| match a {
                 IpAddr::V4(v) => v.to_ipv6_mapped(),
                 IpAddr::V6(v) => v,
             };
-            let (s, d) = (to6(src), to6(dst));
-            checksum_add(&mut sum, &s.octets());
-            checksum_add(&mut sum, &d.octets());
-            checksum_add(&mut sum, &u32::from(udp_len).to_be_bytes());
-            checksum_add(&mut sum, &[0, 0, 0, 17]);
-            checksum_add(&mut sum, &udp);
-            let c = checksum_fold(sum);
-            udp[6..8].copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
-            f.extend_from_slice(&[0x86, 0xdd]);
-            f.extend_from_slice(&[0x60, 0, 0, 0]);
-            f.extend_from_slice(&udp_len.to_be_bytes());
-            f.extend_from_slice(&[17, 64]);
-            f.extend_from_slice(&s.octets());
-            f.extend_from_slice(&d.octets());
+            eth.ipv6(to6(src).octets(), to6(dst).octets(), 64)
+                .udp(sport, dport)
         }
+    };
+    let mut f = Vec::with_capacity(b.size(payload.len()));
+    // Writing into a Vec fails only for a payload too long for IP.
+    if b.write(&mut f, payload).is_err() {
+        f.clear();
     }
-    f.extend_from_slice(&udp);
     f
 }
 

@@ -30,6 +30,9 @@ const IFF_TUN: i16 = 0x0001;
 const IFF_NO_PI: i16 = 0x1000;
 /// `IFF_VNET_HDR`: every packet is preceded by a `virtio_net_hdr`.
 const IFF_VNET_HDR: i16 = 0x4000;
+/// `IFF_MULTI_QUEUE`: one descriptor per queue, the kernel spreads packets
+/// over the queues by flow.
+const IFF_MULTI_QUEUE: i16 = 0x0100;
 /// Size of `struct virtio_net_hdr` (the TUN default).
 pub const VNET_HDR_LEN: usize = 10;
 /// `IFNAMSIZ`.
@@ -80,6 +83,26 @@ impl Tun {
     /// `virtio_net_hdr` ([`VNET_HDR_LEN`]), which lets the daemon hand the
     /// kernel coalesced TCP segments (GSO) on write.
     pub fn open(name: &str, vnet_hdr: bool) -> io::Result<Tun> {
+        Tun::open_queue(name, vnet_hdr, false)
+    }
+
+    /// Creates the TUN device `name` with `queues` queues
+    /// (`IFF_MULTI_QUEUE` when more than one): one descriptor per queue,
+    /// each for one worker thread; the kernel hands each flow to one queue.
+    pub fn open_queues(name: &str, vnet_hdr: bool, queues: usize) -> io::Result<Vec<Tun>> {
+        if queues <= 1 {
+            return Ok(vec![Tun::open(name, vnet_hdr)?]);
+        }
+        let first = Tun::open_queue(name, vnet_hdr, true)?;
+        let name = first.name.clone();
+        let mut all = vec![first];
+        for _ in 1..queues {
+            all.push(Tun::open_queue(&name, vnet_hdr, true)?);
+        }
+        Ok(all)
+    }
+
+    fn open_queue(name: &str, vnet_hdr: bool, multi: bool) -> io::Result<Tun> {
         if name.is_empty() || name.len() >= IFNAMSIZ || name.contains(['/', ' ', '\0']) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -93,7 +116,10 @@ impl Tun {
             .open("/dev/net/tun")?;
         let mut req = IfReqFlags {
             name: [0; IFNAMSIZ],
-            flags: IFF_TUN | IFF_NO_PI | if vnet_hdr { IFF_VNET_HDR } else { 0 },
+            flags: IFF_TUN
+                | IFF_NO_PI
+                | if vnet_hdr { IFF_VNET_HDR } else { 0 }
+                | if multi { IFF_MULTI_QUEUE } else { 0 },
             _pad: [0; 22],
         };
         req.name[..name.len()].copy_from_slice(name.as_bytes());
@@ -298,6 +324,28 @@ impl Sock {
         .map_err(io::Error::from)
     }
 
+    /// Sends `payloads` (at most [`BATCH`]) to `dst` from `src` (as
+    /// [`Sock::send_from`]) with as few `sendmmsg(2)` calls as the kernel
+    /// takes; returns how many were sent.
+    pub fn send_many(
+        &self,
+        batch: &mut SendBatch,
+        payloads: &[&[u8]],
+        src: IpAddr,
+        dst: SocketAddr,
+    ) -> io::Result<usize> {
+        let mut done = 0;
+        while done < payloads.len() {
+            let rest = payloads.get(done..).unwrap_or(&[]);
+            let n = batch.send(self.sock.as_raw_fd(), rest, src, dst)?;
+            if n == 0 {
+                break;
+            }
+            done += n;
+        }
+        Ok(done)
+    }
+
     /// Sends a whole IP packet on a header-included socket to `dst`.
     pub fn send_packet(&self, pkt: &[u8], dst: IpAddr) -> io::Result<usize> {
         self.sock.send_to(pkt, &SocketAddr::new(dst, 0).into())
@@ -341,6 +389,104 @@ pub fn peer_uid(sock: &std::os::unix::net::UnixStream) -> io::Result<u32> {
 /// Detaches from the terminal (daemon(3)); call before any thread starts.
 pub fn daemonize() -> io::Result<()> {
     nix::unistd::daemon(true, false).map_err(io::Error::from)
+}
+
+/// The message headers of `sendmmsg(2)`, allocated once per thread: one
+/// set per address family, each message with exactly one packet-info
+/// control message (the source address; unspecified lets the kernel
+/// choose).
+pub struct SendBatch {
+    v4: nix::sys::socket::MultiHeaders<SockaddrIn>,
+    v6: nix::sys::socket::MultiHeaders<SockaddrIn6>,
+}
+
+impl std::fmt::Debug for SendBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendBatch").finish_non_exhaustive()
+    }
+}
+
+impl Default for SendBatch {
+    fn default() -> Self {
+        SendBatch::new()
+    }
+}
+
+impl SendBatch {
+    /// Headers for [`BATCH`] messages.
+    pub fn new() -> SendBatch {
+        SendBatch {
+            v4: nix::sys::socket::MultiHeaders::preallocate(
+                BATCH,
+                Some(nix::cmsg_space!(libc::in_pktinfo)),
+            ),
+            v6: nix::sys::socket::MultiHeaders::preallocate(
+                BATCH,
+                Some(nix::cmsg_space!(libc::in6_pktinfo)),
+            ),
+        }
+    }
+
+    fn send(
+        &mut self,
+        fd: std::os::fd::RawFd,
+        payloads: &[&[u8]],
+        src: IpAddr,
+        dst: SocketAddr,
+    ) -> io::Result<usize> {
+        let n = payloads.len().min(BATCH);
+        let slices: [[io::IoSlice<'_>; 1]; BATCH] =
+            std::array::from_fn(|i| [io::IoSlice::new(payloads.get(i).copied().unwrap_or(&[]))]);
+        let slices = slices.get(..n).unwrap_or(&[]);
+        let sent = match (src, dst) {
+            (IpAddr::V4(s), SocketAddr::V4(d)) => {
+                let pi = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from(s).to_be(),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                let addrs = [Some(SockaddrIn::from(d)); BATCH];
+                let cm = [ControlMessage::Ipv4PacketInfo(&pi)];
+                nix::sys::socket::sendmmsg(
+                    fd,
+                    &mut self.v4,
+                    slices,
+                    &addrs[..n],
+                    cm,
+                    MsgFlags::empty(),
+                )
+                .map(|r| r.count())
+            }
+            (IpAddr::V6(s), SocketAddr::V6(d)) => {
+                let pi = libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: s.octets(),
+                    },
+                    ipi6_ifindex: 0,
+                };
+                let addrs = [Some(SockaddrIn6::from(d)); BATCH];
+                let cm = [ControlMessage::Ipv6PacketInfo(&pi)];
+                nix::sys::socket::sendmmsg(
+                    fd,
+                    &mut self.v6,
+                    slices,
+                    &addrs[..n],
+                    cm,
+                    MsgFlags::empty(),
+                )
+                .map(|r| r.count())
+            }
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "address family mismatch",
+                ));
+            }
+        };
+        sent.map_err(io::Error::from)
+    }
 }
 
 /// `recvmmsg(2)` into preallocated buffers: up to `n` datagrams per system

@@ -25,18 +25,16 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use ipsec_esp::udp::{UdpPayload, classify};
-use ipsec_esp::wire::{self, proto};
-use ipsec_esp::{Error as EspError, IvSource, Mode, Protocol, Spi};
+use ipsec_esp::udp::UdpPayload;
+use ipsec_esp::{Error as EspError, IvSource, Mode, Spi};
 use sadb::{
-    Databases, ExpireKind, Inbound, MAX_BUNDLE, NATT_PORT, Outbound, PacketSelector, SaId, SaState,
-    Timestamp, UpperInfo,
+    Databases, DiscardReason, DropReason, ExpireKind, Incoming, MAX_BUNDLE, Outgoing, Received,
+    SaTrace, Timestamp,
 };
 use tools::pcap::{self, Capture, Record};
 
@@ -186,117 +184,35 @@ struct Link {
 
 /// Finds the IP packet in a record; `None` for non-IP frames (ARP …).
 fn link(linktype: u32, data: &[u8]) -> Option<Link> {
-    match linktype {
-        pcap::LINKTYPE_ETHERNET => {
-            let mut off = 12;
-            loop {
-                let t = u16::from_be_bytes([*data.get(off)?, *data.get(off + 1)?]);
-                match t {
-                    // 802.1Q / QinQ tags.
-                    0x8100 | 0x88a8 => off += 4,
-                    0x0800 | 0x86dd => {
-                        return Some(Link {
-                            ip: off + 2,
-                            ethertype: Some(off),
-                        });
-                    }
-                    _ => return None,
-                }
-            }
-        }
-        _ => Some(Link {
+    use etherparse::{EtherType, Ethernet2Slice, SingleVlanSlice};
+    if linktype != pcap::LINKTYPE_ETHERNET {
+        return Some(Link {
             ip: 0,
             ethertype: None,
-        }),
+        });
     }
-}
-
-/// The IP packet without link-layer padding (its length from the IP header).
-fn ip_packet(data: &[u8]) -> Result<&[u8], String> {
-    let len = match data.first().map(|v| v >> 4) {
-        Some(4) => usize::from(u16::from_be_bytes([
-            *data.get(2).ok_or("truncated IPv4 header")?,
-            *data.get(3).ok_or("truncated IPv4 header")?,
-        ])),
-        Some(6) => {
-            40 + usize::from(u16::from_be_bytes([
-                *data.get(4).ok_or("truncated IPv6 header")?,
-                *data.get(5).ok_or("truncated IPv6 header")?,
-            ]))
-        }
-        Some(v) => return Err(format!("IP version {v}")),
-        None => return Err("empty packet".into()),
-    };
-    data.get(..len)
-        .ok_or_else(|| format!("IP length {len} exceeds the {} captured bytes", data.len()))
-}
-
-/// The RFC 4301 §4.4.1.1 selector fields of an IP packet.
-fn selector(ip: &[u8]) -> Result<PacketSelector, String> {
-    let bad = |what: &str| format!("malformed packet: {what}");
-    let (src, dst, mut nh, mut off, first_fragment) = match ip.first().map(|v| v >> 4) {
-        Some(4) => {
-            let h = ip.get(..20).ok_or_else(|| bad("IPv4 header"))?;
-            let ihl = usize::from(h[0] & 0x0f) * 4;
-            let frag_off = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
-            let s: [u8; 4] = [h[12], h[13], h[14], h[15]];
-            let d: [u8; 4] = [h[16], h[17], h[18], h[19]];
-            (IpAddr::from(s), IpAddr::from(d), h[9], ihl, frag_off == 0)
-        }
-        Some(6) => {
-            let h = ip.get(..40).ok_or_else(|| bad("IPv6 header"))?;
-            let mut s = [0u8; 16];
-            let mut d = [0u8; 16];
-            s.copy_from_slice(&h[8..24]);
-            d.copy_from_slice(&h[24..40]);
-            (IpAddr::from(s), IpAddr::from(d), h[6], 40, true)
-        }
-        _ => return Err(bad("not IPv4 or IPv6")),
-    };
-    let mut first = first_fragment;
-    if ip.first().map(|v| v >> 4) == Some(6) {
-        // Skip Hop-by-Hop, Routing, Destination Options and Fragment headers.
-        while matches!(nh, 0 | 43 | 60 | 44) {
-            let next = *ip.get(off).ok_or_else(|| bad("IPv6 extension header"))?;
-            if nh == 44 {
-                let fo = u16::from_be_bytes([
-                    *ip.get(off + 2).ok_or_else(|| bad("fragment header"))?,
-                    *ip.get(off + 3).ok_or_else(|| bad("fragment header"))?,
-                ]) >> 3;
-                first = fo == 0;
-                off += 8;
-            } else {
-                let l = *ip
-                    .get(off + 1)
-                    .ok_or_else(|| bad("IPv6 extension header"))?;
-                off += (usize::from(l) + 1) * 8;
+    let eth = Ethernet2Slice::from_slice_without_fcs(data).ok()?;
+    let (mut off, mut t, mut rest) = (12, eth.ether_type(), eth.payload_slice());
+    loop {
+        match t {
+            // 802.1Q / QinQ tags.
+            EtherType::VLAN_TAGGED_FRAME
+            | EtherType::PROVIDER_BRIDGING
+            | EtherType::VLAN_DOUBLE_TAGGED_FRAME => {
+                let v = SingleVlanSlice::from_slice(rest).ok()?;
+                off += 4;
+                t = v.ether_type();
+                rest = v.payload_slice();
             }
-            nh = next;
+            EtherType::IPV4 | EtherType::IPV6 => {
+                return Some(Link {
+                    ip: off + 2,
+                    ethertype: Some(off),
+                });
+            }
+            _ => return None,
         }
     }
-    let l4 = ip.get(off..).unwrap_or(&[]);
-    let upper = if !first {
-        // RFC 4301 §4.4.1.1: non-initial fragments carry no ports (OPAQUE).
-        UpperInfo::None
-    } else {
-        match nh {
-            6 | 17 | 132 | 136 if l4.len() >= 4 => UpperInfo::Ports {
-                src: u16::from_be_bytes([l4[0], l4[1]]),
-                dst: u16::from_be_bytes([l4[2], l4[3]]),
-            },
-            1 | 58 if l4.len() >= 2 => UpperInfo::Icmp {
-                icmp_type: l4[0],
-                code: l4[1],
-            },
-            _ => UpperInfo::None,
-        }
-    };
-    Ok(PacketSelector {
-        src,
-        dst,
-        protocol: nh,
-        upper,
-    })
 }
 
 /// What happened to one packet.
@@ -314,15 +230,29 @@ struct Verdict {
 }
 
 impl Verdict {
-    fn drop(reason: impl Into<String>, sas: Vec<(Spi, Option<u64>)>) -> Verdict {
+    fn drop(reason: impl Into<String>, sas: &SaTrace) -> Verdict {
         Verdict {
             out: None,
             result: "dropped",
-            sas,
+            sas: spis(sas),
             reason: reason.into(),
             failed: true,
         }
     }
+
+    fn pass(data: &[u8], result: &'static str, reason: impl Into<String>) -> Verdict {
+        Verdict {
+            out: Some(data.to_vec()),
+            result,
+            sas: Vec::new(),
+            reason: reason.into(),
+            failed: false,
+        }
+    }
+}
+
+fn spis(t: &SaTrace) -> Vec<(Spi, Option<u64>)> {
+    t.iter().map(|u| (u.id.spi, u.seq)).collect()
 }
 
 /// Rebuilds the record: the link-layer header (EtherType updated to the
@@ -354,276 +284,133 @@ fn esp_error_reason(e: &EspError) -> String {
     }
 }
 
-fn encap_packet(db: &mut Databases, ivs: &mut Ivs, rec: &Record, linktype: u32) -> Verdict {
+/// Room for the headers and trailers of a whole bundle around a packet.
+const ROOM: usize = 64 * (MAX_BUNDLE + 1);
+
+/// The record's IP packet in a buffer with room around it.
+fn framed(ip: &[u8]) -> (Vec<u8>, std::ops::Range<usize>) {
+    let mut buf = vec![0u8; ROOM + ip.len() + ROOM];
+    if let Some(b) = buf.get_mut(ROOM..ROOM + ip.len()) {
+        b.copy_from_slice(ip);
+    }
+    (buf, ROOM..ROOM + ip.len())
+}
+
+fn encap_packet(db: &Databases, ivs: &mut Ivs, rec: &Record, linktype: u32) -> Verdict {
     let now = Timestamp(u64::from(rec.ts_sec));
     let Some(l) = link(linktype, &rec.data) else {
-        return Verdict {
-            out: Some(rec.data.clone()),
-            result: "passed",
-            sas: Vec::new(),
-            reason: "not IP".into(),
-            failed: false,
-        };
+        return Verdict::pass(&rec.data, "passed", "not IP");
     };
-    let ip = match ip_packet(rec.data.get(l.ip..).unwrap_or(&[])) {
-        Ok(ip) => ip,
-        Err(e) => return Verdict::drop(format!("malformed packet: {e}"), Vec::new()),
-    };
-    let sel = match selector(ip) {
-        Ok(s) => s,
-        Err(e) => return Verdict::drop(e, Vec::new()),
-    };
-    let bundle = match db.outbound(&sel, now) {
-        Outbound::NoPolicy => {
-            return Verdict {
-                out: Some(rec.data.clone()),
-                result: "clear",
-                sas: Vec::new(),
-                reason: "no policy".into(),
+    let (mut buf, range) = framed(rec.data.get(l.ip..).unwrap_or(&[]));
+    let none = SaTrace::default();
+    match db.protect(&mut buf, range, now, ivs) {
+        Outgoing::Protected(p) => {
+            if ivs.failed() {
+                return Verdict::drop("cannot read /dev/urandom for the IV", &p.sas);
+            }
+            Verdict {
+                out: Some(rebuild(&rec.data, &l, buf.get(p.packet).unwrap_or(&[]))),
+                result: "protected",
+                sas: spis(&p.sas),
+                reason: String::new(),
                 failed: false,
-            };
+            }
         }
-        Outbound::Bypass { policy } => {
-            return Verdict {
-                out: Some(rec.data.clone()),
-                result: "bypass",
-                sas: Vec::new(),
-                reason: format!("policy {policy} (none)"),
-                failed: false,
-            };
-        }
-        Outbound::Discard { policy } => {
-            return Verdict {
-                failed: false,
-                ..Verdict::drop(format!("policy {policy} discard"), Vec::new())
-            };
-        }
-        Outbound::NoSa { policy, request } => {
-            return Verdict::drop(
-                format!(
+        Outgoing::Bypass { policy: None } => Verdict::pass(&rec.data, "clear", "no policy"),
+        Outgoing::Bypass {
+            policy: Some(policy),
+        } => Verdict::pass(&rec.data, "bypass", format!("policy {policy} (none)")),
+        Outgoing::Discard(d) => {
+            let policy = d.policy.map_or_else(String::new, |p| p.to_string());
+            let reason = match d.reason {
+                DiscardReason::Policy => {
+                    return Verdict {
+                        failed: false,
+                        ..Verdict::drop(format!("policy {policy} discard"), &none)
+                    };
+                }
+                DiscardReason::NoSa { request } => format!(
                     "no SA for request {} of policy {policy} (fail closed, not sent in clear)",
                     request + 1
                 ),
-                Vec::new(),
-            );
+                DiscardReason::SaExpired { request } => format!(
+                    "SA for request {} of policy {policy} is past its hard lifetime (fail closed, not sent in clear)",
+                    request + 1
+                ),
+                DiscardReason::SequenceExhausted { id } => format!(
+                    "SA spi 0x{:08x} has used up its sequence numbers: replace it",
+                    id.spi.0
+                ),
+                DiscardReason::Malformed(e) => format!("malformed packet: {e}"),
+                DiscardReason::Transform { error, .. } => esp_error_reason(&error),
+                DiscardReason::AddressMismatch { id } => format!(
+                    "transport-mode SA spi 0x{:08x} does not have the packet's addresses",
+                    id.spi.0
+                ),
+                other => format!("{other:?}"),
+            };
+            Verdict::drop(reason, &d.sas)
         }
-        Outbound::Protect { bundle, .. } => bundle,
-    };
-    let (mut head, mut tail) = (0, 0);
-    for id in bundle.iter() {
-        if let Some(e) = db.sad.get(&id) {
-            head += e.sa().headroom();
-            tail += e.sa().tailroom();
-        }
-    }
-    let mut buf = vec![0u8; head + ip.len() + tail];
-    let Some(dst) = buf.get_mut(head..head + ip.len()) else {
-        return Verdict::drop("internal: buffer", Vec::new());
-    };
-    dst.copy_from_slice(ip);
-    let mut range = head..head + ip.len();
-    let mut sas = Vec::new();
-    for id in bundle.iter() {
-        let Some(entry) = db.sad.get_mut(&id) else {
-            return Verdict::drop(format!("SA spi 0x{:08x} vanished", id.spi.0), sas);
-        };
-        let bytes = range.len() as u64;
-        match entry.sa_mut().encap_range(&mut buf, range.clone(), ivs) {
-            Ok(r) => {
-                range = r;
-                sas.push((id.spi, Some(entry.sa().seq())));
-                entry.record_packet(bytes, now);
-            }
-            Err(e) => {
-                sas.push((id.spi, None));
-                return Verdict::drop(esp_error_reason(&e), sas);
-            }
-        }
-    }
-    if ivs.failed() {
-        return Verdict::drop("cannot read /dev/urandom for the IV", sas);
-    }
-    Verdict {
-        out: Some(rebuild(&rec.data, &l, buf.get(range).unwrap_or(&[]))),
-        result: "protected",
-        sas,
-        reason: String::new(),
-        failed: false,
     }
 }
 
-/// The SPI and sequence number in an ESP or AH header.
-fn spi_seq(hdr: &[u8], protocol: Protocol) -> Option<(Spi, u32)> {
-    let at =
-        |i: usize| -> Option<u32> { Some(u32::from_be_bytes(hdr.get(i..i + 4)?.try_into().ok()?)) };
-    match protocol {
-        // RFC 4303 §2: SPI, Sequence Number.
-        Protocol::Esp => Some((Spi(at(0)?), at(4)?)),
-        // RFC 4302 §2: Next Header, Payload Len, Reserved, SPI, Sequence Number.
-        Protocol::Ah => Some((Spi(at(4)?), at(8)?)),
-    }
-}
-
-fn decap_packet(db: &mut Databases, rec: &Record, linktype: u32) -> Verdict {
+fn decap_packet(db: &Databases, rec: &Record, linktype: u32) -> Verdict {
     let now = Timestamp(u64::from(rec.ts_sec));
     let Some(l) = link(linktype, &rec.data) else {
-        return Verdict {
-            out: Some(rec.data.clone()),
-            result: "passed",
-            sas: Vec::new(),
-            reason: "not IP".into(),
-            failed: false,
-        };
+        return Verdict::pass(&rec.data, "passed", "not IP");
     };
-    let ip = match ip_packet(rec.data.get(l.ip..).unwrap_or(&[])) {
-        Ok(ip) => ip,
-        Err(e) => return Verdict::drop(format!("malformed packet: {e}"), Vec::new()),
-    };
-    let mut buf = ip.to_vec();
-    let mut range = 0..buf.len();
-    let mut applied: Vec<SaId> = Vec::new();
-    let mut sas = Vec::new();
-    let mut note = "";
-    loop {
-        let pkt = buf.get(range.clone()).unwrap_or(&[]);
-        let chain = match wire::locate_inbound(pkt) {
-            Ok(c) => c,
-            // A fragment, or something else ipsec-esp cannot locate: judged
-            // by the policy check below like any clear packet.
-            Err(EspError::Fragment) if applied.is_empty() => break,
-            Err(e) => return Verdict::drop(format!("malformed packet: {e}"), sas),
-        };
-        let hl = chain.header_len;
-        let l4 = pkt.get(hl..chain.total_len).unwrap_or(&[]);
-        // (protocol, offset of the ESP/AH header, UDP-encapsulated)
-        let (protocol, hdr, udp) = match chain.next_header {
-            proto::ESP => (Protocol::Esp, hl, false),
-            proto::AH => (Protocol::Ah, hl, false),
-            proto::UDP if l4.len() >= 8 => {
-                let sport = u16::from_be_bytes([l4[0], l4[1]]);
-                let dport = u16::from_be_bytes([l4[2], l4[3]]);
-                // RFC 3948 §2: ESP in UDP on the NAT-T port.
-                if sport != NATT_PORT && dport != NATT_PORT {
-                    break;
-                }
-                match classify(&l4[8..]) {
-                    Ok(UdpPayload::Esp) => (Protocol::Esp, hl + 8, true),
-                    Ok(UdpPayload::Ike) => {
-                        note = "IKE (RFC 3948 non-ESP marker), ";
-                        break;
-                    }
-                    Ok(UdpPayload::Keepalive) => {
-                        note = "NAT-keepalive, ";
-                        break;
-                    }
-                    Err(_) => break,
-                }
-            }
-            _ => break,
-        };
-        if applied.len() >= MAX_BUNDLE {
-            return Verdict::drop("more nested IPsec headers than a bundle holds", sas);
-        }
-        let Some((spi, seql)) = spi_seq(pkt.get(hdr..).unwrap_or(&[]), protocol) else {
-            return Verdict::drop(
-                format!("malformed packet: truncated {}", protocol.name()),
-                sas,
-            );
-        };
-        let dst = match selector(pkt) {
-            Ok(s) => s.dst,
-            Err(e) => return Verdict::drop(e, sas),
-        };
-        let id = SaId { dst, protocol, spi };
-        let Some(entry) = db.sad.get_mut(&id) else {
-            sas.push((spi, Some(u64::from(seql))));
-            return Verdict::drop(
-                format!(
-                    "no SA for {} dst {dst} spi 0x{:08x}",
-                    protocol.name(),
-                    spi.0
-                ),
-                sas,
-            );
-        };
-        if entry.state() == SaState::Dead {
-            sas.push((spi, Some(u64::from(seql))));
-            return Verdict::drop("SA is dead (hard lifetime)", sas);
-        }
-        if udp && entry.sa().udp_encap().is_none() {
-            // ESP in UDP for an SA installed as plain `esp` (as strongSwan's
-            // libipsec uses them): remove the UDP header so the packet is
-            // plain ESP. The ICV covers the ESP packet only (RFC 4303 §2),
-            // so this changes nothing that is authenticated.
-            let start = range.start;
-            buf.copy_within(start..start + hl, start + 8);
-            range.start += 8;
-            let p = buf.get_mut(range.clone()).unwrap_or(&mut []);
-            if let Some(b) = p.get_mut(chain.nh_offset) {
-                *b = proto::ESP;
-            }
-            let total = chain.total_len - 8;
-            if let Err(e) = wire::fix_ip_length(p, chain.version, total) {
-                return Verdict::drop(format!("malformed packet: {e}"), sas);
-            }
-            range.end = range.start + total;
-        } else {
-            range.end = range.start + chain.total_len;
-        }
-        let bytes = range.len() as u64;
-        let p = buf.get_mut(range.clone()).unwrap_or(&mut []);
-        match entry.sa_mut().decap(p) {
-            Ok(d) => {
-                sas.push((spi, Some(d.seq)));
-                entry.record_packet(bytes, now);
-                applied.push(id);
-                range = range.start + d.range.start..range.start + d.range.end;
-            }
-            Err(e) => {
-                match e {
-                    EspError::IcvMismatch { .. } => entry.record_icv_failure(),
-                    EspError::ReplayedSequence { .. } | EspError::SequenceTooOld { .. } => {
-                        entry.record_replay_drop()
-                    }
-                    _ => {}
-                }
-                sas.push((spi, Some(u64::from(seql))));
-                return Verdict::drop(esp_error_reason(&e), sas);
-            }
-        }
-    }
-    let inner = buf.get(range).unwrap_or(&[]);
-    let sel = match selector(inner) {
-        Ok(s) => s,
-        Err(e) => return Verdict::drop(e, sas),
-    };
-    match db.inbound_check(&sel, &applied, now) {
-        Inbound::Accept { policy } => Verdict {
-            out: Some(if applied.is_empty() {
-                rec.data.clone()
-            } else {
-                rebuild(&rec.data, &l, inner)
-            }),
-            result: if applied.is_empty() {
-                "clear"
-            } else {
-                "decapsulated"
-            },
-            sas,
-            reason: match policy {
+    let (mut buf, range) = framed(rec.data.get(l.ip..).unwrap_or(&[]));
+    match db.unprotect(&mut buf, range, Received::Ip, now) {
+        Incoming::Deliver(d) => {
+            let note = match d.non_esp {
+                Some(UdpPayload::Ike) => "IKE (RFC 3948 non-ESP marker), ",
+                Some(UdpPayload::Keepalive) => "NAT-keepalive, ",
+                _ => "",
+            };
+            let reason = match d.policy {
                 Some(p) => format!("{note}policy {p}"),
                 None => format!("{note}no policy"),
-            },
-            failed: false,
-        },
-        Inbound::Reject { policy } => Verdict::drop(
-            if applied.is_empty() {
-                format!("clear text refused by policy {policy}")
-            } else {
-                format!("SAs applied do not satisfy policy {policy}")
-            },
-            sas,
-        ),
+            };
+            if d.sas.is_empty() {
+                return Verdict::pass(&rec.data, "clear", reason);
+            }
+            Verdict {
+                out: Some(rebuild(&rec.data, &l, buf.get(d.packet).unwrap_or(&[]))),
+                result: "decapsulated",
+                sas: spis(&d.sas),
+                reason,
+                failed: false,
+            }
+        }
+        Incoming::Drop(d) => {
+            let reason = match &d.reason {
+                DropReason::Malformed(e) => format!("malformed packet: {e}"),
+                DropReason::UnknownSa { id } => format!(
+                    "no SA for {} dst {} spi 0x{:08x}",
+                    id.protocol.name(),
+                    id.dst,
+                    id.spi.0
+                ),
+                DropReason::SaExpired { .. } => "SA is dead (hard lifetime)".into(),
+                DropReason::Icv { .. } => "ICV failure: ICV mismatch".into(),
+                DropReason::Replay { error, .. } | DropReason::Decap { error, .. } => {
+                    esp_error_reason(error)
+                }
+                DropReason::TooManyNested => "more nested IPsec headers than a bundle holds".into(),
+                DropReason::Policy { policy } => {
+                    format!("SAs applied do not satisfy policy {policy}")
+                }
+                DropReason::ClearRefused { policy } => {
+                    format!("clear text refused by policy {policy}")
+                }
+                DropReason::IcmpQuote { policy } => format!(
+                    "ICMP error quoting a flow the SAs it came through do not protect (policy {})",
+                    policy.map_or_else(|| "none".to_string(), |p| p.to_string())
+                ),
+                other => format!("{other:?}"),
+            };
+            Verdict::drop(reason, &d.sas)
+        }
     }
 }
 
@@ -677,9 +464,9 @@ fn run(encap: bool, o: &Opts) -> Result<usize> {
             );
         }
         let v = if encap {
-            encap_packet(&mut db, &mut ivs, rec, cap.linktype)
+            encap_packet(&db, &mut ivs, rec, cap.linktype)
         } else {
-            decap_packet(&mut db, rec, cap.linktype)
+            decap_packet(&db, rec, cap.linktype)
         };
         let mut line = format!("{} {}", i + 1, v.result);
         for (spi, seq) in &v.sas {
@@ -727,7 +514,7 @@ fn run(encap: bool, o: &Opts) -> Result<usize> {
         "replay",
         "icvfail"
     );
-    for e in db.sad.in_insertion_order() {
+    for e in db.sad().in_insertion_order() {
         let sa = e.sa();
         let c = e.counters();
         say!(

@@ -90,6 +90,10 @@ struct Cli {
     /// kernel (IFF_VNET_HDR); one TUN write per packet instead.
     #[arg(long)]
     no_gro: bool,
+    /// Outbound workers, one per TUN queue (default: one per CPU). Each
+    /// flow stays on one queue; inbound has one thread per socket.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    workers: Option<u16>,
     /// Write the daemon's process id here (removed at exit).
     #[arg(long)]
     pid_file: Option<PathBuf>,
@@ -165,6 +169,10 @@ fn main() -> ExitCode {
         pcap: cli.pcap,
         natt_port: cli.natt_port,
         gro: !cli.no_gro,
+        workers: cli.workers.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            usize::from,
+        ),
     };
     let result = ipsecd::run(cfg);
     if let Some(p) = pid_file {

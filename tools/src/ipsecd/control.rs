@@ -57,46 +57,12 @@ pub fn serve(listener: UnixListener, sh: Arc<Shared>, net: Arc<std::sync::Mutex<
     }
 }
 
-/// Adds a `stats:` line to every policy of a `setkey -DP` dump.
-fn with_policy_counters(
-    dump: &str,
-    counters: &std::collections::HashMap<u32, super::dataplane::PolicyCounters>,
-) -> String {
-    let mut out = String::with_capacity(dump.len() * 2);
-    let mut spid = None;
-    for line in dump.lines() {
-        out.push_str(line);
-        out.push('\n');
-        if let Some(rest) = line.strip_prefix("\tspid=") {
-            spid = rest
-                .split_whitespace()
-                .next()
-                .and_then(|s| s.parse::<u32>().ok());
-        }
-        if line == "\trefcnt=1" {
-            if let Some(id) = spid.take() {
-                let c = counters.get(&id).copied().unwrap_or_default();
-                out.push_str(&format!(
-                    "\tstats: packets={} bytes={} drops={}\n",
-                    c.packets, c.bytes, c.drops
-                ));
-            }
-        }
-    }
-    out
-}
-
 fn handle(req: &str, sh: &Shared, net: &std::sync::Mutex<Net>) -> Result<String, String> {
     let (cmd, body) = req.split_once('\n').unwrap_or((req, ""));
     match cmd.trim() {
-        "dump" => {
-            let st = sh.state.lock().map_err(|_| "poisoned lock")?;
-            Ok(st.db.dump_sad(now()))
-        }
-        "spddump" => {
-            let st = sh.state.lock().map_err(|_| "poisoned lock")?;
-            Ok(with_policy_counters(&st.db.dump_spd(), &st.policies))
-        }
+        "dump" => Ok(sh.engine.snapshot().dump_sad(now())),
+        // Every policy with its counters (kept by the engine).
+        "spddump" => Ok(sh.engine.snapshot().dump_spd()),
         "stats" => Ok(sh.stats.report()),
         "check" => sadb::parse(body)
             .map(|s| format!("{} statements\n", s.len()))
@@ -110,18 +76,11 @@ fn handle(req: &str, sh: &Shared, net: &std::sync::Mutex<Net>) -> Result<String,
 fn apply(script: &str, sh: &Shared, net: &std::sync::Mutex<Net>) -> Result<String> {
     let stmts = sadb::parse(script).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut net = net.lock().map_err(|_| anyhow::anyhow!("poisoned lock"))?;
-    let (outputs, plan) = {
-        let mut st = sh
-            .state
-            .lock()
-            .map_err(|_| anyhow::anyhow!("poisoned lock"))?;
-        let out = st
-            .db
-            .apply(&stmts, now())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let plan = net::plan(&st.db.spd, &net.params);
-        (out, plan)
-    };
+    let outputs = sh
+        .engine
+        .apply(&stmts, now())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let plan = net::plan(sh.engine.snapshot().spd(), &net.params);
     tracing::info!(
         statements = stmts.len(),
         rules = plan.rules.len(),
@@ -150,27 +109,5 @@ pub fn request(socket: &Path, cmd: &str, body: &str) -> Result<String> {
         Some(("OK", rest)) => Ok(rest.to_string()),
         Some(("ERR", rest)) => bail!("{}", rest.trim_end()),
         _ => bail!("malformed answer from ipsecd"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn policy_counters_follow_refcnt() {
-        let dump = "a\n\tspid=3 seq=0 pid=1\n\trefcnt=1\nb\n\tspid=9 seq=1 pid=1\n\trefcnt=1\n";
-        let mut c = std::collections::HashMap::new();
-        c.insert(
-            3,
-            super::super::dataplane::PolicyCounters {
-                packets: 2,
-                bytes: 100,
-                drops: 1,
-            },
-        );
-        let out = with_policy_counters(dump, &c);
-        assert!(out.contains("\trefcnt=1\n\tstats: packets=2 bytes=100 drops=1\nb\n"));
-        assert!(out.ends_with("\trefcnt=1\n\tstats: packets=0 bytes=0 drops=0\n"));
     }
 }

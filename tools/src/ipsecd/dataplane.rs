@@ -1,34 +1,41 @@
-//! The two directions of the data path.
+//! The data path: IO around the `sadb` engine.
 //!
-//! Outbound (one thread): TUN read -> SPD (`Databases::outbound`) ->
-//! discard | bypass (marked `IPPROTO_RAW` re-injection) | encapsulate with
-//! the bundle's SAs (`Sa::encap_range`, headroom form: nothing of the
-//! payload moves) -> raw ESP/AH socket or the RFC 3948 UDP socket.
+//! Outbound (one worker per TUN queue): TUN read -> offloads (checksum
+//! completion, TSO segmentation, [`offload`]) -> [`Databases::protect`] ->
+//! discard | bypass (re-injected on a marked `IPPROTO_RAW` socket) |
+//! protected bytes -> raw ESP/AH socket or the RFC 3948 UDP socket. The
+//! segments of one TSO super-packet leave in one `sendmmsg`.
 //!
-//! Inbound (one thread per receiving socket): raw ESP/AH (IPv4 with the IP
-//! header; IPv6 and UDP without it, so the header is rebuilt in the
-//! buffer's headroom from the source address and `IPV6_PKTINFO`/`IP_PKTINFO`)
-//! -> SAD by (destination, protocol, SPI) -> decapsulate (ICV, replay,
-//! decrypt) -> inbound policy check -> TUN write.
+//! Inbound (one thread per receiving socket): raw ESP/AH over IPv4 (with
+//! the IP header, `recvmmsg` batches), over IPv6 (the payload, with the
+//! addresses from `IPV6_PKTINFO`), ESP in UDP (the payload, with
+//! `IP_PKTINFO`) -> [`Databases::unprotect`] with the outer addresses ->
+//! TUN write, consecutive TCP segments coalesced ([`gro`]).
 //!
-//! One buffer per thread, allocated once; the databases sit behind one
-//! mutex that each packet takes once.
+//! No lock is held while a packet is processed: every thread reads the
+//! engine's current snapshot (one atomic load per packet,
+//! [`sadb::Reader`]); sequence numbers, replay windows and counters are the
+//! engine's own atomics and per-SA locks. One buffer set per thread,
+//! allocated once.
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use ipsec_esp::{Error as EspError, Protocol};
-use sadb::{Databases, Inbound, Outbound, SaId, Timestamp};
+use sadb::{
+    Databases, DiscardReason, DropReason, Engine, Incoming, Outgoing, Protected, Received,
+    Timestamp, Wire,
+};
 
+use super::gro::Gro;
 use super::io::{PcapWriter, UrandomIv};
-use super::{offload, packet};
-use crate::sys::{Sock, Tun, VNET_HDR_LEN};
+use super::offload;
+use crate::sys::{BATCH, SendBatch, Sock, Tun, VNET_HDR_LEN};
 
-/// Room in front of a packet for the headers of up to four SAs (and for a
-/// rebuilt outer header on receive).
+/// Room in front of a packet for the headers of up to four SAs (and for
+/// the IP header the engine writes in front of a received payload).
 pub const HEADROOM: usize = 256;
 /// Room after a packet for ESP trailers and ICVs of up to four SAs.
 pub const TAILROOM: usize = 256;
@@ -39,7 +46,8 @@ pub const MAX_PACKET: usize = 65535;
 /// expected (the TUN is going away) and not worth an error line.
 pub static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Daemon-wide counters (besides the per-SA ones in the SAD).
+/// Daemon-wide counters (besides the per-SA and per-policy ones in the
+/// engine).
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Packets read from the TUN.
@@ -53,7 +61,7 @@ pub struct Stats {
     /// Packets dropped because an `ipsec` policy had no usable SA
     /// (missing, expired, sequence numbers exhausted): fail closed.
     pub out_no_sa: AtomicU64,
-    /// Packets that could not be parsed or sent.
+    /// Packets that could not be parsed, protected or sent.
     pub out_errors: AtomicU64,
     /// ESP/AH packets received.
     pub in_rx: AtomicU64,
@@ -65,7 +73,7 @@ pub struct Stats {
     pub in_replay: AtomicU64,
     /// ICV failures (RFC 4303 §3.4.4).
     pub in_icv: AtomicU64,
-    /// Other decapsulation failures (padding, truncation, ...).
+    /// Other decapsulation failures (padding, truncation, dead SA, ...).
     pub in_errors: AtomicU64,
     /// Decapsulated packets the inbound policy rejected.
     pub in_policy_drop: AtomicU64,
@@ -75,6 +83,8 @@ pub struct Stats {
     pub hard_expires: AtomicU64,
     /// Coalesced TCP writes into the TUN (each carrying several segments).
     pub gro_writes: AtomicU64,
+    /// `sendmmsg` calls that sent more than one packet.
+    pub send_batches: AtomicU64,
 }
 
 impl Stats {
@@ -97,42 +107,11 @@ impl Stats {
             ("soft_expires", &self.soft_expires),
             ("hard_expires", &self.hard_expires),
             ("gro_writes", &self.gro_writes),
+            ("send_batches", &self.send_batches),
         ];
         f.iter()
             .map(|(n, v)| format!("{n} {}\n", v.load(Relaxed)))
             .collect()
-    }
-}
-
-/// Per-policy counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PolicyCounters {
-    /// Packets that matched and went on (protected, bypassed, accepted).
-    pub packets: u64,
-    /// Their bytes.
-    pub bytes: u64,
-    /// Packets the policy made us drop (discard, no SA, rejected).
-    pub drops: u64,
-}
-
-/// The databases and the per-policy counters, under one lock.
-#[derive(Debug, Default)]
-pub struct State {
-    /// SAD and SPD.
-    pub db: Databases,
-    /// Counters by `spid`.
-    pub policies: std::collections::HashMap<u32, PolicyCounters>,
-}
-
-impl State {
-    fn count(&mut self, policy: u32, bytes: usize, drop: bool) {
-        let c = self.policies.entry(policy).or_default();
-        if drop {
-            c.drops += 1;
-        } else {
-            c.packets += 1;
-            c.bytes += bytes as u64;
-        }
     }
 }
 
@@ -160,13 +139,13 @@ pub struct Sockets {
 /// Everything the threads share.
 #[derive(Debug)]
 pub struct Shared {
-    /// Databases and policy counters.
-    pub state: Mutex<State>,
+    /// The SAD and SPD: the current snapshot and the changes.
+    pub engine: Engine,
     /// Counters.
     pub stats: Stats,
     /// Sockets.
     pub socks: Sockets,
-    /// The TUN (for writing decapsulated packets).
+    /// The TUN (a queue to write decapsulated packets into).
     pub tun: Tun,
     /// `--pcap`.
     pub pcap: Option<PcapWriter>,
@@ -197,39 +176,257 @@ impl RateLimit {
     }
 }
 
-/// What to send once the lock is released.
-enum Send {
-    Esp {
+/// Which socket a protected or bypassed packet leaves on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Via {
+    /// A socket that writes the IP header: the payload, to `dst`, from `src`.
+    From {
+        sock: SockKind,
         src: IpAddr,
-        dst: IpAddr,
-        hl: usize,
+        dst: SocketAddr,
     },
-    EspUdp {
-        src: IpAddr,
-        dst: IpAddr,
-        dport: u16,
-        hl: usize,
-    },
-    Ah {
-        src: IpAddr,
-        dst: IpAddr,
-        hl: usize,
-    },
+    /// A header-included socket: the whole packet, to `dst`.
+    Whole { v6: bool, dst: IpAddr },
 }
 
-/// The outbound loop: never returns unless the TUN fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SockKind {
+    Esp4,
+    Esp6,
+    Ah6,
+    Udp4,
+    Udp6,
+}
+
+impl Sockets {
+    fn get(&self, k: SockKind) -> Option<&Sock> {
+        match k {
+            SockKind::Esp4 => Some(&self.esp4),
+            SockKind::Esp6 => self.esp6.as_ref(),
+            SockKind::Ah6 => self.ah6.as_ref(),
+            SockKind::Udp4 => self.udp4.as_ref(),
+            SockKind::Udp6 => self.udp6.as_ref(),
+        }
+    }
+
+    fn whole(&self, v6: bool) -> Option<&Sock> {
+        if v6 {
+            self.raw6.as_ref()
+        } else {
+            Some(&self.raw4)
+        }
+    }
+}
+
+/// How a protected packet leaves: the socket and the bytes of it.
+fn route(p: &Protected) -> (Via, Range<usize>) {
+    let v6 = p.dst.is_ipv6();
+    match (p.wire, v6) {
+        (Wire::Esp, false) => (
+            Via::From {
+                sock: SockKind::Esp4,
+                src: p.src,
+                dst: SocketAddr::new(p.dst, 0),
+            },
+            p.payload(),
+        ),
+        (Wire::Esp, true) => (
+            Via::From {
+                sock: SockKind::Esp6,
+                src: p.src,
+                dst: SocketAddr::new(p.dst, 0),
+            },
+            p.payload(),
+        ),
+        (Wire::EspInUdp { dport, .. }, _) => (
+            Via::From {
+                sock: if v6 { SockKind::Udp6 } else { SockKind::Udp4 },
+                src: p.src,
+                dst: SocketAddr::new(p.dst, dport),
+            },
+            p.payload(),
+        ),
+        // AH covers the IPv4 Identification: send the header we built.
+        (Wire::Ah, false) => (Via::Whole { v6, dst: p.dst }, p.packet.clone()),
+        (Wire::Ah, true) => (
+            Via::From {
+                sock: SockKind::Ah6,
+                src: p.src,
+                dst: SocketAddr::new(p.dst, 0),
+            },
+            p.payload(),
+        ),
+    }
+}
+
+/// The outbound side of one thread: its view of the engine, IVs, and the
+/// packets waiting for one `sendmmsg`.
+struct Out<'a> {
+    sh: &'a Shared,
+    reader: sadb::Reader<'a>,
+    iv: UrandomIv,
+    warn: RateLimit,
+    ip_id: u16,
+    batch: SendBatch,
+    /// (segment buffer index, how, bytes) of the packets to send.
+    pending: Vec<(usize, Via, Range<usize>)>,
+}
+
+impl<'a> Out<'a> {
+    fn new(sh: &'a Shared) -> std::io::Result<Out<'a>> {
+        Ok(Out {
+            sh,
+            reader: sh.engine.reader(),
+            iv: UrandomIv::new()?,
+            warn: RateLimit(None),
+            ip_id: 1,
+            batch: SendBatch::new(),
+            pending: Vec::with_capacity(BATCH),
+        })
+    }
+
+    /// Runs the engine on the plaintext packet at `buf[HEADROOM..HEADROOM
+    /// + n]`; what to send, if anything.
+    fn protect(&mut self, buf: &mut [u8], n: usize) -> Option<(Via, Range<usize>)> {
+        let sh = self.sh;
+        sh.stats.tun_rx.fetch_add(1, Relaxed);
+        let range = HEADROOM..HEADROOM + n;
+        if let Some(p) = &sh.pcap {
+            p.record(&buf[range.clone()]);
+        }
+        self.ip_id = self.ip_id.wrapping_add(1);
+        offload::ensure_ipv4_id(&mut buf[range.clone()], self.ip_id);
+        let db: &Databases = self.reader.current();
+        match db.protect(buf, range.clone(), now(), &mut self.iv) {
+            Outgoing::Protected(p) => {
+                sh.stats.out_protected.fetch_add(1, Relaxed);
+                if let Some(pc) = &sh.pcap {
+                    pc.record(&buf[p.packet.clone()]);
+                }
+                Some(route(&p))
+            }
+            Outgoing::Bypass { .. } => {
+                // RFC 4301 §5.1 BYPASS: out in clear, marked so the routing
+                // rules do not send it back into the TUN.
+                let h = ipsec_esp::wire::parse(&buf[range.clone()]).ok()?;
+                sh.stats.out_bypass.fetch_add(1, Relaxed);
+                let pkt = range.start..range.start + h.total_len;
+                Some((
+                    Via::Whole {
+                        v6: h.dst.is_ipv6(),
+                        dst: h.dst,
+                    },
+                    pkt,
+                ))
+            }
+            Outgoing::Discard(d) => {
+                let counter = match d.reason {
+                    DiscardReason::Policy => &sh.stats.out_discard,
+                    DiscardReason::NoSa { .. }
+                    | DiscardReason::SaExpired { .. }
+                    | DiscardReason::SequenceExhausted { .. } => &sh.stats.out_no_sa,
+                    _ => &sh.stats.out_errors,
+                };
+                counter.fetch_add(1, Relaxed);
+                if d.reason != DiscardReason::Policy && self.warn.ok() {
+                    tracing::warn!(
+                        policy = d.policy,
+                        "outbound packet dropped (fail closed): {:?}",
+                        d.reason
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    /// Sends one packet now.
+    fn send_one(&mut self, buf: &[u8], via: Via, bytes: Range<usize>) {
+        let socks = &self.sh.socks;
+        let pkt = &buf[bytes];
+        let res = match via {
+            Via::From { sock, src, dst } => match socks.get(sock) {
+                Some(s) => s.send_from(pkt, src, dst),
+                None => Ok(0),
+            },
+            Via::Whole { v6, dst } => match socks.whole(v6) {
+                Some(s) => s.send_packet(pkt, dst),
+                None => Ok(0),
+            },
+        };
+        if let Err(e) = res {
+            self.send_failed(&e, 1);
+        }
+    }
+
+    fn send_failed(&mut self, e: &std::io::Error, n: usize) {
+        self.sh.stats.out_errors.fetch_add(n as u64, Relaxed);
+        if self.warn.ok() {
+            tracing::warn!("send: {e}");
+        }
+    }
+
+    /// Sends the pending segments: runs of the same socket, source and
+    /// destination go out in one `sendmmsg`.
+    fn flush(&mut self, segs: &[Vec<u8>]) {
+        let mut i = 0;
+        let pending = std::mem::take(&mut self.pending);
+        while let Some(&(_, via, _)) = pending.get(i) {
+            let run = pending
+                .get(i..)
+                .unwrap_or(&[])
+                .iter()
+                .take_while(|(_, v, _)| *v == via)
+                .count();
+            match via {
+                Via::From { sock, src, dst } if run > 1 => {
+                    let mut payloads: [&[u8]; BATCH] = [&[]; BATCH];
+                    for (slot, (k, _, r)) in payloads.iter_mut().zip(&pending[i..i + run]) {
+                        *slot = segs.get(*k).and_then(|b| b.get(r.clone())).unwrap_or(&[]);
+                    }
+                    let res = match self.sh.socks.get(sock) {
+                        Some(s) => s.send_many(&mut self.batch, &payloads[..run], src, dst),
+                        None => Ok(run),
+                    };
+                    match res {
+                        Ok(sent) => {
+                            self.sh.stats.send_batches.fetch_add(1, Relaxed);
+                            if sent < run {
+                                self.send_failed(
+                                    &std::io::Error::other("sendmmsg sent fewer"),
+                                    run - sent,
+                                );
+                            }
+                        }
+                        Err(e) => self.send_failed(&e, run),
+                    }
+                }
+                _ => {
+                    for (k, v, r) in &pending[i..i + run] {
+                        if let Some(b) = segs.get(*k) {
+                            self.send_one(b, *v, r.clone());
+                        }
+                    }
+                }
+            }
+            i += run;
+        }
+        self.pending = pending;
+        self.pending.clear();
+    }
+}
+
+/// An outbound worker on one TUN queue: never returns unless the TUN fails.
 pub fn outbound(sh: Arc<Shared>, tun: Tun) -> std::io::Result<()> {
+    let mut out = Out::new(&sh)?;
     let mut buf = vec![0u8; HEADROOM + MAX_PACKET + TAILROOM];
-    let mut seg = vec![0u8; HEADROOM + MAX_PACKET + TAILROOM];
-    let mut cx = OutCtx {
-        iv: UrandomIv::new()?,
-        warn: RateLimit(None),
-        ip_id: 1,
-    };
+    let mut segs: Vec<Vec<u8>> = Vec::new();
     loop {
         if !tun.vnet_hdr() {
             let n = tun.read(&mut buf[HEADROOM..HEADROOM + MAX_PACKET])?;
-            out_one(&sh, &mut buf, n, &mut cx);
+            if let Some((via, r)) = out.protect(&mut buf, n) {
+                out.send_one(&buf, via, r);
+            }
             continue;
         }
         let v = VNET_HDR_LEN;
@@ -247,19 +444,39 @@ pub fn outbound(sh: Arc<Shared>, tun: Tun) -> std::io::Result<()> {
                     sh.stats.out_errors.fetch_add(1, Relaxed);
                     continue;
                 }
-                out_one(&sh, &mut buf, n, &mut cx);
+                if let Some((via, r)) = out.protect(&mut buf, n) {
+                    out.send_one(&buf, via, r);
+                }
             }
             Some(h) => {
                 // A TSO super-packet: cut it into segments of gso_size as the
-                // NIC would, then protect each one.
+                // NIC would, protect each one, send them together.
+                if segs.is_empty() {
+                    segs = (0..BATCH)
+                        .map(|_| vec![0u8; HEADROOM + MAX_PACKET + TAILROOM])
+                        .collect();
+                }
                 let pkt = &buf[HEADROOM..HEADROOM + n];
                 let mut k = 0;
-                while let Some(len) =
-                    offload::segment(pkt, &h, k, &mut seg[HEADROOM..HEADROOM + MAX_PACKET])
-                {
-                    out_one(&sh, &mut seg, len, &mut cx);
+                loop {
+                    let slot = k % BATCH;
+                    let Some(len) = offload::segment(
+                        pkt,
+                        &h,
+                        k,
+                        &mut segs[slot][HEADROOM..HEADROOM + MAX_PACKET],
+                    ) else {
+                        break;
+                    };
+                    if let Some((via, r)) = out.protect(&mut segs[slot], len) {
+                        out.pending.push((slot, via, r));
+                    }
                     k += 1;
+                    if k % BATCH == 0 {
+                        out.flush(&segs);
+                    }
                 }
+                out.flush(&segs);
                 if k == 0 {
                     sh.stats.out_errors.fetch_add(1, Relaxed);
                 }
@@ -271,626 +488,175 @@ pub fn outbound(sh: Arc<Shared>, tun: Tun) -> std::io::Result<()> {
     }
 }
 
-/// Per-thread state of the outbound path.
-struct OutCtx {
-    iv: UrandomIv,
-    warn: RateLimit,
-    ip_id: u16,
-}
-
-/// Applies the SPD to the plaintext packet at `buf[HEADROOM..HEADROOM + n]`
-/// and sends the result (or drops it).
-fn out_one(sh: &Shared, buf: &mut [u8], n: usize, cx: &mut OutCtx) {
-    let OutCtx { iv, warn, ip_id } = cx;
-    sh.stats.tun_rx.fetch_add(1, Relaxed);
-    let mut range = HEADROOM..HEADROOM + n;
-    if let Some(p) = &sh.pcap {
-        p.record(&buf[range.clone()]);
-    }
-    let Some(sel) = packet::selector(&buf[range.clone()]) else {
-        sh.stats.out_errors.fetch_add(1, Relaxed);
-        return;
-    };
-    *ip_id = ip_id.wrapping_add(1);
-    packet::ensure_ipv4_id(&mut buf[range.clone()], *ip_id);
-    let t = now();
-    let send = {
-        let Ok(mut st) = sh.state.lock() else {
-            return;
-        };
-        match st.db.outbound(&sel, t) {
-            Outbound::NoPolicy => None,
-            Outbound::Bypass { policy } => {
-                st.count(policy, n, false);
-                None
-            }
-            Outbound::Discard { policy } => {
-                st.count(policy, n, true);
-                sh.stats.out_discard.fetch_add(1, Relaxed);
-                return;
-            }
-            Outbound::NoSa { policy, .. } => {
-                st.count(policy, n, true);
-                sh.stats.out_no_sa.fetch_add(1, Relaxed);
-                if warn.ok() {
-                    tracing::warn!(
-                        policy,
-                        "no SA for {} -> {} (protocol {}): dropped (fail closed)",
-                        sel.src,
-                        sel.dst,
-                        sel.protocol
-                    );
-                }
-                return;
-            }
-            Outbound::Protect { policy, bundle } => {
-                let mut last = None;
-                let mut failed = false;
-                for id in bundle.iter() {
-                    let Some(e) = st.db.sad.get_mut(&id) else {
-                        failed = true;
-                        break;
-                    };
-                    if e.state() == sadb::SaState::Dead {
-                        failed = true;
-                        break;
-                    }
-                    let sa = e.sa_mut();
-                    match sa.encap_range(buf, range.clone(), iv) {
-                        Ok(r) => {
-                            let len = r.len();
-                            last = Some((sa.protocol(), sa.udp_encap(), sa.src(), sa.dst()));
-                            range = r;
-                            e.record_packet(len as u64, t);
-                        }
-                        Err(err) => {
-                            if warn.ok() {
-                                tracing::warn!(
-                                    spi = id.spi.0,
-                                    "cannot protect a packet: {err}; dropped (fail closed)"
-                                );
-                            }
-                            failed = true;
-                            break;
-                        }
-                    }
-                }
-                if failed || last.is_none() {
-                    st.count(policy, n, true);
-                    sh.stats.out_no_sa.fetch_add(1, Relaxed);
-                    return;
-                }
-                st.count(policy, n, false);
-                let Some((proto, udp, src, dst)) = last else {
-                    return;
-                };
-                let Some((hl, _)) = packet::outer_header(&buf[range.clone()]) else {
-                    sh.stats.out_errors.fetch_add(1, Relaxed);
-                    return;
-                };
-                Some(match (proto, udp) {
-                    (Protocol::Esp, None) => Send::Esp { src, dst, hl },
-                    (Protocol::Esp, Some(u)) => Send::EspUdp {
-                        src,
-                        dst,
-                        dport: u.dport,
-                        hl: hl + 8,
-                    },
-                    (Protocol::Ah, _) => Send::Ah { src, dst, hl },
-                })
-            }
-        }
-    };
-    let pkt = &buf[range.clone()];
-    let res = match send {
-        None => {
-            // RFC 4301 §5.1 BYPASS: out in clear, marked so the
-            // routing rules do not send it back into the TUN.
-            sh.stats.out_bypass.fetch_add(1, Relaxed);
-            match sel.dst {
-                IpAddr::V4(_) => sh.socks.raw4.send_packet(pkt, sel.dst),
-                IpAddr::V6(_) => match &sh.socks.raw6 {
-                    Some(s) => s.send_packet(pkt, sel.dst),
-                    None => Ok(0),
-                },
-            }
-        }
-        Some(s) => {
-            if let Some(p) = &sh.pcap {
-                p.record(pkt);
-            }
-            sh.stats.out_protected.fetch_add(1, Relaxed);
-            match s {
-                Send::Esp { src, dst, hl } => {
-                    let sock = if dst.is_ipv4() {
-                        Some(&sh.socks.esp4)
-                    } else {
-                        sh.socks.esp6.as_ref()
-                    };
-                    match sock {
-                        Some(sock) => sock.send_from(&pkt[hl..], src, SocketAddr::new(dst, 0)),
-                        None => Ok(0),
-                    }
-                }
-                Send::EspUdp {
-                    src,
-                    dst,
-                    dport,
-                    hl,
-                } => {
-                    let sock = if dst.is_ipv4() {
-                        sh.socks.udp4.as_ref()
-                    } else {
-                        sh.socks.udp6.as_ref()
-                    };
-                    match sock {
-                        Some(sock) => sock.send_from(&pkt[hl..], src, SocketAddr::new(dst, dport)),
-                        None => Ok(0),
-                    }
-                }
-                Send::Ah { src, dst, hl } => {
-                    if dst.is_ipv4() {
-                        // AH covers the Identification: send the header we built.
-                        sh.socks.raw4.send_packet(pkt, dst)
-                    } else {
-                        match &sh.socks.ah6 {
-                            Some(sock) => sock.send_from(&pkt[hl..], src, SocketAddr::new(dst, 0)),
-                            None => Ok(0),
-                        }
-                    }
-                }
-            }
-        }
-    };
-    if let Err(e) = res {
-        sh.stats.out_errors.fetch_add(1, Relaxed);
-        if warn.ok() {
-            tracing::warn!("send to {}: {e}", sel.dst);
-        }
-    }
-}
-
 /// Which receiving socket an inbound thread serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rx {
     /// Raw ESP or AH over IPv4 (the header is included).
     Raw4,
-    /// Raw ESP or AH over IPv6 (the header is rebuilt), with its protocol.
-    Raw6(u8),
-    /// ESP in UDP (RFC 3948), IPv4 or IPv6.
-    Udp,
+    /// Raw ESP or AH over IPv6 (the payload only), with its protocol.
+    Raw6(ipsec_esp::Protocol),
+    /// ESP in UDP (RFC 3948), IPv4 or IPv6, on this local port.
+    Udp(u16),
 }
 
-/// The IPv4 raw-socket loop with `recvmmsg`: up to 32 packets per system
-/// call when they queue up (the packets come with their IP header). With a
-/// `virtio_net_hdr` TUN, consecutive in-order TCP segments of one flow are
-/// written as one GSO packet (see [`Gro`]).
-fn inbound_raw4_batched(sh: &Shared, sock: &Sock) -> std::io::Result<()> {
-    let mut batch = crate::sys::RecvBatch::new(HEADROOM, MAX_PACKET, TAILROOM);
-    let mut warn = RateLimit(None);
-    let mut gro = Gro::new();
-    loop {
-        let n = batch.recv(sock)?;
-        for i in 0..n {
-            let Some((buf, len)) = batch.buf_mut(i) else {
-                continue;
-            };
-            if let Some(r) = open(sh, buf, HEADROOM..HEADROOM + len) {
-                if sh.tun.vnet_hdr() {
-                    if !gro.push(&buf[r.clone()]) {
-                        gro.flush(sh, &mut warn);
-                        if !gro.push(&buf[r.clone()]) {
-                            write_tun(sh, buf, r, &mut warn);
-                        }
-                    }
-                } else {
-                    write_tun(sh, buf, r, &mut warn);
+/// The inbound side of one thread.
+struct In<'a> {
+    sh: &'a Shared,
+    reader: sadb::Reader<'a>,
+    warn: RateLimit,
+    gro: Gro,
+}
+
+impl<'a> In<'a> {
+    fn new(sh: &'a Shared) -> In<'a> {
+        In {
+            sh,
+            reader: sh.engine.reader(),
+            warn: RateLimit(None),
+            gro: Gro::new(),
+        }
+    }
+
+    /// Runs the engine on the received bytes at `buf[range]`; where the
+    /// plaintext packet is, if it is to be delivered.
+    fn unprotect(
+        &mut self,
+        buf: &mut [u8],
+        range: Range<usize>,
+        from: Received,
+    ) -> Option<Range<usize>> {
+        let st = &self.sh.stats;
+        if let Some(p) = &self.sh.pcap {
+            p.record(&buf[range.clone()]);
+        }
+        let db: &Databases = self.reader.current();
+        match db.unprotect(buf, range, from, now()) {
+            Incoming::Deliver(d) => {
+                st.in_rx.fetch_add(1, Relaxed);
+                if let Some(p) = &self.sh.pcap {
+                    p.record(&buf[d.packet.clone()]);
                 }
+                Some(d.packet)
             }
-        }
-        gro.flush(sh, &mut warn);
-    }
-}
-
-/// Decapsulates the packet at `buf[range]`; the plaintext's range.
-fn open(sh: &Shared, buf: &mut [u8], range: Range<usize>) -> Option<Range<usize>> {
-    sh.stats.in_rx.fetch_add(1, Relaxed);
-    if let Some(p) = &sh.pcap {
-        p.record(&buf[range.clone()]);
-    }
-    match process_inbound(sh, buf, range) {
-        Ok(r) => {
-            if let Some(p) = &sh.pcap {
-                p.record(&buf[r.clone()]);
-            }
-            Some(r)
-        }
-        Err(why) => {
-            if let Some(why) = why {
-                tracing::trace!("inbound packet dropped: {why}");
-            }
-            None
-        }
-    }
-}
-
-/// Writes one plaintext packet (at `buf[r]`, with room before it for the
-/// `virtio_net_hdr`) into the TUN.
-fn write_tun(sh: &Shared, buf: &mut [u8], r: Range<usize>, warn: &mut RateLimit) {
-    let res = if sh.tun.vnet_hdr() {
-        let start = r.start.saturating_sub(VNET_HDR_LEN);
-        // No GSO, no checksum offload: the kernel checks the checksums.
-        buf[start..r.start].fill(0);
-        sh.tun.write(&buf[start..r.end])
-    } else {
-        sh.tun.write(&buf[r])
-    };
-    match res {
-        Ok(_) => {
-            sh.stats.in_delivered.fetch_add(1, Relaxed);
-        }
-        Err(e) => {
-            sh.stats.in_errors.fetch_add(1, Relaxed);
-            if warn.ok() {
-                tracing::warn!("TUN write: {e}");
+            Incoming::Drop(d) => {
+                let counter = match d.reason {
+                    // RFC 3948 §2.2: keepalives and IKE are not ours.
+                    DropReason::NotEsp(_) => return None,
+                    // P6: every raw socket sees every ESP packet; unknown
+                    // SPIs are normal when several daemons share a host.
+                    DropReason::UnknownSa { .. } => &st.in_unknown_spi,
+                    DropReason::Replay { .. } => &st.in_replay,
+                    DropReason::Icv { .. } => &st.in_icv,
+                    DropReason::Policy { .. }
+                    | DropReason::ClearRefused { .. }
+                    | DropReason::IcmpQuote { .. } => &st.in_policy_drop,
+                    _ => &st.in_errors,
+                };
+                st.in_rx.fetch_add(1, Relaxed);
+                counter.fetch_add(1, Relaxed);
+                tracing::trace!("inbound packet dropped: {:?}", d.reason);
+                None
             }
         }
     }
-}
 
-/// Decapsulates and writes one packet.
-fn deliver(sh: &Shared, buf: &mut [u8], range: Range<usize>, warn: &mut RateLimit) {
-    if let Some(r) = open(sh, buf, range) {
-        write_tun(sh, buf, r, warn);
-    }
-}
-
-/// Receive-side coalescing of TCP segments (what GRO does in a NIC driver):
-/// consecutive IPv4/TCP segments of one flow, in sequence, with identical
-/// headers apart from sequence number, length, IP ID and checksums, are
-/// joined and written as one packet with a `virtio_net_hdr` asking for TCP
-/// segmentation offload, so the kernel's TCP receive path (and its ACKs)
-/// runs once per batch instead of once per segment. The merge rules are
-/// those of Linux `tcp_gro_receive`: same addresses, ports, ACK number,
-/// window, options (bytes), TOS and TTL; only ACK (PSH on the last) set;
-/// every segment but the last as long as the first.
-struct Gro {
-    buf: Vec<u8>,
-    len: usize,
-    segs: usize,
-    gso_size: usize,
-    hl: usize,
-    next_seq: u32,
-    ended: bool,
-}
-
-/// Room for the `virtio_net_hdr` in front of the coalesced packet.
-const GRO_OFF: usize = 16;
-
-impl Gro {
-    fn new() -> Gro {
-        Gro {
-            buf: vec![0u8; GRO_OFF + MAX_PACKET],
-            len: 0,
-            segs: 0,
-            gso_size: 0,
-            hl: 0,
-            next_seq: 0,
-            ended: false,
-        }
-    }
-
-    /// TCP/IPv4 header length, payload length, sequence number and flags,
-    /// if `p` is a segment that may be coalesced at all.
-    fn tcp4(p: &[u8]) -> Option<(usize, usize, u32, u8)> {
-        if p.len() < 40 || p[0] != 0x45 || p[9] != 6 || p[6] & 0x3f != 0 || p[7] != 0 {
-            return None;
-        }
-        let total = usize::from(u16::from_be_bytes([p[2], p[3]]));
-        let thl = usize::from(p[32] >> 4) * 4;
-        if total != p.len() || thl < 20 || 20 + thl > total {
-            return None;
-        }
-        let flags = p[33];
-        // Only ACK, optionally PSH.
-        if flags & !0x18 != 0 || flags & 0x10 == 0 {
-            return None;
-        }
-        let seq = u32::from_be_bytes([p[24], p[25], p[26], p[27]]);
-        Some((20 + thl, total - 20 - thl, seq, flags))
-    }
-
-    /// Adds a packet to the current run; `false` if it does not fit (the
-    /// caller flushes and retries, then writes it alone).
-    fn push(&mut self, p: &[u8]) -> bool {
-        let Some((hl, plen, seq, flags)) = Gro::tcp4(p) else {
-            return false;
+    /// Writes one plaintext packet (at `buf[r]`, with room before it for
+    /// the `virtio_net_hdr`) into the TUN.
+    fn write_tun(&mut self, buf: &mut [u8], r: Range<usize>) {
+        let tun = &self.sh.tun;
+        let res = if tun.vnet_hdr() {
+            let start = r.start.saturating_sub(VNET_HDR_LEN);
+            // No GSO, no checksum offload: the kernel checks the checksums.
+            buf[start..r.start].fill(0);
+            tun.write(&buf[start..r.end])
+        } else {
+            tun.write(&buf[r])
         };
-        if plen == 0 {
-            return false;
-        }
-        if self.segs == 0 {
-            self.buf[GRO_OFF..GRO_OFF + p.len()].copy_from_slice(p);
-            self.len = p.len();
-            self.segs = 1;
-            self.gso_size = plen;
-            self.hl = hl;
-            self.next_seq = seq.wrapping_add(plen as u32);
-            self.ended = flags & 0x08 != 0;
-            return true;
-        }
-        let h = &self.buf[GRO_OFF..GRO_OFF + self.hl];
-        let same = !self.ended
-            && hl == self.hl
-            && plen <= self.gso_size
-            && self.len + plen <= MAX_PACKET
-            && seq == self.next_seq
-            // TOS, DF, TTL, protocol, addresses.
-            && h[1] == p[1]
-            && h[6] == p[6]
-            && h[8..10] == p[8..10]
-            && h[12..20] == p[12..20]
-            // Ports, ACK number, data offset, window; options.
-            && h[20..24] == p[20..24]
-            && h[28..33] == p[28..33]
-            && h[34..36] == p[34..36]
-            && h[40..hl] == p[40..hl];
-        if !same {
-            return false;
-        }
-        self.buf[GRO_OFF + self.len..GRO_OFF + self.len + plen].copy_from_slice(&p[hl..]);
-        self.len += plen;
-        self.segs += 1;
-        self.next_seq = seq.wrapping_add(plen as u32);
-        // A short segment or PSH ends the run (as tcp_gro_receive flushes).
-        if plen < self.gso_size || flags & 0x08 != 0 {
-            self.ended = true;
-            self.buf[GRO_OFF + 33] |= flags & 0x08;
-        }
-        true
+        self.written(res, 1);
     }
 
-    /// Writes the current run (if any) into the TUN.
-    fn flush(&mut self, sh: &Shared, warn: &mut RateLimit) {
-        if self.segs == 0 {
-            return;
-        }
-        let segs = self.segs;
-        self.segs = 0;
-        let end = GRO_OFF + self.len;
-        let start = GRO_OFF - VNET_HDR_LEN;
-        if segs == 1 {
-            write_tun(sh, &mut self.buf, GRO_OFF..end, warn);
-            return;
-        }
-        let len = self.len;
-        let hl = self.hl;
-        let pkt = &mut self.buf[GRO_OFF..end];
-        pkt[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-        pkt[10..12].fill(0);
-        let c = ipsec_esp::wire::checksum(&pkt[..20], 0);
-        pkt[10..12].copy_from_slice(&c.to_be_bytes());
-        // CHECKSUM_PARTIAL: the TCP checksum field holds the pseudo-header
-        // sum (RFC 793 §3.1), not complemented; the kernel treats the data
-        // as verified, which it was: every segment passed the ESP ICV.
-        let tcp_len = (len - 20) as u32;
-        let mut sum: u32 = 6 + tcp_len;
-        for i in (12..20).step_by(2) {
-            sum += u32::from(u16::from_be_bytes([pkt[i], pkt[i + 1]]));
-        }
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        pkt[36..38].copy_from_slice(&(sum as u16).to_be_bytes());
-        // struct virtio_net_hdr: flags NEEDS_CSUM, gso_type TCPV4, hdr_len,
-        // gso_size, csum_start, csum_offset (little-endian, virtio 1.0).
-        let h = &mut self.buf[start..GRO_OFF];
-        h[0] = 1;
-        h[1] = 1;
-        h[2..4].copy_from_slice(&(hl as u16).to_le_bytes());
-        h[4..6].copy_from_slice(&(self.gso_size as u16).to_le_bytes());
-        h[6..8].copy_from_slice(&20u16.to_le_bytes());
-        h[8..10].copy_from_slice(&16u16.to_le_bytes());
-        match sh.tun.write(&self.buf[start..end]) {
+    fn written(&mut self, res: std::io::Result<usize>, segments: usize) {
+        let st = &self.sh.stats;
+        match res {
             Ok(_) => {
-                sh.stats.in_delivered.fetch_add(segs as u64, Relaxed);
-                sh.stats.gro_writes.fetch_add(1, Relaxed);
+                st.in_delivered.fetch_add(segments as u64, Relaxed);
+                if segments > 1 {
+                    st.gro_writes.fetch_add(1, Relaxed);
+                }
             }
             Err(e) => {
-                sh.stats.in_errors.fetch_add(segs as u64, Relaxed);
-                if warn.ok() {
-                    tracing::warn!("TUN write (GSO, {segs} segments): {e}");
+                st.in_errors.fetch_add(segments as u64, Relaxed);
+                if self.warn.ok() {
+                    tracing::warn!("TUN write ({segments} segments): {e}");
                 }
             }
+        }
+    }
+
+    /// Delivers a packet, coalescing TCP segments when the TUN takes GSO.
+    fn deliver(&mut self, buf: &mut [u8], r: Range<usize>) {
+        if !self.sh.tun.vnet_hdr() {
+            self.write_tun(buf, r);
+            return;
+        }
+        if self.gro.push(&buf[r.clone()]) {
+            return;
+        }
+        self.flush_gro();
+        if !self.gro.push(&buf[r.clone()]) {
+            self.write_tun(buf, r);
+        }
+    }
+
+    fn flush_gro(&mut self) {
+        if let Some(c) = self.gro.take() {
+            let res = self.sh.tun.write(c.frame);
+            let segments = c.segments;
+            self.written(res, segments);
         }
     }
 }
 
 /// An inbound loop on one socket: never returns unless the socket fails.
 pub fn inbound(sh: Arc<Shared>, sock: &Sock, rx: Rx) -> std::io::Result<()> {
+    let mut inb = In::new(&sh);
     if rx == Rx::Raw4 {
-        return inbound_raw4_batched(&sh, sock);
+        // `recvmmsg`: up to BATCH packets per system call when they queue
+        // up (with their IP header); coalesced runs go out per batch.
+        let mut batch = crate::sys::RecvBatch::new(HEADROOM, MAX_PACKET, TAILROOM);
+        loop {
+            let n = batch.recv(sock)?;
+            for i in 0..n {
+                let Some((buf, len)) = batch.buf_mut(i) else {
+                    continue;
+                };
+                if let Some(r) = inb.unprotect(buf, HEADROOM..HEADROOM + len, Received::Ip) {
+                    inb.deliver(buf, r);
+                }
+            }
+            inb.flush_gro();
+        }
     }
     let mut buf = vec![0u8; HEADROOM + MAX_PACKET + TAILROOM];
     let mut cmsg = crate::sys::pktinfo_cmsg_space();
-    let mut warn = RateLimit(None);
     loop {
         let body = HEADROOM..HEADROOM + MAX_PACKET;
-        let range = match rx {
-            Rx::Raw4 => {
-                let n = sock.recv(&mut buf[body])?;
-                HEADROOM..HEADROOM + n
-            }
-            Rx::Raw6(proto) => {
-                let (n, src, dst) = sock.recv_with_dst(&mut buf[body], &mut cmsg)?;
-                let (IpAddr::V6(s), IpAddr::V6(d)) = (src.ip(), dst) else {
-                    continue;
-                };
-                let Ok(len) = u16::try_from(n) else { continue };
-                packet::write_ipv6_header(&mut buf[HEADROOM - 40..HEADROOM], len, proto, s, d);
-                HEADROOM - 40..HEADROOM + n
-            }
-            Rx::Udp => {
-                let (n, src, dst) = sock.recv_with_dst(&mut buf[body], &mut cmsg)?;
-                // RFC 3948 §2.2: keepalives and IKE (non-ESP marker) are not ours.
-                if !matches!(
-                    ipsec_esp::udp::classify(&buf[HEADROOM..HEADROOM + n]),
-                    Ok(ipsec_esp::udp::UdpPayload::Esp)
-                ) {
-                    continue;
-                }
-                let Ok(ulen) = u16::try_from(n + 8) else {
-                    continue;
-                };
-                let u = &mut buf[HEADROOM - 8..HEADROOM];
-                u[0..2].copy_from_slice(&src.port().to_be_bytes());
-                u[2..4].copy_from_slice(&ipsec_esp::udp::NAT_T_PORT.to_be_bytes());
-                u[4..6].copy_from_slice(&ulen.to_be_bytes());
-                u[6..8].fill(0);
-                match (src.ip(), dst) {
-                    (IpAddr::V4(s), IpAddr::V4(d)) => {
-                        let Ok(tl) = u16::try_from(n + 28) else {
-                            continue;
-                        };
-                        packet::write_ipv4_header(
-                            &mut buf[HEADROOM - 28..HEADROOM - 8],
-                            tl,
-                            17,
-                            s,
-                            d,
-                        );
-                        HEADROOM - 28..HEADROOM + n
-                    }
-                    (IpAddr::V6(s), IpAddr::V6(d)) => {
-                        packet::write_ipv6_header(
-                            &mut buf[HEADROOM - 48..HEADROOM - 8],
-                            ulen,
-                            17,
-                            s,
-                            d,
-                        );
-                        HEADROOM - 48..HEADROOM + n
-                    }
-                    _ => continue,
-                }
-            }
+        let (n, src, dst) = sock.recv_with_dst(&mut buf[body], &mut cmsg)?;
+        let from = match rx {
+            Rx::Raw6(protocol) => Received::Payload {
+                src: src.ip(),
+                dst,
+                protocol,
+            },
+            Rx::Udp(port) => Received::Udp {
+                src,
+                dst: SocketAddr::new(dst, port),
+            },
+            Rx::Raw4 => Received::Ip,
         };
-        deliver(&sh, &mut buf, range, &mut warn);
-    }
-}
-
-/// Where the SPI of a protected packet is, and the SAD key.
-fn sa_key(pkt: &[u8]) -> Option<(SaId, u8)> {
-    let (hl, proto) = packet::outer_header(pkt)?;
-    let dst: IpAddr = match pkt.first()? >> 4 {
-        4 => IpAddr::from(<[u8; 4]>::try_from(pkt.get(16..20)?).ok()?),
-        _ => IpAddr::from(<[u8; 16]>::try_from(pkt.get(24..40)?).ok()?),
-    };
-    let (protocol, spi_at) = match proto {
-        50 => (Protocol::Esp, hl),
-        51 => (Protocol::Ah, hl + 4),
-        17 => (Protocol::Esp, hl + 8),
-        _ => return None,
-    };
-    let spi = u32::from_be_bytes(pkt.get(spi_at..spi_at + 4)?.try_into().ok()?);
-    Some((
-        SaId {
-            dst,
-            protocol,
-            spi: ipsec_esp::Spi(spi),
-        },
-        proto,
-    ))
-}
-
-/// Decapsulates (up to four nested SAs), checks the inbound policy and
-/// returns where the plaintext packet is. `Err(Some(reason))` for drops
-/// worth a debug line.
-fn process_inbound(
-    sh: &Shared,
-    buf: &mut [u8],
-    mut range: Range<usize>,
-) -> Result<Range<usize>, Option<&'static str>> {
-    let t = now();
-    let Ok(mut st) = sh.state.lock() else {
-        return Err(None);
-    };
-    let mut applied = [SaId {
-        dst: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-        protocol: Protocol::Esp,
-        spi: ipsec_esp::Spi(0),
-    }; 4];
-    let mut n_applied = 0;
-    loop {
-        let Some((id, _)) = sa_key(&buf[range.clone()]) else {
-            if n_applied == 0 {
-                sh.stats.in_errors.fetch_add(1, Relaxed);
-                return Err(Some("not ESP/AH"));
-            }
-            break;
-        };
-        if n_applied == applied.len() {
-            sh.stats.in_errors.fetch_add(1, Relaxed);
-            return Err(Some("more than four nested SAs"));
-        }
-        let Some(e) = st.db.sad.get_mut(&id) else {
-            if n_applied == 0 {
-                // P6: every raw socket sees every ESP packet; unknown SPIs
-                // are normal when several daemons share a host.
-                sh.stats.in_unknown_spi.fetch_add(1, Relaxed);
-                return Err(Some("unknown SPI"));
-            }
-            break;
-        };
-        if e.state() == sadb::SaState::Dead {
-            sh.stats.in_errors.fetch_add(1, Relaxed);
-            return Err(Some("dead SA"));
-        }
-        let pkt = &mut buf[range.clone()];
-        match e.sa_mut().decap(pkt) {
-            Ok(d) => {
-                e.record_packet(d.range.len() as u64, t);
-                range = range.start + d.range.start..range.start + d.range.end;
-                applied[n_applied] = id;
-                n_applied += 1;
-            }
-            Err(EspError::ReplayedSequence { .. } | EspError::SequenceTooOld { .. }) => {
-                e.record_replay_drop();
-                sh.stats.in_replay.fetch_add(1, Relaxed);
-                return Err(Some("replayed"));
-            }
-            Err(EspError::IcvMismatch { .. }) => {
-                e.record_icv_failure();
-                sh.stats.in_icv.fetch_add(1, Relaxed);
-                return Err(Some("ICV mismatch"));
-            }
-            Err(_) => {
-                sh.stats.in_errors.fetch_add(1, Relaxed);
-                return Err(Some("malformed"));
-            }
-        }
-        // Nested SAs (e.g. ESP inside AH): the result is again ESP/AH for us.
-        match packet::outer_header(&buf[range.clone()]) {
-            Some((_, 50 | 51)) => continue,
-            _ => break,
-        }
-    }
-    let Some(sel) = packet::selector(&buf[range.clone()]) else {
-        sh.stats.in_errors.fetch_add(1, Relaxed);
-        return Err(Some("bad inner packet"));
-    };
-    // RFC 4301 §5.2 step 4: the SAs used must be those the policy asks for.
-    match st.db.inbound_check(&sel, &applied[..n_applied], t) {
-        Inbound::Accept { policy } => {
-            if let Some(p) = policy {
-                st.count(p, range.len(), false);
-            }
-            Ok(range)
-        }
-        Inbound::Reject { policy } => {
-            st.count(policy, range.len(), true);
-            sh.stats.in_policy_drop.fetch_add(1, Relaxed);
-            Err(Some("inbound policy"))
+        if let Some(r) = inb.unprotect(&mut buf, HEADROOM..HEADROOM + n, from) {
+            inb.deliver(&mut buf, r);
+            inb.flush_gro();
         }
     }
 }

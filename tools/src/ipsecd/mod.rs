@@ -2,22 +2,24 @@
 //! setkey scripts (see `docs/ipsecd.md` for the operator's view).
 //!
 //! Start-up: remove the leftovers of a crashed run (state file), open the
-//! TUN and the marked sockets, install the routing table, the fwmark rule
-//! and the nft table ([`net`]), bind the control socket ([`control`]), then
-//! run one outbound thread (TUN -> ESP/AH) and one inbound thread per
-//! receiving socket (ESP/AH -> TUN) ([`dataplane`]), and a lifetime thread
-//! that applies soft and hard lifetimes once a second. SIGTERM, SIGINT and
-//! SIGHUP remove everything that was installed and exit.
+//! TUN (one queue per worker) and the marked sockets, install the routing
+//! table, the fwmark rule and the nft table ([`net`]), bind the control
+//! socket ([`control`]), then run one outbound worker per TUN queue (TUN ->
+//! ESP/AH) and one inbound thread per receiving socket (ESP/AH -> TUN)
+//! ([`dataplane`]), and a lifetime thread that applies soft and hard
+//! lifetimes once a second. Every packet decision is the `sadb` engine's;
+//! the threads share its current snapshot without a lock. SIGTERM, SIGINT
+//! and SIGHUP remove everything that was installed and exit.
 //!
 //! Keys are never logged: SAs print with redacted keys and scripts are not
 //! echoed.
 
 pub mod control;
 pub mod dataplane;
+pub mod gro;
 pub mod io;
 pub mod net;
 pub mod offload;
-pub mod packet;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
@@ -27,7 +29,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::sys::{self, Sock, Tun};
-use dataplane::{Rx, Shared, Sockets, State};
+use dataplane::{Rx, Shared, Sockets};
 use net::{Net, NetParams};
 
 /// What the daemon is started with.
@@ -48,6 +50,9 @@ pub struct Config {
     /// Coalesce decapsulated TCP segments into GSO packets on TUN writes
     /// (`IFF_VNET_HDR`).
     pub gro: bool,
+    /// Outbound workers, one per TUN queue (`IFF_MULTI_QUEUE` when more
+    /// than one).
+    pub workers: usize,
 }
 
 fn open_sockets(mark: u32, natt_port: u16) -> Result<Sockets> {
@@ -111,17 +116,20 @@ pub fn run(cfg: Config) -> Result<()> {
         None => None,
     };
 
-    let tun = Tun::open(&cfg.net.tun, cfg.gro)
+    let queues = Tun::open_queues(&cfg.net.tun, cfg.gro, cfg.workers.max(1))
         .with_context(|| format!("cannot open TUN {}", cfg.net.tun))?;
     let mut params = cfg.net.clone();
-    params.tun = tun.name().to_string();
+    params.tun = queues
+        .first()
+        .map(|t| t.name().to_string())
+        .unwrap_or_default();
     if let Some(dir) = cfg.state_file.parent() {
         std::fs::create_dir_all(dir).ok();
     }
     std::fs::write(&cfg.state_file, params.to_state())
         .with_context(|| format!("cannot write {}", cfg.state_file.display()))?;
     let mut netcfg = Net::new(params.clone());
-    let result = start(cfg.clone(), tun, &mut netcfg, initial, sigs);
+    let result = start(cfg.clone(), queues, &mut netcfg, initial, sigs);
     net::teardown(&params);
     let _ = std::fs::remove_file(&cfg.state_file);
     let _ = std::fs::remove_file(&cfg.socket);
@@ -131,23 +139,21 @@ pub fn run(cfg: Config) -> Result<()> {
 
 fn start(
     cfg: Config,
-    tun: Tun,
+    queues: Vec<Tun>,
     netcfg: &mut Net,
     initial: Option<Vec<sadb::Located<sadb::Statement>>>,
     sigs: nix::sys::signal::SigSet,
 ) -> Result<()> {
     netcfg.setup()?;
     let socks = open_sockets(cfg.net.mark, cfg.natt_port)?;
-    let mut state = State::default();
-    state.db.dump_options.stats = true;
-    state.db.dump_options.pid = std::process::id();
+    let mut db = sadb::Databases::new();
+    db.dump_options.stats = true;
+    db.dump_options.pid = std::process::id();
     if let Some(stmts) = initial {
-        state
-            .db
-            .apply(&stmts, dataplane::now())
+        db.apply(&stmts, dataplane::now())
             .map_err(|e| anyhow::anyhow!("initial configuration: {e}"))?;
     }
-    let plan = net::plan(&state.db.spd, &netcfg.params);
+    let plan = net::plan(db.spd(), &netcfg.params);
     netcfg.sync(&plan)?;
     let pcap = match &cfg.pcap {
         Some(p) => {
@@ -156,12 +162,14 @@ fn start(
         None => None,
     };
     let listener = control::bind(&cfg.socket)?;
-    let tun_rx = tun.try_clone()?;
+    let Some(writer) = queues.first().map(Tun::try_clone).transpose()? else {
+        anyhow::bail!("no TUN queue");
+    };
     let sh = Arc::new(Shared {
-        state: Mutex::new(state),
+        engine: sadb::Engine::new(db),
         stats: dataplane::Stats::default(),
         socks,
-        tun,
+        tun: writer,
         pcap,
     });
     let net_shared = Arc::new(Mutex::new(Net::new(netcfg.params.clone())));
@@ -174,12 +182,13 @@ fn start(
     let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
         std::thread::Builder::new().name(name.into()).spawn(f)
     };
-    {
+    let workers = queues.len();
+    for (i, tun) in queues.into_iter().enumerate() {
         let sh = sh.clone();
         spawn(
-            "out",
+            &format!("out-{i}"),
             Box::new(move || {
-                if let Err(e) = dataplane::outbound(sh, tun_rx) {
+                if let Err(e) = dataplane::outbound(sh, tun) {
                     if !dataplane::STOPPING.load(Relaxed) {
                         tracing::error!("outbound path stopped: {e}");
                     }
@@ -190,10 +199,10 @@ fn start(
     let rx: [(&str, Rx); 6] = [
         ("in-esp4", Rx::Raw4),
         ("in-ah4", Rx::Raw4),
-        ("in-esp6", Rx::Raw6(50)),
-        ("in-ah6", Rx::Raw6(51)),
-        ("in-udp4", Rx::Udp),
-        ("in-udp6", Rx::Udp),
+        ("in-esp6", Rx::Raw6(ipsec_esp::Protocol::Esp)),
+        ("in-ah6", Rx::Raw6(ipsec_esp::Protocol::Ah)),
+        ("in-udp4", Rx::Udp(cfg.natt_port)),
+        ("in-udp6", Rx::Udp(cfg.natt_port)),
     ];
     for (i, (name, kind)) in rx.into_iter().enumerate() {
         let sh2 = sh.clone();
@@ -241,6 +250,7 @@ fn start(
     tracing::info!(
         tun = %net_shared.lock().map(|n| n.params.tun.clone()).unwrap_or_default(),
         socket = %cfg.socket.display(),
+        workers,
         "ipsecd running"
     );
     let sig = sys::wait_signal(&sigs)?;
@@ -258,10 +268,7 @@ fn start(
 fn lifetimes(sh: &Shared) {
     loop {
         std::thread::sleep(Duration::from_secs(1));
-        let events = match sh.state.lock() {
-            Ok(mut st) => st.db.expire(dataplane::now()),
-            Err(_) => return,
-        };
+        let events = sh.engine.expire(dataplane::now());
         for ev in events {
             match ev.kind {
                 sadb::ExpireKind::Soft => {

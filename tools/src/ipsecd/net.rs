@@ -494,7 +494,7 @@ spdadd 2001:db8::1/128 2001:db8::2/128 any -P out discard;
             Timestamp(0),
         )
         .unwrap();
-        let plan = plan(&db.spd, &params());
+        let plan = plan(db.spd(), &params());
         let words: Vec<String> = plan
             .rules
             .iter()

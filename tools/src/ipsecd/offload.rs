@@ -3,7 +3,7 @@
 //! super-packets, done as a NIC would (each segment a valid packet with
 //! complete checksums) before ESP sees it.
 
-use ipsec_esp::wire;
+use ipsec_esp::wire::{self, Checksum};
 
 /// `VIRTIO_NET_HDR_GSO_NONE`.
 pub const GSO_NONE: u8 = 0;
@@ -50,7 +50,7 @@ pub fn complete_checksum(pkt: &mut [u8], h: &VnetHdr) -> bool {
     if at + 2 > pkt.len() || start >= pkt.len() {
         return false;
     }
-    let c = wire::checksum(&pkt[start..], 0);
+    let c = wire::checksum(&pkt[start..]);
     // A UDP checksum of 0 means "none" (RFC 768): send all ones instead.
     let c = if c == 0 && h.csum_offset == 6 {
         0xffff
@@ -61,22 +61,20 @@ pub fn complete_checksum(pkt: &mut [u8], h: &VnetHdr) -> bool {
     true
 }
 
-fn sum16(data: &[u8], mut sum: u32) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+/// Gives an IPv4 packet whose Identification is 0 a non-zero one and fixes
+/// the header checksum. A header-included send would otherwise let the
+/// kernel choose the ID after AH computed its ICV over it (RFC 4302
+/// §3.3.3.1.1.1: Identification is immutable).
+pub fn ensure_ipv4_id(pkt: &mut [u8], id: u16) {
+    if pkt.first().map(|b| b >> 4) != Some(4) || pkt.len() < 20 || pkt[4..6] != [0, 0] {
+        return;
     }
-    if let [b] = chunks.remainder() {
-        sum += u32::from(*b) << 8;
+    let ihl = usize::from(pkt[0] & 0x0f) * 4;
+    if ihl < 20 || pkt.len() < ihl {
+        return;
     }
-    sum
-}
-
-fn fold(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
+    pkt[4..6].copy_from_slice(&id.max(1).to_be_bytes());
+    wire::fill_ipv4_checksum(&mut pkt[..ihl]);
 }
 
 /// Writes segment `k` of the TSO super-packet `pkt` into `out` (IPv4 or
@@ -117,8 +115,7 @@ pub fn segment(pkt: &[u8], h: &VnetHdr, k: usize, out: &mut [u8]) -> Option<usiz
         let id = u16::from_be_bytes([o[4], o[5]]).wrapping_add(k as u16);
         o[4..6].copy_from_slice(&id.to_be_bytes());
         o[10..12].fill(0);
-        let c = wire::checksum(&o[..ihl], 0);
-        o[10..12].copy_from_slice(&c.to_be_bytes());
+        wire::fill_ipv4_checksum(&mut o[..ihl]);
     } else {
         o[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes());
     }
@@ -134,13 +131,13 @@ pub fn segment(pkt: &[u8], h: &VnetHdr, k: usize, out: &mut [u8]) -> Option<usiz
     // TCP checksum over the pseudo-header (RFC 793 §3.1 / RFC 8200 §8.1).
     o[t + 16..t + 18].fill(0);
     let tcp_len = (total - ihl) as u32;
-    let mut sum = if v4 {
-        sum16(&o[12..20], 6 + tcp_len)
-    } else {
-        sum16(&o[8..40], 6 + tcp_len)
-    };
-    sum = sum16(&o[t..total], sum);
-    let c = !fold(sum);
+    let addrs = if v4 { &o[12..20] } else { &o[8..40] };
+    let c = Checksum::new()
+        .add_bytes(addrs)
+        .add_bytes(&tcp_len.to_be_bytes())
+        .add_bytes(&[0, 6])
+        .add_bytes(&o[t..total])
+        .finish();
     o[t + 16..t + 18].copy_from_slice(&c.to_be_bytes());
     Some(total)
 }
@@ -172,9 +169,18 @@ mod tests {
     }
 
     fn verify_tcp4(seg: &[u8]) -> bool {
-        let tcp_len = (seg.len() - 20) as u32;
-        let sum = sum16(&seg[20..], sum16(&seg[12..20], 6 + tcp_len));
-        fold(sum) == 0xffff && wire::checksum(&seg[..20], 0) == 0
+        // etherparse recomputes the TCP checksum independently.
+        let s = etherparse::SlicedPacket::from_ip(seg).unwrap();
+        let (Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Tcp(tcp))) =
+            (&s.net, &s.transport)
+        else {
+            return false;
+        };
+        let want = tcp
+            .to_header()
+            .calc_checksum_ipv4(&ip.header().to_header(), tcp.payload())
+            .unwrap();
+        want == tcp.checksum() && wire::checksum(&seg[..20]) == 0
     }
 
     #[test]
@@ -208,13 +214,31 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_ipv4_id_is_replaced() {
+        let mut p = tcp4(10);
+        p[4..6].fill(0);
+        ensure_ipv4_id(&mut p, 7);
+        assert_eq!(&p[4..6], &[0, 7]);
+        assert_eq!(wire::checksum(&p[..20]), 0);
+        // A non-zero ID and other versions are left alone.
+        ensure_ipv4_id(&mut p, 9);
+        assert_eq!(&p[4..6], &[0, 7]);
+        let mut v6 = [0x60u8; 40];
+        ensure_ipv4_id(&mut v6, 9);
+        assert_eq!(v6, [0x60; 40]);
+    }
+
+    #[test]
     fn partial_checksum_completed() {
         let mut p = tcp4(101);
-        let c = wire::checksum(&p[..20], 0);
-        p[10..12].copy_from_slice(&c.to_be_bytes());
+        wire::fill_ipv4_checksum(&mut p[..20]);
         // The kernel leaves the pseudo-header sum in the field.
         let tcp_len = (p.len() - 20) as u32;
-        let pseudo = fold(sum16(&p[12..20], 6 + tcp_len));
+        let pseudo = Checksum::new()
+            .add_bytes(&p[12..20])
+            .add_bytes(&tcp_len.to_be_bytes())
+            .add_bytes(&[0, 6])
+            .folded();
         p[36..38].copy_from_slice(&pseudo.to_be_bytes());
         let h = VnetHdr::parse(&[1, 0, 0, 0, 0, 0, 20, 0, 16, 0]).unwrap();
         assert!(complete_checksum(&mut p, &h));
