@@ -113,6 +113,10 @@ pub enum Error {
     },
     /// A dummy packet (Next Header 59, RFC 4303 §2.6): discard silently.
     DummyPacket,
+    /// An outbound datagram of protocol 59 (No Next Header) in ESP
+    /// transport mode: its receiver would take it for a dummy packet (RFC
+    /// 4303 §2.6), so it is not sent.
+    NoNextHeader,
     /// The decapsulated Next Header does not fit the mode (tunnel mode
     /// carries 4 or 41).
     UnexpectedNextHeader {
@@ -190,6 +194,10 @@ impl fmt::Display for Error {
             ),
             Error::BadPadding { reason } => write!(f, "bad ESP padding: {reason}"),
             Error::DummyPacket => write!(f, "dummy packet (next header 59)"),
+            Error::NoNextHeader => write!(
+                f,
+                "protocol 59 (no next header) cannot be carried in ESP transport mode: the receiver would discard it as a dummy packet"
+            ),
             Error::UnexpectedNextHeader { next_header } => {
                 write!(f, "unexpected next header {next_header} for this mode")
             }

@@ -67,7 +67,7 @@ pub mod wire;
 
 pub use error::Error;
 pub use replay::ReplayWindow;
-pub use sa::{Decapped, Encapped, Sa, SaParams};
+pub use sa::{Decapped, Encapped, Sa, SaParams, Traffic};
 
 /// Security Parameters Index (RFC 4303 §2.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -4,7 +4,6 @@
 use core::fmt;
 use core::ops::Range;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use opensec::{AuthAlgorithm, Cipher, EncAlgorithm, Integrity};
@@ -89,6 +88,36 @@ pub struct Decapped {
     /// Bytes the SA protected: the IP payload (transport header and data)
     /// in transport mode, the inner IP packet in tunnel mode.
     pub payload_len: usize,
+    /// What the SA has received so far, this packet included.
+    pub received: Traffic,
+}
+
+/// Packets and bytes an SA processed in one direction. Bytes are what the
+/// SA protects: the IP payload (transport header and data) in transport
+/// mode, the inner IP packet in tunnel mode (as Linux XFRM counts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+/// The outbound state: the last sequence number sent and the traffic,
+/// changed together under one lock.
+#[derive(Debug)]
+struct Tx {
+    seq: u64,
+    sent: Traffic,
+}
+
+/// The inbound state: the replay window and the traffic accepted, changed
+/// together under one lock when a packet is accepted (as Linux XFRM
+/// advances the window and the lifetime counters under `x->lock`).
+#[derive(Debug)]
+struct Rx {
+    window: ReplayWindow,
+    received: Traffic,
 }
 
 /// The result of a successful encapsulation ([`Sa::protect`]).
@@ -101,16 +130,23 @@ pub struct Encapped {
     /// Bytes the SA protected: the IP payload (transport header and data)
     /// in transport mode, the inner IP packet in tunnel mode.
     pub payload_len: usize,
+    /// Bytes of the outer IP header (with the IPv6 extension headers kept
+    /// in front) at the start of `range`: what follows is ESP, AH, or the
+    /// RFC 3948 UDP header.
+    pub header_len: usize,
+    /// What the SA has sent so far, this packet included.
+    pub sent: Traffic,
 }
 
 /// One SA's transform. Not `Clone`: sequence numbers must never repeat.
 ///
-/// Every operation takes `&self`: the outbound sequence counter is an
-/// atomic and the replay window sits behind its own small lock, so one SA
-/// may protect and unprotect on several threads at once, with no lock held
-/// across the cryptography. The counter and the window are shared with an
-/// SA that [`Sa::carry_state_from`] this one (setkey `update` of the same
-/// SA), so sequence numbers never repeat across the replacement.
+/// Every operation takes `&self`: the outbound sequence number and the
+/// inbound replay window, each with its direction's traffic counters, sit
+/// behind their own small locks, taken briefly before and after the
+/// cryptography (never across it), so one SA may protect and unprotect on
+/// several threads at once. Both are shared with an SA that
+/// [`Sa::carry_state_from`] this one (setkey `update` of the same SA), so
+/// sequence numbers never repeat across the replacement.
 pub struct Sa {
     spi: Spi,
     protocol: Protocol,
@@ -123,9 +159,8 @@ pub struct Sa {
     auth_key: Vec<u8>,
     esn: bool,
     udp_encap: Option<UdpEncap>,
-    /// The last sequence number sent.
-    seq: Arc<AtomicU64>,
-    replay: Arc<Mutex<ReplayWindow>>,
+    tx: Arc<Mutex<Tx>>,
+    rx: Arc<Mutex<Rx>>,
 }
 
 impl Drop for Sa {
@@ -184,7 +219,15 @@ impl Sa {
         if !params.esn && params.seq > u64::from(u32::MAX) {
             return Err(invalid("sequence number above 2^32-1 without ESN"));
         }
-        let replay = ReplayWindow::starting_at(params.replay_window, params.seq)?;
+        // RFC 4303 §3.4.3: the anti-replay service MUST NOT be enabled
+        // without integrity (a forged sequence number would move the
+        // window and lock the real packets out).
+        let window = if params.protocol == Protocol::Esp && params.auth == AuthAlgorithm::Null {
+            0
+        } else {
+            params.replay_window
+        };
+        let replay = ReplayWindow::starting_at(window, params.seq)?;
         let enc_key = core::mem::take(&mut params.enc_key);
         let auth_key = core::mem::take(&mut params.auth_key);
         let built = (|| {
@@ -227,8 +270,14 @@ impl Sa {
             auth_key,
             esn: params.esn,
             udp_encap: params.udp_encap,
-            seq: Arc::new(AtomicU64::new(params.seq)),
-            replay: Arc::new(Mutex::new(replay)),
+            tx: Arc::new(Mutex::new(Tx {
+                seq: params.seq,
+                sent: Traffic::default(),
+            })),
+            rx: Arc::new(Mutex::new(Rx {
+                window: replay,
+                received: Traffic::default(),
+            })),
         })
     }
 
@@ -238,19 +287,40 @@ impl Sa {
     /// replay window when its size is unchanged (otherwise a new window
     /// starts at `old`'s highest received number).
     pub fn carry_state_from(&mut self, old: &Sa) {
-        self.seq = Arc::clone(&old.seq);
+        self.tx = Arc::clone(&old.tx);
         let size = self.replay_window();
         if old.replay_window() == size {
-            self.replay = Arc::clone(&old.replay);
-        } else if let Ok(w) = ReplayWindow::starting_at(size, old.replay_state().0) {
-            self.replay = Arc::new(Mutex::new(w));
+            self.rx = Arc::clone(&old.rx);
+        } else {
+            let old_rx = old.rx();
+            if let Ok(window) = ReplayWindow::starting_at(size, old_rx.window.top()) {
+                self.rx = Arc::new(Mutex::new(Rx {
+                    window,
+                    received: old_rx.received,
+                }));
+            }
         }
     }
 
-    fn window(&self) -> MutexGuard<'_, ReplayWindow> {
-        // A panic while holding the lock cannot leave the window half
-        // updated (`update` does not panic), so a poisoned lock is usable.
-        self.replay.lock().unwrap_or_else(|p| p.into_inner())
+    // A panic while holding these locks cannot leave the state half
+    // updated (nothing in the critical sections panics), so a poisoned
+    // lock is usable.
+    fn tx(&self) -> MutexGuard<'_, Tx> {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn rx(&self) -> MutexGuard<'_, Rx> {
+        self.rx.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What the SA has sent.
+    pub fn sent(&self) -> Traffic {
+        self.tx().sent
+    }
+
+    /// What the SA has received (and accepted).
+    pub fn received(&self) -> Traffic {
+        self.rx().received
     }
 
     /// SPI.
@@ -285,7 +355,7 @@ impl Sa {
     }
     /// Replay window size in packets (0 = no check).
     pub fn replay_window(&self) -> u32 {
-        self.window().size()
+        self.rx().window.size()
     }
     /// Whether extended sequence numbers are used.
     pub fn esn(&self) -> bool {
@@ -297,17 +367,17 @@ impl Sa {
     }
     /// The last sequence number sent (0 before the first packet).
     pub fn seq(&self) -> u64 {
-        self.seq.load(Relaxed)
+        self.tx().seq
     }
     /// Inbound replay state for printing: (highest sequence number
     /// received, window size in packets).
     pub fn replay_state(&self) -> (u64, u32) {
-        let w = self.window();
-        (w.top(), w.size())
+        let r = self.rx();
+        (r.window.top(), r.window.size())
     }
     /// A copy of the inbound anti-replay window.
     pub fn replay(&self) -> ReplayWindow {
-        self.window().clone()
+        self.rx().window.clone()
     }
     /// Encryption key (for the `setkey -D` printer only).
     pub fn enc_key(&self) -> &[u8] {
@@ -348,38 +418,44 @@ impl Sa {
         self.headroom() + self.tailroom()
     }
 
-    /// Takes the sequence number the next packet carries; the SA stops
-    /// before the counter would cycle (RFC 4303 §3.3.3, RFC 4302 §3.3.2).
-    fn take_seq(&self) -> Result<u64, Error> {
-        let limit = if self.esn {
+    fn seq_limit(&self) -> u64 {
+        if self.esn {
             u64::MAX
         } else {
             u64::from(u32::MAX)
-        };
-        match self
-            .seq
-            .fetch_update(Relaxed, Relaxed, |s| (s < limit).then_some(s + 1))
-        {
-            Ok(s) => Ok(s + 1),
-            Err(s) => Err(Error::SequenceNumberOverflow { seq: s }),
         }
+    }
+
+    /// Takes the sequence number the next packet carries and counts the
+    /// packet; the SA stops before the counter would cycle (RFC 4303
+    /// §3.3.3, RFC 4302 §3.3.2).
+    fn take_seq(&self, bytes: usize) -> Result<(u64, Traffic), Error> {
+        let limit = self.seq_limit();
+        let mut t = self.tx();
+        if t.seq >= limit {
+            return Err(Error::SequenceNumberOverflow { seq: t.seq });
+        }
+        t.seq += 1;
+        t.sent.packets = t.sent.packets.saturating_add(1);
+        t.sent.bytes = t.sent.bytes.saturating_add(bytes as u64);
+        Ok((t.seq, t.sent))
     }
 
     /// Gives back a sequence number taken for a packet that then failed,
     /// unless another packet took the next one meanwhile (a gap in the
-    /// numbers is harmless; a repeat would not be).
-    fn return_seq(&self, seq: u64) {
-        let _ = self.seq.compare_exchange(seq, seq - 1, Relaxed, Relaxed);
+    /// numbers is harmless; a repeat would not be), and uncounts it.
+    fn return_seq(&self, seq: u64, bytes: usize) {
+        let mut t = self.tx();
+        if t.seq == seq {
+            t.seq -= 1;
+        }
+        t.sent.packets = t.sent.packets.saturating_sub(1);
+        t.sent.bytes = t.sent.bytes.saturating_sub(bytes as u64);
     }
 
     /// Whether sending one more packet would make the counter cycle.
     pub fn exhausted(&self) -> bool {
-        let limit = if self.esn {
-            u64::MAX
-        } else {
-            u64::from(u32::MAX)
-        };
-        self.seq() >= limit
+        self.seq() >= self.seq_limit()
     }
 
     fn seq_hi(&self, seq: u64) -> Option<[u8; 4]> {
@@ -425,14 +501,31 @@ impl Sa {
         pkt: Range<usize>,
         iv: &mut impl IvSource,
     ) -> Result<Encapped, Error> {
-        if self.exhausted() {
-            return Err(Error::SequenceNumberOverflow { seq: self.seq() });
-        }
         let plain = buf.get(pkt.clone()).ok_or(Error::BufferTooSmall {
             needed: pkt.end,
             got: buf.len(),
         })?;
-        let plan = self.plan(plain)?;
+        let headers = wire::parse(plain)?;
+        self.protect_parsed(buf, pkt, &headers, iv)
+    }
+
+    /// [`Sa::protect`] of a packet whose headers the caller already walked
+    /// (`headers` is `wire::parse(&buf[pkt])`), so they are not walked
+    /// twice.
+    pub fn protect_parsed(
+        &self,
+        buf: &mut [u8],
+        pkt: Range<usize>,
+        headers: &wire::IpHeaders,
+        iv: &mut impl IvSource,
+    ) -> Result<Encapped, Error> {
+        if buf.len() < pkt.end {
+            return Err(Error::BufferTooSmall {
+                needed: pkt.end,
+                got: buf.len(),
+            });
+        }
+        let plan = self.plan(headers)?;
         let new_total = plan.keep + plan.insert + plan.payload_len + plan.append;
         let ip_len = match plan.chain.version {
             IpVersion::V4 => new_total,
@@ -454,7 +547,7 @@ impl Sa {
         // payload (transport: the upper layer; tunnel: the whole packet) to
         // just after the inserted headers. The two moves go in opposite
         // directions, so neither overwrites the other's source.
-        let seq = self.take_seq()?;
+        let (seq, sent) = self.take_seq(plan.payload_len)?;
         let payload_from = pkt.start + plan.keep;
         let payload_to = out_start + plan.keep + plan.insert;
         buf.copy_within(payload_from..payload_from + plan.payload_len, payload_to);
@@ -465,13 +558,18 @@ impl Sa {
             Protocol::Ah => self.ah_fill(out, &plan, seq),
         };
         if let Err(e) = filled {
-            self.return_seq(seq);
+            self.return_seq(seq, plan.payload_len);
             return Err(e);
         }
         Ok(Encapped {
             range: out_start..out_end,
             seq,
             payload_len: plan.payload_len,
+            header_len: match self.mode {
+                Mode::Transport => plan.keep,
+                Mode::Tunnel => plan.chain.header_len,
+            },
+            sent,
         })
     }
 
@@ -500,10 +598,19 @@ impl Sa {
     }
 
     /// Where everything goes for one outbound packet.
-    fn plan(&self, plain: &[u8]) -> Result<Plan, Error> {
+    fn plan(&self, h: &wire::IpHeaders) -> Result<Plan, Error> {
         let (chain, keep, payload_len, next_header, tos) = match self.mode {
             Mode::Transport => {
-                let c = wire::locate_outbound(plain)?;
+                // RFC 4303 §3.1.1: transport mode applies to whole datagrams.
+                if h.fragment != wire::Fragment::No {
+                    return Err(Error::Fragment);
+                }
+                let c = h.outbound;
+                // RFC 4303 §2.6: Next Header 59 marks a dummy packet, which
+                // the receiver discards; such a datagram cannot be carried.
+                if self.protocol == Protocol::Esp && c.next_header == proto::NO_NEXT_HEADER {
+                    return Err(Error::NoNextHeader);
+                }
                 (
                     c,
                     c.header_len,
@@ -515,7 +622,7 @@ impl Sa {
             Mode::Tunnel => {
                 // RFC 4303 §3.1.2 / RFC 4302 §3.1.2: the whole inner packet is
                 // the payload; the outer header is built from the SA.
-                let (version, inner_len, tos) = wire::ip_packet(plain)?;
+                let (version, inner_len, tos) = (h.version, h.total_len, h.tos);
                 let nh = match version {
                     IpVersion::V4 => proto::IPV4,
                     IpVersion::V6 => proto::IPV6,
@@ -661,9 +768,9 @@ impl Sa {
                 got: buf.len(),
             });
         }
-        let seq = self.take_seq()?;
+        let (seq, _) = self.take_seq(payload_len)?;
         if let Err(e) = self.esp_seal(buf, 0, payload_len, pad, next_header, seq, iv) {
-            self.return_seq(seq);
+            self.return_seq(seq, payload_len);
             return Err(e);
         }
         Ok(esp_len)
@@ -796,9 +903,26 @@ impl Sa {
     /// when everything passed. Any error leaves the SA unchanged.
     pub fn decap(&self, buf: &mut [u8]) -> Result<Decapped, Error> {
         let chain = wire::locate_inbound(buf)?;
+        self.decap_located(buf, &chain)
+    }
+
+    /// [`Sa::decap`] of a packet whose IPsec header the caller already
+    /// located (`chain` is `wire::locate_inbound(buf)`), so the headers are
+    /// not walked twice.
+    pub fn decap_located(&self, buf: &mut [u8], chain: &HeaderChain) -> Result<Decapped, Error> {
+        if chain.total_len > buf.len()
+            || chain.header_len > chain.total_len
+            || chain.nh_offset >= chain.header_len.max(1)
+        {
+            return Err(Error::Truncated {
+                what: "IP packet",
+                needed: chain.total_len,
+                got: buf.len(),
+            });
+        }
         match self.protocol {
-            Protocol::Esp => self.esp_decap(buf, &chain),
-            Protocol::Ah => self.ah_decap(buf, &chain),
+            Protocol::Esp => self.esp_decap(buf, chain),
+            Protocol::Ah => self.ah_decap(buf, chain),
         }
     }
 
@@ -868,11 +992,13 @@ impl Sa {
     /// integrity verification succeeds"). The window is checked again
     /// under the same lock: another thread may have accepted the same
     /// number since the first check.
-    fn accept_seq(&self, seq: u64) -> Result<(), Error> {
-        let mut w = self.window();
-        w.check(seq)?;
-        w.update(seq);
-        Ok(())
+    fn accept_seq(&self, seq: u64, bytes: usize) -> Result<Traffic, Error> {
+        let mut r = self.rx();
+        r.window.check(seq)?;
+        r.window.update(seq);
+        r.received.packets = r.received.packets.saturating_add(1);
+        r.received.bytes = r.received.bytes.saturating_add(bytes as u64);
+        Ok(r.received)
     }
 
     fn header_seq(&self, seql: u32) -> Result<u64, Error> {
@@ -880,11 +1006,11 @@ impl Sa {
             return Ok(u64::from(seql));
         }
         // RFC 4303 Appendix A2.2.
-        let w = self.window();
-        w.infer_esn(seql).ok_or(Error::SequenceTooOld {
+        let r = self.rx();
+        r.window.infer_esn(seql).ok_or(Error::SequenceTooOld {
             seq: u64::from(seql),
-            top: w.top(),
-            window: w.size(),
+            top: r.window.top(),
+            window: r.window.size(),
         })
     }
 
@@ -922,7 +1048,7 @@ impl Sa {
             }
         }
         // RFC 4303 §3.4.3: then the replay window (not updated yet).
-        self.window().check(seq)?;
+        self.rx().window.check(seq)?;
         let (head, tail) = esp.split_at_mut(ESP_HEADER_LEN + iv_len);
         let iv = head.get(ESP_HEADER_LEN..).unwrap_or(&[]);
         let ct = tail
@@ -965,13 +1091,14 @@ impl Sa {
         if self.mode == Mode::Tunnel {
             check_inner(ct.get(..payload_len).unwrap_or(&[]), next_header)?;
         }
-        self.accept_seq(seq)?;
+        let received = self.accept_seq(seq, payload_len)?;
         let start = ESP_HEADER_LEN + iv_len;
         Ok(Decapped {
             range: start..start + payload_len,
             next_header,
             seq,
             payload_len,
+            received,
         })
     }
 
@@ -1027,18 +1154,19 @@ impl Sa {
                 return Err(Error::IcvMismatch { seq });
             }
         }
-        self.window().check(seq)?;
+        self.rx().window.check(seq)?;
         if self.mode == Mode::Tunnel {
             check_inner(buf.get(hl + ah_len..total).unwrap_or(&[]), next_header)?;
         }
-        self.accept_seq(seq)?;
         let payload_len = total - hl - ah_len;
+        let received = self.accept_seq(seq, payload_len)?;
         Ok(match self.mode {
             Mode::Tunnel => Decapped {
                 range: hl + ah_len..total,
                 next_header,
                 seq,
                 payload_len,
+                received,
             },
             Mode::Transport => {
                 buf.copy_within(..hl, ah_len);
@@ -1052,6 +1180,7 @@ impl Sa {
                     next_header,
                     seq,
                     payload_len,
+                    received,
                 }
             }
         })

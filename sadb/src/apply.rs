@@ -601,7 +601,14 @@ impl Databases {
         applied: &[Option<&SaEntry>],
         now: Timestamp,
     ) -> InDecision<'_> {
-        let Some(policy) = self.spd.lookup_used(Direction::In, pkt, now) else {
+        // The innermost SA's cache holds the lookup of the flow it carries.
+        let found = match applied.last().copied().flatten() {
+            Some(e) => self
+                .spd
+                .lookup_cached(Direction::In, pkt, e.in_policy_cache(), now),
+            None => self.spd.lookup_used(Direction::In, pkt, now),
+        };
+        let Some(policy) = found else {
             return InDecision::Accept(None);
         };
         let reqs = match &policy.action {

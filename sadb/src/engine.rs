@@ -442,6 +442,8 @@ struct IpsecHeader {
     at: usize,
     /// ESP in UDP: the UDP header is in front of it.
     udp: bool,
+    /// ... on port 4500 (RFC 3948), not only an SA's port.
+    natt: bool,
     version: wire::IpVersion,
     dst: IpAddr,
     header_len: usize,
@@ -504,6 +506,7 @@ impl Databases {
         let mut range = pkt.start..pkt.start + total;
         let mut trace = SaTrace::default();
         let mut outer = None;
+        let mut header_len = 0;
         for e in sas.iter().flatten() {
             let sa = e.sa();
             let id = e.id();
@@ -514,14 +517,22 @@ impl Databases {
                 trace.push(SaUse { id, seq: None });
                 return discard(Some(policy), DiscardReason::AddressMismatch { id }, trace);
             }
-            match sa.protect(buf, range.clone(), iv) {
+            // The innermost SA takes the headers walked above; an outer one
+            // walks what the inner one made.
+            let done = if trace.is_empty() {
+                sa.protect_parsed(buf, range.clone(), &h, iv)
+            } else {
+                sa.protect(buf, range.clone(), iv)
+            };
+            match done {
                 Ok(done) => {
-                    e.record_packet(done.payload_len as u64, now);
+                    e.note_traffic(done.sent.bytes, now);
                     trace.push(SaUse {
                         id,
                         seq: Some(done.seq),
                     });
                     range = done.range;
+                    header_len = done.header_len;
                     outer = Some(e);
                 }
                 Err(EspError::SequenceNumberOverflow { .. }) => {
@@ -541,10 +552,6 @@ impl Databases {
             };
         };
         let sa = outer.sa();
-        let header_len = buf
-            .get(range.clone())
-            .and_then(|p| wire::parse(p).ok())
-            .map_or(0, |o| o.inbound.header_len);
         policy.stats.pass(total);
         Outgoing::Protected(Protected {
             packet: range,
@@ -637,18 +644,20 @@ impl Databases {
         let mut cur = range;
         let mut from = from;
         let mut non_esp = None;
+        // The headers of the packet the loop stopped at, when it walked them.
+        let mut walked = None;
         loop {
             // Where the next IPsec header is, if any.
             let step = match from {
                 Received::Ip => {
                     let pkt = buf.get(cur.clone()).unwrap_or(&[]);
-                    match self.locate(pkt) {
+                    match self.locate(pkt, n == 0) {
                         Ok(Found::Ipsec(l)) => Step::Whole(l),
-                        Ok(Found::Clear(udp)) => {
+                        Ok(Found::Clear(udp, h)) => {
                             non_esp = udp;
+                            walked = Some(h);
                             break;
                         }
-                        Err(EspError::Fragment) if n == 0 => break,
                         Err(e) => return dropped(DropReason::Malformed(e), trace),
                     }
                 }
@@ -686,6 +695,17 @@ impl Databases {
             let id = SaId { dst, protocol, spi };
             let header_seq = Some(u64::from(seql));
             let Some(e) = self.sad().get(&id) else {
+                if let Step::Whole(IpsecHeader {
+                    udp: true,
+                    natt: false,
+                    ..
+                }) = step
+                {
+                    // A datagram on an ESP-in-UDP SA's port whose first
+                    // word names no SA is that port's own traffic (RFC
+                    // 3948 demultiplexes by port 4500 only): judged below.
+                    break;
+                }
                 trace.push(SaUse {
                     id,
                     seq: header_seq,
@@ -706,8 +726,8 @@ impl Databases {
                 }
             };
             match result {
-                Ok((inner, seq, bytes)) => {
-                    e.record_packet(bytes as u64, now);
+                Ok((inner, seq, received)) => {
+                    e.note_traffic(received, now);
                     trace.push(SaUse { id, seq: Some(seq) });
                     if let Some(slot) = applied.get_mut(n) {
                         *slot = Some(e);
@@ -738,7 +758,7 @@ impl Databases {
         }
         // RFC 4301 §5.2 step 4: the inner packet against the inbound policy.
         let inner = buf.get(cur.clone()).unwrap_or(&[]);
-        let h = match wire::parse(inner) {
+        let h = match walked.map_or_else(|| wire::parse(inner), Ok) {
             Ok(h) => h,
             Err(e) => return dropped(DropReason::Malformed(e), trace),
         };
@@ -818,39 +838,49 @@ impl Databases {
     /// port 4500 or a port of an ESP-in-UDP SA (RFC 3948 §2); anything
     /// else is clear (an IKE message or a NAT-keepalive on such a port is
     /// named).
-    fn locate(&self, pkt: &[u8]) -> Result<Found, EspError> {
+    ///
+    /// ESP in UDP is looked for in the received packet only (`outer`):
+    /// after an SA is removed, a UDP datagram on the same ports is the
+    /// traffic it carried (e.g. SIP on the sec-agree ports).
+    fn locate(&self, pkt: &[u8], outer: bool) -> Result<Found, EspError> {
         let h = wire::parse(pkt)?;
         let c = h.inbound;
         if h.fragment != Fragment::No {
-            return Err(EspError::Fragment);
+            // Not IPsec to remove: an outer fragment is reassembled before
+            // IPsec (RFC 4301 §5.2), an inner one of tunnel mode is a packet
+            // like any other. The policy check judges it.
+            return Ok(Found::Clear(None, h));
         }
+        let mut natt = false;
         let (protocol, at, udp) = match c.next_header {
             proto::ESP => (Protocol::Esp, c.header_len, false),
             proto::AH => (Protocol::Ah, c.header_len, false),
-            proto::UDP => {
+            proto::UDP if outer => {
                 let l4 = pkt.get(c.header_len..c.total_len).unwrap_or(&[]);
                 let [a, b, x, y, _, _, _, _, payload @ ..] = l4 else {
-                    return Ok(Found::Clear(None));
+                    return Ok(Found::Clear(None, h));
                 };
                 let sport = u16::from_be_bytes([*a, *b]);
                 let dport = u16::from_be_bytes([*x, *y]);
-                let encap = |p: u16| p == NATT_PORT || self.sad().is_udp_encap_port(p);
-                if !(encap(sport) || encap(dport)) {
-                    return Ok(Found::Clear(None));
+                natt = sport == NATT_PORT || dport == NATT_PORT;
+                let sa_port = |p: u16| self.sad().is_udp_encap_port(p);
+                if !(natt || sa_port(sport) || sa_port(dport)) {
+                    return Ok(Found::Clear(None, h));
                 }
                 match classify(payload) {
                     Ok(UdpPayload::Esp) => {}
-                    Ok(other) => return Ok(Found::Clear(Some(other))),
-                    Err(_) => return Ok(Found::Clear(None)),
+                    Ok(other) => return Ok(Found::Clear(Some(other), h)),
+                    Err(_) => return Ok(Found::Clear(None, h)),
                 }
                 (Protocol::Esp, c.header_len + wire::UDP_HEADER_LEN, true)
             }
-            _ => return Ok(Found::Clear(None)),
+            _ => return Ok(Found::Clear(None, h)),
         };
         Ok(Found::Ipsec(IpsecHeader {
             protocol,
             at,
             udp,
+            natt,
             version: c.version,
             dst: h.dst,
             header_len: c.header_len,
@@ -860,14 +890,14 @@ impl Databases {
     }
 
     /// Decapsulates a whole IP packet at `buf[cur]` with `e`: (where the
-    /// result is, its sequence number, the bytes the SA protected).
+    /// result is, its sequence number, the bytes the SA received so far).
     fn open_whole(
         &self,
         e: &SaEntry,
         buf: &mut [u8],
         mut cur: Range<usize>,
         l: &IpsecHeader,
-    ) -> Result<(Range<usize>, u64, usize), EspError> {
+    ) -> Result<(Range<usize>, u64, u64), EspError> {
         if l.udp && e.sa().udp_encap().is_none() {
             // ESP in UDP for an SA installed as plain `esp` (as strongSwan's
             // libipsec uses them): remove the UDP header so the packet is
@@ -886,12 +916,24 @@ impl Databases {
         } else {
             cur.end = cur.start + l.total_len;
         }
+        let udp = l.udp && e.sa().udp_encap().is_some();
+        let chain = wire::HeaderChain {
+            version: l.version,
+            header_len: l.header_len,
+            nh_offset: l.nh_offset,
+            next_header: match (l.protocol, udp) {
+                (_, true) => proto::UDP,
+                (Protocol::Esp, false) => proto::ESP,
+                (Protocol::Ah, false) => proto::AH,
+            },
+            total_len: cur.len(),
+        };
         let p = buf.get_mut(cur.clone()).unwrap_or(&mut []);
-        let d = e.sa().decap(p)?;
+        let d = e.sa().decap_located(p, &chain)?;
         Ok((
             cur.start + d.range.start..cur.start + d.range.end,
             d.seq,
-            d.payload_len,
+            d.received.bytes,
         ))
     }
 }
@@ -899,7 +941,9 @@ impl Databases {
 /// What [`Databases::locate`] found in a whole packet.
 enum Found {
     Ipsec(IpsecHeader),
-    Clear(Option<UdpPayload>),
+    /// Not IPsec (with the headers walked, and what a UDP datagram on an
+    /// ESP-in-UDP port held instead of ESP).
+    Clear(Option<UdpPayload>, IpHeaders),
 }
 
 /// Where the next IPsec header of a received packet is.
@@ -930,7 +974,7 @@ fn spi_seq(hdr: &[u8], protocol: Protocol) -> Option<(Spi, u32)> {
 
 /// Decapsulates a header-stripped ESP or AH payload at `buf[cur]` that came
 /// from `src` to `dst`: (where the whole inner IP packet is, its sequence
-/// number, the bytes the SA protected).
+/// number, the bytes the SA received so far).
 fn open_stripped(
     e: &SaEntry,
     buf: &mut [u8],
@@ -938,7 +982,7 @@ fn open_stripped(
     src: IpAddr,
     dst: IpAddr,
     protocol: Protocol,
-) -> Result<(Range<usize>, u64, usize), EspError> {
+) -> Result<(Range<usize>, u64, u64), EspError> {
     let no_room = || EspError::BufferTooSmall {
         needed: UNPROTECT_HEADROOM,
         got: cur.start,
@@ -961,7 +1005,7 @@ fn open_stripped(
         return Ok((
             start + d.range.start..start + d.range.end,
             d.seq,
-            d.payload_len,
+            d.received.bytes,
         ));
     }
     let esp = buf.get_mut(cur.clone()).unwrap_or(&mut []);
@@ -969,14 +1013,14 @@ fn open_stripped(
     let payload = cur.start + d.range.start..cur.start + d.range.end;
     match e.sa().mode() {
         // The Payload Data is the inner IP packet (checked by the SA).
-        Mode::Tunnel => Ok((payload, d.seq, d.payload_len)),
+        Mode::Tunnel => Ok((payload, d.seq, d.received.bytes)),
         Mode::Transport => {
             let start = payload.start.checked_sub(hl).ok_or_else(no_room)?;
             let total = payload.end - start;
             let head = buf.get_mut(start..payload.start).ok_or_else(no_room)?;
             wire::emit_ip_header(head, src, dst, d.next_header, total)
                 .ok_or(EspError::PacketTooLong { len: total })?;
-            Ok((start..payload.end, d.seq, d.payload_len))
+            Ok((start..payload.end, d.seq, d.received.bytes))
         }
     }
 }

@@ -78,7 +78,7 @@ pub use parse::parse;
 pub use print::print_script;
 pub use sad::{ExpireEvent, ExpireKind, SaEntry, SaId, SaMeta, SaState, Sad};
 pub use spd::{
-    PacketSelector, Policy, PolicyAction, PolicyCounters, PolicyStats, SaRequest, Selector, Spd,
-    UpperInfo,
+    FlowCache, PacketSelector, Policy, PolicyAction, PolicyCounters, PolicyStats, SaRequest,
+    Selector, Spd, UpperInfo,
 };
 pub use time::Timestamp;

@@ -21,7 +21,7 @@ use ipsec_esp::{Mode, Protocol, Sa, SaParams, Spi};
 
 use crate::Error;
 use crate::ast::ReqMode;
-use crate::spd::{PacketSelector, SaRequest};
+use crate::spd::{FlowCache, PacketSelector, SaRequest};
 use crate::time::Timestamp;
 
 /// The key of an SA: what an inbound packet names (RFC 4301 §4.1).
@@ -158,6 +158,8 @@ pub struct SaEntry {
     created: Timestamp,
     live: Arc<Live>,
     seq: u64,
+    /// The inbound policy lookup of the last packet through this SA.
+    in_policy: FlowCache,
 }
 
 impl core::fmt::Debug for SaEntry {
@@ -180,7 +182,13 @@ impl SaEntry {
             created: now,
             live: Arc::default(),
             seq: 0,
+            in_policy: FlowCache::default(),
         }
+    }
+
+    /// The cache of the inbound policy lookup for packets through this SA.
+    pub(crate) fn in_policy_cache(&self) -> &FlowCache {
+        &self.in_policy
     }
 
     /// The entry that replaces this one on setkey `update`: a new transform
@@ -197,6 +205,7 @@ impl SaEntry {
             created: self.created,
             live: Arc::clone(&self.live),
             seq: self.seq,
+            in_policy: FlowCache::default(),
         }
     }
 
@@ -229,15 +238,31 @@ impl SaEntry {
         SaState::from_u8(self.live.state.load(Relaxed))
     }
 
-    /// Counters, as they are now.
+    /// Counters, as they are now: the traffic the transform counted in
+    /// both directions (with its sequence numbers and replay window) plus
+    /// what [`SaEntry::record_packet`] added.
     pub fn counters(&self) -> Counters {
         let l = &*self.live;
+        let (tx, rx) = (self.sa.sent(), self.sa.received());
         Counters {
-            packets: l.packets.load(Relaxed),
-            bytes: l.bytes.load(Relaxed),
+            packets: l
+                .packets
+                .load(Relaxed)
+                .saturating_add(tx.packets)
+                .saturating_add(rx.packets),
+            bytes: self.bytes(),
             replay_drops: l.replay_drops.load(Relaxed),
             icv_failures: l.icv_failures.load(Relaxed),
         }
+    }
+
+    /// Bytes counted in both directions.
+    fn bytes(&self) -> u64 {
+        self.live
+            .bytes
+            .load(Relaxed)
+            .saturating_add(self.sa.sent().bytes)
+            .saturating_add(self.sa.received().bytes)
     }
 
     /// Creation time.
@@ -261,7 +286,15 @@ impl SaEntry {
     pub fn record_packet(&self, bytes: u64, now: Timestamp) -> SaState {
         let l = &*self.live;
         l.packets.fetch_add(1, Relaxed);
-        let total = l.bytes.fetch_add(bytes, Relaxed).saturating_add(bytes);
+        l.bytes.fetch_add(bytes, Relaxed);
+        self.note_traffic(self.bytes(), now)
+    }
+
+    /// After a packet the transform counted (its totals came back with the
+    /// packet: no further lock or atomic write unless something changes):
+    /// records the first use and applies byte lifetimes to `total` bytes.
+    pub(crate) fn note_traffic(&self, total: u64, now: Timestamp) -> SaState {
+        let l = &*self.live;
         if l.first_used.load(Relaxed) == 0 {
             let _ = l
                 .first_used
@@ -301,13 +334,14 @@ impl SaEntry {
     /// Whether the hard lifetime is reached at `now` (or the SA is dead):
     /// the SA must not be used (RFC 2367 §2.3.5). A time limit crossed here
     /// marks the SA dead at once, before [`Sad::expire`] removes it.
+    /// Byte limits are applied as packets are counted, so this looks at the
+    /// state and the time only (no lock).
     pub fn hard_expired(&self, now: Timestamp) -> bool {
         let hard = self.meta.lifetimes.hard;
         if self.state() == SaState::Dead {
             return true;
         }
-        let expired = (hard.secs != 0 && now.since(self.created) >= hard.secs)
-            || (hard.bytes != 0 && self.live.bytes.load(Relaxed) >= hard.bytes);
+        let expired = hard.secs != 0 && now.since(self.created) >= hard.secs;
         if expired {
             self.live.state.store(SaState::Dead as u8, Relaxed);
         }
@@ -318,7 +352,17 @@ impl SaEntry {
         let soft = self.meta.lifetimes.soft;
         self.state() == SaState::Dying
             || (soft.secs != 0 && now.since(self.created) >= soft.secs)
-            || (soft.bytes != 0 && self.live.bytes.load(Relaxed) >= soft.bytes)
+            || (soft.bytes != 0 && self.bytes() >= soft.bytes)
+    }
+
+    /// [`SaEntry::hard_expired`] with the byte limit checked against the
+    /// counters too (for [`Sad::expire`], off the data path).
+    fn hard_expired_now(&self, now: Timestamp) -> bool {
+        let hard = self.meta.lifetimes.hard;
+        if hard.bytes != 0 && self.bytes() >= hard.bytes {
+            self.mark_dead();
+        }
+        self.hard_expired(now)
     }
 }
 
@@ -387,6 +431,30 @@ impl Hash for IndexKey {
     }
 }
 
+/// The outbound selection key: (source, destination, protocol), in the
+/// compact form of [`IndexKey`] (hashed the same fast way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PairKey {
+    src: IndexKey,
+    dst: IndexKey,
+}
+
+impl PairKey {
+    fn new(src: IpAddr, dst: IpAddr, protocol: Protocol) -> PairKey {
+        PairKey {
+            src: IndexKey::new(src, protocol, Spi(0)),
+            dst: IndexKey::new(dst, protocol, Spi(0)),
+        }
+    }
+}
+
+impl Hash for PairKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.src.hash(state);
+        self.dst.hash(state);
+    }
+}
+
 /// Folded multiply (the 128-bit product's halves XORed): every input bit
 /// reaches both the high bits (hashbrown's control byte) and the low bits
 /// (its bucket index).
@@ -438,7 +506,7 @@ pub struct Sad {
     slots: Vec<Option<Arc<SaEntry>>>,
     free: Vec<u32>,
     // (src, dst, protocol) -> slots, for outbound selection.
-    by_pair: HashMap<(IpAddr, IpAddr, Protocol), Vec<u32>>,
+    by_pair: HashMap<PairKey, Vec<u32>, BuildHasherDefault<SadHasher>>,
     // UDP ports of ESP-in-UDP SAs (RFC 3948), with how many SAs use each.
     udp_ports: HashMap<u16, u32>,
     next_seq: u64,
@@ -463,7 +531,7 @@ impl Sad {
             map: HashMap::with_capacity_and_hasher(n, BuildHasherDefault::default()),
             slots: Vec::with_capacity(n),
             free: Vec::new(),
-            by_pair: HashMap::with_capacity(n),
+            by_pair: HashMap::with_capacity_and_hasher(n, BuildHasherDefault::default()),
             udp_ports: HashMap::new(),
             next_seq: 0,
         }
@@ -491,7 +559,7 @@ impl Sad {
                 spi: id.spi.0,
             });
         }
-        let pair = (entry.sa.src(), id.dst, id.protocol);
+        let pair = PairKey::new(entry.sa.src(), id.dst, id.protocol);
         let slot = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -595,7 +663,7 @@ impl Sad {
         let entry = self.slots.get_mut(i as usize)?.take()?;
         self.count_udp_ports(&Some(Arc::clone(&entry)), -1);
         self.free.push(i);
-        let pair = (entry.sa.src(), id.dst, id.protocol);
+        let pair = PairKey::new(entry.sa.src(), id.dst, id.protocol);
         if let Some(v) = self.by_pair.get_mut(&pair) {
             v.retain(|&x| x != i);
             if v.is_empty() {
@@ -621,7 +689,7 @@ impl Sad {
         protocol: Protocol,
     ) -> impl Iterator<Item = &SaEntry> + '_ {
         self.by_pair
-            .get(&(src, dst, protocol))
+            .get(&PairKey::new(src, dst, protocol))
             .map(Vec::as_slice)
             .unwrap_or(&[])
             .iter()
@@ -741,7 +809,7 @@ impl Sad {
     /// Whether some SA is past its hard lifetime at `now` (then
     /// [`Sad::expire`] has something to remove).
     pub fn any_hard_expired(&self, now: Timestamp) -> bool {
-        self.iter().any(|e| e.hard_expired(now))
+        self.iter().any(|e| e.hard_expired_now(now))
     }
 
     /// [`Sad::expire`] for a SAD in which no SA is past its hard lifetime
@@ -757,7 +825,7 @@ impl Sad {
         let mut dead = Vec::new();
         for e in self.slots.iter().flatten() {
             let id = &e.id();
-            if e.hard_expired(now) {
+            if e.hard_expired_now(now) {
                 dead.push(*id);
                 events.push(ExpireEvent {
                     id: *id,

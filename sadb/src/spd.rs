@@ -232,14 +232,30 @@ pub enum PolicyAction {
 
 /// Counters of one policy and its last use: atomics, shared by every
 /// snapshot of the SPD that holds the policy.
+///
+/// A packet that passes costs one atomic add: packets and bytes share one
+/// word (packets in the top 16 bits, bytes in the low 48), and the thread
+/// whose add fills half of either field moves that half to its own wide
+/// counter. A reader may see a move half done (off by 2^15 packets or
+/// 2^47 bytes for an instant); the counts never drift.
 #[derive(Debug, Default)]
 pub struct PolicyStats {
-    packets: AtomicU64,
-    bytes: AtomicU64,
+    traffic: AtomicU64,
+    packets_moved: AtomicU64,
+    bytes_moved: AtomicU64,
     drops: AtomicU64,
     /// Seconds of the last use, plus one (0: never).
     last_used: AtomicU64,
 }
+
+/// The packet unit of [`PolicyStats::traffic`].
+const PACKET: u64 = 1 << 48;
+/// Bytes field of [`PolicyStats::traffic`].
+const BYTES: u64 = PACKET - 1;
+/// Half of the packets field, moved out when reached.
+const PACKETS_HALF: u64 = 1 << 15;
+/// Half of the bytes field, moved out when reached.
+const BYTES_HALF: u64 = 1 << 47;
 
 /// A policy's counters as they are now.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -262,10 +278,20 @@ impl PolicyStats {
         }
     }
 
-    /// Counts a packet of `bytes` that matched and went on.
+    /// Counts a packet of `bytes` (an IP packet: at most 65535) that
+    /// matched and went on.
     pub fn pass(&self, bytes: usize) {
-        self.packets.fetch_add(1, Relaxed);
-        self.bytes.fetch_add(bytes as u64, Relaxed);
+        let bytes = (bytes as u64).min(0xffff);
+        let prev = self.traffic.fetch_add(PACKET + bytes, Relaxed);
+        if prev >> 48 == PACKETS_HALF - 1 {
+            self.packets_moved.fetch_add(PACKETS_HALF, Relaxed);
+            self.traffic.fetch_sub(PACKETS_HALF * PACKET, Relaxed);
+        }
+        let b = prev & BYTES;
+        if b < BYTES_HALF && b + bytes >= BYTES_HALF {
+            self.bytes_moved.fetch_add(BYTES_HALF, Relaxed);
+            self.traffic.fetch_sub(BYTES_HALF, Relaxed);
+        }
     }
 
     /// Counts a packet the policy made us drop.
@@ -275,9 +301,10 @@ impl PolicyStats {
 
     /// The counters.
     pub fn counters(&self) -> PolicyCounters {
+        let t = self.traffic.load(Relaxed);
         PolicyCounters {
-            packets: self.packets.load(Relaxed),
-            bytes: self.bytes.load(Relaxed),
+            packets: self.packets_moved.load(Relaxed) + (t >> 48),
+            bytes: self.bytes_moved.load(Relaxed) + (t & BYTES),
             drops: self.drops.load(Relaxed),
         }
     }
@@ -566,6 +593,88 @@ impl DirIndex {
     }
 }
 
+/// A packet selector and a direction packed in five words (the key of a
+/// [`FlowCache`] entry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FlowKey([u64; 5]);
+
+impl FlowKey {
+    fn of(direction: Direction, p: &PacketSelector) -> FlowKey {
+        let (s, s6) = addr_bits(p.src);
+        let (d, d6) = addr_bits(p.dst);
+        let (kind, a, b) = match p.upper {
+            UpperInfo::None => (0u64, 0u64, 0u64),
+            UpperInfo::Ports { src, dst } => (1, u64::from(src), u64::from(dst)),
+            UpperInfo::Icmp { icmp_type, code } => (2, u64::from(icmp_type), u64::from(code)),
+        };
+        let meta = u64::from(s6)
+            | u64::from(d6) << 1
+            | (dir_index(direction) as u64) << 2
+            | kind << 4
+            | u64::from(p.protocol) << 8
+            | a << 16
+            | b << 32;
+        FlowKey([(s >> 64) as u64, s as u64, (d >> 64) as u64, d as u64, meta])
+    }
+}
+
+/// A one-entry, lock-free cache of an SPD lookup (a sequence lock over
+/// atomics: readers only load; a writer that finds it busy skips the
+/// update). Shared by the threads that use one SA.
+#[derive(Debug, Default)]
+pub struct FlowCache {
+    /// Even: stable; odd: being written.
+    version: AtomicU64,
+    key: [AtomicU64; 5],
+    generation: AtomicU64,
+    /// The policy slot plus one (0: no policy matched).
+    slot: AtomicU64,
+}
+
+impl FlowCache {
+    /// The cached slot (`Some(None)`: no policy matched) for `key` in
+    /// SPD generation `generation`.
+    fn get(&self, key: &FlowKey, generation: u64) -> Option<Option<u32>> {
+        use std::sync::atomic::{Ordering::Acquire, fence};
+        let v1 = self.version.load(Acquire);
+        if v1 & 1 == 1 {
+            return None;
+        }
+        let mut k = [0u64; 5];
+        for (w, a) in k.iter_mut().zip(&self.key) {
+            *w = a.load(Relaxed);
+        }
+        let g = self.generation.load(Relaxed);
+        let slot = self.slot.load(Relaxed);
+        fence(Acquire);
+        if self.version.load(Relaxed) != v1 || g != generation || k != key.0 {
+            return None;
+        }
+        Some(slot.checked_sub(1).and_then(|s| u32::try_from(s).ok()))
+    }
+
+    fn put(&self, key: &FlowKey, generation: u64, slot: Option<u32>) {
+        use std::sync::atomic::{Ordering::Acquire, Ordering::Release, fence};
+        let v = self.version.load(Relaxed);
+        if v & 1 == 1
+            || self
+                .version
+                .compare_exchange(v, v.wrapping_add(1), Acquire, Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        fence(Release);
+        for (a, w) in self.key.iter().zip(key.0) {
+            a.store(w, Relaxed);
+        }
+        self.generation.store(generation, Relaxed);
+        self.slot
+            .store(slot.map_or(0, |s| u64::from(s) + 1), Relaxed);
+        self.version.store(v.wrapping_add(2), Release);
+    }
+}
+
 fn dir_index(d: Direction) -> usize {
     match d {
         Direction::In => 0,
@@ -597,6 +706,16 @@ pub struct Spd {
     index: [DirIndex; 3],
     next_seq: u64,
     next_index: u32,
+    /// Changes with every mutation (unique across all SPDs): a
+    /// [`FlowCache`] entry is valid only for the generation it was made in.
+    generation: u64,
+}
+
+/// Generations of SPDs, unique in the process.
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    GENERATIONS.fetch_add(1, Relaxed)
 }
 
 impl Spd {
@@ -661,6 +780,7 @@ impl Spd {
     }
 
     fn insert_sorted(&mut self, mut policy: Policy) -> u32 {
+        self.generation = next_generation();
         policy.seq = self.next_seq;
         self.next_seq += 1;
         let id = policy.id;
@@ -751,6 +871,7 @@ impl Spd {
 
     /// Removes a policy (setkey `spddelete`).
     pub fn remove(&mut self, selector: &Selector, direction: Direction) -> Result<Policy, Error> {
+        self.generation = next_generation();
         let not_found = || Error::PolicyNotFound {
             pos: None,
             selector: format!("{} {}", selector.setkey_format(), direction.keyword()),
@@ -779,6 +900,7 @@ impl Spd {
         *self = Spd::default();
         self.next_seq = seq;
         self.next_index = index;
+        self.generation = next_generation();
     }
 
     /// The first matching policy of a direction (RFC 4301 §4.4.1), through
@@ -803,6 +925,35 @@ impl Spd {
     /// The first matching `in` policy.
     pub fn lookup_in(&self, packet: &PacketSelector) -> Option<&Policy> {
         self.lookup(Direction::In, packet)
+    }
+
+    /// [`Spd::lookup_used`] through a one-entry cache of the last packet
+    /// selector looked up with it (e.g. the packets through one SA, which
+    /// are one or a few flows): a hit costs a few loads instead of the
+    /// index probe, and gives the same policy, since the entry holds the
+    /// whole selector and the SPD generation it was made in.
+    pub fn lookup_cached(
+        &self,
+        direction: Direction,
+        packet: &PacketSelector,
+        cache: &FlowCache,
+        now: Timestamp,
+    ) -> Option<&Policy> {
+        let key = FlowKey::of(direction, packet);
+        let slot = match cache.get(&key, self.generation) {
+            Some(slot) => slot,
+            None => {
+                let slot = self
+                    .index
+                    .get(dir_index(direction))
+                    .and_then(|ix| ix.lookup(packet));
+                cache.put(&key, self.generation, slot);
+                slot
+            }
+        }?;
+        let p = self.at(slot)?;
+        p.stats.touch(now);
+        Some(p)
     }
 
     /// Like [`Spd::lookup`], and records `now` as the policy's last use.
@@ -977,5 +1128,41 @@ mod tests {
             .unwrap();
         assert_eq!((a % 8, b % 8), (0, 1));
         assert_ne!(a, 0);
+    }
+}
+
+#[cfg(test)]
+mod counter_tests {
+    use super::*;
+
+    #[test]
+    fn policy_counters_stay_exact_across_the_field_halves() {
+        let s = PolicyStats::default();
+        // Past the packets half twice, and the bytes half once.
+        for _ in 0..(3 * PACKETS_HALF) {
+            s.pass(1500);
+        }
+        let c = s.counters();
+        assert_eq!(c.packets, 3 * PACKETS_HALF);
+        assert_eq!(c.bytes, 3 * PACKETS_HALF * 1500);
+        let s = PolicyStats::default();
+        s.traffic.store(BYTES_HALF - 10, Relaxed);
+        let before = s.counters().bytes;
+        s.pass(100);
+        assert_eq!(s.counters().bytes, before + 100);
+        assert!(s.traffic.load(Relaxed) & BYTES < BYTES_HALF);
+        // Threads adding at once lose nothing.
+        let s = PolicyStats::default();
+        std::thread::scope(|sc| {
+            for _ in 0..4 {
+                sc.spawn(|| {
+                    for _ in 0..40_000 {
+                        s.pass(64);
+                    }
+                });
+            }
+        });
+        assert_eq!(s.counters().packets, 160_000);
+        assert_eq!(s.counters().bytes, 160_000 * 64);
     }
 }

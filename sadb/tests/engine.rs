@@ -674,7 +674,14 @@ fn esp_in_udp_on_the_sa_ports_is_recognised_in_whole_packets() {
     let req = format!("esp/tunnel/{A}-{B}/require");
     let tx = db(&format!("{sa}spdadd {A} {B} any -P out ipsec {req};\n"));
     let rx = db(&format!("{sa}spdadd {A} {B} any -P in ipsec {req};\n"));
-    let p = packet(A, B, L4::Udp(5062, 5068), b"MESSAGE");
+    // The inner datagram uses the SA's own ports and is long enough to
+    // look like ESP: once the SA is removed it is SIP, not ESP in UDP.
+    let p = packet(
+        A,
+        B,
+        L4::Udp(5062, 5068),
+        b"MESSAGE sip:bob@ims.example.org SIP/2.0\r\n",
+    );
     let (out, buf) = protect(&tx, &p);
     let Outgoing::Protected(pr) = out else {
         panic!("{out:?}")
@@ -888,4 +895,62 @@ fn echo_helper_builds_what_etherparse_parses() {
     let s = etherparse::SlicedPacket::from_ip(&p).unwrap();
     assert!(s.transport.is_some());
     let _ = IcmpEchoHeader { id: 1, seq: 2 };
+}
+
+#[test]
+fn a_fragment_inside_a_tunnel_is_delivered() {
+    let sa = format!("add {A} {B} esp 0x1010 -m tunnel {K};\n");
+    let req = format!("esp/tunnel/{A}-{B}/require");
+    let tx = db(&format!(
+        "{sa}spdadd 10.0.0.1 10.0.0.2 any -P out ipsec {req};\n"
+    ));
+    let rx = db(&format!(
+        "{sa}spdadd 10.0.0.1 10.0.0.2 any -P in ipsec {req};\n"
+    ));
+    // A first fragment (MF set) of a UDP datagram between the inner hosts.
+    let mut frag = packet("10.0.0.1", "10.0.0.2", L4::Udp(1, 2), &[3; 40]);
+    frag[6] |= 0x20;
+    ipsec_esp::wire::fill_ipv4_checksum(&mut frag[..20]);
+    let wire = protected_bytes(&tx, &frag);
+    assert_eq!(delivered(&rx, &wire, Received::Ip), frag);
+}
+
+#[test]
+fn protocol_59_is_not_sent_as_an_esp_dummy_packet() {
+    let sa = format!("add {A} {B} esp 0x1010 -m transport {K};\n");
+    let tx = db(&format!(
+        "{sa}spdadd {A} {B} any -P out ipsec esp/transport//require;\n"
+    ));
+    let mut p = packet(A, B, L4::Udp(1, 2), b"xx");
+    p[9] = 59;
+    ipsec_esp::wire::fill_ipv4_checksum(&mut p[..20]);
+    let (out, _) = protect(&tx, &p);
+    assert!(
+        matches!(
+            out,
+            Outgoing::Discard(ref d) if matches!(d.reason, DiscardReason::Transform { error: ipsec_esp::Error::NoNextHeader, .. })
+        ),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn an_sa_without_integrity_has_no_replay_window_to_poison() {
+    // RFC 4303 §3.4.3: anti-replay needs integrity. A forged high sequence
+    // number must not lock the real packets out.
+    let sa = format!(
+        "add {A} {B} esp 0x1010 -m transport -r 4 -E aes-cbc 0x000102030405060708090a0b0c0d0e0f;\n"
+    );
+    let tx = db(&format!(
+        "{sa}spdadd {A} {B} udp -P out ipsec esp/transport//require;\n"
+    ));
+    let rx = db(&format!(
+        "{sa}spdadd {A} {B} udp -P in ipsec esp/transport//require;\n"
+    ));
+    let p = packet(A, B, L4::Udp(1, 2), b"real");
+    let mut forged = protected_bytes(&tx, &p);
+    forged[24..28].copy_from_slice(&1000u32.to_be_bytes());
+    let _ = unprotect(&rx, &forged, Received::Ip);
+    let real = protected_bytes(&tx, &p);
+    assert_eq!(delivered(&rx, &real, Received::Ip), p);
 }
