@@ -29,7 +29,7 @@ pub enum Peer {
     /// The `openssl` command (`openssl version` runs).
     Openssl,
     /// strongSwan's IKE daemon and its command line: Debian's
-    /// `/usr/lib/ipsec/charon` and `swanctl`.
+    /// `/usr/lib/ipsec/charon` and `swanctl` on `PATH`.
     Strongswan,
     /// `python3` with pycrate (`import pycrate_mobile`).
     Pycrate,
@@ -48,9 +48,8 @@ impl Peer {
             Peer::Tshark => runs("tshark", &["--version"]),
             Peer::Scapy => python_imports("scapy.layers.ipsec"),
             Peer::Openssl => runs("openssl", &["version"]),
-            Peer::Strongswan => {
-                Path::new("/usr/lib/ipsec/charon").exists() && runs("swanctl", &["--version"])
-            }
+            // `swanctl --version` exits 2 when no charon is running.
+            Peer::Strongswan => Path::new("/usr/lib/ipsec/charon").exists() && on_path("swanctl"),
             Peer::Pycrate => python_imports("pycrate_mobile"),
             Peer::Root => is_root(),
             Peer::Python(module) => python_imports(module),
