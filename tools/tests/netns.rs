@@ -237,10 +237,11 @@ fn deleting_an_sa_mid_stream_stops_the_flow_without_cleartext() {
         WAIT,
         || {
             at_delete = lines_in(&sink, "RX");
-            let protected = pair.stat(0, "out_protected");
-            pair.stat(0, "out_no_sa") >= 1
-                && pair.stat(1, "in_delivered") == protected
+            let a = pair.stats(0);
+            let protected = a.get("out_protected");
+            a.get("out_no_sa") >= 1
                 && at_delete as u64 == protected
+                && pair.stat(1, "in_delivered") == protected
         },
     );
     // Time passes with the flow running: 50 more datagrams, all dropped.

@@ -214,6 +214,15 @@ impl Pair {
             run_ok("ip", &["-n", n, "link", "set", "lo", "up"]);
             run_ok("ip", &["-n", n, "link", "set", v, "up"]);
         }
+        // Until the kernel has carried the link state over (operstate UP,
+        // which may take it a second), packets on the veth are dropped: the
+        // first IPv6 datagram then waits a second for its neighbour
+        // solicitation to be repeated.
+        for (n, v) in [(&na, &va), (&nb, &vb)] {
+            wait_until(format!("{v} in {n} to be up"), WAIT, || {
+                run_ok("ip", &["-n", n, "-o", "link", "show", "dev", v]).contains("state UP")
+            });
+        }
         let conf_fn = conf;
         for (i, side) in ['a', 'b'].into_iter().enumerate() {
             let conf = pair.dir.join(format!("{side}.conf"));
@@ -312,12 +321,13 @@ impl Pair {
 
     /// A daemon counter (`setkey --stats`).
     pub fn stat(&self, i: usize, name: &str) -> u64 {
+        self.stats(i).get(name)
+    }
+
+    /// All of daemon `i`'s counters, read at once (`setkey --stats`).
+    pub fn stats(&self, i: usize) -> Stats {
         let o = self.setkey(i, &["--stats"]);
-        let text = String::from_utf8_lossy(&o.stdout).into_owned();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no counter {name} in {text}"))
+        Stats(String::from_utf8_lossy(&o.stdout).into_owned())
     }
 
     /// Waits until daemon `i`'s counter `name` satisfies `cond`; returns
@@ -491,6 +501,20 @@ impl Pair {
         }
         let _ = d.kill();
         d.wait().ok()
+    }
+}
+
+/// A daemon's counters as `setkey --stats` prints them.
+pub struct Stats(String);
+
+impl Stats {
+    /// Counter `name`.
+    pub fn get(&self, name: &str) -> u64 {
+        self.0
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no counter {name} in {}", self.0))
     }
 }
 
