@@ -380,10 +380,14 @@ impl Pair {
         if complete_lines(file).iter().any(|l| ready(l)) {
             return;
         }
-        let err = std::fs::read_to_string(err_file(file)).unwrap_or_default();
+        let out = [file.to_path_buf(), err_file(file)]
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .collect::<Vec<_>>()
+            .join("\n");
         match exited {
-            Some(st) => panic!("{what}: exited ({st}) before it was ready: {err}"),
-            None => assert!(seen, "timed out after {WAIT:?} waiting for {what}: {err}"),
+            Some(st) => panic!("{what}: exited ({st}) before it was ready: {out}"),
+            None => assert!(seen, "timed out after {WAIT:?} waiting for {what}: {out}"),
         }
     }
 
