@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use ipsec_esp::{Error, Mode, Protocol, Sa, Spi};
 use opensec::{AuthAlgorithm, EncAlgorithm};
+use testkit::packet::checksum;
 
 fn all_specs() -> Vec<SaSpec> {
     let mut v = Vec::new();
@@ -91,7 +92,7 @@ fn round_trip_matrix() {
             } else {
                 assert_eq!(usize::from(u16::from_be_bytes([wire[2], wire[3]])), n);
                 assert_eq!(
-                    csum(&wire[..usize::from(wire[0] & 15) * 4]),
+                    checksum(&wire[..usize::from(wire[0] & 15) * 4]),
                     0,
                     "IPv4 checksum"
                 );
@@ -401,7 +402,7 @@ fn esp_in_udp_rfc3948() {
     pseudo.extend(((w.len() - 40) as u32).to_be_bytes());
     pseudo.extend([0, 0, 0, 17]);
     pseudo.extend(&w[40..]);
-    assert_eq!(csum(&pseudo), 0);
+    assert_eq!(checksum(&pseudo), 0);
 }
 
 #[test]

@@ -23,6 +23,11 @@ use opensec::{AuthAlgorithm, EncAlgorithm};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use testkit::packet::checksum;
+
+use testkit::packet::Ip;
+use testkit::tshark::{self, EspSa};
+use testkit::{Peer, pcap};
 
 struct Case {
     id: String,
@@ -255,32 +260,13 @@ fn temp_dir(tag: &str) -> PathBuf {
     d
 }
 
-fn peer_available(name: &str, cmd: &str, args: &[&str]) -> bool {
-    let ok = Command::new(cmd)
-        .args(args)
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        if std::env::var_os("CI").is_some() {
-            panic!("{name} is required for the interop test in CI but was not found");
-        }
-        eprintln!("NOTICE: {name} not found; skipping this interop test");
-    }
-    ok
-}
-
 fn json_str(s: &str) -> String {
     format!("\"{s}\"")
 }
 
 #[test]
 fn scapy_interop() {
-    if !peer_available(
-        "python3 with scapy",
-        "python3",
-        &["-c", "import scapy.layers.ipsec"],
-    ) {
+    if !testkit::require("scapy_interop", &[Peer::Scapy]) {
         return;
     }
     let cases = matrix();
@@ -402,29 +388,9 @@ fn scapy_interop() {
     assert!(failures.is_empty(), "scapy interop failures: {failures:?}");
 }
 
-/// A minimal pcap writer (LINKTYPE_RAW = 101: packets start with the IP header).
-fn write_pcap(path: &Path, packets: &[&[u8]]) {
-    let mut f = Vec::new();
-    f.extend(0xa1b2_c3d4u32.to_le_bytes());
-    f.extend(2u16.to_le_bytes());
-    f.extend(4u16.to_le_bytes());
-    f.extend(0i32.to_le_bytes());
-    f.extend(0u32.to_le_bytes());
-    f.extend(65535u32.to_le_bytes());
-    f.extend(101u32.to_le_bytes());
-    for (i, p) in packets.iter().enumerate() {
-        f.extend((i as u32 + 1).to_le_bytes());
-        f.extend(0u32.to_le_bytes());
-        f.extend((p.len() as u32).to_le_bytes());
-        f.extend((p.len() as u32).to_le_bytes());
-        f.extend(*p);
-    }
-    std::fs::write(path, f).unwrap();
-}
-
 #[test]
 fn tshark_interop() {
-    if !peer_available("tshark", "tshark", &["-v"]) {
+    if !testkit::require("tshark_interop", &[Peer::Tshark]) {
         return;
     }
     // tshark has no ESN: those cases are left to scapy.
@@ -448,55 +414,36 @@ fn tshark_interop() {
     let mut control = cases[control_of].ours[0].clone();
     control[40] ^= 0x01;
     packets.push(&control);
-    write_pcap(&pcap, &packets);
-    let mut cmd = Command::new("tshark");
-    cmd.arg("-r")
-        .arg(&pcap)
-        .args(["-o", "esp.enable_encryption_decode:TRUE"])
-        .args(["-o", "esp.enable_authentication_check:TRUE"]);
-    for c in cases.iter().filter(|c| c.spec.protocol == Protocol::Esp) {
-        let s = &c.spec;
-        let (auth, _) = tshark_auth(s.auth);
-        let hexkey = |k: &[u8]| {
-            if k.is_empty() {
-                String::new()
-            } else {
-                format!("0x{}", hex::encode(k))
-            }
-        };
-        cmd.arg("-o").arg(format!(
-            "uat:esp_sa:\"{}\",\"{}\",\"{}\",\"0x{:08x}\",\"{}\",\"{}\",\"{}\",\"{}\"",
-            if s.v6 { "IPv6" } else { "IPv4" },
-            if s.v6 { V6_SRC } else { V4_SRC },
-            if s.v6 { V6_DST } else { V4_DST },
-            s.spi,
-            tshark_enc(s.enc),
-            hexkey(&s.enc_key),
-            auth,
-            hexkey(&s.auth_key),
-        ));
-    }
-    cmd.args(["-T", "fields", "-E", "separator=\t", "-E", "occurrence=a"]);
-    for f in [
-        "frame.number",
-        "esp.spi",
-        "esp.sequence",
-        "esp.icv_good",
-        "esp.icv_bad",
-        "esp.pad_len",
-        "ah.spi",
-        "udp.payload",
-        "_ws.malformed",
-    ] {
-        cmd.args(["-e", f]);
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "tshark failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    pcap::write(&pcap, pcap::LINKTYPE_RAW, &packets);
+    let sas: Vec<EspSa> = cases
+        .iter()
+        .filter(|c| c.spec.protocol == Protocol::Esp)
+        .map(|c| {
+            let s = &c.spec;
+            EspSa::new(
+                if s.v6 { V6_SRC } else { V4_SRC },
+                if s.v6 { V6_DST } else { V4_DST },
+                s.spi,
+                (tshark_enc(s.enc), &hex::encode(&s.enc_key)),
+                (tshark_auth(s.auth).0, &hex::encode(&s.auth_key)),
+            )
+        })
+        .collect();
+    let text = tshark::fields(&pcap)
+        .esp_sas(&sas)
+        .separator("\t")
+        .all_occurrences()
+        .run(&[
+            "frame.number",
+            "esp.spi",
+            "esp.sequence",
+            "esp.icv_good",
+            "esp.icv_bad",
+            "esp.pad_len",
+            "ah.spi",
+            "udp.payload",
+            "_ws.malformed",
+        ]);
     let mut report = String::from("\ncase | tshark\n");
     let mut per_case: Vec<Vec<String>> = vec![vec![]; cases.len()];
     let mut failures = vec![];
@@ -562,11 +509,7 @@ fn tshark_interop() {
 /// both scapy and we must accept it.
 #[test]
 fn scapy_ah_ipv6_routing_header() {
-    if !peer_available(
-        "python3 with scapy",
-        "python3",
-        &["-c", "import scapy.layers.ipsec"],
-    ) {
+    if !testkit::require("scapy_ah_ipv6_routing_header", &[Peer::Scapy]) {
         return;
     }
     let addr = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
@@ -578,18 +521,10 @@ fn scapy_ah_ipv6_routing_header() {
     );
     // IPv6 (dst = first hop) / Routing Type 0, Segments Left 2 [mid, final] / UDP.
     let data = payload(20);
-    let mut p = vec![0x60, 0, 0, 0, 0, 0, 43, 64];
-    p.extend(src);
-    p.extend(first_hop);
-    p.extend([17, 4, 0, 2, 0, 0, 0, 0]);
-    p.extend(mid);
-    p.extend(final_dst);
-    p.extend([0x13, 0xc4, 0x13, 0xc4]);
-    p.extend(((8 + data.len()) as u16).to_be_bytes());
-    p.extend([0x12, 0x34]);
-    p.extend(&data);
-    let pl = (p.len() - 40) as u16;
-    p[4..6].copy_from_slice(&pl.to_be_bytes());
+    let routing = [&[0u8, 2, 0, 0, 0, 0][..], &mid, &final_dst].concat();
+    let p = Ip::new(src, first_hop)
+        .routing(&routing)
+        .udp(5060, 5060, &data);
 
     let spec = SaSpec {
         protocol: Protocol::Ah,
@@ -666,27 +601,16 @@ print(bytes(sa.decrypt(IPv6(bytes.fromhex(sys.argv[3])))).hex())
 /// filled in Record Route and decremented the TTL.
 #[test]
 fn scapy_ah_ipv4_options() {
-    if !peer_available(
-        "python3 with scapy",
-        "python3",
-        &["-c", "import scapy.layers.ipsec"],
-    ) {
+    if !testkit::require("scapy_ah_ipv4_options", &[Peer::Scapy]) {
         return;
     }
     let data = payload(20);
     // IHL 8: Record Route (type 7, len 7, pointer 4, one empty slot),
     // Router Alert (type 0x94, len 4, value 0), End of Options List.
-    let mut p = vec![0x48, 0x00, 0, 0, 0x56, 0x78, 0x40, 0, 64, 17, 0, 0];
-    p.extend([192, 0, 2, 1, 192, 0, 2, 2]);
-    p.extend([7, 7, 4, 0, 0, 0, 0, 0x94, 4, 0, 0, 0]);
-    p.extend([0x13, 0xc4, 0x13, 0xc4]);
-    p.extend(((8 + data.len()) as u16).to_be_bytes());
-    p.extend([0x12, 0x34]);
-    p.extend(&data);
-    let total = p.len() as u16;
-    p[2..4].copy_from_slice(&total.to_be_bytes());
-    let c = csum(&p[..32]);
-    p[10..12].copy_from_slice(&c.to_be_bytes());
+    let p = Ip::new(V4_SRC, V4_DST)
+        .id(0x5678)
+        .ipv4_options(&[7, 7, 4, 0, 0, 0, 0, 0x94, 4, 0, 0, 0])
+        .udp(5060, 5060, &data);
 
     let spec = SaSpec {
         protocol: Protocol::Ah,
@@ -712,7 +636,7 @@ fn scapy_ah_ipv4_options() {
     routed[22] = 8;
     routed[23..27].copy_from_slice(&[198, 51, 100, 1]);
     routed[10..12].copy_from_slice(&[0, 0]);
-    let c = csum(&routed[..32]);
+    let c = checksum(&routed[..32]);
     routed[10..12].copy_from_slice(&c.to_be_bytes());
     // ... and one that tampers with the (immutable) Router Alert value.
     let mut tampered = routed.clone();

@@ -12,6 +12,7 @@ use std::path::Path;
 use ipsec_esp::udp::{UdpPayload, classify};
 use ipsec_esp::{Error, Mode, Protocol, Sa, SaParams, Spi, UdpEncap};
 use opensec::{AuthAlgorithm, EncAlgorithm};
+use testkit::pcap::Capture;
 
 struct SadLine {
     src: IpAddr,
@@ -50,28 +51,18 @@ fn parse_sad(text: &str) -> Vec<SadLine> {
         .collect()
 }
 
-/// IP packets of a pcap with Ethernet (1) or raw IP (101) link type.
-fn read_pcap(bytes: &[u8]) -> Vec<Vec<u8>> {
-    assert_eq!(
-        &bytes[..4],
-        &0xa1b2_c3d4u32.to_le_bytes(),
-        "little-endian µs pcap"
-    );
-    let linktype = u32::from_le_bytes(bytes[20..24].try_into().unwrap());
-    let mut off = 24;
-    let mut out = vec![];
-    while off + 16 <= bytes.len() {
-        let incl = u32::from_le_bytes(bytes[off + 8..off + 12].try_into().unwrap()) as usize;
-        let frame = &bytes[off + 16..off + 16 + incl];
-        off += 16 + incl;
-        let ip = match linktype {
-            1 if frame[12..14] == [0x08, 0x00] => &frame[14..],
-            101 => frame,
-            _ => continue,
-        };
-        out.push(ip.to_vec());
-    }
-    out
+/// IP packets of a pcap with Ethernet (1, IPv4 frames) or raw IP (101)
+/// link type.
+fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
+    let cap = Capture::read(path);
+    cap.records
+        .iter()
+        .filter_map(|r| match cap.linktype {
+            1 if r.data[12..14] == [0x08, 0x00] => Some(r.data[14..].to_vec()),
+            101 => Some(r.data.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn check_dir(name: &str) -> (usize, usize) {
@@ -79,7 +70,7 @@ fn check_dir(name: &str) -> (usize, usize) {
         .join("tests/data")
         .join(name);
     let sad = parse_sad(&std::fs::read_to_string(dir.join("sad.conf")).unwrap());
-    let packets = read_pcap(&std::fs::read(dir.join("esp.pcap")).unwrap());
+    let packets = read_pcap(&dir.join("esp.pcap"));
     let mut sas: Vec<(u32, Sa)> = sad
         .iter()
         .map(|l| {

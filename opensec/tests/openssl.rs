@@ -11,23 +11,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use opensec::{AuthAlgorithm, Cipher, EncAlgorithm, Integrity};
-
-fn openssl_available() -> bool {
-    let ok = Command::new("openssl")
-        .arg("version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        if std::env::var_os("CI").is_some() {
-            panic!("the `openssl` command is required for this test (CI is set)");
-        }
-        eprintln!("NOTICE: `openssl` not found, skipping the OpenSSL cross-check");
-    }
-    ok
-}
+use testkit::Peer;
 
 /// Runs `openssl ARGS` with `input` on stdin and returns stdout.
 fn openssl(args: &[&str], input: &[u8]) -> Vec<u8> {
@@ -63,7 +47,7 @@ fn bytes(seed: u64, n: usize) -> Vec<u8> {
 
 #[test]
 fn ciphers_match_openssl_enc() {
-    if !openssl_available() {
+    if !testkit::require("ciphers_match_openssl_enc", &[Peer::Openssl]) {
         return;
     }
     let cases: [(EncAlgorithm, usize, &[&str]); 5] = [
@@ -110,7 +94,10 @@ fn ciphers_match_openssl_enc() {
 /// option 2, as the TS 33.203 key expansion CK1 || CK2 || CK1 gives).
 #[test]
 fn des_and_3des_match_openssl_with_random_keys() {
-    if !openssl_available() {
+    if !testkit::require(
+        "des_and_3des_match_openssl_with_random_keys",
+        &[Peer::Openssl],
+    ) {
         return;
     }
     let cases: [(EncAlgorithm, usize, &[&str]); 2] = [
@@ -164,7 +151,7 @@ fn des_and_3des_match_openssl_with_random_keys() {
 /// ones, the data given to us in three parts.
 #[test]
 fn cmac_matches_openssl_with_random_keys() {
-    if !openssl_available() {
+    if !testkit::require("cmac_matches_openssl_with_random_keys", &[Peer::Openssl]) {
         return;
     }
     let lens = (0usize..=48).chain([63, 64, 65, 200, 1399, 1400, 8192]);
@@ -194,7 +181,7 @@ fn cmac_matches_openssl_with_random_keys() {
 
 #[test]
 fn macs_match_openssl_mac() {
-    if !openssl_available() {
+    if !testkit::require("macs_match_openssl_mac", &[Peer::Openssl]) {
         return;
     }
     let cases: [(AuthAlgorithm, &[&str]); 4] = [
@@ -239,7 +226,7 @@ fn macs_match_openssl_mac() {
 
 #[test]
 fn hashes_match_openssl_dgst() {
-    if !openssl_available() {
+    if !testkit::require("hashes_match_openssl_dgst", &[Peer::Openssl]) {
         return;
     }
     for len in [0usize, 3, 55, 56, 64, 1000] {

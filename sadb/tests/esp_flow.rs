@@ -7,6 +7,8 @@ use std::net::IpAddr;
 
 use ipsec_esp::{Protocol, Spi};
 use sadb::{Databases, Inbound, Outbound, PacketSelector, SaId, Timestamp};
+use testkit::tshark::{self, EspSa};
+use testkit::{Peer, packet, pcap};
 
 const NOW: Timestamp = Timestamp(1_795_314_303);
 
@@ -31,27 +33,11 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-/// An IPv4/UDP packet with a correct header checksum (UDP checksum 0).
+/// An IPv4/UDP packet (identification 0x1234, DF), built by etherparse.
 fn udp_packet(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
-    let total = 20 + 8 + payload.len();
-    let mut p = vec![0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, 17, 0, 0];
-    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    p.extend_from_slice(&src);
-    p.extend_from_slice(&dst);
-    let mut sum: u32 = p
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    p[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    p.extend_from_slice(&sport.to_be_bytes());
-    p.extend_from_slice(&dport.to_be_bytes());
-    p.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    p.extend_from_slice(&[0, 0]);
-    p.extend_from_slice(payload);
-    p
+    packet::Ip::new(src, dst)
+        .id(0x1234)
+        .udp(sport, dport, payload)
 }
 
 #[test]
@@ -148,42 +134,13 @@ fn to_hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// A minimal pcap writer (LINKTYPE_RAW = 101: packets start with the IP header).
-fn write_pcap(path: &std::path::Path, packets: &[Vec<u8>]) {
-    let mut f = Vec::new();
-    f.extend(0xa1b2_c3d4u32.to_le_bytes());
-    f.extend(2u16.to_le_bytes());
-    f.extend(4u16.to_le_bytes());
-    f.extend(0i32.to_le_bytes());
-    f.extend(0u32.to_le_bytes());
-    f.extend(65535u32.to_le_bytes());
-    f.extend(101u32.to_le_bytes());
-    for (i, p) in packets.iter().enumerate() {
-        f.extend((i as u32 + 1).to_le_bytes());
-        f.extend(0u32.to_le_bytes());
-        f.extend((p.len() as u32).to_le_bytes());
-        f.extend((p.len() as u32).to_le_bytes());
-        f.extend(p);
-    }
-    std::fs::write(path, f).unwrap();
-}
-
 /// Independent check of what the parser handed to the transform: tshark,
 /// given the keys exactly as 3gpp-notes.md writes them (ASCII strings,
 /// 3DES-CBC and HMAC-MD5-96), must verify and decrypt the packets the UE
 /// sends through the SAs its setkey script installed.
 #[test]
 fn tshark_decrypts_what_the_setkey_sas_send() {
-    let ok = std::process::Command::new("tshark")
-        .arg("-v")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        if std::env::var_os("CI").is_some() {
-            panic!("tshark is required for this test in CI but was not found");
-        }
-        eprintln!("NOTICE: tshark not found; skipping");
+    if !testkit::require("tshark_decrypts_what_the_setkey_sas_send", &[Peer::Tshark]) {
         return;
     }
     let mut ue = Databases::new();
@@ -222,39 +179,33 @@ fn tshark_decrypts_what_the_setkey_sas_send() {
     let dir = std::env::temp_dir().join(format!("sadb-tshark-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let pcap = dir.join("ue.pcap");
-    write_pcap(&pcap, &packets);
+    pcap::write(&pcap, pcap::LINKTYPE_RAW, &packets);
     // The keys as the seed writes them, hex-encoded for tshark.
     let enc_key = to_hex(b"123456789012123456789012");
     let auth_key = to_hex(b"1234567890123456");
-    let mut cmd = std::process::Command::new("tshark");
-    cmd.arg("-r")
-        .arg(&pcap)
-        .args(["-o", "esp.enable_encryption_decode:TRUE"])
-        .args(["-o", "esp.enable_authentication_check:TRUE"]);
-    for spi in [4444u32, 3333] {
-        cmd.arg("-o").arg(format!(
-            "uat:esp_sa:\"IPv4\",\"192.168.0.11\",\"192.168.0.10\",\"0x{spi:08x}\",\"TripleDES-CBC [RFC2451]\",\"0x{enc_key}\",\"HMAC-MD5-96 [RFC2403]\",\"0x{auth_key}\""
-        ));
-    }
-    cmd.args(["-T", "fields", "-E", "separator=|"]);
-    for f in [
-        "esp.spi",
-        "esp.icv_good",
-        "esp.icv_bad",
-        "udp.srcport",
-        "udp.dstport",
-        "udp.payload",
-    ] {
-        cmd.args(["-e", f]);
-    }
-    let out = cmd.output().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        out.status.success(),
-        "tshark: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let sas = [4444u32, 3333].map(|spi| {
+        EspSa::new(
+            "192.168.0.11",
+            "192.168.0.10",
+            spi,
+            ("TripleDES-CBC [RFC2451]", &enc_key),
+            ("HMAC-MD5-96 [RFC2403]", &auth_key),
+        )
+    });
+    let text = tshark::decrypt(
+        &pcap,
+        &sas,
+        "",
+        &[
+            "esp.spi",
+            "esp.icv_good",
+            "esp.icv_bad",
+            "udp.srcport",
+            "udp.dstport",
+            "udp.payload",
+        ],
     );
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let _ = std::fs::remove_dir_all(&dir);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
     for (i, (line, (sp, dp))) in lines.iter().zip([(5062, 5068), (5064, 5066)]).enumerate() {

@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use proptest::prelude::*;
 use sigcomp::asm::isa::{self, DecodedOperand, Multitype, OperandKind};
 use sigcomp::asm::{AsmErrorKind, assemble, assemble_program, disassemble};
+use testkit::pcap::{self, Capture};
+use testkit::{Peer, packet};
 
 fn vectors() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors/sigcomp")
@@ -436,59 +438,12 @@ fn torture_a_1_14_program_flow_has_labels() {
 // (a linear sweep from the destination that stops at the first
 // DECOMPRESSION-FAILURE).
 
-fn tshark_available() -> bool {
-    let ok = std::process::Command::new("tshark")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "tshark is required under CI (apt-get install tshark)"
-        );
-        eprintln!("NOTICE: tshark not found; skipping the tshark UDVM-code cross-check");
-    }
-    ok
-}
-
-/// A classic little-endian pcap of Ethernet/IPv4/UDP packets to port 5555.
-fn pcap(payloads: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for v in [0xa1b2_c3d4u32.to_le_bytes().to_vec(), vec![2, 0, 4, 0]] {
-        out.extend(v);
-    }
-    out.extend([0u8; 8]);
-    out.extend(65535u32.to_le_bytes());
-    out.extend(1u32.to_le_bytes());
-    for p in payloads {
-        let mut frame = vec![0u8; 12];
-        frame.extend([0x08, 0x00]);
-        let total = u16::try_from(20 + 8 + p.len()).unwrap();
-        frame.extend([
-            0x45,
-            0,
-            (total >> 8) as u8,
-            total as u8,
-            0,
-            0,
-            0,
-            0,
-            64,
-            17,
-            0,
-            0,
-        ]);
-        frame.extend([10, 0, 0, 1, 10, 0, 0, 2]);
-        let ulen = total - 20;
-        frame.extend([0x13, 0xc4, 0x15, 0xb3, (ulen >> 8) as u8, ulen as u8, 0, 0]);
-        frame.extend(p);
-        let n = u32::try_from(frame.len()).unwrap();
-        out.extend([0u8; 8]);
-        out.extend(n.to_le_bytes());
-        out.extend(n.to_le_bytes());
-        out.extend(frame);
-    }
-    out
+/// A capture of Ethernet/IPv4/UDP packets 10.0.0.1:5060 -> 10.0.0.2:5555.
+fn udp_capture(payloads: &[Vec<u8>]) -> Vec<u8> {
+    let frames = payloads
+        .iter()
+        .map(|p| packet::ethernet(&packet::udp("10.0.0.1", 5060, "10.0.0.2", 5555, p)));
+    Capture::new(pcap::LINKTYPE_ETHERNET, frames).to_bytes()
 }
 
 /// One instruction as tshark prints it: address, mnemonic, operands as
@@ -544,7 +499,7 @@ fn tshark_instructions(pcap_bytes: &[u8]) -> Vec<Vec<TsharkInstruction>> {
 
 #[test]
 fn tshark_decodes_the_same_instructions() {
-    if !tshark_available() {
+    if !testkit::require("tshark_decodes_the_same_instructions", &[Peer::Tshark]) {
         return;
     }
     // Every torture message that uploads code, and the RFC 4464 programs
@@ -570,7 +525,7 @@ fn tshark_decodes_the_same_instructions() {
         m.extend(&code);
         uploads.push((origin, code, m));
     }
-    let frames = tshark_instructions(&pcap(
+    let frames = tshark_instructions(&udp_capture(
         &uploads.iter().map(|u| u.2.clone()).collect::<Vec<_>>(),
     ));
     assert_eq!(frames.len(), uploads.len());

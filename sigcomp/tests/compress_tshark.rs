@@ -14,29 +14,10 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use sigcomp::compress::{Compressor, Config, Kind};
 use sigcomp::{CompartmentId, Decompressor, Parameters, Resources, StateHandler, Transport};
-
-#[path = "support/tshark.rs"]
-mod support;
-use support::tshark_decompressed;
-
-fn tshark_available() -> bool {
-    let ok = Command::new("tshark")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "tshark is required under CI (apt-get install tshark)"
-        );
-        eprintln!("NOTICE: tshark not found; skipping the tshark cross-check");
-    }
-    ok
-}
+use testkit::{Peer, packet, pcap, tshark};
 
 fn sip_files(dir: &Path) -> Vec<Vec<u8>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -58,61 +39,12 @@ fn flow() -> Vec<Vec<u8>> {
     v
 }
 
-/// A little-endian libpcap file of Ethernet/IPv4/UDP datagrams to port 5555.
-fn pcap(payloads: &[Vec<u8>]) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    f.extend_from_slice(&2u16.to_le_bytes());
-    f.extend_from_slice(&4u16.to_le_bytes());
-    f.extend_from_slice(&[0; 8]);
-    f.extend_from_slice(&65535u32.to_le_bytes());
-    f.extend_from_slice(&1u32.to_le_bytes());
-    for (i, p) in payloads.iter().enumerate() {
-        let mut fr = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
-        let total = 20 + 8 + p.len();
-        let mut ip = vec![
-            0x45,
-            0,
-            (total >> 8) as u8,
-            total as u8,
-            0,
-            0,
-            0x40,
-            0,
-            64,
-            17,
-            0,
-            0,
-            192,
-            0,
-            2,
-            1,
-            192,
-            0,
-            2,
-            2,
-        ];
-        let mut sum: u32 = ip
-            .chunks(2)
-            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-            .sum();
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        let ck = !(sum as u16);
-        ip[10] = (ck >> 8) as u8;
-        ip[11] = ck as u8;
-        fr.extend_from_slice(&ip);
-        let ulen = 8 + p.len();
-        fr.extend_from_slice(&[0x15, 0xb3, 0x15, 0xb3, (ulen >> 8) as u8, ulen as u8, 0, 0]);
-        fr.extend_from_slice(p);
-        f.extend_from_slice(&(i as u32 + 1).to_le_bytes());
-        f.extend_from_slice(&0u32.to_le_bytes());
-        f.extend_from_slice(&(fr.len() as u32).to_le_bytes());
-        f.extend_from_slice(&(fr.len() as u32).to_le_bytes());
-        f.extend_from_slice(&fr);
-    }
-    f
+/// Ethernet/IPv4/UDP frames 192.0.2.1:5555 -> 192.0.2.2:5555.
+fn frames(payloads: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    payloads
+        .iter()
+        .map(|p| packet::ethernet(&packet::udp("192.0.2.1", 5555, "192.0.2.2", 5555, p)))
+        .collect()
 }
 
 /// Compresses `msgs` as one flow (feedback returned after each message, as
@@ -157,8 +89,8 @@ fn compress_flow(msgs: &[Vec<u8>], dms: u32, sms: u32) -> Vec<(Vec<u8>, Vec<u8>)
 fn check_with_tshark(name: &str, sent: &[(Vec<u8>, Vec<u8>)]) {
     let payloads: Vec<Vec<u8>> = sent.iter().map(|(w, _)| w.clone()).collect();
     let path = std::env::temp_dir().join(format!("h9-compress-{name}-{}.pcap", std::process::id()));
-    std::fs::write(&path, pcap(&payloads)).unwrap();
-    let got = tshark_decompressed(&path, &[]);
+    pcap::write(&path, pcap::LINKTYPE_ETHERNET, &frames(&payloads));
+    let got = tshark::sigcomp_decompressed(&path, &[]);
     std::fs::remove_file(&path).ok();
     assert_eq!(got.len(), sent.len(), "{name}: frame count");
     for (i, ((wire, orig), g)) in sent.iter().zip(&got).enumerate() {
@@ -175,7 +107,7 @@ fn check_with_tshark(name: &str, sent: &[(Vec<u8>, Vec<u8>)]) {
 
 #[test]
 fn tshark_decompresses_first_messages() {
-    if !tshark_available() {
+    if !testkit::require("tshark_decompresses_first_messages", &[Peer::Tshark]) {
         return;
     }
     let msgs = flow();
@@ -196,7 +128,7 @@ fn tshark_decompresses_first_messages() {
 
 #[test]
 fn tshark_decompresses_a_stateful_flow() {
-    if !tshark_available() {
+    if !testkit::require("tshark_decompresses_a_stateful_flow", &[Peer::Tshark]) {
         return;
     }
     for (dms, sms) in [(8192, 8192), (8192, 4096), (4096, 4096)] {

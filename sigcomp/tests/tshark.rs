@@ -12,72 +12,37 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sigcomp::{CompartmentId, Decompressor, Parameters, Reason, StateHandler, Transport};
-
-#[path = "support/tshark.rs"]
-mod support;
-use support::tshark_decompressed;
+use testkit::pcap::{self, Capture};
+use testkit::{Peer, packet, tshark};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors/sigcomp/independent")
 }
 
-fn tshark_available() -> bool {
-    let ok = Command::new("tshark")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "tshark is required under CI (apt-get install tshark)"
-        );
-        eprintln!("NOTICE: tshark not found; skipping the tshark cross-check");
-    }
-    ok
-}
-
-/// UDP payloads of an Ethernet/IPv6/UDP libpcap file, in order.
-fn udp_payloads(pcap: &[u8]) -> Vec<Vec<u8>> {
+/// UDP payloads of an Ethernet/IPv6/UDP capture, in order.
+fn udp_payloads(path: &Path) -> Vec<Vec<u8>> {
+    let cap = Capture::read(path);
     assert_eq!(
-        &pcap[..4],
-        &[0xd4, 0xc3, 0xb2, 0xa1],
-        "little-endian microsecond pcap expected"
-    );
-    assert_eq!(
-        u32::from_le_bytes(pcap[20..24].try_into().unwrap()),
-        1,
+        cap.linktype,
+        pcap::LINKTYPE_ETHERNET,
         "Ethernet linktype expected"
     );
-    let mut out = Vec::new();
-    let mut rest = &pcap[24..];
-    while !rest.is_empty() {
-        let incl = u32::from_le_bytes(rest[8..12].try_into().unwrap()) as usize;
-        let frame = &rest[16..16 + incl];
-        assert_eq!(&frame[12..14], &[0x86, 0xdd], "IPv6 expected");
-        assert_eq!(frame[14 + 6], 17, "UDP expected");
-        let ulen = u16::from_be_bytes([frame[54 + 4], frame[54 + 5]]) as usize;
-        out.push(frame[62..54 + ulen].to_vec());
-        rest = &rest[16 + incl..];
-    }
-    out
+    cap.records
+        .iter()
+        .map(|r| {
+            assert_eq!(&r.data[12..14], &[0x86, 0xdd], "IPv6 expected");
+            assert_eq!(r.data[14 + 6], 17, "UDP expected");
+            let udp = packet::transport(cap.linktype, &r.data).expect("a UDP datagram");
+            udp.payload.to_vec()
+        })
+        .collect()
 }
 
 fn tshark_cycles(pcap: &Path) -> Vec<Option<u64>> {
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(pcap)
-        .args([
-            "-o",
-            "sigcomp.decomp.msg:TRUE",
-            "-T",
-            "fields",
-            "-e",
-            "sigcomp.used_udvm_cycles",
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
+    tshark::fields(pcap)
+        .arg("-o")
+        .arg("sigcomp.decomp.msg:TRUE")
+        .run(&["sigcomp.used_udvm_cycles"])
         .lines()
         .map(|l| l.trim().parse().ok())
         .collect()
@@ -105,7 +70,10 @@ fn originals(set: &str, pcap_name: &str) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn tshark_and_we_agree_on_independent_captures() {
-    if !tshark_available() {
+    if !testkit::require(
+        "tshark_and_we_agree_on_independent_captures",
+        &[Peer::Tshark],
+    ) {
         return;
     }
     let sets = [
@@ -118,8 +86,8 @@ fn tshark_and_we_agree_on_independent_captures() {
     for (set, dms, cpb) in sets {
         for name in ["ue-to-pcscf", "pcscf-to-ue", "cold"] {
             let pcap = root().join(set).join("pcap").join(format!("{name}.pcap"));
-            let payloads = udp_payloads(&std::fs::read(&pcap).unwrap());
-            let theirs = tshark_decompressed(&pcap, &[]);
+            let payloads = udp_payloads(&pcap);
+            let theirs = tshark::sigcomp_decompressed(&pcap, &[]);
             let their_cycles = tshark_cycles(&pcap);
             let origs = originals(set, name);
             assert_eq!(payloads.len(), origs.len(), "{set}/{name}");
@@ -179,49 +147,14 @@ fn tshark_and_we_agree_on_independent_captures() {
     assert_eq!(compared, 168);
 }
 
-/// An Ethernet/IPv4/UDP frame 192.0.2.1:5555 -> 192.0.2.2:5555 (UDP
-/// checksum 0 is allowed in IPv4).
+/// An Ethernet/IPv4/UDP frame 192.0.2.1:5555 -> 192.0.2.2:5555.
 fn udp4_frame(payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
-    let total = (20 + 8 + payload.len()) as u16;
-    let mut ip = vec![
-        0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2,
-    ];
-    ip[2..4].copy_from_slice(&total.to_be_bytes());
-    let mut sum: u32 = ip
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&5555u16.to_be_bytes());
-    f.extend_from_slice(&5555u16.to_be_bytes());
-    f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    f.extend_from_slice(&[0, 0]);
-    f.extend_from_slice(payload);
-    f
-}
-
-fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
-    let mut out = Vec::new();
-    for v in [0xa1b2c3d4u32, 0x0004_0002, 0, 0, 65535, 1] {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    for (i, f) in frames.iter().enumerate() {
-        for v in [i as u32, 0, f.len() as u32, f.len() as u32] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        out.extend_from_slice(f);
-    }
-    std::fs::write(path, out).unwrap();
+    packet::ethernet(&packet::udp("192.0.2.1", 5555, "192.0.2.2", 5555, payload))
 }
 
 #[test]
 fn tshark_parses_our_nacks() {
-    if !tshark_available() {
+    if !testkit::require("tshark_parses_our_nacks", &[Peer::Tshark]) {
         return;
     }
     // NACKs for every failing RFC 4465 case: tshark must read back the
@@ -272,23 +205,14 @@ fn tshark_parses_our_nacks() {
         );
     }
     let pcap = dir.join("nacks.pcap");
-    write_pcap(&pcap, &frames);
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(&pcap)
-        .args(["-T", "fields", "-E", "separator=,"])
-        .args([
-            "-e",
-            "sigcomp.nack.ver",
-            "-e",
-            "sigcomp.nack.reason",
-            "-e",
-            "sigcomp.nack.failed_op_code",
-        ])
-        .args(["-e", "sigcomp.nack.pc", "-e", "sigcomp.nack.sha1"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
+    pcap::write(&pcap, pcap::LINKTYPE_ETHERNET, &frames);
+    let text = tshark::fields(&pcap).separator(",").run(&[
+        "sigcomp.nack.ver",
+        "sigcomp.nack.reason",
+        "sigcomp.nack.failed_op_code",
+        "sigcomp.nack.pc",
+        "sigcomp.nack.sha1",
+    ]);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), nacks.len());
     for (line, n) in lines.iter().zip(&nacks) {

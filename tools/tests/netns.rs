@@ -5,17 +5,22 @@
 //!
 //! Needs root, ip, nft, tshark, tcpdump and python3: skipped with a notice
 //! otherwise, failing instead when CI is set.
+//!
+//! No test sleeps to let something happen: each waits for the event itself
+//! (a counter, a number of datagrams, a line of output), with a generous
+//! timeout; where something must NOT happen, the wait is for the traffic
+//! that would have shown it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use std::time::Duration;
-
 use common::{
-    ADDR_A, ADDR_B, ADDR6_A, ADDR6_B, AUTH_KEY, ENC_KEY, MARK, Pair, Ports, tshark_decrypt,
-    tshark_plain, usable,
+    ADDR_A, ADDR_B, ADDR6_A, ADDR6_B, AUTH_KEY, ENC_KEY, MARK, Pair, Ports, WAIT, lines_in,
+    tshark_decrypt, tshark_plain, usable,
 };
+use testkit::tshark::{self, EspSa};
+use testkit::{poll_until, wait_until};
 
 fn lines_with<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
     text.lines().filter(|l| l.starts_with(prefix)).collect()
@@ -41,20 +46,19 @@ fn udp_and_tcp_arrive_intact_as_esp_that_tshark_decrypts() {
     // UDP: UE port-c -> P-CSCF port-s and back (SAs 4444 / 1111).
     let echo = pair.app_bg(
         1,
-        &["udpecho", ADDR_B, &p.ps_p.to_string(), "8"],
+        &["udpecho", ADDR_B, &p.ps_p.to_string(), "60"],
         "udpecho.out",
     );
     let tcp_echo = pair.app_bg(
         1,
-        &["tcpecho", ADDR_B, &p.pc_p.to_string(), "8"],
+        &["tcpecho", ADDR_B, &p.pc_p.to_string(), "60"],
         "tcpecho.out",
     );
     let bypass_echo = pair.app_bg(
         1,
-        &["udpecho", ADDR_B, &p.bypass.to_string(), "8"],
+        &["udpecho", ADDR_B, &p.bypass.to_string(), "60"],
         "bypass.out",
     );
-    std::thread::sleep(Duration::from_millis(500));
     let udp = pair.app(
         0,
         &[
@@ -104,8 +108,7 @@ fn udp_and_tcp_arrive_intact_as_esp_that_tshark_decrypts() {
             "100",
         ],
     );
-    std::thread::sleep(Duration::from_millis(300));
-    pair.stop_child(cap);
+    pair.stop_capture(cap, &pcap);
 
     assert_eq!(
         lines_with(&udp, "OK").len(),
@@ -203,10 +206,10 @@ fn deleting_an_sa_mid_stream_stops_the_flow_without_cleartext() {
     let (cap, pcap) = pair.capture(1, "veth.pcap");
     let sink = pair.app_bg(
         1,
-        &["udpecho", ADDR_B, &p.ps_p.to_string(), "6"],
+        &["udpecho", ADDR_B, &p.ps_p.to_string(), "60"],
         "sink.out",
     );
-    std::thread::sleep(Duration::from_millis(400));
+    // A datagram every 20 ms until the test ends.
     let stream = pair.app_bg(
         0,
         &[
@@ -215,20 +218,41 @@ fn deleting_an_sa_mid_stream_stops_the_flow_without_cleartext() {
             &p.pc_u.to_string(),
             ADDR_B,
             &p.ps_p.to_string(),
-            "3",
+            "60",
             "0.02",
         ],
         "stream.out",
     );
-    std::thread::sleep(Duration::from_millis(1000));
-    let before = std::fs::read_to_string(&sink).unwrap().lines().count();
+    wait_until("20 datagrams of the flow at the sink", WAIT, || {
+        lines_in(&sink, "RX") >= 20
+    });
+    let before = lines_in(&sink, "RX");
     let o = pair.setkey_stdin(0, &format!("delete {ADDR_A} {ADDR_B} esp 4444;\n"));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    std::thread::sleep(Duration::from_millis(300));
-    let at_delete = std::fs::read_to_string(&sink).unwrap().lines().count();
-    std::thread::sleep(Duration::from_millis(2500));
-    pair.stop_child(cap);
-    let after = std::fs::read_to_string(&sink).unwrap().lines().count();
+    // The delete has reached A's data path (a datagram found no SA) and
+    // what A protected before it has all reached the sink.
+    let mut at_delete = 0;
+    wait_until(
+        "the datagrams protected before the delete to drain",
+        WAIT,
+        || {
+            at_delete = lines_in(&sink, "RX");
+            let a = pair.stats(0);
+            let protected = a.get("out_protected");
+            a.get("out_no_sa") >= 1
+                && at_delete as u64 == protected
+                && pair.stat(1, "in_delivered") == protected
+        },
+    );
+    // Time passes with the flow running: 50 more datagrams, all dropped.
+    let sent = |n: usize| lines_in(&stream, "SENT") > n;
+    wait_until(
+        "50 more datagrams sent and dropped for want of an SA",
+        WAIT,
+        || sent(at_delete + 50) && pair.stat(0, "out_no_sa") >= 50,
+    );
+    let after = lines_in(&sink, "RX");
+    pair.stop_capture(cap, &pcap);
     let sent = std::fs::read_to_string(&stream).unwrap();
     assert!(before >= 20, "the flow ran before the delete: {before}");
     assert_eq!(after, at_delete, "packets arrived after the SA was deleted");
@@ -258,10 +282,9 @@ fn a_replayed_esp_packet_is_dropped_and_counted() {
     let (cap, pcap) = pair.capture(0, "veth.pcap");
     let echo = pair.app_bg(
         1,
-        &["udpecho", ADDR_B, &p.ps_p.to_string(), "6"],
+        &["udpecho", ADDR_B, &p.ps_p.to_string(), "60"],
         "echo.out",
     );
-    std::thread::sleep(Duration::from_millis(400));
     let out = pair.app(
         0,
         &[
@@ -275,8 +298,7 @@ fn a_replayed_esp_packet_is_dropped_and_counted() {
         ],
     );
     assert_eq!(lines_with(&out, "OK").len(), 3, "{out}");
-    std::thread::sleep(Duration::from_millis(200));
-    pair.stop_child(cap);
+    pair.stop_capture(cap, &pcap);
     // The first ESP packet A sent (SPI 4444), as captured: the ESP part.
     let esp = tshark_plain(
         &pcap,
@@ -284,8 +306,7 @@ fn a_replayed_esp_packet_is_dropped_and_counted() {
         &["ip.hdr_len", "frame.protocols", "ip.len"],
     );
     assert!(!esp.trim().is_empty(), "no ESP captured");
-    let cap_bytes = std::fs::read(&pcap).unwrap();
-    let parsed = tools::pcap::parse(&cap_bytes).unwrap();
+    let parsed = testkit::pcap::Capture::read(&pcap);
     let first = parsed
         .records
         .iter()
@@ -299,18 +320,19 @@ fn a_replayed_esp_packet_is_dropped_and_counted() {
         })
         .expect("an ESP packet with SPI 4444");
     let replay_before = pair.stat(1, "in_replay");
-    let rx_before = std::fs::read_to_string(&echo).unwrap().lines().count();
+    let rx_before = lines_in(&echo, "RX");
     let hex: String = first.iter().map(|b| format!("{b:02x}")).collect();
     let sent = pair.app(0, &["rawesp", ADDR_B, &hex]);
     assert!(sent.contains("SENT"));
-    std::thread::sleep(Duration::from_millis(500));
+    // B has judged the copy: once dropped, it never reaches the app.
+    pair.wait_stat(1, "in_replay", |n| n > replay_before);
     assert_eq!(
         pair.stat(1, "in_replay"),
         replay_before + 1,
         "replay counted"
     );
     assert_eq!(
-        std::fs::read_to_string(&echo).unwrap().lines().count(),
+        lines_in(&echo, "RX"),
         rx_before,
         "the app did not get it twice"
     );
@@ -327,10 +349,9 @@ fn cleartext_to_a_protected_port_never_reaches_the_application() {
     let p = pair.ports;
     let echo = pair.app_bg(
         0,
-        &["udpecho", ADDR_A, &p.pc_u.to_string(), "4"],
+        &["udpecho", ADDR_A, &p.pc_u.to_string(), "60"],
         "echo.out",
     );
-    std::thread::sleep(Duration::from_millis(400));
     // From B's protected port to A's protected port, in clear, marked so it
     // skips B's TUN: exactly what an attacker on the link can send.
     for _ in 0..3 {
@@ -361,7 +382,16 @@ fn cleartext_to_a_protected_port_never_reaches_the_application() {
             "64",
         ],
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // The spoofed datagrams went first on the same link: once nft has
+    // counted them, they can no longer reach the application (if it never
+    // counts them, the last assertion says so).
+    let nft_ruleset = || {
+        common::run_ok(
+            "ip",
+            &["netns", "exec", &pair.ns[0], "nft", "list", "ruleset"],
+        )
+    };
+    let _ = poll_until(WAIT, || nft_ruleset().contains("counter packets 3 "));
     assert_eq!(lines_with(&ok, "OK").len(), 1, "protected path works: {ok}");
     let got = std::fs::read_to_string(&echo).unwrap();
     assert_eq!(
@@ -377,10 +407,7 @@ fn cleartext_to_a_protected_port_never_reaches_the_application() {
                 .collect::<String>()
         )
     );
-    let nft = common::run_ok(
-        "ip",
-        &["netns", "exec", &pair.ns[0], "nft", "list", "ruleset"],
-    );
+    let nft = nft_ruleset();
     assert!(
         nft.contains("counter packets 3 "),
         "nft dropped the three: {nft}"
@@ -476,14 +503,17 @@ fn ipv6_esp_ipv4_ah_and_esp_in_udp_flows() {
     let mut pair = Pair::with_conf("mixed", mixed_conf);
     let p = pair.ports;
     let (cap, pcap) = pair.capture(1, "veth.pcap");
-    pair.app_bg(1, &["udpecho", ADDR6_B, &p.ps_p.to_string(), "6"], "v6.out");
-    pair.app_bg(1, &["udpecho", ADDR_B, &p.pc_p.to_string(), "6"], "ah.out");
     pair.app_bg(
         1,
-        &["udpecho", ADDR_B, &p.bypass.to_string(), "6"],
+        &["udpecho", ADDR6_B, &p.ps_p.to_string(), "60"],
+        "v6.out",
+    );
+    pair.app_bg(1, &["udpecho", ADDR_B, &p.pc_p.to_string(), "60"], "ah.out");
+    pair.app_bg(
+        1,
+        &["udpecho", ADDR_B, &p.bypass.to_string(), "60"],
         "natt.out",
     );
-    std::thread::sleep(Duration::from_millis(500));
     let v6 = pair.app(
         0,
         &[
@@ -520,8 +550,7 @@ fn ipv6_esp_ipv4_ah_and_esp_in_udp_flows() {
             "500",
         ],
     );
-    std::thread::sleep(Duration::from_millis(300));
-    pair.stop_child(cap);
+    pair.stop_capture(cap, &pcap);
     let logs = format!("A: {}\nB: {}", pair.log(0), pair.log(1));
     assert_eq!(lines_with(&v6, "OK").len(), 3, "IPv6 ESP: {v6}\n{logs}");
     assert_eq!(lines_with(&ah, "OK").len(), 3, "IPv4 AH: {ah}\n{logs}");
@@ -547,37 +576,24 @@ fn ipv6_esp_ipv4_ah_and_esp_in_udp_flows() {
     let inner = format!("udp.port == {} && !esp && !ah", p.bypass);
     assert_eq!(plain(&inner), 0, "ESP-in-UDP inner port in clear");
     // tshark decrypts the IPv6 ESP and the ESP in UDP with the keys.
-    let mut cmd = std::process::Command::new("tshark");
-    cmd.arg("-r").arg(&pcap);
-    cmd.args([
-        "-o",
-        "esp.enable_encryption_decode:TRUE",
-        "-o",
-        "esp.enable_authentication_check:TRUE",
-    ]);
-    for (fam, s, d, spi) in [
-        ("IPv6", ADDR6_A, ADDR6_B, 0x2001u32),
-        ("IPv6", ADDR6_B, ADDR6_A, 0x2002),
-        ("IPv4", ADDR_A, ADDR_B, 0x4001),
-        ("IPv4", ADDR_B, ADDR_A, 0x4002),
-    ] {
-        cmd.arg("-o").arg(format!(
-            "uat:esp_sa:\"{fam}\",\"{s}\",\"{d}\",\"0x{spi:08x}\",\"AES-CBC [RFC3602]\",\"0x{ENC_KEY}\",\"HMAC-SHA-1-96 [RFC2404]\",\"0x{AUTH_KEY}\""
-        ));
-    }
-    cmd.args([
-        "-Y",
-        "esp",
-        "-T",
-        "fields",
-        "-E",
-        "separator=|",
-        "-e",
-        "esp.icv_good",
-        "-e",
-        "udp.payload",
-    ]);
-    let out = String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned();
+    let sas: Vec<EspSa> = [
+        (ADDR6_A, ADDR6_B, 0x2001u32),
+        (ADDR6_B, ADDR6_A, 0x2002),
+        (ADDR_A, ADDR_B, 0x4001),
+        (ADDR_B, ADDR_A, 0x4002),
+    ]
+    .into_iter()
+    .map(|(s, d, spi)| {
+        EspSa::new(
+            s,
+            d,
+            spi,
+            ("AES-CBC [RFC3602]", ENC_KEY),
+            ("HMAC-SHA-1-96 [RFC2404]", AUTH_KEY),
+        )
+    })
+    .collect();
+    let out = tshark::decrypt(&pcap, &sas, "esp", &["esp.icv_good", "udp.payload"]);
     let good = out.lines().filter(|l| l.starts_with("1|")).count();
     assert_eq!(good, 12, "ICV good on every ESP packet: {out}");
     for line in lines_with(&v6, "OK")
@@ -687,10 +703,9 @@ fn lifetimes_soft_logs_hard_removes_the_sa_and_the_flow_fails_closed() {
     let (cap, pcap) = pair.capture(1, "veth.pcap");
     pair.app_bg(
         1,
-        &["udpecho", ADDR_B, &p.ps_p.to_string(), "8"],
+        &["udpecho", ADDR_B, &p.ps_p.to_string(), "60"],
         "echo.out",
     );
-    std::thread::sleep(Duration::from_millis(300));
     let first = pair.app(
         0,
         &[
@@ -704,7 +719,11 @@ fn lifetimes_soft_logs_hard_removes_the_sa_and_the_flow_fails_closed() {
         ],
     );
     assert_eq!(lines_with(&first, "OK").len(), 1, "{first}");
-    std::thread::sleep(Duration::from_millis(4500));
+    // The lifetime thread removes the SA at its 3 s hard lifetime.
+    wait_until("A's SA 4444 to reach its hard lifetime", WAIT, || {
+        pair.stat(0, "hard_expires") >= 1
+            && pair.log(0).contains("hard lifetime reached: SA removed")
+    });
     let later = pair.app(
         0,
         &[
@@ -717,7 +736,7 @@ fn lifetimes_soft_logs_hard_removes_the_sa_and_the_flow_fails_closed() {
             "64",
         ],
     );
-    pair.stop_child(cap);
+    pair.stop_capture(cap, &pcap);
     assert_eq!(
         lines_with(&later, "LOST").len(),
         2,
@@ -770,10 +789,9 @@ fn tunnel_mode_carries_inner_hosts() {
     let (cap, pcap) = pair.capture(1, "veth.pcap");
     pair.app_bg(
         1,
-        &["udpecho", "10.2.0.1", &p.ps_p.to_string(), "5"],
+        &["udpecho", "10.2.0.1", &p.ps_p.to_string(), "60"],
         "echo.out",
     );
-    std::thread::sleep(Duration::from_millis(400));
     let out = pair.app(
         0,
         &[
@@ -786,8 +804,7 @@ fn tunnel_mode_carries_inner_hosts() {
             "400",
         ],
     );
-    std::thread::sleep(Duration::from_millis(200));
-    pair.stop_child(cap);
+    pair.stop_capture(cap, &pcap);
     assert_eq!(
         lines_with(&out, "OK").len(),
         3,
@@ -795,34 +812,21 @@ fn tunnel_mode_carries_inner_hosts() {
         pair.log(0),
         pair.log(1)
     );
-    let mut cmd = std::process::Command::new("tshark");
-    cmd.arg("-r").arg(&pcap);
-    cmd.args([
-        "-o",
-        "esp.enable_encryption_decode:TRUE",
-        "-o",
-        "esp.enable_authentication_check:TRUE",
-    ]);
-    for (s, d, spi) in [(ADDR_A, ADDR_B, 0x5001u32), (ADDR_B, ADDR_A, 0x5002)] {
-        cmd.arg("-o").arg(format!(
-            "uat:esp_sa:\"IPv4\",\"{s}\",\"{d}\",\"0x{spi:08x}\",\"AES-CBC [RFC3602]\",\"0x{ENC_KEY}\",\"HMAC-SHA-1-96 [RFC2404]\",\"0x{AUTH_KEY}\""
-        ));
-    }
-    cmd.args([
-        "-Y",
+    let sas = [(ADDR_A, ADDR_B, 0x5001u32), (ADDR_B, ADDR_A, 0x5002)].map(|(s, d, spi)| {
+        EspSa::new(
+            s,
+            d,
+            spi,
+            ("AES-CBC [RFC3602]", ENC_KEY),
+            ("HMAC-SHA-1-96 [RFC2404]", AUTH_KEY),
+        )
+    });
+    let text = tshark::decrypt(
+        &pcap,
+        &sas,
         "esp",
-        "-T",
-        "fields",
-        "-E",
-        "separator=|",
-        "-e",
-        "esp.icv_good",
-        "-e",
-        "ip.src",
-        "-e",
-        "udp.payload",
-    ]);
-    let text = String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned();
+        &["esp.icv_good", "ip.src", "udp.payload"],
+    );
     assert_eq!(text.lines().count(), 6, "{text}");
     for l in text.lines() {
         assert!(l.starts_with("1|"), "ICV good: {l}");

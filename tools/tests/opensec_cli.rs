@@ -3,8 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
+
+use testkit::TempDir;
 
 fn opensec(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_opensec"))
@@ -15,24 +16,6 @@ fn opensec(args: &[&str]) -> Output {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// A fresh temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!("opensec-cli-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[test]
@@ -61,16 +44,16 @@ fn default_dir_all_pass() {
 
 #[test]
 fn one_bad_vector_fails_with_details() {
-    let dir = TempDir::new("bad");
+    let dir = TempDir::new("opensec-cli-bad");
     // RFC 2202 §2 test_case 1 with the last digest digit changed, beside a good case.
     std::fs::write(
-        dir.0.join("corrupted.txt"),
+        dir.path("corrupted.txt"),
         "algorithm = hmac-md5\nsource = RFC 2202 §2 (corrupted)\n\n\
          [good]\nkey = 0x0b * 16\ndata = \"Hi There\"\ndigest = 0x9294727a3638bb1c13f48ef8158bfc9d\n\n\
          [bad]\nkey = 0x0b * 16\ndata = \"Hi There\"\ndigest = 0x9294727a3638bb1c13f48ef8158bfc9e\n",
     )
     .unwrap();
-    let out = opensec(&["vectors", dir.0.to_str().unwrap()]);
+    let out = opensec(&["vectors", dir.dir().to_str().unwrap()]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     let row = stdout
@@ -94,13 +77,13 @@ fn one_bad_vector_fails_with_details() {
 
 #[test]
 fn malformed_file_fails_with_line() {
-    let dir = TempDir::new("malformed");
+    let dir = TempDir::new("opensec-cli-malformed");
     std::fs::write(
-        dir.0.join("m.txt"),
+        dir.path("m.txt"),
         "algorithm = md5\nsource = x\n[a]\ndata = 0xabc\n",
     )
     .unwrap();
-    let out = opensec(&["vectors", dir.0.to_str().unwrap()]);
+    let out = opensec(&["vectors", dir.dir().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stdout).contains("FAIL m.txt: line 4: hex literal with an odd number of digits"),
@@ -120,8 +103,8 @@ fn io_and_usage_errors_exit_2_with_one_line() {
         "{stderr}"
     );
 
-    let empty = TempDir::new("empty");
-    let out = opensec(&["vectors", empty.0.to_str().unwrap()]);
+    let empty = TempDir::new("opensec-cli-empty");
+    let out = opensec(&["vectors", empty.dir().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("no vector files"));
 

@@ -17,9 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[path = "../../sigcomp/tests/support/tshark.rs"]
-mod tshark_support;
-use tshark_support::tshark_decompressed;
+use testkit::{Peer, tshark};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -33,21 +31,6 @@ fn sip_files(dir: &Path) -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
-}
-
-fn tshark_available() -> bool {
-    let ok = Command::new("tshark")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "tshark is required under CI (apt-get install tshark)"
-        );
-        eprintln!("NOTICE: tshark not found; skipping the tshark cross-check");
-    }
-    ok
 }
 
 fn flow_and_check(name: &str, extra: &[&str], files: &[PathBuf]) {
@@ -95,7 +78,10 @@ fn flow_and_check(name: &str, extra: &[&str], files: &[PathBuf]) {
         total_sent <= total_orig + 3 * files.len(),
         "{name}: {total_sent} of {total_orig}"
     );
-    if tshark_available() {
+    if testkit::require(
+        &format!("tshark cross-check of flow {name}"),
+        &[Peer::Tshark],
+    ) {
         // Plain messages went to port 5060; every SigComp one must come
         // out of tshark (a frame it cannot decompress has no
         // "Frame (" block and shifts the count).
@@ -105,7 +91,7 @@ fn flow_and_check(name: &str, extra: &[&str], files: &[PathBuf]) {
             .filter(|(s, o)| s != o)
             .map(|(_, o)| o)
             .collect();
-        let got = tshark_decompressed(&pcap, &["-Y", "udp.port == 5555"]);
+        let got = tshark::sigcomp_decompressed(&pcap, &["-Y", "udp.port == 5555"]);
         assert_eq!(
             got.len(),
             expected.len(),

@@ -7,23 +7,15 @@
 
 use std::process::Command;
 
+use testkit::Peer;
+
 #[test]
 fn every_data_file_matches_independent_implementations() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/independent_check.py");
-    let ready = Command::new("python3")
-        .args(["-c", "import cryptography"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-        && Command::new("openssl")
-            .arg("version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-    if !ready {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3 with `cryptography`, or openssl, missing but CI is set"
-        );
-        eprintln!("NOTICE: python3+cryptography or openssl missing; skipping independent check");
+    if !testkit::require(
+        "every_data_file_matches_independent_implementations",
+        &[Peer::Python("cryptography"), Peer::Openssl],
+    ) {
         return;
     }
     let out = Command::new("python3")

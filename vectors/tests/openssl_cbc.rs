@@ -8,22 +8,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use opensec::{Cipher, EncAlgorithm};
-
-/// True if `openssl` runs; without it, skip (notice) or fail under CI.
-fn have_openssl() -> bool {
-    let ok = Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "openssl not found but CI is set: install openssl"
-        );
-        eprintln!("NOTICE: openssl not found; skipping the openssl CBC cross-check");
-    }
-    ok
-}
+use testkit::Peer;
 
 fn openssl_enc(name: &str, key: &[u8], iv: &[u8], data: &[u8], decrypt: bool) -> Vec<u8> {
     let mut cmd = Command::new("openssl");
@@ -74,7 +59,7 @@ fn bytes(seed: u64, n: usize) -> Vec<u8> {
 
 #[test]
 fn cbc_matches_openssl_enc() {
-    if !have_openssl() {
+    if !testkit::require("cbc_matches_openssl_enc", &[Peer::Openssl]) {
         return;
     }
     let suites: &[(EncAlgorithm, usize, &str)] = &[

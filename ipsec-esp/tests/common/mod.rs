@@ -5,6 +5,7 @@
 use ipsec_esp::{Mode, Protocol, Sa, SaParams, Spi, UdpEncap};
 use opensec::{AuthAlgorithm, EncAlgorithm};
 use std::net::IpAddr;
+use testkit::packet::Ip;
 
 pub const V4_SRC: &str = "192.0.2.1";
 pub const V4_DST: &str = "192.0.2.2";
@@ -97,69 +98,29 @@ impl SaSpec {
     }
 }
 
-/// Internet checksum (RFC 1071), written here independently of the crate.
-pub fn csum(data: &[u8]) -> u16 {
-    let mut s: u32 = 0;
-    for c in data.chunks(2) {
-        let w = if c.len() == 2 {
-            u16::from_be_bytes([c[0], c[1]])
-        } else {
-            u16::from(c[0]) << 8
-        };
-        s += u32::from(w);
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
-
-/// An IPv4/UDP packet carrying `payload`.
+/// An IPv4/UDP packet 5060 -> 5060 carrying `payload` (TOS 0x10,
+/// identification 0x1234, DF), built by etherparse.
 pub fn ipv4_udp(payload: &[u8]) -> Vec<u8> {
-    let total = 28 + payload.len();
-    let mut p = vec![
-        0x45, 0x10, 0, 0, 0x12, 0x34, 0x40, 0, 64, 17, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2,
-    ];
-    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    let c = csum(&p);
-    p[10..12].copy_from_slice(&c.to_be_bytes());
-    p.extend([0x13, 0xc4, 0x13, 0xc4]);
-    p.extend(((8 + payload.len()) as u16).to_be_bytes());
-    p.extend([0, 0]);
-    p.extend(payload);
-    p
+    Ip::new(V4_SRC, V4_DST)
+        .tos(0x10)
+        .id(0x1234)
+        .udp(5060, 5060, payload)
 }
 
-/// An IPv6/UDP packet carrying `payload`, optionally behind a Hop-by-Hop
-/// header (with a mutable option) and a Destination Options header.
+/// An IPv6/UDP packet 5060 -> 5060 carrying `payload` (flow label
+/// 0x12345), optionally behind a Hop-by-Hop header (with a mutable option)
+/// and a Destination Options header.
 pub fn ipv6_udp(payload: &[u8], ext: bool) -> Vec<u8> {
-    let mut p = vec![0x60, 0x01, 0x23, 0x45, 0, 0, 17, 64];
-    p.extend(
-        "2001:db8::1"
-            .parse::<std::net::Ipv6Addr>()
-            .unwrap()
-            .octets(),
-    );
-    p.extend(
-        "2001:db8::2"
-            .parse::<std::net::Ipv6Addr>()
-            .unwrap()
-            .octets(),
-    );
+    let mut ip = Ip::new(V6_SRC, V6_DST).flow_label(0x12345);
     if ext {
-        p[6] = 0; // Hop-by-Hop
-        // HBH: next = Dest Opts, len 0; option 0x3e (mutable) len 2; PadN 2 bytes? (total 8)
-        p.extend([60, 0, 0x3e, 2, 0xab, 0xcd, 1, 0]);
-        // Dest opts: next = UDP, len 0, PadN of 4 data bytes
-        p.extend([17, 0, 1, 4, 0, 0, 0, 0]);
+        // Hop-by-Hop: option 0x3e (its "may change en route" bit set, RFC
+        // 8200 §4.2) with 2 data bytes, then a PadN with none (8 bytes).
+        // Destination Options: a PadN with 4 data bytes (8 bytes).
+        ip = ip
+            .hop_by_hop(&[0x3e, 2, 0xab, 0xcd, 1, 0])
+            .destination_options(&[1, 4, 0, 0, 0, 0]);
     }
-    p.extend([0x13, 0xc4, 0x13, 0xc4]);
-    p.extend(((8 + payload.len()) as u16).to_be_bytes());
-    p.extend([0, 0]);
-    p.extend(payload);
-    let pl = (p.len() - 40) as u16;
-    p[4..6].copy_from_slice(&pl.to_be_bytes());
-    p
+    ip.udp(5060, 5060, payload)
 }
 
 /// Payload bytes of a given length.

@@ -1,5 +1,7 @@
 # Small network applications for the ipsecd namespace tests (stdlib only).
-# Each mode prints one line per event so the Rust test can check it.
+# Each mode prints one line per event so the Rust test can check it; the
+# background modes (udpecho, tcpecho, udpstream) first print READY once
+# their socket is bound (and listening), which the test waits for.
 import socket
 import struct
 import sys
@@ -16,6 +18,7 @@ def fam(host):
 if mode == "udpecho":  # host port seconds
     s = socket.socket(fam(a[0]), socket.SOCK_DGRAM)
     s.bind((a[0], int(a[1])))
+    print("READY", flush=True)
     end = time.time() + float(a[2])
     while time.time() < end:
         s.settimeout(max(0.05, end - time.time()))
@@ -30,6 +33,7 @@ elif mode == "tcpecho":  # host port seconds
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((a[0], int(a[1])))
     s.listen(4)
+    print("READY", flush=True)
     s.settimeout(float(a[2]))
     try:
         c, _ = s.accept()
@@ -77,6 +81,7 @@ elif mode == "tcpcli":  # lhost lport rhost rport count size
 elif mode == "udpstream":  # lhost lport rhost rport seconds interval
     s = socket.socket(fam(a[0]), socket.SOCK_DGRAM)
     s.bind((a[0], int(a[1])))
+    print("READY", flush=True)
     end = time.time() + float(a[4])
     i = 0
     while time.time() < end:
@@ -87,6 +92,11 @@ elif mode == "udpstream":  # lhost lport rhost rport seconds interval
             print("ERR", i, e.errno, flush=True)
         i += 1
         time.sleep(float(a[5]))
+elif mode == "udpsend":  # lhost lport rhost rport text: one datagram, no answer
+    s = socket.socket(fam(a[0]), socket.SOCK_DGRAM)
+    s.bind((a[0], int(a[1])))
+    s.sendto(a[4].encode(), (a[2], int(a[3])))
+    print("SENT", flush=True)
 elif mode == "rawesp":  # dst hexpayload: an ESP packet (after the IP header)
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 50)
     s.sendto(bytes.fromhex(a[1]), (a[0], 0))

@@ -3,13 +3,23 @@
 //! the style of the seed (TS 33.203: four SAs, protected port pairs); a
 //! guard whose `Drop` stops every process it started and deletes the
 //! namespaces, even when the test fails.
+//!
+//! Nothing here sleeps for a fixed time: starting a daemon, an application
+//! or a capture, and stopping a capture, each wait for the event that says
+//! it is done (the control socket answers, the application prints READY,
+//! tcpdump prints "listening on", a marker datagram is in the capture),
+//! polled with [`WAIT`] as the timeout.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use testkit::tshark::{self, EspSa};
+use testkit::wait::complete_lines;
+use testkit::{Peer, poll_until, wait_until};
 
 pub const ADDR_A: &str = "192.0.2.1";
 pub const ADDR_B: &str = "192.0.2.2";
@@ -19,46 +29,24 @@ pub const ENC_KEY: &str = "00112233445566778899aabbccddeeff";
 pub const AUTH_KEY: &str = "0102030405060708090a0b0c0d0e0f1011121314";
 pub const MARK: u32 = 0x1;
 
+/// How long a test waits for an event before it fails: generous, for a
+/// loaded machine; a wait that succeeds returns as soon as the event comes.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// What the namespace tests need.
+const PEERS: &[Peer] = &[
+    Peer::Root,
+    Peer::Program("ip"),
+    Peer::Program("nft"),
+    Peer::Tshark,
+    Peer::Program("tcpdump"),
+    Peer::Scapy,
+];
+
 /// Whether the environment can run these tests: root and the programs.
 /// Not root / missing program: skip with a notice, or fail when `CI` is set.
 pub fn usable(test: &str) -> bool {
-    let ci = std::env::var_os("CI").is_some();
-    let mut missing = Vec::new();
-    if !nix_is_root() {
-        missing.push("root".to_string());
-    }
-    for p in ["ip", "nft", "tshark", "tcpdump", "python3"] {
-        let ok = Command::new("sh")
-            .args(["-c", &format!("command -v {p}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            missing.push(p.to_string());
-        }
-    }
-    let scapy = Command::new("python3")
-        .args(["-c", "import scapy.layers.ipsec"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !scapy {
-        missing.push("python3 scapy".to_string());
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!("{test}: needs {} (network namespaces)", missing.join(", "));
-    assert!(!ci, "{msg}; CI is set, so this is a failure");
-    eprintln!("SKIPPED {msg}");
-    false
-}
-
-fn nix_is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    testkit::require(test, PEERS)
 }
 
 /// Ports of one test: bypass, UE client/server, P-CSCF client/server.
@@ -226,6 +214,15 @@ impl Pair {
             run_ok("ip", &["-n", n, "link", "set", "lo", "up"]);
             run_ok("ip", &["-n", n, "link", "set", v, "up"]);
         }
+        // Until the kernel has carried the link state over (operstate UP,
+        // which may take it a second), packets on the veth are dropped: the
+        // first IPv6 datagram then waits a second for its neighbour
+        // solicitation to be repeated.
+        for (n, v) in [(&na, &va), (&nb, &vb)] {
+            wait_until(format!("{v} in {n} to be up"), WAIT, || {
+                run_ok("ip", &["-n", n, "-o", "link", "show", "dev", v]).contains("state UP")
+            });
+        }
         let conf_fn = conf;
         for (i, side) in ['a', 'b'].into_iter().enumerate() {
             let conf = pair.dir.join(format!("{side}.conf"));
@@ -274,23 +271,23 @@ impl Pair {
         }
         let child = cmd.spawn().expect("ipsecd");
         self.daemons[i] = Some(child);
-        let t0 = Instant::now();
-        loop {
-            if self.setkey(i, &["-D"]).status.success() {
-                return;
+        let socket = self.socket(i);
+        let mut exited = None;
+        let up = poll_until(WAIT, || {
+            if let Some(Ok(Some(st))) = self.daemons[i].as_mut().map(Child::try_wait) {
+                exited = Some(st);
+                return true;
             }
-            if let Some(d) = self.daemons[i].as_mut() {
-                if let Ok(Some(st)) = d.try_wait() {
-                    panic!("ipsecd {i} exited: {st}; log: {}", self.log(i));
-                }
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "ipsecd {i} did not start: {}",
-                self.log(i)
-            );
-            std::thread::sleep(Duration::from_millis(50));
+            setkey(&socket, &["-D"]).status.success()
+        });
+        if let Some(st) = exited {
+            panic!("ipsecd {i} exited: {st}; log: {}", self.log(i));
         }
+        assert!(
+            up,
+            "ipsecd {i} did not answer setkey within {WAIT:?}: {}",
+            self.log(i)
+        );
     }
 
     pub fn log(&self, i: usize) -> String {
@@ -299,12 +296,7 @@ impl Pair {
 
     /// Runs setkey against daemon `i`.
     pub fn setkey(&self, i: usize, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_setkey"))
-            .arg("-s")
-            .arg(self.socket(i))
-            .args(args)
-            .output()
-            .expect("setkey")
+        setkey(&self.socket(i), args)
     }
 
     /// setkey with a script on stdin.
@@ -329,26 +321,74 @@ impl Pair {
 
     /// A daemon counter (`setkey --stats`).
     pub fn stat(&self, i: usize, name: &str) -> u64 {
-        let o = self.setkey(i, &["--stats"]);
-        let text = String::from_utf8_lossy(&o.stdout).into_owned();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no counter {name} in {text}"))
+        self.stats(i).get(name)
     }
 
-    /// Runs a command inside namespace `i` in the background.
+    /// All of daemon `i`'s counters, read at once (`setkey --stats`).
+    pub fn stats(&self, i: usize) -> Stats {
+        let o = self.setkey(i, &["--stats"]);
+        Stats(String::from_utf8_lossy(&o.stdout).into_owned())
+    }
+
+    /// Waits until daemon `i`'s counter `name` satisfies `cond`; returns
+    /// its value then.
+    pub fn wait_stat(&self, i: usize, name: &str, cond: impl Fn(u64) -> bool) -> u64 {
+        let mut v = 0;
+        let ok = poll_until(WAIT, || {
+            v = self.stat(i, name);
+            cond(v)
+        });
+        assert!(
+            ok,
+            "timed out after {WAIT:?}: ipsecd {i}'s {name} stayed at {v}"
+        );
+        v
+    }
+
+    /// Runs a command inside namespace `i` in the background: stdout to
+    /// `out`, stderr to `out` + `.err`.
     pub fn spawn_in(&mut self, i: usize, args: &[&str], out: &Path) -> usize {
         let f = std::fs::File::create(out).unwrap();
+        let e = std::fs::File::create(err_file(out)).unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns[i]])
             .args(args)
             .stdout(f)
-            .stderr(Stdio::null())
+            .stderr(e)
             .spawn()
             .unwrap();
         self.children.push(child);
         self.children.len() - 1
+    }
+
+    /// Waits until background child `idx` has written a line for which
+    /// `ready` holds to `file`; fails naming `what` if the child exits or
+    /// the line does not come.
+    fn wait_output(&mut self, idx: usize, file: &Path, what: &str, ready: impl Fn(&str) -> bool) {
+        let mut exited = None;
+        let seen = poll_until(WAIT, || {
+            if complete_lines(file).iter().any(|l| ready(l)) {
+                return true;
+            }
+            if let Ok(Some(st)) = self.children[idx].try_wait() {
+                exited = Some(st);
+                return true;
+            }
+            false
+        });
+        // The line may have come just before the exit.
+        if complete_lines(file).iter().any(|l| ready(l)) {
+            return;
+        }
+        let out = [file.to_path_buf(), err_file(file)]
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .collect::<Vec<_>>()
+            .join("\n");
+        match exited {
+            Some(st) => panic!("{what}: exited ({st}) before it was ready: {out}"),
+            None => assert!(seen, "timed out after {WAIT:?} waiting for {what}: {out}"),
+        }
     }
 
     /// Runs the test applications (apps.py) in namespace `i` and waits.
@@ -369,22 +409,27 @@ impl Pair {
         out
     }
 
-    /// Starts an app in the background; returns its output file.
+    /// Starts an app in the background and waits until its socket is
+    /// bound (it prints READY); returns its output file.
     pub fn app_bg(&mut self, i: usize, args: &[&str], name: &str) -> PathBuf {
         let out = self.dir.join(name);
         let mut v = vec!["python3".to_string(), apps_py()];
         v.extend(args.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = v.iter().map(String::as_str).collect();
-        self.spawn_in(i, &refs, &out);
+        let idx = self.spawn_in(i, &refs, &out);
+        let what = format!("{} in namespace {i} to print READY", args[0]);
+        self.wait_output(idx, &out, &what, |l| l == "READY");
         out
     }
 
-    /// Starts tcpdump on namespace `i`'s veth; returns (child index, file).
-    pub fn capture(&mut self, i: usize, name: &str) -> (usize, PathBuf) {
+    /// Starts tcpdump on namespace `i`'s veth and waits until it captures
+    /// (it prints "listening on"); returns the capture and its file.
+    pub fn capture(&mut self, i: usize, name: &str) -> (Tap, PathBuf) {
         let file = self.dir.join(name);
         let veth = self.veth[i].clone();
         let f = file.to_string_lossy().into_owned();
-        let idx = self.spawn_in(
+        let log = self.dir.join(format!("{name}.out"));
+        let child = self.spawn_in(
             i,
             &[
                 "tcpdump",
@@ -396,48 +441,118 @@ impl Pair {
                 "-w",
                 &f,
             ],
-            &self.dir.join(format!("{name}.out")),
+            &log,
         );
-        // tcpdump needs a moment to open the interface.
-        let t0 = Instant::now();
-        while !file.exists() && t0.elapsed() < Duration::from_secs(5) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(300));
-        (idx, file)
+        // tcpdump reports on stderr once its capture is active.
+        let what = format!("tcpdump on {veth} to be listening");
+        self.wait_output(child, &err_file(&log), &what, |l| {
+            l.contains("listening on")
+        });
+        (Tap { child, ns: i }, file)
     }
 
-    /// Stops a background child (SIGINT, then wait).
+    /// Stops a capture once everything sent before is in its file: a
+    /// marker datagram crosses the link into the captured namespace (from
+    /// the other one, port bypass + 1 at both ends, which no policy and no
+    /// test filter covers), and tcpdump, which writes packets in the order
+    /// it receives them, is stopped when the marker is in the file.
+    pub fn stop_capture(&mut self, tap: Tap, file: &Path) {
+        let marker = format!("end-of-capture-{}-{}", self.tag, tap.child);
+        let from = 1 - tap.ns;
+        let port = (self.ports.bypass + 1).to_string();
+        let addrs = [ADDR_A, ADDR_B];
+        let sent = self.app(
+            from,
+            &["udpsend", addrs[from], &port, addrs[tap.ns], &port, &marker],
+        );
+        assert!(sent.contains("SENT"), "marker: {sent}");
+        wait_until(
+            format!("the marker to reach the capture {}", file.display()),
+            WAIT,
+            || {
+                std::fs::read(file)
+                    .is_ok_and(|b| b.windows(marker.len()).any(|w| w == marker.as_bytes()))
+            },
+        );
+        self.stop_child(tap.child);
+    }
+
+    /// Stops a background child (SIGINT, then wait; killed after 3 s).
     pub fn stop_child(&mut self, idx: usize) {
         if let Some(c) = self.children.get_mut(idx) {
             signal(c.id(), "INT");
-            let t0 = Instant::now();
-            while t0.elapsed() < Duration::from_secs(3) {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            if !poll_until(Duration::from_secs(3), || {
+                matches!(c.try_wait(), Ok(Some(_)))
+            }) {
+                let _ = c.kill();
+                let _ = c.wait();
             }
-            let _ = c.kill();
-            let _ = c.wait();
         }
     }
 
-    /// SIGTERM to daemon `i` and wait for it to exit; returns its status.
+    /// SIGTERM to daemon `i` and wait for it to exit; returns its status
+    /// (killed after 10 s).
     pub fn stop_daemon(&mut self, i: usize) -> Option<std::process::ExitStatus> {
         let mut d = self.daemons[i].take()?;
         // `ip netns exec` execs the daemon, so the child's pid is ipsecd's.
         signal(d.id(), "TERM");
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(st)) = d.try_wait() {
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let mut status = None;
+        if poll_until(Duration::from_secs(10), || {
+            status = d.try_wait().ok().flatten();
+            status.is_some()
+        }) {
+            return status;
         }
         let _ = d.kill();
         d.wait().ok()
     }
+}
+
+/// A daemon's counters as `setkey --stats` prints them.
+pub struct Stats(String);
+
+impl Stats {
+    /// Counter `name`.
+    pub fn get(&self, name: &str) -> u64 {
+        self.0
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no counter {name} in {}", self.0))
+    }
+}
+
+/// A running tcpdump (see [`Pair::capture`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Tap {
+    child: usize,
+    ns: usize,
+}
+
+/// Runs setkey against the daemon at `socket`.
+fn setkey(socket: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_setkey"))
+        .arg("-s")
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("setkey")
+}
+
+/// Where [`Pair::spawn_in`] writes a child's stderr.
+fn err_file(out: &Path) -> PathBuf {
+    let mut s = out.as_os_str().to_owned();
+    s.push(".err");
+    PathBuf::from(s)
+}
+
+/// The lines of a background app's output that start with `prefix` (RX,
+/// SENT, ...), complete lines only.
+pub fn lines_in(file: &Path, prefix: &str) -> usize {
+    complete_lines(file)
+        .iter()
+        .filter(|l| l.starts_with(prefix))
+        .count()
 }
 
 pub fn signal(pid: u32, sig: &str) {
@@ -469,52 +584,33 @@ impl Drop for Pair {
     }
 }
 
-/// tshark's lines for a capture, with the test SAs' keys.
-pub fn tshark_decrypt(pcap: &Path, filter: &str, fields: &[&str]) -> String {
-    let mut cmd = Command::new("tshark");
-    cmd.arg("-r").arg(pcap);
-    cmd.args(["-o", "esp.enable_encryption_decode:TRUE"])
-        .args(["-o", "esp.enable_authentication_check:TRUE"]);
-    for (src, dst, spi) in [
+/// The seed's four SAs, for tshark's `esp_sa` table.
+pub fn seed_sas() -> Vec<EspSa> {
+    [
         (ADDR_B, ADDR_A, 1111u32),
         (ADDR_B, ADDR_A, 2222),
         (ADDR_A, ADDR_B, 4444),
         (ADDR_A, ADDR_B, 3333),
-    ] {
-        cmd.arg("-o").arg(format!(
-            "uat:esp_sa:\"IPv4\",\"{src}\",\"{dst}\",\"0x{spi:08x}\",\"AES-CBC [RFC3602]\",\"0x{ENC_KEY}\",\"HMAC-SHA-1-96 [RFC2404]\",\"0x{AUTH_KEY}\""
-        ));
-    }
-    if !filter.is_empty() {
-        cmd.args(["-Y", filter]);
-    }
-    cmd.args(["-T", "fields", "-E", "separator=|"]);
-    for f in fields {
-        cmd.args(["-e", f]);
-    }
-    let o = cmd.output().expect("tshark");
-    assert!(
-        o.status.success(),
-        "tshark: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    ]
+    .into_iter()
+    .map(|(src, dst, spi)| {
+        EspSa::new(
+            src,
+            dst,
+            spi,
+            ("AES-CBC [RFC3602]", ENC_KEY),
+            ("HMAC-SHA-1-96 [RFC2404]", AUTH_KEY),
+        )
+    })
+    .collect()
+}
+
+/// tshark's lines for a capture, with the test SAs' keys.
+pub fn tshark_decrypt(pcap: &Path, filter: &str, fields: &[&str]) -> String {
+    tshark::decrypt(pcap, &seed_sas(), filter, fields)
 }
 
 /// tshark without keys: what an observer of the veth sees.
 pub fn tshark_plain(pcap: &Path, filter: &str, fields: &[&str]) -> String {
-    let mut cmd = Command::new("tshark");
-    cmd.arg("-r")
-        .arg(pcap)
-        .args(["-Y", filter, "-T", "fields", "-E", "separator=|"]);
-    for f in fields {
-        cmd.args(["-e", f]);
-    }
-    let o = cmd.output().expect("tshark");
-    assert!(
-        o.status.success(),
-        "tshark: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    tshark::plain(pcap, filter, fields)
 }
