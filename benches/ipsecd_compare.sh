@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # ipsecd against plain veth and against other userspace tunnels, in one run.
 #
-#   benches/ipsecd_compare.sh [SECONDS] [--no-anchors] [--strace]
+#   benches/ipsecd_compare.sh [SECONDS] [--runs N] [--no-anchors] [--strace]
 #
 # Two network namespaces (ipd-a 10.98.0.1, ipd-b 10.98.0.2) joined by a veth
 # pair. For each configuration it measures
 #   - iperf3 TCP throughput A -> B for SECONDS (receiver side, Mbit/s);
+#   - a 200-byte UDP flood A -> B for SECONDS/2 (iperf3 -u -b 0 -l 172):
+#     datagrams per second the receiver got;
 #   - a 300-byte UDP request/response loop for SECONDS/2: transactions/s and
 #     the median round-trip time of the exchanges (one client, one server,
 #     python3; the interpreter's own cost is the same in every row, so the
@@ -17,13 +19,16 @@
 # AES-128-CBC+HMAC-SHA1-96 and 3DES-CBC+HMAC-MD5-96, and (c) the anchors of
 # ../shared/anchors (or $IMSEC_ANCHORS): strongSwan's userspace libipsec with the same
 # algorithms (ESP in UDP, tunnel mode, via IKEv2) and boringtun (WireGuard,
-# one thread). The anchors measure TCP only. Every figure is printed with its
+# one thread). The anchors measure TCP only. Each configuration is measured
+# --runs times in a row (default 3) and the median run is reported; the
+# spread goes to stderr. Every figure is printed with its
 # ratio to (a) and to the anchor (libipsec with the same algorithms;
 # boringtun for AES). Only ratios within one run mean anything: the machine
 # is shared and noisy.
 #
 # --strace: additionally count system calls per packet of both daemons
-# (AES-128-CBC, a 20 000-datagram UDP flood; strace -c -f).
+# (AES-128-CBC, a 20 000-datagram 300-byte UDP flood; strace -c -f): all
+# calls of the daemon over the packets it handled.
 #
 # Needs root, iproute2, nftables, iperf3, python3; the anchors need
 # strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins tcpdump,
@@ -32,16 +37,20 @@
 set -u
 cd "$(dirname "$0")/.."
 secs=10
+runs=3
 anchors=1
 do_strace=0
-for a in "$@"; do
-  case "$a" in
+while [ $# -gt 0 ]; do
+  case "$1" in
     --no-anchors) anchors=0 ;;
     --strace) do_strace=1 ;;
-    [0-9]*) secs=$a ;;
-    *) echo "usage: $0 [SECONDS] [--no-anchors] [--strace]" >&2; exit 2 ;;
+    --runs) runs=${2:-}; shift ;;
+    [0-9]*) secs=$1 ;;
+    *) echo "usage: $0 [SECONDS] [--runs N] [--no-anchors] [--strace]" >&2; exit 2 ;;
   esac
+  shift
 done
+case "$runs" in ''|*[!0-9]*|0) echo "--runs needs a positive number" >&2; exit 2 ;; esac
 [ "$(id -u)" -eq 0 ] || { echo "needs root (network namespaces)" >&2; exit 2; }
 for p in ip nft iperf3 python3; do
   command -v $p >/dev/null || { echo "missing $p" >&2; exit 2; }
@@ -109,8 +118,11 @@ else:
     print("%.0f %.1f %.1f %d" % (n / dt, med, p99, lost))
 EOF
 
-# measure LABEL -> sets TPUT RR RTT
-measure() {
+# The median of its arguments (numbers; anything else counts as 0).
+median() { printf '%s\n' "$@" | awk '{ print ($1 ~ /^[0-9.]+$/) ? $1 : 0 }' | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# One run of every measurement -> sets TPUT RR RTT P99 FLOOD
+measure_once() {
   ip netns exec $B timeout $((secs + 20)) iperf3 -s -B $BB -1 >/dev/null 2>&1 &
   sleep 0.5
   TPUT=$(ip netns exec $A timeout $((secs + 15)) iperf3 -c $BB -t "$secs" -f m 2>/dev/null |
@@ -122,6 +134,30 @@ measure() {
   read -r RR RTT P99 _ < <(ip netns exec $A python3 "$tmp/rr.py" client $BB "$(( (secs + 1) / 2 ))")
   kill $srv 2>/dev/null; wait $srv 2>/dev/null
   RR=${RR:-0}; RTT=${RTT:-0}; P99=${P99:-0}
+  # 200-byte datagrams (172 bytes of UDP payload) as fast as iperf3 sends.
+  local fs=$(( (secs + 1) / 2 ))
+  ip netns exec $B timeout $((fs + 20)) iperf3 -s -B $BB -1 >/dev/null 2>&1 &
+  sleep 0.5
+  FLOOD=$(ip netns exec $A timeout $((fs + 15)) iperf3 -c $BB -u -b 0 -l 172 -t "$fs" --json 2>/dev/null |
+          python3 -c 'import json,sys
+try:
+    e = json.load(sys.stdin)["end"]; s = e.get("sum_received") or e["sum"]
+    print("%.0f" % ((s["packets"] - s.get("lost_packets", 0)) / s["seconds"]))
+except Exception:
+    print(0)')
+  FLOOD=${FLOOD:-0}
+}
+
+# measure -> TPUT RR RTT P99 FLOOD: the medians of $runs runs in a row
+measure() {
+  local t=() r=() l=() p=() f=()
+  for _ in $(seq "$runs"); do
+    measure_once
+    t+=("$TPUT"); r+=("$RR"); l+=("$RTT"); p+=("$P99"); f+=("$FLOOD")
+  done
+  echo "  runs: TCP ${t[*]} Mbit/s; RR ${r[*]}/s; flood ${f[*]} pkt/s" >&2
+  TPUT=$(median "${t[@]}"); RR=$(median "${r[@]}"); RTT=$(median "${l[@]}")
+  P99=$(median "${p[@]}"); FLOOD=$(median "${f[@]}")
 }
 
 conf() {  # side "ENC [KEY]" "AUTH KEY"
@@ -149,9 +185,9 @@ start_daemons() {  # "ENC [KEY]" "AUTH KEY"; fails if a daemon does not answer
   done
 }
 
-declare -A T R L
-measure; T[plain]=$TPUT; R[plain]=$RR; L[plain]=$RTT
-echo "plain veth: $TPUT Mbit/s, $RR RR/s, RTT median $RTT us, p99 $P99 us" >&2
+declare -A T R L F S
+measure; T[plain]=$TPUT; R[plain]=$RR; L[plain]=$RTT; F[plain]=$FLOOD
+echo "plain veth: $TPUT Mbit/s, $RR RR/s, RTT median $RTT us, p99 $P99 us, flood $FLOOD pkt/s" >&2
 
 AESK=0x00112233445566778899aabbccddeeff
 DESK=0x0123456789abcdef23456789abcdef01456789abcdef0123
@@ -161,7 +197,7 @@ declare -A ENC=([null-sha1]="null" [aes128-sha1]="aes-cbc $AESK" [3des-md5]="des
 declare -A AUTH=([null-sha1]="hmac-sha1 $SHAK" [aes128-sha1]="hmac-sha1 $SHAK" [3des-md5]="hmac-md5 $MD5K")
 for alg in null-sha1 aes128-sha1 3des-md5; do
   if ! start_daemons "${ENC[$alg]}" "${AUTH[$alg]}"; then
-    T[$alg]=failed; R[$alg]=failed; L[$alg]=failed; stop_pids; continue
+    T[$alg]=failed; R[$alg]=failed; L[$alg]=failed; F[$alg]=failed; stop_pids; continue
   fi
   measure
   # The row counts only if the traffic really went through ipsecd as ESP.
@@ -169,10 +205,10 @@ for alg in null-sha1 aes128-sha1 3des-md5; do
   nosa=$("$BIN/setkey" -s "$tmp/a.sock" --stats | awk '/^out_no_sa/ {print $2}')
   if [ "${prot:-0}" -lt 1000 ]; then
     echo "ipsecd $alg: only ${prot:-0} packets protected: row invalid" >&2
-    TPUT=invalid; RR=invalid; RTT=invalid
+    TPUT=invalid; RR=invalid; RTT=invalid; FLOOD=invalid
   fi
-  T[$alg]=$TPUT; R[$alg]=$RR; L[$alg]=$RTT
-  echo "ipsecd $alg: $TPUT Mbit/s, $RR RR/s, RTT median $RTT us, p99 $P99 us ($prot packets protected by A, $nosa dropped for want of an SA)" >&2
+  T[$alg]=$TPUT; R[$alg]=$RR; L[$alg]=$RTT; F[$alg]=$FLOOD
+  echo "ipsecd $alg: $TPUT Mbit/s, $RR RR/s, RTT median $RTT us, p99 $P99 us, flood $FLOOD pkt/s ($prot packets protected by A, $nosa dropped for want of an SA)" >&2
   if [ $do_strace = 1 ] && [ $alg = aes128-sha1 ] && command -v strace >/dev/null; then
     ip netns exec $B timeout 30 python3 -c "
 import socket; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('$BB',7001)); s.settimeout(3)
@@ -181,6 +217,8 @@ try:
 except socket.timeout: pass" &
     sink=$!
     sleep 0.3
+    a_rx0=$("$BIN/setkey" -s "$tmp/a.sock" --stats | awk '/^tun_rx/ {print $2}')
+    b_rx0=$("$BIN/setkey" -s "$tmp/b.sock" --stats | awk '/^in_rx/ {print $2}')
     st=()
     for i in 0 1; do timeout 20 strace -c -f -q -o "$tmp/strace$i" -p "${pids[$i]}" & st+=($!); done
     sleep 1
@@ -190,12 +228,19 @@ for i in range(20000):
     s.send(b'x'*300)
     if i % 50 == 0: time.sleep(0.001)"
     sleep 1
+    a_rx0=$("$BIN/setkey" -s "$tmp/a.sock" --stats | awk '/^tun_rx/ {print $2}')
+    b_rx0=$("$BIN/setkey" -s "$tmp/b.sock" --stats | awk '/^in_rx/ {print $2}')
     a_rx=$("$BIN/setkey" -s "$tmp/a.sock" --stats | awk '/^tun_rx/ {print $2}')
     b_rx=$("$BIN/setkey" -s "$tmp/b.sock" --stats | awk '/^in_rx/ {print $2}')
     for p in "${st[@]}"; do kill -INT "$p" 2>/dev/null; done
     sleep 1; wait $sink 2>/dev/null
-    echo "syscalls, daemon A (sender; TUN reads so far: $a_rx):" >&2; grep -E "calls|total|read|write|send|recv|futex" "$tmp/strace0" >&2
-    echo "syscalls, daemon B (receiver; ESP received so far: $b_rx):" >&2; grep -E "calls|total|read|write|send|recv|futex" "$tmp/strace1" >&2
+    # strace's summary: the "total" line's calls column (4th).
+    calls() { awk '$NF == "total" { print $(NF - 2) }' "$1"; }
+    per() { awk -v c="$1" -v n="$2" 'BEGIN { if (n + 0 > 0) printf "%.2f", c / n; else print "n/a" }'; }
+    S[a]=$(per "$(calls "$tmp/strace0")" $(( ${a_rx:-0} - ${a_rx0:-0} )))
+    S[b]=$(per "$(calls "$tmp/strace1")" $(( ${b_rx:-0} - ${b_rx0:-0} )))
+    echo "syscalls, daemon A (sender, $(( ${a_rx:-0} - ${a_rx0:-0} )) packets from the TUN): ${S[a]} per packet" >&2; grep -E "calls|total|read|write|send|recv|poll|futex" "$tmp/strace0" >&2
+    echo "syscalls, daemon B (receiver, $(( ${b_rx:-0} - ${b_rx0:-0} )) ESP packets): ${S[b]} per packet" >&2; grep -E "calls|total|read|write|send|recv|poll|futex" "$tmp/strace1" >&2
   fi
   stop_pids
 done
@@ -212,17 +257,25 @@ declare -A AT
 if [ $anchors = 1 ]; then
   if command -v swanctl >/dev/null && [ -x /usr/lib/ipsec/charon ] && command -v tcpdump >/dev/null; then
     for alg in null-sha1 aes128-sha1 3des-md5; do
-      v=$(bash "$ANCH/libipsec_bench.sh" $alg "$secs" "$tmp/lb-$alg" 2>/dev/null | mbits)
+      vs=()
+      for _ in $(seq "$runs"); do
+        vs+=("$(bash "$ANCH/libipsec_bench.sh" $alg "$secs" "$tmp/lb-$alg" 2>/dev/null | mbits)")
+      done
+      v=$(median "${vs[@]}")
       AT[$alg]=${v:-}
-      echo "strongSwan libipsec $alg: ${v:-failed} Mbit/s" >&2
+      echo "strongSwan libipsec $alg: ${v:-failed} Mbit/s (runs: ${vs[*]})" >&2
     done
   else
     echo "anchor strongSwan libipsec UNAVAILABLE (needs strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins tcpdump)" >&2
   fi
   if command -v boringtun-cli >/dev/null && command -v wg >/dev/null; then
-    v=$(bash "$ANCH/boringtun_bench.sh" "$secs" 1 2>/dev/null | mbits)
+    vs=()
+    for _ in $(seq "$runs"); do
+      vs+=("$(bash "$ANCH/boringtun_bench.sh" "$secs" 1 2>/dev/null | mbits)")
+    done
+    v=$(median "${vs[@]}")
     AT[boringtun]=${v:-}
-    echo "boringtun: ${v:-failed} Mbit/s" >&2
+    echo "boringtun: ${v:-failed} Mbit/s (runs: ${vs[*]})" >&2
   else
     echo "anchor boringtun UNAVAILABLE (needs boringtun-cli: cargo install boringtun-cli; wg: wireguard-tools)" >&2
   fi
@@ -234,21 +287,24 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+$/) print "n/a"; else printf "%+.1f", a - b }'; }
 
 echo
-echo "ipsecd_compare: $secs s per iperf3 run, $(( (secs + 1) / 2 )) s of 300-byte UDP request/response, $(nproc) CPUs"
-printf "%-30s %10s %8s %12s %12s %10s %8s %10s %9s\n" configuration "TCP Mbit/s" "x plain" "x libipsec" "x boringtun" "UDP RR/s" "x plain" "RTT med us" "added us"
-printf "%-30s %10s %8s %12s %12s %10s %8s %9s %9s\n" "(a) plain veth" "${T[plain]}" 1.00x - - "${R[plain]}" 1.00x "${L[plain]}" +0.0
+echo "ipsecd_compare: median of $runs runs; $secs s per iperf3 TCP run, $(( (secs + 1) / 2 )) s of 300-byte UDP request/response and of 200-byte UDP flood, $(nproc) CPUs"
+printf "%-30s %10s %8s %12s %12s %10s %8s %10s %9s %11s %8s\n" configuration "TCP Mbit/s" "x plain" "x libipsec" "x boringtun" "UDP RR/s" "x plain" "RTT med us" "added us" "flood pkt/s" "x plain"
+printf "%-30s %10s %8s %12s %12s %10s %8s %10s %9s %11s %8s\n" "(a) plain veth" "${T[plain]}" 1.00x - - "${R[plain]}" 1.00x "${L[plain]}" +0.0 "${F[plain]}" 1.00x
 for alg in null-sha1 aes128-sha1 3des-md5; do
   bt=-
   [ $alg = aes128-sha1 ] && bt=$(ratio "${T[$alg]}" "${AT[boringtun]:-}")
-  printf "%-30s %10s %8s %12s %12s %10s %8s %9s %9s\n" "(b) ipsecd $alg" "${T[$alg]}" \
+  printf "%-30s %10s %8s %12s %12s %10s %8s %10s %9s %11s %8s\n" "(b) ipsecd $alg" "${T[$alg]}" \
     "$(ratio "${T[$alg]}" "${T[plain]}")" "$(ratio "${T[$alg]}" "${AT[$alg]:-}")" "$bt" \
-    "${R[$alg]}" "$(ratio "${R[$alg]}" "${R[plain]}")" "${L[$alg]}" "$(sub "${L[$alg]}" "${L[plain]}")"
+    "${R[$alg]}" "$(ratio "${R[$alg]}" "${R[plain]}")" "${L[$alg]}" "$(sub "${L[$alg]}" "${L[plain]}")" \
+    "${F[$alg]}" "$(ratio "${F[$alg]}" "${F[plain]}")"
 done
 for alg in null-sha1 aes128-sha1 3des-md5; do
-  printf "%-30s %10s %8s %12s %12s %10s %8s %9s %9s\n" "(c) strongSwan libipsec $alg" "${AT[$alg]:-n/a}" \
-    "$(ratio "${AT[$alg]:-}" "${T[plain]}")" 1.00x - n/a - n/a -
+  printf "%-30s %10s %8s %12s %12s %10s %8s %10s %9s %11s %8s\n" "(c) strongSwan libipsec $alg" "${AT[$alg]:-n/a}" \
+    "$(ratio "${AT[$alg]:-}" "${T[plain]}")" 1.00x - n/a - n/a - n/a -
 done
-printf "%-30s %10s %8s %12s %12s %10s %8s %9s %9s\n" "(c) boringtun (1 thread)" "${AT[boringtun]:-n/a}" \
-  "$(ratio "${AT[boringtun]:-}" "${T[plain]}")" - 1.00x n/a - n/a -
+printf "%-30s %10s %8s %12s %12s %10s %8s %10s %9s %11s %8s\n" "(c) boringtun (1 thread)" "${AT[boringtun]:-n/a}" \
+  "$(ratio "${AT[boringtun]:-}" "${T[plain]}")" - 1.00x n/a - n/a - n/a -
 echo
-echo "targets: AES-128-CBC+HMAC-SHA1-96 >= 3x libipsec: $(ratio "${T[aes128-sha1]}" "${AT[aes128-sha1]:-}"); >= 1.5x boringtun: $(ratio "${T[aes128-sha1]}" "${AT[boringtun]:-}"); added RTT <= 50 us: $(sub "${L[aes128-sha1]}" "${L[plain]}") us"
+echo "targets: AES-128-CBC+HMAC-SHA1-96 >= 3x libipsec: $(ratio "${T[aes128-sha1]}" "${AT[aes128-sha1]:-}"); >= 2x boringtun: $(ratio "${T[aes128-sha1]}" "${AT[boringtun]:-}")"
+echo "         3DES+HMAC-MD5-96 >= 1.5x libipsec: $(ratio "${T[3des-md5]}" "${AT[3des-md5]:-}"); 300-byte UDP RR >= 0.7x plain veth: $(ratio "${R[aes128-sha1]}" "${R[plain]}")"
+echo "reported: 200-byte UDP flood through two ipsecd (AES): $(ratio "${F[aes128-sha1]}" "${F[plain]}") of plain veth; system calls per packet (--strace): sender ${S[a]:-n/a}, receiver ${S[b]:-n/a}"

@@ -590,20 +590,11 @@ fn esp_packet_checks(c: &mut Check<'_>, pt: &[u8], ct: &[u8], iv: &[u8]) {
     }
 }
 
-/// RFC 791 §3.1: the ones' complement sum over the header is 0xffff.
+/// RFC 791 §3.1: the header checksum field is the one etherparse
+/// computes over the header.
 fn ipv4_checksum_ok(header: &[u8]) -> bool {
-    let mut sum: u32 = header
-        .chunks(2)
-        .map(|w| match w {
-            [hi, lo] => u32::from(u16::from_be_bytes([*hi, *lo])),
-            [hi] => u32::from(*hi) << 8,
-            _ => 0,
-        })
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum == 0xffff
+    etherparse::Ipv4HeaderSlice::from_slice(header)
+        .is_ok_and(|h| h.to_header().calc_header_checksum() == h.header_checksum())
 }
 
 fn milenage_case(c: &mut Check<'_>) {
