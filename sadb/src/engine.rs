@@ -644,8 +644,6 @@ impl Databases {
         let mut cur = range;
         let mut from = from;
         let mut non_esp = None;
-        // The headers of the packet the loop stopped at, when it walked them.
-        let mut walked = None;
         loop {
             // Where the next IPsec header is, if any.
             let step = match from {
@@ -653,9 +651,8 @@ impl Databases {
                     let pkt = buf.get(cur.clone()).unwrap_or(&[]);
                     match self.locate(pkt, n == 0) {
                         Ok(Found::Ipsec(l)) => Step::Whole(l),
-                        Ok(Found::Clear(udp, h)) => {
+                        Ok(Found::Clear(udp)) => {
                             non_esp = udp;
-                            walked = Some(h);
                             break;
                         }
                         Err(e) => return dropped(DropReason::Malformed(e), trace),
@@ -692,9 +689,9 @@ impl Databases {
                     trace,
                 );
             };
-            let id = SaId { dst, protocol, spi };
             let header_seq = Some(u64::from(seql));
-            let Some(e) = self.sad().get(&id) else {
+            let Some(e) = self.sad().lookup(dst, protocol, spi) else {
+                let id = SaId { dst, protocol, spi };
                 if let Step::Whole(IpsecHeader {
                     udp: true,
                     natt: false,
@@ -712,6 +709,7 @@ impl Databases {
                 });
                 return dropped(DropReason::UnknownSa { id }, trace);
             };
+            let id = e.id();
             if e.hard_expired(now) {
                 trace.push(SaUse {
                     id,
@@ -758,7 +756,7 @@ impl Databases {
         }
         // RFC 4301 §5.2 step 4: the inner packet against the inbound policy.
         let inner = buf.get(cur.clone()).unwrap_or(&[]);
-        let h = match walked.map_or_else(|| wire::parse(inner), Ok) {
+        let h = match wire::parse(inner) {
             Ok(h) => h,
             Err(e) => return dropped(DropReason::Malformed(e), trace),
         };
@@ -849,7 +847,7 @@ impl Databases {
             // Not IPsec to remove: an outer fragment is reassembled before
             // IPsec (RFC 4301 §5.2), an inner one of tunnel mode is a packet
             // like any other. The policy check judges it.
-            return Ok(Found::Clear(None, h));
+            return Ok(Found::Clear(None));
         }
         let mut natt = false;
         let (protocol, at, udp) = match c.next_header {
@@ -858,23 +856,23 @@ impl Databases {
             proto::UDP if outer => {
                 let l4 = pkt.get(c.header_len..c.total_len).unwrap_or(&[]);
                 let [a, b, x, y, _, _, _, _, payload @ ..] = l4 else {
-                    return Ok(Found::Clear(None, h));
+                    return Ok(Found::Clear(None));
                 };
                 let sport = u16::from_be_bytes([*a, *b]);
                 let dport = u16::from_be_bytes([*x, *y]);
                 natt = sport == NATT_PORT || dport == NATT_PORT;
                 let sa_port = |p: u16| self.sad().is_udp_encap_port(p);
                 if !(natt || sa_port(sport) || sa_port(dport)) {
-                    return Ok(Found::Clear(None, h));
+                    return Ok(Found::Clear(None));
                 }
                 match classify(payload) {
                     Ok(UdpPayload::Esp) => {}
-                    Ok(other) => return Ok(Found::Clear(Some(other), h)),
-                    Err(_) => return Ok(Found::Clear(None, h)),
+                    Ok(other) => return Ok(Found::Clear(Some(other))),
+                    Err(_) => return Ok(Found::Clear(None)),
                 }
                 (Protocol::Esp, c.header_len + wire::UDP_HEADER_LEN, true)
             }
-            _ => return Ok(Found::Clear(None, h)),
+            _ => return Ok(Found::Clear(None)),
         };
         Ok(Found::Ipsec(IpsecHeader {
             protocol,
@@ -941,9 +939,9 @@ impl Databases {
 /// What [`Databases::locate`] found in a whole packet.
 enum Found {
     Ipsec(IpsecHeader),
-    /// Not IPsec (with the headers walked, and what a UDP datagram on an
-    /// ESP-in-UDP port held instead of ESP).
-    Clear(Option<UdpPayload>, IpHeaders),
+    /// Not IPsec (and what a UDP datagram on an ESP-in-UDP port held
+    /// instead of ESP).
+    Clear(Option<UdpPayload>),
 }
 
 /// Where the next IPsec header of a received packet is.
