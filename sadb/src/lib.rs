@@ -19,7 +19,14 @@
 //!   selectors, directions `in`/`out`/`fwd`, actions `discard`, `none`,
 //!   `ipsec` with request lists; [`Databases::outbound`] picks the SAs the
 //!   way Linux and KAME do (`unique:N` binds to `-u N`), fail closed.
-//! - [`Databases::apply`] applies statements all or nothing.
+//! - [`Databases::apply`] applies statements all or nothing; the SAD and
+//!   SPD are read-only from outside ([`Databases::sad`], [`Databases::spd`]).
+//! - The engine ([`engine`]): [`Databases::protect`] and
+//!   [`Databases::unprotect`] do RFC 4301 §5 on whole packets in the
+//!   caller's buffer (selector, SPD, bundle, transform, counters, inbound
+//!   check, ICMP errors per §6.2), through `&self` on any number of
+//!   threads; [`Engine`] swaps snapshots on each change. The SPD lookup
+//!   goes through an index (not linear in the number of policies).
 //! - [`dump`] prints `setkey -D` / `setkey -DP` output (times in UTC from
 //!   `now`) and reads it back.
 //!
@@ -47,6 +54,16 @@
 //!                               "192.168.0.10".parse().unwrap(), 5068);
 //! match db.outbound(&pkt, now) {
 //!     Outbound::Protect { bundle, .. } => assert_eq!(bundle.iter().next().unwrap().spi.0, 4444),
+//!     other => panic!("{other:?}"),
+//! }
+//! // The engine protects a whole packet (here IPv4/UDP 5062 -> 5068).
+//! let mut buf = vec![0u8; 256];
+//! let pkt = [0x45, 0, 0, 28, 0, 1, 0x40, 0, 64, 17, 0, 0, 192, 168, 0, 11, 192, 168, 0, 10,
+//!            0x13, 0xc6, 0x13, 0xcc, 0, 8, 0, 0];
+//! buf[64..92].copy_from_slice(&pkt);
+//! let mut iv = |iv: &mut [u8]| iv.fill(7); // tests only: use a CSPRNG
+//! match db.protect(&mut buf, 64..92, now, &mut iv) {
+//!     sadb::Outgoing::Protected(p) => assert_eq!(p.sas.iter().next().unwrap().id.spi.0, 4444),
 //!     other => panic!("{other:?}"),
 //! }
 //! assert!(db.dump_sad(now).contains("spi=4444(0x0000115c) reqid=1(0x00000001)"));
