@@ -228,8 +228,6 @@ for i in range(20000):
     s.send(b'x'*300)
     if i % 50 == 0: time.sleep(0.001)"
     sleep 1
-    a_rx0=$("$BIN/setkey" -s "$tmp/a.sock" --stats | awk '/^tun_rx/ {print $2}')
-    b_rx0=$("$BIN/setkey" -s "$tmp/b.sock" --stats | awk '/^in_rx/ {print $2}')
     a_rx=$("$BIN/setkey" -s "$tmp/a.sock" --stats | awk '/^tun_rx/ {print $2}')
     b_rx=$("$BIN/setkey" -s "$tmp/b.sock" --stats | awk '/^in_rx/ {print $2}')
     for p in "${st[@]}"; do kill -INT "$p" 2>/dev/null; done
