@@ -231,9 +231,10 @@ for i in range(20000):
     a_rx=$("$BIN/setkey" -s "$tmp/a.sock" --stats | awk '/^tun_rx/ {print $2}')
     b_rx=$("$BIN/setkey" -s "$tmp/b.sock" --stats | awk '/^in_rx/ {print $2}')
     for p in "${st[@]}"; do kill -INT "$p" 2>/dev/null; done
-    sleep 1; wait $sink 2>/dev/null
+    for p in "${st[@]}"; do wait "$p" 2>/dev/null; done
+    wait $sink 2>/dev/null
     # strace's summary: the "total" line's calls column (4th).
-    calls() { awk '$NF == "total" { print $(NF - 2) }' "$1"; }
+    calls() { awk '$NF == "total" { print $4 }' "$1"; }
     per() { awk -v c="$1" -v n="$2" 'BEGIN { if (n + 0 > 0) printf "%.2f", c / n; else print "n/a" }'; }
     S[a]=$(per "$(calls "$tmp/strace0")" $(( ${a_rx:-0} - ${a_rx0:-0} )))
     S[b]=$(per "$(calls "$tmp/strace1")" $(( ${b_rx:-0} - ${b_rx0:-0} )))

@@ -18,7 +18,6 @@
 
 use std::hint::black_box;
 use std::net::IpAddr;
-use std::time::Instant;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
 use ipsec_esp::{Mode, Protocol, Sa, SaParams, Spi};
@@ -174,30 +173,7 @@ fn criterion_benches(c: &mut Criterion, s: &Setup) {
     g.finish();
 }
 
-const BATCH: usize = 256;
-
-/// ns per packet of the fastest of `batches` batches, `a` and `b`
-/// alternating batch by batch; each batch is prepared untimed by `refill`.
-fn race(
-    batches: usize,
-    refill: &mut dyn FnMut(&mut Vec<Vec<u8>>),
-    a: &mut dyn FnMut(&mut Vec<u8>),
-    b: &mut dyn FnMut(&mut Vec<u8>),
-) -> (f64, f64) {
-    let mut best = [u128::MAX; 2];
-    let mut bufs = Vec::new();
-    for _ in 0..batches {
-        for (k, slot) in best.iter_mut().enumerate() {
-            refill(&mut bufs);
-            let t = Instant::now();
-            for buf in bufs.iter_mut() {
-                if k == 0 { a(buf) } else { b(buf) }
-            }
-            *slot = (*slot).min(t.elapsed().as_nanos());
-        }
-    }
-    (best[0] as f64 / BATCH as f64, best[1] as f64 / BATCH as f64)
-}
+use benches::{BATCH, race};
 
 fn side_by_side(s: &Setup) {
     println!();
