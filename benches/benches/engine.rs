@@ -19,6 +19,7 @@
 use std::hint::black_box;
 use std::net::IpAddr;
 
+use benches::{BATCH, race};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
 use ipsec_esp::{Mode, Protocol, Sa, SaParams, Spi};
 use opensec::{AuthAlgorithm, EncAlgorithm};
@@ -172,8 +173,6 @@ fn criterion_benches(c: &mut Criterion, s: &Setup) {
     }
     g.finish();
 }
-
-use benches::{BATCH, race};
 
 fn side_by_side(s: &Setup) {
     println!();

@@ -23,6 +23,7 @@
 
 use std::hint::black_box;
 
+use benches::{BATCH, race};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
 use ipsec_esp::{Mode, Protocol, Sa, SaParams, Spi};
 use opensec::{AuthAlgorithm, Cipher, EncAlgorithm, Integrity};
@@ -217,8 +218,6 @@ fn criterion_benches(c: &mut Criterion) {
         group.finish();
     }
 }
-
-use benches::{BATCH, race};
 
 fn side_by_side() {
     println!();
