@@ -386,9 +386,117 @@ pub fn peer_uid(sock: &std::os::unix::net::UnixStream) -> io::Result<u32> {
     Ok(cred.uid())
 }
 
-/// Detaches from the terminal (daemon(3)); call before any thread starts.
-pub fn daemonize() -> io::Result<()> {
-    nix::unistd::daemon(true, false).map_err(io::Error::from)
+/// The inode number of this process's network namespace: a name for the
+/// namespace that differs between namespaces (`ip netns identify` reads
+/// the same `/proc/self/ns/net`).
+pub fn netns_id() -> io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/net").map(|m| m.ino())
+}
+
+/// An exclusive `flock(2)` on a file, held while the value lives; the
+/// kernel releases it when the process dies, however it dies.
+#[derive(Debug)]
+pub struct FileLock(nix::fcntl::Flock<File>);
+
+impl FileLock {
+    /// Takes the lock on `path` (created if absent) without waiting;
+    /// `Ok(None)` when another process holds it.
+    pub fn try_lock(path: &std::path::Path) -> io::Result<Option<FileLock>> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)?;
+        match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(l) => Ok(Some(FileLock(l))),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(io::Error::from(e)),
+        }
+    }
+
+    /// The locked file (e.g. to write the holder's pid into it).
+    pub fn file(&mut self) -> &mut File {
+        &mut self.0
+    }
+}
+
+/// The detached daemon's line back to the command that started it.
+#[derive(Debug)]
+pub struct Ready(File);
+
+impl Ready {
+    /// The daemon is running: the starting command exits with status 0.
+    pub fn ok(mut self) {
+        use std::io::Write;
+        let _ = self.0.write_all(b"ok\n");
+    }
+
+    /// The daemon failed to start: the starting command prints `reason` on
+    /// its standard error and exits with `status`.
+    pub fn fail(mut self, status: u8, reason: &str) {
+        use std::io::Write;
+        let line = reason.replace('\n', " ");
+        let _ = self
+            .0
+            .write_all(format!("err {status} {line}\n").as_bytes());
+    }
+}
+
+/// Detaches from the terminal, and reports back: the calling process
+/// forks; the parent waits until the child reports through [`Ready`]
+/// (or exits) and exits with the child's verdict, printing its reason on
+/// standard error; the child returns, in a new session, with `/` as its
+/// directory and its standard streams on `/dev/null`. Call before any
+/// thread starts.
+pub fn detach() -> io::Result<Ready> {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let (r, w) = nix::unistd::pipe().map_err(io::Error::from)?;
+    // SAFETY: called from `main` before any thread is spawned (the tracing
+    // subscriber writes synchronously and starts no thread), so the child
+    // is a copy of a single-threaded process and may continue normally.
+    match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
+        nix::unistd::ForkResult::Parent { .. } => {
+            drop(w);
+            let mut answer = String::new();
+            let _ = File::from(r).read_to_string(&mut answer);
+            let answer = answer.trim_end();
+            if answer == "ok" {
+                std::process::exit(0);
+            }
+            let (status, reason) = match answer.strip_prefix("err ") {
+                Some(rest) => {
+                    let (code, why) = rest.split_once(' ').unwrap_or((rest, ""));
+                    (code.parse::<i32>().unwrap_or(1), why.to_string())
+                }
+                None => (1, "the daemon exited before it was ready".to_string()),
+            };
+            eprintln!("ipsecd: {reason}");
+            std::process::exit(status);
+        }
+        nix::unistd::ForkResult::Child => {
+            drop(r);
+            nix::unistd::setsid().map_err(io::Error::from)?;
+            std::env::set_current_dir("/")?;
+            let null = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")?;
+            nix::unistd::dup2_stdin(null.as_fd()).map_err(io::Error::from)?;
+            nix::unistd::dup2_stdout(null.as_fd()).map_err(io::Error::from)?;
+            nix::unistd::dup2_stderr(null.as_fd()).map_err(io::Error::from)?;
+            Ok(Ready(File::from(w)))
+        }
+    }
+}
+
+/// Whether a process with this id exists and runs a program of this name
+/// (`/proc/PID/comm`; a reused pid of another program does not count).
+pub fn process_named(pid: u32, name: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
 }
 
 /// The message headers of `sendmmsg(2)`, allocated once per thread: one

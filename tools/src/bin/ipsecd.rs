@@ -2,6 +2,7 @@
 //! in UDP) over a TUN device, configured with `setkey`. See
 //! `docs/ipsecd.md`.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -30,16 +31,23 @@ Fail closed:
     hook), and unmarked traffic matching an `out ... require` policy that
     would leave on another interface is dropped (postrouting hook).
 
-Cleanup: SIGTERM/SIGINT/SIGHUP remove the rules (preferences BASE..BASE+999),
-the table, the nft table and the state file; the TUN vanishes with the
-process. At start, leftovers recorded in the state file are removed first.
+One per network namespace: a second ipsecd in the same namespace is
+refused; the default control socket and state file are named after the
+namespace (/run/ipsecd/ns-INODE.sock, .state), and setkey finds them.
 
-Example:
-  ipsecd --tun ipsec0 --pid-file /run/ipsecd.pid --log-file /var/log/ipsecd.log
-  setkey -s /run/ipsecd.sock -f /etc/ipsec-tools.conf
-  setkey -s /run/ipsecd.sock -D      # SAs with counters
-  setkey -s /run/ipsecd.sock -DP     # policies with counters
-  kill -TERM $(cat /run/ipsecd.pid)      # removes everything it installed
+Cleanup: SIGTERM/SIGINT/SIGHUP remove the rules ipsecd recorded as its own
+(preferences BASE..BASE+999), the table, the nft table and the state file;
+the TUN vanishes with the process. After a crash, the crashed run's rules
+and guards stay (protected traffic fails, it does not leak) until the next
+start has installed its own; only then are they removed.
+
+Examples:
+  ipsecd -f /etc/ipsec-tools.conf --pid-file /run/ipsecd.pid --log-file /var/log/ipsecd.log
+  setkey -D                      # SAs with counters (this namespace's ipsecd)
+  setkey -DP                     # policies with counters
+  ip netns exec ue ipsecd --foreground -f ue.conf    # one per namespace
+  kill -TERM $(cat /run/ipsecd.pid)    # removes everything it installed
+  ipsecd --cleanup --pref-base 1000 --table 100     # remove an old run's leftovers
 
 Logging: RUST_LOG=tools=debug for more (trace: per-packet drops); keys are never logged.";
 
@@ -55,10 +63,12 @@ struct Cli {
     #[arg(long, default_value = "ipsec0")]
     tun: String,
     /// Control socket for setkey (created with mode 0600; root only).
-    #[arg(long, default_value = "/run/ipsecd.sock")]
-    socket: PathBuf,
-    /// State file recording what was installed (for cleanup after a crash).
-    /// Default: /run/ipsecd/TUN.state.
+    /// Default: /run/ipsecd/ns-INODE.sock, named after the network
+    /// namespace (setkey's default too). Its directory must exist.
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// State file recording what was installed (taken over after a crash).
+    /// Default: /run/ipsecd/ns-INODE.state.
     #[arg(long)]
     state_file: Option<PathBuf>,
     /// setkey script to apply at start (all or nothing).
@@ -100,6 +110,12 @@ struct Cli {
     /// Log file (with or without --foreground).
     #[arg(long)]
     log_file: Option<PathBuf>,
+    /// Remove everything a daemon with these --tun, --table and
+    /// --pref-base may have left (all rules in the preference range, the
+    /// table, the nft table), recorded or not, and exit. Refused while an
+    /// ipsecd runs in this namespace.
+    #[arg(long)]
+    cleanup: bool,
 }
 
 fn parse_u32(s: &str) -> Result<u32, String> {
@@ -128,6 +144,7 @@ fn main() -> ExitCode {
         },
         None => None,
     };
+    let logs_to_stderr = log_file.is_none();
     match log_file {
         Some(f) => tracing_subscriber::fmt()
             .with_env_filter(filter)
@@ -136,35 +153,54 @@ fn main() -> ExitCode {
             .init(),
         None => tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr)
             .init(),
     }
+    let params = NetParams {
+        tun: cli.tun,
+        table: cli.table,
+        pref_base: cli.pref_base,
+        mark: cli.mark,
+        advmss: cli.advmss,
+    };
+    if cli.cleanup {
+        return match ipsecd::cleanup(&params, cli.state_file.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ipsecd: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    // A detached start returns when the daemon runs, or with its reason.
+    let mut ready = None;
     if !cli.foreground {
-        if let Err(e) = tools::sys::daemonize() {
-            eprintln!("ipsecd: cannot detach: {e}");
-            return ExitCode::from(1);
+        match tools::sys::detach() {
+            Ok(r) => ready = Some(r),
+            Err(e) => {
+                eprintln!("ipsecd: cannot detach: {e}");
+                return ExitCode::from(2);
+            }
         }
     }
     if let Some(p) = &cli.pid_file {
         if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
-            tracing::error!("cannot write {}: {e}", p.display());
-            return ExitCode::from(1);
+            let msg = format!("cannot write {}: {e}", p.display());
+            if let Some(r) = ready.take() {
+                r.fail(2, &msg);
+            }
+            eprintln!("ipsecd: {msg}");
+            return ExitCode::from(2);
         }
     }
     let pid_file = cli.pid_file.clone();
-    let state_file = cli
-        .state_file
-        .unwrap_or_else(|| PathBuf::from(format!("/run/ipsecd/{}.state", cli.tun)));
     let cfg = Config {
-        net: NetParams {
-            tun: cli.tun,
-            table: cli.table,
-            pref_base: cli.pref_base,
-            mark: cli.mark,
-            advmss: cli.advmss,
-        },
-        socket: cli.socket,
-        state_file,
+        net: params,
+        socket: cli.socket.unwrap_or_else(ipsecd::instance::default_socket),
+        state_file: cli
+            .state_file
+            .unwrap_or_else(ipsecd::instance::default_state_file),
         config: cli.config,
         pcap: cli.pcap,
         natt_port: cli.natt_port,
@@ -174,16 +210,24 @@ fn main() -> ExitCode {
             usize::from,
         ),
     };
-    let result = ipsecd::run(cfg);
+    let result = ipsecd::run(cfg, &mut ready);
     if let Some(p) = pid_file {
         let _ = std::fs::remove_file(p);
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("ipsecd: {e:#}");
-            ExitCode::from(1)
+            // One line, once: on stderr (or to the starting command), and
+            // in the log file when there is one.
+            let msg = format!("{e:#}");
+            match ready.take() {
+                Some(r) => r.fail(2, &msg),
+                None => eprintln!("ipsecd: {msg}"),
+            }
+            if !logs_to_stderr {
+                tracing::error!("{msg}");
+            }
+            ExitCode::from(2)
         }
     }
 }

@@ -20,7 +20,8 @@ Examples (ipsec-tools syntax, see setkey(8)):
 
 A file with one bad statement changes nothing; the error names its line and
 column. Exit status: 0 on success, 1 on any error (as ipsec-tools).
-The daemon is found at --socket, $IPSECD_SOCKET, or /run/ipsecd.sock.";
+The daemon is found at --socket, $IPSECD_SOCKET, or the default socket of
+this network namespace's ipsecd (/run/ipsecd/ns-INODE.sock).";
 
 /// Manually manipulate the IPsec SA/SP database of ipsecd.
 #[derive(Parser, Debug)]
@@ -53,7 +54,8 @@ struct Cli {
     /// ipsecd's data-path counters.
     #[arg(long)]
     stats: bool,
-    /// ipsecd's control socket [default: $IPSECD_SOCKET or /run/ipsecd.sock].
+    /// ipsecd's control socket [default: $IPSECD_SOCKET or this network
+    /// namespace's /run/ipsecd/ns-INODE.sock].
     #[arg(short = 's', long)]
     socket: Option<PathBuf>,
     /// Files to apply (as -f).
@@ -81,7 +83,7 @@ fn socket(cli: &Cli) -> PathBuf {
     cli.socket.clone().unwrap_or_else(|| {
         std::env::var_os("IPSECD_SOCKET")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/run/ipsecd.sock"))
+            .unwrap_or_else(tools::ipsecd::instance::default_socket)
     })
 }
 

@@ -22,12 +22,9 @@ use super::net::{self, Net};
 /// The largest request accepted (a setkey script).
 const MAX_REQUEST: u64 = 16 << 20;
 
-/// Binds the socket (replacing a stale one) with mode 0600.
+/// Binds the socket with mode 0600 (the path was checked free by
+/// `instance::check_socket`); failing to bind is fatal.
 pub fn bind(path: &Path) -> Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).ok();
-    }
-    let _ = std::fs::remove_file(path);
     let l = UnixListener::bind(path)
         .with_context(|| format!("cannot bind the control socket {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;

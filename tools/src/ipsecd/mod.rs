@@ -17,6 +17,7 @@
 pub mod control;
 pub mod dataplane;
 pub mod gro;
+pub mod instance;
 pub mod io;
 pub mod net;
 pub mod offload;
@@ -83,38 +84,62 @@ fn open_sockets(mark: u32, natt_port: u16) -> Result<Sockets> {
     })
 }
 
-/// Removes what an earlier run recorded in the state file.
-pub fn cleanup_leftovers(state_file: &std::path::Path, current: &NetParams) {
-    if let Ok(text) = std::fs::read_to_string(state_file) {
-        if let Some(old) = NetParams::from_state(&text) {
-            tracing::info!(tun = %old.tun, "removing leftovers of an earlier run");
-            net::teardown(&old);
-        }
-        let _ = std::fs::remove_file(state_file);
-    }
-    // Same parameters without a state file (e.g. it was deleted): clean too.
-    net::teardown(current);
-}
-
-/// Runs the daemon until a signal; returns after cleaning up.
-pub fn run(cfg: Config) -> Result<()> {
+/// `ipsecd --cleanup`: removes everything a daemon with these parameters
+/// may have left, and the state file; refused while an ipsecd runs in this
+/// namespace.
+pub fn cleanup(params: &NetParams, state_file: Option<&std::path::Path>) -> Result<()> {
     anyhow::ensure!(
         sys::is_root(),
         "ipsecd needs root (CAP_NET_ADMIN and CAP_NET_RAW)"
     );
+    let _lock = instance::claim()?;
+    net::cleanup(params);
+    let state = state_file.map_or_else(instance::default_state_file, |p| p.to_path_buf());
+    let _ = std::fs::remove_file(state);
+    Ok(())
+}
+
+/// Runs the daemon until a signal; returns after cleaning up. `ready` (a
+/// detached start) hears when the daemon runs.
+///
+/// Nothing is touched before every check passed: root, a usable mark, the
+/// namespace free of another ipsecd, the socket and state file free, the
+/// preference range and table free of rules and routes that are not a
+/// crashed run's, the initial configuration valid. Then the new run's
+/// rules and guards go in before a crashed run's are removed
+/// ([`Net::start`]); on failure what this run added is removed and the
+/// leftovers stay (fail closed).
+pub fn run(cfg: Config, ready: &mut Option<sys::Ready>) -> Result<()> {
+    anyhow::ensure!(
+        sys::is_root(),
+        "ipsecd needs root (CAP_NET_ADMIN and CAP_NET_RAW)"
+    );
+    // `fwmark 0 lookup main` would send every unmarked packet, protected
+    // flows included, around the TUN.
+    anyhow::ensure!(
+        cfg.net.mark != 0,
+        "--mark 0 would let every unmarked packet take the bypass rule (protected traffic would leave in clear): choose a non-zero mark"
+    );
     // Signals are taken by sigwait in this thread only.
     let sigs = sys::block_signals()?;
-    cleanup_leftovers(&cfg.state_file, &cfg.net);
+    let _lock = instance::claim()?;
+    instance::check_socket(&cfg.socket)?;
+    let previous = std::fs::read_to_string(&cfg.state_file)
+        .ok()
+        .map(|t| net::Installed::from_state(&t));
+    instance::check_state_file(&cfg.state_file, previous.as_ref().map_or(0, |p| p.pid))?;
+    net::check_free(&cfg.net, previous.as_ref())?;
 
-    let initial = match &cfg.config {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read {}", p.display()))?;
-            let stmts = sadb::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-            Some(stmts)
-        }
-        None => None,
-    };
+    let mut db = sadb::Databases::new();
+    db.dump_options.stats = true;
+    db.dump_options.pid = std::process::id();
+    if let Some(p) = &cfg.config {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+        let stmts = sadb::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        db.apply(&stmts, dataplane::now())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+    }
 
     let queues = Tun::open_queues(&cfg.net.tun, cfg.gro, cfg.workers.max(1))
         .with_context(|| format!("cannot open TUN {}", cfg.net.tun))?;
@@ -123,38 +148,54 @@ pub fn run(cfg: Config) -> Result<()> {
         .first()
         .map(|t| t.name().to_string())
         .unwrap_or_default();
-    if let Some(dir) = cfg.state_file.parent() {
-        std::fs::create_dir_all(dir).ok();
+    let plan = net::plan(db.spd(), &params);
+    let mut netcfg = Net::new(params, cfg.state_file.clone(), previous.as_ref());
+    if let Some(p) = previous.as_ref().filter(|p| p.params.is_some()) {
+        tracing::info!(
+            pid = p.pid,
+            "taking over from an earlier run: its rules and guards stay until ours are in place"
+        );
     }
-    std::fs::write(&cfg.state_file, params.to_state())
-        .with_context(|| format!("cannot write {}", cfg.state_file.display()))?;
-    let mut netcfg = Net::new(params.clone());
-    let result = start(cfg.clone(), queues, &mut netcfg, initial, sigs);
-    net::teardown(&params);
-    let _ = std::fs::remove_file(&cfg.state_file);
+    netcfg.start(&plan, previous.as_ref())?;
+    let result = serve(cfg.clone(), queues, netcfg, db, sigs, ready);
     let _ = std::fs::remove_file(&cfg.socket);
     tracing::info!("cleaned up; exiting");
     result
 }
 
-fn start(
+/// Opens the sockets and the control socket, starts the threads, reports
+/// ready, and waits for a signal; tears the network set-up down after.
+fn serve(
     cfg: Config,
     queues: Vec<Tun>,
-    netcfg: &mut Net,
-    initial: Option<Vec<sadb::Located<sadb::Statement>>>,
+    netcfg: Net,
+    db: sadb::Databases,
     sigs: nix::sys::signal::SigSet,
+    ready: &mut Option<sys::Ready>,
 ) -> Result<()> {
-    netcfg.setup()?;
-    let socks = open_sockets(cfg.net.mark, cfg.natt_port)?;
-    let mut db = sadb::Databases::new();
-    db.dump_options.stats = true;
-    db.dump_options.pid = std::process::id();
-    if let Some(stmts) = initial {
-        db.apply(&stmts, dataplane::now())
-            .map_err(|e| anyhow::anyhow!("initial configuration: {e}"))?;
+    let net_shared = Arc::new(Mutex::new(netcfg));
+    let result = serve_inner(cfg, queues, &net_shared, db, sigs, ready);
+    // Hold the lock while tearing down, so no setkey request installs
+    // anything meanwhile.
+    match net_shared.lock() {
+        Ok(mut n) => {
+            n.teardown();
+            std::mem::forget(n);
+        }
+        Err(p) => p.into_inner().teardown(),
     }
-    let plan = net::plan(db.spd(), &netcfg.params);
-    netcfg.sync(&plan)?;
+    result
+}
+
+fn serve_inner(
+    cfg: Config,
+    queues: Vec<Tun>,
+    net_shared: &Arc<Mutex<Net>>,
+    db: sadb::Databases,
+    sigs: nix::sys::signal::SigSet,
+    ready: &mut Option<sys::Ready>,
+) -> Result<()> {
+    let socks = open_sockets(cfg.net.mark, cfg.natt_port)?;
     let pcap = match &cfg.pcap {
         Some(p) => {
             Some(io::PcapWriter::create(p).with_context(|| format!("pcap {}", p.display()))?)
@@ -172,12 +213,6 @@ fn start(
         tun: writer,
         pcap,
     });
-    let net_shared = Arc::new(Mutex::new(Net::new(netcfg.params.clone())));
-    // Hand the installed rule set to the shared copy.
-    std::mem::swap(
-        &mut *net_shared.lock().map_err(|_| anyhow::anyhow!("lock"))?,
-        netcfg,
-    );
 
     let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
         std::thread::Builder::new().name(name.into()).spawn(f)
@@ -244,7 +279,7 @@ fn start(
     }
     {
         let sh = sh.clone();
-        let n = net_shared.clone();
+        let n = Arc::clone(net_shared);
         spawn("control", Box::new(move || control::serve(listener, sh, n)))?;
     }
     tracing::info!(
@@ -253,13 +288,12 @@ fn start(
         workers,
         "ipsecd running"
     );
+    if let Some(r) = ready.take() {
+        r.ok();
+    }
     let sig = sys::wait_signal(&sigs)?;
     tracing::info!(signal = sig, "stopping");
     dataplane::STOPPING.store(true, Relaxed);
-    // Teardown happens in `run` with the same parameters; hold the lock so
-    // no setkey request installs anything meanwhile.
-    let guard = net_shared.lock();
-    std::mem::forget(guard);
     Ok(())
 }
 

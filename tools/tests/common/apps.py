@@ -111,6 +111,22 @@ elif mode == "spoofudp":  # mark src sport dst dport payload: cleartext, past th
     s.setsockopt(socket.SOL_SOCKET, 36, int(a[0]))  # SO_MARK: skip the TUN rule
     s.sendto(ip + udp, (dst, 0))
     print("SENT", flush=True)
+elif mode == "spoofstream":  # mark src sport dst dport seconds interval: cleartext past the TUN, repeatedly
+    src, sport, dst, dport = a[1], int(a[2]), a[3], int(a[4])
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    s.setsockopt(socket.SOL_SOCKET, 36, int(a[0]))  # SO_MARK: skip the TUN rule
+    print("READY", flush=True)
+    end = time.time() + float(a[5])
+    i = 0
+    while time.time() < end:
+        data = b"INJECT-%d" % i
+        udp = struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 7, 0, 64, 17, 0,
+                         socket.inet_aton(src), socket.inet_aton(dst))
+        s.sendto(ip + udp, (dst, 0))
+        print("SENT", i, flush=True)
+        i += 1
+        time.sleep(float(a[6]))
 elif mode == "scapy_ah":  # pcap spi hexkey: verify the AH ICV of every packet with that SPI
     from scapy.all import rdpcap, IP, Ether
     from scapy.layers.ipsec import SecurityAssociation, AH
