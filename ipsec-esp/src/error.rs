@@ -99,6 +99,12 @@ pub enum Error {
         /// The last sequence number sent.
         seq: u64,
     },
+    /// The sequence numbers reserved for the SA are used up (see
+    /// `Sa::reserve_up_to`): the packet waits for more to be reserved.
+    SequenceNotReserved {
+        /// The last sequence number sent.
+        seq: u64,
+    },
     /// The ciphertext is not a multiple of the cipher block size.
     NotBlockAligned {
         /// Cipher block size.
@@ -187,6 +193,10 @@ impl fmt::Display for Error {
             Error::SequenceNumberOverflow { seq } => write!(
                 f,
                 "sequence number would cycle after {seq}: SA exhausted, rekey needed"
+            ),
+            Error::SequenceNotReserved { seq } => write!(
+                f,
+                "sequence numbers after {seq} are not reserved yet (recorded before use, for restarts)"
             ),
             Error::NotBlockAligned { block_size, len } => write!(
                 f,

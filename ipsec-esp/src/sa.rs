@@ -109,6 +109,8 @@ pub struct Traffic {
 struct Tx {
     seq: u64,
     sent: Traffic,
+    /// The highest number that may be sent (see [`Sa::reserve_up_to`]).
+    reserved: u64,
 }
 
 /// The inbound state: the replay window and the traffic accepted, changed
@@ -273,6 +275,7 @@ impl Sa {
             tx: Arc::new(Mutex::new(Tx {
                 seq: params.seq,
                 sent: Traffic::default(),
+                reserved: u64::MAX,
             })),
             rx: Arc::new(Mutex::new(Rx {
                 window: replay,
@@ -435,6 +438,9 @@ impl Sa {
         if t.seq >= limit {
             return Err(Error::SequenceNumberOverflow { seq: t.seq });
         }
+        if t.seq >= t.reserved {
+            return Err(Error::SequenceNotReserved { seq: t.seq });
+        }
         t.seq += 1;
         t.sent.packets = t.sent.packets.saturating_add(1);
         t.sent.bytes = t.sent.bytes.saturating_add(bytes as u64);
@@ -456,6 +462,68 @@ impl Sa {
     /// Whether sending one more packet would make the counter cycle.
     pub fn exhausted(&self) -> bool {
         self.seq() >= self.seq_limit()
+    }
+
+    /// Lets the SA send sequence numbers up to `seq` and no further (a
+    /// caller that records, before they are used, the numbers an SA may
+    /// send, so that a restart never sends one twice; `u64::MAX`: no
+    /// limit, the default). Past it, protecting fails with
+    /// [`Error::SequenceNotReserved`] until more is reserved.
+    pub fn reserve_up_to(&self, seq: u64) {
+        self.tx().reserved = seq;
+    }
+
+    /// The highest sequence number the SA may send ([`Sa::reserve_up_to`]).
+    pub fn reserved(&self) -> u64 {
+        self.tx().reserved
+    }
+
+    /// Continues an SA that lived before (the same SA installed again
+    /// after a restart): the next number sent is above `sent`, and
+    /// received numbers up to `received` count as seen (the replay window
+    /// starts there). Never moves either backwards.
+    pub fn resume(&self, sent: u64, received: u64) {
+        {
+            let mut t = self.tx();
+            t.seq = t.seq.max(sent.min(self.seq_limit()));
+        }
+        let mut r = self.rx();
+        if received > r.window.top() {
+            if let Ok(w) = ReplayWindow::starting_at(r.window.size(), received) {
+                r.window = w;
+            }
+        }
+    }
+
+    /// A fingerprint of the SA's identity and keys: HMAC-SHA-256 under
+    /// `salt` of the SPI, protocol, mode, addresses, algorithms and keys,
+    /// truncated to 16 bytes. It tells whether an SA installed again is the
+    /// same SA (same keys) without storing the keys.
+    pub fn fingerprint(&self, salt: &[u8]) -> [u8; 16] {
+        let mut m = Vec::with_capacity(128);
+        m.extend_from_slice(&self.spi.0.to_be_bytes());
+        m.push(self.protocol.number());
+        m.push(match self.mode {
+            Mode::Transport => 0,
+            Mode::Tunnel => 1,
+        });
+        for a in [self.src, self.dst] {
+            match a {
+                IpAddr::V4(v) => m.extend_from_slice(&v.octets()),
+                IpAddr::V6(v) => m.extend_from_slice(&v.octets()),
+            }
+        }
+        m.extend_from_slice(self.enc().setkey_name().as_bytes());
+        m.extend_from_slice(&(self.enc_key.len() as u32).to_be_bytes());
+        m.extend_from_slice(&self.enc_key);
+        m.extend_from_slice(self.auth().setkey_name().as_bytes());
+        m.extend_from_slice(&(self.auth_key.len() as u32).to_be_bytes());
+        m.extend_from_slice(&self.auth_key);
+        let mac = opensec::hmac_sha256(salt, &m);
+        m.zeroize();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&mac[..16]);
+        out
     }
 
     fn seq_hi(&self, seq: u64) -> Option<[u8; 4]> {

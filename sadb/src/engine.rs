@@ -199,6 +199,13 @@ pub enum DiscardReason {
         /// The SA.
         id: SaId,
     },
+    /// The sequence numbers reserved for the SA are used up (a caller
+    /// records them before use, see `ipsec_esp::Sa::reserve_up_to`): a
+    /// moment's wait for the next reservation.
+    SequenceNotReserved {
+        /// The SA.
+        id: SaId,
+    },
     /// The packet is not a well-formed IP packet.
     Malformed(EspError),
     /// The transform refused the packet (e.g. a fragment in transport mode,
@@ -539,6 +546,14 @@ impl Databases {
                     e.mark_dead();
                     trace.push(SaUse { id, seq: None });
                     return discard(Some(policy), DiscardReason::SequenceExhausted { id }, trace);
+                }
+                Err(EspError::SequenceNotReserved { .. }) => {
+                    trace.push(SaUse { id, seq: None });
+                    return discard(
+                        Some(policy),
+                        DiscardReason::SequenceNotReserved { id },
+                        trace,
+                    );
                 }
                 Err(error) => {
                     trace.push(SaUse { id, seq: None });
@@ -1074,10 +1089,7 @@ impl Engine {
 
     /// Changes the databases with `f` on a copy of the current snapshot and
     /// publishes the copy if `f` succeeds; on error nothing changes.
-    pub fn update<R>(
-        &self,
-        f: impl FnOnce(&mut Databases) -> Result<R, Error>,
-    ) -> Result<R, Error> {
+    pub fn update<R, E>(&self, f: impl FnOnce(&mut Databases) -> Result<R, E>) -> Result<R, E> {
         let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = (*self.snapshot()).clone();
         let r = f(&mut next)?;

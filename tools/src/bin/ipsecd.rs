@@ -71,6 +71,12 @@ struct Cli {
     /// Default: /run/ipsecd/ns-INODE.state.
     #[arg(long)]
     state_file: Option<PathBuf>,
+    /// Where each SA's sequence-number mark is recorded, so that an SA
+    /// installed again after a crash never sends a number twice. Default:
+    /// the state file with the extension .seq; put it on persistent storage
+    /// for SAs that outlive a reboot.
+    #[arg(long)]
+    seq_file: Option<PathBuf>,
     /// setkey script to apply at start (all or nothing).
     #[arg(short = 'f', long)]
     config: Option<PathBuf>,
@@ -195,12 +201,16 @@ fn main() -> ExitCode {
         }
     }
     let pid_file = cli.pid_file.clone();
+    let state_file = cli
+        .state_file
+        .unwrap_or_else(ipsecd::instance::default_state_file);
     let cfg = Config {
         net: params,
         socket: cli.socket.unwrap_or_else(ipsecd::instance::default_socket),
-        state_file: cli
-            .state_file
-            .unwrap_or_else(ipsecd::instance::default_state_file),
+        seq_file: cli
+            .seq_file
+            .unwrap_or_else(|| state_file.with_extension("seq")),
+        state_file,
         config: cli.config,
         pcap: cli.pcap,
         natt_port: cli.natt_port,

@@ -73,10 +73,18 @@ fn handle(req: &str, sh: &Shared, net: &std::sync::Mutex<Net>) -> Result<String,
 fn apply(script: &str, sh: &Shared, net: &std::sync::Mutex<Net>) -> Result<String> {
     let stmts = sadb::parse(script).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut net = net.lock().map_err(|_| anyhow::anyhow!("poisoned lock"))?;
-    let outputs = sh
-        .engine
-        .apply(&stmts, now())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // New SAs get their sequence numbers recorded before the snapshot
+    // that holds them is published.
+    let outputs = sh.engine.update(|db| -> Result<_> {
+        let out = db
+            .apply(&stmts, now())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        sh.seqs
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned lock"))?
+            .adopt(db)?;
+        Ok(out)
+    })?;
     let plan = net::plan(sh.engine.snapshot().spd(), &net.params);
     tracing::info!(
         statements = stmts.len(),

@@ -63,6 +63,9 @@ pub struct Stats {
     pub out_no_sa: AtomicU64,
     /// Packets that could not be parsed, protected or sent.
     pub out_errors: AtomicU64,
+    /// Packets dropped while their SA waited for sequence numbers to be
+    /// recorded (the store is slow or cannot be written).
+    pub out_seq_wait: AtomicU64,
     /// ESP/AH packets received.
     pub in_rx: AtomicU64,
     /// Decapsulated packets written to the TUN.
@@ -97,6 +100,7 @@ impl Stats {
             ("out_discard", &self.out_discard),
             ("out_no_sa", &self.out_no_sa),
             ("out_errors", &self.out_errors),
+            ("out_seq_wait", &self.out_seq_wait),
             ("in_rx", &self.in_rx),
             ("in_delivered", &self.in_delivered),
             ("in_unknown_spi", &self.in_unknown_spi),
@@ -141,6 +145,8 @@ pub struct Sockets {
 pub struct Shared {
     /// The SAD and SPD: the current snapshot and the changes.
     pub engine: Engine,
+    /// The sequence numbers recorded for restarts.
+    pub seqs: std::sync::Mutex<super::seqstore::SeqStore>,
     /// Counters.
     pub stats: Stats,
     /// Sockets.
@@ -325,6 +331,7 @@ impl<'a> Out<'a> {
                     DiscardReason::NoSa { .. }
                     | DiscardReason::SaExpired { .. }
                     | DiscardReason::SequenceExhausted { .. } => &sh.stats.out_no_sa,
+                    DiscardReason::SequenceNotReserved { .. } => &sh.stats.out_seq_wait,
                     _ => &sh.stats.out_errors,
                 };
                 counter.fetch_add(1, Relaxed);

@@ -21,6 +21,7 @@ pub mod instance;
 pub mod io;
 pub mod net;
 pub mod offload;
+pub mod seqstore;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
@@ -42,6 +43,8 @@ pub struct Config {
     pub socket: PathBuf,
     /// The state file (for crash cleanup).
     pub state_file: PathBuf,
+    /// The sequence-number store (survives crashes; see [`seqstore`]).
+    pub seq_file: PathBuf,
     /// A setkey script to apply at start (all or nothing).
     pub config: Option<PathBuf>,
     /// Record plaintext and protected packets here.
@@ -140,6 +143,8 @@ pub fn run(cfg: Config, ready: &mut Option<sys::Ready>) -> Result<()> {
         db.apply(&stmts, dataplane::now())
             .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
     }
+    let mut seqs = seqstore::SeqStore::open(&cfg.seq_file)?;
+    seqs.adopt(&db)?;
 
     let queues = Tun::open_queues(&cfg.net.tun, cfg.gro, cfg.workers.max(1))
         .with_context(|| format!("cannot open TUN {}", cfg.net.tun))?;
@@ -157,7 +162,7 @@ pub fn run(cfg: Config, ready: &mut Option<sys::Ready>) -> Result<()> {
         );
     }
     netcfg.start(&plan, previous.as_ref())?;
-    let result = serve(cfg.clone(), queues, netcfg, db, sigs, ready);
+    let result = serve(cfg.clone(), queues, netcfg, db, seqs, sigs, ready);
     let _ = std::fs::remove_file(&cfg.socket);
     tracing::info!("cleaned up; exiting");
     result
@@ -170,11 +175,12 @@ fn serve(
     queues: Vec<Tun>,
     netcfg: Net,
     db: sadb::Databases,
+    seqs: seqstore::SeqStore,
     sigs: nix::sys::signal::SigSet,
     ready: &mut Option<sys::Ready>,
 ) -> Result<()> {
     let net_shared = Arc::new(Mutex::new(netcfg));
-    let result = serve_inner(cfg, queues, &net_shared, db, sigs, ready);
+    let result = serve_inner(cfg, queues, &net_shared, db, seqs, sigs, ready);
     // Hold the lock while tearing down, so no setkey request installs
     // anything meanwhile.
     match net_shared.lock() {
@@ -192,6 +198,7 @@ fn serve_inner(
     queues: Vec<Tun>,
     net_shared: &Arc<Mutex<Net>>,
     db: sadb::Databases,
+    seqs: seqstore::SeqStore,
     sigs: nix::sys::signal::SigSet,
     ready: &mut Option<sys::Ready>,
 ) -> Result<()> {
@@ -208,6 +215,7 @@ fn serve_inner(
     };
     let sh = Arc::new(Shared {
         engine: sadb::Engine::new(db),
+        seqs: Mutex::new(seqs),
         stats: dataplane::Stats::default(),
         socks,
         tun: writer,
@@ -279,6 +287,10 @@ fn serve_inner(
     }
     {
         let sh = sh.clone();
+        spawn("sequences", Box::new(move || sequences(&sh)))?;
+    }
+    {
+        let sh = sh.clone();
         let n = Arc::clone(net_shared);
         spawn("control", Box::new(move || control::serve(listener, sh, n)))?;
     }
@@ -295,6 +307,29 @@ fn serve_inner(
     tracing::info!(signal = sig, "stopping");
     dataplane::STOPPING.store(true, Relaxed);
     Ok(())
+}
+
+/// Keeps the recorded sequence-number marks ahead of the traffic.
+fn sequences(sh: &Shared) {
+    let mut warned = false;
+    loop {
+        std::thread::sleep(seqstore::TICK);
+        let db = sh.engine.snapshot();
+        let Ok(mut seqs) = sh.seqs.lock() else {
+            return;
+        };
+        match seqs.tick(&db) {
+            Ok(()) => warned = false,
+            Err(e) => {
+                // SAs that reach their mark wait (fail closed) until the
+                // store can be written again.
+                if !warned {
+                    tracing::error!("sequence store: {e:#}; SAs stop at their recorded marks");
+                    warned = true;
+                }
+            }
+        }
+    }
 }
 
 /// Applies lifetimes once a second (RFC 2367 SADB_EXPIRE semantics): soft
