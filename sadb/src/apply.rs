@@ -9,8 +9,12 @@ use opensec::{AuthAlgorithm, EncAlgorithm};
 
 use crate::Error;
 use crate::ast::*;
-use crate::dump::{DumpOptions, dump_sa, dump_sad, dump_spd};
-use crate::sad::{ExpireEvent, Lifetimes, Limit, SaEntry, SaId, SaMeta, Sad, protocol_keyword};
+use crate::dump::{DumpOptions, dump_larval, dump_sa, dump_sad, dump_spd};
+use crate::owner::Owner;
+use crate::sad::{
+    ExpireEvent, Larval, Lifetimes, Limit, SPI_RANGE, SaEntry, SaId, SaMeta, Sad, no_free_spi,
+    pick_spi, protocol_keyword,
+};
 use crate::spd::{PacketSelector, Policy, PolicyAction, SaRequest, Selector, Spd};
 use crate::time::Timestamp;
 
@@ -23,13 +27,26 @@ pub const NATT_PORT: u16 = 4500;
 /// IPSEC_MANUAL_REQID_MAX: reqids above it are generated for `unique` without a number.
 const MANUAL_REQID_MAX: u32 = 0x3fff;
 
-/// Text a statement produced (`get`, `dump`, `spddump`).
+/// Text a statement produced (`get`, `dump`, `spddump`, `getspi`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Output {
     /// The statement.
     pub pos: Pos,
     /// What setkey would print.
     pub text: String,
+    /// For `getspi`: the SA whose SPI is now held.
+    pub larval: Option<SaId>,
+}
+
+/// What [`Databases::delete_owned`] removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// SAs.
+    pub sas: usize,
+    /// Larval SAs (`getspi`).
+    pub larval: usize,
+    /// Policies.
+    pub policies: usize,
 }
 
 /// The SAs an outbound packet goes through, innermost first.
@@ -190,15 +207,27 @@ pub fn replay_window_packets(bytes: u32) -> Option<u32> {
     bytes.checked_mul(8)
 }
 
+/// An SA as a batch leaves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pending {
+    /// Deleted.
+    Gone,
+    /// An SA from this source.
+    Sa(IpAddr),
+    /// A larval SA (`getspi`) from this source.
+    Larval(IpAddr),
+}
+
 /// Overlay of pending changes over the real databases, to validate a batch.
 struct Shadow<'a> {
     sad: &'a Sad,
     spd: &'a Spd,
-    // Some(src): present; None: deleted.
-    sas: HashMap<SaId, Option<IpAddr>>,
+    sas: HashMap<SaId, Pending>,
     flushed: [bool; 2],
     policies: HashMap<(Selector, Direction), bool>,
     spd_flushed: bool,
+    /// The owner the batch is applied under.
+    owner: Option<&'a Owner>,
 }
 
 fn proto_index(p: Protocol) -> usize {
@@ -209,11 +238,87 @@ fn proto_index(p: Protocol) -> usize {
 }
 
 impl<'a> Shadow<'a> {
-    fn sa_src(&self, id: &SaId) -> Option<IpAddr> {
+    fn sa_state(&self, id: &SaId) -> Pending {
         match self.sas.get(id) {
             Some(v) => *v,
-            None if self.flushed[proto_index(id.protocol)] => None,
-            None => self.sad.get(id).map(|e| e.sa().src()),
+            None if self.flushed[proto_index(id.protocol)] => Pending::Gone,
+            None => match (self.sad.get(id), self.sad.get_larval(id)) {
+                (Some(e), _) => Pending::Sa(e.sa().src()),
+                (None, Some(l)) => Pending::Larval(l.src),
+                (None, None) => Pending::Gone,
+            },
+        }
+    }
+
+    fn sa_src(&self, id: &SaId) -> Option<IpAddr> {
+        match self.sa_state(id) {
+            Pending::Gone => None,
+            Pending::Sa(src) | Pending::Larval(src) => Some(src),
+        }
+    }
+
+    /// Under an owner, an SA installed before this batch may be changed
+    /// or removed only by its owner (those of this batch are the owner's).
+    fn check_sa_owner(&self, id: &SaId) -> Result<(), Error> {
+        let Some(me) = self.owner else {
+            return Ok(());
+        };
+        if self.sas.contains_key(id) {
+            return Ok(());
+        }
+        let theirs = match (self.sad.get(id), self.sad.get_larval(id)) {
+            (Some(e), _) => e.owner(),
+            (None, Some(l)) => l.owner.as_ref(),
+            (None, None) => return Ok(()),
+        };
+        if theirs == Some(me) {
+            return Ok(());
+        }
+        Err(Error::NotOwner {
+            pos: None,
+            what: format!(
+                "SA {} dst {} spi {}(0x{:08x})",
+                protocol_keyword(id.protocol),
+                id.dst,
+                id.spi.0,
+                id.spi.0
+            ),
+            owner: theirs.map(|o| o.to_string()),
+        })
+    }
+
+    /// [`Shadow::check_sa_owner`] for a policy.
+    fn check_policy_owner(&self, sel: &Selector, dir: Direction) -> Result<(), Error> {
+        let Some(me) = self.owner else {
+            return Ok(());
+        };
+        if self.policies.contains_key(&(*sel, dir)) || self.spd_flushed {
+            return Ok(());
+        }
+        let Some(p) = self.spd.get(sel, dir) else {
+            return Ok(());
+        };
+        if p.owner.as_ref() == Some(me) {
+            return Ok(());
+        }
+        Err(Error::NotOwner {
+            pos: None,
+            what: format!("policy {} {}", sel.setkey_format(), dir.keyword()),
+            owner: p.owner.as_ref().map(|o| o.to_string()),
+        })
+    }
+
+    /// Flushes and `deleteall` would remove what others own.
+    fn check_bulk(&self, what: &str) -> Result<(), Error> {
+        match self.owner {
+            None => Ok(()),
+            Some(me) => Err(Error::NotOwner {
+                pos: None,
+                what: format!(
+                    "{what} under owner {me} would remove entries of others (delete them one by one, or all of {me}'s at once)"
+                ),
+                owner: None,
+            }),
         }
     }
 
@@ -227,6 +332,8 @@ impl<'a> Shadow<'a> {
 
 enum Op {
     AddSa(Box<SaEntry>),
+    AddLarval(Larval, Pos),
+    CompleteLarval(SaId, Box<SaEntry>),
     UpdateSa(SaId, Box<Sa>, SaMeta),
     DeleteSa(SaId),
     DeleteAll(IpAddr, IpAddr, Protocol),
@@ -417,6 +524,22 @@ impl Databases {
         stmts: &[Located<Statement>],
         now: Timestamp,
     ) -> Result<Vec<Output>, Error> {
+        self.apply_as(stmts, now, None)
+    }
+
+    /// [`Databases::apply`] on behalf of a client: the SAs (larval ones
+    /// too) and policies the statements add are tagged with `owner`
+    /// (shown by `dump`/`spddump`, removed together by
+    /// [`Databases::delete_owned`]), and the statements may change or
+    /// remove only entries that `owner` installed; flushes and `deleteall`
+    /// are refused under an owner. `owner` `None` is the operator, who may
+    /// change anything (an `update` keeps an entry's owner).
+    pub fn apply_as(
+        &mut self,
+        stmts: &[Located<Statement>],
+        now: Timestamp,
+        owner: Option<&Owner>,
+    ) -> Result<Vec<Output>, Error> {
         let mut ops = Vec::with_capacity(stmts.len());
         let mut last_reqid = self.last_reqid;
         {
@@ -427,6 +550,7 @@ impl Databases {
                 flushed: [false; 2],
                 policies: HashMap::new(),
                 spd_flushed: false,
+                owner,
             };
             for st in stmts {
                 let mut op = plan(&mut sh, &st.value, st.pos, now, &mut last_reqid)
@@ -442,51 +566,117 @@ impl Databases {
         self.last_reqid = last_reqid;
         let mut out = Vec::new();
         for op in ops {
-            self.commit(op, now, &mut out);
+            self.commit(op, now, owner, &mut out);
         }
         Ok(out)
     }
 
-    fn commit(&mut self, op: Op, now: Timestamp, out: &mut Vec<Output>) {
+    /// Removes, at once, every SA, larval SA and policy tagged with `owner`
+    /// (a client going away: see [`Databases::apply_as`]).
+    pub fn delete_owned(&mut self, owner: &Owner) -> Removed {
+        let mut removed = Removed::default();
+        let sas: Vec<SaId> = self
+            .sad
+            .iter()
+            .filter(|e| e.owner() == Some(owner))
+            .map(SaEntry::id)
+            .collect();
+        for id in sas {
+            removed.sas += usize::from(self.sad.remove(&id).is_some());
+        }
+        let larval: Vec<SaId> = self
+            .sad
+            .larval()
+            .filter(|l| l.owner.as_ref() == Some(owner))
+            .map(|l| l.id)
+            .collect();
+        for id in larval {
+            removed.larval += usize::from(self.sad.remove_larval(&id).is_some());
+        }
+        let policies: Vec<(Selector, Direction)> = self
+            .spd
+            .iter()
+            .filter(|p| p.owner.as_ref() == Some(owner))
+            .map(|p| (p.selector, p.direction))
+            .collect();
+        for (sel, dir) in policies {
+            removed.policies += usize::from(self.spd.remove(&sel, dir).is_ok());
+        }
+        removed
+    }
+
+    fn commit(&mut self, op: Op, now: Timestamp, owner: Option<&Owner>, out: &mut Vec<Output>) {
         match op {
             Op::Both(a, b) => {
-                self.commit(*a, now, out);
-                self.commit(*b, now, out);
+                self.commit(*a, now, owner, out);
+                self.commit(*b, now, owner, out);
             }
             Op::AddSa(entry) => {
                 // Cannot fail: absence was checked when planning.
-                let _ = self.sad.insert(*entry);
+                let _ = self.sad.insert(entry.with_owner(owner.cloned()));
+            }
+            Op::AddLarval(mut larval, pos) => {
+                larval.owner = owner.cloned();
+                let id = larval.id;
+                if self.sad.insert_larval(larval).is_ok() {
+                    if let Some(l) = self.sad.get_larval(&id) {
+                        out.push(Output {
+                            pos,
+                            text: dump_larval(l, now, 0, &self.dump_options),
+                            larval: Some(id),
+                        });
+                    }
+                }
+            }
+            Op::CompleteLarval(id, entry) => {
+                let larval = self.sad.remove_larval(&id);
+                let tag = owner.cloned().or(larval.and_then(|l| l.owner));
+                let _ = self.sad.insert(entry.with_owner(tag));
             }
             Op::UpdateSa(id, sa, meta) => {
                 if let Some(e) = self.sad.get(&id) {
-                    let next = e.replaced_by(*sa, meta);
+                    let mut next = e.replaced_by(*sa, meta);
+                    if owner.is_some() {
+                        next = next.with_owner(owner.cloned());
+                    }
                     self.sad.replace(&id, next);
                 }
             }
             Op::DeleteSa(id) => {
                 self.sad.remove(&id);
+                self.sad.remove_larval(&id);
             }
             Op::DeleteAll(src, dst, p) => {
                 self.sad.delete_all(src, dst, p);
             }
             Op::Flush(p) => self.sad.flush(p),
             Op::Get(id, pos) => {
-                if let Some(e) = self.sad.get(&id) {
+                let text = match (self.sad.get(&id), self.sad.get_larval(&id)) {
+                    (Some(e), _) => Some(dump_sa(e, now, 0, &self.dump_options)),
+                    (None, Some(l)) => Some(dump_larval(l, now, 0, &self.dump_options)),
+                    (None, None) => None,
+                };
+                if let Some(text) = text {
                     out.push(Output {
                         pos,
-                        text: dump_sa(e, now, 0, &self.dump_options),
+                        text,
+                        larval: None,
                     });
                 }
             }
             Op::Dump(p, pos) => out.push(Output {
                 pos,
                 text: dump_sad(&self.sad, p, now, &self.dump_options),
+                larval: None,
             }),
             Op::SpdAdd(sel, dir, prio, action) => {
-                let _ = self.spd.add(sel, dir, prio, action, now);
+                let _ = self
+                    .spd
+                    .add_owned(sel, dir, prio, action, now, owner.cloned());
             }
             Op::SpdUpdate(sel, dir, prio, action) => {
-                self.spd.update(sel, dir, prio, action, now);
+                self.spd
+                    .update_owned(sel, dir, prio, action, now, owner.cloned());
             }
             Op::SpdDelete(sel, dir) => {
                 let _ = self.spd.remove(&sel, dir);
@@ -495,6 +685,7 @@ impl Databases {
             Op::SpdDump(pos) => out.push(Output {
                 pos,
                 text: dump_spd(&self.spd, &self.dump_options),
+                larval: None,
             }),
         }
     }
@@ -690,6 +881,13 @@ fn rfc_fwd(sh: &mut Shadow<'_>, op: &Op) -> Option<Op> {
     }
 }
 
+fn sh_src(p: Pending) -> Option<IpAddr> {
+    match p {
+        Pending::Gone => None,
+        Pending::Sa(src) | Pending::Larval(src) => Some(src),
+    }
+}
+
 fn sa_id(dst: IpAddr, protocol: SaProtocol, spi: u32) -> SaId {
     SaId {
         dst,
@@ -754,12 +952,74 @@ fn plan(
                 });
             }
             let (sa, meta) = build_sa(spec, 0, pos)?;
-            sh.sas.insert(id, Some(spec.src.addr));
+            sh.sas.insert(id, Pending::Sa(spec.src.addr));
             Ok(Op::AddSa(Box::new(SaEntry::new(sa, meta, now))))
+        }
+        Statement::GetSpi(g) => {
+            let protocol = sa_protocol(g.protocol);
+            let id = match g.spi {
+                Some(spi) => {
+                    let id = sa_id(g.dst.addr, g.protocol, spi);
+                    if sh.sa_src(&id).is_some() {
+                        return Err(Error::SaExists {
+                            pos: None,
+                            dst: id.dst,
+                            protocol: protocol_keyword(id.protocol),
+                            spi,
+                        });
+                    }
+                    id
+                }
+                None => {
+                    let mut random = [0u8; 4 * 65];
+                    getrandom::fill(&mut random).map_err(|e| {
+                        inconsistent(format!("no random numbers to pick an SPI with: {e}"))
+                    })?;
+                    let mut words = random
+                        .chunks_exact(4)
+                        .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
+                    let spi = pick_spi(
+                        SPI_RANGE,
+                        || words.next().unwrap_or(0),
+                        |spi| {
+                            sh.sa_src(&SaId {
+                                dst: g.dst.addr,
+                                protocol,
+                                spi,
+                            })
+                            .is_some()
+                        },
+                    )
+                    .ok_or_else(|| no_free_spi(g.dst.addr, protocol, &SPI_RANGE))?;
+                    SaId {
+                        dst: g.dst.addr,
+                        protocol,
+                        spi,
+                    }
+                }
+            };
+            if g.src.port.is_some() || g.dst.port.is_some() {
+                return Err(inconsistent(
+                    "getspi takes no ports (the update that completes it gives them)",
+                ));
+            }
+            let mut larval = Larval::new(id, g.src.addr, now);
+            larval.mode = match g.ext.mode {
+                Some(SaModeSpec::Transport) => Some(Mode::Transport),
+                Some(SaModeSpec::Tunnel) => Some(Mode::Tunnel),
+                Some(SaModeSpec::Any) | None => None,
+            };
+            larval.reqid = g.ext.reqid.unwrap_or(0);
+            if let Some(secs) = g.ext.lifetime_hard.filter(|&s| s != 0) {
+                larval.lifetime_secs = secs;
+            }
+            sh.sas.insert(id, Pending::Larval(g.src.addr));
+            Ok(Op::AddLarval(larval, pos))
         }
         Statement::Update(spec) => {
             let id = sa_id(spec.dst.addr, spec.protocol, spec.spi);
-            let Some(src) = sh.sa_src(&id) else {
+            let state = sh.sa_state(&id);
+            let (Pending::Sa(src) | Pending::Larval(src)) = state else {
                 return Err(Error::SaNotFound {
                     pos: None,
                     dst: id.dst,
@@ -772,14 +1032,23 @@ fn plan(
                     "update cannot change the source of the SA (installed from {src})"
                 )));
             }
+            sh.check_sa_owner(&id)?;
+            let (sa, meta) = build_sa(spec, 0, pos)?;
+            if let Pending::Larval(_) = state {
+                // getspi's SA completed: a new SA (sequence numbers from 1).
+                sh.sas.insert(id, Pending::Sa(src));
+                return Ok(Op::CompleteLarval(
+                    id,
+                    Box::new(SaEntry::new(sa, meta, now)),
+                ));
+            }
             // The updated SA continues the installed one's sequence numbers
             // (RFC 4303 §3.3.3: they must not repeat under the same SA) and
             // its replay window, so packets seen before the update cannot
             // be replayed: see `SaEntry::replaced_by`, at commit.
-            let (sa, meta) = build_sa(spec, 0, pos)?;
             if sh.sas.contains_key(&id) {
                 // Added earlier in this batch: the update replaces the pending add.
-                sh.sas.insert(id, Some(src));
+                sh.sas.insert(id, Pending::Sa(src));
             }
             Ok(Op::UpdateSa(id, Box::new(sa), meta))
         }
@@ -796,28 +1065,41 @@ fn plan(
             if matches!(st, Statement::Get(_)) {
                 Ok(Op::Get(id, pos))
             } else {
-                sh.sas.insert(id, None);
+                sh.check_sa_owner(&id)?;
+                sh.sas.insert(id, Pending::Gone);
                 Ok(Op::DeleteSa(id))
             }
         }
         Statement::DeleteAll {
             src, dst, protocol, ..
         } => {
+            sh.check_bulk("deleteall")?;
             let p = sa_protocol(*protocol);
-            let base: Vec<SaId> = sh.sad.between(*src, *dst, p).map(SaEntry::id).collect();
+            let base: Vec<SaId> = sh
+                .sad
+                .between(*src, *dst, p)
+                .map(SaEntry::id)
+                .chain(
+                    sh.sad
+                        .larval()
+                        .filter(|l| l.src == *src && l.id.dst == *dst && l.id.protocol == p)
+                        .map(|l| l.id),
+                )
+                .collect();
             for id in base {
                 if sh.sa_src(&id) == Some(*src) {
-                    sh.sas.insert(id, None);
+                    sh.sas.insert(id, Pending::Gone);
                 }
             }
-            for v in sh.sas.iter_mut() {
-                if v.0.dst == *dst && v.0.protocol == p && *v.1 == Some(*src) {
-                    *v.1 = None;
+            for (id, v) in sh.sas.iter_mut() {
+                if id.dst == *dst && id.protocol == p && sh_src(*v) == Some(*src) {
+                    *v = Pending::Gone;
                 }
             }
             Ok(Op::DeleteAll(*src, *dst, p))
         }
         Statement::Flush(p) => {
+            sh.check_bulk("flush")?;
             let p = p.map(sa_protocol);
             match p {
                 None => sh.flushed = [true; 2],
@@ -836,6 +1118,9 @@ fn plan(
                     pos: None,
                     selector: format!("{} {}", sel.setkey_format(), dir.keyword()),
                 });
+            }
+            if !add && sh.policy_exists(&sel, dir) {
+                sh.check_policy_owner(&sel, dir)?;
             }
             let Some(action) = &spec.policy.action else {
                 return Err(inconsistent("a policy needs an action"));
@@ -862,10 +1147,12 @@ fn plan(
                     selector: format!("{} {}", sel.setkey_format(), dir.keyword()),
                 });
             }
+            sh.check_policy_owner(&sel, dir)?;
             sh.policies.insert((sel, dir), false);
             Ok(Op::SpdDelete(sel, dir))
         }
         Statement::SpdFlush => {
+            sh.check_bulk("spdflush")?;
             sh.spd_flushed = true;
             sh.policies.clear();
             Ok(Op::SpdFlush)

@@ -42,6 +42,9 @@ pub enum Statement {
     Add(SaSpec),
     /// `update [-46n] src dst protocol spi [extensions] algorithm... ;`
     Update(SaSpec),
+    /// `getspi [-46n] src dst protocol spi [extensions] ;`: a larval SA
+    /// that holds the SPI until `update` completes it (or it times out).
+    GetSpi(GetSpiSpec),
     /// `get [-46n] src dst protocol spi ;`
     Get(SaRef),
     /// `delete [-46n] src dst protocol spi ;`
@@ -156,6 +159,26 @@ pub struct SaRef {
     pub protocol: SaProtocol,
     /// SPI (RFC 4303 §2.1; 0..=255 are rejected as reserved).
     pub spi: u32,
+}
+
+/// The arguments of `getspi` (setkey(8)): the SA to be, without
+/// algorithms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GetSpiSpec {
+    /// Address resolution flags.
+    pub flags: AddrFlags,
+    /// Source (sender).
+    pub src: Endpoint,
+    /// Destination (receiver: the SPI is unique for it).
+    pub dst: Endpoint,
+    /// Security protocol.
+    pub protocol: SaProtocol,
+    /// The SPI to hold, or `None` (written `0`) for one picked at random
+    /// among the unused ones.
+    pub spi: Option<u32>,
+    /// Extensions: only `-m`, `-u` and `-lh` (how long the larval SA
+    /// waits for its `update`) mean something here.
+    pub ext: Extensions,
 }
 
 /// The `-m` mode of an SA.

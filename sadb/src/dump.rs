@@ -14,7 +14,7 @@ use core::fmt::Write as _;
 use ipsec_esp::Protocol;
 
 use crate::ast::Level;
-use crate::sad::{SaEntry, Sad};
+use crate::sad::{Larval, SaEntry, Sad};
 use crate::spd::{Policy, PolicyAction, Spd};
 use crate::time::Timestamp;
 
@@ -159,6 +159,53 @@ pub fn dump_sa(e: &SaEntry, now: Timestamp, sadb_seq: usize, opts: &DumpOptions)
             c.packets, c.bytes, c.replay_drops, c.icv_failures
         );
     }
+    if let Some(o) = e.owner() {
+        let _ = writeln!(s, "\towner={o}");
+    }
+    let _ = writeln!(s, "\tsadb_seq={sadb_seq} pid={} refcnt=0", opts.pid);
+    s
+}
+
+/// A larval SA (`getspi`) as `setkey -D` prints one: mode `any` unless
+/// asked, no keys, `state=larval`, its lifetime as the hard time.
+pub fn dump_larval(l: &Larval, now: Timestamp, sadb_seq: usize, opts: &DumpOptions) -> String {
+    let mut s = String::new();
+    let id = l.id;
+    let _ = writeln!(s, "{} {} ", l.src, id.dst);
+    let mode = match l.mode {
+        None => "any",
+        Some(ipsec_esp::Mode::Transport) => "transport",
+        Some(ipsec_esp::Mode::Tunnel) => "tunnel",
+    };
+    let (spi, reqid) = (id.spi.0, l.reqid);
+    let _ = writeln!(
+        s,
+        "\t{} mode={mode} spi={spi}(0x{spi:08x}) reqid={reqid}(0x{reqid:08x})",
+        crate::sad::protocol_keyword(id.protocol)
+    );
+    s.push_str("\tseq=0x00000000 replay=0 flags=0x00000000 state=larval \n");
+    let _ = writeln!(
+        s,
+        "\tcreated: {}\tcurrent: {}",
+        l.created.setkey_format(),
+        now.setkey_format()
+    );
+    let _ = writeln!(
+        s,
+        "\tdiff: {}(s)\thard: {}(s)\tsoft: 0(s)",
+        now.since(l.created),
+        l.lifetime_secs
+    );
+    let _ = writeln!(
+        s,
+        "\tlast: {}\thard: 0(s)\tsoft: 0(s)",
+        Timestamp::default().setkey_format()
+    );
+    s.push_str("\tcurrent: 0(bytes)\thard: 0(bytes)\tsoft: 0(bytes)\n");
+    s.push_str("\tallocated: 0\thard: 0\tsoft: 0\n");
+    if let Some(o) = &l.owner {
+        let _ = writeln!(s, "\towner={o}");
+    }
     let _ = writeln!(s, "\tsadb_seq={sadb_seq} pid={} refcnt=0", opts.pid);
     s
 }
@@ -170,19 +217,32 @@ pub fn dump_sad(
     now: Timestamp,
     opts: &DumpOptions,
 ) -> String {
-    let entries: Vec<&SaEntry> = sad
-        .in_insertion_order()
-        .into_iter()
+    enum Entry<'a> {
+        Sa(&'a SaEntry),
+        Larval(&'a Larval),
+    }
+    let mut entries: Vec<(u64, Entry<'_>)> = sad
+        .iter()
         .filter(|e| protocol.is_none_or(|p| e.sa().protocol() == p))
+        .map(|e| (e.insertion_seq(), Entry::Sa(e)))
+        .chain(
+            sad.larval()
+                .filter(|l| protocol.is_none_or(|p| l.id.protocol == p))
+                .map(|l| (l.seq(), Entry::Larval(l))),
+        )
         .collect();
     if entries.is_empty() {
         return "No SAD entries.\n".into();
     }
+    entries.sort_by_key(|(seq, _)| *seq);
     let n = entries.len();
     entries
         .iter()
         .enumerate()
-        .map(|(i, e)| dump_sa(e, now, dump_seq(i, n), opts))
+        .map(|(i, (_, e))| match e {
+            Entry::Sa(e) => dump_sa(e, now, dump_seq(i, n), opts),
+            Entry::Larval(l) => dump_larval(l, now, dump_seq(i, n), opts),
+        })
         .collect()
 }
 
@@ -253,6 +313,9 @@ pub fn dump_policy(p: &Policy, seq: usize, opts: &DumpOptions) -> String {
     );
     s.push_str("\tlifetime: 0(s) validtime: 0(s)\n");
     let _ = writeln!(s, "\tspid={} seq={seq} pid={}", p.id, opts.pid);
+    if let Some(o) = &p.owner {
+        let _ = writeln!(s, "\towner={o}");
+    }
     s.push_str("\trefcnt=1\n");
     if opts.stats {
         let c = p.counters();
@@ -347,6 +410,24 @@ pub fn parse_sad_dump(text: &str) -> Result<Vec<crate::Statement>, crate::Error>
             *target = format!("{name} 0x{hex}");
         }
         let l = lines.get(i).copied().unwrap_or_default();
+        if l.contains("state=larval") {
+            while lines.get(i).is_some_and(|l| !l.starts_with("\tsadb_seq=")) {
+                i += 1;
+            }
+            i += 1;
+            let mode = if mode == "any" {
+                String::new()
+            } else {
+                format!(" -m {mode}")
+            };
+            let stmt = format!("getspi {src} {dst} {proto} {spi}{mode} -u {reqid};");
+            let mut parsed = crate::parse(&stmt)
+                .map_err(|e| dump_err(start, "a larval SA record", &e.to_string()))?;
+            if let Some(s) = parsed.pop() {
+                out.push(s.value);
+            }
+            continue;
+        }
         let Some(replay) = l
             .split_whitespace()
             .find_map(|w| w.strip_prefix("replay="))
@@ -497,6 +578,7 @@ mod tests {
             action: PolicyAction::Discard,
             created: Timestamp(0),
             stats: Default::default(),
+            owner: None,
             seq: 0,
         }
     }

@@ -110,6 +110,16 @@ pub enum Error {
         /// The selector as setkey prints it.
         selector: String,
     },
+    /// A client applying under an owner tag changed or removed an SA or
+    /// policy it does not own, or flushed (which would remove others').
+    NotOwner {
+        /// The statement, if from a script.
+        pos: Option<Pos>,
+        /// The SA, policy or operation.
+        what: String,
+        /// Its owner (`None`: installed without one, by the operator).
+        owner: Option<String>,
+    },
 }
 
 impl Error {
@@ -126,7 +136,8 @@ impl Error {
             | Error::SaExists { pos, .. }
             | Error::SaNotFound { pos, .. }
             | Error::PolicyExists { pos, .. }
-            | Error::PolicyNotFound { pos, .. } => *pos,
+            | Error::PolicyNotFound { pos, .. }
+            | Error::NotOwner { pos, .. } => *pos,
         }
     }
 
@@ -139,7 +150,8 @@ impl Error {
         | Error::SaExists { pos, .. }
         | Error::SaNotFound { pos, .. }
         | Error::PolicyExists { pos, .. }
-        | Error::PolicyNotFound { pos, .. } = &mut self
+        | Error::PolicyNotFound { pos, .. }
+        | Error::NotOwner { pos, .. } = &mut self
         {
             pos.get_or_insert(at);
         }
@@ -182,6 +194,13 @@ impl fmt::Display for Error {
                 write!(f, "policy already exists: {selector}")
             }
             Error::PolicyNotFound { selector, .. } => write!(f, "no such policy: {selector}"),
+            Error::NotOwner { what, owner, .. } => match owner {
+                Some(o) => write!(f, "{what} belongs to owner {o}"),
+                None => write!(
+                    f,
+                    "{what} belongs to the operator (installed without an owner)"
+                ),
+            },
         }
     }
 }

@@ -1,20 +1,23 @@
 //! `sadb`: the Security Association Database and Security Policy Database
 //! (RFC 4301 §4.4) and the setkey(8) language of ipsec-tools. No IO.
 //!
-//! - [`parse`] reads setkey scripts (`add`, `update`, `get`, `delete`,
+//! - [`parse`] reads setkey scripts (`add`, `update`, `getspi`, `get`, `delete`,
 //!   `deleteall`, `flush`, `dump`, `spdadd`, `spdupdate`, `spddelete`,
 //!   `spdflush`, `spddump`; `-m -r -u -f -lh -ls -bh -bs -E -A`; keys as
 //!   `"string"` or `0x` hex; `#` comments; IPv4/IPv6 with `/prefix`,
 //!   `[port]`, `[any]`; upper-layer protocols by name, number, `any`, with
 //!   ICMP type,code; priorities; request bundles) into a checked syntax tree
 //!   ([`ast`]). Errors carry line:column and what was expected; valid but
-//!   unsupported constructs (IPComp, TCP-MD5, `-ctx`, host names, `getspi`,
-//!   tagged policies) are refused as "not supported". Printing a
+//!   unsupported constructs (IPComp, TCP-MD5, `-ctx`, host names, tagged
+//!   policies) are refused as "not supported". Printing a
 //!   [`Statement`] gives text that parses back to the same statement.
 //! - [`Sad`] holds SAs keyed by (destination, protocol, SPI) in a hash map
 //!   (O(1) inbound lookup) with reqid, lifetimes (soft/hard, seconds and
 //!   bytes, evaluated at a `now` the caller passes), state and counters;
-//!   the transform itself is an [`ipsec_esp::Sa`].
+//!   the transform itself is an [`ipsec_esp::Sa`]. `getspi` holds an SPI
+//!   in a larval SA ([`Larval`], picked by [`Sad::unused_spi`]) until an
+//!   `update` completes it; SAs and policies may carry an [`Owner`] tag
+//!   ([`Databases::apply_as`], [`Databases::delete_owned`]).
 //! - [`Spd`] holds ordered policies (priority, then insertion) with RFC 4301
 //!   selectors, directions `in`/`out`/`fwd`, actions `discard`, `none`,
 //!   `ipsec` with request lists; [`Databases::outbound`] picks the SAs the
@@ -74,6 +77,7 @@ pub mod ast;
 pub mod dump;
 pub mod engine;
 mod error;
+mod owner;
 mod parse;
 mod print;
 pub mod sad;
@@ -81,7 +85,7 @@ pub mod spd;
 mod time;
 
 pub use apply::{
-    Bundle, Databases, Inbound, MAX_BUNDLE, NATT_PORT, Outbound, Output, build_sa,
+    Bundle, Databases, Inbound, MAX_BUNDLE, NATT_PORT, Outbound, Output, Removed, build_sa,
     replay_window_packets, selector_of,
 };
 pub use ast::{Located, Pos, Statement};
@@ -91,9 +95,13 @@ pub use engine::{
     Reader, Received, SaTrace, SaUse, UNPROTECT_HEADROOM, Wire,
 };
 pub use error::Error;
+pub use owner::{MAX_OWNER_LEN, Owner};
 pub use parse::parse;
 pub use print::print_script;
-pub use sad::{ExpireEvent, ExpireKind, SaEntry, SaId, SaMeta, SaState, Sad};
+pub use sad::{
+    ExpireEvent, ExpireKind, LARVAL_LIFETIME_SECS, Larval, SPI_RANGE, SaEntry, SaId, SaMeta,
+    SaState, Sad,
+};
 pub use spd::{
     FlowCache, PacketSelector, Policy, PolicyAction, PolicyCounters, PolicyStats, SaRequest,
     Selector, Spd, UpperInfo,

@@ -6,7 +6,7 @@
 //! addresses with `/prefix` and `[port]`/`[any]`, priority specifications and
 //! request bundles. Every error names the line and column and what was
 //! expected; valid constructs this implementation does not support (IPComp,
-//! TCP-MD5, `-ctx` labels, host names, `getspi`, tagged policies) are
+//! TCP-MD5, `-ctx` labels, host names, tagged policies) are
 //! reported as such, never skipped.
 
 use std::net::IpAddr;
@@ -214,7 +214,7 @@ const EOF_TOKEN: Token = Token {
     pos: Pos { line: 0, col: 0 },
 };
 
-const COMMANDS: &str = "a command (add, update, get, delete, deleteall, flush, dump, spdadd, spdupdate, spddelete, spdflush, spddump)";
+const COMMANDS: &str = "a command (add, update, getspi, get, delete, deleteall, flush, dump, spdadd, spdupdate, spddelete, spdflush, spddump)";
 
 impl Parser {
     fn peek(&self) -> &Token {
@@ -296,6 +296,8 @@ impl Parser {
             "flush" | "dump" => {
                 let proto = match self.peek().tok {
                     Tok::Semi => None,
+                    // `flush` typed without its `;` (echo flush | setkey -c).
+                    Tok::Eof => return self.err("';'"),
                     _ => Some(self.sa_protocol()?),
                 };
                 self.semi()?;
@@ -316,10 +318,7 @@ impl Parser {
                 self.semi()?;
                 Ok(Statement::SpdDump)
             }
-            "getspi" => Err(Error::NotSupported {
-                pos,
-                what: "getspi (larval SAs belong to a key exchange daemon; use add)".into(),
-            }),
+            "getspi" => Ok(Statement::GetSpi(self.getspi_spec()?)),
             _ => Err(Error::Syntax {
                 pos,
                 expected: COMMANDS.into(),
@@ -469,6 +468,45 @@ impl Parser {
             }),
             Some(Some(v)) => Ok(v),
         }
+    }
+
+    fn getspi_spec(&mut self) -> Result<GetSpiSpec, Error> {
+        let flags = self.addr_flags()?;
+        let (src, spos) = self.endpoint(&flags)?;
+        let (dst, dpos) = self.endpoint(&flags)?;
+        same_family(&src.addr, &dst.addr, spos.max(dpos))?;
+        let protocol = self.sa_protocol()?;
+        // 0 asks for a random unused SPI (setkey(8)); others as for `add`.
+        let spi = if self.peek_word().is_some_and(is_zero) {
+            self.bump();
+            None
+        } else {
+            Some(self.spi()?)
+        };
+        let ext_pos = self.peek().pos;
+        let ext = self.extensions()?;
+        if ext.replay.is_some()
+            || ext.pad.is_some()
+            || ext.nocyclic_seq
+            || ext.lifetime_soft.is_some()
+            || ext.bytes_hard.is_some()
+            || ext.bytes_soft.is_some()
+        {
+            return Err(Error::NotSupported {
+                pos: ext_pos,
+                what: "getspi takes only -m, -u and -lh (the rest belongs to the update that completes it)"
+                    .into(),
+            });
+        }
+        self.semi()?;
+        Ok(GetSpiSpec {
+            flags,
+            src,
+            dst,
+            protocol,
+            spi,
+            ext,
+        })
     }
 
     fn sa_ref(&mut self) -> Result<SaRef, Error> {
@@ -1244,6 +1282,15 @@ fn parse_ip(w: &str, pos: Pos) -> Result<IpAddr, Error> {
     })
 }
 
+/// `0`, `00`, `0x0`...: getspi's "pick one".
+fn is_zero(w: &str) -> bool {
+    let digits = w
+        .strip_prefix("0x")
+        .or_else(|| w.strip_prefix("0X"))
+        .unwrap_or(w);
+    !digits.is_empty() && digits.bytes().all(|b| b == b'0')
+}
+
 fn same_family(a: &IpAddr, b: &IpAddr, pos: Pos) -> Result<(), Error> {
     if Family::of(a) == Family::of(b) {
         Ok(())
@@ -1411,7 +1458,6 @@ spdadd 10.0.11.0/24[any] 10.0.11.33/32[any] any -P out ipsec
                 "add myhost.example.com 10.0.0.2 esp 0x1000 -E null ;",
                 "host name",
             ),
-            ("getspi 10.0.0.1 10.0.0.2 esp 0x1000 ;", "getspi"),
             (
                 "add 10.0.0.1 10.0.0.2 esp 0x1000 -E blowfish-cbc \"x\" ;",
                 "blowfish",
@@ -1422,6 +1468,47 @@ spdadd 10.0.11.0/24[any] 10.0.11.33/32[any] any -P out ipsec
             assert!(matches!(e, Error::NotSupported { .. }), "{text}: {e}");
             assert!(e.to_string().contains(what), "{text}: {e}");
             assert!(e.to_string().contains("not supported"), "{e}");
+        }
+    }
+
+    #[test]
+    fn getspi_holds_an_spi_or_asks_for_one() {
+        let st = parse("getspi 10.0.0.1 10.0.0.2 esp 0 -m transport -u 7 -lh 60;").unwrap();
+        let Statement::GetSpi(g) = &st[0].value else {
+            panic!("{st:?}")
+        };
+        assert_eq!(g.spi, None);
+        assert_eq!(g.ext.reqid, Some(7));
+        assert_eq!(g.ext.lifetime_hard, Some(60));
+        let st = parse("getspi 10.0.0.1 10.0.0.2 ah 0x1000;").unwrap();
+        assert!(matches!(&st[0].value, Statement::GetSpi(g) if g.spi == Some(0x1000)));
+        let st = parse("getspi 10.0.0.1 10.0.0.2 esp 0x00;").unwrap();
+        assert!(matches!(&st[0].value, Statement::GetSpi(g) if g.spi.is_none()));
+        // Reserved SPIs are refused as for add; keys belong to update.
+        assert!(
+            err("getspi 10.0.0.1 10.0.0.2 esp 12;")
+                .to_string()
+                .contains("reserved")
+        );
+        let e = err("getspi 10.0.0.1 10.0.0.2 esp 0 -r 8;");
+        assert!(e.to_string().contains("only -m, -u and -lh"), "{e}");
+        let e = err("getspi 10.0.0.1 10.0.0.2 esp 0 -E null;");
+        assert!(e.to_string().contains("expected ';'"), "{e}");
+    }
+
+    #[test]
+    fn a_statement_without_its_final_semicolon_says_so() {
+        for text in [
+            "flush",
+            "dump",
+            "spdflush",
+            "add 10.0.0.1 10.0.0.2 esp 300 -E null",
+        ] {
+            let e = err(text);
+            assert!(
+                e.to_string().contains("expected ';', found end of input"),
+                "{text}: {e}"
+            );
         }
     }
 

@@ -92,6 +92,43 @@ fn write_auth(f: &mut fmt::Formatter<'_>, auth: AuthAlgorithm, key: &Key) -> fmt
     Ok(())
 }
 
+fn write_ext(f: &mut fmt::Formatter<'_>, e: &Extensions) -> fmt::Result {
+    if let Some(m) = e.mode {
+        f.write_str(match m {
+            SaModeSpec::Transport => " -m transport",
+            SaModeSpec::Tunnel => " -m tunnel",
+            SaModeSpec::Any => " -m any",
+        })?;
+    }
+    if let Some(r) = e.replay {
+        write!(f, " -r {r}")?;
+    }
+    if let Some(u) = e.reqid {
+        write!(f, " -u {u}")?;
+    }
+    if let Some(p) = e.pad {
+        f.write_str(match p {
+            PadOption::ZeroPad => " -f zero-pad",
+            PadOption::RandomPad => " -f random-pad",
+            PadOption::SeqPad => " -f seq-pad",
+        })?;
+    }
+    if e.nocyclic_seq {
+        f.write_str(" -f nocyclic-seq")?;
+    }
+    for (flag, v) in [
+        ("-lh", e.lifetime_hard),
+        ("-ls", e.lifetime_soft),
+        ("-bh", e.bytes_hard),
+        ("-bs", e.bytes_soft),
+    ] {
+        if let Some(v) = v {
+            write!(f, " {flag} {v}")?;
+        }
+    }
+    Ok(())
+}
+
 impl fmt::Display for SaSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write_flags(f, &self.flags)?;
@@ -103,40 +140,7 @@ impl fmt::Display for SaSpec {
             self.protocol.keyword(),
             self.spi
         )?;
-        let e = &self.ext;
-        if let Some(m) = e.mode {
-            f.write_str(match m {
-                SaModeSpec::Transport => " -m transport",
-                SaModeSpec::Tunnel => " -m tunnel",
-                SaModeSpec::Any => " -m any",
-            })?;
-        }
-        if let Some(r) = e.replay {
-            write!(f, " -r {r}")?;
-        }
-        if let Some(u) = e.reqid {
-            write!(f, " -u {u}")?;
-        }
-        if let Some(p) = e.pad {
-            f.write_str(match p {
-                PadOption::ZeroPad => " -f zero-pad",
-                PadOption::RandomPad => " -f random-pad",
-                PadOption::SeqPad => " -f seq-pad",
-            })?;
-        }
-        if e.nocyclic_seq {
-            f.write_str(" -f nocyclic-seq")?;
-        }
-        for (flag, v) in [
-            ("-lh", e.lifetime_hard),
-            ("-ls", e.lifetime_soft),
-            ("-bh", e.bytes_hard),
-            ("-bs", e.bytes_soft),
-        ] {
-            if let Some(v) = v {
-                write!(f, " {flag} {v}")?;
-            }
-        }
+        write_ext(f, &self.ext)?;
         match &self.alg {
             AlgorithmSpec::Esp { enc, enc_key, auth } => {
                 write!(f, " -E {}", enc.setkey_name())?;
@@ -227,6 +231,20 @@ impl fmt::Display for Statement {
         match self {
             Statement::Add(s) => write!(f, "add{s};"),
             Statement::Update(s) => write!(f, "update{s};"),
+            Statement::GetSpi(g) => {
+                f.write_str("getspi")?;
+                write_flags(f, &g.flags)?;
+                write!(
+                    f,
+                    " {} {} {} {}",
+                    g.src,
+                    g.dst,
+                    g.protocol.keyword(),
+                    g.spi.unwrap_or(0)
+                )?;
+                write_ext(f, &g.ext)?;
+                f.write_str(";")
+            }
             Statement::Get(r) | Statement::Delete(r) => {
                 f.write_str(if matches!(self, Statement::Get(_)) {
                     "get"

@@ -21,6 +21,7 @@ use ipsec_esp::{Mode, Protocol, Sa, SaParams, Spi};
 
 use crate::Error;
 use crate::ast::ReqMode;
+use crate::owner::Owner;
 use crate::spd::{FlowCache, PacketSelector, SaRequest};
 use crate::time::Timestamp;
 
@@ -160,6 +161,7 @@ pub struct SaEntry {
     seq: u64,
     /// The inbound policy lookup of the last packet through this SA.
     in_policy: FlowCache,
+    owner: Option<Owner>,
 }
 
 impl core::fmt::Debug for SaEntry {
@@ -183,7 +185,24 @@ impl SaEntry {
             live: Arc::default(),
             seq: 0,
             in_policy: FlowCache::default(),
+            owner: None,
         }
+    }
+
+    /// The entry tagged with `owner` (see [`crate::Databases::delete_owned`]).
+    pub fn with_owner(mut self, owner: Option<Owner>) -> SaEntry {
+        self.owner = owner;
+        self
+    }
+
+    /// Where the SA comes in the order of insertion (with larval SAs).
+    pub(crate) fn insertion_seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The client that installed the SA, if it said.
+    pub fn owner(&self) -> Option<&Owner> {
+        self.owner.as_ref()
     }
 
     /// The cache of the inbound policy lookup for packets through this SA.
@@ -194,7 +213,7 @@ impl SaEntry {
     /// The entry that replaces this one on setkey `update`: a new transform
     /// and metadata for the same SA, which continues its sequence numbers
     /// and replay window ([`Sa::carry_state_from`]) and keeps its creation
-    /// time and counters; the state is mature again.
+    /// time, counters and owner; the state is mature again.
     pub fn replaced_by(&self, mut sa: Sa, meta: SaMeta) -> SaEntry {
         sa.carry_state_from(&self.sa);
         self.live.state.store(SaState::Mature as u8, Relaxed);
@@ -206,6 +225,7 @@ impl SaEntry {
             live: Arc::clone(&self.live),
             seq: self.seq,
             in_policy: FlowCache::default(),
+            owner: self.owner.clone(),
         }
     }
 
@@ -366,6 +386,61 @@ impl SaEntry {
     }
 }
 
+/// How long a larval SA waits for the `update` that completes it when
+/// `getspi` gives no `-lh` (Linux's XFRM_ACQ_EXPIRES).
+pub const LARVAL_LIFETIME_SECS: u64 = 30;
+
+/// The SPIs `getspi 0` picks from: all but the 0-255 RFC 4303 §2.1 reserves.
+pub const SPI_RANGE: core::ops::RangeInclusive<u32> = 256..=u32::MAX;
+
+/// A larval SA (setkey `getspi`, RFC 2367 SADB_GETSPI): an SPI held for an
+/// SA whose keys are not known yet. It carries no traffic (a packet with
+/// its SPI is an unknown SPI) and is completed by `update` or removed when
+/// its lifetime ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Larval {
+    /// The SA it will be.
+    pub id: SaId,
+    /// Source (an `update` must name the same).
+    pub src: IpAddr,
+    /// The mode `getspi -m` asked for (`None`: any).
+    pub mode: Option<Mode>,
+    /// `getspi -u`.
+    pub reqid: u32,
+    /// When it was made.
+    pub created: Timestamp,
+    /// Seconds it waits for its `update`.
+    pub lifetime_secs: u64,
+    /// The client that asked for it.
+    pub owner: Option<Owner>,
+    seq: u64,
+}
+
+impl Larval {
+    /// A larval SA made at `now`.
+    pub fn new(id: SaId, src: IpAddr, now: Timestamp) -> Larval {
+        Larval {
+            id,
+            src,
+            mode: None,
+            reqid: 0,
+            created: now,
+            lifetime_secs: LARVAL_LIFETIME_SECS,
+            owner: None,
+            seq: 0,
+        }
+    }
+
+    /// Whether its lifetime has ended at `now`.
+    pub fn expired(&self, now: Timestamp) -> bool {
+        now.since(self.created) >= self.lifetime_secs
+    }
+
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
 /// Soft or hard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ExpireKind {
@@ -373,6 +448,8 @@ pub enum ExpireKind {
     Soft,
     /// Hard lifetime reached: the SA was removed.
     Hard,
+    /// A larval SA (`getspi`) was not completed in time and was removed.
+    Larval,
 }
 
 /// A lifetime event (RFC 2367 SADB_EXPIRE).
@@ -509,6 +586,8 @@ pub struct Sad {
     by_pair: HashMap<PairKey, Vec<u32>, BuildHasherDefault<SadHasher>>,
     // UDP ports of ESP-in-UDP SAs (RFC 3948), with how many SAs use each.
     udp_ports: HashMap<u16, u32>,
+    // SPIs held by `getspi` (not in `map`: they carry no traffic).
+    larval: HashMap<SaId, Larval>,
     next_seq: u64,
 }
 
@@ -533,6 +612,7 @@ impl Sad {
             free: Vec::new(),
             by_pair: HashMap::with_capacity_and_hasher(n, BuildHasherDefault::default()),
             udp_ports: HashMap::new(),
+            larval: HashMap::new(),
             next_seq: 0,
         }
     }
@@ -547,11 +627,67 @@ impl Sad {
         self.map.is_empty()
     }
 
-    /// Adds an entry. Fails if its (destination, protocol, SPI) is taken.
+    /// Whether an SA or a larval SA holds this (destination, protocol, SPI).
+    pub fn is_taken(&self, id: &SaId) -> bool {
+        self.map.contains_key(&IndexKey::of(id)) || self.larval.contains_key(id)
+    }
+
+    /// An SPI no SA or larval SA to `dst` with `protocol` holds, picked at
+    /// random in `range` (which should leave out 0-255, RFC 4303 §2.1): the
+    /// SPI `getspi 0` gives. `random` supplies the randomness (e.g.
+    /// `getrandom::u32`). Fails if every SPI of the range is taken.
+    pub fn unused_spi(
+        &self,
+        dst: IpAddr,
+        protocol: Protocol,
+        range: core::ops::RangeInclusive<u32>,
+        random: impl FnMut() -> u32,
+    ) -> Result<Spi, Error> {
+        pick_spi(range.clone(), random, |spi| {
+            self.is_taken(&SaId { dst, protocol, spi })
+        })
+        .ok_or_else(|| no_free_spi(dst, protocol, &range))
+    }
+
+    /// Holds an SPI for an SA to come (setkey `getspi`). Fails if an SA
+    /// or larval SA holds it.
+    pub fn insert_larval(&mut self, mut larval: Larval) -> Result<SaId, Error> {
+        let id = larval.id;
+        if self.is_taken(&id) {
+            return Err(Error::SaExists {
+                pos: None,
+                dst: id.dst,
+                protocol: protocol_keyword(id.protocol),
+                spi: id.spi.0,
+            });
+        }
+        larval.seq = self.next_seq;
+        self.next_seq += 1;
+        self.larval.insert(id, larval);
+        Ok(id)
+    }
+
+    /// The larval SA holding this key.
+    pub fn get_larval(&self, id: &SaId) -> Option<&Larval> {
+        self.larval.get(id)
+    }
+
+    /// Removes a larval SA.
+    pub fn remove_larval(&mut self, id: &SaId) -> Option<Larval> {
+        self.larval.remove(id)
+    }
+
+    /// The larval SAs, in no particular order.
+    pub fn larval(&self) -> impl Iterator<Item = &Larval> {
+        self.larval.values()
+    }
+
+    /// Adds an entry. Fails if its (destination, protocol, SPI) is taken
+    /// (by an SA or a larval one).
     pub fn insert(&mut self, mut entry: SaEntry) -> Result<SaId, Error> {
         let id = entry.id();
         let key = IndexKey::of(&id);
-        if self.map.contains_key(&key) {
+        if self.map.contains_key(&key) || self.larval.contains_key(&id) {
             return Err(Error::SaExists {
                 pos: None,
                 dst: id.dst,
@@ -591,7 +727,7 @@ impl Sad {
             protocol: params.protocol,
             spi: params.spi,
         };
-        if self.map.contains_key(&IndexKey::of(&id)) {
+        if self.is_taken(&id) {
             return Err(Error::SaExists {
                 pos: None,
                 dst: id.dst,
@@ -696,14 +832,21 @@ impl Sad {
             .filter_map(|&i| self.slots.get(i as usize)?.as_deref())
     }
 
-    /// setkey `deleteall src dst proto`: returns how many were removed.
+    /// setkey `deleteall src dst proto` (larval SAs too): returns how many
+    /// were removed.
     pub fn delete_all(&mut self, src: IpAddr, dst: IpAddr, protocol: Protocol) -> usize {
         let ids: Vec<SaId> = self.between(src, dst, protocol).map(SaEntry::id).collect();
-        ids.iter().filter(|id| self.remove(id).is_some()).count()
+        let n = self.larval.len();
+        self.larval
+            .retain(|id, l| !(l.src == src && id.dst == dst && id.protocol == protocol));
+        let larval = n - self.larval.len();
+        larval + ids.iter().filter(|id| self.remove(id).is_some()).count()
     }
 
-    /// setkey `flush [proto]`.
+    /// setkey `flush [proto]` (larval SAs too).
     pub fn flush(&mut self, protocol: Option<Protocol>) {
+        self.larval
+            .retain(|id, _| protocol.is_some_and(|p| id.protocol != p));
         match protocol {
             None => {
                 self.map.clear();
@@ -797,19 +940,31 @@ impl Sad {
 
     /// Applies lifetimes at `now` (RFC 2367 §2.3.5): SAs past their soft
     /// limit become dying (reported once), SAs past their hard limit are
-    /// removed. Returns the events in no particular order.
+    /// removed, and so are larval SAs past theirs. Returns the events in no
+    /// particular order.
     pub fn expire(&mut self, now: Timestamp) -> Vec<ExpireEvent> {
-        let (events, dead) = self.lifetimes(now);
+        let (mut events, dead) = self.lifetimes(now);
         for id in dead {
             self.remove(&id);
         }
+        self.larval.retain(|id, l| {
+            let gone = l.expired(now);
+            if gone {
+                events.push(ExpireEvent {
+                    id: *id,
+                    reqid: l.reqid,
+                    kind: ExpireKind::Larval,
+                });
+            }
+            !gone
+        });
         events
     }
 
-    /// Whether some SA is past its hard lifetime at `now` (then
-    /// [`Sad::expire`] has something to remove).
+    /// Whether some SA (or larval SA) is past its hard lifetime at `now`
+    /// (then [`Sad::expire`] has something to remove).
     pub fn any_hard_expired(&self, now: Timestamp) -> bool {
-        self.iter().any(|e| e.hard_expired_now(now))
+        self.iter().any(|e| e.hard_expired_now(now)) || self.larval().any(|l| l.expired(now))
     }
 
     /// [`Sad::expire`] for a SAD in which no SA is past its hard lifetime
@@ -847,6 +1002,47 @@ impl Sad {
             }
         }
         (events, dead)
+    }
+}
+
+/// An SPI of `range` for which `taken` is false: random tries first, then
+/// (for a crowded range) a walk from a random point, so it ends.
+pub(crate) fn pick_spi(
+    range: core::ops::RangeInclusive<u32>,
+    mut random: impl FnMut() -> u32,
+    taken: impl Fn(Spi) -> bool,
+) -> Option<Spi> {
+    let (lo, hi) = (*range.start(), *range.end());
+    if lo > hi {
+        return None;
+    }
+    let span = u64::from(hi - lo) + 1;
+    let at = |r: u32| lo.wrapping_add((u64::from(r) % span) as u32);
+    for _ in 0..64 {
+        let spi = Spi(at(random()));
+        if !taken(spi) {
+            return Some(spi);
+        }
+    }
+    let start = at(random());
+    (0..span)
+        .map(|i| Spi(lo.wrapping_add(((u64::from(start - lo) + i) % span) as u32)))
+        .find(|&spi| !taken(spi))
+}
+
+pub(crate) fn no_free_spi(
+    dst: IpAddr,
+    protocol: Protocol,
+    range: &core::ops::RangeInclusive<u32>,
+) -> Error {
+    Error::Inconsistent {
+        pos: None,
+        reason: format!(
+            "no unused SPI for {} dst {dst} in {:#x}-{:#x}",
+            protocol_keyword(protocol),
+            range.start(),
+            range.end()
+        ),
     }
 }
 
@@ -947,6 +1143,67 @@ mod tests {
         assert_eq!(sad.slots.len(), 100, "a free slot was reused");
         assert_eq!(sad.get(&id(0)).unwrap().id(), id(0));
         assert_eq!(sad.get(&id(1)).unwrap().id(), id(1));
+    }
+
+    #[test]
+    fn unused_spis_avoid_sas_and_larval_ones_and_run_out_clearly() {
+        let now = Timestamp(0);
+        let mut sad = Sad::new();
+        let dst: IpAddr = "192.0.2.2".parse().unwrap();
+        sad.add(
+            params("192.0.2.2", Protocol::Esp, 300),
+            SaMeta::default(),
+            now,
+        )
+        .unwrap();
+        let id = |spi| SaId {
+            dst,
+            protocol: Protocol::Esp,
+            spi: Spi(spi),
+        };
+        sad.insert_larval(Larval::new(id(301), "192.0.2.1".parse().unwrap(), now))
+            .unwrap();
+        // A range of three with two taken: always the third, whatever the
+        // random numbers say.
+        let mut n = 0u32;
+        let mut counter = || {
+            n = n.wrapping_add(7);
+            n
+        };
+        for _ in 0..10 {
+            assert_eq!(
+                sad.unused_spi(dst, Protocol::Esp, 300..=302, &mut counter)
+                    .unwrap(),
+                Spi(302)
+            );
+        }
+        // Other protocols and destinations are separate.
+        assert_eq!(
+            sad.unused_spi(dst, Protocol::Ah, 300..=300, || 0).unwrap(),
+            Spi(300)
+        );
+        let e = sad
+            .unused_spi(dst, Protocol::Esp, 300..=301, || 5)
+            .unwrap_err();
+        assert!(e.to_string().contains("no unused SPI"), "{e}");
+        // Larval SAs block add, and go with flush and at their lifetime.
+        assert!(
+            sad.add(
+                params("192.0.2.2", Protocol::Esp, 301),
+                SaMeta::default(),
+                now
+            )
+            .is_err()
+        );
+        assert!(
+            sad.lookup(dst, Protocol::Esp, Spi(301)).is_none(),
+            "no traffic"
+        );
+        assert!(!sad.any_hard_expired(Timestamp(LARVAL_LIFETIME_SECS - 1)));
+        let ev = sad.expire(Timestamp(LARVAL_LIFETIME_SECS));
+        assert_eq!(ev.len(), 1);
+        assert_eq!((ev[0].id, ev[0].kind), (id(301), ExpireKind::Larval));
+        assert!(sad.get_larval(&id(301)).is_none());
     }
 
     #[test]

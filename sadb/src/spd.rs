@@ -19,6 +19,7 @@ use crate::ast::{
     Direction, Endpoint, Family, Level, PRIORITY_DEFAULT, ReqMode, ReqProtocol, ipproto,
     is_icmp_like,
 };
+use crate::owner::Owner;
 use crate::time::Timestamp;
 
 /// A normalized SPD selector (RFC 4301 §4.4.1.1): what a policy matches.
@@ -335,6 +336,8 @@ pub struct Policy {
     pub created: Timestamp,
     /// Counters and last use (shared by the snapshots holding the policy).
     pub stats: Arc<PolicyStats>,
+    /// The client that installed it, if it said.
+    pub owner: Option<Owner>,
     pub(crate) seq: u64,
 }
 
@@ -824,6 +827,19 @@ impl Spd {
         action: PolicyAction,
         now: Timestamp,
     ) -> Result<u32, Error> {
+        self.add_owned(selector, direction, priority, action, now, None)
+    }
+
+    /// [`Spd::add`] of a policy tagged with its owner.
+    pub fn add_owned(
+        &mut self,
+        selector: Selector,
+        direction: Direction,
+        priority: u32,
+        action: PolicyAction,
+        now: Timestamp,
+        owner: Option<Owner>,
+    ) -> Result<u32, Error> {
         if self.get(&selector, direction).is_some() {
             return Err(Error::PolicyExists {
                 pos: None,
@@ -839,6 +855,7 @@ impl Spd {
             action,
             created: now,
             stats: Arc::default(),
+            owner,
             seq: 0,
         }))
     }
@@ -853,9 +870,23 @@ impl Spd {
         action: PolicyAction,
         now: Timestamp,
     ) -> u32 {
-        let (id, stats) = match self.remove(&selector, direction) {
-            Ok(old) => (old.id, old.stats),
-            Err(_) => (self.gen_id(direction), Arc::default()),
+        self.update_owned(selector, direction, priority, action, now, None)
+    }
+
+    /// [`Spd::update`] tagging the policy with `owner` (`None`: a replaced
+    /// policy keeps its owner).
+    pub fn update_owned(
+        &mut self,
+        selector: Selector,
+        direction: Direction,
+        priority: u32,
+        action: PolicyAction,
+        now: Timestamp,
+        owner: Option<Owner>,
+    ) -> u32 {
+        let (id, stats, owner) = match self.remove(&selector, direction) {
+            Ok(old) => (old.id, old.stats, owner.or(old.owner)),
+            Err(_) => (self.gen_id(direction), Arc::default(), owner),
         };
         self.insert_sorted(Policy {
             id,
@@ -865,6 +896,7 @@ impl Spd {
             action,
             created: now,
             stats,
+            owner,
             seq: 0,
         })
     }

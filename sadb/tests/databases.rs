@@ -592,3 +592,167 @@ fn rfc_mode_adds_fwd_policies() {
             .contains("\tfwd prio def ipsec\n\tesp/transport//require\n")
     );
 }
+
+const KEYS: &str = "-E aes-cbc 0x00112233445566778899aabbccddeeff -A hmac-sha1 0x0102030405060708090a0b0c0d0e0f1011121314";
+
+#[test]
+fn getspi_holds_an_spi_that_update_completes() {
+    let mut db = Databases::new();
+    let out = db
+        .apply_script("getspi 192.0.2.1 192.0.2.2 esp 0 -m transport -u 7;", NOW)
+        .unwrap();
+    let id = out[0].larval.unwrap();
+    assert_eq!((id.dst, id.protocol), (ip("192.0.2.2"), Protocol::Esp));
+    assert!(id.spi.0 > 255, "{id:?}");
+    assert!(out[0].text.contains("state=larval"), "{}", out[0].text);
+    assert!(out[0].text.contains("reqid=7("), "{}", out[0].text);
+    // Held: no traffic, not selectable, but taken for add and getspi.
+    assert_eq!(db.sad().len(), 0);
+    assert!(db.sad().lookup(id.dst, Protocol::Esp, id.spi).is_none());
+    let spi = id.spi.0;
+    let e = db
+        .apply_script(&format!("add 192.0.2.1 192.0.2.2 esp {spi} {KEYS};"), NOW)
+        .unwrap_err();
+    assert!(matches!(e, Error::SaExists { .. }), "{e}");
+    let e = db
+        .apply_script(&format!("getspi 192.0.2.1 192.0.2.2 esp {spi};"), NOW)
+        .unwrap_err();
+    assert!(matches!(e, Error::SaExists { .. }), "{e}");
+    // Another getspi 0 gets another SPI.
+    let other = db
+        .apply_script("getspi 192.0.2.1 192.0.2.2 esp 0;", NOW)
+        .unwrap()[0]
+        .larval
+        .unwrap();
+    assert_ne!(other.spi, id.spi);
+    // update from another source is refused; from the same, it completes.
+    let e = db
+        .apply_script(
+            &format!("update 192.0.2.9 192.0.2.2 esp {spi} {KEYS};"),
+            NOW,
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("source"), "{e}");
+    db.apply_script(
+        &format!("update 192.0.2.1 192.0.2.2 esp {spi} -m transport -u 7 {KEYS};"),
+        NOW,
+    )
+    .unwrap();
+    let sa = db.sad().lookup(id.dst, Protocol::Esp, id.spi).unwrap();
+    assert_eq!((sa.reqid(), sa.sa().seq()), (7, 0));
+    assert!(db.sad().get_larval(&id).is_none());
+    // The other one times out.
+    let ev = db.expire(Timestamp(NOW.0 + sadb::LARVAL_LIFETIME_SECS));
+    assert_eq!(ev.len(), 1);
+    assert_eq!((ev[0].id, ev[0].kind), (other, ExpireKind::Larval));
+    assert_eq!(db.sad().larval().count(), 0);
+}
+
+#[test]
+fn getspi_and_update_in_one_batch_and_in_the_dump() {
+    let mut db = Databases::new();
+    db.apply_script(
+        &format!(
+            "getspi 192.0.2.1 192.0.2.2 esp 0x4000 -lh 90;\n\
+             getspi 192.0.2.1 192.0.2.2 ah 0x4001;\n\
+             update 192.0.2.1 192.0.2.2 esp 0x4000 {KEYS};"
+        ),
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(db.sad().len(), 1);
+    let dump = db.dump_sad(NOW);
+    assert!(
+        dump.contains("\tah mode=any spi=16385(0x00004001)"),
+        "{dump}"
+    );
+    assert!(dump.contains("state=larval"), "{dump}");
+    // A dump read back gives the larval SA as getspi.
+    let back = sadb::dump::parse_sad_dump(&dump).unwrap();
+    assert!(
+        back.iter()
+            .any(|s| matches!(s, sadb::Statement::GetSpi(g) if g.spi == Some(0x4001))),
+        "{back:?}"
+    );
+    // -lh sets how long a larval SA waits; delete and flush remove them.
+    db.apply_script("getspi 192.0.2.1 192.0.2.2 esp 0x4002 -lh 90;", NOW)
+        .unwrap();
+    db.apply_script("delete 192.0.2.1 192.0.2.2 ah 0x4001;", NOW)
+        .unwrap();
+    assert!(db.expire(Timestamp(NOW.0 + 89)).is_empty());
+    assert_eq!(db.sad().larval().count(), 1);
+    db.apply_script("flush esp;", NOW).unwrap();
+    assert_eq!(db.sad().larval().count(), 0);
+    assert_eq!(db.dump_sad(NOW), "No SAD entries.\n");
+}
+
+#[test]
+fn owners_change_only_their_own_and_go_away_at_once() {
+    use sadb::Owner;
+    let ua = Owner::new("imsua-1").unwrap();
+    let other = Owner::new("imsua-2").unwrap();
+    let mut db = gm();
+    let script = format!(
+        "getspi 192.0.2.2 192.0.2.1 esp 0;\n\
+         add 192.0.2.1 192.0.2.2 esp 0x5000 {KEYS};\n\
+         spdadd 192.0.2.1[5060] 192.0.2.2[5062] udp -P out ipsec esp/transport//require;"
+    );
+    let stmts = sadb::parse(&script).unwrap();
+    let out = db.apply_as(&stmts, NOW, Some(&ua)).unwrap();
+    let larval = out[0].larval.unwrap();
+    assert_eq!(
+        db.sad().get_larval(&larval).unwrap().owner.as_ref(),
+        Some(&ua)
+    );
+    let sa = db
+        .sad()
+        .lookup(ip("192.0.2.2"), Protocol::Esp, Spi(0x5000))
+        .unwrap();
+    assert_eq!(sa.owner(), Some(&ua));
+    assert!(db.dump_sad(NOW).contains("\towner=imsua-1\n"));
+    assert!(db.dump_spd().contains("\towner=imsua-1\n"));
+    // The dump with owners still reads back.
+    assert_eq!(
+        sadb::dump::parse_spd_dump(&db.dump_spd()).unwrap().len(),
+        db.spd().len()
+    );
+    // Another owner can neither change nor remove them, nor the
+    // operator's; nor flush. Nothing changes on refusal.
+    let before = db.dump_sad(NOW);
+    for text in [
+        "delete 192.0.2.1 192.0.2.2 esp 0x5000;".to_string(),
+        format!("update 192.0.2.1 192.0.2.2 esp 0x5000 {KEYS};"),
+        "spddelete 192.0.2.1[5060] 192.0.2.2[5062] udp -P out;".into(),
+        "delete 192.168.0.10 192.168.0.11 esp 2222;".into(),
+        "flush;".into(),
+        "spdflush;".into(),
+    ] {
+        let stmts = sadb::parse(&text).unwrap();
+        let e = db.apply_as(&stmts, NOW, Some(&other)).unwrap_err();
+        assert!(matches!(e, Error::NotOwner { .. }), "{text}: {e}");
+    }
+    assert_eq!(db.dump_sad(NOW), before);
+    // The owner completes its larval SA (it stays the owner's); the
+    // operator's update keeps the owner.
+    let spi = larval.spi.0;
+    let stmts = sadb::parse(&format!("update 192.0.2.2 192.0.2.1 esp {spi} {KEYS};")).unwrap();
+    db.apply_as(&stmts, NOW, Some(&ua)).unwrap();
+    db.apply_script(
+        &format!("update 192.0.2.1 192.0.2.2 esp 0x5000 {KEYS};"),
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(
+        db.sad()
+            .lookup(ip("192.0.2.2"), Protocol::Esp, Spi(0x5000))
+            .unwrap()
+            .owner(),
+        Some(&ua)
+    );
+    // Gone at once, the operator's entries untouched.
+    let removed = db.delete_owned(&ua);
+    assert_eq!((removed.sas, removed.larval, removed.policies), (2, 0, 1));
+    assert_eq!(db.sad().len(), 4);
+    assert_eq!(db.spd().len(), 4);
+    assert_eq!(db.delete_owned(&ua), sadb::Removed::default());
+}

@@ -152,6 +152,44 @@ fn sa_ref() -> impl Strategy<Value = SaRef> {
     })
 }
 
+fn getspi_spec() -> impl Strategy<Value = GetSpiSpec> {
+    addr_pair().prop_flat_map(|(s, d, fam)| {
+        (
+            flags(fam),
+            sa_protocol(),
+            proptest::option::of(256u32..),
+            proptest::option::of(prop_oneof![
+                Just(SaModeSpec::Transport),
+                Just(SaModeSpec::Tunnel),
+                Just(SaModeSpec::Any)
+            ]),
+            proptest::option::of(any::<u32>()),
+            proptest::option::of(any::<u64>()),
+        )
+            .prop_map(move |(flags, protocol, spi, mode, reqid, lifetime_hard)| {
+                GetSpiSpec {
+                    flags,
+                    src: Endpoint {
+                        addr: s,
+                        port: None,
+                    },
+                    dst: Endpoint {
+                        addr: d,
+                        port: None,
+                    },
+                    protocol,
+                    spi,
+                    ext: Extensions {
+                        mode,
+                        reqid,
+                        lifetime_hard,
+                        ..Extensions::default()
+                    },
+                }
+            })
+    })
+}
+
 fn port_spec() -> impl Strategy<Value = PortSpec> {
     prop_oneof![
         Just(PortSpec::Omitted),
@@ -300,6 +338,7 @@ fn statement() -> impl Strategy<Value = Statement> {
     prop_oneof![
         sa_spec().prop_map(Statement::Add),
         sa_spec().prop_map(Statement::Update),
+        getspi_spec().prop_map(Statement::GetSpi),
         sa_ref().prop_map(Statement::Get),
         sa_ref().prop_map(Statement::Delete),
         (addr_pair(), sa_protocol()).prop_flat_map(|((src, dst, fam), protocol)| flags(fam)

@@ -620,7 +620,8 @@ fn a_file_with_one_bad_statement_changes_nothing_and_names_its_line() {
     let good = format!(
         "add {ADDR_A} {ADDR_B} esp 7777 -m transport {k};\nspdadd {ADDR_A}/32[7000] {ADDR_B}/32[7001] udp -P out ipsec esp/transport//require;\n"
     );
-    // Line 3: a 2-byte AES key, refused when the daemon applies the file.
+    // Line 3: a 2-byte AES key: the file does not parse, so setkey sends
+    // nothing and exits 2 (docs/cli.md).
     let bad = format!(
         "{good}add {ADDR_A} {ADDR_B} esp 7778 -m transport -E aes-cbc 0x0011 -A hmac-sha1 0x{AUTH_KEY};\n"
     );
@@ -629,7 +630,7 @@ fn a_file_with_one_bad_statement_changes_nothing_and_names_its_line() {
     let rules_before = common::run_ok("ip", &["-n", &ns, "rule"]);
     let o = pair.setkey(0, &["-f", file.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("line 3"), "the error names the line: {err}");
     assert!(
         !err.contains(AUTH_KEY) && !err.contains("0011"),
@@ -644,7 +645,7 @@ fn a_file_with_one_bad_statement_changes_nothing_and_names_its_line() {
     // a valid file changes nothing.
     std::fs::write(&file, "add 192.0.2.1 192.0.2.2 esp;\n").unwrap();
     let o = pair.setkey(0, &["-n", "-f", file.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("line 1"));
     std::fs::write(&file, &good).unwrap();
     assert!(
@@ -680,12 +681,13 @@ fn a_file_with_one_bad_statement_changes_nothing_and_names_its_line() {
         !rules.contains("lookup 100") && rules.contains("fwmark 0x1"),
         "{rules}"
     );
-    // Without a daemon: exit 1 and a one-line reason.
+    // Without a daemon: exit 2 (it could not do its job) and a one-line
+    // reason.
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_setkey"))
         .args(["-s", "/nonexistent/ipsecd.sock", "-D"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).starts_with("setkey: cannot connect"));
 }
 

@@ -456,6 +456,7 @@ fn run(encap: bool, o: &Opts) -> Result<usize> {
                 match ev.kind {
                     ExpireKind::Soft => "soft (dying)",
                     ExpireKind::Hard => "hard (removed)",
+                    ExpireKind::Larval => "larval (getspi not completed: removed)",
                 },
                 ev.id.protocol.name(),
                 ev.id.dst,

@@ -7,27 +7,32 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tools::ipsecd::control;
+use sadb::Owner;
+use tools::ipsecd::client::{Client, ClientError};
 
 const AFTER_HELP: &str = "\
 Examples (ipsec-tools syntax, see setkey(8)):
   setkey -f /etc/ipsec-tools.conf      apply a file, all or nothing
-  echo 'flush; spdflush;' | setkey -c  apply from stdin
+  echo 'flush; spdflush;' | setkey -c  apply from stdin (- as FILE too)
   setkey -n -f FILE                    check only: parse, change nothing
   setkey -D / -DP                      dump SAs / policies (with counters)
   setkey -F / -FP                      flush SAs / policies
+  echo 'getspi 192.0.2.1 192.0.2.2 esp 0;' | setkey -c --owner ue1
+                                       hold a random SPI until an update
+  setkey --delete-owned ue1            remove everything ue1 installed
   setkey --stats                       ipsecd's data-path counters
 
 A file with one bad statement changes nothing; the error names its line and
-column. Exit status: 0 on success, 1 on any error (as ipsec-tools).
-The daemon is found at --socket, $IPSECD_SOCKET, or the default socket of
-this network namespace's ipsecd (/run/ipsecd/ns-INODE.sock).";
+column. Exit status: 0 success; 1 ipsecd refused the request (an SA that
+exists, an entry of another owner...); 2 usage, syntax, file or connection
+error. The daemon is found at --socket, $IPSECD_SOCKET, or the default
+socket of this network namespace's ipsecd (/run/ipsecd/ns-INODE.sock).";
 
 /// Manually manipulate the IPsec SA/SP database of ipsecd.
 #[derive(Parser, Debug)]
 #[command(name = "setkey", version, about = "Manage the SAD and SPD of ipsecd with ipsec-tools setkey commands", after_help = AFTER_HELP)]
 struct Cli {
-    /// Read operations from FILE.
+    /// Read operations from FILE (- for standard input).
     #[arg(short = 'f', value_name = "FILE")]
     file: Option<PathBuf>,
     /// Read operations from standard input.
@@ -54,6 +59,14 @@ struct Cli {
     /// ipsecd's data-path counters.
     #[arg(long)]
     stats: bool,
+    /// Apply on behalf of OWNER: what the script adds is tagged with it
+    /// (shown as owner=OWNER in -D/-DP), and it may change or delete only
+    /// OWNER's entries; flushes are refused.
+    #[arg(long, value_name = "OWNER")]
+    owner: Option<String>,
+    /// Remove, at once, every SA, larval SA and policy tagged OWNER.
+    #[arg(long, value_name = "OWNER", conflicts_with_all = ["file", "stdin", "dump", "flush", "stats", "owner"])]
+    delete_owned: Option<String>,
     /// ipsecd's control socket [default: $IPSECD_SOCKET or this network
     /// namespace's /run/ipsecd/ns-INODE.sock].
     #[arg(short = 's', long)]
@@ -62,17 +75,36 @@ struct Cli {
     files: Vec<PathBuf>,
 }
 
-fn read_script(cli: &Cli) -> anyhow::Result<Option<(String, String)>> {
-    if cli.stdin {
+/// Why setkey failed, and its exit status.
+enum Failure {
+    /// ipsecd refused (1).
+    Refused(String),
+    /// Usage, syntax, file or connection (2).
+    Error(String),
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Refused(why) => Failure::Refused(why),
+            other => Failure::Error(other.to_string()),
+        }
+    }
+}
+
+fn read_script(cli: &Cli) -> Result<Option<(String, String)>, Failure> {
+    let path = cli.file.as_ref().or(cli.files.first());
+    if cli.stdin || path.is_some_and(|p| p.as_os_str() == "-") {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s)?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| Failure::Error(format!("(stdin): {e}")))?;
         return Ok(Some(("(stdin)".into(), s)));
     }
-    let path = cli.file.as_ref().or(cli.files.first());
     match path {
         Some(p) => {
-            let s =
-                std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+            let s = std::fs::read_to_string(p)
+                .map_err(|e| Failure::Error(format!("{}: {e}", p.display())))?;
             Ok(Some((p.display().to_string(), s)))
         }
         None => Ok(None),
@@ -87,24 +119,52 @@ fn socket(cli: &Cli) -> PathBuf {
     })
 }
 
-fn run(cli: &Cli) -> anyhow::Result<()> {
-    if let Some((name, script)) = read_script(cli)? {
+fn owner(tag: &str) -> Result<Owner, Failure> {
+    Owner::new(tag).map_err(|e| Failure::Error(format!("--owner: {e}")))
+}
+
+fn run(cli: &Cli) -> Result<(), Failure> {
+    let client = Client::new(socket(cli));
+    if let Some(tag) = &cli.delete_owned {
+        let o = owner(tag)?;
         if cli.check {
-            let stmts = sadb::parse(&script).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            return Ok(());
+        }
+        let r = client.delete_owned(&o)?;
+        if cli.verbose {
+            println!(
+                "{o}: removed {} SAs, {} larval SAs, {} policies",
+                r.sas, r.larval, r.policies
+            );
+        }
+        return Ok(());
+    }
+    let tag = cli.owner.as_deref().map(owner).transpose()?;
+    if let Some((name, script)) = read_script(cli)? {
+        // Parse here first: a syntax error needs no daemon.
+        let stmts = sadb::parse(&script).map_err(|e| Failure::Error(format!("{name}: {e}")))?;
+        if cli.check {
             if cli.verbose {
                 println!("{name}: {} statements, syntax OK", stmts.len());
             }
             return Ok(());
         }
-        // Parse here first: a syntax error needs no daemon.
-        let stmts = sadb::parse(&script).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-        let out = control::request(&socket(cli), "apply", &script)
-            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        let out = client
+            .apply(&script, tag.as_ref())
+            .map_err(|e| match Failure::from(e) {
+                Failure::Refused(why) => Failure::Refused(format!("{name}: {why}")),
+                Failure::Error(why) => Failure::Error(format!("{name}: {why}")),
+            })?;
         print!("{out}");
         if cli.verbose {
             println!("{name}: {} statements applied", stmts.len());
         }
         return Ok(());
+    }
+    if cli.owner.is_some() {
+        return Err(Failure::Error(
+            "--owner applies a script: give -f FILE or -c".into(),
+        ));
     }
     let (cmd, body) = match (cli.dump, cli.flush, cli.policy, cli.stats) {
         (_, _, _, true) => ("stats", ""),
@@ -112,12 +172,17 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         (true, false, true, _) => ("spddump", ""),
         (false, true, false, _) => ("apply", "flush;\n"),
         (false, true, true, _) => ("apply", "spdflush;\n"),
-        _ => anyhow::bail!("nothing to do: give -f FILE, -c, -D, -DP, -F or -FP (see --help)"),
+        _ => {
+            return Err(Failure::Error(
+                "nothing to do: give -f FILE, -c, -D, -DP, -F, -FP or --delete-owned (see --help)"
+                    .into(),
+            ));
+        }
     };
     if cli.check {
         return Ok(());
     }
-    let out = control::request(&socket(cli), cmd, body)?;
+    let out = client.request(cmd, body)?;
     print!("{out}");
     Ok(())
 }
@@ -127,9 +192,13 @@ fn main() -> ExitCode {
     let _ = cli.all;
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("setkey: {e:#}");
+        Err(Failure::Refused(why)) => {
+            eprintln!("setkey: {why}");
             ExitCode::from(1)
+        }
+        Err(Failure::Error(why)) => {
+            eprintln!("setkey: {why}");
+            ExitCode::from(2)
         }
     }
 }

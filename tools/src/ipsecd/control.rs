@@ -1,20 +1,34 @@
 //! The control socket: a Unix stream socket (mode 0600, root peers only)
-//! that `setkey` talks to.
+//! that `setkey` and other clients ([`super::client`]) talk to.
 //!
 //! Protocol: the client writes one request and shuts down its write side;
-//! the daemon answers and closes. A request is a command line
-//! (`apply`, `check`, `dump`, `spddump`, `stats`) followed, for `apply`
-//! and `check`, by a setkey script. The answer starts with `OK` or `ERR`
-//! on its own line, followed by the text to print (dump output, or the
-//! error naming the line and column).
+//! the daemon answers and closes. A request is a command line, followed
+//! for some commands by a setkey script:
+//!
+//! | request | body | answer text |
+//! |---|---|---|
+//! | `apply [owner=TAG]` | script (all or nothing) | what `get`/`dump`/`getspi` print |
+//! | `getspi [owner=TAG]` | only `getspi` statements | `larval DST PROTO 0xSPI` per statement |
+//! | `delete-owned TAG` | - | `removed sas=N larval=N policies=N` |
+//! | `check` | script | `N statements` |
+//! | `dump`, `spddump` | - | `setkey -D`, `setkey -DP` |
+//! | `stats` | - | `name value` per counter |
+//!
+//! Under `owner=TAG` the entries added are tagged (shown as `owner=TAG`
+//! in dumps) and only the tag's own entries may be changed or removed
+//! (`sadb::Databases::apply_as`). The answer starts with `OK` or `ERR` on
+//! its own line, followed by the text (or the error naming the line and
+//! column).
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+
+use sadb::Owner;
 
 use super::dataplane::{Shared, now};
 use super::net::{self, Net};
@@ -55,29 +69,105 @@ pub fn serve(listener: UnixListener, sh: Arc<Shared>, net: Arc<std::sync::Mutex<
 }
 
 fn handle(req: &str, sh: &Shared, net: &std::sync::Mutex<Net>) -> Result<String, String> {
-    let (cmd, body) = req.split_once('\n').unwrap_or((req, ""));
-    match cmd.trim() {
-        "dump" => Ok(sh.engine.snapshot().dump_sad(now())),
+    let (line, body) = req.split_once('\n').unwrap_or((req, ""));
+    let mut words = line.split_whitespace();
+    let cmd = words.next().unwrap_or_default();
+    let args: Vec<&str> = words.collect();
+    let owner = || -> Result<Option<Owner>, String> {
+        match args.as_slice() {
+            [] => Ok(None),
+            [a] => match a.strip_prefix("owner=") {
+                Some(tag) => Owner::new(tag).map(Some).map_err(|e| e.to_string()),
+                None => Err(format!(
+                    "{cmd}: unknown argument {a:?} (expected owner=TAG)"
+                )),
+            },
+            _ => Err(format!("{cmd}: too many arguments")),
+        }
+    };
+    let none = || -> Result<(), String> {
+        match args.first() {
+            None => Ok(()),
+            Some(a) => Err(format!("{cmd} takes no argument, got {a:?}")),
+        }
+    };
+    match cmd {
+        "dump" => none().map(|_| sh.engine.snapshot().dump_sad(now())),
         // Every policy with its counters (kept by the engine).
-        "spddump" => Ok(sh.engine.snapshot().dump_spd()),
-        "stats" => Ok(sh.stats.report()),
-        "check" => sadb::parse(body)
-            .map(|s| format!("{} statements\n", s.len()))
-            .map_err(|e| e.to_string()),
-        "apply" => apply(body, sh, net).map_err(|e| format!("{e:#}")),
+        "spddump" => none().map(|_| sh.engine.snapshot().dump_spd()),
+        "stats" => none().map(|_| sh.stats.report()),
+        "check" => none().and_then(|_| {
+            sadb::parse(body)
+                .map(|s| format!("{} statements\n", s.len()))
+                .map_err(|e| e.to_string())
+        }),
+        "apply" => {
+            let owner = owner()?;
+            apply(body, owner.as_ref(), false, sh, net)
+                .map(|outs| outs.into_iter().map(|o| o.text).collect())
+                .map_err(|e| format!("{e:#}"))
+        }
+        "getspi" => {
+            let owner = owner()?;
+            apply(body, owner.as_ref(), true, sh, net)
+                .map(|outs| {
+                    outs.iter()
+                        .filter_map(|o| o.larval)
+                        .map(|id| larval_line(&id))
+                        .collect()
+                })
+                .map_err(|e| format!("{e:#}"))
+        }
+        "delete-owned" => {
+            let [tag] = args.as_slice() else {
+                return Err("delete-owned takes one owner tag".into());
+            };
+            let owner = Owner::new(tag).map_err(|e| e.to_string())?;
+            delete_owned(&owner, sh, net).map_err(|e| format!("{e:#}"))
+        }
         other => Err(format!("unknown command {other:?}")),
     }
 }
 
-/// Applies a script atomically, then brings routes and nft in line.
-fn apply(script: &str, sh: &Shared, net: &std::sync::Mutex<Net>) -> Result<String> {
+/// The answer line of `getspi` for one held SPI.
+pub fn larval_line(id: &sadb::SaId) -> String {
+    format!(
+        "larval {} {} 0x{:08x}\n",
+        id.dst,
+        sadb::sad::protocol_keyword(id.protocol),
+        id.spi.0
+    )
+}
+
+/// Applies a script atomically (under `owner`, if given), then brings
+/// routes and nft in line. With `only_getspi`, the script may hold nothing
+/// but `getspi` statements.
+fn apply(
+    script: &str,
+    owner: Option<&Owner>,
+    only_getspi: bool,
+    sh: &Shared,
+    net: &std::sync::Mutex<Net>,
+) -> Result<Vec<sadb::Output>> {
     let stmts = sadb::parse(script).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if only_getspi {
+        if let Some(st) = stmts
+            .iter()
+            .find(|s| !matches!(s.value, sadb::Statement::GetSpi(_)))
+        {
+            bail!(
+                "line {}, column {}: the getspi request takes only getspi statements",
+                st.pos.line,
+                st.pos.col
+            );
+        }
+    }
     let mut net = net.lock().map_err(|_| anyhow::anyhow!("poisoned lock"))?;
     // New SAs get their sequence numbers recorded before the snapshot
     // that holds them is published.
     let outputs = sh.engine.update(|db| -> Result<_> {
         let out = db
-            .apply(&stmts, now())
+            .apply_as(&stmts, now(), owner)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         sh.seqs
             .lock()
@@ -89,30 +179,31 @@ fn apply(script: &str, sh: &Shared, net: &std::sync::Mutex<Net>) -> Result<Strin
     tracing::info!(
         statements = stmts.len(),
         rules = plan.rules.len(),
+        owner = owner.map(Owner::as_str).unwrap_or("-"),
         "applied a setkey script"
     );
     net.sync(&plan).context("routing/netfilter update")?;
-    Ok(outputs.into_iter().map(|o| o.text).collect())
+    Ok(outputs)
 }
 
-/// Sends one request to the daemon and returns its answer text; an `ERR`
-/// answer becomes an error with the daemon's message.
-pub fn request(socket: &Path, cmd: &str, body: &str) -> Result<String> {
-    let mut s = UnixStream::connect(socket).with_context(|| {
-        format!(
-            "cannot connect to ipsecd at {} (is it running? see --socket)",
-            socket.display()
-        )
-    })?;
-    s.write_all(cmd.as_bytes())?;
-    s.write_all(b"\n")?;
-    s.write_all(body.as_bytes())?;
-    s.shutdown(std::net::Shutdown::Write)?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer)?;
-    match answer.split_once('\n') {
-        Some(("OK", rest)) => Ok(rest.to_string()),
-        Some(("ERR", rest)) => bail!("{}", rest.trim_end()),
-        _ => bail!("malformed answer from ipsecd"),
-    }
+/// Removes everything `owner` installed, at once, then brings routes and
+/// nft in line.
+fn delete_owned(owner: &Owner, sh: &Shared, net: &std::sync::Mutex<Net>) -> Result<String> {
+    let mut net = net.lock().map_err(|_| anyhow::anyhow!("poisoned lock"))?;
+    let removed = sh
+        .engine
+        .update(|db| -> Result<_> { Ok(db.delete_owned(owner)) })?;
+    let plan = net::plan(sh.engine.snapshot().spd(), &net.params);
+    tracing::info!(
+        owner = owner.as_str(),
+        sas = removed.sas,
+        larval = removed.larval,
+        policies = removed.policies,
+        "removed an owner's entries"
+    );
+    net.sync(&plan).context("routing/netfilter update")?;
+    Ok(format!(
+        "removed sas={} larval={} policies={}\n",
+        removed.sas, removed.larval, removed.policies
+    ))
 }

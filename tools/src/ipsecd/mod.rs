@@ -14,6 +14,7 @@
 //! Keys are never logged: SAs print with redacted keys and scripts are not
 //! echoed.
 
+pub mod client;
 pub mod control;
 pub mod dataplane;
 pub mod gro;
@@ -352,6 +353,12 @@ fn lifetimes(sh: &Shared) {
                     tracing::warn!(
                         dst = %ev.id.dst, spi = ev.id.spi.0, reqid = ev.reqid,
                         "hard lifetime reached: SA removed"
+                    );
+                }
+                sadb::ExpireKind::Larval => {
+                    tracing::info!(
+                        dst = %ev.id.dst, spi = ev.id.spi.0, reqid = ev.reqid,
+                        "larval SA (getspi) not completed in time: SPI released"
                     );
                 }
             }
