@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Recompute every expected value in vectors/data/*.txt with code nobody in
 this project wrote: Python hashlib/hmac, the `cryptography` package (AES,
-CMAC, TripleDES) and the `openssl enc` CLI (DES, 3DES, AES-CBC).
+CMAC, TripleDES) and the `openssl enc` CLI (DES, 3DES, AES-CBC/ECB).
 
 This is a second, independent reader of the vector format too (see
 data/README.md). Usage: independent_check.py [DATA_DIR]. Exit 0 if every
@@ -172,15 +172,17 @@ def check_case(alg, c):
         if "truncated" in c:
             cmp("truncated", full[:len(c["truncated"])])
     elif alg.endswith("-cbc") or alg.endswith("-ecb"):
-        name = {"aes-cbc": "aes-%d-cbc" % (8 * len(c["key"])), "des-cbc": "des-cbc",
+        name = {"aes-cbc": "aes-%d-cbc" % (8 * len(c["key"])),
+                "aes-ecb": "aes-%d-ecb" % (8 * len(c["key"])), "des-cbc": "des-cbc",
                 "3des-cbc": "des-ede3-cbc", "des-ecb": "des-ecb", "3des-ecb": "des-ede3"}[alg]
         iv = c.get("iv")
         cmp("ciphertext", openssl_enc(name, c["key"], iv, c["plaintext"]))
         back = openssl_enc(name, c["key"], iv, c["ciphertext"], decrypt=True)
         if back != c["plaintext"]:
             bad.append(("plaintext (openssl -d)", c["plaintext"].hex(), back.hex()))
-        if alg == "aes-cbc":
-            e = Cipher(algorithms.AES(c["key"]), modes.CBC(iv)).encryptor()
+        if alg in ("aes-cbc", "aes-ecb"):
+            mode = modes.CBC(iv) if alg == "aes-cbc" else modes.ECB()
+            e = Cipher(algorithms.AES(c["key"]), mode).encryptor()
             cmp("ciphertext", e.update(c["plaintext"]) + e.finalize())
         if "payload" in c:
             cmp("plaintext", c["payload"] + c["padding"] + c["pad_length"] + c["next_header"])
