@@ -8,7 +8,8 @@
 //! of TS 33.102) and says how its values were checked against an
 //! implementation nobody here wrote. The IMS key expansion of TS 33.203
 //! Annex I has no published vector: its file says whose formula its values
-//! follow. The format is described in `data/README.md`.
+//! follow. The format is described in `data/README.md`; [`list_dir`] loads
+//! the files without running them.
 //!
 //! What it does not do: it holds no algorithm code of its own (everything is
 //! computed by `opensec`), and it does no IO beyond reading the vector files
@@ -30,7 +31,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use parse::{Case, Field, MAX_VALUE_LEN, Syntax, VectorFile, load_file, parse, parse_value};
-pub use run::{CaseReport, FileReport, run, run_dir, run_file};
+pub use run::{CaseReport, FileListing, FileReport, list_dir, run, run_dir, run_file};
 
 /// The directory of the vector files shipped with this crate.
 pub const DEFAULT_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data");

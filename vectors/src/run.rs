@@ -89,6 +89,45 @@ pub fn run_dir(dir: &Path) -> Result<Vec<FileReport>, Error> {
     Ok(vector_files(dir)?.iter().map(|p| run_file(p)).collect())
 }
 
+/// One vector file as `opensec vectors --list` shows it: loaded, not run.
+#[derive(Clone, Debug)]
+pub struct FileListing {
+    /// The file.
+    pub path: PathBuf,
+    /// A display name (the file name).
+    pub name: String,
+    /// The parsed file, or why running it would fail before its first case
+    /// (it does not load, names an algorithm the runner does not know, or
+    /// has no case).
+    pub file: Result<VectorFile, Error>,
+}
+
+/// Loads, without running, every `*.txt` file of `dir`, in file-name order.
+/// Fails only if the directory itself cannot be read.
+pub fn list_dir(dir: &Path) -> Result<Vec<FileListing>, Error> {
+    Ok(vector_files(dir)?
+        .into_iter()
+        .map(|path| {
+            let file = load_file(&path).and_then(|f| {
+                if Kind::from_name(&f.algorithm).is_none() {
+                    Err(Error::UnknownAlgorithm {
+                        name: f.algorithm.clone(),
+                    })
+                } else if f.cases.is_empty() {
+                    Err(Error::NoCases)
+                } else {
+                    Ok(f)
+                }
+            });
+            FileListing {
+                name: display_name(&path),
+                path,
+                file,
+            }
+        })
+        .collect())
+}
+
 /// The `*.txt` files of `dir`, sorted by name.
 fn vector_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let io = |e: std::io::Error| Error::Io {
