@@ -291,3 +291,8 @@ impl Decompressor {
         })
     }
 }
+
+/// The example of the crate's README.md, run by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
