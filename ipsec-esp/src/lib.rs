@@ -132,3 +132,8 @@ impl<F: FnMut(&mut [u8])> IvSource for F {
         self(iv)
     }
 }
+
+/// The example of the crate's README.md, run by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

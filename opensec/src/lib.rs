@@ -95,3 +95,8 @@ pub use integrity::{
     Integrity, aes_cmac, aes_xcbc_mac, hmac_md5, hmac_sha1, hmac_sha256, md5, sha1, sha256,
 };
 pub use registry::{AuthAlgorithm, EncAlgorithm};
+
+/// The example of the crate's README.md, run by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

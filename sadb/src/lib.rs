@@ -107,3 +107,8 @@ pub use spd::{
     Selector, Spd, UpperInfo,
 };
 pub use time::Timestamp;
+
+/// The example of the crate's README.md, run by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

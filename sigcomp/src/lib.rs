@@ -2,8 +2,8 @@
 //!
 //! The UDVM, the state handler and compartments, feedback and NACK
 //! (RFC 4077), the static dictionaries (RFC 3485, RFC 5112), UDP and TCP
-//! framing, and an assembler and disassembler for UDVM code (RFC 4464).
-//! It does no IO.
+//! framing, a DEFLATE compressor ([`compress`]), and an assembler and
+//! disassembler for UDVM code (RFC 4464). It does no IO.
 //!
 //! # Decompressing
 //!
@@ -43,9 +43,9 @@
 //!
 //! # What it does not do
 //!
-//! No IO, no clock. It does not compress (bytecode for the other direction
-//! comes from elsewhere); it does not implement RFC 3321 extended
-//! operations beyond keeping the feedback they rely on.
+//! No IO, no clock. Of the RFC 3321 extended operations it implements
+//! only acknowledgements (§5.1) and shared compression (§5.2), both in
+//! [`compress`].
 
 pub mod asm;
 pub mod compress;
@@ -291,3 +291,8 @@ impl Decompressor {
         })
     }
 }
+
+/// The example of the crate's README.md, run by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -36,7 +36,7 @@ fn default_dir_all_pass() {
     assert_eq!(cells[cells.len() - 4..], ["7", "7", "0", "PASS"], "{row}");
     assert!(row.contains("RFC 2202 §3"), "{row}");
     assert!(
-        stdout.contains("16 files, 210 cases: 210 passed, 0 failed"),
+        stdout.contains("22 files, 249 cases: 249 passed, 0 failed"),
         "{stdout}"
     );
     assert!(!stdout.contains("FAIL"), "{stdout}");
@@ -120,4 +120,70 @@ fn help_exits_0() {
     let out = opensec(&["vectors", "--help"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stdout).contains("[DIR]"));
+}
+
+#[test]
+fn list_shows_files_sources_and_counts_without_running() {
+    let out = opensec(&["vectors", "--list"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert_eq!(
+        stdout
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["file", "algorithm", "source", "cases"]
+    );
+    for (file, algorithm, source, cases) in [
+        ("aka-ts35208.txt", "aka", "3GPP TS 35.208 §4.3", "20"),
+        ("sha256-fips180-2.txt", "sha256", "FIPS 180-2", "3"),
+        (
+            "ims-esp-keys-ts33203.txt",
+            "ims-esp-keys",
+            "no published vector",
+            "8",
+        ),
+    ] {
+        let row = stdout.lines().find(|l| l.starts_with(file)).unwrap();
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            (cells[1], cells[cells.len() - 1]),
+            (algorithm, cases),
+            "{row}"
+        );
+        assert!(row.contains(source), "{row}");
+    }
+    assert!(stdout.contains("22 files, 249 cases (not run)"), "{stdout}");
+    assert!(!stdout.contains("PASS"), "nothing ran: {stdout}");
+}
+
+#[test]
+fn list_does_not_run_but_reports_files_that_do_not_load() {
+    let dir = TempDir::new("opensec-cli-list");
+    // A wrong digest is not seen by --list (nothing runs) ...
+    std::fs::write(
+        dir.path("wrong.txt"),
+        "algorithm = md5\nsource = RFC 1321 (corrupted)\n[abc]\ndata = \"abc\"\n\
+         digest = 0x900150983cd24fb0d6963f7d28e17f73\n",
+    )
+    .unwrap();
+    let out = opensec(&["vectors", "--list", dir.dir().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("1 files, 1 cases (not run)"));
+    // ... a file that cannot run at all is.
+    std::fs::write(
+        dir.path("rot13.txt"),
+        "algorithm = rot13\nsource = x\n[a]\ndata = \"x\"\n",
+    )
+    .unwrap();
+    let out = opensec(&["vectors", "--list", dir.dir().to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL rot13.txt: unknown algorithm `rot13`"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 file(s) do not load"), "{stdout}");
 }

@@ -3,9 +3,13 @@
 //! `opensec`.
 //!
 //! Each file cites its source (RFC 1321, 3174, 2202, 4231, 4868, 3566, 4494,
-//! 3602, 2617; FIPS 81; NIST SP 800-20 and SP 800-67; 3GPP TS 35.208 and
-//! TS 55.205) and says how its values were checked against an implementation
-//! nobody here wrote. The format is described in `data/README.md`.
+//! 3602, 2410, 2617; FIPS 81 and 180-2; NIST SP 800-20, 800-38A and 800-67;
+//! 3GPP TS 35.208 and TS 55.205, the former also through the AKA procedures
+//! of TS 33.102) and says how its values were checked against an
+//! implementation nobody here wrote. The IMS key expansion of TS 33.203
+//! Annex I has no published vector: its file says whose formula its values
+//! follow. The format is described in `data/README.md`; [`list_dir`] loads
+//! the files without running them.
 //!
 //! What it does not do: it holds no algorithm code of its own (everything is
 //! computed by `opensec`), and it does no IO beyond reading the vector files
@@ -27,7 +31,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use parse::{Case, Field, MAX_VALUE_LEN, Syntax, VectorFile, load_file, parse, parse_value};
-pub use run::{CaseReport, FileReport, run, run_dir, run_file};
+pub use run::{CaseReport, FileListing, FileReport, list_dir, run, run_dir, run_file};
 
 /// The directory of the vector files shipped with this crate.
 pub const DEFAULT_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data");

@@ -3,9 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use opensec::aka::{self, AkaVersion};
 use opensec::digest::{DigestAlgorithm, DigestParams};
 use opensec::milenage::Milenage;
-use opensec::{AuthAlgorithm, Cipher, EncAlgorithm, Integrity};
+use opensec::{AuthAlgorithm, Cipher, EncAlgorithm, Integrity, ims};
 
 use crate::{Case, Error, VectorFile, load_file};
 
@@ -66,10 +67,7 @@ impl CaseReport {
 /// Loads and runs one vector file. A file that cannot be loaded gives a
 /// report whose `error` says why.
 pub fn run_file(path: &Path) -> FileReport {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string());
+    let name = display_name(path);
     let mut report = match load_file(path) {
         Ok(file) => run(&file, &name),
         Err(error) => FileReport {
@@ -88,6 +86,50 @@ pub fn run_file(path: &Path) -> FileReport {
 /// Runs every `*.txt` file of `dir`, in file-name order. Fails only if the
 /// directory itself cannot be read; bad files are reported as failed.
 pub fn run_dir(dir: &Path) -> Result<Vec<FileReport>, Error> {
+    Ok(vector_files(dir)?.iter().map(|p| run_file(p)).collect())
+}
+
+/// One vector file as `opensec vectors --list` shows it: loaded, not run.
+#[derive(Clone, Debug)]
+pub struct FileListing {
+    /// The file.
+    pub path: PathBuf,
+    /// A display name (the file name).
+    pub name: String,
+    /// The parsed file, or why running it would fail before its first case
+    /// (it does not load, names an algorithm the runner does not know, or
+    /// has no case).
+    pub file: Result<VectorFile, Error>,
+}
+
+/// Loads, without running, every `*.txt` file of `dir`, in file-name order.
+/// Fails only if the directory itself cannot be read.
+pub fn list_dir(dir: &Path) -> Result<Vec<FileListing>, Error> {
+    Ok(vector_files(dir)?
+        .into_iter()
+        .map(|path| {
+            let file = load_file(&path).and_then(|f| {
+                if Kind::from_name(&f.algorithm).is_none() {
+                    Err(Error::UnknownAlgorithm {
+                        name: f.algorithm.clone(),
+                    })
+                } else if f.cases.is_empty() {
+                    Err(Error::NoCases)
+                } else {
+                    Ok(f)
+                }
+            });
+            FileListing {
+                name: display_name(&path),
+                path,
+                file,
+            }
+        })
+        .collect())
+}
+
+/// The `*.txt` files of `dir`, sorted by name.
+fn vector_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let io = |e: std::io::Error| Error::Io {
         path: dir.to_path_buf(),
         reason: e.to_string(),
@@ -100,7 +142,13 @@ pub fn run_dir(dir: &Path) -> Result<Vec<FileReport>, Error> {
         }
     }
     paths.sort();
-    Ok(paths.iter().map(|p| run_file(p)).collect())
+    Ok(paths)
+}
+
+fn display_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
 }
 
 /// Runs a parsed vector file; `name` labels the report.
@@ -138,8 +186,11 @@ enum Kind {
     AesCmac,
     Cbc(EncAlgorithm),
     Ecb(EncAlgorithm),
+    Null,
     Milenage,
     GsmMilenage,
+    Aka,
+    ImsEspKeys,
     HttpDigest,
 }
 
@@ -167,8 +218,11 @@ impl Kind {
             "des-ecb" => Kind::Ecb(EncAlgorithm::DesCbc),
             "3des-ecb" => Kind::Ecb(EncAlgorithm::TripleDesCbc),
             "aes-ecb" => Kind::Ecb(EncAlgorithm::AesCbc),
+            "null" => Kind::Null,
             "milenage" => Kind::Milenage,
             "gsm-milenage" => Kind::GsmMilenage,
+            "aka" => Kind::Aka,
+            "ims-esp-keys" => Kind::ImsEspKeys,
             "http-digest" => Kind::HttpDigest,
             _ => return None,
         })
@@ -234,6 +288,25 @@ impl<'a> Check<'a> {
         }
     }
 
+    /// An optional field of exactly `N` bytes: `None` if absent (a present
+    /// field of another length is recorded as a failure).
+    fn opt_array<const N: usize>(&mut self, name: &str) -> Option<[u8; N]> {
+        self.case.get(name)?;
+        self.array(name)
+    }
+
+    /// A required field that must be UTF-8 text.
+    fn text(&mut self, name: &str) -> Option<&'a str> {
+        let v = self.field(name)?;
+        match std::str::from_utf8(v) {
+            Ok(s) => Some(s),
+            Err(_) => {
+                self.failures.push(format!("field `{name}` is not UTF-8"));
+                None
+            }
+        }
+    }
+
     /// Compares an expected value (from the file) with what `opensec` computed.
     fn eq(&mut self, what: &str, expected: &[u8], got: &[u8]) {
         self.checks += 1;
@@ -242,6 +315,18 @@ impl<'a> Check<'a> {
                 "{what}: expected {} got {}",
                 hex::encode(expected),
                 hex::encode(got)
+            ));
+        }
+    }
+
+    /// Compares an expected text (from the file) with a computed one, and
+    /// reports both as text.
+    fn eq_text(&mut self, what: &str, expected: &[u8], got: &str) {
+        self.checks += 1;
+        if expected != got.as_bytes() {
+            self.failures.push(format!(
+                "{what}: expected {} got {got}",
+                String::from_utf8_lossy(expected)
             ));
         }
     }
@@ -305,8 +390,11 @@ fn run_case(kind: Kind, case: &Case) -> CaseReport {
         }
         Kind::Cbc(alg) => cipher_case(&mut c, alg, true),
         Kind::Ecb(alg) => cipher_case(&mut c, alg, false),
+        Kind::Null => null_case(&mut c),
         Kind::Milenage => milenage_case(&mut c),
         Kind::GsmMilenage => gsm_case(&mut c),
+        Kind::Aka => aka_case(&mut c),
+        Kind::ImsEspKeys => ims_case(&mut c),
         Kind::HttpDigest => digest_case(&mut c),
     }
     if c.checks == 0 && c.failures.is_empty() {
@@ -658,26 +746,242 @@ fn gsm_case(c: &mut Check<'_>) {
     );
 }
 
+/// RFC 2410: NULL(b) = I(b) = b (§2), with a key and an IV of zero bits (§3).
+fn null_case(c: &mut Check<'_>) {
+    let (Some(data), Some(expected)) = (c.field("data"), c.field("null_data")) else {
+        return;
+    };
+    let cipher = match Cipher::new(EncAlgorithm::Null, &[]) {
+        Ok(ci) => ci,
+        Err(e) => return c.fail(format!("Cipher::new(Null, no key): {e}")),
+    };
+    let mut buf = data.to_vec();
+    match cipher.encrypt_cbc(&[], &mut buf) {
+        Ok(()) => c.eq("null_data (encrypt)", expected, &buf),
+        Err(e) => c.fail(format!("encrypt: {e}")),
+    }
+    let mut buf = expected.to_vec();
+    match cipher.decrypt_cbc(&[], &mut buf) {
+        Ok(()) => c.eq("data (decrypt)", data, &buf),
+        Err(e) => c.fail(format!("decrypt: {e}")),
+    }
+    c.holds("the IV is 0 bits (RFC 2410 §3)", cipher.iv_len() == 0);
+    c.holds(
+        "a key longer than 0 bits is refused (RFC 2410 §3)",
+        Cipher::new(EncAlgorithm::Null, &[0]).is_err(),
+    );
+}
+
+/// SQN as the 48-bit big-endian field of AUTN and AUTS.
+fn sqn_bytes(sqn: u64) -> [u8; 6] {
+    let b = sqn.to_be_bytes();
+    [b[2], b[3], b[4], b[5], b[6], b[7]]
+}
+
+fn sqn_value(b: &[u8; 6]) -> u64 {
+    u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
+}
+
+fn xor(a: &[u8], b: &[u8]) -> Vec<u8> {
+    a.iter().zip(b).map(|(x, y)| x ^ y).collect()
+}
+
+/// UMTS AKA end to end (TS 33.102 §6.3) on a MILENAGE test set: the network
+/// builds the vector, the UE checks AUTN with `aka::verify_autn`, and a UE
+/// whose SQN_MS is ahead of the network's answers with an AUTS that the
+/// network's `aka::verify_auts` reads back. Every expected value but `auts`
+/// and `akav2_password` is a published test-set value (f1..f5*).
+fn aka_case(c: &mut Check<'_>) {
+    let (Some(k), Some(rand), Some(sqn_b), Some(amf)) = (
+        c.array::<16>("k"),
+        c.array::<16>("rand"),
+        c.array::<6>("sqn"),
+        c.array::<2>("amf"),
+    ) else {
+        return;
+    };
+    let (Some(mac_a), Some(res), Some(ck), Some(ik), Some(ak), Some(ak_star), Some(stale_b)) = (
+        c.array::<8>("f1"),
+        c.array::<8>("f2"),
+        c.array::<16>("f3"),
+        c.array::<16>("f4"),
+        c.array::<6>("f5"),
+        c.array::<6>("f5_star"),
+        c.array::<6>("sqn_ms_stale"),
+    ) else {
+        return;
+    };
+    // The network may derive OPc from OP; the UE holds OPc (as a USIM does).
+    let (network, ue) = match (c.opt_array::<16>("op"), c.opt_array::<16>("opc")) {
+        (Some(op), Some(opc)) => {
+            let network = Milenage::with_op(&k, &op);
+            c.eq("opc (from op)", &opc, &network.opc());
+            (network, Milenage::with_opc(&k, &opc))
+        }
+        (Some(op), None) => (Milenage::with_op(&k, &op), Milenage::with_op(&k, &op)),
+        (None, Some(opc)) => (Milenage::with_opc(&k, &opc), Milenage::with_opc(&k, &opc)),
+        (None, None) => return c.fail("missing field `op` or `opc`".into()),
+    };
+    let sqn = sqn_value(&sqn_b);
+
+    // Network: AV = RAND, XRES, CK, IK, AUTN (TS 33.102 §6.3.2).
+    let av = match aka::auth_vector(&network, &rand, sqn, &amf) {
+        Ok(v) => v,
+        Err(e) => return c.fail(format!("aka::auth_vector: {e}")),
+    };
+    let autn: Vec<u8> = [xor(&sqn_b, &ak).as_slice(), &amf, &mac_a].concat();
+    c.eq("AUTN = (SQN xor f5) || AMF || f1", &autn, &av.autn);
+    c.eq("XRES (f2)", &res, &av.xres);
+    c.eq("CK of the vector (f3)", &ck, &av.ck);
+    c.eq("IK of the vector (f4)", &ik, &av.ik);
+
+    // UE: AUTN authentic and fresh (TS 33.102 §6.3.3).
+    let fresh_ms = sqn.saturating_sub(1);
+    match aka::verify_autn(&ue, &rand, &av.autn, fresh_ms) {
+        Ok(r) => {
+            c.eq("RES from verify_autn (f2)", &res, &r.res);
+            c.eq("CK from verify_autn (f3)", &ck, &r.ck);
+            c.eq("IK from verify_autn (f4)", &ik, &r.ik);
+            c.eq("SQN from verify_autn", &sqn_b, &sqn_bytes(r.sqn));
+            c.eq("AMF from verify_autn", &amf, &r.amf);
+            // RFC 3310 §3.2: the AKAv1-MD5 password is RES itself.
+            let v1 = aka::password(AkaVersion::V1, &r.res, &r.ik, &r.ck);
+            c.eq("AKAv1-MD5 password (RES)", &res, v1.as_bytes());
+            if let Some(expected) = c.case.get("akav2_password") {
+                let v2 = aka::password(AkaVersion::V2, &r.res, &r.ik, &r.ck);
+                let got = String::from_utf8_lossy(v2.as_bytes());
+                c.eq_text("AKAv2-MD5 password", expected, &got);
+            }
+        }
+        Err(e) => c.fail(format!("verify_autn with SQN_MS = SQN - 1: {e}")),
+    }
+    // Negative: a wrong MAC-A, or an AMF that MAC-A does not cover, is a MAC
+    // failure; the same AUTN again (SQN not above SQN_MS) a sync failure.
+    for (what, byte) in [("MAC-A", 15), ("AMF", 6)] {
+        let mut bad = av.autn;
+        bad[byte] ^= 1;
+        c.holds(
+            &format!("AUTN with a flipped {what} bit fails with a MAC failure"),
+            aka::verify_autn(&ue, &rand, &bad, fresh_ms) == Err(opensec::Error::MacFailure),
+        );
+    }
+    c.holds(
+        "a replayed AUTN (SQN_MS = SQN) fails with a sync failure",
+        matches!(
+            aka::verify_autn(&ue, &rand, &av.autn, sqn),
+            Err(opensec::Error::SyncFailure { .. })
+        ),
+    );
+
+    // Resynchronisation: the UE is ahead of the network (TS 33.102 §6.3.5).
+    let stale = sqn_value(&stale_b);
+    match aka::verify_autn(&ue, &rand, &av.autn, stale) {
+        Err(opensec::Error::SyncFailure {
+            sqn: got_sqn,
+            sqn_ms,
+            auts,
+        }) => {
+            c.holds(
+                "the sync failure carries AUTN's SQN and the UE's SQN_MS",
+                got_sqn == sqn && sqn_ms == stale,
+            );
+            c.eq_opt("auts", &auts);
+            c.eq(
+                "AUTS[0..6] = SQN_MS xor f5*",
+                &xor(&stale_b, &ak_star),
+                auts.get(..6).unwrap_or_default(),
+            );
+            match aka::verify_auts(&network, &rand, &auts) {
+                Ok(got) => c.eq("SQN_MS from verify_auts", &stale_b, &sqn_bytes(got)),
+                Err(e) => c.fail(format!("verify_auts: {e}")),
+            }
+            let mut bad = auts;
+            bad[13] ^= 1;
+            c.holds(
+                "AUTS with a flipped MAC-S bit fails with a MAC failure",
+                aka::verify_auts(&network, &rand, &bad) == Err(opensec::Error::MacFailure),
+            );
+        }
+        Ok(_) => c.fail("verify_autn with SQN_MS = sqn_ms_stale accepted a stale AUTN".into()),
+        Err(e) => c.fail(format!(
+            "verify_autn with SQN_MS = sqn_ms_stale: expected a sync failure, got {e}"
+        )),
+    }
+}
+
+/// IMS key expansion (TS 33.203 Annex I) by `opensec::ims::esp_keys` for the
+/// sec-agree names `ealg` and `alg`, or the refusal named by `error`.
+fn ims_case(c: &mut Check<'_>) {
+    let (Some(ealg), Some(alg), Some(ck), Some(ik)) = (
+        c.text("ealg"),
+        c.text("alg"),
+        c.array::<16>("ck"),
+        c.array::<16>("ik"),
+    ) else {
+        return;
+    };
+    let result = EncAlgorithm::from_sec_agree_name(ealg)
+        .and_then(|e| AuthAlgorithm::from_sec_agree_name(alg).map(|a| (e, a)))
+        .and_then(|(e, a)| ims::esp_keys(e, a, &ck, &ik));
+    if let Some(expected) = c.case.get("error") {
+        let got = match &result {
+            Ok(_) => "none (keys derived)",
+            Err(opensec::Error::UnknownAlgorithm { .. }) => "unknown-algorithm",
+            Err(opensec::Error::NoKeyExpansion { .. }) => "no-key-expansion",
+            Err(_) => "another error",
+        };
+        return c.eq_text("error", expected, got);
+    }
+    let keys = match result {
+        Ok(k) => k,
+        Err(e) => return c.fail(format!("ims::esp_keys({ealg}, {alg}): {e}")),
+    };
+    let (Some(enc_key), Some(auth_key)) = (c.field("enc_key"), c.field("auth_key")) else {
+        return;
+    };
+    c.eq("enc_key", enc_key, keys.enc_key.as_bytes());
+    c.eq("auth_key", auth_key, keys.auth_key.as_bytes());
+    c.holds(
+        "the encryption key keys the cipher",
+        Cipher::new(keys.ealg, keys.enc_key.as_bytes()).is_ok(),
+    );
+    c.holds(
+        "the integrity key keys the MAC",
+        Integrity::new(keys.alg, keys.auth_key.as_bytes()).is_ok(),
+    );
+    // Negative: CK feeds only the encryption key, IK only the integrity key.
+    let (mut ck2, mut ik2) = (ck, ik);
+    ck2[0] ^= 1;
+    ik2[0] ^= 1;
+    match (
+        ims::esp_keys(keys.ealg, keys.alg, &ck2, &ik),
+        ims::esp_keys(keys.ealg, keys.alg, &ck, &ik2),
+    ) {
+        (Ok(from_ck2), Ok(from_ik2)) => {
+            c.holds(
+                "a flipped CK bit changes the encryption key (none for null), not the integrity key",
+                (from_ck2.enc_key != keys.enc_key || keys.enc_key.is_empty())
+                    && from_ck2.auth_key == keys.auth_key,
+            );
+            c.holds(
+                "a flipped IK bit changes the integrity key, not the encryption key",
+                from_ik2.auth_key != keys.auth_key && from_ik2.enc_key == keys.enc_key,
+            );
+        }
+        _ => c.fail("ims::esp_keys failed with a flipped CK or IK bit".into()),
+    }
+}
+
 /// RFC 2617 §3.2.2: the digest `response`, computed by
 /// `opensec::digest::try_response`; text fields must be UTF-8.
 fn digest_case(c: &mut Check<'_>) {
-    let mut text = |name: &str| -> Option<&str> {
-        let v = c.field(name)?;
-        match std::str::from_utf8(v) {
-            Ok(s) => Some(s),
-            Err(_) => {
-                c.failures.push(format!("field `{name}` is not UTF-8"));
-                None
-            }
-        }
-    };
     let (Some(username), Some(realm), Some(method), Some(uri), Some(nonce), Some(expected)) = (
-        text("username"),
-        text("realm"),
-        text("method"),
-        text("uri"),
-        text("nonce"),
-        text("response"),
+        c.text("username"),
+        c.text("realm"),
+        c.text("method"),
+        c.text("uri"),
+        c.text("nonce"),
+        c.text("response"),
     ) else {
         return;
     };

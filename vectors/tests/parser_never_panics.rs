@@ -28,14 +28,15 @@ proptest! {
     #[test]
     fn every_algorithm_survives_arbitrary_fields(
         alg in proptest::sample::select(vec!["md5", "sha1", "hmac-md5", "hmac-sha256", "aes-xcbc-mac",
-            "aes-cmac", "des-cbc", "3des-cbc", "aes-cbc", "des-ecb", "3des-ecb", "milenage",
-            "gsm-milenage", "http-digest"]),
+            "aes-cmac", "des-cbc", "3des-cbc", "aes-cbc", "des-ecb", "3des-ecb", "aes-ecb", "null",
+            "milenage", "gsm-milenage", "aka", "ims-esp-keys", "http-digest"]),
         fields in proptest::collection::vec(
             (proptest::sample::select(vec!["key", "data", "digest", "truncated", "mac", "iv",
                 "plaintext", "ciphertext", "payload", "padding", "pad_length", "next_header",
                 "ip_header", "esp_header", "k", "ki", "op", "opc", "rand", "sqn", "amf", "f1",
                 "sres1", "username", "realm", "password", "method", "uri", "nonce", "qop",
-                "response"]),
+                "response", "null_data", "f2", "f3", "f4", "f5", "f5_star", "sqn_ms_stale", "auts",
+                "akav2_password", "ealg", "alg", "ck", "ik", "enc_key", "auth_key", "error"]),
              proptest::collection::vec(any::<u8>(), 0..40)),
             0..12),
     ) {

@@ -155,3 +155,80 @@ fn corrupted_digest_response_fails() {
     assert_eq!(r.failed(), 1);
     assert!(r.cases[0].failures[0].starts_with("response: expected"));
 }
+
+/// TS 35.208 Test Set 1 as an `aka` case; `change` edits one line.
+fn aka_set1(change: (&str, &str)) -> vectors::FileReport {
+    let text = "algorithm = aka\nsource = corrupted\n[Test Set 1]\n\
+                k = 0x465b5ce8b199b49faa5f0a2ee238a6bc\nrand = 0x23553cbe9637a89d218ae64dae47bf35\n\
+                sqn = 0xff9bb4d0b607\namf = 0xb9b9\nopc = 0xcd63cb71954a9f4e48a5994e37a02baf\n\
+                f1 = 0x4a9ffac354dfafb3\nf2 = 0xa54211d5e3ba50bf\n\
+                f3 = 0xb40ba9a3c58b2a05bbf0d987b21bf8cb\nf4 = 0xf769bcd751044604127672711c6d3441\n\
+                f5 = 0xaa689c648370\nf5_star = 0x451e8beca43b\nsqn_ms_stale = 0xff9bb4d0b627\n\
+                auts = 0xba853f3c121cb55edb820040ab41\n";
+    assert!(text.contains(change.0), "{change:?}");
+    run(&text.replace(change.0, change.1))
+}
+
+#[test]
+fn corrupted_aka_sets_fail() {
+    assert!(aka_set1(("", "")).ok(), "the uncorrupted set passes");
+    // A wrong RES: both the network's XRES and the UE's RES are reported.
+    let r = aka_set1(("f2 = 0xa54211d5e3ba50bf", "f2 = 0xa54211d5e3ba50be"));
+    let f = r.cases[0].failures.join("\n");
+    assert!(f.contains("XRES (f2): expected a54211d5e3ba50be"), "{f}");
+    assert!(f.contains("RES from verify_autn (f2): expected"), "{f}");
+    // A wrong MAC-A in the file: the AUTN the network builds no longer matches.
+    let r = aka_set1(("f1 = 0x4a9ffac354dfafb3", "f1 = 0x4a9ffac354dfafb2"));
+    let f = r.cases[0].failures.join("\n");
+    assert!(
+        f.contains("AUTN = (SQN xor f5) || AMF || f1: expected"),
+        "{f}"
+    );
+    // A wrong AUTS.
+    let r = aka_set1(("auts = 0xba85", "auts = 0xba84"));
+    assert!(
+        r.cases[0].failures[0].starts_with("auts: expected ba84"),
+        "{r:?}"
+    );
+    // A "stale" SQN_MS that is not ahead of the network: no resynchronisation.
+    let r = aka_set1((
+        "sqn_ms_stale = 0xff9bb4d0b627",
+        "sqn_ms_stale = 0xff9bb4d0b606",
+    ));
+    let f = r.cases[0].failures.join("\n");
+    assert!(f.contains("accepted a stale AUTN"), "{f}");
+}
+
+#[test]
+fn corrupted_ims_keys_fail() {
+    let case = "algorithm = ims-esp-keys\nsource = corrupted\n[c]\n\
+                ealg = \"des-ede3-cbc\"\nalg = \"hmac-sha-1-96\"\n\
+                ck = 0x000102030405060708090a0b0c0d0e0f\nik = 0x101112131415161718191a1b1c1d1e1f\n";
+    let good = run(&format!(
+        "{case}enc_key = 0x000102030405060708090a0b0c0d0e0f0001020304050607\n\
+         auth_key = 0x101112131415161718191a1b1c1d1e1f00000000\n"
+    ));
+    assert!(good.ok(), "{:?}", good.cases);
+    // CK1 || CK2 || CK2 instead of CK1 || CK2 || CK1.
+    let r = run(&format!(
+        "{case}enc_key = 0x000102030405060708090a0b0c0d0e0f08090a0b0c0d0e0f\n\
+         auth_key = 0x101112131415161718191a1b1c1d1e1f00000000\n"
+    ));
+    assert!(
+        r.cases[0].failures[0].starts_with("enc_key: expected"),
+        "{r:?}"
+    );
+    // A pair that must be refused but is not.
+    let r = run(&format!("{case}error = \"unknown-algorithm\"\n"));
+    assert_eq!(
+        r.cases[0].failures,
+        ["error: expected unknown-algorithm got none (keys derived)"]
+    );
+}
+
+#[test]
+fn corrupted_null_vector_fails() {
+    let r = run("algorithm = null\nsource = corrupted\n[c]\ndata = \"abc\"\nnull_data = \"abd\"\n");
+    assert_eq!(r.failed(), 1);
+    assert!(r.cases[0].failures[0].starts_with("null_data (encrypt): expected"));
+}

@@ -10,7 +10,7 @@
 //! the IP header, `recvmmsg` batches), over IPv6 (the payload, with the
 //! addresses from `IPV6_PKTINFO`), ESP in UDP (the payload, with
 //! `IP_PKTINFO`) -> [`Databases::unprotect`] with the outer addresses ->
-//! TUN write, consecutive TCP segments coalesced ([`gro`]).
+//! TUN write, consecutive TCP segments coalesced ([`gro`](super::gro)).
 //!
 //! No lock is held while a packet is processed: every thread reads the
 //! engine's current snapshot (one atomic load per packet,
