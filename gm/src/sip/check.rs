@@ -117,15 +117,20 @@ pub fn request(msg: &Message<'_>, policy: &Policy<'_>) -> Result<(), Refusal> {
     if !msg.version().eq_ignore_ascii_case("SIP/2.0") {
         return refuse(505, format!("version {}", msg.version()));
     }
-    for h in ONCE {
-        match msg.rows(h).count() {
-            0 => return refuse(400, format!("no {h}")),
-            1 => {}
-            n => return refuse(400, format!("{h} appears {n} times")),
-        }
+    let missing: Vec<&str> = ONCE
+        .iter()
+        .chain(&[HeaderName::Via])
+        .filter(|h| msg.rows(**h).next().is_none())
+        .map(|h| h.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return refuse(400, format!("no {}", missing.join(", ")));
     }
-    if msg.rows(HeaderName::Via).next().is_none() {
-        return refuse(400, "no Via");
+    for h in ONCE {
+        let n = msg.rows(h).count();
+        if n > 1 {
+            return refuse(400, format!("{h} appears {n} times"));
+        }
     }
     // Max-Forwards may be absent (RFC 2543 requests, RFC 4475 §3.4.1).
     if msg.rows(HeaderName::MaxForwards).count() > 1 {

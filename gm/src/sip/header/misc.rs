@@ -25,16 +25,17 @@ impl<'s> CSeq<'s> {
         c.skip_ws();
         let at = c.pos();
         let digits = c.take_while(|b| b.is_ascii_digit());
-        let seq = lex::digits_u64(digits)
-            .ok_or(Syntax {
+        if digits.is_empty() {
+            return Err(Syntax {
                 what: "expected a sequence number",
                 at,
-            })
-            .and_then(|n| {
-                u32::try_from(n).map_err(|_| Syntax {
-                    what: "sequence number above 2**32-1",
-                    at,
-                })
+            });
+        }
+        let seq = lex::digits_u64(digits)
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or(Syntax {
+                what: "sequence number above 2**32-1",
+                at,
             })?;
         if !c.skip_ws() {
             return Err(c.error("expected whitespace before the method"));
