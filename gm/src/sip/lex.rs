@@ -150,7 +150,10 @@ pub(crate) fn is_lws(b: u8) -> bool {
 
 /// Trims linear whitespace (and folds) at both ends.
 pub(crate) fn trim_lws(s: &str) -> &str {
-    s.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\r' | '\n'))
+    let b = s.as_bytes();
+    let start = b.iter().position(|c| !is_lws(*c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !is_lws(*c)).map_or(start, |e| e + 1);
+    s.get(start..end).unwrap_or("")
 }
 
 /// Whether `s` (a URI component) is made of bytes of `mask` and

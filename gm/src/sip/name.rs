@@ -142,17 +142,21 @@ header_names! {
 impl HeaderName {
     /// The name a header line carries (long or compact form, any case).
     pub fn from_name(name: &str) -> HeaderName {
-        if let [c] = name.as_bytes() {
-            let c = c.to_ascii_lowercase();
-            return TABLE
-                .iter()
-                .find(|(_, _, k)| *k == c)
-                .map_or(HeaderName::Other, |(h, _, _)| *h);
+        let b = name.as_bytes();
+        let slot = if let [c] = b {
+            COMPACT.get(usize::from(c.to_ascii_lowercase()))
+        } else {
+            LONG.get(hash(b))
+        };
+        match slot
+            .copied()
+            .map(usize::from)
+            .and_then(|i| TABLE.get(i.checked_sub(1)?))
+        {
+            // Names are usually written as the RFC spells them: try that first.
+            Some((h, n, _)) if b.len() == 1 || *n == name || n.eq_ignore_ascii_case(name) => *h,
+            _ => HeaderName::Other,
         }
-        TABLE
-            .iter()
-            .find(|(_, n, _)| n.len() == name.len() && n.eq_ignore_ascii_case(name))
-            .map_or(HeaderName::Other, |(h, _, _)| *h)
     }
 
     /// The compact form (RFC 3261 §7.3.3 and the extensions cited), if any.
@@ -163,6 +167,51 @@ impl HeaderName {
             .map(|(_, _, k)| char::from(*k))
     }
 }
+
+/// A hash of a header name (any case) into 0..256 that separates every
+/// long name of [`TABLE`]: its length and its first, middle and last
+/// letters (`len + 13 (first + last) + middle`). [`LONG`] is built from it at compile time, and the build fails
+/// if two names ever collide.
+// Indexes below the length just checked; also called at compile time.
+#[allow(clippy::indexing_slicing)]
+const fn hash(b: &[u8]) -> usize {
+    let n = b.len();
+    if n == 0 {
+        return 0;
+    }
+    let (f, m, l) = (b[0], b[n / 2], b[n - 1]);
+    let ends = f.to_ascii_lowercase() as usize + l.to_ascii_lowercase() as usize;
+    (n + 13 * ends + m.to_ascii_lowercase() as usize) & 255
+}
+
+/// `TABLE` index + 1 by [`hash`] of the long name (0: none).
+#[allow(clippy::indexing_slicing)] // compile-time, within the arrays
+static LONG: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < TABLE.len() {
+        let h = hash(TABLE[i].1.as_bytes());
+        assert!(t[h] == 0, "two header names share a hash slot");
+        t[h] = (i + 1) as u8;
+        i += 1;
+    }
+    t
+};
+
+/// `TABLE` index + 1 by compact form (0: none).
+#[allow(clippy::indexing_slicing)] // compile-time, within the arrays
+static COMPACT: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut i = 0;
+    while i < TABLE.len() {
+        let c = TABLE[i].2;
+        if c != 0 {
+            t[c as usize] = (i + 1) as u8;
+        }
+        i += 1;
+    }
+    t
+};
 
 impl fmt::Display for HeaderName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -86,6 +86,9 @@ impl<'s> Params<'s> {
     ) -> Result<Params<'s>, Syntax> {
         let mut out = Vec::new();
         while c.sep(b';') {
+            if out.is_empty() {
+                out.reserve(6);
+            }
             let name = c.token("expected a parameter name")?;
             let value = if c.sep(b'=') {
                 match special.and_then(|f| f(name, c)) {
@@ -105,6 +108,9 @@ impl<'s> Params<'s> {
     pub(crate) fn parse_uri(c: &mut Cursor<'s>) -> Result<Params<'s>, Syntax> {
         let mut out = Vec::new();
         while c.eat(b';') {
+            if out.is_empty() {
+                out.reserve(4);
+            }
             let name = paramchars(c, "expected a URI parameter name")?;
             let value = if c.eat(b'=') {
                 Some(paramchars(c, "expected a URI parameter value")?)

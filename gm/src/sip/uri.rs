@@ -65,7 +65,7 @@ impl<'s> Uri<'s> {
     /// Parses a whole string as a URI (a Request-URI, or what is between
     /// `<` and `>`).
     pub fn parse(s: &'s str) -> Result<Uri<'s>, Syntax> {
-        let colon = s.find(':').ok_or(Syntax {
+        let colon = memchr::memchr(b':', s.as_bytes()).ok_or(Syntax {
             what: "no ':' after a URI scheme",
             at: 0,
         })?;
@@ -142,9 +142,12 @@ impl<'s> SipUri<'s> {
         c.advance(start);
         let (mut user, mut password) = (None, None);
         // `@` appears in no other component, so it ends the userinfo.
-        if let Some(at) = s.get(start..).and_then(|r| r.find('@')) {
+        if let Some(at) = s
+            .get(start..)
+            .and_then(|r| memchr::memchr(b'@', r.as_bytes()))
+        {
             let info = s.get(start..start + at).unwrap_or("");
-            let (u, p) = match info.find(':') {
+            let (u, p) = match memchr::memchr(b':', info.as_bytes()) {
                 Some(i) => (
                     info.get(..i).unwrap_or(""),
                     Some(info.get(i + 1..).unwrap_or("")),

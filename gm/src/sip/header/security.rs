@@ -87,16 +87,23 @@ fn parse_one<'s>(c: &mut Cursor<'s>) -> Result<SecMechanism<'s>, Syntax> {
                     .ok_or(bad("bad ipsec-3gpp value"))
             };
             let twice = bad("ipsec-3gpp parameter given twice");
-            match p.name.to_ascii_lowercase().as_str() {
-                "alg" => set(&mut x.alg, tok()?, twice)?,
-                "ealg" => set(&mut x.ealg, tok()?, twice)?,
-                "prot" => set(&mut x.prot, tok()?, twice)?,
-                "mod" => set(&mut x.mode, tok()?, twice)?,
-                "spi-c" => set(&mut x.spi_c, spi()?, twice)?,
-                "spi-s" => set(&mut x.spi_s, spi()?, twice)?,
-                "port-c" => set(&mut x.port_c, port()?, twice)?,
-                "port-s" => set(&mut x.port_s, port()?, twice)?,
-                _ => {}
+            let is = |n: &str| p.name.eq_ignore_ascii_case(n);
+            if is("alg") {
+                set(&mut x.alg, tok()?, twice)?;
+            } else if is("ealg") {
+                set(&mut x.ealg, tok()?, twice)?;
+            } else if is("prot") {
+                set(&mut x.prot, tok()?, twice)?;
+            } else if is("mod") {
+                set(&mut x.mode, tok()?, twice)?;
+            } else if is("spi-c") {
+                set(&mut x.spi_c, spi()?, twice)?;
+            } else if is("spi-s") {
+                set(&mut x.spi_s, spi()?, twice)?;
+            } else if is("port-c") {
+                set(&mut x.port_c, port()?, twice)?;
+            } else if is("port-s") {
+                set(&mut x.port_s, port()?, twice)?;
             }
         }
         Some(x)
