@@ -102,7 +102,7 @@ impl<'a> Header<'a> {
 
 /// How messages are delimited on a transport (RFC 3261 §18.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
+enum Framing {
     /// One message per datagram (UDP): without Content-Length the body is
     /// the rest of the datagram; octets after the body are ignored.
     Datagram,

@@ -101,7 +101,7 @@ mod uri;
 
 pub use build::{Builder, reason_phrase};
 pub use error::{Error, Syntax};
-pub use message::{Framing, Header, Message, StartLine};
+pub use message::{Header, Message, StartLine};
 pub use method::Method;
 pub use name::HeaderName;
 pub use params::{Param, Params};

@@ -127,8 +127,9 @@ pub fn number(value: &str, max: u64) -> Result<u64, Syntax> {
     }
 }
 
-/// An Expires value (`delta-seconds`, RFC 3261 §20.19), saturating as
-/// [`delta_seconds`] says.
+/// An Expires value (`delta-seconds`, RFC 3261 §20.19); a number above
+/// 2**32-1 counts as 2**32-1 (as RFC 3261 §10.2.1.1 allows for a
+/// Contact's `expires`, and RFC 4475 §3.1.2.4 for this header).
 pub fn expires(value: &str) -> Result<u32, Syntax> {
     delta_seconds(lex::trim_lws(value)).ok_or(Syntax {
         what: "expected delta-seconds",
