@@ -843,3 +843,48 @@ fn engine() {
     );
     write("engine", &seeds);
 }
+
+// ---------------------------------------------------------------- sip_parse
+
+#[test]
+#[ignore = "writes fuzz/seeds/sip_parse; run when the target changes"]
+fn sip_parse() {
+    let mut seeds = Vec::new();
+    for (dir, prefix, ext) in [
+        ("vectors/sip-torture", "rfc4475-", "dat"),
+        ("vectors/sip-corpus", "corpus-", "sip"),
+    ] {
+        let mut files: Vec<PathBuf> = fs::read_dir(repo(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == ext))
+            .collect();
+        files.sort();
+        for f in files {
+            let name = f.file_stem().unwrap().to_string_lossy().into_owned();
+            seeds.push((format!("{prefix}{name}"), fs::read(&f).unwrap()));
+        }
+    }
+    let reg = fs::read(repo("vectors/sip-corpus/01-register.sip")).unwrap();
+    let ok = fs::read(repo("vectors/sip-corpus/09-200-message.sip")).unwrap();
+    // A stream: CRLF keep-alives, then two messages back to back.
+    seeds.push((
+        "stream-crlf-two-messages".into(),
+        [&b"\r\n\r\n"[..], &reg, &ok].concat(),
+    ));
+    // Framing edge cases.
+    for (name, bytes) in [
+        ("no-headers", &b"OPTIONS sip:a@b SIP/2.0\r\n\r\n"[..]),
+        ("bare-lf", b"OPTIONS sip:a@b SIP/2.0\nVia: SIP/2.0/UDP h\n\n"),
+        ("fold-after-colon", b"OPTIONS sip:a@b SIP/2.0\r\nTo:\r\n <sip:a@b>\r\nl:\r\n 0\r\n\r\n"),
+        ("no-content-length-body", b"MESSAGE sip:a@b SIP/2.0\r\nc: text/plain\r\n\r\nhello"),
+        ("huge-content-length", b"MESSAGE sip:a@b SIP/2.0\r\nl: 99999999999999999999999\r\n\r\n"),
+        ("contact-star", b"REGISTER sip:a SIP/2.0\r\nContact: *\r\nm: <sip:x@y>\r\n\r\n"),
+        ("auth-unknown-scheme", b"REGISTER sip:a SIP/2.0\r\nAuthorization: X a=b, c=\"d\\\"e\"\r\n\r\n"),
+        ("security-verify", b"REGISTER sip:a SIP/2.0\r\nSecurity-Verify: ipsec-3gpp;q=0.1;alg=hmac-md5-96;spi-c=1;spi-s=2;port-c=3;port-s=4;mod=trans;prot=esp\r\n\r\n"),
+        ("response-utf8-reason", "SIP/2.0 200 \u{43e}\u{43a}\r\nVia: SIP/2.0/UDP h;received=2001:db8::1;rport=1\r\n\r\n".as_bytes()),
+    ] {
+        seeds.push((name.into(), bytes.to_vec()));
+    }
+    write("sip_parse", &seeds);
+}

@@ -90,3 +90,8 @@ fn sigcomp_bytecode_seeds() {
 fn engine_seeds() {
     replay("engine", 60, fuzzing::engine);
 }
+
+#[test]
+fn sip_parse_seeds() {
+    replay("sip_parse", 60, fuzzing::sip_parse);
+}

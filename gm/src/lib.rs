@@ -1,5 +1,20 @@
-//! `gm`: a thin SIP layer for the IMS Gm interface.
+//! `gm`: the SIP layer of the IMS Gm interface.
 //!
-//! This crate will hold the SIP message codec, transactions, registration
-//! with digest/AKA and security agreement (RFC 3329), MESSAGE, SMS over IP
-//! and presence, as sans-IO state machines routed through ESP and SigComp.
+//! Today it holds the SIP message codec, [`sip`]: parsing (zero-copy,
+//! typed headers on demand), RFC 4475 verdicts, the UAS checks of RFC 3261
+//! §8.2, a builder, and byte-exact re-emission. Transactions, registration
+//! with AKA and security agreement (RFC 3329), the SigComp binding,
+//! MESSAGE, SMS over IP and presence come next, as sans-IO state machines
+//! built on it.
+//!
+//! Like every library of the workspace it does no IO, reads no clock and
+//! no randomness: it takes bytes and returns typed values.
+//!
+//! RFCs implemented by the codec: 3261 (§7, §8.1.3.3, §8.2, §18.3, §19.1,
+//! §20, §25), 3310 (`auts`, AKA algorithms), 3325, 3327, 3329, 3455, 3581,
+//! 3608, 3840 (feature tags), 3903, 6665; RFC 4475 is its test suite.
+
+// Parsers index only through `get` (no panic on attacker data).
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
+pub mod sip;

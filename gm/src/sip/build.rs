@@ -1,0 +1,276 @@
+//! Building requests and responses: headers in the order given,
+//! Content-Type and a correct Content-Length added last, every typed
+//! header checked against its grammar before the message exists.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use super::error::{Error, Syntax};
+use super::message::{Message, StartLine};
+use super::method::Method;
+use super::name::HeaderName;
+use super::uri::Uri;
+
+/// A message being built; [`Builder::build`] checks it.
+#[derive(Debug)]
+#[must_use]
+pub struct Builder {
+    msg: Message<'static>,
+    body: Option<(String, Vec<u8>)>,
+    error: Option<Error>,
+}
+
+impl Message<'static> {
+    /// Starts a request: `method uri SIP/2.0`. The URI must be a URI, and
+    /// a SIP URI without headers (RFC 3261 §19.1.1).
+    pub fn request(method: Method<'_>, uri: &str) -> Builder {
+        let error = match Uri::parse(uri) {
+            Err(e) => Some(Error::RequestUri(e)),
+            Ok(Uri::Sip(u)) if u.headers.is_some() => Some(Error::RequestUri(Syntax {
+                what: "headers in a Request-URI",
+                at: 0,
+            })),
+            Ok(_) => None,
+        };
+        Builder {
+            msg: Message::from_parts(StartLine::Request {
+                method: Cow::Owned(method.as_str().to_owned()),
+                uri: Cow::Owned(uri.to_owned()),
+                version: Cow::Borrowed("SIP/2.0"),
+            }),
+            body: None,
+            error,
+        }
+    }
+
+    /// Starts a response with `status` (100 to 699) and `reason` (the
+    /// RFC's phrase when `None`, see [`reason_phrase`]).
+    pub fn response(status: u16, reason: Option<&str>) -> Builder {
+        let reason = reason.unwrap_or_else(|| reason_phrase(status)).to_owned();
+        let error = if !(100..=699).contains(&status) {
+            Some(Error::StatusLine(Syntax {
+                what: "not a status code from 100 to 699",
+                at: 8,
+            }))
+        } else if reason.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
+            Some(Error::StatusLine(Syntax {
+                what: "control character in the reason phrase",
+                at: 12,
+            }))
+        } else {
+            None
+        };
+        Builder {
+            msg: Message::from_parts(StartLine::Response {
+                version: Cow::Borrowed("SIP/2.0"),
+                status,
+                reason: Cow::Owned(reason),
+            }),
+            body: None,
+            error,
+        }
+    }
+}
+
+impl Builder {
+    /// Starts a response to `request` (RFC 3261 §8.2.6.2): its Via rows,
+    /// From, To, Call-ID and CSeq copied as they are, in that order.
+    pub fn response_to(request: &Message<'_>, status: u16, reason: Option<&str>) -> Builder {
+        let mut b = Message::response(status, reason);
+        for kind in [
+            HeaderName::Via,
+            HeaderName::From,
+            HeaderName::To,
+            HeaderName::CallId,
+            HeaderName::CSeq,
+        ] {
+            for h in request.rows(kind) {
+                b = b.header(kind.as_str(), h.value());
+            }
+        }
+        b
+    }
+
+    /// Appends a header row (`name: value`).
+    pub fn header(mut self, name: &str, value: impl fmt::Display) -> Builder {
+        if self.error.is_none() {
+            if let Err(e) = self.msg.push_header(name.to_owned(), value.to_string()) {
+                self.error = Some(e);
+            }
+        }
+        self
+    }
+
+    /// Adds `;tag=tag` to the To header unless it has a tag (a UAS tags
+    /// its responses, RFC 3261 §8.2.6.2).
+    pub fn to_tag(mut self, tag: &str) -> Builder {
+        let Some(to) = self.msg.header("To").map(str::to_owned) else {
+            self.error.get_or_insert(Error::Missing(HeaderName::To));
+            return self;
+        };
+        let has_tag = super::header::NameAddr::parse(&to).is_ok_and(|a| a.tag().is_some());
+        if !has_tag && self.error.is_none() {
+            if let Err(e) = self.msg.set_header("To", format!("{to};tag={tag}")) {
+                self.error = Some(e);
+            }
+        }
+        self
+    }
+
+    /// Sets the body and its type.
+    pub fn body(mut self, content_type: &str, body: impl Into<Vec<u8>>) -> Builder {
+        self.body = Some((content_type.to_owned(), body.into()));
+        self
+    }
+
+    /// The message, with Content-Type (for a body) and Content-Length
+    /// last; fails if a header does not match its grammar.
+    pub fn build(mut self) -> Result<Message<'static>, Error> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        self.msg.remove_header("Content-Length");
+        match self.body {
+            Some((t, b)) => {
+                self.msg.remove_header("Content-Type");
+                self.msg.set_body(Some(&t), b)?;
+            }
+            None => self.msg.set_body(None, Vec::new())?,
+        }
+        self.msg.validate()?;
+        Ok(self.msg)
+    }
+}
+
+/// The reason phrase RFC 3261 §21 (and the extensions used on Gm) give a
+/// status code; `""` for others.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Trying",
+        180 => "Ringing",
+        181 => "Call Is Being Forwarded",
+        182 => "Queued",
+        183 => "Session Progress",
+        200 => "OK",
+        202 => "Accepted",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        305 => "Use Proxy",
+        380 => "Alternative Service",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        410 => "Gone",
+        412 => "Conditional Request Failed",
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Large",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        421 => "Extension Required",
+        423 => "Interval Too Brief",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        484 => "Address Incomplete",
+        485 => "Ambiguous",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        489 => "Bad Event",
+        491 => "Request Pending",
+        493 => "Undecipherable",
+        494 => "Security Agreement Required",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        505 => "Version Not Supported",
+        513 => "Message Too Large",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        604 => "Does Not Exist Anywhere",
+        606 => "Not Acceptable",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_with_body() {
+        let m = Message::request(Method::Message, "sip:bob@example.org")
+            .header(
+                "Via",
+                "SIP/2.0/UDP [2001:db8::7]:5060;branch=z9hG4bKm1;rport",
+            )
+            .header("Max-Forwards", 70)
+            .header("From", "<sip:alice@example.org>;tag=a1")
+            .header("To", "<sip:bob@example.org>")
+            .header("Call-ID", "m1@h")
+            .header("CSeq", "1 MESSAGE")
+            .body("text/plain;charset=UTF-8", "hello")
+            .build()
+            .unwrap();
+        let b = m.to_bytes();
+        assert!(b.ends_with(
+            b"Content-Type: text/plain;charset=UTF-8\r\nContent-Length: 5\r\n\r\nhello"
+        ));
+        let again = Message::parse(&b).unwrap();
+        assert_eq!(again.body(), b"hello");
+        assert_eq!(again.to_bytes(), b);
+    }
+
+    #[test]
+    fn response_to_a_request() {
+        let req = Message::parse(b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nv: SIP/2.0/UDP g;branch=z9hG4bK2\r\nFrom: <sip:c@d>;tag=9\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 4 OPTIONS\r\nContent-Length: 0\r\n\r\n").unwrap();
+        let r = Builder::response_to(&req, 200, None)
+            .to_tag("t1")
+            .build()
+            .unwrap();
+        let text = String::from_utf8(r.to_bytes()).unwrap();
+        assert_eq!(
+            text,
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nVia: SIP/2.0/UDP g;branch=z9hG4bK2\r\nFrom: <sip:c@d>;tag=9\r\nTo: <sip:a@b>;tag=t1\r\nCall-ID: x\r\nCSeq: 4 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        assert_eq!(r.to().unwrap().tag(), Some("t1"));
+    }
+
+    #[test]
+    fn refusals() {
+        assert!(
+            Message::request(Method::Invite, "<sip:a@b>")
+                .build()
+                .is_err()
+        );
+        assert!(
+            Message::request(Method::Invite, "sip:a@b?Route=x")
+                .build()
+                .is_err()
+        );
+        assert!(Message::response(99, None).build().is_err());
+        assert!(
+            Message::request(Method::Options, "sip:a@b")
+                .header("CSeq", "x OPTIONS")
+                .build()
+                .is_err()
+        );
+        assert!(
+            Message::request(Method::Options, "sip:a@b")
+                .header("Via", "x\r\ny")
+                .build()
+                .is_err()
+        );
+    }
+}

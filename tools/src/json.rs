@@ -1,0 +1,165 @@
+//! A small JSON value and its pretty printer (RFC 8259), for the tools'
+//! `--json`-style output. Written here rather than taken from serde_json:
+//! the tools only ever write JSON, never read it, and the shape of each
+//! document is chosen for its reader rather than derived from a library's
+//! types (which would need serde derives on them); this is 100 lines.
+
+use std::fmt::{self, Write as _};
+
+/// A JSON value. Objects keep their keys in insertion order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Json {
+    /// `null`.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A string.
+    Str(String),
+    /// An array.
+    Arr(Vec<Json>),
+    /// An object.
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    /// An empty object.
+    pub fn obj() -> Json {
+        Json::Obj(Vec::new())
+    }
+
+    /// Adds `key: value` to an object (no-op on other values).
+    pub fn set(&mut self, key: &str, value: impl Into<Json>) -> &mut Json {
+        if let Json::Obj(v) = self {
+            v.push((key.to_owned(), value.into()));
+        }
+        self
+    }
+
+    /// [`Json::set`] for a value that may be absent (absent: no key).
+    pub fn set_opt<T: Into<Json>>(&mut self, key: &str, value: Option<T>) -> &mut Json {
+        if let Some(v) = value {
+            self.set(key, v);
+        }
+        self
+    }
+
+    fn write(&self, out: &mut String, indent: usize) {
+        let pad = |out: &mut String, n: usize| out.extend(std::iter::repeat_n(' ', n));
+        match self {
+            Json::Null => out.push_str("null"),
+            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Json::Int(i) => {
+                let _ = write!(out, "{i}");
+            }
+            Json::Str(s) => write_str(out, s),
+            Json::Arr(v) if v.is_empty() => out.push_str("[]"),
+            Json::Obj(v) if v.is_empty() => out.push_str("{}"),
+            Json::Arr(v) => {
+                out.push_str("[\n");
+                for (i, x) in v.iter().enumerate() {
+                    pad(out, indent + 2);
+                    x.write(out, indent + 2);
+                    out.push_str(if i + 1 < v.len() { ",\n" } else { "\n" });
+                }
+                pad(out, indent);
+                out.push(']');
+            }
+            Json::Obj(v) => {
+                out.push_str("{\n");
+                for (i, (k, x)) in v.iter().enumerate() {
+                    pad(out, indent + 2);
+                    write_str(out, k);
+                    out.push_str(": ");
+                    x.write(out, indent + 2);
+                    out.push_str(if i + 1 < v.len() { ",\n" } else { "\n" });
+                }
+                pad(out, indent);
+                out.push('}');
+            }
+        }
+    }
+}
+
+/// A JSON string literal: `"`, `\` and control characters escaped.
+fn write_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+impl fmt::Display for Json {
+    /// Pretty-printed, two spaces per level.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::new();
+        self.write(&mut s, 0);
+        f.write_str(&s)
+    }
+}
+
+impl From<&str> for Json {
+    fn from(s: &str) -> Json {
+        Json::Str(s.to_owned())
+    }
+}
+
+impl From<String> for Json {
+    fn from(s: String) -> Json {
+        Json::Str(s)
+    }
+}
+
+impl From<bool> for Json {
+    fn from(b: bool) -> Json {
+        Json::Bool(b)
+    }
+}
+
+macro_rules! from_int {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Json {
+            fn from(i: $t) -> Json {
+                i64::try_from(i).map_or(Json::Null, Json::Int)
+            }
+        }
+    )*};
+}
+from_int!(u8, u16, u32, u64, usize, i64);
+
+impl<T: Into<Json>> From<Vec<T>> for Json {
+    fn from(v: Vec<T>) -> Json {
+        Json::Arr(v.into_iter().map(Into::into).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prints_valid_json() {
+        let mut o = Json::obj();
+        o.set("a", 1u32)
+            .set("s", "q\"\\\u{0}\r\n")
+            .set("l", vec![true, false])
+            .set("e", Json::obj())
+            .set_opt::<u8>("none", None);
+        assert_eq!(
+            o.to_string(),
+            "{\n  \"a\": 1,\n  \"s\": \"q\\\"\\\\\\u0000\\r\\n\",\n  \"l\": [\n    true,\n    false\n  ],\n  \"e\": {}\n}"
+        );
+    }
+}
