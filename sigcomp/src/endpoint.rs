@@ -30,7 +30,9 @@
 //!
 //! A message over a stream may arrive in any number of segments, several
 //! in one: [`Endpoint::receive`] keeps a deframer per [`StreamId`] and
-//! returns every message completed. [`Endpoint::close_stream`] forgets a
+//! returns the completed messages one at a time, so that each is accepted
+//! before the next, which may use its states, is decompressed.
+//! [`Endpoint::close_stream`] forgets a
 //! connection's partial message when it resets; compartments live on and
 //! the next connection starts cleanly. NACKs are not retransmissions: over
 //! UDP the application retransmits as SIP does, compressing again
@@ -51,18 +53,17 @@
 //!             Content-Length: 5\r\n\r\nHello";
 //! let mut wire = Vec::new();
 //! ue.send(to_pcscf, msg, Link::Datagram, &mut wire).unwrap();
-//! for received in pcscf.receive(&wire, Link::Datagram) {
-//!     let Received::Message(m) = &received else { panic!("{received:?}") };
-//!     assert_eq!(m.message(), Some(&msg[..]));
-//!     // Authenticated (e.g. it came over the peer's SA): keep its states.
-//!     pcscf.accept(to_ue, &received);
-//! }
+//! let received = pcscf.receive(&wire, Link::Datagram).unwrap();
+//! let Received::Message(m) = &received else { panic!("{received:?}") };
+//! assert_eq!(m.message(), Some(&msg[..]));
+//! // Authenticated (e.g. it came over the peer's SA): keep its states.
+//! pcscf.accept(to_ue, &received);
 //! // The reply carries the acknowledgement back, even if it would not
 //! // compress (it then travels in the literal form, 14 bytes more).
 //! let ok = b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n";
 //! let sent = pcscf.send(to_ue, ok, Link::Datagram, &mut wire).unwrap();
 //! assert_eq!(sent.compressed.kind, sigcomp::compress::Kind::Literal);
-//! let received = ue.receive(&wire, Link::Datagram).remove(0);
+//! let received = ue.receive(&wire, Link::Datagram).unwrap();
 //! ue.accept(to_pcscf, &received);
 //! assert_eq!(ue.counters().accepted, 1);
 //! ```
@@ -307,7 +308,15 @@ pub struct Counters {
     pub framing_errors: u64,
 }
 
-/// A connection's receiving side.
+/// A connection's receiving side: what it carries, and the bytes received
+/// but not yet deframed (a segment's messages after the one returned).
+#[derive(Debug, Clone)]
+struct Connection {
+    stream: Stream,
+    buffered: Vec<u8>,
+}
+
+/// What a connection carries.
 #[derive(Debug, Clone)]
 enum Stream {
     /// No byte yet: the first one decides (RFC 5049 §5).
@@ -332,7 +341,7 @@ pub struct Endpoint {
     /// A fresh compartment's compressor.
     template: Compressor,
     compressors: HashMap<CompartmentId, Compressor>,
-    streams: HashMap<StreamId, Stream>,
+    streams: HashMap<StreamId, Connection>,
     counters: Counters,
     scratch: Vec<u8>,
 }
@@ -510,13 +519,29 @@ impl Endpoint {
         })
     }
 
-    /// Takes bytes from `link`: one datagram, or the next bytes of a
-    /// connection (any segment: part of a message, or several). Returns
-    /// every message they complete, in order; nothing is stored until
+    /// Takes bytes from `link` and returns the next message. A datagram is
+    /// one message: always `Some`. On a stream the bytes (any segment:
+    /// part of a message, or several) are buffered, and the first message
+    /// they complete is returned; call again with no bytes for the next
+    /// one until `None`. One message at a time, so that the application
+    /// accepts a message before the next is decompressed (it may use the
+    /// states the first one creates). Nothing is stored until
     /// [`Endpoint::accept`].
-    pub fn receive(&mut self, bytes: &[u8], link: Link) -> Vec<Received> {
+    ///
+    /// ```
+    /// # use sigcomp::{Endpoint, EndpointConfig, Link, StreamId};
+    /// # let mut ep = Endpoint::new(EndpointConfig::default()).unwrap();
+    /// # let segment: &[u8] = &[];
+    /// let link = Link::Stream(StreamId(7));
+    /// let mut next = ep.receive(segment, link);
+    /// while let Some(received) = next {
+    ///     // ... authenticate, then ep.accept(compartment, &received) ...
+    ///     next = ep.receive(&[], link);
+    /// }
+    /// ```
+    pub fn receive(&mut self, bytes: &[u8], link: Link) -> Option<Received> {
         match link {
-            Link::Datagram => vec![self.receive_message(bytes, link)],
+            Link::Datagram => Some(self.receive_message(bytes, link)),
             Link::Stream(id) => self.receive_stream(id, bytes),
         }
     }
@@ -528,46 +553,49 @@ impl Endpoint {
         self.streams.remove(&id);
     }
 
-    fn receive_stream(&mut self, id: StreamId, bytes: &[u8]) -> Vec<Received> {
-        let mut got = Vec::new();
-        let mut stream = self.streams.remove(&id).unwrap_or(Stream::New);
-        if let (Stream::New, Some(&first)) = (&stream, bytes.first()) {
+    fn receive_stream(&mut self, id: StreamId, bytes: &[u8]) -> Option<Received> {
+        let mut conn = self.streams.remove(&id).unwrap_or(Connection {
+            stream: Stream::New,
+            buffered: Vec::new(),
+        });
+        if let (Stream::New, Some(&first)) = (&conn.stream, bytes.first()) {
             // RFC 5049 §5: the first byte of the stream decides.
-            stream = if is_sigcomp(&[first]) {
+            conn.stream = if is_sigcomp(&[first]) {
                 Stream::SigComp(StreamDeframer::new(MAX_RECORD))
             } else {
                 Stream::Plain
             };
         }
         let link = Link::Stream(id);
-        match &mut stream {
+        let mut got = None;
+        match &mut conn.stream {
             Stream::New => {}
             Stream::Plain => {
                 if !bytes.is_empty() {
                     self.counters.received_plain += 1;
-                    got.push(Received::Plain(bytes.to_vec()));
+                    got = Some(Received::Plain(bytes.to_vec()));
                 }
             }
             Stream::SigComp(de) => {
-                let mut rest = bytes;
-                while !rest.is_empty() {
+                conn.buffered.extend_from_slice(bytes);
+                let mut used = 0;
+                while got.is_none() && used < conn.buffered.len() {
+                    let rest = conn.buffered.get(used..).unwrap_or(&[]);
                     match de.push(rest) {
-                        Ok((used, record)) => {
+                        Ok((n, record)) => {
+                            used += n;
                             if let Some(r) = record {
-                                got.push(self.receive_message(r, link));
+                                got = Some(self.receive_message(r, link));
                             }
-                            rest = rest.get(used..).unwrap_or(&[]);
                         }
-                        Err(e) => {
-                            got.push(self.broken_stream(e));
-                            // The stream is dropped: closed at once.
-                            return got;
-                        }
+                        // The stream is dropped: closed at once.
+                        Err(e) => return Some(self.broken_stream(e)),
                     }
                 }
+                conn.buffered.drain(..used);
             }
         }
-        self.streams.insert(id, stream);
+        self.streams.insert(id, conn);
         got
     }
 

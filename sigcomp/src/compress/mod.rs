@@ -52,9 +52,12 @@
 //! may still arrive, stays within the peer's SMS (cost = length + 64). A
 //! state referenced by a message that may still be in flight is pinned: a
 //! new message creates no state if that state could evict it. A message
-//! counts as no longer in flight once acknowledged, or once
-//! [`REORDER_DEPTH`] messages sent after it were acknowledged (the one
-//! assumption about UDP reordering). Among the safe states the preload
+//! counts as no longer in flight once acknowledged, once
+//! [`REORDER_DEPTH`] messages sent after it were acknowledged, or once
+//! [`SETTLE_DEPTH`] messages were sent after it (the assumptions about
+//! UDP reordering; the last one keeps the compressor live when a lost
+//! message pins a state and no later message can create one, so none is
+//! acknowledged). Among the safe states the preload
 //! takes those whose 8-byte substrings cover the message best (and, for a
 //! message they hardly cover, the rest, newest first); a state that does
 //! not fit whole is loaded by its head. The bytecode is uploaded until a
@@ -363,6 +366,10 @@ struct Tracked {
     min_priority: u16,
     /// Whether a message creating it was acknowledged.
     acked: bool,
+    /// A re-creation sent when no earlier one was in flight: once it is
+    /// acknowledged the peer holds the state at this priority or higher,
+    /// and `min_priority` rises to it.
+    floor: Option<u16>,
     /// Bit set of the 16-bit hashes of its 8-byte substrings.
     grams: Box<[u64; 1024]>,
 }
@@ -379,6 +386,7 @@ impl Tracked {
             sent_priority: seq,
             min_priority: seq,
             acked: false,
+            floor: None,
             grams,
         }
     }
@@ -400,6 +408,8 @@ struct Sent {
     /// Message states it references: they must not be evicted by states
     /// created later while it may still be in flight.
     refs: Vec<StateId>,
+    /// The state it creates.
+    creates: Option<StateId>,
 }
 
 /// One preload entry: a slice of a state's value.
@@ -432,6 +442,10 @@ pub struct Compressor {
     bytecode_acked: bool,
     bytecode_local: bool,
     bytecode_maybe_created: bool,
+    /// Messages sent literal since the last upload while the peer did not
+    /// hold the bytecode, and how many to wait for before uploading anyway.
+    literal_run: u32,
+    upload_after: u32,
     states: Vec<Tracked>,
     sent: VecDeque<Sent>,
     returned_item: Option<Vec<u8>>,
@@ -459,6 +473,9 @@ const MAX_SEQ: u16 = 32767;
 /// Reordering depth assumed on UDP: a message is taken as delivered or
 /// lost once this many messages sent after it were acknowledged.
 pub const REORDER_DEPTH: usize = 16;
+/// A message is taken as delivered or lost once this many messages were
+/// sent after it, acknowledged or not.
+pub const SETTLE_DEPTH: u64 = 64;
 const MAX_IN_FLIGHT: usize = 1024;
 /// Message positions a state must newly cover to be preloaded.
 const MIN_COVERAGE: u32 = 24;
@@ -495,6 +512,8 @@ impl Compressor {
             bytecode_acked: false,
             bytecode_local: false,
             bytecode_maybe_created: false,
+            literal_run: 0,
+            upload_after: 1,
             states: Vec::new(),
             sent: VecDeque::new(),
             returned_item: None,
@@ -547,9 +566,18 @@ impl Compressor {
         self.any_ack = true;
         if sent.uploaded {
             self.bytecode_acked = true;
+            self.upload_after = 1;
         }
-        if let Some(t) = self.states.iter_mut().find(|t| t.sent_priority == sent.seq) {
-            t.acked = true;
+        for t in &mut self.states {
+            // Any creation acknowledged: the state exists (a re-creation
+            // sent since may have moved `sent_priority` on).
+            if sent.creates == Some(t.id) {
+                t.acked = true;
+            }
+            if t.floor == Some(sent.seq) {
+                t.min_priority = sent.seq;
+                t.floor = None;
+            }
         }
     }
 
@@ -693,10 +721,12 @@ impl Compressor {
         x.cost() + bc + newer + late
     }
 
-    /// Whether a message is surely no longer in flight: acknowledged, or
-    /// [`REORDER_DEPTH`] messages sent after it were acknowledged.
+    /// Whether a message is surely no longer in flight: acknowledged,
+    /// [`REORDER_DEPTH`] messages sent after it acknowledged, or
+    /// [`SETTLE_DEPTH`] sent after it.
     fn settled(&self, s: &Sent) -> bool {
         s.acked
+            || self.order.saturating_sub(s.order) >= SETTLE_DEPTH
             || self
                 .sent
                 .iter()
@@ -807,6 +837,7 @@ impl Compressor {
         };
         let can_create = self.seq < MAX_SEQ && msg.len() as u32 + 64 + bc_cost <= self.sms();
         let mut seq;
+        let mut ack_only;
         let mut refs: Vec<StateId>;
         // RFC 3321 §5.2: a request small enough for the peer's reserve is
         // announced as a shared state of ours.
@@ -898,11 +929,20 @@ impl Compressor {
                 .collect();
             // A new state must not evict a state that a message still in
             // flight (or this one) references (RFC 3320 §6.2).
-            seq = if !long && can_create && self.creation_keeps_pins(msg.len() as u32 + 64, &refs) {
-                self.seq + 1
-            } else {
-                0
-            };
+            let full =
+                !long && can_create && self.creation_keeps_pins(msg.len() as u32 + 64, &refs);
+            // Held back by messages in flight that will never be
+            // acknowledged (they created no state, so asked for no
+            // feedback): the message still asks for feedback, creating an
+            // empty state (64 bytes) instead of itself, so the
+            // acknowledgements that settle those messages keep coming.
+            ack_only = !full
+                && !long
+                && self.seq < MAX_SEQ
+                && 64 + bc_cost <= self.sms()
+                && !self.creation_keeps_pins(msg.len() as u32 + 64, &[])
+                && self.creation_keeps_pins(64, &refs);
+            seq = if full || ack_only { self.seq + 1 } else { 0 };
             out.clear();
             self.write_header(out, item.as_deref(), upload);
             let flag = if announce.is_some() { 0x8000 } else { 0 };
@@ -951,6 +991,7 @@ impl Compressor {
                 preloaded,
                 room - 1,
                 long.then_some(room / 2),
+                ack_only,
                 self.config.level,
                 &mut self.bits,
             );
@@ -963,7 +1004,8 @@ impl Compressor {
         };
         // Never worse than the fallback by more than 3 bytes (the message
         // also creates a state and carries feedback).
-        let fallback_len = match self.fallback_form(msg, transport, announce_only.as_deref()) {
+        let form = self.fallback_form(msg, transport, announce_only.as_deref());
+        let fallback_len = match form {
             Kind::Literal => Some(self.literal_len(msg.len(), announce_only.as_deref())),
             // A message that starts like SigComp (11111xxx) cannot go
             // plain: the receiver would take it for a SigComp message
@@ -971,33 +1013,67 @@ impl Compressor {
             _ if crate::message::is_sigcomp(msg) => None,
             _ => Some(msg.len()),
         };
-        if fallback_len.is_some_and(|f| len > f + 3) {
+        // Short messages never pay for the upload on their own: when they
+        // go literal anyway (the peer talks to us, so it acknowledges),
+        // the upload is bought after `upload_after` of them (doubling for
+        // an upload never acknowledged), so the direction becomes stateful
+        // again, after a NACK too.
+        let buy = upload && form == Kind::Literal && self.literal_run >= self.upload_after;
+        let allowance = if buy { 3 + bytecode::upload().len() } else { 3 };
+        if fallback_len.is_some_and(|f| len > f + allowance) {
+            if upload && form == Kind::Literal {
+                self.literal_run += 1;
+            }
             return self.fallback(msg, transport, announce_only.as_deref(), out);
         }
         self.returned_item = None;
         if upload {
             self.bytecode_maybe_created = true;
+            if buy {
+                self.upload_after = self.upload_after.saturating_mul(2).min(64);
+            }
+            self.literal_run = 0;
         }
+        // The state it creates: the message, or nothing after the final
+        // flush.
+        let value = if ack_only { &[][..] } else { msg };
+        let creates = (seq != 0).then(|| {
+            let address = bytecode::BUFFER_START + preloaded as u16;
+            StateId::compute(address, 0, bytecode::MINIMUM_ACCESS_LENGTH, value)
+        });
+        // A re-creation sent while no earlier creation of the state can
+        // still arrive sets the peer's priority for good once it arrives
+        // (RFC 4896 §5.2): its acknowledgement raises the floor.
+        let alone = creates.is_some_and(|id| {
+            !self
+                .sent
+                .iter()
+                .any(|s| s.creates == Some(id) && !self.settled(s))
+        });
         self.order += 1;
         self.sent.push_back(Sent {
             seq,
-            cost: if seq != 0 { msg.len() as u32 + 64 } else { 0 },
+            cost: match (seq, ack_only) {
+                (0, _) => 0,
+                (_, true) => 64,
+                (_, false) => msg.len() as u32 + 64,
+            },
             order: self.order,
             uploaded: upload,
             acked: false,
             refs,
+            creates,
         });
         self.settle();
-        if seq != 0 {
+        if let Some(id) = creates {
             self.seq = seq;
-            let address = bytecode::BUFFER_START + preloaded as u16;
-            let id = StateId::compute(address, 0, bytecode::MINIMUM_ACCESS_LENGTH, msg);
             match self.states.iter_mut().find(|t| t.id == id) {
                 Some(t) => {
                     t.sent_priority = seq;
                     t.min_priority = t.min_priority.min(seq);
+                    t.floor = alone.then_some(seq);
                 }
-                None => self.states.push(Tracked::new(id, msg.to_vec(), seq)),
+                None => self.states.push(Tracked::new(id, value.to_vec(), seq)),
             }
         }
         let used_shared = self
@@ -1116,6 +1192,7 @@ impl Compressor {
                 uploaded: false,
                 acked: false,
                 refs: Vec::new(),
+                creates: None,
             });
             self.settle();
         }
@@ -1185,7 +1262,7 @@ impl Compressor {
         let words = self.msg_grams.len().div_ceil(64);
         let mut cover: Vec<(usize, Vec<u64>)> = Vec::new();
         let candidates = (0..self.states.len())
-            .filter(|&i| self.is_safe(i))
+            .filter(|&i| self.is_safe(i) && self.states.get(i).is_some_and(|t| !t.value.is_empty()))
             .chain(self.peer_shared.as_ref().map(|_| SHARED_INDEX));
         for i in candidates {
             let Some(t) = self.tracked(i) else {

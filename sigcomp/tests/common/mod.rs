@@ -78,13 +78,27 @@ pub fn pair(config: &EndpointConfig) -> [Endpoint; 2] {
     ]
 }
 
+/// Every message `bytes` complete on `link`, none accepted.
+pub fn receive_all(ep: &mut Endpoint, bytes: &[u8], link: Link) -> Vec<Received> {
+    let mut got = Vec::new();
+    let mut next = ep.receive(bytes, link);
+    while let Some(r) = next {
+        got.push(r);
+        if link == Link::Datagram {
+            break;
+        }
+        next = ep.receive(&[], link);
+    }
+    got
+}
+
 /// End `from` sends `msg` over `link`; the other end receives it, checks
 /// it byte-exact and accepts it. Returns what was sent and its wire bytes.
 pub fn exchange(ends: &mut [Endpoint; 2], from: usize, msg: &[u8], link: Link) -> (Sent, Vec<u8>) {
     let mut wire = Vec::new();
     let sent = ends[from].send(CID[from], msg, link, &mut wire).unwrap();
     let to = 1 - from;
-    let got = ends[to].receive(&wire, link);
+    let got = receive_all(&mut ends[to], &wire, link);
     assert_eq!(got.len(), 1, "{got:?}");
     match &got[0] {
         Received::Message(m) => assert_eq!(m.message(), Some(msg)),
