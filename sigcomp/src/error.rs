@@ -236,6 +236,14 @@ pub enum Error {
     },
     /// The compartment is not known to the state handler.
     UnknownCompartment,
+    /// A message too long for SigComp on a stream, where it cannot go
+    /// plain (RFC 5049 §7: the UDVM outputs at most 65536 bytes).
+    MessageTooLarge {
+        /// The message's length.
+        len: usize,
+        /// The longest message SigComp carries.
+        max: usize,
+    },
     /// A parameter value that RFC 3320 §3.3.1 does not allow.
     InvalidParameter {
         /// Which parameter.
@@ -260,6 +268,12 @@ impl fmt::Display for Error {
             Error::Framing { byte } => write!(f, "unquoted 0xff {byte:#04x} in SigComp stream"),
             Error::RecordTooLong { max } => write!(f, "SigComp stream record longer than {max}"),
             Error::UnknownCompartment => f.write_str("unknown compartment"),
+            Error::MessageTooLarge { len, max } => {
+                write!(
+                    f,
+                    "a {len}-byte message is longer than SigComp carries ({max})"
+                )
+            }
             Error::InvalidParameter { name, value } => {
                 write!(f, "invalid SigComp parameter {name} = {value}")
             }

@@ -2,8 +2,20 @@
 //!
 //! The UDVM, the state handler and compartments, feedback and NACK
 //! (RFC 4077), the static dictionaries (RFC 3485, RFC 5112), UDP and TCP
-//! framing, a DEFLATE compressor ([`compress`]), and an assembler and
-//! disassembler for UDVM code (RFC 4464). It does no IO.
+//! framing, a DEFLATE compressor with RFC 3321 acknowledgements and shared
+//! compression ([`compress`]), and an assembler and disassembler for UDVM
+//! code (RFC 4464). It does no IO.
+//!
+//! # The SigComp layer of a SIP stack
+//!
+//! [`Endpoint`] is what an application uses as is: `send(compartment,
+//! message, link)` gives the bytes to write, `receive(bytes, link)` the
+//! messages (or a NACK to send back), and `accept(compartment, &received)`
+//! saves a message's states and believes its feedback once the
+//! application has authenticated it (RFC 3320 §4.3). Feedback and
+//! announcements travel in the next message to the peer, over UDP or TCP
+//! (see the [`endpoint`] module). The types below are its parts, for
+//! researchers and tests.
 //!
 //! # Decompressing
 //!
@@ -43,13 +55,17 @@
 //!
 //! # What it does not do
 //!
-//! No IO, no clock. Of the RFC 3321 extended operations it implements
-//! only acknowledgements (§5.1) and shared compression (§5.2), both in
-//! [`compress`].
+//! No IO, no clock, no retransmission (over UDP the application
+//! retransmits, RFC 4077 §2.3.1). Its compressor speaks only to its own
+//! bytecode (any SigComp decompressor runs it); of RFC 3321 it implements
+//! acknowledgements and shared compression, not the other extended
+//! operations. Continuous mode (RFC 3320 §4.2.1) is not used with SIP
+//! (RFC 5049 §6) and not implemented.
 
 pub mod asm;
 pub mod compress;
 mod crc;
+pub mod endpoint;
 pub mod error;
 pub mod feedback;
 pub mod message;
@@ -58,6 +74,9 @@ pub mod state;
 pub mod torture;
 pub mod udvm;
 
+pub use endpoint::{
+    Accepted, Counters, Endpoint, EndpointConfig, Failed, Inbound, Link, Received, Sent, StreamId,
+};
 pub use error::{Error, Failure, Reason};
 pub use feedback::{RequestedFeedback, Resources, ReturnedParameters};
 pub use message::{Code, Message, StreamDeframer};

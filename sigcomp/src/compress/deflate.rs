@@ -246,13 +246,17 @@ impl Matcher {
     /// Encodes `hist[start..]` with `hist[..start]` as history, appending
     /// the bit stream (padded to a byte) to `out`; no match reaches back
     /// more than `max_dist` bytes, and with `flush` the decoder is told to
-    /// output what it decoded before that many bytes are pending.
+    /// output what it decoded before that many bytes are pending. With
+    /// `flush_at_end` the stream ends with a flush of everything pending,
+    /// so the decoder has nothing left when the input ends.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn encode(
         &mut self,
         hist: &[u8],
         start: usize,
         max_dist: usize,
         flush: Option<usize>,
+        flush_at_end: bool,
         level: Level,
         out: &mut Vec<u8>,
     ) {
@@ -306,6 +310,9 @@ impl Matcher {
             self.insert(hist, i);
             i += 1;
         }
+        if flush_at_end && self.pending > 0 {
+            self.flush(&mut w, out);
+        }
         w.finish(out);
         self.base = self.base.saturating_add(hist.len() as u32 + 1);
     }
@@ -313,12 +320,17 @@ impl Matcher {
     /// Before `len` more message bytes: a flush if they would pass the limit.
     fn make_room(&mut self, w: &mut BitWriter, out: &mut Vec<u8>, len: usize) {
         if self.pending + len > self.flush_limit {
-            let (code, bits) = LITLEN[FLUSH];
-            w.put(out, u32::from(code), u32::from(bits));
-            w.put(out, self.pending as u32, 16);
-            self.pending = 0;
+            self.flush(w, out);
         }
         self.pending += len;
+    }
+
+    /// Symbol [`FLUSH`] and the count of bytes decoded since the last one.
+    fn flush(&mut self, w: &mut BitWriter, out: &mut Vec<u8>) {
+        let (code, bits) = LITLEN[FLUSH];
+        w.put(out, u32::from(code), u32::from(bits));
+        w.put(out, self.pending as u32, 16);
+        self.pending = 0;
     }
 
     fn literal(&mut self, w: &mut BitWriter, out: &mut Vec<u8>, b: u8) {

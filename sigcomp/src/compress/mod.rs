@@ -17,7 +17,8 @@
 //! 6-byte partial state id instead of the code. Only instructions tshark's
 //! UDVM implements and 6-byte state ids are used.
 //!
-//! Memory (RFC 3320 §7, UDP): the UDVM has DMS minus the message size;
+//! Memory (RFC 3320 §7): the UDVM has DMS minus the message size on UDP,
+//! DMS / 2 on a stream ([`Compressor::compress_on`] takes the transport);
 //! the circular history buffer runs from [`bytecode::BUFFER_START`] to the
 //! end of it. The preload never wraps; the message may wrap into the
 //! oldest preload bytes (RFC 3320 §8.4 byte copying), and no match reaches
@@ -51,17 +52,22 @@
 //! may still arrive, stays within the peer's SMS (cost = length + 64). A
 //! state referenced by a message that may still be in flight is pinned: a
 //! new message creates no state if that state could evict it. A message
-//! counts as no longer in flight once acknowledged, or once
-//! [`REORDER_DEPTH`] messages sent after it were acknowledged (the one
-//! assumption about UDP reordering). Among the safe states the preload
+//! counts as no longer in flight once acknowledged, once
+//! [`REORDER_DEPTH`] messages sent after it were acknowledged, or once
+//! [`SETTLE_DEPTH`] messages were sent after it (the assumptions about
+//! UDP reordering; the last one keeps the compressor live when a lost
+//! message pins a state and no later message can create one, so none is
+//! acknowledged). Among the safe states the preload
 //! takes those whose 8-byte substrings cover the message best (and, for a
 //! message they hardly cover, the rest, newest first); a state that does
 //! not fit whole is loaded by its head. The bytecode is uploaded until a
 //! message carrying it is acknowledged, unless the peer announced it as a
 //! locally available state ([`Compressor::on_peer_parameters`]): then it
 //! is never sent; [`Config::announce`] makes our messages announce it. A
-//! NACK ([`Compressor::on_nack`]) forgets every acknowledgement: the next
-//! message uploads the code and uses only the dictionaries.
+//! NACK ([`Compressor::on_nack`]) for one of the last [`NACK_MEMORY`]
+//! messages sent, matched by SHA-1 (RFC 4077 §2.1), forgets every
+//! acknowledgement: the next message uploads the code and uses only the
+//! dictionaries. Any other NACK changes nothing.
 //!
 //! # Never worse than plain
 //!
@@ -73,6 +79,16 @@
 //! itself start with `11111`, i.e. every SIP message); the 3-byte allowance keeps a message that
 //! is only slightly larger compressed, because it also creates a state and
 //! carries feedback. A plain message creates no state.
+//!
+//! Plain is not always possible: over a stream SigComp and plain messages
+//! may not be mixed (RFC 5049 §5), and a plain message cannot carry the
+//! returned feedback item the peer waits for (RFC 3320 §7.1) nor our
+//! announcement. Then the message goes in the literal form
+//! ([`Kind::Literal`]): the original behind the uncompressed bytecode of
+//! RFC 4896 §11, 13 bytes plus the feedback item (with an announcement, a
+//! 21-byte variant that also requests feedback, so the announcement is
+//! acknowledged like a state). DEFLATE is chosen over it on the same
+//! 3-byte rule.
 //!
 //! # Figures (issue 6)
 //!
@@ -193,11 +209,13 @@ mod deflate;
 
 use std::collections::VecDeque;
 
+use sha1::{Digest, Sha1};
+
 use crate::feedback::{Resources, ReturnedParameters};
 use crate::state::{
     PRESENCE_DICTIONARY, SIP_SDP_DICTIONARY, StateId, presence_dictionary, sip_sdp_dictionary,
 };
-use crate::{Error, Nack};
+use crate::{Error, Nack, Reason, Transport};
 
 /// How hard the LZ77 search works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -303,14 +321,37 @@ fn is_request(msg: &[u8]) -> bool {
 /// The form a message was sent in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// A SigComp message.
+    /// A SigComp message: DEFLATE with our bytecode.
     SigComp,
     /// The original, uncompressed: compressing would have cost more than
     /// 3 bytes over it, or the message does not fit the peer's UDVM
-    /// memory. A message that itself starts with `11111xxx` (never a SIP
-    /// message) is only returned plain in the latter case, and then cannot
-    /// be sent to a SigComp port (RFC 3320 §4.1).
+    /// memory, and nothing had to travel with it. Only over a
+    /// message-based transport: on a stream a plain result means the
+    /// message cannot be sent as SigComp at all (longer than 65536 bytes,
+    /// RFC 5049 §7). A message that itself starts with `11111xxx` (never
+    /// a SIP message) is sent literal instead, or plain only when that
+    /// does not fit either, and then cannot be sent to a SigComp port
+    /// (RFC 3320 §4.1).
     Plain,
+    /// A SigComp message carrying the original as is: the uncompressed
+    /// bytecode of RFC 4896 §11 ([`bytecode::UNCOMPRESSED`], 13 bytes with
+    /// its header; [`bytecode::UNCOMPRESSED_ANNOUNCING`] when an
+    /// announcement is pending). Sent instead of [`Kind::Plain`] when the
+    /// message must be SigComp: over a stream (RFC 5049 §5), or to carry a
+    /// returned feedback item or an announcement that a plain message
+    /// would drop.
+    Literal,
+}
+
+/// A message of ours that a NACK named (RFC 4077 §2.3), returned by
+/// [`Compressor::on_nack`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Nacked {
+    /// The transport it was sent over: over a stream the application must
+    /// treat the NACK as a transport error (RFC 4077 §2.3.2).
+    pub transport: Transport,
+    /// The failure reason the peer gave, if RFC 4077 defines its code.
+    pub reason: Option<Reason>,
 }
 
 #[derive(Debug, Clone)]
@@ -325,6 +366,10 @@ struct Tracked {
     min_priority: u16,
     /// Whether a message creating it was acknowledged.
     acked: bool,
+    /// A re-creation sent when no earlier one was in flight: once it is
+    /// acknowledged the peer holds the state at this priority or higher,
+    /// and `min_priority` rises to it.
+    floor: Option<u16>,
     /// Bit set of the 16-bit hashes of its 8-byte substrings.
     grams: Box<[u64; 1024]>,
 }
@@ -341,6 +386,7 @@ impl Tracked {
             sent_priority: seq,
             min_priority: seq,
             acked: false,
+            floor: None,
             grams,
         }
     }
@@ -362,6 +408,8 @@ struct Sent {
     /// Message states it references: they must not be evicted by states
     /// created later while it may still be in flight.
     refs: Vec<StateId>,
+    /// The state it creates.
+    creates: Option<StateId>,
 }
 
 /// One preload entry: a slice of a state's value.
@@ -379,6 +427,13 @@ enum Source {
     Message(usize, usize),
 }
 
+/// The SHA-1 of a SigComp message we sent (RFC 4077 §2.1), to match NACKs.
+#[derive(Debug, Clone, Copy)]
+struct SentHash {
+    sha1: [u8; 20],
+    transport: Transport,
+}
+
 /// SigComp compressor for one compartment (one peer), sans-IO.
 #[derive(Debug, Clone)]
 pub struct Compressor {
@@ -387,6 +442,10 @@ pub struct Compressor {
     bytecode_acked: bool,
     bytecode_local: bool,
     bytecode_maybe_created: bool,
+    /// Messages sent literal since the last upload while the peer did not
+    /// hold the bytecode, and how many to wait for before uploading anyway.
+    literal_run: u32,
+    upload_after: u32,
     states: Vec<Tracked>,
     sent: VecDeque<Sent>,
     returned_item: Option<Vec<u8>>,
@@ -405,6 +464,8 @@ pub struct Compressor {
     presence_id: StateId,
     /// The newest shared state the peer announced (RFC 3321 §5.2).
     peer_shared: Option<Tracked>,
+    /// The SHA-1s of the last [`NACK_MEMORY`] SigComp messages sent.
+    sent_hashes: VecDeque<SentHash>,
 }
 
 const BYTECODE_COST: u32 = bytecode::CODE.len() as u32 + 64;
@@ -412,6 +473,9 @@ const MAX_SEQ: u16 = 32767;
 /// Reordering depth assumed on UDP: a message is taken as delivered or
 /// lost once this many messages sent after it were acknowledged.
 pub const REORDER_DEPTH: usize = 16;
+/// A message is taken as delivered or lost once this many messages were
+/// sent after it, acknowledged or not.
+pub const SETTLE_DEPTH: u64 = 64;
 const MAX_IN_FLIGHT: usize = 1024;
 /// Message positions a state must newly cover to be preloaded.
 const MIN_COVERAGE: u32 = 24;
@@ -427,6 +491,16 @@ const MIN_ROOM: usize = 1024;
 const WRAP_HISTORY: usize = 4096;
 /// The ranking's index of the peer's shared state.
 const SHARED_INDEX: usize = usize::MAX;
+/// How many sent messages a NACK is matched against (RFC 4077 §2.1): a
+/// NACK comes back one round trip after its message; an older one is
+/// taken as unmatched.
+pub const NACK_MEMORY: usize = 32;
+/// The longest message SigComp carries: the UDVM outputs at most 65536
+/// bytes (RFC 3320 §9.4.8, RFC 5049 §7).
+pub const MAX_MESSAGE: usize = 65536;
+/// UDVM memory the literal form needs beside the message on UDP: the
+/// uploaded code ends below 160 (RFC 3320 §7: memory = DMS - message size).
+const LITERAL_MEMORY: usize = 160;
 
 impl Compressor {
     /// A compressor for a fresh compartment.
@@ -438,6 +512,8 @@ impl Compressor {
             bytecode_acked: false,
             bytecode_local: false,
             bytecode_maybe_created: false,
+            literal_run: 0,
+            upload_after: 1,
             states: Vec::new(),
             sent: VecDeque::new(),
             returned_item: None,
@@ -454,6 +530,7 @@ impl Compressor {
             sip_id: *sip_sdp_dictionary().id(),
             presence_id: *presence_dictionary().id(),
             peer_shared: None,
+            sent_hashes: VecDeque::new(),
         })
     }
 
@@ -489,9 +566,18 @@ impl Compressor {
         self.any_ack = true;
         if sent.uploaded {
             self.bytecode_acked = true;
+            self.upload_after = 1;
         }
-        if let Some(t) = self.states.iter_mut().find(|t| t.sent_priority == sent.seq) {
-            t.acked = true;
+        for t in &mut self.states {
+            // Any creation acknowledged: the state exists (a re-creation
+            // sent since may have moved `sent_priority` on).
+            if sent.creates == Some(t.id) {
+                t.acked = true;
+            }
+            if t.floor == Some(sent.seq) {
+                t.min_priority = sent.seq;
+                t.floor = None;
+            }
         }
     }
 
@@ -512,14 +598,56 @@ impl Compressor {
         }
     }
 
-    /// The peer could not decompress a message (RFC 4077): forget every
-    /// acknowledgement and the peer's shared state, and start again from
-    /// the dictionaries.
-    pub fn on_nack(&mut self, _nack: &Nack) {
+    /// The peer could not decompress a message (RFC 4077 §2.3). The NACK
+    /// is matched by its SHA-1 against the last [`NACK_MEMORY`] SigComp
+    /// messages this compressor sent; a NACK that names none of them
+    /// (forged, meant for another compartment, or stale) changes nothing
+    /// and gives `None`. A matched one forgets every acknowledgement and
+    /// the peer's shared state, so the next message starts again from the
+    /// dictionaries (and uploads the bytecode unless the peer holds it
+    /// locally); it is forgotten itself, so a repeated copy changes
+    /// nothing more.
+    pub fn on_nack(&mut self, nack: &Nack) -> Option<Nacked> {
+        let i = self.sent_hashes.iter().position(|h| h.sha1 == nack.sha1)?;
+        let sent = self.sent_hashes.remove(i)?;
         self.bytecode_acked = false;
         self.peer_shared = None;
         self.states.clear();
         self.sent.clear();
+        Some(Nacked {
+            transport: sent.transport,
+            reason: nack.reason(),
+        })
+    }
+
+    /// Whether a returned feedback item waits for the next message
+    /// ([`Compressor::set_returned_feedback_item`]).
+    pub fn feedback_pending(&self) -> bool {
+        self.returned_item.is_some()
+    }
+
+    /// A SigComp message with no application message in it (the literal
+    /// form with nothing to output: the receiver gets no message, RFC 3320
+    /// §9.4.8) that carries the pending returned feedback item, written to
+    /// `out`; `None` (and `out` untouched) when no item is pending. For a
+    /// direction with no traffic of its own to carry the acknowledgement.
+    pub fn acknowledge(&mut self, transport: Transport, out: &mut Vec<u8>) -> Option<Compressed> {
+        self.returned_item.as_ref()?;
+        let c = self.literal(&[], None, out);
+        self.remember(out, transport);
+        Some(c)
+    }
+
+    /// RFC 4077 §2.1: keeps the SHA-1 of a SigComp message sent, to match
+    /// NACKs.
+    fn remember(&mut self, msg: &[u8], transport: Transport) {
+        if self.sent_hashes.len() >= NACK_MEMORY {
+            self.sent_hashes.pop_front();
+        }
+        self.sent_hashes.push_back(SentHash {
+            sha1: Sha1::digest(msg).into(),
+            transport,
+        });
     }
 
     fn sms(&self) -> u32 {
@@ -593,10 +721,12 @@ impl Compressor {
         x.cost() + bc + newer + late
     }
 
-    /// Whether a message is surely no longer in flight: acknowledged, or
-    /// [`REORDER_DEPTH`] messages sent after it were acknowledged.
+    /// Whether a message is surely no longer in flight: acknowledged,
+    /// [`REORDER_DEPTH`] messages sent after it acknowledged, or
+    /// [`SETTLE_DEPTH`] sent after it.
     fn settled(&self, s: &Sent) -> bool {
         s.acked
+            || self.order.saturating_sub(s.order) >= SETTLE_DEPTH
             || self
                 .sent
                 .iter()
@@ -646,9 +776,40 @@ impl Compressor {
         self.bytecode_local || (self.bytecode_acked && BYTECODE_COST <= self.sms())
     }
 
-    /// Compresses one message into `out` (cleared first).
+    /// Compresses one message into `out` (cleared first), for a
+    /// message-based transport (UDP).
     pub fn compress(&mut self, msg: &[u8], out: &mut Vec<u8>) -> Compressed {
+        self.compress_on(msg, Transport::Message, out)
+    }
+
+    /// Compresses one message into `out` (cleared first) for `transport`,
+    /// which sets the peer's UDVM memory (RFC 3320 §7: DMS minus the
+    /// message size on UDP, DMS / 2 on a stream). Over a stream the result
+    /// is never [`Kind::Plain`] (RFC 5049 §5) unless the message is longer
+    /// than [`MAX_MESSAGE`]; the caller frames it (RFC 3320 §4.2.2).
+    pub fn compress_on(
+        &mut self,
+        msg: &[u8],
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> Compressed {
+        let c = self.compress_inner(msg, transport, out);
+        if c.kind != Kind::Plain {
+            self.remember(out, transport);
+        }
+        c
+    }
+
+    fn compress_inner(
+        &mut self,
+        msg: &[u8],
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> Compressed {
         out.clear();
+        if msg.len() > MAX_MESSAGE {
+            return self.plain(msg, out);
+        }
         // Forget states that can never be safe again (RFC 3320 §6.2), but
         // only from the lowest priority up: a forgotten state must not be
         // missing from the sums of lower-priority states it may evict.
@@ -676,6 +837,7 @@ impl Compressor {
         };
         let can_create = self.seq < MAX_SEQ && msg.len() as u32 + 64 + bc_cost <= self.sms();
         let mut seq;
+        let mut ack_only;
         let mut refs: Vec<StateId>;
         // RFC 3321 §5.2: a request small enough for the peer's reserve is
         // announced as a shared state of ours.
@@ -687,6 +849,14 @@ impl Compressor {
             (Some(a), false) => Some(a.clone()),
             _ => None,
         };
+        // The announcement alone, for the literal form (which shares nothing).
+        let announce_only = params
+            .as_ref()
+            .and_then(|a| {
+                let mut v = Vec::new();
+                a.emit(&mut v).ok().map(|()| v)
+            })
+            .filter(|v| v.len() <= 40);
         if share {
             params
                 .get_or_insert_with(ReturnedParameters::default)
@@ -717,13 +887,18 @@ impl Compressor {
         let mut tries = 0;
         let (len, used, preloaded) = loop {
             tries += 1;
-            // RFC 3320 §7: UDVM memory = DMS - message size, at most 65536.
-            let memory = dms.saturating_sub(guess).min(65536);
+            // RFC 3320 §7: UDVM memory = DMS - message size on UDP, DMS / 2
+            // on a stream, at most 65536.
+            let memory = match transport {
+                Transport::Message => dms.saturating_sub(guess),
+                Transport::Stream => dms / 2,
+            }
+            .min(65536);
             let room = memory.saturating_sub(usize::from(bytecode::BUFFER_START) + 1);
             if room < MIN_ROOM || tries > 4 {
                 // Does not fit the peer's UDVM memory (RFC 3320 §7): only
-                // plain is possible (see [`Kind::Plain`]).
-                return self.plain(msg, out);
+                // the literal or plain form is possible.
+                return self.fallback(msg, transport, announce_only.as_deref(), out);
             }
             // A message as long as the buffer is output in parts and
             // creates no state (the bytecode's flush symbol).
@@ -754,11 +929,20 @@ impl Compressor {
                 .collect();
             // A new state must not evict a state that a message still in
             // flight (or this one) references (RFC 3320 §6.2).
-            seq = if !long && can_create && self.creation_keeps_pins(msg.len() as u32 + 64, &refs) {
-                self.seq + 1
-            } else {
-                0
-            };
+            let full =
+                !long && can_create && self.creation_keeps_pins(msg.len() as u32 + 64, &refs);
+            // Held back by messages in flight that will never be
+            // acknowledged (they created no state, so asked for no
+            // feedback): the message still asks for feedback, creating an
+            // empty state (64 bytes) instead of itself, so the
+            // acknowledgements that settle those messages keep coming.
+            ack_only = !full
+                && !long
+                && self.seq < MAX_SEQ
+                && 64 + bc_cost <= self.sms()
+                && !self.creation_keeps_pins(msg.len() as u32 + 64, &[])
+                && self.creation_keeps_pins(64, &refs);
+            seq = if full || ack_only { self.seq + 1 } else { 0 };
             out.clear();
             self.write_header(out, item.as_deref(), upload);
             let flag = if announce.is_some() { 0x8000 } else { 0 };
@@ -807,44 +991,89 @@ impl Compressor {
                 preloaded,
                 room - 1,
                 long.then_some(room / 2),
+                ack_only,
                 self.config.level,
                 &mut self.bits,
             );
             out.extend_from_slice(&self.bits);
-            if out.len() <= guess {
+            // On a stream the memory does not depend on the message size.
+            if out.len() <= guess || transport == Transport::Stream {
                 break (out.len(), used, preloaded);
             }
             guess = out.len() + 8;
         };
-        // A message that starts like SigComp (11111xxx) cannot go plain:
-        // the receiver would take it for a SigComp message (RFC 3320 §4.1).
-        if len > msg.len() + 3 && !crate::message::is_sigcomp(msg) {
-            return self.plain(msg, out);
+        // Never worse than the fallback by more than 3 bytes (the message
+        // also creates a state and carries feedback).
+        let form = self.fallback_form(msg, transport, announce_only.as_deref());
+        let fallback_len = match form {
+            Kind::Literal => Some(self.literal_len(msg.len(), announce_only.as_deref())),
+            // A message that starts like SigComp (11111xxx) cannot go
+            // plain: the receiver would take it for a SigComp message
+            // (RFC 3320 §4.1).
+            _ if crate::message::is_sigcomp(msg) => None,
+            _ => Some(msg.len()),
+        };
+        // Short messages never pay for the upload on their own: when they
+        // go literal anyway (the peer talks to us, so it acknowledges),
+        // the upload is bought after `upload_after` of them (doubling for
+        // an upload never acknowledged), so the direction becomes stateful
+        // again, after a NACK too.
+        let buy = upload && form == Kind::Literal && self.literal_run >= self.upload_after;
+        let allowance = if buy { 3 + bytecode::upload().len() } else { 3 };
+        if fallback_len.is_some_and(|f| len > f + allowance) {
+            if upload && form == Kind::Literal {
+                self.literal_run += 1;
+            }
+            return self.fallback(msg, transport, announce_only.as_deref(), out);
         }
         self.returned_item = None;
         if upload {
             self.bytecode_maybe_created = true;
+            if buy {
+                self.upload_after = self.upload_after.saturating_mul(2).min(64);
+            }
+            self.literal_run = 0;
         }
+        // The state it creates: the message, or nothing after the final
+        // flush.
+        let value = if ack_only { &[][..] } else { msg };
+        let creates = (seq != 0).then(|| {
+            let address = bytecode::BUFFER_START + preloaded as u16;
+            StateId::compute(address, 0, bytecode::MINIMUM_ACCESS_LENGTH, value)
+        });
+        // A re-creation sent while no earlier creation of the state can
+        // still arrive sets the peer's priority for good once it arrives
+        // (RFC 4896 §5.2): its acknowledgement raises the floor.
+        let alone = creates.is_some_and(|id| {
+            !self
+                .sent
+                .iter()
+                .any(|s| s.creates == Some(id) && !self.settled(s))
+        });
         self.order += 1;
         self.sent.push_back(Sent {
             seq,
-            cost: if seq != 0 { msg.len() as u32 + 64 } else { 0 },
+            cost: match (seq, ack_only) {
+                (0, _) => 0,
+                (_, true) => 64,
+                (_, false) => msg.len() as u32 + 64,
+            },
             order: self.order,
             uploaded: upload,
             acked: false,
             refs,
+            creates,
         });
         self.settle();
-        if seq != 0 {
+        if let Some(id) = creates {
             self.seq = seq;
-            let address = bytecode::BUFFER_START + preloaded as u16;
-            let id = StateId::compute(address, 0, bytecode::MINIMUM_ACCESS_LENGTH, msg);
             match self.states.iter_mut().find(|t| t.id == id) {
                 Some(t) => {
                     t.sent_priority = seq;
                     t.min_priority = t.min_priority.min(seq);
+                    t.floor = alone.then_some(seq);
                 }
-                None => self.states.push(Tracked::new(id, msg.to_vec(), seq)),
+                None => self.states.push(Tracked::new(id, value.to_vec(), seq)),
             }
         }
         let used_shared = self
@@ -860,6 +1089,122 @@ impl Compressor {
             states_used: used,
             shared: share,
             used_shared,
+        }
+    }
+
+    /// The form of a message that is not sent DEFLATE-compressed: literal
+    /// when it must be SigComp (a stream, RFC 5049 §5; a returned feedback
+    /// item or an announcement to carry; a message that starts like
+    /// SigComp, RFC 3320 §4.1) and the literal form fits the peer, else
+    /// plain.
+    fn fallback_form(&self, msg: &[u8], transport: Transport, announce: Option<&[u8]>) -> Kind {
+        let must = transport == Transport::Stream
+            || self.returned_item.is_some()
+            || announce.is_some()
+            || crate::message::is_sigcomp(msg);
+        let dms = self.config.peer.decompression_memory_size as usize;
+        let fits = match transport {
+            // RFC 3320 §7, §8.7: the whole message and the code in the DMS.
+            Transport::Message => self.literal_len(msg.len(), announce) + LITERAL_MEMORY <= dms,
+            Transport::Stream => msg.len() <= MAX_MESSAGE,
+        };
+        if must && fits {
+            Kind::Literal
+        } else {
+            Kind::Plain
+        }
+    }
+
+    fn fallback(
+        &mut self,
+        msg: &[u8],
+        transport: Transport,
+        announce: Option<&[u8]>,
+        out: &mut Vec<u8>,
+    ) -> Compressed {
+        match self.fallback_form(msg, transport, announce) {
+            Kind::Literal => self.literal(msg, announce, out),
+            _ => self.plain(msg, out),
+        }
+    }
+
+    /// The size of the literal form of a message of `len` bytes.
+    fn literal_len(&self, len: usize, announce: Option<&[u8]>) -> usize {
+        let item = self.returned_item.as_ref().map_or(0, Vec::len);
+        let code = match announce {
+            // Header, 2-byte requested feedback, the announcement.
+            Some(a) => bytecode::UNCOMPRESSED_ANNOUNCING.len() + 6 + 2 + a.len(),
+            None => bytecode::UNCOMPRESSED.len(),
+        };
+        1 + item + 2 + code + len
+    }
+
+    /// Writes the literal form of `msg` (RFC 4896 §11 bytecode uploaded,
+    /// RFC 3320 §7.3) with the pending returned feedback item; with
+    /// `announce`, the announcing variant that also requests feedback so
+    /// the announcement is acknowledged (RFC 3320 §9.4.9).
+    fn literal(&mut self, msg: &[u8], announce: Option<&[u8]>, out: &mut Vec<u8>) -> Compressed {
+        out.clear();
+        let item = self.returned_item.take();
+        let announce = announce.filter(|a| a.len() + 2 <= bytecode::UNCOMPRESSED_BLOB_MAX);
+        let code: &[u8] = match announce {
+            Some(_) => &bytecode::UNCOMPRESSED_ANNOUNCING,
+            None => &bytecode::UNCOMPRESSED,
+        };
+        // RFC 3320 §7: 11111 T 00, the returned feedback item, code_len
+        // (12 bits) and destination 1 (address 128, §7.3).
+        out.push(if item.is_some() { 0xfc } else { 0xf8 });
+        if let Some(i) = &item {
+            out.extend_from_slice(i);
+        }
+        out.push((code.len() >> 4) as u8);
+        out.push(((code.len() & 0x0f) << 4) as u8 | ((bytecode::ORIGIN / 64) - 1) as u8);
+        out.extend_from_slice(code);
+        let mut seq = 0;
+        if let Some(a) = announce {
+            // The announcement is acknowledged like a message state: a
+            // sequence number whose low 7 bits are the requested item.
+            if self.seq < MAX_SEQ {
+                seq = self.seq + 1;
+            }
+            let blob = bytecode::UNCOMPRESSED_BLOB;
+            let feedback: &[u8] = if seq != 0 {
+                &[0x04, (seq & 0x7f) as u8]
+            } else {
+                &[]
+            };
+            let fb_loc = if seq != 0 { blob } else { 0 };
+            let rp_loc = blob + feedback.len() as u16;
+            out.extend_from_slice(&fb_loc.to_be_bytes());
+            out.extend_from_slice(&rp_loc.to_be_bytes());
+            out.extend_from_slice(&((feedback.len() + a.len()) as u16).to_be_bytes());
+            out.extend_from_slice(feedback);
+            out.extend_from_slice(a);
+        }
+        out.extend_from_slice(msg);
+        if seq != 0 {
+            self.seq = seq;
+            self.order += 1;
+            self.sent.push_back(Sent {
+                seq,
+                cost: 0,
+                order: self.order,
+                uploaded: false,
+                acked: false,
+                refs: Vec::new(),
+                creates: None,
+            });
+            self.settle();
+        }
+        Compressed {
+            len: out.len(),
+            kind: Kind::Literal,
+            carried_bytecode: false,
+            seq,
+            preloaded: 0,
+            states_used: 0,
+            shared: false,
+            used_shared: false,
         }
     }
 
@@ -917,7 +1262,7 @@ impl Compressor {
         let words = self.msg_grams.len().div_ceil(64);
         let mut cover: Vec<(usize, Vec<u64>)> = Vec::new();
         let candidates = (0..self.states.len())
-            .filter(|&i| self.is_safe(i))
+            .filter(|&i| self.is_safe(i) && self.states.get(i).is_some_and(|t| !t.value.is_empty()))
             .chain(self.peer_shared.as_ref().map(|_| SHARED_INDEX));
         for i in candidates {
             let Some(t) = self.tracked(i) else {

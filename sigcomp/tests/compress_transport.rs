@@ -1,0 +1,255 @@
+//! The compressor and the transport (RFC 3320 §7: UDVM memory DMS / 2 on
+//! a stream), the literal form (RFC 4896 §11) that carries a returned
+//! feedback item or an announcement a plain message would drop, and NACKs
+//! matched by the SHA-1 of what was sent (RFC 4077 §2.3).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::{Path, PathBuf};
+
+use sigcomp::compress::{Compressor, Config, Kind, bytecode};
+use sigcomp::{
+    CompartmentId, Decompressed, Decompressor, Nack, Parameters, Reason, StateHandler, Transport,
+};
+
+fn sip_files(dir: &Path) -> Vec<Vec<u8>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sip"))
+        .collect();
+    files.sort();
+    files.iter().map(|p| std::fs::read(p).unwrap()).collect()
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Sessions 1 and 2 of the independent corpus.
+fn corpus() -> Vec<Vec<u8>> {
+    let c = root().join("vectors/sigcomp/independent/corpus");
+    let mut v = sip_files(&c);
+    v.extend(sip_files(&c.join("session2")));
+    v
+}
+
+fn ours(name: &str) -> Vec<u8> {
+    std::fs::read(root().join("vectors/sip-corpus").join(name)).unwrap()
+}
+
+struct Peer {
+    d: Decompressor,
+    states: StateHandler,
+}
+
+impl Peer {
+    fn new() -> Peer {
+        let mut states = StateHandler::with_dictionaries();
+        states.open_compartment(CompartmentId(1), 8192);
+        Peer {
+            d: Decompressor::new(Parameters::default()).unwrap(),
+            states,
+        }
+    }
+
+    fn receive(&mut self, wire: &[u8], t: Transport) -> Result<Decompressed, Reason> {
+        let out = self
+            .d
+            .decompress(wire, t, &self.states)
+            .map_err(|f| f.reason)?;
+        self.states.commit(CompartmentId(1), &out).unwrap();
+        Ok(out)
+    }
+}
+
+/// RFC 3320 §7: on a stream the UDVM gets DMS / 2, whatever the message
+/// size. What the compressor makes for UDP overruns it (the issue's
+/// SEGFAULT); what it makes for a stream decompresses, in a flow with
+/// feedback, and is never plain.
+#[test]
+fn stream_messages_fit_half_the_dms() {
+    let msgs = corpus();
+    let mut udp_failures = 0;
+    for m in &msgs {
+        let mut c = Compressor::new(Config::default()).unwrap();
+        let mut wire = Vec::new();
+        if c.compress(m, &mut wire).kind == Kind::SigComp {
+            let r = Peer::new().receive(&wire, Transport::Stream);
+            udp_failures += usize::from(r == Err(Reason::Segfault));
+        }
+    }
+    assert!(udp_failures * 2 > msgs.len(), "{udp_failures}");
+
+    let mut c = Compressor::new(Config::default()).unwrap();
+    let mut p = Peer::new();
+    let mut wire = Vec::new();
+    let mut used = 0;
+    for m in &msgs {
+        let r = c.compress_on(m, Transport::Stream, &mut wire);
+        assert_ne!(r.kind, Kind::Plain);
+        let out = p.receive(&wire, Transport::Stream).unwrap();
+        assert_eq!(&out.output, m);
+        if let Some(i) = out.requested_feedback.and_then(|f| f.item) {
+            c.on_feedback_item(&i);
+        }
+        used += r.states_used;
+    }
+    assert!(used > msgs.len(), "states used over the stream: {used}");
+}
+
+/// A short message is literal on a stream, never plain (RFC 5049 §5),
+/// and plain on UDP when nothing must travel with it.
+#[test]
+fn short_messages_are_literal_on_a_stream() {
+    let ok = ours("09-200-message.sip");
+    let mut wire = Vec::new();
+    let mut c = Compressor::new(Config::default()).unwrap();
+    assert_eq!(c.compress(&ok, &mut wire).kind, Kind::Plain);
+    let r = c.compress_on(&ok, Transport::Stream, &mut wire);
+    assert_eq!(r.kind, Kind::Literal);
+    // RFC 4896 §11: the message of the uncompressed bytecode, then ours.
+    assert_eq!(
+        &wire[..13],
+        [
+            0xf8, 0x00, 0xa1, 0x1c, 0x01, 0x86, 0x09, 0x22, 0x86, 0x01, 0x16, 0xf9, 0x23
+        ]
+    );
+    assert_eq!(&wire[13..], &ok[..]);
+    assert_eq!(
+        Peer::new()
+            .receive(&wire, Transport::Stream)
+            .unwrap()
+            .output,
+        ok
+    );
+    // Longer than SigComp can carry (RFC 5049 §7): plain means unsendable.
+    let huge = vec![b'a'; 65537];
+    assert_eq!(
+        c.compress_on(&huge, Transport::Stream, &mut wire).kind,
+        Kind::Plain
+    );
+}
+
+/// The lost acknowledgement: a 361-byte 200 OK that would go plain
+/// carries the returned feedback item in the literal form instead.
+#[test]
+fn a_pending_feedback_item_is_never_dropped() {
+    let ok = ours("09-200-message.sip");
+    let mut c = Compressor::new(Config::default()).unwrap();
+    c.set_returned_feedback_item(Some(vec![0x05]));
+    assert!(c.feedback_pending());
+    let mut wire = Vec::new();
+    let r = c.compress(&ok, &mut wire);
+    assert_eq!(r.kind, Kind::Literal);
+    assert_eq!(wire.len(), ok.len() + 14);
+    assert_eq!(&wire[..2], [0xfc, 0x05]);
+    let out = Peer::new().receive(&wire, Transport::Message).unwrap();
+    assert_eq!(out.output, ok);
+    assert_eq!(out.returned_feedback_item, Some(vec![0x05]));
+    assert!(!c.feedback_pending());
+    // Sent once: the next reply is plain again.
+    assert_eq!(c.compress(&ok, &mut wire).kind, Kind::Plain);
+    // With nothing to say, no acknowledgement; with an item, one that
+    // outputs no message (RFC 3320 §9.4.8).
+    assert!(c.acknowledge(Transport::Message, &mut wire).is_none());
+    c.set_returned_feedback_item(Some(vec![0x06]));
+    let r = c.acknowledge(Transport::Message, &mut wire).unwrap();
+    assert_eq!((r.kind, r.len, wire.len()), (Kind::Literal, 14, 14));
+    let out = Peer::new().receive(&wire, Transport::Message).unwrap();
+    assert!(!out.has_output && out.output.is_empty());
+    assert_eq!(out.returned_feedback_item, Some(vec![0x06]));
+}
+
+/// An announcement (returned SigComp parameters) travels in the literal
+/// form too, with a feedback request; once acknowledged it stops.
+#[test]
+fn an_announcement_travels_in_the_literal_form_until_acknowledged() {
+    let ok = ours("09-200-message.sip");
+    let announce = Parameters::default()
+        .announcement(&[bytecode::state_id()])
+        .unwrap();
+    let mut c = Compressor::new(Config {
+        announce: Some(announce.clone()),
+        ..Config::default()
+    })
+    .unwrap();
+    let mut wire = Vec::new();
+    let r = c.compress(&ok, &mut wire);
+    assert_eq!(r.kind, Kind::Literal);
+    assert_ne!(r.seq, 0);
+    let out = Peer::new().receive(&wire, Transport::Message).unwrap();
+    assert_eq!(out.output, ok);
+    assert_eq!(out.returned_parameters.as_ref(), Some(&announce));
+    assert!(out.state_requests.is_empty());
+    let item = out.requested_feedback.unwrap().item.unwrap();
+    assert_eq!(item, vec![(r.seq & 0x7f) as u8]);
+    // Not yet acknowledged: announced again (and, after a literal
+    // message, the bytecode is uploaded so the direction can compress).
+    let r = c.compress(&ok, &mut wire);
+    assert!(r.kind == Kind::SigComp && r.carried_bytecode, "{r:?}");
+    let out = Peer::new().receive(&wire, Transport::Message).unwrap();
+    assert_eq!(out.returned_parameters.as_ref(), Some(&announce));
+    c.on_feedback_item(&item);
+    // Acknowledged: no longer announced (here: nothing to carry, plain).
+    assert_eq!(c.compress(&ok, &mut wire).kind, Kind::Plain);
+}
+
+/// RFC 4077 §2.3: a NACK is matched by the SHA-1 of a message this
+/// compressor sent. A forged one, or one for another compartment's
+/// message, changes nothing: the compressor goes on exactly as a copy
+/// that never saw it.
+#[test]
+fn only_a_nack_for_our_own_message_changes_anything() {
+    let msgs = corpus();
+    let mut c = Compressor::new(Config::default()).unwrap();
+    let mut other = Compressor::new(Config::default()).unwrap();
+    let mut p = Peer::new();
+    let mut wire = Vec::new();
+    let mut last = Vec::new();
+    for m in &msgs[..6] {
+        c.compress(m, &mut wire);
+        other.compress(m, &mut last);
+        let out = p.receive(&wire, Transport::Message).unwrap();
+        if let Some(i) = out.requested_feedback.and_then(|f| f.item) {
+            c.on_feedback_item(&i);
+        }
+    }
+    let failure = sigcomp::Failure {
+        reason: Reason::StateNotFound,
+        opcode: 0,
+        pc: 0,
+        details: Vec::new(),
+        cycles: 0,
+    };
+    let untouched = c.clone();
+    let forged = [
+        Nack::from_failure(&failure, b"\xf9 never sent"),
+        // The same bytes from another compressor: not ours unless equal.
+        Nack::from_failure(&failure, &[&last[..], b"x"].concat()),
+    ];
+    for n in &forged {
+        assert_eq!(c.on_nack(n), None);
+    }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let mut twin = untouched;
+    for m in &msgs[6..10] {
+        let ra = c.compress(m, &mut a);
+        let rb = twin.compress(m, &mut b);
+        assert_eq!((ra, &a), (rb, &b));
+    }
+    // A NACK for what we sent is believed: back to the dictionaries.
+    let nack = Nack::from_failure(&failure, &a);
+    let nacked = c.on_nack(&nack).unwrap();
+    assert_eq!(nacked.transport, Transport::Message);
+    assert_eq!(nacked.reason, Some(Reason::StateNotFound));
+    let r = c.compress(&msgs[10], &mut a);
+    assert!(r.carried_bytecode && r.states_used == 0);
+    // Believed once: a repeated copy is not matched again.
+    assert_eq!(c.on_nack(&nack), None);
+}
