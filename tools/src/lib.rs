@@ -1,5 +1,6 @@
 //! Shared code of the command-line tools. All IO of the project lives in
 //! this crate.
+pub mod cli;
 pub mod ipsecd;
 pub mod json;
 pub mod pcap;

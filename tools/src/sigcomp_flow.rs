@@ -605,7 +605,7 @@ pub fn cmd_flow(p: FlowParams, files: &[std::path::PathBuf], o: &FlowOutputs) ->
         }
     }
     if let Some(path) = &o.pcap {
-        std::fs::write(path, pcap_of(&sent, o.duplex.then_some(&senders[..])))?;
+        crate::cli::write(path, &pcap_of(&sent, o.duplex.then_some(&senders[..])))?;
     }
     if o.table {
         let (steady, steady_senders): (Vec<Vec<u8>>, Vec<usize>) = if o.steady.is_empty() {

@@ -13,16 +13,24 @@
 //!   against the inbound policies (RFC 4301 §5.2); clear packets are checked
 //!   too, so clear text a `require` policy covers is dropped.
 //!
-//! Link types: Ethernet (the frame header is kept, its EtherType updated
-//! when the IP version changes) and raw IP (101, 228, 229). Each record's
-//! timestamp is the `now` of the databases (lifetimes run in capture time).
-//! One line per packet (index, result, SPI, sequence number, reason), then a
-//! table of SA counters (no keys are printed).
+//! Input: pcap or pcapng (several interfaces of different link types
+//! too). Link types: Ethernet, Linux cooked v1 and v2 (the link header is
+//! kept, its EtherType or protocol updated when the IP version changes)
+//! and raw IP (101, 228, 229). The output is a pcap of the input's link
+//! type, or raw IP (101) when the input's packets have different ones. Each
+//! record's timestamp is the `now` of the databases (lifetimes run in
+//! capture time). One line per packet (index, result, SPI, sequence
+//! number, reason; policies named by their config line, `FILE:LINE`), then
+//! a table of SA counters (no keys are printed). `-` is stdin for `--in`
+//! or `--config` and stdout for `--out` (the report then goes to stderr).
+//! Exit status (docs/cli.md): 0 done, 1 a packet failed under `--strict`,
+//! 2 usage, configuration or IO error.
 //!
 //! IVs come from /dev/urandom; `--deterministic-iv` makes them a counter,
 //! for reproducible research output only: predictable CBC IVs break
 //! confidentiality (RFC 3602 §2.2), never use it on a live link.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -32,18 +40,20 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use ipsec_esp::udp::UdpPayload;
 use ipsec_esp::{Error as EspError, IvSource, Mode, Spi};
+use sadb::ast::Direction;
 use sadb::{
-    Databases, DiscardReason, DropReason, ExpireKind, Incoming, MAX_BUNDLE, Outgoing, Received,
-    SaTrace, Timestamp,
+    Databases, DiscardReason, DropReason, ExpireKind, Incoming, MAX_BUNDLE, Outgoing, Pos,
+    Received, SaTrace, Selector, Statement, Timestamp,
 };
-use tools::pcap::{self, Capture, Record};
+use tools::cli::{self, Report};
+use tools::pcap::{self, Capture, IpAt, Packet, Record};
 
-/// `println!` that ignores a closed stdout (e.g. piped into `head`).
+/// One report line (stdout, or stderr when stdout carries the output
+/// pcap); a closed stream (e.g. piped into `head`) is ignored.
 macro_rules! say {
-    ($($t:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($t)*);
-    }};
+    ($r:expr, $($t:tt)*) => {
+        $r.line(format_args!($($t)*))
+    };
 }
 
 #[derive(Parser)]
@@ -57,9 +67,17 @@ macro_rules! say {
         decap: ESP, AH and ESP-in-UDP (port 4500) packets are decapsulated with the SA named \
         by (destination, protocol, SPI), then checked against the inbound policies; clear \
         packets covered by a require policy are dropped.\n\n\
-        Link types: Ethernet (1), raw IP (101, 228, 229). Exit status: 0 when every packet \
-        was processed (drops are results), 1 with --strict if any packet failed, 2 for usage, \
-        configuration or IO errors."
+        Input: pcap or pcapng; link types Ethernet (1), raw IP (101, 228, 229), Linux cooked \
+        v1 (113) and v2 (276). The output is a pcap of the input's link type, or raw IP (101) \
+        when the input mixes link types. Policies are named by their config line (FILE:LINE). \
+        `-` is stdin for --in or --config and stdout for --out (the report then goes to \
+        stderr).\n\n\
+        Exit status: 0 when every packet was processed (drops are results), 1 with --strict if \
+        any packet failed, 2 for usage, configuration or IO errors (one line naming the file).",
+    after_help = "Examples:\n  \
+        esptool encap --config sa.conf --in plain.pcapng --out esp.pcap\n  \
+        esptool decap --strict --config sa.conf --in esp.pcap --out plain.pcap\n  \
+        tcpdump -i any -w - esp | esptool decap --config sa.conf --in - --out - | tshark -r -"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -76,13 +94,15 @@ enum Command {
 
 #[derive(Args)]
 struct Opts {
-    /// setkey(8) script with the SAs (`add`) and policies (`spdadd`).
+    /// setkey(8) script with the SAs (`add`) and policies (`spdadd`); `-`
+    /// for stdin.
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
-    /// Input libpcap file.
+    /// Input capture, pcap or pcapng; `-` for stdin.
     #[arg(long = "in", value_name = "IN.pcap")]
     input: PathBuf,
-    /// Output libpcap file (same link type): the packets that were not dropped.
+    /// Output pcap (the input's link type, raw IP if it mixes them): the
+    /// packets that were not dropped; `-` for stdout.
     #[arg(long = "out", value_name = "OUT.pcap")]
     output: PathBuf,
     /// Exit with status 1 if any packet failed (dropped for any reason but a
@@ -174,47 +194,6 @@ impl IvSource for Ivs {
     }
 }
 
-/// Where the IP packet is in a record.
-struct Link {
-    /// Offset of the IP header.
-    ip: usize,
-    /// Offset of the EtherType to update (Ethernet only).
-    ethertype: Option<usize>,
-}
-
-/// Finds the IP packet in a record; `None` for non-IP frames (ARP …).
-fn link(linktype: u32, data: &[u8]) -> Option<Link> {
-    use etherparse::{EtherType, Ethernet2Slice, SingleVlanSlice};
-    if linktype != pcap::LINKTYPE_ETHERNET {
-        return Some(Link {
-            ip: 0,
-            ethertype: None,
-        });
-    }
-    let eth = Ethernet2Slice::from_slice_without_fcs(data).ok()?;
-    let (mut off, mut t, mut rest) = (12, eth.ether_type(), eth.payload_slice());
-    loop {
-        match t {
-            // 802.1Q / QinQ tags.
-            EtherType::VLAN_TAGGED_FRAME
-            | EtherType::PROVIDER_BRIDGING
-            | EtherType::VLAN_DOUBLE_TAGGED_FRAME => {
-                let v = SingleVlanSlice::from_slice(rest).ok()?;
-                off += 4;
-                t = v.ether_type();
-                rest = v.payload_slice();
-            }
-            EtherType::IPV4 | EtherType::IPV6 => {
-                return Some(Link {
-                    ip: off + 2,
-                    ethertype: Some(off),
-                });
-            }
-            _ => return None,
-        }
-    }
-}
-
 /// What happened to one packet.
 struct Verdict {
     /// Bytes to write (the whole record), or `None` when dropped.
@@ -240,13 +219,58 @@ impl Verdict {
         }
     }
 
-    fn pass(data: &[u8], result: &'static str, reason: impl Into<String>) -> Verdict {
+    /// The packet goes out unchanged (`bytes`: the record, or its IP packet
+    /// for a raw IP output).
+    fn pass(bytes: &[u8], result: &'static str, reason: impl Into<String>) -> Verdict {
         Verdict {
-            out: Some(data.to_vec()),
+            out: Some(bytes.to_vec()),
             result,
             sas: Vec::new(),
             reason: reason.into(),
             failed: false,
+        }
+    }
+
+    /// A frame that carries no IP packet: copied, or left out of a raw IP
+    /// output (which cannot hold it).
+    fn not_ip(data: &[u8], raw: bool) -> Verdict {
+        if raw {
+            return Verdict {
+                out: None,
+                result: "passed",
+                sas: Vec::new(),
+                reason: "not IP (left out of the raw IP output)".into(),
+                failed: false,
+            };
+        }
+        Verdict::pass(data, "passed", "not IP")
+    }
+}
+
+/// What the report says and writes around the packets: policies named by
+/// their config line, the output's framing.
+struct Ctx {
+    /// `FILE:LINE` of each policy id.
+    policies: HashMap<u32, String>,
+    /// The output is raw IP (the input mixes link types).
+    raw: bool,
+}
+
+impl Ctx {
+    /// A policy as the report names it: `policy FILE:LINE`.
+    fn policy(&self, id: u32) -> String {
+        match self.policies.get(&id) {
+            Some(at) => format!("policy {at}"),
+            None => format!("policy id {id}"),
+        }
+    }
+
+    /// The bytes an unchanged packet is written as.
+    fn unchanged<'a>(&self, data: &'a [u8], l: &IpAt) -> &'a [u8] {
+        if self.raw {
+            data.get(l.offset..).unwrap_or(&[])
+        } else {
+            data
         }
     }
 }
@@ -256,10 +280,14 @@ fn spis(t: &SaTrace) -> Vec<(Spi, Option<u64>)> {
 }
 
 /// Rebuilds the record: the link-layer header (EtherType updated to the
-/// new IP version) followed by the new IP packet.
-fn rebuild(data: &[u8], l: &Link, ip: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(l.ip + ip.len());
-    out.extend_from_slice(data.get(..l.ip).unwrap_or(&[]));
+/// new IP version) followed by the new IP packet; the IP packet alone when
+/// the output is raw IP.
+fn rebuild(data: &[u8], l: &IpAt, ip: &[u8], raw: bool) -> Vec<u8> {
+    if raw {
+        return ip.to_vec();
+    }
+    let mut out = Vec::with_capacity(l.offset + ip.len());
+    out.extend_from_slice(data.get(..l.offset).unwrap_or(&[]));
     if let Some(off) = l.ethertype {
         let t: u16 = if ip.first().map(|v| v >> 4) == Some(6) {
             0x86dd
@@ -296,12 +324,13 @@ fn framed(ip: &[u8]) -> (Vec<u8>, std::ops::Range<usize>) {
     (buf, ROOM..ROOM + ip.len())
 }
 
-fn encap_packet(db: &Databases, ivs: &mut Ivs, rec: &Record, linktype: u32) -> Verdict {
+fn encap_packet(db: &Databases, ivs: &mut Ivs, pkt: &Packet, ctx: &Ctx) -> Verdict {
+    let rec = &pkt.record;
     let now = Timestamp(u64::from(rec.ts_sec));
-    let Some(l) = link(linktype, &rec.data) else {
-        return Verdict::pass(&rec.data, "passed", "not IP");
+    let Some(l) = pcap::locate_ip(pkt.linktype, &rec.data) else {
+        return Verdict::not_ip(&rec.data, ctx.raw);
     };
-    let (mut buf, range) = framed(rec.data.get(l.ip..).unwrap_or(&[]));
+    let (mut buf, range) = framed(rec.data.get(l.offset..).unwrap_or(&[]));
     let none = SaTrace::default();
     match db.protect(&mut buf, range, now, ivs) {
         Outgoing::Protected(p) => {
@@ -309,32 +338,43 @@ fn encap_packet(db: &Databases, ivs: &mut Ivs, rec: &Record, linktype: u32) -> V
                 return Verdict::drop("cannot read /dev/urandom for the IV", &p.sas);
             }
             Verdict {
-                out: Some(rebuild(&rec.data, &l, buf.get(p.packet).unwrap_or(&[]))),
+                out: Some(rebuild(
+                    &rec.data,
+                    &l,
+                    buf.get(p.packet).unwrap_or(&[]),
+                    ctx.raw,
+                )),
                 result: "protected",
                 sas: spis(&p.sas),
                 reason: String::new(),
                 failed: false,
             }
         }
-        Outgoing::Bypass { policy: None } => Verdict::pass(&rec.data, "clear", "no policy"),
+        Outgoing::Bypass { policy: None } => {
+            Verdict::pass(ctx.unchanged(&rec.data, &l), "clear", "no policy")
+        }
         Outgoing::Bypass {
             policy: Some(policy),
-        } => Verdict::pass(&rec.data, "bypass", format!("policy {policy} (none)")),
+        } => Verdict::pass(
+            ctx.unchanged(&rec.data, &l),
+            "bypass",
+            format!("{} (none)", ctx.policy(policy)),
+        ),
         Outgoing::Discard(d) => {
-            let policy = d.policy.map_or_else(String::new, |p| p.to_string());
+            let policy = d.policy.map_or_else(|| "policy".into(), |p| ctx.policy(p));
             let reason = match d.reason {
                 DiscardReason::Policy => {
                     return Verdict {
                         failed: false,
-                        ..Verdict::drop(format!("policy {policy} discard"), &none)
+                        ..Verdict::drop(format!("{policy} discard"), &none)
                     };
                 }
                 DiscardReason::NoSa { request } => format!(
-                    "no SA for request {} of policy {policy} (fail closed, not sent in clear)",
+                    "no SA for request {} of {policy} (fail closed, not sent in clear)",
                     request + 1
                 ),
                 DiscardReason::SaExpired { request } => format!(
-                    "SA for request {} of policy {policy} is past its hard lifetime (fail closed, not sent in clear)",
+                    "SA for request {} of {policy} is past its hard lifetime (fail closed, not sent in clear)",
                     request + 1
                 ),
                 DiscardReason::SequenceExhausted { id } => format!(
@@ -354,12 +394,13 @@ fn encap_packet(db: &Databases, ivs: &mut Ivs, rec: &Record, linktype: u32) -> V
     }
 }
 
-fn decap_packet(db: &Databases, rec: &Record, linktype: u32) -> Verdict {
+fn decap_packet(db: &Databases, pkt: &Packet, ctx: &Ctx) -> Verdict {
+    let rec = &pkt.record;
     let now = Timestamp(u64::from(rec.ts_sec));
-    let Some(l) = link(linktype, &rec.data) else {
-        return Verdict::pass(&rec.data, "passed", "not IP");
+    let Some(l) = pcap::locate_ip(pkt.linktype, &rec.data) else {
+        return Verdict::not_ip(&rec.data, ctx.raw);
     };
-    let (mut buf, range) = framed(rec.data.get(l.ip..).unwrap_or(&[]));
+    let (mut buf, range) = framed(rec.data.get(l.offset..).unwrap_or(&[]));
     match db.unprotect(&mut buf, range, Received::Ip, now) {
         Incoming::Deliver(d) => {
             let note = match d.non_esp {
@@ -368,14 +409,19 @@ fn decap_packet(db: &Databases, rec: &Record, linktype: u32) -> Verdict {
                 _ => "",
             };
             let reason = match d.policy {
-                Some(p) => format!("{note}policy {p}"),
+                Some(p) => format!("{note}{}", ctx.policy(p)),
                 None => format!("{note}no policy"),
             };
             if d.sas.is_empty() {
-                return Verdict::pass(&rec.data, "clear", reason);
+                return Verdict::pass(ctx.unchanged(&rec.data, &l), "clear", reason);
             }
             Verdict {
-                out: Some(rebuild(&rec.data, &l, buf.get(d.packet).unwrap_or(&[]))),
+                out: Some(rebuild(
+                    &rec.data,
+                    &l,
+                    buf.get(d.packet).unwrap_or(&[]),
+                    ctx.raw,
+                )),
                 result: "decapsulated",
                 sas: spis(&d.sas),
                 reason,
@@ -398,14 +444,14 @@ fn decap_packet(db: &Databases, rec: &Record, linktype: u32) -> Verdict {
                 }
                 DropReason::TooManyNested => "more nested IPsec headers than a bundle holds".into(),
                 DropReason::Policy { policy } => {
-                    format!("SAs applied do not satisfy policy {policy}")
+                    format!("SAs applied do not satisfy {}", ctx.policy(*policy))
                 }
                 DropReason::ClearRefused { policy } => {
-                    format!("clear text refused by policy {policy}")
+                    format!("clear text refused by {}", ctx.policy(*policy))
                 }
                 DropReason::IcmpQuote { policy } => format!(
-                    "ICMP error quoting a flow the SAs it came through do not protect (policy {})",
-                    policy.map_or_else(|| "none".to_string(), |p| p.to_string())
+                    "ICMP error quoting a flow the SAs it came through do not protect ({})",
+                    policy.map_or_else(|| "no policy".to_string(), |p| ctx.policy(p))
                 ),
                 other => format!("{other:?}"),
             };
@@ -414,44 +460,82 @@ fn decap_packet(db: &Databases, rec: &Record, linktype: u32) -> Verdict {
     }
 }
 
-fn read_config(path: &Path, first_ts: Timestamp) -> Result<Databases> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config {}", path.display()))?;
+/// The databases of a setkey script, and the `FILE:LINE` of the statement
+/// that defined each policy still in the SPD (sadb keeps no position in a
+/// `Policy`: the statements' positions are mapped to the policies' ids by
+/// selector and direction).
+fn read_config(path: &Path, first_ts: Timestamp) -> Result<(Databases, HashMap<u32, String>)> {
+    let name = cli::name(path);
+    let text = cli::read_to_string(path)?;
+    let located = |e: sadb::Error| match e.pos() {
+        // sadb's message starts "line L, column C: ": FILE:L:C instead.
+        Some(p) => {
+            let msg = e.to_string();
+            let prefix = format!("line {}, column {}: ", p.line, p.col);
+            let msg = msg.strip_prefix(&prefix).unwrap_or(&msg).to_owned();
+            anyhow::anyhow!("{name}:{}:{}: {msg}", p.line, p.col)
+        }
+        None => anyhow::anyhow!("{name}: {e}"),
+    };
+    let stmts = sadb::parse(&text).map_err(located)?;
     let mut db = Databases::new();
-    if let Err(e) = db.apply_script(&text, first_ts) {
-        bail!("{}: {e}", path.display());
+    db.apply(&stmts, first_ts).map_err(located)?;
+    let mut lines: HashMap<(Selector, Direction), Pos> = HashMap::new();
+    for st in &stmts {
+        match &st.value {
+            Statement::SpdAdd(spec) | Statement::SpdUpdate(spec) => {
+                lines.insert((sadb::selector_of(spec), spec.policy.direction), st.pos);
+            }
+            Statement::SpdDelete(spec) => {
+                lines.remove(&(sadb::selector_of(spec), spec.policy.direction));
+            }
+            Statement::SpdFlush => lines.clear(),
+            _ => {}
+        }
     }
-    Ok(db)
+    let names = lines
+        .iter()
+        .filter_map(|((sel, dir), pos)| {
+            let p = db.spd().get(sel, *dir)?;
+            Some((p.id, format!("{name}:{}", pos.line)))
+        })
+        .collect();
+    Ok((db, names))
 }
 
 fn run(encap: bool, o: &Opts) -> Result<usize> {
-    let bytes =
-        std::fs::read(&o.input).with_context(|| format!("cannot read {}", o.input.display()))?;
-    let cap = pcap::parse(&bytes).with_context(|| format!("{}", o.input.display()))?;
-    match cap.linktype {
-        pcap::LINKTYPE_ETHERNET
-        | pcap::LINKTYPE_RAW
-        | pcap::LINKTYPE_IPV4
-        | pcap::LINKTYPE_IPV6 => {}
-        t => bail!(
-            "{}: link type {t} is not supported (Ethernet 1, raw IP 101, 228, 229)",
-            o.input.display()
-        ),
+    if cli::is_std(&o.input) && cli::is_std(&o.config) {
+        bail!("--in and --config cannot both be stdin (-)");
     }
-    let first_ts = Timestamp(cap.records.first().map_or(0, |r| u64::from(r.ts_sec)));
-    let mut db = read_config(&o.config, first_ts)?;
+    let report = Report::for_outputs([o.output.as_path()]);
+    let trace = pcap::read_supported(&o.input)?;
+    let first_ts = Timestamp(
+        trace
+            .packets
+            .first()
+            .map_or(0, |p| u64::from(p.record.ts_sec)),
+    );
+    let (mut db, policies) = read_config(&o.config, first_ts)?;
     let mut ivs = Ivs::new(o.deterministic_iv)?;
+    // Several link types cannot share a pcap: raw IP then (docs/cli.md).
+    let linktype = trace.linktype();
+    let ctx = Ctx {
+        policies,
+        raw: linktype.is_none(),
+    };
     let mut out = Capture {
-        linktype: cap.linktype,
-        nanos: cap.nanos,
-        records: Vec::with_capacity(cap.records.len()),
+        linktype: linktype.unwrap_or(pcap::LINKTYPE_RAW),
+        nanos: trace.nanos,
+        records: Vec::with_capacity(trace.packets.len()),
     };
     let mut failed = 0;
     let mut written = 0;
-    for (i, rec) in cap.records.iter().enumerate() {
+    for (i, pkt) in trace.packets.iter().enumerate() {
+        let rec = &pkt.record;
         // Lifetimes run in capture time (RFC 2367 §2.3.5).
         for ev in db.expire(Timestamp(u64::from(rec.ts_sec))) {
             say!(
+                report,
                 "- expire {} {} dst {} spi=0x{:08x} reqid={}",
                 match ev.kind {
                     ExpireKind::Soft => "soft (dying)",
@@ -465,9 +549,9 @@ fn run(encap: bool, o: &Opts) -> Result<usize> {
             );
         }
         let v = if encap {
-            encap_packet(&db, &mut ivs, rec, cap.linktype)
+            encap_packet(&db, &mut ivs, pkt, &ctx)
         } else {
-            decap_packet(&db, rec, cap.linktype)
+            decap_packet(&db, pkt, &ctx)
         };
         let mut line = format!("{} {}", i + 1, v.result);
         for (spi, seq) in &v.sas {
@@ -480,7 +564,7 @@ fn run(encap: bool, o: &Opts) -> Result<usize> {
         if !v.reason.is_empty() {
             line.push_str(&format!(" reason: {}", v.reason));
         }
-        say!("{line}");
+        say!(report, "{line}");
         if v.failed {
             failed += 1;
         }
@@ -493,17 +577,19 @@ fn run(encap: bool, o: &Opts) -> Result<usize> {
             });
         }
     }
-    std::fs::write(&o.output, pcap::write(&out))
-        .with_context(|| format!("cannot write {}", o.output.display()))?;
+    cli::write(&o.output, &pcap::write(&out))?;
+    let total = trace.packets.len();
     say!(
+        report,
         "packets: {} in, {} written, {} dropped, {} failed",
-        cap.records.len(),
+        total,
         written,
-        cap.records.len() - written,
+        total - written,
         failed
     );
-    say!("SA counters:");
+    say!(report, "SA counters:");
     say!(
+        report,
         "{:<6} {:<40} {:<12} {:<9} {:<7} {:>8} {:>10} {:>7} {:>7}",
         "proto",
         "src -> dst",
@@ -519,6 +605,7 @@ fn run(encap: bool, o: &Opts) -> Result<usize> {
         let sa = e.sa();
         let c = e.counters();
         say!(
+            report,
             "{:<6} {:<40} 0x{:08x} {:<9} {:<7} {:>8} {:>10} {:>7} {:>7}",
             if e.meta().esp_udp {
                 "esp-udp"

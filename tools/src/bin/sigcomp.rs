@@ -1,32 +1,63 @@
 //! `sigcomp`: SigComp tools for researchers: run the RFC 4465 torture
-//! tests, decompress messages and captures.
+//! tests, decompress messages and captures (pcap or pcapng), assemble and
+//! disassemble UDVM bytecode, compress SIP messages and flows.
+//!
+//! Exit status (docs/cli.md): 0 success, 1 a check failed (a torture case,
+//! a message that does not decompress), 2 usage or IO error, one line
+//! naming the file. `-` is stdin or stdout for the files `torture`,
+//! `decompress`, `asm` and `disasm` read and write; when stdout carries
+//! data the report goes to stderr. (`compress` and `flow` print their
+//! report on stdout and read their files in `tools::sigcomp_flow`: they
+//! refuse `-`.)
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use sigcomp::{
     CompartmentId, Decompressor, Nack, Parameters, StateHandler, StreamDeframer, Transport,
 };
+use tools::cli::{self, Report};
 use tools::pcap;
 
-/// `println!` that ignores a closed stdout (e.g. piped into `head`)
-/// instead of panicking.
+/// Where report lines go: stdout, or stderr when stdout carries an output
+/// file (`-`); set once in `main`.
+static REPORT: OnceLock<Report> = OnceLock::new();
+
+/// One report line; a closed stream (e.g. piped into `head`) is ignored
+/// instead of a panic.
 macro_rules! say {
-    ($($t:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($t)*);
-    }};
+    ($($t:tt)*) => {
+        REPORT
+            .get()
+            .copied()
+            .unwrap_or(Report::Stdout)
+            .line(format_args!($($t)*))
+    };
 }
 
 #[derive(Parser)]
 #[command(
     name = "sigcomp",
     version,
-    about = "SigComp (RFC 3320) decompressor tools"
+    about = "SigComp (RFC 3320) tools: torture tests, decompress messages and captures, \
+        UDVM assembler, compressor",
+    long_about = "SigComp (RFC 3320) tools: run the RFC 4465 torture tests, decompress \
+        SigComp messages, TCP streams and captures (pcap or pcapng; Ethernet, raw IP, Linux \
+        cooked v1/v2), assemble and disassemble UDVM bytecode (RFC 4464), compress SIP \
+        messages and flows with our compressor.\n\n\
+        `-` is stdin or stdout for the files torture, decompress, asm and disasm read and \
+        write; the report then goes to stderr.\n\n\
+        Exit status: 0 success, 1 a check failed (a torture case, a message that does not \
+        decompress), 2 usage or IO error (one line naming the file).",
+    after_help = "Examples:\n  \
+        sigcomp torture\n  \
+        sigcomp decompress --dms 4096 --sms 4096 capture.pcapng plain.pcap\n  \
+        sigcomp asm --message program.asm - | sigcomp disasm -"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -38,7 +69,7 @@ enum Command {
     /// Run the RFC 4465 Appendix A torture tests and print a table.
     Torture {
         /// Torture file in the line format (default: the copy shipped in
-        /// vectors/sigcomp/).
+        /// vectors/sigcomp/); `-` for stdin.
         file: Option<PathBuf>,
     },
     /// Decompress a SigComp message file, or every SigComp message of a
@@ -57,9 +88,11 @@ enum Command {
         /// The message file is a TCP byte stream (0xFFFF-delimited records).
         #[arg(long)]
         stream: bool,
-        /// Input: a SigComp message or a libpcap file.
+        /// Input: a SigComp message or a capture (pcap or pcapng); `-` for
+        /// stdin.
         input: PathBuf,
-        /// Output: the decompressed message, or a pcap for a pcap input.
+        /// Output: the decompressed message, or a pcap for a capture
+        /// input; `-` for stdout.
         output: PathBuf,
     },
     /// Assemble UDVM assembly (RFC 4464 §3) into bytecode.
@@ -72,9 +105,9 @@ enum Command {
         /// program's origin, its first assembled byte).
         #[arg(long)]
         destination: Option<u16>,
-        /// Assembly source.
+        /// Assembly source; `-` for stdin.
         input: PathBuf,
-        /// Output file for the bytecode (or message).
+        /// Output file for the bytecode (or message); `-` for stdout.
         output: PathBuf,
     },
     /// Disassemble UDVM bytecode, or the bytecode a SigComp message uploads.
@@ -85,7 +118,7 @@ enum Command {
         /// Address of the first byte of raw bytecode.
         #[arg(long, default_value_t = 128)]
         origin: u16,
-        /// Bytecode or SigComp message file.
+        /// Bytecode or SigComp message file; `-` for stdin.
         input: PathBuf,
     },
     /// Compress one SIP message with our compressor (a fresh compartment).
@@ -172,6 +205,11 @@ impl FlowArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let outputs: Vec<&Path> = match &cli.command {
+        Command::Decompress { output, .. } | Command::Asm { output, .. } => vec![output],
+        _ => Vec::new(),
+    };
+    let _ = REPORT.set(Report::for_outputs(outputs));
     let r = match cli.command {
         Command::Torture { file } => torture(file.as_deref()),
         Command::Decompress {
@@ -201,8 +239,9 @@ fn main() -> ExitCode {
             params,
             input,
             output,
-        } => params
-            .params()
+        } => readable(std::slice::from_ref(&input))
+            .and_then(|()| not_stdout(&output))
+            .and_then(|()| params.params())
             .and_then(|p| tools::sigcomp_flow::cmd_compress(p, &input, &output)),
         Command::Flow {
             params,
@@ -213,17 +252,21 @@ fn main() -> ExitCode {
             duplex,
             shared,
             files,
-        } => params.params().and_then(|p| {
-            let p = tools::sigcomp_flow::FlowParams { shared, ..p };
-            let o = tools::sigcomp_flow::FlowOutputs {
-                pcap,
-                out_dir,
-                table,
-                steady,
-                duplex,
-            };
-            tools::sigcomp_flow::cmd_flow(p, &files, &o)
-        }),
+        } => readable(&files)
+            .and_then(|()| readable(&steady))
+            .and_then(|()| pcap.as_deref().map_or(Ok(()), not_stdout))
+            .and_then(|()| params.params())
+            .and_then(|p| {
+                let p = tools::sigcomp_flow::FlowParams { shared, ..p };
+                let o = tools::sigcomp_flow::FlowOutputs {
+                    pcap,
+                    out_dir,
+                    table,
+                    steady,
+                    duplex,
+                };
+                tools::sigcomp_flow::cmd_flow(p, &files, &o)
+            }),
     };
     match r {
         Ok(true) => ExitCode::SUCCESS,
@@ -233,6 +276,27 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Checks that each file opens, so that a missing one is reported by name
+/// (`compress` and `flow` read their files in `tools::sigcomp_flow`).
+fn readable(files: &[PathBuf]) -> Result<()> {
+    for f in files {
+        if cli::is_std(f) {
+            bail!("compress and flow read files, not stdin (-)");
+        }
+        std::fs::File::open(f).with_context(|| format!("cannot read {}", f.display()))?;
+    }
+    Ok(())
+}
+
+/// `compress` and `flow` print their report on stdout: it cannot carry
+/// their output too.
+fn not_stdout(output: &Path) -> Result<()> {
+    if cli::is_std(output) {
+        bail!("compress and flow print their report on stdout: give a file, not -");
+    }
+    Ok(())
 }
 
 fn short_hex(b: &[u8], max: usize) -> String {
@@ -248,9 +312,9 @@ fn torture(file: Option<&Path>) -> Result<bool> {
     let default =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors/sigcomp/rfc4465-torture-tests.txt");
     let path = file.unwrap_or(&default);
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let cases = sigcomp::torture::run(&text)?;
+    let text = cli::read_to_string(path)?;
+    let cases = sigcomp::torture::run(&text)
+        .map_err(|e| anyhow::anyhow!("{}:{}: {}", cli::name(path), e.line, e.reason))?;
     say!(
         "{:<7} {:<36} {:<28} {:>13} {:<24} {:<16} {}",
         "test",
@@ -306,25 +370,21 @@ fn torture(file: Option<&Path>) -> Result<bool> {
     say!(
         "passed {passed}/{} cases (RFC 4465 Appendix A, {})",
         cases.len(),
-        path.display()
+        cli::name(path)
     );
     Ok(passed == cases.len())
 }
 
 fn decompress(params: Parameters, stream: bool, input: &Path, output: &Path) -> Result<bool> {
-    let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let bytes = cli::read(input)?;
+    let name = cli::name(input);
     let mut d = Decompressor::new(params)?;
     let mut states = StateHandler::with_dictionaries();
-    if bytes.len() >= 4
-        && matches!(
-            bytes[..4],
-            [0xd4, 0xc3, 0xb2, 0xa1]
-                | [0xa1, 0xb2, 0xc3, 0xd4]
-                | [0x4d, 0x3c, 0xb2, 0xa1]
-                | [0xa1, 0xb2, 0x3c, 0x4d]
-        )
-    {
-        return decompress_pcap(&mut d, &mut states, &bytes, output);
+    // A SigComp message starts with 0xf8..0xff (RFC 3320 §7), never with a
+    // capture's magic number.
+    if pcap::is_capture(&bytes) {
+        let trace = pcap::parse_supported(&bytes, &name)?;
+        return decompress_pcap(&mut d, &mut states, &trace, &name, output);
     }
     states.open_compartment(CompartmentId(0), params.state_memory_size);
     let messages: Vec<Vec<u8>> = if stream {
@@ -332,7 +392,7 @@ fn decompress(params: Parameters, stream: bool, input: &Path, output: &Path) -> 
         let mut rest: &[u8] = &bytes;
         let mut v = Vec::new();
         while !rest.is_empty() {
-            let (used, rec) = de.push(rest)?;
+            let (used, rec) = de.push(rest).with_context(|| name.clone())?;
             if let Some(r) = rec {
                 v.push(r.to_vec());
             }
@@ -343,7 +403,7 @@ fn decompress(params: Parameters, stream: bool, input: &Path, output: &Path) -> 
         vec![bytes]
     };
     if messages.is_empty() {
-        bail!("no complete SigComp message in {}", input.display());
+        bail!("{name}: no complete SigComp message");
     }
     let transport = if stream {
         Transport::Stream
@@ -372,7 +432,9 @@ fn decompress(params: Parameters, stream: bool, input: &Path, output: &Path) -> 
                     dm.cycles
                 );
                 out.extend_from_slice(&dm.output);
-                states.commit(CompartmentId(0), &dm)?;
+                states
+                    .commit(CompartmentId(0), &dm)
+                    .with_context(|| format!("{name}: message {}", i + 1))?;
             }
             Err(f) => {
                 let nack = Nack::from_failure(&f, m);
@@ -385,15 +447,15 @@ fn decompress(params: Parameters, stream: bool, input: &Path, output: &Path) -> 
             }
         }
     }
-    std::fs::write(output, &out).with_context(|| format!("writing {}", output.display()))?;
+    cli::write(output, &out)?;
     Ok(true)
 }
 
 fn asm(message: bool, destination: Option<u16>, input: &Path, output: &Path) -> Result<bool> {
-    let src =
-        std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
+    let src = cli::read_to_string(input)?;
+    // AsmError displays as "LINE:COLUMN: what".
     let program = sigcomp::asm::assemble_program(&src)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+        .map_err(|e| anyhow::anyhow!("{}:{e}", cli::name(input)))?;
     let bytes = if message {
         let destination = destination.unwrap_or(program.origin);
         // RFC 4464 §3.3: trailing zeros need not be uploaded.
@@ -416,13 +478,13 @@ fn asm(message: bool, destination: Option<u16>, input: &Path, output: &Path) -> 
     } else {
         program.code
     };
-    std::fs::write(output, &bytes).with_context(|| format!("writing {}", output.display()))?;
-    say!("{} bytes written to {}", bytes.len(), output.display());
+    cli::write(output, &bytes)?;
+    say!("{} bytes written to {}", bytes.len(), cli::out_name(output));
     Ok(true)
 }
 
 fn disasm(raw: bool, origin: u16, input: &Path) -> Result<bool> {
-    let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let bytes = cli::read(input)?;
     let (code, origin) = match sigcomp::Message::parse(&bytes) {
         Ok(sigcomp::Message {
             code: sigcomp::Code::Bytecode { destination, code },
@@ -433,7 +495,8 @@ fn disasm(raw: bool, origin: u16, input: &Path) -> Result<bool> {
             ..
         }) if !raw => {
             bail!(
-                "the message references state {} and uploads no bytecode",
+                "{}: the message references state {} and uploads no bytecode",
+                cli::name(input),
                 hex::encode(id)
             )
         }
@@ -452,10 +515,10 @@ type Flow = (IpAddr, u16, IpAddr, u16);
 fn decompress_pcap(
     d: &mut Decompressor,
     states: &mut StateHandler,
-    bytes: &[u8],
+    cap: &pcap::Trace,
+    name: &str,
     output: &Path,
 ) -> Result<bool> {
-    let cap = pcap::parse(bytes)?;
     let sms = d.parameters().state_memory_size;
     let dms = d.parameters().decompression_memory_size as usize;
     // One compartment per direction (source to destination endpoint).
@@ -467,8 +530,9 @@ fn decompress_pcap(
         records: Vec::new(),
     };
     let (mut ok, mut failed) = (0usize, 0usize);
-    for (i, rec) in cap.records.iter().enumerate() {
-        let Some(seg) = pcap::segment(cap.linktype, &rec.data) else {
+    for (i, pkt) in cap.packets.iter().enumerate() {
+        let rec = &pkt.record;
+        let Some(seg) = pcap::segment(pkt.linktype, &rec.data) else {
             continue;
         };
         let flow = (seg.src, seg.sport, seg.dst, seg.dport);
@@ -533,7 +597,9 @@ fn decompress_pcap(
                         dm.output.len(),
                         dm.cycles
                     );
-                    states.commit(cid, &dm)?;
+                    states
+                        .commit(cid, &dm)
+                        .with_context(|| format!("{name}: frame {}", i + 1))?;
                     out.records.push(pcap::Record {
                         ts_sec: rec.ts_sec,
                         ts_frac: rec.ts_frac,
@@ -548,8 +614,7 @@ fn decompress_pcap(
             }
         }
     }
-    std::fs::write(output, pcap::write(&out))
-        .with_context(|| format!("writing {}", output.display()))?;
+    cli::write(output, &pcap::write(&out))?;
     say!("{ok} decompressed, {failed} failed");
     Ok(failed == 0)
 }
