@@ -100,3 +100,25 @@ impl Report {
         };
     }
 }
+
+/// A setkey-language error (`sadb::Error`) about the file errors call
+/// `name`, in the form compilers use: `FILE:LINE:COLUMN: message` when the
+/// error has a position, else `FILE: message`.
+///
+/// ```
+/// let e = sadb::parse("flush;\nadd 192.0.2.1 192.0.2.2 esp 0x10;\n").unwrap_err();
+/// let line = tools::cli::located("sa.conf", &e);
+/// assert!(line.starts_with("sa.conf:2:"), "{line}");
+/// ```
+pub fn located(name: &str, e: &sadb::Error) -> String {
+    let msg = e.to_string();
+    match e.pos() {
+        Some(p) => {
+            // sadb's message starts "line L, column C: ".
+            let prefix = format!("line {}, column {}: ", p.line, p.col);
+            let msg = msg.strip_prefix(&prefix).unwrap_or(&msg);
+            format!("{name}:{}:{}: {msg}", p.line, p.col)
+        }
+        None => format!("{name}: {msg}"),
+    }
+}

@@ -1,5 +1,7 @@
 //! The command-line convention of docs/cli.md, for `opensec`, `esptool`
-//! and `sigcomp`: exit status 1 for a check that failed and 2 for usage,
+//! and `sigcomp` (and the parts of it `setkey` and `ipsecd` show without a
+//! daemon; tools/tests/netns.rs, ipsecd_owner.rs and ipsecd_safety.rs
+//! check them with one): exit status 1 for a check that failed and 2 for usage,
 //! configuration and IO errors, each a single line naming the file (and
 //! line:column); `-` for stdin and stdout; `--help` with examples;
 //! `esptool` naming policies by their config line.
@@ -375,4 +377,65 @@ fn help_says_what_the_tool_does_with_examples() {
             .count();
         assert!((2..=4).contains(&lines), "{name}: {examples}");
     }
+}
+
+fn setkey() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_setkey"))
+}
+
+fn ipsecd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ipsecd"))
+}
+
+#[test]
+fn setkey_and_ipsecd_follow_the_convention_without_a_daemon() {
+    let dir = TempDir::new("cli-setkey");
+    // Help: what the tool does, its exit statuses, examples.
+    for (name, mut cmd) in [("setkey", setkey()), ("ipsecd", ipsecd())] {
+        let out = run(cmd.arg("--help"));
+        assert_eq!(out.status.code(), Some(0));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Exit status: 0"), "{name}: {text}");
+        let examples = text.split("Examples").nth(1).unwrap_or_default();
+        let lines = examples
+            .lines()
+            .filter(|l| l.trim_start().starts_with(name))
+            .count();
+        assert!(lines >= 2, "{name}: {text}");
+    }
+    for mut cmd in [setkey(), ipsecd()] {
+        assert_eq!(run(cmd.arg("--no-such-flag")).status.code(), Some(2));
+    }
+    // A missing file, a syntax error (FILE:LINE:COLUMN), stdin named
+    // stdin: checked with -n, which needs no daemon.
+    let missing = dir.path("missing.conf");
+    fails_with(
+        &run(setkey().arg("-n").arg("-f").arg(&missing)),
+        &missing.display().to_string(),
+    );
+    let bad = dir.path("bad.conf");
+    std::fs::write(&bad, "flush;\nadd 192.0.2.1 192.0.2.2 esp 0x10;\n").unwrap();
+    fails_with(
+        &run(setkey().arg("-n").arg("-f").arg(&bad)),
+        &format!("{}:2:", bad.display()),
+    );
+    fails_with(
+        &run_with_stdin(setkey().args(["-n", "-f", "-"]), b"flush"),
+        "stdin:1:",
+    );
+    fails_with(
+        &run_with_stdin(setkey().args(["-n", "-c"]), b"flush"),
+        "expected ';'",
+    );
+    assert_eq!(
+        run_with_stdin(setkey().args(["-n", "-c"]), b"flush;\n")
+            .status
+            .code(),
+        Some(0)
+    );
+    // No daemon at the socket: 2, one line.
+    fails_with(
+        &run(setkey().args(["-s"]).arg(dir.path("none.sock")).arg("-D")),
+        "none.sock",
+    );
 }

@@ -462,7 +462,7 @@ fn a_bad_start_fails_with_one_line_and_a_status() {
     let _ = Command::new("ip").args(["netns", "del", &ns_x]).status();
     let t = text(&o);
     assert_eq!(o.status.code(), Some(2), "{t}");
-    assert!(t.contains("bad.conf") && t.contains("line 1"), "{t}");
+    assert!(t.contains("bad.conf:1:"), "{t}");
     assert_eq!(t.trim().lines().count(), 1, "one line: {t}");
     assert!(!t.contains('\u{1b}'), "no colours off a terminal: {t:?}");
 }

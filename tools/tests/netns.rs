@@ -631,7 +631,10 @@ fn a_file_with_one_bad_statement_changes_nothing_and_names_its_line() {
     let o = pair.setkey(0, &["-f", file.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("line 3"), "the error names the line: {err}");
+    assert!(
+        err.contains("bad.conf:3:58: "),
+        "the error names the file, line and column: {err}"
+    );
     assert!(
         !err.contains(AUTH_KEY) && !err.contains("0011"),
         "no key bytes in errors: {err}"
@@ -646,7 +649,7 @@ fn a_file_with_one_bad_statement_changes_nothing_and_names_its_line() {
     std::fs::write(&file, "add 192.0.2.1 192.0.2.2 esp;\n").unwrap();
     let o = pair.setkey(0, &["-n", "-f", file.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("line 1"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("bad.conf:1:"));
     std::fs::write(&file, &good).unwrap();
     assert!(
         pair.setkey(0, &["-n", "-f", file.to_str().unwrap()])

@@ -467,16 +467,7 @@ fn decap_packet(db: &Databases, pkt: &Packet, ctx: &Ctx) -> Verdict {
 fn read_config(path: &Path, first_ts: Timestamp) -> Result<(Databases, HashMap<u32, String>)> {
     let name = cli::name(path);
     let text = cli::read_to_string(path)?;
-    let located = |e: sadb::Error| match e.pos() {
-        // sadb's message starts "line L, column C: ": FILE:L:C instead.
-        Some(p) => {
-            let msg = e.to_string();
-            let prefix = format!("line {}, column {}: ", p.line, p.col);
-            let msg = msg.strip_prefix(&prefix).unwrap_or(&msg).to_owned();
-            anyhow::anyhow!("{name}:{}:{}: {msg}", p.line, p.col)
-        }
-        None => anyhow::anyhow!("{name}: {e}"),
-    };
+    let located = |e: sadb::Error| anyhow::anyhow!(cli::located(&name, &e));
     let stmts = sadb::parse(&text).map_err(located)?;
     let mut db = Databases::new();
     db.apply(&stmts, first_ts).map_err(located)?;

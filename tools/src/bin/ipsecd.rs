@@ -41,6 +41,10 @@ the TUN vanishes with the process. After a crash, the crashed run's rules
 and guards stay (protected traffic fails, it does not leak) until the next
 start has installed its own; only then are they removed.
 
+Exit status: 0 after a clean shutdown (a detached start: once the daemon
+is ready); 2 usage, configuration (FILE:LINE:COLUMN), IO error or another
+live instance in this namespace, one line on stderr.
+
 Examples:
   ipsecd -f /etc/ipsec-tools.conf --pid-file /run/ipsecd.pid --log-file /var/log/ipsecd.log
   setkey -D                      # SAs with counters (this namespace's ipsecd)

@@ -2,7 +2,6 @@
 //! options and syntax; the SAD/SPD live in the daemon, reached through its
 //! control socket).
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -93,22 +92,13 @@ impl From<ClientError> for Failure {
 }
 
 fn read_script(cli: &Cli) -> Result<Option<(String, String)>, Failure> {
-    let path = cli.file.as_ref().or(cli.files.first());
-    if cli.stdin || path.is_some_and(|p| p.as_os_str() == "-") {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .map_err(|e| Failure::Error(format!("(stdin): {e}")))?;
-        return Ok(Some(("(stdin)".into(), s)));
-    }
-    match path {
-        Some(p) => {
-            let s = std::fs::read_to_string(p)
-                .map_err(|e| Failure::Error(format!("{}: {e}", p.display())))?;
-            Ok(Some((p.display().to_string(), s)))
-        }
-        None => Ok(None),
-    }
+    let path = match (cli.stdin, cli.file.as_ref().or(cli.files.first())) {
+        (true, _) => PathBuf::from("-"),
+        (false, Some(p)) => p.clone(),
+        (false, None) => return Ok(None),
+    };
+    let text = tools::cli::read_to_string(&path).map_err(|e| Failure::Error(format!("{e:#}")))?;
+    Ok(Some((tools::cli::name(&path), text)))
 }
 
 fn socket(cli: &Cli) -> PathBuf {
@@ -142,7 +132,8 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     let tag = cli.owner.as_deref().map(owner).transpose()?;
     if let Some((name, script)) = read_script(cli)? {
         // Parse here first: a syntax error needs no daemon.
-        let stmts = sadb::parse(&script).map_err(|e| Failure::Error(format!("{name}: {e}")))?;
+        let stmts =
+            sadb::parse(&script).map_err(|e| Failure::Error(tools::cli::located(&name, &e)))?;
         if cli.check {
             if cli.verbose {
                 println!("{name}: {} statements, syntax OK", stmts.len());

@@ -140,9 +140,10 @@ pub fn run(cfg: Config, ready: &mut Option<sys::Ready>) -> Result<()> {
     if let Some(p) = &cfg.config {
         let text =
             std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-        let stmts = sadb::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-        db.apply(&stmts, dataplane::now())
-            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        let name = p.display().to_string();
+        let located = |e: sadb::Error| anyhow::anyhow!(crate::cli::located(&name, &e));
+        let stmts = sadb::parse(&text).map_err(located)?;
+        db.apply(&stmts, dataplane::now()).map_err(located)?;
     }
     let mut seqs = seqstore::SeqStore::open(&cfg.seq_file)?;
     seqs.adopt(&db)?;
