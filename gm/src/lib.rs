@@ -2,10 +2,12 @@
 //!
 //! Today it holds the SIP message codec, [`sip`]: parsing (zero-copy,
 //! typed headers on demand), RFC 4475 verdicts, the UAS checks of RFC 3261
-//! §8.2, a builder, and byte-exact re-emission. Transactions, registration
-//! with AKA and security agreement (RFC 3329), the SigComp binding,
-//! MESSAGE, SMS over IP and presence come next, as sans-IO state machines
-//! built on it.
+//! §8.2, a builder, and byte-exact re-emission; and the transaction layer,
+//! [`txn`] (RFC 3261 §17: non-INVITE client and server, the INVITE server
+//! that refuses an INVITE, timers E/F/K/J/G/H/I, RFC 3581 `rport`, the
+//! §18.1.1 size rule). Registration with AKA and security agreement (RFC
+//! 3329), the SigComp binding, MESSAGE, SMS over IP and presence come
+//! next, as sans-IO state machines built on it.
 //!
 //! Like every library of the workspace it does no IO, reads no clock and
 //! no randomness: it takes bytes and returns typed values.
@@ -18,3 +20,4 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod sip;
+pub mod txn;

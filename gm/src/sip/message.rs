@@ -574,6 +574,25 @@ impl<'a> Message<'a> {
         Ok(())
     }
 
+    /// Replaces the value of row `index` (as [`Message::headers`] counts
+    /// rows), keeping its name; the row is written `Name: value` from now
+    /// on. Refused if there is no such row or the value holds a line
+    /// break.
+    pub fn replace_header(
+        &mut self,
+        index: usize,
+        value: impl Into<Cow<'a, str>>,
+    ) -> Result<(), Error> {
+        let Some(old) = self.headers.get(index) else {
+            return Err(Error::Missing(HeaderName::Other));
+        };
+        let h = new_header(old.name.clone(), value.into())?;
+        if let Some(slot) = self.headers.get_mut(index) {
+            *slot = h;
+        }
+        Ok(())
+    }
+
     /// Removes every row called `name`; how many there were.
     pub fn remove_header(&mut self, name: &str) -> usize {
         let kind = HeaderName::from_name(name);

@@ -1,0 +1,1186 @@
+//! SIP transactions (RFC 3261 §17), sans-IO: the non-INVITE client and
+//! server transactions, and the INVITE server transaction this layer needs
+//! to refuse an INVITE (it carries no media: the TU answers 488 and the
+//! transaction absorbs the ACK). No INVITE client transaction.
+//!
+//! [`Transactions`] holds every transaction of one SIP endpoint. The
+//! caller feeds it what arrives ([`Transactions::on_request`],
+//! [`Transactions::on_response`]), what the TU sends
+//! ([`Transactions::start_client`], [`Transactions::respond`]) and the time
+//! ([`Transactions::handle_timeout`] at [`Transactions::poll_timeout`]);
+//! it takes the datagrams to write from [`Transactions::poll_transmit`]
+//! and the timeouts and terminations from [`Transactions::poll_event`].
+//! Time is whatever monotonic [`Duration`] the caller counts from; the
+//! layer reads no clock.
+//!
+//! Timers, with `T1`, `T2`, `T4` from [`Timers`]:
+//!
+//! | timer | transaction | unreliable transport | reliable |
+//! |---|---|---|---|
+//! | E | client, retransmit the request | T1, doubling to T2; T2 once a provisional came | not set |
+//! | F | client, give up | 64·T1 | 64·T1 |
+//! | K | client, absorb response retransmissions | T4 | 0 |
+//! | J | server, absorb request retransmissions | 64·T1 | 0 |
+//! | G | INVITE server, retransmit the 3xx-6xx | T1, doubling to T2 | not set |
+//! | H | INVITE server, wait for the ACK | 64·T1 | 64·T1 |
+//! | I | INVITE server, absorb ACK retransmissions | T4 | 0 |
+//!
+//! Requests are matched to server transactions by RFC 3261 §17.2.3: by
+//! branch, sent-by and method when the branch carries the magic cookie,
+//! else (RFC 2543 peers) by Request-URI, tags, Call-ID, CSeq and top Via,
+//! compared as strings (the per-header comparison rules of §19.1.4 and
+//! §20 are not applied). Responses are matched to client transactions by
+//! branch and CSeq method (§17.1.3).
+//!
+//! ```
+//! use std::time::Duration;
+//! use gm::sip::Message;
+//! use gm::txn::{Event, Reliability, ResponseVerdict, Transactions};
+//!
+//! let mut uac: Transactions<&str> = Transactions::new(Default::default());
+//! let req = Message::parse(b"MESSAGE sip:bob@example.org SIP/2.0\r\n\
+//!     Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1\r\nFrom: <sip:a@example.org>;tag=1\r\n\
+//!     To: <sip:bob@example.org>\r\nCall-ID: c\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n").unwrap();
+//! let t = Duration::ZERO;
+//! let id = uac.start_client(&req, "pcscf", Reliability::Unreliable, t).unwrap();
+//! assert!(uac.poll_transmit().is_some()); // the request
+//! // No answer: retransmitted at T1 = 500 ms.
+//! assert_eq!(uac.poll_timeout(), Some(Duration::from_millis(500)));
+//! uac.handle_timeout(Duration::from_millis(500));
+//! assert!(uac.poll_transmit().is_some());
+//! let ok = Message::parse(b"SIP/2.0 200 OK\r\n\
+//!     Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1\r\nFrom: <sip:a@example.org>;tag=1\r\n\
+//!     To: <sip:bob@example.org>;tag=2\r\nCall-ID: c\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n").unwrap();
+//! assert_eq!(uac.on_response(&ok, Duration::from_millis(600)), ResponseVerdict::ToTu(id));
+//! // Completed: a retransmitted 200 is absorbed until Timer K (T4).
+//! assert_eq!(uac.on_response(&ok, Duration::from_millis(700)), ResponseVerdict::Absorbed(id));
+//! uac.handle_timeout(Duration::from_millis(5600));
+//! assert_eq!(uac.poll_event(), Some(Event::Terminated(id)));
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::time::Duration;
+
+use crate::sip::header::MAGIC_COOKIE;
+use crate::sip::{Builder, Error as SipError, HeaderName, Message, Method};
+
+/// The timer base values of RFC 3261 §17.1.1.1 and Table 4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timers {
+    /// RTT estimate (default 500 ms).
+    pub t1: Duration,
+    /// Maximum retransmission interval for non-INVITE requests and INVITE
+    /// responses (default 4 s).
+    pub t2: Duration,
+    /// Maximum duration a message remains in the network (default 5 s).
+    pub t4: Duration,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Timers {
+    /// 64·T1: timers B, F, H and J (32 s by default).
+    pub fn timeout(&self) -> Duration {
+        self.t1.saturating_mul(64)
+    }
+}
+
+/// Whether the transport retransmits for us (TCP, TLS, SCTP) or not (UDP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reliability {
+    /// UDP: the transaction layer retransmits.
+    Unreliable,
+    /// A stream: no retransmission, the absorbing states last 0 s.
+    Reliable,
+}
+
+/// The RFC 3261 §18.1.1 size rule: whether a request of `wire_len` bytes
+/// must go over a congestion-controlled transport (TCP) rather than UDP,
+/// because it is within 200 bytes of `path_mtu` or, with the path MTU
+/// unknown, larger than 1300 bytes.
+///
+/// `wire_len` is what will be on the wire: the caller counts it after
+/// SigComp and ESP (the datagram that must not be fragmented), and
+/// `path_mtu` is the MTU of the path it takes.
+///
+/// ```
+/// use gm::txn::needs_congestion_control;
+/// assert!(!needs_congestion_control(1299, Some(1500)));
+/// assert!(needs_congestion_control(1300, Some(1500)));
+/// assert!(!needs_congestion_control(1300, None));
+/// assert!(needs_congestion_control(1301, None));
+/// ```
+pub fn needs_congestion_control(wire_len: usize, path_mtu: Option<usize>) -> bool {
+    match path_mtu {
+        Some(mtu) => wire_len.saturating_add(200) >= mtu,
+        None => wire_len > 1300,
+    }
+}
+
+/// One transaction of a [`Transactions`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TxnId(u64);
+
+impl fmt::Display for TxnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "txn{}", self.0)
+    }
+}
+
+/// The kinds of transaction this layer runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Non-INVITE client transaction (§17.1.2).
+    Client,
+    /// Non-INVITE server transaction (§17.2.2).
+    Server,
+    /// INVITE server transaction (§17.2.1).
+    InviteServer,
+}
+
+/// The states of Figures 6, 7 and 8 (a terminated transaction is removed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Client: request sent, no response yet. Server: request passed to
+    /// the TU, nothing sent yet.
+    Trying,
+    /// A provisional response was received (client) or sent (server).
+    Proceeding,
+    /// A final response was received (client) or sent (server); absorbing
+    /// retransmissions.
+    Completed,
+    /// INVITE server: the ACK arrived; absorbing ACK retransmissions.
+    Confirmed,
+}
+
+/// A datagram (or stream write) the caller must send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit<A> {
+    /// The transaction it belongs to.
+    pub txn: TxnId,
+    /// Where: the destination given to [`Transactions::start_client`], or
+    /// the source the request came from (RFC 3581: its address and port).
+    pub to: A,
+    /// The SIP message.
+    pub bytes: Vec<u8>,
+    /// Whether it is a retransmission.
+    pub retransmission: bool,
+}
+
+/// What the layer tells the TU on its own (from timers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Timer F (client: no final response) or H (INVITE server: no ACK)
+    /// fired; the transaction is gone.
+    Timeout(TxnId),
+    /// The transaction ended normally (Timer K, J or I, a 2xx sent by an
+    /// INVITE server transaction, or a transport error reported); its
+    /// per-transaction data may go.
+    Terminated(TxnId),
+}
+
+/// What to do with a received response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseVerdict {
+    /// Pass it to the TU: the first final response or a provisional one.
+    ToTu(TxnId),
+    /// A retransmission the transaction absorbed.
+    Absorbed(TxnId),
+    /// No client transaction matches: discard it (§18.1.2).
+    NoMatch,
+}
+
+/// What to do with a received request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestVerdict {
+    /// A new server transaction: pass the request to the TU, which answers
+    /// with [`Transactions::respond`].
+    New(TxnId),
+    /// A retransmission: absorbed (the last response, if any, is sent
+    /// again).
+    Absorbed(TxnId),
+    /// An ACK that matches no INVITE server transaction (an ACK for a 2xx,
+    /// which is the TU's business): pass it to the TU.
+    AckToTu,
+}
+
+/// Why the layer refused a call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxnError {
+    /// The message lacks what a transaction needs (top Via with a branch,
+    /// CSeq), or is not a request / response where one is needed.
+    Message(SipError),
+    /// The request's top Via has no branch with the RFC 3261 magic cookie:
+    /// a client transaction of this layer always sends one (§8.1.1.7).
+    NoBranch,
+    /// INVITE or ACK given to [`Transactions::start_client`]: this layer
+    /// has no INVITE client transaction.
+    Unsupported(String),
+    /// A client transaction with this branch and method exists.
+    Duplicate,
+    /// No such transaction (terminated, or never existed).
+    Unknown(TxnId),
+    /// The response does not fit the transaction: a request, a response to
+    /// another request, or a final response after the final one.
+    Refused(&'static str),
+}
+
+impl fmt::Display for TxnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TxnError::Message(e) => write!(f, "{e}"),
+            TxnError::NoBranch => {
+                f.write_str("the top Via has no branch starting with z9hG4bK (RFC 3261 §8.1.1.7)")
+            }
+            TxnError::Unsupported(m) => write!(f, "no client transaction for {m} here"),
+            TxnError::Duplicate => f.write_str("a client transaction with this branch exists"),
+            TxnError::Unknown(id) => write!(f, "no transaction {id}"),
+            TxnError::Refused(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for TxnError {}
+
+impl From<SipError> for TxnError {
+    fn from(e: SipError) -> Self {
+        TxnError::Message(e)
+    }
+}
+
+/// The key of a server transaction (§17.2.3).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum ServerKey {
+    /// Branch with the magic cookie, sent-by, method (ACK counted as
+    /// INVITE).
+    Rfc3261 {
+        branch: String,
+        sent_by: String,
+        method: String,
+    },
+    /// RFC 2543: Request-URI, From tag, Call-ID, CSeq number, top Via, and
+    /// the method (ACK counted as INVITE). The To tag is compared apart.
+    Rfc2543 {
+        uri: String,
+        from_tag: String,
+        call_id: String,
+        cseq: u32,
+        via: String,
+        method: String,
+    },
+}
+
+#[derive(Debug)]
+struct Txn<A> {
+    kind: Kind,
+    state: State,
+    reliability: Reliability,
+    to: A,
+    /// Client: the request. Server: the last response sent.
+    last: Option<Vec<u8>>,
+    /// Server: the To tag of the request (RFC 2543 matching) and of the
+    /// last response (ACK matching).
+    request_to_tag: Option<String>,
+    response_to_tag: Option<String>,
+    /// E or G: when, and the interval that led to it.
+    retransmit: Option<(Duration, Duration)>,
+    /// F, H (timeouts), K, J, I (ends).
+    deadline: Option<(Duration, Deadline)>,
+    client_key: Option<(String, String)>,
+    server_key: Option<ServerKey>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Deadline {
+    /// F or H: tell the TU.
+    Timeout,
+    /// K, J or I: end quietly.
+    End,
+}
+
+/// Every transaction of one endpoint. `A` is how the caller names a
+/// destination (a socket address, a connection id...).
+#[derive(Debug)]
+pub struct Transactions<A> {
+    timers: Timers,
+    next: u64,
+    txns: HashMap<TxnId, Txn<A>>,
+    clients: HashMap<(String, String), TxnId>,
+    servers: HashMap<ServerKey, TxnId>,
+    transmits: VecDeque<Transmit<A>>,
+    events: VecDeque<Event>,
+}
+
+fn method_key(m: Method<'_>) -> String {
+    match m {
+        Method::Ack => "INVITE".to_owned(),
+        other => other.as_str().to_owned(),
+    }
+}
+
+impl<A: Clone> Transactions<A> {
+    /// An empty layer with these timer values.
+    pub fn new(timers: Timers) -> Self {
+        Transactions {
+            timers,
+            next: 1,
+            txns: HashMap::new(),
+            clients: HashMap::new(),
+            servers: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The timer values.
+    pub fn timers(&self) -> Timers {
+        self.timers
+    }
+
+    /// How many transactions are alive.
+    pub fn len(&self) -> usize {
+        self.txns.len()
+    }
+
+    /// Whether no transaction is alive.
+    pub fn is_empty(&self) -> bool {
+        self.txns.is_empty()
+    }
+
+    /// A transaction's kind and state, while it lives.
+    pub fn state(&self, id: TxnId) -> Option<(Kind, State)> {
+        self.txns.get(&id).map(|t| (t.kind, t.state))
+    }
+
+    fn alloc(&mut self) -> TxnId {
+        let id = TxnId(self.next);
+        self.next += 1;
+        id
+    }
+
+    fn send(&mut self, id: TxnId, bytes: Vec<u8>, retransmission: bool) {
+        if let Some(t) = self.txns.get(&id) {
+            self.transmits.push_back(Transmit {
+                txn: id,
+                to: t.to.clone(),
+                bytes,
+                retransmission,
+            });
+        }
+    }
+
+    fn remove(&mut self, id: TxnId) -> Option<Txn<A>> {
+        let t = self.txns.remove(&id)?;
+        if let Some(k) = &t.client_key {
+            self.clients.remove(k);
+        }
+        if let Some(k) = &t.server_key {
+            self.servers.remove(k);
+        }
+        Some(t)
+    }
+
+    /// Starts a non-INVITE client transaction for `request`, to be sent to
+    /// `to`: the request is queued for sending, Timer F is set, and Timer E
+    /// too over an unreliable transport.
+    pub fn start_client(
+        &mut self,
+        request: &Message<'_>,
+        to: A,
+        reliability: Reliability,
+        now: Duration,
+    ) -> Result<TxnId, TxnError> {
+        let method = request.method().ok_or(TxnError::Refused(
+            "a response cannot start a client transaction",
+        ))?;
+        if matches!(method, Method::Invite | Method::Ack) {
+            return Err(TxnError::Unsupported(method.as_str().to_owned()));
+        }
+        let cseq = request.cseq()?;
+        if cseq.method != method {
+            return Err(TxnError::Refused("the CSeq method is not the request's"));
+        }
+        let via = request.top_via()?;
+        let branch = match via.branch {
+            Some(b) if b.starts_with(MAGIC_COOKIE) => b.to_owned(),
+            _ => return Err(TxnError::NoBranch),
+        };
+        let key = (branch, method.as_str().to_owned());
+        if self.clients.contains_key(&key) {
+            return Err(TxnError::Duplicate);
+        }
+        let id = self.alloc();
+        let t1 = self.timers.t1;
+        let bytes = request.to_bytes();
+        self.txns.insert(
+            id,
+            Txn {
+                kind: Kind::Client,
+                state: State::Trying,
+                reliability,
+                to,
+                last: Some(bytes.clone()),
+                request_to_tag: None,
+                response_to_tag: None,
+                retransmit: (reliability == Reliability::Unreliable).then_some((now + t1, t1)),
+                deadline: Some((now + self.timers.timeout(), Deadline::Timeout)),
+                client_key: Some(key.clone()),
+                server_key: None,
+            },
+        );
+        self.clients.insert(key, id);
+        self.send(id, bytes, false);
+        Ok(id)
+    }
+
+    /// A response arrived: matched by top Via branch and CSeq method.
+    pub fn on_response(&mut self, response: &Message<'_>, now: Duration) -> ResponseVerdict {
+        let Some(status) = response.status() else {
+            return ResponseVerdict::NoMatch;
+        };
+        let (Ok(via), Ok(cseq)) = (response.top_via(), response.cseq()) else {
+            return ResponseVerdict::NoMatch;
+        };
+        let Some(branch) = via.branch else {
+            return ResponseVerdict::NoMatch;
+        };
+        let key = (branch.to_owned(), cseq.method.as_str().to_owned());
+        let Some(&id) = self.clients.get(&key) else {
+            return ResponseVerdict::NoMatch;
+        };
+        let t4 = self.timers.t4;
+        let Some(t) = self.txns.get_mut(&id) else {
+            return ResponseVerdict::NoMatch;
+        };
+        match (t.state, status) {
+            (State::Trying | State::Proceeding, 100..=199) => {
+                t.state = State::Proceeding;
+                ResponseVerdict::ToTu(id)
+            }
+            (State::Trying | State::Proceeding, _) => {
+                t.state = State::Completed;
+                t.retransmit = None;
+                let k = match t.reliability {
+                    Reliability::Unreliable => t4,
+                    Reliability::Reliable => Duration::ZERO,
+                };
+                t.deadline = Some((now + k, Deadline::End));
+                ResponseVerdict::ToTu(id)
+            }
+            _ => ResponseVerdict::Absorbed(id),
+        }
+    }
+
+    fn server_key(request: &Message<'_>) -> Result<(ServerKey, Option<String>), TxnError> {
+        let method = request.method().ok_or(TxnError::Refused("not a request"))?;
+        let via = request.top_via()?;
+        let to_tag = request.to()?.tag().map(str::to_owned);
+        if let Some(branch) = via.branch.filter(|b| b.starts_with(MAGIC_COOKIE)) {
+            let sent_by = match via.port {
+                Some(p) => format!("{}:{p}", via.host),
+                None => via.host.to_string(),
+            };
+            return Ok((
+                ServerKey::Rfc3261 {
+                    branch: branch.to_owned(),
+                    sent_by: sent_by.to_ascii_lowercase(),
+                    method: method_key(method),
+                },
+                to_tag,
+            ));
+        }
+        let uri = match request.start_line() {
+            crate::sip::StartLine::Request { uri, .. } => uri.to_string(),
+            _ => return Err(TxnError::Refused("not a request")),
+        };
+        let cseq = request.cseq()?;
+        let from = request.from()?;
+        Ok((
+            ServerKey::Rfc2543 {
+                uri,
+                from_tag: from.tag().unwrap_or_default().to_owned(),
+                call_id: request.call_id()?.to_owned(),
+                cseq: cseq.seq,
+                via: via.to_string(),
+                method: method_key(method),
+            },
+            to_tag,
+        ))
+    }
+
+    /// A request arrived from `from` (the address and port it came from,
+    /// where responses go, RFC 3581). A new one starts a server transaction
+    /// (an INVITE's answers `100 Trying` at once); a retransmission gets
+    /// the last response again; an ACK ends an INVITE server transaction's
+    /// wait.
+    pub fn on_request(
+        &mut self,
+        request: &Message<'_>,
+        from: A,
+        reliability: Reliability,
+        now: Duration,
+    ) -> Result<RequestVerdict, TxnError> {
+        let method = request.method().ok_or(TxnError::Refused("not a request"))?;
+        request.cseq()?;
+        let (key, to_tag) = Self::server_key(request)?;
+        let found = self.servers.get(&key).copied().filter(|id| {
+            // RFC 2543 matching also compares To tags: the request's for a
+            // retransmission, the response's for an ACK.
+            let Some(t) = self.txns.get(id) else {
+                return false;
+            };
+            match (&key, method) {
+                (ServerKey::Rfc2543 { .. }, Method::Ack) => t.response_to_tag == to_tag,
+                (ServerKey::Rfc2543 { .. }, _) => t.request_to_tag == to_tag,
+                _ => true,
+            }
+        });
+        if method == Method::Ack {
+            let Some(id) = found else {
+                return Ok(RequestVerdict::AckToTu);
+            };
+            let t4 = self.timers.t4;
+            if let Some(t) = self.txns.get_mut(&id) {
+                if t.state == State::Completed {
+                    t.state = State::Confirmed;
+                    t.retransmit = None;
+                    let i = match t.reliability {
+                        Reliability::Unreliable => t4,
+                        Reliability::Reliable => Duration::ZERO,
+                    };
+                    t.deadline = Some((now + i, Deadline::End));
+                }
+            }
+            return Ok(RequestVerdict::Absorbed(id));
+        }
+        if let Some(id) = found {
+            let again = self.txns.get(&id).and_then(|t| t.last.clone());
+            if let Some(bytes) = again {
+                self.send(id, bytes, true);
+            }
+            return Ok(RequestVerdict::Absorbed(id));
+        }
+        let id = self.alloc();
+        let invite = method == Method::Invite;
+        self.txns.insert(
+            id,
+            Txn {
+                kind: if invite {
+                    Kind::InviteServer
+                } else {
+                    Kind::Server
+                },
+                state: if invite {
+                    State::Proceeding
+                } else {
+                    State::Trying
+                },
+                reliability,
+                to: from,
+                last: None,
+                request_to_tag: to_tag,
+                response_to_tag: None,
+                retransmit: None,
+                deadline: None,
+                client_key: None,
+                server_key: Some(key.clone()),
+            },
+        );
+        self.servers.insert(key, id);
+        if invite {
+            // §17.2.1: 100 Trying at once (the TU may take longer than
+            // 200 ms), without a To tag.
+            let trying = Builder::response_to(request, 100, None).build()?;
+            let bytes = trying.to_bytes();
+            if let Some(t) = self.txns.get_mut(&id) {
+                t.last = Some(bytes.clone());
+            }
+            self.send(id, bytes, false);
+        }
+        Ok(RequestVerdict::New(id))
+    }
+
+    /// The TU answers server transaction `id` with `response`: it is sent,
+    /// and the transaction moves on (a final response starts Timer J, or
+    /// G and H for an INVITE). A final response after the final one is
+    /// refused (§17.2.2: discarded).
+    pub fn respond(
+        &mut self,
+        id: TxnId,
+        response: &Message<'_>,
+        now: Duration,
+    ) -> Result<(), TxnError> {
+        let status = response
+            .status()
+            .ok_or(TxnError::Refused("a request is not a response"))?;
+        let timers = self.timers;
+        let t = self.txns.get_mut(&id).ok_or(TxnError::Unknown(id))?;
+        let to_tag = response.to()?.tag().map(str::to_owned);
+        let provisional = status < 200;
+        match (t.kind, t.state) {
+            (Kind::Client, _) => {
+                return Err(TxnError::Refused("a client transaction sends no response"));
+            }
+            (_, State::Completed | State::Confirmed) => {
+                return Err(TxnError::Refused(
+                    "the transaction has sent its final response",
+                ));
+            }
+            _ => {}
+        }
+        let bytes = response.to_bytes();
+        t.last = Some(bytes.clone());
+        t.response_to_tag = to_tag;
+        let mut terminate = false;
+        if provisional {
+            t.state = State::Proceeding;
+        } else if t.kind == Kind::InviteServer && status < 300 {
+            // §17.2.1: a 2xx ends the INVITE server transaction; the TU
+            // retransmits it.
+            terminate = true;
+        } else {
+            t.state = State::Completed;
+            let unreliable = t.reliability == Reliability::Unreliable;
+            if t.kind == Kind::InviteServer {
+                t.retransmit = unreliable.then_some((now + timers.t1, timers.t1));
+                t.deadline = Some((now + timers.timeout(), Deadline::Timeout));
+            } else {
+                let j = if unreliable {
+                    timers.timeout()
+                } else {
+                    Duration::ZERO
+                };
+                t.deadline = Some((now + j, Deadline::End));
+            }
+        }
+        self.send(id, bytes, false);
+        if terminate {
+            self.remove(id);
+            self.events.push_back(Event::Terminated(id));
+        }
+        Ok(())
+    }
+
+    /// The transport could not send for transaction `id` (§17.1.4,
+    /// §17.2.4): it ends at once (reported as [`Event::Terminated`]).
+    pub fn transport_error(&mut self, id: TxnId) {
+        if self.remove(id).is_some() {
+            self.events.push_back(Event::Terminated(id));
+        }
+    }
+
+    /// When [`Transactions::handle_timeout`] must next be called, if any
+    /// timer is running. (A scan of the live transactions: a UE has a few.)
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        self.txns
+            .values()
+            .flat_map(|t| [t.retransmit.map(|r| r.0), t.deadline.map(|d| d.0)])
+            .flatten()
+            .min()
+    }
+
+    /// Fires every timer due at `now`: retransmissions are queued for
+    /// [`Transactions::poll_transmit`], timeouts and ends for
+    /// [`Transactions::poll_event`].
+    pub fn handle_timeout(&mut self, now: Duration) {
+        let mut due: Vec<TxnId> = self
+            .txns
+            .iter()
+            .filter(|(_, t)| {
+                t.retransmit.is_some_and(|r| r.0 <= now) || t.deadline.is_some_and(|d| d.0 <= now)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        due.sort();
+        let timers = self.timers;
+        for id in due {
+            let Some(t) = self.txns.get_mut(&id) else {
+                continue;
+            };
+            if let Some((at, kind)) = t.deadline {
+                if at <= now {
+                    self.remove(id);
+                    self.events.push_back(match kind {
+                        Deadline::Timeout => Event::Timeout(id),
+                        Deadline::End => Event::Terminated(id),
+                    });
+                    continue;
+                }
+            }
+            let mut again = None;
+            if let Some((at, interval)) = t.retransmit {
+                if at <= now {
+                    // E in Proceeding: T2. E in Trying and G: double, up
+                    // to T2.
+                    let next = if t.kind == Kind::Client && t.state == State::Proceeding {
+                        timers.t2
+                    } else {
+                        interval.saturating_mul(2).min(timers.t2)
+                    };
+                    t.retransmit = Some((now + next, next));
+                    again = t.last.clone();
+                }
+            }
+            if let Some(bytes) = again {
+                self.send(id, bytes, true);
+            }
+        }
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit<A>> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the TU.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+}
+
+/// RFC 3581 §4 and RFC 3261 §18.2.1: a server stamps the top Via of a
+/// received request with `received` (the source address, when it differs
+/// from sent-by or when `rport` is asked for) and fills in `rport` with the
+/// source port when the client asked for it. Returns whether the Via was
+/// changed. Responses then go to `received`:`rport` (§18.2.2 and RFC 3581
+/// §4), which is the `from` given to [`Transactions::on_request`].
+///
+/// ```
+/// use gm::sip::Message;
+/// let mut m = Message::parse(b"MESSAGE sip:b@example.org SIP/2.0\r\n\
+///     Via: SIP/2.0/UDP ue.example.org:5060;branch=z9hG4bK1;rport\r\n\
+///     From: <sip:a@example.org>;tag=1\r\nTo: <sip:b@example.org>\r\n\
+///     Call-ID: c\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n").unwrap();
+/// assert!(gm::txn::stamp_via(&mut m, "192.0.2.7:40000".parse().unwrap()).unwrap());
+/// let via = m.top_via().unwrap();
+/// assert_eq!(via.received, Some("192.0.2.7".parse().unwrap()));
+/// assert_eq!(via.rport, gm::sip::header::Rport::Port(40000));
+/// ```
+pub fn stamp_via(
+    request: &mut Message<'_>,
+    source: std::net::SocketAddr,
+) -> Result<bool, TxnError> {
+    use crate::sip::header::{Rport, Via};
+    use crate::sip::{Host, Param, Params};
+    let Some(index) = request
+        .headers()
+        .iter()
+        .position(|h| h.kind() == HeaderName::Via)
+    else {
+        return Err(TxnError::Message(
+            request
+                .top_via()
+                .err()
+                .unwrap_or(SipError::Missing(HeaderName::Via)),
+        ));
+    };
+    let row = request
+        .headers()
+        .get(index)
+        .map(|h| h.value().to_owned())
+        .unwrap_or_default();
+    let vias = Via::parse_list(&row).map_err(|syntax| SipError::Header {
+        name: HeaderName::Via,
+        syntax,
+    })?;
+    let Some(top) = vias.first() else {
+        return Ok(false);
+    };
+    let ip = source.ip();
+    let same_host = match top.host {
+        Host::V4(a) => std::net::IpAddr::V4(a) == ip,
+        Host::V6(a) => std::net::IpAddr::V6(a) == ip,
+        Host::Name(_) => false,
+    };
+    let asked = top.rport != Rport::Absent;
+    if same_host && !asked {
+        return Ok(false);
+    }
+    let received = ip.to_string();
+    let port = source.port().to_string();
+    let mut params: Vec<Param<'_>> = top
+        .params
+        .iter()
+        .filter(|p| {
+            let name = p.name.to_ascii_lowercase();
+            !(name == "received" || asked && name == "rport")
+        })
+        .cloned()
+        .collect();
+    params.push(Param {
+        name: "received",
+        value: Some(&received),
+    });
+    if asked {
+        params.push(Param {
+            name: "rport",
+            value: Some(&port),
+        });
+    }
+    let mut first = top.clone();
+    first.params = Params(params);
+    let mut value = first.to_string();
+    for v in vias.iter().skip(1) {
+        value.push_str(", ");
+        value.push_str(&v.to_string());
+    }
+    request.replace_header(index, value)?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    fn req(method: &str, branch: &str) -> Message<'static> {
+        let text = format!(
+            "{method} sip:bob@example.org SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch={branch}\r\n\
+             From: <sip:a@example.org>;tag=f1\r\nTo: <sip:bob@example.org>\r\nCall-ID: c1\r\n\
+             CSeq: 7 {method}\r\nContent-Length: 0\r\n\r\n"
+        );
+        Message::parse(text.as_bytes()).unwrap().into_owned()
+    }
+
+    fn resp(request: &Message<'_>, status: u16) -> Message<'static> {
+        let b = Builder::response_to(request, status, None);
+        let b = if status > 100 { b.to_tag("t9") } else { b };
+        b.build().unwrap()
+    }
+
+    fn drain<A: Clone>(t: &mut Transactions<A>) -> Vec<Transmit<A>> {
+        std::iter::from_fn(|| t.poll_transmit()).collect()
+    }
+
+    /// Runs the timers up to `until`, returning the times a message was
+    /// sent again.
+    fn run<A: Clone>(t: &mut Transactions<A>, until: Duration) -> Vec<Duration> {
+        let mut sent = Vec::new();
+        while let Some(at) = t.poll_timeout().filter(|&at| at <= until) {
+            t.handle_timeout(at);
+            sent.extend(drain(t).iter().filter(|x| x.retransmission).map(|_| at));
+        }
+        sent
+    }
+
+    #[test]
+    fn client_retransmits_at_t1_doubling_to_t2_and_times_out_at_64_t1() {
+        let mut t: Transactions<u8> = Transactions::new(Timers::default());
+        let r = req("MESSAGE", "z9hG4bKa");
+        let id = t
+            .start_client(&r, 1, Reliability::Unreliable, Duration::ZERO)
+            .unwrap();
+        assert_eq!(drain(&mut t).len(), 1);
+        let sent = run(&mut t, Duration::from_secs(40));
+        // 0.5, 1.5, 3.5, 7.5, then every 4 s until F at 32 s.
+        let want: Vec<Duration> = [
+            500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500,
+        ]
+        .into_iter()
+        .map(MS)
+        .collect();
+        assert_eq!(sent, want);
+        assert_eq!(t.poll_event(), Some(Event::Timeout(id)));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_provisional_response_sets_the_interval_to_t2() {
+        let mut t: Transactions<u8> = Transactions::new(Timers::default());
+        let r = req("REGISTER", "z9hG4bKb");
+        let id = t
+            .start_client(&r, 1, Reliability::Unreliable, Duration::ZERO)
+            .unwrap();
+        drain(&mut t);
+        assert_eq!(run(&mut t, MS(600)), vec![MS(500)]);
+        assert_eq!(
+            t.on_response(&resp(&r, 100), MS(700)),
+            ResponseVerdict::ToTu(id)
+        );
+        assert_eq!(t.state(id), Some((Kind::Client, State::Proceeding)));
+        // The pending E (due at 1.5 s) fires, then every T2.
+        assert_eq!(run(&mut t, MS(10_000)), vec![MS(1500), MS(5500), MS(9500)]);
+        assert_eq!(
+            t.on_response(&resp(&r, 180), MS(9600)),
+            ResponseVerdict::ToTu(id)
+        );
+        assert_eq!(
+            t.on_response(&resp(&r, 200), MS(9700)),
+            ResponseVerdict::ToTu(id)
+        );
+        assert_eq!(
+            t.on_response(&resp(&r, 200), MS(9800)),
+            ResponseVerdict::Absorbed(id)
+        );
+        assert_eq!(
+            t.on_response(&resp(&r, 180), MS(9800)),
+            ResponseVerdict::Absorbed(id)
+        );
+        // K = T4 after the final response; nothing sent meanwhile.
+        assert!(run(&mut t, MS(14_600)).is_empty());
+        assert_eq!(t.poll_event(), None);
+        assert!(run(&mut t, MS(14_700)).is_empty());
+        assert_eq!(t.poll_event(), Some(Event::Terminated(id)));
+    }
+
+    #[test]
+    fn reliable_client_never_retransmits_and_ends_at_once() {
+        let mut t: Transactions<u8> = Transactions::new(Timers::default());
+        let r = req("MESSAGE", "z9hG4bKc");
+        let id = t
+            .start_client(&r, 1, Reliability::Reliable, Duration::ZERO)
+            .unwrap();
+        drain(&mut t);
+        assert!(run(&mut t, MS(31_000)).is_empty());
+        assert_eq!(
+            t.on_response(&resp(&r, 202), MS(31_000)),
+            ResponseVerdict::ToTu(id)
+        );
+        t.handle_timeout(MS(31_000));
+        assert_eq!(t.poll_event(), Some(Event::Terminated(id)));
+    }
+
+    #[test]
+    fn responses_match_by_branch_and_cseq_method() {
+        let mut t: Transactions<u8> = Transactions::new(Timers::default());
+        let r = req("MESSAGE", "z9hG4bKd");
+        t.start_client(&r, 1, Reliability::Unreliable, Duration::ZERO)
+            .unwrap();
+        let other = req("MESSAGE", "z9hG4bKe");
+        assert_eq!(
+            t.on_response(&resp(&other, 200), MS(1)),
+            ResponseVerdict::NoMatch
+        );
+        let cancel = req("CANCEL", "z9hG4bKd");
+        assert_eq!(
+            t.on_response(&resp(&cancel, 200), MS(1)),
+            ResponseVerdict::NoMatch
+        );
+        assert_eq!(
+            t.start_client(&r, 1, Reliability::Unreliable, MS(2)),
+            Err(TxnError::Duplicate)
+        );
+        assert_eq!(
+            t.start_client(&req("MESSAGE", "abc"), 1, Reliability::Unreliable, MS(2)),
+            Err(TxnError::NoBranch)
+        );
+        assert!(matches!(
+            t.start_client(
+                &req("INVITE", "z9hG4bKf"),
+                1,
+                Reliability::Unreliable,
+                MS(2)
+            ),
+            Err(TxnError::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn server_absorbs_retransmissions_and_resends_the_last_response() {
+        let mut t: Transactions<&str> = Transactions::new(Timers::default());
+        let r = req("MESSAGE", "z9hG4bKs");
+        let id = match t
+            .on_request(&r, "ue", Reliability::Unreliable, MS(0))
+            .unwrap()
+        {
+            RequestVerdict::New(id) => id,
+            v => panic!("{v:?}"),
+        };
+        // Trying: a retransmission is discarded, nothing sent.
+        assert_eq!(
+            t.on_request(&r, "ue", Reliability::Unreliable, MS(500))
+                .unwrap(),
+            RequestVerdict::Absorbed(id)
+        );
+        assert!(drain(&mut t).is_empty());
+        t.respond(id, &resp(&r, 100), MS(600)).unwrap();
+        assert_eq!(drain(&mut t).len(), 1);
+        t.on_request(&r, "ue", Reliability::Unreliable, MS(1500))
+            .unwrap();
+        let again = drain(&mut t);
+        assert_eq!(again.len(), 1);
+        assert!(again[0].retransmission);
+        assert_eq!(Message::parse(&again[0].bytes).unwrap().status(), Some(100));
+        let ok = resp(&r, 200);
+        t.respond(id, &ok, MS(2000)).unwrap();
+        assert_eq!(drain(&mut t)[0].to, "ue");
+        // A second final is refused; a retransmission gets the 200.
+        assert!(t.respond(id, &resp(&r, 500), MS(2100)).is_err());
+        t.on_request(&r, "ue", Reliability::Unreliable, MS(3500))
+            .unwrap();
+        assert_eq!(drain(&mut t)[0].bytes, ok.to_bytes());
+        // J = 64*T1 after the final response.
+        t.handle_timeout(MS(33_999));
+        assert_eq!(t.poll_event(), None);
+        t.handle_timeout(MS(34_000));
+        assert_eq!(t.poll_event(), Some(Event::Terminated(id)));
+        // The same request now starts a new transaction.
+        assert!(matches!(
+            t.on_request(&r, "ue", Reliability::Unreliable, MS(34_001))
+                .unwrap(),
+            RequestVerdict::New(_)
+        ));
+    }
+
+    #[test]
+    fn server_matching_needs_branch_sent_by_and_method() {
+        let mut t: Transactions<u8> = Transactions::new(Timers::default());
+        let r = req("MESSAGE", "z9hG4bKm");
+        t.on_request(&r, 1, Reliability::Unreliable, MS(0)).unwrap();
+        // Same branch from another sent-by: another transaction.
+        let text = String::from_utf8(r.to_bytes())
+            .unwrap()
+            .replace("192.0.2.1:5060", "192.0.2.66:5060");
+        let spoof = Message::parse(text.as_bytes()).unwrap();
+        assert!(matches!(
+            t.on_request(&spoof, 2, Reliability::Unreliable, MS(1))
+                .unwrap(),
+            RequestVerdict::New(_)
+        ));
+        // Same branch, other method.
+        assert!(matches!(
+            t.on_request(
+                &req("OPTIONS", "z9hG4bKm"),
+                1,
+                Reliability::Unreliable,
+                MS(1)
+            )
+            .unwrap(),
+            RequestVerdict::New(_)
+        ));
+        assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn rfc2543_requests_match_by_their_headers() {
+        let mut t: Transactions<u8> = Transactions::new(Timers::default());
+        let r = req("MESSAGE", "old1");
+        let id = match t.on_request(&r, 1, Reliability::Unreliable, MS(0)).unwrap() {
+            RequestVerdict::New(id) => id,
+            v => panic!("{v:?}"),
+        };
+        assert_eq!(
+            t.on_request(&r, 1, Reliability::Unreliable, MS(1)).unwrap(),
+            RequestVerdict::Absorbed(id)
+        );
+        let text = String::from_utf8(r.to_bytes())
+            .unwrap()
+            .replace("CSeq: 7", "CSeq: 8");
+        assert!(matches!(
+            t.on_request(
+                &Message::parse(text.as_bytes()).unwrap(),
+                1,
+                Reliability::Unreliable,
+                MS(2)
+            )
+            .unwrap(),
+            RequestVerdict::New(_)
+        ));
+    }
+
+    #[test]
+    fn invite_server_sends_100_retransmits_488_until_the_ack() {
+        let mut t: Transactions<u8> = Transactions::new(Timers::default());
+        let inv = req("INVITE", "z9hG4bKi");
+        let id = match t
+            .on_request(&inv, 1, Reliability::Unreliable, MS(0))
+            .unwrap()
+        {
+            RequestVerdict::New(id) => id,
+            v => panic!("{v:?}"),
+        };
+        let trying = drain(&mut t);
+        assert_eq!(
+            Message::parse(&trying[0].bytes).unwrap().status(),
+            Some(100)
+        );
+        // A retransmitted INVITE gets the 100 again.
+        t.on_request(&inv, 1, Reliability::Unreliable, MS(400))
+            .unwrap();
+        assert_eq!(drain(&mut t).len(), 1);
+        t.respond(id, &resp(&inv, 488), MS(1000)).unwrap();
+        drain(&mut t);
+        // G: T1, 2 T1, 4 T1, then T2.
+        assert_eq!(
+            run(&mut t, MS(12_000)),
+            vec![MS(1500), MS(2500), MS(4500), MS(8500)]
+        );
+        let text = String::from_utf8(inv.to_bytes())
+            .unwrap()
+            .replace("INVITE sip", "ACK sip")
+            .replace("7 INVITE", "7 ACK");
+        let ack = Message::parse(text.as_bytes()).unwrap();
+        assert_eq!(
+            t.on_request(&ack, 1, Reliability::Unreliable, MS(12_000))
+                .unwrap(),
+            RequestVerdict::Absorbed(id)
+        );
+        assert_eq!(t.state(id), Some((Kind::InviteServer, State::Confirmed)));
+        // No more 488s; I = T4 later it ends; further ACKs absorbed.
+        assert!(run(&mut t, MS(16_999)).is_empty());
+        t.on_request(&ack, 1, Reliability::Unreliable, MS(16_000))
+            .unwrap();
+        assert!(drain(&mut t).is_empty());
+        run(&mut t, MS(17_000));
+        assert_eq!(t.poll_event(), Some(Event::Terminated(id)));
+        // An ACK now matches nothing: the TU's.
+        assert_eq!(
+            t.on_request(&ack, 1, Reliability::Unreliable, MS(17_001))
+                .unwrap(),
+            RequestVerdict::AckToTu
+        );
+    }
+
+    #[test]
+    fn invite_server_without_ack_times_out_at_h() {
+        let mut t: Transactions<u8> = Transactions::new(Timers::default());
+        let inv = req("INVITE", "z9hG4bKh");
+        let RequestVerdict::New(id) = t.on_request(&inv, 1, Reliability::Reliable, MS(0)).unwrap()
+        else {
+            panic!()
+        };
+        t.respond(id, &resp(&inv, 488), MS(0)).unwrap();
+        drain(&mut t);
+        // Reliable: no G; H at 64*T1.
+        assert!(run(&mut t, MS(31_999)).is_empty());
+        run(&mut t, MS(32_000));
+        assert_eq!(t.poll_event(), Some(Event::Timeout(id)));
+    }
+
+    #[test]
+    fn stamp_via_fills_received_and_rport() {
+        let text = "MESSAGE sip:b@example.org SIP/2.0\r\n\
+            Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport, SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK0\r\n\
+            Via: SIP/2.0/UDP 192.0.2.8;branch=z9hG4bKx\r\n\
+            From: <sip:a@example.org>;tag=1\r\nTo: <sip:b@example.org>\r\n\
+            Call-ID: c\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n";
+        let mut m = Message::parse(text.as_bytes()).unwrap();
+        assert!(stamp_via(&mut m, "192.0.2.1:1024".parse().unwrap()).unwrap());
+        let vias = m.vias().unwrap();
+        assert_eq!(vias.len(), 3);
+        assert_eq!(vias[0].received, Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(vias[0].rport, crate::sip::header::Rport::Port(1024));
+        assert_eq!(vias[0].branch, Some("z9hG4bK1"));
+        assert_eq!(vias[1].branch, Some("z9hG4bK0"));
+        // Without rport and from its sent-by address: unchanged.
+        let plain = text.replace(";rport", "");
+        let mut m = Message::parse(plain.as_bytes()).unwrap();
+        assert!(!stamp_via(&mut m, "192.0.2.1:1024".parse().unwrap()).unwrap());
+        assert_eq!(m.to_bytes(), plain.as_bytes());
+        // From elsewhere: received only.
+        assert!(stamp_via(&mut m, "[2001:db8::1]:5060".parse().unwrap()).unwrap());
+        let v = m.top_via().unwrap();
+        assert_eq!(v.received, Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(v.rport, crate::sip::header::Rport::Absent);
+    }
+}
