@@ -9,6 +9,9 @@
 //!   transaction retransmits (Timer E) meanwhile, SIPp sees the copies as
 //!   retransmissions of one request (it fails a call on an unexpected
 //!   message), and its 200 completes our transaction.
+//! - SIPp sends an INVITE: our INVITE server transaction answers 100 at
+//!   once, the TU refuses with 488, the first 488 is lost, Timer G sends it
+//!   again, and SIPp's ACK confirms the transaction.
 //!
 //! Needs `sipp` (scripts/test installs sip-tester); skipped without it
 //! unless `CI` is set.
@@ -248,4 +251,110 @@ fn sipp_server_sees_our_retransmissions_as_one_request() {
     layer.handle_timeout(at + t4);
     assert_eq!(layer.poll_transmit(), None);
     assert_eq!(layer.poll_event(), Some(Event::Terminated(id)));
+}
+
+/// The ACK of a non-2xx final response has the INVITE's branch (RFC 3261
+/// §17.1.1.3): SIPp's `[branch-3]`, three messages back.
+const INVITE_UAC: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="INVITE refused with 488">
+  <send retrans="500">
+    <![CDATA[
+INVITE sip:ue@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+From: <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:ue@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:sipp@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="488"/>
+  <send>
+    <![CDATA[
+ACK sip:ue@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-3];rport
+From: <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+    ]]>
+  </send>
+</scenario>
+"#;
+
+#[test]
+fn sipp_invite_gets_100_then_488_retransmitted_until_its_ack() {
+    if !require(
+        "sipp_invite_gets_100_then_488_retransmitted_until_its_ack",
+        &[Peer::Program("sipp")],
+    ) {
+        return;
+    }
+    let dir = TempDir::new("txn-sipp-invite");
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let ours = sock.local_addr().unwrap();
+    let child = sipp(
+        &dir,
+        "invite.xml",
+        INVITE_UAC,
+        &[format!("{ours}"), "-p".into(), free_port().to_string()],
+    );
+    let mut layer: Transactions<SocketAddr> = Transactions::new(Timers::default());
+    let start = Instant::now();
+    let mut buf = vec![0u8; 65536];
+    let (mut id, mut statuses, mut acked, mut lost) = (None, Vec::new(), false, false);
+    while start.elapsed() < LIMIT && !acked {
+        if let Some((n, from)) = step(&sock, &mut layer, start, &mut buf) {
+            let mut req = Message::parse(&buf[..n]).unwrap();
+            stamp_via(&mut req, from).unwrap();
+            match layer
+                .on_request(&req, from, Reliability::Unreliable, start.elapsed())
+                .unwrap()
+            {
+                RequestVerdict::New(t) => {
+                    assert_eq!(req.method(), Some(Method::Invite));
+                    id = Some(t);
+                    let refuse = Builder::response_to(&req, 488, None)
+                        .to_tag("ue1")
+                        .build()
+                        .unwrap();
+                    layer.respond(t, &refuse, start.elapsed()).unwrap();
+                }
+                RequestVerdict::Absorbed(t) => {
+                    assert_eq!(Some(t), id);
+                    if req.method() == Some(Method::Ack) {
+                        acked = true;
+                    }
+                }
+                v => panic!("{v:?}"),
+            }
+        }
+        while let Some(t) = layer.poll_transmit() {
+            let status = Message::parse(&t.bytes).unwrap().status().unwrap();
+            statuses.push(status);
+            if status == 488 && !lost {
+                lost = true; // the first 488 is lost: Timer G sends it again
+                continue;
+            }
+            sock.send_to(&t.bytes, t.to).unwrap();
+        }
+    }
+    assert!(acked, "the ACK came: {statuses:?}");
+    assert_eq!(statuses.first(), Some(&100));
+    assert!(
+        statuses.iter().filter(|&&s| s == 488).count() >= 2,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        layer.state(id.unwrap()),
+        Some((gm::txn::Kind::InviteServer, gm::txn::State::Confirmed))
+    );
+    finish(child, "SIPp INVITE client");
 }
