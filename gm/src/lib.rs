@@ -5,7 +5,8 @@
 //! §8.2, a builder, and byte-exact re-emission; and the transaction layer,
 //! [`txn`] (RFC 3261 §17: non-INVITE client and server, the INVITE server
 //! that refuses an INVITE, timers E/F/K/J/G/H/I, RFC 3581 `rport`, the
-//! §18.1.1 size rule). Registration with AKA and security agreement (RFC
+//! §18.1.1 size rule); and dialogs with the subscriber's side of a
+//! subscription, [`dialog`] (RFC 3261 §12, RFC 6665 §4.1). Registration with AKA and security agreement (RFC
 //! 3329), the SigComp binding, MESSAGE, SMS over IP and presence come
 //! next, as sans-IO state machines built on it.
 //!
@@ -19,5 +20,6 @@
 // Parsers index only through `get` (no panic on attacker data).
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
+pub mod dialog;
 pub mod sip;
 pub mod txn;
