@@ -6,8 +6,10 @@
 //! [`txn`] (RFC 3261 §17: non-INVITE client and server, the INVITE server
 //! that refuses an INVITE, timers E/F/K/J/G/H/I, RFC 3581 `rport`, the
 //! §18.1.1 size rule); and dialogs with the subscriber's side of a
-//! subscription, [`dialog`] (RFC 3261 §12, RFC 6665 §4.1). Registration with AKA and security agreement (RFC
-//! 3329), the SigComp binding, MESSAGE, SMS over IP and presence come
+//! subscription, [`dialog`] (RFC 3261 §12, RFC 6665 §4.1); and presence,
+//! [`presence`] (PIDF, RFC 3863; PUBLISH and the Event State Compositor,
+//! RFC 3903). Registration with AKA and security agreement (RFC
+//! 3329), the SigComp binding, MESSAGE and SMS over IP come
 //! next, as sans-IO state machines built on it.
 //!
 //! Like every library of the workspace it does no IO, reads no clock and
@@ -21,5 +23,6 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod dialog;
+pub mod presence;
 pub mod sip;
 pub mod txn;
