@@ -18,3 +18,4 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod sip;
+pub mod sms;
