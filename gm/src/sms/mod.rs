@@ -7,6 +7,8 @@
 //! - [`tpdu`]: the TPDUs of TS 23.040 (SMS-SUBMIT, SMS-DELIVER,
 //!   SMS-STATUS-REPORT, SMS-SUBMIT-REPORT, SMS-DELIVER-REPORT) with their
 //!   addresses, time stamps, validity periods and user data headers.
+//! - [`concat`]: long texts split into concatenated parts, and the
+//!   reassembly of received parts.
 //! - [`rp`]: the RP messages of TS 24.011 §7.3 (RP-DATA, RP-ACK,
 //!   RP-ERROR, RP-SMMA), the body of a SIP MESSAGE of type
 //!   `application/vnd.3gpp.sms`.
@@ -14,11 +16,13 @@
 //! Every decoder takes bytes and returns a typed value or an [`Error`];
 //! none panics, whatever the input.
 
+pub mod concat;
 mod error;
 pub mod gsm7;
 pub mod rp;
 pub mod tpdu;
 
+pub use concat::{Reassembler, split};
 pub use error::Error;
 pub use gsm7::Alphabet;
 pub use rp::{DecodedTpdu, RpAck, RpCause, RpData, RpError, RpMessage, Warning};
