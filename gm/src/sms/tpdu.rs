@@ -178,14 +178,9 @@ impl Address {
         Ok(Address::from_type(toa, bcd_digits(digits, None, field)?))
     }
 
-    /// Writes an RP address with its length octet.
+    /// Writes an RP address with its length octet: BCD digits whatever
+    /// the type of number says.
     pub(crate) fn encode_rp(&self, out: &mut Vec<u8>, field: &'static str) -> Result<(), Error> {
-        if self.is_alphanumeric() {
-            return Err(Error::InvalidField {
-                field,
-                value: usize::from(self.ton),
-            });
-        }
         let value = bcd_encode(&self.number, field)?;
         out.push(value.len() as u8 + 1);
         out.push(self.type_of_address());
