@@ -1,11 +1,18 @@
 //! `gm`: the SIP layer of the IMS Gm interface.
 //!
-//! Today it holds the SIP message codec, [`sip`]: parsing (zero-copy,
-//! typed headers on demand), RFC 4475 verdicts, the UAS checks of RFC 3261
-//! §8.2, a builder, and byte-exact re-emission. Transactions, registration
-//! with AKA and security agreement (RFC 3329), the SigComp binding,
-//! MESSAGE, SMS over IP and presence come next, as sans-IO state machines
-//! built on it.
+//! Today it holds two codecs:
+//!
+//! - [`sip`], the SIP message codec: parsing (zero-copy, typed headers on
+//!   demand), RFC 4475 verdicts, the UAS checks of RFC 3261 §8.2, a
+//!   builder, and byte-exact re-emission;
+//! - [`sms`], the SMS-over-IP codec (the body of a MESSAGE of type
+//!   `application/vnd.3gpp.sms`): RP messages (TS 24.011), TPDUs (TS
+//!   23.040), the GSM 7-bit and UCS-2 alphabets (TS 23.038), concatenated
+//!   messages split and reassembled.
+//!
+//! Transactions, registration with AKA and security agreement (RFC 3329),
+//! the SigComp binding, MESSAGE, the SMS-over-IP procedures and presence
+//! come next, as sans-IO state machines built on them.
 //!
 //! Like every library of the workspace it does no IO, reads no clock and
 //! no randomness: it takes bytes and returns typed values.
