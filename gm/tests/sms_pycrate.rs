@@ -48,6 +48,9 @@ fn script() -> PathBuf {
 
 /// pycrate, installed with pip when missing (as `scripts/test` does).
 fn pycrate_ready(test: &str) -> bool {
+    // One pip run for the tests of this file, which run in parallel.
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _once = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     if !Peer::Pycrate.available() {
         let out = Command::new("python3")
             .args([

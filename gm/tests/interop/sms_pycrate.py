@@ -162,6 +162,13 @@ def encode():
     m[12].from_bytes(bytes.fromhex('01a70000000000'))
     m['TP_UD']['UD'].set_val(bytes(range(0, 140, 7)))
     out.append(('submit', m))
+    # SMS-SUBMIT, every character of the default alphabet and of the
+    # extension table (form feed, ^ { } \\ [ ~ ] | €), pycrate's tables.
+    from pycrate_mobile.TS23038 import _GSM7bTab
+    every = _GSM7bTab.replace('\x1b', '') + '\x0c^{}\\[~]|€'
+    m = SMS_SUBMIT(val={'TP_MR': 6, 'TP_DA': {'Num': '33612345678'}, 'TP_DCS': gsm,
+                        'TP_UD': {'UD': every}})
+    out.append(('submit', m))
     # SMS-SUBMIT, concatenation with a 16-bit reference, GSM 7-bit.
     m = SMS_SUBMIT(val={'TP_UDHI': 1, 'TP_MR': 9, 'TP_DA': {'Num': '4915112345678'},
                         'TP_DCS': gsm})
@@ -222,15 +229,15 @@ def encode():
     lines = [(k, m.to_bytes()) for k, m in out]
     # RP messages around some of them.
     submit = lines[0][1]
-    deliver = lines[4][1]
+    deliver = lines[5][1]
     sc = {'Type': 1, 'NumberingPlan': 1, 'Num': '3361234567'}
     rps = [
         RP_DATA_MO(val={'Ref': 3, 'RPDestinationAddress': sc, 'RPUserData': submit}),
         RP_DATA_MT(val={'Ref': 4, 'RPOriginatorAddress': {'Type': 2, 'NumberingPlan': 1, 'Num': '1234567'},
                         'RPUserData': deliver}),
-        RP_ACK_MT(val={'Ref': 3, 'RPUserData': lines[9][1]}),
+        RP_ACK_MT(val={'Ref': 3, 'RPUserData': lines[10][1]}),
         RP_ACK_MO(val={'Ref': 4}),
-        RP_ERROR_MO(val={'Ref': 5, 'RPCause': {'Ext': 0, 'Value': 22}, 'RPUserData': lines[12][1]}),
+        RP_ERROR_MO(val={'Ref': 5, 'RPCause': {'Ext': 0, 'Value': 22}, 'RPUserData': lines[13][1]}),
         RP_ERROR_MT(val={'Ref': 6, 'RPCause': {'Ext': 0, 'Value': 41, 'Diag': b'\x11'}}),
     ]
     lines.extend(('rp', m.to_bytes()) for m in rps)
