@@ -29,17 +29,10 @@
 //!
 //! let text = "Hello {world}, 5 €";
 //! let user_data = UserData::text(text); // GSM 7-bit: every char has a code
-//! let submit = Tpdu::Submit(Submit {
-//!     reject_duplicates: false,
-//!     status_report_request: true,
-//!     reply_path: false,
-//!     message_ref: 1,
-//!     destination: Address::international("3361234567"),
-//!     pid: 0,
-//!     dcs: user_data.dcs(),
-//!     validity: Some(ValidityPeriod::Relative(167)), // 24 hours
-//!     user_data,
-//! });
+//! let mut submit = Submit::new(1, Address::international("3361234567"), user_data);
+//! submit.status_report_request = true;
+//! submit.validity = Some(ValidityPeriod::Relative(167)); // 24 hours
+//! let submit = Tpdu::Submit(submit);
 //! let sc = Address::international("331000000");
 //! let body = RpMessage::Data(RpData::mo(1, sc, &submit)?).encode()?;
 //!

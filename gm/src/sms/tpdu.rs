@@ -701,6 +701,24 @@ pub struct Submit {
     pub user_data: UserData,
 }
 
+impl Submit {
+    /// An SMS-SUBMIT of `user_data` to `destination`: its DCS without
+    /// message class, no validity period, no flags, TP-PID 0.
+    pub fn new(message_ref: u8, destination: Address, user_data: UserData) -> Submit {
+        Submit {
+            reject_duplicates: false,
+            status_report_request: false,
+            reply_path: false,
+            message_ref,
+            destination,
+            pid: 0,
+            dcs: user_data.dcs(),
+            validity: None,
+            user_data,
+        }
+    }
+}
+
 /// SMS-DELIVER (TS 23.040 §9.2.2.1), network to MS.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Deliver {
@@ -722,6 +740,25 @@ pub struct Deliver {
     pub scts: Timestamp,
     /// TP-UD.
     pub user_data: UserData,
+}
+
+impl Deliver {
+    /// An SMS-DELIVER of `user_data` from `originator`, time-stamped
+    /// `scts`: its DCS without message class, no more messages waiting, no
+    /// flags, TP-PID 0.
+    pub fn new(originator: Address, scts: Timestamp, user_data: UserData) -> Deliver {
+        Deliver {
+            more_messages_to_send: false,
+            loop_prevention: false,
+            status_report_indication: false,
+            reply_path: false,
+            originator,
+            pid: 0,
+            dcs: user_data.dcs(),
+            scts,
+            user_data,
+        }
+    }
 }
 
 /// SMS-STATUS-REPORT (TS 23.040 §9.2.2.3), network to MS.
