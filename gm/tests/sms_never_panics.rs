@@ -9,8 +9,8 @@
 )]
 
 use gm::sms::{
-    Address, Body, Deliver, Direction, Reassembler, RpData, RpMessage, Submit, Timestamp, Tpdu,
-    ValidityPeriod, split,
+    Address, Body, Dcs, Deliver, DeliverReport, Direction, Reassembler, RpAck, RpCause, RpData,
+    RpError, RpMessage, StatusReport, Submit, SubmitReport, Timestamp, Tpdu, ValidityPeriod, split,
 };
 use proptest::prelude::*;
 
@@ -192,6 +192,72 @@ proptest! {
             });
             let b = deliver.encode().unwrap();
             prop_assert_eq!(Tpdu::decode(&b, Direction::NetworkToMs).unwrap(), deliver);
+        }
+    }
+
+    #[test]
+    fn reports_round_trip_in_rp_ack_and_rp_error(
+        t in text(),
+        ra in address(),
+        scts in timestamp(),
+        dt in timestamp(),
+        fields in 0u8..8,
+        fcs: Option<u8>,
+        st: u8,
+        mr: u8,
+        diagnostic in prop::collection::vec(any::<u8>(), 0..3),
+        cause in 0u8..128,
+    ) {
+        // The first part of the text, as the optional TP-UD of a report.
+        let part = split(&t, 1, false).unwrap().remove(0);
+        let (pid, dcs, ud) = (
+            (fields & 1 != 0).then_some(0x41),
+            (fields & 2 != 0).then_some(part.dcs()),
+            (fields & 4 != 0).then_some(part),
+        );
+        // Without TP-DCS the user data is GSM 7-bit.
+        let ud = ud.filter(|u| dcs.is_some() || u.dcs() == Dcs::GSM7);
+        let status = Tpdu::StatusReport(StatusReport {
+            more_messages_to_send: fields & 1 != 0,
+            loop_prevention: fields & 2 != 0,
+            status_report_qualifier: fields & 4 != 0,
+            message_ref: mr,
+            recipient: ra,
+            scts,
+            discharge_time: dt,
+            status: st,
+            pid,
+            dcs,
+            user_data: ud.clone(),
+        });
+        let b = status.encode().unwrap();
+        prop_assert_eq!(Tpdu::decode(&b, Direction::NetworkToMs).unwrap(), status);
+
+        let reports = [
+            Tpdu::SubmitReport(SubmitReport { failure_cause: fcs, scts, pid, dcs, user_data: ud.clone() }),
+            Tpdu::DeliverReport(DeliverReport { failure_cause: fcs, pid, dcs, user_data: ud }),
+        ];
+        for report in reports {
+            let dir = report.direction();
+            let b = report.encode().unwrap();
+            prop_assert_eq!(&Tpdu::decode_report(&b, dir, fcs.is_some()).unwrap(), &report);
+            let m = match fcs {
+                None => RpMessage::Ack(RpAck { direction: dir, message_ref: mr, user_data: Some(b) }),
+                Some(_) => RpMessage::Error(RpError {
+                    direction: dir,
+                    message_ref: mr,
+                    cause: RpCause { value: cause, diagnostic: diagnostic.clone() },
+                    user_data: Some(b),
+                }),
+            };
+            let back = RpMessage::decode(&m.encode().unwrap()).unwrap();
+            prop_assert_eq!(&back, &m);
+            let t = match &back {
+                RpMessage::Ack(a) => a.tpdu(),
+                RpMessage::Error(e) => e.tpdu(),
+                _ => None,
+            };
+            prop_assert_eq!(t.unwrap().unwrap(), report);
         }
     }
 
