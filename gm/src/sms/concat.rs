@@ -68,6 +68,42 @@ pub fn split(text: &str, reference: u16, wide: bool) -> Result<Vec<UserData>, Er
         .collect())
 }
 
+/// Splits 8-bit `data` as [`split`] splits a text: one part without
+/// header up to 140 octets, else parts of 134 octets (133 with a 16-bit
+/// reference), each with a concatenation element.
+pub fn split_data(data: &[u8], reference: u16, wide: bool) -> Result<Vec<UserData>, Error> {
+    if data.len() <= MAX_OCTETS {
+        return Ok(vec![UserData {
+            header: None,
+            body: Body::Data8(data.to_vec()),
+        }]);
+    }
+    let per_part = MAX_OCTETS - if wide { 7 } else { 6 };
+    let chunks: Vec<&[u8]> = data.chunks(per_part).collect();
+    let count = u8::try_from(chunks.len()).map_err(|_| Error::TooLong {
+        field: "concatenated message",
+        len: chunks.len(),
+        max: 255,
+    })?;
+    let reference = if wide { reference } else { reference & 0xFF };
+    Ok(chunks
+        .into_iter()
+        .zip(1..=count)
+        .map(|(chunk, seq)| UserData {
+            header: Some(vec![
+                Concat {
+                    reference,
+                    wide,
+                    total: count,
+                    seq,
+                }
+                .ie(),
+            ]),
+            body: Body::Data8(chunk.to_vec()),
+        })
+        .collect())
+}
+
 /// A message whose parts are being collected.
 #[derive(Debug)]
 struct Pending {
@@ -268,6 +304,24 @@ mod tests {
         let p = split(&t, 1, false).unwrap();
         assert_eq!(texts(&p)[0], "я".repeat(66));
         assert_eq!(texts(&p).concat(), t);
+    }
+
+    #[test]
+    fn data_splits_into_134_octet_parts_and_joins() {
+        let data: Vec<u8> = (0..300u16).map(|i| i as u8).collect();
+        let parts = split_data(&data, 9, false).unwrap();
+        assert_eq!(parts.len(), 3);
+        let mut r = Reassembler::new(1);
+        assert_eq!(r.push("x", &parts[2]).unwrap(), None);
+        assert_eq!(r.push("x", &parts[0]).unwrap(), None);
+        assert_eq!(r.push("x", &parts[1]).unwrap(), Some(Body::Data8(data)));
+        for p in parts {
+            let mut out = Vec::new();
+            p.encode(Dcs::DATA8, &mut out).unwrap();
+            assert!(out.len() <= 141);
+        }
+        assert_eq!(split_data(&[1; 140], 9, true).unwrap()[0].header, None);
+        assert_eq!(split_data(&[1; 141], 9, true).unwrap().len(), 2);
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub mod gsm7;
 pub mod rp;
 pub mod tpdu;
 
-pub use concat::{Reassembler, split};
+pub use concat::{Reassembler, split, split_data};
 pub use error::Error;
 pub use gsm7::Alphabet;
 pub use rp::{DecodedTpdu, RpAck, RpCause, RpData, RpError, RpMessage, Warning};
