@@ -10,8 +10,8 @@
 //! SMS-STATUS-REPORT, both reports for RP-ACK and RP-ERROR, RP-DATA both
 //! ways, RP-ACK, RP-ERROR, RP-SMMA), GSM 7-bit text with every character
 //! of the default alphabet and its extension table, UCS-2 with a surrogate
-//! pair, 8-bit data, the parts of concatenated messages (8-bit and 16-bit
-//! references), every validity period format, alphanumeric originators of
+//! pair, 8-bit data, the parts of concatenated messages (text and 8-bit
+//! data, 8-bit and 16-bit references), every validity period format, alphanumeric originators of
 //! every length, several DCS groups.
 //!
 //! Known differences kept out of the comparison (see the script): pycrate
@@ -36,7 +36,7 @@ use gm::sms::gsm7;
 use gm::sms::{
     Address, Body, Dcs, Deliver, DeliverReport, Direction, RpAck, RpCause, RpData, RpError,
     RpMessage, StatusReport, Submit, SubmitReport, Timestamp, Tpdu, UserData, ValidityPeriod,
-    split,
+    split, split_data,
 };
 use testkit::{Peer, require};
 
@@ -545,6 +545,15 @@ fn our_tpdus() -> Vec<Tpdu> {
                 2,
             ));
         }
+    }
+    let data: Vec<u8> = (0..=255).collect();
+    for (i, part) in split_data(&data, 0x1234, true)
+        .unwrap()
+        .into_iter()
+        .enumerate()
+    {
+        let da = Address::international("33612345678");
+        out.push(submit(None, da, part, Dcs::DATA8, i as u8));
     }
     // SMS-DELIVER: alphanumeric originators of every length, DCS groups.
     let names = [
