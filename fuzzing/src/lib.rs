@@ -11,6 +11,7 @@
 //! | [`sigcomp_bytecode`] | `sigcomp_bytecode` | arbitrary UDVM bytecode in a valid SigComp header |
 //! | [`engine`] | `engine` | the IPsec engine (`sadb::Databases::protect`/`unprotect`) |
 //! | [`sip_parse`] | `sip_parse` | the SIP codec (`gm::sip`): framing, typed headers, checks, emission and edits |
+//! | [`sms_decode`] | `sms_decode` | the SMS-over-IP codec (`gm::sms`): RP messages and TPDUs, decode → encode → decode |
 //!
 //! Each function returns normally on any input, and panics only when an
 //! invariant of the code under test is broken: a panic is what the fuzzer
@@ -29,6 +30,7 @@
 //! fuzzing::sigcomp_bytecode(&[1, 0x23]);
 //! fuzzing::engine(&[0, 1, 2, 3]);
 //! fuzzing::sip_parse(b"OPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n\r\n");
+//! fuzzing::sms_decode(&[6, 1]);
 //! ```
 //!
 //! Not here: the fuzzing engine itself (libFuzzer, in `fuzz/`, nightly
@@ -44,12 +46,14 @@ mod esp_decap;
 mod setkey_parse;
 mod sigcomp;
 mod sip;
+mod sms;
 
 pub use engine::engine;
 pub use esp_decap::esp_decap;
 pub use setkey_parse::setkey_parse;
 pub use sigcomp::{sigcomp_bytecode, sigcomp_message};
 pub use sip::sip_parse;
+pub use sms::sms_decode;
 
 /// Helpers for `tests/make_seeds.rs`, which writes the committed seeds:
 /// packets protected with the targets' own SAs, so that seeds for the raw

@@ -888,3 +888,231 @@ fn sip_parse() {
     }
     write("sip_parse", &seeds);
 }
+
+// ---------------------------------------------------------------- sms_decode
+
+#[test]
+#[ignore = "writes fuzz/seeds/sms_decode; run when the target changes"]
+fn sms_decode() {
+    use gm::sms::{
+        Address, Body, Concat, Dcs, Deliver, DeliverReport, Direction, RpAck, RpCause, RpData,
+        RpError, RpMessage, StatusReport, Submit, SubmitReport, Timestamp, Tpdu, UserData,
+        ValidityPeriod, split,
+    };
+    let mut seeds = Vec::new();
+    // The seed's two captured payloads, with their service-centre prefix.
+    let text = fs::read_to_string(repo("gm/tests/data/sms-seed.txt")).unwrap();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        if let Some((name, h)) = line.split_once(" = ") {
+            seeds.push((format!("seed-{name}"), hex(h.trim())));
+        }
+    }
+    let ts = Timestamp {
+        year: 26,
+        month: 12,
+        day: 5,
+        hour: 3,
+        minute: 4,
+        second: 5,
+        tz_quarters: -22,
+    };
+    let sc = Address::international("331000000");
+    let submit = |vp, ud: UserData| {
+        Tpdu::Submit(Submit {
+            reject_duplicates: true,
+            status_report_request: true,
+            reply_path: false,
+            message_ref: 9,
+            destination: Address::international("3361234567"),
+            pid: 0,
+            dcs: ud.dcs(),
+            validity: vp,
+            user_data: ud,
+        })
+    };
+    let deliver = |oa: Address, ud: UserData| {
+        Tpdu::Deliver(Deliver {
+            more_messages_to_send: false,
+            loop_prevention: false,
+            status_report_indication: true,
+            reply_path: false,
+            originator: oa,
+            pid: 0,
+            dcs: ud.dcs(),
+            scts: ts,
+            user_data: ud,
+        })
+    };
+    let long = "Hello {world} € ".repeat(20);
+    let mut tpdus = vec![
+        (
+            "submit-gsm7-relative",
+            submit(
+                Some(ValidityPeriod::Relative(167)),
+                UserData::text("salut [x] ~"),
+            ),
+        ),
+        (
+            "submit-ucs2-absolute",
+            submit(
+                Some(ValidityPeriod::Absolute(ts)),
+                UserData::text("Привет 😀"),
+            ),
+        ),
+        (
+            "submit-8bit-enhanced",
+            submit(
+                Some(ValidityPeriod::Enhanced([1, 0xA7, 0, 0, 0, 0, 0])),
+                UserData {
+                    header: None,
+                    body: Body::Data8(vec![0, 1, 2, 0xFF]),
+                },
+            ),
+        ),
+        (
+            "deliver-alphanumeric",
+            deliver(Address::alphanumeric("Orange"), UserData::text("promo")),
+        ),
+        (
+            "deliver-concat16-ucs2",
+            deliver(
+                Address::international("3361234567"),
+                UserData {
+                    header: Some(vec![
+                        Concat {
+                            reference: 0x1234,
+                            wide: true,
+                            total: 2,
+                            seq: 2,
+                        }
+                        .ie(),
+                    ]),
+                    body: Body::Ucs2("мир".encode_utf16().collect()),
+                },
+            ),
+        ),
+        (
+            "status-report",
+            Tpdu::StatusReport(StatusReport {
+                more_messages_to_send: false,
+                loop_prevention: false,
+                status_report_qualifier: false,
+                message_ref: 9,
+                recipient: Address::international("3361234567"),
+                scts: ts,
+                discharge_time: ts,
+                status: 0,
+                pid: Some(0),
+                dcs: Some(Dcs::GSM7),
+                user_data: Some(UserData::text("ok")),
+            }),
+        ),
+        (
+            "submit-report-ack",
+            Tpdu::SubmitReport(SubmitReport {
+                failure_cause: None,
+                scts: ts,
+                pid: None,
+                dcs: None,
+                user_data: None,
+            }),
+        ),
+        (
+            "submit-report-error",
+            Tpdu::SubmitReport(SubmitReport {
+                failure_cause: Some(0xC3),
+                scts: ts,
+                pid: Some(0),
+                dcs: Some(Dcs::UCS2),
+                user_data: Some(UserData::text("échec 失败")),
+            }),
+        ),
+        (
+            "deliver-report-ack",
+            Tpdu::DeliverReport(DeliverReport {
+                failure_cause: None,
+                pid: None,
+                dcs: None,
+                user_data: None,
+            }),
+        ),
+        (
+            "deliver-report-error",
+            Tpdu::DeliverReport(DeliverReport {
+                failure_cause: Some(0xD3),
+                pid: Some(0),
+                dcs: None,
+                user_data: None,
+            }),
+        ),
+    ];
+    for (i, part) in split(&long, 0x42, false).unwrap().into_iter().enumerate() {
+        tpdus.push((
+            [
+                "submit-concat8-part1",
+                "submit-concat8-part2",
+                "submit-concat8-part3",
+            ][i.min(2)],
+            submit(None, part),
+        ));
+    }
+    for (i, (name, t)) in tpdus.iter().enumerate() {
+        let bytes = t.encode().unwrap();
+        seeds.push((format!("tpdu-{name}"), bytes.clone()));
+        let mr = i as u8;
+        let rp = match t {
+            Tpdu::Submit(_) => RpMessage::Data(RpData::mo(mr, sc.clone(), t).unwrap()),
+            Tpdu::Deliver(_) | Tpdu::StatusReport(_) => {
+                RpMessage::Data(RpData::mt(mr, sc.clone(), t).unwrap())
+            }
+            Tpdu::SubmitReport(SubmitReport {
+                failure_cause: Some(_),
+                ..
+            })
+            | Tpdu::DeliverReport(DeliverReport {
+                failure_cause: Some(_),
+                ..
+            }) => RpMessage::Error(RpError {
+                direction: t.direction(),
+                message_ref: mr,
+                cause: RpCause {
+                    value: 41,
+                    diagnostic: vec![0x11],
+                },
+                user_data: Some(bytes),
+            }),
+            _ => RpMessage::Ack(RpAck {
+                direction: t.direction(),
+                message_ref: mr,
+                user_data: Some(bytes),
+            }),
+        };
+        seeds.push((format!("rp-{name}"), rp.encode().unwrap()));
+    }
+    for (name, m) in [
+        (
+            "rp-ack-empty",
+            RpMessage::Ack(RpAck {
+                direction: Direction::NetworkToMs,
+                message_ref: 1,
+                user_data: None,
+            }),
+        ),
+        (
+            "rp-error-no-tpdu",
+            RpMessage::Error(RpError {
+                direction: Direction::NetworkToMs,
+                message_ref: 2,
+                cause: RpCause {
+                    value: 111,
+                    diagnostic: vec![],
+                },
+                user_data: None,
+            }),
+        ),
+        ("rp-smma", RpMessage::Smma { message_ref: 3 }),
+    ] {
+        seeds.push((name.into(), m.encode().unwrap()));
+    }
+    write("sms_decode", &seeds);
+}

@@ -95,3 +95,8 @@ fn engine_seeds() {
 fn sip_parse_seeds() {
     replay("sip_parse", 60, fuzzing::sip_parse);
 }
+
+#[test]
+fn sms_decode_seeds() {
+    replay("sms_decode", 20, fuzzing::sms_decode);
+}

@@ -1,16 +1,25 @@
 //! `gm`: the SIP layer of the IMS Gm interface.
 //!
-//! Today it holds the SIP message codec, [`sip`]: parsing (zero-copy,
-//! typed headers on demand), RFC 4475 verdicts, the UAS checks of RFC 3261
-//! §8.2, a builder, and byte-exact re-emission; and the transaction layer,
-//! [`txn`] (RFC 3261 §17: non-INVITE client and server, the INVITE server
-//! that refuses an INVITE, timers E/F/K/J/G/H/I, RFC 3581 `rport`, the
-//! §18.1.1 size rule); and dialogs with the subscriber's side of a
-//! subscription, [`dialog`] (RFC 3261 §12, RFC 6665 §4.1); and presence,
-//! [`presence`] (PIDF, RFC 3863; PUBLISH and the Event State Compositor,
-//! RFC 3903). Registration with AKA and security agreement (RFC
-//! 3329), the SigComp binding, MESSAGE and SMS over IP come
-//! next, as sans-IO state machines built on it.
+//! Today it holds:
+//!
+//! - [`sip`], the SIP message codec: parsing (zero-copy, typed headers on
+//!   demand), RFC 4475 verdicts, the UAS checks of RFC 3261 §8.2, a
+//!   builder, and byte-exact re-emission;
+//! - [`txn`], the transaction layer (RFC 3261 §17): non-INVITE client and
+//!   server, the INVITE server that refuses an INVITE, timers
+//!   E/F/K/J/G/H/I, RFC 3581 `rport`, the §18.1.1 size rule;
+//! - [`dialog`], dialogs (RFC 3261 §12) and the subscriber's side of a
+//!   subscription (RFC 6665 §4.1);
+//! - [`presence`], PIDF (RFC 3863), PUBLISH and the Event State
+//!   Compositor (RFC 3903);
+//! - [`sms`], the SMS-over-IP codec (the body of a MESSAGE of type
+//!   `application/vnd.3gpp.sms`): RP messages (TS 24.011), TPDUs (TS
+//!   23.040), the GSM 7-bit and UCS-2 alphabets (TS 23.038), concatenated
+//!   messages split and reassembled.
+//!
+//! Registration with AKA and security agreement (RFC 3329), the SigComp
+//! binding, MESSAGE and the SMS-over-IP procedures come next, as sans-IO
+//! state machines built on them.
 //!
 //! Like every library of the workspace it does no IO, reads no clock and
 //! no randomness: it takes bytes and returns typed values.
@@ -25,4 +34,10 @@
 pub mod dialog;
 pub mod presence;
 pub mod sip;
+pub mod sms;
 pub mod txn;
+
+/// The example of the crate's README.md, run by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
