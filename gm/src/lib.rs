@@ -15,11 +15,12 @@
 //! - [`sms`], the SMS-over-IP codec (the body of a MESSAGE of type
 //!   `application/vnd.3gpp.sms`): RP messages (TS 24.011), TPDUs (TS
 //!   23.040), the GSM 7-bit and UCS-2 alphabets (TS 23.038), concatenated
-//!   messages split and reassembled.
+//!   messages split and reassembled; and the MO/MT procedures of TS 24.341
+//!   for the UE and the service centre ([`sms::service`]).
 //!
 //! Registration with AKA and security agreement (RFC 3329), the SigComp
-//! binding, MESSAGE and the SMS-over-IP procedures come next, as sans-IO
-//! state machines built on them.
+//! binding and MESSAGE relaying come next, as sans-IO state machines
+//! built on them.
 //!
 //! Like every library of the workspace it does no IO, reads no clock and
 //! no randomness: it takes bytes and returns typed values.

@@ -12,6 +12,9 @@
 //! - [`rp`]: the RP messages of TS 24.011 §7.3 (RP-DATA, RP-ACK,
 //!   RP-ERROR, RP-SMMA), the body of a SIP MESSAGE of type
 //!   `application/vnd.3gpp.sms`.
+//! - [`service`]: the MO and MT procedures of TS 24.341 for the UE
+//!   ([`service::SmsUe`]) and for the network as service centre
+//!   ([`service::SmsCentre`]): what each MESSAGE carries and means.
 //!
 //! Every decoder takes bytes and returns a typed value or an [`Error`];
 //! none panics, whatever the input. Encoders emit the standard forms;
@@ -63,6 +66,7 @@ pub mod concat;
 mod error;
 pub mod gsm7;
 pub mod rp;
+pub mod service;
 pub mod tpdu;
 
 pub use concat::{Reassembler, split, split_data};
