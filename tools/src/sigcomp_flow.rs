@@ -287,6 +287,40 @@ pub fn pcap_of(sent: &[Sent], senders: Option<&[usize]>) -> Vec<u8> {
     })
 }
 
+/// What a reader of the `--pcap` capture needs beyond the capture: our
+/// bytecode as a local state, the shared states of RFC 3321 §5.2, which a
+/// message's sender holds and the capture does not carry. One line each.
+pub fn pcap_notes(p: FlowParams, sent: &[Sent], name: &str) -> Vec<String> {
+    let frames = |f: &dyn Fn(&Sent) -> bool| -> Vec<String> {
+        sent.iter()
+            .enumerate()
+            .filter(|(_, s)| s.info.kind == Kind::SigComp && f(s))
+            .map(|(i, _)| (i + 1).to_string())
+            .collect()
+    };
+    let mut notes = Vec::new();
+    let local = frames(&|s| !s.info.carried_bytecode);
+    if p.local_bytecode && !local.is_empty() {
+        notes.push(format!(
+            "{name}: {} frames ({}) reference our bytecode as a local state: \
+             `sigcomp decompress --local-bytecode` reads them, tshark cannot",
+            local.len(),
+            local.join(", ")
+        ));
+    }
+    let shared = frames(&|s| s.info.used_shared);
+    if !shared.is_empty() {
+        notes.push(format!(
+            "{name}: {} frames ({}) use a shared state (RFC 3321 §5.2): only an endpoint \
+             holding it decompresses them; `sigcomp decompress` holds the shared states the \
+             capture's messages announce, tshark cannot",
+            shared.len(),
+            shared.join(", ")
+        ));
+    }
+    notes
+}
+
 /// Sums of original and sent bytes.
 pub fn totals(sent: &[Sent]) -> (usize, usize) {
     (
@@ -606,6 +640,9 @@ pub fn cmd_flow(p: FlowParams, files: &[std::path::PathBuf], o: &FlowOutputs) ->
     }
     if let Some(path) = &o.pcap {
         crate::cli::write(path, &pcap_of(&sent, o.duplex.then_some(&senders[..])))?;
+        for line in pcap_notes(p, &sent, &path.display().to_string()) {
+            println!("{line}");
+        }
     }
     if o.table {
         let (steady, steady_senders): (Vec<Vec<u8>>, Vec<usize>) = if o.steady.is_empty() {

@@ -296,3 +296,127 @@ fn messages_longer_than_the_buffer_are_compressed() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `compress --local-bytecode` references our bytecode instead of
+/// uploading it: `decompress --local-bytecode` reads it back byte-exact,
+/// and without the option the failure says which option is missing.
+#[test]
+fn local_bytecode_compress_then_decompress() {
+    let dir = std::env::temp_dir().join(format!("h9-local-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = root().join("vectors/sip-corpus/04-invite-sdp.sip");
+    let comp = dir.join("m.sigcomp");
+    let back = dir.join("m.sip");
+    let bin = env!("CARGO_BIN_EXE_sigcomp");
+    let out = Command::new(bin)
+        .args(["compress", "--local-bytecode"])
+        .arg(&input)
+        .arg(&comp)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bytecode referenced"));
+    let out = Command::new(bin)
+        .arg("decompress")
+        .arg(&comp)
+        .arg(&back)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        s.contains("STATE_NOT_FOUND") && s.contains("--local-bytecode"),
+        "{s}"
+    );
+    let out = Command::new(bin)
+        .args(["decompress", "--local-bytecode"])
+        .arg(&comp)
+        .arg(&back)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        std::fs::read(&back).unwrap(),
+        std::fs::read(&input).unwrap()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `flow --duplex --shared --pcap` says which frames need a shared state
+/// (RFC 3321 §5.2), and `sigcomp decompress` reads the whole capture back
+/// byte-exact, holding each announced request as its sender does.
+#[test]
+fn shared_duplex_capture_decompresses() {
+    let c = root().join("vectors/sigcomp/independent/corpus");
+    let files = sip_files(&c);
+    let dir = std::env::temp_dir().join(format!("h9-shared-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("flow.pcap");
+    let plain = dir.join("plain.pcap");
+    let out_dir = dir.join("out");
+    let bin = env!("CARGO_BIN_EXE_sigcomp");
+    for local in [false, true] {
+        let local_arg: &[&str] = if local { &["--local-bytecode"] } else { &[] };
+        let out = Command::new(bin)
+            .args(["flow", "--duplex", "--shared"])
+            .args(local_arg)
+            .arg("--pcap")
+            .arg(&pcap)
+            .arg("--out-dir")
+            .arg(&out_dir)
+            .args(&files)
+            .output()
+            .unwrap();
+        let s = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{s}");
+        let used = s.lines().filter(|l| l.ends_with("used")).count();
+        let note = s
+            .lines()
+            .find(|l| l.contains("use a shared state (RFC 3321 §5.2)"))
+            .unwrap_or_else(|| panic!("{s}"));
+        assert!(note.contains(&format!(": {used} frames (")), "{note}");
+        assert_eq!(
+            s.lines().any(|l| l.contains("reference our bytecode")),
+            local,
+            "{s}"
+        );
+        let out = Command::new(bin)
+            .arg("decompress")
+            .args(local_arg)
+            .arg(&pcap)
+            .arg(&plain)
+            .output()
+            .unwrap();
+        let s = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{s}");
+        let expected: Vec<Vec<u8>> = files
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| {
+                let w = std::fs::read(out_dir.join(format!("{:03}.sigcomp", i + 1))).unwrap();
+                w[0] & 0xf8 == 0xf8
+            })
+            .map(|(_, f)| std::fs::read(f).unwrap())
+            .collect();
+        assert!(
+            s.contains(&format!("{} decompressed, 0 failed", expected.len())),
+            "{s}"
+        );
+        let cap = testkit::pcap::Capture::read(&plain);
+        assert_eq!(cap.records.len(), expected.len());
+        for (r, e) in cap.records.iter().zip(&expected) {
+            let t = testkit::packet::transport(cap.linktype, &r.data).unwrap();
+            assert_eq!(&t.payload, e);
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

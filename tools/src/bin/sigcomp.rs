@@ -88,6 +88,11 @@ enum Command {
         /// The message file is a TCP byte stream (0xFFFF-delimited records).
         #[arg(long)]
         stream: bool,
+        /// Hold our compressor's bytecode as a local state (RFC 3320
+        /// §3.3.3), as the receiver of `compress`/`flow --local-bytecode`
+        /// does: their messages reference it instead of uploading it.
+        #[arg(long)]
+        local_bytecode: bool,
         /// Input: a SigComp message or a capture (pcap or pcapng); `-` for
         /// stdin.
         input: PathBuf,
@@ -135,7 +140,9 @@ enum Command {
     Flow {
         #[command(flatten)]
         params: FlowArgs,
-        /// Write the sent messages as UDP datagrams (SigComp to port 5555).
+        /// Write the sent messages as UDP datagrams (SigComp to port 5555),
+        /// which `sigcomp decompress` reads back (with --local-bytecode if
+        /// given here).
         #[arg(long)]
         pcap: Option<PathBuf>,
         /// Write message i as DIR/NNN.sigcomp.
@@ -154,7 +161,9 @@ enum Command {
         #[arg(long)]
         duplex: bool,
         /// With --duplex: RFC 3321 shared compression (each end's requests
-        /// become history for the other end's answers).
+        /// become history for the other end's answers). With --pcap, a
+        /// line lists the frames only an endpoint holding the shared state
+        /// reads (`sigcomp decompress` does, tshark does not).
         #[arg(long, requires = "duplex")]
         shared: bool,
         /// The SIP messages, in send order.
@@ -217,6 +226,7 @@ fn main() -> ExitCode {
             cpb,
             sms,
             stream,
+            local_bytecode,
             input,
             output,
         } => {
@@ -226,7 +236,7 @@ fn main() -> ExitCode {
                 cycles_per_bit: cpb,
                 version: 2,
             };
-            decompress(params, stream, &input, &output)
+            decompress(params, stream, local_bytecode, &input, &output)
         }
         Command::Asm {
             message,
@@ -375,16 +385,25 @@ fn torture(file: Option<&Path>) -> Result<bool> {
     Ok(passed == cases.len())
 }
 
-fn decompress(params: Parameters, stream: bool, input: &Path, output: &Path) -> Result<bool> {
+fn decompress(
+    params: Parameters,
+    stream: bool,
+    local_bytecode: bool,
+    input: &Path,
+    output: &Path,
+) -> Result<bool> {
     let bytes = cli::read(input)?;
     let name = cli::name(input);
     let mut d = Decompressor::new(params)?;
     let mut states = StateHandler::with_dictionaries();
+    if local_bytecode {
+        states.add_local(sigcomp::compress::bytecode::state());
+    }
     // A SigComp message starts with 0xf8..0xff (RFC 3320 §7), never with a
     // capture's magic number.
     if pcap::is_capture(&bytes) {
         let trace = pcap::parse_supported(&bytes, &name)?;
-        return decompress_pcap(&mut d, &mut states, &trace, &name, output);
+        return decompress_pcap(&mut d, &mut states, &trace, &name, output, local_bytecode);
     }
     states.open_compartment(CompartmentId(0), params.state_memory_size);
     let messages: Vec<Vec<u8>> = if stream {
@@ -439,9 +458,10 @@ fn decompress(params: Parameters, stream: bool, input: &Path, output: &Path) -> 
             Err(f) => {
                 let nack = Nack::from_failure(&f, m);
                 say!(
-                    "message {}: failed: {f}; NACK sha1 {}",
+                    "message {}: failed: {f}; NACK sha1 {}{}",
                     i + 1,
-                    hex::encode(nack.sha1)
+                    hex::encode(nack.sha1),
+                    state_hint(&f, m, local_bytecode)
                 );
                 return Ok(false);
             }
@@ -506,6 +526,36 @@ fn disasm(raw: bool, origin: u16, input: &Path) -> Result<bool> {
     Ok(true)
 }
 
+/// Why a message whose header references a state may not find it: our
+/// bytecode is a local state only with `--local-bytecode`.
+fn state_hint(f: &sigcomp::Failure, m: &[u8], local_bytecode: bool) -> String {
+    if f.reason != sigcomp::Reason::StateNotFound {
+        return String::new();
+    }
+    match sigcomp::Message::parse(m) {
+        Ok(sigcomp::Message {
+            code: sigcomp::Code::PartialStateId(id),
+            ..
+        }) => {
+            let ours = sigcomp::compress::bytecode::state();
+            if ours.id().0.starts_with(id) && !local_bytecode {
+                format!(
+                    " (the message references state {}, our compressor's bytecode: \
+                     decompress with --local-bytecode)",
+                    hex::encode(id)
+                )
+            } else {
+                format!(
+                    " (the message references state {}, which is neither a dictionary \
+                     (RFC 3485, RFC 5112) nor a state of this input)",
+                    hex::encode(id)
+                )
+            }
+        }
+        _ => String::new(),
+    }
+}
+
 fn reason_name(code: u8) -> String {
     sigcomp::Reason::from_code(code).map_or(format!("reason {code}"), |r| r.to_string())
 }
@@ -518,6 +568,7 @@ fn decompress_pcap(
     cap: &pcap::Trace,
     name: &str,
     output: &Path,
+    local_bytecode: bool,
 ) -> Result<bool> {
     let sms = d.parameters().state_memory_size;
     let dms = d.parameters().decompression_memory_size as usize;
@@ -529,18 +580,14 @@ fn decompress_pcap(
         nanos: cap.nanos,
         records: Vec::new(),
     };
-    let (mut ok, mut failed) = (0usize, 0usize);
+    let (mut ok, mut failed, mut shared) = (0usize, 0usize, 0usize);
     for (i, pkt) in cap.packets.iter().enumerate() {
         let rec = &pkt.record;
         let Some(seg) = pcap::segment(pkt.linktype, &rec.data) else {
             continue;
         };
         let flow = (seg.src, seg.sport, seg.dst, seg.dport);
-        let next = CompartmentId(compartments.len() as u64);
-        let cid = *compartments.entry(flow).or_insert_with(|| {
-            states.open_compartment(next, sms);
-            next
-        });
+        let cid = compartment(&mut compartments, states, flow, sms);
         let mut messages = Vec::new();
         match seg.proto {
             pcap::Proto::Udp => {
@@ -591,15 +638,34 @@ fn decompress_pcap(
             match d.decompress(&m, transport, states) {
                 Ok(dm) => {
                     ok += 1;
+                    // RFC 3321 §5.2: a message that announces itself as a
+                    // shared state is kept by its sender, for the answers
+                    // of the other end: we hold it as that sender would,
+                    // in the compartment of the reverse direction.
+                    let announced = announces_shared(&dm);
                     say!(
-                        "{who}: {} -> {} bytes, {} cycles",
+                        "{who}: {} -> {} bytes, {} cycles{}",
                         m.len(),
                         dm.output.len(),
-                        dm.cycles
+                        dm.cycles,
+                        if announced {
+                            "; announced as a shared state (RFC 3321 §5.2), \
+                             kept for the answers"
+                        } else {
+                            ""
+                        }
                     );
                     states
                         .commit(cid, &dm)
                         .with_context(|| format!("{name}: frame {}", i + 1))?;
+                    if announced {
+                        let back = (seg.dst, seg.dport, seg.src, seg.sport);
+                        let rcid = compartment(&mut compartments, states, back, sms);
+                        let state = sigcomp::compress::shared_state(&dm.output);
+                        if states.add_shared(rcid, &state, sigcomp::compress::SHARED_KEEP) {
+                            shared += 1;
+                        }
+                    }
                     out.records.push(pcap::Record {
                         ts_sec: rec.ts_sec,
                         ts_frac: rec.ts_frac,
@@ -609,12 +675,47 @@ fn decompress_pcap(
                 Err(f) => {
                     failed += 1;
                     let nack = Nack::from_failure(&f, &m);
-                    say!("{who}: {f}; NACK sha1 {}", hex::encode(nack.sha1));
+                    say!(
+                        "{who}: {f}; NACK sha1 {}{}",
+                        hex::encode(nack.sha1),
+                        state_hint(&f, &m, local_bytecode)
+                    );
                 }
             }
         }
     }
     cli::write(output, &pcap::write(&out))?;
-    say!("{ok} decompressed, {failed} failed");
+    if shared > 0 {
+        say!("{ok} decompressed, {failed} failed; {shared} shared states held (RFC 3321 §5.2)");
+    } else {
+        say!("{ok} decompressed, {failed} failed");
+    }
     Ok(failed == 0)
+}
+
+/// The compartment of `flow`'s messages, opened at first use.
+fn compartment(
+    compartments: &mut HashMap<Flow, CompartmentId>,
+    states: &mut StateHandler,
+    flow: Flow,
+    sms: u32,
+) -> CompartmentId {
+    let next = CompartmentId(compartments.len() as u64);
+    *compartments.entry(flow).or_insert_with(|| {
+        states.open_compartment(next, sms);
+        next
+    })
+}
+
+/// Whether a decompressed message announced itself as a shared state: its
+/// returned parameters list a partial identifier of it (RFC 3321 §5.2).
+fn announces_shared(dm: &sigcomp::Decompressed) -> bool {
+    let Some(params) = &dm.returned_parameters else {
+        return false;
+    };
+    let id = sigcomp::compress::shared_state(&dm.output).id().0;
+    params
+        .state_ids
+        .iter()
+        .any(|p| p.len() >= 6 && id.starts_with(p))
 }
