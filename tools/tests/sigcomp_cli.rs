@@ -345,3 +345,94 @@ fn decompression_allocates_within_its_parameters() {
         );
     }
 }
+
+/// Runs `sigcomp ARGS FILE [OUT]` on `bytes` written to a file; the exit
+/// status and the stderr line.
+fn refused(args: &[&str], bytes: &[u8], out: bool) -> (Option<i32>, String, String) {
+    let f = tmp(&format!("input-{}", args.join("-")));
+    std::fs::write(&f, bytes).unwrap();
+    let mut c = bin();
+    c.args(args).arg(&f);
+    if out {
+        c.arg(tmp("refused.out"));
+    }
+    let o = c.output().unwrap();
+    std::fs::remove_file(&f).unwrap();
+    (
+        o.status.code(),
+        String::from_utf8(o.stderr).unwrap(),
+        f.display().to_string(),
+    )
+}
+
+/// Input that is not SigComp (RFC 3320 §7: the first five bits are 11111)
+/// is named as such, exit 2 and one line naming the file, rather than
+/// reported as a decompression failure of the UDVM.
+#[test]
+fn input_that_is_not_sigcomp_is_named() {
+    let sip = std::fs::read(independent().join("corpus/01-ue-register-initial.sip")).unwrap();
+    let mut seed: u64 = 7;
+    let random: Vec<u8> = std::iter::once(0x3c)
+        .chain((0..200).map(|_| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 56) as u8
+        }))
+        .collect();
+    let pcapng = [
+        0x0a, 0x0d, 0x0d, 0x0a, 0x1c, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0,
+    ];
+    let pcap = [0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
+    for (args, bytes, out, want) in [
+        (
+            &["decompress"][..],
+            &sip[..],
+            true,
+            "not a SigComp message (first byte 0x52, RFC 3320 §7 needs 11111xxx); it is SIP",
+        ),
+        (
+            &["decompress", "--stream"],
+            &sip,
+            true,
+            "not a SigComp message (first byte 0x52",
+        ),
+        (
+            &["decompress"],
+            &random,
+            true,
+            "not a SigComp message (first byte 0x3c, RFC 3320 §7 needs 11111xxx)",
+        ),
+        (&["decompress"], &[], true, "empty, not a SigComp message"),
+        (
+            &["disasm"],
+            &pcapng,
+            false,
+            "is a pcapng capture: disasm reads",
+        ),
+        (&["disasm"], &pcap, false, "is a pcap capture: disasm reads"),
+        (&["disasm"], &[0xf8], false, "starts like a SigComp message"),
+        (
+            &["compress"],
+            &pcapng,
+            true,
+            "is a pcapng capture: compress",
+        ),
+        (
+            &["flow"],
+            &pcap,
+            false,
+            "is a pcap capture: compress and flow",
+        ),
+    ] {
+        let (code, err, file) = refused(args, bytes, out);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with(&format!("sigcomp: {file}")), "{err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("INTERNAL_ERROR"), "{err}");
+    }
+    // --raw still disassembles any bytes as bytecode.
+    let (code, err, _) = refused(&["disasm", "--raw"], &[0xf8], false);
+    assert_eq!(code, Some(0), "{err}");
+}

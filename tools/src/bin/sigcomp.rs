@@ -3,14 +3,16 @@
 //! disassemble UDVM bytecode, compress SIP messages and flows.
 //!
 //! Exit status (docs/cli.md): 0 success, 1 a check failed (a torture case,
-//! a message that does not decompress), 2 usage or IO error, one line
-//! naming the file. `-` is stdin or stdout for the files `torture`,
+//! a message that does not decompress), 2 usage or IO error or input that
+//! is not what the command reads (not a SigComp message, a capture where a
+//! message is expected), one line naming the file. `-` is stdin or stdout for the files `torture`,
 //! `decompress`, `asm` and `disasm` read and write; when stdout carries
 //! data the report goes to stderr. (`compress` and `flow` print their
 //! report on stdout and read their files in `tools::sigcomp_flow`: they
 //! refuse `-`.)
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -53,7 +55,9 @@ macro_rules! say {
         `-` is stdin or stdout for the files torture, decompress, asm and disasm read and \
         write; the report then goes to stderr.\n\n\
         Exit status: 0 success, 1 a check failed (a torture case, a message that does not \
-        decompress), 2 usage or IO error (one line naming the file).",
+        decompress), 2 usage or IO error, or input that is not what the command reads (a \
+        file that is not a SigComp message, a capture where a message is expected): \
+        one line naming the file.",
     after_help = "Examples:\n  \
         sigcomp torture\n  \
         sigcomp decompress --dms 4096 --sms 4096 capture.pcapng plain.pcap\n  \
@@ -295,7 +299,16 @@ fn readable(files: &[PathBuf]) -> Result<()> {
         if cli::is_std(f) {
             bail!("compress and flow read files, not stdin (-)");
         }
-        std::fs::File::open(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let mut magic = Vec::with_capacity(4);
+        std::fs::File::open(f)
+            .and_then(|h| h.take(4).read_to_end(&mut magic))
+            .with_context(|| format!("cannot read {}", f.display()))?;
+        if let Some(kind) = capture_kind(&magic) {
+            bail!(
+                "{} is a {kind} capture: compress and flow read SIP messages, one per file",
+                f.display()
+            );
+        }
     }
     Ok(())
 }
@@ -405,6 +418,9 @@ fn decompress(
         let trace = pcap::parse_supported(&bytes, &name)?;
         return decompress_pcap(&mut d, &mut states, &trace, &name, output, local_bytecode);
     }
+    // A stream's first byte is its first message's (0xFF is escaped as
+    // 0xFF nn, RFC 3320 §4.2.2).
+    not_sigcomp(&name, &bytes)?;
     states.open_compartment(CompartmentId(0), params.state_memory_size);
     let messages: Vec<Vec<u8>> = if stream {
         let mut de = StreamDeframer::new(params.decompression_memory_size as usize);
@@ -505,6 +521,23 @@ fn asm(message: bool, destination: Option<u16>, input: &Path, output: &Path) -> 
 
 fn disasm(raw: bool, origin: u16, input: &Path) -> Result<bool> {
     let bytes = cli::read(input)?;
+    let name = cli::name(input);
+    if !raw {
+        if let Some(kind) = capture_kind(&bytes) {
+            bail!(
+                "{name} is a {kind} capture: disasm reads UDVM bytecode or one SigComp \
+                 message (sigcomp decompress reads captures)"
+            );
+        }
+        if sigcomp::message::is_sigcomp(&bytes) {
+            if let Err(e) = sigcomp::Message::parse(&bytes) {
+                bail!(
+                    "{name}: starts like a SigComp message but is not one ({e}); \
+                     --raw disassembles it as bytecode"
+                );
+            }
+        }
+    }
     let (code, origin) = match sigcomp::Message::parse(&bytes) {
         Ok(sigcomp::Message {
             code: sigcomp::Code::Bytecode { destination, code },
@@ -524,6 +557,43 @@ fn disasm(raw: bool, origin: u16, input: &Path) -> Result<bool> {
     };
     say!("{}", sigcomp::asm::disassemble(code, origin));
     Ok(true)
+}
+
+/// `pcap` or `pcapng` for a capture's magic number.
+fn capture_kind(bytes: &[u8]) -> Option<&'static str> {
+    if !pcap::is_capture(bytes) {
+        None
+    } else if bytes.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]) {
+        Some("pcapng")
+    } else {
+        Some("pcap")
+    }
+}
+
+/// An error unless `bytes` starts like a SigComp message (RFC 3320 §7:
+/// the first five bits are 11111), so that a SIP file or random bytes are
+/// named as such rather than reported as a decompression failure.
+fn not_sigcomp(name: &str, bytes: &[u8]) -> Result<()> {
+    match bytes.first() {
+        None => bail!("{name}: empty, not a SigComp message"),
+        Some(&b) if b & 0xf8 != 0xf8 => {
+            let sip = if bytes.starts_with(b"SIP/2.0 ")
+                || bytes
+                    .iter()
+                    .position(|&c| c == b'\r' || c == b'\n')
+                    .is_some_and(|e| bytes[..e].ends_with(b" SIP/2.0"))
+            {
+                "; it is SIP: sigcomp compress compresses it"
+            } else {
+                ""
+            };
+            bail!(
+                "{name}: not a SigComp message (first byte 0x{b:02x}, RFC 3320 §7 needs \
+                 11111xxx){sip}"
+            )
+        }
+        Some(_) => Ok(()),
+    }
 }
 
 /// Why a message whose header references a state may not find it: our
