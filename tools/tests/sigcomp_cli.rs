@@ -436,3 +436,84 @@ fn input_that_is_not_sigcomp_is_named() {
     let (code, err, _) = refused(&["disasm", "--raw"], &[0xf8], false);
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// UDVM memory is 64 KiB (RFC 3320 §7): asm, disasm and torture refuse
+/// programs that pass its end with one line naming the file, and disasm
+/// does so before disassembling (a 20 MB file took 15 s and 2.9 GB).
+#[test]
+fn programs_over_64_kib_are_refused() {
+    let one_line = |o: &std::process::Output, file: &Path, want: &str| {
+        assert_eq!(o.status.code(), Some(2));
+        let err = String::from_utf8(o.stderr.clone()).unwrap();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with(&format!("sigcomp: {}", file.display())),
+            "{err}"
+        );
+        assert!(err.contains(want), "{err}");
+    };
+    // disasm: 20 MB of raw bytecode.
+    let big = tmp("big.bin");
+    std::fs::write(&big, vec![0u8; 20_000_000]).unwrap();
+    let start = std::time::Instant::now();
+    let o = bin().arg("disasm").arg(&big).output().unwrap();
+    let took = start.elapsed();
+    one_line(
+        &o,
+        &big,
+        "20000000 bytes of bytecode at origin 128 pass the end",
+    );
+    assert!(o.stdout.is_empty());
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    // The last byte may be at 0xFFFF, not past it.
+    std::fs::write(&big, [0u8; 2]).unwrap();
+    let o = bin()
+        .args(["disasm", "--origin", "65535"])
+        .arg(&big)
+        .output()
+        .unwrap();
+    one_line(&o, &big, "at most 1 bytes fit");
+    let o = bin()
+        .args(["disasm", "--origin", "65534"])
+        .arg(&big)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    std::fs::remove_file(&big).unwrap();
+
+    // asm: 72 KB of code, and an origin past 0xFFFF; the line of the
+    // statement that passes the end.
+    let src = tmp("big.asm");
+    std::fs::write(
+        &src,
+        format!("at (128)\n{}", "byte (1, 2, 3, 4)\n".repeat(18_000)),
+    )
+    .unwrap();
+    let o = bin()
+        .arg("asm")
+        .arg(&src)
+        .arg("/dev/null")
+        .output()
+        .unwrap();
+    one_line(&o, &src, ":16354:7: bytes 0x10000..=0x10003 pass the end");
+    std::fs::write(&src, "at (70000)\nEND-MESSAGE (0, 0, 0, 0, 0, 0, 0)\n").unwrap();
+    let o = bin()
+        .arg("asm")
+        .arg(&src)
+        .arg("/dev/null")
+        .output()
+        .unwrap();
+    one_line(&o, &src, ":2:1: bytes 0x11170..");
+    std::fs::remove_file(&src).unwrap();
+
+    // torture: a message record over 64 KiB.
+    let t = tmp("big-torture.txt");
+    std::fs::write(
+        &t,
+        format!("== A.1.1 big\nmessage f8{}\n", "00".repeat(70_000)),
+    )
+    .unwrap();
+    let o = bin().arg("torture").arg(&t).output().unwrap();
+    one_line(&o, &t, ":2: message of 70001 bytes is over 64 KiB");
+    std::fs::remove_file(&t).unwrap();
+}

@@ -56,8 +56,8 @@ macro_rules! say {
         write; the report then goes to stderr.\n\n\
         Exit status: 0 success, 1 a check failed (a torture case, a message that does not \
         decompress), 2 usage or IO error, or input that is not what the command reads (a \
-        file that is not a SigComp message, a capture where a message is expected): \
-        one line naming the file.",
+        file that is not a SigComp message, a capture where a message is expected, \
+        bytecode past the 64 KiB of UDVM memory): one line naming the file.",
     after_help = "Examples:\n  \
         sigcomp torture\n  \
         sigcomp decompress --dms 4096 --sms 4096 capture.pcapng plain.pcap\n  \
@@ -548,13 +548,21 @@ fn disasm(raw: bool, origin: u16, input: &Path) -> Result<bool> {
             ..
         }) if !raw => {
             bail!(
-                "{}: the message references state {} and uploads no bytecode",
-                cli::name(input),
+                "{name}: the message references state {} and uploads no bytecode",
                 hex::encode(id)
             )
         }
         _ => (&bytes[..], origin),
     };
+    // RFC 3320 §7: UDVM memory is 64 KiB, addresses 0 to 0xFFFF.
+    let room = 65536 - usize::from(origin);
+    if code.len() > room {
+        bail!(
+            "{name}: {} bytes of bytecode at origin {origin} pass the end of UDVM memory \
+             (0xffff, 64 KiB): at most {room} bytes fit",
+            code.len()
+        );
+    }
     say!("{}", sigcomp::asm::disassemble(code, origin));
     Ok(true)
 }
