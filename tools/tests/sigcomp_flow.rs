@@ -144,13 +144,61 @@ fn table_prints_every_figure() {
         .unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{s}");
-    for row in [
-        "first message of a fresh compartment",
-        "whole flow in one compartment",
-        "steady state",
-        "compression speed",
+    // Figures only: no targets or verdicts.
+    for word in ["target", "must", "issue", "<=", ">="] {
+        assert!(!s.contains(word), "{word}: {s}");
+    }
+    assert!(
+        s.lines()
+            .any(|l| l.starts_with("DMS 8192, level default") && l.contains("SMS 4096")),
+        "{s}"
+    );
+    assert!(
+        s.lines()
+            .any(|l| l.starts_with("figure") && l.contains("bytes") && l.contains("% orig")),
+        "{s}"
+    );
+    // Each figure row: bytes and % at SMS 8192, at SMS 4096, their ratio.
+    let row = |name: &str| -> (usize, f64, usize, f64, f64) {
+        let l = s
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name}: {s}"));
+        let v: Vec<&str> = l[name.len()..].split_whitespace().collect();
+        assert_eq!(v.len(), 5, "{l}");
+        (
+            v[0].parse().unwrap(),
+            v[1].parse().unwrap(),
+            v[2].parse().unwrap(),
+            v[3].parse().unwrap(),
+            v[4].parse().unwrap(),
+        )
+    };
+    let first = row("first message of a fresh compartment (sum)");
+    let flow = row("whole flow in one compartment");
+    let steady = row("same flow repeated (steady state)");
+    // The flow row is the flow the command just sent.
+    let total = s.lines().find(|l| l.starts_with("total:")).unwrap();
+    let sent: usize = total.split_whitespace().nth(3).unwrap().parse().unwrap();
+    assert_eq!(flow.0, sent, "{s}");
+    for r in [first, flow, steady] {
+        assert!(r.0 > 0 && r.1 > 0.0 && r.1 < 100.0 && r.2 > 0, "{r:?}");
+        assert!((r.4 - r.3 / r.1).abs() < 0.03, "{r:?}");
+    }
+    // A stateful flow costs less than its first messages alone.
+    assert!(flow.0 < first.0 && steady.0 < first.0, "{s}");
+    let speed = s
+        .lines()
+        .find_map(|l| l.strip_prefix("compression speed (SMS 8192, on-CPU): "))
+        .and_then(|l| l.strip_suffix(" MB/s of original bytes"))
+        .unwrap_or_else(|| panic!("{s}"));
+    assert!(speed.parse::<f64>().unwrap() > 0.0);
+    for name in [
+        "  without shared compression",
+        "  with RFC 3321 shared compression",
     ] {
-        assert!(s.contains(row), "{s}");
+        let l = s.lines().find(|l| l.starts_with(name)).unwrap();
+        assert_eq!(l[name.len()..].split_whitespace().count(), 4, "{l}");
     }
 }
 

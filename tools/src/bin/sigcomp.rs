@@ -152,8 +152,11 @@ enum Command {
         /// Write message i as DIR/NNN.sigcomp.
         #[arg(long)]
         out_dir: Option<PathBuf>,
-        /// Also print the issue 6 figures (first message, flow, steady
-        /// state, SMS 4096, speed) in one table.
+        /// Also print a table of figures: bytes sent and % of the
+        /// original for each first message, the flow and the flow
+        /// repeated (steady state), at --sms and at SMS 4096; the
+        /// compression speed; the duplex flow without and with shared
+        /// compression.
         #[arg(long)]
         table: bool,
         /// For --table: the flow sent again afterwards (default: FILEs).
