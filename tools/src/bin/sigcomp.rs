@@ -53,13 +53,14 @@ macro_rules! say {
         cooked v1/v2), assemble and disassemble UDVM bytecode (RFC 4464), compress SIP \
         messages and flows with our compressor.\n\n\
         `-` is stdin or stdout for the files torture, decompress, asm and disasm read and \
-        write; the report then goes to stderr.\n\n\
+        write; the report then goes to stderr. Guide and Wireshark settings: docs/sigcomp.md.\n\n\
         Exit status: 0 success, 1 a check failed (a torture case, a message that does not \
         decompress), 2 usage or IO error, or input that is not what the command reads (a \
         file that is not a SigComp message, a capture where a message is expected, \
         bytecode past the 64 KiB of UDVM memory): one line naming the file.",
     after_help = "Examples:\n  \
         sigcomp torture\n  \
+        sigcomp compress --local-bytecode msg.sip msg.sigcomp && sigcomp decompress --local-bytecode msg.sigcomp -\n  \
         sigcomp decompress --dms 4096 --sms 4096 capture.pcapng plain.pcap\n  \
         sigcomp asm --message program.asm - | sigcomp disasm -"
 )]
