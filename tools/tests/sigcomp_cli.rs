@@ -424,6 +424,13 @@ fn input_that_is_not_sigcomp_is_named() {
             false,
             "is a pcap capture: compress and flow",
         ),
+        (&["asm"], &pcapng, true, "is a pcapng capture: asm reads"),
+        (
+            &["torture"],
+            &pcap,
+            false,
+            "is a pcap capture: torture reads",
+        ),
     ] {
         let (code, err, file) = refused(args, bytes, out);
         assert_eq!(code, Some(2), "{args:?}: {err}");

@@ -5,11 +5,12 @@
 //! Exit status (docs/cli.md): 0 success, 1 a check failed (a torture case,
 //! a message that does not decompress), 2 usage or IO error or input that
 //! is not what the command reads (not a SigComp message, a capture where a
-//! message is expected), one line naming the file. `-` is stdin or stdout for the files `torture`,
+//! message is expected, bytecode past the 64 KiB of UDVM memory), one line
+//! naming the file. `-` is stdin or stdout for the files `torture`,
 //! `decompress`, `asm` and `disasm` read and write; when stdout carries
 //! data the report goes to stderr. (`compress` and `flow` print their
 //! report on stdout and read their files in `tools::sigcomp_flow`: they
-//! refuse `-`.)
+//! refuse `-`.) Guide: docs/sigcomp.md.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -339,7 +340,7 @@ fn torture(file: Option<&Path>) -> Result<bool> {
     let default =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors/sigcomp/rfc4465-torture-tests.txt");
     let path = file.unwrap_or(&default);
-    let text = cli::read_to_string(path)?;
+    let text = read_text(path, "torture reads the RFC 4465 line format")?;
     let cases = sigcomp::torture::run(&text)
         .map_err(|e| anyhow::anyhow!("{}:{}: {}", cli::name(path), e.line, e.reason))?;
     say!(
@@ -492,7 +493,7 @@ fn decompress(
 }
 
 fn asm(message: bool, destination: Option<u16>, input: &Path, output: &Path) -> Result<bool> {
-    let src = cli::read_to_string(input)?;
+    let src = read_text(input, "asm reads RFC 4464 assembly")?;
     // AsmError displays as "LINE:COLUMN: what".
     let program = sigcomp::asm::assemble_program(&src)
         .map_err(|e| anyhow::anyhow!("{}:{e}", cli::name(input)))?;
@@ -569,6 +570,16 @@ fn disasm(raw: bool, origin: u16, input: &Path) -> Result<bool> {
     }
     say!("{}", sigcomp::asm::disassemble(code, origin));
     Ok(true)
+}
+
+/// The text of `path`; a capture is named as such (`what` says what the
+/// command reads instead) rather than reported as not UTF-8.
+fn read_text(path: &Path, what: &str) -> Result<String> {
+    let bytes = cli::read(path)?;
+    if let Some(kind) = capture_kind(&bytes) {
+        bail!("{} is a {kind} capture: {what}", cli::name(path));
+    }
+    String::from_utf8(bytes).with_context(|| format!("cannot read {}: not UTF-8", cli::name(path)))
 }
 
 /// `pcap` or `pcapng` for a capture's magic number.
