@@ -7,7 +7,7 @@
 //! assert_eq!(tools::cli::name(Path::new("-")), "stdin");
 //! assert!(tools::cli::is_std(Path::new("-")));
 //! let e = tools::cli::read(Path::new("/nonexistent/x.pcap")).unwrap_err();
-//! assert!(e.to_string().starts_with("cannot read /nonexistent/x.pcap: "));
+//! assert!(format!("{e:#}").starts_with("cannot read /nonexistent/x.pcap: "));
 //! ```
 
 use std::io::{Read, Write};
