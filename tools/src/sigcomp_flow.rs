@@ -467,7 +467,7 @@ pub fn table(
     ));
     t.push_str(&row("whole flow in one compartment", a.flow, b.flow));
     t.push_str(&row(
-        "same flow repeated (steady state)",
+        "steady state (--steady after the flow)",
         a.steady,
         b.steady,
     ));

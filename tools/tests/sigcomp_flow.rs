@@ -176,7 +176,7 @@ fn table_prints_every_figure() {
     };
     let first = row("first message of a fresh compartment (sum)");
     let flow = row("whole flow in one compartment");
-    let steady = row("same flow repeated (steady state)");
+    let steady = row("steady state (--steady after the flow)");
     // The flow row is the flow the command just sent.
     let total = s.lines().find(|l| l.starts_with("total:")).unwrap();
     let sent: usize = total.split_whitespace().nth(3).unwrap().parse().unwrap();
