@@ -162,6 +162,17 @@ fn parse(text: &str, p: &Parameters) -> Result<Vec<Section>, FileError> {
             }
             "message" => {
                 let m = unhex(rest, line)?;
+                // RFC 3320 §7: the UDVM has 64 KiB of memory, and no
+                // datagram is larger.
+                if m.len() > 65536 {
+                    return Err(FileError {
+                        line,
+                        reason: format!(
+                            "message of {} bytes is over 64 KiB (the UDVM's memory, RFC 3320 §7)",
+                            m.len()
+                        ),
+                    });
+                }
                 let sec = sections.last_mut().ok_or(err("message before a section"))?;
                 // A message is run when an input line names its input, or
                 // directly when expectations follow (the A.2.4 stream).

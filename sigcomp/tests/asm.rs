@@ -929,6 +929,8 @@ proptest! {
 
     #[test]
     fn disassembly_round_trips(code in code_bytes(), origin in any::<u16>()) {
+        // The program must fit UDVM memory (the assembler refuses more).
+        let origin = origin.min(u16::try_from(65536 - code.len()).unwrap_or(u16::MAX));
         let text = disassemble(&code, origin);
         let back = assemble(&text);
         prop_assert_eq!(back.as_deref().ok(), Some(&code[..]), "{}", text);
@@ -954,4 +956,37 @@ proptest! {
             prop_assert_eq!(assemble(&text).ok(), Some(code));
         }
     }
+}
+
+/// UDVM memory ends at 0xFFFF (RFC 3320 §7): a program that writes past
+/// it, by size or by `at`, is an error at the statement that does.
+#[test]
+fn programs_past_udvm_memory_are_refused() {
+    // 72 KB of code from address 128.
+    let big = format!("at (128)\n{}", "byte (1, 2, 3, 4)\n".repeat(18_000));
+    let (l, c, k, s) = err(&big);
+    // Line 1 is `at`; byte statement n covers 128 + 4 (n - 1) ...
+    let line = (65536 - 128) / 4 + 2;
+    assert_eq!((l, c), (line as u32, 7), "{s}");
+    assert_eq!(
+        k,
+        AsmErrorKind::BeyondMemory {
+            start: 0x10000,
+            end: 0x10003
+        }
+    );
+    // An instruction straddling the end.
+    let (l, _, k, _) = err("at (65535)\nLOAD (1, 2)\n");
+    assert_eq!(l, 2);
+    assert!(
+        matches!(k, AsmErrorKind::BeyondMemory { start: 0xffff, end } if end > 0xffff),
+        "{k:?}"
+    );
+    // An origin past 0xFFFF.
+    let (l, _, k, s) = err("at (70000)\nEND-MESSAGE (0, 0, 0, 0, 0, 0, 0)\n");
+    assert_eq!(l, 2, "{s}");
+    assert!(matches!(k, AsmErrorKind::BeyondMemory { start: 70000, .. }));
+    // Up to the last byte is fine.
+    let p = assemble_program("at (65532)\nbyte (1, 2, 3, 4)\n").unwrap();
+    assert_eq!((p.origin, p.code.len()), (65532, 4));
 }

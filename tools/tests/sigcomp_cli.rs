@@ -345,3 +345,182 @@ fn decompression_allocates_within_its_parameters() {
         );
     }
 }
+
+/// Runs `sigcomp ARGS FILE [OUT]` on `bytes` written to a file; the exit
+/// status and the stderr line.
+fn refused(args: &[&str], bytes: &[u8], out: bool) -> (Option<i32>, String, String) {
+    let f = tmp(&format!("input-{}", args.join("-")));
+    std::fs::write(&f, bytes).unwrap();
+    let mut c = bin();
+    c.args(args).arg(&f);
+    if out {
+        c.arg(tmp("refused.out"));
+    }
+    let o = c.output().unwrap();
+    std::fs::remove_file(&f).unwrap();
+    (
+        o.status.code(),
+        String::from_utf8(o.stderr).unwrap(),
+        f.display().to_string(),
+    )
+}
+
+/// Input that is not SigComp (RFC 3320 §7: the first five bits are 11111)
+/// is named as such, exit 2 and one line naming the file, rather than
+/// reported as a decompression failure of the UDVM.
+#[test]
+fn input_that_is_not_sigcomp_is_named() {
+    let sip = std::fs::read(independent().join("corpus/01-ue-register-initial.sip")).unwrap();
+    let mut seed: u64 = 7;
+    let random: Vec<u8> = std::iter::once(0x3c)
+        .chain((0..200).map(|_| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 56) as u8
+        }))
+        .collect();
+    let pcapng = [
+        0x0a, 0x0d, 0x0d, 0x0a, 0x1c, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0,
+    ];
+    let pcap = [0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
+    for (args, bytes, out, want) in [
+        (
+            &["decompress"][..],
+            &sip[..],
+            true,
+            "not a SigComp message (first byte 0x52, RFC 3320 §7 needs 11111xxx); it is SIP",
+        ),
+        (
+            &["decompress", "--stream"],
+            &sip,
+            true,
+            "not a SigComp message (first byte 0x52",
+        ),
+        (
+            &["decompress"],
+            &random,
+            true,
+            "not a SigComp message (first byte 0x3c, RFC 3320 §7 needs 11111xxx)",
+        ),
+        (&["decompress"], &[], true, "empty, not a SigComp message"),
+        (
+            &["disasm"],
+            &pcapng,
+            false,
+            "is a pcapng capture: disasm reads",
+        ),
+        (&["disasm"], &pcap, false, "is a pcap capture: disasm reads"),
+        (&["disasm"], &[0xf8], false, "starts like a SigComp message"),
+        (
+            &["compress"],
+            &pcapng,
+            true,
+            "is a pcapng capture: compress",
+        ),
+        (
+            &["flow"],
+            &pcap,
+            false,
+            "is a pcap capture: compress and flow",
+        ),
+        (&["asm"], &pcapng, true, "is a pcapng capture: asm reads"),
+        (
+            &["torture"],
+            &pcap,
+            false,
+            "is a pcap capture: torture reads",
+        ),
+    ] {
+        let (code, err, file) = refused(args, bytes, out);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with(&format!("sigcomp: {file}")), "{err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("INTERNAL_ERROR"), "{err}");
+    }
+    // --raw still disassembles any bytes as bytecode.
+    let (code, err, _) = refused(&["disasm", "--raw"], &[0xf8], false);
+    assert_eq!(code, Some(0), "{err}");
+}
+
+/// UDVM memory is 64 KiB (RFC 3320 §7): asm, disasm and torture refuse
+/// programs that pass its end with one line naming the file, and disasm
+/// does so before disassembling (a 20 MB file took 15 s and 2.9 GB).
+#[test]
+fn programs_over_64_kib_are_refused() {
+    let one_line = |o: &std::process::Output, file: &Path, want: &str| {
+        assert_eq!(o.status.code(), Some(2));
+        let err = String::from_utf8(o.stderr.clone()).unwrap();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with(&format!("sigcomp: {}", file.display())),
+            "{err}"
+        );
+        assert!(err.contains(want), "{err}");
+    };
+    // disasm: 20 MB of raw bytecode.
+    let big = tmp("big.bin");
+    std::fs::write(&big, vec![0u8; 20_000_000]).unwrap();
+    let start = std::time::Instant::now();
+    let o = bin().arg("disasm").arg(&big).output().unwrap();
+    let took = start.elapsed();
+    one_line(
+        &o,
+        &big,
+        "20000000 bytes of bytecode at origin 128 pass the end",
+    );
+    assert!(o.stdout.is_empty());
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    // The last byte may be at 0xFFFF, not past it.
+    std::fs::write(&big, [0u8; 2]).unwrap();
+    let o = bin()
+        .args(["disasm", "--origin", "65535"])
+        .arg(&big)
+        .output()
+        .unwrap();
+    one_line(&o, &big, "at most 1 bytes fit");
+    let o = bin()
+        .args(["disasm", "--origin", "65534"])
+        .arg(&big)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    std::fs::remove_file(&big).unwrap();
+
+    // asm: 72 KB of code, and an origin past 0xFFFF; the line of the
+    // statement that passes the end.
+    let src = tmp("big.asm");
+    std::fs::write(
+        &src,
+        format!("at (128)\n{}", "byte (1, 2, 3, 4)\n".repeat(18_000)),
+    )
+    .unwrap();
+    let o = bin()
+        .arg("asm")
+        .arg(&src)
+        .arg("/dev/null")
+        .output()
+        .unwrap();
+    one_line(&o, &src, ":16354:7: bytes 0x10000..=0x10003 pass the end");
+    std::fs::write(&src, "at (70000)\nEND-MESSAGE (0, 0, 0, 0, 0, 0, 0)\n").unwrap();
+    let o = bin()
+        .arg("asm")
+        .arg(&src)
+        .arg("/dev/null")
+        .output()
+        .unwrap();
+    one_line(&o, &src, ":2:1: bytes 0x11170..");
+    std::fs::remove_file(&src).unwrap();
+
+    // torture: a message record over 64 KiB.
+    let t = tmp("big-torture.txt");
+    std::fs::write(
+        &t,
+        format!("== A.1.1 big\nmessage f8{}\n", "00".repeat(70_000)),
+    )
+    .unwrap();
+    let o = bin().arg("torture").arg(&t).output().unwrap();
+    one_line(&o, &t, ":2: message of 70001 bytes is over 64 KiB");
+    std::fs::remove_file(&t).unwrap();
+}

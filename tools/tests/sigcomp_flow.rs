@@ -144,13 +144,61 @@ fn table_prints_every_figure() {
         .unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{s}");
-    for row in [
-        "first message of a fresh compartment",
-        "whole flow in one compartment",
-        "steady state",
-        "compression speed",
+    // Figures only: no targets or verdicts.
+    for word in ["target", "must", "issue", "<=", ">="] {
+        assert!(!s.contains(word), "{word}: {s}");
+    }
+    assert!(
+        s.lines()
+            .any(|l| l.starts_with("DMS 8192, level default") && l.contains("SMS 4096")),
+        "{s}"
+    );
+    assert!(
+        s.lines()
+            .any(|l| l.starts_with("figure") && l.contains("bytes") && l.contains("% orig")),
+        "{s}"
+    );
+    // Each figure row: bytes and % at SMS 8192, at SMS 4096, their ratio.
+    let row = |name: &str| -> (usize, f64, usize, f64, f64) {
+        let l = s
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name}: {s}"));
+        let v: Vec<&str> = l[name.len()..].split_whitespace().collect();
+        assert_eq!(v.len(), 5, "{l}");
+        (
+            v[0].parse().unwrap(),
+            v[1].parse().unwrap(),
+            v[2].parse().unwrap(),
+            v[3].parse().unwrap(),
+            v[4].parse().unwrap(),
+        )
+    };
+    let first = row("first message of a fresh compartment (sum)");
+    let flow = row("whole flow in one compartment");
+    let steady = row("steady state (--steady after the flow)");
+    // The flow row is the flow the command just sent.
+    let total = s.lines().find(|l| l.starts_with("total:")).unwrap();
+    let sent: usize = total.split_whitespace().nth(3).unwrap().parse().unwrap();
+    assert_eq!(flow.0, sent, "{s}");
+    for r in [first, flow, steady] {
+        assert!(r.0 > 0 && r.1 > 0.0 && r.1 < 100.0 && r.2 > 0, "{r:?}");
+        assert!((r.4 - r.3 / r.1).abs() < 0.03, "{r:?}");
+    }
+    // A stateful flow costs less than its first messages alone.
+    assert!(flow.0 < first.0 && steady.0 < first.0, "{s}");
+    let speed = s
+        .lines()
+        .find_map(|l| l.strip_prefix("compression speed (SMS 8192, on-CPU): "))
+        .and_then(|l| l.strip_suffix(" MB/s of original bytes"))
+        .unwrap_or_else(|| panic!("{s}"));
+    assert!(speed.parse::<f64>().unwrap() > 0.0);
+    for name in [
+        "  without shared compression",
+        "  with RFC 3321 shared compression",
     ] {
-        assert!(s.contains(row), "{s}");
+        let l = s.lines().find(|l| l.starts_with(name)).unwrap();
+        assert_eq!(l[name.len()..].split_whitespace().count(), 4, "{l}");
     }
 }
 
@@ -293,6 +341,130 @@ fn messages_longer_than_the_buffer_are_compressed() {
         assert_eq!(rows.len(), 2, "{s}");
         assert!(rows.iter().all(|r| r.contains("SigComp")), "{s}");
         flow_and_check(name, &["--dms", dms, "--sms", dms], &files);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `compress --local-bytecode` references our bytecode instead of
+/// uploading it: `decompress --local-bytecode` reads it back byte-exact,
+/// and without the option the failure says which option is missing.
+#[test]
+fn local_bytecode_compress_then_decompress() {
+    let dir = std::env::temp_dir().join(format!("h9-local-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = root().join("vectors/sip-corpus/04-invite-sdp.sip");
+    let comp = dir.join("m.sigcomp");
+    let back = dir.join("m.sip");
+    let bin = env!("CARGO_BIN_EXE_sigcomp");
+    let out = Command::new(bin)
+        .args(["compress", "--local-bytecode"])
+        .arg(&input)
+        .arg(&comp)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bytecode referenced"));
+    let out = Command::new(bin)
+        .arg("decompress")
+        .arg(&comp)
+        .arg(&back)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        s.contains("STATE_NOT_FOUND") && s.contains("--local-bytecode"),
+        "{s}"
+    );
+    let out = Command::new(bin)
+        .args(["decompress", "--local-bytecode"])
+        .arg(&comp)
+        .arg(&back)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        std::fs::read(&back).unwrap(),
+        std::fs::read(&input).unwrap()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `flow --duplex --shared --pcap` says which frames need a shared state
+/// (RFC 3321 §5.2), and `sigcomp decompress` reads the whole capture back
+/// byte-exact, holding each announced request as its sender does.
+#[test]
+fn shared_duplex_capture_decompresses() {
+    let c = root().join("vectors/sigcomp/independent/corpus");
+    let files = sip_files(&c);
+    let dir = std::env::temp_dir().join(format!("h9-shared-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("flow.pcap");
+    let plain = dir.join("plain.pcap");
+    let out_dir = dir.join("out");
+    let bin = env!("CARGO_BIN_EXE_sigcomp");
+    for local in [false, true] {
+        let local_arg: &[&str] = if local { &["--local-bytecode"] } else { &[] };
+        let out = Command::new(bin)
+            .args(["flow", "--duplex", "--shared"])
+            .args(local_arg)
+            .arg("--pcap")
+            .arg(&pcap)
+            .arg("--out-dir")
+            .arg(&out_dir)
+            .args(&files)
+            .output()
+            .unwrap();
+        let s = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{s}");
+        let used = s.lines().filter(|l| l.ends_with("used")).count();
+        let note = s
+            .lines()
+            .find(|l| l.contains("use a shared state (RFC 3321 §5.2)"))
+            .unwrap_or_else(|| panic!("{s}"));
+        assert!(note.contains(&format!(": {used} frames (")), "{note}");
+        assert_eq!(
+            s.lines().any(|l| l.contains("reference our bytecode")),
+            local,
+            "{s}"
+        );
+        let out = Command::new(bin)
+            .arg("decompress")
+            .args(local_arg)
+            .arg(&pcap)
+            .arg(&plain)
+            .output()
+            .unwrap();
+        let s = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{s}");
+        let expected: Vec<Vec<u8>> = files
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| {
+                let w = std::fs::read(out_dir.join(format!("{:03}.sigcomp", i + 1))).unwrap();
+                w[0] & 0xf8 == 0xf8
+            })
+            .map(|(_, f)| std::fs::read(f).unwrap())
+            .collect();
+        assert!(
+            s.contains(&format!("{} decompressed, 0 failed", expected.len())),
+            "{s}"
+        );
+        let cap = testkit::pcap::Capture::read(&plain);
+        assert_eq!(cap.records.len(), expected.len());
+        for (r, e) in cap.records.iter().zip(&expected) {
+            let t = testkit::packet::transport(cap.linktype, &r.data).unwrap();
+            assert_eq!(&t.payload, e);
+        }
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -12,6 +12,10 @@ use super::{AsmError, AsmErrorKind, Pos, Program};
 /// memory, low enough that a stray `pad` cannot exhaust memory.
 pub(crate) const MAX_LOCATION: i64 = 1 << 24;
 
+/// UDVM memory: addresses 0 to 0xFFFF (RFC 3320 §7). Bytes written past it
+/// are an error in the final pass (earlier passes may overestimate).
+const MEMORY: i64 = 1 << 16;
+
 /// Passes in which every operand takes its shortest encoding.
 const FREE_PASSES: usize = 16;
 
@@ -83,6 +87,22 @@ type Val = Option<i64>;
 impl Pass<'_> {
     fn err<T>(&self, pos: Pos, kind: AsmErrorKind) -> Result<T, AsmError> {
         Err(AsmError::new(pos, kind))
+    }
+
+    /// In the final pass, an error if `len` bytes at `loc` pass the end of
+    /// UDVM memory.
+    fn fits(&self, loc: i64, len: usize, pos: Pos) -> Result<(), AsmError> {
+        let end = loc + len as i64;
+        if self.strict && len > 0 && end > MEMORY {
+            return self.err(
+                pos,
+                AsmErrorKind::BeyondMemory {
+                    start: loc as u64,
+                    end: (end - 1) as u64,
+                },
+            );
+        }
+        Ok(())
     }
 
     fn eval(&self, e: &Expr, here: i64) -> Result<Val, AsmError> {
@@ -223,6 +243,7 @@ impl Pass<'_> {
                             data.push(v as u8);
                         }
                     }
+                    self.fits(loc, data.len(), item_pos(es))?;
                     self.cur
                         .put(loc, &data, readonly)
                         .map_err(|k| AsmError::new(item_pos(es), k))?;
@@ -274,6 +295,7 @@ impl Pass<'_> {
                         }
                         lens.push(out.len() - before);
                     }
+                    self.fits(loc, out.len(), *pos)?;
                     self.cur
                         .put(loc, &out, readonly)
                         .map_err(|k| AsmError::new(*pos, k))?;

@@ -210,6 +210,13 @@ pub enum AsmErrorKind {
         /// Its address.
         origin: usize,
     },
+    /// Bytes written past the end of UDVM memory (64 KiB, RFC 3320 §7).
+    BeyondMemory {
+        /// The address of the first byte written.
+        start: u64,
+        /// The address of the last byte written (above 0xFFFF).
+        end: u64,
+    },
     /// The layout did not settle.
     NotConverging {
         /// Passes made.
@@ -279,6 +286,10 @@ impl fmt::Display for AsmErrorKind {
             AsmErrorKind::OriginBeyondMemory { origin } => {
                 write!(f, "program starts at {origin}, beyond UDVM memory")
             }
+            AsmErrorKind::BeyondMemory { start, end } => write!(
+                f,
+                "bytes {start:#x}..={end:#x} pass the end of UDVM memory (0xffff, 64 KiB)"
+            ),
             AsmErrorKind::NotConverging { passes } => {
                 write!(f, "layout did not converge after {passes} passes")
             }

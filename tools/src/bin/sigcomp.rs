@@ -3,14 +3,17 @@
 //! disassemble UDVM bytecode, compress SIP messages and flows.
 //!
 //! Exit status (docs/cli.md): 0 success, 1 a check failed (a torture case,
-//! a message that does not decompress), 2 usage or IO error, one line
+//! a message that does not decompress), 2 usage or IO error or input that
+//! is not what the command reads (not a SigComp message, a capture where a
+//! message is expected, bytecode past the 64 KiB of UDVM memory), one line
 //! naming the file. `-` is stdin or stdout for the files `torture`,
 //! `decompress`, `asm` and `disasm` read and write; when stdout carries
 //! data the report goes to stderr. (`compress` and `flow` print their
 //! report on stdout and read their files in `tools::sigcomp_flow`: they
-//! refuse `-`.)
+//! refuse `-`.) Guide: docs/sigcomp.md.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -51,11 +54,14 @@ macro_rules! say {
         cooked v1/v2), assemble and disassemble UDVM bytecode (RFC 4464), compress SIP \
         messages and flows with our compressor.\n\n\
         `-` is stdin or stdout for the files torture, decompress, asm and disasm read and \
-        write; the report then goes to stderr.\n\n\
+        write; the report then goes to stderr. Guide and Wireshark settings: docs/sigcomp.md.\n\n\
         Exit status: 0 success, 1 a check failed (a torture case, a message that does not \
-        decompress), 2 usage or IO error (one line naming the file).",
+        decompress), 2 usage or IO error, or input that is not what the command reads (a \
+        file that is not a SigComp message, a capture where a message is expected, \
+        bytecode past the 64 KiB of UDVM memory): one line naming the file.",
     after_help = "Examples:\n  \
         sigcomp torture\n  \
+        sigcomp compress --local-bytecode msg.sip msg.sigcomp && sigcomp decompress --local-bytecode msg.sigcomp -\n  \
         sigcomp decompress --dms 4096 --sms 4096 capture.pcapng plain.pcap\n  \
         sigcomp asm --message program.asm - | sigcomp disasm -"
 )]
@@ -88,6 +94,11 @@ enum Command {
         /// The message file is a TCP byte stream (0xFFFF-delimited records).
         #[arg(long)]
         stream: bool,
+        /// Hold our compressor's bytecode as a local state (RFC 3320
+        /// §3.3.3), as the receiver of `compress`/`flow --local-bytecode`
+        /// does: their messages reference it instead of uploading it.
+        #[arg(long)]
+        local_bytecode: bool,
         /// Input: a SigComp message or a capture (pcap or pcapng); `-` for
         /// stdin.
         input: PathBuf,
@@ -135,14 +146,19 @@ enum Command {
     Flow {
         #[command(flatten)]
         params: FlowArgs,
-        /// Write the sent messages as UDP datagrams (SigComp to port 5555).
+        /// Write the sent messages as UDP datagrams (SigComp to port 5555),
+        /// which `sigcomp decompress` reads back (with --local-bytecode if
+        /// given here).
         #[arg(long)]
         pcap: Option<PathBuf>,
         /// Write message i as DIR/NNN.sigcomp.
         #[arg(long)]
         out_dir: Option<PathBuf>,
-        /// Also print the issue 6 figures (first message, flow, steady
-        /// state, SMS 4096, speed) in one table.
+        /// Also print a table of figures: bytes sent and % of the
+        /// original for each first message, the flow and the flow
+        /// repeated (steady state), at --sms and at SMS 4096; the
+        /// compression speed; the duplex flow without and with shared
+        /// compression.
         #[arg(long)]
         table: bool,
         /// For --table: the flow sent again afterwards (default: FILEs).
@@ -154,7 +170,9 @@ enum Command {
         #[arg(long)]
         duplex: bool,
         /// With --duplex: RFC 3321 shared compression (each end's requests
-        /// become history for the other end's answers).
+        /// become history for the other end's answers). With --pcap, a
+        /// line lists the frames only an endpoint holding the shared state
+        /// reads (`sigcomp decompress` does, tshark does not).
         #[arg(long, requires = "duplex")]
         shared: bool,
         /// The SIP messages, in send order.
@@ -217,6 +235,7 @@ fn main() -> ExitCode {
             cpb,
             sms,
             stream,
+            local_bytecode,
             input,
             output,
         } => {
@@ -226,7 +245,7 @@ fn main() -> ExitCode {
                 cycles_per_bit: cpb,
                 version: 2,
             };
-            decompress(params, stream, &input, &output)
+            decompress(params, stream, local_bytecode, &input, &output)
         }
         Command::Asm {
             message,
@@ -285,7 +304,16 @@ fn readable(files: &[PathBuf]) -> Result<()> {
         if cli::is_std(f) {
             bail!("compress and flow read files, not stdin (-)");
         }
-        std::fs::File::open(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let mut magic = Vec::with_capacity(4);
+        std::fs::File::open(f)
+            .and_then(|h| h.take(4).read_to_end(&mut magic))
+            .with_context(|| format!("cannot read {}", f.display()))?;
+        if let Some(kind) = capture_kind(&magic) {
+            bail!(
+                "{} is a {kind} capture: compress and flow read SIP messages, one per file",
+                f.display()
+            );
+        }
     }
     Ok(())
 }
@@ -312,7 +340,7 @@ fn torture(file: Option<&Path>) -> Result<bool> {
     let default =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors/sigcomp/rfc4465-torture-tests.txt");
     let path = file.unwrap_or(&default);
-    let text = cli::read_to_string(path)?;
+    let text = read_text(path, "torture reads the RFC 4465 line format")?;
     let cases = sigcomp::torture::run(&text)
         .map_err(|e| anyhow::anyhow!("{}:{}: {}", cli::name(path), e.line, e.reason))?;
     say!(
@@ -375,17 +403,29 @@ fn torture(file: Option<&Path>) -> Result<bool> {
     Ok(passed == cases.len())
 }
 
-fn decompress(params: Parameters, stream: bool, input: &Path, output: &Path) -> Result<bool> {
+fn decompress(
+    params: Parameters,
+    stream: bool,
+    local_bytecode: bool,
+    input: &Path,
+    output: &Path,
+) -> Result<bool> {
     let bytes = cli::read(input)?;
     let name = cli::name(input);
     let mut d = Decompressor::new(params)?;
     let mut states = StateHandler::with_dictionaries();
+    if local_bytecode {
+        states.add_local(sigcomp::compress::bytecode::state());
+    }
     // A SigComp message starts with 0xf8..0xff (RFC 3320 §7), never with a
     // capture's magic number.
     if pcap::is_capture(&bytes) {
         let trace = pcap::parse_supported(&bytes, &name)?;
-        return decompress_pcap(&mut d, &mut states, &trace, &name, output);
+        return decompress_pcap(&mut d, &mut states, &trace, &name, output, local_bytecode);
     }
+    // A stream's first byte is its first message's (0xFF is escaped as
+    // 0xFF nn, RFC 3320 §4.2.2).
+    not_sigcomp(&name, &bytes)?;
     states.open_compartment(CompartmentId(0), params.state_memory_size);
     let messages: Vec<Vec<u8>> = if stream {
         let mut de = StreamDeframer::new(params.decompression_memory_size as usize);
@@ -439,9 +479,10 @@ fn decompress(params: Parameters, stream: bool, input: &Path, output: &Path) -> 
             Err(f) => {
                 let nack = Nack::from_failure(&f, m);
                 say!(
-                    "message {}: failed: {f}; NACK sha1 {}",
+                    "message {}: failed: {f}; NACK sha1 {}{}",
                     i + 1,
-                    hex::encode(nack.sha1)
+                    hex::encode(nack.sha1),
+                    state_hint(&f, m, local_bytecode)
                 );
                 return Ok(false);
             }
@@ -452,7 +493,7 @@ fn decompress(params: Parameters, stream: bool, input: &Path, output: &Path) -> 
 }
 
 fn asm(message: bool, destination: Option<u16>, input: &Path, output: &Path) -> Result<bool> {
-    let src = cli::read_to_string(input)?;
+    let src = read_text(input, "asm reads RFC 4464 assembly")?;
     // AsmError displays as "LINE:COLUMN: what".
     let program = sigcomp::asm::assemble_program(&src)
         .map_err(|e| anyhow::anyhow!("{}:{e}", cli::name(input)))?;
@@ -485,6 +526,23 @@ fn asm(message: bool, destination: Option<u16>, input: &Path, output: &Path) -> 
 
 fn disasm(raw: bool, origin: u16, input: &Path) -> Result<bool> {
     let bytes = cli::read(input)?;
+    let name = cli::name(input);
+    if !raw {
+        if let Some(kind) = capture_kind(&bytes) {
+            bail!(
+                "{name} is a {kind} capture: disasm reads UDVM bytecode or one SigComp \
+                 message (sigcomp decompress reads captures)"
+            );
+        }
+        if sigcomp::message::is_sigcomp(&bytes) {
+            if let Err(e) = sigcomp::Message::parse(&bytes) {
+                bail!(
+                    "{name}: starts like a SigComp message but is not one ({e}); \
+                     --raw disassembles it as bytecode"
+                );
+            }
+        }
+    }
     let (code, origin) = match sigcomp::Message::parse(&bytes) {
         Ok(sigcomp::Message {
             code: sigcomp::Code::Bytecode { destination, code },
@@ -495,15 +553,100 @@ fn disasm(raw: bool, origin: u16, input: &Path) -> Result<bool> {
             ..
         }) if !raw => {
             bail!(
-                "{}: the message references state {} and uploads no bytecode",
-                cli::name(input),
+                "{name}: the message references state {} and uploads no bytecode",
                 hex::encode(id)
             )
         }
         _ => (&bytes[..], origin),
     };
+    // RFC 3320 §7: UDVM memory is 64 KiB, addresses 0 to 0xFFFF.
+    let room = 65536 - usize::from(origin);
+    if code.len() > room {
+        bail!(
+            "{name}: {} bytes of bytecode at origin {origin} pass the end of UDVM memory \
+             (0xffff, 64 KiB): at most {room} bytes fit",
+            code.len()
+        );
+    }
     say!("{}", sigcomp::asm::disassemble(code, origin));
     Ok(true)
+}
+
+/// The text of `path`; a capture is named as such (`what` says what the
+/// command reads instead) rather than reported as not UTF-8.
+fn read_text(path: &Path, what: &str) -> Result<String> {
+    let bytes = cli::read(path)?;
+    if let Some(kind) = capture_kind(&bytes) {
+        bail!("{} is a {kind} capture: {what}", cli::name(path));
+    }
+    String::from_utf8(bytes).with_context(|| format!("cannot read {}: not UTF-8", cli::name(path)))
+}
+
+/// `pcap` or `pcapng` for a capture's magic number.
+fn capture_kind(bytes: &[u8]) -> Option<&'static str> {
+    if !pcap::is_capture(bytes) {
+        None
+    } else if bytes.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]) {
+        Some("pcapng")
+    } else {
+        Some("pcap")
+    }
+}
+
+/// An error unless `bytes` starts like a SigComp message (RFC 3320 §7:
+/// the first five bits are 11111), so that a SIP file or random bytes are
+/// named as such rather than reported as a decompression failure.
+fn not_sigcomp(name: &str, bytes: &[u8]) -> Result<()> {
+    match bytes.first() {
+        None => bail!("{name}: empty, not a SigComp message"),
+        Some(&b) if b & 0xf8 != 0xf8 => {
+            let sip = if bytes.starts_with(b"SIP/2.0 ")
+                || bytes
+                    .iter()
+                    .position(|&c| c == b'\r' || c == b'\n')
+                    .is_some_and(|e| bytes[..e].ends_with(b" SIP/2.0"))
+            {
+                "; it is SIP: sigcomp compress compresses it"
+            } else {
+                ""
+            };
+            bail!(
+                "{name}: not a SigComp message (first byte 0x{b:02x}, RFC 3320 §7 needs \
+                 11111xxx){sip}"
+            )
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// Why a message whose header references a state may not find it: our
+/// bytecode is a local state only with `--local-bytecode`.
+fn state_hint(f: &sigcomp::Failure, m: &[u8], local_bytecode: bool) -> String {
+    if f.reason != sigcomp::Reason::StateNotFound {
+        return String::new();
+    }
+    match sigcomp::Message::parse(m) {
+        Ok(sigcomp::Message {
+            code: sigcomp::Code::PartialStateId(id),
+            ..
+        }) => {
+            let ours = sigcomp::compress::bytecode::state();
+            if ours.id().0.starts_with(id) && !local_bytecode {
+                format!(
+                    " (the message references state {}, our compressor's bytecode: \
+                     decompress with --local-bytecode)",
+                    hex::encode(id)
+                )
+            } else {
+                format!(
+                    " (the message references state {}, which is neither a dictionary \
+                     (RFC 3485, RFC 5112) nor a state of this input)",
+                    hex::encode(id)
+                )
+            }
+        }
+        _ => String::new(),
+    }
 }
 
 fn reason_name(code: u8) -> String {
@@ -518,6 +661,7 @@ fn decompress_pcap(
     cap: &pcap::Trace,
     name: &str,
     output: &Path,
+    local_bytecode: bool,
 ) -> Result<bool> {
     let sms = d.parameters().state_memory_size;
     let dms = d.parameters().decompression_memory_size as usize;
@@ -529,18 +673,14 @@ fn decompress_pcap(
         nanos: cap.nanos,
         records: Vec::new(),
     };
-    let (mut ok, mut failed) = (0usize, 0usize);
+    let (mut ok, mut failed, mut shared) = (0usize, 0usize, 0usize);
     for (i, pkt) in cap.packets.iter().enumerate() {
         let rec = &pkt.record;
         let Some(seg) = pcap::segment(pkt.linktype, &rec.data) else {
             continue;
         };
         let flow = (seg.src, seg.sport, seg.dst, seg.dport);
-        let next = CompartmentId(compartments.len() as u64);
-        let cid = *compartments.entry(flow).or_insert_with(|| {
-            states.open_compartment(next, sms);
-            next
-        });
+        let cid = compartment(&mut compartments, states, flow, sms);
         let mut messages = Vec::new();
         match seg.proto {
             pcap::Proto::Udp => {
@@ -591,15 +731,34 @@ fn decompress_pcap(
             match d.decompress(&m, transport, states) {
                 Ok(dm) => {
                     ok += 1;
+                    // RFC 3321 §5.2: a message that announces itself as a
+                    // shared state is kept by its sender, for the answers
+                    // of the other end: we hold it as that sender would,
+                    // in the compartment of the reverse direction.
+                    let announced = announces_shared(&dm);
                     say!(
-                        "{who}: {} -> {} bytes, {} cycles",
+                        "{who}: {} -> {} bytes, {} cycles{}",
                         m.len(),
                         dm.output.len(),
-                        dm.cycles
+                        dm.cycles,
+                        if announced {
+                            "; announced as a shared state (RFC 3321 §5.2), \
+                             kept for the answers"
+                        } else {
+                            ""
+                        }
                     );
                     states
                         .commit(cid, &dm)
                         .with_context(|| format!("{name}: frame {}", i + 1))?;
+                    if announced {
+                        let back = (seg.dst, seg.dport, seg.src, seg.sport);
+                        let rcid = compartment(&mut compartments, states, back, sms);
+                        let state = sigcomp::compress::shared_state(&dm.output);
+                        if states.add_shared(rcid, &state, sigcomp::compress::SHARED_KEEP) {
+                            shared += 1;
+                        }
+                    }
                     out.records.push(pcap::Record {
                         ts_sec: rec.ts_sec,
                         ts_frac: rec.ts_frac,
@@ -609,12 +768,47 @@ fn decompress_pcap(
                 Err(f) => {
                     failed += 1;
                     let nack = Nack::from_failure(&f, &m);
-                    say!("{who}: {f}; NACK sha1 {}", hex::encode(nack.sha1));
+                    say!(
+                        "{who}: {f}; NACK sha1 {}{}",
+                        hex::encode(nack.sha1),
+                        state_hint(&f, &m, local_bytecode)
+                    );
                 }
             }
         }
     }
     cli::write(output, &pcap::write(&out))?;
-    say!("{ok} decompressed, {failed} failed");
+    if shared > 0 {
+        say!("{ok} decompressed, {failed} failed; {shared} shared states held (RFC 3321 §5.2)");
+    } else {
+        say!("{ok} decompressed, {failed} failed");
+    }
     Ok(failed == 0)
+}
+
+/// The compartment of `flow`'s messages, opened at first use.
+fn compartment(
+    compartments: &mut HashMap<Flow, CompartmentId>,
+    states: &mut StateHandler,
+    flow: Flow,
+    sms: u32,
+) -> CompartmentId {
+    let next = CompartmentId(compartments.len() as u64);
+    *compartments.entry(flow).or_insert_with(|| {
+        states.open_compartment(next, sms);
+        next
+    })
+}
+
+/// Whether a decompressed message announced itself as a shared state: its
+/// returned parameters list a partial identifier of it (RFC 3321 §5.2).
+fn announces_shared(dm: &sigcomp::Decompressed) -> bool {
+    let Some(params) = &dm.returned_parameters else {
+        return false;
+    };
+    let id = sigcomp::compress::shared_state(&dm.output).id().0;
+    params
+        .state_ids
+        .iter()
+        .any(|p| p.len() >= 6 && id.starts_with(p))
 }
