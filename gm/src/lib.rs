@@ -19,5 +19,6 @@
 // Parsers index only through `get` (no panic on attacker data).
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
+pub mod reg;
 pub mod sip;
 pub mod txn;
