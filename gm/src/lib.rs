@@ -5,14 +5,20 @@
 //! §8.2, a builder, and byte-exact re-emission; and the transaction layer,
 //! [`txn`] (RFC 3261 §17: non-INVITE client and server, the INVITE server
 //! that refuses an INVITE, timers E/F/K/J/G/H/I, RFC 3581 `rport`, the
-//! §18.1.1 size rule). Registration with AKA and security agreement (RFC
-//! 3329), the SigComp binding, MESSAGE, SMS over IP and presence come
-//! next, as sans-IO state machines built on it.
+//! §18.1.1 size rule); and registration, [`reg`]: the UE's state machine
+//! ([`reg::Ue`]: AKAv1/AKAv2-MD5 or plain digest, AUTS
+//! resynchronisation, RFC 3329 security agreement with `ipsec-3gpp`,
+//! re- and de-registration), the P-CSCF/registrar side ([`reg::Network`]:
+//! subscribers, AKA challenges, Security-Server, bindings) and the four
+//! SAs both derive ([`reg::SaSet`], rendered as `sadb` setkey
+//! statements). The SigComp binding, MESSAGE, SMS over IP and presence
+//! come next, as sans-IO state machines built on them.
 //!
 //! Like every library of the workspace it does no IO, reads no clock and
 //! no randomness: it takes bytes and returns typed values.
 //!
-//! RFCs implemented by the codec: 3261 (§7, §8.1.3.3, §8.2, §18.3, §19.1,
+//! RFCs implemented: 3310 and 4169 (digest AKA), 3329 (security
+//! agreement), 3261 §10 (registration); by the codec: 3261 (§7, §8.1.3.3, §8.2, §18.3, §19.1,
 //! §20, §25), 3310 (`auts`, AKA algorithms), 3325, 3327, 3329, 3455, 3581,
 //! 3608, 3840 (feature tags), 3903, 6665; RFC 4475 is its test suite.
 
