@@ -392,3 +392,40 @@ fn a_replayed_reregistration_is_refused() {
         "{out:?}"
     );
 }
+
+#[test]
+fn unanswered_temporary_sas_expire_on_both_sides() {
+    let mut w = world(0, 0, K, AkaVersion::V1);
+    let first = w.ue.register(&mut w.rng);
+    let req = Message::parse(&first[0].request().unwrap().to_bytes())
+        .unwrap()
+        .into_owned();
+    let out = w
+        .net
+        .on_register(&req, ue_addr(), Flow::Unprotected, w.now, &mut w.rng);
+    let Some(NetworkAction::Respond(challenge)) = out.last() else {
+        panic!("{out:?}")
+    };
+    let acts = w.ue.on_response(challenge, w.now, &mut w.rng);
+    // SAs installed, then the protected REGISTER, which the network loses.
+    assert!(matches!(
+        acts.as_slice(),
+        [UeAction::InstallSas(_), UeAction::Send { .. }]
+    ));
+    let t = Duration::from_secs(240);
+    assert_eq!(w.ue.poll_timeout(), Some(t));
+    assert_eq!(w.net.poll_timeout(), Some(t));
+    assert!(
+        w.ue.handle_timeout(t - Duration::from_secs(1), &mut w.rng)
+            .is_empty()
+    );
+    assert!(matches!(
+        w.ue.handle_timeout(t, &mut w.rng).as_slice(),
+        [UeAction::RemoveSas(_), UeAction::Failed(Error::Timeout)]
+    ));
+    assert!(matches!(
+        w.net.handle_timeout(t).as_slice(),
+        [NetworkAction::RemoveSas(_)]
+    ));
+    assert_eq!(w.net.poll_timeout(), None);
+}

@@ -185,6 +185,8 @@ struct Pending {
     server: Option<(String, SaSet)>,
     /// The highest `nc` accepted with this nonce.
     nc: u32,
+    /// When the challenge was sent.
+    sent_at: Duration,
 }
 
 struct Binding {
@@ -255,15 +257,25 @@ impl Network {
     }
 
     /// Drops the bindings whose time is up (RFC 3261 §10.3 step 7) and
-    /// returns their SAs to remove and the de-registrations.
+    /// the challenges unanswered for [`sa::TEMPORARY_LIFETIME`]; returns
+    /// their SAs to remove and the de-registrations.
     pub fn handle_timeout(&mut self, now: Duration) -> Vec<NetworkAction> {
+        let stale: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.sent_at + sa::TEMPORARY_LIFETIME <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut out = Vec::new();
+        for impi in stale {
+            out.extend(self.drop_pending(&impi));
+        }
         let expired: Vec<String> = self
             .bindings
             .iter()
             .filter(|(_, b)| b.expires_at <= now)
             .map(|(k, _)| k.clone())
             .collect();
-        let mut out = Vec::new();
         for impi in expired {
             if let Some(b) = self.bindings.remove(&impi) {
                 if let Some((_, s)) = b.auth.server {
@@ -275,9 +287,17 @@ impl Network {
         out
     }
 
-    /// The earliest end of a binding.
+    /// The earliest end of a binding or of a pending challenge.
     pub fn poll_timeout(&self) -> Option<Duration> {
-        self.bindings.values().map(|b| b.expires_at).min()
+        let pending = self
+            .pending
+            .values()
+            .map(|p| p.sent_at + sa::TEMPORARY_LIFETIME);
+        self.bindings
+            .values()
+            .map(|b| b.expires_at)
+            .chain(pending)
+            .min()
     }
 
     /// Handles a REGISTER from `ue_addr` that came on `flow`.
@@ -324,7 +344,7 @@ impl Network {
             }
         }
         // 4. A fresh challenge.
-        self.challenge(request, &impi, ue_addr, flow, rng)
+        self.challenge(request, &impi, ue_addr, flow, now, rng)
     }
 
     fn refuse(
@@ -350,6 +370,7 @@ impl Network {
         impi: &str,
         ue_addr: IpAddr,
         flow: Flow,
+        now: Duration,
         rng: &mut dyn Random,
     ) -> Vec<NetworkAction> {
         let mut out = Vec::new();
@@ -460,6 +481,7 @@ impl Network {
                 password,
                 server,
                 nc: 0,
+                sent_at: now,
             },
         );
         out
@@ -507,7 +529,7 @@ impl Network {
             if resynced.is_none() {
                 return self.fail(request, impi, 403, "bad AUTS");
             }
-            return self.challenge(request, impi, ue_addr, flow, rng);
+            return self.challenge(request, impi, ue_addr, flow, now, rng);
         }
         if creds.response().is_none_or(|r| r.is_empty()) {
             return self.fail(

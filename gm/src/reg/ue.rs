@@ -427,7 +427,7 @@ impl Ue {
         }
         match (self.state, status) {
             (State::AwaitChallenge | State::AwaitResult { .. }, 401) => {
-                self.on_challenge(response, rng)
+                self.on_challenge(response, now, rng)
             }
             (State::AwaitRefresh | State::AwaitDeregistration, 401 | 407) => {
                 self.fail(Error::ReauthenticationUnsupported)
@@ -447,8 +447,13 @@ impl Ue {
         }
     }
 
-    fn on_challenge(&mut self, response: &Message<'_>, rng: &mut dyn Random) -> Vec<UeAction> {
-        match self.challenge_actions(response, rng) {
+    fn on_challenge(
+        &mut self,
+        response: &Message<'_>,
+        now: Duration,
+        rng: &mut dyn Random,
+    ) -> Vec<UeAction> {
+        match self.challenge_actions(response, now, rng) {
             Ok(a) => a,
             Err(e) => self.fail(e),
         }
@@ -457,6 +462,7 @@ impl Ue {
     fn challenge_actions(
         &mut self,
         response: &Message<'_>,
+        now: Duration,
         rng: &mut dyn Random,
     ) -> Result<Vec<UeAction>, Error> {
         let bad = |what| Error::BadChallenge { what };
@@ -592,7 +598,9 @@ impl Ue {
             }
         }
         let auth = self.authorization(rng, None)?;
-        self.state = State::AwaitResult { deadline: None };
+        // TS 24.229 reg-await-auth: the temporary SAs bound the wait.
+        let deadline = self.sas.as_ref().map(|_| now + sa::TEMPORARY_LIFETIME);
+        self.state = State::AwaitResult { deadline };
         out.extend(self.send(rng, flow, self.config.c.expires, Some(auth)));
         Ok(out)
     }
@@ -866,5 +874,124 @@ impl UeAction {
             UeAction::Send { request, .. } => Some(request),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Counter(u8);
+
+    impl Random for Counter {
+        fn fill(&mut self, buf: &mut [u8]) {
+            for b in buf {
+                self.0 = self.0.wrapping_add(1);
+                *b = self.0;
+            }
+        }
+    }
+
+    /// A registrar outside IMS: RFC 2617 digest with a password, no
+    /// sec-agree, no SAs.
+    #[test]
+    fn plain_digest_md5() {
+        let mut rng = Counter(0);
+        let mut c = UeConfig::new(
+            "bob",
+            "sip:bob@example.org",
+            "example.org",
+            "192.0.2.2".parse().unwrap(),
+            "192.0.2.1".parse().unwrap(),
+            (0, 0),
+            (0, 0),
+        );
+        c.sec_agree = false;
+        let mut ue = Ue::new(c, Credentials::Password("zanzibar".into()), &mut rng);
+        let acts = ue.register(&mut rng);
+        let req = acts[0].request().unwrap();
+        assert!(req.header("Security-Client").is_none());
+        assert!(req.header("Require").is_none());
+        let challenge = crate::sip::Builder::response_to(req, 401, None)
+            .to_tag("r")
+            .header(
+                "WWW-Authenticate",
+                "Digest realm=\"example.org\",nonce=\"dcd98b7102dd2f0e8b11d0f600bfb0c093\",qop=\"auth\",opaque=\"5ccc069c403ebaf9f0171e9517f40e41\"",
+            )
+            .build()
+            .unwrap();
+        let acts = ue.on_response(&challenge, Duration::ZERO, &mut rng);
+        let [UeAction::Send { request, flow }] = acts.as_slice() else {
+            panic!("{acts:?}")
+        };
+        assert_eq!(*flow, Flow::Unprotected);
+        let a = &request.authorization().unwrap()[0];
+        assert_eq!(a.opaque().unwrap(), "5ccc069c403ebaf9f0171e9517f40e41");
+        let cnonce = a.cnonce().unwrap();
+        let want = opensec::digest::response(&DigestParams {
+            username: "bob",
+            realm: "example.org",
+            password: b"zanzibar",
+            method: "REGISTER",
+            uri: "sip:example.org",
+            nonce: "dcd98b7102dd2f0e8b11d0f600bfb0c093",
+            nc: Some("00000001"),
+            cnonce: Some(&cnonce),
+            qop: Some("auth"),
+            algorithm: DigestAlgorithm::Md5,
+            body: b"",
+        });
+        assert_eq!(a.response().unwrap(), want);
+        let ok = crate::sip::Builder::response_to(request, 200, None)
+            .to_tag("r")
+            .header("Contact", "<sip:192.0.2.2:5060>;expires=60")
+            .build()
+            .unwrap();
+        let acts = ue.on_response(&ok, Duration::from_secs(10), &mut rng);
+        let [UeAction::Registered(r)] = acts.as_slice() else {
+            panic!("{acts:?}")
+        };
+        assert_eq!(r.expires, Duration::from_secs(60));
+        assert_eq!(r.refresh_at, Duration::from_secs(40));
+        assert!(ue.sas().is_none());
+    }
+
+    /// Security-Server offers: the highest q among those we offered.
+    #[test]
+    fn server_offer_by_q_among_ours() {
+        let mut rng = Counter(0);
+        let mut c = UeConfig::new(
+            "a",
+            "sip:a@x",
+            "x",
+            "192.0.2.2".parse().unwrap(),
+            "192.0.2.1".parse().unwrap(),
+            (1000, 1001),
+            (5062, 5064),
+        );
+        c.algorithms = vec![
+            (AuthAlgorithm::HmacMd5_96, EncAlgorithm::Null),
+            (AuthAlgorithm::HmacSha1_96, EncAlgorithm::AesCbc),
+        ];
+        let ue = Ue::new(
+            c,
+            Credentials::Aka {
+                k: [0; 16],
+                op: OpKey::Opc([0; 16]),
+                sqn_ms: 0,
+            },
+            &mut rng,
+        );
+        let m = Message::response(401, None)
+            .header("Security-Server", "ipsec-3gpp;q=0.9;alg=hmac-sha-1-96;ealg=des-ede3-cbc;spi-c=1;spi-s=2;port-c=3;port-s=4")
+            .header("Security-Server", "ipsec-3gpp;q=0.5;alg=hmac-sha-1-96;ealg=aes-cbc;spi-c=5;spi-s=6;port-c=7;port-s=8")
+            .header("Security-Server", "ipsec-3gpp;q=0.7;alg=hmac-md5-96;spi-c=9;spi-s=10;port-c=11;port-s=12")
+            .build()
+            .unwrap();
+        let (pcscf, ours) = ue.choose_server_offer(&m).unwrap().unwrap();
+        // des-ede3-cbc was not offered; md5 without ealg is md5 with null.
+        assert_eq!(pcscf.spi_c, 9);
+        assert_eq!(pcscf.ealg, EncAlgorithm::Null);
+        assert_eq!((ours.spi_c, ours.port_s), (1000, 5064));
     }
 }
