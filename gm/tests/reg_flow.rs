@@ -429,3 +429,29 @@ fn unanswered_temporary_sas_expire_on_both_sides() {
     ));
     assert_eq!(w.net.poll_timeout(), None);
 }
+
+#[test]
+fn a_wrong_res_is_refused_and_the_sas_dropped() {
+    let mut w = world(0, 0, K, AkaVersion::V1);
+    w.tamper = Some(Box::new(|m: &mut Message<'static>| {
+        if m.header("Security-Verify").is_some() {
+            let a = m.header("Authorization").unwrap().to_owned();
+            let i = a.find("response=\"").unwrap() + 10;
+            let mut b = a.into_bytes();
+            b[i] = if b[i] == b'0' { b'1' } else { b'0' };
+            let a = String::from_utf8(b).unwrap();
+            m.set_header("Authorization".to_owned(), a).unwrap();
+        }
+    }));
+    w.register();
+    assert!(matches!(
+        w.ue_events.as_slice(),
+        [UeAction::Failed(Error::Rejected { status: 403 })]
+    ));
+    assert!(matches!(
+        w.net_events.as_slice(),
+        [NetworkAction::AuthenticationFailed { reason, .. }] if reason.contains("RES")
+    ));
+    assert!(w.ue_sas.is_empty() && w.net_sas.is_empty());
+    assert!(w.net.binding(IMPI).is_none());
+}

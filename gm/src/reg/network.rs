@@ -542,7 +542,7 @@ impl Network {
         let Some(p) = self.pending.get(impi) else {
             return Vec::new();
         };
-        if let Err(r) = check(p, request, creds, ue_addr, flow) {
+        if let Err(r) = check(&self.config, p, request, creds, ue_addr, flow) {
             if r.status == 494 {
                 let row = p
                     .server
@@ -599,7 +599,7 @@ impl Network {
             // nonce is not kept for re-registration either. Challenge anew.
             return self.refuse(request, 403, None);
         }
-        if let Err(r) = check(&b.auth, request, creds, ue_addr, flow) {
+        if let Err(r) = check(&self.config, &b.auth, request, creds, ue_addr, flow) {
             return self.refuse(request, r.status, None);
         }
         let Some(mut b) = self.bindings.remove(impi) else {
@@ -734,6 +734,7 @@ impl Network {
 
 /// The checks of an authenticated REGISTER against the challenge `p`.
 fn check(
+    config: &NetworkConfig,
     p: &Pending,
     request: &Message<'_>,
     creds: &Auth<'_>,
@@ -769,9 +770,17 @@ fn check(
         return Err(refuse(403, "not the challenged algorithm"));
     }
     let realm = creds.realm().unwrap_or_default();
+    if realm != config.realm {
+        return Err(refuse(403, "not our realm"));
+    }
     let uri = creds.uri().unwrap_or_default();
     let username = creds.username().unwrap_or_default();
     let qop = creds.param("qop");
+    // RFC 2617 §3.2.2: a client answers a challenge that offered qop with
+    // one of its values; the RFC 2069 form would drop nc and cnonce.
+    if config.qop && qop.as_deref() != Some("auth") {
+        return Err(refuse(403, "qop=auth was asked for"));
+    }
     let nc = creds.nc();
     let cnonce = creds.cnonce();
     let expected = opensec::digest::try_response(&DigestParams {
