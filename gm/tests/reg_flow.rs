@@ -455,3 +455,26 @@ fn a_wrong_res_is_refused_and_the_sas_dropped() {
     assert!(w.ue_sas.is_empty() && w.net_sas.is_empty());
     assert!(w.net.binding(IMPI).is_none());
 }
+
+/// A `Random` that gives only zeros.
+struct Zeros;
+
+impl Random for Zeros {
+    fn fill(&mut self, buf: &mut [u8]) {
+        buf.fill(0);
+    }
+}
+
+#[test]
+fn a_broken_random_source_gets_500_not_a_hang() {
+    let mut w = world(0, 0, K, AkaVersion::V1);
+    let first = w.ue.register(&mut w.rng);
+    let req = first[0].request().unwrap();
+    let out = w
+        .net
+        .on_register(req, ue_addr(), Flow::Unprotected, w.now, &mut Zeros);
+    assert!(
+        matches!(out.as_slice(), [NetworkAction::Respond(m)] if m.status() == Some(500)),
+        "{out:?}"
+    );
+}

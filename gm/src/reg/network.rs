@@ -344,7 +344,7 @@ impl Network {
             }
         }
         // 4. A fresh challenge.
-        self.challenge(request, &impi, ue_addr, flow, now, rng)
+        self.challenge(request, &impi, ue_addr, flow, false, now, rng)
     }
 
     fn refuse(
@@ -364,12 +364,14 @@ impl Network {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn challenge(
         &mut self,
         request: &Message<'_>,
         impi: &str,
         ue_addr: IpAddr,
         flow: Flow,
+        resync: bool,
         now: Duration,
         rng: &mut dyn Random,
     ) -> Vec<NetworkAction> {
@@ -379,7 +381,7 @@ impl Network {
                 out.push(NetworkAction::RemoveSas(s));
             }
         }
-        if flow != Flow::Unprotected {
+        if flow != Flow::Unprotected && !resync {
             // TS 33.203 §7.1: an initial registration comes unprotected.
             out.extend(self.refuse(request, 403, None));
             return out;
@@ -428,18 +430,13 @@ impl Network {
                 out.extend(self.refuse(request, 494, None));
                 return out;
             };
-            let mut spis = [0u8; 8];
-            rng.fill(&mut spis);
-            // SPIs 0..=255 are reserved (RFC 4303 §2.1).
-            let spi = |b: [u8; 4]| u32::from_be_bytes(b) | 0x100;
-            let (mut a, mut c) = ([0u8; 4], [0u8; 4]);
-            a.copy_from_slice(spis.get(..4).unwrap_or(&[0; 4]));
-            c.copy_from_slice(spis.get(4..).unwrap_or(&[0; 4]));
-            let mut spi_s = spi(c);
-            let spi_c = spi(a);
-            if spi_s == spi_c {
-                spi_s ^= 1;
-            }
+            let spis = self
+                .fresh_spi(rng, None)
+                .and_then(|c| Some((c, self.fresh_spi(rng, Some(c))?)));
+            let Some((spi_c, spi_s)) = spis else {
+                out.extend(self.refuse(request, 500, None));
+                return out;
+            };
             let ours = IpsecOffer {
                 alg: ue.alg,
                 ealg: ue.ealg,
@@ -487,6 +484,30 @@ impl Network {
         out
     }
 
+    /// An SPI for an inbound SA of ours: random, above the reserved
+    /// 0..=255 (RFC 4303 §2.1), and not used by another of our SA sets.
+    /// `None` if 64 draws found none (a broken [`Random`]).
+    fn fresh_spi(&self, rng: &mut dyn Random, also_not: Option<u32>) -> Option<u32> {
+        let in_use = |spi: u32| {
+            also_not == Some(spi)
+                || self
+                    .pending
+                    .values()
+                    .chain(self.bindings.values().map(|b| &b.auth))
+                    .filter_map(|p| p.server.as_ref())
+                    .any(|(_, s)| {
+                        let o = s.pcscf_offer();
+                        o.spi_c == spi || o.spi_s == spi
+                    })
+        };
+        (0..64).find_map(|_| {
+            let mut b = [0u8; 4];
+            rng.fill(&mut b);
+            let spi = u32::from_be_bytes(b);
+            (spi > 255 && !in_use(spi)).then_some(spi)
+        })
+    }
+
     /// The UE offer we take: the first of our preference list that one
     /// of its offers names (an offer without `ealg` is `null`).
     fn choose(&self, offers: &[SecMechanism<'_>]) -> Option<IpsecOffer> {
@@ -529,7 +550,9 @@ impl Network {
             if resynced.is_none() {
                 return self.fail(request, impi, 403, "bad AUTS");
             }
-            return self.challenge(request, impi, ue_addr, flow, now, rng);
+            // TS 24.229 has the UE send AUTS over the temporary SAs; ours
+            // sends it unprotected. Both are taken.
+            return self.challenge(request, impi, ue_addr, flow, true, now, rng);
         }
         if creds.response().is_none_or(|r| r.is_empty()) {
             return self.fail(
