@@ -16,6 +16,54 @@
 //! responses and the time back. Nothing here reads a clock or
 //! randomness: time is a [`Duration`] the caller counts (from any
 //! origin), random values come from the caller's [`Random`].
+//!
+//! A UE registering with the network side, messages passed by hand (a
+//! real caller sends them through [`crate::txn`] and applies the SAs with
+//! `sadb`):
+//!
+//! ```
+//! use std::time::Duration;
+//! use gm::reg::*;
+//!
+//! struct Rng(u8);
+//! impl Random for Rng {
+//!     fn fill(&mut self, buf: &mut [u8]) {
+//!         for b in buf { self.0 = self.0.wrapping_mul(37).wrapping_add(11); *b = self.0; }
+//!     }
+//! }
+//! let (k, op) = ([0x11; 16], OpKey::Op([0x22; 16]));
+//! let (ue_ip, pcscf_ip) = ("10.0.0.2".parse().unwrap(), "10.0.0.1".parse().unwrap());
+//! let mut rng = Rng(1);
+//! let config = UeConfig::new("alice@ims.example.org", "sip:alice@ims.example.org",
+//!     "ims.example.org", ue_ip, pcscf_ip, (1111, 2222), (5062, 5064));
+//! let mut ue = Ue::new(config, Credentials::Aka { k, op, sqn_ms: 0 }, &mut rng);
+//! let mut net = Network::new(NetworkConfig::new("ims.example.org", pcscf_ip, 5066, 5068));
+//! net.add_subscriber("alice@ims.example.org",
+//!     Subscriber { k, op, amf: [0x80, 0], sqn: 0, impus: vec![] });
+//!
+//! let (now, mut to_net) = (Duration::ZERO, ue.register(&mut rng));
+//! let mut registered = None;
+//! while !to_net.is_empty() {
+//!     let mut to_ue = Vec::new();
+//!     for action in to_net.drain(..) {
+//!         match action {
+//!             UeAction::Send { request, flow } => {
+//!                 for a in net.on_register(&request, ue_ip, flow, now, &mut rng) {
+//!                     if let NetworkAction::Respond(r) = a { to_ue.push(r) }
+//!                 }
+//!             }
+//!             UeAction::InstallSas(sas) => assert!(sas.script().contains("spdadd")),
+//!             UeAction::Registered(r) => registered = Some(r),
+//!             _ => {}
+//!         }
+//!     }
+//!     for r in to_ue {
+//!         to_net.extend(ue.on_response(&r, now, &mut rng));
+//!     }
+//! }
+//! assert_eq!(registered.unwrap().expires, Duration::from_secs(600_000));
+//! assert_eq!(ue.sas().unwrap().mirror(), *net.sas("alice@ims.example.org").unwrap());
+//! ```
 
 use std::fmt;
 use std::net::IpAddr;
