@@ -167,6 +167,15 @@ impl OpKey {
     }
 }
 
+impl OpKey {
+    /// Overwrites the key with zeros (the owners' `Drop`).
+    fn zeroize(&mut self) {
+        match self {
+            OpKey::Op(k) | OpKey::Opc(k) => zeroize::Zeroize::zeroize(k),
+        }
+    }
+}
+
 impl fmt::Debug for OpKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -53,7 +53,8 @@ use super::{Flow, OpKey, Random, ct_eq, same_mechanisms};
 use crate::sip::header::{Auth, Contacts, SecMechanism};
 use crate::sip::{Builder, HeaderName, Message, Method};
 
-/// One subscriber of the AKA centre (HSS).
+/// One subscriber of the AKA centre (HSS); K and OP/OPc are zeroized on
+/// drop.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Subscriber {
     /// K.
@@ -66,6 +67,13 @@ pub struct Subscriber {
     pub sqn: u64,
     /// The public identities reported in P-Associated-URI (none: the To URI).
     pub impus: Vec<String>,
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.k);
+        self.op.zeroize();
+    }
 }
 
 impl std::fmt::Debug for Subscriber {

@@ -62,7 +62,7 @@ use super::{Error, Flow, OpKey, Random, hostport, refresh_after, token};
 use crate::sip::header::Contacts;
 use crate::sip::{HeaderName, Message, Method};
 
-/// The UE's credentials.
+/// The UE's credentials (zeroized on drop, redacted in `Debug`).
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credentials {
     /// An ISIM/USIM: K, OP or OPc, and SQN_MS, the highest SQN accepted
@@ -77,6 +77,18 @@ pub enum Credentials {
     },
     /// A password for RFC 2617 digest (registrars outside IMS).
     Password(String),
+}
+
+impl Drop for Credentials {
+    fn drop(&mut self) {
+        match self {
+            Credentials::Aka { k, op, .. } => {
+                zeroize::Zeroize::zeroize(k);
+                op.zeroize();
+            }
+            Credentials::Password(p) => zeroize::Zeroize::zeroize(p),
+        }
+    }
 }
 
 impl std::fmt::Debug for Credentials {
