@@ -478,3 +478,25 @@ fn a_broken_random_source_gets_500_not_a_hang() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_changed_security_client_is_refused() {
+    let mut w = world(0, 0, K, AkaVersion::V1);
+    w.tamper = Some(Box::new(|m: &mut Message<'static>| {
+        if m.header("Security-Verify").is_some() {
+            // Only the weakest offer left: a downgrade attempt.
+            m.set_header(
+                "Security-Client".to_owned(),
+                "ipsec-3gpp;alg=hmac-md5-96;ealg=null;spi-c=1111;spi-s=2222;port-c=5062;port-s=5064"
+                    .to_owned(),
+            )
+            .unwrap();
+        }
+    }));
+    w.register();
+    assert!(matches!(
+        w.ue_events.as_slice(),
+        [UeAction::Failed(Error::Rejected { status: 494 })]
+    ));
+    assert!(w.ue_sas.is_empty() && w.net_sas.is_empty());
+}

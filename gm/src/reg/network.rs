@@ -23,7 +23,8 @@
 //!    - a challenge with sec-agree: the request must come over the new SAs
 //!      from the UE's port-c to our port-s, and its Security-Verify must
 //!      be the Security-Server we sent (RFC 3329 §2.3.1: else 494 with
-//!      our list, and the SAs are removed);
+//!      our list, and the SAs are removed), and its Security-Client
+//!      the one of the challenged REGISTER (TS 33.203 §7.2, likewise 494);
 //!    - the digest response must match the one computed with XRES (or
 //!      its AKAv2 password): else 403 and the SAs are removed.
 //!
@@ -195,6 +196,8 @@ struct Pending {
     nc: u32,
     /// When the challenge was sent.
     sent_at: Duration,
+    /// The Security-Client rows of the challenged REGISTER.
+    client: Vec<String>,
 }
 
 struct Binding {
@@ -487,6 +490,10 @@ impl Network {
                 server,
                 nc: 0,
                 sent_at: now,
+                client: request
+                    .rows(HeaderName::SecurityClient)
+                    .map(|h| h.value().to_owned())
+                    .collect(),
             },
         );
         out
@@ -787,6 +794,22 @@ fn check(
         let sent = SecMechanism::parse_list(row).unwrap_or_default();
         if !same_mechanisms(&verify, &sent) {
             return Err(refuse(494, "Security-Verify differs from Security-Server"));
+        }
+        // TS 33.203 §7.2: the protected REGISTER repeats the Security-Client
+        // of the unprotected one; a change could be a downgrade.
+        let client = request
+            .security(HeaderName::SecurityClient)
+            .map_err(|_| refuse(494, "malformed Security-Client"))?;
+        let first: Vec<SecMechanism<'_>> = p
+            .client
+            .iter()
+            .flat_map(|r| SecMechanism::parse_list(r).unwrap_or_default())
+            .collect();
+        if !same_mechanisms(&client, &first) {
+            return Err(refuse(
+                494,
+                "Security-Client differs from the first REGISTER's",
+            ));
         }
     } else if flow != Flow::Unprotected {
         return Err(refuse(403, "protected flow without an agreement"));
