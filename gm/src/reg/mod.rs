@@ -1,5 +1,6 @@
-//! Registration with AKA and security agreement on Gm (TS 24.229 §5.1.1
-//! and §5.2.2, TS 33.203, RFC 3310, RFC 4169, RFC 3329), sans-IO.
+//! Registration with AKA and security agreement on Gm (TS 24.229 and
+//! TS 33.203 as summarised in the project's 3GPP notes, whose texts could
+//! not be checked; RFC 3310, RFC 4169, RFC 3329, RFC 3261 §10), sans-IO.
 //!
 //! - [`sa`]: the four SAs of an `ipsec-3gpp` agreement and their
 //!   policies, from either side's view, as `sadb` setkey statements.
@@ -200,7 +201,7 @@ pub enum Flow {
     Unprotected,
     /// Over the SAs: UDP from/to the UE's `ue_port` and the P-CSCF's
     /// `pcscf_port` (a UE's request goes from its port-c to the P-CSCF's
-    /// port-s, TS 33.203 §7.1).
+    /// port-s, TS 33.203).
     Protected {
         /// The UE's protected port.
         ue_port: u16,

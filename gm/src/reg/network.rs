@@ -1,5 +1,5 @@
 //! The network side of registration: the P-CSCF with the registrar and
-//! the AKA centre folded in (TS 24.229 §5.2.2 and §5.4.1, TS 33.203 §7,
+//! the AKA centre folded in (TS 24.229, TS 33.203 as commonly implemented,
 //! RFC 3310, RFC 4169, RFC 3329, RFC 3261 §10.3), sans-IO.
 //!
 //! [`Network::on_register`] takes a REGISTER with the UE's address and
@@ -24,7 +24,8 @@
 //!      from the UE's port-c to our port-s, and its Security-Verify must
 //!      be the Security-Server we sent (RFC 3329 §2.3.1: else 494 with
 //!      our list, and the SAs are removed), and its Security-Client
-//!      the one of the challenged REGISTER (TS 33.203 §7.2, likewise 494);
+//!      the one of the challenged REGISTER (TS 33.203 as commonly
+//!      implemented; likewise 494);
 //!    - the digest response must match the one computed with XRES (or
 //!      its AKAv2 password): else 403 and the SAs are removed.
 //!
@@ -393,7 +394,7 @@ impl Network {
             }
         }
         if flow != Flow::Unprotected && !resync {
-            // TS 33.203 §7.1: an initial registration comes unprotected.
+            // TS 33.203: an initial registration comes unprotected.
             out.extend(self.refuse(request, 403, None));
             return out;
         }
@@ -795,8 +796,9 @@ fn check(
         if !same_mechanisms(&verify, &sent) {
             return Err(refuse(494, "Security-Verify differs from Security-Server"));
         }
-        // TS 33.203 §7.2: the protected REGISTER repeats the Security-Client
-        // of the unprotected one; a change could be a downgrade.
+        // TS 33.203 (as commonly implemented): the protected REGISTER
+        // repeats the Security-Client of the unprotected one; a change could
+        // be a downgrade.
         let client = request
             .security(HeaderName::SecurityClient)
             .map_err(|_| refuse(494, "malformed Security-Client"))?;

@@ -36,10 +36,10 @@ use crate::sip::header::SecMechanism;
 pub const TEMPORARY_LIFETIME: Duration = Duration::from_secs(240);
 
 /// How much longer than the registration the SAs live once it succeeded
-/// (TS 33.203 §7.4, as commonly implemented: registration expiry + 30 s).
+/// (TS 33.203, as commonly implemented: registration expiry + 30 s).
 pub const LIFETIME_MARGIN: Duration = Duration::from_secs(30);
 
-/// The parameters of one `ipsec-3gpp` offer (TS 33.203 §7.2): algorithms,
+/// The parameters of one `ipsec-3gpp` offer (TS 33.203, RFC 3329): algorithms,
 /// SPIs and protected ports of the side that sent it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IpsecOffer {

@@ -1,4 +1,4 @@
-//! The UE's registration (TS 24.229 §5.1.1, TS 33.203 §6-7, RFC 3310,
+//! The UE's registration (TS 24.229, TS 33.203 as commonly implemented, RFC 3310,
 //! RFC 4169, RFC 3329, RFC 3261 §10.2), as a sans-IO state machine.
 //!
 //! # Division of work
@@ -20,7 +20,7 @@
 //!    Security-Client (one `ipsec-3gpp` offer per configured algorithm
 //!    pair, all with our SPIs and ports), `Require`/`Proxy-Require:
 //!    sec-agree`, `Supported: path`, and an Authorization with the IMPI,
-//!    the realm and empty `nonce` and `response` (TS 24.229 §5.1.1.2.1).
+//!    the realm and empty `nonce` and `response` (TS 24.229).
 //! 2. A 401 with `algorithm=AKAv1-MD5` or `AKAv2-MD5`: AUTN is checked
 //!    with K, OP/OPc and SQN_MS ([`opensec::aka::verify_autn`]).
 //!    - Authentic and fresh: the password is RES (AKAv1) or derived from
@@ -617,7 +617,7 @@ impl Ue {
         Ok(out)
     }
 
-    /// The Security-Server offer to use (RFC 3329 §2.3.1, TS 33.203 §7.2):
+    /// The Security-Server offer to use (RFC 3329 §2.3.1, TS 33.203):
     /// the highest `q` among the `ipsec-3gpp` offers whose algorithms we
     /// offered (an absent `q` ranks below any given one; ties go to the
     /// first); with our matching offer. `None` without Security-Server.
@@ -744,7 +744,7 @@ impl Ue {
         )
     }
 
-    /// TS 24.229 §5.1.1.2.1: username, realm, uri, empty nonce and response.
+    /// TS 24.229: username, realm, uri, empty nonce and response.
     fn initial_authorization(&self) -> String {
         let c = &self.config.c;
         format!(
