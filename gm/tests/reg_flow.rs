@@ -84,6 +84,16 @@ struct World {
 }
 
 fn world(ue_sqn: u64, net_sqn: u64, net_k: [u8; 16], aka: AkaVersion) -> World {
+    world_with(ue_sqn, net_sqn, net_k, aka, |_| {})
+}
+
+fn world_with(
+    ue_sqn: u64,
+    net_sqn: u64,
+    net_k: [u8; 16],
+    aka: AkaVersion,
+    configure: impl FnOnce(&mut NetworkConfig),
+) -> World {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let config = UeConfig::new(
         IMPI,
@@ -107,6 +117,7 @@ fn world(ue_sqn: u64, net_sqn: u64, net_k: [u8; 16], aka: AkaVersion) -> World {
     nc.aka = aka;
     nc.service_routes = vec!["<sip:orig@scscf.ims.example.org;lr>".into()];
     nc.path = Some("<sip:term@pcscf.ims.example.org;lr>".into());
+    configure(&mut nc);
     let mut net = Network::new(nc);
     net.add_subscriber(
         IMPI,
@@ -499,4 +510,24 @@ fn a_changed_security_client_is_refused() {
         [UeAction::Failed(Error::Rejected { status: 494 })]
     ));
     assert!(w.ue_sas.is_empty() && w.net_sas.is_empty());
+}
+
+#[test]
+fn interval_too_brief_is_retried_with_min_expires() {
+    let mut w = world_with(0, 0, K, AkaVersion::V1, |c| {
+        c.min_expires = 700_000;
+        c.max_expires = 1_000_000;
+    });
+    w.register();
+    let Some(UeAction::Registered(r)) = w.ue_events.last() else {
+        panic!("{:?}", w.ue_events)
+    };
+    assert_eq!(r.expires, Duration::from_secs(700_000));
+    // REGISTER, protected REGISTER (423), again with the next nc.
+    assert_eq!(w.sent.len(), 3);
+    let again = w.sent_request(2);
+    assert_eq!(again.expires().unwrap(), Some(700_000));
+    assert_eq!(again.authorization().unwrap()[0].nc().unwrap(), "00000002");
+    assert_eq!(w.ue_sas[0].lifetime(), Duration::from_secs(700_030));
+    assert_eq!(w.ue_sas[0].mirror(), w.net_sas[0]);
 }

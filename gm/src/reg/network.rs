@@ -115,6 +115,9 @@ pub struct NetworkConfig {
     pub path: Option<String>,
     /// The longest expiry granted, in seconds.
     pub max_expires: u32,
+    /// The shortest expiry accepted, in seconds (shorter: 423 with
+    /// Min-Expires, RFC 3261 §10.3); 0 for no minimum.
+    pub min_expires: u32,
 }
 
 impl NetworkConfig {
@@ -144,6 +147,7 @@ impl NetworkConfig {
             service_routes: Vec::new(),
             path: None,
             max_expires: 600_000,
+            min_expires: 0,
         }
     }
 }
@@ -598,6 +602,10 @@ impl Network {
             }
             return self.fail(request, impi, r.status, r.reason);
         }
+        if let Some(r) = self.too_brief(request) {
+            // The challenge stays: the UE asks again with the next nc.
+            return r;
+        }
         let Some(mut p) = self.pending.remove(impi) else {
             return Vec::new();
         };
@@ -641,6 +649,9 @@ impl Network {
         if let Err(r) = check(&self.config, &b.auth, request, creds, ue_addr, flow) {
             return self.refuse(request, r.status, None);
         }
+        if let Some(r) = self.too_brief(request) {
+            return r;
+        }
         let Some(mut b) = self.bindings.remove(impi) else {
             return Vec::new();
         };
@@ -660,12 +671,7 @@ impl Network {
             Ok(Some(Contacts::List(l))) => l.first().cloned(),
             _ => None,
         };
-        let requested = contact
-            .as_ref()
-            .and_then(|c| c.expires())
-            .or(request.expires().ok().flatten())
-            .unwrap_or(3600);
-        let expires = requested.min(self.config.max_expires);
+        let expires = requested_expires(request).min(self.config.max_expires);
         let impu = request
             .to()
             .map(|t| t.uri.as_str().to_owned())
@@ -745,6 +751,15 @@ impl Network {
             },
         );
         out
+    }
+
+    /// RFC 3261 §10.3 step 7: 423 with Min-Expires for a binding shorter
+    /// than [`NetworkConfig::min_expires`] (expiry 0 removes, and is fine).
+    fn too_brief(&self, request: &Message<'_>) -> Option<Vec<NetworkAction>> {
+        let e = requested_expires(request);
+        let min = self.config.min_expires;
+        (e != 0 && e < min)
+            .then(|| self.refuse(request, 423, Some(("Min-Expires", &min.to_string()))))
     }
 
     fn drop_pending(&mut self, impi: &str) -> Vec<NetworkAction> {
@@ -858,6 +873,16 @@ fn check(
         return Err(refuse(403, "wrong digest response (RES)"));
     }
     Ok(())
+}
+
+/// The expiry a REGISTER asks for (RFC 3261 §10.2.1.1): its first
+/// Contact's `expires`, else Expires, else 3600.
+fn requested_expires(request: &Message<'_>) -> u32 {
+    let contact = match request.contacts() {
+        Ok(Some(Contacts::List(l))) => l.first().and_then(|c| c.expires()),
+        _ => None,
+    };
+    contact.or(request.expires().ok().flatten()).unwrap_or(3600)
 }
 
 /// `user@host` of the To URI: the IMPI of a UE that sent no credentials.

@@ -46,7 +46,9 @@
 //!    [`Registration`]; the SAs are updated to the registration's lifetime
 //!    plus [`sa::LIFETIME_MARGIN`]. [`Ue::poll_timeout`] then gives the
 //!    re-registration time ([`super::refresh_after`]).
-//! 5. Re-registration and de-registration (`Expires: 0`) go over the SAs
+//! 5. A 423 (RFC 3261 §10.2.8): the same request again, asking for the
+//!    Min-Expires it names.
+//! 6. Re-registration and de-registration (`Expires: 0`) go over the SAs
 //!    with the last challenge's nonce and the next `nc`. A registrar that
 //!    challenges them again gets [`Error::ReauthenticationUnsupported`].
 
@@ -291,6 +293,8 @@ pub struct Ue {
     server_rows: Vec<String>,
     sas: Option<SaSet>,
     registration: Option<Registration>,
+    /// The expiry asked for: the configured one, raised by a 423.
+    expires: u32,
 }
 
 struct Config {
@@ -314,6 +318,7 @@ impl Ue {
     /// `rng`.
     pub fn new(config: UeConfig, credentials: Credentials, rng: &mut dyn Random) -> Ue {
         Ue {
+            expires: config.expires,
             config: Config {
                 c: config,
                 credentials,
@@ -364,7 +369,7 @@ impl Ue {
         }
         self.state = State::AwaitChallenge;
         let auth = self.initial_authorization();
-        self.send(rng, Flow::Unprotected, self.config.c.expires, Some(auth))
+        self.send(rng, Flow::Unprotected, self.expires, Some(auth))
     }
 
     /// When [`Ue::handle_timeout`] wants to be called: the
@@ -390,7 +395,7 @@ impl Ue {
                     return Vec::new();
                 }
                 self.state = State::AwaitRefresh;
-                self.send_authenticated(rng, self.config.c.expires)
+                self.send_authenticated(rng, self.expires)
             }
             State::AwaitResult { deadline: Some(d) } if now >= d => self.fail(Error::Timeout),
             _ => Vec::new(),
@@ -455,7 +460,32 @@ impl Ue {
                 out
             }
             (_, 200..=299) => self.on_ok(response, now),
+            (_, 423) => self.on_interval_too_brief(response, rng),
             (_, s) => self.fail(Error::Rejected { status: s }),
+        }
+    }
+
+    /// RFC 3261 §10.2.8: the same request again, asking for at least
+    /// Min-Expires (once it is above what we asked; else we stop).
+    fn on_interval_too_brief(
+        &mut self,
+        response: &Message<'_>,
+        rng: &mut dyn Random,
+    ) -> Vec<UeAction> {
+        let min = response.min_expires().ok().flatten();
+        let Some(min) = min.filter(|m| *m > self.expires) else {
+            return self.fail(Error::Rejected { status: 423 });
+        };
+        self.expires = min;
+        match self.state {
+            State::AwaitChallenge => {
+                let auth = self.initial_authorization();
+                self.send(rng, Flow::Unprotected, self.expires, Some(auth))
+            }
+            State::AwaitResult { .. } | State::AwaitRefresh => {
+                self.send_authenticated(rng, self.expires)
+            }
+            _ => self.fail(Error::Rejected { status: 423 }),
         }
     }
 
@@ -533,12 +563,7 @@ impl Ue {
                         });
                         self.state = State::AwaitChallenge;
                         let auth = self.authorization(rng, Some(&opensec::base64_encode(&auts)))?;
-                        out.extend(self.send(
-                            rng,
-                            Flow::Unprotected,
-                            self.config.c.expires,
-                            Some(auth),
-                        ));
+                        out.extend(self.send(rng, Flow::Unprotected, self.expires, Some(auth)));
                         self.challenge = None;
                         return Ok(out);
                     }
@@ -554,12 +579,7 @@ impl Ue {
                             algorithm
                         );
                         self.state = State::AwaitChallenge;
-                        out.extend(self.send(
-                            rng,
-                            Flow::Unprotected,
-                            self.config.c.expires,
-                            Some(auth),
-                        ));
+                        out.extend(self.send(rng, Flow::Unprotected, self.expires, Some(auth)));
                         out.extend(self.fail(Error::NetworkAuthenticationFailed));
                         return Ok(out);
                     }
@@ -613,7 +633,7 @@ impl Ue {
         // TS 24.229 reg-await-auth: the temporary SAs bound the wait.
         let deadline = self.sas.as_ref().map(|_| now + sa::TEMPORARY_LIFETIME);
         self.state = State::AwaitResult { deadline };
-        out.extend(self.send(rng, flow, self.config.c.expires, Some(auth)));
+        out.extend(self.send(rng, flow, self.expires, Some(auth)));
         Ok(out)
     }
 
