@@ -279,7 +279,7 @@ impl Network {
         let stale: Vec<String> = self
             .pending
             .iter()
-            .filter(|(_, p)| p.sent_at + sa::TEMPORARY_LIFETIME <= now)
+            .filter(|(_, p)| p.sent_at.saturating_add(sa::TEMPORARY_LIFETIME) <= now)
             .map(|(k, _)| k.clone())
             .collect();
         let mut out = Vec::new();
@@ -308,7 +308,7 @@ impl Network {
         let pending = self
             .pending
             .values()
-            .map(|p| p.sent_at + sa::TEMPORARY_LIFETIME);
+            .map(|p| p.sent_at.saturating_add(sa::TEMPORARY_LIFETIME));
         self.bindings
             .values()
             .map(|b| b.expires_at)
@@ -731,7 +731,7 @@ impl Network {
         let expires_d = Duration::from_secs(u64::from(expires));
         let mut auth = auth;
         if let Some((row, s)) = auth.server.take() {
-            let s = s.with_lifetime(expires_d + sa::LIFETIME_MARGIN);
+            let s = s.with_lifetime(expires_d.saturating_add(sa::LIFETIME_MARGIN));
             out.push(NetworkAction::UpdateSas(s.clone()));
             auth.server = Some((row, s));
         }
@@ -747,7 +747,7 @@ impl Network {
             Binding {
                 auth,
                 contact: contact_str,
-                expires_at: now + expires_d,
+                expires_at: now.saturating_add(expires_d),
             },
         );
         out

@@ -631,7 +631,10 @@ impl Ue {
         }
         let auth = self.authorization(rng, None)?;
         // TS 24.229 reg-await-auth: the temporary SAs bound the wait.
-        let deadline = self.sas.as_ref().map(|_| now + sa::TEMPORARY_LIFETIME);
+        let deadline = self
+            .sas
+            .as_ref()
+            .map(|_| now.saturating_add(sa::TEMPORARY_LIFETIME));
         self.state = State::AwaitResult { deadline };
         out.extend(self.send(rng, flow, self.expires, Some(auth)));
         Ok(out)
@@ -674,7 +677,7 @@ impl Ue {
             Ok(r) => {
                 let mut out = Vec::new();
                 if let Some(s) = self.sas.take() {
-                    let s = s.with_lifetime(r.expires + sa::LIFETIME_MARGIN);
+                    let s = s.with_lifetime(r.expires.saturating_add(sa::LIFETIME_MARGIN));
                     out.push(UeAction::UpdateSas(s.clone()));
                     self.sas = Some(s);
                 }
@@ -728,8 +731,8 @@ impl Ue {
             paths,
             associated_uris,
             expires,
-            expires_at: now + expires,
-            refresh_at: now + refresh_after(expires),
+            expires_at: now.saturating_add(expires),
+            refresh_at: now.saturating_add(refresh_after(expires)),
         })
     }
 
