@@ -531,3 +531,99 @@ fn interval_too_brief_is_retried_with_min_expires() {
     assert_eq!(w.ue_sas[0].lifetime(), Duration::from_secs(700_030));
     assert_eq!(w.ue_sas[0].mirror(), w.net_sas[0]);
 }
+
+#[test]
+fn both_sets_install_update_and_delete_in_sadb() {
+    let mut w = world(0, 0, K, AkaVersion::V1);
+    w.register();
+    registered(&w);
+    for set in [&w.ue_sas[0], &w.net_sas[0]] {
+        let mut db = sadb::Databases::new();
+        let t = sadb::Timestamp(0);
+        db.apply_statements(&set.statements(), t).unwrap();
+        assert_eq!((db.sad().len(), db.spd().len()), (4, 4));
+        let longer = set.clone().with_lifetime(Duration::from_secs(1_000));
+        db.apply_statements(&longer.update_statements(), t).unwrap();
+        db.apply_statements(&set.delete_statements(), t).unwrap();
+        assert_eq!((db.sad().len(), db.spd().len()), (0, 0));
+    }
+}
+
+/// An IPv4/UDP packet (UDP checksum 0: none, RFC 768).
+fn udp4(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else {
+        panic!()
+    };
+    let total = (20 + 8 + payload.len()) as u16;
+    let mut p = vec![0x45, 0, 0, 0, 0, 1, 0, 0, 64, 17, 0, 0];
+    p[2..4].copy_from_slice(&total.to_be_bytes());
+    p.extend_from_slice(&s.octets());
+    p.extend_from_slice(&d.octets());
+    let mut sum = 0u32;
+    for c in p.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    p[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(payload);
+    p
+}
+
+/// Sends `plain` through `tx`'s SAs and receives it through `rx`'s.
+fn through(tx: &sadb::Databases, rx: &sadb::Databases, plain: &[u8]) -> Vec<u8> {
+    const ROOM: usize = 128;
+    let t = sadb::Timestamp(0);
+    let mut buf = vec![0u8; ROOM + plain.len() + ROOM];
+    buf[ROOM..ROOM + plain.len()].copy_from_slice(plain);
+    let mut n = 0u8;
+    let mut iv = move |iv: &mut [u8]| {
+        n = n.wrapping_add(1);
+        iv.fill(n);
+    };
+    let sadb::Outgoing::Protected(p) = tx.protect(&mut buf, ROOM..ROOM + plain.len(), t, &mut iv)
+    else {
+        panic!("not protected")
+    };
+    let wire = buf[p.packet].to_vec();
+    assert_eq!(wire[9], 50, "ESP");
+    assert!(!wire.windows(8).any(|w| w == b"REGISTER"), "encrypted");
+    let mut buf = vec![0u8; ROOM + wire.len() + ROOM];
+    buf[ROOM..ROOM + wire.len()].copy_from_slice(&wire);
+    match rx.unprotect(&mut buf, ROOM..ROOM + wire.len(), sadb::Received::Ip, t) {
+        sadb::Incoming::Deliver(d) => buf[d.packet].to_vec(),
+        other => panic!("not delivered: {other:?}"),
+    }
+}
+
+/// The SAs both sides derived carry SIP between them: ESP that the
+/// other side's engine accepts, in both directions of both port pairs.
+#[test]
+fn the_derived_sas_carry_sip_both_ways() {
+    let mut w = world(0, 0, K, AkaVersion::V1);
+    w.register();
+    registered(&w);
+    let t = sadb::Timestamp(0);
+    let mut ue_db = sadb::Databases::new();
+    ue_db
+        .apply_statements(&w.ue_sas[0].statements(), t)
+        .unwrap();
+    let mut net_db = sadb::Databases::new();
+    net_db
+        .apply_statements(&w.net_sas[0].statements(), t)
+        .unwrap();
+    let (u, p) = (ue_addr(), pcscf_addr());
+    let sip = b"REGISTER sip:ims.example.org SIP/2.0\r\n\r\n";
+    // port-c to port-s and back, port-s to port-c and back.
+    for (ue_port, pcscf_port) in [(5062, 5068), (5064, 5066)] {
+        let up = udp4(u, ue_port, p, pcscf_port, sip);
+        assert_eq!(through(&ue_db, &net_db, &up), up);
+        let down = udp4(p, pcscf_port, u, ue_port, sip);
+        assert_eq!(through(&net_db, &ue_db, &down), down);
+    }
+}
