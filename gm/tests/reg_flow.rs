@@ -165,7 +165,12 @@ impl World {
                             NetworkAction::Respond(m) => {
                                 let bytes = m.to_bytes();
                                 let resp = Message::parse(&bytes).unwrap();
-                                queue.extend(self.ue.on_response(&resp, self.now, &mut self.rng));
+                                queue.extend(self.ue.on_response(
+                                    &resp,
+                                    flow,
+                                    self.now,
+                                    &mut self.rng,
+                                ));
                             }
                             NetworkAction::InstallSas(s) => self.net_sas.push(s),
                             NetworkAction::RemoveSas(s) => self.net_sas.retain(|x| *x != s),
@@ -417,7 +422,8 @@ fn unanswered_temporary_sas_expire_on_both_sides() {
     let Some(NetworkAction::Respond(challenge)) = out.last() else {
         panic!("{out:?}")
     };
-    let acts = w.ue.on_response(challenge, w.now, &mut w.rng);
+    let acts =
+        w.ue.on_response(challenge, Flow::Unprotected, w.now, &mut w.rng);
     // SAs installed, then the protected REGISTER, which the network loses.
     assert!(matches!(
         acts.as_slice(),
@@ -626,4 +632,36 @@ fn the_derived_sas_carry_sip_both_ways() {
         let down = udp4(p, pcscf_port, u, ue_port, sip);
         assert_eq!(through(&net_db, &ue_db, &down), down);
     }
+}
+
+#[test]
+fn a_200_in_clear_is_ignored_once_the_sas_are_up() {
+    let mut w = world(0, 0, K, AkaVersion::V1);
+    let first = w.ue.register(&mut w.rng);
+    let out = w.net.on_register(
+        first[0].request().unwrap(),
+        ue_addr(),
+        Flow::Unprotected,
+        w.now,
+        &mut w.rng,
+    );
+    let Some(NetworkAction::Respond(challenge)) = out.last() else {
+        panic!("{out:?}")
+    };
+    let acts =
+        w.ue.on_response(challenge, Flow::Unprotected, w.now, &mut w.rng);
+    let [UeAction::InstallSas(_), UeAction::Send { request, flow }] = acts.as_slice() else {
+        panic!("{acts:?}")
+    };
+    let forged = gm::sip::Builder::response_to(request, 200, None)
+        .to_tag("x")
+        .header("Expires", 600_000)
+        .build()
+        .unwrap();
+    assert!(
+        w.ue.on_response(&forged, Flow::Unprotected, w.now, &mut w.rng)
+            .is_empty()
+    );
+    let acts = w.ue.on_response(&forged, *flow, w.now, &mut w.rng);
+    assert!(matches!(acts.last(), Some(UeAction::Registered(_))));
 }

@@ -181,6 +181,7 @@ proptest! {
             1..4,
         ),
         real_challenge in any::<bool>(),
+        protected in any::<bool>(),
     ) {
         let mut rng = Rng(1);
         let mut ue = ue(&mut rng);
@@ -194,7 +195,7 @@ proptest! {
             for a in out {
                 if let NetworkAction::Respond(m) = a {
                     let bytes = m.to_bytes();
-                    let acts = ue.on_response(&Message::parse(&bytes).unwrap(), Duration::ZERO, &mut rng);
+                    let acts = ue.on_response(&Message::parse(&bytes).unwrap(), Flow::Unprotected, Duration::ZERO, &mut rng);
                     if let Some(next) = last_request(&acts) {
                         req = next;
                     }
@@ -207,7 +208,13 @@ proptest! {
             let Some(bytes) = response(&r, status, &headers) else { continue };
             let Ok(m) = Message::parse(&bytes) else { continue };
             now += Duration::from_secs(1);
-            let acts = ue.on_response(&m, now, &mut rng);
+            // Over the SAs the UE set up, or in clear.
+            let flow = if protected {
+                Flow::Protected { ue_port: 5062, pcscf_port: 5068 }
+            } else {
+                Flow::Unprotected
+            };
+            let acts = ue.on_response(&m, flow, now, &mut rng);
             if let Some(next) = last_request(&acts) {
                 req = next;
             }

@@ -192,7 +192,7 @@ impl Sim {
                 }
             }
         } else if let ResponseVerdict::ToTu(_) = self.ue_txn.on_response(&m, self.now) {
-            let acts = self.ue.on_response(&m, self.now, &mut self.rng);
+            let acts = self.ue.on_response(&m, p.flow, self.now, &mut self.rng);
             self.ue_actions(acts);
         }
     }

@@ -50,7 +50,8 @@
 //!         match action {
 //!             UeAction::Send { request, flow } => {
 //!                 for a in net.on_register(&request, ue_ip, flow, now, &mut rng) {
-//!                     if let NetworkAction::Respond(r) = a { to_ue.push(r) }
+//!                     // Responses go back on the request's flow.
+//!                     if let NetworkAction::Respond(r) = a { to_ue.push((r, flow)) }
 //!                 }
 //!             }
 //!             UeAction::InstallSas(sas) => assert!(sas.script().contains("spdadd")),
@@ -58,8 +59,8 @@
 //!             _ => {}
 //!         }
 //!     }
-//!     for r in to_ue {
-//!         to_net.extend(ue.on_response(&r, now, &mut rng));
+//!     for (r, flow) in to_ue {
+//!         to_net.extend(ue.on_response(&r, flow, now, &mut rng));
 //!     }
 //! }
 //! assert_eq!(registered.unwrap().expires, Duration::from_secs(600_000));

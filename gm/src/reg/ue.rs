@@ -9,7 +9,7 @@
 //! [`UeAction::Send`] request to a non-INVITE client transaction
 //! ([`crate::txn::Transactions::start_client`]) on the flow the action
 //! names, gives the final response of that transaction to
-//! [`Ue::on_response`], and reports a transaction timeout with
+//! [`Ue::on_response`] with the flow it came on, and reports a transaction timeout with
 //! [`Ue::on_timeout`]. The actions of one call are in the order they must
 //! take effect: [`UeAction::InstallSas`] comes before the request that
 //! has to travel over those SAs.
@@ -420,12 +420,15 @@ impl Ue {
         self.send_authenticated(rng, 0)
     }
 
-    /// Reads the final response of the last REGISTER's transaction.
-    /// Responses to other requests (another Call-ID or CSeq) and
-    /// provisional ones are ignored.
+    /// Reads the final response of the last REGISTER's transaction, which
+    /// came on `flow`. Responses to other requests (another Call-ID or
+    /// CSeq), provisional ones, and, while SAs are in place, responses
+    /// that did not come over them (anyone can send a datagram in clear)
+    /// are ignored.
     pub fn on_response(
         &mut self,
         response: &Message<'_>,
+        flow: Flow,
         now: Duration,
         rng: &mut dyn Random,
     ) -> Vec<UeAction> {
@@ -441,6 +444,15 @@ impl Ue {
             || matches!(self.state, State::Idle | State::Registered | State::Done)
         {
             return Vec::new();
+        }
+        if let Some(s) = &self.sas {
+            let protected = Flow::Protected {
+                ue_port: s.ue_offer().port_c,
+                pcscf_port: s.pcscf_offer().port_s,
+            };
+            if flow != protected {
+                return Vec::new();
+            }
         }
         match (self.state, status) {
             (State::AwaitChallenge | State::AwaitResult { .. }, 401) => {
@@ -955,7 +967,7 @@ mod tests {
             )
             .build()
             .unwrap();
-        let acts = ue.on_response(&challenge, Duration::ZERO, &mut rng);
+        let acts = ue.on_response(&challenge, Flow::Unprotected, Duration::ZERO, &mut rng);
         let [UeAction::Send { request, flow }] = acts.as_slice() else {
             panic!("{acts:?}")
         };
@@ -982,7 +994,7 @@ mod tests {
             .header("Contact", "<sip:192.0.2.2:5060>;expires=60")
             .build()
             .unwrap();
-        let acts = ue.on_response(&ok, Duration::from_secs(10), &mut rng);
+        let acts = ue.on_response(&ok, Flow::Unprotected, Duration::from_secs(10), &mut rng);
         let [UeAction::Registered(r)] = acts.as_slice() else {
             panic!("{acts:?}")
         };
