@@ -16,16 +16,22 @@
 //!   `application/vnd.3gpp.sms`): RP messages (TS 24.011), TPDUs (TS
 //!   23.040), the GSM 7-bit and UCS-2 alphabets (TS 23.038), concatenated
 //!   messages split and reassembled; and the MO/MT procedures of TS 24.341
-//!   for the UE and the service centre ([`sms::service`]).
+//!   for the UE and the service centre ([`sms::service`]);
+//! - [`reg`], registration: the UE's state machine ([`reg::Ue`]:
+//!   AKAv1/AKAv2-MD5 or plain digest, AUTS resynchronisation, RFC 3329
+//!   security agreement with `ipsec-3gpp`, re- and de-registration), the
+//!   P-CSCF/registrar side ([`reg::Network`]: subscribers, AKA challenges,
+//!   Security-Server, bindings) and the four SAs both derive
+//!   ([`reg::SaSet`], rendered as `sadb` setkey statements).
 //!
-//! Registration with AKA and security agreement (RFC 3329), the SigComp
-//! binding and MESSAGE relaying come next, as sans-IO state machines
-//! built on them.
+//! The SigComp binding and MESSAGE relaying come next, as sans-IO state
+//! machines built on them.
 //!
 //! Like every library of the workspace it does no IO, reads no clock and
 //! no randomness: it takes bytes and returns typed values.
 //!
-//! RFCs implemented by the codec: 3261 (§7, §8.1.3.3, §8.2, §18.3, §19.1,
+//! RFCs implemented: 3310 and 4169 (digest AKA), 3329 (security
+//! agreement), 3261 §10 (registration); by the codec: 3261 (§7, §8.1.3.3, §8.2, §18.3, §19.1,
 //! §20, §25), 3310 (`auts`, AKA algorithms), 3325, 3327, 3329, 3455, 3581,
 //! 3608, 3840 (feature tags), 3903, 6665; RFC 4475 is its test suite.
 
@@ -34,6 +40,7 @@
 
 pub mod dialog;
 pub mod presence;
+pub mod reg;
 pub mod sip;
 pub mod sms;
 pub mod txn;

@@ -1,0 +1,893 @@
+//! The network side of registration: the P-CSCF with the registrar and
+//! the AKA centre folded in (TS 24.229, TS 33.203 as commonly implemented,
+//! RFC 3310, RFC 4169, RFC 3329, RFC 3261 §10.3), sans-IO.
+//!
+//! [`Network::on_register`] takes a REGISTER with the UE's address and
+//! the [`Flow`] it came on, and returns [`NetworkAction`]s in the order
+//! they take effect: the SAs of a challenge are installed before the 401
+//! that announces them leaves, the SAs of a de-registration are removed
+//! after its 200 left over them. Responses go back on the flow the
+//! request came on. Transactions are the caller's
+//! ([`crate::txn::Transactions::on_request`] and `respond`).
+//!
+//! What it checks, in order:
+//!
+//! 1. The subscriber: the Authorization `username`, or without one
+//!    (a UE outside IMS) the To URI's `user@host`; unknown: 403.
+//! 2. With credentials for the nonce last sent to that IMPI:
+//!    - `auts` (RFC 3310 §3.4): MAC-S is verified
+//!      ([`opensec::aka::verify_auts`]), the SQN re-synchronised and a
+//!      fresh challenge sent; a bad AUTS gets 403.
+//!    - an empty `response` (the UE's answer to a MAC failure, TS 24.229
+//!      §5.1.1.5.3 as commonly implemented): 403, the attempt ends.
+//!    - a challenge with sec-agree: the request must come over the new SAs
+//!      from the UE's port-c to our port-s, and its Security-Verify must
+//!      be the Security-Server we sent (RFC 3329 §2.3.1: else 494 with
+//!      our list, and the SAs are removed), and its Security-Client
+//!      the one of the challenged REGISTER (TS 33.203 as commonly
+//!      implemented; likewise 494);
+//!    - the digest response must match the one computed with XRES (or
+//!      its AKAv2 password): else 403 and the SAs are removed.
+//!
+//!    Then a binding, with 200 carrying Service-Route, Path,
+//!    P-Associated-URI, Contact with `expires` and Expires; the SAs get
+//!    the registration's lifetime plus [`sa::LIFETIME_MARGIN`].
+//! 3. A registered UE re-registering (or de-registering, expiry 0) over its
+//!    SAs with the nonce of its registration and a higher `nc`, the same
+//!    checks and no new challenge.
+//! 4. Anything else: a fresh challenge, 401 with `nonce` =
+//!    base64(RAND || AUTN) (RFC 3310 §3.2), and with sec-agree (the
+//!    request has a Security-Client with `ipsec-3gpp`) a Security-Server
+//!    offer chosen from the UE's by our preference list (an offer without
+//!    `ealg` is `null`), our SPIs drawn from [`Random`], our protected
+//!    ports from the configuration.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use opensec::aka::{self, AkaVersion, AuthVector, Password};
+use opensec::digest::{DigestAlgorithm, DigestParams};
+use opensec::{AuthAlgorithm, EncAlgorithm};
+
+use super::sa::{self, Agreement, IpsecOffer, SaSet, Side};
+use super::{Flow, OpKey, Random, ct_eq, same_mechanisms};
+use crate::sip::header::{Auth, Contacts, SecMechanism};
+use crate::sip::{Builder, HeaderName, Message, Method};
+
+/// One subscriber of the AKA centre (HSS); K and OP/OPc are zeroized on
+/// drop.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Subscriber {
+    /// K.
+    pub k: [u8; 16],
+    /// OP or OPc.
+    pub op: OpKey,
+    /// The AMF put in AUTN.
+    pub amf: [u8; 2],
+    /// The last SQN used; the next challenge uses the next one.
+    pub sqn: u64,
+    /// The public identities reported in P-Associated-URI (none: the To URI).
+    pub impus: Vec<String>,
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.k);
+        self.op.zeroize();
+    }
+}
+
+impl std::fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("sqn", &self.sqn)
+            .field("amf", &self.amf)
+            .field("impus", &self.impus)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the network registers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkConfig {
+    /// The digest `realm`.
+    pub realm: String,
+    /// The P-CSCF's address (for the SAs).
+    pub pcscf_addr: IpAddr,
+    /// Our protected client port.
+    pub port_c: u16,
+    /// Our protected server port.
+    pub port_s: u16,
+    /// The (alg, ealg) pairs we accept, most preferred first.
+    pub preference: Vec<(AuthAlgorithm, EncAlgorithm)>,
+    /// Whether a REGISTER without a Security-Client may register
+    /// unprotected (a UE outside IMS, or a test peer that cannot do ESP).
+    pub allow_unprotected: bool,
+    /// The AKA version of our challenges.
+    pub aka: AkaVersion,
+    /// Whether to offer `qop="auth"`.
+    pub qop: bool,
+    /// The Service-Route values returned in the 200.
+    pub service_routes: Vec<String>,
+    /// Our Path value, added after the request's Path values in the 200
+    /// (RFC 3327 §5.3: the registrar returns the Path it stored).
+    pub path: Option<String>,
+    /// The longest expiry granted, in seconds.
+    pub max_expires: u32,
+    /// The shortest expiry accepted, in seconds (shorter: 423 with
+    /// Min-Expires, RFC 3261 §10.3); 0 for no minimum.
+    pub min_expires: u32,
+}
+
+impl NetworkConfig {
+    /// The usual values: sec-agree required, preference hmac-sha-1-96 then
+    /// hmac-md5-96, each with aes-cbc, des-ede3-cbc, null; AKAv1-MD5 with
+    /// `qop="auth"`; at most 600000 s.
+    pub fn new(realm: &str, pcscf_addr: IpAddr, port_c: u16, port_s: u16) -> NetworkConfig {
+        let mut preference = Vec::new();
+        for a in [AuthAlgorithm::HmacSha1_96, AuthAlgorithm::HmacMd5_96] {
+            for e in [
+                EncAlgorithm::AesCbc,
+                EncAlgorithm::TripleDesCbc,
+                EncAlgorithm::Null,
+            ] {
+                preference.push((a, e));
+            }
+        }
+        NetworkConfig {
+            realm: realm.to_owned(),
+            pcscf_addr,
+            port_c,
+            port_s,
+            preference,
+            allow_unprotected: false,
+            aka: AkaVersion::V1,
+            qop: true,
+            service_routes: Vec::new(),
+            path: None,
+            max_expires: 600_000,
+            min_expires: 0,
+        }
+    }
+}
+
+/// What the caller does for the network side.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum NetworkAction {
+    /// Send this response on the flow the request came on (through the
+    /// request's server transaction).
+    Respond(Message<'static>),
+    /// Install these SAs and policies (before the next `Respond`).
+    InstallSas(SaSet),
+    /// Replace the lifetime of these installed SAs.
+    UpdateSas(SaSet),
+    /// Remove these SAs and policies.
+    RemoveSas(SaSet),
+    /// `impi` is registered (or re-registered).
+    Registered {
+        /// The private identity.
+        impi: String,
+        /// The registered public identity (To).
+        impu: String,
+        /// The Contact bound.
+        contact: String,
+        /// The expiry granted.
+        expires: Duration,
+    },
+    /// `impi` de-registered.
+    Deregistered {
+        /// The private identity.
+        impi: String,
+    },
+    /// An authentication failed (the response says how).
+    AuthenticationFailed {
+        /// The private identity.
+        impi: String,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// A challenge sent and not answered yet, or the one a binding lives on.
+struct Pending {
+    nonce: String,
+    vector: AuthVector,
+    password: Password,
+    /// The Security-Server row we sent, and the SAs set up for it.
+    server: Option<(String, SaSet)>,
+    /// The highest `nc` accepted with this nonce.
+    nc: u32,
+    /// When the challenge was sent.
+    sent_at: Duration,
+    /// The Security-Client rows of the challenged REGISTER.
+    client: Vec<String>,
+}
+
+struct Binding {
+    auth: Pending,
+    contact: String,
+    expires_at: Duration,
+}
+
+/// The P-CSCF/registrar; see the [module documentation](self).
+pub struct Network {
+    config: NetworkConfig,
+    subscribers: HashMap<String, Subscriber>,
+    pending: HashMap<String, Pending>,
+    bindings: HashMap<String, Binding>,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("config", &self.config)
+            .field("subscribers", &self.subscribers.len())
+            .field("bindings", &self.bindings.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A check that ends a request with a status.
+struct Refuse {
+    status: u16,
+    reason: &'static str,
+}
+
+impl Network {
+    /// A network with no subscribers.
+    pub fn new(config: NetworkConfig) -> Network {
+        Network {
+            config,
+            subscribers: HashMap::new(),
+            pending: HashMap::new(),
+            bindings: HashMap::new(),
+        }
+    }
+
+    /// Adds (or replaces) a subscriber.
+    pub fn add_subscriber(&mut self, impi: &str, s: Subscriber) {
+        self.subscribers.insert(impi.to_owned(), s);
+    }
+
+    /// A subscriber (to read its SQN).
+    pub fn subscriber(&self, impi: &str) -> Option<&Subscriber> {
+        self.subscribers.get(impi)
+    }
+
+    /// The contact bound for `impi` and when the binding ends, if registered.
+    pub fn binding(&self, impi: &str) -> Option<(&str, Duration)> {
+        self.bindings
+            .get(impi)
+            .map(|b| (b.contact.as_str(), b.expires_at))
+    }
+
+    /// The SAs of `impi`'s binding or pending challenge.
+    pub fn sas(&self, impi: &str) -> Option<&SaSet> {
+        self.bindings
+            .get(impi)
+            .map(|b| &b.auth)
+            .or_else(|| self.pending.get(impi))
+            .and_then(|p| p.server.as_ref().map(|(_, s)| s))
+    }
+
+    /// Drops the bindings whose time is up (RFC 3261 §10.3 step 7) and
+    /// the challenges unanswered for [`sa::TEMPORARY_LIFETIME`]; returns
+    /// their SAs to remove and the de-registrations.
+    pub fn handle_timeout(&mut self, now: Duration) -> Vec<NetworkAction> {
+        let stale: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.sent_at.saturating_add(sa::TEMPORARY_LIFETIME) <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut out = Vec::new();
+        for impi in stale {
+            out.extend(self.drop_pending(&impi));
+        }
+        let expired: Vec<String> = self
+            .bindings
+            .iter()
+            .filter(|(_, b)| b.expires_at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for impi in expired {
+            if let Some(b) = self.bindings.remove(&impi) {
+                if let Some((_, s)) = b.auth.server {
+                    out.push(NetworkAction::RemoveSas(s));
+                }
+                out.push(NetworkAction::Deregistered { impi });
+            }
+        }
+        out
+    }
+
+    /// The earliest end of a binding or of a pending challenge.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        let pending = self
+            .pending
+            .values()
+            .map(|p| p.sent_at.saturating_add(sa::TEMPORARY_LIFETIME));
+        self.bindings
+            .values()
+            .map(|b| b.expires_at)
+            .chain(pending)
+            .min()
+    }
+
+    /// Handles a REGISTER from `ue_addr` that came on `flow`.
+    pub fn on_register(
+        &mut self,
+        request: &Message<'_>,
+        ue_addr: IpAddr,
+        flow: Flow,
+        now: Duration,
+        rng: &mut dyn Random,
+    ) -> Vec<NetworkAction> {
+        if request.method() != Some(Method::Register) {
+            return self.refuse(request, 405, None);
+        }
+        let creds = request
+            .authorization()
+            .ok()
+            .and_then(|v| v.into_iter().find(Auth::is_digest));
+        let impi = match creds.as_ref().and_then(|c| c.username()) {
+            Some(u) => u.into_owned(),
+            None => match to_user_host(request) {
+                Some(u) => u,
+                None => return self.refuse(request, 400, None),
+            },
+        };
+        if !self.subscribers.contains_key(&impi) {
+            return self.refuse(request, 403, None);
+        }
+        let nonce = creds
+            .as_ref()
+            .and_then(|c| c.nonce())
+            .map(|n| n.into_owned())
+            .unwrap_or_default();
+        // 3. A registered UE, with the nonce of its registration.
+        if let (Some(c), Some(b)) = (creds.as_ref(), self.bindings.get(&impi)) {
+            if !nonce.is_empty() && b.auth.nonce == nonce {
+                return self.reregister(request, c, &impi, ue_addr, flow, now);
+            }
+        }
+        // 2. The answer to our challenge.
+        if let Some(c) = creds.as_ref() {
+            if !nonce.is_empty() && self.pending.get(&impi).is_some_and(|p| p.nonce == nonce) {
+                return self.answer(request, c, &impi, ue_addr, flow, now, rng);
+            }
+        }
+        // 4. A fresh challenge.
+        self.challenge(request, &impi, ue_addr, flow, false, now, rng)
+    }
+
+    fn refuse(
+        &self,
+        request: &Message<'_>,
+        status: u16,
+        extra: Option<(&str, &str)>,
+    ) -> Vec<NetworkAction> {
+        let mut b = Builder::response_to(request, status, None).to_tag("reg");
+        if let Some((n, v)) = extra {
+            b = b.header(n, v);
+        }
+        match b.build() {
+            Ok(m) => vec![NetworkAction::Respond(m)],
+            // A request too broken to answer (no Via, From...): dropped.
+            Err(_) => Vec::new(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn challenge(
+        &mut self,
+        request: &Message<'_>,
+        impi: &str,
+        ue_addr: IpAddr,
+        flow: Flow,
+        resync: bool,
+        now: Duration,
+        rng: &mut dyn Random,
+    ) -> Vec<NetworkAction> {
+        let mut out = Vec::new();
+        if let Some(old) = self.pending.remove(impi) {
+            if let Some((_, s)) = old.server {
+                out.push(NetworkAction::RemoveSas(s));
+            }
+        }
+        if flow != Flow::Unprotected && !resync {
+            // TS 33.203: an initial registration comes unprotected.
+            out.extend(self.refuse(request, 403, None));
+            return out;
+        }
+        let offers = request
+            .security(HeaderName::SecurityClient)
+            .unwrap_or_default();
+        let sec_agree = offers.iter().any(SecMechanism::is_ipsec_3gpp);
+        if !sec_agree && !self.config.allow_unprotected {
+            // RFC 3329 §2.3.1: 421 Extension Required would ask for it;
+            // TS 24.229 has the P-CSCF refuse.
+            out.extend(self.refuse(request, 421, Some(("Require", "sec-agree"))));
+            return out;
+        }
+        let Some(sub) = self.subscribers.get_mut(impi) else {
+            return out;
+        };
+        let mut rand = [0u8; 16];
+        rng.fill(&mut rand);
+        let sqn = sub.sqn.wrapping_add(1) & aka::SQN_MAX;
+        let m = sub.op.milenage(&sub.k);
+        let Ok(vector) = aka::auth_vector(&m, &rand, sqn, &sub.amf) else {
+            out.extend(self.refuse(request, 500, None));
+            return out;
+        };
+        sub.sqn = sqn;
+        let nonce = aka::build_nonce(&vector.rand, &vector.autn, &[]);
+        let password = aka::password(self.config.aka, &vector.xres, &vector.ik, &vector.ck);
+        let algorithm = match self.config.aka {
+            AkaVersion::V1 => "AKAv1-MD5",
+            AkaVersion::V2 => "AKAv2-MD5",
+        };
+        let mut www = format!(
+            "Digest realm=\"{}\",nonce=\"{nonce}\",algorithm={algorithm}",
+            self.config.realm
+        );
+        if self.config.qop {
+            www.push_str(",qop=\"auth\"");
+        }
+        let mut b = Builder::response_to(request, 401, None)
+            .to_tag("reg")
+            .header("WWW-Authenticate", www);
+        let mut server = None;
+        if sec_agree {
+            let Some(ue) = self.choose(&offers) else {
+                out.extend(self.refuse(request, 494, None));
+                return out;
+            };
+            let spis = self
+                .fresh_spi(rng, None)
+                .and_then(|c| Some((c, self.fresh_spi(rng, Some(c))?)));
+            let Some((spi_c, spi_s)) = spis else {
+                out.extend(self.refuse(request, 500, None));
+                return out;
+            };
+            let ours = IpsecOffer {
+                alg: ue.alg,
+                ealg: ue.ealg,
+                spi_c,
+                spi_s,
+                port_c: self.config.port_c,
+                port_s: self.config.port_s,
+            };
+            let agreement = Agreement {
+                ue_addr,
+                pcscf_addr: self.config.pcscf_addr,
+                ue,
+                pcscf: ours,
+            };
+            let Ok(set) = SaSet::new(
+                Side::Network,
+                &agreement,
+                &vector.ck,
+                &vector.ik,
+                sa::TEMPORARY_LIFETIME,
+            ) else {
+                out.extend(self.refuse(request, 494, None));
+                return out;
+            };
+            let row = format!("{ours};q=0.1");
+            b = b.header("Security-Server", &row);
+            out.push(NetworkAction::InstallSas(set.clone()));
+            server = Some((row, set));
+        }
+        match b.build() {
+            Ok(m) => out.push(NetworkAction::Respond(m)),
+            Err(_) => return out,
+        }
+        self.pending.insert(
+            impi.to_owned(),
+            Pending {
+                nonce,
+                vector,
+                password,
+                server,
+                nc: 0,
+                sent_at: now,
+                client: request
+                    .rows(HeaderName::SecurityClient)
+                    .map(|h| h.value().to_owned())
+                    .collect(),
+            },
+        );
+        out
+    }
+
+    /// An SPI for an inbound SA of ours: random, above the reserved
+    /// 0..=255 (RFC 4303 §2.1), and not used by another of our SA sets.
+    /// `None` if 64 draws found none (a broken [`Random`]).
+    fn fresh_spi(&self, rng: &mut dyn Random, also_not: Option<u32>) -> Option<u32> {
+        let in_use = |spi: u32| {
+            also_not == Some(spi)
+                || self
+                    .pending
+                    .values()
+                    .chain(self.bindings.values().map(|b| &b.auth))
+                    .filter_map(|p| p.server.as_ref())
+                    .any(|(_, s)| {
+                        let o = s.pcscf_offer();
+                        o.spi_c == spi || o.spi_s == spi
+                    })
+        };
+        (0..64).find_map(|_| {
+            let mut b = [0u8; 4];
+            rng.fill(&mut b);
+            let spi = u32::from_be_bytes(b);
+            (spi > 255 && !in_use(spi)).then_some(spi)
+        })
+    }
+
+    /// The UE offer we take: the first of our preference list that one
+    /// of its offers names (an offer without `ealg` is `null`).
+    fn choose(&self, offers: &[SecMechanism<'_>]) -> Option<IpsecOffer> {
+        let parsed: Vec<IpsecOffer> = offers
+            .iter()
+            .filter_map(|m| IpsecOffer::from_mechanism(m).ok())
+            .collect();
+        self.config
+            .preference
+            .iter()
+            .find_map(|p| parsed.iter().find(|o| (o.alg, o.ealg) == *p).copied())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn answer(
+        &mut self,
+        request: &Message<'_>,
+        creds: &Auth<'_>,
+        impi: &str,
+        ue_addr: IpAddr,
+        flow: Flow,
+        now: Duration,
+        rng: &mut dyn Random,
+    ) -> Vec<NetworkAction> {
+        // RFC 3310 §3.4: re-synchronisation.
+        if let Some(auts) = creds.auts() {
+            let Some(p) = self.pending.get(impi) else {
+                return Vec::new();
+            };
+            let rand = p.vector.rand;
+            let sub = self.subscribers.get_mut(impi);
+            let resynced = sub.and_then(|s| {
+                let b = opensec::base64_decode(&auts).ok()?;
+                let auts: [u8; 14] = b.as_slice().try_into().ok()?;
+                let sqn_ms = aka::verify_auts(&s.op.milenage(&s.k), &rand, &auts).ok()?;
+                // The next challenge uses SQN_MS + 1, fresh for the UE.
+                s.sqn = sqn_ms;
+                Some(())
+            });
+            if resynced.is_none() {
+                return self.fail(request, impi, 403, "bad AUTS");
+            }
+            // TS 24.229 has the UE send AUTS over the temporary SAs; ours
+            // sends it unprotected. Both are taken.
+            return self.challenge(request, impi, ue_addr, flow, true, now, rng);
+        }
+        if creds.response().is_none_or(|r| r.is_empty()) {
+            return self.fail(
+                request,
+                impi,
+                403,
+                "the UE could not authenticate the network",
+            );
+        }
+        let Some(p) = self.pending.get(impi) else {
+            return Vec::new();
+        };
+        if let Err(r) = check(&self.config, p, request, creds, ue_addr, flow) {
+            if r.status == 494 {
+                let row = p
+                    .server
+                    .as_ref()
+                    .map(|(r, _)| r.clone())
+                    .unwrap_or_default();
+                let mut out = self.drop_pending(impi);
+                out.extend(self.refuse(request, 494, Some(("Security-Server", &row))));
+                out.push(NetworkAction::AuthenticationFailed {
+                    impi: impi.to_owned(),
+                    reason: r.reason,
+                });
+                return out;
+            }
+            return self.fail(request, impi, r.status, r.reason);
+        }
+        if let Some(r) = self.too_brief(request) {
+            // The challenge stays: the UE asks again with the next nc.
+            return r;
+        }
+        let Some(mut p) = self.pending.remove(impi) else {
+            return Vec::new();
+        };
+        p.nc = creds
+            .nc()
+            .and_then(|n| u32::from_str_radix(&n, 16).ok())
+            .unwrap_or(0);
+        let mut out = Vec::new();
+        // A registration replaces the previous one and its SAs.
+        if let Some(old) = self.bindings.remove(impi) {
+            if let Some((_, s)) = old.auth.server {
+                out.push(NetworkAction::RemoveSas(s));
+            }
+        }
+        out.extend(self.bind(request, impi, p, now));
+        out
+    }
+
+    fn reregister(
+        &mut self,
+        request: &Message<'_>,
+        creds: &Auth<'_>,
+        impi: &str,
+        ue_addr: IpAddr,
+        flow: Flow,
+        now: Duration,
+    ) -> Vec<NetworkAction> {
+        let Some(b) = self.bindings.get(impi) else {
+            return Vec::new();
+        };
+        let nc = creds
+            .nc()
+            .and_then(|n| u32::from_str_radix(&n, 16).ok())
+            .unwrap_or(0);
+        let replay = b.auth.server.is_none() || nc <= b.auth.nc;
+        if replay {
+            // RFC 2617 §3.2.2: a reused nc is a replay; without SAs the
+            // nonce is not kept for re-registration either. Challenge anew.
+            return self.refuse(request, 403, None);
+        }
+        if let Err(r) = check(&self.config, &b.auth, request, creds, ue_addr, flow) {
+            return self.refuse(request, r.status, None);
+        }
+        if let Some(r) = self.too_brief(request) {
+            return r;
+        }
+        let Some(mut b) = self.bindings.remove(impi) else {
+            return Vec::new();
+        };
+        b.auth.nc = nc;
+        self.bind(request, impi, b.auth, now)
+    }
+
+    /// The 200 and the binding (RFC 3261 §10.3 steps 7-8).
+    fn bind(
+        &mut self,
+        request: &Message<'_>,
+        impi: &str,
+        auth: Pending,
+        now: Duration,
+    ) -> Vec<NetworkAction> {
+        let contact = match request.contacts() {
+            Ok(Some(Contacts::List(l))) => l.first().cloned(),
+            _ => None,
+        };
+        let expires = requested_expires(request).min(self.config.max_expires);
+        let impu = request
+            .to()
+            .map(|t| t.uri.as_str().to_owned())
+            .unwrap_or_default();
+        let contact_str = contact.as_ref().map(|c| c.to_string()).unwrap_or_default();
+        let mut out = Vec::new();
+        let mut b = Builder::response_to(request, 200, None).to_tag("reg");
+        if expires == 0 {
+            b = b.header("Expires", 0);
+            let Ok(m) = b.build() else {
+                return out;
+            };
+            out.push(NetworkAction::Respond(m));
+            if let Some((_, s)) = auth.server {
+                out.push(NetworkAction::RemoveSas(s));
+            }
+            out.push(NetworkAction::Deregistered {
+                impi: impi.to_owned(),
+            });
+            return out;
+        }
+        if let Some(c) = &contact {
+            let uri = c.uri.as_str();
+            let params: String = c
+                .params
+                .iter()
+                .filter(|p| !p.name.eq_ignore_ascii_case("expires"))
+                .map(|p| match p.value {
+                    Some(v) => format!(";{}={v}", p.name),
+                    None => format!(";{}", p.name),
+                })
+                .collect();
+            b = b.header("Contact", format!("<{uri}>{params};expires={expires}"));
+        }
+        for r in &self.config.service_routes {
+            b = b.header("Service-Route", r);
+        }
+        for h in request.rows(HeaderName::Path) {
+            b = b.header("Path", h.value());
+        }
+        if let Some(p) = &self.config.path {
+            b = b.header("Path", p);
+        }
+        let impus = self
+            .subscribers
+            .get(impi)
+            .map(|s| s.impus.clone())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| vec![impu.clone()]);
+        for u in &impus {
+            b = b.header("P-Associated-URI", format!("<{u}>"));
+        }
+        b = b.header("Expires", expires);
+        let Ok(m) = b.build() else {
+            return out;
+        };
+        let expires_d = Duration::from_secs(u64::from(expires));
+        let mut auth = auth;
+        if let Some((row, s)) = auth.server.take() {
+            let s = s.with_lifetime(expires_d.saturating_add(sa::LIFETIME_MARGIN));
+            out.push(NetworkAction::UpdateSas(s.clone()));
+            auth.server = Some((row, s));
+        }
+        out.push(NetworkAction::Respond(m));
+        out.push(NetworkAction::Registered {
+            impi: impi.to_owned(),
+            impu,
+            contact: contact_str.clone(),
+            expires: expires_d,
+        });
+        self.bindings.insert(
+            impi.to_owned(),
+            Binding {
+                auth,
+                contact: contact_str,
+                expires_at: now.saturating_add(expires_d),
+            },
+        );
+        out
+    }
+
+    /// RFC 3261 §10.3 step 7: 423 with Min-Expires for a binding shorter
+    /// than [`NetworkConfig::min_expires`] (expiry 0 removes, and is fine).
+    fn too_brief(&self, request: &Message<'_>) -> Option<Vec<NetworkAction>> {
+        let e = requested_expires(request);
+        let min = self.config.min_expires;
+        (e != 0 && e < min)
+            .then(|| self.refuse(request, 423, Some(("Min-Expires", &min.to_string()))))
+    }
+
+    fn drop_pending(&mut self, impi: &str) -> Vec<NetworkAction> {
+        match self.pending.remove(impi).and_then(|p| p.server) {
+            Some((_, s)) => vec![NetworkAction::RemoveSas(s)],
+            None => Vec::new(),
+        }
+    }
+
+    fn fail(
+        &mut self,
+        request: &Message<'_>,
+        impi: &str,
+        status: u16,
+        reason: &'static str,
+    ) -> Vec<NetworkAction> {
+        let mut out = self.refuse(request, status, None);
+        out.extend(self.drop_pending(impi));
+        out.push(NetworkAction::AuthenticationFailed {
+            impi: impi.to_owned(),
+            reason,
+        });
+        out
+    }
+}
+
+/// The checks of an authenticated REGISTER against the challenge `p`.
+fn check(
+    config: &NetworkConfig,
+    p: &Pending,
+    request: &Message<'_>,
+    creds: &Auth<'_>,
+    ue_addr: IpAddr,
+    flow: Flow,
+) -> Result<(), Refuse> {
+    let refuse = |status, reason| Refuse { status, reason };
+    if let Some((row, set)) = &p.server {
+        let want = Flow::Protected {
+            ue_port: set.ue_offer().port_c,
+            pcscf_port: set.pcscf_offer().port_s,
+        };
+        if flow != want || ue_addr != set.ue_addr() {
+            return Err(refuse(403, "not over the SAs of the challenge"));
+        }
+        let verify = request
+            .security(HeaderName::SecurityVerify)
+            .map_err(|_| refuse(494, "malformed Security-Verify"))?;
+        let sent = SecMechanism::parse_list(row).unwrap_or_default();
+        if !same_mechanisms(&verify, &sent) {
+            return Err(refuse(494, "Security-Verify differs from Security-Server"));
+        }
+        // TS 33.203 (as commonly implemented): the protected REGISTER
+        // repeats the Security-Client of the unprotected one; a change could
+        // be a downgrade.
+        let client = request
+            .security(HeaderName::SecurityClient)
+            .map_err(|_| refuse(494, "malformed Security-Client"))?;
+        let first: Vec<SecMechanism<'_>> = p
+            .client
+            .iter()
+            .flat_map(|r| SecMechanism::parse_list(r).unwrap_or_default())
+            .collect();
+        if !same_mechanisms(&client, &first) {
+            return Err(refuse(
+                494,
+                "Security-Client differs from the first REGISTER's",
+            ));
+        }
+    } else if flow != Flow::Unprotected {
+        return Err(refuse(403, "protected flow without an agreement"));
+    }
+    let alg = creds
+        .algorithm()
+        .map(|a| a.as_str().to_owned())
+        .unwrap_or_else(|| "MD5".to_owned());
+    let (aka_version, digest) =
+        DigestAlgorithm::parse(&alg).map_err(|_| refuse(403, "unknown algorithm"))?;
+    if aka_version.is_none() || digest != DigestAlgorithm::Md5 {
+        return Err(refuse(403, "not the challenged algorithm"));
+    }
+    let realm = creds.realm().unwrap_or_default();
+    if realm != config.realm {
+        return Err(refuse(403, "not our realm"));
+    }
+    let uri = creds.uri().unwrap_or_default();
+    let username = creds.username().unwrap_or_default();
+    let qop = creds.param("qop");
+    // RFC 2617 §3.2.2: a client answers a challenge that offered qop with
+    // one of its values; the RFC 2069 form would drop nc and cnonce.
+    if config.qop && qop.as_deref() != Some("auth") {
+        return Err(refuse(403, "qop=auth was asked for"));
+    }
+    let nc = creds.nc();
+    let cnonce = creds.cnonce();
+    let expected = opensec::digest::try_response(&DigestParams {
+        username: &username,
+        realm: &realm,
+        password: p.password.as_bytes(),
+        method: "REGISTER",
+        uri: &uri,
+        nonce: &p.nonce,
+        nc: nc.as_deref(),
+        cnonce: cnonce.as_deref(),
+        qop: qop.as_deref(),
+        algorithm: DigestAlgorithm::Md5,
+        body: b"",
+    })
+    .map_err(|_| refuse(403, "incomplete credentials"))?;
+    let got = creds.response().unwrap_or_default();
+    if !ct_eq(expected.as_bytes(), got.to_ascii_lowercase().as_bytes()) {
+        return Err(refuse(403, "wrong digest response (RES)"));
+    }
+    Ok(())
+}
+
+/// The expiry a REGISTER asks for (RFC 3261 §10.2.1.1): its first
+/// Contact's `expires`, else Expires, else 3600.
+fn requested_expires(request: &Message<'_>) -> u32 {
+    let contact = match request.contacts() {
+        Ok(Some(Contacts::List(l))) => l.first().and_then(|c| c.expires()),
+        _ => None,
+    };
+    contact.or(request.expires().ok().flatten()).unwrap_or(3600)
+}
+
+/// `user@host` of the To URI: the IMPI of a UE that sent no credentials.
+fn to_user_host(request: &Message<'_>) -> Option<String> {
+    let to = request.to().ok()?;
+    let sip = to.uri.sip()?;
+    Some(format!("{}@{}", sip.user?, sip.host))
+}

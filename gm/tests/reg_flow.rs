@@ -1,0 +1,667 @@
+//! Registration end to end in memory: our UE ([`gm::reg::Ue`]) against
+//! our P-CSCF/registrar ([`gm::reg::Network`]), every message emitted as
+//! bytes and parsed again on the other side. TS 35.208 test set 3 keys.
+//!
+//! Covered: a full registration with AKAv1 and AKAv2 (and the SA sets of
+//! the two sides mirroring each other), AUTS resynchronisation from a
+//! stale SQN, a MAC failure (the network does not know K), a modified
+//! Security-Verify, re-registration and de-registration.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use gm::reg::{
+    Credentials, Error, Flow, Network, NetworkAction, NetworkConfig, OpKey, Random, SaSet,
+    Subscriber, Ue, UeAction, UeConfig,
+};
+use gm::sip::{HeaderName, Message};
+use opensec::aka::AkaVersion;
+
+const K: [u8; 16] = hex16("fec86ba6eb707ed08905757b1bb44b8f");
+const OP: [u8; 16] = hex16("dbc59adcb6f9a0ef735477b7fadf8374");
+const IMPI: &str = "alice@ims.example.org";
+const IMPU: &str = "sip:alice@ims.example.org";
+
+const fn hex16(s: &str) -> [u8; 16] {
+    let b = s.as_bytes();
+    let mut out = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        out[i] = (nib(b[2 * i]) << 4) | nib(b[2 * i + 1]);
+        i += 1;
+    }
+    out
+}
+
+const fn nib(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c - b'0',
+        _ => c - b'a' + 10,
+    }
+}
+
+/// A deterministic xorshift.
+struct Rng(u64);
+
+impl Random for Rng {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            *b = self.0 as u8;
+        }
+    }
+}
+
+fn ue_addr() -> IpAddr {
+    "10.0.0.2".parse().unwrap()
+}
+
+fn pcscf_addr() -> IpAddr {
+    "10.0.0.1".parse().unwrap()
+}
+
+/// Rewrites a request on its way.
+type Tamper = Box<dyn FnMut(&mut Message<'static>)>;
+
+struct World {
+    ue: Ue,
+    net: Network,
+    rng: Rng,
+    now: Duration,
+    ue_sas: Vec<SaSet>,
+    net_sas: Vec<SaSet>,
+    ue_events: Vec<UeAction>,
+    net_events: Vec<NetworkAction>,
+    /// Every request the UE sent, as bytes, with its flow.
+    sent: Vec<(Vec<u8>, Flow)>,
+    /// Rewrites a request on its way to the network.
+    tamper: Option<Tamper>,
+}
+
+fn world(ue_sqn: u64, net_sqn: u64, net_k: [u8; 16], aka: AkaVersion) -> World {
+    world_with(ue_sqn, net_sqn, net_k, aka, |_| {})
+}
+
+fn world_with(
+    ue_sqn: u64,
+    net_sqn: u64,
+    net_k: [u8; 16],
+    aka: AkaVersion,
+    configure: impl FnOnce(&mut NetworkConfig),
+) -> World {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let config = UeConfig::new(
+        IMPI,
+        IMPU,
+        "ims.example.org",
+        ue_addr(),
+        pcscf_addr(),
+        (1111, 2222),
+        (5062, 5064),
+    );
+    let ue = Ue::new(
+        config,
+        Credentials::Aka {
+            k: K,
+            op: OpKey::Op(OP),
+            sqn_ms: ue_sqn,
+        },
+        &mut rng,
+    );
+    let mut nc = NetworkConfig::new("ims.example.org", pcscf_addr(), 5066, 5068);
+    nc.aka = aka;
+    nc.service_routes = vec!["<sip:orig@scscf.ims.example.org;lr>".into()];
+    nc.path = Some("<sip:term@pcscf.ims.example.org;lr>".into());
+    configure(&mut nc);
+    let mut net = Network::new(nc);
+    net.add_subscriber(
+        IMPI,
+        Subscriber {
+            k: net_k,
+            op: OpKey::Op(OP),
+            amf: [0x80, 0x00],
+            sqn: net_sqn,
+            impus: vec![IMPU.into(), "tel:+15550100".into()],
+        },
+    );
+    World {
+        ue,
+        net,
+        rng,
+        now: Duration::ZERO,
+        ue_sas: Vec::new(),
+        net_sas: Vec::new(),
+        ue_events: Vec::new(),
+        net_events: Vec::new(),
+        sent: Vec::new(),
+        tamper: None,
+    }
+}
+
+impl World {
+    /// Carries messages until both sides are quiet.
+    fn run(&mut self, first: Vec<UeAction>) {
+        let mut queue: VecDeque<UeAction> = first.into();
+        while let Some(a) = queue.pop_front() {
+            match a {
+                UeAction::Send { request, flow } => {
+                    let mut request = Message::parse(&request.to_bytes()).unwrap().into_owned();
+                    if let Some(t) = self.tamper.as_mut() {
+                        t(&mut request);
+                    }
+                    let bytes = request.to_bytes();
+                    self.sent.push((bytes.clone(), flow));
+                    let req = Message::parse(&bytes).unwrap();
+                    for n in self
+                        .net
+                        .on_register(&req, ue_addr(), flow, self.now, &mut self.rng)
+                    {
+                        match n {
+                            NetworkAction::Respond(m) => {
+                                let bytes = m.to_bytes();
+                                let resp = Message::parse(&bytes).unwrap();
+                                queue.extend(self.ue.on_response(
+                                    &resp,
+                                    flow,
+                                    self.now,
+                                    &mut self.rng,
+                                ));
+                            }
+                            NetworkAction::InstallSas(s) => self.net_sas.push(s),
+                            NetworkAction::RemoveSas(s) => self.net_sas.retain(|x| *x != s),
+                            NetworkAction::UpdateSas(s) => {
+                                self.net_sas.retain(|x| x.sas() != s.sas());
+                                self.net_sas.push(s);
+                            }
+                            e => self.net_events.push(e),
+                        }
+                    }
+                }
+                UeAction::InstallSas(s) => self.ue_sas.push(s),
+                UeAction::RemoveSas(s) => self.ue_sas.retain(|x| *x != s),
+                UeAction::UpdateSas(s) => {
+                    self.ue_sas.retain(|x| x.sas() != s.sas());
+                    self.ue_sas.push(s);
+                }
+                e => self.ue_events.push(e),
+            }
+        }
+    }
+
+    fn register(&mut self) {
+        let first = self.ue.register(&mut self.rng);
+        self.run(first);
+    }
+
+    fn sent_request(&self, i: usize) -> Message<'_> {
+        Message::parse(&self.sent[i].0).unwrap()
+    }
+}
+
+fn registered(w: &World) {
+    assert!(
+        matches!(w.ue_events.last(), Some(UeAction::Registered(_))),
+        "{:?}",
+        w.ue_events
+    );
+    assert!(matches!(
+        w.net_events.last(),
+        Some(NetworkAction::Registered { .. })
+    ));
+    // One SA set on each side, mirrors of each other, with the
+    // registration's lifetime + 30 s.
+    assert_eq!(w.ue_sas.len(), 1);
+    assert_eq!(w.net_sas.len(), 1);
+    assert_eq!(w.ue_sas[0].mirror(), w.net_sas[0]);
+    assert_eq!(w.ue_sas[0].lifetime(), Duration::from_secs(600_030));
+    assert_eq!(w.net.sas(IMPI), Some(&w.net_sas[0]));
+}
+
+#[test]
+fn full_registration_akav1() {
+    let mut w = world(0, 0, K, AkaVersion::V1);
+    w.register();
+    registered(&w);
+    assert_eq!(w.sent.len(), 2);
+    // The initial REGISTER: unprotected, sec-agree, empty credentials.
+    let r1 = w.sent_request(0);
+    assert_eq!(w.sent[0].1, Flow::Unprotected);
+    assert_eq!(r1.option_tags(HeaderName::Require).unwrap(), ["sec-agree"]);
+    assert_eq!(
+        r1.option_tags(HeaderName::ProxyRequire).unwrap(),
+        ["sec-agree"]
+    );
+    assert_eq!(r1.option_tags(HeaderName::Supported).unwrap(), ["path"]);
+    assert_eq!(r1.security(HeaderName::SecurityClient).unwrap().len(), 6);
+    let a = &r1.authorization().unwrap()[0];
+    assert_eq!(a.username().unwrap(), IMPI);
+    assert_eq!(a.nonce().unwrap(), "");
+    assert_eq!(a.response().unwrap(), "");
+    let contact = r1.header("Contact").unwrap();
+    assert!(
+        contact.contains("+sip.instance=\"<urn:gsma:imei:"),
+        "{contact}"
+    );
+    assert!(contact.contains("+g.3gpp.smsip"));
+    // The second: over the SAs, port-c to the P-CSCF's port-s, with
+    // Security-Verify = the Security-Server the network chose (its first
+    // preference, hmac-sha-1-96 with aes-cbc) and Security-Client again.
+    let r2 = w.sent_request(1);
+    assert_eq!(
+        w.sent[1].1,
+        Flow::Protected {
+            ue_port: 5062,
+            pcscf_port: 5068
+        }
+    );
+    let verify = r2.security(HeaderName::SecurityVerify).unwrap();
+    assert_eq!(verify.len(), 1);
+    let v = verify[0].ipsec.unwrap();
+    assert_eq!((v.alg, v.ealg), (Some("hmac-sha-1-96"), Some("aes-cbc")));
+    assert_eq!(r2.security(HeaderName::SecurityClient).unwrap().len(), 6);
+    let a = &r2.authorization().unwrap()[0];
+    assert_eq!(a.qop(), ["auth"]);
+    assert_eq!(a.nc().unwrap(), "00000001");
+    // What the 200 granted.
+    let Some(UeAction::Registered(r)) = w.ue_events.last() else {
+        panic!()
+    };
+    assert_eq!(r.service_routes, ["<sip:orig@scscf.ims.example.org;lr>"]);
+    assert_eq!(r.paths, ["<sip:term@pcscf.ims.example.org;lr>"]);
+    assert_eq!(
+        r.associated_uris,
+        [format!("<{IMPU}>"), "<tel:+15550100>".into()]
+    );
+    assert_eq!(r.expires, Duration::from_secs(600_000));
+    assert_eq!(r.refresh_at, Duration::from_secs(599_400));
+    assert_eq!(w.ue.poll_timeout(), Some(r.refresh_at));
+    // The UE accepted the network's SQN.
+    assert_eq!(w.ue.sqn_ms(), Some(1));
+    // The UE's SAs render as a setkey script sadb reads back.
+    let script = w.ue_sas[0].script();
+    assert_eq!(sadb::parse(&script).unwrap().len(), 8);
+}
+
+#[test]
+fn full_registration_akav2() {
+    let mut w = world(0, 41, K, AkaVersion::V2);
+    w.register();
+    registered(&w);
+    let r = w.sent_request(1);
+    let a = &r.authorization().unwrap()[0];
+    assert_eq!(a.algorithm().unwrap().as_str(), "AKAv2-MD5");
+    assert_eq!(w.ue.sqn_ms(), Some(42));
+}
+
+#[test]
+fn auts_resynchronises_a_stale_sqn() {
+    // The network's SQN is behind the UE's: the UE answers with AUTS, the
+    // network re-synchronises and challenges again.
+    let mut w = world(5000, 10, K, AkaVersion::V1);
+    w.register();
+    registered(&w);
+    assert_eq!(w.sent.len(), 3);
+    let r = w.sent_request(1);
+    let a = &r.authorization().unwrap()[0];
+    assert!(a.auts().is_some());
+    assert_eq!(w.sent[1].1, Flow::Unprotected);
+    assert!(
+        w.sent_request(1)
+            .security(HeaderName::SecurityVerify)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(w.net.subscriber(IMPI).unwrap().sqn, 5001);
+    assert_eq!(w.ue.sqn_ms(), Some(5001));
+}
+
+#[test]
+fn mac_failure_stops_with_network_authentication_failed() {
+    let mut bad_k = K;
+    bad_k[0] ^= 1;
+    let mut w = world(0, 0, bad_k, AkaVersion::V1);
+    w.register();
+    assert!(matches!(
+        w.ue_events.as_slice(),
+        [UeAction::Failed(Error::NetworkAuthenticationFailed)]
+    ));
+    assert!(w.ue.is_done());
+    // The answer of TS 24.229: empty response, no auts, unprotected.
+    assert_eq!(w.sent.len(), 2);
+    let r = w.sent_request(1);
+    let a = &r.authorization().unwrap()[0];
+    assert_eq!(a.response().unwrap(), "");
+    assert!(a.auts().is_none());
+    assert!(!a.nonce().unwrap().is_empty());
+    assert_eq!(w.sent[1].1, Flow::Unprotected);
+    // The network refused it and removed its temporary SAs.
+    assert!(matches!(
+        w.net_events.as_slice(),
+        [NetworkAction::AuthenticationFailed { .. }]
+    ));
+    assert!(w.ue_sas.is_empty() && w.net_sas.is_empty());
+}
+
+#[test]
+fn modified_security_verify_is_refused_and_the_sas_dropped() {
+    let mut w = world(0, 0, K, AkaVersion::V1);
+    w.tamper = Some(Box::new(|m: &mut Message<'static>| {
+        if let Some(v) = m.header("Security-Verify").map(str::to_owned) {
+            // A man in the middle downgrades the choice.
+            let v = v.replace("hmac-sha-1-96", "hmac-md5-96");
+            m.set_header("Security-Verify".to_owned(), v).unwrap();
+        }
+    }));
+    w.register();
+    assert!(matches!(
+        w.ue_events.as_slice(),
+        [UeAction::Failed(Error::Rejected { status: 494 })]
+    ));
+    assert!(w.ue_sas.is_empty() && w.net_sas.is_empty());
+    assert!(w.net.binding(IMPI).is_none());
+}
+
+#[test]
+fn reregistration_and_deregistration() {
+    let mut w = world(0, 0, K, AkaVersion::V1);
+    w.register();
+    registered(&w);
+    let at = w.ue.poll_timeout().unwrap();
+    w.now = at;
+    let acts = w.ue.handle_timeout(at, &mut w.rng);
+    w.run(acts);
+    registered(&w);
+    assert_eq!(w.sent.len(), 3);
+    let r = w.sent_request(2);
+    assert_eq!(r.authorization().unwrap()[0].nc().unwrap(), "00000002");
+    assert!(matches!(w.sent[2].1, Flow::Protected { .. }));
+    assert_eq!(
+        w.net.binding(IMPI).unwrap().1,
+        at + Duration::from_secs(600_000)
+    );
+    let acts = w.ue.deregister(&mut w.rng);
+    w.run(acts);
+    assert!(matches!(w.ue_events.last(), Some(UeAction::Deregistered)));
+    assert!(matches!(
+        w.net_events.last(),
+        Some(NetworkAction::Deregistered { .. })
+    ));
+    assert!(w.ue_sas.is_empty() && w.net_sas.is_empty());
+    assert!(w.net.binding(IMPI).is_none());
+    assert_eq!(w.sent_request(3).expires().unwrap(), Some(0));
+}
+
+#[test]
+fn a_replayed_reregistration_is_refused() {
+    let mut w = world(0, 0, K, AkaVersion::V1);
+    w.register();
+    let (bytes, flow) = w.sent[1].clone();
+    let req = Message::parse(&bytes).unwrap();
+    let out = w.net.on_register(&req, ue_addr(), flow, w.now, &mut w.rng);
+    assert!(
+        matches!(out.as_slice(), [NetworkAction::Respond(m)] if m.status() == Some(403)),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn unanswered_temporary_sas_expire_on_both_sides() {
+    let mut w = world(0, 0, K, AkaVersion::V1);
+    let first = w.ue.register(&mut w.rng);
+    let req = Message::parse(&first[0].request().unwrap().to_bytes())
+        .unwrap()
+        .into_owned();
+    let out = w
+        .net
+        .on_register(&req, ue_addr(), Flow::Unprotected, w.now, &mut w.rng);
+    let Some(NetworkAction::Respond(challenge)) = out.last() else {
+        panic!("{out:?}")
+    };
+    let acts =
+        w.ue.on_response(challenge, Flow::Unprotected, w.now, &mut w.rng);
+    // SAs installed, then the protected REGISTER, which the network loses.
+    assert!(matches!(
+        acts.as_slice(),
+        [UeAction::InstallSas(_), UeAction::Send { .. }]
+    ));
+    let t = Duration::from_secs(240);
+    assert_eq!(w.ue.poll_timeout(), Some(t));
+    assert_eq!(w.net.poll_timeout(), Some(t));
+    assert!(
+        w.ue.handle_timeout(t - Duration::from_secs(1), &mut w.rng)
+            .is_empty()
+    );
+    assert!(matches!(
+        w.ue.handle_timeout(t, &mut w.rng).as_slice(),
+        [UeAction::RemoveSas(_), UeAction::Failed(Error::Timeout)]
+    ));
+    assert!(matches!(
+        w.net.handle_timeout(t).as_slice(),
+        [NetworkAction::RemoveSas(_)]
+    ));
+    assert_eq!(w.net.poll_timeout(), None);
+}
+
+#[test]
+fn a_wrong_res_is_refused_and_the_sas_dropped() {
+    let mut w = world(0, 0, K, AkaVersion::V1);
+    w.tamper = Some(Box::new(|m: &mut Message<'static>| {
+        if m.header("Security-Verify").is_some() {
+            let a = m.header("Authorization").unwrap().to_owned();
+            let i = a.find("response=\"").unwrap() + 10;
+            let mut b = a.into_bytes();
+            b[i] = if b[i] == b'0' { b'1' } else { b'0' };
+            let a = String::from_utf8(b).unwrap();
+            m.set_header("Authorization".to_owned(), a).unwrap();
+        }
+    }));
+    w.register();
+    assert!(matches!(
+        w.ue_events.as_slice(),
+        [UeAction::Failed(Error::Rejected { status: 403 })]
+    ));
+    assert!(matches!(
+        w.net_events.as_slice(),
+        [NetworkAction::AuthenticationFailed { reason, .. }] if reason.contains("RES")
+    ));
+    assert!(w.ue_sas.is_empty() && w.net_sas.is_empty());
+    assert!(w.net.binding(IMPI).is_none());
+}
+
+/// A `Random` that gives only zeros.
+struct Zeros;
+
+impl Random for Zeros {
+    fn fill(&mut self, buf: &mut [u8]) {
+        buf.fill(0);
+    }
+}
+
+#[test]
+fn a_broken_random_source_gets_500_not_a_hang() {
+    let mut w = world(0, 0, K, AkaVersion::V1);
+    let first = w.ue.register(&mut w.rng);
+    let req = first[0].request().unwrap();
+    let out = w
+        .net
+        .on_register(req, ue_addr(), Flow::Unprotected, w.now, &mut Zeros);
+    assert!(
+        matches!(out.as_slice(), [NetworkAction::Respond(m)] if m.status() == Some(500)),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_changed_security_client_is_refused() {
+    let mut w = world(0, 0, K, AkaVersion::V1);
+    w.tamper = Some(Box::new(|m: &mut Message<'static>| {
+        if m.header("Security-Verify").is_some() {
+            // Only the weakest offer left: a downgrade attempt.
+            m.set_header(
+                "Security-Client".to_owned(),
+                "ipsec-3gpp;alg=hmac-md5-96;ealg=null;spi-c=1111;spi-s=2222;port-c=5062;port-s=5064"
+                    .to_owned(),
+            )
+            .unwrap();
+        }
+    }));
+    w.register();
+    assert!(matches!(
+        w.ue_events.as_slice(),
+        [UeAction::Failed(Error::Rejected { status: 494 })]
+    ));
+    assert!(w.ue_sas.is_empty() && w.net_sas.is_empty());
+}
+
+#[test]
+fn interval_too_brief_is_retried_with_min_expires() {
+    let mut w = world_with(0, 0, K, AkaVersion::V1, |c| {
+        c.min_expires = 700_000;
+        c.max_expires = 1_000_000;
+    });
+    w.register();
+    let Some(UeAction::Registered(r)) = w.ue_events.last() else {
+        panic!("{:?}", w.ue_events)
+    };
+    assert_eq!(r.expires, Duration::from_secs(700_000));
+    // REGISTER, protected REGISTER (423), again with the next nc.
+    assert_eq!(w.sent.len(), 3);
+    let again = w.sent_request(2);
+    assert_eq!(again.expires().unwrap(), Some(700_000));
+    assert_eq!(again.authorization().unwrap()[0].nc().unwrap(), "00000002");
+    assert_eq!(w.ue_sas[0].lifetime(), Duration::from_secs(700_030));
+    assert_eq!(w.ue_sas[0].mirror(), w.net_sas[0]);
+}
+
+#[test]
+fn both_sets_install_update_and_delete_in_sadb() {
+    let mut w = world(0, 0, K, AkaVersion::V1);
+    w.register();
+    registered(&w);
+    for set in [&w.ue_sas[0], &w.net_sas[0]] {
+        let mut db = sadb::Databases::new();
+        let t = sadb::Timestamp(0);
+        db.apply_statements(&set.statements(), t).unwrap();
+        assert_eq!((db.sad().len(), db.spd().len()), (4, 4));
+        let longer = set.clone().with_lifetime(Duration::from_secs(1_000));
+        db.apply_statements(&longer.update_statements(), t).unwrap();
+        db.apply_statements(&set.delete_statements(), t).unwrap();
+        assert_eq!((db.sad().len(), db.spd().len()), (0, 0));
+    }
+}
+
+/// An IPv4/UDP packet (UDP checksum 0: none, RFC 768).
+fn udp4(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else {
+        panic!()
+    };
+    let total = (20 + 8 + payload.len()) as u16;
+    let mut p = vec![0x45, 0, 0, 0, 0, 1, 0, 0, 64, 17, 0, 0];
+    p[2..4].copy_from_slice(&total.to_be_bytes());
+    p.extend_from_slice(&s.octets());
+    p.extend_from_slice(&d.octets());
+    let mut sum = 0u32;
+    for c in p.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    p[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(payload);
+    p
+}
+
+/// Sends `plain` through `tx`'s SAs and receives it through `rx`'s.
+fn through(tx: &sadb::Databases, rx: &sadb::Databases, plain: &[u8]) -> Vec<u8> {
+    const ROOM: usize = 128;
+    let t = sadb::Timestamp(0);
+    let mut buf = vec![0u8; ROOM + plain.len() + ROOM];
+    buf[ROOM..ROOM + plain.len()].copy_from_slice(plain);
+    let mut n = 0u8;
+    let mut iv = move |iv: &mut [u8]| {
+        n = n.wrapping_add(1);
+        iv.fill(n);
+    };
+    let sadb::Outgoing::Protected(p) = tx.protect(&mut buf, ROOM..ROOM + plain.len(), t, &mut iv)
+    else {
+        panic!("not protected")
+    };
+    let wire = buf[p.packet].to_vec();
+    assert_eq!(wire[9], 50, "ESP");
+    assert!(!wire.windows(8).any(|w| w == b"REGISTER"), "encrypted");
+    let mut buf = vec![0u8; ROOM + wire.len() + ROOM];
+    buf[ROOM..ROOM + wire.len()].copy_from_slice(&wire);
+    match rx.unprotect(&mut buf, ROOM..ROOM + wire.len(), sadb::Received::Ip, t) {
+        sadb::Incoming::Deliver(d) => buf[d.packet].to_vec(),
+        other => panic!("not delivered: {other:?}"),
+    }
+}
+
+/// The SAs both sides derived carry SIP between them: ESP that the
+/// other side's engine accepts, in both directions of both port pairs.
+#[test]
+fn the_derived_sas_carry_sip_both_ways() {
+    let mut w = world(0, 0, K, AkaVersion::V1);
+    w.register();
+    registered(&w);
+    let t = sadb::Timestamp(0);
+    let mut ue_db = sadb::Databases::new();
+    ue_db
+        .apply_statements(&w.ue_sas[0].statements(), t)
+        .unwrap();
+    let mut net_db = sadb::Databases::new();
+    net_db
+        .apply_statements(&w.net_sas[0].statements(), t)
+        .unwrap();
+    let (u, p) = (ue_addr(), pcscf_addr());
+    let sip = b"REGISTER sip:ims.example.org SIP/2.0\r\n\r\n";
+    // port-c to port-s and back, port-s to port-c and back.
+    for (ue_port, pcscf_port) in [(5062, 5068), (5064, 5066)] {
+        let up = udp4(u, ue_port, p, pcscf_port, sip);
+        assert_eq!(through(&ue_db, &net_db, &up), up);
+        let down = udp4(p, pcscf_port, u, ue_port, sip);
+        assert_eq!(through(&net_db, &ue_db, &down), down);
+    }
+}
+
+#[test]
+fn a_200_in_clear_is_ignored_once_the_sas_are_up() {
+    let mut w = world(0, 0, K, AkaVersion::V1);
+    let first = w.ue.register(&mut w.rng);
+    let out = w.net.on_register(
+        first[0].request().unwrap(),
+        ue_addr(),
+        Flow::Unprotected,
+        w.now,
+        &mut w.rng,
+    );
+    let Some(NetworkAction::Respond(challenge)) = out.last() else {
+        panic!("{out:?}")
+    };
+    let acts =
+        w.ue.on_response(challenge, Flow::Unprotected, w.now, &mut w.rng);
+    let [UeAction::InstallSas(_), UeAction::Send { request, flow }] = acts.as_slice() else {
+        panic!("{acts:?}")
+    };
+    let forged = gm::sip::Builder::response_to(request, 200, None)
+        .to_tag("x")
+        .header("Expires", 600_000)
+        .build()
+        .unwrap();
+    assert!(
+        w.ue.on_response(&forged, Flow::Unprotected, w.now, &mut w.rng)
+            .is_empty()
+    );
+    let acts = w.ue.on_response(&forged, *flow, w.now, &mut w.rng);
+    assert!(matches!(acts.last(), Some(UeAction::Registered(_))));
+}
