@@ -23,8 +23,11 @@
 //!   P-CSCF/registrar side ([`reg::Network`]: subscribers, AKA challenges,
 //!   Security-Server, bindings) and the four SAs both derive
 //!   ([`reg::SaSet`], rendered as `sadb` setkey statements).
+//! - [`comp`], SigComp on Gm (RFC 3486, RFC 5049): a compartment per
+//!   association opened once its SAs exist, states saved only for
+//!   messages that came over them, `comp=sigcomp` and `sigcomp-id`.
 //!
-//! The SigComp binding and MESSAGE relaying come next, as sans-IO state
+//! MESSAGE relaying and the presence agent come next, as sans-IO state
 //! machines built on them.
 //!
 //! Like every library of the workspace it does no IO, reads no clock and
@@ -38,6 +41,7 @@
 // Parsers index only through `get` (no panic on attacker data).
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
+pub mod comp;
 pub mod dialog;
 pub mod presence;
 pub mod reg;

@@ -1,0 +1,450 @@
+//! SigComp on the Gm interface (RFC 3486, RFC 5049, TS 24.229 §8.1.1 as
+//! 3gpp-notes.md sums it up): which messages are compressed, which
+//! compartment they use, and when a received message may create states.
+//!
+//! [`Compression`] wraps a [`sigcomp::Endpoint`] with the rules of Gm:
+//!
+//! - one compartment per UE–P-CSCF association, named by the caller (for
+//!   example the UE's `sigcomp-id` and the SA set), opened only once the
+//!   association's SAs exist ([`Compression::open`]): the initial
+//!   REGISTER and its 401 travel uncompressed;
+//! - [`Compression::send`] compresses for an open association and sends
+//!   plain otherwise;
+//! - [`Compression::receive`] decompresses whatever comes, but saves a
+//!   message's states and believes its feedback (or a NACK) only when the
+//!   caller says it arrived over the association's SAs: an unprotected
+//!   message can be read, never trusted (RFC 3320 §4.3);
+//! - the state memory offered is at least 4096 bytes;
+//! - [`Compression::close`] reclaims the compartment when the
+//!   registration ends (RFC 5049 §9.3).
+//!
+//! [`mark_via`] and [`mark_contact`] write `comp=sigcomp` and the
+//! `sigcomp-id` (RFC 5049 §9.1: the `+sip.instance` URN,
+//! [`sigcomp_id_from_instance`]) into a message we send.
+
+use std::collections::HashMap;
+
+use sigcomp::{Accepted, CompartmentId, Endpoint, EndpointConfig, Link, Received};
+
+use crate::sip::header::Via;
+use crate::sip::{Error as SipError, HeaderName, Message};
+
+/// The least state memory a Gm endpoint offers (TS 24.229 §8.1.1).
+pub const MIN_STATE_MEMORY: u32 = 4096;
+
+/// Why the layer refused.
+#[derive(Debug)]
+pub enum CompError {
+    /// The SigComp endpoint refused (a configuration it cannot run, a
+    /// message too large for a stream).
+    SigComp(sigcomp::Error),
+    /// A state memory below [`MIN_STATE_MEMORY`].
+    StateMemoryTooSmall(u32),
+    /// The message has no Via or Contact to mark, or a malformed one.
+    Message(SipError),
+}
+
+impl std::fmt::Display for CompError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CompError::SigComp(e) => write!(f, "{e}"),
+            CompError::StateMemoryTooSmall(n) => write!(
+                f,
+                "state memory {n} is below the {MIN_STATE_MEMORY} bytes Gm requires"
+            ),
+            CompError::Message(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for CompError {}
+
+impl From<sigcomp::Error> for CompError {
+    fn from(e: sigcomp::Error) -> Self {
+        CompError::SigComp(e)
+    }
+}
+
+impl From<SipError> for CompError {
+    fn from(e: SipError) -> Self {
+        CompError::Message(e)
+    }
+}
+
+/// What [`Compression::send`] wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outbound {
+    /// Bytes on the wire.
+    pub len: usize,
+    /// Whether they are SigComp (else the plain message).
+    pub compressed: bool,
+}
+
+/// What [`Compression::receive`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Inbound {
+    /// A SIP message: plain, or decompressed.
+    Message {
+        /// The SIP bytes.
+        bytes: Vec<u8>,
+        /// Whether it came as SigComp.
+        compressed: bool,
+        /// Whether its states were saved and its feedback believed (it
+        /// came over the association's SAs).
+        trusted: bool,
+    },
+    /// A SigComp message that only carried feedback.
+    FeedbackOnly {
+        /// Whether it was believed.
+        trusted: bool,
+    },
+    /// A SigComp message that failed: send the NACK back, if any
+    /// (RFC 4077), and drop it.
+    Failed {
+        /// The NACK to send to the peer.
+        nack: Option<Vec<u8>>,
+    },
+    /// A NACK from the peer.
+    Nack {
+        /// Whether it named a message we sent and was applied (only over
+        /// the SAs).
+        applied: bool,
+    },
+}
+
+/// SigComp for the associations of one Gm endpoint (a UE, or a P-CSCF).
+#[derive(Debug)]
+pub struct Compression {
+    endpoint: Endpoint,
+    associations: HashMap<String, CompartmentId>,
+    next: u64,
+}
+
+impl Compression {
+    /// A layer with this SigComp configuration; its state memory must be
+    /// at least [`MIN_STATE_MEMORY`].
+    pub fn new(config: EndpointConfig) -> Result<Compression, CompError> {
+        let sms = config.local.state_memory_size;
+        if sms < MIN_STATE_MEMORY {
+            return Err(CompError::StateMemoryTooSmall(sms));
+        }
+        Ok(Compression {
+            endpoint: Endpoint::new(config)?,
+            associations: HashMap::new(),
+            next: 1,
+        })
+    }
+
+    /// The SigComp endpoint (counters, states), for reports.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Opens the compartment of `association`, once its SAs exist; from
+    /// then on [`Compression::send`] compresses for it.
+    pub fn open(&mut self, association: &str) -> CompartmentId {
+        if let Some(cid) = self.associations.get(association) {
+            return *cid;
+        }
+        let cid = CompartmentId(self.next);
+        self.next += 1;
+        self.endpoint.open(cid);
+        self.associations.insert(association.to_owned(), cid);
+        cid
+    }
+
+    /// Whether `association` compresses.
+    pub fn is_open(&self, association: &str) -> bool {
+        self.associations.contains_key(association)
+    }
+
+    /// Closes the compartment of `association` (deregistration): its
+    /// states go.
+    pub fn close(&mut self, association: &str) {
+        if let Some(cid) = self.associations.remove(association) {
+            self.endpoint.close(cid);
+        }
+    }
+
+    /// Writes into `out` what to send for `message` to the peer of
+    /// `association`: SigComp if its compartment is open, the message as
+    /// it is otherwise.
+    pub fn send(
+        &mut self,
+        association: &str,
+        message: &[u8],
+        link: Link,
+        out: &mut Vec<u8>,
+    ) -> Result<Outbound, CompError> {
+        match self.associations.get(association) {
+            Some(cid) => {
+                let sent = self.endpoint.send(*cid, message, link, out)?;
+                Ok(Outbound {
+                    len: sent.len,
+                    compressed: sent.compressed.kind != sigcomp::compress::Kind::Plain,
+                })
+            }
+            None => {
+                out.clear();
+                out.extend_from_slice(message);
+                Ok(Outbound {
+                    len: out.len(),
+                    compressed: false,
+                })
+            }
+        }
+    }
+
+    /// Reads what arrived on `link`. `over_sas` names the association
+    /// whose SAs it came through, `None` if it came unprotected: only then
+    /// are its states saved and its feedback believed. On a stream, call
+    /// again with no bytes until `None` for the next message.
+    pub fn receive(&mut self, bytes: &[u8], link: Link, over_sas: Option<&str>) -> Option<Inbound> {
+        let received = self.endpoint.receive(bytes, link)?;
+        let cid = over_sas.and_then(|a| self.associations.get(a).copied());
+        let accepted = cid.map(|cid| self.endpoint.accept(cid, &received));
+        Some(match received {
+            Received::Plain(bytes) => Inbound::Message {
+                bytes,
+                compressed: false,
+                trusted: false,
+            },
+            Received::Message(m) => {
+                let trusted = accepted.is_some();
+                match m.into_message() {
+                    Some(bytes) => Inbound::Message {
+                        bytes,
+                        compressed: true,
+                        trusted,
+                    },
+                    None => Inbound::FeedbackOnly { trusted },
+                }
+            }
+            Received::Failed(f) => Inbound::Failed {
+                nack: f.nack().map(<[u8]>::to_vec),
+            },
+            Received::Nack(_) => Inbound::Nack {
+                applied: matches!(accepted, Some(Accepted::Nack(_))),
+            },
+            _ => Inbound::Failed { nack: None },
+        })
+    }
+}
+
+/// The SigComp identifier of an instance (RFC 5049 §9.1): the URN of a
+/// `+sip.instance` value, without its quotes and angle brackets.
+///
+/// ```
+/// assert_eq!(
+///     gm::comp::sigcomp_id_from_instance("\"<urn:gsma:imei:35209900-176148-0>\"").as_deref(),
+///     Some("urn:gsma:imei:35209900-176148-0")
+/// );
+/// ```
+pub fn sigcomp_id_from_instance(instance: &str) -> Option<String> {
+    let s = instance.trim().trim_matches('"').trim();
+    let s = s
+        .strip_prefix('<')
+        .and_then(|s| s.strip_suffix('>'))
+        .unwrap_or(s);
+    (s.len() > 4 && s[..4].eq_ignore_ascii_case("urn:") && !s.contains(['"', '\\', '<', '>']))
+        .then(|| s.to_owned())
+}
+
+/// Adds `comp=sigcomp` and `sigcomp-id="URN"` to the top Via of a request
+/// we send (RFC 3486 §4, RFC 5049 §9.1), replacing any earlier values.
+pub fn mark_via(request: &mut Message<'_>, sigcomp_id: &str) -> Result<(), CompError> {
+    let index = request
+        .headers()
+        .iter()
+        .position(|h| h.kind() == HeaderName::Via)
+        .ok_or(SipError::Missing(HeaderName::Via))?;
+    let row = request
+        .headers()
+        .get(index)
+        .map(|h| h.value().to_owned())
+        .unwrap_or_default();
+    let vias = Via::parse_list(&row).map_err(|syntax| SipError::Header {
+        name: HeaderName::Via,
+        syntax,
+    })?;
+    let Some(top) = vias.first() else {
+        return Err(SipError::Missing(HeaderName::Via).into());
+    };
+    let quoted = format!("\"{sigcomp_id}\"");
+    let mut first = top.clone();
+    first.params.0.retain(|p| {
+        !p.name.eq_ignore_ascii_case("comp") && !p.name.eq_ignore_ascii_case("sigcomp-id")
+    });
+    first.params.0.push(crate::sip::Param {
+        name: "comp",
+        value: Some("sigcomp"),
+    });
+    first.params.0.push(crate::sip::Param {
+        name: "sigcomp-id",
+        value: Some(&quoted),
+    });
+    let mut value = first.to_string();
+    for v in vias.iter().skip(1) {
+        value.push_str(", ");
+        value.push_str(&v.to_string());
+    }
+    request.replace_header(index, value)?;
+    Ok(())
+}
+
+/// Adds `comp=sigcomp` and `sigcomp-id=URN` to the URI of the first
+/// Contact (RFC 3486 §5, RFC 5049 §9.1), so the peer compresses what it
+/// sends there.
+pub fn mark_contact(message: &mut Message<'_>, sigcomp_id: &str) -> Result<(), CompError> {
+    let index = message
+        .headers()
+        .iter()
+        .position(|h| h.kind() == HeaderName::Contact)
+        .ok_or(SipError::Missing(HeaderName::Contact))?;
+    let row = message
+        .headers()
+        .get(index)
+        .map(|h| h.value().to_owned())
+        .unwrap_or_default();
+    // The first contact's URI is between its first '<' and '>' (the
+    // grammar puts URI parameters there); a bare URI gets brackets.
+    let (Some(open), Some(close)) = (row.find('<'), row.find('>')) else {
+        return Err(SipError::Missing(HeaderName::Contact).into());
+    };
+    if close < open {
+        return Err(SipError::Missing(HeaderName::Contact).into());
+    }
+    let uri = row.get(open + 1..close).unwrap_or_default();
+    let kept: Vec<&str> = uri
+        .split(';')
+        .filter(|p| {
+            let name = p.split('=').next().unwrap_or_default().trim();
+            !name.eq_ignore_ascii_case("comp") && !name.eq_ignore_ascii_case("sigcomp-id")
+        })
+        .collect();
+    let new_uri = format!("{};comp=sigcomp;sigcomp-id={sigcomp_id}", kept.join(";"));
+    let value = format!(
+        "{}<{new_uri}>{}",
+        row.get(..open).unwrap_or_default(),
+        row.get(close + 1..).unwrap_or_default()
+    );
+    message.replace_header(index, value)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REGISTER: &[u8] = b"REGISTER sip:ims.example.org SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bKr1;rport\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:alice@ims.example.org>;tag=1\r\n\
+To: <sip:alice@ims.example.org>\r\n\
+Call-ID: reg1\r\nCSeq: 2 REGISTER\r\n\
+Contact: <sip:alice@192.0.2.1:5062>;+sip.instance=\"<urn:uuid:2e5fdc76-00be-4314-8202-1116fa82a473>\";expires=600000\r\n\
+Content-Length: 0\r\n\r\n";
+
+    #[test]
+    fn marks_via_and_contact() {
+        let mut m = Message::parse(REGISTER).unwrap();
+        let instance = m.contacts().unwrap().unwrap();
+        let crate::sip::header::Contacts::List(l) = instance else {
+            panic!()
+        };
+        let id = sigcomp_id_from_instance(&l[0].sip_instance().unwrap()).unwrap();
+        assert_eq!(id, "urn:uuid:2e5fdc76-00be-4314-8202-1116fa82a473");
+        mark_via(&mut m, &id).unwrap();
+        mark_contact(&mut m, &id).unwrap();
+        let bytes = m.to_bytes();
+        let m = Message::parse(&bytes).unwrap();
+        let via = m.top_via().unwrap();
+        assert_eq!(via.comp(), Some("sigcomp"));
+        assert_eq!(
+            via.params.unquoted("sigcomp-id").as_deref(),
+            Some(id.as_str())
+        );
+        assert_eq!(via.rport, crate::sip::header::Rport::Requested);
+        let crate::sip::header::Contacts::List(l) = m.contacts().unwrap().unwrap() else {
+            panic!()
+        };
+        let crate::sip::Uri::Sip(u) = &l[0].uri else {
+            panic!()
+        };
+        assert_eq!(u.params.value("comp"), Some("sigcomp"));
+        assert_eq!(u.params.value("sigcomp-id"), Some(id.as_str()));
+        assert!(l[0].sip_instance().is_some());
+        // Marking twice changes nothing more.
+        let mut again = m.clone();
+        mark_via(&mut again, &id).unwrap();
+        mark_contact(&mut again, &id).unwrap();
+        assert_eq!(Message::parse(&again.to_bytes()).unwrap().to_bytes(), bytes);
+    }
+
+    #[test]
+    fn compressed_only_once_open_and_trusted_only_over_the_sas() {
+        let cfg = EndpointConfig::default();
+        let (mut ue, mut pcscf) = (
+            Compression::new(cfg.clone()).unwrap(),
+            Compression::new(cfg).unwrap(),
+        );
+        let mut wire = Vec::new();
+        // Before the SAs: plain.
+        let o = ue
+            .send("pcscf", REGISTER, Link::Datagram, &mut wire)
+            .unwrap();
+        assert!(!o.compressed);
+        assert_eq!(wire, REGISTER);
+        // Both sides open once the SAs exist. A message long enough to
+        // pay for the bytecode upload goes compressed.
+        ue.open("pcscf");
+        pcscf.open("ue");
+        let head = std::str::from_utf8(REGISTER)
+            .unwrap()
+            .trim_end_matches("Content-Length: 0\r\n\r\n");
+        let long = format!(
+            "{head}{}Content-Length: 0\r\n\r\n",
+            "Subject: SigComp on Gm\r\n".repeat(60)
+        )
+        .into_bytes();
+        Message::parse(&long).unwrap();
+        let o = ue.send("pcscf", &long, Link::Datagram, &mut wire).unwrap();
+        assert!(
+            o.compressed && o.len < long.len() / 2,
+            "{o:?} of {}",
+            long.len()
+        );
+        // Arrived unprotected: readable, not trusted.
+        let got = pcscf.receive(&wire, Link::Datagram, None).unwrap();
+        assert_eq!(
+            got,
+            Inbound::Message {
+                bytes: long.clone(),
+                compressed: true,
+                trusted: false
+            }
+        );
+        assert_eq!(pcscf.endpoint().counters().accepted, 0);
+        // Over the SAs: trusted, its states saved.
+        let got = pcscf.receive(&wire, Link::Datagram, Some("ue")).unwrap();
+        assert!(matches!(got, Inbound::Message { trusted: true, .. }));
+        assert_eq!(pcscf.endpoint().counters().accepted, 1);
+        // Closing at deregistration: plain again.
+        ue.close("pcscf");
+        assert!(
+            !ue.send("pcscf", REGISTER, Link::Datagram, &mut wire)
+                .unwrap()
+                .compressed
+        );
+        assert!(matches!(
+            Compression::new(EndpointConfig {
+                local: sigcomp::Parameters {
+                    state_memory_size: 2048,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+            Err(CompError::StateMemoryTooSmall(2048))
+        ));
+    }
+}
