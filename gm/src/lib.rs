@@ -11,7 +11,8 @@
 //! - [`dialog`], dialogs (RFC 3261 §12) and the subscriber's side of a
 //!   subscription (RFC 6665 §4.1);
 //! - [`presence`], PIDF (RFC 3863), PUBLISH and the Event State
-//!   Compositor (RFC 3903);
+//!   Compositor (RFC 3903), and the presence agent that notifies watchers
+//!   (RFC 3856, RFC 6665 §4.2);
 //! - [`sms`], the SMS-over-IP codec (the body of a MESSAGE of type
 //!   `application/vnd.3gpp.sms`): RP messages (TS 24.011), TPDUs (TS
 //!   23.040), the GSM 7-bit and UCS-2 alphabets (TS 23.038), concatenated
@@ -27,8 +28,8 @@
 //!   association opened once its SAs exist, states saved only for
 //!   messages that came over them, `comp=sigcomp` and `sigcomp-id`.
 //!
-//! MESSAGE relaying and the presence agent come next, as sans-IO state
-//! machines built on them.
+//! MESSAGE relaying comes next, as a sans-IO state machine built on
+//! them.
 //!
 //! Like every library of the workspace it does no IO, reads no clock and
 //! no randomness: it takes bytes and returns typed values.

@@ -33,6 +33,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
+pub mod agent;
+
+pub use agent::{Agent, Notify, Subscribed, WatchId};
+
 use quick_xml::NsReader;
 use quick_xml::events::Event as Xml;
 use quick_xml::name::ResolveResult;
