@@ -24,6 +24,9 @@
 //!   P-CSCF/registrar side ([`reg::Network`]: subscribers, AKA challenges,
 //!   Security-Server, bindings) and the four SAs both derive
 //!   ([`reg::SaSet`], rendered as `sadb` setkey statements).
+//! - [`regevent`], the registration event package (RFC 3680): reginfo
+//!   documents and the subscriber's view of them, which tells a UE of a
+//!   network-initiated deregistration;
 //! - [`comp`], SigComp on Gm (RFC 3486, RFC 5049): a compartment per
 //!   association opened once its SAs exist, states saved only for
 //!   messages that came over them, `comp=sigcomp` and `sigcomp-id`.
@@ -46,9 +49,11 @@ pub mod comp;
 pub mod dialog;
 pub mod presence;
 pub mod reg;
+pub mod regevent;
 pub mod sip;
 pub mod sms;
 pub mod txn;
+mod xml;
 
 /// The example of the crate's README.md, run by `cargo test --doc`.
 #[cfg(doctest)]
