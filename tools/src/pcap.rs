@@ -619,6 +619,40 @@ pub fn udp_frame(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, payload: &[u8
     f
 }
 
+/// Builds an Ethernet frame carrying a TCP segment (PSH, ACK) from
+/// `src`:`sport` to `dst`:`dport`, with `(seq, ack)` the sequence number
+/// of its first byte and the acknowledgement of the other direction, as
+/// [`udp_frame`] does for UDP. A connection is a run of such segments,
+/// each `seq` advanced by the previous payload's length (no handshake:
+/// Wireshark dissects the payload anyway).
+pub fn tcp_frame(
+    src: IpAddr,
+    sport: u16,
+    dst: IpAddr,
+    dport: u16,
+    (seq, ack): (u32, u32),
+    payload: &[u8],
+) -> Vec<u8> {
+    let eth = etherparse::PacketBuilder::ethernet2([0x02, 0, 0, 0, 0, 2], [0x02, 0, 0, 0, 0, 1]);
+    let ip = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
+        _ => {
+            let to6 = |a: IpAddr| match a {
+                IpAddr::V4(v) => v.to_ipv6_mapped(),
+                IpAddr::V6(v) => v,
+            };
+            eth.ipv6(to6(src).octets(), to6(dst).octets(), 64)
+        }
+    };
+    let b = ip.tcp(sport, dport, seq, 65535).psh().ack(ack);
+    let mut f = Vec::with_capacity(b.size(payload.len()));
+    // Writing into a Vec fails only for a payload too long for IP.
+    if b.write(&mut f, payload).is_err() {
+        f.clear();
+    }
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,15 +1,18 @@
-//! `sigcomp compress` / `sigcomp flow`: our compressor against our
-//! decompressor over one compartment, with the feedback the reverse
-//! traffic would carry, and the compression figures in one table.
+//! `sigcomp compress` / `sigcomp flow`: two endpoints of ours
+//! ([`sigcomp::Endpoint`]) exchanging files over a compartment per
+//! direction, every message checked byte-exact, and the compression
+//! figures in one table. The protocol is all in `Endpoint` (feedback on
+//! the wire, TCP framing); this module moves the bytes between the two in
+//! memory and prints.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use anyhow::{Result, bail};
-use sigcomp::compress::{
-    Compressed, Compressor, Config, Kind, Level, SHARED_KEEP, bytecode, shared_state,
+use sigcomp::compress::{Compressed, Compressor, Config, Kind, Level};
+use sigcomp::{
+    CompartmentId, Endpoint, EndpointConfig, Link, Parameters, Received, Resources, StreamId,
 };
-use sigcomp::{CompartmentId, Decompressor, Parameters, Resources, StateHandler, Transport};
 
 use crate::pcap;
 
@@ -25,10 +28,14 @@ pub struct FlowParams {
     /// Compression level.
     pub level: Level,
     /// Both endpoints are ours: the receiver holds our bytecode as a
-    /// locally available state and announces it, so it is never uploaded.
+    /// locally available state and the sender knows it, so it is never
+    /// uploaded.
     pub local_bytecode: bool,
     /// With [`Duplex`]: RFC 3321 §5.2 shared compression.
     pub shared: bool,
+    /// Over one TCP connection (messages framed, RFC 3320 §4.2.2; the
+    /// receiver's UDVM has DMS / 2, §7) instead of UDP.
+    pub tcp: bool,
 }
 
 impl Default for FlowParams {
@@ -40,6 +47,46 @@ impl Default for FlowParams {
             level: Level::Default,
             local_bytecode: false,
             shared: false,
+            tcp: false,
+        }
+    }
+}
+
+impl FlowParams {
+    /// The configuration of both endpoints: they offer `dms`, `sms` and
+    /// `cpb` and know it of each other by prior agreement (they do not
+    /// announce, so the figures are those of the compression alone); with
+    /// [`FlowParams::local_bytecode`] each holds our bytecode as a local
+    /// state and knows the other does.
+    pub fn endpoint_config(&self) -> EndpointConfig {
+        EndpointConfig {
+            local: Parameters {
+                decompression_memory_size: self.dms,
+                state_memory_size: self.sms,
+                cycles_per_bit: self.cpb,
+                version: 2,
+            },
+            peer: Resources {
+                cycles_per_bit: self.cpb,
+                decompression_memory_size: self.dms,
+                state_memory_size: self.sms,
+            },
+            level: self.level,
+            announce: false,
+            local_bytecode: self.local_bytecode,
+            peer_has_bytecode: self.local_bytecode,
+            shared: self.shared.then_some(self.sms / 2),
+            presence_dictionary: true,
+        }
+    }
+
+    /// The link both ends send on: one TCP connection with
+    /// [`FlowParams::tcp`], else datagrams.
+    pub fn link(&self) -> Link {
+        if self.tcp {
+            Link::Stream(StreamId(0))
+        } else {
+            Link::Datagram
         }
     }
 }
@@ -49,142 +96,126 @@ impl Default for FlowParams {
 pub struct Sent {
     /// The original size.
     pub original: usize,
-    /// What was sent (SigComp message, or the original when plain).
+    /// What was written on the link: the SigComp message, or the original
+    /// when plain; over TCP the framed record (RFC 3320 §4.2.2).
     pub wire: Vec<u8>,
     /// What the compressor reported.
     pub info: Compressed,
 }
 
-/// A compressor of ours towards a receiver with parameters `p`.
-fn compressor(p: FlowParams) -> Result<Compressor> {
-    Ok(Compressor::new(Config {
-        level: p.level,
-        peer: Resources {
-            cycles_per_bit: p.cpb,
-            decompression_memory_size: p.dms,
-            state_memory_size: p.sms,
-        },
-        shared: p.shared.then_some(p.sms / 2),
-        ..Config::default()
-    })?)
+/// Each end's compartment for the other (one peer each).
+const PEER: CompartmentId = CompartmentId(1);
+
+/// Two endpoints of ours, 0 (the UE) and 1 (the P-CSCF), each with its
+/// compartment for the other, on one link.
+struct Pair {
+    ends: [Endpoint; 2],
+    link: Link,
 }
 
-/// The receiving side of one direction: our decompressor and state handler
-/// with the sender's compartment.
-struct Receiver {
-    decompressor: Decompressor,
-    states: StateHandler,
-    cid: CompartmentId,
-}
-
-impl Receiver {
-    /// A fresh compartment; with [`FlowParams::local_bytecode`] it holds our
-    /// bytecode as a local state and announces it to `sender`
-    /// (RFC 3320 §9.4.9, as it would in its own messages).
-    fn new(p: FlowParams, cid: u64, sender: &mut Compressor) -> Result<Receiver> {
-        let params = Parameters {
-            decompression_memory_size: p.dms,
-            state_memory_size: p.sms,
-            cycles_per_bit: p.cpb,
-            version: 2,
-        };
-        let mut states = StateHandler::with_dictionaries();
-        states.open_compartment(CompartmentId(cid), p.sms);
-        if p.local_bytecode {
-            states.add_local(bytecode::state());
-            sender.on_peer_parameters(&params.announcement(&states.local_state_ids())?);
-        }
-        Ok(Receiver {
-            decompressor: Decompressor::new(params)?,
-            states,
-            cid: CompartmentId(cid),
+impl Pair {
+    fn new(p: FlowParams) -> Result<Pair> {
+        let c = p.endpoint_config();
+        Ok(Pair {
+            ends: [Endpoint::new(c.clone())?, Endpoint::new(c)?],
+            link: p.link(),
         })
     }
 
-    /// Receives what `sender` made of `msg`: checks it gives back `msg`,
-    /// commits its states and returns the requested feedback to `sender`
-    /// at once (as the reverse traffic would). The decompressed message,
-    /// for a SigComp one.
-    fn receive(
-        &mut self,
-        msg: &[u8],
-        wire: &[u8],
-        kind: Kind,
-        sender: &mut Compressor,
-    ) -> Result<Option<sigcomp::Decompressed>> {
-        if kind != Kind::SigComp {
-            if wire != msg {
-                bail!("plain message differs from the original");
+    /// End `from` sends `msg`; the other end receives it, checks it gives
+    /// back `msg` and accepts it. With `ack`, the receiver then sends its
+    /// acknowledgement back at once, alone: the reverse traffic of a
+    /// one-way flow, not counted in it.
+    fn send(&mut self, msg: &[u8], from: usize, ack: bool) -> Result<Sent> {
+        let (to, link) = (1 - from, self.link);
+        let mut wire = Vec::new();
+        let sent = self.end_mut(from)?.send(PEER, msg, link, &mut wire)?;
+        self.deliver(to, &wire, Some(msg))?;
+        if ack {
+            let mut back = Vec::new();
+            if self
+                .end_mut(to)?
+                .acknowledge(PEER, link, &mut back)
+                .is_some()
+            {
+                self.deliver(from, &back, None)?;
             }
-            return Ok(None);
         }
-        let out = self
-            .decompressor
-            .decompress(wire, Transport::Message, &self.states)
-            .map_err(|f| anyhow::anyhow!("decompression failed: {:?}", f.reason))?;
-        if out.output != msg {
-            bail!("decompressed message differs from the original");
+        Ok(Sent {
+            original: msg.len(),
+            wire,
+            info: sent.compressed,
+        })
+    }
+
+    fn end_mut(&mut self, i: usize) -> Result<&mut Endpoint> {
+        self.ends
+            .get_mut(i)
+            .ok_or_else(|| anyhow::anyhow!("no end {i}"))
+    }
+
+    /// End `to` receives `wire`: exactly one message, equal to `msg`
+    /// (`None`: an acknowledgement without one), which it accepts.
+    fn deliver(&mut self, to: usize, wire: &[u8], msg: Option<&[u8]>) -> Result<()> {
+        let link = self.link;
+        let ep = self.end_mut(to)?;
+        let mut n = 0;
+        let mut next = ep.receive(wire, link);
+        while let Some(r) = next {
+            n += 1;
+            let got = match &r {
+                Received::Message(m) => m.message(),
+                Received::Plain(p) => Some(&p[..]),
+                Received::Failed(f) => bail!("decompression failed: {:?}", f.reason),
+                other => bail!("unexpected {other:?}"),
+            };
+            // An acknowledgement outputs no message, or an empty one.
+            if got.filter(|g| !g.is_empty()) != msg {
+                bail!("decompressed message differs from the original");
+            }
+            ep.accept(PEER, &r);
+            // A datagram is one message; a stream may hold more.
+            next = match link {
+                Link::Datagram => None,
+                Link::Stream(_) => ep.receive(&[], link),
+            };
         }
-        self.states.commit(self.cid, &out)?;
-        if let Some(item) = out
-            .requested_feedback
-            .as_ref()
-            .and_then(|f| f.item.as_ref())
-        {
-            sender.on_feedback_item(item);
+        if n != 1 {
+            bail!("{n} messages received for one sent");
         }
-        Ok(Some(out))
+        Ok(())
     }
 }
 
-/// Sender (our compressor) and receiver (our decompressor and state
-/// handler) of one compartment.
-pub struct Flow {
-    compressor: Compressor,
-    receiver: Receiver,
-}
+/// Our endpoint sending to our endpoint over one compartment, in one
+/// direction; the receiver acknowledges each message at once (a 14-byte
+/// message of its own, not counted).
+pub struct Flow(Pair);
 
 impl Flow {
     /// A fresh compartment.
     pub fn new(p: FlowParams) -> Result<Flow> {
-        let mut compressor = compressor(FlowParams { shared: false, ..p })?;
-        let receiver = Receiver::new(p, 1, &mut compressor)?;
-        Ok(Flow {
-            compressor,
-            receiver,
-        })
+        Ok(Flow(Pair::new(FlowParams { shared: false, ..p })?))
     }
 
-    /// Compresses `msg`, decompresses it at the receiver, checks it equals
-    /// the original, commits its states and returns the feedback.
+    /// Sends `msg`, checks it arrives byte-exact, and returns the
+    /// acknowledgement.
     pub fn send(&mut self, msg: &[u8]) -> Result<Sent> {
-        let mut wire = Vec::new();
-        let info = self.compressor.compress(msg, &mut wire);
-        self.receiver
-            .receive(msg, &wire, info.kind, &mut self.compressor)?;
-        Ok(Sent {
-            original: msg.len(),
-            wire,
-            info,
-        })
+        self.0.send(msg, 0, true)
     }
-}
 
-/// One endpoint of a [`Duplex`]: its compressor towards the other end, and
-/// its decompressor with the compartment of the other end's messages.
-struct End {
-    compressor: Compressor,
-    receiver: Receiver,
+    /// The sending endpoint (its counters, its states).
+    pub fn sender(&self) -> &Endpoint {
+        &self.0.ends[0]
+    }
 }
 
 /// Two endpoints of ours (the UE and the P-CSCF), a compartment per
-/// direction, as a real Gm link runs: each end's compressor sends to the
-/// other end's decompressor, the feedback is returned at once, and with
-/// [`FlowParams::shared`] each end's requests become shared states the
-/// other end compresses its answers against (RFC 3321 §5.2).
-pub struct Duplex {
-    ends: [End; 2],
-}
+/// direction, as a real Gm link runs: feedback travels in the other end's
+/// next message, and with [`FlowParams::shared`] each end's requests
+/// become shared states the other end compresses its answers against
+/// (RFC 3321 §5.2).
+pub struct Duplex(Pair);
 
 /// Which end sends a file of a duplex flow: the P-CSCF (1) if its name
 /// contains `pcscf`, else the UE (0).
@@ -196,55 +227,20 @@ pub fn sender_of(path: &std::path::Path) -> usize {
 }
 
 impl Duplex {
-    /// Two fresh endpoints; each one's receiver announces to the other's
-    /// compressor.
+    /// Two fresh endpoints.
     pub fn new(p: FlowParams) -> Result<Duplex> {
-        let mut ue = compressor(p)?;
-        let mut pcscf = compressor(p)?;
-        let ue_receiver = Receiver::new(p, 1, &mut pcscf)?;
-        let pcscf_receiver = Receiver::new(p, 2, &mut ue)?;
-        Ok(Duplex {
-            ends: [
-                End {
-                    compressor: ue,
-                    receiver: ue_receiver,
-                },
-                End {
-                    compressor: pcscf,
-                    receiver: pcscf_receiver,
-                },
-            ],
-        })
+        Ok(Duplex(Pair::new(p)?))
     }
 
     /// End `from` (0 or 1) sends `msg` to the other end, which checks it
     /// decompresses to the original.
     pub fn send(&mut self, msg: &[u8], from: usize) -> Result<Sent> {
-        let [a, b] = &mut self.ends;
-        let (tx, rx) = if from == 0 { (a, b) } else { (b, a) };
-        let mut wire = Vec::new();
-        let info = tx.compressor.compress(msg, &mut wire);
-        // RFC 3321 §5.2 step 1: the sender keeps what it announced.
-        if info.shared
-            && !tx
-                .receiver
-                .states
-                .add_shared(tx.receiver.cid, &shared_state(msg), SHARED_KEEP)
-        {
-            bail!("no room for an announced shared state");
-        }
-        if let Some(out) = rx
-            .receiver
-            .receive(msg, &wire, info.kind, &mut tx.compressor)?
-        {
-            rx.compressor
-                .on_received(&out.output, out.returned_parameters.as_ref());
-        }
-        Ok(Sent {
-            original: msg.len(),
-            wire,
-            info,
-        })
+        self.0.send(msg, from, false)
+    }
+
+    /// End `i` (its counters, its states).
+    pub fn end(&self, i: usize) -> Option<&Endpoint> {
+        self.0.ends.get(i)
     }
 }
 
@@ -254,29 +250,47 @@ pub fn run(p: FlowParams, msgs: &[Vec<u8>]) -> Result<Vec<Sent>> {
     msgs.iter().map(|m| f.send(m)).collect()
 }
 
-/// A pcap of the sent messages: SigComp ones as UDP to port 5555 (which
-/// Wireshark dissects as SigComp), plain ones to port 5060 (SIP). With
-/// `senders` (a duplex flow), the P-CSCF's messages go the other way.
-pub fn pcap_of(sent: &[Sent], senders: Option<&[usize]>) -> Vec<u8> {
+/// A pcap of the sent messages: over UDP, SigComp ones to port 5555 (which
+/// Wireshark dissects as SigComp) and plain ones to port 5060 (SIP); with
+/// `tcp`, one TCP connection between ports 5555, a segment per message.
+/// With `senders` (a duplex flow), the P-CSCF's messages go the other way.
+pub fn pcap_of(sent: &[Sent], senders: Option<&[usize]>, tcp: bool) -> Vec<u8> {
     let ue = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
     let pcscf = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+    // Next sequence number of each direction (the UE's, the P-CSCF's).
+    let mut seq = [1u32; 2];
     let records = sent
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let (a, b) = match senders.and_then(|f| f.get(i)) {
-                Some(1) => (pcscf, ue),
-                _ => (ue, pcscf),
-            };
-            let port = if s.info.kind == Kind::SigComp {
-                5555
+            let from = usize::from(senders.and_then(|f| f.get(i)) == Some(&1));
+            let (a, b) = if from == 1 { (pcscf, ue) } else { (ue, pcscf) };
+            let data = if tcp {
+                let (own, other) = if from == 1 {
+                    (seq[1], seq[0])
+                } else {
+                    (seq[0], seq[1])
+                };
+                let f = pcap::tcp_frame(a, 5555, b, 5555, (own, other), &s.wire);
+                let next = own.wrapping_add(s.wire.len() as u32);
+                if from == 1 {
+                    seq[1] = next;
+                } else {
+                    seq[0] = next;
+                }
+                f
             } else {
-                5060
+                let port = if s.info.kind == Kind::Plain {
+                    5060
+                } else {
+                    5555
+                };
+                pcap::udp_frame(a, port, b, port, &s.wire)
             };
             pcap::Record {
                 ts_sec: i as u32,
                 ts_frac: 0,
-                data: pcap::udp_frame(a, port, b, port, &s.wire),
+                data,
             }
         })
         .collect();
@@ -437,7 +451,12 @@ pub fn table(
     let hi = format!("SMS {}", p.sms);
     let mut t = format!(
         "{:<44} {:>18} {:>18} {:>10}\n{:<44} {:>9} {:>8} {:>9} {:>8} {:>10}\n",
-        format!("DMS {}, level {}", p.dms, level_name(p.level)),
+        format!(
+            "DMS {}{}, level {}",
+            p.dms,
+            if p.tcp { " over TCP" } else { "" },
+            level_name(p.level)
+        ),
         hi,
         "SMS 4096",
         "% ratio",
@@ -651,7 +670,10 @@ pub fn cmd_flow(p: FlowParams, files: &[std::path::PathBuf], o: &FlowOutputs) ->
         }
     }
     if let Some(path) = &o.pcap {
-        crate::cli::write(path, &pcap_of(&sent, o.duplex.then_some(&senders[..])))?;
+        crate::cli::write(
+            path,
+            &pcap_of(&sent, o.duplex.then_some(&senders[..]), p.tcp),
+        )?;
         for line in pcap_notes(p, &sent, &path.display().to_string()) {
             println!("{line}");
         }

@@ -202,6 +202,51 @@ fn table_prints_every_figure() {
     }
 }
 
+/// The figures as values from the library, not parsed from the table:
+/// the flow runs on two `sigcomp::Endpoint`s, whose counters agree with
+/// what the flow reports sending.
+#[test]
+fn figures_come_from_two_endpoints() {
+    use tools::sigcomp_flow::{Duplex, Flow, FlowParams, figures, totals};
+    let c = root().join("vectors/sigcomp/independent/corpus");
+    let read = |fs: Vec<PathBuf>| -> Vec<Vec<u8>> {
+        fs.iter().map(|f| std::fs::read(f).unwrap()).collect()
+    };
+    let flow = read(sip_files(&c));
+    let steady = read(sip_files(&c.join("session2")));
+    for tcp in [false, true] {
+        let dms = if tcp { 16384 } else { 8192 };
+        let p = FlowParams {
+            dms,
+            tcp,
+            ..FlowParams::default()
+        };
+        let f = figures(p, &flow, &steady).unwrap();
+        let orig: usize = flow.iter().map(Vec::len).sum();
+        assert_eq!((f.first.1, f.flow.1), (orig, orig));
+        assert!(f.flow.0 < f.first.0 && f.steady.0 < f.first.0, "{f:?}");
+        let mut one = Flow::new(p).unwrap();
+        let sent: Vec<_> = flow.iter().map(|m| one.send(m).unwrap()).collect();
+        let (o, w) = totals(&sent);
+        assert_eq!((w, o), f.flow, "tcp {tcp}");
+        let n = one.sender().counters();
+        assert_eq!(n.bytes_sent as usize, w);
+        assert_eq!(n.bytes_original as usize, o);
+        assert_eq!(n.sent_plain, 0);
+        // The acknowledgements came back as messages the sender accepted
+        // (one for each message that asked for one).
+        assert!(n.accepted > 0 && n.accepted <= flow.len() as u64, "{n:?}");
+        let mut d = Duplex::new(p).unwrap();
+        for (m, f) in flow.iter().zip(sip_files(&c)) {
+            d.send(m, tools::sigcomp_flow::sender_of(&f)).unwrap();
+        }
+        let received: u64 = (0..2)
+            .map(|i| d.end(i).unwrap().counters().decompressed)
+            .sum();
+        assert_eq!(received, flow.len() as u64);
+    }
+}
+
 /// `sigcomp compress` writes a message that `sigcomp decompress` (the
 /// decompressor's own command) turns back into the original.
 #[test]
@@ -467,4 +512,111 @@ fn shared_duplex_capture_decompresses() {
         }
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `sigcomp flow --tcp`: the capture is one TCP connection between ports
+/// 5555, a segment per message. tshark's SigComp dissector on TCP finds
+/// each message's boundaries (0xFFFF framing, RFC 3320 §4.2.2) and
+/// decompresses it byte-exact, and so does our endpoint reading each
+/// direction's byte stream cut into arbitrary pieces (`Link::Stream`).
+#[test]
+fn tcp_flow_is_framed_and_decompressed() {
+    use sigcomp::{CompartmentId, Endpoint, EndpointConfig, Link, Parameters, Received, StreamId};
+    use tools::pcap;
+    let c = root().join("vectors/sigcomp/independent/corpus");
+    let files = sip_files(&c);
+    let originals: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    for (name, extra) in [
+        ("tcp", &["--dms", "16384"][..]),
+        ("tcp-duplex", &["--dms", "16384", "--duplex"][..]),
+        ("tcp-8192", &["--dms", "8192"][..]),
+    ] {
+        let dir = std::env::temp_dir().join(format!("h9-flow-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cap = dir.join("tcp.pcap");
+        let out = Command::new(env!("CARGO_BIN_EXE_sigcomp"))
+            .args(["flow", "--tcp", "--pcap"])
+            .arg(&cap)
+            .args(extra)
+            .args(&files)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{name}: {stdout}");
+        assert!(
+            stdout.contains(&format!(
+                "all {} messages decompressed byte-exact",
+                files.len()
+            )),
+            "{stdout}"
+        );
+        // One TCP segment per message, on port 5555 both ways; each
+        // direction's payloads are its byte stream.
+        let trace = pcap::read(&cap).unwrap();
+        assert_eq!(trace.packets.len(), files.len(), "{name}");
+        let mut streams: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+        let mut order = Vec::new();
+        for p in &trace.packets {
+            let s = pcap::segment(p.linktype, &p.record.data).unwrap();
+            assert_eq!(
+                (s.proto, s.sport, s.dport),
+                (pcap::Proto::Tcp, 5555, 5555),
+                "{name}"
+            );
+            let from = usize::from(s.src.to_string() == "192.0.2.2");
+            // Each segment is whole records: 0xFFFF ends it.
+            assert!(s.payload.ends_with(&[0xff, 0xff]), "{name}");
+            streams[from].extend_from_slice(s.payload);
+            order.push(from);
+        }
+        if name == "tcp-duplex" {
+            assert!(order.contains(&1), "{name}: the P-CSCF sends too");
+        }
+        // Our endpoint, one per direction, with the flow's parameters;
+        // the stream in 7-byte pieces, messages accepted as they complete.
+        let dms = if name == "tcp-8192" { 8192 } else { 16384 };
+        let mut got: [Vec<Vec<u8>>; 2] = [Vec::new(), Vec::new()];
+        for (dir_i, bytes) in streams.iter().enumerate() {
+            let mut ep = Endpoint::new(EndpointConfig {
+                local: Parameters {
+                    decompression_memory_size: dms,
+                    ..Parameters::default()
+                },
+                ..EndpointConfig::default()
+            })
+            .unwrap();
+            let link = Link::Stream(StreamId(1));
+            for piece in bytes.chunks(7) {
+                let mut next = ep.receive(piece, link);
+                while let Some(r) = next {
+                    match &r {
+                        Received::Message(m) => got[dir_i].push(m.message().unwrap().to_vec()),
+                        other => panic!("{name}: {other:?}"),
+                    }
+                    ep.accept(CompartmentId(1), &r);
+                    next = ep.receive(&[], link);
+                }
+            }
+        }
+        let mut expected: [Vec<Vec<u8>>; 2] = [Vec::new(), Vec::new()];
+        for (o, &from) in originals.iter().zip(&order) {
+            expected[from].push(o.clone());
+        }
+        assert_eq!(got, expected, "{name}: our stream decompressor");
+        if testkit::require(
+            &format!("tshark cross-check of TCP flow {name}"),
+            &[Peer::Tshark],
+        ) {
+            let t = tshark::sigcomp_decompressed(&cap, &["-Y", "tcp.port == 5555"]);
+            assert_eq!(t.len(), originals.len(), "{name}: frames");
+            for (i, (g, o)) in t.iter().zip(&originals).enumerate() {
+                let g = g.as_ref().unwrap_or_else(|| {
+                    panic!("{name}: tshark did not decompress TCP frame {}", i + 1)
+                });
+                assert_eq!(g, o, "{name}: TCP frame {} differs in tshark", i + 1);
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -146,7 +146,8 @@ enum Command {
     Flow {
         #[command(flatten)]
         params: FlowArgs,
-        /// Write the sent messages as UDP datagrams (SigComp to port 5555),
+        /// Write the sent messages as UDP datagrams (SigComp to port 5555;
+        /// with --tcp as TCP segments between ports 5555),
         /// which `sigcomp decompress` reads back (with --local-bytecode if
         /// given here).
         #[arg(long)]
@@ -199,6 +200,11 @@ struct FlowArgs {
     /// The receiver is ours: it holds our bytecode as a local state.
     #[arg(long)]
     local_bytecode: bool,
+    /// Over one TCP connection: messages framed (0xFFFF, RFC 3320
+    /// §4.2.2), the receiver's UDVM gets DMS / 2 (§7), never plain (RFC
+    /// 5049 §5); --pcap writes TCP segments between ports 5555.
+    #[arg(long)]
+    tcp: bool,
 }
 
 impl FlowArgs {
@@ -217,6 +223,7 @@ impl FlowArgs {
             level,
             local_bytecode: self.local_bytecode,
             shared: false,
+            tcp: self.tcp,
         })
     }
 }
