@@ -39,6 +39,7 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod dialog;
+pub mod pager;
 pub mod presence;
 pub mod reg;
 pub mod sip;
