@@ -47,6 +47,7 @@
 
 pub mod comp;
 pub mod dialog;
+pub mod pager;
 pub mod presence;
 pub mod reg;
 pub mod regevent;

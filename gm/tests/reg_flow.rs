@@ -665,3 +665,52 @@ fn a_200_in_clear_is_ignored_once_the_sas_are_up() {
     let acts = w.ue.on_response(&forged, *flow, w.now, &mut w.rng);
     assert!(matches!(acts.last(), Some(UeAction::Registered(_))));
 }
+
+/// Without sec-agree (a network that allows unprotected registration, as
+/// `pcscf --ipsec none`): registration, re-registration and
+/// de-registration in clear, the later ones with the registration's nonce
+/// and a higher `nc`; a replayed `nc` is still refused.
+#[test]
+fn unprotected_registration_reregistration_and_deregistration() {
+    let mut w = world_with(0, 0, K, AkaVersion::V1, |c| c.allow_unprotected = true);
+    let mut config = UeConfig::new(
+        IMPI,
+        IMPU,
+        "ims.example.org",
+        ue_addr(),
+        pcscf_addr(),
+        (1111, 2222),
+        (5062, 5064),
+    );
+    config.sec_agree = false;
+    w.ue = Ue::new(
+        config,
+        Credentials::Aka {
+            k: K,
+            op: OpKey::Op(OP),
+            sqn_ms: 0,
+        },
+        &mut w.rng,
+    );
+    w.register();
+    assert!(matches!(w.ue_events.last(), Some(UeAction::Registered(_))));
+    assert!(w.ue_sas.is_empty() && w.net_sas.is_empty());
+    assert!(w.sent.iter().all(|(_, f)| *f == Flow::Unprotected));
+    let at = w.ue.poll_timeout().unwrap();
+    w.now = at;
+    let acts = w.ue.handle_timeout(at, &mut w.rng);
+    w.run(acts);
+    assert!(matches!(w.ue_events.last(), Some(UeAction::Registered(_))));
+    // Replaying the re-registration (same nonce, same nc): 403.
+    let (bytes, flow) = w.sent[2].clone();
+    let req = Message::parse(&bytes).unwrap();
+    let out = w.net.on_register(&req, ue_addr(), flow, w.now, &mut w.rng);
+    assert!(
+        matches!(out.as_slice(), [NetworkAction::Respond(m)] if m.status() == Some(403)),
+        "{out:?}"
+    );
+    let acts = w.ue.deregister(&mut w.rng);
+    w.run(acts);
+    assert!(matches!(w.ue_events.last(), Some(UeAction::Deregistered)));
+    assert!(w.net.binding(IMPI).is_none());
+}

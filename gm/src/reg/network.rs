@@ -640,10 +640,11 @@ impl Network {
             .nc()
             .and_then(|n| u32::from_str_radix(&n, 16).ok())
             .unwrap_or(0);
-        let replay = b.auth.server.is_none() || nc <= b.auth.nc;
-        if replay {
-            // RFC 2617 §3.2.2: a reused nc is a replay; without SAs the
-            // nonce is not kept for re-registration either. Challenge anew.
+        // RFC 2617 §3.2.2: a reused nc is a replay. Without SAs the nonce
+        // is kept for re-registration only where unprotected registration
+        // is allowed (the digest with a fresh `nc` still proves RES).
+        let unprotected_ok = b.auth.server.is_some() || self.config.allow_unprotected;
+        if !unprotected_ok || nc <= b.auth.nc {
             return self.refuse(request, 403, None);
         }
         if let Err(r) = check(&self.config, &b.auth, request, creds, ue_addr, flow) {

@@ -1,0 +1,335 @@
+//! Pager-mode MESSAGE (RFC 3428) on Gm, sans-IO: the request a UE sends,
+//! and the relay decisions of a P-CSCF that is its own registrar and
+//! S-CSCF (the test network of `pcscf`): which registered UE a MESSAGE goes
+//! to, the forwarded request (our Via on top, Max-Forwards decremented, the
+//! route set ended here), and the response relayed back (our Via removed).
+//!
+//! The caller runs the transactions ([`crate::txn`]): a server transaction
+//! for the MESSAGE that came in, a client transaction for the one
+//! forwarded, and passes the client transaction's final response through
+//! [`response`] to the server transaction. Not done: retargeting the
+//! Request-URI to the Contact (RFC 3261 §16.5; the request is sent to
+//! the address the target registered from and keeps the IMPU), P-Asserted-
+//! Identity, forking.
+//!
+//! ```
+//! use gm::pager::{Page, Registry, Relay};
+//! let mut reg: Registry<&str> = Registry::new();
+//! reg.bind(&["sip:alice@ims.example.org".into()], "alice-addr");
+//! reg.bind(&["sip:bob@ims.example.org".into()], "bob-addr");
+//! let page = Page {
+//!     from: "sip:bob@ims.example.org", to: "sip:alice@ims.example.org",
+//!     local: "127.0.0.1:5070", call_id: "c1", from_tag: "t1", branch: "z9hG4bKm1",
+//!     cseq: 1, routes: &[], text: "hello",
+//! };
+//! let m = gm::pager::request(&page).unwrap();
+//! let via = "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKp1";
+//! match reg.route(&m, &"bob-addr", via) {
+//!     Relay::Forward { to, request } => {
+//!         assert_eq!(to, "alice-addr");
+//!         assert_eq!(request.vias().unwrap().len(), 2);
+//!     }
+//!     Relay::Refuse(s) => panic!("{s}"),
+//! }
+//! ```
+
+use std::collections::HashMap;
+
+use crate::sip::header::Via;
+use crate::sip::{Error, HeaderName, Message, Method, Uri};
+
+/// A MESSAGE to build at the UE.
+#[derive(Clone, Copy, Debug)]
+pub struct Page<'a> {
+    /// Our IMPU (From).
+    pub from: &'a str,
+    /// The target's URI (Request-URI and To).
+    pub to: &'a str,
+    /// Our `host:port` (Via sent-by).
+    pub local: &'a str,
+    /// The Call-ID.
+    pub call_id: &'a str,
+    /// The From tag.
+    pub from_tag: &'a str,
+    /// The Via branch, starting `z9hG4bK`.
+    pub branch: &'a str,
+    /// The CSeq number.
+    pub cseq: u32,
+    /// The route set (the registration's Service-Route values), in order.
+    pub routes: &'a [String],
+    /// The text, sent as `text/plain`.
+    pub text: &'a str,
+}
+
+/// A pager-mode MESSAGE (RFC 3428 §4, RFC 3261 §8.1.1).
+pub fn request(p: &Page<'_>) -> Result<Message<'static>, Error> {
+    let mut b = Message::request(Method::Message, p.to)
+        .header(
+            "Via",
+            format!("SIP/2.0/UDP {};branch={};rport", p.local, p.branch),
+        )
+        .header("Max-Forwards", 70)
+        .header("From", format!("<{}>;tag={}", p.from, p.from_tag))
+        .header("To", format!("<{}>", p.to))
+        .header("Call-ID", p.call_id)
+        .header("CSeq", format!("{} MESSAGE", p.cseq));
+    for r in p.routes {
+        b = b.header("Route", r);
+    }
+    b.body("text/plain", p.text.as_bytes().to_vec()).build()
+}
+
+/// The address-of-record of a URI, as bindings compare it: `scheme:user@host`
+/// with the host in lower case, without port or parameters; `None` for a
+/// URI that does not parse.
+pub fn aor(uri: &str) -> Option<String> {
+    let u = Uri::parse(uri).ok()?;
+    let s = u.sip()?;
+    let host = s.host.to_string().to_ascii_lowercase();
+    let scheme = if s.secure { "sips" } else { "sip" };
+    Some(match s.user {
+        Some(user) => format!("{scheme}:{user}@{host}"),
+        None => format!("{scheme}:{host}"),
+    })
+}
+
+/// What to do with a MESSAGE that came to the P-CSCF.
+#[derive(Debug)]
+pub enum Relay<A> {
+    /// Send `request` to `to` through a client transaction.
+    Forward {
+        /// Where the target registered from.
+        to: A,
+        /// The request to forward.
+        request: Message<'static>,
+    },
+    /// Answer with this status: 403 (the sender is not registered from
+    /// where it sent), 404 (no such target), 483 (Max-Forwards reached
+    /// 0), 400 (a request we cannot read), 405 (not a MESSAGE).
+    Refuse(u16),
+}
+
+/// The registered public identities and the address each registered from.
+#[derive(Clone, Debug, Default)]
+pub struct Registry<A> {
+    bindings: HashMap<String, A>,
+}
+
+impl<A: Clone + PartialEq> Registry<A> {
+    /// No bindings.
+    pub fn new() -> Registry<A> {
+        Registry {
+            bindings: HashMap::new(),
+        }
+    }
+
+    /// Binds every IMPU of `impus` (the registered one and its implicit
+    /// registration set) to `addr`.
+    pub fn bind(&mut self, impus: &[String], addr: A) {
+        for i in impus {
+            if let Some(k) = aor(i) {
+                self.bindings.insert(k, addr.clone());
+            }
+        }
+    }
+
+    /// Removes the bindings of `impus`.
+    pub fn unbind(&mut self, impus: &[String]) {
+        for i in impus {
+            if let Some(k) = aor(i) {
+                self.bindings.remove(&k);
+            }
+        }
+    }
+
+    /// Where `uri` is registered from.
+    pub fn lookup(&self, uri: &str) -> Option<&A> {
+        self.bindings.get(&aor(uri)?)
+    }
+
+    /// Decides the fate of `request`, which came from `from`; `via` is the
+    /// Via value the P-CSCF puts on top of a forwarded request.
+    pub fn route(&self, request: &Message<'_>, from: &A, via: &str) -> Relay<A> {
+        if request.method() != Some(Method::Message) {
+            return Relay::Refuse(405);
+        }
+        let (Ok(sender), Some(target)) = (request.from(), request.request_uri()) else {
+            return Relay::Refuse(400);
+        };
+        // Only a registered UE, from the address it registered from, may
+        // send (TS 24.229 §5.2.6.3: the P-CSCF knows the UE by its flow).
+        if self.lookup(sender.uri.as_str()) != Some(from) {
+            return Relay::Refuse(403);
+        }
+        let Some(to) = self.lookup(target.as_str()).cloned() else {
+            return Relay::Refuse(404);
+        };
+        match forward(request, via) {
+            Ok(request) => Relay::Forward { to, request },
+            Err(status) => Relay::Refuse(status),
+        }
+    }
+}
+
+/// The request to forward (RFC 3261 §16.6): Max-Forwards decremented (483
+/// when it is 0), the Route rows removed (this P-CSCF is the end of the
+/// route set: it is also the registrar and the S-CSCF), `via` on top.
+pub fn forward(request: &Message<'_>, via: &str) -> Result<Message<'static>, u16> {
+    let max_forwards = match request.max_forwards() {
+        Ok(Some(0)) => return Err(483),
+        Ok(Some(n)) => n - 1,
+        Ok(None) => 70,
+        Err(_) => return Err(400),
+    };
+    let mut m = request.clone().into_owned();
+    m.remove_header("Route");
+    m.set_header("Max-Forwards", max_forwards.to_string())
+        .map_err(|_| 400u16)?;
+    m.insert_header(0, "Via", via.to_owned())
+        .map_err(|_| 400u16)?;
+    Ok(m)
+}
+
+/// The response to relay back (RFC 3261 §16.7 step 3): the top Via value
+/// (ours) removed; `None` when it has no second Via to go to.
+pub fn response(response: &Message<'_>) -> Option<Message<'static>> {
+    let index = response
+        .headers()
+        .iter()
+        .position(|h| h.kind() == HeaderName::Via)?;
+    let row = response.headers().get(index)?.value().to_owned();
+    let vias = Via::parse_list(&row).ok()?;
+    let mut m = response.clone().into_owned();
+    if vias.len() > 1 {
+        // Our value is the first of a comma-separated row: keep the rest.
+        let rest = row.split_once(',')?.1.trim().to_owned();
+        m.replace_header(index, rest).ok()?;
+    } else {
+        let mut headers: Vec<(String, String)> = m
+            .headers()
+            .iter()
+            .map(|h| (h.name().to_owned(), h.value().to_owned()))
+            .collect();
+        headers.remove(index);
+        if !headers
+            .iter()
+            .any(|(n, _)| HeaderName::from_name(n) == HeaderName::Via)
+        {
+            return None;
+        }
+        m.remove_header("Via");
+        let mut at = index;
+        for (n, v) in headers {
+            if HeaderName::from_name(&n) == HeaderName::Via {
+                m.insert_header(at, n, v).ok()?;
+                at += 1;
+            }
+        }
+    }
+    Some(m)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    fn page(routes: &[String]) -> Message<'static> {
+        request(&Page {
+            from: "sip:bob@ims.example.org",
+            to: "sip:alice@ims.example.org",
+            local: "127.0.0.1:5070",
+            call_id: "c1",
+            from_tag: "t1",
+            branch: "z9hG4bKm1",
+            cseq: 1,
+            routes,
+            text: "hello",
+        })
+        .unwrap()
+    }
+
+    fn registry() -> Registry<u16> {
+        let mut r = Registry::new();
+        r.bind(&["sip:alice@IMS.example.org".into()], 1);
+        r.bind(&["sip:bob@ims.example.org".into()], 2);
+        r
+    }
+
+    const VIA: &str = "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKp1";
+
+    #[test]
+    fn the_request() {
+        let m = page(&["<sip:pcscf.ims.example.org;lr>".into()]);
+        assert_eq!(m.method(), Some(Method::Message));
+        assert_eq!(m.body(), b"hello");
+        assert_eq!(m.cseq().unwrap().seq, 1);
+        assert_eq!(m.routes().unwrap().len(), 1);
+        assert_eq!(m.max_forwards().unwrap(), Some(70));
+        assert_eq!(m.content_type().unwrap().unwrap().to_string(), "text/plain");
+    }
+
+    #[test]
+    fn forwards_to_where_the_target_registered() {
+        let m = page(&["<sip:pcscf.ims.example.org;lr>".into()]);
+        let Relay::Forward { to, request } = registry().route(&m, &2, VIA) else {
+            panic!()
+        };
+        assert_eq!(to, 1);
+        let vias = request.vias().unwrap();
+        assert_eq!(vias.len(), 2);
+        assert_eq!(vias[0].branch, Some("z9hG4bKp1"));
+        assert_eq!(request.max_forwards().unwrap(), Some(69));
+        assert!(request.routes().unwrap().is_empty());
+        assert_eq!(request.body(), b"hello");
+    }
+
+    #[test]
+    fn refusals() {
+        let r = registry();
+        let m = page(&[]);
+        // Not from where bob registered.
+        assert!(matches!(r.route(&m, &7, VIA), Relay::Refuse(403)));
+        let mut unknown = m.clone();
+        unknown
+            .set_header("From", "<sip:eve@ims.example.org>;tag=x")
+            .unwrap();
+        assert!(matches!(r.route(&unknown, &2, VIA), Relay::Refuse(403)));
+        let mut r2 = registry();
+        r2.unbind(&["sip:alice@ims.example.org".into()]);
+        assert!(matches!(r2.route(&m, &2, VIA), Relay::Refuse(404)));
+        let mut hops = m.clone();
+        hops.set_header("Max-Forwards", "0").unwrap();
+        assert!(matches!(r.route(&hops, &2, VIA), Relay::Refuse(483)));
+    }
+
+    #[test]
+    fn the_response_loses_our_via() {
+        let m = page(&[]);
+        let Relay::Forward { request, .. } = registry().route(&m, &2, VIA) else {
+            panic!()
+        };
+        let ok = crate::sip::Builder::response_to(&request, 200, None)
+            .to_tag("a")
+            .build()
+            .unwrap();
+        let back = response(&ok).unwrap();
+        let vias = back.vias().unwrap();
+        assert_eq!(vias.len(), 1);
+        assert_eq!(vias[0].branch, Some("z9hG4bKm1"));
+        // Our Via and the UE's in one row.
+        let mut one_row = ok.clone();
+        one_row.remove_header("Via");
+        one_row
+            .insert_header(
+                0,
+                "Via",
+                format!("{VIA}, SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKm1"),
+            )
+            .unwrap();
+        let vias2 = response(&one_row).unwrap();
+        assert_eq!(vias2.vias().unwrap()[0].branch, Some("z9hG4bKm1"));
+        // Nothing left to send it to.
+        assert!(response(&back).is_none());
+    }
+}

@@ -1,0 +1,532 @@
+//! `imsua`: the IMS UA. Registers with AKA (`gm::reg::Ue`) through RFC 3261
+//! transactions (`gm::txn`), sends and receives pager-mode MESSAGE
+//! (`gm::pager`); this file moves the bytes and prints.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow};
+use clap::{Parser, Subcommand};
+use gm::pager::Page;
+use gm::reg::{Credentials, Flow, OpKey, Ue, UeAction, UeConfig};
+use gm::sip::{Builder, Message, Method};
+use gm::txn::{Event, Reliability, RequestVerdict, ResponseVerdict, Timers, Transactions, TxnId};
+use tools::ims::{Dir, Ipsec, Ladder, OsRandom, Stop, Transport, json_line, token};
+use tools::json::Json;
+
+const AFTER_HELP: &str = "\
+Output: one line per SIP message on stdout (UTC time, <- or ->, peer, method
+or status, size; -v adds the whole message) and one JSON line per event:
+registered (IMPU, expiry, Service-Route, P-Associated-URI), deregistered,
+message (an incoming MESSAGE, answered 200), message-status (the final status
+of ours).
+
+Modes: --ipsec none only (SIP in clear over UDP, registration without
+sec-agree, against a network that allows it, e.g. pcscf). --ipsec udp (ESP
+in UDP, in-process SAs) and --ipsec tun come later, as do SigComp, SMS and
+presence.
+
+Exit status: 0 done; 1 the network refused (a registration answered 403...,
+a MESSAGE answered non-2xx, our K did not verify the network's AUTN); 2
+usage or socket error, or no answer (a transaction timed out: 64*T1). Errors
+are one line on stderr.
+
+Examples:
+  imsua --impi alice@ims.example.org --impu sip:alice@ims.example.org \\
+        --k fec86ba6eb707ed08905757b1bb44b8f --op dbc59adcb6f9a0ef735477b7fadf8374 \\
+        --pcscf 127.0.0.1:5060 listen
+  imsua --impi bob@ims.example.org --impu sip:bob@ims.example.org --k ... --op ... \\
+        message sip:alice@ims.example.org 'hello alice'
+  imsua ... --pcscf 127.0.0.1:5999 --t1 50ms register      (times out in 64*T1 = 3.2 s)";
+
+/// The IMS UA over the Gm interface.
+#[derive(Parser)]
+#[command(
+    name = "imsua",
+    version,
+    about = "The IMS UA: AKA registration and pager-mode MESSAGE to a P-CSCF over UDP",
+    after_help = AFTER_HELP
+)]
+struct Cli {
+    /// The private identity (digest username).
+    #[arg(long)]
+    impi: String,
+    /// The public identity registered (From/To), a SIP URI.
+    #[arg(long)]
+    impu: String,
+    /// K, 32 hex digits.
+    #[arg(long, value_parser = tools::ims::hex16)]
+    k: [u8; 16],
+    /// OP, 32 hex digits (or --opc).
+    #[arg(long, value_parser = tools::ims::hex16, required_unless_present = "opc", conflicts_with = "opc")]
+    op: Option<[u8; 16]>,
+    /// OPc, 32 hex digits (or --op).
+    #[arg(long, value_parser = tools::ims::hex16)]
+    opc: Option<[u8; 16]>,
+    /// SQN_MS, the highest SQN accepted so far, 12 hex digits.
+    #[arg(long, default_value = "000000000000", value_parser = tools::ims::sqn)]
+    sqn: u64,
+    /// The home domain (default: the IMPU's host).
+    #[arg(long)]
+    domain: Option<String>,
+    /// The P-CSCF's UDP address and port.
+    #[arg(long, default_value = "127.0.0.1:5060")]
+    pcscf: SocketAddr,
+    /// Our UDP address and port (port 0: any free one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    local: SocketAddr,
+    /// How SIP is protected: none (only mode built so far).
+    #[arg(long, default_value = "none", value_parser = Ipsec::parse)]
+    ipsec: Ipsec,
+    /// The registration expiry asked for, in seconds.
+    #[arg(long, default_value_t = 600_000)]
+    expires: u32,
+    /// SIP timer T1 (500ms by default); transactions time out after 64*T1.
+    #[arg(long, value_parser = tools::ims::parse_duration)]
+    t1: Option<Duration>,
+    /// Print whole messages.
+    #[arg(short, long)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Register, print the outcome, de-register (unless --stay).
+    Register {
+        /// Exit registered, without de-registering.
+        #[arg(long)]
+        stay: bool,
+    },
+    /// Register, send a MESSAGE, print its final status, de-register.
+    Message {
+        /// The target's URI, e.g. sip:alice@ims.example.org.
+        to: String,
+        /// The text (text/plain).
+        text: String,
+    },
+    /// Stay registered, print incoming MESSAGEs (answered 200), until
+    /// SIGTERM/SIGINT; then de-register.
+    Listen,
+}
+
+/// How a run ended badly: `Refused` exits 1, `Error` 2.
+enum Failure {
+    Refused(String),
+    Error(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Failure {
+        Failure::Error(e)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Refused(e)) => {
+            eprintln!("imsua: {e}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Error(e)) => {
+            eprintln!("imsua: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The UA's state between datagrams.
+struct Ua {
+    transport: Transport,
+    local: SocketAddr,
+    pcscf: SocketAddr,
+    impu: String,
+    ue: Ue,
+    layer: Transactions<SocketAddr>,
+    rng: OsRandom,
+    ladder: Ladder,
+    start: Instant,
+    /// The transaction of the REGISTER in flight.
+    reg_txn: Option<TxnId>,
+    /// The final status of the last REGISTER.
+    reg_status: Option<u16>,
+    /// The transaction of our MESSAGE and its final response.
+    msg_txn: Option<TxnId>,
+    msg_final: Option<Result<(u16, String), ()>>,
+    /// What the registration machine last reported.
+    outcome: Option<Outcome>,
+    /// The first failure, kept until the REGISTER in flight ends.
+    failure: Option<gm::reg::Error>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Registered,
+    Deregistered,
+    Failed,
+}
+
+fn run(cli: &Cli) -> Result<(), Failure> {
+    let stop = Stop::install()?;
+    let transport = Transport::bind(cli.ipsec, cli.local)?;
+    let local = transport.local_addr()?;
+    let domain = match &cli.domain {
+        Some(d) => d.clone(),
+        None => gm::pager::aor(&cli.impu)
+            .and_then(|a| a.rsplit('@').next().map(str::to_owned))
+            .ok_or_else(|| anyhow!("--impu {:?} is not a SIP URI", cli.impu))?,
+    };
+    let mut rng = OsRandom::new()?;
+    let mut config = UeConfig::new(
+        &cli.impi,
+        &cli.impu,
+        &domain,
+        local.ip(),
+        cli.pcscf.ip(),
+        (0, 0),
+        (0, 0),
+    );
+    config.port = local.port();
+    config.expires = cli.expires;
+    // --ipsec none: no sec-agree, plain digest AKA.
+    config.sec_agree = false;
+    let op = match (cli.op, cli.opc) {
+        (Some(op), _) => OpKey::Op(op),
+        (None, Some(opc)) => OpKey::Opc(opc),
+        (None, None) => return Err(anyhow!("give --op or --opc").into()),
+    };
+    let creds = Credentials::Aka {
+        k: cli.k,
+        op,
+        sqn_ms: cli.sqn,
+    };
+    let ue = Ue::new(config, creds, &mut rng);
+    let mut timers = Timers::default();
+    if let Some(t1) = cli.t1 {
+        timers.t1 = t1;
+    }
+    let mut ua = Ua {
+        transport,
+        local,
+        pcscf: cli.pcscf,
+        impu: cli.impu.clone(),
+        ue,
+        layer: Transactions::new(timers),
+        rng,
+        ladder: Ladder {
+            verbose: cli.verbose,
+        },
+        start: Instant::now(),
+        reg_txn: None,
+        reg_status: None,
+        msg_txn: None,
+        msg_final: None,
+        outcome: None,
+        failure: None,
+    };
+    let actions = ua.ue.register(&mut ua.rng);
+    ua.on_actions(actions)?;
+    ua.until(&stop, |u| u.outcome.is_some() && u.reg_txn.is_none())?;
+    ua.check_registered()?;
+    match &cli.command {
+        Command::Register { stay: true } => Ok(()),
+        Command::Register { stay: false } => ua.deregister(&stop),
+        Command::Message { to, text } => {
+            let status = ua.message(&stop, to, text)?;
+            ua.deregister(&stop)?;
+            match status {
+                (200..=299, _) => Ok(()),
+                (s, reason) => Err(Failure::Refused(format!(
+                    "MESSAGE to {to} refused: {s} {reason}"
+                ))),
+            }
+        }
+        Command::Listen => {
+            ua.until(&stop, |_| false)?;
+            ua.deregister(&Stop::never())
+        }
+    }
+}
+
+fn event(j: &mut Json) {
+    println!("{}", json_line(j));
+}
+
+impl Ua {
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Runs the loop until `done` holds or a signal comes.
+    fn until(&mut self, stop: &Stop, done: impl Fn(&Ua) -> bool) -> Result<(), Failure> {
+        let mut buf = vec![0u8; 65536];
+        while !done(self) && !stop.is_set() {
+            let now = self.now();
+            let next = [self.layer.poll_timeout(), self.ue.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            let wait = next
+                .map_or(Stop::POLL, |t| t.saturating_sub(now))
+                .min(Stop::POLL);
+            if let Some((n, from)) = self.transport.recv(&mut buf, wait)? {
+                let bytes = buf.get(..n).unwrap_or_default().to_vec();
+                self.ladder.message(Dir::In, from, &bytes, false);
+                self.on_datagram(&bytes, from)?;
+            }
+            self.on_time()?;
+        }
+        Ok(())
+    }
+
+    fn check_registered(&mut self) -> Result<(), Failure> {
+        match (self.outcome, self.failure.take()) {
+            (Some(Outcome::Registered), _) => Ok(()),
+            (_, Some(gm::reg::Error::Timeout)) => Err(Failure::Error(anyhow!(
+                "no answer from the P-CSCF at {}: the REGISTER transaction timed out (64*T1 = {} ms)",
+                self.pcscf,
+                self.layer.timers().timeout().as_millis()
+            ))),
+            (_, Some(gm::reg::Error::NetworkAuthenticationFailed)) => {
+                let status = self.reg_status.map_or("no answer".to_owned(), |s| {
+                    format!("the network answered {s} {}", gm::sip::reason_phrase(s))
+                });
+                Err(Failure::Refused(format!(
+                    "registration failed: our K did not verify the network's AUTN (MAC failure, TS 33.102 §6.3.3); {status}"
+                )))
+            }
+            (_, Some(gm::reg::Error::Rejected { status })) => Err(Failure::Refused(format!(
+                "registration refused: the network answered {status} {}",
+                gm::sip::reason_phrase(status)
+            ))),
+            (_, Some(e)) => Err(Failure::Refused(format!("registration failed: {e:?}"))),
+            (_, None) => Err(Failure::Error(anyhow!(
+                "stopped before the registration ended"
+            ))),
+        }
+    }
+
+    fn deregister(&mut self, stop: &Stop) -> Result<(), Failure> {
+        self.outcome = None;
+        let actions = self.ue.deregister(&mut self.rng);
+        self.on_actions(actions)?;
+        self.until(stop, |u| u.outcome.is_some() && u.reg_txn.is_none())?;
+        match (self.outcome, self.failure.take()) {
+            (Some(Outcome::Deregistered), _) => Ok(()),
+            (_, Some(gm::reg::Error::Timeout)) => Err(Failure::Error(anyhow!(
+                "no answer from the P-CSCF at {}: the de-registration timed out",
+                self.pcscf
+            ))),
+            (_, e) => Err(Failure::Refused(format!("de-registration failed: {e:?}"))),
+        }
+    }
+
+    fn message(&mut self, stop: &Stop, to: &str, text: &str) -> Result<(u16, String), Failure> {
+        let routes = self
+            .ue
+            .registration()
+            .map(|r| r.service_routes.clone())
+            .unwrap_or_default();
+        let call_id = token(&mut self.rng, 12);
+        let from_tag = token(&mut self.rng, 6);
+        let branch = format!("z9hG4bK{}", token(&mut self.rng, 8));
+        let local = self.local.to_string();
+        let m = gm::pager::request(&Page {
+            from: &self.impu,
+            to,
+            local: &local,
+            call_id: &call_id,
+            from_tag: &from_tag,
+            branch: &branch,
+            cseq: 1,
+            routes: &routes,
+            text,
+        })
+        .map_err(|e| Failure::Error(anyhow!("cannot build the MESSAGE to {to}: {e}")))?;
+        let id = self
+            .layer
+            .start_client(&m, self.pcscf, Reliability::Unreliable, self.now())
+            .map_err(|e| anyhow!("cannot send the MESSAGE: {e}"))?;
+        self.msg_txn = Some(id);
+        self.flush();
+        self.until(stop, |u| u.msg_final.is_some())?;
+        match self.msg_final.take() {
+            Some(Ok((status, reason))) => {
+                event(
+                    Json::obj()
+                        .set("event", "message-status")
+                        .set("to", to)
+                        .set("status", Json::Int(i64::from(status)))
+                        .set("reason", reason.clone()),
+                );
+                Ok((status, reason))
+            }
+            Some(Err(())) => Err(Failure::Error(anyhow!(
+                "no answer from the P-CSCF at {}: the MESSAGE transaction timed out",
+                self.pcscf
+            ))),
+            None => Err(Failure::Error(anyhow!(
+                "stopped before the MESSAGE was answered"
+            ))),
+        }
+    }
+
+    fn on_datagram(&mut self, bytes: &[u8], from: SocketAddr) -> Result<(), Failure> {
+        let Ok(mut m) = Message::parse(bytes) else {
+            return Ok(());
+        };
+        let now = self.now();
+        if m.is_request() {
+            if gm::txn::stamp_via(&mut m, from).is_err() {
+                return Ok(());
+            }
+            let Ok(RequestVerdict::New(id)) =
+                self.layer
+                    .on_request(&m, from, Reliability::Unreliable, now)
+            else {
+                return Ok(());
+            };
+            // RFC 3428 §7: a MESSAGE is answered 200; this UA takes no
+            // other request yet (RFC 3261 §8.2.1: 405).
+            let status = if m.method() == Some(Method::Message) {
+                event(
+                    Json::obj()
+                        .set("event", "message")
+                        .set(
+                            "from",
+                            m.from()
+                                .map(|f| f.uri.as_str().to_owned())
+                                .unwrap_or_default(),
+                        )
+                        .set(
+                            "to",
+                            m.to()
+                                .map(|t| t.uri.as_str().to_owned())
+                                .unwrap_or_default(),
+                        )
+                        .set("text", String::from_utf8_lossy(m.body()).into_owned()),
+                );
+                200
+            } else {
+                405
+            };
+            let tag = token(&mut self.rng, 4);
+            let mut b = Builder::response_to(&m, status, None).to_tag(&tag);
+            if status == 405 {
+                b = b.header("Allow", "MESSAGE");
+            }
+            if let Ok(r) = b.build() {
+                let _ = self.layer.respond(id, &r, now);
+            }
+        } else if let ResponseVerdict::ToTu(id) = self.layer.on_response(&m, now) {
+            let Some(status) = m.status().filter(|s| *s >= 200) else {
+                return Ok(());
+            };
+            if Some(id) == self.reg_txn {
+                self.reg_txn = None;
+                self.reg_status = Some(status);
+                let actions = self
+                    .ue
+                    .on_response(&m, Flow::Unprotected, now, &mut self.rng);
+                self.on_actions(actions)?;
+            } else if Some(id) == self.msg_txn {
+                self.msg_txn = None;
+                self.msg_final = Some(Ok((status, m.reason().unwrap_or("").to_owned())));
+            }
+        }
+        self.flush();
+        Ok(())
+    }
+
+    fn on_time(&mut self) -> Result<(), Failure> {
+        let now = self.now();
+        self.layer.handle_timeout(now);
+        while let Some(e) = self.layer.poll_event() {
+            if let Event::Timeout(id) = e {
+                if Some(id) == self.reg_txn {
+                    self.reg_txn = None;
+                    let actions = self.ue.on_timeout();
+                    self.on_actions(actions)?;
+                } else if Some(id) == self.msg_txn {
+                    self.msg_txn = None;
+                    self.msg_final = Some(Err(()));
+                }
+            }
+        }
+        if self.ue.poll_timeout().is_some_and(|t| t <= now) {
+            let actions = self.ue.handle_timeout(now, &mut self.rng);
+            self.on_actions(actions)?;
+        }
+        self.flush();
+        Ok(())
+    }
+
+    fn on_actions(&mut self, actions: Vec<UeAction>) -> Result<(), Failure> {
+        let now = self.now();
+        for a in actions {
+            match a {
+                UeAction::Send { request, .. } => {
+                    let id = self
+                        .layer
+                        .start_client(&request, self.pcscf, Reliability::Unreliable, now)
+                        .map_err(|e| anyhow!("cannot send the REGISTER: {e}"))?;
+                    self.reg_txn = Some(id);
+                }
+                UeAction::Registered(r) => {
+                    self.outcome = Some(Outcome::Registered);
+                    event(
+                        Json::obj()
+                            .set("event", "registered")
+                            .set("impu", self.impu.clone())
+                            .set("expires", Json::Int(r.expires.as_secs() as i64))
+                            .set(
+                                "service_route",
+                                Json::Arr(
+                                    r.service_routes.iter().map(|s| s.as_str().into()).collect(),
+                                ),
+                            )
+                            .set(
+                                "p_associated_uri",
+                                Json::Arr(
+                                    r.associated_uris
+                                        .iter()
+                                        .map(|s| s.as_str().into())
+                                        .collect(),
+                                ),
+                            ),
+                    );
+                }
+                UeAction::Deregistered => {
+                    self.outcome = Some(Outcome::Deregistered);
+                    event(
+                        Json::obj()
+                            .set("event", "deregistered")
+                            .set("impu", self.impu.clone()),
+                    );
+                }
+                UeAction::Failed(e) => {
+                    self.outcome = Some(Outcome::Failed);
+                    self.failure.get_or_insert(e);
+                }
+                // --ipsec none: no SAs.
+                _ => {}
+            }
+        }
+        self.flush();
+        Ok(())
+    }
+
+    fn flush(&mut self) {
+        while let Some(t) = self.layer.poll_transmit() {
+            self.ladder
+                .message(Dir::Out, t.to, &t.bytes, t.retransmission);
+            if let Err(e) = self.transport.send(&t.bytes, t.to) {
+                eprintln!("imsua: {e:#}");
+            }
+        }
+    }
+}

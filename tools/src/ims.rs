@@ -1,0 +1,445 @@
+//! What `imsua` and `pcscf` share, all of it IO or presentation: the
+//! subscriber file, the `--ipsec` modes, the transport the SIP messages
+//! travel on, OS randomness, the ladder lines, SIGTERM/SIGINT. The
+//! protocol decisions are `gm`'s (`gm::reg`, `gm::txn`, `gm::pager`).
+//!
+//! ```
+//! let subs = tools::ims::parse_subscribers("s.toml", r#"
+//! realm = "ims.example.org"
+//! [[subscriber]]
+//! impi = "alice@ims.example.org"
+//! impus = ["sip:alice@ims.example.org"]
+//! k = "fec86ba6eb707ed08905757b1bb44b8f"
+//! op = "dbc59adcb6f9a0ef735477b7fadf8374"
+//! amf = "725c"
+//! sqn = "9d0277595ffc"
+//! "#).unwrap();
+//! assert_eq!(subs.realm, "ims.example.org");
+//! assert_eq!(subs.subscribers[0].1.sqn, 0x9d02_7759_5ffc);
+//! ```
+
+use std::io::Read;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, anyhow, bail};
+use gm::reg::{OpKey, Subscriber};
+use gm::sip::Message;
+
+/// How SIP travels between the UE and the P-CSCF (`--ipsec`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ipsec {
+    /// In clear over UDP, without sec-agree (the network allows
+    /// unprotected registration).
+    None,
+}
+
+impl Ipsec {
+    /// Reads a `--ipsec` value: `none`; `udp` and `tun` are named as not
+    /// built yet.
+    pub fn parse(s: &str) -> Result<Ipsec, String> {
+        match s {
+            "none" => Ok(Ipsec::None),
+            "udp" | "tun" => Err(format!(
+                "--ipsec {s} is not built yet: only --ipsec none (SIP in clear over UDP) is"
+            )),
+            _ => Err(format!("unknown --ipsec mode {s:?}: use none")),
+        }
+    }
+}
+
+/// The socket SIP goes over; one variant per `--ipsec` mode, so the ESP
+/// modes become variants beside [`Transport::Plain`].
+#[derive(Debug)]
+pub enum Transport {
+    /// Plain UDP.
+    Plain(UdpSocket),
+}
+
+impl Transport {
+    /// Binds `addr` for `mode`.
+    pub fn bind(mode: Ipsec, addr: SocketAddr) -> Result<Transport> {
+        match mode {
+            Ipsec::None => {
+                let s = UdpSocket::bind(addr).with_context(|| format!("cannot bind {addr}"))?;
+                Ok(Transport::Plain(s))
+            }
+        }
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        match self {
+            Transport::Plain(s) => Ok(s.local_addr()?),
+        }
+    }
+
+    /// Sends one SIP message.
+    pub fn send(&self, bytes: &[u8], to: SocketAddr) -> Result<()> {
+        match self {
+            Transport::Plain(s) => {
+                s.send_to(bytes, to)
+                    .with_context(|| format!("cannot send to {to}"))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Receives one datagram, waiting at most `wait`; `None` when none
+    /// came (or the peer's port was closed: ICMP errors are not ours to
+    /// act on, the transaction's timer is).
+    pub fn recv(&self, buf: &mut [u8], wait: Duration) -> Result<Option<(usize, SocketAddr)>> {
+        match self {
+            Transport::Plain(s) => {
+                s.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
+                match s.recv_from(buf) {
+                    Ok(r) => Ok(Some(r)),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock
+                                | std::io::ErrorKind::TimedOut
+                                | std::io::ErrorKind::ConnectionRefused
+                        ) =>
+                    {
+                        Ok(None)
+                    }
+                    Err(e) => Err(e).context("cannot receive"),
+                }
+            }
+        }
+    }
+}
+
+/// The subscriber table of `pcscf`.
+#[derive(Debug)]
+pub struct Subscribers {
+    /// The home domain (the digest realm).
+    pub realm: String,
+    /// IMPI and subscriber, in file order.
+    pub subscribers: Vec<(String, Subscriber)>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTable {
+    realm: String,
+    #[serde(default)]
+    subscriber: Vec<FileSubscriber>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSubscriber {
+    impi: String,
+    impus: Vec<String>,
+    k: String,
+    op: Option<String>,
+    opc: Option<String>,
+    amf: String,
+    sqn: String,
+}
+
+/// Reads the subscriber table from `path`; errors name the file.
+pub fn load_subscribers(path: &Path) -> Result<Subscribers> {
+    let text = crate::cli::read_to_string(path)?;
+    parse_subscribers(&crate::cli::name(path), &text)
+}
+
+/// Parses a subscriber table (TOML) that errors call `name`.
+pub fn parse_subscribers(name: &str, text: &str) -> Result<Subscribers> {
+    let t: FileTable = toml::from_str(text).map_err(|e| {
+        let msg = e.message().to_owned();
+        match e.span() {
+            Some(span) => {
+                let (line, col) = line_col(text, span.start);
+                anyhow!("{name}:{line}:{col}: {msg}")
+            }
+            None => anyhow!("{name}: {msg}"),
+        }
+    })?;
+    let mut subscribers = Vec::new();
+    for s in t.subscriber {
+        let at = |what: &str, e: String| anyhow!("{name}: subscriber {}: {what}: {e}", s.impi);
+        let k = hex16(&s.k).map_err(|e| at("k", e))?;
+        let op = match (&s.op, &s.opc) {
+            (Some(op), None) => OpKey::Op(hex16(op).map_err(|e| at("op", e))?),
+            (None, Some(opc)) => OpKey::Opc(hex16(opc).map_err(|e| at("opc", e))?),
+            _ => bail!("{name}: subscriber {}: give one of op and opc", s.impi),
+        };
+        let amf = hex_n::<2>(&s.amf).map_err(|e| at("amf", e))?;
+        let sqn = sqn(&s.sqn).map_err(|e| at("sqn", e))?;
+        subscribers.push((
+            s.impi.clone(),
+            Subscriber {
+                k,
+                op,
+                amf,
+                sqn,
+                impus: s.impus.clone(),
+            },
+        ));
+    }
+    Ok(Subscribers {
+        realm: t.realm,
+        subscribers,
+    })
+}
+
+fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let before = text.get(..at).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+/// 16 bytes from 32 hex digits.
+pub fn hex16(s: &str) -> Result<[u8; 16], String> {
+    hex_n::<16>(s)
+}
+
+/// `N` bytes from `2N` hex digits (an optional `0x` ignored).
+pub fn hex_n<const N: usize>(s: &str) -> Result<[u8; N], String> {
+    let s = s.strip_prefix("0x").unwrap_or(s);
+    let v = hex::decode(s).map_err(|e| format!("not hex: {e}"))?;
+    v.try_into()
+        .map_err(|v: Vec<u8>| format!("{} bytes, expected {N}", v.len()))
+}
+
+/// A 48-bit SQN from 12 hex digits.
+pub fn sqn(s: &str) -> Result<u64, String> {
+    let b = hex_n::<6>(s)?;
+    Ok(b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x)))
+}
+
+/// Random bytes for RAND, SPIs, tags and branches: from the OS
+/// (`/dev/urandom`), or for reproducible test runs from a seed
+/// (xorshift64, not for real use).
+#[derive(Debug)]
+pub enum OsRandom {
+    /// `/dev/urandom`.
+    Os(std::fs::File),
+    /// A xorshift64 state.
+    Seeded(u64),
+}
+
+impl OsRandom {
+    /// Opens `/dev/urandom`.
+    pub fn new() -> Result<OsRandom> {
+        Ok(OsRandom::Os(
+            std::fs::File::open("/dev/urandom").context("cannot read /dev/urandom")?,
+        ))
+    }
+
+    /// A reproducible sequence from `seed` (0 is taken as 1).
+    pub fn seeded(seed: u64) -> OsRandom {
+        OsRandom::Seeded(seed.max(1))
+    }
+}
+
+impl gm::reg::Random for OsRandom {
+    fn fill(&mut self, buf: &mut [u8]) {
+        match self {
+            OsRandom::Os(f) => {
+                // /dev/urandom does not fail once open.
+                if f.read_exact(buf).is_err() {
+                    eprintln!("warning: cannot read /dev/urandom");
+                }
+            }
+            OsRandom::Seeded(x) => {
+                for b in buf {
+                    *x ^= *x << 13;
+                    *x ^= *x >> 7;
+                    *x ^= *x << 17;
+                    *b = (*x >> 24) as u8;
+                }
+            }
+        }
+    }
+}
+
+/// `n` random bytes as hex (tags, branches, Call-IDs).
+pub fn token(rng: &mut OsRandom, n: usize) -> String {
+    let mut b = vec![0u8; n];
+    gm::reg::Random::fill(rng, &mut b);
+    hex::encode(b)
+}
+
+/// Which way a message went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    /// Received.
+    In,
+    /// Sent.
+    Out,
+}
+
+/// The ladder: one line per message on stdout (time of day UTC, direction,
+/// peer, method or status, size), and with `verbose` the whole message.
+#[derive(Clone, Copy, Debug)]
+pub struct Ladder {
+    /// Print whole messages too.
+    pub verbose: bool,
+}
+
+impl Ladder {
+    /// Prints a message sent or received.
+    pub fn message(&self, dir: Dir, peer: SocketAddr, bytes: &[u8], retransmission: bool) {
+        let what = match Message::parse(bytes) {
+            Ok(m) => summary(&m),
+            Err(_) => "(not SIP)".to_owned(),
+        };
+        let arrow = match dir {
+            Dir::In => "<-",
+            Dir::Out => "->",
+        };
+        let re = if retransmission {
+            " (retransmission)"
+        } else {
+            ""
+        };
+        println!("{} {arrow} {peer} {what} {} B{re}", clock(), bytes.len());
+        if self.verbose {
+            println!("{}", String::from_utf8_lossy(bytes).trim_end());
+            println!();
+        }
+    }
+}
+
+/// `METHOD` or `STATUS Reason (CSeq method)`.
+pub fn summary(m: &Message<'_>) -> String {
+    match (m.method(), m.status()) {
+        (Some(method), _) => method.as_str().to_owned(),
+        (None, Some(s)) => {
+            let cseq = m
+                .cseq()
+                .map(|c| format!(" ({})", c.method.as_str()))
+                .unwrap_or_default();
+            format!("{s} {}{cseq}", m.reason().unwrap_or(""))
+        }
+        _ => "?".to_owned(),
+    }
+}
+
+/// The time of day, UTC, to the millisecond.
+pub fn clock() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let ms = now.as_millis() % 86_400_000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
+}
+
+/// One JSON object on one line (event lines scripts and tests read).
+pub fn json_line(j: &crate::json::Json) -> String {
+    j.to_string()
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Set when SIGTERM, SIGINT or SIGHUP arrived; the main loop checks it at
+/// least every [`Stop::POLL`].
+#[derive(Clone, Debug)]
+pub struct Stop(Arc<AtomicBool>);
+
+impl Stop {
+    /// How long the main loop may wait before looking at the flag.
+    pub const POLL: Duration = Duration::from_millis(100);
+
+    /// Blocks the signals in this thread and watches them from another.
+    pub fn install() -> Result<Stop> {
+        let set = crate::sys::block_signals().context("cannot block signals")?;
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = flag.clone();
+        std::thread::spawn(move || {
+            if crate::sys::wait_signal(&set).is_ok() {
+                f.store(true, Ordering::SeqCst);
+            }
+        });
+        Ok(Stop(flag))
+    }
+
+    /// A flag no signal sets (to finish work after a signal came).
+    pub fn never() -> Stop {
+        Stop(Arc::new(AtomicBool::new(false)))
+    }
+
+    /// Whether a signal came.
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Reads a duration written `50ms`, `2s` or a number of milliseconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = match s.strip_suffix("ms") {
+        Some(n) => (n, 1),
+        None => match s.strip_suffix('s') {
+            Some(n) => (n, 1000),
+            None => (s, 1),
+        },
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 50ms, 2s)"))?;
+    if n == 0 {
+        return Err("a timer must be longer than 0".to_owned());
+    }
+    Ok(Duration::from_millis(n * unit))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn modes() {
+        assert_eq!(Ipsec::parse("none"), Ok(Ipsec::None));
+        assert!(Ipsec::parse("udp").unwrap_err().contains("not built yet"));
+        assert!(Ipsec::parse("tun").unwrap_err().contains("not built yet"));
+        assert!(Ipsec::parse("esp").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("50ms"), Ok(Duration::from_millis(50)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("500"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("0ms").is_err());
+        assert!(parse_duration("x").is_err());
+    }
+
+    #[test]
+    fn bad_tables_name_the_file_and_line() {
+        let e = parse_subscribers("s.toml", "realm = \"x\"\n[[subscriber]]\nimpi = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("s.toml:3:"), "{e}");
+        let e = parse_subscribers(
+            "s.toml",
+            "realm = \"x\"\n[[subscriber]]\nimpi = \"a\"\nimpus = []\nk = \"00\"\nop = \"00\"\namf = \"0000\"\nsqn = \"000000000000\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(e, "s.toml: subscriber a: k: 1 bytes, expected 16");
+    }
+
+    #[test]
+    fn one_line_json() {
+        let mut j = crate::json::Json::obj();
+        j.set("event", "message").set("text", "a\nb");
+        assert_eq!(json_line(&j), r#"{ "event": "message", "text": "a\nb" }"#);
+    }
+}
