@@ -29,10 +29,9 @@
 //!   network-initiated deregistration;
 //! - [`comp`], SigComp on Gm (RFC 3486, RFC 5049): a compartment per
 //!   association opened once its SAs exist, states saved only for
-//!   messages that came over them, `comp=sigcomp` and `sigcomp-id`.
-//!
-//! MESSAGE relaying comes next, as a sans-IO state machine built on
-//! them.
+//!   messages that came over them, `comp=sigcomp` and `sigcomp-id`;
+//! - [`pager`], pager-mode MESSAGE (RFC 3428): the UE's request and a
+//!   test P-CSCF's relay decisions.
 //!
 //! Like every library of the workspace it does no IO, reads no clock and
 //! no randomness: it takes bytes and returns typed values.
