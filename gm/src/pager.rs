@@ -229,6 +229,59 @@ pub fn response(response: &Message<'_>) -> Option<Message<'static>> {
     Some(m)
 }
 
+/// What a UE of this layer makes of a request that reached it: the
+/// response, and the page when it was a MESSAGE.
+#[derive(Debug)]
+pub struct Answer {
+    /// 200 for a MESSAGE (RFC 3428 §7); 405 with `Allow: MESSAGE` for any
+    /// other method, which this UA does not take (RFC 3261 §8.2.1).
+    pub response: Message<'static>,
+    /// The MESSAGE's sender, recipient and body.
+    pub page: Option<Received>,
+}
+
+/// A MESSAGE received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// From's URI.
+    pub from: String,
+    /// To's URI.
+    pub to: String,
+    /// Content-Type, when given.
+    pub content_type: Option<String>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// The UE's answer to a request of a new server transaction, with
+/// `local_tag` as its To tag.
+pub fn answer(request: &Message<'_>, local_tag: &str) -> Result<Answer, Error> {
+    let message = request.method() == Some(Method::Message);
+    let status = if message { 200 } else { 405 };
+    let mut b = crate::sip::Builder::response_to(request, status, None).to_tag(local_tag);
+    if !message {
+        b = b.header("Allow", "MESSAGE");
+    }
+    let response = b.build()?;
+    let page = message.then(|| Received {
+        from: request
+            .from()
+            .map(|f| f.uri.to_string())
+            .unwrap_or_default(),
+        to: request.to().map(|t| t.uri.to_string()).unwrap_or_default(),
+        content_type: request.content_type().ok().flatten().map(|t| t.to_string()),
+        body: request.body().to_vec(),
+    });
+    Ok(Answer { response, page })
+}
+
+/// The status a relay answers the sender with when forwarding failed
+/// (RFC 3261 §16.7 step 6, §16.8): 408 when the forwarded request got no
+/// final response (its Timer F), 500 when it could not be sent.
+pub fn relay_failure(timed_out: bool) -> u16 {
+    if timed_out { 408 } else { 500 }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
@@ -331,5 +384,33 @@ mod tests {
         assert_eq!(vias2.vias().unwrap()[0].branch, Some("z9hG4bKm1"));
         // Nothing left to send it to.
         assert!(response(&back).is_none());
+    }
+
+    #[test]
+    fn a_ue_answers_message_200_and_other_requests_405() {
+        let msg = Message::parse(
+            b"MESSAGE sip:b@example.org SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKa\r\n\
+From: <sip:a@example.org>;tag=1\r\nTo: <sip:b@example.org>\r\nCall-ID: c\r\n\
+CSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi",
+        )
+        .unwrap();
+        let a = answer(&msg, "t").unwrap();
+        assert_eq!(a.response.status(), Some(200));
+        assert_eq!(a.response.to().unwrap().tag(), Some("t"));
+        let page = a.page.unwrap();
+        assert_eq!(
+            (page.from.as_str(), page.body.as_slice()),
+            ("sip:a@example.org", &b"hi"[..])
+        );
+        assert_eq!(page.content_type.as_deref(), Some("text/plain"));
+        let text = String::from_utf8(msg.to_bytes())
+            .unwrap()
+            .replace("MESSAGE", "OPTIONS");
+        let other = Message::parse(text.as_bytes()).unwrap();
+        let a = answer(&other, "t").unwrap();
+        assert_eq!(a.response.status(), Some(405));
+        assert_eq!(a.response.header("Allow"), Some("MESSAGE"));
+        assert!(a.page.is_none());
+        assert_eq!((relay_failure(true), relay_failure(false)), (408, 500));
     }
 }

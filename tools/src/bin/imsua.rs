@@ -10,7 +10,7 @@ use anyhow::{Result, anyhow};
 use clap::{Parser, Subcommand};
 use gm::pager::Page;
 use gm::reg::{Credentials, Flow, OpKey, Ue, UeAction, UeConfig};
-use gm::sip::{Builder, Message, Method};
+use gm::sip::Message;
 use gm::txn::{Event, Reliability, RequestVerdict, ResponseVerdict, Timers, Transactions, TxnId};
 use tools::ims::{Dir, Ipsec, Ladder, OsRandom, Stop, Transport, json_line, token};
 use tools::json::Json;
@@ -390,37 +390,19 @@ impl Ua {
             else {
                 return Ok(());
             };
-            // RFC 3428 §7: a MESSAGE is answered 200; this UA takes no
-            // other request yet (RFC 3261 §8.2.1: 405).
-            let status = if m.method() == Some(Method::Message) {
-                event(
-                    Json::obj()
-                        .set("event", "message")
-                        .set(
-                            "from",
-                            m.from()
-                                .map(|f| f.uri.as_str().to_owned())
-                                .unwrap_or_default(),
-                        )
-                        .set(
-                            "to",
-                            m.to()
-                                .map(|t| t.uri.as_str().to_owned())
-                                .unwrap_or_default(),
-                        )
-                        .set("text", String::from_utf8_lossy(m.body()).into_owned()),
-                );
-                200
-            } else {
-                405
-            };
+            // gm::pager decides: 200 to a MESSAGE, 405 to anything else.
             let tag = token(&mut self.rng, 4);
-            let mut b = Builder::response_to(&m, status, None).to_tag(&tag);
-            if status == 405 {
-                b = b.header("Allow", "MESSAGE");
-            }
-            if let Ok(r) = b.build() {
-                let _ = self.layer.respond(id, &r, now);
+            if let Ok(answer) = gm::pager::answer(&m, &tag) {
+                if let Some(page) = &answer.page {
+                    event(
+                        Json::obj()
+                            .set("event", "message")
+                            .set("from", page.from.clone())
+                            .set("to", page.to.clone())
+                            .set("text", String::from_utf8_lossy(&page.body).into_owned()),
+                    );
+                }
+                let _ = self.layer.respond(id, &answer.response, now);
             }
         } else if let ResponseVerdict::ToTu(id) = self.layer.on_response(&m, now) {
             let Some(status) = m.status().filter(|s| *s >= 200) else {

@@ -240,7 +240,7 @@ impl Pcscf {
                                 .set("to", to.to_string()),
                         );
                     }
-                    Err(_) => self.refuse(m, id, 500),
+                    Err(_) => self.refuse(m, id, gm::pager::relay_failure(false)),
                 }
             }
             Relay::Refuse(status) => self.refuse(m, id, status),
@@ -312,11 +312,10 @@ impl Pcscf {
         self.on_actions(actions, None);
         while let Some(e) = self.layer.poll_event() {
             match e {
-                // No final response from the target: 408 to the sender
-                // (RFC 3261 §16.8).
+                // No final response from the target (gm::pager: 408).
                 Event::Timeout(client) => {
                     if let Some((server, request)) = self.relays.remove(&client) {
-                        self.refuse(&request, server, 408);
+                        self.refuse(&request, server, gm::pager::relay_failure(true));
                     }
                 }
                 Event::Terminated(client) => {
