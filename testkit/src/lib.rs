@@ -13,6 +13,8 @@
 //! - [`tshark`]: tshark runs (fields with ESP SAs in its `esp_sa` table,
 //!   SigComp decompression).
 //! - [`wait`]: wait on a condition with a timeout instead of sleeping.
+//! - [`proc`]: child processes waited on by printed line or typed JSON
+//!   event, killed when their guard drops.
 //! - [`TempDir`]: a temporary directory removed on drop.
 //!
 //! It does not depend on any crate of the workspace: the dependencies point
@@ -31,6 +33,7 @@
 pub mod packet;
 pub mod pcap;
 pub mod peer;
+pub mod proc;
 pub mod tshark;
 pub mod wait;
 

@@ -112,6 +112,9 @@ pub enum Error {
         /// What is wrong with it.
         what: &'static str,
     },
+    /// The registrar challenged again the REGISTER that carried our
+    /// response (not `stale`): it refused our password or RES.
+    CredentialsRefused,
     /// The registrar refused with a final status.
     Rejected {
         /// The status code.
@@ -138,6 +141,9 @@ impl fmt::Display for Error {
             }
             Error::BadChallenge { what } => write!(f, "unusable challenge: {what}"),
             Error::BadResponse { what } => write!(f, "unusable response: {what}"),
+            Error::CredentialsRefused => {
+                f.write_str("the registrar refused our credentials (401 to our response)")
+            }
             Error::Rejected { status } => write!(f, "registration refused with {status}"),
             Error::ReauthenticationUnsupported => {
                 f.write_str("re-authentication of a registered UE is not supported")

@@ -455,9 +455,14 @@ impl Ue {
             }
         }
         match (self.state, status) {
-            (State::AwaitChallenge | State::AwaitResult { .. }, 401) => {
+            (State::AwaitChallenge, 401) => self.on_challenge(response, now, rng),
+            // A 401 to the REGISTER that carried our response refuses the
+            // credentials (RFC 3261 §22.2: do not retry them), unless the
+            // registrar says only its nonce was stale (RFC 2617 §3.2.1).
+            (State::AwaitResult { .. }, 401) if stale(response) => {
                 self.on_challenge(response, now, rng)
             }
+            (State::AwaitResult { .. }, 401) => self.fail(Error::CredentialsRefused),
             (State::AwaitRefresh | State::AwaitDeregistration, 401 | 407) => {
                 self.fail(Error::ReauthenticationUnsupported)
             }
@@ -924,6 +929,13 @@ impl UeAction {
     }
 }
 
+/// Whether the Digest challenge of a 401 has `stale=true`.
+fn stale(response: &Message<'_>) -> bool {
+    response
+        .www_authenticate()
+        .is_ok_and(|cs| cs.iter().any(|c| c.is_digest() && c.stale() == Some(true)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1001,6 +1013,54 @@ mod tests {
         assert_eq!(r.expires, Duration::from_secs(60));
         assert_eq!(r.refresh_at, Duration::from_secs(40));
         assert!(ue.sas().is_none());
+    }
+
+    /// RFC 3261 §22.2: a 401 to the REGISTER that carried our response
+    /// ends the attempt (a registrar that refuses the password challenges
+    /// again, forever if we let it); `stale=true` is a new nonce only.
+    #[test]
+    fn a_second_401_refuses_the_password_unless_stale() {
+        for stale in [false, true] {
+            let mut rng = Counter(0);
+            let mut c = UeConfig::new(
+                "bob",
+                "sip:bob@example.org",
+                "example.org",
+                "192.0.2.2".parse().unwrap(),
+                "192.0.2.1".parse().unwrap(),
+                (0, 0),
+                (0, 0),
+            );
+            c.sec_agree = false;
+            let mut ue = Ue::new(c, Credentials::Password("wrong".into()), &mut rng);
+            let acts = ue.register(&mut rng);
+            let mut req = acts[0].request().unwrap().clone();
+            let second = if stale { ",stale=TRUE" } else { "" };
+            for (round, extra) in ["", second].into_iter().enumerate() {
+                let challenge = crate::sip::Builder::response_to(&req, 401, None)
+                    .to_tag("r")
+                    .header(
+                        "WWW-Authenticate",
+                        format!(
+                            "Digest realm=\"example.org\",nonce=\"n{round}\",qop=\"auth\"{extra}"
+                        ),
+                    )
+                    .build()
+                    .unwrap();
+                let acts = ue.on_response(&challenge, Flow::Unprotected, Duration::ZERO, &mut rng);
+                match (round, stale, acts.as_slice()) {
+                    (0, _, [UeAction::Send { request, .. }]) => req = request.clone(),
+                    (1, true, [UeAction::Send { request, .. }]) => {
+                        let a = &request.authorization().unwrap()[0];
+                        assert_eq!(a.nonce().unwrap(), "n1");
+                    }
+                    (1, false, [UeAction::Failed(Error::CredentialsRefused)]) => {
+                        assert!(ue.is_done());
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
     }
 
     /// Security-Server offers: the highest q among those we offered.

@@ -1,6 +1,7 @@
-//! `imsua`: the IMS UA. Registers with AKA (`gm::reg::Ue`) through RFC 3261
-//! transactions (`gm::txn`), sends and receives pager-mode MESSAGE
-//! (`gm::pager`); this file moves the bytes and prints.
+//! `imsua`: the IMS UA. Registers with AKA or a digest password
+//! (`gm::reg::Ue`) through RFC 3261 transactions (`gm::txn`), sends and
+//! receives pager-mode MESSAGE (`gm::pager`); this file moves the bytes
+//! and prints.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -23,7 +24,8 @@ message (an incoming MESSAGE, answered 200), message-status (the final status
 of ours).
 
 Modes: --ipsec none only (SIP in clear over UDP, registration without
-sec-agree, against a network that allows it, e.g. pcscf). --ipsec udp (ESP
+sec-agree, against a network that allows it, e.g. pcscf; with --password,
+digest MD5 against a registrar outside IMS, e.g. Kamailio). --ipsec udp (ESP
 in UDP, in-process SAs) and --ipsec tun come later, as do SigComp, SMS and
 presence.
 
@@ -45,7 +47,7 @@ Examples:
 #[command(
     name = "imsua",
     version,
-    about = "The IMS UA: AKA registration and pager-mode MESSAGE to a P-CSCF over UDP",
+    about = "The IMS UA: AKA (or digest) registration and pager-mode MESSAGE to a P-CSCF over UDP",
     after_help = AFTER_HELP
 )]
 struct Cli {
@@ -55,15 +57,19 @@ struct Cli {
     /// The public identity registered (From/To), a SIP URI.
     #[arg(long)]
     impu: String,
-    /// K, 32 hex digits.
-    #[arg(long, value_parser = tools::ims::hex16)]
-    k: [u8; 16],
+    /// K, 32 hex digits (AKA; or --password).
+    #[arg(long, value_parser = tools::ims::hex16, required_unless_present = "password")]
+    k: Option<[u8; 16]>,
     /// OP, 32 hex digits (or --opc).
-    #[arg(long, value_parser = tools::ims::hex16, required_unless_present = "opc", conflicts_with = "opc")]
+    #[arg(long, value_parser = tools::ims::hex16, conflicts_with = "opc")]
     op: Option<[u8; 16]>,
     /// OPc, 32 hex digits (or --op).
     #[arg(long, value_parser = tools::ims::hex16)]
     opc: Option<[u8; 16]>,
+    /// A digest MD5 password instead of AKA (a registrar outside IMS, e.g.
+    /// Kamailio); needs --ipsec none.
+    #[arg(long, conflicts_with_all = ["k", "op", "opc"])]
+    password: Option<String>,
     /// SQN_MS, the highest SQN accepted so far, 12 hex digits.
     #[arg(long, default_value = "000000000000", value_parser = tools::ims::sqn)]
     sqn: u64,
@@ -194,15 +200,21 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     config.expires = cli.expires;
     // --ipsec none: no sec-agree, plain digest AKA.
     config.sec_agree = false;
-    let op = match (cli.op, cli.opc) {
-        (Some(op), _) => OpKey::Op(op),
-        (None, Some(opc)) => OpKey::Opc(opc),
-        (None, None) => return Err(anyhow!("give --op or --opc").into()),
-    };
-    let creds = Credentials::Aka {
-        k: cli.k,
-        op,
-        sqn_ms: cli.sqn,
+    let creds = match (&cli.password, cli.k) {
+        (Some(p), _) => Credentials::Password(p.clone()),
+        (None, Some(k)) => {
+            let op = match (cli.op, cli.opc) {
+                (Some(op), _) => OpKey::Op(op),
+                (None, Some(opc)) => OpKey::Opc(opc),
+                (None, None) => return Err(anyhow!("give --op or --opc with --k").into()),
+            };
+            Credentials::Aka {
+                k,
+                op,
+                sqn_ms: cli.sqn,
+            }
+        }
+        (None, None) => return Err(anyhow!("give --k (AKA) or --password (digest)").into()),
     };
     let ue = Ue::new(config, creds, &mut rng);
     let mut timers = Timers::default();
@@ -303,7 +315,7 @@ impl Ua {
                 "registration refused: the network answered {status} {}",
                 gm::sip::reason_phrase(status)
             ))),
-            (_, Some(e)) => Err(Failure::Refused(format!("registration failed: {e:?}"))),
+            (_, Some(e)) => Err(Failure::Refused(format!("registration failed: {e}"))),
             (_, None) => Err(Failure::Error(anyhow!(
                 "stopped before the registration ended"
             ))),
