@@ -58,7 +58,8 @@
 //! assert_eq!(uac.poll_event(), Some(Event::Terminated(id)));
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
@@ -299,6 +300,18 @@ struct Txn<A> {
     server_key: Option<ServerKey>,
 }
 
+impl<A> Txn<A> {
+    /// When the first of its timers fires.
+    fn earliest(&self) -> Option<Duration> {
+        match (self.retransmit, self.deadline) {
+            (Some((r, _)), Some((d, _))) => Some(r.min(d)),
+            (Some((r, _)), None) => Some(r),
+            (None, Some((d, _))) => Some(d),
+            (None, None) => None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Deadline {
     /// F or H: tell the TU.
@@ -314,6 +327,12 @@ pub struct Transactions<A> {
     timers: Timers,
     next: u64,
     txns: HashMap<TxnId, Txn<A>>,
+    /// When each transaction's earliest timer fires: one entry pushed per
+    /// change of a transaction's timers, so older ones may be stale (the
+    /// transaction ended or its timer moved); [`Transactions::handle_timeout`]
+    /// pops them and checks. Keeps timer handling O(log n) per transaction
+    /// instead of a scan of every transaction per event.
+    wheel: BinaryHeap<Reverse<(Duration, TxnId)>>,
     clients: HashMap<(String, String), TxnId>,
     servers: HashMap<ServerKey, TxnId>,
     transmits: VecDeque<Transmit<A>>,
@@ -334,6 +353,7 @@ impl<A: Clone> Transactions<A> {
             timers,
             next: 1,
             txns: HashMap::new(),
+            wheel: BinaryHeap::new(),
             clients: HashMap::new(),
             servers: HashMap::new(),
             transmits: VecDeque::new(),
@@ -375,6 +395,13 @@ impl<A: Clone> Transactions<A> {
                 bytes,
                 retransmission,
             });
+        }
+    }
+
+    /// Records transaction `id`'s earliest timer after a change.
+    fn rearm(&mut self, id: TxnId) {
+        if let Some(at) = self.txns.get(&id).and_then(Txn::earliest) {
+            self.wheel.push(Reverse((at, id)));
         }
     }
 
@@ -438,6 +465,7 @@ impl<A: Clone> Transactions<A> {
             },
         );
         self.clients.insert(key, id);
+        self.rearm(id);
         self.send(id, bytes, false);
         Ok(id)
     }
@@ -474,6 +502,7 @@ impl<A: Clone> Transactions<A> {
                     Reliability::Reliable => Duration::ZERO,
                 };
                 t.deadline = Some((now + k, Deadline::End));
+                self.rearm(id);
                 ResponseVerdict::ToTu(id)
             }
             _ => ResponseVerdict::Absorbed(id),
@@ -560,6 +589,7 @@ impl<A: Clone> Transactions<A> {
                     t.deadline = Some((now + i, Deadline::End));
                 }
             }
+            self.rearm(id);
             return Ok(RequestVerdict::Absorbed(id));
         }
         if let Some(id) = found {
@@ -662,6 +692,7 @@ impl<A: Clone> Transactions<A> {
                 t.deadline = Some((now + j, Deadline::End));
             }
         }
+        self.rearm(id);
         self.send(id, bytes, false);
         if terminate {
             self.remove(id);
@@ -681,26 +712,27 @@ impl<A: Clone> Transactions<A> {
     /// When [`Transactions::handle_timeout`] must next be called, if any
     /// timer is running. (A scan of the live transactions: a UE has a few.)
     pub fn poll_timeout(&self) -> Option<Duration> {
-        self.txns
-            .values()
-            .flat_map(|t| [t.retransmit.map(|r| r.0), t.deadline.map(|d| d.0)])
-            .flatten()
-            .min()
+        // Possibly a stale entry, earlier than any live timer: the caller
+        // then calls `handle_timeout` once for nothing, which drops it.
+        self.wheel.peek().map(|Reverse((at, _))| *at)
     }
 
     /// Fires every timer due at `now`: retransmissions are queued for
     /// [`Transactions::poll_transmit`], timeouts and ends for
     /// [`Transactions::poll_event`].
     pub fn handle_timeout(&mut self, now: Duration) {
-        let mut due: Vec<TxnId> = self
-            .txns
-            .iter()
-            .filter(|(_, t)| {
-                t.retransmit.is_some_and(|r| r.0 <= now) || t.deadline.is_some_and(|d| d.0 <= now)
-            })
-            .map(|(id, _)| *id)
-            .collect();
+        let mut due: Vec<TxnId> = Vec::new();
+        while let Some(Reverse((at, id))) = self.wheel.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.wheel.pop();
+            if self.txns.get(&id).and_then(Txn::earliest) == Some(at) {
+                due.push(id);
+            }
+        }
         due.sort();
+        due.dedup();
         let timers = self.timers;
         for id in due {
             let Some(t) = self.txns.get_mut(&id) else {
@@ -730,6 +762,7 @@ impl<A: Clone> Transactions<A> {
                     again = t.last.clone();
                 }
             }
+            self.rearm(id);
             if let Some(bytes) = again {
                 self.send(id, bytes, true);
             }

@@ -75,6 +75,11 @@ struct Cli {
     /// (reproducible test runs; never for real subscribers).
     #[arg(long)]
     seed: Option<u64>,
+    /// Draw RAND again while XRES has a zero byte, for UEs that take RES
+    /// as a C string (SIPp: a zero byte ends its password, and about one
+    /// challenge in 30 would fail). For SIPp load runs.
+    #[arg(long)]
+    xres_without_zero_byte: bool,
     /// Print whole messages.
     #[arg(short, long)]
     verbose: bool,
@@ -117,6 +122,7 @@ fn run(cli: &Cli) -> Result<()> {
     let mut config = NetworkConfig::new(&table.realm, local.ip(), local.port(), local.port());
     // --ipsec none: no sec-agree.
     config.allow_unprotected = cli.ipsec == Ipsec::None;
+    config.xres_without_zero_byte = cli.xres_without_zero_byte;
     // The UE's requests come back here (this P-CSCF is also the S-CSCF).
     config.service_routes = vec![format!("<sip:orig@{local};lr>")];
     let mut net = Network::new(config);

@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# pcscf against Kamailio under SIPp registration load, in one run.
+#
+#   benches/pcscf_load.sh [SECONDS] [--users N] [--kamailio-children C]
+#
+# The highest registration rate (SIPp -r, registrations per second) that a
+# registrar sustains for SECONDS (default 30) with zero failed
+# registrations, over N subscribers (default 10 000; IMPIs user00000...
+# from a SIPp -inf file, sequential, one K/OP or one password for all):
+#   - pcscf --ipsec none, AKAv1-MD5 (SIPp computes RES from aka_K/aka_OP and
+#     checks our AUTN); --xres-without-zero-byte, since SIPp takes RES as a
+#     C string;
+#   - Kamailio (Debian kamailio, tools/tests/ims/kamailio.cfg: usrloc in
+#     memory, digest MD5 with qop=auth via pv_auth_check), C UDP workers
+#     (default 1: pcscf is one thread).
+# Same scenario shape for both (REGISTER, 401, REGISTER with credentials,
+# 200). A rate passes when SIPp reports every call successful (exit 0, no
+# retransmission timeout: -recv_timeout 4s) and the run ends within
+# SECONDS + 3 s. Search: double from 100/s until a failure, bisect to 5 %,
+# with runs of SECONDS/3; then confirm the best at SECONDS, stepping down
+# 5 % until it holds. Prints both rates, their ratio, and SIPp's CPU time
+# per registration in each confirming run (the load generator's own cost,
+# which should be about the same for both). Everything on 127.0.0.1.
+#
+# Needs sipp (sip-tester), kamailio, and a release build of pcscf (built
+# here). Only the ratio within one run means anything.
+set -u
+cd "$(dirname "$0")/.."
+secs=30
+users=10000
+kchildren=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --users) users=$2; shift 2 ;;
+    --kamailio-children) kchildren=$2; shift 2 ;;
+    -h|--help) sed -n '2,/^set -u/p' "$0" | sed 's/^# \{0,1\}//; /^set -u/d'; exit 0 ;;
+    [0-9]*) secs=$1; shift ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+for p in sipp kamailio; do
+  command -v "$p" >/dev/null || { echo "needs $p" >&2; exit 2; }
+done
+cargo build --release -q -p tools --bin pcscf || exit 2
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+K=fec86ba6eb707ed08905757b1bb44b8f
+OP=dbc59adcb6f9a0ef735477b7fadf8374
+AMF=725c
+free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Subscribers and the SIPp injection file.
+python3 - "$work" "$users" "$K" "$OP" "$AMF" <<'PYEOF'
+import sys
+work, n, k, op, amf = sys.argv[1], int(sys.argv[2]), *sys.argv[3:]
+with open(f"{work}/subs.toml", "w") as f:
+    f.write('realm = "ims.example.org"\n')
+    for i in range(n):
+        u = f"user{i:05d}"
+        f.write(f'\n[[subscriber]]\nimpi = "{u}@ims.example.org"\n'
+                f'impus = ["sip:{u}@ims.example.org"]\nk = "{k}"\nop = "{op}"\n'
+                f'amf = "{amf}"\nsqn = "000000000020"\n')
+# SIPp expands no keyword inside [authentication]: the whole keyword is a
+# field of the injection file (SIPp's documented way), one file per scheme.
+schemes = {"aka": f"aka_K=0x{k} aka_OP=0x{op} aka_AMF=0x{amf}", "digest": "password=secret"}
+for name, creds in schemes.items():
+    with open(f"{work}/{name}.csv", "w") as f:
+        f.write("SEQUENTIAL\n")
+        for i in range(n):
+            u = f"user{i:05d}"
+            f.write(f"{u};[authentication username={u}@ims.example.org {creds}]\n")
+PYEOF
+
+scenario() {
+  cat <<EOF
+<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="registration load">
+  <send retrans="500">
+    <![CDATA[
+REGISTER sip:ims.example.org SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+From: <sip:[field0]@ims.example.org>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[field0]@ims.example.org>
+Call-ID: [call_id]
+CSeq: 1 REGISTER
+Contact: <sip:[field0]@[local_ip]:[local_port]>
+Expires: 3600
+Max-Forwards: 70
+Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="401" auth="true"/>
+  <send retrans="500">
+    <![CDATA[
+REGISTER sip:ims.example.org SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+From: <sip:[field0]@ims.example.org>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[field0]@ims.example.org>
+Call-ID: [call_id]
+CSeq: 2 REGISTER
+Contact: <sip:[field0]@[local_ip]:[local_port]>
+Expires: 3600
+Max-Forwards: 70
+[field1]
+Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200"/>
+</scenario>
+EOF
+}
+scenario > "$work/registration.xml"
+
+start_pcscf() {
+  local port; port=$(free_port)
+  setsid target/release/pcscf --subscribers "$work/subs.toml" --listen "127.0.0.1:$port" \
+    --ipsec none --xres-without-zero-byte > /dev/null 2> "$work/pcscf.err" &
+  pids+=($!)
+  wait_up "$port" pcscf
+  echo "$port"
+}
+
+start_kamailio() {
+  local port; port=$(free_port)
+  sed -e "s/@LISTEN@/127.0.0.1:$port/" \
+      -e "s/^children=1/children=$kchildren/" \
+      -e 's/^debug=2/debug=1/' \
+      -e 's/@PASSWORDS@/\t\t$var(pw) = "secret";/' \
+      -e '/xlog("L_NOTICE", "REGISTERED/d' \
+      tools/tests/ims/kamailio.cfg > "$work/kamailio.cfg"
+  setsid kamailio -f "$work/kamailio.cfg" -DD -E -m 256 -M 16 -Y "$work" -w "$work" \
+    > /dev/null 2> "$work/kamailio.err" &
+  pids+=($!)
+  wait_up "$port" kamailio
+  echo "$port"
+}
+
+# Up when an OPTIONS gets an answer.
+wait_up() {
+  python3 - "$1" "$2" <<'PYEOF' >&2 || exit 2
+import socket, sys, time
+port, name = int(sys.argv[1]), sys.argv[2]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); s.settimeout(0.2)
+me = s.getsockname()
+msg = (f"OPTIONS sip:ims.example.org SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me[1]};branch=z9hG4bKup\r\n"
+       "Max-Forwards: 70\r\nFrom: <sip:probe@ims.example.org>;tag=p\r\nTo: <sip:ims.example.org>\r\n"
+       "Call-ID: up\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode()
+t0 = time.time()
+while time.time() - t0 < 20:
+    s.sendto(msg, ("127.0.0.1", port))
+    try:
+        if s.recv(4096).startswith(b"SIP/2.0"):
+            sys.exit(0)
+    except socket.timeout:
+        pass
+sys.exit(f"{name} did not answer on port {port}")
+PYEOF
+}
+
+# One SIPp run: rate, duration. Prints "ok CPU" or "fail REASON".
+run_sipp() { # $1 scheme (aka, digest) $2 port $3 rate $4 seconds
+  local calls=$(( $3 * $4 )) t0 t1 rc cpu
+  t0=$(date +%s.%N)
+  /usr/bin/time -f '%U %S' -o "$work/time" \
+    sipp "127.0.0.1:$2" -sf "$work/registration.xml" -inf "$work/$1.csv" -r "$3" -m "$calls" \
+      -i 127.0.0.1 -p "$(free_port)" -nostdin -recv_timeout 4s \
+      -timeout "$(( $4 + 30 ))s" -timeout_error \
+      -trace_stat -stf "$work/stat.csv" > /dev/null 2> "$work/sipp.err"
+  rc=$?
+  t1=$(date +%s.%N)
+  cpu=$(awk '{print $1 + $2}' "$work/time" 2>/dev/null || echo 0)
+  if [ "$rc" -ne 0 ]; then echo "fail sipp-exit-$rc"; return; fi
+  if python3 -c "import sys; sys.exit(0 if $t1 - $t0 <= $4 + 3 else 1)"; then
+    python3 -c "print('ok', round($cpu / $calls * 1e6, 1))"
+  else
+    echo "fail slow"
+  fi
+}
+
+# The highest sustained rate of one server.
+search() { # $1 name $2 scheme $3 port
+  local lo=0 hi=0 r=100 short=$(( secs / 3 > 3 ? secs / 3 : 3 )) out
+  while [ "$r" -le 100000 ]; do
+    out=$(run_sipp "$2" "$3" "$r" "$short")
+    echo "  $1 $r/s for ${short}s: $out" >&2
+    case "$out" in ok*) lo=$r; r=$(( r * 2 )) ;; *) hi=$r; break ;; esac
+  done
+  if [ "$lo" -eq 0 ]; then echo "  $1 fails at 100/s: see $work/sipp.err" >&2; echo "0 0"; return; fi
+  [ "$hi" -eq 0 ] && hi=$(( lo * 2 ))
+  while [ $(( (hi - lo) * 20 )) -gt "$hi" ]; do
+    r=$(( (lo + hi) / 2 ))
+    out=$(run_sipp "$2" "$3" "$r" "$short")
+    echo "  $1 $r/s for ${short}s: $out" >&2
+    case "$out" in ok*) lo=$r ;; *) hi=$r ;; esac
+  done
+  r=$lo
+  while [ "$r" -gt 0 ]; do
+    out=$(run_sipp "$2" "$3" "$r" "$secs")
+    echo "  $1 $r/s for ${secs}s: $out" >&2
+    case "$out" in ok*) echo "$r ${out#ok }"; return ;; esac
+    r=$(( r * 95 / 100 ))
+  done
+  echo "0 0"
+}
+
+echo "registration load: $users subscribers, ${secs}s per confirming run, Kamailio children=$kchildren" >&2
+pport=$(start_pcscf) || exit 2
+read -r prate pcpu < <(search "pcscf (AKAv1-MD5)" aka "$pport")
+kport=$(start_kamailio) || exit 2
+read -r krate kcpu < <(search "kamailio (digest MD5)" digest "$kport")
+printf '\n%-28s %12s %22s\n' "registrar" "reg/s (${secs}s)" "SIPp CPU us/reg"
+printf '%-28s %12s %22s\n' "pcscf, AKAv1-MD5" "$prate" "$pcpu"
+printf '%-28s %12s %22s\n' "Kamailio, digest MD5" "$krate" "$kcpu"
+python3 -c "print(f'ratio pcscf/Kamailio: {$prate / max($krate, 1):.2f}x')"
