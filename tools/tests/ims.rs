@@ -770,3 +770,31 @@ fn a_security_server_in_another_mode_ends_imsua_with_one_line() {
     assert!(err.starts_with("imsua: registration failed"), "{err}");
     assert!(err.contains("another mod than ours"), "{err}");
 }
+
+/// `--ipsec udp` against a `pcscf --ipsec none`, and the other way round:
+/// each refusal is one line naming the network's status.
+#[test]
+fn mismatched_ipsec_modes_are_refused_with_one_line() {
+    let _serial = serial();
+    let dir = TempDir::new("ims-mismatch");
+    for (pcscf_mode, ua_mode, status) in [
+        ("none", "udp", "494 Security Agreement Required"),
+        ("udp", "none", "421 Extension Required"),
+    ] {
+        let (mut pcscf, addr) = if pcscf_mode == "udp" {
+            let (p, a, _) = pcscf_udp(&dir);
+            (p, a)
+        } else {
+            pcscf(&dir)
+        };
+        let (out, _) = finish(
+            "imsua",
+            imsua("bob", K, &addr, &["--ipsec", ua_mode, "register"]),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(status), "{pcscf_mode}/{ua_mode}: {err}");
+        assert!(pcscf.terminate().success());
+    }
+}

@@ -151,9 +151,14 @@ fn run(cli: &Cli) -> Result<()> {
         .protected_ports()?
         .unwrap_or((local.port(), local.port()));
     let mut config = NetworkConfig::new(&table.realm, local.ip(), port_c, port_s);
-    // --ipsec none: no sec-agree; udp: sec-agree in mod=UDP-enc-tun only.
+    // --ipsec none: no sec-agree (an ipsec-3gpp offer gets 494, as this
+    // process could not carry the SAs); udp: sec-agree required, in
+    // mod=UDP-enc-tun only.
     config.allow_unprotected = cli.ipsec == Ipsec::None;
-    config.modes = vec![IpsecMode::UdpEncapsulatedTunnel];
+    config.modes = match cli.ipsec {
+        Ipsec::None => Vec::new(),
+        Ipsec::Udp => vec![IpsecMode::UdpEncapsulatedTunnel],
+    };
     // The UE's requests come back here (this P-CSCF is also the S-CSCF).
     config.service_routes = vec![format!("<sip:orig@{local};lr>")];
     let mut net = Network::new(config);
