@@ -1,7 +1,8 @@
 //! What `imsua` and `pcscf` share, all of it IO or presentation: the
 //! subscriber file, the `--ipsec` modes, the transport the SIP messages
-//! travel on, OS randomness, the ladder lines, SIGTERM/SIGINT. The
-//! protocol decisions are `gm`'s (`gm::reg`, `gm::txn`, `gm::pager`).
+//! travel on ([`esp_udp`] for `--ipsec udp`), OS randomness, the ladder
+//! lines, SIGTERM/SIGINT. The protocol decisions are `gm`'s (`gm::reg`,
+//! `gm::txn`, `gm::pager`) and `sadb`'s (which packet goes over which SA).
 //!
 //! ```
 //! let subs = tools::ims::parse_subscribers("s.toml", r#"
@@ -26,8 +27,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
-use gm::reg::{OpKey, Subscriber};
+use gm::reg::{OpKey, SaSet, Subscriber};
 use gm::sip::Message;
+
+pub mod esp_udp;
+
+pub use esp_udp::{Datagram, EspUdp, Recv};
 
 /// How SIP travels between the UE and the P-CSCF (`--ipsec`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,68 +40,151 @@ pub enum Ipsec {
     /// In clear over UDP, without sec-agree (the network allows
     /// unprotected registration).
     None,
+    /// Sec-agree with `mod=UDP-enc-tun`: ESP in UDP on the protected
+    /// ports, SAs in the process ([`esp_udp`]); no root needed.
+    Udp,
 }
 
 impl Ipsec {
-    /// Reads a `--ipsec` value: `none`; `udp` and `tun` are named as not
+    /// Reads a `--ipsec` value: `none` or `udp`; `tun` is named as not
     /// built yet.
     pub fn parse(s: &str) -> Result<Ipsec, String> {
         match s {
             "none" => Ok(Ipsec::None),
-            "udp" | "tun" => Err(format!(
-                "--ipsec {s} is not built yet: only --ipsec none (SIP in clear over UDP) is"
+            "udp" => Ok(Ipsec::Udp),
+            "tun" => Err(format!(
+                "--ipsec {s} is not built yet: use none (SIP in clear) or udp (ESP in UDP)"
             )),
-            _ => Err(format!("unknown --ipsec mode {s:?}: use none")),
+            _ => Err(format!("unknown --ipsec mode {s:?}: use none or udp")),
+        }
+    }
+
+    /// The `--ipsec` word.
+    pub fn name(self) -> &'static str {
+        match self {
+            Ipsec::None => "none",
+            Ipsec::Udp => "udp",
         }
     }
 }
 
-/// The socket SIP goes over; one variant per `--ipsec` mode, so the ESP
-/// modes become variants beside [`Transport::Plain`].
+/// The sockets SIP goes over; one variant per `--ipsec` mode.
 #[derive(Debug)]
 pub enum Transport {
     /// Plain UDP.
     Plain(UdpSocket),
+    /// ESP in UDP on port-c and port-s beside a plain socket.
+    Udp(Box<EspUdp>),
 }
 
 impl Transport {
-    /// Binds `addr` for `mode`.
-    pub fn bind(mode: Ipsec, addr: SocketAddr) -> Result<Transport> {
+    /// Binds `addr` for `mode`; with `udp`, the protected ports
+    /// `(port_c, port_s)` too (0: any free port).
+    pub fn bind(mode: Ipsec, addr: SocketAddr, protected: (u16, u16)) -> Result<Transport> {
         match mode {
             Ipsec::None => {
                 let s = UdpSocket::bind(addr).with_context(|| format!("cannot bind {addr}"))?;
                 Ok(Transport::Plain(s))
             }
+            Ipsec::Udp => Ok(Transport::Udp(Box::new(EspUdp::bind(
+                addr,
+                protected.0,
+                protected.1,
+            )?))),
         }
     }
 
-    /// The local address.
+    /// The plain socket's address.
     pub fn local_addr(&self) -> Result<SocketAddr> {
         match self {
             Transport::Plain(s) => Ok(s.local_addr()?),
+            Transport::Udp(e) => e.local_addr(),
         }
     }
 
-    /// Sends one SIP message.
-    pub fn send(&self, bytes: &[u8], to: SocketAddr) -> Result<()> {
+    /// Our port-c and port-s, with `--ipsec udp`.
+    pub fn protected_ports(&self) -> Result<Option<(u16, u16)>> {
+        match self {
+            Transport::Plain(_) => Ok(None),
+            Transport::Udp(e) => e.protected_ports().map(Some),
+        }
+    }
+
+    /// Writes the packets to a pcap file (`--ipsec udp` only).
+    pub fn capture(&mut self, path: &Path) -> Result<()> {
+        match self {
+            Transport::Plain(_) => bail!("--pcap needs --ipsec udp"),
+            Transport::Udp(e) => e.capture(path),
+        }
+    }
+
+    /// Installs an SA set ([`EspUdp::install`]).
+    pub fn install(&mut self, set: &SaSet) -> Result<()> {
+        match self {
+            Transport::Plain(_) => bail!("SAs to install with --ipsec none"),
+            Transport::Udp(e) => e.install(set),
+        }
+    }
+
+    /// Updates an SA set's lifetime ([`EspUdp::update`]).
+    pub fn update(&mut self, set: &SaSet) -> Result<()> {
+        match self {
+            Transport::Plain(_) => Ok(()),
+            Transport::Udp(e) => e.update(set),
+        }
+    }
+
+    /// Removes an SA set ([`EspUdp::remove`]).
+    pub fn remove(&mut self, set: &SaSet) -> Result<()> {
+        match self {
+            Transport::Plain(_) => Ok(()),
+            Transport::Udp(e) => e.remove(set),
+        }
+    }
+
+    /// Removes every SA set still installed.
+    pub fn close(&mut self) -> Result<()> {
+        match self {
+            Transport::Plain(_) => Ok(()),
+            Transport::Udp(e) => e.close(),
+        }
+    }
+
+    /// Datagrams dropped on protected ports.
+    pub fn dropped(&self) -> u64 {
+        match self {
+            Transport::Plain(_) => 0,
+            Transport::Udp(e) => e.dropped(),
+        }
+    }
+
+    /// Sends one SIP message; the SPI of the SA that carried it, if any.
+    pub fn send(&mut self, bytes: &[u8], to: SocketAddr) -> Result<Option<u32>> {
         match self {
             Transport::Plain(s) => {
                 s.send_to(bytes, to)
                     .with_context(|| format!("cannot send to {to}"))?;
-                Ok(())
+                Ok(None)
             }
+            Transport::Udp(e) => e.send(bytes, to),
         }
     }
 
-    /// Receives one datagram, waiting at most `wait`; `None` when none
-    /// came (or the peer's port was closed: ICMP errors are not ours to
-    /// act on, the transaction's timer is).
-    pub fn recv(&self, buf: &mut [u8], wait: Duration) -> Result<Option<(usize, SocketAddr)>> {
+    /// Receives one datagram into `buf` (from [`esp_udp::recv_buffer`]),
+    /// waiting at most `wait`; `None` when none came (or the peer's port
+    /// was closed: ICMP errors are not ours to act on, the transaction's
+    /// timer is).
+    pub fn recv(&mut self, buf: &mut [u8], wait: Duration) -> Result<Option<Recv>> {
         match self {
             Transport::Plain(s) => {
                 s.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
                 match s.recv_from(buf) {
-                    Ok(r) => Ok(Some(r)),
+                    Ok((n, from)) => Ok(Some(Recv::Message(Datagram {
+                        range: 0..n,
+                        from,
+                        protected_port: None,
+                        spi: None,
+                    }))),
                     Err(e)
                         if matches!(
                             e.kind(),
@@ -110,8 +198,38 @@ impl Transport {
                     Err(e) => Err(e).context("cannot receive"),
                 }
             }
+            Transport::Udp(e) => e.recv(buf, wait),
         }
     }
+}
+
+/// One JSON event line per SA of `set` (`"event": "sa"`): `action` (add,
+/// remove), direction, source and destination with their ports, SPI,
+/// mode, algorithms; with `keys` the keys in hex too (for Wireshark's ESP
+/// SA table; test and demo runs only).
+pub fn sa_events(set: &SaSet, action: &str, keys: bool) -> Vec<crate::json::Json> {
+    use crate::json::Json;
+    let k = set.keys();
+    set.sas()
+        .iter()
+        .map(|sa| {
+            let mut j = Json::obj();
+            j.set("event", "sa")
+                .set("action", action)
+                .set("direction", sa.direction.keyword())
+                .set("src", SocketAddr::new(sa.src, sa.src_port).to_string())
+                .set("dst", SocketAddr::new(sa.dst, sa.dst_port).to_string())
+                .set("spi", Json::Int(i64::from(sa.spi)))
+                .set("mode", set.mode().sec_agree_name())
+                .set("ealg", k.ealg.sec_agree_name().unwrap_or("null"))
+                .set("alg", k.alg.sec_agree_name().unwrap_or("null"));
+            if keys {
+                j.set("ekey", hex::encode(k.enc_key.as_bytes()))
+                    .set("akey", hex::encode(k.auth_key.as_bytes()));
+            }
+            j
+        })
+        .collect()
 }
 
 /// The subscriber table of `pcscf`.
@@ -286,8 +404,16 @@ pub struct Ladder {
 }
 
 impl Ladder {
-    /// Prints a message sent or received.
-    pub fn message(&self, dir: Dir, peer: SocketAddr, bytes: &[u8], retransmission: bool) {
+    /// Prints a message sent or received, with the SPI of the SA that
+    /// carried it.
+    pub fn message(
+        &self,
+        dir: Dir,
+        peer: SocketAddr,
+        bytes: &[u8],
+        retransmission: bool,
+        spi: Option<u32>,
+    ) {
         let what = match Message::parse(bytes) {
             Ok(m) => summary(&m),
             Err(_) => "(not SIP)".to_owned(),
@@ -301,7 +427,12 @@ impl Ladder {
         } else {
             ""
         };
-        println!("{} {arrow} {peer} {what} {} B{re}", clock(), bytes.len());
+        let sa = spi.map_or(String::new(), |s| format!(" [ESP spi 0x{s:08x}]"));
+        println!(
+            "{} {arrow} {peer} {what} {} B{sa}{re}",
+            clock(),
+            bytes.len()
+        );
         if self.verbose {
             println!("{}", String::from_utf8_lossy(bytes).trim_end());
             println!();
@@ -407,7 +538,7 @@ mod tests {
     #[test]
     fn modes() {
         assert_eq!(Ipsec::parse("none"), Ok(Ipsec::None));
-        assert!(Ipsec::parse("udp").unwrap_err().contains("not built yet"));
+        assert_eq!(Ipsec::parse("udp"), Ok(Ipsec::Udp));
         assert!(Ipsec::parse("tun").unwrap_err().contains("not built yet"));
         assert!(Ipsec::parse("esp").is_err());
     }

@@ -444,20 +444,33 @@ fn timestamp(high: u32, low: u32, i: &Interface) -> Option<(u32, u32)> {
 
 /// Writes a little-endian libpcap file.
 pub fn write(cap: &Capture) -> Vec<u8> {
-    let mut out = Vec::new();
-    let magic: u32 = if cap.nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 };
-    // magic, version 2.4, zone, sigfigs, snaplen, link type
-    for w in [magic, 0x0004_0002, 0, 0, 262_144, cap.linktype] {
-        out.extend_from_slice(&w.to_le_bytes());
-    }
+    let mut out = file_header(cap.linktype, cap.nanos);
     for r in &cap.records {
-        let len = r.data.len() as u32;
-        for w in [r.ts_sec, r.ts_frac, len, len] {
-            out.extend_from_slice(&w.to_le_bytes());
-        }
-        out.extend_from_slice(&r.data);
+        write_record(&mut out, r.ts_sec, r.ts_frac, &r.data);
     }
     out
+}
+
+/// The header of a little-endian libpcap file (for a writer that appends
+/// records as they come with [`write_record`]).
+pub fn file_header(linktype: u32, nanos: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24);
+    let magic: u32 = if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 };
+    // magic, version 2.4, zone, sigfigs, snaplen, link type
+    for w in [magic, 0x0004_0002, 0, 0, 262_144, linktype] {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    out
+}
+
+/// Appends one record (timestamp and bytes) of a file begun with
+/// [`file_header`].
+pub fn write_record(out: &mut Vec<u8>, ts_sec: u32, ts_frac: u32, data: &[u8]) {
+    let len = data.len() as u32;
+    for w in [ts_sec, ts_frac, len, len] {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    out.extend_from_slice(data);
 }
 
 /// Where the IP packet is in a captured frame.

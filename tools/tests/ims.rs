@@ -11,6 +11,19 @@
 //!   port where nothing listens, with `--t1 50ms`, it exits 2 with a
 //!   timeout line after 64*T1 = 3.2 s.
 //!
+//!
+//! And `--ipsec udp` (sec-agree `mod=UDP-enc-tun`, ESP in UDP on the
+//! protected ports):
+//!
+//! - Two `imsua` register to one `pcscf`, alice gets bob's MESSAGE, both
+//!   de-register; every SIP message after the 401s goes over an SA (the
+//!   ladder names it). tshark, with the keys the `pcscf` printed, decrypts
+//!   the `pcscf`'s capture and checks every ICV; the SIP inside (REGISTER,
+//!   200, MESSAGE) is read from its decrypted data. A datagram in clear
+//!   on the `pcscf`'s port-s is dropped and counted.
+//! - A P-CSCF (in this test, `gm::reg::Network`) whose Security-Server
+//!   names a mode we did not offer: `imsua` exits 1 with one line.
+//!
 //! Every child is killed when its guard drops, so a failing assertion
 //! leaves no process behind. Waits are on printed lines, with a limit.
 
@@ -165,8 +178,11 @@ fn pcscf_with(dir: &TempDir, extra: &[&str]) -> (Proc, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pcscf"));
     cmd.arg("--subscribers")
         .arg(&subs)
-        .args(["--listen", &addr, "--ipsec", "none"])
+        .args(["--listen", &addr])
         .args(extra);
+    if !extra.contains(&"--ipsec") {
+        cmd.args(["--ipsec", "none"]);
+    }
     let mut p = Proc::spawn("pcscf", cmd);
     p.wait_line(&["\"event\": \"listening\""]);
     (p, addr)
@@ -185,10 +201,11 @@ fn imsua(user: &str, k: &str, pcscf: &str, extra: &[&str]) -> Command {
         OP,
         "--pcscf",
         pcscf,
-        "--ipsec",
-        "none",
-    ])
-    .args(extra);
+    ]);
+    if !extra.contains(&"--ipsec") {
+        cmd.args(["--ipsec", "none"]);
+    }
+    cmd.args(extra);
     cmd
 }
 
@@ -387,7 +404,7 @@ fn no_pcscf_is_a_transaction_timeout() {
 fn ipsec_modes_not_built_yet_are_named() {
     let _serial = serial();
     let pcscf = Command::new(env!("CARGO_BIN_EXE_pcscf"))
-        .args(["--subscribers", "x.toml", "--ipsec", "udp"])
+        .args(["--subscribers", "x.toml", "--ipsec", "tun"])
         .output()
         .unwrap();
     let ua = Command::new(env!("CARGO_BIN_EXE_imsua"))
@@ -404,5 +421,380 @@ fn ipsec_modes_not_built_yet_are_named() {
         assert_eq!(out.status.code(), Some(2));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("is not built yet"), "{err}");
+    }
+}
+
+/// One `"event": "sa"` line of `pcscf`/`imsua`.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct SaEvent {
+    action: String,
+    direction: String,
+    src: std::net::SocketAddr,
+    dst: std::net::SocketAddr,
+    spi: u32,
+    mode: String,
+    ealg: String,
+    alg: String,
+    ekey: Option<String>,
+    akey: Option<String>,
+}
+
+/// The JSON event lines of `lines` whose `event` is `name`, typed.
+fn events<T: serde::de::DeserializeOwned>(lines: &[String], name: &str) -> Vec<T> {
+    lines
+        .iter()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["event"] == name).then(|| serde_json::from_value(v).unwrap())
+        })
+        .collect()
+}
+
+fn event_of(line: &str) -> serde_json::Value {
+    serde_json::from_str(line).unwrap()
+}
+
+/// A `pcscf --ipsec udp` on a free port with free protected ports,
+/// capturing to `dir/pcscf.pcap`; its port-s.
+fn pcscf_udp(dir: &TempDir) -> (Proc, String, u16) {
+    let (port_c, port_s) = (free_port(), free_port());
+    let pcap = dir.path("pcscf.pcap");
+    let (p, addr) = pcscf_with(
+        dir,
+        &[
+            "--ipsec",
+            "udp",
+            "--port-c",
+            &port_c.to_string(),
+            "--port-s",
+            &port_s.to_string(),
+            "--pcap",
+            pcap.to_str().unwrap(),
+            "--show-keys",
+            "-v",
+        ],
+    );
+    (p, addr, port_s)
+}
+
+fn imsua_udp(user: &str, k: &str, pcscf: &str, extra: &[&str]) -> Command {
+    let mut cmd = imsua(user, k, pcscf, &["--ipsec", "udp"]);
+    cmd.args(extra);
+    cmd
+}
+
+/// tshark's names of our algorithms.
+fn tshark_name(alg: &str) -> &'static str {
+    match alg {
+        "aes-cbc" => "AES-CBC [RFC3602]",
+        "des-ede3-cbc" => "TripleDES-CBC [RFC2451]",
+        "null" => "NULL",
+        "hmac-sha-1-96" => "HMAC-SHA-1-96 [RFC2404]",
+        "hmac-md5-96" => "HMAC-MD5-96 [RFC2403]",
+        other => panic!("no tshark name for {other}"),
+    }
+}
+
+#[test]
+fn two_uas_talk_over_esp_in_udp_and_tshark_decrypts_it() {
+    let _serial = serial();
+    let dir = TempDir::new("ims-udp");
+    let (mut pcscf, addr, port_s) = pcscf_udp(&dir);
+    let listening = event_of(&pcscf.wait_line(&["\"event\": \"listening\""]));
+    assert_eq!(listening["ipsec"], "udp");
+    assert_eq!(listening["port_s"], i64::from(port_s));
+    let mut alice = Proc::spawn("alice", imsua_udp("alice", K, &addr, &["listen"]));
+    alice.wait_line(&[
+        "\"event\": \"registered\"",
+        "\"impu\": \"sip:alice@ims.example.org\"",
+    ]);
+    let (bob, _) = finish(
+        "bob",
+        imsua_udp(
+            "bob",
+            K,
+            &addr,
+            &["message", "sip:alice@ims.example.org", "hello alice"],
+        ),
+    );
+    let bob_lines: Vec<String> = String::from_utf8_lossy(&bob.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        bob.status.success(),
+        "{bob_lines:?}{}",
+        String::from_utf8_lossy(&bob.stderr)
+    );
+    let status: Vec<serde_json::Value> = events(&bob_lines, "message-status");
+    assert_eq!(status.len(), 1, "{bob_lines:?}");
+    assert_eq!(status[0]["status"], 200);
+    assert_eq!(
+        events::<serde_json::Value>(&bob_lines, "registered").len(),
+        1
+    );
+    assert_eq!(
+        events::<serde_json::Value>(&bob_lines, "deregistered").len(),
+        1
+    );
+    // Bob's own SAs: four in mod=UDP-enc-tun, added then removed, no keys.
+    let bob_sas: Vec<SaEvent> = events(&bob_lines, "sa");
+    assert_eq!(bob_sas.len(), 8, "{bob_sas:?}");
+    assert!(
+        bob_sas
+            .iter()
+            .all(|s| s.mode == "UDP-enc-tun" && s.ekey.is_none())
+    );
+    assert_eq!(bob_sas.iter().filter(|s| s.action == "remove").count(), 4);
+    // After the 401 every message went over an SA: the ladder names it.
+    let ladder: Vec<&String> = bob_lines
+        .iter()
+        .filter(|l| l.contains(" -> ") || l.contains(" <- "))
+        .collect();
+    assert_eq!(ladder.len(), 8, "{ladder:?}");
+    for l in &ladder[2..] {
+        assert!(l.contains("[ESP spi 0x"), "{l}");
+    }
+    let message = alice.wait_line(&["\"event\": \"message\""]);
+    let message = event_of(&message);
+    assert_eq!(message["from"], "sip:bob@ims.example.org");
+    assert_eq!(message["text"], "hello alice");
+    pcscf.wait_line(&["\"event\": \"relayed\""]);
+    // Clear text on the pcscf's port-s is dropped and counted.
+    let clear = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let clear_port = clear.local_addr().unwrap().port();
+    clear
+        .send_to(
+            b"OPTIONS sip:ims.example.org SIP/2.0\r\n\r\n",
+            ("127.0.0.1", port_s),
+        )
+        .unwrap();
+    assert!(alice.terminate().success());
+    alice.wait_line(&["\"event\": \"deregistered\""]);
+    pcscf.wait_line(&[
+        "\"event\": \"deregistered\"",
+        "\"impi\": \"alice@ims.example.org\"",
+    ]);
+    assert!(pcscf.terminate().success());
+    let stopped = event_of(&pcscf.wait_line(&["\"event\": \"stopped\""]));
+    assert_eq!(stopped["dropped"], 1, "{stopped}");
+    let mut err = String::new();
+    use std::io::Read;
+    pcscf
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        err.contains(&format!(
+            "dropped a datagram from 127.0.0.1:{clear_port} on port {port_s}"
+        )),
+        "{err}"
+    );
+
+    // The pcscf's SAs: four per UE, keys printed, SPIs as RFC 4303 wants.
+    let sas: Vec<SaEvent> = events(&pcscf.seen, "sa");
+    let added: Vec<&SaEvent> = sas.iter().filter(|s| s.action == "add").collect();
+    assert_eq!(added.len(), 8, "{sas:?}");
+    let mut spis: Vec<u32> = added.iter().map(|s| s.spi).collect();
+    spis.sort_unstable();
+    spis.dedup();
+    assert_eq!(spis.len(), 8);
+    assert!(spis.iter().all(|s| *s >= 256));
+    assert_eq!(sas.iter().filter(|s| s.action == "remove").count(), 8);
+    for s in &added {
+        assert_eq!(s.mode, "UDP-enc-tun");
+        assert!(s.direction == "in" || s.direction == "out");
+    }
+
+    if !require(
+        "two_uas_talk_over_esp_in_udp_and_tshark_decrypts_it (capture check)",
+        &[Peer::Tshark],
+    ) {
+        return;
+    }
+    let esp: Vec<testkit::tshark::EspSa> = added
+        .iter()
+        .map(|s| {
+            testkit::tshark::EspSa::new(
+                s.src.ip(),
+                s.dst.ip(),
+                s.spi,
+                (tshark_name(&s.ealg), s.ekey.as_deref().unwrap()),
+                (tshark_name(&s.alg), s.akey.as_deref().unwrap()),
+            )
+        })
+        .collect();
+    let mut ports: Vec<u16> = added
+        .iter()
+        .flat_map(|s| [s.src.port(), s.dst.port()])
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), 6, "two UEs' and the pcscf's port-c and port-s");
+    let mut run = testkit::tshark::fields(&dir.path("pcscf.pcap"))
+        .esp_sas(&esp)
+        .arg("-E")
+        .arg("occurrence=f");
+    for p in &ports {
+        run = run.arg("-d").arg(&format!("udp.port=={p},udpencap"));
+    }
+    let out = run.run(&[
+        "udp.srcport",
+        "udp.dstport",
+        "esp.spi",
+        "esp.icv_good",
+        "esp.decrypted_data",
+    ]);
+    let (mut clear, mut protected) = (Vec::new(), Vec::new());
+    for line in out.lines() {
+        let f: Vec<&str> = line.split('|').collect();
+        let [sport, dport, spi, good, data] = f[..] else {
+            panic!("{line}")
+        };
+        let on_protected = [sport, dport]
+            .iter()
+            .all(|p| ports.contains(&p.parse().unwrap()));
+        let known = u32::from_str_radix(spi.trim_start_matches("0x"), 16)
+            .is_ok_and(|spi| spis.contains(&spi));
+        if !known {
+            // In clear: the first REGISTER/401 of each UE, and our OPTIONS
+            // on port-s (which tshark, told that port is ESP in UDP, reads
+            // as an SPI of "OPTI").
+            clear.push(line.to_owned());
+            continue;
+        }
+        assert!(on_protected, "{line}");
+        assert_eq!(good, "1", "ICV not good: {line}");
+        // Tunnel mode: the decrypted data is the inner IP packet (then
+        // the ESP trailer), read by etherparse.
+        let inner = hex::decode(data).unwrap();
+        let udp = testkit::packet::transport(testkit::pcap::LINKTYPE_RAW, &inner).unwrap();
+        assert_eq!(
+            (udp.sport.to_string(), udp.dport.to_string()),
+            (sport.to_owned(), dport.to_owned()),
+            "the inner datagram uses the SA's ports"
+        );
+        let text = String::from_utf8_lossy(udp.payload);
+        protected.push(text.lines().next().unwrap_or("").to_owned());
+    }
+    assert_eq!(clear.len(), 5, "{clear:?}");
+    let count = |p: &str| protected.iter().filter(|l| l.starts_with(p)).count();
+    // Each UE: REGISTER, 200, de-REGISTER, 200; bob's MESSAGE, relayed
+    // to alice, and the two 200s.
+    assert_eq!(
+        count("REGISTER sip:ims.example.org SIP/2.0"),
+        4,
+        "{protected:?}"
+    );
+    assert_eq!(
+        count("MESSAGE sip:alice@ims.example.org SIP/2.0"),
+        2,
+        "{protected:?}"
+    );
+    assert_eq!(count("SIP/2.0 200 OK"), 6, "{protected:?}");
+    assert_eq!(protected.len(), 12, "{protected:?}");
+}
+
+/// A P-CSCF whose Security-Server has another `mod` than the UE offered:
+/// our network side (`gm::reg::Network`) answers in this test process, its
+/// 401 rewritten on the way.
+#[test]
+fn a_security_server_in_another_mode_ends_imsua_with_one_line() {
+    use gm::reg::{IpsecMode, Network, NetworkAction, NetworkConfig, OpKey, Random, Subscriber};
+    struct Rng(u64);
+    impl Random for Rng {
+        fn fill(&mut self, buf: &mut [u8]) {
+            for b in buf {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                *b = self.0 as u8;
+            }
+        }
+    }
+    let _serial = serial();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    let mut config = NetworkConfig::new("ims.example.org", addr.ip(), 1, 2);
+    config.modes = vec![IpsecMode::UdpEncapsulatedTunnel];
+    let mut net = Network::new(config);
+    net.add_subscriber(
+        "bob@ims.example.org",
+        Subscriber {
+            k: tools::ims::hex16(K).unwrap(),
+            op: OpKey::Op(tools::ims::hex16(OP).unwrap()),
+            amf: [0x72, 0x5c],
+            sqn: 0x20,
+            impus: vec![],
+        },
+    );
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
+    let peer = std::thread::spawn(move || {
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut rng = Rng(3);
+        let mut buf = vec![0u8; 65536];
+        let mut answered = 0;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            let m = gm::sip::Message::parse(&buf[..n]).unwrap();
+            let now = Duration::ZERO;
+            for a in net.on_register(&m, from.ip(), gm::reg::Flow::Unprotected, now, &mut rng) {
+                if let NetworkAction::Respond(r) = a {
+                    let text = String::from_utf8(r.to_bytes()).unwrap();
+                    assert!(text.contains(";mod=UDP-enc-tun;"), "{text}");
+                    let text = text.replace(";mod=UDP-enc-tun;", ";mod=trans;");
+                    sock.send_to(text.as_bytes(), from).unwrap();
+                    answered += 1;
+                }
+            }
+        }
+        answered
+    });
+    let (out, _) = finish(
+        "imsua",
+        imsua_udp("bob", K, &addr.to_string(), &["register"]),
+    );
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(peer.join().unwrap() >= 1);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("imsua: registration failed"), "{err}");
+    assert!(err.contains("another mod than ours"), "{err}");
+}
+
+/// `--ipsec udp` against a `pcscf --ipsec none`, and the other way round:
+/// each refusal is one line naming the network's status.
+#[test]
+fn mismatched_ipsec_modes_are_refused_with_one_line() {
+    let _serial = serial();
+    let dir = TempDir::new("ims-mismatch");
+    for (pcscf_mode, ua_mode, status) in [
+        ("none", "udp", "494 Security Agreement Required"),
+        ("udp", "none", "421 Extension Required"),
+    ] {
+        let (mut pcscf, addr) = if pcscf_mode == "udp" {
+            let (p, a, _) = pcscf_udp(&dir);
+            (p, a)
+        } else {
+            pcscf(&dir)
+        };
+        let (out, _) = finish(
+            "imsua",
+            imsua("bob", K, &addr, &["--ipsec", ua_mode, "register"]),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(status), "{pcscf_mode}/{ua_mode}: {err}");
+        assert!(pcscf.terminate().success());
     }
 }

@@ -81,7 +81,7 @@ pub mod ue;
 
 pub use network::{Network, NetworkAction, NetworkConfig, Subscriber};
 
-pub use sa::{Agreement, IpsecOffer, Sa, SaSet, Side};
+pub use sa::{Agreement, IpsecMode, IpsecOffer, Sa, SaSet, Side, fresh_spis};
 pub use ue::{Credentials, Registration, Ue, UeAction, UeConfig};
 
 /// What went wrong in a registration.
@@ -215,6 +215,21 @@ pub enum Flow {
         /// The P-CSCF's protected port.
         pcscf_port: u16,
     },
+}
+
+impl Flow {
+    /// The flow of a datagram that came over SAs to our protected port
+    /// `local_port` from the peer's `peer_port`, in `side`'s view.
+    pub fn protected(side: sa::Side, local_port: u16, peer_port: u16) -> Flow {
+        let (ue_port, pcscf_port) = match side {
+            sa::Side::Ue => (local_port, peer_port),
+            sa::Side::Network => (peer_port, local_port),
+        };
+        Flow::Protected {
+            ue_port,
+            pcscf_port,
+        }
+    }
 }
 
 /// `n` random bytes as lowercase hex.

@@ -51,7 +51,7 @@ use opensec::aka::{self, AkaVersion, AuthVector, Password};
 use opensec::digest::{DigestAlgorithm, DigestParams};
 use opensec::{AuthAlgorithm, EncAlgorithm};
 
-use super::sa::{self, Agreement, IpsecOffer, SaSet, Side};
+use super::sa::{self, Agreement, IpsecMode, IpsecOffer, SaSet, Side};
 use super::{Flow, OpKey, Random, ct_eq, same_mechanisms};
 use crate::sip::header::{Auth, Contacts, SecMechanism};
 use crate::sip::{Builder, HeaderName, Message, Method};
@@ -102,6 +102,8 @@ pub struct NetworkConfig {
     pub port_s: u16,
     /// The (alg, ealg) pairs we accept, most preferred first.
     pub preference: Vec<(AuthAlgorithm, EncAlgorithm)>,
+    /// The `mod`s we accept; we answer in the UE's (TS 33.203).
+    pub modes: Vec<IpsecMode>,
     /// Whether a REGISTER without a Security-Client may register
     /// unprotected (a UE outside IMS, or a test peer that cannot do ESP).
     pub allow_unprotected: bool,
@@ -147,6 +149,7 @@ impl NetworkConfig {
             port_c,
             port_s,
             preference,
+            modes: vec![IpsecMode::Transport, IpsecMode::UdpEncapsulatedTunnel],
             allow_unprotected: false,
             aka: AkaVersion::V1,
             qop: true,
@@ -488,6 +491,7 @@ impl Network {
             let ours = IpsecOffer {
                 alg: ue.alg,
                 ealg: ue.ealg,
+                mode: ue.mode,
                 spi_c,
                 spi_s,
                 port_c: self.config.port_c,
@@ -565,12 +569,18 @@ impl Network {
     }
 
     /// The UE offer we take: the first of our preference list that one
-    /// of its offers names (an offer without `ealg` is `null`).
+    /// of its offers names (an offer without `ealg` is `null`), in a mode
+    /// we accept. Offers in more than one mode are refused: the UE cannot
+    /// run both.
     fn choose(&self, offers: &[SecMechanism<'_>]) -> Option<IpsecOffer> {
         let parsed: Vec<IpsecOffer> = offers
             .iter()
             .filter_map(|m| IpsecOffer::from_mechanism(m).ok())
             .collect();
+        let mode = parsed.first()?.mode;
+        if parsed.iter().any(|o| o.mode != mode) || !self.config.modes.contains(&mode) {
+            return None;
+        }
         self.config
             .preference
             .iter()

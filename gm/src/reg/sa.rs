@@ -14,6 +14,15 @@
 //! The P-CSCF's view is the mirror: the same four SAs (addresses, ports,
 //! SPIs, keys), each with the other direction. Inbound policies are
 //! `require`, outbound ones `unique:N` bound to their SA by `-u N`.
+//!
+//! The offers' `mod` ([`IpsecMode`], TS 33.203) decides the SAs' form:
+//! `trans` gives transport-mode `esp` SAs; `UDP-enc-tun` gives tunnel-mode
+//! `esp-udp` SAs (RFC 3948) whose UDP encapsulation ports are the protected
+//! ports themselves (the SA from the UE's port-c to the P-CSCF's port-s
+//! travels in UDP from port-c to port-s), with `esp/tunnel/src-dst`
+//! policies selecting the inner UDP between the same addresses and ports.
+//! A process without raw sockets can carry those on UDP sockets bound to
+//! the protected ports.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -28,7 +37,7 @@ use sadb::ast::{
     SaProtocol, SaRef, SaSpec, UpperSpec, ipproto,
 };
 
-use super::Error;
+use super::{Error, Random};
 use crate::sip::header::SecMechanism;
 
 /// The lifetime of the temporary SAs set up on a 401: TS 24.229's
@@ -39,14 +48,52 @@ pub const TEMPORARY_LIFETIME: Duration = Duration::from_secs(240);
 /// (TS 33.203, as commonly implemented: registration expiry + 30 s).
 pub const LIFETIME_MARGIN: Duration = Duration::from_secs(30);
 
+/// The `mod` parameter of an `ipsec-3gpp` offer (TS 33.203): how the SAs
+/// carry the protected traffic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum IpsecMode {
+    /// `trans` (the default when `mod` is absent): transport-mode ESP.
+    #[default]
+    Transport,
+    /// `UDP-enc-tun`: tunnel-mode ESP in UDP (RFC 3948), encapsulated on
+    /// the protected ports.
+    UdpEncapsulatedTunnel,
+}
+
+impl IpsecMode {
+    /// The sec-agree value: `trans` or `UDP-enc-tun`.
+    pub fn sec_agree_name(self) -> &'static str {
+        match self {
+            IpsecMode::Transport => "trans",
+            IpsecMode::UdpEncapsulatedTunnel => "UDP-enc-tun",
+        }
+    }
+
+    /// Reads a `mod` value (case-insensitively, as RFC 3329 compares
+    /// tokens); `None` for another one.
+    pub fn from_sec_agree_name(s: &str) -> Option<IpsecMode> {
+        [IpsecMode::Transport, IpsecMode::UdpEncapsulatedTunnel]
+            .into_iter()
+            .find(|m| m.sec_agree_name().eq_ignore_ascii_case(s))
+    }
+}
+
+impl fmt::Display for IpsecMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.sec_agree_name())
+    }
+}
+
 /// The parameters of one `ipsec-3gpp` offer (TS 33.203, RFC 3329): algorithms,
-/// SPIs and protected ports of the side that sent it.
+/// mode, SPIs and protected ports of the side that sent it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IpsecOffer {
     /// `alg`.
     pub alg: AuthAlgorithm,
     /// `ealg` (absent means `null`, as early releases have it).
     pub ealg: EncAlgorithm,
+    /// `mod` (absent means `trans`).
+    pub mode: IpsecMode,
     /// `spi-c`: the SPI of the SA that arrives at this side's port-c.
     pub spi_c: u32,
     /// `spi-s`: the SPI of the SA that arrives at this side's port-s.
@@ -60,17 +107,18 @@ pub struct IpsecOffer {
 impl IpsecOffer {
     /// Reads an `ipsec-3gpp` mechanism. Refused: another mechanism, an
     /// unknown or missing `alg` or `ealg`, a missing SPI or port, `prot`
-    /// other than `esp`, `mod` other than `trans` (the SAs built here are
-    /// transport-mode ESP).
+    /// other than `esp`, `mod` other than `trans` and `UDP-enc-tun`.
     pub fn from_mechanism(m: &SecMechanism<'_>) -> Result<IpsecOffer, Error> {
         let bad = |what: &'static str| Error::BadOffer { what };
         let x = m.ipsec.as_ref().ok_or(bad("not ipsec-3gpp"))?;
         if x.prot.is_some_and(|p| !p.eq_ignore_ascii_case("esp")) {
             return Err(bad("prot other than esp"));
         }
-        if x.mode.is_some_and(|p| !p.eq_ignore_ascii_case("trans")) {
-            return Err(bad("mod other than trans"));
-        }
+        let mode = match x.mode {
+            None => IpsecMode::Transport,
+            Some(m) => IpsecMode::from_sec_agree_name(m)
+                .ok_or(bad("mod other than trans and UDP-enc-tun"))?,
+        };
         let alg = AuthAlgorithm::from_sec_agree_name(x.alg.ok_or(bad("no alg"))?)
             .map_err(|_| bad("unknown alg"))?;
         if alg == AuthAlgorithm::Null {
@@ -83,6 +131,7 @@ impl IpsecOffer {
         Ok(IpsecOffer {
             alg,
             ealg,
+            mode,
             spi_c: x.spi_c.ok_or(bad("no spi-c"))?,
             spi_s: x.spi_s.ok_or(bad("no spi-s"))?,
             port_c: x.port_c.ok_or(bad("no port-c"))?,
@@ -97,11 +146,17 @@ impl IpsecOffer {
 }
 
 impl fmt::Display for IpsecOffer {
-    /// `ipsec-3gpp;alg=..;ealg=..;spi-c=..;spi-s=..;port-c=..;port-s=..`.
+    /// `ipsec-3gpp;alg=..;ealg=..;spi-c=..;spi-s=..;port-c=..;port-s=..`,
+    /// with `;mod=UDP-enc-tun` after `ealg` in that mode (`trans`, the
+    /// default, is left out).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = match self.mode {
+            IpsecMode::Transport => String::new(),
+            m => format!(";mod={m}"),
+        };
         write!(
             f,
-            "ipsec-3gpp;alg={};ealg={};spi-c={};spi-s={};port-c={};port-s={}",
+            "ipsec-3gpp;alg={};ealg={}{mode};spi-c={};spi-s={};port-c={};port-s={}",
             self.alg.sec_agree_name().unwrap_or("null"),
             self.ealg.sec_agree_name().unwrap_or("null"),
             self.spi_c,
@@ -199,6 +254,11 @@ impl SaSet {
                 what: "UE and P-CSCF addresses of different families",
             });
         }
+        if agreement.ue.mode != agreement.pcscf.mode {
+            return Err(Error::BadOffer {
+                what: "UE and P-CSCF offers in different modes",
+            });
+        }
         Ok(SaSet {
             side,
             ue_addr: agreement.ue_addr,
@@ -228,6 +288,17 @@ impl SaSet {
     /// Whose view this is.
     pub fn side(&self) -> Side {
         self.side
+    }
+
+    /// The agreed mode (both offers have it).
+    pub fn mode(&self) -> IpsecMode {
+        self.pcscf.mode
+    }
+
+    /// Whether the SAs are ESP in UDP (`esp-udp`): then each SA's UDP
+    /// ports are its [`Sa::src_port`] and [`Sa::dst_port`].
+    pub fn udp_encapsulated(&self) -> bool {
+        self.mode() == IpsecMode::UdpEncapsulatedTunnel
     }
 
     /// The hard lifetime.
@@ -339,9 +410,9 @@ impl SaSet {
                     Statement::SpdDelete(self.policy(sa, false)),
                     Statement::Delete(SaRef {
                         flags: AddrFlags::default(),
-                        src: endpoint(sa.src),
-                        dst: endpoint(sa.dst),
-                        protocol: SaProtocol::Esp,
+                        src: self.sa_endpoint(sa.src, sa.src_port),
+                        dst: self.sa_endpoint(sa.dst, sa.dst_port),
+                        protocol: self.sa_protocol(),
                         spi: sa.spi,
                     }),
                 ]
@@ -382,10 +453,15 @@ impl SaSet {
                 direction: sa.direction,
                 priority: None,
                 action: with_action.then(|| {
+                    let (mode, endpoints) = if self.udp_encapsulated() {
+                        (ReqMode::Tunnel, Some((endpoint(sa.src), endpoint(sa.dst))))
+                    } else {
+                        (ReqMode::Transport, None)
+                    };
                     Action::Ipsec(vec![Request {
                         protocol: ReqProtocol::Esp,
-                        mode: ReqMode::Transport,
-                        endpoints: None,
+                        mode,
+                        endpoints,
                         level,
                     }])
                 }),
@@ -401,14 +477,19 @@ impl SaSet {
                 Key::new(k.as_bytes().to_vec(), KeyForm::Hex)
             }
         };
+        let mode = if self.udp_encapsulated() {
+            SaModeSpec::Tunnel
+        } else {
+            SaModeSpec::Transport
+        };
         SaSpec {
             flags: AddrFlags::default(),
-            src: endpoint(sa.src),
-            dst: endpoint(sa.dst),
-            protocol: SaProtocol::Esp,
+            src: self.sa_endpoint(sa.src, sa.src_port),
+            dst: self.sa_endpoint(sa.dst, sa.dst_port),
+            protocol: self.sa_protocol(),
             spi: sa.spi,
             ext: Extensions {
-                mode: Some(SaModeSpec::Transport),
+                mode: Some(mode),
                 reqid: sa.reqid,
                 lifetime_hard: Some(self.lifetime.as_secs()),
                 ..Extensions::default()
@@ -420,6 +501,41 @@ impl SaSet {
             },
         }
     }
+}
+
+impl SaSet {
+    /// `esp`, or `esp-udp` for UDP-encapsulated SAs.
+    fn sa_protocol(&self) -> SaProtocol {
+        if self.udp_encapsulated() {
+            SaProtocol::EspUdp
+        } else {
+            SaProtocol::Esp
+        }
+    }
+
+    /// An SA's address, with its UDP encapsulation port for `esp-udp`.
+    fn sa_endpoint(&self, addr: IpAddr, port: u16) -> Endpoint {
+        Endpoint {
+            addr,
+            port: self.udp_encapsulated().then_some(port),
+        }
+    }
+}
+
+/// Two SPIs for the inbound SAs of one side (`spi-c`, `spi-s`): random,
+/// above the reserved 0..=255 (RFC 4303 §2.1), distinct from each other and
+/// from `in_use`. `None` if 64 draws found none (a broken [`Random`]).
+pub fn fresh_spis(rng: &mut dyn Random, in_use: &[u32]) -> Option<(u32, u32)> {
+    let mut draw = |not: Option<u32>| {
+        (0..64).find_map(|_| {
+            let mut b = [0u8; 4];
+            rng.fill(&mut b);
+            let spi = u32::from_be_bytes(b);
+            (spi > 255 && Some(spi) != not && !in_use.contains(&spi)).then_some(spi)
+        })
+    };
+    let c = draw(None)?;
+    Some((c, draw(Some(c))?))
 }
 
 fn endpoint(addr: IpAddr) -> Endpoint {
@@ -586,5 +702,181 @@ add 192.168.0.11 192.168.0.10 esp 3333 -m transport -u 2 -E des-ede3-cbc "123456
             pcscf.to_string(),
             "ipsec-3gpp;alg=hmac-sha-1-96;ealg=aes-cbc;spi-c=3333;spi-s=4444;port-c=5066;port-s=5068"
         );
+    }
+
+    /// The seed's SAs in `mod=UDP-enc-tun`: tunnel-mode esp-udp SAs on the
+    /// protected ports, policies selecting the inner UDP between them.
+    const SEED_UDP: &str = r#"
+spdadd 192.168.0.10/32[5066] 192.168.0.11/32[5064] udp -P in ipsec esp/tunnel/192.168.0.10-192.168.0.11/require;
+add 192.168.0.10[5066] 192.168.0.11[5064] esp-udp 2222 -m tunnel -E des-ede3-cbc "123456789012123456789012" -A hmac-md5 "1234567890123456";
+spdadd 192.168.0.10/32[5068] 192.168.0.11/32[5062] udp -P in ipsec esp/tunnel/192.168.0.10-192.168.0.11/require;
+add 192.168.0.10[5068] 192.168.0.11[5062] esp-udp 1111 -m tunnel -E des-ede3-cbc "123456789012123456789012" -A hmac-md5 "1234567890123456";
+spdadd 192.168.0.11/32[5062] 192.168.0.10/32[5068] udp -P out ipsec esp/tunnel/192.168.0.11-192.168.0.10/unique:1;
+add 192.168.0.11[5062] 192.168.0.10[5068] esp-udp 4444 -m tunnel -u 1 -E des-ede3-cbc "123456789012123456789012" -A hmac-md5 "1234567890123456";
+spdadd 192.168.0.11/32[5064] 192.168.0.10/32[5066] udp -P out ipsec esp/tunnel/192.168.0.11-192.168.0.10/unique:2;
+add 192.168.0.11[5064] 192.168.0.10[5066] esp-udp 3333 -m tunnel -u 2 -E des-ede3-cbc "123456789012123456789012" -A hmac-md5 "1234567890123456";
+"#;
+
+    fn udp_set(side: Side) -> SaSet {
+        let mut s = seed_set(side);
+        s.ue.mode = IpsecMode::UdpEncapsulatedTunnel;
+        s.pcscf.mode = IpsecMode::UdpEncapsulatedTunnel;
+        s
+    }
+
+    fn mechanism(text: &str) -> Result<IpsecOffer, Error> {
+        let list = crate::sip::header::SecMechanism::parse_list(text).unwrap();
+        IpsecOffer::from_mechanism(&list[0])
+    }
+
+    #[test]
+    fn offers_read_their_mode() {
+        let base = "ipsec-3gpp;alg=hmac-sha-1-96;spi-c=1111;spi-s=2222;port-c=5062;port-s=5064";
+        assert_eq!(mechanism(base).unwrap().mode, IpsecMode::Transport);
+        for (m, want) in [
+            ("trans", IpsecMode::Transport),
+            ("UDP-enc-tun", IpsecMode::UdpEncapsulatedTunnel),
+            ("udp-enc-tun", IpsecMode::UdpEncapsulatedTunnel),
+        ] {
+            let o = mechanism(&format!("{base};mod={m}")).unwrap();
+            assert_eq!(o.mode, want, "{m}");
+            // What we print reads back as the same offer.
+            assert_eq!(mechanism(&o.to_string()).unwrap(), o);
+        }
+        for m in ["tun", "UDP-enc-trans"] {
+            assert_eq!(
+                mechanism(&format!("{base};mod={m}")),
+                Err(Error::BadOffer {
+                    what: "mod other than trans and UDP-enc-tun"
+                }),
+                "{m}"
+            );
+        }
+        let o = mechanism(&format!("{base};mod=UDP-enc-tun")).unwrap();
+        assert_eq!(
+            o.to_string(),
+            "ipsec-3gpp;alg=hmac-sha-1-96;ealg=null;mod=UDP-enc-tun;spi-c=1111;spi-s=2222;port-c=5062;port-s=5064"
+        );
+    }
+
+    #[test]
+    fn offers_in_two_modes_make_no_sas() {
+        let (ue, pcscf) = offers();
+        let a = Agreement {
+            ue_addr: "192.168.0.11".parse().unwrap(),
+            pcscf_addr: "192.168.0.10".parse().unwrap(),
+            ue: IpsecOffer {
+                mode: IpsecMode::UdpEncapsulatedTunnel,
+                ..ue
+            },
+            pcscf,
+        };
+        assert_eq!(
+            SaSet::new(Side::Ue, &a, &[1; 16], &[2; 16], TEMPORARY_LIFETIME),
+            Err(Error::BadOffer {
+                what: "UE and P-CSCF offers in different modes"
+            })
+        );
+    }
+
+    #[test]
+    fn udp_enc_tun_sas_are_esp_udp_tunnels_on_the_protected_ports() {
+        let expected: Vec<Statement> = sadb::parse(SEED_UDP)
+            .unwrap()
+            .into_iter()
+            .map(|l| hex_keys(l.value))
+            .collect();
+        let set = udp_set(Side::Ue);
+        assert_eq!(set.mode(), IpsecMode::UdpEncapsulatedTunnel);
+        assert_eq!(set.statements(), expected);
+        for statements in [
+            set.statements(),
+            set.update_statements(),
+            set.delete_statements(),
+        ] {
+            let back: Vec<Statement> = sadb::parse(&sadb::print_script(&statements))
+                .unwrap()
+                .into_iter()
+                .map(|l| l.value)
+                .collect();
+            assert_eq!(back, statements);
+        }
+        // The transport path is unchanged.
+        assert!(!seed_set(Side::Ue).script().contains("esp-udp"));
+    }
+
+    /// Both sides' statements applied to two databases: a UDP datagram from
+    /// the UE's port-c to the P-CSCF's port-s leaves as ESP in UDP between
+    /// those ports and comes out whole on the other side; the SAs go away
+    /// with the delete statements.
+    #[test]
+    fn udp_enc_tun_sas_carry_a_datagram_between_the_protected_ports() {
+        use sadb::{Databases, Incoming, Outgoing, Received, Timestamp, Wire};
+        let now = Timestamp(1_795_314_303);
+        let (ue_set, net_set) = (udp_set(Side::Ue), udp_set(Side::Network));
+        let mut ue = Databases::new();
+        ue.apply_statements(&ue_set.statements(), now).unwrap();
+        let mut net = Databases::new();
+        net.apply_statements(&net_set.statements(), now).unwrap();
+        ue.apply_statements(&ue_set.update_statements(), now)
+            .unwrap();
+
+        let sip = b"REGISTER sip:ims.example.org SIP/2.0\r\n\r\n";
+        let pkt = testkit::packet::udp("192.168.0.11", 5062, "192.168.0.10", 5068, sip);
+        let mut buf = vec![0u8; 512];
+        buf[128..128 + pkt.len()].copy_from_slice(&pkt);
+        let mut iv = |iv: &mut [u8]| iv.fill(7);
+        let Outgoing::Protected(p) = ue.protect(&mut buf, 128..128 + pkt.len(), now, &mut iv)
+        else {
+            panic!("not protected")
+        };
+        assert_eq!(
+            p.wire,
+            Wire::EspInUdp {
+                sport: 5062,
+                dport: 5068
+            }
+        );
+        assert_eq!(p.sas.iter().next().unwrap().id.spi.0, 4444);
+        let esp = buf[p.payload()].to_vec();
+        let mut rx = vec![0u8; 512];
+        rx[64..64 + esp.len()].copy_from_slice(&esp);
+        let from = Received::Udp {
+            src: "192.168.0.11:5062".parse().unwrap(),
+            dst: "192.168.0.10:5068".parse().unwrap(),
+        };
+        match net.unprotect(&mut rx, 64..64 + esp.len(), from, now) {
+            Incoming::Deliver(d) => assert_eq!(&rx[d.packet], &pkt[..]),
+            other => panic!("{other:?}"),
+        }
+        // Clear text on the protected port is refused.
+        let mut clear = vec![0u8; 512];
+        clear[64..64 + sip.len()].copy_from_slice(sip);
+        assert!(matches!(
+            net.unprotect(&mut clear, 64..64 + sip.len(), from, now),
+            Incoming::Drop(_)
+        ));
+        net.apply_statements(&net_set.delete_statements(), now)
+            .unwrap();
+        assert_eq!(net.sad().iter().count(), 0);
+        assert_eq!(net.spd().iter().count(), 0);
+    }
+
+    #[test]
+    fn fresh_spis_are_distinct_and_above_255() {
+        struct Seq(Vec<u32>);
+        impl Random for Seq {
+            fn fill(&mut self, buf: &mut [u8]) {
+                let v = if self.0.is_empty() {
+                    0
+                } else {
+                    self.0.remove(0)
+                };
+                buf.copy_from_slice(&v.to_be_bytes());
+            }
+        }
+        let mut rng = Seq(vec![0, 255, 7000, 7000, 9000, 9001]);
+        assert_eq!(fresh_spis(&mut rng, &[9000]), Some((7000, 9001)));
+        assert_eq!(fresh_spis(&mut Seq(vec![]), &[]), None);
     }
 }

@@ -59,7 +59,7 @@ use opensec::aka::{self, Password};
 use opensec::digest::{DigestAlgorithm, DigestParams};
 use opensec::{AuthAlgorithm, EncAlgorithm};
 
-use super::sa::{self, Agreement, IpsecOffer, SaSet, Side};
+use super::sa::{self, Agreement, IpsecMode, IpsecOffer, SaSet, Side};
 use super::{Error, Flow, OpKey, Random, hostport, refresh_after, token};
 use crate::sip::header::Contacts;
 use crate::sip::{HeaderName, Message, Method};
@@ -131,6 +131,8 @@ pub struct UeConfig {
     pub sec_agree: bool,
     /// The (alg, ealg) pairs offered, in our order of preference.
     pub algorithms: Vec<(AuthAlgorithm, EncAlgorithm)>,
+    /// The `mod` of every offer; the P-CSCF must answer in it.
+    pub mode: IpsecMode,
     /// Our `spi-c`.
     pub spi_c: u32,
     /// Our `spi-s`.
@@ -177,6 +179,7 @@ impl UeConfig {
             expires: 600_000,
             sec_agree: true,
             algorithms,
+            mode: IpsecMode::Transport,
             spi_c: spis.0,
             spi_s: spis.1,
             port_c: ports.0,
@@ -189,6 +192,7 @@ impl UeConfig {
         IpsecOffer {
             alg,
             ealg,
+            mode: self.mode,
             spi_c: self.spi_c,
             spi_s: self.spi_s,
             port_c: self.port_c,
@@ -658,9 +662,10 @@ impl Ue {
     }
 
     /// The Security-Server offer to use (RFC 3329 §2.3.1, TS 33.203):
-    /// the highest `q` among the `ipsec-3gpp` offers whose algorithms we
-    /// offered (an absent `q` ranks below any given one; ties go to the
-    /// first); with our matching offer. `None` without Security-Server.
+    /// the highest `q` among the `ipsec-3gpp` offers whose algorithms and
+    /// mode we offered (an absent `q` ranks below any given one; ties go to
+    /// the first); with our matching offer. `None` without Security-Server.
+    /// When none matches, the error names why the last one did not.
     fn choose_server_offer(
         &self,
         response: &Message<'_>,
@@ -673,10 +678,19 @@ impl Ue {
             return Ok(None);
         }
         let mut best: Option<(i32, IpsecOffer)> = None;
+        let mut why = bad("no Security-Server offer matches ours");
         for m in list.iter().filter(|m| m.is_ipsec_3gpp()) {
-            let Ok(o) = IpsecOffer::from_mechanism(m) else {
-                continue;
+            let o = match IpsecOffer::from_mechanism(m) {
+                Ok(o) => o,
+                Err(e) => {
+                    why = e;
+                    continue;
+                }
             };
+            if o.mode != self.config.c.mode {
+                why = bad("Security-Server offer in another mod than ours");
+                continue;
+            }
             if !self.config.c.algorithms.contains(&(o.alg, o.ealg)) {
                 continue;
             }
@@ -685,7 +699,7 @@ impl Ue {
                 best = Some((q, o));
             }
         }
-        let (_, pcscf) = best.ok_or(bad("no Security-Server offer matches ours"))?;
+        let (_, pcscf) = best.ok_or(why)?;
         Ok(Some((pcscf, self.config.c.offer(pcscf.alg, pcscf.ealg))))
     }
 

@@ -4,30 +4,38 @@
 //! and prints.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use clap::{Parser, Subcommand};
 use gm::pager::Page;
-use gm::reg::{Credentials, Flow, OpKey, Ue, UeAction, UeConfig};
+use gm::reg::{Credentials, Flow, IpsecMode, OpKey, SaSet, Side, Ue, UeAction, UeConfig};
 use gm::sip::Message;
 use gm::txn::{Event, Reliability, RequestVerdict, ResponseVerdict, Timers, Transactions, TxnId};
-use tools::ims::{Dir, Ipsec, Ladder, OsRandom, Stop, Transport, json_line, token};
+use tools::ims::{Dir, Ipsec, Ladder, OsRandom, Recv, Stop, Transport, json_line, token};
 use tools::json::Json;
 
 const AFTER_HELP: &str = "\
 Output: one line per SIP message on stdout (UTC time, <- or ->, peer, method
-or status, size; -v adds the whole message) and one JSON line per event:
-registered (IMPU, expiry, Service-Route, P-Associated-URI), deregistered,
-message (an incoming MESSAGE, answered 200), message-status (the final status
-of ours).
+or status, size, the SPI of the SA that carried it; -v adds the whole message
+and a line per datagram dropped on a protected port) and one JSON line per
+event: registered (IMPU, expiry, Service-Route, P-Associated-URI),
+deregistered, message (an incoming MESSAGE, answered 200), message-status (the
+final status of ours), sa (an SA added or removed; its keys with --show-keys).
 
-Modes: --ipsec none only (SIP in clear over UDP, registration without
-sec-agree, against a network that allows it, e.g. pcscf; with --password,
-digest MD5 against a registrar outside IMS, e.g. Kamailio). --ipsec udp (ESP
-in UDP, in-process SAs) and --ipsec tun come later, as do SigComp, SMS and
-presence.
+Modes:
+  --ipsec none  SIP in clear over UDP, registration without sec-agree, against
+                a network that allows it (e.g. pcscf --ipsec none); with
+                --password, digest MD5 to a registrar outside IMS (Kamailio).
+  --ipsec udp   sec-agree with mod=UDP-enc-tun (TS 33.203): after the 401,
+                SIP goes as ESP in UDP (RFC 3948, tunnel mode) between our
+                port-c/port-s (--port-c/--port-s, default any free ports) and
+                the P-CSCF's, with SAs held in this process (no root). SPIs
+                are random. Nothing goes in clear to a peer reached over SAs,
+                and datagrams in clear on port-c/port-s are dropped.
+--ipsec tun, SigComp, SMS and presence come later.
 
 Exit status: 0 done; 1 the network refused (a registration answered 403...,
 a MESSAGE answered non-2xx, our K did not verify the network's AUTN); 2
@@ -82,9 +90,24 @@ struct Cli {
     /// Our UDP address and port (port 0: any free one).
     #[arg(long, default_value = "127.0.0.1:0")]
     local: SocketAddr,
-    /// How SIP is protected: none (only mode built so far).
+    /// How SIP is protected: none (in clear) or udp (ESP in UDP,
+    /// sec-agree mod=UDP-enc-tun).
     #[arg(long, default_value = "none", value_parser = Ipsec::parse)]
     ipsec: Ipsec,
+    /// Our protected client port with --ipsec udp (0: any free one).
+    #[arg(long, default_value_t = 0)]
+    port_c: u16,
+    /// Our protected server port with --ipsec udp (0: any free one).
+    #[arg(long, default_value_t = 0)]
+    port_s: u16,
+    /// Write every packet sent and received to this pcap file, as on the
+    /// wire (--ipsec udp).
+    #[arg(long)]
+    pcap: Option<PathBuf>,
+    /// Print the SAs' keys in the sa event lines (to decrypt a capture;
+    /// test and demo runs only).
+    #[arg(long)]
+    show_keys: bool,
     /// The registration expiry asked for, in seconds.
     #[arg(long, default_value_t = 600_000)]
     expires: u32,
@@ -167,6 +190,7 @@ struct Ua {
     outcome: Option<Outcome>,
     /// The first failure, kept until the REGISTER in flight ends.
     failure: Option<gm::reg::Error>,
+    show_keys: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,7 +202,10 @@ enum Outcome {
 
 fn run(cli: &Cli) -> Result<(), Failure> {
     let stop = Stop::install()?;
-    let transport = Transport::bind(cli.ipsec, cli.local)?;
+    let mut transport = Transport::bind(cli.ipsec, cli.local, (cli.port_c, cli.port_s))?;
+    if let Some(p) = &cli.pcap {
+        transport.capture(p)?;
+    }
     let local = transport.local_addr()?;
     let domain = match &cli.domain {
         Some(d) => d.clone(),
@@ -198,8 +225,18 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     );
     config.port = local.port();
     config.expires = cli.expires;
-    // --ipsec none: no sec-agree, plain digest AKA.
-    config.sec_agree = false;
+    match transport.protected_ports()? {
+        // --ipsec udp: sec-agree in mod=UDP-enc-tun on our sockets' ports.
+        Some((port_c, port_s)) => {
+            let (spi_c, spi_s) = gm::reg::fresh_spis(&mut rng, &[])
+                .ok_or_else(|| anyhow!("no random SPIs from /dev/urandom"))?;
+            config.mode = IpsecMode::UdpEncapsulatedTunnel;
+            (config.spi_c, config.spi_s) = (spi_c, spi_s);
+            (config.port_c, config.port_s) = (port_c, port_s);
+        }
+        // --ipsec none: no sec-agree, plain digest AKA.
+        None => config.sec_agree = false,
+    }
     let creds = match (&cli.password, cli.k) {
         (Some(p), _) => Credentials::Password(p.clone()),
         (None, Some(k)) => {
@@ -239,29 +276,14 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         msg_final: None,
         outcome: None,
         failure: None,
+        show_keys: cli.show_keys,
     };
-    let actions = ua.ue.register(&mut ua.rng);
-    ua.on_actions(actions)?;
-    ua.until(&stop, |u| u.outcome.is_some() && u.reg_txn.is_none())?;
-    ua.check_registered()?;
-    match &cli.command {
-        Command::Register { stay: true } => Ok(()),
-        Command::Register { stay: false } => ua.deregister(&stop),
-        Command::Message { to, text } => {
-            let status = ua.message(&stop, to, text)?;
-            ua.deregister(&stop)?;
-            match status {
-                (200..=299, _) => Ok(()),
-                (s, reason) => Err(Failure::Refused(format!(
-                    "MESSAGE to {to} refused: {s} {reason}"
-                ))),
-            }
-        }
-        Command::Listen => {
-            ua.until(&stop, |_| false)?;
-            ua.deregister(&Stop::never())
-        }
+    let result = ua.run(&stop, &cli.command);
+    // SAs left (register --stay, a failure): removed before exit.
+    if let Err(e) = ua.transport.close() {
+        eprintln!("imsua: {e:#}");
     }
+    result
 }
 
 fn event(j: &mut Json) {
@@ -269,13 +291,56 @@ fn event(j: &mut Json) {
 }
 
 impl Ua {
+    fn run(&mut self, stop: &Stop, command: &Command) -> Result<(), Failure> {
+        let ua = self;
+        let actions = ua.ue.register(&mut ua.rng);
+        ua.on_actions(actions)?;
+        ua.until(stop, |u| u.outcome.is_some() && u.reg_txn.is_none())?;
+        ua.check_registered()?;
+        ua.after_registration(stop, command)
+    }
+
+    fn after_registration(&mut self, stop: &Stop, command: &Command) -> Result<(), Failure> {
+        let ua = self;
+        match command {
+            Command::Register { stay: true } => Ok(()),
+            Command::Register { stay: false } => ua.deregister(stop),
+            Command::Message { to, text } => {
+                let status = ua.message(stop, to, text)?;
+                ua.deregister(stop)?;
+                match status {
+                    (200..=299, _) => Ok(()),
+                    (s, reason) => Err(Failure::Refused(format!(
+                        "MESSAGE to {to} refused: {s} {reason}"
+                    ))),
+                }
+            }
+            Command::Listen => {
+                ua.until(stop, |_| false)?;
+                ua.deregister(&Stop::never())
+            }
+        }
+    }
+
     fn now(&self) -> Duration {
         self.start.elapsed()
     }
 
     /// Runs the loop until `done` holds or a signal comes.
+    /// Where requests to the P-CSCF go and the address they leave from:
+    /// its port-s from our port-c once SAs are up, else the plain ports.
+    fn route(&self) -> (SocketAddr, SocketAddr) {
+        match self.ue.sas() {
+            Some(s) => (
+                SocketAddr::new(s.pcscf_addr(), s.pcscf_offer().port_s),
+                SocketAddr::new(s.ue_addr(), s.ue_offer().port_c),
+            ),
+            None => (self.pcscf, self.local),
+        }
+    }
+
     fn until(&mut self, stop: &Stop, done: impl Fn(&Ua) -> bool) -> Result<(), Failure> {
-        let mut buf = vec![0u8; 65536];
+        let mut buf = tools::ims::esp_udp::recv_buffer();
         while !done(self) && !stop.is_set() {
             let now = self.now();
             let next = [self.layer.poll_timeout(), self.ue.poll_timeout()]
@@ -285,10 +350,20 @@ impl Ua {
             let wait = next
                 .map_or(Stop::POLL, |t| t.saturating_sub(now))
                 .min(Stop::POLL);
-            if let Some((n, from)) = self.transport.recv(&mut buf, wait)? {
-                let bytes = buf.get(..n).unwrap_or_default().to_vec();
-                self.ladder.message(Dir::In, from, &bytes, false);
-                self.on_datagram(&bytes, from)?;
+            match self.transport.recv(&mut buf, wait)? {
+                Some(Recv::Message(d)) => {
+                    let bytes = buf.get(d.range.clone()).unwrap_or_default().to_vec();
+                    self.ladder.message(Dir::In, d.from, &bytes, false, d.spi);
+                    let flow = d.protected_port.map_or(Flow::Unprotected, |port| {
+                        Flow::protected(Side::Ue, port, d.from.port())
+                    });
+                    self.on_datagram(&bytes, d.from, flow)?;
+                }
+                Some(Recv::Dropped { from, port, reason }) if self.ladder.verbose => {
+                    eprintln!("imsua: dropped a datagram from {from} on port {port}: {reason}");
+                }
+                Some(Recv::Dropped { .. }) => {}
+                None => {}
             }
             self.on_time()?;
         }
@@ -333,7 +408,10 @@ impl Ua {
                 "no answer from the P-CSCF at {}: the de-registration timed out",
                 self.pcscf
             ))),
-            (_, e) => Err(Failure::Refused(format!("de-registration failed: {e:?}"))),
+            (_, Some(e)) => Err(Failure::Refused(format!("de-registration failed: {e}"))),
+            (_, None) => Err(Failure::Error(anyhow!(
+                "stopped before the de-registration ended"
+            ))),
         }
     }
 
@@ -346,7 +424,8 @@ impl Ua {
         let call_id = token(&mut self.rng, 12);
         let from_tag = token(&mut self.rng, 6);
         let branch = format!("z9hG4bK{}", token(&mut self.rng, 8));
-        let local = self.local.to_string();
+        let (pcscf, local) = self.route();
+        let local = local.to_string();
         let m = gm::pager::request(&Page {
             from: &self.impu,
             to,
@@ -361,7 +440,7 @@ impl Ua {
         .map_err(|e| Failure::Error(anyhow!("cannot build the MESSAGE to {to}: {e}")))?;
         let id = self
             .layer
-            .start_client(&m, self.pcscf, Reliability::Unreliable, self.now())
+            .start_client(&m, pcscf, Reliability::Unreliable, self.now())
             .map_err(|e| anyhow!("cannot send the MESSAGE: {e}"))?;
         self.msg_txn = Some(id);
         self.flush();
@@ -387,7 +466,7 @@ impl Ua {
         }
     }
 
-    fn on_datagram(&mut self, bytes: &[u8], from: SocketAddr) -> Result<(), Failure> {
+    fn on_datagram(&mut self, bytes: &[u8], from: SocketAddr, flow: Flow) -> Result<(), Failure> {
         let Ok(mut m) = Message::parse(bytes) else {
             return Ok(());
         };
@@ -423,9 +502,7 @@ impl Ua {
             if Some(id) == self.reg_txn {
                 self.reg_txn = None;
                 self.reg_status = Some(status);
-                let actions = self
-                    .ue
-                    .on_response(&m, Flow::Unprotected, now, &mut self.rng);
+                let actions = self.ue.on_response(&m, flow, now, &mut self.rng);
                 self.on_actions(actions)?;
             } else if Some(id) == self.msg_txn {
                 self.msg_txn = None;
@@ -463,10 +540,16 @@ impl Ua {
         let now = self.now();
         for a in actions {
             match a {
-                UeAction::Send { request, .. } => {
+                UeAction::Send { request, flow } => {
+                    let to = match flow {
+                        Flow::Protected { pcscf_port, .. } => {
+                            SocketAddr::new(self.pcscf.ip(), pcscf_port)
+                        }
+                        Flow::Unprotected => self.pcscf,
+                    };
                     let id = self
                         .layer
-                        .start_client(&request, self.pcscf, Reliability::Unreliable, now)
+                        .start_client(&request, to, Reliability::Unreliable, now)
                         .map_err(|e| anyhow!("cannot send the REGISTER: {e}"))?;
                     self.reg_txn = Some(id);
                 }
@@ -506,7 +589,17 @@ impl Ua {
                     self.outcome = Some(Outcome::Failed);
                     self.failure.get_or_insert(e);
                 }
-                // --ipsec none: no SAs.
+                UeAction::InstallSas(s) => {
+                    self.transport.install(&s)?;
+                    self.sa_events(&s, "add");
+                }
+                UeAction::UpdateSas(s) => self.transport.update(&s)?,
+                UeAction::RemoveSas(s) => {
+                    // What is queued for the SAs leaves before they go.
+                    self.flush();
+                    self.transport.remove(&s)?;
+                    self.sa_events(&s, "remove");
+                }
                 _ => {}
             }
         }
@@ -514,12 +607,19 @@ impl Ua {
         Ok(())
     }
 
+    fn sa_events(&self, set: &SaSet, action: &str) {
+        for mut j in tools::ims::sa_events(set, action, self.show_keys) {
+            event(&mut j);
+        }
+    }
+
     fn flush(&mut self) {
         while let Some(t) = self.layer.poll_transmit() {
-            self.ladder
-                .message(Dir::Out, t.to, &t.bytes, t.retransmission);
-            if let Err(e) = self.transport.send(&t.bytes, t.to) {
-                eprintln!("imsua: {e:#}");
+            match self.transport.send(&t.bytes, t.to) {
+                Ok(spi) => self
+                    .ladder
+                    .message(Dir::Out, t.to, &t.bytes, t.retransmission, spi),
+                Err(e) => eprintln!("imsua: {e:#}"),
             }
         }
     }

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use clap::Parser;
 use gm::pager::{Registry, Relay};
-use gm::reg::{Flow, Network, NetworkAction, NetworkConfig};
+use gm::reg::{Flow, IpsecMode, Network, NetworkAction, NetworkConfig, SaSet, Side};
 use gm::sip::{Builder, Message, Method};
 use gm::txn::{Event, Reliability, RequestVerdict, ResponseVerdict, Timers, Transactions, TxnId};
-use tools::ims::{Dir, Ipsec, Ladder, OsRandom, Stop, Transport, json_line, token};
+use tools::ims::{Dir, Ipsec, Ladder, OsRandom, Recv, Stop, Transport, json_line, token};
 use tools::json::Json;
 
 const AFTER_HELP: &str = "\
@@ -34,12 +34,23 @@ Subscriber table (TOML):
   sqn = \"9d0277595ffc\"                       # 48 bits, hex
 
 Output: one line per SIP message on stdout (UTC time, <- or ->, peer, method
-or status, size; -v adds the whole message) and one JSON line per event
-(registered, deregistered, relayed).
+or status, size, the SPI of the SA that carried it; -v adds the whole message
+and a line per datagram dropped on a protected port) and one JSON line per
+event (listening, registered, deregistered, relayed, authentication-failed,
+sa: an SA added or removed, with its keys under --show-keys; stopped, with the
+count of datagrams dropped).
 
-Modes: --ipsec none only (SIP in clear over UDP, registration without
-sec-agree). --ipsec udp (ESP in UDP, in-process SAs) and --ipsec tun come
-later, as do SigComp, SMS and presence.
+Modes:
+  --ipsec none  SIP in clear over UDP, registration without sec-agree.
+  --ipsec udp   sec-agree required, mod=UDP-enc-tun only (TS 33.203): after
+                the 401, SIP goes as ESP in UDP (RFC 3948, tunnel mode)
+                between the UE's port-c/port-s and ours (--port-c, --port-s),
+                SAs held in this process (no root); SPIs are random. Nothing
+                goes in clear to a UE reached over SAs, and datagrams in clear
+                on our port-c/port-s are dropped. --pcap writes the packets as
+                on the wire; with the keys of --show-keys Wireshark decrypts
+                them (Decode As UDP port -> UDPENCAP for the four ports).
+--ipsec tun, SigComp, SMS and presence come later.
 
 Exit status: 0 stopped by SIGTERM/SIGINT, 2 usage, subscriber file or
 socket error (one line naming the file). It never exits 1.
@@ -47,6 +58,7 @@ socket error (one line naming the file). It never exits 1.
 Examples:
   pcscf --subscribers subs.toml --listen 127.0.0.1:5060
   pcscf --subscribers subs.toml --listen 127.0.0.1:5060 -v
+  pcscf --subscribers subs.toml --ipsec udp --port-c 5066 --port-s 5068 --pcap gm.pcap --show-keys
   imsua --impi alice@ims.example.org --impu sip:alice@ims.example.org \\
         --k ... --op ... --pcscf 127.0.0.1:5060 register";
 
@@ -65,9 +77,24 @@ struct Cli {
     /// The UDP address and port to listen on.
     #[arg(long, default_value = "127.0.0.1:5060")]
     listen: SocketAddr,
-    /// How SIP is protected: none (only mode built so far).
+    /// How SIP is protected: none (in clear) or udp (ESP in UDP,
+    /// sec-agree mod=UDP-enc-tun).
     #[arg(long, default_value = "none", value_parser = Ipsec::parse)]
     ipsec: Ipsec,
+    /// Our protected client port with --ipsec udp.
+    #[arg(long, default_value_t = 5066)]
+    port_c: u16,
+    /// Our protected server port with --ipsec udp.
+    #[arg(long, default_value_t = 5068)]
+    port_s: u16,
+    /// Write every packet sent and received to this pcap file, as on the
+    /// wire (--ipsec udp).
+    #[arg(long)]
+    pcap: Option<PathBuf>,
+    /// Print the SAs' keys in the sa event lines (to decrypt a capture;
+    /// test and demo runs only).
+    #[arg(long)]
+    show_keys: bool,
     /// SIP timer T1 (e.g. 500ms, the default; tests use less).
     #[arg(long, value_parser = tools::ims::parse_duration)]
     t1: Option<Duration>,
@@ -107,22 +134,37 @@ struct Pcscf {
     bound: HashMap<String, Vec<String>>,
     /// The IMPUs of each subscriber, from the table.
     impus: HashMap<String, Vec<String>>,
+    /// A UE's protected port-c -> its port-s, where requests to it go.
+    port_s: HashMap<SocketAddr, SocketAddr>,
     /// Client transaction of a forwarded MESSAGE -> server transaction.
     relays: HashMap<TxnId, (TxnId, Message<'static>)>,
     rng: OsRandom,
     ladder: Ladder,
     start: Instant,
+    show_keys: bool,
 }
 
 fn run(cli: &Cli) -> Result<()> {
     let stop = Stop::install()?;
     let table = tools::ims::load_subscribers(&cli.subscribers)?;
-    let transport = Transport::bind(cli.ipsec, cli.listen)?;
+    let mut transport = Transport::bind(cli.ipsec, cli.listen, (cli.port_c, cli.port_s))?;
+    if let Some(p) = &cli.pcap {
+        transport.capture(p)?;
+    }
     let local = transport.local_addr()?;
-    let mut config = NetworkConfig::new(&table.realm, local.ip(), local.port(), local.port());
-    // --ipsec none: no sec-agree.
+    let (port_c, port_s) = transport
+        .protected_ports()?
+        .unwrap_or((local.port(), local.port()));
+    let mut config = NetworkConfig::new(&table.realm, local.ip(), port_c, port_s);
+    // --ipsec none: no sec-agree (an ipsec-3gpp offer gets 494, as this
+    // process could not carry the SAs); udp: sec-agree required, in
+    // mod=UDP-enc-tun only.
     config.allow_unprotected = cli.ipsec == Ipsec::None;
     config.xres_without_zero_byte = cli.xres_without_zero_byte;
+    config.modes = match cli.ipsec {
+        Ipsec::None => Vec::new(),
+        Ipsec::Udp => vec![IpsecMode::UdpEncapsulatedTunnel],
+    };
     // The UE's requests come back here (this P-CSCF is also the S-CSCF).
     config.service_routes = vec![format!("<sip:orig@{local};lr>")];
     let mut net = Network::new(config);
@@ -144,6 +186,7 @@ fn run(cli: &Cli) -> Result<()> {
         bound: HashMap::new(),
         impus,
         relays: HashMap::new(),
+        port_s: HashMap::new(),
         rng: match cli.seed {
             Some(s) => OsRandom::seeded(s),
             None => OsRandom::new()?,
@@ -152,14 +195,20 @@ fn run(cli: &Cli) -> Result<()> {
             verbose: cli.verbose,
         },
         start: Instant::now(),
+        show_keys: cli.show_keys,
     };
-    event(
-        Json::obj()
-            .set("event", "listening")
-            .set("address", local.to_string())
-            .set("ipsec", "none"),
-    );
-    let mut buf = vec![0u8; 65536];
+    let mut listening = Json::obj();
+    listening
+        .set("event", "listening")
+        .set("address", local.to_string())
+        .set("ipsec", cli.ipsec.name());
+    if cli.ipsec == Ipsec::Udp {
+        listening
+            .set("port_c", Json::Int(i64::from(port_c)))
+            .set("port_s", Json::Int(i64::from(port_s)));
+    }
+    event(&mut listening);
+    let mut buf = tools::ims::esp_udp::recv_buffer();
     while !stop.is_set() {
         let now = p.start.elapsed();
         let next = [p.layer.poll_timeout(), p.net.poll_timeout()]
@@ -169,15 +218,33 @@ fn run(cli: &Cli) -> Result<()> {
         let wait = next
             .map_or(Stop::POLL, |t| t.saturating_sub(now))
             .min(Stop::POLL);
-        if let Some((n, from)) = p.transport.recv(&mut buf, wait)? {
-            let bytes = buf.get(..n).unwrap_or_default();
-            p.ladder.message(Dir::In, from, bytes, false);
-            p.on_datagram(bytes, from);
+        match p.transport.recv(&mut buf, wait)? {
+            Some(Recv::Message(d)) => {
+                let bytes = buf.get(d.range.clone()).unwrap_or_default();
+                p.ladder.message(Dir::In, d.from, bytes, false, d.spi);
+                let flow = d.protected_port.map_or(Flow::Unprotected, |port| {
+                    Flow::protected(Side::Network, port, d.from.port())
+                });
+                p.on_datagram(bytes, d.from, flow);
+            }
+            Some(Recv::Dropped { from, port, reason }) if p.ladder.verbose => {
+                eprintln!("pcscf: dropped a datagram from {from} on port {port}: {reason}");
+            }
+            Some(Recv::Dropped { .. }) => {}
+            None => {}
         }
         p.on_time();
         p.flush();
     }
-    event(Json::obj().set("event", "stopped"));
+    // The SAs still installed go with us.
+    if let Err(e) = p.transport.close() {
+        eprintln!("pcscf: {e:#}");
+    }
+    event(
+        Json::obj()
+            .set("event", "stopped")
+            .set("dropped", Json::Int(p.transport.dropped() as i64)),
+    );
     Ok(())
 }
 
@@ -190,7 +257,7 @@ impl Pcscf {
         self.start.elapsed()
     }
 
-    fn on_datagram(&mut self, bytes: &[u8], from: SocketAddr) {
+    fn on_datagram(&mut self, bytes: &[u8], from: SocketAddr, flow: Flow) {
         let Ok(mut m) = Message::parse(bytes) else {
             return;
         };
@@ -206,9 +273,9 @@ impl Pcscf {
                 return;
             };
             if m.method() == Some(Method::Register) {
-                let actions =
-                    self.net
-                        .on_register(&m, from.ip(), Flow::Unprotected, now, &mut self.rng);
+                let actions = self
+                    .net
+                    .on_register(&m, from.ip(), flow, now, &mut self.rng);
                 self.on_actions(actions, Some((id, from)));
             } else {
                 self.relay(&m, id, from);
@@ -233,6 +300,7 @@ impl Pcscf {
         );
         match self.registry.route(m, &from, &via) {
             Relay::Forward { to, request } => {
+                let to = self.port_s.get(&to).copied().unwrap_or(to);
                 match self
                     .layer
                     .start_client(&request, to, Reliability::Unreliable, now)
@@ -282,6 +350,12 @@ impl Pcscf {
                     set.push(impu.clone());
                     if let Some((_, from)) = txn {
                         self.registry.bind(&set, from);
+                        // Over SAs the UE sends from its port-c (`from`)
+                        // and takes requests on its port-s (TS 33.203).
+                        if let Some(s) = self.net.sas(&impi) {
+                            let port_s = SocketAddr::new(s.ue_addr(), s.ue_offer().port_s);
+                            self.port_s.insert(from, port_s);
+                        }
                     }
                     self.bound.insert(impi.clone(), set);
                     event(
@@ -295,6 +369,11 @@ impl Pcscf {
                 }
                 NetworkAction::Deregistered { impi } => {
                     if let Some(set) = self.bound.remove(&impi) {
+                        for impu in &set {
+                            if let Some(from) = self.registry.lookup(impu) {
+                                self.port_s.remove(from);
+                            }
+                        }
                         self.registry.unbind(&set);
                     }
                     event(Json::obj().set("event", "deregistered").set("impi", impi));
@@ -305,9 +384,32 @@ impl Pcscf {
                         .set("impi", impi)
                         .set("reason", reason),
                 ),
-                // --ipsec none: no SAs are ever set up.
+                NetworkAction::InstallSas(s) => match self.transport.install(&s) {
+                    Ok(()) => self.sa_events(&s, "add"),
+                    Err(e) => eprintln!("pcscf: {e:#}"),
+                },
+                NetworkAction::UpdateSas(s) => {
+                    if let Err(e) = self.transport.update(&s) {
+                        eprintln!("pcscf: {e:#}");
+                    }
+                }
+                NetworkAction::RemoveSas(s) => {
+                    // A response queued for these SAs (the 200 of a
+                    // de-registration) leaves before they go.
+                    self.flush();
+                    match self.transport.remove(&s) {
+                        Ok(()) => self.sa_events(&s, "remove"),
+                        Err(e) => eprintln!("pcscf: {e:#}"),
+                    }
+                }
                 _ => {}
             }
+        }
+    }
+
+    fn sa_events(&self, set: &SaSet, action: &str) {
+        for mut j in tools::ims::sa_events(set, action, self.show_keys) {
+            event(&mut j);
         }
     }
 
@@ -335,10 +437,11 @@ impl Pcscf {
     /// is reported and left to the transaction's timers, as a loss.
     fn flush(&mut self) {
         while let Some(t) = self.layer.poll_transmit() {
-            self.ladder
-                .message(Dir::Out, t.to, &t.bytes, t.retransmission);
-            if let Err(e) = self.transport.send(&t.bytes, t.to) {
-                eprintln!("pcscf: {e:#}");
+            match self.transport.send(&t.bytes, t.to) {
+                Ok(spi) => self
+                    .ladder
+                    .message(Dir::Out, t.to, &t.bytes, t.retransmission, spi),
+                Err(e) => eprintln!("pcscf: {e:#}"),
             }
         }
     }

@@ -1,0 +1,478 @@
+//! `--ipsec udp`: SIP over the SAs of a `mod=UDP-enc-tun` agreement (TS
+//! 33.203), without root: ESP in UDP (RFC 3948) on ordinary UDP sockets
+//! bound to this side's port-c and port-s, the SAs and policies in an
+//! in-process `sadb` database.
+//!
+//! Outgoing SIP becomes an inner IP/UDP packet (built by `etherparse`)
+//! from this side's address and port to the peer's; `sadb`'s
+//! [`Databases::protect`] decides: an `esp-udp` tunnel SA gives the ESP
+//! packet, sent from the socket of the SA's UDP source port; no policy
+//! sends it in clear from the plain socket, but never from a protected
+//! port (fail closed). Every datagram on a protected port goes to
+//! [`Databases::unprotect`] with the socket's addresses; only what came
+//! out of an SA is delivered, so clear text there is dropped and counted.
+//! The SA statements are `gm`'s ([`SaSet::statements`] and the update and
+//! delete ones), applied with `sadb`'s own apply.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, anyhow, bail};
+use gm::reg::{IpsecMode, SaSet};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use sadb::ast::Direction;
+use sadb::{Databases, Incoming, Outgoing, Received, Statement, Timestamp, Wire};
+
+use super::OsRandom;
+
+/// Room in front of a packet for the ESP and outer headers the engine
+/// writes (one SA: at most 64 bytes, `sadb` says; kept generous).
+const HEAD: usize = 128;
+/// Room after it for padding and ICV.
+const TAIL: usize = 128;
+/// The largest UDP payload.
+const MAX_DATAGRAM: usize = 65_535;
+
+/// What [`EspUdp::recv`] got.
+#[derive(Debug)]
+pub enum Recv {
+    /// A SIP message at `buf[range]`.
+    Message(Datagram),
+    /// A datagram that is not delivered (clear text on a protected port,
+    /// an unknown SPI, a bad ICV...), already counted.
+    Dropped {
+        /// The sender.
+        from: SocketAddr,
+        /// Our port it came to.
+        port: u16,
+        /// Why, one line.
+        reason: String,
+    },
+}
+
+/// A received message and how it came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    /// Where the SIP message is in the caller's buffer.
+    pub range: std::ops::Range<usize>,
+    /// The sender (the inner source when it came over an SA).
+    pub from: SocketAddr,
+    /// Our protected port it came to over an SA, or `None` (clear, on the
+    /// plain socket).
+    pub protected_port: Option<u16>,
+    /// The SA that carried it.
+    pub spi: Option<u32>,
+}
+
+/// The sockets, the SA database and the capture of `--ipsec udp`.
+#[derive(Debug)]
+pub struct EspUdp {
+    plain: UdpSocket,
+    port_c: UdpSocket,
+    port_s: UdpSocket,
+    local_ip: IpAddr,
+    db: Databases,
+    /// Peer (address, port) -> our protected port that sends to it: from
+    /// the outbound SAs installed.
+    routes: HashMap<SocketAddr, u16>,
+    /// The SA sets installed, as given and as installed (with reqids of
+    /// their own), removed on [`EspUdp::close`].
+    sets: Vec<(SaSet, SaSet)>,
+    /// The next reqid base: each set's two outbound policies get reqids no
+    /// other set here has, or a `unique:N` policy would take another UE's
+    /// SA (every set comes with reqids 1 and 2).
+    next_reqid: u32,
+    rng: OsRandom,
+    /// The send buffer, reused.
+    out: Vec<u8>,
+    pcap: Option<File>,
+    dropped: u64,
+}
+
+impl EspUdp {
+    /// Binds the plain socket on `addr` and the protected ones on its
+    /// address with `port_c` and `port_s` (0: any free port).
+    pub fn bind(addr: SocketAddr, port_c: u16, port_s: u16) -> Result<EspUdp> {
+        let bind = |a: SocketAddr| -> Result<UdpSocket> {
+            let s = UdpSocket::bind(a).with_context(|| format!("cannot bind {a}"))?;
+            s.set_nonblocking(true)
+                .with_context(|| format!("cannot make {a} non-blocking"))?;
+            Ok(s)
+        };
+        let plain = bind(addr)?;
+        let local_ip = plain.local_addr()?.ip();
+        let port_c = bind(SocketAddr::new(local_ip, port_c))?;
+        let port_s = bind(SocketAddr::new(local_ip, port_s))?;
+        Ok(EspUdp {
+            plain,
+            port_c,
+            port_s,
+            local_ip,
+            db: Databases::new(),
+            routes: HashMap::new(),
+            sets: Vec::new(),
+            next_reqid: 1,
+            rng: OsRandom::new()?,
+            out: vec![0; HEAD + MAX_DATAGRAM + TAIL],
+            pcap: None,
+            dropped: 0,
+        })
+    }
+
+    /// Writes every packet sent and received, as the outer IP packet on
+    /// the wire (IP/UDP/ESP over the SAs, IP/UDP in clear), to a pcap file
+    /// at `path` (raw IP link type).
+    pub fn capture(&mut self, path: &Path) -> Result<()> {
+        let mut f =
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        f.write_all(&crate::pcap::file_header(crate::pcap::LINKTYPE_RAW, false))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        self.pcap = Some(f);
+        Ok(())
+    }
+
+    /// The plain socket's address.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.plain.local_addr()?)
+    }
+
+    /// Our port-c and port-s.
+    pub fn protected_ports(&self) -> Result<(u16, u16)> {
+        Ok((
+            self.port_c.local_addr()?.port(),
+            self.port_s.local_addr()?.port(),
+        ))
+    }
+
+    /// Datagrams dropped on the protected ports so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Installs `set` (its `spdadd` and `add` statements); refused unless
+    /// it is `UDP-enc-tun` on our protected ports.
+    pub fn install(&mut self, set: &SaSet) -> Result<()> {
+        if set.mode() != IpsecMode::UdpEncapsulatedTunnel {
+            bail!(
+                "the agreed SAs are mod={}: --ipsec udp carries only mod=UDP-enc-tun",
+                set.mode()
+            );
+        }
+        let (c, s) = self.protected_ports()?;
+        for sa in set.sas().iter().filter(|sa| sa.direction == Direction::Out) {
+            if sa.src_port != c && sa.src_port != s {
+                bail!(
+                    "an SA leaves from port {}, not one of our protected ports {c} and {s}",
+                    sa.src_port
+                );
+            }
+        }
+        let base = self.next_reqid;
+        let local = set.clone().with_reqid_base(base);
+        self.apply(&local.statements(), "install")?;
+        self.next_reqid = base.wrapping_add(2);
+        for sa in set.sas().iter().filter(|sa| sa.direction == Direction::Out) {
+            self.routes
+                .insert(SocketAddr::new(sa.dst, sa.dst_port), sa.src_port);
+        }
+        self.sets.push((set.clone(), local));
+        Ok(())
+    }
+
+    /// Gives the installed SAs of `set` its lifetime (`update`).
+    pub fn update(&mut self, set: &SaSet) -> Result<()> {
+        let Some(i) = self.installed(set) else {
+            bail!("cannot update SAs that are not installed");
+        };
+        let Some((given, local)) = self.sets.get(i).cloned() else {
+            return Ok(());
+        };
+        let updated = local.with_lifetime(set.lifetime());
+        self.apply(&updated.update_statements(), "update")?;
+        if let Some(slot) = self.sets.get_mut(i) {
+            *slot = (given, updated);
+        }
+        Ok(())
+    }
+
+    /// Removes the SAs and policies of `set` (`spddelete`, `delete`).
+    pub fn remove(&mut self, set: &SaSet) -> Result<()> {
+        let Some(i) = self.installed(set) else {
+            bail!("cannot remove SAs that are not installed");
+        };
+        let (given, local) = self.sets.remove(i);
+        for sa in given
+            .sas()
+            .iter()
+            .filter(|sa| sa.direction == Direction::Out)
+        {
+            self.routes.remove(&SocketAddr::new(sa.dst, sa.dst_port));
+        }
+        self.apply(&local.delete_statements(), "remove")
+    }
+
+    /// Removes every SA set still installed (at exit).
+    pub fn close(&mut self) -> Result<()> {
+        while let Some((given, _)) = self.sets.first().cloned() {
+            self.remove(&given)?;
+        }
+        Ok(())
+    }
+
+    /// Where `set` is among the installed sets (same SAs; the lifetime
+    /// may differ).
+    fn installed(&self, set: &SaSet) -> Option<usize> {
+        self.sets
+            .iter()
+            .position(|(given, _)| given.sas() == set.sas())
+    }
+
+    fn apply(&mut self, statements: &[Statement], what: &str) -> Result<()> {
+        self.db
+            .apply_statements(statements, now())
+            .map(|_| ())
+            .map_err(|e| anyhow!("cannot {what} the SAs: {e}"))
+    }
+
+    /// Sends one SIP message to `to`: over the SA the policy names, or in
+    /// clear from the plain socket where no policy covers it. The SPI of
+    /// the SA used, if one was.
+    pub fn send(&mut self, bytes: &[u8], to: SocketAddr) -> Result<Option<u32>> {
+        let plain_port = self.plain.local_addr()?.port();
+        let src_port = self.routes.get(&to).copied().unwrap_or(plain_port);
+        let inner = ip_udp(SocketAddr::new(self.local_ip, src_port), to, bytes)
+            .ok_or_else(|| anyhow!("cannot send {} bytes to {to}: too long", bytes.len()))?;
+        let end = HEAD + inner.len();
+        let Some(slot) = self.out.get_mut(HEAD..end) else {
+            bail!("cannot send {} bytes to {to}: too long", bytes.len());
+        };
+        slot.copy_from_slice(&inner);
+        let rng = &mut self.rng;
+        let mut iv = |iv: &mut [u8]| gm::reg::Random::fill(rng, iv);
+        match self.db.protect(&mut self.out, HEAD..end, now(), &mut iv) {
+            Outgoing::Protected(p) => {
+                let Wire::EspInUdp { sport, dport } = p.wire else {
+                    bail!("not sent to {to}: its SA is not ESP in UDP");
+                };
+                let sock = self.socket(sport).ok_or_else(|| {
+                    anyhow!("not sent to {to}: its SA leaves from port {sport}, not ours")
+                })?;
+                let payload = self.out.get(p.payload()).unwrap_or_default();
+                sock.send_to(payload, SocketAddr::new(p.dst, dport))
+                    .with_context(|| format!("cannot send to {to}"))?;
+                let packet = self.out.get(p.packet.clone()).unwrap_or_default();
+                record(&mut self.pcap, packet);
+                Ok(p.sas.iter().next().map(|u| u.id.spi.0))
+            }
+            Outgoing::Bypass { .. } if src_port == plain_port => {
+                self.plain
+                    .send_to(bytes, to)
+                    .with_context(|| format!("cannot send to {to}"))?;
+                record(&mut self.pcap, &inner);
+                Ok(None)
+            }
+            // Fail closed: a peer reached over SAs gets nothing in clear,
+            // even when its SAs are gone.
+            Outgoing::Bypass { .. } => {
+                bail!("not sent to {to}: no SA from our protected port {src_port} any more")
+            }
+            Outgoing::Discard(d) => bail!("not sent to {to}: {:?}", d.reason),
+        }
+    }
+
+    fn socket(&self, port: u16) -> Option<&UdpSocket> {
+        [&self.port_c, &self.port_s]
+            .into_iter()
+            .find(|s| s.local_addr().is_ok_and(|a| a.port() == port))
+    }
+
+    /// Receives one datagram into `buf` (at least 64 KiB + 256 bytes),
+    /// waiting at most `wait`; `None` when none came.
+    pub fn recv(&mut self, buf: &mut [u8], wait: Duration) -> Result<Option<Recv>> {
+        let ready = {
+            let mut fds = [
+                PollFd::new(self.plain.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.port_c.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.port_s.as_fd(), PollFlags::POLLIN),
+            ];
+            let ms = wait.max(Duration::from_millis(1));
+            let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e).context("cannot wait for datagrams"),
+            }
+            fds.map(|f| f.any().unwrap_or(false))
+        };
+        let Some(which) = ready.iter().position(|r| *r) else {
+            return Ok(None);
+        };
+        let sock = match which {
+            0 => &self.plain,
+            1 => &self.port_c,
+            _ => &self.port_s,
+        };
+        let local = sock.local_addr()?;
+        let Some(room) = buf.get_mut(HEAD..) else {
+            bail!("receive buffer too small");
+        };
+        let (n, from) = match sock.recv_from(room) {
+            Ok(r) => r,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::Interrupted
+                        | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(e).context("cannot receive"),
+        };
+        let range = HEAD..HEAD + n;
+        let datagram = buf.get(range.clone()).unwrap_or_default();
+        if let Some(outer) = ip_udp(from, local, datagram) {
+            record(&mut self.pcap, &outer);
+        }
+        if which == 0 {
+            return Ok(Some(Recv::Message(Datagram {
+                range,
+                from,
+                protected_port: None,
+                spi: None,
+            })));
+        }
+        let port = local.port();
+        let verdict = self.db.unprotect(
+            buf,
+            range,
+            Received::Udp {
+                src: from,
+                dst: local,
+            },
+            now(),
+        );
+        let mut refuse = |reason: String| {
+            self.dropped += 1;
+            Ok(Some(Recv::Dropped { from, port, reason }))
+        };
+        let d = match verdict {
+            Incoming::Deliver(d) if d.sas.is_empty() => {
+                return refuse("clear text on a protected port".into());
+            }
+            // RFC 4301 §5.2: what comes out of an SA must be what its
+            // policy selects, not any packet its sender put inside.
+            Incoming::Deliver(d) if d.policy.is_none() => {
+                return refuse("no inbound policy selects the inner packet".into());
+            }
+            Incoming::Deliver(d) => d,
+            Incoming::Drop(d) => return refuse(format!("{:?}", d.reason)),
+        };
+        let spi = d.sas.iter().next().map(|u| u.id.spi.0);
+        let packet = buf.get(d.packet.clone()).unwrap_or_default();
+        let Some((inner_from, payload)) = udp_payload(packet) else {
+            return refuse("the inner packet is not UDP".into());
+        };
+        let start = d.packet.start + payload.start;
+        Ok(Some(Recv::Message(Datagram {
+            range: start..d.packet.start + payload.end,
+            from: inner_from,
+            protected_port: Some(port),
+            spi,
+        })))
+    }
+}
+
+/// The receive buffer [`EspUdp::recv`] wants.
+pub fn recv_buffer() -> Vec<u8> {
+    vec![0; HEAD + MAX_DATAGRAM + TAIL]
+}
+
+/// An IPv4 or IPv6 packet carrying UDP from `src` to `dst` (`etherparse`
+/// fills in lengths and checksums); `None` when too long or the families
+/// differ.
+fn ip_udp(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Option<Vec<u8>> {
+    let b = match (src.ip(), dst.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            etherparse::PacketBuilder::ipv4(s.octets(), d.octets(), 64).udp(src.port(), dst.port())
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            etherparse::PacketBuilder::ipv6(s.octets(), d.octets(), 64).udp(src.port(), dst.port())
+        }
+        _ => return None,
+    };
+    let mut out = Vec::with_capacity(b.size(payload.len()));
+    b.write(&mut out, payload).ok()?;
+    Some(out)
+}
+
+/// The sender and where the payload is in an IP/UDP packet (`etherparse`).
+fn udp_payload(packet: &[u8]) -> Option<(SocketAddr, std::ops::Range<usize>)> {
+    let p = etherparse::SlicedPacket::from_ip(packet).ok()?;
+    let src = match p.net? {
+        etherparse::NetSlice::Ipv4(h) => IpAddr::V4(h.header().source_addr()),
+        etherparse::NetSlice::Ipv6(h) => IpAddr::V6(h.header().source_addr()),
+        _ => return None,
+    };
+    let etherparse::TransportSlice::Udp(u) = p.transport? else {
+        return None;
+    };
+    let payload = u.payload();
+    let start = payload
+        .as_ptr()
+        .addr()
+        .checked_sub(packet.as_ptr().addr())?;
+    Some((
+        SocketAddr::new(src, u.source_port()),
+        start..start + payload.len(),
+    ))
+}
+
+/// Appends a packet to the capture; a capture that cannot be written is
+/// reported once and closed.
+fn record(pcap: &mut Option<File>, packet: &[u8]) {
+    let Some(f) = pcap else { return };
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut rec = Vec::with_capacity(16 + packet.len());
+    let secs = u32::try_from(t.as_secs()).unwrap_or(u32::MAX);
+    crate::pcap::write_record(&mut rec, secs, t.subsec_micros(), packet);
+    if let Err(e) = f.write_all(&rec) {
+        eprintln!("warning: cannot write the capture: {e}");
+        *pcap = None;
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn udp_payload_finds_the_sender_and_the_payload() {
+        let src: SocketAddr = "127.0.0.1:5062".parse().unwrap();
+        let dst: SocketAddr = "127.0.0.1:5068".parse().unwrap();
+        let p = ip_udp(src, dst, b"OPTIONS").unwrap();
+        let (from, r) = udp_payload(&p).unwrap();
+        assert_eq!(from, src);
+        assert_eq!(&p[r], b"OPTIONS");
+        let v6: SocketAddr = "[::1]:5062".parse().unwrap();
+        assert!(ip_udp(v6, dst, b"x").is_none());
+        assert!(udp_payload(b"\x45garbage").is_none());
+    }
+}
