@@ -20,6 +20,7 @@ use sha1::{Digest, Sha1};
 
 use crate::error::{Failure, Reason};
 pub use crate::feedback::{RequestedFeedback, ReturnedParameters};
+use crate::isa::op;
 use crate::state::{State, StateStore};
 
 /// A state creation or free request made by the message, to be applied by
@@ -39,46 +40,6 @@ pub enum StateRequest {
         /// The partial state identifier (6..=20 bytes).
         partial_id: Vec<u8>,
     },
-}
-
-/// The opcodes (RFC 3320 §9, Figure 11).
-mod op {
-    pub const DECOMPRESSION_FAILURE: u8 = 0;
-    pub const AND: u8 = 1;
-    pub const OR: u8 = 2;
-    pub const NOT: u8 = 3;
-    pub const LSHIFT: u8 = 4;
-    pub const RSHIFT: u8 = 5;
-    pub const ADD: u8 = 6;
-    pub const SUBTRACT: u8 = 7;
-    pub const MULTIPLY: u8 = 8;
-    pub const DIVIDE: u8 = 9;
-    pub const REMAINDER: u8 = 10;
-    pub const SORT_ASCENDING: u8 = 11;
-    pub const SORT_DESCENDING: u8 = 12;
-    pub const SHA_1: u8 = 13;
-    pub const LOAD: u8 = 14;
-    pub const MULTILOAD: u8 = 15;
-    pub const PUSH: u8 = 16;
-    pub const POP: u8 = 17;
-    pub const COPY: u8 = 18;
-    pub const COPY_LITERAL: u8 = 19;
-    pub const COPY_OFFSET: u8 = 20;
-    pub const MEMSET: u8 = 21;
-    pub const JUMP: u8 = 22;
-    pub const COMPARE: u8 = 23;
-    pub const CALL: u8 = 24;
-    pub const RETURN: u8 = 25;
-    pub const SWITCH: u8 = 26;
-    pub const CRC: u8 = 27;
-    pub const INPUT_BYTES: u8 = 28;
-    pub const INPUT_BITS: u8 = 29;
-    pub const INPUT_HUFFMAN: u8 = 30;
-    pub const STATE_ACCESS: u8 = 31;
-    pub const STATE_CREATE: u8 = 32;
-    pub const STATE_FREE: u8 = 33;
-    pub const OUTPUT: u8 = 34;
-    pub const END_MESSAGE: u8 = 35;
 }
 
 /// UDVM registers (RFC 3320 §8.1).

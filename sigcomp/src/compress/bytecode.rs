@@ -1,9 +1,9 @@
 //! The decompressor bytecode our compressor's messages run on.
 //!
 //! Source: `sigcomp/bytecode/deflate-dict.asm` (RFC 4464 §3 assembly),
-//! assembled by [`crate::asm`]; the test at the bottom of this file
-//! assembles the source and checks it gives exactly [`CODE`] and the
-//! addresses below, so the two cannot drift apart.
+//! assembled by the `sigcomp-asm` crate, whose test `bytecode` assembles
+//! the source and checks it gives exactly [`CODE`] and the addresses
+//! below, so the two cannot drift apart.
 
 use crate::state::{State, StateId};
 
@@ -92,45 +92,3 @@ pub const UNCOMPRESSED_BLOB_MAX: usize = 56;
 /// The source of [`UNCOMPRESSED_ANNOUNCING`].
 pub const UNCOMPRESSED_ANNOUNCING_SOURCE: &str =
     include_str!("../../bytecode/uncompressed-announce.asm");
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
-    use super::*;
-
-    #[test]
-    fn source_assembles_to_the_embedded_code() {
-        let p = crate::asm::assemble_program(SOURCE).unwrap();
-        assert_eq!(p.origin, ORIGIN);
-        assert_eq!(p.code, CODE.to_vec());
-        assert_eq!(p.symbols["state_entry"], i64::from(STATE_ENTRY));
-        assert_eq!(p.symbols["code_end"], i64::from(BUFFER_START));
-        assert_eq!(p.upload_code(), upload());
-        assert_eq!(*state().id(), state_id());
-    }
-
-    #[test]
-    fn literal_sources_assemble_to_the_embedded_code() {
-        let p = crate::asm::assemble_program(UNCOMPRESSED_SOURCE).unwrap();
-        assert_eq!((p.origin, p.upload_code()), (ORIGIN, &UNCOMPRESSED[..]));
-        // RFC 4896 §11 prints the message that uploads it.
-        let mut msg = vec![0xf8, 0x00, 0xa1];
-        msg.extend_from_slice(&UNCOMPRESSED);
-        assert_eq!(
-            msg,
-            [
-                0xf8, 0x00, 0xa1, 0x1c, 0x01, 0x86, 0x09, 0x22, 0x86, 0x01, 0x16, 0xf9, 0x23
-            ]
-        );
-        let p = crate::asm::assemble_program(UNCOMPRESSED_ANNOUNCING_SOURCE).unwrap();
-        assert_eq!(
-            (p.origin, p.upload_code()),
-            (ORIGIN, &UNCOMPRESSED_ANNOUNCING[..])
-        );
-        assert_eq!(p.symbols["blob"], i64::from(UNCOMPRESSED_BLOB));
-        assert_eq!(
-            usize::from(ORIGIN - UNCOMPRESSED_BLOB),
-            UNCOMPRESSED_BLOB_MAX
-        );
-    }
-}
