@@ -20,7 +20,7 @@ use sha1::{Digest, Sha1};
 
 use crate::error::{Failure, Reason};
 pub use crate::feedback::{RequestedFeedback, ReturnedParameters};
-use crate::isa::op;
+use crate::isa::{self, Multitype, OperandKind, op};
 use crate::state::{State, StateStore};
 
 /// A state creation or free request made by the message, to be applied by
@@ -913,7 +913,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 self.sort(start, n, k, opcode == op::SORT_DESCENDING)?;
                 Ok(o.end())
             }
-            op::SHA_1 => self.op_sha1(inst),
+            op::SHA_1 => self.op_sha1(o),
             op::LOAD => {
                 let address = o.multi(self)?;
                 let value = o.multi(self)?;
@@ -921,7 +921,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 self.set_word(address, value)?;
                 Ok(o.end())
             }
-            op::MULTILOAD => self.op_multiload(inst),
+            op::MULTILOAD => self.op_multiload(inst, o),
             op::PUSH => {
                 let value = o.multi(self)?;
                 self.charge(1)?;
@@ -970,7 +970,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 }
                 Ok(o.end())
             }
-            op::MEMSET => self.op_memset(inst),
+            op::MEMSET => self.op_memset(o),
             op::JUMP => {
                 let a = o.address(self, inst)?;
                 self.charge(1)?;
@@ -1000,8 +1000,8 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 let a = self.pop()?;
                 self.target(a)
             }
-            op::SWITCH => self.op_switch(inst),
-            op::CRC => self.op_crc(inst),
+            op::SWITCH => self.op_switch(inst, o),
+            op::CRC => self.op_crc(inst, o),
             op::INPUT_BYTES => {
                 let length = o.multi(self)?;
                 let destination = o.multi(self)?;
@@ -1042,8 +1042,8 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 Ok(o.end())
             }
             op::INPUT_HUFFMAN => self.input_huffman(inst, o),
-            op::STATE_ACCESS => self.op_state_access(inst),
-            op::STATE_CREATE => self.op_state_create(inst),
+            op::STATE_ACCESS => self.op_state_access(o),
+            op::STATE_CREATE => self.op_state_create(o),
             op::STATE_FREE => {
                 let start = o.multi(self)?;
                 let length = o.multi(self)?;
@@ -1074,37 +1074,35 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 }
                 Ok(o.end())
             }
-            op::END_MESSAGE => self.op_end_message(inst),
+            op::END_MESSAGE => self.op_end_message(o),
             _ => Err(Reason::InvalidOpcode.into()),
         }
     }
 
     #[inline(never)]
-    fn op_sha1(&mut self, inst: u16) -> Flow {
-        let mut pc = inst.wrapping_add(1);
-        let position = self.multi(&mut pc)?;
-        let length = self.multi(&mut pc)?;
-        let destination = self.multi(&mut pc)?;
+    fn op_sha1<O: Ops>(&mut self, o: &mut O) -> Flow {
+        let position = o.multi(self)?;
+        let length = o.multi(self)?;
+        let destination = o.multi(self)?;
         self.charge(1 + u64::from(length))?;
         let mut h = Sha1::new();
         let b = self.bounds()?;
         for_runs(self.mem, position, length, b, |run| h.update(run))?;
         let digest: [u8; 20] = h.finalize().into();
         self.write_bytes(destination, digest)?;
-        Ok(pc)
+        Ok(o.end())
     }
 
     #[inline(never)]
-    fn op_multiload(&mut self, inst: u16) -> Flow {
-        let mut pc = inst.wrapping_add(1);
-        let address = self.multi(&mut pc)?;
-        let n = self.literal(&mut pc)?;
+    fn op_multiload<O: Ops>(&mut self, inst: u16, o: &mut O) -> Flow {
+        let address = o.multi(self)?;
+        let n = o.literal(self)?;
         // Find the end of the instruction without evaluating.
-        let values_at = pc;
-        let mut end = pc;
+        let values_at = o.end();
         for _ in 0..n {
-            self.skip_multi(&mut end)?;
+            o.skip_multi(self)?;
         }
+        let end = o.end();
         self.charge(1 + u64::from(n))?;
         // RFC 3320 §9.2.2: the words written must not overlap the
         // instruction itself.
@@ -1126,27 +1124,25 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
     }
 
     #[inline(never)]
-    fn op_memset(&mut self, inst: u16) -> Flow {
-        let mut pc = inst.wrapping_add(1);
-        let address = self.multi(&mut pc)?;
-        let length = self.multi(&mut pc)?;
-        let start_value = self.multi(&mut pc)?;
-        let offset = self.multi(&mut pc)?;
+    fn op_memset<O: Ops>(&mut self, o: &mut O) -> Flow {
+        let address = o.multi(self)?;
+        let length = o.multi(self)?;
+        let start_value = o.multi(self)?;
+        let offset = o.multi(self)?;
         self.charge(1 + u64::from(length))?;
         let seq = (0..length).map(|n| (start_value.wrapping_add(n.wrapping_mul(offset))) as u8);
         self.write_bytes(address, seq)?;
-        Ok(pc)
+        Ok(o.end())
     }
 
     #[inline(never)]
-    fn op_switch(&mut self, inst: u16) -> Flow {
-        let mut pc = inst.wrapping_add(1);
-        let n = self.literal(&mut pc)?;
-        let j = self.multi(&mut pc)?;
+    fn op_switch<O: Ops>(&mut self, inst: u16, o: &mut O) -> Flow {
+        let n = o.literal(self)?;
+        let j = o.multi(self)?;
         self.charge(1 + u64::from(n))?;
         let mut chosen = None;
         for i in 0..n {
-            let a = self.address(&mut pc, inst)?;
+            let a = o.address(self, inst)?;
             if i == j {
                 chosen = Some(a);
             }
@@ -1156,12 +1152,11 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
     }
 
     #[inline(never)]
-    fn op_crc(&mut self, inst: u16) -> Flow {
-        let mut pc = inst.wrapping_add(1);
-        let value = self.multi(&mut pc)?;
-        let position = self.multi(&mut pc)?;
-        let length = self.multi(&mut pc)?;
-        let address = self.address(&mut pc, inst)?;
+    fn op_crc<O: Ops>(&mut self, inst: u16, o: &mut O) -> Flow {
+        let value = o.multi(self)?;
+        let position = o.multi(self)?;
+        let length = o.multi(self)?;
+        let address = o.address(self, inst)?;
         self.charge(1 + u64::from(length))?;
         let mut fcs = crate::crc::Fcs16::new();
         let b = self.bounds()?;
@@ -1169,21 +1164,20 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
             run.iter().for_each(|&x| fcs.update(x))
         })?;
         if fcs.value() == value {
-            Ok(pc)
+            Ok(o.end())
         } else {
             self.target(address)
         }
     }
 
     #[inline(never)]
-    fn op_state_access(&mut self, inst: u16) -> Flow {
-        let mut pc = inst.wrapping_add(1);
-        let id_start = self.multi(&mut pc)?;
-        let id_len = self.multi(&mut pc)?;
-        let state_begin = self.multi(&mut pc)?;
-        let state_length = self.multi(&mut pc)?;
-        let state_address = self.multi(&mut pc)?;
-        let state_instruction = self.multi(&mut pc)?;
+    fn op_state_access<O: Ops>(&mut self, o: &mut O) -> Flow {
+        let id_start = o.multi(self)?;
+        let id_len = o.multi(self)?;
+        let state_begin = o.multi(self)?;
+        let state_length = o.multi(self)?;
+        let state_address = o.multi(self)?;
+        let state_instruction = o.multi(self)?;
         let s = self.lookup_state(id_start, id_len)?;
         let length = if state_length == 0 {
             s.length()
@@ -1224,20 +1218,19 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
             d = next(d, bcl, bcr);
         }
         if instruction == 0 {
-            Ok(pc)
+            Ok(o.end())
         } else {
             self.target(instruction)
         }
     }
 
     #[inline(never)]
-    fn op_state_create(&mut self, inst: u16) -> Flow {
-        let mut pc = inst.wrapping_add(1);
-        let length = self.multi(&mut pc)?;
-        let address = self.multi(&mut pc)?;
-        let instruction = self.multi(&mut pc)?;
-        let mal = self.multi(&mut pc)?;
-        let priority = self.multi(&mut pc)?;
+    fn op_state_create<O: Ops>(&mut self, o: &mut O) -> Flow {
+        let length = o.multi(self)?;
+        let address = o.multi(self)?;
+        let instruction = o.multi(self)?;
+        let mal = o.multi(self)?;
+        let priority = o.multi(self)?;
         self.charge(1 + u64::from(length))?;
         // RFC 3320 §9.4.6.
         if !(6..=20).contains(&mal) {
@@ -1253,19 +1246,18 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
             mal,
             priority,
         })?;
-        Ok(pc)
+        Ok(o.end())
     }
 
     #[inline(never)]
-    fn op_end_message(&mut self, inst: u16) -> Flow {
-        let mut pc = inst.wrapping_add(1);
-        let feedback_location = self.multi(&mut pc)?;
-        let parameters_location = self.multi(&mut pc)?;
-        let length = self.multi(&mut pc)?;
-        let address = self.multi(&mut pc)?;
-        let instruction = self.multi(&mut pc)?;
-        let mal = self.multi(&mut pc)?;
-        let priority = self.multi(&mut pc)?;
+    fn op_end_message<O: Ops>(&mut self, o: &mut O) -> Flow {
+        let feedback_location = o.multi(self)?;
+        let parameters_location = o.multi(self)?;
+        let length = o.multi(self)?;
+        let address = o.multi(self)?;
+        let instruction = o.multi(self)?;
+        let mal = o.multi(self)?;
+        let priority = o.multi(self)?;
         self.charge(1 + u64::from(length))?;
         // RFC 3320 §9.4.9: an invalid request of its own is dropped
         // without failure; a fifth creation request fails.
@@ -1476,7 +1468,8 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
 /// Where an instruction's operands come from: decoded from memory as the
 /// instruction runs ([`MemOps`]), or from a [`Slot`] decoded earlier
 /// ([`SlotOps`]). Both give the same values: the instructions are written
-/// once, against this trait. Operands are taken in order.
+/// once, against this trait, and take every operand through it, in order
+/// (a unit test checks the kinds they take against [`crate::isa`]).
 trait Ops {
     /// A literal operand (#).
     fn literal<S: StateStore + ?Sized>(&mut self, run: &Run<'_, S>) -> R<u16>;
@@ -1484,6 +1477,9 @@ trait Ops {
     fn reference<S: StateStore + ?Sized>(&mut self, run: &Run<'_, S>) -> R<u16>;
     /// A multitype operand (%): its value, read from memory now.
     fn multi<S: StateStore + ?Sized>(&mut self, run: &Run<'_, S>) -> R<u16>;
+    /// A multitype operand skipped without evaluating it (MULTILOAD
+    /// evaluates its values only once it knows its length).
+    fn skip_multi<S: StateStore + ?Sized>(&mut self, run: &Run<'_, S>) -> R<()>;
     /// An address operand (@): multitype plus the instruction's address.
     fn address<S: StateStore + ?Sized>(&mut self, run: &Run<'_, S>, inst: u16) -> R<u16>;
     /// The address after the operands taken so far (after all of them,
@@ -1491,9 +1487,23 @@ trait Ops {
     fn end(&self) -> u16;
     /// Takes the `n` operand sets of INPUT-HUFFMAN; returns the sum of
     /// their bits.
-    fn huffman_sets<S: StateStore + ?Sized>(&mut self, run: &mut Run<'_, S>, n: u16) -> R<u32>;
+    fn huffman_sets<S: StateStore + ?Sized>(&mut self, run: &mut Run<'_, S>, n: u16) -> R<u32> {
+        run.huff_sets.clear();
+        let mut total_bits: u32 = 0;
+        for _ in 0..n {
+            let mut set = [0u16; 4];
+            for v in set.iter_mut() {
+                *v = self.multi(run)?;
+            }
+            total_bits += u32::from(set[0]);
+            run.huff_sets.push(set);
+        }
+        Ok(total_bits)
+    }
     /// Operand set `j` of INPUT-HUFFMAN, after [`Ops::huffman_sets`].
-    fn huffman_set<S: StateStore + ?Sized>(&self, run: &Run<'_, S>, j: usize) -> Option<[u16; 4]>;
+    fn huffman_set<S: StateStore + ?Sized>(&self, run: &Run<'_, S>, j: usize) -> Option<[u16; 4]> {
+        run.huff_sets.get(j).copied()
+    }
     /// A decode table for the sets with P bit `p` and H bit `h_lsb` (see
     /// [`HuffTab::table`]) and the number of bits it looks at, if there
     /// is one.
@@ -1536,21 +1546,8 @@ impl Ops for MemOps {
     fn end(&self) -> u16 {
         self.pc
     }
-    fn huffman_sets<S: StateStore + ?Sized>(&mut self, run: &mut Run<'_, S>, n: u16) -> R<u32> {
-        run.huff_sets.clear();
-        let mut total_bits: u32 = 0;
-        for _ in 0..n {
-            let mut set = [0u16; 4];
-            for v in set.iter_mut() {
-                *v = run.multi(&mut self.pc)?;
-            }
-            total_bits += u32::from(set[0]);
-            run.huff_sets.push(set);
-        }
-        Ok(total_bits)
-    }
-    fn huffman_set<S: StateStore + ?Sized>(&self, run: &Run<'_, S>, j: usize) -> Option<[u16; 4]> {
-        run.huff_sets.get(j).copied()
+    fn skip_multi<S: StateStore + ?Sized>(&mut self, run: &Run<'_, S>) -> R<()> {
+        run.skip_multi(&mut self.pc)
     }
 }
 
@@ -1603,6 +1600,10 @@ impl Ops for SlotOps<'_> {
     fn end(&self) -> u16 {
         (self.slot.pc as u16).wrapping_add(self.slot.len)
     }
+    fn skip_multi<S: StateStore + ?Sized>(&mut self, _run: &Run<'_, S>) -> R<()> {
+        // MULTILOAD is not cached (see `cached`).
+        Err(Reason::InternalError)
+    }
     #[inline(always)]
     fn huffman_sets<S: StateStore + ?Sized>(&mut self, _run: &mut Run<'_, S>, _n: u16) -> R<u32> {
         Ok(self.tab().total_bits)
@@ -1624,25 +1625,10 @@ impl Ops for SlotOps<'_> {
     }
 }
 
-/// Decodes a literal operand from `code` at `*at`.
+/// Decodes a literal operand from `code` at `*at` (RFC 3320 Figure 8).
 fn dec_literal(code: &[u8], at: &mut usize) -> Option<Opnd> {
-    let b = *code.get(*at)?;
-    let (v, len) = if b & 0x80 == 0 {
-        (u16::from(b), 1)
-    } else if b & 0xc0 == 0x80 {
-        (
-            (u16::from(b & 0x3f) << 8) | u16::from(*code.get(*at + 1)?),
-            2,
-        )
-    } else if b == 0xc0 {
-        (
-            u16::from_be_bytes([*code.get(*at + 1)?, *code.get(*at + 2)?]),
-            3,
-        )
-    } else {
-        return None;
-    };
-    *at += len;
+    let (v, n) = isa::decode_literal(code.get(*at..)?)?;
+    *at += n;
     Some(Opnd {
         mem: false,
         v,
@@ -1650,52 +1636,34 @@ fn dec_literal(code: &[u8], at: &mut usize) -> Option<Opnd> {
     })
 }
 
-/// Decodes a reference operand: the address it names.
+/// Decodes a reference operand: the address it names (Figure 9).
 fn dec_reference(code: &[u8], at: &mut usize) -> Option<Opnd> {
-    let b = *code.get(*at)?;
-    let mut o = dec_literal(code, at)?;
-    if b != 0xc0 {
-        o.v = o.v.wrapping_mul(2);
-    }
-    Some(o)
+    let (v, n) = isa::decode_reference(code.get(*at..)?)?;
+    *at += n;
+    Some(Opnd {
+        mem: false,
+        v,
+        add: 0,
+    })
 }
 
 /// Decodes a multitype operand (Figure 10): a constant, or the address of
 /// the memory word that holds its value.
 fn dec_multi(code: &[u8], at: &mut usize) -> Option<Opnd> {
-    let b = *code.get(*at)?;
-    let b1 = || code.get(*at + 1).copied().map(u16::from);
-    let w1 = || {
-        Some(u16::from_be_bytes([
-            *code.get(*at + 1)?,
-            *code.get(*at + 2)?,
-        ]))
-    };
-    let konst = |v| Opnd {
-        mem: false,
-        v,
-        add: 0,
-    };
-    let mem = |v| Opnd {
-        mem: true,
-        v,
-        add: 0,
-    };
-    let (o, len) = match b {
-        0x00..=0x3f => (konst(u16::from(b)), 1),
-        0x40..=0x7f => (mem(2 * u16::from(b & 0x3f)), 1),
-        0x86 | 0x87 => (konst(1u16 << ((b & 1) + 6)), 1),
-        0x88..=0x8f => (konst(1u16 << ((b & 7) + 8)), 1),
-        0xe0..=0xff => (konst(u16::from(b & 0x1f) + 65504), 1),
-        0x90..=0x9f => (konst(((u16::from(b & 0x0f) << 8) | b1()?) + 61440), 2),
-        0xa0..=0xbf => (konst((u16::from(b & 0x1f) << 8) | b1()?), 2),
-        0xc0..=0xdf => (mem((u16::from(b & 0x1f) << 8) | b1()?), 2),
-        0x80 => (konst(w1()?), 3),
-        0x81 => (mem(w1()?), 3),
-        _ => return None, // 0x84, 0x85
-    };
-    *at += len;
-    Some(o)
+    let (m, n) = isa::decode_multitype(code.get(*at..)?)?;
+    *at += n;
+    Some(match m {
+        Multitype::Value(v) => Opnd {
+            mem: false,
+            v,
+            add: 0,
+        },
+        Multitype::Memory(v) => Opnd {
+            mem: true,
+            v,
+            add: 0,
+        },
+    })
 }
 
 /// Decodes an address operand: a multitype plus the instruction's address.
@@ -1709,13 +1677,29 @@ fn dec_address(code: &[u8], at: &mut usize, inst: u16) -> Option<Opnd> {
     Some(o)
 }
 
-/// Operand kinds of the instructions worth caching.
-#[derive(Clone, Copy)]
-enum K {
-    Lit,
-    Ref,
-    Multi,
-    Addr,
+/// Whether the instruction with this opcode is worth caching: the
+/// frequent ones, whose operands are all in [`isa::Shape::fixed`] (and the
+/// constant sets of INPUT-HUFFMAN). The others run from memory.
+fn cached(opcode: u8) -> bool {
+    matches!(
+        opcode,
+        op::AND
+            ..=op::REMAINDER
+                | op::LOAD
+                | op::PUSH
+                | op::POP
+                | op::COPY
+                | op::COPY_LITERAL
+                | op::COPY_OFFSET
+                | op::JUMP
+                | op::CALL
+                | op::RETURN
+                | op::COMPARE
+                | op::INPUT_BYTES
+                | op::INPUT_BITS
+                | op::INPUT_HUFFMAN
+                | op::OUTPUT
+    )
 }
 
 /// Decodes the instruction at `pc` for its slot: `w` are the 16 bytes at
@@ -1724,7 +1708,6 @@ enum K {
 /// operands are invalid, give a [`SlotKind::Slow`] slot: the instruction
 /// then decodes from memory and reports its own error.
 fn decode(pc: u16, w: &[u8], mem: &[u8], tab: &mut HuffTab) -> Slot {
-    use K::*;
     let opcode = w.first().copied().unwrap_or_default();
     if opcode == op::INPUT_HUFFMAN {
         // The tab is shared by several slots: it is this one's only once
@@ -1736,39 +1719,28 @@ fn decode(pc: u16, w: &[u8], mem: &[u8], tab: &mut HuffTab) -> Slot {
         tab.sets.clear();
         tab.total_bits = 0;
     }
-    let shape: &[K] = match opcode {
-        op::NOT => &[Ref],
-        op::AND..=op::REMAINDER => &[Ref, Multi],
-        op::LOAD => &[Multi, Multi],
-        op::PUSH | op::POP => &[Multi],
-        op::COPY => &[Multi, Multi, Multi],
-        op::COPY_LITERAL | op::COPY_OFFSET => &[Multi, Multi, Ref],
-        op::JUMP | op::CALL => &[Addr],
-        op::RETURN => &[],
-        op::COMPARE => &[Multi, Multi, Addr, Addr, Addr],
-        op::INPUT_BYTES | op::INPUT_BITS => &[Multi, Multi, Addr],
-        op::INPUT_HUFFMAN => &[Multi, Addr, Lit],
-        op::OUTPUT => &[Multi, Multi],
-        _ => &[],
-    };
     let slow = Slot::slow(pc, opcode);
-    if shape.is_empty() && opcode != op::RETURN {
+    let Some(info) = isa::by_opcode(opcode).filter(|_| cached(opcode)) else {
         return slow;
-    }
+    };
     let mut o = [Opnd::default(); 5];
     let mut at = 1usize;
-    for (k, d) in shape.iter().zip(o.iter_mut()) {
+    if info.shape.fixed.len() > o.len() {
+        return slow;
+    }
+    for (k, d) in info.shape.fixed.iter().zip(o.iter_mut()) {
         let v = match k {
-            Lit => dec_literal(w, &mut at),
-            Ref => dec_reference(w, &mut at),
-            Multi => dec_multi(w, &mut at),
-            Addr => dec_address(w, &mut at, pc),
+            OperandKind::Literal => dec_literal(w, &mut at),
+            OperandKind::Reference => dec_reference(w, &mut at),
+            OperandKind::Multitype => dec_multi(w, &mut at),
+            OperandKind::Address => dec_address(w, &mut at, pc),
         };
         let Some(v) = v else { return slow };
         *d = v;
     }
     if opcode == op::INPUT_HUFFMAN {
-        // The sets, all constants, may run past the 16-byte window.
+        // The sets (`shape.group`: four multitypes each), all constants,
+        // may run past the 16-byte window.
         let n = usize::from(o[2].v);
         let p = usize::from(pc);
         let Some(code) = mem.get(p..) else {
@@ -2407,6 +2379,136 @@ mod tests {
             (Reason::CyclesExhausted, 131, op::JUMP, 16256)
         );
         assert_eq!(run(&mut Udvm::default()), want);
+    }
+
+    /// The operands an instruction takes through [`Ops`], recorded.
+    struct Recorder {
+        inner: MemOps,
+        kinds: Vec<OperandKind>,
+    }
+
+    impl Ops for Recorder {
+        fn literal<S: StateStore + ?Sized>(&mut self, run: &Run<'_, S>) -> R<u16> {
+            self.kinds.push(OperandKind::Literal);
+            self.inner.literal(run)
+        }
+        fn reference<S: StateStore + ?Sized>(&mut self, run: &Run<'_, S>) -> R<u16> {
+            self.kinds.push(OperandKind::Reference);
+            self.inner.reference(run)
+        }
+        fn multi<S: StateStore + ?Sized>(&mut self, run: &Run<'_, S>) -> R<u16> {
+            self.kinds.push(OperandKind::Multitype);
+            self.inner.multi(run)
+        }
+        fn skip_multi<S: StateStore + ?Sized>(&mut self, run: &Run<'_, S>) -> R<()> {
+            self.kinds.push(OperandKind::Multitype);
+            self.inner.skip_multi(run)
+        }
+        fn address<S: StateStore + ?Sized>(&mut self, run: &Run<'_, S>, inst: u16) -> R<u16> {
+            self.kinds.push(OperandKind::Address);
+            self.inner.address(run, inst)
+        }
+        fn end(&self) -> u16 {
+            self.inner.end()
+        }
+    }
+
+    /// The instruction code and the instruction set table agree, opcode
+    /// by opcode: the instructions take the operand kinds of
+    /// `isa::INSTRUCTIONS` in its order and no more bytes than they
+    /// encode (the decode-each-time path); they charge the cycles of its
+    /// cost rule; and the decoded-instruction cache decodes exactly the
+    /// instructions it means to, to the same length (it reads the shapes
+    /// from the table itself).
+    #[test]
+    fn instructions_agree_with_the_isa_table() {
+        const INST: u16 = 128;
+        let mut charged = 0;
+        for opcode in 0..=255u8 {
+            let info = isa::by_opcode(opcode);
+            // Operands: a count of 2, other values 5, 6, 7... in encodings
+            // of 1, 2 and 3 bytes in turn.
+            let n = 2u16;
+            let kinds: Vec<OperandKind> =
+                info.map_or(Vec::new(), |i| i.shape.operands(n).collect());
+            let mut code = vec![opcode];
+            let mut values = Vec::new();
+            for (i, k) in kinds.iter().enumerate() {
+                let v = 5 + i as u8;
+                let counts = info.and_then(|x| x.shape.count_at) == Some(i);
+                match k {
+                    OperandKind::Literal if counts => code.push(n as u8),
+                    OperandKind::Literal => code.extend([0x80, v]),
+                    // The word at 192.
+                    OperandKind::Reference => code.extend([0x80, 0x60]),
+                    _ => match i % 3 {
+                        0 => code.push(v),
+                        1 => code.extend([0xa0, v]),
+                        _ => code.extend([0x80, 0x00, v]),
+                    },
+                }
+                values.push(if counts { n } else { u16::from(v) });
+            }
+            let mut mem = vec![0u8; 1024];
+            mem[usize::from(INST)..usize::from(INST) + code.len()].copy_from_slice(&code);
+            let (mut sk, mut st, mut hs, mut out) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let mut run = Run {
+                mem: &mut mem,
+                sort_keys: &mut sk,
+                sort_tmp: &mut st,
+                huff_sets: &mut hs,
+                states: &NoStates,
+                input: &[],
+                in_pos: 0,
+                bit_buf: 0,
+                bit_count: 0,
+                last_p: None,
+                cpb: 16,
+                limit: 1_000_000,
+                used: 0,
+                output: &mut out,
+                pending: [None; 8],
+                n_create: 0,
+                n_free: 0,
+                details: Vec::new(),
+                ended: None,
+                output_seen: false,
+                max_state_len: 1000,
+            };
+            let mut rec = Recorder {
+                inner: MemOps::new(INST),
+                kinds: Vec::new(),
+            };
+            let r = run.step(opcode, INST, &mut rec);
+            let name = info.map_or("undefined", |i| i.mnemonic);
+            assert_eq!(rec.kinds, kinds, "{name}: operand kinds");
+            assert_eq!(
+                usize::from(rec.end() - INST),
+                code.len(),
+                "{name}: instruction length"
+            );
+            match info {
+                None => assert!(matches!(r, Err(Stop::Fail(Reason::InvalidOpcode)))),
+                // STATE-ACCESS looks its state up before it knows its cost.
+                Some(i) if opcode != op::STATE_ACCESS => {
+                    assert_eq!(run.used, i.cycles(&values), "{name}: cycles");
+                    charged += 1;
+                }
+                Some(_) => {}
+            }
+            // The cache: the instructions it means to, the same length.
+            let mut w = code.clone();
+            w.resize(16.max(code.len()), 0);
+            let slot = decode(INST, &w[..16], &run.mem[..], &mut HuffTab::default());
+            if cached(opcode) {
+                assert_ne!(slot.kind, SlotKind::Slow, "{name}");
+                assert_eq!(usize::from(slot.len), code.len(), "{name}");
+            } else {
+                assert_eq!(slot.kind, SlotKind::Slow, "{name}");
+            }
+        }
+        assert_eq!(charged, 35);
     }
 
     #[test]
