@@ -73,7 +73,7 @@ pub mod isa;
 pub mod message;
 pub mod nack;
 pub mod state;
-pub mod udvm;
+mod udvm;
 
 pub use endpoint::{
     Accepted, Counters, Endpoint, EndpointConfig, Failed, Inbound, Link, Received, Sent, StreamId,
@@ -83,9 +83,9 @@ pub use feedback::{RequestedFeedback, Resources, ReturnedParameters};
 pub use message::{Code, Message, StreamDeframer};
 pub use nack::Nack;
 pub use state::{
-    CommitReport, Compartment, CompartmentId, State, StateHandler, StateId, StateStore,
+    CommitReport, Compartment, CompartmentId, State, StateHandler, StateId, StateRequest,
+    StateStore,
 };
-pub use udvm::StateRequest;
 
 /// The resources this endpoint offers as a decompressor (RFC 3320 §3.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
