@@ -1,12 +1,20 @@
 //! The bytecode the runtime crate embeds is what its source assembles to:
 //! `sigcomp::compress::bytecode` carries the assembled bytes and their
-//! addresses as constants, so that the runtime needs no assembler, and
-//! this test keeps them equal to `sigcomp/bytecode/*.asm`.
+//! addresses as constants, so that the runtime needs no assembler (nor
+//! the sources), and this test keeps them equal to `sigcomp/bytecode/*.asm`.
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use sigcomp::compress::bytecode::*;
 use sigcomp_asm::assemble_program;
+
+/// The source of [`CODE`].
+const SOURCE: &str = include_str!("../../bytecode/deflate-dict.asm");
+/// The source of [`UNCOMPRESSED`], as RFC 4896 §11 prints it.
+const UNCOMPRESSED_SOURCE: &str = include_str!("../../bytecode/uncompressed.asm");
+/// The source of [`UNCOMPRESSED_ANNOUNCING`].
+const UNCOMPRESSED_ANNOUNCING_SOURCE: &str =
+    include_str!("../../bytecode/uncompressed-announce.asm");
 
 #[test]
 fn source_assembles_to_the_embedded_code() {
