@@ -569,7 +569,13 @@ fn instructions_agree_with_the_isa_table() {
             inner: MemOps::new(INST),
             kinds: Vec::new(),
         };
-        let r = run.step(opcode, INST, &mut rec);
+        // The instructions `step` hands to `step_rare` with a MemOps of
+        // their own: run them there with the recorder.
+        let mut r = run.step_rare(opcode, INST, &mut rec);
+        if matches!(r, Err(Stop::Fail(Reason::InvalidOpcode))) {
+            assert!(rec.kinds.is_empty());
+            r = run.step(opcode, INST, &mut rec);
+        }
         let name = info.map_or("undefined", |i| i.mnemonic);
         assert_eq!(rec.kinds, kinds, "{name}: operand kinds");
         assert_eq!(
