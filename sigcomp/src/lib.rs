@@ -3,8 +3,10 @@
 //! The UDVM, the state handler and compartments, feedback and NACK
 //! (RFC 4077), the static dictionaries (RFC 3485, RFC 5112), UDP and TCP
 //! framing, a DEFLATE compressor with RFC 3321 acknowledgements and shared
-//! compression ([`compress`]), and an assembler and disassembler for UDVM
-//! code (RFC 4464). It does no IO.
+//! compression ([`compress`]), and the UDVM instruction set as one table
+//! ([`isa`]). It does no IO. The RFC 4464 assembler and disassembler and
+//! the RFC 4465 torture driver are developer tools, in the `sigcomp-asm`
+//! crate.
 //!
 //! # The SigComp layer of a SIP stack
 //!
@@ -62,17 +64,16 @@
 //! operations. Continuous mode (RFC 3320 §4.2.1) is not used with SIP
 //! (RFC 5049 §6) and not implemented.
 
-pub mod asm;
 pub mod compress;
 mod crc;
 pub mod endpoint;
 pub mod error;
 pub mod feedback;
+pub mod isa;
 pub mod message;
 pub mod nack;
 pub mod state;
-pub mod torture;
-pub mod udvm;
+mod udvm;
 
 pub use endpoint::{
     Accepted, Counters, Endpoint, EndpointConfig, Failed, Inbound, Link, Received, Sent, StreamId,
@@ -82,9 +83,9 @@ pub use feedback::{RequestedFeedback, Resources, ReturnedParameters};
 pub use message::{Code, Message, StreamDeframer};
 pub use nack::Nack;
 pub use state::{
-    CommitReport, Compartment, CompartmentId, State, StateHandler, StateId, StateStore,
+    CommitReport, Compartment, CompartmentId, State, StateHandler, StateId, StateRequest,
+    StateStore,
 };
-pub use udvm::StateRequest;
 
 /// The resources this endpoint offers as a decompressor (RFC 3320 §3.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use sha1::{Digest, Sha1};
 
 use crate::Decompressed;
 use crate::error::{Error, Reason};
-use crate::udvm::{RequestedFeedback, ReturnedParameters, StateRequest};
+use crate::feedback::{RequestedFeedback, ReturnedParameters};
 
 /// A 20-byte SHA-1 state identifier (RFC 3320 §3.3.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -157,6 +157,25 @@ pub fn sip_sdp_dictionary() -> State {
 /// minimum_access_length 6, RFC 5112 §4).
 pub fn presence_dictionary() -> State {
     State::new(0, 0, 6, PRESENCE_DICTIONARY.to_vec())
+}
+
+/// A state creation or free request made by the message, to be applied by
+/// the state handler only once the application confirms the message
+/// (RFC 3320 §9.4.9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateRequest {
+    /// Create `state` with this retention priority.
+    Create {
+        /// The state item, value copied at END-MESSAGE (RFC 4896 §4.1).
+        state: State,
+        /// `state_retention_priority`.
+        priority: u16,
+    },
+    /// Free the compartment's state whose identifier starts with these bytes.
+    Free {
+        /// The partial state identifier (6..=20 bytes).
+        partial_id: Vec<u8>,
+    },
 }
 
 /// Names a compartment; the application chooses the values (RFC 3320 §4.3).

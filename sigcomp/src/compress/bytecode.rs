@@ -1,9 +1,9 @@
 //! The decompressor bytecode our compressor's messages run on.
 //!
 //! Source: `sigcomp/bytecode/deflate-dict.asm` (RFC 4464 §3 assembly),
-//! assembled by [`crate::asm`]; the test at the bottom of this file
-//! assembles the source and checks it gives exactly [`CODE`] and the
-//! addresses below, so the two cannot drift apart.
+//! assembled by the `sigcomp-asm` crate, whose test `bytecode` assembles
+//! the source and checks it gives exactly [`CODE`] and the addresses
+//! below, so the two cannot drift apart.
 
 use crate::state::{State, StateId};
 
@@ -58,25 +58,21 @@ pub fn state_id() -> StateId {
     StateId::compute(ORIGIN, STATE_ENTRY, MINIMUM_ACCESS_LENGTH, &CODE)
 }
 
-/// The source the bytecode is assembled from.
-pub const SOURCE: &str = include_str!("../../bytecode/deflate-dict.asm");
-
 /// The well-known uncompressed bytecode of RFC 4896 §11 (uploaded to
 /// [`ORIGIN`]): it outputs the rest of the message as is and ends with no
 /// state and no feedback. The literal form ([`Kind::Literal`]) of a
-/// message with nothing to announce.
+/// message with nothing to announce. Source, as RFC 4896 §11 prints it:
+/// `sigcomp/bytecode/uncompressed.asm`.
 ///
 /// [`Kind::Literal`]: super::Kind::Literal
 pub static UNCOMPRESSED: [u8; 10] = [0x1c, 0x01, 0x86, 0x09, 0x22, 0x86, 0x01, 0x16, 0xf9, 0x23];
-
-/// The source of [`UNCOMPRESSED`], as RFC 4896 §11 prints it.
-pub const UNCOMPRESSED_SOURCE: &str = include_str!("../../bytecode/uncompressed.asm");
 
 /// The literal form of a message that also announces (returned SigComp
 /// parameters, RFC 3320 §9.4.9) and requests feedback so the announcement
 /// can be acknowledged: [`UNCOMPRESSED`]'s loop behind a 6-byte input
 /// header (`fb_loc`, `rp_loc`, `n`) and an `n`-byte blob copied to
 /// [`UNCOMPRESSED_BLOB`] (uploaded to [`ORIGIN`]; trailing zeros dropped).
+/// Source: `sigcomp/bytecode/uncompressed-announce.asm`.
 pub static UNCOMPRESSED_ANNOUNCING: [u8; 21] = [
     0x1c, 0x06, 0x20, 0x1a, 0x1c, 0x52, 0xa0, 0x48, 0x16, 0x1c, 0x01, 0x00, 0x09, 0x22, 0x00, 0x01,
     0x16, 0xf9, 0x23, 0x50, 0x51,
@@ -88,49 +84,3 @@ pub const UNCOMPRESSED_BLOB: u16 = 72;
 /// The largest blob [`UNCOMPRESSED_ANNOUNCING`] takes (it ends below the
 /// code).
 pub const UNCOMPRESSED_BLOB_MAX: usize = 56;
-
-/// The source of [`UNCOMPRESSED_ANNOUNCING`].
-pub const UNCOMPRESSED_ANNOUNCING_SOURCE: &str =
-    include_str!("../../bytecode/uncompressed-announce.asm");
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
-    use super::*;
-
-    #[test]
-    fn source_assembles_to_the_embedded_code() {
-        let p = crate::asm::assemble_program(SOURCE).unwrap();
-        assert_eq!(p.origin, ORIGIN);
-        assert_eq!(p.code, CODE.to_vec());
-        assert_eq!(p.symbols["state_entry"], i64::from(STATE_ENTRY));
-        assert_eq!(p.symbols["code_end"], i64::from(BUFFER_START));
-        assert_eq!(p.upload_code(), upload());
-        assert_eq!(*state().id(), state_id());
-    }
-
-    #[test]
-    fn literal_sources_assemble_to_the_embedded_code() {
-        let p = crate::asm::assemble_program(UNCOMPRESSED_SOURCE).unwrap();
-        assert_eq!((p.origin, p.upload_code()), (ORIGIN, &UNCOMPRESSED[..]));
-        // RFC 4896 §11 prints the message that uploads it.
-        let mut msg = vec![0xf8, 0x00, 0xa1];
-        msg.extend_from_slice(&UNCOMPRESSED);
-        assert_eq!(
-            msg,
-            [
-                0xf8, 0x00, 0xa1, 0x1c, 0x01, 0x86, 0x09, 0x22, 0x86, 0x01, 0x16, 0xf9, 0x23
-            ]
-        );
-        let p = crate::asm::assemble_program(UNCOMPRESSED_ANNOUNCING_SOURCE).unwrap();
-        assert_eq!(
-            (p.origin, p.upload_code()),
-            (ORIGIN, &UNCOMPRESSED_ANNOUNCING[..])
-        );
-        assert_eq!(p.symbols["blob"], i64::from(UNCOMPRESSED_BLOB));
-        assert_eq!(
-            usize::from(ORIGIN - UNCOMPRESSED_BLOB),
-            UNCOMPRESSED_BLOB_MAX
-        );
-    }
-}

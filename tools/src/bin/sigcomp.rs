@@ -348,7 +348,7 @@ fn torture(file: Option<&Path>) -> Result<bool> {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors/sigcomp/rfc4465-torture-tests.txt");
     let path = file.unwrap_or(&default);
     let text = read_text(path, "torture reads the RFC 4465 line format")?;
-    let cases = sigcomp::torture::run(&text)
+    let cases = sigcomp_asm::torture::run(&text)
         .map_err(|e| anyhow::anyhow!("{}:{}: {}", cli::name(path), e.line, e.reason))?;
     say!(
         "{:<7} {:<36} {:<28} {:>13} {:<24} {:<16} {}",
@@ -502,7 +502,7 @@ fn decompress(
 fn asm(message: bool, destination: Option<u16>, input: &Path, output: &Path) -> Result<bool> {
     let src = read_text(input, "asm reads RFC 4464 assembly")?;
     // AsmError displays as "LINE:COLUMN: what".
-    let program = sigcomp::asm::assemble_program(&src)
+    let program = sigcomp_asm::assemble_program(&src)
         .map_err(|e| anyhow::anyhow!("{}:{e}", cli::name(input)))?;
     let bytes = if message {
         let destination = destination.unwrap_or(program.origin);
@@ -575,7 +575,7 @@ fn disasm(raw: bool, origin: u16, input: &Path) -> Result<bool> {
             code.len()
         );
     }
-    say!("{}", sigcomp::asm::disassemble(code, origin));
+    say!("{}", sigcomp_asm::disassemble(code, origin));
     Ok(true)
 }
 

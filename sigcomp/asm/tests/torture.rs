@@ -3,12 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use sigcomp::torture;
+use sigcomp_asm::torture;
 
 fn vectors() -> String {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../vectors/sigcomp/rfc4465-torture-tests.txt"
+        "/../../vectors/sigcomp/rfc4465-torture-tests.txt"
     );
     std::fs::read_to_string(path).unwrap()
 }

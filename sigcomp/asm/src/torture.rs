@@ -8,7 +8,7 @@
 
 use sha1::{Digest, Sha1};
 
-use crate::{
+use sigcomp::{
     CompartmentId, Decompressor, Failure, Nack, Parameters, Reason, StateHandler, StreamDeframer,
     Transport,
 };
@@ -46,9 +46,9 @@ pub struct Case {
     /// Extra check that failed (state counts, feedback, NACK round trip).
     pub problem: Option<String>,
     /// Requested feedback of a successful message.
-    pub requested_feedback: Option<crate::RequestedFeedback>,
+    pub requested_feedback: Option<sigcomp::RequestedFeedback>,
     /// Returned parameters of a successful message.
-    pub returned_parameters: Option<crate::ReturnedParameters>,
+    pub returned_parameters: Option<sigcomp::ReturnedParameters>,
 }
 
 impl Case {

@@ -1,4 +1,11 @@
-//! Assembler and disassembler for the UDVM assembly language of RFC 4464 §3.
+//! `sigcomp-asm`: the SigComp developer tools, kept out of the runtime
+//! `sigcomp` crate: an assembler and disassembler for the UDVM assembly
+//! language of RFC 4464 §3, and the driver of the RFC 4465 Appendix A
+//! torture tests ([`torture`]). Both read the instruction set from the
+//! runtime crate's table, [`sigcomp::isa`] (re-exported as [`isa`] with
+//! the operand encoders). A SIP stack needs none of this: the bytecode
+//! the compressor uploads is assembled ahead of time (see
+//! `sigcomp::compress::bytecode` and this crate's `bytecode` test).
 //!
 //! # The language
 //!
@@ -63,7 +70,7 @@
 //! # Example
 //!
 //! ```
-//! use sigcomp::asm::{assemble, disassemble};
+//! use sigcomp_asm::{assemble, disassemble};
 //!
 //! let src = "
 //!     at (64)
@@ -85,6 +92,7 @@
 //! ```
 
 pub mod isa;
+pub mod torture;
 
 mod disasm;
 mod layout;

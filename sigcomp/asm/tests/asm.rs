@@ -14,13 +14,13 @@
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
-use sigcomp::asm::isa::{self, DecodedOperand, Multitype, OperandKind};
-use sigcomp::asm::{AsmErrorKind, assemble, assemble_program, disassemble};
+use sigcomp_asm::isa::{self, DecodedOperand, Multitype, OperandKind};
+use sigcomp_asm::{AsmErrorKind, assemble, assemble_program, disassemble};
 use testkit::pcap::{self, Capture};
 use testkit::{Peer, packet};
 
 fn vectors() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors/sigcomp")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../vectors/sigcomp")
 }
 
 fn read(path: &Path) -> String {
@@ -919,7 +919,7 @@ fn asm_tokens() -> impl Strategy<Value = String> {
         Just("readonly".to_string()),
         Just("\n; c\n".to_string()),
         (0u32..70000).prop_map(|n| n.to_string()),
-        (0usize..36).prop_map(|i| sigcomp::asm::isa::INSTRUCTIONS[i].mnemonic.to_string()),
+        (0usize..36).prop_map(|i| sigcomp_asm::isa::INSTRUCTIONS[i].mnemonic.to_string()),
     ];
     prop::collection::vec(tok, 0..40).prop_map(|v| v.join(" "))
 }
