@@ -41,6 +41,17 @@
 //!    offer chosen from the UE's by our preference list (an offer without
 //!    `ealg` is `null`), our SPIs drawn from [`Random`], our protected
 //!    ports from the configuration.
+//!
+//! It is also the notifier of the reg event (RFC 3680): [`Network::on_request`]
+//! takes REGISTER and SUBSCRIBE `Event: reg` (other requests are the
+//! caller's); a registered UE's subscription to its own identities gets
+//! the full state, then a partial NOTIFY ([`NetworkAction::Notify`]) on
+//! each change of its binding (`registered`, `refreshed`, `shortened`,
+//! `unregistered`, `expired`); [`Network::deregister`] ends a
+//! registration from the network's side (`deactivated` or `rejected`),
+//! [`Network::shorten`] shortens it. SAs of a binding that ended are
+//! removed only once the NOTIFYs to that UE still out ended
+//! ([`Network::on_response`], [`Network::on_notify_timeout`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -50,8 +61,11 @@ use opensec::aka::{self, AkaVersion, AuthVector, Password};
 use opensec::digest::{DigestAlgorithm, DigestParams};
 use opensec::{AuthAlgorithm, EncAlgorithm};
 
+mod notifier;
+
 use super::sa::{self, Agreement, IpsecOffer, SaSet, Side};
 use super::{Flow, OpKey, Random, ct_eq, same_mechanisms};
+use crate::regevent::ContactEvent;
 use crate::sip::header::{Auth, Contacts, SecMechanism};
 use crate::sip::{Builder, HeaderName, Message, Method};
 
@@ -118,6 +132,9 @@ pub struct NetworkConfig {
     /// The shortest expiry accepted, in seconds (shorter: 423 with
     /// Min-Expires, RFC 3261 §10.3); 0 for no minimum.
     pub min_expires: u32,
+    /// Our unprotected port (the Contact and Via of the reg event's
+    /// messages to a UE registered without SAs).
+    pub port: u16,
 }
 
 impl NetworkConfig {
@@ -148,6 +165,7 @@ impl NetworkConfig {
             path: None,
             max_expires: 600_000,
             min_expires: 0,
+            port: 5060,
         }
     }
 }
@@ -188,6 +206,16 @@ pub enum NetworkAction {
         /// Why.
         reason: &'static str,
     },
+    /// Send this request (a NOTIFY of the reg event) through a client
+    /// transaction on `flow`, to the dialog's remote target (the UE's
+    /// Contact); give its final response to [`Network::on_response`], or
+    /// its timeout to [`Network::on_notify_timeout`].
+    Notify {
+        /// The NOTIFY.
+        request: Message<'static>,
+        /// Over the SAs (from our port-c to the UE's port-s) or not.
+        flow: Flow,
+    },
 }
 
 /// A challenge sent and not answered yet, or the one a binding lives on.
@@ -209,6 +237,14 @@ struct Binding {
     auth: Pending,
     contact: String,
     expires_at: Duration,
+    /// The registered public identity (the REGISTER's To).
+    impu: String,
+    /// The Contact's URI alone.
+    contact_uri: String,
+    /// Where the UE registered from.
+    ue_addr: IpAddr,
+    /// When the binding was first made (for `duration-registered`).
+    since: Duration,
 }
 
 /// The P-CSCF/registrar; see the [module documentation](self).
@@ -217,6 +253,13 @@ pub struct Network {
     subscribers: HashMap<String, Subscriber>,
     pending: HashMap<String, Pending>,
     bindings: HashMap<String, Binding>,
+    /// Reg event subscriptions, by Call-ID.
+    reg_subs: HashMap<String, notifier::RegSub>,
+    /// SAs of bindings the network ended, removed once the NOTIFYs that
+    /// announce it are answered.
+    draining: Vec<notifier::Draining>,
+    /// NOTIFYs sent and not ended: (Call-ID, CSeq, IMPI).
+    outstanding: Vec<(String, u32, String)>,
 }
 
 impl std::fmt::Debug for Network {
@@ -243,6 +286,9 @@ impl Network {
             subscribers: HashMap::new(),
             pending: HashMap::new(),
             bindings: HashMap::new(),
+            reg_subs: HashMap::new(),
+            draining: Vec::new(),
+            outstanding: Vec::new(),
         }
     }
 
@@ -293,13 +339,9 @@ impl Network {
             .map(|(k, _)| k.clone())
             .collect();
         for impi in expired {
-            if let Some(b) = self.bindings.remove(&impi) {
-                if let Some((_, s)) = b.auth.server {
-                    out.push(NetworkAction::RemoveSas(s));
-                }
-                out.push(NetworkAction::Deregistered { impi });
-            }
+            out.extend(self.end_binding(&impi, ContactEvent::Expired, "noresource", now));
         }
+        out.extend(self.expire_subscriptions(now));
         out
     }
 
@@ -313,6 +355,7 @@ impl Network {
             .values()
             .map(|b| b.expires_at)
             .chain(pending)
+            .chain(self.reg_subs.values().map(|s| s.expires_at))
             .min()
     }
 
@@ -620,7 +663,7 @@ impl Network {
                 out.push(NetworkAction::RemoveSas(s));
             }
         }
-        out.extend(self.bind(request, impi, p, now));
+        out.extend(self.bind(request, impi, p, ue_addr, ContactEvent::Registered, now));
         out
     }
 
@@ -657,15 +700,25 @@ impl Network {
             return Vec::new();
         };
         b.auth.nc = nc;
-        self.bind(request, impi, b.auth, now)
+        let since = b.since;
+        let mut out = self.bind(request, impi, b.auth, ue_addr, ContactEvent::Refreshed, now);
+        if let Some(b) = self.bindings.get_mut(impi) {
+            b.since = since;
+        }
+        out.extend(self.notify_binding(impi, ContactEvent::Refreshed, now));
+        out
     }
 
-    /// The 200 and the binding (RFC 3261 §10.3 steps 7-8).
+    /// The 200 and the binding (RFC 3261 §10.3 steps 7-8); the reg event
+    /// subscribers of `impi` learn of it (`event`, or `unregistered` for
+    /// expiry 0).
     fn bind(
         &mut self,
         request: &Message<'_>,
         impi: &str,
         auth: Pending,
+        ue_addr: IpAddr,
+        event: ContactEvent,
         now: Duration,
     ) -> Vec<NetworkAction> {
         let contact = match request.contacts() {
@@ -686,8 +739,11 @@ impl Network {
                 return out;
             };
             out.push(NetworkAction::Respond(m));
+            let uri = contact.as_ref().map(|c| c.uri.as_str()).unwrap_or_default();
+            out.extend(self.notify_unregistered(impi, &impu, uri, now));
             if let Some((_, s)) = auth.server {
-                out.push(NetworkAction::RemoveSas(s));
+                // Once the NOTIFYs still out to this UE are answered.
+                out.extend(self.release_sas(impi, s));
             }
             out.push(NetworkAction::Deregistered {
                 impi: impi.to_owned(),
@@ -739,7 +795,7 @@ impl Network {
         out.push(NetworkAction::Respond(m));
         out.push(NetworkAction::Registered {
             impi: impi.to_owned(),
-            impu,
+            impu: impu.clone(),
             contact: contact_str.clone(),
             expires: expires_d,
         });
@@ -749,8 +805,18 @@ impl Network {
                 auth,
                 contact: contact_str,
                 expires_at: now.saturating_add(expires_d),
+                impu,
+                contact_uri: contact
+                    .as_ref()
+                    .map(|c| c.uri.as_str().to_string())
+                    .unwrap_or_default(),
+                ue_addr,
+                since: now,
             },
         );
+        if event == ContactEvent::Registered {
+            out.extend(self.notify_binding(impi, event, now));
+        }
         out
     }
 
