@@ -103,6 +103,11 @@ struct World {
 }
 
 fn world() -> World {
+    world_sqn(0, 0)
+}
+
+/// With the UE's SQN_MS and the network's SQN.
+fn world_sqn(ue_sqn: u64, net_sqn: u64) -> World {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let config = UeConfig::new(
         IMPI,
@@ -118,7 +123,7 @@ fn world() -> World {
         Credentials::Aka {
             k: K,
             op: OpKey::Op(OP),
-            sqn_ms: 0,
+            sqn_ms: ue_sqn,
         },
         &mut rng,
     );
@@ -131,7 +136,7 @@ fn world() -> World {
             k: K,
             op: OpKey::Op(OP),
             amf: [0x80, 0x00],
-            sqn: 0,
+            sqn: net_sqn,
             impus: vec![IMPU.into(), "tel:+15550100".into()],
         },
     );
@@ -835,6 +840,69 @@ fn the_networks_reginfo_validates_against_the_rfc_3680_schema() {
             String::from_utf8_lossy(b)
         );
     }
+}
+
+/// The AUTS request travels over temporary SAs set up from the first
+/// 401 (keys from its RAND's CK and IK), both sides having them; the
+/// second 401 comes back over them, then each side replaces them with the
+/// SAs of the new challenge. Every protected message is checked against
+/// the SAs installed at that moment on both sides (the harness).
+#[test]
+fn the_auts_request_goes_over_temporary_sas() {
+    let mut w = world_sqn(5000, 10);
+    w.register();
+    assert_eq!(w.registered_count(), 1, "{:?}", w.ue_events);
+    let registers = w.requests(Method::Register);
+    assert_eq!(registers.len(), 3);
+    assert!(registers[1].authorization().unwrap()[0].auts().is_some());
+    let flows: Vec<Flow> = w
+        .log
+        .iter()
+        .filter(|(_, b, _)| {
+            Message::parse(b)
+                .unwrap()
+                .cseq()
+                .is_ok_and(|c| c.method == Method::Register)
+        })
+        .map(|(_, _, f)| *f)
+        .collect();
+    let over = Flow::Protected {
+        ue_port: 5062,
+        pcscf_port: 5068,
+    };
+    assert_eq!(
+        flows,
+        [Flow::Unprotected, Flow::Unprotected, over, over, over, over]
+    );
+    let kinds = |v: &[Statement]| -> Vec<&'static str> {
+        v.iter()
+            .map(|s| match s {
+                Statement::Install(_) => "install",
+                Statement::Update(_) => "update",
+                Statement::Remove(_) => "remove",
+            })
+            .collect()
+    };
+    assert_eq!(
+        kinds(&w.ue_statements),
+        ["install", "remove", "install", "update"]
+    );
+    assert_eq!(
+        kinds(&w.net_statements),
+        ["install", "remove", "install", "update"]
+    );
+    // The temporary sets mirror each other, and differ from the final
+    // ones (another RAND, other network SPIs).
+    let (Statement::Install(ue_t), Statement::Install(net_t)) =
+        (&w.ue_statements[0], &w.net_statements[0])
+    else {
+        unreachable!()
+    };
+    assert_eq!(ue_t.mirror(), *net_t);
+    assert_eq!(w.ue_statements[1], Statement::Remove(ue_t.clone()));
+    assert_ne!(w.ue_sas[0].sas(), ue_t.sas());
+    assert_eq!(w.ue_sas[0].mirror(), w.net_sas[0]);
+    assert_eq!(w.ue.sqn_ms(), Some(5001));
 }
 
 proptest::proptest! {

@@ -17,7 +17,10 @@
 //! 2. With credentials for the nonce last sent to that IMPI:
 //!    - `auts` (RFC 3310 §3.4): MAC-S is verified
 //!      ([`opensec::aka::verify_auts`]), the SQN re-synchronised and a
-//!      fresh challenge sent; a bad AUTS gets 403.
+//!      fresh challenge sent; a bad AUTS gets 403. The AUTS request may
+//!      come over the challenge's temporary SAs (TS 24.229, as our UE
+//!      sends it) or in clear; over them, the new 401 goes back over
+//!      them before the new SAs replace them.
 //!    - an empty `response` (the UE's answer to a MAC failure, TS 24.229
 //!      §5.1.1.5.3 as commonly implemented): 403, the attempt ends.
 //!    - a challenge with sec-agree: the request must come over the new SAs
@@ -423,6 +426,10 @@ impl Network {
         }
     }
 
+    /// A fresh challenge; the SAs of the previous one go. After an AUTS
+    /// request that came over them, the 401 leaves over them first, then
+    /// they are replaced (the new set has the UE's same SPIs, so the two
+    /// cannot be installed together).
     #[allow(clippy::too_many_arguments)]
     fn challenge(
         &mut self,
@@ -434,12 +441,42 @@ impl Network {
         now: Duration,
         rng: &mut dyn Random,
     ) -> Vec<NetworkAction> {
-        let mut out = Vec::new();
-        if let Some(old) = self.pending.remove(impi) {
-            if let Some((_, s)) = old.server {
-                out.push(NetworkAction::RemoveSas(s));
+        let old = self
+            .pending
+            .remove(impi)
+            .and_then(|p| p.server)
+            .map(|(_, s)| s);
+        let out = self.fresh_challenge(request, impi, ue_addr, flow, resync, now, rng);
+        match old {
+            None => out,
+            Some(s) if !resync || flow == Flow::Unprotected => {
+                let mut v = vec![NetworkAction::RemoveSas(s)];
+                v.extend(out);
+                v
+            }
+            Some(s) => {
+                let (installs, mut v): (Vec<NetworkAction>, Vec<NetworkAction>) = out
+                    .into_iter()
+                    .partition(|a| matches!(a, NetworkAction::InstallSas(_)));
+                v.push(NetworkAction::RemoveSas(s));
+                v.extend(installs);
+                v
             }
         }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fresh_challenge(
+        &mut self,
+        request: &Message<'_>,
+        impi: &str,
+        ue_addr: IpAddr,
+        flow: Flow,
+        resync: bool,
+        now: Duration,
+        rng: &mut dyn Random,
+    ) -> Vec<NetworkAction> {
+        let mut out = Vec::new();
         if flow != Flow::Unprotected && !resync {
             // TS 33.203: an initial registration comes unprotected.
             out.extend(self.refuse(request, 403, None));
@@ -613,8 +650,8 @@ impl Network {
             if resynced.is_none() {
                 return self.fail(request, impi, 403, "bad AUTS");
             }
-            // TS 24.229 has the UE send AUTS over the temporary SAs; ours
-            // sends it unprotected. Both are taken.
+            // TS 24.229 has the UE send AUTS over the temporary SAs (ours
+            // does); one sent in clear is taken too, as before.
             return self.challenge(request, impi, ue_addr, flow, true, now, rng);
         }
         if creds.response().is_none_or(|r| r.is_empty()) {

@@ -32,9 +32,12 @@
 //!      Security-Verify copying every Security-Server row exactly, and
 //!      Security-Client again.
 //!    - Authentic but stale SQN: a REGISTER with `auts` and a response
-//!      computed with an empty password (RFC 3310 §3.4). It is sent
-//!      unprotected: without fresh CK/IK we set up no SAs (TS 24.229 has
-//!      the UE use temporary SAs here; our network side accepts both).
+//!      computed with an empty password (RFC 3310 §3.4), sent over
+//!      temporary SAs set up from this 401's Security-Server, keyed with
+//!      the CK and IK of its RAND (f3 and f4 need no SQN), with
+//!      Security-Verify (TS 24.229 §5.1.1.5.3 and TS 33.203 as commonly
+//!      implemented: the project's 3GPP notes do not cover this case). The
+//!      network's next 401 comes back over them; its SAs replace them.
 //!    - MAC failure: a REGISTER whose Authorization carries the IMPI,
 //!      realm, nonce and algorithm with an empty `response` and no
 //!      `auts`, unprotected; then [`UeAction::Failed`] with
@@ -642,6 +645,13 @@ impl Ue {
                         aka::password(version, &r.res, &r.ik, &r.ck)
                     }
                     Err(opensec::Error::SyncFailure { auts, .. }) => {
+                        // TS 24.229 §5.1.1.5.3 / TS 33.203 §7.1 as
+                        // commonly implemented: the AUTS request goes
+                        // over temporary SAs set up from this 401, keyed
+                        // with its CK and IK (f3, f4 of RAND: they do not
+                        // depend on SQN, so a stale AUTN still gives them).
+                        let v = m.f2345(&n.rand);
+                        let flow = self.auts_sas(response, &v.ck, &v.ik, &mut out)?;
                         // RFC 3310 §3.4: AUTS, and the credentials of an
                         // empty password.
                         self.challenge = Some(Challenge {
@@ -656,7 +666,7 @@ impl Ue {
                         });
                         self.state = State::AwaitChallenge;
                         let auth = self.authorization(rng, Some(&opensec::base64_encode(&auts)))?;
-                        out.extend(self.send(rng, Flow::Unprotected, self.expires, Some(auth)));
+                        out.extend(self.send(rng, flow, self.expires, Some(auth)));
                         self.challenge = None;
                         return Ok(out);
                     }
@@ -731,6 +741,43 @@ impl Ue {
         self.state = State::AwaitResult { deadline };
         out.extend(self.send(rng, flow, self.expires, Some(auth)));
         Ok(out)
+    }
+
+    /// The temporary SAs of an AUTS request, from the challenge's
+    /// Security-Server and the CK/IK of its RAND; the flow over them
+    /// (unprotected without sec-agree or without a usable offer... the
+    /// latter is an error, as for any challenge).
+    fn auts_sas(
+        &mut self,
+        response: &Message<'_>,
+        ck: &[u8; 16],
+        ik: &[u8; 16],
+        out: &mut Vec<UeAction>,
+    ) -> Result<Flow, Error> {
+        self.server_rows.clear();
+        if !self.config.c.sec_agree {
+            return Ok(Flow::Unprotected);
+        }
+        let Some((pcscf, ue)) = self.choose_server_offer(response)? else {
+            return Ok(Flow::Unprotected);
+        };
+        let agreement = Agreement {
+            ue_addr: self.config.c.ue_addr,
+            pcscf_addr: self.config.c.pcscf_addr,
+            ue,
+            pcscf,
+        };
+        let set = SaSet::new(Side::Ue, &agreement, ck, ik, sa::TEMPORARY_LIFETIME)?;
+        self.server_rows = response
+            .rows(HeaderName::SecurityServer)
+            .map(|h| h.value().to_owned())
+            .collect();
+        out.push(UeAction::InstallSas(set.clone()));
+        self.sas = Some(set);
+        Ok(Flow::Protected {
+            ue_port: ue.port_c,
+            pcscf_port: pcscf.port_s,
+        })
     }
 
     /// The Security-Server offer to use (RFC 3329 §2.3.1, TS 33.203):
