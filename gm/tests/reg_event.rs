@@ -99,6 +99,8 @@ struct World {
     log: Vec<(&'static str, Vec<u8>, Flow)>,
     /// Rewrites a NOTIFY on its way to the UE.
     tamper_notify: Option<Tamper>,
+    /// Messages their receiver dropped for want of an SA.
+    dropped: Vec<Vec<u8>>,
     queue: VecDeque<Wire>,
 }
 
@@ -153,6 +155,7 @@ fn world_sqn(ue_sqn: u64, net_sqn: u64) -> World {
         net_events: Vec::new(),
         log: Vec::new(),
         tamper_notify: None,
+        dropped: Vec::new(),
         queue: VecDeque::new(),
     }
 }
@@ -251,18 +254,26 @@ impl World {
         self.check(from_ue, flow, true);
     }
 
-    /// A protected message arrives over an SA of its receiver.
-    fn check_flow(&self, from_ue: bool, flow: Flow) {
-        self.check(from_ue, flow, false);
+    /// Whether a protected message arrives: its receiver drops it
+    /// without an SA for it (SAs removed while it travelled).
+    fn arrives(&self, from_ue: bool, flow: Flow) -> bool {
+        self.covers(from_ue, flow, false)
     }
 
     fn check(&self, from_ue: bool, flow: Flow, sender: bool) {
+        assert!(
+            self.covers(from_ue, flow, sender),
+            "no SA of the sender for {flow:?}"
+        );
+    }
+
+    fn covers(&self, from_ue: bool, flow: Flow, sender: bool) -> bool {
         let Flow::Protected {
             ue_port,
             pcscf_port,
         } = flow
         else {
-            return;
+            return true;
         };
         let (src, dst) = if from_ue {
             (ue_port, pcscf_port)
@@ -275,24 +286,29 @@ impl World {
             (Direction::In, Direction::Out)
         };
         if sender == from_ue {
-            assert!(
-                covered(&self.ue_sas, ue_dir, src, dst),
-                "no UE SA for {src}->{dst}"
-            );
+            covered(&self.ue_sas, ue_dir, src, dst)
         } else {
-            assert!(
-                covered(&self.net_sas, net_dir, src, dst),
-                "no network SA for {src}->{dst}"
-            );
+            covered(&self.net_sas, net_dir, src, dst)
         }
     }
 
     /// Carries messages until both sides are quiet.
     fn pump(&mut self) {
-        while let Some(w) = self.queue.pop_front() {
+        while self.step() {}
+    }
+
+    /// Carries one message; false when none is on its way.
+    fn step(&mut self) -> bool {
+        {
+            let Some(w) = self.queue.pop_front() else {
+                return false;
+            };
             match w {
                 Wire::UeRequest(bytes, flow) => {
-                    self.check_flow(true, flow);
+                    if !self.arrives(true, flow) {
+                        self.dropped.push(bytes);
+                        return true;
+                    }
                     self.log.push(("ue", bytes.clone(), flow));
                     let req = Message::parse(&bytes).unwrap();
                     let acts = self
@@ -302,7 +318,10 @@ impl World {
                     self.net_do(acts, flow);
                 }
                 Wire::NetResponse(bytes, flow) => {
-                    self.check_flow(false, flow);
+                    if !self.arrives(false, flow) {
+                        self.dropped.push(bytes);
+                        return true;
+                    }
                     self.log.push(("net", bytes.clone(), flow));
                     let resp = Message::parse(&bytes).unwrap();
                     let acts = self.ue.on_response(&resp, flow, self.now, &mut self.rng);
@@ -313,7 +332,10 @@ impl World {
                         Some(t) => t(bytes),
                         None => bytes,
                     };
-                    self.check_flow(false, flow);
+                    if !self.arrives(false, flow) {
+                        self.dropped.push(bytes);
+                        return true;
+                    }
                     self.log.push(("net", bytes.clone(), flow));
                     let req = Message::parse(&bytes).unwrap();
                     let acts = self
@@ -323,7 +345,10 @@ impl World {
                     self.ue_do(acts);
                 }
                 Wire::UeResponse(bytes, flow) => {
-                    self.check_flow(true, flow);
+                    if !self.arrives(true, flow) {
+                        self.dropped.push(bytes);
+                        return true;
+                    }
                     self.log.push(("ue", bytes.clone(), flow));
                     let resp = Message::parse(&bytes).unwrap();
                     let acts = self.net.on_response(&resp, self.now);
@@ -331,6 +356,7 @@ impl World {
                 }
             }
         }
+        true
     }
 
     fn register(&mut self) {
@@ -639,6 +665,51 @@ fn deregistration_unsubscribes_first() {
         e,
         UeAction::RegEventEnded | UeAction::DeregisteredByNetwork { .. }
     )));
+}
+
+/// De-registering before the SUBSCRIBE is answered: the unsubscribe
+/// waits for the dialog; nobody is left subscribed, and every protected
+/// message finds its SAs (the harness).
+#[test]
+fn deregistering_before_the_subscription_is_answered() {
+    let mut w = world();
+    let a = w.ue.register(&mut w.rng);
+    w.ue_do(a);
+    while w.registered_count() == 0 {
+        assert!(w.step());
+    }
+    let acts = w.ue.deregister(&mut w.rng);
+    let sent: Vec<Method<'_>> = acts.iter().filter_map(|a| a.request()?.method()).collect();
+    assert_eq!(sent, [Method::Register]);
+    w.ue_do(acts);
+    w.pump();
+    assert!(matches!(w.ue_events.last(), Some(UeAction::Deregistered)));
+    assert!(w.ue_sas.is_empty());
+    // The NOTIFYs that crossed the de-registration found no SA at the UE
+    // (a real IPsec layer drops them); the network keeps its SAs until
+    // their transactions time out (Timer F), then removes them.
+    assert!(!w.dropped.is_empty());
+    assert_eq!(w.net_sas.len(), 1);
+    let mut notifies = 0;
+    for b in std::mem::take(&mut w.dropped) {
+        let m = Message::parse(&b).unwrap();
+        if m.method() == Some(Method::Notify) {
+            notifies += 1;
+            let acts = w.net.on_notify_timeout(&m);
+            w.net_do(acts, Flow::Unprotected);
+        }
+    }
+    assert!(notifies > 0);
+    assert!(w.net_sas.is_empty());
+    assert!(w.net.binding(IMPI).is_none());
+    // The network ended the subscription with the binding: nothing to
+    // notify any more.
+    assert!(
+        w.net
+            .shorten(IMPI, Duration::from_secs(10), w.now)
+            .is_empty()
+    );
+    assert!(w.net.poll_timeout().is_none());
 }
 
 #[test]

@@ -513,7 +513,7 @@ impl Ue {
         rng: &mut dyn Random,
     ) -> Vec<UeAction> {
         self.now = now;
-        if let Some(out) = self.on_subscribe_response(response, flow, now) {
+        if let Some(out) = self.on_subscribe_response(response, flow, now, rng) {
             return out;
         }
         let Some(status) = response.status() else {

@@ -123,7 +123,8 @@ impl Ue {
         };
         rs.ending = true;
         let Some(b) = rs.sub.refresh(0, now) else {
-            self.reg_sub = None;
+            // No dialog yet (the SUBSCRIBE is unanswered): the unsubscribe
+            // goes once its 2xx makes one.
             return Vec::new();
         };
         rs.refreshing = true;
@@ -184,6 +185,7 @@ impl Ue {
         response: &Message<'_>,
         flow: Flow,
         now: Duration,
+        rng: &mut dyn Random,
     ) -> Option<Vec<UeAction>> {
         let rs = self.reg_sub.as_ref()?;
         let ours = response.call_id().is_ok_and(|c| c == rs.call_id)
@@ -199,6 +201,7 @@ impl Ue {
             return Some(Vec::new());
         }
         let rs = self.reg_sub.as_mut()?;
+        let unsubscribe_due = rs.ending && !rs.refreshing && rs.sub.dialog().is_none();
         rs.refreshing = false;
         let _ = rs.sub.on_response(response, now);
         if *rs.sub.phase() == Phase::Ended {
@@ -207,6 +210,11 @@ impl Ue {
             if !ending {
                 return Some(vec![UeAction::RegEventEnded]);
             }
+            return Some(Vec::new());
+        }
+        // De-registration came before the dialog: unsubscribe now.
+        if unsubscribe_due && rs.sub.dialog().is_some() && self.state != State::Done {
+            return Some(self.unsubscribe(rng));
         }
         Some(Vec::new())
     }
