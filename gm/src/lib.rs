@@ -22,8 +22,10 @@
 //!   AKAv1/AKAv2-MD5 or plain digest, AUTS resynchronisation, RFC 3329
 //!   security agreement with `ipsec-3gpp`, re- and de-registration), the
 //!   P-CSCF/registrar side ([`reg::Network`]: subscribers, AKA challenges,
-//!   Security-Server, bindings) and the four SAs both derive
-//!   ([`reg::SaSet`], rendered as `sadb` setkey statements).
+//!   Security-Server, bindings, the reg event notifier with
+//!   network-initiated de-registration) and the four SAs both derive
+//!   ([`reg::SaSet`], rendered as `sadb` setkey statements); the UE
+//!   subscribes to its own reg event and acts on it.
 //! - [`regevent`], the registration event package (RFC 3680): reginfo
 //!   documents and the subscriber's view of them, which tells a UE of a
 //!   network-initiated deregistration;

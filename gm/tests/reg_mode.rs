@@ -48,6 +48,8 @@ fn ue(mode: IpsecMode, rng: &mut Rng) -> Ue {
         (5062, 5064),
     );
     c.mode = mode;
+    // The reg event subscription is covered in reg_event.rs.
+    c.reg_event = false;
     Ue::new(
         c,
         Credentials::Aka {

@@ -9,7 +9,13 @@
 //!   [`ue::UeAction`]s (send this request on this flow, install these SAs,
 //!   registered...).
 //! - [`network`]: the P-CSCF/registrar side ([`network::Network`]): a
-//!   subscriber table, AKA challenges, security agreement, bindings.
+//!   subscriber table, AKA challenges, security agreement, bindings, and
+//!   the reg event notifier (RFC 3680) with network-initiated
+//!   de-registration.
+//!
+//! After registering, the UE subscribes to the reg event of its IMPU and
+//! acts on what the network NOTIFYs of its binding (TS 24.229 §5.1.1.3,
+//! §5.1.1.7 as commonly implemented): see [`ue`] step 7.
 //!
 //! Both machines build and read messages only: the caller carries them
 //! (through [`crate::txn`] or otherwise), installs the SAs it is handed

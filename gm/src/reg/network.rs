@@ -17,7 +17,10 @@
 //! 2. With credentials for the nonce last sent to that IMPI:
 //!    - `auts` (RFC 3310 §3.4): MAC-S is verified
 //!      ([`opensec::aka::verify_auts`]), the SQN re-synchronised and a
-//!      fresh challenge sent; a bad AUTS gets 403.
+//!      fresh challenge sent; a bad AUTS gets 403. The AUTS request may
+//!      come over the challenge's temporary SAs (TS 24.229, as our UE
+//!      sends it) or in clear; over them, the new 401 goes back over
+//!      them before the new SAs replace them.
 //!    - an empty `response` (the UE's answer to a MAC failure, TS 24.229
 //!      §5.1.1.5.3 as commonly implemented): 403, the attempt ends.
 //!    - a challenge with sec-agree: the request must come over the new SAs
@@ -41,6 +44,17 @@
 //!    offer chosen from the UE's by our preference list (an offer without
 //!    `ealg` is `null`), our SPIs drawn from [`Random`], our protected
 //!    ports from the configuration.
+//!
+//! It is also the notifier of the reg event (RFC 3680): [`Network::on_request`]
+//! takes REGISTER and SUBSCRIBE `Event: reg` (other requests are the
+//! caller's); a registered UE's subscription to its own identities gets
+//! the full state, then a partial NOTIFY ([`NetworkAction::Notify`]) on
+//! each change of its binding (`registered`, `refreshed`, `shortened`,
+//! `unregistered`, `expired`); [`Network::deregister`] ends a
+//! registration from the network's side (`deactivated` or `rejected`),
+//! [`Network::shorten`] shortens it. SAs of a binding that ended are
+//! removed only once the NOTIFYs to that UE still out ended
+//! ([`Network::on_response`], [`Network::on_notify_timeout`]).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -51,8 +65,11 @@ use opensec::aka::{self, AkaVersion, AuthVector, Password};
 use opensec::digest::{DigestAlgorithm, DigestParams};
 use opensec::{AuthAlgorithm, EncAlgorithm};
 
+mod notifier;
+
 use super::sa::{self, Agreement, IpsecMode, IpsecOffer, SaSet, Side};
 use super::{Flow, OpKey, Random, ct_eq, same_mechanisms};
+use crate::regevent::ContactEvent;
 use crate::sip::header::{Auth, Contacts, SecMechanism};
 use crate::sip::{Builder, HeaderName, Message, Method};
 
@@ -126,6 +143,9 @@ pub struct NetworkConfig {
     /// byte ends its password, so about one challenge in 30 fails). For
     /// test peers under load only; off by default.
     pub xres_without_zero_byte: bool,
+    /// Our unprotected port (the Contact and Via of the reg event's
+    /// messages to a UE registered without SAs).
+    pub port: u16,
 }
 
 impl NetworkConfig {
@@ -158,6 +178,7 @@ impl NetworkConfig {
             max_expires: 600_000,
             min_expires: 0,
             xres_without_zero_byte: false,
+            port: 5060,
         }
     }
 }
@@ -198,6 +219,16 @@ pub enum NetworkAction {
         /// Why.
         reason: &'static str,
     },
+    /// Send this request (a NOTIFY of the reg event) through a client
+    /// transaction on `flow`, to the dialog's remote target (the UE's
+    /// Contact); give its final response to [`Network::on_response`], or
+    /// its timeout to [`Network::on_notify_timeout`].
+    Notify {
+        /// The NOTIFY.
+        request: Message<'static>,
+        /// Over the SAs (from our port-c to the UE's port-s) or not.
+        flow: Flow,
+    },
 }
 
 /// A challenge sent and not answered yet, or the one a binding lives on.
@@ -219,6 +250,14 @@ struct Binding {
     auth: Pending,
     contact: String,
     expires_at: Duration,
+    /// The registered public identity (the REGISTER's To).
+    impu: String,
+    /// The Contact's URI alone.
+    contact_uri: String,
+    /// Where the UE registered from.
+    ue_addr: IpAddr,
+    /// When the binding was first made (for `duration-registered`).
+    since: Duration,
 }
 
 /// The P-CSCF/registrar; see the [module documentation](self).
@@ -232,6 +271,13 @@ pub struct Network {
     /// refreshed, removed) are dropped when they come up. Timers cost
     /// O(log n), not a scan of every subscriber per event.
     deadlines: BinaryHeap<Reverse<(Duration, String)>>,
+    /// Reg event subscriptions, by Call-ID.
+    reg_subs: HashMap<String, notifier::RegSub>,
+    /// SAs of bindings the network ended, removed once the NOTIFYs that
+    /// announce it are answered.
+    draining: Vec<notifier::Draining>,
+    /// NOTIFYs sent and not ended: (Call-ID, CSeq, IMPI).
+    outstanding: Vec<(String, u32, String)>,
 }
 
 impl std::fmt::Debug for Network {
@@ -259,6 +305,9 @@ impl Network {
             pending: HashMap::new(),
             bindings: HashMap::new(),
             deadlines: BinaryHeap::new(),
+            reg_subs: HashMap::new(),
+            draining: Vec::new(),
+            outstanding: Vec::new(),
         }
     }
 
@@ -322,13 +371,9 @@ impl Network {
             .filter(|i| self.bindings.get(i).is_some_and(|b| b.expires_at <= now))
             .collect();
         for impi in expired {
-            if let Some(b) = self.bindings.remove(&impi) {
-                if let Some((_, s)) = b.auth.server {
-                    out.push(NetworkAction::RemoveSas(s));
-                }
-                out.push(NetworkAction::Deregistered { impi });
-            }
+            out.extend(self.end_binding(&impi, ContactEvent::Expired, "noresource", now));
         }
+        out.extend(self.expire_subscriptions(now));
         out
     }
 
@@ -336,7 +381,9 @@ impl Network {
     pub fn poll_timeout(&self) -> Option<Duration> {
         // Possibly a stale entry, earlier than any live deadline: the
         // caller then calls `handle_timeout` once for nothing.
-        self.deadlines.peek().map(|Reverse((at, _))| *at)
+        let subs = self.reg_subs.values().map(|s| s.expires_at).min();
+        let next = self.deadlines.peek().map(|Reverse((at, _))| *at);
+        next.into_iter().chain(subs).min()
     }
 
     /// Handles a REGISTER from `ue_addr` that came on `flow`.
@@ -403,6 +450,10 @@ impl Network {
         }
     }
 
+    /// A fresh challenge; the SAs of the previous one go. After an AUTS
+    /// request that came over them, the 401 leaves over them first, then
+    /// they are replaced (the new set has the UE's same SPIs, so the two
+    /// cannot be installed together).
     #[allow(clippy::too_many_arguments)]
     fn challenge(
         &mut self,
@@ -414,12 +465,42 @@ impl Network {
         now: Duration,
         rng: &mut dyn Random,
     ) -> Vec<NetworkAction> {
-        let mut out = Vec::new();
-        if let Some(old) = self.pending.remove(impi) {
-            if let Some((_, s)) = old.server {
-                out.push(NetworkAction::RemoveSas(s));
+        let old = self
+            .pending
+            .remove(impi)
+            .and_then(|p| p.server)
+            .map(|(_, s)| s);
+        let out = self.fresh_challenge(request, impi, ue_addr, flow, resync, now, rng);
+        match old {
+            None => out,
+            Some(s) if !resync || flow == Flow::Unprotected => {
+                let mut v = vec![NetworkAction::RemoveSas(s)];
+                v.extend(out);
+                v
+            }
+            Some(s) => {
+                let (installs, mut v): (Vec<NetworkAction>, Vec<NetworkAction>) = out
+                    .into_iter()
+                    .partition(|a| matches!(a, NetworkAction::InstallSas(_)));
+                v.push(NetworkAction::RemoveSas(s));
+                v.extend(installs);
+                v
             }
         }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fresh_challenge(
+        &mut self,
+        request: &Message<'_>,
+        impi: &str,
+        ue_addr: IpAddr,
+        flow: Flow,
+        resync: bool,
+        now: Duration,
+        rng: &mut dyn Random,
+    ) -> Vec<NetworkAction> {
+        let mut out = Vec::new();
         if flow != Flow::Unprotected && !resync {
             // TS 33.203: an initial registration comes unprotected.
             out.extend(self.refuse(request, 403, None));
@@ -616,8 +697,8 @@ impl Network {
             if resynced.is_none() {
                 return self.fail(request, impi, 403, "bad AUTS");
             }
-            // TS 24.229 has the UE send AUTS over the temporary SAs; ours
-            // sends it unprotected. Both are taken.
+            // TS 24.229 has the UE send AUTS over the temporary SAs (ours
+            // does); one sent in clear is taken too, as before.
             return self.challenge(request, impi, ue_addr, flow, true, now, rng);
         }
         if creds.response().is_none_or(|r| r.is_empty()) {
@@ -666,7 +747,7 @@ impl Network {
                 out.push(NetworkAction::RemoveSas(s));
             }
         }
-        out.extend(self.bind(request, impi, p, now));
+        out.extend(self.bind(request, impi, p, ue_addr, ContactEvent::Registered, now));
         out
     }
 
@@ -703,15 +784,25 @@ impl Network {
             return Vec::new();
         };
         b.auth.nc = nc;
-        self.bind(request, impi, b.auth, now)
+        let since = b.since;
+        let mut out = self.bind(request, impi, b.auth, ue_addr, ContactEvent::Refreshed, now);
+        if let Some(b) = self.bindings.get_mut(impi) {
+            b.since = since;
+        }
+        out.extend(self.notify_binding(impi, ContactEvent::Refreshed, now));
+        out
     }
 
-    /// The 200 and the binding (RFC 3261 §10.3 steps 7-8).
+    /// The 200 and the binding (RFC 3261 §10.3 steps 7-8); the reg event
+    /// subscribers of `impi` learn of it (`event`, or `unregistered` for
+    /// expiry 0).
     fn bind(
         &mut self,
         request: &Message<'_>,
         impi: &str,
         auth: Pending,
+        ue_addr: IpAddr,
+        event: ContactEvent,
         now: Duration,
     ) -> Vec<NetworkAction> {
         let contact = match request.contacts() {
@@ -732,8 +823,11 @@ impl Network {
                 return out;
             };
             out.push(NetworkAction::Respond(m));
+            let uri = contact.as_ref().map(|c| c.uri.as_str()).unwrap_or_default();
+            out.extend(self.notify_unregistered(impi, &impu, uri, now));
             if let Some((_, s)) = auth.server {
-                out.push(NetworkAction::RemoveSas(s));
+                // Once the NOTIFYs still out to this UE are answered.
+                out.extend(self.release_sas(impi, s));
             }
             out.push(NetworkAction::Deregistered {
                 impi: impi.to_owned(),
@@ -785,7 +879,7 @@ impl Network {
         out.push(NetworkAction::Respond(m));
         out.push(NetworkAction::Registered {
             impi: impi.to_owned(),
-            impu,
+            impu: impu.clone(),
             contact: contact_str.clone(),
             expires: expires_d,
         });
@@ -797,8 +891,18 @@ impl Network {
                 auth,
                 contact: contact_str,
                 expires_at: now.saturating_add(expires_d),
+                impu,
+                contact_uri: contact
+                    .as_ref()
+                    .map(|c| c.uri.as_str().to_string())
+                    .unwrap_or_default(),
+                ue_addr,
+                since: now,
             },
         );
+        if event == ContactEvent::Registered {
+            out.extend(self.notify_binding(impi, event, now));
+        }
         out
     }
 

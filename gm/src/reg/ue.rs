@@ -32,9 +32,12 @@
 //!      Security-Verify copying every Security-Server row exactly, and
 //!      Security-Client again.
 //!    - Authentic but stale SQN: a REGISTER with `auts` and a response
-//!      computed with an empty password (RFC 3310 §3.4). It is sent
-//!      unprotected: without fresh CK/IK we set up no SAs (TS 24.229 has
-//!      the UE use temporary SAs here; our network side accepts both).
+//!      computed with an empty password (RFC 3310 §3.4), sent over
+//!      temporary SAs set up from this 401's Security-Server, keyed with
+//!      the CK and IK of its RAND (f3 and f4 need no SQN), with
+//!      Security-Verify (TS 24.229 §5.1.1.5.3 and TS 33.203 as commonly
+//!      implemented: the project's 3GPP notes do not cover this case). The
+//!      network's next 401 comes back over them; its SAs replace them.
 //!    - MAC failure: a REGISTER whose Authorization carries the IMPI,
 //!      realm, nonce and algorithm with an empty `response` and no
 //!      `auts`, unprotected; then [`UeAction::Failed`] with
@@ -51,6 +54,20 @@
 //! 6. Re-registration and de-registration (`Expires: 0`) go over the SAs
 //!    with the last challenge's nonce and the next `nc`. A registrar that
 //!    challenges them again gets [`Error::ReauthenticationUnsupported`].
+//! 7. The reg event (TS 24.229 §5.1.1.3, RFC 3680; unless
+//!    [`UeConfig::reg_event`] is off): after the 200 to the initial
+//!    REGISTER, a SUBSCRIBE to our IMPU (`Event: reg`, `Accept:
+//!    application/reginfo+xml`, the registration's expiry, the
+//!    Service-Route as Route) goes on the same flow as the REGISTERs; its
+//!    responses go to [`Ue::on_response`] too (told apart by Call-ID), and
+//!    the caller gives the network's requests to [`Ue::on_request`], which
+//!    answers the NOTIFYs ([`UeAction::Respond`]) and acts on our binding:
+//!    `shortened` ([`UeAction::Shortened`]), `deactivated`, `probation`,
+//!    `rejected` ([`UeAction::DeregisteredByNetwork`], SAs removed; the
+//!    first two register again). The subscription is refreshed with the
+//!    registration and ended (`Expires: 0`) before de-registering. A
+//!    SUBSCRIBE's transaction timeout needs no report: the
+//!    subscription's Timer N (64·T1) ends it ([`UeAction::RegEventEnded`]).
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -59,8 +76,11 @@ use opensec::aka::{self, Password};
 use opensec::digest::{DigestAlgorithm, DigestParams};
 use opensec::{AuthAlgorithm, EncAlgorithm};
 
+mod subscription;
+
 use super::sa::{self, Agreement, IpsecMode, IpsecOffer, SaSet, Side};
 use super::{Error, Flow, OpKey, Random, hostport, refresh_after, token};
+use crate::regevent::ContactEvent;
 use crate::sip::header::Contacts;
 use crate::sip::{HeaderName, Message, Method};
 
@@ -141,6 +161,10 @@ pub struct UeConfig {
     pub port_c: u16,
     /// Our protected server port.
     pub port_s: u16,
+    /// Whether to subscribe to the reg event package of our IMPU after
+    /// the initial registration (TS 24.229 §5.1.1.3, RFC 3680; on by
+    /// default); see [`Ue::on_request`].
+    pub reg_event: bool,
 }
 
 impl UeConfig {
@@ -184,6 +208,7 @@ impl UeConfig {
             spi_s: spis.1,
             port_c: ports.0,
             port_s: ports.1,
+            reg_event: true,
         }
     }
 
@@ -233,6 +258,32 @@ pub enum UeAction {
     Deregistered,
     /// The registration failed and the machine stopped.
     Failed(Error),
+    /// Answer a request we received (a NOTIFY of the reg event) with this
+    /// response, through its server transaction, on `flow`.
+    Respond {
+        /// The response.
+        response: Message<'static>,
+        /// The flow the request came on.
+        flow: Flow,
+    },
+    /// The registrar shortened the registration (reg event `shortened`,
+    /// RFC 3680 §5.1): the UE re-registers at the new `refresh_at`.
+    Shortened(Registration),
+    /// The network ended the registration (reg event, RFC 3680 §5.1:
+    /// our contact `terminated`); the SAs were removed before this. With
+    /// `reregister_after` the UE registers again after that long
+    /// (`deactivated`: at once, `probation`: after `retry-after`);
+    /// without it (`rejected`, `expired`, `unregistered`) it stopped.
+    DeregisteredByNetwork {
+        /// The contact's event.
+        event: ContactEvent,
+        /// When the UE registers again, if it does.
+        reregister_after: Option<Duration>,
+    },
+    /// The reg event subscription ended while registered (refused,
+    /// terminated by the notifier, or no NOTIFY in time); the
+    /// registration goes on without it.
+    RegEventEnded,
 }
 
 /// What a successful registration granted (RFC 3261 §10.3, RFC 3608,
@@ -277,6 +328,11 @@ enum State {
         deadline: Option<Duration>,
     },
     Registered,
+    /// Deregistered by the network on probation: registers again at
+    /// `until`.
+    Waiting {
+        until: Duration,
+    },
     /// A re-registration is out.
     AwaitRefresh,
     AwaitDeregistration,
@@ -299,6 +355,11 @@ pub struct Ue {
     registration: Option<Registration>,
     /// The expiry asked for: the configured one, raised by a 423.
     expires: u32,
+    /// The reg event subscription, once asked for.
+    reg_sub: Option<subscription::RegSub>,
+    /// The last `now` the caller gave (for the timers of requests sent
+    /// from calls without one).
+    now: Duration,
 }
 
 struct Config {
@@ -335,6 +396,8 @@ impl Ue {
             server_rows: Vec::new(),
             sas: None,
             registration: None,
+            reg_sub: None,
+            now: Duration::ZERO,
         }
     }
 
@@ -379,31 +442,44 @@ impl Ue {
     /// When [`Ue::handle_timeout`] wants to be called: the
     /// re-registration time, or the end of the temporary SAs.
     pub fn poll_timeout(&self) -> Option<Duration> {
-        match self.state {
+        let reg = match self.state {
             State::Registered => self.registration.as_ref().map(|r| r.refresh_at),
             State::AwaitResult { deadline } => deadline,
+            State::Waiting { until } => Some(until),
             _ => None,
-        }
+        };
+        [reg, self.subscription_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Acts on the time: re-registers when due; gives up when the
     /// temporary SAs expired unanswered.
     pub fn handle_timeout(&mut self, now: Duration, rng: &mut dyn Random) -> Vec<UeAction> {
+        self.now = now;
+        let mut out = self.subscription_handle_timeout(now, rng);
         match self.state {
             State::Registered => {
                 let due = self
                     .registration
                     .as_ref()
                     .is_some_and(|r| now >= r.refresh_at);
-                if !due {
-                    return Vec::new();
+                if due {
+                    self.state = State::AwaitRefresh;
+                    out.extend(self.send_authenticated(rng, self.expires));
                 }
-                self.state = State::AwaitRefresh;
-                self.send_authenticated(rng, self.expires)
             }
-            State::AwaitResult { deadline: Some(d) } if now >= d => self.fail(Error::Timeout),
-            _ => Vec::new(),
+            State::AwaitResult { deadline: Some(d) } if now >= d => {
+                out.extend(self.fail(Error::Timeout))
+            }
+            State::Waiting { until } if now >= until => {
+                self.state = State::Idle;
+                out.extend(self.register(rng));
+            }
+            _ => {}
         }
+        out
     }
 
     /// The transaction of the last request timed out (RFC 3261 §17.1.2.2
@@ -415,13 +491,17 @@ impl Ue {
         }
     }
 
-    /// De-registers (`Expires: 0`, RFC 3261 §10.2.2) over the SAs.
+    /// De-registers (`Expires: 0`, RFC 3261 §10.2.2) over the SAs; the
+    /// reg event subscription is ended first (SUBSCRIBE with `Expires:
+    /// 0` in its dialog, RFC 6665 §4.1.2.3).
     pub fn deregister(&mut self, rng: &mut dyn Random) -> Vec<UeAction> {
         if self.state != State::Registered {
             return Vec::new();
         }
+        let mut out = self.unsubscribe(rng);
         self.state = State::AwaitDeregistration;
-        self.send_authenticated(rng, 0)
+        out.extend(self.send_authenticated(rng, 0));
+        out
     }
 
     /// Reads the final response of the last REGISTER's transaction, which
@@ -436,6 +516,10 @@ impl Ue {
         now: Duration,
         rng: &mut dyn Random,
     ) -> Vec<UeAction> {
+        self.now = now;
+        if let Some(out) = self.on_subscribe_response(response, flow, now, rng) {
+            return out;
+        }
         let Some(status) = response.status() else {
             return Vec::new();
         };
@@ -480,7 +564,7 @@ impl Ue {
                 out.push(UeAction::Deregistered);
                 out
             }
-            (_, 200..=299) => self.on_ok(response, now),
+            (_, 200..=299) => self.on_ok(response, now, rng),
             (_, 423) => self.on_interval_too_brief(response, rng),
             (_, s) => self.fail(Error::Rejected { status: s }),
         }
@@ -570,6 +654,13 @@ impl Ue {
                         aka::password(version, &r.res, &r.ik, &r.ck)
                     }
                     Err(opensec::Error::SyncFailure { auts, .. }) => {
+                        // TS 24.229 §5.1.1.5.3 / TS 33.203 §7.1 as
+                        // commonly implemented: the AUTS request goes
+                        // over temporary SAs set up from this 401, keyed
+                        // with its CK and IK (f3, f4 of RAND: they do not
+                        // depend on SQN, so a stale AUTN still gives them).
+                        let v = m.f2345(&n.rand);
+                        let flow = self.auts_sas(response, &v.ck, &v.ik, &mut out)?;
                         // RFC 3310 §3.4: AUTS, and the credentials of an
                         // empty password.
                         self.challenge = Some(Challenge {
@@ -584,7 +675,7 @@ impl Ue {
                         });
                         self.state = State::AwaitChallenge;
                         let auth = self.authorization(rng, Some(&opensec::base64_encode(&auts)))?;
-                        out.extend(self.send(rng, Flow::Unprotected, self.expires, Some(auth)));
+                        out.extend(self.send(rng, flow, self.expires, Some(auth)));
                         self.challenge = None;
                         return Ok(out);
                     }
@@ -661,6 +752,43 @@ impl Ue {
         Ok(out)
     }
 
+    /// The temporary SAs of an AUTS request, from the challenge's
+    /// Security-Server and the CK/IK of its RAND; the flow over them
+    /// (unprotected without sec-agree or without a usable offer... the
+    /// latter is an error, as for any challenge).
+    fn auts_sas(
+        &mut self,
+        response: &Message<'_>,
+        ck: &[u8; 16],
+        ik: &[u8; 16],
+        out: &mut Vec<UeAction>,
+    ) -> Result<Flow, Error> {
+        self.server_rows.clear();
+        if !self.config.c.sec_agree {
+            return Ok(Flow::Unprotected);
+        }
+        let Some((pcscf, ue)) = self.choose_server_offer(response)? else {
+            return Ok(Flow::Unprotected);
+        };
+        let agreement = Agreement {
+            ue_addr: self.config.c.ue_addr,
+            pcscf_addr: self.config.c.pcscf_addr,
+            ue,
+            pcscf,
+        };
+        let set = SaSet::new(Side::Ue, &agreement, ck, ik, sa::TEMPORARY_LIFETIME)?;
+        self.server_rows = response
+            .rows(HeaderName::SecurityServer)
+            .map(|h| h.value().to_owned())
+            .collect();
+        out.push(UeAction::InstallSas(set.clone()));
+        self.sas = Some(set);
+        Ok(Flow::Protected {
+            ue_port: ue.port_c,
+            pcscf_port: pcscf.port_s,
+        })
+    }
+
     /// The Security-Server offer to use (RFC 3329 §2.3.1, TS 33.203):
     /// the highest `q` among the `ipsec-3gpp` offers whose algorithms and
     /// mode we offered (an absent `q` ranks below any given one; ties go to
@@ -703,7 +831,18 @@ impl Ue {
         Ok(Some((pcscf, self.config.c.offer(pcscf.alg, pcscf.ealg))))
     }
 
-    fn on_ok(&mut self, response: &Message<'_>, now: Duration) -> Vec<UeAction> {
+    fn on_ok(
+        &mut self,
+        response: &Message<'_>,
+        now: Duration,
+        rng: &mut dyn Random,
+    ) -> Vec<UeAction> {
+        // TS 24.229 §5.1.1.3: after the initial registration, subscribe
+        // to the reg event of our IMPU.
+        let initial = matches!(
+            self.state,
+            State::AwaitChallenge | State::AwaitResult { .. }
+        );
         match self.registration_of(response, now) {
             Ok(r) => {
                 let mut out = Vec::new();
@@ -715,6 +854,9 @@ impl Ue {
                 self.registration = Some(r.clone());
                 self.state = State::Registered;
                 out.push(UeAction::Registered(r));
+                if initial {
+                    out.extend(self.subscribe(now, rng));
+                }
                 out
             }
             Err(e) => self.fail(e),
@@ -774,6 +916,7 @@ impl Ue {
         }
         self.registration = None;
         self.challenge = None;
+        self.reg_sub = None;
         self.state = State::Done;
         out.push(UeAction::Failed(e));
         out
@@ -1021,9 +1164,12 @@ mod tests {
             .build()
             .unwrap();
         let acts = ue.on_response(&ok, Flow::Unprotected, Duration::from_secs(10), &mut rng);
-        let [UeAction::Registered(r)] = acts.as_slice() else {
+        // Registered, then the reg event subscription, in clear.
+        let [UeAction::Registered(r), UeAction::Send { request, flow }] = acts.as_slice() else {
             panic!("{acts:?}")
         };
+        assert_eq!(request.method(), Some(Method::Subscribe));
+        assert_eq!(*flow, Flow::Unprotected);
         assert_eq!(r.expires, Duration::from_secs(60));
         assert_eq!(r.refresh_at, Duration::from_secs(40));
         assert!(ue.sas().is_none());

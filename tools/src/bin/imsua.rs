@@ -181,6 +181,9 @@ struct Ua {
     start: Instant,
     /// The transaction of the REGISTER in flight.
     reg_txn: Option<TxnId>,
+    /// The transactions of our reg event SUBSCRIBEs (their timeouts need
+    /// no report: the subscription's Timer N covers them).
+    sub_txns: Vec<TxnId>,
     /// The final status of the last REGISTER.
     reg_status: Option<u16>,
     /// The transaction of our MESSAGE and its final response.
@@ -271,6 +274,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         },
         start: Instant::now(),
         reg_txn: None,
+        sub_txns: Vec::new(),
         reg_status: None,
         msg_txn: None,
         msg_final: None,
@@ -481,6 +485,21 @@ impl Ua {
             else {
                 return Ok(());
             };
+            // gm::reg::Ue answers the NOTIFYs of its reg event.
+            if let Some(actions) = self.ue.on_request(&m, flow, now, &mut self.rng) {
+                let mut rest = Vec::new();
+                for a in actions {
+                    match a {
+                        UeAction::Respond { response, .. } => {
+                            let _ = self.layer.respond(id, &response, now);
+                        }
+                        other => rest.push(other),
+                    }
+                }
+                self.on_actions(rest)?;
+                self.flush();
+                return Ok(());
+            }
             // gm::pager decides: 200 to a MESSAGE, 405 to anything else.
             let tag = token(&mut self.rng, 4);
             if let Ok(answer) = gm::pager::answer(&m, &tag) {
@@ -504,6 +523,10 @@ impl Ua {
                 self.reg_status = Some(status);
                 let actions = self.ue.on_response(&m, flow, now, &mut self.rng);
                 self.on_actions(actions)?;
+            } else if let Some(i) = self.sub_txns.iter().position(|t| *t == id) {
+                self.sub_txns.swap_remove(i);
+                let actions = self.ue.on_response(&m, flow, now, &mut self.rng);
+                self.on_actions(actions)?;
             } else if Some(id) == self.msg_txn {
                 self.msg_txn = None;
                 self.msg_final = Some(Ok((status, m.reason().unwrap_or("").to_owned())));
@@ -522,6 +545,8 @@ impl Ua {
                     self.reg_txn = None;
                     let actions = self.ue.on_timeout();
                     self.on_actions(actions)?;
+                } else if let Some(i) = self.sub_txns.iter().position(|t| *t == id) {
+                    self.sub_txns.swap_remove(i);
                 } else if Some(id) == self.msg_txn {
                     self.msg_txn = None;
                     self.msg_final = Some(Err(()));
@@ -550,9 +575,34 @@ impl Ua {
                     let id = self
                         .layer
                         .start_client(&request, to, Reliability::Unreliable, now)
-                        .map_err(|e| anyhow!("cannot send the REGISTER: {e}"))?;
-                    self.reg_txn = Some(id);
+                        .map_err(|e| anyhow!("cannot send the request: {e}"))?;
+                    if request.method() == Some(gm::sip::Method::Subscribe) {
+                        self.sub_txns.push(id);
+                    } else {
+                        self.reg_txn = Some(id);
+                    }
                 }
+                UeAction::DeregisteredByNetwork {
+                    event: e,
+                    reregister_after,
+                } => {
+                    if reregister_after.is_none() {
+                        self.outcome = Some(Outcome::Deregistered);
+                    }
+                    event(
+                        Json::obj()
+                            .set("event", "deregistered-by-network")
+                            .set("impu", self.impu.clone())
+                            .set("reason", format!("{e:?}").to_lowercase())
+                            .set("reregister", reregister_after.is_some()),
+                    );
+                }
+                UeAction::Shortened(r) => event(
+                    Json::obj()
+                        .set("event", "shortened")
+                        .set("impu", self.impu.clone())
+                        .set("expires", Json::Int(r.expires.as_secs() as i64)),
+                ),
                 UeAction::Registered(r) => {
                     self.outcome = Some(Outcome::Registered);
                     event(

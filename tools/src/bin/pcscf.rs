@@ -13,7 +13,7 @@ use anyhow::Result;
 use clap::Parser;
 use gm::pager::{Registry, Relay};
 use gm::reg::{Flow, IpsecMode, Network, NetworkAction, NetworkConfig, SaSet, Side};
-use gm::sip::{Builder, Message, Method};
+use gm::sip::{Builder, Message};
 use gm::txn::{Event, Reliability, RequestVerdict, ResponseVerdict, Timers, Transactions, TxnId};
 use tools::ims::{Dir, Ipsec, Ladder, OsRandom, Recv, Stop, Transport, json_line, token};
 use tools::json::Json;
@@ -138,6 +138,8 @@ struct Pcscf {
     port_s: HashMap<SocketAddr, SocketAddr>,
     /// Client transaction of a forwarded MESSAGE -> server transaction.
     relays: HashMap<TxnId, (TxnId, Message<'static>)>,
+    /// Client transactions of our reg event NOTIFYs (gm::reg::Network).
+    notifies: HashMap<TxnId, Message<'static>>,
     rng: OsRandom,
     ladder: Ladder,
     start: Instant,
@@ -167,6 +169,7 @@ fn run(cli: &Cli) -> Result<()> {
     };
     // The UE's requests come back here (this P-CSCF is also the S-CSCF).
     config.service_routes = vec![format!("<sip:orig@{local};lr>")];
+    config.port = local.port();
     let mut net = Network::new(config);
     let mut impus = HashMap::new();
     for (impi, s) in table.subscribers {
@@ -187,6 +190,7 @@ fn run(cli: &Cli) -> Result<()> {
         impus,
         relays: HashMap::new(),
         port_s: HashMap::new(),
+        notifies: HashMap::new(),
         rng: match cli.seed {
             Some(s) => OsRandom::seeded(s),
             None => OsRandom::new()?,
@@ -272,16 +276,17 @@ impl Pcscf {
             else {
                 return;
             };
-            if m.method() == Some(Method::Register) {
-                let actions = self
-                    .net
-                    .on_register(&m, from.ip(), flow, now, &mut self.rng);
-                self.on_actions(actions, Some((id, from)));
-            } else {
-                self.relay(&m, id, from);
+            // gm::reg::Network decides which requests are registration's
+            // (REGISTER, SUBSCRIBE to the reg event).
+            match self.net.on_request(&m, from.ip(), flow, now, &mut self.rng) {
+                Some(actions) => self.on_actions(actions, Some((id, from))),
+                None => self.relay(&m, id, from),
             }
         } else if let ResponseVerdict::ToTu(client) = self.layer.on_response(&m, now) {
-            if m.status().is_some_and(|s| s >= 200) {
+            if m.status().is_some_and(|s| s >= 200) && self.notifies.remove(&client).is_some() {
+                let actions = self.net.on_response(&m, now);
+                self.on_actions(actions, None);
+            } else if m.status().is_some_and(|s| s >= 200) {
                 if let Some((server, _)) = self.relays.remove(&client) {
                     if let Some(back) = gm::pager::response(&m) {
                         let _ = self.layer.respond(server, &back, now);
@@ -378,6 +383,20 @@ impl Pcscf {
                     }
                     event(Json::obj().set("event", "deregistered").set("impi", impi));
                 }
+                NetworkAction::Notify { request, .. } => {
+                    // To the UE's Contact (its protected server port, where
+                    // TS 33.203 has the P-CSCF's requests arrive), else to
+                    // where the request came from.
+                    let to = target(&request).or_else(|| txn.map(|(_, from)| from));
+                    if let Some(to) = to {
+                        if let Ok(client) =
+                            self.layer
+                                .start_client(&request, to, Reliability::Unreliable, now)
+                        {
+                            self.notifies.insert(client, request);
+                        }
+                    }
+                }
                 NetworkAction::AuthenticationFailed { impi, reason } => event(
                     Json::obj()
                         .set("event", "authentication-failed")
@@ -425,9 +444,14 @@ impl Pcscf {
                     if let Some((server, request)) = self.relays.remove(&client) {
                         self.refuse(&request, server, gm::pager::relay_failure(true));
                     }
+                    if let Some(notify) = self.notifies.remove(&client) {
+                        let actions = self.net.on_notify_timeout(&notify);
+                        self.on_actions(actions, None);
+                    }
                 }
                 Event::Terminated(client) => {
                     self.relays.remove(&client);
+                    self.notifies.remove(&client);
                 }
             }
         }
@@ -445,4 +469,17 @@ impl Pcscf {
             }
         }
     }
+}
+
+/// The address of a request's Request-URI (`sip:IP:port`, as a UE's
+/// Contact is written).
+fn target(request: &Message<'_>) -> Option<SocketAddr> {
+    let uri = request.request_uri()?;
+    let sip = uri.sip()?;
+    let ip: std::net::IpAddr = match sip.host {
+        gm::sip::Host::V4(a) => a.into(),
+        gm::sip::Host::V6(a) => a.into(),
+        gm::sip::Host::Name(_) => return None,
+    };
+    Some(SocketAddr::new(ip, sip.port.unwrap_or(5060)))
 }
