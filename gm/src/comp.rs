@@ -448,6 +448,57 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(Message::parse(&again.to_bytes()).unwrap().to_bytes(), bytes);
     }
 
+    /// One SA set as each side sees it.
+    fn sa_sets() -> (SaSet, SaSet) {
+        let offer = |m: &str| {
+            let list = crate::sip::header::SecMechanism::parse_list(m).unwrap();
+            crate::reg::IpsecOffer::from_mechanism(&list[0]).unwrap()
+        };
+        let a = crate::reg::Agreement {
+            ue_addr: "192.0.2.1".parse().unwrap(),
+            pcscf_addr: "192.0.2.2".parse().unwrap(),
+            ue: offer(
+                "ipsec-3gpp; alg=hmac-md5-96; spi-c=1111; spi-s=2222; port-c=5062; port-s=5064",
+            ),
+            pcscf: offer(
+                "ipsec-3gpp; alg=hmac-md5-96; spi-c=3333; spi-s=4444; port-c=5066; port-s=5068",
+            ),
+        };
+        let life = std::time::Duration::from_secs(600);
+        (
+            SaSet::new(Side::Ue, &a, &[1; 16], &[2; 16], life).unwrap(),
+            SaSet::new(Side::Network, &a, &[1; 16], &[2; 16], life).unwrap(),
+        )
+    }
+
+    #[test]
+    fn an_sa_set_names_its_association_and_its_peers_addresses() {
+        let (ue_set, net_set) = sa_sets();
+        let cfg = EndpointConfig::default();
+        let (mut ue, mut pcscf) = (
+            Compression::new(cfg.clone()).unwrap(),
+            Compression::new(cfg).unwrap(),
+        );
+        let name = ue.open_sas(&ue_set);
+        assert_eq!(name, pcscf.open_sas(&net_set), "one name on both sides");
+        // The UE compresses for the P-CSCF's port-c and port-s, the
+        // P-CSCF for the UE's; nothing else (a plain port) belongs to it.
+        for port in [5066, 5068] {
+            let peer = SocketAddr::new("192.0.2.2".parse().unwrap(), port);
+            assert_eq!(ue.association_of(peer), Some(name.as_str()));
+        }
+        for port in [5062, 5064] {
+            let peer = SocketAddr::new("192.0.2.1".parse().unwrap(), port);
+            assert_eq!(pcscf.association_of(peer), Some(name.as_str()));
+        }
+        assert_eq!(ue.association_of("192.0.2.2:5060".parse().unwrap()), None);
+        assert_eq!(ue.association_of("192.0.2.1:5062".parse().unwrap()), None);
+        // Removing the SAs closes the compartment: plain from then on.
+        ue.close_sas(&ue_set);
+        assert!(!ue.is_open(&name));
+        assert_eq!(ue.association_of("192.0.2.2:5068".parse().unwrap()), None);
+    }
+
     #[test]
     fn compressed_only_once_open_and_trusted_only_over_the_sas() {
         let cfg = EndpointConfig::default();
