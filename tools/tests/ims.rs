@@ -21,6 +21,11 @@
 //!   the `pcscf`'s capture and checks every ICV; the SIP inside (REGISTER,
 //!   200, MESSAGE) is read from its decrypted data. A datagram in clear
 //!   on the `pcscf`'s port-s is dropped and counted.
+//! - With `--sigcomp` on all three: every message after the 401s is
+//!   SigComp, bob's second MESSAGE is smaller than his first, fewer bytes
+//!   go on the wire than the SIP they carry; bad SigComp is counted and
+//!   NACKed; tshark decrypts the capture and decompresses every SigComp
+//!   message of the inner datagrams to what the pcscf printed.
 //! - A P-CSCF (in this test, `gm::reg::Network`) whose Security-Server
 //!   names a mode we did not offer: `imsua` exits 1 with one line.
 //!
@@ -809,6 +814,7 @@ struct Stopped {
     sent_sip_bytes: u64,
     received_compressed: u64,
     sigcomp_failed: u64,
+    nacks_sent: u64,
     unreadable: u64,
 }
 
@@ -926,6 +932,7 @@ fn sigcomp_over_esp_in_udp_is_smaller_and_tshark_decompresses_it() {
     // Bad input on the pcscf's plain port: SigComp that does not
     // decompress (an unknown state id), and bytes that are neither.
     let junk = UdpSocket::bind("127.0.0.1:0").unwrap();
+    junk.set_read_timeout(Some(LIMIT)).unwrap();
     let bad_sigcomp = [0xf9, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07];
     junk.send_to(&bad_sigcomp, &addr).unwrap();
     junk.send_to(b"\x01\x02 not SIP", &addr).unwrap();
@@ -943,7 +950,13 @@ fn sigcomp_over_esp_in_udp_is_smaller_and_tshark_decompresses_it() {
     let stopped: Vec<Stopped> = events(&pcscf.seen, "stopped");
     let s = &stopped[0];
     assert!(s.sigcomp && s.sent_bytes < s.sent_sip_bytes, "{s:?}");
-    assert_eq!((s.sigcomp_failed, s.unreadable), (1, 1), "{s:?}");
+    assert_eq!(
+        (s.sigcomp_failed, s.nacks_sent, s.unreadable),
+        (1, 1, 1),
+        "{s:?}"
+    );
+    let nack = junk.recv(&mut [0; 256]).unwrap();
+    assert!(nack > 0, "the NACK (RFC 4077) came back");
     let mut err = String::new();
     use std::io::Read;
     pcscf
