@@ -65,6 +65,8 @@ Examples:
         --pcscf 127.0.0.1:5060 listen
   imsua --impi bob@ims.example.org --impu sip:bob@ims.example.org --k ... --op ... \\
         message sip:alice@ims.example.org 'hello alice'
+  imsua ... --ipsec udp --sigcomp message sip:alice@ims.example.org 'hi' 'hi again'
+                                       (two MESSAGEs in one registration, SigComp)
   imsua ... --pcscf 127.0.0.1:5999 --t1 50ms register      (times out in 64*T1 = 3.2 s)";
 
 /// The IMS UA over the Gm interface.
