@@ -23,9 +23,11 @@
 //! [`sigcomp_id_from_instance`]) into a message we send.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 
 use sigcomp::{Accepted, CompartmentId, Endpoint, EndpointConfig, Link, Received};
 
+use crate::reg::{SaSet, Side};
 use crate::sip::header::Via;
 use crate::sip::{Error as SipError, HeaderName, Message};
 
@@ -101,6 +103,8 @@ pub enum Inbound {
     /// A SigComp message that failed: send the NACK back, if any
     /// (RFC 4077), and drop it.
     Failed {
+        /// Why (the RFC 4077 reason).
+        reason: String,
         /// The NACK to send to the peer.
         nack: Option<Vec<u8>>,
     },
@@ -117,6 +121,8 @@ pub enum Inbound {
 pub struct Compression {
     endpoint: Endpoint,
     associations: HashMap<String, CompartmentId>,
+    /// The peer's protected addresses -> the association they belong to.
+    peers: HashMap<SocketAddr, String>,
     next: u64,
 }
 
@@ -128,9 +134,14 @@ impl Compression {
         if sms < MIN_STATE_MEMORY {
             return Err(CompError::StateMemoryTooSmall(sms));
         }
+        // The peer is a Gm endpoint too: it offers at least as much (TS
+        // 24.229 §8.1.1), before it announces its own parameters.
+        let mut config = config;
+        config.peer.state_memory_size = config.peer.state_memory_size.max(MIN_STATE_MEMORY);
         Ok(Compression {
             endpoint: Endpoint::new(config)?,
             associations: HashMap::new(),
+            peers: HashMap::new(),
             next: 1,
         })
     }
@@ -151,6 +162,42 @@ impl Compression {
         self.endpoint.open(cid);
         self.associations.insert(association.to_owned(), cid);
         cid
+    }
+
+    /// Opens the compartment of the association an SA set protects (seen
+    /// from the set's side), once the set is installed; its name
+    /// ([`association`]). Datagrams from, and messages to, the peer's
+    /// port-c and port-s belong to it ([`Compression::association_of`]).
+    pub fn open_sas(&mut self, set: &SaSet) -> String {
+        let name = association(set);
+        self.open(&name);
+        let (addr, offer) = match set.side() {
+            Side::Ue => (set.pcscf_addr(), set.pcscf_offer()),
+            Side::Network => (set.ue_addr(), set.ue_offer()),
+        };
+        for port in [offer.port_c, offer.port_s] {
+            self.peers.insert(SocketAddr::new(addr, port), name.clone());
+        }
+        name
+    }
+
+    /// Closes the compartment of an SA set's association (the SAs are
+    /// removed: the registration ended).
+    pub fn close_sas(&mut self, set: &SaSet) {
+        let name = association(set);
+        self.peers.retain(|_, a| *a != name);
+        self.close(&name);
+    }
+
+    /// The open association a peer's protected address (its port-c or
+    /// port-s) belongs to: the one to compress for when sending there,
+    /// and, for a datagram that came from there over the SAs, the one
+    /// whose states it may create.
+    pub fn association_of(&self, peer: SocketAddr) -> Option<&str> {
+        self.peers
+            .get(&peer)
+            .map(String::as_str)
+            .filter(|a| self.associations.contains_key(*a))
     }
 
     /// Whether `association` compresses.
@@ -221,14 +268,34 @@ impl Compression {
                 }
             }
             Received::Failed(f) => Inbound::Failed {
+                reason: format!("{:?}", f.reason),
                 nack: f.nack().map(<[u8]>::to_vec),
             },
             Received::Nack(_) => Inbound::Nack {
                 applied: matches!(accepted, Some(Accepted::Nack(_))),
             },
-            _ => Inbound::Failed { nack: None },
+            _ => Inbound::Failed {
+                reason: "not a SigComp message this endpoint reads".to_owned(),
+                nack: None,
+            },
         })
     }
+}
+
+/// The name of the UE–P-CSCF association an SA set protects: the UE's
+/// and the P-CSCF's addresses with their port-c/port-s (the same on both
+/// sides, and across SA sets that renew it on the same ports).
+pub fn association(set: &SaSet) -> String {
+    let (ue, pcscf) = (set.ue_offer(), set.pcscf_offer());
+    format!(
+        "ue {} {}/{} pcscf {} {}/{}",
+        set.ue_addr(),
+        ue.port_c,
+        ue.port_s,
+        set.pcscf_addr(),
+        pcscf.port_c,
+        pcscf.port_s
+    )
 }
 
 /// The SigComp identifier of an instance (RFC 5049 §9.1): the URN of a
@@ -379,6 +446,57 @@ Content-Length: 0\r\n\r\n";
         mark_via(&mut again, &id).unwrap();
         mark_contact(&mut again, &id).unwrap();
         assert_eq!(Message::parse(&again.to_bytes()).unwrap().to_bytes(), bytes);
+    }
+
+    /// One SA set as each side sees it.
+    fn sa_sets() -> (SaSet, SaSet) {
+        let offer = |m: &str| {
+            let list = crate::sip::header::SecMechanism::parse_list(m).unwrap();
+            crate::reg::IpsecOffer::from_mechanism(&list[0]).unwrap()
+        };
+        let a = crate::reg::Agreement {
+            ue_addr: "192.0.2.1".parse().unwrap(),
+            pcscf_addr: "192.0.2.2".parse().unwrap(),
+            ue: offer(
+                "ipsec-3gpp; alg=hmac-md5-96; spi-c=1111; spi-s=2222; port-c=5062; port-s=5064",
+            ),
+            pcscf: offer(
+                "ipsec-3gpp; alg=hmac-md5-96; spi-c=3333; spi-s=4444; port-c=5066; port-s=5068",
+            ),
+        };
+        let life = std::time::Duration::from_secs(600);
+        (
+            SaSet::new(Side::Ue, &a, &[1; 16], &[2; 16], life).unwrap(),
+            SaSet::new(Side::Network, &a, &[1; 16], &[2; 16], life).unwrap(),
+        )
+    }
+
+    #[test]
+    fn an_sa_set_names_its_association_and_its_peers_addresses() {
+        let (ue_set, net_set) = sa_sets();
+        let cfg = EndpointConfig::default();
+        let (mut ue, mut pcscf) = (
+            Compression::new(cfg.clone()).unwrap(),
+            Compression::new(cfg).unwrap(),
+        );
+        let name = ue.open_sas(&ue_set);
+        assert_eq!(name, pcscf.open_sas(&net_set), "one name on both sides");
+        // The UE compresses for the P-CSCF's port-c and port-s, the
+        // P-CSCF for the UE's; nothing else (a plain port) belongs to it.
+        for port in [5066, 5068] {
+            let peer = SocketAddr::new("192.0.2.2".parse().unwrap(), port);
+            assert_eq!(ue.association_of(peer), Some(name.as_str()));
+        }
+        for port in [5062, 5064] {
+            let peer = SocketAddr::new("192.0.2.1".parse().unwrap(), port);
+            assert_eq!(pcscf.association_of(peer), Some(name.as_str()));
+        }
+        assert_eq!(ue.association_of("192.0.2.2:5060".parse().unwrap()), None);
+        assert_eq!(ue.association_of("192.0.2.1:5062".parse().unwrap()), None);
+        // Removing the SAs closes the compartment: plain from then on.
+        ue.close_sas(&ue_set);
+        assert!(!ue.is_open(&name));
+        assert_eq!(ue.association_of("192.0.2.2:5068".parse().unwrap()), None);
     }
 
     #[test]

@@ -30,6 +30,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use gm::reg::{OpKey, SaSet, Subscriber};
 use gm::sip::Message;
 
+pub mod comp;
 pub mod esp_udp;
 
 pub use esp_udp::{Datagram, EspUdp, Recv};
@@ -414,6 +415,21 @@ impl Ladder {
         retransmission: bool,
         spi: Option<u32>,
     ) {
+        self.message_on_wire(dir, peer, bytes, None, retransmission, spi);
+    }
+
+    /// [`Ladder::message`] for a message that went (or came) as SigComp of
+    /// `sigcomp` bytes when that is `Some`: the line shows both sizes,
+    /// `412 B (SigComp, 980 B SIP)`.
+    pub fn message_on_wire(
+        &self,
+        dir: Dir,
+        peer: SocketAddr,
+        bytes: &[u8],
+        sigcomp: Option<usize>,
+        retransmission: bool,
+        spi: Option<u32>,
+    ) {
         let what = match Message::parse(bytes) {
             Ok(m) => summary(&m),
             Err(_) => "(not SIP)".to_owned(),
@@ -428,11 +444,11 @@ impl Ladder {
             ""
         };
         let sa = spi.map_or(String::new(), |s| format!(" [ESP spi 0x{s:08x}]"));
-        println!(
-            "{} {arrow} {peer} {what} {} B{sa}{re}",
-            clock(),
-            bytes.len()
-        );
+        let size = match sigcomp {
+            Some(n) => format!("{n} B (SigComp, {} B SIP)", bytes.len()),
+            None => format!("{} B", bytes.len()),
+        };
+        println!("{} {arrow} {peer} {what} {size}{sa}{re}", clock());
         if self.verbose {
             println!("{}", String::from_utf8_lossy(bytes).trim_end());
             println!();

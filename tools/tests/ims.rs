@@ -21,6 +21,11 @@
 //!   the `pcscf`'s capture and checks every ICV; the SIP inside (REGISTER,
 //!   200, MESSAGE) is read from its decrypted data. A datagram in clear
 //!   on the `pcscf`'s port-s is dropped and counted.
+//! - With `--sigcomp` on all three: every message after the 401s is
+//!   SigComp, bob's second MESSAGE is smaller than his first, fewer bytes
+//!   go on the wire than the SIP they carry; bad SigComp is counted and
+//!   NACKed; tshark decrypts the capture and decompresses every SigComp
+//!   message of the inner datagrams to what the pcscf printed.
 //! - A P-CSCF (in this test, `gm::reg::Network`) whose Security-Server
 //!   names a mode we did not offer: `imsua` exits 1 with one line.
 //!
@@ -816,5 +821,300 @@ fn mismatched_ipsec_modes_are_refused_with_one_line() {
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains(status), "{pcscf_mode}/{ua_mode}: {err}");
         assert!(pcscf.terminate().success());
+    }
+}
+
+/// The `"event": "stopped"` line of `imsua`/`pcscf`: what was sent.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Stopped {
+    sigcomp: bool,
+    sent: u64,
+    sent_compressed: u64,
+    sent_bytes: u64,
+    sent_sip_bytes: u64,
+    received_compressed: u64,
+    sigcomp_failed: u64,
+    nacks_sent: u64,
+    unreadable: u64,
+}
+
+/// The sizes of a ladder line: on the wire, and as SIP when it went as
+/// SigComp (`412 B (SigComp, 980 B SIP)`).
+fn ladder_sizes(line: &str) -> (usize, Option<usize>) {
+    let (head, tail) = line.split_once(" B").unwrap();
+    let wire = head.rsplit(' ').next().unwrap().parse().unwrap();
+    let sip = tail
+        .strip_prefix(" (SigComp, ")
+        .map(|t| t.split(' ').next().unwrap().parse().unwrap());
+    (wire, sip)
+}
+
+fn is_ladder(l: &str) -> bool {
+    l.contains(" -> ") || l.contains(" <- ")
+}
+
+/// `--sigcomp` over `--ipsec udp`: alice listens, bob sends her two
+/// MESSAGEs in one registration, both de-register. After each 401 every
+/// message is SigComp (ladder and stopped event), bob's second MESSAGE is
+/// smaller than his first (it uses the states the first left), and fewer
+/// bytes go on the wire than the SIP they carry. A SigComp message that
+/// cannot be decompressed and a datagram that is neither SIP nor SigComp
+/// are counted, with a line. Then tshark decrypts the pcscf's capture with
+/// the keys it printed, the inner datagrams go to a plain IP/UDP capture,
+/// and tshark's own UDVM decompresses every SigComp message in it to the
+/// bytes the pcscf printed (-v) for that message.
+#[test]
+fn sigcomp_over_esp_in_udp_is_smaller_and_tshark_decompresses_it() {
+    let _serial = serial();
+    let dir = TempDir::new("ims-sigcomp");
+    let (port_c, port_s) = (free_port(), free_port());
+    let pcap = dir.path("pcscf.pcap");
+    let (mut pcscf, addr) = pcscf_with(
+        &dir,
+        &[
+            "--ipsec",
+            "udp",
+            "--sigcomp",
+            "--port-c",
+            &port_c.to_string(),
+            "--port-s",
+            &port_s.to_string(),
+            "--pcap",
+            pcap.to_str().unwrap(),
+            "--show-keys",
+            "-v",
+        ],
+    );
+    let mut alice = Proc::spawn(
+        "alice",
+        imsua_udp("alice", K, &addr, &["--sigcomp", "listen"]),
+    );
+    alice.wait_line(&["\"event\": \"registered\""]);
+    let (bob, _) = finish(
+        "bob",
+        imsua_udp(
+            "bob",
+            K,
+            &addr,
+            &[
+                "--sigcomp",
+                "message",
+                "sip:alice@ims.example.org",
+                "hello alice",
+                "hello again alice",
+            ],
+        ),
+    );
+    let bob_lines: Vec<String> = String::from_utf8_lossy(&bob.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        bob.status.success(),
+        "{bob_lines:?}{}",
+        String::from_utf8_lossy(&bob.stderr)
+    );
+    let status: Vec<serde_json::Value> = events(&bob_lines, "message-status");
+    assert_eq!(status.len(), 2, "{bob_lines:?}");
+    assert!(status.iter().all(|s| s["status"] == 200));
+    // The REGISTER and its 401 in clear, uncompressed; every message after
+    // them SigComp over an SA.
+    let ladder: Vec<&String> = bob_lines.iter().filter(|l| is_ladder(l)).collect();
+    assert_eq!(ladder.len(), 10, "{ladder:?}");
+    for l in &ladder[..2] {
+        assert_eq!(ladder_sizes(l).1, None, "{l}");
+    }
+    for l in &ladder[2..] {
+        assert!(l.contains("[ESP spi 0x"), "{l}");
+        let (wire, sip) = ladder_sizes(l);
+        assert!(sip.is_some(), "{l}");
+        assert!(wire > 0);
+    }
+    // The second MESSAGE uses the states of the first.
+    let messages: Vec<(usize, Option<usize>)> = ladder
+        .iter()
+        .filter(|l| l.contains(" -> ") && l.contains(" MESSAGE "))
+        .map(|l| ladder_sizes(l))
+        .collect();
+    assert_eq!(messages.len(), 2, "{ladder:?}");
+    // (The second text is longer.)
+    assert!(messages[1].1 >= messages[0].1, "{messages:?}");
+    assert!(messages[1].0 < messages[0].0, "{messages:?}");
+    let bob_stopped: Vec<Stopped> = events(&bob_lines, "stopped");
+    let s = &bob_stopped[0];
+    assert!(s.sigcomp);
+    assert_eq!((s.sent, s.sent_compressed), (5, 4), "{s:?}");
+    assert_eq!(s.received_compressed, 4, "{s:?}");
+    assert!(s.sent_bytes < s.sent_sip_bytes, "{s:?}");
+    let message = alice.wait_line(&["\"event\": \"message\"", "hello again alice"]);
+    assert_eq!(event_of(&message)["from"], "sip:bob@ims.example.org");
+
+    // Bad input on the pcscf's plain port: SigComp that does not
+    // decompress (an unknown state id), and bytes that are neither.
+    let junk = UdpSocket::bind("127.0.0.1:0").unwrap();
+    junk.set_read_timeout(Some(LIMIT)).unwrap();
+    let bad_sigcomp = [0xf9, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07];
+    junk.send_to(&bad_sigcomp, &addr).unwrap();
+    junk.send_to(b"\x01\x02 not SIP", &addr).unwrap();
+    assert!(alice.terminate().success());
+    let alice_stopped: Vec<Stopped> = events(&alice.seen, "stopped");
+    assert!(
+        alice_stopped[0].sent_bytes < alice_stopped[0].sent_sip_bytes,
+        "{alice_stopped:?}"
+    );
+    pcscf.wait_line(&[
+        "\"event\": \"deregistered\"",
+        "\"impi\": \"alice@ims.example.org\"",
+    ]);
+    assert!(pcscf.terminate().success());
+    let stopped: Vec<Stopped> = events(&pcscf.seen, "stopped");
+    let s = &stopped[0];
+    assert!(s.sigcomp && s.sent_bytes < s.sent_sip_bytes, "{s:?}");
+    assert_eq!(
+        (s.sigcomp_failed, s.nacks_sent, s.unreadable),
+        (1, 1, 1),
+        "{s:?}"
+    );
+    let nack = junk.recv(&mut [0; 256]).unwrap();
+    assert!(nack > 0, "the NACK (RFC 4077) came back");
+    let mut err = String::new();
+    use std::io::Read;
+    pcscf
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("failed to decompress"), "{err}");
+    assert!(err.contains("not SIP"), "{err}");
+
+    if !require(
+        "sigcomp_over_esp_in_udp_is_smaller_and_tshark_decompresses_it (capture check)",
+        &[Peer::Tshark],
+    ) {
+        return;
+    }
+    // What the pcscf printed for each SigComp message, in order: the size
+    // on the wire, and the SIP (-v) with its line ends as printed.
+    // A message runs to the next ladder or JSON line.
+    let mut printed: Vec<(usize, String)> = Vec::new();
+    let seen = &pcscf.seen;
+    for (i, l) in seen.iter().enumerate() {
+        let (wire, Some(_)) = (if is_ladder(l) {
+            ladder_sizes(l)
+        } else {
+            (0, None)
+        }) else {
+            continue;
+        };
+        let text: Vec<&str> = seen[i + 1..]
+            .iter()
+            .take_while(|t| !is_ladder(t) && !t.starts_with('{'))
+            .map(String::as_str)
+            .collect();
+        printed.push((wire, text.join("\n").trim_end().to_owned()));
+    }
+    // Decrypt with the keys of the pcscf's sa lines, as the test above.
+    let sas: Vec<SaEvent> = events(&pcscf.seen, "sa");
+    let added: Vec<&SaEvent> = sas.iter().filter(|s| s.action == "add").collect();
+    let esp: Vec<testkit::tshark::EspSa> = added
+        .iter()
+        .map(|s| {
+            testkit::tshark::EspSa::new(
+                s.src.ip(),
+                s.dst.ip(),
+                s.spi,
+                (tshark_name(&s.ealg), s.ekey.as_deref().unwrap()),
+                (tshark_name(&s.alg), s.akey.as_deref().unwrap()),
+            )
+        })
+        .collect();
+    let mut ports: Vec<u16> = added
+        .iter()
+        .flat_map(|s| [s.src.port(), s.dst.port()])
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    let mut run = testkit::tshark::fields(&pcap)
+        .esp_sas(&esp)
+        .arg("-E")
+        .arg("occurrence=f");
+    for p in &ports {
+        run = run.arg("-d").arg(&format!("udp.port=={p},udpencap"));
+    }
+    let out = run.run(&["esp.icv_good", "esp.decrypted_data"]);
+    let mut frames = Vec::new();
+    for line in out.lines() {
+        let [good, data] = line.split('|').collect::<Vec<_>>()[..] else {
+            panic!("{line}")
+        };
+        if data.is_empty() {
+            continue; // in clear
+        }
+        assert_eq!(good, "1", "ICV not good: {line}");
+        let inner = hex::decode(data).unwrap();
+        let udp = testkit::packet::transport(testkit::pcap::LINKTYPE_RAW, &inner).unwrap();
+        // Only the SigComp frames (testkit's reader counts frames with a
+        // decompressed block).
+        if udp.payload.first().is_some_and(|b| *b >= 0xf8) {
+            frames.push(testkit::packet::udp(
+                udp.src,
+                udp.sport,
+                udp.dst,
+                udp.dport,
+                udp.payload,
+            ));
+        }
+    }
+    assert_eq!(frames.len(), printed.len(), "{printed:?}");
+    let inner = dir.path("inner.pcap");
+    testkit::pcap::Capture::new(testkit::pcap::LINKTYPE_RAW, frames.clone()).write(&inner);
+    let mut extra = Vec::new();
+    for p in &ports {
+        extra.push("-d".to_owned());
+        extra.push(format!("udp.port=={p},sigcomp"));
+    }
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let got = testkit::tshark::sigcomp_decompressed(&inner, &extra);
+    assert_eq!(got.len(), printed.len());
+    for (i, (g, (wire, text))) in got.iter().zip(&printed).enumerate() {
+        let g = g
+            .as_ref()
+            .unwrap_or_else(|| panic!("tshark did not decompress frame {}", i + 1));
+        let udp = testkit::packet::transport(testkit::pcap::LINKTYPE_RAW, &frames[i]).unwrap();
+        assert_eq!(udp.payload.len(), *wire, "frame {}", i + 1);
+        let sip = String::from_utf8(g.clone()).unwrap();
+        assert_eq!(
+            sip.replace("\r\n", "\n").trim_end(),
+            text.as_str(),
+            "frame {}",
+            i + 1
+        );
+    }
+}
+
+/// `--sigcomp` needs SAs: with `--ipsec none` both binaries refuse it as a
+/// usage error (exit 2) naming `--ipsec udp`.
+#[test]
+fn sigcomp_without_sas_is_a_usage_error() {
+    let pcscf = Command::new(env!("CARGO_BIN_EXE_pcscf"))
+        .args(["--subscribers", "x.toml", "--ipsec", "none", "--sigcomp"])
+        .output()
+        .unwrap();
+    let ua = Command::new(env!("CARGO_BIN_EXE_imsua"))
+        .args([
+            "--impi",
+            "bob@ims.example.org",
+            "--impu",
+            "sip:bob@ims.example.org",
+        ])
+        .args(["--k", K, "--op", OP, "--sigcomp", "register"])
+        .output()
+        .unwrap();
+    for out in [pcscf, ua] {
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--sigcomp needs --ipsec udp"), "{err}");
     }
 }

@@ -10,11 +10,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use gm::pager::{Registry, Relay};
 use gm::reg::{Flow, IpsecMode, Network, NetworkAction, NetworkConfig, SaSet, Side};
 use gm::sip::{Builder, Message};
 use gm::txn::{Event, Reliability, RequestVerdict, ResponseVerdict, Timers, Transactions, TxnId};
+use tools::ims::comp::{Incoming, SipComp};
 use tools::ims::{Dir, Ipsec, Ladder, OsRandom, Recv, Stop, Transport, json_line, token};
 use tools::json::Json;
 
@@ -38,7 +39,9 @@ or status, size, the SPI of the SA that carried it; -v adds the whole message
 and a line per datagram dropped on a protected port) and one JSON line per
 event (listening, registered, deregistered, relayed, authentication-failed,
 sa: an SA added or removed, with its keys under --show-keys; stopped, with the
-count of datagrams dropped).
+count of datagrams dropped, messages sent and compressed, sent_bytes on the
+wire (UDP payloads before ESP) and sent_sip_bytes (the same messages as SIP),
+SigComp failures, NACKs sent, unreadable datagrams).
 
 Modes:
   --ipsec none  SIP in clear over UDP, registration without sec-agree.
@@ -50,7 +53,19 @@ Modes:
                 on our port-c/port-s are dropped. --pcap writes the packets as
                 on the wire; with the keys of --show-keys Wireshark decrypts
                 them (Decode As UDP port -> UDPENCAP for the four ports).
---ipsec tun, SigComp, SMS and presence come later.
+  --sigcomp     with --ipsec udp only (a Gm compartment needs SAs; refused
+                with --ipsec none): SigComp (RFC 3320, RFC 3486, RFC 5049)
+                per registered UE, one compartment per SA set, opened when
+                the SAs are installed (the 401 goes uncompressed) and closed
+                when they go. What goes to a UE's protected ports is
+                compressed; what comes over its SAs may create states. The
+                ladder shows both sizes (412 B (SigComp, 980 B SIP)); SigComp
+                that fails to decompress is dropped and NACKed (RFC 4077), a
+                line with -v. By default the bytecode travels in the first
+                message and there is no shared compression, so tshark
+                decompresses every message; --sigcomp-full turns on locally
+                available bytecode and shared compression.
+--ipsec tun, SMS and presence come later.
 
 Exit status: 0 stopped by SIGTERM/SIGINT, 2 usage, subscriber file or
 socket error (one line naming the file). It never exits 1.
@@ -59,6 +74,7 @@ Examples:
   pcscf --subscribers subs.toml --listen 127.0.0.1:5060
   pcscf --subscribers subs.toml --listen 127.0.0.1:5060 -v
   pcscf --subscribers subs.toml --ipsec udp --port-c 5066 --port-s 5068 --pcap gm.pcap --show-keys
+  pcscf --subscribers subs.toml --ipsec udp --sigcomp -v
   imsua --impi alice@ims.example.org --impu sip:alice@ims.example.org \\
         --k ... --op ... --pcscf 127.0.0.1:5060 register";
 
@@ -95,6 +111,15 @@ struct Cli {
     /// test and demo runs only).
     #[arg(long)]
     show_keys: bool,
+    /// SigComp over the SAs, a compartment per registered UE (needs
+    /// --ipsec udp).
+    #[arg(long)]
+    sigcomp: bool,
+    /// With --sigcomp: locally available bytecode and shared compression
+    /// (smaller; a decompressor without our bytecode, e.g. tshark, cannot
+    /// read the messages).
+    #[arg(long, requires = "sigcomp")]
+    sigcomp_full: bool,
     /// SIP timer T1 (e.g. 500ms, the default; tests use less).
     #[arg(long, value_parser = tools::ims::parse_duration)]
     t1: Option<Duration>,
@@ -114,6 +139,14 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.sigcomp && cli.ipsec != Ipsec::Udp {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--sigcomp needs --ipsec udp: a Gm compartment is opened per SA set (TS 24.229 §8.1.1)",
+            )
+            .exit();
+    }
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -144,6 +177,8 @@ struct Pcscf {
     ladder: Ladder,
     start: Instant,
     show_keys: bool,
+    /// SigComp (or not) between the transactions and the transport.
+    comp: SipComp,
 }
 
 fn run(cli: &Cli) -> Result<()> {
@@ -200,12 +235,14 @@ fn run(cli: &Cli) -> Result<()> {
         },
         start: Instant::now(),
         show_keys: cli.show_keys,
+        comp: SipComp::new(tools::ims::comp::mode(cli.sigcomp, cli.sigcomp_full))?,
     };
     let mut listening = Json::obj();
     listening
         .set("event", "listening")
         .set("address", local.to_string())
-        .set("ipsec", cli.ipsec.name());
+        .set("ipsec", cli.ipsec.name())
+        .set("sigcomp", cli.sigcomp);
     if cli.ipsec == Ipsec::Udp {
         listening
             .set("port_c", Json::Int(i64::from(port_c)))
@@ -224,12 +261,36 @@ fn run(cli: &Cli) -> Result<()> {
             .min(Stop::POLL);
         match p.transport.recv(&mut buf, wait)? {
             Some(Recv::Message(d)) => {
-                let bytes = buf.get(d.range.clone()).unwrap_or_default();
-                p.ladder.message(Dir::In, d.from, bytes, false, d.spi);
-                let flow = d.protected_port.map_or(Flow::Unprotected, |port| {
-                    Flow::protected(Side::Network, port, d.from.port())
-                });
-                p.on_datagram(bytes, d.from, flow);
+                let wire = buf.get(d.range.clone()).unwrap_or_default();
+                let over_sas = d.protected_port.is_some();
+                match p.comp.decode(wire, d.from, over_sas) {
+                    Incoming::Sip { bytes, compressed } => {
+                        let sigcomp = compressed.then_some(wire.len());
+                        p.ladder
+                            .message_on_wire(Dir::In, d.from, &bytes, sigcomp, false, d.spi);
+                        let flow = d.protected_port.map_or(Flow::Unprotected, |port| {
+                            Flow::protected(Side::Network, port, d.from.port())
+                        });
+                        p.on_datagram(&bytes, d.from, flow);
+                    }
+                    Incoming::Nothing(what) => {
+                        if p.ladder.verbose {
+                            eprintln!("pcscf: {what} from {}", d.from);
+                        }
+                    }
+                    Incoming::Failed { reason, nack } => {
+                        if p.ladder.verbose {
+                            eprintln!(
+                                "pcscf: SigComp from {} failed to decompress: {reason}{}",
+                                d.from,
+                                if nack.is_some() { "; NACK sent" } else { "" }
+                            );
+                        }
+                        if let Some(n) = nack {
+                            p.send_nack(&n, d.from);
+                        }
+                    }
+                }
             }
             Some(Recv::Dropped { from, port, reason }) if p.ladder.verbose => {
                 eprintln!("pcscf: dropped a datagram from {from} on port {port}: {reason}");
@@ -244,11 +305,12 @@ fn run(cli: &Cli) -> Result<()> {
     if let Err(e) = p.transport.close() {
         eprintln!("pcscf: {e:#}");
     }
-    event(
-        Json::obj()
-            .set("event", "stopped")
-            .set("dropped", Json::Int(p.transport.dropped() as i64)),
-    );
+    let mut stopped = Json::obj();
+    stopped
+        .set("event", "stopped")
+        .set("dropped", Json::Int(p.transport.dropped() as i64));
+    p.comp.report(&mut stopped);
+    event(&mut stopped);
     Ok(())
 }
 
@@ -262,8 +324,15 @@ impl Pcscf {
     }
 
     fn on_datagram(&mut self, bytes: &[u8], from: SocketAddr, flow: Flow) {
-        let Ok(mut m) = Message::parse(bytes) else {
-            return;
+        let mut m = match Message::parse(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.comp.unreadable();
+                if self.ladder.verbose {
+                    eprintln!("pcscf: dropped a datagram from {from}: not SIP ({e})");
+                }
+                return;
+            }
         };
         let now = self.now();
         if m.is_request() {
@@ -404,7 +473,13 @@ impl Pcscf {
                         .set("reason", reason),
                 ),
                 NetworkAction::InstallSas(s) => match self.transport.install(&s) {
-                    Ok(()) => self.sa_events(&s, "add"),
+                    Ok(()) => {
+                        // The UE's compartment opens with its SAs (TS
+                        // 24.229 §8.1.1); the 401 goes to its plain port,
+                        // uncompressed.
+                        self.comp.open(&s);
+                        self.sa_events(&s, "add");
+                    }
                     Err(e) => eprintln!("pcscf: {e:#}"),
                 },
                 NetworkAction::UpdateSas(s) => {
@@ -416,6 +491,7 @@ impl Pcscf {
                     // A response queued for these SAs (the 200 of a
                     // de-registration) leaves before they go.
                     self.flush();
+                    self.comp.close(&s);
                     match self.transport.remove(&s) {
                         Ok(()) => self.sa_events(&s, "remove"),
                         Err(e) => eprintln!("pcscf: {e:#}"),
@@ -461,12 +537,37 @@ impl Pcscf {
     /// is reported and left to the transaction's timers, as a loss.
     fn flush(&mut self) {
         while let Some(t) = self.layer.poll_transmit() {
-            match self.transport.send(&t.bytes, t.to) {
-                Ok(spi) => self
-                    .ladder
-                    .message(Dir::Out, t.to, &t.bytes, t.retransmission, spi),
+            let (wire, compressed) = match self.comp.encode(&t.bytes, t.to) {
+                Ok(w) => w,
+                Err(e) => {
+                    eprintln!("pcscf: {e:#}");
+                    continue;
+                }
+            };
+            let len = wire.len();
+            match self.transport.send(wire, t.to) {
+                Ok(spi) => {
+                    self.comp.sent(t.bytes.len(), len, compressed);
+                    self.ladder.message_on_wire(
+                        Dir::Out,
+                        t.to,
+                        &t.bytes,
+                        compressed.then_some(len),
+                        t.retransmission,
+                        spi,
+                    );
+                }
                 Err(e) => eprintln!("pcscf: {e:#}"),
             }
+        }
+    }
+
+    /// Sends a NACK (RFC 4077) back to where a failed SigComp message came
+    /// from.
+    fn send_nack(&mut self, nack: &[u8], to: SocketAddr) {
+        match self.transport.send(nack, to) {
+            Ok(_) => self.comp.nack_sent(nack.len()),
+            Err(e) => eprintln!("pcscf: {e:#}"),
         }
     }
 }
