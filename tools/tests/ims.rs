@@ -920,7 +920,10 @@ fn sigcomp_over_esp_in_udp_is_smaller_and_tshark_decompresses_it() {
     // The REGISTER and its 401 in clear, uncompressed; every message after
     // them SigComp over an SA.
     let ladder: Vec<&String> = bob_lines.iter().filter(|l| is_ladder(l)).collect();
-    assert_eq!(ladder.len(), 10, "{ladder:?}");
+    // REGISTER, 401, REGISTER, 200, two MESSAGEs and their 200s, the
+    // de-REGISTER and its 200 at least; the reg event's SUBSCRIBEs and
+    // NOTIFYs besides.
+    assert!(ladder.len() >= 10, "{ladder:?}");
     for l in &ladder[..2] {
         assert_eq!(ladder_sizes(l).1, None, "{l}");
     }
@@ -943,8 +946,10 @@ fn sigcomp_over_esp_in_udp_is_smaller_and_tshark_decompresses_it() {
     let bob_stopped: Vec<Stopped> = events(&bob_lines, "stopped");
     let s = &bob_stopped[0];
     assert!(s.sigcomp);
-    assert_eq!((s.sent, s.sent_compressed), (5, 4), "{s:?}");
-    assert_eq!(s.received_compressed, 4, "{s:?}");
+    // Everything but the first REGISTER went compressed.
+    assert_eq!(s.sent_compressed, s.sent - 1, "{s:?}");
+    assert!(s.sent >= 5, "{s:?}");
+    assert!(s.received_compressed >= 4, "{s:?}");
     assert!(s.sent_bytes < s.sent_sip_bytes, "{s:?}");
     let message = alice.wait_line(&["\"event\": \"message\"", "hello again alice"]);
     assert_eq!(event_of(&message)["from"], "sip:bob@ims.example.org");
