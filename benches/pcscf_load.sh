@@ -9,7 +9,8 @@
 # from a SIPp -inf file, sequential, one K/OP or one password for all):
 #   - pcscf --ipsec none, AKAv1-MD5 (SIPp computes RES from aka_K/aka_OP and
 #     checks our AUTN); --xres-without-zero-byte, since SIPp takes RES as a
-#     C string;
+#     C string; --quiet (no ladder line per message: Kamailio logs none
+#     either);
 #   - Kamailio (Debian kamailio, tools/tests/ims/kamailio.cfg: usrloc in
 #     memory, digest MD5 with qop=auth via pv_auth_check), C UDP workers
 #     (default 1: pcscf is one thread).
@@ -123,7 +124,7 @@ scenario > "$work/registration.xml"
 start_pcscf() {
   local port; port=$(free_port)
   setsid target/release/pcscf --subscribers "$work/subs.toml" --listen "127.0.0.1:$port" \
-    --ipsec none --xres-without-zero-byte > /dev/null 2> "$work/pcscf.err" &
+    --ipsec none --xres-without-zero-byte --quiet > /dev/null 2> "$work/pcscf.err" &
   pids+=($!)
   wait_up "$port" pcscf
   echo "$port"

@@ -144,9 +144,9 @@ impl Transport {
     }
 
     /// Removes every SA set still installed.
-    pub fn close(&mut self) -> Result<()> {
+    pub fn close(&mut self) -> Result<Vec<gm::reg::SaSet>> {
         match self {
-            Transport::Plain(_) => Ok(()),
+            Transport::Plain(_) => Ok(Vec::new()),
             Transport::Udp(e) => e.close(),
         }
     }
@@ -402,6 +402,9 @@ pub enum Dir {
 pub struct Ladder {
     /// Print whole messages too.
     pub verbose: bool,
+    /// Print no ladder line at all (load runs: each line costs a parse
+    /// and a write); events are still printed. `verbose` wins.
+    pub quiet: bool,
 }
 
 impl Ladder {
@@ -430,6 +433,9 @@ impl Ladder {
         retransmission: bool,
         spi: Option<u32>,
     ) {
+        if self.quiet && !self.verbose {
+            return;
+        }
         let what = match Message::parse(bytes) {
             Ok(m) => summary(&m),
             Err(_) => "(not SIP)".to_owned(),

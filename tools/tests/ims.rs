@@ -1123,3 +1123,35 @@ fn sigcomp_without_sas_is_a_usage_error() {
         assert!(err.contains("--sigcomp needs --ipsec udp"), "{err}");
     }
 }
+
+/// `pcscf --quiet` (load runs): events only, no ladder line.
+#[test]
+fn a_quiet_pcscf_prints_events_and_no_ladder() {
+    let _serial = serial();
+    let dir = TempDir::new("ims-quiet");
+    let (mut pcscf, addr) = pcscf_with(&dir, &["--quiet"]);
+    let (out, _) = finish("imsua", imsua("bob", K, &addr, &["register"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pcscf.wait_line(&["\"event\": \"deregistered\""]);
+    assert!(pcscf.terminate().success());
+    assert!(
+        pcscf
+            .seen
+            .iter()
+            .any(|l| l.contains("\"event\": \"registered\"")),
+        "{:?}",
+        pcscf.seen
+    );
+    assert!(
+        !pcscf
+            .seen
+            .iter()
+            .any(|l| l.contains(" <- ") || l.contains(" -> ")),
+        "{:?}",
+        pcscf.seen
+    );
+}

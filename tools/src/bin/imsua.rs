@@ -314,6 +314,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         rng,
         ladder: Ladder {
             verbose: cli.verbose,
+            quiet: false,
         },
         start: Instant::now(),
         reg_txn: None,
@@ -329,8 +330,13 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     };
     let result = ua.run(&stop, &cli.command);
     // SAs left (register --stay, a failure): removed before exit.
-    if let Err(e) = ua.transport.close() {
-        eprintln!("imsua: {e:#}");
+    match ua.transport.close() {
+        Ok(sets) => {
+            for set in &sets {
+                ua.sa_events(set, "remove");
+            }
+        }
+        Err(e) => eprintln!("imsua: {e:#}"),
     }
     let mut stopped = Json::obj();
     stopped.set("event", "stopped");

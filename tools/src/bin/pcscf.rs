@@ -132,6 +132,10 @@ struct Cli {
     /// challenge in 30 would fail). For SIPp load runs.
     #[arg(long)]
     xres_without_zero_byte: bool,
+    /// Print no ladder line (events only): for load runs, where a line
+    /// per message costs a parse and a write.
+    #[arg(short, long, conflicts_with = "verbose")]
+    quiet: bool,
     /// Print whole messages.
     #[arg(short, long)]
     verbose: bool,
@@ -232,6 +236,7 @@ fn run(cli: &Cli) -> Result<()> {
         },
         ladder: Ladder {
             verbose: cli.verbose,
+            quiet: cli.quiet,
         },
         start: Instant::now(),
         show_keys: cli.show_keys,
@@ -302,8 +307,13 @@ fn run(cli: &Cli) -> Result<()> {
         p.flush();
     }
     // The SAs still installed go with us.
-    if let Err(e) = p.transport.close() {
-        eprintln!("pcscf: {e:#}");
+    match p.transport.close() {
+        Ok(sets) => {
+            for set in &sets {
+                p.sa_events(set, "remove");
+            }
+        }
+        Err(e) => eprintln!("pcscf: {e:#}"),
     }
     let mut stopped = Json::obj();
     stopped

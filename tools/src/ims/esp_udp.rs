@@ -216,12 +216,15 @@ impl EspUdp {
         self.apply(&local.delete_statements(), "remove")
     }
 
-    /// Removes every SA set still installed (at exit).
-    pub fn close(&mut self) -> Result<()> {
+    /// Removes every SA set still installed (at exit); returns them, for
+    /// the caller to report.
+    pub fn close(&mut self) -> Result<Vec<SaSet>> {
+        let mut removed = Vec::new();
         while let Some((given, _)) = self.sets.first().cloned() {
             self.remove(&given)?;
+            removed.push(given);
         }
-        Ok(())
+        Ok(removed)
     }
 
     /// Where `set` is among the installed sets (same SAs; the lifetime
