@@ -233,6 +233,43 @@ pub fn sa_events(set: &SaSet, action: &str, keys: bool) -> Vec<crate::json::Json
         .collect()
 }
 
+/// Sends what the transactions queued, compressed where an association
+/// says so, and prints each message on the ladder. A datagram that cannot
+/// leave is reported (`name: error`) and left to the transaction's timers,
+/// as a loss.
+pub fn flush(
+    name: &str,
+    layer: &mut gm::txn::Transactions<SocketAddr>,
+    comp: &mut comp::SipComp,
+    transport: &mut Transport,
+    ladder: &Ladder,
+) {
+    while let Some(t) = layer.poll_transmit() {
+        let (wire, compressed) = match comp.encode(&t.bytes, t.to) {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("{name}: {e:#}");
+                continue;
+            }
+        };
+        let len = wire.len();
+        match transport.send(wire, t.to) {
+            Ok(spi) => {
+                comp.sent(t.bytes.len(), len, compressed);
+                ladder.message_on_wire(
+                    Dir::Out,
+                    t.to,
+                    &t.bytes,
+                    compressed.then_some(len),
+                    t.retransmission,
+                    spi,
+                );
+            }
+            Err(e) => eprintln!("{name}: {e:#}"),
+        }
+    }
+}
+
 /// The subscriber table of `pcscf`.
 #[derive(Debug)]
 pub struct Subscribers {

@@ -809,29 +809,12 @@ impl Ua {
     }
 
     fn flush(&mut self) {
-        while let Some(t) = self.layer.poll_transmit() {
-            let (wire, compressed) = match self.comp.encode(&t.bytes, t.to) {
-                Ok(w) => w,
-                Err(e) => {
-                    eprintln!("imsua: {e:#}");
-                    continue;
-                }
-            };
-            let len = wire.len();
-            match self.transport.send(wire, t.to) {
-                Ok(spi) => {
-                    self.comp.sent(t.bytes.len(), len, compressed);
-                    self.ladder.message_on_wire(
-                        Dir::Out,
-                        t.to,
-                        &t.bytes,
-                        compressed.then_some(len),
-                        t.retransmission,
-                        spi,
-                    );
-                }
-                Err(e) => eprintln!("imsua: {e:#}"),
-            }
-        }
+        tools::ims::flush(
+            "imsua",
+            &mut self.layer,
+            &mut self.comp,
+            &mut self.transport,
+            &self.ladder,
+        );
     }
 }

@@ -546,30 +546,13 @@ impl Pcscf {
     /// Sends what the transactions queued. A datagram that cannot leave
     /// is reported and left to the transaction's timers, as a loss.
     fn flush(&mut self) {
-        while let Some(t) = self.layer.poll_transmit() {
-            let (wire, compressed) = match self.comp.encode(&t.bytes, t.to) {
-                Ok(w) => w,
-                Err(e) => {
-                    eprintln!("pcscf: {e:#}");
-                    continue;
-                }
-            };
-            let len = wire.len();
-            match self.transport.send(wire, t.to) {
-                Ok(spi) => {
-                    self.comp.sent(t.bytes.len(), len, compressed);
-                    self.ladder.message_on_wire(
-                        Dir::Out,
-                        t.to,
-                        &t.bytes,
-                        compressed.then_some(len),
-                        t.retransmission,
-                        spi,
-                    );
-                }
-                Err(e) => eprintln!("pcscf: {e:#}"),
-            }
-        }
+        tools::ims::flush(
+            "pcscf",
+            &mut self.layer,
+            &mut self.comp,
+            &mut self.transport,
+            &self.ladder,
+        );
     }
 
     /// Sends a NACK (RFC 4077) back to where a failed SigComp message came
