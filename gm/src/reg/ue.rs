@@ -817,9 +817,17 @@ impl Ue {
         }
         let mut best: Option<(i32, IpsecOffer)> = None;
         let mut why = bad("no Security-Server offer matches ours");
+        let no_common =
+            "no algorithm in common: the Security-Server names no alg/ealg pair we offered";
         for m in list.iter().filter(|m| m.is_ipsec_3gpp()) {
             let o = match IpsecOffer::from_mechanism(m) {
                 Ok(o) => o,
+                Err(Error::BadOffer {
+                    what: "unknown alg" | "unknown ealg",
+                }) => {
+                    why = bad(no_common);
+                    continue;
+                }
                 Err(e) => {
                     why = e;
                     continue;
@@ -830,6 +838,7 @@ impl Ue {
                 continue;
             }
             if !self.config.c.algorithms.contains(&(o.alg, o.ealg)) {
+                why = bad(no_common);
                 continue;
             }
             let q = m.q.map_or(-1, |q| i32::from(q.0));

@@ -455,7 +455,10 @@ impl Ua {
     /// the UA goes on.
     fn listen(&mut self, stop: &Stop) -> Result<(), Failure> {
         loop {
-            self.until(stop, |u| !u.pending.is_empty())?;
+            self.until(stop, |u| {
+                !u.pending.is_empty() || u.outcome != Some(Outcome::Registered)
+            })?;
+            self.still_registered()?;
             let Some(line) = self.pending.pop_front() else {
                 return Ok(()); // a signal
             };
@@ -484,6 +487,28 @@ impl Ua {
             if stop.is_set() {
                 return Ok(());
             }
+        }
+    }
+
+    /// Whether the registration still holds while we listen: a
+    /// re-registration that failed (the P-CSCF stopped answering, or
+    /// refused it) or a network-initiated de-registration ends the run,
+    /// with the reason.
+    fn still_registered(&mut self) -> Result<(), Failure> {
+        match (self.outcome, self.failure.take()) {
+            (Some(Outcome::Registered), _) => Ok(()),
+            (_, Some(gm::reg::Error::Timeout)) => Err(Failure::Error(anyhow!(
+                "the registration is lost: the P-CSCF at {} did not answer the re-registration (64*T1 = {} ms); has it stopped?",
+                self.pcscf,
+                self.layer.timers().timeout().as_millis()
+            ))),
+            (_, Some(e)) => Err(Failure::Refused(format!(
+                "the registration is lost: the re-registration failed: {e}"
+            ))),
+            (Some(Outcome::Deregistered), None) => {
+                Err(Failure::Refused("the network de-registered us".to_owned()))
+            }
+            (_, None) => Err(Failure::Error(anyhow!("the registration ended"))),
         }
     }
 

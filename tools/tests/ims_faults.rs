@@ -1,0 +1,284 @@
+//! `imsua` against faults of the network, each ended with a one-line
+//! reason and a non-zero exit, its SAs removed (and reported) before it
+//! exits:
+//!
+//! - a P-CSCF that dies after the registration: `imsua listen` notices
+//!   at its re-registration (the transaction times out) and says so;
+//! - a 401 whose Security-Server names no algorithm we offered (no
+//!   common algorithm);
+//! - a malformed 401 (an AKA nonce that is not RAND||AUTN).
+//!
+//! The P-CSCF of the last two is `gm::reg::Network` in this test, its 401
+//! rewritten on the way. The unreachable P-CSCF and the wrong K are in
+//! `ims.rs`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use gm::reg::{IpsecMode, Network, NetworkAction, NetworkConfig, OpKey, Random, Subscriber};
+use testkit::TempDir;
+
+/// TS 35.208 §4.3.3, test set 3.
+const K: &str = "fec86ba6eb707ed08905757b1bb44b8f";
+const OP: &str = "dbc59adcb6f9a0ef735477b7fadf8374";
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn imsua(pcscf: &str, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_imsua"));
+    cmd.args([
+        "--impi",
+        "bob@ims.example.org",
+        "--impu",
+        "sip:bob@ims.example.org",
+        "--k",
+        K,
+        "--op",
+        OP,
+        "--pcscf",
+        pcscf,
+        "--ipsec",
+        "udp",
+    ])
+    .args(extra);
+    cmd
+}
+
+/// Runs `cmd` to its end, within [`LIMIT`].
+fn finish(mut cmd: Command) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + LIMIT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("imsua ran over {LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn events(out: &Output, name: &str) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["event"] == name)
+        .collect()
+}
+
+struct Rng(u64);
+impl Random for Rng {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            *b = self.0 as u8;
+        }
+    }
+}
+
+/// A P-CSCF (`gm::reg::Network`, `mod=UDP-enc-tun`) on a loopback
+/// socket that rewrites each of its answers with `rewrite` before
+/// sending it; stops when the returned flag is set, and returns how many
+/// answers it sent.
+fn tampering_pcscf(
+    rewrite: impl Fn(String) -> String + Send + 'static,
+) -> (String, Arc<AtomicBool>, std::thread::JoinHandle<usize>) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    let mut config = NetworkConfig::new("ims.example.org", addr.ip(), 1, 2);
+    config.modes = vec![IpsecMode::UdpEncapsulatedTunnel];
+    let mut net = Network::new(config);
+    net.add_subscriber(
+        "bob@ims.example.org",
+        Subscriber {
+            k: tools::ims::hex16(K).unwrap(),
+            op: OpKey::Op(tools::ims::hex16(OP).unwrap()),
+            amf: [0x72, 0x5c],
+            sqn: 0x20,
+            impus: vec![],
+        },
+    );
+    let done = Arc::new(AtomicBool::new(false));
+    let stop = done.clone();
+    let peer = std::thread::spawn(move || {
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut rng = Rng(3);
+        let mut buf = vec![0u8; 65536];
+        let mut answered = 0;
+        while !stop.load(Ordering::SeqCst) {
+            let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            let m = gm::sip::Message::parse(&buf[..n]).unwrap();
+            for a in net.on_register(
+                &m,
+                from.ip(),
+                gm::reg::Flow::Unprotected,
+                Duration::ZERO,
+                &mut rng,
+            ) {
+                if let NetworkAction::Respond(r) = a {
+                    let text = rewrite(String::from_utf8(r.to_bytes()).unwrap());
+                    sock.send_to(text.as_bytes(), from).unwrap();
+                    answered += 1;
+                }
+            }
+        }
+        answered
+    });
+    (addr.to_string(), done, peer)
+}
+
+fn one_line_refusal(out: &Output, says: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("imsua: registration failed"), "{err}");
+    assert!(err.contains(says), "{err}");
+    // Nothing left: every SA added was removed.
+    let sas = events(out, "sa");
+    let added = sas.iter().filter(|s| s["action"] == "add").count();
+    let removed = sas.iter().filter(|s| s["action"] == "remove").count();
+    assert_eq!(added, removed, "{sas:?}");
+    assert!(events(out, "registered").is_empty());
+}
+
+#[test]
+fn no_common_algorithm_is_refused_with_one_line() {
+    // The P-CSCF's Security-Server names an integrity algorithm we never
+    // offered.
+    let (addr, done, peer) = tampering_pcscf(|text| {
+        let mut out = String::new();
+        for line in text.split_inclusive("\r\n") {
+            if line.to_ascii_lowercase().starts_with("security-server:") {
+                out.push_str(
+                    &line
+                        .replace("alg=hmac-sha-1-96", "alg=hmac-sha-256-128")
+                        .replace("alg=hmac-md5-96", "alg=hmac-sha-256-128"),
+                );
+            } else {
+                out.push_str(line);
+            }
+        }
+        assert!(out.contains("alg=hmac-sha-256-128"), "{out}");
+        out
+    });
+    let out = finish(imsua(&addr, &["register"]));
+    done.store(true, Ordering::SeqCst);
+    assert!(peer.join().unwrap() >= 1);
+    one_line_refusal(&out, "no algorithm in common");
+}
+
+#[test]
+fn a_malformed_401_is_refused_with_one_line() {
+    // The nonce of the AKA challenge is not base64 of RAND||AUTN.
+    let (addr, done, peer) = tampering_pcscf(|text| {
+        let start = text.find("nonce=\"").unwrap() + "nonce=\"".len();
+        let end = start + text[start..].find('"').unwrap();
+        format!("{}{}{}", &text[..start], "bm90IGEgbm9uY2U=", &text[end..])
+    });
+    let out = finish(imsua(&addr, &["register"]));
+    done.store(true, Ordering::SeqCst);
+    assert!(peer.join().unwrap() >= 1);
+    one_line_refusal(&out, "nonce");
+}
+
+#[test]
+fn a_pcscf_that_dies_is_noticed_at_re_registration() {
+    let dir = TempDir::new("ims-faults-dies");
+    let subs = dir.path("subs.toml");
+    std::fs::write(
+        &subs,
+        format!(
+            "realm = \"ims.example.org\"\n[[subscriber]]\nimpi = \"bob@ims.example.org\"\n\
+             impus = [\"sip:bob@ims.example.org\"]\nk = \"{K}\"\nop = \"{OP}\"\n\
+             amf = \"725c\"\nsqn = \"000000000020\"\n"
+        ),
+    )
+    .unwrap();
+    let mut pcscf = Command::new(env!("CARGO_BIN_EXE_pcscf"))
+        .arg("--subscribers")
+        .arg(&subs)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--ipsec",
+            "udp",
+            "--port-c",
+            "0",
+            "--port-s",
+            "0",
+            "--quiet",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(pcscf.stdout.take().unwrap()).lines();
+    let listening: serde_json::Value = loop {
+        let l = lines.next().expect("pcscf ended").unwrap();
+        if l.contains("\"listening\"") {
+            break serde_json::from_str(&l).unwrap();
+        }
+    };
+    let addr = listening["address"].as_str().unwrap().to_owned();
+    // Registered for 2 s: the UA re-registers after 1 s, and with T1 =
+    // 50 ms gives up 64*T1 = 3.2 s later.
+    let mut ua = imsua(&addr, &["--expires", "2", "--t1", "50ms", "listen"]);
+    let mut child = ua
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ua_lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    loop {
+        let l = ua_lines.next().expect("imsua ended").unwrap();
+        seen.push(l.clone());
+        if l.contains("\"event\": \"registered\"") {
+            break;
+        }
+    }
+    // The P-CSCF dies without a word.
+    pcscf.kill().unwrap();
+    pcscf.wait().unwrap();
+    let started = Instant::now();
+    for l in ua_lines {
+        seen.push(l.unwrap());
+    }
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(started.elapsed() < LIMIT);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("did not answer the re-registration"), "{err}");
+    assert!(err.contains(&addr), "{err}");
+    // Its four SAs were removed (and reported) before it exited.
+    let removed = seen
+        .iter()
+        .filter(|l| l.contains("\"event\": \"sa\"") && l.contains("\"action\": \"remove\""))
+        .count();
+    assert_eq!(removed, 4, "{seen:?}");
+}
