@@ -25,7 +25,8 @@ const AFTER_HELP: &str = "\
 Output: one line per SIP message on stdout (UTC time, <- or ->, peer, method
 or status, size, the SPI of the SA that carried it; -v adds the whole message
 and a line per datagram dropped on a protected port) and one JSON line per
-event: registered (IMPU, expiry, Service-Route, P-Associated-URI),
+event: registered (IMPU, expiry, Service-Route, P-Associated-URI, ms since
+the first REGISTER),
 deregistered, resynchronising (our SIM's SQN was ahead of the network's: AUTS
 sent), message (an incoming MESSAGE, answered 200), message-status (the final
 status of ours), sa (an SA added or removed, with its keys under --show-keys;
@@ -865,6 +866,7 @@ impl Ua {
                             .set("event", "registered")
                             .set("impu", self.impu.clone())
                             .set("expires", Json::Int(r.expires.as_secs() as i64))
+                            .set("ms", Json::Int(self.now().as_millis() as i64))
                             .set(
                                 "service_route",
                                 Json::Arr(

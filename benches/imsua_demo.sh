@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The cost of protection and the gain of SigComp for the bundled UA, in one
+# run:
+#
+#   benches/imsua_demo.sh [RUNS]
+#
+# 1. Registration time: RUNS (default 20) `imsua register` against a pcscf
+#    with --ipsec none (AKA, no sec-agree, no SigComp) and RUNS against a
+#    pcscf with --ipsec udp --sigcomp (AKA, sec-agree, four SAs, ESP in
+#    UDP, SigComp), alternating; the time is the UA's own (the `ms` of its
+#    registered event: first REGISTER to the 200), so process start-up is
+#    not counted. Prints both medians and their ratio (target <= 1.5).
+# 2. Bytes of the whole demo: `imsua demo` with SigComp and with
+#    --no-sigcomp, each as a ratio of the SIP they carry (UDP payloads
+#    before ESP, from the three processes' stopped events), and the IP
+#    bytes of the two captures (every packet, ESP included) as a ratio.
+#
+# Needs a release build of imsua and pcscf (built here). Everything on
+# 127.0.0.1. Only the ratios within one run mean anything.
+set -u
+cd "$(dirname "$0")/.."
+runs=${1:-20}
+case "$runs" in -h|--help) sed -n '2,/^set -u/p' "$0" | sed 's/^# \{0,1\}//; /^set -u/d'; exit 0 ;; esac
+cargo build --release -q -p tools --bin pcscf --bin imsua || exit 2
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+K=fec86ba6eb707ed08905757b1bb44b8f
+OP=dbc59adcb6f9a0ef735477b7fadf8374
+{
+  echo 'realm = "ims.example.org"'
+  for u in bob; do
+    printf '[[subscriber]]\nimpi = "%s@ims.example.org"\nimpus = ["sip:%s@ims.example.org"]\nk = "%s"\nop = "%s"\namf = "725c"\nsqn = "000000000020"\n' "$u" "$u" "$K" "$OP"
+  done
+} > "$work/subs.toml"
+B=target/release
+start_pcscf() { # name, args...
+  local name=$1; shift
+  "$B/pcscf" --subscribers "$work/subs.toml" --listen 127.0.0.1:0 --quiet "$@" > "$work/$name.out" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do
+    grep -q '"listening"' "$work/$name.out" 2>/dev/null && break
+    sleep 0.05
+  done
+  sed -n 's/.*"event": "listening", "address": "\([^"]*\)".*/\1/p' "$work/$name.out" | head -1
+}
+plain=$(start_pcscf plain --ipsec none)
+prot=$(start_pcscf prot --ipsec udp --port-c 0 --port-s 0 --sigcomp)
+[ -n "$plain" ] && [ -n "$prot" ] || { echo "a pcscf did not start" >&2; exit 2; }
+U=(--impi bob@ims.example.org --impu sip:bob@ims.example.org --k "$K" --op "$OP")
+echo "registration time, $runs runs each, alternating"
+for i in $(seq "$runs"); do
+  "$B/imsua" "${U[@]}" --pcscf "$plain" --ipsec none register | grep '"registered"' >> "$work/plain.ms" || { echo "run $i: registration failed (none)" >&2; exit 1; }
+  "$B/imsua" "${U[@]}" --pcscf "$prot" --ipsec udp --sigcomp register | grep '"registered"' >> "$work/prot.ms" || { echo "run $i: registration failed (udp+sigcomp)" >&2; exit 1; }
+done
+echo "the demo, with and without SigComp"
+"$B/imsua" demo --json --pcap "$work/sc.pcap" > "$work/sc.out" || { echo "the demo failed" >&2; tail -20 "$work/sc.out"; exit 1; }
+"$B/imsua" demo --json --no-sigcomp --pcap "$work/plain.pcap" > "$work/nosc.out" || { echo "the demo without SigComp failed" >&2; exit 1; }
+python3 - "$work" <<'PYEOF'
+import json, statistics, struct, sys
+w = sys.argv[1]
+def ms(f):
+    return [json.loads(l)["ms"] for l in open(f"{w}/{f}")]
+a, b = ms("plain.ms"), ms("prot.ms")
+ma, mb = statistics.median(a), statistics.median(b)
+print(f"  --ipsec none:            median {ma} ms (min {min(a)}, max {max(a)})")
+print(f"  --ipsec udp --sigcomp:   median {mb} ms (min {min(b)}, max {max(b)})")
+print(f"  ratio udp+sigcomp / none: {mb / ma:.2f}x (target <= 1.5)")
+def pcap_bytes(f):
+    d = open(f, "rb").read()
+    off, total, n = 24, 0, 0
+    while off + 16 <= len(d):
+        incl = struct.unpack("<I", d[off + 8:off + 12])[0]
+        total += incl; n += 1; off += 16 + incl
+    return total, n
+sc = json.loads(open(f"{w}/sc.out").read().splitlines()[-1])
+nosc = json.loads(open(f"{w}/nosc.out").read().splitlines()[-1])
+print(f"  demo with SigComp:    {sc['sent_bytes']} B on the wire for {sc['sent_sip_bytes']} B of SIP: {100 * sc['sent_bytes'] / sc['sent_sip_bytes']:.1f} %")
+print(f"  demo without SigComp: {nosc['sent_bytes']} B on the wire for {nosc['sent_sip_bytes']} B of SIP")
+print(f"  UDP payloads, with / without SigComp: {100 * sc['sent_bytes'] / nosc['sent_bytes']:.1f} %")
+(ip_sc, n_sc), (ip_no, n_no) = pcap_bytes(f"{w}/sc.pcap"), pcap_bytes(f"{w}/plain.pcap")
+print(f"  IP bytes of the captures (ESP included): {ip_sc} ({n_sc} packets) vs {ip_no} ({n_no} packets): {100 * ip_sc / ip_no:.1f} %")
+PYEOF
