@@ -15,6 +15,8 @@
 //! - [`service`]: the MO and MT procedures of TS 24.341 for the UE
 //!   ([`service::SmsUe`]) and for the network as service centre
 //!   ([`service::SmsCentre`]): what each MESSAGE carries and means.
+//! - [`sip`]: the MESSAGE around the RP message (which one is an SMS,
+//!   which one goes to the service centre) and E.164 numbers in URIs.
 //!
 //! Every decoder takes bytes and returns a typed value or an [`Error`];
 //! none panics, whatever the input. Encoders emit the standard forms;
@@ -67,6 +69,7 @@ mod error;
 pub mod gsm7;
 pub mod rp;
 pub mod service;
+pub mod sip;
 pub mod tpdu;
 
 pub use concat::{Reassembler, split, split_data};
