@@ -75,7 +75,7 @@ pub mod tpdu;
 pub use concat::{Reassembler, split, split_data};
 pub use error::Error;
 pub use gsm7::Alphabet;
-pub use rp::{DecodedTpdu, RpAck, RpCause, RpData, RpError, RpMessage, Warning};
+pub use rp::{DecodedTpdu, RpAck, RpCause, RpData, RpError, RpMessage, Warning, cause_name};
 pub use tpdu::{
     Address, Body, Concat, Dcs, Deliver, DeliverReport, Direction, Ie, StatusReport, Submit,
     SubmitReport, Timestamp, Tpdu, UserData, ValidityPeriod,

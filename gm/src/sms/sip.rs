@@ -61,6 +61,14 @@ pub fn tel_uri(digits: &str) -> String {
     format!("tel:+{digits}")
 }
 
+/// The public identity a subscriber's E.164 number stands for at the
+/// service centre, from the subscriber's identities: the first SIP URI, as
+/// the address of record its MESSAGEs come from and go to (a `tel:` URI
+/// cannot be registered to; TS 24.229 §5.4.1.2.2).
+pub fn number_owner(impus: &[String]) -> Option<String> {
+    impus.iter().find_map(|u| aor(u))
+}
+
 /// Whether `request` is a MESSAGE whose body is an RP message
 /// (`Content-Type: application/vnd.3gpp.sms`, TS 24.341 §7.2).
 pub fn is_sms(request: &Message<'_>) -> bool {
@@ -133,6 +141,20 @@ mod tests {
         ] {
             assert_eq!(e164(s).as_deref(), want, "{s}");
         }
+    }
+
+    #[test]
+    fn a_number_belongs_to_the_first_sip_identity() {
+        let impus = [
+            "tel:+15555550102".to_owned(),
+            "sip:Bob@IMS.example.org;user=x".to_owned(),
+            "sip:bob2@ims.example.org".to_owned(),
+        ];
+        assert_eq!(
+            number_owner(&impus).as_deref(),
+            Some("sip:Bob@ims.example.org")
+        );
+        assert_eq!(number_owner(&impus[..1]), None);
     }
 
     #[test]
