@@ -12,6 +12,8 @@
 //!   datagrams, and its SIP, GSM A RP and GSM SMS dissectors read the
 //!   MESSAGE bodies: RP-DATA both ways with SMS-SUBMIT to bob's number and
 //!   SMS-DELIVER from alice's, RP-ACK both ways, and the text of the parts.
+//! - A text with Cyrillic goes as UCS-2 in three parts, in clear, and
+//!   arrives whole.
 //! - An SMS to a number no subscriber has: the centre answers RP-ERROR
 //!   cause 1, `imsua` exits 1 with one line naming the cause.
 //!
@@ -367,6 +369,48 @@ fn a_long_sms_reaches_bob_over_esp_and_sigcomp_and_tshark_reads_it() {
     assert_eq!(parts, TEXT);
     let parts: String = mt.iter().map(|r| r[5]).collect();
     assert_eq!(parts, TEXT);
+}
+
+/// A text with a character GSM 7-bit lacks goes as UCS-2, 67 units a
+/// part; in clear (`--ipsec none`), to bob's `tel:` URI.
+#[test]
+fn a_ucs2_sms_in_three_parts_arrives_whole() {
+    let _serial = serial();
+    let dir = TempDir::new("ims-sms-ucs2");
+    let (mut pcscf, addr) = pcscf(&dir, &["--ipsec", "none"]);
+    let mut bob = Proc::spawn("bob", imsua("bob", &addr, &["--ipsec", "none", "listen"]));
+    bob.wait_event(|e| e["event"] == "registered");
+    let text = "Привет, Боб! Встреча перенесена. ".repeat(5);
+    assert!(text.chars().count() > 2 * 67);
+    let mut alice = Proc::spawn(
+        "alice",
+        imsua(
+            "alice",
+            &addr,
+            &["--ipsec", "none", "sms", &format!("tel:{BOB}"), &text],
+        ),
+    );
+    let (status, err) = alice.wait_exit();
+    assert!(status.success(), "{}\n{err}", alice.seen.join("\n"));
+    let acks: Vec<SmsStatus> = events(&alice, "sms-status");
+    assert_eq!(acks.len(), 3, "{acks:?}");
+    assert!(acks.iter().all(|a| a.status == "ok"));
+    let got: SmsReceived = serde_json::from_value(bob.wait_event(|e| e["event"] == "sms")).unwrap();
+    assert_eq!(
+        (got.from.as_str(), got.text.as_str()),
+        (ALICE, text.as_str())
+    );
+    assert!(bob.terminate().0.success());
+    pcscf.wait_line(&["\"event\": \"deregistered\"", "bob@ims.example.org"]);
+    assert!(pcscf.terminate().0.success());
+    let parts: Vec<CentreSms> = events(&pcscf, "sms");
+    assert!(
+        parts
+            .iter()
+            .filter(|c| c.result == "submitted")
+            .all(|c| c.parts == Some(3)),
+        "{parts:?}"
+    );
 }
 
 #[test]
