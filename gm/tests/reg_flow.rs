@@ -312,6 +312,15 @@ fn auts_resynchronises_a_stale_sqn() {
     let r = w.sent_request(1);
     let a = &r.authorization().unwrap()[0];
     assert!(a.auts().is_some());
+    // The application is told, with the two SQNs.
+    assert!(
+        w.ue_events.iter().any(|e| matches!(
+            e,
+            UeAction::Resynchronising { sqn, sqn_ms: 5000 } if *sqn <= 5000
+        )),
+        "{:?}",
+        w.ue_events
+    );
     // Over temporary SAs from the first 401 (TS 24.229, as commonly
     // implemented), with Security-Verify.
     let over = Flow::Protected {

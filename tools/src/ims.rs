@@ -30,10 +30,12 @@ use anyhow::{Context, Result, anyhow, bail};
 use gm::reg::{OpKey, SaSet, Subscriber};
 use gm::sip::Message;
 
+pub mod command;
 pub mod comp;
+pub mod demo;
 pub mod esp_udp;
 
-pub use esp_udp::{Datagram, EspUdp, Recv};
+pub use esp_udp::{Datagram, EspUdp, Recv, SaUsage};
 
 /// How SIP travels between the UE and the P-CSCF (`--ipsec`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,16 +137,16 @@ impl Transport {
         }
     }
 
-    /// Removes an SA set ([`EspUdp::remove`]).
-    pub fn remove(&mut self, set: &SaSet) -> Result<()> {
+    /// Removes an SA set ([`EspUdp::remove`]); what its SAs carried.
+    pub fn remove(&mut self, set: &SaSet) -> Result<Vec<SaUsage>> {
         match self {
-            Transport::Plain(_) => Ok(()),
+            Transport::Plain(_) => Ok(Vec::new()),
             Transport::Udp(e) => e.remove(set),
         }
     }
 
-    /// Removes every SA set still installed.
-    pub fn close(&mut self) -> Result<Vec<gm::reg::SaSet>> {
+    /// Removes every SA set still installed, with what their SAs carried.
+    pub fn close(&mut self) -> Result<Vec<(gm::reg::SaSet, Vec<SaUsage>)>> {
         match self {
             Transport::Plain(_) => Ok(Vec::new()),
             Transport::Udp(e) => e.close(),
@@ -207,8 +209,14 @@ impl Transport {
 /// One JSON event line per SA of `set` (`"event": "sa"`): `action` (add,
 /// remove), direction, source and destination with their ports, SPI,
 /// mode, algorithms; with `keys` the keys in hex too (for Wireshark's ESP
-/// SA table; test and demo runs only).
-pub fn sa_events(set: &SaSet, action: &str, keys: bool) -> Vec<crate::json::Json> {
+/// SA table; test and demo runs only). For a removed SA, `usage` gives
+/// its `packets` and `bytes` and, with `keys`, its `setkey -D` text.
+pub fn sa_events(
+    set: &SaSet,
+    action: &str,
+    keys: bool,
+    usage: &[SaUsage],
+) -> Vec<crate::json::Json> {
     use crate::json::Json;
     let k = set.keys();
     set.sas()
@@ -227,6 +235,19 @@ pub fn sa_events(set: &SaSet, action: &str, keys: bool) -> Vec<crate::json::Json
             if keys {
                 j.set("ekey", hex::encode(k.enc_key.as_bytes()))
                     .set("akey", hex::encode(k.auth_key.as_bytes()));
+            }
+            if let Some(u) = usage.iter().find(|u| u.spi == sa.spi) {
+                j.set(
+                    "packets",
+                    Json::Int(i64::try_from(u.packets).unwrap_or(i64::MAX)),
+                )
+                .set(
+                    "bytes",
+                    Json::Int(i64::try_from(u.bytes).unwrap_or(i64::MAX)),
+                );
+                if keys {
+                    j.set("setkey", u.setkey.trim_end());
+                }
             }
             j
         })

@@ -107,6 +107,9 @@ fn events<T: serde::de::DeserializeOwned>(p: &Proc, name: &str) -> Vec<T> {
 /// `imsua`'s `sms-status` line: the centre's answer to one part.
 #[derive(Debug, serde::Deserialize)]
 struct SmsStatus {
+    to: String,
+    part: usize,
+    parts: usize,
     rp_mr: u8,
     tp_mr: Option<u8>,
     status: String,
@@ -199,6 +202,7 @@ fn a_long_sms_reaches_bob_over_esp_and_sigcomp_and_tshark_reads_it() {
     assert_eq!(acks.len(), 2, "{acks:?}");
     for (i, a) in acks.iter().enumerate() {
         assert_eq!(a.status, "ok", "{a:?}");
+        assert_eq!((a.to.as_str(), a.part, a.parts), (BOB, i + 1, 2));
         assert_eq!((a.rp_mr, a.tp_mr, a.cause), (i as u8, Some(i as u8), None));
         assert!(a.reason.is_none());
     }

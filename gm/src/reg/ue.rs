@@ -284,6 +284,15 @@ pub enum UeAction {
     /// terminated by the notifier, or no NOTIFY in time); the
     /// registration goes on without it.
     RegEventEnded,
+    /// The challenge's SQN was not fresh (TS 33.102 §6.3.3): the UE
+    /// answers with AUTS so the network re-synchronises, and registration
+    /// goes on with the next challenge.
+    Resynchronising {
+        /// The SQN the network sent.
+        sqn: u64,
+        /// The highest SQN we had accepted, which AUTS carries.
+        sqn_ms: u64,
+    },
 }
 
 /// What a successful registration granted (RFC 3261 §10.3, RFC 3608,
@@ -653,7 +662,8 @@ impl Ue {
                         ck_ik = Some((r.ck, r.ik));
                         aka::password(version, &r.res, &r.ik, &r.ck)
                     }
-                    Err(opensec::Error::SyncFailure { auts, .. }) => {
+                    Err(opensec::Error::SyncFailure { auts, sqn, sqn_ms }) => {
+                        out.push(UeAction::Resynchronising { sqn, sqn_ms });
                         // TS 24.229 §5.1.1.5.3 / TS 33.203 §7.1 as
                         // commonly implemented: the AUTS request goes
                         // over temporary SAs set up from this 401, keyed

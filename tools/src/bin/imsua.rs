@@ -3,10 +3,11 @@
 //! receives pager-mode MESSAGE (`gm::pager`) and SMS over IP
 //! (`gm::sms::service::SmsUe`); this file moves the bytes and prints.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
@@ -16,6 +17,7 @@ use gm::reg::{Credentials, Flow, IpsecMode, OpKey, SaSet, Side, Ue, UeAction, Ue
 use gm::sip::{Builder, Message};
 use gm::sms::service::{SmsUe, UeEvent};
 use gm::txn::{Event, Reliability, RequestVerdict, ResponseVerdict, Timers, Transactions, TxnId};
+use tools::ims::command::UaCommand;
 use tools::ims::comp::{Incoming, SipComp};
 use tools::ims::{Dir, Ipsec, Ladder, OsRandom, Recv, Stop, Transport, json_line, token};
 use tools::json::Json;
@@ -25,10 +27,29 @@ Output: one line per SIP message on stdout (UTC time, <- or ->, peer, method
 or status, size, the SPI of the SA that carried it; -v adds the whole message
 and a line per datagram dropped on a protected port) and one JSON line per
 event: registered (IMPU, expiry, Service-Route, P-Associated-URI),
-deregistered, message (an incoming MESSAGE, answered 200), message-status (the
-final status of ours), sms (an incoming SMS, whole), sms-status (the service
-centre's answer to each part of ours), sms-report (a status report), sa (an
-SA added or removed; its keys with --show-keys).
+deregistered, resynchronising (our SIM's SQN was ahead of the network's: AUTS
+sent), message (an incoming MESSAGE, answered 200), message-status (the final
+status of ours), sms (an incoming SMS, whole), sms-status (the service
+centre's answer to each part of ours), sms-report (a status report), sa (an SA added or removed, with its keys under --show-keys;
+when removed, the packets and bytes it carried and, with --show-keys, its
+setkey -D text), done (a command of listen ended: command, ok, error).
+
+listen reads commands on stdin, one per line; each ends with a done event:
+  message TO TEXT...              a MESSAGE (text to the end of the line)
+  sms NUMBER TEXT...              an SMS over IP
+  publish open|closed [NOTE...]   our presence
+  unpublish | subscribe URI | unsubscribe | quit
+The end of stdin ends nothing; quit (or SIGTERM/SIGINT) de-registers and
+exits.
+
+demo: `imsua demo` (no other argument, no root, loopback only) starts a pcscf
+(the binary beside this one) and two UAs, alice and bob, in --ipsec udp with
+SigComp; alice's SQN is out of step, so her registration shows AUTS; bob
+subscribes to her presence; she sends him a MESSAGE and a concatenated SMS and
+publishes; both de-register. It prints the ladder, each step's result, bytes
+with and without SigComp, ESP packets per SA, the SAs in setkey -D format, and
+writes imsua-demo.pcap with the tshark command that shows the SIP inside.
+Exit 0 only if every step worked.
 
 Modes:
   --ipsec none  SIP in clear over UDP, registration without sec-agree, against
@@ -54,19 +75,19 @@ Modes:
                 turns on locally available bytecode and shared compression.
 --ipsec tun and presence come later.
 
-SMS over IP (TS 24.341): `sms TO TEXT` sends TEXT to the E.164 number TO
-(+15555550102 or tel:+15555550102) through the service centre (--sms-centre,
-default sip:+15555550000@<domain>, whose number is the RP address): an RP-DATA
-(SMS-SUBMIT) per part in a MESSAGE of type application/vnd.3gpp.sms (a text
-over 160 GSM 7-bit characters, or 70 UCS-2 ones when it has a character GSM
-lacks, goes concatenated), each answered 202 and then acknowledged by the
-centre's MESSAGE with RP-ACK (sms-status: rp_mr, tp_mr, status ok) or RP-ERROR
-(status error, cause, reason; exit 1 with a line naming the cause); no answer
-within TR1M (40 s) is cause 41 (status timeout, exit 1). In every command
-(listen too), an incoming MESSAGE with an RP-DATA (SMS-DELIVER) is answered
-200 and acknowledged with RP-ACK in a MESSAGE to the centre it came from; the
-sms event (from: TP-OA, text) comes once every part is in. Other MESSAGEs are
-pager-mode as before.
+SMS over IP (TS 24.341): `sms TO TEXT` (or the listen command sms) sends TEXT
+to the E.164 number TO (+15555550102 or tel:+15555550102) through the service
+centre (--sms-centre, default sip:+15555550000@<domain>, whose number is the
+RP address): an RP-DATA (SMS-SUBMIT) per part in a MESSAGE of type
+application/vnd.3gpp.sms (a text over 160 GSM 7-bit characters, or 70 UCS-2
+ones when it has a character GSM lacks, goes concatenated), each answered 202
+and then acknowledged by the centre's MESSAGE with RP-ACK (sms-status: to,
+part, parts, rp_mr, tp_mr, status ok) or RP-ERROR (status error, cause,
+reason; exit 1 with a line naming the cause); no answer within TR1M (40 s) is
+cause 41 (status timeout, exit 1). In every command (listen too), an incoming
+MESSAGE with an RP-DATA (SMS-DELIVER) is answered 200 and acknowledged with
+RP-ACK in a MESSAGE to the centre it came from; the sms event (from: TP-OA,
+text) comes once every part is in. Other MESSAGEs are pager-mode as before.
 
 Summary: a last JSON line, stopped: messages sent and compressed, sent_bytes
 (on the wire, UDP payloads before ESP) and sent_sip_bytes (the same messages
@@ -99,12 +120,12 @@ Examples:
 struct Cli {
     /// The private identity (digest username).
     #[arg(long)]
-    impi: String,
+    impi: Option<String>,
     /// The public identity registered (From/To), a SIP URI.
     #[arg(long)]
-    impu: String,
+    impu: Option<String>,
     /// K, 32 hex digits (AKA; or --password).
-    #[arg(long, value_parser = tools::ims::hex16, required_unless_present = "password")]
+    #[arg(long, value_parser = tools::ims::hex16)]
     k: Option<[u8; 16]>,
     /// OP, 32 hex digits (or --opc).
     #[arg(long, value_parser = tools::ims::hex16, conflicts_with = "opc")]
@@ -188,8 +209,11 @@ enum Command {
         #[arg(required = true, num_args = 1..)]
         text: Vec<String>,
     },
-    /// Stay registered, print incoming MESSAGEs (answered 200), until
-    /// SIGTERM/SIGINT; then de-register.
+    /// Stay registered, print what comes (MESSAGEs, answered 200), and
+    /// run the commands read from stdin, one per line (message, sms,
+    /// publish, unpublish, subscribe, unsubscribe, quit; see below), each
+    /// ended by a `done` event; until quit or SIGTERM/SIGINT, then
+    /// de-register. The end of stdin ends nothing.
     Listen,
     /// Register, send an SMS (TS 24.341) through the service centre, wait
     /// for its RP-ACK, de-register.
@@ -199,6 +223,11 @@ enum Command {
         /// The text (a long one goes in parts).
         text: String,
     },
+    /// The demo: a pcscf and two UAs (alice, bob) on loopback, no root;
+    /// AKA with AUTS, sec-agree, ESP in UDP, SigComp, MESSAGE, SMS,
+    /// presence; the ladder, a summary, and a pcap with the tshark
+    /// command that decrypts it. Needs no other argument.
+    Demo(tools::ims::demo::DemoArgs),
 }
 
 /// How a run ended badly: `Refused` exits 1, `Error` 2.
@@ -215,6 +244,26 @@ impl From<anyhow::Error> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Demo(args) = &cli.command {
+        return tools::ims::demo::main(args);
+    }
+    for (missing, name) in [
+        (cli.impi.is_none(), "--impi <IMPI>"),
+        (cli.impu.is_none(), "--impu <IMPU>"),
+        (
+            cli.k.is_none() && cli.password.is_none(),
+            "--k <K> (or --password)",
+        ),
+    ] {
+        if missing {
+            Cli::command()
+                .error(
+                    clap::error::ErrorKind::MissingRequiredArgument,
+                    format!("the argument {name} is required (only `imsua demo` needs none)"),
+                )
+                .exit();
+        }
+    }
     if cli.sigcomp && cli.ipsec != Ipsec::Udp {
         Cli::command()
             .error(
@@ -271,6 +320,12 @@ struct Ua {
     sms: SmsUe,
     sms_centre: String,
     sms_outcomes: HashMap<u8, SmsOutcome>,
+    /// Each RP-DATA of ours in flight, by RP-MR: to whom (E.164), which
+    /// part of how many (for the sms-status line).
+    sms_parts: HashMap<u8, (String, usize, usize)>,
+    /// Command lines from stdin (`listen`), and those read but not run.
+    input: Option<Receiver<String>>,
+    pending: VecDeque<String>,
 }
 
 /// How the service centre answered one RP-DATA of ours.
@@ -289,6 +344,9 @@ enum Outcome {
 }
 
 fn run(cli: &Cli) -> Result<(), Failure> {
+    let (Some(impi), Some(impu)) = (cli.impi.as_deref(), cli.impu.as_deref()) else {
+        return Err(anyhow!("--impi and --impu are required").into());
+    };
     let stop = Stop::install()?;
     let mut transport = Transport::bind(cli.ipsec, cli.local, (cli.port_c, cli.port_s))?;
     if let Some(p) = &cli.pcap {
@@ -297,14 +355,14 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     let local = transport.local_addr()?;
     let domain = match &cli.domain {
         Some(d) => d.clone(),
-        None => gm::pager::aor(&cli.impu)
+        None => gm::pager::aor(impu)
             .and_then(|a| a.rsplit('@').next().map(str::to_owned))
-            .ok_or_else(|| anyhow!("--impu {:?} is not a SIP URI", cli.impu))?,
+            .ok_or_else(|| anyhow!("--impu {impu:?} is not a SIP URI"))?,
     };
     let mut rng = OsRandom::new()?;
     let mut config = UeConfig::new(
-        &cli.impi,
-        &cli.impu,
+        impi,
+        impu,
         &domain,
         local.ip(),
         cli.pcscf.ip(),
@@ -359,7 +417,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         transport,
         local,
         pcscf: cli.pcscf,
-        impu: cli.impu.clone(),
+        impu: impu.to_owned(),
         ue,
         layer: Transactions::new(timers),
         rng,
@@ -381,13 +439,16 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         sms: SmsUe::new(gm::sms::Address::international(&centre_number)),
         sms_centre,
         sms_outcomes: HashMap::new(),
+        sms_parts: HashMap::new(),
+        input: None,
+        pending: VecDeque::new(),
     };
     let result = ua.run(&stop, &cli.command);
     // SAs left (register --stay, a failure): removed before exit.
     match ua.transport.close() {
         Ok(sets) => {
-            for set in &sets {
-                ua.sa_events(set, "remove");
+            for (set, usage) in &sets {
+                ua.sa_events(set, "remove", usage);
             }
         }
         Err(e) => eprintln!("imsua: {e:#}"),
@@ -437,7 +498,8 @@ impl Ua {
                 }
             }
             Command::Listen => {
-                ua.until(stop, |_| false)?;
+                ua.input = Some(tools::ims::command::stdin_lines());
+                ua.listen(stop)?;
                 ua.deregister(&Stop::never())
             }
             Command::Sms { to, text } => {
@@ -445,6 +507,61 @@ impl Ua {
                 let deregistered = ua.deregister(stop);
                 sent.and(deregistered)
             }
+            Command::Demo(_) => Ok(()),
+        }
+    }
+
+    /// Runs the command lines of stdin until `quit` or a signal, each
+    /// ended by a `done` event; a command that fails says why in it and
+    /// the UA goes on.
+    fn listen(&mut self, stop: &Stop) -> Result<(), Failure> {
+        loop {
+            self.until(stop, |u| !u.pending.is_empty())?;
+            let Some(line) = self.pending.pop_front() else {
+                return Ok(()); // a signal
+            };
+            let (name, result) = match tools::ims::command::parse(&line) {
+                Ok(None) => continue,
+                Ok(Some(UaCommand::Quit)) => {
+                    event(
+                        Json::obj()
+                            .set("event", "done")
+                            .set("command", "quit")
+                            .set("ok", true),
+                    );
+                    return Ok(());
+                }
+                Ok(Some(cmd)) => (cmd.name(), self.execute(stop, &cmd)),
+                Err(e) => ("?", Err(Failure::Error(anyhow!("{e}")))),
+            };
+            let mut done = Json::obj();
+            done.set("event", "done").set("command", name);
+            match result {
+                Ok(()) => done.set("ok", true),
+                Err(Failure::Refused(e)) => done.set("ok", false).set("error", e),
+                Err(Failure::Error(e)) => done.set("ok", false).set("error", format!("{e:#}")),
+            };
+            event(&mut done);
+            if stop.is_set() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One command of `listen`.
+    fn execute(&mut self, stop: &Stop, cmd: &UaCommand) -> Result<(), Failure> {
+        match cmd {
+            UaCommand::Message { to, text } => match self.message(stop, to, text)? {
+                (200..=299, _) => Ok(()),
+                (s, reason) => Err(Failure::Refused(format!(
+                    "MESSAGE to {to} refused: {s} {reason}"
+                ))),
+            },
+            UaCommand::Sms { to, text } => self.sms(stop, to, text),
+            other => Err(Failure::Error(anyhow!(
+                "{} is not built into this imsua yet",
+                other.name()
+            ))),
         }
     }
 
@@ -467,7 +584,13 @@ impl Ua {
 
     fn until(&mut self, stop: &Stop, done: impl Fn(&Ua) -> bool) -> Result<(), Failure> {
         let mut buf = tools::ims::esp_udp::recv_buffer();
-        while !done(self) && !stop.is_set() {
+        loop {
+            if let Some(rx) = &self.input {
+                self.pending.extend(rx.try_iter());
+            }
+            if done(self) || stop.is_set() {
+                break;
+            }
             let now = self.now();
             let next = [
                 self.layer.poll_timeout(),
@@ -648,6 +771,10 @@ impl Ua {
             .map_err(|e| anyhow!("cannot encode the SMS: {e}"))?;
         let centre = self.sms_centre.clone();
         let mrs: Vec<u8> = parts.iter().map(|p| p.rp_mr).collect();
+        for (i, mr) in mrs.iter().enumerate() {
+            self.sms_parts
+                .insert(*mr, (format!("+{digits}"), i + 1, mrs.len()));
+        }
         for part in &parts {
             let m = self
                 .request(&centre, "", Some(&part.body))
@@ -735,12 +862,20 @@ impl Ua {
             }
         };
         let mut j = Json::obj();
+        let mut status = |j: &mut Json, rp_mr: u8| {
+            j.set("event", "sms-status");
+            if let Some((to, part, parts)) = self.sms_parts.remove(&rp_mr) {
+                j.set("to", to)
+                    .set("part", Json::Int(part as i64))
+                    .set("parts", Json::Int(parts as i64));
+            }
+            j.set("rp_mr", Json::Int(i64::from(rp_mr)));
+        };
         match e {
             UeEvent::Submitted { rp_mr, tp_mr } => {
+                status(&mut j, rp_mr);
                 self.sms_outcomes.insert(rp_mr, SmsOutcome::Acked);
-                j.set("event", "sms-status")
-                    .set("rp_mr", Json::Int(i64::from(rp_mr)))
-                    .set("tp_mr", Json::Int(i64::from(tp_mr)))
+                j.set("tp_mr", Json::Int(i64::from(tp_mr)))
                     .set("status", "ok");
             }
             UeEvent::SubmitFailed {
@@ -753,10 +888,9 @@ impl Ua {
                 } else {
                     SmsOutcome::Refused { cause }
                 };
+                status(&mut j, rp_mr);
                 self.sms_outcomes.insert(rp_mr, outcome);
-                j.set("event", "sms-status")
-                    .set("rp_mr", Json::Int(i64::from(rp_mr)))
-                    .set("status", if timed_out { "timeout" } else { "error" })
+                j.set("status", if timed_out { "timeout" } else { "error" })
                     .set("cause", Json::Int(i64::from(cause)))
                     .set("reason", gm::sms::cause_name(cause))
                     .set_opt("tp_fcs", tp_fcs.map(i64::from).map(Json::Int));
@@ -998,6 +1132,13 @@ impl Ua {
                             .set("impu", self.impu.clone()),
                     );
                 }
+                UeAction::Resynchronising { sqn, sqn_ms } => event(
+                    Json::obj()
+                        .set("event", "resynchronising")
+                        .set("impu", self.impu.clone())
+                        .set("sqn", format!("{sqn:012x}"))
+                        .set("sqn_ms", format!("{sqn_ms:012x}")),
+                ),
                 UeAction::Failed(e) => {
                     self.outcome = Some(Outcome::Failed);
                     self.failure.get_or_insert(e);
@@ -1006,15 +1147,15 @@ impl Ua {
                     self.transport.install(&s)?;
                     // The compartment opens with the SAs (TS 24.229 §8.1.1).
                     self.comp.open(&s);
-                    self.sa_events(&s, "add");
+                    self.sa_events(&s, "add", &[]);
                 }
                 UeAction::UpdateSas(s) => self.transport.update(&s)?,
                 UeAction::RemoveSas(s) => {
                     // What is queued for the SAs leaves before they go.
                     self.flush();
                     self.comp.close(&s);
-                    self.transport.remove(&s)?;
-                    self.sa_events(&s, "remove");
+                    let usage = self.transport.remove(&s)?;
+                    self.sa_events(&s, "remove", &usage);
                 }
                 _ => {}
             }
@@ -1023,8 +1164,8 @@ impl Ua {
         Ok(())
     }
 
-    fn sa_events(&self, set: &SaSet, action: &str) {
-        for mut j in tools::ims::sa_events(set, action, self.show_keys) {
+    fn sa_events(&self, set: &SaSet, action: &str, usage: &[tools::ims::SaUsage]) {
+        for mut j in tools::ims::sa_events(set, action, self.show_keys, usage) {
             event(&mut j);
         }
     }

@@ -350,8 +350,8 @@ fn run(cli: &Cli) -> Result<()> {
     // The SAs still installed go with us.
     match p.transport.close() {
         Ok(sets) => {
-            for set in &sets {
-                p.sa_events(set, "remove");
+            for (set, usage) in &sets {
+                p.sa_events(set, "remove", usage);
             }
         }
         Err(e) => eprintln!("pcscf: {e:#}"),
@@ -610,7 +610,7 @@ impl Pcscf {
                         // 24.229 §8.1.1); the 401 goes to its plain port,
                         // uncompressed.
                         self.comp.open(&s);
-                        self.sa_events(&s, "add");
+                        self.sa_events(&s, "add", &[]);
                     }
                     Err(e) => eprintln!("pcscf: {e:#}"),
                 },
@@ -625,7 +625,7 @@ impl Pcscf {
                     self.flush();
                     self.comp.close(&s);
                     match self.transport.remove(&s) {
-                        Ok(()) => self.sa_events(&s, "remove"),
+                        Ok(usage) => self.sa_events(&s, "remove", &usage),
                         Err(e) => eprintln!("pcscf: {e:#}"),
                     }
                 }
@@ -634,8 +634,8 @@ impl Pcscf {
         }
     }
 
-    fn sa_events(&self, set: &SaSet, action: &str) {
-        for mut j in tools::ims::sa_events(set, action, self.show_keys) {
+    fn sa_events(&self, set: &SaSet, action: &str, usage: &[tools::ims::SaUsage]) {
+        for mut j in tools::ims::sa_events(set, action, self.show_keys, usage) {
             event(&mut j);
         }
     }

@@ -69,6 +69,20 @@ pub struct Datagram {
     pub spi: Option<u32>,
 }
 
+/// What one SA carried, read when it is removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaUsage {
+    /// Its SPI.
+    pub spi: u32,
+    /// Packets it protected (outbound) or let in (inbound).
+    pub packets: u64,
+    /// Bytes it protected: the inner IP packets (tunnel mode), as Linux
+    /// XFRM counts.
+    pub bytes: u64,
+    /// The SA as `setkey -D` prints it (keys included).
+    pub setkey: String,
+}
+
 /// The sockets, the SA database and the capture of `--ipsec udp`.
 #[derive(Debug)]
 pub struct EspUdp {
@@ -200,11 +214,13 @@ impl EspUdp {
         Ok(())
     }
 
-    /// Removes the SAs and policies of `set` (`spddelete`, `delete`).
-    pub fn remove(&mut self, set: &SaSet) -> Result<()> {
+    /// Removes the SAs and policies of `set` (`spddelete`, `delete`);
+    /// what each SA carried, as it was just before.
+    pub fn remove(&mut self, set: &SaSet) -> Result<Vec<SaUsage>> {
         let Some(i) = self.installed(set) else {
             bail!("cannot remove SAs that are not installed");
         };
+        let usage = self.usage(set);
         let (given, local) = self.sets.remove(i);
         for sa in given
             .sas()
@@ -213,16 +229,44 @@ impl EspUdp {
         {
             self.routes.remove(&SocketAddr::new(sa.dst, sa.dst_port));
         }
-        self.apply(&local.delete_statements(), "remove")
+        self.apply(&local.delete_statements(), "remove")?;
+        Ok(usage)
     }
 
-    /// Removes every SA set still installed (at exit); returns them, for
-    /// the caller to report.
-    pub fn close(&mut self) -> Result<Vec<SaSet>> {
+    /// The counters and `setkey -D` text of the SAs of `set` installed
+    /// here.
+    pub fn usage(&self, set: &SaSet) -> Vec<SaUsage> {
+        let now = now();
+        let opts = sadb::DumpOptions {
+            pid: std::process::id(),
+            stats: false,
+        };
+        set.sas()
+            .iter()
+            .filter_map(|sa| {
+                let e = self.db.sad().lookup(
+                    sa.dst,
+                    ipsec_esp::Protocol::Esp,
+                    ipsec_esp::Spi(sa.spi),
+                )?;
+                let c = e.counters();
+                Some(SaUsage {
+                    spi: sa.spi,
+                    packets: c.packets,
+                    bytes: c.bytes,
+                    setkey: sadb::dump::dump_sa(e, now, 0, &opts),
+                })
+            })
+            .collect()
+    }
+
+    /// Removes every SA set still installed (at exit); returns them with
+    /// what their SAs carried, for the caller to report.
+    pub fn close(&mut self) -> Result<Vec<(SaSet, Vec<SaUsage>)>> {
         let mut removed = Vec::new();
         while let Some((given, _)) = self.sets.first().cloned() {
-            self.remove(&given)?;
-            removed.push(given);
+            let usage = self.remove(&given)?;
+            removed.push((given, usage));
         }
         Ok(removed)
     }
