@@ -14,6 +14,8 @@
 //!   SMS-DELIVER from alice's, RP-ACK both ways, and the text of the parts.
 //! - A text with Cyrillic goes as UCS-2 in three parts, in clear, and
 //!   arrives whole.
+//! - `imsua listen` runs `sms` command lines from stdin, each ended by a
+//!   `done` event (a refusal too).
 //! - An SMS to a number no subscriber has: the centre answers RP-ERROR
 //!   cause 1, `imsua` exits 1 with one line naming the cause.
 //!
@@ -415,6 +417,61 @@ fn a_ucs2_sms_in_three_parts_arrives_whole() {
             .all(|c| c.parts == Some(3)),
         "{parts:?}"
     );
+}
+
+/// `imsua listen` runs `sms` command lines from stdin with the same
+/// `Ua::sms`: each ends in a `done` event, a refusal too, and the UA goes
+/// on until `quit`.
+#[test]
+fn listen_runs_sms_commands_from_stdin() {
+    let _serial = serial();
+    let dir = TempDir::new("ims-sms-stdin");
+    let (mut pcscf, addr) = pcscf(&dir, &["--ipsec", "none"]);
+    let mut bob = Proc::spawn("bob", imsua("bob", &addr, &["--ipsec", "none", "listen"]));
+    bob.wait_event(|e| e["event"] == "registered");
+    // Alice's stdin is a FIFO the test writes command lines to.
+    let fifo = dir.path("alice.in");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let ua = imsua("alice", &addr, &["--ipsec", "none", "listen"]);
+    let mut sh = Command::new("sh");
+    sh.args(["-c", "exec \"$0\" \"$@\" < \"$FIFO\""])
+        .arg(ua.get_program())
+        .args(ua.get_args())
+        .env("FIFO", &fifo);
+    let mut alice = Proc::spawn("alice", sh);
+    let mut input = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    alice.wait_event(|e| e["event"] == "registered");
+    use std::io::Write;
+    writeln!(input, "sms {BOB} hello from the command line").unwrap();
+    let done = alice.wait_event(|e| e["event"] == "done");
+    assert_eq!(
+        (&done["command"], &done["ok"]),
+        (&"sms".into(), &true.into()),
+        "{done}"
+    );
+    let got: SmsReceived = serde_json::from_value(bob.wait_event(|e| e["event"] == "sms")).unwrap();
+    assert_eq!(
+        (got.from.as_str(), got.text.as_str()),
+        (ALICE, "hello from the command line")
+    );
+    writeln!(input, "sms tel:+15555550199 anyone?").unwrap();
+    let done = alice.wait_event(|e| e["event"] == "done" && e["ok"] == false);
+    assert_eq!(
+        done["error"],
+        "SMS to +15555550199 refused: RP-ERROR cause 1 (unassigned (unallocated) number)"
+    );
+    writeln!(input, "quit").unwrap();
+    let (status, err) = alice.wait_exit();
+    assert!(status.success(), "{err}");
+    assert_eq!(events::<Value>(&alice, "deregistered").len(), 1);
+    assert!(bob.terminate().0.success());
+    assert!(pcscf.terminate().0.success());
 }
 
 #[test]
