@@ -42,10 +42,10 @@ or status, size, the SPI of the SA that carried it; -v adds the whole message
 and a line per datagram dropped on a protected port) and one JSON line per
 event (listening, registered, deregistered, relayed, authentication-failed,
 sms: a decision of the service centre, see SMS; sa: an SA added or removed,
-with its keys under --show-keys; stopped, with the
-count of datagrams dropped, messages sent and compressed, sent_bytes on the
-wire (UDP payloads before ESP) and sent_sip_bytes (the same messages as SIP),
-SigComp failures, NACKs sent, unreadable datagrams).
+with its keys under --show-keys; stopped, with the count of datagrams
+dropped, messages sent and compressed, sent_bytes on the wire (UDP payloads
+before ESP) and sent_sip_bytes (the same messages as SIP), SigComp failures,
+NACKs sent, unreadable datagrams).
 
 Modes:
   --ipsec none  SIP in clear over UDP, registration without sec-agree.
