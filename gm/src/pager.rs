@@ -63,6 +63,16 @@ pub struct Page<'a> {
 
 /// A pager-mode MESSAGE (RFC 3428 §4, RFC 3261 §8.1.1).
 pub fn request(p: &Page<'_>) -> Result<Message<'static>, Error> {
+    request_with_body(p, "text/plain", p.text.as_bytes())
+}
+
+/// A MESSAGE like [`request`]'s with a body of another type (e.g. an SMS,
+/// `application/vnd.3gpp.sms`); `p.text` is not used.
+pub fn request_with_body(
+    p: &Page<'_>,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Message<'static>, Error> {
     let mut b = Message::request(Method::Message, p.to)
         .header(
             "Via",
@@ -76,7 +86,7 @@ pub fn request(p: &Page<'_>) -> Result<Message<'static>, Error> {
     for r in p.routes {
         b = b.header("Route", r);
     }
-    b.body("text/plain", p.text.as_bytes().to_vec()).build()
+    b.body(content_type, body.to_vec()).build()
 }
 
 /// The address-of-record of a URI, as bindings compare it: `scheme:user@host`
@@ -147,19 +157,31 @@ impl<A: Clone + PartialEq> Registry<A> {
         self.bindings.get(&aor(uri)?)
     }
 
+    /// The address-of-record of `request`'s sender (its From), when it
+    /// is registered from `from`, where the request came from: only a
+    /// registered UE, from the address it registered from, may send (TS
+    /// 24.229 §5.2.6.3: the P-CSCF knows the UE by its flow). Else the
+    /// status to refuse with: 400 (no From to read), 403.
+    pub fn sender(&self, request: &Message<'_>, from: &A) -> Result<String, u16> {
+        let sender = request.from().map_err(|_| 400u16)?;
+        let aor = aor(sender.uri.as_str()).ok_or(403u16)?;
+        if self.bindings.get(&aor) != Some(from) {
+            return Err(403);
+        }
+        Ok(aor)
+    }
+
     /// Decides the fate of `request`, which came from `from`; `via` is the
     /// Via value the P-CSCF puts on top of a forwarded request.
     pub fn route(&self, request: &Message<'_>, from: &A, via: &str) -> Relay<A> {
         if request.method() != Some(Method::Message) {
             return Relay::Refuse(405);
         }
-        let (Ok(sender), Some(target)) = (request.from(), request.request_uri()) else {
+        let Some(target) = request.request_uri() else {
             return Relay::Refuse(400);
         };
-        // Only a registered UE, from the address it registered from, may
-        // send (TS 24.229 §5.2.6.3: the P-CSCF knows the UE by its flow).
-        if self.lookup(sender.uri.as_str()) != Some(from) {
-            return Relay::Refuse(403);
+        if let Err(status) = self.sender(request, from) {
+            return Relay::Refuse(status);
         }
         let Some(to) = self.lookup(target.as_str()).cloned() else {
             return Relay::Refuse(404);
@@ -354,6 +376,31 @@ mod tests {
         let mut hops = m.clone();
         hops.set_header("Max-Forwards", "0").unwrap();
         assert!(matches!(r.route(&hops, &2, VIA), Relay::Refuse(483)));
+        // The sender's AOR, as bindings compare it, or 403.
+        assert_eq!(r.sender(&m, &2), Ok("sip:bob@ims.example.org".into()));
+        assert_eq!(r.sender(&m, &1), Err(403));
+        assert_eq!(r.sender(&unknown, &2), Err(403));
+    }
+
+    #[test]
+    fn a_message_with_another_body() {
+        let p = Page {
+            from: "sip:bob@ims.example.org",
+            to: "sip:+15555550000@ims.example.org",
+            local: "127.0.0.1:5070",
+            call_id: "c1",
+            from_tag: "t1",
+            branch: "z9hG4bKm1",
+            cseq: 1,
+            routes: &[],
+            text: "not used",
+        };
+        let m = request_with_body(&p, "application/vnd.3gpp.sms", &[0, 1, 0xff]).unwrap();
+        assert_eq!(m.body(), [0, 1, 0xff]);
+        assert_eq!(
+            m.content_type().unwrap().unwrap().to_string(),
+            "application/vnd.3gpp.sms"
+        );
     }
 
     #[test]

@@ -298,6 +298,9 @@ pub struct Subscribers {
     pub realm: String,
     /// IMPI and subscriber, in file order.
     pub subscribers: Vec<(String, Subscriber)>,
+    /// The E.164 numbers (`msisdn`, digits without `+`) and the public
+    /// identity each stands for ([`gm::sms::sip::number_owner`]).
+    pub numbers: Vec<(String, String)>,
 }
 
 #[derive(serde::Deserialize)]
@@ -318,6 +321,9 @@ struct FileSubscriber {
     opc: Option<String>,
     amf: String,
     sqn: String,
+    /// An E.164 number, `+digits`: the subscriber's SMS address, listed
+    /// as a `tel:` URI in its P-Associated-URI.
+    msisdn: Option<String>,
 }
 
 /// Reads the subscriber table from `path`; errors name the file.
@@ -339,6 +345,7 @@ pub fn parse_subscribers(name: &str, text: &str) -> Result<Subscribers> {
         }
     })?;
     let mut subscribers = Vec::new();
+    let mut numbers = Vec::new();
     for s in t.subscriber {
         let at = |what: &str, e: String| anyhow!("{name}: subscriber {}: {what}: {e}", s.impi);
         let k = hex16(&s.k).map_err(|e| at("k", e))?;
@@ -349,6 +356,16 @@ pub fn parse_subscribers(name: &str, text: &str) -> Result<Subscribers> {
         };
         let amf = hex_n::<2>(&s.amf).map_err(|e| at("amf", e))?;
         let sqn = sqn(&s.sqn).map_err(|e| at("sqn", e))?;
+        let mut impus = s.impus.clone();
+        if let Some(m) = &s.msisdn {
+            let digits = gm::sms::sip::e164(m)
+                .filter(|_| m.starts_with('+'))
+                .ok_or_else(|| at("msisdn", format!("{m:?} is not an E.164 number (+digits)")))?;
+            let owner = gm::sms::sip::number_owner(&impus)
+                .ok_or_else(|| at("msisdn", "no SIP URI in impus to stand for".to_owned()))?;
+            impus.push(gm::sms::sip::tel_uri(&digits));
+            numbers.push((digits, owner));
+        }
         subscribers.push((
             s.impi.clone(),
             Subscriber {
@@ -356,13 +373,14 @@ pub fn parse_subscribers(name: &str, text: &str) -> Result<Subscribers> {
                 op,
                 amf,
                 sqn,
-                impus: s.impus.clone(),
+                impus,
             },
         ));
     }
     Ok(Subscribers {
         realm: t.realm,
         subscribers,
+        numbers,
     })
 }
 
@@ -645,6 +663,31 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert_eq!(e, "s.toml: subscriber a: k: 1 bytes, expected 16");
+    }
+
+    #[test]
+    fn an_msisdn_is_a_tel_uri_and_a_number() {
+        let table = |msisdn: &str| {
+            format!(
+                "realm = \"x\"\n[[subscriber]]\nimpi = \"b@x\"\nimpus = [\"sip:b@x\"]\n\
+                 k = \"{k}\"\nop = \"{k}\"\namf = \"0000\"\nsqn = \"000000000000\"\n\
+                 msisdn = \"{msisdn}\"\n",
+                k = "00".repeat(16)
+            )
+        };
+        let t = parse_subscribers("s.toml", &table("+15555550102")).unwrap();
+        assert_eq!(t.subscribers[0].1.impus, ["sip:b@x", "tel:+15555550102"]);
+        assert_eq!(
+            t.numbers,
+            [("15555550102".to_owned(), "sip:b@x".to_owned())]
+        );
+        let e = parse_subscribers("s.toml", &table("5550102"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "s.toml: subscriber b@x: msisdn: \"5550102\" is not an E.164 number (+digits)"
+        );
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //! - [`service`]: the MO and MT procedures of TS 24.341 for the UE
 //!   ([`service::SmsUe`]) and for the network as service centre
 //!   ([`service::SmsCentre`]): what each MESSAGE carries and means.
+//! - [`sip`]: the MESSAGE around the RP message (which one is an SMS,
+//!   which one goes to the service centre) and E.164 numbers in URIs.
 //!
 //! Every decoder takes bytes and returns a typed value or an [`Error`];
 //! none panics, whatever the input. Encoders emit the standard forms;
@@ -67,12 +69,13 @@ mod error;
 pub mod gsm7;
 pub mod rp;
 pub mod service;
+pub mod sip;
 pub mod tpdu;
 
 pub use concat::{Reassembler, split, split_data};
 pub use error::Error;
 pub use gsm7::Alphabet;
-pub use rp::{DecodedTpdu, RpAck, RpCause, RpData, RpError, RpMessage, Warning};
+pub use rp::{DecodedTpdu, RpAck, RpCause, RpData, RpError, RpMessage, Warning, cause_name};
 pub use tpdu::{
     Address, Body, Concat, Dcs, Deliver, DeliverReport, Direction, Ie, StatusReport, Submit,
     SubmitReport, Timestamp, Tpdu, UserData, ValidityPeriod,

@@ -78,6 +78,37 @@ pub struct RpCause {
     pub diagnostic: Vec<u8>,
 }
 
+/// The name TS 24.011 Table 8.4 gives an RP-Cause value (lower case, for
+/// one-line reports); "unknown cause" for a value it does not list.
+pub fn cause_name(value: u8) -> &'static str {
+    match value {
+        1 => "unassigned (unallocated) number",
+        8 => "operator determined barring",
+        10 => "call barred",
+        21 => "short message transfer rejected",
+        22 => "memory capacity exceeded",
+        27 => "destination out of order",
+        28 => "unidentified subscriber",
+        29 => "facility rejected",
+        30 => "unknown subscriber",
+        38 => "network out of order",
+        41 => "temporary failure",
+        42 => "congestion",
+        47 => "resources unavailable, unspecified",
+        50 => "requested facility not subscribed",
+        69 => "requested facility not implemented",
+        81 => "invalid short message transfer reference value",
+        95 => "semantically incorrect message",
+        96 => "invalid mandatory information",
+        97 => "message type non-existent or not implemented",
+        98 => "message not compatible with short message protocol state",
+        99 => "information element non-existent or not implemented",
+        111 => "protocol error, unspecified",
+        127 => "interworking, unspecified",
+        _ => "unknown cause",
+    }
+}
+
 /// Something a decoder accepted although the specification does not
 /// allow it.
 #[non_exhaustive]
@@ -359,6 +390,13 @@ mod tests {
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn causes_have_the_names_of_table_8_4() {
+        assert_eq!(cause_name(1), "unassigned (unallocated) number");
+        assert_eq!(cause_name(41), "temporary failure");
+        assert_eq!(cause_name(2), "unknown cause");
     }
 
     #[test]

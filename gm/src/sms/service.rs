@@ -329,6 +329,53 @@ pub struct CentreSend {
     pub body: Vec<u8>,
 }
 
+/// What the service centre decided, for its operator's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CentreEvent {
+    /// An SMS-SUBMIT was taken (RP-ACK to the sender) and goes on to
+    /// its recipient as an SMS-DELIVER.
+    Submitted {
+        /// The sender's E.164 digits.
+        from: String,
+        /// The recipient's E.164 digits (TP-DA).
+        to: String,
+        /// The RP-MR of the sender's RP-DATA.
+        rp_mr: u8,
+        /// This part's number and the number of parts (1 of 1 for a
+        /// message that is not concatenated).
+        part: u8,
+        /// How many parts the message has.
+        parts: u8,
+    },
+    /// An RP-DATA was refused (RP-ERROR to the sender).
+    Refused {
+        /// The sender's IMPU.
+        from: String,
+        /// The recipient's digits, when the SMS-SUBMIT could be read.
+        to: Option<String>,
+        /// The RP-MR of the sender's RP-DATA.
+        rp_mr: u8,
+        /// RP-Cause (e.g. [`CAUSE_UNASSIGNED`]).
+        cause: u8,
+    },
+    /// The recipient acknowledged an SMS-DELIVER (RP-ACK).
+    Delivered {
+        /// The recipient's IMPU.
+        to: String,
+        /// The RP-MR of our RP-DATA.
+        rp_mr: u8,
+    },
+    /// The recipient refused an SMS-DELIVER (RP-ERROR).
+    NotDelivered {
+        /// The recipient's IMPU.
+        to: String,
+        /// The RP-MR of our RP-DATA.
+        rp_mr: u8,
+        /// RP-Cause.
+        cause: u8,
+    },
+}
+
 /// How the service centre answers a MESSAGE, and what it sends.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CentreReply {
@@ -337,6 +384,8 @@ pub struct CentreReply {
     pub status: u16,
     /// MESSAGEs to send.
     pub send: Vec<CentreSend>,
+    /// What was decided.
+    pub events: Vec<CentreEvent>,
 }
 
 #[derive(Clone, Debug)]
@@ -402,25 +451,38 @@ impl SmsCentre {
         body: &[u8],
         scts: Timestamp,
     ) -> CentreReply {
-        let reply = |status, send| CentreReply { status, send };
+        let reply = |status, send, events| CentreReply {
+            status,
+            send,
+            events,
+        };
         if !content_is_sms(content_type) {
-            return reply(415, Vec::new());
+            return reply(415, Vec::new(), Vec::new());
         }
         let Ok(rp) = RpMessage::decode(body) else {
-            return reply(400, Vec::new());
+            return reply(400, Vec::new(), Vec::new());
         };
         match rp {
             RpMessage::Data(data) => {
-                let send = self.submit(from, &data, scts);
-                reply(202, send)
+                let (send, event) = self.submit(from, &data, scts);
+                reply(202, send, vec![event])
             }
             RpMessage::Ack(ack) => {
-                let send = self.delivered(from, ack.message_ref, ST_DELIVERED);
-                reply(200, send)
+                let (send, known) = self.delivered(from, ack.message_ref, ST_DELIVERED);
+                let event = known.then(|| CentreEvent::Delivered {
+                    to: from.to_owned(),
+                    rp_mr: ack.message_ref,
+                });
+                reply(200, send, event.into_iter().collect())
             }
             RpMessage::Error(e) => {
-                let send = self.delivered(from, e.message_ref, ST_REMOTE_ERROR);
-                reply(200, send)
+                let (send, known) = self.delivered(from, e.message_ref, ST_REMOTE_ERROR);
+                let event = known.then(|| CentreEvent::NotDelivered {
+                    to: from.to_owned(),
+                    rp_mr: e.message_ref,
+                    cause: e.cause.value,
+                });
+                reply(200, send, event.into_iter().collect())
             }
             RpMessage::Smma { message_ref } => {
                 let ack = RpMessage::Ack(RpAck {
@@ -437,7 +499,7 @@ impl SmsCentre {
                         }]
                     })
                     .unwrap_or_default();
-                reply(200, send)
+                reply(200, send, Vec::new())
             }
         }
     }
@@ -469,18 +531,44 @@ impl SmsCentre {
             .unwrap_or_default()
     }
 
-    fn submit(&mut self, from: &str, data: &RpData, scts: Timestamp) -> Vec<CentreSend> {
+    fn submit(
+        &mut self,
+        from: &str,
+        data: &RpData,
+        scts: Timestamp,
+    ) -> (Vec<CentreSend>, CentreEvent) {
         let rp_mr = data.message_ref;
+        let refuse = |centre: &Self, to: Option<&str>, cause: u8| {
+            let event = CentreEvent::Refused {
+                from: from.to_owned(),
+                to: to.map(str::to_owned),
+                rp_mr,
+                cause,
+            };
+            (centre.error_to(from, rp_mr, cause, scts), event)
+        };
         let submit = match data.tpdu().map(|d| d.tpdu) {
             Ok(Tpdu::Submit(s)) => s,
-            Ok(_) => return self.error_to(from, rp_mr, CAUSE_PROTOCOL_ERROR, scts),
-            Err(e) => return self.error_to(from, rp_mr, e.rp_cause(), scts),
+            Ok(_) => return refuse(self, None, CAUSE_PROTOCOL_ERROR),
+            Err(e) => return refuse(self, None, e.rp_cause()),
         };
+        let to = submit.destination.number.as_str();
         let Some(sender_number) = self.by_impu.get(from).cloned() else {
-            return self.error_to(from, rp_mr, CAUSE_UNASSIGNED, scts);
+            return refuse(self, Some(to), CAUSE_UNASSIGNED);
         };
-        let Some(target) = self.by_number.get(&submit.destination.number).cloned() else {
-            return self.error_to(from, rp_mr, CAUSE_UNASSIGNED, scts);
+        let Some(target) = self.by_number.get(to).cloned() else {
+            return refuse(self, Some(to), CAUSE_UNASSIGNED);
+        };
+        let (part, parts) = submit
+            .user_data
+            .concat()
+            .map_or((1, 1), |c| (c.seq, c.total));
+        let event = CentreEvent::Submitted {
+            from: sender_number.clone(),
+            to: to.to_owned(),
+            rp_mr,
+            part,
+            parts,
         };
         let report = Tpdu::SubmitReport(SubmitReport {
             failure_cause: None,
@@ -523,15 +611,17 @@ impl SmsCentre {
             );
             send.push(CentreSend { to: target, body });
         }
-        send
+        (send, event)
     }
 
-    fn delivered(&mut self, from: &str, rp_mr: u8, status: u8) -> Vec<CentreSend> {
+    /// The status report for a delivery `from` acknowledged (or refused),
+    /// if its sender asked for one; and whether the delivery was ours.
+    fn delivered(&mut self, from: &str, rp_mr: u8, status: u8) -> (Vec<CentreSend>, bool) {
         let Some(d) = self.deliveries.remove(&(from.to_owned(), rp_mr)) else {
-            return Vec::new();
+            return (Vec::new(), false);
         };
         if !d.report {
-            return Vec::new();
+            return (Vec::new(), true);
         }
         let report = Tpdu::StatusReport(StatusReport {
             more_messages_to_send: false,
@@ -547,10 +637,11 @@ impl SmsCentre {
             user_data: None,
         });
         let mr = self.rp_mr();
-        RpData::mt(mr, self.address.clone(), &report)
+        let send = RpData::mt(mr, self.address.clone(), &report)
             .and_then(|data| RpMessage::Data(data).encode())
             .map(|body| vec![CentreSend { to: d.sender, body }])
-            .unwrap_or_default()
+            .unwrap_or_default();
+        (send, true)
     }
 }
 
@@ -672,6 +763,15 @@ mod tests {
         let r = centre.on_message(ALICE, SMS_TYPE, &o[0].body, scts());
         assert_eq!(r.status, 202);
         assert_eq!(r.send.len(), 1);
+        assert_eq!(
+            r.events,
+            [CentreEvent::Refused {
+                from: ALICE.into(),
+                to: Some("3369999999".into()),
+                rp_mr: 0,
+                cause: CAUSE_UNASSIGNED
+            }]
+        );
         let got = alice.on_message(SMS_TYPE, &r.send[0].body);
         assert_eq!(
             got.event,
@@ -681,6 +781,60 @@ mod tests {
                 tp_fcs: Some(0xFF)
             })
         );
+    }
+
+    #[test]
+    fn the_centre_reports_each_part_submitted_and_delivered() {
+        let sc = Address::international("331000000");
+        let (mut alice, mut bob, mut centre) = (SmsUe::new(sc.clone()), SmsUe::new(sc), network());
+        let text = "x".repeat(200);
+        let parts = alice
+            .submit(
+                Address::international("3362222222"),
+                &text,
+                false,
+                Duration::ZERO,
+            )
+            .unwrap();
+        assert_eq!(parts.len(), 2);
+        let r = centre.on_message(ALICE, SMS_TYPE, &parts[1].body, scts());
+        assert_eq!(
+            r.events,
+            [CentreEvent::Submitted {
+                from: "3361111111".into(),
+                to: "3362222222".into(),
+                rp_mr: 1,
+                part: 2,
+                parts: 2
+            }]
+        );
+        // To alice the RP-ACK, to bob the SMS-DELIVER.
+        let deliver = r.send.iter().find(|s| s.to == BOB).unwrap();
+        let got = bob.on_message(SMS_TYPE, &deliver.body);
+        let ack = centre.on_message(BOB, SMS_TYPE, &got.reply.unwrap().body, scts());
+        assert_eq!(ack.status, 200);
+        assert_eq!(
+            ack.events,
+            [CentreEvent::Delivered {
+                to: BOB.into(),
+                rp_mr: 0
+            }]
+        );
+        // An RP-ACK nobody waits for is no delivery.
+        let again = RpMessage::Ack(RpAck {
+            direction: Direction::MsToNetwork,
+            message_ref: 9,
+            user_data: None,
+        })
+        .encode()
+        .unwrap();
+        assert!(
+            centre
+                .on_message(BOB, SMS_TYPE, &again, scts())
+                .events
+                .is_empty()
+        );
+        let _ = alice.on_message(SMS_TYPE, &r.send[0].body);
     }
 
     #[test]

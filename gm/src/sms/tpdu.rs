@@ -265,6 +265,35 @@ pub struct Timestamp {
 }
 
 impl Timestamp {
+    /// The UTC time `unix_secs` seconds after 1970-01-01 (a service
+    /// centre's TP-SCTS; the caller reads the clock), time zone 0.
+    pub fn utc(unix_secs: u64) -> Timestamp {
+        let days = unix_secs / 86_400;
+        let secs = unix_secs % 86_400;
+        // Days to a proleptic Gregorian date (H. Hinnant's civil_from_days).
+        let z = days + 719_468;
+        let era = z / 146_097;
+        let doe = z % 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + u64::from(month <= 2);
+        // Every value below is in range by construction (year % 100,
+        // month <= 12, day <= 31, hour < 24, minute and second < 60).
+        let narrow = |v: u64| u8::try_from(v).unwrap_or(0);
+        Timestamp {
+            year: narrow(year % 100),
+            month: narrow(month),
+            day: narrow(day),
+            hour: narrow(secs / 3600),
+            minute: narrow(secs / 60 % 60),
+            second: narrow(secs % 60),
+            tz_quarters: 0,
+        }
+    }
+
     fn decode(r: &mut Reader<'_>, field: &'static str) -> Result<Timestamp, Error> {
         let b = r.take(7, field)?;
         let mut v = [0u8; 6];
@@ -1164,6 +1193,24 @@ mod tests {
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn utc_timestamps_from_unix_time() {
+        let t = |year, month, day, hour, minute, second| Timestamp {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            tz_quarters: 0,
+        };
+        // Python's calendar.timegm gives the seconds.
+        assert_eq!(Timestamp::utc(0), t(70, 1, 1, 0, 0, 0));
+        assert_eq!(Timestamp::utc(1_796_443_200), t(26, 12, 5, 4, 0, 0));
+        assert_eq!(Timestamp::utc(951_868_798), t(0, 2, 29, 23, 59, 58));
+        assert_eq!(Timestamp::utc(u64::MAX).tz_quarters, 0);
     }
 
     #[test]

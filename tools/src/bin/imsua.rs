@@ -1,9 +1,9 @@
 //! `imsua`: the IMS UA. Registers with AKA or a digest password
 //! (`gm::reg::Ue`) through RFC 3261 transactions (`gm::txn`), sends and
-//! receives pager-mode MESSAGE (`gm::pager`); this file moves the bytes
-//! and prints.
+//! receives pager-mode MESSAGE (`gm::pager`) and SMS over IP
+//! (`gm::sms::service::SmsUe`); this file moves the bytes and prints.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,7 +14,8 @@ use anyhow::{Result, anyhow};
 use clap::{CommandFactory, Parser, Subcommand};
 use gm::pager::Page;
 use gm::reg::{Credentials, Flow, IpsecMode, OpKey, SaSet, Side, Ue, UeAction, UeConfig};
-use gm::sip::Message;
+use gm::sip::{Builder, Message};
+use gm::sms::service::{SmsUe, UeEvent};
 use gm::txn::{Event, Reliability, RequestVerdict, ResponseVerdict, Timers, Transactions, TxnId};
 use tools::ims::command::UaCommand;
 use tools::ims::comp::{Incoming, SipComp};
@@ -29,7 +30,8 @@ event: registered (IMPU, expiry, Service-Route, P-Associated-URI, ms since
 the first REGISTER),
 deregistered, resynchronising (our SIM's SQN was ahead of the network's: AUTS
 sent), message (an incoming MESSAGE, answered 200), message-status (the final
-status of ours), sa (an SA added or removed, with its keys under --show-keys;
+status of ours), sms (an incoming SMS, whole), sms-status (the service
+centre's answer to each part of ours), sms-report (a status report), sa (an SA added or removed, with its keys under --show-keys;
 when removed, the packets and bytes it carried and, with --show-keys, its
 setkey -D text), done (a command of listen ended: command, ok, error).
 
@@ -72,7 +74,21 @@ Modes:
                 the first message and there is no shared compression, so
                 Wireshark/tshark decompress every message; --sigcomp-full
                 turns on locally available bytecode and shared compression.
---ipsec tun, SMS and presence come later.
+--ipsec tun and presence come later.
+
+SMS over IP (TS 24.341): `sms TO TEXT` (or the listen command sms) sends TEXT
+to the E.164 number TO (+15555550102 or tel:+15555550102) through the service
+centre (--sms-centre, default sip:+15555550000@<domain>, whose number is the
+RP address): an RP-DATA (SMS-SUBMIT) per part in a MESSAGE of type
+application/vnd.3gpp.sms (a text over 160 GSM 7-bit characters, or 70 UCS-2
+ones when it has a character GSM lacks, goes concatenated), each answered 202
+and then acknowledged by the centre's MESSAGE with RP-ACK (sms-status: to,
+part, parts, rp_mr, tp_mr, status ok) or RP-ERROR (status error, cause,
+reason; exit 1 with a line naming the cause); no answer within TR1M (40 s) is
+cause 41 (status timeout, exit 1). In every command (listen too), an incoming
+MESSAGE with an RP-DATA (SMS-DELIVER) is answered 200 and acknowledged with
+RP-ACK in a MESSAGE to the centre it came from; the sms event (from: TP-OA,
+text) comes once every part is in. Other MESSAGEs are pager-mode as before.
 
 Summary: a last JSON line, stopped: messages sent and compressed, sent_bytes
 (on the wire, UDP payloads before ESP) and sent_sip_bytes (the same messages
@@ -91,6 +107,7 @@ Examples:
         message sip:alice@ims.example.org 'hello alice'
   imsua ... --ipsec udp --sigcomp message sip:alice@ims.example.org 'hi' 'hi again'
                                        (two MESSAGEs in one registration, SigComp)
+  imsua ... sms +15555550102 'hello bob'   (SMS over IP to bob's msisdn)
   imsua ... --pcscf 127.0.0.1:5999 --t1 50ms register      (times out in 64*T1 = 3.2 s)";
 
 /// The IMS UA over the Gm interface.
@@ -159,6 +176,10 @@ struct Cli {
     /// read the messages).
     #[arg(long, requires = "sigcomp")]
     sigcomp_full: bool,
+    /// The SMS service centre's PSI; its E.164 number is the RP address
+    /// (default: sip:+15555550000@<domain>).
+    #[arg(long, value_name = "URI")]
+    sms_centre: Option<String>,
     /// The registration expiry asked for, in seconds.
     #[arg(long, default_value_t = 600_000)]
     expires: u32,
@@ -195,6 +216,14 @@ enum Command {
     /// ended by a `done` event; until quit or SIGTERM/SIGINT, then
     /// de-register. The end of stdin ends nothing.
     Listen,
+    /// Register, send an SMS (TS 24.341) through the service centre, wait
+    /// for its RP-ACK, de-register.
+    Sms {
+        /// The recipient's E.164 number: +15555550102 or tel:+15555550102.
+        to: String,
+        /// The text (a long one goes in parts).
+        text: String,
+    },
     /// The demo: a pcscf and two UAs (alice, bob) on loopback, no root;
     /// AKA with AUTS, sec-agree, ESP in UDP, SigComp, MESSAGE, SMS,
     /// presence; the ladder, a summary, and a pcap with the tshark
@@ -287,9 +316,25 @@ struct Ua {
     comp: SipComp,
     /// Our `sigcomp-id` (RFC 5049 §9.1), from the `+sip.instance`.
     sigcomp_id: Option<String>,
+    /// SMS over IP: the procedures, the service centre's PSI, and the
+    /// outcome of each RP-DATA of ours by RP-MR.
+    sms: SmsUe,
+    sms_centre: String,
+    sms_outcomes: HashMap<u8, SmsOutcome>,
+    /// Each RP-DATA of ours in flight, by RP-MR: to whom (E.164), which
+    /// part of how many (for the sms-status line).
+    sms_parts: HashMap<u8, (String, usize, usize)>,
     /// Command lines from stdin (`listen`), and those read but not run.
     input: Option<Receiver<String>>,
     pending: VecDeque<String>,
+}
+
+/// How the service centre answered one RP-DATA of ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SmsOutcome {
+    Acked,
+    Refused { cause: u8 },
+    TimedOut,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -355,6 +400,13 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         }
         (None, None) => return Err(anyhow!("give --k (AKA) or --password (digest)").into()),
     };
+    let sms_centre = cli
+        .sms_centre
+        .clone()
+        .unwrap_or_else(|| gm::sms::sip::default_centre(&domain));
+    let centre_number = gm::sms::sip::e164(&sms_centre).ok_or_else(|| {
+        anyhow!("--sms-centre {sms_centre:?}: no E.164 number (sip:+digits@host or tel:+digits)")
+    })?;
     let sigcomp_id = gm::comp::sigcomp_id_from_instance(&config.instance);
     let comp = SipComp::new(tools::ims::comp::mode(cli.sigcomp, cli.sigcomp_full))?;
     let ue = Ue::new(config, creds, &mut rng);
@@ -385,6 +437,10 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         show_keys: cli.show_keys,
         comp,
         sigcomp_id,
+        sms: SmsUe::new(gm::sms::Address::international(&centre_number)),
+        sms_centre,
+        sms_outcomes: HashMap::new(),
+        sms_parts: HashMap::new(),
         input: None,
         pending: VecDeque::new(),
     };
@@ -446,6 +502,11 @@ impl Ua {
                 ua.input = Some(tools::ims::command::stdin_lines());
                 ua.listen(stop)?;
                 ua.deregister(&Stop::never())
+            }
+            Command::Sms { to, text } => {
+                let sent = ua.sms(stop, to, text);
+                let deregistered = ua.deregister(stop);
+                sent.and(deregistered)
             }
             Command::Demo(_) => Ok(()),
         }
@@ -522,6 +583,7 @@ impl Ua {
                     "MESSAGE to {to} refused: {s} {reason}"
                 ))),
             },
+            UaCommand::Sms { to, text } => self.sms(stop, to, text),
             other => Err(Failure::Error(anyhow!(
                 "{} is not built into this imsua yet",
                 other.name()
@@ -556,10 +618,14 @@ impl Ua {
                 break;
             }
             let now = self.now();
-            let next = [self.layer.poll_timeout(), self.ue.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min();
+            let next = [
+                self.layer.poll_timeout(),
+                self.ue.poll_timeout(),
+                self.sms.poll_timeout(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let wait = next
                 .map_or(Stop::POLL, |t| t.saturating_sub(now))
                 .min(Stop::POLL);
@@ -662,6 +728,29 @@ impl Ua {
     }
 
     fn message(&mut self, stop: &Stop, to: &str, text: &str) -> Result<(u16, String), Failure> {
+        let m = self
+            .request(to, text, None)
+            .map_err(|e| Failure::Error(anyhow!("cannot build the MESSAGE to {to}: {e}")))?;
+        let (status, reason) = self.transact(stop, m)?;
+        event(
+            Json::obj()
+                .set("event", "message-status")
+                .set("to", to)
+                .set("status", Json::Int(i64::from(status)))
+                .set("reason", reason.clone()),
+        );
+        Ok((status, reason))
+    }
+
+    /// A MESSAGE of ours to `to` (a new Call-ID, the registration's route
+    /// set): `text` (text/plain), or with `sms` that RP message
+    /// (application/vnd.3gpp.sms).
+    fn request(
+        &mut self,
+        to: &str,
+        text: &str,
+        sms: Option<&[u8]>,
+    ) -> Result<Message<'static>, gm::sip::Error> {
         let routes = self
             .ue
             .registration()
@@ -670,9 +759,8 @@ impl Ua {
         let call_id = token(&mut self.rng, 12);
         let from_tag = token(&mut self.rng, 6);
         let branch = format!("z9hG4bK{}", token(&mut self.rng, 8));
-        let (pcscf, local) = self.route();
-        let local = local.to_string();
-        let m = gm::pager::request(&Page {
+        let local = self.route().1.to_string();
+        let page = Page {
             from: &self.impu,
             to,
             local: &local,
@@ -682,8 +770,185 @@ impl Ua {
             cseq: 1,
             routes: &routes,
             text,
-        })
-        .map_err(|e| Failure::Error(anyhow!("cannot build the MESSAGE to {to}: {e}")))?;
+        };
+        match sms {
+            Some(body) => gm::sms::sip::request(&page, body),
+            None => gm::pager::request(&page),
+        }
+    }
+
+    /// Registered: sends `text` to the E.164 number `to` as SMS over IP,
+    /// an RP-DATA per part, each MESSAGE waited for in turn; returns once
+    /// the service centre has acknowledged every part (RP-ACK), with
+    /// `Failure::Refused` when it refused one (RP-ERROR), answered a
+    /// MESSAGE with non-2xx, or TR1M ran out.
+    fn sms(&mut self, stop: &Stop, to: &str, text: &str) -> Result<(), Failure> {
+        let digits = gm::sms::sip::e164(to).ok_or_else(|| {
+            anyhow!("{to:?} is not an E.164 number: write +15555550102 or tel:+15555550102")
+        })?;
+        let parts = self
+            .sms
+            .submit(
+                gm::sms::Address::international(&digits),
+                text,
+                false,
+                self.now(),
+            )
+            .map_err(|e| anyhow!("cannot encode the SMS: {e}"))?;
+        let centre = self.sms_centre.clone();
+        let mrs: Vec<u8> = parts.iter().map(|p| p.rp_mr).collect();
+        for (i, mr) in mrs.iter().enumerate() {
+            self.sms_parts
+                .insert(*mr, (format!("+{digits}"), i + 1, mrs.len()));
+        }
+        for part in &parts {
+            let m = self
+                .request(&centre, "", Some(&part.body))
+                .map_err(|e| anyhow!("cannot build the MESSAGE to {centre}: {e}"))?;
+            let (status, reason) = self.transact(stop, m)?;
+            if !(200..=299).contains(&status) {
+                return Err(Failure::Refused(format!(
+                    "SMS to +{digits} refused: the service centre {centre} answered {status} {reason}"
+                )));
+            }
+        }
+        self.until(stop, |u| mrs.iter().all(|m| u.sms_outcomes.contains_key(m)))?;
+        for mr in &mrs {
+            match self.sms_outcomes.remove(mr) {
+                Some(SmsOutcome::Acked) => {}
+                Some(SmsOutcome::Refused { cause }) => {
+                    return Err(Failure::Refused(format!(
+                        "SMS to +{digits} refused: RP-ERROR cause {cause} ({})",
+                        gm::sms::cause_name(cause)
+                    )));
+                }
+                Some(SmsOutcome::TimedOut) => {
+                    return Err(Failure::Refused(format!(
+                        "SMS to +{digits} failed: no RP-ACK from the service centre within TR1M ({} s)",
+                        gm::sms::service::TR1M.as_secs()
+                    )));
+                }
+                None => {
+                    return Err(Failure::Error(anyhow!(
+                        "stopped before the service centre acknowledged the SMS"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A MESSAGE with an RP message that reached us: answered as
+    /// `gm::sms` says, its RP-ACK/RP-ERROR sent to the centre it came
+    /// from, what it meant printed.
+    fn on_sms(&mut self, m: &Message<'_>, id: TxnId) -> Result<(), Failure> {
+        let now = self.now();
+        let content_type = m
+            .content_type()
+            .ok()
+            .flatten()
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        let r = self.sms.on_message(&content_type, m.body());
+        if let Ok(response) = Builder::response_to(m, r.status, None)
+            .to_tag(&token(&mut self.rng, 4))
+            .build()
+        {
+            let _ = self.layer.respond(id, &response, now);
+        }
+        if let Some(e) = r.event {
+            self.on_sms_event(e, false);
+        }
+        if let Some(reply) = r.reply {
+            let centre = m
+                .from()
+                .map(|f| f.uri.to_string())
+                .unwrap_or_else(|_| self.sms_centre.clone());
+            let request = self
+                .request(&centre, "", Some(&reply.body))
+                .map_err(|e| anyhow!("cannot build the MESSAGE to {centre}: {e}"))?;
+            let request = self.mark(request, false);
+            let (pcscf, _) = self.route();
+            // Its final response needs no report: the centre retries.
+            self.layer
+                .start_client(&request, pcscf, Reliability::Unreliable, now)
+                .map_err(|e| anyhow!("cannot send the MESSAGE: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Prints an SMS event and keeps the outcome of our RP-DATA;
+    /// `timed_out` for the failures of TR1M.
+    fn on_sms_event(&mut self, e: UeEvent, timed_out: bool) {
+        let number = |a: &gm::sms::Address| {
+            if a.ton == 1 {
+                format!("+{}", a.number)
+            } else {
+                a.number.clone()
+            }
+        };
+        let mut j = Json::obj();
+        let mut status = |j: &mut Json, rp_mr: u8| {
+            j.set("event", "sms-status");
+            if let Some((to, part, parts)) = self.sms_parts.remove(&rp_mr) {
+                j.set("to", to)
+                    .set("part", Json::Int(part as i64))
+                    .set("parts", Json::Int(parts as i64));
+            }
+            j.set("rp_mr", Json::Int(i64::from(rp_mr)));
+        };
+        match e {
+            UeEvent::Submitted { rp_mr, tp_mr } => {
+                status(&mut j, rp_mr);
+                self.sms_outcomes.insert(rp_mr, SmsOutcome::Acked);
+                j.set("tp_mr", Json::Int(i64::from(tp_mr)))
+                    .set("status", "ok");
+            }
+            UeEvent::SubmitFailed {
+                rp_mr,
+                cause,
+                tp_fcs,
+            } => {
+                let outcome = if timed_out {
+                    SmsOutcome::TimedOut
+                } else {
+                    SmsOutcome::Refused { cause }
+                };
+                status(&mut j, rp_mr);
+                self.sms_outcomes.insert(rp_mr, outcome);
+                j.set("status", if timed_out { "timeout" } else { "error" })
+                    .set("cause", Json::Int(i64::from(cause)))
+                    .set("reason", gm::sms::cause_name(cause))
+                    .set_opt("tp_fcs", tp_fcs.map(i64::from).map(Json::Int));
+            }
+            UeEvent::Received {
+                from,
+                text,
+                warning,
+            } => {
+                j.set("event", "sms")
+                    .set("from", number(&from))
+                    .set("text", text)
+                    .set_opt("warning", warning.map(|w| format!("{w:?}")));
+            }
+            UeEvent::StatusReport {
+                tp_mr,
+                recipient,
+                status,
+            } => {
+                j.set("event", "sms-report")
+                    .set("tp_mr", Json::Int(i64::from(tp_mr)))
+                    .set("recipient", number(&recipient))
+                    .set("status", Json::Int(i64::from(status)));
+            }
+        }
+        event(&mut j);
+    }
+
+    /// Sends our MESSAGE `m` to the P-CSCF and waits for its final
+    /// response.
+    fn transact(&mut self, stop: &Stop, m: Message<'static>) -> Result<(u16, String), Failure> {
+        let (pcscf, _) = self.route();
         let m = self.mark(m, false);
         let id = self
             .layer
@@ -693,16 +958,7 @@ impl Ua {
         self.flush();
         self.until(stop, |u| u.msg_final.is_some())?;
         match self.msg_final.take() {
-            Some(Ok((status, reason))) => {
-                event(
-                    Json::obj()
-                        .set("event", "message-status")
-                        .set("to", to)
-                        .set("status", Json::Int(i64::from(status)))
-                        .set("reason", reason.clone()),
-                );
-                Ok((status, reason))
-            }
+            Some(Ok(answer)) => Ok(answer),
             Some(Err(())) => Err(Failure::Error(anyhow!(
                 "no answer from the P-CSCF at {}: the MESSAGE transaction timed out",
                 self.pcscf
@@ -750,7 +1006,13 @@ impl Ua {
                 self.flush();
                 return Ok(());
             }
-            // gm::pager decides: 200 to a MESSAGE, 405 to anything else.
+            // An RP message is gm::sms's; gm::pager decides the rest: 200
+            // to a MESSAGE, 405 to anything else.
+            if gm::sms::sip::is_sms(&m) {
+                self.on_sms(&m, id)?;
+                self.flush();
+                return Ok(());
+            }
             let tag = token(&mut self.rng, 4);
             if let Ok(answer) = gm::pager::answer(&m, &tag) {
                 if let Some(page) = &answer.page {
@@ -806,6 +1068,11 @@ impl Ua {
         if self.ue.poll_timeout().is_some_and(|t| t <= now) {
             let actions = self.ue.handle_timeout(now, &mut self.rng);
             self.on_actions(actions)?;
+        }
+        if self.sms.poll_timeout().is_some_and(|t| t <= now) {
+            for e in self.sms.handle_timeout(now) {
+                self.on_sms_event(e, true);
+            }
         }
         self.flush();
         Ok(())

@@ -1,7 +1,7 @@
 //! `pcscf`: a test P-CSCF for `imsua` and SIPp, with the registrar, the AKA
-//! centre and a MESSAGE relay folded in. Decisions are `gm`'s
-//! (`gm::reg::Network`, `gm::txn`, `gm::pager`); this file moves the bytes
-//! and prints.
+//! centre, a MESSAGE relay and an SMS service centre folded in. Decisions
+//! are `gm`'s (`gm::reg::Network`, `gm::txn`, `gm::pager`,
+//! `gm::sms::service::SmsCentre`); this file moves the bytes and prints.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,11 +9,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Result, anyhow};
 use clap::{CommandFactory, Parser};
 use gm::pager::{Registry, Relay};
 use gm::reg::{Flow, IpsecMode, Network, NetworkAction, NetworkConfig, SaSet, Side};
 use gm::sip::{Builder, Message};
+use gm::sms::service::{CentreEvent, CentreSend, SmsCentre};
 use gm::txn::{Event, Reliability, RequestVerdict, ResponseVerdict, Timers, Transactions, TxnId};
 use tools::ims::comp::{Incoming, SipComp};
 use tools::ims::{Dir, Ipsec, Ladder, OsRandom, Recv, Stop, Transport, json_line, token};
@@ -22,7 +23,8 @@ use tools::json::Json;
 const AFTER_HELP: &str = "\
 A TEST AND DEMO PEER, not a production P-CSCF: it is also the registrar, the
 S-CSCF and the HSS (the subscribers' K and OP/OPc are in the table), relays
-MESSAGE between UEs registered to it, and keeps nothing across runs.
+MESSAGE between UEs registered to it, is an SMS service centre, and keeps
+nothing across runs.
 
 Subscriber table (TOML):
   realm = \"ims.example.org\"
@@ -33,15 +35,17 @@ Subscriber table (TOML):
   op = \"dbc59adcb6f9a0ef735477b7fadf8374\"    # or opc = \"...\"
   amf = \"725c\"
   sqn = \"9d0277595ffc\"                       # 48 bits, hex
+  msisdn = \"+15555550101\"                    # optional: E.164, for SMS
 
 Output: one line per SIP message on stdout (UTC time, <- or ->, peer, method
 or status, size, the SPI of the SA that carried it; -v adds the whole message
 and a line per datagram dropped on a protected port) and one JSON line per
 event (listening, registered, deregistered, relayed, authentication-failed,
-sa: an SA added or removed, with its keys under --show-keys; stopped, with the
-count of datagrams dropped, messages sent and compressed, sent_bytes on the
-wire (UDP payloads before ESP) and sent_sip_bytes (the same messages as SIP),
-SigComp failures, NACKs sent, unreadable datagrams).
+sms: a decision of the service centre, see SMS; sa: an SA added or removed,
+with its keys under --show-keys; stopped, with the count of datagrams
+dropped, messages sent and compressed, sent_bytes on the wire (UDP payloads
+before ESP) and sent_sip_bytes (the same messages as SIP), SigComp failures,
+NACKs sent, unreadable datagrams).
 
 Modes:
   --ipsec none  SIP in clear over UDP, registration without sec-agree.
@@ -65,7 +69,20 @@ Modes:
                 message and there is no shared compression, so tshark
                 decompresses every message; --sigcomp-full turns on locally
                 available bytecode and shared compression.
---ipsec tun, SMS and presence come later.
+--ipsec tun and presence come later.
+
+SMS over IP (TS 24.341): a MESSAGE whose Request-URI is the service centre's
+PSI (--sms-centre, default sip:+15555550000@<realm>; its number is the RP
+address) goes to the centre, from a registered UE only (else 403). An RP-DATA
+(SMS-SUBMIT) is answered 202, then the sender gets a MESSAGE with RP-ACK, or
+RP-ERROR (cause 1 for a number no subscriber has), and the recipient, found
+by its msisdn, an RP-DATA (SMS-DELIVER) in a MESSAGE to where it registered
+(over its SAs, SigComp as for any message), which it answers 200 and then
+acknowledges with RP-ACK in its own MESSAGE. Each part of a long text is an
+RP-DATA of its own. Event lines: sms with result submitted (from, to, rp_mr,
+part, parts), delivered (to, rp_mr), failed (from or to, cause and reason
+for an RP-ERROR, status for a MESSAGE the recipient did not take). A msisdn
+is listed as a tel: URI in the subscriber's P-Associated-URI.
 
 Exit status: 0 stopped by SIGTERM/SIGINT, 2 usage, subscriber file or
 socket error (one line naming the file). It never exits 1.
@@ -120,6 +137,10 @@ struct Cli {
     /// read the messages).
     #[arg(long, requires = "sigcomp")]
     sigcomp_full: bool,
+    /// The SMS service centre's PSI; its E.164 number is the RP address
+    /// (default: sip:+15555550000@<realm>).
+    #[arg(long, value_name = "URI")]
+    sms_centre: Option<String>,
     /// SIP timer T1 (e.g. 500ms, the default; tests use less).
     #[arg(long, value_parser = tools::ims::parse_duration)]
     t1: Option<Duration>,
@@ -183,6 +204,11 @@ struct Pcscf {
     show_keys: bool,
     /// SigComp (or not) between the transactions and the transport.
     comp: SipComp,
+    /// The SMS service centre and its PSI.
+    centre: SmsCentre,
+    centre_uri: String,
+    /// Client transactions of the centre's MESSAGEs -> the IMPU sent to.
+    sms_out: HashMap<TxnId, String>,
 }
 
 fn run(cli: &Cli) -> Result<()> {
@@ -210,6 +236,17 @@ fn run(cli: &Cli) -> Result<()> {
     config.service_routes = vec![format!("<sip:orig@{local};lr>")];
     config.port = local.port();
     let mut net = Network::new(config);
+    let centre_uri = cli
+        .sms_centre
+        .clone()
+        .unwrap_or_else(|| gm::sms::sip::default_centre(&table.realm));
+    let digits = gm::sms::sip::e164(&centre_uri).ok_or_else(|| {
+        anyhow!("--sms-centre {centre_uri:?}: no E.164 number (sip:+digits@host or tel:+digits)")
+    })?;
+    let mut centre = SmsCentre::new(gm::sms::Address::international(&digits));
+    for (number, impu) in &table.numbers {
+        centre.subscriber(number, impu);
+    }
     let mut impus = HashMap::new();
     for (impi, s) in table.subscribers {
         impus.insert(impi.clone(), s.impus.clone());
@@ -241,13 +278,17 @@ fn run(cli: &Cli) -> Result<()> {
         start: Instant::now(),
         show_keys: cli.show_keys,
         comp: SipComp::new(tools::ims::comp::mode(cli.sigcomp, cli.sigcomp_full))?,
+        centre,
+        centre_uri: centre_uri.clone(),
+        sms_out: HashMap::new(),
     };
     let mut listening = Json::obj();
     listening
         .set("event", "listening")
         .set("address", local.to_string())
         .set("ipsec", cli.ipsec.name())
-        .set("sigcomp", cli.sigcomp);
+        .set("sigcomp", cli.sigcomp)
+        .set("sms_centre", centre_uri);
     if cli.ipsec == Ipsec::Udp {
         listening
             .set("port_c", Json::Int(i64::from(port_c)))
@@ -359,13 +400,23 @@ impl Pcscf {
             // (REGISTER, SUBSCRIBE to the reg event).
             match self.net.on_request(&m, from.ip(), flow, now, &mut self.rng) {
                 Some(actions) => self.on_actions(actions, Some((id, from))),
+                None if gm::sms::sip::for_centre(&m, &self.centre_uri) => {
+                    self.service_centre(&m, id, from);
+                }
                 None => self.relay(&m, id, from),
             }
         } else if let ResponseVerdict::ToTu(client) = self.layer.on_response(&m, now) {
             if m.status().is_some_and(|s| s >= 200) && self.notifies.remove(&client).is_some() {
                 let actions = self.net.on_response(&m, now);
                 self.on_actions(actions, None);
-            } else if m.status().is_some_and(|s| s >= 200) {
+            } else if let Some(status) = m.status().filter(|s| *s >= 200) {
+                if let Some(to) = self.sms_out.remove(&client) {
+                    // The RP-ACK comes in the recipient's own MESSAGE; a
+                    // refusal is the end of this delivery.
+                    if !(200..300).contains(&status) {
+                        sms_failed(&to, Json::Int(i64::from(status)));
+                    }
+                }
                 if let Some((server, _)) = self.relays.remove(&client) {
                     if let Some(back) = gm::pager::response(&m) {
                         let _ = self.layer.respond(server, &back, now);
@@ -405,6 +456,77 @@ impl Pcscf {
         }
     }
 
+    /// A MESSAGE to the service centre: answered as the centre says, its
+    /// MESSAGEs sent, its decisions printed.
+    fn service_centre(&mut self, m: &Message<'_>, id: TxnId, from: SocketAddr) {
+        let sender = match self.registry.sender(m, &from) {
+            Ok(s) => s,
+            Err(status) => return self.refuse(m, id, status),
+        };
+        let content_type = m
+            .content_type()
+            .ok()
+            .flatten()
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let scts = gm::sms::Timestamp::utc(unix);
+        let reply = self
+            .centre
+            .on_message(&sender, &content_type, m.body(), scts);
+        self.refuse(m, id, reply.status);
+        for e in &reply.events {
+            event(&mut centre_event(e));
+        }
+        for s in reply.send {
+            self.centre_send(s);
+        }
+    }
+
+    /// Sends a MESSAGE of the centre to where its target registered (its
+    /// port-s over SAs, as the relay does).
+    fn centre_send(&mut self, s: CentreSend) {
+        let now = self.now();
+        let Some(to) = self.registry.lookup(&s.to).copied() else {
+            sms_failed(&s.to, "not registered".into());
+            return;
+        };
+        let to = self.port_s.get(&to).copied().unwrap_or(to);
+        let call_id = token(&mut self.rng, 12);
+        let from_tag = token(&mut self.rng, 6);
+        let branch = format!("z9hG4bK{}", token(&mut self.rng, 8));
+        let local = self.local.to_string();
+        let page = gm::pager::Page {
+            from: &self.centre_uri,
+            to: &s.to,
+            local: &local,
+            call_id: &call_id,
+            from_tag: &from_tag,
+            branch: &branch,
+            cseq: 1,
+            routes: &[],
+            text: "",
+        };
+        let sent = gm::sms::sip::request(&page, &s.body)
+            .map_err(|e| e.to_string())
+            .and_then(|r| {
+                self.layer
+                    .start_client(&r, to, Reliability::Unreliable, now)
+                    .map_err(|e| e.to_string())
+            });
+        match sent {
+            Ok(client) => {
+                self.sms_out.insert(client, s.to);
+            }
+            Err(e) => sms_failed(&s.to, e.into()),
+        }
+    }
+
+    /// Answers a request with `status` (a refusal, or the service
+    /// centre's answer).
     fn refuse(&mut self, m: &Message<'_>, id: TxnId, status: u16) {
         let now = self.now();
         if let Ok(r) = Builder::response_to(m, status, None)
@@ -530,6 +652,9 @@ impl Pcscf {
                     if let Some((server, request)) = self.relays.remove(&client) {
                         self.refuse(&request, server, gm::pager::relay_failure(true));
                     }
+                    if let Some(to) = self.sms_out.remove(&client) {
+                        sms_failed(&to, "no answer".into());
+                    }
                     if let Some(notify) = self.notifies.remove(&client) {
                         let actions = self.net.on_notify_timeout(&notify);
                         self.on_actions(actions, None);
@@ -537,6 +662,7 @@ impl Pcscf {
                 }
                 Event::Terminated(client) => {
                     self.relays.remove(&client);
+                    self.sms_out.remove(&client);
                     self.notifies.remove(&client);
                 }
             }
@@ -563,6 +689,63 @@ impl Pcscf {
             Err(e) => eprintln!("pcscf: {e:#}"),
         }
     }
+}
+
+/// The `sms` event line of a service centre decision.
+fn centre_event(e: &CentreEvent) -> Json {
+    let mut j = Json::obj();
+    j.set("event", "sms");
+    match e {
+        CentreEvent::Submitted {
+            from,
+            to,
+            rp_mr,
+            part,
+            parts,
+        } => j
+            .set("result", "submitted")
+            .set("from", format!("+{from}"))
+            .set("to", format!("+{to}"))
+            .set("rp_mr", Json::Int(i64::from(*rp_mr)))
+            .set("part", Json::Int(i64::from(*part)))
+            .set("parts", Json::Int(i64::from(*parts))),
+        CentreEvent::Refused {
+            from,
+            to,
+            rp_mr,
+            cause,
+        } => {
+            j.set("result", "failed").set("from", from.clone());
+            if let Some(to) = to {
+                j.set("to", format!("+{to}"));
+            }
+            j.set("rp_mr", Json::Int(i64::from(*rp_mr)))
+                .set("cause", Json::Int(i64::from(*cause)))
+                .set("reason", gm::sms::cause_name(*cause))
+        }
+        CentreEvent::Delivered { to, rp_mr } => j
+            .set("result", "delivered")
+            .set("to", to.clone())
+            .set("rp_mr", Json::Int(i64::from(*rp_mr))),
+        CentreEvent::NotDelivered { to, rp_mr, cause } => j
+            .set("result", "failed")
+            .set("to", to.clone())
+            .set("rp_mr", Json::Int(i64::from(*rp_mr)))
+            .set("cause", Json::Int(i64::from(*cause)))
+            .set("reason", gm::sms::cause_name(*cause)),
+    };
+    j
+}
+
+/// The `sms` event line of a MESSAGE of the centre that `to` did not
+/// take: `status` its SIP status, or why it could not be sent.
+fn sms_failed(to: &str, status: Json) {
+    let mut j = Json::obj();
+    j.set("event", "sms")
+        .set("result", "failed")
+        .set("to", to)
+        .set("status", status);
+    event(&mut j);
 }
 
 /// The address of a request's Request-URI (`sip:IP:port`, as a UE's
