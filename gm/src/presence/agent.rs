@@ -101,6 +101,60 @@ impl Agent {
         &mut self.compositor
     }
 
+    /// The watcher of a subscription: its URI (the SUBSCRIBE's From),
+    /// where the caller finds the flow its NOTIFYs take (a P-CSCF: the
+    /// watcher's registration).
+    pub fn watcher(&self, id: WatchId) -> Option<&str> {
+        self.watches.get(&id).map(|w| w.dialog.remote_uri.as_str())
+    }
+
+    /// The resource a subscription watches, as the SUBSCRIBE named it.
+    pub fn resource(&self, id: WatchId) -> Option<&str> {
+        self.watches.get(&id).map(|w| w.entity.as_str())
+    }
+
+    /// A NOTIFY of subscription `id` got a final `status` (or none: 408
+    /// for a timeout). A 481 or a timeout ends the subscription, quietly
+    /// (RFC 6665 §4.2.2: the subscriber is gone); whether it ended is
+    /// returned.
+    pub fn on_notify_response(&mut self, id: WatchId, status: u16) -> bool {
+        let over = matches!(status, 408 | 481);
+        if over {
+            self.watches.remove(&id);
+        }
+        over
+    }
+
+    /// Whether `request` (a SUBSCRIBE or PUBLISH for `presence`) may be
+    /// served for the UE at `from`: its sender (From) must be registered
+    /// from `from` (TS 24.229 §5.2.6.3: the P-CSCF knows a UE by its
+    /// flow), else 403; a PUBLISH must be for one of the sender's own
+    /// identities, else 403 (nobody publishes for someone else); the
+    /// resource must be one the compositor serves, else 404. A request in
+    /// a dialog (a refresh) is not checked for the resource.
+    pub fn admit<A: Clone + PartialEq>(
+        &self,
+        registry: &crate::pager::Registry<A>,
+        request: &Message<'_>,
+        from: &A,
+    ) -> Result<(), u16> {
+        let (Ok(sender), Some(target)) = (request.from(), request.request_uri()) else {
+            return Err(400);
+        };
+        if registry.lookup(sender.uri.as_str()) != Some(from) {
+            return Err(403);
+        }
+        let target = target.to_string();
+        if request.method() == Some(Method::Publish) && registry.lookup(&target) != Some(from) {
+            return Err(403);
+        }
+        let in_dialog = request.to().ok().is_some_and(|t| t.tag().is_some());
+        if !in_dialog && !self.compositor.serves(&target) {
+            return Err(404);
+        }
+        Ok(())
+    }
+
     /// How many subscriptions are alive.
     pub fn len(&self) -> usize {
         self.watches.len()
