@@ -34,6 +34,11 @@ pub struct WatchId(u64);
 pub struct Notify {
     /// The subscription.
     pub watch: WatchId,
+    /// The watcher's URI (its SUBSCRIBE's From): whose flow the NOTIFY
+    /// takes ([`Agent::notify_target`]).
+    pub watcher: String,
+    /// The resource watched, as the initial SUBSCRIBE named it.
+    pub resource: String,
     /// The NOTIFY without Via and Max-Forwards.
     pub request: Builder,
     /// Whether it ends the subscription.
@@ -69,6 +74,9 @@ pub struct Subscribed {
     pub response: Message<'static>,
     /// The subscription, when one exists after it.
     pub watch: Option<WatchId>,
+    /// The resource watched (as the initial SUBSCRIBE named it), when the
+    /// SUBSCRIBE was for a subscription (new, refreshed or ended).
+    pub resource: Option<String>,
     /// The NOTIFY to send after the 200.
     pub notify: Option<Notify>,
 }
@@ -155,6 +163,18 @@ impl Agent {
         Ok(())
     }
 
+    /// Where a NOTIFY goes: the flow its watcher is registered from (a
+    /// P-CSCF sends it there, to the UE's port-s over SAs), never to a
+    /// Contact that no registration vouches for. `None` when the watcher
+    /// is not registered (any more): the NOTIFY is not sent and the
+    /// caller ends the subscription ([`Agent::on_notify_response`], 408).
+    pub fn notify_target<'r, A: Clone + PartialEq>(
+        registry: &'r crate::pager::Registry<A>,
+        notify: &Notify,
+    ) -> Option<&'r A> {
+        registry.lookup(&notify.watcher)
+    }
+
     /// How many subscriptions are alive.
     pub fn len(&self) -> usize {
         self.watches.len()
@@ -203,6 +223,8 @@ impl Agent {
             .body(PIDF_TYPE, body);
         Some(Notify {
             watch: id,
+            watcher: w.dialog.remote_uri.clone(),
+            resource: entity,
             request,
             terminated: end.is_some(),
         })
@@ -226,6 +248,7 @@ impl Agent {
             b.build().map(|response| Subscribed {
                 response,
                 watch: None,
+                resource: None,
                 notify: None,
             })
         };
@@ -279,10 +302,10 @@ impl Agent {
                 id
             }
         };
-        let tag = self
+        let (tag, resource) = self
             .watches
             .get(&id)
-            .map(|w| w.dialog.local_tag.clone())
+            .map(|w| (w.dialog.local_tag.clone(), w.entity.clone()))
             .unwrap_or_default();
         let response = Self::response(request, 200, &tag)
             .header("Expires", granted)
@@ -308,6 +331,7 @@ impl Agent {
         Ok(Subscribed {
             response,
             watch: (granted > 0).then_some(id),
+            resource: Some(resource),
             notify,
         })
     }

@@ -576,6 +576,12 @@ mod tests {
             })
         );
         assert_eq!(pa.watcher(s.watch.unwrap()), Some(BOB));
+        assert_eq!(s.resource.as_deref(), Some(ALICE));
+        let mut reg: Registry<&str> = Registry::new();
+        let n = s.notify.as_ref().unwrap();
+        assert_eq!(Agent::notify_target(&reg, n), None);
+        reg.bind(&[BOB.into()], "bob-addr");
+        assert_eq!(Agent::notify_target(&reg, n), Some(&"bob-addr"));
         // Nothing published: no tuples, which reads as closed.
         let got = bob.on_notify(&wire(s.notify.unwrap()), S(0)).unwrap();
         assert_eq!(got.response.status(), Some(200));
@@ -645,6 +651,8 @@ mod tests {
         assert_eq!(un[0].expires().unwrap(), Some(0));
         assert!(bob.unsubscribe_all(&b, S(4), &mut rng).is_empty());
         let s = pa.on_subscribe(&un[0], "x", S(4)).unwrap();
+        assert_eq!(s.resource.as_deref(), Some(ALICE));
+        assert_eq!(s.notify.as_ref().unwrap().watcher, BOB);
         bob.on_response(&s.response, S(4));
         assert!(!bob.is_empty());
         let got = bob.on_notify(&wire(s.notify.unwrap()), S(4)).unwrap();
