@@ -723,7 +723,15 @@ impl Pcscf {
                 }
             }
         }
-        for n in self.agent.handle_timeout(now) {
+        // Expired subscriptions end; a publication that expired changes
+        // what watchers see (nothing to do without watchers).
+        let due = self.agent.poll_timeout().is_some_and(|t| t <= now);
+        let notifies = if due || !self.agent.is_empty() {
+            self.agent.handle_timeout(now)
+        } else {
+            Vec::new()
+        };
+        for n in notifies {
             if n.terminated {
                 event(
                     Json::obj()
