@@ -18,6 +18,10 @@
 //! successful publication, and the composed state of a resource (every
 //! live publication's tuples) for the presence agent's NOTIFY.
 //!
+//! [`agent`] is the presence agent over the compositor (the notifier);
+//! [`ue`] the UE's side: [`ue::Publisher`] builds its PUBLISHes around a
+//! [`Publication`], [`ue::Watcher`] its presence subscriptions.
+//!
 //! ```
 //! use gm::presence::{Basic, Pidf, Tuple};
 //! let doc = Pidf {

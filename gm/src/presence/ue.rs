@@ -665,6 +665,35 @@ mod tests {
     }
 
     #[test]
+    fn a_subscription_is_refreshed_before_it_expires() {
+        let mut rng = Counter(4);
+        let b = origin(BOB, &[]);
+        let mut pa = agent();
+        let mut bob = Watcher::new(Duration::from_millis(500));
+        let sub = bob.subscribe(&b, ALICE, 600, S(0), &mut rng).unwrap();
+        let s = pa.on_subscribe(&sub, "pa1", S(0)).unwrap();
+        bob.on_response(&s.response, S(0));
+        bob.on_notify(&wire(s.notify.unwrap()), S(0)).unwrap();
+        // Half the granted 600 s before expiry.
+        assert_eq!(bob.poll_timeout(), Some(S(300)));
+        let (out, ended) = bob.handle_timeout(&b, S(300), &mut rng);
+        assert!(ended.is_empty());
+        let [refresh] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(refresh.expires().unwrap(), Some(600));
+        assert_eq!(refresh.cseq().unwrap().seq, 2);
+        // In the dialog: the agent refreshes and notifies.
+        let s = pa.on_subscribe(refresh, "x", S(300)).unwrap();
+        assert_eq!(s.response.status(), Some(200));
+        bob.on_response(&s.response, S(300));
+        let got = bob.on_notify(&wire(s.notify.unwrap()), S(300)).unwrap();
+        assert_eq!(got.seen.unwrap().state, SubState::Active { until: S(900) });
+        assert_eq!(bob.poll_timeout(), Some(S(600)));
+        assert_eq!(pa.len(), 1);
+    }
+
+    #[test]
     fn stray_and_foreign_notifies() {
         let mut rng = Counter(2);
         let b = origin(BOB, &[]);
