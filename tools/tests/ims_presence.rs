@@ -9,9 +9,10 @@
 //!   stopped by SIGTERM, unsubscribes (a final NOTIFY, terminated) and
 //!   de-registers.
 //! - Then, independently of our code: tshark decrypts the pcscf's capture
-//!   with the keys it printed and decompresses every SigComp message; the
-//!   PUBLISHes, SUBSCRIBEs and NOTIFYs with `Event: presence` are read from
-//!   what tshark decompressed, and every PIDF body in them validates with
+//!   with the keys it printed and decompresses every SigComp message; its
+//!   own SIP dissector shows the PUBLISHes, SUBSCRIBEs and NOTIFYs with
+//!   `Event: presence` (and which carry PIDF), in order; the bodies are
+//!   taken from what tshark decompressed, and every one validates with
 //!   libxml2's `xmllint` against the RFC 3863 §4.4 schema
 //!   (`gm/tests/data/pidf.xsd`).
 //! - A PUBLISH for someone else's IMPU is refused (403) and `imsua` exits 1
@@ -345,12 +346,60 @@ fn bob_watches_alice_publish_over_esp_and_sigcomp_and_tshark_reads_it() {
     ) {
         return;
     }
-    let sip = tshark_sip(&dir, &pcap, &events(&pcscf.seen, "sa"));
+    let (sip, decode_as) = tshark_sip(&dir, &pcap, &events(&pcscf.seen, "sa"));
+    // tshark's own SIP dissector, on what it decompressed: method, Event
+    // and Content-Type of every request with Event: presence.
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(dir.path("inner.pcap"))
+        .args(["-o", "sigcomp.decomp.msg:TRUE"])
+        .args(&decode_as)
+        .args(["-T", "fields", "-E", "separator=|"])
+        .args([
+            "-e",
+            "sip.Method",
+            "-e",
+            "sip.Event",
+            "-e",
+            "sip.Content-Type",
+        ])
+        .args(["-e", "sip.Call-ID", "-e", "sip.CSeq"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // A retransmission (same Call-ID and CSeq) counted once.
+    let mut once = std::collections::HashSet::new();
+    let dissected: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("|presence|"))
+        .filter(|l| once.insert(l.to_string()))
+        .map(|l| l.split('|').take(3).collect::<Vec<_>>().join("|"))
+        .collect();
+    assert_eq!(
+        dissected,
+        [
+            "SUBSCRIBE|presence|",
+            "NOTIFY|presence|application/pidf+xml",
+            "PUBLISH|presence|application/pidf+xml",
+            "NOTIFY|presence|application/pidf+xml",
+            "PUBLISH|presence|",
+            "NOTIFY|presence|application/pidf+xml",
+            "SUBSCRIBE|presence|",
+            "NOTIFY|presence|application/pidf+xml",
+        ],
+        "as tshark dissects them, in capture order"
+    );
+    let mut once = std::collections::HashSet::new();
     let presence: Vec<gm::sip::Message<'_>> = sip
         .iter()
         .map(|m| gm::sip::Message::parse(m).unwrap())
         .filter(|m| m.is_request())
         .filter(|m| m.header("Event") == Some("presence"))
+        .filter(|m| {
+            let key = (m.header("Call-ID"), m.header("CSeq"));
+            once.insert((key.0.map(str::to_owned), key.1.map(str::to_owned)))
+        })
         .collect();
     let count = |method: gm::sip::Method<'_>| {
         presence
@@ -399,8 +448,9 @@ fn bob_watches_alice_publish_over_esp_and_sigcomp_and_tshark_reads_it() {
 /// The SIP messages in `pcap` as tshark reads them: ESP decrypted with the
 /// keys of the `sa` events (every ICV good), the inner datagrams written to
 /// a plain UDP capture, and each SigComp message there decompressed by
-/// tshark. The REGISTER and its 401 in clear are left out.
-fn tshark_sip(dir: &TempDir, pcap: &Path, sa: &[serde_json::Value]) -> Vec<Vec<u8>> {
+/// tshark. The REGISTER and its 401 in clear are left out. With the
+/// options that decode the inner capture (`dir/inner.pcap`) as SigComp.
+fn tshark_sip(dir: &TempDir, pcap: &Path, sa: &[serde_json::Value]) -> (Vec<Vec<u8>>, Vec<String>) {
     let sas: Vec<SaEvent> = sa
         .iter()
         .map(|v| serde_json::from_value(v.clone()).unwrap())
@@ -460,13 +510,15 @@ fn tshark_sip(dir: &TempDir, pcap: &Path, sa: &[serde_json::Value]) -> Vec<Vec<u
         extra.push("-d".to_owned());
         extra.push(format!("udp.port=={p},sigcomp"));
     }
-    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    let got = testkit::tshark::sigcomp_decompressed(&inner, &extra);
+    let args: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let got = testkit::tshark::sigcomp_decompressed(&inner, &args);
     assert_eq!(got.len(), frames.len());
-    got.into_iter()
+    let sip = got
+        .into_iter()
         .enumerate()
         .map(|(i, g)| g.unwrap_or_else(|| panic!("tshark did not decompress frame {}", i + 1)))
-        .collect()
+        .collect();
+    (sip, extra)
 }
 
 #[test]
