@@ -11,8 +11,9 @@
 //! - [`dialog`], dialogs (RFC 3261 §12) and the subscriber's side of a
 //!   subscription (RFC 6665 §4.1);
 //! - [`presence`], PIDF (RFC 3863), PUBLISH and the Event State
-//!   Compositor (RFC 3903), and the presence agent that notifies watchers
-//!   (RFC 3856, RFC 6665 §4.2);
+//!   Compositor (RFC 3903), the presence agent that notifies watchers
+//!   (RFC 3856, RFC 6665 §4.2), and the UE's side: its PUBLISH and its
+//!   presence subscriptions ([`presence::ue`]);
 //! - [`sms`], the SMS-over-IP codec (the body of a MESSAGE of type
 //!   `application/vnd.3gpp.sms`): RP messages (TS 24.011), TPDUs (TS
 //!   23.040), the GSM 7-bit and UCS-2 alphabets (TS 23.038), concatenated

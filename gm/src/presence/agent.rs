@@ -34,6 +34,11 @@ pub struct WatchId(u64);
 pub struct Notify {
     /// The subscription.
     pub watch: WatchId,
+    /// The watcher's URI (its SUBSCRIBE's From): whose flow the NOTIFY
+    /// takes ([`Agent::notify_target`]).
+    pub watcher: String,
+    /// The resource watched, as the initial SUBSCRIBE named it.
+    pub resource: String,
     /// The NOTIFY without Via and Max-Forwards.
     pub request: Builder,
     /// Whether it ends the subscription.
@@ -69,6 +74,9 @@ pub struct Subscribed {
     pub response: Message<'static>,
     /// The subscription, when one exists after it.
     pub watch: Option<WatchId>,
+    /// The resource watched (as the initial SUBSCRIBE named it), when the
+    /// SUBSCRIBE was for a subscription (new, refreshed or ended).
+    pub resource: Option<String>,
     /// The NOTIFY to send after the 200.
     pub notify: Option<Notify>,
 }
@@ -99,6 +107,72 @@ impl Agent {
     /// The compositor (published state).
     pub fn compositor(&mut self) -> &mut Compositor {
         &mut self.compositor
+    }
+
+    /// The watcher of a subscription: its URI (the SUBSCRIBE's From),
+    /// where the caller finds the flow its NOTIFYs take (a P-CSCF: the
+    /// watcher's registration).
+    pub fn watcher(&self, id: WatchId) -> Option<&str> {
+        self.watches.get(&id).map(|w| w.dialog.remote_uri.as_str())
+    }
+
+    /// The resource a subscription watches, as the SUBSCRIBE named it.
+    pub fn resource(&self, id: WatchId) -> Option<&str> {
+        self.watches.get(&id).map(|w| w.entity.as_str())
+    }
+
+    /// A NOTIFY of subscription `id` got a final `status` (or none: 408
+    /// for a timeout). A 481 or a timeout ends the subscription, quietly
+    /// (RFC 6665 §4.2.2: the subscriber is gone); whether it ended is
+    /// returned.
+    pub fn on_notify_response(&mut self, id: WatchId, status: u16) -> bool {
+        let over = matches!(status, 408 | 481);
+        if over {
+            self.watches.remove(&id);
+        }
+        over
+    }
+
+    /// Whether `request` (a SUBSCRIBE or PUBLISH for `presence`) may be
+    /// served for the UE at `from`: its sender (From) must be registered
+    /// from `from` (TS 24.229 §5.2.6.3: the P-CSCF knows a UE by its
+    /// flow), else 403; a PUBLISH must be for one of the sender's own
+    /// identities, else 403 (nobody publishes for someone else); the
+    /// resource must be one the compositor serves, else 404. A request in
+    /// a dialog (a refresh) is not checked for the resource.
+    pub fn admit<A: Clone + PartialEq>(
+        &self,
+        registry: &crate::pager::Registry<A>,
+        request: &Message<'_>,
+        from: &A,
+    ) -> Result<(), u16> {
+        let (Ok(sender), Some(target)) = (request.from(), request.request_uri()) else {
+            return Err(400);
+        };
+        if registry.lookup(sender.uri.as_str()) != Some(from) {
+            return Err(403);
+        }
+        let target = target.to_string();
+        if request.method() == Some(Method::Publish) && registry.lookup(&target) != Some(from) {
+            return Err(403);
+        }
+        let in_dialog = request.to().ok().is_some_and(|t| t.tag().is_some());
+        if !in_dialog && !self.compositor.serves(&target) {
+            return Err(404);
+        }
+        Ok(())
+    }
+
+    /// Where a NOTIFY goes: the flow its watcher is registered from (a
+    /// P-CSCF sends it there, to the UE's port-s over SAs), never to a
+    /// Contact that no registration vouches for. `None` when the watcher
+    /// is not registered (any more): the NOTIFY is not sent and the
+    /// caller ends the subscription ([`Agent::on_notify_response`], 408).
+    pub fn notify_target<'r, A: Clone + PartialEq>(
+        registry: &'r crate::pager::Registry<A>,
+        notify: &Notify,
+    ) -> Option<&'r A> {
+        registry.lookup(&notify.watcher)
     }
 
     /// How many subscriptions are alive.
@@ -149,6 +223,8 @@ impl Agent {
             .body(PIDF_TYPE, body);
         Some(Notify {
             watch: id,
+            watcher: w.dialog.remote_uri.clone(),
+            resource: entity,
             request,
             terminated: end.is_some(),
         })
@@ -172,6 +248,7 @@ impl Agent {
             b.build().map(|response| Subscribed {
                 response,
                 watch: None,
+                resource: None,
                 notify: None,
             })
         };
@@ -225,10 +302,10 @@ impl Agent {
                 id
             }
         };
-        let tag = self
+        let (tag, resource) = self
             .watches
             .get(&id)
-            .map(|w| w.dialog.local_tag.clone())
+            .map(|w| (w.dialog.local_tag.clone(), w.entity.clone()))
             .unwrap_or_default();
         let response = Self::response(request, 200, &tag)
             .header("Expires", granted)
@@ -254,6 +331,7 @@ impl Agent {
         Ok(Subscribed {
             response,
             watch: (granted > 0).then_some(id),
+            resource: Some(resource),
             notify,
         })
     }

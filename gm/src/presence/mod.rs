@@ -18,6 +18,10 @@
 //! successful publication, and the composed state of a resource (every
 //! live publication's tuples) for the presence agent's NOTIFY.
 //!
+//! [`agent`] is the presence agent over the compositor (the notifier);
+//! [`ue`] the UE's side: [`ue::Publisher`] builds its PUBLISHes around a
+//! [`Publication`], [`ue::Watcher`] its presence subscriptions.
+//!
 //! ```
 //! use gm::presence::{Basic, Pidf, Tuple};
 //! let doc = Pidf {
@@ -34,6 +38,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub mod agent;
+pub mod ue;
 
 pub use agent::{Agent, Notify, Subscribed, WatchId};
 
@@ -61,7 +66,8 @@ pub enum Basic {
 }
 
 impl Basic {
-    fn as_str(self) -> &'static str {
+    /// `open` or `closed`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Basic::Open => "open",
             Basic::Closed => "closed",
@@ -641,6 +647,29 @@ pub struct EscReply {
 }
 
 impl EscReply {
+    /// The response to `request` this reply says (RFC 3903 §6: SIP-ETag
+    /// and Expires with a 200, Min-Expires with a 423), with `to_tag`.
+    pub fn response(
+        &self,
+        request: &Message<'_>,
+        to_tag: &str,
+    ) -> Result<Message<'static>, crate::sip::Error> {
+        let mut b = crate::sip::Builder::response_to(request, self.status, None).to_tag(to_tag);
+        if let Some(t) = &self.etag {
+            b = b.header("SIP-ETag", t);
+        }
+        if let Some(e) = self.expires {
+            b = b.header("Expires", e);
+        }
+        if let Some(m) = self.min_expires {
+            b = b.header("Min-Expires", m);
+        }
+        if self.status == 489 {
+            b = b.header("Allow-Events", "presence");
+        }
+        b.build()
+    }
+
     fn error(status: u16) -> EscReply {
         EscReply {
             status,
@@ -782,6 +811,11 @@ impl Compositor {
             expires: Some(expires),
             min_expires: None,
         }
+    }
+
+    /// Whether `resource` is one of ours.
+    pub fn serves(&self, resource: &str) -> bool {
+        self.resources.contains(&resource_key(resource))
     }
 
     /// Drops publications past their expiry.
@@ -931,17 +965,7 @@ mod tests {
     }
 
     fn reply(req: &Message<'_>, r: &EscReply) -> Message<'static> {
-        let mut b = Builder::response_to(req, r.status, None).to_tag("esc");
-        if let Some(t) = &r.etag {
-            b = b.header("SIP-ETag", t);
-        }
-        if let Some(e) = r.expires {
-            b = b.header("Expires", e);
-        }
-        if let Some(m) = r.min_expires {
-            b = b.header("Min-Expires", m);
-        }
-        b.build().unwrap()
+        r.response(req, "esc").unwrap()
     }
 
     #[test]

@@ -239,7 +239,7 @@ impl Flow {
 }
 
 /// `n` random bytes as lowercase hex.
-fn token(rng: &mut dyn Random, n: usize) -> String {
+pub(crate) fn token(rng: &mut dyn Random, n: usize) -> String {
     let mut b = vec![0u8; n];
     rng.fill(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()

@@ -953,6 +953,12 @@ impl Ue {
         }
     }
 
+    /// Our Contact URI, where the network's requests reach us: our
+    /// port-s under sec-agree (TS 33.203), else our port.
+    pub fn contact(&self) -> String {
+        self.contact_uri()
+    }
+
     fn contact_uri(&self) -> String {
         format!(
             "sip:{}",

@@ -1,7 +1,8 @@
 //! `imsua`: the IMS UA. Registers with AKA or a digest password
 //! (`gm::reg::Ue`) through RFC 3261 transactions (`gm::txn`), sends and
 //! receives pager-mode MESSAGE (`gm::pager`) and SMS over IP
-//! (`gm::sms::service::SmsUe`); this file moves the bytes and prints.
+//! (`gm::sms::service::SmsUe`), publishes its presence and watches
+//! others' (`gm::presence::ue`); this file moves the bytes and prints.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -11,8 +12,11 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use gm::dialog::SubState;
 use gm::pager::Page;
+use gm::presence::ue::{Origin, Publisher, Seen, Subscribed, Watcher};
+use gm::presence::{Basic, Published};
 use gm::reg::{Credentials, Flow, IpsecMode, OpKey, SaSet, Side, Ue, UeAction, UeConfig};
 use gm::sip::{Builder, Message};
 use gm::sms::service::{SmsUe, UeEvent};
@@ -31,9 +35,21 @@ the first REGISTER),
 deregistered, resynchronising (our SIM's SQN was ahead of the network's: AUTS
 sent), message (an incoming MESSAGE, answered 200), message-status (the final
 status of ours), sms (an incoming SMS, whole), sms-status (the service
-centre's answer to each part of ours), sms-report (a status report), sa (an SA added or removed, with its keys under --show-keys;
-when removed, the packets and bytes it carried and, with --show-keys, its
-setkey -D text), done (a command of listen ended: command, ok, error).
+centre's answer to each part of ours), sms-report (a status report), sa (an SA added or
+removed, with its keys under --show-keys; when removed, the packets and bytes it carried and, with --show-keys, its
+setkey -D text), published (our PUBLISH accepted: resource, etag, basic),
+unpublished (our publication removed), presence (a presence NOTIFY, in any
+command, answered 200: resource, basic open or closed, notes, tuples, state
+active, pending or terminated with its reason), done (a command of listen
+ended: command, ok, error).
+
+Presence (RFC 3856, RFC 3903, RFC 6665, PIDF RFC 3863): publish sends a
+PIDF with one tuple (our IMPU as contact, the basic status, the note) and
+keeps it (refreshed) until SIGTERM/SIGINT, then removes it (Expires: 0);
+subscribe watches a presentity until SIGTERM/SIGINT, then unsubscribes
+(Expires: 0). Before any de-registration our subscriptions are ended and
+our publication removed. A presentity with nothing published shows no
+tuples, which reads as closed.
 
 listen reads commands on stdin, one per line; each ends with a done event:
   message TO TEXT...              a MESSAGE (text to the end of the line)
@@ -74,7 +90,7 @@ Modes:
                 the first message and there is no shared compression, so
                 Wireshark/tshark decompress every message; --sigcomp-full
                 turns on locally available bytecode and shared compression.
---ipsec tun and presence come later.
+--ipsec tun comes later.
 
 SMS over IP (TS 24.341): `sms TO TEXT` (or the listen command sms) sends TEXT
 to the E.164 number TO (+15555550102 or tel:+15555550102) through the service
@@ -95,7 +111,8 @@ Summary: a last JSON line, stopped: messages sent and compressed, sent_bytes
 as SIP), SigComp failures, NACKs sent, unreadable datagrams, dropped.
 
 Exit status: 0 done; 1 the network refused (a registration answered 403...,
-a MESSAGE answered non-2xx, our K did not verify the network's AUTN); 2
+a MESSAGE, PUBLISH or SUBSCRIBE answered non-2xx, our K did not verify
+the network's AUTN); 2
 usage or socket error, or no answer (a transaction timed out: 64*T1). Errors
 are one line on stderr.
 
@@ -108,14 +125,16 @@ Examples:
   imsua ... --ipsec udp --sigcomp message sip:alice@ims.example.org 'hi' 'hi again'
                                        (two MESSAGEs in one registration, SigComp)
   imsua ... sms +15555550102 'hello bob'   (SMS over IP to bob's msisdn)
-  imsua ... --pcscf 127.0.0.1:5999 --t1 50ms register      (times out in 64*T1 = 3.2 s)";
+  imsua ... --pcscf 127.0.0.1:5999 --t1 50ms register      (times out in 64*T1 = 3.2 s)
+  imsua ... --ipsec udp publish open --note 'at the demo'    (until SIGTERM)
+  imsua ... --ipsec udp subscribe sip:alice@ims.example.org   (until SIGTERM)";
 
 /// The IMS UA over the Gm interface.
 #[derive(Parser)]
 #[command(
     name = "imsua",
     version,
-    about = "The IMS UA: AKA (or digest) registration and pager-mode MESSAGE to a P-CSCF over UDP",
+    about = "The IMS UA: AKA (or digest) registration, pager-mode MESSAGE and presence to a P-CSCF over UDP",
     after_help = AFTER_HELP
 )]
 struct Cli {
@@ -216,6 +235,27 @@ enum Command {
     /// ended by a `done` event; until quit or SIGTERM/SIGINT, then
     /// de-register. The end of stdin ends nothing.
     Listen,
+    /// Register, PUBLISH our presence (one PIDF tuple), print the etag,
+    /// stay until SIGTERM/SIGINT; then remove it (Expires: 0) and
+    /// de-register.
+    Publish {
+        /// The basic status.
+        status: Status,
+        /// A note in the tuple.
+        #[arg(long)]
+        note: Option<String>,
+        /// The presentity to publish for (default: our IMPU; a network
+        /// refuses a PUBLISH for someone else's identity, 403).
+        #[arg(long)]
+        resource: Option<String>,
+    },
+    /// Register, SUBSCRIBE to a presentity's presence, print each NOTIFY,
+    /// until SIGTERM/SIGINT; then unsubscribe (Expires: 0) and
+    /// de-register.
+    Subscribe {
+        /// The presentity's URI, e.g. sip:alice@ims.example.org.
+        uri: String,
+    },
     /// Register, send an SMS (TS 24.341) through the service centre, wait
     /// for its RP-ACK, de-register.
     Sms {
@@ -230,6 +270,26 @@ enum Command {
     /// command that decrypts it. Needs no other argument.
     Demo(tools::ims::demo::DemoArgs),
 }
+
+/// The basic status published (RFC 3863 §4.1.4).
+#[derive(Clone, Copy, ValueEnum)]
+enum Status {
+    Open,
+    Closed,
+}
+
+impl From<Status> for Basic {
+    fn from(s: Status) -> Basic {
+        match s {
+            Status::Open => Basic::Open,
+            Status::Closed => Basic::Closed,
+        }
+    }
+}
+
+/// How long we ask a publication and a subscription to last (RFC 3856
+/// §6.4: an hour); refreshed before.
+const PRESENCE_EXPIRES: u32 = 3600;
 
 /// How a run ended badly: `Refused` exits 1, `Error` 2.
 enum Failure {
@@ -316,6 +376,21 @@ struct Ua {
     comp: SipComp,
     /// Our `sigcomp-id` (RFC 5049 §9.1), from the `+sip.instance`.
     sigcomp_id: Option<String>,
+    /// The presentity we publish for (our IMPU unless told otherwise).
+    presentity: String,
+    /// Our publication, once we published.
+    publisher: Option<Publisher>,
+    /// The transaction of the PUBLISH in flight and the outcome of the
+    /// last (`Err`: no answer).
+    pub_txn: Option<TxnId>,
+    pub_outcome: Option<Result<Published, ()>>,
+    /// Our presence subscriptions.
+    watcher: Watcher,
+    /// The transactions of our presence SUBSCRIBEs.
+    watch_txns: Vec<TxnId>,
+    /// The SUBSCRIBE whose answer `subscribe` waits for, and the answer.
+    sub_wait: Option<TxnId>,
+    sub_final: Option<Result<Subscribed, ()>>,
     /// SMS over IP: the procedures, the service centre's PSI, and the
     /// outcome of each RP-DATA of ours by RP-MR.
     sms: SmsUe,
@@ -414,6 +489,12 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     if let Some(t1) = cli.t1 {
         timers.t1 = t1;
     }
+    let presentity = match &cli.command {
+        Command::Publish {
+            resource: Some(r), ..
+        } => r.clone(),
+        _ => impu.to_owned(),
+    };
     let mut ua = Ua {
         transport,
         local,
@@ -437,6 +518,14 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         show_keys: cli.show_keys,
         comp,
         sigcomp_id,
+        presentity,
+        publisher: None,
+        pub_txn: None,
+        pub_outcome: None,
+        watcher: Watcher::new(timers.t1),
+        watch_txns: Vec::new(),
+        sub_wait: None,
+        sub_final: None,
         sms: SmsUe::new(gm::sms::Address::international(&centre_number)),
         sms_centre,
         sms_outcomes: HashMap::new(),
@@ -501,6 +590,23 @@ impl Ua {
             Command::Listen => {
                 ua.input = Some(tools::ims::command::stdin_lines());
                 ua.listen(stop)?;
+                ua.deregister(&Stop::never())
+            }
+            Command::Publish { status, note, .. } => {
+                if let Err(e) = ua.publish(stop, (*status).into(), note.as_deref()) {
+                    ua.deregister(&Stop::never())?;
+                    return Err(e);
+                }
+                ua.until(stop, |_| false)?;
+                // deregister removes the publication first.
+                ua.deregister(&Stop::never())
+            }
+            Command::Subscribe { uri } => {
+                if let Err(e) = ua.subscribe(stop, uri) {
+                    ua.deregister(&Stop::never())?;
+                    return Err(e);
+                }
+                ua.until(stop, |_| false)?;
                 ua.deregister(&Stop::never())
             }
             Command::Sms { to, text } => {
@@ -584,11 +690,216 @@ impl Ua {
                 ))),
             },
             UaCommand::Sms { to, text } => self.sms(stop, to, text),
-            other => Err(Failure::Error(anyhow!(
-                "{} is not built into this imsua yet",
-                other.name()
+            UaCommand::Publish { open, note } => {
+                let basic = if *open { Basic::Open } else { Basic::Closed };
+                self.publish(stop, basic, note.as_deref())
+            }
+            UaCommand::Unpublish => self.unpublish(stop),
+            UaCommand::Subscribe { uri } => self.subscribe(stop, uri),
+            UaCommand::Unsubscribe => self.unsubscribe_all(stop),
+            // listen ends before asking.
+            UaCommand::Quit => Ok(()),
+        }
+    }
+
+    /// Our IMPU, Via sent-by, Contact and route set, for
+    /// [`gm::presence::ue::Origin`].
+    fn origin_parts(&self) -> (String, String, String, Vec<String>) {
+        let routes = self
+            .ue
+            .registration()
+            .map(|r| r.service_routes.clone())
+            .unwrap_or_default();
+        (
+            self.impu.clone(),
+            self.route().1.to_string(),
+            self.ue.contact(),
+            routes,
+        )
+    }
+
+    /// Sends a request of ours to the P-CSCF (its port-s over the SAs)
+    /// through a client transaction; with SigComp, marked (`contact`: its
+    /// Contact too).
+    fn send_request(&mut self, m: Message<'static>, contact: bool) -> Result<TxnId, Failure> {
+        let m = self.mark(m, contact);
+        let (pcscf, _) = self.route();
+        let what = m.method().map_or("request", |x| x.as_str());
+        let id = self
+            .layer
+            .start_client(&m, pcscf, Reliability::Unreliable, self.now())
+            .map_err(|e| anyhow!("cannot send the {what}: {e}"))?;
+        self.flush();
+        Ok(id)
+    }
+
+    /// PUBLISHes our presence: `basic` and `note` in one tuple (RFC 3903
+    /// §4); the first call makes the publication, a later one modifies
+    /// it. Returns after the 2xx (a `published` event).
+    fn publish(&mut self, stop: &Stop, basic: Basic, note: Option<&str>) -> Result<(), Failure> {
+        let doc = gm::presence::ue::document(&self.presentity, basic, note);
+        let (impu, sent_by, contact, routes) = self.origin_parts();
+        let o = Origin {
+            impu: &impu,
+            sent_by: &sent_by,
+            contact: &contact,
+            routes: &routes,
+        };
+        let presentity = self.presentity.clone();
+        let rng = &mut self.rng;
+        let publisher = self
+            .publisher
+            .get_or_insert_with(|| Publisher::new(&presentity, PRESENCE_EXPIRES, rng));
+        let m = publisher
+            .publish(&o, &doc, &mut self.rng)
+            .map_err(|e| anyhow!("cannot build the PUBLISH: {e}"))?;
+        self.wait_publish(stop, m)?;
+        let etag = self
+            .publisher
+            .as_ref()
+            .and_then(|p| p.etag())
+            .map_or(Json::Null, Json::from);
+        event(
+            Json::obj()
+                .set("event", "published")
+                .set("resource", self.presentity.clone())
+                .set("etag", etag)
+                .set("basic", basic.as_str()),
+        );
+        Ok(())
+    }
+
+    /// Removes our publication (`Expires: 0`), if there is one.
+    fn unpublish(&mut self, stop: &Stop) -> Result<(), Failure> {
+        let (impu, sent_by, contact, routes) = self.origin_parts();
+        let o = Origin {
+            impu: &impu,
+            sent_by: &sent_by,
+            contact: &contact,
+            routes: &routes,
+        };
+        let Some(p) = self.publisher.as_mut() else {
+            return Ok(());
+        };
+        let Some(m) = p.remove(&o, &mut self.rng) else {
+            return Ok(());
+        };
+        let m = m.map_err(|e| anyhow!("cannot build the PUBLISH: {e}"))?;
+        self.wait_publish(stop, m)?;
+        event(
+            Json::obj()
+                .set("event", "unpublished")
+                .set("resource", self.presentity.clone()),
+        );
+        Ok(())
+    }
+
+    /// Sends a PUBLISH and waits for its outcome (a 412 or 423 is sent
+    /// again by the publication's rules on the way).
+    fn wait_publish(&mut self, stop: &Stop, m: Message<'static>) -> Result<(), Failure> {
+        self.pub_outcome = None;
+        self.pub_txn = Some(self.send_request(m, false)?);
+        self.until(stop, |u| u.pub_outcome.is_some())?;
+        let resource = self.presentity.clone();
+        match self.pub_outcome.take() {
+            Some(Ok(Published::Accepted { .. } | Published::Removed)) => Ok(()),
+            Some(Ok(Published::Failed(status))) => Err(Failure::Refused(format!(
+                "PUBLISH for {resource} refused: the network answered {status} {}",
+                gm::sip::reason_phrase(status)
+            ))),
+            Some(Ok(Published::Retry(_))) | None => Err(Failure::Error(anyhow!(
+                "stopped before the PUBLISH was answered"
+            ))),
+            Some(Err(())) => Err(Failure::Error(anyhow!(
+                "no answer from the P-CSCF at {}: the PUBLISH transaction timed out",
+                self.pcscf
             ))),
         }
+    }
+
+    /// SUBSCRIBEs to `uri`'s presence (RFC 3856 §5); returns after the
+    /// 2xx. Its NOTIFYs, whenever they come, are answered and printed.
+    fn subscribe(&mut self, stop: &Stop, uri: &str) -> Result<(), Failure> {
+        let (impu, sent_by, contact, routes) = self.origin_parts();
+        let o = Origin {
+            impu: &impu,
+            sent_by: &sent_by,
+            contact: &contact,
+            routes: &routes,
+        };
+        let now = self.now();
+        let m = self
+            .watcher
+            .subscribe(&o, uri, PRESENCE_EXPIRES, now, &mut self.rng)
+            .map_err(|e| anyhow!("cannot build the SUBSCRIBE to {uri}: {e}"))?;
+        let id = self.send_request(m, true)?;
+        self.watch_txns.push(id);
+        self.sub_wait = Some(id);
+        self.sub_final = None;
+        self.until(stop, |u| u.sub_final.is_some())?;
+        self.sub_wait = None;
+        match self.sub_final.take() {
+            Some(Ok(Subscribed::Accepted { .. })) => Ok(()),
+            Some(Ok(Subscribed::Refused { status, .. })) => Err(Failure::Refused(format!(
+                "SUBSCRIBE to {uri} refused: the network answered {status} {}",
+                gm::sip::reason_phrase(status)
+            ))),
+            Some(Err(())) => Err(Failure::Error(anyhow!(
+                "no answer from the P-CSCF at {}: the SUBSCRIBE transaction timed out",
+                self.pcscf
+            ))),
+            None => Err(Failure::Error(anyhow!(
+                "stopped before the SUBSCRIBE was answered"
+            ))),
+        }
+    }
+
+    /// Ends every presence subscription (`Expires: 0`, RFC 6665
+    /// §4.1.2.3) and waits for the final NOTIFYs (at most 64*T1 each).
+    fn unsubscribe_all(&mut self, stop: &Stop) -> Result<(), Failure> {
+        let (impu, sent_by, contact, routes) = self.origin_parts();
+        let o = Origin {
+            impu: &impu,
+            sent_by: &sent_by,
+            contact: &contact,
+            routes: &routes,
+        };
+        let now = self.now();
+        for m in self.watcher.unsubscribe_all(&o, now, &mut self.rng) {
+            let id = self.send_request(m, true)?;
+            self.watch_txns.push(id);
+        }
+        self.until(stop, |u| u.watcher.is_empty())
+    }
+
+    /// Prints what a presence NOTIFY told.
+    fn presence_event(seen: &Seen) {
+        let mut j = Json::obj();
+        j.set("event", "presence")
+            .set("resource", seen.resource.clone());
+        match &seen.document {
+            Some(d) => {
+                j.set("basic", d.basic().as_str())
+                    .set(
+                        "notes",
+                        Json::Arr(d.note_texts().into_iter().map(Json::from).collect()),
+                    )
+                    .set("tuples", Json::Int(d.tuples.len() as i64));
+            }
+            None => {
+                j.set("basic", Json::Null)
+                    .set("notes", Json::Arr(Vec::new()))
+                    .set("tuples", Json::Null);
+            }
+        }
+        match &seen.state {
+            SubState::Active { .. } => j.set("state", "active"),
+            SubState::Pending { .. } => j.set("state", "pending"),
+            SubState::Terminated { reason, .. } => j
+                .set("state", "terminated")
+                .set("reason", reason.clone().map_or(Json::Null, Json::from)),
+        };
+        event(&mut j);
     }
 
     fn now(&self) -> Duration {
@@ -622,6 +933,8 @@ impl Ua {
                 self.layer.poll_timeout(),
                 self.ue.poll_timeout(),
                 self.sms.poll_timeout(),
+                self.watcher.poll_timeout(),
+                self.publisher.as_ref().and_then(Publisher::refresh_at),
             ]
             .into_iter()
             .flatten()
@@ -710,6 +1023,16 @@ impl Ua {
     }
 
     fn deregister(&mut self, stop: &Stop) -> Result<(), Failure> {
+        // Presence goes first, while the registration still stands; a
+        // failure there does not keep us registered.
+        let presence = self
+            .unpublish(stop)
+            .and_then(|()| self.unsubscribe_all(stop));
+        self.deregister_only(stop)?;
+        presence
+    }
+
+    fn deregister_only(&mut self, stop: &Stop) -> Result<(), Failure> {
         self.outcome = None;
         let actions = self.ue.deregister(&mut self.rng);
         self.on_actions(actions)?;
@@ -1006,6 +1329,15 @@ impl Ua {
                 self.flush();
                 return Ok(());
             }
+            // gm::presence::ue answers the NOTIFYs of presence.
+            if let Some(a) = self.watcher.on_notify(&m, now) {
+                if let Some(seen) = &a.seen {
+                    Ua::presence_event(seen);
+                }
+                let _ = self.layer.respond(id, &a.response, now);
+                self.flush();
+                return Ok(());
+            }
             // An RP message is gm::sms's; gm::pager decides the rest: 200
             // to a MESSAGE, 405 to anything else.
             if gm::sms::sip::is_sms(&m) {
@@ -1042,6 +1374,15 @@ impl Ua {
             } else if Some(id) == self.msg_txn {
                 self.msg_txn = None;
                 self.msg_final = Some(Ok((status, m.reason().unwrap_or("").to_owned())));
+            } else if Some(id) == self.pub_txn {
+                self.pub_txn = None;
+                self.on_publish_response(&m, now)?;
+            } else if let Some(i) = self.watch_txns.iter().position(|t| *t == id) {
+                self.watch_txns.swap_remove(i);
+                let got = self.watcher.on_response(&m, now);
+                if Some(id) == self.sub_wait {
+                    self.sub_final = got.map(Ok);
+                }
             }
         }
         self.flush();
@@ -1062,9 +1403,19 @@ impl Ua {
                 } else if Some(id) == self.msg_txn {
                     self.msg_txn = None;
                     self.msg_final = Some(Err(()));
+                } else if Some(id) == self.pub_txn {
+                    self.pub_txn = None;
+                    self.pub_outcome = Some(Err(()));
+                } else if let Some(i) = self.watch_txns.iter().position(|t| *t == id) {
+                    // Timer N of the subscription covers it.
+                    self.watch_txns.swap_remove(i);
+                    if Some(id) == self.sub_wait {
+                        self.sub_final = Some(Err(()));
+                    }
                 }
             }
         }
+        self.presence_timers(now)?;
         if self.ue.poll_timeout().is_some_and(|t| t <= now) {
             let actions = self.ue.handle_timeout(now, &mut self.rng);
             self.on_actions(actions)?;
@@ -1188,6 +1539,71 @@ impl Ua {
             }
         }
         self.flush();
+        Ok(())
+    }
+
+    /// The final response to our PUBLISH: a 412 or 423 is sent again,
+    /// anything else is the outcome.
+    fn on_publish_response(&mut self, m: &Message<'_>, now: Duration) -> Result<(), Failure> {
+        let (impu, sent_by, contact, routes) = self.origin_parts();
+        let o = Origin {
+            impu: &impu,
+            sent_by: &sent_by,
+            contact: &contact,
+            routes: &routes,
+        };
+        let Some(p) = self.publisher.as_mut() else {
+            return Ok(());
+        };
+        match p.on_response(m, now) {
+            Published::Retry(r) => {
+                let again = p
+                    .request(&o, &r, &mut self.rng)
+                    .map_err(|e| anyhow!("cannot build the PUBLISH: {e}"))?;
+                self.pub_txn = Some(self.send_request(again, false)?);
+            }
+            out => self.pub_outcome = Some(Ok(out)),
+        }
+        Ok(())
+    }
+
+    /// The presence subscriptions' refreshes and timers, and our
+    /// publication's refresh.
+    fn presence_timers(&mut self, now: Duration) -> Result<(), Failure> {
+        let sub_due = self.watcher.poll_timeout().is_some_and(|t| t <= now);
+        let pub_due = self.pub_txn.is_none()
+            && self
+                .publisher
+                .as_ref()
+                .and_then(Publisher::refresh_at)
+                .is_some_and(|t| t <= now);
+        if !sub_due && !pub_due {
+            return Ok(());
+        }
+        let (impu, sent_by, contact, routes) = self.origin_parts();
+        let o = Origin {
+            impu: &impu,
+            sent_by: &sent_by,
+            contact: &contact,
+            routes: &routes,
+        };
+        let mut subscribes = Vec::new();
+        if sub_due {
+            let (out, _ended) = self.watcher.handle_timeout(&o, now, &mut self.rng);
+            subscribes = out;
+        }
+        let refresh = match self.publisher.as_mut() {
+            Some(p) if pub_due => p.refresh(&o, &mut self.rng),
+            _ => None,
+        };
+        for m in subscribes {
+            let id = self.send_request(m, true)?;
+            self.watch_txns.push(id);
+        }
+        if let Some(Ok(m)) = refresh {
+            self.pub_outcome = None;
+            self.pub_txn = Some(self.send_request(m, false)?);
+        }
         Ok(())
     }
 

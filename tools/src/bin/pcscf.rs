@@ -1,7 +1,8 @@
 //! `pcscf`: a test P-CSCF for `imsua` and SIPp, with the registrar, the AKA
-//! centre, a MESSAGE relay and an SMS service centre folded in. Decisions
-//! are `gm`'s (`gm::reg::Network`, `gm::txn`, `gm::pager`,
-//! `gm::sms::service::SmsCentre`); this file moves the bytes and prints.
+//! centre, a MESSAGE relay, an SMS service centre and a presence agent
+//! folded in. Decisions are `gm`'s (`gm::reg::Network`, `gm::txn`,
+//! `gm::pager`, `gm::sms::service::SmsCentre`, `gm::presence::Agent`);
+//! this file moves the bytes and prints.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,8 +13,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow};
 use clap::{CommandFactory, Parser};
 use gm::pager::{Registry, Relay};
+use gm::presence::{Agent, Compositor, Notify, WatchId};
 use gm::reg::{Flow, IpsecMode, Network, NetworkAction, NetworkConfig, SaSet, Side};
-use gm::sip::{Builder, Message};
+use gm::sip::{Builder, Message, Method};
 use gm::sms::service::{CentreEvent, CentreSend, SmsCentre};
 use gm::txn::{Event, Reliability, RequestVerdict, ResponseVerdict, Timers, Transactions, TxnId};
 use tools::ims::comp::{Incoming, SipComp};
@@ -23,8 +25,20 @@ use tools::json::Json;
 const AFTER_HELP: &str = "\
 A TEST AND DEMO PEER, not a production P-CSCF: it is also the registrar, the
 S-CSCF and the HSS (the subscribers' K and OP/OPc are in the table), relays
-MESSAGE between UEs registered to it, is an SMS service centre, and keeps
-nothing across runs.
+MESSAGE between UEs registered to it, is an SMS service centre and the
+presence agent of the IMPUs in the table, and keeps nothing across runs.
+
+Presence (RFC 3856, RFC 3903, RFC 6665, PIDF RFC 3863): a registered UE may
+PUBLISH (Event: presence, application/pidf+xml) for its own IMPUs only
+(else 403) and SUBSCRIBE to the presence of any IMPU of the table (else
+404). Watcher authorisation is not done: every subscription is accepted,
+active at once. A SUBSCRIBE gets 200 and an immediate NOTIFY with the
+composed state (no tuples while nothing is published); refreshes and
+Expires: 0 (a final NOTIFY, terminated) are handled; every change of a
+resource's state is notified to its watchers, at the flow their
+registration came from (over their SAs with --ipsec udp, SigComp as for
+any message). A watcher that is no longer registered, or answers 481, is
+dropped.
 
 Subscriber table (TOML):
   realm = \"ims.example.org\"
@@ -41,8 +55,13 @@ Output: one line per SIP message on stdout (UTC time, <- or ->, peer, method
 or status, size, the SPI of the SA that carried it; -v adds the whole message
 and a line per datagram dropped on a protected port) and one JSON line per
 event (listening, registered, deregistered, relayed, authentication-failed,
-sms: a decision of the service centre, see SMS; sa: an SA added or removed,
-with its keys under --show-keys; stopped, with the count of datagrams
+sms: a decision of the service centre, see SMS; published: a PUBLISH
+accepted, with resource, etag (null once removed) and basic (the composed
+state: open, closed, or null when nothing is published); watcher: a
+subscription made, refreshed or ended, with resource, watcher and state
+(active, terminated); sa: an SA added or removed, with its keys under
+--show-keys (when removed: the packets and bytes it carried and, with
+--show-keys, its setkey -D text); stopped, with the count of datagrams
 dropped, messages sent and compressed, sent_bytes on the wire (UDP payloads
 before ESP) and sent_sip_bytes (the same messages as SIP), SigComp failures,
 NACKs sent, unreadable datagrams).
@@ -69,7 +88,7 @@ Modes:
                 message and there is no shared compression, so tshark
                 decompresses every message; --sigcomp-full turns on locally
                 available bytecode and shared compression.
---ipsec tun and presence come later.
+--ipsec tun comes later.
 
 SMS over IP (TS 24.341): a MESSAGE whose Request-URI is the service centre's
 PSI (--sms-centre, default sip:+15555550000@<realm>; its number is the RP
@@ -100,7 +119,7 @@ Examples:
 #[command(
     name = "pcscf",
     version,
-    about = "A test/demo P-CSCF (with registrar and AKA centre): AKA registration and MESSAGE relay over UDP",
+    about = "A test/demo P-CSCF (with registrar, AKA centre and presence agent): AKA registration, MESSAGE relay and presence over UDP",
     after_help = AFTER_HELP
 )]
 struct Cli {
@@ -198,6 +217,13 @@ struct Pcscf {
     relays: HashMap<TxnId, (TxnId, Message<'static>)>,
     /// Client transactions of our reg event NOTIFYs (gm::reg::Network).
     notifies: HashMap<TxnId, Message<'static>>,
+    /// The presence agent (PUBLISH, SUBSCRIBE to presence).
+    agent: Agent,
+    /// Client transactions of our presence NOTIFYs.
+    presence_notifies: HashMap<TxnId, WatchId>,
+    /// Via sent-by of the requests we originate (our port-s with SAs, as
+    /// the reg event's NOTIFYs).
+    sent_by: SocketAddr,
     rng: OsRandom,
     ladder: Ladder,
     start: Instant,
@@ -248,6 +274,21 @@ fn run(cli: &Cli) -> Result<()> {
         centre.subscriber(number, impu);
     }
     let mut impus = HashMap::new();
+    let resources: Vec<String> = table
+        .subscribers
+        .iter()
+        .flat_map(|(_, s)| s.impus.iter().cloned())
+        .collect();
+    let resources: Vec<&str> = resources.iter().map(String::as_str).collect();
+    let sent_by = SocketAddr::new(local.ip(), port_s);
+    // RFC 3856 §6.4: an hour by default; between a minute and two hours.
+    let agent = Agent::new(
+        Compositor::new(&resources, 3600, 60, 7200),
+        &format!("sip:{sent_by}"),
+        60,
+        3600,
+        7200,
+    );
     for (impi, s) in table.subscribers {
         impus.insert(impi.clone(), s.impus.clone());
         net.add_subscriber(&impi, s);
@@ -267,6 +308,9 @@ fn run(cli: &Cli) -> Result<()> {
         relays: HashMap::new(),
         port_s: HashMap::new(),
         notifies: HashMap::new(),
+        agent,
+        presence_notifies: HashMap::new(),
+        sent_by,
         rng: match cli.seed {
             Some(s) => OsRandom::seeded(s),
             None => OsRandom::new()?,
@@ -298,10 +342,14 @@ fn run(cli: &Cli) -> Result<()> {
     let mut buf = tools::ims::esp_udp::recv_buffer();
     while !stop.is_set() {
         let now = p.start.elapsed();
-        let next = [p.layer.poll_timeout(), p.net.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min();
+        let next = [
+            p.layer.poll_timeout(),
+            p.net.poll_timeout(),
+            p.agent.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let wait = next
             .map_or(Stop::POLL, |t| t.saturating_sub(now))
             .min(Stop::POLL);
@@ -403,9 +451,19 @@ impl Pcscf {
                 None if gm::sms::sip::for_centre(&m, &self.centre_uri) => {
                     self.service_centre(&m, id, from);
                 }
+                None if matches!(m.method(), Some(Method::Publish | Method::Subscribe)) => {
+                    self.presence(&m, id, from);
+                }
                 None => self.relay(&m, id, from),
             }
         } else if let ResponseVerdict::ToTu(client) = self.layer.on_response(&m, now) {
+            let status = m.status().unwrap_or(0);
+            if status >= 200 {
+                if let Some(watch) = self.presence_notifies.remove(&client) {
+                    self.notify_answered(watch, status);
+                    return;
+                }
+            }
             if m.status().is_some_and(|s| s >= 200) && self.notifies.remove(&client).is_some() {
                 let actions = self.net.on_response(&m, now);
                 self.on_actions(actions, None);
@@ -453,6 +511,127 @@ impl Pcscf {
                 }
             }
             Relay::Refuse(status) => self.refuse(m, id, status),
+        }
+    }
+
+    /// A PUBLISH or a SUBSCRIBE to presence: admitted by the agent's rule
+    /// (a registered UE; a PUBLISH for itself), then answered by it.
+    fn presence(&mut self, m: &Message<'_>, id: TxnId, from: SocketAddr) {
+        let now = self.now();
+        if let Err(status) = self.agent.admit(&self.registry, m, &from) {
+            self.refuse(m, id, status);
+            return;
+        }
+        let tag = token(&mut self.rng, 4);
+        if m.method() == Some(Method::Publish) {
+            let (reply, notifies) = self.agent.on_publish(m, now);
+            match reply.response(m, &tag) {
+                Ok(r) => {
+                    let _ = self.layer.respond(id, &r, now);
+                }
+                Err(_) => self.refuse(m, id, 400),
+            }
+            if reply.status == 200 {
+                let resource = m.request_uri().map(|u| u.to_string()).unwrap_or_default();
+                let basic = self
+                    .agent
+                    .compositor()
+                    .composed(&resource, now)
+                    .map_or(Json::Null, |d| d.basic().as_str().into());
+                event(
+                    Json::obj()
+                        .set("event", "published")
+                        .set("resource", resource)
+                        .set("etag", reply.etag.clone().map_or(Json::Null, Json::from))
+                        .set("basic", basic),
+                );
+            }
+            for n in notifies {
+                self.send_notify(n);
+            }
+            return;
+        }
+        match self.agent.on_subscribe(m, &tag, now) {
+            Ok(s) => {
+                let _ = self.layer.respond(id, &s.response, now);
+                if let (Some(resource), Ok(watcher)) = (&s.resource, m.from()) {
+                    let state = if s.watch.is_some() {
+                        "active"
+                    } else {
+                        "terminated"
+                    };
+                    event(
+                        Json::obj()
+                            .set("event", "watcher")
+                            .set("resource", resource.clone())
+                            .set("watcher", watcher.uri.to_string())
+                            .set("state", state),
+                    );
+                }
+                if let Some(n) = s.notify {
+                    self.send_notify(n);
+                }
+            }
+            Err(_) => self.refuse(m, id, 400),
+        }
+    }
+
+    /// Sends a presence NOTIFY to its watcher's registered flow (the UE's
+    /// port-s over SAs), through a client transaction.
+    fn send_notify(&mut self, n: Notify) {
+        let now = self.now();
+        let Some(from) = Agent::notify_target(&self.registry, &n).copied() else {
+            // No registration vouches for the watcher any more.
+            self.notify_answered(n.watch, 408);
+            return;
+        };
+        let to = self.port_s.get(&from).copied().unwrap_or(from);
+        let request = n
+            .request
+            .header(
+                "Via",
+                format!(
+                    "SIP/2.0/UDP {};branch=z9hG4bK{}",
+                    self.sent_by,
+                    token(&mut self.rng, 8)
+                ),
+            )
+            .header("Max-Forwards", 70)
+            .build();
+        match request {
+            Ok(r) => match self
+                .layer
+                .start_client(&r, to, Reliability::Unreliable, now)
+            {
+                Ok(client) => {
+                    if !n.terminated {
+                        self.presence_notifies.insert(client, n.watch);
+                    }
+                }
+                Err(e) => eprintln!("pcscf: cannot send a NOTIFY to {to}: {e}"),
+            },
+            Err(e) => eprintln!("pcscf: cannot build a NOTIFY: {e}"),
+        }
+    }
+
+    /// A presence NOTIFY's final status (408: none came): a watcher gone
+    /// ends its subscription.
+    fn notify_answered(&mut self, watch: WatchId, status: u16) {
+        let who = self
+            .agent
+            .watcher(watch)
+            .map(str::to_owned)
+            .zip(self.agent.resource(watch).map(str::to_owned));
+        if self.agent.on_notify_response(watch, status) {
+            if let Some((watcher, resource)) = who {
+                event(
+                    Json::obj()
+                        .set("event", "watcher")
+                        .set("resource", resource)
+                        .set("watcher", watcher)
+                        .set("state", "terminated"),
+                );
+            }
         }
     }
 
@@ -659,13 +838,37 @@ impl Pcscf {
                         let actions = self.net.on_notify_timeout(&notify);
                         self.on_actions(actions, None);
                     }
+                    if let Some(watch) = self.presence_notifies.remove(&client) {
+                        self.notify_answered(watch, 408);
+                    }
                 }
                 Event::Terminated(client) => {
                     self.relays.remove(&client);
                     self.sms_out.remove(&client);
                     self.notifies.remove(&client);
+                    self.presence_notifies.remove(&client);
                 }
             }
+        }
+        // Expired subscriptions end; a publication that expired changes
+        // what watchers see (nothing to do without watchers).
+        let due = self.agent.poll_timeout().is_some_and(|t| t <= now);
+        let notifies = if due || !self.agent.is_empty() {
+            self.agent.handle_timeout(now)
+        } else {
+            Vec::new()
+        };
+        for n in notifies {
+            if n.terminated {
+                event(
+                    Json::obj()
+                        .set("event", "watcher")
+                        .set("resource", n.resource.clone())
+                        .set("watcher", n.watcher.clone())
+                        .set("state", "terminated"),
+                );
+            }
+            self.send_notify(n);
         }
     }
 

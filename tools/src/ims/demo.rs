@@ -683,6 +683,19 @@ impl Demo {
                 "\nCapture: {} (IP/UDP/ESP as on the wire). The SIP inside, decrypted with the keys above and decompressed by tshark:\n\n{cmd}\n\n(add -O sip to the last tshark for whole messages)",
                 self.args.pcap.display()
             );
+            let added: Vec<&Value> = self
+                .pcscf
+                .iter()
+                .flat_map(|p| p.events("sa").filter(|v| v["action"] == "add"))
+                .collect();
+            let kept = latest_per_spi(&added).len();
+            if kept < added.len() {
+                let _ = writeln!(
+                    t,
+                    "({} SAs share their addresses and SPI with a later one: alice keeps her SPIs from her AUTS request's temporary SAs to her final ones, and tshark's SA table has no ports, so the command gives the later keys and the packet of the earlier SA shows as undecodable data.)",
+                    added.len() - kept
+                );
+            }
         }
         let json = serde_json::json!({
             "event": "demo",
@@ -713,6 +726,36 @@ pub fn tshark_algorithm(name: &str) -> &'static str {
     }
 }
 
+/// The SAs of `sas` (in the order added) that tshark can use: its ESP SA
+/// table tells SAs apart by addresses and SPI only, and a UE keeps its
+/// SPIs across a new challenge (alice's temporary AUTS SAs and her final
+/// ones share the SPIs the P-CSCF sends to), so for each (source,
+/// destination, SPI) only the last SA added is kept: the packets of an
+/// earlier one stay encrypted.
+pub fn latest_per_spi<'a>(sas: &[&'a Value]) -> Vec<&'a Value> {
+    let key = |v: &Value| {
+        (
+            v["src"]
+                .as_str()
+                .and_then(|a| a.rsplit_once(':'))
+                .map(|a| a.0.to_owned()),
+            v["dst"]
+                .as_str()
+                .and_then(|a| a.rsplit_once(':'))
+                .map(|a| a.0.to_owned()),
+            v["spi"].as_u64(),
+        )
+    };
+    let mut kept: Vec<&'a Value> = Vec::new();
+    for s in sas.iter().rev() {
+        if !kept.iter().any(|k| key(k) == key(s)) {
+            kept.push(s);
+        }
+    }
+    kept.reverse();
+    kept
+}
+
 /// The shell command that shows the SIP inside `pcap`, given the `sa`
 /// events (with keys) of the SAs it carries. ESP in UDP in tunnel mode
 /// has inner datagrams with the outer ports, so one tshark cannot both
@@ -722,7 +765,7 @@ pub fn tshark_algorithm(name: &str) -> &'static str {
 pub fn tshark_command(pcap: &Path, sas: &[&Value]) -> String {
     let mut ports = BTreeSet::new();
     let mut uat = Vec::new();
-    for s in sas {
+    for s in latest_per_spi(sas) {
         let (Some(src), Some(dst)) = (s["src"].as_str(), s["dst"].as_str()) else {
             continue;
         };
