@@ -30,8 +30,8 @@ const AFTER_HELP: &str = "\
 Output: one line per SIP message on stdout (UTC time, <- or ->, peer, method
 or status, size, the SPI of the SA that carried it; -v adds the whole message
 and a line per datagram dropped on a protected port) and one JSON line per
-event: registered (IMPU, expiry, Service-Route, P-Associated-URI, ms since
-the first REGISTER),
+event: registered (IMPU, expiry, Service-Route, P-Associated-URI, us:
+microseconds since the first REGISTER),
 deregistered, resynchronising (our SIM's SQN was ahead of the network's: AUTS
 sent), message (an incoming MESSAGE, answered 200), message-status (the final
 status of ours), sms (an incoming SMS, whole), sms-status (the service
@@ -1484,7 +1484,7 @@ impl Ua {
                             .set("event", "registered")
                             .set("impu", self.impu.clone())
                             .set("expires", Json::Int(r.expires.as_secs() as i64))
-                            .set("ms", Json::Int(self.now().as_millis() as i64))
+                            .set("us", Json::Int(self.now().as_micros() as i64))
                             .set(
                                 "service_route",
                                 Json::Arr(
