@@ -196,7 +196,7 @@ struct Cli {
     #[arg(long, requires = "sigcomp")]
     sigcomp_full: bool,
     /// The SMS service centre's PSI; its E.164 number is the RP address
-    /// (default: sip:+15555550000@<domain>).
+    /// (default: `sip:+15555550000@<domain>`).
     #[arg(long, value_name = "URI")]
     sms_centre: Option<String>,
     /// The registration expiry asked for, in seconds.

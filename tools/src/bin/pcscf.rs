@@ -157,7 +157,7 @@ struct Cli {
     #[arg(long, requires = "sigcomp")]
     sigcomp_full: bool,
     /// The SMS service centre's PSI; its E.164 number is the RP address
-    /// (default: sip:+15555550000@<realm>).
+    /// (default: `sip:+15555550000@<realm>`).
     #[arg(long, value_name = "URI")]
     sms_centre: Option<String>,
     /// SIP timer T1 (e.g. 500ms, the default; tests use less).
