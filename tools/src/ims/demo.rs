@@ -651,9 +651,19 @@ impl Demo {
             );
             for s in p.events("sa").filter(|v| v["action"] == "remove") {
                 let spi = s["spi"].as_u64().unwrap_or(0);
+                // Whose: the UA that has the same SA (same SPI and ends).
+                let owner = [&self.alice, &self.bob]
+                    .into_iter()
+                    .flatten()
+                    .find(|ua| {
+                        ua.events("sa").any(|u| {
+                            u["spi"] == s["spi"] && u["src"] == s["src"] && u["dst"] == s["dst"]
+                        })
+                    })
+                    .map_or("?", |ua| ua.name);
                 let _ = writeln!(
                     t,
-                    "  {:<3} spi 0x{spi:08x}  {} -> {}  {} packets, {} bytes",
+                    "  {owner:<5} {:<3} spi 0x{spi:08x}  {} -> {}  {} packets, {} bytes",
                     s["direction"].as_str().unwrap_or("?"),
                     s["src"].as_str().unwrap_or("?"),
                     s["dst"].as_str().unwrap_or("?"),
