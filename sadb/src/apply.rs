@@ -165,6 +165,14 @@ pub struct Databases {
     /// `unique` request turned into `require`. Off by default (kernel mode),
     /// so the SPD holds exactly what the script says.
     pub rfc_mode: bool,
+    /// Linux's rule for what comes out of a tunnel-mode SA (the kernel's
+    /// `secpath_has_nontransport` check): [`Databases::unprotect`]
+    /// delivers it only when an inbound policy selects the inner packet,
+    /// and drops it otherwise ([`crate::DropReason::NoPolicy`]), so a
+    /// peer cannot put any packet it likes inside its SA (RFC 4301 §5.2).
+    /// Off by default: `esptool decap` with an SA-only configuration
+    /// decrypts a capture without policies.
+    pub tunnel_needs_policy: bool,
     last_reqid: u32,
 }
 
@@ -481,8 +489,39 @@ impl Databases {
             spd: Spd::new(),
             dump_options: DumpOptions::default(),
             rfc_mode: false,
+            tunnel_needs_policy: false,
             last_reqid: MANUAL_REQID_MAX,
         }
+    }
+
+    /// The lowest `base` (from 1, at most [`MANUAL_REQID_MAX`] + 1 - `n`)
+    /// such that no policy of the SPD asks for a reqid in `base..base + n`:
+    /// where a set of `n` policies with `unique:N` requests can go without
+    /// taking another set's SAs (a client installing several SA sets, each
+    /// written with reqids 1, 2, ...). `None` when the manual range is
+    /// full.
+    pub fn free_reqids(&self, n: u32) -> Option<u32> {
+        let mut used: Vec<u32> = self
+            .spd
+            .iter()
+            .flat_map(|p| match &p.action {
+                PolicyAction::Ipsec(reqs) => reqs.iter().map(|r| r.reqid).collect(),
+                _ => Vec::new(),
+            })
+            .filter(|r| (1..=MANUAL_REQID_MAX).contains(r))
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        let mut base = 1u32;
+        for r in used {
+            if r >= base.checked_add(n)? {
+                break;
+            }
+            if r >= base {
+                base = r + 1;
+            }
+        }
+        (base.checked_add(n)? <= MANUAL_REQID_MAX + 1).then_some(base)
     }
 
     /// Parses and applies a script (see [`Databases::apply`]).

@@ -311,6 +311,9 @@ pub enum DropReason {
         /// The policy of the quoted flow, if any.
         policy: Option<u32>,
     },
+    /// The packet came out of a tunnel-mode SA and no inbound policy
+    /// selects it ([`Databases::tunnel_needs_policy`]).
+    NoPolicy,
 }
 
 /// A received packet that is not delivered.
@@ -784,6 +787,12 @@ impl Databases {
             Some(q) => self.icmp_in(own, &q, sas, now),
         };
         match decision {
+            Ok(InDecision::Accept(None))
+                if self.tunnel_needs_policy
+                    && sas.iter().flatten().any(|e| e.sa().mode() == Mode::Tunnel) =>
+            {
+                dropped(DropReason::NoPolicy, trace)
+            }
             Ok(InDecision::Accept(policy)) => {
                 if let Some(p) = policy {
                     p.stats.pass(h.total_len);

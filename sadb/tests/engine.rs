@@ -937,3 +937,66 @@ fn an_sa_without_integrity_has_no_replay_window_to_poison() {
     let real = protected_bytes(&tx, &p);
     assert_eq!(delivered(&rx, &real, Received::Ip), p);
 }
+
+/// What comes out of a tunnel-mode SA is delivered only when an inbound
+/// policy selects it, once `tunnel_needs_policy` is set (Linux's rule);
+/// without it (esptool decap of an SA-only configuration) it is
+/// delivered. Clear text given as a UDP payload on an ESP-in-UDP socket
+/// never is: it is not an SA's.
+#[test]
+fn tunnel_packets_without_a_policy_are_refused_when_asked() {
+    let sa = format!("add {A}[5062] {B}[5068] esp-udp 0x1010 -m tunnel {K};\n");
+    let req = format!("esp/tunnel/{A}-{B}/require");
+    let tx = db(&format!("{sa}spdadd {A} {B} any -P out ipsec {req};\n"));
+    let mut rx = db(&sa);
+    let p = packet(A, B, L4::Udp(5062, 5068), b"MESSAGE sip:bob SIP/2.0\r\n");
+    let wire = protected_bytes(&tx, &p);
+    assert_eq!(delivered(&rx, &wire, Received::Ip), p);
+    rx.tunnel_needs_policy = true;
+    let (inc, _) = unprotect(&rx, &wire, Received::Ip);
+    assert!(
+        matches!(inc, Incoming::Drop(ref d) if d.reason == DropReason::NoPolicy),
+        "{inc:?}"
+    );
+    // With the inbound policy it is delivered again.
+    rx.apply_script(&format!("spdadd {A} {B} any -P in ipsec {req};\n"), NOW)
+        .unwrap();
+    let d = match unprotect(&rx, &wire, Received::Ip).0 {
+        Incoming::Deliver(d) => d,
+        other => panic!("{other:?}"),
+    };
+    assert!(d.policy.is_some());
+    // SIP in clear on the ESP-in-UDP socket: read as an SPI no SA has.
+    let (inc, _) = unprotect(
+        &rx,
+        b"OPTIONS sip:ims.example.org SIP/2.0\r\n\r\n",
+        Received::Udp {
+            src: SocketAddr::new(ip(A), 5062),
+            dst: SocketAddr::new(ip(B), 5068),
+        },
+    );
+    assert!(
+        matches!(inc, Incoming::Drop(ref d) if matches!(d.reason, DropReason::UnknownSa { .. })),
+        "{inc:?}"
+    );
+}
+
+/// `free_reqids` finds room for a set's `unique:N` policies among those
+/// installed.
+#[test]
+fn free_reqids_skips_the_reqids_policies_use() {
+    let mut d = Databases::new();
+    assert_eq!(d.free_reqids(2), Some(1));
+    d.apply_script(
+        &format!(
+            "spdadd {A} {B} any -P out ipsec esp/transport//unique:1;\n\
+             spdadd {B} {A} any -P out ipsec esp/transport//unique:2;\n\
+             spdadd {A} {B} udp -P out ipsec esp/transport//unique:4;\n"
+        ),
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(d.free_reqids(1), Some(3));
+    assert_eq!(d.free_reqids(2), Some(5));
+    assert_eq!(d.free_reqids(0x3fff), None);
+}

@@ -97,10 +97,6 @@ pub struct EspUdp {
     /// The SA sets installed, as given and as installed (with reqids of
     /// their own), removed on [`EspUdp::close`].
     sets: Vec<(SaSet, SaSet)>,
-    /// The next reqid base: each set's two outbound policies get reqids no
-    /// other set here has, or a `unique:N` policy would take another UE's
-    /// SA (every set comes with reqids 1 and 2).
-    next_reqid: u32,
     rng: OsRandom,
     /// The send buffer, reused.
     out: Vec<u8>,
@@ -127,10 +123,13 @@ impl EspUdp {
             port_c,
             port_s,
             local_ip,
-            db: Databases::new(),
+            db: {
+                let mut db = Databases::new();
+                db.tunnel_needs_policy = true;
+                db
+            },
             routes: HashMap::new(),
             sets: Vec::new(),
-            next_reqid: 1,
             rng: OsRandom::new()?,
             out: vec![0; HEAD + MAX_DATAGRAM + TAIL],
             pcap: None,
@@ -186,10 +185,15 @@ impl EspUdp {
                 );
             }
         }
-        let base = self.next_reqid;
+        // Each set's two outbound policies get reqids no other set here
+        // has, or a `unique:N` policy would take another UE's SA (every
+        // set comes with reqids 1 and 2).
+        let base = self
+            .db
+            .free_reqids(2)
+            .ok_or_else(|| anyhow!("cannot install the SAs: no reqids left"))?;
         let local = set.clone().with_reqid_base(base);
         self.apply(&local.statements(), "install")?;
-        self.next_reqid = base.wrapping_add(2);
         for sa in set.sas().iter().filter(|sa| sa.direction == Direction::Out) {
             self.routes
                 .insert(SocketAddr::new(sa.dst, sa.dst_port), sa.src_port);
@@ -408,17 +412,13 @@ impl EspUdp {
             self.dropped += 1;
             Ok(Some(Recv::Dropped { from, port, reason }))
         };
+        // A UDP payload is ESP of an SA or dropped (clear text reads as an
+        // unknown SPI), and with `tunnel_needs_policy` what comes out of
+        // an SA is what an inbound policy selects (RFC 4301 §5.2): both
+        // are the engine's rules.
         let d = match verdict {
-            Incoming::Deliver(d) if d.sas.is_empty() => {
-                return refuse("clear text on a protected port".into());
-            }
-            // RFC 4301 §5.2: what comes out of an SA must be what its
-            // policy selects, not any packet its sender put inside.
-            Incoming::Deliver(d) if d.policy.is_none() => {
-                return refuse("no inbound policy selects the inner packet".into());
-            }
             Incoming::Deliver(d) => d,
-            Incoming::Drop(d) => return refuse(format!("{:?}", d.reason)),
+            Incoming::Drop(d) => return refuse(drop_reason(&d.reason)),
         };
         let spi = d.sas.iter().next().map(|u| u.id.spi.0);
         let packet = buf.get(d.packet.clone()).unwrap_or_default();
@@ -432,6 +432,18 @@ impl EspUdp {
             protected_port: Some(port),
             spi,
         })))
+    }
+}
+
+/// One line for a datagram the engine refused.
+fn drop_reason(r: &sadb::DropReason) -> String {
+    match r {
+        sadb::DropReason::UnknownSa { id } => format!(
+            "no SA with SPI 0x{:08x} (clear text on a protected port, or an SA already removed)",
+            id.spi.0
+        ),
+        sadb::DropReason::NoPolicy => "no inbound policy selects the inner packet".into(),
+        other => format!("{other:?}"),
     }
 }
 
