@@ -494,7 +494,7 @@ impl Databases {
         }
     }
 
-    /// The lowest `base` (from 1, at most [`MANUAL_REQID_MAX`] + 1 - `n`)
+    /// The lowest `base` (from 1, at most 0x4000 - `n`: the manual reqids, as Linux has them)
     /// such that no policy of the SPD asks for a reqid in `base..base + n`:
     /// where a set of `n` policies with `unique:N` requests can go without
     /// taking another set's SAs (a client installing several SA sets, each
