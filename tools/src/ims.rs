@@ -1,5 +1,6 @@
 //! What `imsua` and `pcscf` share, all of it IO or presentation: the
-//! subscriber file, the `--ipsec` modes, the transport the SIP messages
+//! subscriber file, `imsua`'s configuration file ([`config`]), the
+//! `--ipsec` modes, the transport the SIP messages
 //! travel on ([`esp_udp`] for `--ipsec udp`), OS randomness, the ladder
 //! lines, SIGTERM/SIGINT. The protocol decisions are `gm`'s (`gm::reg`,
 //! `gm::txn`, `gm::pager`) and `sadb`'s (which packet goes over which SA).
