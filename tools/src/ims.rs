@@ -1,5 +1,6 @@
 //! What `imsua` and `pcscf` share, all of it IO or presentation: the
-//! subscriber file, the `--ipsec` modes, the transport the SIP messages
+//! subscriber file, `imsua`'s configuration file ([`config`]), the
+//! `--ipsec` modes, the transport the SIP messages
 //! travel on ([`esp_udp`] for `--ipsec udp`), OS randomness, the ladder
 //! lines, SIGTERM/SIGINT. The protocol decisions are `gm`'s (`gm::reg`,
 //! `gm::txn`, `gm::pager`) and `sadb`'s (which packet goes over which SA).
@@ -32,6 +33,7 @@ use gm::sip::Message;
 
 pub mod command;
 pub mod comp;
+pub mod config;
 pub mod demo;
 pub mod esp_udp;
 
@@ -334,16 +336,7 @@ pub fn load_subscribers(path: &Path) -> Result<Subscribers> {
 
 /// Parses a subscriber table (TOML) that errors call `name`.
 pub fn parse_subscribers(name: &str, text: &str) -> Result<Subscribers> {
-    let t: FileTable = toml::from_str(text).map_err(|e| {
-        let msg = e.message().to_owned();
-        match e.span() {
-            Some(span) => {
-                let (line, col) = line_col(text, span.start);
-                anyhow!("{name}:{line}:{col}: {msg}")
-            }
-            None => anyhow!("{name}: {msg}"),
-        }
-    })?;
+    let t: FileTable = toml::from_str(text).map_err(|e| toml_error(name, text, &e))?;
     let mut subscribers = Vec::new();
     let mut numbers = Vec::new();
     for s in t.subscriber {
@@ -382,6 +375,18 @@ pub fn parse_subscribers(name: &str, text: &str) -> Result<Subscribers> {
         subscribers,
         numbers,
     })
+}
+
+/// A TOML error as one line, `name:line:col: message` (docs/cli.md).
+fn toml_error(name: &str, text: &str, e: &toml::de::Error) -> anyhow::Error {
+    let msg = e.message();
+    match e.span() {
+        Some(span) => {
+            let (line, col) = line_col(text, span.start);
+            anyhow!("{name}:{line}:{col}: {msg}")
+        }
+        None => anyhow!("{name}: {msg}"),
+    }
 }
 
 fn line_col(text: &str, at: usize) -> (usize, usize) {

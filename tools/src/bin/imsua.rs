@@ -23,6 +23,7 @@ use gm::sms::service::{SmsUe, UeEvent};
 use gm::txn::{Event, Reliability, RequestVerdict, ResponseVerdict, Timers, Transactions, TxnId};
 use tools::ims::command::UaCommand;
 use tools::ims::comp::{Incoming, SipComp};
+use tools::ims::config::{Offer, UaConfig};
 use tools::ims::{Dir, Ipsec, Ladder, OsRandom, Recv, Stop, Transport, json_line, token};
 use tools::json::Json;
 
@@ -106,6 +107,35 @@ MESSAGE with an RP-DATA (SMS-DELIVER) is answered 200 and acknowledged with
 RP-ACK in a MESSAGE to the centre it came from; the sms event (from: TP-OA,
 text) comes once every part is in. Other MESSAGEs are pager-mode as before.
 
+Config file: --config FILE (TOML) gives the settings the flags give, every key
+optional, each read as its flag is (a key is the flag's name with _ for -; op
+or opc; offers is a list of --offer values); a flag given on the command line
+wins over the file (--password over the file's k/op, --k over its password; a
+switch such as --sigcomp can only turn on). amf is informational: AKA checks
+the AMF that AUTN carries, so it is only checked to be 4 hex digits. An unknown
+key or a bad value is an error naming the file, line and column (exit 2).
+docs/imsua.toml is alice of docs/subscribers.toml:
+  impi = \"alice@ims.example.org\"
+  impu = \"sip:alice@ims.example.org\"
+  domain = \"ims.example.org\"
+  k = \"fec86ba6eb707ed08905757b1bb44b8f\"
+  op = \"dbc59adcb6f9a0ef735477b7fadf8374\"    # or opc = \"...\"
+  amf = \"725c\"
+  sqn = \"000000000000\"
+  pcscf = \"127.0.0.1:5060\"
+  local = \"127.0.0.1:0\"
+  ipsec = \"udp\"
+  port_c = 0
+  port_s = 0
+  offers = [\"hmac-sha-1-96/aes-cbc\", \"hmac-sha-1-96/null\", \"hmac-md5-96/aes-cbc\", \"hmac-md5-96/null\"]
+  sigcomp = true
+  sigcomp_full = false
+  sms_centre = \"sip:+15555550000@ims.example.org\"
+  expires = 600000
+  t1 = \"500ms\"
+  t2 = \"4s\"
+  t4 = \"5s\"
+
 Summary: a last JSON line, stopped: messages sent and compressed, sent_bytes
 (on the wire, UDP payloads before ESP) and sent_sip_bytes (the same messages
 as SIP), SigComp failures, NACKs sent, unreadable datagrams, dropped.
@@ -126,6 +156,9 @@ Examples:
                                        (two MESSAGEs in one registration, SigComp)
   imsua ... sms +15555550102 'hello bob'   (SMS over IP to bob's msisdn)
   imsua ... --pcscf 127.0.0.1:5999 --t1 50ms register      (times out in 64*T1 = 3.2 s)
+  imsua --config docs/imsua.toml register        (alice, settings from the file)
+  imsua --config docs/imsua.toml --offer hmac-md5-96/null register
+                                       (the file, with one sec-agree offer instead)
   imsua ... --ipsec udp publish open --note 'at the demo'    (until SIGTERM)
   imsua ... --ipsec udp subscribe sip:alice@ims.example.org   (until SIGTERM)";
 
@@ -138,6 +171,10 @@ Examples:
     after_help = AFTER_HELP
 )]
 struct Cli {
+    /// Read the settings from this TOML file (see "Config file" below); a
+    /// flag given on the command line wins over the file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// The private identity (digest username).
     #[arg(long)]
     impi: Option<String>,
@@ -157,28 +194,38 @@ struct Cli {
     /// Kamailio); needs --ipsec none.
     #[arg(long, conflicts_with_all = ["k", "op", "opc"])]
     password: Option<String>,
-    /// SQN_MS, the highest SQN accepted so far, 12 hex digits.
-    #[arg(long, default_value = "000000000000", value_parser = tools::ims::sqn)]
-    sqn: u64,
+    /// SQN_MS, the highest SQN accepted so far, 12 hex digits
+    /// [default: 000000000000].
+    #[arg(long, value_parser = tools::ims::sqn)]
+    sqn: Option<u64>,
     /// The home domain (default: the IMPU's host).
     #[arg(long)]
     domain: Option<String>,
-    /// The P-CSCF's UDP address and port.
-    #[arg(long, default_value = "127.0.0.1:5060")]
-    pcscf: SocketAddr,
-    /// Our UDP address and port (port 0: any free one).
-    #[arg(long, default_value = "127.0.0.1:0")]
-    local: SocketAddr,
+    /// The P-CSCF's UDP address and port [default: 127.0.0.1:5060].
+    #[arg(long)]
+    pcscf: Option<SocketAddr>,
+    /// Our UDP address and port (port 0: any free one) [default:
+    /// 127.0.0.1:0].
+    #[arg(long)]
+    local: Option<SocketAddr>,
     /// How SIP is protected: none (in clear) or udp (ESP in UDP,
-    /// sec-agree mod=UDP-enc-tun).
-    #[arg(long, default_value = "none", value_parser = Ipsec::parse)]
-    ipsec: Ipsec,
-    /// Our protected client port with --ipsec udp (0: any free one).
-    #[arg(long, default_value_t = 0)]
-    port_c: u16,
-    /// Our protected server port with --ipsec udp (0: any free one).
-    #[arg(long, default_value_t = 0)]
-    port_s: u16,
+    /// sec-agree mod=UDP-enc-tun) [default: none].
+    #[arg(long, value_parser = Ipsec::parse)]
+    ipsec: Option<Ipsec>,
+    /// Our protected client port with --ipsec udp (0, the default: any
+    /// free one).
+    #[arg(long)]
+    port_c: Option<u16>,
+    /// Our protected server port with --ipsec udp (0, the default: any
+    /// free one).
+    #[arg(long)]
+    port_s: Option<u16>,
+    /// A sec-agree offer, ALG/EALG (alg hmac-sha-1-96 or hmac-md5-96, ealg
+    /// aes-cbc, des-ede3-cbc or null); repeat it for more, in our order of
+    /// preference [default: both algs, each with aes-cbc, des-ede3-cbc and
+    /// null].
+    #[arg(long, value_name = "ALG/EALG")]
+    offer: Vec<String>,
     /// Write every packet sent and received to this pcap file, as on the
     /// wire (--ipsec udp).
     #[arg(long)]
@@ -193,18 +240,25 @@ struct Cli {
     /// With --sigcomp: locally available bytecode and shared compression
     /// (smaller; a decompressor without our bytecode, e.g. tshark, cannot
     /// read the messages).
-    #[arg(long, requires = "sigcomp")]
+    #[arg(long)]
     sigcomp_full: bool,
     /// The SMS service centre's PSI; its E.164 number is the RP address
     /// (default: `sip:+15555550000@<domain>`).
     #[arg(long, value_name = "URI")]
     sms_centre: Option<String>,
-    /// The registration expiry asked for, in seconds.
-    #[arg(long, default_value_t = 600_000)]
-    expires: u32,
+    /// The registration expiry asked for, in seconds [default: 600000].
+    #[arg(long)]
+    expires: Option<u32>,
     /// SIP timer T1 (500ms by default); transactions time out after 64*T1.
     #[arg(long, value_parser = tools::ims::parse_duration)]
     t1: Option<Duration>,
+    /// SIP timer T2, the longest retransmission interval (4s by default).
+    #[arg(long, value_parser = tools::ims::parse_duration)]
+    t2: Option<Duration>,
+    /// SIP timer T4, how long a message stays in the network (5s by
+    /// default).
+    #[arg(long, value_parser = tools::ims::parse_duration)]
+    t4: Option<Duration>,
     /// Print whole messages.
     #[arg(short, long)]
     verbose: bool,
@@ -287,6 +341,14 @@ impl From<Status> for Basic {
     }
 }
 
+/// Where the P-CSCF is when neither a flag nor the file says.
+const DEFAULT_PCSCF: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 5060);
+
+/// Our address when neither a flag nor the file says: loopback, any port.
+const DEFAULT_LOCAL: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
 /// How long we ask a publication and a subscription to last (RFC 3856
 /// §6.4: an hour); refreshed before.
 const PRESENCE_EXPIRES: u32 = 3600;
@@ -308,11 +370,18 @@ fn main() -> ExitCode {
     if let Command::Demo(args) = &cli.command {
         return tools::ims::demo::main(args);
     }
+    let cfg = match settings(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("imsua: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     for (missing, name) in [
-        (cli.impi.is_none(), "--impi <IMPI>"),
-        (cli.impu.is_none(), "--impu <IMPU>"),
+        (cfg.impi.is_none(), "--impi <IMPI>"),
+        (cfg.impu.is_none(), "--impu <IMPU>"),
         (
-            cli.k.is_none() && cli.password.is_none(),
+            cfg.k.is_none() && cfg.password.is_none(),
             "--k <K> (or --password)",
         ),
     ] {
@@ -320,12 +389,15 @@ fn main() -> ExitCode {
             Cli::command()
                 .error(
                     clap::error::ErrorKind::MissingRequiredArgument,
-                    format!("the argument {name} is required (only `imsua demo` needs none)"),
+                    format!(
+                        "the argument {name} is required, as a flag or in --config (only `imsua demo` needs none)"
+                    ),
                 )
                 .exit();
         }
     }
-    if cli.sigcomp && cli.ipsec != Ipsec::Udp {
+    let sigcomp = cfg.sigcomp.unwrap_or(false);
+    if sigcomp && cfg.ipsec != Some(Ipsec::Udp) {
         Cli::command()
             .error(
                 clap::error::ErrorKind::ArgumentConflict,
@@ -333,7 +405,15 @@ fn main() -> ExitCode {
             )
             .exit();
     }
-    match run(&cli) {
+    if cfg.sigcomp_full == Some(true) && !sigcomp {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "--sigcomp-full needs --sigcomp",
+            )
+            .exit();
+    }
+    match run(&cli, &cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Refused(e)) => {
             eprintln!("imsua: {e}");
@@ -344,6 +424,46 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The settings: the flags given over the `--config` file's
+/// ([`tools::ims::config::merge`]). An error (the file, an `--offer`) is
+/// a usage error, one line.
+fn settings(cli: &Cli) -> Result<UaConfig> {
+    let offers = cli
+        .offer
+        .iter()
+        .map(|o| Offer::parse(o).map_err(|e| anyhow!("--offer {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    let flags = UaConfig {
+        impi: cli.impi.clone(),
+        impu: cli.impu.clone(),
+        domain: cli.domain.clone(),
+        k: cli.k,
+        op: cli.op.map(OpKey::Op).or(cli.opc.map(OpKey::Opc)),
+        amf: None,
+        password: cli.password.clone(),
+        sqn: cli.sqn,
+        pcscf: cli.pcscf,
+        local: cli.local,
+        ipsec: cli.ipsec,
+        port_c: cli.port_c,
+        port_s: cli.port_s,
+        // A switch not given says nothing: the file's value stands.
+        sigcomp: cli.sigcomp.then_some(true),
+        sigcomp_full: cli.sigcomp_full.then_some(true),
+        sms_centre: cli.sms_centre.clone(),
+        expires: cli.expires,
+        t1: cli.t1,
+        t2: cli.t2,
+        t4: cli.t4,
+        offers: (!offers.is_empty()).then_some(offers),
+    };
+    let file = match &cli.config {
+        Some(path) => tools::ims::config::load(path)?,
+        None => UaConfig::default(),
+    };
+    Ok(tools::ims::config::merge(file, flags))
 }
 
 /// The UA's state between datagrams.
@@ -419,34 +539,34 @@ enum Outcome {
     Failed,
 }
 
-fn run(cli: &Cli) -> Result<(), Failure> {
-    let (Some(impi), Some(impu)) = (cli.impi.as_deref(), cli.impu.as_deref()) else {
+fn run(cli: &Cli, cfg: &UaConfig) -> Result<(), Failure> {
+    let (Some(impi), Some(impu)) = (cfg.impi.as_deref(), cfg.impu.as_deref()) else {
         return Err(anyhow!("--impi and --impu are required").into());
     };
+    let pcscf = cfg.pcscf.unwrap_or(DEFAULT_PCSCF);
     let stop = Stop::install()?;
-    let mut transport = Transport::bind(cli.ipsec, cli.local, (cli.port_c, cli.port_s))?;
+    let mut transport = Transport::bind(
+        cfg.ipsec.unwrap_or(Ipsec::None),
+        cfg.local.unwrap_or(DEFAULT_LOCAL),
+        (cfg.port_c.unwrap_or(0), cfg.port_s.unwrap_or(0)),
+    )?;
     if let Some(p) = &cli.pcap {
         transport.capture(p)?;
     }
     let local = transport.local_addr()?;
-    let domain = match &cli.domain {
+    let domain = match &cfg.domain {
         Some(d) => d.clone(),
         None => gm::pager::aor(impu)
             .and_then(|a| a.rsplit('@').next().map(str::to_owned))
             .ok_or_else(|| anyhow!("--impu {impu:?} is not a SIP URI"))?,
     };
     let mut rng = OsRandom::new()?;
-    let mut config = UeConfig::new(
-        impi,
-        impu,
-        &domain,
-        local.ip(),
-        cli.pcscf.ip(),
-        (0, 0),
-        (0, 0),
-    );
+    let mut config = UeConfig::new(impi, impu, &domain, local.ip(), pcscf.ip(), (0, 0), (0, 0));
     config.port = local.port();
-    config.expires = cli.expires;
+    config.expires = cfg.expires.unwrap_or(600_000);
+    if let Some(offers) = &cfg.offers {
+        config.algorithms = offers.iter().map(|o| (o.alg, o.ealg)).collect();
+    }
     match transport.protected_ports()? {
         // --ipsec udp: sec-agree in mod=UDP-enc-tun on our sockets' ports.
         Some((port_c, port_s)) => {
@@ -459,23 +579,21 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         // --ipsec none: no sec-agree, plain digest AKA.
         None => config.sec_agree = false,
     }
-    let creds = match (&cli.password, cli.k) {
+    let creds = match (&cfg.password, cfg.k) {
         (Some(p), _) => Credentials::Password(p.clone()),
         (None, Some(k)) => {
-            let op = match (cli.op, cli.opc) {
-                (Some(op), _) => OpKey::Op(op),
-                (None, Some(opc)) => OpKey::Opc(opc),
-                (None, None) => return Err(anyhow!("give --op or --opc with --k").into()),
+            let Some(op) = cfg.op else {
+                return Err(anyhow!("give --op or --opc with --k").into());
             };
             Credentials::Aka {
                 k,
                 op,
-                sqn_ms: cli.sqn,
+                sqn_ms: cfg.sqn.unwrap_or(0),
             }
         }
         (None, None) => return Err(anyhow!("give --k (AKA) or --password (digest)").into()),
     };
-    let sms_centre = cli
+    let sms_centre = cfg
         .sms_centre
         .clone()
         .unwrap_or_else(|| gm::sms::sip::default_centre(&domain));
@@ -483,12 +601,15 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         anyhow!("--sms-centre {sms_centre:?}: no E.164 number (sip:+digits@host or tel:+digits)")
     })?;
     let sigcomp_id = gm::comp::sigcomp_id_from_instance(&config.instance);
-    let comp = SipComp::new(tools::ims::comp::mode(cli.sigcomp, cli.sigcomp_full))?;
+    let comp = SipComp::new(tools::ims::comp::mode(
+        cfg.sigcomp.unwrap_or(false),
+        cfg.sigcomp_full.unwrap_or(false),
+    ))?;
     let ue = Ue::new(config, creds, &mut rng);
     let mut timers = Timers::default();
-    if let Some(t1) = cli.t1 {
-        timers.t1 = t1;
-    }
+    timers.t1 = cfg.t1.unwrap_or(timers.t1);
+    timers.t2 = cfg.t2.unwrap_or(timers.t2);
+    timers.t4 = cfg.t4.unwrap_or(timers.t4);
     let presentity = match &cli.command {
         Command::Publish {
             resource: Some(r), ..
@@ -498,7 +619,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     let mut ua = Ua {
         transport,
         local,
-        pcscf: cli.pcscf,
+        pcscf,
         impu: impu.to_owned(),
         ue,
         layer: Transactions::new(timers),
