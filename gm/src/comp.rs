@@ -9,7 +9,12 @@
 //!   association's SAs exist ([`Compression::open`]): the initial
 //!   REGISTER and its 401 travel uncompressed;
 //! - [`Compression::send`] compresses for an open association and sends
-//!   plain otherwise;
+//!   plain otherwise; an association opened with
+//!   [`Compression::open_sas_when_signalled`] (the P-CSCF's side: it
+//!   cannot know whether a UE speaks SigComp) compresses only once the
+//!   peer has shown it does (RFC 3486 §4): a SigComp message that came
+//!   over its SAs, or a request over them whose top Via has
+//!   `comp=sigcomp` ([`signals_sigcomp`], [`Compression::peer_signalled`]);
 //! - [`Compression::receive`] decompresses whatever comes, but saves a
 //!   message's states and believes its feedback (or a NACK) only when the
 //!   caller says it arrived over the association's SAs: an unprotected
@@ -123,6 +128,9 @@ pub struct Compression {
     associations: HashMap<String, CompartmentId>,
     /// The peer's protected addresses -> the association they belong to.
     peers: HashMap<SocketAddr, String>,
+    /// Open associations whose peer has not shown yet that it speaks
+    /// SigComp: sent to in plain.
+    waiting: std::collections::HashSet<String>,
     next: u64,
 }
 
@@ -142,6 +150,7 @@ impl Compression {
             endpoint: Endpoint::new(config)?,
             associations: HashMap::new(),
             peers: HashMap::new(),
+            waiting: std::collections::HashSet::new(),
             next: 1,
         })
     }
@@ -181,6 +190,29 @@ impl Compression {
         name
     }
 
+    /// As [`Compression::open_sas`], but what is sent to the peer stays
+    /// plain until it shows it speaks SigComp (RFC 3486 §4): a SigComp
+    /// message over the SAs, or [`Compression::peer_signalled`]. For the
+    /// P-CSCF, which opens a compartment for every UE it installs SAs for.
+    pub fn open_sas_when_signalled(&mut self, set: &SaSet) -> String {
+        let name = self.open_sas(set);
+        self.waiting.insert(name.clone());
+        name
+    }
+
+    /// The peer of `association` showed it speaks SigComp (a request over
+    /// its SAs whose top Via has `comp=sigcomp`): compress for it from now
+    /// on.
+    pub fn peer_signalled(&mut self, association: &str) {
+        self.waiting.remove(association);
+    }
+
+    /// Whether what goes to the peer of `association` is compressed: its
+    /// compartment is open and the peer has not to show support first.
+    pub fn compresses(&self, association: &str) -> bool {
+        self.associations.contains_key(association) && !self.waiting.contains(association)
+    }
+
     /// Closes the compartment of an SA set's association (the SAs are
     /// removed: the registration ended).
     pub fn close_sas(&mut self, set: &SaSet) {
@@ -208,14 +240,15 @@ impl Compression {
     /// Closes the compartment of `association` (deregistration): its
     /// states go.
     pub fn close(&mut self, association: &str) {
+        self.waiting.remove(association);
         if let Some(cid) = self.associations.remove(association) {
             self.endpoint.close(cid);
         }
     }
 
     /// Writes into `out` what to send for `message` to the peer of
-    /// `association`: SigComp if its compartment is open, the message as
-    /// it is otherwise.
+    /// `association`: SigComp if it compresses ([`Compression::compresses`]),
+    /// the message as it is otherwise.
     pub fn send(
         &mut self,
         association: &str,
@@ -223,7 +256,11 @@ impl Compression {
         link: Link,
         out: &mut Vec<u8>,
     ) -> Result<Outbound, CompError> {
-        match self.associations.get(association) {
+        let cid = self
+            .associations
+            .get(association)
+            .filter(|_| !self.waiting.contains(association));
+        match cid {
             Some(cid) => {
                 let sent = self.endpoint.send(*cid, message, link, out)?;
                 Ok(Outbound {
@@ -250,6 +287,10 @@ impl Compression {
         let received = self.endpoint.receive(bytes, link)?;
         let cid = over_sas.and_then(|a| self.associations.get(a).copied());
         let accepted = cid.map(|cid| self.endpoint.accept(cid, &received));
+        // SigComp that came over the SAs: the peer speaks it.
+        if let (Some(a), Received::Message(_)) = (over_sas.filter(|_| cid.is_some()), &received) {
+            self.waiting.remove(a);
+        }
         Some(match received {
             Received::Plain(bytes) => Inbound::Message {
                 bytes,
@@ -315,6 +356,17 @@ pub fn sigcomp_id_from_instance(instance: &str) -> Option<String> {
         .unwrap_or(s);
     (s.len() > 4 && s[..4].eq_ignore_ascii_case("urn:") && !s.contains(['"', '\\', '<', '>']))
         .then(|| s.to_owned())
+}
+
+/// Whether a request's top Via has `comp=sigcomp` (RFC 3486 §4): its
+/// sender asks for compressed responses, so speaks SigComp.
+pub fn signals_sigcomp(request: &Message<'_>) -> bool {
+    request.top_via().is_ok_and(|v| {
+        v.params.0.iter().any(|p| {
+            p.name.eq_ignore_ascii_case("comp")
+                && p.value.is_some_and(|x| x.eq_ignore_ascii_case("sigcomp"))
+        })
+    })
 }
 
 /// Adds `comp=sigcomp` and `sigcomp-id="URN"` to the top Via of a request
@@ -564,5 +616,58 @@ Content-Length: 0\r\n\r\n";
             }),
             Err(CompError::StateMemoryTooSmall(2048))
         ));
+    }
+
+    /// The P-CSCF's side compresses for a UE only once the UE showed it
+    /// speaks SigComp (RFC 3486 §4): SigComp over the SAs, or a request
+    /// over them with `comp=sigcomp` in its top Via.
+    #[test]
+    fn the_network_waits_for_the_peer_to_speak_sigcomp() {
+        let (ue_set, net_set) = sa_sets();
+        let cfg = EndpointConfig::default();
+        let mut wire = Vec::new();
+        let long = {
+            let head = std::str::from_utf8(REGISTER)
+                .unwrap()
+                .trim_end_matches("Content-Length: 0\r\n\r\n");
+            format!(
+                "{head}{}Content-Length: 0\r\n\r\n",
+                "Subject: SigComp on Gm\r\n".repeat(60)
+            )
+            .into_bytes()
+        };
+        // A UE that speaks it: its first message over the SAs is SigComp.
+        let (mut ue, mut pcscf) = (
+            Compression::new(cfg.clone()).unwrap(),
+            Compression::new(cfg.clone()).unwrap(),
+        );
+        ue.open_sas(&ue_set);
+        let name = pcscf.open_sas_when_signalled(&net_set);
+        assert!(pcscf.is_open(&name) && !pcscf.compresses(&name));
+        let o = pcscf.send(&name, &long, Link::Datagram, &mut wire).unwrap();
+        assert!(!o.compressed, "plain until the UE shows it speaks SigComp");
+        // Unprotected SigComp proves nothing.
+        let o = ue.send(&name, &long, Link::Datagram, &mut wire).unwrap();
+        assert!(o.compressed);
+        pcscf.receive(&wire, Link::Datagram, None).unwrap();
+        assert!(!pcscf.compresses(&name));
+        pcscf.receive(&wire, Link::Datagram, Some(&name)).unwrap();
+        assert!(pcscf.compresses(&name));
+        assert!(
+            pcscf
+                .send(&name, &long, Link::Datagram, &mut wire)
+                .unwrap()
+                .compressed
+        );
+        // A UE that asks in its Via.
+        let mut pcscf = Compression::new(cfg).unwrap();
+        let name = pcscf.open_sas_when_signalled(&net_set);
+        let plain = Message::parse(REGISTER).unwrap();
+        assert!(!signals_sigcomp(&plain));
+        let mut marked = plain.clone();
+        mark_via(&mut marked, "urn:gsma:imei:35390600-123456-0").unwrap();
+        assert!(signals_sigcomp(&marked));
+        pcscf.peer_signalled(&name);
+        assert!(pcscf.compresses(&name));
     }
 }

@@ -253,7 +253,9 @@ fn a_config_file_registers_and_a_flag_wins_over_it() {
 /// register` with `config` and `args`.
 fn negotiated(config_extra: &str, args: &[&str]) -> Vec<(String, String)> {
     let dir = TempDir::new("ims-config-offers");
-    let (mut pcscf, addr) = pcscf(&dir, false);
+    // The pcscf runs SigComp, alice does not: it must answer her plain
+    // (RFC 3486 §4: she never showed she speaks SigComp).
+    let (mut pcscf, addr) = pcscf(&dir, true);
     let config = file(
         &dir,
         "alice.toml",
@@ -263,6 +265,14 @@ fn negotiated(config_extra: &str, args: &[&str]) -> Vec<(String, String)> {
     argv.push("register");
     let out = imsua(&config, &argv);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stopped: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "stopped")
+        .collect();
+    assert_eq!(stopped.len(), 1);
+    assert_eq!(stopped[0]["received_compressed"], 0, "{stopped:?}");
+    assert_eq!(stopped[0]["unreadable"], 0, "{stopped:?}");
     // The pcscf adds the SAs before it accepts the protected REGISTER.
     pcscf.wait_line(&["\"event\": \"registered\""]);
     let added: Vec<_> = pcscf

@@ -81,7 +81,10 @@ Modes:
                 per registered UE, one compartment per SA set, opened when
                 the SAs are installed (the 401 goes uncompressed) and closed
                 when they go. What goes to a UE's protected ports is
-                compressed; what comes over its SAs may create states. The
+                compressed once the UE showed it speaks SigComp (SigComp
+                over its SAs, or comp=sigcomp in a request's Via, RFC 3486
+                §4; a UE without it gets plain SIP); what comes over its
+                SAs may create states. The
                 ladder shows both sizes (412 B (SigComp, 980 B SIP)); SigComp
                 that fails to decompress is dropped and NACKed (RFC 4077), a
                 line with -v. By default the bytecode travels in the first
@@ -321,7 +324,8 @@ fn run(cli: &Cli) -> Result<()> {
         },
         start: Instant::now(),
         show_keys: cli.show_keys,
-        comp: SipComp::new(tools::ims::comp::mode(cli.sigcomp, cli.sigcomp_full))?,
+        // A UE gets SigComp once it shows it speaks it (RFC 3486 §4).
+        comp: SipComp::new(tools::ims::comp::mode(cli.sigcomp, cli.sigcomp_full))?.wait_for_peers(),
         centre,
         centre_uri: centre_uri.clone(),
         sms_out: HashMap::new(),
@@ -437,6 +441,9 @@ impl Pcscf {
         if m.is_request() {
             if gm::txn::stamp_via(&mut m, from).is_err() {
                 return;
+            }
+            if matches!(flow, Flow::Protected { .. }) {
+                self.comp.peer_signalled(&m, from);
             }
             let Ok(RequestVerdict::New(id)) =
                 self.layer

@@ -72,6 +72,9 @@ pub enum Incoming {
 #[derive(Debug)]
 pub struct SipComp {
     comp: Option<Compression>,
+    /// The network's side: compress for a peer only once it showed it
+    /// speaks SigComp ([`SipComp::wait_for_peers`]).
+    wait: bool,
     wire: Vec<u8>,
     /// The counts so far.
     pub counts: Counts,
@@ -95,6 +98,7 @@ impl SipComp {
         .map_err(|e| anyhow!("cannot start SigComp: {e}"))?;
         Ok(SipComp {
             comp,
+            wait: false,
             wire: Vec::new(),
             counts: Counts::default(),
         })
@@ -105,10 +109,36 @@ impl SipComp {
         self.comp.is_some()
     }
 
-    /// An SA set was installed: its association compresses from now on.
+    /// The P-CSCF's rule (RFC 3486 §4): an association compresses only
+    /// once its peer showed it speaks SigComp (SigComp over its SAs, or
+    /// `comp=sigcomp` in a request's Via, [`SipComp::peer_signalled`]); a
+    /// UE without SigComp then gets plain SIP.
+    pub fn wait_for_peers(mut self) -> SipComp {
+        self.wait = true;
+        self
+    }
+
+    /// An SA set was installed: its association compresses from now on
+    /// (after its peer signalled, with [`SipComp::wait_for_peers`]).
     pub fn open(&mut self, set: &SaSet) {
         if let Some(c) = &mut self.comp {
-            c.open_sas(set);
+            if self.wait {
+                c.open_sas_when_signalled(set);
+            } else {
+                c.open_sas(set);
+            }
+        }
+    }
+
+    /// A request from `from` came over the SAs: if its top Via asks for
+    /// SigComp, its association compresses from now on.
+    pub fn peer_signalled(&mut self, request: &gm::sip::Message<'_>, from: SocketAddr) {
+        if let Some(c) = &mut self.comp {
+            if gm::comp::signals_sigcomp(request) {
+                if let Some(a) = c.association_of(from).map(str::to_owned) {
+                    c.peer_signalled(&a);
+                }
+            }
         }
     }
 
