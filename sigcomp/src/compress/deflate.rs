@@ -7,7 +7,10 @@
 //! compressor chooses per message, and an encoder of ~200 lines keeps the
 //! crate free of a dependency.
 
+use std::sync::OnceLock;
+
 use super::Level;
+use crate::state::SIP_SDP_DICTIONARY;
 
 /// The longest match the bytecode decodes (code 285 is never sent).
 pub(crate) const MAX_MATCH: usize = 257;
@@ -165,7 +168,67 @@ fn hash3(b: &[u8], i: usize) -> usize {
     }
 }
 
+/// The hash chains of the RFC 3485 dictionary's positions whose three
+/// bytes lie in it, relative to base 0: the head entries they set
+/// (hash, stamp) and each position's `prev`. The first message of every
+/// compartment preloads the whole dictionary (and is often encoded twice,
+/// see `compress_inner`); writing these back costs a fraction of hashing
+/// its 4834 positions again, the encoder's largest cost on such a message.
+/// Recorded by the first encode that inserts the dictionary.
+#[derive(Debug)]
+struct DictionaryChains {
+    head: Vec<(u16, u16)>,
+    prev: Vec<u16>,
+}
+
+static DICTIONARY_CHAINS: OnceLock<DictionaryChains> = OnceLock::new();
+
 impl Matcher {
+    /// Inserts the positions of `hist[..start]` that lie in a whole RFC
+    /// 3485 dictionary at its start; returns the first position left to
+    /// insert. From [`DICTIONARY_CHAINS`] rebased on `base` once recorded:
+    /// exactly what inserting them one by one gives, since every stamp
+    /// already in the chains is stale (at most `base`) and a stale entry
+    /// ends a chain whatever its value.
+    fn insert_dictionary(&mut self, hist: &[u8], start: usize) -> usize {
+        let dict = SIP_SDP_DICTIONARY;
+        if start < dict.len() || hist.get(..dict.len()) != Some(dict) {
+            return 0;
+        }
+        let n = dict.len() - (MIN_MATCH - 1);
+        let base = self.base;
+        if let Some(chains) = DICTIONARY_CHAINS.get() {
+            for &(h, s) in &chains.head {
+                if let Some(e) = self.head.get_mut(usize::from(h)) {
+                    *e = base + u32::from(s);
+                }
+            }
+            for (p, &s) in self.prev.iter_mut().zip(&chains.prev) {
+                *p = if s == 0 { 0 } else { base + u32::from(s) };
+            }
+            return n;
+        }
+        self.insert_range(hist, 0, n);
+        // Stamps are base + position + 1 <= base + n: they fit 16 bits.
+        let rel = |s: u32| if s > base { (s - base) as u16 } else { 0 };
+        let mut head = Vec::with_capacity(n);
+        for (h, s) in (0..HASH_SIZE).zip(self.head.iter()) {
+            if *s > base {
+                head.push((h as u16, rel(*s)));
+            }
+        }
+        let prev = self
+            .prev
+            .get(..n)
+            .unwrap_or_default()
+            .iter()
+            .map(|s| rel(*s))
+            .collect();
+        // Another thread may have recorded the same chains meanwhile.
+        let _ = DICTIONARY_CHAINS.set(DictionaryChains { head, prev });
+        n
+    }
+
     fn start(&mut self, len: usize) {
         // Stamps are base + pos + 1; restart the numbering well before it wraps.
         if self.base > u32::MAX / 2 {
@@ -269,7 +332,8 @@ impl Matcher {
             Level::Best => (1024, true, MAX_MATCH),
         };
         self.start(hist.len());
-        self.insert_range(hist, 0, start);
+        let from = self.insert_dictionary(hist, start);
+        self.insert_range(hist, from, start);
         let mut w = BitWriter::default();
         let mut i = start;
         while i < hist.len() {

@@ -7,8 +7,8 @@ use super::*;
 /// Slots of the decoded-instruction cache, direct-mapped by address.
 pub(super) const SLOTS: usize = 1024;
 
-/// INPUT-HUFFMAN operand tables, shared by the slots with the same index
-/// modulo this: bounds what a message can make the cache hold.
+/// INPUT-HUFFMAN operand tables: bounds what a message can make the cache
+/// hold. A slot names its table ([`Slot::tab`], chosen by [`tab_for`]).
 pub(super) const HUFF_TABS: usize = 8;
 
 /// A decoded multitype, reference, literal or address operand: `v`, or
@@ -50,6 +50,9 @@ pub(super) struct Slot {
     pub(super) o: [Opnd; 5],
     /// A JUMP to a constant address right after the instruction.
     pub(super) then: Option<ThenJump>,
+    /// For [`SlotKind::Huff`], the index of its [`HuffTab`], valid while
+    /// the table's `owner` is this slot's `pc`.
+    pub(super) tab: u8,
 }
 
 /// A JUMP that follows an instruction, run with it when the instruction
@@ -75,6 +78,7 @@ impl Slot {
             len: 1,
             o: [Opnd::default(); 5],
             then: None,
+            tab: 0,
         }
     }
 
@@ -90,6 +94,7 @@ impl Slot {
             add: 0,
         }; 5],
         then: None,
+        tab: 0,
     };
 }
 
@@ -99,9 +104,10 @@ pub(super) const HUFF_TABLE_BITS: u32 = 10;
 
 /// The constant operand sets of a cached INPUT-HUFFMAN, and its bytes
 /// past the 16 its slot checks.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(super) struct HuffTab {
-    /// The address of the INPUT-HUFFMAN whose sets these are.
+    /// The address of the INPUT-HUFFMAN whose sets these are;
+    /// [`HuffTab::FREE`] when none.
     pub(super) owner: u32,
     /// Indexed by the next `total_bits` input bits as
     /// [`Run::peek_bits`] gives them: 0 when no set matches them, else bit 31 set, the
@@ -118,19 +124,56 @@ pub(super) struct HuffTab {
     pub(super) total_bits: u32,
 }
 
+impl HuffTab {
+    /// The `owner` of a table no INPUT-HUFFMAN holds.
+    pub(super) const FREE: u32 = u32::MAX;
+}
+
+impl Default for HuffTab {
+    fn default() -> HuffTab {
+        HuffTab {
+            owner: HuffTab::FREE,
+            table: Vec::new(),
+            table_bit_order: (false, false),
+            tail: Vec::new(),
+            tail_word: None,
+            sets: Vec::new(),
+            total_bits: 0,
+        }
+    }
+}
+
+/// The table for the INPUT-HUFFMAN at `pc` being (re)decoded: the one it
+/// held, else a free one, else the next in turn from `victim`. A DEFLATE
+/// decoder's loop runs two INPUT-HUFFMANs (literal/length, distance) one
+/// after the other: each keeps its own table whatever their addresses,
+/// instead of rebuilding the 2^total_bits decode table at every symbol
+/// when they would share one.
+pub(super) fn tab_for(tabs: &[HuffTab; HUFF_TABS], pc: u16, victim: &mut usize) -> usize {
+    let pc = u32::from(pc);
+    if let Some(i) = tabs.iter().position(|t| t.owner == pc) {
+        return i;
+    }
+    if let Some(i) = tabs.iter().position(|t| t.owner == HuffTab::FREE) {
+        return i;
+    }
+    let i = *victim % HUFF_TABS;
+    *victim = (i + 1) % HUFF_TABS;
+    i
+}
+
 /// Operands from a decoded [`Slot`]: constants, or memory words read now.
 pub(super) struct SlotOps<'s> {
     pub(super) slot: &'s Slot,
     pub(super) i: usize,
-    /// The INPUT-HUFFMAN tables; the slot's is at its address modulo
-    /// `HUFF_TABS`.
+    /// The INPUT-HUFFMAN tables; the slot's is at [`Slot::tab`].
     pub(super) tabs: &'s mut [HuffTab; HUFF_TABS],
 }
 
 impl SlotOps<'_> {
     /// The slot's INPUT-HUFFMAN table.
     fn tab(&self) -> &HuffTab {
-        &self.tabs[self.slot.pc as usize % HUFF_TABS]
+        &self.tabs[usize::from(self.slot.tab) % HUFF_TABS]
     }
 
     #[inline(always)]
@@ -181,7 +224,7 @@ impl Ops for SlotOps<'_> {
     }
     #[inline(always)]
     fn huffman_table(&mut self, p: bool, h_lsb: bool) -> Option<(u16, &[u32])> {
-        let t = &mut self.tabs[self.slot.pc as usize % HUFF_TABS];
+        let t = &mut self.tabs[usize::from(self.slot.tab) % HUFF_TABS];
         if t.total_bits > HUFF_TABLE_BITS {
             return None;
         }
@@ -277,9 +320,9 @@ pub(super) fn cached(opcode: u8) -> bool {
 pub(super) fn decode(pc: u16, w: &[u8], mem: &[u8], tab: &mut HuffTab) -> Slot {
     let opcode = w.first().copied().unwrap_or_default();
     if opcode == op::INPUT_HUFFMAN {
-        // The tab is shared by several slots: it is this one's only once
-        // filled (`owner` is set at the end).
-        tab.owner = u32::MAX;
+        // The tab may have been another slot's: it is this one's only
+        // once filled (`owner` is set at the end).
+        tab.owner = HuffTab::FREE;
         tab.tail.clear();
         tab.tail_word = None;
         tab.table.clear();
@@ -372,6 +415,7 @@ pub(super) fn decode(pc: u16, w: &[u8], mem: &[u8], tab: &mut HuffTab) -> Slot {
         len: at as u16,
         o,
         then: then_jump(opcode, pc, at, w),
+        tab: 0,
     }
 }
 

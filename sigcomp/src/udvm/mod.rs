@@ -95,9 +95,11 @@ pub(crate) struct Udvm {
     cache_off: bool,
     /// Decoded instructions, kept between messages (see [`Slot`]).
     slots: Vec<Slot>,
-    /// The operand sets of the INPUT-HUFFMAN instruction in the slot of
-    /// the same index.
+    /// The operand sets of the INPUT-HUFFMAN instructions in the slots
+    /// (each names its own, [`Slot::tab`]).
     slot_huff: Vec<HuffTab>,
+    /// The next table to take when none is free ([`tab_for`]).
+    next_tab: usize,
     huff_sets: Vec<[u16; 4]>,
     mem: Vec<u8>,
     sort_keys: Vec<(u16, u32)>,
@@ -220,7 +222,7 @@ impl Udvm {
             // `reset` makes them.
             return Err(Failure::header(Reason::InternalError));
         };
-        run.execute(pc, slots, tabs, self.cache_off)
+        run.execute(pc, slots, tabs, &mut self.next_tab, self.cache_off)
     }
 }
 
@@ -230,6 +232,7 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
         mut pc: u16,
         slots: &mut [Slot; SLOTS],
         tabs: &mut [HuffTab; HUFF_TABS],
+        next_tab: &mut usize,
         cache_off: bool,
     ) -> Result<Ended, Failure> {
         loop {
@@ -244,14 +247,22 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
                 if slot.pc != u32::from(pc)
                     || (lo & slot.mask[0]) ^ slot.raw[0] | (hi & slot.mask[1]) ^ slot.raw[1] != 0
                     || (slot.kind == SlotKind::Huff && {
-                        let tab = &tabs[p % HUFF_TABS];
+                        let tab = &tabs[usize::from(slot.tab) % HUFF_TABS];
                         !(tab.owner == u32::from(pc) && tab_valid(tab, self.mem, p))
                     })
                 {
                     *slot = if cache_off {
                         Slot::slow(pc, opcode)
                     } else {
-                        decode(pc, w, self.mem, &mut tabs[p % HUFF_TABS])
+                        let t = if opcode == op::INPUT_HUFFMAN {
+                            tab_for(tabs, pc, next_tab)
+                        } else {
+                            0
+                        };
+                        Slot {
+                            tab: t as u8,
+                            ..decode(pc, w, self.mem, &mut tabs[t])
+                        }
                     };
                 }
                 if slot.kind == SlotKind::Slow {

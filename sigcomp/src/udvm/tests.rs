@@ -342,9 +342,10 @@ fn take_bits_equals_one_bit_at_a_time() {
     }
 }
 
-/// Two INPUT-HUFFMAN instructions that share an operand table (their
-/// addresses are equal modulo `HUFF_TABS`), run in turn: each must use
-/// its own sets.
+/// Two INPUT-HUFFMAN instructions whose addresses are equal modulo
+/// `HUFF_TABS` (as the literal/length and distance ones of our DEFLATE
+/// bytecode are), run in turn: each uses its own sets, and keeps its own
+/// table instead of rebuilding one they would share at every symbol.
 #[test]
 fn input_huffman_sharing_a_table_use_their_own_sets() {
     let code = [
@@ -382,6 +383,9 @@ fn input_huffman_sharing_a_table_use_their_own_sets() {
     let mut warm = Udvm::default();
     assert_eq!(run(&mut warm), want);
     assert_eq!(run(&mut warm), want);
+    let mut owners: Vec<u32> = warm.slot_huff.iter().map(|t| t.owner).collect();
+    owners.sort_unstable();
+    assert_eq!(owners[..2], [128, 136]);
 }
 
 /// INPUT-HUFFMAN loops over random constant sets, for every input
