@@ -1013,3 +1013,38 @@ proptest::proptest! {
         proptest::prop_assert!(matches!(status, Some(200 | 400)), "{acts:?}");
     }
 }
+
+/// A UE that ends without answering the last NOTIFY leaves its SA set
+/// kept for that NOTIFY; a new UE process registering from the same
+/// ports gets its own set, and the kept one goes first (their policies
+/// would clash).
+#[test]
+fn a_new_ue_on_the_ports_of_a_kept_set_replaces_it() {
+    let mut w = subscribed();
+    let before = w.net_sas.clone();
+    assert_eq!(before.len(), 1);
+    let acts = w.net.deregister(IMPI, false, w.now);
+    w.net_do(acts, Flow::Unprotected);
+    // The UE process is gone: the NOTIFY is never answered, the set kept.
+    w.queue.clear();
+    w.ue_sas.clear();
+    assert_eq!(w.net_sas, before);
+    let mut fresh = world();
+    std::mem::swap(&mut w.ue, &mut fresh.ue);
+    w.ue_events.clear();
+    w.register();
+    assert_eq!(w.registered_count(), 1, "{:?}", w.ue_events);
+    let removed = w
+        .net_statements
+        .iter()
+        .position(|s| *s == Statement::Remove(before[0].clone()))
+        .expect("the kept set is removed");
+    let installed = w
+        .net_statements
+        .iter()
+        .rposition(|s| matches!(s, Statement::Install(_)))
+        .unwrap();
+    assert!(removed < installed, "{:?}", w.net_statements);
+    assert_eq!(w.net_sas.len(), 1);
+    assert_ne!(w.net_sas, before);
+}

@@ -470,7 +470,22 @@ impl Network {
             .remove(impi)
             .and_then(|p| p.server)
             .map(|(_, s)| s);
-        let out = self.fresh_challenge(request, impi, ue_addr, flow, resync, now, rng);
+        let mut out = self.fresh_challenge(request, impi, ue_addr, flow, resync, now, rng);
+        // A set still kept for NOTIFYs to a UE gone from these ports goes
+        // before the new one is installed.
+        let installs: Vec<SaSet> = out
+            .iter()
+            .filter_map(|a| match a {
+                NetworkAction::InstallSas(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect();
+        for s in &installs {
+            let evicted = self.evict_draining(s);
+            if !evicted.is_empty() {
+                out.splice(0..0, evicted);
+            }
+        }
         match old {
             None => out,
             Some(s) if !resync || flow == Flow::Unprotected => {

@@ -533,6 +533,28 @@ impl Network {
         None
     }
 
+    /// SA sets kept for unanswered NOTIFYs whose UE end (address, port-c
+    /// or port-s) a new set takes again: a new UE process registering
+    /// from the same ports. They go now (their NOTIFYs can no longer be
+    /// answered over them), or the new set's policies would clash.
+    pub(super) fn evict_draining(&mut self, new: &SaSet) -> Vec<NetworkAction> {
+        let ours = new.ue_offer();
+        let clash = |s: &SaSet| {
+            let o = s.ue_offer();
+            s.ue_addr() == new.ue_addr()
+                && [o.port_c, o.port_s]
+                    .iter()
+                    .any(|p| *p == ours.port_c || *p == ours.port_s)
+        };
+        let (gone, keep): (Vec<Draining>, Vec<Draining>) = std::mem::take(&mut self.draining)
+            .into_iter()
+            .partition(|d| clash(&d.sas));
+        self.draining = keep;
+        gone.into_iter()
+            .map(|d| NetworkAction::RemoveSas(d.sas))
+            .collect()
+    }
+
     fn notify_ended(&mut self, call_id: &str, seq: u32) -> Vec<NetworkAction> {
         let mut out = Vec::new();
         self.outstanding
