@@ -41,7 +41,7 @@ OP=dbc59adcb6f9a0ef735477b7fadf8374
   done
 } > "$work/subs.toml"
 B=target/release
-start_pcscf() { # name, args...
+start_pcscf() { # name, args... (run in this shell, not in $(...), so cleanup sees its pid)
   local name=$1; shift
   "$B/pcscf" --subscribers "$work/subs.toml" --listen 127.0.0.1:0 --quiet "$@" > "$work/$name.out" 2>&1 &
   pids+=($!)
@@ -49,10 +49,12 @@ start_pcscf() { # name, args...
     grep -q '"listening"' "$work/$name.out" 2>/dev/null && break
     sleep 0.05
   done
-  sed -n 's/.*"event": "listening", "address": "\([^"]*\)".*/\1/p' "$work/$name.out" | head -1
 }
-plain=$(start_pcscf plain --ipsec none)
-prot=$(start_pcscf prot --ipsec udp --port-c 0 --port-s 0 --sigcomp)
+address_of() { sed -n 's/.*"event": "listening", "address": "\([^"]*\)".*/\1/p' "$work/$1.out" | head -1; }
+start_pcscf plain --ipsec none
+start_pcscf prot --ipsec udp --port-c 0 --port-s 0 --sigcomp
+plain=$(address_of plain)
+prot=$(address_of prot)
 [ -n "$plain" ] && [ -n "$prot" ] || { echo "a pcscf did not start" >&2; exit 2; }
 U=(--impi bob@ims.example.org --impu sip:bob@ims.example.org --k "$K" --op "$OP")
 echo "registration time, $runs runs each, alternating"

@@ -121,13 +121,15 @@ EOF
 }
 scenario > "$work/registration.xml"
 
+# The start_* functions run in this shell (not in $(...)), so cleanup
+# sees the pids they add; each sets the port in its variable.
 start_pcscf() {
   local port; port=$(free_port)
   setsid target/release/pcscf --subscribers "$work/subs.toml" --listen "127.0.0.1:$port" \
     --ipsec none --xres-without-zero-byte --quiet > /dev/null 2> "$work/pcscf.err" &
   pids+=($!)
   wait_up "$port" pcscf
-  echo "$port"
+  pport=$port
 }
 
 start_kamailio() {
@@ -142,7 +144,7 @@ start_kamailio() {
     > /dev/null 2> "$work/kamailio.err" &
   pids+=($!)
   wait_up "$port" kamailio
-  echo "$port"
+  kport=$port
 }
 
 # Up when an OPTIONS gets an answer.
@@ -214,9 +216,13 @@ search() { # $1 name $2 scheme $3 port
 }
 
 echo "registration load: $users subscribers, ${secs}s per confirming run, Kamailio children=$kchildren" >&2
-pport=$(start_pcscf) || exit 2
+start_pcscf || exit 2
 read -r prate pcpu < <(search "pcscf (AKAv1-MD5)" aka "$pport")
-kport=$(start_kamailio) || exit 2
+# The pcscf stops before Kamailio is measured.
+for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null; done
+wait 2>/dev/null
+pids=()
+start_kamailio || exit 2
 read -r krate kcpu < <(search "kamailio (digest MD5)" digest "$kport")
 printf '\n%-28s %12s %22s\n' "registrar" "reg/s (${secs}s)" "SIPp CPU us/reg"
 printf '%-28s %12s %22s\n' "pcscf, AKAv1-MD5" "$prate" "$pcpu"
