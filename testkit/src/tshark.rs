@@ -83,6 +83,60 @@ pub struct Fields {
     decrypting: bool,
 }
 
+/// tshark's name, in its `esp_sa` table, of an algorithm as `imsua` and
+/// `pcscf` print it in their `sa` event lines (setkey/sec-agree names).
+pub fn algorithm(name: &str) -> &'static str {
+    match name {
+        "aes-cbc" => "AES-CBC [RFC3602]",
+        "des-ede3-cbc" => "TripleDES-CBC [RFC2451]",
+        "null" => "NULL",
+        "hmac-sha-1-96" => "HMAC-SHA-1-96 [RFC2404]",
+        "hmac-md5-96" => "HMAC-MD5-96 [RFC2403]",
+        other => panic!("no tshark name for {other}"),
+    }
+}
+
+/// One ESP-in-UDP SA as an `"event": "sa"` line gives it (with the keys
+/// of `--show-keys`).
+#[derive(Clone, Copy, Debug)]
+pub struct UdpSa<'a> {
+    /// Source address and UDP port.
+    pub src: std::net::SocketAddr,
+    /// Destination address and UDP port.
+    pub dst: std::net::SocketAddr,
+    /// SPI.
+    pub spi: u32,
+    /// Cipher and key (hex), as printed.
+    pub ealg: (&'a str, &'a str),
+    /// Integrity algorithm and key (hex), as printed.
+    pub alg: (&'a str, &'a str),
+}
+
+/// tshark reading `pcap` (fields separated by `|`, first occurrence of
+/// each) with these SAs' keys, every UDP port of theirs decoded as ESP in
+/// UDP (`-d udp.port==N,udpencap`); the sorted ports too.
+pub fn esp_in_udp<'a>(pcap: &Path, sas: impl IntoIterator<Item = UdpSa<'a>>) -> (Fields, Vec<u16>) {
+    let mut esp = Vec::new();
+    let mut ports = Vec::new();
+    for s in sas {
+        esp.push(EspSa::new(
+            s.src.ip(),
+            s.dst.ip(),
+            s.spi,
+            (algorithm(s.ealg.0), s.ealg.1),
+            (algorithm(s.alg.0), s.alg.1),
+        ));
+        ports.extend([s.src.port(), s.dst.port()]);
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    let mut run = fields(pcap).esp_sas(&esp).arg("-E").arg("occurrence=f");
+    for p in &ports {
+        run = run.arg("-d").arg(&format!("udp.port=={p},udpencap"));
+    }
+    (run, ports)
+}
+
 /// tshark reading `pcap` without name resolution, fields separated by `|`.
 pub fn fields(pcap: &Path) -> Fields {
     let mut cmd = Command::new("tshark");

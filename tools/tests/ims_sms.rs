@@ -150,18 +150,6 @@ struct SaEvent {
     akey: Option<String>,
 }
 
-/// tshark's names of our algorithms.
-fn tshark_name(alg: &str) -> &'static str {
-    match alg {
-        "aes-cbc" => "AES-CBC [RFC3602]",
-        "des-ede3-cbc" => "TripleDES-CBC [RFC2451]",
-        "null" => "NULL",
-        "hmac-sha-1-96" => "HMAC-SHA-1-96 [RFC2404]",
-        "hmac-md5-96" => "HMAC-MD5-96 [RFC2403]",
-        other => panic!("no tshark name for {other}"),
-    }
-}
-
 #[test]
 fn a_long_sms_reaches_bob_over_esp_and_sigcomp_and_tshark_reads_it() {
     let _serial = serial();
@@ -248,31 +236,16 @@ fn a_long_sms_reaches_bob_over_esp_and_sigcomp_and_tshark_reads_it() {
     let sas: Vec<SaEvent> = events(&pcscf, "sa");
     let added: Vec<&SaEvent> = sas.iter().filter(|s| s.action == "add").collect();
     assert_eq!(added.len(), 8, "{sas:?}");
-    let esp: Vec<testkit::tshark::EspSa> = added
-        .iter()
-        .map(|s| {
-            testkit::tshark::EspSa::new(
-                s.src.ip(),
-                s.dst.ip(),
-                s.spi,
-                (tshark_name(&s.ealg), s.ekey.as_deref().unwrap()),
-                (tshark_name(&s.alg), s.akey.as_deref().unwrap()),
-            )
-        })
-        .collect();
-    let mut ports: Vec<u16> = added
-        .iter()
-        .flat_map(|s| [s.src.port(), s.dst.port()])
-        .collect();
-    ports.sort_unstable();
-    ports.dedup();
-    let mut run = testkit::tshark::fields(&pcap)
-        .esp_sas(&esp)
-        .arg("-E")
-        .arg("occurrence=f");
-    for p in &ports {
-        run = run.arg("-d").arg(&format!("udp.port=={p},udpencap"));
-    }
+    let (run, ports) = testkit::tshark::esp_in_udp(
+        &pcap,
+        added.iter().map(|s| testkit::tshark::UdpSa {
+            src: s.src,
+            dst: s.dst,
+            spi: s.spi,
+            ealg: (&s.ealg, s.ekey.as_deref().unwrap()),
+            alg: (&s.alg, s.akey.as_deref().unwrap()),
+        }),
+    );
     let out = run.run(&["esp.icv_good", "esp.decrypted_data"]);
     let mut frames = Vec::new();
     for line in out.lines() {
