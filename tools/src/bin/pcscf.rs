@@ -500,7 +500,7 @@ impl Pcscf {
         );
         match self.registry.route(m, &from, &via) {
             Relay::Forward { to, request } => {
-                let to = self.port_s.get(&to).copied().unwrap_or(to);
+                let to = self.request_target(to);
                 match self
                     .layer
                     .start_client(&request, to, Reliability::Unreliable, now)
@@ -592,7 +592,7 @@ impl Pcscf {
             self.notify_answered(n.watch, 408);
             return;
         };
-        let to = self.port_s.get(&from).copied().unwrap_or(from);
+        let to = self.request_target(from);
         let request = n
             .request
             .header(
@@ -680,7 +680,7 @@ impl Pcscf {
             sms_failed(&s.to, "not registered".into());
             return;
         };
-        let to = self.port_s.get(&to).copied().unwrap_or(to);
+        let to = self.request_target(to);
         let call_id = token(&mut self.rng, 12);
         let from_tag = token(&mut self.rng, 6);
         let branch = format!("z9hG4bK{}", token(&mut self.rng, 8));
@@ -709,6 +709,15 @@ impl Pcscf {
             }
             Err(e) => sms_failed(&s.to, e.into()),
         }
+    }
+
+    /// Where a request to the UE registered from `registered` goes: its
+    /// port-s when it came over SAs (TS 24.229: requests to the UE use
+    /// the SA pair of its server port), else the address it registered
+    /// from. The relay, the service centre and the presence agent all send
+    /// through here.
+    fn request_target(&self, registered: SocketAddr) -> SocketAddr {
+        self.port_s.get(&registered).copied().unwrap_or(registered)
     }
 
     /// Answers a request with `status` (a refusal, or the service
