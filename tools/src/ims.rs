@@ -36,6 +36,8 @@ pub mod comp;
 pub mod config;
 pub mod demo;
 pub mod esp_udp;
+pub mod netns;
+pub mod tun;
 
 pub use esp_udp::{Datagram, EspUdp, Recv, SaUsage};
 
@@ -48,19 +50,33 @@ pub enum Ipsec {
     /// Sec-agree with `mod=UDP-enc-tun`: ESP in UDP on the protected
     /// ports, SAs in the process ([`esp_udp`]); no root needed.
     Udp,
+    /// Sec-agree with `mod=trans`: ESP transport mode by the namespace's
+    /// `ipsecd` ([`tun`]); root.
+    Tun,
 }
 
 impl Ipsec {
-    /// Reads a `--ipsec` value: `none` or `udp`; `tun` is named as not
-    /// built yet.
+    /// Reads a `--ipsec` value: `none`, `udp` or `tun`.
     pub fn parse(s: &str) -> Result<Ipsec, String> {
         match s {
             "none" => Ok(Ipsec::None),
             "udp" => Ok(Ipsec::Udp),
-            "tun" => Err(format!(
-                "--ipsec {s} is not built yet: use none (SIP in clear) or udp (ESP in UDP)"
-            )),
-            _ => Err(format!("unknown --ipsec mode {s:?}: use none or udp")),
+            "tun" => Ok(Ipsec::Tun),
+            _ => Err(format!("unknown --ipsec mode {s:?}: use none, udp or tun")),
+        }
+    }
+
+    /// Whether SIP goes over sec-agree SAs (`udp`, `tun`).
+    pub fn sec_agree(self) -> bool {
+        self != Ipsec::None
+    }
+
+    /// The sec-agree `mod` of the SAs (`None` without sec-agree).
+    pub fn sa_mode(self) -> Option<gm::reg::IpsecMode> {
+        match self {
+            Ipsec::None => None,
+            Ipsec::Udp => Some(gm::reg::IpsecMode::UdpEncapsulatedTunnel),
+            Ipsec::Tun => Some(gm::reg::IpsecMode::Transport),
         }
     }
 
@@ -69,6 +85,7 @@ impl Ipsec {
         match self {
             Ipsec::None => "none",
             Ipsec::Udp => "udp",
+            Ipsec::Tun => "tun",
         }
     }
 }
@@ -80,13 +97,29 @@ pub enum Transport {
     Plain(UdpSocket),
     /// ESP in UDP on port-c and port-s beside a plain socket.
     Udp(Box<EspUdp>),
+    /// Plain sockets on port-c and port-s whose traffic ipsecd protects.
+    Tun(Box<tun::IpsecdSas>),
 }
 
 impl Transport {
-    /// Binds `addr` for `mode`; with `udp`, the protected ports
-    /// `(port_c, port_s)` too (0: any free port).
-    pub fn bind(mode: Ipsec, addr: SocketAddr, protected: (u16, u16)) -> Result<Transport> {
+    /// Binds `addr` for `mode`; with `udp` and `tun`, the protected ports
+    /// `(port_c, port_s)` too (0: any free port). With `tun`, `ipsecd`
+    /// names the control socket and the owner tag of what is installed
+    /// there ([`tun::IpsecdSas::bind`]).
+    pub fn bind(
+        mode: Ipsec,
+        addr: SocketAddr,
+        protected: (u16, u16),
+        ipsecd: (&Path, &str),
+    ) -> Result<Transport> {
         match mode {
+            Ipsec::Tun => Ok(Transport::Tun(Box::new(tun::IpsecdSas::bind(
+                addr,
+                protected.0,
+                protected.1,
+                ipsecd.0,
+                ipsecd.1,
+            )?))),
             Ipsec::None => {
                 let s = UdpSocket::bind(addr).with_context(|| format!("cannot bind {addr}"))?;
                 Ok(Transport::Plain(s))
@@ -104,6 +137,7 @@ impl Transport {
         match self {
             Transport::Plain(s) => Ok(s.local_addr()?),
             Transport::Udp(e) => e.local_addr(),
+            Transport::Tun(t) => t.local_addr(),
         }
     }
 
@@ -112,6 +146,7 @@ impl Transport {
         match self {
             Transport::Plain(_) => Ok(None),
             Transport::Udp(e) => e.protected_ports().map(Some),
+            Transport::Tun(t) => t.protected_ports().map(Some),
         }
     }
 
@@ -120,6 +155,9 @@ impl Transport {
         match self {
             Transport::Plain(_) => bail!("--pcap needs --ipsec udp"),
             Transport::Udp(e) => e.capture(path),
+            Transport::Tun(_) => bail!(
+                "--pcap needs --ipsec udp: with tun, capture the interface or use ipsecd --pcap"
+            ),
         }
     }
 
@@ -128,6 +166,7 @@ impl Transport {
         match self {
             Transport::Plain(_) => bail!("SAs to install with --ipsec none"),
             Transport::Udp(e) => e.install(set),
+            Transport::Tun(t) => t.install(set),
         }
     }
 
@@ -136,6 +175,7 @@ impl Transport {
         match self {
             Transport::Plain(_) => Ok(()),
             Transport::Udp(e) => e.update(set),
+            Transport::Tun(t) => t.update(set),
         }
     }
 
@@ -144,6 +184,7 @@ impl Transport {
         match self {
             Transport::Plain(_) => Ok(Vec::new()),
             Transport::Udp(e) => e.remove(set),
+            Transport::Tun(t) => t.remove(set),
         }
     }
 
@@ -152,13 +193,15 @@ impl Transport {
         match self {
             Transport::Plain(_) => Ok(Vec::new()),
             Transport::Udp(e) => e.close(),
+            Transport::Tun(t) => t.close(),
         }
     }
 
     /// Datagrams dropped on protected ports.
     pub fn dropped(&self) -> u64 {
         match self {
-            Transport::Plain(_) => 0,
+            // ipsecd counts its drops (`setkey -s`'s stats).
+            Transport::Plain(_) | Transport::Tun(_) => 0,
             Transport::Udp(e) => e.dropped(),
         }
     }
@@ -172,6 +215,7 @@ impl Transport {
                 Ok(None)
             }
             Transport::Udp(e) => e.send(bytes, to),
+            Transport::Tun(t) => t.send(bytes, to),
         }
     }
 
@@ -204,6 +248,7 @@ impl Transport {
                 }
             }
             Transport::Udp(e) => e.recv(buf, wait),
+            Transport::Tun(t) => t.recv(buf, wait),
         }
     }
 }
@@ -642,7 +687,7 @@ mod tests {
     fn modes() {
         assert_eq!(Ipsec::parse("none"), Ok(Ipsec::None));
         assert_eq!(Ipsec::parse("udp"), Ok(Ipsec::Udp));
-        assert!(Ipsec::parse("tun").unwrap_err().contains("not built yet"));
+        assert_eq!(Ipsec::parse("tun"), Ok(Ipsec::Tun));
         assert!(Ipsec::parse("esp").is_err());
     }
 

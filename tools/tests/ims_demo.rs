@@ -12,7 +12,12 @@
 //!   us, shows the REGISTERs, the MESSAGEs with alice's text, the
 //!   PUBLISH, the SUBSCRIBEs and the NOTIFYs; it finds as many ESP
 //!   packets as the SAs counted.
-//! - `--tun` is named as not built yet (exit 2, one line).
+//! - `--tun` (root): the same in three network namespaces with an
+//!   ipsecd each, ESP transport mode: the same steps; the P-CSCF's SAs
+//!   are ipsecd's (`setkey -D` text with their owner tag); the printed
+//!   tshark command decrypts the P-CSCF ipsecd's capture (ICV checked)
+//!   and shows the SIP and SigComp inside; no namespace is left.
+//! - Without root, `--tun` says so in one line (exit 2).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -54,12 +59,9 @@ fn summary(stdout: &str) -> serde_json::Value {
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
-#[test]
-fn the_demo_runs_every_step_and_tshark_reads_its_capture() {
-    let dir = TempDir::new("ims-demo");
-    let (status, stdout, stderr) = demo(&dir, &[]);
-    assert!(status.success(), "{stdout}\n{stderr}");
-    let s = summary(&stdout);
+/// Every step of the demo, in order, each ok; alice's through AUTS;
+/// fewer bytes on the wire than as SIP.
+fn assert_steps(s: &serde_json::Value) {
     assert_eq!(s["event"], "demo");
     assert_eq!(s["ok"], true, "{s}");
     let steps: Vec<&str> = s["steps"]
@@ -94,6 +96,42 @@ fn the_demo_runs_every_step_and_tshark_reads_its_capture() {
         s["sent_sip_bytes"].as_i64().unwrap(),
     );
     assert!(wire > 0 && wire < sip, "{wire} vs {sip}");
+}
+
+/// Runs a printed shell command in `dir`; its stdout.
+fn run_printed(dir: &TempDir, cmd: &str) -> String {
+    let out = Command::new("bash")
+        .args(["-o", "pipefail", "-c", cmd])
+        .current_dir(dir.dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The numbered frames of a tshark listing.
+fn frames(listing: &str) -> Vec<&str> {
+    listing
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|n| n.parse::<u64>().is_ok())
+        })
+        .collect()
+}
+
+#[test]
+fn the_demo_runs_every_step_and_tshark_reads_its_capture() {
+    let dir = TempDir::new("ims-demo");
+    let (status, stdout, stderr) = demo(&dir, &[]);
+    assert!(status.success(), "{stdout}\n{stderr}");
+    let s = summary(&stdout);
+    assert_steps(&s);
     // The P-CSCF's SAs: four per UE, and the four temporary ones of
     // alice's AUTS request; each with its setkey -D text, and those of
     // the two registrations all used.
@@ -129,28 +167,9 @@ fn the_demo_runs_every_step_and_tshark_reads_its_capture() {
         return;
     }
     // The printed command, as printed; and again with the whole messages.
-    let run = |cmd: &str| {
-        let out = Command::new("bash")
-            .args(["-o", "pipefail", "-c", cmd])
-            .current_dir(dir.dir())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{cmd}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let run = |cmd: &str| run_printed(&dir, cmd);
     let listing = run(tshark);
-    let frames: Vec<&str> = listing
-        .lines()
-        .filter(|l| {
-            l.split_whitespace()
-                .next()
-                .is_some_and(|n| n.parse::<u64>().is_ok())
-        })
-        .collect();
+    let frames = frames(&listing);
     // tshark decrypted as many ESP packets as the SAs counted; every one
     // held SIP it could read (SigComp decompressed), except those of an
     // SA whose SPI a later SA of the same addresses took again (alice's
@@ -187,10 +206,121 @@ fn the_demo_runs_every_step_and_tshark_reads_its_capture() {
 }
 
 #[test]
-fn demo_tun_is_named_as_not_built_yet() {
-    let out = imsua().args(["demo", "--tun"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
+fn the_demo_over_ipsecd_in_namespaces_runs_every_step_and_tshark_reads_it() {
+    if !require(
+        "the_demo_over_ipsecd_in_namespaces_runs_every_step_and_tshark_reads_it",
+        &[Peer::Root, Peer::Program("ip"), Peer::Program("nft")],
+    ) {
+        return;
+    }
+    let dir = TempDir::new("ims-demo-tun");
+    let demo_namespaces = || {
+        let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("imsdemo"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let before = demo_namespaces();
+    let (status, stdout, stderr) = demo(&dir, &["--tun"]);
+    // Whatever happened, the demo's namespaces are gone.
+    assert_eq!(demo_namespaces(), before, "{stdout}\n{stderr}");
+    assert!(status.success(), "{stdout}\n{stderr}");
+    let s = summary(&stdout);
+    assert_steps(&s);
+    assert!(
+        s["steps"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("mod=trans by ipsecd"),
+        "{s}"
+    );
+    // The P-CSCF's SAs, as its ipsecd holds them: transport mode, owned
+    // by the P-CSCF's tag, counted.
+    let sas = s["sas"].as_array().unwrap();
+    assert_eq!(sas.len(), 12, "{sas:?}");
+    let mut esp_packets = 0;
+    for sa in sas {
+        let n = sa["packets"].as_u64().unwrap();
+        esp_packets += n;
+        let dump = sa["setkey"].as_str().unwrap();
+        let spi = sa["spi"].as_u64().unwrap();
+        assert!(
+            dump.contains(&format!("esp mode=transport spi={spi}(0x{spi:08x})")),
+            "{dump}"
+        );
+        assert!(dump.contains("owner=pcscf-5060"), "{dump}");
+        assert!(dump.contains(&format!("allocated: {n}")), "{dump}");
+    }
+    let tshark = s["tshark"].as_str().unwrap();
+    assert!(tshark.contains("-Y esp"), "{tshark}");
+    if !require(
+        "the_demo_over_ipsecd_in_namespaces_runs_every_step_and_tshark_reads_it (tshark)",
+        &[Peer::Tshark],
+    ) {
+        return;
+    }
+    let listing = run_printed(&dir, tshark);
+    let frames = frames(&listing);
+    // Every ESP packet the P-CSCF's SAs counted is in the capture, and
+    // tshark (ICV checked) reads SigComp-compressed SIP in all but those
+    // of alice's temporary SAs (their SPIs were taken again, see above).
+    assert_eq!(frames.len() as u64, esp_packets, "{listing}");
+    let readable = frames.iter().filter(|l| l.contains("SIGCOMP/")).count() as u64;
+    assert!(readable + 2 >= esp_packets, "{listing}");
+    let count = |what: &str| frames.iter().filter(|l| l.contains(what)).count();
+    assert!(count("Request: REGISTER") >= 3, "{listing}");
+    assert!(count("Request: MESSAGE") >= 2 + 2 * 2, "{listing}");
+    assert!(count("Request: PUBLISH") >= 1, "{listing}");
+    assert!(count("Request: NOTIFY") >= 3, "{listing}");
+    let whole = run_printed(
+        &dir,
+        &format!("{tshark} -O sip -o sigcomp.display.decomp.msg.as.txt:TRUE"),
+    );
+    assert!(
+        whole.contains("Hello Bob! This MESSAGE went through ESP and SigComp."),
+        "{whole}"
+    );
+}
+
+#[test]
+fn demo_tun_without_root_says_so() {
+    let mut cmd = if nix_is_root() {
+        // As root, run it as nobody.
+        let Some(nobody) = unprivileged() else {
+            eprintln!("SKIP demo_tun_without_root_says_so: no user nobody");
+            return;
+        };
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid", &nobody, "--regid", &nobody, "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_imsua"));
+        c
+    } else {
+        imsua()
+    };
+    let out = cmd
+        .args(["demo", "--tun", "--pcap", "/dev/null"])
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("not built yet"), "{err}");
+    assert!(err.contains("needs root"), "{err}");
+}
+
+fn nix_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// The uid of `nobody`, if the system has it.
+fn unprivileged() -> Option<String> {
+    let out = Command::new("id").args(["-u", "nobody"]).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }

@@ -6,7 +6,11 @@
 //!   at its re-registration (the transaction times out) and says so;
 //! - a 401 whose Security-Server names no algorithm we offered (no
 //!   common algorithm);
-//! - a malformed 401 (an AKA nonce that is not RAND||AUTN).
+//! - a malformed 401 (an AKA nonce that is not RAND||AUTN);
+//! - `--ipsec tun` without an ipsecd (exit 2, naming the socket);
+//! - `--ipsec tun` after a crash (root): what the killed UA held at
+//!   ipsecd (its two SPIs) is removed when it starts again, and what the
+//!   new run held when it exits.
 //!
 //! The P-CSCF of the last two is `gm::reg::Network` in this test, its 401
 //! rewritten on the way. The unreachable P-CSCF and the wrong K are in
@@ -281,4 +285,183 @@ fn a_pcscf_that_dies_is_noticed_at_re_registration() {
         .filter(|l| l.contains("\"event\": \"sa\"") && l.contains("\"action\": \"remove\""))
         .count();
     assert_eq!(removed, 4, "{seen:?}");
+}
+
+#[test]
+fn ipsecd_not_running_in_tun_mode_is_one_line_and_exit_2() {
+    let dir = TempDir::new("ims-no-ipsecd");
+    let socket = dir.path("ipsecd.sock");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_imsua"));
+    cmd.args([
+        "--impi",
+        "bob@ims.example.org",
+        "--impu",
+        "sip:bob@ims.example.org",
+        "--k",
+        K,
+        "--op",
+        OP,
+        "--pcscf",
+        "192.0.2.1:5060",
+        "--local",
+        "192.0.2.2:0",
+        "--ipsec",
+        "tun",
+        "--ipsecd-socket",
+        socket.to_str().unwrap(),
+        "register",
+    ]);
+    let out = finish(cmd);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("ipsecd is not running at {}", socket.display())),
+        "{err}"
+    );
+    // Nothing was sent, nothing registered.
+    assert!(events(&out, "registered").is_empty());
+}
+
+/// A network namespace with a dummy interface (10.99.0.2/24) and an
+/// ipsecd; both go on drop.
+struct IpsecdHost {
+    ns: String,
+    dir: TempDir,
+    daemon: Option<std::process::Child>,
+}
+
+impl IpsecdHost {
+    fn new(test: &str) -> IpsecdHost {
+        let ns = format!("imsf{}", std::process::id());
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().unwrap();
+            assert!(out.status.success(), "ip {args:?}: {out:?}");
+        };
+        ip(&["netns", "add", &ns]);
+        // The guard first: whatever fails below, the namespace goes.
+        let mut host = IpsecdHost {
+            ns: ns.clone(),
+            dir: TempDir::new(test),
+            daemon: None,
+        };
+        ip(&[
+            "-n", &ns, "link", "add", "d0", "type", "veth", "peer", "name", "d1",
+        ]);
+        ip(&["-n", &ns, "addr", "add", "10.99.0.2/24", "dev", "d0"]);
+        for dev in ["d0", "d1", "lo"] {
+            ip(&["-n", &ns, "link", "set", dev, "up"]);
+        }
+        let daemon = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns,
+                env!("CARGO_BIN_EXE_ipsecd"),
+                "--foreground",
+            ])
+            .arg("--socket")
+            .arg(host.dir.path("ipsecd.sock"))
+            .arg("--state-file")
+            .arg(host.dir.path("ipsecd.state"))
+            .args(["--natt-port", "0", "--workers", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        host.daemon = Some(daemon);
+        testkit::wait_until("ipsecd to answer", LIMIT, || host.client().stats().is_ok());
+        host
+    }
+
+    fn client(&self) -> tools::ipsecd::client::Client {
+        tools::ipsecd::client::Client::new(self.dir.path("ipsecd.sock"))
+    }
+
+    /// How many SAs (larval ones too) and policies `owner` holds.
+    fn owned(&self, owner: &str) -> usize {
+        let c = self.client();
+        let text = c.dump().unwrap() + &c.spddump().unwrap();
+        text.matches(&format!("owner={owner}")).count()
+    }
+
+    fn imsua(&self, t1: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns, env!("CARGO_BIN_EXE_imsua")])
+            .args([
+                "--impi",
+                "bob@ims.example.org",
+                "--impu",
+                "sip:bob@ims.example.org",
+                "--k",
+                K,
+                "--op",
+                OP,
+                // Nobody answers there.
+                "--pcscf",
+                "10.99.0.1:5060",
+                "--local",
+                "10.99.0.2:0",
+                "--ipsec",
+                "tun",
+                "--t1",
+                t1,
+                "--ipsecd-socket",
+            ])
+            .arg(self.dir.path("ipsecd.sock"))
+            .arg("register");
+        cmd
+    }
+}
+
+impl Drop for IpsecdHost {
+    fn drop(&mut self) {
+        if let Some(d) = &mut self.daemon {
+            if let Ok(pid) = i32::try_from(d.id()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+            let _ = d.wait();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+#[test]
+fn what_a_crashed_ua_held_at_ipsecd_is_removed_at_its_next_start() {
+    if !testkit::require(
+        "what_a_crashed_ua_held_at_ipsecd_is_removed_at_its_next_start",
+        &[testkit::Peer::Root, testkit::Peer::Program("ip")],
+    ) {
+        return;
+    }
+    let host = IpsecdHost::new("ims-crash");
+    let owner = "imsua:bob@ims.example.org";
+    // A UA that holds its two SPIs, then dies before any answer.
+    let mut ua = host
+        .imsua("10s")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    testkit::wait_until("the UA's held SPIs", LIMIT, || host.owned(owner) == 2);
+    ua.kill().unwrap();
+    ua.wait().unwrap();
+    assert_eq!(host.owned(owner), 2, "a killed UA cleans nothing");
+    // The next run removes them first, and what it held itself on exit
+    // (its registration times out: nobody answers).
+    let out = finish(host.imsua("50ms"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "removed what a previous run of {owner} left at ipsecd: 0 SAs, 2 held SPIs, 0 policies"
+        )),
+        "{err}"
+    );
+    // The registration timed out (exit 2, as for any unreachable P-CSCF).
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("timed out"), "{err}");
+    assert_eq!(host.owned(owner), 0, "{}", host.client().dump().unwrap());
 }

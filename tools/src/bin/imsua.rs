@@ -17,7 +17,7 @@ use gm::dialog::SubState;
 use gm::pager::Page;
 use gm::presence::ue::{Origin, Publisher, Seen, Subscribed, Watcher};
 use gm::presence::{Basic, Published};
-use gm::reg::{Credentials, Flow, IpsecMode, OpKey, SaSet, Side, Ue, UeAction, UeConfig};
+use gm::reg::{Credentials, Flow, OpKey, SaSet, Side, Ue, UeAction, UeConfig};
 use gm::sip::{Builder, Message};
 use gm::sms::service::{SmsUe, UeEvent};
 use gm::txn::{Event, Reliability, RequestVerdict, ResponseVerdict, Timers, Transactions, TxnId};
@@ -79,7 +79,17 @@ Modes:
                 the P-CSCF's, with SAs held in this process (no root). SPIs
                 are random. Nothing goes in clear to a peer reached over SAs,
                 and datagrams in clear on port-c/port-s are dropped.
-  --sigcomp     with --ipsec udp only (a Gm compartment needs SAs; refused
+  --ipsec tun   (root) sec-agree with mod=trans: ESP transport mode by this
+                namespace's ipsecd (--ipsecd-socket). Our two inbound SPIs
+                are held with its getspi; after the 401 the four SAs and
+                their policies go in under the owner tag imsua:IMPI, and our
+                plain sockets on port-c/port-s send and receive through
+                ipsecd's TUN (its guards drop clear text to or from them).
+                At start and exit everything of that tag is removed (a
+                crashed run's too). --local must be the address of an
+                interface (not loopback: it never reaches the TUN). ipsecd
+                not running: exit 2, naming the socket.
+  --sigcomp     with --ipsec udp or tun (a Gm compartment needs SAs; refused
                 with --ipsec none): SigComp (RFC 3320, RFC 3486, RFC 5049)
                 once the SAs are installed. Requests over the SAs carry
                 comp=sigcomp and sigcomp-id in their Via (and the protected
@@ -91,7 +101,6 @@ Modes:
                 the first message and there is no shared compression, so
                 Wireshark/tshark decompress every message; --sigcomp-full
                 turns on locally available bytecode and shared compression.
---ipsec tun comes later.
 
 SMS over IP (TS 24.341): `sms TO TEXT` (or the listen command sms) sends TEXT
 to the E.164 number TO (+15555550102 or tel:+15555550102) through the service
@@ -208,15 +217,20 @@ struct Cli {
     /// 127.0.0.1:0].
     #[arg(long)]
     local: Option<SocketAddr>,
-    /// How SIP is protected: none (in clear) or udp (ESP in UDP,
-    /// sec-agree mod=UDP-enc-tun) [default: none].
+    /// How SIP is protected: none (in clear), udp (ESP in UDP, sec-agree
+    /// mod=UDP-enc-tun, in this process) or tun (ESP transport mode by
+    /// ipsecd, sec-agree mod=trans; root) [default: none].
     #[arg(long, value_parser = Ipsec::parse)]
     ipsec: Option<Ipsec>,
-    /// Our protected client port with --ipsec udp (0, the default: any
+    /// ipsecd's control socket with --ipsec tun [default: this network
+    /// namespace's daemon].
+    #[arg(long, value_name = "PATH")]
+    ipsecd_socket: Option<PathBuf>,
+    /// Our protected client port with --ipsec udp or tun (0, the default: any
     /// free one).
     #[arg(long)]
     port_c: Option<u16>,
-    /// Our protected server port with --ipsec udp (0, the default: any
+    /// Our protected server port with --ipsec udp or tun (0, the default: any
     /// free one).
     #[arg(long)]
     port_s: Option<u16>,
@@ -234,7 +248,7 @@ struct Cli {
     /// test and demo runs only).
     #[arg(long)]
     show_keys: bool,
-    /// SigComp over the SAs (needs --ipsec udp).
+    /// SigComp over the SAs (needs --ipsec udp or tun).
     #[arg(long)]
     sigcomp: bool,
     /// With --sigcomp: locally available bytecode and shared compression
@@ -397,11 +411,11 @@ fn main() -> ExitCode {
         }
     }
     let sigcomp = cfg.sigcomp.unwrap_or(false);
-    if sigcomp && cfg.ipsec != Some(Ipsec::Udp) {
+    if sigcomp && !cfg.ipsec.is_some_and(Ipsec::sec_agree) {
         Cli::command()
             .error(
                 clap::error::ErrorKind::ArgumentConflict,
-                "--sigcomp needs --ipsec udp: a Gm compartment is opened per SA set (TS 24.229 §8.1.1)",
+                "--sigcomp needs --ipsec udp or tun: a Gm compartment is opened per SA set (TS 24.229 §8.1.1)",
             )
             .exit();
     }
@@ -447,6 +461,7 @@ fn settings(cli: &Cli) -> Result<UaConfig> {
         pcscf: cli.pcscf,
         local: cli.local,
         ipsec: cli.ipsec,
+        ipsecd_socket: cli.ipsecd_socket.clone(),
         port_c: cli.port_c,
         port_s: cli.port_s,
         // A switch not given says nothing: the file's value stands.
@@ -545,11 +560,29 @@ fn run(cli: &Cli, cfg: &UaConfig) -> Result<(), Failure> {
     };
     let pcscf = cfg.pcscf.unwrap_or(DEFAULT_PCSCF);
     let stop = Stop::install()?;
+    let ipsec = cfg.ipsec.unwrap_or(Ipsec::None);
+    let socket = cfg
+        .ipsecd_socket
+        .clone()
+        .unwrap_or_else(tools::ipsecd::instance::default_socket);
     let mut transport = Transport::bind(
-        cfg.ipsec.unwrap_or(Ipsec::None),
+        ipsec,
         cfg.local.unwrap_or(DEFAULT_LOCAL),
         (cfg.port_c.unwrap_or(0), cfg.port_s.unwrap_or(0)),
+        (&socket, &format!("imsua:{impi}")),
     )?;
+    if let Transport::Tun(t) = &transport {
+        let l = &t.leftovers;
+        if l.sas + l.larval + l.policies > 0 {
+            eprintln!(
+                "imsua: removed what a previous run of {} left at ipsecd: {} SAs, {} held SPIs, {} policies",
+                t.owner(),
+                l.sas,
+                l.larval,
+                l.policies
+            );
+        }
+    }
     if let Some(p) = &cli.pcap {
         transport.capture(p)?;
     }
@@ -567,17 +600,21 @@ fn run(cli: &Cli, cfg: &UaConfig) -> Result<(), Failure> {
     if let Some(offers) = &cfg.offers {
         config.algorithms = offers.iter().map(|o| (o.alg, o.ealg)).collect();
     }
-    match transport.protected_ports()? {
-        // --ipsec udp: sec-agree in mod=UDP-enc-tun on our sockets' ports.
-        Some((port_c, port_s)) => {
-            let (spi_c, spi_s) = gm::reg::fresh_spis(&mut rng, &[])
-                .ok_or_else(|| anyhow!("no random SPIs from /dev/urandom"))?;
-            config.mode = IpsecMode::UdpEncapsulatedTunnel;
+    match (transport.protected_ports()?, ipsec.sa_mode()) {
+        // --ipsec udp: sec-agree in mod=UDP-enc-tun on our sockets' ports,
+        // SPIs ours to choose; tun: mod=trans, SPIs held at ipsecd.
+        (Some((port_c, port_s)), Some(mode)) => {
+            let (spi_c, spi_s) = match &mut transport {
+                Transport::Tun(t) => t.hold_spis(pcscf.ip())?,
+                _ => gm::reg::fresh_spis(&mut rng, &[])
+                    .ok_or_else(|| anyhow!("no random SPIs from /dev/urandom"))?,
+            };
+            config.mode = mode;
             (config.spi_c, config.spi_s) = (spi_c, spi_s);
             (config.port_c, config.port_s) = (port_c, port_s);
         }
         // --ipsec none: no sec-agree, plain digest AKA.
-        None => config.sec_agree = false,
+        _ => config.sec_agree = false,
     }
     let creds = match (&cfg.password, cfg.k) {
         (Some(p), _) => Credentials::Password(p.clone()),

@@ -14,7 +14,7 @@ use anyhow::{Result, anyhow};
 use clap::{CommandFactory, Parser};
 use gm::pager::{Registry, Relay};
 use gm::presence::{Agent, Compositor, Notify, WatchId};
-use gm::reg::{Flow, IpsecMode, Network, NetworkAction, NetworkConfig, SaSet, Side};
+use gm::reg::{Flow, Network, NetworkAction, NetworkConfig, SaSet, Side};
 use gm::sip::{Builder, Message, Method};
 use gm::sms::service::{CentreEvent, CentreSend, SmsCentre};
 use gm::txn::{Event, Reliability, RequestVerdict, ResponseVerdict, Timers, Transactions, TxnId};
@@ -76,7 +76,15 @@ Modes:
                 on our port-c/port-s are dropped. --pcap writes the packets as
                 on the wire; with the keys of --show-keys Wireshark decrypts
                 them (Decode As UDP port -> UDPENCAP for the four ports).
-  --sigcomp     with --ipsec udp only (a Gm compartment needs SAs; refused
+  --ipsec tun   (root) sec-agree required, mod=trans only: the SAs and
+                policies go into this namespace's ipsecd (--ipsecd-socket)
+                under the owner tag pcscf-PORT (PORT: --listen's), so ESP
+                transport mode leaves its TUN as on a real Gm interface; SIP
+                uses plain sockets on port-c/port-s, and ipsecd's guards drop
+                clear text to or from them. At start and exit everything of
+                that tag is removed (a crashed run's too). --listen must be
+                an interface address, not loopback.
+  --sigcomp     with --ipsec udp or tun (a Gm compartment needs SAs; refused
                 with --ipsec none): SigComp (RFC 3320, RFC 3486, RFC 5049)
                 per registered UE, one compartment per SA set, opened when
                 the SAs are installed (the 401 goes uncompressed) and closed
@@ -91,7 +99,6 @@ Modes:
                 message and there is no shared compression, so tshark
                 decompresses every message; --sigcomp-full turns on locally
                 available bytecode and shared compression.
---ipsec tun comes later.
 
 SMS over IP (TS 24.341): a MESSAGE whose Request-URI is the service centre's
 PSI (--sms-centre, default sip:+15555550000@<realm>; its number is the RP
@@ -114,6 +121,7 @@ Examples:
   pcscf --subscribers subs.toml --listen 127.0.0.1:5060 -v
   pcscf --subscribers subs.toml --ipsec udp --port-c 5066 --port-s 5068 --pcap gm.pcap --show-keys
   pcscf --subscribers subs.toml --ipsec udp --sigcomp -v
+  pcscf --subscribers subs.toml --ipsec tun --listen 10.0.0.1:5060 --sigcomp
   imsua --impi alice@ims.example.org --impu sip:alice@ims.example.org \\
         --k ... --op ... --pcscf 127.0.0.1:5060 register";
 
@@ -132,14 +140,19 @@ struct Cli {
     /// The UDP address and port to listen on.
     #[arg(long, default_value = "127.0.0.1:5060")]
     listen: SocketAddr,
-    /// How SIP is protected: none (in clear) or udp (ESP in UDP,
-    /// sec-agree mod=UDP-enc-tun).
+    /// How SIP is protected: none (in clear), udp (ESP in UDP, sec-agree
+    /// mod=UDP-enc-tun, in this process) or tun (ESP transport mode by
+    /// ipsecd, sec-agree mod=trans; root).
     #[arg(long, default_value = "none", value_parser = Ipsec::parse)]
     ipsec: Ipsec,
-    /// Our protected client port with --ipsec udp.
+    /// ipsecd's control socket with --ipsec tun (default: this network
+    /// namespace's daemon).
+    #[arg(long, value_name = "PATH")]
+    ipsecd_socket: Option<PathBuf>,
+    /// Our protected client port with --ipsec udp or tun.
     #[arg(long, default_value_t = 5066)]
     port_c: u16,
-    /// Our protected server port with --ipsec udp.
+    /// Our protected server port with --ipsec udp or tun.
     #[arg(long, default_value_t = 5068)]
     port_s: u16,
     /// Write every packet sent and received to this pcap file, as on the
@@ -151,7 +164,7 @@ struct Cli {
     #[arg(long)]
     show_keys: bool,
     /// SigComp over the SAs, a compartment per registered UE (needs
-    /// --ipsec udp).
+    /// --ipsec udp or tun).
     #[arg(long)]
     sigcomp: bool,
     /// With --sigcomp: locally available bytecode and shared compression
@@ -186,11 +199,11 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.sigcomp && cli.ipsec != Ipsec::Udp {
+    if cli.sigcomp && !cli.ipsec.sec_agree() {
         Cli::command()
             .error(
                 clap::error::ErrorKind::ArgumentConflict,
-                "--sigcomp needs --ipsec udp: a Gm compartment is opened per SA set (TS 24.229 §8.1.1)",
+                "--sigcomp needs --ipsec udp or tun: a Gm compartment is opened per SA set (TS 24.229 §8.1.1)",
             )
             .exit();
     }
@@ -243,7 +256,16 @@ struct Pcscf {
 fn run(cli: &Cli) -> Result<()> {
     let stop = Stop::install()?;
     let table = tools::ims::load_subscribers(&cli.subscribers)?;
-    let mut transport = Transport::bind(cli.ipsec, cli.listen, (cli.port_c, cli.port_s))?;
+    let socket = cli
+        .ipsecd_socket
+        .clone()
+        .unwrap_or_else(tools::ipsecd::instance::default_socket);
+    let mut transport = Transport::bind(
+        cli.ipsec,
+        cli.listen,
+        (cli.port_c, cli.port_s),
+        (&socket, &format!("pcscf-{}", cli.listen.port())),
+    )?;
     if let Some(p) = &cli.pcap {
         transport.capture(p)?;
     }
@@ -257,10 +279,7 @@ fn run(cli: &Cli) -> Result<()> {
     // mod=UDP-enc-tun only.
     config.allow_unprotected = cli.ipsec == Ipsec::None;
     config.xres_without_zero_byte = cli.xres_without_zero_byte;
-    config.modes = match cli.ipsec {
-        Ipsec::None => Vec::new(),
-        Ipsec::Udp => vec![IpsecMode::UdpEncapsulatedTunnel],
-    };
+    config.modes = cli.ipsec.sa_mode().into_iter().collect();
     // The UE's requests come back here (this P-CSCF is also the S-CSCF).
     config.service_routes = vec![format!("<sip:orig@{local};lr>")];
     config.port = local.port();
@@ -337,7 +356,7 @@ fn run(cli: &Cli) -> Result<()> {
         .set("ipsec", cli.ipsec.name())
         .set("sigcomp", cli.sigcomp)
         .set("sms_centre", centre_uri);
-    if cli.ipsec == Ipsec::Udp {
+    if cli.ipsec.sec_agree() {
         listening
             .set("port_c", Json::Int(i64::from(port_c)))
             .set("port_s", Json::Int(i64::from(port_s)));

@@ -106,9 +106,11 @@ pub struct UaConfig {
     pub local: Option<SocketAddr>,
     /// How SIP is protected.
     pub ipsec: Option<Ipsec>,
-    /// Our protected client port with `ipsec = "udp"`.
+    /// ipsecd's control socket with `ipsec = "tun"`.
+    pub ipsecd_socket: Option<std::path::PathBuf>,
+    /// Our protected client port with `ipsec = "udp"` or `"tun"`.
     pub port_c: Option<u16>,
-    /// Our protected server port with `ipsec = "udp"`.
+    /// Our protected server port with `ipsec = "udp"` or `"tun"`.
     pub port_s: Option<u16>,
     /// SigComp over the SAs.
     pub sigcomp: Option<bool>,
@@ -143,6 +145,7 @@ impl fmt::Debug for UaConfig {
             .field("pcscf", &self.pcscf)
             .field("local", &self.local)
             .field("ipsec", &self.ipsec)
+            .field("ipsecd_socket", &self.ipsecd_socket)
             .field("port_c", &self.port_c)
             .field("port_s", &self.port_s)
             .field("sigcomp", &self.sigcomp)
@@ -181,6 +184,7 @@ struct File {
     local: Option<SocketAddr>,
     #[serde(default, deserialize_with = "de_ipsec")]
     ipsec: Option<Ipsec>,
+    ipsecd_socket: Option<std::path::PathBuf>,
     port_c: Option<u16>,
     port_s: Option<u16>,
     sigcomp: Option<bool>,
@@ -280,6 +284,7 @@ pub fn parse(name: &str, text: &str) -> Result<UaConfig> {
         pcscf: f.pcscf,
         local: f.local,
         ipsec: f.ipsec,
+        ipsecd_socket: f.ipsecd_socket,
         port_c: f.port_c,
         port_s: f.port_s,
         sigcomp: f.sigcomp,
@@ -316,6 +321,7 @@ pub fn merge(file: UaConfig, flags: UaConfig) -> UaConfig {
         pcscf: flags.pcscf.or(file.pcscf),
         local: flags.local.or(file.local),
         ipsec: flags.ipsec.or(file.ipsec),
+        ipsecd_socket: flags.ipsecd_socket.or(file.ipsecd_socket),
         port_c: flags.port_c.or(file.port_c),
         port_s: flags.port_s.or(file.port_s),
         sigcomp: flags.sigcomp.or(file.sigcomp),
@@ -428,7 +434,7 @@ offers = ["hmac-sha-1-96/aes-cbc", "HMAC-MD5-96/null"]
         assert!(err("amf = \"72\"").starts_with("ua.toml:1:7: amf: 1 bytes"));
         assert!(err("sqn = \"1\"").starts_with("ua.toml:1:7: sqn: not hex"));
         assert!(err("t1 = \"0ms\"").starts_with("ua.toml:1:6: t1: a timer must be longer"));
-        assert!(err("ipsec = \"tun\"").contains("ipsec: --ipsec tun is not built yet"));
+        assert!(err("ipsec = \"esp\"").contains("ipsec: unknown --ipsec mode \"esp\""));
         assert!(err("pcscf = \"localhost\"").starts_with("ua.toml:1:9: pcscf: \"localhost\""));
         assert!(err("port_c = 70000").starts_with("ua.toml:1:10:"));
         assert!(err("k = 3").starts_with("ua.toml:1:5:"));

@@ -1,7 +1,8 @@
 //! `imsua demo`: a `pcscf` and two UAs (alice, bob) on loopback, without
 //! root, driven through their command lines and JSON events; the ladder
 //! as it happens, then a summary and the `tshark` command that decrypts
-//! the capture.
+//! the capture. With `--tun` (root) the three run in network namespaces
+//! of their own with an ipsecd each ([`super::netns`]), `--ipsec tun`.
 //!
 //! The three are the real binaries, started as child processes (the
 //! `pcscf` from beside this executable), so the demo runs exactly what a
@@ -36,8 +37,9 @@ pub struct DemoArgs {
     /// Without SigComp (the baseline of the byte figures).
     #[arg(long, conflicts_with = "sigcomp_full")]
     pub no_sigcomp: bool,
-    /// The same in three network namespaces with ipsecd (root): not
-    /// built yet.
+    /// The same in three network namespaces with an ipsecd in each (root):
+    /// ESP transport mode on veths, sec-agree mod=trans; the capture is
+    /// the P-CSCF's ipsecd's.
     #[arg(long)]
     pub tun: bool,
     /// Print whole messages (the UAs' -v).
@@ -77,12 +79,6 @@ pub const NOTE: &str = "At the IMS demo";
 
 /// Runs the demo; the exit status of `imsua demo`.
 pub fn main(args: &DemoArgs) -> ExitCode {
-    if args.tun {
-        eprintln!(
-            "imsua: demo --tun (network namespaces with ipsecd) is not built yet; `imsua demo` runs the same over ESP in UDP without root"
-        );
-        return ExitCode::from(2);
-    }
     let mut demo = match Demo::new(args) {
         Ok(d) => d,
         Err(e) => {
@@ -314,6 +310,8 @@ struct Demo {
     dir: PathBuf,
     imsua: PathBuf,
     pcscf_bin: PathBuf,
+    /// With `--tun`: the namespaces and their ipsecds.
+    net: Option<super::netns::DemoNet>,
     pcscf: Option<Proc>,
     alice: Option<Proc>,
     bob: Option<Proc>,
@@ -355,7 +353,24 @@ impl Demo {
             .with_context(|| format!("cannot create {}", dir.display()))?;
         std::fs::write(dir.join("subscribers.toml"), subscribers())
             .with_context(|| format!("cannot write in {}", dir.display()))?;
+        let net = if args.tun {
+            let ipsecd = imsua.with_file_name("ipsecd");
+            if !ipsecd.exists() {
+                bail!(
+                    "{} not found: demo --tun starts the ipsecd built beside imsua (cargo build --release -p tools)",
+                    ipsecd.display()
+                );
+            }
+            let net = super::netns::DemoNet::create(&dir, &ipsecd, &args.pcap);
+            if net.is_err() {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            Some(net?)
+        } else {
+            None
+        };
         Ok(Demo {
+            net,
             args: args.clone(),
             dir,
             imsua,
@@ -378,7 +393,17 @@ impl Demo {
     }
 
     fn ua(&self, user: &str, sqn: &str) -> Command {
-        let mut cmd = Command::new(&self.imsua);
+        let host = if user == "alice" { 1 } else { 2 };
+        let mut cmd = match &self.net {
+            Some(net) => {
+                let mut cmd = net.command(host, &self.imsua);
+                cmd.arg("--ipsecd-socket")
+                    .arg(net.socket(host))
+                    .args(["--local", &format!("{}:0", super::netns::address(host))]);
+                cmd
+            }
+            None => Command::new(&self.imsua),
+        };
         cmd.args([
             "--impi",
             &format!("{user}@{DOMAIN}"),
@@ -393,7 +418,7 @@ impl Demo {
             "--pcscf",
             &self.pcscf_addr,
             "--ipsec",
-            "udp",
+            self.ipsec(),
         ]);
         cmd.args(self.sigcomp_args());
         if self.args.verbose {
@@ -401,6 +426,11 @@ impl Demo {
         }
         cmd.arg("listen");
         cmd
+    }
+
+    /// The `--ipsec` mode of the three.
+    fn ipsec(&self) -> &'static str {
+        if self.net.is_some() { "tun" } else { "udp" }
     }
 
     fn step(&mut self, what: &str, detail: String) {
@@ -414,23 +444,28 @@ impl Demo {
 
     fn run(&mut self) -> Result<()> {
         let pcap = self.args.pcap.to_string_lossy().into_owned();
-        let mut cmd = Command::new(&self.pcscf_bin);
+        let mut cmd = match &self.net {
+            // ESP transport mode by the namespace's ipsecd, which records
+            // the capture.
+            Some(net) => {
+                let mut cmd = net.command(0, &self.pcscf_bin);
+                cmd.arg("--ipsecd-socket").arg(net.socket(0)).args([
+                    "--listen",
+                    &format!("{}:5060", super::netns::address(0)),
+                    "--ipsec",
+                    "tun",
+                ]);
+                cmd
+            }
+            None => {
+                let mut cmd = Command::new(&self.pcscf_bin);
+                cmd.args(["--listen", "127.0.0.1:0", "--ipsec", "udp", "--pcap", &pcap]);
+                cmd
+            }
+        };
         cmd.arg("--subscribers")
             .arg(self.dir.join("subscribers.toml"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--ipsec",
-                "udp",
-                "--port-c",
-                "0",
-                "--port-s",
-                "0",
-                "--pcap",
-                &pcap,
-                "--show-keys",
-                "--quiet",
-            ])
+            .args(["--port-c", "0", "--port-s", "0", "--show-keys", "--quiet"])
             .args(self.sigcomp_args());
         let mut pcscf = Proc::spawn("pcscf", cmd, true)?;
         let listening = pcscf.wait("listening", |v| v["event"] == "listening")?;
@@ -439,10 +474,19 @@ impl Demo {
         self.step(
             "P-CSCF",
             format!(
-                "listening on {}, protected ports {} (port-c) and {} (port-s), mod=UDP-enc-tun{}",
+                "listening on {}, protected ports {} (port-c) and {} (port-s), {}{}",
                 self.pcscf_addr,
                 listening["port_c"],
                 listening["port_s"],
+                match &self.net {
+                    Some(net) => format!(
+                        "mod=trans by ipsecd, namespaces {}, {} and {}",
+                        net.name(0),
+                        net.name(1),
+                        net.name(2)
+                    ),
+                    None => "mod=UDP-enc-tun".into(),
+                },
                 if listening["sigcomp"] == true {
                     ", SigComp"
                 } else {
@@ -608,6 +652,9 @@ impl Demo {
                 let _ = p.finish();
             }
         }
+        // The daemons go (removing their routes, rules and nft tables),
+        // then the namespaces.
+        self.net = None;
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 
@@ -647,7 +694,8 @@ impl Demo {
         if let Some(p) = &self.pcscf {
             let _ = writeln!(
                 t,
-                "\nESP packets per SA (the P-CSCF's SAs, counted by sadb):"
+                "\nESP packets per SA (the P-CSCF's SAs, counted by {}):",
+                if self.args.tun { "its ipsecd" } else { "sadb" }
             );
             for s in p.events("sa").filter(|v| v["action"] == "remove") {
                 let spi = s["spi"].as_u64().unwrap_or(0);
@@ -685,12 +733,21 @@ impl Demo {
         }
         let tshark = self.pcscf.as_ref().map(|p| {
             let added: Vec<&Value> = p.events("sa").filter(|v| v["action"] == "add").collect();
-            tshark_command(&self.args.pcap, &added)
+            if self.args.tun {
+                tshark_transport_command(&self.args.pcap, &added)
+            } else {
+                tshark_command(&self.args.pcap, &added)
+            }
         });
         if let Some(cmd) = &tshark {
+            let what = if self.args.tun {
+                "the P-CSCF's ipsecd: ESP as on the veths, and the packets as they crossed its TUN"
+            } else {
+                "IP/UDP/ESP as on the wire"
+            };
             let _ = writeln!(
                 t,
-                "\nCapture: {} (IP/UDP/ESP as on the wire). The SIP inside, decrypted with the keys above and decompressed by tshark:\n\n{cmd}\n\n(add -O sip to the last tshark for whole messages)",
+                "\nCapture: {} ({what}). The SIP inside, decrypted with the keys above and decompressed by tshark:\n\n{cmd}\n\n(add -O sip to the last tshark for whole messages)",
                 self.args.pcap.display()
             );
             let added: Vec<&Value> = self
@@ -766,6 +823,56 @@ pub fn latest_per_spi<'a>(sas: &[&'a Value]) -> Vec<&'a Value> {
     kept
 }
 
+/// The shell command that shows the SIP inside the ESP packets of
+/// `pcap` (transport mode, `demo --tun`), given the `sa` events (with
+/// keys) of the SAs it carries: one tshark decrypts ESP and decodes the
+/// protected ports as SigComp.
+pub fn tshark_transport_command(pcap: &Path, sas: &[&Value]) -> String {
+    let mut ports = BTreeSet::new();
+    let mut uat = Vec::new();
+    for s in latest_per_spi(sas) {
+        let Some((src, dst)) = endpoints(s) else {
+            continue;
+        };
+        ports.insert(src.port());
+        ports.insert(dst.port());
+        uat.push(uat_entry(s, src, dst));
+    }
+    let sigcomp: Vec<String> = ports
+        .iter()
+        .map(|p| format!("-d udp.port=={p},sigcomp"))
+        .collect();
+    format!(
+        "tshark -r {} -o esp.enable_encryption_decode:TRUE -o esp.enable_authentication_check:TRUE \\\n  {} \\\n  {} -o sigcomp.decomp.msg:TRUE -Y esp",
+        pcap.to_string_lossy(),
+        uat.join(" \\\n  "),
+        sigcomp.join(" "),
+    )
+}
+
+/// The source and destination of an `sa` event.
+fn endpoints(s: &Value) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
+    Some((
+        s["src"].as_str()?.parse().ok()?,
+        s["dst"].as_str()?.parse().ok()?,
+    ))
+}
+
+/// tshark's ESP SA table entry (`-o uat:esp_sa:...`) of an `sa` event.
+fn uat_entry(s: &Value, src: std::net::SocketAddr, dst: std::net::SocketAddr) -> String {
+    let family = if src.is_ipv4() { "IPv4" } else { "IPv6" };
+    format!(
+        "-o 'uat:esp_sa:\"{family}\",\"{}\",\"{}\",\"0x{:08x}\",\"{}\",\"0x{}\",\"{}\",\"0x{}\"'",
+        src.ip(),
+        dst.ip(),
+        s["spi"].as_u64().unwrap_or(0),
+        tshark_algorithm(s["ealg"].as_str().unwrap_or("")),
+        s["ekey"].as_str().unwrap_or(""),
+        tshark_algorithm(s["alg"].as_str().unwrap_or("")),
+        s["akey"].as_str().unwrap_or(""),
+    )
+}
+
 /// The shell command that shows the SIP inside `pcap`, given the `sa`
 /// events (with keys) of the SAs it carries. ESP in UDP in tunnel mode
 /// has inner datagrams with the outer ports, so one tshark cannot both
@@ -776,28 +883,12 @@ pub fn tshark_command(pcap: &Path, sas: &[&Value]) -> String {
     let mut ports = BTreeSet::new();
     let mut uat = Vec::new();
     for s in latest_per_spi(sas) {
-        let (Some(src), Some(dst)) = (s["src"].as_str(), s["dst"].as_str()) else {
-            continue;
-        };
-        let (Ok(src), Ok(dst)) = (
-            src.parse::<std::net::SocketAddr>(),
-            dst.parse::<std::net::SocketAddr>(),
-        ) else {
+        let Some((src, dst)) = endpoints(s) else {
             continue;
         };
         ports.insert(src.port());
         ports.insert(dst.port());
-        let family = if src.is_ipv4() { "IPv4" } else { "IPv6" };
-        uat.push(format!(
-            "-o 'uat:esp_sa:\"{family}\",\"{}\",\"{}\",\"0x{:08x}\",\"{}\",\"0x{}\",\"{}\",\"0x{}\"'",
-            src.ip(),
-            dst.ip(),
-            s["spi"].as_u64().unwrap_or(0),
-            tshark_algorithm(s["ealg"].as_str().unwrap_or("")),
-            s["ekey"].as_str().unwrap_or(""),
-            tshark_algorithm(s["alg"].as_str().unwrap_or("")),
-            s["akey"].as_str().unwrap_or(""),
-        ));
+        uat.push(uat_entry(s, src, dst));
     }
     let pcap = pcap.to_string_lossy();
     let inner = match pcap.strip_suffix(".pcap") {

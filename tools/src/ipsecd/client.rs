@@ -256,6 +256,17 @@ impl Client {
         Ok(r)
     }
 
+    /// The first of `n` consecutive reqids no policy uses (for `unique:N`
+    /// policies of one's own; another client may take them before they
+    /// are applied, so an `apply` can still be refused).
+    pub fn free_reqids(&self, n: u32) -> Result<u32, ClientError> {
+        let text = self.request(&format!("free-reqids {n}"), "")?;
+        text.trim()
+            .strip_prefix("reqids ")
+            .and_then(|b| b.parse().ok())
+            .ok_or_else(|| ClientError::Protocol(format!("{text:?}")))
+    }
+
     /// Checks a script's syntax (no change): its number of statements.
     pub fn check(&self, script: &str) -> Result<usize, ClientError> {
         let text = self.request("check", script)?;

@@ -10,6 +10,7 @@
 //! | `apply [owner=TAG]` | script (all or nothing) | what `get`/`dump`/`getspi` print |
 //! | `getspi [owner=TAG]` | only `getspi` statements | `larval DST PROTO 0xSPI` per statement |
 //! | `delete-owned TAG` | - | `removed sas=N larval=N policies=N` |
+//! | `free-reqids N` | - | `reqids BASE`: BASE..BASE+N used by no policy |
 //! | `check` | script | `N statements` |
 //! | `dump`, `spddump` | - | `setkey -D`, `setkey -DP` |
 //! | `stats` | - | `name value` per counter |
@@ -124,6 +125,24 @@ fn handle(req: &str, sh: &Shared, net: &std::sync::Mutex<Net>) -> Result<String,
             };
             let owner = Owner::new(tag).map_err(|e| e.to_string())?;
             delete_owned(&owner, sh, net).map_err(|e| format!("{e:#}"))
+        }
+        // Reqids for a client's `unique:N` policies that no policy uses
+        // (a UE's two outbound SAs share their addresses; only the reqid
+        // tells their policies apart).
+        "free-reqids" => {
+            let n = match args.as_slice() {
+                [n] => n
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=1024).contains(n))
+                    .ok_or_else(|| format!("free-reqids: {n:?} is not a count from 1 to 1024"))?,
+                _ => return Err("free-reqids takes one count".into()),
+            };
+            sh.engine
+                .snapshot()
+                .free_reqids(n)
+                .map(|base| format!("reqids {base}\n"))
+                .ok_or_else(|| format!("no {n} consecutive reqids are free"))
         }
         other => Err(format!("unknown command {other:?}")),
     }
