@@ -252,3 +252,59 @@ fn clients_hold_spis_own_their_entries_and_remove_them_at_once() {
         !ue.dump().unwrap().contains(&needle)
     });
 }
+
+#[test]
+fn free_reqids_are_used_by_no_policy() {
+    if !usable("free_reqids_are_used_by_no_policy") {
+        return;
+    }
+    let pair = Pair::new("reqids");
+    let client = Client::new(pair.socket(0));
+    // The reqids of the `unique:N` policies the daemon holds.
+    let used = |text: &str| -> Vec<u32> {
+        text.split("unique:")
+            .skip(1)
+            .filter_map(|r| r.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+            .collect()
+    };
+    let before = used(&client.spddump().unwrap());
+    assert!(
+        !before.is_empty(),
+        "the seed configuration has unique:N policies"
+    );
+    let base = client.free_reqids(2).unwrap();
+    assert!(
+        !before.contains(&base) && !before.contains(&(base + 1)),
+        "{base} among {before:?}"
+    );
+    // Taken by a client's policies, they are not offered again.
+    let owner = Owner::new("reqids-test").unwrap();
+    let p = pair.ports;
+    client
+        .apply(
+            &format!(
+                "spdadd {ADDR_A}/32[{}] {ADDR_B}/32[{}] udp -P out ipsec esp/transport//unique:{base};\n\
+                 spdadd {ADDR_A}/32[{}] {ADDR_B}/32[{}] udp -P out ipsec esp/transport//unique:{};\n",
+                p.bypass + 5,
+                p.bypass + 7,
+                p.bypass + 7,
+                p.bypass + 5,
+                base + 1
+            ),
+            Some(&owner),
+        )
+        .unwrap();
+    let next = client.free_reqids(2).unwrap();
+    let now = used(&client.spddump().unwrap());
+    assert!(
+        !now.contains(&next) && !now.contains(&(next + 1)),
+        "{next} among {now:?}"
+    );
+    assert!(next > base + 1 || next + 1 < base, "{next} overlaps {base}");
+    // A count out of range is refused with its reason.
+    match client.free_reqids(0) {
+        Err(ClientError::Refused(why)) => assert!(why.contains("count from 1 to 1024"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    client.delete_owned(&owner).unwrap();
+}

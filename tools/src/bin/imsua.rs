@@ -561,10 +561,11 @@ fn run(cli: &Cli, cfg: &UaConfig) -> Result<(), Failure> {
     let pcscf = cfg.pcscf.unwrap_or(DEFAULT_PCSCF);
     let stop = Stop::install()?;
     let ipsec = cfg.ipsec.unwrap_or(Ipsec::None);
-    let socket = cfg
-        .ipsecd_socket
-        .clone()
-        .unwrap_or_else(tools::ipsecd::instance::default_socket);
+    // Only --ipsec tun talks to ipsecd (the default socket costs a stat).
+    let socket = match (ipsec, &cfg.ipsecd_socket) {
+        (Ipsec::Tun, None) => tools::ipsecd::instance::default_socket(),
+        (_, given) => given.clone().unwrap_or_default(),
+    };
     let mut transport = Transport::bind(
         ipsec,
         cfg.local.unwrap_or(DEFAULT_LOCAL),

@@ -256,10 +256,11 @@ struct Pcscf {
 fn run(cli: &Cli) -> Result<()> {
     let stop = Stop::install()?;
     let table = tools::ims::load_subscribers(&cli.subscribers)?;
-    let socket = cli
-        .ipsecd_socket
-        .clone()
-        .unwrap_or_else(tools::ipsecd::instance::default_socket);
+    // Only --ipsec tun talks to ipsecd (the default socket costs a stat).
+    let socket = match (cli.ipsec, &cli.ipsecd_socket) {
+        (Ipsec::Tun, None) => tools::ipsecd::instance::default_socket(),
+        (_, given) => given.clone().unwrap_or_default(),
+    };
     let mut transport = Transport::bind(
         cli.ipsec,
         cli.listen,
