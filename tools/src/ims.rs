@@ -200,9 +200,9 @@ impl Transport {
     /// Datagrams dropped on protected ports.
     pub fn dropped(&self) -> u64 {
         match self {
-            // ipsecd counts its drops (`setkey -s`'s stats).
-            Transport::Plain(_) | Transport::Tun(_) => 0,
+            Transport::Plain(_) => 0,
             Transport::Udp(e) => e.dropped(),
+            Transport::Tun(t) => t.dropped(),
         }
     }
 

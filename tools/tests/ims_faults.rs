@@ -10,7 +10,9 @@
 //! - `--ipsec tun` without an ipsecd (exit 2, naming the socket);
 //! - `--ipsec tun` after a crash (root): what the killed UA held at
 //!   ipsecd (its two SPIs) is removed when it starts again, and what the
-//!   new run held when it exits.
+//!   new run held when it exits;
+//! - `pcscf --ipsec tun` (root): a REGISTER in clear to its port-s from a
+//!   sender without SAs is dropped and reported, never answered.
 //!
 //! The P-CSCF of the last two is `gm::reg::Network` in this test, its 401
 //! rewritten on the way. The unreachable P-CSCF and the wrong K are in
@@ -464,4 +466,71 @@ fn what_a_crashed_ua_held_at_ipsecd_is_removed_at_its_next_start() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("timed out"), "{err}");
     assert_eq!(host.owned(owner), 0, "{}", host.client().dump().unwrap());
+}
+
+#[test]
+fn clear_text_to_a_tun_pcscf_protected_port_is_dropped_and_counted() {
+    if !testkit::require(
+        "clear_text_to_a_tun_pcscf_protected_port_is_dropped_and_counted",
+        &[
+            testkit::Peer::Root,
+            testkit::Peer::Program("ip"),
+            testkit::Peer::Program("bash"),
+        ],
+    ) {
+        return;
+    }
+    let host = IpsecdHost::new("ims-tun-clear");
+    let subscribers = host.dir.path("subscribers.toml");
+    std::fs::write(
+        &subscribers,
+        format!(
+            "realm = \"ims.example.org\"\n[[subscriber]]\nimpi = \"bob@ims.example.org\"\n\
+             impus = [\"sip:bob@ims.example.org\"]\nk = \"{K}\"\nop = \"{OP}\"\namf = \"725c\"\nsqn = \"000000000020\"\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &host.ns, env!("CARGO_BIN_EXE_pcscf")])
+        .arg("--subscribers")
+        .arg(&subscribers)
+        .args([
+            "--listen",
+            "10.99.0.2:5060",
+            "--ipsec",
+            "tun",
+            "--port-c",
+            "5066",
+            "--port-s",
+            "5068",
+            "-v",
+            "--ipsecd-socket",
+        ])
+        .arg(host.dir.path("ipsecd.sock"));
+    let mut pcscf = testkit::proc::Proc::spawn("pcscf", cmd);
+    pcscf.wait_event(|v| v["event"] == "listening");
+    // A REGISTER in clear to port-s from a sender without SAs.
+    let register = "REGISTER sip:ims.example.org SIP/2.0\r\nVia: SIP/2.0/UDP 10.99.0.2:5099;branch=z9hG4bKx\r\n\
+                    Max-Forwards: 70\r\nFrom: <sip:bob@ims.example.org>;tag=1\r\nTo: <sip:bob@ims.example.org>\r\n\
+                    Call-ID: clear@test\r\nCSeq: 1 REGISTER\r\nContact: <sip:10.99.0.2:5099>\r\nContent-Length: 0\r\n\r\n";
+    let sent = Command::new("ip")
+        .args(["netns", "exec", &host.ns, "bash", "-c"])
+        .arg(format!(
+            "printf '%s' '{}' > /dev/udp/10.99.0.2/5068",
+            register.replace("\r\n", "\\r\\n")
+        ))
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let drop = pcscf.wait_event(|v| v["event"] == "dropped");
+    assert_eq!(drop["port"], 5068, "{drop}");
+    assert!(drop["reason"].as_str().unwrap().contains("no SA"), "{drop}");
+    let (_, err) = pcscf.terminate();
+    let stopped = pcscf
+        .events()
+        .into_iter()
+        .find(|v| v["event"] == "stopped")
+        .unwrap();
+    assert_eq!(stopped["dropped"], 1, "{stopped}\n{err}");
+    assert_eq!(stopped["sent"], 0, "{stopped}");
 }

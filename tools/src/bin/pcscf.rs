@@ -61,7 +61,9 @@ state: open, closed, or null when nothing is published); watcher: a
 subscription made, refreshed or ended, with resource, watcher and state
 (active, terminated); sa: an SA added or removed, with its keys under
 --show-keys (when removed: the packets and bytes it carried and, with
---show-keys, its setkey -D text); stopped, with the count of datagrams
+--show-keys, its setkey -D text); dropped: a datagram a protected port did not
+deliver (clear text, an unknown SPI, a bad ICV), with from, port and reason;
+stopped, with the count of datagrams
 dropped, messages sent and compressed, sent_bytes on the wire (UDP payloads
 before ESP) and sent_sip_bytes (the same messages as SIP), SigComp failures,
 NACKs sent, unreadable datagrams).
@@ -410,10 +412,17 @@ fn run(cli: &Cli) -> Result<()> {
                     }
                 }
             }
-            Some(Recv::Dropped { from, port, reason }) if p.ladder.verbose => {
-                eprintln!("pcscf: dropped a datagram from {from} on port {port}: {reason}");
+            // Clear text on a protected port, an unknown SPI, a bad ICV:
+            // dropped, and said (exceptional traffic, and what a test of
+            // fail-closed waits on).
+            Some(Recv::Dropped { from, port, reason }) => {
+                let mut j = Json::obj();
+                j.set("event", "dropped")
+                    .set("from", from.to_string())
+                    .set("port", Json::Int(i64::from(port)))
+                    .set("reason", reason);
+                event(&mut j);
             }
-            Some(Recv::Dropped { .. }) => {}
             None => {}
         }
         p.on_time();

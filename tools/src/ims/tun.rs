@@ -51,6 +51,7 @@ pub struct IpsecdSas {
     held: Vec<u32>,
     /// What the start-up clean-up removed (a crashed run's entries).
     pub leftovers: sadb::Removed,
+    dropped: u64,
 }
 
 impl IpsecdSas {
@@ -97,6 +98,7 @@ impl IpsecdSas {
             sets: Vec::new(),
             held: Vec::new(),
             leftovers,
+            dropped: 0,
         })
     }
 
@@ -111,6 +113,12 @@ impl IpsecdSas {
             self.port_c.local_addr()?.port(),
             self.port_s.local_addr()?.port(),
         ))
+    }
+
+    /// Datagrams a protected port received from a sender without SAs to
+    /// it (dropped).
+    pub fn dropped(&self) -> u64 {
+        self.dropped
     }
 
     /// The owner tag of everything installed.
@@ -301,8 +309,9 @@ impl IpsecdSas {
     }
 
     /// Receives one datagram into `buf`, waiting at most `wait`; `None`
-    /// when none came. What reaches a protected port came out of an SA
-    /// (ipsecd drops clear text to it).
+    /// when none came. What a protected port delivers came out of an SA
+    /// (ipsecd drops clear text from a peer with SAs; from a sender with
+    /// none it is dropped here and counted).
     pub fn recv(&mut self, buf: &mut [u8], wait: Duration) -> Result<Option<Recv>> {
         let ready = {
             let mut fds = [
@@ -341,25 +350,39 @@ impl IpsecdSas {
             }
             Err(e) => return Err(e).context("cannot receive"),
         };
-        let protected_port = (which != 0).then_some(port);
+        if which == 0 {
+            return Ok(Some(Recv::Message(Datagram {
+                range: 0..n,
+                from,
+                protected_port: None,
+                spi: None,
+            })));
+        }
         // The SA it came over: the inbound SA from that peer's port to
-        // ours.
-        let spi = protected_port.and_then(|port| {
-            self.sets.iter().find_map(|(given, _)| {
-                given.sas().into_iter().find_map(|sa| {
-                    (sa.direction == Direction::In
-                        && sa.src == from.ip()
-                        && sa.src_port == from.port()
-                        && sa.dst_port == port)
-                        .then_some(sa.spi)
-                })
+        // ours. ipsecd's guard drops clear text from a peer with SAs; from
+        // any other sender a protected port takes nothing (fail closed).
+        let spi = self.sets.iter().find_map(|(given, _)| {
+            given.sas().into_iter().find_map(|sa| {
+                (sa.direction == Direction::In
+                    && sa.src == from.ip()
+                    && sa.src_port == from.port()
+                    && sa.dst_port == port)
+                    .then_some(sa.spi)
             })
         });
+        let Some(spi) = spi else {
+            self.dropped += 1;
+            return Ok(Some(Recv::Dropped {
+                from,
+                port,
+                reason: "no SA from this sender to this protected port".into(),
+            }));
+        };
         Ok(Some(Recv::Message(Datagram {
             range: 0..n,
             from,
-            protected_port,
-            spi,
+            protected_port: Some(port),
+            spi: Some(spi),
         })))
     }
 }
