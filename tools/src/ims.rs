@@ -22,6 +22,7 @@
 
 use std::io::Read;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, anyhow, bail};
 use gm::reg::{OpKey, SaSet, Subscriber};
 use gm::sip::Message;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 pub mod command;
 pub mod comp;
@@ -38,6 +40,9 @@ pub mod demo;
 pub mod esp_udp;
 
 pub use esp_udp::{Datagram, EspUdp, Recv, SaUsage};
+
+/// The receive buffer asked for on the plain socket (4 MiB).
+const RECV_BUFFER: usize = 4 << 20;
 
 /// How SIP travels between the UE and the P-CSCF (`--ipsec`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +94,15 @@ impl Transport {
         match mode {
             Ipsec::None => {
                 let s = UdpSocket::bind(addr).with_context(|| format!("cannot bind {addr}"))?;
+                // Non-blocking: `recv` tries the socket first and waits
+                // (poll) only when it is empty, so a busy peer costs one
+                // system call per datagram, not a timeout set each time.
+                s.set_nonblocking(true)
+                    .with_context(|| format!("cannot set {addr} non-blocking"))?;
+                // Room for bursts (a load generator, a pause of this
+                // process): the default (about 200 KiB) holds a few hundred
+                // datagrams; the kernel caps it at net.core.rmem_max.
+                let _ = socket2::SockRef::from(&s).set_recv_buffer_size(RECV_BUFFER);
                 Ok(Transport::Plain(s))
             }
             Ipsec::Udp => Ok(Transport::Udp(Box::new(EspUdp::bind(
@@ -182,8 +196,21 @@ impl Transport {
     pub fn recv(&mut self, buf: &mut [u8], wait: Duration) -> Result<Option<Recv>> {
         match self {
             Transport::Plain(s) => {
-                s.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
-                match s.recv_from(buf) {
+                let mut received = s.recv_from(buf);
+                if received
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock)
+                {
+                    let mut fds = [PollFd::new(s.as_fd(), PollFlags::POLLIN)];
+                    let ms = wait.max(Duration::from_millis(1));
+                    let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
+                    match poll(&mut fds, timeout) {
+                        Ok(0) | Err(nix::errno::Errno::EINTR) => return Ok(None),
+                        Ok(_) => received = s.recv_from(buf),
+                        Err(e) => return Err(e).context("cannot wait for datagrams"),
+                    }
+                }
+                match received {
                     Ok((n, from)) => Ok(Some(Recv::Message(Datagram {
                         range: 0..n,
                         from,
@@ -195,6 +222,7 @@ impl Transport {
                             e.kind(),
                             std::io::ErrorKind::WouldBlock
                                 | std::io::ErrorKind::TimedOut
+                                | std::io::ErrorKind::Interrupted
                                 | std::io::ErrorKind::ConnectionRefused
                         ) =>
                     {
