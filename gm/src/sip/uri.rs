@@ -311,33 +311,40 @@ fn classify_host(name: &str) -> Option<Host<'_>> {
         return None;
     }
     let trimmed = name.strip_suffix('.').unwrap_or(name);
-    let labels: Vec<&str> = trimmed.split('.').collect();
-    if labels
-        .iter()
-        .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
-    {
-        if trimmed.len() != name.len() || labels.len() != 4 {
-            return None;
-        }
-        let mut o = [0u8; 4];
-        for (dst, l) in o.iter_mut().zip(&labels) {
-            if l.len() > 3 {
-                return None;
+    // One pass over the labels, no allocation: a host is read for every
+    // URI and Via parsed.
+    let mut numeric = true; // every label 1*DIGIT
+    let mut labels_ok = true; // every label starts and ends alphanumeric
+    let mut count = 0usize;
+    let mut octets = [0u8; 4];
+    let mut octets_ok = true; // the first four labels 1*3DIGIT, at most 255
+    let mut top_first = None;
+    for label in trimmed.as_bytes().split(|b| *b == b'.') {
+        let digits = !label.is_empty() && label.iter().all(u8::is_ascii_digit);
+        numeric &= digits;
+        labels_ok &= label.first().is_some_and(u8::is_ascii_alphanumeric)
+            && label.last().is_some_and(u8::is_ascii_alphanumeric);
+        if digits {
+            match octets.get_mut(count) {
+                Some(o) if label.len() <= 3 => {
+                    let v = label.iter().fold(0u16, |v, d| v * 10 + u16::from(d - b'0'));
+                    match u8::try_from(v) {
+                        Ok(v) => *o = v,
+                        Err(_) => octets_ok = false,
+                    }
+                }
+                _ => octets_ok = false,
             }
-            *dst = u8::try_from(lex::digits_u64(l)?).ok()?;
         }
-        return Some(Host::V4(Ipv4Addr::from(o)));
+        top_first = label.first().copied();
+        count += 1;
     }
-    let label_ok = |l: &str| {
-        let b = l.as_bytes();
-        b.first().is_some_and(u8::is_ascii_alphanumeric)
-            && b.last().is_some_and(u8::is_ascii_alphanumeric)
-    };
-    let top_ok = labels
-        .last()
-        .and_then(|l| l.as_bytes().first())
-        .is_some_and(u8::is_ascii_alphabetic);
-    (top_ok && labels.iter().all(|l| label_ok(l))).then_some(Host::Name(name))
+    if numeric {
+        let v4 = trimmed.len() == name.len() && count == 4 && octets_ok;
+        return v4.then(|| Host::V4(Ipv4Addr::from(octets)));
+    }
+    let top_ok = top_first.is_some_and(|b| b.is_ascii_alphabetic());
+    (top_ok && labels_ok).then_some(Host::Name(name))
 }
 
 impl fmt::Display for Uri<'_> {
