@@ -881,56 +881,60 @@ pub fn stamp_via(
                 .unwrap_or(SipError::Missing(HeaderName::Via)),
         ));
     };
-    let row = request
-        .headers()
-        .get(index)
-        .map(|h| h.value().to_owned())
-        .unwrap_or_default();
-    let vias = Via::parse_list(&row).map_err(|syntax| SipError::Header {
-        name: HeaderName::Via,
-        syntax,
-    })?;
-    let Some(top) = vias.first() else {
-        return Ok(false);
-    };
-    let ip = source.ip();
-    let same_host = match top.host {
-        Host::V4(a) => std::net::IpAddr::V4(a) == ip,
-        Host::V6(a) => std::net::IpAddr::V6(a) == ip,
-        Host::Name(_) => false,
-    };
-    let asked = top.rport != Rport::Absent;
-    if same_host && !asked {
-        return Ok(false);
-    }
-    let received = ip.to_string();
-    let port = source.port().to_string();
-    let mut params: Vec<Param<'_>> = top
-        .params
-        .iter()
-        .filter(|p| {
-            let name = p.name.to_ascii_lowercase();
-            !(name == "received" || asked && name == "rport")
-        })
-        .cloned()
-        .collect();
-    params.push(Param {
-        name: "received",
-        value: Some(&received),
-    });
-    if asked {
+    let value = {
+        let row = request
+            .headers()
+            .get(index)
+            .map(|h| h.value())
+            .unwrap_or_default();
+        let vias = Via::parse_list(row).map_err(|syntax| SipError::Header {
+            name: HeaderName::Via,
+            syntax,
+        })?;
+        let Some(top) = vias.first() else {
+            return Ok(false);
+        };
+        let ip = source.ip();
+        let same_host = match top.host {
+            Host::V4(a) => std::net::IpAddr::V4(a) == ip,
+            Host::V6(a) => std::net::IpAddr::V6(a) == ip,
+            Host::Name(_) => false,
+        };
+        let asked = top.rport != Rport::Absent;
+        if same_host && !asked {
+            return Ok(false);
+        }
+        let received = ip.to_string();
+        let port = source.port().to_string();
+        let mut params: Vec<Param<'_>> = top
+            .params
+            .iter()
+            .filter(|p| {
+                !(p.name.eq_ignore_ascii_case("received")
+                    || asked && p.name.eq_ignore_ascii_case("rport"))
+            })
+            .cloned()
+            .collect();
         params.push(Param {
-            name: "rport",
-            value: Some(&port),
+            name: "received",
+            value: Some(&received),
         });
-    }
-    let mut first = top.clone();
-    first.params = Params(params);
-    let mut value = first.to_string();
-    for v in vias.iter().skip(1) {
-        value.push_str(", ");
-        value.push_str(&v.to_string());
-    }
+        if asked {
+            params.push(Param {
+                name: "rport",
+                value: Some(&port),
+            });
+        }
+        let mut first = top.clone();
+        first.params = Params(params);
+        let mut value = String::with_capacity(row.len() + 32);
+        // Writing to a String does not fail.
+        let _ = fmt::Write::write_fmt(&mut value, format_args!("{first}"));
+        for v in vias.iter().skip(1) {
+            let _ = fmt::Write::write_fmt(&mut value, format_args!(", {v}"));
+        }
+        value
+    };
     request.replace_header(index, value)?;
     Ok(true)
 }

@@ -603,11 +603,9 @@ pub fn clock() -> String {
 
 /// One JSON object on one line (event lines scripts and tests read).
 pub fn json_line(j: &crate::json::Json) -> String {
-    j.to_string()
-        .lines()
-        .map(str::trim)
-        .collect::<Vec<_>>()
-        .join(" ")
+    let mut s = String::with_capacity(160);
+    j.write_line(&mut s);
+    s
 }
 
 /// Set when SIGTERM, SIGINT or SIGHUP arrived; the main loop checks it at
