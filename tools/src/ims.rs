@@ -448,8 +448,9 @@ pub fn sqn(s: &str) -> Result<u64, String> {
 /// (xorshift64, not for real use).
 #[derive(Debug)]
 pub enum OsRandom {
-    /// `/dev/urandom`.
-    Os(std::fs::File),
+    /// `/dev/urandom`, read 512 bytes at a time (not a system call per
+    /// RAND, tag or branch).
+    Os(std::io::BufReader<std::fs::File>),
     /// A xorshift64 state.
     Seeded(u64),
 }
@@ -457,9 +458,10 @@ pub enum OsRandom {
 impl OsRandom {
     /// Opens `/dev/urandom`.
     pub fn new() -> Result<OsRandom> {
-        Ok(OsRandom::Os(
+        Ok(OsRandom::Os(std::io::BufReader::with_capacity(
+            512,
             std::fs::File::open("/dev/urandom").context("cannot read /dev/urandom")?,
-        ))
+        )))
     }
 
     /// A reproducible sequence from `seed` (0 is taken as 1).
