@@ -904,7 +904,10 @@ pub fn stamp_via(
         if same_host && !asked {
             return Ok(false);
         }
-        let received = ip.to_string();
+        let received = match ip {
+            std::net::IpAddr::V4(a) => crate::sip::V4Text::new(a).as_str().to_owned(),
+            std::net::IpAddr::V6(a) => a.to_string(),
+        };
         let port = source.port().to_string();
         let mut params: Vec<Param<'_>> = top
             .params
