@@ -95,12 +95,19 @@ pub fn request_with_body(
 pub fn aor(uri: &str) -> Option<String> {
     let u = Uri::parse(uri).ok()?;
     let s = u.sip()?;
-    let host = s.host.to_string().to_ascii_lowercase();
-    let scheme = if s.secure { "sips" } else { "sip" };
-    Some(match s.user {
-        Some(user) => format!("{scheme}:{user}@{host}"),
-        None => format!("{scheme}:{host}"),
-    })
+    let mut out = String::with_capacity(uri.len() + 1);
+    out.push_str(if s.secure { "sips:" } else { "sip:" });
+    if let Some(user) = s.user {
+        out.push_str(user);
+        out.push('@');
+    }
+    let at = out.len();
+    // Writing to a String does not fail.
+    let _ = std::fmt::Write::write_fmt(&mut out, format_args!("{}", s.host));
+    if let Some(host) = out.get_mut(at..) {
+        host.make_ascii_lowercase();
+    }
+    Some(out)
 }
 
 /// What to do with a MESSAGE that came to the P-CSCF.

@@ -61,6 +61,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::time::Duration;
 
 use crate::sip::header::MAGIC_COOKIE;
@@ -280,6 +281,55 @@ enum ServerKey {
     },
 }
 
+/// A key with its hash, computed once (with the layer's [`RandomState`]):
+/// the tables hash it as that one number, so growing a table with
+/// hundreds of thousands of transactions (Timer J keeps each for 64*T1)
+/// does not hash every key's strings again.
+#[derive(Clone, Debug)]
+struct Hashed<K> {
+    hash: u64,
+    key: K,
+}
+
+impl<K: PartialEq> PartialEq for Hashed<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.key == other.key
+    }
+}
+
+impl<K: Eq> Eq for Hashed<K> {}
+
+impl<K> Hash for Hashed<K> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// The hasher of the tables: a number (a [`Hashed`] key's hash, a
+/// [`TxnId`], which counts) times an odd constant (Fibonacci hashing),
+/// which spreads a counter over the high bits the table looks at.
+#[derive(Clone, Copy, Debug, Default)]
+struct NumberHasher(u64);
+
+impl Hasher for NumberHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only numbers are hashed here; any other input still hashes.
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type Numbers = BuildHasherDefault<NumberHasher>;
+
 #[derive(Debug)]
 struct Txn<A> {
     kind: Kind,
@@ -296,8 +346,8 @@ struct Txn<A> {
     retransmit: Option<(Duration, Duration)>,
     /// F, H (timeouts), K, J, I (ends).
     deadline: Option<(Duration, Deadline)>,
-    client_key: Option<(String, String)>,
-    server_key: Option<ServerKey>,
+    client_key: Option<Hashed<(String, String)>>,
+    server_key: Option<Hashed<ServerKey>>,
 }
 
 impl<A> Txn<A> {
@@ -326,15 +376,19 @@ enum Deadline {
 pub struct Transactions<A> {
     timers: Timers,
     next: u64,
-    txns: HashMap<TxnId, Txn<A>>,
+    /// Boxed: a table that grows moves pointers, not transactions.
+    txns: HashMap<TxnId, Box<Txn<A>>, Numbers>,
     /// When each transaction's earliest timer fires: one entry pushed per
     /// change of a transaction's timers, so older ones may be stale (the
     /// transaction ended or its timer moved); [`Transactions::handle_timeout`]
     /// pops them and checks. Keeps timer handling O(log n) per transaction
     /// instead of a scan of every transaction per event.
     wheel: BinaryHeap<Reverse<(Duration, TxnId)>>,
-    clients: HashMap<(String, String), TxnId>,
-    servers: HashMap<ServerKey, TxnId>,
+    clients: HashMap<Hashed<(String, String)>, TxnId, Numbers>,
+    servers: HashMap<Hashed<ServerKey>, TxnId, Numbers>,
+    /// Hashes the keys of `clients` and `servers` (randomly seeded: the
+    /// keys come from the network).
+    keys: RandomState,
     transmits: VecDeque<Transmit<A>>,
     events: VecDeque<Event>,
 }
@@ -352,10 +406,11 @@ impl<A: Clone> Transactions<A> {
         Transactions {
             timers,
             next: 1,
-            txns: HashMap::new(),
+            txns: HashMap::default(),
             wheel: BinaryHeap::new(),
-            clients: HashMap::new(),
-            servers: HashMap::new(),
+            clients: HashMap::default(),
+            servers: HashMap::default(),
+            keys: RandomState::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -381,6 +436,13 @@ impl<A: Clone> Transactions<A> {
         self.txns.get(&id).map(|t| (t.kind, t.state))
     }
 
+    fn hashed<K: Hash>(&self, key: K) -> Hashed<K> {
+        Hashed {
+            hash: self.keys.hash_one(&key),
+            key,
+        }
+    }
+
     fn alloc(&mut self) -> TxnId {
         let id = TxnId(self.next);
         self.next += 1;
@@ -400,12 +462,12 @@ impl<A: Clone> Transactions<A> {
 
     /// Records transaction `id`'s earliest timer after a change.
     fn rearm(&mut self, id: TxnId) {
-        if let Some(at) = self.txns.get(&id).and_then(Txn::earliest) {
+        if let Some(at) = self.txns.get(&id).and_then(|t| t.earliest()) {
             self.wheel.push(Reverse((at, id)));
         }
     }
 
-    fn remove(&mut self, id: TxnId) -> Option<Txn<A>> {
+    fn remove(&mut self, id: TxnId) -> Option<Box<Txn<A>>> {
         let t = self.txns.remove(&id)?;
         if let Some(k) = &t.client_key {
             self.clients.remove(k);
@@ -441,7 +503,7 @@ impl<A: Clone> Transactions<A> {
             Some(b) if b.starts_with(MAGIC_COOKIE) => b.to_owned(),
             _ => return Err(TxnError::NoBranch),
         };
-        let key = (branch, method.as_str().to_owned());
+        let key = self.hashed((branch, method.as_str().to_owned()));
         if self.clients.contains_key(&key) {
             return Err(TxnError::Duplicate);
         }
@@ -450,7 +512,7 @@ impl<A: Clone> Transactions<A> {
         let bytes = request.to_bytes();
         self.txns.insert(
             id,
-            Txn {
+            Box::new(Txn {
                 kind: Kind::Client,
                 state: State::Trying,
                 reliability,
@@ -462,7 +524,7 @@ impl<A: Clone> Transactions<A> {
                 deadline: Some((now + self.timers.timeout(), Deadline::Timeout)),
                 client_key: Some(key.clone()),
                 server_key: None,
-            },
+            }),
         );
         self.clients.insert(key, id);
         self.rearm(id);
@@ -481,7 +543,7 @@ impl<A: Clone> Transactions<A> {
         let Some(branch) = via.branch else {
             return ResponseVerdict::NoMatch;
         };
-        let key = (branch.to_owned(), cseq.method.as_str().to_owned());
+        let key = self.hashed((branch.to_owned(), cseq.method.as_str().to_owned()));
         let Some(&id) = self.clients.get(&key) else {
             return ResponseVerdict::NoMatch;
         };
@@ -514,14 +576,16 @@ impl<A: Clone> Transactions<A> {
         let via = request.top_via()?;
         let to_tag = request.to()?.tag().map(str::to_owned);
         if let Some(branch) = via.branch.filter(|b| b.starts_with(MAGIC_COOKIE)) {
-            let sent_by = match via.port {
-                Some(p) => format!("{}:{p}", via.host),
-                None => via.host.to_string(),
-            };
+            let mut sent_by = via.host.to_string();
+            if let Some(p) = via.port {
+                // Writing to a String does not fail.
+                let _ = fmt::Write::write_fmt(&mut sent_by, format_args!(":{p}"));
+            }
+            sent_by.make_ascii_lowercase();
             return Ok((
                 ServerKey::Rfc3261 {
                     branch: branch.to_owned(),
-                    sent_by: sent_by.to_ascii_lowercase(),
+                    sent_by,
                     method: method_key(method),
                 },
                 to_tag,
@@ -561,13 +625,14 @@ impl<A: Clone> Transactions<A> {
         let method = request.method().ok_or(TxnError::Refused("not a request"))?;
         request.cseq()?;
         let (key, to_tag) = Self::server_key(request)?;
+        let key = self.hashed(key);
         let found = self.servers.get(&key).copied().filter(|id| {
             // RFC 2543 matching also compares To tags: the request's for a
             // retransmission, the response's for an ACK.
             let Some(t) = self.txns.get(id) else {
                 return false;
             };
-            match (&key, method) {
+            match (&key.key, method) {
                 (ServerKey::Rfc2543 { .. }, Method::Ack) => t.response_to_tag == to_tag,
                 (ServerKey::Rfc2543 { .. }, _) => t.request_to_tag == to_tag,
                 _ => true,
@@ -603,7 +668,7 @@ impl<A: Clone> Transactions<A> {
         let invite = method == Method::Invite;
         self.txns.insert(
             id,
-            Txn {
+            Box::new(Txn {
                 kind: if invite {
                     Kind::InviteServer
                 } else {
@@ -623,7 +688,7 @@ impl<A: Clone> Transactions<A> {
                 deadline: None,
                 client_key: None,
                 server_key: Some(key.clone()),
-            },
+            }),
         );
         self.servers.insert(key, id);
         if invite {
@@ -727,7 +792,7 @@ impl<A: Clone> Transactions<A> {
                 break;
             }
             self.wheel.pop();
-            if self.txns.get(&id).and_then(Txn::earliest) == Some(at) {
+            if self.txns.get(&id).and_then(|t| t.earliest()) == Some(at) {
                 due.push(id);
             }
         }
@@ -816,56 +881,63 @@ pub fn stamp_via(
                 .unwrap_or(SipError::Missing(HeaderName::Via)),
         ));
     };
-    let row = request
-        .headers()
-        .get(index)
-        .map(|h| h.value().to_owned())
-        .unwrap_or_default();
-    let vias = Via::parse_list(&row).map_err(|syntax| SipError::Header {
-        name: HeaderName::Via,
-        syntax,
-    })?;
-    let Some(top) = vias.first() else {
-        return Ok(false);
-    };
-    let ip = source.ip();
-    let same_host = match top.host {
-        Host::V4(a) => std::net::IpAddr::V4(a) == ip,
-        Host::V6(a) => std::net::IpAddr::V6(a) == ip,
-        Host::Name(_) => false,
-    };
-    let asked = top.rport != Rport::Absent;
-    if same_host && !asked {
-        return Ok(false);
-    }
-    let received = ip.to_string();
-    let port = source.port().to_string();
-    let mut params: Vec<Param<'_>> = top
-        .params
-        .iter()
-        .filter(|p| {
-            let name = p.name.to_ascii_lowercase();
-            !(name == "received" || asked && name == "rport")
-        })
-        .cloned()
-        .collect();
-    params.push(Param {
-        name: "received",
-        value: Some(&received),
-    });
-    if asked {
+    let value = {
+        let row = request
+            .headers()
+            .get(index)
+            .map(|h| h.value())
+            .unwrap_or_default();
+        let vias = Via::parse_list(row).map_err(|syntax| SipError::Header {
+            name: HeaderName::Via,
+            syntax,
+        })?;
+        let Some(top) = vias.first() else {
+            return Ok(false);
+        };
+        let ip = source.ip();
+        let same_host = match top.host {
+            Host::V4(a) => std::net::IpAddr::V4(a) == ip,
+            Host::V6(a) => std::net::IpAddr::V6(a) == ip,
+            Host::Name(_) => false,
+        };
+        let asked = top.rport != Rport::Absent;
+        if same_host && !asked {
+            return Ok(false);
+        }
+        let received = match ip {
+            std::net::IpAddr::V4(a) => crate::sip::V4Text::new(a).as_str().to_owned(),
+            std::net::IpAddr::V6(a) => a.to_string(),
+        };
+        let port = source.port().to_string();
+        let mut params: Vec<Param<'_>> = top
+            .params
+            .iter()
+            .filter(|p| {
+                !(p.name.eq_ignore_ascii_case("received")
+                    || asked && p.name.eq_ignore_ascii_case("rport"))
+            })
+            .cloned()
+            .collect();
         params.push(Param {
-            name: "rport",
-            value: Some(&port),
+            name: "received",
+            value: Some(&received),
         });
-    }
-    let mut first = top.clone();
-    first.params = Params(params);
-    let mut value = first.to_string();
-    for v in vias.iter().skip(1) {
-        value.push_str(", ");
-        value.push_str(&v.to_string());
-    }
+        if asked {
+            params.push(Param {
+                name: "rport",
+                value: Some(&port),
+            });
+        }
+        let mut first = top.clone();
+        first.params = Params(params);
+        let mut value = String::with_capacity(row.len() + 32);
+        // Writing to a String does not fail.
+        let _ = fmt::Write::write_fmt(&mut value, format_args!("{first}"));
+        for v in vias.iter().skip(1) {
+            let _ = fmt::Write::write_fmt(&mut value, format_args!(", {v}"));
+        }
+        value
+    };
     request.replace_header(index, value)?;
     Ok(true)
 }

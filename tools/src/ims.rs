@@ -22,6 +22,7 @@
 
 use std::io::Read;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, anyhow, bail};
 use gm::reg::{OpKey, SaSet, Subscriber};
 use gm::sip::Message;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 pub mod command;
 pub mod comp;
@@ -40,6 +42,9 @@ pub mod netns;
 pub mod tun;
 
 pub use esp_udp::{Datagram, EspUdp, Recv, SaUsage};
+
+/// The receive buffer asked for on the plain socket (4 MiB).
+const RECV_BUFFER: usize = 4 << 20;
 
 /// How SIP travels between the UE and the P-CSCF (`--ipsec`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,6 +127,15 @@ impl Transport {
             )?))),
             Ipsec::None => {
                 let s = UdpSocket::bind(addr).with_context(|| format!("cannot bind {addr}"))?;
+                // Non-blocking: `recv` tries the socket first and waits
+                // (poll) only when it is empty, so a busy peer costs one
+                // system call per datagram, not a timeout set each time.
+                s.set_nonblocking(true)
+                    .with_context(|| format!("cannot set {addr} non-blocking"))?;
+                // Room for bursts (a load generator, a pause of this
+                // process): the default (about 200 KiB) holds a few hundred
+                // datagrams; the kernel caps it at net.core.rmem_max.
+                let _ = socket2::SockRef::from(&s).set_recv_buffer_size(RECV_BUFFER);
                 Ok(Transport::Plain(s))
             }
             Ipsec::Udp => Ok(Transport::Udp(Box::new(EspUdp::bind(
@@ -226,8 +240,21 @@ impl Transport {
     pub fn recv(&mut self, buf: &mut [u8], wait: Duration) -> Result<Option<Recv>> {
         match self {
             Transport::Plain(s) => {
-                s.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
-                match s.recv_from(buf) {
+                let mut received = s.recv_from(buf);
+                if received
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock)
+                {
+                    let mut fds = [PollFd::new(s.as_fd(), PollFlags::POLLIN)];
+                    let ms = wait.max(Duration::from_millis(1));
+                    let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
+                    match poll(&mut fds, timeout) {
+                        Ok(0) | Err(nix::errno::Errno::EINTR) => return Ok(None),
+                        Ok(_) => received = s.recv_from(buf),
+                        Err(e) => return Err(e).context("cannot wait for datagrams"),
+                    }
+                }
+                match received {
                     Ok((n, from)) => Ok(Some(Recv::Message(Datagram {
                         range: 0..n,
                         from,
@@ -239,6 +266,7 @@ impl Transport {
                             e.kind(),
                             std::io::ErrorKind::WouldBlock
                                 | std::io::ErrorKind::TimedOut
+                                | std::io::ErrorKind::Interrupted
                                 | std::io::ErrorKind::ConnectionRefused
                         ) =>
                     {
@@ -465,8 +493,9 @@ pub fn sqn(s: &str) -> Result<u64, String> {
 /// (xorshift64, not for real use).
 #[derive(Debug)]
 pub enum OsRandom {
-    /// `/dev/urandom`.
-    Os(std::fs::File),
+    /// `/dev/urandom`, read 512 bytes at a time (not a system call per
+    /// RAND, tag or branch).
+    Os(std::io::BufReader<std::fs::File>),
     /// A xorshift64 state.
     Seeded(u64),
 }
@@ -474,9 +503,10 @@ pub enum OsRandom {
 impl OsRandom {
     /// Opens `/dev/urandom`.
     pub fn new() -> Result<OsRandom> {
-        Ok(OsRandom::Os(
+        Ok(OsRandom::Os(std::io::BufReader::with_capacity(
+            512,
             std::fs::File::open("/dev/urandom").context("cannot read /dev/urandom")?,
-        ))
+        )))
     }
 
     /// A reproducible sequence from `seed` (0 is taken as 1).
@@ -620,11 +650,9 @@ pub fn clock() -> String {
 
 /// One JSON object on one line (event lines scripts and tests read).
 pub fn json_line(j: &crate::json::Json) -> String {
-    j.to_string()
-        .lines()
-        .map(str::trim)
-        .collect::<Vec<_>>()
-        .join(" ")
+    let mut s = String::with_capacity(160);
+    j.write_line(&mut s);
+    s
 }
 
 /// Set when SIGTERM, SIGINT or SIGHUP arrived; the main loop checks it at

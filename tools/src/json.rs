@@ -82,6 +82,41 @@ impl Json {
     }
 }
 
+impl Json {
+    /// Appends the value on one line: the pretty form with each line
+    /// trimmed and the lines joined by a space (`{ "a": 1, "l": [ true ] }`),
+    /// written directly (an event line per registration under load).
+    pub fn write_line(&self, out: &mut String) {
+        match self {
+            Json::Arr(v) if !v.is_empty() => {
+                out.push('[');
+                for (i, x) in v.iter().enumerate() {
+                    out.push(' ');
+                    x.write_line(out);
+                    if i + 1 < v.len() {
+                        out.push(',');
+                    }
+                }
+                out.push_str(" ]");
+            }
+            Json::Obj(v) if !v.is_empty() => {
+                out.push('{');
+                for (i, (k, x)) in v.iter().enumerate() {
+                    out.push(' ');
+                    write_str(out, k);
+                    out.push_str(": ");
+                    x.write_line(out);
+                    if i + 1 < v.len() {
+                        out.push(',');
+                    }
+                }
+                out.push_str(" }");
+            }
+            other => other.write(out, 0),
+        }
+    }
+}
+
 /// A JSON string literal: `"`, `\` and control characters escaped.
 fn write_str(out: &mut String, s: &str) {
     out.push('"');
@@ -161,5 +196,26 @@ mod tests {
             o.to_string(),
             "{\n  \"a\": 1,\n  \"s\": \"q\\\"\\\\\\u0000\\r\\n\",\n  \"l\": [\n    true,\n    false\n  ],\n  \"e\": {}\n}"
         );
+    }
+
+    #[test]
+    fn one_line_is_the_pretty_form_trimmed_and_joined() {
+        let mut inner = Json::obj();
+        inner.set("k", "v  ").set("n", Json::Null);
+        let mut o = Json::obj();
+        o.set("a", 1u32)
+            .set("s", "q\"\\\u{0}\r\n \u{85}")
+            .set("l", vec![true, false])
+            .set("e", Json::obj())
+            .set("x", Json::Arr(Vec::new()))
+            .set("o", inner)
+            .set("m", Json::Arr(vec![Json::obj(), Json::Int(-3)]));
+        for j in [o, Json::Int(7), Json::obj(), Json::from("s")] {
+            let pretty = j.to_string();
+            let joined = pretty.lines().map(str::trim).collect::<Vec<_>>().join(" ");
+            let mut line = String::new();
+            j.write_line(&mut line);
+            assert_eq!(line, joined);
+        }
     }
 }

@@ -821,10 +821,16 @@ impl Network {
         now: Duration,
     ) -> Vec<NetworkAction> {
         let contact = match request.contacts() {
-            Ok(Some(Contacts::List(l))) => l.first().cloned(),
+            Ok(Some(Contacts::List(l))) => l.into_iter().next(),
             _ => None,
         };
-        let expires = requested_expires(request).min(self.config.max_expires);
+        // requested_expires, without parsing Contact again.
+        let expires = contact
+            .as_ref()
+            .and_then(|c| c.expires())
+            .or(request.expires().ok().flatten())
+            .unwrap_or(3600)
+            .min(self.config.max_expires);
         let impu = request
             .to()
             .map(|t| t.uri.as_str().to_owned())

@@ -94,7 +94,15 @@ impl Builder {
     /// Appends a header row (`name: value`).
     pub fn header(mut self, name: &str, value: impl fmt::Display) -> Builder {
         if self.error.is_none() {
-            if let Err(e) = self.msg.push_header(name.to_owned(), value.to_string()) {
+            // A known header written as the RFC spells it needs no copy
+            // of its name.
+            let kind = HeaderName::from_name(name);
+            let name: Cow<'static, str> = if kind != HeaderName::Other && kind.as_str() == name {
+                Cow::Borrowed(kind.as_str())
+            } else {
+                Cow::Owned(name.to_owned())
+            };
+            if let Err(e) = self.msg.push_header(name, value.to_string()) {
                 self.error = Some(e);
             }
         }
@@ -104,13 +112,16 @@ impl Builder {
     /// Adds `;tag=tag` to the To header unless it has a tag (a UAS tags
     /// its responses, RFC 3261 §8.2.6.2).
     pub fn to_tag(mut self, tag: &str) -> Builder {
-        let Some(to) = self.msg.header("To").map(str::to_owned) else {
-            self.error.get_or_insert(Error::Missing(HeaderName::To));
-            return self;
+        let tagged = match self.msg.header("To") {
+            None => {
+                self.error.get_or_insert(Error::Missing(HeaderName::To));
+                return self;
+            }
+            Some(to) if super::header::NameAddr::parse(to).is_ok_and(|a| a.tag().is_some()) => None,
+            Some(to) => Some(format!("{to};tag={tag}")),
         };
-        let has_tag = super::header::NameAddr::parse(&to).is_ok_and(|a| a.tag().is_some());
-        if !has_tag && self.error.is_none() {
-            if let Err(e) = self.msg.set_header("To", format!("{to};tag={tag}")) {
+        if let (Some(to), None) = (tagged, &self.error) {
+            if let Err(e) = self.msg.set_header("To", to) {
                 self.error = Some(e);
             }
         }

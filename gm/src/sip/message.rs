@@ -713,8 +713,9 @@ impl<'a> Message<'a> {
             } => {
                 out.extend_from_slice(version.as_bytes());
                 out.push(b' ');
-                // 100..=699: three digits.
-                out.extend_from_slice(status.to_string().as_bytes());
+                // 100..=699: three digits (written without formatting).
+                let digits = [status / 100 % 10, status / 10 % 10, status % 10];
+                out.extend(digits.map(|d| b'0' + d as u8));
                 out.push(b' ');
                 out.extend_from_slice(reason.as_bytes());
             }
@@ -762,7 +763,7 @@ fn new_header<'a>(name: Cow<'a, str>, value: Cow<'a, str>) -> Result<Header<'a>,
             },
         });
     }
-    if let Some(at) = value.find(['\r', '\n']) {
+    if let Some(at) = memchr2(b'\r', b'\n', value.as_bytes()) {
         return Err(Error::Header {
             name: kind,
             syntax: Syntax {

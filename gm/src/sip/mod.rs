@@ -105,4 +105,5 @@ pub use message::{Header, Message, StartLine};
 pub use method::Method;
 pub use name::HeaderName;
 pub use params::{Param, Params};
+pub(crate) use uri::V4Text;
 pub use uri::{Host, OtherUri, SipUri, Uri};

@@ -311,33 +311,85 @@ fn classify_host(name: &str) -> Option<Host<'_>> {
         return None;
     }
     let trimmed = name.strip_suffix('.').unwrap_or(name);
-    let labels: Vec<&str> = trimmed.split('.').collect();
-    if labels
-        .iter()
-        .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
-    {
-        if trimmed.len() != name.len() || labels.len() != 4 {
-            return None;
-        }
-        let mut o = [0u8; 4];
-        for (dst, l) in o.iter_mut().zip(&labels) {
-            if l.len() > 3 {
-                return None;
+    // One pass over the labels, no allocation: a host is read for every
+    // URI and Via parsed.
+    let mut numeric = true; // every label 1*DIGIT
+    let mut labels_ok = true; // every label starts and ends alphanumeric
+    let mut count = 0usize;
+    let mut octets = [0u8; 4];
+    let mut octets_ok = true; // the first four labels 1*3DIGIT, at most 255
+    let mut top_first = None;
+    for label in trimmed.as_bytes().split(|b| *b == b'.') {
+        let digits = !label.is_empty() && label.iter().all(u8::is_ascii_digit);
+        numeric &= digits;
+        labels_ok &= label.first().is_some_and(u8::is_ascii_alphanumeric)
+            && label.last().is_some_and(u8::is_ascii_alphanumeric);
+        if digits {
+            match octets.get_mut(count) {
+                Some(o) if label.len() <= 3 => {
+                    let v = label.iter().fold(0u16, |v, d| v * 10 + u16::from(d - b'0'));
+                    match u8::try_from(v) {
+                        Ok(v) => *o = v,
+                        Err(_) => octets_ok = false,
+                    }
+                }
+                _ => octets_ok = false,
             }
-            *dst = u8::try_from(lex::digits_u64(l)?).ok()?;
         }
-        return Some(Host::V4(Ipv4Addr::from(o)));
+        top_first = label.first().copied();
+        count += 1;
     }
-    let label_ok = |l: &str| {
-        let b = l.as_bytes();
-        b.first().is_some_and(u8::is_ascii_alphanumeric)
-            && b.last().is_some_and(u8::is_ascii_alphanumeric)
-    };
-    let top_ok = labels
-        .last()
-        .and_then(|l| l.as_bytes().first())
-        .is_some_and(u8::is_ascii_alphabetic);
-    (top_ok && labels.iter().all(|l| label_ok(l))).then_some(Host::Name(name))
+    if numeric {
+        let v4 = trimmed.len() == name.len() && count == 4 && octets_ok;
+        return v4.then(|| Host::V4(Ipv4Addr::from(octets)));
+    }
+    let top_ok = top_first.is_some_and(|b| b.is_ascii_alphabetic());
+    (top_ok && labels_ok).then_some(Host::Name(name))
+}
+
+/// An IPv4 address in dotted decimal, written without the formatting
+/// machinery (a Via's sent-by and `received` are written for every request
+/// stamped and every transaction key): the text `Ipv4Addr`'s `Display`
+/// gives.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct V4Text {
+    buf: [u8; 15],
+    len: usize,
+}
+
+impl V4Text {
+    /// The text of `a`.
+    pub fn new(a: Ipv4Addr) -> V4Text {
+        let mut t = V4Text {
+            buf: [0; 15],
+            len: 0,
+        };
+        for (i, o) in a.octets().into_iter().enumerate() {
+            if i > 0 {
+                t.push(b'.');
+            }
+            if o >= 100 {
+                t.push(b'0' + o / 100);
+            }
+            if o >= 10 {
+                t.push(b'0' + o / 10 % 10);
+            }
+            t.push(b'0' + o % 10);
+        }
+        t
+    }
+
+    fn push(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(self.buf.get(..self.len).unwrap_or_default()).unwrap_or_default()
+    }
 }
 
 impl fmt::Display for Uri<'_> {
@@ -350,7 +402,7 @@ impl fmt::Display for Host<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Host::Name(n) => f.write_str(n),
-            Host::V4(a) => write!(f, "{a}"),
+            Host::V4(a) => f.write_str(V4Text::new(*a).as_str()),
             Host::V6(a) => write!(f, "[{a}]"),
         }
     }
@@ -440,6 +492,20 @@ mod tests {
             "1sip:x",
         ] {
             assert!(Uri::parse(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn v4_text_is_display() {
+        for a in [
+            [0, 0, 0, 0],
+            [127, 0, 0, 1],
+            [255, 255, 255, 255],
+            [10, 99, 100, 9],
+            [192, 168, 1, 254],
+        ] {
+            let a = Ipv4Addr::from(a);
+            assert_eq!(V4Text::new(a).as_str(), a.to_string());
         }
     }
 }

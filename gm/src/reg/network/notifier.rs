@@ -364,6 +364,11 @@ impl Network {
         event: ContactEvent,
         now: Duration,
     ) -> Vec<NetworkAction> {
+        // Most UEs do not subscribe: no document is built for nobody.
+        let subscriptions = self.subscriptions_of(impi);
+        if subscriptions.is_empty() {
+            return Vec::new();
+        }
         let Some(row) = self.contact_row(impi, ContactState::Active, event, now) else {
             return Vec::new();
         };
@@ -374,7 +379,7 @@ impl Network {
             .unwrap_or_default();
         let doc = self.document(impi, &impu, RegState::Active, row, false);
         let mut out = Vec::new();
-        for id in self.subscriptions_of(impi) {
+        for id in subscriptions {
             let left = self
                 .reg_subs
                 .get(&id)
