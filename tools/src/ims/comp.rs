@@ -96,6 +96,9 @@ impl SipComp {
         .map(Compression::new)
         .transpose()
         .map_err(|e| anyhow!("cannot start SigComp: {e}"))?;
+        if let Some(c) = &comp {
+            warm_up(c.endpoint().config());
+        }
         Ok(SipComp {
             comp,
             wait: false,
@@ -235,6 +238,37 @@ impl SipComp {
             .set("sigcomp_failed", n(c.failed))
             .set("nacks_sent", n(c.nacks_sent))
             .set("unreadable", n(c.unreadable));
+    }
+}
+
+/// A SIP message like those of a registration, for [`warm_up`].
+const SAMPLE: &[u8] = b"REGISTER sip:ims.example.org SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5062;comp=sigcomp;branch=z9hG4bK1\r\n\
+Max-Forwards: 70\r\nFrom: <sip:ue@ims.example.org>;tag=1\r\nTo: <sip:ue@ims.example.org>\r\n\
+Call-ID: 1@127.0.0.1\r\nCSeq: 2 REGISTER\r\nContact: <sip:127.0.0.1:5062;comp=sigcomp>;expires=600000\r\n\
+Authorization: Digest username=\"ue@ims.example.org\", realm=\"ims.example.org\", uri=\"sip:ims.example.org\", \
+nonce=\"AAAA\", response=\"00\", algorithm=AKAv1-MD5\r\n\
+Security-Verify: ipsec-3gpp; alg=hmac-sha-1-96; ealg=aes-cbc; spi-c=1; spi-s=2; port-c=1; port-s=2\r\n\
+Supported: path, sec-agree\r\nContent-Length: 0\r\n\r\n";
+
+/// Compresses and decompresses one message between two throwaway
+/// endpoints: the work a process does once, on its first SigComp
+/// message (the dictionary's hash chains, CPU feature detection, the
+/// allocator's first pages), done at start rather than in the
+/// registration that follows. Failures are ignored: the real messages
+/// report their own.
+fn warm_up(config: &EndpointConfig) {
+    let (Ok(mut a), Ok(mut b)) = (
+        sigcomp::Endpoint::new(config.clone()),
+        sigcomp::Endpoint::new(config.clone()),
+    ) else {
+        return;
+    };
+    let mut out = Vec::new();
+    if a.send(sigcomp::CompartmentId(1), SAMPLE, Link::Datagram, &mut out)
+        .is_ok()
+    {
+        let _ = b.receive(&out, Link::Datagram);
     }
 }
 

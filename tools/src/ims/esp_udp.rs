@@ -116,6 +116,9 @@ impl EspUdp {
         };
         let plain = bind(addr)?;
         let local_ip = plain.local_addr()?.ip();
+        // The first SA's crypto costs its CPU feature detection: paid now,
+        // not in the first protected REGISTER.
+        opensec::warm_up();
         let port_c = bind(SocketAddr::new(local_ip, port_c))?;
         let port_s = bind(SocketAddr::new(local_ip, port_s))?;
         Ok(EspUdp {
