@@ -39,6 +39,7 @@ pub mod config;
 pub mod demo;
 pub mod esp_udp;
 pub mod netns;
+pub mod sockets;
 pub mod tun;
 
 pub use esp_udp::{Datagram, EspUdp, Recv, SaUsage};
@@ -150,8 +151,8 @@ impl Transport {
     pub fn local_addr(&self) -> Result<SocketAddr> {
         match self {
             Transport::Plain(s) => Ok(s.local_addr()?),
-            Transport::Udp(e) => e.local_addr(),
-            Transport::Tun(t) => t.local_addr(),
+            Transport::Udp(e) => Ok(e.local_addr()),
+            Transport::Tun(t) => Ok(t.local_addr()),
         }
     }
 
@@ -159,8 +160,8 @@ impl Transport {
     pub fn protected_ports(&self) -> Result<Option<(u16, u16)>> {
         match self {
             Transport::Plain(_) => Ok(None),
-            Transport::Udp(e) => e.protected_ports().map(Some),
-            Transport::Tun(t) => t.protected_ports().map(Some),
+            Transport::Udp(e) => Ok(Some(e.protected_ports())),
+            Transport::Tun(t) => Ok(Some(t.protected_ports())),
         }
     }
 

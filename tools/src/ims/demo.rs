@@ -828,16 +828,7 @@ pub fn latest_per_spi<'a>(sas: &[&'a Value]) -> Vec<&'a Value> {
 /// keys) of the SAs it carries: one tshark decrypts ESP and decodes the
 /// protected ports as SigComp.
 pub fn tshark_transport_command(pcap: &Path, sas: &[&Value]) -> String {
-    let mut ports = BTreeSet::new();
-    let mut uat = Vec::new();
-    for s in latest_per_spi(sas) {
-        let Some((src, dst)) = endpoints(s) else {
-            continue;
-        };
-        ports.insert(src.port());
-        ports.insert(dst.port());
-        uat.push(uat_entry(s, src, dst));
-    }
+    let (ports, uat) = sa_table(sas);
     let sigcomp: Vec<String> = ports
         .iter()
         .map(|p| format!("-d udp.port=={p},sigcomp"))
@@ -848,6 +839,22 @@ pub fn tshark_transport_command(pcap: &Path, sas: &[&Value]) -> String {
         uat.join(" \\\n  "),
         sigcomp.join(" "),
     )
+}
+
+/// tshark's ESP SA table for the `sa` events (the last SA per addresses
+/// and SPI, [`latest_per_spi`]), and the ports the SAs protect.
+fn sa_table(sas: &[&Value]) -> (BTreeSet<u16>, Vec<String>) {
+    let mut ports = BTreeSet::new();
+    let mut uat = Vec::new();
+    for s in latest_per_spi(sas) {
+        let Some((src, dst)) = endpoints(s) else {
+            continue;
+        };
+        ports.insert(src.port());
+        ports.insert(dst.port());
+        uat.push(uat_entry(s, src, dst));
+    }
+    (ports, uat)
 }
 
 /// The source and destination of an `sa` event.
@@ -880,16 +887,7 @@ fn uat_entry(s: &Value, src: std::net::SocketAddr, dst: std::net::SocketAddr) ->
 /// first decrypts and prints each inner IP packet in hex, `text2pcap`
 /// makes a capture of them, the second reads it, decompressing SigComp.
 pub fn tshark_command(pcap: &Path, sas: &[&Value]) -> String {
-    let mut ports = BTreeSet::new();
-    let mut uat = Vec::new();
-    for s in latest_per_spi(sas) {
-        let Some((src, dst)) = endpoints(s) else {
-            continue;
-        };
-        ports.insert(src.port());
-        ports.insert(dst.port());
-        uat.push(uat_entry(s, src, dst));
-    }
+    let (ports, uat) = sa_table(sas);
     let pcap = pcap.to_string_lossy();
     let inner = match pcap.strip_suffix(".pcap") {
         Some(stem) => format!("{stem}-inner.pcap"),

@@ -14,21 +14,18 @@
 //! The SA statements are `gm`'s ([`SaSet::statements`] and the update and
 //! delete ones), applied with `sadb`'s own apply.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::os::fd::AsFd;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
 use gm::reg::{IpsecMode, SaSet};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use sadb::ast::Direction;
 use sadb::{Databases, Incoming, Outgoing, Received, Statement, Timestamp, Wire};
 
 use super::OsRandom;
+use super::sockets::{SaBook, SipSockets};
 
 /// Room in front of a packet for the ESP and outer headers the engine
 /// writes (one SA: at most 64 bytes, `sadb` says; kept generous).
@@ -86,17 +83,10 @@ pub struct SaUsage {
 /// The sockets, the SA database and the capture of `--ipsec udp`.
 #[derive(Debug)]
 pub struct EspUdp {
-    plain: UdpSocket,
-    port_c: UdpSocket,
-    port_s: UdpSocket,
-    local_ip: IpAddr,
+    sockets: SipSockets,
     db: Databases,
-    /// Peer (address, port) -> our protected port that sends to it: from
-    /// the outbound SAs installed.
-    routes: HashMap<SocketAddr, u16>,
-    /// The SA sets installed, as given and as installed (with reqids of
-    /// their own), removed on [`EspUdp::close`].
-    sets: Vec<(SaSet, SaSet)>,
+    /// The SA sets installed, removed on [`EspUdp::close`].
+    book: SaBook,
     rng: OsRandom,
     /// The send buffer, reused.
     out: Vec<u8>,
@@ -108,31 +98,18 @@ impl EspUdp {
     /// Binds the plain socket on `addr` and the protected ones on its
     /// address with `port_c` and `port_s` (0: any free port).
     pub fn bind(addr: SocketAddr, port_c: u16, port_s: u16) -> Result<EspUdp> {
-        let bind = |a: SocketAddr| -> Result<UdpSocket> {
-            let s = UdpSocket::bind(a).with_context(|| format!("cannot bind {a}"))?;
-            s.set_nonblocking(true)
-                .with_context(|| format!("cannot make {a} non-blocking"))?;
-            Ok(s)
-        };
-        let plain = bind(addr)?;
-        let local_ip = plain.local_addr()?.ip();
+        let sockets = SipSockets::bind(addr, port_c, port_s)?;
         // The first SA's crypto costs its CPU feature detection: paid now,
         // not in the first protected REGISTER.
         opensec::warm_up();
-        let port_c = bind(SocketAddr::new(local_ip, port_c))?;
-        let port_s = bind(SocketAddr::new(local_ip, port_s))?;
         Ok(EspUdp {
-            plain,
-            port_c,
-            port_s,
-            local_ip,
+            sockets,
             db: {
                 let mut db = Databases::new();
                 db.tunnel_needs_policy = true;
                 db
             },
-            routes: HashMap::new(),
-            sets: Vec::new(),
+            book: SaBook::default(),
             rng: OsRandom::new()?,
             out: vec![0; HEAD + MAX_DATAGRAM + TAIL],
             pcap: None,
@@ -153,16 +130,13 @@ impl EspUdp {
     }
 
     /// The plain socket's address.
-    pub fn local_addr(&self) -> Result<SocketAddr> {
-        Ok(self.plain.local_addr()?)
+    pub fn local_addr(&self) -> SocketAddr {
+        self.sockets.local_addr()
     }
 
     /// Our port-c and port-s.
-    pub fn protected_ports(&self) -> Result<(u16, u16)> {
-        Ok((
-            self.port_c.local_addr()?.port(),
-            self.port_s.local_addr()?.port(),
-        ))
+    pub fn protected_ports(&self) -> (u16, u16) {
+        self.sockets.protected_ports()
     }
 
     /// Datagrams dropped on the protected ports so far.
@@ -179,15 +153,7 @@ impl EspUdp {
                 set.mode()
             );
         }
-        let (c, s) = self.protected_ports()?;
-        for sa in set.sas().iter().filter(|sa| sa.direction == Direction::Out) {
-            if sa.src_port != c && sa.src_port != s {
-                bail!(
-                    "an SA leaves from port {}, not one of our protected ports {c} and {s}",
-                    sa.src_port
-                );
-            }
-        }
+        SaBook::check_ports(set, self.protected_ports())?;
         // Each set's two outbound policies get reqids no other set here
         // has, or a `unique:N` policy would take another UE's SA (every
         // set comes with reqids 1 and 2).
@@ -197,45 +163,22 @@ impl EspUdp {
             .ok_or_else(|| anyhow!("cannot install the SAs: no reqids left"))?;
         let local = set.clone().with_reqid_base(base);
         self.apply(&local.statements(), "install")?;
-        for sa in set.sas().iter().filter(|sa| sa.direction == Direction::Out) {
-            self.routes
-                .insert(SocketAddr::new(sa.dst, sa.dst_port), sa.src_port);
-        }
-        self.sets.push((set.clone(), local));
+        self.book.add(set, local);
         Ok(())
     }
 
     /// Gives the installed SAs of `set` its lifetime (`update`).
     pub fn update(&mut self, set: &SaSet) -> Result<()> {
-        let Some(i) = self.installed(set) else {
-            bail!("cannot update SAs that are not installed");
-        };
-        let Some((given, local)) = self.sets.get(i).cloned() else {
-            return Ok(());
-        };
-        let updated = local.with_lifetime(set.lifetime());
-        self.apply(&updated.update_statements(), "update")?;
-        if let Some(slot) = self.sets.get_mut(i) {
-            *slot = (given, updated);
-        }
-        Ok(())
+        let db = &mut self.db;
+        self.book
+            .update(set, |statements| apply(db, statements, "update"))
     }
 
     /// Removes the SAs and policies of `set` (`spddelete`, `delete`);
     /// what each SA carried, as it was just before.
     pub fn remove(&mut self, set: &SaSet) -> Result<Vec<SaUsage>> {
-        let Some(i) = self.installed(set) else {
-            bail!("cannot remove SAs that are not installed");
-        };
+        let local = self.book.take(set)?;
         let usage = self.usage(set);
-        let (given, local) = self.sets.remove(i);
-        for sa in given
-            .sas()
-            .iter()
-            .filter(|sa| sa.direction == Direction::Out)
-        {
-            self.routes.remove(&SocketAddr::new(sa.dst, sa.dst_port));
-        }
         self.apply(&local.delete_statements(), "remove")?;
         Ok(usage)
     }
@@ -271,35 +214,24 @@ impl EspUdp {
     /// what their SAs carried, for the caller to report.
     pub fn close(&mut self) -> Result<Vec<(SaSet, Vec<SaUsage>)>> {
         let mut removed = Vec::new();
-        while let Some((given, _)) = self.sets.first().cloned() {
+        while let Some(given) = self.book.first() {
             let usage = self.remove(&given)?;
             removed.push((given, usage));
         }
         Ok(removed)
     }
 
-    /// Where `set` is among the installed sets (same SAs; the lifetime
-    /// may differ).
-    fn installed(&self, set: &SaSet) -> Option<usize> {
-        self.sets
-            .iter()
-            .position(|(given, _)| given.sas() == set.sas())
-    }
-
     fn apply(&mut self, statements: &[Statement], what: &str) -> Result<()> {
-        self.db
-            .apply_statements(statements, now())
-            .map(|_| ())
-            .map_err(|e| anyhow!("cannot {what} the SAs: {e}"))
+        apply(&mut self.db, statements, what)
     }
 
     /// Sends one SIP message to `to`: over the SA the policy names, or in
     /// clear from the plain socket where no policy covers it. The SPI of
     /// the SA used, if one was.
     pub fn send(&mut self, bytes: &[u8], to: SocketAddr) -> Result<Option<u32>> {
-        let plain_port = self.plain.local_addr()?.port();
-        let src_port = self.routes.get(&to).copied().unwrap_or(plain_port);
-        let inner = ip_udp(SocketAddr::new(self.local_ip, src_port), to, bytes)
+        let plain_port = self.sockets.local_addr().port();
+        let src_port = self.book.route(to).map_or(plain_port, |(port, _)| port);
+        let inner = ip_udp(SocketAddr::new(self.sockets.ip(), src_port), to, bytes)
             .ok_or_else(|| anyhow!("cannot send {} bytes to {to}: too long", bytes.len()))?;
         let end = HEAD + inner.len();
         let Some(slot) = self.out.get_mut(HEAD..end) else {
@@ -313,7 +245,7 @@ impl EspUdp {
                 let Wire::EspInUdp { sport, dport } = p.wire else {
                     bail!("not sent to {to}: its SA is not ESP in UDP");
                 };
-                let sock = self.socket(sport).ok_or_else(|| {
+                let sock = self.sockets.protected(sport).ok_or_else(|| {
                     anyhow!("not sent to {to}: its SA leaves from port {sport}, not ours")
                 })?;
                 let payload = self.out.get(p.payload()).unwrap_or_default();
@@ -324,7 +256,8 @@ impl EspUdp {
                 Ok(p.sas.iter().next().map(|u| u.id.spi.0))
             }
             Outgoing::Bypass { .. } if src_port == plain_port => {
-                self.plain
+                self.sockets
+                    .plain()
                     .send_to(bytes, to)
                     .with_context(|| format!("cannot send to {to}"))?;
                 record(&mut self.pcap, &inner);
@@ -339,61 +272,23 @@ impl EspUdp {
         }
     }
 
-    fn socket(&self, port: u16) -> Option<&UdpSocket> {
-        [&self.port_c, &self.port_s]
-            .into_iter()
-            .find(|s| s.local_addr().is_ok_and(|a| a.port() == port))
-    }
-
     /// Receives one datagram into `buf` (at least 64 KiB + 256 bytes),
     /// waiting at most `wait`; `None` when none came.
     pub fn recv(&mut self, buf: &mut [u8], wait: Duration) -> Result<Option<Recv>> {
-        let ready = {
-            let mut fds = [
-                PollFd::new(self.plain.as_fd(), PollFlags::POLLIN),
-                PollFd::new(self.port_c.as_fd(), PollFlags::POLLIN),
-                PollFd::new(self.port_s.as_fd(), PollFlags::POLLIN),
-            ];
-            let ms = wait.max(Duration::from_millis(1));
-            let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
-            match poll(&mut fds, timeout) {
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e).context("cannot wait for datagrams"),
-            }
-            fds.map(|f| f.any().unwrap_or(false))
-        };
-        let Some(which) = ready.iter().position(|r| *r) else {
-            return Ok(None);
-        };
-        let sock = match which {
-            0 => &self.plain,
-            1 => &self.port_c,
-            _ => &self.port_s,
-        };
-        let local = sock.local_addr()?;
         let Some(room) = buf.get_mut(HEAD..) else {
             bail!("receive buffer too small");
         };
-        let (n, from) = match sock.recv_from(room) {
-            Ok(r) => r,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::Interrupted
-                        | std::io::ErrorKind::ConnectionRefused
-                ) =>
-            {
-                return Ok(None);
-            }
-            Err(e) => return Err(e).context("cannot receive"),
+        let Some(a) = self.sockets.recv(room, wait)? else {
+            return Ok(None);
         };
-        let range = HEAD..HEAD + n;
+        let (from, port) = (a.from, a.port);
+        let local = SocketAddr::new(self.sockets.ip(), port);
+        let range = HEAD..HEAD + a.len;
         let datagram = buf.get(range.clone()).unwrap_or_default();
         if let Some(outer) = ip_udp(from, local, datagram) {
             record(&mut self.pcap, &outer);
         }
-        if which == 0 {
+        if !a.protected {
             return Ok(Some(Recv::Message(Datagram {
                 range,
                 from,
@@ -401,7 +296,6 @@ impl EspUdp {
                 spi: None,
             })));
         }
-        let port = local.port();
         let verdict = self.db.unprotect(
             buf,
             range,
@@ -436,6 +330,12 @@ impl EspUdp {
             spi,
         })))
     }
+}
+
+fn apply(db: &mut Databases, statements: &[Statement], what: &str) -> Result<()> {
+    db.apply_statements(statements, now())
+        .map(|_| ())
+        .map_err(|e| anyhow!("cannot {what} the SAs: {e}"))
 }
 
 /// One line for a datagram the engine refused.

@@ -19,34 +19,26 @@
 //! run left), and again at [`IpsecdSas::close`]: the process removes
 //! exactly what it owns.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::os::fd::AsFd;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use gm::reg::{IpsecMode, SaSet};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use sadb::ast::Direction;
 use sadb::{Owner, Statement};
 
 use super::esp_udp::{Datagram, Recv, SaUsage};
+use super::sockets::{SaBook, SipSockets};
 use crate::ipsecd::client::{Client, ClientError, GetSpi};
 
 /// The sockets and the ipsecd client of `--ipsec tun`.
 #[derive(Debug)]
 pub struct IpsecdSas {
-    plain: UdpSocket,
-    port_c: UdpSocket,
-    port_s: UdpSocket,
+    sockets: SipSockets,
     client: Client,
     owner: Owner,
-    /// Peer (address, port) -> (our protected port, SPI of the outbound
-    /// SA): from the outbound SAs installed.
-    routes: HashMap<SocketAddr, (u16, u32)>,
-    /// The SA sets installed, as given and as installed (with reqids of
-    /// their own).
-    sets: Vec<(SaSet, SaSet)>,
+    /// The SA sets installed.
+    book: SaBook,
     /// SPIs held with `getspi` and not yet completed.
     held: Vec<u32>,
     /// What the start-up clean-up removed (a crashed run's entries).
@@ -74,14 +66,8 @@ impl IpsecdSas {
             ),
             e => anyhow!("--ipsec tun: {e}"),
         })?;
-        let bind = |a: SocketAddr| -> Result<UdpSocket> {
-            let s = UdpSocket::bind(a).with_context(|| format!("cannot bind {a}"))?;
-            s.set_nonblocking(true)
-                .with_context(|| format!("cannot make {a} non-blocking"))?;
-            Ok(s)
-        };
-        let plain = bind(addr)?;
-        let ip = plain.local_addr()?.ip();
+        let sockets = SipSockets::bind(addr, port_c, port_s)?;
+        let ip = sockets.ip();
         if ip.is_loopback() || ip.is_unspecified() {
             bail!(
                 "--ipsec tun needs the address of an interface ipsecd routes for, not {ip} \
@@ -89,13 +75,10 @@ impl IpsecdSas {
             );
         }
         Ok(IpsecdSas {
-            port_c: bind(SocketAddr::new(ip, port_c))?,
-            port_s: bind(SocketAddr::new(ip, port_s))?,
-            plain,
+            sockets,
             client,
             owner,
-            routes: HashMap::new(),
-            sets: Vec::new(),
+            book: SaBook::default(),
             held: Vec::new(),
             leftovers,
             dropped: 0,
@@ -103,16 +86,13 @@ impl IpsecdSas {
     }
 
     /// The plain socket's address.
-    pub fn local_addr(&self) -> Result<SocketAddr> {
-        Ok(self.plain.local_addr()?)
+    pub fn local_addr(&self) -> SocketAddr {
+        self.sockets.local_addr()
     }
 
     /// Our port-c and port-s.
-    pub fn protected_ports(&self) -> Result<(u16, u16)> {
-        Ok((
-            self.port_c.local_addr()?.port(),
-            self.port_s.local_addr()?.port(),
-        ))
+    pub fn protected_ports(&self) -> (u16, u16) {
+        self.sockets.protected_ports()
     }
 
     /// Datagrams a protected port received from a sender without SAs to
@@ -129,7 +109,7 @@ impl IpsecdSas {
     /// Holds two SPIs for SAs from `peer` to us (`getspi`): the UE's
     /// spi-c and spi-s, unique at this ipsecd.
     pub fn hold_spis(&mut self, peer: IpAddr) -> Result<(u32, u32)> {
-        let me = self.local_addr()?.ip();
+        let me = self.sockets.ip();
         let hold = || -> Result<u32> {
             let id = self
                 .client
@@ -151,18 +131,7 @@ impl IpsecdSas {
                 set.mode()
             );
         }
-        let (c, s) = self.protected_ports()?;
-        let out: Vec<_> = set
-            .sas()
-            .into_iter()
-            .filter(|sa| sa.direction == Direction::Out)
-            .collect();
-        if let Some(sa) = out.iter().find(|sa| sa.src_port != c && sa.src_port != s) {
-            bail!(
-                "an SA leaves from port {}, not one of our protected ports {c} and {s}",
-                sa.src_port
-            );
-        }
+        SaBook::check_ports(set, self.protected_ports())?;
         let base = self
             .client
             .free_reqids(2)
@@ -185,45 +154,22 @@ impl IpsecdSas {
             .map(|sa| sa.spi)
             .collect();
         self.held.retain(|spi| !inbound.contains(spi));
-        for sa in out {
-            self.routes
-                .insert(SocketAddr::new(sa.dst, sa.dst_port), (sa.src_port, sa.spi));
-        }
-        self.sets.push((set.clone(), local));
+        self.book.add(set, local);
         Ok(())
     }
 
     /// Gives the installed SAs of `set` its lifetime (`update`).
     pub fn update(&mut self, set: &SaSet) -> Result<()> {
-        let Some(i) = self.installed(set) else {
-            bail!("cannot update SAs that are not installed");
-        };
-        let Some((given, local)) = self.sets.get(i).cloned() else {
-            return Ok(());
-        };
-        let updated = local.with_lifetime(set.lifetime());
-        self.apply(&updated.update_statements(), "update")?;
-        if let Some(slot) = self.sets.get_mut(i) {
-            *slot = (given, updated);
-        }
-        Ok(())
+        let (client, owner) = (&self.client, &self.owner);
+        self.book
+            .update(set, |statements| apply(client, owner, statements, "update"))
     }
 
     /// Removes the SAs and policies of `set` (`spddelete`, `delete`);
     /// what each SA carried, as ipsecd counted it just before.
     pub fn remove(&mut self, set: &SaSet) -> Result<Vec<SaUsage>> {
-        let Some(i) = self.installed(set) else {
-            bail!("cannot remove SAs that are not installed");
-        };
-        let (given, local) = self.sets.remove(i);
+        let local = self.book.take(set)?;
         let usage = self.usage(&local);
-        for sa in given
-            .sas()
-            .iter()
-            .filter(|sa| sa.direction == Direction::Out)
-        {
-            self.routes.remove(&SocketAddr::new(sa.dst, sa.dst_port));
-        }
         self.apply(&local.delete_statements(), "remove")?;
         Ok(usage)
     }
@@ -254,17 +200,16 @@ impl IpsecdSas {
     pub fn close(&mut self) -> Result<Vec<(SaSet, Vec<SaUsage>)>> {
         let mut removed = Vec::new();
         let mut first_error = None;
-        while let Some((given, _)) = self.sets.first().cloned() {
+        // A set that fails to go is forgotten all the same (`take` comes
+        // first) and removed below, by owner.
+        while let Some(given) = self.book.first() {
             match self.remove(&given) {
                 Ok(usage) => removed.push((given, usage)),
                 Err(e) => {
-                    // Still removed below, by owner.
-                    self.sets.retain(|(g, _)| g.sas() != given.sas());
                     first_error.get_or_insert(e);
                 }
             }
         }
-        self.routes.clear();
         self.held.clear();
         self.client
             .delete_owned(&self.owner)
@@ -275,33 +220,20 @@ impl IpsecdSas {
         }
     }
 
-    fn installed(&self, set: &SaSet) -> Option<usize> {
-        self.sets
-            .iter()
-            .position(|(given, _)| given.sas() == set.sas())
-    }
-
     fn apply(&self, statements: &[Statement], what: &str) -> Result<()> {
-        self.client
-            .apply_statements(statements, Some(&self.owner))
-            .map(|_| ())
-            .map_err(|e| anyhow!("cannot {what} the SAs at ipsecd: {e}"))
+        apply(&self.client, &self.owner, statements, what)
     }
 
     /// Sends one SIP message to `to`: from the protected port an
     /// outbound SA leaves from (ipsecd protects it), or in clear from the
     /// plain socket. The SPI of the SA that carries it, if one does.
     pub fn send(&mut self, bytes: &[u8], to: SocketAddr) -> Result<Option<u32>> {
-        let (sock, spi) = match self.routes.get(&to) {
-            Some(&(port, spi)) => {
-                let sock = if self.port_c.local_addr()?.port() == port {
-                    &self.port_c
-                } else {
-                    &self.port_s
-                };
-                (sock, Some(spi))
-            }
-            None => (&self.plain, None),
+        let (sock, spi) = match self.book.route(to) {
+            Some((port, spi)) => match self.sockets.protected(port) {
+                Some(sock) => (sock, Some(spi)),
+                None => bail!("not sent to {to}: its SA leaves from port {port}, not ours"),
+            },
+            None => (self.sockets.plain(), None),
         };
         sock.send_to(bytes, to)
             .with_context(|| format!("cannot send to {to}"))?;
@@ -313,46 +245,13 @@ impl IpsecdSas {
     /// (ipsecd drops clear text from a peer with SAs; from a sender with
     /// none it is dropped here and counted).
     pub fn recv(&mut self, buf: &mut [u8], wait: Duration) -> Result<Option<Recv>> {
-        let ready = {
-            let mut fds = [
-                PollFd::new(self.plain.as_fd(), PollFlags::POLLIN),
-                PollFd::new(self.port_c.as_fd(), PollFlags::POLLIN),
-                PollFd::new(self.port_s.as_fd(), PollFlags::POLLIN),
-            ];
-            let ms = wait.max(Duration::from_millis(1));
-            let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
-            match poll(&mut fds, timeout) {
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e).context("cannot wait for datagrams"),
-            }
-            fds.map(|f| f.any().unwrap_or(false))
-        };
-        let Some(which) = ready.iter().position(|r| *r) else {
+        let Some(a) = self.sockets.recv(buf, wait)? else {
             return Ok(None);
         };
-        let sock = match which {
-            0 => &self.plain,
-            1 => &self.port_c,
-            _ => &self.port_s,
-        };
-        let port = sock.local_addr()?.port();
-        let (n, from) = match sock.recv_from(buf) {
-            Ok(r) => r,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::Interrupted
-                        | std::io::ErrorKind::ConnectionRefused
-                ) =>
-            {
-                return Ok(None);
-            }
-            Err(e) => return Err(e).context("cannot receive"),
-        };
-        if which == 0 {
+        let (from, port) = (a.from, a.port);
+        if !a.protected {
             return Ok(Some(Recv::Message(Datagram {
-                range: 0..n,
+                range: 0..a.len,
                 from,
                 protected_port: None,
                 spi: None,
@@ -361,16 +260,7 @@ impl IpsecdSas {
         // The SA it came over: the inbound SA from that peer's port to
         // ours. ipsecd's guard drops clear text from a peer with SAs; from
         // any other sender a protected port takes nothing (fail closed).
-        let spi = self.sets.iter().find_map(|(given, _)| {
-            given.sas().into_iter().find_map(|sa| {
-                (sa.direction == Direction::In
-                    && sa.src == from.ip()
-                    && sa.src_port == from.port()
-                    && sa.dst_port == port)
-                    .then_some(sa.spi)
-            })
-        });
-        let Some(spi) = spi else {
+        let Some(spi) = self.book.inbound_spi(from, port) else {
             self.dropped += 1;
             return Ok(Some(Recv::Dropped {
                 from,
@@ -379,12 +269,19 @@ impl IpsecdSas {
             }));
         };
         Ok(Some(Recv::Message(Datagram {
-            range: 0..n,
+            range: 0..a.len,
             from,
             protected_port: Some(port),
             spi: Some(spi),
         })))
     }
+}
+
+fn apply(client: &Client, owner: &Owner, statements: &[Statement], what: &str) -> Result<()> {
+    client
+        .apply_statements(statements, Some(owner))
+        .map(|_| ())
+        .map_err(|e| anyhow!("cannot {what} the SAs at ipsecd: {e}"))
 }
 
 /// What one SA carried, from its `setkey -D` text (`current: N(bytes)`

@@ -1,0 +1,247 @@
+//! What the two protected modes (`--ipsec udp`, [`super::esp_udp`], and
+//! `--ipsec tun`, [`super::tun`]) share: the three UDP sockets (plain,
+//! port-c, port-s) with one wait over them, and the book of the SA sets
+//! installed (as given by `gm` and as installed, with reqids of their
+//! own).
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use gm::reg::SaSet;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use sadb::Statement;
+use sadb::ast::Direction;
+
+/// The plain socket and the protected ones, with their ports known once.
+#[derive(Debug)]
+pub struct SipSockets {
+    plain: UdpSocket,
+    port_c: UdpSocket,
+    port_s: UdpSocket,
+    local: SocketAddr,
+    ports: (u16, u16),
+}
+
+/// One datagram [`SipSockets::recv`] took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    /// Its length, at the start of the buffer given.
+    pub len: usize,
+    /// The sender.
+    pub from: SocketAddr,
+    /// Our port it came to.
+    pub port: u16,
+    /// Whether that is port-c or port-s.
+    pub protected: bool,
+}
+
+fn bind_nonblocking(a: SocketAddr) -> Result<UdpSocket> {
+    let s = UdpSocket::bind(a).with_context(|| format!("cannot bind {a}"))?;
+    s.set_nonblocking(true)
+        .with_context(|| format!("cannot make {a} non-blocking"))?;
+    Ok(s)
+}
+
+impl SipSockets {
+    /// Binds the plain socket on `addr` and the protected ones on its
+    /// address with `port_c` and `port_s` (0: any free port).
+    pub fn bind(addr: SocketAddr, port_c: u16, port_s: u16) -> Result<SipSockets> {
+        let plain = bind_nonblocking(addr)?;
+        let local = plain.local_addr()?;
+        let port_c = bind_nonblocking(SocketAddr::new(local.ip(), port_c))?;
+        let port_s = bind_nonblocking(SocketAddr::new(local.ip(), port_s))?;
+        let ports = (port_c.local_addr()?.port(), port_s.local_addr()?.port());
+        Ok(SipSockets {
+            plain,
+            port_c,
+            port_s,
+            local,
+            ports,
+        })
+    }
+
+    /// The plain socket's address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Our address.
+    pub fn ip(&self) -> IpAddr {
+        self.local.ip()
+    }
+
+    /// Our port-c and port-s.
+    pub fn protected_ports(&self) -> (u16, u16) {
+        self.ports
+    }
+
+    /// The plain socket.
+    pub fn plain(&self) -> &UdpSocket {
+        &self.plain
+    }
+
+    /// The protected socket bound to `port`.
+    pub fn protected(&self, port: u16) -> Option<&UdpSocket> {
+        if port == self.ports.0 {
+            Some(&self.port_c)
+        } else if port == self.ports.1 {
+            Some(&self.port_s)
+        } else {
+            None
+        }
+    }
+
+    /// Waits at most `wait` for a datagram on any of the three and takes
+    /// one into `buf`; `None` when none came (or the peer's port was
+    /// closed: an ICMP error is not ours to act on, the transaction's
+    /// timer is).
+    pub fn recv(&self, buf: &mut [u8], wait: Duration) -> Result<Option<Arrival>> {
+        let ready = {
+            let mut fds = [
+                PollFd::new(self.plain.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.port_c.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.port_s.as_fd(), PollFlags::POLLIN),
+            ];
+            let ms = wait.max(Duration::from_millis(1));
+            let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e).context("cannot wait for datagrams"),
+            }
+            fds.map(|f| f.any().unwrap_or(false))
+        };
+        let Some(which) = ready.iter().position(|r| *r) else {
+            return Ok(None);
+        };
+        let (sock, port) = match which {
+            0 => (&self.plain, self.local.port()),
+            1 => (&self.port_c, self.ports.0),
+            _ => (&self.port_s, self.ports.1),
+        };
+        match sock.recv_from(buf) {
+            Ok((len, from)) => Ok(Some(Arrival {
+                len,
+                from,
+                port,
+                protected: which != 0,
+            })),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::Interrupted
+                        | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e).context("cannot receive"),
+        }
+    }
+}
+
+/// The SA sets installed: each as `gm` gave it and as installed (with
+/// reqids of its own), and which protected port sends to which peer.
+#[derive(Debug, Default)]
+pub struct SaBook {
+    sets: Vec<(SaSet, SaSet)>,
+    /// Peer (address, port) -> (our protected port, SPI of the outbound
+    /// SA): from the outbound SAs installed.
+    routes: std::collections::HashMap<SocketAddr, (u16, u32)>,
+}
+
+impl SaBook {
+    /// Refuses a set whose outbound SAs leave from a port other than our
+    /// `protected` ones.
+    pub fn check_ports(set: &SaSet, protected: (u16, u16)) -> Result<()> {
+        let (c, s) = protected;
+        for sa in set.sas().iter().filter(|sa| sa.direction == Direction::Out) {
+            if sa.src_port != c && sa.src_port != s {
+                bail!(
+                    "an SA leaves from port {}, not one of our protected ports {c} and {s}",
+                    sa.src_port
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Records `given`, installed as `local`.
+    pub fn add(&mut self, given: &SaSet, local: SaSet) {
+        for sa in given
+            .sas()
+            .iter()
+            .filter(|sa| sa.direction == Direction::Out)
+        {
+            self.routes
+                .insert(SocketAddr::new(sa.dst, sa.dst_port), (sa.src_port, sa.spi));
+        }
+        self.sets.push((given.clone(), local));
+    }
+
+    fn position(&self, set: &SaSet) -> Option<usize> {
+        self.sets
+            .iter()
+            .position(|(given, _)| given.sas() == set.sas())
+    }
+
+    /// Gives the installed SAs of `set` its lifetime: `apply` gets the
+    /// `update` statements.
+    pub fn update(
+        &mut self,
+        set: &SaSet,
+        apply: impl FnOnce(&[Statement]) -> Result<()>,
+    ) -> Result<()> {
+        let Some(i) = self.position(set) else {
+            bail!("cannot update SAs that are not installed");
+        };
+        let Some((_, local)) = self.sets.get_mut(i) else {
+            bail!("cannot update SAs that are not installed");
+        };
+        let updated = local.clone().with_lifetime(set.lifetime());
+        apply(&updated.update_statements())?;
+        *local = updated;
+        Ok(())
+    }
+
+    /// Forgets `set`; the set as installed, to delete.
+    pub fn take(&mut self, set: &SaSet) -> Result<SaSet> {
+        let Some(i) = self.position(set) else {
+            bail!("cannot remove SAs that are not installed");
+        };
+        let (given, local) = self.sets.remove(i);
+        for sa in given
+            .sas()
+            .iter()
+            .filter(|sa| sa.direction == Direction::Out)
+        {
+            self.routes.remove(&SocketAddr::new(sa.dst, sa.dst_port));
+        }
+        Ok(local)
+    }
+
+    /// The first set still installed, as given.
+    pub fn first(&self) -> Option<SaSet> {
+        self.sets.first().map(|(given, _)| given.clone())
+    }
+
+    /// Our protected port that sends to `to`, and the SPI of that SA.
+    pub fn route(&self, to: SocketAddr) -> Option<(u16, u32)> {
+        self.routes.get(&to).copied()
+    }
+
+    /// The SPI of the inbound SA from `from` to our `port`.
+    pub fn inbound_spi(&self, from: SocketAddr, port: u16) -> Option<u32> {
+        self.sets.iter().find_map(|(given, _)| {
+            given.sas().into_iter().find_map(|sa| {
+                (sa.direction == Direction::In
+                    && sa.src == from.ip()
+                    && sa.src_port == from.port()
+                    && sa.dst_port == port)
+                    .then_some(sa.spi)
+            })
+        })
+    }
+}
