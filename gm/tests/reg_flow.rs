@@ -734,3 +734,67 @@ fn unprotected_registration_reregistration_and_deregistration() {
     assert!(matches!(w.ue_events.last(), Some(UeAction::Deregistered)));
     assert!(w.net.binding(IMPI).is_none());
 }
+
+/// SPIs the caller holds elsewhere, recorded with the UE they were for.
+struct Held {
+    next: std::sync::Arc<std::sync::Mutex<Vec<(IpAddr, u32, u32)>>>,
+    spis: Vec<(u32, u32)>,
+}
+
+impl gm::reg::SpiSource for Held {
+    fn inbound_spis(&mut self, ue: IpAddr) -> Option<(u32, u32)> {
+        let (c, s) = self.spis.pop()?;
+        self.next.lock().unwrap().push((ue, c, s));
+        Some((c, s))
+    }
+}
+
+#[test]
+fn a_spi_source_gives_the_networks_inbound_spis() {
+    let mut w = world(0, 0, K, AkaVersion::V1);
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    w.net.set_spi_source(Box::new(Held {
+        next: asked.clone(),
+        spis: vec![(0x7000_0001, 0x7000_0002)],
+    }));
+    w.register();
+    registered(&w);
+    // Asked once, for this UE; its SPIs are the P-CSCF's offer and the
+    // SPIs of the SAs that arrive at the P-CSCF.
+    assert_eq!(
+        *asked.lock().unwrap(),
+        [(ue_addr(), 0x7000_0001, 0x7000_0002)]
+    );
+    let offer = w.net_sas[0].pcscf_offer();
+    assert_eq!((offer.spi_c, offer.spi_s), (0x7000_0001, 0x7000_0002));
+    let inbound: Vec<u32> = w.net_sas[0]
+        .sas()
+        .iter()
+        .filter(|sa| sa.direction == sadb::ast::Direction::In)
+        .map(|sa| sa.spi)
+        .collect();
+    assert_eq!(inbound.len(), 2);
+    assert!(
+        inbound
+            .iter()
+            .all(|s| [0x7000_0001, 0x7000_0002].contains(s))
+    );
+}
+
+#[test]
+fn a_spi_source_without_spis_gets_500() {
+    let mut w = world(0, 0, K, AkaVersion::V1);
+    w.net.set_spi_source(Box::new(Held {
+        next: Default::default(),
+        spis: vec![],
+    }));
+    let first = w.ue.register(&mut w.rng);
+    let req = first[0].request().unwrap();
+    let out = w
+        .net
+        .on_register(req, ue_addr(), Flow::Unprotected, w.now, &mut w.rng);
+    assert!(
+        matches!(out.as_slice(), [NetworkAction::Respond(m)] if m.status() == Some(500)),
+        "{out:?}"
+    );
+}

@@ -233,7 +233,7 @@ fn the_demo_over_ipsecd_in_namespaces_runs_every_step_and_tshark_reads_it() {
         s["steps"][0]["detail"]
             .as_str()
             .unwrap()
-            .contains("mod=trans by ipsecd"),
+            .contains("mod=trans by ipsecd (SPIs held there)"),
         "{s}"
     );
     // The P-CSCF's SAs, as its ipsecd holds them: transport mode, owned

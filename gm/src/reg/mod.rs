@@ -207,6 +207,16 @@ pub trait Random {
     fn fill(&mut self, buf: &mut [u8]);
 }
 
+/// Where the network side's inbound SPIs come from when the SAs live in
+/// a database other programs share (ipsecd): the caller holds two SPIs
+/// for SAs from the UE at `ue` to us there (setkey `getspi`) and returns
+/// them, `None` if it cannot. Without one ([`Network::set_spi_source`]),
+/// the network draws random SPIs that none of its own SA sets uses.
+pub trait SpiSource {
+    /// Two distinct SPIs above 255 (spi-c, spi-s) for SAs from `ue`.
+    fn inbound_spis(&mut self, ue: std::net::IpAddr) -> Option<(u32, u32)>;
+}
+
 /// The flow a message travels on, between the UE and the P-CSCF.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Flow {

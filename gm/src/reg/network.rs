@@ -278,6 +278,8 @@ pub struct Network {
     draining: Vec<notifier::Draining>,
     /// NOTIFYs sent and not ended: (Call-ID, CSeq, IMPI).
     outstanding: Vec<(String, u32, String)>,
+    /// The caller's SPIs, when set ([`Network::set_spi_source`]).
+    spi_source: Option<Box<dyn super::SpiSource + Send>>,
 }
 
 impl std::fmt::Debug for Network {
@@ -286,6 +288,7 @@ impl std::fmt::Debug for Network {
             .field("config", &self.config)
             .field("subscribers", &self.subscribers.len())
             .field("bindings", &self.bindings.len())
+            .field("spi_source", &self.spi_source.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -308,7 +311,15 @@ impl Network {
             reg_subs: HashMap::new(),
             draining: Vec::new(),
             outstanding: Vec::new(),
+            spi_source: None,
         }
+    }
+
+    /// Takes the inbound SPIs of every challenge from `source` (the
+    /// caller's SA database) instead of drawing them; a challenge for
+    /// which it has none is answered 500.
+    pub fn set_spi_source(&mut self, source: Box<dyn super::SpiSource + Send>) {
+        self.spi_source = Some(source);
     }
 
     /// Adds (or replaces) a subscriber.
@@ -577,9 +588,14 @@ impl Network {
                 out.extend(self.refuse(request, 494, None));
                 return out;
             };
-            let spis = self
-                .fresh_spi(rng, None)
-                .and_then(|c| Some((c, self.fresh_spi(rng, Some(c))?)));
+            let spis = match &mut self.spi_source {
+                Some(source) => source
+                    .inbound_spis(ue_addr)
+                    .filter(|&(c, s)| c > 255 && s > 255 && c != s),
+                None => self
+                    .fresh_spi(rng, None)
+                    .and_then(|c| Some((c, self.fresh_spi(rng, Some(c))?))),
+            };
             let Some((spi_c, spi_s)) = spis else {
                 out.extend(self.refuse(request, 500, None));
                 return out;

@@ -80,7 +80,8 @@ Modes:
                 them (Decode As UDP port -> UDPENCAP for the four ports).
   --ipsec tun   (root) sec-agree required, mod=trans only: the SAs and
                 policies go into this namespace's ipsecd (--ipsecd-socket)
-                under the owner tag pcscf-PORT (PORT: --listen's), so ESP
+                under the owner tag pcscf-PORT (PORT: --listen's), with each
+                challenge's SPIs held there first (getspi), so ESP
                 transport mode leaves its TUN as on a real Gm interface; SIP
                 uses plain sockets on port-c/port-s, and ipsecd's guards drop
                 clear text to or from them. At start and exit everything of
@@ -287,6 +288,15 @@ fn run(cli: &Cli) -> Result<()> {
     config.service_routes = vec![format!("<sip:orig@{local};lr>")];
     config.port = local.port();
     let mut net = Network::new(config);
+    // --ipsec tun: each challenge's SPIs are held at ipsecd, so no other
+    // owner's SA there can have them.
+    let spis = match &transport {
+        Transport::Tun(t) => {
+            net.set_spi_source(Box::new(t.spi_source()));
+            "ipsecd"
+        }
+        _ => "random",
+    };
     let centre_uri = cli
         .sms_centre
         .clone()
@@ -360,6 +370,7 @@ fn run(cli: &Cli) -> Result<()> {
         .set("sigcomp", cli.sigcomp)
         .set("sms_centre", centre_uri);
     if cli.ipsec.sec_agree() {
+        listening.set("spis", spis);
         listening
             .set("port_c", Json::Int(i64::from(port_c)))
             .set("port_s", Json::Int(i64::from(port_s)));

@@ -480,7 +480,12 @@ impl Demo {
                 listening["port_s"],
                 match &self.net {
                     Some(net) => format!(
-                        "mod=trans by ipsecd, namespaces {}, {} and {}",
+                        "mod=trans by ipsecd (SPIs {}), namespaces {}, {} and {}",
+                        if listening["spis"] == "ipsecd" {
+                            "held there"
+                        } else {
+                            "random"
+                        },
                         net.name(0),
                         net.name(1),
                         net.name(2)

@@ -9,17 +9,20 @@
 //! protects it, and delivers what its SAs let in to the same sockets; its
 //! nft guards drop clear text to and from the protected ports, so nothing
 //! a policy covers is sent or accepted in clear whatever this process
-//! does. The UE's inbound SPIs are held with `getspi` before they are
-//! offered ([`IpsecdSas::hold_spis`]); the `add` of an SA whose SPI is
-//! held becomes the `update` that completes it. The outbound policies get
-//! reqids no other policy of that ipsecd uses (`free-reqids`), as the two
-//! outbound SAs of a set share their addresses.
+//! does. Inbound SPIs are held with `getspi` before they are offered:
+//! the UE's at start ([`IpsecdSas::hold_spis`]), the network side's at
+//! each challenge ([`IpsecdSas::spi_source`], given to `gm`); the `add`
+//! of an SA whose SPI is held becomes the `update` that completes it.
+//! The outbound policies get reqids no other policy of that ipsecd uses
+//! (`free-reqids`), as the two outbound SAs of a set share their
+//! addresses.
 //!
 //! At start everything the owner tag holds is removed (what a crashed
 //! run left), and again at [`IpsecdSas::close`]: the process removes
 //! exactly what it owns.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -39,8 +42,9 @@ pub struct IpsecdSas {
     owner: Owner,
     /// The SA sets installed.
     book: SaBook,
-    /// SPIs held with `getspi` and not yet completed.
-    held: Vec<u32>,
+    /// SPIs held with `getspi` and not yet completed (shared with the
+    /// [`HeldSpis`] given to `gm`).
+    held: Arc<Mutex<Vec<u32>>>,
     /// What the start-up clean-up removed (a crashed run's entries).
     pub leftovers: sadb::Removed,
     dropped: u64,
@@ -79,7 +83,7 @@ impl IpsecdSas {
             client,
             owner,
             book: SaBook::default(),
-            held: Vec::new(),
+            held: Arc::default(),
             leftovers,
             dropped: 0,
         })
@@ -109,17 +113,18 @@ impl IpsecdSas {
     /// Holds two SPIs for SAs from `peer` to us (`getspi`): the UE's
     /// spi-c and spi-s, unique at this ipsecd.
     pub fn hold_spis(&mut self, peer: IpAddr) -> Result<(u32, u32)> {
-        let me = self.sockets.ip();
-        let hold = || -> Result<u32> {
-            let id = self
-                .client
-                .getspi(&GetSpi::new(peer, me), Some(&self.owner))
-                .map_err(|e| anyhow!("cannot hold an SPI at ipsecd: {e}"))?;
-            Ok(id.spi.0)
-        };
-        let (c, s) = (hold()?, hold()?);
-        self.held.extend([c, s]);
-        Ok((c, s))
+        self.spi_source().hold(peer)
+    }
+
+    /// The network side's SPIs, held at ipsecd for each challenge
+    /// ([`gm::reg::Network::set_spi_source`]).
+    pub fn spi_source(&self) -> HeldSpis {
+        HeldSpis {
+            client: self.client.clone(),
+            owner: self.owner.clone(),
+            me: self.sockets.ip(),
+            held: Arc::clone(&self.held),
+        }
     }
 
     /// Installs `set` (its `spdadd` and `add` statements, `update` for
@@ -137,7 +142,7 @@ impl IpsecdSas {
             .free_reqids(2)
             .map_err(|e| anyhow!("cannot install the SAs: {e}"))?;
         let local = set.clone().with_reqid_base(base);
-        let held = &self.held;
+        let held = self.held.lock().map(|h| h.clone()).unwrap_or_default();
         let statements: Vec<Statement> = local
             .statements()
             .into_iter()
@@ -153,7 +158,9 @@ impl IpsecdSas {
             .filter(|sa| sa.direction == Direction::In)
             .map(|sa| sa.spi)
             .collect();
-        self.held.retain(|spi| !inbound.contains(spi));
+        if let Ok(mut h) = self.held.lock() {
+            h.retain(|spi| !inbound.contains(spi));
+        }
         self.book.add(set, local);
         Ok(())
     }
@@ -210,7 +217,9 @@ impl IpsecdSas {
                 }
             }
         }
-        self.held.clear();
+        if let Ok(mut h) = self.held.lock() {
+            h.clear();
+        }
         self.client
             .delete_owned(&self.owner)
             .map_err(|e| anyhow!("cannot remove what {} holds at ipsecd: {e}", self.owner))?;
@@ -274,6 +283,40 @@ impl IpsecdSas {
             protected_port: Some(port),
             spi: Some(spi),
         })))
+    }
+}
+
+/// SPIs held at ipsecd under an owner tag, for SAs from a peer to `me`;
+/// the network side's [`gm::reg::SpiSource`] in `--ipsec tun`.
+#[derive(Debug, Clone)]
+pub struct HeldSpis {
+    client: Client,
+    owner: Owner,
+    me: IpAddr,
+    held: Arc<Mutex<Vec<u32>>>,
+}
+
+impl HeldSpis {
+    /// Two SPIs for SAs from `peer`, held with `getspi`.
+    pub fn hold(&self, peer: IpAddr) -> Result<(u32, u32)> {
+        let hold = || -> Result<u32> {
+            let id = self
+                .client
+                .getspi(&GetSpi::new(peer, self.me), Some(&self.owner))
+                .map_err(|e| anyhow!("cannot hold an SPI at ipsecd: {e}"))?;
+            Ok(id.spi.0)
+        };
+        let (c, s) = (hold()?, hold()?);
+        if let Ok(mut h) = self.held.lock() {
+            h.extend([c, s]);
+        }
+        Ok((c, s))
+    }
+}
+
+impl gm::reg::SpiSource for HeldSpis {
+    fn inbound_spis(&mut self, ue: IpAddr) -> Option<(u32, u32)> {
+        self.hold(ue).ok()
     }
 }
 
