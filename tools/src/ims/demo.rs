@@ -79,6 +79,12 @@ pub const NOTE: &str = "At the IMS demo";
 
 /// Runs the demo; the exit status of `imsua demo`.
 pub fn main(args: &DemoArgs) -> ExitCode {
+    if args.tun {
+        if let Err(e) = super::netns::require_root() {
+            eprintln!("imsua: demo: {e:#}");
+            return ExitCode::from(2);
+        }
+    }
     let mut demo = match Demo::new(args) {
         Ok(d) => d,
         Err(e) => {

@@ -34,6 +34,16 @@ pub struct DemoNet {
     daemons: Vec<Child>,
 }
 
+/// Refuses, in one line, to run without root.
+pub fn require_root() -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "demo --tun needs root (network namespaces, TUN devices, routing rules); `imsua demo` runs the same without root over ESP in UDP"
+        );
+    }
+    Ok(())
+}
+
 /// The address of host `i` (0: the P-CSCF's listening address).
 pub fn address(i: usize) -> IpAddr {
     match i {
@@ -65,11 +75,7 @@ impl DemoNet {
     /// records its packets in `pcap`. Anything that fails undoes what was
     /// made.
     pub fn create(dir: &Path, ipsecd: &Path, pcap: &Path) -> Result<DemoNet> {
-        if !nix::unistd::geteuid().is_root() {
-            bail!(
-                "demo --tun needs root (network namespaces, TUN devices, routing rules); `imsua demo` runs the same without root over ESP in UDP"
-            );
-        }
+        require_root()?;
         let id = std::process::id();
         let mut net = DemoNet {
             names: Vec::new(),
