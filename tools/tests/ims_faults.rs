@@ -34,24 +34,23 @@ use testkit::TempDir;
 const K: &str = "fec86ba6eb707ed08905757b1bb44b8f";
 const OP: &str = "dbc59adcb6f9a0ef735477b7fadf8374";
 const LIMIT: Duration = Duration::from_secs(30);
+/// Bob's identity and AKA keys, as every UA here has them.
+const BOB: [&str; 8] = [
+    "--impi",
+    "bob@ims.example.org",
+    "--impu",
+    "sip:bob@ims.example.org",
+    "--k",
+    K,
+    "--op",
+    OP,
+];
 
 fn imsua(pcscf: &str, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_imsua"));
-    cmd.args([
-        "--impi",
-        "bob@ims.example.org",
-        "--impu",
-        "sip:bob@ims.example.org",
-        "--k",
-        K,
-        "--op",
-        OP,
-        "--pcscf",
-        pcscf,
-        "--ipsec",
-        "udp",
-    ])
-    .args(extra);
+    cmd.args(BOB)
+        .args(["--pcscf", pcscf, "--ipsec", "udp"])
+        .args(extra);
     cmd
 }
 
@@ -294,15 +293,7 @@ fn ipsecd_not_running_in_tun_mode_is_one_line_and_exit_2() {
     let dir = TempDir::new("ims-no-ipsecd");
     let socket = dir.path("ipsecd.sock");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_imsua"));
-    cmd.args([
-        "--impi",
-        "bob@ims.example.org",
-        "--impu",
-        "sip:bob@ims.example.org",
-        "--k",
-        K,
-        "--op",
-        OP,
+    cmd.args(BOB).args([
         "--pcscf",
         "192.0.2.1:5060",
         "--local",
@@ -390,15 +381,8 @@ impl IpsecdHost {
     fn imsua(&self, t1: &str) -> Command {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.ns, env!("CARGO_BIN_EXE_imsua")])
+            .args(BOB)
             .args([
-                "--impi",
-                "bob@ims.example.org",
-                "--impu",
-                "sip:bob@ims.example.org",
-                "--k",
-                K,
-                "--op",
-                OP,
                 // Nobody answers there.
                 "--pcscf",
                 "10.99.0.1:5060",

@@ -379,6 +379,19 @@ impl SaSet {
         }
     }
 
+    /// The SPI of this side's inbound SA that carries datagrams from
+    /// `from` to our `port`, if one does: a datagram that reaches a
+    /// protected port from anyone else did not come over these SAs.
+    pub fn inbound_spi(&self, from: std::net::SocketAddr, port: u16) -> Option<u32> {
+        self.sas().into_iter().find_map(|sa| {
+            (sa.direction == Direction::In
+                && sa.src == from.ip()
+                && sa.src_port == from.port()
+                && sa.dst_port == port)
+                .then_some(sa.spi)
+        })
+    }
+
     /// `spdadd` and `add` for each SA, in the order of [`SaSet::sas`].
     pub fn statements(&self) -> Vec<Statement> {
         self.sas()
@@ -702,6 +715,31 @@ add 192.168.0.11 192.168.0.10 esp 3333 -m transport -u 2 -E des-ede3-cbc "123456
             pcscf.to_string(),
             "ipsec-3gpp;alg=hmac-sha-1-96;ealg=aes-cbc;spi-c=3333;spi-s=4444;port-c=5066;port-s=5068"
         );
+    }
+
+    #[test]
+    fn inbound_spi_names_the_sa_of_a_sender_and_port() {
+        let (ue, pcscf) = offers();
+        let a = Agreement {
+            ue_addr: "192.0.2.1".parse().unwrap(),
+            pcscf_addr: "192.0.2.9".parse().unwrap(),
+            ue,
+            pcscf,
+        };
+        let s = SaSet::new(Side::Ue, &a, &[1; 16], &[2; 16], TEMPORARY_LIFETIME).unwrap();
+        let at = |x: &str| x.parse::<std::net::SocketAddr>().unwrap();
+        // The UE: the P-CSCF's port-s to our port-c (spi-c 1111), its
+        // port-c to our port-s (spi-s 2222); nothing else.
+        assert_eq!(s.inbound_spi(at("192.0.2.9:5068"), 5062), Some(1111));
+        assert_eq!(s.inbound_spi(at("192.0.2.9:5066"), 5064), Some(2222));
+        assert_eq!(s.inbound_spi(at("192.0.2.9:5066"), 5062), None);
+        assert_eq!(s.inbound_spi(at("192.0.2.7:5068"), 5062), None);
+        assert_eq!(s.inbound_spi(at("192.0.2.9:5060"), 5062), None);
+        // The network: the UE's port-c to our port-s (spi-s 4444).
+        let n = s.mirror();
+        assert_eq!(n.inbound_spi(at("192.0.2.1:5062"), 5068), Some(4444));
+        assert_eq!(n.inbound_spi(at("192.0.2.1:5064"), 5066), Some(3333));
+        assert_eq!(n.inbound_spi(at("192.0.2.1:5062"), 5066), None);
     }
 
     /// The seed's SAs in `mod=UDP-enc-tun`: tunnel-mode esp-udp SAs on the

@@ -234,14 +234,8 @@ impl SaBook {
 
     /// The SPI of the inbound SA from `from` to our `port`.
     pub fn inbound_spi(&self, from: SocketAddr, port: u16) -> Option<u32> {
-        self.sets.iter().find_map(|(given, _)| {
-            given.sas().into_iter().find_map(|sa| {
-                (sa.direction == Direction::In
-                    && sa.src == from.ip()
-                    && sa.src_port == from.port()
-                    && sa.dst_port == port)
-                    .then_some(sa.spi)
-            })
-        })
+        self.sets
+            .iter()
+            .find_map(|(given, _)| given.inbound_spi(from, port))
     }
 }
