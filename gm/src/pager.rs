@@ -20,7 +20,7 @@
 //! let page = Page {
 //!     from: "sip:bob@ims.example.org", to: "sip:alice@ims.example.org",
 //!     local: "127.0.0.1:5070", call_id: "c1", from_tag: "t1", branch: "z9hG4bKm1",
-//!     cseq: 1, routes: &[], text: "hello",
+//!     cseq: 1, routes: &[], text: "hello", protocol: gm::txn::Protocol::Udp,
 //! };
 //! let m = gm::pager::request(&page).unwrap();
 //! let via = "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKp1";
@@ -59,6 +59,8 @@ pub struct Page<'a> {
     pub routes: &'a [String],
     /// The text, sent as `text/plain`.
     pub text: &'a str,
+    /// The transport, for the Via.
+    pub protocol: crate::txn::Protocol,
 }
 
 /// A pager-mode MESSAGE (RFC 3428 §4, RFC 3261 §8.1.1).
@@ -76,7 +78,12 @@ pub fn request_with_body(
     let mut b = Message::request(Method::Message, p.to)
         .header(
             "Via",
-            format!("SIP/2.0/UDP {};branch={};rport", p.local, p.branch),
+            format!(
+                "SIP/2.0/{} {};branch={};rport",
+                p.protocol.via_name(),
+                p.local,
+                p.branch
+            ),
         )
         .header("Max-Forwards", 70)
         .header("From", format!("<{}>;tag={}", p.from, p.from_tag))
@@ -327,6 +334,7 @@ mod tests {
             cseq: 1,
             routes,
             text: "hello",
+            protocol: crate::txn::Protocol::Udp,
         })
         .unwrap()
     }
@@ -401,9 +409,11 @@ mod tests {
             cseq: 1,
             routes: &[],
             text: "not used",
+            protocol: crate::txn::Protocol::Tcp,
         };
         let m = request_with_body(&p, "application/vnd.3gpp.sms", &[0, 1, 0xff]).unwrap();
         assert_eq!(m.body(), [0, 1, 0xff]);
+        assert_eq!(m.top_via().unwrap().transport, "TCP");
         assert_eq!(
             m.content_type().unwrap().unwrap().to_string(),
             "application/vnd.3gpp.sms"

@@ -105,6 +105,61 @@ pub enum Reliability {
     Reliable,
 }
 
+/// The transport protocol a SIP message goes over (RFC 3261 §18), as its
+/// Via names it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// UDP: one message per datagram; the transaction layer retransmits.
+    #[default]
+    Udp,
+    /// TCP: a byte stream, messages delimited by Content-Length; no
+    /// retransmission.
+    Tcp,
+}
+
+impl Protocol {
+    /// The Via `sent-protocol` transport token: `UDP`, `TCP`.
+    ///
+    /// ```
+    /// use gm::txn::Protocol;
+    /// assert_eq!(Protocol::Tcp.via_name(), "TCP");
+    /// ```
+    pub fn via_name(self) -> &'static str {
+        match self {
+            Protocol::Udp => "UDP",
+            Protocol::Tcp => "TCP",
+        }
+    }
+
+    /// The URI `transport` parameter that asks for this protocol (RFC 3261
+    /// §19.1.1): none for UDP, the default, `;transport=tcp` for TCP.
+    pub fn uri_param(self) -> &'static str {
+        match self {
+            Protocol::Udp => "",
+            Protocol::Tcp => ";transport=tcp",
+        }
+    }
+
+    /// Whether the transport retransmits for us.
+    pub fn reliability(self) -> Reliability {
+        match self {
+            Protocol::Udp => Reliability::Unreliable,
+            Protocol::Tcp => Reliability::Reliable,
+        }
+    }
+
+    /// `udp` or `tcp` (any case).
+    pub fn parse(s: &str) -> Option<Protocol> {
+        if s.eq_ignore_ascii_case("udp") {
+            Some(Protocol::Udp)
+        } else if s.eq_ignore_ascii_case("tcp") {
+            Some(Protocol::Tcp)
+        } else {
+            None
+        }
+    }
+}
+
 /// The RFC 3261 §18.1.1 size rule: whether a request of `wire_len` bytes
 /// must go over a congestion-controlled transport (TCP) rather than UDP,
 /// because it is within 200 bytes of `path_mtu` or, with the path MTU

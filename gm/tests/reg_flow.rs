@@ -735,6 +735,40 @@ fn unprotected_registration_reregistration_and_deregistration() {
     assert!(w.net.binding(IMPI).is_none());
 }
 
+#[test]
+fn over_tcp_the_via_says_tcp_and_the_contact_asks_for_it() {
+    let mut w = world(0, 0, K, AkaVersion::V1);
+    let mut config = UeConfig::new(
+        IMPI,
+        IMPU,
+        "ims.example.org",
+        ue_addr(),
+        pcscf_addr(),
+        (1111, 2222),
+        (5062, 5064),
+    );
+    config.reg_event = false;
+    config.protocol = gm::txn::Protocol::Tcp;
+    w.ue = Ue::new(
+        config,
+        Credentials::Aka {
+            k: K,
+            op: OpKey::Op(OP),
+            sqn_ms: 0,
+        },
+        &mut w.rng,
+    );
+    w.register();
+    registered(&w);
+    assert_eq!(w.ue.contact(), "sip:10.0.0.2:5064;transport=tcp");
+    for i in 0..2 {
+        let m = w.sent_request(i);
+        assert_eq!(m.top_via().unwrap().transport, "TCP");
+        let contact = m.header("Contact").unwrap();
+        assert!(contact.contains("transport=tcp"), "{contact}");
+    }
+}
+
 /// SPIs the caller holds elsewhere, recorded with the UE they were for.
 struct Held {
     next: std::sync::Arc<std::sync::Mutex<Vec<(IpAddr, u32, u32)>>>,

@@ -22,6 +22,7 @@
 //!     sent_by: "127.0.0.1:5070",
 //!     contact: "sip:127.0.0.1:5072",
 //!     routes: &routes,
+//!     protocol: gm::txn::Protocol::Udp,
 //! };
 //! let mut w = Watcher::new(std::time::Duration::from_millis(500));
 //! let s = w
@@ -49,6 +50,8 @@ pub struct Origin<'a> {
     pub contact: &'a str,
     /// The route set: the registration's Service-Route values, in order.
     pub routes: &'a [String],
+    /// The transport, for the Via.
+    pub protocol: crate::txn::Protocol,
 }
 
 impl Origin<'_> {
@@ -58,7 +61,8 @@ impl Origin<'_> {
             .header(
                 "Via",
                 format!(
-                    "SIP/2.0/UDP {};branch=z9hG4bK{};rport",
+                    "SIP/2.0/{} {};branch=z9hG4bK{};rport",
+                    self.protocol.via_name(),
                     self.sent_by,
                     token(rng, 8)
                 ),
@@ -535,6 +539,7 @@ mod tests {
             sent_by: "192.0.2.1:5070",
             contact: "sip:192.0.2.1:5072",
             routes,
+            protocol: crate::txn::Protocol::Udp,
         }
     }
 

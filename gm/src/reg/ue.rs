@@ -165,6 +165,9 @@ pub struct UeConfig {
     /// the initial registration (TS 24.229 §5.1.1.3, RFC 3680; on by
     /// default); see [`Ue::on_request`].
     pub reg_event: bool,
+    /// The transport the UE sends over: its Via, and `;transport=tcp` on
+    /// its Contact for TCP (UDP by default).
+    pub protocol: crate::txn::Protocol,
 }
 
 impl UeConfig {
@@ -209,6 +212,7 @@ impl UeConfig {
             port_c: ports.0,
             port_s: ports.1,
             reg_event: true,
+            protocol: crate::txn::Protocol::Udp,
         }
     }
 
@@ -961,8 +965,9 @@ impl Ue {
 
     fn contact_uri(&self) -> String {
         format!(
-            "sip:{}",
-            hostport(self.config.c.ue_addr, self.contact_port())
+            "sip:{}{}",
+            hostport(self.config.c.ue_addr, self.contact_port()),
+            self.config.c.protocol.uri_param()
         )
     }
 
@@ -1063,7 +1068,8 @@ impl Ue {
             .header(
                 "Via",
                 format!(
-                    "SIP/2.0/UDP {};branch=z9hG4bK{};rport",
+                    "SIP/2.0/{} {};branch=z9hG4bK{};rport",
+                    c.protocol.via_name(),
                     hostport(c.ue_addr, via_port),
                     token(rng, 8)
                 ),

@@ -119,6 +119,7 @@ mod tests {
             cseq: 1,
             routes: &[],
             text: "",
+            protocol: crate::txn::Protocol::Udp,
         }
     }
 

@@ -62,7 +62,8 @@ impl Ue {
         b.header(
             "Via",
             format!(
-                "SIP/2.0/UDP {};branch=z9hG4bK{};rport",
+                "SIP/2.0/{} {};branch=z9hG4bK{};rport",
+                c.protocol.via_name(),
                 hostport(c.ue_addr, via_port),
                 token(rng, 8)
             ),
