@@ -40,6 +40,7 @@ pub mod demo;
 pub mod esp_udp;
 pub mod netns;
 pub mod sockets;
+pub mod stream;
 pub mod tun;
 
 pub use esp_udp::{Datagram, EspUdp, Recv, SaUsage};
@@ -96,28 +97,69 @@ impl Ipsec {
     }
 }
 
+/// `udp` or `tcp` (`--transport`, `transport =`).
+pub fn transport(s: &str) -> Result<gm::txn::Protocol, String> {
+    gm::txn::Protocol::parse(s).ok_or_else(|| format!("unknown transport {s:?}: use udp or tcp"))
+}
+
+/// What a transport does with TCP ([`stream`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tcp {
+    /// UDP only.
+    Off,
+    /// A TCP listener on the SIP port too: requests and responses go back
+    /// over the connection they came on, and to destinations
+    /// [`Transport::mark_stream`]ed (the P-CSCF).
+    Accept,
+    /// Everything we send goes over TCP, from our SIP port, and we listen
+    /// there too (a UA with `--transport tcp`).
+    Send,
+}
+
 /// The sockets SIP goes over; one variant per `--ipsec` mode.
 #[derive(Debug)]
 pub enum Transport {
-    /// Plain UDP.
-    Plain(UdpSocket),
+    /// Plain UDP, and TCP beside it.
+    Plain(Box<PlainSip>),
     /// ESP in UDP on port-c and port-s beside a plain socket.
     Udp(Box<EspUdp>),
     /// Plain sockets on port-c and port-s whose traffic ipsecd protects.
     Tun(Box<tun::IpsecdSas>),
 }
 
+/// `--ipsec none`: one UDP socket, and with [`Tcp::Accept`] or
+/// [`Tcp::Send`] the TCP listener and connections on the same port.
+#[derive(Debug)]
+pub struct PlainSip {
+    udp: UdpSocket,
+    tcp: Option<stream::Streams>,
+    /// UDP datagrams taken in a row without a look at TCP.
+    in_a_row: u32,
+}
+
+/// How many datagrams a busy UDP socket may give in a row before the TCP
+/// side gets a look: UDP is read first (one system call per datagram when
+/// it is busy), TCP is not starved.
+const UDP_IN_A_ROW: u32 = 32;
+
 impl Transport {
     /// Binds `addr` for `mode`; with `udp` and `tun`, the protected ports
     /// `(port_c, port_s)` too (0: any free port). With `tun`, `ipsecd`
     /// names the control socket and the owner tag of what is installed
-    /// there ([`tun::IpsecdSas::bind`]).
+    /// there ([`tun::IpsecdSas::bind`]). `tcp` is for `--ipsec none` only.
     pub fn bind(
         mode: Ipsec,
         addr: SocketAddr,
         protected: (u16, u16),
         ipsecd: (&Path, &str),
+        tcp: Tcp,
     ) -> Result<Transport> {
+        if tcp != Tcp::Off && mode != Ipsec::None {
+            bail!(
+                "SIP over TCP works with --ipsec none only: with --ipsec {} the SIP goes over UDP",
+                mode.name()
+            );
+        }
         match mode {
             Ipsec::Tun => Ok(Transport::Tun(Box::new(tun::IpsecdSas::bind(
                 addr,
@@ -137,7 +179,23 @@ impl Transport {
                 // process): the default (about 200 KiB) holds a few hundred
                 // datagrams; the kernel caps it at net.core.rmem_max.
                 let _ = socket2::SockRef::from(&s).set_recv_buffer_size(RECV_BUFFER);
-                Ok(Transport::Plain(s))
+                let local = s.local_addr()?;
+                let tcp = match tcp {
+                    Tcp::Off => None,
+                    Tcp::Accept | Tcp::Send => {
+                        let mut streams = stream::Streams::new(local.ip());
+                        streams.listen(local.port())?;
+                        if tcp == Tcp::Send {
+                            streams.everything();
+                        }
+                        Some(streams)
+                    }
+                };
+                Ok(Transport::Plain(Box::new(PlainSip {
+                    udp: s,
+                    tcp,
+                    in_a_row: 0,
+                })))
             }
             Ipsec::Udp => Ok(Transport::Udp(Box::new(EspUdp::bind(
                 addr,
@@ -147,10 +205,59 @@ impl Transport {
         }
     }
 
+    /// Whether what goes to `to` goes over TCP.
+    pub fn is_stream(&self, to: SocketAddr) -> bool {
+        match self {
+            Transport::Plain(p) => p.tcp.as_ref().is_some_and(|t| t.goes(to)),
+            _ => false,
+        }
+    }
+
+    /// What goes to `to` goes over.
+    pub fn protocol(&self, to: SocketAddr) -> gm::txn::Protocol {
+        if self.is_stream(to) {
+            gm::txn::Protocol::Tcp
+        } else {
+            gm::txn::Protocol::Udp
+        }
+    }
+
+    /// Whether the transport retransmits what goes to `to` for us.
+    pub fn reliability(&self, to: SocketAddr) -> gm::txn::Reliability {
+        self.protocol(to).reliability()
+    }
+
+    /// What goes to `to` goes over TCP from now on (a UE registered over
+    /// TCP); nothing without a TCP side.
+    pub fn mark_stream(&mut self, to: SocketAddr) {
+        if let Transport::Plain(p) = self {
+            if let Some(t) = &mut p.tcp {
+                t.mark(to);
+            }
+        }
+    }
+
+    /// Forgets a [`Transport::mark_stream`].
+    pub fn unmark_stream(&mut self, to: SocketAddr) {
+        if let Transport::Plain(p) = self {
+            if let Some(t) = &mut p.tcp {
+                t.unmark(to);
+            }
+        }
+    }
+
+    /// Whether a TCP connection with `peer` is open.
+    pub fn connected(&self, peer: SocketAddr) -> bool {
+        match self {
+            Transport::Plain(p) => p.tcp.as_ref().is_some_and(|t| t.connected(peer)),
+            _ => false,
+        }
+    }
+
     /// The plain socket's address.
     pub fn local_addr(&self) -> Result<SocketAddr> {
         match self {
-            Transport::Plain(s) => Ok(s.local_addr()?),
+            Transport::Plain(p) => Ok(p.udp.local_addr()?),
             Transport::Udp(e) => Ok(e.local_addr()),
             Transport::Tun(t) => Ok(t.local_addr()),
         }
@@ -221,12 +328,23 @@ impl Transport {
         }
     }
 
-    /// Sends one SIP message; the SPI of the SA that carried it, if any.
+    /// Sends one SIP message (SigComp: framed for a stream when
+    /// [`Transport::is_stream`]); the SPI of the SA that carried it, if
+    /// any.
     pub fn send(&mut self, bytes: &[u8], to: SocketAddr) -> Result<Option<u32>> {
         match self {
-            Transport::Plain(s) => {
-                s.send_to(bytes, to)
-                    .with_context(|| format!("cannot send to {to}"))?;
+            Transport::Plain(p) => {
+                match &mut p.tcp {
+                    Some(t) if t.goes(to) => {
+                        let port = p.udp.local_addr()?.port();
+                        t.send(bytes, to, port)?;
+                    }
+                    _ => {
+                        p.udp
+                            .send_to(bytes, to)
+                            .with_context(|| format!("cannot send to {to}"))?;
+                    }
+                }
                 Ok(None)
             }
             Transport::Udp(e) => e.send(bytes, to),
@@ -234,51 +352,113 @@ impl Transport {
         }
     }
 
-    /// Receives one datagram into `buf` (from [`esp_udp::recv_buffer`]),
-    /// waiting at most `wait`; `None` when none came (or the peer's port
-    /// was closed: ICMP errors are not ours to act on, the transaction's
-    /// timer is).
+    /// Sends a NACK (RFC 4077) for a SigComp message that came from `to`:
+    /// framed as a record when it goes over TCP.
+    pub fn send_nack(&mut self, nack: &[u8], to: SocketAddr) -> Result<()> {
+        if self.is_stream(to) {
+            let mut framed = Vec::with_capacity(nack.len() + 4);
+            sigcomp::message::frame_stream(nack, &mut framed);
+            self.send(&framed, to)?;
+        } else {
+            self.send(nack, to)?;
+        }
+        Ok(())
+    }
+
+    /// Receives one datagram, or one message from a TCP connection, into
+    /// `buf` (from [`esp_udp::recv_buffer`]), waiting at most `wait`;
+    /// `None` when none came (or the peer's port was closed: ICMP errors
+    /// are not ours to act on, the transaction's timer is).
     pub fn recv(&mut self, buf: &mut [u8], wait: Duration) -> Result<Option<Recv>> {
         match self {
-            Transport::Plain(s) => {
-                let mut received = s.recv_from(buf);
-                if received
-                    .as_ref()
-                    .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock)
-                {
-                    let mut fds = [PollFd::new(s.as_fd(), PollFlags::POLLIN)];
-                    let ms = wait.max(Duration::from_millis(1));
-                    let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
-                    match poll(&mut fds, timeout) {
-                        Ok(0) | Err(nix::errno::Errno::EINTR) => return Ok(None),
-                        Ok(_) => received = s.recv_from(buf),
-                        Err(e) => return Err(e).context("cannot wait for datagrams"),
-                    }
-                }
-                match received {
-                    Ok((n, from)) => Ok(Some(Recv::Message(Datagram {
-                        range: 0..n,
-                        from,
-                        protected_port: None,
-                        spi: None,
-                    }))),
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock
-                                | std::io::ErrorKind::TimedOut
-                                | std::io::ErrorKind::Interrupted
-                                | std::io::ErrorKind::ConnectionRefused
-                        ) =>
-                    {
-                        Ok(None)
-                    }
-                    Err(e) => Err(e).context("cannot receive"),
-                }
-            }
+            Transport::Plain(p) => p.recv(buf, wait),
             Transport::Udp(e) => e.recv(buf, wait),
             Transport::Tun(t) => t.recv(buf, wait),
         }
+    }
+}
+
+impl PlainSip {
+    fn recv(&mut self, buf: &mut [u8], wait: Duration) -> Result<Option<Recv>> {
+        let Some(tcp) = &mut self.tcp else {
+            let mut received = self.udp.recv_from(buf);
+            if received
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock)
+            {
+                let mut fds = [PollFd::new(self.udp.as_fd(), PollFlags::POLLIN)];
+                let ms = wait.max(Duration::from_millis(1));
+                let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
+                match poll(&mut fds, timeout) {
+                    Ok(0) | Err(nix::errno::Errno::EINTR) => return Ok(None),
+                    Ok(_) => received = self.udp.recv_from(buf),
+                    Err(e) => return Err(e).context("cannot wait for datagrams"),
+                }
+            }
+            return udp_arrival(received);
+        };
+        // UDP first while it is busy, TCP's turn at least every
+        // UDP_IN_A_ROW datagrams.
+        if self.in_a_row < UDP_IN_A_ROW && !tcp.pending() {
+            let received = self.udp.recv_from(buf);
+            if !received
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock)
+            {
+                self.in_a_row += 1;
+                return udp_arrival(received);
+            }
+        }
+        self.in_a_row = 0;
+        match tcp.wait(&[self.udp.as_fd()], wait)? {
+            stream::Ready::Udp(_) => udp_arrival(self.udp.recv_from(buf)),
+            stream::Ready::Frame(f) => {
+                let Some(room) = buf.get_mut(..f.bytes.len()) else {
+                    return Ok(Some(Recv::Dropped {
+                        from: f.from,
+                        port: f.port,
+                        reason: format!("a {}-byte message over TCP", f.bytes.len()),
+                    }));
+                };
+                room.copy_from_slice(&f.bytes);
+                Ok(Some(Recv::Message(Datagram {
+                    range: 0..f.bytes.len(),
+                    from: f.from,
+                    protected_port: None,
+                    spi: None,
+                    stream: true,
+                })))
+            }
+            stream::Ready::Closed { from, port, reason } => {
+                Ok(Some(Recv::Dropped { from, port, reason }))
+            }
+            stream::Ready::Nothing => Ok(None),
+        }
+    }
+}
+
+/// What a UDP `recv_from` gave, as [`Transport::recv`] says it.
+fn udp_arrival(received: std::io::Result<(usize, SocketAddr)>) -> Result<Option<Recv>> {
+    match received {
+        Ok((n, from)) => Ok(Some(Recv::Message(Datagram {
+            range: 0..n,
+            from,
+            protected_port: None,
+            spi: None,
+            stream: false,
+        }))),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e).context("cannot receive"),
     }
 }
 
@@ -342,7 +522,8 @@ pub fn flush(
     ladder: &Ladder,
 ) {
     while let Some(t) = layer.poll_transmit() {
-        let (wire, compressed) = match comp.encode(&t.bytes, t.to) {
+        let stream = transport.is_stream(t.to);
+        let (wire, compressed) = match comp.encode(&t.bytes, t.to, stream) {
             Ok(w) => w,
             Err(e) => {
                 eprintln!("{name}: {e:#}");
@@ -357,9 +538,12 @@ pub fn flush(
                     Dir::Out,
                     t.to,
                     &t.bytes,
-                    compressed.then_some(len),
-                    t.retransmission,
-                    spi,
+                    Hop {
+                        sigcomp: compressed.then_some(len),
+                        retransmission: t.retransmission,
+                        spi,
+                        tcp: stream,
+                    },
                 );
             }
             Err(e) => eprintln!("{name}: {e:#}"),
@@ -564,32 +748,30 @@ pub struct Ladder {
     pub quiet: bool,
 }
 
-impl Ladder {
-    /// Prints a message sent or received, with the SPI of the SA that
-    /// carried it.
-    pub fn message(
-        &self,
-        dir: Dir,
-        peer: SocketAddr,
-        bytes: &[u8],
-        retransmission: bool,
-        spi: Option<u32>,
-    ) {
-        self.message_on_wire(dir, peer, bytes, None, retransmission, spi);
-    }
+/// How a message on the ladder went (or came).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Hop {
+    /// As SigComp of this many bytes.
+    pub sigcomp: Option<usize>,
+    /// A retransmission.
+    pub retransmission: bool,
+    /// The SA that carried it.
+    pub spi: Option<u32>,
+    /// Over TCP.
+    pub tcp: bool,
+}
 
-    /// [`Ladder::message`] for a message that went (or came) as SigComp of
-    /// `sigcomp` bytes when that is `Some`: the line shows both sizes,
-    /// `412 B (SigComp, 980 B SIP)`.
-    pub fn message_on_wire(
-        &self,
-        dir: Dir,
-        peer: SocketAddr,
-        bytes: &[u8],
-        sigcomp: Option<usize>,
-        retransmission: bool,
-        spi: Option<u32>,
-    ) {
+impl Ladder {
+    /// Prints a message sent or received, as it went: with SigComp the
+    /// line shows both sizes, `412 B (SigComp, 980 B SIP)`; then the SA
+    /// (`[ESP spi 0x...]`), `TCP`, `(retransmission)`.
+    pub fn message_on_wire(&self, dir: Dir, peer: SocketAddr, bytes: &[u8], hop: Hop) {
+        let Hop {
+            sigcomp,
+            retransmission,
+            spi,
+            tcp,
+        } = hop;
         if self.quiet && !self.verbose {
             return;
         }
@@ -611,7 +793,8 @@ impl Ladder {
             Some(n) => format!("{n} B (SigComp, {} B SIP)", bytes.len()),
             None => format!("{} B", bytes.len()),
         };
-        println!("{} {arrow} {peer} {what} {size}{sa}{re}", clock());
+        let tcp = if tcp { " TCP" } else { "" };
+        println!("{} {arrow} {peer} {what} {size}{sa}{tcp}{re}", clock());
         if self.verbose {
             println!("{}", String::from_utf8_lossy(bytes).trim_end());
             println!();

@@ -247,6 +247,10 @@ fn finish(name: &'static str, cmd: Command) -> (Output, Duration) {
 }
 
 fn sipp(dir: &TempDir, k: &str, pcscf: &str) -> (Output, Duration) {
+    sipp_with(dir, k, pcscf, &[])
+}
+
+fn sipp_with(dir: &TempDir, k: &str, pcscf: &str, extra: &[&str]) -> (Output, Duration) {
     let template = include_str!("ims/reg_aka.xml");
     let scenario = template
         .replace("@IMPI@", "sipp@ims.example.org")
@@ -262,6 +266,7 @@ fn sipp(dir: &TempDir, k: &str, pcscf: &str) -> (Output, Duration) {
         .args(["-m", "1", "-l", "1", "-i", "127.0.0.1", "-nostdin"])
         .args(["-timeout", "15s", "-timeout_error", "-trace_err"])
         .args(["-p", &free_port().to_string()])
+        .args(extra)
         .current_dir(dir.dir());
     finish("sipp", cmd)
 }
@@ -292,6 +297,36 @@ fn sipp_registers_to_pcscf_with_akav1_md5() {
         "\"impi\": \"sipp@ims.example.org\"",
         "\"expires\": 3600",
     ]);
+    assert!(pcscf.terminate().success());
+}
+
+/// SIPp over TCP (`-t t1`: one connection, nothing over UDP): the pcscf's
+/// TCP listener takes it, cuts SIPp's messages by Content-Length, answers
+/// on the same connection, and says the registration came over TCP.
+#[test]
+fn sipp_registers_to_pcscf_over_tcp() {
+    let _serial = serial();
+    if !require("sipp_registers_to_pcscf_over_tcp", &[Peer::Program("sipp")]) {
+        return;
+    }
+    let dir = TempDir::new("ims-sipp-tcp");
+    let (mut pcscf, addr) = pcscf_with(&dir, SIPP_SEED);
+    let (out, _) = sipp_with(&dir, K, &addr, &["-t", "t1"]);
+    while let Ok(l) = pcscf.lines.recv_timeout(Duration::from_millis(200)) {
+        pcscf.seen.push(l);
+    }
+    assert!(
+        out.status.success(),
+        "SIPp failed: {}\npcscf: {:?}",
+        String::from_utf8_lossy(&out.stderr),
+        pcscf.seen
+    );
+    let registered = event_of(&pcscf.wait_line(&[
+        "\"event\": \"registered\"",
+        "\"impi\": \"sipp@ims.example.org\"",
+    ]));
+    assert_eq!(registered["transport"], "tcp");
+    assert_eq!(registered["expires"], 3600);
     assert!(pcscf.terminate().success());
 }
 
@@ -370,6 +405,101 @@ fn a_message_from_bob_reaches_alice() {
         "\"event\": \"deregistered\"",
         "\"impi\": \"alice@ims.example.org\"",
     ]);
+    assert!(pcscf.terminate().success());
+}
+
+/// alice over TCP, bob over UDP, through one pcscf: it serves both at
+/// once, says which each registered over, and relays bob's MESSAGE from
+/// UDP to alice's TCP connection.
+#[test]
+fn a_message_from_bob_over_udp_reaches_alice_over_tcp() {
+    let _serial = serial();
+    let dir = TempDir::new("ims-message-tcp");
+    let (mut pcscf, addr) = pcscf(&dir);
+    let mut alice = Proc::spawn(
+        "alice",
+        imsua("alice", K, &addr, &["--transport", "tcp", "listen"]),
+    );
+    alice.wait_line(&["\"event\": \"registered\""]);
+    let alice_reg = event_of(&pcscf.wait_line(&[
+        "\"event\": \"registered\"",
+        "\"impi\": \"alice@ims.example.org\"",
+    ]));
+    assert_eq!(alice_reg["transport"], "tcp");
+    assert!(
+        alice_reg["contact"]
+            .as_str()
+            .unwrap()
+            .contains(";transport=tcp>"),
+        "{alice_reg}"
+    );
+    let (bob, _) = finish(
+        "bob",
+        imsua(
+            "bob",
+            K,
+            &addr,
+            &["message", "sip:alice@ims.example.org", "hello over tcp"],
+        ),
+    );
+    assert!(
+        bob.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&bob.stdout),
+        String::from_utf8_lossy(&bob.stderr)
+    );
+    let bob_reg = event_of(&pcscf.wait_line(&[
+        "\"event\": \"registered\"",
+        "\"impi\": \"bob@ims.example.org\"",
+    ]));
+    assert_eq!(bob_reg["transport"], "udp");
+    alice.wait_line(&["\"event\": \"message\"", "\"text\": \"hello over tcp\""]);
+    assert!(alice.terminate().success());
+    alice.wait_line(&["\"event\": \"deregistered\""]);
+    assert!(pcscf.terminate().success());
+}
+
+/// A TCP stream that cannot be cut into messages (a request without
+/// Content-Length, RFC 3261 §18.3) is closed and reported; the pcscf goes
+/// on serving.
+#[test]
+fn sip_over_tcp_without_content_length_is_dropped_and_said() {
+    use std::io::{Read, Write};
+    let _serial = serial();
+    let dir = TempDir::new("ims-tcp-bad");
+    let (mut pcscf, addr) = pcscf(&dir);
+    let mut c = std::net::TcpStream::connect(&addr).unwrap();
+    let me = c.local_addr().unwrap();
+    write!(
+        c,
+        "OPTIONS sip:ims.example.org SIP/2.0\r\nVia: SIP/2.0/TCP {me};branch=z9hG4bKx\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:x@ims.example.org>;tag=1\r\nTo: <sip:ims.example.org>\r\n\
+         Call-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n"
+    )
+    .unwrap();
+    let dropped = event_of(&pcscf.wait_line(&["\"event\": \"dropped\""]));
+    assert_eq!(dropped["from"], me.to_string());
+    assert!(
+        dropped["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Content-Length"),
+        "{dropped}"
+    );
+    // The connection is closed: the read sees its end, not an answer.
+    c.set_read_timeout(Some(LIMIT)).unwrap();
+    let mut buf = [0u8; 64];
+    assert_eq!(c.read(&mut buf).unwrap(), 0);
+    // And the pcscf still registers a UE over TCP.
+    let (out, _) = finish(
+        "bob",
+        imsua("bob", K, &addr, &["--transport", "tcp", "register"]),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(pcscf.terminate().success());
 }
 
@@ -1103,4 +1233,31 @@ fn a_quiet_pcscf_prints_events_and_no_ladder() {
         "{:?}",
         pcscf.seen
     );
+}
+
+#[test]
+fn tcp_over_sas_is_a_usage_error() {
+    for mode in ["udp", "tun"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_imsua"))
+            .args([
+                "--impi",
+                "bob@ims.example.org",
+                "--impu",
+                "sip:bob@ims.example.org",
+            ])
+            .args(["--k", K, "--op", OP, "--ipsec", mode])
+            .args(["--transport", "tcp", "register"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--transport tcp needs --ipsec none"), "{err}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_imsua"))
+        .args(["--transport", "sctp", "register"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown transport \"sctp\""), "{err}");
 }

@@ -7,6 +7,10 @@
 //!   accepted our response;
 //! - bob's MESSAGE goes through Kamailio's `lookup` and `t_relay` to alice,
 //!   whose 200 comes back to bob through Kamailio's transaction layer;
+//! - the same over TCP (`--transport tcp`) with Kamailio listening on TCP
+//!   only, so nothing can have gone over UDP: Kamailio cut our messages
+//!   out of the stream by their Content-Length, saved our
+//!   `;transport=tcp` contact, and relayed bob's MESSAGE to alice over TCP;
 //! - a wrong password: Kamailio challenges again and the UA stops at once
 //!   with a one-line reason and exit 1, instead of retrying the same
 //!   credentials (RFC 3261 §22.2).
@@ -15,7 +19,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::UdpSocket;
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -35,14 +40,16 @@ struct Kamailio {
 }
 
 impl Kamailio {
-    fn start(dir: &TempDir) -> Kamailio {
+    /// Kamailio listening on UDP, or on TCP only.
+    fn start(dir: &TempDir, tcp: bool) -> Kamailio {
         let addr = format!("127.0.0.1:{}", free_udp_port());
+        let proto = if tcp { "tcp" } else { "udp" };
         let passwords: String = USERS
             .iter()
             .map(|(u, p)| format!("\t\tif ($aU == \"{u}@ims.example.org\") $var(pw) = \"{p}\";\n"))
             .collect();
         let cfg = include_str!("ims/kamailio.cfg")
-            .replace("@LISTEN@", &addr)
+            .replace("@LISTEN@", &format!("{proto}:{addr}"))
             .replace("@PASSWORDS@\n", &passwords);
         let path = dir.path("kamailio.cfg");
         std::fs::write(&path, cfg).unwrap();
@@ -62,8 +69,38 @@ impl Kamailio {
             .spawn()
             .unwrap();
         let k = Kamailio { child, addr, log };
-        k.wait_ready();
+        if tcp {
+            k.wait_ready_tcp();
+        } else {
+            k.wait_ready();
+        }
         k
+    }
+
+    /// The same over TCP: a connection that takes an OPTIONS and gives
+    /// back the 405.
+    fn wait_ready_tcp(&self) {
+        let mut buf = [0u8; 2048];
+        wait_until(
+            format!("Kamailio answering on TCP {}", self.addr),
+            Duration::from_secs(20),
+            || {
+                let Ok(mut c) = TcpStream::connect(&self.addr) else {
+                    return false;
+                };
+                let me = c.local_addr().unwrap();
+                let options = format!(
+                    "OPTIONS sip:ims.example.org SIP/2.0\r\nVia: SIP/2.0/TCP {me};branch=z9hG4bKprobe\r\n\
+                     Max-Forwards: 70\r\nFrom: <sip:probe@ims.example.org>;tag=p\r\n\
+                     To: <sip:ims.example.org>\r\nCall-ID: probe\r\nCSeq: 1 OPTIONS\r\n\
+                     Content-Length: 0\r\n\r\n"
+                );
+                c.set_read_timeout(Some(Duration::from_millis(500)))
+                    .unwrap();
+                c.write_all(options.as_bytes()).is_ok()
+                    && matches!(c.read(&mut buf), Ok(n) if buf[..n].starts_with(b"SIP/2.0 405"))
+            },
+        );
     }
 
     /// Up when it answers a request: an OPTIONS (the config answers 405).
@@ -136,9 +173,34 @@ fn two_uas_register_and_exchange_a_message_through_kamailio() {
     ) {
         return;
     }
+    exchange(false);
+}
+
+#[test]
+fn two_uas_register_and_exchange_a_message_through_kamailio_over_tcp() {
+    if !require(
+        "two_uas_register_and_exchange_a_message_through_kamailio_over_tcp",
+        &[Peer::Program("kamailio")],
+    ) {
+        return;
+    }
+    exchange(true);
+}
+
+/// alice listens, bob sends her a MESSAGE, both through Kamailio.
+fn exchange(tcp: bool) {
     let dir = TempDir::new("ims-kamailio");
-    let k = Kamailio::start(&dir);
-    let mut alice = Proc::spawn("alice", imsua("alice", USERS[0].1, &k.addr, &["listen"]));
+    let k = Kamailio::start(&dir, tcp);
+    let transport: &[&str] = if tcp { &["--transport", "tcp"] } else { &[] };
+    let mut alice = Proc::spawn(
+        "alice",
+        imsua(
+            "alice",
+            USERS[0].1,
+            &k.addr,
+            &[transport, &["listen"]].concat(),
+        ),
+    );
     let reg = alice.wait_event(|e| is(e, "registered"));
     assert_eq!(reg["impu"], "sip:alice@ims.example.org", "{}", k.log());
     // Kamailio's registrar caps the expiry at its max_expires.
@@ -151,10 +213,14 @@ fn two_uas_register_and_exchange_a_message_through_kamailio() {
             USERS[1].1,
             &k.addr,
             &[
-                "message",
-                "sip:alice@ims.example.org",
-                "hello through kamailio",
-            ],
+                transport,
+                &[
+                    "message",
+                    "sip:alice@ims.example.org",
+                    "hello through kamailio",
+                ],
+            ]
+            .concat(),
         ),
     );
     let (status, err) = bob.wait_exit();
@@ -185,7 +251,7 @@ fn a_wrong_password_stops_at_kamailios_second_challenge() {
         return;
     }
     let dir = TempDir::new("ims-kamailio-wrong");
-    let k = Kamailio::start(&dir);
+    let k = Kamailio::start(&dir, false);
     let mut ua = Proc::spawn("bob", imsua("bob", "not-his", &k.addr, &["register"]));
     let (status, err) = ua.wait_exit();
     assert_eq!(status.code(), Some(1), "{err}");

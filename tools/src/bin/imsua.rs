@@ -24,13 +24,13 @@ use gm::txn::{Event, Reliability, RequestVerdict, ResponseVerdict, Timers, Trans
 use tools::ims::command::UaCommand;
 use tools::ims::comp::{Incoming, SipComp};
 use tools::ims::config::{Offer, UaConfig};
-use tools::ims::{Dir, Ipsec, Ladder, OsRandom, Recv, Stop, Transport, json_line, token};
+use tools::ims::{Dir, Hop, Ipsec, Ladder, OsRandom, Recv, Stop, Transport, json_line, token};
 use tools::json::Json;
 
 const AFTER_HELP: &str = "\
 Output: one line per SIP message on stdout (UTC time, <- or ->, peer, method
-or status, size, the SPI of the SA that carried it; -v adds the whole message
-and a line per datagram dropped on a protected port) and one JSON line per
+or status, size, the SPI of the SA that carried it, TCP when over TCP; -v adds
+the whole message and a line per datagram dropped on a protected port) and one JSON line per
 event: registered (IMPU, expiry, Service-Route, P-Associated-URI, us:
 microseconds since the first REGISTER),
 deregistered, resynchronising (our SIM's SQN was ahead of the network's: AUTS
@@ -89,6 +89,13 @@ Modes:
                 crashed run's too). --local must be the address of an
                 interface (not loopback: it never reaches the TUN). ipsecd
                 not running: exit 2, naming the socket.
+  --transport tcp
+                (with --ipsec none) SIP over TCP (RFC 3261 §18): requests
+                leave on a connection from our SIP port (--local), which also
+                listens; Via says TCP and the Contact ;transport=tcp, and the
+                network's requests come on that connection or a new one.
+                Messages are cut by Content-Length; no retransmissions.
+                With --ipsec udp or tun the SIP goes over UDP (refused).
   --sigcomp     with --ipsec udp or tun (a Gm compartment needs SAs; refused
                 with --ipsec none): SigComp (RFC 3320, RFC 3486, RFC 5049)
                 once the SAs are installed. Requests over the SAs carry
@@ -134,6 +141,7 @@ docs/imsua.toml is alice of docs/subscribers.toml:
   pcscf = \"127.0.0.1:5060\"
   local = \"127.0.0.1:0\"
   ipsec = \"udp\"
+  transport = \"udp\"
   port_c = 0
   port_s = 0
   offers = [\"hmac-sha-1-96/aes-cbc\", \"hmac-sha-1-96/null\", \"hmac-md5-96/aes-cbc\", \"hmac-md5-96/null\"]
@@ -222,6 +230,10 @@ struct Cli {
     /// ipsecd, sec-agree mod=trans; root) [default: none].
     #[arg(long, value_parser = Ipsec::parse)]
     ipsec: Option<Ipsec>,
+    /// What SIP goes over: udp or tcp (tcp needs --ipsec none)
+    /// [default: udp].
+    #[arg(long, value_parser = tools::ims::transport)]
+    transport: Option<gm::txn::Protocol>,
     /// ipsecd's control socket with --ipsec tun [default: this network
     /// namespace's daemon].
     #[arg(long, value_name = "PATH")]
@@ -419,6 +431,14 @@ fn main() -> ExitCode {
             )
             .exit();
     }
+    if cfg.transport == Some(gm::txn::Protocol::Tcp) && cfg.ipsec.is_some_and(Ipsec::sec_agree) {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--transport tcp needs --ipsec none: over SAs the SIP goes over UDP here",
+            )
+            .exit();
+    }
     if cfg.sigcomp_full == Some(true) && !sigcomp {
         Cli::command()
             .error(
@@ -461,6 +481,7 @@ fn settings(cli: &Cli) -> Result<UaConfig> {
         pcscf: cli.pcscf,
         local: cli.local,
         ipsec: cli.ipsec,
+        transport: cli.transport,
         ipsecd_socket: cli.ipsecd_socket.clone(),
         port_c: cli.port_c,
         port_s: cli.port_s,
@@ -484,6 +505,8 @@ fn settings(cli: &Cli) -> Result<UaConfig> {
 /// The UA's state between datagrams.
 struct Ua {
     transport: Transport,
+    /// What our requests go over (their Via).
+    protocol: gm::txn::Protocol,
     local: SocketAddr,
     pcscf: SocketAddr,
     impu: String,
@@ -566,11 +589,16 @@ fn run(cli: &Cli, cfg: &UaConfig) -> Result<(), Failure> {
         (Ipsec::Tun, None) => tools::ipsecd::instance::default_socket(),
         (_, given) => given.clone().unwrap_or_default(),
     };
+    let protocol = cfg.transport.unwrap_or_default();
     let mut transport = Transport::bind(
         ipsec,
         cfg.local.unwrap_or(DEFAULT_LOCAL),
         (cfg.port_c.unwrap_or(0), cfg.port_s.unwrap_or(0)),
         (&socket, &format!("imsua:{impi}")),
+        match protocol {
+            gm::txn::Protocol::Udp => tools::ims::Tcp::Off,
+            gm::txn::Protocol::Tcp => tools::ims::Tcp::Send,
+        },
     )?;
     if let Transport::Tun(t) = &transport {
         let l = &t.leftovers;
@@ -597,6 +625,7 @@ fn run(cli: &Cli, cfg: &UaConfig) -> Result<(), Failure> {
     let mut rng = OsRandom::new()?;
     let mut config = UeConfig::new(impi, impu, &domain, local.ip(), pcscf.ip(), (0, 0), (0, 0));
     config.port = local.port();
+    config.protocol = protocol;
     config.expires = cfg.expires.unwrap_or(600_000);
     if let Some(offers) = &cfg.offers {
         config.algorithms = offers.iter().map(|o| (o.alg, o.ealg)).collect();
@@ -656,6 +685,7 @@ fn run(cli: &Cli, cfg: &UaConfig) -> Result<(), Failure> {
     };
     let mut ua = Ua {
         transport,
+        protocol,
         local,
         pcscf,
         impu: impu.to_owned(),
@@ -886,7 +916,7 @@ impl Ua {
         let what = m.method().map_or("request", |x| x.as_str());
         let id = self
             .layer
-            .start_client(&m, pcscf, Reliability::Unreliable, self.now())
+            .start_client(&m, pcscf, self.transport.reliability(pcscf), self.now())
             .map_err(|e| anyhow!("cannot send the {what}: {e}"))?;
         self.flush();
         Ok(id)
@@ -899,6 +929,7 @@ impl Ua {
         let doc = gm::presence::ue::document(&self.presentity, basic, note);
         let (impu, sent_by, contact, routes) = self.origin_parts();
         let o = Origin {
+            protocol: self.protocol,
             impu: &impu,
             sent_by: &sent_by,
             contact: &contact,
@@ -932,6 +963,7 @@ impl Ua {
     fn unpublish(&mut self, stop: &Stop) -> Result<(), Failure> {
         let (impu, sent_by, contact, routes) = self.origin_parts();
         let o = Origin {
+            protocol: self.protocol,
             impu: &impu,
             sent_by: &sent_by,
             contact: &contact,
@@ -981,6 +1013,7 @@ impl Ua {
     fn subscribe(&mut self, stop: &Stop, uri: &str) -> Result<(), Failure> {
         let (impu, sent_by, contact, routes) = self.origin_parts();
         let o = Origin {
+            protocol: self.protocol,
             impu: &impu,
             sent_by: &sent_by,
             contact: &contact,
@@ -1018,6 +1051,7 @@ impl Ua {
     fn unsubscribe_all(&mut self, stop: &Stop) -> Result<(), Failure> {
         let (impu, sent_by, contact, routes) = self.origin_parts();
         let o = Origin {
+            protocol: self.protocol,
             impu: &impu,
             sent_by: &sent_by,
             contact: &contact,
@@ -1112,9 +1146,12 @@ impl Ua {
                                 Dir::In,
                                 d.from,
                                 &bytes,
-                                sigcomp,
-                                false,
-                                d.spi,
+                                Hop {
+                                    sigcomp,
+                                    spi: d.spi,
+                                    tcp: d.stream,
+                                    ..Hop::default()
+                                },
                             );
                             bytes
                         }
@@ -1141,7 +1178,8 @@ impl Ua {
                     let flow = d.protected_port.map_or(Flow::Unprotected, |port| {
                         Flow::protected(Side::Ue, port, d.from.port())
                     });
-                    self.on_datagram(&bytes, d.from, flow)?;
+                    let reliability = d.reliability();
+                    self.on_datagram(&bytes, d.from, flow, reliability)?;
                 }
                 Some(Recv::Dropped { from, port, reason }) if self.ladder.verbose => {
                     eprintln!("imsua: dropped a datagram from {from} on port {port}: {reason}");
@@ -1243,6 +1281,7 @@ impl Ua {
         let branch = format!("z9hG4bK{}", token(&mut self.rng, 8));
         let local = self.route().1.to_string();
         let page = Page {
+            protocol: self.protocol,
             from: &self.impu,
             to,
             local: &local,
@@ -1353,7 +1392,7 @@ impl Ua {
             let (pcscf, _) = self.route();
             // Its final response needs no report: the centre retries.
             self.layer
-                .start_client(&request, pcscf, Reliability::Unreliable, now)
+                .start_client(&request, pcscf, self.transport.reliability(pcscf), now)
                 .map_err(|e| anyhow!("cannot send the MESSAGE: {e}"))?;
         }
         Ok(())
@@ -1434,7 +1473,7 @@ impl Ua {
         let m = self.mark(m, false);
         let id = self
             .layer
-            .start_client(&m, pcscf, Reliability::Unreliable, self.now())
+            .start_client(&m, pcscf, self.transport.reliability(pcscf), self.now())
             .map_err(|e| anyhow!("cannot send the MESSAGE: {e}"))?;
         self.msg_txn = Some(id);
         self.flush();
@@ -1451,7 +1490,13 @@ impl Ua {
         }
     }
 
-    fn on_datagram(&mut self, bytes: &[u8], from: SocketAddr, flow: Flow) -> Result<(), Failure> {
+    fn on_datagram(
+        &mut self,
+        bytes: &[u8],
+        from: SocketAddr,
+        flow: Flow,
+        reliability: Reliability,
+    ) -> Result<(), Failure> {
         let mut m = match Message::parse(bytes) {
             Ok(m) => m,
             Err(e) => {
@@ -1467,9 +1512,7 @@ impl Ua {
             if gm::txn::stamp_via(&mut m, from).is_err() {
                 return Ok(());
             }
-            let Ok(RequestVerdict::New(id)) =
-                self.layer
-                    .on_request(&m, from, Reliability::Unreliable, now)
+            let Ok(RequestVerdict::New(id)) = self.layer.on_request(&m, from, reliability, now)
             else {
                 return Ok(());
             };
@@ -1607,7 +1650,7 @@ impl Ua {
                     };
                     let id = self
                         .layer
-                        .start_client(&request, to, Reliability::Unreliable, now)
+                        .start_client(&request, to, self.transport.reliability(to), now)
                         .map_err(|e| anyhow!("cannot send the request: {e}"))?;
                     if request.method() == Some(gm::sip::Method::Subscribe) {
                         self.sub_txns.push(id);
@@ -1706,6 +1749,7 @@ impl Ua {
     fn on_publish_response(&mut self, m: &Message<'_>, now: Duration) -> Result<(), Failure> {
         let (impu, sent_by, contact, routes) = self.origin_parts();
         let o = Origin {
+            protocol: self.protocol,
             impu: &impu,
             sent_by: &sent_by,
             contact: &contact,
@@ -1741,6 +1785,7 @@ impl Ua {
         }
         let (impu, sent_by, contact, routes) = self.origin_parts();
         let o = Origin {
+            protocol: self.protocol,
             impu: &impu,
             sent_by: &sent_by,
             contact: &contact,
@@ -1798,8 +1843,8 @@ impl Ua {
     /// Sends a NACK (RFC 4077) back to where a failed SigComp message came
     /// from.
     fn send_nack(&mut self, nack: &[u8], to: SocketAddr) {
-        match self.transport.send(nack, to) {
-            Ok(_) => self.comp.nack_sent(nack.len()),
+        match self.transport.send_nack(nack, to) {
+            Ok(()) => self.comp.nack_sent(nack.len()),
             Err(e) => eprintln!("imsua: {e:#}"),
         }
     }

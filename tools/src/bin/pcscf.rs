@@ -19,7 +19,7 @@ use gm::sip::{Builder, Message, Method};
 use gm::sms::service::{CentreEvent, CentreSend, SmsCentre};
 use gm::txn::{Event, Reliability, RequestVerdict, ResponseVerdict, Timers, Transactions, TxnId};
 use tools::ims::comp::{Incoming, SipComp};
-use tools::ims::{Dir, Ipsec, Ladder, OsRandom, Recv, Stop, Transport, json_line, token};
+use tools::ims::{Dir, Hop, Ipsec, Ladder, OsRandom, Recv, Stop, Transport, json_line, token};
 use tools::json::Json;
 
 const AFTER_HELP: &str = "\
@@ -52,9 +52,10 @@ Subscriber table (TOML):
   msisdn = \"+15555550101\"                    # optional: E.164, for SMS
 
 Output: one line per SIP message on stdout (UTC time, <- or ->, peer, method
-or status, size, the SPI of the SA that carried it; -v adds the whole message
-and a line per datagram dropped on a protected port) and one JSON line per
-event (listening, registered, deregistered, relayed, authentication-failed,
+or status, size, the SPI of the SA that carried it, TCP when over TCP; -v adds
+the whole message and a line per datagram dropped on a protected port) and one
+JSON line per event (listening; registered, with the transport it came over;
+deregistered, relayed, authentication-failed,
 sms: a decision of the service centre, see SMS; published: a PUBLISH
 accepted, with resource, etag (null once removed) and basic (the composed
 state: open, closed, or null when nothing is published); watcher: a
@@ -62,14 +63,19 @@ subscription made, refreshed or ended, with resource, watcher and state
 (active, terminated); sa: an SA added or removed, with its keys under
 --show-keys (when removed: the packets and bytes it carried and, with
 --show-keys, its setkey -D text); dropped: a datagram a protected port did not
-deliver (clear text, an unknown SPI, a bad ICV), with from, port and reason;
+deliver (clear text, an unknown SPI, a bad ICV) or a TCP connection closed for
+what it carried (no Content-Length, a message too long), with from, port and
+reason;
 stopped, with the count of datagrams
 dropped, messages sent and compressed, sent_bytes on the wire (UDP payloads
 before ESP) and sent_sip_bytes (the same messages as SIP), SigComp failures,
 NACKs sent, unreadable datagrams).
 
 Modes:
-  --ipsec none  SIP in clear over UDP, registration without sec-agree.
+  --ipsec none  SIP in clear over UDP and TCP (a TCP listener on the same
+                port: RFC 3261 §18; responses go back on the connection
+                their request came on, and a UE registered over TCP gets
+                its requests over TCP), registration without sec-agree.
   --ipsec udp   sec-agree required, mod=UDP-enc-tun only (TS 33.203): after
                 the 401, SIP goes as ESP in UDP (RFC 3948, tunnel mode)
                 between the UE's port-c/port-s and ours (--port-c, --port-s),
@@ -128,19 +134,20 @@ Examples:
   imsua --impi alice@ims.example.org --impu sip:alice@ims.example.org \\
         --k ... --op ... --pcscf 127.0.0.1:5060 register";
 
-/// A test P-CSCF: AKA registration and a MESSAGE relay over UDP.
+/// A test P-CSCF: AKA registration and a MESSAGE relay over UDP and TCP.
 #[derive(Parser)]
 #[command(
     name = "pcscf",
     version,
-    about = "A test/demo P-CSCF (with registrar, AKA centre and presence agent): AKA registration, MESSAGE relay and presence over UDP",
+    about = "A test/demo P-CSCF (with registrar, AKA centre and presence agent): AKA registration, MESSAGE relay and presence over UDP (and TCP with --ipsec none)",
     after_help = AFTER_HELP
 )]
 struct Cli {
     /// The subscriber table (TOML).
     #[arg(long)]
     subscribers: PathBuf,
-    /// The UDP address and port to listen on.
+    /// The address and port to listen on: UDP, and TCP too with --ipsec
+    /// none.
     #[arg(long, default_value = "127.0.0.1:5060")]
     listen: SocketAddr,
     /// How SIP is protected: none (in clear), udp (ESP in UDP, sec-agree
@@ -269,6 +276,11 @@ fn run(cli: &Cli) -> Result<()> {
         cli.listen,
         (cli.port_c, cli.port_s),
         (&socket, &format!("pcscf-{}", cli.listen.port())),
+        // TCP beside UDP where SIP goes in clear; over SAs it is UDP.
+        match cli.ipsec {
+            Ipsec::None => tools::ims::Tcp::Accept,
+            _ => tools::ims::Tcp::Off,
+        },
     )?;
     if let Some(p) = &cli.pcap {
         transport.capture(p)?;
@@ -397,12 +409,18 @@ fn run(cli: &Cli) -> Result<()> {
                 match p.comp.decode(wire, d.from, over_sas) {
                     Incoming::Sip { bytes, compressed } => {
                         let sigcomp = compressed.then_some(wire.len());
-                        p.ladder
-                            .message_on_wire(Dir::In, d.from, &bytes, sigcomp, false, d.spi);
+                        let hop = Hop {
+                            sigcomp,
+                            spi: d.spi,
+                            tcp: d.stream,
+                            ..Hop::default()
+                        };
+                        p.ladder.message_on_wire(Dir::In, d.from, &bytes, hop);
                         let flow = d.protected_port.map_or(Flow::Unprotected, |port| {
                             Flow::protected(Side::Network, port, d.from.port())
                         });
-                        p.on_datagram(&bytes, d.from, flow);
+                        let reliability = d.reliability();
+                        p.on_datagram(&bytes, d.from, flow, reliability);
                     }
                     Incoming::Nothing(what) => {
                         if p.ladder.verbose {
@@ -466,7 +484,13 @@ impl Pcscf {
         self.start.elapsed()
     }
 
-    fn on_datagram(&mut self, bytes: &[u8], from: SocketAddr, flow: Flow) {
+    fn on_datagram(
+        &mut self,
+        bytes: &[u8],
+        from: SocketAddr,
+        flow: Flow,
+        reliability: Reliability,
+    ) {
         let mut m = match Message::parse(bytes) {
             Ok(m) => m,
             Err(e) => {
@@ -485,9 +509,7 @@ impl Pcscf {
             if matches!(flow, Flow::Protected { .. }) {
                 self.comp.peer_signalled(&m, from);
             }
-            let Ok(RequestVerdict::New(id)) =
-                self.layer
-                    .on_request(&m, from, Reliability::Unreliable, now)
+            let Ok(RequestVerdict::New(id)) = self.layer.on_request(&m, from, reliability, now)
             else {
                 return;
             };
@@ -533,17 +555,27 @@ impl Pcscf {
 
     fn relay(&mut self, m: &Message<'_>, id: TxnId, from: SocketAddr) {
         let now = self.now();
-        let via = format!(
-            "SIP/2.0/UDP {};branch=z9hG4bK{}",
-            self.local,
-            token(&mut self.rng, 8)
-        );
-        match self.registry.route(m, &from, &via) {
+        let branch = token(&mut self.rng, 8);
+        let via = |protocol: gm::txn::Protocol| {
+            format!(
+                "SIP/2.0/{} {};branch=z9hG4bK{branch}",
+                protocol.via_name(),
+                self.local
+            )
+        };
+        let mut routed = self.registry.route(m, &from, &via(gm::txn::Protocol::Udp));
+        // Our Via names the transport of the hop: TCP to a UE on TCP.
+        if let Relay::Forward { to, .. } = &routed {
+            if self.transport.is_stream(self.request_target(*to)) {
+                routed = self.registry.route(m, &from, &via(gm::txn::Protocol::Tcp));
+            }
+        }
+        match routed {
             Relay::Forward { to, request } => {
                 let to = self.request_target(to);
                 match self
                     .layer
-                    .start_client(&request, to, Reliability::Unreliable, now)
+                    .start_client(&request, to, self.transport.reliability(to), now)
                 {
                     Ok(client) => {
                         self.relays.insert(client, (id, m.clone().into_owned()));
@@ -633,12 +665,14 @@ impl Pcscf {
             return;
         };
         let to = self.request_target(from);
+        let protocol = self.transport.protocol(to);
         let request = n
             .request
             .header(
                 "Via",
                 format!(
-                    "SIP/2.0/UDP {};branch=z9hG4bK{}",
+                    "SIP/2.0/{} {};branch=z9hG4bK{}",
+                    protocol.via_name(),
                     self.sent_by,
                     token(&mut self.rng, 8)
                 ),
@@ -648,7 +682,7 @@ impl Pcscf {
         match request {
             Ok(r) => match self
                 .layer
-                .start_client(&r, to, Reliability::Unreliable, now)
+                .start_client(&r, to, self.transport.reliability(to), now)
             {
                 Ok(client) => {
                     if !n.terminated {
@@ -735,12 +769,13 @@ impl Pcscf {
             cseq: 1,
             routes: &[],
             text: "",
+            protocol: self.transport.protocol(to),
         };
         let sent = gm::sms::sip::request(&page, &s.body)
             .map_err(|e| e.to_string())
             .and_then(|r| {
                 self.layer
-                    .start_client(&r, to, Reliability::Unreliable, now)
+                    .start_client(&r, to, self.transport.reliability(to), now)
                     .map_err(|e| e.to_string())
             });
         match sent {
@@ -791,6 +826,11 @@ impl Pcscf {
                     set.push(impu.clone());
                     if let Some((_, from)) = txn {
                         self.registry.bind(&set, from);
+                        // Registered over TCP: its requests go over TCP,
+                        // on a new connection if this one closes.
+                        if self.transport.connected(from) {
+                            self.transport.mark_stream(from);
+                        }
                         // Over SAs the UE sends from its port-c (`from`)
                         // and takes requests on its port-s (TS 33.203).
                         if let Some(s) = self.net.sas(&impi) {
@@ -799,20 +839,25 @@ impl Pcscf {
                         }
                     }
                     self.bound.insert(impi.clone(), set);
+                    let over = txn.map_or(gm::txn::Protocol::Udp, |(_, from)| {
+                        self.transport.protocol(from)
+                    });
                     event(
                         Json::obj()
                             .set("event", "registered")
                             .set("impi", impi)
                             .set("impu", impu)
                             .set("contact", contact)
+                            .set("transport", over.via_name().to_ascii_lowercase())
                             .set("expires", Json::Int(expires.as_secs() as i64)),
                     );
                 }
                 NetworkAction::Deregistered { impi } => {
                     if let Some(set) = self.bound.remove(&impi) {
                         for impu in &set {
-                            if let Some(from) = self.registry.lookup(impu) {
-                                self.port_s.remove(from);
+                            if let Some(from) = self.registry.lookup(impu).copied() {
+                                self.port_s.remove(&from);
+                                self.transport.unmark_stream(from);
                             }
                         }
                         self.registry.unbind(&set);
@@ -825,10 +870,12 @@ impl Pcscf {
                     // where the request came from.
                     let to = target(&request).or_else(|| txn.map(|(_, from)| from));
                     if let Some(to) = to {
-                        if let Ok(client) =
-                            self.layer
-                                .start_client(&request, to, Reliability::Unreliable, now)
-                        {
+                        if let Ok(client) = self.layer.start_client(
+                            &request,
+                            to,
+                            self.transport.reliability(to),
+                            now,
+                        ) {
                             self.notifies.insert(client, request);
                         }
                     }
@@ -943,8 +990,8 @@ impl Pcscf {
     /// Sends a NACK (RFC 4077) back to where a failed SigComp message came
     /// from.
     fn send_nack(&mut self, nack: &[u8], to: SocketAddr) {
-        match self.transport.send(nack, to) {
-            Ok(_) => self.comp.nack_sent(nack.len()),
+        match self.transport.send_nack(nack, to) {
+            Ok(()) => self.comp.nack_sent(nack.len()),
             Err(e) => eprintln!("pcscf: {e:#}"),
         }
     }

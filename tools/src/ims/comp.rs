@@ -154,8 +154,14 @@ impl SipComp {
 
     /// What to send for `sip` to `to`: SigComp when `to` is a protected
     /// address of an open association, `sip` otherwise; and whether it is
-    /// SigComp. Count it with [`SipComp::sent`] once it left.
-    pub fn encode<'a>(&'a mut self, sip: &'a [u8], to: SocketAddr) -> Result<(&'a [u8], bool)> {
+    /// SigComp. Over TCP (`stream`), SigComp is framed as a record (RFC
+    /// 3320 §4.2.2). Count it with [`SipComp::sent`] once it left.
+    pub fn encode<'a>(
+        &'a mut self,
+        sip: &'a [u8],
+        to: SocketAddr,
+        stream: bool,
+    ) -> Result<(&'a [u8], bool)> {
         let Some(c) = &mut self.comp else {
             return Ok((sip, false));
         };
@@ -163,7 +169,7 @@ impl SipComp {
             return Ok((sip, false));
         };
         let out = c
-            .send(&association, sip, Link::Datagram, &mut self.wire)
+            .send(&association, sip, link(stream), &mut self.wire)
             .map_err(|e| anyhow!("cannot compress {} bytes for {to}: {e}", sip.len()))?;
         Ok((self.wire.get(..out.len).unwrap_or_default(), out.compressed))
     }
@@ -238,6 +244,17 @@ impl SipComp {
             .set("sigcomp_failed", n(c.failed))
             .set("nacks_sent", n(c.nacks_sent))
             .set("unreadable", n(c.unreadable));
+    }
+}
+
+/// The SigComp link for a datagram or a stream: a stream's id only
+/// matters to a receiver, which cuts records per connection itself
+/// ([`super::stream`]).
+fn link(stream: bool) -> Link {
+    if stream {
+        Link::Stream(sigcomp::StreamId(0))
+    } else {
+        Link::Datagram
     }
 }
 

@@ -106,6 +106,8 @@ pub struct UaConfig {
     pub local: Option<SocketAddr>,
     /// How SIP is protected.
     pub ipsec: Option<Ipsec>,
+    /// What SIP goes over: UDP or TCP.
+    pub transport: Option<gm::txn::Protocol>,
     /// ipsecd's control socket with `ipsec = "tun"`.
     pub ipsecd_socket: Option<std::path::PathBuf>,
     /// Our protected client port with `ipsec = "udp"` or `"tun"`.
@@ -145,6 +147,7 @@ impl fmt::Debug for UaConfig {
             .field("pcscf", &self.pcscf)
             .field("local", &self.local)
             .field("ipsec", &self.ipsec)
+            .field("transport", &self.transport)
             .field("ipsecd_socket", &self.ipsecd_socket)
             .field("port_c", &self.port_c)
             .field("port_s", &self.port_s)
@@ -184,6 +187,8 @@ struct File {
     local: Option<SocketAddr>,
     #[serde(default, deserialize_with = "de_ipsec")]
     ipsec: Option<Ipsec>,
+    #[serde(default, deserialize_with = "de_transport")]
+    transport: Option<gm::txn::Protocol>,
     ipsecd_socket: Option<std::path::PathBuf>,
     port_c: Option<u16>,
     port_s: Option<u16>,
@@ -242,6 +247,7 @@ de! {
     de_pcscf, "pcscf", SocketAddr, address;
     de_local, "local", SocketAddr, address;
     de_ipsec, "ipsec", Ipsec, Ipsec::parse;
+    de_transport, "transport", gm::txn::Protocol, super::transport;
     de_t1, "t1", Duration, parse_duration;
     de_t2, "t2", Duration, parse_duration;
     de_t4, "t4", Duration, parse_duration;
@@ -284,6 +290,7 @@ pub fn parse(name: &str, text: &str) -> Result<UaConfig> {
         pcscf: f.pcscf,
         local: f.local,
         ipsec: f.ipsec,
+        transport: f.transport,
         ipsecd_socket: f.ipsecd_socket,
         port_c: f.port_c,
         port_s: f.port_s,
@@ -321,6 +328,7 @@ pub fn merge(file: UaConfig, flags: UaConfig) -> UaConfig {
         pcscf: flags.pcscf.or(file.pcscf),
         local: flags.local.or(file.local),
         ipsec: flags.ipsec.or(file.ipsec),
+        transport: flags.transport.or(file.transport),
         ipsecd_socket: flags.ipsecd_socket.or(file.ipsecd_socket),
         port_c: flags.port_c.or(file.port_c),
         port_s: flags.port_s.or(file.port_s),
@@ -351,6 +359,7 @@ sqn = "000000000020"
 pcscf = "127.0.0.1:5060"
 local = "127.0.0.1:0"
 ipsec = "udp"
+transport = "udp"
 port_c = 5062
 port_s = 5064
 sigcomp = true
@@ -384,6 +393,7 @@ offers = ["hmac-sha-1-96/aes-cbc", "HMAC-MD5-96/null"]
         assert_eq!(c.sqn, Some(0x20));
         assert_eq!(c.pcscf, Some("127.0.0.1:5060".parse().unwrap()));
         assert_eq!(c.ipsec, Some(Ipsec::Udp));
+        assert_eq!(c.transport, Some(gm::txn::Protocol::Udp));
         assert_eq!((c.port_c, c.port_s), (Some(5062), Some(5064)));
         assert_eq!((c.sigcomp, c.sigcomp_full), (Some(true), Some(false)));
         assert_eq!(c.expires, Some(3600));
@@ -435,6 +445,7 @@ offers = ["hmac-sha-1-96/aes-cbc", "HMAC-MD5-96/null"]
         assert!(err("sqn = \"1\"").starts_with("ua.toml:1:7: sqn: not hex"));
         assert!(err("t1 = \"0ms\"").starts_with("ua.toml:1:6: t1: a timer must be longer"));
         assert!(err("ipsec = \"esp\"").contains("ipsec: unknown --ipsec mode \"esp\""));
+        assert!(err("transport = \"sctp\"").contains("transport: unknown transport \"sctp\""));
         assert!(err("pcscf = \"localhost\"").starts_with("ua.toml:1:9: pcscf: \"localhost\""));
         assert!(err("port_c = 70000").starts_with("ua.toml:1:10:"));
         assert!(err("k = 3").starts_with("ua.toml:1:5:"));

@@ -64,6 +64,19 @@ pub struct Datagram {
     pub protected_port: Option<u16>,
     /// The SA that carried it.
     pub spi: Option<u32>,
+    /// Whether it came over TCP (a message cut from a connection).
+    pub stream: bool,
+}
+
+impl Datagram {
+    /// Whether its transport retransmits for us (it came over TCP).
+    pub fn reliability(&self) -> gm::txn::Reliability {
+        if self.stream {
+            gm::txn::Reliability::Reliable
+        } else {
+            gm::txn::Reliability::Unreliable
+        }
+    }
 }
 
 /// What one SA carried, read when it is removed.
@@ -290,6 +303,7 @@ impl EspUdp {
         }
         if !a.protected {
             return Ok(Some(Recv::Message(Datagram {
+                stream: false,
                 range,
                 from,
                 protected_port: None,
@@ -324,6 +338,7 @@ impl EspUdp {
         };
         let start = d.packet.start + payload.start;
         Ok(Some(Recv::Message(Datagram {
+            stream: false,
             range: start..d.packet.start + payload.end,
             from: inner_from,
             protected_port: Some(port),

@@ -260,6 +260,7 @@ impl IpsecdSas {
         let (from, port) = (a.from, a.port);
         if !a.protected {
             return Ok(Some(Recv::Message(Datagram {
+                stream: false,
                 range: 0..a.len,
                 from,
                 protected_port: None,
@@ -278,6 +279,7 @@ impl IpsecdSas {
             }));
         };
         Ok(Some(Recv::Message(Datagram {
+            stream: false,
             range: 0..a.len,
             from,
             protected_port: Some(port),
