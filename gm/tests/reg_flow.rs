@@ -571,6 +571,25 @@ fn both_sets_install_update_and_delete_in_sadb() {
         db.apply_statements(&longer.update_statements(), t).unwrap();
         db.apply_statements(&set.delete_statements(), t).unwrap();
         assert_eq!((db.sad().len(), db.spd().len()), (0, 0));
+        // With TCP: two policies per SA, the outbound pair with one reqid.
+        let tcp = set.clone().with_tcp();
+        db.apply_statements(&tcp.statements(), t).unwrap();
+        assert_eq!((db.sad().len(), db.spd().len()), (4, 8));
+        let script = tcp.script();
+        for reqid in ["unique:1", "unique:2"] {
+            for proto in ["udp", "tcp"] {
+                assert_eq!(
+                    script
+                        .lines()
+                        .filter(|l| l.contains(&format!(" {proto} -P out ")) && l.contains(reqid))
+                        .count(),
+                    1,
+                    "{script}"
+                );
+            }
+        }
+        db.apply_statements(&tcp.delete_statements(), t).unwrap();
+        assert_eq!((db.sad().len(), db.spd().len()), (0, 0));
     }
 }
 

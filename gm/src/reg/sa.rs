@@ -224,6 +224,7 @@ pub struct SaSet {
     keys: EspKeys,
     lifetime: Duration,
     reqid_base: u32,
+    tcp: bool,
 }
 
 impl SaSet {
@@ -268,6 +269,7 @@ impl SaSet {
             keys,
             lifetime,
             reqid_base: 1,
+            tcp: false,
         })
     }
 
@@ -277,6 +279,29 @@ impl SaSet {
     pub fn with_reqid_base(mut self, base: u32) -> SaSet {
         self.reqid_base = base;
         self
+    }
+
+    /// The same SAs with a second policy each, for TCP (the first is for
+    /// UDP): TS 33.203 §7.1 has the SAs carry SIP over UDP and TCP between
+    /// the ports, and a kernel-style SPD selects by upper-layer protocol.
+    /// Both policies of an SA have its reqid, so they use the same SA.
+    pub fn with_tcp(mut self) -> SaSet {
+        self.tcp = true;
+        self
+    }
+
+    /// Whether the policies cover TCP too ([`SaSet::with_tcp`]).
+    pub fn covers_tcp(&self) -> bool {
+        self.tcp
+    }
+
+    /// The upper-layer protocols the policies select.
+    fn protocols(&self) -> &'static [u8] {
+        if self.tcp {
+            &[ipproto::UDP, ipproto::TCP]
+        } else {
+            &[ipproto::UDP]
+        }
     }
 
     /// The same SAs with another hard lifetime.
@@ -392,17 +417,17 @@ impl SaSet {
         })
     }
 
-    /// `spdadd` and `add` for each SA, in the order of [`SaSet::sas`].
+    /// `spdadd` (one per protocol, [`SaSet::with_tcp`]) and `add` for
+    /// each SA, in the order of [`SaSet::sas`].
     pub fn statements(&self) -> Vec<Statement> {
-        self.sas()
-            .iter()
-            .flat_map(|sa| {
-                [
-                    Statement::SpdAdd(self.policy(sa, true)),
-                    Statement::Add(self.sa_spec(sa)),
-                ]
-            })
-            .collect()
+        let mut out = Vec::new();
+        for sa in self.sas() {
+            for p in self.protocols() {
+                out.push(Statement::SpdAdd(self.policy(&sa, *p, true)));
+            }
+            out.push(Statement::Add(self.sa_spec(&sa)));
+        }
+        out
     }
 
     /// `update` for each SA: the keys are the same, the lifetime is this
@@ -416,21 +441,20 @@ impl SaSet {
 
     /// `spddelete` and `delete` for each SA.
     pub fn delete_statements(&self) -> Vec<Statement> {
-        self.sas()
-            .iter()
-            .flat_map(|sa| {
-                [
-                    Statement::SpdDelete(self.policy(sa, false)),
-                    Statement::Delete(SaRef {
-                        flags: AddrFlags::default(),
-                        src: self.sa_endpoint(sa.src, sa.src_port),
-                        dst: self.sa_endpoint(sa.dst, sa.dst_port),
-                        protocol: self.sa_protocol(),
-                        spi: sa.spi,
-                    }),
-                ]
-            })
-            .collect()
+        let mut out = Vec::new();
+        for sa in self.sas() {
+            for p in self.protocols() {
+                out.push(Statement::SpdDelete(self.policy(&sa, *p, false)));
+            }
+            out.push(Statement::Delete(SaRef {
+                flags: AddrFlags::default(),
+                src: self.sa_endpoint(sa.src, sa.src_port),
+                dst: self.sa_endpoint(sa.dst, sa.dst_port),
+                protocol: self.sa_protocol(),
+                spi: sa.spi,
+            }));
+        }
+        out
     }
 
     /// [`SaSet::statements`] as a setkey script.
@@ -438,7 +462,7 @@ impl SaSet {
         sadb::print_script(&self.statements())
     }
 
-    fn policy(&self, sa: &Sa, with_action: bool) -> PolicySpec {
+    fn policy(&self, sa: &Sa, protocol: u8, with_action: bool) -> PolicySpec {
         let prefix = if sa.src.is_ipv4() { 32 } else { 128 };
         let level = match sa.reqid {
             // The reqids fit in 16 bits in practice; larger ones are
@@ -459,7 +483,7 @@ impl SaSet {
                 port: PortSpec::Port(sa.dst_port),
             },
             upper: UpperSpec {
-                protocol: Some(ipproto::UDP),
+                protocol: Some(protocol),
                 icmp: None,
             },
             policy: PolicyClause {
