@@ -146,7 +146,7 @@ impl Transport {
     /// Binds `addr` for `mode`; with `udp` and `tun`, the protected ports
     /// `(port_c, port_s)` too (0: any free port). With `tun`, `ipsecd`
     /// names the control socket and the owner tag of what is installed
-    /// there ([`tun::IpsecdSas::bind`]). `tcp` is for `--ipsec none` only.
+    /// there ([`tun::IpsecdSas::bind`]). `tcp` with `udp` is refused.
     pub fn bind(
         mode: Ipsec,
         addr: SocketAddr,
@@ -154,20 +154,18 @@ impl Transport {
         ipsecd: (&Path, &str),
         tcp: Tcp,
     ) -> Result<Transport> {
-        if tcp != Tcp::Off && mode != Ipsec::None {
-            bail!(
-                "SIP over TCP works with --ipsec none only: with --ipsec {} the SIP goes over UDP",
-                mode.name()
-            );
+        if tcp != Tcp::Off && mode == Ipsec::Udp {
+            bail!("SIP over TCP needs --ipsec none or tun: ESP in UDP carries UDP datagrams here");
         }
         match mode {
-            Ipsec::Tun => Ok(Transport::Tun(Box::new(tun::IpsecdSas::bind(
-                addr,
-                protected.0,
-                protected.1,
-                ipsecd.0,
-                ipsecd.1,
-            )?))),
+            Ipsec::Tun => {
+                let mut t =
+                    tun::IpsecdSas::bind(addr, protected.0, protected.1, ipsecd.0, ipsecd.1)?;
+                if tcp != Tcp::Off {
+                    t.enable_tcp(tcp == Tcp::Send)?;
+                }
+                Ok(Transport::Tun(Box::new(t)))
+            }
             Ipsec::None => {
                 let s = UdpSocket::bind(addr).with_context(|| format!("cannot bind {addr}"))?;
                 // Non-blocking: `recv` tries the socket first and waits
@@ -205,12 +203,26 @@ impl Transport {
         }
     }
 
+    /// The TCP side, if any.
+    fn streams(&self) -> Option<&stream::Streams> {
+        match self {
+            Transport::Plain(p) => p.tcp.as_ref(),
+            Transport::Tun(t) => t.sockets().tcp(),
+            Transport::Udp(_) => None,
+        }
+    }
+
+    fn streams_mut(&mut self) -> Option<&mut stream::Streams> {
+        match self {
+            Transport::Plain(p) => p.tcp.as_mut(),
+            Transport::Tun(t) => t.sockets_mut().tcp_mut(),
+            Transport::Udp(_) => None,
+        }
+    }
+
     /// Whether what goes to `to` goes over TCP.
     pub fn is_stream(&self, to: SocketAddr) -> bool {
-        match self {
-            Transport::Plain(p) => p.tcp.as_ref().is_some_and(|t| t.goes(to)),
-            _ => false,
-        }
+        self.streams().is_some_and(|t| t.goes(to))
     }
 
     /// What goes to `to` goes over.
@@ -230,28 +242,21 @@ impl Transport {
     /// What goes to `to` goes over TCP from now on (a UE registered over
     /// TCP); nothing without a TCP side.
     pub fn mark_stream(&mut self, to: SocketAddr) {
-        if let Transport::Plain(p) = self {
-            if let Some(t) = &mut p.tcp {
-                t.mark(to);
-            }
+        if let Some(t) = self.streams_mut() {
+            t.mark(to);
         }
     }
 
     /// Forgets a [`Transport::mark_stream`].
     pub fn unmark_stream(&mut self, to: SocketAddr) {
-        if let Transport::Plain(p) = self {
-            if let Some(t) = &mut p.tcp {
-                t.unmark(to);
-            }
+        if let Some(t) = self.streams_mut() {
+            t.unmark(to);
         }
     }
 
     /// Whether a TCP connection with `peer` is open.
     pub fn connected(&self, peer: SocketAddr) -> bool {
-        match self {
-            Transport::Plain(p) => p.tcp.as_ref().is_some_and(|t| t.connected(peer)),
-            _ => false,
-        }
+        self.streams().is_some_and(|t| t.connected(peer))
     }
 
     /// The plain socket's address.

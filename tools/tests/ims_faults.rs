@@ -326,7 +326,10 @@ struct IpsecdHost {
 
 impl IpsecdHost {
     fn new(test: &str) -> IpsecdHost {
-        let ns = format!("imsf{}", std::process::id());
+        // Unique per test in this process: the tests run in parallel.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ns = format!("imsf{}-{n}", std::process::id());
         let ip = |args: &[&str]| {
             let out = Command::new("ip").args(args).output().unwrap();
             assert!(out.status.success(), "ip {args:?}: {out:?}");
@@ -509,12 +512,31 @@ fn clear_text_to_a_tun_pcscf_protected_port_is_dropped_and_counted() {
     let drop = pcscf.wait_event(|v| v["event"] == "dropped");
     assert_eq!(drop["port"], 5068, "{drop}");
     assert!(drop["reason"].as_str().unwrap().contains("no SA"), "{drop}");
+    // The same over TCP (port-s listens on TCP too): the connection is
+    // taken, its message is not.
+    let sent = Command::new("ip")
+        .args(["netns", "exec", &host.ns, "bash", "-c"])
+        .arg(format!(
+            "exec 3<>/dev/tcp/10.99.0.2/5068 && printf '{}' >&3",
+            register
+                .replace("SIP/2.0/UDP", "SIP/2.0/TCP")
+                .replace("\r\n", "\\r\\n")
+        ))
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let second = pcscf.wait_event(|v| {
+        v["event"] == "dropped"
+            && v["reason"].as_str().is_some_and(|r| r.contains("no SA"))
+            && v["from"] != drop["from"]
+    });
+    assert_eq!(second["port"], 5068, "{second}");
     let (_, err) = pcscf.terminate();
     let stopped = pcscf
         .events()
         .into_iter()
         .find(|v| v["event"] == "stopped")
         .unwrap();
-    assert_eq!(stopped["dropped"], 1, "{stopped}\n{err}");
+    assert_eq!(stopped["dropped"], 2, "{stopped}\n{err}");
     assert_eq!(stopped["sent"], 0, "{stopped}");
 }

@@ -90,12 +90,16 @@ Modes:
                 interface (not loopback: it never reaches the TUN). ipsecd
                 not running: exit 2, naming the socket.
   --transport tcp
-                (with --ipsec none) SIP over TCP (RFC 3261 §18): requests
-                leave on a connection from our SIP port (--local), which also
-                listens; Via says TCP and the Contact ;transport=tcp, and the
-                network's requests come on that connection or a new one.
-                Messages are cut by Content-Length; no retransmissions.
-                With --ipsec udp or tun the SIP goes over UDP (refused).
+                (with --ipsec none or tun) SIP over TCP (RFC 3261 §18):
+                requests leave on a connection from our SIP port (--local),
+                or over SAs from port-c to the P-CSCF's port-s; our ports
+                listen too; Via says TCP and the Contact ;transport=tcp, and
+                the network's requests come on our connection or a new one
+                (over SAs: from its port-c to our port-s). Messages are cut
+                by Content-Length, SigComp at its 0xFFFF delimiters; no
+                retransmissions. With --ipsec tun the policies cover TCP and
+                UDP either way. Refused with --ipsec udp (ESP in UDP carries
+                UDP here).
   --sigcomp     with --ipsec udp or tun (a Gm compartment needs SAs; refused
                 with --ipsec none): SigComp (RFC 3320, RFC 3486, RFC 5049)
                 once the SAs are installed. Requests over the SAs carry
@@ -154,7 +158,7 @@ docs/imsua.toml is alice of docs/subscribers.toml:
   t4 = \"5s\"
 
 Summary: a last JSON line, stopped: messages sent and compressed, sent_bytes
-(on the wire, UDP payloads before ESP) and sent_sip_bytes (the same messages
+(on the wire, UDP or TCP payloads before ESP) and sent_sip_bytes (the same messages
 as SIP), SigComp failures, NACKs sent, unreadable datagrams, dropped.
 
 Exit status: 0 done; 1 the network refused (a registration answered 403...,
@@ -230,7 +234,7 @@ struct Cli {
     /// ipsecd, sec-agree mod=trans; root) [default: none].
     #[arg(long, value_parser = Ipsec::parse)]
     ipsec: Option<Ipsec>,
-    /// What SIP goes over: udp or tcp (tcp needs --ipsec none)
+    /// What SIP goes over: udp or tcp (tcp needs --ipsec none or tun)
     /// [default: udp].
     #[arg(long, value_parser = tools::ims::transport)]
     transport: Option<gm::txn::Protocol>,
@@ -431,11 +435,11 @@ fn main() -> ExitCode {
             )
             .exit();
     }
-    if cfg.transport == Some(gm::txn::Protocol::Tcp) && cfg.ipsec.is_some_and(Ipsec::sec_agree) {
+    if cfg.transport == Some(gm::txn::Protocol::Tcp) && cfg.ipsec == Some(Ipsec::Udp) {
         Cli::command()
             .error(
                 clap::error::ErrorKind::ArgumentConflict,
-                "--transport tcp needs --ipsec none: over SAs the SIP goes over UDP here",
+                "--transport tcp needs --ipsec none or tun: ESP in UDP carries UDP datagrams here",
             )
             .exit();
     }

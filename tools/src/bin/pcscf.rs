@@ -67,8 +67,8 @@ deliver (clear text, an unknown SPI, a bad ICV) or a TCP connection closed for
 what it carried (no Content-Length, a message too long), with from, port and
 reason;
 stopped, with the count of datagrams
-dropped, messages sent and compressed, sent_bytes on the wire (UDP payloads
-before ESP) and sent_sip_bytes (the same messages as SIP), SigComp failures,
+dropped, messages sent and compressed, sent_bytes on the wire (UDP or TCP
+payloads before ESP) and sent_sip_bytes (the same messages as SIP), SigComp failures,
 NACKs sent, unreadable datagrams).
 
 Modes:
@@ -76,6 +76,9 @@ Modes:
                 port: RFC 3261 §18; responses go back on the connection
                 their request came on, and a UE registered over TCP gets
                 its requests over TCP), registration without sec-agree.
+                With --ipsec tun the same on all three ports (TCP over the
+                SAs: the UE's port-c to our port-s, our port-c to its
+                port-s).
   --ipsec udp   sec-agree required, mod=UDP-enc-tun only (TS 33.203): after
                 the 401, SIP goes as ESP in UDP (RFC 3948, tunnel mode)
                 between the UE's port-c/port-s and ours (--port-c, --port-s),
@@ -139,7 +142,7 @@ Examples:
 #[command(
     name = "pcscf",
     version,
-    about = "A test/demo P-CSCF (with registrar, AKA centre and presence agent): AKA registration, MESSAGE relay and presence over UDP (and TCP with --ipsec none)",
+    about = "A test/demo P-CSCF (with registrar, AKA centre and presence agent): AKA registration, MESSAGE relay and presence over UDP (and TCP with --ipsec none or tun)",
     after_help = AFTER_HELP
 )]
 struct Cli {
@@ -147,7 +150,7 @@ struct Cli {
     #[arg(long)]
     subscribers: PathBuf,
     /// The address and port to listen on: UDP, and TCP too with --ipsec
-    /// none.
+    /// none or tun.
     #[arg(long, default_value = "127.0.0.1:5060")]
     listen: SocketAddr,
     /// How SIP is protected: none (in clear), udp (ESP in UDP, sec-agree
@@ -276,10 +279,10 @@ fn run(cli: &Cli) -> Result<()> {
         cli.listen,
         (cli.port_c, cli.port_s),
         (&socket, &format!("pcscf-{}", cli.listen.port())),
-        // TCP beside UDP where SIP goes in clear; over SAs it is UDP.
+        // TCP beside UDP, except over ESP in UDP (UDP datagrams only).
         match cli.ipsec {
-            Ipsec::None => tools::ims::Tcp::Accept,
-            _ => tools::ims::Tcp::Off,
+            Ipsec::None | Ipsec::Tun => tools::ims::Tcp::Accept,
+            Ipsec::Udp => tools::ims::Tcp::Off,
         },
     )?;
     if let Some(p) = &cli.pcap {
@@ -826,16 +829,18 @@ impl Pcscf {
                     set.push(impu.clone());
                     if let Some((_, from)) = txn {
                         self.registry.bind(&set, from);
-                        // Registered over TCP: its requests go over TCP,
-                        // on a new connection if this one closes.
-                        if self.transport.connected(from) {
-                            self.transport.mark_stream(from);
-                        }
                         // Over SAs the UE sends from its port-c (`from`)
                         // and takes requests on its port-s (TS 33.203).
                         if let Some(s) = self.net.sas(&impi) {
                             let port_s = SocketAddr::new(s.ue_addr(), s.ue_offer().port_s);
                             self.port_s.insert(from, port_s);
+                        }
+                        // Registered over TCP: its requests go over TCP
+                        // (over SAs: a connection from our port-c to its
+                        // port-s), a new connection if one closes.
+                        if self.transport.connected(from) {
+                            let target = self.request_target(from);
+                            self.transport.mark_stream(target);
                         }
                     }
                     self.bound.insert(impi.clone(), set);
@@ -856,8 +861,9 @@ impl Pcscf {
                     if let Some(set) = self.bound.remove(&impi) {
                         for impu in &set {
                             if let Some(from) = self.registry.lookup(impu).copied() {
+                                let target = self.request_target(from);
+                                self.transport.unmark_stream(target);
                                 self.port_s.remove(&from);
-                                self.transport.unmark_stream(from);
                             }
                         }
                         self.registry.unbind(&set);

@@ -33,7 +33,7 @@ pub struct Counts {
     pub sent: u64,
     /// Of which SigComp.
     pub sent_compressed: u64,
-    /// Bytes sent on the wire (SIP or SigComp; UDP payloads, before ESP).
+    /// Bytes sent on the wire (SIP or SigComp; UDP or TCP payloads, before ESP).
     pub sent_bytes: u64,
     /// The same messages as SIP, before SigComp.
     pub sent_sip_bytes: u64,

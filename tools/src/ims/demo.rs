@@ -42,6 +42,10 @@ pub struct DemoArgs {
     /// the P-CSCF's ipsecd's.
     #[arg(long)]
     pub tun: bool,
+    /// With --tun: the UAs send their SIP over TCP (--transport tcp), over
+    /// the SAs too.
+    #[arg(long, requires = "tun")]
+    pub tcp: bool,
     /// Print whole messages (the UAs' -v).
     #[arg(short, long)]
     pub verbose: bool,
@@ -427,6 +431,9 @@ impl Demo {
             self.ipsec(),
         ]);
         cmd.args(self.sigcomp_args());
+        if self.args.tcp {
+            cmd.args(["--transport", "tcp"]);
+        }
         if self.args.verbose {
             cmd.arg("-v");
         }
@@ -697,7 +704,8 @@ impl Demo {
         };
         let _ = writeln!(
             t,
-            "\nBytes of SIP sent by the three ({messages} messages, UDP payloads before ESP): {wire} on the wire, {sip} as SIP without SigComp: {percent:.1} %"
+            "\nBytes of SIP sent by the three ({messages} messages, {} payloads before ESP): {wire} on the wire, {sip} as SIP without SigComp: {percent:.1} %",
+            if self.args.tcp { "TCP" } else { "UDP" }
         );
         // The SAs, from the pcscf's side (it holds both UEs').
         let mut sa_json = Vec::new();
@@ -837,15 +845,23 @@ pub fn latest_per_spi<'a>(sas: &[&'a Value]) -> Vec<&'a Value> {
 /// The shell command that shows the SIP inside the ESP packets of
 /// `pcap` (transport mode, `demo --tun`), given the `sa` events (with
 /// keys) of the SAs it carries: one tshark decrypts ESP and decodes the
-/// protected ports as SigComp.
+/// protected ports as SigComp, over UDP and TCP. ipsecd's capture holds
+/// each packet twice (its TUN side in clear, the wire as ESP), so TCP
+/// sequence analysis is off: it would take the ESP copy of an outbound
+/// segment for a retransmission and not dissect the SIP in it.
 pub fn tshark_transport_command(pcap: &Path, sas: &[&Value]) -> String {
     let (ports, uat) = sa_table(sas);
     let sigcomp: Vec<String> = ports
         .iter()
-        .map(|p| format!("-d udp.port=={p},sigcomp"))
+        .flat_map(|p| {
+            [
+                format!("-d udp.port=={p},sigcomp"),
+                format!("-d tcp.port=={p},sigcomp"),
+            ]
+        })
         .collect();
     format!(
-        "tshark -r {} -o esp.enable_encryption_decode:TRUE -o esp.enable_authentication_check:TRUE \\\n  {} \\\n  {} -o sigcomp.decomp.msg:TRUE -Y esp",
+        "tshark -r {} -o esp.enable_encryption_decode:TRUE -o esp.enable_authentication_check:TRUE \\\n  {} \\\n  {} -o sigcomp.decomp.msg:TRUE -o tcp.analyze_sequence_numbers:FALSE -Y esp",
         pcap.to_string_lossy(),
         uat.join(" \\\n  "),
         sigcomp.join(" "),

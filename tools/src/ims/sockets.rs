@@ -1,6 +1,7 @@
 //! What the two protected modes (`--ipsec udp`, [`super::esp_udp`], and
 //! `--ipsec tun`, [`super::tun`]) share: the three UDP sockets (plain,
-//! port-c, port-s) with one wait over them, and the book of the SA sets
+//! port-c, port-s) with one wait over them (and, for `tun`, TCP on the
+//! same three ports, [`super::stream`]), and the book of the SA sets
 //! installed (as given by `gm` and as installed, with reqids of their
 //! own).
 
@@ -22,6 +23,23 @@ pub struct SipSockets {
     port_s: UdpSocket,
     local: SocketAddr,
     ports: (u16, u16),
+    tcp: Option<super::stream::Streams>,
+}
+
+/// What [`SipSockets::recv_any`] took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Taken {
+    /// A datagram, or a message from a TCP connection, in the buffer.
+    Arrival(Arrival),
+    /// A TCP connection closed for what it carried.
+    Closed {
+        /// The peer.
+        from: SocketAddr,
+        /// Our port.
+        port: u16,
+        /// Why, one line.
+        reason: String,
+    },
 }
 
 /// One datagram [`SipSockets::recv`] took.
@@ -35,6 +53,8 @@ pub struct Arrival {
     pub port: u16,
     /// Whether that is port-c or port-s.
     pub protected: bool,
+    /// Whether it came over TCP.
+    pub stream: bool,
 }
 
 fn bind_nonblocking(a: SocketAddr) -> Result<UdpSocket> {
@@ -59,7 +79,71 @@ impl SipSockets {
             port_s,
             local,
             ports,
+            tcp: None,
         })
+    }
+
+    /// TCP on the three ports too: listeners there, and with
+    /// `everything` all we send goes over TCP ([`super::Tcp`]).
+    pub fn enable_tcp(&mut self, everything: bool) -> Result<()> {
+        let mut t = super::stream::Streams::new(self.local.ip());
+        for port in [self.local.port(), self.ports.0, self.ports.1] {
+            t.listen(port)?;
+        }
+        if everything {
+            t.everything();
+        }
+        self.tcp = Some(t);
+        Ok(())
+    }
+
+    /// The TCP side, when enabled.
+    pub fn tcp(&self) -> Option<&super::stream::Streams> {
+        self.tcp.as_ref()
+    }
+
+    /// The TCP side, when enabled.
+    pub fn tcp_mut(&mut self) -> Option<&mut super::stream::Streams> {
+        self.tcp.as_mut()
+    }
+
+    /// Whether what goes to `to` goes over TCP.
+    pub fn goes_tcp(&self, to: SocketAddr) -> bool {
+        self.tcp.as_ref().is_some_and(|t| t.goes(to))
+    }
+
+    /// [`SipSockets::recv`], with the TCP side's messages and closed
+    /// connections too when it is enabled.
+    pub fn recv_any(&mut self, buf: &mut [u8], wait: Duration) -> Result<Option<Taken>> {
+        let Some(tcp) = &mut self.tcp else {
+            return Ok(self.recv(buf, wait)?.map(Taken::Arrival));
+        };
+        let fds = [self.plain.as_fd(), self.port_c.as_fd(), self.port_s.as_fd()];
+        match tcp.wait(&fds, wait)? {
+            super::stream::Ready::Udp(which) => Ok(self.recv_from(which, buf)?.map(Taken::Arrival)),
+            super::stream::Ready::Frame(f) => {
+                let protected = f.port != self.local.port();
+                let Some(room) = buf.get_mut(..f.bytes.len()) else {
+                    return Ok(Some(Taken::Closed {
+                        from: f.from,
+                        port: f.port,
+                        reason: format!("a {}-byte message over TCP", f.bytes.len()),
+                    }));
+                };
+                room.copy_from_slice(&f.bytes);
+                Ok(Some(Taken::Arrival(Arrival {
+                    len: f.bytes.len(),
+                    from: f.from,
+                    port: f.port,
+                    protected,
+                    stream: true,
+                })))
+            }
+            super::stream::Ready::Closed { from, port, reason } => {
+                Ok(Some(Taken::Closed { from, port, reason }))
+            }
+            super::stream::Ready::Nothing => Ok(None),
+        }
     }
 
     /// The plain socket's address.
@@ -115,6 +199,12 @@ impl SipSockets {
         let Some(which) = ready.iter().position(|r| *r) else {
             return Ok(None);
         };
+        self.recv_from(which, buf)
+    }
+
+    /// Takes a datagram from socket `which` (0 plain, 1 port-c, 2
+    /// port-s), if one is there.
+    fn recv_from(&self, which: usize, buf: &mut [u8]) -> Result<Option<Arrival>> {
         let (sock, port) = match which {
             0 => (&self.plain, self.local.port()),
             1 => (&self.port_c, self.ports.0),
@@ -126,6 +216,7 @@ impl SipSockets {
                 from,
                 port,
                 protected: which != 0,
+                stream: false,
             })),
             Err(e)
                 if matches!(

@@ -240,6 +240,15 @@ impl Streams {
         })
     }
 
+    /// Closes the connection with `peer`, if one is open.
+    pub fn close_peer(&mut self, peer: SocketAddr) {
+        self.conns.remove(&peer);
+        self.ready.retain(|r| match r {
+            Ready::Frame(f) => f.from != peer,
+            _ => true,
+        });
+    }
+
     /// Closes every connection.
     pub fn close(&mut self) {
         self.conns.clear();

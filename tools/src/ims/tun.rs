@@ -3,7 +3,10 @@
 //! interface.
 //!
 //! The SIP sockets are plain UDP sockets on this side's address with
-//! port-c and port-s. The SAs and policies go into the namespace's ipsecd
+//! port-c and port-s, and TCP on the same ports when asked
+//! ([`IpsecdSas::enable_tcp`]); the policies select both UDP and TCP
+//! ([`SaSet::with_tcp`]), so TCP between the ports is protected (and
+//! clear TCP dropped) whichever the peer uses. The SAs and policies go into the namespace's ipsecd
 //! through its control client ([`crate::ipsecd::client`]), tagged with an
 //! owner: ipsecd then routes what the policies select into its TUN,
 //! protects it, and delivers what its SAs let in to the same sockets; its
@@ -31,7 +34,7 @@ use sadb::ast::Direction;
 use sadb::{Owner, Statement};
 
 use super::esp_udp::{Datagram, Recv, SaUsage};
-use super::sockets::{SaBook, SipSockets};
+use super::sockets::{SaBook, SipSockets, Taken};
 use crate::ipsecd::client::{Client, ClientError, GetSpi};
 
 /// The sockets and the ipsecd client of `--ipsec tun`.
@@ -94,6 +97,21 @@ impl IpsecdSas {
         self.sockets.local_addr()
     }
 
+    /// TCP on our three ports too ([`SipSockets::enable_tcp`]).
+    pub fn enable_tcp(&mut self, everything: bool) -> Result<()> {
+        self.sockets.enable_tcp(everything)
+    }
+
+    /// The SIP sockets (their TCP side: [`SipSockets::tcp`]).
+    pub fn sockets(&self) -> &SipSockets {
+        &self.sockets
+    }
+
+    /// The SIP sockets.
+    pub fn sockets_mut(&mut self) -> &mut SipSockets {
+        &mut self.sockets
+    }
+
     /// Our port-c and port-s.
     pub fn protected_ports(&self) -> (u16, u16) {
         self.sockets.protected_ports()
@@ -141,7 +159,7 @@ impl IpsecdSas {
             .client
             .free_reqids(2)
             .map_err(|e| anyhow!("cannot install the SAs: {e}"))?;
-        let local = set.clone().with_reqid_base(base);
+        let local = set.clone().with_reqid_base(base).with_tcp();
         let held = self.held.lock().map(|h| h.clone()).unwrap_or_default();
         let statements: Vec<Statement> = local
             .statements()
@@ -176,6 +194,16 @@ impl IpsecdSas {
     /// what each SA carried, as ipsecd counted it just before.
     pub fn remove(&mut self, set: &SaSet) -> Result<Vec<SaUsage>> {
         let local = self.book.take(set)?;
+        // TCP connections over these SAs end first, while the SAs can
+        // still carry their FINs.
+        if let Some(t) = self.sockets.tcp_mut() {
+            for sa in set.sas() {
+                t.close_peer(match sa.direction {
+                    Direction::Out => SocketAddr::new(sa.dst, sa.dst_port),
+                    _ => SocketAddr::new(sa.src, sa.src_port),
+                });
+            }
+        }
         let usage = self.usage(&local);
         self.apply(&local.delete_statements(), "remove")?;
         Ok(usage)
@@ -237,7 +265,15 @@ impl IpsecdSas {
     /// outbound SA leaves from (ipsecd protects it), or in clear from the
     /// plain socket. The SPI of the SA that carries it, if one does.
     pub fn send(&mut self, bytes: &[u8], to: SocketAddr) -> Result<Option<u32>> {
-        let (sock, spi) = match self.book.route(to) {
+        let route = self.book.route(to);
+        if self.sockets.goes_tcp(to) {
+            let port = route.map_or(self.sockets.local_addr().port(), |(port, _)| port);
+            if let Some(t) = self.sockets.tcp_mut() {
+                t.send(bytes, to, port)?;
+            }
+            return Ok(route.map(|(_, spi)| spi));
+        }
+        let (sock, spi) = match route {
             Some((port, spi)) => match self.sockets.protected(port) {
                 Some(sock) => (sock, Some(spi)),
                 None => bail!("not sent to {to}: its SA leaves from port {port}, not ours"),
@@ -254,13 +290,17 @@ impl IpsecdSas {
     /// (ipsecd drops clear text from a peer with SAs; from a sender with
     /// none it is dropped here and counted).
     pub fn recv(&mut self, buf: &mut [u8], wait: Duration) -> Result<Option<Recv>> {
-        let Some(a) = self.sockets.recv(buf, wait)? else {
-            return Ok(None);
+        let a = match self.sockets.recv_any(buf, wait)? {
+            None => return Ok(None),
+            Some(Taken::Arrival(a)) => a,
+            Some(Taken::Closed { from, port, reason }) => {
+                return Ok(Some(Recv::Dropped { from, port, reason }));
+            }
         };
         let (from, port) = (a.from, a.port);
         if !a.protected {
             return Ok(Some(Recv::Message(Datagram {
-                stream: false,
+                stream: a.stream,
                 range: 0..a.len,
                 from,
                 protected_port: None,
@@ -279,7 +319,7 @@ impl IpsecdSas {
             }));
         };
         Ok(Some(Recv::Message(Datagram {
-            stream: false,
+            stream: a.stream,
             range: 0..a.len,
             from,
             protected_port: Some(port),
