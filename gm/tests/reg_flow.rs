@@ -84,6 +84,20 @@ struct World {
     tamper: Option<Tamper>,
 }
 
+/// The UE's configuration of these tests: SPIs 1111/2222, ports
+/// 5062/5064.
+fn ue_config() -> UeConfig {
+    UeConfig::new(
+        IMPI,
+        IMPU,
+        "ims.example.org",
+        ue_addr(),
+        pcscf_addr(),
+        (1111, 2222),
+        (5062, 5064),
+    )
+}
+
 fn world(ue_sqn: u64, net_sqn: u64, net_k: [u8; 16], aka: AkaVersion) -> World {
     world_with(ue_sqn, net_sqn, net_k, aka, |_| {})
 }
@@ -96,15 +110,7 @@ fn world_with(
     configure: impl FnOnce(&mut NetworkConfig),
 ) -> World {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let mut config = UeConfig::new(
-        IMPI,
-        IMPU,
-        "ims.example.org",
-        ue_addr(),
-        pcscf_addr(),
-        (1111, 2222),
-        (5062, 5064),
-    );
+    let mut config = ue_config();
     // Registration alone; the reg event subscription has reg_event.rs.
     config.reg_event = false;
     let ue = Ue::new(
@@ -711,15 +717,7 @@ fn a_200_in_clear_is_ignored_once_the_sas_are_up() {
 #[test]
 fn unprotected_registration_reregistration_and_deregistration() {
     let mut w = world_with(0, 0, K, AkaVersion::V1, |c| c.allow_unprotected = true);
-    let mut config = UeConfig::new(
-        IMPI,
-        IMPU,
-        "ims.example.org",
-        ue_addr(),
-        pcscf_addr(),
-        (1111, 2222),
-        (5062, 5064),
-    );
+    let mut config = ue_config();
     config.sec_agree = false;
     config.reg_event = false;
     w.ue = Ue::new(
@@ -757,15 +755,7 @@ fn unprotected_registration_reregistration_and_deregistration() {
 #[test]
 fn over_tcp_the_via_says_tcp_and_the_contact_asks_for_it() {
     let mut w = world(0, 0, K, AkaVersion::V1);
-    let mut config = UeConfig::new(
-        IMPI,
-        IMPU,
-        "ims.example.org",
-        ue_addr(),
-        pcscf_addr(),
-        (1111, 2222),
-        (5062, 5064),
-    );
+    let mut config = ue_config();
     config.reg_event = false;
     config.protocol = gm::txn::Protocol::Tcp;
     w.ue = Ue::new(
