@@ -24,6 +24,9 @@
 //!   them; a connection whose queue passes [`MAX_QUEUE`] bytes, or that
 //!   fails, is closed and reported. Nothing blocks: connect is
 //!   non-blocking too.
+//! - At most [`MAX_CONNECTIONS`] are open: one more is closed as soon as
+//!   it is accepted, and reported; out of descriptors, the listeners rest
+//!   100 ms rather than wake every wait.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{ErrorKind, Read, Write};
@@ -40,6 +43,15 @@ pub const MAX_MESSAGE: usize = 65_535;
 
 /// The most bytes queued for one connection before it is given up.
 pub const MAX_QUEUE: usize = 4 << 20;
+
+/// The most connections open at once (each is a descriptor): one more
+/// accepted is closed at once and reported, so a peer that opens
+/// connections without end cannot take every descriptor.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// How long the listeners rest when accepting fails (out of descriptors):
+/// the waiting connection would wake every wait at once otherwise.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// What arrived on a connection: one whole SIP message or one SigComp
 /// message (its record, unframed).
@@ -106,6 +118,9 @@ pub struct Streams {
     everything: bool,
     ready: VecDeque<Ready>,
     read_buf: Vec<u8>,
+    max_conns: usize,
+    /// Listeners are not watched until then ([`ACCEPT_PAUSE`]).
+    accept_paused: Option<std::time::Instant>,
 }
 
 fn reusable(addr: SocketAddr) -> Result<Socket> {
@@ -128,7 +143,15 @@ impl Streams {
             everything: false,
             ready: VecDeque::new(),
             read_buf: vec![0; 64 * 1024],
+            max_conns: MAX_CONNECTIONS,
+            accept_paused: None,
         }
+    }
+
+    /// Another cap than [`MAX_CONNECTIONS`].
+    pub fn with_max_connections(mut self, n: usize) -> Streams {
+        self.max_conns = n;
+        self
     }
 
     /// Listens on `port` of our address.
@@ -262,6 +285,18 @@ impl Streams {
         if let Some(r) = self.ready.pop_front() {
             return Ok(r);
         }
+        if self
+            .accept_paused
+            .is_some_and(|t| std::time::Instant::now() >= t)
+        {
+            self.accept_paused = None;
+        }
+        // While paused, the listeners are watched for nothing.
+        let listen_flags = if self.accept_paused.is_some() {
+            PollFlags::empty()
+        } else {
+            PollFlags::POLLIN
+        };
         let (udp_ready, listeners_ready, conns_ready) = {
             let mut fds: Vec<PollFd<'_>> =
                 Vec::with_capacity(udp.len() + self.listeners.len() + self.conns.len());
@@ -269,7 +304,7 @@ impl Streams {
             fds.extend(
                 self.listeners
                     .iter()
-                    .map(|(l, _)| PollFd::new(l.as_fd(), PollFlags::POLLIN)),
+                    .map(|(l, _)| PollFd::new(l.as_fd(), listen_flags)),
             );
             let peers: Vec<SocketAddr> = self.conns.keys().copied().collect();
             for p in &peers {
@@ -323,6 +358,18 @@ impl Streams {
         loop {
             match listener.accept() {
                 Ok((sock, peer)) => {
+                    if self.conns.len() >= self.max_conns && !self.conns.contains_key(&peer) {
+                        drop(sock);
+                        self.ready.push_back(Ready::Closed {
+                            from: peer,
+                            port,
+                            reason: format!(
+                                "{} TCP connections open already: this one closed at once",
+                                self.conns.len()
+                            ),
+                        });
+                        continue;
+                    }
                     if sock.set_nonblocking(true).is_err() {
                         continue;
                     }
@@ -342,9 +389,16 @@ impl Streams {
                         },
                     );
                 }
-                // Out of descriptors, a reset before accept: the next
-                // round tries again.
-                Err(_) => return,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                // A connection reset before it was taken: the next one.
+                Err(e) if e.kind() == ErrorKind::ConnectionAborted => {}
+                // Out of descriptors (or memory): the listeners rest a
+                // moment, and the connection waits in the backlog.
+                Err(_) => {
+                    self.accept_paused = Some(std::time::Instant::now() + ACCEPT_PAUSE);
+                    return;
+                }
             }
         }
     }
@@ -587,6 +641,40 @@ CSeq: 1 OPTIONS\r\nContent-Length: 4\r\n\r\nbody";
         stream.resize(MAX_MESSAGE + 10_000, b'x');
         let (_, r) = cut_all(&[&stream]);
         assert!(r.is_err());
+    }
+
+    #[test]
+    fn connections_past_the_cap_are_closed_and_said() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let probe = TcpListener::bind((ip, 0)).unwrap();
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        let mut server = Streams::new(ip).with_max_connections(2);
+        server.listen(port).unwrap();
+        let clients: Vec<TcpStream> = (0..3)
+            .map(|_| TcpStream::connect((ip, port)).unwrap())
+            .collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let closed = loop {
+            assert!(std::time::Instant::now() < deadline, "nothing said");
+            if let Ready::Closed { from, reason, .. } =
+                server.wait(&[], Duration::from_millis(10)).unwrap()
+            {
+                break (from, reason);
+            }
+        };
+        assert_eq!(server.len(), 2);
+        assert!(closed.1.contains("closed at once"), "{}", closed.1);
+        let third = clients
+            .iter()
+            .find(|c| c.local_addr().unwrap() == closed.0)
+            .expect("one of ours");
+        third
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut buf = [0u8; 8];
+        // Closed by the server: end of stream (or a reset).
+        assert!(matches!((&*third).read(&mut buf), Ok(0) | Err(_)));
     }
 
     #[test]
