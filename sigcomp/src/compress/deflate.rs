@@ -125,6 +125,11 @@ fn match_bits(len: usize, dist: usize) -> u32 {
 
 /// Hash chains over one history buffer, reused between messages without
 /// clearing: entries are stamped with a running base, older ones are stale.
+/// Every encode inserts its whole history again (the dictionary from
+/// [`DICTIONARY_CHAINS`]), so nothing in the chains outlives it: one
+/// matcher per thread serves every compressor ([`with_matcher`]), and a
+/// compartment's compressor holds no tables of its own (a new compartment
+/// costs no 64 KiB copy, and thousands of them no 100 KiB each).
 #[derive(Debug, Clone)]
 pub(crate) struct Matcher {
     head: Box<[u32; HASH_SIZE]>,
@@ -138,6 +143,19 @@ pub(crate) struct Matcher {
     flush_limit: usize,
     /// Message bytes encoded since the last flush.
     pending: usize,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Matcher> = std::cell::RefCell::new(Matcher::default());
+}
+
+/// Runs `f` with this thread's matcher (a fresh one in the impossible
+/// case that it is in use: `f` never calls back into the compressor).
+pub(crate) fn with_matcher<R>(f: impl FnOnce(&mut Matcher) -> R) -> R {
+    SCRATCH.with(|m| match m.try_borrow_mut() {
+        Ok(mut m) => f(&mut m),
+        Err(_) => f(&mut Matcher::default()),
+    })
 }
 
 /// The symbol our bytecode reads as "output the next 16-bit count of bytes

@@ -456,7 +456,6 @@ pub struct Compressor {
     strong: usize,
     well_covered: bool,
     msg_grams: Vec<u16>,
-    matcher: deflate::Matcher,
     hist: Vec<u8>,
     bits: Vec<u8>,
     sources: Vec<Source>,
@@ -523,7 +522,6 @@ impl Compressor {
             strong: 0,
             well_covered: false,
             msg_grams: Vec::new(),
-            matcher: deflate::Matcher::default(),
             hist: Vec::new(),
             bits: Vec::new(),
             sources: Vec::new(),
@@ -986,15 +984,17 @@ impl Compressor {
             let preloaded = self.hist.len();
             self.hist.extend_from_slice(msg);
             self.bits.clear();
-            self.matcher.encode(
-                &self.hist,
-                preloaded,
-                room - 1,
-                long.then_some(room / 2),
-                ack_only,
-                self.config.level,
-                &mut self.bits,
-            );
+            deflate::with_matcher(|m| {
+                m.encode(
+                    &self.hist,
+                    preloaded,
+                    room - 1,
+                    long.then_some(room / 2),
+                    ack_only,
+                    self.config.level,
+                    &mut self.bits,
+                );
+            });
             out.extend_from_slice(&self.bits);
             // On a stream the memory does not depend on the message size.
             if out.len() <= guess || transport == Transport::Stream {
