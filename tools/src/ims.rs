@@ -133,6 +133,8 @@ pub enum Transport {
 pub struct PlainSip {
     udp: UdpSocket,
     tcp: Option<stream::Streams>,
+    /// Ends a wait when readable ([`Transport::set_wake`]).
+    wake: Option<std::os::unix::net::UnixStream>,
     /// UDP datagrams taken in a row without a look at TCP.
     in_a_row: u32,
 }
@@ -192,6 +194,7 @@ impl Transport {
                 Ok(Transport::Plain(Box::new(PlainSip {
                     udp: s,
                     tcp,
+                    wake: None,
                     in_a_row: 0,
                 })))
             }
@@ -217,6 +220,17 @@ impl Transport {
             Transport::Plain(p) => p.tcp.as_mut(),
             Transport::Tun(t) => t.sockets_mut().tcp_mut(),
             Transport::Udp(_) => None,
+        }
+    }
+
+    /// A socket whose readability ends [`Transport::recv`]'s wait at once
+    /// (it returns nothing): lines read from stdin by another thread
+    /// ([`command::stdin_lines`]) are taken without waiting for a timeout.
+    pub fn set_wake(&mut self, wake: std::os::unix::net::UnixStream) {
+        match self {
+            Transport::Plain(p) => p.wake = Some(wake),
+            Transport::Udp(e) => e.set_wake(wake),
+            Transport::Tun(t) => t.sockets_mut().set_wake(wake),
         }
     }
 
@@ -391,14 +405,22 @@ impl PlainSip {
                 .as_ref()
                 .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock)
             {
-                let mut fds = [PollFd::new(self.udp.as_fd(), PollFlags::POLLIN)];
+                let mut fds = vec![PollFd::new(self.udp.as_fd(), PollFlags::POLLIN)];
+                if let Some(w) = &self.wake {
+                    fds.push(PollFd::new(w.as_fd(), PollFlags::POLLIN));
+                }
                 let ms = wait.max(Duration::from_millis(1));
                 let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
                 match poll(&mut fds, timeout) {
                     Ok(0) | Err(nix::errno::Errno::EINTR) => return Ok(None),
-                    Ok(_) => received = self.udp.recv_from(buf),
+                    Ok(_) => {}
                     Err(e) => return Err(e).context("cannot wait for datagrams"),
                 }
+                let woken = fds.get(1).is_some_and(|f| f.any().unwrap_or(false));
+                if woken && !self.wake.as_ref().is_some_and(command::drain_wake) {
+                    self.wake = None;
+                }
+                received = self.udp.recv_from(buf);
             }
             return udp_arrival(received);
         };
@@ -415,7 +437,15 @@ impl PlainSip {
             }
         }
         self.in_a_row = 0;
-        match tcp.wait(&[self.udp.as_fd()], wait)? {
+        let mut fds = vec![self.udp.as_fd()];
+        fds.extend(self.wake.as_ref().map(AsFd::as_fd));
+        match tcp.wait(&fds, wait)? {
+            stream::Ready::Udp(1) => {
+                if !self.wake.as_ref().is_some_and(command::drain_wake) {
+                    self.wake = None;
+                }
+                Ok(None)
+            }
             stream::Ready::Udp(_) => udp_arrival(self.udp.recv_from(buf)),
             stream::Ready::Frame(f) => {
                 let Some(room) = buf.get_mut(..f.bytes.len()) else {

@@ -296,12 +296,12 @@ fn tun_demo(name: &str, tcp: bool) {
     // Every ESP packet the P-CSCF's SAs counted is in the capture, and
     // tshark (ICV checked) reads SigComp-compressed SIP in all but those
     // of alice's temporary SAs (their SPIs were taken again, see above).
-    if tcp {
-        // ...and a few more: the last ACKs of a connection can pass after
-        // the counters were read, before the SAs went.
-        assert!(frames.len() as u64 >= esp_packets, "{listing}");
-    } else {
-        assert_eq!(frames.len() as u64, esp_packets, "{listing}");
+    // A packet already on its way through ipsecd when the P-CSCF read its
+    // counters (a NOTIFY retransmission to a UE that left, the last ACKs
+    // of a connection) is in the capture but not in the count.
+    assert!(frames.len() as u64 >= esp_packets, "{listing}");
+    if !tcp {
+        assert!(frames.len() as u64 <= esp_packets + 2, "{listing}");
     }
     let readable = frames.iter().filter(|l| l.contains("SIGCOMP/")).count() as u64;
     if tcp {

@@ -781,7 +781,10 @@ impl Ua {
                 }
             }
             Command::Listen => {
-                ua.input = Some(tools::ims::command::stdin_lines());
+                let (lines, wake) = tools::ims::command::stdin_lines()
+                    .map_err(|e| anyhow!("cannot read stdin: {e}"))?;
+                ua.transport.set_wake(wake);
+                ua.input = Some(lines);
                 ua.listen(stop)?;
                 ua.deregister(&Stop::never())
             }

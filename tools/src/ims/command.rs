@@ -14,22 +14,46 @@
 //! The text runs to the end of the line, spaces included; blank lines and
 //! lines starting with `#` are skipped.
 
-use std::io::BufRead;
+use std::io::{BufRead, Write};
+use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{Receiver, channel};
 
 /// The lines of standard input, read by a thread of their own: the
-/// receiver is disconnected at the end of input (or a read error).
-pub fn stdin_lines() -> Receiver<String> {
+/// receiver is disconnected at the end of input (or a read error). The
+/// thread writes a byte to the returned socket after each line (and at
+/// the end), so a wait that watches it ([`super::Transport::set_wake`])
+/// ends as soon as a command comes, not at its next timeout.
+pub fn stdin_lines() -> std::io::Result<(Receiver<String>, UnixStream)> {
     let (tx, rx) = channel();
+    let (wake, mut waker) = UnixStream::pair()?;
+    wake.set_nonblocking(true)?;
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines() {
             let Ok(line) = line else { break };
             if tx.send(line).is_err() {
                 break;
             }
+            let _ = waker.write_all(&[1]);
         }
+        drop(tx);
+        let _ = waker.write_all(&[0]);
     });
-    rx
+    Ok((rx, wake))
+}
+
+/// Reads whatever a wake socket holds (it only says "look again");
+/// `false` once its writer is gone (the socket would stay readable: stop
+/// watching it).
+pub fn drain_wake(wake: &UnixStream) -> bool {
+    let mut buf = [0u8; 64];
+    loop {
+        match std::io::Read::read(&mut &*wake, &mut buf) {
+            Ok(0) => return false,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return e.kind() == std::io::ErrorKind::WouldBlock,
+        }
+    }
 }
 
 /// One command line, parsed.

@@ -285,6 +285,11 @@ impl EspUdp {
         }
     }
 
+    /// A socket whose readability ends a wait ([`SipSockets::set_wake`]).
+    pub fn set_wake(&mut self, wake: std::os::unix::net::UnixStream) {
+        self.sockets.set_wake(wake);
+    }
+
     /// Receives one datagram into `buf` (at least 64 KiB + 256 bytes),
     /// waiting at most `wait`; `None` when none came.
     pub fn recv(&mut self, buf: &mut [u8], wait: Duration) -> Result<Option<Recv>> {

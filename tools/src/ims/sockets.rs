@@ -24,6 +24,8 @@ pub struct SipSockets {
     local: SocketAddr,
     ports: (u16, u16),
     tcp: Option<super::stream::Streams>,
+    /// Ends a wait when readable ([`SipSockets::set_wake`]).
+    wake: Option<std::os::unix::net::UnixStream>,
 }
 
 /// What [`SipSockets::recv_any`] took.
@@ -80,7 +82,14 @@ impl SipSockets {
             local,
             ports,
             tcp: None,
+            wake: None,
         })
+    }
+
+    /// A socket whose readability ends a wait at once (it is drained and
+    /// the wait returns nothing): commands read by another thread.
+    pub fn set_wake(&mut self, wake: std::os::unix::net::UnixStream) {
+        self.wake = Some(wake);
     }
 
     /// TCP on the three ports too: listeners there, and with
@@ -118,8 +127,15 @@ impl SipSockets {
         let Some(tcp) = &mut self.tcp else {
             return Ok(self.recv(buf, wait)?.map(Taken::Arrival));
         };
-        let fds = [self.plain.as_fd(), self.port_c.as_fd(), self.port_s.as_fd()];
+        let mut fds = vec![self.plain.as_fd(), self.port_c.as_fd(), self.port_s.as_fd()];
+        fds.extend(self.wake.as_ref().map(AsFd::as_fd));
         match tcp.wait(&fds, wait)? {
+            super::stream::Ready::Udp(3) => {
+                if !self.wake.as_ref().is_some_and(super::command::drain_wake) {
+                    self.wake = None;
+                }
+                Ok(None)
+            }
             super::stream::Ready::Udp(which) => Ok(self.recv_from(which, buf)?.map(Taken::Arrival)),
             super::stream::Ready::Frame(f) => {
                 let protected = f.port != self.local.port();
@@ -181,24 +197,33 @@ impl SipSockets {
     /// one into `buf`; `None` when none came (or the peer's port was
     /// closed: an ICMP error is not ours to act on, the transaction's
     /// timer is).
-    pub fn recv(&self, buf: &mut [u8], wait: Duration) -> Result<Option<Arrival>> {
-        let ready = {
-            let mut fds = [
+    pub fn recv(&mut self, buf: &mut [u8], wait: Duration) -> Result<Option<Arrival>> {
+        let ready: Vec<bool> = {
+            let mut fds = vec![
                 PollFd::new(self.plain.as_fd(), PollFlags::POLLIN),
                 PollFd::new(self.port_c.as_fd(), PollFlags::POLLIN),
                 PollFd::new(self.port_s.as_fd(), PollFlags::POLLIN),
             ];
+            if let Some(w) = &self.wake {
+                fds.push(PollFd::new(w.as_fd(), PollFlags::POLLIN));
+            }
             let ms = wait.max(Duration::from_millis(1));
             let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
             match poll(&mut fds, timeout) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(e).context("cannot wait for datagrams"),
             }
-            fds.map(|f| f.any().unwrap_or(false))
+            fds.iter().map(|f| f.any().unwrap_or(false)).collect()
         };
         let Some(which) = ready.iter().position(|r| *r) else {
             return Ok(None);
         };
+        if which == 3 {
+            if !self.wake.as_ref().is_some_and(super::command::drain_wake) {
+                self.wake = None;
+            }
+            return Ok(None);
+        }
         self.recv_from(which, buf)
     }
 
