@@ -4,7 +4,9 @@
 //! `gm::pager`, `gm::sms::service::SmsCentre`, `gm::presence::Agent`);
 //! this file moves the bytes and prints.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -210,7 +212,9 @@ fn main() -> ExitCode {
             )
             .exit();
     }
-    match run(&cli) {
+    let result = run(&cli);
+    flush_events();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pcscf: {e:#}");
@@ -376,6 +380,9 @@ fn run(cli: &Cli) -> Result<()> {
             .set("port_s", Json::Int(i64::from(port_s)));
     }
     event(&mut listening);
+    if cli.quiet {
+        EVENTS.with_borrow_mut(|e| *e = Some(Events::default()));
+    }
     let mut buf = tools::ims::esp_udp::recv_buffer();
     while !stop.is_set() {
         let now = p.start.elapsed();
@@ -387,9 +394,16 @@ fn run(cli: &Cli) -> Result<()> {
         .into_iter()
         .flatten()
         .min();
-        let wait = next
+        let mut wait = next
             .map_or(Stop::POLL, |t| t.saturating_sub(now))
             .min(Stop::POLL);
+        let waiting = events_waiting();
+        if waiting.is_some() {
+            wait = wait.min(Events::IDLE);
+        }
+        if waiting.is_some_and(|since| since.elapsed() >= Events::LATEST) {
+            flush_events();
+        }
         match p.transport.recv(&mut buf, wait)? {
             Some(Recv::Message(d)) => {
                 let wire = buf.get(d.range.clone()).unwrap_or_default();
@@ -434,7 +448,8 @@ fn run(cli: &Cli) -> Result<()> {
                     .set("reason", reason);
                 event(&mut j);
             }
-            None => {}
+            // Nothing to read for a while: the event lines gathered go.
+            None => flush_events(),
         }
         p.on_time();
         p.flush();
@@ -457,8 +472,62 @@ fn run(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
+/// The event lines not written yet, with --quiet: there they are the
+/// only output, and a write(2) per registration cost more than the rest
+/// of its printing. They go together when the loop finds nothing to read
+/// for [`Events::IDLE`], at [`Events::FULL`] bytes, or [`Events::LATEST`]
+/// after the first of them; without --quiet each line is printed at once,
+/// in order with the ladder's.
+#[derive(Default)]
+struct Events {
+    lines: String,
+    since: Option<Instant>,
+}
+
+impl Events {
+    const IDLE: Duration = Duration::from_millis(2);
+    const LATEST: Duration = Duration::from_millis(20);
+    const FULL: usize = 8192;
+}
+
+thread_local! {
+    static EVENTS: RefCell<Option<Events>> = const { RefCell::new(None) };
+}
+
 fn event(j: &mut Json) {
-    println!("{}", json_line(j));
+    let full = EVENTS.with_borrow_mut(|e| match e {
+        Some(e) => {
+            j.write_line(&mut e.lines);
+            e.lines.push('\n');
+            e.since.get_or_insert_with(Instant::now);
+            e.lines.len() >= Events::FULL
+        }
+        None => {
+            println!("{}", json_line(j));
+            false
+        }
+    });
+    if full {
+        flush_events();
+    }
+}
+
+/// Since when event lines wait to be written, if any do.
+fn events_waiting() -> Option<Instant> {
+    EVENTS.with_borrow(|e| e.as_ref().and_then(|e| e.since))
+}
+
+/// Writes the event lines gathered, in one write.
+fn flush_events() {
+    EVENTS.with_borrow_mut(|e| {
+        if let Some(e) = e.as_mut().filter(|e| !e.lines.is_empty()) {
+            let mut out = std::io::stdout().lock();
+            // As println!: a closed stdout loses the lines, nothing else.
+            let _ = out.write_all(e.lines.as_bytes()).and_then(|()| out.flush());
+            e.lines.clear();
+            e.since = None;
+        }
+    });
 }
 
 impl Pcscf {
