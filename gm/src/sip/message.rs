@@ -627,8 +627,9 @@ impl<'a> Message<'a> {
     pub(crate) fn from_parts(start: StartLine<'a>) -> Message<'a> {
         Message {
             start,
-            // A built message has about a dozen rows: one allocation.
-            headers: Vec::with_capacity(16),
+            // A built message has about ten rows: one allocation, small
+            // enough for the allocator's per-thread cache.
+            headers: Vec::with_capacity(12),
             body: Cow::Borrowed(&[]),
         }
     }
@@ -840,7 +841,11 @@ fn frame(
     let body_start = end + 4;
 
     let mut start_line: Option<&str> = None;
-    let mut headers: Vec<Header<'_>> = Vec::with_capacity(24);
+    // At most a row per line after the start line (fewer with folds):
+    // one allocation of the size needed, which for a usual message is
+    // small enough for the allocator's per-thread cache.
+    let lines = memchr::memchr_iter(b'\n', head_bytes).count();
+    let mut headers: Vec<Header<'_>> = Vec::with_capacity(lines.saturating_sub(1));
     // The row being read: (row start, name, value start, row end).
     let mut row: Option<(usize, &str, usize, usize)> = None;
     let mut content_length: Option<usize> = None;
