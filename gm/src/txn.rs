@@ -492,10 +492,17 @@ impl<A: Clone> Transactions<A> {
             self.clients.remove(k);
         }
         if let Some(k) = &t.server_key {
-            if self.servers.get(&k.hash) == Some(&id) {
-                self.servers.remove(&k.hash);
-            } else {
-                self.collided.remove(k);
+            // One lookup in the large table; another key's transaction
+            // filed under this hash goes back.
+            match self.servers.remove(&k.hash) {
+                Some(other) if other != id => {
+                    self.servers.insert(k.hash, other);
+                    self.collided.remove(k);
+                }
+                Some(_) => {}
+                None => {
+                    self.collided.remove(k);
+                }
             }
         }
         Some(t)
