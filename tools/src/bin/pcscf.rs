@@ -856,10 +856,17 @@ impl Pcscf {
                     contact,
                     expires,
                 } => {
-                    let mut set = self.impus.get(&impi).cloned().unwrap_or_default();
-                    set.push(impu.clone());
-                    if let Some((_, from)) = txn {
-                        self.registry.bind(&set, from);
+                    // The IMPUs bound: the table's and the registered one
+                    // (usually one of them), kept from the last time.
+                    if !self.bound.get(&impi).is_some_and(|s| s.contains(&impu)) {
+                        let mut set = self.impus.get(&impi).cloned().unwrap_or_default();
+                        if !set.contains(&impu) {
+                            set.push(impu.clone());
+                        }
+                        self.bound.insert(impi.clone(), set);
+                    }
+                    if let (Some((_, from)), Some(set)) = (txn, self.bound.get(&impi)) {
+                        self.registry.bind(set, from);
                         // Over SAs the UE sends from its port-c (`from`)
                         // and takes requests on its port-s (TS 33.203).
                         if let Some(s) = self.net.sas(&impi) {
@@ -867,7 +874,6 @@ impl Pcscf {
                             self.port_s.insert(from, port_s);
                         }
                     }
-                    self.bound.insert(impi.clone(), set);
                     event(
                         Json::obj()
                             .set("event", "registered")
