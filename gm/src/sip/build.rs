@@ -148,20 +148,23 @@ impl Builder {
             Some(false) => {
                 // A checked To stays valid with one more generic-param
                 // (RFC 3261 §25.1 to-param), if that one is.
-                let param = format!(";tag={tag}");
-                let mut c = Cursor::new(&param);
+                let old = self.msg.header("To").unwrap_or_default();
+                let mut to = String::with_capacity(old.len() + 5 + tag.len());
+                to.push_str(old);
+                to.push_str(";tag=");
+                to.push_str(tag);
+                let mut c = Cursor::new(to.get(old.len()..).unwrap_or_default());
                 let ok = Params::parse_generic(&mut c, None).is_ok() && c.at_end();
-                let to = self.msg.header("To").map(|to| format!("{to}{param}"));
-                let set = match (ok, to) {
-                    (true, Some(to)) => self.msg.set_header("To", to),
-                    (false, _) => Err(Error::Header {
+                let set = if ok {
+                    self.msg.set_header("To", to)
+                } else {
+                    Err(Error::Header {
                         name: HeaderName::To,
                         syntax: Syntax {
                             what: "a tag must be a token",
                             at: 0,
                         },
-                    }),
-                    (true, None) => Err(Error::Missing(HeaderName::To)),
+                    })
                 };
                 match set {
                     Ok(()) => self.to_tagged = Some(true),

@@ -533,15 +533,16 @@ impl<'a> Message<'a> {
             .position(|x| same_name(x, h.kind, &h.name));
         match pos {
             Some(i) => {
-                let (kind, n) = (h.kind, h.name.to_string());
-                if let Some(slot) = self.headers.get_mut(i) {
-                    *slot = h;
-                }
+                // Row `i` is the first of that name: removing the later
+                // ones leaves it where it is.
                 let mut j = 0;
                 self.headers.retain(|x| {
                     j += 1;
-                    j - 1 == i || !same_name(x, kind, &n)
+                    j - 1 == i || !same_name(x, h.kind, &h.name)
                 });
+                if let Some(slot) = self.headers.get_mut(i) {
+                    *slot = h;
+                }
             }
             None => self.headers.push(h),
         }
@@ -1240,5 +1241,28 @@ Content-Length: 4\r\n\r\nbodyJUNK";
         assert!(m.push_header("Bad Name", "x").is_err());
         let owned = again.into_owned();
         assert_eq!(owned.to_bytes(), bytes);
+    }
+
+    #[test]
+    fn set_header_replaces_the_first_row_and_drops_the_others() {
+        let mut m = Message::parse(
+            b"OPTIONS sip:a@b SIP/2.0\r\nX-A: 1\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+              x-a: 2\r\nv: SIP/2.0/UDP g;branch=z9hG4bK2\r\nX-A: 3\r\nCSeq: 1 OPTIONS\r\n\r\n",
+        )
+        .unwrap();
+        m.set_header("Via", "SIP/2.0/UDP k;branch=z9hG4bK3")
+            .unwrap();
+        m.set_header("X-a", "9").unwrap();
+        let rows: Vec<(&str, &str)> = m.headers().iter().map(|h| (h.name(), h.value())).collect();
+        assert_eq!(
+            rows,
+            [
+                ("X-a", "9"),
+                ("Via", "SIP/2.0/UDP k;branch=z9hG4bK3"),
+                ("CSeq", "1 OPTIONS")
+            ]
+        );
+        m.set_header("Max-Forwards", "70").unwrap();
+        assert_eq!(m.headers().last().map(|h| h.value()), Some("70"));
     }
 }
