@@ -58,6 +58,7 @@
 //! assert_eq!(uac.poll_event(), Some(Event::Terminated(id)));
 //! ```
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
@@ -314,7 +315,8 @@ impl From<SipError> for TxnError {
     }
 }
 
-/// The key of a server transaction (§17.2.3).
+/// The key of a server transaction (§17.2.3). A method of RFC 3261 and
+/// its extensions is a `'static` name, not a copy.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum ServerKey {
     /// Branch with the magic cookie, sent-by, method (ACK counted as
@@ -322,18 +324,22 @@ enum ServerKey {
     Rfc3261 {
         branch: String,
         sent_by: String,
-        method: String,
+        method: Cow<'static, str>,
     },
-    /// RFC 2543: Request-URI, From tag, Call-ID, CSeq number, top Via, and
-    /// the method (ACK counted as INVITE). The To tag is compared apart.
-    Rfc2543 {
-        uri: String,
-        from_tag: String,
-        call_id: String,
-        cseq: u32,
-        via: String,
-        method: String,
-    },
+    /// RFC 2543 (rare: boxed, so every key is not as large as this one).
+    Rfc2543(Box<Rfc2543Key>),
+}
+
+/// RFC 2543: Request-URI, From tag, Call-ID, CSeq number, top Via, and
+/// the method (ACK counted as INVITE). The To tag is compared apart.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Rfc2543Key {
+    uri: String,
+    from_tag: String,
+    call_id: String,
+    cseq: u32,
+    via: String,
+    method: Cow<'static, str>,
 }
 
 /// A key with its hash, computed once (with the layer's [`RandomState`]):
@@ -393,8 +399,9 @@ struct Txn<A> {
     to: A,
     /// Client: the request. Server: the last response sent.
     last: Option<Vec<u8>>,
-    /// Server: the To tag of the request (RFC 2543 matching) and of the
-    /// last response (ACK matching).
+    /// Server with an RFC 2543 key only: the To tag of the request
+    /// (matching a retransmission) and of the last response (matching the
+    /// ACK). A branch identifies the others.
     request_to_tag: Option<String>,
     response_to_tag: Option<String>,
     /// E or G: when, and the interval that led to it.
@@ -402,6 +409,7 @@ struct Txn<A> {
     /// F, H (timeouts), K, J, I (ends).
     deadline: Option<(Duration, Deadline)>,
     client_key: Option<Hashed<(String, String)>>,
+    /// Server: its key, kept here only (see [`Transactions::servers`]).
     server_key: Option<Hashed<ServerKey>>,
 }
 
@@ -440,7 +448,15 @@ pub struct Transactions<A> {
     /// instead of a scan of every transaction per event.
     wheel: BinaryHeap<Reverse<(Duration, TxnId)>>,
     clients: HashMap<Hashed<(String, String)>, TxnId, Numbers>,
-    servers: HashMap<Hashed<ServerKey>, TxnId, Numbers>,
+    /// Server transactions by the 64-bit hash of their key, the key itself
+    /// being in the transaction: Timer J keeps every server transaction
+    /// for 64*T1 (hundreds of thousands under load), so each holds its
+    /// key once, not twice. A lookup compares the key in the transaction.
+    servers: HashMap<u64, TxnId, Numbers>,
+    /// The server transactions whose key's hash was already taken by
+    /// another key when they started (practically never: the hash is
+    /// keyed SipHash), by their whole key.
+    collided: HashMap<Hashed<ServerKey>, TxnId, Numbers>,
     /// Hashes the keys of `clients` and `servers` (randomly seeded: the
     /// keys come from the network).
     keys: RandomState,
@@ -448,10 +464,12 @@ pub struct Transactions<A> {
     events: VecDeque<Event>,
 }
 
-fn method_key(m: Method<'_>) -> String {
+fn method_key(m: Method<'_>) -> Cow<'static, str> {
     match m {
-        Method::Ack => "INVITE".to_owned(),
-        other => other.as_str().to_owned(),
+        Method::Ack => Cow::Borrowed("INVITE"),
+        m => m
+            .known_name()
+            .map_or_else(|| Cow::Owned(m.as_str().to_owned()), Cow::Borrowed),
     }
 }
 
@@ -465,6 +483,7 @@ impl<A: Clone> Transactions<A> {
             wheel: BinaryHeap::new(),
             clients: HashMap::default(),
             servers: HashMap::default(),
+            collided: HashMap::default(),
             keys: RandomState::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -528,9 +547,43 @@ impl<A: Clone> Transactions<A> {
             self.clients.remove(k);
         }
         if let Some(k) = &t.server_key {
-            self.servers.remove(k);
+            // One lookup in the large table; another key's transaction
+            // filed under this hash goes back.
+            match self.servers.remove(&k.hash) {
+                Some(other) if other != id => {
+                    self.servers.insert(k.hash, other);
+                    self.collided.remove(k);
+                }
+                Some(_) => {}
+                None => {
+                    self.collided.remove(k);
+                }
+            }
         }
         Some(t)
+    }
+
+    /// The server transaction with this key.
+    fn find_server(&self, key: &Hashed<ServerKey>) -> Option<TxnId> {
+        let first = self.servers.get(&key.hash).copied().filter(|id| {
+            self.txns
+                .get(id)
+                .is_some_and(|t| t.server_key.as_ref() == Some(key))
+        });
+        first.or_else(|| self.collided.get(key).copied())
+    }
+
+    /// Files server transaction `id` (holding `key`) under its key's
+    /// hash, or by its whole key if another key has that hash.
+    fn file_server(&mut self, key: &Hashed<ServerKey>, id: TxnId) {
+        match self.servers.entry(key.hash) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(id);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.collided.insert(key.clone(), id);
+            }
+        }
     }
 
     /// Starts a non-INVITE client transaction for `request`, to be sent to
@@ -626,10 +679,13 @@ impl<A: Clone> Transactions<A> {
         }
     }
 
+    /// The key of a request's server transaction, and its To tag when
+    /// the key is an RFC 2543 one (the only matching that needs it).
     fn server_key(request: &Message<'_>) -> Result<(ServerKey, Option<String>), TxnError> {
         let method = request.method().ok_or(TxnError::Refused("not a request"))?;
         let via = request.top_via()?;
-        let to_tag = request.to()?.tag().map(str::to_owned);
+        // Parsed for every request: one without a valid To starts nothing.
+        let to = request.to()?;
         if let Some(branch) = via.branch.filter(|b| b.starts_with(MAGIC_COOKIE)) {
             let mut sent_by = via.host.to_string();
             if let Some(p) = via.port {
@@ -643,7 +699,7 @@ impl<A: Clone> Transactions<A> {
                     sent_by,
                     method: method_key(method),
                 },
-                to_tag,
+                None,
             ));
         }
         let uri = match request.start_line() {
@@ -653,15 +709,15 @@ impl<A: Clone> Transactions<A> {
         let cseq = request.cseq()?;
         let from = request.from()?;
         Ok((
-            ServerKey::Rfc2543 {
+            ServerKey::Rfc2543(Box::new(Rfc2543Key {
                 uri,
                 from_tag: from.tag().unwrap_or_default().to_owned(),
                 call_id: request.call_id()?.to_owned(),
                 cseq: cseq.seq,
                 via: via.to_string(),
                 method: method_key(method),
-            },
-            to_tag,
+            })),
+            to.tag().map(str::to_owned),
         ))
     }
 
@@ -681,15 +737,15 @@ impl<A: Clone> Transactions<A> {
         request.cseq()?;
         let (key, to_tag) = Self::server_key(request)?;
         let key = self.hashed(key);
-        let found = self.servers.get(&key).copied().filter(|id| {
+        let found = self.find_server(&key).filter(|id| {
             // RFC 2543 matching also compares To tags: the request's for a
             // retransmission, the response's for an ACK.
             let Some(t) = self.txns.get(id) else {
                 return false;
             };
             match (&key.key, method) {
-                (ServerKey::Rfc2543 { .. }, Method::Ack) => t.response_to_tag == to_tag,
-                (ServerKey::Rfc2543 { .. }, _) => t.request_to_tag == to_tag,
+                (ServerKey::Rfc2543(_), Method::Ack) => t.response_to_tag == to_tag,
+                (ServerKey::Rfc2543(_), _) => t.request_to_tag == to_tag,
                 _ => true,
             }
         });
@@ -742,10 +798,13 @@ impl<A: Clone> Transactions<A> {
                 retransmit: None,
                 deadline: None,
                 client_key: None,
-                server_key: Some(key.clone()),
+                server_key: None,
             }),
         );
-        self.servers.insert(key, id);
+        self.file_server(&key, id);
+        if let Some(t) = self.txns.get_mut(&id) {
+            t.server_key = Some(key);
+        }
         if invite {
             // §17.2.1: 100 Trying at once (the TU may take longer than
             // 200 ms), without a To tag.
@@ -774,7 +833,16 @@ impl<A: Clone> Transactions<A> {
             .ok_or(TxnError::Refused("a request is not a response"))?;
         let timers = self.timers;
         let t = self.txns.get_mut(&id).ok_or(TxnError::Unknown(id))?;
-        let to_tag = response.to()?.tag().map(str::to_owned);
+        // Only an INVITE server transaction with an RFC 2543 key matches
+        // the ACK by the response's To tag; the others need no parse.
+        let rfc2543 = matches!(&t.server_key, Some(k) if matches!(k.key, ServerKey::Rfc2543(_)));
+        let to_tag = if t.kind == Kind::InviteServer && rfc2543 {
+            response.to()?.tag().map(str::to_owned)
+        } else if response.rows(HeaderName::To).next().is_none() {
+            return Err(SipError::Missing(HeaderName::To).into());
+        } else {
+            None
+        };
         let provisional = status < 200;
         match (t.kind, t.state) {
             (Kind::Client, _) => {
@@ -1219,6 +1287,59 @@ mod tests {
             RequestVerdict::New(_)
         ));
         assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn server_keys_whose_hashes_collide_are_told_apart() {
+        let mut layer: Transactions<&str> = Transactions::new(Timers::default());
+        let (a, b) = (req("MESSAGE", "z9hG4bKa"), req("MESSAGE", "z9hG4bKb"));
+        let ids =
+            [&a, &b].map(
+                |m| match layer.on_request(m, "ue", Reliability::Unreliable, MS(0)) {
+                    Ok(RequestVerdict::New(id)) => id,
+                    other => panic!("{other:?}"),
+                },
+            );
+        // Give b's key a's hash, as a collision would, and file it again.
+        let key_a = layer.txns[&ids[0]].server_key.clone().unwrap();
+        let mut key_b = layer.txns[&ids[1]].server_key.clone().unwrap();
+        layer.servers.remove(&key_b.hash);
+        key_b.hash = key_a.hash;
+        layer.file_server(&key_b, ids[1]);
+        if let Some(t) = layer.txns.get_mut(&ids[1]) {
+            t.server_key = Some(key_b.clone());
+        }
+        assert_eq!(layer.collided.len(), 1);
+        assert_eq!(layer.find_server(&key_a), Some(ids[0]));
+        assert_eq!(layer.find_server(&key_b), Some(ids[1]));
+        // Each ends on its own; the other is still found.
+        layer.remove(ids[0]);
+        assert_eq!(layer.find_server(&key_a), None);
+        assert_eq!(layer.find_server(&key_b), Some(ids[1]));
+        layer.remove(ids[1]);
+        assert_eq!(layer.find_server(&key_b), None);
+        assert!(layer.servers.is_empty() && layer.collided.is_empty());
+    }
+
+    #[test]
+    fn a_response_to_a_non_invite_needs_a_to_but_no_parse_of_it() {
+        let mut layer: Transactions<&str> = Transactions::new(Timers::default());
+        let r = req("MESSAGE", "z9hG4bK1");
+        let Ok(RequestVerdict::New(id)) =
+            layer.on_request(&r, "ue", Reliability::Unreliable, MS(0))
+        else {
+            panic!("no transaction");
+        };
+        let mut no_to = resp(&r, 200);
+        no_to.remove_header("To");
+        assert!(layer.respond(id, &no_to, MS(1)).is_err());
+        layer.respond(id, &resp(&r, 200), MS(1)).unwrap();
+        // The retransmission gets it again; the key holds no To tag.
+        assert_eq!(
+            layer.on_request(&r, "ue", Reliability::Unreliable, MS(2)),
+            Ok(RequestVerdict::Absorbed(id))
+        );
+        assert_eq!(layer.txns[&id].response_to_tag, None);
     }
 
     #[test]

@@ -70,7 +70,7 @@ mod notifier;
 use super::sa::{self, Agreement, IpsecMode, IpsecOffer, SaSet, Side};
 use super::{Flow, OpKey, Random, ct_eq, same_mechanisms};
 use crate::regevent::ContactEvent;
-use crate::sip::header::{Auth, Contacts, SecMechanism};
+use crate::sip::header::{Auth, Contacts, NameAddr, SecMechanism};
 use crate::sip::{Builder, HeaderName, Message, Method};
 
 /// One subscriber of the AKA centre (HSS); K and OP/OPc are zeroized on
@@ -760,7 +760,8 @@ impl Network {
             }
             return self.fail(request, impi, r.status, r.reason);
         }
-        if let Some(r) = self.too_brief(request) {
+        let asked = Asked::of(request);
+        if let Some(r) = self.too_brief(request, asked.expires) {
             // The challenge stays: the UE asks again with the next nc.
             return r;
         }
@@ -778,7 +779,15 @@ impl Network {
                 out.push(NetworkAction::RemoveSas(s));
             }
         }
-        out.extend(self.bind(request, impi, p, ue_addr, ContactEvent::Registered, now));
+        out.extend(self.bind(
+            request,
+            asked,
+            impi,
+            p,
+            ue_addr,
+            ContactEvent::Registered,
+            now,
+        ));
         out
     }
 
@@ -808,7 +817,8 @@ impl Network {
         if let Err(r) = check(&self.config, &b.auth, request, creds, ue_addr, flow) {
             return self.refuse(request, r.status, None);
         }
-        if let Some(r) = self.too_brief(request) {
+        let asked = Asked::of(request);
+        if let Some(r) = self.too_brief(request, asked.expires) {
             return r;
         }
         let Some(mut b) = self.bindings.remove(impi) else {
@@ -816,7 +826,15 @@ impl Network {
         };
         b.auth.nc = nc;
         let since = b.since;
-        let mut out = self.bind(request, impi, b.auth, ue_addr, ContactEvent::Refreshed, now);
+        let mut out = self.bind(
+            request,
+            asked,
+            impi,
+            b.auth,
+            ue_addr,
+            ContactEvent::Refreshed,
+            now,
+        );
         if let Some(b) = self.bindings.get_mut(impi) {
             b.since = since;
         }
@@ -827,26 +845,19 @@ impl Network {
     /// The 200 and the binding (RFC 3261 §10.3 steps 7-8); the reg event
     /// subscribers of `impi` learn of it (`event`, or `unregistered` for
     /// expiry 0).
+    #[allow(clippy::too_many_arguments)]
     fn bind(
         &mut self,
         request: &Message<'_>,
+        asked: Asked<'_>,
         impi: &str,
         auth: Pending,
         ue_addr: IpAddr,
         event: ContactEvent,
         now: Duration,
     ) -> Vec<NetworkAction> {
-        let contact = match request.contacts() {
-            Ok(Some(Contacts::List(l))) => l.into_iter().next(),
-            _ => None,
-        };
-        // requested_expires, without parsing Contact again.
-        let expires = contact
-            .as_ref()
-            .and_then(|c| c.expires())
-            .or(request.expires().ok().flatten())
-            .unwrap_or(3600)
-            .min(self.config.max_expires);
+        let contact = asked.contact;
+        let expires = asked.expires.min(self.config.max_expires);
         let impu = request
             .to()
             .map(|t| t.uri.as_str().to_owned())
@@ -896,11 +907,11 @@ impl Network {
         let impus = self
             .subscribers
             .get(impi)
-            .map(|s| s.impus.clone())
+            .map(|s| s.impus.as_slice())
             .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| vec![impu.clone()]);
-        for u in &impus {
-            b = b.header("P-Associated-URI", format!("<{u}>"));
+            .unwrap_or(std::slice::from_ref(&impu));
+        for u in impus {
+            b = b.header("P-Associated-URI", format_args!("<{u}>"));
         }
         b = b.header("Expires", expires);
         let Ok(m) = b.build() else {
@@ -945,8 +956,7 @@ impl Network {
 
     /// RFC 3261 §10.3 step 7: 423 with Min-Expires for a binding shorter
     /// than [`NetworkConfig::min_expires`] (expiry 0 removes, and is fine).
-    fn too_brief(&self, request: &Message<'_>) -> Option<Vec<NetworkAction>> {
-        let e = requested_expires(request);
+    fn too_brief(&self, request: &Message<'_>, e: u32) -> Option<Vec<NetworkAction>> {
         let min = self.config.min_expires;
         (e != 0 && e < min)
             .then(|| self.refuse(request, 423, Some(("Min-Expires", &min.to_string()))))
@@ -1065,14 +1075,29 @@ fn check(
     Ok(())
 }
 
-/// The expiry a REGISTER asks for (RFC 3261 §10.2.1.1): its first
-/// Contact's `expires`, else Expires, else 3600.
-fn requested_expires(request: &Message<'_>) -> u32 {
-    let contact = match request.contacts() {
-        Ok(Some(Contacts::List(l))) => l.first().and_then(|c| c.expires()),
-        _ => None,
-    };
-    contact.or(request.expires().ok().flatten()).unwrap_or(3600)
+/// What a REGISTER asks to bind, Contact parsed once for the checks and
+/// the binding.
+struct Asked<'m> {
+    /// Its first Contact (none for `*` or without Contact).
+    contact: Option<NameAddr<'m>>,
+    /// The expiry it asks for (RFC 3261 §10.2.1.1): the first Contact's
+    /// `expires`, else Expires, else 3600.
+    expires: u32,
+}
+
+impl<'m> Asked<'m> {
+    fn of(request: &'m Message<'_>) -> Asked<'m> {
+        let contact = match request.contacts() {
+            Ok(Some(Contacts::List(l))) => l.into_iter().next(),
+            _ => None,
+        };
+        let expires = contact
+            .as_ref()
+            .and_then(|c| c.expires())
+            .or(request.expires().ok().flatten())
+            .unwrap_or(3600);
+        Asked { contact, expires }
+    }
 }
 
 /// `user@host` of the To URI: the IMPI of a UE that sent no credentials.

@@ -1,23 +1,35 @@
 //! Building requests and responses: headers in the order given,
 //! Content-Type and a correct Content-Length added last, every typed
 //! header checked against its grammar before the message exists.
+//!
+//! Each row is checked once, as it goes in ([`Builder::header`],
+//! [`Builder::response_to`], [`Builder::body`]'s type); [`Builder::build`]
+//! then only counts the single-valued headers instead of parsing the
+//! message it just built again (a debug build still does, and asserts).
 
 use std::borrow::Cow;
 use std::fmt;
 
 use super::error::{Error, Syntax};
-use super::message::{Message, StartLine};
+use super::header::NameAddr;
+use super::lex::Cursor;
+use super::message::{Message, StartLine, check_value};
 use super::method::Method;
 use super::name::HeaderName;
+use super::params::Params;
 use super::uri::Uri;
 
-/// A message being built; [`Builder::build`] checks it.
+/// A message being built: each row is checked as it is added, the first
+/// error is kept and returned by [`Builder::build`].
 #[derive(Debug)]
 #[must_use]
 pub struct Builder {
     msg: Message<'static>,
     body: Option<(String, Vec<u8>)>,
     error: Option<Error>,
+    /// Whether the first To row has a tag, learnt when it was checked
+    /// (`None`: no To yet), so [`Builder::to_tag`] parses nothing.
+    to_tagged: Option<bool>,
 }
 
 impl Message<'static> {
@@ -40,6 +52,7 @@ impl Message<'static> {
             }),
             body: None,
             error,
+            to_tagged: None,
         }
     }
 
@@ -68,6 +81,7 @@ impl Message<'static> {
             }),
             body: None,
             error,
+            to_tagged: None,
         }
     }
 }
@@ -91,7 +105,8 @@ impl Builder {
         b
     }
 
-    /// Appends a header row (`name: value`).
+    /// Appends a header row (`name: value`); a value that does not match
+    /// its header's grammar makes [`Builder::build`] fail.
     pub fn header(mut self, name: &str, value: impl fmt::Display) -> Builder {
         if self.error.is_none() {
             // A known header written as the RFC spells it needs no copy
@@ -102,7 +117,19 @@ impl Builder {
             } else {
                 Cow::Owned(name.to_owned())
             };
-            if let Err(e) = self.msg.push_header(name, value.to_string()) {
+            let value = value.to_string();
+            let checked = if kind == HeaderName::To {
+                // The one parse of To also tells whether it has a tag.
+                NameAddr::parse(&value).map(|a| {
+                    self.to_tagged.get_or_insert(a.tag().is_some());
+                })
+            } else {
+                check_value(kind, &value)
+            };
+            let added = checked
+                .map_err(|syntax| Error::Header { name: kind, syntax })
+                .and_then(|()| self.msg.push_header(name, value));
+            if let Err(e) = added {
                 self.error = Some(e);
             }
         }
@@ -112,17 +139,37 @@ impl Builder {
     /// Adds `;tag=tag` to the To header unless it has a tag (a UAS tags
     /// its responses, RFC 3261 §8.2.6.2).
     pub fn to_tag(mut self, tag: &str) -> Builder {
-        let tagged = match self.msg.header("To") {
-            None => {
-                self.error.get_or_insert(Error::Missing(HeaderName::To));
-                return self;
-            }
-            Some(to) if super::header::NameAddr::parse(to).is_ok_and(|a| a.tag().is_some()) => None,
-            Some(to) => Some(format!("{to};tag={tag}")),
-        };
-        if let (Some(to), None) = (tagged, &self.error) {
-            if let Err(e) = self.msg.set_header("To", to) {
-                self.error = Some(e);
+        if self.error.is_some() {
+            return self;
+        }
+        match self.to_tagged {
+            None => self.error = Some(Error::Missing(HeaderName::To)),
+            Some(true) => {}
+            Some(false) => {
+                // A checked To stays valid with one more generic-param
+                // (RFC 3261 §25.1 to-param), if that one is.
+                let old = self.msg.header("To").unwrap_or_default();
+                let mut to = String::with_capacity(old.len() + 5 + tag.len());
+                to.push_str(old);
+                to.push_str(";tag=");
+                to.push_str(tag);
+                let mut c = Cursor::new(to.get(old.len()..).unwrap_or_default());
+                let ok = Params::parse_generic(&mut c, None).is_ok() && c.at_end();
+                let set = if ok {
+                    self.msg.set_header("To", to)
+                } else {
+                    Err(Error::Header {
+                        name: HeaderName::To,
+                        syntax: Syntax {
+                            what: "a tag must be a token",
+                            at: 0,
+                        },
+                    })
+                };
+                match set {
+                    Ok(()) => self.to_tagged = Some(true),
+                    Err(e) => self.error = Some(e),
+                }
             }
         }
         self
@@ -135,7 +182,8 @@ impl Builder {
     }
 
     /// The message, with Content-Type (for a body) and Content-Length
-    /// last; fails if a header does not match its grammar.
+    /// last; fails if a header did not match its grammar (checked when it
+    /// was added) or a single-valued one appears twice.
     pub fn build(mut self) -> Result<Message<'static>, Error> {
         if let Some(e) = self.error {
             return Err(e);
@@ -143,12 +191,18 @@ impl Builder {
         self.msg.remove_header("Content-Length");
         match self.body {
             Some((t, b)) => {
+                check_value(HeaderName::ContentType, &t).map_err(|syntax| Error::Header {
+                    name: HeaderName::ContentType,
+                    syntax,
+                })?;
                 self.msg.remove_header("Content-Type");
                 self.msg.set_body(Some(&t), b)?;
             }
             None => self.msg.set_body(None, Vec::new())?,
         }
-        self.msg.validate()?;
+        self.msg.check_singles()?;
+        // Every row was checked as it went in: the whole check agrees.
+        debug_assert_eq!(self.msg.validate(), Ok(()));
         Ok(self.msg)
     }
 }
@@ -283,5 +337,150 @@ mod tests {
                 .build()
                 .is_err()
         );
+    }
+
+    /// What [`Builder::build`] no longer parses again: a built message
+    /// validates, parses back as the same message and emits the same
+    /// bytes.
+    fn round_trip(m: &Message<'static>) {
+        assert_eq!(m.validate(), Ok(()));
+        let b = m.to_bytes();
+        let again = Message::parse(&b).unwrap();
+        assert_eq!(again.validate(), Ok(()));
+        assert_eq!(again.to_bytes(), b);
+        assert_eq!(again.headers().len(), m.headers().len());
+        for (x, y) in again.headers().iter().zip(m.headers()) {
+            assert_eq!(
+                (x.name(), x.kind(), x.value()),
+                (y.name(), y.kind(), y.value())
+            );
+        }
+        assert_eq!(again.start_line(), m.start_line());
+        assert_eq!(again.body(), m.body());
+    }
+
+    const REGISTER: &[u8] = b"REGISTER sip:ims.example.org SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1-0;rport=5070;received=127.0.0.1\r\n\
+        From: <sip:user00001@ims.example.org>;tag=1SIPpTag001\r\n\
+        To: <sip:user00001@ims.example.org>\r\nCall-ID: 1-1@127.0.0.1\r\n\
+        CSeq: 2 REGISTER\r\nContact: <sip:user00001@127.0.0.1:5070>;+sip.instance=\"<urn:x>\"\r\n\
+        Expires: 3600\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+
+    #[test]
+    fn built_messages_parse_back_identically() {
+        let req = Message::parse(REGISTER).unwrap();
+        let challenge = Builder::response_to(&req, 401, None)
+            .to_tag("reg")
+            .header(
+                "WWW-Authenticate",
+                "Digest realm=\"ims.example.org\",nonce=\"abc=\",algorithm=AKAv1-MD5,qop=\"auth\"",
+            )
+            .build()
+            .unwrap();
+        round_trip(&challenge);
+        assert_eq!(challenge.to().unwrap().tag(), Some("reg"));
+        let ok = Builder::response_to(&req, 200, None)
+            .to_tag("reg")
+            .header("Contact", "<sip:user00001@127.0.0.1:5070>;expires=3600")
+            .header("Service-Route", "<sip:orig@127.0.0.1:5060;lr>")
+            .header("P-Associated-URI", "<sip:user00001@ims.example.org>")
+            .header("Expires", 3600)
+            .build()
+            .unwrap();
+        round_trip(&ok);
+        let m = Message::request(Method::Message, "sip:bob@example.org")
+            .header("v", "SIP/2.0/UDP h;branch=z9hG4bK2")
+            .header("f", "<sip:a@example.org>;tag=a")
+            .header("t", "<sip:bob@example.org>")
+            .header("i", "c")
+            .header("CSeq", "1 MESSAGE")
+            .header("X-Other", "anything at all")
+            .body("text/plain", "hi")
+            .build()
+            .unwrap();
+        round_trip(&m);
+        // The To named compactly gets its tag too.
+        let r = Builder::response_to(&m, 200, None)
+            .to_tag("b")
+            .build()
+            .unwrap();
+        round_trip(&r);
+        assert_eq!(r.to().unwrap().tag(), Some("b"));
+    }
+
+    #[test]
+    fn rows_are_checked_as_they_go_in() {
+        // The first bad row is the error, whatever follows.
+        let e = Message::request(Method::Options, "sip:a@b")
+            .header("Contact", "<sip:a@b")
+            .header("CSeq", "x OPTIONS")
+            .build()
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            Error::Header {
+                name: HeaderName::Contact,
+                ..
+            }
+        ));
+        // Rows copied from a request are checked as well.
+        let bad = String::from_utf8(REGISTER.to_vec()).unwrap().replace(
+            "From: <sip:user00001@ims.example.org>",
+            "From: <sip:user00001@ims.example.org",
+        );
+        let req = Message::parse(bad.as_bytes()).unwrap();
+        let e = Builder::response_to(&req, 401, None)
+            .to_tag("t")
+            .build()
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            Error::Header {
+                name: HeaderName::From,
+                ..
+            }
+        ));
+        // A second single-valued header.
+        assert!(
+            Message::response(200, None)
+                .header("Expires", 1)
+                .header("Expires", 2)
+                .build()
+                .is_err()
+        );
+        // A body type that is no media type.
+        assert!(
+            Message::response(200, None)
+                .body("text", "x")
+                .build()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn to_tag_cases() {
+        let req = Message::parse(REGISTER).unwrap();
+        // A tag already there stays; a second call changes nothing.
+        let r = Builder::response_to(&req, 200, None)
+            .to_tag("a")
+            .to_tag("b")
+            .build()
+            .unwrap();
+        assert_eq!(
+            r.header("To"),
+            Some("<sip:user00001@ims.example.org>;tag=a")
+        );
+        // A tag that is no token.
+        let e = Builder::response_to(&req, 200, None).to_tag("a b").build();
+        assert!(matches!(
+            e,
+            Err(Error::Header {
+                name: HeaderName::To,
+                ..
+            })
+        ));
+        // No To.
+        let e = Message::response(200, None).to_tag("a").build();
+        assert_eq!(e, Err(Error::Missing(HeaderName::To)));
     }
 }

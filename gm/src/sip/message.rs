@@ -464,46 +464,20 @@ impl<'a> Message<'a> {
     /// From, To, Call-ID, CSeq and Max-Forwards duplicates are left to
     /// [`crate::sip::check`], which answers them (RFC 4475 §3.3.8).
     pub fn validate(&self) -> Result<(), Error> {
-        use HeaderName as H;
         for h in &self.headers {
-            let v: &str = &h.value;
-            let r: Result<(), Syntax> = match h.kind {
-                H::Via => Via::parse_list(v).map(drop),
-                H::From | H::To => NameAddr::parse(v).map(drop),
-                H::CallId => header::call_id(v).map(drop),
-                H::CSeq => CSeq::parse(v).map(drop),
-                H::Contact => Contacts::parse(v).map(drop),
-                H::MaxForwards => header::number(v, 255).map(drop),
-                H::Expires | H::MinExpires => header::expires(v).map(drop),
-                H::Route | H::RecordRoute | H::ServiceRoute | H::Path | H::PAssociatedUri => {
-                    NameAddr::parse_route_list(v).map(drop)
-                }
-                H::PPreferredIdentity | H::PAssertedIdentity => {
-                    NameAddr::parse_identity_list(v).map(drop)
-                }
-                H::WwwAuthenticate
-                | H::ProxyAuthenticate
-                | H::Authorization
-                | H::ProxyAuthorization => Auth::parse(v).map(drop),
-                H::SecurityClient | H::SecurityServer | H::SecurityVerify => {
-                    SecMechanism::parse_list(v).map(drop)
-                }
-                H::Event => Event::parse(v).map(drop),
-                H::SubscriptionState => SubscriptionState::parse(v).map(drop),
-                H::SipEtag | H::SipIfMatch => header::single_token(v).map(drop),
-                H::ContentType => MediaType::parse(v).map(drop),
-                H::Accept => MediaType::parse_accept(v).map(drop),
-                H::Require | H::ProxyRequire | H::Unsupported => {
-                    header::option_tags(v, false).map(drop)
-                }
-                H::Supported => header::option_tags(v, true).map(drop),
-                _ => Ok(()),
-            };
-            r.map_err(|syntax| Error::Header {
+            check_value(h.kind, &h.value).map_err(|syntax| Error::Header {
                 name: h.kind,
                 syntax,
             })?;
         }
+        self.check_singles()
+    }
+
+    /// The single-valued typed headers whose duplicates make a value
+    /// ambiguous appear at most once (the second half of
+    /// [`Message::validate`]; no value is parsed).
+    pub(crate) fn check_singles(&self) -> Result<(), Error> {
+        use HeaderName as H;
         for kind in [
             H::ContentType,
             H::Event,
@@ -559,15 +533,16 @@ impl<'a> Message<'a> {
             .position(|x| same_name(x, h.kind, &h.name));
         match pos {
             Some(i) => {
-                let (kind, n) = (h.kind, h.name.to_string());
-                if let Some(slot) = self.headers.get_mut(i) {
-                    *slot = h;
-                }
+                // Row `i` is the first of that name: removing the later
+                // ones leaves it where it is.
                 let mut j = 0;
                 self.headers.retain(|x| {
                     j += 1;
-                    j - 1 == i || !same_name(x, kind, &n)
+                    j - 1 == i || !same_name(x, h.kind, &h.name)
                 });
+                if let Some(slot) = self.headers.get_mut(i) {
+                    *slot = h;
+                }
             }
             None => self.headers.push(h),
         }
@@ -653,7 +628,9 @@ impl<'a> Message<'a> {
     pub(crate) fn from_parts(start: StartLine<'a>) -> Message<'a> {
         Message {
             start,
-            headers: Vec::new(),
+            // A built message has about ten rows: one allocation, small
+            // enough for the allocator's per-thread cache.
+            headers: Vec::with_capacity(12),
             body: Cow::Borrowed(&[]),
         }
     }
@@ -744,6 +721,40 @@ impl<'a> Message<'a> {
     }
 }
 
+/// Whether `v` matches the grammar of header `kind` (every header this
+/// codec types; any value for the others): the check of one row of
+/// [`Message::validate`], which the builder runs as each row goes in.
+pub(crate) fn check_value(kind: HeaderName, v: &str) -> Result<(), Syntax> {
+    use HeaderName as H;
+    match kind {
+        H::Via => Via::parse_list(v).map(drop),
+        H::From | H::To => NameAddr::parse(v).map(drop),
+        H::CallId => header::call_id(v).map(drop),
+        H::CSeq => CSeq::parse(v).map(drop),
+        H::Contact => Contacts::parse(v).map(drop),
+        H::MaxForwards => header::number(v, 255).map(drop),
+        H::Expires | H::MinExpires => header::expires(v).map(drop),
+        H::Route | H::RecordRoute | H::ServiceRoute | H::Path | H::PAssociatedUri => {
+            NameAddr::parse_route_list(v).map(drop)
+        }
+        H::PPreferredIdentity | H::PAssertedIdentity => NameAddr::parse_identity_list(v).map(drop),
+        H::WwwAuthenticate | H::ProxyAuthenticate | H::Authorization | H::ProxyAuthorization => {
+            Auth::parse(v).map(drop)
+        }
+        H::SecurityClient | H::SecurityServer | H::SecurityVerify => {
+            SecMechanism::parse_list(v).map(drop)
+        }
+        H::Event => Event::parse(v).map(drop),
+        H::SubscriptionState => SubscriptionState::parse(v).map(drop),
+        H::SipEtag | H::SipIfMatch => header::single_token(v).map(drop),
+        H::ContentType => MediaType::parse(v).map(drop),
+        H::Accept => MediaType::parse_accept(v).map(drop),
+        H::Require | H::ProxyRequire | H::Unsupported => header::option_tags(v, false).map(drop),
+        H::Supported => header::option_tags(v, true).map(drop),
+        _ => Ok(()),
+    }
+}
+
 fn same_name(h: &Header<'_>, kind: HeaderName, name: &str) -> bool {
     if kind == HeaderName::Other {
         h.kind == HeaderName::Other && h.name.eq_ignore_ascii_case(name)
@@ -831,7 +842,11 @@ fn frame(
     let body_start = end + 4;
 
     let mut start_line: Option<&str> = None;
-    let mut headers: Vec<Header<'_>> = Vec::with_capacity(24);
+    // At most a row per line after the start line (fewer with folds):
+    // one allocation of the size needed, which for a usual message is
+    // small enough for the allocator's per-thread cache.
+    let lines = memchr::memchr_iter(b'\n', head_bytes).count();
+    let mut headers: Vec<Header<'_>> = Vec::with_capacity(lines.saturating_sub(1));
     // The row being read: (row start, name, value start, row end).
     let mut row: Option<(usize, &str, usize, usize)> = None;
     let mut content_length: Option<usize> = None;
@@ -1226,5 +1241,28 @@ Content-Length: 4\r\n\r\nbodyJUNK";
         assert!(m.push_header("Bad Name", "x").is_err());
         let owned = again.into_owned();
         assert_eq!(owned.to_bytes(), bytes);
+    }
+
+    #[test]
+    fn set_header_replaces_the_first_row_and_drops_the_others() {
+        let mut m = Message::parse(
+            b"OPTIONS sip:a@b SIP/2.0\r\nX-A: 1\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+              x-a: 2\r\nv: SIP/2.0/UDP g;branch=z9hG4bK2\r\nX-A: 3\r\nCSeq: 1 OPTIONS\r\n\r\n",
+        )
+        .unwrap();
+        m.set_header("Via", "SIP/2.0/UDP k;branch=z9hG4bK3")
+            .unwrap();
+        m.set_header("X-a", "9").unwrap();
+        let rows: Vec<(&str, &str)> = m.headers().iter().map(|h| (h.name(), h.value())).collect();
+        assert_eq!(
+            rows,
+            [
+                ("X-a", "9"),
+                ("Via", "SIP/2.0/UDP k;branch=z9hG4bK3"),
+                ("CSeq", "1 OPTIONS")
+            ]
+        );
+        m.set_header("Max-Forwards", "70").unwrap();
+        assert_eq!(m.headers().last().map(|h| h.value()), Some("70"));
     }
 }

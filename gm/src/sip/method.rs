@@ -74,6 +74,12 @@ impl<'s> Method<'s> {
         }
     }
 
+    /// The name of a known method as a `'static` string (`None` for an
+    /// [`Method::Extension`]): a name to keep without a copy.
+    pub fn known_name(&self) -> Option<&'static str> {
+        KNOWN.iter().find(|(k, _)| k == self).map(|(_, n)| *n)
+    }
+
     /// Whether this is one of the methods of RFC 3261 and its extensions
     /// listed above (not an [`Method::Extension`]).
     pub fn is_known(&self) -> bool {
@@ -102,6 +108,8 @@ mod tests {
         for (m, n) in KNOWN {
             assert_eq!(m.as_str(), n);
             assert!(m.is_known());
+            assert_eq!(Method::from_token(n).known_name(), Some(n));
         }
+        assert_eq!(Method::from_token("FOO").known_name(), None);
     }
 }

@@ -4,7 +4,9 @@
 //! `gm::pager`, `gm::sms::service::SmsCentre`, `gm::presence::Agent`);
 //! this file moves the bytes and prints.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -220,7 +222,9 @@ fn main() -> ExitCode {
             )
             .exit();
     }
-    match run(&cli) {
+    let result = run(&cli);
+    flush_events();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pcscf: {e:#}");
@@ -391,6 +395,9 @@ fn run(cli: &Cli) -> Result<()> {
             .set("port_s", Json::Int(i64::from(port_s)));
     }
     event(&mut listening);
+    if cli.quiet {
+        EVENTS.with_borrow_mut(|e| *e = Some(Events::default()));
+    }
     let mut buf = tools::ims::esp_udp::recv_buffer();
     while !stop.is_set() {
         let now = p.start.elapsed();
@@ -402,9 +409,16 @@ fn run(cli: &Cli) -> Result<()> {
         .into_iter()
         .flatten()
         .min();
-        let wait = next
+        let mut wait = next
             .map_or(Stop::POLL, |t| t.saturating_sub(now))
             .min(Stop::POLL);
+        let waiting = events_waiting();
+        if waiting.is_some() {
+            wait = wait.min(Events::IDLE);
+        }
+        if waiting.is_some_and(|since| since.elapsed() >= Events::LATEST) {
+            flush_events();
+        }
         match p.transport.recv(&mut buf, wait)? {
             Some(Recv::Message(d)) => {
                 let wire = buf.get(d.range.clone()).unwrap_or_default();
@@ -455,7 +469,8 @@ fn run(cli: &Cli) -> Result<()> {
                     .set("reason", reason);
                 event(&mut j);
             }
-            None => {}
+            // Nothing to read for a while: the event lines gathered go.
+            None => flush_events(),
         }
         p.on_time();
         p.flush();
@@ -478,8 +493,62 @@ fn run(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
+/// The event lines not written yet, with --quiet: there they are the
+/// only output, and a write(2) per registration cost more than the rest
+/// of its printing. They go together when the loop finds nothing to read
+/// for [`Events::IDLE`], at [`Events::FULL`] bytes, or [`Events::LATEST`]
+/// after the first of them; without --quiet each line is printed at once,
+/// in order with the ladder's.
+#[derive(Default)]
+struct Events {
+    lines: String,
+    since: Option<Instant>,
+}
+
+impl Events {
+    const IDLE: Duration = Duration::from_millis(2);
+    const LATEST: Duration = Duration::from_millis(20);
+    const FULL: usize = 8192;
+}
+
+thread_local! {
+    static EVENTS: RefCell<Option<Events>> = const { RefCell::new(None) };
+}
+
 fn event(j: &mut Json) {
-    println!("{}", json_line(j));
+    let full = EVENTS.with_borrow_mut(|e| match e {
+        Some(e) => {
+            j.write_line(&mut e.lines);
+            e.lines.push('\n');
+            e.since.get_or_insert_with(Instant::now);
+            e.lines.len() >= Events::FULL
+        }
+        None => {
+            println!("{}", json_line(j));
+            false
+        }
+    });
+    if full {
+        flush_events();
+    }
+}
+
+/// Since when event lines wait to be written, if any do.
+fn events_waiting() -> Option<Instant> {
+    EVENTS.with_borrow(|e| e.as_ref().and_then(|e| e.since))
+}
+
+/// Writes the event lines gathered, in one write.
+fn flush_events() {
+    EVENTS.with_borrow_mut(|e| {
+        if let Some(e) = e.as_mut().filter(|e| !e.lines.is_empty()) {
+            let mut out = std::io::stdout().lock();
+            // As println!: a closed stdout loses the lines, nothing else.
+            let _ = out.write_all(e.lines.as_bytes()).and_then(|()| out.flush());
+            e.lines.clear();
+            e.since = None;
+        }
+    });
 }
 
 impl Pcscf {
@@ -825,10 +894,17 @@ impl Pcscf {
                     contact,
                     expires,
                 } => {
-                    let mut set = self.impus.get(&impi).cloned().unwrap_or_default();
-                    set.push(impu.clone());
-                    if let Some((_, from)) = txn {
-                        self.registry.bind(&set, from);
+                    // The IMPUs bound: the table's and the registered one
+                    // (usually one of them), kept from the last time.
+                    if !self.bound.get(&impi).is_some_and(|s| s.contains(&impu)) {
+                        let mut set = self.impus.get(&impi).cloned().unwrap_or_default();
+                        if !set.contains(&impu) {
+                            set.push(impu.clone());
+                        }
+                        self.bound.insert(impi.clone(), set);
+                    }
+                    if let (Some((_, from)), Some(set)) = (txn, self.bound.get(&impi)) {
+                        self.registry.bind(set, from);
                         // Over SAs the UE sends from its port-c (`from`)
                         // and takes requests on its port-s (TS 33.203).
                         if let Some(s) = self.net.sas(&impi) {
@@ -843,17 +919,17 @@ impl Pcscf {
                             self.transport.mark_stream(target);
                         }
                     }
-                    self.bound.insert(impi.clone(), set);
-                    let over = txn.map_or(gm::txn::Protocol::Udp, |(_, from)| {
-                        self.transport.protocol(from)
-                    });
+                    let over = match txn.map(|(_, from)| self.transport.protocol(from)) {
+                        Some(gm::txn::Protocol::Tcp) => "tcp",
+                        _ => "udp",
+                    };
                     event(
                         Json::obj()
                             .set("event", "registered")
                             .set("impi", impi)
                             .set("impu", impu)
                             .set("contact", contact)
-                            .set("transport", over.via_name().to_ascii_lowercase())
+                            .set("transport", over)
                             .set("expires", Json::Int(expires.as_secs() as i64)),
                     );
                 }
