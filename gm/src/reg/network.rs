@@ -14,7 +14,8 @@
 //!
 //! 1. The subscriber: the Authorization `username`, or without one
 //!    (a UE outside IMS) the To URI's `user@host`; unknown: 403.
-//! 2. With credentials for the nonce last sent to that IMPI:
+//! 2. With credentials for a nonce sent to that IMPI and not answered
+//!    yet (see *Challenges in flight* below):
 //!    - `auts` (RFC 3310 §3.4): MAC-S is verified
 //!      ([`opensec::aka::verify_auts`]), the SQN re-synchronised and a
 //!      fresh challenge sent; a bad AUTS gets 403. The AUTS request may
@@ -44,6 +45,18 @@
 //!    offer chosen from the UE's by our preference list (an offer without
 //!    `ealg` is `null`), our SPIs drawn from [`Random`], our protected
 //!    ports from the configuration.
+//!
+//! **Challenges in flight.** A challenge with sec-agree holds temporary
+//! SAs on the UE's ports, so it is the only one of its IMPI: a new one
+//! (or a re-synchronisation) replaces every earlier challenge and
+//! removes their SAs. Challenges without SAs (`allow_unprotected`, no
+//! sec-agree) do not replace each other: up to [`MAX_CHALLENGES`] per
+//! IMPI are kept, each answered by its own nonce until it is used, fails
+//! or is [`sa::TEMPORARY_LIFETIME`] old, as an S-CSCF keeps several
+//! authentication vectors of one IMPI sent at once (Kamailio's `ims_auth`
+//! matches the answer to the vector by its nonce). A UE's REGISTER
+//! retransmitted past a newer challenge, or two devices of one IMPI
+//! registering together, then still succeed.
 //!
 //! It is also the notifier of the reg event (RFC 3680): [`Network::on_request`]
 //! takes REGISTER and SUBSCRIBE `Event: reg` (other requests are the
@@ -231,6 +244,10 @@ pub enum NetworkAction {
     },
 }
 
+/// The most challenges without SAs kept per IMPI (see the [module
+/// documentation](self)); a new one beyond it replaces the oldest.
+pub const MAX_CHALLENGES: usize = 4;
+
 /// A challenge sent and not answered yet, or the one a binding lives on.
 struct Pending {
     nonce: String,
@@ -264,7 +281,9 @@ struct Binding {
 pub struct Network {
     config: NetworkConfig,
     subscribers: HashMap<String, Subscriber>,
-    pending: HashMap<String, Pending>,
+    /// Challenges not answered yet, oldest first: one with SAs alone, or
+    /// up to [`MAX_CHALLENGES`] without.
+    pending: HashMap<String, Vec<Pending>>,
     bindings: HashMap<String, Binding>,
     /// When a pending challenge or a binding may end, per IMPI: one entry
     /// per challenge sent and per binding granted; stale ones (answered,
@@ -344,7 +363,7 @@ impl Network {
         self.bindings
             .get(impi)
             .map(|b| &b.auth)
-            .or_else(|| self.pending.get(impi))
+            .or_else(|| self.pending.get(impi).and_then(|v| v.last()))
             .and_then(|p| p.server.as_ref().map(|(_, s)| s))
     }
 
@@ -364,18 +383,24 @@ impl Network {
         }
         due.sort();
         due.dedup();
-        let stale: Vec<String> = due
-            .iter()
-            .filter(|i| {
-                self.pending
-                    .get(*i)
-                    .is_some_and(|p| p.sent_at.saturating_add(sa::TEMPORARY_LIFETIME) <= now)
-            })
-            .cloned()
-            .collect();
         let mut out = Vec::new();
-        for impi in stale {
-            out.extend(self.drop_pending(&impi));
+        for impi in &due {
+            let Some(v) = self.pending.get_mut(impi) else {
+                continue;
+            };
+            let (stale, live): (Vec<Pending>, Vec<Pending>) = std::mem::take(v)
+                .into_iter()
+                .partition(|p| p.sent_at.saturating_add(sa::TEMPORARY_LIFETIME) <= now);
+            *v = live;
+            if v.is_empty() {
+                self.pending.remove(impi);
+            }
+            out.extend(
+                stale
+                    .into_iter()
+                    .filter_map(|p| p.server)
+                    .map(|(_, s)| NetworkAction::RemoveSas(s)),
+            );
         }
         let expired: Vec<String> = due
             .into_iter()
@@ -436,8 +461,8 @@ impl Network {
         }
         // 2. The answer to our challenge.
         if let Some(c) = creds.as_ref() {
-            if !nonce.is_empty() && self.pending.get(&impi).is_some_and(|p| p.nonce == nonce) {
-                return self.answer(request, c, &impi, ue_addr, flow, now, rng);
+            if !nonce.is_empty() && self.pending_index(&impi, &nonce).is_some() {
+                return self.answer(request, c, &impi, &nonce, ue_addr, flow, now, rng);
             }
         }
         // 4. A fresh challenge.
@@ -476,12 +501,29 @@ impl Network {
         now: Duration,
         rng: &mut dyn Random,
     ) -> Vec<NetworkAction> {
-        let old = self
-            .pending
-            .remove(impi)
-            .and_then(|p| p.server)
-            .map(|(_, s)| s);
+        let earlier = self.pending.remove(impi).unwrap_or_default();
         let mut out = self.fresh_challenge(request, impi, ue_addr, flow, resync, now, rng);
+        // Challenges without SAs stay beside a new one without SAs; any
+        // other new challenge (or a failed one) replaces them.
+        let keep = !resync
+            && earlier.iter().all(|p| p.server.is_none())
+            && self
+                .pending
+                .get(impi)
+                .is_some_and(|v| v.iter().all(|p| p.server.is_none()));
+        let old = if keep {
+            if let Some(v) = self.pending.get_mut(impi) {
+                let mut all = earlier;
+                all.append(v);
+                let excess = all.len().saturating_sub(MAX_CHALLENGES);
+                all.drain(..excess);
+                *v = all;
+            }
+            None
+        } else {
+            // At most one of them has SAs (the only challenge of its IMPI).
+            earlier.into_iter().find_map(|p| p.server).map(|(_, s)| s)
+        };
         // A set still kept for NOTIFYs to a UE gone from these ports goes
         // before the new one is installed.
         let installs: Vec<SaSet> = out
@@ -638,9 +680,10 @@ impl Network {
             now.saturating_add(sa::TEMPORARY_LIFETIME),
             impi.to_owned(),
         )));
-        self.pending.insert(
-            impi.to_owned(),
-            Pending {
+        self.pending
+            .entry(impi.to_owned())
+            .or_default()
+            .push(Pending {
                 nonce,
                 vector,
                 password,
@@ -651,8 +694,7 @@ impl Network {
                     .rows(HeaderName::SecurityClient)
                     .map(|h| h.value().to_owned())
                     .collect(),
-            },
-        );
+            });
         out
     }
 
@@ -665,6 +707,7 @@ impl Network {
                 || self
                     .pending
                     .values()
+                    .flatten()
                     .chain(self.bindings.values().map(|b| &b.auth))
                     .filter_map(|p| p.server.as_ref())
                     .any(|(_, s)| {
@@ -705,14 +748,18 @@ impl Network {
         request: &Message<'_>,
         creds: &Auth<'_>,
         impi: &str,
+        nonce: &str,
         ue_addr: IpAddr,
         flow: Flow,
         now: Duration,
         rng: &mut dyn Random,
     ) -> Vec<NetworkAction> {
+        let Some(i) = self.pending_index(impi, nonce) else {
+            return Vec::new();
+        };
         // RFC 3310 §3.4: re-synchronisation.
         if let Some(auts) = creds.auts() {
-            let Some(p) = self.pending.get(impi) else {
+            let Some(p) = self.pending.get(impi).and_then(|v| v.get(i)) else {
                 return Vec::new();
             };
             let rand = p.vector.rand;
@@ -740,7 +787,7 @@ impl Network {
                 "the UE could not authenticate the network",
             );
         }
-        let Some(p) = self.pending.get(impi) else {
+        let Some(p) = self.pending.get(impi).and_then(|v| v.get(i)) else {
             return Vec::new();
         };
         if let Err(r) = check(&self.config, p, request, creds, ue_addr, flow) {
@@ -765,7 +812,7 @@ impl Network {
             // The challenge stays: the UE asks again with the next nc.
             return r;
         }
-        let Some(mut p) = self.pending.remove(impi) else {
+        let Some(mut p) = self.take_pending(impi, i) else {
             return Vec::new();
         };
         p.nc = creds
@@ -962,11 +1009,34 @@ impl Network {
             .then(|| self.refuse(request, 423, Some(("Min-Expires", &min.to_string()))))
     }
 
-    fn drop_pending(&mut self, impi: &str) -> Vec<NetworkAction> {
-        match self.pending.remove(impi).and_then(|p| p.server) {
-            Some((_, s)) => vec![NetworkAction::RemoveSas(s)],
-            None => Vec::new(),
+    /// Where the challenge of `impi` with `nonce` is among its pending ones.
+    fn pending_index(&self, impi: &str, nonce: &str) -> Option<usize> {
+        self.pending
+            .get(impi)?
+            .iter()
+            .position(|p| p.nonce == nonce)
+    }
+
+    /// Takes the pending challenge `i` of `impi` out (the others stay).
+    fn take_pending(&mut self, impi: &str, i: usize) -> Option<Pending> {
+        let v = self.pending.get_mut(impi)?;
+        let p = (i < v.len()).then(|| v.remove(i));
+        if v.is_empty() {
+            self.pending.remove(impi);
         }
+        p
+    }
+
+    /// Ends every challenge of `impi` (an attempt that failed ends them
+    /// all), with their SAs.
+    fn drop_pending(&mut self, impi: &str) -> Vec<NetworkAction> {
+        self.pending
+            .remove(impi)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| p.server)
+            .map(|(_, s)| NetworkAction::RemoveSas(s))
+            .collect()
     }
 
     fn fail(
