@@ -43,7 +43,7 @@ pub mod sockets;
 pub mod stream;
 pub mod tun;
 
-pub use esp_udp::{Datagram, EspUdp, Recv, SaUsage};
+pub use esp_udp::{Datagram, EspUdp, Recv, SaGone, SaUsage};
 
 /// The receive buffer asked for on the plain socket (4 MiB).
 const RECV_BUFFER: usize = 4 << 20;
@@ -548,7 +548,9 @@ pub fn sa_events(
 /// Sends what the transactions queued, compressed where an association
 /// says so, and prints each message on the ladder. A datagram that cannot
 /// leave is reported (`name: error`) and left to the transaction's timers,
-/// as a loss.
+/// as a loss; one that never can ([`SaGone`]) ends its transaction
+/// ([`gm::txn::Transactions::transport_error`]: the caller sees it
+/// terminated without a final response).
 pub fn flush(
     name: &str,
     layer: &mut gm::txn::Transactions<SocketAddr>,
@@ -581,7 +583,12 @@ pub fn flush(
                     },
                 );
             }
-            Err(e) => eprintln!("{name}: {e:#}"),
+            Err(e) => {
+                eprintln!("{name}: {e:#}");
+                if e.downcast_ref::<SaGone>().is_some() {
+                    layer.transport_error(t.txn);
+                }
+            }
         }
     }
 }

@@ -1602,25 +1602,27 @@ impl Ua {
         let now = self.now();
         self.layer.handle_timeout(now);
         while let Some(e) = self.layer.poll_event() {
-            if let Event::Timeout(id) = e {
-                if Some(id) == self.reg_txn {
-                    self.reg_txn = None;
-                    let actions = self.ue.on_timeout();
-                    self.on_actions(actions)?;
-                } else if let Some(i) = self.sub_txns.iter().position(|t| *t == id) {
-                    self.sub_txns.swap_remove(i);
-                } else if Some(id) == self.msg_txn {
-                    self.msg_txn = None;
-                    self.msg_final = Some(Err(()));
-                } else if Some(id) == self.pub_txn {
-                    self.pub_txn = None;
-                    self.pub_outcome = Some(Err(()));
-                } else if let Some(i) = self.watch_txns.iter().position(|t| *t == id) {
-                    // Timer N of the subscription covers it.
-                    self.watch_txns.swap_remove(i);
-                    if Some(id) == self.sub_wait {
-                        self.sub_final = Some(Err(()));
-                    }
+            // A transaction we still wait on that terminated had no final
+            // response: the transport ended it (its SAs are gone), a
+            // failure like a timeout.
+            let (Event::Timeout(id) | Event::Terminated(id)) = e;
+            if Some(id) == self.reg_txn {
+                self.reg_txn = None;
+                let actions = self.ue.on_timeout();
+                self.on_actions(actions)?;
+            } else if let Some(i) = self.sub_txns.iter().position(|t| *t == id) {
+                self.sub_txns.swap_remove(i);
+            } else if Some(id) == self.msg_txn {
+                self.msg_txn = None;
+                self.msg_final = Some(Err(()));
+            } else if Some(id) == self.pub_txn {
+                self.pub_txn = None;
+                self.pub_outcome = Some(Err(()));
+            } else if let Some(i) = self.watch_txns.iter().position(|t| *t == id) {
+                // Timer N of the subscription covers it.
+                self.watch_txns.swap_remove(i);
+                if Some(id) == self.sub_wait {
+                    self.sub_final = Some(Err(()));
                 }
             }
         }

@@ -1030,8 +1030,15 @@ impl Pcscf {
                 Event::Terminated(client) => {
                     self.relays.remove(&client);
                     self.sms_out.remove(&client);
-                    self.notifies.remove(&client);
-                    self.presence_notifies.remove(&client);
+                    // Still waiting: the transport ended it (its SAs are
+                    // gone), a failure like a timeout.
+                    if let Some(notify) = self.notifies.remove(&client) {
+                        let actions = self.net.on_notify_timeout(&notify);
+                        self.on_actions(actions, None);
+                    }
+                    if let Some(watch) = self.presence_notifies.remove(&client) {
+                        self.notify_answered(watch, 408);
+                    }
                 }
             }
         }

@@ -22,10 +22,31 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
 use gm::reg::{IpsecMode, SaSet};
-use sadb::{Databases, Incoming, Outgoing, Received, Statement, Timestamp, Wire};
+use sadb::{Databases, DiscardReason, Incoming, Outgoing, Received, Statement, Timestamp, Wire};
 
 use super::OsRandom;
 use super::sockets::{SaBook, SipSockets};
+
+/// A message that cannot leave, for good: the policy to its destination
+/// asks for SAs that are gone (removed, expired or used up), and nothing
+/// goes in clear instead. The transaction that sent it ends at once (RFC
+/// 3261 §17.1.4, a transport error) rather than retransmitting into the
+/// void until its timers end it.
+#[derive(Debug)]
+pub struct SaGone {
+    /// The destination.
+    pub to: SocketAddr,
+    /// Why, for the message.
+    pub why: String,
+}
+
+impl std::fmt::Display for SaGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "not sent to {}: {}", self.to, self.why)
+    }
+}
+
+impl std::error::Error for SaGone {}
 
 /// Room in front of a packet for the ESP and outer headers the engine
 /// writes (one SA: at most 64 bytes, `sadb` says; kept generous).
@@ -243,7 +264,15 @@ impl EspUdp {
     /// the SA used, if one was.
     pub fn send(&mut self, bytes: &[u8], to: SocketAddr) -> Result<Option<u32>> {
         let plain_port = self.sockets.local_addr().port();
-        let src_port = self.book.route(to).map_or(plain_port, |(port, _)| port);
+        let route = self.book.route(to);
+        if route.is_none() && self.book.gone(to) {
+            return Err(SaGone {
+                to,
+                why: "its SAs are gone".into(),
+            }
+            .into());
+        }
+        let src_port = route.map_or(plain_port, |(port, _)| port);
         let inner = ip_udp(SocketAddr::new(self.sockets.ip(), src_port), to, bytes)
             .ok_or_else(|| anyhow!("cannot send {} bytes to {to}: too long", bytes.len()))?;
         let end = HEAD + inner.len();
@@ -278,10 +307,21 @@ impl EspUdp {
             }
             // Fail closed: a peer reached over SAs gets nothing in clear,
             // even when its SAs are gone.
-            Outgoing::Bypass { .. } => {
-                bail!("not sent to {to}: no SA from our protected port {src_port} any more")
+            Outgoing::Bypass { .. } => Err(SaGone {
+                to,
+                why: format!("no SA from our protected port {src_port} any more"),
             }
-            Outgoing::Discard(d) => bail!("not sent to {to}: {:?}", d.reason),
+            .into()),
+            Outgoing::Discard(d)
+                if matches!(d.reason, DiscardReason::SequenceNotReserved { .. }) =>
+            {
+                bail!("not sent to {to}: {:?}", d.reason)
+            }
+            Outgoing::Discard(d) => Err(SaGone {
+                to,
+                why: format!("{:?}", d.reason),
+            }
+            .into()),
         }
     }
 
@@ -307,6 +347,7 @@ impl EspUdp {
             record(&mut self.pcap, &outer);
         }
         if !a.protected {
+            self.book.heard_in_clear(from);
             return Ok(Some(Recv::Message(Datagram {
                 stream: false,
                 range,

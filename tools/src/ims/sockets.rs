@@ -260,13 +260,25 @@ impl SipSockets {
 
 /// The SA sets installed: each as `gm` gave it and as installed (with
 /// reqids of its own), and which protected port sends to which peer.
+/// It also remembers the peers whose SAs were removed
+/// ([`SaBook::gone`]), so that nothing meant for them leaves in clear.
 #[derive(Debug, Default)]
 pub struct SaBook {
     sets: Vec<(SaSet, SaSet)>,
     /// Peer (address, port) -> (our protected port, SPI of the outbound
     /// SA): from the outbound SAs installed.
     routes: std::collections::HashMap<SocketAddr, (u16, u32)>,
+    /// Peers reached over SAs that are gone, with when each was added
+    /// (a count), oldest first in `gone_order`; at most [`MAX_GONE`].
+    gone: std::collections::HashMap<SocketAddr, u64>,
+    gone_order: std::collections::VecDeque<(SocketAddr, u64)>,
+    gone_count: u64,
 }
+
+/// How many peers whose SAs went [`SaBook`] remembers; beyond, the
+/// oldest is forgotten (a peer gone that long ago has no transaction
+/// left, and its port is likely someone else's by then).
+pub const MAX_GONE: usize = 65_536;
 
 impl SaBook {
     /// Refuses a set whose outbound SAs leave from a port other than our
@@ -291,8 +303,9 @@ impl SaBook {
             .iter()
             .filter(|sa| sa.direction == Direction::Out)
         {
-            self.routes
-                .insert(SocketAddr::new(sa.dst, sa.dst_port), (sa.src_port, sa.spi));
+            let peer = SocketAddr::new(sa.dst, sa.dst_port);
+            self.routes.insert(peer, (sa.src_port, sa.spi));
+            self.gone.remove(&peer);
         }
         self.sets.push((given.clone(), local));
     }
@@ -333,9 +346,44 @@ impl SaBook {
             .iter()
             .filter(|sa| sa.direction == Direction::Out)
         {
-            self.routes.remove(&SocketAddr::new(sa.dst, sa.dst_port));
+            let peer = SocketAddr::new(sa.dst, sa.dst_port);
+            self.routes.remove(&peer);
+            self.gone_count += 1;
+            self.gone.insert(peer, self.gone_count);
+            self.gone_order.push_back((peer, self.gone_count));
+        }
+        while self.gone.len() > MAX_GONE {
+            let Some((peer, n)) = self.gone_order.pop_front() else {
+                break;
+            };
+            if self.gone.get(&peer) == Some(&n) {
+                self.gone.remove(&peer);
+            }
+        }
+        // Entries re-added or cleared since leave stale order entries:
+        // compacted when they outnumber the live ones.
+        if self.gone_order.len() > 2 * self.gone.len() + 64 {
+            let gone = &self.gone;
+            self.gone_order.retain(|(p, n)| gone.get(p) == Some(n));
         }
         Ok(local)
+    }
+
+    /// Whether `to` was reached over SAs that are gone, and no datagram
+    /// has come from it in clear since ([`SaBook::heard_in_clear`]):
+    /// a message for it must not leave in clear (a retransmission, a
+    /// NOTIFY to a watcher that de-registered), fail closed.
+    pub fn gone(&self, to: SocketAddr) -> bool {
+        self.gone.contains_key(&to)
+    }
+
+    /// A datagram came in clear from `from`: it is a plain endpoint now
+    /// (a new process on a port an old one had, a UE registering again),
+    /// and may be answered in clear.
+    pub fn heard_in_clear(&mut self, from: SocketAddr) {
+        if !self.gone.is_empty() {
+            self.gone.remove(&from);
+        }
     }
 
     /// The first set still installed, as given.
@@ -353,5 +401,81 @@ impl SaBook {
         self.sets
             .iter()
             .find_map(|(given, _)| given.inbound_spi(from, port))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gm::reg::{Agreement, IpsecMode, IpsecOffer, Side};
+    use opensec::{AuthAlgorithm, EncAlgorithm};
+    use std::time::Duration;
+
+    /// The network's view of one agreement with a UE at `ue` whose ports
+    /// are `ue_ports`.
+    fn set(ue: IpAddr, ue_ports: (u16, u16), spis: (u32, u32)) -> SaSet {
+        let offer = |spi_c, spi_s, (port_c, port_s)| IpsecOffer {
+            alg: AuthAlgorithm::HmacSha1_96,
+            ealg: EncAlgorithm::AesCbc,
+            mode: IpsecMode::Transport,
+            spi_c,
+            spi_s,
+            port_c,
+            port_s,
+        };
+        let a = Agreement {
+            ue_addr: ue,
+            pcscf_addr: "10.0.0.1".parse().unwrap(),
+            ue: offer(spis.0, spis.1, ue_ports),
+            pcscf: offer(spis.0 + 10, spis.1 + 10, (5066, 5068)),
+        };
+        SaSet::new(
+            Side::Network,
+            &a,
+            &[1; 16],
+            &[2; 16],
+            Duration::from_secs(60),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn peers_whose_sas_went_are_not_reached_in_clear_until_heard_in_clear() {
+        let ue: IpAddr = "10.0.0.2".parse().unwrap();
+        let mut book = SaBook::default();
+        let port_s: SocketAddr = "10.0.0.2:6002".parse().unwrap();
+        let port_c: SocketAddr = "10.0.0.2:6001".parse().unwrap();
+        let other: SocketAddr = "10.0.0.3:6002".parse().unwrap();
+        let s = set(ue, (6001, 6002), (1000, 1001));
+        book.add(&s, s.clone());
+        assert_eq!(book.route(port_s).map(|(p, _)| p), Some(5066));
+        assert!(!book.gone(port_s));
+        book.take(&s).unwrap();
+        assert!(book.route(port_s).is_none());
+        assert!(book.gone(port_s) && book.gone(port_c) && !book.gone(other));
+        // Clear text from one of them: a plain endpoint now.
+        book.heard_in_clear(port_c);
+        assert!(!book.gone(port_c) && book.gone(port_s));
+        // New SAs to it: reached over them, not gone.
+        let again = set(ue, (6001, 6002), (2000, 2001));
+        book.add(&again, again.clone());
+        assert!(!book.gone(port_s) && book.route(port_s).is_some());
+    }
+
+    #[test]
+    fn the_memory_of_peers_gone_is_bounded_oldest_first() {
+        let mut book = SaBook::default();
+        // Two peers per set: more sets than the bound holds.
+        let n = MAX_GONE / 2 + 100;
+        let ue = |i: usize| IpAddr::from([10, 1, (i >> 8) as u8, i as u8]);
+        for i in 0..n {
+            let s = set(ue(i), (6001, 6002), (1000, 1001));
+            book.add(&s, s.clone());
+            book.take(&s).unwrap();
+        }
+        assert_eq!(book.gone.len(), MAX_GONE);
+        assert!(book.gone_order.len() <= 2 * MAX_GONE + 64);
+        assert!(!book.gone(SocketAddr::new(ue(0), 6002)), "the oldest went");
+        assert!(book.gone(SocketAddr::new(ue(n - 1), 6002)));
     }
 }

@@ -266,6 +266,13 @@ impl IpsecdSas {
     /// plain socket. The SPI of the SA that carries it, if one does.
     pub fn send(&mut self, bytes: &[u8], to: SocketAddr) -> Result<Option<u32>> {
         let route = self.book.route(to);
+        if route.is_none() && self.book.gone(to) {
+            return Err(super::SaGone {
+                to,
+                why: "its SAs are gone".into(),
+            }
+            .into());
+        }
         if self.sockets.goes_tcp(to) {
             let port = route.map_or(self.sockets.local_addr().port(), |(port, _)| port);
             if let Some(t) = self.sockets.tcp_mut() {
@@ -299,6 +306,7 @@ impl IpsecdSas {
         };
         let (from, port) = (a.from, a.port);
         if !a.protected {
+            self.book.heard_in_clear(from);
             return Ok(Some(Recv::Message(Datagram {
                 stream: a.stream,
                 range: 0..a.len,
