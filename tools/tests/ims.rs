@@ -95,11 +95,16 @@ struct Proc {
 }
 
 impl Proc {
-    fn spawn(name: &'static str, mut cmd: Command) -> Proc {
+    fn spawn(name: &'static str, cmd: Command) -> Proc {
+        Proc::spawn_with(name, cmd, Stdio::piped())
+    }
+
+    /// As [`Proc::spawn`], with its stderr going to `stderr`.
+    fn spawn_with(name: &'static str, mut cmd: Command, stderr: Stdio) -> Proc {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let out = child.stdout.take().unwrap();
@@ -177,6 +182,14 @@ fn pcscf(dir: &TempDir) -> (Proc, String) {
 }
 
 fn pcscf_with(dir: &TempDir, extra: &[&str]) -> (Proc, String) {
+    let (cmd, addr) = pcscf_command(dir, extra);
+    let mut p = Proc::spawn("pcscf", cmd);
+    p.wait_line(&["\"event\": \"listening\""]);
+    (p, addr)
+}
+
+/// The `pcscf` command of [`pcscf_with`], and its address.
+fn pcscf_command(dir: &TempDir, extra: &[&str]) -> (Command, String) {
     let subs = dir.path("subscribers.toml");
     std::fs::write(&subs, subscribers()).unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
@@ -188,9 +201,7 @@ fn pcscf_with(dir: &TempDir, extra: &[&str]) -> (Proc, String) {
     if !extra.contains(&"--ipsec") {
         cmd.args(["--ipsec", "none"]);
     }
-    let mut p = Proc::spawn("pcscf", cmd);
-    p.wait_line(&["\"event\": \"listening\""]);
-    (p, addr)
+    (cmd, addr)
 }
 
 fn imsua(user: &str, k: &str, pcscf: &str, extra: &[&str]) -> Command {
@@ -816,6 +827,87 @@ fn two_uas_talk_over_esp_in_udp_and_tshark_decrypts_it() {
             .all(|l| known.iter().any(|k| l.starts_with(k))),
         "{protected:?}"
     );
+}
+
+/// A UE that de-registers: the pcscf removes its SAs right after the 200
+/// and the NOTIFY announcing it (the UE deletes its own on that 200).
+/// That NOTIFY's retransmission, due T1 later, then has no SA: it is not
+/// sent at all, never in clear (fail closed), and its transaction ends
+/// (said on stderr). The capture holds nothing in clear to the UE's
+/// protected ports.
+#[test]
+fn after_a_de_registration_nothing_for_the_ue_leaves_in_clear() {
+    let _serial = serial();
+    let dir = TempDir::new("ims-dereg");
+    let pcap = dir.path("pcscf.pcap");
+    let err = dir.path("pcscf.err");
+    let (cmd, addr) = pcscf_command(
+        &dir,
+        &[
+            "--ipsec",
+            "udp",
+            "--port-c",
+            "0",
+            "--port-s",
+            "0",
+            "--pcap",
+            pcap.to_str().unwrap(),
+        ],
+    );
+    let mut pcscf = Proc::spawn_with(
+        "pcscf",
+        cmd,
+        Stdio::from(std::fs::File::create(&err).unwrap()),
+    );
+    pcscf.wait_line(&["\"event\": \"listening\""]);
+    let (bob, _) = finish("bob", imsua_udp("bob", K, &addr, &["register"]));
+    assert!(
+        bob.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bob.stderr)
+    );
+    let lines: Vec<String> = String::from_utf8_lossy(&bob.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    // The UE's protected ports: where its inbound SAs arrive.
+    let ue_ports: Vec<u16> = events::<SaEvent>(&lines, "sa")
+        .iter()
+        .filter(|e| e.action == "add" && e.direction == "in")
+        .map(|e| e.dst.port())
+        .collect();
+    assert_eq!(ue_ports.len(), 2, "{lines:?}");
+    pcscf.wait_line(&["\"event\": \"deregistered\""]);
+    testkit::wait::wait_until("the pcscf refusing to send without SAs", LIMIT, || {
+        testkit::wait::complete_lines(&err)
+            .iter()
+            .any(|l| l.contains("its SAs are gone"))
+    });
+    assert!(pcscf.terminate().success());
+    let removed = pcscf
+        .seen
+        .iter()
+        .filter(|l| l.contains("\"event\": \"sa\"") && l.contains("\"remove\""))
+        .count();
+    assert_eq!(removed, 4, "{:?}", pcscf.seen);
+    let capture = testkit::pcap::Capture::read(&pcap);
+    let mut to_ue = 0;
+    for r in &capture.records {
+        let t = testkit::packet::transport(capture.linktype, &r.data).unwrap();
+        if !ue_ports.contains(&t.dport) {
+            continue;
+        }
+        to_ue += 1;
+        // ESP in UDP: an SPI (not zero, not a non-ESP marker), never SIP.
+        let text = String::from_utf8_lossy(t.payload);
+        assert!(
+            !text.starts_with("SIP/2.0") && !text.starts_with("NOTIFY"),
+            "in clear to the UE's port {}: {text}",
+            t.dport
+        );
+        assert!(t.payload.len() > 8 && t.payload[..4] != [0; 4]);
+    }
+    assert!(to_ue >= 2, "the 200s and NOTIFYs went over the SAs");
 }
 
 /// A P-CSCF whose Security-Server has another `mod` than the UE offered:

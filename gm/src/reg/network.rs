@@ -65,9 +65,12 @@
 //! each change of its binding (`registered`, `refreshed`, `shortened`,
 //! `unregistered`, `expired`); [`Network::deregister`] ends a
 //! registration from the network's side (`deactivated` or `rejected`),
-//! [`Network::shorten`] shortens it. SAs of a binding that ended are
-//! removed only once the NOTIFYs to that UE still out ended
-//! ([`Network::on_response`], [`Network::on_notify_timeout`]).
+//! [`Network::shorten`] shortens it. SAs of a binding the network ended
+//! are removed only once the NOTIFYs to that UE still out ended
+//! ([`Network::on_response`], [`Network::on_notify_timeout`]), so that
+//! the UE learns why over them; those of a UE that de-registered itself
+//! go right after its 200 and the NOTIFYs that announce it left: the UE
+//! deletes its own on that 200.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -921,8 +924,13 @@ impl Network {
             let uri = contact.as_ref().map(|c| c.uri.as_str()).unwrap_or_default();
             out.extend(self.notify_unregistered(impi, &impu, uri, now));
             if let Some((_, s)) = auth.server {
-                // Once the NOTIFYs still out to this UE are answered.
-                out.extend(self.release_sas(impi, s));
+                // At once, after the 200 and those NOTIFYs left over them:
+                // the UE deletes its SAs on this 200, so nothing more can
+                // come back over them (Kamailio's P-CSCF likewise deletes
+                // them with the contact when the 200 passes). Waiting for
+                // the NOTIFYs' answers would keep them, and the UE's
+                // SigComp compartment, until Timer F.
+                out.push(NetworkAction::RemoveSas(s));
             }
             out.push(NetworkAction::Deregistered {
                 impi: impi.to_owned(),
