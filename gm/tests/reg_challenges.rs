@@ -9,12 +9,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::Rng;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use gm::reg::{
-    Credentials, Flow, MAX_CHALLENGES, Network, NetworkAction, NetworkConfig, OpKey, Random,
-    Subscriber, Ue, UeAction, UeConfig,
+    Credentials, Flow, MAX_CHALLENGES, Network, NetworkAction, NetworkConfig, OpKey, Subscriber,
+    Ue, UeAction, UeConfig,
 };
 use gm::sip::Message;
 
@@ -22,20 +25,6 @@ const K: [u8; 16] = [0x46; 16];
 const OP: [u8; 16] = [0x5a; 16];
 const IMPI: &str = "alice@ims.example.org";
 const IMPU: &str = "sip:alice@ims.example.org";
-
-/// A deterministic xorshift.
-struct Rng(u64);
-
-impl Random for Rng {
-    fn fill(&mut self, buf: &mut [u8]) {
-        for b in buf {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            *b = self.0 as u8;
-        }
-    }
-}
 
 fn ue_addr() -> IpAddr {
     "10.0.0.2".parse().unwrap()

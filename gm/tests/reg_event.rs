@@ -15,6 +15,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::Rng;
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::path::Path;
@@ -22,7 +25,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use gm::reg::{
-    Credentials, Flow, Network, NetworkAction, NetworkConfig, OpKey, Random, SaSet, Subscriber, Ue,
+    Credentials, Flow, Network, NetworkAction, NetworkConfig, OpKey, SaSet, Subscriber, Ue,
     UeAction, UeConfig,
 };
 use gm::regevent::{ContactEvent, ContactState, Reginfo};
@@ -38,20 +41,6 @@ const OP: [u8; 16] = [
 ];
 const IMPI: &str = "alice@ims.example.org";
 const IMPU: &str = "sip:alice@ims.example.org";
-
-/// A deterministic xorshift.
-struct Rng(u64);
-
-impl Random for Rng {
-    fn fill(&mut self, buf: &mut [u8]) {
-        for b in buf {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            *b = self.0 as u8;
-        }
-    }
-}
 
 fn ue_addr() -> IpAddr {
     "10.0.0.2".parse().unwrap()

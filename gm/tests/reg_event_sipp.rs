@@ -16,11 +16,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::Rng;
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gm::reg::{Credentials, Flow, Random, Ue, UeAction, UeConfig};
+use gm::reg::{Credentials, Flow, Ue, UeAction, UeConfig};
 use gm::regevent::ContactEvent;
 use gm::sip::{Message, Method};
 use gm::txn::{Event, Reliability, RequestVerdict, ResponseVerdict, Timers, Transactions};
@@ -142,20 +145,6 @@ Content-Length: 0
   <label id="end"/>
 </scenario>
 "#;
-
-/// A deterministic xorshift.
-struct Rng(u64);
-
-impl Random for Rng {
-    fn fill(&mut self, buf: &mut [u8]) {
-        for b in buf {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            *b = self.0 as u8;
-        }
-    }
-}
 
 #[test]
 fn sipp_deactivates_our_registration_and_we_register_again() {

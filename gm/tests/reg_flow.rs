@@ -10,6 +10,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::Rng;
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -41,20 +44,6 @@ const fn nib(c: u8) -> u8 {
     match c {
         b'0'..=b'9' => c - b'0',
         _ => c - b'a' + 10,
-    }
-}
-
-/// A deterministic xorshift.
-struct Rng(u64);
-
-impl Random for Rng {
-    fn fill(&mut self, buf: &mut [u8]) {
-        for b in buf {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            *b = self.0 as u8;
-        }
     }
 }
 

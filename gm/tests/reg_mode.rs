@@ -6,31 +6,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::Rng;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use gm::reg::{
-    Credentials, Error, Flow, IpsecMode, Network, NetworkAction, NetworkConfig, OpKey, Random,
-    SaSet, Subscriber, Ue, UeAction, UeConfig,
+    Credentials, Error, Flow, IpsecMode, Network, NetworkAction, NetworkConfig, OpKey, SaSet,
+    Subscriber, Ue, UeAction, UeConfig,
 };
 use gm::sip::Message;
 
 const K: [u8; 16] = [0x11; 16];
 const OP: [u8; 16] = [0x22; 16];
 const IMPI: &str = "alice@ims.example.org";
-
-struct Rng(u64);
-
-impl Random for Rng {
-    fn fill(&mut self, buf: &mut [u8]) {
-        for b in buf {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            *b = self.0 as u8;
-        }
-    }
-}
 
 fn addrs() -> (IpAddr, IpAddr) {
     ("10.0.0.2".parse().unwrap(), "10.0.0.1".parse().unwrap())

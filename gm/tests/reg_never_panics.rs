@@ -11,12 +11,15 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
+use common::Rng;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use gm::reg::{
-    Credentials, Flow, Network, NetworkAction, NetworkConfig, OpKey, Random, Subscriber, Ue,
-    UeAction, UeConfig,
+    Credentials, Flow, Network, NetworkAction, NetworkConfig, OpKey, Subscriber, Ue, UeAction,
+    UeConfig,
 };
 use gm::sip::Message;
 use proptest::prelude::*;
@@ -24,19 +27,6 @@ use proptest::prelude::*;
 const K: [u8; 16] = [7; 16];
 const OP: [u8; 16] = [9; 16];
 const IMPI: &str = "alice@ims.example.org";
-
-struct Rng(u64);
-
-impl Random for Rng {
-    fn fill(&mut self, buf: &mut [u8]) {
-        for b in buf {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            *b = self.0 as u8;
-        }
-    }
-}
 
 fn addr() -> IpAddr {
     "10.0.0.2".parse().unwrap()

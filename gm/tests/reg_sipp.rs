@@ -17,11 +17,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::Rng;
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gm::reg::{Flow, Network, NetworkAction, NetworkConfig, OpKey, Random, Subscriber};
+use gm::reg::{Flow, Network, NetworkAction, NetworkConfig, OpKey, Subscriber};
 use gm::sip::{Message, Method};
 use gm::txn::{Reliability, RequestVerdict, Timers, Transactions, stamp_via};
 use testkit::{Peer, TempDir, require};
@@ -41,19 +44,6 @@ fn hex<const N: usize>(s: &str) -> [u8; N] {
         *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
     }
     out
-}
-
-struct Rng(u64);
-
-impl Random for Rng {
-    fn fill(&mut self, buf: &mut [u8]) {
-        for b in buf {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            *b = self.0 as u8;
-        }
-    }
 }
 
 fn scenario(k: &str) -> String {

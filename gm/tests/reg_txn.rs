@@ -8,13 +8,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::Rng;
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use gm::reg::{
-    Credentials, Error, Flow, Network, NetworkAction, NetworkConfig, OpKey, Random, SaSet,
-    Subscriber, Ue, UeAction, UeConfig,
+    Credentials, Error, Flow, Network, NetworkAction, NetworkConfig, OpKey, SaSet, Subscriber, Ue,
+    UeAction, UeConfig,
 };
 use gm::sip::Message;
 use gm::txn::{Event, Reliability, RequestVerdict, ResponseVerdict, Timers, Transactions};
@@ -24,19 +27,6 @@ const OPC: [u8; 16] = [0x22; 16];
 const IMPI: &str = "bob@ims.example.org";
 /// One-way delay of the channel.
 const DELAY: Duration = Duration::from_millis(20);
-
-struct Rng(u64);
-
-impl Random for Rng {
-    fn fill(&mut self, buf: &mut [u8]) {
-        for b in buf {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            *b = self.0 as u8;
-        }
-    }
-}
 
 fn ue_addr() -> IpAddr {
     "2001:db8::2".parse().unwrap()

@@ -6,30 +6,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::Rng;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use gm::reg::{
-    Credentials, Flow, Network, NetworkAction, NetworkConfig, OpKey, Random, Subscriber, Ue,
-    UeConfig,
+    Credentials, Flow, Network, NetworkAction, NetworkConfig, OpKey, Subscriber, Ue, UeConfig,
 };
 
 const K: [u8; 16] = [0x46; 16];
 const OP: [u8; 16] = [0x5a; 16];
-
-/// A deterministic xorshift.
-struct Rng(u64);
-
-impl Random for Rng {
-    fn fill(&mut self, buf: &mut [u8]) {
-        for b in buf {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            *b = self.0 as u8;
-        }
-    }
-}
 
 /// How many of 300 challenges have a RES with a zero byte.
 fn res_with_zero(flag: bool) -> usize {
