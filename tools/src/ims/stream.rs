@@ -26,13 +26,15 @@
 //!   non-blocking too.
 //! - At most [`MAX_CONNECTIONS`] are open: one more is closed as soon as
 //!   it is accepted, and reported; out of descriptors, the listeners rest
-//!   100 ms rather than wake every wait.
+//!   100 ms rather than wake every wait. One that carries nothing either
+//!   way for [`IDLE_TIMEOUT`] (120 s) is closed, in silence: either end
+//!   connects again for its next message.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -52,6 +54,16 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// How long the listeners rest when accepting fails (out of descriptors):
 /// the waiting connection would wake every wait at once otherwise.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// A connection that carried nothing either way for this long is closed
+/// (as Kamailio's default `tcp_connection_lifetime`): a peer that has
+/// more to say connects again (both ends reconnect on their next
+/// message), and a thousand silent connections cannot hold the table
+/// ([`MAX_CONNECTIONS`]) for good.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How often the table is looked through for idle connections.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// What arrived on a connection: one whole SIP message or one SigComp
 /// message (its record, unframed).
@@ -106,6 +118,8 @@ struct Conn {
     connecting: bool,
     /// Whether what we write is SigComp (decided by the first write).
     tx: Option<bool>,
+    /// When it last carried a byte either way (or opened).
+    last: Instant,
 }
 
 /// The TCP side of a transport. See the [module documentation](self).
@@ -120,7 +134,11 @@ pub struct Streams {
     read_buf: Vec<u8>,
     max_conns: usize,
     /// Listeners are not watched until then ([`ACCEPT_PAUSE`]).
-    accept_paused: Option<std::time::Instant>,
+    accept_paused: Option<Instant>,
+    /// [`IDLE_TIMEOUT`], or another for tests.
+    idle: Duration,
+    /// When the table is next looked through for idle connections.
+    idle_check: Instant,
 }
 
 fn reusable(addr: SocketAddr) -> Result<Socket> {
@@ -145,7 +163,17 @@ impl Streams {
             read_buf: vec![0; 64 * 1024],
             max_conns: MAX_CONNECTIONS,
             accept_paused: None,
+            idle: IDLE_TIMEOUT,
+            idle_check: Instant::now() + IDLE_CHECK,
         }
+    }
+
+    /// Another idle time than [`IDLE_TIMEOUT`] (checked every second at
+    /// most, and at least every `idle`).
+    pub fn with_idle_timeout(mut self, idle: Duration) -> Streams {
+        self.idle = idle;
+        self.idle_check = Instant::now() + idle.min(IDLE_CHECK);
+        self
     }
 
     /// Another cap than [`MAX_CONNECTIONS`].
@@ -234,6 +262,7 @@ impl Streams {
             bail!("the TCP connection to {to} takes nothing: closed with {MAX_QUEUE} bytes queued");
         }
         c.out.extend_from_slice(bytes);
+        c.last = Instant::now();
         if !c.connecting {
             flush(&mut c).with_context(|| format!("cannot send to {to} over TCP"))?;
         }
@@ -260,6 +289,7 @@ impl Streams {
             out: Vec::new(),
             connecting,
             tx: None,
+            last: Instant::now(),
         })
     }
 
@@ -285,11 +315,12 @@ impl Streams {
         if let Some(r) = self.ready.pop_front() {
             return Ok(r);
         }
-        if self
-            .accept_paused
-            .is_some_and(|t| std::time::Instant::now() >= t)
-        {
+        let now = Instant::now();
+        if self.accept_paused.is_some_and(|t| now >= t) {
             self.accept_paused = None;
+        }
+        if now >= self.idle_check {
+            self.close_idle(now);
         }
         // While paused, the listeners are watched for nothing.
         let listen_flags = if self.accept_paused.is_some() {
@@ -386,6 +417,7 @@ impl Streams {
                             out: Vec::new(),
                             connecting: false,
                             tx: None,
+                            last: Instant::now(),
                         },
                     );
                 }
@@ -396,7 +428,7 @@ impl Streams {
                 // Out of descriptors (or memory): the listeners rest a
                 // moment, and the connection waits in the backlog.
                 Err(_) => {
-                    self.accept_paused = Some(std::time::Instant::now() + ACCEPT_PAUSE);
+                    self.accept_paused = Some(Instant::now() + ACCEPT_PAUSE);
                     return;
                 }
             }
@@ -418,8 +450,12 @@ impl Streams {
             }
         }
         if !c.connecting && !c.out.is_empty() {
+            let queued = c.out.len();
             if let Err(e) = flush(&mut c) {
                 return self.closed(peer, port, format!("{e:#}"));
+            }
+            if c.out.len() < queued {
+                c.last = Instant::now();
             }
         }
         let readable = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR;
@@ -435,6 +471,7 @@ impl Streams {
                     break;
                 }
                 Ok(n) => {
+                    c.last = Instant::now();
                     c.inbound
                         .extend_from_slice(self.read_buf.get(..n).unwrap_or_default());
                     if c.inbound.len() > MAX_QUEUE {
@@ -472,6 +509,37 @@ impl Streams {
             }
         } else {
             self.conns.insert(peer, c);
+        }
+    }
+
+    /// Closes the connections idle for [`Streams::with_idle_timeout`]: in
+    /// silence, unless a message was cut short or writes were queued
+    /// (then said, as lost).
+    fn close_idle(&mut self, now: Instant) {
+        self.idle_check = now + self.idle.min(IDLE_CHECK);
+        let idle = self.idle;
+        let gone: Vec<SocketAddr> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| now.saturating_duration_since(c.last) >= idle)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in gone {
+            let Some(c) = self.conns.remove(&peer) else {
+                continue;
+            };
+            if !c.inbound.is_empty() || !c.out.is_empty() {
+                self.closed(
+                    peer,
+                    c.port,
+                    format!(
+                        "the TCP connection closed after {} s idle, with {} bytes of a message in and {} queued out",
+                        idle.as_secs(),
+                        c.inbound.len(),
+                        c.out.len()
+                    ),
+                );
+            }
         }
     }
 
@@ -675,6 +743,47 @@ CSeq: 1 OPTIONS\r\nContent-Length: 4\r\n\r\nbody";
         let mut buf = [0u8; 8];
         // Closed by the server: end of stream (or a reset).
         assert!(matches!((&*third).read(&mut buf), Ok(0) | Err(_)));
+    }
+
+    #[test]
+    fn idle_connections_close_in_silence_and_the_peer_connects_again() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let free = || {
+            let probe = TcpListener::bind((ip, 0)).unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let (port, client_port) = (free(), free());
+        let mut server = Streams::new(ip).with_idle_timeout(Duration::from_millis(200));
+        server.listen(port).unwrap();
+        let mut client = Streams::new(ip);
+        client.everything();
+        client.listen(client_port).unwrap();
+        let server_addr = SocketAddr::new(ip, port);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let exchange = |client: &mut Streams, server: &mut Streams| {
+            client.send(MSG, server_addr, client_port).unwrap();
+            loop {
+                assert!(std::time::Instant::now() < deadline, "nothing came");
+                let _ = client.wait(&[], Duration::from_millis(10)).unwrap();
+                if let Ready::Frame(f) = server.wait(&[], Duration::from_millis(10)).unwrap() {
+                    break f;
+                }
+            }
+        };
+        assert_eq!(exchange(&mut client, &mut server).bytes, MSG);
+        assert_eq!((server.len(), client.len()), (1, 1));
+        // Nothing more either way: the server closes it, saying nothing,
+        // and the client sees the end of the stream.
+        while server.len() + client.len() > 0 {
+            assert!(std::time::Instant::now() < deadline, "still open");
+            for s in [&mut server, &mut client] {
+                let r = s.wait(&[], Duration::from_millis(10)).unwrap();
+                assert!(!matches!(r, Ready::Closed { .. }), "{r:?}");
+            }
+        }
+        // The next message opens a new connection.
+        assert_eq!(exchange(&mut client, &mut server).bytes, MSG);
+        assert_eq!(server.len(), 1);
     }
 
     #[test]
