@@ -648,20 +648,7 @@ fn deregistration_unsubscribes_first() {
     let notify = w.requests(Method::Notify).pop().unwrap();
     let ss = notify.subscription_state().unwrap().unwrap();
     assert_eq!(ss.state, "terminated");
-    // The UE answered both NOTIFYs; the answer to the last one, sent as
-    // the 200 to the de-REGISTER crossed it, found the network's SAs gone
-    // (both sides delete them on that 200), and only that was lost.
-    assert_eq!(w.statuses(Method::Notify), [200]);
-    let lost: Vec<Message<'_>> = w
-        .dropped
-        .iter()
-        .map(|b| Message::parse(b).unwrap())
-        .collect();
-    assert!(
-        matches!(lost.as_slice(), [m] if m.status() == Some(200)
-            && m.cseq().unwrap().method == Method::Notify),
-        "{lost:?}"
-    );
+    assert_eq!(w.statuses(Method::Notify), [200, 200]);
     assert!(w.ue_sas.is_empty() && w.net_sas.is_empty());
     assert!(!w.ue_events.iter().any(|e| matches!(
         e,
@@ -688,20 +675,32 @@ fn deregistering_before_the_subscription_is_answered() {
     assert!(matches!(w.ue_events.last(), Some(UeAction::Deregistered)));
     assert!(w.ue_sas.is_empty());
     // The NOTIFYs that crossed the de-registration found no SA at the UE
-    // (a real IPsec layer drops them). The network removed its SAs right
-    // after the 200 (the UE deleted its own on it), not when those
-    // NOTIFYs' transactions end: that Timer F changes nothing.
+    // (a real IPsec layer drops them). The network keeps its SAs for
+    // their answers, but not until their Timer F: the UE deleted its own
+    // on the 200, so they go DEREGISTRATION_LINGER after it.
     assert!(!w.dropped.is_empty());
+    assert_eq!(w.net_sas.len(), 1);
+    let dropped: Vec<Message<'static>> = std::mem::take(&mut w.dropped)
+        .iter()
+        .map(|b| Message::parse(b).unwrap().into_owned())
+        .collect();
+    assert!(dropped.iter().any(|m| m.method() == Some(Method::Notify)));
+    let linger = w.now + gm::reg::DEREGISTRATION_LINGER;
+    assert!(w.net.poll_timeout().is_some_and(|t| t <= linger));
+    let before = linger - Duration::from_millis(1);
+    let acts = w.net.handle_timeout(before);
+    w.net_do(acts, Flow::Unprotected);
+    assert_eq!(w.net_sas.len(), 1, "not before");
+    let acts = w.net.handle_timeout(linger);
+    w.net_do(acts, Flow::Unprotected);
     assert!(w.net_sas.is_empty());
-    let mut notifies = 0;
-    for b in std::mem::take(&mut w.dropped) {
-        let m = Message::parse(&b).unwrap();
-        if m.method() == Some(Method::Notify) {
-            notifies += 1;
-            assert!(w.net.on_notify_timeout(&m).is_empty());
-        }
+    // Their Timer F comes later and changes nothing.
+    for m in dropped
+        .iter()
+        .filter(|m| m.method() == Some(Method::Notify))
+    {
+        assert!(w.net.on_notify_timeout(m).is_empty());
     }
-    assert!(notifies > 0);
     assert!(w.net.binding(IMPI).is_none());
     // The network ended the subscription with the binding: nothing to
     // notify any more.

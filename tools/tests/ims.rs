@@ -829,12 +829,12 @@ fn two_uas_talk_over_esp_in_udp_and_tshark_decrypts_it() {
     );
 }
 
-/// A UE that de-registers: the pcscf removes its SAs right after the 200
-/// and the NOTIFY announcing it (the UE deletes its own on that 200).
-/// That NOTIFY's retransmission, due T1 later, then has no SA: it is not
-/// sent at all, never in clear (fail closed), and its transaction ends
-/// (said on stderr). The capture holds nothing in clear to the UE's
-/// protected ports.
+/// A UE that de-registers: the pcscf removes its SAs 2 s after the 200
+/// (`gm::reg::DEREGISTRATION_LINGER`; the UE deletes its own on that
+/// 200), not when the NOTIFY announcing it times out. That NOTIFY's next
+/// retransmission then has no SA: it is not sent at all, never in clear
+/// (fail closed), and its transaction ends (said on stderr). The capture
+/// holds nothing in clear to the UE's protected ports.
 #[test]
 fn after_a_de_registration_nothing_for_the_ue_leaves_in_clear() {
     let _serial = serial();

@@ -85,7 +85,9 @@ pub mod network;
 pub mod sa;
 pub mod ue;
 
-pub use network::{MAX_CHALLENGES, Network, NetworkAction, NetworkConfig, Subscriber};
+pub use network::{
+    DEREGISTRATION_LINGER, MAX_CHALLENGES, Network, NetworkAction, NetworkConfig, Subscriber,
+};
 
 pub use sa::{Agreement, IpsecMode, IpsecOffer, Sa, SaSet, Side, fresh_spis};
 pub use ue::{Credentials, Registration, Ue, UeAction, UeConfig};

@@ -69,8 +69,9 @@
 //! are removed only once the NOTIFYs to that UE still out ended
 //! ([`Network::on_response`], [`Network::on_notify_timeout`]), so that
 //! the UE learns why over them; those of a UE that de-registered itself
-//! go right after its 200 and the NOTIFYs that announce it left: the UE
-//! deletes its own on that 200.
+//! likewise, but [`DEREGISTRATION_LINGER`] after its 200 at the latest:
+//! the UE deletes its own on that 200, so an answer it had not sent by
+//! then never comes.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -247,6 +248,11 @@ pub enum NetworkAction {
     },
 }
 
+/// How long the SAs of a UE that de-registered itself outlive its 200 at
+/// most, for the answers to NOTIFYs that crossed it (see the [module
+/// documentation](self)).
+pub const DEREGISTRATION_LINGER: Duration = Duration::from_secs(2);
+
 /// The most challenges without SAs kept per IMPI (see the [module
 /// documentation](self)); a new one beyond it replaces the oldest.
 pub const MAX_CHALLENGES: usize = 4;
@@ -413,6 +419,7 @@ impl Network {
             out.extend(self.end_binding(&impi, ContactEvent::Expired, "noresource", now));
         }
         out.extend(self.expire_subscriptions(now));
+        out.extend(self.end_lingering(now));
         out
     }
 
@@ -924,13 +931,14 @@ impl Network {
             let uri = contact.as_ref().map(|c| c.uri.as_str()).unwrap_or_default();
             out.extend(self.notify_unregistered(impi, &impu, uri, now));
             if let Some((_, s)) = auth.server {
-                // At once, after the 200 and those NOTIFYs left over them:
-                // the UE deletes its SAs on this 200, so nothing more can
-                // come back over them (Kamailio's P-CSCF likewise deletes
-                // them with the contact when the 200 passes). Waiting for
-                // the NOTIFYs' answers would keep them, and the UE's
-                // SigComp compartment, until Timer F.
-                out.push(NetworkAction::RemoveSas(s));
+                // Once the NOTIFYs still out to this UE are answered, and
+                // at the latest DEREGISTRATION_LINGER after this 200: the
+                // UE deletes its SAs on it, so an answer it did not send
+                // before never comes (Kamailio's P-CSCF deletes them with
+                // the contact when the 200 passes). Waiting for Timer F
+                // would keep them, and the UE's SigComp compartment, 32 s.
+                let until = now.saturating_add(DEREGISTRATION_LINGER);
+                out.extend(self.release_sas_until(impi, s, Some(until)));
             }
             out.push(NetworkAction::Deregistered {
                 impi: impi.to_owned(),

@@ -42,6 +42,8 @@ pub(super) struct RegSub {
 pub(super) struct Draining {
     notifies: Vec<(String, u32)>,
     sas: SaSet,
+    /// Removed then at the latest, whatever the NOTIFYs.
+    pub(super) until: Option<Duration>,
 }
 
 /// Whether a request is a SUBSCRIBE to the reg event package.
@@ -525,6 +527,16 @@ impl Network {
     /// UE is unanswered, else once the last of them ended (its answer
     /// comes back over them).
     pub(super) fn release_sas(&mut self, impi: &str, sas: SaSet) -> Option<NetworkAction> {
+        self.release_sas_until(impi, sas, None)
+    }
+
+    /// As [`Network::release_sas`], and at the latest at `until`.
+    pub(super) fn release_sas_until(
+        &mut self,
+        impi: &str,
+        sas: SaSet,
+        until: Option<Duration>,
+    ) -> Option<NetworkAction> {
         let notifies: Vec<(String, u32)> = self
             .outstanding
             .iter()
@@ -534,7 +546,14 @@ impl Network {
         if notifies.is_empty() {
             return Some(NetworkAction::RemoveSas(sas));
         }
-        self.draining.push(Draining { notifies, sas });
+        self.draining.push(Draining {
+            notifies,
+            sas,
+            until,
+        });
+        if let Some(at) = until {
+            self.deadlines.push(Reverse((at, impi.to_owned())));
+        }
         None
     }
 
@@ -556,6 +575,25 @@ impl Network {
             .partition(|d| clash(&d.sas));
         self.draining = keep;
         gone.into_iter()
+            .map(|d| NetworkAction::RemoveSas(d.sas))
+            .collect()
+    }
+
+    /// SA sets whose lingering time is up go, their NOTIFYs answered or
+    /// not.
+    pub(super) fn end_lingering(&mut self, now: Duration) -> Vec<NetworkAction> {
+        if !self
+            .draining
+            .iter()
+            .any(|d| d.until.is_some_and(|t| t <= now))
+        {
+            return Vec::new();
+        }
+        let (done, keep): (Vec<Draining>, Vec<Draining>) = std::mem::take(&mut self.draining)
+            .into_iter()
+            .partition(|d| d.until.is_some_and(|t| t <= now));
+        self.draining = keep;
+        done.into_iter()
             .map(|d| NetworkAction::RemoveSas(d.sas))
             .collect()
     }
