@@ -370,16 +370,12 @@ struct Tracked {
     /// acknowledged the peer holds the state at this priority or higher,
     /// and `min_priority` rises to it.
     floor: Option<u16>,
-    /// Bit set of the 16-bit hashes of its 8-byte substrings.
-    grams: Box<[u64; 1024]>,
+    /// Bit set of the 16-bit hashes of its 8-byte substrings ([`Tracked::bloom`]).
+    grams: std::cell::OnceCell<Box<[u64; 1024]>>,
 }
 
 impl Tracked {
     fn new(id: StateId, value: Vec<u8>, seq: u16) -> Tracked {
-        let mut grams = Box::new([0u64; 1024]);
-        for h in self::grams(&value) {
-            grams[(h >> 6) & 1023] |= 1 << (h & 63);
-        }
         Tracked {
             id,
             value,
@@ -387,8 +383,22 @@ impl Tracked {
             min_priority: seq,
             acked: false,
             floor: None,
-            grams,
+            grams: std::cell::OnceCell::new(),
         }
+    }
+
+    /// The bit set of the hashes of its 8-byte substrings, made when the
+    /// state is first ranked ([`Compressor::rank_states`] ranks only
+    /// acknowledged states): the message that creates the state, often the
+    /// first of a registration, does not wait for it.
+    fn bloom(&self) -> &[u64; 1024] {
+        self.grams.get_or_init(|| {
+            let mut bits = Box::new([0u64; 1024]);
+            for h in grams(&self.value) {
+                bits[(h >> 6) & 1023] |= 1 << (h & 63);
+            }
+            bits
+        })
     }
 
     fn cost(&self) -> u32 {
@@ -1294,7 +1304,7 @@ impl Compressor {
             let Some(t) = self.tracked(i) else {
                 continue;
             };
-            let bloom = &t.grams;
+            let bloom = t.bloom();
             // Branch-free: one bit per message position, 64 at a time.
             let bits: Vec<u64> = self
                 .msg_grams
