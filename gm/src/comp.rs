@@ -155,6 +155,13 @@ impl Compression {
         })
     }
 
+    /// Runs `sample` through the endpoint's compressor and decompressor
+    /// once, keeping nothing ([`Endpoint::warm_up`]): at start, so that
+    /// the first real message does not pay the process's first-use costs.
+    pub fn warm_up(&mut self, sample: &[u8]) {
+        self.endpoint.warm_up(sample);
+    }
+
     /// The SigComp endpoint (counters, states), for reports.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint

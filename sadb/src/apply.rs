@@ -505,9 +505,10 @@ impl Databases {
             .spd
             .iter()
             .flat_map(|p| match &p.action {
-                PolicyAction::Ipsec(reqs) => reqs.iter().map(|r| r.reqid).collect(),
-                _ => Vec::new(),
+                PolicyAction::Ipsec(reqs) => reqs.as_slice(),
+                _ => &[],
             })
+            .map(|r| r.reqid)
             .filter(|r| (1..=MANUAL_REQID_MAX).contains(r))
             .collect();
         used.sort_unstable();

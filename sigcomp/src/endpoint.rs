@@ -427,6 +427,23 @@ impl Endpoint {
         }
     }
 
+    /// Compresses `sample` as a fresh compartment's first message and
+    /// decompresses it here, storing nothing and counting nothing: what
+    /// the first message of a process costs once (the UDVM's decoded
+    /// instructions and INPUT-HUFFMAN tables, this thread's hash chains of
+    /// the dictionary, CPU feature detection, the allocator's first pages)
+    /// is paid before it. Failures are ignored: real messages report
+    /// their own.
+    pub fn warm_up(&mut self, sample: &[u8]) {
+        let mut c = self.template.clone();
+        let mut wire = Vec::new();
+        if c.compress_on(sample, Transport::Message, &mut wire).kind != Kind::Plain {
+            let _ = self
+                .decompressor
+                .decompress(&wire, Transport::Message, &self.states);
+        }
+    }
+
     /// Closes `cid`: its compressor and its states are reclaimed (RFC 3320
     /// §4.1, §6.2; for SIP when the registration ends, RFC 5049 §9.3).
     pub fn close(&mut self, cid: CompartmentId) {

@@ -200,8 +200,8 @@ impl Decompressor {
     pub fn new(params: Parameters) -> Result<Decompressor, Error> {
         params.validate()?;
         Ok(Decompressor {
+            udvm: udvm::Udvm::with_memory(params.decompression_memory_size as usize),
             params,
-            udvm: udvm::Udvm::default(),
         })
     }
 

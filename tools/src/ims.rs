@@ -20,7 +20,7 @@
 //! assert_eq!(subs.subscribers[0].1.sqn, 0x9d02_7759_5ffc);
 //! ```
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -734,6 +734,15 @@ impl OsRandom {
             512,
             std::fs::File::open("/dev/urandom").context("cannot read /dev/urandom")?,
         )))
+    }
+
+    /// Reads the first 512 bytes now: the first bytes asked for (an ESP
+    /// IV, in the first protected message) then cost no system call.
+    pub fn prime(&mut self) {
+        if let OsRandom::Os(f) = self {
+            // As `fill`: /dev/urandom does not fail once open.
+            let _ = f.fill_buf();
+        }
     }
 
     /// A reproducible sequence from `seed` (0 is taken as 1).

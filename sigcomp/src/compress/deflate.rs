@@ -162,11 +162,17 @@ pub(crate) fn with_matcher<R>(f: impl FnOnce(&mut Matcher) -> R) -> R {
 /// decoded so far" (RFC 1951 never sends 286).
 const FLUSH: usize = 286;
 
+/// Positions `prev` holds from the start: a history of the dictionary and
+/// a message within the default DMS (8192) needs no reallocation, so a
+/// thread's first encodes (a process warms up with a short one) do not
+/// grow it, copying it to new pages, while a message waits.
+const PREV_INITIAL: usize = 16384;
+
 impl Default for Matcher {
     fn default() -> Matcher {
         Matcher {
             head: Box::new([0; HASH_SIZE]),
-            prev: Vec::new(),
+            prev: vec![0; PREV_INITIAL],
             base: 0,
             max_dist: MAX_DISTANCE,
             flush_limit: usize::MAX,

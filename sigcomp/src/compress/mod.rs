@@ -370,16 +370,12 @@ struct Tracked {
     /// acknowledged the peer holds the state at this priority or higher,
     /// and `min_priority` rises to it.
     floor: Option<u16>,
-    /// Bit set of the 16-bit hashes of its 8-byte substrings.
-    grams: Box<[u64; 1024]>,
+    /// Bit set of the 16-bit hashes of its 8-byte substrings ([`Tracked::bloom`]).
+    grams: std::cell::OnceCell<Box<[u64; 1024]>>,
 }
 
 impl Tracked {
     fn new(id: StateId, value: Vec<u8>, seq: u16) -> Tracked {
-        let mut grams = Box::new([0u64; 1024]);
-        for h in self::grams(&value) {
-            grams[(h >> 6) & 1023] |= 1 << (h & 63);
-        }
         Tracked {
             id,
             value,
@@ -387,8 +383,22 @@ impl Tracked {
             min_priority: seq,
             acked: false,
             floor: None,
-            grams,
+            grams: std::cell::OnceCell::new(),
         }
+    }
+
+    /// The bit set of the hashes of its 8-byte substrings, made when the
+    /// state is first ranked ([`Compressor::rank_states`] ranks only
+    /// acknowledged states): the message that creates the state, often the
+    /// first of a registration, does not wait for it.
+    fn bloom(&self) -> &[u64; 1024] {
+        self.grams.get_or_init(|| {
+            let mut bits = Box::new([0u64; 1024]);
+            for h in grams(&self.value) {
+                bits[(h >> 6) & 1023] |= 1 << (h & 63);
+            }
+            bits
+        })
     }
 
     fn cost(&self) -> u32 {
@@ -413,7 +423,7 @@ struct Sent {
 }
 
 /// One preload entry: a slice of a state's value.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
     Sip {
         begin: u16,
@@ -459,6 +469,9 @@ pub struct Compressor {
     hist: Vec<u8>,
     bits: Vec<u8>,
     sources: Vec<Source>,
+    /// The preload of the encode in `bits`, to tell whether a retry with
+    /// a larger guess would encode the same (`compress_inner`).
+    encoded_sources: Vec<Source>,
     sip_id: StateId,
     presence_id: StateId,
     /// The newest shared state the peer announced (RFC 3321 §5.2).
@@ -525,6 +538,7 @@ impl Compressor {
             hist: Vec::new(),
             bits: Vec::new(),
             sources: Vec::new(),
+            encoded_sources: Vec::new(),
             sip_id: *sip_sdp_dictionary().id(),
             presence_id: *presence_dictionary().id(),
             peer_shared: None,
@@ -878,11 +892,15 @@ impl Compressor {
             };
         let fixed = header_len + 3 + announce.as_ref().map_or(0, |a| a.len() + 1);
         self.rank_states(msg);
+        let presence = self.config.presence_dictionary && mentions_presence(msg);
         // The UDVM memory depends on the compressed size: guess it (a
         // third of the message is typical with history), encode, and encode
         // again with the real size if the guess was too small.
         let mut guess = (fixed + 16 + msg.len() / 3).min(dms / 2);
         let mut tries = 0;
+        // The farthest distance the last encode allowed and its
+        // `ack_only` (see below).
+        let mut encoded: Option<(usize, bool)> = None;
         let (len, used, preloaded) = loop {
             tries += 1;
             // RFC 3320 §7: UDVM memory = DMS - message size on UDP, DMS / 2
@@ -915,7 +933,7 @@ impl Compressor {
                     .max((room - 1).min(WRAP_HISTORY))
             }
             .min(deflate::MAX_DISTANCE);
-            let used = self.choose_preload(msg, history, fixed);
+            let used = self.choose_preload(presence, history);
             let entries = self.sources.len();
             refs = self
                 .sources
@@ -983,18 +1001,36 @@ impl Compressor {
             }
             let preloaded = self.hist.len();
             self.hist.extend_from_slice(msg);
-            self.bits.clear();
-            deflate::with_matcher(|m| {
-                m.encode(
-                    &self.hist,
-                    preloaded,
-                    room - 1,
-                    long.then_some(room / 2),
-                    ack_only,
-                    self.config.level,
-                    &mut self.bits,
-                );
-            });
+            // A retry whose smaller memory changes neither the preload nor
+            // any match would encode exactly the same bits: every input of
+            // the encode is the same (the preload, the message, no flush,
+            // `ack_only`) but the farthest distance, and no distance in
+            // this history reaches either limit. The first message of a
+            // compartment (a bytecode upload over the whole dictionary) is
+            // usually such a retry: its first guess is too small.
+            let reach = (room - 1).min(deflate::MAX_DISTANCE);
+            let farthest = self.hist.len().saturating_sub(1);
+            let same = !long
+                && encoded.is_some_and(|(r, a)| {
+                    a == ack_only && (r == reach || (r >= farthest && reach >= farthest))
+                })
+                && self.encoded_sources == self.sources;
+            if !same {
+                self.bits.clear();
+                deflate::with_matcher(|m| {
+                    m.encode(
+                        &self.hist,
+                        preloaded,
+                        room - 1,
+                        long.then_some(room / 2),
+                        ack_only,
+                        self.config.level,
+                        &mut self.bits,
+                    );
+                });
+                encoded = (!long).then_some((reach, ack_only));
+                self.encoded_sources.clone_from(&self.sources);
+            }
             out.extend_from_slice(&self.bits);
             // On a stream the memory does not depend on the message size.
             if out.len() <= guess || transport == Transport::Stream {
@@ -1268,7 +1304,7 @@ impl Compressor {
             let Some(t) = self.tracked(i) else {
                 continue;
             };
-            let bloom = &t.grams;
+            let bloom = t.bloom();
             // Branch-free: one bit per message position, 64 at a time.
             let bits: Vec<u64> = self
                 .msg_grams
@@ -1319,7 +1355,7 @@ impl Compressor {
         }
     }
 
-    fn choose_preload(&mut self, msg: &[u8], mut room: usize, _fixed: usize) -> usize {
+    fn choose_preload(&mut self, presence: bool, mut room: usize) -> usize {
         self.sources.clear();
         let mut chosen: Vec<(usize, usize)> = Vec::new();
         for (k, &i) in self.ranked.iter().enumerate() {
@@ -1343,8 +1379,6 @@ impl Compressor {
             // would cost their entries for little.
             room = 0;
         }
-        let presence = self.config.presence_dictionary
-            && (contains(msg, b"pidf") || contains(msg, b"presence") || contains(msg, b"xmlns"));
         let sip_len = SIP_SDP_DICTIONARY.len().min(room);
         let mut dicts = Vec::new();
         if presence {
@@ -1386,6 +1420,20 @@ fn grams(b: &[u8]) -> impl Iterator<Item = usize> + '_ {
     })
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+/// Whether a message contains `pidf`, `presence` or `xmlns`: the RFC 5112
+/// presence dictionary is worth preloading. One pass, four bytes at a
+/// time.
+fn mentions_presence(msg: &[u8]) -> bool {
+    let word = |w: &[u8]| match w {
+        &[a, b, c, d, ..] => u32::from_le_bytes([a, b, c, d]),
+        _ => 0,
+    };
+    let (pidf, pres, xmln) = (word(b"pidf"), word(b"pres"), word(b"xmln"));
+    msg.windows(4).enumerate().any(|(i, w)| {
+        let v = word(w);
+        let rest = || msg.get(i..).unwrap_or_default();
+        v == pidf
+            || (v == pres && rest().starts_with(b"presence"))
+            || (v == xmln && rest().starts_with(b"xmlns"))
+    })
 }

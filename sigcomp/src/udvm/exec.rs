@@ -440,13 +440,10 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
             self.details = id;
             return Err(Reason::StateTooShort.into());
         };
-        // Write through the byte copying rules.
-        let (bcl, bcr) = self.bounds()?;
-        let mut d = address;
-        for &b in part {
-            *self.mem.get_mut(usize::from(d)).ok_or(Reason::Segfault)? = b;
-            d = next(d, bcl, bcr);
-        }
+        // Write through the byte copying rules, a run at a time (a byte
+        // outside memory fails the message either way).
+        let b = self.bounds()?;
+        self.write_slice(address, part, b)?;
         if instruction == 0 {
             Ok(o.end())
         } else {

@@ -151,6 +151,17 @@ struct Run<'a, S: ?Sized> {
 }
 
 impl Udvm {
+    /// A machine whose tables and memory (up to `max_memory` bytes) are
+    /// allocated and written now: the first message decompressed pays
+    /// neither the allocations nor their page faults (~90 KiB of
+    /// instruction cache), which in a new process fall on its first
+    /// SigComp message.
+    pub(crate) fn with_memory(max_memory: usize) -> Udvm {
+        let mut u = Udvm::default();
+        u.reset(max_memory.min(65536));
+        u
+    }
+
     /// Prepares zeroed memory of `size` bytes and returns it for loading.
     pub(crate) fn reset(&mut self, size: usize) -> &mut [u8] {
         if self.slots.len() != SLOTS {

@@ -88,7 +88,7 @@ impl SipComp {
             shared: full.then_some(4096),
             ..EndpointConfig::default()
         };
-        let comp = match mode {
+        let mut comp = match mode {
             Mode::Off => None,
             Mode::Plain => Some(config(false)),
             Mode::Full => Some(config(true)),
@@ -96,8 +96,11 @@ impl SipComp {
         .map(Compression::new)
         .transpose()
         .map_err(|e| anyhow!("cannot start SigComp: {e}"))?;
-        if let Some(c) = &comp {
-            warm_up(c.endpoint().config());
+        // The work a process does once, on its first SigComp message, done
+        // at start rather than in the registration that follows, and in
+        // this endpoint's own decompressor (its decoded instructions stay).
+        if let Some(c) = &mut comp {
+            c.warm_up(SAMPLE);
         }
         Ok(SipComp {
             comp,
@@ -258,7 +261,8 @@ fn link(stream: bool) -> Link {
     }
 }
 
-/// A SIP message like those of a registration, for [`warm_up`].
+/// A SIP message like those of a registration, for the warm-up in
+/// [`SipComp::new`].
 const SAMPLE: &[u8] = b"REGISTER sip:ims.example.org SIP/2.0\r\n\
 Via: SIP/2.0/UDP 127.0.0.1:5062;comp=sigcomp;branch=z9hG4bK1\r\n\
 Max-Forwards: 70\r\nFrom: <sip:ue@ims.example.org>;tag=1\r\nTo: <sip:ue@ims.example.org>\r\n\
@@ -267,27 +271,6 @@ Authorization: Digest username=\"ue@ims.example.org\", realm=\"ims.example.org\"
 nonce=\"AAAA\", response=\"00\", algorithm=AKAv1-MD5\r\n\
 Security-Verify: ipsec-3gpp; alg=hmac-sha-1-96; ealg=aes-cbc; spi-c=1; spi-s=2; port-c=1; port-s=2\r\n\
 Supported: path, sec-agree\r\nContent-Length: 0\r\n\r\n";
-
-/// Compresses and decompresses one message between two throwaway
-/// endpoints: the work a process does once, on its first SigComp
-/// message (the dictionary's hash chains, CPU feature detection, the
-/// allocator's first pages), done at start rather than in the
-/// registration that follows. Failures are ignored: the real messages
-/// report their own.
-fn warm_up(config: &EndpointConfig) {
-    let (Ok(mut a), Ok(mut b)) = (
-        sigcomp::Endpoint::new(config.clone()),
-        sigcomp::Endpoint::new(config.clone()),
-    ) else {
-        return;
-    };
-    let mut out = Vec::new();
-    if a.send(sigcomp::CompartmentId(1), SAMPLE, Link::Datagram, &mut out)
-        .is_ok()
-    {
-        let _ = b.receive(&out, Link::Datagram);
-    }
-}
 
 /// The mode of the flags `--sigcomp` and `--sigcomp-full`.
 pub fn mode(sigcomp: bool, full: bool) -> Mode {

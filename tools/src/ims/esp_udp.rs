@@ -133,9 +133,12 @@ impl EspUdp {
     /// address with `port_c` and `port_s` (0: any free port).
     pub fn bind(addr: SocketAddr, port_c: u16, port_s: u16) -> Result<EspUdp> {
         let sockets = SipSockets::bind(addr, port_c, port_s)?;
-        // The first SA's crypto costs its CPU feature detection: paid now,
-        // not in the first protected REGISTER.
+        // The first SA's crypto costs its CPU feature detection, and the
+        // first IV a read of /dev/urandom: paid now, not in the first
+        // protected REGISTER.
         opensec::warm_up();
+        let mut rng = OsRandom::new()?;
+        rng.prime();
         Ok(EspUdp {
             sockets,
             db: {
@@ -144,7 +147,7 @@ impl EspUdp {
                 db
             },
             book: SaBook::default(),
-            rng: OsRandom::new()?,
+            rng,
             out: vec![0; HEAD + MAX_DATAGRAM + TAIL],
             pcap: None,
             dropped: 0,
