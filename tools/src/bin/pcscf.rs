@@ -1027,11 +1027,15 @@ impl Pcscf {
                         self.notify_answered(watch, 408);
                     }
                 }
+                // Still waited on: no final response came, the transport
+                // ended it (its SAs are gone); a failure like a timeout.
                 Event::Terminated(client) => {
-                    self.relays.remove(&client);
-                    self.sms_out.remove(&client);
-                    // Still waiting: the transport ended it (its SAs are
-                    // gone), a failure like a timeout.
+                    if let Some((server, request)) = self.relays.remove(&client) {
+                        self.refuse(&request, server, gm::pager::relay_failure(false));
+                    }
+                    if let Some(to) = self.sms_out.remove(&client) {
+                        sms_failed(&to, "could not be sent".into());
+                    }
                     if let Some(notify) = self.notifies.remove(&client) {
                         let actions = self.net.on_notify_timeout(&notify);
                         self.on_actions(actions, None);
