@@ -15,7 +15,9 @@
 #     memory, digest MD5 with qop=auth via pv_auth_check), C UDP workers
 #     (default 1: pcscf is one thread).
 # Same scenario shape for both (REGISTER, 401, REGISTER with credentials,
-# 200). A rate passes when SIPp reports every call successful (exit 0, no
+# 200). SIPp gets 4 MiB socket buffers (-buff_size; its default of 64 KiB
+# overflowed from about 20 000 reg/s, so the load generator itself lost
+# responses: retransmissions, then receive timeouts). A rate passes when SIPp reports every call successful (exit 0, no
 # retransmission timeout: -recv_timeout 4s) and the run ends within
 # SECONDS + 3 s. Search: double from 100/s until a failure, bisect to 5 %,
 # with runs of SECONDS/3; then confirm the best at SECONDS, stepping down
@@ -175,13 +177,17 @@ run_sipp() { # $1 scheme (aka, digest) $2 port $3 rate $4 seconds
   t0=$(date +%s.%N)
   /usr/bin/time -f '%U %S' -o "$work/time" \
     sipp "127.0.0.1:$2" -sf "$work/registration.xml" -inf "$work/$1.csv" -r "$3" -m "$calls" \
-      -i 127.0.0.1 -p "$(free_port)" -nostdin -recv_timeout 4s \
+      -i 127.0.0.1 -p "$(free_port)" -nostdin -recv_timeout 4s -buff_size 4194304 \
       -timeout "$(( $4 + 30 ))s" -timeout_error \
       -trace_stat -stf "$work/stat.csv" > /dev/null 2> "$work/sipp.err"
   rc=$?
   t1=$(date +%s.%N)
   cpu=$(awk '{print $1 + $2}' "$work/time" 2>/dev/null || echo 0)
-  if [ "$rc" -ne 0 ]; then echo "fail sipp-exit-$rc"; return; fi
+  if [ "$rc" -ne 0 ]; then
+    # SIPp's first complaint says why (a fatal error for exit 255).
+    echo "fail sipp-exit-$rc: $(grep -v '^Resolving' "$work/sipp.err" | head -1 | cut -c1-160)"
+    return
+  fi
   if python3 -c "import sys; sys.exit(0 if $t1 - $t0 <= $4 + 3 else 1)"; then
     python3 -c "print('ok', round($cpu / $calls * 1e6, 1))"
   else
