@@ -241,9 +241,12 @@ pub enum Event {
     /// fired; the transaction is gone.
     Timeout(TxnId),
     /// The transaction ended normally (Timer K, J or I, a 2xx sent by an
-    /// INVITE server transaction, or a transport error reported); its
-    /// per-transaction data may go.
+    /// INVITE server transaction); its per-transaction data may go.
     Terminated(TxnId),
+    /// The transport could not send for it ([`Transactions::transport_error`],
+    /// RFC 3261 §17.1.4, §17.2.4): it ended at once, a client transaction
+    /// without a final response (for its TU, a failure like [`Event::Timeout`]).
+    TransportError(TxnId),
 }
 
 /// What to do with a received response.
@@ -890,10 +893,10 @@ impl<A: Clone> Transactions<A> {
     }
 
     /// The transport could not send for transaction `id` (§17.1.4,
-    /// §17.2.4): it ends at once (reported as [`Event::Terminated`]).
+    /// §17.2.4): it ends at once (reported as [`Event::TransportError`]).
     pub fn transport_error(&mut self, id: TxnId) {
         if self.remove(id).is_some() {
-            self.events.push_back(Event::Terminated(id));
+            self.events.push_back(Event::TransportError(id));
         }
     }
 
@@ -1099,6 +1102,27 @@ mod tests {
             sent.extend(drain(t).iter().filter(|x| x.retransmission).map(|_| at));
         }
         sent
+    }
+
+    #[test]
+    fn a_transport_error_ends_the_transaction_at_once_and_says_so() {
+        let mut t: Transactions<u8> = Transactions::new(Timers::default());
+        let r = req("MESSAGE", "z9hG4bKte");
+        let id = t
+            .start_client(&r, 1, Reliability::Unreliable, Duration::ZERO)
+            .unwrap();
+        assert_eq!(drain(&mut t).len(), 1);
+        t.transport_error(id);
+        assert_eq!(t.poll_event(), Some(Event::TransportError(id)));
+        assert!(t.is_empty());
+        assert!(
+            run(&mut t, Duration::from_secs(40)).is_empty(),
+            "no retransmission"
+        );
+        assert_eq!(t.poll_event(), None);
+        // Reported once: a second report of the same id is nothing.
+        t.transport_error(id);
+        assert_eq!(t.poll_event(), None);
     }
 
     #[test]

@@ -1602,10 +1602,11 @@ impl Ua {
         let now = self.now();
         self.layer.handle_timeout(now);
         while let Some(e) = self.layer.poll_event() {
-            // A transaction we still wait on that terminated had no final
-            // response: the transport ended it (its SAs are gone), a
-            // failure like a timeout.
-            let (Event::Timeout(id) | Event::Terminated(id)) = e;
+            // Timer F, or the transport could not send it (its SAs are
+            // gone): no final response, a failure either way.
+            let (Event::Timeout(id) | Event::TransportError(id)) = e else {
+                continue;
+            };
             if Some(id) == self.reg_txn {
                 self.reg_txn = None;
                 let actions = self.ue.on_timeout();

@@ -1004,6 +1004,29 @@ impl Pcscf {
         }
     }
 
+    /// Client transaction `client` ended without a final response:
+    /// `timed_out` (Timer F) or its message could not be sent.
+    fn client_failed(&mut self, client: TxnId, timed_out: bool) {
+        if let Some((server, request)) = self.relays.remove(&client) {
+            self.refuse(&request, server, gm::pager::relay_failure(timed_out));
+        }
+        if let Some(to) = self.sms_out.remove(&client) {
+            let why = if timed_out {
+                "no answer"
+            } else {
+                "could not be sent"
+            };
+            sms_failed(&to, why.into());
+        }
+        if let Some(notify) = self.notifies.remove(&client) {
+            let actions = self.net.on_notify_timeout(&notify);
+            self.on_actions(actions, None);
+        }
+        if let Some(watch) = self.presence_notifies.remove(&client) {
+            self.notify_answered(watch, 408);
+        }
+    }
+
     fn on_time(&mut self) {
         let now = self.now();
         self.layer.handle_timeout(now);
@@ -1012,37 +1035,14 @@ impl Pcscf {
         while let Some(e) = self.layer.poll_event() {
             match e {
                 // No final response from the target (gm::pager: 408).
-                Event::Timeout(client) => {
-                    if let Some((server, request)) = self.relays.remove(&client) {
-                        self.refuse(&request, server, gm::pager::relay_failure(true));
-                    }
-                    if let Some(to) = self.sms_out.remove(&client) {
-                        sms_failed(&to, "no answer".into());
-                    }
-                    if let Some(notify) = self.notifies.remove(&client) {
-                        let actions = self.net.on_notify_timeout(&notify);
-                        self.on_actions(actions, None);
-                    }
-                    if let Some(watch) = self.presence_notifies.remove(&client) {
-                        self.notify_answered(watch, 408);
-                    }
-                }
-                // Still waited on: no final response came, the transport
-                // ended it (its SAs are gone); a failure like a timeout.
+                Event::Timeout(client) => self.client_failed(client, true),
+                // It could not be sent (its SAs are gone): 500.
+                Event::TransportError(client) => self.client_failed(client, false),
                 Event::Terminated(client) => {
-                    if let Some((server, request)) = self.relays.remove(&client) {
-                        self.refuse(&request, server, gm::pager::relay_failure(false));
-                    }
-                    if let Some(to) = self.sms_out.remove(&client) {
-                        sms_failed(&to, "could not be sent".into());
-                    }
-                    if let Some(notify) = self.notifies.remove(&client) {
-                        let actions = self.net.on_notify_timeout(&notify);
-                        self.on_actions(actions, None);
-                    }
-                    if let Some(watch) = self.presence_notifies.remove(&client) {
-                        self.notify_answered(watch, 408);
-                    }
+                    self.relays.remove(&client);
+                    self.sms_out.remove(&client);
+                    self.notifies.remove(&client);
+                    self.presence_notifies.remove(&client);
                 }
             }
         }
