@@ -53,7 +53,6 @@ at (64)
 :byte_copy_right    pad (2)
 :input_bit_order    pad (2)
 :stack_location     pad (2)
-:stack              pad (6)
 :entry              pad (6)
 :entry_begin        pad (2)
 :entry_length       pad (2)
@@ -67,7 +66,7 @@ STATE-CREATE ((code_end - upload_entry), upload_entry, state_entry, 6, 65534)
 :state_entry
 ; P=1 (bits LSB first from each byte), H=0 (Huffman codes MSB first),
 ; F=1 (extra bits LSB first): the DEFLATE bit order (RFC 1951 §3.1.1).
-MULTILOAD (64, 4, code_end, $0, 5, stack)
+MULTILOAD (64, 3, code_end, $0, 5)
 INPUT-BYTES (3, seq, fail)
 COMPARE ($seq, 32768, preload, announce, announce)
 :announce
@@ -122,7 +121,9 @@ REMAINDER ($val, 4)
 ADD ($val, 4)
 DIVIDE ($index, 4)
 SUBTRACT ($index, 1)
-CALL (expand)
+LSHIFT ($val, $index)
+INPUT-BITS ($index, tmp, fail)
+ADD ($val, $tmp)
 :length_done
 ADD ($val, 3)
 LOAD (len, $val)
@@ -136,23 +137,13 @@ REMAINDER ($val, 2)
 ADD ($val, 2)
 DIVIDE ($index, 2)
 SUBTRACT ($index, 1)
-CALL (expand)
+LSHIFT ($val, $index)
+INPUT-BITS ($index, tmp, fail)
+ADD ($val, $tmp)
 :distance_done
 ADD ($val, 1)
 COPY-OFFSET ($val, $len, $ptr)
 JUMP (next_symbol)
-
-; val = (val << index) + the next index extra bits; index >= 1.
-:expand
-LOAD (tmp, $index)
-:expand_shift
-MULTIPLY ($val, 2)
-SUBTRACT ($tmp, 1)
-COMPARE ($tmp, 0, expand_shift, expand_bits, expand_shift)
-:expand_bits
-INPUT-BITS ($index, tmp, fail)
-ADD ($val, $tmp)
-RETURN
 
 :finish
 LOAD (len, $ptr)
