@@ -228,6 +228,12 @@ pub struct Transmit<A> {
     /// Where: the destination given to [`Transactions::start_client`], or
     /// the source the request came from (RFC 3581: its address and port).
     pub to: A,
+    /// The local port it must leave from: for a response, the port its
+    /// request arrived on when the caller gave it to
+    /// [`Transactions::on_request_at`] (RFC 3581 §4: "sent from the same
+    /// address and port that the corresponding request was received
+    /// on"); `None` for a request (the caller's route decides).
+    pub from_port: Option<u16>,
     /// The SIP message.
     pub bytes: Vec<u8>,
     /// Whether it is a retransmission.
@@ -400,6 +406,9 @@ struct Txn<A> {
     state: State,
     reliability: Reliability,
     to: A,
+    /// Server: the local port its request arrived on, when the caller
+    /// said ([`Transactions::on_request_at`]).
+    local: Option<u16>,
     /// Client: the request. Server: the last response sent.
     last: Option<Vec<u8>>,
     /// Server with an RFC 2543 key only: the To tag of the request
@@ -531,6 +540,7 @@ impl<A: Clone> Transactions<A> {
             self.transmits.push_back(Transmit {
                 txn: id,
                 to: t.to.clone(),
+                from_port: t.local,
                 bytes,
                 retransmission,
             });
@@ -628,6 +638,7 @@ impl<A: Clone> Transactions<A> {
                 state: State::Trying,
                 reliability,
                 to,
+                local: None,
                 last: Some(bytes.clone()),
                 request_to_tag: None,
                 response_to_tag: None,
@@ -736,6 +747,24 @@ impl<A: Clone> Transactions<A> {
         reliability: Reliability,
         now: Duration,
     ) -> Result<RequestVerdict, TxnError> {
+        self.on_request_at(request, from, None, reliability, now)
+    }
+
+    /// [`Transactions::on_request`] for a caller listening on several
+    /// ports: `local` is the port the request arrived on, and the
+    /// transaction's responses carry it ([`Transmit::from_port`]) so they
+    /// leave from it (RFC 3581 §4). On Gm that keeps a response on the
+    /// request's flow: one to a request that came in clear to the plain
+    /// port leaves in clear from it, even when another flow to the same
+    /// address has SAs.
+    pub fn on_request_at(
+        &mut self,
+        request: &Message<'_>,
+        from: A,
+        local: Option<u16>,
+        reliability: Reliability,
+        now: Duration,
+    ) -> Result<RequestVerdict, TxnError> {
         let method = request.method().ok_or(TxnError::Refused("not a request"))?;
         request.cseq()?;
         let (key, to_tag) = Self::server_key(request)?;
@@ -795,6 +824,7 @@ impl<A: Clone> Transactions<A> {
                 },
                 reliability,
                 to: from,
+                local,
                 last: None,
                 request_to_tag: to_tag,
                 response_to_tag: None,

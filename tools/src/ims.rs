@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
-use gm::reg::{OpKey, SaSet, Subscriber};
+use gm::reg::{Flow, OpKey, SaSet, Subscriber};
 use gm::sip::Message;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
@@ -282,6 +282,23 @@ impl Transport {
         }
     }
 
+    /// The local port a message that came on `flow` arrived on, for its
+    /// responses to leave from ([`gm::txn::Transactions::on_request_at`]):
+    /// our protected port on a protected flow, else the plain one; `None`
+    /// with `--ipsec none` (one port).
+    pub fn arrival_port(&self, flow: Flow, side: gm::reg::Side) -> Option<u16> {
+        let plain = match self {
+            Transport::Plain(_) => return None,
+            Transport::Udp(e) => e.local_addr().port(),
+            Transport::Tun(t) => t.local_addr().port(),
+        };
+        Some(match (flow, side) {
+            (Flow::Unprotected, _) => plain,
+            (Flow::Protected { ue_port, .. }, gm::reg::Side::Ue) => ue_port,
+            (Flow::Protected { pcscf_port, .. }, gm::reg::Side::Network) => pcscf_port,
+        })
+    }
+
     /// Our port-c and port-s, with `--ipsec udp`.
     pub fn protected_ports(&self) -> Result<Option<(u16, u16)>> {
         match self {
@@ -348,9 +365,16 @@ impl Transport {
     }
 
     /// Sends one SIP message (SigComp: framed for a stream when
-    /// [`Transport::is_stream`]); the SPI of the SA that carried it, if
-    /// any.
-    pub fn send(&mut self, bytes: &[u8], to: SocketAddr) -> Result<Option<u32>> {
+    /// [`Transport::is_stream`]), from local port `from_port` when given
+    /// (a response: the port its request arrived on,
+    /// [`gm::txn::Transmit::from_port`]), else from the port `to`'s route
+    /// names; the SPI of the SA that carried it, if any.
+    pub fn send(
+        &mut self,
+        bytes: &[u8],
+        to: SocketAddr,
+        from_port: Option<u16>,
+    ) -> Result<Option<u32>> {
         match self {
             Transport::Plain(p) => {
                 match &mut p.tcp {
@@ -366,8 +390,8 @@ impl Transport {
                 }
                 Ok(None)
             }
-            Transport::Udp(e) => e.send(bytes, to),
-            Transport::Tun(t) => t.send(bytes, to),
+            Transport::Udp(e) => e.send(bytes, to, from_port),
+            Transport::Tun(t) => t.send(bytes, to, from_port),
         }
     }
 
@@ -377,9 +401,9 @@ impl Transport {
         if self.is_stream(to) {
             let mut framed = Vec::with_capacity(nack.len() + 4);
             sigcomp::message::frame_stream(nack, &mut framed);
-            self.send(&framed, to)?;
+            self.send(&framed, to, None)?;
         } else {
-            self.send(nack, to)?;
+            self.send(nack, to, None)?;
         }
         Ok(())
     }
@@ -568,7 +592,7 @@ pub fn flush(
             }
         };
         let len = wire.len();
-        match transport.send(wire, t.to) {
+        match transport.send(wire, t.to, t.from_port) {
             Ok(spi) => {
                 comp.sent(t.bytes.len(), len, compressed);
                 ladder.message_on_wire(

@@ -910,6 +910,70 @@ fn after_a_de_registration_nothing_for_the_ue_leaves_in_clear() {
     assert!(to_ue >= 2, "the 200s and NOTIFYs went over the SAs");
 }
 
+/// RFC 3581 §4: a response leaves from the port its request arrived on.
+/// Alice's plain port is the port-s of bob, who has just de-registered:
+/// the pcscf still keeps bob's SAs (for the NOTIFY that ends his
+/// subscription, until it is answered or 2 s pass). Alice's REGISTER came
+/// in clear to the pcscf's plain port, so its 401 leaves in clear from
+/// there; it used to go over bob's SAs to alice's plain port, which could
+/// not read it, and alice registered only once bob's SAs were gone (her
+/// REGISTER retransmitted meanwhile).
+#[test]
+fn a_response_leaves_on_the_flow_its_request_came_on() {
+    let _serial = serial();
+    let dir = TempDir::new("ims-flow");
+    let (mut pcscf, addr, _) = pcscf_udp(&dir);
+    let port = free_port();
+    let (bob, _) = finish(
+        "bob",
+        imsua_udp(
+            "bob",
+            K,
+            &addr,
+            &["--port-s", &port.to_string(), "register"],
+        ),
+    );
+    assert!(
+        bob.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bob.stderr)
+    );
+    let local = format!("127.0.0.1:{port}");
+    let (alice, _) = finish(
+        "alice",
+        imsua_udp("alice", K, &addr, &["--local", &local, "register"]),
+    );
+    assert!(
+        alice.status.success(),
+        "{}",
+        String::from_utf8_lossy(&alice.stderr)
+    );
+    let lines: Vec<String> = String::from_utf8_lossy(&alice.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let registered: Vec<serde_json::Value> = events(&lines, "registered");
+    let us = registered[0]["us"].as_u64().unwrap();
+    // No retransmission: the first comes after T1 (500 ms).
+    assert!(us < 400_000, "alice registered after {us} us: {lines:?}");
+    // Bob's SAs were still there when alice registered: the pcscf removed
+    // them after alice's registration.
+    pcscf.wait_line(&[
+        "\"event\": \"sa\"",
+        "\"remove\"",
+        &format!("\"dst\": \"{local}\""),
+    ]);
+    let at = |what: &dyn Fn(&String) -> bool| pcscf.seen.iter().position(what).unwrap();
+    let alice_registered = at(&|l| l.contains("\"event\": \"registered\"") && l.contains("alice@"));
+    let bob_removed = at(&|l| {
+        l.contains("\"event\": \"sa\"")
+            && l.contains("\"remove\"")
+            && l.contains(&format!("\"dst\": \"{local}\""))
+    });
+    assert!(alice_registered < bob_removed, "{:?}", pcscf.seen);
+    assert!(pcscf.terminate().success());
+}
+
 /// A P-CSCF whose Security-Server has another `mod` than the UE offered:
 /// our network side (`gm::reg::Network`) answers in this test process, its
 /// 401 rewritten on the way.

@@ -1519,7 +1519,10 @@ impl Ua {
             if gm::txn::stamp_via(&mut m, from).is_err() {
                 return Ok(());
             }
-            let Ok(RequestVerdict::New(id)) = self.layer.on_request(&m, from, reliability, now)
+            let arrived_on = self.transport.arrival_port(flow, Side::Ue);
+            let Ok(RequestVerdict::New(id)) =
+                self.layer
+                    .on_request_at(&m, from, arrived_on, reliability, now)
             else {
                 return Ok(());
             };

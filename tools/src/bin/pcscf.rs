@@ -581,7 +581,10 @@ impl Pcscf {
             if matches!(flow, Flow::Protected { .. }) {
                 self.comp.peer_signalled(&m, from);
             }
-            let Ok(RequestVerdict::New(id)) = self.layer.on_request(&m, from, reliability, now)
+            let arrived_on = self.transport.arrival_port(flow, Side::Network);
+            let Ok(RequestVerdict::New(id)) =
+                self.layer
+                    .on_request_at(&m, from, arrived_on, reliability, now)
             else {
                 return;
             };

@@ -262,10 +262,17 @@ impl EspUdp {
         apply(&mut self.db, statements, what)
     }
 
-    /// Sends one SIP message to `to`: over the SA the policy names, or in
-    /// clear from the plain socket where no policy covers it. The SPI of
-    /// the SA used, if one was.
-    pub fn send(&mut self, bytes: &[u8], to: SocketAddr) -> Result<Option<u32>> {
+    /// Sends one SIP message to `to` from our port `from_port` (a
+    /// response: the port its request arrived on), or else from the port
+    /// `to`'s SAs leave from, or the plain one: over the SA the policy
+    /// for those ports names, or in clear from the plain socket where no
+    /// policy covers them. The SPI of the SA used, if one was.
+    pub fn send(
+        &mut self,
+        bytes: &[u8],
+        to: SocketAddr,
+        from_port: Option<u16>,
+    ) -> Result<Option<u32>> {
         let plain_port = self.sockets.local_addr().port();
         let route = self.book.route(to);
         if route.is_none() && self.book.gone(to) {
@@ -275,7 +282,7 @@ impl EspUdp {
             }
             .into());
         }
-        let src_port = route.map_or(plain_port, |(port, _)| port);
+        let src_port = from_port.unwrap_or_else(|| route.map_or(plain_port, |(port, _)| port));
         let inner = ip_udp(SocketAddr::new(self.sockets.ip(), src_port), to, bytes)
             .ok_or_else(|| anyhow!("cannot send {} bytes to {to}: too long", bytes.len()))?;
         let end = HEAD + inner.len();

@@ -261,11 +261,35 @@ impl IpsecdSas {
         apply(&self.client, &self.owner, statements, what)
     }
 
-    /// Sends one SIP message to `to`: from the protected port an
-    /// outbound SA leaves from (ipsecd protects it), or in clear from the
-    /// plain socket. The SPI of the SA that carries it, if one does.
-    pub fn send(&mut self, bytes: &[u8], to: SocketAddr) -> Result<Option<u32>> {
-        let route = self.book.route(to);
+    /// Sends one SIP message to `to`: from our port `from_port` when given
+    /// (a response: where its request arrived), else from the protected
+    /// port an outbound SA to `to` leaves from (ipsecd protects it), or in
+    /// clear from the plain socket. The SPI of the SA that carries it, if
+    /// one does.
+    pub fn send(
+        &mut self,
+        bytes: &[u8],
+        to: SocketAddr,
+        from_port: Option<u16>,
+    ) -> Result<Option<u32>> {
+        let plain_port = self.sockets.local_addr().port();
+        // From the port given (a response: where its request arrived):
+        // ipsecd's policies select on both ports.
+        let route = match from_port {
+            Some(p) if p == plain_port => None,
+            Some(p) => match self.book.route(to).filter(|r| r.0 == p) {
+                Some(r) => Some(r),
+                // Fail closed: nothing leaves a protected port in clear.
+                None => {
+                    return Err(super::SaGone {
+                        to,
+                        why: format!("no SA from our protected port {p} any more"),
+                    }
+                    .into());
+                }
+            },
+            None => self.book.route(to),
+        };
         if route.is_none() && self.book.gone(to) {
             return Err(super::SaGone {
                 to,
@@ -274,7 +298,7 @@ impl IpsecdSas {
             .into());
         }
         if self.sockets.goes_tcp(to) {
-            let port = route.map_or(self.sockets.local_addr().port(), |(port, _)| port);
+            let port = route.map_or(plain_port, |(port, _)| port);
             if let Some(t) = self.sockets.tcp_mut() {
                 t.send(bytes, to, port)?;
             }
