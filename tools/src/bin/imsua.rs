@@ -1646,6 +1646,9 @@ impl Ua {
 
     fn on_actions(&mut self, actions: Vec<UeAction>) -> Result<(), Failure> {
         let now = self.now();
+        // A lifetime update waits until the batch's events are out and its
+        // messages have left: it changes no key and no message needs it.
+        let mut updates = Vec::new();
         for a in actions {
             match a {
                 UeAction::Send { request, flow } => {
@@ -1737,13 +1740,20 @@ impl Ua {
                     self.failure.get_or_insert(e);
                 }
                 UeAction::InstallSas(s) => {
+                    // SA changes keep their order.
+                    for u in updates.drain(..) {
+                        self.transport.update(&u)?;
+                    }
                     self.transport.install(&s)?;
                     // The compartment opens with the SAs (TS 24.229 §8.1.1).
                     self.comp.open(&s);
                     self.sa_events(&s, "add", &[]);
                 }
-                UeAction::UpdateSas(s) => self.transport.update(&s)?,
+                UeAction::UpdateSas(s) => updates.push(s),
                 UeAction::RemoveSas(s) => {
+                    for u in updates.drain(..) {
+                        self.transport.update(&u)?;
+                    }
                     // What is queued for the SAs leaves before they go.
                     self.flush();
                     self.comp.close(&s);
@@ -1754,6 +1764,9 @@ impl Ua {
             }
         }
         self.flush();
+        for s in updates {
+            self.transport.update(&s)?;
+        }
         Ok(())
     }
 

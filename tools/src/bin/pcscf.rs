@@ -884,6 +884,14 @@ impl Pcscf {
 
     fn on_actions(&mut self, actions: Vec<NetworkAction>, txn: Option<(TxnId, SocketAddr)>) {
         let now = self.now();
+        // SAs to install or update wait until the response of this batch
+        // has been sent: it never travels over them (the 401 goes to the
+        // UE's plain port; the 200 over SAs already installed, whose
+        // lifetime alone the update changes), and no message is read
+        // before they are in place, so the UE's next request finds them.
+        // The UE's wait for its 401 and its 200 then excludes the key
+        // schedules.
+        let mut deferred = Vec::new();
         for a in actions {
             match a {
                 NetworkAction::Respond(r) => {
@@ -971,11 +979,40 @@ impl Pcscf {
                         .set("impi", impi)
                         .set("reason", reason),
                 ),
+                // Applied once the batch's response has left (below).
+                a @ (NetworkAction::InstallSas(_) | NetworkAction::UpdateSas(_)) => {
+                    deferred.push(a);
+                }
+                NetworkAction::RemoveSas(s) => {
+                    // SA changes keep their order.
+                    self.apply_sa_changes(&mut deferred);
+                    // A response queued for these SAs (the 200 of a
+                    // de-registration) leaves before they go.
+                    self.flush();
+                    self.comp.close(&s);
+                    match self.transport.remove(&s) {
+                        Ok(usage) => self.sa_events(&s, "remove", &usage),
+                        Err(e) => eprintln!("pcscf: {e:#}"),
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.apply_sa_changes(&mut deferred);
+    }
+
+    /// Sends what is queued, then installs or updates `changes` (in order).
+    fn apply_sa_changes(&mut self, changes: &mut Vec<NetworkAction>) {
+        if changes.is_empty() {
+            return;
+        }
+        self.flush();
+        for a in changes.drain(..) {
+            match a {
                 NetworkAction::InstallSas(s) => match self.transport.install(&s) {
                     Ok(()) => {
                         // The UE's compartment opens with its SAs (TS
-                        // 24.229 §8.1.1); the 401 goes to its plain port,
-                        // uncompressed.
+                        // 24.229 §8.1.1).
                         self.comp.open(&s);
                         self.sa_events(&s, "add", &[]);
                     }
@@ -984,16 +1021,6 @@ impl Pcscf {
                 NetworkAction::UpdateSas(s) => {
                     if let Err(e) = self.transport.update(&s) {
                         eprintln!("pcscf: {e:#}");
-                    }
-                }
-                NetworkAction::RemoveSas(s) => {
-                    // A response queued for these SAs (the 200 of a
-                    // de-registration) leaves before they go.
-                    self.flush();
-                    self.comp.close(&s);
-                    match self.transport.remove(&s) {
-                        Ok(usage) => self.sa_events(&s, "remove", &usage),
-                        Err(e) => eprintln!("pcscf: {e:#}"),
                     }
                 }
                 _ => {}
