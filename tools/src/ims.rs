@@ -299,6 +299,15 @@ impl Transport {
         })
     }
 
+    /// Whether `port` is our plain SIP port (not port-c or port-s).
+    pub fn is_plain_port(&self, port: u16) -> bool {
+        match self {
+            Transport::Plain(_) => true,
+            Transport::Udp(e) => e.local_addr().port() == port,
+            Transport::Tun(t) => t.local_addr().port() == port,
+        }
+    }
+
     /// Our port-c and port-s, with `--ipsec udp`.
     pub fn protected_ports(&self) -> Result<Option<(u16, u16)>> {
         match self {
@@ -584,7 +593,17 @@ pub fn flush(
 ) {
     while let Some(t) = layer.poll_transmit() {
         let stream = transport.is_stream(t.to);
-        let (wire, compressed) = match comp.encode(&t.bytes, t.to, stream) {
+        // A response on the unprotected flow (its request came in clear to
+        // the plain port) is never compressed: compartments live over SAs
+        // (TS 24.229 §8.1.1), even when `to` has an association on another
+        // flow.
+        let unprotected = t.from_port.is_some_and(|p| transport.is_plain_port(p));
+        let encoded = if unprotected {
+            Ok((&t.bytes[..], false))
+        } else {
+            comp.encode(&t.bytes, t.to, stream)
+        };
+        let (wire, compressed) = match encoded {
             Ok(w) => w,
             Err(e) => {
                 eprintln!("{name}: {e:#}");

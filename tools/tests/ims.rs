@@ -920,9 +920,27 @@ fn after_a_de_registration_nothing_for_the_ue_leaves_in_clear() {
 /// REGISTER retransmitted meanwhile).
 #[test]
 fn a_response_leaves_on_the_flow_its_request_came_on() {
+    flow_collision(false);
+}
+
+/// As above with SigComp: the 401 on the unprotected flow is not
+/// compressed for bob's association, which alice could not decompress
+/// either (it was, once the 401 left from the plain port).
+#[test]
+fn a_response_on_the_unprotected_flow_is_never_compressed() {
+    flow_collision(true);
+}
+
+fn flow_collision(sigcomp: bool) {
     let _serial = serial();
     let dir = TempDir::new("ims-flow");
-    let (mut pcscf, addr, _) = pcscf_udp(&dir);
+    let mut args = vec!["--ipsec", "udp", "--port-c", "0", "--port-s", "0", "-v"];
+    let mut ua = vec![];
+    if sigcomp {
+        args.push("--sigcomp");
+        ua.push("--sigcomp");
+    }
+    let (mut pcscf, addr) = pcscf_with(&dir, &args);
     let port = free_port();
     let (bob, _) = finish(
         "bob",
@@ -930,7 +948,7 @@ fn a_response_leaves_on_the_flow_its_request_came_on() {
             "bob",
             K,
             &addr,
-            &["--port-s", &port.to_string(), "register"],
+            &[&ua[..], &["--port-s", &port.to_string(), "register"]].concat(),
         ),
     );
     assert!(
@@ -941,7 +959,12 @@ fn a_response_leaves_on_the_flow_its_request_came_on() {
     let local = format!("127.0.0.1:{port}");
     let (alice, _) = finish(
         "alice",
-        imsua_udp("alice", K, &addr, &["--local", &local, "register"]),
+        imsua_udp(
+            "alice",
+            K,
+            &addr,
+            &[&ua[..], &["--local", &local, "register"]].concat(),
+        ),
     );
     assert!(
         alice.status.success(),
