@@ -169,6 +169,61 @@ fn a_nack_for_our_message_recovers_the_compartment() {
     assert_eq!(ends[1].counters().failed, 1);
 }
 
+/// A message sent twice with the same bytes (a retransmission compressed
+/// against the same states) and a NACK for it delivered twice (the
+/// channel duplicated it): the NACK is matched once, the copy is
+/// unmatched and changes nothing more.
+#[test]
+fn a_duplicated_nack_for_a_message_sent_twice_matches_once() {
+    let mut ends = pair(&config(8192, 8192));
+    let msgs = independent();
+    // Far enough into the dialogue that a message creates no new state:
+    // sent twice, it is the same bytes.
+    let (last, rest) = msgs[..21].split_last().unwrap();
+    for (from, m) in rest {
+        exchange(&mut ends, *from, m, Link::Datagram);
+    }
+    assert_eq!(last.0, 0);
+    ends[1].close(CID[1]);
+    let (mut first, mut again) = (Vec::new(), Vec::new());
+    ends[0]
+        .send(CID[0], &last.1, Link::Datagram, &mut first)
+        .unwrap();
+    ends[0]
+        .send(CID[0], &last.1, Link::Datagram, &mut again)
+        .unwrap();
+    assert_eq!(first, again, "the retransmission is the same bytes");
+    let got = receive_all(&mut ends[1], &first, Link::Datagram);
+    let Received::Failed(f) = &got[0] else {
+        panic!("{got:?}")
+    };
+    let nack = f.nack().unwrap().to_vec();
+    let mut twin = None;
+    for copy in 0..2 {
+        let got = receive_all(&mut ends[0], &nack, Link::Datagram);
+        let accepted = ends[0].accept(CID[0], &got[0]);
+        if copy == 0 {
+            assert!(matches!(accepted, Accepted::Nack(_)), "{accepted:?}");
+            twin = Some(ends[0].clone());
+        } else {
+            assert_eq!(accepted, Accepted::UnmatchedNack);
+        }
+    }
+    let c = ends[0].counters();
+    assert_eq!(
+        (c.nacks_received, c.nacks_matched, c.nacks_unmatched),
+        (2, 1, 1)
+    );
+    // The copy changed nothing: the next message is the twin's.
+    let mut twin = twin.unwrap();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    ends[0]
+        .send(CID[0], &last.1, Link::Datagram, &mut a)
+        .unwrap();
+    twin.send(CID[0], &last.1, Link::Datagram, &mut b).unwrap();
+    assert_eq!(a, b);
+}
+
 /// A forged NACK (any SHA-1 but one of a message the compartment sent,
 /// e.g. one naming a message the other side sent) is counted and changes
 /// nothing: the endpoint goes on exactly as a copy that never saw it.

@@ -618,10 +618,13 @@ impl Compressor {
     /// the peer's shared state, so the next message starts again from the
     /// dictionaries (and uploads the bytecode unless the peer holds it
     /// locally); it is forgotten itself, so a repeated copy changes
-    /// nothing more.
+    /// nothing more. A message sent twice with the same bytes (a
+    /// retransmission compressed against the same states) is one message
+    /// to a NACK: every copy is forgotten with the first match.
     pub fn on_nack(&mut self, nack: &Nack) -> Option<Nacked> {
         let i = self.sent_hashes.iter().position(|h| h.sha1 == nack.sha1)?;
         let sent = self.sent_hashes.remove(i)?;
+        self.sent_hashes.retain(|h| h.sha1 != nack.sha1);
         self.bytecode_acked = false;
         self.peer_shared = None;
         self.states.clear();
