@@ -1314,6 +1314,70 @@ mod tests {
         ));
     }
 
+    /// RFC 3581 §4: a server transaction's responses, first copies and
+    /// retransmissions, leave from the port its request arrived on; a
+    /// client transaction's request and one with no port given carry none.
+    #[test]
+    fn responses_carry_the_port_their_request_arrived_on() {
+        let mut t: Transactions<&str> = Transactions::new(Timers::default());
+        let r = req("REGISTER", "z9hG4bKp");
+        let RequestVerdict::New(id) = t
+            .on_request_at(&r, "ue", Some(5062), Reliability::Unreliable, MS(0))
+            .unwrap()
+        else {
+            panic!()
+        };
+        t.respond(id, &resp(&r, 200), MS(1)).unwrap();
+        let first = drain(&mut t);
+        assert_eq!(first.len(), 1);
+        assert_eq!(
+            (first[0].from_port, first[0].retransmission),
+            (Some(5062), false)
+        );
+        // The retransmission of the request gets the 200 again, from the
+        // same port.
+        t.on_request_at(&r, "ue", Some(5062), Reliability::Unreliable, MS(500))
+            .unwrap();
+        let again = drain(&mut t);
+        assert_eq!(again.len(), 1);
+        assert_eq!(
+            (again[0].from_port, again[0].retransmission),
+            (Some(5062), true)
+        );
+        // Another request on another port keeps its own.
+        let other = req("MESSAGE", "z9hG4bKq");
+        let RequestVerdict::New(id2) = t
+            .on_request_at(&other, "ue", Some(5060), Reliability::Unreliable, MS(600))
+            .unwrap()
+        else {
+            panic!()
+        };
+        t.respond(id2, &resp(&other, 202), MS(601)).unwrap();
+        assert_eq!(drain(&mut t)[0].from_port, Some(5060));
+        // No port given: none carried.
+        let plain = req("OPTIONS", "z9hG4bKr");
+        let RequestVerdict::New(id3) = t
+            .on_request(&plain, "ue", Reliability::Unreliable, MS(700))
+            .unwrap()
+        else {
+            panic!()
+        };
+        t.respond(id3, &resp(&plain, 200), MS(701)).unwrap();
+        assert_eq!(drain(&mut t)[0].from_port, None);
+        // A client transaction's request and its retransmissions: none.
+        let out = req("MESSAGE", "z9hG4bKu");
+        t.start_client(&out, "pcscf", Reliability::Unreliable, MS(800))
+            .unwrap();
+        assert_eq!(drain(&mut t)[0].from_port, None);
+        t.handle_timeout(MS(1300));
+        let resent = drain(&mut t);
+        assert_eq!(resent.len(), 1);
+        assert_eq!(
+            (resent[0].from_port, resent[0].retransmission),
+            (None, true)
+        );
+    }
+
     #[test]
     fn server_matching_needs_branch_sent_by_and_method() {
         let mut t: Transactions<u8> = Transactions::new(Timers::default());
