@@ -452,10 +452,14 @@ pub struct Compressor {
     bytecode_acked: bool,
     bytecode_local: bool,
     bytecode_maybe_created: bool,
-    /// Messages sent literal since the last upload while the peer did not
-    /// hold the bytecode, and how many to wait for before uploading anyway.
+    /// Messages sent literal or plain since the last upload while the peer
+    /// did not hold the bytecode and would have acknowledged it, and how
+    /// many to wait for before uploading anyway.
     literal_run: u32,
     upload_after: u32,
+    /// The peer sent us a SigComp message ([`Compressor::on_received`]):
+    /// it can carry our returned feedback.
+    peer_compresses: bool,
     states: Vec<Tracked>,
     sent: VecDeque<Sent>,
     returned_item: Option<Vec<u8>>,
@@ -526,6 +530,7 @@ impl Compressor {
             bytecode_maybe_created: false,
             literal_run: 0,
             upload_after: 1,
+            peer_compresses: false,
             states: Vec::new(),
             sent: VecDeque::new(),
             returned_item: None,
@@ -669,10 +674,13 @@ impl Compressor {
         self.config.peer.state_memory_size
     }
 
-    /// A message we received, with the returned parameters it carried
-    /// (RFC 3321 §5.2 step 4): if it announced itself as a shared state,
-    /// the next messages may use it as history.
+    /// A SigComp message we received from the peer, with the returned
+    /// parameters it carried. The peer compresses, so it can acknowledge
+    /// an upload (see [`Compressor::compress_on`]); and (RFC 3321 §5.2
+    /// step 4) if it announced itself as a shared state, the next
+    /// messages may use it as history.
     pub fn on_received(&mut self, message: &[u8], params: Option<&ReturnedParameters>) {
+        self.peer_compresses = true;
         if self.config.shared.is_none() {
             return;
         }
@@ -1053,14 +1061,16 @@ impl Compressor {
             _ => Some(msg.len()),
         };
         // Short messages never pay for the upload on their own: when they
-        // go literal anyway (the peer talks to us, so it acknowledges),
-        // the upload is bought after `upload_after` of them (doubling for
-        // an upload never acknowledged), so the direction becomes stateful
-        // again, after a NACK too.
-        let buy = upload && form == Kind::Literal && self.literal_run >= self.upload_after;
+        // go literal anyway, or plain while the peer sends us SigComp (the
+        // peer talks to us, so it acknowledges), the upload is bought
+        // after `upload_after` of them (doubling for an upload never
+        // acknowledged), so the direction becomes stateful again, after a
+        // NACK too.
+        let acknowledged = form == Kind::Literal || self.peer_compresses;
+        let buy = upload && acknowledged && self.literal_run >= self.upload_after;
         let allowance = if buy { 3 + bytecode::upload().len() } else { 3 };
         if fallback_len.is_some_and(|f| len > f + allowance) {
-            if upload && form == Kind::Literal {
+            if upload && acknowledged {
                 self.literal_run += 1;
             }
             return self.fallback(msg, transport, announce_only.as_deref(), out);
