@@ -1123,6 +1123,21 @@ mod tests {
         std::iter::from_fn(|| t.poll_transmit()).collect()
     }
 
+    /// Files a request that must open a new server transaction.
+    fn new_server<A: Clone>(
+        t: &mut Transactions<A>,
+        r: &Message<'_>,
+        from: A,
+        local: Option<u16>,
+        reliability: Reliability,
+        now: Duration,
+    ) -> TxnId {
+        match t.on_request_at(r, from, local, reliability, now) {
+            Ok(RequestVerdict::New(id)) => id,
+            v => panic!("{v:?}"),
+        }
+    }
+
     /// Runs the timers up to `until`, returning the times a message was
     /// sent again.
     fn run<A: Clone>(t: &mut Transactions<A>, until: Duration) -> Vec<Duration> {
@@ -1271,13 +1286,7 @@ mod tests {
     fn server_absorbs_retransmissions_and_resends_the_last_response() {
         let mut t: Transactions<&str> = Transactions::new(Timers::default());
         let r = req("MESSAGE", "z9hG4bKs");
-        let id = match t
-            .on_request(&r, "ue", Reliability::Unreliable, MS(0))
-            .unwrap()
-        {
-            RequestVerdict::New(id) => id,
-            v => panic!("{v:?}"),
-        };
+        let id = new_server(&mut t, &r, "ue", None, Reliability::Unreliable, MS(0));
         // Trying: a retransmission is discarded, nothing sent.
         assert_eq!(
             t.on_request(&r, "ue", Reliability::Unreliable, MS(500))
@@ -1321,12 +1330,7 @@ mod tests {
     fn responses_carry_the_port_their_request_arrived_on() {
         let mut t: Transactions<&str> = Transactions::new(Timers::default());
         let r = req("REGISTER", "z9hG4bKp");
-        let RequestVerdict::New(id) = t
-            .on_request_at(&r, "ue", Some(5062), Reliability::Unreliable, MS(0))
-            .unwrap()
-        else {
-            panic!()
-        };
+        let id = new_server(&mut t, &r, "ue", Some(5062), Reliability::Unreliable, MS(0));
         t.respond(id, &resp(&r, 200), MS(1)).unwrap();
         let first = drain(&mut t);
         assert_eq!(first.len(), 1);
@@ -1346,22 +1350,19 @@ mod tests {
         );
         // Another request on another port keeps its own.
         let other = req("MESSAGE", "z9hG4bKq");
-        let RequestVerdict::New(id2) = t
-            .on_request_at(&other, "ue", Some(5060), Reliability::Unreliable, MS(600))
-            .unwrap()
-        else {
-            panic!()
-        };
+        let id2 = new_server(
+            &mut t,
+            &other,
+            "ue",
+            Some(5060),
+            Reliability::Unreliable,
+            MS(600),
+        );
         t.respond(id2, &resp(&other, 202), MS(601)).unwrap();
         assert_eq!(drain(&mut t)[0].from_port, Some(5060));
         // No port given: none carried.
         let plain = req("OPTIONS", "z9hG4bKr");
-        let RequestVerdict::New(id3) = t
-            .on_request(&plain, "ue", Reliability::Unreliable, MS(700))
-            .unwrap()
-        else {
-            panic!()
-        };
+        let id3 = new_server(&mut t, &plain, "ue", None, Reliability::Unreliable, MS(700));
         t.respond(id3, &resp(&plain, 200), MS(701)).unwrap();
         assert_eq!(drain(&mut t)[0].from_port, None);
         // A client transaction's request and its retransmissions: none.
@@ -1443,11 +1444,7 @@ mod tests {
     fn a_response_to_a_non_invite_needs_a_to_but_no_parse_of_it() {
         let mut layer: Transactions<&str> = Transactions::new(Timers::default());
         let r = req("MESSAGE", "z9hG4bK1");
-        let Ok(RequestVerdict::New(id)) =
-            layer.on_request(&r, "ue", Reliability::Unreliable, MS(0))
-        else {
-            panic!("no transaction");
-        };
+        let id = new_server(&mut layer, &r, "ue", None, Reliability::Unreliable, MS(0));
         let mut no_to = resp(&r, 200);
         no_to.remove_header("To");
         assert!(layer.respond(id, &no_to, MS(1)).is_err());
@@ -1464,10 +1461,7 @@ mod tests {
     fn rfc2543_requests_match_by_their_headers() {
         let mut t: Transactions<u8> = Transactions::new(Timers::default());
         let r = req("MESSAGE", "old1");
-        let id = match t.on_request(&r, 1, Reliability::Unreliable, MS(0)).unwrap() {
-            RequestVerdict::New(id) => id,
-            v => panic!("{v:?}"),
-        };
+        let id = new_server(&mut t, &r, 1, None, Reliability::Unreliable, MS(0));
         assert_eq!(
             t.on_request(&r, 1, Reliability::Unreliable, MS(1)).unwrap(),
             RequestVerdict::Absorbed(id)
@@ -1491,13 +1485,7 @@ mod tests {
     fn invite_server_sends_100_retransmits_488_until_the_ack() {
         let mut t: Transactions<u8> = Transactions::new(Timers::default());
         let inv = req("INVITE", "z9hG4bKi");
-        let id = match t
-            .on_request(&inv, 1, Reliability::Unreliable, MS(0))
-            .unwrap()
-        {
-            RequestVerdict::New(id) => id,
-            v => panic!("{v:?}"),
-        };
+        let id = new_server(&mut t, &inv, 1, None, Reliability::Unreliable, MS(0));
         let trying = drain(&mut t);
         assert_eq!(
             Message::parse(&trying[0].bytes).unwrap().status(),
@@ -1544,10 +1532,7 @@ mod tests {
     fn invite_server_without_ack_times_out_at_h() {
         let mut t: Transactions<u8> = Transactions::new(Timers::default());
         let inv = req("INVITE", "z9hG4bKh");
-        let RequestVerdict::New(id) = t.on_request(&inv, 1, Reliability::Reliable, MS(0)).unwrap()
-        else {
-            panic!()
-        };
+        let id = new_server(&mut t, &inv, 1, None, Reliability::Reliable, MS(0));
         t.respond(id, &resp(&inv, 488), MS(0)).unwrap();
         drain(&mut t);
         // Reliable: no G; H at 64*T1.
