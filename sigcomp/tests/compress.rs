@@ -164,6 +164,60 @@ fn nack_makes_the_compressor_fall_back() {
     assert_eq!(fresh.receive(&wire).0, msgs[4].1);
 }
 
+/// RFC 3320 §6.2 frees the lowest priorities first whatever the new
+/// state's priority: a creation that arrives late evicts a newer state
+/// that arrived before it, and its acknowledgement must not make that
+/// state look safe.
+#[test]
+fn a_late_lower_priority_creation_keeps_counting_after_its_ack() {
+    let msgs = corpus();
+    let file = |n: &str| {
+        msgs.iter()
+            .find(|(f, _)| f.starts_with(n))
+            .unwrap()
+            .1
+            .clone()
+    };
+    // 1956 + 1697 bytes: with the bytecode they overflow SMS 4096.
+    let (s, x) = (file("03-"), file("01-"));
+    let mut config = Config::default();
+    config.peer.state_memory_size = 4096;
+    let mut c = Compressor::new(config).unwrap();
+    let mut p = Peer::new(8192, 4096);
+    let (mut w1, mut w2) = (Vec::new(), Vec::new());
+    let r1 = c.compress(&s, &mut w1);
+    let r2 = c.compress(&x, &mut w2);
+    assert!(r1.seq != 0 && r2.seq > r1.seq, "{r1:?} {r2:?}");
+    // The second message arrives first, and is acknowledged.
+    let (_, item) = p.receive(&w2);
+    c.on_feedback_item(&item.unwrap());
+    let with_x: Vec<_> = p
+        .states
+        .compartment(p.cid)
+        .unwrap()
+        .state_ids()
+        .copied()
+        .collect();
+    // The first one arrives late: creating its state frees x's.
+    let (_, item) = p.receive(&w1);
+    c.on_feedback_item(&item.unwrap());
+    let now: Vec<_> = p
+        .states
+        .compartment(p.cid)
+        .unwrap()
+        .state_ids()
+        .copied()
+        .collect();
+    assert!(
+        with_x.iter().any(|id| !now.contains(id)),
+        "x was not evicted"
+    );
+    // x's message again: it must not name x's state.
+    let mut w3 = Vec::new();
+    c.compress(&x, &mut w3);
+    assert_eq!(p.receive(&w3).0, x);
+}
+
 #[test]
 fn never_larger_than_plain_plus_3() {
     let mut c = Compressor::new(Config::default()).unwrap();

@@ -48,16 +48,22 @@
 //! first whatever the priority of the state being created (RFC 3320 §6.2
 //! steps 4–5); our priorities rise with the sequence number, so state X is
 //! safe while `cost(X) + cost(bytecode) + Σ cost(Y)` over states sent with
-//! a higher priority, plus the largest lower-priority state whose message
-//! may still arrive, stays within the peer's SMS (cost = length + 64). A
-//! state referenced by a message that may still be in flight is pinned: a
-//! new message creates no state if that state could evict it. A message
-//! counts as no longer in flight once acknowledged, once
-//! [`REORDER_DEPTH`] messages sent after it were acknowledged, or once
-//! [`SETTLE_DEPTH`] messages were sent after it (the assumptions about
-//! UDP reordering; the last one keeps the compressor live when a lost
-//! message pins a state and no later message can create one, so none is
-//! acknowledged). Among the safe states the preload
+//! a higher priority, plus the largest lower-priority state whose creation
+//! may arrive after X was last found in place, stays within the peer's
+//! SMS (cost = length + 64). An acknowledged message proves that the
+//! states it named or created were there when it arrived, and nothing
+//! after; a lower-priority creation stops counting against X only once a
+//! message sent after that creation settled is acknowledged and named or
+//! created X (it arrived after the creation). A re-created state is
+//! judged at the lowest priority any creation still in flight gives it
+//! (RFC 4896 §5.2). A state referenced by a message that may still be in
+//! flight is pinned: it is kept, and a new message creates no state if
+//! that state could evict it. A message counts as no longer in flight
+//! (settled) once acknowledged, once [`REORDER_DEPTH`] messages sent after
+//! it were acknowledged, or once [`SETTLE_DEPTH`] messages were sent after
+//! it (the assumptions about UDP reordering; the last one keeps the
+//! compressor live when a lost message pins a state and no later message
+//! can create one, so none is acknowledged). Among the safe states the preload
 //! takes those whose 8-byte substrings cover the message best (and, for a
 //! message they hardly cover, the rest, newest first); a state that does
 //! not fit whole is loaded by its head. The bytecode is uploaded until a
@@ -370,12 +376,19 @@ struct Tracked {
     /// acknowledged the peer holds the state at this priority or higher,
     /// and `min_priority` rises to it.
     floor: Option<u16>,
+    /// Send order of the latest message whose arrival left the state in
+    /// place: the acknowledged message that created or referenced it last
+    /// (until one is, the first message creating it, which arrives after
+    /// every creation settled before it was sent). A lower-priority
+    /// creation that may have arrived after that still counts against it
+    /// ([`Compressor::load`]).
+    proven_at: u64,
     /// Bit set of the 16-bit hashes of its 8-byte substrings ([`Tracked::bloom`]).
     grams: std::cell::OnceCell<Box<[u64; 1024]>>,
 }
 
 impl Tracked {
-    fn new(id: StateId, value: Vec<u8>, seq: u16) -> Tracked {
+    fn new(id: StateId, value: Vec<u8>, seq: u16, order: u64) -> Tracked {
         Tracked {
             id,
             value,
@@ -383,6 +396,7 @@ impl Tracked {
             min_priority: seq,
             acked: false,
             floor: None,
+            proven_at: order,
             grams: std::cell::OnceCell::new(),
         }
     }
@@ -420,6 +434,19 @@ struct Sent {
     refs: Vec<StateId>,
     /// The state it creates.
     creates: Option<StateId>,
+    /// The send order when it settled ([`Compressor::mark_settled`]):
+    /// the messages sent after it arrive after it, if it arrives at all.
+    settled_at: Option<u64>,
+}
+
+/// A settled message that created a state: its arrival may have evicted
+/// higher-priority states (RFC 3320 §6.2) until one of their later
+/// messages is acknowledged ([`Tracked::proven_at`]).
+#[derive(Debug, Clone, Copy)]
+struct Arrived {
+    settled_at: u64,
+    seq: u16,
+    cost: u32,
 }
 
 /// One preload entry: a slice of a state's value.
@@ -462,6 +489,8 @@ pub struct Compressor {
     peer_compresses: bool,
     states: Vec<Tracked>,
     sent: VecDeque<Sent>,
+    /// Settled creations that may still threaten a tracked state.
+    arrived: VecDeque<Arrived>,
     returned_item: Option<Vec<u8>>,
     any_ack: bool,
     order: u64,
@@ -533,6 +562,7 @@ impl Compressor {
             peer_compresses: false,
             states: Vec::new(),
             sent: VecDeque::new(),
+            arrived: VecDeque::new(),
             returned_item: None,
             any_ack: false,
             order: 0,
@@ -591,11 +621,17 @@ impl Compressor {
             if sent.creates == Some(t.id) {
                 t.acked = true;
             }
+            // The message decompressed, so every state it named or
+            // created was there when it arrived.
+            if sent.creates == Some(t.id) || sent.refs.contains(&t.id) {
+                t.proven_at = t.proven_at.max(sent.order);
+            }
             if t.floor == Some(sent.seq) {
                 t.min_priority = sent.seq;
                 t.floor = None;
             }
         }
+        self.settle();
     }
 
     /// The peer's returned SigComp parameters (RFC 3320 §9.4.9): its
@@ -632,8 +668,7 @@ impl Compressor {
         self.sent_hashes.retain(|h| h.sha1 != nack.sha1);
         self.bytecode_acked = false;
         self.peer_shared = None;
-        self.states.clear();
-        self.sent.clear();
+        self.forget_all();
         Some(Nacked {
             transport: sent.transport,
             reason: nack.reason(),
@@ -691,7 +726,7 @@ impl Compressor {
             .iter()
             .any(|p| p.len() >= 6 && id.0.starts_with(p))
         {
-            self.peer_shared = Some(Tracked::new(id, message.to_vec(), 0));
+            self.peer_shared = Some(Tracked::new(id, message.to_vec(), 0, 0));
         }
     }
 
@@ -732,63 +767,106 @@ impl Compressor {
             0
         };
         // RFC 3320 §6.2 step 4: a creation frees the lowest priorities
-        // first whatever its own priority, so a lower-priority state still
-        // in flight can evict x when it arrives.
+        // first whatever its own priority, so a lower-priority state can
+        // evict x when it arrives: one still in flight, or one that
+        // settled after the last message that found x in place was sent
+        // (it may have arrived after that message). One at a time: the
+        // second to arrive frees the first before x.
+        let threat = |settled_at: Option<u64>, seq: u16| {
+            seq != 0 && seq < p && settled_at.is_none_or(|at| at >= x.proven_at)
+        };
         let late = self
             .sent
             .iter()
-            .filter(|s| s.seq != 0 && s.seq < p && !self.settled(s))
+            .filter(|s| threat(s.settled_at, s.seq))
             .map(|s| s.cost)
+            .chain(
+                self.arrived
+                    .iter()
+                    .filter(|a| threat(Some(a.settled_at), a.seq))
+                    .map(|a| a.cost),
+            )
             .max()
             .unwrap_or(0);
         x.cost() + bc + newer + late
     }
 
-    /// Whether a message is surely no longer in flight: acknowledged,
-    /// [`REORDER_DEPTH`] messages sent after it acknowledged, or
-    /// [`SETTLE_DEPTH`] sent after it.
-    fn settled(&self, s: &Sent) -> bool {
-        s.acked
-            || self.order.saturating_sub(s.order) >= SETTLE_DEPTH
-            || self
-                .sent
-                .iter()
-                .filter(|l| l.order > s.order && l.acked)
-                .count()
-                >= REORDER_DEPTH
+    /// Whether a message is surely no longer in flight.
+    fn settled(s: &Sent) -> bool {
+        s.settled_at.is_some()
+    }
+
+    /// Marks the messages that are surely no longer in flight:
+    /// acknowledged, [`REORDER_DEPTH`] messages sent after it
+    /// acknowledged, or [`SETTLE_DEPTH`] sent after it.
+    fn mark_settled(&mut self) {
+        let mut acked_after = 0;
+        for s in self.sent.iter_mut().rev() {
+            if s.settled_at.is_none()
+                && (s.acked
+                    || self.order.saturating_sub(s.order) >= SETTLE_DEPTH
+                    || acked_after >= REORDER_DEPTH)
+            {
+                s.settled_at = Some(self.order);
+            }
+            if s.acked {
+                acked_after += 1;
+            }
+        }
     }
 
     fn settle(&mut self) {
+        self.mark_settled();
         while let Some(front) = self.sent.front() {
-            if !self.settled(front) {
+            let Some(settled_at) = front.settled_at else {
                 break;
+            };
+            if front.cost > 0 {
+                self.arrived.push_back(Arrived {
+                    settled_at,
+                    seq: front.seq,
+                    cost: front.cost,
+                });
             }
             self.sent.pop_front();
         }
-        if self.sent.len() > MAX_IN_FLIGHT {
+        // A settled creation threatens only states last found in place
+        // before it settled.
+        let oldest_proof = self.states.iter().map(|t| t.proven_at).min();
+        self.arrived
+            .retain(|a| oldest_proof.is_some_and(|o| a.settled_at >= o));
+        if self.sent.len() > MAX_IN_FLIGHT || self.arrived.len() > MAX_IN_FLIGHT {
             // No feedback for very long: start again from the dictionaries.
-            self.bytecode_acked = false;
-            self.states.clear();
-            self.sent.clear();
+            self.forget_all();
         }
     }
 
-    fn creation_keeps_pins(&self, new_cost: u32, own: &[StateId]) -> bool {
-        let pinned = self
-            .sent
+    /// Forgets every state and message in flight: the next message starts
+    /// again from the dictionaries and uploads the bytecode (unless the
+    /// peer holds it locally).
+    fn forget_all(&mut self) {
+        self.bytecode_acked = false;
+        self.states.clear();
+        self.sent.clear();
+        self.arrived.clear();
+    }
+
+    /// The states named by messages that may still be in flight.
+    fn pinned(&self) -> impl Iterator<Item = &StateId> {
+        self.sent
             .iter()
-            .filter(|s| !self.settled(s))
+            .filter(|s| !Self::settled(s))
             .flat_map(|s| s.refs.iter())
-            .chain(own);
-        for id in pinned {
-            let Some(x) = self.states.iter().find(|t| t.id == *id) else {
-                continue;
-            };
-            if self.load(x, x.min_priority) + new_cost > self.sms() {
-                return false;
-            }
-        }
-        true
+    }
+
+    fn creation_keeps_pins(&self, new_cost: u32, own: &[StateId]) -> bool {
+        self.pinned().chain(own).all(|id| {
+            // A pinned state is never forgotten (`compress_inner`).
+            self.states
+                .iter()
+                .find(|t| t.id == *id)
+                .is_some_and(|x| self.load(x, x.min_priority) + new_cost <= self.sms())
+        })
     }
 
     fn lowest(&self) -> Option<&Tracked> {
@@ -835,7 +913,9 @@ impl Compressor {
         }
         // Forget states that can never be safe again (RFC 3320 §6.2), but
         // only from the lowest priority up: a forgotten state must not be
-        // missing from the sums of lower-priority states it may evict.
+        // missing from the sums of lower-priority states it may evict. A
+        // state a message in flight names stays, so that new states keep
+        // it in place.
         while let Some(x) = self.lowest() {
             // x may hold any priority up to sent_priority at the peer: it
             // is forgotten only below every other state's lowest one.
@@ -843,7 +923,10 @@ impl Compressor {
                 .states
                 .iter()
                 .all(|y| y.id == x.id || x.sent_priority < y.min_priority);
-            if self.fits_above(x, x.sent_priority) || !below_all {
+            if self.fits_above(x, x.sent_priority)
+                || !below_all
+                || self.pinned().any(|id| *id == x.id)
+            {
                 break;
             }
             let id = x.id;
@@ -1097,7 +1180,7 @@ impl Compressor {
             !self
                 .sent
                 .iter()
-                .any(|s| s.creates == Some(id) && !self.settled(s))
+                .any(|s| s.creates == Some(id) && !Self::settled(s))
         });
         self.order += 1;
         self.sent.push_back(Sent {
@@ -1112,19 +1195,33 @@ impl Compressor {
             acked: false,
             refs,
             creates,
+            settled_at: None,
         });
-        self.settle();
         if let Some(id) = creates {
             self.seq = seq;
-            match self.states.iter_mut().find(|t| t.id == id) {
-                Some(t) => {
-                    t.sent_priority = seq;
-                    t.min_priority = t.min_priority.min(seq);
-                    t.floor = alone.then_some(seq);
+            // An earlier creation still in flight sets the peer's priority
+            // back when it arrives, also for a state forgotten since.
+            let earliest = self
+                .sent
+                .iter()
+                .filter(|s| s.creates == Some(id) && !Self::settled(s))
+                .map(|s| s.seq)
+                .min()
+                .unwrap_or(seq);
+            let i = match self.states.iter().position(|t| t.id == id) {
+                Some(i) => i,
+                None => {
+                    self.states
+                        .push(Tracked::new(id, value.to_vec(), seq, self.order));
+                    self.states.len() - 1
                 }
-                None => self.states.push(Tracked::new(id, value.to_vec(), seq)),
-            }
+            };
+            let t = &mut self.states[i];
+            t.sent_priority = seq;
+            t.min_priority = t.min_priority.min(earliest);
+            t.floor = alone.then_some(seq);
         }
+        self.settle();
         let used_shared = self
             .sources
             .iter()
@@ -1242,6 +1339,7 @@ impl Compressor {
                 acked: false,
                 refs: Vec::new(),
                 creates: None,
+                settled_at: None,
             });
             self.settle();
         }
