@@ -70,6 +70,8 @@ struct Net {
     /// Every datagram written, in order.
     transcript: Vec<Vec<u8>>,
     failures: Vec<Reason>,
+    /// NACKs that reached the end whose message they name.
+    nacks_delivered: u64,
     /// (sender, it used states) of every message sent.
     sent: Vec<(usize, usize, Kind)>,
     forge: bool,
@@ -180,6 +182,7 @@ impl Net {
                         }
                         Received::Nack(_) => {
                             assert!(d.original.is_none());
+                            self.nacks_delivered += 1;
                             // From the authenticated peer: believed.
                             self.ends[d.to].accept(CID[d.to], r);
                             continue;
@@ -226,6 +229,7 @@ fn run(
         in_flight: Vec::new(),
         transcript: Vec::new(),
         failures: Vec::new(),
+        nacks_delivered: 0,
         sent: Vec::new(),
         forge,
         forged: 0,
@@ -283,11 +287,15 @@ proptest! {
         for r in &a.failures {
             prop_assert_eq!(*r, Reason::StateNotFound);
         }
-        // A failure is recovered by a NACK the sender believes (lost NACKs
-        // are sent again for the retransmissions that fail again).
+        // A NACK that comes back is believed (a duplicated one once), and
+        // only for a failure. A failure whose NACKs are all lost may need
+        // none: a late copy of the message that creates the missing state
+        // can arrive first, and the retransmission then decompresses.
+        // Every transaction completing, and states used again at the end,
+        // is what shows recovery.
         let matched: u64 = a.ends.iter().map(|e| e.counters().nacks_matched).sum();
         prop_assert!(matched <= a.failures.len() as u64);
-        prop_assert!(a.failures.is_empty() || matched >= 1);
+        prop_assert!(a.nacks_delivered == 0 || matched >= 1);
         // The same run with forged NACKs accepted by both ends at every
         // send sends the same bytes.
         let b = run(&config, &script, &fates, restart, true);
