@@ -376,19 +376,17 @@ struct Tracked {
     /// acknowledged the peer holds the state at this priority or higher,
     /// and `min_priority` rises to it.
     floor: Option<u16>,
-    /// Send order of the latest message whose arrival left the state in
-    /// place: the acknowledged message that created or referenced it last
-    /// (until one is, the first message creating it, which arrives after
-    /// every creation settled before it was sent). A lower-priority
-    /// creation that may have arrived after that still counts against it
-    /// ([`Compressor::load`]).
+    /// Send order of the latest acknowledged message that created or
+    /// referenced it (0: none): the state was there when that message
+    /// arrived. A lower-priority creation that may have arrived after
+    /// that still counts against it ([`Compressor::load`]).
     proven_at: u64,
     /// Bit set of the 16-bit hashes of its 8-byte substrings ([`Tracked::bloom`]).
     grams: std::cell::OnceCell<Box<[u64; 1024]>>,
 }
 
 impl Tracked {
-    fn new(id: StateId, value: Vec<u8>, seq: u16, order: u64) -> Tracked {
+    fn new(id: StateId, value: Vec<u8>, seq: u16) -> Tracked {
         Tracked {
             id,
             value,
@@ -396,7 +394,7 @@ impl Tracked {
             min_priority: seq,
             acked: false,
             floor: None,
-            proven_at: order,
+            proven_at: 0,
             grams: std::cell::OnceCell::new(),
         }
     }
@@ -726,7 +724,7 @@ impl Compressor {
             .iter()
             .any(|p| p.len() >= 6 && id.0.starts_with(p))
         {
-            self.peer_shared = Some(Tracked::new(id, message.to_vec(), 0, 0));
+            self.peer_shared = Some(Tracked::new(id, message.to_vec(), 0));
         }
     }
 
@@ -831,8 +829,15 @@ impl Compressor {
             self.sent.pop_front();
         }
         // A settled creation threatens only states last found in place
-        // before it settled.
-        let oldest_proof = self.states.iter().map(|t| t.proven_at).min();
+        // before it settled; a state not yet acknowledged will be found by
+        // a message still in `sent`.
+        let oldest_proof = self
+            .states
+            .iter()
+            .filter(|t| t.acked)
+            .map(|t| t.proven_at)
+            .chain(self.sent.front().map(|s| s.order))
+            .min();
         self.arrived
             .retain(|a| oldest_proof.is_some_and(|o| a.settled_at >= o));
         if self.sent.len() > MAX_IN_FLIGHT || self.arrived.len() > MAX_IN_FLIGHT {
@@ -918,11 +923,17 @@ impl Compressor {
         // it in place.
         while let Some(x) = self.lowest() {
             // x may hold any priority up to sent_priority at the peer: it
-            // is forgotten only below every other state's lowest one.
+            // is forgotten only below every other state's lowest one, and
+            // below every creation a state tracked again later could take
+            // its priority from (see the end of `compress_inner`).
             let below_all = self
                 .states
                 .iter()
-                .all(|y| y.id == x.id || x.sent_priority < y.min_priority);
+                .all(|y| y.id == x.id || x.sent_priority < y.min_priority)
+                && self.sent.iter().all(|s| {
+                    s.creates
+                        .is_none_or(|c| c == x.id || x.sent_priority < s.seq)
+                });
             if self.fits_above(x, x.sent_priority)
                 || !below_all
                 || self.pinned().any(|id| *id == x.id)
@@ -1200,19 +1211,20 @@ impl Compressor {
         if let Some(id) = creates {
             self.seq = seq;
             // An earlier creation still in flight sets the peer's priority
-            // back when it arrives, also for a state forgotten since.
+            // back when it arrives, also for a state forgotten since; one
+            // whose acknowledgement may still come proves the state at its
+            // own priority.
             let earliest = self
                 .sent
                 .iter()
-                .filter(|s| s.creates == Some(id) && !Self::settled(s))
+                .filter(|s| s.creates == Some(id))
                 .map(|s| s.seq)
                 .min()
                 .unwrap_or(seq);
             let i = match self.states.iter().position(|t| t.id == id) {
                 Some(i) => i,
                 None => {
-                    self.states
-                        .push(Tracked::new(id, value.to_vec(), seq, self.order));
+                    self.states.push(Tracked::new(id, value.to_vec(), seq));
                     self.states.len() - 1
                 }
             };
