@@ -366,16 +366,13 @@ struct Tracked {
     value: Vec<u8>,
     /// Highest priority any message creating it was sent with.
     sent_priority: u16,
-    /// Lowest priority any message creating it was sent with: a
-    /// re-creation arriving late sets the peer's priority back to it
-    /// (RFC 4896 §5.2), so safety is judged on this one.
+    /// The lowest priority the peer may hold it at: a creation arriving
+    /// late sets the peer's priority back to its own (RFC 4896 §5.2), so
+    /// safety is judged on this one. It falls to every creation that may
+    /// still arrive and rises to [`Sent::floor`] when one is acknowledged.
     min_priority: u16,
     /// Whether a message creating it was acknowledged.
     acked: bool,
-    /// A re-creation sent when no earlier one was in flight: once it is
-    /// acknowledged the peer holds the state at this priority or higher,
-    /// and `min_priority` rises to it.
-    floor: Option<u16>,
     /// Send order of the latest acknowledged message that created or
     /// referenced it (0: none): the state was there when that message
     /// arrived. A lower-priority creation that may have arrived after
@@ -393,7 +390,6 @@ impl Tracked {
             sent_priority: seq,
             min_priority: seq,
             acked: false,
-            floor: None,
             proven_at: 0,
             grams: std::cell::OnceCell::new(),
         }
@@ -432,6 +428,12 @@ struct Sent {
     refs: Vec<StateId>,
     /// The state it creates.
     creates: Option<StateId>,
+    /// For a creation: its priority, or lower, that of an earlier creation
+    /// of the same state still in flight when it was sent. Once it has
+    /// arrived the peer holds the state at this priority or higher: any
+    /// creation arriving later was sent later (a higher priority) or is
+    /// one of those.
+    floor: u16,
     /// The send order when it settled ([`Compressor::mark_settled`]):
     /// the messages sent after it arrive after it, if it arrives at all.
     settled_at: Option<u64>,
@@ -624,9 +626,8 @@ impl Compressor {
             if sent.creates == Some(t.id) || sent.refs.contains(&t.id) {
                 t.proven_at = t.proven_at.max(sent.order);
             }
-            if t.floor == Some(sent.seq) {
-                t.min_priority = sent.seq;
-                t.floor = None;
+            if sent.creates == Some(t.id) {
+                t.min_priority = t.min_priority.max(sent.floor);
             }
         }
         self.settle();
@@ -1184,15 +1185,12 @@ impl Compressor {
             let address = bytecode::BUFFER_START + preloaded as u16;
             StateId::compute(address, 0, bytecode::MINIMUM_ACCESS_LENGTH, value)
         });
-        // A re-creation sent while no earlier creation of the state can
-        // still arrive sets the peer's priority for good once it arrives
-        // (RFC 4896 §5.2): its acknowledgement raises the floor.
-        let alone = creates.is_some_and(|id| {
-            !self
-                .sent
-                .iter()
-                .any(|s| s.creates == Some(id) && !Self::settled(s))
-        });
+        let floor = self
+            .sent
+            .iter()
+            .filter(|s| creates.is_some() && s.creates == creates && !Self::settled(s))
+            .map(|s| s.seq)
+            .fold(seq, u16::min);
         self.order += 1;
         self.sent.push_back(Sent {
             seq,
@@ -1206,6 +1204,7 @@ impl Compressor {
             acked: false,
             refs,
             creates,
+            floor,
             settled_at: None,
         });
         if let Some(id) = creates {
@@ -1231,7 +1230,6 @@ impl Compressor {
             let t = &mut self.states[i];
             t.sent_priority = seq;
             t.min_priority = t.min_priority.min(earliest);
-            t.floor = alone.then_some(seq);
         }
         self.settle();
         let used_shared = self
@@ -1351,6 +1349,7 @@ impl Compressor {
                 acked: false,
                 refs: Vec::new(),
                 creates: None,
+                floor: 0,
                 settled_at: None,
             });
             self.settle();
