@@ -424,6 +424,58 @@ fn announced_local_bytecode_reaches_the_peer_compressor() {
     }
 }
 
+/// A peer that restarted lost our announcement with our states: after
+/// its NACK our messages announce again, until one is acknowledged.
+#[test]
+fn a_matched_nack_announces_again() {
+    let announce = Parameters {
+        state_memory_size: 8192,
+        ..Parameters::default()
+    }
+    .announcement(&[])
+    .unwrap();
+    let mut c = Compressor::new(Config {
+        announce: Some(announce.clone()),
+        ..Config::default()
+    })
+    .unwrap();
+    let msgs = corpus();
+    let mut p = Peer::new(8192, 8192);
+    let mut wire = Vec::new();
+    // What the message announces, decompressed by `p`.
+    let send = |c: &mut Compressor, p: &mut Peer, msg: &[u8], wire: &mut Vec<u8>| {
+        c.compress(msg, wire);
+        let out = p.d.decompress(wire, Transport::Message, &p.states);
+        let out = out.unwrap();
+        p.states.commit(p.cid, &out).unwrap();
+        if let Some(i) = out.requested_feedback.as_ref().and_then(|r| r.item.clone()) {
+            c.on_feedback_item(&i);
+        }
+        out.returned_parameters
+    };
+    assert_eq!(
+        send(&mut c, &mut p, &msgs[0].1, &mut wire),
+        Some(announce.clone())
+    );
+    assert_eq!(send(&mut c, &mut p, &msgs[2].1, &mut wire), None);
+    // The peer restarts; our next message names a state it lost.
+    let mut fresh = Peer::new(8192, 8192);
+    c.compress(&msgs[4].1, &mut wire);
+    let failure = fresh
+        .d
+        .decompress(&wire, Transport::Message, &fresh.states)
+        .unwrap_err();
+    assert!(
+        c.on_nack(&sigcomp::Nack::from_failure(&failure, &wire))
+            .is_some()
+    );
+    assert_eq!(
+        send(&mut c, &mut fresh, &msgs[4].1, &mut wire),
+        Some(announce.clone())
+    );
+    assert_eq!(send(&mut c, &mut fresh, &msgs[6].1, &mut wire), None);
+}
+
 /// Hundreds of small states fit a large SMS: the one-byte entry count
 /// must not wrap.
 #[test]

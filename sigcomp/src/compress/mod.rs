@@ -72,8 +72,10 @@
 //! is never sent; [`Config::announce`] makes our messages announce it. A
 //! NACK ([`Compressor::on_nack`]) for one of the last [`NACK_MEMORY`]
 //! messages sent, matched by SHA-1 (RFC 4077 §2.1), forgets every
-//! acknowledgement: the next message uploads the code and uses only the
-//! dictionaries. Any other NACK changes nothing.
+//! acknowledgement: the next message uploads the code, uses only the
+//! dictionaries and announces [`Config::announce`] again (a peer that
+//! lost our states lost our announcement too). Any other NACK changes
+//! nothing.
 //!
 //! # Never worse than plain
 //!
@@ -248,7 +250,7 @@ pub struct Config {
     pub presence_dictionary: bool,
     /// Our own decompressor's parameters and local states to announce
     /// (RFC 3320 §9.4.9 returned parameters), sent until a message is
-    /// acknowledged.
+    /// acknowledged, and again after a matched NACK.
     pub announce: Option<ReturnedParameters>,
     /// RFC 3321 §5.2 shared compression with a peer that runs this
     /// compressor too, given the largest shared state to announce (our
@@ -657,7 +659,8 @@ impl Compressor {
     /// and gives `None`. A matched one forgets every acknowledgement and
     /// the peer's shared state, so the next message starts again from the
     /// dictionaries (and uploads the bytecode unless the peer holds it
-    /// locally); it is forgotten itself, so a repeated copy changes
+    /// locally) and carries [`Config::announce`] again until a message is
+    /// acknowledged; it is forgotten itself, so a repeated copy changes
     /// nothing more. A message sent twice with the same bytes (a
     /// retransmission compressed against the same states) is one message
     /// to a NACK: every copy is forgotten with the first match.
@@ -668,6 +671,9 @@ impl Compressor {
         self.bytecode_acked = false;
         self.peer_shared = None;
         self.forget_all();
+        // A peer that lost our states (it restarted, RFC 4077 §1.1.2) lost
+        // our announcement with them: announce again until acknowledged.
+        self.any_ack = false;
         Some(Nacked {
             transport: sent.transport,
             reason: nack.reason(),
