@@ -476,6 +476,44 @@ fn a_matched_nack_announces_again() {
     assert_eq!(send(&mut c, &mut fresh, &msgs[6].1, &mut wire), None);
 }
 
+/// A long flow into a large state memory, with acknowledgements lost:
+/// what the compressor keeps about settled messages stays bounded and
+/// never makes it start again (no second bytecode upload), and messages
+/// keep using states.
+#[test]
+fn a_long_flow_never_starts_again() {
+    let peer = sigcomp::Resources {
+        cycles_per_bit: 16,
+        decompression_memory_size: 65536,
+        state_memory_size: 65536,
+    };
+    let mut c = Compressor::new(Config {
+        peer,
+        ..Config::default()
+    })
+    .unwrap();
+    let mut p = Peer::new(65536, 65536);
+    let mut wire = Vec::new();
+    let corpus = corpus();
+    let mut stateful = 0;
+    for i in 0..3000usize {
+        // Each message unique (a state of its own), most of it seen before.
+        let mut msg = corpus[i % corpus.len()].1.clone();
+        let at = msg.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
+        msg.splice(at..at, format!("X-Seq: {i}\r\n").into_bytes());
+        let r = c.compress(&msg, &mut wire);
+        assert!(i == 0 || !r.carried_bytecode, "message {i} uploads again");
+        stateful += usize::from(r.states_used > 0);
+        let (out, item) = p.receive(&wire);
+        assert_eq!(out, msg);
+        // Every third acknowledgement is lost.
+        if let Some(item) = item.filter(|_| i % 3 != 1) {
+            c.on_feedback_item(&item);
+        }
+    }
+    assert!(stateful > 2900, "{stateful}");
+}
+
 /// Hundreds of small states fit a large SMS: the one-byte entry count
 /// must not wrap.
 #[test]

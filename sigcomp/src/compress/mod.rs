@@ -524,6 +524,8 @@ pub const REORDER_DEPTH: usize = 16;
 /// sent after it, acknowledged or not.
 pub const SETTLE_DEPTH: u64 = 64;
 const MAX_IN_FLIGHT: usize = 1024;
+/// Settled creations kept as threats ([`Arrived`]); older ones merge.
+const MAX_ARRIVED: usize = 256;
 /// Message positions a state must newly cover to be preloaded.
 const MIN_COVERAGE: u32 = 24;
 /// The shortest head of a state worth a preload entry.
@@ -847,7 +849,18 @@ impl Compressor {
             .min();
         self.arrived
             .retain(|a| oldest_proof.is_some_and(|o| a.settled_at >= o));
-        if self.sent.len() > MAX_IN_FLIGHT || self.arrived.len() > MAX_IN_FLIGHT {
+        // Bounded: the two oldest become one that threatens every state
+        // either did (lowest priority, latest settling, largest cost).
+        while self.arrived.len() > MAX_ARRIVED {
+            if let (Some(a), Some(b)) = (self.arrived.pop_front(), self.arrived.pop_front()) {
+                self.arrived.push_front(Arrived {
+                    settled_at: a.settled_at.max(b.settled_at),
+                    seq: a.seq.min(b.seq),
+                    cost: a.cost.max(b.cost),
+                });
+            }
+        }
+        if self.sent.len() > MAX_IN_FLIGHT {
             // No feedback for very long: start again from the dictionaries.
             self.forget_all();
         }
