@@ -14,7 +14,7 @@ use core::fmt::Write as _;
 use ipsec_esp::Protocol;
 
 use crate::ast::Level;
-use crate::sad::{Larval, SaEntry, Sad};
+use crate::sad::{Counters, Larval, SaEntry, Sad};
 use crate::spd::{Policy, PolicyAction, Spd};
 use crate::time::Timestamp;
 
@@ -482,6 +482,82 @@ pub fn parse_sad_dump(text: &str) -> Result<Vec<crate::Statement>, crate::Error>
         if let Some(s) = parsed.pop() {
             out.push(s.value);
         }
+    }
+    Ok(out)
+}
+
+/// The counters of every SA in a `setkey -D` dump, with its SPI: packets
+/// from `allocated:`, bytes from `current: N(bytes)` and, when the dump
+/// has the `stats:` line ([`DumpOptions::stats`]), the replay drops and ICV
+/// failures (0 otherwise). What a caller that only sees the text (a client
+/// of ipsecd's control socket) reads an SA's usage with. A larval SA
+/// (no counters) is left out.
+pub fn parse_sa_counters(text: &str) -> Result<Vec<(u32, Counters)>, crate::Error> {
+    if text == "No SAD entries.\n" {
+        return Ok(Vec::new());
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let number = |s: &str| -> Option<u64> {
+        let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        s.get(..end)?.parse().ok()
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let header = lines.get(i).copied().unwrap_or_default();
+        if header.starts_with('\t') || header.split_whitespace().count() < 2 {
+            return Err(dump_err(i, "\"src dst\"", header));
+        }
+        let l = lines.get(i + 1).copied().unwrap_or_default();
+        let spi = l
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix("spi="))
+            .and_then(number)
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| dump_err(i + 1, "spi=", l))?;
+        let body_end = (i + 1..lines.len())
+            .find(|&j| !lines.get(j).is_some_and(|l| l.starts_with('\t')))
+            .unwrap_or(lines.len());
+        let body = lines.get(i + 1..body_end).unwrap_or_default();
+        let field = |prefix: &str, suffix: &str| -> Option<u64> {
+            body.iter().find_map(|l| {
+                let v = l.trim_start_matches('\t').strip_prefix(prefix)?;
+                let v = v.trim_start();
+                let n = number(v)?;
+                v.trim_start_matches(|c: char| c.is_ascii_digit())
+                    .starts_with(suffix)
+                    .then_some(n)
+            })
+        };
+        let stat = |key: &str| -> Option<u64> {
+            body.iter().find_map(|l| {
+                let v = l.trim_start_matches('\t').strip_prefix("stats:")?;
+                v.split_whitespace()
+                    .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
+                    .and_then(number)
+            })
+        };
+        let larval = l.contains("state=larval") || body.iter().any(|l| l.contains("state=larval"));
+        match (field("current:", "(bytes)"), field("allocated:", "")) {
+            (Some(bytes), Some(packets)) => out.push((
+                spi,
+                Counters {
+                    packets,
+                    bytes,
+                    replay_drops: stat("replay-drops").unwrap_or(0),
+                    icv_failures: stat("icv-failures").unwrap_or(0),
+                },
+            )),
+            _ if larval => {}
+            _ => {
+                return Err(dump_err(
+                    body_end.saturating_sub(1),
+                    "current: N(bytes) and allocated: N",
+                    header,
+                ));
+            }
+        }
+        i = body_end;
     }
     Ok(out)
 }

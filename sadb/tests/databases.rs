@@ -6,6 +6,8 @@ use std::net::IpAddr;
 use ipsec_esp::{Mode, Protocol, Spi};
 use opensec::{AuthAlgorithm, EncAlgorithm};
 use sadb::ast::{Direction, Level, ReqMode, ReqProtocol};
+use sadb::dump::parse_sa_counters;
+use sadb::sad::Counters;
 use sadb::{
     Databases, Error, ExpireKind, Inbound, Outbound, PacketSelector, PolicyAction, SaId, SaState,
     Timestamp,
@@ -414,6 +416,32 @@ fn counters_show_in_the_dump() {
     );
     assert!(d.contains("\tcurrent: 200(bytes)\thard: 0(bytes)\tsoft: 0(bytes)\n\tallocated: 2\t"));
     assert!(d.contains("\tstats: packets=2 bytes=200 replay-drops=1 icv-failures=2\n"));
+    // Read back from the text, as a control-socket client does: every SA,
+    // with the counters the SAD holds.
+    let want: Vec<(u32, Counters)> = db
+        .sad()
+        .iter()
+        .map(|e| (e.sa().spi().0, e.counters()))
+        .collect();
+    let mut got = parse_sa_counters(&d).unwrap();
+    got.sort_by_key(|(spi, _)| *spi);
+    let mut want_sorted = want.clone();
+    want_sorted.sort_by_key(|(spi, _)| *spi);
+    assert_eq!(got, want_sorted);
+    assert_eq!(got.len(), 4);
+    // setkey's own layout (no stats line): packets and bytes only.
+    db.dump_options.stats = false;
+    let plain = parse_sa_counters(&db.dump_sad(NOW)).unwrap();
+    let c = plain.iter().find(|(spi, _)| *spi == 4444).unwrap().1;
+    assert_eq!(
+        (c.packets, c.bytes, c.replay_drops, c.icv_failures),
+        (2, 200, 0, 0)
+    );
+    assert_eq!(parse_sa_counters("No SAD entries.\n").unwrap(), vec![]);
+    // A dump cut short is an error, not zeros.
+    let cut = d.find("\tcurrent: 200").unwrap();
+    assert!(parse_sa_counters(&d[..cut]).is_err());
+    assert!(parse_sa_counters("\tesp mode=transport\n").is_err());
 }
 
 #[test]

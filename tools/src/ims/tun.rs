@@ -224,7 +224,9 @@ impl IpsecdSas {
                     .client
                     .apply_statements(&[Statement::Get(r)], Some(&self.owner))
                     .ok()?;
-                Some(sa_usage(spi, &text))
+                sa_usage(spi, &text)
+                    .inspect_err(|e| tracing::warn!("ipsecd's answer for SA {spi}: {e}"))
+                    .ok()
             })
             .collect()
     }
@@ -403,30 +405,18 @@ fn apply(client: &Client, owner: &Owner, statements: &[Statement], what: &str) -
 
 /// What one SA carried, from its `setkey -D` text (`current: N(bytes)`
 /// and `allocated: N`, the packets).
-fn sa_usage(spi: u32, text: &str) -> SaUsage {
-    let number_after = |key: &str| -> u64 {
-        text.lines()
-            .find_map(|l| {
-                let rest = l.trim_start().strip_prefix(key)?;
-                rest.trim_start()
-                    .split(|c: char| !c.is_ascii_digit())
-                    .next()?
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or(0)
-    };
-    SaUsage {
+/// An SA's counters from ipsecd's `get` answer (`setkey -D` text).
+fn sa_usage(spi: u32, text: &str) -> Result<SaUsage> {
+    let (_, c) = sadb::dump::parse_sa_counters(text)?
+        .into_iter()
+        .find(|(s, _)| *s == spi)
+        .ok_or_else(|| anyhow!("no SA with SPI {spi} in the answer"))?;
+    Ok(SaUsage {
         spi,
-        packets: number_after("allocated:"),
-        bytes: text
-            .lines()
-            .filter_map(|l| l.trim_start().strip_prefix("current:"))
-            .find(|r| r.contains("(bytes)"))
-            .and_then(|r| r.trim_start().split('(').next()?.parse().ok())
-            .unwrap_or(0),
+        packets: c.packets,
+        bytes: c.bytes,
         setkey: text.to_string(),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -443,8 +433,11 @@ mod tests {
                     \tlast: Dec  5 12:00:01 2026\thard: 0(s)\tsoft: 0(s)\n\
                     \tcurrent: 2310(bytes)\thard: 0(bytes)\tsoft: 0(bytes)\n\
                     \tallocated: 3\thard: 0\tsoft: 0\n";
-        let u = sa_usage(4097, text);
+        let u = sa_usage(4097, text).unwrap();
         assert_eq!((u.spi, u.packets, u.bytes), (4097, 3, 2310));
         assert_eq!(u.setkey, text);
+        // Another SPI, or a cut answer: an error, not zeros.
+        assert!(sa_usage(4098, text).is_err());
+        assert!(sa_usage(4097, &text[..text.find("\tcurrent: 2310").unwrap()]).is_err());
     }
 }
