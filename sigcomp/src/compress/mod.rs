@@ -493,6 +493,9 @@ pub struct Compressor {
     sent: VecDeque<Sent>,
     /// Settled creations that may still threaten a tracked state.
     arrived: VecDeque<Arrived>,
+    /// Send order at the last matched NACK: acknowledgements of messages
+    /// sent up to it prove nothing.
+    nacked_at: u64,
     returned_item: Option<Vec<u8>>,
     any_ack: bool,
     order: u64,
@@ -567,6 +570,7 @@ impl Compressor {
             states: Vec::new(),
             sent: VecDeque::new(),
             arrived: VecDeque::new(),
+            nacked_at: 0,
             returned_item: None,
             any_ack: false,
             order: 0,
@@ -614,6 +618,12 @@ impl Compressor {
         };
         sent.acked = true;
         let sent = sent.clone();
+        if sent.order <= self.nacked_at {
+            // Sent before a NACK: it settles, but what it proves may not
+            // hold any more (the peer may have restarted since).
+            self.settle();
+            return;
+        }
         self.any_ack = true;
         if sent.uploaded {
             self.bytecode_acked = true;
@@ -659,8 +669,10 @@ impl Compressor {
     /// messages this compressor sent; a NACK that names none of them
     /// (forged, meant for another compartment, or stale) changes nothing
     /// and gives `None`. A matched one forgets every acknowledgement and
-    /// the peer's shared state, so the next message starts again from the
-    /// dictionaries (and uploads the bytecode unless the peer holds it
+    /// the peer's shared state (the states stay counted while messages
+    /// that name them may still arrive, and acknowledgements of messages
+    /// sent before it prove nothing), so the next message starts again
+    /// from the dictionaries (and uploads the bytecode unless the peer holds it
     /// locally) and carries [`Config::announce`] again until a message is
     /// acknowledged; it is forgotten itself, so a repeated copy changes
     /// nothing more. A message sent twice with the same bytes (a
@@ -672,7 +684,15 @@ impl Compressor {
         self.sent_hashes.retain(|h| h.sha1 != nack.sha1);
         self.bytecode_acked = false;
         self.peer_shared = None;
-        self.forget_all();
+        // No state is used again until a message sent from now on
+        // acknowledges it, but every state and message in flight is still
+        // counted: a message sent before the NACK may still arrive and
+        // name a state that a new one must not evict.
+        self.nacked_at = self.order;
+        for t in &mut self.states {
+            t.acked = false;
+            t.proven_at = 0;
+        }
         // A peer that lost our states (it restarted, RFC 4077 §1.1.2) lost
         // our announcement with them: announce again until acknowledged.
         self.any_ack = false;
