@@ -191,23 +191,15 @@ fn a_late_lower_priority_creation_keeps_counting_after_its_ack() {
     // The second message arrives first, and is acknowledged.
     let (_, item) = p.receive(&w2);
     c.on_feedback_item(&item.unwrap());
-    let with_x: Vec<_> = p
-        .states
-        .compartment(p.cid)
-        .unwrap()
-        .state_ids()
-        .copied()
-        .collect();
+    let held = |p: &Peer| -> Vec<_> {
+        let c = p.states.compartment(p.cid).unwrap();
+        c.state_ids().copied().collect()
+    };
+    let with_x = held(&p);
     // The first one arrives late: creating its state frees x's.
     let (_, item) = p.receive(&w1);
     c.on_feedback_item(&item.unwrap());
-    let now: Vec<_> = p
-        .states
-        .compartment(p.cid)
-        .unwrap()
-        .state_ids()
-        .copied()
-        .collect();
+    let now = held(&p);
     assert!(
         with_x.iter().any(|id| !now.contains(id)),
         "x was not evicted"
@@ -476,23 +468,28 @@ fn a_matched_nack_announces_again() {
     assert_eq!(send(&mut c, &mut fresh, &msgs[6].1, &mut wire), None);
 }
 
+/// A compressor and its peer with the largest memories (DMS and SMS 65536).
+fn largest_memory() -> (Compressor, Peer) {
+    let peer = sigcomp::Resources {
+        cycles_per_bit: 16,
+        decompression_memory_size: 65536,
+        state_memory_size: 65536,
+    };
+    let c = Compressor::new(Config {
+        peer,
+        ..Config::default()
+    })
+    .unwrap();
+    (c, Peer::new(65536, 65536))
+}
+
 /// A long flow into a large state memory, with acknowledgements lost:
 /// what the compressor keeps about settled messages stays bounded and
 /// never makes it start again (no second bytecode upload), and messages
 /// keep using states.
 #[test]
 fn a_long_flow_never_starts_again() {
-    let peer = sigcomp::Resources {
-        cycles_per_bit: 16,
-        decompression_memory_size: 65536,
-        state_memory_size: 65536,
-    };
-    let mut c = Compressor::new(Config {
-        peer,
-        ..Config::default()
-    })
-    .unwrap();
-    let mut p = Peer::new(65536, 65536);
+    let (mut c, mut p) = largest_memory();
     let mut wire = Vec::new();
     let corpus = corpus();
     let mut stateful = 0;
@@ -518,17 +515,7 @@ fn a_long_flow_never_starts_again() {
 /// must not wrap.
 #[test]
 fn many_small_states() {
-    let peer = sigcomp::Resources {
-        cycles_per_bit: 16,
-        decompression_memory_size: 65536,
-        state_memory_size: 65536,
-    };
-    let mut c = Compressor::new(Config {
-        peer,
-        ..Config::default()
-    })
-    .unwrap();
-    let mut p = Peer::new(65536, 65536);
+    let (mut c, mut p) = largest_memory();
     let mut wire = Vec::new();
     let mut most = 0;
     for i in 0..400u32 {
