@@ -717,6 +717,7 @@ impl Compressor {
         self.returned_item.as_ref()?;
         let c = self.literal(&[], None, out);
         self.remember(out, transport);
+        self.count_untracked(&c);
         Some(c)
     }
 
@@ -943,7 +944,20 @@ impl Compressor {
         if c.kind != Kind::Plain {
             self.remember(out, transport);
         }
+        self.count_untracked(&c);
         c
+    }
+
+    /// A message sent that the record of messages in flight does not hold
+    /// (plain, or literal without a feedback request) still counts towards
+    /// [`SETTLE_DEPTH`]: a side that only answers literal would otherwise
+    /// never settle what it sent before, and the states those messages
+    /// pin could never be evicted by a new one.
+    fn count_untracked(&mut self, c: &Compressed) {
+        if c.kind == Kind::Plain || (c.kind == Kind::Literal && c.seq == 0) {
+            self.order += 1;
+            self.settle();
+        }
     }
 
     fn compress_inner(
