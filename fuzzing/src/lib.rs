@@ -9,6 +9,7 @@
 //! | [`setkey_parse`] | `setkey_parse` | the setkey parser, and print → parse round trips |
 //! | [`sigcomp_message`] | `sigcomp_message` | SigComp messages, the stream deframer and NACKs |
 //! | [`sigcomp_bytecode`] | `sigcomp_bytecode` | arbitrary UDVM bytecode in a valid SigComp header |
+//! | [`sigcomp_native`] | `sigcomp_native` | input for our own bytecode, its decoding loop native and interpreted |
 //! | [`engine`] | `engine` | the IPsec engine (`sadb::Databases::protect`/`unprotect`) |
 //! | [`sip_parse`] | `sip_parse` | the SIP codec (`gm::sip`): framing, typed headers, checks, emission and edits |
 //! | [`sms_decode`] | `sms_decode` | the SMS-over-IP codec (`gm::sms`): RP messages and TPDUs, decode → encode → decode |
@@ -28,6 +29,7 @@
 //! fuzzing::setkey_parse(b"flush;");
 //! fuzzing::sigcomp_message(&[0xf8, 0x00]);
 //! fuzzing::sigcomp_bytecode(&[1, 0x23]);
+//! fuzzing::sigcomp_native(&[2, 0, 0, 0, 0xff]);
 //! fuzzing::engine(&[0, 1, 2, 3]);
 //! fuzzing::sip_parse(b"OPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n\r\n");
 //! fuzzing::sms_decode(&[6, 1]);
@@ -51,7 +53,7 @@ mod sms;
 pub use engine::engine;
 pub use esp_decap::esp_decap;
 pub use setkey_parse::setkey_parse;
-pub use sigcomp::{sigcomp_bytecode, sigcomp_message};
+pub use sigcomp::{sigcomp_bytecode, sigcomp_message, sigcomp_native};
 pub use sip::sip_parse;
 pub use sms::sms_decode;
 

@@ -134,3 +134,53 @@ pub fn sigcomp_bytecode(data: &[u8]) {
         Err(f) => assert!(f.cycles <= budget, "{} cycles > budget {budget}", f.cycles),
     }
 }
+
+/// Target `sigcomp_native`: input for our own bytecode, run with its
+/// decoding loop native and interpreted.
+///
+/// The first byte picks the decompression memory size (2048 to 65536)
+/// and cycles per bit; the rest is the input of a message that uploads
+/// our bytecode (`sigcomp::compress::bytecode`): sequence number,
+/// preload entries (partial ids of the dictionaries' states reach past
+/// the preload), DEFLATE symbols. The seeds are our compressor's own
+/// messages.
+///
+/// Invariant: the two runs give the same result, whole (output, cycles,
+/// state requests, feedback; or the failure's reason, opcode, address
+/// and cycles), and the cycle budget holds.
+pub fn sigcomp_native(data: &[u8]) {
+    let Some((&ctl, input)) = data.split_first() else {
+        return;
+    };
+    let code = sigcomp::compress::bytecode::upload();
+    let mut msg = vec![
+        0xf8,
+        (code.len() >> 4) as u8,
+        (((code.len() & 0x0f) as u8) << 4) | 1,
+    ];
+    msg.extend_from_slice(code);
+    msg.extend_from_slice(input);
+    let dms = 2048u32 << (ctl & 7).min(5);
+    let cpb = [16u16, 32, 64, 128][usize::from((ctl >> 3) & 3)];
+    let params = Parameters {
+        decompression_memory_size: dms,
+        state_memory_size: dms.min(16384),
+        cycles_per_bit: cpb,
+        version: 2,
+    };
+    let Ok(mut native) = Decompressor::new(params) else {
+        return;
+    };
+    let mut interpreted = native.clone();
+    interpreted.set_native_loop(false);
+    let states = StateHandler::with_dictionaries();
+    let a = native.decompress(&msg, Transport::Message, &states);
+    let b = interpreted.decompress(&msg, Transport::Message, &states);
+    assert_eq!(a, b, "native and interpreted differ");
+    let cycles = match &a {
+        Ok(out) => out.cycles,
+        Err(f) => f.cycles,
+    };
+    let budget = cycle_budget(msg.len(), cpb);
+    assert!(cycles <= budget, "{cycles} cycles > budget {budget}");
+}

@@ -386,6 +386,52 @@ fn sigcomp_bytecode() {
     write("sigcomp_bytecode", &seeds);
 }
 
+/// `sigcomp_native` inputs: each corpus message as our compressor sends
+/// it first (uploading the bytecode, preloading slices of the
+/// dictionaries), its input after the header and bytecode, at two memory
+/// sizes.
+#[test]
+#[ignore = "writes fuzz/seeds/sigcomp_native; run when the target changes"]
+fn sigcomp_native() {
+    use sigcomp::compress::{Compressor, Config, Kind};
+    use sigcomp::feedback::Resources;
+    let dir = repo("vectors/sigcomp/independent/corpus");
+    let mut files: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sip"))
+        .collect();
+    files.sort();
+    let code = sigcomp::compress::bytecode::upload();
+    let mut seeds = Vec::new();
+    // ctl: memory 2048 << (ctl & 7), 16 cycles per bit.
+    for (ctl, dms) in [(2u8, 8192u32), (5, 65536)] {
+        for f in &files {
+            let mut c = Compressor::new(Config {
+                peer: Resources {
+                    cycles_per_bit: 16,
+                    decompression_memory_size: dms,
+                    state_memory_size: dms.min(16384),
+                },
+                ..Config::default()
+            })
+            .unwrap();
+            let mut wire = Vec::new();
+            if c.compress(&fs::read(f).unwrap(), &mut wire).kind != Kind::SigComp {
+                continue;
+            }
+            // 0xf8, code_len and destination, the code, then the input.
+            assert_eq!(&wire[3..3 + code.len()], code);
+            let mut seed = vec![ctl];
+            seed.extend_from_slice(&wire[3 + code.len()..]);
+            let name = f.file_stem().unwrap().to_string_lossy();
+            seeds.push((format!("{dms}-{name}"), seed));
+        }
+    }
+    assert!(seeds.len() >= 20, "{} seeds", seeds.len());
+    write("sigcomp_native", &seeds);
+}
+
 // ------------------------------------------------------------------- engine
 
 /// Port indexes of the engine's port table.

@@ -87,6 +87,11 @@ fn sigcomp_bytecode_seeds() {
 }
 
 #[test]
+fn sigcomp_native_seeds() {
+    replay("sigcomp_native", 20, fuzzing::sigcomp_native);
+}
+
+#[test]
 fn engine_seeds() {
     replay("engine", 60, fuzzing::engine);
 }

@@ -34,6 +34,11 @@
 ; state (seq 0). The first message also saves the
 ; code itself (priority 65534, kept longest) so that later messages name it
 ; with a 6-byte partial state id instead of uploading it.
+;
+; Our UDVM runs the loop from next_symbol natively while memory holds
+; exactly this code (sigcomp/src/udvm/native.rs), with the same effects;
+; it relies on the labels next_symbol, literal, flush, copy_match, finish
+; and fail, whose addresses sigcomp/src/compress/bytecode.rs keeps.
 
 at (32)
 :seq                pad (2)
@@ -142,6 +147,7 @@ INPUT-BITS ($index, tmp, fail)
 ADD ($val, $tmp)
 :distance_done
 ADD ($val, 1)
+:copy_match
 COPY-OFFSET ($val, $len, $ptr)
 JUMP (next_symbol)
 

@@ -210,6 +210,16 @@ impl Decompressor {
         &self.params
     }
 
+    /// Whether our own bytecode's decoding loop runs natively when a
+    /// message uses it (the default), or in the interpreter as any other
+    /// bytecode does. The results are the same either way (the loop has
+    /// the interpreter's effects, instruction by instruction, and the
+    /// tests compare the two); this is for measuring the difference and
+    /// for ruling the native loop out when chasing a fault.
+    pub fn set_native_loop(&mut self, on: bool) {
+        self.udvm.native_off = !on;
+    }
+
     /// Decompresses one complete SigComp message (for a stream, one record
     /// from [`StreamDeframer`]), reading states from `states`. Nothing is
     /// stored: see [`StateHandler::commit`].

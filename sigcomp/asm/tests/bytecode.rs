@@ -23,6 +23,16 @@ fn source_assembles_to_the_embedded_code() {
     assert_eq!(p.code, CODE.to_vec());
     assert_eq!(p.symbols["state_entry"], i64::from(STATE_ENTRY));
     assert_eq!(p.symbols["code_end"], i64::from(BUFFER_START));
+    for (label, address) in [
+        ("next_symbol", NEXT_SYMBOL),
+        ("literal", LITERAL),
+        ("flush", FLUSH),
+        ("copy_match", COPY_MATCH),
+        ("finish", FINISH),
+        ("fail", FAIL),
+    ] {
+        assert_eq!(p.symbols[label], i64::from(address), "{label}");
+    }
     assert_eq!(p.upload_code(), upload());
     assert_eq!(*state().id(), state_id());
 }

@@ -14,6 +14,22 @@ pub const ORIGIN: u16 = 128;
 pub const STATE_ENTRY: u16 = 136;
 /// First byte of the circular buffer (`code_end`): the history starts here.
 pub const BUFFER_START: u16 = 422;
+/// The decoding loop's labels (`next_symbol`, `literal`, `flush`,
+/// `copy_match`, `finish`, `fail`): the UDVM runs the loop natively when
+/// the memory holds exactly [`CODE`] (see `udvm/native.rs`) and needs to
+/// know where it enters, where it leaves, and where each instruction that
+/// can fail lies.
+pub const NEXT_SYMBOL: u16 = 211;
+/// `literal`: the COPY-LITERAL of a literal symbol.
+pub const LITERAL: u16 = 246;
+/// `flush`: where symbols 286 and 287 go.
+pub const FLUSH: u16 = 260;
+/// `copy_match`: the COPY-OFFSET of a match.
+pub const COPY_MATCH: u16 = 360;
+/// `finish`: where the end of the input (or symbol 256) goes.
+pub const FINISH: u16 = 367;
+/// `fail`: the DECOMPRESSION-FAILURE.
+pub const FAIL: u16 = 421;
 /// Minimum access length of every state the bytecode creates.
 pub const MINIMUM_ACCESS_LENGTH: u16 = 6;
 /// Retention priority of the bytecode state: the highest a compressor may

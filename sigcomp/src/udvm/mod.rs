@@ -14,18 +14,22 @@
 //! decoded from, so code that rewrites itself is re-decoded and writes
 //! need no bookkeeping. Rare instructions, and any instruction the cache
 //! cannot hold, decode from memory each time; both paths run the same
-//! instruction code (the `Ops` trait).
+//! instruction code (the `Ops` trait). The decoding loop of our own
+//! bytecode, which nearly every message between two endpoints of ours
+//! runs, is run as Rust with the same effects ([`native`]).
 
 //!
 //! The parts: [`exec`] runs the instructions, taking their operands
 //! through [`operands::Ops`]; [`memory`] holds the bounds-checked accesses
 //! and the circular-buffer copies; [`input`] the bit reader and
-//! INPUT-HUFFMAN; [`cache`] the decoded-instruction cache.
+//! INPUT-HUFFMAN; [`cache`] the decoded-instruction cache; [`native`] our
+//! bytecode's loop.
 
 mod cache;
 mod exec;
 mod input;
 mod memory;
+mod native;
 mod operands;
 #[cfg(test)]
 mod tests;
@@ -91,8 +95,13 @@ pub(crate) struct Ended {
 /// The reusable machine: memory and scratch space.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Udvm {
-    /// Tests: decode every instruction from memory, as a reference.
+    /// Tests: decode every instruction from memory, as a reference (and
+    /// never run our bytecode's loop natively, [`native`]).
     cache_off: bool,
+    /// [`crate::Decompressor::set_native_loop`] turned [`native`] off.
+    pub(crate) native_off: bool,
+    /// Symbols decoded by [`native`] so far (tests check it ran).
+    pub(crate) native_symbols: u64,
     /// Decoded instructions, kept between messages (see [`Slot`]).
     slots: Vec<Slot>,
     /// The operand sets of the INPUT-HUFFMAN instructions in the slots
@@ -148,6 +157,7 @@ struct Run<'a, S: ?Sized> {
     ended: Option<Ended>,
     output_seen: bool,
     max_state_len: u16,
+    native_symbols: u64,
 }
 
 impl Udvm {
@@ -225,6 +235,7 @@ impl Udvm {
             ended: None,
             output_seen: false,
             max_state_len: start.max_state_len,
+            native_symbols: 0,
         };
         let (Ok(slots), Ok(tabs)) = (
             <&mut [Slot; SLOTS]>::try_from(&mut self.slots[..]),
@@ -233,7 +244,17 @@ impl Udvm {
             // `reset` makes them.
             return Err(Failure::header(Reason::InternalError));
         };
-        run.execute(pc, slots, tabs, &mut self.next_tab, self.cache_off)
+        let interpret_only = self.cache_off || self.native_off;
+        let ended = run.execute(
+            pc,
+            slots,
+            tabs,
+            &mut self.next_tab,
+            self.cache_off,
+            interpret_only,
+        );
+        self.native_symbols += run.native_symbols;
+        ended
     }
 }
 
@@ -245,8 +266,21 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
         tabs: &mut [HuffTab; HUFF_TABS],
         next_tab: &mut usize,
         cache_off: bool,
+        interpret_only: bool,
     ) -> Result<Ended, Failure> {
         loop {
+            if pc == crate::compress::bytecode::NEXT_SYMBOL && !interpret_only {
+                match self.native_loop() {
+                    native::Left::Nothing => {}
+                    native::Left::At(next) => {
+                        pc = next;
+                        continue;
+                    }
+                    native::Left::Failed(reason, opcode, at) => {
+                        return Err(self.fail(reason, opcode, at));
+                    }
+                }
+            }
             let p = usize::from(pc);
             let (opcode, r) = if let Some(w) = self.mem.get(p..p + 16) {
                 // Fixed-size tables: no bounds check.

@@ -77,6 +77,7 @@ fn chunked_copy_equals_byte_at_a_time_copy() {
             ended: None,
             output_seen: false,
             max_state_len: 0,
+            native_symbols: 0,
         };
         let got_end = run.copy(src, len, dst, (bcl, bcr)).ok();
         assert_eq!(
@@ -312,6 +313,7 @@ fn take_bits_equals_one_bit_at_a_time() {
                 ended: None,
                 output_seen: false,
                 max_state_len: 0,
+                native_symbols: 0,
             };
             let mut pos = 0usize; // bits of `input` taken
             while pos + 16 < 8 * input.len() {
@@ -568,6 +570,7 @@ fn instructions_agree_with_the_isa_table() {
             ended: None,
             output_seen: false,
             max_state_len: 1000,
+            native_symbols: 0,
         };
         let mut rec = Recorder {
             inner: MemOps::new(INST),
