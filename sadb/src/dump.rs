@@ -537,7 +537,8 @@ pub fn parse_sa_counters(text: &str) -> Result<Vec<(u32, Counters)>, crate::Erro
                     .and_then(number)
             })
         };
-        let larval = l.contains("state=larval") || body.iter().any(|l| l.contains("state=larval"));
+        // setkey writes the state on the mode line, the header's next.
+        let larval = body.iter().any(|l| l.contains("state=larval"));
         match (field("current:", "(bytes)"), field("allocated:", "")) {
             (Some(bytes), Some(packets)) => out.push((
                 spi,

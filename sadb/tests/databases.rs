@@ -418,16 +418,15 @@ fn counters_show_in_the_dump() {
     assert!(d.contains("\tstats: packets=2 bytes=200 replay-drops=1 icv-failures=2\n"));
     // Read back from the text, as a control-socket client does: every SA,
     // with the counters the SAD holds.
-    let want: Vec<(u32, Counters)> = db
+    let mut want: Vec<(u32, Counters)> = db
         .sad()
         .iter()
         .map(|e| (e.sa().spi().0, e.counters()))
         .collect();
     let mut got = parse_sa_counters(&d).unwrap();
     got.sort_by_key(|(spi, _)| *spi);
-    let mut want_sorted = want.clone();
-    want_sorted.sort_by_key(|(spi, _)| *spi);
-    assert_eq!(got, want_sorted);
+    want.sort_by_key(|(spi, _)| *spi);
+    assert_eq!(got, want);
     assert_eq!(got.len(), 4);
     // setkey's own layout (no stats line): packets and bytes only.
     db.dump_options.stats = false;

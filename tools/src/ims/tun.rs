@@ -403,9 +403,8 @@ fn apply(client: &Client, owner: &Owner, statements: &[Statement], what: &str) -
         .map_err(|e| anyhow!("cannot {what} the SAs at ipsecd: {e}"))
 }
 
-/// What one SA carried, from its `setkey -D` text (`current: N(bytes)`
-/// and `allocated: N`, the packets).
-/// An SA's counters from ipsecd's `get` answer (`setkey -D` text).
+/// What one SA carried, from ipsecd's `get` answer (`setkey -D` text:
+/// `current: N(bytes)` and `allocated: N`, the packets).
 fn sa_usage(spi: u32, text: &str) -> Result<SaUsage> {
     let (_, c) = sadb::dump::parse_sa_counters(text)?
         .into_iter()
