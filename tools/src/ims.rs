@@ -137,6 +137,50 @@ pub struct PlainSip {
     wake: Option<std::os::unix::net::UnixStream>,
     /// UDP datagrams taken in a row without a look at TCP.
     in_a_row: u32,
+    /// UDP datagrams taken together and not handed out yet.
+    queue: UdpQueue,
+}
+
+/// The datagrams one `recvmmsg` took from a busy UDP socket (one system
+/// call for up to [`crate::sys::BATCH`] of them, where `recv_from` makes
+/// one each), handed out one by one. Made on first use.
+#[derive(Debug, Default)]
+struct UdpQueue {
+    batch: Option<Box<crate::sys::RecvBatch>>,
+    next: usize,
+    count: usize,
+}
+
+impl UdpQueue {
+    /// Whether datagrams taken are waiting to be handed out.
+    fn holds_some(&self) -> bool {
+        self.next < self.count
+    }
+
+    /// The next datagram from `udp` into `buf`, as `recv_from` gives it
+    /// (cut to `buf`): the next one taken, or else those waiting now;
+    /// `WouldBlock` when there are none.
+    fn recv(&mut self, udp: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+        if !self.holds_some() {
+            let b = self
+                .batch
+                .get_or_insert_with(|| Box::new(crate::sys::RecvBatch::new(0, 65535, 0)));
+            self.count = b.recv_waiting(udp.as_fd())?;
+            self.next = 0;
+        }
+        let i = self.next;
+        self.next += 1;
+        // A UDP datagram always has its sender; without one it is not
+        // a datagram this socket can answer.
+        let Some((d, Some(from))) = self.batch.as_ref().and_then(|b| b.datagram(i)) else {
+            return Err(std::io::Error::other("a datagram without a sender"));
+        };
+        let n = d.len().min(buf.len());
+        buf.get_mut(..n)
+            .unwrap_or_default()
+            .copy_from_slice(d.get(..n).unwrap_or_default());
+        Ok((n, from))
+    }
 }
 
 /// How many datagrams a busy UDP socket may give in a row before the TCP
@@ -196,6 +240,7 @@ impl Transport {
                     tcp,
                     wake: None,
                     in_a_row: 0,
+                    queue: UdpQueue::default(),
                 })))
             }
             Ipsec::Udp => Ok(Transport::Udp(Box::new(EspUdp::bind(
@@ -433,7 +478,7 @@ impl Transport {
 impl PlainSip {
     fn recv(&mut self, buf: &mut [u8], wait: Duration) -> Result<Option<Recv>> {
         let Some(tcp) = &mut self.tcp else {
-            let mut received = self.udp.recv_from(buf);
+            let mut received = self.queue.recv(&self.udp, buf);
             if received
                 .as_ref()
                 .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock)
@@ -453,14 +498,16 @@ impl PlainSip {
                 if woken && !self.wake.as_ref().is_some_and(command::drain_wake) {
                     self.wake = None;
                 }
-                received = self.udp.recv_from(buf);
+                received = self.queue.recv(&self.udp, buf);
             }
             return udp_arrival(received);
         };
         // UDP first while it is busy, TCP's turn at least every
-        // UDP_IN_A_ROW datagrams.
-        if self.in_a_row < UDP_IN_A_ROW && !tcp.pending() {
-            let received = self.udp.recv_from(buf);
+        // UDP_IN_A_ROW datagrams, once the datagrams already taken are
+        // handed out (the wait below sees only the socket: it could block
+        // with them queued).
+        if (self.in_a_row < UDP_IN_A_ROW && !tcp.pending()) || self.queue.holds_some() {
+            let received = self.queue.recv(&self.udp, buf);
             if !received
                 .as_ref()
                 .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock)
@@ -479,7 +526,7 @@ impl PlainSip {
                 }
                 Ok(None)
             }
-            stream::Ready::Udp(_) => udp_arrival(self.udp.recv_from(buf)),
+            stream::Ready::Udp(_) => udp_arrival(self.queue.recv(&self.udp, buf)),
             stream::Ready::Frame(f) => {
                 let Some(room) = buf.get_mut(..f.bytes.len()) else {
                     return Ok(Some(Recv::Dropped {
@@ -988,6 +1035,34 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// More datagrams than one `recvmmsg` takes, from two senders: each
+    /// comes out once, whole, in order, with its sender; then WouldBlock.
+    #[test]
+    fn udp_queue_hands_out_every_datagram_with_its_sender() {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp.set_nonblocking(true).unwrap();
+        let to = udp.local_addr().unwrap();
+        let senders = [
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+        ];
+        let n = crate::sys::BATCH + 9;
+        for i in 0..n {
+            let msg = format!("datagram {i} {}", "x".repeat(i * 30));
+            senders[i % 2].send_to(msg.as_bytes(), to).unwrap();
+        }
+        let mut q = UdpQueue::default();
+        let mut buf = vec![0u8; 70000];
+        for i in 0..n {
+            let (len, from) = q.recv(&udp, &mut buf).unwrap();
+            let want = format!("datagram {i} {}", "x".repeat(i * 30));
+            assert_eq!(&buf[..len], want.as_bytes());
+            assert_eq!(from, senders[i % 2].local_addr().unwrap());
+        }
+        let e = q.recv(&udp, &mut buf).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+    }
 
     #[test]
     fn modes() {

@@ -14,7 +14,7 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 use nix::libc;
@@ -269,14 +269,8 @@ impl Sock {
         }
         let src = msg
             .address
-            .and_then(|a| {
-                a.as_sockaddr_in()
-                    .map(|s| SocketAddr::V4(SocketAddrV4::new(s.ip(), s.port())))
-                    .or_else(|| {
-                        a.as_sockaddr_in6()
-                            .map(|s| SocketAddr::V6(SocketAddrV6::new(s.ip(), s.port(), 0, 0)))
-                    })
-            })
+            .as_ref()
+            .and_then(socket_addr)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no source address"))?;
         Ok((msg.bytes, src, dst))
     }
@@ -453,7 +447,6 @@ impl Ready {
 /// thread starts.
 pub fn detach() -> io::Result<Ready> {
     use std::io::Read;
-    use std::os::fd::AsFd;
     let (r, w) = nix::unistd::pipe().map_err(io::Error::from)?;
     // SAFETY: called from `main` before any thread is spawned (the tracing
     // subscriber writes synchronously and starts no thread), so the child
@@ -597,12 +590,23 @@ impl SendBatch {
     }
 }
 
+/// An IPv4 or IPv6 socket address as std has it.
+fn socket_addr(a: &SockaddrStorage) -> Option<SocketAddr> {
+    a.as_sockaddr_in()
+        .map(|s| SocketAddr::V4(SocketAddrV4::new(s.ip(), s.port())))
+        .or_else(|| {
+            a.as_sockaddr_in6()
+                .map(|s| SocketAddr::V6(SocketAddrV6::new(s.ip(), s.port(), 0, 0)))
+        })
+}
+
 /// `recvmmsg(2)` into preallocated buffers: up to `n` datagrams per system
 /// call (`MSG_WAITFORONE`: waits for the first only). Each datagram lands
 /// at `offset` in its own buffer, so the caller has that much headroom.
 pub struct RecvBatch {
     bufs: Vec<Vec<u8>>,
     lens: Vec<usize>,
+    froms: Vec<Option<SocketAddr>>,
     headers: nix::sys::socket::MultiHeaders<SockaddrStorage>,
     offset: usize,
     max: usize,
@@ -625,6 +629,7 @@ impl RecvBatch {
         RecvBatch {
             bufs: (0..BATCH).map(|_| vec![0u8; offset + max + tail]).collect(),
             lens: vec![0; BATCH],
+            froms: vec![None; BATCH],
             headers: nix::sys::socket::MultiHeaders::preallocate(BATCH, None),
             offset,
             max,
@@ -633,6 +638,16 @@ impl RecvBatch {
 
     /// Receives at least one datagram (blocking); returns how many.
     pub fn recv(&mut self, sock: &Sock) -> io::Result<usize> {
+        self.recv_fd(sock.sock.as_fd(), MsgFlags::MSG_WAITFORONE)
+    }
+
+    /// The datagrams waiting on `fd` (a UDP socket), at most [`BATCH`],
+    /// without blocking: `WouldBlock` when there are none.
+    pub fn recv_waiting(&mut self, fd: std::os::fd::BorrowedFd<'_>) -> io::Result<usize> {
+        self.recv_fd(fd, MsgFlags::MSG_DONTWAIT)
+    }
+
+    fn recv_fd(&mut self, fd: std::os::fd::BorrowedFd<'_>, flags: MsgFlags) -> io::Result<usize> {
         let (offset, max) = (self.offset, self.max);
         let mut slices: [[io::IoSliceMut<'_>; 1]; BATCH] = {
             let mut it = self.bufs.iter_mut();
@@ -645,21 +660,29 @@ impl RecvBatch {
             })
         };
         let res = nix::sys::socket::recvmmsg(
-            sock.sock.as_raw_fd(),
+            fd.as_raw_fd(),
             &mut self.headers,
             slices.iter_mut(),
-            MsgFlags::MSG_WAITFORONE,
+            flags,
             None,
         )
         .map_err(io::Error::from)?;
         let mut n = 0;
         for (i, r) in res.enumerate() {
-            if let Some(l) = self.lens.get_mut(i) {
+            if let (Some(l), Some(f)) = (self.lens.get_mut(i), self.froms.get_mut(i)) {
                 *l = r.bytes;
+                *f = r.address.as_ref().and_then(socket_addr);
                 n = i + 1;
             }
         }
         Ok(n)
+    }
+
+    /// Datagram `i` of the last receive and its sender.
+    pub fn datagram(&self, i: usize) -> Option<(&[u8], Option<SocketAddr>)> {
+        let len = *self.lens.get(i)?;
+        let b = self.bufs.get(i)?.get(self.offset..self.offset + len)?;
+        Some((b, self.froms.get(i).copied().flatten()))
     }
 
     /// Buffer `i` (the datagram is at `offset..offset + len(i)`).
