@@ -143,15 +143,23 @@ pub struct PlainSip {
 
 /// The datagrams one `recvmmsg` took from a busy UDP socket (one system
 /// call for up to [`crate::sys::BATCH`] of them, where `recv_from` makes
-/// one each), handed out one by one. Made on first use.
+/// one each), handed out one by one. A socket is read with `recv_from`
+/// until it proves busy ([`UdpQueue::BUSY`] datagrams in a row without
+/// running dry): the batch's buffers (2 MiB, written on first use) would
+/// cost a UA's first answer more than half a millisecond.
 #[derive(Debug, Default)]
 struct UdpQueue {
     batch: Option<Box<crate::sys::RecvBatch>>,
     next: usize,
     count: usize,
+    /// Datagrams taken since the socket last ran dry, before `batch`.
+    streak: u32,
 }
 
 impl UdpQueue {
+    /// Datagrams in a row that make a socket busy.
+    const BUSY: u32 = 8;
+
     /// Whether datagrams taken are waiting to be handed out.
     fn holds_some(&self) -> bool {
         self.next < self.count
@@ -161,10 +169,19 @@ impl UdpQueue {
     /// (cut to `buf`): the next one taken, or else those waiting now;
     /// `WouldBlock` when there are none.
     fn recv(&mut self, udp: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
-        if !self.holds_some() {
-            let b = self
-                .batch
-                .get_or_insert_with(|| Box::new(crate::sys::RecvBatch::new(0, 65535, 0)));
+        let Some(b) = &mut self.batch else {
+            let r = udp.recv_from(buf);
+            match &r {
+                Ok(_) => self.streak += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.streak = 0,
+                Err(_) => {}
+            }
+            if self.streak >= Self::BUSY {
+                self.batch = Some(Box::new(crate::sys::RecvBatch::new(0, 65535, 0)));
+            }
+            return r;
+        };
+        if self.next >= self.count {
             self.count = b.recv_waiting(udp.as_fd())?;
             self.next = 0;
         }
@@ -1037,7 +1054,9 @@ mod tests {
     use super::*;
 
     /// More datagrams than one `recvmmsg` takes, from two senders: each
-    /// comes out once, whole, in order, with its sender; then WouldBlock.
+    /// comes out once, whole, in order, with its sender, first one by one,
+    /// then in batches once the socket is busy; then WouldBlock. A
+    /// datagram now and then never makes the batch.
     #[test]
     fn udp_queue_hands_out_every_datagram_with_its_sender() {
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -1048,18 +1067,28 @@ mod tests {
             UdpSocket::bind("127.0.0.1:0").unwrap(),
         ];
         let n = crate::sys::BATCH + 9;
+        let mut q = UdpQueue::default();
+        let mut buf = vec![0u8; 70000];
+        // A datagram now and then: no batch.
+        for _ in 0..3 {
+            senders[0].send_to(b"now and then", to).unwrap();
+            assert_eq!(q.recv(&udp, &mut buf).unwrap().0, 12);
+            let e = q.recv(&udp, &mut buf).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+        }
+        assert!(q.batch.is_none());
         for i in 0..n {
             let msg = format!("datagram {i} {}", "x".repeat(i * 30));
             senders[i % 2].send_to(msg.as_bytes(), to).unwrap();
         }
-        let mut q = UdpQueue::default();
-        let mut buf = vec![0u8; 70000];
         for i in 0..n {
             let (len, from) = q.recv(&udp, &mut buf).unwrap();
             let want = format!("datagram {i} {}", "x".repeat(i * 30));
             assert_eq!(&buf[..len], want.as_bytes());
             assert_eq!(from, senders[i % 2].local_addr().unwrap());
         }
+        // Busy after BUSY in a row: the rest came in batches.
+        assert!(q.batch.is_some());
         let e = q.recv(&udp, &mut buf).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
     }
