@@ -9,20 +9,10 @@
 
 use std::path::Path;
 
+use benches::corpus;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sigcomp::compress::{Compressor, Config, Level};
 use sigcomp::{CompartmentId, Endpoint, EndpointConfig, Link, Received};
-
-fn corpus() -> Vec<Vec<u8>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors/sigcomp/independent/corpus");
-    let mut files: Vec<_> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "sip"))
-        .collect();
-    files.sort();
-    files.iter().map(|p| std::fs::read(p).unwrap()).collect()
-}
 
 fn bench(c: &mut Criterion) {
     let msgs = corpus();

@@ -20,24 +20,12 @@
 
 use std::cell::RefCell;
 use std::hint::black_box;
-use std::path::Path;
 
-use benches::{BATCH, race};
+use benches::{BATCH, corpus, race};
 use sigcomp::compress::{Compressor, Config, Kind};
 use sigcomp::{CompartmentId, Decompressor, Parameters, StateHandler, Transport};
 
 const CID: CompartmentId = CompartmentId(1);
-
-fn corpus() -> Vec<Vec<u8>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors/sigcomp/independent/corpus");
-    let mut files: Vec<_> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "sip"))
-        .collect();
-    files.sort();
-    files.iter().map(|p| std::fs::read(p).unwrap()).collect()
-}
 
 fn states() -> StateHandler {
     let mut s = StateHandler::with_dictionaries();

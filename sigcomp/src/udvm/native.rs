@@ -152,20 +152,8 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
             index -= 257;
             val = index;
             self.used += 3;
-            if index >= 8 {
-                // REMAINDER, ADD, DIVIDE, SUBTRACT, LSHIFT, then INPUT-BITS
-                val = ((val % 4) + 4)
-                    .checked_shl(u32::from(index / 4 - 1))
-                    .unwrap_or(0);
-                index = index / 4 - 1;
-                self.used += 5;
-                match self.extra_bits(index) {
-                    Some(v) => tmp = v,
-                    None => break Left::At(FAIL),
-                }
-                // ADD ($val, $tmp)
-                val = val.wrapping_add(tmp);
-                self.used += 1;
+            if index >= 8 && !self.extra(4, &mut val, &mut index, &mut tmp) {
+                break Left::At(FAIL);
             }
             // ADD ($val, 3), LOAD (len, $val)
             val = val.wrapping_add(3);
@@ -186,18 +174,8 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
             // LOAD (val, $index), COMPARE ($index, 4, ...)
             val = index;
             self.used += 2;
-            if index >= 4 {
-                val = ((val % 2) + 2)
-                    .checked_shl(u32::from(index / 2 - 1))
-                    .unwrap_or(0);
-                index = index / 2 - 1;
-                self.used += 5;
-                match self.extra_bits(index) {
-                    Some(v) => tmp = v,
-                    None => break Left::At(FAIL),
-                }
-                val = val.wrapping_add(tmp);
-                self.used += 1;
+            if index >= 4 && !self.extra(2, &mut val, &mut index, &mut tmp) {
+                break Left::At(FAIL);
             }
             // ADD ($val, 1), COPY-OFFSET ($val, $len, $ptr), JUMP (next_symbol)
             val = val.wrapping_add(1);
@@ -226,18 +204,28 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
         }
     }
 
-    /// INPUT-BITS (n, tmp, fail) with the F bit set and P = 1, its cycle
-    /// charged: the bits, or `None` when the input holds fewer (the
-    /// instruction then jumps to `fail`).
-    fn extra_bits(&mut self, n: u16) -> Option<u16> {
-        self.used += 1;
+    /// `length_extra` (m = 4) or `distance_extra` (m = 2) on the loop's
+    /// variables: REMAINDER ($val, m), ADD ($val, m), DIVIDE ($index, m),
+    /// SUBTRACT ($index, 1), LSHIFT ($val, $index), INPUT-BITS ($index,
+    /// tmp, fail) with the F bit set and P = 1, ADD ($val, $tmp), cycles
+    /// charged; `false` when the input holds too few bits (the INPUT-BITS
+    /// jumps to `fail`, and the last ADD does not run).
+    fn extra(&mut self, m: u16, val: &mut u16, index: &mut u16, tmp: &mut u16) -> bool {
+        *val = ((*val % m) + m)
+            .checked_shl(u32::from(*index / m - 1))
+            .unwrap_or(0);
+        *index = *index / m - 1;
+        self.used += 5 + 1;
         self.note_p(true);
+        let n = *index;
         if usize::from(n) > self.bits_available() {
-            return None;
+            return false;
         }
-        let v = self.take_bits(n, true, true);
+        *tmp = self.take_bits(n, true, true);
         self.credit(usize::from(n));
-        Some(v)
+        *val = val.wrapping_add(*tmp);
+        self.used += 1;
+        true
     }
 }
 
