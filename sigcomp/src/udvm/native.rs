@@ -381,10 +381,10 @@ mod tests {
         msg
     }
 
-    /// Cycles that run out inside the loop fail at the same instruction,
-    /// with the same count, as in the interpreter; a shorter run of the
-    /// same matches (which wraps the circular buffer many times) decodes
-    /// alike.
+    /// Cycles that run out inside the loop (a long run of matches, which
+    /// wraps the circular buffer many times before it does) fail at the
+    /// same instruction, with the same count, as in the interpreter; a
+    /// short run of the same matches decodes alike.
     #[test]
     fn cycles_run_out_alike() {
         let params = Parameters {
