@@ -143,6 +143,9 @@ pub(crate) struct Matcher {
     flush_limit: usize,
     /// Message bytes encoded since the last flush.
     pending: usize,
+    /// The farthest distance any search of the last encode returned
+    /// ([`Matcher::farthest_found`]).
+    farthest: usize,
 }
 
 thread_local! {
@@ -177,6 +180,7 @@ impl Default for Matcher {
             max_dist: MAX_DISTANCE,
             flush_limit: usize::MAX,
             pending: 0,
+            farthest: 0,
         }
     }
 }
@@ -293,7 +297,7 @@ impl Matcher {
 
     /// The longest match for `hist[i..]` among earlier positions.
     #[inline]
-    fn find(&self, hist: &[u8], i: usize, chain: u32, good_enough: usize) -> (usize, usize) {
+    fn find(&mut self, hist: &[u8], i: usize, chain: u32, good_enough: usize) -> (usize, usize) {
         let max = (hist.len() - i).min(MAX_MATCH);
         if max < MIN_MATCH {
             return (0, 0);
@@ -327,7 +331,23 @@ impl Matcher {
             }
             stamp = self.prev.get(j).copied().unwrap_or(0);
         }
-        if best.0 < MIN_MATCH { (0, 0) } else { best }
+        if best.0 < MIN_MATCH {
+            (0, 0)
+        } else {
+            self.farthest = self.farthest.max(best.1);
+            best
+        }
+    }
+
+    /// The farthest distance any search of the last encode returned,
+    /// whether or not its match was used. An encode of the same input
+    /// with a smaller `max_dist` that is still at least this far makes
+    /// exactly the same choices: each search walks its chain nearest
+    /// first, so it meets the same candidates up to the first beyond the
+    /// limit, and the best of all it met before (the first longest) was
+    /// among them.
+    pub(crate) fn farthest_found(&self) -> usize {
+        self.farthest
     }
 
     /// Encodes `hist[start..]` with `hist[..start]` as history, appending
@@ -350,6 +370,7 @@ impl Matcher {
         self.max_dist = max_dist.min(MAX_DISTANCE);
         self.flush_limit = flush.map_or(usize::MAX, |f| f.max(MAX_MATCH + 1));
         self.pending = 0;
+        self.farthest = 0;
         let (chain, lazy, good) = match level {
             Level::Fast => (8, false, 32),
             Level::Default => (64, true, 128),
@@ -463,5 +484,42 @@ mod tests {
         assert_eq!(distance_code(32768), (29, 13, 8191));
         // 'A' (65): 8-bit code 0x30 + 65 = 0x71 = 0b01110001.
         assert_eq!(LITLEN[65], (reverse(0x71, 8) as u16, 8));
+    }
+
+    /// What `compress_inner` relies on to skip a retry: with any limit
+    /// between the farthest match the searches found and the one they
+    /// had, an encode makes the same bits; below it, it finds less far.
+    #[test]
+    fn a_limit_beyond_every_match_found_encodes_alike() {
+        let root = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../vectors/sigcomp/independent/corpus/"
+        );
+        let mut m = Matcher::default();
+        for f in std::fs::read_dir(root).unwrap() {
+            let path = f.unwrap().path();
+            if path.extension().is_none_or(|e| e != "sip") {
+                continue;
+            }
+            let msg = std::fs::read(&path).unwrap();
+            let mut hist = SIP_SDP_DICTIONARY.to_vec();
+            hist.extend_from_slice(&msg);
+            let start = SIP_SDP_DICTIONARY.len();
+            for level in [Level::Fast, Level::Default, Level::Best] {
+                let mut first = Vec::new();
+                m.encode(&hist, start, hist.len(), None, false, level, &mut first);
+                let found = m.farthest_found();
+                assert!(found > 0 && found < hist.len(), "{path:?}");
+                for limit in [found, (found + hist.len()) / 2] {
+                    let mut again = Vec::new();
+                    m.encode(&hist, start, limit, None, false, level, &mut again);
+                    assert_eq!(again, first, "{path:?} {level:?} {limit}");
+                    assert_eq!(m.farthest_found(), found);
+                }
+                let mut nearer = Vec::new();
+                m.encode(&hist, start, found - 1, None, false, level, &mut nearer);
+                assert!(m.farthest_found() < found, "{path:?} {level:?}");
+            }
+        }
     }
 }

@@ -1057,9 +1057,9 @@ impl Compressor {
         // again with the real size if the guess was too small.
         let mut guess = (fixed + 16 + msg.len() / 3).min(dms / 2);
         let mut tries = 0;
-        // The farthest distance the last encode allowed and its
-        // `ack_only` (see below).
-        let mut encoded: Option<(usize, bool)> = None;
+        // The farthest distance the last encode allowed, the farthest it
+        // found, and its `ack_only` (see below).
+        let mut encoded: Option<(usize, usize, bool)> = None;
         let (len, used, preloaded) = loop {
             tries += 1;
             // RFC 3320 §7: UDVM memory = DMS - message size on UDP, DMS / 2
@@ -1163,20 +1163,20 @@ impl Compressor {
             // A retry whose smaller memory changes neither the preload nor
             // any match would encode exactly the same bits: every input of
             // the encode is the same (the preload, the message, no flush,
-            // `ack_only`) but the farthest distance, and no distance in
-            // this history reaches either limit. The first message of a
-            // compartment (a bytecode upload over the whole dictionary) is
-            // usually such a retry: its first guess is too small.
+            // `ack_only`) but the farthest distance allowed, and no search
+            // of the last encode found a match beyond the new limit
+            // ([`deflate::Matcher::farthest_found`]). The first message of
+            // a compartment (a bytecode upload over the whole dictionary)
+            // is usually such a retry: its first guess is too small.
             let reach = (room - 1).min(deflate::MAX_DISTANCE);
-            let farthest = self.hist.len().saturating_sub(1);
             let same = !long
-                && encoded.is_some_and(|(r, a)| {
-                    a == ack_only && (r == reach || (r >= farthest && reach >= farthest))
+                && encoded.is_some_and(|(r, found, a)| {
+                    a == ack_only && (r == reach || (found <= reach && reach <= r))
                 })
                 && self.encoded_sources == self.sources;
             if !same {
                 self.bits.clear();
-                deflate::with_matcher(|m| {
+                let found = deflate::with_matcher(|m| {
                     m.encode(
                         &self.hist,
                         preloaded,
@@ -1186,8 +1186,9 @@ impl Compressor {
                         self.config.level,
                         &mut self.bits,
                     );
+                    m.farthest_found()
                 });
-                encoded = (!long).then_some((reach, ack_only));
+                encoded = (!long).then_some((reach, found, ack_only));
                 self.encoded_sources.clone_from(&self.sources);
             }
             out.extend_from_slice(&self.bits);
@@ -1469,7 +1470,7 @@ impl Compressor {
         self.ranked.clear();
         self.msg_grams.clear();
         self.msg_grams
-            .extend(grams(msg).step_by(GRAM_STRIDE).map(|h| h as u16));
+            .extend(msg.windows(8).step_by(GRAM_STRIDE).map(|w| gram(w) as u16));
         let words = self.msg_grams.len().div_ceil(64);
         let mut cover: Vec<(usize, Vec<u64>)> = Vec::new();
         let candidates = (0..self.states.len())
@@ -1588,27 +1589,73 @@ impl Compressor {
 
 /// 16-bit hashes of every 8-byte substring.
 fn grams(b: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    b.windows(8).map(|w| {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(w);
-        (u64::from_le_bytes(a).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 48) as usize
-    })
+    b.windows(8).map(gram)
+}
+
+/// The 16-bit hash of the first 8 bytes of `w` (a window of [`grams`]).
+fn gram(w: &[u8]) -> usize {
+    let mut a = [0u8; 8];
+    a.iter_mut().zip(w).for_each(|(a, w)| *a = *w);
+    (u64::from_le_bytes(a).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 48) as usize
 }
 
 /// Whether a message contains `pidf`, `presence` or `xmlns`: the RFC 5112
-/// presence dictionary is worth preloading. One pass, four bytes at a
-/// time.
+/// presence dictionary is worth preloading. One pass for the bytes `p`
+/// and `x` (0x70 and 0x78: one compare with bit 3 set), checking the words
+/// only there.
 fn mentions_presence(msg: &[u8]) -> bool {
-    let word = |w: &[u8]| match w {
-        &[a, b, c, d, ..] => u32::from_le_bytes([a, b, c, d]),
-        _ => 0,
-    };
-    let (pidf, pres, xmln) = (word(b"pidf"), word(b"pres"), word(b"xmln"));
-    msg.windows(4).enumerate().any(|(i, w)| {
-        let v = word(w);
-        let rest = || msg.get(i..).unwrap_or_default();
-        v == pidf
-            || (v == pres && rest().starts_with(b"presence"))
-            || (v == xmln && rest().starts_with(b"xmlns"))
-    })
+    let mut rest = msg;
+    while let Some(i) = rest.iter().position(|&b| b | 0x08 == b'x') {
+        let Some(at) = rest.get(i..) else {
+            return false;
+        };
+        if at.starts_with(b"pidf") || at.starts_with(b"presence") || at.starts_with(b"xmlns") {
+            return true;
+        }
+        rest = at.get(1..).unwrap_or_default();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scan for `p` and `x` finds the words wherever a plain search
+    /// does: at the start, the end, overlapping a near miss.
+    #[test]
+    fn mentions_presence_finds_what_a_search_finds() {
+        let words: [&[u8]; 3] = [b"pidf", b"presence", b"xmlns"];
+        let naive = |m: &[u8]| words.iter().any(|w| m.windows(w.len()).any(|x| x == *w));
+        let mut cases: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b"p".to_vec(),
+            b"pid".to_vec(),
+            b"ppidf".to_vec(),
+            b"xmln".to_vec(),
+            b"presenc".to_vec(),
+            b"Event: presence\r\n".to_vec(),
+            b"<xmlns:x/>".to_vec(),
+            b"pxpxpxmlnx".to_vec(),
+            b"application/pidf+xml".to_vec(),
+            b"REGISTER sip:ims.example.org SIP/2.0\r\n".to_vec(),
+        ];
+        for w in words {
+            for at in 0..3 {
+                let mut m = vec![b'p'; at];
+                m.extend_from_slice(w);
+                cases.push(m.clone());
+                m.truncate(m.len() - 1);
+                cases.push(m);
+            }
+        }
+        for m in &cases {
+            assert_eq!(
+                mentions_presence(m),
+                naive(m),
+                "{:?}",
+                String::from_utf8_lossy(m)
+            );
+        }
+    }
 }
