@@ -584,6 +584,10 @@ pub struct Sad {
     free: Vec<u32>,
     // (src, dst, protocol) -> slots, for outbound selection.
     by_pair: HashMap<PairKey, Vec<u32>, BuildHasherDefault<SadHasher>>,
+    // The same for SAs with a reqid, per reqid: a `unique:N` request
+    // (each UE's policies have their own) reads only its SAs, not every
+    // SA between two addresses (all of them, on one host's loopback).
+    by_reqid: HashMap<(PairKey, u32), Vec<u32>, BuildHasherDefault<SadHasher>>,
     // UDP ports of ESP-in-UDP SAs (RFC 3948), with how many SAs use each.
     udp_ports: HashMap<u16, u32>,
     // SPIs held by `getspi` (not in `map`: they carry no traffic).
@@ -611,6 +615,7 @@ impl Sad {
             slots: Vec::with_capacity(n),
             free: Vec::new(),
             by_pair: HashMap::with_capacity_and_hasher(n, BuildHasherDefault::default()),
+            by_reqid: HashMap::default(),
             udp_ports: HashMap::new(),
             larval: HashMap::new(),
             next_seq: 0,
@@ -711,11 +716,13 @@ impl Sad {
         };
         entry.seq = self.next_seq;
         self.next_seq += 1;
+        let reqid = entry.meta.reqid;
         if let Some(s) = self.slots.get_mut(slot as usize) {
             *s = Some(Arc::new(entry));
         }
         self.map.insert(key, slot);
         self.by_pair.entry(pair).or_default().push(slot);
+        self.index_reqid(pair, reqid, slot, true);
         self.count_udp_ports(&self.slots.get(slot as usize).cloned().flatten(), 1);
         Ok(id)
     }
@@ -766,7 +773,34 @@ impl Sad {
         };
         self.count_udp_ports(&old, -1);
         self.count_udp_ports(&new, 1);
+        // An update may give the SA another reqid (`-u`).
+        let key = |e: &Option<Arc<SaEntry>>| {
+            e.as_ref()
+                .map(|e| (PairKey::new(e.sa.src(), id.dst, id.protocol), e.meta.reqid))
+        };
+        if let (Some(was), Some(now)) = (key(&old), key(&new)) {
+            if was != now {
+                self.index_reqid(was.0, was.1, i, false);
+                self.index_reqid(now.0, now.1, i, true);
+            }
+        }
         true
+    }
+
+    /// Adds `slot` to (or removes it from) the SAs of `pair` with `reqid`
+    /// (none kept for reqid 0).
+    fn index_reqid(&mut self, pair: PairKey, reqid: u32, slot: u32, add: bool) {
+        if reqid == 0 {
+            return;
+        }
+        if add {
+            self.by_reqid.entry((pair, reqid)).or_default().push(slot);
+        } else if let Some(v) = self.by_reqid.get_mut(&(pair, reqid)) {
+            v.retain(|&x| x != slot);
+            if v.is_empty() {
+                self.by_reqid.remove(&(pair, reqid));
+            }
+        }
     }
 
     fn count_udp_ports(&mut self, entry: &Option<Arc<SaEntry>>, delta: i32) {
@@ -806,6 +840,7 @@ impl Sad {
                 self.by_pair.remove(&pair);
             }
         }
+        self.index_reqid(pair, entry.meta.reqid, i, false);
         Some(entry)
     }
 
@@ -853,6 +888,7 @@ impl Sad {
                 self.slots.clear();
                 self.free.clear();
                 self.by_pair.clear();
+                self.by_reqid.clear();
                 self.udp_ports.clear();
             }
             Some(p) => {
@@ -902,7 +938,17 @@ impl Sad {
             crate::ast::ReqProtocol::Ah => Protocol::Ah,
         };
         let mode = to_mode(req.mode);
-        self.between(src, dst, protocol)
+        let slots = if req.reqid == 0 {
+            self.by_pair.get(&PairKey::new(src, dst, protocol))
+        } else {
+            self.by_reqid
+                .get(&(PairKey::new(src, dst, protocol), req.reqid))
+        };
+        slots
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|&i| self.slots.get(i as usize)?.as_deref())
             .filter(|e| {
                 e.sa.mode() == mode
                     && (req.reqid == 0 || e.meta.reqid == req.reqid)
@@ -1070,6 +1116,77 @@ mod tests {
             udp_encap: None,
             seq: 0,
         }
+    }
+
+    /// The reqid index gives what scanning every SA of the pair gives,
+    /// through adds, removes and updates that change an SA's reqid.
+    #[test]
+    fn select_out_by_reqid_equals_a_scan_of_the_pair() {
+        let now = Timestamp(0);
+        let mut sad = Sad::new();
+        let scan = |sad: &Sad, req: &SaRequest, pkt: &PacketSelector| {
+            sad.between(pkt.src, pkt.dst, Protocol::Esp)
+                .filter(|e| {
+                    e.sa.mode() == Mode::Transport
+                        && (req.reqid == 0 || e.meta.reqid == req.reqid)
+                        && !e.hard_expired(now)
+                })
+                .max_by_key(|e| (e.state() == SaState::Mature, e.seq))
+                .map(SaEntry::id)
+        };
+        let pkt = PacketSelector::udp(
+            "192.0.2.1".parse().unwrap(),
+            5062,
+            "192.0.2.9".parse().unwrap(),
+            5068,
+        );
+        let check = |sad: &Sad| {
+            let mut found = 0;
+            for reqid in 0..6 {
+                let req = SaRequest {
+                    protocol: crate::ast::ReqProtocol::Esp,
+                    mode: ReqMode::Transport,
+                    endpoints: None,
+                    level: crate::ast::Level::Require,
+                    reqid,
+                };
+                let got = sad.select_out(&req, &pkt, now).map(SaEntry::id);
+                assert_eq!(got, scan(sad, &req, &pkt), "reqid {reqid}");
+                found += usize::from(got.is_some());
+            }
+            found
+        };
+        let meta = |reqid| SaMeta {
+            reqid,
+            ..SaMeta::default()
+        };
+        let mut ids = Vec::new();
+        for spi in 0..12u32 {
+            ids.push(
+                sad.add(
+                    params("192.0.2.9", Protocol::Esp, 0x100 + spi),
+                    meta(spi % 4),
+                    now,
+                )
+                .unwrap(),
+            );
+        }
+        assert_eq!(check(&sad), 4); // any, 1, 2, 3 (nothing has 4 or 5)
+        // The newest SA of reqid 1 goes; an older one takes its place.
+        sad.remove(&ids[9]).unwrap();
+        assert_eq!(check(&sad), 4);
+        // Updates move SAs to reqid 5 and out of reqid 2.
+        for i in [2u32, 6, 10] {
+            let sa = Sa::new(params("192.0.2.9", Protocol::Esp, 0x100 + i)).unwrap();
+            let new = sad.get(&ids[i as usize]).unwrap().replaced_by(sa, meta(5));
+            assert!(sad.replace(&ids[i as usize], new));
+        }
+        assert_eq!(check(&sad), 4); // any, 1, 3, 5
+        for id in &ids {
+            sad.remove(id);
+        }
+        assert_eq!(check(&sad), 0);
+        assert!(sad.by_reqid.is_empty() && sad.by_pair.is_empty());
     }
 
     #[test]
