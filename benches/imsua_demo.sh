@@ -2,7 +2,7 @@
 # The cost of protection and the gain of SigComp for the bundled UA, in one
 # run:
 #
-#   benches/imsua_demo.sh [RUNS]
+#   benches/imsua_demo.sh [RUNS] [--pin]
 #
 # 1. Registration time: RUNS (default 20) `imsua register` against a pcscf
 #    with --ipsec none (AKA, no sec-agree, no SigComp) and RUNS against a
@@ -18,12 +18,25 @@
 #    before ESP, from the three processes' stopped events), and the IP
 #    bytes of the two captures (every packet, ESP included) as a ratio.
 #
+# With --pin the pcscfs run on CPU 1 and each imsua on CPU 0 (taskset), the
+# same for every mode: on a 2-CPU machine the scheduler otherwise sometimes
+# puts both on one CPU, where the woken receiver preempts the sender, and
+# the medians move by 20 % from run to run.
+#
 # Needs a release build of imsua and pcscf (built here). Everything on
 # 127.0.0.1. Only the ratios within one run mean anything.
 set -u
 cd "$(dirname "$0")/.."
-runs=${1:-20}
-case "$runs" in -h|--help) sed -n '2,/^set -u/p' "$0" | sed 's/^# \{0,1\}//; /^set -u/d'; exit 0 ;; esac
+runs=20
+pin_p=() pin_u=()
+for a in "$@"; do
+  case "$a" in
+    -h|--help) sed -n '2,/^set -u/p' "$0" | sed 's/^# \{0,1\}//; /^set -u/d'; exit 0 ;;
+    --pin) pin_p=(taskset -c 1) pin_u=(taskset -c 0) ;;
+    *[!0-9]*|'') echo "usage: $0 [RUNS] [--pin]" >&2; exit 2 ;;
+    *) runs=$a ;;
+  esac
+done
 cargo build --release -q -p tools --bin pcscf --bin imsua || exit 2
 work=$(mktemp -d)
 pids=()
@@ -44,7 +57,7 @@ OP=dbc59adcb6f9a0ef735477b7fadf8374
 B=target/release
 start_pcscf() { # name, args... (run in this shell, not in $(...), so cleanup sees its pid)
   local name=$1; shift
-  "$B/pcscf" --subscribers "$work/subs.toml" --listen 127.0.0.1:0 --quiet "$@" > "$work/$name.out" 2>&1 &
+  "${pin_p[@]}" "$B/pcscf" --subscribers "$work/subs.toml" --listen 127.0.0.1:0 --quiet "$@" > "$work/$name.out" 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do
     grep -q '"listening"' "$work/$name.out" 2>/dev/null && break
@@ -63,11 +76,11 @@ U=(--impi bob@ims.example.org --impu sip:bob@ims.example.org --k "$K" --op "$OP"
 echo "registration time, $runs runs each, alternating"
 for i in $(seq "$runs"); do
   t0=$(date +%s%N)
-  "$B/imsua" "${U[@]}" --pcscf "$plain" --ipsec none register | grep '"registered"' >> "$work/plain.ms" || { echo "run $i: registration failed (none)" >&2; exit 1; }
+  "${pin_u[@]}" "$B/imsua" "${U[@]}" --pcscf "$plain" --ipsec none register | grep '"registered"' >> "$work/plain.ms" || { echo "run $i: registration failed (none)" >&2; exit 1; }
   t1=$(date +%s%N)
-  "$B/imsua" "${U[@]}" --pcscf "$prot" --ipsec udp --sigcomp register | grep '"registered"' >> "$work/prot.ms" || { echo "run $i: registration failed (udp+sigcomp)" >&2; exit 1; }
+  "${pin_u[@]}" "$B/imsua" "${U[@]}" --pcscf "$prot" --ipsec udp --sigcomp register | grep '"registered"' >> "$work/prot.ms" || { echo "run $i: registration failed (udp+sigcomp)" >&2; exit 1; }
   t2=$(date +%s%N)
-  "$B/imsua" "${U[@]}" --pcscf "$esp" --ipsec udp register | grep '"registered"' >> "$work/esp.ms" || { echo "run $i: registration failed (udp)" >&2; exit 1; }
+  "${pin_u[@]}" "$B/imsua" "${U[@]}" --pcscf "$esp" --ipsec udp register | grep '"registered"' >> "$work/esp.ms" || { echo "run $i: registration failed (udp)" >&2; exit 1; }
   echo $(( (t1 - t0) / 1000 )) >> "$work/plain.wall"
   echo $(( (t2 - t1) / 1000 )) >> "$work/prot.wall"
 done
