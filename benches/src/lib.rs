@@ -37,15 +37,6 @@ pub fn race(
 /// 14 SIP messages), in file-name order: what the SigComp benchmarks send.
 /// Panics when the files cannot be read: a benchmark without its input
 /// has nothing to measure.
-#[allow(clippy::unwrap_used)] // benchmark input
 pub fn corpus() -> Vec<Vec<u8>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../vectors/sigcomp/independent/corpus");
-    let mut files: Vec<_> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "sip"))
-        .collect();
-    files.sort();
-    files.iter().map(|p| std::fs::read(p).unwrap()).collect()
+    testkit::corpus::independent()
 }

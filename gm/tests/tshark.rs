@@ -18,24 +18,12 @@
     clippy::indexing_slicing
 )]
 
-use std::fs;
-use std::path::PathBuf;
-
 use gm::sip::header::{Contacts, SecMechanism};
 use gm::sip::{Builder, HeaderName, Message, Method};
 use testkit::pcap::{self, LINKTYPE_RAW};
 use testkit::{Peer, TempDir, require, tshark};
 
-fn corpus() -> Vec<Vec<u8>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../vectors/sip-corpus");
-    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "sip"))
-        .collect();
-    files.sort();
-    files.iter().map(|f| fs::read(f).unwrap()).collect()
-}
+use testkit::corpus::ours as corpus;
 
 const UE: &str = "[2001:db8:1:2::7]:5060";
 const IMPU: &str = "sip:+4915112345678@ims.mnc001.mcc262.3gppnetwork.org";

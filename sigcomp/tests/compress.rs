@@ -8,28 +8,12 @@
     clippy::indexing_slicing
 )]
 
-use std::path::{Path, PathBuf};
-
 use sigcomp::compress::{Compressor, Config, Kind, bytecode};
 use sigcomp::{CompartmentId, Decompressor, Parameters, StateHandler, Transport};
 
+/// Session 1 of the independent corpus, with the file names.
 fn corpus() -> Vec<(String, Vec<u8>)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors/sigcomp/independent/corpus");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "sip"))
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                std::fs::read(&p).unwrap(),
-            )
-        })
-        .collect()
+    testkit::corpus::sip_named(&testkit::corpus::independent_dir())
 }
 
 /// The receiving endpoint: decompressor + state handler, committing each
@@ -329,15 +313,8 @@ mod prop {
 /// to beyond the DEFLATE window (distances are capped at 32768).
 #[test]
 fn flows_at_every_memory_size() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../vectors/sigcomp/independent/corpus/session2");
-    let mut s2: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    s2.sort();
-    let mut msgs: Vec<Vec<u8>> = corpus().into_iter().map(|(_, m)| m).collect();
-    msgs.extend(s2.iter().map(|p| std::fs::read(p).unwrap()));
+    let mut msgs = testkit::corpus::independent();
+    msgs.extend(testkit::corpus::independent_session2());
     for (dms, sms) in [
         (2048, 2048),
         (4096, 2048),

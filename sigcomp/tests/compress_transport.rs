@@ -10,37 +10,20 @@
     clippy::indexing_slicing
 )]
 
-use std::path::{Path, PathBuf};
-
 use sigcomp::compress::{Compressor, Config, Kind, bytecode};
 use sigcomp::{
     CompartmentId, Decompressed, Decompressor, Nack, Parameters, Reason, StateHandler, Transport,
 };
 
-fn sip_files(dir: &Path) -> Vec<Vec<u8>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "sip"))
-        .collect();
-    files.sort();
-    files.iter().map(|p| std::fs::read(p).unwrap()).collect()
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 /// Sessions 1 and 2 of the independent corpus.
 fn corpus() -> Vec<Vec<u8>> {
-    let c = root().join("vectors/sigcomp/independent/corpus");
-    let mut v = sip_files(&c);
-    v.extend(sip_files(&c.join("session2")));
+    let mut v = testkit::corpus::independent();
+    v.extend(testkit::corpus::independent_session2());
     v
 }
 
 fn ours(name: &str) -> Vec<u8> {
-    std::fs::read(root().join("vectors/sip-corpus").join(name)).unwrap()
+    std::fs::read(testkit::corpus::vectors().join("sip-corpus").join(name)).unwrap()
 }
 
 struct Peer {

@@ -13,29 +13,15 @@
     clippy::indexing_slicing
 )]
 
-use std::path::{Path, PathBuf};
-
 use sigcomp::compress::{Compressor, Config, Kind};
 use sigcomp::{CompartmentId, Decompressor, Parameters, Resources, StateHandler, Transport};
 use testkit::{Peer, packet, pcap, tshark};
 
-fn sip_files(dir: &Path) -> Vec<Vec<u8>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "sip"))
-        .collect();
-    files.sort();
-    files.iter().map(|p| std::fs::read(p).unwrap()).collect()
-}
-
 /// Session 1 then session 2 of the independent corpus, and our own corpus.
 fn flow() -> Vec<Vec<u8>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let c = root.join("vectors/sigcomp/independent/corpus");
-    let mut v = sip_files(&c);
-    v.extend(sip_files(&c.join("session2")));
-    v.extend(sip_files(&root.join("vectors/sip-corpus")));
+    let mut v = testkit::corpus::independent();
+    v.extend(testkit::corpus::independent_session2());
+    v.extend(testkit::corpus::ours());
     v
 }
 

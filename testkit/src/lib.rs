@@ -15,6 +15,7 @@
 //! - [`wait`]: wait on a condition with a timeout instead of sleeping.
 //! - [`proc`]: child processes waited on by printed line or typed JSON
 //!   event, killed when their guard drops.
+//! - [`corpus`]: the SIP corpora under `vectors/`, sorted by file name.
 //! - [`TempDir`]: a temporary directory removed on drop.
 //!
 //! It does not depend on any crate of the workspace: the dependencies point
@@ -30,6 +31,7 @@
 // Test support: a failed expectation is a panic, as in the tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod corpus;
 pub mod packet;
 pub mod pcap;
 pub mod peer;

@@ -23,15 +23,7 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn sip_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "sip"))
-        .collect();
-    v.sort();
-    v
-}
+use testkit::corpus::sip_paths as sip_files;
 
 fn flow_and_check(name: &str, extra: &[&str], files: &[PathBuf]) {
     let dir = std::env::temp_dir().join(format!("h9-flow-{name}-{}", std::process::id()));

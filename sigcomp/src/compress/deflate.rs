@@ -491,17 +491,8 @@ mod tests {
     /// had, an encode makes the same bits; below it, it finds less far.
     #[test]
     fn a_limit_beyond_every_match_found_encodes_alike() {
-        let root = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../vectors/sigcomp/independent/corpus/"
-        );
         let mut m = Matcher::default();
-        for f in std::fs::read_dir(root).unwrap() {
-            let path = f.unwrap().path();
-            if path.extension().is_none_or(|e| e != "sip") {
-                continue;
-            }
-            let msg = std::fs::read(&path).unwrap();
+        for (path, msg) in testkit::corpus::sip_named(&testkit::corpus::independent_dir()) {
             let mut hist = SIP_SDP_DICTIONARY.to_vec();
             hist.extend_from_slice(&msg);
             let start = SIP_SDP_DICTIONARY.len();

@@ -231,24 +231,13 @@ impl<'a, S: StateStore + ?Sized> Run<'a, S> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
 
     use crate::compress::{Compressor, Config};
     use crate::feedback::Resources;
     use crate::state::{CompartmentId, StateHandler};
     use crate::{Decompressor, Parameters, Transport};
 
-    fn corpus() -> Vec<Vec<u8>> {
-        let root =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors/sigcomp/independent/corpus");
-        let mut files: Vec<_> = std::fs::read_dir(&root)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "sip"))
-            .collect();
-        files.sort();
-        files.iter().map(|p| std::fs::read(p).unwrap()).collect()
-    }
+    use testkit::corpus::independent as corpus;
 
     /// The loop run natively gives exactly what the interpreter alone
     /// gives (`cache_off`): the corpus compressed twice over as one flow

@@ -10,39 +10,14 @@
     clippy::indexing_slicing
 )]
 
-use std::path::{Path, PathBuf};
-
 use sigcomp::{CompartmentId, Endpoint, EndpointConfig, Link, Received, Resources, Sent};
-
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The `.sip` files of a directory, sorted by name, with their names.
-pub fn sip_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "sip"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                std::fs::read(p).unwrap(),
-            )
-        })
-        .collect()
-}
 
 /// Sessions 1 and 2 of the independent corpus, with their senders (1 for
 /// the P-CSCF's files, 0 for the UE's).
 pub fn independent() -> Vec<(usize, Vec<u8>)> {
-    let c = root().join("vectors/sigcomp/independent/corpus");
-    let mut v = sip_files(&c);
-    v.extend(sip_files(&c.join("session2")));
+    use testkit::corpus::{independent_dir, sip_named};
+    let mut v = sip_named(&independent_dir());
+    v.extend(sip_named(&independent_dir().join("session2")));
     v.into_iter()
         .map(|(n, m)| (usize::from(n.contains("pcscf")), m))
         .collect()
@@ -50,7 +25,7 @@ pub fn independent() -> Vec<(usize, Vec<u8>)> {
 
 /// A file of our SIP corpus.
 pub fn ours(name: &str) -> Vec<u8> {
-    std::fs::read(root().join("vectors/sip-corpus").join(name)).unwrap()
+    std::fs::read(testkit::corpus::vectors().join("sip-corpus").join(name)).unwrap()
 }
 
 /// Each side's compartment for the other.
