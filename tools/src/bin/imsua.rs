@@ -696,10 +696,7 @@ fn run(cli: &Cli, cfg: &UaConfig) -> Result<(), Failure> {
         ue,
         layer: Transactions::new(timers),
         rng,
-        ladder: Ladder {
-            verbose: cli.verbose,
-            quiet: false,
-        },
+        ladder: Ladder::new(cli.verbose, false),
         start: Instant::now(),
         reg_txn: None,
         sub_txns: Vec::new(),
@@ -727,6 +724,9 @@ fn run(cli: &Cli, cfg: &UaConfig) -> Result<(), Failure> {
         pending: VecDeque::new(),
     };
     let result = ua.run(&stop, &cli.command);
+    // Lines held for a message that never left (the run stopped on an
+    // error between the SAs' installation and the flush).
+    ua.ladder.release();
     // SAs left (register --stay, a failure): removed before exit.
     match ua.transport.close() {
         Ok(sets) => {
@@ -746,6 +746,16 @@ fn run(cli: &Cli, cfg: &UaConfig) -> Result<(), Failure> {
 
 fn event(j: &mut Json) {
     println!("{}", json_line(j));
+}
+
+/// The `sa` event lines of `set`.
+fn sa_lines(set: &SaSet, action: &str, keys: bool, usage: &[tools::ims::SaUsage]) -> String {
+    let mut lines = String::new();
+    for j in tools::ims::sa_events(set, action, keys, usage) {
+        j.write_line(&mut lines);
+        lines.push('\n');
+    }
+    lines
 }
 
 impl Ua {
@@ -1747,7 +1757,10 @@ impl Ua {
                     self.transport.install(&s)?;
                     // The compartment opens with the SAs (TS 24.229 §8.1.1).
                     self.comp.open(&s);
-                    self.sa_events(&s, "add", &[]);
+                    // Said once the request they are for has left (the
+                    // flush at the end of this batch), before its line.
+                    let (set, keys) = (s.clone(), self.show_keys);
+                    self.ladder.hold(move || sa_lines(&set, "add", keys, &[]));
                 }
                 UeAction::UpdateSas(s) => updates.push(s),
                 UeAction::RemoveSas(s) => {
@@ -1841,12 +1854,7 @@ impl Ua {
     /// cost ~4 system calls (and as many wake-ups of a reader) between the
     /// 401 and the protected REGISTER.
     fn sa_events(&self, set: &SaSet, action: &str, usage: &[tools::ims::SaUsage]) {
-        let mut lines = String::new();
-        for j in tools::ims::sa_events(set, action, self.show_keys, usage) {
-            j.write_line(&mut lines);
-            lines.push('\n');
-        }
-        print!("{lines}");
+        print!("{}", sa_lines(set, action, self.show_keys, usage));
     }
 
     /// With SigComp on, marks a request that goes over the SAs: its top

@@ -369,10 +369,7 @@ fn run(cli: &Cli) -> Result<()> {
             Some(s) => OsRandom::seeded(s),
             None => OsRandom::new()?,
         },
-        ladder: Ladder {
-            verbose: cli.verbose,
-            quiet: cli.quiet,
-        },
+        ladder: Ladder::new(cli.verbose, cli.quiet),
         start: Instant::now(),
         show_keys: cli.show_keys,
         // A UE gets SigComp once it shows it speaks it (RFC 3486 §4).
