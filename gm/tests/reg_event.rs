@@ -25,7 +25,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use gm::reg::{
-    Credentials, Flow, Network, NetworkAction, NetworkConfig, OpKey, SaSet, Subscriber, Ue,
+    Credentials, Ending, Flow, Network, NetworkAction, NetworkConfig, OpKey, SaSet, Subscriber, Ue,
     UeAction, UeConfig,
 };
 use gm::regevent::{ContactEvent, ContactState, Reginfo};
@@ -507,7 +507,7 @@ fn network_deregistration_rejected_stops_the_ue_and_removes_the_sas_after_the_no
     let mut w = subscribed();
     let before = w.net_sas.clone();
     assert_eq!(before.len(), 1);
-    let acts = w.net.deregister(IMPI, false, w.now);
+    let acts = w.net.deregister(IMPI, Ending::Rejected, w.now);
     // The SAs stay until the NOTIFY's transaction ends.
     assert!(
         !acts
@@ -554,7 +554,7 @@ fn network_deregistration_rejected_stops_the_ue_and_removes_the_sas_after_the_no
 fn network_deregistration_deactivated_registers_again_and_subscribes_again() {
     let mut w = subscribed();
     w.now = Duration::from_secs(100);
-    let acts = w.net.deregister(IMPI, true, w.now);
+    let acts = w.net.deregister(IMPI, Ending::Deactivated, w.now);
     w.net_do(acts, Flow::Unprotected);
     w.pump();
     let i = w
@@ -591,6 +591,71 @@ fn network_deregistration_deactivated_registers_again_and_subscribes_again() {
     );
     assert!(docs[2].full && docs[2].version == 0);
     assert!(w.ue.registration().is_some());
+}
+
+/// `probation`: the NOTIFY says when to come back (the contact's
+/// `retry-after`, the subscription's `reason=probation;retry-after`); the
+/// UE drops its SAs, waits that long and registers again, with a new
+/// challenge and new SAs, and subscribes again.
+#[test]
+fn network_deregistration_on_probation_registers_again_after_retry_after() {
+    let mut w = subscribed();
+    w.now = Duration::from_secs(100);
+    let probation = Ending::Probation {
+        retry_after: Duration::from_secs(120),
+    };
+    let acts = w.net.deregister(IMPI, probation, w.now);
+    w.net_do(acts, Flow::Unprotected);
+    w.pump();
+    let docs = w.notifies();
+    let c = &docs.last().unwrap().registrations[0].contacts[0];
+    assert_eq!(
+        (c.state, c.event, c.retry_after),
+        (ContactState::Terminated, ContactEvent::Probation, Some(120))
+    );
+    let notify = w.requests(Method::Notify).pop().unwrap();
+    let ss = notify.subscription_state().unwrap().unwrap();
+    assert_eq!((ss.state, ss.reason), ("terminated", Some("probation")));
+    assert!(
+        notify
+            .header("Subscription-State")
+            .unwrap()
+            .contains("retry-after=120"),
+        "{notify:?}"
+    );
+    assert!(matches!(
+        w.ue_events.last(),
+        Some(UeAction::DeregisteredByNetwork {
+            event: ContactEvent::Probation,
+            reregister_after: Some(d)
+        }) if *d == Duration::from_secs(120)
+    ));
+    assert!(w.ue_sas.is_empty() && w.net_sas.is_empty());
+    assert!(w.net.binding(IMPI).is_none());
+    // Not before retry-after.
+    assert_eq!(w.ue.poll_timeout(), Some(Duration::from_secs(220)));
+    w.at(Duration::from_secs(219));
+    assert_eq!(w.registered_count(), 1);
+    assert_eq!(w.requests(Method::Register).len(), 2);
+    w.at(Duration::from_secs(220));
+    assert_eq!(w.registered_count(), 2);
+    let registers = w.requests(Method::Register);
+    assert_eq!(registers.len(), 4);
+    assert!(registers[2].header("Security-Verify").is_none());
+    assert_eq!(w.ue_sas.len(), 1);
+    assert_eq!(w.ue_sas[0].mirror(), w.net_sas[0]);
+    assert_eq!(w.requests(Method::Subscribe).len(), 2);
+    assert!(w.net.binding(IMPI).is_some());
+    // The contact (the same URI throughout) keeps one id in every
+    // document (RFC 3680 §5.1).
+    let ids: std::collections::BTreeSet<String> = w
+        .notifies()
+        .iter()
+        .flat_map(|d| &d.registrations)
+        .flat_map(|r| &r.contacts)
+        .map(|c| c.id.clone())
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
 }
 
 #[test]
@@ -860,16 +925,23 @@ fn the_networks_reginfo_validates_against_the_rfc_3680_schema() {
         return;
     }
     // Every kind of document: full, refreshed, shortened, unregistered,
-    // deactivated, rejected.
+    // deactivated, probation, rejected.
     let mut w = subscribed();
     let acts = w.net.shorten(IMPI, Duration::from_secs(100), w.now);
     w.net_do(acts, Flow::Unprotected);
     w.pump();
     w.at(Duration::from_secs(50));
-    let acts = w.net.deregister(IMPI, true, w.now);
+    let acts = w.net.deregister(IMPI, Ending::Deactivated, w.now);
     w.net_do(acts, Flow::Unprotected);
     w.pump();
-    let acts = w.net.deregister(IMPI, false, w.now);
+    let probation = Ending::Probation {
+        retry_after: Duration::from_secs(30),
+    };
+    let acts = w.net.deregister(IMPI, probation, w.now);
+    w.net_do(acts, Flow::Unprotected);
+    w.pump();
+    w.at(Duration::from_secs(80));
+    let acts = w.net.deregister(IMPI, Ending::Rejected, w.now);
     w.net_do(acts, Flow::Unprotected);
     w.pump();
     let mut bodies: Vec<Vec<u8>> = w
@@ -892,6 +964,7 @@ fn the_networks_reginfo_validates_against_the_rfc_3680_schema() {
         ContactEvent::Shortened,
         ContactEvent::Refreshed,
         ContactEvent::Deactivated,
+        ContactEvent::Probation,
         ContactEvent::Rejected,
     ] {
         assert!(events.contains(&e), "{e:?} not in {events:?}");
@@ -1023,7 +1096,7 @@ fn a_new_ue_on_the_ports_of_a_kept_set_replaces_it() {
     let mut w = subscribed();
     let before = w.net_sas.clone();
     assert_eq!(before.len(), 1);
-    let acts = w.net.deregister(IMPI, false, w.now);
+    let acts = w.net.deregister(IMPI, Ending::Rejected, w.now);
     w.net_do(acts, Flow::Unprotected);
     // The UE process is gone: the NOTIFY is never answered, the set kept.
     w.queue.clear();

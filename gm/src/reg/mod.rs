@@ -86,7 +86,8 @@ pub mod sa;
 pub mod ue;
 
 pub use network::{
-    DEREGISTRATION_LINGER, MAX_CHALLENGES, Network, NetworkAction, NetworkConfig, Subscriber,
+    DEREGISTRATION_LINGER, Ending, MAX_CHALLENGES, Network, NetworkAction, NetworkConfig,
+    Subscriber,
 };
 
 pub use sa::{Agreement, IpsecMode, IpsecOffer, Sa, SaSet, Side, fresh_spis};

@@ -64,8 +64,10 @@
 //! the full state, then a partial NOTIFY ([`NetworkAction::Notify`]) on
 //! each change of its binding (`registered`, `refreshed`, `shortened`,
 //! `unregistered`, `expired`); [`Network::deregister`] ends a
-//! registration from the network's side (`deactivated` or `rejected`),
-//! [`Network::shorten`] shortens it. SAs of a binding the network ended
+//! registration from the network's side ([`Ending`]: `deactivated`,
+//! `probation` with its `retry-after`, or `rejected`),
+//! [`Network::shorten`] shortens it. A contact's `id` is a hash of its
+//! URI: the same in every document, different for another URI. SAs of a binding the network ended
 //! are removed only once the NOTIFYs to that UE still out ended
 //! ([`Network::on_response`], [`Network::on_notify_timeout`]), so that
 //! the UE learns why over them; those of a UE that de-registered itself
@@ -286,6 +288,23 @@ struct Binding {
     since: Duration,
 }
 
+/// How [`Network::deregister`] ends a binding: the contact event of the
+/// reg event (RFC 3680 §5.1), which tells the UE whether and when to
+/// register again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// `deactivated`: the UE should register again at once.
+    Deactivated,
+    /// `probation`: the UE should register again after `retry_after`
+    /// (whole seconds in the document).
+    Probation {
+        /// How long the UE waits before registering again.
+        retry_after: Duration,
+    },
+    /// `rejected`: the UE should not register again.
+    Rejected,
+}
+
 /// The P-CSCF/registrar; see the [module documentation](self).
 pub struct Network {
     config: NetworkConfig,
@@ -416,7 +435,7 @@ impl Network {
             .filter(|i| self.bindings.get(i).is_some_and(|b| b.expires_at <= now))
             .collect();
         for impi in expired {
-            out.extend(self.end_binding(&impi, ContactEvent::Expired, "noresource", now));
+            out.extend(self.end_binding(&impi, ContactEvent::Expired, None, "noresource", now));
         }
         out.extend(self.expire_subscriptions(now));
         out.extend(self.end_lingering(now));

@@ -8,7 +8,7 @@ use std::cmp::Reverse;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::{Network, NetworkAction};
+use super::{Ending, Network, NetworkAction};
 use crate::dialog::Dialog;
 use crate::reg::sa::SaSet;
 use crate::reg::{Flow, Random, hostport, token};
@@ -267,7 +267,7 @@ impl Network {
         }
     }
 
-    /// The binding's contact row.
+    /// The binding's contact row (its `id` from [`contact_id`]).
     fn contact_row(
         &self,
         impi: &str,
@@ -277,7 +277,7 @@ impl Network {
     ) -> Option<RegContact> {
         let b = self.bindings.get(impi)?;
         Some(RegContact {
-            id: "1".to_owned(),
+            id: contact_id(&b.contact_uri),
             state,
             event,
             uri: b.contact_uri.clone(),
@@ -403,7 +403,7 @@ impl Network {
         now: Duration,
     ) -> Vec<NetworkAction> {
         let row = RegContact {
-            id: "1".to_owned(),
+            id: contact_id(contact_uri),
             state: ContactState::Terminated,
             event: ContactEvent::Unregistered,
             uri: contact_uri.to_owned(),
@@ -423,19 +423,22 @@ impl Network {
     }
 
     /// Ends `impi`'s binding from the network's side: a partial NOTIFY
-    /// with the contact `terminated` by `event` and the subscription
-    /// ended with `reason`; the SAs are removed once those NOTIFYs'
-    /// transactions end (at once without subscribers).
+    /// with the contact `terminated` by `event` (with `retry_after`
+    /// seconds for `probation`) and the subscription ended with
+    /// `reason`; the SAs are removed once those NOTIFYs' transactions end
+    /// (at once without subscribers).
     pub(super) fn end_binding(
         &mut self,
         impi: &str,
         event: ContactEvent,
+        retry_after: Option<u64>,
         reason: &str,
         now: Duration,
     ) -> Vec<NetworkAction> {
-        let Some(row) = self.contact_row(impi, ContactState::Terminated, event, now) else {
+        let Some(mut row) = self.contact_row(impi, ContactState::Terminated, event, now) else {
             return Vec::new();
         };
+        row.retry_after = retry_after;
         let Some(b) = self.bindings.get(impi) else {
             return Vec::new();
         };
@@ -460,24 +463,27 @@ impl Network {
     /// Network-initiated de-registration (TS 24.229 §5.4.1.5 as commonly
     /// implemented, RFC 3680 §5.1): `impi`'s binding ends at once; its
     /// reg event subscribers get a NOTIFY with the contact `terminated`
-    /// by `deactivated` (`reregister`: the UE should register again at
-    /// once) or `rejected` (it should not), the subscription ended with
-    /// the same reason; its SAs are removed after those NOTIFYs'
-    /// transactions end ([`Network::on_response`],
+    /// by the [`Ending`]'s event (`deactivated`, `probation` with its
+    /// `retry-after`, `rejected`), the subscription ended with the
+    /// RFC 6665 reason that says the same (`deactivated`, `probation`
+    /// with `retry-after`, `rejected`); its SAs are removed after those
+    /// NOTIFYs' transactions end ([`Network::on_response`],
     /// [`Network::on_notify_timeout`]), so that the NOTIFY and its answer
     /// still travel over them. Nothing when `impi` is not registered.
-    pub fn deregister(
-        &mut self,
-        impi: &str,
-        reregister: bool,
-        now: Duration,
-    ) -> Vec<NetworkAction> {
-        let (event, reason) = if reregister {
-            (ContactEvent::Deactivated, "deactivated")
-        } else {
-            (ContactEvent::Rejected, "rejected")
+    pub fn deregister(&mut self, impi: &str, how: Ending, now: Duration) -> Vec<NetworkAction> {
+        let (event, reason) = match how {
+            Ending::Deactivated => (ContactEvent::Deactivated, "deactivated".to_owned()),
+            Ending::Probation { retry_after } => (
+                ContactEvent::Probation,
+                format!("probation;retry-after={}", retry_after.as_secs()),
+            ),
+            Ending::Rejected => (ContactEvent::Rejected, "rejected".to_owned()),
         };
-        self.end_binding(impi, event, reason, now)
+        let retry_after = match how {
+            Ending::Probation { retry_after } => Some(retry_after.as_secs()),
+            _ => None,
+        };
+        self.end_binding(impi, event, retry_after, &reason, now)
     }
 
     /// Shortens `impi`'s registration to end `expires` from now (RFC 3680
@@ -645,5 +651,46 @@ fn dummy() -> RegContact {
         retry_after: None,
         duration_registered: None,
         unknown_params: Vec::new(),
+    }
+}
+
+/// The `id` of a contact in the reg event (RFC 3680 §5.1): a hash of the
+/// contact URI as registered, unknown parameters included, which is what
+/// the RFC suggests since no function of the URI meets its rules
+/// exactly: contacts with different URIs get different ids (they MUST,
+/// here up to a 64-bit collision), the same URI the same id in every
+/// notification (SHOULD), without keeping state. FNV-1a: stable across
+/// runs and builds, unlike `std`'s hasher.
+pub(crate) fn contact_id(uri: &str) -> String {
+    let h = uri.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("c{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contact_id;
+
+    /// FNV-1a's published test values (64-bit: "" and "a"), then the
+    /// rules: one id per URI, different URIs (a port, a parameter, the
+    /// case of a user part) different ids.
+    #[test]
+    fn contact_ids_follow_the_uri() {
+        assert_eq!(contact_id(""), "ccbf29ce484222325");
+        assert_eq!(contact_id("a"), "caf63dc4c8601ec8c");
+        let base = "sip:ue@[2001:db8::7]:5062;+sip.instance=\"<urn:gsma:imei:1>\"";
+        assert_eq!(contact_id(base), contact_id(base));
+        let mut seen = std::collections::HashSet::new();
+        for port in 1024..3024 {
+            assert!(seen.insert(contact_id(&format!("sip:ue@192.0.2.1:{port}"))));
+        }
+        for other in [
+            "sip:ue@[2001:db8::7]:5063;+sip.instance=\"<urn:gsma:imei:1>\"",
+            "sip:ue@[2001:db8::7]:5062;+sip.instance=\"<urn:gsma:imei:2>\"",
+            "sip:UE@[2001:db8::7]:5062;+sip.instance=\"<urn:gsma:imei:1>\"",
+        ] {
+            assert_ne!(contact_id(other), contact_id(base));
+        }
     }
 }
