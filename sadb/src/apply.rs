@@ -501,28 +501,7 @@ impl Databases {
     /// written with reqids 1, 2, ...). `None` when the manual range is
     /// full.
     pub fn free_reqids(&self, n: u32) -> Option<u32> {
-        let mut used: Vec<u32> = self
-            .spd
-            .iter()
-            .flat_map(|p| match &p.action {
-                PolicyAction::Ipsec(reqs) => reqs.as_slice(),
-                _ => &[],
-            })
-            .map(|r| r.reqid)
-            .filter(|r| (1..=MANUAL_REQID_MAX).contains(r))
-            .collect();
-        used.sort_unstable();
-        used.dedup();
-        let mut base = 1u32;
-        for r in used {
-            if r >= base.checked_add(n)? {
-                break;
-            }
-            if r >= base {
-                base = r + 1;
-            }
-        }
-        (base.checked_add(n)? <= MANUAL_REQID_MAX + 1).then_some(base)
+        self.spd.free_reqids(n, MANUAL_REQID_MAX)
     }
 
     /// Parses and applies a script (see [`Databases::apply`]).

@@ -8,7 +8,7 @@
 //! is ordered ... the first matching entry"); order is by kernel priority
 //! value (lower first, as Linux does), then by insertion.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -698,7 +698,7 @@ fn dir_index(d: Direction) -> usize {
 /// matching entry of an ordered SPD; a decorrelated SPD gives the same
 /// answer in any order). [`Spd::lookup_linear`] is that walk, kept as the
 /// reference the index is tested against.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Spd {
     slots: Vec<Option<Policy>>,
     free: Vec<u32>,
@@ -712,6 +712,38 @@ pub struct Spd {
     /// Changes with every mutation (unique across all SPDs): a
     /// [`FlowCache`] entry is valid only for the generation it was made in.
     generation: u64,
+    /// The reqids the policies' requests name (0 left out), each with the
+    /// number of requests naming it.
+    reqids: BTreeMap<u32, u32>,
+    /// The lowest reqid from 1 that no request names.
+    lowest_free_reqid: u32,
+}
+
+impl Default for Spd {
+    fn default() -> Spd {
+        Spd {
+            slots: Vec::new(),
+            free: Vec::new(),
+            order: Vec::new(),
+            by_selector: HashMap::default(),
+            by_id: HashMap::default(),
+            index: Default::default(),
+            next_seq: 0,
+            next_index: 0,
+            generation: 0,
+            reqids: BTreeMap::new(),
+            lowest_free_reqid: 1,
+        }
+    }
+}
+
+/// The nonzero reqids of a policy's requests.
+fn reqids_of(action: &PolicyAction) -> impl Iterator<Item = u32> + '_ {
+    let reqs: &[SaRequest] = match action {
+        PolicyAction::Ipsec(reqs) => reqs,
+        _ => &[],
+    };
+    reqs.iter().map(|r| r.reqid).filter(|&r| r != 0)
 }
 
 /// Generations of SPDs, unique in the process.
@@ -739,6 +771,39 @@ impl Spd {
 
     fn at(&self, slot: u32) -> Option<&Policy> {
         self.slots.get(slot as usize)?.as_ref()
+    }
+
+    /// The lowest `base` in `1..=max + 1 - n` such that no policy's
+    /// request names a reqid in `base..base + n`; `None` when there is
+    /// none. From an index kept on every change, not a scan of the
+    /// policies: it starts at the lowest free reqid and skips only the
+    /// gaps narrower than `n` above it.
+    pub fn free_reqids(&self, n: u32, max: u32) -> Option<u32> {
+        let mut base = self.lowest_free_reqid;
+        for (&r, _) in self.reqids.range(base..) {
+            if r >= base.checked_add(n)? {
+                break;
+            }
+            base = r + 1;
+        }
+        (base.checked_add(n)? <= max.checked_add(1)?).then_some(base)
+    }
+
+    fn count_reqids(&mut self, action: &PolicyAction, added: bool) {
+        for r in reqids_of(action) {
+            if added {
+                *self.reqids.entry(r).or_insert(0) += 1;
+            } else if let Some(c) = self.reqids.get_mut(&r) {
+                *c -= 1;
+                if *c == 0 {
+                    self.reqids.remove(&r);
+                    self.lowest_free_reqid = self.lowest_free_reqid.min(r);
+                }
+            }
+        }
+        while self.reqids.contains_key(&self.lowest_free_reqid) {
+            self.lowest_free_reqid += 1;
+        }
     }
 
     /// Policies in lookup order.
@@ -800,6 +865,7 @@ impl Spd {
         if let Some(ix) = self.index.get_mut(dir) {
             ix.insert(&policy.selector, rank, slot);
         }
+        self.count_reqids(&policy.action, true);
         if let Some(s) = self.slots.get_mut(slot as usize) {
             *s = Some(policy);
         }
@@ -918,6 +984,7 @@ impl Spd {
             .and_then(Option::take)
             .ok_or_else(not_found)?;
         self.free.push(slot);
+        self.count_reqids(&policy.action, false);
         self.by_id.remove(&policy.id);
         self.order.retain(|&s| s != slot);
         if let Some(ix) = self.index.get_mut(dir_index(direction)) {
@@ -1160,6 +1227,109 @@ mod tests {
             .unwrap();
         assert_eq!((a % 8, b % 8), (0, 1));
         assert_ne!(a, 0);
+    }
+}
+
+#[cfg(test)]
+mod reqid_tests {
+    use super::*;
+    use crate::ast::{Level, ReqMode, ReqProtocol};
+    use proptest::prelude::*;
+
+    /// What `free_reqids` found before the index: every policy read.
+    fn scan(spd: &Spd, n: u32, max: u32) -> Option<u32> {
+        let mut used: Vec<u32> = spd
+            .iter()
+            .flat_map(|p| reqids_of(&p.action).collect::<Vec<_>>())
+            .filter(|r| (1..=max).contains(r))
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        let mut base = 1u32;
+        for r in used {
+            if r >= base.checked_add(n)? {
+                break;
+            }
+            if r >= base {
+                base = r + 1;
+            }
+        }
+        (base.checked_add(n)? <= max + 1).then_some(base)
+    }
+
+    fn action(reqids: &[u32]) -> PolicyAction {
+        PolicyAction::Ipsec(
+            reqids
+                .iter()
+                .map(|&reqid| SaRequest {
+                    protocol: ReqProtocol::Esp,
+                    mode: ReqMode::Transport,
+                    endpoints: None,
+                    level: Level::Require,
+                    reqid,
+                })
+                .collect(),
+        )
+    }
+
+    fn selector(port: u16) -> Selector {
+        Selector {
+            src: IpAddr::from([192, 0, 2, 1]),
+            src_prefix: 32,
+            dst: IpAddr::from([192, 0, 2, 2]),
+            dst_prefix: 32,
+            protocol: Some(17),
+            sport: Some(port),
+            dport: None,
+            icmp_type: 0,
+            icmp_code: 0,
+        }
+    }
+
+    proptest! {
+        /// After any sequence of adds, updates, removals and flushes of
+        /// policies naming reqids (several per policy, shared between
+        /// policies, 0, beyond the range), the indexed search gives what
+        /// a scan of the policies gives, for every width.
+        #[test]
+        fn free_reqids_equals_a_scan(
+            ops in proptest::collection::vec(
+                (0u8..10, 0u16..24, proptest::collection::vec(0u32..20, 0..3)),
+                1..120,
+            ),
+        ) {
+            let max = 16;
+            let mut spd = Spd::new();
+            for (op, port, reqids) in ops {
+                let sel = selector(port);
+                match op {
+                    0..=4 => {
+                        let _ = spd.add(sel, Direction::Out, 0, action(&reqids), Timestamp(0));
+                    }
+                    5 | 6 => {
+                        spd.update(sel, Direction::Out, 0, action(&reqids), Timestamp(0));
+                    }
+                    7 | 8 => {
+                        let _ = spd.remove(&sel, Direction::Out);
+                    }
+                    _ => {
+                        if port == 0 {
+                            spd.flush();
+                        }
+                    }
+                }
+                for n in 1..=4 {
+                    prop_assert_eq!(spd.free_reqids(n, max), scan(&spd, n, max), "n={}", n);
+                }
+            }
+            let left: Vec<(Selector, Direction)> =
+                spd.iter().map(|p| (p.selector, p.direction)).collect();
+            for (sel, dir) in left {
+                spd.remove(&sel, dir).unwrap();
+            }
+            prop_assert!(spd.reqids.is_empty());
+            prop_assert_eq!(spd.free_reqids(2, max), Some(1));
+        }
     }
 }
 
