@@ -254,19 +254,24 @@ impl Compression {
     }
 
     /// Writes into `out` what to send for `message` to the peer of
-    /// `association`: SigComp if it compresses ([`Compression::compresses`]),
-    /// the message as it is otherwise.
+    /// `association`: SigComp if it compresses ([`Compression::compresses`])
+    /// and the message goes through the association's SAs (`over_sas`),
+    /// the message as it is otherwise. A compartment lives over the SAs
+    /// (TS 24.229 §8.1.1): what leaves unprotected, such as a response to
+    /// a request that came in clear to the plain port, is never
+    /// compressed, even to a peer with an association.
     pub fn send(
         &mut self,
         association: &str,
         message: &[u8],
         link: Link,
+        over_sas: bool,
         out: &mut Vec<u8>,
     ) -> Result<Outbound, CompError> {
         let cid = self
             .associations
             .get(association)
-            .filter(|_| !self.waiting.contains(association));
+            .filter(|_| over_sas && !self.waiting.contains(association));
         match cid {
             Some(cid) => {
                 let sent = self.endpoint.send(*cid, message, link, out)?;
@@ -568,7 +573,7 @@ Content-Length: 0\r\n\r\n";
         let mut wire = Vec::new();
         // Before the SAs: plain.
         let o = ue
-            .send("pcscf", REGISTER, Link::Datagram, &mut wire)
+            .send("pcscf", REGISTER, Link::Datagram, true, &mut wire)
             .unwrap();
         assert!(!o.compressed);
         assert_eq!(wire, REGISTER);
@@ -585,12 +590,25 @@ Content-Length: 0\r\n\r\n";
         )
         .into_bytes();
         Message::parse(&long).unwrap();
-        let o = ue.send("pcscf", &long, Link::Datagram, &mut wire).unwrap();
+        let o = ue
+            .send("pcscf", &long, Link::Datagram, true, &mut wire)
+            .unwrap();
         assert!(
             o.compressed && o.len < long.len() / 2,
             "{o:?} of {}",
             long.len()
         );
+        // Not over the SAs (a response to a request that came in clear):
+        // plain, even with the association open.
+        let o = ue
+            .send("pcscf", &long, Link::Datagram, false, &mut wire)
+            .unwrap();
+        assert!(!o.compressed);
+        assert_eq!(wire, long);
+        let o = ue
+            .send("pcscf", &long, Link::Datagram, true, &mut wire)
+            .unwrap();
+        assert!(o.compressed);
         // Arrived unprotected: readable, not trusted.
         let got = pcscf.receive(&wire, Link::Datagram, None).unwrap();
         assert_eq!(
@@ -609,7 +627,7 @@ Content-Length: 0\r\n\r\n";
         // Closing at deregistration: plain again.
         ue.close("pcscf");
         assert!(
-            !ue.send("pcscf", REGISTER, Link::Datagram, &mut wire)
+            !ue.send("pcscf", REGISTER, Link::Datagram, true, &mut wire)
                 .unwrap()
                 .compressed
         );
@@ -651,10 +669,14 @@ Content-Length: 0\r\n\r\n";
         ue.open_sas(&ue_set);
         let name = pcscf.open_sas_when_signalled(&net_set);
         assert!(pcscf.is_open(&name) && !pcscf.compresses(&name));
-        let o = pcscf.send(&name, &long, Link::Datagram, &mut wire).unwrap();
+        let o = pcscf
+            .send(&name, &long, Link::Datagram, true, &mut wire)
+            .unwrap();
         assert!(!o.compressed, "plain until the UE shows it speaks SigComp");
         // Unprotected SigComp proves nothing.
-        let o = ue.send(&name, &long, Link::Datagram, &mut wire).unwrap();
+        let o = ue
+            .send(&name, &long, Link::Datagram, true, &mut wire)
+            .unwrap();
         assert!(o.compressed);
         pcscf.receive(&wire, Link::Datagram, None).unwrap();
         assert!(!pcscf.compresses(&name));
@@ -662,7 +684,7 @@ Content-Length: 0\r\n\r\n";
         assert!(pcscf.compresses(&name));
         assert!(
             pcscf
-                .send(&name, &long, Link::Datagram, &mut wire)
+                .send(&name, &long, Link::Datagram, true, &mut wire)
                 .unwrap()
                 .compressed
         );

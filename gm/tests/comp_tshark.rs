@@ -60,7 +60,9 @@ fn tshark_decompresses_the_protected_exchange() {
         } else {
             (&mut pcscf, &mut ue, "ue", "pcscf")
         };
-        let out = tx.send(assoc_tx, &msg, Link::Datagram, &mut wire).unwrap();
+        let out = tx
+            .send(assoc_tx, &msg, Link::Datagram, i >= 2, &mut wire)
+            .unwrap();
         assert_eq!(out.compressed, i >= 2, "{name}");
         let over_sas = (i >= 2).then_some(assoc_rx);
         match rx.receive(&wire, Link::Datagram, over_sas).unwrap() {

@@ -658,16 +658,10 @@ pub fn flush(
 ) {
     while let Some(t) = layer.poll_transmit() {
         let stream = transport.is_stream(t.to);
-        // A response on the unprotected flow (its request came in clear to
-        // the plain port) is never compressed: compartments live over SAs
-        // (TS 24.229 §8.1.1), even when `to` has an association on another
-        // flow.
-        let unprotected = t.from_port.is_some_and(|p| transport.is_plain_port(p));
-        let encoded = if unprotected {
-            Ok((&t.bytes[..], false))
-        } else {
-            comp.encode(&t.bytes, t.to, stream)
-        };
+        // From the plain port (a response to a request that came in clear)
+        // it does not go through the SAs, and gm::comp sends it as it is.
+        let over_sas = !t.from_port.is_some_and(|p| transport.is_plain_port(p));
+        let encoded = comp.encode(&t.bytes, t.to, stream, over_sas);
         let (wire, compressed) = match encoded {
             Ok(w) => w,
             Err(e) => {

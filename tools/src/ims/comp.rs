@@ -156,14 +156,17 @@ impl SipComp {
     }
 
     /// What to send for `sip` to `to`: SigComp when `to` is a protected
-    /// address of an open association, `sip` otherwise; and whether it is
-    /// SigComp. Over TCP (`stream`), SigComp is framed as a record (RFC
-    /// 3320 §4.2.2). Count it with [`SipComp::sent`] once it left.
+    /// address of an open association and the message goes through its
+    /// SAs (`over_sas`; [`gm::comp::Compression::send`] decides), `sip`
+    /// otherwise; and whether it is SigComp. Over TCP (`stream`), SigComp
+    /// is framed as a record (RFC 3320 §4.2.2). Count it with
+    /// [`SipComp::sent`] once it left.
     pub fn encode<'a>(
         &'a mut self,
         sip: &'a [u8],
         to: SocketAddr,
         stream: bool,
+        over_sas: bool,
     ) -> Result<(&'a [u8], bool)> {
         let Some(c) = &mut self.comp else {
             return Ok((sip, false));
@@ -172,7 +175,7 @@ impl SipComp {
             return Ok((sip, false));
         };
         let out = c
-            .send(&association, sip, link(stream), &mut self.wire)
+            .send(&association, sip, link(stream), over_sas, &mut self.wire)
             .map_err(|e| anyhow!("cannot compress {} bytes for {to}: {e}", sip.len()))?;
         Ok((self.wire.get(..out.len).unwrap_or_default(), out.compressed))
     }
