@@ -114,6 +114,26 @@ fn best_pass(rounds: usize, mut pass: impl FnMut() -> usize) -> f64 {
     best
 }
 
+/// The header of a side-by-side table: nanoseconds per `unit`, and the
+/// ratio to `anchor`.
+fn table_header(unit: &str, anchor: &str) {
+    println!(
+        "{:<28} {:>10} {:>22}",
+        "",
+        format!("ns/{unit}"),
+        format!("ratio to {anchor}")
+    );
+}
+
+/// A row of a side-by-side table: `ns`, and its ratio to `anchor_ns`
+/// (`None` for the anchor's own row, 1.00). `digits` of the ratio.
+fn table_row(name: &str, ns: f64, anchor_ns: Option<f64>, digits: usize) {
+    match anchor_ns {
+        Some(a) => println!("{name:<28} {ns:>10.1} {:>22.digits$}", ns / a),
+        None => println!("{name:<28} {ns:>10.1} {:>22}", "1.00"),
+    }
+}
+
 fn table(sad: &Sad, plain: &HashMap<u32, u32>) {
     let hit = sad_keys(N, false);
     let miss = sad_keys(N, true);
@@ -145,30 +165,11 @@ fn table(sad: &Sad, plain: &HashMap<u32, u32>) {
         }));
     }
     println!("\nSAD lookup among {N} SAs, side by side (fastest pass of {KEYS} lookups):");
-    println!(
-        "{:<28} {:>10} {:>22}",
-        "", "ns/lookup", "ratio to HashMap<u32,u32>"
-    );
-    println!(
-        "{:<28} {:>10.1} {:>22.2}",
-        "Sad::lookup hit",
-        rows[0],
-        rows[0] / rows[2]
-    );
-    println!(
-        "{:<28} {:>10.1} {:>22.2}",
-        "Sad::lookup miss",
-        rows[1],
-        rows[1] / rows[3]
-    );
-    println!(
-        "{:<28} {:>10.1} {:>22}",
-        "HashMap<u32,u32> hit", rows[2], "1.00"
-    );
-    println!(
-        "{:<28} {:>10.1} {:>22}",
-        "HashMap<u32,u32> miss", rows[3], "1.00"
-    );
+    table_header("lookup", "HashMap<u32,u32>");
+    table_row("Sad::lookup hit", rows[0], Some(rows[2]), 2);
+    table_row("Sad::lookup miss", rows[1], Some(rows[3]), 2);
+    table_row("HashMap<u32,u32> hit", rows[2], None, 2);
+    table_row("HashMap<u32,u32> miss", rows[3], None, 2);
     println!("target: Sad::lookup <= 50 ns");
 }
 
@@ -177,21 +178,7 @@ fn select_table(now: Timestamp) {
     let lo: IpAddr = "127.0.0.1".parse().unwrap();
     let mut sad = Sad::new();
     for i in 0..200u32 {
-        let params = ipsec_esp::SaParams {
-            spi: Spi(0x1000 + i),
-            protocol: Protocol::Esp,
-            mode: ipsec_esp::Mode::Transport,
-            src: lo,
-            dst: lo,
-            enc: opensec::EncAlgorithm::Null,
-            enc_key: Vec::new(),
-            auth: opensec::AuthAlgorithm::HmacSha1_96,
-            auth_key: vec![0x5a; 20],
-            replay_window: 0,
-            esn: false,
-            udp_encap: None,
-            seq: 0,
-        };
+        let params = Sad::synthetic_params(Spi(0x1000 + i), lo, lo);
         let meta = sadb::SaMeta {
             reqid: 1 + i / 2,
             ..sadb::SaMeta::default()
@@ -235,17 +222,9 @@ fn select_table(now: Timestamp) {
         }));
     }
     println!("\nOutbound SA selection, 200 SAs on one address pair, 100 reqids:");
-    println!("{:<28} {:>10} {:>22}", "", "ns/select", "ratio to the scan");
-    println!(
-        "{:<28} {:>10.1} {:>22.3}",
-        "Sad::select_out (indexed)",
-        rows[0],
-        rows[0] / rows[1]
-    );
-    println!(
-        "{:<28} {:>10.1} {:>22}",
-        "scan of the pair", rows[1], "1.00"
-    );
+    table_header("select", "the scan");
+    table_row("Sad::select_out (indexed)", rows[0], Some(rows[1]), 3);
+    table_row("scan of the pair", rows[1], None, 3);
 }
 
 /// `Spd::free_reqids` (indexed) vs `Spd::free_reqids_linear` (reading,
@@ -307,17 +286,9 @@ fn reqid_table(now: Timestamp) {
         rows[1] = rows[1].min(per(5, &|| scan(black_box(2))));
     }
     println!("\nreqid allocation, the policies of {SETS} SA sets installed:");
-    println!("{:<28} {:>10} {:>22}", "", "ns/call", "ratio to the scan");
-    println!(
-        "{:<28} {:>10.1} {:>22.5}",
-        "Spd::free_reqids (indexed)",
-        rows[0],
-        rows[0] / rows[1]
-    );
-    println!(
-        "{:<28} {:>10.1} {:>22}",
-        "scan of every policy", rows[1], "1.00"
-    );
+    table_header("call", "the scan");
+    table_row("Spd::free_reqids (indexed)", rows[0], Some(rows[1]), 5);
+    table_row("scan of every policy", rows[1], None, 5);
 }
 
 fn main() {

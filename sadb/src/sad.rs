@@ -964,24 +964,36 @@ impl Sad {
         let mut sad = Sad::with_capacity(usize::try_from(n).unwrap_or(0));
         for i in 0..n {
             let [_, a, b, c] = i.to_be_bytes();
-            let params = SaParams {
-                spi: Spi(0x1000u32.wrapping_add(i)),
-                protocol: Protocol::Esp,
-                mode: Mode::Transport,
-                src: IpAddr::from([192, 0, 2, 1]),
-                dst: IpAddr::from([10, a, b, c]),
-                enc: opensec::EncAlgorithm::Null,
-                enc_key: Vec::new(),
-                auth: opensec::AuthAlgorithm::HmacSha1_96,
-                auth_key: vec![0x5a; 20],
-                replay_window: 0,
-                esn: false,
-                udp_encap: None,
-                seq: 0,
-            };
+            let params = Sad::synthetic_params(
+                Spi(0x1000u32.wrapping_add(i)),
+                IpAddr::from([192, 0, 2, 1]),
+                IpAddr::from([10, a, b, c]),
+            );
             sad.add(params, SaMeta::default(), now)?;
         }
         Ok(sad)
+    }
+
+    /// For tests and benchmarks: the parameters of one SA of
+    /// [`Sad::synthetic`] (ESP transport mode, NULL encryption with
+    /// HMAC-SHA1-96 under a fixed key, no replay check) with `spi`, `src`
+    /// and `dst`.
+    pub fn synthetic_params(spi: Spi, src: IpAddr, dst: IpAddr) -> SaParams {
+        SaParams {
+            spi,
+            protocol: Protocol::Esp,
+            mode: Mode::Transport,
+            src,
+            dst,
+            enc: opensec::EncAlgorithm::Null,
+            enc_key: Vec::new(),
+            auth: opensec::AuthAlgorithm::HmacSha1_96,
+            auth_key: vec![0x5a; 20],
+            replay_window: 0,
+            esn: false,
+            udp_encap: None,
+            seq: 0,
+        }
     }
 
     /// Applies lifetimes at `now` (RFC 2367 §2.3.5): SAs past their soft
