@@ -99,6 +99,11 @@ fn world() -> World {
 
 /// With the UE's SQN_MS and the network's SQN.
 fn world_sqn(ue_sqn: u64, net_sqn: u64) -> World {
+    world_with(ue_sqn, net_sqn, |_| {})
+}
+
+/// With the UE's SQN_MS, the network's SQN and its configuration changed.
+fn world_with(ue_sqn: u64, net_sqn: u64, configure: impl FnOnce(&mut NetworkConfig)) -> World {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let config = UeConfig::new(
         IMPI,
@@ -120,6 +125,7 @@ fn world_sqn(ue_sqn: u64, net_sqn: u64) -> World {
     );
     let mut nc = NetworkConfig::new("ims.example.org", pcscf_addr(), 5066, 5068);
     nc.service_routes = vec!["<sip:orig@scscf.ims.example.org;lr>".into()];
+    configure(&mut nc);
     let mut net = Network::new(nc);
     net.add_subscriber(
         IMPI,
@@ -500,6 +506,52 @@ fn a_reregistration_is_notified_as_refreshed() {
         contact_of(&docs[2]),
         (ContactState::Active, ContactEvent::Refreshed)
     );
+}
+
+/// Re-registration with SA handover while subscribed to the reg event:
+/// the subscription's refresh and the re-REGISTER leave together over the
+/// old set, the NOTIFYs that cross the handover are answered over the set
+/// they came on, the partial `refreshed` NOTIFY comes over the new set,
+/// nothing is dropped for want of an SA, the subscription keeps its
+/// dialog, and only the new set is left on both sides.
+#[test]
+fn a_handover_keeps_the_subscription_and_notifies_over_the_new_sas() {
+    let mut w = world_with(0, 0, |c| c.alt_port_c = Some(5070));
+    w.register();
+    assert_eq!(w.statuses(Method::Notify), [200]);
+    w.ue.offer_next((3333, 4444), 5072).unwrap();
+    let refresh = w.ue.poll_timeout().unwrap();
+    w.at(refresh);
+    assert_eq!(w.registered_count(), 2, "{:?}", w.ue_events);
+    assert!(w.dropped.is_empty(), "{} dropped", w.dropped.len());
+    assert_eq!(w.statuses(Method::Register), [401, 200, 401, 200]);
+    assert_eq!(w.statuses(Method::Subscribe), [200, 200]);
+    let subs = w.requests(Method::Subscribe);
+    assert_eq!(subs[0].call_id().unwrap(), subs[1].call_id().unwrap());
+    let docs = w.notifies();
+    let last = docs.last().unwrap();
+    assert!(!last.full);
+    assert_eq!(
+        contact_of(last),
+        (ContactState::Active, ContactEvent::Refreshed)
+    );
+    let (_, _, flow) = w
+        .log
+        .iter()
+        .rev()
+        .find(|(_, b, _)| Message::parse(b).unwrap().method() == Some(Method::Notify))
+        .unwrap();
+    assert_eq!(
+        *flow,
+        Flow::Protected {
+            ue_port: 5064,
+            pcscf_port: 5070
+        }
+    );
+    assert_eq!(w.ue_sas.len(), 1, "{:?}", w.ue_sas);
+    assert_eq!(w.net_sas.len(), 1, "{:?}", w.net_sas);
+    assert_eq!(w.ue_sas[0].mirror(), w.net_sas[0]);
+    assert_eq!(w.ue_sas[0].ue_offer().spi_c, 3333);
 }
 
 #[test]

@@ -5,8 +5,11 @@
 //! Covered: a full registration with AKAv1 and AKAv2 (and the SA sets of
 //! the two sides mirroring each other), AUTS resynchronisation from a
 //! stale SQN, a MAC failure (the network does not know K), a modified
-//! Security-Verify, re-registration and de-registration. The UE does not
-//! subscribe to the reg event here (`reg_event.rs` covers it).
+//! Security-Verify, re-registration and de-registration, re-registration
+//! with SA handover (twice, with AUTS, refused, and a network that does
+//! not re-authenticate). Both sides' SA actions are applied to a real
+//! SAD/SPD each, so sets that could not live side by side fail. The UE
+//! does not subscribe to the reg event here (`reg_event.rs` covers it).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -71,6 +74,70 @@ struct World {
     sent: Vec<(Vec<u8>, Flow)>,
     /// Rewrites a request on its way to the network.
     tamper: Option<Tamper>,
+    /// Every SA action of each side applied to a real SAD/SPD (UE,
+    /// network), as the binaries do: two sets that could not live side
+    /// by side fail the test where the second is installed.
+    ue_db: Sadb,
+    net_db: Sadb,
+    /// Both sides' databases as each request left (after the UE's SA
+    /// actions before it, and the network's before the response that
+    /// caused it).
+    at_send: Vec<(sadb::Databases, sadb::Databases)>,
+}
+
+/// One side's SA database, with the reqid base each installed set got.
+#[derive(Default)]
+struct Sadb {
+    db: sadb::Databases,
+    installed: Vec<(SaSet, u32)>,
+    /// The most sets installed at once.
+    most: usize,
+}
+
+impl Sadb {
+    /// The installed set that `s` names (by its SPIs).
+    fn find(&self, s: &SaSet) -> usize {
+        let id = |x: &SaSet| (x.ue_offer().spi_c, x.pcscf_offer().spi_c);
+        self.installed
+            .iter()
+            .position(|(x, _)| id(x) == id(s))
+            .expect("an action on a set not installed")
+    }
+
+    fn apply(&mut self, action: &SaAction<'_>) {
+        let t = sadb::Timestamp(0);
+        match action {
+            SaAction::Install(s) => {
+                let base = self.db.free_reqids(2).unwrap();
+                let based = (*s).clone().with_reqid_base(base);
+                self.db.apply_statements(&based.statements(), t).unwrap();
+                self.installed.push(((*s).clone(), base));
+                self.most = self.most.max(self.installed.len());
+            }
+            SaAction::Update(s) => {
+                let i = self.find(s);
+                let base = self.installed[i].1;
+                let based = (*s).clone().with_reqid_base(base);
+                self.db
+                    .apply_statements(&based.update_statements(), t)
+                    .unwrap();
+                self.installed[i].0 = (*s).clone();
+            }
+            SaAction::Remove(s) => {
+                let (old, base) = self.installed.remove(self.find(s));
+                let based = old.with_reqid_base(base);
+                self.db
+                    .apply_statements(&based.delete_statements(), t)
+                    .unwrap();
+            }
+        }
+    }
+}
+
+enum SaAction<'a> {
+    Install(&'a SaSet),
+    Update(&'a SaSet),
+    Remove(&'a SaSet),
 }
 
 /// The UE's configuration of these tests: SPIs 1111/2222, ports
@@ -138,6 +205,9 @@ fn world_with(
         net_events: Vec::new(),
         sent: Vec::new(),
         tamper: None,
+        ue_db: Sadb::default(),
+        net_db: Sadb::default(),
+        at_send: Vec::new(),
     }
 }
 
@@ -154,6 +224,8 @@ impl World {
                     }
                     let bytes = request.to_bytes();
                     self.sent.push((bytes.clone(), flow));
+                    self.at_send
+                        .push((self.ue_db.db.clone(), self.net_db.db.clone()));
                     let req = Message::parse(&bytes).unwrap();
                     for n in self
                         .net
@@ -170,9 +242,16 @@ impl World {
                                     &mut self.rng,
                                 ));
                             }
-                            NetworkAction::InstallSas(s) => self.net_sas.push(s),
-                            NetworkAction::RemoveSas(s) => self.net_sas.retain(|x| *x != s),
+                            NetworkAction::InstallSas(s) => {
+                                self.net_db.apply(&SaAction::Install(&s));
+                                self.net_sas.push(s)
+                            }
+                            NetworkAction::RemoveSas(s) => {
+                                self.net_db.apply(&SaAction::Remove(&s));
+                                self.net_sas.retain(|x| *x != s)
+                            }
                             NetworkAction::UpdateSas(s) => {
+                                self.net_db.apply(&SaAction::Update(&s));
                                 self.net_sas.retain(|x| x.sas() != s.sas());
                                 self.net_sas.push(s);
                             }
@@ -180,9 +259,16 @@ impl World {
                         }
                     }
                 }
-                UeAction::InstallSas(s) => self.ue_sas.push(s),
-                UeAction::RemoveSas(s) => self.ue_sas.retain(|x| *x != s),
+                UeAction::InstallSas(s) => {
+                    self.ue_db.apply(&SaAction::Install(&s));
+                    self.ue_sas.push(s)
+                }
+                UeAction::RemoveSas(s) => {
+                    self.ue_db.apply(&SaAction::Remove(&s));
+                    self.ue_sas.retain(|x| *x != s)
+                }
                 UeAction::UpdateSas(s) => {
+                    self.ue_db.apply(&SaAction::Update(&s));
                     self.ue_sas.retain(|x| x.sas() != s.sas());
                     self.ue_sas.push(s);
                 }
@@ -408,6 +494,231 @@ fn reregistration_and_deregistration() {
     assert!(w.ue_sas.is_empty() && w.net_sas.is_empty());
     assert!(w.net.binding(IMPI).is_none());
     assert_eq!(w.sent_request(3).expires().unwrap(), Some(0));
+}
+
+/// The network with a second client port for handovers.
+fn handover_world() -> World {
+    world_with(0, 0, K, AkaVersion::V1, |c| c.alt_port_c = Some(5070))
+}
+
+/// The flow from the UE's `port_c` to the P-CSCF's port-s.
+fn to_port_s(port_c: u16) -> Flow {
+    Flow::Protected {
+        ue_port: port_c,
+        pcscf_port: 5068,
+    }
+}
+
+/// Re-registration with SA handover (TS 33.203 §7.4 as commonly
+/// implemented), twice: the re-REGISTER leaves over the registration's
+/// SAs offering the UE's next SPIs and port-c; the network challenges it
+/// with a fresh vector and new SPIs on its other client port; both sides
+/// hold the two sets side by side in a real SAD/SPD (each set carries SIP
+/// both ways then); the answer goes over the new set, and its 200
+/// retires the old one on both sides.
+#[test]
+fn reregistration_hands_over_to_fresh_sas() {
+    let mut w = handover_world();
+    w.register();
+    registered(&w);
+    let rounds = [((3333, 4444), 5072, 5070), ((5555, 6666), 5062, 5066)];
+    for (round, (spis, port_c, pcscf_port_c)) in rounds.into_iter().enumerate() {
+        let (old_ue, old_net) = (w.ue_sas[0].clone(), w.net_sas[0].clone());
+        w.ue.offer_next(spis, port_c).unwrap();
+        let before = w.sent.len();
+        let at = w.ue.poll_timeout().unwrap();
+        w.now = at;
+        let acts = w.ue.handle_timeout(at, &mut w.rng);
+        w.run(acts);
+        registered(&w);
+        assert_eq!((w.ue_db.most, w.net_db.most), (2, 2));
+        assert_eq!(w.sent.len(), before + 2, "re-REGISTER, its answer");
+        // The re-REGISTER: over the old set, naming the next one.
+        let r1 = w.sent_request(before);
+        assert_eq!(w.sent[before].1, to_port_s(old_ue.ue_offer().port_c));
+        let client = r1.security(HeaderName::SecurityClient).unwrap();
+        assert!(!client.is_empty());
+        for o in &client {
+            let o = gm::reg::IpsecOffer::from_mechanism(o).unwrap();
+            assert_eq!(
+                (o.spi_c, o.spi_s, o.port_c, o.port_s),
+                (spis.0, spis.1, port_c, 5064)
+            );
+        }
+        let verify = r1.security(HeaderName::SecurityVerify).unwrap();
+        let verify = gm::reg::IpsecOffer::from_mechanism(&verify[0]).unwrap();
+        assert_eq!(verify, *old_net.pcscf_offer());
+        // The answer: over the new set, to a new nonce.
+        let r2 = w.sent_request(before + 1);
+        assert_eq!(w.sent[before + 1].1, to_port_s(port_c));
+        let (a1, a2) = (
+            &r1.authorization().unwrap()[0],
+            &r2.authorization().unwrap()[0],
+        );
+        assert_ne!(a1.nonce(), a2.nonce());
+        assert_eq!(a2.nc().unwrap(), "00000001");
+        // The new set: the UE's next SPIs and port-c, its port-s kept;
+        // the network's other client port and new SPIs; new keys.
+        let new_ue = &w.ue_sas[0];
+        let u = new_ue.ue_offer();
+        assert_eq!(
+            (u.spi_c, u.spi_s, u.port_c, u.port_s),
+            (spis.0, spis.1, port_c, 5064)
+        );
+        let (p, q) = (new_ue.pcscf_offer(), old_ue.pcscf_offer());
+        assert_eq!((p.port_c, p.port_s), (pcscf_port_c, 5068));
+        assert!(![q.spi_c, q.spi_s].contains(&p.spi_c) && ![q.spi_c, q.spi_s].contains(&p.spi_s));
+        assert_ne!(new_ue.keys(), old_ue.keys());
+        assert_eq!(w.ue.sqn_ms(), Some(round as u64 + 2));
+        assert_eq!(w.net.subscriber(IMPI).unwrap().sqn, round as u64 + 2);
+        assert_eq!(
+            w.net.binding(IMPI).unwrap().1,
+            at + Duration::from_secs(600_000)
+        );
+        assert!(w.ue.retiring_sas().is_none());
+        // While the answer left, both sets were installed on both sides,
+        // and each carried SIP both ways.
+        let (ue_db, net_db) = &w.at_send[before + 1];
+        let (a, b) = (ue_addr(), pcscf_addr());
+        let sip = b"MESSAGE sip:bob@ims.example.org SIP/2.0\r\n\r\n";
+        for set in [&old_ue, new_ue] {
+            let (u, p) = (set.ue_offer(), set.pcscf_offer());
+            for (ue_port, pcscf_port) in [(u.port_c, p.port_s), (u.port_s, p.port_c)] {
+                let up = udp4(a, ue_port, b, pcscf_port, sip);
+                assert_eq!(through(ue_db, net_db, &up), up);
+                let down = udp4(b, pcscf_port, a, ue_port, sip);
+                assert_eq!(through(net_db, ue_db, &down), down);
+            }
+        }
+    }
+    let acts = w.ue.deregister(&mut w.rng);
+    w.run(acts);
+    assert!(matches!(w.ue_events.last(), Some(UeAction::Deregistered)));
+    assert!(w.ue_sas.is_empty() && w.net_sas.is_empty());
+    assert!(w.ue_db.installed.is_empty() && w.net_db.installed.is_empty());
+}
+
+/// A handover challenge with a stale SQN (the network's SQN went back):
+/// the UE answers with AUTS over temporary SAs beside the registration's,
+/// the network re-synchronises and challenges again, still as a
+/// handover; the registration moves to fresh SAs as without AUTS.
+#[test]
+fn a_handover_resynchronises_a_stale_sqn() {
+    let mut w = handover_world();
+    w.register();
+    registered(&w);
+    let s = w.net.subscriber(IMPI).unwrap();
+    let stale = Subscriber {
+        k: s.k,
+        op: s.op,
+        amf: s.amf,
+        sqn: 0,
+        impus: s.impus.clone(),
+    };
+    w.net.add_subscriber(IMPI, stale);
+    let old = w.ue_sas[0].clone();
+    w.ue.offer_next((3333, 4444), 5072).unwrap();
+    let at = w.ue.poll_timeout().unwrap();
+    w.now = at;
+    let acts = w.ue.handle_timeout(at, &mut w.rng);
+    w.run(acts);
+    registered(&w);
+    assert!(
+        w.ue_events
+            .iter()
+            .any(|e| matches!(e, UeAction::Resynchronising { .. })),
+        "{:?}",
+        w.ue_events
+    );
+    // re-REGISTER (old set), AUTS (temporary set), answer (new set).
+    assert_eq!(w.sent.len(), 5);
+    assert!(
+        w.sent_request(3).authorization().unwrap()[0]
+            .auts()
+            .is_some()
+    );
+    assert_eq!(w.sent[3].1, to_port_s(5072));
+    assert_eq!(w.sent[4].1, to_port_s(5072));
+    assert_eq!(w.ue_sas[0].ue_offer().spi_c, 3333);
+    assert_eq!(w.ue_sas[0].pcscf_offer().port_c, 5070);
+    assert_ne!(w.ue_sas[0].keys(), old.keys());
+    assert_eq!((w.ue_db.most, w.net_db.most), (2, 2));
+}
+
+/// A network without a second client port does not re-authenticate: the
+/// re-registration that offers the next set is accepted over the SAs in
+/// use, which stay.
+#[test]
+fn without_a_second_port_the_sas_in_use_stay() {
+    let mut w = world(0, 0, K, AkaVersion::V1);
+    w.register();
+    let old = w.ue_sas[0].clone();
+    w.ue.offer_next((3333, 4444), 5072).unwrap();
+    let at = w.ue.poll_timeout().unwrap();
+    w.now = at;
+    let acts = w.ue.handle_timeout(at, &mut w.rng);
+    w.run(acts);
+    registered(&w);
+    assert_eq!(w.sent.len(), 3);
+    assert_eq!(w.ue_sas[0].sas(), old.sas());
+    assert_eq!((w.ue_db.most, w.net_db.most), (1, 1));
+}
+
+/// A handover whose answer is refused (a wrong RES) fails closed on the
+/// UE: both sets go. The network drops the new set and keeps the
+/// registration on the old one until it ends.
+#[test]
+fn a_refused_handover_removes_both_sets_from_the_ue() {
+    let mut w = handover_world();
+    w.register();
+    let old_net = w.net_sas[0].clone();
+    w.ue.offer_next((3333, 4444), 5072).unwrap();
+    w.tamper = Some(Box::new(|m: &mut Message<'static>| {
+        let a = m.header("Authorization").unwrap().to_owned();
+        if a.contains("nc=00000001") && m.header("Security-Verify").is_some() {
+            let i = a.find("response=\"").unwrap() + 10;
+            let mut a = a.into_bytes();
+            a[i] = if a[i] == b'0' { b'1' } else { b'0' };
+            m.set_header("Authorization".to_owned(), String::from_utf8(a).unwrap())
+                .unwrap();
+        }
+    }));
+    let at = w.ue.poll_timeout().unwrap();
+    w.now = at;
+    let acts = w.ue.handle_timeout(at, &mut w.rng);
+    w.run(acts);
+    assert!(
+        matches!(
+            w.ue_events.last(),
+            Some(UeAction::Failed(Error::Rejected { status: 403 }))
+        ),
+        "{:?}",
+        w.ue_events
+    );
+    assert!(w.ue_sas.is_empty() && w.ue_db.installed.is_empty());
+    assert_eq!(w.net_sas, vec![old_net]);
+    assert!(w.net.binding(IMPI).is_some());
+}
+
+/// The UE refuses a next offer that collides with the set in use.
+#[test]
+fn a_next_offer_must_differ_from_the_set_in_use() {
+    let mut w = handover_world();
+    w.register();
+    for (spis, port) in [
+        ((1111, 4444), 5072),
+        ((3333, 2222), 5072),
+        ((3333, 3333), 5072),
+        ((3333, 200), 5072),
+        ((3333, 4444), 5062),
+        ((3333, 4444), 5064),
+    ] {
+        assert!(
+            matches!(w.ue.offer_next(spis, port), Err(Error::BadOffer { .. })),
+            "{spis:?} {port}"
+        );
+    }
+    assert!(w.ue.offer_next((3333, 4444), 5072).is_ok());
 }
 
 #[test]

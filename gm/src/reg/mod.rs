@@ -129,9 +129,9 @@ pub enum Error {
         /// The status code.
         status: u16,
     },
-    /// The registrar challenged a re-registration or de-registration:
-    /// setting up a second SA set beside the one in use is not
-    /// implemented.
+    /// The registrar challenged a re-registration for which the caller
+    /// gave no next SA set ([`crate::reg::Ue::offer_next`]), or a
+    /// de-registration: a new set cannot be set up beside the one in use.
     ReauthenticationUnsupported,
     /// The transaction timed out, or the SAs set up for the challenge
     /// expired before the answer came.
@@ -155,7 +155,7 @@ impl fmt::Display for Error {
             }
             Error::Rejected { status } => write!(f, "registration refused with {status}"),
             Error::ReauthenticationUnsupported => {
-                f.write_str("re-authentication of a registered UE is not supported")
+                f.write_str("re-authentication of a registered UE without a next SA set (or of a de-registration)")
             }
             Error::Timeout => f.write_str("no answer in time"),
             Error::Build(e) => write!(f, "cannot build the request: {e}"),

@@ -37,8 +37,18 @@
 //!    P-Associated-URI, Contact with `expires` and Expires; the SAs get
 //!    the registration's lifetime plus [`sa::LIFETIME_MARGIN`].
 //! 3. A registered UE re-registering (or de-registering, expiry 0) over its
-//!    SAs with the nonce of its registration and a higher `nc`, the same
-//!    checks and no new challenge.
+//!    SAs with the nonce of its registration and a higher `nc`: the same
+//!    checks, except that its Security-Client may name a new SA set. With
+//!    [`NetworkConfig::alt_port_c`] and such an offer (new SPIs, a new
+//!    port-c, the same port-s), a **handover** (TS 33.203 §7.4 as commonly
+//!    implemented): a fresh challenge over the SAs in use, whose new set
+//!    (new SPIs of ours, our other client port) is installed beside the
+//!    old one; the answer must come over the new set; its 200 moves the
+//!    binding and the reg event subscriptions to it, and the old set goes
+//!    once the NOTIFYs out over it ended ([`DEREGISTRATION_LINGER`] at the
+//!    latest). Until then the registration stands on the old set: a
+//!    handover challenge that fails or is never answered leaves it as it
+//!    was. Otherwise no new challenge, and the SAs stay.
 //! 4. Anything else: a fresh challenge, 401 with `nonce` =
 //!    base64(RAND || AUTN) (RFC 3310 §3.2), and with sec-agree (the
 //!    request has a Security-Client with `ipsec-3gpp`) a Security-Server
@@ -136,6 +146,15 @@ pub struct NetworkConfig {
     pub port_c: u16,
     /// Our protected server port.
     pub port_s: u16,
+    /// A second protected client port, for SA handover at re-registration
+    /// (none by default): a registered UE whose re-REGISTER offers a new
+    /// SA set (new SPIs and a new port-c, its port-s kept, TS 33.203 as
+    /// commonly implemented) is re-authenticated, and the new set takes the
+    /// one of [`NetworkConfig::port_c`] and this port that the old set does
+    /// not use, so the two sets differ in every selector and SPI while they
+    /// live side by side. Without it, re-registrations go on over the SAs
+    /// of the registration and a new Security-Client is not acted on.
+    pub alt_port_c: Option<u16>,
     /// The (alg, ealg) pairs we accept, most preferred first.
     pub preference: Vec<(AuthAlgorithm, EncAlgorithm)>,
     /// The `mod`s we accept; we answer in the UE's (TS 33.203).
@@ -187,6 +206,7 @@ impl NetworkConfig {
             pcscf_addr,
             port_c,
             port_s,
+            alt_port_c: None,
             preference,
             modes: vec![IpsecMode::Transport, IpsecMode::UdpEncapsulatedTunnel],
             allow_unprotected: false,
@@ -272,6 +292,31 @@ struct Pending {
     sent_at: Duration,
     /// The Security-Client rows of the challenged REGISTER.
     client: Vec<String>,
+    /// A re-authentication of a registered UE with a new SA set: its
+    /// binding (and the old set) stays until the answer passes.
+    handover: bool,
+}
+
+/// Why a challenge is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Why {
+    /// A REGISTER without valid credentials (the initial one).
+    Fresh,
+    /// A registered UE's re-REGISTER offered a new SA set.
+    Handover,
+    /// An AUTS re-synchronised the SQN; `handover` carries over from the
+    /// challenge it answered.
+    Resync { handover: bool },
+}
+
+impl Why {
+    fn resync(self) -> bool {
+        matches!(self, Why::Resync { .. })
+    }
+
+    fn handover(self) -> bool {
+        matches!(self, Why::Handover | Why::Resync { handover: true })
+    }
 }
 
 struct Binding {
@@ -485,7 +530,7 @@ impl Network {
         // 3. A registered UE, with the nonce of its registration.
         if let (Some(c), Some(b)) = (creds.as_ref(), self.bindings.get(&impi)) {
             if !nonce.is_empty() && b.auth.nonce == nonce {
-                return self.reregister(request, c, &impi, ue_addr, flow, now);
+                return self.reregister(request, c, &impi, ue_addr, flow, now, rng);
             }
         }
         // 2. The answer to our challenge.
@@ -495,7 +540,7 @@ impl Network {
             }
         }
         // 4. A fresh challenge.
-        self.challenge(request, &impi, ue_addr, flow, false, now, rng)
+        self.challenge(request, &impi, ue_addr, flow, Why::Fresh, now, rng)
     }
 
     fn refuse(
@@ -526,12 +571,13 @@ impl Network {
         impi: &str,
         ue_addr: IpAddr,
         flow: Flow,
-        resync: bool,
+        why: Why,
         now: Duration,
         rng: &mut dyn Random,
     ) -> Vec<NetworkAction> {
+        let resync = why.resync();
         let earlier = self.pending.remove(impi).unwrap_or_default();
-        let mut out = self.fresh_challenge(request, impi, ue_addr, flow, resync, now, rng);
+        let mut out = self.fresh_challenge(request, impi, ue_addr, flow, why, now, rng);
         // Challenges without SAs stay beside a new one without SAs; any
         // other new challenge (or a failed one) replaces them.
         let keep = !resync
@@ -593,12 +639,12 @@ impl Network {
         impi: &str,
         ue_addr: IpAddr,
         flow: Flow,
-        resync: bool,
+        why: Why,
         now: Duration,
         rng: &mut dyn Random,
     ) -> Vec<NetworkAction> {
         let mut out = Vec::new();
-        if flow != Flow::Unprotected && !resync {
+        if flow != Flow::Unprotected && why == Why::Fresh {
             // TS 33.203: an initial registration comes unprotected.
             out.extend(self.refuse(request, 403, None));
             return out;
@@ -677,7 +723,7 @@ impl Network {
                 mode: ue.mode,
                 spi_c,
                 spi_s,
-                port_c: self.config.port_c,
+                port_c: self.handover_port_c(impi, why),
                 port_s: self.config.port_s,
             };
             let agreement = Agreement {
@@ -723,8 +769,27 @@ impl Network {
                     .rows(HeaderName::SecurityClient)
                     .map(|h| h.value().to_owned())
                     .collect(),
+                handover: why.handover(),
             });
         out
+    }
+
+    /// Our port-c for a new SA set of `impi`: in a handover, the one of
+    /// our two client ports its registration's set does not use.
+    fn handover_port_c(&self, impi: &str, why: Why) -> u16 {
+        let (Some(alt), true) = (self.config.alt_port_c, why.handover()) else {
+            return self.config.port_c;
+        };
+        let bound = self
+            .bindings
+            .get(impi)
+            .and_then(|b| b.auth.server.as_ref())
+            .map(|(_, s)| s.pcscf_offer().port_c);
+        if bound == Some(self.config.port_c) {
+            alt
+        } else {
+            self.config.port_c
+        }
     }
 
     /// An SPI for an inbound SA of ours: random, above the reserved
@@ -738,8 +803,9 @@ impl Network {
                     .values()
                     .flatten()
                     .chain(self.bindings.values().map(|b| &b.auth))
-                    .filter_map(|p| p.server.as_ref())
-                    .any(|(_, s)| {
+                    .filter_map(|p| p.server.as_ref().map(|(_, s)| s))
+                    .chain(self.draining_sets())
+                    .any(|s| {
                         let o = s.pcscf_offer();
                         o.spi_c == spi || o.spi_s == spi
                     })
@@ -792,6 +858,7 @@ impl Network {
                 return Vec::new();
             };
             let rand = p.vector.rand;
+            let handover = p.handover;
             let sub = self.subscribers.get_mut(impi);
             let resynced = sub.and_then(|s| {
                 let b = opensec::base64_decode(&auts).ok()?;
@@ -806,7 +873,8 @@ impl Network {
             }
             // TS 24.229 has the UE send AUTS over the temporary SAs (ours
             // does); one sent in clear is taken too, as before.
-            return self.challenge(request, impi, ue_addr, flow, true, now, rng);
+            let why = Why::Resync { handover };
+            return self.challenge(request, impi, ue_addr, flow, why, now, rng);
         }
         if creds.response().is_none_or(|r| r.is_empty()) {
             return self.fail(
@@ -819,7 +887,7 @@ impl Network {
         let Some(p) = self.pending.get(impi).and_then(|v| v.get(i)) else {
             return Vec::new();
         };
-        if let Err(r) = check(&self.config, p, request, creds, ue_addr, flow) {
+        if let Err(r) = check(&self.config, p, request, creds, ue_addr, flow, true) {
             if r.status == 494 {
                 let row = p
                     .server
@@ -849,11 +917,39 @@ impl Network {
             .and_then(|n| u32::from_str_radix(&n, 16).ok())
             .unwrap_or(0);
         let mut out = Vec::new();
-        // A registration replaces the previous one and its SAs.
-        if let Some(old) = self.bindings.remove(impi) {
-            if let Some((_, s)) = old.auth.server {
-                out.push(NetworkAction::RemoveSas(s));
+        let handover = p.handover;
+        let old = self.bindings.remove(impi);
+        if handover {
+            // The new set carries this 200; the old one goes once the
+            // NOTIFYs still out over it ended, DEREGISTRATION_LINGER after
+            // it at the latest (the UE deletes its copy on this 200).
+            let since = old.as_ref().map(|b| b.since);
+            out.extend(self.bind(
+                request,
+                asked,
+                impi,
+                p,
+                ue_addr,
+                ContactEvent::Refreshed,
+                now,
+            ));
+            if let (Some(b), Some(since)) = (self.bindings.get_mut(impi), since) {
+                b.since = since;
             }
+            if let Some((_, s)) = old.and_then(|b| b.auth.server) {
+                let new = self.sas(impi).cloned();
+                if let Some(new) = new {
+                    self.move_subscriptions(impi, &s, &new);
+                }
+                let until = now.saturating_add(DEREGISTRATION_LINGER);
+                out.extend(self.release_sas_until(impi, s, Some(until)));
+            }
+            out.extend(self.notify_binding(impi, ContactEvent::Refreshed, now));
+            return out;
+        }
+        // A registration replaces the previous one and its SAs.
+        if let Some((_, s)) = old.and_then(|b| b.auth.server) {
+            out.push(NetworkAction::RemoveSas(s));
         }
         out.extend(self.bind(
             request,
@@ -867,6 +963,39 @@ impl Network {
         out
     }
 
+    /// Whether a re-REGISTER of binding `b` asks for a new SA set we can
+    /// hold beside the old one (see [`NetworkConfig::alt_port_c`]): its
+    /// Security-Client is not the registration's, and the offer we would
+    /// take has other SPIs and another port-c than the set in use, and the
+    /// same port-s (the Contact's).
+    fn offers_handover(&self, request: &Message<'_>, b: &Binding) -> bool {
+        let (Some(_), Some((_, set))) = (self.config.alt_port_c, b.auth.server.as_ref()) else {
+            return false;
+        };
+        let Ok(offers) = request.security(HeaderName::SecurityClient) else {
+            return false;
+        };
+        let first: Vec<SecMechanism<'_>> = b
+            .auth
+            .client
+            .iter()
+            .flat_map(|r| SecMechanism::parse_list(r).unwrap_or_default())
+            .collect();
+        if same_mechanisms(&offers, &first) {
+            return false;
+        }
+        let Some(new) = self.choose(&offers) else {
+            return false;
+        };
+        let old = set.ue_offer();
+        let old_spis = [old.spi_c, old.spi_s];
+        !old_spis.contains(&new.spi_c)
+            && !old_spis.contains(&new.spi_s)
+            && new.port_c != old.port_c
+            && new.port_s == old.port_s
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn reregister(
         &mut self,
         request: &Message<'_>,
@@ -875,6 +1004,7 @@ impl Network {
         ue_addr: IpAddr,
         flow: Flow,
         now: Duration,
+        rng: &mut dyn Random,
     ) -> Vec<NetworkAction> {
         let Some(b) = self.bindings.get(impi) else {
             return Vec::new();
@@ -890,12 +1020,18 @@ impl Network {
         if !unprotected_ok || nc <= b.auth.nc {
             return self.refuse(request, 403, None);
         }
-        if let Err(r) = check(&self.config, &b.auth, request, creds, ue_addr, flow) {
+        if let Err(r) = check(&self.config, &b.auth, request, creds, ue_addr, flow, false) {
             return self.refuse(request, r.status, None);
         }
         let asked = Asked::of(request);
         if let Some(r) = self.too_brief(request, asked.expires) {
             return r;
+        }
+        if asked.expires != 0 && self.offers_handover(request, b) {
+            if let Some(b) = self.bindings.get_mut(impi) {
+                b.auth.nc = nc;
+            }
+            return self.challenge(request, impi, ue_addr, flow, Why::Handover, now, rng);
         }
         let Some(mut b) = self.bindings.remove(impi) else {
             return Vec::new();
@@ -1099,6 +1235,7 @@ fn check(
     creds: &Auth<'_>,
     ue_addr: IpAddr,
     flow: Flow,
+    same_client: bool,
 ) -> Result<(), Refuse> {
     let refuse = |status, reason| Refuse { status, reason };
     if let Some((row, set)) = &p.server {
@@ -1119,6 +1256,8 @@ fn check(
         // TS 33.203 (as commonly implemented): the protected REGISTER
         // repeats the Security-Client of the unprotected one; a change could
         // be a downgrade.
+        // Over the SAs of a registration (`same_client` false) it may name
+        // the UE's next SA set instead.
         let client = request
             .security(HeaderName::SecurityClient)
             .map_err(|_| refuse(494, "malformed Security-Client"))?;
@@ -1127,7 +1266,7 @@ fn check(
             .iter()
             .flat_map(|r| SecMechanism::parse_list(r).unwrap_or_default())
             .collect();
-        if !same_mechanisms(&client, &first) {
+        if same_client && !same_mechanisms(&client, &first) {
             return Err(refuse(
                 494,
                 "Security-Client differs from the first REGISTER's",

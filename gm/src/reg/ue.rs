@@ -52,8 +52,17 @@
 //! 5. A 423 (RFC 3261 §10.2.8): the same request again, asking for the
 //!    Min-Expires it names.
 //! 6. Re-registration and de-registration (`Expires: 0`) go over the SAs
-//!    with the last challenge's nonce and the next `nc`. A registrar that
-//!    challenges them again gets [`Error::ReauthenticationUnsupported`].
+//!    with the last challenge's nonce and the next `nc`. With the SPIs and
+//!    port-c of a next SA set from the caller ([`Ue::offer_next`]), the
+//!    re-REGISTER's Security-Client names them; a registrar that
+//!    re-authenticates it starts a **handover** (TS 33.203 §7.4 as commonly
+//!    implemented): its 401 comes over the SAs in use, the new set is
+//!    installed beside them, the answer goes over the new set, and the old
+//!    set is removed only once the new one carried the 200 (NOTIFYs that
+//!    cross the handover are taken over either set). A failure on the way
+//!    removes both (fail closed). A registrar that challenges a
+//!    re-registration without a next set, or a de-registration, gets
+//!    [`Error::ReauthenticationUnsupported`].
 //! 7. The reg event (TS 24.229 §5.1.1.3, RFC 3680; unless
 //!    [`UeConfig::reg_event`] is off): after the 200 to the initial
 //!    REGISTER, a SUBSCRIBE to our IMPU (`Event: reg`, `Accept:
@@ -365,6 +374,11 @@ pub struct Ue {
     /// Security-Verify.
     server_rows: Vec<String>,
     sas: Option<SaSet>,
+    /// The registration's SA set during a handover: kept until the new
+    /// set carries a final response.
+    retiring: Option<SaSet>,
+    /// The SPIs and port-c of our next SA set ([`Ue::offer_next`]).
+    next: Option<(u32, u32, u16)>,
     registration: Option<Registration>,
     /// The expiry asked for: the configured one, raised by a 423.
     expires: u32,
@@ -408,6 +422,8 @@ impl Ue {
             challenge: None,
             server_rows: Vec::new(),
             sas: None,
+            retiring: None,
+            next: None,
             registration: None,
             reg_sub: None,
             now: Duration::ZERO,
@@ -430,6 +446,46 @@ impl Ue {
     /// The SAs in use, if any.
     pub fn sas(&self) -> Option<&SaSet> {
         self.sas.as_ref()
+    }
+
+    /// The registration's SA set while a handover to [`Ue::sas`] is under
+    /// way (see [`Ue::offer_next`]).
+    pub fn retiring_sas(&self) -> Option<&SaSet> {
+        self.retiring.as_ref()
+    }
+
+    /// Gives the SPIs (spi-c, spi-s) and the protected client port of our
+    /// next SA set: the next re-registration offers them in its
+    /// Security-Client (our port-s stays: it is the Contact's), and a
+    /// registrar that re-authenticates it (TS 33.203 §7.4 as commonly
+    /// implemented) sets up the new set beside the one in use; the old set
+    /// is removed when the new one carried the 200. A later call replaces
+    /// an offer not used yet. Without one, a challenged re-registration
+    /// ends with [`Error::ReauthenticationUnsupported`]. The SPIs must be
+    /// above 255, distinct, and not those of the set in use; the port not
+    /// one of its ports.
+    pub fn offer_next(&mut self, spis: (u32, u32), port_c: u16) -> Result<(), Error> {
+        let c = &self.config.c;
+        let bad = |what| Error::BadOffer { what };
+        let (spi_c, spi_s) = spis;
+        if spi_c <= 255 || spi_s <= 255 || spi_c == spi_s {
+            return Err(bad("next SPIs must be distinct and above 255"));
+        }
+        let (used_spis, used_ports) = match &self.sas {
+            Some(s) => {
+                let o = s.ue_offer();
+                ([o.spi_c, o.spi_s], [o.port_c, o.port_s])
+            }
+            None => ([c.spi_c, c.spi_s], [c.port_c, c.port_s]),
+        };
+        if used_spis.contains(&spi_c) || used_spis.contains(&spi_s) {
+            return Err(bad("next SPIs are in use"));
+        }
+        if used_ports.contains(&port_c) || port_c == c.port_s {
+            return Err(bad("next port-c is in use"));
+        }
+        self.next = Some((spi_c, spi_s, port_c));
+        Ok(())
     }
 
     /// The Call-ID of the registration.
@@ -480,6 +536,12 @@ impl Ue {
                     .is_some_and(|r| now >= r.refresh_at);
                 if due {
                     self.state = State::AwaitRefresh;
+                    if let (Some((spi_c, spi_s, port_c)), true) = (self.next, self.sas.is_some()) {
+                        // Our Security-Client names the next set from now on.
+                        let c = &mut self.config.c;
+                        (c.spi_c, c.spi_s, c.port_c) = (spi_c, spi_s, port_c);
+                        self.next = None;
+                    }
                     out.extend(self.send_authenticated(rng, self.expires));
                 }
             }
@@ -564,6 +626,9 @@ impl Ue {
                 self.on_challenge(response, now, rng)
             }
             (State::AwaitResult { .. }, 401) => self.fail(Error::CredentialsRefused),
+            (State::AwaitRefresh, 401) if self.can_hand_over() => {
+                self.on_challenge(response, now, rng)
+            }
             (State::AwaitRefresh | State::AwaitDeregistration, 401 | 407) => {
                 self.fail(Error::ReauthenticationUnsupported)
             }
@@ -651,8 +716,12 @@ impl Ue {
         }
         let opaque = ch.opaque().map(|o| o.into_owned());
         let mut out = Vec::new();
-        // A new challenge voids SAs set up for the previous one.
-        if let Some(old) = self.sas.take() {
+        if self.state == State::AwaitRefresh {
+            // A handover: the registration's set stays until the new one
+            // carried a final response.
+            self.retiring = self.sas.take();
+        } else if let Some(old) = self.sas.take() {
+            // A new challenge voids SAs set up for the previous one.
             out.push(UeAction::RemoveSas(old));
         }
         let mut ck_ik = None;
@@ -732,6 +801,7 @@ impl Ue {
         });
         // Security agreement: needs our offers, the server's and CK/IK.
         let mut flow = Flow::Unprotected;
+        let handover = self.retiring.is_some();
         self.server_rows.clear();
         if self.config.c.sec_agree {
             let server = self.choose_server_offer(response)?;
@@ -754,6 +824,10 @@ impl Ue {
                 out.push(UeAction::InstallSas(set.clone()));
                 self.sas = Some(set);
             }
+        }
+        if handover && self.sas.is_none() {
+            // Fail closed: a handover that would leave the SAs.
+            return Err(bad("a re-authentication without new SAs"));
         }
         let auth = self.authorization(rng, None)?;
         // TS 24.229 reg-await-auth: the temporary SAs bound the wait.
@@ -865,7 +939,7 @@ impl Ue {
         let initial = matches!(
             self.state,
             State::AwaitChallenge | State::AwaitResult { .. }
-        );
+        ) && self.retiring.is_none();
         match self.registration_of(response, now) {
             Ok(r) => {
                 let mut out = Vec::new();
@@ -873,6 +947,10 @@ impl Ue {
                     let s = s.with_lifetime(r.expires.saturating_add(sa::LIFETIME_MARGIN));
                     out.push(UeAction::UpdateSas(s.clone()));
                     self.sas = Some(s);
+                }
+                // The end of a handover: the new set carried the 200.
+                if let Some(old) = self.retiring.take() {
+                    out.push(UeAction::RemoveSas(old));
                 }
                 self.registration = Some(r.clone());
                 self.state = State::Registered;
@@ -934,9 +1012,8 @@ impl Ue {
 
     fn fail(&mut self, e: Error) -> Vec<UeAction> {
         let mut out = Vec::new();
-        if let Some(s) = self.sas.take() {
-            out.push(UeAction::RemoveSas(s));
-        }
+        out.extend(self.sas.take().map(UeAction::RemoveSas));
+        out.extend(self.retiring.take().map(UeAction::RemoveSas));
         self.registration = None;
         self.challenge = None;
         self.reg_sub = None;
@@ -1020,6 +1097,17 @@ impl Ue {
             a.push_str(&format!(",auts=\"{auts}\""));
         }
         Ok(a)
+    }
+
+    /// Whether a challenge to our re-REGISTER can set up a new SA set
+    /// beside the one in use: our Security-Client named other SPIs and
+    /// another port-c ([`Ue::offer_next`]).
+    fn can_hand_over(&self) -> bool {
+        let Some(s) = &self.sas else {
+            return false;
+        };
+        let (o, c) = (s.ue_offer(), &self.config.c);
+        c.sec_agree && (o.spi_c, o.spi_s, o.port_c) != (c.spi_c, c.spi_s, c.port_c)
     }
 
     /// A re- or de-registration over the SAs in use.

@@ -536,6 +536,26 @@ impl Network {
         self.release_sas_until(impi, sas, None)
     }
 
+    /// After a handover, `impi`'s subscriptions whose NOTIFYs went over
+    /// `from` go over `to` (from its port-c to the UE's port-s).
+    pub(super) fn move_subscriptions(&mut self, impi: &str, from: &SaSet, to: &SaSet) {
+        let server_flow = |s: &SaSet| Flow::Protected {
+            ue_port: s.ue_offer().port_s,
+            pcscf_port: s.pcscf_offer().port_c,
+        };
+        let (old, new) = (server_flow(from), server_flow(to));
+        for s in self.reg_subs.values_mut() {
+            if s.impi == impi && s.flow == old {
+                s.flow = new;
+            }
+        }
+    }
+
+    /// The SA sets kept for NOTIFYs still out (their SPIs are in use).
+    pub(super) fn draining_sets(&self) -> impl Iterator<Item = &SaSet> {
+        self.draining.iter().map(|d| &d.sas)
+    }
+
     /// As [`Network::release_sas`], and at the latest at `until`.
     pub(super) fn release_sas_until(
         &mut self,

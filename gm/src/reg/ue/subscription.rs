@@ -38,13 +38,31 @@ impl Ue {
         }
     }
 
-    /// The flow the P-CSCF's requests come on (TS 33.203: from its port-c
-    /// to our port-s), `None` without SAs.
-    fn server_flow(&self) -> Option<Flow> {
-        self.sas.as_ref().map(|s| Flow::Protected {
-            ue_port: s.ue_offer().port_s,
-            pcscf_port: s.pcscf_offer().port_c,
-        })
+    /// Whether `flow` is one the P-CSCF's requests may come on (TS 33.203:
+    /// from its port-c to our port-s) over our SAs, the set a handover
+    /// retires included; any flow without SAs.
+    fn server_flow_ok(&self, flow: Flow) -> bool {
+        let mut sets = self.sas.iter().chain(&self.retiring).peekable();
+        sets.peek().is_none()
+            || sets.any(|s| {
+                flow == Flow::Protected {
+                    ue_port: s.ue_offer().port_s,
+                    pcscf_port: s.pcscf_offer().port_c,
+                }
+            })
+    }
+
+    /// Whether a response to our request came on `flow`: the flow of
+    /// our requests, or during a handover the retiring set's.
+    fn client_flow_ok(&self, flow: Flow) -> bool {
+        self.sas.is_none()
+            || flow == self.client_flow()
+            || self.retiring.as_ref().is_some_and(|s| {
+                flow == Flow::Protected {
+                    ue_port: s.ue_offer().port_c,
+                    pcscf_port: s.pcscf_offer().port_s,
+                }
+            })
     }
 
     /// Via, Max-Forwards, Contact and Accept of our SUBSCRIBEs.
@@ -195,7 +213,7 @@ impl Ue {
             return None;
         }
         // While SAs are in place, only what came over them.
-        if self.sas.is_some() && flow != self.client_flow() {
+        if !self.client_flow_ok(flow) {
             return Some(Vec::new());
         }
         if response.status().is_none_or(|s| s < 200) {
@@ -261,10 +279,8 @@ impl Ue {
             _ => {}
         }
         self.now = now;
-        if let Some(want) = self.server_flow() {
-            if flow != want {
-                return Some(Vec::new());
-            }
+        if !self.server_flow_ok(flow) {
+            return Some(Vec::new());
         }
         let respond = |status: u16| -> Vec<UeAction> {
             match Builder::response_to(request, status, None).build() {
@@ -364,9 +380,8 @@ impl Ue {
             Binding::Gone(e) => (e, None),
         };
         let mut out = Vec::new();
-        if let Some(s) = self.sas.take() {
-            out.push(UeAction::RemoveSas(s));
-        }
+        out.extend(self.sas.take().map(UeAction::RemoveSas));
+        out.extend(self.retiring.take().map(UeAction::RemoveSas));
         self.registration = None;
         self.challenge = None;
         self.server_rows.clear();
