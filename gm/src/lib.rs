@@ -62,3 +62,23 @@ mod xml;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// The whole seconds of `d`, rounded up: what a header or document says
+/// of the time left (an `expires` of 0 ends a subscription or binding, so
+/// 0.9 s left is 1).
+pub(crate) fn secs_left(d: std::time::Duration) -> u64 {
+    d.as_millis().div_ceil(1000).try_into().unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn time_left_rounds_up_to_whole_seconds() {
+        use std::time::Duration;
+        assert_eq!(super::secs_left(Duration::ZERO), 0);
+        assert_eq!(super::secs_left(Duration::from_millis(1)), 1);
+        assert_eq!(super::secs_left(Duration::from_millis(997)), 1);
+        assert_eq!(super::secs_left(Duration::from_secs(2)), 2);
+        assert_eq!(super::secs_left(Duration::from_millis(2001)), 3);
+    }
+}

@@ -211,7 +211,10 @@ impl Agent {
         let w = self.watches.get_mut(&id)?;
         let state = match end {
             Some(reason) => format!("terminated;reason={reason}"),
-            None => format!("active;expires={}", until.saturating_sub(now).as_secs()),
+            None => format!(
+                "active;expires={}",
+                crate::secs_left(until.saturating_sub(now))
+            ),
         };
         w.last = Some(body.clone());
         let request = w

@@ -282,7 +282,7 @@ impl Network {
             event,
             uri: b.contact_uri.clone(),
             expires: (state == ContactState::Active)
-                .then(|| b.expires_at.saturating_sub(now).as_secs()),
+                .then(|| crate::secs_left(b.expires_at.saturating_sub(now))),
             retry_after: None,
             duration_registered: Some(now.saturating_sub(b.since).as_secs()),
             unknown_params: Vec::new(),
@@ -385,7 +385,7 @@ impl Network {
             let left = self
                 .reg_subs
                 .get(&id)
-                .map_or(0, |s| s.expires_at.saturating_sub(now).as_secs());
+                .map_or(0, |s| crate::secs_left(s.expires_at.saturating_sub(now)));
             let state = format!("active;expires={left}");
             out.extend(self.send_notify(&id, &state, Some(doc.clone())));
         }
