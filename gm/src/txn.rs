@@ -609,6 +609,22 @@ impl<A: Clone> Transactions<A> {
         reliability: Reliability,
         now: Duration,
     ) -> Result<TxnId, TxnError> {
+        self.start_client_at(request, to, None, reliability, now)
+    }
+
+    /// [`Transactions::start_client`] for a caller sending from several
+    /// ports: the request (and its retransmissions) carry `local`
+    /// ([`Transmit::from_port`]) so they leave from it. On Gm that keeps
+    /// a request on the flow `gm` chose, over the SA set it names, when
+    /// two sets to one peer port live side by side (an SA handover).
+    pub fn start_client_at(
+        &mut self,
+        request: &Message<'_>,
+        to: A,
+        local: Option<u16>,
+        reliability: Reliability,
+        now: Duration,
+    ) -> Result<TxnId, TxnError> {
         let method = request.method().ok_or(TxnError::Refused(
             "a response cannot start a client transaction",
         ))?;
@@ -638,7 +654,7 @@ impl<A: Clone> Transactions<A> {
                 state: State::Trying,
                 reliability,
                 to,
-                local: None,
+                local,
                 last: Some(bytes.clone()),
                 request_to_tag: None,
                 response_to_tag: None,
@@ -1376,6 +1392,19 @@ mod tests {
         assert_eq!(
             (resent[0].from_port, resent[0].retransmission),
             (None, true)
+        );
+        // Started at a port: the request and its retransmissions carry it.
+        let mut t: Transactions<&str> = Transactions::new(Timers::default());
+        let at = req("REGISTER", "z9hG4bKv");
+        t.start_client_at(&at, "pcscf", Some(5072), Reliability::Unreliable, MS(0))
+            .unwrap();
+        assert_eq!(drain(&mut t)[0].from_port, Some(5072));
+        t.handle_timeout(MS(500));
+        let resent = drain(&mut t);
+        assert_eq!(resent.len(), 1);
+        assert_eq!(
+            (resent[0].from_port, resent[0].retransmission),
+            (Some(5072), true)
         );
     }
 

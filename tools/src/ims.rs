@@ -379,6 +379,25 @@ impl Transport {
         }
     }
 
+    /// With `--ipsec udp`, binds a second protected client port (0: any
+    /// free port) for SA handovers at re-registration and gives it;
+    /// `None` in the other modes (no handover: with `tun` the kernel
+    /// routes only port-c and port-s to ipsecd).
+    pub fn bind_alt_port(&mut self, port: u16) -> Result<Option<u16>> {
+        match self {
+            Transport::Udp(e) => Ok(Some(e.bind_alt(port)?)),
+            Transport::Plain(_) | Transport::Tun(_) => Ok(None),
+        }
+    }
+
+    /// The second protected client port, when bound.
+    pub fn alt_port(&self) -> Option<u16> {
+        match self {
+            Transport::Udp(e) => e.alt_port(),
+            Transport::Plain(_) | Transport::Tun(_) => None,
+        }
+    }
+
     /// Writes the packets to a pcap file (`--ipsec udp` only).
     pub fn capture(&mut self, path: &Path) -> Result<()> {
         match self {

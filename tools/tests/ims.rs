@@ -150,6 +150,23 @@ impl Proc {
         }
     }
 
+    /// Waits until `n` lines with all of `parts` were printed.
+    fn wait_count(&mut self, parts: &[&str], n: usize) {
+        let matches = |l: &String| parts.iter().all(|p| l.contains(p));
+        let deadline = Instant::now() + LIMIT;
+        while self.seen.iter().filter(|l| matches(l)).count() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => self.seen.push(l),
+                Err(_) => panic!(
+                    "{}: not {n} lines with {parts:?} in {LIMIT:?}; got:\n{}",
+                    self.name,
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
     /// SIGTERM, then the exit status (within the limit).
     fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
@@ -827,6 +844,151 @@ fn two_uas_talk_over_esp_in_udp_and_tshark_decrypts_it() {
             .all(|l| known.iter().any(|k| l.starts_with(k))),
         "{protected:?}"
     );
+}
+
+/// Re-registration with SA handover (TS 33.203 §7.4 as commonly
+/// implemented), `imsua` against `pcscf` over ESP in UDP, read back by
+/// tshark: with a 2 s registration the UA re-registers every second,
+/// offering new SPIs and its other client port; the pcscf re-authenticates
+/// each time on its other client port. In the capture, decrypted with the
+/// keys the pcscf printed, every ESP packet has a good ICV, and each
+/// handover is the re-REGISTER and its 401 over the old set, then the
+/// answer and its 200 over the new one; the old set is removed only after
+/// the new one was added; nothing is dropped.
+#[test]
+fn reregistration_hands_over_to_fresh_sas_as_tshark_reads_it() {
+    let _serial = serial();
+    let dir = TempDir::new("ims-handover");
+    let (mut pcscf, addr, port_s) = pcscf_udp(&dir);
+    let listening = event_of(&pcscf.wait_line(&["\"event\": \"listening\""]));
+    let alt = u16::try_from(listening["alt_port_c"].as_i64().unwrap()).unwrap();
+    let port_c = u16::try_from(listening["port_c"].as_i64().unwrap()).unwrap();
+    let mut alice = Proc::spawn(
+        "alice",
+        imsua_udp("alice", K, &addr, &["--expires", "2", "listen"]),
+    );
+    // The registration and two handovers.
+    pcscf.wait_count(&["\"event\": \"registered\""], 3);
+    assert!(alice.terminate().success());
+    alice.wait_line(&["\"event\": \"deregistered\""]);
+    pcscf.wait_line(&["\"event\": \"deregistered\""]);
+    assert!(pcscf.terminate().success());
+    let stopped = event_of(&pcscf.wait_line(&["\"event\": \"stopped\""]));
+    assert_eq!(stopped["dropped"], 0, "{stopped}");
+    assert!(
+        !alice
+            .seen
+            .iter()
+            .any(|l| l.contains("\"event\": \"failed\"")),
+        "{:?}",
+        alice.seen
+    );
+
+    // The pcscf's sets in the order it added them, four SAs each; each
+    // set removed after the next one was added.
+    let sas: Vec<SaEvent> = events(&pcscf.seen, "sa");
+    let added: Vec<&SaEvent> = sas.iter().filter(|s| s.action == "add").collect();
+    let sets = added.len() / 4;
+    assert!(sets >= 3 && added.len() % 4 == 0, "{sas:?}");
+    let set_of = |spi: u32| added.iter().position(|s| s.spi == spi).map(|i| i / 4);
+    let mut spis: Vec<u32> = added.iter().map(|s| s.spi).collect();
+    spis.sort_unstable();
+    spis.dedup();
+    assert_eq!(spis.len(), added.len(), "every SPI new");
+    let position = |action: &str, set: usize| {
+        sas.iter()
+            .position(|s| s.action == action && set_of(s.spi) == Some(set))
+            .unwrap()
+    };
+    for k in 0..sets - 1 {
+        assert!(position("remove", k) > position("add", k + 1), "set {k}");
+    }
+    // The pcscf's client port alternates between its two, and so does the
+    // UE's; the server ports stay.
+    let ours_out: Vec<&SaEvent> = added
+        .iter()
+        .copied()
+        .filter(|s| s.direction == "out" && s.src.port() != port_s)
+        .collect();
+    let ue_in: Vec<&SaEvent> = added
+        .iter()
+        .copied()
+        .filter(|s| s.direction == "in" && s.dst.port() == port_s)
+        .collect();
+    for k in 0..sets {
+        let want = if k % 2 == 0 { port_c } else { alt };
+        assert_eq!(ours_out[k].src.port(), want, "set {k}");
+        assert_eq!(
+            ours_out[k].dst.port(),
+            ours_out[0].dst.port(),
+            "UE port-s kept"
+        );
+        if k > 0 {
+            assert_ne!(ue_in[k].src.port(), ue_in[k - 1].src.port(), "UE port-c");
+        }
+    }
+
+    if !require(
+        "reregistration_hands_over_to_fresh_sas_as_tshark_reads_it (capture check)",
+        &[Peer::Tshark],
+    ) {
+        return;
+    }
+    let (run, _) = testkit::tshark::esp_in_udp(
+        &dir.path("pcscf.pcap"),
+        added.iter().map(|s| testkit::tshark::UdpSa {
+            src: s.src,
+            dst: s.dst,
+            spi: s.spi,
+            ealg: (&s.ealg, s.ekey.as_deref().unwrap()),
+            alg: (&s.alg, s.akey.as_deref().unwrap()),
+        }),
+    );
+    let out = run.run(&["esp.spi", "esp.icv_good", "esp.decrypted_data"]);
+    // (set, first line) of every REGISTER and response to one.
+    let mut registers = Vec::new();
+    for line in out.lines() {
+        let f: Vec<&str> = line.split('|').collect();
+        let [spi, good, data] = f[..] else {
+            panic!("{line}")
+        };
+        let Some(set) = u32::from_str_radix(spi.trim_start_matches("0x"), 16)
+            .ok()
+            .and_then(set_of)
+        else {
+            continue;
+        };
+        assert_eq!(good, "1", "ICV not good: {line}");
+        let inner = hex::decode(data).unwrap();
+        let udp = testkit::packet::transport(testkit::pcap::LINKTYPE_RAW, &inner).unwrap();
+        let text = String::from_utf8_lossy(udp.payload);
+        let first = text.lines().next().unwrap_or("").to_owned();
+        if text.contains(" REGISTER\r\n") {
+            registers.push((set, first));
+        }
+    }
+    let short: Vec<(usize, &str)> = registers
+        .iter()
+        .map(|(k, l)| {
+            let what = if l.starts_with("REGISTER") {
+                "REGISTER"
+            } else {
+                l.strip_prefix("SIP/2.0 ").unwrap_or(l)
+            };
+            (*k, what)
+        })
+        .collect();
+    let mut want = vec![(0, "REGISTER"), (0, "200 OK")];
+    for k in 1..sets {
+        want.extend([
+            (k - 1, "REGISTER"),
+            (k - 1, "401 Unauthorized"),
+            (k, "REGISTER"),
+            (k, "200 OK"),
+        ]);
+    }
+    want.extend([(sets - 1, "REGISTER"), (sets - 1, "200 OK")]);
+    assert_eq!(short, want, "{registers:?}");
 }
 
 /// A UE that de-registers: the pcscf removes its SAs 2 s after the 200

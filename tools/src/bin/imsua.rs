@@ -78,7 +78,11 @@ Modes:
                 port-c/port-s (--port-c/--port-s, default any free ports) and
                 the P-CSCF's, with SAs held in this process (no root). SPIs
                 are random. Nothing goes in clear to a peer reached over SAs,
-                and datagrams in clear on port-c/port-s are dropped.
+                and datagrams in clear on port-c/port-s are dropped. Each
+                re-registration offers new SPIs and a second client port
+                (any free one); a P-CSCF that re-authenticates it hands the
+                registration over to fresh SAs (TS 33.203 §7.4: the old SAs
+                stay until the new ones carried the 200), as pcscf does.
   --ipsec tun   (root) sec-agree with mod=trans: ESP transport mode by this
                 namespace's ipsecd (--ipsecd-socket). Our two inbound SPIs
                 are held with its getspi; after the 401 the four SAs and
@@ -619,6 +623,8 @@ fn run(cli: &Cli, cfg: &UaConfig) -> Result<(), Failure> {
     if let Some(p) = &cli.pcap {
         transport.capture(p)?;
     }
+    // --ipsec udp: a second client port, for the SAs of a re-registration.
+    transport.bind_alt_port(0)?;
     let local = transport.local_addr()?;
     let domain = match &cfg.domain {
         Some(d) => d.clone(),
@@ -1654,6 +1660,28 @@ impl Ua {
         Ok(())
     }
 
+    /// Gives the UE the SPIs and client port of its next SA set (`--ipsec
+    /// udp`, with the second client port bound): the next re-registration
+    /// offers them, and a P-CSCF that re-authenticates it hands the
+    /// registration over to fresh SAs (TS 33.203 §7.4). The port is the
+    /// one of our two client ports the set in use does not have.
+    fn offer_next_sas(&mut self) -> Result<(), Failure> {
+        let (Some(alt), Some(set)) = (self.transport.alt_port(), self.ue.sas()) else {
+            return Ok(());
+        };
+        let Some((port_c, _)) = self.transport.protected_ports()? else {
+            return Ok(());
+        };
+        let o = set.ue_offer();
+        let port = if o.port_c == alt { port_c } else { alt };
+        let spis = gm::reg::fresh_spis(&mut self.rng, &[o.spi_c, o.spi_s])
+            .ok_or_else(|| anyhow!("no random SPIs from /dev/urandom"))?;
+        self.ue
+            .offer_next(spis, port)
+            .map_err(|e| anyhow!("cannot offer the next SAs: {e}"))?;
+        Ok(())
+    }
+
     fn on_actions(&mut self, actions: Vec<UeAction>) -> Result<(), Failure> {
         let now = self.now();
         // A lifetime update waits until the batch's events are out and its
@@ -1674,9 +1702,21 @@ impl Ua {
                         }
                         Flow::Unprotected => self.pcscf,
                     };
+                    // From the port gm chose: during an SA handover two sets
+                    // reach the P-CSCF's port-s, and the flow names which.
+                    let from_port = match flow {
+                        Flow::Protected { ue_port, .. } => Some(ue_port),
+                        Flow::Unprotected => None,
+                    };
                     let id = self
                         .layer
-                        .start_client(&request, to, self.transport.reliability(to), now)
+                        .start_client_at(
+                            &request,
+                            to,
+                            from_port,
+                            self.transport.reliability(to),
+                            now,
+                        )
                         .map_err(|e| anyhow!("cannot send the request: {e}"))?;
                     if request.method() == Some(gm::sip::Method::Subscribe) {
                         self.sub_txns.push(id);
@@ -1707,6 +1747,7 @@ impl Ua {
                 ),
                 UeAction::Registered(r) => {
                     self.outcome = Some(Outcome::Registered);
+                    self.offer_next_sas()?;
                     event(
                         Json::obj()
                             .set("event", "registered")

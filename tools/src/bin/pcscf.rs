@@ -89,6 +89,11 @@ Modes:
                 on our port-c/port-s are dropped. --pcap writes the packets as
                 on the wire; with the keys of --show-keys Wireshark decrypts
                 them (Decode As UDP port -> UDPENCAP for the four ports).
+                A UE whose re-registration offers new SPIs and a new
+                port-c is re-authenticated (SA handover, TS 33.203 §7.4):
+                its new SAs use our second client port (--alt-port-c) if
+                its old ones use --port-c, and the other way round; the
+                old SAs go once the new ones carried the 200.
   --ipsec tun   (root) sec-agree required, mod=trans only: the SAs and
                 policies go into this namespace's ipsecd (--ipsecd-socket)
                 under the owner tag pcscf-PORT (PORT: --listen's), with each
@@ -170,6 +175,12 @@ struct Cli {
     /// Our protected server port with --ipsec udp or tun.
     #[arg(long, default_value_t = 5068)]
     port_s: u16,
+    /// Our second protected client port with --ipsec udp (0, the
+    /// default: any free port): a UE whose re-registration offers new SAs
+    /// is re-authenticated, and its new SAs use the one of our two client
+    /// ports its old ones do not (the `listening` event says which).
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    alt_port_c: u16,
     /// Write every packet sent and received to this pcap file, as on the
     /// wire (--ipsec udp).
     #[arg(long)]
@@ -296,7 +307,10 @@ fn run(cli: &Cli) -> Result<()> {
     let (port_c, port_s) = transport
         .protected_ports()?
         .unwrap_or((local.port(), local.port()));
+    // --ipsec udp: a second client port, for SA handovers at re-registration.
+    let alt_port_c = transport.bind_alt_port(cli.alt_port_c)?;
     let mut config = NetworkConfig::new(&table.realm, local.ip(), port_c, port_s);
+    config.alt_port_c = alt_port_c;
     // --ipsec none: no sec-agree (an ipsec-3gpp offer gets 494, as this
     // process could not carry the SAs); udp: sec-agree required, in
     // mod=UDP-enc-tun only.
@@ -390,6 +404,9 @@ fn run(cli: &Cli) -> Result<()> {
         listening
             .set("port_c", Json::Int(i64::from(port_c)))
             .set("port_s", Json::Int(i64::from(port_s)));
+        if let Some(p) = alt_port_c {
+            listening.set("alt_port_c", Json::Int(i64::from(p)));
+        }
     }
     event(&mut listening);
     if cli.quiet {
@@ -954,15 +971,22 @@ impl Pcscf {
                     }
                     event(Json::obj().set("event", "deregistered").set("impi", impi));
                 }
-                NetworkAction::Notify { request, .. } => {
+                NetworkAction::Notify { request, flow } => {
                     // To the UE's Contact (its protected server port, where
                     // TS 33.203 has the P-CSCF's requests arrive), else to
                     // where the request came from.
                     let to = target(&request).or_else(|| txn.map(|(_, from)| from));
                     if let Some(to) = to {
-                        if let Ok(client) = self.layer.start_client(
+                        // From the port gm chose: during an SA handover two
+                        // sets reach the UE's port-s.
+                        let from_port = match flow {
+                            Flow::Protected { pcscf_port, .. } => Some(pcscf_port),
+                            Flow::Unprotected => None,
+                        };
+                        if let Ok(client) = self.layer.start_client_at(
                             &request,
                             to,
+                            from_port,
                             self.transport.reliability(to),
                             now,
                         ) {

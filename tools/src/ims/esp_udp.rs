@@ -177,6 +177,17 @@ impl EspUdp {
         self.sockets.protected_ports()
     }
 
+    /// Binds a second protected client port (0: any free port), for SA
+    /// handovers at re-registration ([`SipSockets::bind_alt`]); its port.
+    pub fn bind_alt(&mut self, port: u16) -> Result<u16> {
+        self.sockets.bind_alt(port)
+    }
+
+    /// The second client port, when bound.
+    pub fn alt_port(&self) -> Option<u16> {
+        self.sockets.alt_port()
+    }
+
     /// Datagrams dropped on the protected ports so far.
     pub fn dropped(&self) -> u64 {
         self.dropped
@@ -191,7 +202,7 @@ impl EspUdp {
                 set.mode()
             );
         }
-        SaBook::check_ports(set, self.protected_ports())?;
+        SaBook::check_ports(set, &self.sockets.all_protected_ports())?;
         // Each set's two outbound policies get reqids no other set here
         // has, or a `unique:N` policy would take another UE's SA (every
         // set comes with reqids 1 and 2).

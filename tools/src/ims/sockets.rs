@@ -1,6 +1,7 @@
 //! What the two protected modes (`--ipsec udp`, [`super::esp_udp`], and
 //! `--ipsec tun`, [`super::tun`]) share: the three UDP sockets (plain,
-//! port-c, port-s) with one wait over them (and, for `tun`, TCP on the
+//! port-c, port-s, and a second port-c for SA handovers when bound) with
+//! one wait over them (and, for `tun`, TCP on the
 //! same three ports, [`super::stream`]), and the book of the SA sets
 //! installed (as given by `gm` and as installed, with reqids of their
 //! own).
@@ -23,6 +24,8 @@ pub struct SipSockets {
     port_s: UdpSocket,
     local: SocketAddr,
     ports: (u16, u16),
+    /// The second client port ([`SipSockets::bind_alt`]) and its socket.
+    alt: Option<(UdpSocket, u16)>,
     tcp: Option<super::stream::Streams>,
     /// Ends a wait when readable ([`SipSockets::set_wake`]).
     wake: Option<std::os::unix::net::UnixStream>,
@@ -81,9 +84,42 @@ impl SipSockets {
             port_s,
             local,
             ports,
+            alt: None,
             tcp: None,
             wake: None,
         })
+    }
+
+    /// Binds a second protected client port (0: any free port), for the
+    /// SA set that replaces the one on port-c at a re-registration
+    /// (TS 33.203 §7.4); its port. Before [`SipSockets::enable_tcp`].
+    pub fn bind_alt(&mut self, port: u16) -> Result<u16> {
+        if let Some((_, p)) = &self.alt {
+            return Ok(*p);
+        }
+        let sock = bind_nonblocking(SocketAddr::new(self.local.ip(), port))?;
+        let port = sock.local_addr()?.port();
+        self.alt = Some((sock, port));
+        Ok(port)
+    }
+
+    /// The second client port, when bound.
+    pub fn alt_port(&self) -> Option<u16> {
+        self.alt.as_ref().map(|(_, p)| *p)
+    }
+
+    /// Every protected port: port-c, port-s, and the second client port.
+    pub fn all_protected_ports(&self) -> Vec<u16> {
+        let mut v = vec![self.ports.0, self.ports.1];
+        v.extend(self.alt_port());
+        v
+    }
+
+    /// The UDP sockets a wait covers, in [`SipSockets::recv_from`]'s order.
+    fn udp_fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        let mut fds = vec![self.plain.as_fd(), self.port_c.as_fd(), self.port_s.as_fd()];
+        fds.extend(self.alt.as_ref().map(|(s, _)| s.as_fd()));
+        fds
     }
 
     /// A socket whose readability ends a wait at once (it is drained and
@@ -96,7 +132,10 @@ impl SipSockets {
     /// `everything` all we send goes over TCP ([`super::Tcp`]).
     pub fn enable_tcp(&mut self, everything: bool) -> Result<()> {
         let mut t = super::stream::Streams::new(self.local.ip());
-        for port in [self.local.port(), self.ports.0, self.ports.1] {
+        for port in [self.local.port(), self.ports.0, self.ports.1]
+            .into_iter()
+            .chain(self.alt_port())
+        {
             t.listen(port)?;
         }
         if everything {
@@ -128,9 +167,11 @@ impl SipSockets {
             return Ok(self.recv(buf, wait)?.map(Taken::Arrival));
         };
         let mut fds = vec![self.plain.as_fd(), self.port_c.as_fd(), self.port_s.as_fd()];
+        fds.extend(self.alt.as_ref().map(|(s, _)| s.as_fd()));
+        let wake_at = fds.len();
         fds.extend(self.wake.as_ref().map(AsFd::as_fd));
         match tcp.wait(&fds, wait)? {
-            super::stream::Ready::Udp(3) => {
+            super::stream::Ready::Udp(i) if i == wake_at => {
                 if !self.wake.as_ref().is_some_and(super::command::drain_wake) {
                     self.wake = None;
                 }
@@ -189,7 +230,10 @@ impl SipSockets {
         } else if port == self.ports.1 {
             Some(&self.port_s)
         } else {
-            None
+            self.alt
+                .as_ref()
+                .filter(|(_, p)| *p == port)
+                .map(|(s, _)| s)
         }
     }
 
@@ -198,12 +242,13 @@ impl SipSockets {
     /// closed: an ICMP error is not ours to act on, the transaction's
     /// timer is).
     pub fn recv(&mut self, buf: &mut [u8], wait: Duration) -> Result<Option<Arrival>> {
+        let udp = self.udp_fds();
+        let wake_at = udp.len();
         let ready: Vec<bool> = {
-            let mut fds = vec![
-                PollFd::new(self.plain.as_fd(), PollFlags::POLLIN),
-                PollFd::new(self.port_c.as_fd(), PollFlags::POLLIN),
-                PollFd::new(self.port_s.as_fd(), PollFlags::POLLIN),
-            ];
+            let mut fds: Vec<PollFd<'_>> = udp
+                .into_iter()
+                .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+                .collect();
             if let Some(w) = &self.wake {
                 fds.push(PollFd::new(w.as_fd(), PollFlags::POLLIN));
             }
@@ -218,7 +263,7 @@ impl SipSockets {
         let Some(which) = ready.iter().position(|r| *r) else {
             return Ok(None);
         };
-        if which == 3 {
+        if which == wake_at {
             if !self.wake.as_ref().is_some_and(super::command::drain_wake) {
                 self.wake = None;
             }
@@ -228,11 +273,12 @@ impl SipSockets {
     }
 
     /// Takes a datagram from socket `which` (0 plain, 1 port-c, 2
-    /// port-s), if one is there.
+    /// port-s, 3 the second client port), if one is there.
     fn recv_from(&self, which: usize, buf: &mut [u8]) -> Result<Option<Arrival>> {
-        let (sock, port) = match which {
-            0 => (&self.plain, self.local.port()),
-            1 => (&self.port_c, self.ports.0),
+        let (sock, port) = match (which, &self.alt) {
+            (0, _) => (&self.plain, self.local.port()),
+            (1, _) => (&self.port_c, self.ports.0),
+            (3, Some((s, p))) => (s, *p),
             _ => (&self.port_s, self.ports.1),
         };
         match sock.recv_from(buf) {
@@ -283,12 +329,11 @@ pub const MAX_GONE: usize = 65_536;
 impl SaBook {
     /// Refuses a set whose outbound SAs leave from a port other than our
     /// `protected` ones.
-    pub fn check_ports(set: &SaSet, protected: (u16, u16)) -> Result<()> {
-        let (c, s) = protected;
+    pub fn check_ports(set: &SaSet, protected: &[u16]) -> Result<()> {
         for sa in set.sas().iter().filter(|sa| sa.direction == Direction::Out) {
-            if sa.src_port != c && sa.src_port != s {
+            if !protected.contains(&sa.src_port) {
                 bail!(
-                    "an SA leaves from port {}, not one of our protected ports {c} and {s}",
+                    "an SA leaves from port {}, not one of our protected ports {protected:?}",
                     sa.src_port
                 );
             }
@@ -347,7 +392,17 @@ impl SaBook {
             .filter(|sa| sa.direction == Direction::Out)
         {
             let peer = SocketAddr::new(sa.dst, sa.dst_port);
+            // During a handover the peer's port-s is reached over the new
+            // set too: its route, then, is the new set's, and stays.
+            if self.routes.get(&peer) != Some(&(sa.src_port, sa.spi)) {
+                continue;
+            }
             self.routes.remove(&peer);
+            // Another set installed may still reach it another way.
+            if let Some(r) = self.sets.iter().find_map(|(g, _)| route_to(g, peer)) {
+                self.routes.insert(peer, r);
+                continue;
+            }
             self.gone_count += 1;
             self.gone.insert(peer, self.gone_count);
             self.gone_order.push_back((peer, self.gone_count));
@@ -402,6 +457,14 @@ impl SaBook {
             .iter()
             .find_map(|(given, _)| given.inbound_spi(from, port))
     }
+}
+
+/// Our port and the outbound SPI with which `set` reaches `peer`, if it does.
+fn route_to(set: &SaSet, peer: SocketAddr) -> Option<(u16, u32)> {
+    set.sas()
+        .iter()
+        .find(|sa| sa.direction == Direction::Out && SocketAddr::new(sa.dst, sa.dst_port) == peer)
+        .map(|sa| (sa.src_port, sa.spi))
 }
 
 #[cfg(test)]
@@ -460,6 +523,37 @@ mod tests {
         let again = set(ue, (6001, 6002), (2000, 2001));
         book.add(&again, again.clone());
         assert!(!book.gone(port_s) && book.route(port_s).is_some());
+    }
+
+    /// An SA handover: two sets reach the UE's port-s. The route is the
+    /// newest set's; removing either set leaves the other's, and the
+    /// peer is gone only when both went.
+    #[test]
+    fn two_sets_to_one_peer_keep_a_route_until_both_went() {
+        let ue: IpAddr = "10.0.0.2".parse().unwrap();
+        let port_s: SocketAddr = "10.0.0.2:6002".parse().unwrap();
+        let old = set(ue, (6001, 6002), (1000, 1001));
+        let new = set(ue, (6003, 6002), (2000, 2001));
+        let out_spi = |s: &SaSet| route_to(s, port_s).unwrap().1;
+        for first_gone in [&old, &new] {
+            let mut book = SaBook::default();
+            book.add(&old, old.clone());
+            book.add(&new, new.clone());
+            assert_eq!(book.route(port_s).map(|r| r.1), Some(out_spi(&new)));
+            book.take(first_gone).unwrap();
+            let left = if std::ptr::eq(first_gone, &old) {
+                &new
+            } else {
+                &old
+            };
+            assert_eq!(book.route(port_s).map(|r| r.1), Some(out_spi(left)));
+            assert!(!book.gone(port_s));
+            // The gone set's own port-c is gone; the other's is not.
+            let c = |s: &SaSet| SocketAddr::new(ue, s.ue_offer().port_c);
+            assert!(book.gone(c(first_gone)) && !book.gone(c(left)));
+            book.take(left).unwrap();
+            assert!(book.route(port_s).is_none() && book.gone(port_s));
+        }
     }
 
     #[test]

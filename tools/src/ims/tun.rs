@@ -154,7 +154,7 @@ impl IpsecdSas {
                 set.mode()
             );
         }
-        SaBook::check_ports(set, self.protected_ports())?;
+        SaBook::check_ports(set, &self.sockets.all_protected_ports())?;
         let base = self
             .client
             .free_reqids(2)
