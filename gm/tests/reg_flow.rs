@@ -104,6 +104,19 @@ impl Sadb {
             .expect("an action on a set not installed")
     }
 
+    /// Applies `action` here and to `sets`, the side's list of sets.
+    fn record(&mut self, sets: &mut Vec<SaSet>, action: SaAction<'_>) {
+        self.apply(&action);
+        match action {
+            SaAction::Install(s) => sets.push(s.clone()),
+            SaAction::Remove(s) => sets.retain(|x| x != s),
+            SaAction::Update(s) => {
+                sets.retain(|x| x.sas() != s.sas());
+                sets.push(s.clone());
+            }
+        }
+    }
+
     fn apply(&mut self, action: &SaAction<'_>) {
         let t = sadb::Timestamp(0);
         match action {
@@ -243,35 +256,23 @@ impl World {
                                 ));
                             }
                             NetworkAction::InstallSas(s) => {
-                                self.net_db.apply(&SaAction::Install(&s));
-                                self.net_sas.push(s)
+                                self.net_db.record(&mut self.net_sas, SaAction::Install(&s))
                             }
                             NetworkAction::RemoveSas(s) => {
-                                self.net_db.apply(&SaAction::Remove(&s));
-                                self.net_sas.retain(|x| *x != s)
+                                self.net_db.record(&mut self.net_sas, SaAction::Remove(&s))
                             }
                             NetworkAction::UpdateSas(s) => {
-                                self.net_db.apply(&SaAction::Update(&s));
-                                self.net_sas.retain(|x| x.sas() != s.sas());
-                                self.net_sas.push(s);
+                                self.net_db.record(&mut self.net_sas, SaAction::Update(&s))
                             }
                             e => self.net_events.push(e),
                         }
                     }
                 }
                 UeAction::InstallSas(s) => {
-                    self.ue_db.apply(&SaAction::Install(&s));
-                    self.ue_sas.push(s)
+                    self.ue_db.record(&mut self.ue_sas, SaAction::Install(&s))
                 }
-                UeAction::RemoveSas(s) => {
-                    self.ue_db.apply(&SaAction::Remove(&s));
-                    self.ue_sas.retain(|x| *x != s)
-                }
-                UeAction::UpdateSas(s) => {
-                    self.ue_db.apply(&SaAction::Update(&s));
-                    self.ue_sas.retain(|x| x.sas() != s.sas());
-                    self.ue_sas.push(s);
-                }
+                UeAction::RemoveSas(s) => self.ue_db.record(&mut self.ue_sas, SaAction::Remove(&s)),
+                UeAction::UpdateSas(s) => self.ue_db.record(&mut self.ue_sas, SaAction::Update(&s)),
                 e => self.ue_events.push(e),
             }
         }

@@ -601,6 +601,19 @@ struct SaEvent {
     akey: Option<String>,
 }
 
+impl SaEvent {
+    /// The SA as tshark's ESP table takes it (keys printed: `--show-keys`).
+    fn udp_sa(&self) -> testkit::tshark::UdpSa<'_> {
+        testkit::tshark::UdpSa {
+            src: self.src,
+            dst: self.dst,
+            spi: self.spi,
+            ealg: (&self.ealg, self.ekey.as_deref().unwrap()),
+            alg: (&self.alg, self.akey.as_deref().unwrap()),
+        }
+    }
+}
+
 /// The JSON event lines of `lines` whose `event` is `name`, typed.
 fn events<T: serde::de::DeserializeOwned>(lines: &[String], name: &str) -> Vec<T> {
     lines
@@ -762,16 +775,8 @@ fn two_uas_talk_over_esp_in_udp_and_tshark_decrypts_it() {
     ) {
         return;
     }
-    let (run, ports) = testkit::tshark::esp_in_udp(
-        &dir.path("pcscf.pcap"),
-        added.iter().map(|s| testkit::tshark::UdpSa {
-            src: s.src,
-            dst: s.dst,
-            spi: s.spi,
-            ealg: (&s.ealg, s.ekey.as_deref().unwrap()),
-            alg: (&s.alg, s.akey.as_deref().unwrap()),
-        }),
-    );
+    let (run, ports) =
+        testkit::tshark::esp_in_udp(&dir.path("pcscf.pcap"), added.iter().map(|s| s.udp_sa()));
     assert_eq!(ports.len(), 6, "two UEs' and the pcscf's port-c and port-s");
     let out = run.run(&[
         "udp.srcport",
@@ -934,16 +939,8 @@ fn reregistration_hands_over_to_fresh_sas_as_tshark_reads_it() {
     ) {
         return;
     }
-    let (run, _) = testkit::tshark::esp_in_udp(
-        &dir.path("pcscf.pcap"),
-        added.iter().map(|s| testkit::tshark::UdpSa {
-            src: s.src,
-            dst: s.dst,
-            spi: s.spi,
-            ealg: (&s.ealg, s.ekey.as_deref().unwrap()),
-            alg: (&s.alg, s.akey.as_deref().unwrap()),
-        }),
-    );
+    let (run, _) =
+        testkit::tshark::esp_in_udp(&dir.path("pcscf.pcap"), added.iter().map(|s| s.udp_sa()));
     let out = run.run(&["esp.spi", "esp.icv_good", "esp.decrypted_data"]);
     // (set, first line) of every REGISTER and response to one.
     let mut registers = Vec::new();
@@ -1458,16 +1455,7 @@ fn sigcomp_over_esp_in_udp_is_smaller_and_tshark_decompresses_it() {
     // Decrypt with the keys of the pcscf's sa lines, as the test above.
     let sas: Vec<SaEvent> = events(&pcscf.seen, "sa");
     let added: Vec<&SaEvent> = sas.iter().filter(|s| s.action == "add").collect();
-    let (run, ports) = testkit::tshark::esp_in_udp(
-        &pcap,
-        added.iter().map(|s| testkit::tshark::UdpSa {
-            src: s.src,
-            dst: s.dst,
-            spi: s.spi,
-            ealg: (&s.ealg, s.ekey.as_deref().unwrap()),
-            alg: (&s.alg, s.akey.as_deref().unwrap()),
-        }),
-    );
+    let (run, ports) = testkit::tshark::esp_in_udp(&pcap, added.iter().map(|s| s.udp_sa()));
     let out = run.run(&["esp.icv_good", "esp.decrypted_data"]);
     let mut frames = Vec::new();
     for line in out.lines() {
