@@ -278,6 +278,16 @@ impl World {
         }
     }
 
+    /// Moves the clock to the UE's next timer (its re-registration) and
+    /// carries what follows; the time it moved to.
+    fn refresh(&mut self) -> Duration {
+        let at = self.ue.poll_timeout().unwrap();
+        self.now = at;
+        let acts = self.ue.handle_timeout(at, &mut self.rng);
+        self.run(acts);
+        at
+    }
+
     fn register(&mut self) {
         let first = self.ue.register(&mut self.rng);
         self.run(first);
@@ -472,10 +482,7 @@ fn reregistration_and_deregistration() {
     let mut w = world(0, 0, K, AkaVersion::V1);
     w.register();
     registered(&w);
-    let at = w.ue.poll_timeout().unwrap();
-    w.now = at;
-    let acts = w.ue.handle_timeout(at, &mut w.rng);
-    w.run(acts);
+    let at = w.refresh();
     registered(&w);
     assert_eq!(w.sent.len(), 3);
     let r = w.sent_request(2);
@@ -527,10 +534,7 @@ fn reregistration_hands_over_to_fresh_sas() {
         let (old_ue, old_net) = (w.ue_sas[0].clone(), w.net_sas[0].clone());
         w.ue.offer_next(spis, port_c).unwrap();
         let before = w.sent.len();
-        let at = w.ue.poll_timeout().unwrap();
-        w.now = at;
-        let acts = w.ue.handle_timeout(at, &mut w.rng);
-        w.run(acts);
+        let at = w.refresh();
         registered(&w);
         assert_eq!((w.ue_db.most, w.net_db.most), (2, 2));
         assert_eq!(w.sent.len(), before + 2, "re-REGISTER, its answer");
@@ -619,10 +623,7 @@ fn a_handover_resynchronises_a_stale_sqn() {
     w.net.add_subscriber(IMPI, stale);
     let old = w.ue_sas[0].clone();
     w.ue.offer_next((3333, 4444), 5072).unwrap();
-    let at = w.ue.poll_timeout().unwrap();
-    w.now = at;
-    let acts = w.ue.handle_timeout(at, &mut w.rng);
-    w.run(acts);
+    w.refresh();
     registered(&w);
     assert!(
         w.ue_events
@@ -655,10 +656,7 @@ fn without_a_second_port_the_sas_in_use_stay() {
     w.register();
     let old = w.ue_sas[0].clone();
     w.ue.offer_next((3333, 4444), 5072).unwrap();
-    let at = w.ue.poll_timeout().unwrap();
-    w.now = at;
-    let acts = w.ue.handle_timeout(at, &mut w.rng);
-    w.run(acts);
+    w.refresh();
     registered(&w);
     assert_eq!(w.sent.len(), 3);
     assert_eq!(w.ue_sas[0].sas(), old.sas());
@@ -684,10 +682,7 @@ fn a_refused_handover_removes_both_sets_from_the_ue() {
                 .unwrap();
         }
     }));
-    let at = w.ue.poll_timeout().unwrap();
-    w.now = at;
-    let acts = w.ue.handle_timeout(at, &mut w.rng);
-    w.run(acts);
+    w.refresh();
     assert!(
         matches!(
             w.ue_events.last(),
@@ -1034,10 +1029,7 @@ fn unprotected_registration_reregistration_and_deregistration() {
     assert!(matches!(w.ue_events.last(), Some(UeAction::Registered(_))));
     assert!(w.ue_sas.is_empty() && w.net_sas.is_empty());
     assert!(w.sent.iter().all(|(_, f)| *f == Flow::Unprotected));
-    let at = w.ue.poll_timeout().unwrap();
-    w.now = at;
-    let acts = w.ue.handle_timeout(at, &mut w.rng);
-    w.run(acts);
+    w.refresh();
     assert!(matches!(w.ue_events.last(), Some(UeAction::Registered(_))));
     // Replaying the re-registration (same nonce, same nc): 403.
     let (bytes, flow) = w.sent[2].clone();

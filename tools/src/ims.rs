@@ -354,11 +354,7 @@ impl Transport {
             Transport::Udp(e) => e.local_addr().port(),
             Transport::Tun(t) => t.local_addr().port(),
         };
-        Some(match (flow, side) {
-            (Flow::Unprotected, _) => plain,
-            (Flow::Protected { ue_port, .. }, gm::reg::Side::Ue) => ue_port,
-            (Flow::Protected { pcscf_port, .. }, gm::reg::Side::Network) => pcscf_port,
-        })
+        Some(flow.local_port(side).unwrap_or(plain))
     }
 
     /// Whether `port` is our plain SIP port (not port-c or port-s).

@@ -237,6 +237,24 @@ pub enum Flow {
 }
 
 impl Flow {
+    /// `side`'s own protected port on this flow, `None` unprotected: where
+    /// a message on the flow leaves from, and arrives at.
+    ///
+    /// ```
+    /// use gm::reg::{Flow, Side};
+    /// let f = Flow::Protected { ue_port: 5062, pcscf_port: 5068 };
+    /// assert_eq!(f.local_port(Side::Ue), Some(5062));
+    /// assert_eq!(f.local_port(Side::Network), Some(5068));
+    /// assert_eq!(Flow::Unprotected.local_port(Side::Ue), None);
+    /// ```
+    pub fn local_port(self, side: sa::Side) -> Option<u16> {
+        match (self, side) {
+            (Flow::Unprotected, _) => None,
+            (Flow::Protected { ue_port, .. }, sa::Side::Ue) => Some(ue_port),
+            (Flow::Protected { pcscf_port, .. }, sa::Side::Network) => Some(pcscf_port),
+        }
+    }
+
     /// The flow of a datagram that came over SAs to our protected port
     /// `local_port` from the peer's `peer_port`, in `side`'s view.
     pub fn protected(side: sa::Side, local_port: u16, peer_port: u16) -> Flow {

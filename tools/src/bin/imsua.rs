@@ -1704,10 +1704,7 @@ impl Ua {
                     };
                     // From the port gm chose: during an SA handover two sets
                     // reach the P-CSCF's port-s, and the flow names which.
-                    let from_port = match flow {
-                        Flow::Protected { ue_port, .. } => Some(ue_port),
-                        Flow::Unprotected => None,
-                    };
+                    let from_port = flow.local_port(gm::reg::Side::Ue);
                     let id = self
                         .layer
                         .start_client_at(

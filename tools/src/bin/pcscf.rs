@@ -979,10 +979,7 @@ impl Pcscf {
                     if let Some(to) = to {
                         // From the port gm chose: during an SA handover two
                         // sets reach the UE's port-s.
-                        let from_port = match flow {
-                            Flow::Protected { pcscf_port, .. } => Some(pcscf_port),
-                            Flow::Unprotected => None,
-                        };
+                        let from_port = flow.local_port(Side::Network);
                         if let Ok(client) = self.layer.start_client_at(
                             &request,
                             to,
