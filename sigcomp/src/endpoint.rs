@@ -430,8 +430,8 @@ impl Endpoint {
     /// Compresses `sample` as a fresh compartment's first message and
     /// decompresses it here, storing nothing and counting nothing: what
     /// the first message of a process costs once (the UDVM's decoded
-    /// instructions and INPUT-HUFFMAN tables, this thread's hash chains of
-    /// the dictionary, CPU feature detection, the allocator's first pages)
+    /// instructions and INPUT-HUFFMAN tables, this thread's hash tables,
+    /// CPU feature detection, the allocator's first pages)
     /// is paid before it. Failures are ignored: real messages report
     /// their own.
     pub fn warm_up(&mut self, sample: &[u8]) {

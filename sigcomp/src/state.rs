@@ -141,7 +141,9 @@ impl core::fmt::Debug for State {
 }
 
 /// The RFC 3485 SIP/SDP static dictionary (`state_value`, 4836 bytes).
-pub static SIP_SDP_DICTIONARY: &[u8] =
+pub static SIP_SDP_DICTIONARY: &[u8] = SIP_SDP_BYTES;
+/// The same bytes as a constant, for tables computed at compile time.
+pub(crate) const SIP_SDP_BYTES: &[u8; 0x12e4] =
     include_bytes!("../data/rfc3485-sip-sdp-static-dictionary.bin");
 /// The RFC 5112 presence static dictionary (`state_value`, 3475 bytes).
 pub static PRESENCE_DICTIONARY: &[u8] =

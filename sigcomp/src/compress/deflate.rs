@@ -7,10 +7,8 @@
 //! compressor chooses per message, and an encoder of ~200 lines keeps the
 //! crate free of a dependency.
 
-use std::sync::OnceLock;
-
 use super::Level;
-use crate::state::SIP_SDP_DICTIONARY;
+use crate::state::SIP_SDP_BYTES;
 
 /// The longest match the bytecode decodes (code 285 is never sent).
 pub(crate) const MAX_MATCH: usize = 257;
@@ -125,8 +123,9 @@ fn match_bits(len: usize, dist: usize) -> u32 {
 
 /// Hash chains over one history buffer, reused between messages without
 /// clearing: entries are stamped with a running base, older ones are stale.
-/// Every encode inserts its whole history again (the dictionary from
-/// [`DICTIONARY_CHAINS`]), so nothing in the chains outlives it: one
+/// Every encode inserts its whole history again (an RFC 3485 dictionary
+/// at its start from chains computed at compile time, [`DICTIONARY_HEAD`]
+/// and [`DICTIONARY_PREV`]), so nothing in the chains outlives it: one
 /// matcher per thread serves every compressor ([`with_matcher`]), and a
 /// compartment's compressor holds no tables of its own (a new compartment
 /// costs no 64 KiB copy, and thousands of them no 100 KiB each).
@@ -135,6 +134,10 @@ pub(crate) struct Matcher {
     head: Box<[u32; HASH_SIZE]>,
     prev: Vec<u32>,
     base: u32,
+    /// Tests: insert the dictionary one position at a time instead of
+    /// writing its chains from the tables.
+    #[cfg(test)]
+    dictionary_inserted: bool,
     /// The farthest distance of this encode (the peer's buffer size - 1,
     /// at most [`MAX_DISTANCE`]).
     max_dist: usize,
@@ -177,6 +180,8 @@ impl Default for Matcher {
             head: Box::new([0; HASH_SIZE]),
             prev: vec![0; PREV_INITIAL],
             base: 0,
+            #[cfg(test)]
+            dictionary_inserted: false,
             max_dist: MAX_DISTANCE,
             flush_limit: usize::MAX,
             pending: 0,
@@ -188,73 +193,108 @@ impl Default for Matcher {
 #[inline]
 fn hash3(b: &[u8], i: usize) -> usize {
     match b.get(i..i + 3) {
-        Some(&[a, c, d]) => {
-            let v = u32::from(a) | u32::from(c) << 8 | u32::from(d) << 16;
-            (v.wrapping_mul(0x9e37_79b1) >> (32 - HASH_BITS)) as usize
-        }
+        Some(&[a, c, d]) => hash_bytes(a, c, d),
         _ => 0,
     }
 }
 
-/// The hash chains of the RFC 3485 dictionary's positions whose three
-/// bytes lie in it, relative to base 0: the head entries they set
-/// (hash, stamp) and each position's `prev`. The first message of every
-/// compartment preloads the whole dictionary (and is often encoded twice,
-/// see `compress_inner`); writing these back costs a fraction of hashing
-/// its 4834 positions again, the encoder's largest cost on such a message.
-/// Recorded by the first encode that inserts the dictionary.
-#[derive(Debug)]
-struct DictionaryChains {
-    head: Vec<(u16, u16)>,
-    prev: Vec<u16>,
+/// The chain hash of three bytes (usable in constants, see
+/// [`DICTIONARY_HEAD`]).
+#[inline]
+const fn hash_bytes(a: u8, c: u8, d: u8) -> usize {
+    let v = a as u32 | (c as u32) << 8 | (d as u32) << 16;
+    (v.wrapping_mul(0x9e37_79b1) >> (32 - HASH_BITS)) as usize
 }
 
-static DICTIONARY_CHAINS: OnceLock<DictionaryChains> = OnceLock::new();
+/// Positions of the RFC 3485 dictionary with three bytes left in it.
+const DICTIONARY_POSITIONS: usize = SIP_SDP_BYTES.len() - (MIN_MATCH - 1);
+
+/// The hash chains of the RFC 3485 dictionary's positions, relative to
+/// base 0 (position `p` stamped `p + 1`, 0 for none): the whole head table
+/// and each position's `prev`, as inserting them one by one into empty
+/// chains gives. Computed at compile time: the first message of every
+/// compartment preloads the whole dictionary, and hashing its 4834
+/// positions was the encoder's largest cost on such a message, paid cold
+/// by every short-lived process. Each encode writes them into its tables
+/// ([`Matcher::insert_dictionary`]) rather than having its searches fall
+/// through to them: measured in `imsua` and `pcscf`, the sequential
+/// write-back costs less than the cache misses of a search's random reads
+/// in tables that are cold when a message comes.
+const DICTIONARY_TABLES: ([u16; HASH_SIZE], [u16; DICTIONARY_POSITIONS]) = {
+    let d = SIP_SDP_BYTES;
+    let mut head = [0u16; HASH_SIZE];
+    let mut prev = [0u16; DICTIONARY_POSITIONS];
+    let mut p = 0;
+    while p < DICTIONARY_POSITIONS {
+        let h = hash_bytes(d[p], d[p + 1], d[p + 2]) & (HASH_SIZE - 1);
+        prev[p] = head[h];
+        // p + 1 <= 4834: fits 16 bits.
+        head[h] = (p + 1) as u16;
+        p += 1;
+    }
+    (head, prev)
+};
+
+/// How many head entries the dictionary sets.
+const DICTIONARY_HEADS: usize = {
+    let mut n = 0;
+    let mut h = 0;
+    while h < HASH_SIZE {
+        if DICTIONARY_TABLES.0[h] != 0 {
+            n += 1;
+        }
+        h += 1;
+    }
+    n
+};
+
+/// The head entries the dictionary sets, as (hash, relative stamp), in
+/// hash order: what an encode writes back (a fraction of the table).
+static DICTIONARY_HEAD: [(u16, u16); DICTIONARY_HEADS] = {
+    let mut out = [(0u16, 0u16); DICTIONARY_HEADS];
+    let mut n = 0;
+    let mut h = 0;
+    while h < HASH_SIZE {
+        let s = DICTIONARY_TABLES.0[h];
+        if s != 0 {
+            // h < HASH_SIZE = 2^14.
+            out[n] = (h as u16, s);
+            n += 1;
+        }
+        h += 1;
+    }
+    out
+};
+
+/// Each dictionary position's relative `prev` stamp.
+static DICTIONARY_PREV: [u16; DICTIONARY_POSITIONS] = DICTIONARY_TABLES.1;
 
 impl Matcher {
     /// Inserts the positions of `hist[..start]` that lie in a whole RFC
     /// 3485 dictionary at its start; returns the first position left to
-    /// insert. From [`DICTIONARY_CHAINS`] rebased on `base` once recorded:
-    /// exactly what inserting them one by one gives, since every stamp
-    /// already in the chains is stale (at most `base`) and a stale entry
-    /// ends a chain whatever its value.
+    /// insert. From [`DICTIONARY_HEAD`] and [`DICTIONARY_PREV`] rebased on
+    /// `base`: exactly what inserting them one by one gives, since every
+    /// stamp already in the chains is stale (at most `base`) and a stale
+    /// entry ends a chain whatever its value.
     fn insert_dictionary(&mut self, hist: &[u8], start: usize) -> usize {
-        let dict = SIP_SDP_DICTIONARY;
+        let dict: &[u8] = SIP_SDP_BYTES;
         if start < dict.len() || hist.get(..dict.len()) != Some(dict) {
             return 0;
         }
-        let n = dict.len() - (MIN_MATCH - 1);
+        #[cfg(test)]
+        if self.dictionary_inserted {
+            return 0;
+        }
         let base = self.base;
-        if let Some(chains) = DICTIONARY_CHAINS.get() {
-            for &(h, s) in &chains.head {
-                if let Some(e) = self.head.get_mut(usize::from(h)) {
-                    *e = base + u32::from(s);
-                }
-            }
-            for (p, &s) in self.prev.iter_mut().zip(&chains.prev) {
-                *p = if s == 0 { 0 } else { base + u32::from(s) };
-            }
-            return n;
-        }
-        self.insert_range(hist, 0, n);
-        // Stamps are base + position + 1 <= base + n: they fit 16 bits.
-        let rel = |s: u32| if s > base { (s - base) as u16 } else { 0 };
-        let mut head = Vec::with_capacity(n);
-        for (h, s) in (0..HASH_SIZE).zip(self.head.iter()) {
-            if *s > base {
-                head.push((h as u16, rel(*s)));
+        for &(h, s) in &DICTIONARY_HEAD {
+            if let Some(e) = self.head.get_mut(usize::from(h)) {
+                *e = base + u32::from(s);
             }
         }
-        let prev = self
-            .prev
-            .get(..n)
-            .unwrap_or_default()
-            .iter()
-            .map(|s| rel(*s))
-            .collect();
-        // Another thread may have recorded the same chains meanwhile.
-        let _ = DICTIONARY_CHAINS.set(DictionaryChains { head, prev });
-        n
+        for (p, &s) in self.prev.iter_mut().zip(&DICTIONARY_PREV) {
+            *p = if s == 0 { 0 } else { base + u32::from(s) };
+        }
+        DICTIONARY_POSITIONS
     }
 
     fn start(&mut self, len: usize) {
@@ -467,6 +507,7 @@ impl Matcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::SIP_SDP_DICTIONARY;
 
     #[test]
     fn codes_follow_rfc1951_tables() {
@@ -484,6 +525,58 @@ mod tests {
         assert_eq!(distance_code(32768), (29, 13, 8191));
         // 'A' (65): 8-bit code 0x30 + 65 = 0x71 = 0b01110001.
         assert_eq!(LITLEN[65], (reverse(0x71, 8) as u16, 8));
+    }
+
+    /// The dictionary's compile-time chains find what inserting its
+    /// positions one by one finds: the same bits for every corpus message,
+    /// at every level, after the dictionary alone or with a state between
+    /// it and the message, with the whole reach or a limit inside the
+    /// dictionary, on matchers holding stale entries of earlier encodes.
+    #[test]
+    fn the_dictionary_chains_encode_as_its_positions_inserted_one_by_one() {
+        let msgs: Vec<Vec<u8>> = testkit::corpus::sip_named(&testkit::corpus::independent_dir())
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect();
+        let (mut tables, mut inserted) = (Matcher::default(), Matcher::default());
+        inserted.dictionary_inserted = true;
+        let mut compared = 0;
+        for (k, msg) in msgs.iter().enumerate() {
+            for state in [None, msgs.get((k + 1) % msgs.len())] {
+                let mut hist = SIP_SDP_DICTIONARY.to_vec();
+                hist.extend_from_slice(state.map_or(&[][..], |s| &s[..]));
+                let start = hist.len();
+                hist.extend_from_slice(msg);
+                for level in [Level::Fast, Level::Default, Level::Best] {
+                    for reach in [hist.len(), msg.len() + 2000] {
+                        let (mut a, mut b) = (Vec::new(), Vec::new());
+                        tables.encode(&hist, start, reach, None, false, level, &mut a);
+                        inserted.encode(&hist, start, reach, None, false, level, &mut b);
+                        assert_eq!(a, b, "message {k} {level:?} reach {reach}");
+                        assert_eq!(tables.farthest_found(), inserted.farthest_found());
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        assert!(compared >= 12 * msgs.len(), "{compared}");
+        // And the dictionary does pay: the same message without it is longer.
+        let msg = &msgs[2];
+        let mut with = SIP_SDP_DICTIONARY.to_vec();
+        with.extend_from_slice(msg);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let start = SIP_SDP_DICTIONARY.len();
+        tables.encode(
+            &with,
+            start,
+            with.len(),
+            None,
+            false,
+            Level::Default,
+            &mut a,
+        );
+        tables.encode(msg, 0, msg.len(), None, false, Level::Default, &mut b);
+        assert!(a.len() * 10 < b.len() * 8, "{} vs {}", a.len(), b.len());
     }
 
     /// What `compress_inner` relies on to skip a retry: with any limit
