@@ -368,8 +368,10 @@ pub struct Network {
     /// SAs of bindings the network ended, removed once the NOTIFYs that
     /// announce it are answered.
     draining: Vec<notifier::Draining>,
-    /// NOTIFYs sent and not ended: (Call-ID, CSeq, IMPI).
-    outstanding: Vec<(String, u32, String)>,
+    /// NOTIFYs sent and not ended: (Call-ID, CSeq) to IMPI. A map: a
+    /// final NOTIFY to a UE that is gone stays until its transaction
+    /// times out, so thousands may be out under load.
+    outstanding: HashMap<(String, u32), String>,
     /// The caller's SPIs, when set ([`Network::set_spi_source`]).
     spi_source: Option<Box<dyn super::SpiSource + Send>>,
 }
@@ -402,7 +404,7 @@ impl Network {
             deadlines: BinaryHeap::new(),
             reg_subs: HashMap::new(),
             draining: Vec::new(),
-            outstanding: Vec::new(),
+            outstanding: HashMap::new(),
             spi_source: None,
         }
     }

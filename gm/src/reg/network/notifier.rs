@@ -339,7 +339,7 @@ impl Network {
         }
         let request = b.build().ok()?;
         self.outstanding
-            .push((call_id.to_owned(), cseq, s.impi.clone()));
+            .insert((call_id.to_owned(), cseq), s.impi.clone());
         Some(NetworkAction::Notify {
             request,
             flow: s.flow,
@@ -566,8 +566,8 @@ impl Network {
         let notifies: Vec<(String, u32)> = self
             .outstanding
             .iter()
-            .filter(|(_, _, i)| i == impi)
-            .map(|(c, s, _)| (c.clone(), *s))
+            .filter(|(_, i)| *i == impi)
+            .map(|(k, _)| k.clone())
             .collect();
         if notifies.is_empty() {
             return Some(NetworkAction::RemoveSas(sas));
@@ -626,8 +626,13 @@ impl Network {
 
     fn notify_ended(&mut self, call_id: &str, seq: u32) -> Vec<NetworkAction> {
         let mut out = Vec::new();
-        self.outstanding
-            .retain(|(c, s, _)| !(c == call_id && *s == seq));
+        if self
+            .outstanding
+            .remove(&(call_id.to_owned(), seq))
+            .is_none()
+        {
+            return out;
+        }
         for d in &mut self.draining {
             d.notifies.retain(|(c, s)| !(c == call_id && *s == seq));
         }
