@@ -122,7 +122,7 @@ pub fn aor(uri: &str) -> Option<String> {
 pub enum Relay<A> {
     /// Send `request` to `to` through a client transaction.
     Forward {
-        /// Where the target registered from.
+        /// Where requests to the target go ([`Registry::target`]).
         to: A,
         /// The request to forward.
         request: Message<'static>,
@@ -133,10 +133,19 @@ pub enum Relay<A> {
     Refuse(u16),
 }
 
-/// The registered public identities and the address each registered from.
+/// The registered public identities: the address each registered from
+/// (where its requests must come from) and the address requests to it go
+/// to. The two differ over SAs: a UE sends from its protected client port
+/// and takes requests on its protected server port (TS 33.203 §7.1).
 #[derive(Clone, Debug, Default)]
 pub struct Registry<A> {
-    bindings: HashMap<String, A>,
+    bindings: HashMap<String, Binding<A>>,
+}
+
+#[derive(Clone, Debug)]
+struct Binding<A> {
+    from: A,
+    target: A,
 }
 
 impl<A: Clone + PartialEq> Registry<A> {
@@ -148,11 +157,22 @@ impl<A: Clone + PartialEq> Registry<A> {
     }
 
     /// Binds every IMPU of `impus` (the registered one and its implicit
-    /// registration set) to `addr`.
+    /// registration set) to `addr`: registered from it, requests to it.
     pub fn bind(&mut self, impus: &[String], addr: A) {
+        self.bind_flow(impus, addr.clone(), addr);
+    }
+
+    /// Binds every IMPU of `impus` to a UE registered from `from` that
+    /// takes requests at `target`; a binding from before (another flow,
+    /// such as the SAs a re-registration replaced) is replaced whole.
+    pub fn bind_flow(&mut self, impus: &[String], from: A, target: A) {
         for i in impus {
             if let Some(k) = aor(i) {
-                self.bindings.insert(k, addr.clone());
+                let b = Binding {
+                    from: from.clone(),
+                    target: target.clone(),
+                };
+                self.bindings.insert(k, b);
             }
         }
     }
@@ -168,7 +188,12 @@ impl<A: Clone + PartialEq> Registry<A> {
 
     /// Where `uri` is registered from.
     pub fn lookup(&self, uri: &str) -> Option<&A> {
-        self.bindings.get(&aor(uri)?)
+        self.bindings.get(&aor(uri)?).map(|b| &b.from)
+    }
+
+    /// Where requests to `uri` go.
+    pub fn target(&self, uri: &str) -> Option<&A> {
+        self.bindings.get(&aor(uri)?).map(|b| &b.target)
     }
 
     /// The address-of-record of `request`'s sender (its From), when it
@@ -179,14 +204,15 @@ impl<A: Clone + PartialEq> Registry<A> {
     pub fn sender(&self, request: &Message<'_>, from: &A) -> Result<String, u16> {
         let sender = request.from().map_err(|_| 400u16)?;
         let aor = aor(sender.uri.as_str()).ok_or(403u16)?;
-        if self.bindings.get(&aor) != Some(from) {
+        if self.bindings.get(&aor).map(|b| &b.from) != Some(from) {
             return Err(403);
         }
         Ok(aor)
     }
 
     /// Decides the fate of `request`, which came from `from`; `via` is the
-    /// Via value the P-CSCF puts on top of a forwarded request.
+    /// Via value the P-CSCF puts on top of a forwarded request. A request
+    /// forwarded goes to its target's [`Registry::target`].
     pub fn route(&self, request: &Message<'_>, from: &A, via: &str) -> Relay<A> {
         if request.method() != Some(Method::Message) {
             return Relay::Refuse(405);
@@ -197,7 +223,7 @@ impl<A: Clone + PartialEq> Registry<A> {
         if let Err(status) = self.sender(request, from) {
             return Relay::Refuse(status);
         }
-        let Some(to) = self.lookup(target.as_str()).cloned() else {
+        let Some(to) = self.target(target.as_str()).cloned() else {
             return Relay::Refuse(404);
         };
         match forward(request, via) {
@@ -372,6 +398,48 @@ mod tests {
         assert_eq!(request.max_forwards().unwrap(), Some(69));
         assert!(request.routes().unwrap().is_empty());
         assert_eq!(request.body(), b"hello");
+    }
+
+    /// Over SAs a UE registers from its port-c and takes requests on its
+    /// port-s: requests and NOTIFYs go to the target, senders are checked
+    /// against the address they registered from, and a re-registration
+    /// over another flow replaces both.
+    #[test]
+    fn requests_go_to_the_target_and_senders_are_known_by_where_they_registered() {
+        let mut r = registry();
+        r.bind_flow(&["sip:alice@ims.example.org".into()], 10, 11);
+        assert_eq!(r.lookup("sip:alice@ims.example.org"), Some(&10));
+        assert_eq!(r.target("sip:alice@ims.example.org"), Some(&11));
+        let Relay::Forward { to, .. } = r.route(&page(&[]), &2, VIA) else {
+            panic!()
+        };
+        assert_eq!(to, 11);
+        // Alice sends from her port-c, not from her port-s.
+        let back = request(&Page {
+            from: "sip:alice@ims.example.org",
+            to: "sip:bob@ims.example.org",
+            local: "127.0.0.1:5072",
+            call_id: "c2",
+            from_tag: "t2",
+            branch: "z9hG4bKm2",
+            cseq: 1,
+            routes: &[],
+            text: "hi",
+            protocol: crate::txn::Protocol::Udp,
+        })
+        .unwrap();
+        assert!(matches!(
+            r.route(&back, &10, VIA),
+            Relay::Forward { to: 2, .. }
+        ));
+        assert!(matches!(r.route(&back, &11, VIA), Relay::Refuse(403)));
+        // A handover to new SAs: nothing of the old flow is left.
+        r.bind_flow(&["sip:alice@ims.example.org".into()], 20, 11);
+        assert_eq!(r.lookup("sip:alice@ims.example.org"), Some(&20));
+        assert!(matches!(r.route(&back, &10, VIA), Relay::Refuse(403)));
+        // Registered again without SAs: requests go where it registers from.
+        r.bind(&["sip:alice@ims.example.org".into()], 30);
+        assert_eq!(r.target("sip:alice@ims.example.org"), Some(&30));
     }
 
     #[test]

@@ -163,16 +163,16 @@ impl Agent {
         Ok(())
     }
 
-    /// Where a NOTIFY goes: the flow its watcher is registered from (a
-    /// P-CSCF sends it there, to the UE's port-s over SAs), never to a
-    /// Contact that no registration vouches for. `None` when the watcher
+    /// Where a NOTIFY goes: the request target of its watcher's
+    /// registration ([`crate::pager::Registry::target`]: the UE's port-s
+    /// over SAs), never to a Contact that no registration vouches for. `None` when the watcher
     /// is not registered (any more): the NOTIFY is not sent and the
     /// caller ends the subscription ([`Agent::on_notify_response`], 408).
     pub fn notify_target<'r, A: Clone + PartialEq>(
         registry: &'r crate::pager::Registry<A>,
         notify: &Notify,
     ) -> Option<&'r A> {
-        registry.lookup(&notify.watcher)
+        registry.target(&notify.watcher)
     }
 
     /// How many subscriptions are alive.

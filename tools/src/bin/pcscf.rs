@@ -255,8 +255,6 @@ struct Pcscf {
     bound: HashMap<String, Vec<String>>,
     /// The IMPUs of each subscriber, from the table.
     impus: HashMap<String, Vec<String>>,
-    /// A UE's protected port-c -> its port-s, where requests to it go.
-    port_s: HashMap<SocketAddr, SocketAddr>,
     /// Client transaction of a forwarded MESSAGE -> server transaction.
     relays: HashMap<TxnId, (TxnId, Message<'static>)>,
     /// Client transactions of our reg event NOTIFYs (gm::reg::Network).
@@ -374,7 +372,6 @@ fn run(cli: &Cli) -> Result<()> {
         bound: HashMap::new(),
         impus,
         relays: HashMap::new(),
-        port_s: HashMap::new(),
         notifies: HashMap::new(),
         agent,
         presence_notifies: HashMap::new(),
@@ -655,13 +652,12 @@ impl Pcscf {
         let mut routed = self.registry.route(m, &from, &via(gm::txn::Protocol::Udp));
         // Our Via names the transport of the hop: TCP to a UE on TCP.
         if let Relay::Forward { to, .. } = &routed {
-            if self.transport.is_stream(self.request_target(*to)) {
+            if self.transport.is_stream(*to) {
                 routed = self.registry.route(m, &from, &via(gm::txn::Protocol::Tcp));
             }
         }
         match routed {
             Relay::Forward { to, request } => {
-                let to = self.request_target(to);
                 match self
                     .layer
                     .start_client(&request, to, self.transport.reliability(to), now)
@@ -748,12 +744,11 @@ impl Pcscf {
     /// port-s over SAs), through a client transaction.
     fn send_notify(&mut self, n: Notify) {
         let now = self.now();
-        let Some(from) = Agent::notify_target(&self.registry, &n).copied() else {
+        let Some(to) = Agent::notify_target(&self.registry, &n).copied() else {
             // No registration vouches for the watcher any more.
             self.notify_answered(n.watch, 408);
             return;
         };
-        let to = self.request_target(from);
         let protocol = self.transport.protocol(to);
         let request = n
             .request
@@ -839,11 +834,10 @@ impl Pcscf {
     /// port-s over SAs, as the relay does).
     fn centre_send(&mut self, s: CentreSend) {
         let now = self.now();
-        let Some(to) = self.registry.lookup(&s.to).copied() else {
+        let Some(to) = self.registry.target(&s.to).copied() else {
             sms_failed(&s.to, "not registered".into());
             return;
         };
-        let to = self.request_target(to);
         let call_id = token(&mut self.rng, 12);
         let from_tag = token(&mut self.rng, 6);
         let branch = format!("z9hG4bK{}", token(&mut self.rng, 8));
@@ -873,15 +867,6 @@ impl Pcscf {
             }
             Err(e) => sms_failed(&s.to, e.into()),
         }
-    }
-
-    /// Where a request to the UE registered from `registered` goes: its
-    /// port-s when it came over SAs (TS 24.229: requests to the UE use
-    /// the SA pair of its server port), else the address it registered
-    /// from. The relay, the service centre and the presence agent all send
-    /// through here.
-    fn request_target(&self, registered: SocketAddr) -> SocketAddr {
-        self.port_s.get(&registered).copied().unwrap_or(registered)
     }
 
     /// Answers a request with `status` (a refusal, or the service
@@ -929,18 +914,17 @@ impl Pcscf {
                         self.bound.insert(impi.clone(), set);
                     }
                     if let (Some((_, from)), Some(set)) = (txn, self.bound.get(&impi)) {
-                        self.registry.bind(set, from);
                         // Over SAs the UE sends from its port-c (`from`)
                         // and takes requests on its port-s (TS 33.203).
-                        if let Some(s) = self.net.sas(&impi) {
-                            let port_s = SocketAddr::new(s.ue_addr(), s.ue_offer().port_s);
-                            self.port_s.insert(from, port_s);
-                        }
+                        let target = self
+                            .net
+                            .sas(&impi)
+                            .map_or(from, |s| SocketAddr::new(s.ue_addr(), s.ue_offer().port_s));
+                        self.registry.bind_flow(set, from, target);
                         // Registered over TCP: its requests go over TCP
                         // (over SAs: a connection from our port-c to its
                         // port-s), a new connection if one closes.
                         if self.transport.connected(from) {
-                            let target = self.request_target(from);
                             self.transport.mark_stream(target);
                         }
                     }
@@ -961,10 +945,8 @@ impl Pcscf {
                 NetworkAction::Deregistered { impi } => {
                     if let Some(set) = self.bound.remove(&impi) {
                         for impu in &set {
-                            if let Some(from) = self.registry.lookup(impu).copied() {
-                                let target = self.request_target(from);
+                            if let Some(target) = self.registry.target(impu).copied() {
                                 self.transport.unmark_stream(target);
-                                self.port_s.remove(&from);
                             }
                         }
                         self.registry.unbind(&set);
