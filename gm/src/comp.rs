@@ -126,6 +126,10 @@ pub enum Inbound {
 pub struct Compression {
     endpoint: Endpoint,
     associations: HashMap<String, CompartmentId>,
+    /// How many associations name each compartment: more than one while
+    /// an SA handover has the old set and the new one share it
+    /// ([`Compression::hand_over_sas`]).
+    names: HashMap<CompartmentId, u32>,
     /// The peer's protected addresses -> the association they belong to.
     peers: HashMap<SocketAddr, String>,
     /// Open associations whose peer has not shown yet that it speaks
@@ -149,6 +153,7 @@ impl Compression {
         Ok(Compression {
             endpoint: Endpoint::new(config)?,
             associations: HashMap::new(),
+            names: HashMap::new(),
             peers: HashMap::new(),
             waiting: std::collections::HashSet::new(),
             next: 1,
@@ -177,6 +182,7 @@ impl Compression {
         self.next += 1;
         self.endpoint.open(cid);
         self.associations.insert(association.to_owned(), cid);
+        self.names.insert(cid, 1);
         cid
     }
 
@@ -187,14 +193,46 @@ impl Compression {
     pub fn open_sas(&mut self, set: &SaSet) -> String {
         let name = association(set);
         self.open(&name);
+        self.add_peers(set, &name);
+        name
+    }
+
+    /// An SA handover at re-registration (the same peer, authenticated
+    /// again, over a new set beside the one in use): the compartment of
+    /// `old`'s association goes on over `new`, its states and what the
+    /// peer acknowledged kept, as the peer's does (RFC 5049 §5: a
+    /// compartment is the peer application's, not a transport's), rather
+    /// than starting over with a bytecode upload and no history. Both
+    /// sets' messages use it until [`Compression::close_sas`] of the old
+    /// one, which leaves it open. Without `old` open, as
+    /// [`Compression::open_sas`]; whether the peer must still show it
+    /// speaks SigComp carries over. Returns `new`'s association name.
+    pub fn hand_over_sas(&mut self, old: &SaSet, new: &SaSet) -> String {
+        let (from, name) = (association(old), association(new));
+        let Some(cid) = self.associations.get(&from).copied() else {
+            return self.open_sas(new);
+        };
+        if from != name && !self.associations.contains_key(&name) {
+            self.associations.insert(name.clone(), cid);
+            *self.names.entry(cid).or_insert(0) += 1;
+            if self.waiting.contains(&from) {
+                self.waiting.insert(name.clone());
+            }
+        }
+        self.add_peers(new, &name);
+        name
+    }
+
+    /// Maps the peer's port-c and port-s of `set` to `name`.
+    fn add_peers(&mut self, set: &SaSet, name: &str) {
         let (addr, offer) = match set.side() {
             Side::Ue => (set.pcscf_addr(), set.pcscf_offer()),
             Side::Network => (set.ue_addr(), set.ue_offer()),
         };
         for port in [offer.port_c, offer.port_s] {
-            self.peers.insert(SocketAddr::new(addr, port), name.clone());
+            self.peers
+                .insert(SocketAddr::new(addr, port), name.to_owned());
         }
-        name
     }
 
     /// As [`Compression::open_sas`], but what is sent to the peer stays
@@ -202,8 +240,11 @@ impl Compression {
     /// message over the SAs, or [`Compression::peer_signalled`]. For the
     /// P-CSCF, which opens a compartment for every UE it installs SAs for.
     pub fn open_sas_when_signalled(&mut self, set: &SaSet) -> String {
+        let fresh = !self.associations.contains_key(&association(set));
         let name = self.open_sas(set);
-        self.waiting.insert(name.clone());
+        if fresh {
+            self.waiting.insert(name.clone());
+        }
         name
     }
 
@@ -221,7 +262,9 @@ impl Compression {
     }
 
     /// Closes the compartment of an SA set's association (the SAs are
-    /// removed: the registration ended).
+    /// removed: the registration ended), unless a handover passed it on
+    /// to another set ([`Compression::hand_over_sas`]): then only this
+    /// set's name and peer addresses go.
     pub fn close_sas(&mut self, set: &SaSet) {
         let name = association(set);
         self.peers.retain(|_, a| *a != name);
@@ -245,11 +288,17 @@ impl Compression {
     }
 
     /// Closes the compartment of `association` (deregistration): its
-    /// states go.
+    /// states go, unless another association still names it.
     pub fn close(&mut self, association: &str) {
         self.waiting.remove(association);
         if let Some(cid) = self.associations.remove(association) {
-            self.endpoint.close(cid);
+            let left = self.names.get(&cid).map_or(0, |n| n.saturating_sub(1));
+            if left == 0 {
+                self.names.remove(&cid);
+                self.endpoint.close(cid);
+            } else {
+                self.names.insert(cid, left);
+            }
         }
     }
 
@@ -514,6 +563,14 @@ Content-Length: 0\r\n\r\n";
 
     /// One SA set as each side sees it.
     fn sa_sets() -> (SaSet, SaSet) {
+        sa_sets_with(
+            "ipsec-3gpp; alg=hmac-md5-96; spi-c=1111; spi-s=2222; port-c=5062; port-s=5064",
+            "ipsec-3gpp; alg=hmac-md5-96; spi-c=3333; spi-s=4444; port-c=5066; port-s=5068",
+        )
+    }
+
+    /// The SA set of these offers (UE's, P-CSCF's) as each side sees it.
+    fn sa_sets_with(ue: &str, pcscf: &str) -> (SaSet, SaSet) {
         let offer = |m: &str| {
             let list = crate::sip::header::SecMechanism::parse_list(m).unwrap();
             crate::reg::IpsecOffer::from_mechanism(&list[0]).unwrap()
@@ -521,12 +578,8 @@ Content-Length: 0\r\n\r\n";
         let a = crate::reg::Agreement {
             ue_addr: "192.0.2.1".parse().unwrap(),
             pcscf_addr: "192.0.2.2".parse().unwrap(),
-            ue: offer(
-                "ipsec-3gpp; alg=hmac-md5-96; spi-c=1111; spi-s=2222; port-c=5062; port-s=5064",
-            ),
-            pcscf: offer(
-                "ipsec-3gpp; alg=hmac-md5-96; spi-c=3333; spi-s=4444; port-c=5066; port-s=5068",
-            ),
+            ue: offer(ue),
+            pcscf: offer(pcscf),
         };
         let life = std::time::Duration::from_secs(600);
         (
@@ -561,6 +614,120 @@ Content-Length: 0\r\n\r\n";
         ue.close_sas(&ue_set);
         assert!(!ue.is_open(&name));
         assert_eq!(ue.association_of("192.0.2.2:5068".parse().unwrap()), None);
+    }
+
+    /// A handover passes the compartment on: after it, a message over
+    /// the new SAs uses the states of the old ones (no bytecode upload,
+    /// the earlier message as history) and is trusted under the new
+    /// association's name; removing the old set leaves the compartment,
+    /// removing the new one closes it.
+    #[test]
+    fn a_handover_keeps_the_compartment_and_its_states() {
+        let (ue_old, net_old) = sa_sets();
+        let (ue_new, net_new) = sa_sets_with(
+            "ipsec-3gpp; alg=hmac-md5-96; spi-c=5555; spi-s=6666; port-c=5070; port-s=5064",
+            "ipsec-3gpp; alg=hmac-md5-96; spi-c=7777; spi-s=8888; port-c=5072; port-s=5068",
+        );
+        let cfg = EndpointConfig::default();
+        let mut wire = Vec::new();
+        let long = |n: usize| {
+            let head = std::str::from_utf8(REGISTER)
+                .unwrap()
+                .trim_end_matches("Content-Length: 0\r\n\r\n");
+            format!(
+                "{head}{}Content-Length: 0\r\n\r\n",
+                format!("Subject: SigComp on Gm {n}\r\n").repeat(30)
+            )
+            .into_bytes()
+        };
+        let (mut ue, mut pcscf) = (
+            Compression::new(cfg.clone()).unwrap(),
+            Compression::new(cfg.clone()).unwrap(),
+        );
+        let (a, b) = (ue.open_sas(&ue_old), pcscf.open_sas(&net_old));
+        // One exchange each way, trusted: the states are acknowledged.
+        let first = ue
+            .send(&a, &long(1), Link::Datagram, true, &mut wire)
+            .unwrap();
+        assert!(first.compressed);
+        pcscf.receive(&wire, Link::Datagram, Some(&b)).unwrap();
+        pcscf
+            .send(&b, &long(2), Link::Datagram, true, &mut wire)
+            .unwrap();
+        ue.receive(&wire, Link::Datagram, Some(&a)).unwrap();
+
+        let a2 = ue.hand_over_sas(&ue_old, &ue_new);
+        let b2 = pcscf.hand_over_sas(&net_old, &net_new);
+        assert_ne!(a2, a);
+        assert_eq!(a2, b2, "one name on both sides");
+        ue.close_sas(&ue_old);
+        pcscf.close_sas(&net_old);
+        assert!(ue.is_open(&a2) && !ue.is_open(&a));
+        // The old port-c is no longer the association's; port-s still is.
+        assert_eq!(
+            pcscf.association_of("192.0.2.1:5062".parse().unwrap()),
+            None
+        );
+        assert_eq!(
+            pcscf.association_of("192.0.2.1:5064".parse().unwrap()),
+            Some(b2.as_str())
+        );
+        assert_eq!(
+            pcscf.association_of("192.0.2.1:5070".parse().unwrap()),
+            Some(b2.as_str())
+        );
+        let after = ue
+            .send(&a2, &long(3), Link::Datagram, true, &mut wire)
+            .unwrap();
+        assert!(
+            after.compressed && after.len * 3 < first.len,
+            "{after:?} after {first:?}"
+        );
+        let got = pcscf.receive(&wire, Link::Datagram, Some(&b2)).unwrap();
+        assert_eq!(
+            got,
+            Inbound::Message {
+                bytes: long(3),
+                compressed: true,
+                trusted: true
+            }
+        );
+        // A fresh compartment would have started over.
+        let mut fresh = Compression::new(cfg).unwrap();
+        let c = fresh.open_sas(&ue_new);
+        let o = fresh
+            .send(&c, &long(3), Link::Datagram, true, &mut wire)
+            .unwrap();
+        assert!(o.len > 2 * after.len, "{o:?} vs {after:?}");
+        // Removing the new set ends it.
+        ue.close_sas(&ue_new);
+        assert!(!ue.is_open(&a2));
+        assert_eq!(ue.association_of("192.0.2.2:5068".parse().unwrap()), None);
+    }
+
+    /// The P-CSCF waits for a UE to show it speaks SigComp once, not again
+    /// at each handover; and a set opened twice stays one association.
+    #[test]
+    fn a_handover_carries_the_wait_for_sigcomp_over() {
+        let (_, net_old) = sa_sets();
+        let (_, net_new) = sa_sets_with(
+            "ipsec-3gpp; alg=hmac-md5-96; spi-c=5555; spi-s=6666; port-c=5070; port-s=5064",
+            "ipsec-3gpp; alg=hmac-md5-96; spi-c=7777; spi-s=8888; port-c=5072; port-s=5068",
+        );
+        for signalled in [false, true] {
+            let mut pcscf = Compression::new(EndpointConfig::default()).unwrap();
+            let old = pcscf.open_sas_when_signalled(&net_old);
+            if signalled {
+                pcscf.peer_signalled(&old);
+            }
+            let new = pcscf.hand_over_sas(&net_old, &net_new);
+            assert_eq!(pcscf.compresses(&new), signalled);
+            pcscf.close_sas(&net_old);
+            assert_eq!(pcscf.compresses(&new), signalled);
+            // Opening it again (as a caller might) changes nothing.
+            assert_eq!(pcscf.open_sas_when_signalled(&net_new), new);
+            assert_eq!(pcscf.compresses(&new), signalled);
+        }
     }
 
     #[test]

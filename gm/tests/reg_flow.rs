@@ -83,6 +83,10 @@ struct World {
     /// actions before it, and the network's before the response that
     /// caused it).
     at_send: Vec<(sadb::Databases, sadb::Databases)>,
+    /// Every set installed, by side (UE, network), with the set it
+    /// replaced in a handover as the side saw it then
+    /// (`Ue::retiring_sas`, `Network::handover_from`).
+    installs: Vec<(gm::reg::Side, Option<SaSet>, SaSet)>,
 }
 
 /// One side's SA database, with the reqid base each installed set got.
@@ -221,6 +225,7 @@ fn world_with(
         ue_db: Sadb::default(),
         net_db: Sadb::default(),
         at_send: Vec::new(),
+        installs: Vec::new(),
     }
 }
 
@@ -256,6 +261,8 @@ impl World {
                                 ));
                             }
                             NetworkAction::InstallSas(s) => {
+                                let old = self.net.handover_from(&s).cloned();
+                                self.installs.push((gm::reg::Side::Network, old, s.clone()));
                                 self.net_db.record(&mut self.net_sas, SaAction::Install(&s))
                             }
                             NetworkAction::RemoveSas(s) => {
@@ -269,6 +276,8 @@ impl World {
                     }
                 }
                 UeAction::InstallSas(s) => {
+                    let old = self.ue.retiring_sas().cloned();
+                    self.installs.push((gm::reg::Side::Ue, old, s.clone()));
                     self.ue_db.record(&mut self.ue_sas, SaAction::Install(&s))
                 }
                 UeAction::RemoveSas(s) => self.ue_db.record(&mut self.ue_sas, SaAction::Remove(&s)),
@@ -529,13 +538,32 @@ fn reregistration_hands_over_to_fresh_sas() {
     let mut w = handover_world();
     w.register();
     registered(&w);
+    assert!(w.installs.iter().all(|(_, old, _)| old.is_none()));
     let rounds = [((3333, 4444), 5072, 5070), ((5555, 6666), 5062, 5066)];
     for (round, (spis, port_c, pcscf_port_c)) in rounds.into_iter().enumerate() {
         let (old_ue, old_net) = (w.ue_sas[0].clone(), w.net_sas[0].clone());
         w.ue.offer_next(spis, port_c).unwrap();
         let before = w.sent.len();
+        let installs = w.installs.len();
         let at = w.refresh();
         registered(&w);
+        // Each side knew, as it installed the new set, which one it
+        // replaces (what carries the SigComp compartment over).
+        let new = w.installs.get(installs..).unwrap();
+        assert_eq!(new.len(), 2, "{new:?}");
+        for (side, old, set) in new {
+            let want = match side {
+                gm::reg::Side::Ue => (&old_ue, &w.ue_sas[0]),
+                gm::reg::Side::Network => (&old_net, &w.net_sas[0]),
+            };
+            // (The new set as installed: its lifetime is the temporary one.)
+            let id = |s: &SaSet| (*s.ue_offer(), *s.pcscf_offer());
+            assert_eq!(
+                (old.as_ref().map(id), id(set)),
+                (Some(id(want.0)), id(want.1)),
+                "{side:?}"
+            );
+        }
         assert_eq!((w.ue_db.most, w.net_db.most), (2, 2));
         assert_eq!(w.sent.len(), before + 2, "re-REGISTER, its answer");
         // The re-REGISTER: over the old set, naming the next one.

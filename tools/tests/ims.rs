@@ -988,6 +988,68 @@ fn reregistration_hands_over_to_fresh_sas_as_tshark_reads_it() {
     assert_eq!(short, want, "{registers:?}");
 }
 
+/// SigComp across SA handovers: the compartment belongs to the UE–P-CSCF
+/// association, not to one SA set, so the REGISTER that answers a
+/// handover challenge over the new SAs is compressed with the states the
+/// old ones left (no second bytecode upload, no empty history), and
+/// nothing fails to decompress on either side.
+#[test]
+fn a_handover_keeps_the_sigcomp_compartment() {
+    let _serial = serial();
+    let dir = TempDir::new("ims-handover-sigcomp");
+    let (mut pcscf, addr) = pcscf_with(
+        &dir,
+        &[
+            "--ipsec",
+            "udp",
+            "--port-c",
+            "0",
+            "--port-s",
+            "0",
+            "--sigcomp",
+        ],
+    );
+    let mut alice = Proc::spawn(
+        "alice",
+        imsua_udp(
+            "alice",
+            K,
+            &addr,
+            &["--sigcomp", "--expires", "2", "listen"],
+        ),
+    );
+    // The registration and two handovers.
+    pcscf.wait_count(&["\"event\": \"registered\""], 3);
+    assert!(alice.terminate().success());
+    pcscf.wait_line(&["\"event\": \"deregistered\""]);
+    assert!(pcscf.terminate().success());
+    // Alice's compressed REGISTERs: the first one (bytecode upload, the
+    // dictionary only) and every later one, handover answers included.
+    let registers: Vec<(usize, usize)> = alice
+        .seen
+        .iter()
+        .filter(|l| is_ladder(l) && l.contains(" -> ") && l.contains(" REGISTER "))
+        .filter_map(|l| match ladder_sizes(l) {
+            (wire, Some(sip)) => Some((wire, sip)),
+            _ => None,
+        })
+        .collect();
+    // First, per handover a re-REGISTER and its answer, the de-REGISTER.
+    assert!(registers.len() >= 6, "{:?}", alice.seen);
+    let first = registers[0].0;
+    for (k, (wire, sip)) in registers.iter().enumerate().skip(1) {
+        assert!(
+            wire * 3 < first,
+            "REGISTER {k}: {wire} B for {sip} B of SIP, the first took {first} B"
+        );
+    }
+    for (who, seen) in [("alice", &alice.seen), ("pcscf", &pcscf.seen)] {
+        let stopped: Vec<Stopped> = events(seen, "stopped");
+        let s = &stopped[0];
+        assert_eq!((s.sigcomp_failed, s.nacks_sent), (0, 0), "{who}: {s:?}");
+    }
+}
+
 /// A UE that de-registers: the pcscf removes its SAs 2 s after the 200
 /// (`gm::reg::DEREGISTRATION_LINGER`; the UE deletes its own on that
 /// 200), not when the NOTIFY announcing it times out. That NOTIFY's next

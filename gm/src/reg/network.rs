@@ -442,6 +442,23 @@ impl Network {
             .and_then(|p| p.server.as_ref().map(|(_, s)| s))
     }
 
+    /// The set `new` replaces, when `new` was set up for a handover
+    /// challenge (a registered UE re-authenticated over fresh SAs): the
+    /// registration's set, kept until the answer passes. `None` for any
+    /// other set. What belongs to the association rather than to a set
+    /// (its SigComp compartment, [`crate::comp::Compression::hand_over_sas`])
+    /// carries over.
+    pub fn handover_from(&self, new: &SaSet) -> Option<&SaSet> {
+        self.pending.iter().find_map(|(impi, v)| {
+            let ours = v
+                .iter()
+                .any(|p| p.handover && p.server.as_ref().is_some_and(|(_, s)| s == new));
+            ours.then(|| self.bindings.get(impi))
+                .flatten()
+                .and_then(|b| b.auth.server.as_ref().map(|(_, s)| s))
+        })
+    }
+
     /// Drops the bindings whose time is up (RFC 3261 §10.3 step 7) and
     /// the challenges unanswered for [`sa::TEMPORARY_LIFETIME`]; returns
     /// their SAs to remove and the de-registrations.

@@ -1793,8 +1793,12 @@ impl Ua {
                         self.transport.update(&u)?;
                     }
                     self.transport.install(&s)?;
-                    // The compartment opens with the SAs (TS 24.229 §8.1.1).
-                    self.comp.open(&s);
+                    // The compartment opens with the SAs (TS 24.229
+                    // §8.1.1); a handover's new set takes the old one's.
+                    match self.ue.retiring_sas() {
+                        Some(old) => self.comp.hand_over(old, &s),
+                        None => self.comp.open(&s),
+                    }
                     // Said once the request they are for has left (the
                     // flush at the end of this batch), before its line.
                     let (set, keys) = (s.clone(), self.show_keys);

@@ -1012,8 +1012,12 @@ impl Pcscf {
                 NetworkAction::InstallSas(s) => match self.transport.install(&s) {
                     Ok(()) => {
                         // The UE's compartment opens with its SAs (TS
-                        // 24.229 §8.1.1).
-                        self.comp.open(&s);
+                        // 24.229 §8.1.1); a handover's new set takes the
+                        // old one's.
+                        match self.net.handover_from(&s) {
+                            Some(old) => self.comp.hand_over(old, &s),
+                            None => self.comp.open(&s),
+                        }
                         self.sa_events(&s, "add", &[]);
                     }
                     Err(e) => eprintln!("pcscf: {e:#}"),

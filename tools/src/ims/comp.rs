@@ -136,6 +136,15 @@ impl SipComp {
         }
     }
 
+    /// A set was installed for an SA handover, beside `old` that it
+    /// replaces: the compartment goes on over it, states kept
+    /// ([`gm::comp::Compression::hand_over_sas`]).
+    pub fn hand_over(&mut self, old: &SaSet, new: &SaSet) {
+        if let Some(c) = &mut self.comp {
+            c.hand_over_sas(old, new);
+        }
+    }
+
     /// A request from `from` came over the SAs: if its top Via asks for
     /// SigComp, its association compresses from now on.
     pub fn peer_signalled(&mut self, request: &gm::sip::Message<'_>, from: SocketAddr) {
