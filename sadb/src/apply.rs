@@ -27,6 +27,12 @@ pub const NATT_PORT: u16 = 4500;
 /// IPSEC_MANUAL_REQID_MAX: reqids above it are generated for `unique` without a number.
 const MANUAL_REQID_MAX: u32 = 0x3fff;
 
+/// The highest reqid a `unique:N` request names (setkey(8): "between 1 and
+/// 32767"). Those above [`MANUAL_REQID_MAX`] share their range with
+/// generated reqids, which skip every reqid in use, as Linux's
+/// `gen_reqid` does.
+pub const MAX_UNIQUE_REQID: u32 = 0x7fff;
+
 /// Text a statement produced (`get`, `dump`, `spddump`, `getspi`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Output {
@@ -236,6 +242,8 @@ struct Shadow<'a> {
     spd_flushed: bool,
     /// The owner the batch is applied under.
     owner: Option<&'a Owner>,
+    /// Reqids the batch's policies name or were given.
+    reqids: std::collections::HashSet<u32>,
 }
 
 fn proto_index(p: Protocol) -> usize {
@@ -494,14 +502,14 @@ impl Databases {
         }
     }
 
-    /// The lowest `base` (from 1, at most 0x4000 - `n`: the manual reqids, as Linux has them)
-    /// such that no policy of the SPD asks for a reqid in `base..base + n`:
-    /// where a set of `n` policies with `unique:N` requests can go without
-    /// taking another set's SAs (a client installing several SA sets, each
-    /// written with reqids 1, 2, ...). `None` when the manual range is
-    /// full.
+    /// The lowest `base` (from 1, at most [`MAX_UNIQUE_REQID`] + 1 - `n`:
+    /// what `unique:N` can name) such that no policy of the SPD asks for a
+    /// reqid in `base..base + n`: where a set of `n` policies with
+    /// `unique:N` requests can go without taking another set's SAs (a
+    /// client installing several SA sets, each written with reqids 1, 2,
+    /// ...; 16383 sets of two). `None` when the range is full.
     pub fn free_reqids(&self, n: u32) -> Option<u32> {
-        self.spd.free_reqids(n, MANUAL_REQID_MAX)
+        self.spd.free_reqids(n, MAX_UNIQUE_REQID)
     }
 
     /// Parses and applies a script (see [`Databases::apply`]).
@@ -570,6 +578,7 @@ impl Databases {
                 policies: HashMap::new(),
                 spd_flushed: false,
                 owner,
+                reqids: std::collections::HashSet::new(),
             };
             for st in stmts {
                 let mut op = plan(&mut sh, &st.value, st.pos, now, &mut last_reqid)
@@ -915,7 +924,11 @@ fn sa_id(dst: IpAddr, protocol: SaProtocol, spi: u32) -> SaId {
     }
 }
 
-fn policy_action(action: &Action, last_reqid: &mut u32) -> Result<PolicyAction, Error> {
+fn policy_action(
+    action: &Action,
+    last_reqid: &mut u32,
+    sh: &mut Shadow<'_>,
+) -> Result<PolicyAction, Error> {
     Ok(match action {
         Action::Discard => PolicyAction::Discard,
         Action::None => PolicyAction::Bypass,
@@ -930,15 +943,26 @@ fn policy_action(action: &Action, last_reqid: &mut u32) -> Result<PolicyAction, 
                 let reqid = match r.level {
                     Level::Unique(Some(n)) => u32::from(n),
                     Level::Unique(None) => {
-                        // Linux gen_reqid: above IPSEC_MANUAL_REQID_MAX.
-                        *last_reqid = last_reqid.wrapping_add(1);
-                        if *last_reqid <= MANUAL_REQID_MAX {
-                            *last_reqid = MANUAL_REQID_MAX + 1;
+                        // Linux gen_reqid: above IPSEC_MANUAL_REQID_MAX,
+                        // and none a policy uses (`unique:N` up to 32767
+                        // reaches into this range). Ends: fewer reqids are
+                        // in use than there are above the manual ones.
+                        loop {
+                            *last_reqid = last_reqid.wrapping_add(1);
+                            if *last_reqid <= MANUAL_REQID_MAX {
+                                *last_reqid = MANUAL_REQID_MAX + 1;
+                            }
+                            let r = *last_reqid;
+                            if !sh.spd.reqid_in_use(r) && !sh.reqids.contains(&r) {
+                                break r;
+                            }
                         }
-                        *last_reqid
                     }
                     _ => 0,
                 };
+                if reqid != 0 {
+                    sh.reqids.insert(reqid);
+                }
                 out.push(SaRequest {
                     protocol: r.protocol,
                     mode: r.mode,
@@ -1149,7 +1173,7 @@ fn plan(
                 .priority
                 .map(PrioritySpec::kernel_value)
                 .unwrap_or(PRIORITY_DEFAULT);
-            let action = policy_action(action, last_reqid)?;
+            let action = policy_action(action, last_reqid, sh)?;
             sh.policies.insert((sel, dir), true);
             Ok(if add {
                 Op::SpdAdd(sel, dir, prio, action)

@@ -85,8 +85,8 @@ pub mod spd;
 mod time;
 
 pub use apply::{
-    Bundle, Databases, Inbound, MAX_BUNDLE, NATT_PORT, Outbound, Output, Removed, build_sa,
-    replay_window_packets, selector_of,
+    Bundle, Databases, Inbound, MAX_BUNDLE, MAX_UNIQUE_REQID, NATT_PORT, Outbound, Output, Removed,
+    build_sa, replay_window_packets, selector_of,
 };
 pub use ast::{Located, Pos, Statement};
 pub use dump::DumpOptions;

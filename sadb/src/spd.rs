@@ -773,6 +773,11 @@ impl Spd {
         self.slots.get(slot as usize)?.as_ref()
     }
 
+    /// Whether a policy's request names `reqid`.
+    pub fn reqid_in_use(&self, reqid: u32) -> bool {
+        self.reqids.contains_key(&reqid)
+    }
+
     /// The lowest `base` in `1..=max + 1 - n` such that no policy's
     /// request names a reqid in `base..base + n`; `None` when there is
     /// none. From an index kept on every change, not a scan of the

@@ -998,5 +998,76 @@ fn free_reqids_skips_the_reqids_policies_use() {
     .unwrap();
     assert_eq!(d.free_reqids(1), Some(3));
     assert_eq!(d.free_reqids(2), Some(5));
-    assert_eq!(d.free_reqids(0x3fff), None);
+    assert_eq!(d.free_reqids(sadb::MAX_UNIQUE_REQID), None);
+}
+
+/// The reqids of the `out` policies, in SPD order.
+fn out_reqids(d: &Databases) -> Vec<u32> {
+    d.spd()
+        .iter()
+        .filter_map(|p| match &p.action {
+            sadb::PolicyAction::Ipsec(reqs) => Some(reqs[0].reqid),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Sets of two `unique:N` policies fill every reqid `unique:N` can name
+/// (1..=32767): 16383 of them, then no more room. A `unique` without a
+/// number is then given a reqid none of them uses, as Linux's `gen_reqid`
+/// skips those in use, in the SPD or earlier in the same batch.
+#[test]
+fn free_reqids_reach_every_reqid_unique_names_and_generated_ones_skip_them() {
+    let mut d = Databases::new();
+    let mut script = String::new();
+    let mut sets = 0;
+    while let Some(base) = d.free_reqids(2) {
+        assert_eq!(base, 2 * sets + 1);
+        for k in 0..2 {
+            script.clear();
+            let port = 2 * sets + k + 1;
+            script.push_str(&format!(
+                "spdadd {A}[{port}] {B} udp -P out ipsec esp/transport//unique:{};\n",
+                base + k
+            ));
+            d.apply_script(&script, NOW).unwrap();
+        }
+        sets += 1;
+        if sets > 20_000 {
+            break;
+        }
+    }
+    assert_eq!(sets, 16_383);
+    assert_eq!(d.free_reqids(1), Some(sadb::MAX_UNIQUE_REQID));
+    // Generated reqids start above the manual ones (0x4000): every one up
+    // to 32766 is taken, so the first free one is 32767, then 32768.
+    d.apply_script(
+        &format!(
+            "spdadd {A} {B} tcp -P out ipsec esp/transport//unique;\n\
+             spdadd {A} {B} icmp -P out ipsec esp/transport//unique;\n"
+        ),
+        NOW,
+    )
+    .unwrap();
+    let reqids = out_reqids(&d);
+    assert_eq!(reqids.len(), 2 * 16_383 + 2);
+    let mut generated: Vec<u32> = reqids.iter().copied().filter(|r| *r > 32_766).collect();
+    generated.sort_unstable();
+    assert_eq!(generated, [32_767, 32_768]);
+
+    // In one batch: a number named before a generated one is skipped.
+    let mut d = Databases::new();
+    d.apply_script(
+        &format!(
+            "spdadd {A}[1] {B} udp -P out ipsec esp/transport//unique:16384;\n\
+             spdadd {A}[2] {B} udp -P out ipsec esp/transport//unique:16386;\n\
+             spdadd {A}[3] {B} udp -P out ipsec esp/transport//unique;\n\
+             spdadd {A}[4] {B} udp -P out ipsec esp/transport//unique;\n"
+        ),
+        NOW,
+    )
+    .unwrap();
+    let mut reqids = out_reqids(&d);
+    reqids.sort_unstable();
+    assert_eq!(reqids, [16_384, 16_385, 16_386, 16_387]);
 }
