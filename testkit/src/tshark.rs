@@ -112,6 +112,82 @@ pub struct UdpSa<'a> {
     pub alg: (&'a str, &'a str),
 }
 
+/// One `"event": "sa"` line of `imsua`/`pcscf`: an SA added or removed,
+/// with its keys when they were printed (`--show-keys`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SaEvent {
+    /// `add` or `remove`.
+    pub action: String,
+    /// `in` or `out`.
+    pub direction: String,
+    /// Source address and port.
+    pub src: std::net::SocketAddr,
+    /// Destination address and port.
+    pub dst: std::net::SocketAddr,
+    /// SPI.
+    pub spi: u32,
+    /// The sec-agree `mod`.
+    pub mode: String,
+    /// Cipher, as printed.
+    pub ealg: String,
+    /// Integrity algorithm, as printed.
+    pub alg: String,
+    /// Cipher key (hex), if printed.
+    pub ekey: Option<String>,
+    /// Integrity key (hex), if printed.
+    pub akey: Option<String>,
+}
+
+impl SaEvent {
+    /// The event `v` is, if it is a whole `sa` event.
+    pub fn from_json(v: &serde_json::Value) -> Option<SaEvent> {
+        if v["event"] != "sa" {
+            return None;
+        }
+        let text = |k: &str| v[k].as_str().map(str::to_owned);
+        Some(SaEvent {
+            action: text("action")?,
+            direction: text("direction")?,
+            src: text("src")?.parse().ok()?,
+            dst: text("dst")?.parse().ok()?,
+            spi: u32::try_from(v["spi"].as_u64()?).ok()?,
+            mode: text("mode")?,
+            ealg: text("ealg")?,
+            alg: text("alg")?,
+            ekey: text("ekey"),
+            akey: text("akey"),
+        })
+    }
+
+    /// The `sa` events among a process's output lines, in order; a line
+    /// that says `"event": "sa"` but is not one fails the test.
+    pub fn from_lines(lines: &[String]) -> Vec<SaEvent> {
+        lines
+            .iter()
+            .filter(|l| l.starts_with('{'))
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["event"] == "sa")
+            .map(|v| SaEvent::from_json(&v).unwrap_or_else(|| panic!("not an sa event: {v}")))
+            .collect()
+    }
+
+    /// The SA as tshark's ESP table takes it; its keys must have been
+    /// printed.
+    pub fn udp_sa(&self) -> UdpSa<'_> {
+        let spi = self.spi;
+        let (Some(ekey), Some(akey)) = (self.ekey.as_deref(), self.akey.as_deref()) else {
+            panic!("no keys printed for SPI {spi:#x}")
+        };
+        UdpSa {
+            src: self.src,
+            dst: self.dst,
+            spi,
+            ealg: (&self.ealg, ekey),
+            alg: (&self.alg, akey),
+        }
+    }
+}
+
 /// tshark reading `pcap` (fields separated by `|`, first occurrence of
 /// each) with these SAs' keys, every UDP port of theirs decoded as ESP in
 /// UDP (`-d udp.port==N,udpencap`); the sorted ports too.

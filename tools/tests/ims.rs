@@ -40,6 +40,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
+use testkit::tshark::SaEvent;
 use testkit::{Peer, TempDir, require};
 
 /// One test at a time (two shared cores; the timeout test counts time).
@@ -586,34 +587,6 @@ fn an_unknown_ipsec_mode_names_the_three() {
     }
 }
 
-/// One `"event": "sa"` line of `pcscf`/`imsua`.
-#[derive(Debug, Clone, serde::Deserialize)]
-struct SaEvent {
-    action: String,
-    direction: String,
-    src: std::net::SocketAddr,
-    dst: std::net::SocketAddr,
-    spi: u32,
-    mode: String,
-    ealg: String,
-    alg: String,
-    ekey: Option<String>,
-    akey: Option<String>,
-}
-
-impl SaEvent {
-    /// The SA as tshark's ESP table takes it (keys printed: `--show-keys`).
-    fn udp_sa(&self) -> testkit::tshark::UdpSa<'_> {
-        testkit::tshark::UdpSa {
-            src: self.src,
-            dst: self.dst,
-            spi: self.spi,
-            ealg: (&self.ealg, self.ekey.as_deref().unwrap()),
-            alg: (&self.alg, self.akey.as_deref().unwrap()),
-        }
-    }
-}
-
 /// The JSON event lines of `lines` whose `event` is `name`, typed.
 fn events<T: serde::de::DeserializeOwned>(lines: &[String], name: &str) -> Vec<T> {
     lines
@@ -702,7 +675,7 @@ fn two_uas_talk_over_esp_in_udp_and_tshark_decrypts_it() {
         1
     );
     // Bob's own SAs: four in mod=UDP-enc-tun, added then removed, no keys.
-    let bob_sas: Vec<SaEvent> = events(&bob_lines, "sa");
+    let bob_sas = SaEvent::from_lines(&bob_lines);
     assert_eq!(bob_sas.len(), 8, "{bob_sas:?}");
     assert!(
         bob_sas
@@ -755,7 +728,7 @@ fn two_uas_talk_over_esp_in_udp_and_tshark_decrypts_it() {
     assert_eq!(stopped["dropped"], 1, "{stopped}");
 
     // The pcscf's SAs: four per UE, keys printed, SPIs as RFC 4303 wants.
-    let sas: Vec<SaEvent> = events(&pcscf.seen, "sa");
+    let sas = SaEvent::from_lines(&pcscf.seen);
     let added: Vec<&SaEvent> = sas.iter().filter(|s| s.action == "add").collect();
     assert_eq!(added.len(), 8, "{sas:?}");
     let mut spis: Vec<u32> = added.iter().map(|s| s.spi).collect();
@@ -891,7 +864,7 @@ fn reregistration_hands_over_to_fresh_sas_as_tshark_reads_it() {
 
     // The pcscf's sets in the order it added them, four SAs each; each
     // set removed after the next one was added.
-    let sas: Vec<SaEvent> = events(&pcscf.seen, "sa");
+    let sas = SaEvent::from_lines(&pcscf.seen);
     let added: Vec<&SaEvent> = sas.iter().filter(|s| s.action == "add").collect();
     let sets = added.len() / 4;
     assert!(sets >= 3 && added.len() % 4 == 0, "{sas:?}");
@@ -1092,7 +1065,7 @@ fn after_a_de_registration_nothing_for_the_ue_leaves_in_clear() {
         .map(str::to_owned)
         .collect();
     // The UE's protected ports: where its inbound SAs arrive.
-    let ue_ports: Vec<u16> = events::<SaEvent>(&lines, "sa")
+    let ue_ports: Vec<u16> = SaEvent::from_lines(&lines)
         .iter()
         .filter(|e| e.action == "add" && e.direction == "in")
         .map(|e| e.dst.port())
@@ -1515,7 +1488,7 @@ fn sigcomp_over_esp_in_udp_is_smaller_and_tshark_decompresses_it() {
         printed.push((wire, text.join("\n").trim_end().to_owned()));
     }
     // Decrypt with the keys of the pcscf's sa lines, as the test above.
-    let sas: Vec<SaEvent> = events(&pcscf.seen, "sa");
+    let sas = SaEvent::from_lines(&pcscf.seen);
     let added: Vec<&SaEvent> = sas.iter().filter(|s| s.action == "add").collect();
     let (run, ports) = testkit::tshark::esp_in_udp(&pcap, added.iter().map(|s| s.udp_sa()));
     let out = run.run(&["esp.icv_good", "esp.decrypted_data"]);

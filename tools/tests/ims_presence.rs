@@ -31,6 +31,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
+use testkit::tshark::SaEvent;
 use testkit::{Peer, TempDir, require};
 
 /// Gives up waiting for a line after this long.
@@ -221,19 +222,6 @@ fn events(lines: &[String], name: &str) -> Vec<serde_json::Value> {
         .map(|l| event_of(l))
         .filter(|v| v["event"] == name)
         .collect()
-}
-
-/// One `"event": "sa"` line, with its keys (`--show-keys`).
-#[derive(Debug, serde::Deserialize)]
-struct SaEvent {
-    action: String,
-    src: std::net::SocketAddr,
-    dst: std::net::SocketAddr,
-    spi: u32,
-    ealg: String,
-    alg: String,
-    ekey: Option<String>,
-    akey: Option<String>,
 }
 
 #[test]
@@ -439,22 +427,10 @@ fn bob_watches_alice_publish_over_esp_and_sigcomp_and_tshark_reads_it() {
 /// tshark. The REGISTER and its 401 in clear are left out. With the
 /// options that decode the inner capture (`dir/inner.pcap`) as SigComp.
 fn tshark_sip(dir: &TempDir, pcap: &Path, sa: &[serde_json::Value]) -> (Vec<Vec<u8>>, Vec<String>) {
-    let sas: Vec<SaEvent> = sa
-        .iter()
-        .map(|v| serde_json::from_value(v.clone()).unwrap())
-        .collect();
+    let sas: Vec<SaEvent> = sa.iter().map(|v| SaEvent::from_json(v).unwrap()).collect();
     let added: Vec<&SaEvent> = sas.iter().filter(|s| s.action == "add").collect();
     assert!(!added.is_empty());
-    let (run, ports) = testkit::tshark::esp_in_udp(
-        pcap,
-        added.iter().map(|s| testkit::tshark::UdpSa {
-            src: s.src,
-            dst: s.dst,
-            spi: s.spi,
-            ealg: (&s.ealg, s.ekey.as_deref().unwrap()),
-            alg: (&s.alg, s.akey.as_deref().unwrap()),
-        }),
-    );
+    let (run, ports) = testkit::tshark::esp_in_udp(pcap, added.iter().map(|s| s.udp_sa()));
     let out = run.run(&["esp.icv_good", "esp.decrypted_data"]);
     let mut frames = Vec::new();
     for line in out.lines() {

@@ -28,6 +28,7 @@
 use std::process::Command;
 
 use testkit::proc::{Proc, Value, free_udp_port};
+use testkit::tshark::SaEvent;
 use testkit::{Peer, TempDir, require};
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -137,19 +138,6 @@ struct CentreSms {
     cause: Option<u8>,
 }
 
-/// One `"event": "sa"` line, with its keys (`--show-keys`).
-#[derive(Debug, Clone, serde::Deserialize)]
-struct SaEvent {
-    action: String,
-    src: std::net::SocketAddr,
-    dst: std::net::SocketAddr,
-    spi: u32,
-    ealg: String,
-    alg: String,
-    ekey: Option<String>,
-    akey: Option<String>,
-}
-
 #[test]
 fn a_long_sms_reaches_bob_over_esp_and_sigcomp_and_tshark_reads_it() {
     let _serial = serial();
@@ -233,19 +221,10 @@ fn a_long_sms_reaches_bob_over_esp_and_sigcomp_and_tshark_reads_it() {
         return;
     }
     // Decrypt with the keys of the pcscf's sa lines.
-    let sas: Vec<SaEvent> = events(&pcscf, "sa");
+    let sas = SaEvent::from_lines(&pcscf.seen);
     let added: Vec<&SaEvent> = sas.iter().filter(|s| s.action == "add").collect();
     assert_eq!(added.len(), 8, "{sas:?}");
-    let (run, ports) = testkit::tshark::esp_in_udp(
-        &pcap,
-        added.iter().map(|s| testkit::tshark::UdpSa {
-            src: s.src,
-            dst: s.dst,
-            spi: s.spi,
-            ealg: (&s.ealg, s.ekey.as_deref().unwrap()),
-            alg: (&s.alg, s.akey.as_deref().unwrap()),
-        }),
-    );
+    let (run, ports) = testkit::tshark::esp_in_udp(&pcap, added.iter().map(|s| s.udp_sa()));
     let out = run.run(&["esp.icv_good", "esp.decrypted_data"]);
     let mut frames = Vec::new();
     for line in out.lines() {
