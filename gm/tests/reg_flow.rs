@@ -542,11 +542,17 @@ fn reregistration_hands_over_to_fresh_sas() {
     let rounds = [((3333, 4444), 5072, 5070), ((5555, 6666), 5062, 5066)];
     for (round, (spis, port_c, pcscf_port_c)) in rounds.into_iter().enumerate() {
         let (old_ue, old_net) = (w.ue_sas[0].clone(), w.net_sas[0].clone());
+        // The caller gives the next set as the re-registration is due
+        // (what imsua does: SPIs held at ipsecd live 30 s).
+        let due = w.ue.poll_timeout().unwrap();
+        assert!(!w.ue.refresh_due(due - Duration::from_millis(1)));
+        assert!(w.ue.refresh_due(due));
         w.ue.offer_next(spis, port_c).unwrap();
         let before = w.sent.len();
         let installs = w.installs.len();
         let at = w.refresh();
         registered(&w);
+        assert!(!w.ue.refresh_due(w.now), "registered again: not due");
         // Each side knew, as it installed the new set, which one it
         // replaces (what carries the SigComp compartment over).
         let new = w.installs.get(installs..).unwrap();

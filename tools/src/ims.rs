@@ -375,14 +375,15 @@ impl Transport {
         }
     }
 
-    /// With `--ipsec udp`, binds a second protected client port (0: any
-    /// free port) for SA handovers at re-registration and gives it;
-    /// `None` in the other modes (no handover: with `tun` the kernel
-    /// routes only port-c and port-s to ipsecd).
+    /// With `--ipsec udp` or `tun`, binds a second protected client port
+    /// (0: any free port) for SA handovers at re-registration and gives
+    /// it (with `tun`, ipsecd routes it once a set's policies name it);
+    /// `None` with `--ipsec none`.
     pub fn bind_alt_port(&mut self, port: u16) -> Result<Option<u16>> {
         match self {
             Transport::Udp(e) => Ok(Some(e.bind_alt(port)?)),
-            Transport::Plain(_) | Transport::Tun(_) => Ok(None),
+            Transport::Tun(t) => Ok(Some(t.bind_alt(port)?)),
+            Transport::Plain(_) => Ok(None),
         }
     }
 
@@ -390,7 +391,8 @@ impl Transport {
     pub fn alt_port(&self) -> Option<u16> {
         match self {
             Transport::Udp(e) => e.alt_port(),
-            Transport::Plain(_) | Transport::Tun(_) => None,
+            Transport::Tun(t) => t.alt_port(),
+            Transport::Plain(_) => None,
         }
     }
 

@@ -961,6 +961,135 @@ fn reregistration_hands_over_to_fresh_sas_as_tshark_reads_it() {
     assert_eq!(short, want, "{registers:?}");
 }
 
+/// Re-registration with SA handover over `--ipsec tun` (root): a pcscf
+/// and a UA in their own network namespaces, each with its ipsecd (ESP
+/// transport mode on the veth between them). The UA holds the next set's
+/// SPIs at its ipsecd as its re-REGISTER leaves (a held SPI lives 30 s),
+/// on its second client port, which ipsecd routes once the new set's
+/// policies name it; the pcscf answers on its other client port. Three
+/// registrations: every SPI new, each set removed after the next was
+/// added, the client ports alternating, nothing failed.
+#[test]
+fn reregistration_hands_over_over_ipsecd_in_namespaces() {
+    let _serial = serial();
+    if !require(
+        "reregistration_hands_over_over_ipsecd_in_namespaces",
+        &[Peer::Root, Peer::Program("ip"), Peer::Program("nft")],
+    ) {
+        return;
+    }
+    let dir = TempDir::new("ims-tun-handover");
+    let subs = dir.path("subscribers.toml");
+    std::fs::write(&subs, subscribers()).unwrap();
+    std::fs::create_dir_all(dir.path("net")).unwrap();
+    let net = tools::ims::netns::DemoNet::create(
+        &dir.path("net"),
+        std::path::Path::new(env!("CARGO_BIN_EXE_ipsecd")),
+        &dir.path("pcscf.pcap"),
+    )
+    .unwrap();
+    let pcscf_addr = format!("{}:5060", tools::ims::netns::address(0));
+    let mut cmd = net.command(0, std::path::Path::new(env!("CARGO_BIN_EXE_pcscf")));
+    cmd.arg("--ipsecd-socket")
+        .arg(net.socket(0))
+        .arg("--subscribers")
+        .arg(&subs)
+        .args([
+            "--listen",
+            &pcscf_addr,
+            "--ipsec",
+            "tun",
+            "--port-c",
+            "0",
+            "--port-s",
+            "0",
+        ]);
+    let mut pcscf = Proc::spawn("pcscf", cmd);
+    let listening = event_of(&pcscf.wait_line(&["\"event\": \"listening\""]));
+    let alt = u16::try_from(listening["alt_port_c"].as_i64().unwrap()).unwrap();
+    let port_c = u16::try_from(listening["port_c"].as_i64().unwrap()).unwrap();
+    let mut cmd = net.command(1, std::path::Path::new(env!("CARGO_BIN_EXE_imsua")));
+    cmd.arg("--ipsecd-socket")
+        .arg(net.socket(1))
+        .args(["--local", &format!("{}:0", tools::ims::netns::address(1))])
+        .args([
+            "--impi",
+            "alice@ims.example.org",
+            "--impu",
+            "sip:alice@ims.example.org",
+            "--k",
+            K,
+            "--op",
+            OP,
+            "--pcscf",
+            &pcscf_addr,
+            "--ipsec",
+            "tun",
+            "--expires",
+            "2",
+            "listen",
+        ]);
+    let mut alice = Proc::spawn("alice", cmd);
+    pcscf.wait_count(&["\"event\": \"registered\""], 3);
+    assert!(alice.terminate().success());
+    alice.wait_line(&["\"event\": \"deregistered\""]);
+    pcscf.wait_line(&["\"event\": \"deregistered\""]);
+    assert!(pcscf.terminate().success());
+    drop(net);
+    assert!(
+        !alice
+            .seen
+            .iter()
+            .any(|l| l.contains("\"event\": \"failed\"")),
+        "{:?}",
+        alice.seen
+    );
+    let sas = SaEvent::from_lines(&pcscf.seen);
+    let added: Vec<&SaEvent> = sas.iter().filter(|s| s.action == "add").collect();
+    let sets = added.len() / 4;
+    assert!(sets >= 3 && added.len() % 4 == 0, "{sas:?}");
+    assert!(added.iter().all(|s| s.mode == "trans"), "{sas:?}");
+    let mut spis: Vec<u32> = added.iter().map(|s| s.spi).collect();
+    spis.sort_unstable();
+    spis.dedup();
+    assert_eq!(spis.len(), added.len(), "every SPI new");
+    let set_of = |spi: u32| added.iter().position(|s| s.spi == spi).map(|i| i / 4);
+    let position = |action: &str, set: usize| {
+        sas.iter()
+            .position(|s| s.action == action && set_of(s.spi) == Some(set))
+            .unwrap()
+    };
+    for k in 0..sets - 1 {
+        assert!(position("remove", k) > position("add", k + 1), "set {k}");
+    }
+    // Our client port alternates between our two, and so does the UE's.
+    let ours_out: Vec<&SaEvent> = added
+        .iter()
+        .copied()
+        .filter(|s| s.direction == "out" && [port_c, alt].contains(&s.src.port()))
+        .collect();
+    assert_eq!(ours_out.len(), sets, "{sas:?}");
+    for (k, s) in ours_out.iter().enumerate() {
+        assert_eq!(
+            s.src.port(),
+            if k % 2 == 0 { port_c } else { alt },
+            "set {k}"
+        );
+    }
+    let ue_ports: Vec<u16> = added
+        .iter()
+        .filter(|s| s.direction == "in" && [port_c, alt].contains(&s.src.port()))
+        .map(|s| s.dst.port())
+        .collect();
+    for k in 1..ue_ports.len() {
+        assert_ne!(
+            ue_ports[k],
+            ue_ports[k - 1],
+            "the UE's port-s is kept, port-c alternates: {ue_ports:?}"
+        );
+    }
+}
+
 /// SigComp across SA handovers: the compartment belongs to the UE–P-CSCF
 /// association, not to one SA set, so the REGISTER that answers a
 /// handover challenge over the new SAs is compressed with the states the

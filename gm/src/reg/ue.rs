@@ -523,6 +523,18 @@ impl Ue {
             .min()
     }
 
+    /// Whether [`Ue::handle_timeout`] at `now` re-registers: the moment
+    /// to give the next SA set ([`Ue::offer_next`]) from SPIs held just
+    /// now (an SPI held with `getspi` lives 30 s at the SAD, a
+    /// registration far longer).
+    pub fn refresh_due(&self, now: Duration) -> bool {
+        self.state == State::Registered
+            && self
+                .registration
+                .as_ref()
+                .is_some_and(|r| now >= r.refresh_at)
+    }
+
     /// Acts on the time: re-registers when due; gives up when the
     /// temporary SAs expired unanswered.
     pub fn handle_timeout(&mut self, now: Duration, rng: &mut dyn Random) -> Vec<UeAction> {

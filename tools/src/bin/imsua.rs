@@ -623,7 +623,7 @@ fn run(cli: &Cli, cfg: &UaConfig) -> Result<(), Failure> {
     if let Some(p) = &cli.pcap {
         transport.capture(p)?;
     }
-    // --ipsec udp: a second client port, for the SAs of a re-registration.
+    // A second client port, for the SAs of a re-registration.
     transport.bind_alt_port(0)?;
     let local = transport.local_addr()?;
     let domain = match &cfg.domain {
@@ -1648,6 +1648,9 @@ impl Ua {
         }
         self.presence_timers(now)?;
         if self.ue.poll_timeout().is_some_and(|t| t <= now) {
+            if self.ue.refresh_due(now) {
+                self.offer_next_sas()?;
+            }
             let actions = self.ue.handle_timeout(now, &mut self.rng);
             self.on_actions(actions)?;
         }
@@ -1660,11 +1663,13 @@ impl Ua {
         Ok(())
     }
 
-    /// Gives the UE the SPIs and client port of its next SA set (`--ipsec
-    /// udp`, with the second client port bound): the next re-registration
-    /// offers them, and a P-CSCF that re-authenticates it hands the
-    /// registration over to fresh SAs (TS 33.203 §7.4). The port is the
-    /// one of our two client ports the set in use does not have.
+    /// Gives the UE the SPIs and client port of its next SA set (with the
+    /// second client port bound), as the re-registration that offers them
+    /// leaves: a P-CSCF that re-authenticates it hands the registration
+    /// over to fresh SAs (TS 33.203 §7.4). The port is the one of our two
+    /// client ports the set in use does not have; the SPIs are random
+    /// (`--ipsec udp`) or held at ipsecd now (`--ipsec tun`: a held SPI
+    /// lives 30 s).
     fn offer_next_sas(&mut self) -> Result<(), Failure> {
         let (Some(alt), Some(set)) = (self.transport.alt_port(), self.ue.sas()) else {
             return Ok(());
@@ -1674,8 +1679,11 @@ impl Ua {
         };
         let o = set.ue_offer();
         let port = if o.port_c == alt { port_c } else { alt };
-        let spis = gm::reg::fresh_spis(&mut self.rng, &[o.spi_c, o.spi_s])
-            .ok_or_else(|| anyhow!("no random SPIs from /dev/urandom"))?;
+        let spis = match &mut self.transport {
+            Transport::Tun(t) => t.hold_spis(self.pcscf.ip())?,
+            _ => gm::reg::fresh_spis(&mut self.rng, &[o.spi_c, o.spi_s])
+                .ok_or_else(|| anyhow!("no random SPIs from /dev/urandom"))?,
+        };
         self.ue
             .offer_next(spis, port)
             .map_err(|e| anyhow!("cannot offer the next SAs: {e}"))?;
@@ -1744,7 +1752,6 @@ impl Ua {
                 ),
                 UeAction::Registered(r) => {
                     self.outcome = Some(Outcome::Registered);
-                    self.offer_next_sas()?;
                     event(
                         Json::obj()
                             .set("event", "registered")

@@ -20,6 +20,11 @@
 //! (`free-reqids`), as the two outbound SAs of a set share their
 //! addresses.
 //!
+//! A second client port ([`IpsecdSas::bind_alt`]) takes the SAs of a
+//! re-registration that hands over to a fresh set (TS 33.203 §7.4): its
+//! policies make ipsecd route it like the first; the UE holds the new
+//! set's SPIs as the re-REGISTER leaves.
+//!
 //! At start everything the owner tag holds is removed (what a crashed
 //! run left), and again at [`IpsecdSas::close`]: the process removes
 //! exactly what it owns.
@@ -132,6 +137,18 @@ impl IpsecdSas {
     /// spi-c and spi-s, unique at this ipsecd.
     pub fn hold_spis(&mut self, peer: IpAddr) -> Result<(u32, u32)> {
         self.spi_source().hold(peer)
+    }
+
+    /// Binds a second protected client port (0: any free port), for SA
+    /// handovers at re-registration ([`SipSockets::bind_alt`]); ipsecd
+    /// routes it once a set's policies name it. Its port.
+    pub fn bind_alt(&mut self, port: u16) -> Result<u16> {
+        self.sockets.bind_alt(port)
+    }
+
+    /// The second client port, when bound.
+    pub fn alt_port(&self) -> Option<u16> {
+        self.sockets.alt_port()
     }
 
     /// The network side's SPIs, held at ipsecd for each challenge
