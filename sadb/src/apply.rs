@@ -28,7 +28,7 @@ pub const NATT_PORT: u16 = 4500;
 const MANUAL_REQID_MAX: u32 = 0x3fff;
 
 /// The highest reqid a `unique:N` request names (setkey(8): "between 1 and
-/// 32767"). Those above [`MANUAL_REQID_MAX`] share their range with
+/// 32767"). Those above the manual range (0x3fff) share their range with
 /// generated reqids, which skip every reqid in use, as Linux's
 /// `gen_reqid` does.
 pub const MAX_UNIQUE_REQID: u32 = 0x7fff;
