@@ -833,6 +833,56 @@ fn two_uas_talk_over_esp_in_udp_and_tshark_decrypts_it() {
 /// handover is the re-REGISTER and its 401 over the old set, then the
 /// answer and its 200 over the new one; the old set is removed only after
 /// the new one was added; nothing is dropped.
+/// The pcscf's SA sets of a run with handovers, four `add`s each in the
+/// order it added them, after checking them: at least three sets, every
+/// SPI new, each set removed after the next one was added; the pcscf's
+/// client port alternating between `port_c` and `alt` (its port-s kept),
+/// the UE's port-c alternating and its port-s kept.
+fn handover_sets(sas: &[SaEvent], port_c: u16, alt: u16, port_s: u16) -> Vec<&SaEvent> {
+    let added: Vec<&SaEvent> = sas.iter().filter(|s| s.action == "add").collect();
+    let sets = added.len() / 4;
+    assert!(sets >= 3 && added.len() % 4 == 0, "{sas:?}");
+    let mut spis: Vec<u32> = added.iter().map(|s| s.spi).collect();
+    spis.sort_unstable();
+    spis.dedup();
+    assert_eq!(spis.len(), added.len(), "every SPI new");
+    let set_of = |spi: u32| added.iter().position(|s| s.spi == spi).map(|i| i / 4);
+    let position = |action: &str, set: usize| {
+        sas.iter()
+            .position(|s| s.action == action && set_of(s.spi) == Some(set))
+            .unwrap()
+    };
+    for k in 0..sets - 1 {
+        assert!(position("remove", k) > position("add", k + 1), "set {k}");
+    }
+    // Ours to the UE's port-s, from our client port; the UE's to our
+    // port-s, from its client port.
+    let ours_out: Vec<&SaEvent> = added
+        .iter()
+        .copied()
+        .filter(|s| s.direction == "out" && s.src.port() != port_s)
+        .collect();
+    let ue_in: Vec<&SaEvent> = added
+        .iter()
+        .copied()
+        .filter(|s| s.direction == "in" && s.dst.port() == port_s)
+        .collect();
+    assert_eq!((ours_out.len(), ue_in.len()), (sets, sets), "{sas:?}");
+    for k in 0..sets {
+        let want = if k % 2 == 0 { port_c } else { alt };
+        assert_eq!(ours_out[k].src.port(), want, "set {k}");
+        assert_eq!(
+            ours_out[k].dst.port(),
+            ours_out[0].dst.port(),
+            "UE port-s kept"
+        );
+        if k > 0 {
+            assert_ne!(ue_in[k].src.port(), ue_in[k - 1].src.port(), "UE port-c");
+        }
+    }
+    added
+}
+
 #[test]
 fn reregistration_hands_over_to_fresh_sas_as_tshark_reads_it() {
     let _serial = serial();
@@ -862,49 +912,10 @@ fn reregistration_hands_over_to_fresh_sas_as_tshark_reads_it() {
         alice.seen
     );
 
-    // The pcscf's sets in the order it added them, four SAs each; each
-    // set removed after the next one was added.
     let sas = SaEvent::from_lines(&pcscf.seen);
-    let added: Vec<&SaEvent> = sas.iter().filter(|s| s.action == "add").collect();
+    let added = handover_sets(&sas, port_c, alt, port_s);
     let sets = added.len() / 4;
-    assert!(sets >= 3 && added.len() % 4 == 0, "{sas:?}");
     let set_of = |spi: u32| added.iter().position(|s| s.spi == spi).map(|i| i / 4);
-    let mut spis: Vec<u32> = added.iter().map(|s| s.spi).collect();
-    spis.sort_unstable();
-    spis.dedup();
-    assert_eq!(spis.len(), added.len(), "every SPI new");
-    let position = |action: &str, set: usize| {
-        sas.iter()
-            .position(|s| s.action == action && set_of(s.spi) == Some(set))
-            .unwrap()
-    };
-    for k in 0..sets - 1 {
-        assert!(position("remove", k) > position("add", k + 1), "set {k}");
-    }
-    // The pcscf's client port alternates between its two, and so does the
-    // UE's; the server ports stay.
-    let ours_out: Vec<&SaEvent> = added
-        .iter()
-        .copied()
-        .filter(|s| s.direction == "out" && s.src.port() != port_s)
-        .collect();
-    let ue_in: Vec<&SaEvent> = added
-        .iter()
-        .copied()
-        .filter(|s| s.direction == "in" && s.dst.port() == port_s)
-        .collect();
-    for k in 0..sets {
-        let want = if k % 2 == 0 { port_c } else { alt };
-        assert_eq!(ours_out[k].src.port(), want, "set {k}");
-        assert_eq!(
-            ours_out[k].dst.port(),
-            ours_out[0].dst.port(),
-            "UE port-s kept"
-        );
-        if k > 0 {
-            assert_ne!(ue_in[k].src.port(), ue_in[k - 1].src.port(), "UE port-c");
-        }
-    }
 
     if !require(
         "reregistration_hands_over_to_fresh_sas_as_tshark_reads_it (capture check)",
@@ -1006,8 +1017,8 @@ fn reregistration_hands_over_over_ipsecd_in_namespaces() {
         ]);
     let mut pcscf = Proc::spawn("pcscf", cmd);
     let listening = event_of(&pcscf.wait_line(&["\"event\": \"listening\""]));
-    let alt = u16::try_from(listening["alt_port_c"].as_i64().unwrap()).unwrap();
-    let port_c = u16::try_from(listening["port_c"].as_i64().unwrap()).unwrap();
+    let port = |k: &str| u16::try_from(listening[k].as_i64().unwrap()).unwrap();
+    let (port_c, alt, port_s) = (port("port_c"), port("alt_port_c"), port("port_s"));
     let mut cmd = net.command(1, std::path::Path::new(env!("CARGO_BIN_EXE_imsua")));
     cmd.arg("--ipsecd-socket")
         .arg(net.socket(1))
@@ -1045,49 +1056,8 @@ fn reregistration_hands_over_over_ipsecd_in_namespaces() {
         alice.seen
     );
     let sas = SaEvent::from_lines(&pcscf.seen);
-    let added: Vec<&SaEvent> = sas.iter().filter(|s| s.action == "add").collect();
-    let sets = added.len() / 4;
-    assert!(sets >= 3 && added.len() % 4 == 0, "{sas:?}");
+    let added = handover_sets(&sas, port_c, alt, port_s);
     assert!(added.iter().all(|s| s.mode == "trans"), "{sas:?}");
-    let mut spis: Vec<u32> = added.iter().map(|s| s.spi).collect();
-    spis.sort_unstable();
-    spis.dedup();
-    assert_eq!(spis.len(), added.len(), "every SPI new");
-    let set_of = |spi: u32| added.iter().position(|s| s.spi == spi).map(|i| i / 4);
-    let position = |action: &str, set: usize| {
-        sas.iter()
-            .position(|s| s.action == action && set_of(s.spi) == Some(set))
-            .unwrap()
-    };
-    for k in 0..sets - 1 {
-        assert!(position("remove", k) > position("add", k + 1), "set {k}");
-    }
-    // Our client port alternates between our two, and so does the UE's.
-    let ours_out: Vec<&SaEvent> = added
-        .iter()
-        .copied()
-        .filter(|s| s.direction == "out" && [port_c, alt].contains(&s.src.port()))
-        .collect();
-    assert_eq!(ours_out.len(), sets, "{sas:?}");
-    for (k, s) in ours_out.iter().enumerate() {
-        assert_eq!(
-            s.src.port(),
-            if k % 2 == 0 { port_c } else { alt },
-            "set {k}"
-        );
-    }
-    let ue_ports: Vec<u16> = added
-        .iter()
-        .filter(|s| s.direction == "in" && [port_c, alt].contains(&s.src.port()))
-        .map(|s| s.dst.port())
-        .collect();
-    for k in 1..ue_ports.len() {
-        assert_ne!(
-            ue_ports[k],
-            ue_ports[k - 1],
-            "the UE's port-s is kept, port-c alternates: {ue_ports:?}"
-        );
-    }
 }
 
 /// SigComp across SA handovers: the compartment belongs to the UE–P-CSCF
