@@ -92,7 +92,8 @@ Modes:
                 At start and exit everything of that tag is removed (a
                 crashed run's too). --local must be the address of an
                 interface (not loopback: it never reaches the TUN). ipsecd
-                not running: exit 2, naming the socket.
+                not running: exit 2, naming the socket. Handover as with
+                udp, the next SPIs held at ipsecd as the re-REGISTER leaves.
   --transport tcp
                 (with --ipsec none or tun) SIP over TCP (RFC 3261 §18):
                 requests leave on a connection from our SIP port (--local),
@@ -109,8 +110,9 @@ Modes:
                 once the SAs are installed. Requests over the SAs carry
                 comp=sigcomp and sigcomp-id in their Via (and the protected
                 REGISTER in its Contact); the first REGISTER and its 401 go
-                uncompressed. One compartment per SA set, closed when its SAs
-                go. The ladder shows both sizes (412 B (SigComp, 980 B SIP));
+                uncompressed. One compartment with the P-CSCF, carried over
+                to the new SAs of a handover, closed when the last SAs go.
+                The ladder shows both sizes (412 B (SigComp, 980 B SIP));
                 SigComp that fails to decompress is dropped and NACKed
                 (RFC 4077), a line with -v. By default the bytecode travels in
                 the first message and there is no shared compression, so

@@ -102,12 +102,13 @@ Modes:
                 uses plain sockets on port-c/port-s, and ipsecd's guards drop
                 clear text to or from them. At start and exit everything of
                 that tag is removed (a crashed run's too). --listen must be
-                an interface address, not loopback.
+                an interface address, not loopback. SA handover as with
+                udp, the new set's SPIs held at ipsecd too.
   --sigcomp     with --ipsec udp or tun (a Gm compartment needs SAs; refused
                 with --ipsec none): SigComp (RFC 3320, RFC 3486, RFC 5049)
-                per registered UE, one compartment per SA set, opened when
-                the SAs are installed (the 401 goes uncompressed) and closed
-                when they go. What goes to a UE's protected ports is
+                per registered UE, one compartment per UE, opened when its
+                SAs are installed (the 401 goes uncompressed), carried over
+                to the new SAs of a handover, closed when the last go. What goes to a UE's protected ports is
                 compressed once the UE showed it speaks SigComp (SigComp
                 over its SAs, or comp=sigcomp in a request's Via, RFC 3486
                 §4; a UE without it gets plain SIP); what comes over its
@@ -175,7 +176,7 @@ struct Cli {
     /// Our protected server port with --ipsec udp or tun.
     #[arg(long, default_value_t = 5068)]
     port_s: u16,
-    /// Our second protected client port with --ipsec udp (0, the
+    /// Our second protected client port with --ipsec udp or tun (0, the
     /// default: any free port): a UE whose re-registration offers new SAs
     /// is re-authenticated, and its new SAs use the one of our two client
     /// ports its old ones do not (the `listening` event says which).
