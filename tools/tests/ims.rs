@@ -833,6 +833,26 @@ fn two_uas_talk_over_esp_in_udp_and_tshark_decrypts_it() {
 /// handover is the re-REGISTER and its 401 over the old set, then the
 /// answer and its 200 over the new one; the old set is removed only after
 /// the new one was added; nothing is dropped.
+/// A handover run's course: the pcscf registers alice three times (the
+/// registration and two handovers); then alice leaves (SIGTERM: she
+/// de-registers), both say so, the pcscf stops, and alice never reported
+/// a failure.
+fn registered_three_times_then_left(pcscf: &mut Proc, alice: &mut Proc) {
+    pcscf.wait_count(&["\"event\": \"registered\""], 3);
+    assert!(alice.terminate().success());
+    alice.wait_line(&["\"event\": \"deregistered\""]);
+    pcscf.wait_line(&["\"event\": \"deregistered\""]);
+    assert!(pcscf.terminate().success());
+    assert!(
+        !alice
+            .seen
+            .iter()
+            .any(|l| l.contains("\"event\": \"failed\"")),
+        "{:?}",
+        alice.seen
+    );
+}
+
 /// The pcscf's SA sets of a run with handovers, four `add`s each in the
 /// order it added them, after checking them: at least three sets, every
 /// SPI new, each set removed after the next one was added; the pcscf's
@@ -895,22 +915,9 @@ fn reregistration_hands_over_to_fresh_sas_as_tshark_reads_it() {
         "alice",
         imsua_udp("alice", K, &addr, &["--expires", "2", "listen"]),
     );
-    // The registration and two handovers.
-    pcscf.wait_count(&["\"event\": \"registered\""], 3);
-    assert!(alice.terminate().success());
-    alice.wait_line(&["\"event\": \"deregistered\""]);
-    pcscf.wait_line(&["\"event\": \"deregistered\""]);
-    assert!(pcscf.terminate().success());
+    registered_three_times_then_left(&mut pcscf, &mut alice);
     let stopped = event_of(&pcscf.wait_line(&["\"event\": \"stopped\""]));
     assert_eq!(stopped["dropped"], 0, "{stopped}");
-    assert!(
-        !alice
-            .seen
-            .iter()
-            .any(|l| l.contains("\"event\": \"failed\"")),
-        "{:?}",
-        alice.seen
-    );
 
     let sas = SaEvent::from_lines(&pcscf.seen);
     let added = handover_sets(&sas, port_c, alt, port_s);
@@ -1041,20 +1048,8 @@ fn reregistration_hands_over_over_ipsecd_in_namespaces() {
             "listen",
         ]);
     let mut alice = Proc::spawn("alice", cmd);
-    pcscf.wait_count(&["\"event\": \"registered\""], 3);
-    assert!(alice.terminate().success());
-    alice.wait_line(&["\"event\": \"deregistered\""]);
-    pcscf.wait_line(&["\"event\": \"deregistered\""]);
-    assert!(pcscf.terminate().success());
+    registered_three_times_then_left(&mut pcscf, &mut alice);
     drop(net);
-    assert!(
-        !alice
-            .seen
-            .iter()
-            .any(|l| l.contains("\"event\": \"failed\"")),
-        "{:?}",
-        alice.seen
-    );
     let sas = SaEvent::from_lines(&pcscf.seen);
     let added = handover_sets(&sas, port_c, alt, port_s);
     assert!(added.iter().all(|s| s.mode == "trans"), "{sas:?}");
@@ -1090,11 +1085,7 @@ fn a_handover_keeps_the_sigcomp_compartment() {
             &["--sigcomp", "--expires", "2", "listen"],
         ),
     );
-    // The registration and two handovers.
-    pcscf.wait_count(&["\"event\": \"registered\""], 3);
-    assert!(alice.terminate().success());
-    pcscf.wait_line(&["\"event\": \"deregistered\""]);
-    assert!(pcscf.terminate().success());
+    registered_three_times_then_left(&mut pcscf, &mut alice);
     // Alice's compressed REGISTERs: the first one (bytecode upload, the
     // dictionary only) and every later one, handover answers included.
     let registers: Vec<(usize, usize)> = alice
