@@ -766,7 +766,18 @@ fn deregistration_unsubscribes_first() {
     let ss = notify.subscription_state().unwrap().unwrap();
     assert_eq!(ss.state, "terminated");
     assert_eq!(w.statuses(Method::Notify), [200, 200]);
-    assert!(w.ue_sas.is_empty() && w.net_sas.is_empty());
+    // The UE deleted its SAs on the 200; the network keeps its own,
+    // NOTIFYs answered, for a de-REGISTER retransmitted if that 200 was
+    // lost, until DEREGISTRATION_LINGER after it.
+    assert!(w.ue_sas.is_empty());
+    assert_eq!(w.net_sas.len(), 1);
+    let linger = w.now + gm::reg::DEREGISTRATION_LINGER;
+    let acts = w.net.handle_timeout(linger - Duration::from_millis(1));
+    w.net_do(acts, Flow::Unprotected);
+    assert_eq!(w.net_sas.len(), 1, "not before");
+    let acts = w.net.handle_timeout(linger);
+    w.net_do(acts, Flow::Unprotected);
+    assert!(w.net_sas.is_empty());
     assert!(!w.ue_events.iter().any(|e| matches!(
         e,
         UeAction::RegEventEnded | UeAction::DeregisteredByNetwork { .. }

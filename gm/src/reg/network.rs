@@ -81,7 +81,8 @@
 //! are removed only once the NOTIFYs to that UE still out ended
 //! ([`Network::on_response`], [`Network::on_notify_timeout`]), so that
 //! the UE learns why over them; those of a UE that de-registered itself
-//! likewise, but [`DEREGISTRATION_LINGER`] after its 200 at the latest:
+//! [`DEREGISTRATION_LINGER`] after its 200, NOTIFYs answered or not: a
+//! retransmitted de-REGISTER (its 200 lost) finds them until then, and
 //! the UE deletes its own on that 200, so an answer it had not sent by
 //! then never comes.
 
@@ -270,10 +271,11 @@ pub enum NetworkAction {
     },
 }
 
-/// How long the SAs of a UE that de-registered itself outlive its 200 at
-/// most, for the answers to NOTIFYs that crossed it (see the [module
-/// documentation](self)).
-pub const DEREGISTRATION_LINGER: Duration = Duration::from_secs(2);
+/// How long the SAs of a UE that de-registered itself outlive its 200:
+/// for the UE's retransmissions of the de-REGISTER if the 200 is lost
+/// (Timer E: after 0.5, 1.5 and 3.5 s), and the answers to NOTIFYs that
+/// crossed it (see the [module documentation](self)).
+pub const DEREGISTRATION_LINGER: Duration = Duration::from_secs(4);
 
 /// The most challenges without SAs kept per IMPI (see the [module
 /// documentation](self)); a new one beyond it replaces the oldest.
@@ -1105,14 +1107,16 @@ impl Network {
             let uri = contact.as_ref().map(|c| c.uri.as_str()).unwrap_or_default();
             out.extend(self.notify_unregistered(impi, &impu, uri, now));
             if let Some((_, s)) = auth.server {
-                // Once the NOTIFYs still out to this UE are answered, and
-                // at the latest DEREGISTRATION_LINGER after this 200: the
-                // UE deletes its SAs on it, so an answer it did not send
-                // before never comes (Kamailio's P-CSCF deletes them with
-                // the contact when the 200 passes). Waiting for Timer F
-                // would keep them, and the UE's SigComp compartment, 32 s.
+                // DEREGISTRATION_LINGER after this 200: a retransmitted
+                // de-REGISTER (the 200 lost) gets the 200 again over
+                // them, and NOTIFYs still out can be answered; the UE
+                // deletes its SAs on the 200, so nothing comes later
+                // (Kamailio's P-CSCF deletes them with the contact when
+                // the 200 passes, and a lost 200 then leaves the UE's
+                // retransmissions unanswered). Waiting for Timer F would
+                // keep them, and the UE's SigComp compartment, 32 s.
                 let until = now.saturating_add(DEREGISTRATION_LINGER);
-                out.extend(self.release_sas_until(impi, s, Some(until)));
+                self.linger_sas(impi, s, until);
             }
             out.push(NetworkAction::Deregistered {
                 impi: impi.to_owned(),

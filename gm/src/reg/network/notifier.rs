@@ -44,6 +44,9 @@ pub(super) struct Draining {
     sas: SaSet,
     /// Removed then at the latest, whatever the NOTIFYs.
     pub(super) until: Option<Duration>,
+    /// Kept until `until` even once its NOTIFYs ended (the SAs of a
+    /// de-registration, `linger_sas`).
+    held: bool,
 }
 
 /// Whether a request is a SUBSCRIBE to the reg event package.
@@ -576,11 +579,33 @@ impl Network {
             notifies,
             sas,
             until,
+            held: false,
         });
         if let Some(at) = until {
             self.deadlines.push(Reverse((at, impi.to_owned())));
         }
         None
+    }
+
+    /// Keeps the SAs of a UE that de-registered itself until `until`,
+    /// whatever the NOTIFYs out over them: the 200 that ended the
+    /// registration may be lost, and the UE's retransmitted de-REGISTER
+    /// (RFC 3261 §17.1.2, Timer E) must still find them, so its server
+    /// transaction can send the 200 again over them.
+    pub(super) fn linger_sas(&mut self, impi: &str, sas: SaSet, until: Duration) {
+        let notifies: Vec<(String, u32)> = self
+            .outstanding
+            .iter()
+            .filter(|(_, i)| *i == impi)
+            .map(|(k, _)| k.clone())
+            .collect();
+        self.draining.push(Draining {
+            notifies,
+            sas,
+            until: Some(until),
+            held: true,
+        });
+        self.deadlines.push(Reverse((until, impi.to_owned())));
     }
 
     /// SA sets kept for unanswered NOTIFYs whose UE end (address, port-c
@@ -638,7 +663,7 @@ impl Network {
         }
         let (done, keep): (Vec<Draining>, Vec<Draining>) = std::mem::take(&mut self.draining)
             .into_iter()
-            .partition(|d| d.notifies.is_empty());
+            .partition(|d| d.notifies.is_empty() && !d.held);
         self.draining = keep;
         for d in done {
             out.push(NetworkAction::RemoveSas(d.sas));
