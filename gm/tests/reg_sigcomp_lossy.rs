@@ -1,4 +1,5 @@
-//! Registration, two re-registrations with SA handover and the
+//! Registration with its reg event subscription (RFC 3680: SUBSCRIBE,
+//! NOTIFYs), two re-registrations with SA handover and the
 //! de-registration, with SigComp on both sides (`gm::comp::Compression`),
 //! through the transaction layer, over a UDP channel that loses 10 % of
 //! the datagrams (a seeded choice, many seeds). Each side keeps its own
@@ -25,8 +26,8 @@ use gm::reg::{
     Credentials, Flow, Network, NetworkAction, NetworkConfig, OpKey, Random, SaSet, Subscriber, Ue,
     UeAction, UeConfig,
 };
-use gm::sip::Message;
-use gm::txn::{Event, Reliability, RequestVerdict, ResponseVerdict, Timers, Transactions};
+use gm::sip::{Message, Method};
+use gm::txn::{Event, Reliability, RequestVerdict, ResponseVerdict, Timers, Transactions, TxnId};
 use sigcomp::{EndpointConfig, Link};
 
 const K: [u8; 16] = [0x11; 16];
@@ -125,6 +126,12 @@ struct Sim {
     deregistered: bool,
     failed: Option<String>,
     next: usize,
+    /// The UE's REGISTER transaction, whose timeout fails the
+    /// registration (a SUBSCRIBE's is the subscription's business).
+    reg_txn: Option<TxnId>,
+    /// The network's NOTIFY transactions, for their timeouts.
+    notifies: Vec<(TxnId, Message<'static>)>,
+    notified: usize,
 }
 
 impl Sim {
@@ -139,7 +146,6 @@ impl Sim {
             (0x1000, 0x1001),
             UE_PORTS,
         );
-        config.reg_event = false;
         config.expires = 600;
         let ue = Ue::new(
             config,
@@ -185,10 +191,13 @@ impl Sim {
             deregistered: false,
             failed: None,
             next: 0,
+            reg_txn: None,
+            notifies: Vec::new(),
+            notified: 0,
         }
     }
 
-    fn ue_actions(&mut self, actions: Vec<UeAction>) {
+    fn ue_actions(&mut self, id: Option<TxnId>, actions: Vec<UeAction>) {
         for a in actions {
             match a {
                 UeAction::Send { mut request, flow } => {
@@ -200,9 +209,19 @@ impl Sim {
                         gm::comp::mark_contact(&mut request, "urn:gsma:imei:35390600-123456-0")
                             .unwrap();
                     }
-                    self.ue_txn
+                    let register = request.method() == Some(Method::Register);
+                    let t = self
+                        .ue_txn
                         .start_client(&request, flow, Reliability::Unreliable, self.now)
                         .unwrap();
+                    if register {
+                        self.reg_txn = Some(t);
+                    }
+                }
+                UeAction::Respond { response, .. } => {
+                    if let Some(id) = id {
+                        self.ue_txn.respond(id, &response, self.now).unwrap();
+                    }
                 }
                 UeAction::InstallSas(s) => {
                     match self.ue.retiring_sas() {
@@ -228,13 +247,21 @@ impl Sim {
         }
     }
 
-    fn net_actions(&mut self, id: Option<gm::txn::TxnId>, actions: Vec<NetworkAction>) {
+    fn net_actions(&mut self, id: Option<TxnId>, actions: Vec<NetworkAction>) {
         for a in actions {
             match a {
                 NetworkAction::Respond(r) => {
                     if let Some(id) = id {
                         self.net_txn.respond(id, &r, self.now).unwrap();
                     }
+                }
+                NetworkAction::Notify { request, flow } => {
+                    let t = self
+                        .net_txn
+                        .start_client(&request, flow, Reliability::Unreliable, self.now)
+                        .unwrap();
+                    self.notifies.push((t, request));
+                    self.notified += 1;
                 }
                 NetworkAction::InstallSas(s) => {
                     match self.net.handover_from(&s) {
@@ -363,23 +390,48 @@ impl Sim {
             _ => return,
         };
         let m = Message::parse(&sip).unwrap();
-        if p.to_network {
-            if let (Some(a), true) = (&over_sas, gm::comp::signals_sigcomp(&m)) {
-                self.net_side.comp.peer_signalled(a);
+        match (p.to_network, m.is_request()) {
+            (true, true) => {
+                if let (Some(a), true) = (&over_sas, gm::comp::signals_sigcomp(&m)) {
+                    self.net_side.comp.peer_signalled(a);
+                }
+                let v = self
+                    .net_txn
+                    .on_request(&m, p.flow, Reliability::Unreliable, self.now)
+                    .unwrap();
+                if let RequestVerdict::New(id) = v {
+                    let acts = self
+                        .net
+                        .on_request(&m, ue_addr(), p.flow, self.now, &mut self.rng)
+                        .expect("REGISTER or a reg event SUBSCRIBE");
+                    self.net_actions(Some(id), acts);
+                }
             }
-            let v = self
-                .net_txn
-                .on_request(&m, p.flow, Reliability::Unreliable, self.now)
-                .unwrap();
-            if let RequestVerdict::New(id) = v {
-                let acts = self
-                    .net
-                    .on_register(&m, ue_addr(), p.flow, self.now, &mut self.rng);
-                self.net_actions(Some(id), acts);
+            (true, false) => {
+                if let ResponseVerdict::ToTu(_) = self.net_txn.on_response(&m, self.now) {
+                    let acts = self.net.on_response(&m, self.now);
+                    self.net_actions(None, acts);
+                }
             }
-        } else if let ResponseVerdict::ToTu(_) = self.ue_txn.on_response(&m, self.now) {
-            let acts = self.ue.on_response(&m, p.flow, self.now, &mut self.rng);
-            self.ue_actions(acts);
+            (false, true) => {
+                let v = self
+                    .ue_txn
+                    .on_request(&m, p.flow, Reliability::Unreliable, self.now)
+                    .unwrap();
+                if let RequestVerdict::New(id) = v {
+                    let acts = self
+                        .ue
+                        .on_request(&m, p.flow, self.now, &mut self.rng)
+                        .expect("a reg event NOTIFY");
+                    self.ue_actions(Some(id), acts);
+                }
+            }
+            (false, false) => {
+                if let ResponseVerdict::ToTu(_) = self.ue_txn.on_response(&m, self.now) {
+                    let acts = self.ue.on_response(&m, p.flow, self.now, &mut self.rng);
+                    self.ue_actions(None, acts);
+                }
+            }
         }
     }
 
@@ -407,12 +459,22 @@ impl Sim {
             self.ue_txn.handle_timeout(self.now);
             self.net_txn.handle_timeout(self.now);
             while let Some(e) = self.ue_txn.poll_event() {
-                if let Event::Timeout(_) = e {
-                    let acts = self.ue.on_timeout();
-                    self.ue_actions(acts);
+                if let Event::Timeout(id) = e {
+                    if Some(id) == self.reg_txn {
+                        let acts = self.ue.on_timeout();
+                        self.ue_actions(None, acts);
+                    }
                 }
             }
-            while self.net_txn.poll_event().is_some() {}
+            while let Some(e) = self.net_txn.poll_event() {
+                if let Event::Timeout(id) = e {
+                    if let Some(i) = self.notifies.iter().position(|(t, _)| *t == id) {
+                        let (_, notify) = self.notifies.swap_remove(i);
+                        let acts = self.net.on_notify_timeout(&notify);
+                        self.net_actions(None, acts);
+                    }
+                }
+            }
             if self.ue.refresh_due(self.now) {
                 // The next SA set, given as the re-registration is due
                 // (as imsua does).
@@ -423,7 +485,7 @@ impl Sim {
             }
             if self.ue.poll_timeout().is_some_and(|t| t <= self.now) {
                 let acts = self.ue.handle_timeout(self.now, &mut self.rng);
-                self.ue_actions(acts);
+                self.ue_actions(None, acts);
             }
             if self.net.poll_timeout().is_some_and(|t| t <= self.now) {
                 let acts = self.net.handle_timeout(self.now);
@@ -434,14 +496,14 @@ impl Sim {
 }
 
 #[test]
-fn registration_handovers_and_deregistration_with_sigcomp_over_a_lossy_channel() {
+fn registration_reg_event_handovers_and_deregistration_with_sigcomp_over_a_lossy_channel() {
     let (mut lost, mut sent, mut compressed) = (0, 0, 0);
     // (wire, SIP) bytes over the SAs: the UE's, the network's.
     let mut totals = [(0, 0); 2];
     for seed in 0..SEEDS {
         let mut sim = Sim::new(seed);
         let first = sim.ue.register(&mut sim.rng);
-        sim.ue_actions(first);
+        sim.ue_actions(None, first);
         // Registered, then re-registered twice, each time onto a new set.
         sim.run_until(|s| s.registered == 3);
         assert_eq!(sim.failed, None, "seed {seed}");
@@ -459,6 +521,17 @@ fn registration_handovers_and_deregistration_with_sigcomp_over_a_lossy_channel()
         assert_eq!(sim.net_side.sas.len(), 1, "seed {seed}");
         assert_eq!(sim.net_side.sas[0].mirror(), ue_set, "seed {seed}");
         assert_eq!(p.port_s, PCSCF_PORTS.1, "seed {seed}");
+        // While registered, through both handovers, nothing was sent or
+        // read without its SAs (a NOTIFY crossing the de-registration
+        // later may be: the UE deletes its SAs on the 200).
+        assert_eq!(
+            (sim.ue_side.no_sa, sim.net_side.no_sa),
+            (0, 0),
+            "seed {seed}: dropped for want of an SA"
+        );
+        // The reg event: a NOTIFY for the subscription and each
+        // registration after it, answered.
+        assert!(sim.notified >= 3, "seed {seed}: {} NOTIFYs", sim.notified);
         // The compartment followed the SAs on both sides.
         for side in [&sim.ue_side, &sim.net_side] {
             let a = gm::comp::association(&side.sas[0]);
@@ -501,10 +574,6 @@ fn registration_handovers_and_deregistration_with_sigcomp_over_a_lossy_channel()
                 side.wire_over_sas,
                 side.sip_over_sas
             );
-            assert_eq!(
-                side.no_sa, 0,
-                "seed {seed}: {name} dropped for want of an SA"
-            );
             totals[usize::from(name == "network")].0 += side.wire_over_sas;
             totals[usize::from(name == "network")].1 += side.sip_over_sas;
             compressed += side.compressed_sent;
@@ -532,6 +601,6 @@ fn registration_handovers_and_deregistration_with_sigcomp_over_a_lossy_channel()
 impl Sim {
     fn ue_actions_deregister(&mut self) {
         let acts = self.ue.deregister(&mut self.rng);
-        self.ue_actions(acts);
+        self.ue_actions(None, acts);
     }
 }
