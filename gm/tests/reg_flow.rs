@@ -287,6 +287,23 @@ impl World {
         }
     }
 
+    /// After a de-registration: the UE deleted its SAs on the 200, the
+    /// network keeps its own `DEREGISTRATION_LINGER` (for a de-REGISTER
+    /// retransmitted if that 200 was lost), then removes them.
+    fn linger(&mut self) {
+        assert!(self.ue_sas.is_empty() && self.ue_db.installed.is_empty());
+        assert_eq!(self.net_sas.len(), 1, "kept a while");
+        self.now += gm::reg::DEREGISTRATION_LINGER;
+        for n in self.net.handle_timeout(self.now) {
+            match n {
+                NetworkAction::RemoveSas(s) => {
+                    self.net_db.record(&mut self.net_sas, SaAction::Remove(&s))
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
     /// Moves the clock to the UE's next timer (its re-registration) and
     /// carries what follows; the time it moved to.
     fn refresh(&mut self) -> Duration {
@@ -508,6 +525,7 @@ fn reregistration_and_deregistration() {
         w.net_events.last(),
         Some(NetworkAction::Deregistered { .. })
     ));
+    w.linger();
     assert!(w.ue_sas.is_empty() && w.net_sas.is_empty());
     assert!(w.net.binding(IMPI).is_none());
     assert_eq!(w.sent_request(3).expires().unwrap(), Some(0));
@@ -633,6 +651,7 @@ fn reregistration_hands_over_to_fresh_sas() {
     let acts = w.ue.deregister(&mut w.rng);
     w.run(acts);
     assert!(matches!(w.ue_events.last(), Some(UeAction::Deregistered)));
+    w.linger();
     assert!(w.ue_sas.is_empty() && w.net_sas.is_empty());
     assert!(w.ue_db.installed.is_empty() && w.net_db.installed.is_empty());
 }

@@ -24,11 +24,15 @@ use std::time::Duration;
 
 use gm::comp::{Compression, Inbound};
 use gm::pager::{Page, Registry, Relay};
+use gm::presence::agent::{Agent, Notify, WatchId};
+use gm::presence::ue::{Origin, Publisher, Subscribed, Watcher};
+use gm::presence::{Basic, Compositor};
 use gm::reg::{
     Credentials, Flow, Network, NetworkAction, NetworkConfig, OpKey, Random, SaSet, Subscriber, Ue,
     UeAction, UeConfig,
 };
 use gm::sip::{Builder, Message, Method};
+use gm::sms::service::{CentreEvent, SmsCentre, SmsUe, UeEvent};
 use gm::txn::{
     Event, Protocol, Reliability, RequestVerdict, ResponseVerdict, Timers, Transactions, TxnId,
 };
@@ -45,6 +49,17 @@ const PCSCF_PORTS: (u16, u16, u16) = (7100, 7101, 7102);
 const LOSS: usize = 10;
 const SEEDS: u64 = 40;
 const INSTANCE: &str = "urn:gsma:imei:35390600-123456-0";
+const DOMAIN: &str = "ims.example.org";
+
+/// UE `i`'s E.164 number.
+fn number(i: usize) -> String {
+    format!("1555555010{i}")
+}
+
+fn centre_address() -> gm::sms::Address {
+    let digits = gm::sms::sip::e164(&gm::sms::sip::default_centre(DOMAIN)).unwrap();
+    gm::sms::Address::international(&digits)
+}
 
 fn pcscf_addr() -> IpAddr {
     "2001:db8::1".parse().unwrap()
@@ -138,6 +153,21 @@ struct UeNode {
     /// Requests that came to a port other than its port-s (TS 33.203:
     /// the P-CSCF's requests go to the UE's protected server port).
     not_to_port_s: usize,
+    /// Presence: its publication and its PUBLISH transactions, its
+    /// subscriptions and their SUBSCRIBE transactions, what they got, and
+    /// the basic status of every document NOTIFYs brought.
+    publisher: Option<Publisher>,
+    publishes: Vec<TxnId>,
+    published: usize,
+    watcher: Watcher,
+    watches: Vec<TxnId>,
+    subscribed: Vec<Subscribed>,
+    seen: Vec<Basic>,
+    /// SMS over IP: its side of TS 24.341, and what happened.
+    sms: SmsUe,
+    sms_events: Vec<UeEvent>,
+    /// MESSAGEs it made (for their Call-IDs and branches).
+    pages: usize,
 }
 
 impl UeNode {
@@ -183,6 +213,16 @@ impl UeNode {
             finals: Vec::new(),
             received: Vec::new(),
             not_to_port_s: 0,
+            publisher: None,
+            publishes: Vec::new(),
+            published: 0,
+            watcher: Watcher::new(Duration::from_millis(500)),
+            watches: Vec::new(),
+            subscribed: Vec::new(),
+            seen: Vec::new(),
+            sms: SmsUe::new(centre_address()),
+            sms_events: Vec::new(),
+            pages: 0,
         }
     }
 
@@ -205,6 +245,14 @@ struct NetNode {
     /// transaction towards the target, the sender's server transaction).
     notifies: Vec<(TxnId, Message<'static>)>,
     relays: Vec<(TxnId, TxnId)>,
+    /// The presence agent and its NOTIFYs out.
+    agent: Agent,
+    presence_notifies: Vec<(TxnId, WatchId)>,
+    /// The SMS service centre, its URI, and its MESSAGEs out.
+    centre: SmsCentre,
+    centre_uri: String,
+    centre_out: Vec<TxnId>,
+    centre_events: Vec<CentreEvent>,
     notified: usize,
     branches: u64,
 }
@@ -233,6 +281,11 @@ impl Sim {
         );
         nc.alt_port_c = Some(PCSCF_PORTS.2);
         let mut net = Network::new(nc);
+        let resources: Vec<String> = nodes.iter().map(|n| n.impu.clone()).collect();
+        let mut centre = SmsCentre::new(centre_address());
+        for (i, n) in nodes.iter().enumerate() {
+            centre.subscriber(&number(i), &n.impu);
+        }
         for n in &nodes {
             net.add_subscriber(
                 &n.impi(),
@@ -254,6 +307,23 @@ impl Sim {
                 registry: Registry::new(),
                 notifies: Vec::new(),
                 relays: Vec::new(),
+                agent: Agent::new(
+                    Compositor::new(
+                        &resources.iter().map(String::as_str).collect::<Vec<_>>(),
+                        3600,
+                        60,
+                        7200,
+                    ),
+                    &format!("sip:[{}]:{}", pcscf_addr(), PCSCF_PORTS.0),
+                    60,
+                    3600,
+                    7200,
+                ),
+                presence_notifies: Vec::new(),
+                centre,
+                centre_uri: gm::sms::sip::default_centre(DOMAIN),
+                centre_out: Vec::new(),
+                centre_events: Vec::new(),
                 notified: 0,
                 branches: 0,
             },
@@ -512,7 +582,20 @@ impl Sim {
             let ResponseVerdict::ToTu(client) = self.net.txn.on_response(m, now) else {
                 return;
             };
-            if let Some(k) = self.net.relays.iter().position(|(c, _)| *c == client) {
+            if let Some(k) = self.net.centre_out.iter().position(|c| *c == client) {
+                // The RP-ACK comes in the recipient's own MESSAGE.
+                self.net.centre_out.swap_remove(k);
+            } else if let Some(k) = self
+                .net
+                .presence_notifies
+                .iter()
+                .position(|(c, _)| *c == client)
+            {
+                let (_, watch) = self.net.presence_notifies.swap_remove(k);
+                self.net
+                    .agent
+                    .on_notify_response(watch, m.status().unwrap_or(0));
+            } else if let Some(k) = self.net.relays.iter().position(|(c, _)| *c == client) {
                 let (_, server) = self.net.relays.swap_remove(k);
                 if let Some(back) = gm::pager::response(m) {
                     self.net.txn.respond(server, &back, now).unwrap();
@@ -542,6 +625,12 @@ impl Sim {
             .on_request(m, ue_addr, from.1, now, &mut self.rng)
         {
             Some(acts) => self.net_actions(Some(id), Some(from), acts),
+            None if gm::sms::sip::for_centre(m, &self.net.centre_uri) => {
+                self.service_centre(m, id, from);
+            }
+            None if matches!(m.method(), Some(Method::Publish | Method::Subscribe)) => {
+                self.presence(m, id, from);
+            }
             None => {
                 // Not registration's: a MESSAGE to relay.
                 self.net.branches += 1;
@@ -572,6 +661,126 @@ impl Sim {
         }
     }
 
+    /// A PUBLISH or a presence SUBSCRIBE: admitted by the agent's rule,
+    /// answered by it, its NOTIFYs sent (as pcscf does).
+    fn presence(&mut self, m: &Message<'_>, id: TxnId, from: Addr) {
+        let now = self.now;
+        let n = &mut self.net;
+        let refuse = |n: &mut NetNode, status: u16| {
+            let r = Builder::response_to(m, status, None)
+                .to_tag("refused")
+                .build()
+                .unwrap();
+            n.txn.respond(id, &r, now).unwrap();
+        };
+        if let Err(status) = n.agent.admit(&n.registry, m, &from) {
+            return refuse(n, status);
+        }
+        let notifies = if m.method() == Some(Method::Publish) {
+            let (reply, notifies) = n.agent.on_publish(m, now);
+            let r = reply.response(m, "esc").unwrap();
+            n.txn.respond(id, &r, now).unwrap();
+            notifies
+        } else {
+            let s = n.agent.on_subscribe(m, "pa", now).unwrap();
+            n.txn.respond(id, &s.response, now).unwrap();
+            s.notify.into_iter().collect()
+        };
+        for notify in notifies {
+            self.send_notify(notify);
+        }
+    }
+
+    /// A MESSAGE to the service centre: answered as the centre says, its
+    /// MESSAGEs sent to where their targets registered (as pcscf does).
+    fn service_centre(&mut self, m: &Message<'_>, id: TxnId, from: Addr) {
+        let now = self.now;
+        let n = &mut self.net;
+        let status = match n.registry.sender(m, &from) {
+            Ok(sender) => {
+                let ct = m
+                    .content_type()
+                    .ok()
+                    .flatten()
+                    .map(|t| t.to_string())
+                    .unwrap_or_default();
+                let reply = n.centre.on_message(
+                    &sender,
+                    &ct,
+                    m.body(),
+                    gm::sms::Timestamp::utc(1_765_000_000),
+                );
+                n.centre_events.extend(reply.events);
+                for send in reply.send {
+                    let Some(to) = n.registry.target(&send.to).copied() else {
+                        continue;
+                    };
+                    n.branches += 1;
+                    let (call_id, branch) = (
+                        format!("sc{}", n.branches),
+                        format!("z9hG4bKsc{}", n.branches),
+                    );
+                    let local = format!("[{}]:{}", pcscf_addr(), PCSCF_PORTS.0);
+                    let page = Page {
+                        from: &n.centre_uri,
+                        to: &send.to,
+                        local: &local,
+                        call_id: &call_id,
+                        from_tag: "sc",
+                        branch: &branch,
+                        cseq: 1,
+                        routes: &[],
+                        text: "",
+                        protocol: Protocol::Udp,
+                    };
+                    let request = gm::sms::sip::request(&page, &send.body).unwrap();
+                    let client = n
+                        .txn
+                        .start_client(&request, to, Reliability::Unreliable, now)
+                        .unwrap();
+                    n.centre_out.push(client);
+                }
+                reply.status
+            }
+            Err(status) => status,
+        };
+        let r = Builder::response_to(m, status, None)
+            .to_tag("sc")
+            .build()
+            .unwrap();
+        n.txn.respond(id, &r, now).unwrap();
+    }
+
+    fn send_notify(&mut self, notify: Notify) {
+        let n = &mut self.net;
+        let Some(to) = Agent::notify_target(&n.registry, &notify).copied() else {
+            n.agent.on_notify_response(notify.watch, 408);
+            return;
+        };
+        n.branches += 1;
+        let request = notify
+            .request
+            .header(
+                "Via",
+                format!(
+                    "SIP/2.0/UDP [{}]:{};branch=z9hG4bKpa{}",
+                    pcscf_addr(),
+                    PCSCF_PORTS.0,
+                    n.branches
+                ),
+            )
+            .header("Max-Forwards", 70)
+            .build()
+            .unwrap();
+        let client = n
+            .txn
+            .start_client(&request, to, Reliability::Unreliable, self.now)
+            .unwrap();
+        if !notify.terminated {
+            n.presence_notifies.push((client, notify.watch));
+        }
+    }
+
     fn at_ue(&mut self, i: usize, m: &Message<'_>, flow: Flow) {
         let now = self.now;
         let u = &mut self.ues[i];
@@ -582,6 +791,17 @@ impl Sim {
             if let Some(k) = u.sent.iter().position(|(t, _)| *t == id) {
                 let (_, text) = u.sent.swap_remove(k);
                 u.finals.push((text, m.status().unwrap()));
+            } else if let Some(k) = u.publishes.iter().position(|t| *t == id) {
+                u.publishes.swap_remove(k);
+                if let Some(p) = &mut u.publisher {
+                    p.on_response(m, now);
+                    u.published += usize::from(m.status().is_some_and(|s| s == 200));
+                }
+            } else if let Some(k) = u.watches.iter().position(|t| *t == id) {
+                u.watches.swap_remove(k);
+                if let Some(got) = u.watcher.on_response(m, now) {
+                    u.subscribed.push(got);
+                }
             } else {
                 let acts = u.ue.on_response(m, flow, now, &mut self.rng);
                 self.ue_actions(i, None, acts);
@@ -600,6 +820,34 @@ impl Sim {
         let RequestVerdict::New(id) = v else {
             return;
         };
+        if let Some(a) = u.watcher.on_notify(m, now) {
+            if let Some(doc) = a.seen.and_then(|s| s.document) {
+                u.seen.push(doc.basic());
+            }
+            u.txn.respond(id, &a.response, now).unwrap();
+            return;
+        }
+        if gm::sms::sip::is_sms(m) {
+            let ct = m
+                .content_type()
+                .ok()
+                .flatten()
+                .map(|t| t.to_string())
+                .unwrap_or_default();
+            let r = u.sms.on_message(&ct, m.body());
+            let response = Builder::response_to(m, r.status, None)
+                .to_tag("ue")
+                .build()
+                .unwrap();
+            u.txn.respond(id, &response, now).unwrap();
+            u.sms_events.extend(r.event);
+            if let Some(reply) = r.reply {
+                // The RP-ACK to the centre the RP-DATA came from.
+                let centre = m.from().unwrap().uri.to_string();
+                self.send_sms(i, &centre, &reply.body);
+            }
+            return;
+        }
         match u.ue.on_request(m, flow, now, &mut self.rng) {
             Some(acts) => self.ue_actions(i, Some(id), acts),
             None => {
@@ -616,15 +864,46 @@ impl Sim {
     /// registration's route set).
     fn message(&mut self, i: usize, to: usize, text: &str) {
         let target = self.ues[to].impu.clone();
+        self.send_page(i, &target, text, None);
+    }
+
+    /// UE `i` sends `text` to UE `to` as SMS over IP: an RP-DATA per
+    /// part, all at once, to the service centre; returns how many parts.
+    fn sms(&mut self, i: usize, to: usize, text: &str) -> usize {
+        let now = self.now;
+        let parts = self.ues[i]
+            .sms
+            .submit(
+                gm::sms::Address::international(&number(to)),
+                text,
+                false,
+                now,
+            )
+            .unwrap();
+        let centre = self.net.centre_uri.clone();
+        for part in &parts {
+            self.send_sms(i, &centre, &part.body);
+        }
+        parts.len()
+    }
+
+    fn send_sms(&mut self, i: usize, to: &str, body: &[u8]) {
+        self.send_page(i, to, "", Some(body));
+    }
+
+    /// A MESSAGE of UE `i` to `target`: `text`, or with `sms` that RP
+    /// message.
+    fn send_page(&mut self, i: usize, target: &str, text: &str, sms: Option<&[u8]>) {
         let u = &mut self.ues[i];
         let set = u.ue.sas().unwrap().clone();
         let routes = u.ue.registration().unwrap().service_routes.clone();
         let local = SocketAddr::new(u.addr, set.ue_offer().port_c).to_string();
-        let n = u.sent.len() + u.finals.len();
+        u.pages += 1;
+        let n = u.pages;
         let (call_id, branch) = (format!("m{i}-{n}"), format!("z9hG4bKm{i}x{n}"));
         let page = Page {
             from: &u.impu,
-            to: &target,
+            to: target,
             local: &local,
             call_id: &call_id,
             from_tag: "t",
@@ -634,7 +913,10 @@ impl Sim {
             text,
             protocol: Protocol::Udp,
         };
-        let mut request = gm::pager::request(&page).unwrap();
+        let mut request = match sms {
+            Some(body) => gm::sms::sip::request(&page, body).unwrap(),
+            None => gm::pager::request(&page).unwrap(),
+        };
         gm::comp::mark_via(&mut request, INSTANCE).unwrap();
         let flow = Flow::Protected {
             ue_port: set.ue_offer().port_c,
@@ -644,7 +926,70 @@ impl Sim {
             .txn
             .start_client(&request, flow, Reliability::Unreliable, self.now)
             .unwrap();
-        u.sent.push((t, text.to_owned()));
+        if sms.is_none() {
+            u.sent.push((t, text.to_owned()));
+        }
+    }
+
+    /// Where UE `i`'s own requests come from (for `gm::presence::ue`).
+    fn origin_parts(&self, i: usize) -> (String, String, Vec<String>, Flow) {
+        let u = &self.ues[i];
+        let set = u.ue.sas().unwrap();
+        let sent_by = SocketAddr::new(u.addr, set.ue_offer().port_c).to_string();
+        let routes = u.ue.registration().unwrap().service_routes.clone();
+        let flow = Flow::Protected {
+            ue_port: set.ue_offer().port_c,
+            pcscf_port: set.pcscf_offer().port_s,
+        };
+        (sent_by, u.ue.contact(), routes, flow)
+    }
+
+    /// UE `i` publishes `basic` about itself.
+    fn publish(&mut self, i: usize, basic: Basic) {
+        let (sent_by, contact, routes, flow) = self.origin_parts(i);
+        let u = &mut self.ues[i];
+        let o = Origin {
+            impu: &u.impu,
+            sent_by: &sent_by,
+            contact: &contact,
+            routes: &routes,
+            protocol: Protocol::Udp,
+        };
+        let doc = gm::presence::ue::document(&u.impu, basic, Some("lossy"));
+        let publisher = u
+            .publisher
+            .get_or_insert_with(|| Publisher::new(&u.impu, 3600, &mut self.rng));
+        let mut m = publisher.publish(&o, &doc, &mut self.rng).unwrap();
+        gm::comp::mark_via(&mut m, INSTANCE).unwrap();
+        let t = u
+            .txn
+            .start_client(&m, flow, Reliability::Unreliable, self.now)
+            .unwrap();
+        u.publishes.push(t);
+    }
+
+    /// UE `i` subscribes to UE `to`'s presence.
+    fn watch(&mut self, i: usize, to: usize) {
+        let (sent_by, contact, routes, flow) = self.origin_parts(i);
+        let uri = self.ues[to].impu.clone();
+        let u = &mut self.ues[i];
+        let o = Origin {
+            impu: &u.impu,
+            sent_by: &sent_by,
+            contact: &contact,
+            routes: &routes,
+            protocol: Protocol::Udp,
+        };
+        let mut m = u
+            .watcher
+            .subscribe(&o, &uri, 3600, self.now, &mut self.rng)
+            .unwrap();
+        gm::comp::mark_via(&mut m, INSTANCE).unwrap();
+        let t = u
+            .txn
+            .start_client(&m, flow, Reliability::Unreliable, self.now)
+            .unwrap();
+        u.watches.push(t);
     }
 
     fn register(&mut self, i: usize) {
@@ -670,11 +1015,13 @@ impl Sim {
                 .wire
                 .iter()
                 .map(|p| Some(p.at))
-                .chain(
-                    self.ues
-                        .iter()
-                        .flat_map(|u| [u.txn.poll_timeout(), u.ue.poll_timeout()]),
-                )
+                .chain(self.ues.iter().flat_map(|u| {
+                    [
+                        u.txn.poll_timeout(),
+                        u.ue.poll_timeout(),
+                        u.sms.poll_timeout(),
+                    ]
+                }))
                 .chain([self.net.txn.poll_timeout(), self.net.net.poll_timeout()])
                 .flatten()
                 .min();
@@ -708,6 +1055,10 @@ impl Sim {
                         u.ue.offer_next(spis, port_c).unwrap();
                         u.next.rotate_left(1);
                     }
+                }
+                if u.sms.poll_timeout().is_some_and(|t| t <= now) {
+                    let events = u.sms.handle_timeout(now);
+                    u.sms_events.extend(events);
                 }
                 if u.ue.poll_timeout().is_some_and(|t| t <= now) {
                     let acts = u.ue.handle_timeout(now, &mut self.rng);
@@ -861,10 +1212,13 @@ fn registration_reg_event_handovers_and_deregistration_with_sigcomp_over_a_lossy
 
 /// Two UEs registered (with their reg events) send each other three
 /// MESSAGEs each, all at once, through the network's relay: each arrives
-/// once, in the right UE, and each sender gets its 200; then both
-/// de-register.
+/// once, in the right UE, and each sender gets its 200. Then presence:
+/// one watches the other, which publishes `open` and then `closed`; the
+/// watcher's NOTIFYs end on `closed`. Then SMS over IP: a concatenated
+/// UCS-2 text, MO to the service centre and MT to the other UE. Then
+/// both de-register.
 #[test]
-fn messages_both_ways_through_the_relay_with_sigcomp_over_a_lossy_channel() {
+fn messages_presence_and_sms_through_the_network_with_sigcomp_over_a_lossy_channel() {
     let (mut lost, mut sent) = (0, 0);
     let mut totals = [(0, 0); 2];
     for seed in 0..SEEDS {
@@ -897,6 +1251,75 @@ fn messages_both_ways_through_the_relay_with_sigcomp_over_a_lossy_channel() {
             assert_eq!((u.side.no_sa, u.not_to_port_s), (0, 0), "seed {seed}");
         }
         assert_eq!(sim.net.side.no_sa, 0, "seed {seed}");
+        // Presence: ue1 watches ue0, which publishes open, then closed.
+        sim.watch(1, 0);
+        sim.run_until(|s| !s.ues[1].subscribed.is_empty());
+        assert!(
+            matches!(
+                sim.ues[1].subscribed.as_slice(),
+                [Subscribed::Accepted { .. }]
+            ),
+            "seed {seed}: {:?}",
+            sim.ues[1].subscribed
+        );
+        sim.publish(0, Basic::Open);
+        sim.run_until(|s| s.ues[0].published == 1 && s.ues[1].seen.contains(&Basic::Open));
+        sim.publish(0, Basic::Closed);
+        sim.run_until(|s| s.ues[0].published == 2 && s.ues[1].seen.last() == Some(&Basic::Closed));
+        assert_eq!(sim.ues[0].published, 2, "seed {seed}");
+        assert_eq!(
+            sim.ues[1].seen.last(),
+            Some(&Basic::Closed),
+            "seed {seed}: {:?}",
+            sim.ues[1].seen
+        );
+        // SMS over IP: a concatenated UCS-2 text from ue0 to ue1 through
+        // the service centre (MO, then MT), every part acknowledged.
+        let text = "Привет, это длинное сообщение через IMS: SigComp, ESP и потери. ".repeat(2);
+        let parts = sim.sms(0, 1, &text);
+        assert!(parts >= 2, "{parts} parts");
+        let received = |s: &Sim| {
+            s.ues[1]
+                .sms_events
+                .iter()
+                .any(|e| matches!(e, UeEvent::Received { .. }))
+        };
+        let submitted = |s: &Sim| {
+            s.ues[0]
+                .sms_events
+                .iter()
+                .filter(|e| matches!(e, UeEvent::Submitted { .. }))
+                .count()
+        };
+        let delivered = |s: &Sim| {
+            s.net
+                .centre_events
+                .iter()
+                .filter(|e| matches!(e, CentreEvent::Delivered { .. }))
+                .count()
+        };
+        sim.run_until(|s| received(s) && submitted(s) >= parts && delivered(s) >= parts);
+        // The recipient's RP-ACK for every part reached the centre.
+        assert_eq!(
+            delivered(&sim),
+            parts,
+            "seed {seed}: {:?}",
+            sim.net.centre_events
+        );
+        assert_eq!(
+            submitted(&sim),
+            parts,
+            "seed {seed}: {:?}",
+            sim.ues[0].sms_events
+        );
+        let got: Vec<&UeEvent> = sim.ues[1].sms_events.iter().collect();
+        assert!(
+            matches!(got.as_slice(), [UeEvent::Received { text: t, .. }] if *t == text),
+            "seed {seed}: {got:?}"
+        );
+        for u in &sim.ues {
+            assert_eq!((u.not_to_port_s, u.side.no_sa), (0, 0), "seed {seed}");
+        }
         sim.deregister(0);
         sim.deregister(1);
         sim.run_until(|s| s.ues.iter().all(|u| u.deregistered));
