@@ -3,12 +3,13 @@
 //! the datagrams (a seeded choice, many seeds): registration with its reg
 //! event subscription (RFC 3680: SUBSCRIBE, NOTIFYs), two re-registrations
 //! with SA handover and the de-registration; and two UEs exchanging
-//! MESSAGEs through the network's relay (`gm::pager::Registry`). Each side
-//! keeps its own SAs as a real IPsec layer would: a message leaves over
-//! the SAs only if its sender has a set for its ports, and is read only
-//! if its receiver has one (else it is dropped, as ESP without an SA would
-//! be). Timer E retransmissions, compressed again each time, recover
-//! every loss; the compartment opens with the SAs and is carried over
+//! MESSAGEs through the network's relay (`gm::pager::Registry`), presence
+//! and SMS over IP. Each side keeps its own SAs as a real IPsec layer
+//! would: a message leaves over the newest set for its ports, and is read
+//! only if its receiver holds that very set (its SPIs; else it is
+//! dropped, as ESP without its SA would be). Timer E retransmissions,
+//! compressed again each time, recover every loss; the compartment opens
+//! with the SAs and is carried over
 //! each handover; no SigComp message fails to decompress (the compressor
 //! references only states the peer acknowledged, so a loss can cost
 //! compression, never a message); and the compression pays: the protected
@@ -73,7 +74,15 @@ struct Packet {
     to_network: bool,
     ue: usize,
     flow: Flow,
+    /// The SPIs of the set it went over (its receiver needs that set).
+    set: Option<[u32; 4]>,
     bytes: Vec<u8>,
+}
+
+/// An SA set by its SPIs: the UE's spi-c and spi-s, the P-CSCF's.
+fn spis(s: &SaSet) -> [u32; 4] {
+    let (u, p) = (s.ue_offer(), s.pcscf_offer());
+    [u.spi_c, u.spi_s, p.spi_c, p.spi_s]
 }
 
 /// One side's IPsec and SigComp.
@@ -106,22 +115,27 @@ impl Side {
         }
     }
 
-    /// The set of the UE at `ue_addr` carrying `flow`: the UE's port-c
-    /// with the P-CSCF's port-s, or the P-CSCF's port-c with the UE's
-    /// port-s.
+    /// The set of the UE at `ue_addr` carrying `flow` (the newest, if a
+    /// replacement on the same ports is under way): the UE's port-c with
+    /// the P-CSCF's port-s, or the P-CSCF's port-c with the UE's port-s.
     fn set_for(&self, ue_addr: IpAddr, flow: Flow) -> Option<&SaSet> {
-        let Flow::Protected {
-            ue_port,
-            pcscf_port,
-        } = flow
-        else {
-            return None;
+        self.sets_for(ue_addr, flow).last()
+    }
+
+    fn sets_for(&self, ue_addr: IpAddr, flow: Flow) -> impl Iterator<Item = &SaSet> {
+        let ports = match flow {
+            Flow::Protected {
+                ue_port,
+                pcscf_port,
+            } => Some((ue_port, pcscf_port)),
+            Flow::Unprotected => None,
         };
-        self.sas.iter().find(|s| {
+        self.sas.iter().filter(move |s| {
             let (u, p) = (s.ue_offer(), s.pcscf_offer());
-            s.ue_addr() == ue_addr
-                && ((u.port_c, p.port_s) == (ue_port, pcscf_port)
-                    || (u.port_s, p.port_c) == (ue_port, pcscf_port))
+            ports.is_some_and(|pair| {
+                s.ue_addr() == ue_addr
+                    && ((u.port_c, p.port_s) == pair || (u.port_s, p.port_c) == pair)
+            })
         })
     }
 }
@@ -270,6 +284,7 @@ struct Sim {
 }
 
 impl Sim {
+    /// `ues` UEs and the network.
     fn new(seed: u64, ues: usize) -> Sim {
         let mut rng = Rng(77 + seed);
         let nodes: Vec<UeNode> = (0..ues).map(|i| UeNode::new(i, &mut rng)).collect();
@@ -490,7 +505,8 @@ impl Sim {
                 (&mut self.net.side, SocketAddr::new(ue_addr, p))
             };
             let protected = matches!(flow, Flow::Protected { .. });
-            if protected && side.set_for(ue_addr, flow).is_none() {
+            let set = side.set_for(ue_addr, flow).map(spis);
+            if protected && set.is_none() {
                 side.no_sa += 1;
                 continue;
             }
@@ -519,6 +535,7 @@ impl Sim {
                 to_network,
                 ue: i,
                 flow,
+                set,
                 bytes,
             });
         }
@@ -544,7 +561,11 @@ impl Sim {
         };
         let over_sas = match p.flow {
             Flow::Protected { .. } => {
-                if side.set_for(ue_addr, p.flow).is_none() {
+                // ESP: only the SA the sender used (its SPI) reads it.
+                if !side
+                    .sets_for(ue_addr, p.flow)
+                    .any(|s| Some(spis(s)) == p.set)
+                {
                     side.no_sa += 1;
                     return;
                 }
@@ -1138,7 +1159,14 @@ fn registration_reg_event_handovers_and_deregistration_with_sigcomp_over_a_lossy
         sim.register(0);
         // Registered, then re-registered twice, each time onto a new set.
         sim.run_until(|s| s.ues[0].registered == 3);
-        assert_eq!(sim.failed(), None, "seed {seed}");
+        assert_eq!(
+            sim.failed(),
+            None,
+            "seed {seed}: registered {} times, dropped for want of an SA: UE {} network {}",
+            sim.ues[0].registered,
+            sim.ues[0].side.no_sa,
+            sim.net.side.no_sa
+        );
         let u = &sim.ues[0];
         assert_eq!(u.registered, 3, "seed {seed}: at {:?}", sim.now);
         let ue_set = u.ue.sas().unwrap().clone();
