@@ -934,83 +934,71 @@ impl Sim {
             text,
             protocol: Protocol::Udp,
         };
-        let mut request = match sms {
+        let request = match sms {
             Some(body) => gm::sms::sip::request(&page, body).unwrap(),
             None => gm::pager::request(&page).unwrap(),
         };
-        gm::comp::mark_via(&mut request, INSTANCE).unwrap();
         let flow = Flow::Protected {
             ue_port: set.ue_offer().port_c,
             pcscf_port: set.pcscf_offer().port_s,
         };
-        let t = u
-            .txn
-            .start_client(&request, flow, Reliability::Unreliable, self.now)
-            .unwrap();
+        let t = self.send_own(i, request, flow);
         if sms.is_none() {
-            u.sent.push((t, text.to_owned()));
+            self.ues[i].sent.push((t, text.to_owned()));
         }
     }
 
     /// Where UE `i`'s own requests come from (for `gm::presence::ue`).
-    fn origin_parts(&self, i: usize) -> (String, String, Vec<String>, Flow) {
+    fn origin_parts(&self, i: usize) -> OwnOrigin {
         let u = &self.ues[i];
         let set = u.ue.sas().unwrap();
-        let sent_by = SocketAddr::new(u.addr, set.ue_offer().port_c).to_string();
-        let routes = u.ue.registration().unwrap().service_routes.clone();
-        let flow = Flow::Protected {
-            ue_port: set.ue_offer().port_c,
-            pcscf_port: set.pcscf_offer().port_s,
-        };
-        (sent_by, u.ue.contact(), routes, flow)
+        OwnOrigin {
+            impu: u.impu.clone(),
+            sent_by: SocketAddr::new(u.addr, set.ue_offer().port_c).to_string(),
+            contact: u.ue.contact(),
+            routes: u.ue.registration().unwrap().service_routes.clone(),
+            flow: Flow::Protected {
+                ue_port: set.ue_offer().port_c,
+                pcscf_port: set.pcscf_offer().port_s,
+            },
+        }
+    }
+
+    /// A request of UE `i`'s own, over its SAs, marked for SigComp (as
+    /// imsua does), through a client transaction.
+    fn send_own(&mut self, i: usize, mut m: Message<'static>, flow: Flow) -> TxnId {
+        gm::comp::mark_via(&mut m, INSTANCE).unwrap();
+        self.ues[i]
+            .txn
+            .start_client(&m, flow, Reliability::Unreliable, self.now)
+            .unwrap()
     }
 
     /// UE `i` publishes `basic` about itself.
     fn publish(&mut self, i: usize, basic: Basic) {
-        let (sent_by, contact, routes, flow) = self.origin_parts(i);
+        let own = self.origin_parts(i);
         let u = &mut self.ues[i];
-        let o = Origin {
-            impu: &u.impu,
-            sent_by: &sent_by,
-            contact: &contact,
-            routes: &routes,
-            protocol: Protocol::Udp,
-        };
         let doc = gm::presence::ue::document(&u.impu, basic, Some("lossy"));
         let publisher = u
             .publisher
             .get_or_insert_with(|| Publisher::new(&u.impu, 3600, &mut self.rng));
-        let mut m = publisher.publish(&o, &doc, &mut self.rng).unwrap();
-        gm::comp::mark_via(&mut m, INSTANCE).unwrap();
-        let t = u
-            .txn
-            .start_client(&m, flow, Reliability::Unreliable, self.now)
+        let m = publisher
+            .publish(&own.origin(), &doc, &mut self.rng)
             .unwrap();
-        u.publishes.push(t);
+        let t = self.send_own(i, m, own.flow);
+        self.ues[i].publishes.push(t);
     }
 
     /// UE `i` subscribes to UE `to`'s presence.
     fn watch(&mut self, i: usize, to: usize) {
-        let (sent_by, contact, routes, flow) = self.origin_parts(i);
+        let own = self.origin_parts(i);
         let uri = self.ues[to].impu.clone();
-        let u = &mut self.ues[i];
-        let o = Origin {
-            impu: &u.impu,
-            sent_by: &sent_by,
-            contact: &contact,
-            routes: &routes,
-            protocol: Protocol::Udp,
-        };
-        let mut m = u
+        let m = self.ues[i]
             .watcher
-            .subscribe(&o, &uri, 3600, self.now, &mut self.rng)
+            .subscribe(&own.origin(), &uri, 3600, self.now, &mut self.rng)
             .unwrap();
-        gm::comp::mark_via(&mut m, INSTANCE).unwrap();
-        let t = u
-            .txn
-            .start_client(&m, flow, Reliability::Unreliable, self.now)
-            .unwrap();
-        u.watches.push(t);
+        let t = self.send_own(i, m, own.flow);
+        self.ues[i].watches.push(t);
     }
 
     fn register(&mut self, i: usize) {
@@ -1141,21 +1129,51 @@ impl Sim {
     }
 }
 
-/// The channel lost about a tenth.
-fn check_loss(lost: usize, sent: usize) {
+/// What `gm::presence::ue::Origin` borrows, and the flow to the P-CSCF.
+struct OwnOrigin {
+    impu: String,
+    sent_by: String,
+    contact: String,
+    routes: Vec<String>,
+    flow: Flow,
+}
+
+impl OwnOrigin {
+    fn origin(&self) -> Origin<'_> {
+        Origin {
+            impu: &self.impu,
+            sent_by: &self.sent_by,
+            contact: &self.contact,
+            routes: &self.routes,
+            protocol: Protocol::Udp,
+        }
+    }
+}
+
+/// Runs `course` over [`SEEDS`] channels with `ues` UEs, checking each
+/// run's SigComp ([`Sim::check_sigcomp`]) and that the channels lost
+/// about a tenth; returns the (wire, SIP) bytes over the SAs of the UEs
+/// and of the network, over all runs.
+fn runs(ues: usize, course: impl Fn(u64, &mut Sim)) -> [(usize, usize); 2] {
+    let (mut lost, mut sent) = (0, 0);
+    let mut totals = [(0, 0); 2];
+    for seed in 0..SEEDS {
+        let mut sim = Sim::new(seed, ues);
+        course(seed, &mut sim);
+        sim.check_sigcomp(seed, &mut totals);
+        lost += sim.lost;
+        sent += sim.sent;
+    }
     assert!(
         lost * 100 >= sent * (LOSS - 5) && lost * 100 <= sent * (LOSS + 5),
         "{lost} of {sent} lost"
     );
+    totals
 }
 
 #[test]
 fn registration_reg_event_handovers_and_deregistration_with_sigcomp_over_a_lossy_channel() {
-    let (mut lost, mut sent) = (0, 0);
-    // (wire, SIP) bytes over the SAs: the UE's, the network's.
-    let mut totals = [(0, 0); 2];
-    for seed in 0..SEEDS {
-        let mut sim = Sim::new(seed, 1);
+    let totals = runs(1, |seed, sim| {
         sim.register(0);
         // Registered, then re-registered twice, each time onto a new set.
         sim.run_until(|s| s.ues[0].registered == 3);
@@ -1222,11 +1240,7 @@ fn registration_reg_event_handovers_and_deregistration_with_sigcomp_over_a_lossy
             "seed {seed}: removed at {:?}, de-registered at {done:?}",
             sim.now
         );
-        sim.check_sigcomp(seed, &mut totals);
-        lost += sim.lost;
-        sent += sim.sent;
-    }
-    check_loss(lost, sent);
+    });
     // Over all runs: the UE's REGISTERs take under a quarter of their
     // SIP, the network's answers (shorter, and the first one uploads the
     // bytecode) under a half.
@@ -1247,10 +1261,7 @@ fn registration_reg_event_handovers_and_deregistration_with_sigcomp_over_a_lossy
 /// both de-register.
 #[test]
 fn messages_presence_and_sms_through_the_network_with_sigcomp_over_a_lossy_channel() {
-    let (mut lost, mut sent) = (0, 0);
-    let mut totals = [(0, 0); 2];
-    for seed in 0..SEEDS {
-        let mut sim = Sim::new(seed, 2);
+    runs(2, |seed, sim| {
         sim.register(0);
         sim.register(1);
         sim.run_until(|s| s.ues.iter().all(|u| u.registered == 1));
@@ -1329,13 +1340,13 @@ fn messages_presence_and_sms_through_the_network_with_sigcomp_over_a_lossy_chann
         sim.run_until(|s| received(s) && submitted(s) >= parts && delivered(s) >= parts);
         // The recipient's RP-ACK for every part reached the centre.
         assert_eq!(
-            delivered(&sim),
+            delivered(sim),
             parts,
             "seed {seed}: {:?}",
             sim.net.centre_events
         );
         assert_eq!(
-            submitted(&sim),
+            submitted(sim),
             parts,
             "seed {seed}: {:?}",
             sim.ues[0].sms_events
@@ -1356,9 +1367,5 @@ fn messages_presence_and_sms_through_the_network_with_sigcomp_over_a_lossy_chann
             "seed {seed}: {:?}",
             sim.failed()
         );
-        sim.check_sigcomp(seed, &mut totals);
-        lost += sim.lost;
-        sent += sim.sent;
-    }
-    check_loss(lost, sent);
+    });
 }

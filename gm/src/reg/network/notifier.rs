@@ -559,6 +559,15 @@ impl Network {
         self.draining.iter().map(|d| &d.sas)
     }
 
+    /// The NOTIFYs to `impi` still waiting for their answer.
+    fn outstanding_for(&self, impi: &str) -> Vec<(String, u32)> {
+        self.outstanding
+            .iter()
+            .filter(|(_, i)| *i == impi)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
     /// As [`Network::release_sas`], and at the latest at `until`.
     pub(super) fn release_sas_until(
         &mut self,
@@ -566,12 +575,7 @@ impl Network {
         sas: SaSet,
         until: Option<Duration>,
     ) -> Option<NetworkAction> {
-        let notifies: Vec<(String, u32)> = self
-            .outstanding
-            .iter()
-            .filter(|(_, i)| *i == impi)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let notifies = self.outstanding_for(impi);
         if notifies.is_empty() {
             return Some(NetworkAction::RemoveSas(sas));
         }
@@ -593,14 +597,8 @@ impl Network {
     /// (RFC 3261 §17.1.2, Timer E) must still find them, so its server
     /// transaction can send the 200 again over them.
     pub(super) fn linger_sas(&mut self, impi: &str, sas: SaSet, until: Duration) {
-        let notifies: Vec<(String, u32)> = self
-            .outstanding
-            .iter()
-            .filter(|(_, i)| *i == impi)
-            .map(|(k, _)| k.clone())
-            .collect();
         self.draining.push(Draining {
-            notifies,
+            notifies: self.outstanding_for(impi),
             sas,
             until: Some(until),
             held: true,
