@@ -1113,7 +1113,7 @@ fn a_handover_keeps_the_sigcomp_compartment() {
     }
 }
 
-/// A UE that de-registers: the pcscf removes its SAs 4 s after the 200
+/// A UE that de-registers: the pcscf removes its SAs 8 s after the 200
 /// (`gm::reg::DEREGISTRATION_LINGER`; the UE deletes its own on that
 /// 200), not when the NOTIFY announcing it times out. That NOTIFY's next
 /// retransmission then has no SA: it is not sent at all, never in clear
@@ -1197,7 +1197,7 @@ fn after_a_de_registration_nothing_for_the_ue_leaves_in_clear() {
 /// RFC 3581 §4: a response leaves from the port its request arrived on.
 /// Alice's plain port is the port-s of bob, who has just de-registered:
 /// the pcscf still keeps bob's SAs (for the NOTIFY that ends his
-/// subscription and a retransmitted de-REGISTER, 4 s). Alice's REGISTER came
+/// subscription and a retransmitted de-REGISTER, 8 s). Alice's REGISTER came
 /// in clear to the pcscf's plain port, so its 401 leaves in clear from
 /// there; it used to go over bob's SAs to alice's plain port, which could
 /// not read it, and alice registered only once bob's SAs were gone (her

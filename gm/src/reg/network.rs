@@ -273,9 +273,9 @@ pub enum NetworkAction {
 
 /// How long the SAs of a UE that de-registered itself outlive its 200:
 /// for the UE's retransmissions of the de-REGISTER if the 200 is lost
-/// (Timer E: after 0.5, 1.5 and 3.5 s), and the answers to NOTIFYs that
+/// (Timer E: after 0.5, 1.5, 3.5 and 7.5 s), and the answers to NOTIFYs that
 /// crossed it (see the [module documentation](self)).
-pub const DEREGISTRATION_LINGER: Duration = Duration::from_secs(4);
+pub const DEREGISTRATION_LINGER: Duration = Duration::from_secs(8);
 
 /// The most challenges without SAs kept per IMPI (see the [module
 /// documentation](self)); a new one beyond it replaces the oldest.
