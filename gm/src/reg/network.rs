@@ -1110,11 +1110,9 @@ impl Network {
                 // DEREGISTRATION_LINGER after this 200: a retransmitted
                 // de-REGISTER (the 200 lost) gets the 200 again over
                 // them, and NOTIFYs still out can be answered; the UE
-                // deletes its SAs on the 200, so nothing comes later
-                // (Kamailio's P-CSCF deletes them with the contact when
-                // the 200 passes, and a lost 200 then leaves the UE's
-                // retransmissions unanswered). Waiting for Timer F would
-                // keep them, and the UE's SigComp compartment, 32 s.
+                // deletes its SAs on the 200, so nothing comes later.
+                // Waiting for Timer F would keep them, and the UE's SigComp
+                // compartment, 32 s.
                 let until = now.saturating_add(DEREGISTRATION_LINGER);
                 self.linger_sas(impi, s, until);
             }
