@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import itertools
 import time
 import zlib
 from pathlib import Path
@@ -392,6 +393,54 @@ def main() -> None:
         rows.append(("5", f"  best variant: {best[1]} prev s2, {best[2]} (budget {budget}, dynamic)",
                      best[0], tot2, "<= 10 %"))
 
+    # ---- row 6: whole-message retention, SMS 8192 and 4096 ----------------
+    # What a compressor whose states are whole messages can keep: a fixed
+    # set of session-1 messages held for good (chosen with hindsight among
+    # every set of up to three that fits), and in the rest of the state
+    # memory the newest messages (FIFO: session 2 so far, then the end of
+    # session 1). Each session-2 message is compressed against them, window
+    # WIN_DMS, dictionary tail if room, fixed codes, + header.
+    for sms in (8192, 4096):
+        avail = sms - (DECODER_LEN + STATE_OVERHEAD)
+
+        def steady(keep: tuple[int, ...]) -> int | None:
+            kept = [s1[k] for k in keep]
+            kcost = sum(len(x) + STATE_OVERHEAD for x in kept)
+            if kcost > avail:
+                return None
+            total = 0
+            for i, m in enumerate(s2):
+                left = avail - kcost
+                newest: list[bytes] = []
+                older = list(reversed(s2[:i])) + [s1[j] for j in reversed(range(n1))
+                                                   if j not in keep]
+                for x in older:
+                    if len(x) + STATE_OVERHEAD > left:
+                        break
+                    left -= len(x) + STATE_OVERHEAD
+                    newest.insert(0, x)
+                ctx = b"".join(kept + newest)
+                roomd = WIN_DMS - len(ctx)
+                if roomd > 0:
+                    ctx = sdict[-roomd:] + ctx
+                total += deflate_len(m, ctx[-WIN_DMS:], zlib.Z_FIXED, WIN_DMS) + STEADY_HEADER
+            return total
+
+        fifo = steady(())
+        res[f"6_{sms}_fifo"] = fifo
+        rows.append(("6", f"SMS {sms}: newest whole messages only (FIFO), win {WIN_DMS}",
+                     fifo, tot2, "-"))
+        best6 = (fifo, ())
+        for r in (1, 2, 3):
+            for keep in itertools.combinations(range(n1), r):
+                t = steady(keep)
+                if t is not None and t < best6[0]:
+                    best6 = (t, keep)
+        res[f"6_{sms}_keep"] = best6[0]
+        names = ", ".join(f"#{k + 1}" for k in best6[1]) or "none"
+        rows.append(("6", f"SMS {sms}: + session-1 messages {names} kept for good (hindsight)",
+                     best6[0], tot2, "-"))
+
     # ---- table ---------------------------------------------------------------
     w = max(len(r[1]) for r in rows)
     print(f"{'row':<4} {'what':<{w}} {'bytes':>7} {'% of orig':>10}  target")
@@ -423,6 +472,10 @@ def main() -> None:
     print(f"  steady state: the best hindsight line selection (row 5, any budget/variant) is "
           f"{100.0*best5/tot2:.2f} % ({best5} B) vs the 10 % target ({int(TARGET_STEADY*tot2)} B); "
           f"{'still above' if best5 > TARGET_STEADY*tot2 else 'meets'} the target.")
+    print(f"  steady state, whole-message states: FIFO alone {pct(res['6_8192_fifo'], tot2).strip()} "
+          f"at SMS 8192 and {pct(res['6_4096_fifo'], tot2).strip()} at 4096; keeping the best "
+          f"messages for good (hindsight) {pct(res['6_8192_keep'], tot2).strip()} and "
+          f"{pct(res['6_4096_keep'], tot2).strip()}.")
     print(f"  [runtime {time.time()-t0:.1f} s]")
 
 
