@@ -74,6 +74,8 @@ struct World {
     sent: Vec<(Vec<u8>, Flow)>,
     /// Rewrites a request on its way to the network.
     tamper: Option<Tamper>,
+    /// The index in `sent` of a request whose response is lost.
+    lose_response_to: Option<usize>,
     /// Every SA action of each side applied to a real SAD/SPD (UE,
     /// network), as the binaries do: two sets that could not live side
     /// by side fail the test where the second is installed.
@@ -222,6 +224,7 @@ fn world_with(
         net_events: Vec::new(),
         sent: Vec::new(),
         tamper: None,
+        lose_response_to: None,
         ue_db: Sadb::default(),
         net_db: Sadb::default(),
         at_send: Vec::new(),
@@ -250,6 +253,8 @@ impl World {
                         .on_register(&req, ue_addr(), flow, self.now, &mut self.rng)
                     {
                         match n {
+                            NetworkAction::Respond(_)
+                                if self.lose_response_to == Some(self.sent.len() - 1) => {}
                             NetworkAction::Respond(m) => {
                                 let bytes = m.to_bytes();
                                 let resp = Message::parse(&bytes).unwrap();
@@ -455,6 +460,68 @@ fn auts_resynchronises_a_stale_sqn() {
     );
     assert_eq!(w.net.subscriber(IMPI).unwrap().sqn, 5001);
     assert_eq!(w.ue.sqn_ms(), Some(5001));
+}
+
+/// The network's 401 to the AUTS request is lost. The network replaced
+/// its temporary SAs as it left (the new set has the UE's same SPIs), so
+/// nothing the UE retransmits over them is read: Timer F ends the AUTS
+/// request, the UE removes its temporary SAs and starts again from the
+/// initial REGISTER, in clear; the network's pending set goes before the
+/// next is installed (a real SAD on each side would refuse a clash), and
+/// the UE registers with SQN in step.
+#[test]
+fn a_lost_401_to_the_auts_request_starts_the_registration_again() {
+    let mut w = world(5000, 10, K, AkaVersion::V1);
+    w.lose_response_to = Some(1);
+    w.register();
+    assert_eq!(w.sent.len(), 2, "the AUTS request, then silence");
+    assert_eq!(w.ue_sas.len(), 1, "the UE's temporary set");
+    assert_eq!(w.net_sas.len(), 1, "the network's next set");
+    assert_ne!(w.net_sas[0].mirror(), w.ue_sas[0]);
+    w.now += Duration::from_secs(32);
+    let acts = w.ue.on_timeout(&mut w.rng);
+    assert!(
+        matches!(acts.first(), Some(UeAction::RemoveSas(_))),
+        "{acts:?}"
+    );
+    w.run(acts);
+    registered(&w);
+    assert_eq!(w.sent.len(), 4);
+    let initial = w.sent_request(2);
+    assert_eq!(w.sent[2].1, Flow::Unprotected);
+    assert!(initial.authorization().unwrap()[0].auts().is_none());
+    assert_eq!(w.net_sas.len(), 1);
+    assert_eq!(w.net_sas[0].mirror(), w.ue_sas[0]);
+    assert_eq!(w.ue.sqn_ms(), Some(5002));
+    assert_eq!(w.net.subscriber(IMPI).unwrap().sqn, 5002);
+}
+
+/// Timer F of the initial REGISTER (no network) or of the authenticated
+/// one ends the registration: only an AUTS request starts it again.
+#[test]
+fn other_register_timeouts_fail() {
+    let mut w = world(0, 10, K, AkaVersion::V1);
+    w.lose_response_to = Some(0);
+    w.register();
+    let acts = w.ue.on_timeout(&mut w.rng);
+    assert!(
+        matches!(acts.as_slice(), [UeAction::Failed(gm::reg::Error::Timeout)]),
+        "{acts:?}"
+    );
+    let mut w = world(0, 10, K, AkaVersion::V1);
+    w.lose_response_to = Some(1);
+    w.register();
+    let acts = w.ue.on_timeout(&mut w.rng);
+    assert!(
+        matches!(
+            acts.as_slice(),
+            [
+                UeAction::RemoveSas(_),
+                UeAction::Failed(gm::reg::Error::Timeout)
+            ]
+        ),
+        "{acts:?}"
+    );
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! through the transaction layer, over a UDP channel that loses 10 % of
 //! the datagrams (a seeded choice, many seeds): registration with its reg
 //! event subscription (RFC 3680: SUBSCRIBE, NOTIFYs), two re-registrations
-//! with SA handover and the de-registration; and two UEs exchanging
+//! with SA handover and the de-registration; an AUTS resynchronisation
+//! (its second 401 lost on purpose on some seeds); and two UEs exchanging
 //! MESSAGEs through the network's relay (`gm::pager::Registry`), presence
 //! and SMS over IP. Each side keeps its own SAs as a real IPsec layer
 //! would: a message leaves over the newest set for its ports, and is read
@@ -182,10 +183,13 @@ struct UeNode {
     sms_events: Vec<UeEvent>,
     /// MESSAGEs it made (for their Call-IDs and branches).
     pages: usize,
+    /// AUTS requests it made (SQN re-synchronisations).
+    resyncs: usize,
 }
 
 impl UeNode {
-    fn new(i: usize, rng: &mut Rng) -> UeNode {
+    /// UE `i`, whose SQN_MS is `sqn_ms` (the network starts at 32).
+    fn new(i: usize, sqn_ms: u64, rng: &mut Rng) -> UeNode {
         let addr: IpAddr = format!("2001:db8::{}", i + 2).parse().unwrap();
         // Ports of their own, so that a flow names its UE.
         let base = 6100 + 100 * i as u16;
@@ -207,7 +211,7 @@ impl UeNode {
             Credentials::Aka {
                 k: K,
                 op: OpKey::Opc(OPC),
-                sqn_ms: 0,
+                sqn_ms,
             },
             rng,
         );
@@ -237,6 +241,7 @@ impl UeNode {
             sms: SmsUe::new(centre_address()),
             sms_events: Vec::new(),
             pages: 0,
+            resyncs: 0,
         }
     }
 
@@ -281,13 +286,20 @@ struct Sim {
     wire: Vec<Packet>,
     sent: usize,
     lost: usize,
+    /// Protected 401s still to lose on purpose, past the random losses.
+    lose_protected_401s: usize,
 }
 
 impl Sim {
     /// `ues` UEs and the network.
     fn new(seed: u64, ues: usize) -> Sim {
+        Sim::with_sqn(seed, ues, 0)
+    }
+
+    /// `ues` UEs whose SQN_MS is `sqn_ms`, and the network.
+    fn with_sqn(seed: u64, ues: usize, sqn_ms: u64) -> Sim {
         let mut rng = Rng(77 + seed);
-        let nodes: Vec<UeNode> = (0..ues).map(|i| UeNode::new(i, &mut rng)).collect();
+        let nodes: Vec<UeNode> = (0..ues).map(|i| UeNode::new(i, sqn_ms, &mut rng)).collect();
         let mut nc = NetworkConfig::new(
             "ims.example.org",
             pcscf_addr(),
@@ -348,6 +360,7 @@ impl Sim {
             wire: Vec::new(),
             sent: 0,
             lost: 0,
+            lose_protected_401s: 0,
         }
     }
 
@@ -404,6 +417,7 @@ impl Sim {
                     u.side.sas.retain(|x| *x != s);
                 }
                 UeAction::Registered(_) => u.registered += 1,
+                UeAction::Resynchronising { .. } => u.resyncs += 1,
                 UeAction::Deregistered => u.deregistered = true,
                 other => u.failed = Some(format!("{other:?}")),
             }
@@ -524,6 +538,14 @@ impl Sim {
             if protected {
                 side.sip_over_sas += sip.len();
                 side.wire_over_sas += bytes.len();
+            }
+            if !to_network
+                && protected
+                && self.lose_protected_401s > 0
+                && sip.starts_with(b"SIP/2.0 401")
+            {
+                self.lose_protected_401s -= 1;
+                continue;
             }
             self.sent += 1;
             if self.lose() {
@@ -1047,7 +1069,7 @@ impl Sim {
                 while let Some(e) = self.ues[i].txn.poll_event() {
                     if let Event::Timeout(id) = e {
                         if Some(id) == self.ues[i].reg_txn {
-                            let acts = self.ues[i].ue.on_timeout();
+                            let acts = self.ues[i].ue.on_timeout(&mut self.rng);
                             self.ue_actions(i, None, acts);
                         } else if let Some(k) = self.ues[i].sent.iter().position(|(t, _)| *t == id)
                         {
@@ -1155,10 +1177,15 @@ impl OwnOrigin {
 /// about a tenth; returns the (wire, SIP) bytes over the SAs of the UEs
 /// and of the network, over all runs.
 fn runs(ues: usize, course: impl Fn(u64, &mut Sim)) -> [(usize, usize); 2] {
+    runs_of(|seed| Sim::new(seed, ues), course)
+}
+
+/// [`runs`], with the simulations `make` builds.
+fn runs_of(make: impl Fn(u64) -> Sim, course: impl Fn(u64, &mut Sim)) -> [(usize, usize); 2] {
     let (mut lost, mut sent) = (0, 0);
     let mut totals = [(0, 0); 2];
     for seed in 0..SEEDS {
-        let mut sim = Sim::new(seed, ues);
+        let mut sim = make(seed);
         course(seed, &mut sim);
         sim.check_sigcomp(seed, &mut totals);
         lost += sim.lost;
@@ -1250,6 +1277,59 @@ fn registration_reg_event_handovers_and_deregistration_with_sigcomp_over_a_lossy
         net_wire * 2 < net_sip,
         "network: {net_wire} B for {net_sip} B"
     );
+}
+
+/// A UE whose SQN is ahead of the network's (a SIM that authenticated
+/// elsewhere): the first challenge is stale, the UE answers with AUTS
+/// over temporary SAs, the network re-synchronises and challenges again
+/// over them, and the UE registers, then de-registers. On every fourth
+/// seed the network's 401 to the AUTS request is lost on purpose (the
+/// network replaced its SAs as it left, so the UE's retransmissions find
+/// none): the AUTS request times out and the UE starts again from the
+/// initial REGISTER, with SQN in step by then.
+#[test]
+fn resynchronisation_with_sigcomp_over_a_lossy_channel() {
+    const AHEAD: u64 = 1000;
+    let forced = |seed: u64| seed % 4 == 0;
+    let make = |seed| {
+        let mut sim = Sim::with_sqn(seed, 1, AHEAD);
+        sim.lose_protected_401s = usize::from(forced(seed));
+        sim
+    };
+    runs_of(make, |seed, sim| {
+        sim.register(0);
+        sim.run_until(|s| s.ues[0].registered == 1);
+        let u = &sim.ues[0];
+        assert_eq!(
+            (sim.failed(), u.registered),
+            (None, 1),
+            "seed {seed}: at {:?}, dropped for want of an SA: UE {} network {}",
+            sim.now,
+            u.side.no_sa,
+            sim.net.side.no_sa
+        );
+        assert!(u.resyncs >= 1, "seed {seed}: no AUTS");
+        // SQN_MS moved past the network's new SQN (one more per restart).
+        let sqn = u.ue.sqn_ms().unwrap();
+        assert!(sqn > AHEAD && sqn <= AHEAD + 3, "seed {seed}: SQN_MS {sqn}");
+        if forced(seed) {
+            assert_eq!(sim.lose_protected_401s, 0, "seed {seed}");
+            assert!(
+                sim.now >= Duration::from_secs(32),
+                "seed {seed}: registered at {:?}, before Timer F",
+                sim.now
+            );
+        }
+        // Both sides hold the registration's set, mirrored, and only it.
+        let ue_set = u.ue.sas().unwrap().clone();
+        assert_eq!(u.side.sas, vec![ue_set.clone()], "seed {seed}");
+        assert_eq!(sim.net.side.sas.len(), 1, "seed {seed}");
+        assert_eq!(sim.net.side.sas[0].mirror(), ue_set, "seed {seed}");
+        let impi = u.impi();
+        sim.deregister(0);
+        sim.run_until(|s| s.ues[0].deregistered && s.net.net.binding(&impi).is_none());
+        assert!(sim.ues[0].deregistered, "seed {seed}: {:?}", sim.failed());
+    });
 }
 
 /// Two UEs registered (with their reg events) send each other three

@@ -210,7 +210,7 @@ impl Sim {
             self.net_txn.handle_timeout(self.now);
             while let Some(e) = self.ue_txn.poll_event() {
                 if let Event::Timeout(_) = e {
-                    let acts = self.ue.on_timeout();
+                    let acts = self.ue.on_timeout(&mut self.rng);
                     self.ue_actions(acts);
                 }
             }

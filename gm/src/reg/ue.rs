@@ -38,6 +38,12 @@
 //!      Security-Verify (TS 24.229 §5.1.1.5.3 and TS 33.203 as commonly
 //!      implemented: the project's 3GPP notes do not cover this case). The
 //!      network's next 401 comes back over them; its SAs replace them.
+//!      The network replaces its copy as that 401 leaves (the new set has
+//!      our same SPIs, so the two cannot stand together), so if that 401
+//!      is lost our retransmissions find no SA there: when the AUTS
+//!      request's transaction times out, the temporary SAs go and the
+//!      registration starts again from the initial REGISTER (SQN is in
+//!      step by then), at most [`RESYNC_RESTARTS`] times.
 //!    - MAC failure: a REGISTER whose Authorization carries the IMPI,
 //!      realm, nonce and algorithm with an empty `response` and no
 //!      `auts`, unprotected; then [`UeAction::Failed`] with
@@ -387,7 +393,15 @@ pub struct Ue {
     /// The last `now` the caller gave (for the timers of requests sent
     /// from calls without one).
     now: Duration,
+    /// Whether the REGISTER out is an AUTS request.
+    auts_out: bool,
+    /// Restarts after an AUTS request timed out, this registration.
+    restarts: u8,
 }
+
+/// How many times a registration starts again when its AUTS request's
+/// transaction timed out (see the [module documentation](self)).
+pub const RESYNC_RESTARTS: u8 = 2;
 
 struct Config {
     c: UeConfig,
@@ -427,6 +441,8 @@ impl Ue {
             registration: None,
             reg_sub: None,
             now: Duration::ZERO,
+            auts_out: false,
+            restarts: 0,
         }
     }
 
@@ -504,6 +520,7 @@ impl Ue {
             return Vec::new();
         }
         self.state = State::AwaitChallenge;
+        self.restarts = 0;
         let auth = self.initial_authorization();
         self.send(rng, Flow::Unprotected, self.expires, Some(auth))
     }
@@ -569,11 +586,31 @@ impl Ue {
         out
     }
 
-    /// The transaction of the last request timed out (RFC 3261 §17.1.2.2
-    /// Timer F): the registration fails.
-    pub fn on_timeout(&mut self) -> Vec<UeAction> {
+    /// The transaction of the last REGISTER timed out (RFC 3261
+    /// §17.1.2.2 Timer F): the registration fails; but after an AUTS
+    /// request, the temporary SAs go and the registration starts again
+    /// with the initial REGISTER (at most [`RESYNC_RESTARTS`] times; not
+    /// during a handover, which fails as any other: the UE is registered
+    /// over the set it would leave).
+    pub fn on_timeout(&mut self, rng: &mut dyn Random) -> Vec<UeAction> {
         match self.state {
             State::Idle | State::Registered | State::Done => Vec::new(),
+            State::AwaitChallenge
+                if self.auts_out && self.retiring.is_none() && self.restarts < RESYNC_RESTARTS =>
+            {
+                self.restarts += 1;
+                self.auts_out = false;
+                self.server_rows.clear();
+                let mut out: Vec<UeAction> = self
+                    .sas
+                    .take()
+                    .map(UeAction::RemoveSas)
+                    .into_iter()
+                    .collect();
+                let auth = self.initial_authorization();
+                out.extend(self.send(rng, Flow::Unprotected, self.expires, Some(auth)));
+                out
+            }
             _ => self.fail(Error::Timeout),
         }
     }
@@ -702,6 +739,7 @@ impl Ue {
         now: Duration,
         rng: &mut dyn Random,
     ) -> Result<Vec<UeAction>, Error> {
+        self.auts_out = false;
         let bad = |what| Error::BadChallenge { what };
         let challenges = response
             .www_authenticate()
@@ -772,6 +810,7 @@ impl Ue {
                         let auth = self.authorization(rng, Some(&opensec::base64_encode(&auts)))?;
                         out.extend(self.send(rng, flow, self.expires, Some(auth)));
                         self.challenge = None;
+                        self.auts_out = true;
                         return Ok(out);
                     }
                     Err(opensec::Error::MacFailure) => {

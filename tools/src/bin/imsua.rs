@@ -1630,7 +1630,7 @@ impl Ua {
             };
             if Some(id) == self.reg_txn {
                 self.reg_txn = None;
-                let actions = self.ue.on_timeout();
+                let actions = self.ue.on_timeout(&mut self.rng);
                 self.on_actions(actions)?;
             } else if let Some(i) = self.sub_txns.iter().position(|t| *t == id) {
                 self.sub_txns.swap_remove(i);
