@@ -236,3 +236,57 @@ fn only_a_nack_for_our_own_message_changes_anything() {
     // Believed once: a repeated copy is not matched again.
     assert_eq!(c.on_nack(&nack), None);
 }
+
+/// A duplicated datagram: the first copy of a message was decompressed and
+/// acknowledged, later messages evicted the states it named, and its late
+/// copy fails at the peer (a real failure, not a forged one). The NACK for
+/// that copy is matched but changes nothing: the compressor goes on
+/// exactly as a twin that never saw it, using the states it has, while a
+/// NACK for an unacknowledged message still starts again from the
+/// dictionaries.
+#[test]
+fn a_nack_for_a_copy_of_an_acknowledged_message_changes_nothing() {
+    let msgs = corpus();
+    let mut c = Compressor::new(Config::default()).unwrap();
+    let mut p = Peer::new();
+    let mut sent: Vec<Vec<u8>> = Vec::new();
+    let mut wire = Vec::new();
+    for m in &msgs[..20] {
+        let r = c.compress(m, &mut wire);
+        if r.kind != Kind::SigComp {
+            continue;
+        }
+        let out = p.receive(&wire, Transport::Message).unwrap();
+        if let Some(i) = out.requested_feedback.and_then(|f| f.item) {
+            c.on_feedback_item(&i);
+        }
+        sent.push(wire.clone());
+    }
+    // The latest message whose copy, arriving now, fails.
+    let (late, failure) = sent
+        .iter()
+        .rev()
+        .find_map(|w| {
+            p.d.decompress(w, Transport::Message, &p.states)
+                .err()
+                .map(|f| (w.clone(), f))
+        })
+        .expect("no earlier message fails when repeated now");
+    assert_eq!(failure.reason, Reason::StateNotFound);
+    let mut twin = c.clone();
+    let nacked = c.on_nack(&Nack::from_failure(&failure, &late)).unwrap();
+    assert!(nacked.acknowledged);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for m in &msgs[20..24] {
+        let ra = c.compress(m, &mut a);
+        let rb = twin.compress(m, &mut b);
+        assert_eq!((ra, &a), (rb, &b));
+        assert!(ra.states_used > 0 && !ra.carried_bytecode);
+        p.receive(&a, Transport::Message).unwrap();
+    }
+    // The last of those was not acknowledged: its NACK is believed.
+    let nacked = c.on_nack(&Nack::from_failure(&failure, &a)).unwrap();
+    assert!(!nacked.acknowledged);
+    let r = c.compress(&msgs[24], &mut a);
+    assert!(r.carried_bytecode && r.states_used == 0);
+}

@@ -75,7 +75,8 @@
 //! acknowledgement: the next message uploads the code, uses only the
 //! dictionaries and announces [`Config::announce`] again (a peer that
 //! lost our states lost our announcement too). Any other NACK changes
-//! nothing.
+//! nothing, nor does one for a message the peer had acknowledged (a later
+//! copy of it failed; the peer lost nothing).
 //!
 //! # Never worse than plain
 //!
@@ -360,6 +361,11 @@ pub struct Nacked {
     pub transport: Transport,
     /// The failure reason the peer gave, if RFC 4077 defines its code.
     pub reason: Option<Reason>,
+    /// The peer had acknowledged that message: the NACK is about a later
+    /// copy of it (a duplicated datagram, or a retransmission with the
+    /// same bytes) that found the states it names gone, after its first
+    /// copy had been decompressed. Nothing was forgotten.
+    pub acknowledged: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -471,6 +477,10 @@ enum Source {
 struct SentHash {
     sha1: [u8; 20],
     transport: Transport,
+    /// Its send order, if it asked for feedback.
+    order: Option<u64>,
+    /// The peer acknowledged it (since the last matched NACK).
+    acked: bool,
 }
 
 /// SigComp compressor for one compartment (one peer), sans-IO.
@@ -625,6 +635,11 @@ impl Compressor {
             return;
         }
         self.any_ack = true;
+        for h in &mut self.sent_hashes {
+            if h.order == Some(sent.order) {
+                h.acked = true;
+            }
+        }
         if sent.uploaded {
             self.bytecode_acked = true;
             self.upload_after = 1;
@@ -677,11 +692,30 @@ impl Compressor {
     /// acknowledged; it is forgotten itself, so a repeated copy changes
     /// nothing more. A message sent twice with the same bytes (a
     /// retransmission compressed against the same states) is one message
-    /// to a NACK: every copy is forgotten with the first match.
+    /// to a NACK: every copy is forgotten with the first match. A NACK for
+    /// a message the peer had acknowledged names a later copy of it (a
+    /// duplicated datagram that found its states evicted by what arrived
+    /// in between): it is matched ([`Nacked::acknowledged`]) and changes
+    /// nothing, as the peer lost no state. (Had the peer restarted since,
+    /// the next message fails too, and its NACK is believed.)
     pub fn on_nack(&mut self, nack: &Nack) -> Option<Nacked> {
         let i = self.sent_hashes.iter().position(|h| h.sha1 == nack.sha1)?;
-        let sent = self.sent_hashes.remove(i)?;
+        let sent = *self.sent_hashes.get(i)?;
+        // A copy whose first arrival was acknowledged (since the last
+        // matched NACK): the peer holds what that copy created and names
+        // the failure of a later one; its states are not lost.
+        let acknowledged = self
+            .sent_hashes
+            .iter()
+            .any(|h| h.sha1 == nack.sha1 && h.acked);
         self.sent_hashes.retain(|h| h.sha1 != nack.sha1);
+        if acknowledged {
+            return Some(Nacked {
+                transport: sent.transport,
+                reason: nack.reason(),
+                acknowledged: true,
+            });
+        }
         self.bytecode_acked = false;
         self.peer_shared = None;
         // No state is used again until a message sent from now on
@@ -689,6 +723,9 @@ impl Compressor {
         // counted: a message sent before the NACK may still arrive and
         // name a state that a new one must not evict.
         self.nacked_at = self.order;
+        for h in &mut self.sent_hashes {
+            h.acked = false;
+        }
         for t in &mut self.states {
             t.acked = false;
             t.proven_at = 0;
@@ -699,6 +736,7 @@ impl Compressor {
         Some(Nacked {
             transport: sent.transport,
             reason: nack.reason(),
+            acknowledged: false,
         })
     }
 
@@ -716,20 +754,23 @@ impl Compressor {
     pub fn acknowledge(&mut self, transport: Transport, out: &mut Vec<u8>) -> Option<Compressed> {
         self.returned_item.as_ref()?;
         let c = self.literal(&[], None, out);
-        self.remember(out, transport);
+        self.remember(out, transport, c.seq);
         self.count_untracked(&c);
         Some(c)
     }
 
     /// RFC 4077 §2.1: keeps the SHA-1 of a SigComp message sent, to match
-    /// NACKs.
-    fn remember(&mut self, msg: &[u8], transport: Transport) {
+    /// NACKs; `seq` is the message's (0: it asked for no feedback; else it
+    /// is the last one sent, at `self.order`).
+    fn remember(&mut self, msg: &[u8], transport: Transport, seq: u16) {
         if self.sent_hashes.len() >= NACK_MEMORY {
             self.sent_hashes.pop_front();
         }
         self.sent_hashes.push_back(SentHash {
             sha1: Sha1::digest(msg).into(),
             transport,
+            order: (seq != 0).then_some(self.order),
+            acked: false,
         });
     }
 
@@ -942,7 +983,7 @@ impl Compressor {
     ) -> Compressed {
         let c = self.compress_inner(msg, transport, out);
         if c.kind != Kind::Plain {
-            self.remember(out, transport);
+            self.remember(out, transport, c.seq);
         }
         self.count_untracked(&c);
         c
