@@ -3,7 +3,9 @@
 //! the datagrams (a seeded choice, many seeds): registration with its reg
 //! event subscription (RFC 3680: SUBSCRIBE, NOTIFYs), two re-registrations
 //! with SA handover and the de-registration; an AUTS resynchronisation
-//! (its second 401 lost on purpose on some seeds); and two UEs exchanging
+//! (its second 401 lost on purpose on some seeds); the network ending a
+//! registration through the reg event (`deactivated`, then `rejected`); a
+//! network with another K (no SA left on either side); and two UEs exchanging
 //! MESSAGEs through the network's relay (`gm::pager::Registry`), presence
 //! and SMS over IP. Each side keeps its own SAs as a real IPsec layer
 //! would: a message leaves over the newest set for its ports, and is read
@@ -30,8 +32,8 @@ use gm::presence::agent::{Agent, Notify, WatchId};
 use gm::presence::ue::{Origin, Publisher, Subscribed, Watcher};
 use gm::presence::{Basic, Compositor};
 use gm::reg::{
-    Credentials, Flow, Network, NetworkAction, NetworkConfig, OpKey, Random, SaSet, Subscriber, Ue,
-    UeAction, UeConfig,
+    Credentials, Ending, Flow, Network, NetworkAction, NetworkConfig, OpKey, Random, SaSet,
+    Subscriber, Ue, UeAction, UeConfig,
 };
 use gm::sip::{Builder, Message, Method};
 use gm::sms::service::{CentreEvent, SmsCentre, SmsUe, UeEvent};
@@ -185,6 +187,8 @@ struct UeNode {
     pages: usize,
     /// AUTS requests it made (SQN re-synchronisations).
     resyncs: usize,
+    /// How the network ended its registrations (reg event).
+    ended: Vec<gm::regevent::ContactEvent>,
 }
 
 impl UeNode {
@@ -242,6 +246,7 @@ impl UeNode {
             sms_events: Vec::new(),
             pages: 0,
             resyncs: 0,
+            ended: Vec::new(),
         }
     }
 
@@ -298,6 +303,12 @@ impl Sim {
 
     /// `ues` UEs whose SQN_MS is `sqn_ms`, and the network.
     fn with_sqn(seed: u64, ues: usize, sqn_ms: u64) -> Sim {
+        Sim::build(seed, ues, sqn_ms, K)
+    }
+
+    /// `ues` UEs whose SQN_MS is `sqn_ms`, and the network, which holds
+    /// `net_k` as their K.
+    fn build(seed: u64, ues: usize, sqn_ms: u64, net_k: [u8; 16]) -> Sim {
         let mut rng = Rng(77 + seed);
         let nodes: Vec<UeNode> = (0..ues).map(|i| UeNode::new(i, sqn_ms, &mut rng)).collect();
         let mut nc = NetworkConfig::new(
@@ -317,7 +328,7 @@ impl Sim {
             net.add_subscriber(
                 &n.impi(),
                 Subscriber {
-                    k: K,
+                    k: net_k,
                     op: OpKey::Opc(OPC),
                     amf: [0x80, 0],
                     sqn: 32,
@@ -418,6 +429,7 @@ impl Sim {
                 }
                 UeAction::Registered(_) => u.registered += 1,
                 UeAction::Resynchronising { .. } => u.resyncs += 1,
+                UeAction::DeregisteredByNetwork { event, .. } => u.ended.push(event),
                 UeAction::Deregistered => u.deregistered = true,
                 other => u.failed = Some(format!("{other:?}")),
             }
@@ -1330,6 +1342,82 @@ fn resynchronisation_with_sigcomp_over_a_lossy_channel() {
         sim.run_until(|s| s.ues[0].deregistered && s.net.net.binding(&impi).is_none());
         assert!(sim.ues[0].deregistered, "seed {seed}: {:?}", sim.failed());
     });
+}
+
+/// The network ends a registration (RFC 3680 through the reg event):
+/// `deactivated`, and the UE registers again at once (a new challenge,
+/// new SAs, a new subscription); then `rejected`, and it stops. Each
+/// NOTIFY may be lost and is retransmitted; the SAs end on both sides.
+#[test]
+fn network_initiated_deregistration_with_sigcomp_over_a_lossy_channel() {
+    runs(1, |seed, sim| {
+        sim.register(0);
+        sim.run_until(|s| s.ues[0].registered == 1 && s.net.notified >= 1);
+        assert_eq!(sim.failed(), None, "seed {seed}");
+        let impi = sim.ues[0].impi();
+        let now = sim.now;
+        let acts = sim.net.net.deregister(&impi, Ending::Deactivated, now);
+        sim.net_actions(None, None, acts);
+        sim.run_until(|s| s.ues[0].registered == 2);
+        let u = &sim.ues[0];
+        assert_eq!(
+            (sim.failed(), u.registered, &u.ended[..]),
+            (None, 2, &[gm::regevent::ContactEvent::Deactivated][..]),
+            "seed {seed}: at {:?}",
+            sim.now
+        );
+        let ue_set = u.ue.sas().unwrap().clone();
+        assert_eq!(u.side.sas, vec![ue_set.clone()], "seed {seed}");
+        assert_eq!(sim.net.side.sas.len(), 1, "seed {seed}");
+        assert_eq!(sim.net.side.sas[0].mirror(), ue_set, "seed {seed}");
+        // Its new reg event subscription is in place before the next end.
+        let notified = sim.net.notified;
+        sim.run_until(|s| s.net.notified > notified);
+        let now = sim.now;
+        let acts = sim.net.net.deregister(&impi, Ending::Rejected, now);
+        sim.net_actions(None, None, acts);
+        sim.run_until(|s| s.ues[0].ue.is_done() && s.net.side.sas.is_empty());
+        let u = &sim.ues[0];
+        assert_eq!(u.ended.len(), 2, "seed {seed}: {:?}", sim.failed());
+        assert!(u.ue.is_done() && u.side.sas.is_empty(), "seed {seed}");
+        assert!(sim.net.side.sas.is_empty(), "seed {seed}: at {:?}", sim.now);
+        assert!(sim.net.net.binding(&impi).is_none(), "seed {seed}");
+    });
+}
+
+/// The network holds another K than the UE: the UE finds the challenge
+/// not authentic, answers with an empty response and no SAs (TS 24.229
+/// as commonly implemented) and stops. Whatever of that was lost, no SA
+/// is left on either side: the network's temporary set ends at the
+/// latest with its lifetime.
+#[test]
+fn a_network_with_another_k_leaves_no_sa_over_a_lossy_channel() {
+    let mut lost = 0;
+    for seed in 0..SEEDS {
+        let mut sim = Sim::build(seed, 1, 0, [0x33; 16]);
+        sim.register(0);
+        sim.run_until(|s| s.ues[0].failed.is_some());
+        assert_eq!(
+            sim.ues[0].failed.as_deref(),
+            Some("Failed(NetworkAuthenticationFailed)"),
+            "seed {seed}"
+        );
+        assert!(sim.ues[0].side.sas.is_empty(), "seed {seed}");
+        // The challenge's temporary set, which the network installed.
+        assert_eq!(sim.net.side.sas.len(), 1, "seed {seed}");
+        let failed_at = sim.now;
+        sim.ues[0].failed = None;
+        sim.run_until(|s| s.net.side.sas.is_empty() && s.wire.is_empty());
+        assert!(sim.net.side.sas.is_empty(), "seed {seed}: at {:?}", sim.now);
+        assert!(
+            sim.now <= failed_at + gm::reg::sa::TEMPORARY_LIFETIME + Duration::from_secs(1),
+            "seed {seed}: removed at {:?}",
+            sim.now
+        );
+        assert!(sim.net.net.binding(&sim.ues[0].impi()).is_none());
+        lost += sim.lost;
+    }
+    assert!(lost > 0, "the channel lost nothing");
 }
 
 /// Two UEs registered (with their reg events) send each other three
