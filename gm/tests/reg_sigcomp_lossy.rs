@@ -69,6 +69,9 @@ fn pcscf_addr() -> IpAddr {
     "2001:db8::1".parse().unwrap()
 }
 
+/// A man in the middle's rewrite of a request.
+type Tamper = fn(&mut Message<'static>);
+
 /// Where a message travels: between UE `ue` and the network, on `flow`.
 type Addr = (usize, Flow);
 
@@ -189,6 +192,8 @@ struct UeNode {
     resyncs: usize,
     /// How the network ended its registrations (reg event).
     ended: Vec<gm::regevent::ContactEvent>,
+    /// Rewrites each request it sends (a man in the middle).
+    tamper: Option<Tamper>,
 }
 
 impl UeNode {
@@ -247,6 +252,7 @@ impl UeNode {
             pages: 0,
             resyncs: 0,
             ended: Vec::new(),
+            tamper: None,
         }
     }
 
@@ -394,6 +400,9 @@ impl Sim {
                         // for SigComp (RFC 5049 §9.1).
                         gm::comp::mark_via(&mut request, INSTANCE).unwrap();
                         gm::comp::mark_contact(&mut request, INSTANCE).unwrap();
+                    }
+                    if let Some(t) = u.tamper {
+                        t(&mut request);
                     }
                     let register = request.method() == Some(Method::Register);
                     let t = u
@@ -1418,6 +1427,77 @@ fn a_network_with_another_k_leaves_no_sa_over_a_lossy_channel() {
         lost += sim.lost;
     }
     assert!(lost > 0, "the channel lost nothing");
+}
+
+/// A man in the middle between the UE and the network, with the channel
+/// losing datagrams: it downgrades the Security-Verify of the protected
+/// REGISTER (`hmac-sha-1-96` to `hmac-md5-96`), or flips a digit of its
+/// digest response. The network refuses over the challenge's SAs (494,
+/// RFC 3329 §2.3.1: Security-Verify must copy its Security-Server; 403
+/// for a wrong RES), then drops them, and the UE's registration fails
+/// with that refusal (or Timer F / the temporary SAs' end if the channel
+/// lost it): no SA is left on either side and nothing is registered.
+#[test]
+fn a_tampered_protected_register_leaves_no_sa_over_a_lossy_channel() {
+    fn downgrade(m: &mut Message<'static>) {
+        if let Some(v) = m.header("Security-Verify").map(str::to_owned) {
+            let v = v.replace("hmac-sha-1-96", "hmac-md5-96");
+            m.set_header("Security-Verify".to_owned(), v).unwrap();
+        }
+    }
+    fn wrong_res(m: &mut Message<'static>) {
+        if m.header("Security-Verify").is_none() {
+            return;
+        }
+        let Some(a) = m.header("Authorization").map(str::to_owned) else {
+            return;
+        };
+        let i = a.find("response=\"").unwrap() + 10;
+        let mut a = a.into_bytes();
+        a[i] = if a[i] == b'0' { b'1' } else { b'0' };
+        m.set_header("Authorization".to_owned(), String::from_utf8(a).unwrap())
+            .unwrap();
+    }
+    let tampers: [(Tamper, &str); 2] = [
+        (downgrade, "Failed(Rejected { status: 494 })"),
+        (wrong_res, "Failed(Rejected { status: 403 })"),
+    ];
+    for (k, (tamper, refusal)) in tampers.into_iter().enumerate() {
+        let mut refused = 0;
+        for seed in 0..SEEDS {
+            let mut sim = Sim::new(seed, 1);
+            sim.ues[0].tamper = Some(tamper);
+            sim.register(0);
+            sim.run_until(|s| s.ues[0].failed.is_some());
+            let failed = sim.ues[0].failed.take();
+            assert!(
+                failed.as_deref().is_some_and(|f| f.starts_with("Failed(")),
+                "tamper {k} seed {seed}: {failed:?}"
+            );
+            refused += usize::from(failed.as_deref() == Some(refusal));
+            assert_eq!(sim.ues[0].registered, 0, "tamper {k} seed {seed}");
+            assert!(sim.ues[0].side.sas.is_empty(), "tamper {k} seed {seed}");
+            let at = sim.now;
+            sim.run_until(|s| s.net.side.sas.is_empty() && s.wire.is_empty());
+            assert!(
+                sim.net.side.sas.is_empty(),
+                "tamper {k} seed {seed}: at {:?}",
+                sim.now
+            );
+            assert!(
+                sim.now <= at + gm::reg::sa::TEMPORARY_LIFETIME + Duration::from_secs(1),
+                "tamper {k} seed {seed}: removed at {:?}",
+                sim.now
+            );
+            assert!(sim.net.net.binding(&sim.ues[0].impi()).is_none());
+        }
+        // The refusal reaches the UE over the challenge's SAs, unless the
+        // channel lost it (then Timer F or the SAs' end).
+        assert!(
+            refused * 10 >= SEEDS as usize * 7,
+            "tamper {k}: {refused} of {SEEDS} runs saw {refusal}"
+        );
+    }
 }
 
 /// Two UEs registered (with their reg events) send each other three

@@ -27,7 +27,8 @@
 //!    - a challenge with sec-agree: the request must come over the new SAs
 //!      from the UE's port-c to our port-s, and its Security-Verify must
 //!      be the Security-Server we sent (RFC 3329 §2.3.1: else 494 with
-//!      our list, and the SAs are removed), and its Security-Client
+//!      our list, sent over those SAs, which are removed after it), and
+//!      its Security-Client
 //!      the one of the challenged REGISTER (TS 33.203 as commonly
 //!      implemented; likewise 494);
 //!    - the digest response must match the one computed with XRES (or
@@ -915,8 +916,10 @@ impl Network {
                     .as_ref()
                     .map(|(r, _)| r.clone())
                     .unwrap_or_default();
-                let mut out = self.drop_pending(impi);
-                out.extend(self.refuse(request, 494, Some(("Security-Server", &row))));
+                // The refusal goes over the challenge's SAs, which the UE
+                // reads responses on; then they go.
+                let mut out = self.refuse(request, 494, Some(("Security-Server", &row)));
+                out.extend(self.drop_pending(impi));
                 out.push(NetworkAction::AuthenticationFailed {
                     impi: impi.to_owned(),
                     reason: r.reason,
