@@ -4,8 +4,9 @@
 //! event subscription (RFC 3680: SUBSCRIBE, NOTIFYs), two re-registrations
 //! with SA handover and the de-registration; an AUTS resynchronisation
 //! (its second 401 lost on purpose on some seeds); the network ending a
-//! registration through the reg event (`deactivated`, then `rejected`); a
-//! network with another K (no SA left on either side); and two UEs exchanging
+//! registration through the reg event (`deactivated`, then `rejected`);
+//! offers without `ealg`; a network with another K and a man in the middle
+//! (no SA left on either side); and two UEs exchanging
 //! MESSAGEs through the network's relay (`gm::pager::Registry`), presence
 //! and SMS over IP. Each side keeps its own SAs as a real IPsec layer
 //! would: a message leaves over the newest set for its ports, and is read
@@ -197,8 +198,9 @@ struct UeNode {
 }
 
 impl UeNode {
-    /// UE `i`, whose SQN_MS is `sqn_ms` (the network starts at 32).
-    fn new(i: usize, sqn_ms: u64, rng: &mut Rng) -> UeNode {
+    /// UE `i`, whose SQN_MS is `sqn_ms` (the network starts at 32), its
+    /// configuration changed by `configure`.
+    fn new(i: usize, sqn_ms: u64, configure: fn(&mut UeConfig), rng: &mut Rng) -> UeNode {
         let addr: IpAddr = format!("2001:db8::{}", i + 2).parse().unwrap();
         // Ports of their own, so that a flow names its UE.
         let base = 6100 + 100 * i as u16;
@@ -215,6 +217,7 @@ impl UeNode {
         );
         config.expires = 600;
         config.instance = INSTANCE.to_owned();
+        configure(&mut config);
         let ue = Ue::new(
             config,
             Credentials::Aka {
@@ -315,8 +318,21 @@ impl Sim {
     /// `ues` UEs whose SQN_MS is `sqn_ms`, and the network, which holds
     /// `net_k` as their K.
     fn build(seed: u64, ues: usize, sqn_ms: u64, net_k: [u8; 16]) -> Sim {
+        Sim::configured(seed, ues, sqn_ms, net_k, |_| {})
+    }
+
+    /// [`Sim::build`], each UE's configuration changed by `configure`.
+    fn configured(
+        seed: u64,
+        ues: usize,
+        sqn_ms: u64,
+        net_k: [u8; 16],
+        configure: fn(&mut UeConfig),
+    ) -> Sim {
         let mut rng = Rng(77 + seed);
-        let nodes: Vec<UeNode> = (0..ues).map(|i| UeNode::new(i, sqn_ms, &mut rng)).collect();
+        let nodes: Vec<UeNode> = (0..ues)
+            .map(|i| UeNode::new(i, sqn_ms, configure, &mut rng))
+            .collect();
         let mut nc = NetworkConfig::new(
             "ims.example.org",
             pcscf_addr(),
@@ -1498,6 +1514,58 @@ fn a_tampered_protected_register_leaves_no_sa_over_a_lossy_channel() {
             "tamper {k}: {refused} of {SEEDS} runs saw {refusal}"
         );
     }
+}
+
+/// A UE whose offers carry no `ealg` (early releases, still deployed:
+/// absent means `null`, and P-CSCFs that ignore such offers lock those
+/// UEs out): the network takes them as `null` and registers the UE over
+/// integrity-only SAs, then re-registers it onto a next set, with SigComp
+/// and its reg event, over the lossy channel.
+#[test]
+fn offers_without_ealg_register_over_a_lossy_channel() {
+    fn null_only(c: &mut UeConfig) {
+        c.algorithms = vec![(
+            opensec::AuthAlgorithm::HmacSha1_96,
+            opensec::EncAlgorithm::Null,
+        )];
+    }
+    fn strip_ealg(m: &mut Message<'static>) {
+        if let Some(v) = m.header("Security-Client").map(str::to_owned) {
+            assert!(v.contains(";ealg=null"), "{v}");
+            let v = v.replace(";ealg=null", "");
+            m.set_header("Security-Client".to_owned(), v).unwrap();
+        }
+    }
+    runs_of(
+        |seed| {
+            let mut sim = Sim::configured(seed, 1, 0, K, null_only);
+            sim.ues[0].tamper = Some(strip_ealg);
+            sim
+        },
+        |seed, sim| {
+            sim.register(0);
+            sim.run_until(|s| s.ues[0].registered == 1);
+            let u = &sim.ues[0];
+            assert_eq!((sim.failed(), u.registered), (None, 1), "seed {seed}");
+            let set = u.ue.sas().unwrap();
+            assert_eq!(
+                set.ue_offer().ealg,
+                opensec::EncAlgorithm::Null,
+                "seed {seed}"
+            );
+            assert_eq!(sim.net.side.sas.len(), 1, "seed {seed}");
+            assert_eq!(sim.net.side.sas[0].mirror(), *set, "seed {seed}");
+            // A re-registration hands over to a next set, also `null`;
+            // the reg event runs over them too, compressed.
+            sim.run_until(|s| s.ues[0].registered == 2 && s.net.notified >= 2);
+            assert_eq!(sim.failed(), None, "seed {seed}");
+            let u = &sim.ues[0];
+            assert_eq!(u.registered, 2, "seed {seed}");
+            let set = u.ue.sas().unwrap();
+            assert_eq!(set.ue_offer().ealg, opensec::EncAlgorithm::Null);
+            assert_eq!(sim.net.side.sas[0].mirror(), *set, "seed {seed}");
+        },
+    );
 }
 
 /// Two UEs registered (with their reg events) send each other three
