@@ -195,6 +195,8 @@ struct UeNode {
     ended: Vec<gm::regevent::ContactEvent>,
     /// Rewrites each request it sends (a man in the middle).
     tamper: Option<Tamper>,
+    /// The algorithm pairs it offers.
+    ue_algorithms: Vec<(opensec::AuthAlgorithm, opensec::EncAlgorithm)>,
 }
 
 impl UeNode {
@@ -218,6 +220,7 @@ impl UeNode {
         config.expires = 600;
         config.instance = INSTANCE.to_owned();
         configure(&mut config);
+        let ue_algorithms = config.algorithms.clone();
         let ue = Ue::new(
             config,
             Credentials::Aka {
@@ -256,6 +259,7 @@ impl UeNode {
             resyncs: 0,
             ended: Vec::new(),
             tamper: None,
+            ue_algorithms,
         }
     }
 
@@ -318,16 +322,18 @@ impl Sim {
     /// `ues` UEs whose SQN_MS is `sqn_ms`, and the network, which holds
     /// `net_k` as their K.
     fn build(seed: u64, ues: usize, sqn_ms: u64, net_k: [u8; 16]) -> Sim {
-        Sim::configured(seed, ues, sqn_ms, net_k, |_| {})
+        Sim::configured(seed, ues, sqn_ms, net_k, |_| {}, &|_| {})
     }
 
-    /// [`Sim::build`], each UE's configuration changed by `configure`.
+    /// [`Sim::build`], each UE's configuration changed by `configure`, the
+    /// network's by `network`.
     fn configured(
         seed: u64,
         ues: usize,
         sqn_ms: u64,
         net_k: [u8; 16],
         configure: fn(&mut UeConfig),
+        network: &dyn Fn(&mut NetworkConfig),
     ) -> Sim {
         let mut rng = Rng(77 + seed);
         let nodes: Vec<UeNode> = (0..ues)
@@ -340,6 +346,7 @@ impl Sim {
             PCSCF_PORTS.1,
         );
         nc.alt_port_c = Some(PCSCF_PORTS.2);
+        network(&mut nc);
         let mut net = Network::new(nc);
         let resources: Vec<String> = nodes.iter().map(|n| n.impu.clone()).collect();
         let mut centre = SmsCentre::new(centre_address());
@@ -1516,6 +1523,34 @@ fn a_tampered_protected_register_leaves_no_sa_over_a_lossy_channel() {
     }
 }
 
+/// Each algorithm pair the UE offers, as the only one the network
+/// accepts: the UE registers over SAs with that pair and re-registers
+/// onto a next set, with SigComp and its reg event, over the lossy
+/// channel (the UE offers all six; the network's preference picks).
+#[test]
+fn each_algorithm_pair_registers_over_a_lossy_channel() {
+    let offered = Sim::new(0, 1).ues[0].ue_algorithms.clone();
+    assert_eq!(offered.len(), 6, "{offered:?}");
+    for pair in offered {
+        runs_of(
+            |seed| Sim::configured(seed, 1, 0, K, |_| {}, &|n| n.preference = vec![pair]),
+            |seed, sim| {
+                sim.register(0);
+                sim.run_until(|s| s.ues[0].registered == 2 && s.net.notified >= 2);
+                let u = &sim.ues[0];
+                assert_eq!(
+                    (sim.failed(), u.registered),
+                    (None, 2),
+                    "{pair:?} seed {seed}"
+                );
+                let o = u.ue.sas().unwrap().ue_offer();
+                assert_eq!((o.alg, o.ealg), pair, "seed {seed}");
+                assert_eq!(sim.net.side.sas[0].mirror(), *u.ue.sas().unwrap());
+            },
+        );
+    }
+}
+
 /// A UE whose offers carry no `ealg` (early releases, still deployed:
 /// absent means `null`, and P-CSCFs that ignore such offers lock those
 /// UEs out): the network takes them as `null` and registers the UE over
@@ -1538,7 +1573,7 @@ fn offers_without_ealg_register_over_a_lossy_channel() {
     }
     runs_of(
         |seed| {
-            let mut sim = Sim::configured(seed, 1, 0, K, null_only);
+            let mut sim = Sim::configured(seed, 1, 0, K, null_only, &|_| {});
             sim.ues[0].tamper = Some(strip_ealg);
             sim
         },
