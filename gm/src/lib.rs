@@ -34,7 +34,12 @@
 //!   association opened once its SAs exist, states saved only for
 //!   messages that came over them, `comp=sigcomp` and `sigcomp-id`;
 //! - [`pager`], pager-mode MESSAGE (RFC 3428): the UE's request and a
-//!   test P-CSCF's relay decisions.
+//!   test P-CSCF's relay decisions;
+//! - [`network`], the network role as one machine ([`network::Pcscf`]):
+//!   the registrar, the relay, the presence agent and the SMS service
+//!   centre over the transaction layer, with its outputs (messages, SA
+//!   changes, events) in the order they must take effect; `pcscf` is IO
+//!   around it.
 //!
 //! Like every library of the workspace it does no IO, reads no clock and
 //! no randomness: it takes bytes and returns typed values.
@@ -49,6 +54,7 @@
 
 pub mod comp;
 pub mod dialog;
+pub mod network;
 pub mod pager;
 pub mod presence;
 pub mod reg;

@@ -660,12 +660,9 @@ pub fn sa_events(
 }
 
 /// Sends what the transactions queued, compressed where an association
-/// says so, and prints each message on the ladder. A datagram that cannot
-/// leave is reported (`name: error`) and left to the transaction's timers,
-/// as a loss; one that never can ([`SaGone`]) ends its transaction
-/// ([`gm::txn::Transactions::transport_error`]: the caller sees it
-/// terminated without a final response). Event lines the ladder holds
-/// ([`Ladder::hold`]) go out after the first message, else at the end.
+/// says so, and prints each message on the ladder ([`send_transmit`]).
+/// Event lines the ladder holds ([`Ladder::hold`]) go out after the first
+/// message, else at the end.
 pub fn flush(
     name: &str,
     layer: &mut gm::txn::Transactions<SocketAddr>,
@@ -674,43 +671,85 @@ pub fn flush(
     ladder: &Ladder,
 ) {
     while let Some(t) = layer.poll_transmit() {
-        let stream = transport.is_stream(t.to);
-        // From the plain port (a response to a request that came in clear)
-        // it does not go through the SAs, and gm::comp sends it as it is.
-        let over_sas = !t.from_port.is_some_and(|p| transport.is_plain_port(p));
-        let encoded = comp.encode(&t.bytes, t.to, stream, over_sas);
-        let (wire, compressed) = match encoded {
-            Ok(w) => w,
-            Err(e) => {
-                eprintln!("{name}: {e:#}");
-                continue;
-            }
-        };
-        let len = wire.len();
-        match transport.send(wire, t.to, t.from_port) {
-            Ok(spi) => {
-                comp.sent(t.bytes.len(), len, compressed);
-                ladder.message_on_wire(
-                    Dir::Out,
-                    t.to,
-                    &t.bytes,
-                    Hop {
-                        sigcomp: compressed.then_some(len),
-                        retransmission: t.retransmission,
-                        spi,
-                        tcp: stream,
-                    },
-                );
-            }
-            Err(e) => {
-                eprintln!("{name}: {e:#}");
-                if e.downcast_ref::<SaGone>().is_some() {
-                    layer.transport_error(t.txn);
-                }
+        send_transmit(name, t, layer, comp, transport, ladder);
+    }
+    ladder.release();
+}
+
+/// Sends one message the transactions queued, compressed where an
+/// association says so, and prints it on the ladder. A datagram that
+/// cannot leave is reported (`name: error`) and left to the transaction's
+/// timers, as a loss; one that never can ([`SaGone`]) ends its transaction
+/// ([`gm::txn::Transactions::transport_error`]: the caller sees it
+/// terminated without a final response).
+pub fn send_transmit(
+    name: &str,
+    t: gm::txn::Transmit<SocketAddr>,
+    layer: &mut gm::txn::Transactions<SocketAddr>,
+    comp: &mut comp::SipComp,
+    transport: &mut Transport,
+    ladder: &Ladder,
+) {
+    let stream = transport.is_stream(t.to);
+    // From the plain port (a response to a request that came in clear)
+    // it does not go through the SAs, and gm::comp sends it as it is.
+    let over_sas = !t.from_port.is_some_and(|p| transport.is_plain_port(p));
+    let encoded = comp.encode(&t.bytes, t.to, stream, over_sas);
+    let (wire, compressed) = match encoded {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            return;
+        }
+    };
+    let len = wire.len();
+    match transport.send(wire, t.to, t.from_port) {
+        Ok(spi) => {
+            comp.sent(t.bytes.len(), len, compressed);
+            ladder.message_on_wire(
+                Dir::Out,
+                t.to,
+                &t.bytes,
+                Hop {
+                    sigcomp: compressed.then_some(len),
+                    retransmission: t.retransmission,
+                    spi,
+                    tcp: stream,
+                },
+            );
+        }
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            if e.downcast_ref::<SaGone>().is_some() {
+                layer.transport_error(t.txn);
             }
         }
     }
-    ladder.release();
+}
+
+/// What the transport knows of destinations, for [`gm::network::Pcscf`]:
+/// whether one is reached over TCP, and the UEs registered over TCP.
+pub struct Links<'a>(pub &'a mut Transport);
+
+impl gm::network::Links for Links<'_> {
+    fn protocol(&self, to: SocketAddr) -> gm::txn::Protocol {
+        self.0.protocol(to)
+    }
+
+    fn registered(&mut self, from: SocketAddr, target: SocketAddr) {
+        // Registered over TCP: its requests go over TCP (over SAs: a
+        // connection from our port-c to its port-s), a new connection if
+        // one closes.
+        if self.0.connected(from) {
+            self.0.mark_stream(target);
+        }
+    }
+
+    fn deregistered(&mut self, targets: &[SocketAddr]) {
+        for t in targets {
+            self.0.unmark_stream(*t);
+        }
+    }
 }
 
 /// The subscriber table of `pcscf`.

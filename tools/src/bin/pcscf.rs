@@ -14,14 +14,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use clap::{CommandFactory, Parser};
-use gm::pager::{Registry, Relay};
-use gm::presence::{Agent, Compositor, Notify, WatchId};
-use gm::reg::{Flow, Network, NetworkAction, NetworkConfig, SaSet, Side};
-use gm::sip::{Builder, Message, Method};
-use gm::sms::service::{CentreEvent, CentreSend, SmsCentre};
-use gm::txn::{Event, Reliability, RequestVerdict, ResponseVerdict, Timers, Transactions, TxnId};
+use gm::network::Output;
+use gm::presence::{Agent, Compositor};
+use gm::reg::{Flow, Network, NetworkConfig, SaSet, Side};
+use gm::sip::Message;
+use gm::sms::service::{CentreEvent, SmsCentre};
+use gm::txn::{Reliability, Timers, Transactions};
 use tools::ims::comp::{Incoming, SipComp};
-use tools::ims::{Dir, Hop, Ipsec, Ladder, OsRandom, Recv, Stop, Transport, json_line, token};
+use tools::ims::{Dir, Hop, Ipsec, Ladder, OsRandom, Recv, Stop, Transport, json_line};
 use tools::json::Json;
 
 const AFTER_HELP: &str = "\
@@ -248,36 +248,14 @@ fn main() -> ExitCode {
 /// Everything the relay keeps between datagrams.
 struct Pcscf {
     transport: Transport,
-    local: SocketAddr,
-    net: Network,
-    layer: Transactions<SocketAddr>,
-    registry: Registry<SocketAddr>,
-    /// The IMPUs bound per IMPI (to unbind them).
-    bound: HashMap<String, Vec<String>>,
-    /// The IMPUs of each subscriber, from the table.
-    impus: HashMap<String, Vec<String>>,
-    /// Client transaction of a forwarded MESSAGE -> server transaction.
-    relays: HashMap<TxnId, (TxnId, Message<'static>)>,
-    /// Client transactions of our reg event NOTIFYs (gm::reg::Network).
-    notifies: HashMap<TxnId, Message<'static>>,
-    /// The presence agent (PUBLISH, SUBSCRIBE to presence).
-    agent: Agent,
-    /// Client transactions of our presence NOTIFYs.
-    presence_notifies: HashMap<TxnId, WatchId>,
-    /// Via sent-by of the requests we originate (our port-s with SAs, as
-    /// the reg event's NOTIFYs).
-    sent_by: SocketAddr,
+    /// The role: registrar, relay, presence agent, service centre.
+    core: gm::network::Pcscf,
     rng: OsRandom,
     ladder: Ladder,
     start: Instant,
     show_keys: bool,
     /// SigComp (or not) between the transactions and the transport.
     comp: SipComp,
-    /// The SMS service centre and its PSI.
-    centre: SmsCentre,
-    centre_uri: String,
-    /// Client transactions of the centre's MESSAGEs -> the IMPU sent to.
-    sms_out: HashMap<TxnId, String>,
 }
 
 fn run(cli: &Cli) -> Result<()> {
@@ -364,31 +342,34 @@ fn run(cli: &Cli) -> Result<()> {
     if let Some(t1) = cli.t1 {
         timers.t1 = t1;
     }
+    let start = Instant::now();
+    let mut core = gm::network::Pcscf::new(
+        net,
+        Transactions::new(timers),
+        agent,
+        (centre, centre_uri.clone()),
+        impus,
+        gm::network::Addresses { local, sent_by },
+    );
+    // The service centre's timestamps: UTC from the system clock.
+    core.set_utc_offset(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs(),
+    );
     let mut p = Pcscf {
         transport,
-        local,
-        net,
-        layer: Transactions::new(timers),
-        registry: Registry::new(),
-        bound: HashMap::new(),
-        impus,
-        relays: HashMap::new(),
-        notifies: HashMap::new(),
-        agent,
-        presence_notifies: HashMap::new(),
-        sent_by,
+        core,
         rng: match cli.seed {
             Some(s) => OsRandom::seeded(s),
             None => OsRandom::new()?,
         },
         ladder: Ladder::new(cli.verbose, cli.quiet),
-        start: Instant::now(),
+        start,
         show_keys: cli.show_keys,
         // A UE gets SigComp once it shows it speaks it (RFC 3486 §4).
         comp: SipComp::new(tools::ims::comp::mode(cli.sigcomp, cli.sigcomp_full))?.wait_for_peers(),
-        centre,
-        centre_uri: centre_uri.clone(),
-        sms_out: HashMap::new(),
     };
     let mut listening = Json::obj();
     listening
@@ -413,14 +394,7 @@ fn run(cli: &Cli) -> Result<()> {
     let mut buf = tools::ims::esp_udp::recv_buffer();
     while !stop.is_set() {
         let now = p.start.elapsed();
-        let next = [
-            p.layer.poll_timeout(),
-            p.net.poll_timeout(),
-            p.agent.poll_timeout(),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
+        let next = p.core.poll_timeout();
         let mut wait = next
             .map_or(Stop::POLL, |t| t.saturating_sub(now))
             .min(Stop::POLL);
@@ -586,6 +560,7 @@ impl Pcscf {
             }
         };
         let now = self.now();
+        let mut links = tools::ims::Links(&mut self.transport);
         if m.is_request() {
             if gm::txn::stamp_via(&mut m, from).is_err() {
                 return;
@@ -593,526 +568,146 @@ impl Pcscf {
             if matches!(flow, Flow::Protected { .. }) {
                 self.comp.peer_signalled(&m, from);
             }
-            let arrived_on = self.transport.arrival_port(flow, Side::Network);
-            let Ok(RequestVerdict::New(id)) =
-                self.layer
-                    .on_request_at(&m, from, arrived_on, reliability, now)
-            else {
-                return;
-            };
-            // gm::reg::Network decides which requests are registration's
-            // (REGISTER, SUBSCRIBE to the reg event).
-            match self.net.on_request(&m, from.ip(), flow, now, &mut self.rng) {
-                Some(actions) => self.on_actions(actions, Some((id, from))),
-                None if gm::sms::sip::for_centre(&m, &self.centre_uri) => {
-                    self.service_centre(&m, id, from);
-                }
-                None if matches!(m.method(), Some(Method::Publish | Method::Subscribe)) => {
-                    self.presence(&m, id, from);
-                }
-                None => self.relay(&m, id, from),
-            }
-        } else if let ResponseVerdict::ToTu(client) = self.layer.on_response(&m, now) {
-            let status = m.status().unwrap_or(0);
-            if status >= 200 {
-                if let Some(watch) = self.presence_notifies.remove(&client) {
-                    self.notify_answered(watch, status);
-                    return;
-                }
-            }
-            if m.status().is_some_and(|s| s >= 200) && self.notifies.remove(&client).is_some() {
-                let actions = self.net.on_response(&m, now);
-                self.on_actions(actions, None);
-            } else if let Some(status) = m.status().filter(|s| *s >= 200) {
-                if let Some(to) = self.sms_out.remove(&client) {
-                    // The RP-ACK comes in the recipient's own MESSAGE; a
-                    // refusal is the end of this delivery.
-                    if !(200..300).contains(&status) {
-                        sms_failed(&to, Json::Int(i64::from(status)));
-                    }
-                }
-                if let Some((server, _)) = self.relays.remove(&client) {
-                    if let Some(back) = gm::pager::response(&m) {
-                        let _ = self.layer.respond(server, &back, now);
-                    }
-                }
-            }
-        }
-    }
-
-    fn relay(&mut self, m: &Message<'_>, id: TxnId, from: SocketAddr) {
-        let now = self.now();
-        let branch = token(&mut self.rng, 8);
-        let via = |protocol: gm::txn::Protocol| {
-            format!(
-                "SIP/2.0/{} {};branch=z9hG4bK{branch}",
-                protocol.via_name(),
-                self.local
-            )
-        };
-        let mut routed = self.registry.route(m, &from, &via(gm::txn::Protocol::Udp));
-        // Our Via names the transport of the hop: TCP to a UE on TCP.
-        if let Relay::Forward { to, .. } = &routed {
-            if self.transport.is_stream(*to) {
-                routed = self.registry.route(m, &from, &via(gm::txn::Protocol::Tcp));
-            }
-        }
-        match routed {
-            Relay::Forward { to, request } => {
-                match self
-                    .layer
-                    .start_client(&request, to, self.transport.reliability(to), now)
-                {
-                    Ok(client) => {
-                        self.relays.insert(client, (id, m.clone().into_owned()));
-                        event(
-                            Json::obj()
-                                .set("event", "relayed")
-                                .set("method", m.method().map_or("", |x| x.as_str()))
-                                .set("to", to.to_string()),
-                        );
-                    }
-                    Err(_) => self.refuse(m, id, gm::pager::relay_failure(false)),
-                }
-            }
-            Relay::Refuse(status) => self.refuse(m, id, status),
-        }
-    }
-
-    /// A PUBLISH or a SUBSCRIBE to presence: admitted by the agent's rule
-    /// (a registered UE; a PUBLISH for itself), then answered by it.
-    fn presence(&mut self, m: &Message<'_>, id: TxnId, from: SocketAddr) {
-        let now = self.now();
-        if let Err(status) = self.agent.admit(&self.registry, m, &from) {
-            self.refuse(m, id, status);
-            return;
-        }
-        let tag = token(&mut self.rng, 4);
-        if m.method() == Some(Method::Publish) {
-            let (reply, notifies) = self.agent.on_publish(m, now);
-            match reply.response(m, &tag) {
-                Ok(r) => {
-                    let _ = self.layer.respond(id, &r, now);
-                }
-                Err(_) => self.refuse(m, id, 400),
-            }
-            if reply.status == 200 {
-                let resource = m.request_uri().map(|u| u.to_string()).unwrap_or_default();
-                let basic = self
-                    .agent
-                    .compositor()
-                    .composed(&resource, now)
-                    .map_or(Json::Null, |d| d.basic().as_str().into());
-                event(
-                    Json::obj()
-                        .set("event", "published")
-                        .set("resource", resource)
-                        .set("etag", reply.etag.clone().map_or(Json::Null, Json::from))
-                        .set("basic", basic),
-                );
-            }
-            for n in notifies {
-                self.send_notify(n);
-            }
-            return;
-        }
-        match self.agent.on_subscribe(m, &tag, now) {
-            Ok(s) => {
-                let _ = self.layer.respond(id, &s.response, now);
-                if let (Some(resource), Ok(watcher)) = (&s.resource, m.from()) {
-                    let state = if s.watch.is_some() {
-                        "active"
-                    } else {
-                        "terminated"
-                    };
-                    event(
-                        Json::obj()
-                            .set("event", "watcher")
-                            .set("resource", resource.clone())
-                            .set("watcher", watcher.uri.to_string())
-                            .set("state", state),
-                    );
-                }
-                if let Some(n) = s.notify {
-                    self.send_notify(n);
-                }
-            }
-            Err(_) => self.refuse(m, id, 400),
-        }
-    }
-
-    /// Sends a presence NOTIFY to its watcher's registered flow (the UE's
-    /// port-s over SAs), through a client transaction.
-    fn send_notify(&mut self, n: Notify) {
-        let now = self.now();
-        let Some(to) = Agent::notify_target(&self.registry, &n).copied() else {
-            // No registration vouches for the watcher any more.
-            self.notify_answered(n.watch, 408);
-            return;
-        };
-        let protocol = self.transport.protocol(to);
-        let request = n
-            .request
-            .header(
-                "Via",
-                format!(
-                    "SIP/2.0/{} {};branch=z9hG4bK{}",
-                    protocol.via_name(),
-                    self.sent_by,
-                    token(&mut self.rng, 8)
-                ),
-            )
-            .header("Max-Forwards", 70)
-            .build();
-        match request {
-            Ok(r) => match self
-                .layer
-                .start_client(&r, to, self.transport.reliability(to), now)
-            {
-                Ok(client) => {
-                    if !n.terminated {
-                        self.presence_notifies.insert(client, n.watch);
-                    }
-                }
-                Err(e) => eprintln!("pcscf: cannot send a NOTIFY to {to}: {e}"),
-            },
-            Err(e) => eprintln!("pcscf: cannot build a NOTIFY: {e}"),
-        }
-    }
-
-    /// A presence NOTIFY's final status (408: none came): a watcher gone
-    /// ends its subscription.
-    fn notify_answered(&mut self, watch: WatchId, status: u16) {
-        let who = self
-            .agent
-            .watcher(watch)
-            .map(str::to_owned)
-            .zip(self.agent.resource(watch).map(str::to_owned));
-        if self.agent.on_notify_response(watch, status) {
-            if let Some((watcher, resource)) = who {
-                event(
-                    Json::obj()
-                        .set("event", "watcher")
-                        .set("resource", resource)
-                        .set("watcher", watcher)
-                        .set("state", "terminated"),
-                );
-            }
-        }
-    }
-
-    /// A MESSAGE to the service centre: answered as the centre says, its
-    /// MESSAGEs sent, its decisions printed.
-    fn service_centre(&mut self, m: &Message<'_>, id: TxnId, from: SocketAddr) {
-        let sender = match self.registry.sender(m, &from) {
-            Ok(s) => s,
-            Err(status) => return self.refuse(m, id, status),
-        };
-        let content_type = m
-            .content_type()
-            .ok()
-            .flatten()
-            .map(|t| t.to_string())
-            .unwrap_or_default();
-        let unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let scts = gm::sms::Timestamp::utc(unix);
-        let reply = self
-            .centre
-            .on_message(&sender, &content_type, m.body(), scts);
-        self.refuse(m, id, reply.status);
-        for e in &reply.events {
-            event(&mut centre_event(e));
-        }
-        for s in reply.send {
-            self.centre_send(s);
-        }
-    }
-
-    /// Sends a MESSAGE of the centre to where its target registered (its
-    /// port-s over SAs, as the relay does).
-    fn centre_send(&mut self, s: CentreSend) {
-        let now = self.now();
-        let Some(to) = self.registry.target(&s.to).copied() else {
-            sms_failed(&s.to, "not registered".into());
-            return;
-        };
-        let call_id = token(&mut self.rng, 12);
-        let from_tag = token(&mut self.rng, 6);
-        let branch = format!("z9hG4bK{}", token(&mut self.rng, 8));
-        let local = self.local.to_string();
-        let page = gm::pager::Page {
-            from: &self.centre_uri,
-            to: &s.to,
-            local: &local,
-            call_id: &call_id,
-            from_tag: &from_tag,
-            branch: &branch,
-            cseq: 1,
-            routes: &[],
-            text: "",
-            protocol: self.transport.protocol(to),
-        };
-        let sent = gm::sms::sip::request(&page, &s.body)
-            .map_err(|e| e.to_string())
-            .and_then(|r| {
-                self.layer
-                    .start_client(&r, to, self.transport.reliability(to), now)
-                    .map_err(|e| e.to_string())
-            });
-        match sent {
-            Ok(client) => {
-                self.sms_out.insert(client, s.to);
-            }
-            Err(e) => sms_failed(&s.to, e.into()),
-        }
-    }
-
-    /// Answers a request with `status` (a refusal, or the service
-    /// centre's answer).
-    fn refuse(&mut self, m: &Message<'_>, id: TxnId, status: u16) {
-        let now = self.now();
-        if let Ok(r) = Builder::response_to(m, status, None)
-            .to_tag(&token(&mut self.rng, 4))
-            .build()
-        {
-            let _ = self.layer.respond(id, &r, now);
-        }
-    }
-
-    fn on_actions(&mut self, actions: Vec<NetworkAction>, txn: Option<(TxnId, SocketAddr)>) {
-        let now = self.now();
-        // SAs to install or update wait until the response of this batch
-        // has been sent: it never travels over them (the 401 goes to the
-        // UE's plain port; the 200 over SAs already installed, whose
-        // lifetime alone the update changes), and no message is read
-        // before they are in place, so the UE's next request finds them.
-        // The UE's wait for its 401 and its 200 then excludes the key
-        // schedules.
-        let mut deferred = Vec::new();
-        for a in actions {
-            match a {
-                NetworkAction::Respond(r) => {
-                    if let Some((id, _)) = txn {
-                        let _ = self.layer.respond(id, &r, now);
-                    }
-                }
-                NetworkAction::Registered {
-                    impi,
-                    impu,
-                    contact,
-                    expires,
-                } => {
-                    // The IMPUs bound: the table's and the registered one
-                    // (usually one of them), kept from the last time.
-                    if !self.bound.get(&impi).is_some_and(|s| s.contains(&impu)) {
-                        let mut set = self.impus.get(&impi).cloned().unwrap_or_default();
-                        if !set.contains(&impu) {
-                            set.push(impu.clone());
-                        }
-                        self.bound.insert(impi.clone(), set);
-                    }
-                    if let (Some((_, from)), Some(set)) = (txn, self.bound.get(&impi)) {
-                        // Over SAs the UE sends from its port-c (`from`)
-                        // and takes requests on its port-s (TS 33.203).
-                        let target = self
-                            .net
-                            .sas(&impi)
-                            .map_or(from, |s| SocketAddr::new(s.ue_addr(), s.ue_offer().port_s));
-                        self.registry.bind_flow(set, from, target);
-                        // Registered over TCP: its requests go over TCP
-                        // (over SAs: a connection from our port-c to its
-                        // port-s), a new connection if one closes.
-                        if self.transport.connected(from) {
-                            self.transport.mark_stream(target);
-                        }
-                    }
-                    let over = match txn.map(|(_, from)| self.transport.protocol(from)) {
-                        Some(gm::txn::Protocol::Tcp) => "tcp",
-                        _ => "udp",
-                    };
-                    event(
-                        Json::obj()
-                            .set("event", "registered")
-                            .set("impi", impi)
-                            .set("impu", impu)
-                            .set("contact", contact)
-                            .set("transport", over)
-                            .set("expires", Json::Int(expires.as_secs() as i64)),
-                    );
-                }
-                NetworkAction::Deregistered { impi } => {
-                    if let Some(set) = self.bound.remove(&impi) {
-                        for impu in &set {
-                            if let Some(target) = self.registry.target(impu).copied() {
-                                self.transport.unmark_stream(target);
-                            }
-                        }
-                        self.registry.unbind(&set);
-                    }
-                    event(Json::obj().set("event", "deregistered").set("impi", impi));
-                }
-                NetworkAction::Notify { request, flow } => {
-                    // To the UE's Contact (its protected server port, where
-                    // TS 33.203 has the P-CSCF's requests arrive), else to
-                    // where the request came from.
-                    let to = target(&request).or_else(|| txn.map(|(_, from)| from));
-                    if let Some(to) = to {
-                        // From the port gm chose: during an SA handover two
-                        // sets reach the UE's port-s.
-                        let from_port = flow.local_port(Side::Network);
-                        if let Ok(client) = self.layer.start_client_at(
-                            &request,
-                            to,
-                            from_port,
-                            self.transport.reliability(to),
-                            now,
-                        ) {
-                            self.notifies.insert(client, request);
-                        }
-                    }
-                }
-                NetworkAction::AuthenticationFailed { impi, reason } => event(
-                    Json::obj()
-                        .set("event", "authentication-failed")
-                        .set("impi", impi)
-                        .set("reason", reason),
-                ),
-                // Applied once the batch's response has left (below).
-                a @ (NetworkAction::InstallSas(_) | NetworkAction::UpdateSas(_)) => {
-                    deferred.push(a);
-                }
-                NetworkAction::RemoveSas(s) => {
-                    // SA changes keep their order.
-                    self.apply_sa_changes(&mut deferred);
-                    // A response queued for these SAs (the 200 of a
-                    // de-registration) leaves before they go.
-                    self.flush();
-                    self.comp.close(&s);
-                    match self.transport.remove(&s) {
-                        Ok(usage) => self.sa_events(&s, "remove", &usage),
-                        Err(e) => eprintln!("pcscf: {e:#}"),
-                    }
-                }
-                _ => {}
-            }
-        }
-        self.apply_sa_changes(&mut deferred);
-    }
-
-    /// Sends what is queued, then installs or updates `changes` (in order).
-    fn apply_sa_changes(&mut self, changes: &mut Vec<NetworkAction>) {
-        if changes.is_empty() {
-            return;
+            let arrived_on = links.0.arrival_port(flow, Side::Network);
+            let arrival = (flow, arrived_on, reliability);
+            self.core
+                .on_request(&m, from, arrival, now, &mut self.rng, &mut links);
+        } else {
+            self.core.on_response(&m, now, &mut links);
         }
         self.flush();
-        for a in changes.drain(..) {
-            match a {
-                NetworkAction::InstallSas(s) => match self.transport.install(&s) {
+    }
+
+    fn on_time(&mut self) {
+        let now = self.now();
+        let mut links = tools::ims::Links(&mut self.transport);
+        self.core.handle_timeout(now, &mut self.rng, &mut links);
+    }
+
+    /// Carries out what the role asks, in order: messages to send, SA
+    /// changes (with the SigComp compartments that follow them), events
+    /// to print. A datagram that cannot leave is reported and left to the
+    /// transaction's timers, as a loss.
+    fn flush(&mut self) {
+        while let Some(o) = self.core.poll_output() {
+            match o {
+                Output::Transmit(t) => tools::ims::send_transmit(
+                    "pcscf",
+                    t,
+                    self.core.transactions(),
+                    &mut self.comp,
+                    &mut self.transport,
+                    &self.ladder,
+                ),
+                Output::InstallSas { set, replaces } => match self.transport.install(&set) {
                     Ok(()) => {
                         // The UE's compartment opens with its SAs (TS
                         // 24.229 §8.1.1); a handover's new set takes the
                         // old one's.
-                        match self.net.handover_from(&s) {
-                            Some(old) => self.comp.hand_over(old, &s),
-                            None => self.comp.open(&s),
+                        match &replaces {
+                            Some(old) => self.comp.hand_over(old, &set),
+                            None => self.comp.open(&set),
                         }
-                        self.sa_events(&s, "add", &[]);
+                        self.sa_events(&set, "add", &[]);
                     }
                     Err(e) => eprintln!("pcscf: {e:#}"),
                 },
-                NetworkAction::UpdateSas(s) => {
-                    if let Err(e) = self.transport.update(&s) {
+                Output::UpdateSas(set) => {
+                    if let Err(e) = self.transport.update(&set) {
                         eprintln!("pcscf: {e:#}");
                     }
                 }
-                _ => {}
+                Output::RemoveSas(set) => {
+                    self.comp.close(&set);
+                    match self.transport.remove(&set) {
+                        Ok(usage) => self.sa_events(&set, "remove", &usage),
+                        Err(e) => eprintln!("pcscf: {e:#}"),
+                    }
+                }
+                Output::Event(e) => self.report(e),
             }
         }
+        self.ladder.release();
+    }
+
+    /// Prints what the role reports, as an event line.
+    fn report(&self, e: gm::network::Event) {
+        use gm::network::{Event as E, SmsFailure};
+        let mut j = Json::obj();
+        match e {
+            E::Registered {
+                impi,
+                impu,
+                contact,
+                expires,
+                from,
+                ..
+            } => {
+                let over = match self.transport.protocol(from) {
+                    gm::txn::Protocol::Tcp => "tcp",
+                    _ => "udp",
+                };
+                j.set("event", "registered")
+                    .set("impi", impi)
+                    .set("impu", impu)
+                    .set("contact", contact)
+                    .set("transport", over)
+                    .set("expires", Json::Int(expires.as_secs() as i64));
+            }
+            E::Deregistered { impi, .. } => {
+                j.set("event", "deregistered").set("impi", impi);
+            }
+            E::AuthenticationFailed { impi, reason } => {
+                j.set("event", "authentication-failed")
+                    .set("impi", impi)
+                    .set("reason", reason);
+            }
+            E::Relayed { method, to } => {
+                j.set("event", "relayed")
+                    .set("method", method)
+                    .set("to", to.to_string());
+            }
+            E::Published {
+                resource,
+                etag,
+                basic,
+            } => {
+                j.set("event", "published")
+                    .set("resource", resource)
+                    .set("etag", etag.map_or(Json::Null, Json::from))
+                    .set("basic", basic.map_or(Json::Null, |b| b.as_str().into()));
+            }
+            E::Watcher {
+                resource,
+                watcher,
+                active,
+            } => {
+                j.set("event", "watcher")
+                    .set("resource", resource)
+                    .set("watcher", watcher)
+                    .set("state", if active { "active" } else { "terminated" });
+            }
+            E::Sms(c) => j = centre_event(&c),
+            E::SmsFailed { to, why } => {
+                let status = match why {
+                    SmsFailure::Status(s) => Json::Int(i64::from(s)),
+                    SmsFailure::NotRegistered => "not registered".into(),
+                    SmsFailure::NoAnswer => "no answer".into(),
+                    SmsFailure::NotSent(e) => e.into(),
+                };
+                j.set("event", "sms")
+                    .set("result", "failed")
+                    .set("to", to)
+                    .set("status", status);
+            }
+        }
+        event(&mut j);
     }
 
     fn sa_events(&self, set: &SaSet, action: &str, usage: &[tools::ims::SaUsage]) {
         for mut j in tools::ims::sa_events(set, action, self.show_keys, usage) {
             event(&mut j);
         }
-    }
-
-    /// Client transaction `client` ended without a final response:
-    /// `timed_out` (Timer F) or its message could not be sent.
-    fn client_failed(&mut self, client: TxnId, timed_out: bool) {
-        if let Some((server, request)) = self.relays.remove(&client) {
-            self.refuse(&request, server, gm::pager::relay_failure(timed_out));
-        }
-        if let Some(to) = self.sms_out.remove(&client) {
-            let why = if timed_out {
-                "no answer"
-            } else {
-                "could not be sent"
-            };
-            sms_failed(&to, why.into());
-        }
-        if let Some(notify) = self.notifies.remove(&client) {
-            let actions = self.net.on_notify_timeout(&notify);
-            self.on_actions(actions, None);
-        }
-        if let Some(watch) = self.presence_notifies.remove(&client) {
-            self.notify_answered(watch, 408);
-        }
-    }
-
-    fn on_time(&mut self) {
-        let now = self.now();
-        self.layer.handle_timeout(now);
-        let actions = self.net.handle_timeout(now);
-        self.on_actions(actions, None);
-        while let Some(e) = self.layer.poll_event() {
-            match e {
-                // No final response from the target (gm::pager: 408).
-                Event::Timeout(client) => self.client_failed(client, true),
-                // It could not be sent (its SAs are gone): 500.
-                Event::TransportError(client) => self.client_failed(client, false),
-                Event::Terminated(client) => {
-                    self.relays.remove(&client);
-                    self.sms_out.remove(&client);
-                    self.notifies.remove(&client);
-                    self.presence_notifies.remove(&client);
-                }
-            }
-        }
-        // Expired subscriptions end; a publication that expired changes
-        // what watchers see (nothing to do without watchers).
-        let due = self.agent.poll_timeout().is_some_and(|t| t <= now);
-        let notifies = if due || !self.agent.is_empty() {
-            self.agent.handle_timeout(now)
-        } else {
-            Vec::new()
-        };
-        for n in notifies {
-            if n.terminated {
-                event(
-                    Json::obj()
-                        .set("event", "watcher")
-                        .set("resource", n.resource.clone())
-                        .set("watcher", n.watcher.clone())
-                        .set("state", "terminated"),
-                );
-            }
-            self.send_notify(n);
-        }
-    }
-
-    /// Sends what the transactions queued. A datagram that cannot leave
-    /// is reported and left to the transaction's timers, as a loss.
-    fn flush(&mut self) {
-        tools::ims::flush(
-            "pcscf",
-            &mut self.layer,
-            &mut self.comp,
-            &mut self.transport,
-            &self.ladder,
-        );
     }
 
     /// Sends a NACK (RFC 4077) back to where a failed SigComp message came
@@ -1169,28 +764,4 @@ fn centre_event(e: &CentreEvent) -> Json {
             .set("reason", gm::sms::cause_name(*cause)),
     };
     j
-}
-
-/// The `sms` event line of a MESSAGE of the centre that `to` did not
-/// take: `status` its SIP status, or why it could not be sent.
-fn sms_failed(to: &str, status: Json) {
-    let mut j = Json::obj();
-    j.set("event", "sms")
-        .set("result", "failed")
-        .set("to", to)
-        .set("status", status);
-    event(&mut j);
-}
-
-/// The address of a request's Request-URI (`sip:IP:port`, as a UE's
-/// Contact is written).
-fn target(request: &Message<'_>) -> Option<SocketAddr> {
-    let uri = request.request_uri()?;
-    let sip = uri.sip()?;
-    let ip: std::net::IpAddr = match sip.host {
-        gm::sip::Host::V4(a) => a.into(),
-        gm::sip::Host::V6(a) => a.into(),
-        gm::sip::Host::Name(_) => return None,
-    };
-    Some(SocketAddr::new(ip, sip.port.unwrap_or(5060)))
 }
