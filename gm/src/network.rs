@@ -356,6 +356,21 @@ impl Pcscf {
         self.end_batch();
     }
 
+    /// Ends `impi`'s registration from the network's side (RFC 3680
+    /// through its reg event: [`crate::reg::Ending`]); its SAs go once
+    /// the NOTIFYs ended.
+    pub fn deregister(
+        &mut self,
+        impi: &str,
+        ending: crate::reg::Ending,
+        now: Duration,
+        links: &mut dyn Links,
+    ) {
+        let actions = self.net.deregister(impi, ending, now);
+        self.on_actions(actions, None, now, links);
+        self.end_batch();
+    }
+
     /// Acts on the time: the transactions' timers, the registrar's
     /// (challenges, bindings, SAs kept a while), the presence agent's.
     pub fn handle_timeout(&mut self, now: Duration, rng: &mut dyn Random, links: &mut dyn Links) {

@@ -2,39 +2,42 @@
 //! through the transaction layer, over a UDP channel that loses 10 % of
 //! the datagrams (a seeded choice, many seeds): registration with its reg
 //! event subscription (RFC 3680: SUBSCRIBE, NOTIFYs), two re-registrations
-//! with SA handover and the de-registration; an AUTS resynchronisation
-//! (its second 401 lost on purpose on some seeds); the network ending a
-//! registration through the reg event (`deactivated`, then `rejected`);
-//! offers without `ealg`; a network with another K and a man in the middle
-//! (no SA left on either side); and two UEs exchanging
-//! MESSAGEs through the network's relay (`gm::pager::Registry`), presence
-//! and SMS over IP. Each side keeps its own SAs as a real IPsec layer
-//! would: a message leaves over the newest set for its ports, and is read
-//! only if its receiver holds that very set (its SPIs; else it is
-//! dropped, as ESP without its SA would be). Timer E retransmissions,
-//! compressed again each time, recover every loss; the compartment opens
-//! with the SAs and is carried over
-//! each handover; no SigComp message fails to decompress (the compressor
-//! references only states the peer acknowledged, so a loss can cost
-//! compression, never a message); and the compression pays: the protected
-//! messages take far fewer bytes than their SIP.
+//! with SA handover and the de-registration; each algorithm pair; an AUTS
+//! resynchronisation (its second 401 lost on purpose on some seeds); the
+//! network ending a registration through the reg event (`deactivated`,
+//! then `rejected`); offers without `ealg`; a network with another K and
+//! a man in the middle (no SA left on either side); and two UEs
+//! exchanging MESSAGEs through the network's relay, presence and SMS over
+//! IP. The network is `gm::network::Pcscf`, the machine `pcscf` runs; the
+//! UEs are composed here from their machines. Each side keeps its own SAs
+//! as a real IPsec layer would: a message leaves over the newest set for
+//! its ports, and is read only if its receiver holds that very set (its
+//! SPIs; else it is dropped, as ESP without its SA would be). Timer E
+//! retransmissions, compressed again each time, recover every loss; the
+//! compartment opens with the SAs and is carried over each handover; no
+//! SigComp message fails to decompress (the compressor references only
+//! states the peer acknowledged, so a loss can cost compression, never a
+//! message); and the compression pays: the protected messages take far
+//! fewer bytes than their SIP.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
 use common::Rng;
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use gm::comp::{Compression, Inbound};
-use gm::pager::{Page, Registry, Relay};
-use gm::presence::agent::{Agent, Notify, WatchId};
+use gm::network::{Addresses, Event as NetEvent, Links, Output, Pcscf};
+use gm::pager::Page;
+use gm::presence::agent::Agent;
 use gm::presence::ue::{Origin, Publisher, Subscribed, Watcher};
 use gm::presence::{Basic, Compositor};
 use gm::reg::{
-    Credentials, Ending, Flow, Network, NetworkAction, NetworkConfig, OpKey, Random, SaSet,
-    Subscriber, Ue, UeAction, UeConfig,
+    Credentials, Ending, Flow, Network, NetworkConfig, OpKey, Random, SaSet, Subscriber, Ue,
+    UeAction, UeConfig,
 };
 use gm::sip::{Builder, Message, Method};
 use gm::sms::service::{CentreEvent, SmsCentre, SmsUe, UeEvent};
@@ -154,8 +157,6 @@ struct UeNode {
     txn: Transactions<Flow>,
     side: Side,
     addr: IpAddr,
-    /// Its first protected port.
-    base: u16,
     impu: String,
     /// Its next SA sets: SPIs and port-c, given as re-registrations fall
     /// due.
@@ -204,7 +205,7 @@ impl UeNode {
     /// configuration changed by `configure`.
     fn new(i: usize, sqn_ms: u64, configure: fn(&mut UeConfig), rng: &mut Rng) -> UeNode {
         let addr: IpAddr = format!("2001:db8::{}", i + 2).parse().unwrap();
-        // Ports of their own, so that a flow names its UE.
+        // Ports of their own too (the UEs differ by address already).
         let base = 6100 + 100 * i as u16;
         let impi = format!("ue{i}@ims.example.org");
         let impu = format!("sip:ue{i}@ims.example.org");
@@ -235,7 +236,6 @@ impl UeNode {
             txn: Transactions::new(Timers::default()),
             side: Side::new(),
             addr,
-            base,
             impu,
             next: vec![((0x3000, 0x3001), base + 2), ((0x2000, 0x2001), base)],
             reg_txn: None,
@@ -263,35 +263,28 @@ impl UeNode {
         }
     }
 
-    fn ports(&self) -> [u16; 3] {
-        [self.base, self.base + 1, self.base + 2]
-    }
-
     fn impi(&self) -> String {
         self.impu.trim_start_matches("sip:").to_owned()
     }
 }
 
-/// The network: registrar and P-CSCF with its MESSAGE relay.
+/// The network: `gm::network::Pcscf` (registrar, relay, presence agent,
+/// service centre) with its SAs and SigComp.
 struct NetNode {
-    net: Network,
-    txn: Transactions<Addr>,
+    pcscf: Pcscf,
     side: Side,
-    registry: Registry<Addr>,
-    /// NOTIFYs out (for their timeouts), MESSAGEs relayed (the client
-    /// transaction towards the target, the sender's server transaction).
-    notifies: Vec<(TxnId, Message<'static>)>,
-    relays: Vec<(TxnId, TxnId)>,
-    /// The presence agent and its NOTIFYs out.
-    agent: Agent,
-    presence_notifies: Vec<(TxnId, WatchId)>,
-    /// The SMS service centre, its URI, and its MESSAGEs out.
-    centre: SmsCentre,
-    centre_uri: String,
-    centre_out: Vec<TxnId>,
-    centre_events: Vec<CentreEvent>,
+    /// Reg event NOTIFYs sent (first copies).
     notified: usize,
-    branches: u64,
+    centre_events: Vec<CentreEvent>,
+}
+
+/// Every destination over UDP.
+struct Udp;
+
+impl Links for Udp {
+    fn protocol(&self, _: SocketAddr) -> Protocol {
+        Protocol::Udp
+    }
 }
 
 struct Sim {
@@ -350,8 +343,10 @@ impl Sim {
         let mut net = Network::new(nc);
         let resources: Vec<String> = nodes.iter().map(|n| n.impu.clone()).collect();
         let mut centre = SmsCentre::new(centre_address());
+        let mut impus = HashMap::new();
         for (i, n) in nodes.iter().enumerate() {
             centre.subscriber(&number(i), &n.impu);
+            impus.insert(n.impi(), vec![n.impu.clone()]);
         }
         for n in &nodes {
             net.add_subscriber(
@@ -365,34 +360,36 @@ impl Sim {
                 },
             );
         }
+        let local = SocketAddr::new(pcscf_addr(), PCSCF_PORTS.0);
+        let sent_by = SocketAddr::new(pcscf_addr(), PCSCF_PORTS.1);
+        let agent = Agent::new(
+            Compositor::new(
+                &resources.iter().map(String::as_str).collect::<Vec<_>>(),
+                3600,
+                60,
+                7200,
+            ),
+            &format!("sip:{sent_by}"),
+            60,
+            3600,
+            7200,
+        );
+        let mut pcscf = Pcscf::new(
+            net,
+            Transactions::new(Timers::default()),
+            agent,
+            (centre, gm::sms::sip::default_centre(DOMAIN)),
+            impus,
+            Addresses { local, sent_by },
+        );
+        pcscf.set_utc_offset(1_765_000_000);
         Sim {
             ues: nodes,
             net: NetNode {
-                net,
-                txn: Transactions::new(Timers::default()),
+                pcscf,
                 side: Side::new(),
-                registry: Registry::new(),
-                notifies: Vec::new(),
-                relays: Vec::new(),
-                agent: Agent::new(
-                    Compositor::new(
-                        &resources.iter().map(String::as_str).collect::<Vec<_>>(),
-                        3600,
-                        60,
-                        7200,
-                    ),
-                    &format!("sip:[{}]:{}", pcscf_addr(), PCSCF_PORTS.0),
-                    60,
-                    3600,
-                    7200,
-                ),
-                presence_notifies: Vec::new(),
-                centre,
-                centre_uri: gm::sms::sip::default_centre(DOMAIN),
-                centre_out: Vec::new(),
-                centre_events: Vec::new(),
                 notified: 0,
-                branches: 0,
+                centre_events: Vec::new(),
             },
             rng,
             loss: Rng(0x9e37_79b9_7f4a_7c15 ^ (seed + 1)),
@@ -402,14 +399,6 @@ impl Sim {
             lost: 0,
             lose_protected_401s: 0,
         }
-    }
-
-    /// The UE whose protected port `port` is.
-    fn ue_of_port(&self, port: u16) -> usize {
-        self.ues
-            .iter()
-            .position(|u| u.ports().contains(&port))
-            .unwrap()
     }
 
     fn ue_actions(&mut self, i: usize, id: Option<TxnId>, actions: Vec<UeAction>) {
@@ -468,66 +457,6 @@ impl Sim {
         }
     }
 
-    /// `from`: where the request these actions answer came from.
-    fn net_actions(&mut self, id: Option<TxnId>, from: Option<Addr>, actions: Vec<NetworkAction>) {
-        let now = self.now;
-        for a in actions {
-            match a {
-                NetworkAction::Respond(r) => {
-                    if let Some(id) = id {
-                        self.net.txn.respond(id, &r, now).unwrap();
-                    }
-                }
-                NetworkAction::Notify { request, flow } => {
-                    let Flow::Protected { ue_port, .. } = flow else {
-                        panic!("a NOTIFY in clear");
-                    };
-                    let to = (self.ue_of_port(ue_port), flow);
-                    let t = self
-                        .net
-                        .txn
-                        .start_client(&request, to, Reliability::Unreliable, now)
-                        .unwrap();
-                    self.net.notifies.push((t, request));
-                    self.net.notified += 1;
-                }
-                NetworkAction::Registered { impi, impu, .. } => {
-                    // Registered from the UE's port-c, requests to it at
-                    // its port-s (TS 33.203), as pcscf binds it.
-                    let (Some(from), Some(s)) = (from, self.net.net.sas(&impi)) else {
-                        continue;
-                    };
-                    let target = Flow::Protected {
-                        ue_port: s.ue_offer().port_s,
-                        pcscf_port: s.pcscf_offer().port_c,
-                    };
-                    self.net.registry.bind_flow(&[impu], from, (from.0, target));
-                }
-                NetworkAction::Deregistered { impi } => {
-                    self.net.registry.unbind(&[format!("sip:{impi}")]);
-                }
-                NetworkAction::InstallSas(s) => {
-                    let n = &mut self.net;
-                    match n.net.handover_from(&s) {
-                        Some(old) => n.side.comp.hand_over_sas(old, &s),
-                        None => n.side.comp.open_sas_when_signalled(&s),
-                    };
-                    n.side.sas.push(s);
-                }
-                NetworkAction::UpdateSas(s) => {
-                    self.net.side.sas.retain(|x| x.sas() != s.sas());
-                    self.net.side.sas.push(s);
-                }
-                NetworkAction::RemoveSas(s) => {
-                    self.transmit();
-                    self.net.side.comp.close_sas(&s);
-                    self.net.side.sas.retain(|x| *x != s);
-                }
-                _ => {}
-            }
-        }
-    }
-
     /// Whether the next datagram is lost.
     fn lose(&mut self) -> bool {
         let mut b = [0u8; 8];
@@ -541,13 +470,83 @@ impl Sim {
         let mut out = Vec::new();
         for (i, u) in self.ues.iter_mut().enumerate() {
             while let Some(t) = u.txn.poll_transmit() {
-                out.push((true, i, t.to, t.bytes));
+                out.push((i, t.to, t.bytes));
             }
         }
-        while let Some(t) = self.net.txn.poll_transmit() {
-            out.push((false, t.to.0, t.to.1, t.bytes));
+        for (i, flow, sip) in out {
+            self.put(true, i, flow, sip);
         }
-        for (to_network, i, flow, sip) in out {
+        self.drain_network();
+    }
+
+    /// Carries out the network's outputs in order: its messages, its SA
+    /// changes (with their compartments).
+    fn drain_network(&mut self) {
+        while let Some(o) = self.net.pcscf.poll_output() {
+            match o {
+                Output::Transmit(t) => {
+                    let Some(i) = self.ues.iter().position(|u| u.addr == t.to.ip()) else {
+                        continue;
+                    };
+                    let flow = self.network_flow(t.to, t.from_port);
+                    let m = Message::parse(&t.bytes).unwrap();
+                    if !t.retransmission
+                        && m.method() == Some(Method::Notify)
+                        && m.header("Event").is_some_and(|e| e.starts_with("reg"))
+                    {
+                        self.net.notified += 1;
+                    }
+                    self.put(false, i, flow, t.bytes);
+                }
+                Output::InstallSas { set, replaces } => {
+                    let n = &mut self.net;
+                    match &replaces {
+                        Some(old) => n.side.comp.hand_over_sas(old, &set),
+                        None => n.side.comp.open_sas_when_signalled(&set),
+                    };
+                    n.side.sas.push(set);
+                }
+                Output::UpdateSas(set) => {
+                    self.net.side.sas.retain(|x| x.sas() != set.sas());
+                    self.net.side.sas.push(set);
+                }
+                Output::RemoveSas(set) => {
+                    self.net.side.comp.close_sas(&set);
+                    self.net.side.sas.retain(|x| *x != set);
+                }
+                Output::Event(NetEvent::Sms(e)) => self.net.centre_events.push(e),
+                Output::Event(_) => {}
+            }
+        }
+    }
+
+    /// The flow a message of the network to `to` leaves on: in clear to
+    /// port 5060; from the port the role names; else (a request it
+    /// starts) from the port-c of the newest set reaching `to`'s port.
+    fn network_flow(&self, to: SocketAddr, from_port: Option<u16>) -> Flow {
+        if to.port() == 5060 {
+            return Flow::Unprotected;
+        }
+        let pcscf_port = from_port.unwrap_or_else(|| {
+            self.net
+                .side
+                .sas
+                .iter()
+                .rev()
+                .find(|s| s.ue_addr() == to.ip() && s.ue_offer().port_s == to.port())
+                .map_or(PCSCF_PORTS.0, |s| s.pcscf_offer().port_c)
+        });
+        Flow::Protected {
+            ue_port: to.port(),
+            pcscf_port,
+        }
+    }
+
+    /// Puts one message on the wire: compressed by its sender's SigComp,
+    /// over the newest SA set for its ports (or dropped without one),
+    /// lost by the channel or not.
+    fn put(&mut self, to_network: bool, i: usize, flow: Flow, sip: Vec<u8>) {
+        {
             let ue_addr = self.ues[i].addr;
             let (side, peer) = if to_network {
                 let p = match flow {
@@ -566,7 +565,7 @@ impl Sim {
             let set = side.set_for(ue_addr, flow).map(spis);
             if protected && set.is_none() {
                 side.no_sa += 1;
-                continue;
+                return;
             }
             let mut bytes = Vec::new();
             match side.comp.association_of(peer).map(str::to_owned) {
@@ -589,12 +588,12 @@ impl Sim {
                 && sip.starts_with(b"SIP/2.0 401")
             {
                 self.lose_protected_401s -= 1;
-                continue;
+                return;
             }
             self.sent += 1;
             if self.lose() {
                 self.lost += 1;
-                continue;
+                return;
             }
             self.wire.push(Packet {
                 at: self.now + DELAY,
@@ -665,207 +664,41 @@ impl Sim {
 
     fn at_network(&mut self, m: &Message<'_>, from: Addr, over_sas: Option<&str>) {
         let now = self.now;
-        if !m.is_request() {
-            let ResponseVerdict::ToTu(client) = self.net.txn.on_response(m, now) else {
-                return;
-            };
-            if let Some(k) = self.net.centre_out.iter().position(|c| *c == client) {
-                // The RP-ACK comes in the recipient's own MESSAGE.
-                self.net.centre_out.swap_remove(k);
-            } else if let Some(k) = self
-                .net
-                .presence_notifies
-                .iter()
-                .position(|(c, _)| *c == client)
-            {
-                let (_, watch) = self.net.presence_notifies.swap_remove(k);
-                self.net
-                    .agent
-                    .on_notify_response(watch, m.status().unwrap_or(0));
-            } else if let Some(k) = self.net.relays.iter().position(|(c, _)| *c == client) {
-                let (_, server) = self.net.relays.swap_remove(k);
-                if let Some(back) = gm::pager::response(m) {
-                    self.net.txn.respond(server, &back, now).unwrap();
-                }
-            } else if m.status().is_some_and(|s| s >= 200) {
-                self.net.notifies.retain(|(c, _)| *c != client);
-                let acts = self.net.net.on_response(m, now);
-                self.net_actions(None, None, acts);
-            }
-            return;
-        }
-        if let (Some(a), true) = (over_sas, gm::comp::signals_sigcomp(m)) {
-            self.net.side.comp.peer_signalled(a);
-        }
-        let v = self
-            .net
-            .txn
-            .on_request(m, from, Reliability::Unreliable, now)
-            .unwrap();
-        let RequestVerdict::New(id) = v else {
-            return;
+        let ue_ip = self.ues[from.0].addr;
+        let (sock, arrival) = match from.1 {
+            Flow::Unprotected => (
+                SocketAddr::new(ue_ip, 5060),
+                (from.1, None, Reliability::Unreliable),
+            ),
+            Flow::Protected {
+                ue_port,
+                pcscf_port,
+            } => (
+                SocketAddr::new(ue_ip, ue_port),
+                (from.1, Some(pcscf_port), Reliability::Unreliable),
+            ),
         };
-        let ue_addr = self.ues[from.0].addr;
-        match self
-            .net
-            .net
-            .on_request(m, ue_addr, from.1, now, &mut self.rng)
-        {
-            Some(acts) => self.net_actions(Some(id), Some(from), acts),
-            None if gm::sms::sip::for_centre(m, &self.net.centre_uri) => {
-                self.service_centre(m, id, from);
+        if m.is_request() {
+            if let (Some(a), true) = (over_sas, gm::comp::signals_sigcomp(m)) {
+                self.net.side.comp.peer_signalled(a);
             }
-            None if matches!(m.method(), Some(Method::Publish | Method::Subscribe)) => {
-                self.presence(m, id, from);
-            }
-            None => {
-                // Not registration's: a MESSAGE to relay.
-                self.net.branches += 1;
-                let via = format!(
-                    "SIP/2.0/UDP [{}]:{};branch=z9hG4bKrelay{}",
-                    pcscf_addr(),
-                    PCSCF_PORTS.0,
-                    self.net.branches
-                );
-                match self.net.registry.route(m, &from, &via) {
-                    Relay::Forward { to, request } => {
-                        let client = self
-                            .net
-                            .txn
-                            .start_client(&request, to, Reliability::Unreliable, now)
-                            .unwrap();
-                        self.net.relays.push((client, id));
-                    }
-                    Relay::Refuse(status) => {
-                        let r = Builder::response_to(m, status, None)
-                            .to_tag("refused")
-                            .build()
-                            .unwrap();
-                        self.net.txn.respond(id, &r, now).unwrap();
-                    }
-                }
-            }
-        }
-    }
-
-    /// A PUBLISH or a presence SUBSCRIBE: admitted by the agent's rule,
-    /// answered by it, its NOTIFYs sent (as pcscf does).
-    fn presence(&mut self, m: &Message<'_>, id: TxnId, from: Addr) {
-        let now = self.now;
-        let n = &mut self.net;
-        let refuse = |n: &mut NetNode, status: u16| {
-            let r = Builder::response_to(m, status, None)
-                .to_tag("refused")
-                .build()
-                .unwrap();
-            n.txn.respond(id, &r, now).unwrap();
-        };
-        if let Err(status) = n.agent.admit(&n.registry, m, &from) {
-            return refuse(n, status);
-        }
-        let notifies = if m.method() == Some(Method::Publish) {
-            let (reply, notifies) = n.agent.on_publish(m, now);
-            let r = reply.response(m, "esc").unwrap();
-            n.txn.respond(id, &r, now).unwrap();
-            notifies
+            // As pcscf does: the top Via says where it came from (RFC 3581).
+            let mut m = m.clone().into_owned();
+            gm::txn::stamp_via(&mut m, sock).unwrap();
+            self.net
+                .pcscf
+                .on_request(&m, sock, arrival, now, &mut self.rng, &mut Udp);
         } else {
-            let s = n.agent.on_subscribe(m, "pa", now).unwrap();
-            n.txn.respond(id, &s.response, now).unwrap();
-            s.notify.into_iter().collect()
-        };
-        for notify in notifies {
-            self.send_notify(notify);
+            self.net.pcscf.on_response(m, now, &mut Udp);
         }
+        self.drain_network();
     }
 
-    /// A MESSAGE to the service centre: answered as the centre says, its
-    /// MESSAGEs sent to where their targets registered (as pcscf does).
-    fn service_centre(&mut self, m: &Message<'_>, id: TxnId, from: Addr) {
+    /// The network ends UE `impi`'s registration.
+    fn net_deregister(&mut self, impi: &str, ending: Ending) {
         let now = self.now;
-        let n = &mut self.net;
-        let status = match n.registry.sender(m, &from) {
-            Ok(sender) => {
-                let ct = m
-                    .content_type()
-                    .ok()
-                    .flatten()
-                    .map(|t| t.to_string())
-                    .unwrap_or_default();
-                let reply = n.centre.on_message(
-                    &sender,
-                    &ct,
-                    m.body(),
-                    gm::sms::Timestamp::utc(1_765_000_000),
-                );
-                n.centre_events.extend(reply.events);
-                for send in reply.send {
-                    let Some(to) = n.registry.target(&send.to).copied() else {
-                        continue;
-                    };
-                    n.branches += 1;
-                    let (call_id, branch) = (
-                        format!("sc{}", n.branches),
-                        format!("z9hG4bKsc{}", n.branches),
-                    );
-                    let local = format!("[{}]:{}", pcscf_addr(), PCSCF_PORTS.0);
-                    let page = Page {
-                        from: &n.centre_uri,
-                        to: &send.to,
-                        local: &local,
-                        call_id: &call_id,
-                        from_tag: "sc",
-                        branch: &branch,
-                        cseq: 1,
-                        routes: &[],
-                        text: "",
-                        protocol: Protocol::Udp,
-                    };
-                    let request = gm::sms::sip::request(&page, &send.body).unwrap();
-                    let client = n
-                        .txn
-                        .start_client(&request, to, Reliability::Unreliable, now)
-                        .unwrap();
-                    n.centre_out.push(client);
-                }
-                reply.status
-            }
-            Err(status) => status,
-        };
-        let r = Builder::response_to(m, status, None)
-            .to_tag("sc")
-            .build()
-            .unwrap();
-        n.txn.respond(id, &r, now).unwrap();
-    }
-
-    fn send_notify(&mut self, notify: Notify) {
-        let n = &mut self.net;
-        let Some(to) = Agent::notify_target(&n.registry, &notify).copied() else {
-            n.agent.on_notify_response(notify.watch, 408);
-            return;
-        };
-        n.branches += 1;
-        let request = notify
-            .request
-            .header(
-                "Via",
-                format!(
-                    "SIP/2.0/UDP [{}]:{};branch=z9hG4bKpa{}",
-                    pcscf_addr(),
-                    PCSCF_PORTS.0,
-                    n.branches
-                ),
-            )
-            .header("Max-Forwards", 70)
-            .build()
-            .unwrap();
-        let client = n
-            .txn
-            .start_client(&request, to, Reliability::Unreliable, self.now)
-            .unwrap();
-        if !notify.terminated {
-            n.presence_notifies.push((client, notify.watch));
-        }
+        self.net.pcscf.deregister(impi, ending, now, &mut Udp);
+        self.drain_network();
     }
 
     fn at_ue(&mut self, i: usize, m: &Message<'_>, flow: Flow) {
@@ -967,7 +800,7 @@ impl Sim {
                 now,
             )
             .unwrap();
-        let centre = self.net.centre_uri.clone();
+        let centre = gm::sms::sip::default_centre(DOMAIN);
         for part in &parts {
             self.send_sms(i, &centre, &part.body);
         }
@@ -1097,7 +930,7 @@ impl Sim {
                         u.sms.poll_timeout(),
                     ]
                 }))
-                .chain([self.net.txn.poll_timeout(), self.net.net.poll_timeout()])
+                .chain([self.net.pcscf.poll_timeout()])
                 .flatten()
                 .min();
             let Some(next) = next else { break };
@@ -1140,22 +973,9 @@ impl Sim {
                     self.ue_actions(i, None, acts);
                 }
             }
-            self.net.txn.handle_timeout(now);
-            while let Some(e) = self.net.txn.poll_event() {
-                if let Event::Timeout(id) = e {
-                    if let Some(k) = self.net.notifies.iter().position(|(t, _)| *t == id) {
-                        let (_, notify) = self.net.notifies.swap_remove(k);
-                        let acts = self.net.net.on_notify_timeout(&notify);
-                        self.net_actions(None, None, acts);
-                    } else if let Some(k) = self.net.relays.iter().position(|(c, _)| *c == id) {
-                        // The sender's own Timer F ends its side.
-                        self.net.relays.swap_remove(k);
-                    }
-                }
-            }
-            if self.net.net.poll_timeout().is_some_and(|t| t <= now) {
-                let acts = self.net.net.handle_timeout(now);
-                self.net_actions(None, None, acts);
+            if self.net.pcscf.poll_timeout().is_some_and(|t| t <= now) {
+                self.net.pcscf.handle_timeout(now, &mut self.rng, &mut Udp);
+                self.drain_network();
             }
         }
     }
@@ -1292,7 +1112,7 @@ fn registration_reg_event_handovers_and_deregistration_with_sigcomp_over_a_lossy
         }
         let impi = u.impi();
         sim.deregister(0);
-        sim.run_until(|s| s.ues[0].deregistered && s.net.net.binding(&impi).is_none());
+        sim.run_until(|s| s.ues[0].deregistered && s.net.pcscf.network().binding(&impi).is_none());
         assert!(
             sim.ues[0].deregistered,
             "seed {seed}: at {:?}, {:?}, the network dropped {} for want of an SA",
@@ -1371,7 +1191,7 @@ fn resynchronisation_with_sigcomp_over_a_lossy_channel() {
         assert_eq!(sim.net.side.sas[0].mirror(), ue_set, "seed {seed}");
         let impi = u.impi();
         sim.deregister(0);
-        sim.run_until(|s| s.ues[0].deregistered && s.net.net.binding(&impi).is_none());
+        sim.run_until(|s| s.ues[0].deregistered && s.net.pcscf.network().binding(&impi).is_none());
         assert!(sim.ues[0].deregistered, "seed {seed}: {:?}", sim.failed());
     });
 }
@@ -1387,9 +1207,7 @@ fn network_initiated_deregistration_with_sigcomp_over_a_lossy_channel() {
         sim.run_until(|s| s.ues[0].registered == 1 && s.net.notified >= 1);
         assert_eq!(sim.failed(), None, "seed {seed}");
         let impi = sim.ues[0].impi();
-        let now = sim.now;
-        let acts = sim.net.net.deregister(&impi, Ending::Deactivated, now);
-        sim.net_actions(None, None, acts);
+        sim.net_deregister(&impi, Ending::Deactivated);
         sim.run_until(|s| s.ues[0].registered == 2);
         let u = &sim.ues[0];
         assert_eq!(
@@ -1405,15 +1223,16 @@ fn network_initiated_deregistration_with_sigcomp_over_a_lossy_channel() {
         // Its new reg event subscription is in place before the next end.
         let notified = sim.net.notified;
         sim.run_until(|s| s.net.notified > notified);
-        let now = sim.now;
-        let acts = sim.net.net.deregister(&impi, Ending::Rejected, now);
-        sim.net_actions(None, None, acts);
+        sim.net_deregister(&impi, Ending::Rejected);
         sim.run_until(|s| s.ues[0].ue.is_done() && s.net.side.sas.is_empty());
         let u = &sim.ues[0];
         assert_eq!(u.ended.len(), 2, "seed {seed}: {:?}", sim.failed());
         assert!(u.ue.is_done() && u.side.sas.is_empty(), "seed {seed}");
         assert!(sim.net.side.sas.is_empty(), "seed {seed}: at {:?}", sim.now);
-        assert!(sim.net.net.binding(&impi).is_none(), "seed {seed}");
+        assert!(
+            sim.net.pcscf.network().binding(&impi).is_none(),
+            "seed {seed}"
+        );
     });
 }
 
@@ -1446,7 +1265,13 @@ fn a_network_with_another_k_leaves_no_sa_over_a_lossy_channel() {
             "seed {seed}: removed at {:?}",
             sim.now
         );
-        assert!(sim.net.net.binding(&sim.ues[0].impi()).is_none());
+        assert!(
+            sim.net
+                .pcscf
+                .network()
+                .binding(&sim.ues[0].impi())
+                .is_none()
+        );
         lost += sim.lost;
     }
     assert!(lost > 0, "the channel lost nothing");
@@ -1512,7 +1337,13 @@ fn a_tampered_protected_register_leaves_no_sa_over_a_lossy_channel() {
                 "tamper {k} seed {seed}: removed at {:?}",
                 sim.now
             );
-            assert!(sim.net.net.binding(&sim.ues[0].impi()).is_none());
+            assert!(
+                sim.net
+                    .pcscf
+                    .network()
+                    .binding(&sim.ues[0].impi())
+                    .is_none()
+            );
         }
         // The refusal reaches the UE over the challenge's SAs, unless the
         // channel lost it (then Timer F or the SAs' end).
