@@ -980,6 +980,22 @@ impl Sim {
         }
     }
 
+    /// After UE 0's registration failed: the network removes every SA it
+    /// holds for it, at the latest when its temporary set's lifetime ends,
+    /// and binds nothing.
+    fn network_forgets(&mut self, run: &str) {
+        let at = self.now;
+        self.run_until(|s| s.net.side.sas.is_empty() && s.wire.is_empty());
+        assert!(self.net.side.sas.is_empty(), "{run}: at {:?}", self.now);
+        assert!(
+            self.now <= at + gm::reg::sa::TEMPORARY_LIFETIME + Duration::from_secs(1),
+            "{run}: removed at {:?}",
+            self.now
+        );
+        let impi = self.ues[0].impi();
+        assert!(self.net.pcscf.network().binding(&impi).is_none(), "{run}");
+    }
+
     /// Checks what every run must show: no SigComp failure, SigComp used
     /// both ways, the bytes over the SAs under 90 % of the SIP's; adds
     /// the (wire, SIP) bytes of the UEs and of the network to `totals`.
@@ -1256,22 +1272,8 @@ fn a_network_with_another_k_leaves_no_sa_over_a_lossy_channel() {
         assert!(sim.ues[0].side.sas.is_empty(), "seed {seed}");
         // The challenge's temporary set, which the network installed.
         assert_eq!(sim.net.side.sas.len(), 1, "seed {seed}");
-        let failed_at = sim.now;
         sim.ues[0].failed = None;
-        sim.run_until(|s| s.net.side.sas.is_empty() && s.wire.is_empty());
-        assert!(sim.net.side.sas.is_empty(), "seed {seed}: at {:?}", sim.now);
-        assert!(
-            sim.now <= failed_at + gm::reg::sa::TEMPORARY_LIFETIME + Duration::from_secs(1),
-            "seed {seed}: removed at {:?}",
-            sim.now
-        );
-        assert!(
-            sim.net
-                .pcscf
-                .network()
-                .binding(&sim.ues[0].impi())
-                .is_none()
-        );
+        sim.network_forgets(&format!("seed {seed}"));
         lost += sim.lost;
     }
     assert!(lost > 0, "the channel lost nothing");
@@ -1325,25 +1327,7 @@ fn a_tampered_protected_register_leaves_no_sa_over_a_lossy_channel() {
             refused += usize::from(failed.as_deref() == Some(refusal));
             assert_eq!(sim.ues[0].registered, 0, "tamper {k} seed {seed}");
             assert!(sim.ues[0].side.sas.is_empty(), "tamper {k} seed {seed}");
-            let at = sim.now;
-            sim.run_until(|s| s.net.side.sas.is_empty() && s.wire.is_empty());
-            assert!(
-                sim.net.side.sas.is_empty(),
-                "tamper {k} seed {seed}: at {:?}",
-                sim.now
-            );
-            assert!(
-                sim.now <= at + gm::reg::sa::TEMPORARY_LIFETIME + Duration::from_secs(1),
-                "tamper {k} seed {seed}: removed at {:?}",
-                sim.now
-            );
-            assert!(
-                sim.net
-                    .pcscf
-                    .network()
-                    .binding(&sim.ues[0].impi())
-                    .is_none()
-            );
+            sim.network_forgets(&format!("tamper {k} seed {seed}"));
         }
         // The refusal reaches the UE over the challenge's SAs, unless the
         // channel lost it (then Timer F or the SAs' end).
