@@ -623,12 +623,7 @@ impl Pcscf {
             Ok(s) => s,
             Err(status) => return self.refuse(m, id, status, now, rng),
         };
-        let content_type = m
-            .content_type()
-            .ok()
-            .flatten()
-            .map(|t| t.to_string())
-            .unwrap_or_default();
+        let content_type = m.content_type_text();
         let scts = crate::sms::Timestamp::utc(self.utc.saturating_add(now.as_secs()));
         let reply = self
             .centre

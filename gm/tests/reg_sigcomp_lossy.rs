@@ -748,12 +748,7 @@ impl Sim {
             return;
         }
         if gm::sms::sip::is_sms(m) {
-            let ct = m
-                .content_type()
-                .ok()
-                .flatten()
-                .map(|t| t.to_string())
-                .unwrap_or_default();
+            let ct = m.content_type_text();
             let r = u.sms.on_message(&ct, m.body());
             let response = Builder::response_to(m, r.status, None)
                 .to_tag("ue")
@@ -980,6 +975,17 @@ impl Sim {
         }
     }
 
+    /// Both sides hold UE 0's set of registration, mirrored, and only it;
+    /// the set.
+    fn one_mirrored_set(&self, run: &str) -> SaSet {
+        let u = &self.ues[0];
+        let set = u.ue.sas().expect("the UE holds no set").clone();
+        assert_eq!(u.side.sas, vec![set.clone()], "{run}");
+        assert_eq!(self.net.side.sas.len(), 1, "{run}");
+        assert_eq!(self.net.side.sas[0].mirror(), set, "{run}");
+        set
+    }
+
     /// After UE 0's registration failed: the network removes every SA it
     /// holds for it, at the latest when its temporary set's lifetime ends,
     /// and binds nothing.
@@ -1094,17 +1100,13 @@ fn registration_reg_event_handovers_and_deregistration_with_sigcomp_over_a_lossy
         );
         let u = &sim.ues[0];
         assert_eq!(u.registered, 3, "seed {seed}: at {:?}", sim.now);
-        let ue_set = u.ue.sas().unwrap().clone();
+        let ue_set = sim.one_mirrored_set(&format!("seed {seed}"));
         let (o, p) = (ue_set.ue_offer(), ue_set.pcscf_offer());
         assert_eq!(
             (o.spi_c, o.spi_s, o.port_c),
             (0x2000, 0x2001, 6100),
             "seed {seed}: the second handover's set"
         );
-        // Both sides hold the same set, mirrored, and only it.
-        assert_eq!(u.side.sas, vec![ue_set.clone()], "seed {seed}");
-        assert_eq!(sim.net.side.sas.len(), 1, "seed {seed}");
-        assert_eq!(sim.net.side.sas[0].mirror(), ue_set, "seed {seed}");
         assert_eq!(p.port_s, PCSCF_PORTS.1, "seed {seed}");
         // While registered, through both handovers, nothing was sent or
         // read without its SAs (a NOTIFY crossing the de-registration
@@ -1200,11 +1202,7 @@ fn resynchronisation_with_sigcomp_over_a_lossy_channel() {
                 sim.now
             );
         }
-        // Both sides hold the registration's set, mirrored, and only it.
-        let ue_set = u.ue.sas().unwrap().clone();
-        assert_eq!(u.side.sas, vec![ue_set.clone()], "seed {seed}");
-        assert_eq!(sim.net.side.sas.len(), 1, "seed {seed}");
-        assert_eq!(sim.net.side.sas[0].mirror(), ue_set, "seed {seed}");
+        sim.one_mirrored_set(&format!("seed {seed}"));
         let impi = u.impi();
         sim.deregister(0);
         sim.run_until(|s| s.ues[0].deregistered && s.net.pcscf.network().binding(&impi).is_none());
@@ -1232,10 +1230,7 @@ fn network_initiated_deregistration_with_sigcomp_over_a_lossy_channel() {
             "seed {seed}: at {:?}",
             sim.now
         );
-        let ue_set = u.ue.sas().unwrap().clone();
-        assert_eq!(u.side.sas, vec![ue_set.clone()], "seed {seed}");
-        assert_eq!(sim.net.side.sas.len(), 1, "seed {seed}");
-        assert_eq!(sim.net.side.sas[0].mirror(), ue_set, "seed {seed}");
+        sim.one_mirrored_set(&format!("seed {seed}"));
         // Its new reg event subscription is in place before the next end.
         let notified = sim.net.notified;
         sim.run_until(|s| s.net.notified > notified);
@@ -1358,9 +1353,9 @@ fn each_algorithm_pair_registers_over_a_lossy_channel() {
                     (None, 2),
                     "{pair:?} seed {seed}"
                 );
-                let o = u.ue.sas().unwrap().ue_offer();
+                let set = sim.one_mirrored_set(&format!("{pair:?} seed {seed}"));
+                let o = set.ue_offer();
                 assert_eq!((o.alg, o.ealg), pair, "seed {seed}");
-                assert_eq!(sim.net.side.sas[0].mirror(), *u.ue.sas().unwrap());
             },
         );
     }
@@ -1397,23 +1392,20 @@ fn offers_without_ealg_register_over_a_lossy_channel() {
             sim.run_until(|s| s.ues[0].registered == 1);
             let u = &sim.ues[0];
             assert_eq!((sim.failed(), u.registered), (None, 1), "seed {seed}");
-            let set = u.ue.sas().unwrap();
+            let set = sim.one_mirrored_set(&format!("seed {seed}"));
             assert_eq!(
                 set.ue_offer().ealg,
                 opensec::EncAlgorithm::Null,
                 "seed {seed}"
             );
-            assert_eq!(sim.net.side.sas.len(), 1, "seed {seed}");
-            assert_eq!(sim.net.side.sas[0].mirror(), *set, "seed {seed}");
             // A re-registration hands over to a next set, also `null`;
             // the reg event runs over them too, compressed.
             sim.run_until(|s| s.ues[0].registered == 2 && s.net.notified >= 2);
             assert_eq!(sim.failed(), None, "seed {seed}");
             let u = &sim.ues[0];
             assert_eq!(u.registered, 2, "seed {seed}");
-            let set = u.ue.sas().unwrap();
+            let set = sim.one_mirrored_set(&format!("seed {seed}"));
             assert_eq!(set.ue_offer().ealg, opensec::EncAlgorithm::Null);
-            assert_eq!(sim.net.side.sas[0].mirror(), *set, "seed {seed}");
         },
     );
 }

@@ -433,6 +433,17 @@ impl<'a> Message<'a> {
         self.typed(HeaderName::ContentType, MediaType::parse)
     }
 
+    /// The Content-Type as text (type, subtype and parameters), empty
+    /// without one or when it does not parse: what a body's handler (the
+    /// SMS procedures) is given.
+    pub fn content_type_text(&self) -> String {
+        self.content_type()
+            .ok()
+            .flatten()
+            .map(|t| t.to_string())
+            .unwrap_or_default()
+    }
+
     /// Content-Length, if present (checked when the message was parsed).
     pub fn content_length(&self) -> Option<usize> {
         self.rows(HeaderName::ContentLength)

@@ -1389,12 +1389,7 @@ impl Ua {
     /// from, what it meant printed.
     fn on_sms(&mut self, m: &Message<'_>, id: TxnId) -> Result<(), Failure> {
         let now = self.now();
-        let content_type = m
-            .content_type()
-            .ok()
-            .flatten()
-            .map(|t| t.to_string())
-            .unwrap_or_default();
+        let content_type = m.content_type_text();
         let r = self.sms.on_message(&content_type, m.body());
         if let Ok(response) = Builder::response_to(m, r.status, None)
             .to_tag(&token(&mut self.rng, 4))
