@@ -39,7 +39,11 @@
 //!   the registrar, the relay, the presence agent and the SMS service
 //!   centre over the transaction layer, with its outputs (messages, SA
 //!   changes, events) in the order they must take effect; `pcscf` is IO
-//!   around it.
+//!   around it;
+//! - [`ue`], the UE role as one machine ([`ue::Ua`]): registration,
+//!   MESSAGE, SMS over IP and presence over the transaction layer, its
+//!   requests over the registration's SAs, its outputs in order; `imsua`
+//!   is IO around it.
 //!
 //! Like every library of the workspace it does no IO, reads no clock and
 //! no randomness: it takes bytes and returns typed values.
@@ -62,6 +66,7 @@ pub mod regevent;
 pub mod sip;
 pub mod sms;
 pub mod txn;
+pub mod ue;
 mod xml;
 
 /// The example of the crate's README.md, run by `cargo test --doc`.

@@ -264,6 +264,11 @@ impl Pcscf {
         &self.net
     }
 
+    /// The presence agent.
+    pub fn agent(&self) -> &Agent {
+        &self.agent
+    }
+
     /// The transactions (to report a message that could not be sent:
     /// [`Transactions::transport_error`]).
     pub fn transactions(&mut self) -> &mut Transactions<SocketAddr> {

@@ -8,8 +8,9 @@
 //! then `rejected`); offers without `ealg`; a network with another K and
 //! a man in the middle (no SA left on either side); and two UEs
 //! exchanging MESSAGEs through the network's relay, presence and SMS over
-//! IP. The network is `gm::network::Pcscf`, the machine `pcscf` runs; the
-//! UEs are composed here from their machines. Each side keeps its own SAs
+//! IP, and their de-registrations (presence ended first). The network is
+//! `gm::network::Pcscf`, the machine `pcscf` runs; each UE is
+//! `gm::ue::Ua`, the machine `imsua` runs. Each side keeps its own SAs
 //! as a real IPsec layer would: a message leaves over the newest set for
 //! its ports, and is read only if its receiver holds that very set (its
 //! SPIs; else it is dropped, as ESP without its SA would be). Timer E
@@ -31,19 +32,17 @@ use std::time::Duration;
 
 use gm::comp::{Compression, Inbound};
 use gm::network::{Addresses, Event as NetEvent, Links, Output, Pcscf};
-use gm::pager::Page;
 use gm::presence::agent::Agent;
-use gm::presence::ue::{Origin, Publisher, Subscribed, Watcher};
-use gm::presence::{Basic, Compositor};
+use gm::presence::ue::Subscribed;
+use gm::presence::{Basic, Compositor, Published};
 use gm::reg::{
-    Credentials, Ending, Flow, Network, NetworkConfig, OpKey, Random, SaSet, Subscriber, Ue,
-    UeAction, UeConfig,
+    Credentials, Ending, Flow, Network, NetworkConfig, OpKey, Random, SaSet, Side as RegSide,
+    Subscriber, Ue, UeConfig,
 };
-use gm::sip::{Builder, Message, Method};
+use gm::sip::{Message, Method};
 use gm::sms::service::{CentreEvent, SmsCentre, SmsUe, UeEvent};
-use gm::txn::{
-    Event, Protocol, Reliability, RequestVerdict, ResponseVerdict, Timers, Transactions, TxnId,
-};
+use gm::txn::{Protocol, Reliability, Timers, Transactions, TxnId};
+use gm::ue::{Event as UaEvent, Output as UaOutput, Settings, Ua};
 use sigcomp::{EndpointConfig, Link};
 
 const K: [u8; 16] = [0x11; 16];
@@ -150,50 +149,40 @@ impl Side {
     }
 }
 
-/// A UE: registration, its transactions, SAs and SigComp, the MESSAGEs
-/// it sent and received.
+/// A UE: the UE role (`gm::ue::Ua`), its SAs and SigComp, and what its
+/// events told.
 struct UeNode {
-    ue: Ue,
-    txn: Transactions<Flow>,
+    ua: Ua,
     side: Side,
     addr: IpAddr,
     impu: String,
     /// Its next SA sets: SPIs and port-c, given as re-registrations fall
     /// due.
     next: Vec<((u32, u32), u16)>,
-    /// Its REGISTER transaction, whose timeout fails the registration (a
-    /// SUBSCRIBE's is the subscription's business).
-    reg_txn: Option<TxnId>,
     registered: usize,
     deregistered: bool,
     failed: Option<String>,
-    /// MESSAGEs sent (transaction, text), their final statuses, and the
-    /// texts received.
+    /// MESSAGEs sent (transaction, text), their final statuses (408: none
+    /// came), and the texts received.
     sent: Vec<(TxnId, String)>,
     finals: Vec<(String, u16)>,
     received: Vec<String>,
     /// Requests that came to a port other than its port-s (TS 33.203:
     /// the P-CSCF's requests go to the UE's protected server port).
     not_to_port_s: usize,
-    /// Presence: its publication and its PUBLISH transactions, its
-    /// subscriptions and their SUBSCRIBE transactions, what they got, and
-    /// the basic status of every document NOTIFYs brought.
-    publisher: Option<Publisher>,
-    publishes: Vec<TxnId>,
+    /// Presence: its PUBLISHes taken, what its SUBSCRIBEs got, and the
+    /// basic status of every document NOTIFYs brought.
     published: usize,
-    watcher: Watcher,
-    watches: Vec<TxnId>,
     subscribed: Vec<Subscribed>,
     seen: Vec<Basic>,
-    /// SMS over IP: its side of TS 24.341, and what happened.
-    sms: SmsUe,
+    /// SMS over IP: what happened.
     sms_events: Vec<UeEvent>,
-    /// MESSAGEs it made (for their Call-IDs and branches).
-    pages: usize,
     /// AUTS requests it made (SQN re-synchronisations).
     resyncs: usize,
     /// How the network ended its registrations (reg event).
     ended: Vec<gm::regevent::ContactEvent>,
+    /// The ends of its presence and registration, in order.
+    endings: Vec<&'static str>,
     /// Rewrites each request it sends (a man in the middle).
     tamper: Option<Tamper>,
     /// The algorithm pairs it offers.
@@ -231,14 +220,27 @@ impl UeNode {
             },
             rng,
         );
+        let settings = Settings {
+            impu: impu.clone(),
+            presentity: impu.clone(),
+            pcscf: SocketAddr::new(pcscf_addr(), 5060),
+            local: SocketAddr::new(addr, 5060),
+            protocol: Protocol::Udp,
+            sigcomp_id: gm::comp::sigcomp_id_from_instance(INSTANCE),
+            presence_expires: 3600,
+            sms_centre: gm::sms::sip::default_centre(DOMAIN),
+        };
         UeNode {
-            ue,
-            txn: Transactions::new(Timers::default()),
+            ua: Ua::new(
+                ue,
+                Transactions::new(Timers::default()),
+                SmsUe::new(centre_address()),
+                settings,
+            ),
             side: Side::new(),
             addr,
             impu,
             next: vec![((0x3000, 0x3001), base + 2), ((0x2000, 0x2001), base)],
-            reg_txn: None,
             registered: 0,
             deregistered: false,
             failed: None,
@@ -246,20 +248,50 @@ impl UeNode {
             finals: Vec::new(),
             received: Vec::new(),
             not_to_port_s: 0,
-            publisher: None,
-            publishes: Vec::new(),
             published: 0,
-            watcher: Watcher::new(Duration::from_millis(500)),
-            watches: Vec::new(),
             subscribed: Vec::new(),
             seen: Vec::new(),
-            sms: SmsUe::new(centre_address()),
             sms_events: Vec::new(),
-            pages: 0,
             resyncs: 0,
             ended: Vec::new(),
+            endings: Vec::new(),
             tamper: None,
             ue_algorithms,
+        }
+    }
+
+    /// Notes what an event of its role told.
+    fn on_event(&mut self, e: UaEvent) {
+        match e {
+            UaEvent::Registered(_) => self.registered += 1,
+            UaEvent::Resynchronising { .. } => self.resyncs += 1,
+            UaEvent::DeregisteredByNetwork { event, .. } => self.ended.push(event),
+            UaEvent::Deregistered => {
+                self.deregistered = true;
+                self.endings.push("deregistered");
+            }
+            UaEvent::RegistrationFailed { error, .. } => {
+                self.failed = Some(format!("Failed({error:?})"));
+            }
+            UaEvent::MessageAnswered { txn, status, .. } => self.message_final(txn, status),
+            UaEvent::MessageUnanswered { txn } => self.message_final(txn, 408),
+            UaEvent::MessageReceived(page) => {
+                self.received.push(String::from_utf8(page.body).unwrap());
+            }
+            UaEvent::Sms { event, .. } => self.sms_events.push(event),
+            UaEvent::Published(Published::Accepted { .. }) => self.published += 1,
+            UaEvent::Published(Published::Removed) => self.endings.push("unpublished"),
+            UaEvent::Unsubscribed => self.endings.push("unsubscribed"),
+            UaEvent::Subscribed(got) => self.subscribed.push(got),
+            UaEvent::Presence(seen) => self.seen.extend(seen.document.map(|d| d.basic())),
+            other => self.failed = Some(format!("{other:?}")),
+        }
+    }
+
+    fn message_final(&mut self, txn: TxnId, status: u16) {
+        if let Some(k) = self.sent.iter().position(|(t, _)| *t == txn) {
+            let (_, text) = self.sent.swap_remove(k);
+            self.finals.push((text, status));
         }
     }
 
@@ -401,58 +433,47 @@ impl Sim {
         }
     }
 
-    fn ue_actions(&mut self, i: usize, id: Option<TxnId>, actions: Vec<UeAction>) {
-        let now = self.now;
-        for a in actions {
+    /// Carries out UE `i`'s outputs in order: its messages (a man in the
+    /// middle rewrites the requests), its SA changes (with their
+    /// compartments), its events.
+    fn drain_ue(&mut self, i: usize) {
+        while let Some(o) = self.ues[i].ua.poll_output() {
             let u = &mut self.ues[i];
-            match a {
-                UeAction::Send { mut request, flow } => {
-                    if matches!(flow, Flow::Protected { .. }) {
-                        // As imsua does: the top Via and the Contact ask
-                        // for SigComp (RFC 5049 §9.1).
-                        gm::comp::mark_via(&mut request, INSTANCE).unwrap();
-                        gm::comp::mark_contact(&mut request, INSTANCE).unwrap();
-                    }
-                    if let Some(t) = u.tamper {
-                        t(&mut request);
-                    }
-                    let register = request.method() == Some(Method::Register);
-                    let t = u
-                        .txn
-                        .start_client(&request, flow, Reliability::Unreliable, now)
-                        .unwrap();
-                    if register {
-                        u.reg_txn = Some(t);
-                    }
-                }
-                UeAction::Respond { response, .. } => {
-                    if let Some(id) = id {
-                        u.txn.respond(id, &response, now).unwrap();
-                    }
-                }
-                UeAction::InstallSas(s) => {
-                    match u.ue.retiring_sas() {
-                        Some(old) => u.side.comp.hand_over_sas(old, &s),
-                        None => u.side.comp.open_sas(&s),
+            match o {
+                UaOutput::Transmit(t) => {
+                    let flow = match t.from_port {
+                        Some(ue_port) if t.to.port() != 5060 => Flow::Protected {
+                            ue_port,
+                            pcscf_port: t.to.port(),
+                        },
+                        _ => Flow::Unprotected,
                     };
-                    u.side.sas.push(s);
+                    let mut bytes = t.bytes;
+                    if let Some(tamper) = u.tamper {
+                        let mut m = Message::parse(&bytes).unwrap().into_owned();
+                        if m.is_request() {
+                            tamper(&mut m);
+                            bytes = m.to_bytes();
+                        }
+                    }
+                    self.put(true, i, flow, bytes);
                 }
-                UeAction::UpdateSas(s) => {
+                UaOutput::InstallSas { set, replaces } => {
+                    match &replaces {
+                        Some(old) => u.side.comp.hand_over_sas(old, &set),
+                        None => u.side.comp.open_sas(&set),
+                    };
+                    u.side.sas.push(set);
+                }
+                UaOutput::UpdateSas(s) => {
                     u.side.sas.retain(|x| x.sas() != s.sas());
                     u.side.sas.push(s);
                 }
-                UeAction::RemoveSas(s) => {
-                    // What is queued for the SAs leaves before they go.
-                    self.transmit();
-                    let u = &mut self.ues[i];
+                UaOutput::RemoveSas(s) => {
                     u.side.comp.close_sas(&s);
                     u.side.sas.retain(|x| *x != s);
                 }
-                UeAction::Registered(_) => u.registered += 1,
-                UeAction::Resynchronising { .. } => u.resyncs += 1,
-                UeAction::DeregisteredByNetwork { event, .. } => u.ended.push(event),
-                UeAction::Deregistered => u.deregistered = true,
-                other => u.failed = Some(format!("{other:?}")),
+                UaOutput::Event(e) => u.on_event(e),
             }
         }
     }
@@ -467,14 +488,8 @@ impl Sim {
     /// Compresses what every layer wants to send and puts it on the wire,
     /// losing some.
     fn transmit(&mut self) {
-        let mut out = Vec::new();
-        for (i, u) in self.ues.iter_mut().enumerate() {
-            while let Some(t) = u.txn.poll_transmit() {
-                out.push((i, t.to, t.bytes));
-            }
-        }
-        for (i, flow, sip) in out {
-            self.put(true, i, flow, sip);
+        for i in 0..self.ues.len() {
+            self.drain_ue(i);
         }
         self.drain_network();
     }
@@ -705,27 +720,8 @@ impl Sim {
         let now = self.now;
         let u = &mut self.ues[i];
         if !m.is_request() {
-            let ResponseVerdict::ToTu(id) = u.txn.on_response(m, now) else {
-                return;
-            };
-            if let Some(k) = u.sent.iter().position(|(t, _)| *t == id) {
-                let (_, text) = u.sent.swap_remove(k);
-                u.finals.push((text, m.status().unwrap()));
-            } else if let Some(k) = u.publishes.iter().position(|t| *t == id) {
-                u.publishes.swap_remove(k);
-                if let Some(p) = &mut u.publisher {
-                    p.on_response(m, now);
-                    u.published += usize::from(m.status().is_some_and(|s| s == 200));
-                }
-            } else if let Some(k) = u.watches.iter().position(|t| *t == id) {
-                u.watches.swap_remove(k);
-                if let Some(got) = u.watcher.on_response(m, now) {
-                    u.subscribed.push(got);
-                }
-            } else {
-                let acts = u.ue.on_response(m, flow, now, &mut self.rng);
-                self.ue_actions(i, None, acts);
-            }
+            u.ua.on_response(m, flow, now, &mut self.rng);
+            self.drain_ue(i);
             return;
         }
         if let Flow::Protected { ue_port, .. } = flow {
@@ -733,176 +729,72 @@ impl Sim {
                 u.not_to_port_s += 1;
             }
         }
-        let v = u
-            .txn
-            .on_request(m, flow, Reliability::Unreliable, now)
-            .unwrap();
-        let RequestVerdict::New(id) = v else {
-            return;
-        };
-        if let Some(a) = u.watcher.on_notify(m, now) {
-            if let Some(doc) = a.seen.and_then(|s| s.document) {
-                u.seen.push(doc.basic());
-            }
-            u.txn.respond(id, &a.response, now).unwrap();
-            return;
-        }
-        if gm::sms::sip::is_sms(m) {
-            let ct = m.content_type_text();
-            let r = u.sms.on_message(&ct, m.body());
-            let response = Builder::response_to(m, r.status, None)
-                .to_tag("ue")
-                .build()
-                .unwrap();
-            u.txn.respond(id, &response, now).unwrap();
-            u.sms_events.extend(r.event);
-            if let Some(reply) = r.reply {
-                // The RP-ACK to the centre the RP-DATA came from.
-                let centre = m.from().unwrap().uri.to_string();
-                self.send_sms(i, &centre, &reply.body);
-            }
-            return;
-        }
-        match u.ue.on_request(m, flow, now, &mut self.rng) {
-            Some(acts) => self.ue_actions(i, Some(id), acts),
-            None => {
-                let a = gm::pager::answer(m, "ue").unwrap();
-                if let Some(page) = a.page {
-                    u.received.push(String::from_utf8(page.body).unwrap());
-                }
-                u.txn.respond(id, &a.response, now).unwrap();
-            }
-        }
+        // As imsua does: the top Via says where it came from (RFC 3581).
+        let from = SocketAddr::new(
+            pcscf_addr(),
+            match flow {
+                Flow::Protected { pcscf_port, .. } => pcscf_port,
+                Flow::Unprotected => 5060,
+            },
+        );
+        let mut m = m.clone().into_owned();
+        gm::txn::stamp_via(&mut m, from).unwrap();
+        let arrival = (flow, flow.local_port(RegSide::Ue), Reliability::Unreliable);
+        u.ua.on_request(&m, from, arrival, now, &mut self.rng);
+        self.drain_ue(i);
     }
 
     /// UE `i` sends `text` to UE `to` (pager mode, over its SAs, by the
     /// registration's route set).
     fn message(&mut self, i: usize, to: usize, text: &str) {
         let target = self.ues[to].impu.clone();
-        self.send_page(i, &target, text, None);
-    }
-
-    /// UE `i` sends `text` to UE `to` as SMS over IP: an RP-DATA per
-    /// part, all at once, to the service centre; returns how many parts.
-    fn sms(&mut self, i: usize, to: usize, text: &str) -> usize {
-        let now = self.now;
-        let parts = self.ues[i]
-            .sms
-            .submit(
-                gm::sms::Address::international(&number(to)),
-                text,
-                false,
-                now,
-            )
-            .unwrap();
-        let centre = gm::sms::sip::default_centre(DOMAIN);
-        for part in &parts {
-            self.send_sms(i, &centre, &part.body);
-        }
-        parts.len()
-    }
-
-    fn send_sms(&mut self, i: usize, to: &str, body: &[u8]) {
-        self.send_page(i, to, "", Some(body));
-    }
-
-    /// A MESSAGE of UE `i` to `target`: `text`, or with `sms` that RP
-    /// message.
-    fn send_page(&mut self, i: usize, target: &str, text: &str, sms: Option<&[u8]>) {
         let u = &mut self.ues[i];
-        let set = u.ue.sas().unwrap().clone();
-        let routes = u.ue.registration().unwrap().service_routes.clone();
-        let local = SocketAddr::new(u.addr, set.ue_offer().port_c).to_string();
-        u.pages += 1;
-        let n = u.pages;
-        let (call_id, branch) = (format!("m{i}-{n}"), format!("z9hG4bKm{i}x{n}"));
-        let page = Page {
-            from: &u.impu,
-            to: target,
-            local: &local,
-            call_id: &call_id,
-            from_tag: "t",
-            branch: &branch,
-            cseq: 1,
-            routes: &routes,
-            text,
-            protocol: Protocol::Udp,
-        };
-        let request = match sms {
-            Some(body) => gm::sms::sip::request(&page, body).unwrap(),
-            None => gm::pager::request(&page).unwrap(),
-        };
-        let flow = Flow::Protected {
-            ue_port: set.ue_offer().port_c,
-            pcscf_port: set.pcscf_offer().port_s,
-        };
-        let t = self.send_own(i, request, flow);
-        if sms.is_none() {
-            self.ues[i].sent.push((t, text.to_owned()));
-        }
+        let t =
+            u.ua.message(&target, text, self.now, &mut self.rng)
+                .unwrap();
+        u.sent.push((t, text.to_owned()));
+        self.drain_ue(i);
     }
 
-    /// Where UE `i`'s own requests come from (for `gm::presence::ue`).
-    fn origin_parts(&self, i: usize) -> OwnOrigin {
-        let u = &self.ues[i];
-        let set = u.ue.sas().unwrap();
-        OwnOrigin {
-            impu: u.impu.clone(),
-            sent_by: SocketAddr::new(u.addr, set.ue_offer().port_c).to_string(),
-            contact: u.ue.contact(),
-            routes: u.ue.registration().unwrap().service_routes.clone(),
-            flow: Flow::Protected {
-                ue_port: set.ue_offer().port_c,
-                pcscf_port: set.pcscf_offer().port_s,
-            },
-        }
-    }
-
-    /// A request of UE `i`'s own, over its SAs, marked for SigComp (as
-    /// imsua does), through a client transaction.
-    fn send_own(&mut self, i: usize, mut m: Message<'static>, flow: Flow) -> TxnId {
-        gm::comp::mark_via(&mut m, INSTANCE).unwrap();
-        self.ues[i]
-            .txn
-            .start_client(&m, flow, Reliability::Unreliable, self.now)
-            .unwrap()
+    /// UE `i` sends `text` to UE `to` as SMS over IP (an RP-DATA per
+    /// part, to the service centre); returns how many parts.
+    fn sms(&mut self, i: usize, to: usize, text: &str) -> usize {
+        let parts = self.ues[i]
+            .ua
+            .sms(&number(to), text, self.now, &mut self.rng)
+            .unwrap();
+        self.drain_ue(i);
+        parts.len()
     }
 
     /// UE `i` publishes `basic` about itself.
     fn publish(&mut self, i: usize, basic: Basic) {
-        let own = self.origin_parts(i);
-        let u = &mut self.ues[i];
-        let doc = gm::presence::ue::document(&u.impu, basic, Some("lossy"));
-        let publisher = u
-            .publisher
-            .get_or_insert_with(|| Publisher::new(&u.impu, 3600, &mut self.rng));
-        let m = publisher
-            .publish(&own.origin(), &doc, &mut self.rng)
+        self.ues[i]
+            .ua
+            .publish(basic, Some("lossy"), self.now, &mut self.rng)
             .unwrap();
-        let t = self.send_own(i, m, own.flow);
-        self.ues[i].publishes.push(t);
+        self.drain_ue(i);
     }
 
     /// UE `i` subscribes to UE `to`'s presence.
     fn watch(&mut self, i: usize, to: usize) {
-        let own = self.origin_parts(i);
         let uri = self.ues[to].impu.clone();
-        let m = self.ues[i]
-            .watcher
-            .subscribe(&own.origin(), &uri, 3600, self.now, &mut self.rng)
+        self.ues[i]
+            .ua
+            .subscribe(&uri, self.now, &mut self.rng)
             .unwrap();
-        let t = self.send_own(i, m, own.flow);
-        self.ues[i].watches.push(t);
+        self.drain_ue(i);
     }
 
     fn register(&mut self, i: usize) {
-        let acts = self.ues[i].ue.register(&mut self.rng);
-        self.ue_actions(i, None, acts);
+        self.ues[i].ua.register(self.now, &mut self.rng);
+        self.drain_ue(i);
     }
 
+    /// UE `i` de-registers (its presence first).
     fn deregister(&mut self, i: usize) {
-        let acts = self.ues[i].ue.deregister(&mut self.rng);
-        self.ue_actions(i, None, acts);
+        self.ues[i].ua.deregister(self.now, &mut self.rng);
+        self.drain_ue(i);
     }
 
     fn failed(&self) -> Option<String> {
@@ -918,13 +810,7 @@ impl Sim {
                 .wire
                 .iter()
                 .map(|p| Some(p.at))
-                .chain(self.ues.iter().flat_map(|u| {
-                    [
-                        u.txn.poll_timeout(),
-                        u.ue.poll_timeout(),
-                        u.sms.poll_timeout(),
-                    ]
-                }))
+                .chain(self.ues.iter().map(|u| u.ua.poll_timeout()))
                 .chain([self.net.pcscf.poll_timeout()])
                 .flatten()
                 .min();
@@ -937,35 +823,18 @@ impl Sim {
                 self.deliver(p);
             }
             for i in 0..self.ues.len() {
-                self.ues[i].txn.handle_timeout(now);
-                while let Some(e) = self.ues[i].txn.poll_event() {
-                    if let Event::Timeout(id) = e {
-                        if Some(id) == self.ues[i].reg_txn {
-                            let acts = self.ues[i].ue.on_timeout(&mut self.rng);
-                            self.ue_actions(i, None, acts);
-                        } else if let Some(k) = self.ues[i].sent.iter().position(|(t, _)| *t == id)
-                        {
-                            let (_, text) = self.ues[i].sent.swap_remove(k);
-                            self.ues[i].finals.push((text, 408));
-                        }
-                    }
-                }
                 let u = &mut self.ues[i];
-                if u.ue.refresh_due(now) {
+                if u.ua.refresh_due(now) {
                     // The next SA set, given as the re-registration is
                     // due (as imsua does).
                     if let Some((spis, port_c)) = u.next.first().copied() {
-                        u.ue.offer_next(spis, port_c).unwrap();
+                        u.ua.offer_next(spis, port_c).unwrap();
                         u.next.rotate_left(1);
                     }
                 }
-                if u.sms.poll_timeout().is_some_and(|t| t <= now) {
-                    let events = u.sms.handle_timeout(now);
-                    u.sms_events.extend(events);
-                }
-                if u.ue.poll_timeout().is_some_and(|t| t <= now) {
-                    let acts = u.ue.handle_timeout(now, &mut self.rng);
-                    self.ue_actions(i, None, acts);
+                if u.ua.poll_timeout().is_some_and(|t| t <= now) {
+                    u.ua.handle_timeout(now, &mut self.rng);
+                    self.drain_ue(i);
                 }
             }
             if self.net.pcscf.poll_timeout().is_some_and(|t| t <= now) {
@@ -979,7 +848,7 @@ impl Sim {
     /// the set.
     fn one_mirrored_set(&self, run: &str) -> SaSet {
         let u = &self.ues[0];
-        let set = u.ue.sas().expect("the UE holds no set").clone();
+        let set = u.ua.ue().sas().expect("the UE holds no set").clone();
         assert_eq!(u.side.sas, vec![set.clone()], "{run}");
         assert_eq!(self.net.side.sas.len(), 1, "{run}");
         assert_eq!(self.net.side.sas[0].mirror(), set, "{run}");
@@ -1033,27 +902,6 @@ impl Sim {
             let t = &mut totals[usize::from(name == "network")];
             t.0 += side.wire_over_sas;
             t.1 += side.sip_over_sas;
-        }
-    }
-}
-
-/// What `gm::presence::ue::Origin` borrows, and the flow to the P-CSCF.
-struct OwnOrigin {
-    impu: String,
-    sent_by: String,
-    contact: String,
-    routes: Vec<String>,
-    flow: Flow,
-}
-
-impl OwnOrigin {
-    fn origin(&self) -> Origin<'_> {
-        Origin {
-            impu: &self.impu,
-            sent_by: &self.sent_by,
-            contact: &self.contact,
-            routes: &self.routes,
-            protocol: Protocol::Udp,
         }
     }
 }
@@ -1192,7 +1040,7 @@ fn resynchronisation_with_sigcomp_over_a_lossy_channel() {
         );
         assert!(u.resyncs >= 1, "seed {seed}: no AUTS");
         // SQN_MS moved past the network's new SQN (one more per restart).
-        let sqn = u.ue.sqn_ms().unwrap();
+        let sqn = u.ua.ue().sqn_ms().unwrap();
         assert!(sqn > AHEAD && sqn <= AHEAD + 3, "seed {seed}: SQN_MS {sqn}");
         if forced(seed) {
             assert_eq!(sim.lose_protected_401s, 0, "seed {seed}");
@@ -1235,10 +1083,10 @@ fn network_initiated_deregistration_with_sigcomp_over_a_lossy_channel() {
         let notified = sim.net.notified;
         sim.run_until(|s| s.net.notified > notified);
         sim.net_deregister(&impi, Ending::Rejected);
-        sim.run_until(|s| s.ues[0].ue.is_done() && s.net.side.sas.is_empty());
+        sim.run_until(|s| s.ues[0].ua.ue().is_done() && s.net.side.sas.is_empty());
         let u = &sim.ues[0];
         assert_eq!(u.ended.len(), 2, "seed {seed}: {:?}", sim.failed());
-        assert!(u.ue.is_done() && u.side.sas.is_empty(), "seed {seed}");
+        assert!(u.ua.ue().is_done() && u.side.sas.is_empty(), "seed {seed}");
         assert!(sim.net.side.sas.is_empty(), "seed {seed}: at {:?}", sim.now);
         assert!(
             sim.net.pcscf.network().binding(&impi).is_none(),
@@ -1517,6 +1365,8 @@ fn messages_presence_and_sms_through_the_network_with_sigcomp_over_a_lossy_chann
         for u in &sim.ues {
             assert_eq!((u.not_to_port_s, u.side.no_sa), (0, 0), "seed {seed}");
         }
+        // De-registration ends presence first, while the registration
+        // stands (gm::ue::Ua): ue0's publication, ue1's subscription.
         sim.deregister(0);
         sim.deregister(1);
         sim.run_until(|s| s.ues.iter().all(|u| u.deregistered));
@@ -1524,6 +1374,20 @@ fn messages_presence_and_sms_through_the_network_with_sigcomp_over_a_lossy_chann
             sim.ues.iter().all(|u| u.deregistered),
             "seed {seed}: {:?}",
             sim.failed()
+        );
+        assert_eq!(
+            sim.ues[0].endings,
+            ["unsubscribed", "unpublished", "deregistered"],
+            "seed {seed}"
+        );
+        assert_eq!(
+            sim.ues[1].endings,
+            ["unsubscribed", "deregistered"],
+            "seed {seed}"
+        );
+        assert!(
+            sim.net.pcscf.agent().is_empty(),
+            "seed {seed}: a watcher left"
         );
     });
 }
