@@ -322,6 +322,17 @@ impl Ua {
         self.publisher.as_ref().and_then(Publisher::etag)
     }
 
+    /// Whether a REGISTER of ours is waiting for its final response.
+    pub fn registering(&self) -> bool {
+        self.txns.values().any(|p| matches!(p, Purpose::Register))
+    }
+
+    /// The final status of the last REGISTER, if one came (after a
+    /// failure: the network's answer to the REGISTER that told it so).
+    pub fn register_status(&self) -> Option<u16> {
+        self.reg_status
+    }
+
     /// Whether a de-registration is under way.
     pub fn leaving(&self) -> bool {
         self.leaving != Leaving::No

@@ -659,23 +659,6 @@ pub fn sa_events(
         .collect()
 }
 
-/// Sends what the transactions queued, compressed where an association
-/// says so, and prints each message on the ladder ([`send_transmit`]).
-/// Event lines the ladder holds ([`Ladder::hold`]) go out after the first
-/// message, else at the end.
-pub fn flush(
-    name: &str,
-    layer: &mut gm::txn::Transactions<SocketAddr>,
-    comp: &mut comp::SipComp,
-    transport: &mut Transport,
-    ladder: &Ladder,
-) {
-    while let Some(t) = layer.poll_transmit() {
-        send_transmit(name, t, layer, comp, transport, ladder);
-    }
-    ladder.release();
-}
-
 /// Sends one message the transactions queued, compressed where an
 /// association says so, and prints it on the ladder. A datagram that
 /// cannot leave is reported (`name: error`) and left to the transaction's
@@ -999,12 +982,12 @@ impl Ladder {
 
     /// Holds event lines (`lines` makes them, each ending in a newline)
     /// about what the next message to leave needs, such as the SAs it goes
-    /// over: [`flush`] makes and prints them once that message has left,
-    /// before its ladder line, so the reader sees them in order and the
-    /// message waits for neither the formatting nor the write (together
-    /// ~25 µs for four `sa` lines in a UE between its 401 and the
-    /// protected REGISTER). [`flush`] prints them at its end at the
-    /// latest, whether or not anything left.
+    /// over: [`send_transmit`] makes and prints them once that message has
+    /// left, before its ladder line, so the reader sees them in order and
+    /// the message waits for neither the formatting nor the write
+    /// (together ~25 µs for four `sa` lines in a UE between its 401 and
+    /// the protected REGISTER). The caller's [`Ladder::release`] prints
+    /// them at the latest, whether or not anything left.
     pub fn hold(&self, lines: impl FnOnce() -> String + 'static) {
         self.held.borrow_mut().push(Box::new(lines));
     }

@@ -1,8 +1,8 @@
-//! `imsua`: the IMS UA. Registers with AKA or a digest password
-//! (`gm::reg::Ue`) through RFC 3261 transactions (`gm::txn`), sends and
-//! receives pager-mode MESSAGE (`gm::pager`) and SMS over IP
-//! (`gm::sms::service::SmsUe`), publishes its presence and watches
-//! others' (`gm::presence::ue`); this file moves the bytes and prints.
+//! `imsua`: the IMS UA. The UE role is `gm::ue::Ua`: it registers with
+//! AKA or a digest password, sends and receives pager-mode MESSAGE and
+//! SMS over IP, publishes its presence and watches others'; this file
+//! moves the bytes (SigComp, ESP, the sockets), waits for what each
+//! command needs, and prints.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -14,17 +14,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow};
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use gm::dialog::SubState;
-use gm::pager::Page;
-use gm::presence::ue::{Origin, Publisher, Seen, Subscribed, Watcher};
+use gm::presence::ue::{Seen, Subscribed};
 use gm::presence::{Basic, Published};
-use gm::reg::{Credentials, Flow, OpKey, SaSet, Side, Ue, UeAction, UeConfig};
-use gm::sip::{Builder, Message};
+use gm::reg::{Credentials, Flow, OpKey, SaSet, Side, Ue, UeConfig};
+use gm::sip::Message;
 use gm::sms::service::{SmsUe, UeEvent};
-use gm::txn::{Event, Reliability, RequestVerdict, ResponseVerdict, Timers, Transactions, TxnId};
+use gm::txn::{Reliability, Timers, Transactions, TxnId};
 use tools::ims::command::UaCommand;
 use tools::ims::comp::{Incoming, SipComp};
 use tools::ims::config::{Offer, UaConfig};
-use tools::ims::{Dir, Hop, Ipsec, Ladder, OsRandom, Recv, Stop, Transport, json_line, token};
+use tools::ims::{Dir, Hop, Ipsec, Ladder, OsRandom, Recv, Stop, Transport, json_line};
 use tools::json::Json;
 
 const AFTER_HELP: &str = "\
@@ -512,58 +511,39 @@ fn settings(cli: &Cli) -> Result<UaConfig> {
     Ok(tools::ims::config::merge(file, flags))
 }
 
-/// The UA's state between datagrams.
-struct Ua {
+/// The UA between datagrams: the UE role (`gm::ue::Ua`), the IO around
+/// it, and what its events told the command being run.
+struct Client {
     transport: Transport,
-    /// What our requests go over (their Via).
-    protocol: gm::txn::Protocol,
-    local: SocketAddr,
+    ua: gm::ue::Ua,
     pcscf: SocketAddr,
     impu: String,
-    ue: Ue,
-    layer: Transactions<SocketAddr>,
     rng: OsRandom,
     ladder: Ladder,
     start: Instant,
-    /// The transaction of the REGISTER in flight.
-    reg_txn: Option<TxnId>,
-    /// The transactions of our reg event SUBSCRIBEs (their timeouts need
-    /// no report: the subscription's Timer N covers them).
-    sub_txns: Vec<TxnId>,
-    /// The final status of the last REGISTER.
-    reg_status: Option<u16>,
-    /// The transaction of our MESSAGE and its final response.
-    msg_txn: Option<TxnId>,
-    msg_final: Option<Result<(u16, String), ()>>,
-    /// What the registration machine last reported.
+    show_keys: bool,
+    /// The transactions' Timer F (64·T1), for the error lines.
+    timeout: Duration,
+    /// SigComp (or not) between the transactions and the transport.
+    comp: SipComp,
+    /// What the registration last reported.
     outcome: Option<Outcome>,
     /// The first failure, kept until the REGISTER in flight ends.
     failure: Option<gm::reg::Error>,
-    show_keys: bool,
-    /// SigComp (or not) between the transactions and the transport.
-    comp: SipComp,
-    /// Our `sigcomp-id` (RFC 5049 §9.1), from the `+sip.instance`.
-    sigcomp_id: Option<String>,
-    /// The presentity we publish for (our IMPU unless told otherwise).
-    presentity: String,
-    /// Our publication, once we published.
-    publisher: Option<Publisher>,
-    /// The transaction of the PUBLISH in flight and the outcome of the
-    /// last (`Err`: no answer).
-    pub_txn: Option<TxnId>,
+    /// The final responses of our MESSAGEs (`Err`: none came).
+    msg_finals: HashMap<TxnId, Result<(u16, String), ()>>,
+    /// The outcome of the last PUBLISH (`Err`: no answer).
     pub_outcome: Option<Result<Published, ()>>,
-    /// Our presence subscriptions.
-    watcher: Watcher,
-    /// The transactions of our presence SUBSCRIBEs.
-    watch_txns: Vec<TxnId>,
-    /// The SUBSCRIBE whose answer `subscribe` waits for, and the answer.
-    sub_wait: Option<TxnId>,
+    /// The resource whose SUBSCRIBE answer `subscribe` waits for, and the
+    /// answer.
+    sub_wait: Option<String>,
     sub_final: Option<Result<Subscribed, ()>>,
-    /// SMS over IP: the procedures, the service centre's PSI, and the
-    /// outcome of each RP-DATA of ours by RP-MR.
-    sms: SmsUe,
-    sms_centre: String,
+    /// Whether every presence subscription ended (after unsubscribing).
+    unsubscribed: bool,
+    /// SMS over IP: the outcome of each RP-DATA of ours by RP-MR, and a
+    /// part whose MESSAGE was refused (its final status) or unanswered.
     sms_outcomes: HashMap<u8, SmsOutcome>,
+    sms_not_sent: Option<Option<u16>>,
     /// Each RP-DATA of ours in flight, by RP-MR: to whom (E.164), which
     /// part of how many (for the sms-status line).
     sms_parts: HashMap<u8, (String, usize, usize)>,
@@ -679,11 +659,12 @@ fn run(cli: &Cli, cfg: &UaConfig) -> Result<(), Failure> {
     let centre_number = gm::sms::sip::e164(&sms_centre).ok_or_else(|| {
         anyhow!("--sms-centre {sms_centre:?}: no E.164 number (sip:+digits@host or tel:+digits)")
     })?;
-    let sigcomp_id = gm::comp::sigcomp_id_from_instance(&config.instance);
     let comp = SipComp::new(tools::ims::comp::mode(
         cfg.sigcomp.unwrap_or(false),
         cfg.sigcomp_full.unwrap_or(false),
     ))?;
+    let sigcomp_id =
+        gm::comp::sigcomp_id_from_instance(&config.instance).filter(|_| comp.enabled());
     let ue = Ue::new(config, creds, &mut rng);
     let mut timers = Timers::default();
     timers.t1 = cfg.t1.unwrap_or(timers.t1);
@@ -695,59 +676,58 @@ fn run(cli: &Cli, cfg: &UaConfig) -> Result<(), Failure> {
         } => r.clone(),
         _ => impu.to_owned(),
     };
-    let mut ua = Ua {
-        transport,
-        protocol,
+    let settings = gm::ue::Settings {
+        impu: impu.to_owned(),
+        presentity,
+        pcscf,
         local,
+        protocol,
+        sigcomp_id,
+        presence_expires: PRESENCE_EXPIRES,
+        sms_centre,
+    };
+    let sms = SmsUe::new(gm::sms::Address::international(&centre_number));
+    let mut client = Client {
+        transport,
+        ua: gm::ue::Ua::new(ue, Transactions::new(timers), sms, settings),
         pcscf,
         impu: impu.to_owned(),
-        ue,
-        layer: Transactions::new(timers),
         rng,
         ladder: Ladder::new(cli.verbose, false),
         start: Instant::now(),
-        reg_txn: None,
-        sub_txns: Vec::new(),
-        reg_status: None,
-        msg_txn: None,
-        msg_final: None,
+        show_keys: cli.show_keys,
+        timeout: timers.timeout(),
+        comp,
         outcome: None,
         failure: None,
-        show_keys: cli.show_keys,
-        comp,
-        sigcomp_id,
-        presentity,
-        publisher: None,
-        pub_txn: None,
+        msg_finals: HashMap::new(),
         pub_outcome: None,
-        watcher: Watcher::new(timers.t1),
-        watch_txns: Vec::new(),
         sub_wait: None,
         sub_final: None,
-        sms: SmsUe::new(gm::sms::Address::international(&centre_number)),
-        sms_centre,
+        unsubscribed: false,
         sms_outcomes: HashMap::new(),
+        sms_not_sent: None,
         sms_parts: HashMap::new(),
         input: None,
         pending: VecDeque::new(),
     };
-    let result = ua.run(&stop, &cli.command);
+    let result = client.run(&stop, &cli.command);
     // Lines held for a message that never left (the run stopped on an
     // error between the SAs' installation and the flush).
-    ua.ladder.release();
+    client.ladder.release();
     // SAs left (register --stay, a failure): removed before exit.
-    match ua.transport.close() {
+    match client.transport.close() {
         Ok(sets) => {
             for (set, usage) in &sets {
-                ua.sa_events(set, "remove", usage);
+                client.sa_events(set, "remove", usage);
             }
         }
         Err(e) => eprintln!("imsua: {e:#}"),
     }
     let mut stopped = Json::obj();
     stopped.set("event", "stopped");
-    ua.comp.report(&mut stopped);
-    stopped.set("dropped", Json::Int(ua.transport.dropped() as i64));
+    client.comp.report(&mut stopped);
+    stopped.set("dropped", Json::Int(client.transport.dropped() as i64));
     event(&mut stopped);
     result
 }
@@ -766,14 +746,14 @@ fn sa_lines(set: &SaSet, action: &str, keys: bool, usage: &[tools::ims::SaUsage]
     lines
 }
 
-impl Ua {
+impl Client {
     fn run(&mut self, stop: &Stop, command: &Command) -> Result<(), Failure> {
-        let ua = self;
-        let actions = ua.ue.register(&mut ua.rng);
-        ua.on_actions(actions)?;
-        ua.until(stop, |u| u.outcome.is_some() && u.reg_txn.is_none())?;
-        ua.check_registered()?;
-        ua.after_registration(stop, command)
+        let now = self.now();
+        self.ua.register(now, &mut self.rng);
+        self.flush()?;
+        self.until(stop, |c| c.outcome.is_some() && !c.ua.registering())?;
+        self.check_registered()?;
+        self.after_registration(stop, command)
     }
 
     fn after_registration(&mut self, stop: &Stop, command: &Command) -> Result<(), Failure> {
@@ -837,8 +817,8 @@ impl Ua {
     /// the UA goes on.
     fn listen(&mut self, stop: &Stop) -> Result<(), Failure> {
         loop {
-            self.until(stop, |u| {
-                !u.pending.is_empty() || u.outcome != Some(Outcome::Registered)
+            self.until(stop, |c| {
+                !c.pending.is_empty() || c.outcome != Some(Outcome::Registered)
             })?;
             self.still_registered()?;
             let Some(line) = self.pending.pop_front() else {
@@ -882,7 +862,7 @@ impl Ua {
             (_, Some(gm::reg::Error::Timeout)) => Err(Failure::Error(anyhow!(
                 "the registration is lost: the P-CSCF at {} did not answer the re-registration (64*T1 = {} ms); has it stopped?",
                 self.pcscf,
-                self.layer.timers().timeout().as_millis()
+                self.timeout.as_millis()
             ))),
             (_, Some(e)) => Err(Failure::Refused(format!(
                 "the registration is lost: the re-registration failed: {e}"
@@ -916,107 +896,53 @@ impl Ua {
         }
     }
 
-    /// Our IMPU, Via sent-by, Contact and route set, for
-    /// [`gm::presence::ue::Origin`].
-    fn origin_parts(&self) -> (String, String, String, Vec<String>) {
-        let routes = self
-            .ue
-            .registration()
-            .map(|r| r.service_routes.clone())
-            .unwrap_or_default();
-        (
-            self.impu.clone(),
-            self.route().1.to_string(),
-            self.ue.contact(),
-            routes,
-        )
-    }
-
-    /// Sends a request of ours to the P-CSCF (its port-s over the SAs)
-    /// through a client transaction; with SigComp, marked (`contact`: its
-    /// Contact too).
-    fn send_request(&mut self, m: Message<'static>, contact: bool) -> Result<TxnId, Failure> {
-        let m = self.mark(m, contact);
-        let (pcscf, _) = self.route();
-        let what = m.method().map_or("request", |x| x.as_str());
-        let id = self
-            .layer
-            .start_client(&m, pcscf, self.transport.reliability(pcscf), self.now())
-            .map_err(|e| anyhow!("cannot send the {what}: {e}"))?;
-        self.flush();
-        Ok(id)
-    }
-
     /// PUBLISHes our presence: `basic` and `note` in one tuple (RFC 3903
     /// §4); the first call makes the publication, a later one modifies
     /// it. Returns after the 2xx (a `published` event).
     fn publish(&mut self, stop: &Stop, basic: Basic, note: Option<&str>) -> Result<(), Failure> {
-        let doc = gm::presence::ue::document(&self.presentity, basic, note);
-        let (impu, sent_by, contact, routes) = self.origin_parts();
-        let o = Origin {
-            protocol: self.protocol,
-            impu: &impu,
-            sent_by: &sent_by,
-            contact: &contact,
-            routes: &routes,
-        };
-        let presentity = self.presentity.clone();
-        let rng = &mut self.rng;
-        let publisher = self
-            .publisher
-            .get_or_insert_with(|| Publisher::new(&presentity, PRESENCE_EXPIRES, rng));
-        let m = publisher
-            .publish(&o, &doc, &mut self.rng)
-            .map_err(|e| anyhow!("cannot build the PUBLISH: {e}"))?;
-        self.wait_publish(stop, m)?;
-        let etag = self
-            .publisher
-            .as_ref()
-            .and_then(|p| p.etag())
-            .map_or(Json::Null, Json::from);
+        let now = self.now();
+        self.pub_outcome = None;
+        self.ua
+            .publish(basic, note, now, &mut self.rng)
+            .map_err(|e| anyhow!("cannot send the PUBLISH: {e}"))?;
+        self.wait_publish(stop)?;
+        let etag = self.ua.etag().map_or(Json::Null, Json::from);
         event(
             Json::obj()
                 .set("event", "published")
-                .set("resource", self.presentity.clone())
+                .set("resource", self.ua.settings().presentity.clone())
                 .set("etag", etag)
                 .set("basic", basic.as_str()),
         );
         Ok(())
     }
 
-    /// Removes our publication (`Expires: 0`), if there is one.
+    /// Removes our publication (`Expires: 0`), if there is one (an
+    /// `unpublished` event).
     fn unpublish(&mut self, stop: &Stop) -> Result<(), Failure> {
-        let (impu, sent_by, contact, routes) = self.origin_parts();
-        let o = Origin {
-            protocol: self.protocol,
-            impu: &impu,
-            sent_by: &sent_by,
-            contact: &contact,
-            routes: &routes,
-        };
-        let Some(p) = self.publisher.as_mut() else {
-            return Ok(());
-        };
-        let Some(m) = p.remove(&o, &mut self.rng) else {
-            return Ok(());
-        };
-        let m = m.map_err(|e| anyhow!("cannot build the PUBLISH: {e}"))?;
-        self.wait_publish(stop, m)?;
-        event(
-            Json::obj()
-                .set("event", "unpublished")
-                .set("resource", self.presentity.clone()),
-        );
+        let now = self.now();
+        self.pub_outcome = None;
+        let sent = self
+            .ua
+            .unpublish(now, &mut self.rng)
+            .map_err(|e| anyhow!("cannot send the PUBLISH: {e}"))?;
+        if sent {
+            self.wait_publish(stop)?;
+        }
         Ok(())
     }
 
-    /// Sends a PUBLISH and waits for its outcome (a 412 or 423 is sent
-    /// again by the publication's rules on the way).
-    fn wait_publish(&mut self, stop: &Stop, m: Message<'static>) -> Result<(), Failure> {
-        self.pub_outcome = None;
-        self.pub_txn = Some(self.send_request(m, false)?);
-        self.until(stop, |u| u.pub_outcome.is_some())?;
-        let resource = self.presentity.clone();
+    /// Waits for the outcome of our PUBLISH (a 412 or 423 is sent again
+    /// by the publication's rules on the way).
+    fn wait_publish(&mut self, stop: &Stop) -> Result<(), Failure> {
+        self.flush()?;
+        self.until(stop, |c| c.pub_outcome.is_some())?;
+        self.publish_outcome()
+    }
+
+    /// What the last PUBLISH came to.
+    fn publish_outcome(&mut self) -> Result<(), Failure> {
+        let resource = self.ua.settings().presentity.clone();
         match self.pub_outcome.take() {
             Some(Ok(Published::Accepted { .. } | Published::Removed)) => Ok(()),
             Some(Ok(Published::Failed(status))) => Err(Failure::Refused(format!(
@@ -1036,24 +962,14 @@ impl Ua {
     /// SUBSCRIBEs to `uri`'s presence (RFC 3856 §5); returns after the
     /// 2xx. Its NOTIFYs, whenever they come, are answered and printed.
     fn subscribe(&mut self, stop: &Stop, uri: &str) -> Result<(), Failure> {
-        let (impu, sent_by, contact, routes) = self.origin_parts();
-        let o = Origin {
-            protocol: self.protocol,
-            impu: &impu,
-            sent_by: &sent_by,
-            contact: &contact,
-            routes: &routes,
-        };
         let now = self.now();
-        let m = self
-            .watcher
-            .subscribe(&o, uri, PRESENCE_EXPIRES, now, &mut self.rng)
-            .map_err(|e| anyhow!("cannot build the SUBSCRIBE to {uri}: {e}"))?;
-        let id = self.send_request(m, true)?;
-        self.watch_txns.push(id);
-        self.sub_wait = Some(id);
+        self.ua
+            .subscribe(uri, now, &mut self.rng)
+            .map_err(|e| anyhow!("cannot send the SUBSCRIBE to {uri}: {e}"))?;
+        self.sub_wait = Some(uri.to_owned());
         self.sub_final = None;
-        self.until(stop, |u| u.sub_final.is_some())?;
+        self.flush()?;
+        self.until(stop, |c| c.sub_final.is_some())?;
         self.sub_wait = None;
         match self.sub_final.take() {
             Some(Ok(Subscribed::Accepted { .. })) => Ok(()),
@@ -1074,20 +990,13 @@ impl Ua {
     /// Ends every presence subscription (`Expires: 0`, RFC 6665
     /// §4.1.2.3) and waits for the final NOTIFYs (at most 64*T1 each).
     fn unsubscribe_all(&mut self, stop: &Stop) -> Result<(), Failure> {
-        let (impu, sent_by, contact, routes) = self.origin_parts();
-        let o = Origin {
-            protocol: self.protocol,
-            impu: &impu,
-            sent_by: &sent_by,
-            contact: &contact,
-            routes: &routes,
-        };
         let now = self.now();
-        for m in self.watcher.unsubscribe_all(&o, now, &mut self.rng) {
-            let id = self.send_request(m, true)?;
-            self.watch_txns.push(id);
-        }
-        self.until(stop, |u| u.watcher.is_empty())
+        self.unsubscribed = false;
+        self.ua
+            .unsubscribe_all(now, &mut self.rng)
+            .map_err(|e| anyhow!("cannot send the SUBSCRIBE: {e}"))?;
+        self.flush()?;
+        self.until(stop, |c| c.unsubscribed)
     }
 
     /// Prints what a presence NOTIFY told.
@@ -1125,19 +1034,7 @@ impl Ua {
     }
 
     /// Runs the loop until `done` holds or a signal comes.
-    /// Where requests to the P-CSCF go and the address they leave from:
-    /// its port-s from our port-c once SAs are up, else the plain ports.
-    fn route(&self) -> (SocketAddr, SocketAddr) {
-        match self.ue.sas() {
-            Some(s) => (
-                SocketAddr::new(s.pcscf_addr(), s.pcscf_offer().port_s),
-                SocketAddr::new(s.ue_addr(), s.ue_offer().port_c),
-            ),
-            None => (self.pcscf, self.local),
-        }
-    }
-
-    fn until(&mut self, stop: &Stop, done: impl Fn(&Ua) -> bool) -> Result<(), Failure> {
+    fn until(&mut self, stop: &Stop, done: impl Fn(&Client) -> bool) -> Result<(), Failure> {
         let mut buf = tools::ims::esp_udp::recv_buffer();
         loop {
             if let Some(rx) = &self.input {
@@ -1147,17 +1044,9 @@ impl Ua {
                 break;
             }
             let now = self.now();
-            let next = [
-                self.layer.poll_timeout(),
-                self.ue.poll_timeout(),
-                self.sms.poll_timeout(),
-                self.watcher.poll_timeout(),
-                self.publisher.as_ref().and_then(Publisher::refresh_at),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            let wait = next
+            let wait = self
+                .ua
+                .poll_timeout()
                 .map_or(Stop::POLL, |t| t.saturating_sub(now))
                 .min(Stop::POLL);
             match self.transport.recv(&mut buf, wait)? {
@@ -1223,12 +1112,15 @@ impl Ua {
             (_, Some(gm::reg::Error::Timeout)) => Err(Failure::Error(anyhow!(
                 "no answer from the P-CSCF at {}: the REGISTER transaction timed out (64*T1 = {} ms)",
                 self.pcscf,
-                self.layer.timers().timeout().as_millis()
+                self.timeout.as_millis()
             ))),
             (_, Some(gm::reg::Error::NetworkAuthenticationFailed)) => {
-                let status = self.reg_status.map_or("no answer".to_owned(), |s| {
-                    format!("the network answered {s} {}", gm::sip::reason_phrase(s))
-                });
+                let status = self
+                    .ua
+                    .register_status()
+                    .map_or("no answer".to_owned(), |s| {
+                        format!("the network answered {s} {}", gm::sip::reason_phrase(s))
+                    });
                 Err(Failure::Refused(format!(
                     "registration failed: our K did not verify the network's AUTN (MAC failure, TS 33.102 §6.3.3); {status}"
                 )))
@@ -1244,21 +1136,21 @@ impl Ua {
         }
     }
 
+    /// De-registers: `gm::ue::Ua` ends our presence first (a failure
+    /// there does not keep us registered, and is reported after).
     fn deregister(&mut self, stop: &Stop) -> Result<(), Failure> {
-        // Presence goes first, while the registration still stands; a
-        // failure there does not keep us registered.
-        let presence = self
-            .unpublish(stop)
-            .and_then(|()| self.unsubscribe_all(stop));
-        self.deregister_only(stop)?;
-        presence
-    }
-
-    fn deregister_only(&mut self, stop: &Stop) -> Result<(), Failure> {
+        let now = self.now();
+        let had_publication = self.ua.etag().is_some();
         self.outcome = None;
-        let actions = self.ue.deregister(&mut self.rng);
-        self.on_actions(actions)?;
-        self.until(stop, |u| u.outcome.is_some() && u.reg_txn.is_none())?;
+        self.pub_outcome = None;
+        self.ua.deregister(now, &mut self.rng);
+        self.flush()?;
+        self.until(stop, |c| !c.ua.leaving() && !c.ua.registering())?;
+        let presence = if had_publication {
+            self.publish_outcome()
+        } else {
+            Ok(())
+        };
         match (self.outcome, self.failure.take()) {
             (Some(Outcome::Deregistered), _) => Ok(()),
             (_, Some(gm::reg::Error::Timeout)) => Err(Failure::Error(anyhow!(
@@ -1269,14 +1161,32 @@ impl Ua {
             (_, None) => Err(Failure::Error(anyhow!(
                 "stopped before the de-registration ended"
             ))),
-        }
+        }?;
+        presence
     }
 
     fn message(&mut self, stop: &Stop, to: &str, text: &str) -> Result<(u16, String), Failure> {
-        let m = self
-            .request(to, text, None)
-            .map_err(|e| Failure::Error(anyhow!("cannot build the MESSAGE to {to}: {e}")))?;
-        let (status, reason) = self.transact(stop, m)?;
+        let now = self.now();
+        let id = self
+            .ua
+            .message(to, text, now, &mut self.rng)
+            .map_err(|e| Failure::Error(anyhow!("cannot send the MESSAGE to {to}: {e}")))?;
+        self.flush()?;
+        self.until(stop, |c| c.msg_finals.contains_key(&id))?;
+        let (status, reason) = match self.msg_finals.remove(&id) {
+            Some(Ok(answer)) => answer,
+            Some(Err(())) => {
+                return Err(Failure::Error(anyhow!(
+                    "no answer from the P-CSCF at {}: the MESSAGE transaction timed out",
+                    self.pcscf
+                )));
+            }
+            None => {
+                return Err(Failure::Error(anyhow!(
+                    "stopped before the MESSAGE was answered"
+                )));
+            }
+        };
         event(
             Json::obj()
                 .set("event", "message-status")
@@ -1285,42 +1195,6 @@ impl Ua {
                 .set("reason", reason.clone()),
         );
         Ok((status, reason))
-    }
-
-    /// A MESSAGE of ours to `to` (a new Call-ID, the registration's route
-    /// set): `text` (text/plain), or with `sms` that RP message
-    /// (application/vnd.3gpp.sms).
-    fn request(
-        &mut self,
-        to: &str,
-        text: &str,
-        sms: Option<&[u8]>,
-    ) -> Result<Message<'static>, gm::sip::Error> {
-        let routes = self
-            .ue
-            .registration()
-            .map(|r| r.service_routes.clone())
-            .unwrap_or_default();
-        let call_id = token(&mut self.rng, 12);
-        let from_tag = token(&mut self.rng, 6);
-        let branch = format!("z9hG4bK{}", token(&mut self.rng, 8));
-        let local = self.route().1.to_string();
-        let page = Page {
-            protocol: self.protocol,
-            from: &self.impu,
-            to,
-            local: &local,
-            call_id: &call_id,
-            from_tag: &from_tag,
-            branch: &branch,
-            cseq: 1,
-            routes: &routes,
-            text,
-        };
-        match sms {
-            Some(body) => gm::sms::sip::request(&page, body),
-            None => gm::pager::request(&page),
-        }
     }
 
     /// Registered: sends `text` to the E.164 number `to` as SMS over IP,
@@ -1332,33 +1206,36 @@ impl Ua {
         let digits = gm::sms::sip::e164(to).ok_or_else(|| {
             anyhow!("{to:?} is not an E.164 number: write +15555550102 or tel:+15555550102")
         })?;
-        let parts = self
-            .sms
-            .submit(
-                gm::sms::Address::international(&digits),
-                text,
-                false,
-                self.now(),
-            )
-            .map_err(|e| anyhow!("cannot encode the SMS: {e}"))?;
-        let centre = self.sms_centre.clone();
-        let mrs: Vec<u8> = parts.iter().map(|p| p.rp_mr).collect();
+        let now = self.now();
+        self.sms_not_sent = None;
+        let mrs = self
+            .ua
+            .sms(&digits, text, now, &mut self.rng)
+            .map_err(|e| anyhow!("cannot send the SMS: {e}"))?;
         for (i, mr) in mrs.iter().enumerate() {
             self.sms_parts
                 .insert(*mr, (format!("+{digits}"), i + 1, mrs.len()));
         }
-        for part in &parts {
-            let m = self
-                .request(&centre, "", Some(&part.body))
-                .map_err(|e| anyhow!("cannot build the MESSAGE to {centre}: {e}"))?;
-            let (status, reason) = self.transact(stop, m)?;
-            if !(200..=299).contains(&status) {
+        self.flush()?;
+        self.until(stop, |c| {
+            c.sms_not_sent.is_some() || mrs.iter().all(|m| c.sms_outcomes.contains_key(m))
+        })?;
+        let centre = &self.ua.settings().sms_centre;
+        match self.sms_not_sent.take() {
+            Some(Some(status)) => {
                 return Err(Failure::Refused(format!(
-                    "SMS to +{digits} refused: the service centre {centre} answered {status} {reason}"
+                    "SMS to +{digits} refused: the service centre {centre} answered {status} {}",
+                    gm::sip::reason_phrase(status)
                 )));
             }
+            Some(None) => {
+                return Err(Failure::Error(anyhow!(
+                    "no answer from the P-CSCF at {}: the MESSAGE transaction timed out",
+                    self.pcscf
+                )));
+            }
+            None => {}
         }
-        self.until(stop, |u| mrs.iter().all(|m| u.sms_outcomes.contains_key(m)))?;
         for mr in &mrs {
             match self.sms_outcomes.remove(mr) {
                 Some(SmsOutcome::Acked) => {}
@@ -1380,40 +1257,6 @@ impl Ua {
                     )));
                 }
             }
-        }
-        Ok(())
-    }
-
-    /// A MESSAGE with an RP message that reached us: answered as
-    /// `gm::sms` says, its RP-ACK/RP-ERROR sent to the centre it came
-    /// from, what it meant printed.
-    fn on_sms(&mut self, m: &Message<'_>, id: TxnId) -> Result<(), Failure> {
-        let now = self.now();
-        let content_type = m.content_type_text();
-        let r = self.sms.on_message(&content_type, m.body());
-        if let Ok(response) = Builder::response_to(m, r.status, None)
-            .to_tag(&token(&mut self.rng, 4))
-            .build()
-        {
-            let _ = self.layer.respond(id, &response, now);
-        }
-        if let Some(e) = r.event {
-            self.on_sms_event(e, false);
-        }
-        if let Some(reply) = r.reply {
-            let centre = m
-                .from()
-                .map(|f| f.uri.to_string())
-                .unwrap_or_else(|_| self.sms_centre.clone());
-            let request = self
-                .request(&centre, "", Some(&reply.body))
-                .map_err(|e| anyhow!("cannot build the MESSAGE to {centre}: {e}"))?;
-            let request = self.mark(request, false);
-            let (pcscf, _) = self.route();
-            // Its final response needs no report: the centre retries.
-            self.layer
-                .start_client(&request, pcscf, self.transport.reliability(pcscf), now)
-                .map_err(|e| anyhow!("cannot send the MESSAGE: {e}"))?;
         }
         Ok(())
     }
@@ -1486,30 +1329,6 @@ impl Ua {
         event(&mut j);
     }
 
-    /// Sends our MESSAGE `m` to the P-CSCF and waits for its final
-    /// response.
-    fn transact(&mut self, stop: &Stop, m: Message<'static>) -> Result<(u16, String), Failure> {
-        let (pcscf, _) = self.route();
-        let m = self.mark(m, false);
-        let id = self
-            .layer
-            .start_client(&m, pcscf, self.transport.reliability(pcscf), self.now())
-            .map_err(|e| anyhow!("cannot send the MESSAGE: {e}"))?;
-        self.msg_txn = Some(id);
-        self.flush();
-        self.until(stop, |u| u.msg_final.is_some())?;
-        match self.msg_final.take() {
-            Some(Ok(answer)) => Ok(answer),
-            Some(Err(())) => Err(Failure::Error(anyhow!(
-                "no answer from the P-CSCF at {}: the MESSAGE transaction timed out",
-                self.pcscf
-            ))),
-            None => Err(Failure::Error(anyhow!(
-                "stopped before the MESSAGE was answered"
-            ))),
-        }
-    }
-
     fn on_datagram(
         &mut self,
         bytes: &[u8],
@@ -1529,135 +1348,33 @@ impl Ua {
         };
         let now = self.now();
         if m.is_request() {
+            // The top Via says where it came from (RFC 3581).
             if gm::txn::stamp_via(&mut m, from).is_err() {
                 return Ok(());
             }
             let arrived_on = self.transport.arrival_port(flow, Side::Ue);
-            let Ok(RequestVerdict::New(id)) =
-                self.layer
-                    .on_request_at(&m, from, arrived_on, reliability, now)
-            else {
-                return Ok(());
-            };
-            // gm::reg::Ue answers the NOTIFYs of its reg event.
-            if let Some(actions) = self.ue.on_request(&m, flow, now, &mut self.rng) {
-                let mut rest = Vec::new();
-                for a in actions {
-                    match a {
-                        UeAction::Respond { response, .. } => {
-                            let _ = self.layer.respond(id, &response, now);
-                        }
-                        other => rest.push(other),
-                    }
-                }
-                self.on_actions(rest)?;
-                self.flush();
-                return Ok(());
-            }
-            // gm::presence::ue answers the NOTIFYs of presence.
-            if let Some(a) = self.watcher.on_notify(&m, now) {
-                if let Some(seen) = &a.seen {
-                    Ua::presence_event(seen);
-                }
-                let _ = self.layer.respond(id, &a.response, now);
-                self.flush();
-                return Ok(());
-            }
-            // An RP message is gm::sms's; gm::pager decides the rest: 200
-            // to a MESSAGE, 405 to anything else.
-            if gm::sms::sip::is_sms(&m) {
-                self.on_sms(&m, id)?;
-                self.flush();
-                return Ok(());
-            }
-            let tag = token(&mut self.rng, 4);
-            if let Ok(answer) = gm::pager::answer(&m, &tag) {
-                if let Some(page) = &answer.page {
-                    event(
-                        Json::obj()
-                            .set("event", "message")
-                            .set("from", page.from.clone())
-                            .set("to", page.to.clone())
-                            .set("text", String::from_utf8_lossy(&page.body).into_owned()),
-                    );
-                }
-                let _ = self.layer.respond(id, &answer.response, now);
-            }
-        } else if let ResponseVerdict::ToTu(id) = self.layer.on_response(&m, now) {
-            let Some(status) = m.status().filter(|s| *s >= 200) else {
-                return Ok(());
-            };
-            if Some(id) == self.reg_txn {
-                self.reg_txn = None;
-                self.reg_status = Some(status);
-                let actions = self.ue.on_response(&m, flow, now, &mut self.rng);
-                self.on_actions(actions)?;
-            } else if let Some(i) = self.sub_txns.iter().position(|t| *t == id) {
-                self.sub_txns.swap_remove(i);
-                let actions = self.ue.on_response(&m, flow, now, &mut self.rng);
-                self.on_actions(actions)?;
-            } else if Some(id) == self.msg_txn {
-                self.msg_txn = None;
-                self.msg_final = Some(Ok((status, m.reason().unwrap_or("").to_owned())));
-            } else if Some(id) == self.pub_txn {
-                self.pub_txn = None;
-                self.on_publish_response(&m, now)?;
-            } else if let Some(i) = self.watch_txns.iter().position(|t| *t == id) {
-                self.watch_txns.swap_remove(i);
-                let got = self.watcher.on_response(&m, now);
-                if Some(id) == self.sub_wait {
-                    self.sub_final = got.map(Ok);
-                }
-            }
+            self.ua.on_request(
+                &m,
+                from,
+                (flow, arrived_on, reliability),
+                now,
+                &mut self.rng,
+            );
+        } else {
+            self.ua.on_response(&m, flow, now, &mut self.rng);
         }
-        self.flush();
-        Ok(())
+        self.flush()
     }
 
     fn on_time(&mut self) -> Result<(), Failure> {
         let now = self.now();
-        self.layer.handle_timeout(now);
-        while let Some(e) = self.layer.poll_event() {
-            // Timer F, or the transport could not send it (its SAs are
-            // gone): no final response, a failure either way.
-            let (Event::Timeout(id) | Event::TransportError(id)) = e else {
-                continue;
-            };
-            if Some(id) == self.reg_txn {
-                self.reg_txn = None;
-                let actions = self.ue.on_timeout(&mut self.rng);
-                self.on_actions(actions)?;
-            } else if let Some(i) = self.sub_txns.iter().position(|t| *t == id) {
-                self.sub_txns.swap_remove(i);
-            } else if Some(id) == self.msg_txn {
-                self.msg_txn = None;
-                self.msg_final = Some(Err(()));
-            } else if Some(id) == self.pub_txn {
-                self.pub_txn = None;
-                self.pub_outcome = Some(Err(()));
-            } else if let Some(i) = self.watch_txns.iter().position(|t| *t == id) {
-                // Timer N of the subscription covers it.
-                self.watch_txns.swap_remove(i);
-                if Some(id) == self.sub_wait {
-                    self.sub_final = Some(Err(()));
-                }
-            }
+        if self.ua.refresh_due(now) {
+            self.offer_next_sas()?;
         }
-        self.presence_timers(now)?;
-        if self.ue.poll_timeout().is_some_and(|t| t <= now) {
-            if self.ue.refresh_due(now) {
-                self.offer_next_sas()?;
-            }
-            let actions = self.ue.handle_timeout(now, &mut self.rng);
-            self.on_actions(actions)?;
+        if self.ua.poll_timeout().is_some_and(|t| t <= now) {
+            self.ua.handle_timeout(now, &mut self.rng);
         }
-        if self.sms.poll_timeout().is_some_and(|t| t <= now) {
-            for e in self.sms.handle_timeout(now) {
-                self.on_sms_event(e, true);
-            }
-        }
-        self.flush();
-        Ok(())
+        self.flush()
     }
 
     /// Gives the UE the SPIs and client port of its next SA set (with the
@@ -1668,7 +1385,7 @@ impl Ua {
     /// (`--ipsec udp`) or held at ipsecd now (`--ipsec tun`: a held SPI
     /// lives 30 s).
     fn offer_next_sas(&mut self) -> Result<(), Failure> {
-        let (Some(alt), Some(set)) = (self.transport.alt_port(), self.ue.sas()) else {
+        let (Some(alt), Some(set)) = (self.transport.alt_port(), self.ua.ue().sas()) else {
             return Ok(());
         };
         let Some((port_c, _)) = self.transport.protected_ports()? else {
@@ -1681,219 +1398,170 @@ impl Ua {
             _ => gm::reg::fresh_spis(&mut self.rng, &[o.spi_c, o.spi_s])
                 .ok_or_else(|| anyhow!("no random SPIs from /dev/urandom"))?,
         };
-        self.ue
+        self.ua
             .offer_next(spis, port)
             .map_err(|e| anyhow!("cannot offer the next SAs: {e}"))?;
         Ok(())
     }
 
-    fn on_actions(&mut self, actions: Vec<UeAction>) -> Result<(), Failure> {
-        let now = self.now();
-        // A lifetime update waits until the batch's events are out and its
-        // messages have left: it changes no key and no message needs it.
-        let mut updates = Vec::new();
-        for a in actions {
-            match a {
-                UeAction::Send { request, flow } => {
-                    let protected = matches!(flow, Flow::Protected { .. });
-                    let request = if protected {
-                        self.mark(request, true)
-                    } else {
-                        request
-                    };
-                    let to = match flow {
-                        Flow::Protected { pcscf_port, .. } => {
-                            SocketAddr::new(self.pcscf.ip(), pcscf_port)
-                        }
-                        Flow::Unprotected => self.pcscf,
-                    };
-                    // From the port gm chose: during an SA handover two sets
-                    // reach the P-CSCF's port-s, and the flow names which.
-                    let from_port = flow.local_port(gm::reg::Side::Ue);
-                    let id = self
-                        .layer
-                        .start_client_at(
-                            &request,
-                            to,
-                            from_port,
-                            self.transport.reliability(to),
-                            now,
-                        )
-                        .map_err(|e| anyhow!("cannot send the request: {e}"))?;
-                    if request.method() == Some(gm::sip::Method::Subscribe) {
-                        self.sub_txns.push(id);
-                    } else {
-                        self.reg_txn = Some(id);
-                    }
-                }
-                UeAction::DeregisteredByNetwork {
-                    event: e,
-                    reregister_after,
-                } => {
-                    if reregister_after.is_none() {
-                        self.outcome = Some(Outcome::Deregistered);
-                    }
-                    event(
-                        Json::obj()
-                            .set("event", "deregistered-by-network")
-                            .set("impu", self.impu.clone())
-                            .set("reason", format!("{e:?}").to_lowercase())
-                            .set("reregister", reregister_after.is_some()),
-                    );
-                }
-                UeAction::Shortened(r) => event(
-                    Json::obj()
-                        .set("event", "shortened")
-                        .set("impu", self.impu.clone())
-                        .set("expires", Json::Int(r.expires.as_secs() as i64)),
+    /// Carries out what the role asks, in order: messages to send
+    /// (compressed and protected as their flow says), SA changes (with
+    /// the SigComp compartments that follow them: TS 24.229 §8.1.1), and
+    /// events, printed. An SA that cannot be installed ends the run:
+    /// nothing that needs it may leave in clear.
+    fn flush(&mut self) -> Result<(), Failure> {
+        while let Some(o) = self.ua.poll_output() {
+            match o {
+                gm::ue::Output::Transmit(t) => tools::ims::send_transmit(
+                    "imsua",
+                    t,
+                    self.ua.transactions(),
+                    &mut self.comp,
+                    &mut self.transport,
+                    &self.ladder,
                 ),
-                UeAction::Registered(r) => {
-                    self.outcome = Some(Outcome::Registered);
-                    event(
-                        Json::obj()
-                            .set("event", "registered")
-                            .set("impu", self.impu.clone())
-                            .set("expires", Json::Int(r.expires.as_secs() as i64))
-                            .set("us", Json::Int(self.now().as_micros() as i64))
-                            .set(
-                                "service_route",
-                                Json::Arr(
-                                    r.service_routes.iter().map(|s| s.as_str().into()).collect(),
-                                ),
-                            )
-                            .set(
-                                "p_associated_uri",
-                                Json::Arr(
-                                    r.associated_uris
-                                        .iter()
-                                        .map(|s| s.as_str().into())
-                                        .collect(),
-                                ),
-                            ),
-                    );
-                }
-                UeAction::Deregistered => {
-                    self.outcome = Some(Outcome::Deregistered);
-                    event(
-                        Json::obj()
-                            .set("event", "deregistered")
-                            .set("impu", self.impu.clone()),
-                    );
-                }
-                UeAction::Resynchronising { sqn, sqn_ms } => event(
-                    Json::obj()
-                        .set("event", "resynchronising")
-                        .set("impu", self.impu.clone())
-                        .set("sqn", format!("{sqn:012x}"))
-                        .set("sqn_ms", format!("{sqn_ms:012x}")),
-                ),
-                UeAction::Failed(e) => {
-                    self.outcome = Some(Outcome::Failed);
-                    self.failure.get_or_insert(e);
-                }
-                UeAction::InstallSas(s) => {
-                    // SA changes keep their order.
-                    for u in updates.drain(..) {
-                        self.transport.update(&u)?;
+                gm::ue::Output::InstallSas { set, replaces } => {
+                    self.transport.install(&set)?;
+                    // The compartment opens with the SAs; a handover's
+                    // new set takes the old one's.
+                    match &replaces {
+                        Some(old) => self.comp.hand_over(old, &set),
+                        None => self.comp.open(&set),
                     }
-                    self.transport.install(&s)?;
-                    // The compartment opens with the SAs (TS 24.229
-                    // §8.1.1); a handover's new set takes the old one's.
-                    match self.ue.retiring_sas() {
-                        Some(old) => self.comp.hand_over(old, &s),
-                        None => self.comp.open(&s),
-                    }
-                    // Said once the request they are for has left (the
-                    // flush at the end of this batch), before its line.
-                    let (set, keys) = (s.clone(), self.show_keys);
+                    // Said once the request they are for has left, before
+                    // its line.
+                    let keys = self.show_keys;
                     self.ladder.hold(move || sa_lines(&set, "add", keys, &[]));
                 }
-                UeAction::UpdateSas(s) => updates.push(s),
-                UeAction::RemoveSas(s) => {
-                    for u in updates.drain(..) {
-                        self.transport.update(&u)?;
-                    }
-                    // What is queued for the SAs leaves before they go.
-                    self.flush();
-                    self.comp.close(&s);
-                    let usage = self.transport.remove(&s)?;
-                    self.sa_events(&s, "remove", &usage);
+                gm::ue::Output::UpdateSas(set) => self.transport.update(&set)?,
+                gm::ue::Output::RemoveSas(set) => {
+                    self.comp.close(&set);
+                    let usage = self.transport.remove(&set)?;
+                    self.sa_events(&set, "remove", &usage);
                 }
-                _ => {}
+                gm::ue::Output::Event(e) => self.on_event(e),
             }
         }
-        self.flush();
-        for s in updates {
-            self.transport.update(&s)?;
-        }
+        self.ladder.release();
         Ok(())
     }
 
-    /// The final response to our PUBLISH: a 412 or 423 is sent again,
-    /// anything else is the outcome.
-    fn on_publish_response(&mut self, m: &Message<'_>, now: Duration) -> Result<(), Failure> {
-        let (impu, sent_by, contact, routes) = self.origin_parts();
-        let o = Origin {
-            protocol: self.protocol,
-            impu: &impu,
-            sent_by: &sent_by,
-            contact: &contact,
-            routes: &routes,
-        };
-        let Some(p) = self.publisher.as_mut() else {
-            return Ok(());
-        };
-        match p.on_response(m, now) {
-            Published::Retry(r) => {
-                let again = p
-                    .request(&o, &r, &mut self.rng)
-                    .map_err(|e| anyhow!("cannot build the PUBLISH: {e}"))?;
-                self.pub_txn = Some(self.send_request(again, false)?);
+    /// Prints what the role reports and keeps what the command waits for.
+    fn on_event(&mut self, e: gm::ue::Event) {
+        use gm::ue::Event as E;
+        match e {
+            E::Registered(r) => {
+                self.outcome = Some(Outcome::Registered);
+                event(
+                    Json::obj()
+                        .set("event", "registered")
+                        .set("impu", self.impu.clone())
+                        .set("expires", Json::Int(r.expires.as_secs() as i64))
+                        .set("us", Json::Int(self.now().as_micros() as i64))
+                        .set(
+                            "service_route",
+                            Json::Arr(r.service_routes.iter().map(|s| s.as_str().into()).collect()),
+                        )
+                        .set(
+                            "p_associated_uri",
+                            Json::Arr(
+                                r.associated_uris
+                                    .iter()
+                                    .map(|s| s.as_str().into())
+                                    .collect(),
+                            ),
+                        ),
+                );
             }
-            out => self.pub_outcome = Some(Ok(out)),
+            E::Shortened(r) => event(
+                Json::obj()
+                    .set("event", "shortened")
+                    .set("impu", self.impu.clone())
+                    .set("expires", Json::Int(r.expires.as_secs() as i64)),
+            ),
+            E::Resynchronising { sqn, sqn_ms } => event(
+                Json::obj()
+                    .set("event", "resynchronising")
+                    .set("impu", self.impu.clone())
+                    .set("sqn", format!("{sqn:012x}"))
+                    .set("sqn_ms", format!("{sqn_ms:012x}")),
+            ),
+            E::DeregisteredByNetwork {
+                event: ending,
+                reregister_after,
+            } => {
+                if reregister_after.is_none() {
+                    self.outcome = Some(Outcome::Deregistered);
+                }
+                event(
+                    Json::obj()
+                        .set("event", "deregistered-by-network")
+                        .set("impu", self.impu.clone())
+                        .set("reason", format!("{ending:?}").to_lowercase())
+                        .set("reregister", reregister_after.is_some()),
+                );
+            }
+            E::RegEventEnded => {}
+            E::Deregistered => {
+                self.outcome = Some(Outcome::Deregistered);
+                event(
+                    Json::obj()
+                        .set("event", "deregistered")
+                        .set("impu", self.impu.clone()),
+                );
+            }
+            E::RegistrationFailed { error, .. } => {
+                self.outcome = Some(Outcome::Failed);
+                self.failure.get_or_insert(error);
+            }
+            E::MessageAnswered {
+                txn,
+                status,
+                reason,
+            } => {
+                self.msg_finals.insert(txn, Ok((status, reason)));
+            }
+            E::MessageUnanswered { txn } => {
+                self.msg_finals.insert(txn, Err(()));
+            }
+            E::MessageReceived(page) => event(
+                Json::obj()
+                    .set("event", "message")
+                    .set("from", page.from)
+                    .set("to", page.to)
+                    .set("text", String::from_utf8_lossy(&page.body).into_owned()),
+            ),
+            E::Sms { event, by_timer } => self.on_sms_event(event, by_timer),
+            E::SmsNotSent { status, .. } => self.sms_not_sent = Some(status),
+            E::Published(p) => {
+                if p == Published::Removed {
+                    event(
+                        Json::obj()
+                            .set("event", "unpublished")
+                            .set("resource", self.ua.settings().presentity.clone()),
+                    );
+                }
+                self.pub_outcome = Some(Ok(p));
+            }
+            E::PublishUnanswered => self.pub_outcome = Some(Err(())),
+            E::Subscribed(got) => {
+                let resource = match &got {
+                    Subscribed::Accepted { resource } | Subscribed::Refused { resource, .. } => {
+                        resource
+                    }
+                };
+                if self.sub_wait.as_ref() == Some(resource) {
+                    self.sub_final = Some(Ok(got));
+                }
+            }
+            E::SubscribeUnanswered { resource } => {
+                if self.sub_wait.as_ref() == Some(&resource) {
+                    self.sub_final = Some(Err(()));
+                }
+            }
+            E::Presence(seen) => Client::presence_event(&seen),
+            E::Unsubscribed => self.unsubscribed = true,
         }
-        Ok(())
-    }
-
-    /// The presence subscriptions' refreshes and timers, and our
-    /// publication's refresh.
-    fn presence_timers(&mut self, now: Duration) -> Result<(), Failure> {
-        let sub_due = self.watcher.poll_timeout().is_some_and(|t| t <= now);
-        let pub_due = self.pub_txn.is_none()
-            && self
-                .publisher
-                .as_ref()
-                .and_then(Publisher::refresh_at)
-                .is_some_and(|t| t <= now);
-        if !sub_due && !pub_due {
-            return Ok(());
-        }
-        let (impu, sent_by, contact, routes) = self.origin_parts();
-        let o = Origin {
-            protocol: self.protocol,
-            impu: &impu,
-            sent_by: &sent_by,
-            contact: &contact,
-            routes: &routes,
-        };
-        let mut subscribes = Vec::new();
-        if sub_due {
-            let (out, _ended) = self.watcher.handle_timeout(&o, now, &mut self.rng);
-            subscribes = out;
-        }
-        let refresh = match self.publisher.as_mut() {
-            Some(p) if pub_due => p.refresh(&o, &mut self.rng),
-            _ => None,
-        };
-        for m in subscribes {
-            let id = self.send_request(m, true)?;
-            self.watch_txns.push(id);
-        }
-        if let Some(Ok(m)) = refresh {
-            self.pub_outcome = None;
-            self.pub_txn = Some(self.send_request(m, false)?);
-        }
-        Ok(())
     }
 
     /// The set's four `sa` event lines, in one write: a write per line
@@ -1903,29 +1571,6 @@ impl Ua {
         print!("{}", sa_lines(set, action, self.show_keys, usage));
     }
 
-    /// With SigComp on, marks a request that goes over the SAs: its top
-    /// Via, and with `contact` its Contact (RFC 5049 §9.1), so the
-    /// P-CSCF compresses what it sends back and to us. Left as it is if it
-    /// cannot be marked (a line with -v).
-    fn mark<'a>(&self, mut request: Message<'a>, contact: bool) -> Message<'a> {
-        let Some(id) = self.sigcomp_id.as_deref().filter(|_| self.comp.enabled()) else {
-            return request;
-        };
-        let marked = gm::comp::mark_via(&mut request, id).and_then(|()| {
-            if contact {
-                gm::comp::mark_contact(&mut request, id)
-            } else {
-                Ok(())
-            }
-        });
-        if let Err(e) = marked {
-            if self.ladder.verbose {
-                eprintln!("imsua: sent without comp=sigcomp: {e}");
-            }
-        }
-        request
-    }
-
     /// Sends a NACK (RFC 4077) back to where a failed SigComp message came
     /// from.
     fn send_nack(&mut self, nack: &[u8], to: SocketAddr) {
@@ -1933,15 +1578,5 @@ impl Ua {
             Ok(()) => self.comp.nack_sent(nack.len()),
             Err(e) => eprintln!("imsua: {e:#}"),
         }
-    }
-
-    fn flush(&mut self) {
-        tools::ims::flush(
-            "imsua",
-            &mut self.layer,
-            &mut self.comp,
-            &mut self.transport,
-            &self.ladder,
-        );
     }
 }

@@ -1,0 +1,545 @@
+//! The UE role (`gm::ue::Ua`) against the network role
+//! (`gm::network::Pcscf`) in memory, over a channel that loses nothing
+//! (unless told to lose everything) and time advanced by the test: the
+//! rules the role adds to the machines it drives. Commands wait for the
+//! registration; SMS parts leave one MESSAGE at a time, and a refused
+//! part stops the rest; a MESSAGE without an answer ends at Timer F; a
+//! re-registration names the set its new SAs replace; the
+//! de-registration ends the publication and the subscriptions first.
+//! (The flows themselves, with SigComp and SAs over a lossy channel, are
+//! in `reg_sigcomp_lossy.rs`, which runs the same two roles.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use common::Rng;
+use gm::network::{Addresses, Links, Output as NetOutput, Pcscf};
+use gm::presence::{Agent, Basic, Compositor, Published};
+use gm::reg::{Credentials, Flow, Network, NetworkConfig, OpKey, SaSet, Subscriber, Ue, UeConfig};
+use gm::sip::Message;
+use gm::sms::service::{SmsCentre, SmsUe, UeEvent};
+use gm::txn::{Protocol, Reliability, Timers, Transactions};
+use gm::ue::{Error, Event, Output, Settings, Ua};
+
+const K: [u8; 16] = [0x11; 16];
+const OPC: [u8; 16] = [0x22; 16];
+const DOMAIN: &str = "ims.example.org";
+const CENTRE: &str = "sip:+15555550000@ims.example.org";
+
+fn pcscf_addr() -> IpAddr {
+    "192.0.2.1".parse().unwrap()
+}
+
+fn ue_addr(i: usize) -> IpAddr {
+    format!("192.0.2.{}", 10 + i).parse().unwrap()
+}
+
+fn impu(i: usize) -> String {
+    format!("sip:ue{i}@{DOMAIN}")
+}
+
+fn number(i: usize) -> String {
+    format!("1555555010{i}")
+}
+
+struct Udp;
+
+impl Links for Udp {
+    fn protocol(&self, _: SocketAddr) -> Protocol {
+        Protocol::Udp
+    }
+}
+
+/// A datagram: to the network or not, the UE, source and destination.
+struct Datagram {
+    to_network: bool,
+    ue: usize,
+    from: SocketAddr,
+    to: SocketAddr,
+    bytes: Vec<u8>,
+}
+
+struct World {
+    net: Pcscf,
+    ues: Vec<Ua>,
+    rng: Rng,
+    now: Duration,
+    wire: Vec<Datagram>,
+    /// Loses every datagram.
+    blackhole: bool,
+    /// Each UE's events, and what it sent (method or status), in order.
+    events: Vec<Vec<Event>>,
+    sent: Vec<Vec<String>>,
+    /// Each UE's SA installs: the set and the set it replaces.
+    installs: Vec<Vec<(SaSet, Option<SaSet>)>>,
+    /// Each UE's next SA sets.
+    next: Vec<Vec<((u32, u32), u16)>>,
+}
+
+impl World {
+    /// `n` UEs, UE `i`'s settings changed by `configure`.
+    fn new(n: usize, configure: impl Fn(usize, &mut Settings)) -> World {
+        let mut rng = Rng(5);
+        let mut nc = NetworkConfig::new(DOMAIN, pcscf_addr(), 7100, 7101);
+        nc.alt_port_c = Some(7102);
+        let mut net = Network::new(nc);
+        let mut centre = SmsCentre::new(gm::sms::Address::international("15555550000"));
+        let mut impus = HashMap::new();
+        let mut ues = Vec::new();
+        for i in 0..n {
+            let impi = format!("ue{i}@{DOMAIN}");
+            net.add_subscriber(
+                &impi,
+                Subscriber {
+                    k: K,
+                    op: OpKey::Opc(OPC),
+                    amf: [0x80, 0],
+                    sqn: 32,
+                    impus: Vec::new(),
+                },
+            );
+            impus.insert(impi.clone(), vec![impu(i)]);
+            centre.subscriber(&number(i), &impu(i));
+            let base = 6100 + 100 * i as u16;
+            let mut config = UeConfig::new(
+                &impi,
+                &impu(i),
+                DOMAIN,
+                ue_addr(i),
+                pcscf_addr(),
+                (0x1000, 0x1001),
+                (base, base + 1),
+            );
+            config.expires = 600;
+            let ue = Ue::new(
+                config,
+                Credentials::Aka {
+                    k: K,
+                    op: OpKey::Opc(OPC),
+                    sqn_ms: 0,
+                },
+                &mut rng,
+            );
+            let mut settings = Settings {
+                impu: impu(i),
+                presentity: impu(i),
+                pcscf: SocketAddr::new(pcscf_addr(), 5060),
+                local: SocketAddr::new(ue_addr(i), 5060),
+                protocol: Protocol::Udp,
+                sigcomp_id: None,
+                presence_expires: 3600,
+                sms_centre: CENTRE.to_owned(),
+            };
+            configure(i, &mut settings);
+            let sms = SmsUe::new(gm::sms::Address::international("15555550000"));
+            ues.push(Ua::new(
+                ue,
+                Transactions::new(Timers::default()),
+                sms,
+                settings,
+            ));
+        }
+        let resources: Vec<String> = (0..n).map(impu).collect();
+        let resources: Vec<&str> = resources.iter().map(String::as_str).collect();
+        let agent = Agent::new(
+            Compositor::new(&resources, 3600, 60, 7200),
+            &format!("sip:{}", SocketAddr::new(pcscf_addr(), 7101)),
+            60,
+            3600,
+            7200,
+        );
+        let net = Pcscf::new(
+            net,
+            Transactions::new(Timers::default()),
+            agent,
+            (centre, CENTRE.to_owned()),
+            impus,
+            Addresses {
+                local: SocketAddr::new(pcscf_addr(), 5060),
+                sent_by: SocketAddr::new(pcscf_addr(), 7101),
+            },
+        );
+        World {
+            net,
+            ues,
+            rng,
+            now: Duration::ZERO,
+            wire: Vec::new(),
+            blackhole: false,
+            events: vec![Vec::new(); n],
+            sent: vec![Vec::new(); n],
+            installs: vec![Vec::new(); n],
+            next: (0..n)
+                .map(|i| {
+                    let base = 6100 + 100 * i as u16;
+                    vec![((0x3000, 0x3001), base + 2), ((0x2000, 0x2001), base)]
+                })
+                .collect(),
+        }
+    }
+
+    /// Carries out UE `i`'s outputs.
+    fn drain_ue(&mut self, i: usize) {
+        while let Some(o) = self.ues[i].poll_output() {
+            match o {
+                Output::Transmit(t) => {
+                    let m = Message::parse(&t.bytes).unwrap();
+                    self.sent[i].push(match m.method() {
+                        Some(method) => method.as_str().to_owned(),
+                        None => m.status().unwrap().to_string(),
+                    });
+                    self.wire.push(Datagram {
+                        to_network: true,
+                        ue: i,
+                        from: SocketAddr::new(ue_addr(i), t.from_port.unwrap_or(5060)),
+                        to: t.to,
+                        bytes: t.bytes,
+                    });
+                }
+                Output::InstallSas { set, replaces } => self.installs[i].push((set, replaces)),
+                Output::UpdateSas(_) | Output::RemoveSas(_) => {}
+                Output::Event(e) => self.events[i].push(e),
+            }
+        }
+    }
+
+    fn drain_net(&mut self) {
+        while let Some(o) = self.net.poll_output() {
+            if let NetOutput::Transmit(t) = o {
+                let ue = (0..self.ues.len())
+                    .find(|i| ue_addr(*i) == t.to.ip())
+                    .unwrap();
+                self.wire.push(Datagram {
+                    to_network: false,
+                    ue,
+                    from: SocketAddr::new(pcscf_addr(), t.from_port.unwrap_or(7100)),
+                    to: t.to,
+                    bytes: t.bytes,
+                });
+            }
+        }
+    }
+
+    fn deliver(&mut self, d: Datagram) {
+        let mut m = Message::parse(&d.bytes).unwrap().into_owned();
+        let (now, rng) = (self.now, &mut self.rng);
+        if d.to_network {
+            let flow = match d.from.port() {
+                5060 => Flow::Unprotected,
+                ue_port => Flow::Protected {
+                    ue_port,
+                    pcscf_port: d.to.port(),
+                },
+            };
+            if m.is_request() {
+                gm::txn::stamp_via(&mut m, d.from).unwrap();
+                let arrived = (
+                    flow,
+                    flow.local_port(gm::reg::Side::Network),
+                    Reliability::Unreliable,
+                );
+                self.net.on_request(&m, d.from, arrived, now, rng, &mut Udp);
+            } else {
+                self.net.on_response(&m, now, &mut Udp);
+            }
+            self.drain_net();
+        } else {
+            let flow = match d.to.port() {
+                5060 => Flow::Unprotected,
+                ue_port => Flow::Protected {
+                    ue_port,
+                    pcscf_port: d.from.port(),
+                },
+            };
+            let ua = &mut self.ues[d.ue];
+            if m.is_request() {
+                gm::txn::stamp_via(&mut m, d.from).unwrap();
+                let arrived = (
+                    flow,
+                    flow.local_port(gm::reg::Side::Ue),
+                    Reliability::Unreliable,
+                );
+                ua.on_request(&m, d.from, arrived, now, rng);
+            } else {
+                ua.on_response(&m, flow, now, rng);
+            }
+            self.drain_ue(d.ue);
+        }
+    }
+
+    /// Runs until `done` or an hour passed: datagrams at once, timers
+    /// when nothing is on the wire.
+    fn run_until(&mut self, done: impl Fn(&World) -> bool) {
+        let limit = self.now + Duration::from_secs(3600);
+        for i in 0..self.ues.len() {
+            self.drain_ue(i);
+        }
+        while !done(self) && self.now < limit {
+            if !self.wire.is_empty() {
+                let d = self.wire.remove(0);
+                if !self.blackhole {
+                    self.deliver(d);
+                }
+                continue;
+            }
+            let next = self
+                .ues
+                .iter()
+                .map(Ua::poll_timeout)
+                .chain([self.net.poll_timeout()])
+                .flatten()
+                .min();
+            let Some(next) = next else { break };
+            self.now = self.now.max(next);
+            let now = self.now;
+            for i in 0..self.ues.len() {
+                if self.ues[i].refresh_due(now) {
+                    let (spis, port) = self.next[i][0];
+                    self.next[i].rotate_left(1);
+                    self.ues[i].offer_next(spis, port).unwrap();
+                }
+                if self.ues[i].poll_timeout().is_some_and(|t| t <= now) {
+                    self.ues[i].handle_timeout(now, &mut self.rng);
+                    self.drain_ue(i);
+                }
+            }
+            if self.net.poll_timeout().is_some_and(|t| t <= now) {
+                self.net.handle_timeout(now, &mut self.rng, &mut Udp);
+                self.drain_net();
+            }
+        }
+    }
+
+    fn registered(&self, i: usize) -> usize {
+        self.events[i]
+            .iter()
+            .filter(|e| matches!(e, Event::Registered(_)))
+            .count()
+    }
+
+    /// Registers every UE.
+    fn register_all(&mut self) {
+        for i in 0..self.ues.len() {
+            self.ues[i].register(self.now, &mut self.rng);
+        }
+        self.run_until(|w| (0..w.ues.len()).all(|i| w.registered(i) == 1));
+        for i in 0..self.ues.len() {
+            assert_eq!(self.registered(i), 1, "ue{i}: {:?}", self.events[i]);
+        }
+    }
+}
+
+/// Before its registration a UE sends nothing of its own: every command
+/// is refused, nothing is queued.
+#[test]
+fn commands_wait_for_the_registration() {
+    let mut w = World::new(1, |_, _| {});
+    let (now, rng) = (w.now, &mut w.rng);
+    let ua = &mut w.ues[0];
+    assert_eq!(
+        ua.message(&impu(1), "hi", now, rng),
+        Err(Error::NotRegistered)
+    );
+    assert_eq!(
+        ua.sms(&number(1), "hi", now, rng),
+        Err(Error::NotRegistered)
+    );
+    assert_eq!(
+        ua.publish(Basic::Open, None, now, rng),
+        Err(Error::NotRegistered)
+    );
+    assert_eq!(ua.subscribe(&impu(1), now, rng), Err(Error::NotRegistered));
+    assert!(ua.poll_output().is_none());
+}
+
+/// A two-part SMS: the second MESSAGE leaves only once the first had its
+/// 202, and both parts are acknowledged (RP-ACK) and delivered.
+#[test]
+fn sms_parts_leave_one_at_a_time() {
+    let mut w = World::new(2, |_, _| {});
+    w.register_all();
+    let text = "Привет! Это длинное сообщение, в двух частях. ".repeat(2);
+    let (now, rng) = (w.now, &mut w.rng);
+    let mrs = w.ues[0].sms(&number(1), &text, now, rng).unwrap();
+    assert_eq!(mrs.len(), 2);
+    let before = w.sent[0].len();
+    w.drain_ue(0);
+    assert_eq!(w.sent[0][before..], ["MESSAGE"], "one part at first");
+    let acked = |w: &World| {
+        w.events[0]
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    Event::Sms {
+                        event: UeEvent::Submitted { .. },
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    let received = |w: &World| {
+        w.events[1].iter().any(|e| {
+            matches!(e, Event::Sms { event: UeEvent::Received { text: t, .. }, .. } if *t == text)
+        })
+    };
+    w.run_until(|w| acked(w) == 2 && received(w));
+    assert_eq!(acked(&w), 2, "{:?}", w.events[0]);
+    assert!(received(&w), "{:?}", w.events[1]);
+    // The sender's own MESSAGEs (RP-DATA, then its answers to the
+    // centre's RP-ACKs): the second part after the first's 202.
+    let own: Vec<&str> = w.sent[0][before..]
+        .iter()
+        .map(String::as_str)
+        .filter(|s| *s == "MESSAGE")
+        .collect();
+    assert_eq!(own, ["MESSAGE", "MESSAGE"]);
+}
+
+/// A service centre URI the network does not know: the first part's
+/// MESSAGE is refused, the second never leaves, and the event says so.
+#[test]
+fn a_refused_sms_part_stops_the_rest() {
+    let mut w = World::new(1, |_, s| {
+        s.sms_centre = "sip:+19990000000@ims.example.org".into()
+    });
+    w.register_all();
+    let text = "x".repeat(200);
+    let (now, rng) = (w.now, &mut w.rng);
+    let mrs = w.ues[0].sms(&number(1), &text, now, rng).unwrap();
+    assert_eq!(mrs.len(), 2);
+    let before = w.sent[0].len();
+    w.run_until(|w| {
+        w.events[0]
+            .iter()
+            .any(|e| matches!(e, Event::SmsNotSent { .. }))
+    });
+    let not_sent: Vec<&Event> = w.events[0]
+        .iter()
+        .filter(|e| matches!(e, Event::SmsNotSent { .. }))
+        .collect();
+    let [
+        Event::SmsNotSent {
+            rp_mr,
+            status: Some(status),
+            unsent,
+        },
+    ] = not_sent[..]
+    else {
+        panic!("{:?}", w.events[0]);
+    };
+    assert_eq!((*rp_mr, unsent.as_slice()), (mrs[0], &mrs[1..]));
+    assert!(*status >= 400, "{status}");
+    assert_eq!(
+        w.sent[0][before..]
+            .iter()
+            .filter(|s| *s == "MESSAGE")
+            .count(),
+        1
+    );
+}
+
+/// A MESSAGE the network never answers ends with Timer F (64·T1).
+#[test]
+fn an_unanswered_message_ends_at_timer_f() {
+    let mut w = World::new(1, |_, _| {});
+    w.register_all();
+    w.blackhole = true;
+    let (now, rng) = (w.now, &mut w.rng);
+    let sent_at = now;
+    let id = w.ues[0].message(&impu(0), "anyone?", now, rng).unwrap();
+    w.run_until(|w| {
+        w.events[0]
+            .iter()
+            .any(|e| matches!(e, Event::MessageUnanswered { .. }))
+    });
+    assert!(
+        w.events[0].contains(&Event::MessageUnanswered { txn: id }),
+        "{:?}",
+        w.events[0]
+    );
+    assert_eq!(w.now - sent_at, Timers::default().timeout());
+}
+
+/// Re-registrations onto fresh SAs: each new set names the one it
+/// replaces (its SigComp compartment goes over), the first names none.
+#[test]
+fn a_handover_names_the_set_it_replaces() {
+    let mut w = World::new(1, |_, _| {});
+    w.register_all();
+    w.run_until(|w| w.registered(0) == 3);
+    assert_eq!(w.registered(0), 3, "{:?}", w.events[0]);
+    let installs = &w.installs[0];
+    // The challenge's set (made final by the 200), then one per
+    // re-registration.
+    assert_eq!(installs.len(), 3, "{installs:?}");
+    assert_eq!(installs[0].1, None);
+    for k in 1..3 {
+        let replaced = installs[k].1.as_ref().expect("a handover names its set");
+        assert_eq!(replaced.sas(), installs[k - 1].0.sas(), "handover {k}");
+    }
+    assert_eq!(w.ues[0].ue().sas().unwrap().sas(), installs[2].0.sas());
+}
+
+/// The de-registration removes the publication and ends the presence
+/// subscription first, while the registration stands, then sends the
+/// REGISTER with `Expires: 0`.
+#[test]
+fn deregistration_ends_presence_first() {
+    let mut w = World::new(1, |_, _| {});
+    w.register_all();
+    let (now, rng) = (w.now, &mut w.rng);
+    w.ues[0]
+        .publish(Basic::Open, Some("here"), now, rng)
+        .unwrap();
+    w.ues[0].subscribe(&impu(0), now, rng).unwrap();
+    w.run_until(|w| {
+        w.events[0]
+            .iter()
+            .any(|e| matches!(e, Event::Published(Published::Accepted { .. })))
+            && w.events[0]
+                .iter()
+                .any(|e| matches!(e, Event::Subscribed(_)))
+    });
+    let before = w.sent[0].len();
+    let (now, rng) = (w.now, &mut w.rng);
+    w.ues[0].deregister(now, rng);
+    w.run_until(|w| w.events[0].contains(&Event::Deregistered));
+    let ends: Vec<&Event> = w.events[0]
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Published(Published::Removed) | Event::Unsubscribed | Event::Deregistered
+            )
+        })
+        .collect();
+    assert_eq!(
+        ends,
+        [
+            &Event::Published(Published::Removed),
+            &Event::Unsubscribed,
+            &Event::Deregistered
+        ],
+        "{:?}",
+        w.events[0]
+    );
+    // Our requests: the PUBLISH and the SUBSCRIBE before any REGISTER
+    // (the reg event's SUBSCRIBE and the REGISTER come last).
+    let own: Vec<&str> = w.sent[0][before..]
+        .iter()
+        .map(String::as_str)
+        .filter(|s| s.chars().all(|c| c.is_ascii_uppercase()))
+        .collect();
+    let register = own.iter().position(|s| *s == "REGISTER").unwrap();
+    let publish = own.iter().position(|s| *s == "PUBLISH").unwrap();
+    assert!(publish < register, "{own:?}");
+    assert!(!w.ues[0].leaving());
+    assert!(w.net.agent().is_empty());
+}
