@@ -69,6 +69,28 @@ pub mod txn;
 pub mod ue;
 mod xml;
 
+/// What the caller of a role ([`network::Pcscf`], [`ue::Ua`]) does
+/// next, in order; `E` is the role's event.
+#[derive(Debug)]
+pub enum Output<E> {
+    /// A message the transactions queued: send it.
+    Transmit(txn::Transmit<std::net::SocketAddr>),
+    /// Install an SA set; `replaces` is the set it takes over from in a
+    /// handover (its SigComp compartment goes over to the new set).
+    InstallSas {
+        /// The set.
+        set: reg::SaSet,
+        /// The set it replaces, during a handover.
+        replaces: Option<reg::SaSet>,
+    },
+    /// Update an installed set (its lifetime).
+    UpdateSas(reg::SaSet),
+    /// Remove a set.
+    RemoveSas(reg::SaSet),
+    /// Something happened.
+    Event(E),
+}
+
 /// The example of the crate's README.md, run by `cargo test --doc`.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

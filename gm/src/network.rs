@@ -37,12 +37,11 @@ use std::time::Duration;
 
 use crate::pager::{Registry, Relay};
 use crate::presence::{Agent, Basic, Notify, WatchId};
-use crate::reg::{Flow, Network, NetworkAction, Random, SaSet, Side, token};
+use crate::reg::{Flow, Network, NetworkAction, Random, Side, token};
 use crate::sip::{Builder, Message, Method};
 use crate::sms::service::{CentreEvent, CentreSend, SmsCentre};
 use crate::txn::{
-    Event as TxnEvent, Protocol, Reliability, RequestVerdict, ResponseVerdict, Transactions,
-    Transmit, TxnId,
+    Event as TxnEvent, Protocol, Reliability, RequestVerdict, ResponseVerdict, Transactions, TxnId,
 };
 
 /// What the caller's transport knows of a destination, and the two
@@ -70,25 +69,7 @@ pub trait Links {
 }
 
 /// What the caller does next, in order ([`Pcscf::poll_output`]).
-#[derive(Debug)]
-pub enum Output {
-    /// A message the transactions queued: send it.
-    Transmit(Transmit<SocketAddr>),
-    /// Install an SA set; `replaces` is the set it takes over from in a
-    /// handover (its SigComp compartment goes over to the new set).
-    InstallSas {
-        /// The set.
-        set: SaSet,
-        /// The set it replaces, during a handover.
-        replaces: Option<SaSet>,
-    },
-    /// Update an installed set (its lifetime).
-    UpdateSas(SaSet),
-    /// Remove a set.
-    RemoveSas(SaSet),
-    /// Something happened.
-    Event(Event),
-}
+pub type Output = crate::Output<Event>;
 
 /// What happened, for the caller to report.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -55,29 +55,11 @@ use crate::sip::{Builder, Message, Method};
 use crate::sms::service::{SmsUe, UeEvent};
 use crate::txn::{
     Event as TxnEvent, Protocol, Reliability, RequestVerdict, ResponseVerdict, Transactions,
-    Transmit, TxnError, TxnId,
+    TxnError, TxnId,
 };
 
 /// What the caller does next, in order ([`Ua::poll_output`]).
-#[derive(Debug)]
-pub enum Output {
-    /// A message the transactions queued: send it.
-    Transmit(Transmit<SocketAddr>),
-    /// Install an SA set; `replaces` is the set it takes over from in a
-    /// handover (its SigComp compartment goes over to the new set).
-    InstallSas {
-        /// The set.
-        set: SaSet,
-        /// The set it replaces, during a handover.
-        replaces: Option<SaSet>,
-    },
-    /// Update an installed set (its lifetime).
-    UpdateSas(SaSet),
-    /// Remove a set.
-    RemoveSas(SaSet),
-    /// Something happened.
-    Event(Event),
-}
+pub type Output = crate::Output<Event>;
 
 /// What happened, for the caller to report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -549,8 +531,7 @@ impl Ua {
         let n = ms.len();
         self.unsubscribing = true;
         for m in ms {
-            let resource = m.request_uri().map(|u| u.to_string()).unwrap_or_default();
-            self.send_own(m, true, Purpose::Subscribe(resource))?;
+            self.send_subscribe(m)?;
         }
         self.unsubscribed_check(rng);
         self.end_batch();
@@ -906,6 +887,13 @@ impl Ua {
         Ok(id)
     }
 
+    /// A SUBSCRIBE of our presence subscriptions (its resource is its
+    /// Request-URI).
+    fn send_subscribe(&mut self, m: Message<'static>) -> Result<TxnId, Error> {
+        let resource = m.request_uri().map(|u| u.to_string()).unwrap_or_default();
+        self.send_own(m, true, Purpose::Subscribe(resource))
+    }
+
     fn send_publish(&mut self, m: Message<'static>) -> Result<(), Error> {
         self.send_own(m, false, Purpose::Publish)?;
         self.publishing = true;
@@ -1035,8 +1023,7 @@ impl Ua {
         if sub_due {
             let (subscribes, _ended) = self.watcher.handle_timeout(&own.origin(&routes), now, rng);
             for m in subscribes {
-                let resource = m.request_uri().map(|u| u.to_string()).unwrap_or_default();
-                let _ = self.send_own(m, true, Purpose::Subscribe(resource));
+                let _ = self.send_subscribe(m);
             }
             self.unsubscribed_check(rng);
         }
