@@ -382,9 +382,11 @@ impl Ua {
 
     /// De-registers: removes our publication and ends our presence
     /// subscriptions first (while the registration stands; their failure
-    /// does not keep us registered), then the REGISTER with `Expires: 0`,
+    /// does not keep us registered), lets a REGISTER in flight (a
+    /// re-registration) end, then sends the REGISTER with `Expires: 0`,
     /// whose 200 still comes over the SAs. Ends with
-    /// [`Event::Deregistered`] or [`Event::RegistrationFailed`].
+    /// [`Event::Deregistered`] (also when no registration is left to
+    /// end) or [`Event::RegistrationFailed`].
     pub fn deregister(&mut self, now: Duration, rng: &mut dyn Random) {
         self.now = now;
         if self.leaving != Leaving::No {
@@ -603,6 +605,7 @@ impl Ua {
                 }
                 let actions = self.ue.on_response(m, flow, now, rng);
                 self.on_actions(actions, None, rng);
+                self.leave_when_ready(rng);
             }
             Purpose::Message => self.event(Event::MessageAnswered {
                 txn: id,
@@ -663,6 +666,7 @@ impl Ua {
             Purpose::Register => {
                 let actions = self.ue.on_timeout(rng);
                 self.on_actions(actions, None, rng);
+                self.leave_when_ready(rng);
             }
             // The subscription's own timers cover these; the centre
             // sends its RP-DATA again.
@@ -1057,8 +1061,14 @@ impl Ua {
 
     /// During a de-registration: once presence has ended, the REGISTER
     /// with `Expires: 0`.
+    /// (A REGISTER in flight, a re-registration, ends first: its SAs may
+    /// be the ones the de-registration must go over.)
     fn leave_when_ready(&mut self, rng: &mut dyn Random) {
-        if self.leaving != Leaving::Presence || self.publishing || self.unsubscribing {
+        if self.leaving != Leaving::Presence
+            || self.publishing
+            || self.unsubscribing
+            || self.registering()
+        {
             return;
         }
         self.leaving = Leaving::Register;

@@ -5,7 +5,8 @@
 //! registration; SMS parts leave one MESSAGE at a time, and a refused
 //! part stops the rest; a MESSAGE without an answer ends at Timer F; a
 //! re-registration names the set its new SAs replace; the
-//! de-registration ends the publication and the subscriptions first.
+//! de-registration ends the publication and the subscriptions first, and
+//! waits for a re-registration in flight.
 //! (The flows themselves, with SigComp and SAs over a lossy channel, are
 //! in `reg_sigcomp_lossy.rs`, which runs the same two roles.)
 
@@ -542,4 +543,37 @@ fn deregistration_ends_presence_first() {
     assert!(publish < register, "{own:?}");
     assert!(!w.ues[0].leaving());
     assert!(w.net.agent().is_empty());
+}
+
+/// A de-registration asked while a re-registration is out waits for it
+/// (the REGISTER with `Expires: 0` must go over the SAs the registration
+/// ends on), then ends the registration at the network too.
+#[test]
+fn a_deregistration_during_a_reregistration_waits_for_it() {
+    let mut w = World::new(1, |_, _| {});
+    w.register_all();
+    let before = w.sent[0].len();
+    // The re-registration leaves; nothing is delivered yet.
+    w.run_until(|w| w.sent[0][before..].iter().any(|s| s == "REGISTER"));
+    assert!(w.ues[0].registering());
+    let (now, rng) = (w.now, &mut w.rng);
+    w.ues[0].deregister(now, rng);
+    assert!(
+        !w.events[0].contains(&Event::Deregistered),
+        "{:?}",
+        w.events[0]
+    );
+    w.run_until(|w| w.events[0].contains(&Event::Deregistered));
+    let tail: Vec<&Event> = w.events[0]
+        .iter()
+        .filter(|e| matches!(e, Event::Registered(_) | Event::Deregistered))
+        .collect();
+    assert!(
+        matches!(tail[..], [.., Event::Registered(_), Event::Deregistered]),
+        "{:?}",
+        w.events[0]
+    );
+    assert_eq!(w.registered(0), 2);
+    assert!(w.net.network().binding("ue0@ims.example.org").is_none());
+    assert!(!w.ues[0].leaving());
 }
