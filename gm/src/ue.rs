@@ -141,6 +141,14 @@ pub enum Event {
     },
     /// A presence NOTIFY told this.
     Presence(Seen),
+    /// A message that did not come over the SAs while they are in place
+    /// was dropped unread and unanswered (TS 33.203: the P-CSCF sends over
+    /// them; anyone can send a datagram in clear): its method, or its
+    /// status.
+    NotOverSas {
+        /// The request's method, or the response's status.
+        what: String,
+    },
     /// Every presence subscription has ended, after
     /// [`Ua::unsubscribe_all`] (at once when there was none).
     Unsubscribed,
@@ -542,7 +550,8 @@ impl Ua {
 
     /// A request from `from` (its top Via already stamped with it, RFC
     /// 3581), which came on `flow` to our port `arrived_on`, over a
-    /// transport of `reliability`.
+    /// transport of `reliability`. While SAs are in place, one that did
+    /// not come over them is dropped ([`Event::NotOverSas`]).
     pub fn on_request(
         &mut self,
         m: &Message<'_>,
@@ -552,6 +561,11 @@ impl Ua {
         rng: &mut dyn Random,
     ) {
         self.now = now;
+        if !self.ue.accepts_request(flow) {
+            let what = m.method().map_or("request", |x| x.as_str()).to_owned();
+            self.event(Event::NotOverSas { what });
+            return;
+        }
         let Ok(RequestVerdict::New(id)) =
             self.layer
                 .on_request_at(m, from, arrived_on, reliability, now)
@@ -580,7 +594,9 @@ impl Ua {
         self.end_batch();
     }
 
-    /// A response, which came on `flow`.
+    /// A response, which came on `flow`. While SAs are in place, one that
+    /// did not come over the flow of our requests is dropped
+    /// ([`Event::NotOverSas`]) before the transaction sees it.
     pub fn on_response(
         &mut self,
         m: &Message<'_>,
@@ -589,6 +605,11 @@ impl Ua {
         rng: &mut dyn Random,
     ) {
         self.now = now;
+        if !self.ue.accepts_response(flow) {
+            let what = m.status().map_or_else(String::new, |s| s.to_string());
+            self.event(Event::NotOverSas { what });
+            return;
+        }
         let ResponseVerdict::ToTu(id) = self.layer.on_response(m, now) else {
             return;
         };

@@ -183,6 +183,9 @@ struct UeNode {
     ended: Vec<gm::regevent::ContactEvent>,
     /// The ends of its presence and registration, in order.
     endings: Vec<&'static str>,
+    /// Messages its role dropped for not coming over its SAs (a
+    /// retransmitted 401 in clear that crossed the protected REGISTER).
+    not_over_sas: usize,
     /// Rewrites each request it sends (a man in the middle).
     tamper: Option<Tamper>,
     /// The algorithm pairs it offers.
@@ -255,6 +258,7 @@ impl UeNode {
             resyncs: 0,
             ended: Vec::new(),
             endings: Vec::new(),
+            not_over_sas: 0,
             tamper: None,
             ue_algorithms,
         }
@@ -282,6 +286,7 @@ impl UeNode {
             UaEvent::Published(Published::Accepted { .. }) => self.published += 1,
             UaEvent::Published(Published::Removed) => self.endings.push("unpublished"),
             UaEvent::Unsubscribed => self.endings.push("unsubscribed"),
+            UaEvent::NotOverSas { .. } => self.not_over_sas += 1,
             UaEvent::Subscribed(got) => self.subscribed.push(got),
             UaEvent::Presence(seen) => self.seen.extend(seen.document.map(|d| d.basic())),
             other => self.failed = Some(format!("{other:?}")),

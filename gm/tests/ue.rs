@@ -577,3 +577,108 @@ fn a_deregistration_during_a_reregistration_waits_for_it() {
     assert!(w.net.network().binding("ue0@ims.example.org").is_none());
     assert!(!w.ues[0].leaving());
 }
+
+/// Once the SAs are in place, a request that did not come over them (from
+/// the P-CSCF's port-c to our port-s) is dropped unanswered, and so is a
+/// response that did not come over the flow of our requests: a datagram
+/// in clear can come from anyone. The same messages over the SAs are
+/// read.
+#[test]
+fn messages_not_over_the_sas_are_dropped_once_they_exist() {
+    let mut w = World::new(1, |_, _| {});
+    w.register_all();
+    // The reg event's SUBSCRIBE and NOTIFY settle first.
+    w.run_until(|w| w.wire.is_empty());
+    let set = w.ues[0].ue().sas().unwrap().clone();
+    let (o, p) = (set.ue_offer(), set.pcscf_offer());
+    let page = |branch: &str| {
+        Message::request(gm::sip::Method::Message, &impu(0))
+            .header(
+                "Via",
+                format!(
+                    "SIP/2.0/UDP {}:{};branch=z9hG4bK{branch}",
+                    pcscf_addr(),
+                    p.port_c
+                ),
+            )
+            .header("From", "<sip:mallory@ims.example.org>;tag=m")
+            .header("To", format!("<{}>", impu(0)))
+            .header("Call-ID", format!("c-{branch}"))
+            .header("CSeq", "1 MESSAGE")
+            .header("Max-Forwards", 70)
+            .body("text/plain", b"trust me".to_vec())
+            .build()
+            .unwrap()
+    };
+    let received = |w: &World| {
+        w.events[0]
+            .iter()
+            .filter(|e| matches!(e, Event::MessageReceived(_)))
+            .count()
+    };
+    let dropped = |w: &World| {
+        w.events[0]
+            .iter()
+            .filter(|e| matches!(e, Event::NotOverSas { .. }))
+            .count()
+    };
+    // In clear, from the P-CSCF's address to our plain port.
+    let sent = w.sent[0].len();
+    w.wire.push(Datagram {
+        to_network: false,
+        ue: 0,
+        from: SocketAddr::new(pcscf_addr(), 5060),
+        to: SocketAddr::new(ue_addr(0), 5060),
+        bytes: page("clear").to_bytes(),
+    });
+    w.run_until(|w| w.wire.is_empty());
+    assert_eq!((received(&w), dropped(&w)), (0, 1), "{:?}", w.events[0]);
+    assert_eq!(w.sent[0].len(), sent, "answered: {:?}", &w.sent[0][sent..]);
+    // Over the SAs: read and answered.
+    w.wire.push(Datagram {
+        to_network: false,
+        ue: 0,
+        from: SocketAddr::new(pcscf_addr(), p.port_c),
+        to: SocketAddr::new(ue_addr(0), o.port_s),
+        bytes: page("sas").to_bytes(),
+    });
+    w.run_until(|w| w.wire.is_empty());
+    assert_eq!((received(&w), dropped(&w)), (1, 1));
+    assert_eq!(w.sent[0][sent..], ["200"]);
+    // A response to our MESSAGE: in clear it is dropped (the transaction
+    // still waits), over the SAs it is the answer.
+    w.blackhole = true;
+    let (now, rng) = (w.now, &mut w.rng);
+    let id = w.ues[0].message(&impu(0), "hello?", now, rng).unwrap();
+    w.drain_ue(0);
+    let request = Message::parse(&w.wire.last().unwrap().bytes)
+        .unwrap()
+        .into_owned();
+    w.wire.clear();
+    w.blackhole = false;
+    let ok = gm::sip::Builder::response_to(&request, 200, None)
+        .to_tag("x")
+        .build()
+        .unwrap()
+        .to_bytes();
+    for (from_port, to_port) in [(5060, 5060), (p.port_s, o.port_c)] {
+        w.wire.push(Datagram {
+            to_network: false,
+            ue: 0,
+            from: SocketAddr::new(pcscf_addr(), from_port),
+            to: SocketAddr::new(ue_addr(0), to_port),
+            bytes: ok.clone(),
+        });
+        w.run_until(|w| w.wire.is_empty());
+    }
+    let answers: Vec<&Event> = w.events[0]
+        .iter()
+        .filter(|e| matches!(e, Event::MessageAnswered { .. }))
+        .collect();
+    assert!(
+        matches!(answers[..], [Event::MessageAnswered { txn, status: 200, .. }] if *txn == id),
+        "{:?}",
+        w.events[0]
+    );
+    assert_eq!(dropped(&w), 2);
+}

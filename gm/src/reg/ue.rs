@@ -504,6 +504,21 @@ impl Ue {
         Ok(())
     }
 
+    /// Whether a request that came on `flow` may be read: any without
+    /// SAs; while SAs are in place, only one over them from the P-CSCF's
+    /// port-c to our port-s (TS 33.203), of the set in use or of the one
+    /// a handover retires. Anyone can send a datagram in clear.
+    pub fn accepts_request(&self, flow: Flow) -> bool {
+        self.server_flow_ok(flow)
+    }
+
+    /// Whether a response that came on `flow` may be read: any without
+    /// SAs; while SAs are in place, only one over the flow our requests
+    /// take (our port-c to the P-CSCF's port-s), or the retiring set's.
+    pub fn accepts_response(&self, flow: Flow) -> bool {
+        self.client_flow_ok(flow)
+    }
+
     /// The Call-ID of the registration.
     pub fn call_id(&self) -> &str {
         &self.call_id

@@ -1560,6 +1560,11 @@ impl Client {
                 }
             }
             E::Presence(seen) => Client::presence_event(&seen),
+            E::NotOverSas { what } => {
+                if self.ladder.verbose {
+                    eprintln!("imsua: dropped a {what} that did not come over the SAs");
+                }
+            }
             E::Unsubscribed => self.unsubscribed = true,
         }
     }

@@ -41,7 +41,7 @@ impl Ue {
     /// Whether `flow` is one the P-CSCF's requests may come on (TS 33.203:
     /// from its port-c to our port-s) over our SAs, the set a handover
     /// retires included; any flow without SAs.
-    fn server_flow_ok(&self, flow: Flow) -> bool {
+    pub(super) fn server_flow_ok(&self, flow: Flow) -> bool {
         let mut sets = self.sas.iter().chain(&self.retiring).peekable();
         sets.peek().is_none()
             || sets.any(|s| {
@@ -54,7 +54,7 @@ impl Ue {
 
     /// Whether a response to our request came on `flow`: the flow of
     /// our requests, or during a handover the retiring set's.
-    fn client_flow_ok(&self, flow: Flow) -> bool {
+    pub(super) fn client_flow_ok(&self, flow: Flow) -> bool {
         self.sas.is_none()
             || flow == self.client_flow()
             || self.retiring.as_ref().is_some_and(|s| {
