@@ -6,7 +6,10 @@
 //! part stops the rest; a MESSAGE without an answer ends at Timer F; a
 //! re-registration names the set its new SAs replace; the
 //! de-registration ends the publication and the subscriptions first, and
-//! waits for a re-registration in flight.
+//! waits for a re-registration in flight; once SAs exist, what did not
+//! come over them is dropped. And a property: hostile datagrams at any
+//! point never make it panic, nor speak in clear while an SA set is
+//! installed.
 //! (The flows themselves, with SigComp and SAs over a lossy channel, are
 //! in `reg_sigcomp_lossy.rs`, which runs the same two roles.)
 
@@ -26,6 +29,7 @@ use gm::sip::Message;
 use gm::sms::service::{SmsCentre, SmsUe, UeEvent};
 use gm::txn::{Protocol, Reliability, Timers, Transactions};
 use gm::ue::{Error, Event, Output, Settings, Ua};
+use proptest::prelude::*;
 
 const K: [u8; 16] = [0x11; 16];
 const OPC: [u8; 16] = [0x22; 16];
@@ -80,6 +84,10 @@ struct World {
     installs: Vec<Vec<(SaSet, Option<SaSet>)>>,
     /// Each UE's next SA sets.
     next: Vec<Vec<((u32, u32), u16)>>,
+    /// Each UE's SA sets as its outputs installed and removed them, and
+    /// the messages it sent in clear while one was installed.
+    installed: Vec<Vec<SaSet>>,
+    clear_while_protected: Vec<Vec<String>>,
 }
 
 impl World {
@@ -181,6 +189,8 @@ impl World {
                     vec![((0x3000, 0x3001), base + 2), ((0x2000, 0x2001), base)]
                 })
                 .collect(),
+            installed: vec![Vec::new(); n],
+            clear_while_protected: vec![Vec::new(); n],
         }
     }
 
@@ -190,10 +200,14 @@ impl World {
             match o {
                 Output::Transmit(t) => {
                     let m = Message::parse(&t.bytes).unwrap();
-                    self.sent[i].push(match m.method() {
+                    let what = match m.method() {
                         Some(method) => method.as_str().to_owned(),
                         None => m.status().unwrap().to_string(),
-                    });
+                    };
+                    if t.from_port.is_none() && !self.installed[i].is_empty() {
+                        self.clear_while_protected[i].push(what.clone());
+                    }
+                    self.sent[i].push(what);
                     self.wire.push(Datagram {
                         to_network: true,
                         ue: i,
@@ -202,8 +216,12 @@ impl World {
                         bytes: t.bytes,
                     });
                 }
-                Output::InstallSas { set, replaces } => self.installs[i].push((set, replaces)),
-                Output::UpdateSas(_) | Output::RemoveSas(_) => {}
+                Output::InstallSas { set, replaces } => {
+                    self.installed[i].push(set.clone());
+                    self.installs[i].push((set, replaces));
+                }
+                Output::RemoveSas(set) => self.installed[i].retain(|s| *s != set),
+                Output::UpdateSas(_) => {}
                 Output::Event(e) => self.events[i].push(e),
             }
         }
@@ -681,4 +699,219 @@ fn messages_not_over_the_sas_are_dropped_once_they_exist() {
         w.events[0]
     );
     assert_eq!(dropped(&w), 2);
+}
+
+/// One hostile datagram to the UE: a request built from fragments of the
+/// real syntax (methods, event packages, states, bodies of every type the
+/// UE reads, some mangled), or a response with any status to one of its
+/// requests; from the P-CSCF in clear, over the SAs the right way, or on
+/// the wrong pair of ports; then some time passes.
+#[derive(Clone, Debug)]
+enum Hostile {
+    Request {
+        method: &'static str,
+        event: Option<String>,
+        state: Option<String>,
+        content_type: Option<String>,
+        body: Vec<u8>,
+        /// The reg event's Call-ID (a NOTIFY in its dialog) or another.
+        in_dialog: bool,
+        flow: u8,
+        wait_ms: u32,
+    },
+    Response {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+        flow: u8,
+        wait_ms: u32,
+    },
+}
+
+fn hostile() -> impl Strategy<Value = Hostile> {
+    let method = prop_oneof![
+        Just("NOTIFY"),
+        Just("MESSAGE"),
+        Just("SUBSCRIBE"),
+        Just("INVITE"),
+        Just("OPTIONS"),
+        Just("PUBLISH"),
+        Just("BYE"),
+    ];
+    let event = prop::option::of(prop_oneof![
+        Just("reg".to_owned()),
+        Just("presence".to_owned()),
+        "[ -~]{0,20}",
+    ]);
+    let state = prop::option::of(prop_oneof![
+        "active;expires=[0-9]{1,6}",
+        "terminated(;reason=(deactivated|rejected|probation|timeout|noresource|x))?(;retry-after=[0-9]{1,4})?",
+        "pending",
+        "[ -~]{0,20}",
+    ]);
+    let content_type = prop::option::of(prop_oneof![
+        Just("application/pidf+xml".to_owned()),
+        Just("application/reginfo+xml".to_owned()),
+        Just("application/vnd.3gpp.sms".to_owned()),
+        Just("text/plain".to_owned()),
+        "[ -~]{0,20}",
+    ]);
+    let body = prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..200),
+        "<\\?xml version=\"1.0\"\\?><(presence|reginfo) xmlns=\"urn:ietf:params:xml:ns:(pidf|reginfo)\" (entity|version)=\"[ -~]{0,12}\"( state=\"(full|partial)\")?><(tuple|registration) id=\"a\"( aor=\"sip:ue0@ims.example.org\" state=\"(active|terminated)\")?><(status|contact)( id=\"c\" state=\"(active|terminated)\" event=\"(deactivated|rejected|shortened|expired)\")?><basic>(open|closed)</basic></(status|contact)></(tuple|registration)></(presence|reginfo)>"
+            .prop_map(String::into_bytes),
+        // RP messages: RP-DATA, RP-ACK, RP-ERROR, RP-SMMA headers, then
+        // anything.
+        (0u8..8, any::<u8>(), prop::collection::vec(any::<u8>(), 0..60))
+            .prop_map(|(t, mr, rest)| [vec![t, mr], rest].concat()),
+    ];
+    let header = prop_oneof![
+        "[0-9]{1,10}".prop_map(|v| ("Expires", v)),
+        "[0-9]{1,10}".prop_map(|v| ("Min-Expires", v)),
+        "[ -~]{1,20}".prop_map(|v| ("SIP-ETag", v)),
+        "<sip:[a-z]{1,5}@192\\.0\\.2\\.1:7101>".prop_map(|v| ("Contact", v)),
+        "[ -~]{0,30}".prop_map(|v| ("Subscription-State", v)),
+    ];
+    prop_oneof![
+        (
+            method,
+            event,
+            state,
+            content_type.clone(),
+            body.clone(),
+            any::<bool>(),
+            0u8..3,
+            0u32..40_000
+        )
+            .prop_map(
+                |(method, event, state, content_type, body, in_dialog, flow, wait_ms)| {
+                    Hostile::Request {
+                        method,
+                        event,
+                        state,
+                        content_type,
+                        body,
+                        in_dialog,
+                        flow,
+                        wait_ms,
+                    }
+                }
+            ),
+        (
+            100u16..700,
+            prop::collection::vec(header, 0..3),
+            body,
+            0u8..3,
+            0u32..40_000
+        )
+            .prop_map(|(status, headers, body, flow, wait_ms)| Hostile::Response {
+                status,
+                headers,
+                body,
+                flow,
+                wait_ms,
+            }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The UE role never panics on hostile datagrams at any point of its
+    /// life (registered, with a MESSAGE, an SMS, a PUBLISH and a SUBSCRIBE
+    /// of its own in flight), and never sends a message in clear while an
+    /// SA set is installed: everything it says while protected leaves over
+    /// the SAs.
+    #[test]
+    fn the_ue_role_never_panics_and_never_speaks_in_clear_while_protected(
+        hostiles in prop::collection::vec(hostile(), 1..12)
+    ) {
+        let mut w = World::new(1, |_, _| {});
+        w.register_all();
+        w.run_until(|w| w.wire.is_empty());
+        let call_id = w.ues[0].ue().call_id().to_owned();
+        // Requests of its own, unanswered: the hostile responses answer
+        // them.
+        w.blackhole = true;
+        let (now, rng) = (w.now, &mut w.rng);
+        let ua = &mut w.ues[0];
+        ua.message(&impu(0), "hi", now, rng).unwrap();
+        ua.sms(&number(0), "hi", now, rng).unwrap();
+        ua.publish(Basic::Open, None, now, rng).unwrap();
+        ua.subscribe(&impu(0), now, rng).unwrap();
+        w.drain_ue(0);
+        let ours: Vec<Message<'static>> = w
+            .wire
+            .drain(..)
+            .map(|d| Message::parse(&d.bytes).unwrap().into_owned())
+            .collect();
+        w.blackhole = false;
+        for (k, h) in hostiles.into_iter().enumerate() {
+            let Some(set) = w.ues[0].ue().sas().cloned() else { break };
+            let (o, p) = (set.ue_offer(), set.pcscf_offer());
+            let ports = |flow: u8, request: bool| match (flow, request) {
+                (0, _) => (5060, 5060),
+                (1, true) => (p.port_c, o.port_s),
+                (1, false) => (p.port_s, o.port_c),
+                (_, true) => (p.port_s, o.port_c),
+                (_, false) => (p.port_c, o.port_s),
+            };
+            let (bytes, (from_port, to_port), wait_ms) = match h {
+                Hostile::Request { method, event, state, content_type, body, in_dialog, flow, wait_ms } => {
+                    let mut b = Message::request(
+                        gm::sip::Method::from_token(method),
+                        &impu(0),
+                    )
+                    .header(
+                        "Via",
+                        format!("SIP/2.0/UDP {}:{};branch=z9hG4bKh{k}", pcscf_addr(), p.port_c),
+                    )
+                    .header("From", "<sip:ue0@ims.example.org>;tag=n")
+                    .header("To", format!("<{}>;tag=t", impu(0)))
+                    .header("Call-ID", if in_dialog { call_id.clone() } else { format!("h{k}") })
+                    .header("CSeq", format!("{} {method}", 100 + k))
+                    .header("Max-Forwards", 70);
+                    if let Some(e) = event {
+                        b = b.header("Event", e);
+                    }
+                    if let Some(s) = state {
+                        b = b.header("Subscription-State", s);
+                    }
+                    let b = match content_type {
+                        Some(t) => b.body(&t, body),
+                        None => b,
+                    };
+                    let Ok(m) = b.build() else { continue };
+                    (m.to_bytes(), ports(flow, true), wait_ms)
+                }
+                Hostile::Response { status, headers, body, flow, wait_ms } => {
+                    let Some(request) = ours.get(k % ours.len()) else { continue };
+                    let mut b = gm::sip::Builder::response_to(request, status, None).to_tag("r");
+                    for (n, v) in headers {
+                        b = b.header(n, v);
+                    }
+                    let b = if body.is_empty() { b } else { b.body("application/pidf+xml", body) };
+                    let Ok(m) = b.build() else { continue };
+                    (m.to_bytes(), ports(flow, false), wait_ms)
+                }
+            };
+            w.wire.push(Datagram {
+                to_network: false,
+                ue: 0,
+                from: SocketAddr::new(pcscf_addr(), from_port),
+                to: SocketAddr::new(ue_addr(0), to_port),
+                bytes,
+            });
+            // Delivered, then time passes (the UE's timers fire; what it
+            // sends reaches the network, whose answers come back).
+            w.run_until(|w| w.wire.is_empty());
+            let until = w.now + Duration::from_millis(u64::from(wait_ms));
+            w.run_until(|w| w.now >= until);
+        }
+        prop_assert!(
+            w.clear_while_protected[0].is_empty(),
+            "sent in clear while protected: {:?}",
+            w.clear_while_protected[0]
+        );
+    }
 }
