@@ -119,7 +119,8 @@ pub enum Event {
         by_timer: bool,
     },
     /// The MESSAGE carrying our RP-DATA `rp_mr` was refused (`status`) or
-    /// not answered (`None`); the parts after it were not sent.
+    /// not answered (`None`); the parts after it were not sent. No TR1M
+    /// report follows for any of them.
     SmsNotSent {
         /// The RP-MR of the part.
         rp_mr: u8,
@@ -953,15 +954,25 @@ impl Ua {
             .page(&centre, "", Some(&body), rng)
             .and_then(|m| self.send_own(m, false, Purpose::Sms(rp_mr)));
         if let Err(e) = &sent {
-            let unsent = self.sms_queue.drain(..).map(|(mr, _)| mr).collect();
-            self.event(Event::SmsNotSent {
-                rp_mr,
-                status: None,
-                unsent,
-            });
+            self.sms_not_sent(rp_mr, None);
             return Err(e.clone());
         }
         Ok(())
+    }
+
+    /// The part `rp_mr` did not reach the centre (its MESSAGE refused
+    /// with `status`, unanswered, or not sent): it and the parts after it
+    /// are given up, without waiting for TR1M.
+    fn sms_not_sent(&mut self, rp_mr: u8, status: Option<u16>) {
+        let unsent: Vec<u8> = self.sms_queue.drain(..).map(|(mr, _)| mr).collect();
+        for mr in std::iter::once(rp_mr).chain(unsent.iter().copied()) {
+            self.sms.abandon(mr);
+        }
+        self.event(Event::SmsNotSent {
+            rp_mr,
+            status,
+            unsent,
+        });
     }
 
     /// The MESSAGE of our RP-DATA `rp_mr` ended with `status` (`None`:
@@ -971,12 +982,7 @@ impl Ua {
             let _ = self.next_sms_part(rng);
             return;
         }
-        let unsent = self.sms_queue.drain(..).map(|(mr, _)| mr).collect();
-        self.event(Event::SmsNotSent {
-            rp_mr,
-            status,
-            unsent,
-        });
+        self.sms_not_sent(rp_mr, status);
     }
 
     /// A MESSAGE with an RP message that reached us: answered as

@@ -462,6 +462,14 @@ fn a_refused_sms_part_stops_the_rest() {
             .count(),
         1
     );
+    // Given up at once: TR1M reports nothing about those parts later.
+    let at = w.now;
+    w.run_until(|w| w.now > at + gm::sms::service::TR1M);
+    assert!(
+        !w.events[0].iter().any(|e| matches!(e, Event::Sms { .. })),
+        "{:?}",
+        w.events[0]
+    );
 }
 
 /// A MESSAGE the network never answers ends with Timer F (64·T1).

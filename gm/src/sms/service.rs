@@ -181,6 +181,13 @@ impl SmsUe {
         self.pending.len()
     }
 
+    /// Stops waiting for the RP-ACK of `rp_mr`: the MESSAGE that was to
+    /// carry it was refused or never sent, so TR1M would only report a
+    /// failure already known. `false` when it was not pending.
+    pub fn abandon(&mut self, rp_mr: u8) -> bool {
+        self.pending.remove(&rp_mr).is_some()
+    }
+
     /// A MESSAGE from the network with this Content-Type and body.
     pub fn on_message(&mut self, content_type: &str, body: &[u8]) -> UeIncoming {
         let answer = |status, reply, event| UeIncoming {
