@@ -264,8 +264,13 @@ impl Pcscf {
             .or_else(|| self.layer.poll_transmit().map(Output::Transmit))
     }
 
-    /// When [`Pcscf::handle_timeout`] wants to be called.
+    /// When [`Pcscf::handle_timeout`] wants to be called: at once (zero)
+    /// while the transactions hold an event (a transport error the caller
+    /// reported).
     pub fn poll_timeout(&self) -> Option<Duration> {
+        if self.layer.has_events() {
+            return Some(Duration::ZERO);
+        }
         [
             self.layer.poll_timeout(),
             self.net.poll_timeout(),

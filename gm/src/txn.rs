@@ -946,6 +946,12 @@ impl<A: Clone> Transactions<A> {
         }
     }
 
+    /// Whether an event waits for [`Transactions::poll_event`] (one that
+    /// [`Transactions::transport_error`] reported between two calls).
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// When [`Transactions::handle_timeout`] must next be called, if any
     /// timer is running. (A scan of the live transactions: a UE has a few.)
     pub fn poll_timeout(&self) -> Option<Duration> {

@@ -362,12 +362,17 @@ impl Ua {
             .or_else(|| self.layer.poll_transmit().map(Output::Transmit))
     }
 
-    /// When [`Ua::handle_timeout`] wants to be called.
+    /// When [`Ua::handle_timeout`] wants to be called: at once (zero)
+    /// while the transactions hold an event (a transport error the caller
+    /// reported).
     pub fn poll_timeout(&self) -> Option<Duration> {
         let publish = match &self.publisher {
             Some(p) if !self.publishing => p.refresh_at(),
             _ => None,
         };
+        if self.layer.has_events() {
+            return Some(Duration::ZERO);
+        }
         [
             self.layer.poll_timeout(),
             self.ue.poll_timeout(),

@@ -317,3 +317,51 @@ fn messages_are_relayed_between_registered_ues_only() {
     };
     assert!(status(r) >= 400, "{}", status(r));
 }
+
+/// A relayed MESSAGE the transport cannot send (its target's SAs are
+/// gone): reported to the transactions, the role is due at once and
+/// answers the sender 500 (RFC 3261 §16.7), without waiting for a timer.
+#[test]
+fn a_relay_that_cannot_be_sent_is_answered_at_once() {
+    let mut rng = Rng(13);
+    let mut p = role();
+    let a = register(&mut p, 0, &mut rng);
+    register(&mut p, 1, &mut rng);
+    let s = a.sas().unwrap();
+    let flow = Flow::Protected {
+        ue_port: s.ue_offer().port_c,
+        pcscf_port: s.pcscf_offer().port_s,
+    };
+    let m = Message::request(Method::Message, &format!("sip:{}", impi(1)))
+        .header(
+            "Via",
+            format!("SIP/2.0/UDP {}:6100;branch=z9hG4bKgone", ue_addr(0)),
+        )
+        .header("From", format!("<sip:{}>;tag=f", impi(0)))
+        .header("To", format!("<sip:{}>", impi(1)))
+        .header("Call-ID", "gone")
+        .header("CSeq", "1 MESSAGE")
+        .header("Max-Forwards", 70)
+        .body("text/plain", b"hi".to_vec())
+        .build()
+        .unwrap();
+    let (from, arrived) = arrival(0, flow);
+    let mut m = Message::parse(&m.to_bytes()).unwrap().into_owned();
+    gm::txn::stamp_via(&mut m, from).unwrap();
+    p.on_request(&m, from, arrived, Duration::ZERO, &mut rng, &mut Udp);
+    let mut forwarded = None;
+    while let Some(o) = p.poll_output() {
+        if let Output::Transmit(t) = o {
+            forwarded = Some(t.txn);
+        }
+    }
+    p.transactions()
+        .transport_error(forwarded.expect("relayed"));
+    assert_eq!(p.poll_timeout(), Some(Duration::ZERO));
+    p.handle_timeout(Duration::ZERO, &mut rng, &mut Udp);
+    let did = drain(&mut p);
+    let [Did::Sent(to, r)] = &did[..] else {
+        panic!("{did:?}");
+    };
+    assert_eq!((*to, status(r)), (from, 500));
+}

@@ -923,3 +923,25 @@ proptest! {
         );
     }
 }
+
+/// A MESSAGE the transport cannot send (its SAs are gone): the caller
+/// reports it to the transactions, the role is due at once and says the
+/// MESSAGE got no answer, without waiting for any timer.
+#[test]
+fn a_message_that_cannot_be_sent_ends_at_once() {
+    let mut w = World::new(1, |_, _| {});
+    w.register_all();
+    w.run_until(|w| w.wire.is_empty());
+    let (now, rng) = (w.now, &mut w.rng);
+    let id = w.ues[0].message(&impu(0), "lost", now, rng).unwrap();
+    w.ues[0].transactions().transport_error(id);
+    assert_eq!(w.ues[0].poll_timeout(), Some(Duration::ZERO));
+    let now = w.now;
+    w.ues[0].handle_timeout(now, &mut w.rng);
+    w.drain_ue(0);
+    assert!(
+        w.events[0].contains(&Event::MessageUnanswered { txn: id }),
+        "{:?}",
+        w.events[0]
+    );
+}
