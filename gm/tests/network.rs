@@ -177,6 +177,35 @@ fn status(bytes: &[u8]) -> u16 {
     Message::parse(bytes).unwrap().status().unwrap()
 }
 
+/// A MESSAGE from UE `from` to UE `to`.
+fn message(from: u8, to: u8) -> Message<'static> {
+    Message::request(Method::Message, &format!("sip:{}", impi(to)))
+        .header(
+            "Via",
+            format!(
+                "SIP/2.0/UDP {}:6100;branch=z9hG4bKm{from}{to}",
+                ue_addr(from)
+            ),
+        )
+        .header("From", format!("<sip:{}>;tag=f{from}", impi(from)))
+        .header("To", format!("<sip:{}>", impi(to)))
+        .header("Call-ID", format!("m{from}{to}"))
+        .header("CSeq", "1 MESSAGE")
+        .header("Max-Forwards", 70)
+        .body("text/plain", b"hi".to_vec())
+        .build()
+        .unwrap()
+}
+
+/// The flow UE `u`'s requests take over its SAs.
+fn over(u: &Ue) -> Flow {
+    let s = u.sas().unwrap();
+    Flow::Protected {
+        ue_port: s.ue_offer().port_c,
+        pcscf_port: s.pcscf_offer().port_s,
+    }
+}
+
 /// UE `i` registers: the 401 leaves before the challenge's SAs are
 /// installed, the 200 before anything else. Returns the UE.
 fn register(p: &mut Pcscf, i: u8, rng: &mut Rng) -> Ue {
@@ -257,31 +286,6 @@ fn messages_are_relayed_between_registered_ues_only() {
     let mut p = role();
     let a = register(&mut p, 0, &mut rng);
     let b = register(&mut p, 1, &mut rng);
-    let over = |u: &Ue| {
-        let s = u.sas().unwrap();
-        Flow::Protected {
-            ue_port: s.ue_offer().port_c,
-            pcscf_port: s.pcscf_offer().port_s,
-        }
-    };
-    let message = |from: u8, to: u8| {
-        Message::request(Method::Message, &format!("sip:{}", impi(to)))
-            .header(
-                "Via",
-                format!(
-                    "SIP/2.0/UDP {}:6100;branch=z9hG4bKm{from}{to}",
-                    ue_addr(from)
-                ),
-            )
-            .header("From", format!("<sip:{}>;tag=f{from}", impi(from)))
-            .header("To", format!("<sip:{}>", impi(to)))
-            .header("Call-ID", format!("m{from}{to}"))
-            .header("CSeq", "1 MESSAGE")
-            .header("Max-Forwards", 70)
-            .body("text/plain", b"hi".to_vec())
-            .build()
-            .unwrap()
-    };
     let did = to_role(&mut p, 0, &message(0, 1), over(&a), &mut rng);
     let [
         Did::Event(Event::Relayed { method, .. }),
@@ -327,26 +331,9 @@ fn a_relay_that_cannot_be_sent_is_answered_at_once() {
     let mut p = role();
     let a = register(&mut p, 0, &mut rng);
     register(&mut p, 1, &mut rng);
-    let s = a.sas().unwrap();
-    let flow = Flow::Protected {
-        ue_port: s.ue_offer().port_c,
-        pcscf_port: s.pcscf_offer().port_s,
-    };
-    let m = Message::request(Method::Message, &format!("sip:{}", impi(1)))
-        .header(
-            "Via",
-            format!("SIP/2.0/UDP {}:6100;branch=z9hG4bKgone", ue_addr(0)),
-        )
-        .header("From", format!("<sip:{}>;tag=f", impi(0)))
-        .header("To", format!("<sip:{}>", impi(1)))
-        .header("Call-ID", "gone")
-        .header("CSeq", "1 MESSAGE")
-        .header("Max-Forwards", 70)
-        .body("text/plain", b"hi".to_vec())
-        .build()
-        .unwrap();
+    let flow = over(&a);
     let (from, arrived) = arrival(0, flow);
-    let mut m = Message::parse(&m.to_bytes()).unwrap().into_owned();
+    let mut m = message(0, 1);
     gm::txn::stamp_via(&mut m, from).unwrap();
     p.on_request(&m, from, arrived, Duration::ZERO, &mut rng, &mut Udp);
     let mut forwarded = None;
