@@ -348,6 +348,27 @@ impl Ua {
         self.ue.refresh_due(now)
     }
 
+    /// The client port of our next SA set, of the caller's two protected
+    /// client ports `ours`: the one the set in use does not have (the two
+    /// sets stand side by side during the handover). `None` without SAs.
+    pub fn next_port_c(&self, ours: [u16; 2]) -> Option<u16> {
+        let in_use = self.ue.sas()?.ue_offer().port_c;
+        Some(if in_use == ours[1] { ours[0] } else { ours[1] })
+    }
+
+    /// Random SPIs for our next SA set, distinct from the set in use's,
+    /// for a caller that chooses its SPIs itself (one with an allocator,
+    /// such as `ipsecd`'s `getspi`, asks it instead). `None` if the
+    /// randomness is broken.
+    pub fn fresh_next_spis(&self, rng: &mut dyn Random) -> Option<(u32, u32)> {
+        let in_use: Vec<u32> = self
+            .ue
+            .sas()
+            .map(|s| vec![s.ue_offer().spi_c, s.ue_offer().spi_s])
+            .unwrap_or_default();
+        crate::reg::fresh_spis(rng, &in_use)
+    }
+
     /// The SPIs and client port of our next SA set
     /// ([`crate::reg::Ue::offer_next`]).
     pub fn offer_next(&mut self, spis: (u32, u32), port_c: u16) -> Result<(), crate::reg::Error> {
@@ -442,10 +463,7 @@ impl Ua {
         now: Duration,
         rng: &mut dyn Random,
     ) -> Result<Vec<u8>, Error> {
-        self.now = now;
-        if !self.registered() {
-            return Err(Error::NotRegistered);
-        }
+        self.registered_at(now)?;
         let parts = self
             .sms
             .submit(
@@ -478,10 +496,7 @@ impl Ua {
         now: Duration,
         rng: &mut dyn Random,
     ) -> Result<(), Error> {
-        self.now = now;
-        if !self.registered() {
-            return Err(Error::NotRegistered);
-        }
+        self.registered_at(now)?;
         let doc = crate::presence::ue::document(&self.s.presentity, basic, note);
         let (own, routes) = self.own();
         let publisher = self.publisher.get_or_insert_with(|| {
@@ -522,10 +537,7 @@ impl Ua {
         now: Duration,
         rng: &mut dyn Random,
     ) -> Result<(), Error> {
-        self.now = now;
-        if !self.registered() {
-            return Err(Error::NotRegistered);
-        }
+        self.registered_at(now)?;
         let (own, routes) = self.own();
         let m = self
             .watcher
@@ -720,6 +732,17 @@ impl Ua {
     /// sec-agree is on.
     fn registered(&self) -> bool {
         self.ue.registration().is_some()
+    }
+
+    /// The start of a command of ours: the time, and the registration it
+    /// needs.
+    fn registered_at(&mut self, now: Duration) -> Result<(), Error> {
+        self.now = now;
+        if self.registered() {
+            Ok(())
+        } else {
+            Err(Error::NotRegistered)
+        }
     }
 
     /// Lifetime updates wait until the batch's messages are queued: they

@@ -24,7 +24,7 @@ use std::time::Duration;
 use common::Rng;
 use gm::network::{Addresses, Links, Output as NetOutput, Pcscf};
 use gm::presence::{Agent, Basic, Compositor, Published};
-use gm::reg::{Credentials, Flow, Network, NetworkConfig, OpKey, SaSet, Subscriber, Ue, UeConfig};
+use gm::reg::{Credentials, Flow, Network, NetworkConfig, OpKey, SaSet, Ue, UeConfig};
 use gm::sip::Message;
 use gm::sms::service::{SmsCentre, SmsUe, UeEvent};
 use gm::txn::{Protocol, Reliability, Timers, Transactions};
@@ -82,8 +82,6 @@ struct World {
     sent: Vec<Vec<String>>,
     /// Each UE's SA installs: the set and the set it replaces.
     installs: Vec<Vec<(SaSet, Option<SaSet>)>>,
-    /// Each UE's next SA sets.
-    next: Vec<Vec<((u32, u32), u16)>>,
     /// Each UE's SA sets as its outputs installed and removed them, and
     /// the messages it sent in clear while one was installed.
     installed: Vec<Vec<SaSet>>,
@@ -102,16 +100,7 @@ impl World {
         let mut ues = Vec::new();
         for i in 0..n {
             let impi = format!("ue{i}@{DOMAIN}");
-            net.add_subscriber(
-                &impi,
-                Subscriber {
-                    k: K,
-                    op: OpKey::Opc(OPC),
-                    amf: [0x80, 0],
-                    sqn: 32,
-                    impus: Vec::new(),
-                },
-            );
+            net.add_subscriber(&impi, common::subscriber(K, OPC));
             impus.insert(impi.clone(), vec![impu(i)]);
             centre.subscriber(&number(i), &impu(i));
             let base = 6100 + 100 * i as u16;
@@ -183,12 +172,6 @@ impl World {
             events: vec![Vec::new(); n],
             sent: vec![Vec::new(); n],
             installs: vec![Vec::new(); n],
-            next: (0..n)
-                .map(|i| {
-                    let base = 6100 + 100 * i as u16;
-                    vec![((0x3000, 0x3001), base + 2), ((0x2000, 0x2001), base)]
-                })
-                .collect(),
             installed: vec![Vec::new(); n],
             clear_while_protected: vec![Vec::new(); n],
         }
@@ -318,8 +301,11 @@ impl World {
             let now = self.now;
             for i in 0..self.ues.len() {
                 if self.ues[i].refresh_due(now) {
-                    let (spis, port) = self.next[i][0];
-                    self.next[i].rotate_left(1);
+                    // As imsua does: the client port the set in use does
+                    // not have, fresh SPIs.
+                    let base = 6100 + 100 * i as u16;
+                    let port = self.ues[i].next_port_c([base, base + 2]).unwrap();
+                    let spis = self.ues[i].fresh_next_spis(&mut self.rng).unwrap();
                     self.ues[i].offer_next(spis, port).unwrap();
                 }
                 if self.ues[i].poll_timeout().is_some_and(|t| t <= now) {
@@ -510,6 +496,12 @@ fn a_handover_names_the_set_it_replaces() {
     for k in 1..3 {
         let replaced = installs[k].1.as_ref().expect("a handover names its set");
         assert_eq!(replaced.sas(), installs[k - 1].0.sas(), "handover {k}");
+        // The next set takes the other client port, and SPIs of its own.
+        let (new, old) = (installs[k].0.ue_offer(), replaced.ue_offer());
+        assert_ne!(new.port_c, old.port_c, "handover {k}");
+        assert!([6100, 6102].contains(&new.port_c), "handover {k}");
+        assert!(![old.spi_c, old.spi_s].contains(&new.spi_c), "handover {k}");
+        assert!(![old.spi_c, old.spi_s].contains(&new.spi_s), "handover {k}");
     }
     assert_eq!(w.ues[0].ue().sas().unwrap().sas(), installs[2].0.sas());
 }

@@ -1385,17 +1385,19 @@ impl Client {
     /// (`--ipsec udp`) or held at ipsecd now (`--ipsec tun`: a held SPI
     /// lives 30 s).
     fn offer_next_sas(&mut self) -> Result<(), Failure> {
-        let (Some(alt), Some(set)) = (self.transport.alt_port(), self.ua.ue().sas()) else {
+        let (Some(alt), Some((port_c, _))) =
+            (self.transport.alt_port(), self.transport.protected_ports()?)
+        else {
             return Ok(());
         };
-        let Some((port_c, _)) = self.transport.protected_ports()? else {
+        let Some(port) = self.ua.next_port_c([port_c, alt]) else {
             return Ok(());
         };
-        let o = set.ue_offer();
-        let port = if o.port_c == alt { port_c } else { alt };
         let spis = match &mut self.transport {
             Transport::Tun(t) => t.hold_spis(self.pcscf.ip())?,
-            _ => gm::reg::fresh_spis(&mut self.rng, &[o.spi_c, o.spi_s])
+            _ => self
+                .ua
+                .fresh_next_spis(&mut self.rng)
                 .ok_or_else(|| anyhow!("no random SPIs from /dev/urandom"))?,
         };
         self.ua
