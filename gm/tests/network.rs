@@ -16,9 +16,7 @@ use std::time::Duration;
 use common::Rng;
 use gm::network::{Addresses, Event, Links, Output, Pcscf};
 use gm::presence::{Agent, Compositor};
-use gm::reg::{
-    Credentials, Flow, Network, NetworkConfig, OpKey, SaSet, Subscriber, Ue, UeAction, UeConfig,
-};
+use gm::reg::{Credentials, Flow, Network, NetworkConfig, OpKey, SaSet, Ue, UeAction, UeConfig};
 use gm::sip::{Message, Method};
 use gm::sms::service::SmsCentre;
 use gm::txn::{Protocol, Reliability, Timers, Transactions};
@@ -57,16 +55,7 @@ fn role() -> Pcscf {
     ));
     let mut impus = HashMap::new();
     for i in 0..2 {
-        net.add_subscriber(
-            &impi(i),
-            Subscriber {
-                k: K,
-                op: OpKey::Opc(OPC),
-                amf: [0x80, 0],
-                sqn: 32,
-                impus: Vec::new(),
-            },
-        );
+        net.add_subscriber(&impi(i), common::subscriber(K, OPC));
         impus.insert(impi(i), vec![format!("sip:{}", impi(i))]);
     }
     let local = SocketAddr::new(pcscf_addr(), 5060);

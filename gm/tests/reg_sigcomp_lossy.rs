@@ -36,8 +36,8 @@ use gm::presence::agent::Agent;
 use gm::presence::ue::Subscribed;
 use gm::presence::{Basic, Compositor, Published};
 use gm::reg::{
-    Credentials, Ending, Flow, Network, NetworkConfig, OpKey, Random, SaSet, Side as RegSide,
-    Subscriber, Ue, UeConfig,
+    Credentials, Ending, Flow, Network, NetworkConfig, OpKey, Random, SaSet, Side as RegSide, Ue,
+    UeConfig,
 };
 use gm::sip::{Message, Method};
 use gm::sms::service::{CentreEvent, SmsCentre, SmsUe, UeEvent};
@@ -386,16 +386,7 @@ impl Sim {
             impus.insert(n.impi(), vec![n.impu.clone()]);
         }
         for n in &nodes {
-            net.add_subscriber(
-                &n.impi(),
-                Subscriber {
-                    k: net_k,
-                    op: OpKey::Opc(OPC),
-                    amf: [0x80, 0],
-                    sqn: 32,
-                    impus: Vec::new(),
-                },
-            );
+            net.add_subscriber(&n.impi(), common::subscriber(net_k, OPC));
         }
         let local = SocketAddr::new(pcscf_addr(), PCSCF_PORTS.0);
         let sent_by = SocketAddr::new(pcscf_addr(), PCSCF_PORTS.1);

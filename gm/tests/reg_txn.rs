@@ -16,8 +16,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use gm::reg::{
-    Credentials, Error, Flow, Network, NetworkAction, NetworkConfig, OpKey, SaSet, Subscriber, Ue,
-    UeAction, UeConfig,
+    Credentials, Error, Flow, Network, NetworkAction, NetworkConfig, OpKey, SaSet, Ue, UeAction,
+    UeConfig,
 };
 use gm::sip::Message;
 use gm::txn::{Event, Reliability, RequestVerdict, ResponseVerdict, Timers, Transactions};
@@ -82,16 +82,7 @@ impl Sim {
             7100,
             7101,
         ));
-        net.add_subscriber(
-            IMPI,
-            Subscriber {
-                k: K,
-                op: OpKey::Opc(OPC),
-                amf: [0x80, 0],
-                sqn: 32,
-                impus: Vec::new(),
-            },
-        );
+        net.add_subscriber(IMPI, common::subscriber(K, OPC));
         Sim {
             ue,
             net,
