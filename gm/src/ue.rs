@@ -88,6 +88,9 @@ pub enum Event {
     /// De-registered: the registrar confirmed `Expires: 0`.
     Deregistered,
     /// The registration (or re-/de-registration) failed and stopped.
+    /// When no registration is left, our publication and presence
+    /// subscriptions end with it, without a message (they were bound to
+    /// it, and nothing of ours may leave before a new registration).
     RegistrationFailed {
         /// Why.
         error: crate::reg::Error,
@@ -133,6 +136,9 @@ pub enum Event {
     Published(Published),
     /// No final response to our PUBLISH.
     PublishUnanswered,
+    /// Our publication expired with its refreshes unanswered: the ESC no
+    /// longer holds it, and it is no longer refreshed (publish again).
+    PublicationLapsed,
     /// A response to one of our presence SUBSCRIBEs.
     Subscribed(Subscribed),
     /// No final response to our presence SUBSCRIBE for `resource`.
@@ -855,6 +861,14 @@ impl Ua {
                     if self.leaving == Leaving::Register {
                         self.leaving = Leaving::No;
                     }
+                    // The registration is gone, and its SAs with it: what
+                    // was bound to it ends here, without a word (nothing
+                    // of ours may leave but a new REGISTER), as it ends
+                    // at the network with the binding.
+                    if self.ue.registration().is_none() {
+                        self.publisher = None;
+                        self.watcher = Watcher::new(self.layer.timers().t1);
+                    }
                     self.event(Event::RegistrationFailed {
                         error,
                         status: self.reg_status,
@@ -1068,6 +1082,11 @@ impl Ua {
     /// The presence subscriptions' refreshes and timers, and our
     /// publication's refresh.
     fn presence_timers(&mut self, now: Duration, rng: &mut dyn Random) {
+        // A publication whose refreshes all went unanswered is not
+        // refreshed past its expiry: the ESC dropped it.
+        if !self.publishing && self.publisher.as_mut().is_some_and(|p| p.lapse(now)) {
+            self.event(Event::PublicationLapsed);
+        }
         let sub_due = self.watcher.poll_timeout().is_some_and(|t| t <= now);
         let pub_due = !self.publishing
             && self

@@ -77,6 +77,8 @@ struct World {
     wire: Vec<Datagram>,
     /// Loses every datagram.
     blackhole: bool,
+    /// Loses every PUBLISH.
+    lose_publish: bool,
     /// Each UE's events, and what it sent (method or status), in order.
     events: Vec<Vec<Event>>,
     sent: Vec<Vec<String>>,
@@ -169,6 +171,7 @@ impl World {
             now: Duration::ZERO,
             wire: Vec::new(),
             blackhole: false,
+            lose_publish: false,
             events: vec![Vec::new(); n],
             sent: vec![Vec::new(); n],
             installs: vec![Vec::new(); n],
@@ -284,7 +287,8 @@ impl World {
         while !done(self) && self.now < limit {
             if !self.wire.is_empty() {
                 let d = self.wire.remove(0);
-                if !self.blackhole {
+                let lost = self.blackhole || (self.lose_publish && d.bytes.starts_with(b"PUBLISH"));
+                if !lost {
                     self.deliver(d);
                 }
                 continue;
@@ -561,6 +565,89 @@ fn deregistration_ends_presence_first() {
     assert!(publish < register, "{own:?}");
     assert!(!w.ues[0].leaving());
     assert!(w.net.agent().is_empty());
+}
+
+/// A registration lost (its re-registration unanswered: the SAs go) takes
+/// the presence publication and subscriptions with it: the UE sends no
+/// refresh of them afterwards, neither over SAs it no longer has nor in
+/// clear, and its timers do not keep it due.
+#[test]
+fn a_lost_registration_ends_presence_without_a_word() {
+    let mut w = World::new(1, |_, _| {});
+    w.register_all();
+    let (now, rng) = (w.now, &mut w.rng);
+    w.ues[0].publish(Basic::Open, None, now, rng).unwrap();
+    w.ues[0].subscribe(&impu(0), now, rng).unwrap();
+    w.run_until(|w| {
+        w.events[0]
+            .iter()
+            .any(|e| matches!(e, Event::Published(Published::Accepted { .. })))
+            && w.events[0]
+                .iter()
+                .any(|e| matches!(e, Event::Subscribed(_)))
+    });
+    w.blackhole = true;
+    let lost = |w: &World| {
+        w.events[0]
+            .iter()
+            .any(|e| matches!(e, Event::RegistrationFailed { .. }))
+    };
+    w.run_until(lost);
+    assert!(lost(&w), "{:?}", w.events[0]);
+    assert!(w.ues[0].ue().registration().is_none());
+    let before = w.sent[0].len();
+    // Past the presence refreshes (a publication and a subscription of
+    // 3600 s).
+    let until = w.now + Duration::from_secs(7200);
+    w.run_until(|w| w.now >= until);
+    let after: Vec<&String> = w.sent[0][before..]
+        .iter()
+        .filter(|s| *s == "PUBLISH" || *s == "SUBSCRIBE")
+        .collect();
+    assert!(
+        after.is_empty(),
+        "sent after the registration was lost: {after:?}"
+    );
+    assert!(w.clear_while_protected[0].is_empty());
+    assert!(w.ues[0].poll_timeout().is_none_or(|t| t > w.now));
+}
+
+/// A publication whose refreshes go unanswered, the registration
+/// standing, is refreshed until it expires and then no more
+/// (`Event::PublicationLapsed`): its entity-tag died with it at the ESC.
+#[test]
+fn an_unanswered_publication_lapses_at_its_expiry() {
+    let mut w = World::new(1, |_, _| {});
+    w.register_all();
+    let (now, rng) = (w.now, &mut w.rng);
+    w.ues[0].publish(Basic::Open, None, now, rng).unwrap();
+    let accepted = |w: &World| {
+        w.events[0].iter().find_map(|e| match e {
+            Event::Published(Published::Accepted { until }) => Some(*until),
+            _ => None,
+        })
+    };
+    w.run_until(|w| accepted(w).is_some());
+    let until = accepted(&w).unwrap();
+    w.lose_publish = true;
+    let lapsed = |w: &World| w.events[0].contains(&Event::PublicationLapsed);
+    while !lapsed(&w) && w.now < until + Duration::from_secs(60) {
+        w.run_until(lapsed);
+    }
+    assert!(lapsed(&w), "{:?}", w.events[0]);
+    assert!(w.now >= until && w.now < until + Duration::from_secs(60));
+    let sent = |w: &World| w.sent[0].iter().filter(|s| *s == "PUBLISH").count();
+    let publishes = sent(&w);
+    // An hour more: re-registrations, and no PUBLISH.
+    let later = w.now + Duration::from_secs(3600);
+    w.run_until(|w| w.now >= later);
+    assert_eq!(sent(&w), publishes);
+    assert!(
+        w.registered(0) > 1,
+        "the registration went on: {:?}",
+        w.events[0]
+    );
+    assert!(w.ues[0].ue().registration().is_some());
 }
 
 /// A de-registration asked while a re-registration is out waits for it

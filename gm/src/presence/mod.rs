@@ -594,6 +594,13 @@ impl Publication {
         Some(until.saturating_sub((granted / 2).min(Duration::from_secs(600))))
     }
 
+    /// Whether the state granted by the last 2xx has expired at `now`:
+    /// the ESC no longer holds it, so its entity-tag is void (RFC 3903
+    /// §4.1) and a refresh would only be refused.
+    pub fn expired(&self, now: Duration) -> bool {
+        self.until.is_some_and(|u| u <= now)
+    }
+
     /// The final response to the last PUBLISH, received at `now`.
     pub fn on_response(&mut self, response: &Message<'_>, now: Duration) -> Published {
         let status = response.status().unwrap_or(0);

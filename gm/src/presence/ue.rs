@@ -158,6 +158,17 @@ impl Publisher {
         self.publication.as_ref()?.refresh_at()
     }
 
+    /// Forgets our publication if it expired at `now` (its refreshes
+    /// went unanswered): the ESC holds none of ours any more. Whether it
+    /// did.
+    pub fn lapse(&mut self, now: Duration) -> bool {
+        let lapsed = self.publication.as_ref().is_some_and(|p| p.expired(now));
+        if lapsed {
+            self.publication = None;
+        }
+        lapsed
+    }
+
     /// The refreshing PUBLISH (no body, `SIP-If-Match`).
     pub fn refresh(
         &mut self,

@@ -1546,6 +1546,11 @@ impl Client {
                 self.pub_outcome = Some(Ok(p));
             }
             E::PublishUnanswered => self.pub_outcome = Some(Err(())),
+            E::PublicationLapsed => event(
+                Json::obj()
+                    .set("event", "publication-lapsed")
+                    .set("resource", self.ua.settings().presentity.clone()),
+            ),
             E::Subscribed(got) => {
                 let resource = match &got {
                     Subscribed::Accepted { resource } | Subscribed::Refused { resource, .. } => {
