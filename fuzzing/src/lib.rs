@@ -13,6 +13,7 @@
 //! | [`engine`] | `engine` | the IPsec engine (`sadb::Databases::protect`/`unprotect`) |
 //! | [`sip_parse`] | `sip_parse` | the SIP codec (`gm::sip`): framing, typed headers, checks, emission and edits |
 //! | [`sms_decode`] | `sms_decode` | the SMS-over-IP codec (`gm::sms`): RP messages and TPDUs, decode → encode → decode |
+//! | [`gm_roles`] | `gm_roles` | the Gm roles (`gm::network::Pcscf`, `gm::ue::Ua`) after a registration: hostile and mutated datagrams on every flow, loss, reordering, time, commands |
 //!
 //! Each function returns normally on any input, and panics only when an
 //! invariant of the code under test is broken: a panic is what the fuzzer
@@ -33,6 +34,7 @@
 //! fuzzing::engine(&[0, 1, 2, 3]);
 //! fuzzing::sip_parse(b"OPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n\r\n");
 //! fuzzing::sms_decode(&[6, 1]);
+//! fuzzing::gm_roles(&[4, 200]);
 //! ```
 //!
 //! Not here: the fuzzing engine itself (libFuzzer, in `fuzz/`, nightly
@@ -45,6 +47,7 @@
 
 mod engine;
 mod esp_decap;
+mod gm_roles;
 mod setkey_parse;
 mod sigcomp;
 mod sip;
@@ -52,6 +55,7 @@ mod sms;
 
 pub use engine::engine;
 pub use esp_decap::esp_decap;
+pub use gm_roles::gm_roles;
 pub use setkey_parse::setkey_parse;
 pub use sigcomp::{sigcomp_bytecode, sigcomp_message, sigcomp_native};
 pub use sip::sip_parse;

@@ -1162,3 +1162,75 @@ fn sms_decode() {
     }
     write("sms_decode", &seeds);
 }
+
+// ---------------------------------------------------------------- gm_roles
+
+#[test]
+#[ignore = "writes fuzz/seeds/gm_roles; run when the target changes"]
+fn gm_roles() {
+    // Scripts of `fuzzing::gm_roles`: one byte picks the step (its value
+    // modulo 8), the next bytes are its arguments.
+    let raw = |dir: u8, ue_port: u8, net_port: u8, bytes: &[u8]| {
+        let mut s = vec![0, dir, ue_port, net_port, bytes.len().div_ceil(4) as u8];
+        s.extend_from_slice(bytes);
+        s.resize(s.len() + (4 - bytes.len() % 4) % 4, b' ');
+        s
+    };
+    let mutate = |which: u16, edits: &[(u8, u16, u8)], route: u8| {
+        let mut s = vec![1];
+        s.extend_from_slice(&which.to_be_bytes());
+        s.push(edits.len() as u8);
+        for (kind, at, v) in edits {
+            s.push(*kind);
+            s.extend_from_slice(&at.to_be_bytes());
+            s.push(*v);
+        }
+        s.push(route);
+        s
+    };
+    let options = b"OPTIONS sip:ue0@ims.example.org SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:ue0@ims.example.org>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nl: 0\r\n\r\n";
+    let register = b"REGISTER sip:ims.example.org SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:6100;branch=z9hG4bKr\r\nFrom: <sip:ue0@ims.example.org>;tag=1\r\nTo: <sip:ue0@ims.example.org>\r\nCall-ID: r\r\nCSeq: 9 REGISTER\r\nContact: <sip:192.0.2.10:6101>\r\nExpires: 0\r\nl: 0\r\n\r\n";
+    let mut seeds: Vec<(String, Vec<u8>)> = vec![
+        ("empty".into(), vec![]),
+        ("time-hour".into(), [4, 255, 4, 255, 4, 255].to_vec()),
+        ("options-to-network-clear".into(), raw(0, 3, 3, options)),
+        ("options-to-network-protected".into(), raw(0, 0, 1, options)),
+        ("options-to-ue-protected".into(), raw(1, 2, 0, options)),
+        ("options-to-ue-clear".into(), raw(1, 3, 3, options)),
+        ("register-expires-0-clear".into(), raw(0, 3, 3, register)),
+        (
+            "register-expires-0-protected".into(),
+            raw(0, 0, 1, register),
+        ),
+        ("register-from-stranger".into(), raw(0x40, 0, 1, register)),
+        ("garbage".into(), raw(0, 0, 1, &[0xff; 40])),
+    ];
+    for (i, cmd) in (0..8u8).enumerate() {
+        seeds.push((format!("command-{i}"), vec![5, cmd, 40, 2, 255, 4, 200]));
+        seeds.push((
+            format!("command-{i}-lost"),
+            vec![5, cmd, 40, 3, 255, 4, 250, 4, 250],
+        ));
+        seeds.push((
+            format!("command-{i}-duplicated"),
+            vec![5, cmd | 0x10, 60, 7, 0, 7, 0, 6, 0, 2, 2, 255],
+        ));
+    }
+    for which in 0..12u16 {
+        seeds.push((format!("mutated-{which}-as-is"), mutate(which, &[], 0)));
+        seeds.push((
+            format!("mutated-{which}-edited"),
+            mutate(which, &[(0, 0, b'X'), (4, 60, 0), (2, 100, 7)], 0),
+        ));
+        seeds.push((format!("mutated-{which}-clear"), mutate(which, &[], 3)));
+        seeds.push((
+            format!("mutated-{which}-other-flow"),
+            mutate(which, &[], 0x15),
+        ));
+        seeds.push((
+            format!("mutated-{which}-cut"),
+            mutate(which, &[(3, 200, 0)], 0x80),
+        ));
+    }
+    write("gm_roles", &seeds);
+}

@@ -105,3 +105,8 @@ fn sip_parse_seeds() {
 fn sms_decode_seeds() {
     replay("sms_decode", 20, fuzzing::sms_decode);
 }
+
+#[test]
+fn gm_roles_seeds() {
+    replay("gm_roles", 60, fuzzing::gm_roles);
+}
