@@ -331,6 +331,22 @@ impl World {
             .count()
     }
 
+    /// UE 0 publishes (with `note`) and subscribes to its own presence;
+    /// runs until both are accepted.
+    fn publish_and_subscribe(&mut self, note: Option<&str>) {
+        let (now, rng) = (self.now, &mut self.rng);
+        self.ues[0].publish(Basic::Open, note, now, rng).unwrap();
+        self.ues[0].subscribe(&impu(0), now, rng).unwrap();
+        self.run_until(|w| {
+            w.events[0]
+                .iter()
+                .any(|e| matches!(e, Event::Published(Published::Accepted { .. })))
+                && w.events[0]
+                    .iter()
+                    .any(|e| matches!(e, Event::Subscribed(_)))
+        });
+    }
+
     /// Registers every UE.
     fn register_all(&mut self) {
         for i in 0..self.ues.len() {
@@ -517,19 +533,7 @@ fn a_handover_names_the_set_it_replaces() {
 fn deregistration_ends_presence_first() {
     let mut w = World::new(1, |_, _| {});
     w.register_all();
-    let (now, rng) = (w.now, &mut w.rng);
-    w.ues[0]
-        .publish(Basic::Open, Some("here"), now, rng)
-        .unwrap();
-    w.ues[0].subscribe(&impu(0), now, rng).unwrap();
-    w.run_until(|w| {
-        w.events[0]
-            .iter()
-            .any(|e| matches!(e, Event::Published(Published::Accepted { .. })))
-            && w.events[0]
-                .iter()
-                .any(|e| matches!(e, Event::Subscribed(_)))
-    });
+    w.publish_and_subscribe(Some("here"));
     let before = w.sent[0].len();
     let (now, rng) = (w.now, &mut w.rng);
     w.ues[0].deregister(now, rng);
@@ -575,17 +579,7 @@ fn deregistration_ends_presence_first() {
 fn a_lost_registration_ends_presence_without_a_word() {
     let mut w = World::new(1, |_, _| {});
     w.register_all();
-    let (now, rng) = (w.now, &mut w.rng);
-    w.ues[0].publish(Basic::Open, None, now, rng).unwrap();
-    w.ues[0].subscribe(&impu(0), now, rng).unwrap();
-    w.run_until(|w| {
-        w.events[0]
-            .iter()
-            .any(|e| matches!(e, Event::Published(Published::Accepted { .. })))
-            && w.events[0]
-                .iter()
-                .any(|e| matches!(e, Event::Subscribed(_)))
-    });
+    w.publish_and_subscribe(None);
     w.blackhole = true;
     let lost = |w: &World| {
         w.events[0]
