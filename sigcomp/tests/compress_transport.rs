@@ -33,10 +33,18 @@ struct Peer {
 
 impl Peer {
     fn new() -> Peer {
+        Peer::with_dms(8192)
+    }
+
+    fn with_dms(dms: u32) -> Peer {
         let mut states = StateHandler::with_dictionaries();
         states.open_compartment(CompartmentId(1), 8192);
+        let params = Parameters {
+            decompression_memory_size: dms,
+            ..Parameters::default()
+        };
         Peer {
-            d: Decompressor::new(Parameters::default()).unwrap(),
+            d: Decompressor::new(params).unwrap(),
             states,
         }
     }
@@ -84,6 +92,48 @@ fn stream_messages_fit_half_the_dms() {
         used += r.states_used;
     }
     assert!(used > msgs.len(), "states used over the stream: {used}");
+}
+
+/// The registration states stay while other traffic turns the state
+/// memory over: the re-REGISTER and its 200 compress against the last
+/// ones, on a stream (DMS 16384: 8 KB of UDVM memory, RFC 3320 §7) as on
+/// UDP (DMS 8192). Between them, both sessions' other
+/// messages (NOTIFY, PUBLISH, MESSAGE, OPTIONS: about 30 KB against an
+/// SMS of 8 KB), each creating its state.
+#[test]
+fn a_reregistration_finds_the_last_registration_after_other_traffic() {
+    let s1 = testkit::corpus::independent();
+    let s2 = testkit::corpus::independent_session2();
+    let mut flow: Vec<&[u8]> = s1[..4].iter().map(Vec::as_slice).collect();
+    flow.extend(s1[4..12].iter().chain(&s2[4..12]).map(Vec::as_slice));
+    let (rereg, ok) = (&s1[12], &s1[13]);
+    assert!(rereg.starts_with(b"REGISTER ") && ok.starts_with(b"SIP/2.0 200"));
+    for (t, dms) in [(Transport::Message, 8192), (Transport::Stream, 16384)] {
+        let mut config = Config::default();
+        config.peer.decompression_memory_size = dms;
+        let mut c = Compressor::new(config).unwrap();
+        let mut p = Peer::with_dms(dms);
+        let mut wire = Vec::new();
+        let mut send = |c: &mut Compressor, m: &[u8]| {
+            let r = c.compress_on(m, t, &mut wire);
+            let out = p.receive(&wire, t).unwrap();
+            assert_eq!(out.output, m);
+            if let Some(i) = out.requested_feedback.and_then(|f| f.item) {
+                c.on_feedback_item(&i);
+            }
+            r
+        };
+        let mut created = 0;
+        for (i, m) in flow.iter().enumerate() {
+            let seq = send(&mut c, m).seq;
+            created += usize::from(i >= 4 && seq != 0);
+        }
+        assert!(created >= 4, "{t:?}: states created between: {created}");
+        let r = send(&mut c, rereg);
+        assert!(r.len * 10 < rereg.len(), "{t:?}: re-REGISTER {} B", r.len);
+        let r = send(&mut c, ok);
+        assert!(r.len * 10 < ok.len(), "{t:?}: its 200 {} B", r.len);
+    }
 }
 
 /// A short message is literal on a stream, never plain (RFC 5049 §5),
