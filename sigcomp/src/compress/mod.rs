@@ -58,14 +58,16 @@
 //! judged at the lowest priority any creation still in flight gives it
 //! (RFC 4896 §5.2). A state referenced by a message that may still be in
 //! flight is pinned: it is kept, and a new message creates no state if
-//! that state could evict it. The registration is kept the same way
-//! (`Compressor::kept_registration`): the newest REGISTER and the newest
-//! response to one, while they take at most half the SMS, because the
-//! re-registration is the exchange that recurs for the whole life of a
-//! Gm compartment, long after the other states turned over (on the
-//! independent corpus over TCP at DMS 16384 the re-REGISTER goes from 615
-//! to 119 bytes, the flow from 25.1 % to 21.5 %). A message that may not
-//! create its state for them creates an empty one, so it still asks for
+//! that state could evict it. The states of the kinds that recur for the
+//! whole life of a Gm compartment are kept the same way
+//! (`Compressor::kept_states`): the newest REGISTER, response to one,
+//! PUBLISH and NOTIFY, while they take at most half the SMS, because the
+//! next re-registration or presence document comes long after the other
+//! states turned over. A message of one of these kinds may evict the
+//! states it references itself (the peer creates its state after reading
+//! them), as it is what the next message of its kind needs most; any other
+//! message keeps them for the messages after it. A message that may not
+//! create its state creates an empty one, so it still asks for
 //! feedback. A message counts as no longer in flight
 //! (settled) once acknowledged, once [`REORDER_DEPTH`] messages sent after
 //! it were acknowledged, or once [`SETTLE_DEPTH`] messages were sent after
@@ -107,7 +109,7 @@
 //! acknowledged like a state). DEFLATE is chosen over it on the same
 //! 3-byte rule.
 //!
-//! # Figures (issue 6)
+//! # Figures
 //!
 //! From a clean clone (release build, independent IMS corpus of
 //! `vectors/sigcomp/independent/`, the one the open implementations were
@@ -120,14 +122,16 @@
 //! target/release/sigcomp flow --table --steady $C/session2/*.sip -- $C/*.sip
 //!
 //! figure (DMS 8192, level Default)               target           SMS 8192           SMS 4096  4096/hi
-//! first message of a fresh compartment (sum)    <= 50 %   12995 B   62.3 %   12995 B   62.3 %    1.00x
-//! whole flow in one compartment                 <= 25 %    4773 B   22.9 %    5639 B   27.0 %    1.18x
-//! same flow repeated (steady state)             <= 10 %    4335 B   20.8 %    5421 B   26.0 %    1.25x
-//! compression speed                               >= 50      56.9 MB/s
+//! DMS 8192, level default                                SMS 8192           SMS 4096    % ratio
+//! figure                                           bytes   % orig     bytes   % orig  4096/8192
+//! first message of a fresh compartment (sum)       12911     61.9     12911     61.9       1.00
+//! whole flow in one compartment                     4451     21.3      5273     25.3       1.18
+//! steady state (--steady after the flow)            3446     16.5      5021     24.1       1.46
 //!
-//! duplex: a compartment per direction                        flow       steady state
-//!   without shared compression                    5701 B   27.3 %    2877 B   13.8 %
-//!   with RFC 3321 shared compression              4817 B   23.1 %    2681 B   12.9 %
+//! duplex, a compartment per direction, SMS 8192               flow       steady state
+//!                                                  bytes   % orig     bytes   % orig
+//!   without shared compression                      5703     27.3      2885     13.8
+//!   with RFC 3321 shared compression                4819     23.1      2744     13.2
 //! ```
 //!
 //! Speed is on-CPU time, level Default (54–59 MB/s over runs on a 2-core
@@ -135,12 +139,14 @@
 //! compartment per direction as in the duplex rows: first messages
 //! 77–78 %, flow 34–36 %, session 2 24–24.4 %. With `--local-bytecode`
 //! (both endpoints ours, the bytecode announced as a local state, never
-//! uploaded): first messages 43.2 %, flow 21.8 %, steady 20.9 %.
+//! uploaded): first messages 43.2 %, flow 19.9 %, steady 16.3 %.
 //! Independent corpus plus ours (`vectors/sip-corpus`, with INVITE/200
-//! SDP), the same files twice: first 56.8 %, flow 25.6 %, steady 18.6 %
-//! (SMS 4096: 1.26× that). DMS 4096 / SMS 4096, one compartment: session
-//! 1 29.7 %, session 2 27.0 % (open implementations, a compartment per
-//! direction: 41.6 % and 31.3–35.3 %).
+//! SDP), the same files twice: first 56.4 %, flow 22.8 %, steady 16.4 %
+//! (SMS 4096: 1.45× that). DMS 4096 / SMS 4096, one compartment: session
+//! 1 27.0 %, session 2 24.9 % (open implementations, a compartment per
+//! direction: 41.6 % and 31.3–35.3 %). The steady state owes most to the
+//! states kept by kind (above): without them it was 20.8 %, as session 2's
+//! NOTIFY and PUBLISH found nothing of session 1's.
 //!
 //! Not met, and why (the bounds come from `python3 benches/sigcomp_bounds.py`,
 //! explained in `benches/sigcomp_bounds.md`):
@@ -159,7 +165,7 @@
 //!   bytes SMS 8192 leaves beside the bytecode; even choosing the kept
 //!   lines of session 1 with hindsight gives 12.9 %. With a compartment
 //!   per direction (duplex rows) each compartment holds half the flow and
-//!   the figure is 12.9 %; with SMS 16384 it is 13.7 %, with SMS 32768
+//!   the figure is 13.2 %; with SMS 16384 it is 12.6 %, with SMS 32768
 //!   9.9 % (`sigcomp flow --sms 32768 $C/*.sip $C/session2/*.sip`, rows
 //!   15–28).
 //!
@@ -335,26 +341,44 @@ fn is_request(msg: &[u8]) -> bool {
     !msg.starts_with(b"SIP/")
 }
 
-/// Whether a message is a REGISTER, a response to one, or neither: the
-/// exchange that recurs for the whole life of a compartment on Gm (every
-/// re-registration), whatever else the flow carries
-/// ([`Compressor::kept_registration`]).
+/// The kinds of message that recur for the whole life of a compartment on
+/// Gm, whatever else the flow carries: the registration (every
+/// re-registration and its answer) and the presence documents (every
+/// PUBLISH refresh or change, every NOTIFY), the largest messages
+/// ([`Compressor::kept_states`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Register {
-    Request,
-    Response,
-    Neither,
+enum Recurring {
+    Register,
+    RegisterResponse,
+    Publish,
+    Notify,
+    /// Anything else.
+    Other,
 }
 
-impl Register {
+impl Recurring {
+    /// The kinds kept, in the order they are kept.
+    const KEPT: [Recurring; 4] = [
+        Recurring::Register,
+        Recurring::RegisterResponse,
+        Recurring::Publish,
+        Recurring::Notify,
+    ];
+
     /// From the request line, or a response's CSeq method (RFC 3261
     /// §20.16; the header has no compact form). Only the head is read.
-    fn of(msg: &[u8]) -> Register {
-        if msg.starts_with(b"REGISTER ") {
-            return Register::Request;
+    fn of(msg: &[u8]) -> Recurring {
+        for (method, kind) in [
+            (&b"REGISTER "[..], Recurring::Register),
+            (b"PUBLISH ", Recurring::Publish),
+            (b"NOTIFY ", Recurring::Notify),
+        ] {
+            if msg.starts_with(method) {
+                return kind;
+            }
         }
         if !msg.starts_with(b"SIP/2.0 ") {
-            return Register::Neither;
+            return Recurring::Other;
         }
         for line in msg.split(|&b| b == b'\n').skip(1) {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -371,13 +395,13 @@ impl Register {
                     .filter(|w| !w.is_empty())
                     .nth(1);
                 return if method == Some(b"REGISTER") {
-                    Register::Response
+                    Recurring::RegisterResponse
                 } else {
-                    Register::Neither
+                    Recurring::Other
                 };
             }
         }
-        Register::Neither
+        Recurring::Other
     }
 }
 
@@ -442,8 +466,8 @@ struct Tracked {
     proven_at: u64,
     /// Bit set of the 16-bit hashes of its 8-byte substrings ([`Tracked::bloom`]).
     grams: std::cell::OnceCell<Box<[u64; 1024]>>,
-    /// Whether it is a REGISTER or a response to one.
-    register: Register,
+    /// The kind of message it holds.
+    kind: Recurring,
 }
 
 impl Tracked {
@@ -455,7 +479,7 @@ impl Tracked {
             acked: false,
             proven_at: 0,
             grams: std::cell::OnceCell::new(),
-            register: Register::of(&value),
+            kind: Recurring::of(&value),
             value,
         }
     }
@@ -1017,17 +1041,18 @@ impl Compressor {
         })
     }
 
-    /// The registration states a message of kind `kind` keeps in place:
-    /// the newest safe REGISTER and the newest safe response to one, other
-    /// than the message's own kind (a new REGISTER may replace the old
-    /// one), while together they take at most half the peer's SMS. They
-    /// are what the next re-registration and its answer compress against,
-    /// an hour or a day later, after the other states turned over: a new
-    /// state does not evict them ([`Compressor::creation_keeps_pins`]).
-    fn kept_registration(&self, kind: Register) -> [Option<StateId>; 2] {
-        let mut kept = [None, None];
+    /// The states a message of kind `kind` keeps in place: the newest
+    /// safe state of each [`Recurring::KEPT`] kind other than the
+    /// message's own (the message itself becomes the newest of its kind),
+    /// in that order, while together they take at most half the peer's
+    /// SMS. They are what the next message of their kind compresses
+    /// against, an hour or a day later, after the other states turned
+    /// over: a new state does not evict them
+    /// ([`Compressor::creation_keeps_pins`]).
+    fn kept_states(&self, kind: Recurring) -> [Option<StateId>; 4] {
+        let mut kept = [None; 4];
         let mut cost = 0;
-        for (slot, k) in kept.iter_mut().zip([Register::Request, Register::Response]) {
+        for (slot, k) in kept.iter_mut().zip(Recurring::KEPT) {
             if k == kind {
                 continue;
             }
@@ -1035,7 +1060,7 @@ impl Compressor {
                 .states
                 .iter()
                 .enumerate()
-                .filter(|(i, t)| t.register == k && self.is_safe(*i))
+                .filter(|(i, t)| t.kind == k && self.is_safe(*i))
                 .max_by_key(|(_, t)| t.sent_priority);
             if let Some((_, t)) = newest {
                 if cost + t.cost() <= self.sms() / 2 {
@@ -1183,7 +1208,8 @@ impl Compressor {
             };
         let fixed = header_len + 3 + announce.as_ref().map_or(0, |a| a.len() + 1);
         self.rank_states(msg);
-        let kept = self.kept_registration(Register::of(msg));
+        let kind = Recurring::of(msg);
+        let kept = self.kept_states(kind);
         let presence = self.config.presence_dictionary && mentions_presence(msg);
         // The UDVM memory depends on the compressed size: guess it (a
         // third of the message is typical with history), encode, and encode
@@ -1236,15 +1262,19 @@ impl Compressor {
                 })
                 .collect();
             // A new state must not evict a state that a message still in
-            // flight (or this one) references (RFC 3320 §6.2), nor the
-            // registration states kept.
+            // flight references (RFC 3320 §6.2), nor the states kept. It
+            // may evict those this message references (the peer creates
+            // it after they were read) only if it is of a recurring kind:
+            // it is then what the next message of its kind needs most.
+            // Any other message keeps them for the messages after it.
             let kept = kept.iter().flatten();
+            let own = refs.iter().filter(|_| kind == Recurring::Other);
             let full = !long
                 && can_create
-                && self.creation_keeps_pins(msg.len() as u32 + 64, refs.iter().chain(kept.clone()));
+                && self.creation_keeps_pins(msg.len() as u32 + 64, own.chain(kept.clone()));
             // Held back by messages in flight that will never be
             // acknowledged (they created no state, so asked for no
-            // feedback), or by the registration states kept: the message
+            // feedback), or by the states kept: the message
             // still asks for feedback, creating an empty state (64 bytes)
             // instead of itself, so the acknowledgements that settle those
             // messages keep coming.
@@ -1758,44 +1788,37 @@ fn mentions_presence(msg: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    /// REGISTERs and the responses to them, from their first line and the
-    /// CSeq method; header names are case-insensitive, methods are not.
+    /// The recurring kinds, from the request line or a response's CSeq
+    /// method; header names are case-insensitive, methods are not.
     #[test]
-    fn register_kind_reads_the_request_line_and_cseq() {
-        let cases: [(&[u8], Register); 8] = [
+    fn recurring_kind_reads_the_request_line_and_cseq() {
+        use Recurring::*;
+        let cases: [(&[u8], Recurring); 11] = [
             (
                 b"REGISTER sip:ims.example SIP/2.0\r\nCSeq: 1 REGISTER\r\n\r\n",
-                Register::Request,
+                Register,
             ),
+            (b"PUBLISH sip:a@ims.example SIP/2.0\r\n\r\n", Publish),
+            (b"NOTIFY sip:a@192.0.2.1 SIP/2.0\r\n\r\n", Notify),
             (
                 b"SIP/2.0 200 OK\r\nVia: x\r\nCSeq: 2 REGISTER\r\n\r\n",
-                Register::Response,
+                RegisterResponse,
             ),
             (
                 b"SIP/2.0 401 Unauthorized\r\ncseq :  7   REGISTER\r\n\r\n",
-                Register::Response,
+                RegisterResponse,
             ),
-            (
-                b"SIP/2.0 200 OK\r\nCSeq: 2 register\r\n\r\n",
-                Register::Neither,
-            ),
-            (
-                b"SIP/2.0 200 OK\r\nCSeq: 3 PUBLISH\r\n\r\n",
-                Register::Neither,
-            ),
+            (b"SIP/2.0 200 OK\r\nCSeq: 2 register\r\n\r\n", Other),
+            // Only the answers to a REGISTER are kept.
+            (b"SIP/2.0 200 OK\r\nCSeq: 3 PUBLISH\r\n\r\n", Other),
             // The body is not read.
-            (
-                b"SIP/2.0 200 OK\r\nX: 1\r\n\r\nCSeq: 1 REGISTER\r\n",
-                Register::Neither,
-            ),
-            (
-                b"MESSAGE sip:a SIP/2.0\r\nCSeq: 1 REGISTER\r\n\r\n",
-                Register::Neither,
-            ),
-            (b"SIP/2.0 200 OK\r\nCSeq:", Register::Neither),
+            (b"SIP/2.0 200 OK\r\nX: 1\r\n\r\nCSeq: 1 REGISTER\r\n", Other),
+            (b"MESSAGE sip:a SIP/2.0\r\nCSeq: 1 REGISTER\r\n\r\n", Other),
+            (b"SIP/2.0 200 OK\r\nCSeq:", Other),
+            (b"", Other),
         ];
         for (m, kind) in cases {
-            assert_eq!(Register::of(m), kind, "{}", String::from_utf8_lossy(m));
+            assert_eq!(Recurring::of(m), kind, "{}", String::from_utf8_lossy(m));
         }
     }
 
