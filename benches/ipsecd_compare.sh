@@ -19,7 +19,10 @@
 # AES-128-CBC+HMAC-SHA1-96 and 3DES-CBC+HMAC-MD5-96, and (c) the anchors of
 # ../shared/anchors (or $IMSEC_ANCHORS): strongSwan's userspace libipsec with the same
 # algorithms (ESP in UDP, tunnel mode, via IKEv2) and boringtun (WireGuard,
-# one thread). The anchors measure TCP only. Each configuration is measured
+# one thread). The anchors measure TCP and the request/response loop (the
+# anchor script run a second time with its iperf3 pair swapped for the loop,
+# through the tunnel it sets up), which puts the RR target beside what
+# other userspace tunnels reach on the same machine. Each configuration is measured
 # --runs times in a row (default 3) and the median run is reported; the
 # spread goes to stderr. Every figure is printed with its
 # ratio to (a) and to the anchor (libipsec with the same algorithms;
@@ -95,6 +98,8 @@ if sys.argv[1] == "server":
         pass
 else:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if len(sys.argv) > 4:  # source address (an anchor's traffic selector)
+        s.bind((sys.argv[4], 0))
     s.connect((sys.argv[2], 7000)); s.settimeout(1.0)
     m = b"r" * 300
     for _ in range(200):  # warm-up (ARP, caches)
@@ -252,29 +257,49 @@ mbits() {
          printf "%.0f\n", v; exit } }'
 }
 
-declare -A AT
+# The request/response loop through an anchor: its script with the iperf3
+# server and client lines replaced by rr.py's (the same addresses); prints
+# "RR/s RTT-median p99 lost", or nothing if the script no longer has the
+# lines this expects.
+anchor_rr() {  # script args...
+  local script=$1; shift
+  local rs=$(( (secs + 1) / 2 ))
+  sed -e "s#iperf3 -s -B \([0-9.]*\) -1 >/dev/null 2>&1 &#python3 $tmp/rr.py server \1 \$((secs + 2)) \&#" \
+      -e "s#iperf3 -c \([0-9.]*\) -B \([0-9.]*\) -t \"\$secs\" | tail -4#python3 $tmp/rr.py client \1 $rs \2#" \
+      -e "s#^here=.*#here=$ANCH#" "$script" > "$tmp/anchor-rr.sh"
+  grep -q "rr.py client" "$tmp/anchor-rr.sh" && grep -q "rr.py server" "$tmp/anchor-rr.sh" || return 0
+  # Reads to the end: the script must not die of a closed pipe before its cleanup.
+  bash "$tmp/anchor-rr.sh" "$@" 2>/dev/null | awk 'NF == 4 && $1 ~ /^[0-9]+$/ && $2 ~ /^[0-9.]+$/ && !n++'
+}
+# anchor_measure NAME SCRIPT ARGS...: medians of $runs runs of each into
+# AT[NAME] (TCP Mbit/s), AR[NAME] (RR/s) and AL[NAME] (RTT median, us).
+anchor_measure() {
+  local name=$1; shift
+  local vs=() r=() l=() rr
+  for _ in $(seq "$runs"); do
+    vs+=("$(bash "$@" 2>/dev/null | mbits)")
+  done
+  for _ in $(seq "$runs"); do
+    rr=$(anchor_rr "$@")
+    r+=("$(echo "$rr" | awk '{print $1}')"); l+=("$(echo "$rr" | awk '{print $2}')")
+  done
+  AT[$name]=$(median "${vs[@]}"); AR[$name]=$(median "${r[@]}"); AL[$name]=$(median "${l[@]}")
+  [ "${AT[$name]}" = 0 ] && AT[$name]=
+  [ "${AR[$name]}" = 0 ] && { AR[$name]=; AL[$name]=; }
+  echo "$name: ${AT[$name]:-failed} Mbit/s (runs: ${vs[*]}), ${AR[$name]:-failed} RR/s, RTT median ${AL[$name]:-n/a} us (runs: ${r[*]})" >&2
+}
+
+declare -A AT AR AL
 if [ $anchors = 1 ]; then
   if command -v swanctl >/dev/null && [ -x /usr/lib/ipsec/charon ] && command -v tcpdump >/dev/null; then
     for alg in null-sha1 aes128-sha1 3des-md5; do
-      vs=()
-      for _ in $(seq "$runs"); do
-        vs+=("$(bash "$ANCH/libipsec_bench.sh" $alg "$secs" "$tmp/lb-$alg" 2>/dev/null | mbits)")
-      done
-      v=$(median "${vs[@]}")
-      AT[$alg]=${v:-}
-      echo "strongSwan libipsec $alg: ${v:-failed} Mbit/s (runs: ${vs[*]})" >&2
+      anchor_measure $alg "$ANCH/libipsec_bench.sh" $alg "$secs" "$tmp/lb-$alg"
     done
   else
     echo "anchor strongSwan libipsec UNAVAILABLE (needs strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins tcpdump)" >&2
   fi
   if command -v boringtun-cli >/dev/null && command -v wg >/dev/null; then
-    vs=()
-    for _ in $(seq "$runs"); do
-      vs+=("$(bash "$ANCH/boringtun_bench.sh" "$secs" 1 2>/dev/null | mbits)")
-    done
-    v=$(median "${vs[@]}")
-    AT[boringtun]=${v:-}
-    echo "boringtun: ${v:-failed} Mbit/s (runs: ${vs[*]})" >&2
+    anchor_measure boringtun "$ANCH/boringtun_bench.sh" "$secs" 1
   else
     echo "anchor boringtun UNAVAILABLE (needs boringtun-cli: cargo install boringtun-cli; wg: wireguard-tools)" >&2
   fi
@@ -299,11 +324,13 @@ for alg in null-sha1 aes128-sha1 3des-md5; do
 done
 for alg in null-sha1 aes128-sha1 3des-md5; do
   printf "%-30s %10s %8s %12s %12s %10s %8s %10s %9s %11s %8s\n" "(c) strongSwan libipsec $alg" "${AT[$alg]:-n/a}" \
-    "$(ratio "${AT[$alg]:-}" "${T[plain]}")" 1.00x - n/a - n/a - n/a -
+    "$(ratio "${AT[$alg]:-}" "${T[plain]}")" 1.00x - "${AR[$alg]:-n/a}" "$(ratio "${AR[$alg]:-}" "${R[plain]}")" \
+    "${AL[$alg]:-n/a}" "$(sub "${AL[$alg]:-}" "${L[plain]}")" n/a -
 done
 printf "%-30s %10s %8s %12s %12s %10s %8s %10s %9s %11s %8s\n" "(c) boringtun (1 thread)" "${AT[boringtun]:-n/a}" \
-  "$(ratio "${AT[boringtun]:-}" "${T[plain]}")" - 1.00x n/a - n/a - n/a -
+  "$(ratio "${AT[boringtun]:-}" "${T[plain]}")" - 1.00x "${AR[boringtun]:-n/a}" "$(ratio "${AR[boringtun]:-}" "${R[plain]}")" \
+  "${AL[boringtun]:-n/a}" "$(sub "${AL[boringtun]:-}" "${L[plain]}")" n/a -
 echo
 echo "targets: AES-128-CBC+HMAC-SHA1-96 >= 3x libipsec: $(ratio "${T[aes128-sha1]}" "${AT[aes128-sha1]:-}"); >= 2x boringtun: $(ratio "${T[aes128-sha1]}" "${AT[boringtun]:-}")"
-echo "         3DES+HMAC-MD5-96 >= 1.5x libipsec: $(ratio "${T[3des-md5]}" "${AT[3des-md5]:-}"); 300-byte UDP RR >= 0.7x plain veth: $(ratio "${R[aes128-sha1]}" "${R[plain]}")"
+echo "         3DES+HMAC-MD5-96 >= 1.5x libipsec: $(ratio "${T[3des-md5]}" "${AT[3des-md5]:-}"); 300-byte UDP RR >= 0.7x plain veth: $(ratio "${R[aes128-sha1]}" "${R[plain]}") (libipsec $(ratio "${AR[aes128-sha1]:-}" "${R[plain]}"), boringtun $(ratio "${AR[boringtun]:-}" "${R[plain]}"))"
 echo "reported: 200-byte UDP flood through two ipsecd (AES): $(ratio "${F[aes128-sha1]}" "${F[plain]}") of plain veth; system calls per packet (--strace): sender ${S[a]:-n/a}, receiver ${S[b]:-n/a}"
