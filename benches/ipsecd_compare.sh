@@ -312,6 +312,13 @@ sub() { awk -v a="$1" -v b="$2" 'BEGIN { if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+$
 
 echo
 echo "ipsecd_compare: median of $runs runs; $secs s per iperf3 TCP run, $(( (secs + 1) / 2 )) s of 300-byte UDP request/response and of 200-byte UDP flood, $(nproc) CPUs"
+# The anchors' versions, since their figures move with them (boringtun's
+# TCP rate has ranged from 455 to 946 Mbit/s on machines of this kind).
+if [ $anchors = 1 ]; then
+  sv=$(/usr/lib/ipsec/charon --version 2>/dev/null | head -1)
+  bv=$(boringtun-cli --version 2>/dev/null | head -1)
+  echo "anchors: ${sv:-strongSwan n/a}, ${bv:-boringtun n/a}"
+fi
 printf "%-30s %10s %8s %12s %12s %10s %8s %10s %9s %11s %8s\n" configuration "TCP Mbit/s" "x plain" "x libipsec" "x boringtun" "UDP RR/s" "x plain" "RTT med us" "added us" "flood pkt/s" "x plain"
 printf "%-30s %10s %8s %12s %12s %10s %8s %10s %9s %11s %8s\n" "(a) plain veth" "${T[plain]}" 1.00x - - "${R[plain]}" 1.00x "${L[plain]}" +0.0 "${F[plain]}" 1.00x
 for alg in null-sha1 aes128-sha1 3des-md5; do
