@@ -240,13 +240,18 @@ impl Sock {
             .map_err(io::Error::from)
     }
 
-    /// Receives one datagram with its source and the local destination
+    /// Asks the kernel to hand over runs of equal-sized datagrams of one
+    /// flow as one buffer (`UDP_GRO`, udp(7)); [`Sock::recv_with_dst`]
+    /// then says the segment size.
+    pub fn set_udp_gro(&self) -> io::Result<()> {
+        setsockopt(&self.sock, sockopt::UdpGroSegment, &true).map_err(io::Error::from)
+    }
+
+    /// Receives one datagram (or, with [`Sock::set_udp_gro`], a run of
+    /// them back to back) with its source and the local destination
     /// address (from `IP_PKTINFO`/`IPV6_PKTINFO`; unspecified if absent).
-    pub fn recv_with_dst(
-        &self,
-        buf: &mut [u8],
-        cmsg: &mut [u8],
-    ) -> io::Result<(usize, SocketAddr, IpAddr)> {
+    /// `cmsg` comes from [`pktinfo_cmsg_space`].
+    pub fn recv_with_dst(&self, buf: &mut [u8], cmsg: &mut [u8]) -> io::Result<Datagrams> {
         let mut iov = [io::IoSliceMut::new(buf)];
         let msg = recvmsg::<SockaddrStorage>(
             self.sock.as_raw_fd(),
@@ -256,6 +261,7 @@ impl Sock {
         )
         .map_err(io::Error::from)?;
         let mut dst = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let mut segment = 0;
         for c in msg.cmsgs().map_err(io::Error::from)? {
             match c {
                 ControlMessageOwned::Ipv4PacketInfo(pi) => {
@@ -263,6 +269,9 @@ impl Sock {
                 }
                 ControlMessageOwned::Ipv6PacketInfo(pi) => {
                     dst = IpAddr::V6(Ipv6Addr::from(pi.ipi6_addr.s6_addr));
+                }
+                ControlMessageOwned::UdpGroSegments(n) => {
+                    segment = usize::try_from(n).unwrap_or(0);
                 }
                 _ => {}
             }
@@ -272,7 +281,13 @@ impl Sock {
             .as_ref()
             .and_then(socket_addr)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no source address"))?;
-        Ok((msg.bytes, src, dst))
+        let len = msg.bytes;
+        Ok(Datagrams {
+            len,
+            src,
+            dst,
+            segment: if segment == 0 { len } else { segment },
+        })
     }
 
     /// Sends `payload` to `dst` (port 0 for raw sockets) from the local
@@ -280,8 +295,43 @@ impl Sock {
     /// kernel choose). On a raw 50/51 socket the kernel builds the IP header
     /// and fragments if needed.
     pub fn send_from(&self, payload: &[u8], src: IpAddr, dst: SocketAddr) -> io::Result<usize> {
-        let iov = [io::IoSlice::new(payload)];
+        self.send_iov(&[io::IoSlice::new(payload)], src, dst, None)
+    }
+
+    /// Sends `payloads` as that many UDP datagrams to `dst` from `src` in
+    /// one `sendmsg(2)` with `UDP_SEGMENT` (UDP GSO, udp(7)): the kernel
+    /// crosses its stack once for all of them and cuts them apart as late
+    /// as the device allows. Every payload but the last must be exactly as
+    /// long as the first and the last not longer; at most
+    /// [`GSO_MAX_SEGMENTS`] payloads and [`GSO_MAX_BYTES`] in all
+    /// ([`gso_prefix`] picks such a run). All are sent or none.
+    pub fn send_gso(&self, payloads: &[&[u8]], src: IpAddr, dst: SocketAddr) -> io::Result<usize> {
+        let n = payloads.len();
+        let seg = payloads.first().map_or(0, |p| p.len());
+        if n == 0 || n > GSO_MAX_SEGMENTS || gso_prefix(payloads.iter().map(|p| p.len())) != n {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "payloads not fit for one UDP GSO send",
+            ));
+        }
+        let iov: [io::IoSlice<'_>; GSO_MAX_SEGMENTS] =
+            std::array::from_fn(|i| io::IoSlice::new(payloads.get(i).copied().unwrap_or(&[])));
+        let seg = u16::try_from(seg)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "segment too long"))?;
+        self.send_iov(iov.get(..n).unwrap_or(&[]), src, dst, Some(seg))
+    }
+
+    /// `sendmsg(2)` of the gathered `iov` with the source address and,
+    /// if given, a UDP GSO segment size.
+    fn send_iov(
+        &self,
+        iov: &[io::IoSlice<'_>],
+        src: IpAddr,
+        dst: SocketAddr,
+        gso: Option<u16>,
+    ) -> io::Result<usize> {
         let fd = self.sock.as_raw_fd();
+        let seg = gso.unwrap_or(0);
         match (src, dst) {
             (IpAddr::V4(s), SocketAddr::V4(d)) => {
                 let pi = libc::in_pktinfo {
@@ -291,10 +341,13 @@ impl Sock {
                     },
                     ipi_addr: libc::in_addr { s_addr: 0 },
                 };
-                let cm = [ControlMessage::Ipv4PacketInfo(&pi)];
+                let cm = [
+                    ControlMessage::UdpGsoSegments(&seg),
+                    ControlMessage::Ipv4PacketInfo(&pi),
+                ];
                 let to = SockaddrIn::from(d);
-                let cms: &[ControlMessage] = if s.is_unspecified() { &[] } else { &cm };
-                sendmsg(fd, &iov, cms, MsgFlags::empty(), Some(&to))
+                let cms = cmsgs(&cm, gso.is_some(), !s.is_unspecified());
+                sendmsg(fd, iov, cms, MsgFlags::empty(), Some(&to))
             }
             (IpAddr::V6(s), SocketAddr::V6(d)) => {
                 let pi = libc::in6_pktinfo {
@@ -303,10 +356,13 @@ impl Sock {
                     },
                     ipi6_ifindex: 0,
                 };
-                let cm = [ControlMessage::Ipv6PacketInfo(&pi)];
+                let cm = [
+                    ControlMessage::UdpGsoSegments(&seg),
+                    ControlMessage::Ipv6PacketInfo(&pi),
+                ];
                 let to = SockaddrIn6::from(d);
-                let cms: &[ControlMessage] = if s.is_unspecified() { &[] } else { &cm };
-                sendmsg(fd, &iov, cms, MsgFlags::empty(), Some(&to))
+                let cms = cmsgs(&cm, gso.is_some(), !s.is_unspecified());
+                sendmsg(fd, iov, cms, MsgFlags::empty(), Some(&to))
             }
             _ => {
                 return Err(io::Error::new(
@@ -346,9 +402,80 @@ impl Sock {
     }
 }
 
-/// Space for one `in6_pktinfo` or `in_pktinfo` control message.
+/// Space for one `in6_pktinfo` or `in_pktinfo` control message and a
+/// `UDP_GRO` segment size.
 pub fn pktinfo_cmsg_space() -> Vec<u8> {
-    nix::cmsg_space!(libc::in6_pktinfo, libc::in_pktinfo)
+    nix::cmsg_space!(libc::in6_pktinfo, libc::in_pktinfo, libc::c_int)
+}
+
+/// What [`Sock::recv_with_dst`] received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Datagrams {
+    /// Bytes in the buffer.
+    pub len: usize,
+    /// The sender.
+    pub src: SocketAddr,
+    /// The local address it was sent to.
+    pub dst: IpAddr,
+    /// The length of each datagram in the buffer (the last may be
+    /// shorter): `len` unless the kernel coalesced several (`UDP_GRO`).
+    pub segment: usize,
+}
+
+impl Datagrams {
+    /// Where each datagram is in the buffer.
+    pub fn each(&self) -> impl Iterator<Item = std::ops::Range<usize>> + use<> {
+        let (len, seg) = (self.len, self.segment.max(1));
+        (0..len.div_ceil(seg)).map(move |k| k * seg..((k + 1) * seg).min(len))
+    }
+}
+
+/// The most datagrams in one UDP GSO send (the kernel's
+/// `UDP_MAX_SEGMENTS` has been 64 or more).
+pub const GSO_MAX_SEGMENTS: usize = 64;
+/// The most payload bytes in one UDP GSO send (an IPv4 UDP datagram's
+/// limit, 65 507, rounded down).
+pub const GSO_MAX_BYTES: usize = 65_000;
+
+/// How many of the leading datagrams, of lengths `lens`, can leave in one
+/// UDP GSO send: all but the last exactly as long as the first, the last
+/// not longer, within [`GSO_MAX_SEGMENTS`] and [`GSO_MAX_BYTES`]. 0 for no
+/// datagrams, otherwise at least 1.
+pub fn gso_prefix(lens: impl IntoIterator<Item = usize>) -> usize {
+    let mut lens = lens.into_iter();
+    let Some(seg) = lens.next() else {
+        return 0;
+    };
+    let (mut n, mut total) = (1, seg);
+    if seg == 0 {
+        return 1;
+    }
+    for l in lens {
+        if n == GSO_MAX_SEGMENTS || total + l > GSO_MAX_BYTES || l > seg {
+            break;
+        }
+        n += 1;
+        total += l;
+        if l < seg {
+            break;
+        }
+    }
+    n
+}
+
+/// The control messages of one send: the GSO size if `gso`, the packet
+/// info if `pktinfo`.
+fn cmsgs<'a, 'b>(
+    cm: &'b [ControlMessage<'a>; 2],
+    gso: bool,
+    pktinfo: bool,
+) -> &'b [ControlMessage<'a>] {
+    match (gso, pktinfo) {
+        (true, true) => cm,
+        (true, false) => cm.get(..1).unwrap_or(&[]),
+        (false, true) => cm.get(1..).unwrap_or(&[]),
+        (false, false) => &[],
+    }
 }
 
 /// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (and the threads
@@ -689,5 +816,42 @@ impl RecvBatch {
     pub fn buf_mut(&mut self, i: usize) -> Option<(&mut [u8], usize)> {
         let len = *self.lens.get(i)?;
         self.bufs.get_mut(i).map(|b| (b.as_mut_slice(), len))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gso_runs_are_equal_sized_with_a_shorter_tail() {
+        assert_eq!(gso_prefix([]), 0);
+        assert_eq!(gso_prefix([1444]), 1);
+        assert_eq!(gso_prefix([1444, 1444, 1444, 900]), 4);
+        // A shorter datagram ends the run; a longer one cannot join it.
+        assert_eq!(gso_prefix([1444, 900, 1444]), 2);
+        assert_eq!(gso_prefix([900, 1444, 1444]), 1);
+        assert_eq!(gso_prefix([1444, 1444, 1500]), 2);
+        // The kernel's limits: segments and bytes.
+        assert_eq!(gso_prefix([100; 100]), GSO_MAX_SEGMENTS);
+        assert_eq!(gso_prefix([9000; 10]), GSO_MAX_BYTES / 9000);
+    }
+
+    #[test]
+    fn coalesced_datagrams_are_cut_at_the_segment_size() {
+        let d = |len, segment| Datagrams {
+            len,
+            src: SocketAddr::from(([192, 0, 2, 1], 4500)),
+            dst: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
+            segment,
+        };
+        assert_eq!(d(1444, 1444).each().next(), Some(0..1444));
+        assert_eq!(d(1444, 1444).each().count(), 1);
+        assert_eq!(
+            d(3000, 1444).each().collect::<Vec<_>>(),
+            [0..1444, 1444..2888, 2888..3000]
+        );
+        assert_eq!(d(2888, 1444).each().count(), 2);
+        assert_eq!(d(0, 0).each().count(), 0);
     }
 }

@@ -609,6 +609,75 @@ fn ipv6_esp_ipv4_ah_and_esp_in_udp_flows() {
     }
 }
 
+/// TCP between A's port-s and B's port-c, carried in UDP 4500 (esp-udp).
+fn tcp_in_udp_conf(side: char, p: Ports) -> String {
+    let k = format!("-E aes-cbc 0x{ENC_KEY} -A hmac-sha1 0x{AUTH_KEY}");
+    let flows = [
+        (ADDR_A, ADDR_B, p.ps_u, p.pc_p, 0x6001),
+        (ADDR_B, ADDR_A, p.pc_p, p.ps_u, 0x6002),
+    ];
+    let me = if side == 'a' { ADDR_A } else { ADDR_B };
+    let mut s = String::new();
+    for (src, dst, sp, dp, spi) in flows {
+        let dir = if src == me { "out" } else { "in" };
+        s.push_str(&format!(
+            "spdadd {src}[{sp}] {dst}[{dp}] tcp -P {dir} ipsec esp/transport//require;\n\
+             add {src}[4500] {dst}[4500] esp-udp {spi:#x} -m transport -r 32 {k};\n"
+        ));
+    }
+    s
+}
+
+/// A TCP stream in ESP in UDP leaves in UDP GSO sends and arrives in
+/// UDP_GRO reads (runs of ESP packets crossing the kernel at once), and
+/// every byte arrives: the receiver's SHA-256 of the stream matches.
+#[test]
+fn a_tcp_stream_in_esp_in_udp_crosses_in_gso_runs_intact() {
+    if !usable("a_tcp_stream_in_esp_in_udp_crosses_in_gso_runs_intact") {
+        return;
+    }
+    let mut pair = Pair::with_conf("gso", tcp_in_udp_conf);
+    let p = pair.ports;
+    let sink = pair.app_bg(
+        1,
+        &["tcpsink", ADDR_B, &p.pc_p.to_string(), "60"],
+        "sink.out",
+    );
+    let out = pair.app(
+        0,
+        &[
+            "tcpbulk",
+            ADDR_A,
+            &p.ps_u.to_string(),
+            ADDR_B,
+            &p.pc_p.to_string(),
+            "64",
+        ],
+    );
+    let logs = format!("A: {}\nB: {}", pair.log(0), pair.log(1));
+    assert_eq!(out.trim(), format!("OK {}", 64 << 20), "{out}\n{logs}");
+    let got = std::fs::read_to_string(&sink).unwrap();
+    assert!(got.contains(&format!("GOT {} ", 64 << 20)), "{got}");
+    let (a, b) = (pair.stats(0), pair.stats(1));
+    assert!(a.get("udp_gso_sends") > 0, "A sent no GSO run:\n{}", a.0);
+    assert!(
+        b.get("udp_gro_reads") > 0,
+        "B read no coalesced run:\n{}",
+        b.0
+    );
+    for k in [
+        "in_icv",
+        "in_replay",
+        "in_errors",
+        "out_errors",
+        "out_no_sa",
+    ] {
+        assert_eq!((a.get(k), b.get(k)), (0, 0), "{k}:\n{}\n{}", a.0, b.0);
+    }
+    // The stream went through the SA: at least one ESP packet per MSS.
+    assert!(a.get("out_protected") >= (64 << 20) / 1400, "{}", a.0);
+}
+
 #[test]
 fn a_file_with_one_bad_statement_changes_nothing_and_names_its_line() {
     if !usable("a_file_with_one_bad_statement_changes_nothing_and_names_its_line") {

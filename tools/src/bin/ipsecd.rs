@@ -106,8 +106,11 @@ struct Cli {
     /// pcap file (raw IP), for Wireshark.
     #[arg(long)]
     pcap: Option<PathBuf>,
-    /// Do not coalesce received TCP segments into GSO packets for the
-    /// kernel (IFF_VNET_HDR); one TUN write per packet instead.
+    /// No segmentation offloads: do not coalesce received TCP segments
+    /// into GSO packets for the kernel (IFF_VNET_HDR), one TUN write per
+    /// packet instead; and send and read ESP in UDP one datagram per
+    /// system call (no UDP GSO/GRO), so a capture on the link shows each
+    /// packet as it will be on a wire.
     #[arg(long)]
     no_gro: bool,
     /// Outbound workers, one per TUN queue (default: one per CPU). Each

@@ -4,13 +4,16 @@
 //! completion, TSO segmentation, [`offload`]) -> [`Databases::protect`] ->
 //! discard | bypass (re-injected on a marked `IPPROTO_RAW` socket) |
 //! protected bytes -> raw ESP/AH socket or the RFC 3948 UDP socket. The
-//! segments of one TSO super-packet leave in one `sendmmsg`.
+//! segments of one TSO super-packet leave in one `sendmmsg`, or, in UDP,
+//! in one UDP GSO `sendmsg` (`UDP_SEGMENT`), so the kernel's stack runs
+//! once for all of them.
 //!
 //! Inbound (one thread per receiving socket): raw ESP/AH over IPv4 (with
 //! the IP header, `recvmmsg` batches), over IPv6 (the payload, with the
 //! addresses from `IPV6_PKTINFO`), ESP in UDP (the payload, with
-//! `IP_PKTINFO`) -> [`Databases::unprotect`] with the outer addresses ->
-//! TUN write, consecutive TCP segments coalesced ([`gro`](super::gro)).
+//! `IP_PKTINFO`; with `UDP_GRO` a run of datagrams per read) ->
+//! [`Databases::unprotect`] with the outer addresses -> TUN write,
+//! consecutive TCP segments coalesced ([`gro`](super::gro)).
 //!
 //! No lock is held while a packet is processed: every thread reads the
 //! engine's current snapshot (one atomic load per packet,
@@ -88,6 +91,10 @@ pub struct Stats {
     pub gro_writes: AtomicU64,
     /// `sendmmsg` calls that sent more than one packet.
     pub send_batches: AtomicU64,
+    /// UDP GSO sends (each several ESP-in-UDP packets).
+    pub udp_gso_sends: AtomicU64,
+    /// UDP reads that returned several coalesced datagrams (`UDP_GRO`).
+    pub udp_gro_reads: AtomicU64,
 }
 
 impl Stats {
@@ -112,6 +119,8 @@ impl Stats {
             ("hard_expires", &self.hard_expires),
             ("gro_writes", &self.gro_writes),
             ("send_batches", &self.send_batches),
+            ("udp_gso_sends", &self.udp_gso_sends),
+            ("udp_gro_reads", &self.udp_gro_reads),
         ];
         f.iter()
             .map(|(n, v)| format!("{n} {}\n", v.load(Relaxed)))
@@ -138,6 +147,10 @@ pub struct Sockets {
     pub udp4: Option<Sock>,
     /// UDP 4500, IPv6.
     pub udp6: Option<Sock>,
+    /// Whether runs of ESP-in-UDP packets leave in one UDP GSO send
+    /// (cleared for good when the kernel refuses one for a reason other
+    /// than the size of a packet).
+    pub udp_gso: std::sync::atomic::AtomicBool,
 }
 
 /// Everything the threads share.
@@ -374,7 +387,7 @@ impl<'a> Out<'a> {
     }
 
     /// Sends the pending segments: runs of the same socket, source and
-    /// destination go out in one `sendmmsg`.
+    /// destination go out in one `sendmmsg`, or one UDP GSO send.
     fn flush(&mut self, segs: &[Vec<u8>]) {
         let mut i = 0;
         let pending = std::mem::take(&mut self.pending);
@@ -385,42 +398,83 @@ impl<'a> Out<'a> {
                 .iter()
                 .take_while(|(_, v, _)| *v == via)
                 .count();
-            match via {
-                Via::From { sock, src, dst } if run > 1 => {
-                    let mut payloads: [&[u8]; BATCH] = [&[]; BATCH];
-                    for (slot, (k, _, r)) in payloads.iter_mut().zip(&pending[i..i + run]) {
-                        *slot = segs.get(*k).and_then(|b| b.get(r.clone())).unwrap_or(&[]);
-                    }
-                    let res = match self.sh.socks.get(sock) {
-                        Some(s) => s.send_many(&mut self.batch, &payloads[..run], src, dst),
-                        None => Ok(run),
-                    };
-                    match res {
-                        Ok(sent) => {
-                            self.sh.stats.send_batches.fetch_add(1, Relaxed);
-                            if sent < run {
-                                self.send_failed(
-                                    &std::io::Error::other("sendmmsg sent fewer"),
-                                    run - sent,
-                                );
-                            }
-                        }
-                        Err(e) => self.send_failed(&e, run),
-                    }
-                }
-                _ => {
-                    for (k, v, r) in &pending[i..i + run] {
-                        if let Some(b) = segs.get(*k) {
-                            self.send_one(b, *v, r.clone());
-                        }
-                    }
-                }
+            let mut payloads: [&[u8]; BATCH] = [&[]; BATCH];
+            for (slot, (k, _, r)) in payloads.iter_mut().zip(&pending[i..i + run]) {
+                *slot = segs.get(*k).and_then(|b| b.get(r.clone())).unwrap_or(&[]);
             }
+            self.send_run(via, &payloads[..run.min(BATCH)]);
             i += run;
         }
         self.pending = pending;
         self.pending.clear();
     }
+
+    /// Sends packets that all leave the same way.
+    fn send_run(&mut self, via: Via, payloads: &[&[u8]]) {
+        let Via::From { sock, src, dst } = via else {
+            for p in payloads {
+                let r = 0..p.len();
+                self.send_one(p, via, r);
+            }
+            return;
+        };
+        let Some(s) = self.sh.socks.get(sock) else {
+            return;
+        };
+        let udp = matches!(sock, SockKind::Udp4 | SockKind::Udp6);
+        let mut rest = payloads;
+        while !rest.is_empty() {
+            let gso = self.sh.socks.udp_gso.load(Relaxed);
+            let n = if udp && gso {
+                crate::sys::gso_prefix(rest.iter().map(|p| p.len()))
+            } else {
+                rest.len()
+            };
+            let (now, later) = rest.split_at(n.clamp(1, rest.len()));
+            rest = later;
+            if now.len() > 1 && udp && gso {
+                match s.send_gso(now, src, dst) {
+                    Ok(_) => {
+                        self.sh.stats.udp_gso_sends.fetch_add(1, Relaxed);
+                        continue;
+                    }
+                    // Longer than the path allows: sent one by one below,
+                    // where the kernel fragments as it would anyway.
+                    Err(e) if e.raw_os_error() == Some(libc_emsgsize()) => {}
+                    Err(e) => {
+                        self.sh.socks.udp_gso.store(false, Relaxed);
+                        tracing::warn!("UDP GSO refused ({e}); ESP in UDP goes out per packet");
+                    }
+                }
+            }
+            self.send_many(s, now, src, dst);
+        }
+    }
+
+    /// Sends packets to one destination with `sendmmsg`.
+    fn send_many(&mut self, s: &Sock, payloads: &[&[u8]], src: IpAddr, dst: SocketAddr) {
+        if let [one] = payloads {
+            if let Err(e) = s.send_from(one, src, dst) {
+                self.send_failed(&e, 1);
+            }
+            return;
+        }
+        let run = payloads.len();
+        match s.send_many(&mut self.batch, payloads, src, dst) {
+            Ok(sent) => {
+                self.sh.stats.send_batches.fetch_add(1, Relaxed);
+                if sent < run {
+                    self.send_failed(&std::io::Error::other("sendmmsg sent fewer"), run - sent);
+                }
+            }
+            Err(e) => self.send_failed(&e, run),
+        }
+    }
+}
+
+/// `EMSGSIZE`.
+fn libc_emsgsize() -> i32 {
+    nix::errno::Errno::EMSGSIZE as i32
 }
 
 /// An outbound worker on one TUN queue: never returns unless the TUN fails.
@@ -648,7 +702,8 @@ pub fn inbound(sh: Arc<Shared>, sock: &Sock, rx: Rx) -> std::io::Result<()> {
     let mut cmsg = crate::sys::pktinfo_cmsg_space();
     loop {
         let body = HEADROOM..HEADROOM + MAX_PACKET;
-        let (n, src, dst) = sock.recv_with_dst(&mut buf[body], &mut cmsg)?;
+        let got = sock.recv_with_dst(&mut buf[body], &mut cmsg)?;
+        let (src, dst) = (got.src, got.dst);
         let from = match rx {
             Rx::Raw6(protocol) => Received::Payload {
                 src: src.ip(),
@@ -661,9 +716,18 @@ pub fn inbound(sh: Arc<Shared>, sock: &Sock, rx: Rx) -> std::io::Result<()> {
             },
             Rx::Raw4 => Received::Ip,
         };
-        if let Some(r) = inb.unprotect(&mut buf, HEADROOM..HEADROOM + n, from) {
-            inb.deliver(&mut buf, r);
-            inb.flush_gro();
+        if got.segment < got.len {
+            sh.stats.udp_gro_reads.fetch_add(1, Relaxed);
         }
+        // Coalesced datagrams lie back to back: each is decapsulated in
+        // place and handed on (copied into the coalescer or written)
+        // before the next, whose headroom is the end of the one before.
+        for r in got.each() {
+            let r = HEADROOM + r.start..HEADROOM + r.end;
+            if let Some(r) = inb.unprotect(&mut buf, r, from) {
+                inb.deliver(&mut buf, r);
+            }
+        }
+        inb.flush_gro();
     }
 }

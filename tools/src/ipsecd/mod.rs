@@ -52,21 +52,42 @@ pub struct Config {
     pub pcap: Option<PathBuf>,
     /// Open the RFC 3948 UDP sockets on this port (0: none).
     pub natt_port: u16,
-    /// Coalesce decapsulated TCP segments into GSO packets on TUN writes
-    /// (`IFF_VNET_HDR`).
+    /// Segmentation offloads: coalesce decapsulated TCP segments into GSO
+    /// packets on TUN writes (`IFF_VNET_HDR`), and UDP GSO/GRO for ESP in
+    /// UDP.
     pub gro: bool,
     /// Outbound workers, one per TUN queue (`IFF_MULTI_QUEUE` when more
     /// than one).
     pub workers: usize,
 }
 
-fn open_sockets(mark: u32, natt_port: u16) -> Result<Sockets> {
+/// The daemon's sockets; with `offload`, ESP in UDP is read with
+/// `UDP_GRO` and sent with UDP GSO.
+fn open_sockets(mark: u32, natt_port: u16, offload: bool) -> Result<Sockets> {
     let v6 = |r: std::io::Result<Sock>, what: &str| match r {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!("IPv6 {what} socket: {e}; IPv6 disabled for it");
             None
         }
+    };
+    let gro = |s: Option<Sock>| {
+        if let Some(s) = s.as_ref().filter(|_| offload)
+            && let Err(e) = s.set_udp_gro()
+        {
+            tracing::warn!("UDP_GRO: {e}; ESP in UDP is read per packet");
+        }
+        s
+    };
+    let udp4 = if natt_port == 0 {
+        None
+    } else {
+        Some(Sock::udp(false, natt_port, mark).context("UDP socket for ESP in UDP")?)
+    };
+    let udp6 = if natt_port == 0 {
+        None
+    } else {
+        v6(Sock::udp(true, natt_port, mark), "UDP")
     };
     Ok(Sockets {
         esp4: Sock::raw(false, 50, mark).context("raw ESP socket (IPv4)")?,
@@ -75,16 +96,9 @@ fn open_sockets(mark: u32, natt_port: u16) -> Result<Sockets> {
         ah6: v6(Sock::raw(true, 51, mark), "AH"),
         raw4: Sock::raw_hdrincl(false, mark).context("IPPROTO_RAW socket (IPv4)")?,
         raw6: v6(Sock::raw_hdrincl(true, mark), "IPPROTO_RAW"),
-        udp4: if natt_port == 0 {
-            None
-        } else {
-            Some(Sock::udp(false, natt_port, mark).context("UDP socket for ESP in UDP")?)
-        },
-        udp6: if natt_port == 0 {
-            None
-        } else {
-            v6(Sock::udp(true, natt_port, mark), "UDP")
-        },
+        udp4: gro(udp4),
+        udp6: gro(udp6),
+        udp_gso: std::sync::atomic::AtomicBool::new(offload),
     })
 }
 
@@ -204,7 +218,7 @@ fn serve_inner(
     sigs: nix::sys::signal::SigSet,
     ready: &mut Option<sys::Ready>,
 ) -> Result<()> {
-    let socks = open_sockets(cfg.net.mark, cfg.natt_port)?;
+    let socks = open_sockets(cfg.net.mark, cfg.natt_port, cfg.gro)?;
     let pcap = match &cfg.pcap {
         Some(p) => {
             Some(io::PcapWriter::create(p).with_context(|| format!("pcap {}", p.display()))?)

@@ -46,6 +46,54 @@ elif mode == "tcpecho":  # host port seconds
             c.sendall(d)
     except socket.timeout:
         pass
+elif mode == "tcpsink":  # host port seconds: answers each stream with its SHA-256
+    import hashlib
+    s = socket.socket(fam(a[0]), socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((a[0], int(a[1])))
+    s.listen(4)
+    print("READY", flush=True)
+    s.settimeout(float(a[2]))
+    try:
+        c, _ = s.accept()
+        c.settimeout(float(a[2]))
+        h = hashlib.sha256()
+        n = 0
+        while True:
+            d = c.recv(1 << 20)
+            if not d:
+                break
+            h.update(d)
+            n += len(d)
+        print("GOT", n, h.hexdigest(), flush=True)
+        c.sendall(h.digest())
+        c.close()
+    except socket.timeout:
+        print("TIMEOUT", flush=True)
+elif mode == "tcpbulk":  # lhost lport rhost rport megabytes: a stream, checked by its SHA-256
+    import hashlib, random
+    s = socket.socket(fam(a[0]), socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((a[0], int(a[1])))
+    s.settimeout(20.0)
+    s.connect((a[2], int(a[3])))
+    block = random.Random(7).randbytes(1 << 20)
+    h = hashlib.sha256()
+    for i in range(int(a[4])):
+        m = block[i:] + block[:i]
+        s.sendall(m)
+        h.update(m)
+    s.shutdown(socket.SHUT_WR)
+    got = b""
+    try:
+        while len(got) < 32:
+            d = s.recv(64)
+            if not d:
+                break
+            got += d
+    except socket.timeout:
+        pass
+    print("OK" if got == h.digest() else "BAD", int(a[4]) << 20, flush=True)
 elif mode == "udpcli":  # lhost lport rhost rport count size
     s = socket.socket(fam(a[0]), socket.SOCK_DGRAM)
     s.bind((a[0], int(a[1])))

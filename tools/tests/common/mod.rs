@@ -509,7 +509,7 @@ impl Pair {
 }
 
 /// A daemon's counters as `setkey --stats` prints them.
-pub struct Stats(String);
+pub struct Stats(pub String);
 
 impl Stats {
     /// Counter `name`.
