@@ -609,17 +609,24 @@ fn ipv6_esp_ipv4_ah_and_esp_in_udp_flows() {
     }
 }
 
-/// TCP between A's port-s and B's port-c, carried in UDP 4500 (esp-udp).
+/// TCP between A's port-s and B's port-c, over IPv4 and over IPv6,
+/// carried in UDP 4500 (esp-udp).
 fn tcp_in_udp_conf(side: char, p: Ports) -> String {
     let k = format!("-E aes-cbc 0x{ENC_KEY} -A hmac-sha1 0x{AUTH_KEY}");
     let flows = [
         (ADDR_A, ADDR_B, p.ps_u, p.pc_p, 0x6001),
         (ADDR_B, ADDR_A, p.pc_p, p.ps_u, 0x6002),
+        (ADDR6_A, ADDR6_B, p.ps_u, p.pc_p, 0x6003),
+        (ADDR6_B, ADDR6_A, p.pc_p, p.ps_u, 0x6004),
     ];
-    let me = if side == 'a' { ADDR_A } else { ADDR_B };
+    let me = if side == 'a' {
+        [ADDR_A, ADDR6_A]
+    } else {
+        [ADDR_B, ADDR6_B]
+    };
     let mut s = String::new();
     for (src, dst, sp, dp, spi) in flows {
-        let dir = if src == me { "out" } else { "in" };
+        let dir = if me.contains(&src) { "out" } else { "in" };
         s.push_str(&format!(
             "spdadd {src}[{sp}] {dst}[{dp}] tcp -P {dir} ipsec esp/transport//require;\n\
              add {src}[4500] {dst}[4500] esp-udp {spi:#x} -m transport -r 32 {k};\n"
@@ -628,9 +635,10 @@ fn tcp_in_udp_conf(side: char, p: Ports) -> String {
     s
 }
 
-/// A TCP stream in ESP in UDP leaves in UDP GSO sends and arrives in
-/// UDP_GRO reads (runs of ESP packets crossing the kernel at once), and
-/// every byte arrives: the receiver's SHA-256 of the stream matches.
+/// A TCP stream in ESP in UDP, over IPv4 and then IPv6, leaves in UDP GSO
+/// sends and arrives in UDP_GRO reads (runs of ESP packets crossing the
+/// kernel at once), and every byte arrives: the receiver's SHA-256 of the
+/// stream matches the sender's.
 #[test]
 fn a_tcp_stream_in_esp_in_udp_crosses_in_gso_runs_intact() {
     if !usable("a_tcp_stream_in_esp_in_udp_crosses_in_gso_runs_intact") {
@@ -638,44 +646,60 @@ fn a_tcp_stream_in_esp_in_udp_crosses_in_gso_runs_intact() {
     }
     let mut pair = Pair::with_conf("gso", tcp_in_udp_conf);
     let p = pair.ports;
-    let sink = pair.app_bg(
-        1,
-        &["tcpsink", ADDR_B, &p.pc_p.to_string(), "60"],
-        "sink.out",
-    );
-    let out = pair.app(
-        0,
-        &[
-            "tcpbulk",
-            ADDR_A,
-            &p.ps_u.to_string(),
-            ADDR_B,
-            &p.pc_p.to_string(),
-            "64",
-        ],
-    );
-    let logs = format!("A: {}\nB: {}", pair.log(0), pair.log(1));
-    assert_eq!(out.trim(), format!("OK {}", 64 << 20), "{out}\n{logs}");
-    let got = std::fs::read_to_string(&sink).unwrap();
-    assert!(got.contains(&format!("GOT {} ", 64 << 20)), "{got}");
-    let (a, b) = (pair.stats(0), pair.stats(1));
-    assert!(a.get("udp_gso_sends") > 0, "A sent no GSO run:\n{}", a.0);
-    assert!(
-        b.get("udp_gro_reads") > 0,
-        "B read no coalesced run:\n{}",
-        b.0
-    );
-    for k in [
-        "in_icv",
-        "in_replay",
-        "in_errors",
-        "out_errors",
-        "out_no_sa",
-    ] {
-        assert_eq!((a.get(k), b.get(k)), (0, 0), "{k}:\n{}\n{}", a.0, b.0);
+    const MIB: u64 = 32;
+    let (mut sends, mut reads) = (0, 0);
+    for (family, a, b) in [("v4", ADDR_A, ADDR_B), ("v6", ADDR6_A, ADDR6_B)] {
+        let sink = pair.app_bg(
+            1,
+            &["tcpsink", b, &p.pc_p.to_string(), "60"],
+            &format!("sink-{family}.out"),
+        );
+        let out = pair.app(
+            0,
+            &[
+                "tcpbulk",
+                a,
+                &p.ps_u.to_string(),
+                b,
+                &p.pc_p.to_string(),
+                &MIB.to_string(),
+            ],
+        );
+        let logs = format!("A: {}\nB: {}", pair.log(0), pair.log(1));
+        assert_eq!(
+            out.trim(),
+            format!("OK {}", MIB << 20),
+            "{family}: {out}\n{logs}"
+        );
+        assert!(
+            poll_until(WAIT, || std::fs::read_to_string(&sink)
+                .is_ok_and(|t| t.contains(&format!("GOT {} ", MIB << 20)))),
+            "{family}: the sink did not report the whole stream"
+        );
+        let (sa, sb) = (pair.stats(0), pair.stats(1));
+        let (s, r) = (sa.get("udp_gso_sends"), sb.get("udp_gro_reads"));
+        assert!(s > sends, "{family}: A sent no GSO run:\n{}", sa.0);
+        assert!(r > reads, "{family}: B read no coalesced run:\n{}", sb.0);
+        (sends, reads) = (s, r);
+        for k in [
+            "in_icv",
+            "in_replay",
+            "in_errors",
+            "out_errors",
+            "out_no_sa",
+        ] {
+            assert_eq!(
+                (sa.get(k), sb.get(k)),
+                (0, 0),
+                "{family} {k}:\n{}\n{}",
+                sa.0,
+                sb.0
+            );
+        }
     }
-    // The stream went through the SA: at least one ESP packet per MSS.
-    assert!(a.get("out_protected") >= (64 << 20) / 1400, "{}", a.0);
+    // The streams went through the SAs: at least one ESP packet per MSS.
+    let a = pair.stats(0);
+    assert!(a.get("out_protected") >= 2 * (MIB << 20) / 1400, "{}", a.0);
 }
 
 #[test]
