@@ -15,6 +15,20 @@ def fam(host):
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+def accept_one(host, port, seconds):
+    """Listens on host:port, prints READY, and returns the first connection
+    (socket.timeout after `seconds` without one)."""
+    s = socket.socket(fam(host), socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, int(port)))
+    s.listen(4)
+    print("READY", flush=True)
+    s.settimeout(float(seconds))
+    c, _ = s.accept()
+    c.settimeout(float(seconds))
+    return c
+
+
 if mode == "udpecho":  # host port seconds
     s = socket.socket(fam(a[0]), socket.SOCK_DGRAM)
     s.bind((a[0], int(a[1])))
@@ -29,15 +43,8 @@ if mode == "udpecho":  # host port seconds
         print("RX", d.hex(), flush=True)
         s.sendto(d, peer)
 elif mode == "tcpecho":  # host port seconds
-    s = socket.socket(fam(a[0]), socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((a[0], int(a[1])))
-    s.listen(4)
-    print("READY", flush=True)
-    s.settimeout(float(a[2]))
     try:
-        c, _ = s.accept()
-        c.settimeout(float(a[2]))
+        c = accept_one(a[0], a[1], a[2])
         while True:
             d = c.recv(65535)
             if not d:
@@ -48,15 +55,8 @@ elif mode == "tcpecho":  # host port seconds
         pass
 elif mode == "tcpsink":  # host port seconds: answers each stream with its SHA-256
     import hashlib
-    s = socket.socket(fam(a[0]), socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((a[0], int(a[1])))
-    s.listen(4)
-    print("READY", flush=True)
-    s.settimeout(float(a[2]))
     try:
-        c, _ = s.accept()
-        c.settimeout(float(a[2]))
+        c = accept_one(a[0], a[1], a[2])
         h = hashlib.sha256()
         n = 0
         while True:
