@@ -423,10 +423,11 @@ pub struct Datagrams {
 }
 
 impl Datagrams {
-    /// Where each datagram is in the buffer.
+    /// Where each datagram is in the buffer (an empty datagram is one
+    /// empty range: it is still a datagram to account for).
     pub fn each(&self) -> impl Iterator<Item = std::ops::Range<usize>> + use<> {
         let (len, seg) = (self.len, self.segment.max(1));
-        (0..len.div_ceil(seg)).map(move |k| k * seg..((k + 1) * seg).min(len))
+        (0..len.div_ceil(seg).max(1)).map(move |k| (k * seg).min(len)..((k + 1) * seg).min(len))
     }
 }
 
@@ -852,6 +853,7 @@ mod tests {
             [0..1444, 1444..2888, 2888..3000]
         );
         assert_eq!(d(2888, 1444).each().count(), 2);
-        assert_eq!(d(0, 0).each().count(), 0);
+        assert_eq!(d(0, 0).each().next(), Some(0..0));
+        assert_eq!(d(0, 0).each().count(), 1);
     }
 }
