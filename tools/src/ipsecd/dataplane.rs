@@ -364,14 +364,16 @@ impl<'a> Out<'a> {
     fn send_one(&mut self, buf: &[u8], via: Via, bytes: Range<usize>) {
         let socks = &self.sh.socks;
         let pkt = &buf[bytes];
+        // The family's socket could not be opened at start (logged then).
+        let none = || Err(std::io::Error::other("no socket for this address family"));
         let res = match via {
             Via::From { sock, src, dst } => match socks.get(sock) {
                 Some(s) => s.send_from(pkt, src, dst),
-                None => Ok(0),
+                None => none(),
             },
             Via::Whole { v6, dst } => match socks.whole(v6) {
                 Some(s) => s.send_packet(pkt, dst),
-                None => Ok(0),
+                None => none(),
             },
         };
         if let Err(e) = res {
@@ -419,6 +421,9 @@ impl<'a> Out<'a> {
             return;
         };
         let Some(s) = self.sh.socks.get(sock) else {
+            // The family's socket could not be opened at start (logged then).
+            let e = std::io::Error::other("no socket for this address family");
+            self.send_failed(&e, payloads.len());
             return;
         };
         let udp = matches!(sock, SockKind::Udp4 | SockKind::Udp6);
