@@ -445,7 +445,7 @@ impl<'a> Out<'a> {
                     }
                     // Longer than the path allows: sent one by one below,
                     // where the kernel fragments as it would anyway.
-                    Err(e) if e.raw_os_error() == Some(libc_emsgsize()) => {}
+                    Err(e) if e.raw_os_error() == Some(EMSGSIZE) => {}
                     Err(e) => {
                         self.sh.socks.udp_gso.store(false, Relaxed);
                         tracing::warn!("UDP GSO refused ({e}); ESP in UDP goes out per packet");
@@ -477,10 +477,8 @@ impl<'a> Out<'a> {
     }
 }
 
-/// `EMSGSIZE`.
-fn libc_emsgsize() -> i32 {
-    nix::errno::Errno::EMSGSIZE as i32
-}
+/// `EMSGSIZE`: a packet longer than the path allows.
+const EMSGSIZE: i32 = nix::errno::Errno::EMSGSIZE as i32;
 
 /// An outbound worker on one TUN queue: never returns unless the TUN fails.
 pub fn outbound(sh: Arc<Shared>, tun: Tun) -> std::io::Result<()> {
