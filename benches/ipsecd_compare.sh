@@ -16,8 +16,9 @@
 #     thread adds milliseconds to a few exchanges; p99 goes to stderr);
 # for (a) plain veth, (b) two ipsecd (release build) protecting everything
 # between A and B in ESP transport mode with NULL+HMAC-SHA1-96,
-# AES-128-CBC+HMAC-SHA1-96 (raw ESP, and ESP in UDP: aes128-udp) and
-# 3DES-CBC+HMAC-MD5-96, and (c) the anchors of
+# AES-128-CBC+HMAC-SHA1-96 (raw ESP; ESP in UDP: aes128-udp; raw ESP with
+# both daemons polling for 200 us after each packet, --poll-us 200:
+# aes128-poll) and 3DES-CBC+HMAC-MD5-96, and (c) the anchors of
 # ../shared/anchors (or $IMSEC_ANCHORS): strongSwan's userspace libipsec with the same
 # algorithms (ESP in UDP, tunnel mode, via IKEv2) and boringtun (WireGuard,
 # one thread). The anchors measure TCP and the request/response loop (the
@@ -25,7 +26,10 @@
 # through the tunnel it sets up), which puts the RR target beside what
 # other userspace tunnels reach on the same machine. Each configuration is measured
 # --runs times in a row (default 3) and the median run is reported; the
-# spread goes to stderr. Every figure is printed with its
+# spread goes to stderr. For the ipsecd rows the script also prints the
+# CPU time both daemons used per request/response exchange (from
+# /proc/PID/stat around the loop), which is what polling costs. Every
+# figure is printed with its
 # ratio to (a) and to the anchor (libipsec with the same algorithms;
 # boringtun for AES). Only ratios within one run mean anything: the machine
 # is shared and noisy.
@@ -127,7 +131,18 @@ EOF
 # The median of its arguments (numbers; anything else counts as 0).
 median() { printf '%s\n' "$@" | awk '{ print ($1 ~ /^[0-9.]+$/) ? $1 : 0 }' | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-# One run of every measurement -> sets TPUT RR RTT P99 FLOOD
+HZ=$(getconf CLK_TCK)
+# CPU time (user + system, clock ticks) the running daemons used so far.
+daemon_ticks() {
+  local t=0 p f
+  for p in "${pids[@]}"; do
+    f=$(cut -d' ' -f14,15 "/proc/$p/stat" 2>/dev/null) || continue
+    t=$((t + ${f% *} + ${f#* }))
+  done
+  echo $t
+}
+
+# One run of every measurement -> sets TPUT RR RTT P99 FLOOD CPU
 measure_once() {
   ip netns exec $B timeout $((secs + 20)) iperf3 -s -B $BB -1 >/dev/null 2>&1 &
   sleep 0.5
@@ -137,9 +152,14 @@ measure_once() {
   ip netns exec $B timeout $((secs + 5)) python3 "$tmp/rr.py" server $BB $((secs + 2)) &
   local srv=$!
   sleep 0.3
+  local c0; c0=$(daemon_ticks)
   read -r RR RTT P99 _ < <(ip netns exec $A python3 "$tmp/rr.py" client $BB "$(( (secs + 1) / 2 ))")
+  local c1; c1=$(daemon_ticks)
   kill $srv 2>/dev/null; wait $srv 2>/dev/null
   RR=${RR:-0}; RTT=${RTT:-0}; P99=${P99:-0}
+  # The daemons' CPU time per exchange, in microseconds.
+  CPU=$(awk -v d=$((c1 - c0)) -v hz="$HZ" -v rr="$RR" -v s="$(( (secs + 1) / 2 ))" -v np="${#pids[@]}" \
+    'BEGIN { if (np > 0 && rr + 0 > 0) printf "%.1f", d * 1e6 / hz / (rr * s); else print "-" }')
   # 200-byte datagrams (172 bytes of UDP payload) as fast as iperf3 sends.
   local fs=$(( (secs + 1) / 2 ))
   ip netns exec $B timeout $((fs + 20)) iperf3 -s -B $BB -1 >/dev/null 2>&1 &
@@ -156,14 +176,15 @@ except Exception:
 
 # measure -> TPUT RR RTT P99 FLOOD: the medians of $runs runs in a row
 measure() {
-  local t=() r=() l=() p=() f=()
+  local t=() r=() l=() p=() f=() c=()
   for _ in $(seq "$runs"); do
     measure_once
-    t+=("$TPUT"); r+=("$RR"); l+=("$RTT"); p+=("$P99"); f+=("$FLOOD")
+    t+=("$TPUT"); r+=("$RR"); l+=("$RTT"); p+=("$P99"); f+=("$FLOOD"); c+=("$CPU")
   done
   echo "  runs: TCP ${t[*]} Mbit/s; RR ${r[*]}/s; flood ${f[*]} pkt/s" >&2
   TPUT=$(median "${t[@]}"); RR=$(median "${r[@]}"); RTT=$(median "${l[@]}")
   P99=$(median "${p[@]}"); FLOOD=$(median "${f[@]}")
+  [ "$CPU" = - ] || CPU=$(median "${c[@]}")
 }
 
 conf() {  # side "ENC [KEY]" "AUTH KEY" [udp]
@@ -181,8 +202,9 @@ EOF
 start_daemons() {  # "ENC [KEY]" "AUTH KEY" [udp]; fails if a daemon does not answer
   for s in a b; do
     conf $s "$@" > "$tmp/$s.conf"
+    # shellcheck disable=SC2086 # $XTRA: extra daemon options of the row
     ip netns exec ipd-$s "$BIN/ipsecd" --foreground --tun ipd-t$s --socket "$tmp/$s.sock" \
-      --state-file "$tmp/$s.state" -f "$tmp/$s.conf" > "$tmp/$s.log" 2>&1 &
+      --state-file "$tmp/$s.state" -f "$tmp/$s.conf" $XTRA > "$tmp/$s.log" 2>&1 &
     pids+=($!)
   done
   for s in a b; do
@@ -192,7 +214,8 @@ start_daemons() {  # "ENC [KEY]" "AUTH KEY" [udp]; fails if a daemon does not an
   done
 }
 
-declare -A T R L F S
+declare -A T R L F S C
+XTRA=""
 measure; T[plain]=$TPUT; R[plain]=$RR; L[plain]=$RTT; F[plain]=$FLOOD
 echo "plain veth: $TPUT Mbit/s, $RR RR/s, RTT median $RTT us, p99 $P99 us, flood $FLOOD pkt/s" >&2
 
@@ -203,13 +226,17 @@ MD5K=0x0102030405060708090a0b0c0d0e0f10
 # aes128-udp: the same SAs as aes128-sha1, carried in UDP 4500 (RFC 3948,
 # esp-udp), as both anchors carry theirs; runs of packets then cross the
 # kernel in one UDP GSO send and one UDP_GRO read.
-declare -A ENC=([null-sha1]="null" [aes128-sha1]="aes-cbc $AESK" [aes128-udp]="aes-cbc $AESK" [3des-md5]="des-ede3-cbc $DESK")
-declare -A AUTH=([null-sha1]="hmac-sha1 $SHAK" [aes128-sha1]="hmac-sha1 $SHAK" [aes128-udp]="hmac-sha1 $SHAK" [3des-md5]="hmac-md5 $MD5K")
+# aes128-poll: aes128-sha1 with --poll-us 200 (docs/ipsecd.md, Polling):
+# latency for CPU time.
+declare -A ENC=([null-sha1]="null" [aes128-sha1]="aes-cbc $AESK" [aes128-poll]="aes-cbc $AESK" [aes128-udp]="aes-cbc $AESK" [3des-md5]="des-ede3-cbc $DESK")
+declare -A AUTH=([null-sha1]="hmac-sha1 $SHAK" [aes128-sha1]="hmac-sha1 $SHAK" [aes128-poll]="hmac-sha1 $SHAK" [aes128-udp]="hmac-sha1 $SHAK" [3des-md5]="hmac-md5 $MD5K")
 declare -A CARRY=([aes128-udp]=udp)
-ROWS="null-sha1 aes128-sha1 aes128-udp 3des-md5"
+declare -A XARGS=([aes128-poll]="--poll-us 200")
+ROWS="null-sha1 aes128-sha1 aes128-poll aes128-udp 3des-md5"
 for alg in $ROWS; do
+  XTRA=${XARGS[$alg]:-}
   if ! start_daemons "${ENC[$alg]}" "${AUTH[$alg]}" "${CARRY[$alg]:-}"; then
-    T[$alg]=failed; R[$alg]=failed; L[$alg]=failed; F[$alg]=failed; stop_pids; continue
+    T[$alg]=failed; R[$alg]=failed; L[$alg]=failed; F[$alg]=failed; C[$alg]=-; stop_pids; continue
   fi
   measure
   # The row counts only if the traffic really went through ipsecd as ESP.
@@ -219,8 +246,8 @@ for alg in $ROWS; do
     echo "ipsecd $alg: only ${prot:-0} packets protected: row invalid" >&2
     TPUT=invalid; RR=invalid; RTT=invalid; FLOOD=invalid
   fi
-  T[$alg]=$TPUT; R[$alg]=$RR; L[$alg]=$RTT; F[$alg]=$FLOOD
-  echo "ipsecd $alg: $TPUT Mbit/s, $RR RR/s, RTT median $RTT us, p99 $P99 us, flood $FLOOD pkt/s ($prot packets protected by A, $nosa dropped for want of an SA)" >&2
+  T[$alg]=$TPUT; R[$alg]=$RR; L[$alg]=$RTT; F[$alg]=$FLOOD; C[$alg]=$CPU
+  echo "ipsecd $alg: $TPUT Mbit/s, $RR RR/s, RTT median $RTT us, p99 $P99 us, flood $FLOOD pkt/s, daemons' CPU $CPU us per exchange ($prot packets protected by A, $nosa dropped for want of an SA)" >&2
   if [ $do_strace = 1 ] && [ $alg = aes128-sha1 ] && command -v strace >/dev/null; then
     ip netns exec $B timeout 30 python3 -c "
 import socket; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('$BB',7001)); s.settimeout(3)
@@ -329,7 +356,7 @@ fi
 printf "%-30s %10s %8s %12s %12s %10s %8s %10s %9s %11s %8s\n" configuration "TCP Mbit/s" "x plain" "x libipsec" "x boringtun" "UDP RR/s" "x plain" "RTT med us" "added us" "flood pkt/s" "x plain"
 printf "%-30s %10s %8s %12s %12s %10s %8s %10s %9s %11s %8s\n" "(a) plain veth" "${T[plain]}" 1.00x - - "${R[plain]}" 1.00x "${L[plain]}" +0.0 "${F[plain]}" 1.00x
 for alg in $ROWS; do
-  bt=-; anc=${alg/aes128-udp/aes128-sha1}
+  bt=-; anc=${alg/aes128-udp/aes128-sha1}; anc=${anc/aes128-poll/aes128-sha1}
   case $alg in aes128-*) bt=$(ratio "${T[$alg]}" "${AT[boringtun]:-}") ;; esac
   printf "%-30s %10s %8s %12s %12s %10s %8s %10s %9s %11s %8s\n" "(b) ipsecd $alg" "${T[$alg]}" \
     "$(ratio "${T[$alg]}" "${T[plain]}")" "$(ratio "${T[$alg]}" "${AT[$anc]:-}")" "$bt" \
@@ -347,4 +374,5 @@ printf "%-30s %10s %8s %12s %12s %10s %8s %10s %9s %11s %8s\n" "(c) boringtun (1
 echo
 echo "targets: AES-128-CBC+HMAC-SHA1-96 >= 3x libipsec: $(ratio "${T[aes128-sha1]}" "${AT[aes128-sha1]:-}") (in UDP $(ratio "${T[aes128-udp]}" "${AT[aes128-sha1]:-}")); >= 2x boringtun: $(ratio "${T[aes128-sha1]}" "${AT[boringtun]:-}") (in UDP $(ratio "${T[aes128-udp]}" "${AT[boringtun]:-}"))"
 echo "         3DES+HMAC-MD5-96 >= 1.5x libipsec: $(ratio "${T[3des-md5]}" "${AT[3des-md5]:-}"); 300-byte UDP RR >= 0.7x plain veth: $(ratio "${R[aes128-sha1]}" "${R[plain]}") (libipsec $(ratio "${AR[aes128-sha1]:-}" "${R[plain]}"), boringtun $(ratio "${AR[boringtun]:-}" "${R[plain]}"))"
+echo "         with --poll-us 200 (aes128-poll): RR $(ratio "${R[aes128-poll]}" "${R[plain]}") of plain veth; CPU time of both daemons per exchange: ${C[aes128-poll]:-n/a} us, ${C[aes128-sha1]:-n/a} us without polling"
 echo "reported: 200-byte UDP flood through two ipsecd (AES): $(ratio "${F[aes128-sha1]}" "${F[plain]}") of plain veth; system calls per packet (--strace): sender ${S[a]:-n/a}, receiver ${S[b]:-n/a}"

@@ -17,7 +17,7 @@ mod common;
 
 use common::{
     ADDR_A, ADDR_B, ADDR6_A, ADDR6_B, AUTH_KEY, ENC_KEY, MARK, Pair, Ports, WAIT, lines_in,
-    tshark_decrypt, tshark_plain, usable,
+    setkey_conf, tshark_decrypt, tshark_plain, usable,
 };
 use testkit::tshark::{self, EspSa};
 use testkit::{poll_until, wait_until};
@@ -338,6 +338,50 @@ fn a_replayed_esp_packet_is_dropped_and_counted() {
     );
     let d = String::from_utf8_lossy(&pair.setkey(1, &["-D"]).stdout).into_owned();
     assert!(d.contains("replay-drops=1"), "per-SA counter: {d}");
+}
+
+/// `--poll-us`: with a window longer than the gap between exchanges, the
+/// threads find most packets while polling, and the traffic is ESP as
+/// before. Without the option `poll_hits` stays 0, so the test fails.
+#[test]
+fn polling_daemons_find_the_packets_of_an_exchange_awake() {
+    if !usable("polling_daemons_find_the_packets_of_an_exchange_awake") {
+        return;
+    }
+    let mut pair = Pair::with_options("poll", setkey_conf, &["--poll-us", "50000"]);
+    let p = pair.ports;
+    pair.app_bg(
+        1,
+        &["udpecho", ADDR_B, &p.ps_p.to_string(), "60"],
+        "echo.out",
+    );
+    let n = 40;
+    let out = pair.app(
+        0,
+        &[
+            "udpcli",
+            ADDR_A,
+            &p.pc_u.to_string(),
+            ADDR_B,
+            &p.ps_p.to_string(),
+            &n.to_string(),
+            "300",
+        ],
+    );
+    assert_eq!(lines_with(&out, "OK").len(), n, "{out}");
+    for i in 0..2 {
+        let s = pair.stats(i);
+        assert!(s.get("out_protected") >= n as u64, "daemon {i}: {}", s.0);
+        assert_eq!(s.get("out_bypass"), 0, "daemon {i}: {}", s.0);
+        // Each daemon reads 2n packets (n from its TUN, n from the veth),
+        // the first of each flow after sleeping; the rest come within the
+        // window, most of them while the thread polls.
+        assert!(
+            s.get("poll_hits") >= n as u64 / 2,
+            "daemon {i} found too few packets while polling: {}",
+            s.0
+        );
+    }
 }
 
 #[test]

@@ -25,7 +25,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sadb::{
     Databases, DiscardReason, DropReason, Engine, Incoming, Outgoing, Protected, Received,
@@ -35,7 +35,7 @@ use sadb::{
 use super::gro::Gro;
 use super::io::{PcapWriter, UrandomIv};
 use super::offload;
-use crate::sys::{BATCH, SendBatch, Sock, Tun, VNET_HDR_LEN};
+use crate::sys::{BATCH, Poller, SendBatch, Sock, Tun, VNET_HDR_LEN};
 
 /// Room in front of a packet for the headers of up to four SAs (and for
 /// the IP header the engine writes in front of a received payload).
@@ -95,6 +95,8 @@ pub struct Stats {
     pub udp_gso_sends: AtomicU64,
     /// UDP reads that returned several coalesced datagrams (`UDP_GRO`).
     pub udp_gro_reads: AtomicU64,
+    /// Packets a thread found while polling (`--poll-us`): wake-ups saved.
+    pub poll_hits: AtomicU64,
 }
 
 impl Stats {
@@ -121,6 +123,7 @@ impl Stats {
             ("send_batches", &self.send_batches),
             ("udp_gso_sends", &self.udp_gso_sends),
             ("udp_gro_reads", &self.udp_gro_reads),
+            ("poll_hits", &self.poll_hits),
         ];
         f.iter()
             .map(|(n, v)| format!("{n} {}\n", v.load(Relaxed)))
@@ -168,6 +171,9 @@ pub struct Shared {
     pub tun: Tun,
     /// `--pcap`.
     pub pcap: Option<PcapWriter>,
+    /// `--poll-us`: how long a thread polls its queue or socket after a
+    /// packet before it sleeps ([`Poller`]).
+    pub poll: Duration,
 }
 
 /// Now, as the databases count time.
@@ -485,9 +491,14 @@ pub fn outbound(sh: Arc<Shared>, tun: Tun) -> std::io::Result<()> {
     let mut out = Out::new(&sh)?;
     let mut buf = vec![0u8; HEADROOM + MAX_PACKET + TAILROOM];
     let mut segs: Vec<Vec<u8>> = Vec::new();
+    let mut poller = Poller::new(sh.poll);
     loop {
+        if poller.wait(tun.fd()) {
+            sh.stats.poll_hits.fetch_add(1, Relaxed);
+        }
         if !tun.vnet_hdr() {
             let n = tun.read(&mut buf[HEADROOM..HEADROOM + MAX_PACKET])?;
+            poller.got();
             if let Some((via, r)) = out.protect(&mut buf, n) {
                 out.send_one(&buf, via, r);
             }
@@ -495,6 +506,7 @@ pub fn outbound(sh: Arc<Shared>, tun: Tun) -> std::io::Result<()> {
         }
         let v = VNET_HDR_LEN;
         let n = tun.read(&mut buf[HEADROOM - v..HEADROOM + MAX_PACKET])?;
+        poller.got();
         let Some(n) = n.checked_sub(v) else {
             sh.stats.out_errors.fetch_add(1, Relaxed);
             continue;
@@ -684,12 +696,17 @@ impl<'a> In<'a> {
 /// An inbound loop on one socket: never returns unless the socket fails.
 pub fn inbound(sh: Arc<Shared>, sock: &Sock, rx: Rx) -> std::io::Result<()> {
     let mut inb = In::new(&sh);
+    let mut poller = Poller::new(sh.poll);
     if rx == Rx::Raw4 {
         // `recvmmsg`: up to BATCH packets per system call when they queue
         // up (with their IP header); coalesced runs go out per batch.
         let mut batch = crate::sys::RecvBatch::new(HEADROOM, MAX_PACKET, TAILROOM);
         loop {
+            if poller.wait(sock.fd()) {
+                sh.stats.poll_hits.fetch_add(1, Relaxed);
+            }
             let n = batch.recv(sock)?;
+            poller.got();
             for i in 0..n {
                 let Some((buf, len)) = batch.buf_mut(i) else {
                     continue;
@@ -705,7 +722,11 @@ pub fn inbound(sh: Arc<Shared>, sock: &Sock, rx: Rx) -> std::io::Result<()> {
     let mut cmsg = crate::sys::pktinfo_cmsg_space();
     loop {
         let body = HEADROOM..HEADROOM + MAX_PACKET;
+        if poller.wait(sock.fd()) {
+            sh.stats.poll_hits.fetch_add(1, Relaxed);
+        }
         let got = sock.recv_with_dst(&mut buf[body], &mut cmsg)?;
+        poller.got();
         let (src, dst) = (got.src, got.dst);
         let from = match rx {
             Rx::Raw6(protocol) => Received::Payload {

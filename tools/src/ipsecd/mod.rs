@@ -59,6 +59,9 @@ pub struct Config {
     /// Outbound workers, one per TUN queue (`IFF_MULTI_QUEUE` when more
     /// than one).
     pub workers: usize,
+    /// How long each data-path thread polls for the next packet before it
+    /// sleeps (zero: it sleeps at once; see [`sys::Poller`]).
+    pub poll: std::time::Duration,
 }
 
 /// The daemon's sockets; with `offload`, ESP in UDP is read with
@@ -236,6 +239,7 @@ fn serve_inner(
         socks,
         tun: writer,
         pcap,
+        poll: cfg.poll,
     });
 
     let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {

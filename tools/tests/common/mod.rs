@@ -132,6 +132,8 @@ pub struct Pair {
     pub ports: Ports,
     pub daemons: [Option<Child>; 2],
     pub children: Vec<Child>,
+    /// Options given to both daemons besides the usual ones.
+    pub options: Vec<String>,
 }
 
 fn short_id(test: &str) -> u32 {
@@ -151,6 +153,15 @@ impl Pair {
     /// As [`Pair::new`] with another configuration, from `side` (`'a'` or
     /// `'b'`) and the test's ports.
     pub fn with_conf(test: &str, conf: impl Fn(char, Ports) -> String) -> Pair {
+        Pair::with_options(test, conf, &[])
+    }
+
+    /// As [`Pair::with_conf`], both daemons started with `options` too.
+    pub fn with_options(
+        test: &str,
+        conf: impl Fn(char, Ports) -> String,
+        options: &[&str],
+    ) -> Pair {
         let id = short_id(test);
         let tag = format!("{id:05}");
         let ports_base = 20_000 + (id % 4000) as u16 * 10;
@@ -173,6 +184,7 @@ impl Pair {
             ports,
             daemons: [None, None],
             children: Vec::new(),
+            options: options.iter().map(|o| o.to_string()).collect(),
         };
         let [na, nb] = pair.ns.clone();
         let [va, vb] = pair.veth.clone();
@@ -263,6 +275,7 @@ impl Pair {
         .arg("--pcap")
         .arg(self.pcap(i))
         .args(["--mark", &MARK.to_string()])
+        .args(&self.options)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log);
