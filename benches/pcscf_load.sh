@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # pcscf against Kamailio under SIPp registration load, in one run.
 #
-#   benches/pcscf_load.sh [SECONDS] [--users N] [--kamailio-children C]
+#   benches/pcscf_load.sh [SECONDS] [--users N] [--kamailio-children C] [--fixed RATE]
 #
 # The highest registration rate (SIPp -r, registrations per second) that a
 # registrar sustains for SECONDS (default 30) with zero failed
@@ -27,7 +27,13 @@
 # processes, from /proc: user + system). On a small machine SIPp's own CPU
 # bounds both rates (a SIPp at 35 us per registration saturates a CPU near
 # 28 000/s): the registrars' CPU per registration then says what the
-# rates cannot. Everything on 127.0.0.1.
+# rates cannot. Then, since the maximum rates move by a fifth from run to
+# run on a shared machine, the CPU time per registration at one rate both
+# sustain (--fixed RATE; default 60 % of the lower maximum, 0 skips it):
+# three runs of SECONDS for each registrar, alternating, each on a freshly
+# started registrar (no state left from earlier runs: the pcscf keeps
+# every server transaction for Timer J, 32 s), the medians and their
+# ratio. Everything on 127.0.0.1.
 #
 # Needs sipp (sip-tester), kamailio, and a release build of pcscf (built
 # here). Only the ratio within one run means anything.
@@ -36,8 +42,10 @@ cd "$(dirname "$0")/.."
 secs=30
 users=10000
 kchildren=1
+fixed=""
 while [ $# -gt 0 ]; do
   case "$1" in
+    --fixed) fixed=$2; shift 2 ;;
     --users) users=$2; shift 2 ;;
     --kamailio-children) kchildren=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -u/p' "$0" | sed 's/^# \{0,1\}//; /^set -u/d'; exit 0 ;;
@@ -45,6 +53,7 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
+case "$fixed" in *[!0-9]*) echo "--fixed needs a rate" >&2; exit 2 ;; esac
 for p in sipp kamailio; do
   command -v "$p" >/dev/null || { echo "needs $p" >&2; exit 2; }
 done
@@ -255,15 +264,54 @@ search() { # $1 name $2 scheme $3 port
 echo "registration load: $users subscribers, ${secs}s per confirming run, Kamailio children=$kchildren" >&2
 start_pcscf || exit 2
 regpg=${pids[0]}
+stop_registrar() {
+  for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  pids=()
+}
 read -r prate pcpu preg < <(search "pcscf (AKAv1-MD5)" aka "$pport")
 # The pcscf stops before Kamailio is measured.
-for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null; done
-wait 2>/dev/null
-pids=()
+stop_registrar
 start_kamailio || exit 2
 regpg=${pids[0]}
 read -r krate kcpu kreg < <(search "kamailio (digest MD5)" digest "$kport")
+stop_registrar
+
+# CPU per registration at one rate, fresh registrars, alternating.
+[ -n "$fixed" ] || fixed=$(( (prate < krate ? prate : krate) * 60 / 100 ))
+fixed_line=""
+if [ "$fixed" -gt 0 ]; then
+  pf=() kf=() ps=() ks=()
+  for i in 1 2 3; do
+    start_pcscf || exit 2
+    regpg=${pids[0]}
+    out=$(attempt aka "$pport" "$fixed" "$secs")
+    echo "  fixed rate, run $i: pcscf $fixed/s for ${secs}s: $out" >&2
+    stop_registrar
+    case "$out" in ok*|*"; ok "*) read -r s_cpu r_cpu <<< "${out##*ok }"; ps+=("$s_cpu"); pf+=("$r_cpu") ;; esac
+    start_kamailio || exit 2
+    regpg=${pids[0]}
+    out=$(attempt digest "$kport" "$fixed" "$secs")
+    echo "  fixed rate, run $i: kamailio $fixed/s for ${secs}s: $out" >&2
+    stop_registrar
+    case "$out" in ok*|*"; ok "*) read -r s_cpu r_cpu <<< "${out##*ok }"; ks+=("$s_cpu"); kf+=("$r_cpu") ;; esac
+  done
+  fixed_line=$(python3 - "$fixed" "${pf[*]:-}" "${kf[*]:-}" "${ps[*]:-}" "${ks[*]:-}" <<'PYEOF'
+import statistics, sys
+rate = sys.argv[1]
+p, k, sp, sk = ([float(x) for x in a.split()] for a in sys.argv[2:6])
+if not p or not k:
+    print(f"at a fixed {rate}/s: a registrar failed every run (see the lines above)")
+else:
+    mp, mk = statistics.median(p), statistics.median(k)
+    print(f"at a fixed {rate}/s, {len(p)}+{len(k)} runs on fresh registrars: registrar CPU us/reg "
+          f"pcscf {mp:.1f} (runs {' '.join(map(str, p))}), Kamailio {mk:.1f} (runs {' '.join(map(str, k))}): "
+          f"Kamailio/pcscf {mk / mp:.2f}x; SIPp CPU us/reg {statistics.median(sp):.1f} / {statistics.median(sk):.1f}")
+PYEOF
+)
+fi
 printf '\n%-28s %12s %18s %22s\n' "registrar" "reg/s (${secs}s)" "SIPp CPU us/reg" "registrar CPU us/reg"
 printf '%-28s %12s %18s %22s\n' "pcscf, AKAv1-MD5" "$prate" "$pcpu" "$preg"
 printf '%-28s %12s %18s %22s\n' "Kamailio, digest MD5" "$krate" "$kcpu" "$kreg"
 python3 -c "print(f'ratio pcscf/Kamailio: {$prate / max($krate, 1):.2f}x; registrar CPU per registration, Kamailio/pcscf: {$kreg / max($preg, 0.001):.2f}x')"
+[ -z "$fixed_line" ] || echo "$fixed_line"
