@@ -281,20 +281,26 @@ stop_registrar
 [ -n "$fixed" ] || fixed=$(( (prate < krate ? prate : krate) * 60 / 100 ))
 fixed_line=""
 if [ "$fixed" -gt 0 ]; then
+  # One run on a freshly started registrar ($1 pcscf or kamailio, $2 its
+  # scheme, $3 the run's number); sets S_CPU and R_CPU (SIPp's and the
+  # registrar's us per registration), or fails. Not in $(...): the start_*
+  # functions must add their pids to this shell's list.
+  fixed_run() {
+    local port out
+    case "$1" in
+      pcscf) start_pcscf || exit 2; port=$pport ;;
+      *) start_kamailio || exit 2; port=$kport ;;
+    esac
+    regpg=${pids[0]}
+    out=$(attempt "$2" "$port" "$fixed" "$secs")
+    echo "  fixed rate, run $3: $1 $fixed/s for ${secs}s: $out" >&2
+    stop_registrar
+    case "$out" in ok*|*"; ok "*) read -r S_CPU R_CPU <<< "${out##*ok }" ;; *) return 1 ;; esac
+  }
   pf=() kf=() ps=() ks=()
   for i in 1 2 3; do
-    start_pcscf || exit 2
-    regpg=${pids[0]}
-    out=$(attempt aka "$pport" "$fixed" "$secs")
-    echo "  fixed rate, run $i: pcscf $fixed/s for ${secs}s: $out" >&2
-    stop_registrar
-    case "$out" in ok*|*"; ok "*) read -r s_cpu r_cpu <<< "${out##*ok }"; ps+=("$s_cpu"); pf+=("$r_cpu") ;; esac
-    start_kamailio || exit 2
-    regpg=${pids[0]}
-    out=$(attempt digest "$kport" "$fixed" "$secs")
-    echo "  fixed rate, run $i: kamailio $fixed/s for ${secs}s: $out" >&2
-    stop_registrar
-    case "$out" in ok*|*"; ok "*) read -r s_cpu r_cpu <<< "${out##*ok }"; ks+=("$s_cpu"); kf+=("$r_cpu") ;; esac
+    fixed_run pcscf aka "$i" && { ps+=("$S_CPU"); pf+=("$R_CPU"); }
+    fixed_run kamailio digest "$i" && { ks+=("$S_CPU"); kf+=("$R_CPU"); }
   done
   fixed_line=$(python3 - "$fixed" "${pf[*]:-}" "${kf[*]:-}" "${ps[*]:-}" "${ks[*]:-}" <<'PYEOF'
 import statistics, sys
