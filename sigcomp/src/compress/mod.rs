@@ -236,7 +236,7 @@ use sha1::{Digest, Sha1};
 
 use crate::feedback::{Resources, ReturnedParameters};
 use crate::state::{
-    PRESENCE_DICTIONARY, SIP_SDP_DICTIONARY, StateId, presence_dictionary, sip_sdp_dictionary,
+    PRESENCE_DICTIONARY, SIP_SDP_DICTIONARY, StateId, presence_dictionary_id, sip_sdp_dictionary_id,
 };
 use crate::{Error, Nack, Reason, Transport};
 
@@ -673,8 +673,8 @@ impl Compressor {
             bits: Vec::new(),
             sources: Vec::new(),
             encoded_sources: Vec::new(),
-            sip_id: *sip_sdp_dictionary().id(),
-            presence_id: *presence_dictionary().id(),
+            sip_id: sip_sdp_dictionary_id(),
+            presence_id: presence_dictionary_id(),
             peer_shared: None,
             sent_hashes: VecDeque::new(),
         })
