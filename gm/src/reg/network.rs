@@ -88,7 +88,7 @@
 //! then never comes.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -360,21 +360,33 @@ pub struct Network {
     /// Challenges not answered yet, oldest first: one with SAs alone, or
     /// up to [`MAX_CHALLENGES`] without.
     pending: HashMap<String, Vec<Pending>>,
+    /// Changed through [`Network::put_binding`] and
+    /// [`Network::take_binding`] only (they keep `bound_impus`).
     bindings: HashMap<String, Binding>,
+    /// The IMPIs bound under each public identity (a binding's `impu`).
+    bound_impus: HashMap<String, BTreeSet<String>>,
+    /// The IMPIs whose subscriber lists each public identity.
+    listed_impus: HashMap<String, BTreeSet<String>>,
+    /// The SPIs of our inbound SAs with the IMPI whose challenge took
+    /// them, possibly of sets gone since: an SPI is in use when its IMPI
+    /// still has a set with it ([`Network::spi_in_use`]). Entries are
+    /// checked a few at a time, oldest first, at each challenge
+    /// (`spi_sweep`), so those of sets gone are dropped as fast as new
+    /// ones come.
+    spis: HashMap<u32, String>,
+    spi_sweep: VecDeque<u32>,
     /// When a pending challenge or a binding may end, per IMPI: one entry
     /// per challenge sent and per binding granted; stale ones (answered,
     /// refreshed, removed) are dropped when they come up. Timers cost
     /// O(log n), not a scan of every subscriber per event.
     deadlines: BinaryHeap<Reverse<(Duration, String)>>,
     /// Reg event subscriptions, by Call-ID.
-    reg_subs: HashMap<String, notifier::RegSub>,
+    reg_subs: notifier::Subscriptions,
     /// SAs of bindings the network ended, removed once the NOTIFYs that
-    /// announce it are answered.
-    draining: Vec<notifier::Draining>,
-    /// NOTIFYs sent and not ended: (Call-ID, CSeq) to IMPI. A map: a
-    /// final NOTIFY to a UE that is gone stays until its transaction
-    /// times out, so thousands may be out under load.
-    outstanding: HashMap<(String, u32), String>,
+    /// announce it are answered, or lingering after a de-registration.
+    draining: notifier::DrainingSets,
+    /// NOTIFYs sent and not ended.
+    outstanding: notifier::Outstanding,
     /// The caller's SPIs, when set ([`Network::set_spi_source`]).
     spi_source: Option<Box<dyn super::SpiSource + Send>>,
 }
@@ -404,10 +416,14 @@ impl Network {
             subscribers: HashMap::new(),
             pending: HashMap::new(),
             bindings: HashMap::new(),
+            bound_impus: HashMap::new(),
+            listed_impus: HashMap::new(),
+            spis: HashMap::new(),
+            spi_sweep: VecDeque::new(),
             deadlines: BinaryHeap::new(),
-            reg_subs: HashMap::new(),
-            draining: Vec::new(),
-            outstanding: HashMap::new(),
+            reg_subs: notifier::Subscriptions::default(),
+            draining: notifier::DrainingSets::default(),
+            outstanding: notifier::Outstanding::default(),
             spi_source: None,
         }
     }
@@ -421,7 +437,73 @@ impl Network {
 
     /// Adds (or replaces) a subscriber.
     pub fn add_subscriber(&mut self, impi: &str, s: Subscriber) {
-        self.subscribers.insert(impi.to_owned(), s);
+        for u in &s.impus {
+            self.listed_impus
+                .entry(u.clone())
+                .or_default()
+                .insert(impi.to_owned());
+        }
+        if let Some(old) = self.subscribers.insert(impi.to_owned(), s) {
+            for u in &old.impus {
+                let listed = self
+                    .subscribers
+                    .get(impi)
+                    .is_some_and(|s| s.impus.contains(u));
+                if let (false, Some(impis)) = (listed, self.listed_impus.get_mut(u)) {
+                    impis.remove(impi);
+                    if impis.is_empty() {
+                        self.listed_impus.remove(u);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Binds `impi` (replacing its binding, if any).
+    fn put_binding(&mut self, impi: &str, b: Binding) {
+        self.bound_impus
+            .entry(b.impu.clone())
+            .or_default()
+            .insert(impi.to_owned());
+        if let Some(old) = self.bindings.insert(impi.to_owned(), b) {
+            self.unindex_binding(impi, &old.impu);
+        }
+    }
+
+    /// Removes `impi`'s binding.
+    fn take_binding(&mut self, impi: &str) -> Option<Binding> {
+        let b = self.bindings.remove(impi)?;
+        self.unindex_binding(impi, &b.impu);
+        Some(b)
+    }
+
+    fn unindex_binding(&mut self, impi: &str, impu: &str) {
+        if self.bindings.get(impi).is_some_and(|b| b.impu == impu) {
+            return;
+        }
+        if let Some(impis) = self.bound_impus.get_mut(impu) {
+            impis.remove(impi);
+            if impis.is_empty() {
+                self.bound_impus.remove(impu);
+            }
+        }
+    }
+
+    /// The IMPIs bound under public identity `aor` or whose subscriber
+    /// lists it, in order.
+    fn bound_under(&self, aor: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .bound_impus
+            .get(aor)
+            .into_iter()
+            .chain(self.listed_impus.get(aor))
+            .flatten()
+            .filter(|impi| self.bindings.contains_key(*impi))
+            .cloned()
+            .collect();
+        v.sort();
+        v.dedup();
+        v
     }
 
     /// A subscriber (to read its SQN).
@@ -452,14 +534,15 @@ impl Network {
     /// (its SigComp compartment, [`crate::comp::Compression::hand_over_sas`])
     /// carries over.
     pub fn handover_from(&self, new: &SaSet) -> Option<&SaSet> {
-        self.pending.iter().find_map(|(impi, v)| {
-            let ours = v
-                .iter()
-                .any(|p| p.handover && p.server.as_ref().is_some_and(|(_, s)| s == new));
-            ours.then(|| self.bindings.get(impi))
-                .flatten()
-                .and_then(|b| b.auth.server.as_ref().map(|(_, s)| s))
-        })
+        // Every set of ours comes from a challenge, which noted its SPIs.
+        let impi = self.spis.get(&new.pcscf_offer().spi_c)?;
+        let ours = self.pending.get(impi).is_some_and(|v| {
+            v.iter()
+                .any(|p| p.handover && p.server.as_ref().is_some_and(|(_, s)| s == new))
+        });
+        ours.then(|| self.bindings.get(impi))
+            .flatten()
+            .and_then(|b| b.auth.server.as_ref().map(|(_, s)| s))
     }
 
     /// Drops the bindings whose time is up (RFC 3261 §10.3 step 7) and
@@ -478,6 +561,7 @@ impl Network {
         }
         due.sort();
         due.dedup();
+        let due_lingering = due.clone();
         let mut out = Vec::new();
         for impi in &due {
             let Some(v) = self.pending.get_mut(impi) else {
@@ -505,7 +589,7 @@ impl Network {
             out.extend(self.end_binding(&impi, ContactEvent::Expired, None, "noresource", now));
         }
         out.extend(self.expire_subscriptions(now));
-        out.extend(self.end_lingering(now));
+        out.extend(self.end_lingering(&due_lingering, now));
         out
     }
 
@@ -513,7 +597,7 @@ impl Network {
     pub fn poll_timeout(&self) -> Option<Duration> {
         // Possibly a stale entry, earlier than any live deadline: the
         // caller then calls `handle_timeout` once for nothing.
-        let subs = self.reg_subs.values().map(|s| s.expires_at).min();
+        let subs = self.reg_subs.next_expiry();
         let next = self.deadlines.peek().map(|Reverse((at, _))| *at);
         next.into_iter().chain(subs).min()
     }
@@ -793,6 +877,15 @@ impl Network {
                     .collect(),
                 handover: why.handover(),
             });
+        if let Some(o) = self
+            .pending
+            .get(impi)
+            .and_then(|v| v.last())
+            .and_then(|p| p.server.as_ref())
+            .map(|(_, s)| *s.pcscf_offer())
+        {
+            self.note_spis(impi, [o.spi_c, o.spi_s]);
+        }
         out
     }
 
@@ -818,26 +911,55 @@ impl Network {
     /// 0..=255 (RFC 4303 §2.1), and not used by another of our SA sets.
     /// `None` if 64 draws found none (a broken [`Random`]).
     fn fresh_spi(&self, rng: &mut dyn Random, also_not: Option<u32>) -> Option<u32> {
-        let in_use = |spi: u32| {
-            also_not == Some(spi)
-                || self
-                    .pending
-                    .values()
-                    .flatten()
-                    .chain(self.bindings.values().map(|b| &b.auth))
-                    .filter_map(|p| p.server.as_ref().map(|(_, s)| s))
-                    .chain(self.draining_sets())
-                    .any(|s| {
-                        let o = s.pcscf_offer();
-                        o.spi_c == spi || o.spi_s == spi
-                    })
-        };
         (0..64).find_map(|_| {
             let mut b = [0u8; 4];
             rng.fill(&mut b);
             let spi = u32::from_be_bytes(b);
-            (spi > 255 && !in_use(spi)).then_some(spi)
+            (spi > 255 && also_not != Some(spi) && !self.spi_in_use(spi)).then_some(spi)
         })
+    }
+
+    /// Whether one of our SA sets (of a challenge, a binding, or kept
+    /// for NOTIFYs or lingering) has an inbound SA with `spi`.
+    fn spi_in_use(&self, spi: u32) -> bool {
+        self.spis
+            .get(&spi)
+            .is_some_and(|impi| self.holds_spi(impi, spi))
+    }
+
+    /// Whether one of `impi`'s SA sets has an inbound SA with `spi`.
+    fn holds_spi(&self, impi: &str, spi: u32) -> bool {
+        self.pending
+            .get(impi)
+            .into_iter()
+            .flatten()
+            .chain(self.bindings.get(impi).map(|b| &b.auth))
+            .filter_map(|p| p.server.as_ref().map(|(_, s)| s))
+            .chain(self.draining.of(impi))
+            .any(|s| {
+                let o = s.pcscf_offer();
+                o.spi_c == spi || o.spi_s == spi
+            })
+    }
+
+    /// Notes the SPIs of `impi`'s new set, and drops a few notes of sets
+    /// gone: four checked, oldest first, per two added, so that the notes
+    /// of sets gone never outnumber those of the sets alive for long.
+    fn note_spis(&mut self, impi: &str, spis: [u32; 2]) {
+        for _ in 0..4 {
+            let Some(spi) = self.spi_sweep.pop_front() else {
+                break;
+            };
+            if self.spi_in_use(spi) {
+                self.spi_sweep.push_back(spi);
+            } else {
+                self.spis.remove(&spi);
+            }
+        }
+        for spi in spis {
+            self.spis.insert(spi, impi.to_owned());
+            self.spi_sweep.push_back(spi);
+        }
     }
 
     /// The UE offer we take: the first of our preference list that one
@@ -942,7 +1064,7 @@ impl Network {
             .unwrap_or(0);
         let mut out = Vec::new();
         let handover = p.handover;
-        let old = self.bindings.remove(impi);
+        let old = self.take_binding(impi);
         if handover {
             // The new set carries this 200; the old one goes once the
             // NOTIFYs still out over it ended, DEREGISTRATION_LINGER after
@@ -1057,7 +1179,7 @@ impl Network {
             }
             return self.challenge(request, impi, ue_addr, flow, Why::Handover, now, rng);
         }
-        let Some(mut b) = self.bindings.remove(impi) else {
+        let Some(mut b) = self.take_binding(impi) else {
             return Vec::new();
         };
         b.auth.nc = nc;
@@ -1175,8 +1297,8 @@ impl Network {
         });
         self.deadlines
             .push(Reverse((now.saturating_add(expires_d), impi.to_owned())));
-        self.bindings.insert(
-            impi.to_owned(),
+        self.put_binding(
+            impi,
             Binding {
                 auth,
                 contact: contact_str,
@@ -1373,4 +1495,166 @@ fn to_user_host(request: &Message<'_>) -> Option<String> {
     let to = request.to().ok()?;
     let sip = to.uri.sip()?;
     Some(format!("{}@{}", sip.user?, sip.host))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+    use crate::reg::{Credentials, Ue, UeAction, UeConfig};
+
+    struct Rng(u64);
+
+    impl Random for Rng {
+        fn fill(&mut self, buf: &mut [u8]) {
+            for b in buf {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                *b = self.0 as u8;
+            }
+        }
+    }
+
+    const K: [u8; 16] = [7; 16];
+    const OP: [u8; 16] = [9; 16];
+
+    fn ue_addr(i: usize) -> IpAddr {
+        IpAddr::from([10, 1, (i >> 8) as u8, i as u8])
+    }
+
+    /// UE `i` registers with sec-agree, subscribes to its reg event and
+    /// de-registers; every message goes through bytes; whether it
+    /// registered.
+    fn cycle(net: &mut Network, i: usize, now: Duration, rng: &mut Rng) -> bool {
+        let impi = format!("u{i}@ims.example.org");
+        let impu = format!("sip:u{i}@ims.example.org");
+        let mut config = UeConfig::new(
+            &impi,
+            &impu,
+            "ims.example.org",
+            ue_addr(i),
+            "10.0.0.1".parse().unwrap(),
+            (1111, 2222),
+            (5062, 5064),
+        );
+        config.reg_event = true;
+        let creds = Credentials::Aka {
+            k: K,
+            op: OpKey::Op(OP),
+            sqn_ms: 0,
+        };
+        let mut ue = Ue::new(config, creds, rng);
+        let mut registered = false;
+        let mut to_net: VecDeque<(Vec<u8>, Flow, bool)> = VecDeque::new();
+        let mut to_ue: VecDeque<(Vec<u8>, Flow, bool)> = VecDeque::new();
+        let ue_do = |acts: Vec<UeAction>, q: &mut VecDeque<_>, reg: &mut bool| {
+            for a in acts {
+                match a {
+                    UeAction::Send { request, flow } => {
+                        q.push_back((request.to_bytes(), flow, true))
+                    }
+                    UeAction::Respond { response, flow } => {
+                        q.push_back((response.to_bytes(), flow, false))
+                    }
+                    UeAction::Registered(_) => *reg = true,
+                    _ => {}
+                }
+            }
+        };
+        for step in 0..2 {
+            let acts = if step == 0 {
+                ue.register(rng)
+            } else {
+                ue.deregister(rng)
+            };
+            ue_do(acts, &mut to_net, &mut registered);
+            while !to_net.is_empty() || !to_ue.is_empty() {
+                if let Some((bytes, flow, request)) = to_net.pop_front() {
+                    let m = Message::parse(&bytes).unwrap();
+                    let acts = if request {
+                        net.on_request(&m, ue_addr(i), flow, now, rng).unwrap()
+                    } else {
+                        net.on_response(&m, now)
+                    };
+                    for a in acts {
+                        match a {
+                            NetworkAction::Respond(r) => {
+                                to_ue.push_back((r.to_bytes(), flow, false))
+                            }
+                            NetworkAction::Notify { request, flow } => {
+                                to_ue.push_back((request.to_bytes(), flow, true))
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                if let Some((bytes, flow, request)) = to_ue.pop_front() {
+                    let m = Message::parse(&bytes).unwrap();
+                    let acts = if request {
+                        ue.on_request(&m, flow, now, rng).unwrap_or_default()
+                    } else {
+                        ue.on_response(&m, flow, now, rng)
+                    };
+                    ue_do(acts, &mut to_net, &mut registered);
+                }
+            }
+        }
+        registered
+    }
+
+    /// UEs that register, subscribe and leave, one after the other, each
+    /// set lingering after its de-registration: the notes of our SPIs
+    /// follow the sets alive (they do not grow with every challenge ever
+    /// made), and once the last set is gone every per-UE table is empty.
+    #[test]
+    fn spi_notes_and_per_ue_tables_follow_the_ues_alive() {
+        let mut net = Network::new(NetworkConfig::new(
+            "ims.example.org",
+            "10.0.0.1".parse().unwrap(),
+            5066,
+            5068,
+        ));
+        for i in 0..300 {
+            net.add_subscriber(
+                &format!("u{i}@ims.example.org"),
+                Subscriber {
+                    k: K,
+                    op: OpKey::Op(OP),
+                    amf: [0x80, 0],
+                    sqn: 0,
+                    impus: Vec::new(),
+                },
+            );
+        }
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut now = Duration::from_secs(1);
+        let mut most = 0;
+        for i in 0..300 {
+            assert!(cycle(&mut net, i, now, &mut rng), "UE {i} registered");
+            now += Duration::from_millis(100);
+            let _ = net.handle_timeout(now);
+            // Sets alive: those lingering (DEREGISTRATION_LINGER of 100 ms
+            // cycles), two SPIs each.
+            let alive = DEREGISTRATION_LINGER.as_millis() as usize / 100 + 1;
+            assert!(
+                net.spis.len() <= 4 * alive + 8,
+                "{} notes for {alive} sets after UE {i}",
+                net.spis.len()
+            );
+            most = most.max(net.spis.len());
+        }
+        assert!(most >= 2 * 10, "the sets lingered ({most} notes at most)");
+        now += DEREGISTRATION_LINGER + Duration::from_secs(40);
+        let _ = net.handle_timeout(now);
+        assert!(net.bindings.is_empty() && net.bound_impus.is_empty());
+        assert!(net.pending.is_empty());
+        for i in 0..300 {
+            let impi = format!("u{i}@ims.example.org");
+            assert!(net.draining.of(&impi).next().is_none());
+            assert!(net.reg_subs.of(&impi).is_empty());
+            assert!(net.outstanding.of(&impi).is_empty());
+        }
+    }
 }

@@ -5,6 +5,7 @@
 //! end a registration itself (network-initiated de-registration).
 
 use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -25,7 +26,9 @@ const DEFAULT_EXPIRES: u32 = 3761;
 pub(super) struct RegSub {
     impi: String,
     dialog: Dialog,
-    pub(super) expires_at: Duration,
+    /// Set through [`Subscriptions::set_expiry`] only (it keeps the
+    /// expiry heap).
+    expires_at: Duration,
     /// The `version` of the next document (RFC 3680 §5.1: 0 first).
     version: u32,
     /// The flow our NOTIFYs take.
@@ -43,10 +46,223 @@ pub(super) struct Draining {
     notifies: Vec<(String, u32)>,
     sas: SaSet,
     /// Removed then at the latest, whatever the NOTIFYs.
-    pub(super) until: Option<Duration>,
+    until: Option<Duration>,
     /// Kept until `until` even once its NOTIFYs ended (the SAs of a
     /// de-registration, `linger_sas`).
     held: bool,
+}
+
+// The three tables below hold per-UE state of the notifier. Each is
+// indexed by what the messages and timers look it up by, so that no
+// message and no timer scans every UE's entries: with thousands of UEs
+// registered, a scan per message made one UE's registration cost
+// twenty times what it costs with ten (`benches/benches/network_scale.rs`).
+
+/// The reg event subscriptions, by Call-ID, with each IMPI's Call-IDs and
+/// a heap of their expiries.
+#[derive(Default)]
+pub(super) struct Subscriptions {
+    by_id: HashMap<String, RegSub>,
+    /// Each IMPI's Call-IDs, in order (NOTIFYs go out in that order).
+    by_impi: HashMap<String, BTreeSet<String>>,
+    /// (expiry, Call-ID), one pushed per expiry set: stale ones (the
+    /// subscription refreshed or gone) are dropped when they come up.
+    expiry: BinaryHeap<Reverse<(Duration, String)>>,
+}
+
+impl Subscriptions {
+    fn get(&self, id: &str) -> Option<&RegSub> {
+        self.by_id.get(id)
+    }
+
+    /// The subscription, to change anything but its IMPI and expiry.
+    fn get_mut(&mut self, id: &str) -> Option<&mut RegSub> {
+        self.by_id.get_mut(id)
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// Adds a subscription; it expires once [`Subscriptions::set_expiry`]
+    /// says when.
+    fn insert(&mut self, id: String, sub: RegSub) {
+        self.by_impi
+            .entry(sub.impi.clone())
+            .or_default()
+            .insert(id.clone());
+        if let Some(old) = self.by_id.insert(id.clone(), sub) {
+            self.forget(&id, &old.impi);
+        }
+    }
+
+    pub(super) fn remove(&mut self, id: &str) -> Option<RegSub> {
+        let sub = self.by_id.remove(id)?;
+        self.forget(id, &sub.impi);
+        Some(sub)
+    }
+
+    /// Drops `id` from `impi`'s Call-IDs unless a subscription `id` of
+    /// `impi` is still there.
+    fn forget(&mut self, id: &str, impi: &str) {
+        if self.by_id.get(id).is_some_and(|s| s.impi == impi) {
+            return;
+        }
+        if let Some(ids) = self.by_impi.get_mut(impi) {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.by_impi.remove(impi);
+            }
+        }
+    }
+
+    fn set_expiry(&mut self, id: &str, at: Duration) {
+        if let Some(s) = self.by_id.get_mut(id) {
+            s.expires_at = at;
+            self.expiry.push(Reverse((at, id.to_owned())));
+        }
+    }
+
+    /// `impi`'s Call-IDs, in order.
+    pub(super) fn of(&self, impi: &str) -> Vec<String> {
+        self.by_impi
+            .get(impi)
+            .map(|ids| ids.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The earliest expiry, possibly of a subscription refreshed or gone
+    /// since (the caller then looks once for nothing).
+    pub(super) fn next_expiry(&self) -> Option<Duration> {
+        self.expiry.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// The Call-IDs of the subscriptions expired at `now`, in order.
+    fn expired(&mut self, now: Duration) -> Vec<String> {
+        let mut out = Vec::new();
+        while self
+            .expiry
+            .peek()
+            .is_some_and(|Reverse((at, _))| *at <= now)
+        {
+            if let Some(Reverse((_, id))) = self.expiry.pop() {
+                if self.by_id.get(&id).is_some_and(|s| s.expires_at <= now) {
+                    out.push(id);
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// The NOTIFYs sent and not ended: (Call-ID, CSeq) to IMPI, and each
+/// IMPI's. A final NOTIFY to a UE that is gone stays until its
+/// transaction times out, so thousands may be out under load.
+#[derive(Default)]
+pub(super) struct Outstanding {
+    by_key: HashMap<(String, u32), String>,
+    by_impi: HashMap<String, BTreeSet<(String, u32)>>,
+}
+
+impl Outstanding {
+    fn insert(&mut self, key: (String, u32), impi: String) {
+        self.by_impi
+            .entry(impi.clone())
+            .or_default()
+            .insert(key.clone());
+        if let Some(old) = self.by_key.insert(key.clone(), impi) {
+            self.forget(&key, &old);
+        }
+    }
+
+    /// Ends a NOTIFY; the IMPI it went to.
+    fn remove(&mut self, key: &(String, u32)) -> Option<String> {
+        let impi = self.by_key.remove(key)?;
+        self.forget(key, &impi);
+        Some(impi)
+    }
+
+    fn forget(&mut self, key: &(String, u32), impi: &str) {
+        if self.by_key.get(key).is_some_and(|i| i == impi) {
+            return;
+        }
+        if let Some(keys) = self.by_impi.get_mut(impi) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.by_impi.remove(impi);
+            }
+        }
+    }
+
+    /// The NOTIFYs to `impi` still waiting for their answer.
+    pub(super) fn of(&self, impi: &str) -> Vec<(String, u32)> {
+        self.by_impi
+            .get(impi)
+            .map(|keys| keys.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The SA sets kept for NOTIFYs or lingering after a de-registration,
+/// by IMPI, with the IMPIs that have one from each UE address.
+#[derive(Default)]
+pub(super) struct DrainingSets {
+    by_impi: HashMap<String, Vec<Draining>>,
+    at: HashMap<IpAddr, BTreeSet<String>>,
+}
+
+impl DrainingSets {
+    fn push(&mut self, impi: &str, d: Draining) {
+        self.at
+            .entry(d.sas.ue_addr())
+            .or_default()
+            .insert(impi.to_owned());
+        self.by_impi.entry(impi.to_owned()).or_default().push(d);
+    }
+
+    /// Takes `impi`'s sets that `gone` picks, in the order they came.
+    fn take(&mut self, impi: &str, mut gone: impl FnMut(&Draining) -> bool) -> Vec<Draining> {
+        let Some(v) = self.by_impi.get_mut(impi) else {
+            return Vec::new();
+        };
+        let (out, keep): (Vec<Draining>, Vec<Draining>) =
+            std::mem::take(v).into_iter().partition(|d| gone(d));
+        *v = keep;
+        for d in &out {
+            let addr = d.sas.ue_addr();
+            let still = self
+                .by_impi
+                .get(impi)
+                .is_some_and(|v| v.iter().any(|k| k.sas.ue_addr() == addr));
+            if !still {
+                if let Some(impis) = self.at.get_mut(&addr) {
+                    impis.remove(impi);
+                    if impis.is_empty() {
+                        self.at.remove(&addr);
+                    }
+                }
+            }
+        }
+        if self.by_impi.get(impi).is_some_and(Vec::is_empty) {
+            self.by_impi.remove(impi);
+        }
+        out
+    }
+
+    /// `impi`'s sets.
+    pub(super) fn of(&self, impi: &str) -> impl Iterator<Item = &SaSet> {
+        self.by_impi.get(impi).into_iter().flatten().map(|d| &d.sas)
+    }
+
+    /// The IMPIs with a set from UE address `addr`, in order.
+    fn at(&self, addr: IpAddr) -> Vec<String> {
+        self.at
+            .get(&addr)
+            .map(|impis| impis.iter().cloned().collect())
+            .unwrap_or_default()
+    }
 }
 
 /// Whether a request is a SUBSCRIBE to the reg event package.
@@ -126,27 +342,32 @@ impl Network {
         let in_dialog = request.to().ok().and_then(|t| t.tag().map(str::to_owned));
         let call_id = match in_dialog {
             Some(_) => {
-                let Some((id, s)) = self
+                // A subscription is known by its dialog's Call-ID.
+                let id = request.call_id().unwrap_or_default().to_owned();
+                let Some(s) = self
                     .reg_subs
-                    .iter_mut()
-                    .find(|(_, s)| s.dialog.matches(request))
+                    .get_mut(&id)
+                    .filter(|s| s.dialog.matches(request))
                 else {
                     return self.refuse(request, 481, None);
                 };
                 if s.dialog.receive(request).is_err() {
                     return self.refuse(request, 500, None);
                 }
-                id.clone()
+                id
             }
             None => match self.new_subscription(request, ue_addr, flow, rng) {
                 Some(id) => id,
                 None => return self.refuse(request, 403, None),
             },
         };
-        let Some(s) = self.reg_subs.get_mut(&call_id) else {
+        self.reg_subs.set_expiry(
+            &call_id,
+            now.saturating_add(Duration::from_secs(u64::from(granted))),
+        );
+        let Some(s) = self.reg_subs.get(&call_id) else {
             return Vec::new();
         };
-        s.expires_at = now.saturating_add(Duration::from_secs(u64::from(granted)));
         let response = Builder::response_to(request, 200, None)
             .to_tag(&s.dialog.local_tag)
             .header("Expires", granted)
@@ -181,12 +402,13 @@ impl Network {
         rng: &mut dyn Random,
     ) -> Option<String> {
         let aor = request.request_uri()?.to_string();
-        let (impi, b) = self.bindings.iter().find(|(impi, b)| {
+        let (impi, b) = self.bound_under(&aor).into_iter().find_map(|impi| {
+            let b = self.bindings.get(&impi)?;
             let listed = self
                 .subscribers
-                .get(*impi)
+                .get(&impi)
                 .is_some_and(|s| s.impus.contains(&aor));
-            (b.impu == aor || listed) && b.ue_addr == ue_addr
+            ((b.impu == aor || listed) && b.ue_addr == ue_addr).then_some((impi, b))
         })?;
         let (sub_flow, local) = match &b.auth.server {
             Some((_, s)) => {
@@ -214,7 +436,7 @@ impl Network {
         let impi = impi.clone();
         let dialog = Dialog::uas(request, &token(rng, 6)).ok()?;
         let call_id = dialog.call_id.clone();
-        if self.reg_subs.contains_key(&call_id) {
+        if self.reg_subs.contains(&call_id) {
             return None;
         }
         self.reg_subs.insert(
@@ -349,16 +571,9 @@ impl Network {
         })
     }
 
-    /// The Call-IDs of `impi`'s subscriptions.
+    /// The Call-IDs of `impi`'s subscriptions, in order.
     fn subscriptions_of(&self, impi: &str) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .reg_subs
-            .iter()
-            .filter(|(_, s)| s.impi == impi)
-            .map(|(k, _)| k.clone())
-            .collect();
-        v.sort();
-        v
+        self.reg_subs.of(impi)
     }
 
     /// A partial NOTIFY to every subscriber of `impi`: its binding with
@@ -452,7 +667,7 @@ impl Network {
             out.extend(self.send_notify(&id, &state, Some(doc.clone())));
             self.reg_subs.remove(&id);
         }
-        if let Some(b) = self.bindings.remove(impi) {
+        if let Some(b) = self.take_binding(impi) {
             if let Some((_, sas)) = b.auth.server {
                 out.extend(self.release_sas(impi, sas));
             }
@@ -547,25 +762,16 @@ impl Network {
             pcscf_port: s.pcscf_offer().port_c,
         };
         let (old, new) = (server_flow(from), server_flow(to));
-        for s in self.reg_subs.values_mut() {
-            if s.impi == impi && s.flow == old {
+        for id in self.reg_subs.of(impi) {
+            if let Some(s) = self.reg_subs.get_mut(&id).filter(|s| s.flow == old) {
                 s.flow = new;
             }
         }
     }
 
-    /// The SA sets kept for NOTIFYs still out (their SPIs are in use).
-    pub(super) fn draining_sets(&self) -> impl Iterator<Item = &SaSet> {
-        self.draining.iter().map(|d| &d.sas)
-    }
-
     /// The NOTIFYs to `impi` still waiting for their answer.
     fn outstanding_for(&self, impi: &str) -> Vec<(String, u32)> {
-        self.outstanding
-            .iter()
-            .filter(|(_, i)| *i == impi)
-            .map(|(k, _)| k.clone())
-            .collect()
+        self.outstanding.of(impi)
     }
 
     /// As [`Network::release_sas`], and at the latest at `until`.
@@ -579,12 +785,15 @@ impl Network {
         if notifies.is_empty() {
             return Some(NetworkAction::RemoveSas(sas));
         }
-        self.draining.push(Draining {
-            notifies,
-            sas,
-            until,
-            held: false,
-        });
+        self.draining.push(
+            impi,
+            Draining {
+                notifies,
+                sas,
+                until,
+                held: false,
+            },
+        );
         if let Some(at) = until {
             self.deadlines.push(Reverse((at, impi.to_owned())));
         }
@@ -597,12 +806,16 @@ impl Network {
     /// (RFC 3261 §17.1.2, Timer E) must still find them, so its server
     /// transaction can send the 200 again over them.
     pub(super) fn linger_sas(&mut self, impi: &str, sas: SaSet, until: Duration) {
-        self.draining.push(Draining {
-            notifies: self.outstanding_for(impi),
-            sas,
-            until: Some(until),
-            held: true,
-        });
+        let notifies = self.outstanding_for(impi);
+        self.draining.push(
+            impi,
+            Draining {
+                notifies,
+                sas,
+                until: Some(until),
+                held: true,
+            },
+        );
         self.deadlines.push(Reverse((until, impi.to_owned())));
     }
 
@@ -619,50 +832,42 @@ impl Network {
                     .iter()
                     .any(|p| *p == ours.port_c || *p == ours.port_s)
         };
-        let (gone, keep): (Vec<Draining>, Vec<Draining>) = std::mem::take(&mut self.draining)
-            .into_iter()
-            .partition(|d| clash(&d.sas));
-        self.draining = keep;
-        gone.into_iter()
-            .map(|d| NetworkAction::RemoveSas(d.sas))
-            .collect()
+        let mut out = Vec::new();
+        for impi in self.draining.at(new.ue_addr()) {
+            let gone = self.draining.take(&impi, |d| clash(&d.sas));
+            out.extend(gone.into_iter().map(|d| NetworkAction::RemoveSas(d.sas)));
+        }
+        out
     }
 
-    /// SA sets whose lingering time is up go, their NOTIFYs answered or
-    /// not.
-    pub(super) fn end_lingering(&mut self, now: Duration) -> Vec<NetworkAction> {
-        if !self
-            .draining
-            .iter()
-            .any(|d| d.until.is_some_and(|t| t <= now))
-        {
-            return Vec::new();
+    /// The SA sets of the IMPIs `due` whose lingering time is up go,
+    /// their NOTIFYs answered or not (each set's end is among the IMPI's
+    /// deadlines).
+    pub(super) fn end_lingering(&mut self, due: &[String], now: Duration) -> Vec<NetworkAction> {
+        let mut out = Vec::new();
+        for impi in due {
+            let done = self
+                .draining
+                .take(impi, |d| d.until.is_some_and(|t| t <= now));
+            out.extend(done.into_iter().map(|d| NetworkAction::RemoveSas(d.sas)));
         }
-        let (done, keep): (Vec<Draining>, Vec<Draining>) = std::mem::take(&mut self.draining)
-            .into_iter()
-            .partition(|d| d.until.is_some_and(|t| t <= now));
-        self.draining = keep;
-        done.into_iter()
-            .map(|d| NetworkAction::RemoveSas(d.sas))
-            .collect()
+        out
     }
 
     fn notify_ended(&mut self, call_id: &str, seq: u32) -> Vec<NetworkAction> {
         let mut out = Vec::new();
-        if self
-            .outstanding
-            .remove(&(call_id.to_owned(), seq))
-            .is_none()
-        {
+        let Some(impi) = self.outstanding.remove(&(call_id.to_owned(), seq)) else {
             return out;
+        };
+        // Only the IMPI's own sets wait for a NOTIFY to it.
+        if let Some(v) = self.draining.by_impi.get_mut(&impi) {
+            for d in v {
+                d.notifies.retain(|(c, s)| !(c == call_id && *s == seq));
+            }
         }
-        for d in &mut self.draining {
-            d.notifies.retain(|(c, s)| !(c == call_id && *s == seq));
-        }
-        let (done, keep): (Vec<Draining>, Vec<Draining>) = std::mem::take(&mut self.draining)
-            .into_iter()
-            .partition(|d| d.notifies.is_empty() && !d.held);
-        self.draining = keep;
+        let done = self
+            .draining
+            .take(&impi, |d| d.notifies.is_empty() && !d.held);
         for d in done {
             out.push(NetworkAction::RemoveSas(d.sas));
         }
@@ -672,13 +877,7 @@ impl Network {
     /// Subscriptions whose time is up end (RFC 6665 §4.2.2) with a
     /// final NOTIFY (`terminated;reason=timeout`).
     pub(super) fn expire_subscriptions(&mut self, now: Duration) -> Vec<NetworkAction> {
-        let mut gone: Vec<String> = self
-            .reg_subs
-            .iter()
-            .filter(|(_, s)| s.expires_at <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        gone.sort();
+        let gone = self.reg_subs.expired(now);
         let mut out = Vec::new();
         for id in gone {
             out.extend(self.send_notify(&id, "terminated;reason=timeout", None));
@@ -718,7 +917,140 @@ pub(crate) fn contact_id(uri: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::contact_id;
+    use super::*;
+    use crate::reg::sa::{Agreement, IpsecMode, IpsecOffer, Side};
+    use opensec::{AuthAlgorithm, EncAlgorithm};
+
+    /// A subscription of `impi` in dialog `call_id`.
+    fn sub(impi: &str, call_id: &str) -> RegSub {
+        let request = format!(
+            "SUBSCRIBE sip:a@x SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+             From: <sip:a@x>;tag=1\r\nTo: <sip:a@x>\r\nCall-ID: {call_id}\r\n\
+             CSeq: 1 SUBSCRIBE\r\nContact: <sip:a@192.0.2.1>\r\nEvent: reg\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        let m = Message::parse(request.as_bytes()).unwrap();
+        RegSub {
+            impi: impi.to_owned(),
+            dialog: Dialog::uas(&m, "t").unwrap(),
+            expires_at: Duration::ZERO,
+            version: 0,
+            flow: Flow::Unprotected,
+            local: ("192.0.2.9".parse().unwrap(), 5060),
+            branch: "b".into(),
+        }
+    }
+
+    /// A set of ours for a UE at `ue` whose port-c is `port`.
+    fn set(ue: &str, port: u16, spi: u32) -> SaSet {
+        let offer = |spi_c, spi_s, port_c, port_s| IpsecOffer {
+            alg: AuthAlgorithm::HmacSha1_96,
+            ealg: EncAlgorithm::AesCbc,
+            mode: IpsecMode::Transport,
+            spi_c,
+            spi_s,
+            port_c,
+            port_s,
+        };
+        let a = Agreement {
+            ue_addr: ue.parse().unwrap(),
+            pcscf_addr: "192.0.2.9".parse().unwrap(),
+            ue: offer(spi, spi + 1, port, port + 1),
+            pcscf: offer(spi + 2, spi + 3, 5066, 5068),
+        };
+        SaSet::new(
+            Side::Network,
+            &a,
+            &[1; 16],
+            &[2; 16],
+            Duration::from_secs(60),
+        )
+        .unwrap()
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    /// Each IMPI's subscriptions in order; the expiry heap gives the
+    /// earliest and only what is really expired (a refreshed one is not,
+    /// nor one gone); a Call-ID taken by another IMPI moves.
+    #[test]
+    fn subscriptions_are_found_by_impi_and_expiry() {
+        let mut subs = Subscriptions::default();
+        subs.insert("c2".into(), sub("a", "c2"));
+        subs.insert("c1".into(), sub("a", "c1"));
+        subs.insert("c3".into(), sub("b", "c3"));
+        assert_eq!(subs.next_expiry(), None, "no expiry before one is set");
+        subs.set_expiry("c1", secs(10));
+        subs.set_expiry("c2", secs(20));
+        subs.set_expiry("c3", secs(15));
+        assert_eq!(subs.of("a"), ["c1", "c2"]);
+        assert_eq!(subs.of("b"), ["c3"]);
+        assert_eq!(subs.next_expiry(), Some(secs(10)));
+        assert_eq!(subs.expired(secs(12)), ["c1"]);
+        subs.set_expiry("c3", secs(30));
+        assert_eq!(subs.next_expiry(), Some(secs(15)), "stale, looked at once");
+        assert!(subs.expired(secs(16)).is_empty());
+        assert_eq!(subs.next_expiry(), Some(secs(20)));
+        assert!(subs.remove("c2").is_some());
+        assert!(subs.expired(secs(25)).is_empty(), "c2 is gone");
+        assert_eq!(subs.of("a"), ["c1"]);
+        subs.insert("c3".into(), sub("a", "c3"));
+        assert_eq!(subs.of("a"), ["c1", "c3"]);
+        assert!(subs.of("b").is_empty());
+        assert!(!subs.by_impi.contains_key("b"));
+        assert!(subs.remove("c1").is_some() && subs.remove("c3").is_some());
+        assert!(subs.by_impi.is_empty() && subs.by_id.is_empty());
+    }
+
+    #[test]
+    fn outstanding_notifies_are_found_by_impi() {
+        let mut out = Outstanding::default();
+        out.insert(("c1".into(), 2), "a".into());
+        out.insert(("c1".into(), 1), "a".into());
+        out.insert(("c2".into(), 1), "b".into());
+        assert_eq!(out.of("a"), [("c1".to_owned(), 1), ("c1".to_owned(), 2)]);
+        assert_eq!(out.remove(&("c1".into(), 1)), Some("a".into()));
+        assert_eq!(out.remove(&("c1".into(), 1)), None);
+        assert_eq!(out.of("a"), [("c1".to_owned(), 2)]);
+        out.insert(("c2".into(), 1), "a".into());
+        assert!(out.of("b").is_empty());
+        assert_eq!(out.of("a").len(), 2);
+        assert_eq!(out.remove(&("c2".into(), 1)), Some("a".into()));
+        assert_eq!(out.remove(&("c1".into(), 2)), Some("a".into()));
+        assert!(out.by_impi.is_empty() && out.by_key.is_empty());
+    }
+
+    /// Sets are taken per IMPI, in the order they came, and the address
+    /// index follows: an IMPI is listed at an address while it has a set
+    /// from there.
+    #[test]
+    fn draining_sets_are_found_by_impi_and_address() {
+        let held = |sas| Draining {
+            notifies: Vec::new(),
+            sas,
+            until: Some(secs(5)),
+            held: true,
+        };
+        let mut d = DrainingSets::default();
+        d.push("a", held(set("10.0.0.1", 5000, 1000)));
+        d.push("a", held(set("10.0.0.2", 5000, 2000)));
+        d.push("b", held(set("10.0.0.1", 6000, 3000)));
+        let x: IpAddr = "10.0.0.1".parse().unwrap();
+        let y: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(d.at(x), ["a", "b"]);
+        assert_eq!(d.at(y), ["a"]);
+        assert!(d.take("b", |_| false).is_empty());
+        let gone = d.take("a", |s| s.sas.ue_addr() == x);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(d.at(x), ["b"]);
+        assert_eq!(d.at(y), ["a"]);
+        assert_eq!(d.of("a").count(), 1);
+        assert_eq!(d.take("a", |_| true).len(), 1);
+        assert_eq!(d.take("b", |_| true).len(), 1);
+        assert!(d.at.is_empty() && d.by_impi.is_empty());
+    }
 
     /// FNV-1a's published test values (64-bit: "" and "a"), then the
     /// rules: one id per URI, different URIs (a port, a parameter, the
