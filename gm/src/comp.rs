@@ -225,13 +225,8 @@ impl Compression {
 
     /// Maps the peer's port-c and port-s of `set` to `name`.
     fn add_peers(&mut self, set: &SaSet, name: &str) {
-        let (addr, offer) = match set.side() {
-            Side::Ue => (set.pcscf_addr(), set.pcscf_offer()),
-            Side::Network => (set.ue_addr(), set.ue_offer()),
-        };
-        for port in [offer.port_c, offer.port_s] {
-            self.peers
-                .insert(SocketAddr::new(addr, port), name.to_owned());
+        for peer in peer_addrs(set) {
+            self.peers.insert(peer, name.to_owned());
         }
     }
 
@@ -267,7 +262,13 @@ impl Compression {
     /// set's name and peer addresses go.
     pub fn close_sas(&mut self, set: &SaSet) {
         let name = association(set);
-        self.peers.retain(|_, a| *a != name);
+        // The name says the set's peer addresses (its peer's address,
+        // port-c and port-s): the only ones mapped to it.
+        for peer in peer_addrs(set) {
+            if self.peers.get(&peer) == Some(&name) {
+                self.peers.remove(&peer);
+            }
+        }
         self.close(&name);
     }
 
@@ -382,6 +383,19 @@ impl Compression {
             },
         })
     }
+}
+
+/// The peer's protected addresses of `set` (its port-c and port-s), as
+/// seen from the set's side.
+fn peer_addrs(set: &SaSet) -> [SocketAddr; 2] {
+    let (addr, offer) = match set.side() {
+        Side::Ue => (set.pcscf_addr(), set.pcscf_offer()),
+        Side::Network => (set.ue_addr(), set.ue_offer()),
+    };
+    [
+        SocketAddr::new(addr, offer.port_c),
+        SocketAddr::new(addr, offer.port_s),
+    ]
 }
 
 /// The name of the UE–P-CSCF association an SA set protects: the UE's

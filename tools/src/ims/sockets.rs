@@ -6,6 +6,7 @@
 //! installed (as given by `gm` and as installed, with reqids of their
 //! own).
 
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
 use std::time::Duration;
@@ -308,17 +309,38 @@ impl SipSockets {
 /// reqids of its own), and which protected port sends to which peer.
 /// It also remembers the peers whose SAs were removed
 /// ([`SaBook::gone`]), so that nothing meant for them leaves in clear.
+///
+/// A P-CSCF holds a set per UE: every lookup goes through an index (by
+/// the sets' SAs, by inbound flow, by peer), never a scan of the sets.
 #[derive(Debug, Default)]
 pub struct SaBook {
-    sets: Vec<(SaSet, SaSet)>,
+    /// The sets by the number of their addition (oldest first).
+    sets: BTreeMap<u64, (SaSet, SaSet)>,
+    added: u64,
+    /// Each set's number by its SAs' identities (SPI, destination).
+    by_sas: HashMap<Vec<(u32, SocketAddr)>, u64>,
+    /// (peer, our port) -> the SPIs of the inbound SAs from there, with
+    /// their set's number, oldest first.
+    inbound: HashMap<(SocketAddr, u16), Vec<(u64, u32)>>,
+    /// Peer -> (set number, our protected port, outbound SPI) of every
+    /// set that reaches it, oldest first.
+    reaching: HashMap<SocketAddr, Vec<(u64, u16, u32)>>,
     /// Peer (address, port) -> (our protected port, SPI of the outbound
-    /// SA): from the outbound SAs installed.
-    routes: std::collections::HashMap<SocketAddr, (u16, u32)>,
+    /// SA): from the outbound SAs installed, the latest set's.
+    routes: HashMap<SocketAddr, (u16, u32)>,
     /// Peers reached over SAs that are gone, with when each was added
     /// (a count), oldest first in `gone_order`; at most [`MAX_GONE`].
-    gone: std::collections::HashMap<SocketAddr, u64>,
-    gone_order: std::collections::VecDeque<(SocketAddr, u64)>,
+    gone: HashMap<SocketAddr, u64>,
+    gone_order: VecDeque<(SocketAddr, u64)>,
     gone_count: u64,
+}
+
+/// The identities of a set's SAs (SPI, destination address and port).
+fn sa_key(set: &SaSet) -> Vec<(u32, SocketAddr)> {
+    set.sas()
+        .iter()
+        .map(|sa| (sa.spi, SocketAddr::new(sa.dst, sa.dst_port)))
+        .collect()
 }
 
 /// How many peers whose SAs went [`SaBook`] remembers; beyond, the
@@ -343,22 +365,40 @@ impl SaBook {
 
     /// Records `given`, installed as `local`.
     pub fn add(&mut self, given: &SaSet, local: SaSet) {
-        for sa in given
-            .sas()
-            .iter()
-            .filter(|sa| sa.direction == Direction::Out)
-        {
-            let peer = SocketAddr::new(sa.dst, sa.dst_port);
-            self.routes.insert(peer, (sa.src_port, sa.spi));
-            self.gone.remove(&peer);
+        self.added += 1;
+        let n = self.added;
+        for sa in given.sas().iter() {
+            match sa.direction {
+                Direction::Out => {
+                    let peer = SocketAddr::new(sa.dst, sa.dst_port);
+                    self.routes.insert(peer, (sa.src_port, sa.spi));
+                    self.gone.remove(&peer);
+                    let r = self.reaching.entry(peer).or_default();
+                    // A set reaches a peer over its first SA there.
+                    if !r.iter().any(|(m, ..)| *m == n) {
+                        r.push((n, sa.src_port, sa.spi));
+                    }
+                }
+                _ => {
+                    let from = SocketAddr::new(sa.src, sa.src_port);
+                    let v = self.inbound.entry((from, sa.dst_port)).or_default();
+                    if !v.iter().any(|(m, _)| *m == n) {
+                        v.push((n, sa.spi));
+                    }
+                }
+            }
         }
-        self.sets.push((given.clone(), local));
+        self.by_sas.insert(sa_key(given), n);
+        self.sets.insert(n, (given.clone(), local));
     }
 
-    fn position(&self, set: &SaSet) -> Option<usize> {
+    /// The number of the set installed with `set`'s SAs.
+    fn position(&self, set: &SaSet) -> Option<u64> {
+        let n = *self.by_sas.get(&sa_key(set))?;
         self.sets
-            .iter()
-            .position(|(given, _)| given.sas() == set.sas())
+            .get(&n)
+            .is_some_and(|(given, _)| given.sas() == set.sas())
+            .then_some(n)
     }
 
     /// Gives the installed SAs of `set` its lifetime: `apply` gets the
@@ -371,7 +411,7 @@ impl SaBook {
         let Some(i) = self.position(set) else {
             bail!("cannot update SAs that are not installed");
         };
-        let Some((_, local)) = self.sets.get_mut(i) else {
+        let Some((_, local)) = self.sets.get_mut(&i) else {
             bail!("cannot update SAs that are not installed");
         };
         let updated = local.clone().with_lifetime(set.lifetime());
@@ -382,16 +422,41 @@ impl SaBook {
 
     /// Forgets `set`; the set as installed, to delete.
     pub fn take(&mut self, set: &SaSet) -> Result<SaSet> {
-        let Some(i) = self.position(set) else {
+        let Some(n) = self.position(set) else {
             bail!("cannot remove SAs that are not installed");
         };
-        let (given, local) = self.sets.remove(i);
+        let Some((given, local)) = self.sets.remove(&n) else {
+            bail!("cannot remove SAs that are not installed");
+        };
+        self.by_sas.remove(&sa_key(&given));
+        for sa in given.sas().iter() {
+            if sa.direction == Direction::Out {
+                continue;
+            }
+            let key = (SocketAddr::new(sa.src, sa.src_port), sa.dst_port);
+            if let Some(v) = self.inbound.get_mut(&key) {
+                v.retain(|(m, _)| *m != n);
+                if v.is_empty() {
+                    self.inbound.remove(&key);
+                }
+            }
+        }
         for sa in given
             .sas()
             .iter()
             .filter(|sa| sa.direction == Direction::Out)
         {
             let peer = SocketAddr::new(sa.dst, sa.dst_port);
+            let others = match self.reaching.get_mut(&peer) {
+                Some(r) => {
+                    r.retain(|(m, ..)| *m != n);
+                    r.first().map(|&(_, port, spi)| (port, spi))
+                }
+                None => None,
+            };
+            if others.is_none() {
+                self.reaching.remove(&peer);
+            }
             // During a handover the peer's port-s is reached over the new
             // set too: its route, then, is the new set's, and stays.
             if self.routes.get(&peer) != Some(&(sa.src_port, sa.spi)) {
@@ -399,7 +464,7 @@ impl SaBook {
             }
             self.routes.remove(&peer);
             // Another set installed may still reach it another way.
-            if let Some(r) = self.sets.iter().find_map(|(g, _)| route_to(g, peer)) {
+            if let Some(r) = others {
                 self.routes.insert(peer, r);
                 continue;
             }
@@ -443,7 +508,7 @@ impl SaBook {
 
     /// The first set still installed, as given.
     pub fn first(&self) -> Option<SaSet> {
-        self.sets.first().map(|(given, _)| given.clone())
+        self.sets.values().next().map(|(given, _)| given.clone())
     }
 
     /// Our protected port that sends to `to`, and the SPI of that SA.
@@ -453,18 +518,11 @@ impl SaBook {
 
     /// The SPI of the inbound SA from `from` to our `port`.
     pub fn inbound_spi(&self, from: SocketAddr, port: u16) -> Option<u32> {
-        self.sets
-            .iter()
-            .find_map(|(given, _)| given.inbound_spi(from, port))
+        self.inbound
+            .get(&(from, port))
+            .and_then(|v| v.first())
+            .map(|&(_, spi)| spi)
     }
-}
-
-/// Our port and the outbound SPI with which `set` reaches `peer`, if it does.
-fn route_to(set: &SaSet, peer: SocketAddr) -> Option<(u16, u32)> {
-    set.sas()
-        .iter()
-        .find(|sa| sa.direction == Direction::Out && SocketAddr::new(sa.dst, sa.dst_port) == peer)
-        .map(|sa| (sa.src_port, sa.spi))
 }
 
 #[cfg(test)]
@@ -554,6 +612,78 @@ mod tests {
             book.take(left).unwrap();
             assert!(book.route(port_s).is_none() && book.gone(port_s));
         }
+    }
+
+    /// Our port and the outbound SPI with which `set` reaches `peer`.
+    fn route_to(set: &SaSet, peer: SocketAddr) -> Option<(u16, u32)> {
+        set.sas()
+            .iter()
+            .find(|sa| {
+                sa.direction == Direction::Out && SocketAddr::new(sa.dst, sa.dst_port) == peer
+            })
+            .map(|sa| (sa.src_port, sa.spi))
+    }
+
+    /// A P-CSCF's book of thousands of sets answers from its indexes
+    /// what the sets say (routes, inbound SPIs, the set of given SAs),
+    /// the oldest set first where two match, and is empty again once
+    /// every set went.
+    #[test]
+    fn lookups_among_many_sets_answer_as_the_sets_do() {
+        let ue = |i: usize| IpAddr::from([10, 2, (i >> 8) as u8, i as u8]);
+        let sets: Vec<SaSet> = (0..2000)
+            .map(|i| {
+                set(
+                    ue(i),
+                    (6001, 6002),
+                    (1000 + 4 * i as u32, 1001 + 4 * i as u32),
+                )
+            })
+            .collect();
+        let mut book = SaBook::default();
+        for s in &sets {
+            book.add(s, s.clone());
+        }
+        for s in &sets {
+            for sa in s.sas().iter().filter(|sa| sa.direction == Direction::In) {
+                let from = SocketAddr::new(sa.src, sa.src_port);
+                assert_eq!(
+                    book.inbound_spi(from, sa.dst_port),
+                    s.inbound_spi(from, sa.dst_port)
+                );
+                assert_eq!(book.inbound_spi(from, sa.dst_port), Some(sa.spi));
+            }
+            let port_s = SocketAddr::new(s.ue_addr(), 6002);
+            assert_eq!(book.route(port_s), route_to(s, port_s));
+        }
+        assert!(
+            book.inbound_spi("10.9.9.9:6001".parse().unwrap(), 5066)
+                .is_none()
+        );
+        // The same peer and ports, new SPIs (a handover): the oldest set's
+        // inbound SPI until it goes.
+        let again = set(ue(7), (6001, 6002), (900_000, 900_001));
+        book.add(&again, again.clone());
+        let from = SocketAddr::new(ue(7), 6001);
+        assert_eq!(
+            book.inbound_spi(from, 5068),
+            sets[7].inbound_spi(from, 5068)
+        );
+        book.take(&sets[7]).unwrap();
+        assert_eq!(book.inbound_spi(from, 5068), again.inbound_spi(from, 5068));
+        assert!(book.take(&sets[7]).is_err(), "taken once");
+        book.take(&again).unwrap();
+        for s in sets
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 7)
+            .map(|(_, s)| s)
+        {
+            book.take(s).unwrap();
+        }
+        assert!(book.sets.is_empty() && book.by_sas.is_empty());
+        assert!(book.inbound.is_empty() && book.reaching.is_empty() && book.routes.is_empty());
+        assert!(book.first().is_none());
     }
 
     #[test]
