@@ -1080,6 +1080,10 @@ pub fn stamp_via(
         };
         let asked = top.rport != Rport::Absent;
         if same_host && !asked {
+            // Left as it is: the row parsed as check_value parses it.
+            if let Some(h) = request.headers().get(index) {
+                h.mark_checked();
+            }
             return Ok(false);
         }
         let received = match ip {
@@ -1117,6 +1121,11 @@ pub fn stamp_via(
         value
     };
     request.replace_header(index, value)?;
+    // Written from the row's parsed vias and two well-formed parameters.
+    if let Some(h) = request.headers().get(index) {
+        debug_assert!(Via::parse_list(h.value()).is_ok());
+        h.mark_checked();
+    }
     Ok(true)
 }
 

@@ -99,7 +99,17 @@ impl Builder {
             HeaderName::CSeq,
         ] {
             for h in request.rows(kind) {
-                b = b.header(kind.as_str(), h.value());
+                // A row the UAS already read is not parsed again; To
+                // always is (whether it has a tag decides `to_tag`).
+                if h.is_checked() && kind != HeaderName::To {
+                    if b.error.is_none() {
+                        if let Err(e) = b.msg.push_checked(kind, h.value()) {
+                            b.error = Some(e);
+                        }
+                    }
+                } else {
+                    b = b.header(kind.as_str(), h.value());
+                }
             }
         }
         b
@@ -272,6 +282,71 @@ pub fn reason_phrase(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rows a UAS read are copied into its response without being
+    /// parsed again, the others are checked as before: a malformed From
+    /// fails the build whether or not it was read (a failed read notes
+    /// nothing), and a read one arrives noted in the response.
+    #[test]
+    fn a_response_parses_again_only_the_rows_not_read() {
+        let text = |from: &str| {
+            format!(
+                "MESSAGE sip:b@example.org SIP/2.0\r\n\
+                 Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1, SIP/2.0/UDP 192.0.2.2;branch=z9hG4bK2\r\n\
+                 From: {from}\r\nTo: <sip:b@example.org>\r\nCall-ID: c1\r\n\
+                 CSeq: 3 MESSAGE\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        let good = text("<sip:a@example.org>;tag=1");
+        let req = Message::parse(good.as_bytes()).unwrap();
+        assert!(
+            req.headers().iter().all(|h| !h.is_checked()),
+            "nothing read yet"
+        );
+        req.from().unwrap();
+        req.cseq().unwrap();
+        req.vias().unwrap();
+        let read = |m: &Message<'_>, kind| m.rows(kind).all(crate::sip::Header::is_checked);
+        assert!(read(&req, HeaderName::From) && read(&req, HeaderName::Via));
+        assert!(!read(&req, HeaderName::CallId));
+        let resp = Builder::response_to(&req, 200, None)
+            .to_tag("t")
+            .build()
+            .unwrap();
+        for kind in [HeaderName::From, HeaderName::CSeq, HeaderName::Via] {
+            assert!(read(&resp, kind), "{kind} copied as read");
+        }
+        assert_eq!(resp.vias().unwrap().len(), 2);
+        assert_eq!(resp.from().unwrap().tag(), Some("1"));
+        // Equal to the same response built from a request nobody read.
+        let fresh = Message::parse(good.as_bytes()).unwrap();
+        let again = Builder::response_to(&fresh, 200, None)
+            .to_tag("t")
+            .build()
+            .unwrap();
+        assert_eq!(resp, again);
+        // A malformed From: refused, read (and failed) or not.
+        let bad = text("<sip:a@example.org;tag=1");
+        let req = Message::parse(bad.as_bytes()).unwrap();
+        let built = Builder::response_to(&req, 200, None).to_tag("t").build();
+        assert!(matches!(
+            built,
+            Err(Error::Header {
+                name: HeaderName::From,
+                ..
+            })
+        ));
+        assert!(req.from().is_err());
+        assert!(!read(&req, HeaderName::From));
+        let built = Builder::response_to(&req, 200, None).to_tag("t").build();
+        assert!(matches!(
+            built,
+            Err(Error::Header {
+                name: HeaderName::From,
+                ..
+            })
+        ));
+    }
 
     #[test]
     fn request_with_body() {

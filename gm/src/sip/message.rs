@@ -65,7 +65,26 @@ pub struct Header<'a> {
     value: Cow<'a, str>,
     /// The row as received (name to final CRLF), while unmodified.
     raw: Option<Cow<'a, str>>,
+    /// Whether the value is known to match its header's grammar (as
+    /// [`check_value`] parses it): a typed read of the row succeeded, or
+    /// the row was checked when built. A response copies its request's
+    /// Via, From, To, Call-ID and CSeq rows; those the UAS already read
+    /// are not parsed again ([`crate::sip::Builder::response_to`]).
+    checked: Checked,
 }
+
+/// A memo beside a value, not part of it: rows compare equal whatever
+/// their memos.
+#[derive(Clone, Debug, Default)]
+struct Checked(std::cell::Cell<bool>);
+
+impl PartialEq for Checked {
+    fn eq(&self, _: &Checked) -> bool {
+        true
+    }
+}
+
+impl Eq for Checked {}
 
 impl<'a> Header<'a> {
     /// The name as written (`v`, `VIA`, `Via`...).
@@ -96,7 +115,19 @@ impl<'a> Header<'a> {
             kind: self.kind,
             value: Cow::Owned(self.value.into_owned()),
             raw: self.raw.map(|r| Cow::Owned(r.into_owned())),
+            checked: self.checked,
         }
+    }
+
+    /// Whether the value is known to match its header's grammar.
+    pub(crate) fn is_checked(&self) -> bool {
+        self.checked.0.get()
+    }
+
+    /// Notes that the value matches its header's grammar, as
+    /// [`check_value`] parses it.
+    pub(crate) fn mark_checked(&self) {
+        self.checked.0.set(true);
     }
 }
 
@@ -218,6 +249,11 @@ impl<'a> Message<'a> {
     /// The value of the one row of `kind`, if any (a second row is an
     /// error: RFC 3261 §7.3.1 allows several only for list headers).
     pub fn single(&self, kind: HeaderName) -> Result<Option<&str>, Error> {
+        Ok(self.single_row(kind)?.map(Header::value))
+    }
+
+    /// As [`Message::single`], the row.
+    fn single_row(&self, kind: HeaderName) -> Result<Option<&Header<'a>>, Error> {
         let mut rows = self.rows(kind);
         let first = rows.next();
         let more = rows.count();
@@ -227,7 +263,7 @@ impl<'a> Message<'a> {
                 count: more + 1,
             });
         }
-        Ok(first.map(Header::value))
+        Ok(first)
     }
 
     fn typed<'m, T>(
@@ -241,14 +277,6 @@ impl<'a> Message<'a> {
                 .map(Some)
                 .map_err(|syntax| Error::Header { name: kind, syntax }),
         }
-    }
-
-    fn required<'m, T>(
-        &'m self,
-        kind: HeaderName,
-        f: impl FnOnce(&'m str) -> Result<T, Syntax>,
-    ) -> Result<T, Error> {
-        self.typed(kind, f)?.ok_or(Error::Missing(kind))
     }
 
     fn list<'m, T>(
@@ -265,7 +293,16 @@ impl<'a> Message<'a> {
 
     /// Every Via value, top first.
     pub fn vias(&self) -> Result<Vec<Via<'_>>, Error> {
-        self.list(HeaderName::Via, Via::parse_list)
+        let mut out = Vec::new();
+        for h in self.rows(HeaderName::Via) {
+            out.extend(Via::parse_list(&h.value).map_err(|syntax| Error::Header {
+                name: HeaderName::Via,
+                syntax,
+            })?);
+            // check_value's grammar for Via.
+            h.mark_checked();
+        }
+        Ok(out)
     }
 
     /// The topmost Via value (the first of the first row), without parsing
@@ -283,22 +320,35 @@ impl<'a> Message<'a> {
 
     /// From.
     pub fn from(&self) -> Result<NameAddr<'_>, Error> {
-        self.required(HeaderName::From, NameAddr::parse)
+        self.required_checked(HeaderName::From, NameAddr::parse)
     }
 
     /// To.
     pub fn to(&self) -> Result<NameAddr<'_>, Error> {
-        self.required(HeaderName::To, NameAddr::parse)
+        self.required_checked(HeaderName::To, NameAddr::parse)
     }
 
     /// Call-ID.
     pub fn call_id(&self) -> Result<&str, Error> {
-        self.required(HeaderName::CallId, header::call_id)
+        self.required_checked(HeaderName::CallId, header::call_id)
     }
 
     /// CSeq.
     pub fn cseq(&self) -> Result<CSeq<'_>, Error> {
-        self.required(HeaderName::CSeq, CSeq::parse)
+        self.required_checked(HeaderName::CSeq, CSeq::parse)
+    }
+
+    /// As [`Message::required`] with `f` the grammar [`check_value`]
+    /// parses `kind` with: the row is noted checked when it parses.
+    fn required_checked<'m, T>(
+        &'m self,
+        kind: HeaderName,
+        f: impl FnOnce(&'m str) -> Result<T, Syntax>,
+    ) -> Result<T, Error> {
+        let h = self.single_row(kind)?.ok_or(Error::Missing(kind))?;
+        let v = f(&h.value).map_err(|syntax| Error::Header { name: kind, syntax })?;
+        h.mark_checked();
+        Ok(v)
     }
 
     /// Max-Forwards (0 to 255).
@@ -480,6 +530,7 @@ impl<'a> Message<'a> {
                 name: h.kind,
                 syntax,
             })?;
+            h.mark_checked();
         }
         self.check_singles()
     }
@@ -576,6 +627,17 @@ impl<'a> Message<'a> {
         if let Some(slot) = self.headers.get_mut(index) {
             *slot = h;
         }
+        Ok(())
+    }
+
+    /// Appends a row whose value is known to match `kind`'s grammar
+    /// (copied from a row that [`Header::is_checked`]), without parsing
+    /// it again.
+    pub(crate) fn push_checked(&mut self, kind: HeaderName, value: &str) -> Result<(), Error> {
+        let h = new_header(Cow::Borrowed(kind.as_str()), Cow::Owned(value.to_owned()))?;
+        debug_assert_eq!(check_value(kind, &h.value), Ok(()));
+        h.mark_checked();
+        self.headers.push(h);
         Ok(())
     }
 
@@ -803,6 +865,7 @@ fn new_header<'a>(name: Cow<'a, str>, value: Cow<'a, str>) -> Result<Header<'a>,
         kind,
         value,
         raw: None,
+        checked: Checked::default(),
     })
 }
 
@@ -985,6 +1048,7 @@ fn finish_row<'a>(
         kind,
         value: Cow::Borrowed(value),
         raw: Some(Cow::Borrowed(head.get(start..end + 2).unwrap_or_default())),
+        checked: Checked::default(),
     });
     Ok(())
 }
