@@ -1045,8 +1045,8 @@ pub fn stamp_via(
     request: &mut Message<'_>,
     source: std::net::SocketAddr,
 ) -> Result<bool, TxnError> {
+    use crate::sip::Host;
     use crate::sip::header::{Rport, Via};
-    use crate::sip::{Host, Param, Params};
     let Some(index) = request
         .headers()
         .iter()
@@ -1065,10 +1065,11 @@ pub fn stamp_via(
             .get(index)
             .map(|h| h.value())
             .unwrap_or_default();
-        let vias = Via::parse_list(row).map_err(|syntax| SipError::Header {
-            name: HeaderName::Via,
-            syntax,
-        })?;
+        let (vias, first_end) =
+            Via::parse_list_with_first_end(row).map_err(|syntax| SipError::Header {
+                name: HeaderName::Via,
+                syntax,
+            })?;
         let Some(top) = vias.first() else {
             return Ok(false);
         };
@@ -1086,38 +1087,39 @@ pub fn stamp_via(
             }
             return Ok(false);
         }
-        let received = match ip {
-            std::net::IpAddr::V4(a) => crate::sip::V4Text::new(a).as_str().to_owned(),
-            std::net::IpAddr::V6(a) => a.to_string(),
-        };
-        let port = source.port().to_string();
-        let mut params: Vec<Param<'_>> = top
-            .params
-            .iter()
-            .filter(|p| {
-                !(p.name.eq_ignore_ascii_case("received")
-                    || asked && p.name.eq_ignore_ascii_case("rport"))
-            })
-            .cloned()
-            .collect();
-        params.push(Param {
-            name: "received",
-            value: Some(&received),
-        });
+        // The top via as written up to its parameters (a host has no
+        // ';'), its parameters but received (and rport when asked for),
+        // the two stamped, and the rest of the row as written.
+        let first = row.get(..first_end).unwrap_or(row);
+        let sent = first
+            .find(';')
+            .and_then(|i| first.get(..i))
+            .unwrap_or(first);
+        let mut value = String::with_capacity(row.len() + 48);
+        value.push_str(sent.trim_end_matches([' ', '\t', '\r', '\n']));
+        for p in top.params.iter().filter(|p| {
+            !(p.name.eq_ignore_ascii_case("received")
+                || asked && p.name.eq_ignore_ascii_case("rport"))
+        }) {
+            value.push(';');
+            value.push_str(p.name);
+            if let Some(v) = p.value {
+                value.push('=');
+                value.push_str(v);
+            }
+        }
+        value.push_str(";received=");
+        match ip {
+            std::net::IpAddr::V4(a) => value.push_str(crate::sip::V4Text::new(a).as_str()),
+            // Writing to a String does not fail.
+            std::net::IpAddr::V6(a) => {
+                let _ = fmt::Write::write_fmt(&mut value, format_args!("{a}"));
+            }
+        }
         if asked {
-            params.push(Param {
-                name: "rport",
-                value: Some(&port),
-            });
+            let _ = fmt::Write::write_fmt(&mut value, format_args!(";rport={}", source.port()));
         }
-        let mut first = top.clone();
-        first.params = Params(params);
-        let mut value = String::with_capacity(row.len() + 32);
-        // Writing to a String does not fail.
-        let _ = fmt::Write::write_fmt(&mut value, format_args!("{first}"));
-        for v in vias.iter().skip(1) {
-            let _ = fmt::Write::write_fmt(&mut value, format_args!(", {v}"));
-        }
+        value.push_str(row.get(first_end..).unwrap_or_default());
         value
     };
     request.replace_header(index, value)?;
@@ -1594,12 +1596,37 @@ mod tests {
             Call-ID: c\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n";
         let mut m = Message::parse(text.as_bytes()).unwrap();
         assert!(stamp_via(&mut m, "192.0.2.1:1024".parse().unwrap()).unwrap());
+        // The top via stamped, the rest of its row as written.
+        assert_eq!(
+            m.header("Via"),
+            Some(
+                "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;received=192.0.2.1;rport=1024, \
+                 SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK0"
+            )
+        );
         let vias = m.vias().unwrap();
         assert_eq!(vias.len(), 3);
         assert_eq!(vias[0].received, Some("192.0.2.1".parse().unwrap()));
         assert_eq!(vias[0].rport, crate::sip::header::Rport::Port(1024));
         assert_eq!(vias[0].branch, Some("z9hG4bK1"));
         assert_eq!(vias[1].branch, Some("z9hG4bK0"));
+        // Whitespace around the parameters, a received to replace and an
+        // rport with a value already: the stamped row parses to the same
+        // vias but for those two.
+        let odd = text.replace(
+            "192.0.2.1:5060;branch=z9hG4bK1;rport",
+            "192.0.2.1:5060 ; received=10.0.0.1 ;branch=z9hG4bK1; rport=7;x=y",
+        );
+        let mut m = Message::parse(odd.as_bytes()).unwrap();
+        assert!(stamp_via(&mut m, "192.0.2.1:1024".parse().unwrap()).unwrap());
+        let v = &m.vias().unwrap()[0];
+        assert_eq!(v.received, Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(v.rport, crate::sip::header::Rport::Port(1024));
+        assert_eq!(
+            (v.branch, v.params.value("x")),
+            (Some("z9hG4bK1"), Some("y"))
+        );
+        assert_eq!(m.vias().unwrap().len(), 3);
         // Without rport and from its sent-by address: unchanged.
         let plain = text.replace(";rport", "");
         let mut m = Message::parse(plain.as_bytes()).unwrap();

@@ -60,6 +60,21 @@ impl<'s> Via<'s> {
         list(value, parse_one)
     }
 
+    /// As [`Via::parse_list`], with the offset where the first via-parm
+    /// ends (its parameters included): what follows is the rest of the
+    /// list as written.
+    pub(crate) fn parse_list_with_first_end(
+        value: &'s str,
+    ) -> Result<(Vec<Via<'s>>, usize), Syntax> {
+        let mut first_end = None;
+        let vias = list(value, |c| {
+            let v = parse_one(c)?;
+            first_end.get_or_insert(c.pos());
+            Ok(v)
+        })?;
+        Ok((vias, first_end.unwrap_or(value.len())))
+    }
+
     /// The first via-parm of a row, without checking the rest of the row.
     pub fn parse_first(value: &'s str) -> Result<Via<'s>, Syntax> {
         let mut c = Cursor::new(value);
