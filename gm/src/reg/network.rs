@@ -1118,6 +1118,12 @@ impl Network {
         let (Some(_), Some((_, set))) = (self.config.alt_port_c, b.auth.server.as_ref()) else {
             return false;
         };
+        // The registration's Security-Client repeated as written: no
+        // handover, and nothing to parse.
+        let rows = request.rows(HeaderName::SecurityClient).map(|h| h.value());
+        if rows.eq(b.auth.client.iter().map(String::as_str)) {
+            return false;
+        }
         let Ok(offers) = request.security(HeaderName::SecurityClient) else {
             return false;
         };
@@ -1392,31 +1398,40 @@ fn check(
         if flow != want || ue_addr != set.ue_addr() {
             return Err(refuse(403, "not over the SAs of the challenge"));
         }
-        let verify = request
-            .security(HeaderName::SecurityVerify)
-            .map_err(|_| refuse(494, "malformed Security-Verify"))?;
-        let sent = SecMechanism::parse_list(row).unwrap_or_default();
-        if !same_mechanisms(&verify, &sent) {
-            return Err(refuse(494, "Security-Verify differs from Security-Server"));
+        // A UE echoes our Security-Server and repeats its Security-Client
+        // as it wrote it: rows equal to those, byte for byte, stand (they
+        // parsed when we wrote or first received them); others are parsed
+        // and compared mechanism by mechanism.
+        let rows = |kind| request.rows(kind).map(|h| h.value());
+        if !rows(HeaderName::SecurityVerify).eq([row.as_str()]) {
+            let verify = request
+                .security(HeaderName::SecurityVerify)
+                .map_err(|_| refuse(494, "malformed Security-Verify"))?;
+            let sent = SecMechanism::parse_list(row).unwrap_or_default();
+            if !same_mechanisms(&verify, &sent) {
+                return Err(refuse(494, "Security-Verify differs from Security-Server"));
+            }
         }
         // TS 33.203 (as commonly implemented): the protected REGISTER
         // repeats the Security-Client of the unprotected one; a change could
         // be a downgrade.
         // Over the SAs of a registration (`same_client` false) it may name
         // the UE's next SA set instead.
-        let client = request
-            .security(HeaderName::SecurityClient)
-            .map_err(|_| refuse(494, "malformed Security-Client"))?;
-        let first: Vec<SecMechanism<'_>> = p
-            .client
-            .iter()
-            .flat_map(|r| SecMechanism::parse_list(r).unwrap_or_default())
-            .collect();
-        if same_client && !same_mechanisms(&client, &first) {
-            return Err(refuse(
-                494,
-                "Security-Client differs from the first REGISTER's",
-            ));
+        if !rows(HeaderName::SecurityClient).eq(p.client.iter().map(String::as_str)) {
+            let client = request
+                .security(HeaderName::SecurityClient)
+                .map_err(|_| refuse(494, "malformed Security-Client"))?;
+            let first: Vec<SecMechanism<'_>> = p
+                .client
+                .iter()
+                .flat_map(|r| SecMechanism::parse_list(r).unwrap_or_default())
+                .collect();
+            if same_client && !same_mechanisms(&client, &first) {
+                return Err(refuse(
+                    494,
+                    "Security-Client differs from the first REGISTER's",
+                ));
+            }
         }
     } else if flow != Flow::Unprotected {
         return Err(refuse(403, "protected flow without an agreement"));
