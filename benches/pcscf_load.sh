@@ -21,7 +21,10 @@
 # retransmission timeout: -recv_timeout 4s) and the run ends within
 # SECONDS + 3 s. Search: double from 100/s until a failure, bisect to 5 %,
 # with runs of SECONDS/3; then confirm the best at SECONDS, stepping down
-# 5 % until it holds. Prints both rates, their ratio, SIPp's CPU time
+# 5 % until it holds. Every run starts on a freshly started registrar: a
+# run at overload leaves the pcscf a backlog and a million transactions
+# that Timer J keeps for 32 s (RFC 3261 §17.2.2), which the next run
+# would inherit (stateless, Kamailio here keeps none). Prints both rates, their ratio, SIPp's CPU time
 # per registration in each confirming run (the load generator's own cost,
 # which should be about the same for both) and the registrar's (all its
 # processes, from /proc: user + system). On a small machine SIPp's own CPU
@@ -235,46 +238,58 @@ attempt() { # as run_sipp
   esac
 }
 
-# The highest sustained rate of one server.
-search() { # $1 name $2 scheme $3 port
+# One attempt on a freshly started registrar ($1 pcscf or kamailio, then
+# attempt's arguments but the port); prints attempt's result. Not in
+# $(...): the start_* functions must add their pids to this shell's list.
+fresh_attempt() {
+  local port
+  stop_registrar
+  case "$1" in
+    pcscf) start_pcscf || exit 2; port=$pport ;;
+    *) start_kamailio || exit 2; port=$kport ;;
+  esac
+  regpg=${pids[0]}
+  ATTEMPT=$(attempt "$2" "$port" "$3" "$4")
+}
+
+# The highest sustained rate of one server ($1 name, $2 scheme, $3 pcscf
+# or kamailio), each run on a fresh registrar; sets SEARCH to "RATE SIPP_CPU
+# REGISTRAR_CPU" ("0 0 0" when even 100/s fails).
+search() {
   local lo=0 hi=0 r=100 short=$(( secs / 3 > 3 ? secs / 3 : 3 )) out
+  SEARCH="0 0 0"
   while [ "$r" -le 100000 ]; do
-    out=$(attempt "$2" "$3" "$r" "$short")
+    fresh_attempt "$3" "$2" "$r" "$short"; out=$ATTEMPT
     echo "  $1 $r/s for ${short}s: $out" >&2
     case "$out" in ok*|*"; ok "*) lo=$r; r=$(( r * 2 )) ;; *) hi=$r; break ;; esac
   done
-  if [ "$lo" -eq 0 ]; then echo "  $1 fails at 100/s: see $work/sipp.err" >&2; echo "0 0 0"; return; fi
+  if [ "$lo" -eq 0 ]; then echo "  $1 fails at 100/s: see $work/sipp.err" >&2; return; fi
   [ "$hi" -eq 0 ] && hi=$(( lo * 2 ))
   while [ $(( (hi - lo) * 20 )) -gt "$hi" ]; do
     r=$(( (lo + hi) / 2 ))
-    out=$(attempt "$2" "$3" "$r" "$short")
+    fresh_attempt "$3" "$2" "$r" "$short"; out=$ATTEMPT
     echo "  $1 $r/s for ${short}s: $out" >&2
     case "$out" in ok*|*"; ok "*) lo=$r ;; *) hi=$r ;; esac
   done
   r=$lo
   while [ "$r" -gt 0 ]; do
-    out=$(attempt "$2" "$3" "$r" "$secs")
+    fresh_attempt "$3" "$2" "$r" "$secs"; out=$ATTEMPT
     echo "  $1 $r/s for ${secs}s: $out" >&2
-    case "$out" in ok*|*"; ok "*) echo "$r ${out##*ok }"; return ;; esac
+    case "$out" in ok*|*"; ok "*) SEARCH="$r ${out##*ok }"; return ;; esac
     r=$(( r * 95 / 100 ))
   done
-  echo "0 0 0"
 }
 
 echo "registration load: $users subscribers, ${secs}s per confirming run, Kamailio children=$kchildren" >&2
-start_pcscf || exit 2
-regpg=${pids[0]}
 stop_registrar() {
   for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null; done
   wait 2>/dev/null
   pids=()
 }
-read -r prate pcpu preg < <(search "pcscf (AKAv1-MD5)" aka "$pport")
-# The pcscf stops before Kamailio is measured.
-stop_registrar
-start_kamailio || exit 2
-regpg=${pids[0]}
-read -r krate kcpu kreg < <(search "kamailio (digest MD5)" digest "$kport")
+search "pcscf (AKAv1-MD5)" aka pcscf
+read -r prate pcpu preg <<< "$SEARCH"
+search "kamailio (digest MD5)" digest kamailio
+read -r krate kcpu kreg <<< "$SEARCH"
 stop_registrar
 
 # CPU per registration at one rate, fresh registrars, alternating.
@@ -286,13 +301,8 @@ if [ "$fixed" -gt 0 ]; then
   # registrar's us per registration), or fails. Not in $(...): the start_*
   # functions must add their pids to this shell's list.
   fixed_run() {
-    local port out
-    case "$1" in
-      pcscf) start_pcscf || exit 2; port=$pport ;;
-      *) start_kamailio || exit 2; port=$kport ;;
-    esac
-    regpg=${pids[0]}
-    out=$(attempt "$2" "$port" "$fixed" "$secs")
+    local out
+    fresh_attempt "$1" "$2" "$fixed" "$secs"; out=$ATTEMPT
     echo "  fixed rate, run $3: $1 $fixed/s for ${secs}s: $out" >&2
     stop_registrar
     case "$out" in ok*|*"; ok "*) read -r S_CPU R_CPU <<< "${out##*ok }" ;; *) return 1 ;; esac
