@@ -283,6 +283,14 @@ pub fn reason_phrase(status: u16) -> &'static str {
 mod tests {
     use super::*;
 
+    /// A message can be shared between threads (the rows' memos do not
+    /// take that away).
+    #[test]
+    fn messages_stay_send_and_sync() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Message<'static>>();
+    }
+
     /// The rows a UAS read are copied into its response without being
     /// parsed again, the others are checked as before: a malformed From
     /// fails the build whether or not it was read (a failed read notes

@@ -74,9 +74,23 @@ pub struct Header<'a> {
 }
 
 /// A memo beside a value, not part of it: rows compare equal whatever
-/// their memos.
-#[derive(Clone, Debug, Default)]
-struct Checked(std::cell::Cell<bool>);
+/// their memos. Atomic, so that a message stays `Sync` (a `Cell` would
+/// not); the memo records a fact about an unchanging value, so relaxed
+/// ordering suffices.
+#[derive(Debug, Default)]
+struct Checked(std::sync::atomic::AtomicBool);
+
+impl Clone for Checked {
+    fn clone(&self) -> Checked {
+        Checked(std::sync::atomic::AtomicBool::new(self.get()))
+    }
+}
+
+impl Checked {
+    fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
 
 impl PartialEq for Checked {
     fn eq(&self, _: &Checked) -> bool {
@@ -121,13 +135,15 @@ impl<'a> Header<'a> {
 
     /// Whether the value is known to match its header's grammar.
     pub(crate) fn is_checked(&self) -> bool {
-        self.checked.0.get()
+        self.checked.get()
     }
 
     /// Notes that the value matches its header's grammar, as
     /// [`check_value`] parses it.
     pub(crate) fn mark_checked(&self) {
-        self.checked.0.set(true);
+        self.checked
+            .0
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
