@@ -580,6 +580,11 @@ fn run(cli: &Cli, cfg: &UaConfig) -> Result<(), Failure> {
         (_, given) => given.clone().unwrap_or_default(),
     };
     let protocol = cfg.transport.unwrap_or_default();
+    // The first AKA (MILENAGE runs AES) and the first SA's crypto pay the
+    // CPU feature detection of their back ends: paid here in every mode,
+    // not inside the registration (only --ipsec udp's transport did it,
+    // so --ipsec none paid it between its 401 and its second REGISTER).
+    opensec::warm_up();
     let mut transport = Transport::bind(
         ipsec,
         cfg.local.unwrap_or(DEFAULT_LOCAL),
