@@ -1011,6 +1011,28 @@ impl Ladder {
     /// (`[ESP spi 0x...]`), `TCP`, `(retransmission)`. Held event lines
     /// ([`Ladder::hold`]) come first.
     pub fn message_on_wire(&self, dir: Dir, peer: SocketAddr, bytes: &[u8], hop: Hop) {
+        self.line(dir, peer, bytes, hop, || {
+            Message::parse(bytes).ok().map(|m| summary(&m))
+        });
+    }
+
+    /// [`Ladder::message_on_wire`] for a received message the caller has
+    /// parsed already (`None`: it is not SIP) for the role that reads it
+    /// next: one parse of each message received, not two.
+    pub fn received(&self, peer: SocketAddr, bytes: &[u8], parsed: Option<&Message<'_>>, hop: Hop) {
+        self.line(Dir::In, peer, bytes, hop, || parsed.map(summary));
+    }
+
+    /// The line of a message; `what` gives its summary when it is printed
+    /// (`None`: not SIP).
+    fn line(
+        &self,
+        dir: Dir,
+        peer: SocketAddr,
+        bytes: &[u8],
+        hop: Hop,
+        what: impl FnOnce() -> Option<String>,
+    ) {
         self.release();
         let Hop {
             sigcomp,
@@ -1021,10 +1043,7 @@ impl Ladder {
         if self.quiet && !self.verbose {
             return;
         }
-        let what = match Message::parse(bytes) {
-            Ok(m) => summary(&m),
-            Err(_) => "(not SIP)".to_owned(),
-        };
+        let what = what().unwrap_or_else(|| "(not SIP)".to_owned());
         let arrow = match dir {
             Dir::In => "<-",
             Dir::Out => "->",

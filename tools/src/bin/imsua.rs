@@ -23,7 +23,7 @@ use gm::txn::{Reliability, Timers, Transactions, TxnId};
 use tools::ims::command::UaCommand;
 use tools::ims::comp::{Incoming, SipComp};
 use tools::ims::config::{Offer, UaConfig};
-use tools::ims::{Dir, Hop, Ipsec, Ladder, OsRandom, Recv, Stop, Transport, json_line};
+use tools::ims::{Hop, Ipsec, Ladder, OsRandom, Recv, Stop, Transport, json_line};
 use tools::json::Json;
 
 const AFTER_HELP: &str = "\
@@ -1058,21 +1058,9 @@ impl Client {
                 Some(Recv::Message(d)) => {
                     let wire = buf.get(d.range.clone()).unwrap_or_default();
                     let over_sas = d.protected_port.is_some();
-                    let bytes = match self.comp.decode(wire, d.from, over_sas) {
+                    let (bytes, sigcomp) = match self.comp.decode(wire, d.from, over_sas) {
                         Incoming::Sip { bytes, compressed } => {
-                            let sigcomp = compressed.then_some(wire.len());
-                            self.ladder.message_on_wire(
-                                Dir::In,
-                                d.from,
-                                &bytes,
-                                Hop {
-                                    sigcomp,
-                                    spi: d.spi,
-                                    tcp: d.stream,
-                                    ..Hop::default()
-                                },
-                            );
-                            bytes
+                            (bytes, compressed.then_some(wire.len()))
                         }
                         Incoming::Nothing(what) => {
                             if self.ladder.verbose {
@@ -1098,7 +1086,16 @@ impl Client {
                         Flow::protected(Side::Ue, port, d.from.port())
                     });
                     let reliability = d.reliability();
-                    self.on_datagram(&bytes, d.from, flow, reliability)?;
+                    let parsed = Message::parse(&bytes);
+                    let hop = Hop {
+                        sigcomp,
+                        spi: d.spi,
+                        tcp: d.stream,
+                        ..Hop::default()
+                    };
+                    self.ladder
+                        .received(d.from, &bytes, parsed.as_ref().ok(), hop);
+                    self.on_datagram(parsed, d.from, flow, reliability)?;
                 }
                 Some(Recv::Dropped { from, port, reason }) if self.ladder.verbose => {
                     eprintln!("imsua: dropped a datagram from {from} on port {port}: {reason}");
@@ -1334,14 +1331,15 @@ impl Client {
         event(&mut j);
     }
 
+    /// A received message (parsed, or why not) for the UA role.
     fn on_datagram(
         &mut self,
-        bytes: &[u8],
+        parsed: Result<Message<'_>, gm::sip::Error>,
         from: SocketAddr,
         flow: Flow,
         reliability: Reliability,
     ) -> Result<(), Failure> {
-        let mut m = match Message::parse(bytes) {
+        let mut m = match parsed {
             Ok(m) => m,
             Err(e) => {
                 self.comp.unreadable();

@@ -21,7 +21,7 @@ use gm::sip::Message;
 use gm::sms::service::{CentreEvent, SmsCentre};
 use gm::txn::{Reliability, Timers, Transactions};
 use tools::ims::comp::{Incoming, SipComp};
-use tools::ims::{Dir, Hop, Ipsec, Ladder, OsRandom, Recv, Stop, Transport, json_line};
+use tools::ims::{Hop, Ipsec, Ladder, OsRandom, Recv, Stop, Transport, json_line};
 use tools::json::Json;
 
 const AFTER_HELP: &str = "\
@@ -418,12 +418,13 @@ fn run(cli: &Cli) -> Result<()> {
                             tcp: d.stream,
                             ..Hop::default()
                         };
-                        p.ladder.message_on_wire(Dir::In, d.from, &bytes, hop);
+                        let parsed = Message::parse(&bytes);
+                        p.ladder.received(d.from, &bytes, parsed.as_ref().ok(), hop);
                         let flow = d.protected_port.map_or(Flow::Unprotected, |port| {
                             Flow::protected(Side::Network, port, d.from.port())
                         });
                         let reliability = d.reliability();
-                        p.on_datagram(&bytes, d.from, flow, reliability);
+                        p.on_datagram(parsed, d.from, flow, reliability);
                     }
                     Incoming::Nothing(what) => {
                         if p.ladder.verbose {
@@ -542,14 +543,15 @@ impl Pcscf {
         self.start.elapsed()
     }
 
+    /// A received message (parsed, or why not) for the P-CSCF role.
     fn on_datagram(
         &mut self,
-        bytes: &[u8],
+        parsed: Result<Message<'_>, gm::sip::Error>,
         from: SocketAddr,
         flow: Flow,
         reliability: Reliability,
     ) {
-        let mut m = match Message::parse(bytes) {
+        let mut m = match parsed {
             Ok(m) => m,
             Err(e) => {
                 self.comp.unreadable();
