@@ -1636,6 +1636,16 @@ impl Compressor {
     fn rank_states(&mut self, msg: &[u8]) {
         self.ranked.clear();
         self.msg_grams.clear();
+        // Nothing to rank (a compartment's first messages): no grams of the
+        // message either, and nothing covers it.
+        if self.peer_shared.is_none()
+            && !(0..self.states.len())
+                .any(|i| self.is_safe(i) && self.states.get(i).is_some_and(|t| !t.value.is_empty()))
+        {
+            self.strong = 0;
+            self.well_covered = msg.is_empty();
+            return;
+        }
         self.msg_grams
             .extend(msg.windows(8).step_by(GRAM_STRIDE).map(|w| gram(w) as u16));
         let words = self.msg_grams.len().div_ceil(64);
