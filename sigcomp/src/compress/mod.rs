@@ -897,6 +897,12 @@ impl Compressor {
         x.acked && self.fits_above(x, x.min_priority)
     }
 
+    /// Whether tracked state `i` is a history candidate for
+    /// [`Compressor::rank_states`]: safe, and not empty.
+    fn rankable(&self, i: usize) -> bool {
+        self.is_safe(i) && self.states.get(i).is_some_and(|t| !t.value.is_empty())
+    }
+
     fn fits_above(&self, x: &Tracked, p: u16) -> bool {
         self.load(x, p) <= self.sms()
     }
@@ -1638,10 +1644,7 @@ impl Compressor {
         self.msg_grams.clear();
         // Nothing to rank (a compartment's first messages): no grams of the
         // message either, and nothing covers it.
-        if self.peer_shared.is_none()
-            && !(0..self.states.len())
-                .any(|i| self.is_safe(i) && self.states.get(i).is_some_and(|t| !t.value.is_empty()))
-        {
+        if self.peer_shared.is_none() && !(0..self.states.len()).any(|i| self.rankable(i)) {
             self.strong = 0;
             self.well_covered = msg.is_empty();
             return;
@@ -1651,7 +1654,7 @@ impl Compressor {
         let words = self.msg_grams.len().div_ceil(64);
         let mut cover: Vec<(usize, Vec<u64>)> = Vec::new();
         let candidates = (0..self.states.len())
-            .filter(|&i| self.is_safe(i) && self.states.get(i).is_some_and(|t| !t.value.is_empty()))
+            .filter(|&i| self.rankable(i))
             .chain(self.peer_shared.as_ref().map(|_| SHARED_INDEX));
         for i in candidates {
             let Some(t) = self.tracked(i) else {
